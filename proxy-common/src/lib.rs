@@ -1,0 +1,139 @@
+//! Keys and values of skiff's BPF maps, shared by the eBPF programs and the
+//! agent. Every type is `#[repr(C)]` with explicit padding fields, so the byte
+//! layout is the same on both sides and no uninitialised padding reaches a map
+//! key (the kernel hashes keys byte by byte).
+//!
+//! The layout of a pinned map is an ABI between agent versions: an agent that
+//! restarts reuses the maps the previous one pinned. Fields that a later
+//! feature needs are therefore reserved now rather than added later.
+#![no_std]
+
+/// IP protocol numbers the datapath balances.
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// Map names. They are also the file names of the pins under the agent's
+/// bpffs directory (`/sys/fs/bpf/skiff/<node>/<name>`), so they must stay
+/// within the kernel's 15-character object name limit.
+pub mod map_names {
+    pub const SERVICES: &str = "skiff_services";
+    pub const BACKEND_SLOTS: &str = "skiff_slots";
+    pub const BACKENDS: &str = "skiff_backends";
+    pub const SOCK_REV_NAT: &str = "skiff_sock_rnat";
+    pub const CONFIG: &str = "skiff_config";
+}
+
+/// Map capacities, sized for 100 000 services with up to 10 endpoints each
+/// (the benchmark's largest sweep). The large hash maps are created with
+/// `BPF_F_NO_PREALLOC`, so an idle node does not pay for that headroom.
+pub mod capacity {
+    pub const SERVICES: u32 = 262_144;
+    pub const BACKENDS: u32 = 262_144;
+    pub const BACKEND_SLOTS: u32 = 2_097_152;
+    /// One entry per socket connected or sending through a service; LRU, so
+    /// the oldest sockets' entries are recycled first.
+    pub const SOCK_REV_NAT: u32 = 131_072;
+}
+
+/// A service frontend: a ClusterIP and one of its ports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// IPv4 address, network byte order (as in `bpf_sock_addr.user_ip4`).
+    pub address: u32,
+    /// Port, network byte order (as in `bpf_sock_addr.user_port`).
+    pub port: u16,
+    /// `PROTO_TCP` or `PROTO_UDP`.
+    pub protocol: u8,
+    pub pad: u8,
+}
+
+/// What the datapath knows about one frontend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceValue {
+    /// Frontend id: the first half of every `BackendSlotKey` of this frontend.
+    pub id: u32,
+    /// Slots `0..backend_count` hold backend ids. Zero means the service
+    /// exists but has no endpoints: connects are refused at once.
+    pub backend_count: u32,
+    /// Reserved for traffic policies and affinity (issue #3); zero today.
+    pub flags: u32,
+    /// Reserved for sessionAffinity ClientIP timeout in seconds (issue #3).
+    pub affinity_timeout: u32,
+}
+
+/// One slot of a frontend's backend list.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendSlotKey {
+    pub service_id: u32,
+    pub slot: u32,
+}
+
+/// The value of a backend slot: a backend id, key of the backends map.
+pub type BackendId = u32;
+
+/// A backend: an endpoint address and target port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Backend {
+    /// IPv4 address, network byte order.
+    pub address: u32,
+    /// Port, network byte order.
+    pub port: u16,
+    pub protocol: u8,
+    pub pad: u8,
+}
+
+/// Reverse translation for one socket: the socket that was sent to `address`
+/// and `port` (a backend) on behalf of a service. Keyed by socket cookie so
+/// that a direct connection to the same backend is never rewritten, and two
+/// services sharing a backend stay apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SockRevNatKey {
+    pub cookie: u64,
+    /// Backend IPv4 address, network byte order.
+    pub address: u32,
+    /// Backend port, network byte order.
+    pub port: u16,
+    pub pad: u16,
+}
+
+/// The frontend a socket's backend traffic is shown as.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SockRevNatValue {
+    /// Service IPv4 address, network byte order.
+    pub address: u32,
+    /// Service port, network byte order.
+    pub port: u16,
+    pub pad: u16,
+}
+
+/// Node-wide settings the agent gives the programs: the only entry of the
+/// config array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatapathConfig {
+    /// The service CIDR, network byte order. A connect into it that matches
+    /// no frontend is refused at once instead of leaving the node.
+    pub service_cidr_address: u32,
+    /// Its netmask, network byte order; zero disables the check.
+    pub service_cidr_mask: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all of these are `#[repr(C)]`, made only of integers, with no
+    // implicit padding (each has explicit `pad` fields where needed).
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for BackendSlotKey {}
+    unsafe impl aya::Pod for Backend {}
+    unsafe impl aya::Pod for SockRevNatKey {}
+    unsafe impl aya::Pod for SockRevNatValue {}
+    unsafe impl aya::Pod for DatapathConfig {}
+}

@@ -1,0 +1,30 @@
+//! The maps of the datapath. All are pinned by name; the agent gives the
+//! loader its pin directory, so a restarted agent reuses them.
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap},
+};
+use proxy_common::{
+    Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue, capacity,
+};
+
+#[map(name = "skiff_services")]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
+    HashMap::pinned(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+#[map(name = "skiff_slots")]
+pub static BACKEND_SLOTS: HashMap<BackendSlotKey, BackendId> =
+    HashMap::pinned(capacity::BACKEND_SLOTS, BPF_F_NO_PREALLOC);
+
+#[map(name = "skiff_backends")]
+pub static BACKENDS: HashMap<BackendId, Backend> =
+    HashMap::pinned(capacity::BACKENDS, BPF_F_NO_PREALLOC);
+
+#[map(name = "skiff_sock_rnat")]
+pub static SOCK_REV_NAT: LruHashMap<SockRevNatKey, SockRevNatValue> =
+    LruHashMap::pinned(capacity::SOCK_REV_NAT, 0);
+
+#[map(name = "skiff_config")]
+pub static CONFIG: Array<DatapathConfig> = Array::pinned(1, 0);

@@ -1,0 +1,189 @@
+//! Connect-time load balancing for IPv4 TCP and UDP.
+//!
+//! `connect4` and `sendmsg4` turn a frontend address into a backend address
+//! and remember, per socket cookie, which frontend that backend stands for;
+//! `recvmsg4` and `getpeername4` turn the backend back into the frontend, so
+//! the application only ever sees the ClusterIP. Addresses the services map
+//! does not know (pod IPs, anything else) pass untouched.
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval},
+    macros::cgroup_sock_addr,
+    programs::SockAddrContext,
+};
+use proxy_common::{
+    BackendSlotKey, PROTO_TCP, PROTO_UDP, ServiceKey, SockRevNatKey, SockRevNatValue,
+};
+
+use crate::maps::{BACKEND_SLOTS, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT};
+
+/// sock_addr programs return 1 to let the call proceed, 0 to fail it.
+const PROCEED: i32 = 1;
+const FAIL: i32 = 0;
+const ECONNREFUSED: i32 = 111;
+
+#[cgroup_sock_addr(connect4)]
+pub fn skiff_connect4(ctx: SockAddrContext) -> i32 {
+    to_backend(&ctx)
+}
+
+/// Unconnected UDP sends (connected ones went through connect4).
+#[cgroup_sock_addr(sendmsg4)]
+pub fn skiff_sendmsg4(ctx: SockAddrContext) -> i32 {
+    to_backend(&ctx)
+}
+
+/// The source address a UDP reply is reported with.
+#[cgroup_sock_addr(recvmsg4)]
+pub fn skiff_recvmsg4(ctx: SockAddrContext) -> i32 {
+    to_frontend(&ctx);
+    PROCEED
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn skiff_getpeername4(ctx: SockAddrContext) -> i32 {
+    to_frontend(&ctx);
+    PROCEED
+}
+
+#[inline(always)]
+fn balanced_protocol(protocol: u32) -> Option<u8> {
+    match protocol as u8 {
+        PROTO_TCP => Some(PROTO_TCP),
+        PROTO_UDP => Some(PROTO_UDP),
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn in_service_cidr(address: u32) -> bool {
+    match CONFIG.get(0) {
+        Some(config) => {
+            config.service_cidr_mask != 0
+                && address & config.service_cidr_mask == config.service_cidr_address
+        }
+        None => false,
+    }
+}
+
+/// Fails the call with ECONNREFUSED: the service has nothing to send to, or
+/// does not exist, and the client must learn that at once, not after a
+/// timeout.
+#[inline(always)]
+fn refuse() -> i32 {
+    // SAFETY: a helper call with a plain integer argument.
+    unsafe { bpf_set_retval(-ECONNREFUSED) };
+    FAIL
+}
+
+#[inline(always)]
+fn to_backend(ctx: &SockAddrContext) -> i32 {
+    let sa = ctx.sock_addr;
+    // SAFETY: the kernel hands every sock_addr program a valid context;
+    // these fields are readable (4 bytes) for connect4 and sendmsg4.
+    let (address, port, protocol) = unsafe { ((*sa).user_ip4, (*sa).user_port, (*sa).protocol) };
+    let Some(protocol) = balanced_protocol(protocol) else {
+        return PROCEED;
+    };
+    // user_port holds the port in network byte order in its low 16 bits.
+    let port = port as u16;
+    let key = ServiceKey {
+        address,
+        port,
+        protocol,
+        pad: 0,
+    };
+    // SAFETY: the entry is only read, and copied out at once.
+    let Some(service) = (unsafe { SERVICES.get(&key) }).copied() else {
+        // A ClusterIP (or port) that no service has: fail now, as
+        // kube-proxy's nftables mode does, rather than let the connect hang
+        // on an address nothing answers.
+        return if in_service_cidr(address) {
+            refuse()
+        } else {
+            PROCEED
+        };
+    };
+    if service.backend_count == 0 {
+        return refuse();
+    }
+    // SAFETY: a helper call without arguments.
+    let slot = unsafe { bpf_get_prandom_u32() } % service.backend_count;
+    let slot_key = BackendSlotKey {
+        service_id: service.id,
+        slot,
+    };
+    // The agent writes slots and backends before it raises a frontend's
+    // count, so a miss here is a bug; refusing is still better than letting
+    // the connect go to an address no one answers.
+    // SAFETY: as above, read and copied.
+    let Some(backend_id) = (unsafe { BACKEND_SLOTS.get(&slot_key) }).copied() else {
+        return refuse();
+    };
+    // SAFETY: as above, read and copied.
+    let Some(backend) = (unsafe { BACKENDS.get(backend_id) }).copied() else {
+        return refuse();
+    };
+
+    // SAFETY: the context is a socket-bearing sock_addr context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let reverse_key = SockRevNatKey {
+        cookie,
+        address: backend.address,
+        port: backend.port,
+        pad: 0,
+    };
+    let frontend = SockRevNatValue {
+        address,
+        port,
+        pad: 0,
+    };
+    // An LRU insert only fails on memory pressure; the connect still works,
+    // the application would just see the backend's address.
+    let _ = SOCK_REV_NAT.insert(&reverse_key, &frontend, 0);
+
+    // SAFETY: user_ip4 and user_port are writable (4 bytes) here.
+    unsafe {
+        (*sa).user_ip4 = backend.address;
+        (*sa).user_port = u32::from(backend.port);
+    }
+    PROCEED
+}
+
+#[inline(always)]
+fn to_frontend(ctx: &SockAddrContext) {
+    let sa = ctx.sock_addr;
+    // SAFETY: readable for recvmsg4 and getpeername4.
+    let (address, port, protocol) = unsafe { ((*sa).user_ip4, (*sa).user_port, (*sa).protocol) };
+    let Some(protocol) = balanced_protocol(protocol) else {
+        return;
+    };
+    // SAFETY: the context is a socket-bearing sock_addr context.
+    let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
+    let key = SockRevNatKey {
+        cookie,
+        address,
+        port: port as u16,
+        pad: 0,
+    };
+    // SAFETY: read and copied.
+    let Some(frontend) = (unsafe { SOCK_REV_NAT.get(&key) }).copied() else {
+        return;
+    };
+    // Once the service is gone its backends speak for themselves again.
+    let service_key = ServiceKey {
+        address: frontend.address,
+        port: frontend.port,
+        protocol,
+        pad: 0,
+    };
+    // SAFETY: only checked for presence.
+    if unsafe { SERVICES.get(&service_key) }.is_none() {
+        return;
+    }
+    // SAFETY: user_ip4 and user_port are writable (4 bytes) here.
+    unsafe {
+        (*sa).user_ip4 = frontend.address;
+        (*sa).user_port = u32::from(frontend.port);
+    }
+}

@@ -1,0 +1,650 @@
+//! Translation of one Service and its EndpointSlices into the frontends the
+//! datapath serves, with the rules kube-proxy applies. Pure: no I/O, no state.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use tracing::{debug, warn};
+
+/// The label by which an EndpointSlice names the Service it belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Identity of a Service: its namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ServiceRef {
+    /// The reference of a Service object, from its metadata.
+    pub fn of(service: &Service) -> Self {
+        Self {
+            namespace: service.metadata.namespace.clone().unwrap_or_default(),
+            name: service.metadata.name.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The Service an EndpointSlice belongs to: the one its
+    /// `kubernetes.io/service-name` label names, in the slice's namespace.
+    /// `None` for a slice without that label (not managed for a Service).
+    pub fn owning(slice: &EndpointSlice) -> Option<Self> {
+        let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+        Some(Self {
+            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
+            name: name.clone(),
+        })
+    }
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Transport protocols the datapath balances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    /// Reads a Kubernetes `protocol` field, where absent means TCP. `None`
+    /// for SCTP and anything else the datapath does not balance.
+    fn from_field(field: Option<&str>) -> Option<Self> {
+        match field.unwrap_or("TCP") {
+            "TCP" => Some(Self::Tcp),
+            "UDP" => Some(Self::Udp),
+            _ => None,
+        }
+    }
+
+    /// The IP protocol number, as the datapath's map keys carry it.
+    pub fn ip_protocol(self) -> u8 {
+        match self {
+            Self::Tcp => proxy_common::PROTO_TCP,
+            Self::Udp => proxy_common::PROTO_UDP,
+        }
+    }
+}
+
+/// One address, port and protocol on which a Service is reached.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frontend {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The Service port's name, "" when unnamed.
+    pub port_name: String,
+}
+
+/// An endpoint address with the port the Service port targets on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendAddr {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// A frontend and the backends it balances over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredFrontend {
+    pub frontend: Frontend,
+    /// Sorted and deduplicated. Empty when the Service has no ready
+    /// endpoint: the frontend still exists so that connects to it are
+    /// refused at once instead of leaving the node to route the ClusterIP.
+    pub backends: Vec<BackendAddr>,
+}
+
+/// The frontends of `service`, with backends from `slices` (the
+/// EndpointSlices labelled for it). Frontends come ordered by address, port
+/// and protocol. Parts the datapath cannot serve (SCTP, IPv6, malformed
+/// fields) are skipped with a log line; the rest of the Service still works.
+pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<DesiredFrontend> {
+    let svc = ServiceRef::of(service);
+    let Some(spec) = &service.spec else {
+        return Vec::new();
+    };
+    // An ExternalName Service is a DNS alias; it has no address to balance.
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Vec::new();
+    }
+    let ips = cluster_ips(&svc, spec);
+    if ips.is_empty() {
+        return Vec::new();
+    }
+
+    let mut desired = Vec::new();
+    for service_port in spec.ports.iter().flatten() {
+        let port_name = service_port.name.as_deref().unwrap_or("");
+        let Some(protocol) = Protocol::from_field(service_port.protocol.as_deref()) else {
+            warn!(
+                service = %svc,
+                port = service_port.port,
+                protocol = service_port.protocol.as_deref(),
+                "skipping service port with a protocol the datapath does not balance"
+            );
+            continue;
+        };
+        let Some(port) = port_number(service_port.port) else {
+            warn!(service = %svc, port = service_port.port, "skipping service port out of range");
+            continue;
+        };
+        let backends = backends(&svc, port_name, protocol, slices);
+        for &ip in &ips {
+            desired.push(DesiredFrontend {
+                frontend: Frontend {
+                    ip,
+                    port,
+                    protocol,
+                    port_name: port_name.to_owned(),
+                },
+                backends: backends.clone(),
+            });
+        }
+    }
+
+    desired.sort_by(|a, b| a.frontend.cmp(&b.frontend));
+    // The datapath keys frontends by address, port and protocol. API
+    // validation forbids two ports sharing a port and protocol, but this
+    // agent reads etcd directly, so keep the first (by name) rather than
+    // programming one key twice.
+    desired.dedup_by(|later, kept| {
+        let duplicate = later.frontend.ip == kept.frontend.ip
+            && later.frontend.port == kept.frontend.port
+            && later.frontend.protocol == kept.frontend.protocol;
+        if duplicate {
+            warn!(
+                service = %svc,
+                port = later.frontend.port,
+                port_name = %later.frontend.port_name,
+                kept = %kept.frontend.port_name,
+                "skipping service port that repeats another port's number and protocol"
+            );
+        }
+        duplicate
+    });
+    desired
+}
+
+/// The Service's IPv4 cluster addresses, primary first. `clusterIPs` lists
+/// every family's address; older objects may only have `clusterIP`.
+fn cluster_ips(svc: &ServiceRef, spec: &ServiceSpec) -> Vec<Ipv4Addr> {
+    let listed: Vec<&str> = match &spec.cluster_ips {
+        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
+        _ => spec.cluster_ip.as_deref().into_iter().collect(),
+    };
+    let mut ips = Vec::new();
+    for raw in listed {
+        // "None" marks a headless Service (DNS only); "" one not allocated yet.
+        if raw.is_empty() || raw == "None" {
+            continue;
+        }
+        match raw.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
+            Ok(IpAddr::V4(_)) => {}
+            Ok(IpAddr::V6(_)) => {
+                debug!(service = %svc, cluster_ip = raw, "skipping IPv6 cluster IP");
+            }
+            Err(_) => warn!(service = %svc, cluster_ip = raw, "skipping unparsable cluster IP"),
+        }
+    }
+    ips
+}
+
+/// The backends of one Service port: every ready IPv4 endpoint of the
+/// slices, at the port the slice publishes under the same port name.
+fn backends(
+    svc: &ServiceRef,
+    port_name: &str,
+    protocol: Protocol,
+    slices: &[&EndpointSlice],
+) -> Vec<BackendAddr> {
+    let mut backends = Vec::new();
+    for slice in slices {
+        if slice.address_type != "IPv4" {
+            debug!(
+                service = %svc,
+                slice = slice.metadata.name.as_deref(),
+                address_type = %slice.address_type,
+                "skipping non-IPv4 EndpointSlice"
+            );
+            continue;
+        }
+        // The EndpointSlice controller names each slice port after the
+        // Service port it resolves (both unnamed for a single-port Service).
+        let Some(slice_port) = slice.ports.iter().flatten().find(|p| {
+            p.name.as_deref().unwrap_or("") == port_name
+                && Protocol::from_field(p.protocol.as_deref()) == Some(protocol)
+        }) else {
+            continue;
+        };
+        // No number: the target port could not be resolved (e.g. a named
+        // targetPort no pod declares), so nothing can be reached through it.
+        let Some(port) = slice_port.port.and_then(port_number) else {
+            continue;
+        };
+        for endpoint in slice.endpoints.iter().flatten() {
+            // A nil `ready` means ready (API contract). Not-ready endpoints are
+            // excluded outright; falling back to serving-and-terminating ones
+            // when none is ready is issue #3.
+            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
+            if ready == Some(false) {
+                continue;
+            }
+            for address in &endpoint.addresses {
+                match address.parse::<Ipv4Addr>() {
+                    Ok(ip) => backends.push(BackendAddr { ip, port }),
+                    Err(_) => warn!(
+                        service = %svc,
+                        slice = slice.metadata.name.as_deref(),
+                        address = %address,
+                        "skipping unparsable endpoint address"
+                    ),
+                }
+            }
+        }
+    }
+    backends.sort_unstable();
+    backends.dedup();
+    backends
+}
+
+/// A port number from the API's `int32`, if it is a usable port.
+fn port_number(port: i32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|&p| p != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn service(spec: Value) -> Service {
+        serde_json::from_value(json!({
+            "metadata": { "namespace": "default", "name": "web" },
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn slice(name: &str, address_type: &str, ports: Value, endpoints: Value) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {
+                "namespace": "default",
+                "name": name,
+                "labels": { SERVICE_NAME_LABEL: "web" },
+            },
+            "addressType": address_type,
+            "ports": ports,
+            "endpoints": endpoints,
+        }))
+        .unwrap()
+    }
+
+    fn ready(addresses: &[&str]) -> Value {
+        json!({ "addresses": addresses, "conditions": { "ready": true } })
+    }
+
+    fn backend(ip: &str, port: u16) -> BackendAddr {
+        BackendAddr {
+            ip: ip.parse().unwrap(),
+            port,
+        }
+    }
+
+    fn frontend(ip: &str, port: u16, protocol: Protocol, port_name: &str) -> Frontend {
+        Frontend {
+            ip: ip.parse().unwrap(),
+            port,
+            protocol,
+            port_name: port_name.to_owned(),
+        }
+    }
+
+    fn unnamed_http() -> Value {
+        json!({ "clusterIP": "10.96.0.10", "ports": [{ "port": 80, "targetPort": 8080 }] })
+    }
+
+    fn unnamed_slice(name: &str, endpoints: Value) -> EndpointSlice {
+        slice(
+            name,
+            "IPv4",
+            json!([{ "port": 8080, "protocol": "TCP" }]),
+            endpoints,
+        )
+    }
+
+    #[test]
+    fn cluster_ip_service_merges_two_slices_sorted_and_deduplicated() {
+        let svc = service(unnamed_http());
+        let a = unnamed_slice(
+            "web-a",
+            json!([ready(&["10.244.2.5"]), ready(&["10.244.1.7"])]),
+        );
+        // The same endpoint in two slices (a moment during a slice split)
+        // must give one backend.
+        let b = unnamed_slice(
+            "web-b",
+            json!([ready(&["10.244.1.3"]), ready(&["10.244.2.5"])]),
+        );
+        let desired = desired_frontends(&svc, &[&a, &b]);
+        assert_eq!(
+            desired,
+            vec![DesiredFrontend {
+                frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
+                backends: vec![
+                    backend("10.244.1.3", 8080),
+                    backend("10.244.1.7", 8080),
+                    backend("10.244.2.5", 8080),
+                ],
+            }]
+        );
+    }
+
+    #[test]
+    fn named_ports_each_use_their_own_slice_port() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.20",
+            "ports": [
+                { "name": "https", "port": 443, "targetPort": "tls" },
+                { "name": "http", "port": 80, "targetPort": 8080 },
+            ],
+        }));
+        let s = slice(
+            "web-a",
+            "IPv4",
+            json!([{ "name": "http", "port": 8080 }, { "name": "https", "port": 8443 }]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(
+            desired,
+            vec![
+                DesiredFrontend {
+                    frontend: frontend("10.96.0.20", 80, Protocol::Tcp, "http"),
+                    backends: vec![backend("10.244.1.3", 8080)],
+                },
+                DesiredFrontend {
+                    frontend: frontend("10.96.0.20", 443, Protocol::Tcp, "https"),
+                    backends: vec![backend("10.244.1.3", 8443)],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unnamed_single_port_matches_unnamed_slice_port() {
+        let svc = service(unnamed_http());
+        // `name: ""` and an absent name are the same unnamed port.
+        let s = slice(
+            "web-a",
+            "IPv4",
+            json!([{ "name": "", "port": 9090 }]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(desired.len(), 1);
+        assert_eq!(desired[0].backends, vec![backend("10.244.1.3", 9090)]);
+    }
+
+    #[test]
+    fn not_ready_endpoint_is_excluded_and_absent_ready_included() {
+        let svc = service(unnamed_http());
+        let s = unnamed_slice(
+            "web-a",
+            json!([
+                { "addresses": ["10.244.1.1"], "conditions": { "ready": false, "serving": true, "terminating": true } },
+                { "addresses": ["10.244.1.2"], "conditions": {} },
+                { "addresses": ["10.244.1.3"] },
+                ready(&["10.244.1.4"]),
+            ]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(
+            desired[0].backends,
+            vec![
+                backend("10.244.1.2", 8080),
+                backend("10.244.1.3", 8080),
+                backend("10.244.1.4", 8080),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_address_of_an_endpoint_is_a_backend_and_bad_ones_are_skipped() {
+        let svc = service(unnamed_http());
+        let s = unnamed_slice(
+            "web-a",
+            json!([ready(&["10.244.1.9", "not-an-ip", "10.244.1.8"])]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(
+            desired[0].backends,
+            vec![backend("10.244.1.8", 8080), backend("10.244.1.9", 8080)]
+        );
+    }
+
+    #[test]
+    fn headless_and_external_name_have_no_frontends() {
+        let headless = service(json!({
+            "clusterIP": "None",
+            "clusterIPs": ["None"],
+            "ports": [{ "port": 80 }],
+        }));
+        let external = service(json!({
+            "type": "ExternalName",
+            "externalName": "example.invalid",
+            "ports": [{ "port": 80 }],
+        }));
+        let unallocated = service(json!({ "clusterIP": "", "ports": [{ "port": 80 }] }));
+        let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
+        for svc in [headless, external, unallocated] {
+            assert_eq!(desired_frontends(&svc, &[&s]), vec![]);
+        }
+    }
+
+    #[test]
+    fn service_without_spec_has_no_frontends() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": { "namespace": "default", "name": "web" },
+        }))
+        .unwrap();
+        assert_eq!(desired_frontends(&svc, &[]), vec![]);
+    }
+
+    #[test]
+    fn udp_port_matches_only_udp_slice_port() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.53",
+            "ports": [
+                { "name": "dns", "port": 53, "protocol": "UDP" },
+                { "name": "dns-tcp", "port": 53, "protocol": "TCP" },
+            ],
+        }));
+        let s = slice(
+            "dns-a",
+            "IPv4",
+            json!([
+                { "name": "dns", "port": 5353, "protocol": "UDP" },
+                { "name": "dns-tcp", "port": 5354, "protocol": "TCP" },
+            ]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(
+            desired,
+            vec![
+                DesiredFrontend {
+                    frontend: frontend("10.96.0.53", 53, Protocol::Tcp, "dns-tcp"),
+                    backends: vec![backend("10.244.1.3", 5354)],
+                },
+                DesiredFrontend {
+                    frontend: frontend("10.96.0.53", 53, Protocol::Udp, "dns"),
+                    backends: vec![backend("10.244.1.3", 5353)],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn slice_port_with_other_protocol_does_not_match() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.53",
+            "ports": [{ "name": "dns", "port": 53, "protocol": "UDP" }],
+        }));
+        let s = slice(
+            "dns-a",
+            "IPv4",
+            json!([{ "name": "dns", "port": 5353 }]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        let desired = desired_frontends(&svc, &[&s]);
+        assert_eq!(desired.len(), 1);
+        assert_eq!(desired[0].backends, vec![]);
+    }
+
+    #[test]
+    fn sctp_port_is_skipped_other_ports_kept() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.30",
+            "ports": [
+                { "name": "sig", "port": 3868, "protocol": "SCTP" },
+                { "name": "http", "port": 80 },
+            ],
+        }));
+        let desired = desired_frontends(&svc, &[]);
+        assert_eq!(desired.len(), 1);
+        assert_eq!(
+            desired[0].frontend,
+            frontend("10.96.0.30", 80, Protocol::Tcp, "http")
+        );
+    }
+
+    #[test]
+    fn ipv6_slice_and_cluster_ip_are_ignored() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.10",
+            "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
+            "ipFamilies": ["IPv4", "IPv6"],
+            "ports": [{ "port": 80 }],
+        }));
+        let v6 = slice(
+            "web-v6",
+            "IPv6",
+            json!([{ "port": 8080 }]),
+            json!([ready(&["fd00:10:244::3"])]),
+        );
+        let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
+        let desired = desired_frontends(&svc, &[&v6, &v4]);
+        assert_eq!(
+            desired,
+            vec![DesiredFrontend {
+                frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
+                backends: vec![backend("10.244.1.3", 8080)],
+            }]
+        );
+    }
+
+    #[test]
+    fn every_ipv4_cluster_ip_gets_every_port() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.11",
+            "clusterIPs": ["10.96.0.11", "10.96.0.12"],
+            "ports": [{ "port": 80 }],
+        }));
+        let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
+        let ips: Vec<_> = desired_frontends(&svc, &[&s])
+            .into_iter()
+            .map(|d| (d.frontend.ip, d.backends.len()))
+            .collect();
+        assert_eq!(
+            ips,
+            vec![
+                ("10.96.0.11".parse().unwrap(), 1),
+                ("10.96.0.12".parse().unwrap(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn cluster_ip_alone_is_used_when_cluster_ips_is_absent() {
+        let desired = desired_frontends(&service(unnamed_http()), &[]);
+        assert_eq!(desired[0].frontend.ip, Ipv4Addr::new(10, 96, 0, 10));
+    }
+
+    #[test]
+    fn port_name_mismatch_leaves_frontend_with_no_backends() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.10",
+            "ports": [{ "name": "http", "port": 80 }],
+        }));
+        let s = slice(
+            "web-a",
+            "IPv4",
+            json!([{ "name": "metrics", "port": 9100 }]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        assert_eq!(
+            desired_frontends(&svc, &[&s]),
+            vec![DesiredFrontend {
+                frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
+                backends: vec![],
+            }]
+        );
+    }
+
+    #[test]
+    fn service_without_slices_has_frontend_with_no_backends() {
+        let desired = desired_frontends(&service(unnamed_http()), &[]);
+        assert_eq!(desired.len(), 1);
+        assert!(desired[0].backends.is_empty());
+    }
+
+    #[test]
+    fn slice_port_without_number_gives_no_backends() {
+        let svc = service(unnamed_http());
+        let s = slice(
+            "web-a",
+            "IPv4",
+            json!([{ "protocol": "TCP" }]),
+            json!([ready(&["10.244.1.3"])]),
+        );
+        assert!(desired_frontends(&svc, &[&s])[0].backends.is_empty());
+    }
+
+    #[test]
+    fn repeated_port_and_protocol_is_programmed_once() {
+        let svc = service(json!({
+            "clusterIP": "10.96.0.10",
+            "ports": [{ "name": "b", "port": 80 }, { "name": "a", "port": 80 }],
+        }));
+        let desired = desired_frontends(&svc, &[]);
+        assert_eq!(desired.len(), 1);
+        assert_eq!(desired[0].frontend.port_name, "a");
+    }
+
+    #[test]
+    fn service_ref_display_and_slice_owner() {
+        let s = unnamed_slice("web-a", json!([]));
+        let owner = ServiceRef::owning(&s).unwrap();
+        assert_eq!(owner.to_string(), "default/web");
+        assert_eq!(owner, ServiceRef::of(&service(unnamed_http())));
+        let unlabelled: EndpointSlice = serde_json::from_value(json!({
+            "metadata": { "namespace": "default", "name": "manual" },
+            "addressType": "IPv4",
+            "endpoints": [],
+        }))
+        .unwrap();
+        assert_eq!(ServiceRef::owning(&unlabelled), None);
+    }
+
+    #[test]
+    fn protocol_numbers_match_the_datapath() {
+        assert_eq!(Protocol::Tcp.ip_protocol(), 6);
+        assert_eq!(Protocol::Udp.ip_protocol(), 17);
+    }
+}

@@ -1,0 +1,248 @@
+//! Loads the embedded eBPF object with its maps pinned under the node's
+//! bpffs directory and attaches the socket programs to the node's cgroup,
+//! reusing whatever a previous agent pinned there.
+use std::{
+    ffi::CString,
+    fs::{self, File},
+    io,
+    os::{fd::AsFd, unix::ffi::OsStrExt},
+    path::Path,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapInfo},
+    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+};
+use proxy_common::{
+    Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue, capacity, map_names,
+};
+use tracing::info;
+
+use super::{DatapathError, link_ops};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
+
+/// The programs, by the function names the object exports.
+const PROGRAMS: [&str; 4] = [
+    "skiff_connect4",
+    "skiff_sendmsg4",
+    "skiff_recvmsg4",
+    "skiff_getpeername4",
+];
+
+/// Maps live in a directory named after their layout version. A layout
+/// change gets a new directory, so a new agent never reinterprets an old
+/// agent's bytes.
+const MAPS_DIR: &str = "maps-v1";
+const LINKS_DIR: &str = "links";
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
+
+/// What one pinned map must look like for this agent to reuse it.
+struct Layout {
+    name: &'static str,
+    key_size: usize,
+    value_size: usize,
+    max_entries: u32,
+}
+
+const LAYOUTS: [Layout; 5] = [
+    Layout {
+        name: map_names::SERVICES,
+        key_size: size_of::<ServiceKey>(),
+        value_size: size_of::<ServiceValue>(),
+        max_entries: capacity::SERVICES,
+    },
+    Layout {
+        name: map_names::BACKEND_SLOTS,
+        key_size: size_of::<BackendSlotKey>(),
+        value_size: size_of::<BackendId>(),
+        max_entries: capacity::BACKEND_SLOTS,
+    },
+    Layout {
+        name: map_names::BACKENDS,
+        key_size: size_of::<BackendId>(),
+        value_size: size_of::<Backend>(),
+        max_entries: capacity::BACKENDS,
+    },
+    Layout {
+        name: map_names::SOCK_REV_NAT,
+        key_size: size_of::<SockRevNatKey>(),
+        value_size: size_of::<SockRevNatValue>(),
+        max_entries: capacity::SOCK_REV_NAT,
+    },
+    Layout {
+        name: map_names::CONFIG,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<DatapathConfig>(),
+        max_entries: 1,
+    },
+];
+
+/// How a program got onto its hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooked {
+    /// A new link, now pinned.
+    Attached,
+    /// The previous agent's pinned link now runs this agent's program.
+    Replaced,
+}
+
+/// Loads the object, writes `config` for its programs and hooks every
+/// program to `cgroup`. The service maps are left in the returned `Ebpf`.
+pub fn load(bpffs: &Path, cgroup: &Path, config: DatapathConfig) -> Result<Ebpf, DatapathError> {
+    require_fs(
+        bpffs,
+        BPF_FS_MAGIC,
+        "a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)",
+    )?;
+    require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
+    let maps_dir = bpffs.join(MAPS_DIR);
+    let links_dir = bpffs.join(LINKS_DIR);
+    for dir in [&maps_dir, &links_dir] {
+        fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    check_pinned_layouts(&maps_dir)?;
+
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(&maps_dir)
+        .load(OBJECT)?;
+    // Written before any program is hooked, so none runs without it.
+    let config_map = ebpf
+        .map_mut(map_names::CONFIG)
+        .ok_or(DatapathError::MissingMap(map_names::CONFIG))?;
+    let map_error = |source| DatapathError::Map {
+        name: map_names::CONFIG,
+        source,
+    };
+    Array::<_, DatapathConfig>::try_from(config_map)
+        .map_err(map_error)?
+        .set(0, config, 0)
+        .map_err(map_error)?;
+    let cgroup_dir = File::open(cgroup).map_err(|source| DatapathError::Io {
+        path: cgroup.to_path_buf(),
+        source,
+    })?;
+    for name in PROGRAMS {
+        let program: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        program
+            .load()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        let link_path = links_dir.join(name);
+        let hooked = hook(program, name, &cgroup_dir, &link_path)?;
+        info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
+    }
+    Ok(ebpf)
+}
+
+fn hook(
+    program: &mut CgroupSockAddr,
+    name: &'static str,
+    cgroup: &File,
+    link_path: &Path,
+) -> Result<Hooked, DatapathError> {
+    let link_error = |source: io::Error| DatapathError::Link {
+        path: link_path.to_path_buf(),
+        source,
+    };
+    if link_path.exists() {
+        let link = link_ops::open_pinned(link_path).map_err(link_error)?;
+        let program_fd = program
+            .fd()
+            .map_err(|source| DatapathError::Program { name, source })?;
+        match link_ops::replace_program(link.as_fd(), program_fd.as_fd()) {
+            Ok(()) => return Ok(Hooked::Replaced),
+            // The cgroup the link was attached to is gone: start afresh.
+            Err(error) if error.raw_os_error() == Some(libc::ENOLINK) => {
+                fs::remove_file(link_path).map_err(link_error)?;
+            }
+            Err(error) => return Err(link_error(error)),
+        }
+    }
+    let link_id = program
+        .attach(cgroup, CgroupAttachMode::Single)
+        .map_err(|source| DatapathError::Program { name, source })?;
+    let link: FdLink = program
+        .take_link(link_id)
+        .map_err(|source| DatapathError::Program { name, source })?
+        .try_into()
+        .map_err(|source| DatapathError::LinkConvert { name, source })?;
+    link.pin(link_path).map_err(|source| DatapathError::Pin {
+        path: link_path.to_path_buf(),
+        source,
+    })?;
+    Ok(Hooked::Attached)
+}
+
+fn require_fs(path: &Path, magic: i64, what: &'static str) -> Result<(), DatapathError> {
+    // A directory that does not exist yet will be created on the filesystem
+    // of its nearest existing ancestor.
+    let existing = path
+        .ancestors()
+        .find(|ancestor| ancestor.exists())
+        .unwrap_or(Path::new("/"));
+    let io_error = |source| DatapathError::Io {
+        path: existing.to_path_buf(),
+        source,
+    };
+    let c_path = CString::new(existing.as_os_str().as_bytes())
+        .map_err(|_| io_error(io::Error::new(io::ErrorKind::InvalidInput, "NUL in path")))?;
+    // SAFETY: `statfs` only writes into the zeroed struct; the path is
+    // NUL-terminated and outlives the call.
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c_path.as_ptr(), &mut stat) } != 0 {
+        return Err(io_error(io::Error::last_os_error()));
+    }
+    if stat.f_type as i64 != magic {
+        return Err(DatapathError::WrongFilesystem {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses to reuse a pinned map whose shape differs from what this agent's
+/// programs expect (aya would reuse it blindly).
+fn check_pinned_layouts(maps_dir: &Path) -> Result<(), DatapathError> {
+    for layout in &LAYOUTS {
+        let path = maps_dir.join(layout.name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::Map {
+            name: layout.name,
+            source,
+        })?;
+        let found = (
+            info.key_size() as usize,
+            info.value_size() as usize,
+            info.max_entries(),
+        );
+        let expected = (layout.key_size, layout.value_size, layout.max_entries);
+        if found != expected {
+            return Err(DatapathError::PinnedLayout {
+                path,
+                found: format!(
+                    "key {} B, value {} B, {} entries",
+                    found.0, found.1, found.2
+                ),
+                expected: format!(
+                    "key {} B, value {} B, {} entries",
+                    expected.0, expected.1, expected.2
+                ),
+            });
+        }
+    }
+    Ok(())
+}

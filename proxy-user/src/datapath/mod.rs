@@ -1,0 +1,100 @@
+//! The node's eBPF datapath: the programs on the node's cgroup, and the
+//! service maps kept equal to the frontends the cluster wants.
+mod config;
+mod error;
+mod ids;
+mod link_ops;
+mod loader;
+mod programmed;
+mod tables;
+
+use std::path::Path;
+
+use aya::maps::MapError;
+use proxy_common::{Backend, ServiceKey};
+use tracing::info;
+
+pub use config::ServiceCidr;
+pub use error::DatapathError;
+pub use programmed::MapOp;
+use programmed::Programmed;
+use tables::Tables;
+
+/// A map write the kernel refused, and which write it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{op:?}: {source}")]
+pub struct WriteError {
+    pub op: MapOp,
+    #[source]
+    pub source: MapError,
+}
+
+pub struct Datapath {
+    tables: Tables,
+    programmed: Programmed,
+}
+
+impl Datapath {
+    /// Loads and hooks the programs (reusing pinned maps and links) and
+    /// adopts whatever state the maps already hold.
+    pub fn open(
+        bpffs: &Path,
+        cgroup: &Path,
+        service_cidr: ServiceCidr,
+    ) -> Result<Self, DatapathError> {
+        // The links pin the programs and the maps are pinned too, so the
+        // loader's handles can go once the service maps are taken out.
+        let mut ebpf = loader::load(bpffs, cgroup, service_cidr.datapath_config())?;
+        let mut datapath = Self {
+            tables: Tables::take(&mut ebpf)?,
+            programmed: Programmed::default(),
+        };
+        datapath.adopt()?;
+        Ok(datapath)
+    }
+
+    /// Rebuilds the userspace mirror from the maps and repairs what an
+    /// interrupted writer left half done. Used at start-up, and after a
+    /// failed write left mirror and maps apart.
+    pub fn adopt(&mut self) -> Result<(), DatapathError> {
+        let (programmed, repairs) = Programmed::adopt(self.tables.read()?);
+        self.programmed = programmed;
+        self.write(&repairs)?;
+        info!(
+            frontends = self.programmed.keys().count(),
+            repairs = repairs.len(),
+            "adopted the state in the pinned maps"
+        );
+        Ok(())
+    }
+
+    pub fn frontends(&self) -> impl Iterator<Item = &ServiceKey> {
+        self.programmed.keys()
+    }
+
+    /// The backends a frontend balances to now, `None` if it is not programmed.
+    pub fn backends(&self, key: &ServiceKey) -> Option<Vec<Backend>> {
+        self.programmed.backends(key)
+    }
+
+    /// Makes `key` balance to `backends`; an empty list keeps the frontend
+    /// and makes it refuse connections.
+    pub fn set(&mut self, key: ServiceKey, backends: &[Backend]) -> Result<(), WriteError> {
+        let ops = self.programmed.set(key, backends);
+        self.write(&ops)
+    }
+
+    pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {
+        let ops = self.programmed.remove(key);
+        self.write(&ops)
+    }
+
+    fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
+        for op in ops {
+            self.tables
+                .apply(op)
+                .map_err(|source| WriteError { op: *op, source })?;
+        }
+        Ok(())
+    }
+}

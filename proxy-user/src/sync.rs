@@ -1,0 +1,268 @@
+//! Keeps the datapath equal to what the cluster wants: consumes the etcd
+//! watch's events, recomputes the frontends of each service they touch, and
+//! programs the difference. Every change is logged with the service it came
+//! from.
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use proxy_common::{Backend, ServiceKey};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::{
+    cluster::{
+        etcd_watch::ClusterEvent,
+        frontends::{BackendAddr, DesiredFrontend, Frontend, ServiceRef},
+        state::ClusterState,
+    },
+    datapath::{Datapath, WriteError},
+};
+
+/// How long to wait before retrying after the kernel refused a map write
+/// (a full map, say): long enough not to spin, short enough to recover fast.
+const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
+
+pub struct Syncer {
+    cluster: ClusterState,
+    datapath: Datapath,
+    /// Which service each programmed frontend belongs to.
+    owners: HashMap<ServiceKey, ServiceRef>,
+    /// The frontends each service owns.
+    owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
+}
+
+impl Syncer {
+    pub fn new(datapath: Datapath) -> Self {
+        Self {
+            cluster: ClusterState::default(),
+            datapath,
+            owners: HashMap::new(),
+            owned: HashMap::new(),
+        }
+    }
+
+    /// Runs until the event stream ends.
+    pub async fn run(mut self, mut events: mpsc::Receiver<ClusterEvent>) {
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let event = match retry_at {
+                Some(at) => tokio::select! {
+                    event = events.recv() => event,
+                    () = tokio::time::sleep_until(at) => {
+                        retry_at = None;
+                        self.repair();
+                        continue;
+                    }
+                },
+                None => events.recv().await,
+            };
+            let Some(event) = event else { return };
+            if let Err(error) = self.handle(event) {
+                error!(%error, "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
+                retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+            }
+        }
+    }
+
+    fn handle(&mut self, event: ClusterEvent) -> Result<(), WriteError> {
+        match event {
+            ClusterEvent::Resync {
+                services,
+                slices,
+                revision,
+            } => {
+                let started = Instant::now();
+                let touched = self.cluster.replace_all(services, slices);
+                for service in &touched {
+                    self.sync_service(service)?;
+                }
+                self.remove_unowned()?;
+                info!(
+                    revision,
+                    services = self.owned.len(),
+                    frontends = self.owners.len(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "full sync done"
+                );
+            }
+            ClusterEvent::Changes { changes, revision } => {
+                let mut touched = BTreeSet::new();
+                for change in changes {
+                    touched.extend(self.cluster.apply(change));
+                }
+                for service in &touched {
+                    self.sync_service(service)?;
+                }
+                tracing::debug!(revision, services = touched.len(), "changes applied");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed write the mirror may no longer match the maps: read
+    /// them back, then bring every service up to date again.
+    fn repair(&mut self) {
+        if let Err(error) = self.datapath.adopt() {
+            error!(%error, "re-reading the datapath maps failed");
+            return;
+        }
+        let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
+        let result = services
+            .iter()
+            .try_for_each(|service| self.sync_service(service))
+            .and_then(|()| self.remove_unowned());
+        match result {
+            Ok(()) => info!("datapath repaired"),
+            Err(error) => error!(%error, "repairing the datapath failed; the next change retries"),
+        }
+    }
+
+    /// Programs one service's frontends and removes those it no longer has.
+    fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
+        let desired = self.cluster.desired(service);
+        let mut keys = BTreeSet::new();
+        for DesiredFrontend { frontend, backends } in &desired {
+            let key = service_key(frontend);
+            match self.owners.get(&key) {
+                Some(owner) if owner != service => {
+                    warn!(
+                        %service, %owner, frontend = %describe(frontend),
+                        "two services claim one frontend; the first keeps it"
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            keys.insert(key);
+            self.owners.insert(key, service.clone());
+            let wanted: Vec<Backend> = backends
+                .iter()
+                .map(|backend| backend_of(backend, frontend))
+                .collect();
+            self.program(service, frontend, key, &wanted)?;
+        }
+
+        let previous = match keys.is_empty() {
+            true => self.owned.remove(service),
+            false => self.owned.insert(service.clone(), keys.clone()),
+        };
+        for key in previous.unwrap_or_default().difference(&keys) {
+            self.owners.remove(key);
+            self.datapath.remove(key).inspect_err(|error| {
+                error!(%service, frontend = %describe_key(key), %error, "removing a frontend failed");
+            })?;
+            info!(%service, frontend = %describe_key(key), "frontend removed");
+        }
+        Ok(())
+    }
+
+    fn program(
+        &mut self,
+        service: &ServiceRef,
+        frontend: &Frontend,
+        key: ServiceKey,
+        wanted: &[Backend],
+    ) -> Result<(), WriteError> {
+        let before = self.datapath.backends(&key);
+        let mut sorted_before = before.clone().unwrap_or_default();
+        sorted_before.sort_unstable();
+        let mut sorted_wanted = wanted.to_vec();
+        sorted_wanted.sort_unstable();
+        sorted_wanted.dedup();
+        if before.is_some() && sorted_before == sorted_wanted {
+            return Ok(());
+        }
+        self.datapath.set(key, wanted).inspect_err(|error| {
+            error!(%service, frontend = %describe(frontend), %error, "programming a frontend failed");
+        })?;
+        let added: Vec<String> = sorted_wanted
+            .iter()
+            .filter(|backend| !sorted_before.contains(backend))
+            .map(describe_backend)
+            .collect();
+        let removed: Vec<String> = sorted_before
+            .iter()
+            .filter(|backend| !sorted_wanted.contains(backend))
+            .map(describe_backend)
+            .collect();
+        info!(
+            %service,
+            frontend = %describe(frontend),
+            port_name = %frontend.port_name,
+            backends = sorted_wanted.len(),
+            ?added,
+            ?removed,
+            "{}",
+            if before.is_none() { "frontend added" } else { "frontend backends changed" }
+        );
+        Ok(())
+    }
+
+    /// Frontends in the maps that no service owns: left by an earlier agent
+    /// for services deleted while it was down.
+    fn remove_unowned(&mut self) -> Result<(), WriteError> {
+        let unowned: Vec<ServiceKey> = self
+            .datapath
+            .frontends()
+            .filter(|key| !self.owners.contains_key(key))
+            .copied()
+            .collect();
+        for key in unowned {
+            self.datapath.remove(&key).inspect_err(|error| {
+                error!(frontend = %describe_key(&key), %error, "removing a stale frontend failed");
+            })?;
+            info!(frontend = %describe_key(&key), "stale frontend removed (its service is gone)");
+        }
+        Ok(())
+    }
+}
+
+fn service_key(frontend: &Frontend) -> ServiceKey {
+    ServiceKey {
+        address: u32::from_ne_bytes(frontend.ip.octets()),
+        port: frontend.port.to_be(),
+        protocol: frontend.protocol.ip_protocol(),
+        pad: 0,
+    }
+}
+
+fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
+    Backend {
+        address: u32::from_ne_bytes(backend.ip.octets()),
+        port: backend.port.to_be(),
+        protocol: frontend.protocol.ip_protocol(),
+        pad: 0,
+    }
+}
+
+fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        proxy_common::PROTO_TCP => "TCP",
+        proxy_common::PROTO_UDP => "UDP",
+        _ => "?",
+    }
+}
+
+fn describe(frontend: &Frontend) -> String {
+    describe_key(&service_key(frontend))
+}
+
+fn describe_key(key: &ServiceKey) -> String {
+    format!(
+        "{}:{}/{}",
+        Ipv4Addr::from(key.address.to_ne_bytes()),
+        u16::from_be(key.port),
+        protocol_name(key.protocol)
+    )
+}
+
+fn describe_backend(backend: &Backend) -> String {
+    format!(
+        "{}:{}",
+        Ipv4Addr::from(backend.address.to_ne_bytes()),
+        u16::from_be(backend.port)
+    )
+}

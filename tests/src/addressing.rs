@@ -1,0 +1,95 @@
+//! The fixed address plan of a local cluster (DESIGN.md, "The local cluster").
+//!
+//! Fixed rather than per run: the root netns can route each range to only one
+//! place, which is why only one cluster exists at a time (see `lock`).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// An IPv4 network: address plus prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ipv4Cidr {
+    addr: Ipv4Addr,
+    len: u8,
+}
+
+impl Ipv4Cidr {
+    pub const fn new(addr: Ipv4Addr, len: u8) -> Ipv4Cidr {
+        Ipv4Cidr { addr, len }
+    }
+
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+        u32::from(ip) & mask == u32::from(self.addr) & mask
+    }
+
+    /// The `n`th address of the network (`n = 1` is the gateway by convention).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) + n)
+    }
+}
+
+impl fmt::Display for Ipv4Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// The bridge in the fabric netns that nodes, the outside client and the
+/// control plane share.
+pub const FABRIC_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(172, 30, 0, 0), 24);
+/// The root netns end of the control-plane veth: etcd and the API server listen here.
+pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);
+/// The outside client (`<prefix>-ext`).
+pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 100);
+/// Every node's pod CIDR lies in here.
+pub const POD_SUPERNET: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16);
+/// ClusterIPs: only the datapath knows them; everything else must fail fast.
+pub const SERVICE_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12);
+/// Nodes are 172.30.0.11 … 172.30.0.99: node 90 would take the outside client's address.
+pub const MAX_NODES: usize = 89;
+/// Pods get host numbers 2 … 254 of their node's /24 (1 is the node's `cbr0`).
+pub const MAX_PODS_PER_NODE: usize = 253;
+
+/// Node `i` (1-based): `172.30.0.1<i>` for i < 10, i.e. `172.30.0.(10 + i)`.
+pub fn node_ip(i: usize) -> Ipv4Addr {
+    assert!(
+        (1..=MAX_NODES).contains(&i),
+        "node index {i} out of 1..={MAX_NODES}"
+    );
+    FABRIC_CIDR.host(10 + i as u32)
+}
+
+/// Node `i`'s pod CIDR: `10.244.<i>.0/24`.
+pub fn pod_cidr(i: usize) -> Ipv4Cidr {
+    assert!(
+        (1..=MAX_NODES).contains(&i),
+        "node index {i} out of 1..={MAX_NODES}"
+    );
+    Ipv4Cidr::new(Ipv4Addr::new(10, 244, i as u8, 0), 24)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_matches_the_design() {
+        assert_eq!(node_ip(1), Ipv4Addr::new(172, 30, 0, 11));
+        assert_eq!(node_ip(2), Ipv4Addr::new(172, 30, 0, 12));
+        assert_eq!(pod_cidr(2).to_string(), "10.244.2.0/24");
+        assert_eq!(pod_cidr(2).host(1), Ipv4Addr::new(10, 244, 2, 1));
+        assert!(node_ip(MAX_NODES) < EXT_IP);
+        assert!(SERVICE_CIDR.contains(Ipv4Addr::new(10, 111, 255, 255)));
+        assert!(!SERVICE_CIDR.contains(Ipv4Addr::new(10, 112, 0, 0)));
+        assert!(POD_SUPERNET.contains(pod_cidr(MAX_NODES).host(254)));
+    }
+}

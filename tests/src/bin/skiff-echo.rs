@@ -1,0 +1,265 @@
+//! skiff-echo: a tiny TCP/UDP backend that answers with its name, and a client
+//! that reports, as JSON lines, which backend answered and from which address.
+//! End-to-end tests run servers in pods and clients anywhere in the cluster.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use skiff_tests::{CallResult, FailureKind};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Echo backend and client for skiff's end-to-end tests"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Answer every TCP connection and UDP datagram with this server's name.
+    ///
+    /// TCP: an HTTP GET/HEAD/POST gets `HTTP/1.0 200 OK` with body `<name>\n`
+    /// and the connection is closed; anything else gets `<name>\n` per chunk
+    /// received, until EOF. UDP: each datagram gets `<name>` back. Prints
+    /// `ready` once all ports are bound.
+    Serve {
+        #[arg(long)]
+        name: String,
+        /// TCP port to listen on (0.0.0.0); repeatable.
+        #[arg(long = "tcp", value_name = "PORT")]
+        tcp: Vec<u16>,
+        /// UDP port to listen on (0.0.0.0); repeatable.
+        #[arg(long = "udp", value_name = "PORT")]
+        udp: Vec<u16>,
+    },
+    /// Call a server and print one JSON object per attempt; exits 0 even
+    /// when attempts fail.
+    Call {
+        protocol: Protocol,
+        /// ADDR:PORT to call.
+        target: SocketAddr,
+        /// Number of attempts (ignored with --duration-ms).
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Per-attempt timeout for connect and for the reply.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Pause between attempts.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// Keep making attempts until this much time has passed.
+        #[arg(long)]
+        duration_ms: Option<u64>,
+        /// UDP only: connect(2) the socket and report its peer_addr().
+        #[arg(long)]
+        connected: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Protocol {
+    Tcp,
+    Udp,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Mode::Serve { name, tcp, udp } => serve(&name, &tcp, &udp),
+        Mode::Call {
+            protocol,
+            target,
+            count,
+            timeout_ms,
+            interval_ms,
+            duration_ms,
+            connected,
+        } => {
+            if connected && matches!(protocol, Protocol::Tcp) {
+                anyhow::bail!("--connected applies to udp only");
+            }
+            let timeout = Duration::from_millis(timeout_ms);
+            let attempt = || match protocol {
+                Protocol::Tcp => call_tcp(target, timeout),
+                Protocol::Udp => call_udp(target, timeout, connected),
+            };
+            let start = Instant::now();
+            let mut done = 0;
+            loop {
+                let line = serde_json::to_string(&attempt())?;
+                let mut out = io::stdout().lock();
+                writeln!(out, "{line}")?;
+                out.flush()?;
+                done += 1;
+                let more = match duration_ms {
+                    Some(ms) => start.elapsed() < Duration::from_millis(ms),
+                    None => done < count,
+                };
+                if !more {
+                    return Ok(());
+                }
+                thread::sleep(Duration::from_millis(interval_ms));
+            }
+        }
+    }
+}
+
+fn serve(name: &str, tcp: &[u16], udp: &[u16]) -> Result<()> {
+    anyhow::ensure!(
+        !tcp.is_empty() || !udp.is_empty(),
+        "give at least one --tcp or --udp port"
+    );
+    let mut workers = Vec::new();
+    // Bind everything first, so `ready` means every port answers.
+    for &port in tcp {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+            .with_context(|| format!("bind tcp {port}"))?;
+        let name = name.to_owned();
+        workers.push(thread::spawn(move || serve_tcp(listener, &name)));
+    }
+    for &port in udp {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+            .with_context(|| format!("bind udp {port}"))?;
+        let name = name.to_owned();
+        workers.push(thread::spawn(move || serve_udp(socket, &name)));
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    drop(out);
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow::anyhow!("a server thread panicked"))??;
+    }
+    Ok(())
+}
+
+fn serve_tcp(listener: TcpListener, name: &str) -> Result<()> {
+    for conn in listener.incoming() {
+        // A client that resets before accept completes is its own problem.
+        let Ok(conn) = conn else { continue };
+        let name = name.to_owned();
+        thread::spawn(move || {
+            // Errors here are the client going away mid-conversation.
+            let _ = answer_tcp(conn, &name);
+        });
+    }
+    Ok(())
+}
+
+fn answer_tcp(mut conn: TcpStream, name: &str) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    let n = conn.read(&mut buf)?;
+    if n == 0 {
+        return Ok(());
+    }
+    let request = &buf[..n];
+    let body = format!("{name}\n");
+    if [&b"GET "[..], b"HEAD ", b"POST "]
+        .iter()
+        .any(|m| request.starts_with(m))
+    {
+        let head = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        conn.write_all(head.as_bytes())?;
+        if !request.starts_with(b"HEAD ") {
+            conn.write_all(body.as_bytes())?;
+        }
+        return Ok(());
+    }
+    loop {
+        conn.write_all(body.as_bytes())?;
+        if conn.read(&mut buf)? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn serve_udp(socket: UdpSocket, name: &str) -> Result<()> {
+    let mut buf = [0u8; 65536];
+    loop {
+        let (_, from) = socket.recv_from(&mut buf).context("udp recv_from")?;
+        // A client gone before the reply only loses its reply.
+        let _ = socket.send_to(name.as_bytes(), from);
+    }
+}
+
+/// Runs one attempt and turns any I/O error into a `Failed` result.
+fn timed(f: impl FnOnce() -> io::Result<(String, SocketAddr)>) -> CallResult {
+    let start = Instant::now();
+    let result = f();
+    let elapsed_ms = start.elapsed().as_millis() as u64;
+    match result {
+        Ok((backend, peer)) => CallResult::Ok {
+            backend,
+            peer,
+            elapsed_ms,
+        },
+        Err(e) => CallResult::Failed {
+            kind: FailureKind::of(&e),
+            error: e.to_string(),
+            elapsed_ms,
+        },
+    }
+}
+
+fn call_tcp(target: SocketAddr, timeout: Duration) -> CallResult {
+    timed(|| {
+        let mut conn = TcpStream::connect_timeout(&target, timeout)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.set_write_timeout(Some(timeout))?;
+        // getpeername(2): through a service the socket hooks must show the VIP.
+        let peer = conn.peer_addr()?;
+        conn.write_all(b"hi\n")?;
+        let reply = read_line(&mut conn)?;
+        Ok((reply, peer))
+    })
+}
+
+/// Reads up to the first newline; the server answers with exactly one line.
+fn read_line(conn: &mut TcpStream) -> io::Result<String> {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 512];
+    while !reply.contains(&b'\n') {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed before a full reply",
+            ));
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    let line = reply.split(|&b| b == b'\n').next().unwrap_or_default();
+    Ok(String::from_utf8_lossy(line).into_owned())
+}
+
+fn call_udp(target: SocketAddr, timeout: Duration, connected: bool) -> CallResult {
+    timed(|| {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(timeout))?;
+        let mut buf = [0u8; 65536];
+        if connected {
+            socket.connect(target)?;
+            socket.send(b"hi\n")?;
+            let n = socket.recv(&mut buf)?;
+            Ok((
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+                socket.peer_addr()?,
+            ))
+        } else {
+            socket.send_to(b"hi\n", target)?;
+            let (n, from) = socket.recv_from(&mut buf)?;
+            Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
+        }
+    })
+}

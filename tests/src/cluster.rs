@@ -1,0 +1,257 @@
+//! A cluster's lifecycle: create it (serialized, checked, isolated), add
+//! pods, hand out handles, and tear it all down on drop.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use crate::addressing::{
+    CONTROL_PLANE_IP, EXT_IP, MAX_NODES, MAX_PODS_PER_NODE, node_ip, pod_cidr,
+};
+use crate::bpffs;
+use crate::cgroup;
+use crate::error::{HarnessError, Result};
+use crate::hosts::{Host, Node, Pod};
+use crate::lock::ClusterLock;
+use crate::prefix::Prefix;
+use crate::safety;
+use crate::teardown;
+use crate::wiring;
+
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub prefix: Prefix,
+    /// Number of nodes, 1 ..= [`MAX_NODES`].
+    pub nodes: usize,
+}
+
+impl ClusterSpec {
+    /// A test cluster: fresh random prefix, `nodes` nodes.
+    pub fn random(nodes: usize) -> ClusterSpec {
+        ClusterSpec {
+            prefix: Prefix::random(),
+            nodes,
+        }
+    }
+}
+
+/// A running local cluster. Dropping it (also while unwinding from a panic)
+/// kills its processes and removes everything it created; see
+/// [`crate::teardown_prefix`]. Nodes are numbered from 1, as their names are.
+#[derive(Debug)]
+pub struct Cluster {
+    prefix: Prefix,
+    nodes: Vec<Node>,
+    ext: Host,
+    pods: Vec<Pod>,
+    cgroup_dir: PathBuf,
+    persist: bool,
+    // Fields drop after `Drop::drop`: the lock is released once teardown is done.
+    _lock: ClusterLock,
+}
+
+impl Cluster {
+    /// Builds the topology of DESIGN.md and checks its isolation before
+    /// returning. Blocks while another cluster exists in any process; removes
+    /// leftovers of test runs that died; refuses to start over a cluster from
+    /// `cargo xtask up` or over routes that are not skiff's.
+    pub fn create(spec: ClusterSpec) -> Result<Cluster> {
+        if !(1..=MAX_NODES).contains(&spec.nodes) {
+            return Err(HarnessError::InvalidSpec(format!(
+                "{} nodes: a cluster has 1 ..= {MAX_NODES}",
+                spec.nodes
+            )));
+        }
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(HarnessError::Environment(
+                "creating namespaces, links and cgroups needs root".into(),
+            ));
+        }
+        let lock = ClusterLock::acquire()?;
+        // Holding the lock, every test run's leftovers are stale.
+        for line in teardown::remove_stale_runs(&spec.prefix)? {
+            eprintln!("skiff: removed stale {line}");
+        }
+        safety::check_root_free(&spec.prefix)?;
+        bpffs::ensure_mounted()?;
+        let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
+        let prefix = spec.prefix;
+        let nodes = (1..=spec.nodes)
+            .map(|i| {
+                let name = format!("node{i}");
+                Node {
+                    index: i,
+                    host: Host {
+                        ip: node_ip(i),
+                        netns: prefix.join(&name),
+                        name: name.clone(),
+                    },
+                    pod_cidr: pod_cidr(i),
+                    cgroup_dir: cgroup_dir.join(&name),
+                    bpffs_dir: bpffs::prefix_dir(&prefix).join(&name),
+                }
+            })
+            .collect();
+        let ext = Host {
+            name: "ext".into(),
+            ip: EXT_IP,
+            netns: prefix.join("ext"),
+        };
+        // From here on a failure drops `cluster`, which removes what was built.
+        let cluster = Cluster {
+            prefix,
+            nodes,
+            ext,
+            pods: Vec::new(),
+            cgroup_dir,
+            persist: false,
+            _lock: lock,
+        };
+        cluster.build()?;
+        cluster.assert_isolated()?;
+        Ok(cluster)
+    }
+
+    fn build(&self) -> Result<()> {
+        let fabric = self.prefix.join("fabric");
+        wiring::fabric(&fabric)?;
+        wiring::control_plane(&self.prefix.join("cp"), &fabric, &self.nodes)?;
+        wiring::host_on_fabric(&fabric, &self.ext, "ext")?;
+        cgroup::create(&self.cgroup_dir)?;
+        for node in &self.nodes {
+            wiring::node(&fabric, node, &self.nodes)?;
+            cgroup::create(&node.cgroup_dir)?;
+        }
+        wiring::service_blackhole()
+    }
+
+    /// Adds pod `name` on node `node` (1-based): its own netns with `eth0` on
+    /// the node's `cbr0`, the next free address of the node's pod CIDR (from
+    /// .2 up), and its cgroup below the node's.
+    pub fn add_pod(&mut self, node: usize, name: &str) -> Result<Pod> {
+        validate_pod_name(name)?;
+        let node = self.node(node).clone();
+        let on_node: Vec<&Pod> = self
+            .pods
+            .iter()
+            .filter(|p| p.node_index == node.index)
+            .collect();
+        if on_node.iter().any(|p| p.name == name) {
+            let message = format!("{} already has a pod {name}", node.name());
+            return Err(HarnessError::InvalidSpec(message));
+        }
+        if on_node.len() >= MAX_PODS_PER_NODE {
+            return Err(HarnessError::InvalidSpec(format!(
+                "{} is full",
+                node.name()
+            )));
+        }
+        let host_number = on_node.len() as u32 + 2;
+        let pod = Pod {
+            name: name.to_owned(),
+            node: node.name().to_owned(),
+            node_index: node.index,
+            ip: node.pod_cidr.host(host_number),
+            netns: self.prefix.join(&format!("{}-{name}", node.name())),
+            cgroup_dir: node.cgroup_dir.join(name),
+        };
+        wiring::pod(&node, &pod, host_number)?;
+        cgroup::create(&pod.cgroup_dir)?;
+        self.pods.push(pod.clone());
+        Ok(pod)
+    }
+
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// Node `i`, 1-based (`node(1)` is `node1`).
+    ///
+    /// # Panics
+    /// If there is no such node.
+    pub fn node(&self, i: usize) -> &Node {
+        let count = self.nodes.len();
+        i.checked_sub(1)
+            .and_then(|k| self.nodes.get(k))
+            .unwrap_or_else(|| panic!("no node {i}: the cluster has nodes 1 ..= {count}"))
+    }
+
+    /// All nodes, `node1` first.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Pods in the order they were added.
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+
+    /// The outside client, 172.30.0.100.
+    pub fn ext(&self) -> &Host {
+        &self.ext
+    }
+
+    /// 172.30.0.254: the root netns end of the control-plane veth.
+    pub fn control_plane_ip(&self) -> Ipv4Addr {
+        CONTROL_PLANE_IP
+    }
+
+    /// `/sys/fs/bpf/<prefix>/node<i>` (1-based).
+    pub fn bpffs_dir(&self, node: usize) -> PathBuf {
+        self.node(node).bpffs_dir.clone()
+    }
+
+    /// `<cgroup2 root>/<prefix>`: every node's and pod's cgroup is below it.
+    /// Teardown kills every process in this subtree, so a daemon that should
+    /// die with the cluster (e.g. etcd for `cargo xtask up`) can be put in a
+    /// cgroup here, outside any node's directory.
+    pub fn cgroup_dir(&self) -> &Path {
+        &self.cgroup_dir
+    }
+
+    /// Checks, with `ip route` (which sends nothing), that no netns of this
+    /// cluster can reach an address outside it and that the root netns
+    /// blackholes the service CIDR. Runs at the end of [`Cluster::create`] too.
+    pub fn assert_isolated(&self) -> Result<()> {
+        let mut namespaces = vec![self.prefix.join("fabric"), self.ext.netns().to_owned()];
+        namespaces.extend(self.nodes.iter().map(|n| n.netns().to_owned()));
+        namespaces.extend(self.pods.iter().map(|p| p.netns().to_owned()));
+        safety::assert_isolated(&namespaces)
+    }
+
+    /// Leaves the cluster up after this value and this process are gone (for
+    /// `cargo xtask up`); `cargo xtask down`, i.e. [`crate::teardown_prefix`],
+    /// removes it. Releases the cluster lock.
+    pub fn persist(mut self) {
+        self.persist = true;
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.persist {
+            return;
+        }
+        // Never panic here: this may run while unwinding from a test's panic.
+        if let Err(e) = teardown::teardown(&self.prefix) {
+            eprintln!("skiff: tearing down {}: {e}", self.prefix);
+        }
+    }
+}
+
+/// Pod names become netns and cgroup names: keep them to DNS-label-like text.
+fn validate_pod_name(name: &str) -> Result<()> {
+    let ok = (1..=40).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(HarnessError::InvalidSpec(format!(
+            "pod name {name:?}: use 1-40 of a-z, 0-9 and '-', not at either end"
+        )))
+    }
+}

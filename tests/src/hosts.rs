@@ -1,0 +1,159 @@
+//! Handles on the machines of a cluster: nodes, pods and the outside client.
+//! Each can build a `Command` that runs inside its netns.
+
+use std::ffi::OsStr;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::addressing::Ipv4Cidr;
+use crate::exec;
+use crate::netns;
+
+/// A netns with one address on the fabric: the outside client, and the network
+/// side of every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub(crate) name: String,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) netns: String,
+}
+
+impl Host {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The netns name, as `ip netns list` shows it.
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// `program` run inside this netns, in the caller's cgroup.
+    ///
+    /// # Panics
+    /// If the netns cannot be opened (the cluster is gone, or we are not root).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        exec::in_netns(program.as_ref(), &netns::path(&self.netns), None)
+    }
+}
+
+/// One node: a netns with `eth0` on the fabric and a bridge `cbr0` for its pods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub(crate) index: usize,
+    pub(crate) host: Host,
+    pub(crate) pod_cidr: Ipv4Cidr,
+    pub(crate) cgroup_dir: PathBuf,
+    pub(crate) bpffs_dir: PathBuf,
+}
+
+impl Node {
+    /// 1-based: `node1` has index 1.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// `node<index>`, as the node is known to the cluster (and in etcd).
+    pub fn name(&self) -> &str {
+        self.host.name()
+    }
+
+    /// The node address on the fabric: `172.30.0.(10 + index)`.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.host.ip()
+    }
+
+    pub fn netns(&self) -> &str {
+        self.host.netns()
+    }
+
+    /// `10.244.<index>.0/24`.
+    pub fn pod_cidr(&self) -> Ipv4Cidr {
+        self.pod_cidr
+    }
+
+    /// The address of `cbr0`, the pods' gateway: `10.244.<index>.1`.
+    pub fn pod_gateway(&self) -> Ipv4Addr {
+        self.pod_cidr.host(1)
+    }
+
+    /// The cgroup v2 directory holding this node's pods: the node's agent
+    /// attaches its socket hooks here.
+    pub fn cgroup_dir(&self) -> &Path {
+        &self.cgroup_dir
+    }
+
+    /// `/sys/fs/bpf/<prefix>/<node>`: where this node's agent pins. Not created
+    /// by the harness.
+    pub fn bpffs_dir(&self) -> &Path {
+        &self.bpffs_dir
+    }
+
+    /// `program` run inside the node netns, in the caller's cgroup (so outside
+    /// the node's socket hooks: an agent started this way is not translated).
+    ///
+    /// # Panics
+    /// If the netns cannot be opened (the cluster is gone, or we are not root).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        self.host.command(program)
+    }
+}
+
+/// A pod: its own netns with `eth0` on its node's `cbr0`, and its own cgroup
+/// below the node's. Cheap to clone; stays valid as long as the cluster is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    pub(crate) name: String,
+    pub(crate) node: String,
+    pub(crate) node_index: usize,
+    pub(crate) ip: Ipv4Addr,
+    pub(crate) netns: String,
+    pub(crate) cgroup_dir: PathBuf,
+}
+
+impl Pod {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name of the node the pod runs on.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The 1-based index of the node the pod runs on.
+    pub fn node_index(&self) -> usize {
+        self.node_index
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    pub fn cgroup_dir(&self) -> &Path {
+        &self.cgroup_dir
+    }
+
+    /// `program` run as this pod: in its cgroup (so the node's socket hooks
+    /// see it) and in its netns.
+    ///
+    /// # Panics
+    /// If the netns or the cgroup cannot be opened (the cluster is gone, or we
+    /// are not root).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        exec::in_netns(
+            program.as_ref(),
+            &netns::path(&self.netns),
+            Some(&self.cgroup_dir),
+        )
+    }
+}

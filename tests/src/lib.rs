@@ -1,0 +1,59 @@
+//! skiff's local-cluster harness: network namespaces, veths, bridges, routes
+//! and cgroups that make a small cluster on one machine (DESIGN.md, "The local
+//! cluster"), plus etcd, process guards and detached daemons to run on it.
+//!
+//! Safety first: every name starts with the cluster's [`Prefix`], no namespace
+//! has a default route, [`Cluster::create`] checks isolation before returning,
+//! and dropping a [`Cluster`] (also while a test panics) removes it all.
+//!
+//! ```no_run
+//! use skiff_tests::{Cluster, ClusterSpec};
+//! let mut cluster = Cluster::create(ClusterSpec::random(2))?;
+//! let pod = cluster.add_pod(1, "web")?;
+//! let out = pod.command("ip").args(["-4", "addr"]).output().expect("ip runs");
+//! # Ok::<(), skiff_tests::HarnessError>(())
+//! ```
+
+mod addressing;
+mod binaries;
+mod bpffs;
+mod cgroup;
+mod cluster;
+mod cmd;
+mod daemon;
+mod echo;
+mod error;
+mod etcd;
+mod exec;
+mod hosts;
+mod lock;
+mod mounts;
+mod netns;
+mod objects;
+mod prefix;
+mod process;
+mod safety;
+mod teardown;
+mod testbed;
+mod wiring;
+
+pub use addressing::{
+    CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_NODES, MAX_PODS_PER_NODE, POD_SUPERNET,
+    SERVICE_CIDR, node_ip, pod_cidr,
+};
+pub use binaries::{agent_binary, echo_binary};
+pub use bpffs::BPFFS_ROOT;
+pub use cgroup::cgroup2_root;
+pub use cluster::{Cluster, ClusterSpec};
+pub use daemon::{Daemon, DaemonSpec};
+pub use echo::{CallResult, FailureKind, parse_call_output};
+pub use error::HarnessError;
+pub use etcd::{Etcd, EtcdConfig};
+pub use hosts::{Host, Node, Pod};
+pub use objects::{
+    EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
+};
+pub use prefix::Prefix;
+pub use process::ProcessGuard;
+pub use teardown::teardown_prefix;
+pub use testbed::{RunningCall, Testbed};

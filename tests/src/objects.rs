@@ -1,0 +1,80 @@
+//! Kubernetes objects as the API server stores them in etcd: the JSON of a
+//! Service or EndpointSlice under Kubernetes' own key layout. Built here
+//! from plain values so the tests exercise the agent's decoding of real
+//! Kubernetes JSON, not a shared Rust type.
+use std::net::Ipv4Addr;
+
+use serde_json::{Value, json};
+
+/// One port of a Service, and the target port its endpoints listen on.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    pub name: &'static str,
+    pub protocol: &'static str,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Debug, Clone, Copy)]
+pub struct EndpointSpec {
+    pub ip: Ipv4Addr,
+    pub ready: bool,
+}
+
+pub fn service_key(namespace: &str, name: &str) -> String {
+    format!("/registry/services/specs/{namespace}/{name}")
+}
+
+pub fn endpoint_slice_key(namespace: &str, name: &str) -> String {
+    format!("/registry/endpointslices/{namespace}/{name}")
+}
+
+pub fn service(namespace: &str, name: &str, cluster_ip: Ipv4Addr, ports: &[PortSpec]) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster_ip.to_string(),
+            "clusterIPs": [cluster_ip.to_string()],
+            "selector": { "app": name },
+            "ports": ports.iter().map(|p| json!({
+                "name": p.name,
+                "protocol": p.protocol,
+                "port": p.port,
+                "targetPort": p.target_port,
+            })).collect::<Vec<_>>(),
+        },
+    })
+}
+
+/// An EndpointSlice of `service`, as the EndpointSlice controller writes it.
+pub fn endpoint_slice(
+    namespace: &str,
+    name: &str,
+    service: &str,
+    ports: &[PortSpec],
+    endpoints: &[EndpointSpec],
+) -> Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": { "kubernetes.io/service-name": service },
+        },
+        "addressType": "IPv4",
+        "ports": ports.iter().map(|p| json!({
+            "name": p.name,
+            "protocol": p.protocol,
+            "port": p.target_port,
+        })).collect::<Vec<_>>(),
+        "endpoints": endpoints.iter().map(|e| json!({
+            "addresses": [e.ip.to_string()],
+            "conditions": { "ready": e.ready },
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,145 @@
+//! The links, addresses and routes of a cluster, one piece at a time. Every
+//! veth is created with its peer directly in the target netns, so nothing
+//! but the control-plane link ever exists in the root netns.
+
+use crate::addressing::{CONTROL_PLANE_IP, FABRIC_CIDR, POD_SUPERNET, SERVICE_CIDR};
+use crate::cmd::{ip, ip_in, run};
+use crate::error::Result;
+use crate::exec;
+use crate::hosts::{Host, Node, Pod};
+use crate::netns;
+
+/// Marks the root routes the harness adds (`proto 83`), so teardown removes
+/// its own blackhole and never someone else's.
+pub(crate) const ROUTE_PROTO: &str = "83";
+
+/// The bridge in the fabric netns.
+const FABRIC_BRIDGE: &str = "br0";
+/// The bridge in each node netns that its pods' veths hang off.
+const POD_BRIDGE: &str = "cbr0";
+
+/// The fabric netns and its bridge: no addresses, no routes, it only switches.
+pub(crate) fn fabric(fabric: &str) -> Result<()> {
+    netns::add(fabric)?;
+    // No forward delay: ports forward as soon as they are up.
+    ip_in(
+        fabric,
+        &format!("link add {FABRIC_BRIDGE} type bridge forward_delay 0"),
+    )?;
+    ip_in(fabric, &format!("link set {FABRIC_BRIDGE} up"))?;
+    Ok(())
+}
+
+/// The only root-netns link, `root_link` with 172.30.0.254/24, its peer `cp`
+/// on the fabric bridge; plus a root route to each node's pod CIDR.
+pub(crate) fn control_plane(root_link: &str, fabric: &str, nodes: &[Node]) -> Result<()> {
+    ip(&format!(
+        "link add {root_link} type veth peer name cp netns {fabric}"
+    ))?;
+    ip_in(fabric, &format!("link set cp master {FABRIC_BRIDGE} up"))?;
+    let len = FABRIC_CIDR.prefix_len();
+    ip(&format!(
+        "addr add {CONTROL_PLANE_IP}/{len} dev {root_link}"
+    ))?;
+    ip(&format!("link set {root_link} up"))?;
+    for node in nodes {
+        let (cidr, via) = (node.pod_cidr(), node.ip());
+        ip(&format!(
+            "route add {cidr} via {via} dev {root_link} proto {ROUTE_PROTO}"
+        ))?;
+    }
+    Ok(())
+}
+
+/// A stray connect to a ClusterIP from the host fails here instead of
+/// following the default route out of the machine.
+pub(crate) fn service_blackhole() -> Result<()> {
+    ip(&format!(
+        "route replace blackhole {SERVICE_CIDR} proto {ROUTE_PROTO}"
+    ))
+    .map(drop)
+}
+
+/// Creates netns `host.netns` with its `eth0` on the fabric bridge (fabric
+/// side named `port`) and the host's address.
+pub(crate) fn host_on_fabric(fabric: &str, host: &Host, port: &str) -> Result<()> {
+    let ns = host.netns();
+    netns::add(ns)?;
+    ip_in(
+        fabric,
+        &format!("link add {port} type veth peer name eth0 netns {ns}"),
+    )?;
+    ip_in(
+        fabric,
+        &format!("link set {port} master {FABRIC_BRIDGE} up"),
+    )?;
+    ip_in(
+        ns,
+        &format!(
+            "addr add {}/{} dev eth0",
+            host.ip(),
+            FABRIC_CIDR.prefix_len()
+        ),
+    )?;
+    ip_in(ns, "link set eth0 up")?;
+    Ok(())
+}
+
+/// A node: on the fabric, `cbr0` as its pods' gateway, forwarding on, routes
+/// to the other nodes' pods (host-gw) and an `unreachable` service CIDR.
+pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
+    host_on_fabric(fabric, &node.host, node.name())?;
+    let ns = node.netns();
+    ip_in(
+        ns,
+        &format!("link add {POD_BRIDGE} type bridge forward_delay 0"),
+    )?;
+    let len = node.pod_cidr().prefix_len();
+    ip_in(
+        ns,
+        &format!("addr add {}/{len} dev {POD_BRIDGE}", node.pod_gateway()),
+    )?;
+    ip_in(ns, &format!("link set {POD_BRIDGE} up"))?;
+    for other in nodes.iter().filter(|o| o.index() != node.index()) {
+        ip_in(
+            ns,
+            &format!("route add {} via {}", other.pod_cidr(), other.ip()),
+        )?;
+    }
+    // A ClusterIP the datapath does not translate gets an immediate ICMP
+    // error instead of a connect that hangs.
+    ip_in(ns, &format!("route add unreachable {SERVICE_CIDR}"))?;
+    // Not `ip netns exec`: /proc/sys/net belongs to the netns of the opener.
+    let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
+    run(sysctl.args(["-q", "-w", "net.ipv4.ip_forward=1"]))?;
+    Ok(())
+}
+
+/// A pod's netns, `eth0` with its address, the node side `veth<n>` on
+/// `cbr0`, and routes for pods, services and the fabric via `cbr0`.
+pub(crate) fn pod(node: &Node, pod: &Pod, host_number: u32) -> Result<()> {
+    let (node_ns, ns) = (node.netns(), pod.netns());
+    netns::add(ns)?;
+    let node_side = format!("veth{host_number}");
+    ip_in(
+        node_ns,
+        &format!("link add {node_side} type veth peer name eth0 netns {ns}"),
+    )?;
+    ip_in(
+        node_ns,
+        &format!("link set {node_side} master {POD_BRIDGE} up"),
+    )?;
+    ip_in(
+        ns,
+        &format!(
+            "addr add {}/{} dev eth0",
+            pod.ip(),
+            node.pod_cidr().prefix_len()
+        ),
+    )?;
+    ip_in(ns, "link set eth0 up")?;
+    for cidr in [POD_SUPERNET, SERVICE_CIDR, FABRIC_CIDR] {
+        ip_in(ns, &format!("route add {cidr} via {}", node.pod_gateway()))?;
+    }
+    Ok(())
+}

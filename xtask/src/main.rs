@@ -1,0 +1,105 @@
+//! `cargo xtask`: skiff's developer commands (see `cargo xtask --help`).
+
+mod build_cmd;
+mod cluster_cmd;
+mod setup;
+mod sh;
+mod test_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// skiff's developer commands: set up the machine, build, test, run a local
+/// cluster.
+///
+/// Run them as root from anywhere in the repository. `build` and `test` run
+/// `setup` first, so a fresh Debian 12 machine needs no manual step.
+#[derive(Parser)]
+#[command(bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install whatever is missing to build and run skiff (idempotent)
+    ///
+    /// Prints nothing when everything is present, one line per thing it
+    /// installs, and on failure one line naming the step; the full output of
+    /// each step is kept in target/xtask/setup-<step>.log.
+    ///
+    /// Checks first (it cannot fix these): running as root, kernel BTF at
+    /// /sys/kernel/btf/vmlinux, cgroup v2 mounted at /sys/fs/cgroup/unified
+    /// or /sys/fs/cgroup. Then installs:
+    ///
+    /// 1. Debian packages: LLVM 22 and the libraries bpf-linker links
+    ///    (llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev),
+    ///    protobuf-compiler (etcd-client's build), etcd-server etcd-client,
+    ///    iperf3 iproute2 bpftool python3-venv curl. Package services are not
+    ///    started (no etcd left on port 2379).
+    ///
+    /// 2. bpf-linker, built against LLVM 22 (cargo install, about a minute).
+    ///
+    /// 3. The nightly toolchain with rust-src (the eBPF build uses
+    ///    -Z build-std=core).
+    ///
+    /// 4. bpffs mounted at /sys/fs/bpf (pinned maps and links live there).
+    #[command(verbatim_doc_comment)]
+    Setup,
+
+    /// Run setup, then build all binaries (the agent embeds the eBPF programs).
+    ///
+    /// Runs `cargo build --bins` over the workspace's default members; the
+    /// agent's build script builds the eBPF object with nightly and
+    /// bpf-linker. Prints the paths of the binaries.
+    Build(build_cmd::BuildArgs),
+
+    /// Run build, then the tests, clippy and rustfmt; print the total time.
+    ///
+    /// Runs `cargo test [CARGO_TEST_ARGS]` (the end-to-end tests build a
+    /// netns cluster and need root), `cargo clippy --all-targets -- -D
+    /// warnings` and `cargo fmt --all -- --check`. All three run even if one
+    /// fails; the exit code is non-zero if the build or any of them failed.
+    Test(test_cmd::TestArgs),
+
+    /// Bring up a local cluster: etcd, N nodes with a skiff-agent each,
+    /// example backends and a Service.
+    ///
+    /// Each node is a network namespace running its own skiff-agent. When
+    /// the cluster is up, prints a command to try (an `exec` into a pod that
+    /// reaches the Service). Tear it down with `down`.
+    Up(cluster_cmd::UpArgs),
+
+    /// Remove everything skiff created, found by the name prefix `skiff`
+    ///
+    /// Network namespaces, links, cgroups, bpffs pins and processes: after
+    /// `down` the machine is as clean as before `up`.
+    Down,
+
+    /// Run a command inside a pod of the local cluster.
+    ///
+    /// The command runs in the pod's network namespace and cgroup, so the
+    /// socket-level load balancer applies: connecting to a ClusterIP reaches
+    /// a backend. `up` prints an example.
+    Exec(cluster_cmd::ExecArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Setup => setup::setup(),
+        Command::Build(args) => build_cmd::build(&args),
+        Command::Test(args) => test_cmd::test(&args),
+        Command::Up(args) => cluster_cmd::up(&args),
+        Command::Down => cluster_cmd::down(),
+        Command::Exec(args) => cluster_cmd::exec(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
