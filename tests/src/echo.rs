@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::binaries::echo_binary;
+use crate::cmd;
 use crate::error::{HarnessError, Result};
+use crate::hosts::Pod;
 
 /// One attempt of `skiff-echo call`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +70,13 @@ impl FailureKind {
             _ => FailureKind::Other,
         }
     }
+}
+
+/// Runs `skiff-echo call <args>` in `pod` and returns its attempts.
+pub fn call(pod: &Pod, args: &[&str]) -> Result<Vec<CallResult>> {
+    let mut command = pod.command(echo_binary()?);
+    command.arg("call").args(args);
+    parse_call_output(&cmd::run(&mut command)?)
 }
 
 /// Parses `skiff-echo call`'s stdout: one [`CallResult`] per non-empty line.

@@ -24,6 +24,8 @@ pub enum HarnessError {
         "invalid prefix {0:?}: expected `skiff` or `skiff-` followed by 4 lowercase hex digits"
     )]
     InvalidPrefix(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("invalid cluster request: {0}")]
     InvalidSpec(String),
     /// The machine lacks something a cluster needs (cgroup v2, bpffs, root).

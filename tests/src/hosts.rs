@@ -2,13 +2,18 @@
 //! Each can build a `Command` that runs inside its netns.
 
 use std::ffi::OsStr;
+use std::fs;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::addressing::Ipv4Cidr;
+use crate::cgroup::cgroup2_root;
+use crate::cmd;
+use crate::error::{HarnessError, Result};
 use crate::exec;
 use crate::netns;
+use crate::prefix::Prefix;
 
 /// A netns with one address on the fabric: the outside client, and the network
 /// side of every node.
@@ -117,6 +122,53 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// Pod `name` of a running cluster, e.g. one `cargo xtask up` left
+    /// running: found by its cgroup (`<cgroup2>/<prefix>/<node>/<name>`),
+    /// its address read from its netns.
+    pub fn find(prefix: &Prefix, name: &str) -> Result<Pod> {
+        let cluster_dir = cgroup2_root()?.join(prefix.as_str());
+        let mut known = Vec::new();
+        let nodes = fs::read_dir(&cluster_dir).map_err(|e| {
+            let what = format!(
+                "no cluster {prefix} is up ({}); `cargo xtask up` starts one",
+                cluster_dir.display()
+            );
+            HarnessError::io(what, e)
+        })?;
+        for node_dir in nodes.flatten() {
+            let node = node_dir.file_name().to_string_lossy().into_owned();
+            let Some(node_index) = node.strip_prefix("node").and_then(|i| i.parse().ok()) else {
+                continue;
+            };
+            let pods = fs::read_dir(node_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten();
+            for pod_dir in pods.filter(|entry| entry.path().is_dir()) {
+                let pod_name = pod_dir.file_name().to_string_lossy().into_owned();
+                if pod_name != name {
+                    known.push(pod_name);
+                    continue;
+                }
+                let netns = prefix.join(&format!("{node}-{name}"));
+                let ip = pod_address(&netns)?;
+                return Ok(Pod {
+                    name: pod_name,
+                    node,
+                    node_index,
+                    ip,
+                    netns,
+                    cgroup_dir: pod_dir.path(),
+                });
+            }
+        }
+        known.sort();
+        Err(HarnessError::NotFound(format!(
+            "cluster {prefix} has no pod {name:?} (its pods: {})",
+            known.join(", ")
+        )))
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -156,4 +208,16 @@ impl Pod {
             Some(&self.cgroup_dir),
         )
     }
+}
+
+/// The IPv4 address of `eth0` in `netns`.
+fn pod_address(netns: &str) -> Result<Ipv4Addr> {
+    let output = cmd::ip_in(netns, "-4 -o addr show dev eth0")?;
+    output
+        .split_whitespace()
+        .skip_while(|word| *word != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| HarnessError::Environment(format!("{netns} has no IPv4 address on eth0")))
 }

@@ -15,6 +15,7 @@
 //! ```
 
 mod addressing;
+mod agent;
 mod binaries;
 mod bpffs;
 mod cgroup;
@@ -33,6 +34,7 @@ mod objects;
 mod prefix;
 mod process;
 mod safety;
+mod store;
 mod teardown;
 mod testbed;
 mod wiring;
@@ -41,12 +43,13 @@ pub use addressing::{
     CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_NODES, MAX_PODS_PER_NODE, POD_SUPERNET,
     SERVICE_CIDR, node_ip, pod_cidr,
 };
+pub use agent::{agent_command, sync_count, wait_for_sync};
 pub use binaries::{agent_binary, echo_binary};
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};
 pub use daemon::{Daemon, DaemonSpec};
-pub use echo::{CallResult, FailureKind, parse_call_output};
+pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;
 pub use etcd::{Etcd, EtcdConfig};
 pub use hosts::{Host, Node, Pod};
@@ -55,5 +58,6 @@ pub use objects::{
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;
+pub use store::Store;
 pub use teardown::teardown_prefix;
 pub use testbed::{RunningCall, Testbed};

@@ -1,25 +1,19 @@
 //! A running skiff cluster for end-to-end tests: the netns cluster, a real
 //! etcd on the control-plane address, and a real `skiff-agent` on every node.
 //! Each agent's log is kept in a file and printed when a test fails.
-use std::{
-    fs,
-    path::PathBuf,
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
-
-use serde_json::Value;
+use std::{fs, path::PathBuf, process::Stdio, thread, time::Duration};
 
 use crate::{
-    binaries::{agent_binary, echo_binary},
+    agent::{agent_command, sync_count, wait_for_sync},
+    binaries::echo_binary,
     cluster::{Cluster, ClusterSpec},
     cmd,
-    echo::{CallResult, parse_call_output},
+    echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
     etcd::Etcd,
     hosts::Pod,
     process::ProcessGuard,
+    store::Store,
 };
 
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(15);
@@ -30,6 +24,7 @@ pub struct Testbed {
     /// By node index - 1; `None` while that node's agent is stopped.
     agents: Vec<Option<ProcessGuard>>,
     etcd: Etcd,
+    store: Store,
     log_dir: PathBuf,
     // Last: dropping the cluster tears down what the guards above ran in.
     cluster: Cluster,
@@ -47,6 +42,7 @@ impl Testbed {
         let mut testbed = Testbed {
             servers: Vec::new(),
             agents: (0..nodes).map(|_| None).collect(),
+            store: Store::new(etcd.local_endpoint()),
             etcd,
             log_dir,
             cluster,
@@ -73,44 +69,19 @@ impl Testbed {
             .append(true)
             .open(&log_path)
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
-        let already_synced = self.sync_count(node);
-        let host = self.cluster.node(node);
-        let mut command = host.command(agent_binary()?);
+        let syncs_before = sync_count(&log_path);
+        let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         command
-            .args(["--node-name", host.name()])
-            .arg("--etcd")
-            .arg(self.etcd.endpoints().join(","))
-            .arg("--cgroup")
-            .arg(host.cgroup_dir())
-            .arg("--bpffs")
-            .arg(host.bpffs_dir())
-            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        self.agents[node - 1] = Some(ProcessGuard::spawn(&mut command)?);
-
-        let deadline = Instant::now() + AGENT_SYNC_TIMEOUT;
-        while self.sync_count(node) == already_synced {
-            let agent = self.agents[node - 1].as_mut().expect("just started");
-            if !agent.is_running() {
-                return Err(HarnessError::Environment(format!(
-                    "skiff-agent on node{node} exited; its log:\n{}",
-                    self.agent_log(node)
-                )));
-            }
-            if Instant::now() > deadline {
-                return Err(HarnessError::Timeout {
-                    what: format!(
-                        "node{node}'s agent to sync; its log:\n{}",
-                        self.agent_log(node)
-                    ),
-                    timeout_ms: AGENT_SYNC_TIMEOUT.as_millis(),
-                });
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        let agent = self.agents[node - 1].insert(ProcessGuard::spawn(&mut command)?);
+        wait_for_sync(
+            &log_path,
+            syncs_before,
+            || agent.is_running(),
+            AGENT_SYNC_TIMEOUT,
+        )
     }
 
     /// Stops node `node`'s agent with SIGKILL: no chance to clean up, as in
@@ -123,28 +94,9 @@ impl Testbed {
         fs::read_to_string(self.agent_log_path(node)).unwrap_or_default()
     }
 
-    /// How many full syncs node `node`'s agents have logged so far.
-    fn sync_count(&self, node: usize) -> usize {
-        self.agent_log(node).matches("full sync done").count()
-    }
-
-    fn etcdctl(&self) -> Command {
-        let mut command = Command::new("etcdctl");
-        command
-            .env("ETCDCTL_API", "3")
-            .arg("--endpoints")
-            .arg(self.etcd.local_endpoint());
-        command
-    }
-
-    /// Writes `object`'s JSON at `key`, as the API server would.
-    pub fn put(&self, key: &str, object: &Value) -> Result<()> {
-        // JSON objects start with `{`, so etcdctl never takes one for a flag.
-        cmd::run(self.etcdctl().args(["put", key, &object.to_string()])).map(drop)
-    }
-
-    pub fn delete(&self, key: &str) -> Result<()> {
-        cmd::run(self.etcdctl().args(["del", key])).map(drop)
+    /// The etcd the agents watch.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Adds a pod on node `node` running `skiff-echo serve --name <name>`
@@ -176,9 +128,7 @@ impl Testbed {
 
     /// Runs `skiff-echo call <args>` in `pod` and returns its attempts.
     pub fn call(&self, pod: &Pod, args: &[&str]) -> Result<Vec<CallResult>> {
-        let mut command = pod.command(echo_binary()?);
-        command.arg("call").args(args);
-        parse_call_output(&cmd::run(&mut command)?)
+        echo::call(pod, args)
     }
 
     /// Starts `skiff-echo call <args>` in `pod` in the background; collect

@@ -78,6 +78,7 @@ impl Web {
             b,
         };
         web.testbed
+            .store()
             .put(
                 &service_key("default", "web"),
                 &service("default", "web", VIP, &web_ports()),
@@ -94,6 +95,7 @@ impl Web {
             .map(|&(ip, ready)| EndpointSpec { ip, ready })
             .collect();
         self.testbed
+            .store()
             .put(
                 &endpoint_slice_key("default", "web-x7k2p"),
                 &endpoint_slice("default", "web-x7k2p", "web", &web_ports(), &endpoints),
@@ -250,9 +252,11 @@ fn a_service_without_endpoints_refuses_at_once() {
 fn a_deleted_service_fails_fast_and_nothing_leaves_the_cluster() {
     let web = Web::start();
     web.testbed
+        .store()
         .delete(&service_key("default", "web"))
         .expect("service deleted");
     web.testbed
+        .store()
         .delete(&endpoint_slice_key("default", "web-x7k2p"))
         .expect("slice deleted");
     thread::sleep(REACTION_BOUND);

@@ -31,7 +31,7 @@ pub fn build(args: &BuildArgs) -> Result<()> {
 /// `cargo build --bins` over the default members (everything but the eBPF
 /// crate, which the agent's build script builds for the BPF target with
 /// nightly). Returns the binaries' paths, as cargo reports them.
-fn compile(release: bool) -> Result<Vec<PathBuf>> {
+pub fn compile(release: bool) -> Result<Vec<PathBuf>> {
     let mut cargo = sh::cargo();
     cargo.args([
         "build",

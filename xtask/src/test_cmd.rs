@@ -1,9 +1,13 @@
 //! `cargo xtask test`: build, then the test suite, clippy and rustfmt, so CI
 //! enforces all three.
 
-use std::time::{Duration, Instant};
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
@@ -38,7 +42,15 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
 
     let mut failed = Vec::new();
-    for mut check in [tests, clippy, fmt] {
+    println!("test: running `{}`", sh::describe(&tests));
+    match run_counting(&mut tests) {
+        Ok(tally) => println!("tests: {} passed, {} failed", tally.passed, tally.failed),
+        Err(err) => {
+            eprintln!("test: {err:#}");
+            failed.push(sh::describe(&tests));
+        }
+    }
+    for mut check in [clippy, fmt] {
         println!("test: running `{}`", sh::describe(&check));
         if let Err(err) = sh::run(&mut check) {
             eprintln!("test: {err:#}");
@@ -51,7 +63,70 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs `cargo test`, passing its output through, and adds up the
+/// `test result:` line of every test binary into one overall count.
+fn run_counting(tests: &mut Command) -> Result<Tally> {
+    let description = sh::describe(tests);
+    let mut child = tests
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{description}`"))?;
+    let mut tally = Tally::default();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.with_context(|| format!("reading the output of `{description}`"))?;
+        println!("{line}");
+        if let Some((passed, failed)) = result_counts(&line) {
+            tally.passed += passed;
+            tally.failed += failed;
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{description}`"))?;
+    if !status.success() {
+        bail!(
+            "`{description}` failed ({status}); {} passed, {} failed",
+            tally.passed,
+            tally.failed
+        );
+    }
+    Ok(tally)
+}
+
+/// `test result: ok. 8 passed; 1 failed; 0 ignored; …` -> (8, 1).
+fn result_counts(line: &str) -> Option<(u64, u64)> {
+    let counts = line.strip_prefix("test result: ")?.split_once(". ")?.1;
+    let count = |what: &str| {
+        counts
+            .split("; ")
+            .find_map(|part| part.strip_suffix(what)?.trim().parse::<u64>().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
 fn minutes_seconds(elapsed: Duration) -> String {
     let seconds = elapsed.as_secs();
     format!("{}m{:02}s", seconds / 60, seconds % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cargo_test_result_lines() {
+        let ok = "test result: ok. 8 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 17.39s";
+        assert_eq!(result_counts(ok), Some((8, 0)));
+        let failed =
+            "test result: FAILED. 7 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!(result_counts(failed), Some((7, 1)));
+        assert_eq!(result_counts("test foo ... ok"), None);
+    }
 }

@@ -4,7 +4,7 @@ use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    #[error("{path} is not on {what}")]
+    #[error("{path} is not {what}")]
     WrongFilesystem { path: PathBuf, what: &'static str },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },

@@ -1,0 +1,76 @@
+//! Running `skiff-agent` on a node of the harness's cluster, and knowing
+//! when it has caught up with etcd.
+use std::{
+    fs,
+    path::Path,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    binaries::agent_binary,
+    error::{HarnessError, Result},
+    hosts::Node,
+};
+
+/// The line the agent logs after each full sync of etcd into its maps.
+const SYNC_LINE: &str = "full sync done";
+
+/// `skiff-agent` for `node`, in the node's netns (not in its cgroup: the
+/// agent's own connections need no service translation), pinning under the
+/// node's bpffs directory and hooking the node's cgroup.
+pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> {
+    let mut command = node.command(agent_binary()?);
+    command
+        .args(["--node-name", node.name()])
+        .arg("--etcd")
+        .arg(etcd_endpoints.join(","))
+        .arg("--cgroup")
+        .arg(node.cgroup_dir())
+        .arg("--bpffs")
+        .arg(node.bpffs_dir())
+        .env("RUST_LOG", "info");
+    Ok(command)
+}
+
+/// How many full syncs the agent logging to `log` has done so far.
+pub fn sync_count(log: &Path) -> usize {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches(SYNC_LINE)
+        .count()
+}
+
+/// Waits until the agent logging to `log` has done more than `syncs_before`
+/// full syncs. Fails at once, with the log, if `running` says it exited.
+pub fn wait_for_sync(
+    log: &Path,
+    syncs_before: usize,
+    mut running: impl FnMut() -> bool,
+    timeout: Duration,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while sync_count(log) <= syncs_before {
+        let log_text = || fs::read_to_string(log).unwrap_or_default();
+        if !running() {
+            return Err(HarnessError::Environment(format!(
+                "skiff-agent exited; its log ({}):\n{}",
+                log.display(),
+                log_text()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(HarnessError::Timeout {
+                what: format!(
+                    "skiff-agent to sync; its log ({}):\n{}",
+                    log.display(),
+                    log_text()
+                ),
+                timeout_ms: timeout.as_millis(),
+            });
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
