@@ -89,7 +89,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            error!("{}", error_chain(&error));
+            error!("{error:#}");
             ExitCode::FAILURE
         }
     }
@@ -142,17 +142,4 @@ async fn shutdown_signal() -> std::io::Result<&'static str> {
         _ = terminate.recv() => "SIGTERM",
         _ = interrupt.recv() => "SIGINT",
     })
-}
-
-/// The error and its causes on one line, skipping a cause whose text the
-/// message before it already quotes (many errors include their source).
-fn error_chain(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(ToString::to_string)
-        .fold(String::new(), |line, cause| match line {
-            _ if line.contains(&cause) => line,
-            _ if line.is_empty() => cause,
-            _ => format!("{line}: {cause}"),
-        })
 }

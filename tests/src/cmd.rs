@@ -30,9 +30,9 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String> {
 
 /// Runs `cmd` and hands back its output whatever the exit status.
 pub(crate) fn output(cmd: &mut Command) -> Result<Output> {
-    cmd.output().map_err(|source| HarnessError::Spawn {
+    cmd.output().map_err(|cause| HarnessError::Spawn {
         command: render(cmd),
-        source,
+        cause,
     })
 }
 

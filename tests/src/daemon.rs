@@ -69,9 +69,9 @@ impl Daemon {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+        let child = cmd.spawn().map_err(|cause| HarnessError::Spawn {
             command: render(&cmd),
-            source,
+            cause,
         })?;
         let pid = child.id();
         // The start time tells this process from a later one with the same pid.

@@ -85,9 +85,9 @@ pub fn parse_call_output(stdout: &str) -> Result<Vec<CallResult>> {
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
-            serde_json::from_str(line).map_err(|source| HarnessError::CallOutput {
+            serde_json::from_str(line).map_err(|cause| HarnessError::CallOutput {
                 line: line.to_owned(),
-                source,
+                cause,
             })
         })
         .collect()

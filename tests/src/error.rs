@@ -15,11 +15,11 @@ pub enum HarnessError {
         stderr: String,
     },
     /// An external command could not be started at all.
-    #[error("cannot run `{command}`: {source}")]
-    Spawn { command: String, source: io::Error },
+    #[error("cannot run `{command}`: {cause}")]
+    Spawn { command: String, cause: io::Error },
     /// A file-system or socket operation failed.
-    #[error("{what}: {source}")]
-    Io { what: String, source: io::Error },
+    #[error("{what}: {cause}")]
+    Io { what: String, cause: io::Error },
     #[error(
         "invalid prefix {0:?}: expected `skiff` or `skiff-` followed by 4 lowercase hex digits"
     )]
@@ -46,10 +46,10 @@ pub enum HarnessError {
         log: PathBuf,
         log_tail: String,
     },
-    #[error("skiff-echo printed a line that is not a call result: {line:?}: {source}")]
+    #[error("skiff-echo printed a line that is not a call result: {line:?}: {cause}")]
     CallOutput {
         line: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// Teardown went on after each failure; these are all of them.
     #[error("teardown left things behind:\n  {}", .failures.join("\n  "))]
@@ -57,10 +57,10 @@ pub enum HarnessError {
 }
 
 impl HarnessError {
-    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn io(what: impl Into<String>, cause: io::Error) -> Self {
         HarnessError::Io {
             what: what.into(),
-            source,
+            cause,
         }
     }
 }

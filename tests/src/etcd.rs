@@ -171,9 +171,9 @@ impl Etcd {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
-        let child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+        let child = cmd.spawn().map_err(|cause| HarnessError::Spawn {
             command: render(&cmd),
-            source,
+            cause,
         })?;
         let mut etcd = Etcd {
             child,

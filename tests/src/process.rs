@@ -20,9 +20,9 @@ impl ProcessGuard {
     /// Spawns `cmd` as is.
     pub fn spawn(cmd: &mut Command) -> Result<ProcessGuard> {
         let command = render(cmd);
-        let child = cmd.spawn().map_err(|source| HarnessError::Spawn {
+        let child = cmd.spawn().map_err(|cause| HarnessError::Spawn {
             command: command.clone(),
-            source,
+            cause,
         })?;
         Ok(ProcessGuard { child, command })
     }

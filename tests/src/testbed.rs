@@ -136,9 +136,9 @@ impl Testbed {
     pub fn call_in_background(&self, pod: &Pod, args: &[&str]) -> Result<RunningCall> {
         let mut command = pod.command(echo_binary()?);
         command.arg("call").args(args).stdout(Stdio::piped());
-        let child = command.spawn().map_err(|source| HarnessError::Spawn {
+        let child = command.spawn().map_err(|cause| HarnessError::Spawn {
             command: cmd::render(&command),
-            source,
+            cause,
         })?;
         Ok(RunningCall { child })
     }

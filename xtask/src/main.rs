@@ -98,21 +98,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}", error_chain(&err));
+            eprintln!("{err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the
-/// message before it already quotes (many errors include their source).
-fn error_chain(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(ToString::to_string)
-        .fold(String::new(), |line, cause| match line {
-            _ if line.contains(&cause) => line,
-            _ if line.is_empty() => cause,
-            _ => format!("{line}: {cause}"),
-        })
 }

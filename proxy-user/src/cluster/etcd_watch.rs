@@ -57,10 +57,10 @@ pub enum ClusterEvent {
 /// re-list, so the messages are written for the operator reading the log.
 #[derive(Debug, thiserror::Error)]
 enum WatchError {
-    #[error("etcd {operation} failed: {source}")]
+    #[error("etcd {operation} failed: {cause}")]
     Etcd {
         operation: &'static str,
-        source: etcd_client::Error,
+        cause: etcd_client::Error,
     },
     #[error("etcd {operation} response has no header")]
     MissingHeader { operation: &'static str },
@@ -78,10 +78,10 @@ enum WatchError {
 enum DecodeError {
     #[error("key {key} is not <prefix><namespace>/<name>")]
     Key { key: String },
-    #[error("value at {key} does not decode: {source}")]
+    #[error("value at {key} does not decode: {cause}")]
     Value {
         key: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -352,9 +352,9 @@ where
     T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
 {
     let (namespace, name) = key_name(prefix, key)?;
-    let mut object: T = serde_json::from_slice(value).map_err(|source| DecodeError::Value {
+    let mut object: T = serde_json::from_slice(value).map_err(|cause| DecodeError::Value {
         key: String::from_utf8_lossy(key).into_owned(),
-        source,
+        cause,
     })?;
     let metadata = object.metadata_mut();
     // The key is the object's identity in etcd (a DELETE carries nothing
@@ -395,7 +395,7 @@ fn prefix_end(prefix: &str) -> Vec<u8> {
 }
 
 fn etcd_error(operation: &'static str) -> impl FnOnce(etcd_client::Error) -> WatchError {
-    move |source| WatchError::Etcd { operation, source }
+    move |cause| WatchError::Etcd { operation, cause }
 }
 
 /// Reconnect delays: 100 ms doubling to 5 s, back to 100 ms once a watch

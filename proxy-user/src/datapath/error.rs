@@ -6,35 +6,32 @@ use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 pub enum DatapathError {
     #[error("{path} is not {what}")]
     WrongFilesystem { path: PathBuf, what: &'static str },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: io::Error },
     #[error("loading the eBPF object: {0}")]
-    Load(#[from] EbpfError),
+    Load(EbpfError),
     #[error("the eBPF object has no program {0}")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
-    #[error("program {name}: {source}")]
+    #[error("program {name}: {cause}")]
     Program {
         name: &'static str,
-        source: ProgramError,
+        cause: ProgramError,
     },
-    #[error("program {name}: its link is not a file-descriptor link: {source}")]
+    #[error("program {name}: its link is not a file-descriptor link: {cause}")]
     LinkConvert {
         name: &'static str,
-        source: aya::programs::links::LinkError,
+        cause: aya::programs::links::LinkError,
     },
-    #[error("pinned link {path}: {source}")]
-    Link { path: PathBuf, source: io::Error },
-    #[error("pinning link {path}: {source}")]
-    Pin { path: PathBuf, source: PinError },
+    #[error("pinned link {path}: {cause}")]
+    Link { path: PathBuf, cause: io::Error },
+    #[error("pinning link {path}: {cause}")]
+    Pin { path: PathBuf, cause: PinError },
     #[error("repairing the pinned maps: {0}")]
-    Repair(#[from] super::WriteError),
-    #[error("map {name}: {source}")]
-    Map {
-        name: &'static str,
-        source: MapError,
-    },
+    Repair(super::WriteError),
+    #[error("map {name}: {cause}")]
+    Map { name: &'static str, cause: MapError },
     #[error(
         "pinned map {path} has {found}, this agent's programs need {expected}; \
          the map layout changed without a new maps directory (remove the directory to start over)"

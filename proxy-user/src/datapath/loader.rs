@@ -103,41 +103,42 @@ pub fn load(bpffs: &Path, cgroup: &Path, config: DatapathConfig) -> Result<Ebpf,
     let maps_dir = bpffs.join(MAPS_DIR);
     let links_dir = bpffs.join(LINKS_DIR);
     for dir in [&maps_dir, &links_dir] {
-        fs::create_dir_all(dir).map_err(|source| DatapathError::Io {
+        fs::create_dir_all(dir).map_err(|cause| DatapathError::Io {
             path: dir.clone(),
-            source,
+            cause,
         })?;
     }
     check_pinned_layouts(&maps_dir)?;
 
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(&maps_dir)
-        .load(OBJECT)?;
+        .load(OBJECT)
+        .map_err(DatapathError::Load)?;
     // Written before any program is hooked, so none runs without it.
     let config_map = ebpf
         .map_mut(map_names::CONFIG)
         .ok_or(DatapathError::MissingMap(map_names::CONFIG))?;
-    let map_error = |source| DatapathError::Map {
+    let map_error = |cause| DatapathError::Map {
         name: map_names::CONFIG,
-        source,
+        cause,
     };
     Array::<_, DatapathConfig>::try_from(config_map)
         .map_err(map_error)?
         .set(0, config, 0)
         .map_err(map_error)?;
-    let cgroup_dir = File::open(cgroup).map_err(|source| DatapathError::Io {
+    let cgroup_dir = File::open(cgroup).map_err(|cause| DatapathError::Io {
         path: cgroup.to_path_buf(),
-        source,
+        cause,
     })?;
     for name in PROGRAMS {
         let program: &mut CgroupSockAddr = ebpf
             .program_mut(name)
             .ok_or(DatapathError::MissingProgram(name))?
             .try_into()
-            .map_err(|source| DatapathError::Program { name, source })?;
+            .map_err(|cause| DatapathError::Program { name, cause })?;
         program
             .load()
-            .map_err(|source| DatapathError::Program { name, source })?;
+            .map_err(|cause| DatapathError::Program { name, cause })?;
         let link_path = links_dir.join(name);
         let hooked = hook(program, name, &cgroup_dir, &link_path)?;
         info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
@@ -151,15 +152,15 @@ fn hook(
     cgroup: &File,
     link_path: &Path,
 ) -> Result<Hooked, DatapathError> {
-    let link_error = |source: io::Error| DatapathError::Link {
+    let link_error = |cause: io::Error| DatapathError::Link {
         path: link_path.to_path_buf(),
-        source,
+        cause,
     };
     if link_path.exists() {
         let link = link_ops::open_pinned(link_path).map_err(link_error)?;
         let program_fd = program
             .fd()
-            .map_err(|source| DatapathError::Program { name, source })?;
+            .map_err(|cause| DatapathError::Program { name, cause })?;
         match link_ops::replace_program(link.as_fd(), program_fd.as_fd()) {
             Ok(()) => return Ok(Hooked::Replaced),
             // The cgroup the link was attached to is gone: start afresh.
@@ -171,15 +172,15 @@ fn hook(
     }
     let link_id = program
         .attach(cgroup, CgroupAttachMode::Single)
-        .map_err(|source| DatapathError::Program { name, source })?;
+        .map_err(|cause| DatapathError::Program { name, cause })?;
     let link: FdLink = program
         .take_link(link_id)
-        .map_err(|source| DatapathError::Program { name, source })?
+        .map_err(|cause| DatapathError::Program { name, cause })?
         .try_into()
-        .map_err(|source| DatapathError::LinkConvert { name, source })?;
-    link.pin(link_path).map_err(|source| DatapathError::Pin {
+        .map_err(|cause| DatapathError::LinkConvert { name, cause })?;
+    link.pin(link_path).map_err(|cause| DatapathError::Pin {
         path: link_path.to_path_buf(),
-        source,
+        cause,
     })?;
     Ok(Hooked::Attached)
 }
@@ -191,9 +192,9 @@ fn require_fs(path: &Path, magic: i64, what: &'static str) -> Result<(), Datapat
         .ancestors()
         .find(|ancestor| ancestor.exists())
         .unwrap_or(Path::new("/"));
-    let io_error = |source| DatapathError::Io {
+    let io_error = |cause| DatapathError::Io {
         path: existing.to_path_buf(),
-        source,
+        cause,
     };
     let c_path = CString::new(existing.as_os_str().as_bytes())
         .map_err(|_| io_error(io::Error::new(io::ErrorKind::InvalidInput, "NUL in path")))?;
@@ -220,9 +221,9 @@ fn check_pinned_layouts(maps_dir: &Path) -> Result<(), DatapathError> {
         if !path.exists() {
             continue;
         }
-        let info = MapInfo::from_pin(&path).map_err(|source| DatapathError::Map {
+        let info = MapInfo::from_pin(&path).map_err(|cause| DatapathError::Map {
             name: layout.name,
-            source,
+            cause,
         })?;
         let found = (
             info.key_size() as usize,

@@ -22,11 +22,10 @@ use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
 #[derive(Debug, thiserror::Error)]
-#[error("{op:?}: {source}")]
+#[error("{op:?}: {cause}")]
 pub struct WriteError {
     pub op: MapOp,
-    #[source]
-    pub source: MapError,
+    pub cause: MapError,
 }
 
 pub struct Datapath {
@@ -59,7 +58,7 @@ impl Datapath {
     pub fn adopt(&mut self) -> Result<(), DatapathError> {
         let (programmed, repairs) = Programmed::adopt(self.tables.read()?);
         self.programmed = programmed;
-        self.write(&repairs)?;
+        self.write(&repairs).map_err(DatapathError::Repair)?;
         info!(
             frontends = self.programmed.keys().count(),
             repairs = repairs.len(),
@@ -93,7 +92,7 @@ impl Datapath {
         for op in ops {
             self.tables
                 .apply(op)
-                .map_err(|source| WriteError { op: *op, source })?;
+                .map_err(|cause| WriteError { op: *op, cause })?;
         }
         Ok(())
     }

@@ -21,7 +21,7 @@ fn take<K: aya::Pod, V: aya::Pod>(
     name: &'static str,
 ) -> Result<HashMap<MapData, K, V>, DatapathError> {
     let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
-    HashMap::try_from(map).map_err(|source| DatapathError::Map { name, source })
+    HashMap::try_from(map).map_err(|cause| DatapathError::Map { name, cause })
 }
 
 impl Tables {
@@ -35,7 +35,7 @@ impl Tables {
 
     /// Everything the maps hold now.
     pub fn read(&self) -> Result<MapContents, DatapathError> {
-        let read_error = |name| move |source| DatapathError::Map { name, source };
+        let read_error = |name| move |cause| DatapathError::Map { name, cause };
         Ok(MapContents {
             services: self
                 .services
