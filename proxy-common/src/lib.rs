@@ -21,6 +21,7 @@ pub mod map_names {
     pub const BACKENDS: &str = "skiff_backends";
     pub const SOCK_REV_NAT: &str = "skiff_sock_rnat";
     pub const CONFIG: &str = "skiff_config";
+    pub const AFFINITY: &str = "skiff_affinity";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -33,7 +34,13 @@ pub mod capacity {
     /// One entry per socket connected or sending through a service; LRU, so
     /// the oldest sockets' entries are recycled first.
     pub const SOCK_REV_NAT: u32 = 131_072;
+    /// One entry per client and affinity frontend; LRU, so clients idle the
+    /// longest are forgotten first.
+    pub const AFFINITY: u32 = 65_536;
 }
+
+/// `ServiceValue::flags`: the frontend has `sessionAffinity: ClientIP`.
+pub const SERVICE_FLAG_AFFINITY: u32 = 1;
 
 /// A service frontend: a ClusterIP and one of its ports.
 #[repr(C)]
@@ -57,9 +64,10 @@ pub struct ServiceValue {
     /// Slots `0..backend_count` hold backend ids. Zero means the service
     /// exists but has no endpoints: connects are refused at once.
     pub backend_count: u32,
-    /// Reserved for traffic policies and affinity (issue #3); zero today.
+    /// `SERVICE_FLAG_*` bits.
     pub flags: u32,
-    /// Reserved for sessionAffinity ClientIP timeout in seconds (issue #3).
+    /// With `SERVICE_FLAG_AFFINITY`: seconds a client keeps its backend
+    /// after its last connection.
     pub affinity_timeout: u32,
 }
 
@@ -112,6 +120,28 @@ pub struct SockRevNatValue {
     pub pad: u16,
 }
 
+/// A client of an affinity frontend. The socket hooks run before the
+/// client's source address is chosen, so the client is its network
+/// namespace (one per pod), as the namespace cookie names it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AffinityKey {
+    pub netns_cookie: u64,
+    pub service_id: u32,
+    pub pad: u32,
+}
+
+/// The backend a client sticks to, and where it sat when chosen: the entry
+/// only holds while that slot still holds that backend.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AffinityValue {
+    /// `bpf_ktime_get_ns` of the client's last connection.
+    pub last_used_ns: u64,
+    pub backend_id: BackendId,
+    pub slot: u32,
+}
+
 /// Node-wide settings the agent gives the programs: the only entry of the
 /// config array.
 #[repr(C)]
@@ -136,4 +166,6 @@ mod pod {
     unsafe impl aya::Pod for SockRevNatKey {}
     unsafe impl aya::Pod for SockRevNatValue {}
     unsafe impl aya::Pod for DatapathConfig {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for AffinityValue {}
 }

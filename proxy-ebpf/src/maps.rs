@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap},
 };
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey, ServiceValue, SockRevNatKey,
-    SockRevNatValue, capacity,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey,
+    ServiceValue, SockRevNatKey, SockRevNatValue, capacity,
 };
 
 #[map(name = "skiff_services")]
@@ -28,3 +28,7 @@ pub static SOCK_REV_NAT: LruHashMap<SockRevNatKey, SockRevNatValue> =
 
 #[map(name = "skiff_config")]
 pub static CONFIG: Array<DatapathConfig> = Array::pinned(1, 0);
+
+#[map(name = "skiff_affinity")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
+    LruHashMap::pinned(capacity::AFFINITY, 0);

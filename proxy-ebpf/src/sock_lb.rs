@@ -7,15 +7,19 @@
 //! does not know (pod IPs, anything else) pass untouched.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval},
+    helpers::{
+        bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
+        bpf_set_retval,
+    },
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use proxy_common::{
-    BackendSlotKey, PROTO_TCP, PROTO_UDP, ServiceKey, SockRevNatKey, SockRevNatValue,
+    AffinityKey, AffinityValue, BackendId, BackendSlotKey, PROTO_TCP, PROTO_UDP,
+    SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
 };
 
-use crate::maps::{BACKEND_SLOTS, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT};
+use crate::maps::{AFFINITY, BACKEND_SLOTS, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT};
 
 /// sock_addr programs return 1 to let the call proceed, 0 to fail it.
 const PROCEED: i32 = 1;
@@ -107,17 +111,7 @@ fn to_backend(ctx: &SockAddrContext) -> i32 {
     if service.backend_count == 0 {
         return refuse();
     }
-    // SAFETY: a helper call without arguments.
-    let slot = unsafe { bpf_get_prandom_u32() } % service.backend_count;
-    let slot_key = BackendSlotKey {
-        service_id: service.id,
-        slot,
-    };
-    // The agent writes slots and backends before it raises a frontend's
-    // count, so a miss here is a bug; refusing is still better than letting
-    // the connect go to an address no one answers.
-    // SAFETY: as above, read and copied.
-    let Some(backend_id) = (unsafe { BACKEND_SLOTS.get(&slot_key) }).copied() else {
+    let Some(backend_id) = choose_backend(ctx, &service) else {
         return refuse();
     };
     // SAFETY: as above, read and copied.
@@ -148,6 +142,61 @@ fn to_backend(ctx: &SockAddrContext) -> i32 {
         (*sa).user_port = u32::from(backend.port);
     }
     PROCEED
+}
+
+/// A backend id for a new connection to `service`: the client's sticky
+/// backend while its affinity holds, else a random slot's.
+#[inline(always)]
+fn choose_backend(ctx: &SockAddrContext, service: &ServiceValue) -> Option<BackendId> {
+    if service.flags & SERVICE_FLAG_AFFINITY == 0 {
+        return random_backend(service).map(|(_, backend_id)| backend_id);
+    }
+    // SAFETY: the context is a sock_addr context, whose netns the helper reads.
+    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    // SAFETY: a helper call without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let key = AffinityKey {
+        netns_cookie,
+        service_id: service.id,
+        pad: 0,
+    };
+    let timeout_ns = u64::from(service.affinity_timeout) * 1_000_000_000;
+    // SAFETY: read and copied.
+    let sticky = (unsafe { AFFINITY.get(&key) }).copied().filter(|entry| {
+        now.wrapping_sub(entry.last_used_ns) <= timeout_ns
+            && entry.slot < service.backend_count
+            && slot_backend(service.id, entry.slot) == Some(entry.backend_id)
+    });
+    let (slot, backend_id) = match sticky {
+        Some(entry) => (entry.slot, entry.backend_id),
+        None => random_backend(service)?,
+    };
+    let entry = AffinityValue {
+        last_used_ns: now,
+        backend_id,
+        slot,
+    };
+    // An LRU insert only fails under memory pressure; the client just loses
+    // its stickiness.
+    let _ = AFFINITY.insert(&key, &entry, 0);
+    Some(backend_id)
+}
+
+#[inline(always)]
+fn random_backend(service: &ServiceValue) -> Option<(u32, BackendId)> {
+    // SAFETY: a helper call without arguments.
+    let slot = unsafe { bpf_get_prandom_u32() } % service.backend_count;
+    // The agent writes slots and backends before it raises a frontend's
+    // count, so a miss is a bug; the caller refuses the connect rather than
+    // let it go to an address no one answers.
+    Some((slot, slot_backend(service.id, slot)?))
+}
+
+#[inline(always)]
+fn slot_backend(service_id: u32, slot: u32) -> Option<BackendId> {
+    let key = BackendSlotKey { service_id, slot };
+    // SAFETY: read and copied.
+    (unsafe { BACKEND_SLOTS.get(&key) }).copied()
 }
 
 #[inline(always)]

@@ -119,7 +119,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::channel(64);
     tokio::spawn(etcd_watch::run(args.etcd.clone(), events_tx));
-    let syncer = tokio::spawn(Syncer::new(datapath).run(events_rx));
+    let syncer = tokio::spawn(Syncer::new(args.node_name.clone(), datapath).run(events_rx));
 
     tokio::select! {
         signal = shutdown_signal() => {

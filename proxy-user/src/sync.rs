@@ -26,6 +26,8 @@ use crate::{
 const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
 
 pub struct Syncer {
+    /// This node: `internalTrafficPolicy: Local` keeps traffic on it.
+    node: String,
     cluster: ClusterState,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
@@ -35,8 +37,9 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(datapath: Datapath) -> Self {
+    pub fn new(node: String, datapath: Datapath) -> Self {
         Self {
+            node,
             cluster: ClusterState::default(),
             datapath,
             owners: HashMap::new(),
@@ -122,9 +125,14 @@ impl Syncer {
 
     /// Programs one service's frontends and removes those it no longer has.
     fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
-        let desired = self.cluster.desired(service);
+        let desired = self.cluster.desired(service, &self.node);
         let mut keys = BTreeSet::new();
-        for DesiredFrontend { frontend, backends } in &desired {
+        for DesiredFrontend {
+            frontend,
+            backends,
+            affinity_timeout,
+        } in &desired
+        {
             let key = service_key(frontend);
             match self.owners.get(&key) {
                 Some(owner) if owner != service => {
@@ -142,7 +150,7 @@ impl Syncer {
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
-            self.program(service, frontend, key, &wanted)?;
+            self.program(service, frontend, key, &wanted, *affinity_timeout)?;
         }
 
         let previous = match keys.is_empty() {
@@ -165,38 +173,38 @@ impl Syncer {
         frontend: &Frontend,
         key: ServiceKey,
         wanted: &[Backend],
+        affinity_timeout: Option<u32>,
     ) -> Result<(), WriteError> {
         let before = self.datapath.backends(&key);
-        let mut sorted_before = before.clone().unwrap_or_default();
-        sorted_before.sort_unstable();
-        let mut sorted_wanted = wanted.to_vec();
-        sorted_wanted.sort_unstable();
-        sorted_wanted.dedup();
-        if before.is_some() && sorted_before == sorted_wanted {
+        let changed = self
+            .datapath
+            .set(key, wanted, affinity_timeout)
+            .inspect_err(|error| {
+                error!(%service, frontend = %describe(frontend), %error, "programming a frontend failed");
+            })?;
+        if !changed {
             return Ok(());
         }
-        self.datapath.set(key, wanted).inspect_err(|error| {
-            error!(%service, frontend = %describe(frontend), %error, "programming a frontend failed");
-        })?;
-        let added: Vec<String> = sorted_wanted
-            .iter()
-            .filter(|backend| !sorted_before.contains(backend))
-            .map(describe_backend)
+        let before_set: BTreeSet<&Backend> = before.iter().flatten().collect();
+        let wanted_set: BTreeSet<&Backend> = wanted.iter().collect();
+        let added: Vec<String> = wanted_set
+            .difference(&before_set)
+            .map(|backend| describe_backend(backend))
             .collect();
-        let removed: Vec<String> = sorted_before
-            .iter()
-            .filter(|backend| !sorted_wanted.contains(backend))
-            .map(describe_backend)
+        let removed: Vec<String> = before_set
+            .difference(&wanted_set)
+            .map(|backend| describe_backend(backend))
             .collect();
         info!(
             %service,
             frontend = %describe(frontend),
             port_name = %frontend.port_name,
-            backends = sorted_wanted.len(),
+            backends = wanted_set.len(),
             ?added,
             ?removed,
+            ?affinity_timeout,
             "{}",
-            if before.is_none() { "frontend added" } else { "frontend backends changed" }
+            if before.is_none() { "frontend added" } else { "frontend changed" }
         );
         Ok(())
     }

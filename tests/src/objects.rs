@@ -15,11 +15,47 @@ pub struct PortSpec {
     pub target_port: u16,
 }
 
-/// One endpoint of an EndpointSlice.
-#[derive(Debug, Clone, Copy)]
+/// One endpoint of an EndpointSlice: a pod's address, its node and its
+/// conditions, as the EndpointSlice controller reports them.
+#[derive(Debug, Clone)]
 pub struct EndpointSpec {
     pub ip: Ipv4Addr,
+    pub node: String,
     pub ready: bool,
+    pub serving: bool,
+    pub terminating: bool,
+}
+
+impl EndpointSpec {
+    /// A running pod that passes its readiness probe.
+    pub fn ready(ip: Ipv4Addr, node: &str) -> EndpointSpec {
+        EndpointSpec {
+            ip,
+            node: node.to_owned(),
+            ready: true,
+            serving: true,
+            terminating: false,
+        }
+    }
+
+    /// A running pod failing its readiness probe.
+    pub fn not_ready(ip: Ipv4Addr, node: &str) -> EndpointSpec {
+        EndpointSpec {
+            ready: false,
+            serving: false,
+            ..EndpointSpec::ready(ip, node)
+        }
+    }
+
+    /// A pod shutting down, still `serving` or not.
+    pub fn terminating(ip: Ipv4Addr, node: &str, serving: bool) -> EndpointSpec {
+        EndpointSpec {
+            ready: false,
+            serving,
+            terminating: true,
+            ..EndpointSpec::ready(ip, node)
+        }
+    }
 }
 
 pub fn service_key(namespace: &str, name: &str) -> String {
@@ -74,7 +110,12 @@ pub fn endpoint_slice(
         })).collect::<Vec<_>>(),
         "endpoints": endpoints.iter().map(|e| json!({
             "addresses": [e.ip.to_string()],
-            "conditions": { "ready": e.ready },
+            "nodeName": e.node,
+            "conditions": {
+                "ready": e.ready,
+                "serving": e.serving,
+                "terminating": e.terminating,
+            },
         })).collect::<Vec<_>>(),
     })
 }

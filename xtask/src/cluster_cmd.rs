@@ -152,10 +152,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
     )?;
     let endpoints: Vec<EndpointSpec> = backends
         .iter()
-        .map(|pod| EndpointSpec {
-            ip: pod.ip(),
-            ready: true,
-        })
+        .map(|pod| EndpointSpec::ready(pod.ip(), pod.node()))
         .collect();
     store.put(
         &endpoint_slice_key("default", "web-7f9c2"),

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use tracing::{debug, warn};
 
 /// The label by which an EndpointSlice names the Service it belongs to.
@@ -93,17 +93,29 @@ pub struct BackendAddr {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredFrontend {
     pub frontend: Frontend,
-    /// Sorted and deduplicated. Empty when the Service has no ready
+    /// Sorted and deduplicated. Empty when the Service has no usable
     /// endpoint: the frontend still exists so that connects to it are
     /// refused at once instead of leaving the node to route the ClusterIP.
     pub backends: Vec<BackendAddr>,
+    /// `sessionAffinity: ClientIP`: how long, in seconds, a client keeps
+    /// its backend after its last connection. `None` for no affinity.
+    pub affinity_timeout: Option<u32>,
 }
 
-/// The frontends of `service`, with backends from `slices` (the
-/// EndpointSlices labelled for it). Frontends come ordered by address, port
-/// and protocol. Parts the datapath cannot serve (SCTP, IPv6, malformed
-/// fields) are skipped with a log line; the rest of the Service still works.
-pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<DesiredFrontend> {
+/// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
+const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+/// The API's upper bound for it (one day).
+const MAX_AFFINITY_TIMEOUT: u32 = 86_400;
+
+/// The frontends of `service` as seen from node `node`, with backends from
+/// `slices` (the EndpointSlices labelled for it). Frontends come ordered by
+/// address, port and protocol. Parts the datapath cannot serve (SCTP, IPv6,
+/// malformed fields) are skipped with a log line; the rest still works.
+pub fn desired_frontends(
+    service: &Service,
+    slices: &[&EndpointSlice],
+    node: &str,
+) -> Vec<DesiredFrontend> {
     let svc = ServiceRef::of(service);
     let Some(spec) = &service.spec else {
         return Vec::new();
@@ -116,6 +128,13 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<De
     if ips.is_empty() {
         return Vec::new();
     }
+    let affinity_timeout = affinity_timeout(spec);
+    // ClusterIP traffic comes from inside the cluster, so the internal
+    // policy applies: `Local` keeps it on the client's node.
+    let locality = match spec.internal_traffic_policy.as_deref() {
+        Some("Local") => Locality::Node(node),
+        _ => Locality::Cluster,
+    };
 
     let mut desired = Vec::new();
     for service_port in spec.ports.iter().flatten() {
@@ -133,7 +152,7 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<De
             warn!(service = %svc, port = service_port.port, "skipping service port out of range");
             continue;
         };
-        let backends = backends(&svc, port_name, protocol, slices);
+        let backends = backends(&svc, port_name, protocol, slices, locality);
         for &ip in &ips {
             desired.push(DesiredFrontend {
                 frontend: Frontend {
@@ -143,6 +162,7 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<De
                     port_name: port_name.to_owned(),
                 },
                 backends: backends.clone(),
+                affinity_timeout,
             });
         }
     }
@@ -170,6 +190,52 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice]) -> Vec<De
     desired
 }
 
+fn affinity_timeout(spec: &ServiceSpec) -> Option<u32> {
+    if spec.session_affinity.as_deref() != Some("ClientIP") {
+        return None;
+    }
+    let configured = spec
+        .session_affinity_config
+        .as_ref()
+        .and_then(|config| config.client_ip.as_ref())
+        .and_then(|client_ip| client_ip.timeout_seconds)
+        .and_then(|seconds| u32::try_from(seconds).ok());
+    Some(
+        configured
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+            .clamp(1, MAX_AFFINITY_TIMEOUT),
+    )
+}
+
+/// Which endpoints a frontend may use.
+#[derive(Clone, Copy, Debug)]
+enum Locality<'a> {
+    /// All of them.
+    Cluster,
+    /// Only those on this node.
+    Node(&'a str),
+}
+
+/// How kube-proxy may use one endpoint, from its conditions. A nil
+/// `ready` means ready; a nil `serving` means the same as `ready`; a nil
+/// `terminating` means not terminating.
+#[derive(Clone, Copy, Debug)]
+struct Usability {
+    ready: bool,
+    /// Still serving while it shuts down: used only when no endpoint is ready.
+    serving_terminating: bool,
+}
+
+fn usability(conditions: Option<&EndpointConditions>) -> Usability {
+    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
+    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
+    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
+    Usability {
+        ready,
+        serving_terminating: serving && terminating,
+    }
+}
+
 /// The Service's IPv4 cluster addresses, primary first. `clusterIPs` lists
 /// every family's address; older objects may only have `clusterIP`.
 fn cluster_ips(svc: &ServiceRef, spec: &ServiceSpec) -> Vec<Ipv4Addr> {
@@ -195,15 +261,19 @@ fn cluster_ips(svc: &ServiceRef, spec: &ServiceSpec) -> Vec<Ipv4Addr> {
     ips
 }
 
-/// The backends of one Service port: every ready IPv4 endpoint of the
-/// slices, at the port the slice publishes under the same port name.
+/// The backends of one Service port, at the port the slice publishes under
+/// the same port name: the ready IPv4 endpoints within `locality` or, when
+/// there is none, the serving-and-terminating ones (kube-proxy's fallback,
+/// so a Service whose pods are all rolling over keeps answering).
 fn backends(
     svc: &ServiceRef,
     port_name: &str,
     protocol: Protocol,
     slices: &[&EndpointSlice],
+    locality: Locality<'_>,
 ) -> Vec<BackendAddr> {
-    let mut backends = Vec::new();
+    let mut ready = Vec::new();
+    let mut terminating = Vec::new();
     for slice in slices {
         if slice.address_type != "IPv4" {
             debug!(
@@ -228,16 +298,23 @@ fn backends(
             continue;
         };
         for endpoint in slice.endpoints.iter().flatten() {
-            // A nil `ready` means ready (API contract). Not-ready endpoints are
-            // excluded outright; falling back to serving-and-terminating ones
-            // when none is ready is issue #3.
-            let ready = endpoint.conditions.as_ref().and_then(|c| c.ready);
-            if ready == Some(false) {
+            if let Locality::Node(node) = locality
+                && endpoint.node_name.as_deref() != Some(node)
+            {
                 continue;
             }
+            let usability = usability(endpoint.conditions.as_ref());
+            let pool = match usability {
+                Usability { ready: true, .. } => &mut ready,
+                Usability {
+                    serving_terminating: true,
+                    ..
+                } => &mut terminating,
+                _ => continue,
+            };
             for address in &endpoint.addresses {
                 match address.parse::<Ipv4Addr>() {
-                    Ok(ip) => backends.push(BackendAddr { ip, port }),
+                    Ok(ip) => pool.push(BackendAddr { ip, port }),
                     Err(_) => warn!(
                         service = %svc,
                         slice = slice.metadata.name.as_deref(),
@@ -248,6 +325,7 @@ fn backends(
             }
         }
     }
+    let mut backends = if ready.is_empty() { terminating } else { ready };
     backends.sort_unstable();
     backends.dedup();
     backends
@@ -318,6 +396,104 @@ mod tests {
         )
     }
 
+    fn endpoint(address: &str, node: &str, conditions: Value) -> Value {
+        json!({ "addresses": [address], "nodeName": node, "conditions": conditions })
+    }
+
+    fn backend_ips(desired: &[DesiredFrontend]) -> Vec<String> {
+        desired[0]
+            .backends
+            .iter()
+            .map(|b| b.ip.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn serving_terminating_endpoints_are_used_only_when_none_is_ready() {
+        let svc = service(unnamed_http());
+        let terminating = json!({ "ready": false, "serving": true, "terminating": true });
+        let gone = json!({ "ready": false, "serving": false, "terminating": true });
+        let only_terminating = unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", terminating.clone()),
+                endpoint("10.244.1.3", "node1", gone.clone()),
+            ]),
+        );
+        let desired = desired_frontends(&svc, &[&only_terminating], "node1");
+        assert_eq!(backend_ips(&desired), ["10.244.1.2"]);
+
+        let with_ready = unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", terminating),
+                endpoint("10.244.1.3", "node1", gone),
+                endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+            ]),
+        );
+        let desired = desired_frontends(&svc, &[&with_ready], "node1");
+        assert_eq!(backend_ips(&desired), ["10.244.2.2"]);
+    }
+
+    #[test]
+    fn internal_traffic_policy_local_keeps_only_this_nodes_endpoints() {
+        let mut spec = unnamed_http();
+        spec["internalTrafficPolicy"] = json!("Local");
+        let svc = service(spec);
+        let s = unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", json!({ "ready": true })),
+                endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+                // A ready endpoint elsewhere does not stop the local
+                // terminating one from serving.
+                endpoint("10.244.2.3", "node2", json!({ "ready": true })),
+                endpoint(
+                    "10.244.3.2",
+                    "node3",
+                    json!({ "ready": false, "serving": true, "terminating": true }),
+                ),
+            ]),
+        );
+        assert_eq!(
+            backend_ips(&desired_frontends(&svc, &[&s], "node1")),
+            ["10.244.1.2"]
+        );
+        assert_eq!(
+            backend_ips(&desired_frontends(&svc, &[&s], "node2")),
+            ["10.244.2.2", "10.244.2.3"]
+        );
+        assert_eq!(
+            backend_ips(&desired_frontends(&svc, &[&s], "node3")),
+            ["10.244.3.2"]
+        );
+        // No local endpoint: the frontend stays, with nothing to send to.
+        assert!(
+            desired_frontends(&svc, &[&s], "node4")[0]
+                .backends
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn client_ip_affinity_carries_its_timeout() {
+        let mut spec = unnamed_http();
+        assert_eq!(
+            desired_frontends(&service(spec.clone()), &[], "node1")[0].affinity_timeout,
+            None
+        );
+        spec["sessionAffinity"] = json!("ClientIP");
+        assert_eq!(
+            desired_frontends(&service(spec.clone()), &[], "node1")[0].affinity_timeout,
+            Some(10_800)
+        );
+        spec["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 5 } });
+        assert_eq!(
+            desired_frontends(&service(spec), &[], "node1")[0].affinity_timeout,
+            Some(5)
+        );
+    }
+
     #[test]
     fn cluster_ip_service_merges_two_slices_sorted_and_deduplicated() {
         let svc = service(unnamed_http());
@@ -331,7 +507,7 @@ mod tests {
             "web-b",
             json!([ready(&["10.244.1.3"]), ready(&["10.244.2.5"])]),
         );
-        let desired = desired_frontends(&svc, &[&a, &b]);
+        let desired = desired_frontends(&svc, &[&a, &b], "node1");
         assert_eq!(
             desired,
             vec![DesiredFrontend {
@@ -341,6 +517,7 @@ mod tests {
                     backend("10.244.1.7", 8080),
                     backend("10.244.2.5", 8080),
                 ],
+                affinity_timeout: None,
             }]
         );
     }
@@ -360,17 +537,19 @@ mod tests {
             json!([{ "name": "http", "port": 8080 }, { "name": "https", "port": 8443 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(
             desired,
             vec![
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 80, Protocol::Tcp, "http"),
                     backends: vec![backend("10.244.1.3", 8080)],
+                    affinity_timeout: None,
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 443, Protocol::Tcp, "https"),
                     backends: vec![backend("10.244.1.3", 8443)],
+                    affinity_timeout: None,
                 },
             ]
         );
@@ -386,7 +565,7 @@ mod tests {
             json!([{ "name": "", "port": 9090 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].backends, vec![backend("10.244.1.3", 9090)]);
     }
@@ -403,7 +582,7 @@ mod tests {
                 ready(&["10.244.1.4"]),
             ]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(
             desired[0].backends,
             vec![
@@ -421,7 +600,7 @@ mod tests {
             "web-a",
             json!([ready(&["10.244.1.9", "not-an-ip", "10.244.1.8"])]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(
             desired[0].backends,
             vec![backend("10.244.1.8", 8080), backend("10.244.1.9", 8080)]
@@ -443,7 +622,7 @@ mod tests {
         let unallocated = service(json!({ "clusterIP": "", "ports": [{ "port": 80 }] }));
         let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
         for svc in [headless, external, unallocated] {
-            assert_eq!(desired_frontends(&svc, &[&s]), vec![]);
+            assert_eq!(desired_frontends(&svc, &[&s], "node1"), vec![]);
         }
     }
 
@@ -453,7 +632,7 @@ mod tests {
             "metadata": { "namespace": "default", "name": "web" },
         }))
         .unwrap();
-        assert_eq!(desired_frontends(&svc, &[]), vec![]);
+        assert_eq!(desired_frontends(&svc, &[], "node1"), vec![]);
     }
 
     #[test]
@@ -474,17 +653,19 @@ mod tests {
             ]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(
             desired,
             vec![
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Tcp, "dns-tcp"),
                     backends: vec![backend("10.244.1.3", 5354)],
+                    affinity_timeout: None,
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Udp, "dns"),
                     backends: vec![backend("10.244.1.3", 5353)],
+                    affinity_timeout: None,
                 },
             ]
         );
@@ -502,7 +683,7 @@ mod tests {
             json!([{ "name": "dns", "port": 5353 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s]);
+        let desired = desired_frontends(&svc, &[&s], "node1");
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].backends, vec![]);
     }
@@ -516,7 +697,7 @@ mod tests {
                 { "name": "http", "port": 80 },
             ],
         }));
-        let desired = desired_frontends(&svc, &[]);
+        let desired = desired_frontends(&svc, &[], "node1");
         assert_eq!(desired.len(), 1);
         assert_eq!(
             desired[0].frontend,
@@ -539,12 +720,13 @@ mod tests {
             json!([ready(&["fd00:10:244::3"])]),
         );
         let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
-        let desired = desired_frontends(&svc, &[&v6, &v4]);
+        let desired = desired_frontends(&svc, &[&v6, &v4], "node1");
         assert_eq!(
             desired,
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
                 backends: vec![backend("10.244.1.3", 8080)],
+                affinity_timeout: None,
             }]
         );
     }
@@ -557,7 +739,7 @@ mod tests {
             "ports": [{ "port": 80 }],
         }));
         let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
-        let ips: Vec<_> = desired_frontends(&svc, &[&s])
+        let ips: Vec<_> = desired_frontends(&svc, &[&s], "node1")
             .into_iter()
             .map(|d| (d.frontend.ip, d.backends.len()))
             .collect();
@@ -572,7 +754,7 @@ mod tests {
 
     #[test]
     fn cluster_ip_alone_is_used_when_cluster_ips_is_absent() {
-        let desired = desired_frontends(&service(unnamed_http()), &[]);
+        let desired = desired_frontends(&service(unnamed_http()), &[], "node1");
         assert_eq!(desired[0].frontend.ip, Ipv4Addr::new(10, 96, 0, 10));
     }
 
@@ -589,17 +771,18 @@ mod tests {
             json!([ready(&["10.244.1.3"])]),
         );
         assert_eq!(
-            desired_frontends(&svc, &[&s]),
+            desired_frontends(&svc, &[&s], "node1"),
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
                 backends: vec![],
+                affinity_timeout: None,
             }]
         );
     }
 
     #[test]
     fn service_without_slices_has_frontend_with_no_backends() {
-        let desired = desired_frontends(&service(unnamed_http()), &[]);
+        let desired = desired_frontends(&service(unnamed_http()), &[], "node1");
         assert_eq!(desired.len(), 1);
         assert!(desired[0].backends.is_empty());
     }
@@ -613,7 +796,11 @@ mod tests {
             json!([{ "protocol": "TCP" }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        assert!(desired_frontends(&svc, &[&s])[0].backends.is_empty());
+        assert!(
+            desired_frontends(&svc, &[&s], "node1")[0]
+                .backends
+                .is_empty()
+        );
     }
 
     #[test]
@@ -622,7 +809,7 @@ mod tests {
             "clusterIP": "10.96.0.10",
             "ports": [{ "name": "b", "port": 80 }, { "name": "a", "port": 80 }],
         }));
-        let desired = desired_frontends(&svc, &[]);
+        let desired = desired_frontends(&svc, &[], "node1");
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].frontend.port_name, "a");
     }

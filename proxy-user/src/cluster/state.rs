@@ -60,7 +60,8 @@ impl ClusterState {
 
     /// The frontends `svc` should have now; empty when there is no such
     /// Service.
-    pub fn desired(&self, svc: &ServiceRef) -> Vec<DesiredFrontend> {
+    /// The frontends of `svc` as node `node` serves them.
+    pub fn desired(&self, svc: &ServiceRef, node: &str) -> Vec<DesiredFrontend> {
         let Some(service) = self.services.get(svc) else {
             return Vec::new();
         };
@@ -70,7 +71,7 @@ impl ClusterState {
             .into_iter()
             .flat_map(BTreeMap::values)
             .collect();
-        desired_frontends(service, &slices)
+        desired_frontends(service, &slices, node)
     }
 
     /// Every cached Service, in order.
@@ -184,7 +185,7 @@ mod tests {
     }
 
     fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
-        let desired = state.desired(&svc(name));
+        let desired = state.desired(&svc(name), "node1");
         assert_eq!(desired.len(), 1, "{name} should have one frontend");
         desired[0]
             .backends
@@ -270,7 +271,7 @@ mod tests {
             state.apply(ObjectChange::ServiceDelete(svc("web"))),
             set(&["web"])
         );
-        assert_eq!(state.desired(&svc("web")), vec![]);
+        assert_eq!(state.desired(&svc("web"), "node1"), vec![]);
         assert_eq!(state.services().count(), 0);
         assert_eq!(
             state.apply(ObjectChange::ServiceDelete(svc("web"))),
@@ -298,6 +299,6 @@ mod tests {
         // The re-list had no slice for "kept": its old one is gone.
         assert_eq!(backend_ips(&state, "kept"), Vec::<String>::new());
         assert_eq!(backend_ips(&state, "new"), ["10.244.1.3"]);
-        assert_eq!(state.desired(&svc("old")), vec![]);
+        assert_eq!(state.desired(&svc("old"), "node1"), vec![]);
     }
 }

@@ -15,8 +15,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
 };
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey, ServiceValue, SockRevNatKey,
-    SockRevNatValue, capacity, map_names,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey,
+    ServiceValue, SockRevNatKey, SockRevNatValue, capacity, map_names,
 };
 use tracing::info;
 
@@ -49,7 +49,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 5] = [
+const LAYOUTS: [Layout; 6] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -73,6 +73,12 @@ const LAYOUTS: [Layout; 5] = [
         key_size: size_of::<SockRevNatKey>(),
         value_size: size_of::<SockRevNatValue>(),
         max_entries: capacity::SOCK_REV_NAT,
+    },
+    Layout {
+        name: map_names::AFFINITY,
+        key_size: size_of::<AffinityKey>(),
+        value_size: size_of::<AffinityValue>(),
+        max_entries: capacity::AFFINITY,
     },
     Layout {
         name: map_names::CONFIG,

@@ -76,11 +76,19 @@ impl Datapath {
         self.programmed.backends(key)
     }
 
-    /// Makes `key` balance to `backends`; an empty list keeps the frontend
-    /// and makes it refuse connections.
-    pub fn set(&mut self, key: ServiceKey, backends: &[Backend]) -> Result<(), WriteError> {
-        let ops = self.programmed.set(key, backends);
-        self.write(&ops)
+    /// Makes `key` balance to `backends` (an empty list keeps the frontend
+    /// and makes it refuse connections), with client affinity for
+    /// `affinity_timeout` seconds if given. Returns whether anything had to
+    /// be written.
+    pub fn set(
+        &mut self,
+        key: ServiceKey,
+        backends: &[Backend],
+        affinity_timeout: Option<u32>,
+    ) -> Result<bool, WriteError> {
+        let ops = self.programmed.set(key, backends, affinity_timeout);
+        self.write(&ops)?;
+        Ok(!ops.is_empty())
     }
 
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {

@@ -12,7 +12,9 @@
 //! program can reach from a frontend entry exists.
 use std::collections::{HashMap, HashSet};
 
-use proxy_common::{Backend, BackendId, BackendSlotKey, ServiceKey, ServiceValue};
+use proxy_common::{
+    Backend, BackendId, BackendSlotKey, SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue,
+};
 
 use super::ids::IdAllocator;
 
@@ -40,6 +42,21 @@ struct Frontend {
     id: u32,
     /// Backend ids by slot: slot `i` holds `slots[i]`.
     slots: Vec<BackendId>,
+    /// sessionAffinity ClientIP timeout in seconds, if any.
+    affinity_timeout: Option<u32>,
+}
+
+fn service_value(id: u32, backend_count: usize, affinity_timeout: Option<u32>) -> ServiceValue {
+    ServiceValue {
+        id,
+        backend_count: backend_count as u32,
+        flags: if affinity_timeout.is_some() {
+            SERVICE_FLAG_AFFINITY
+        } else {
+            0
+        },
+        affinity_timeout: affinity_timeout.unwrap_or(0),
+    }
 }
 
 #[derive(Debug)]
@@ -109,6 +126,8 @@ impl Programmed {
                 Frontend {
                     id: value.id,
                     slots: complete,
+                    affinity_timeout: (value.flags & SERVICE_FLAG_AFFINITY != 0)
+                        .then_some(value.affinity_timeout),
                 },
             );
         }
@@ -157,9 +176,15 @@ impl Programmed {
     }
 
     /// Plans the writes that make `key` balance to exactly `backends`
-    /// (an empty list keeps the frontend, which then refuses connections).
-    /// The model is updated as if the writes succeeded.
-    pub fn set(&mut self, key: ServiceKey, backends: &[Backend]) -> Vec<MapOp> {
+    /// (an empty list keeps the frontend, which then refuses connections),
+    /// with client affinity for `affinity_timeout` seconds if given. The
+    /// model is updated as if the writes succeeded.
+    pub fn set(
+        &mut self,
+        key: ServiceKey,
+        backends: &[Backend],
+        affinity_timeout: Option<u32>,
+    ) -> Vec<MapOp> {
         let mut ops = Vec::new();
         let mut unique = backends.to_vec();
         unique.sort_unstable();
@@ -169,9 +194,13 @@ impl Programmed {
             .map(|backend| self.acquire(backend, &mut ops))
             .collect();
 
-        let (id, old_slots) = match self.frontends.get(&key) {
-            Some(frontend) => (frontend.id, frontend.slots.clone()),
-            None => (self.frontend_ids.allocate(), Vec::new()),
+        let (id, old_slots, old_affinity) = match self.frontends.get(&key) {
+            Some(frontend) => (
+                frontend.id,
+                frontend.slots.clone(),
+                frontend.affinity_timeout,
+            ),
+            None => (self.frontend_ids.allocate(), Vec::new(), None),
         };
         let is_new = !self.frontends.contains_key(&key);
         let slots = next_layout(&old_slots, &wanted);
@@ -181,15 +210,10 @@ impl Programmed {
                 ops.push(MapOp::PutSlot(slot_key(id, slot), *backend));
             }
         }
-        if is_new || slots.len() != old_slots.len() {
+        if is_new || slots.len() != old_slots.len() || affinity_timeout != old_affinity {
             ops.push(MapOp::PutService(
                 key,
-                ServiceValue {
-                    id,
-                    backend_count: slots.len() as u32,
-                    flags: 0,
-                    affinity_timeout: 0,
-                },
+                service_value(id, slots.len(), affinity_timeout),
             ));
         }
         for slot in slots.len()..old_slots.len() {
@@ -198,7 +222,14 @@ impl Programmed {
         for backend in old_slots {
             self.release(backend, &mut ops);
         }
-        self.frontends.insert(key, Frontend { id, slots });
+        self.frontends.insert(
+            key,
+            Frontend {
+                id,
+                slots,
+                affinity_timeout,
+            },
+        );
         ops
     }
 
@@ -373,7 +404,7 @@ mod tests {
     #[test]
     fn a_new_frontend_is_written_after_its_slots_and_backends() {
         let mut programmed = Programmed::default();
-        let ops = programmed.set(frontend(10), &[backend(2), backend(3)]);
+        let ops = programmed.set(frontend(10), &[backend(2), backend(3)], None);
         assert!(matches!(ops.last(), Some(MapOp::PutService(_, v)) if v.backend_count == 2));
         let mut maps = Maps::default();
         maps.apply(&ops);
@@ -383,9 +414,9 @@ mod tests {
     #[test]
     fn an_unchanged_frontend_costs_no_write() {
         let mut programmed = Programmed::default();
-        programmed.set(frontend(10), &[backend(2), backend(3)]);
+        programmed.set(frontend(10), &[backend(2), backend(3)], None);
         assert_eq!(
-            programmed.set(frontend(10), &[backend(3), backend(2)]),
+            programmed.set(frontend(10), &[backend(3), backend(2)], None),
             vec![]
         );
     }
@@ -394,8 +425,8 @@ mod tests {
     fn removing_a_backend_moves_the_last_into_its_slot_then_shrinks() {
         let mut programmed = Programmed::default();
         let mut maps = Maps::default();
-        maps.apply(&programmed.set(frontend(10), &[backend(2), backend(3), backend(4)]));
-        let ops = programmed.set(frontend(10), &[backend(3), backend(4)]);
+        maps.apply(&programmed.set(frontend(10), &[backend(2), backend(3), backend(4)], None));
+        let ops = programmed.set(frontend(10), &[backend(3), backend(4)], None);
         // One slot rewrite, the count, one slot delete, one backend delete.
         assert_eq!(ops.len(), 4, "{ops:?}");
         assert!(matches!(ops[0], MapOp::PutSlot(_, _)));
@@ -407,11 +438,28 @@ mod tests {
     }
 
     #[test]
+    fn changing_only_the_affinity_rewrites_only_the_frontend_entry() {
+        let mut programmed = Programmed::default();
+        let mut maps = Maps::default();
+        maps.apply(&programmed.set(frontend(10), &[backend(2)], None));
+        let ops = programmed.set(frontend(10), &[backend(2)], Some(30));
+        assert!(
+            matches!(ops.as_slice(), [MapOp::PutService(_, v)] if v.flags == SERVICE_FLAG_AFFINITY && v.affinity_timeout == 30),
+            "{ops:?}"
+        );
+        maps.apply(&ops);
+        let (mut adopted, repairs) = Programmed::adopt(maps.contents());
+        assert_eq!(repairs, vec![]);
+        assert_eq!(adopted.set(frontend(10), &[backend(2)], Some(30)), vec![]);
+        assert_eq!(adopted.set(frontend(10), &[backend(2)], None).len(), 1);
+    }
+
+    #[test]
     fn a_frontend_without_endpoints_stays_with_count_zero() {
         let mut programmed = Programmed::default();
         let mut maps = Maps::default();
-        maps.apply(&programmed.set(frontend(10), &[backend(2)]));
-        maps.apply(&programmed.set(frontend(10), &[]));
+        maps.apply(&programmed.set(frontend(10), &[backend(2)], None));
+        maps.apply(&programmed.set(frontend(10), &[], None));
         assert_eq!(maps.services[&frontend(10)].backend_count, 0);
         assert!(maps.slots.is_empty() && maps.backends.is_empty());
     }
@@ -420,8 +468,8 @@ mod tests {
     fn shared_backends_live_until_their_last_frontend_goes() {
         let mut programmed = Programmed::default();
         let mut maps = Maps::default();
-        maps.apply(&programmed.set(frontend(10), &[backend(2)]));
-        maps.apply(&programmed.set(frontend(11), &[backend(2), backend(3)]));
+        maps.apply(&programmed.set(frontend(10), &[backend(2)], None));
+        maps.apply(&programmed.set(frontend(11), &[backend(2), backend(3)], None));
         assert_eq!(maps.backends.len(), 2);
         maps.apply(&programmed.remove(&frontend(10)));
         assert_eq!(maps.reachable(&frontend(11)), vec![backend(2), backend(3)]);
@@ -433,7 +481,7 @@ mod tests {
     fn duplicate_backends_count_once() {
         let mut programmed = Programmed::default();
         let mut maps = Maps::default();
-        maps.apply(&programmed.set(frontend(10), &[backend(2), backend(2)]));
+        maps.apply(&programmed.set(frontend(10), &[backend(2), backend(2)], None));
         assert_eq!(maps.reachable(&frontend(10)), vec![backend(2)]);
         maps.apply(&programmed.remove(&frontend(10)));
         assert!(maps.backends.is_empty());
@@ -443,15 +491,18 @@ mod tests {
     fn adopting_pinned_maps_needs_no_write_for_what_is_unchanged() {
         let mut before = Programmed::default();
         let mut maps = Maps::default();
-        maps.apply(&before.set(frontend(10), &[backend(2), backend(3)]));
-        maps.apply(&before.set(frontend(11), &[backend(3)]));
+        maps.apply(&before.set(frontend(10), &[backend(2), backend(3)], None));
+        maps.apply(&before.set(frontend(11), &[backend(3)], None));
 
         let (mut after, repairs) = Programmed::adopt(maps.contents());
         assert_eq!(repairs, vec![]);
-        assert_eq!(after.set(frontend(10), &[backend(2), backend(3)]), vec![]);
-        assert_eq!(after.set(frontend(11), &[backend(3)]), vec![]);
+        assert_eq!(
+            after.set(frontend(10), &[backend(2), backend(3)], None),
+            vec![]
+        );
+        assert_eq!(after.set(frontend(11), &[backend(3)], None), vec![]);
         // Ids continue past the adopted ones instead of colliding.
-        maps.apply(&after.set(frontend(12), &[backend(4)]));
+        maps.apply(&after.set(frontend(12), &[backend(4)], None));
         assert_eq!(maps.reachable(&frontend(12)), vec![backend(4)]);
         assert_eq!(maps.reachable(&frontend(10)), vec![backend(2), backend(3)]);
     }
@@ -460,7 +511,7 @@ mod tests {
     fn adopting_repairs_what_an_interrupted_run_left() {
         let mut maps = Maps::default();
         let mut before = Programmed::default();
-        maps.apply(&before.set(frontend(10), &[backend(2), backend(3)]));
+        maps.apply(&before.set(frontend(10), &[backend(2), backend(3)], None));
         // An agent died after writing a new backend and slot but before the
         // count, and an orphan slot of a deleted frontend remains.
         maps.backends.insert(90, backend(9));

@@ -297,7 +297,8 @@ async fn run_lists_watches_and_resyncs_after_outage_with_compaction() {
         .await
         .unwrap();
     wait_until(&mut rx, &mut state, &mut resyncs, |state| {
-        backend_ips(state, "web") == ["10.244.1.2"] && state.desired(&svc("api")).len() == 1
+        backend_ips(state, "web") == ["10.244.1.2"]
+            && state.desired(&svc("api"), "node1").len() == 1
     })
     .await;
     assert_eq!(resyncs, 1);
@@ -469,7 +470,7 @@ async fn wait_until(
 
 fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
     state
-        .desired(&svc(name))
+        .desired(&svc(name), "node1")
         .iter()
         .flat_map(|d| &d.backends)
         .map(|BackendAddr { ip, .. }| ip.to_string())
