@@ -22,6 +22,8 @@ pub mod map_names {
     pub const SOCK_REV_NAT: &str = "skiff_sock_rnat";
     pub const CONFIG: &str = "skiff_config";
     pub const AFFINITY: &str = "skiff_affinity";
+    pub const FRONTEND_STATS: &str = "skiff_fe_stats";
+    pub const DROPS: &str = "skiff_drops";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -37,6 +39,19 @@ pub mod capacity {
     /// One entry per client and affinity frontend; LRU, so clients idle the
     /// longest are forgotten first.
     pub const AFFINITY: u32 = 65_536;
+}
+
+/// Why the datapath failed a connect or send: indexes of the drops map.
+pub mod drop_reason {
+    /// A frontend with no usable endpoint.
+    pub const NO_ENDPOINTS: u32 = 0;
+    /// An address in the service CIDR that no frontend has.
+    pub const UNKNOWN_SERVICE: u32 = 1;
+    /// A frontend whose slot or backend entry was missing (a bug).
+    pub const NO_BACKEND: u32 = 2;
+    pub const COUNT: u32 = 3;
+    /// Metric label values, by index.
+    pub const NAMES: [&str; COUNT as usize] = ["no_endpoints", "unknown_service", "no_backend"];
 }
 
 /// `ServiceValue::flags`: the frontend has `sessionAffinity: ClientIP`.
@@ -142,6 +157,18 @@ pub struct AffinityValue {
     pub slot: u32,
 }
 
+/// What one frontend's socket hooks did, per CPU (summed by the reader).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrontendStats {
+    /// Connects sent to a backend (TCP, and connected UDP).
+    pub connects: u64,
+    /// Unconnected UDP datagrams sent to a backend.
+    pub udp_sends: u64,
+    /// Connects and sends refused: no usable endpoint.
+    pub refused: u64,
+}
+
 /// Node-wide settings the agent gives the programs: the only entry of the
 /// config array.
 #[repr(C)]
@@ -152,6 +179,27 @@ pub struct DatapathConfig {
     pub service_cidr_address: u32,
     /// Its netmask, network byte order; zero disables the check.
     pub service_cidr_mask: u32,
+}
+
+/// `10.96.0.10:80/TCP`
+impl core::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let address = core::net::Ipv4Addr::from(self.address.to_ne_bytes());
+        let protocol = match self.protocol {
+            PROTO_TCP => "TCP",
+            PROTO_UDP => "UDP",
+            _ => "?",
+        };
+        write!(f, "{address}:{}/{protocol}", u16::from_be(self.port))
+    }
+}
+
+/// `10.244.1.2:8080`
+impl core::fmt::Display for Backend {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let address = core::net::Ipv4Addr::from(self.address.to_ne_bytes());
+        write!(f, "{address}:{}", u16::from_be(self.port))
+    }
 }
 
 #[cfg(feature = "user")]
@@ -168,4 +216,5 @@ mod pod {
     unsafe impl aya::Pod for DatapathConfig {}
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
+    unsafe impl aya::Pod for FrontendStats {}
 }

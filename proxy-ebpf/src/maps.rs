@@ -3,11 +3,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey,
-    ServiceValue, SockRevNatKey, SockRevNatValue, capacity,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, FrontendStats,
+    ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -32,3 +32,13 @@ pub static CONFIG: Array<DatapathConfig> = Array::pinned(1, 0);
 #[map(name = "skiff_affinity")]
 pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue> =
     LruHashMap::pinned(capacity::AFFINITY, 0);
+
+/// Per-frontend counters, keyed by frontend id; the agent removes an entry
+/// with its frontend.
+#[map(name = "skiff_fe_stats")]
+pub static FRONTEND_STATS: PerCpuHashMap<u32, FrontendStats> =
+    PerCpuHashMap::pinned(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+/// Failed connects and sends, by `drop_reason`.
+#[map(name = "skiff_drops")]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(drop_reason::COUNT, 0);

@@ -7,6 +7,7 @@
 //! does not know (pod IPs, anything else) pass untouched.
 use aya_ebpf::{
     EbpfContext,
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
         bpf_set_retval,
@@ -15,26 +16,35 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, BackendId, BackendSlotKey, PROTO_TCP, PROTO_UDP,
-    SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
+    AffinityKey, AffinityValue, BackendId, BackendSlotKey, FrontendStats, PROTO_TCP, PROTO_UDP,
+    SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, drop_reason,
 };
 
-use crate::maps::{AFFINITY, BACKEND_SLOTS, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT};
+use crate::maps::{
+    AFFINITY, BACKEND_SLOTS, BACKENDS, CONFIG, DROPS, FRONTEND_STATS, SERVICES, SOCK_REV_NAT,
+};
 
 /// sock_addr programs return 1 to let the call proceed, 0 to fail it.
 const PROCEED: i32 = 1;
 const FAIL: i32 = 0;
 const ECONNREFUSED: i32 = 111;
 
+/// Which hook a translation runs in, for the counters.
+#[derive(Clone, Copy)]
+enum Hook {
+    Connect,
+    Send,
+}
+
 #[cgroup_sock_addr(connect4)]
 pub fn skiff_connect4(ctx: SockAddrContext) -> i32 {
-    to_backend(&ctx)
+    to_backend(&ctx, Hook::Connect)
 }
 
 /// Unconnected UDP sends (connected ones went through connect4).
 #[cgroup_sock_addr(sendmsg4)]
 pub fn skiff_sendmsg4(ctx: SockAddrContext) -> i32 {
-    to_backend(&ctx)
+    to_backend(&ctx, Hook::Send)
 }
 
 /// The source address a UDP reply is reported with.
@@ -81,7 +91,38 @@ fn refuse() -> i32 {
 }
 
 #[inline(always)]
-fn to_backend(ctx: &SockAddrContext) -> i32 {
+fn count_drop(reason: u32) {
+    if let Some(count) = DROPS.get_ptr_mut(reason) {
+        // SAFETY: a per-CPU slot: no other program writes it concurrently.
+        unsafe { *count += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_frontend(service_id: u32, update: impl Fn(&mut FrontendStats)) {
+    match FRONTEND_STATS.get_ptr_mut(&service_id) {
+        // SAFETY: a per-CPU value: no other program writes it concurrently.
+        Some(stats) => update(unsafe { &mut *stats }),
+        None => {
+            let mut stats = FrontendStats::default();
+            update(&mut stats);
+            // Fails only if another CPU created the entry first (this
+            // count is then lost) or the map is full.
+            let _ = FRONTEND_STATS.insert(&service_id, &stats, u64::from(BPF_NOEXIST));
+        }
+    }
+}
+
+/// Refuses a connect or send to a frontend, counting why.
+#[inline(always)]
+fn refuse_for(service_id: u32, reason: u32) -> i32 {
+    count_drop(reason);
+    count_frontend(service_id, |stats| stats.refused += 1);
+    refuse()
+}
+
+#[inline(always)]
+fn to_backend(ctx: &SockAddrContext, hook: Hook) -> i32 {
     let sa = ctx.sock_addr;
     // SAFETY: the kernel hands every sock_addr program a valid context;
     // these fields are readable (4 bytes) for connect4 and sendmsg4.
@@ -102,21 +143,21 @@ fn to_backend(ctx: &SockAddrContext) -> i32 {
         // A ClusterIP (or port) that no service has: fail now, as
         // kube-proxy's nftables mode does, rather than let the connect hang
         // on an address nothing answers.
-        return if in_service_cidr(address) {
-            refuse()
-        } else {
-            PROCEED
-        };
+        if in_service_cidr(address) {
+            count_drop(drop_reason::UNKNOWN_SERVICE);
+            return refuse();
+        }
+        return PROCEED;
     };
     if service.backend_count == 0 {
-        return refuse();
+        return refuse_for(service.id, drop_reason::NO_ENDPOINTS);
     }
     let Some(backend_id) = choose_backend(ctx, &service) else {
-        return refuse();
+        return refuse_for(service.id, drop_reason::NO_BACKEND);
     };
-    // SAFETY: as above, read and copied.
+    // SAFETY: read and copied.
     let Some(backend) = (unsafe { BACKENDS.get(backend_id) }).copied() else {
-        return refuse();
+        return refuse_for(service.id, drop_reason::NO_BACKEND);
     };
 
     // SAFETY: the context is a socket-bearing sock_addr context.
@@ -141,6 +182,10 @@ fn to_backend(ctx: &SockAddrContext) -> i32 {
         (*sa).user_ip4 = backend.address;
         (*sa).user_port = u32::from(backend.port);
     }
+    count_frontend(service.id, |stats| match hook {
+        Hook::Connect => stats.connects += 1,
+        Hook::Send => stats.udp_sends += 1,
+    });
     PROCEED
 }
 

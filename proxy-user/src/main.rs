@@ -3,19 +3,22 @@
 //! datapath maps equal to what they ask for.
 mod cluster;
 mod datapath;
+mod http;
 mod sync;
+mod telemetry;
 
-use std::{io::IsTerminal as _, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use crate::{
     cluster::etcd_watch,
-    datapath::{Datapath, ServiceCidr},
+    datapath::{Datapath, Observer, ServiceCidr, render_status},
     sync::Syncer,
+    telemetry::Telemetry,
 };
 
 /// skiff-agent programs this node's eBPF service load balancer.
@@ -25,8 +28,41 @@ use crate::{
 /// sent straight to a backend pod, and keeps the hooks' maps in sync with the
 /// Services and EndpointSlices stored in etcd. Programs and maps are pinned:
 /// stopping or restarting the agent never interrupts traffic.
+///
+/// `skiff-agent status` prints what a node's maps hold, agent running or not.
 #[derive(Debug, Parser)]
-#[command(name = "skiff-agent", version)]
+#[command(
+    name = "skiff-agent",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Option<Args>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the frontends, backends and counters programmed on a node, read
+    /// from its pinned maps (like bpftool, but readable).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    /// The node whose maps to read, under /sys/fs/bpf/skiff/<node-name>.
+    #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
+    node_name: Option<String>,
+
+    /// The pin directory to read instead of the node's default.
+    #[arg(long, env = "SKIFF_BPFFS")]
+    bpffs: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
 struct Args {
     /// This node's name; it also names the default pin directory.
     #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
@@ -57,6 +93,14 @@ struct Args {
     /// [default: /sys/fs/bpf/skiff/<node-name>]
     #[arg(long, env = "SKIFF_BPFFS")]
     bpffs: Option<PathBuf>,
+
+    /// Where to serve /metrics (Prometheus) and /healthz.
+    #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
+    metrics_bind: SocketAddr,
+}
+
+fn default_bpffs(node_name: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/skiff").join(node_name)
 }
 
 /// Node names become a path component: hold them to Kubernetes' DNS
@@ -85,8 +129,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let args = Args::parse();
-    match run(args) {
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.run) {
+        (Some(Command::Status(args)), _) => status(args),
+        (None, Some(args)) => run(args),
+        (None, None) => unreachable!("clap requires the agent's arguments without a subcommand"),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             error!("{error:#}");
@@ -100,13 +149,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let bpffs = args
         .bpffs
         .clone()
-        .unwrap_or_else(|| PathBuf::from("/sys/fs/bpf/skiff").join(&args.node_name));
+        .unwrap_or_else(|| default_bpffs(&args.node_name));
     info!(
         node = %args.node_name,
         etcd = ?args.etcd,
         cgroup = %args.cgroup.display(),
         bpffs = %bpffs.display(),
         service_cidr = %args.service_cidr,
+        metrics = %args.metrics_bind,
         "skiff-agent starting"
     );
     let datapath = Datapath::open(&bpffs, &args.cgroup, args.service_cidr).with_context(|| {
@@ -117,9 +167,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
 
+    let observer = Observer::open(&bpffs).context("opening the pinned maps for /metrics")?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_bind)
+        .await
+        .with_context(|| format!("serving /metrics and /healthz on {}", args.metrics_bind))?;
+    let telemetry = Telemetry::default();
+    tokio::spawn(http::serve(listener, telemetry.clone(), observer));
+
     let (events_tx, events_rx) = mpsc::channel(64);
     tokio::spawn(etcd_watch::run(args.etcd.clone(), events_tx));
-    let syncer = tokio::spawn(Syncer::new(args.node_name.clone(), datapath).run(events_rx));
+    let syncer = Syncer::new(args.node_name.clone(), datapath, telemetry);
+    let syncer = tokio::spawn(syncer.run(events_rx));
 
     tokio::select! {
         signal = shutdown_signal() => {
@@ -131,6 +189,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("the etcd watch ended");
         }
     }
+    Ok(())
+}
+
+fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let bpffs = match (args.bpffs, args.node_name) {
+        (Some(bpffs), _) => bpffs,
+        (None, Some(node_name)) => default_bpffs(&node_name),
+        (None, None) => anyhow::bail!("status needs --node-name or --bpffs"),
+    };
+    let observer = Observer::open(&bpffs)
+        .with_context(|| format!("reading the maps pinned under {}", bpffs.display()))?;
+    print!(
+        "{}",
+        render_status(&observer.frontends()?, &observer.drops()?)
+    );
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 //! from.
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -18,7 +17,8 @@ use crate::{
         frontends::{BackendAddr, DesiredFrontend, Frontend, ServiceRef},
         state::ClusterState,
     },
-    datapath::{Datapath, WriteError},
+    datapath::{Datapath, WriteError, chain},
+    telemetry::Telemetry,
 };
 
 /// How long to wait before retrying after the kernel refused a map write
@@ -28,6 +28,7 @@ const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
 pub struct Syncer {
     /// This node: `internalTrafficPolicy: Local` keeps traffic on it.
     node: String,
+    telemetry: Telemetry,
     cluster: ClusterState,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
@@ -37,9 +38,10 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(node: String, datapath: Datapath) -> Self {
+    pub fn new(node: String, datapath: Datapath, telemetry: Telemetry) -> Self {
         Self {
             node,
+            telemetry,
             cluster: ClusterState::default(),
             datapath,
             owners: HashMap::new(),
@@ -64,7 +66,8 @@ impl Syncer {
             };
             let Some(event) = event else { return };
             if let Err(error) = self.handle(event) {
-                error!(%error, "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
+                self.telemetry.write_failed();
+                error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
                 retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
             }
         }
@@ -83,6 +86,7 @@ impl Syncer {
                     self.sync_service(service)?;
                 }
                 self.remove_unowned()?;
+                self.telemetry.full_sync_done(started.elapsed());
                 info!(
                     revision,
                     services = self.owned.len(),
@@ -91,7 +95,11 @@ impl Syncer {
                     "full sync done"
                 );
             }
-            ClusterEvent::Changes { changes, revision } => {
+            ClusterEvent::Changes {
+                changes,
+                revision,
+                received,
+            } => {
                 let mut touched = BTreeSet::new();
                 for change in changes {
                     touched.extend(self.cluster.apply(change));
@@ -99,17 +107,22 @@ impl Syncer {
                 for service in &touched {
                     self.sync_service(service)?;
                 }
+                self.telemetry.changes_applied(received.elapsed());
                 tracing::debug!(revision, services = touched.len(), "changes applied");
             }
         }
         Ok(())
     }
 
-    /// After a failed write the mirror may no longer match the maps: read
-    /// them back, then bring every service up to date again.
+    /// After a failed write the mirror may no longer match the maps, nor
+    /// the ownership records the write was updating: read the maps back,
+    /// derive every service's frontends afresh, and drop what no service
+    /// owns.
     fn repair(&mut self) {
+        self.owners.clear();
+        self.owned.clear();
         if let Err(error) = self.datapath.adopt() {
-            error!(%error, "re-reading the datapath maps failed");
+            error!(error = %chain(&error), "re-reading the datapath maps failed");
             return;
         }
         let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
@@ -118,8 +131,13 @@ impl Syncer {
             .try_for_each(|service| self.sync_service(service))
             .and_then(|()| self.remove_unowned());
         match result {
-            Ok(()) => info!("datapath repaired"),
-            Err(error) => error!(%error, "repairing the datapath failed; the next change retries"),
+            Ok(()) => {
+                self.telemetry.repaired();
+                info!("datapath repaired");
+            }
+            Err(error) => {
+                error!(error = %chain(&error), "repairing the datapath failed; the next change retries")
+            }
         }
     }
 
@@ -137,7 +155,7 @@ impl Syncer {
             match self.owners.get(&key) {
                 Some(owner) if owner != service => {
                     warn!(
-                        %service, %owner, frontend = %describe(frontend),
+                        %service, %owner, frontend = %service_key(frontend),
                         "two services claim one frontend; the first keeps it"
                     );
                     continue;
@@ -151,6 +169,8 @@ impl Syncer {
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
             self.program(service, frontend, key, &wanted, *affinity_timeout)?;
+            self.telemetry
+                .frontend_programmed(key, service, &frontend.port_name);
         }
 
         let previous = match keys.is_empty() {
@@ -159,10 +179,11 @@ impl Syncer {
         };
         for key in previous.unwrap_or_default().difference(&keys) {
             self.owners.remove(key);
+            self.telemetry.frontend_removed(key);
             self.datapath.remove(key).inspect_err(|error| {
-                error!(%service, frontend = %describe_key(key), %error, "removing a frontend failed");
+                error!(%service, frontend = %key, error = %chain(error), "removing a frontend failed");
             })?;
-            info!(%service, frontend = %describe_key(key), "frontend removed");
+            info!(%service, frontend = %key, "frontend removed");
         }
         Ok(())
     }
@@ -180,7 +201,7 @@ impl Syncer {
             .datapath
             .set(key, wanted, affinity_timeout)
             .inspect_err(|error| {
-                error!(%service, frontend = %describe(frontend), %error, "programming a frontend failed");
+                error!(%service, frontend = %service_key(frontend), error = %chain(error), "programming a frontend failed");
             })?;
         if !changed {
             return Ok(());
@@ -189,15 +210,15 @@ impl Syncer {
         let wanted_set: BTreeSet<&Backend> = wanted.iter().collect();
         let added: Vec<String> = wanted_set
             .difference(&before_set)
-            .map(|backend| describe_backend(backend))
+            .map(ToString::to_string)
             .collect();
         let removed: Vec<String> = before_set
             .difference(&wanted_set)
-            .map(|backend| describe_backend(backend))
+            .map(ToString::to_string)
             .collect();
         info!(
             %service,
-            frontend = %describe(frontend),
+            frontend = %service_key(frontend),
             port_name = %frontend.port_name,
             backends = wanted_set.len(),
             ?added,
@@ -220,9 +241,10 @@ impl Syncer {
             .collect();
         for key in unowned {
             self.datapath.remove(&key).inspect_err(|error| {
-                error!(frontend = %describe_key(&key), %error, "removing a stale frontend failed");
+                error!(frontend = %key, error = %chain(error), "removing a stale frontend failed");
             })?;
-            info!(frontend = %describe_key(&key), "stale frontend removed (its service is gone)");
+            self.telemetry.frontend_removed(&key);
+            info!(frontend = %key, "stale frontend removed (its service is gone)");
         }
         Ok(())
     }
@@ -244,33 +266,4 @@ fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
         protocol: frontend.protocol.ip_protocol(),
         pad: 0,
     }
-}
-
-fn protocol_name(protocol: u8) -> &'static str {
-    match protocol {
-        proxy_common::PROTO_TCP => "TCP",
-        proxy_common::PROTO_UDP => "UDP",
-        _ => "?",
-    }
-}
-
-fn describe(frontend: &Frontend) -> String {
-    describe_key(&service_key(frontend))
-}
-
-fn describe_key(key: &ServiceKey) -> String {
-    format!(
-        "{}:{}/{}",
-        Ipv4Addr::from(key.address.to_ne_bytes()),
-        u16::from_be(key.port),
-        protocol_name(key.protocol)
-    )
-}
-
-fn describe_backend(backend: &Backend) -> String {
-    format!(
-        "{}:{}",
-        Ipv4Addr::from(backend.address.to_ne_bytes()),
-        u16::from_be(backend.port)
-    )
 }

@@ -116,6 +116,59 @@ fn a_deleted_service_fails_fast_and_nothing_leaves_the_cluster() {
     assert_eq!(pinned_entries(&web.testbed, 1, "skiff_services"), 0);
 }
 
+#[test]
+fn a_refused_map_write_is_repaired_from_the_maps() {
+    let web = Web::start();
+    // Take slot 1 of every frontend away behind the agent's back: whichever
+    // frontend it removes first fails on the kernel's ENOENT as on a real
+    // fault, and the others must still go through the repair.
+    let slots = web
+        .testbed
+        .cluster()
+        .bpffs_dir(1)
+        .join("maps-v1")
+        .join("skiff_slots");
+    for entry in bpftool_json(&["map", "dump", "pinned"], &slots) {
+        // BackendSlotKey: service id, then slot, both u32 in host order.
+        let key: Vec<String> = entry["key"]
+            .as_array()
+            .expect("a key of bytes")
+            .iter()
+            .map(|byte| byte.as_str().expect("a hex byte").to_owned())
+            .collect();
+        if key[4..] != ["0x01", "0x00", "0x00", "0x00"] {
+            continue;
+        }
+        let deleted = Command::new("bpftool")
+            .args(["map", "delete", "pinned"])
+            .arg(&slots)
+            .arg("key")
+            .args(&key)
+            .status()
+            .expect("bpftool runs");
+        assert!(deleted.success());
+    }
+    assert_eq!(pinned_entries(&web.testbed, 1, "skiff_slots"), 3);
+
+    web.delete_all();
+    // One failed write, one retry a second later.
+    thread::sleep(REACTION_BOUND * 3);
+    assert_eq!(pinned_entries(&web.testbed, 1, "skiff_services"), 0);
+    assert_eq!(pinned_entries(&web.testbed, 1, "skiff_slots"), 0);
+    assert_eq!(pinned_entries(&web.testbed, 1, "skiff_backends"), 0);
+    let results = web.call(&[
+        "tcp",
+        "10.96.0.10:80",
+        "--count",
+        "3",
+        "--timeout-ms",
+        "3000",
+    ]);
+    assert_fails_fast(&results, &[FailureKind::Refused]);
+    let log = web.testbed.agent_log(1);
+    assert!(log.contains("datapath repaired"), "{log}");
+}
+
 /// How many entries a pinned map of node `node` holds, read with bpftool.
 fn pinned_entries(testbed: &Testbed, node: usize, map: &str) -> usize {
     let pin = testbed.cluster().bpffs_dir(node).join("maps-v1").join(map);

@@ -35,7 +35,10 @@ fn terminating_endpoints_serve_only_while_no_endpoint_is_ready() {
 #[test]
 fn internal_traffic_policy_local_keeps_traffic_on_the_clients_node() {
     let mut web = Web::start();
-    let client2 = web.testbed.add_pod(2, "client2").expect("client pod on node2");
+    let client2 = web
+        .testbed
+        .add_pod(2, "client2")
+        .expect("client pod on node2");
     web.put_service(|service| service["spec"]["internalTrafficPolicy"] = json!("Local"));
     thread::sleep(REACTION_BOUND);
 
@@ -48,7 +51,14 @@ fn internal_traffic_policy_local_keeps_traffic_on_the_clients_node() {
     // rather than sent across to node2.
     web.set_endpoints(&[web.ready(&web.b)]);
     thread::sleep(REACTION_BOUND);
-    let results = web.call(&["tcp", "10.96.0.10:80", "--count", "5", "--timeout-ms", "3000"]);
+    let results = web.call(&[
+        "tcp",
+        "10.96.0.10:80",
+        "--count",
+        "5",
+        "--timeout-ms",
+        "3000",
+    ]);
     assert_fails_fast(&results, &[FailureKind::Refused]);
     let from_node2 = web.call_from(&client2, &["tcp", "10.96.0.10:80", "--count", "10"]);
     assert_eq!(answered(&from_node2, vip(80)), names(&["web-b"]));
@@ -67,7 +77,14 @@ fn client_ip_affinity_holds_for_its_timeout_and_ends_after_it() {
 
     // Well within the timeout, every connection sticks to one backend (by
     // chance alone, 30 random picks of two would agree once in 2^29).
-    let results = web.call(&["tcp", "10.96.0.10:80", "--count", "30", "--interval-ms", "10"]);
+    let results = web.call(&[
+        "tcp",
+        "10.96.0.10:80",
+        "--count",
+        "30",
+        "--interval-ms",
+        "10",
+    ]);
     let sticky = answered(&results, vip(80));
     assert_eq!(sticky.len(), 1, "{sticky:?}");
 

@@ -50,6 +50,9 @@ pub enum ClusterEvent {
     Changes {
         changes: Vec<ObjectChange>,
         revision: i64,
+        /// When the watch response arrived, so the consumer can measure
+        /// how long a change takes to reach the datapath.
+        received: std::time::Instant,
     },
 }
 
@@ -291,6 +294,7 @@ async fn follow(
             // A list and a live watch: etcd is healthy again.
             backoff.reset();
         }
+        let received = std::time::Instant::now();
         let mut revision = 0;
         let mut changes = Vec::with_capacity(response.events().len());
         for event in response.events() {
@@ -313,7 +317,11 @@ async fn follow(
         }
         debug!(revision, changes = changes.len(), "etcd watch changes");
         if tx
-            .send(ClusterEvent::Changes { changes, revision })
+            .send(ClusterEvent::Changes {
+                changes,
+                revision,
+                received,
+            })
             .await
             .is_err()
         {

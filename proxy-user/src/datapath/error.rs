@@ -6,32 +6,50 @@ use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 pub enum DatapathError {
     #[error("{path} is not {what}")]
     WrongFilesystem { path: PathBuf, what: &'static str },
-    #[error("{path}: {cause}")]
-    Io { path: PathBuf, cause: io::Error },
-    #[error("loading the eBPF object: {0}")]
-    Load(EbpfError),
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        cause: io::Error,
+    },
+    #[error("loading the eBPF object")]
+    Load(#[source] EbpfError),
     #[error("the eBPF object has no program {0}")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
-    #[error("program {name}: {cause}")]
+    #[error("program {name}")]
     Program {
         name: &'static str,
+        #[source]
         cause: ProgramError,
     },
-    #[error("program {name}: its link is not a file-descriptor link: {cause}")]
+    #[error("program {name}: its link is not a file-descriptor link")]
     LinkConvert {
         name: &'static str,
+        #[source]
         cause: aya::programs::links::LinkError,
     },
-    #[error("pinned link {path}: {cause}")]
-    Link { path: PathBuf, cause: io::Error },
-    #[error("pinning link {path}: {cause}")]
-    Pin { path: PathBuf, cause: PinError },
-    #[error("repairing the pinned maps: {0}")]
-    Repair(super::WriteError),
-    #[error("map {name}: {cause}")]
-    Map { name: &'static str, cause: MapError },
+    #[error("pinned link {path}")]
+    Link {
+        path: PathBuf,
+        #[source]
+        cause: io::Error,
+    },
+    #[error("pinning link {path}")]
+    Pin {
+        path: PathBuf,
+        #[source]
+        cause: PinError,
+    },
+    #[error("repairing the pinned maps")]
+    Repair(#[source] super::WriteError),
+    #[error("map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        cause: MapError,
+    },
     #[error(
         "pinned map {path} has {found}, this agent's programs need {expected}; \
          the map layout changed without a new maps directory (remove the directory to start over)"
@@ -41,4 +59,17 @@ pub enum DatapathError {
         found: String,
         expected: String,
     },
+}
+
+/// `error: cause: cause…` on one line, for logs: the datapath's errors keep
+/// the kernel's errno in their sources.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }

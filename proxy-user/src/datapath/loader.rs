@@ -15,8 +15,8 @@ use aya::{
     programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, ServiceKey,
-    ServiceValue, SockRevNatKey, SockRevNatValue, capacity, map_names,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, FrontendStats,
+    ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason, map_names,
 };
 use tracing::info;
 
@@ -36,6 +36,11 @@ const PROGRAMS: [&str; 4] = [
 /// change gets a new directory, so a new agent never reinterprets an old
 /// agent's bytes.
 const MAPS_DIR: &str = "maps-v1";
+
+/// Where the maps of the agent pinning under `bpffs` are.
+pub fn maps_dir(bpffs: &Path) -> std::path::PathBuf {
+    bpffs.join(MAPS_DIR)
+}
 const LINKS_DIR: &str = "links";
 
 const BPF_FS_MAGIC: i64 = 0xcafe4a11;
@@ -49,7 +54,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 6] = [
+const LAYOUTS: [Layout; 8] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -81,6 +86,18 @@ const LAYOUTS: [Layout; 6] = [
         max_entries: capacity::AFFINITY,
     },
     Layout {
+        name: map_names::FRONTEND_STATS,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<FrontendStats>(),
+        max_entries: capacity::SERVICES,
+    },
+    Layout {
+        name: map_names::DROPS,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<u64>(),
+        max_entries: drop_reason::COUNT,
+    },
+    Layout {
         name: map_names::CONFIG,
         key_size: size_of::<u32>(),
         value_size: size_of::<DatapathConfig>(),
@@ -106,7 +123,7 @@ pub fn load(bpffs: &Path, cgroup: &Path, config: DatapathConfig) -> Result<Ebpf,
         "a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)",
     )?;
     require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
-    let maps_dir = bpffs.join(MAPS_DIR);
+    let maps_dir = maps_dir(bpffs);
     let links_dir = bpffs.join(LINKS_DIR);
     for dir in [&maps_dir, &links_dir] {
         fs::create_dir_all(dir).map_err(|cause| DatapathError::Io {

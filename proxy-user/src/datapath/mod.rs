@@ -5,6 +5,7 @@ mod error;
 mod ids;
 mod link_ops;
 mod loader;
+mod observe;
 mod programmed;
 mod tables;
 
@@ -15,16 +16,18 @@ use proxy_common::{Backend, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
-pub use error::DatapathError;
+pub use error::{DatapathError, chain};
+pub use observe::{FrontendView, Observer, render_status};
 pub use programmed::MapOp;
 use programmed::Programmed;
 use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
 #[derive(Debug, thiserror::Error)]
-#[error("{op:?}: {cause}")]
+#[error("{op:?}")]
 pub struct WriteError {
     pub op: MapOp,
+    #[source]
     pub cause: MapError,
 }
 

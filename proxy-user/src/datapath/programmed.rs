@@ -27,6 +27,8 @@ pub enum MapOp {
     DeleteService(ServiceKey),
     DeleteSlot(BackendSlotKey),
     DeleteBackend(BackendId),
+    /// The counters of a removed frontend (absent if it never saw traffic).
+    DeleteStats(u32),
 }
 
 /// Everything the three service maps hold, as read back from the kernel.
@@ -245,6 +247,7 @@ impl Programmed {
         for backend in frontend.slots {
             self.release(backend, &mut ops);
         }
+        ops.push(MapOp::DeleteStats(frontend.id));
         self.frontend_ids.release(frontend.id);
         ops
     }
@@ -357,6 +360,7 @@ mod tests {
                     MapOp::DeleteBackend(id) => {
                         self.backends.remove(&id).expect("deleted backend existed");
                     }
+                    MapOp::DeleteStats(_) => {}
                 }
                 self.assert_no_dangling(op);
             }

@@ -1,9 +1,11 @@
 //! Typed handles on the service maps, and the one place map writes happen.
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, MapError},
+    maps::{HashMap, MapData, MapError, PerCpuHashMap},
 };
-use proxy_common::{Backend, BackendId, BackendSlotKey, ServiceKey, ServiceValue, map_names};
+use proxy_common::{
+    Backend, BackendId, BackendSlotKey, FrontendStats, ServiceKey, ServiceValue, map_names,
+};
 
 use super::{
     DatapathError,
@@ -14,6 +16,7 @@ pub struct Tables {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
     slots: HashMap<MapData, BackendSlotKey, BackendId>,
     backends: HashMap<MapData, BackendId, Backend>,
+    stats: PerCpuHashMap<MapData, u32, FrontendStats>,
 }
 
 fn take<K: aya::Pod, V: aya::Pod>(
@@ -30,29 +33,17 @@ impl Tables {
             services: take(ebpf, map_names::SERVICES)?,
             slots: take(ebpf, map_names::BACKEND_SLOTS)?,
             backends: take(ebpf, map_names::BACKENDS)?,
+            stats: {
+                let name = map_names::FRONTEND_STATS;
+                let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+                PerCpuHashMap::try_from(map).map_err(|cause| DatapathError::Map { name, cause })?
+            },
         })
     }
 
     /// Everything the maps hold now.
     pub fn read(&self) -> Result<MapContents, DatapathError> {
-        let read_error = |name| move |cause| DatapathError::Map { name, cause };
-        Ok(MapContents {
-            services: self
-                .services
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(read_error(map_names::SERVICES))?,
-            slots: self
-                .slots
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(read_error(map_names::BACKEND_SLOTS))?,
-            backends: self
-                .backends
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(read_error(map_names::BACKENDS))?,
-        })
+        read_contents(&self.services, &self.slots, &self.backends)
     }
 
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
@@ -63,6 +54,38 @@ impl Tables {
             MapOp::DeleteService(key) => self.services.remove(key),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
             MapOp::DeleteBackend(id) => self.backends.remove(id),
+            // A frontend that never saw traffic has no counters to remove.
+            MapOp::DeleteStats(id) => match self.stats.remove(id) {
+                Err(MapError::SyscallError(error))
+                    if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                {
+                    Ok(())
+                }
+                result => result,
+            },
         }
     }
+}
+
+/// Everything the three service maps hold now.
+pub fn read_contents(
+    services: &HashMap<MapData, ServiceKey, ServiceValue>,
+    slots: &HashMap<MapData, BackendSlotKey, BackendId>,
+    backends: &HashMap<MapData, BackendId, Backend>,
+) -> Result<MapContents, DatapathError> {
+    let read_error = |name| move |cause| DatapathError::Map { name, cause };
+    Ok(MapContents {
+        services: services
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(read_error(map_names::SERVICES))?,
+        slots: slots
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(read_error(map_names::BACKEND_SLOTS))?,
+        backends: backends
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(read_error(map_names::BACKENDS))?,
+    })
 }
