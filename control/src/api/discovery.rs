@@ -1,0 +1,127 @@
+//! Discovery documents (`/api`, `/apis`, resource lists), from the registry
+//! table, so `kubectl` finds every served kind with its short names.
+
+use serde_json::{Value, json};
+
+use super::path::Document;
+use super::registry::{self, RESOURCES, STATUS_VERBS, VERBS, group_version};
+
+pub fn document(document: &Document) -> Value {
+    match document {
+        Document::CoreVersions => core_versions(),
+        Document::Groups => groups(),
+        Document::Resources { group, version } => resources(group, version),
+    }
+}
+
+/// `/api`: the core group's versions.
+fn core_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [],
+    })
+}
+
+/// `/apis`: every named group.
+fn groups() -> Value {
+    let groups: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(group, _)| !group.is_empty())
+        .map(|(group, version)| {
+            let version =
+                json!({ "groupVersion": group_version(group, version), "version": version });
+            json!({ "name": group, "versions": [version.clone()], "preferredVersion": version })
+        })
+        .collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+/// `/api/v1`, `/apis/<group>/<version>`.
+fn resources(group: &str, version: &str) -> Value {
+    let mut list = Vec::new();
+    for resource in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
+        let mut entry = json!({
+            "name": resource.plural,
+            "singularName": resource.singular,
+            "namespaced": resource.namespaced,
+            "kind": resource.kind,
+            "verbs": VERBS,
+        });
+        if !resource.short_names.is_empty() {
+            entry["shortNames"] = json!(resource.short_names);
+        }
+        list.push(entry);
+        if resource.status {
+            list.push(json!({
+                "name": format!("{}/status", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": STATUS_VERBS,
+            }));
+        }
+        if resource.is_core("Pod") {
+            list.push(json!({
+                "name": "pods/binding",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Binding",
+                "verbs": ["create"],
+            }));
+        }
+    }
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version(group, version),
+        "resources": list,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_list_the_table() {
+        let core = resources("", "v1");
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "services",
+            "services/status",
+            "pods/binding",
+            "nodes/status",
+            "endpoints",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+        let groups = groups();
+        let group_names: Vec<&str> = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            group_names,
+            [
+                "discovery.k8s.io",
+                "events.k8s.io",
+                "apps",
+                "batch",
+                "networking.k8s.io",
+                "coordination.k8s.io"
+            ]
+        );
+        assert_eq!(resources("apps", "v1")["groupVersion"], "apps/v1");
+    }
+}

@@ -1,0 +1,145 @@
+//! The Kubernetes REST API over the store: routing, discovery, the verbs,
+//! and errors as `Status` objects. HTTP and TLS live in `server`.
+
+mod discovery;
+mod handlers;
+mod objects;
+mod path;
+mod pods;
+mod query;
+mod registry;
+mod selectors;
+mod status;
+mod table;
+mod watch;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+pub use registry::SYSTEM_NAMESPACES;
+pub use status::ApiError;
+
+use crate::store::{Store, StoreError, object_key};
+use path::Route;
+use query::Query;
+
+/// A request as the API layer sees it: the body already read (watches have
+/// none).
+#[derive(Debug)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub content_type: Option<String>,
+    /// The `Accept` header: kubectl asks for server-side Tables.
+    pub accept: Option<String>,
+    pub body: Bytes,
+}
+
+/// What to send back.
+#[derive(Debug)]
+pub enum Reply {
+    Json {
+        code: u16,
+        body: Value,
+    },
+    /// A watch: newline-delimited JSON events until the sender is dropped.
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl From<ApiError> for Reply {
+    fn from(error: ApiError) -> Self {
+        Reply::Json {
+            code: error.code,
+            body: error.status(),
+        }
+    }
+}
+
+/// Tunables of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// How long a watch without `timeoutSeconds` runs.
+    pub default_watch_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bookmark_interval: Duration::from_secs(60),
+            default_watch_timeout: Duration::from_secs(1800),
+        }
+    }
+}
+
+/// The API: the store plus its configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    store: Store,
+    config: ApiConfig,
+}
+
+impl Api {
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        Self { store, config }
+    }
+
+    /// Creates the namespaces that always exist, when missing.
+    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
+        let namespaces =
+            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+        for name in SYSTEM_NAMESPACES {
+            let mut namespace = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": name },
+                "spec": { "finalizers": ["kubernetes"] },
+            });
+            objects::prepare_create(&mut namespace, namespaces)?;
+            let key = object_key(namespaces.storage, None, name);
+            match self.store.create(&key, &namespace).await {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn handle(&self, request: ApiRequest) -> Reply {
+        match self.dispatch(request).await {
+            Ok(reply) => reply,
+            Err(error) => error.into(),
+        }
+    }
+
+    async fn dispatch(&self, request: ApiRequest) -> Result<Reply, ApiError> {
+        let route = path::route(&request.path).ok_or_else(ApiError::no_route)?;
+        let target = match route {
+            Route::Object(target) => target,
+            Route::Discovery(document) => {
+                if request.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(request.method.as_str()));
+                }
+                return Ok(Reply::Json {
+                    code: 200,
+                    body: discovery::document(&document),
+                });
+            }
+        };
+        let query = Query::parse(request.query.as_deref())?;
+        handlers::Handler {
+            api: self,
+            target,
+            query,
+            request,
+        }
+        .run()
+        .await
+    }
+}

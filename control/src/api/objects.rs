@@ -1,0 +1,292 @@
+//! What the server fills in or keeps on objects it is sent: identity and
+//! defaults on create, immutable metadata and status on update.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rand::Rng;
+use serde_json::{Map, Value, json};
+
+use super::registry::{Resource, StatusOnCreate};
+use super::status::ApiError;
+
+/// Parses a request body as a JSON object.
+pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|error| {
+        ApiError::bad_request(format!("the request body is not valid JSON: {error}"))
+    })?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+/// Checks `kind`/`apiVersion` against the URL's resource and fills them in
+/// when missing.
+pub fn check_type(object: &mut Value, resource: &Resource) -> Result<(), ApiError> {
+    let api_version = resource.api_version();
+    for (field, expected) in [
+        ("apiVersion", api_version.as_str()),
+        ("kind", resource.kind),
+    ] {
+        match object.get(field).and_then(Value::as_str) {
+            None | Some("") => object[field] = json!(expected),
+            Some(actual) if actual == expected => {}
+            Some(actual) => {
+                return Err(ApiError::bad_request(format!(
+                    "the {field} in the data ({actual}) does not match the expected {field} ({expected})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The object's `metadata`, created when missing.
+pub fn metadata(object: &mut Value) -> Result<&mut Map<String, Value>, ApiError> {
+    let root = object
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("the object must be a JSON object"))?;
+    let metadata = root
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if metadata.is_null() {
+        *metadata = Value::Object(Map::new());
+    }
+    metadata
+        .as_object_mut()
+        .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+/// Makes the namespace in the body agree with the URL's: filled in when
+/// missing, a 400 when different, removed for cluster-scoped kinds.
+pub fn check_namespace(
+    object: &mut Value,
+    resource: &Resource,
+    namespace: Option<&str>,
+) -> Result<(), ApiError> {
+    let metadata = metadata(object)?;
+    match namespace {
+        Some(namespace) if resource.namespaced => {
+            match metadata.get("namespace").and_then(Value::as_str) {
+                None | Some("") => {
+                    metadata.insert("namespace".into(), json!(namespace));
+                }
+                Some(given) if given == namespace => {}
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+            }
+        }
+        _ => {
+            metadata.remove("namespace");
+        }
+    }
+    Ok(())
+}
+
+/// Prepares a new object: name (from `generateName`), uid, creation time,
+/// generation, initial status. Returns its name.
+pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String, ApiError> {
+    let has_spec = object.get("spec").is_some();
+    let metadata = metadata(object)?;
+    let name = match metadata.get("name").and_then(Value::as_str) {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => match metadata.get("generateName").and_then(Value::as_str) {
+            Some(prefix) if !prefix.is_empty() => {
+                let name = format!("{prefix}{}", random_suffix());
+                metadata.insert("name".into(), json!(name));
+                name
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "name or generateName is required (metadata.name)",
+                ));
+            }
+        },
+    };
+    for server_owned in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+    ] {
+        metadata.remove(server_owned);
+    }
+    metadata.insert("uid".into(), json!(new_uid()));
+    metadata.insert("creationTimestamp".into(), now());
+    if has_spec {
+        metadata.insert("generation".into(), json!(1));
+    }
+    if resource.status_on_create == StatusOnCreate::Reset {
+        object["status"] = initial_status(resource);
+    }
+    Ok(name)
+}
+
+/// What a kind's status starts as before any controller has written it.
+fn initial_status(resource: &Resource) -> Value {
+    match (resource.group, resource.kind) {
+        ("", "Service") => json!({ "loadBalancer": {} }),
+        ("", "Pod") => json!({ "phase": "Pending" }),
+        ("", "Namespace") => json!({ "phase": "Active" }),
+        _ => json!({}),
+    }
+}
+
+/// The object an update stores: `sent`, with the server-owned metadata of
+/// `current` and, when the kind has a status subresource, its current
+/// status (only `/status` changes that). Bumps `generation` when the spec
+/// changed.
+pub fn merge_update(
+    mut sent: Value,
+    current: &Value,
+    resource: &Resource,
+) -> Result<Value, ApiError> {
+    let spec_changed = sent.get("spec") != current.get("spec");
+    let current_meta = &current["metadata"];
+    let metadata = metadata(&mut sent)?;
+    for kept in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ] {
+        match current_meta.get(kept) {
+            Some(value) => metadata.insert(kept.into(), value.clone()),
+            None => metadata.remove(kept),
+        };
+    }
+    metadata.remove("managedFields");
+    if spec_changed && let Some(generation) = current_meta["generation"].as_i64() {
+        metadata.insert("generation".into(), json!(generation + 1));
+    }
+    if resource.status {
+        match current.get("status") {
+            Some(status) => sent["status"] = status.clone(),
+            None => {
+                if let Some(object) = sent.as_object_mut() {
+                    object.remove("status");
+                }
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// `current` with the status of `sent`: what PUT `/status` stores.
+pub fn merge_status(sent: &Value, current: &Value) -> Value {
+    let mut updated = current.clone();
+    updated["status"] = sent.get("status").cloned().unwrap_or_else(|| json!({}));
+    updated
+}
+
+/// The current time as Kubernetes serializes `metav1.Time` (RFC 3339,
+/// seconds).
+pub fn now() -> Value {
+    seconds_from_now(0)
+}
+
+/// The time `seconds` from now, as [`now`] writes it.
+pub fn seconds_from_now(seconds: i64) -> Value {
+    let time = k8s_openapi::jiff::Timestamp::from_second(unix_now().saturating_add(seconds))
+        .unwrap_or(k8s_openapi::jiff::Timestamp::MAX);
+    serde_json::to_value(Time(time)).expect("a time always serializes")
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() as i64)
+}
+
+/// A random (version 4) UUID.
+fn new_uid() -> String {
+    let mut bytes: [u8; 16] = rand::rng().random();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Five characters as kube-apiserver appends to `generateName` (no vowels,
+/// no look-alikes).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::find;
+
+    #[test]
+    fn create_fills_identity_and_checks_the_type() {
+        let services = find("", "v1", "services").unwrap();
+        let mut object = json!({ "metadata": { "generateName": "web-", "resourceVersion": "7" }, "spec": {}, "status": { "x": 1 } });
+        check_type(&mut object, services).unwrap();
+        check_namespace(&mut object, services, Some("default")).unwrap();
+        let name = prepare_create(&mut object, services).unwrap();
+        assert!(name.starts_with("web-") && name.len() == 9, "{name}");
+        let metadata = &object["metadata"];
+        assert_eq!(metadata["namespace"], "default");
+        assert_eq!(metadata["uid"].as_str().unwrap().len(), 36);
+        assert!(
+            metadata["creationTimestamp"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z')
+        );
+        assert!(metadata.get("resourceVersion").is_none());
+        assert_eq!(object["status"], json!({ "loadBalancer": {} }));
+        assert_eq!(object["kind"], "Service");
+
+        let mut wrong = json!({ "apiVersion": "apps/v1", "kind": "Service" });
+        assert_eq!(check_type(&mut wrong, services).unwrap_err().code, 400);
+        let mut elsewhere = json!({ "metadata": { "namespace": "other" } });
+        assert!(check_namespace(&mut elsewhere, services, Some("default")).is_err());
+        assert!(prepare_create(&mut json!({}), services).is_err());
+    }
+
+    #[test]
+    fn update_keeps_server_fields_and_status() {
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let current = json!({
+            "metadata": { "name": "d", "namespace": "a", "uid": "u1", "generation": 3, "creationTimestamp": "t" },
+            "spec": { "replicas": 1 },
+            "status": { "replicas": 1 },
+        });
+        let sent = json!({
+            "metadata": { "name": "d", "uid": "forged" },
+            "spec": { "replicas": 2 },
+            "status": { "replicas": 9 },
+        });
+        let updated = merge_update(sent, &current, deployments).unwrap();
+        assert_eq!(updated["metadata"]["uid"], "u1");
+        assert_eq!(updated["metadata"]["generation"], 4);
+        assert_eq!(updated["status"], json!({ "replicas": 1 }));
+        let status = merge_status(
+            &json!({ "status": { "replicas": 2 }, "spec": { "replicas": 5 } }),
+            &current,
+        );
+        assert_eq!(status["spec"], json!({ "replicas": 1 }));
+        assert_eq!(status["status"], json!({ "replicas": 2 }));
+    }
+}

@@ -1,0 +1,147 @@
+//! Which resource, namespace, object and subresource a URL path names.
+
+use super::registry::{self, Resource};
+
+/// What an API path points at.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    Discovery(Document),
+    /// A collection, an object or an object's subresource.
+    Object(Target),
+}
+
+/// A discovery document.
+#[derive(Debug, PartialEq)]
+pub enum Document {
+    /// `/api`.
+    CoreVersions,
+    /// `/apis`.
+    Groups,
+    /// `/api/v1`, `/apis/<group>/<version>`: the resource list.
+    Resources { group: String, version: String },
+}
+
+#[derive(Debug, PartialEq)]
+pub struct Target {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// The route of `path`; `None` when it names nothing served.
+pub fn route(path: &str) -> Option<Route> {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    match segments.as_slice() {
+        ["api"] => Some(Route::Discovery(Document::CoreVersions)),
+        ["apis"] => Some(Route::Discovery(Document::Groups)),
+        ["api", version, rest @ ..] => within("", version, rest),
+        ["apis", group, version, rest @ ..] => within(group, version, rest),
+        _ => None,
+    }
+}
+
+fn within(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
+    if rest.is_empty() {
+        let served = registry::groups().contains(&(group, version));
+        return served.then(|| {
+            Route::Discovery(Document::Resources {
+                group: group.to_owned(),
+                version: version.to_owned(),
+            })
+        });
+    }
+    if rest.iter().any(|segment| segment.is_empty()) {
+        return None;
+    }
+    let find = |plural: &str| registry::find(group, version, plural);
+    let target = |resource: &'static Resource,
+                  namespace: Option<&str>,
+                  name: Option<&&str>,
+                  sub: Option<&&str>| {
+        Some(Route::Object(Target {
+            resource,
+            namespace: namespace.map(str::to_owned),
+            name: name.map(|n| (*n).to_owned()),
+            subresource: sub.map(|s| (*s).to_owned()),
+        }))
+    };
+    // `namespaces/<ns>/<plural>...` is a namespaced resource, unless the
+    // third segment is a namespace subresource (`namespaces/<ns>/status`).
+    if let ["namespaces", namespace, plural, more @ ..] = rest
+        && more.len() <= 2
+        && let Some(resource) = find(plural).filter(|r| r.namespaced)
+    {
+        return target(resource, Some(namespace), more.first(), more.get(1));
+    }
+    let (plural, more) = rest.split_first()?;
+    let resource = find(plural)?;
+    if more.len() > 2 {
+        return None;
+    }
+    // A namespaced resource across all namespaces is only a collection.
+    if resource.namespaced && !more.is_empty() {
+        return None;
+    }
+    target(resource, None, more.first(), more.get(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(path: &str) -> Target {
+        match route(path) {
+            Some(Route::Object(target)) => target,
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn routes_paths() {
+        assert_eq!(
+            route("/api"),
+            Some(Route::Discovery(Document::CoreVersions))
+        );
+        assert_eq!(route("/apis/"), Some(Route::Discovery(Document::Groups)));
+        assert_eq!(
+            route("/apis/apps/v1"),
+            Some(Route::Discovery(Document::Resources {
+                group: "apps".into(),
+                version: "v1".into()
+            }))
+        );
+        assert_eq!(route("/apis/apps/v2"), None);
+
+        let all = object("/api/v1/services");
+        assert_eq!(
+            (all.resource.plural, all.namespace, all.name),
+            ("services", None, None)
+        );
+        let one = object("/api/v1/namespaces/default/services/web/status");
+        assert_eq!(one.namespace.as_deref(), Some("default"));
+        assert_eq!(one.name.as_deref(), Some("web"));
+        assert_eq!(one.subresource.as_deref(), Some("status"));
+
+        let namespace = object("/api/v1/namespaces/default");
+        assert_eq!(
+            (namespace.resource.plural, namespace.name.as_deref()),
+            ("namespaces", Some("default"))
+        );
+        let namespace_status = object("/api/v1/namespaces/default/status");
+        assert_eq!(namespace_status.subresource.as_deref(), Some("status"));
+
+        let node = object("/api/v1/nodes/n1");
+        assert_eq!(
+            (node.resource.plural, node.name.as_deref()),
+            ("nodes", Some("n1"))
+        );
+        let slices = object("/apis/discovery.k8s.io/v1/namespaces/a/endpointslices");
+        assert_eq!(slices.resource.kind, "EndpointSlice");
+
+        assert_eq!(route("/api/v1/services/web"), None);
+        assert_eq!(route("/api/v1/namespaces/a/services/web/status/x"), None);
+        assert_eq!(route("/api/v1/widgets"), None);
+        assert_eq!(route("/healthz"), None);
+    }
+}

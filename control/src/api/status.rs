@@ -1,0 +1,213 @@
+//! Errors as Kubernetes `Status` objects with their HTTP codes, worded like
+//! kube-apiserver's so `kubectl` prints the messages people know.
+
+use serde_json::{Value, json};
+
+use super::registry::Resource;
+use crate::store::StoreError;
+
+/// A failed request: the HTTP code and the `Status` body to send.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    /// `Status.details`, when the error is about one object.
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    fn about(mut self, resource: &Resource, name: &str) -> Self {
+        self.details = Some(json!({
+            "name": name,
+            "group": resource.group,
+            "kind": resource.plural,
+        }));
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn not_found(resource: &Resource, name: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(resource)),
+        )
+        .about(resource, name)
+    }
+
+    /// A path that names no resource.
+    pub fn no_route() -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+    }
+
+    pub fn method_not_allowed(method: &str) -> Self {
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method})"),
+        )
+    }
+
+    pub fn already_exists(resource: &Resource, name: &str) -> Self {
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(resource)),
+        )
+        .about(resource, name)
+    }
+
+    pub fn conflict(resource: &Resource, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(resource)
+            ),
+        )
+        .about(resource, name)
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json (got {content_type:?})"
+            ),
+        )
+    }
+
+    /// 422 with the causes the validation module found.
+    pub fn invalid(status: crate::validation::InvalidStatus) -> Self {
+        let causes: Vec<Value> = status
+            .details
+            .causes
+            .iter()
+            .map(|cause| json!({ "reason": cause.reason, "message": cause.message, "field": cause.field }))
+            .collect();
+        Self {
+            code: status.code,
+            reason: "Invalid",
+            message: status.message,
+            details: Some(json!({
+                "name": status.details.name,
+                "group": status.details.group,
+                "kind": status.details.kind,
+                "causes": causes,
+            })),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    /// A storage failure about one object of `resource`.
+    pub fn from_store(error: StoreError, resource: &Resource, name: &str) -> Self {
+        match error {
+            StoreError::NotFound { .. } => Self::not_found(resource, name),
+            StoreError::AlreadyExists { .. } => Self::already_exists(resource, name),
+            StoreError::Conflict { .. } => Self::conflict(resource, name, &error.to_string()),
+            StoreError::PreconditionFailed { message } => Self::conflict(resource, name, &message),
+            StoreError::Compacted { .. } => Self::gone(
+                "The provided continue parameter is too old to display a consistent list result. \
+                 You can start a new list without the continue parameter.",
+            ),
+            StoreError::InvalidContinue { reason } => {
+                Self::bad_request(format!("continue key is not valid: {reason}"))
+            }
+            other => Self::internal(other.to_string()),
+        }
+    }
+
+    /// The `Status` body.
+    pub fn status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(details) = &self.details {
+            status["details"] = details.clone();
+        }
+        status
+    }
+}
+
+/// `services` or `deployments.apps`, as kube-apiserver names resources in
+/// messages.
+fn qualified(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        resource.plural.to_owned()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+/// The `Status` of a successful delete.
+pub fn deleted(resource: &Resource, name: &str, uid: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": { "name": name, "group": resource.group, "kind": resource.plural, "uid": uid },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::registry::find;
+
+    #[test]
+    fn statuses_read_like_kube_apiserver() {
+        let services = find("", "v1", "services").unwrap();
+        let status = ApiError::not_found(services, "web").status();
+        assert_eq!(status["message"], "services \"web\" not found");
+        assert_eq!(status["code"], 404);
+        assert_eq!(status["details"]["kind"], "services");
+
+        let deployments = find("apps", "v1", "deployments").unwrap();
+        let conflict =
+            ApiError::from_store(StoreError::Conflict { key: "k".into() }, deployments, "web");
+        assert_eq!(conflict.code, 409);
+        assert_eq!(
+            conflict.message,
+            "Operation cannot be fulfilled on deployments.apps \"web\": the object has been \
+             modified; please apply your changes to the latest version and try again"
+        );
+    }
+}

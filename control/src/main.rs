@@ -1,0 +1,87 @@
+//! skiff-control: serves the Kubernetes API from etcd.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use control::api::ApiConfig;
+use control::server::{self, ServerConfig};
+use tracing::info;
+
+/// A slim Kubernetes-compatible API server backed by etcd.
+///
+/// On first start it creates a CA, a serving certificate and an admin
+/// client certificate in DATA_DIR/pki, and writes an admin kubeconfig
+/// (every start). Clients authenticate with a certificate signed by that CA
+/// or a bearer token from --token-file.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// Address to serve HTTPS on; repeat for several.
+    #[arg(
+        long = "bind",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:6443"
+    )]
+    binds: Vec<SocketAddr>,
+
+    /// etcd client URL; repeat or comma-separate for several members.
+    #[arg(
+        long,
+        value_name = "URL",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    etcd: Vec<String>,
+
+    /// Directory for the PKI (and the default kubeconfig).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/skiff-control")]
+    data_dir: PathBuf,
+
+    /// Extra IP address or DNS name for the serving certificate; repeat for
+    /// several.
+    #[arg(long = "advertise-address", value_name = "ADDRESS")]
+    advertise_addresses: Vec<String>,
+
+    /// Server URL written into the kubeconfig [default: https://<first --bind>].
+    #[arg(long, value_name = "URL")]
+    advertise_url: Option<String>,
+
+    /// Where to write the admin kubeconfig [default: DATA_DIR/admin.kubeconfig].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig_out: Option<PathBuf>,
+
+    /// Bearer tokens, one `token,user,uid,"group1,group2"` line each (the
+    /// format of kube-apiserver's --token-auth-file).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let running = server::start(ServerConfig {
+        binds: args.binds,
+        etcd: args.etcd,
+        data_dir: args.data_dir,
+        advertise_addresses: args.advertise_addresses,
+        advertise_url: args.advertise_url,
+        kubeconfig_out: args.kubeconfig_out,
+        token_file: args.token_file,
+        api: ApiConfig::default(),
+    })
+    .await
+    .context("starting skiff-control")?;
+    info!(kubeconfig = %running.kubeconfig.display(), "ready");
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    info!("shutting down");
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The three patch flavours the Kubernetes API accepts on `PATCH`, as pure
+//! functions on JSON documents: JSON patch (RFC 6902), JSON merge patch
+//! (RFC 7386) and the strategic merge patch `kubectl apply`/`edit` send.
+
+mod schema;
+mod strategic;
+
+pub use schema::{ListStrategy, list_strategy, merge_key};
+pub use strategic::strategic_merge_patch;
+
+use serde_json::Value;
+
+/// Why a patch could not be applied. The REST layer answers all of these with
+/// 400 Bad Request (or 422 when the patched object then fails validation).
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("invalid JSON patch: {0}")]
+    InvalidJsonPatch(#[source] serde_json::Error),
+    #[error("the JSON patch could not be applied: {0}")]
+    JsonPatch(#[from] json_patch::PatchError),
+    #[error("a strategic merge patch must be a JSON object")]
+    NotAnObject,
+    #[error("unknown patch directive {directive:?} at {path}")]
+    UnknownDirective { directive: String, path: String },
+    #[error("unknown value for $patch at {path}: {value}")]
+    BadPatchType { value: String, path: String },
+    #[error("{directive} at {path} must be a list")]
+    DirectiveNotAList { directive: String, path: String },
+    #[error("an element of the list at {path} does not contain declared merge key {key:?}")]
+    MissingMergeKey { key: &'static str, path: String },
+    #[error("an element of the list at {path} must be an object (merge key {key:?})")]
+    ElementNotAnObject { key: &'static str, path: String },
+}
+
+/// The patch formats, as named by the request's `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Json,
+    Merge,
+    StrategicMerge,
+}
+
+impl PatchType {
+    /// The patch type for a `Content-Type` header value (parameters such as
+    /// `; charset=utf-8` are ignored). `None` means 415 Unsupported Media Type;
+    /// server-side apply (`application/apply-patch+yaml`) is not supported.
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        match media {
+            "application/json-patch+json" => Some(Self::Json),
+            "application/merge-patch+json" => Some(Self::Merge),
+            "application/strategic-merge-patch+json" => Some(Self::StrategicMerge),
+            _ => None,
+        }
+    }
+}
+
+/// Applies `patch` of the given type to `doc` in place; on error `doc` is
+/// left unchanged.
+pub fn apply(patch_type: PatchType, doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
+    match patch_type {
+        PatchType::Json => json_patch(doc, patch),
+        PatchType::Merge => {
+            merge_patch(doc, patch);
+            Ok(())
+        }
+        PatchType::StrategicMerge => strategic_merge_patch(doc, patch),
+    }
+}
+
+/// RFC 6902 JSON patch; `patch` must be the array of operations.
+pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(PatchError::InvalidJsonPatch)?;
+    json_patch::patch(doc, &ops)?;
+    Ok(())
+}
+
+/// RFC 7386 JSON merge patch: objects merge recursively, `null` deletes,
+/// everything else (lists included) replaces. It cannot fail.
+pub fn merge_patch(doc: &mut Value, patch: &Value) {
+    json_patch::merge(doc, patch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            PatchType::from_content_type("application/json-patch+json"),
+            Some(PatchType::Json)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/merge-patch+json; charset=utf-8"),
+            Some(PatchType::Merge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json"),
+            Some(PatchType::StrategicMerge)
+        );
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml"),
+            None
+        );
+    }
+
+    #[test]
+    fn json_patch_applies_operations() {
+        let mut doc = json!({"spec": {"ports": [{"port": 80}]}});
+        let patch = json!([
+            {"op": "replace", "path": "/spec/ports/0/port", "value": 8080},
+            {"op": "add", "path": "/metadata", "value": {"labels": {"a": "b"}}}
+        ]);
+        apply(PatchType::Json, &mut doc, &patch).unwrap();
+        assert_eq!(
+            doc,
+            json!({"spec": {"ports": [{"port": 8080}]}, "metadata": {"labels": {"a": "b"}}})
+        );
+    }
+
+    #[test]
+    fn json_patch_failed_test_leaves_doc_unchanged() {
+        let mut doc = json!({"a": 1});
+        let patch = json!([
+            {"op": "replace", "path": "/a", "value": 2},
+            {"op": "test", "path": "/a", "value": 3}
+        ]);
+        let err = json_patch(&mut doc, &patch).unwrap_err();
+        assert!(matches!(err, PatchError::JsonPatch(_)), "{err}");
+        assert_eq!(doc, json!({"a": 1}));
+    }
+
+    #[test]
+    fn json_patch_rejects_malformed_operations() {
+        let mut doc = json!({});
+        let err = json_patch(&mut doc, &json!({"op": "add"})).unwrap_err();
+        assert!(matches!(err, PatchError::InvalidJsonPatch(_)), "{err}");
+        let err = json_patch(&mut doc, &json!([{"op": "remove", "path": "/missing"}])).unwrap_err();
+        assert!(matches!(err, PatchError::JsonPatch(_)), "{err}");
+    }
+
+    #[test]
+    fn merge_patch_merges_and_deletes() {
+        let mut doc =
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"ports": [1, 2]}});
+        let patch = json!({"metadata": {"labels": {"a": null, "c": "3"}}, "spec": {"ports": [3]}});
+        apply(PatchType::Merge, &mut doc, &patch).unwrap();
+        assert_eq!(
+            doc,
+            json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "spec": {"ports": [3]}})
+        );
+    }
+}

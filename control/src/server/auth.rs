@@ -1,0 +1,176 @@
+//! Who is asking: the subject of a verified client certificate, or the user
+//! of a bearer token from the tokens file (kube-apiserver's
+//! `--token-auth-file` format).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenFileError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Line {
+        path: PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+}
+
+/// Bearer tokens and their users.
+#[derive(Debug, Default, Clone)]
+pub struct Tokens(HashMap<String, User>);
+
+impl Tokens {
+    /// Reads a CSV file of `token,user,uid[,"group1,group2"]` lines.
+    pub fn load(path: &Path) -> Result<Self, TokenFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let mut tokens = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let error = |reason| TokenFileError::Line {
+                path: path.into(),
+                line: index + 1,
+                reason,
+            };
+            let fields = csv_fields(line).ok_or_else(|| error("unbalanced quotes"))?;
+            let [token, name, uid, rest @ ..] = fields.as_slice() else {
+                return Err(error("needs at least token,user,uid"));
+            };
+            if token.is_empty() || name.is_empty() {
+                return Err(error("empty token or user"));
+            }
+            let groups = rest
+                .first()
+                .map(|groups| {
+                    groups
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            tokens.insert(
+                token.clone(),
+                User {
+                    name: name.clone(),
+                    uid: uid.clone(),
+                    groups,
+                },
+            );
+        }
+        Ok(Self(tokens))
+    }
+
+    pub fn user(&self, token: &str) -> Option<&User> {
+        self.0.get(token)
+    }
+}
+
+/// The fields of one CSV line (RFC 4180 quoting); `None` on an open quote.
+fn csv_fields(line: &str) -> Option<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    if quoted {
+        return None;
+    }
+    fields.push(field);
+    Some(fields.into_iter().map(|f| f.trim().to_owned()).collect())
+}
+
+/// The user a (CA-verified) client certificate names: CN is the user name,
+/// each O a group, as in Kubernetes.
+pub fn certificate_user(der: &[u8]) -> Option<User> {
+    let (_, certificate) = X509Certificate::from_der(der).ok()?;
+    let subject = certificate.subject();
+    let name = subject.iter_common_name().next()?.as_str().ok()?.to_owned();
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_owned))
+        .collect();
+    Some(User {
+        name,
+        uid: String::new(),
+        groups,
+    })
+}
+
+/// The request's user: its certificate's, else its bearer token's.
+pub fn authenticate(
+    certificate: Option<&User>,
+    authorization: Option<&str>,
+    tokens: &Tokens,
+) -> Option<User> {
+    if let Some(user) = certificate {
+        return Some(user.clone());
+    }
+    let token = authorization?.strip_prefix("Bearer ")?.trim();
+    tokens.user(token).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_parses_like_kube_apiserver() {
+        let path = std::env::temp_dir().join(format!("skiff-tokens-{}.csv", std::process::id()));
+        std::fs::write(&path, "t1,alice,1,\"dev,ops\"\n\nt2,bob,2\n").unwrap();
+        let tokens = Tokens::load(&path).unwrap();
+        assert_eq!(
+            tokens.user("t1"),
+            Some(&User {
+                name: "alice".into(),
+                uid: "1".into(),
+                groups: vec!["dev".into(), "ops".into()]
+            })
+        );
+        assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
+        assert_eq!(
+            authenticate(None, Some("Bearer t2"), &tokens).unwrap().name,
+            "bob"
+        );
+        assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
+        assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);
+        assert_eq!(authenticate(None, None, &tokens), None);
+
+        std::fs::write(&path, "t1,alice\n").unwrap();
+        assert!(Tokens::load(&path).is_err());
+        std::fs::write(&path, "t1,alice,1,\"dev\n").unwrap();
+        assert!(Tokens::load(&path).is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+}

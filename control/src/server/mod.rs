@@ -1,0 +1,338 @@
+//! The HTTPS server: TLS with client-certificate and bearer-token
+//! authentication, health and version endpoints, and the API.
+
+mod auth;
+mod body;
+mod kubeconfig;
+mod pki;
+mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+pub use auth::{TokenFileError, Tokens, User};
+pub use pki::{DEFAULT_SANS, PkiError};
+pub use tls::TlsError;
+
+use crate::api::{Api, ApiConfig, ApiError, ApiRequest, Reply};
+use crate::store::{Store, StoreError};
+use body::Body;
+
+/// Largest request body accepted (etcd's own value limit is 1.5 MiB).
+const MAX_BODY_BYTES: usize = 3 << 20;
+
+/// The version `/version` reports: the Kubernetes API level served.
+const GIT_VERSION: &str = "v1.37.0-skiff";
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub binds: Vec<SocketAddr>,
+    pub etcd: Vec<String>,
+    pub data_dir: PathBuf,
+    /// Extra names/addresses for the serving certificate.
+    pub advertise_addresses: Vec<String>,
+    /// The server URL in the kubeconfig; default `https://<first bind>`.
+    pub advertise_url: Option<String>,
+    /// Where the admin kubeconfig goes; default `<data-dir>/admin.kubeconfig`.
+    pub kubeconfig_out: Option<PathBuf>,
+    pub token_file: Option<PathBuf>,
+    pub api: ApiConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Tokens(#[from] TokenFileError),
+    #[error("connecting to etcd: {0}")]
+    Store(#[from] StoreError),
+    #[error("creating the system namespaces: {0}")]
+    Namespaces(#[from] ApiError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing the kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started server; it stops when this is dropped.
+pub struct RunningServer {
+    pub addrs: Vec<SocketAddr>,
+    pub kubeconfig: PathBuf,
+    _listeners: JoinSet<()>,
+}
+
+/// Shared by every connection.
+struct State {
+    api: Api,
+    store: Store,
+    tokens: Tokens,
+}
+
+/// Sets everything up (PKI, etcd, system namespaces, listeners, the
+/// kubeconfig) and starts serving in the background.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let pki = pki::load_or_create(&config.data_dir.join("pki"), &config.advertise_addresses)?;
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
+    let tokens = match &config.token_file {
+        Some(path) => Tokens::load(path)?,
+        None => Tokens::default(),
+    };
+    let store = Store::connect(&config.etcd).await?;
+    wait_for_etcd(&store).await?;
+    let api = Api::new(store.clone(), config.api.clone());
+    api.ensure_system_namespaces().await?;
+    let state = Arc::new(State { api, store, tokens });
+
+    let mut listeners = JoinSet::new();
+    let mut addrs = Vec::new();
+    for &addr in &config.binds {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        info!(%local, "serving the Kubernetes API");
+        addrs.push(local);
+        listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
+    }
+
+    let kubeconfig = config
+        .kubeconfig_out
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("admin.kubeconfig"));
+    let url = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("https://{}", addrs[0]));
+    let document = serde_json::to_vec_pretty(&kubeconfig::admin(&pki, &url))
+        .expect("JSON values always serialize");
+    std::fs::write(&kubeconfig, document).map_err(|source| ServerError::Kubeconfig {
+        path: kubeconfig.clone(),
+        source,
+    })?;
+    Ok(RunningServer {
+        addrs,
+        kubeconfig,
+        _listeners: listeners,
+    })
+}
+
+/// How long start-up waits for etcd: the two are often started together.
+const ETCD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn wait_for_etcd(store: &Store) -> Result<(), StoreError> {
+    let deadline = tokio::time::Instant::now() + ETCD_WAIT;
+    loop {
+        match store.current_revision().await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                warn!(%error, "waiting for etcd");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
+    let mut connections = JoinSet::new();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                connections.spawn(serve_connection(
+                    stream,
+                    peer,
+                    acceptor.clone(),
+                    state.clone(),
+                ));
+            }
+            // Out of file descriptors and the like: keep serving the open
+            // connections and try again.
+            Err(error) => {
+                warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        // Reap finished connections so the set does not grow forever.
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    state: Arc<State>,
+) {
+    let tls = match acceptor.accept(stream).await {
+        Ok(tls) => tls,
+        Err(error) => {
+            debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+    };
+    let certificate_user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| auth::certificate_user(leaf));
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        let user = certificate_user.clone();
+        async move { Ok::<_, Infallible>(handle(&state, user.as_ref(), request).await) }
+    });
+    if let Err(error) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(tls), service)
+        .await
+    {
+        debug!(%peer, %error, "connection ended with an error");
+    }
+}
+
+async fn handle(
+    state: &State,
+    certificate_user: Option<&User>,
+    request: Request<Incoming>,
+) -> Response<Body> {
+    let path = request.uri().path().to_owned();
+    // Probes and version are public, as with kube-apiserver's default
+    // `system:public-info-viewer` role.
+    match path.as_str() {
+        "/healthz" | "/livez" => return text(StatusCode::OK, "ok"),
+        "/readyz" => {
+            return match state.store.current_revision().await {
+                Ok(_) => text(StatusCode::OK, "ok"),
+                Err(error) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("etcd: {error}")),
+            };
+        }
+        "/version" => return json_response(200, &version()),
+        _ => {}
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
+        return reply(ApiError::unauthorized().into());
+    };
+    let method = request.method().clone();
+    let query = request.uri().query().map(str::to_owned);
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) => {
+            return reply(
+                ApiError::bad_request(format!("reading the request body: {error}")).into(),
+            );
+        }
+    };
+    debug!(user = user.name, %method, path, "request");
+    reply(
+        state
+            .api
+            .handle(ApiRequest {
+                method,
+                path,
+                query,
+                content_type,
+                accept,
+                body,
+            })
+            .await,
+    )
+}
+
+fn reply(reply: Reply) -> Response<Body> {
+    match reply {
+        Reply::Json { code, body } => json_response(code, &body),
+        Reply::Stream(receiver) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::Stream(receiver))
+            .expect("a valid response"),
+    }
+}
+
+fn json_response(code: u16, body: &Value) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("JSON values always serialize");
+    Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Full(Some(Bytes::from(bytes))))
+        .expect("a valid response")
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::Full(Some(Bytes::from(message.to_owned()))))
+        .expect("a valid response")
+}
+
+/// What `/version` answers, shaped like kube-apiserver's `version.Info`.
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": "37",
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+/// The machine architecture as Go names it (kubectl compares platforms).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! One etcd watch, translated into Kubernetes watch events.
+
+use std::time::Duration;
+
+use etcd_client::{EventType as EtcdEventType, WatchResponse, WatchStream};
+use serde_json::Value;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use super::{StoreError, decode};
+
+/// Kubernetes' watch event types for object changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change. The object carries the revision of the change as its
+/// resourceVersion; a deleted object is its last state at the deletion's
+/// revision.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub event_type: EventType,
+    pub object: Value,
+    /// The object before a modification (selectors filter on both).
+    pub previous: Option<Value>,
+}
+
+/// What one call to [`Watch::next`] yields.
+#[derive(Debug, Clone)]
+pub enum WatchBatch {
+    /// Changes in revision order.
+    Events(Vec<WatchEvent>),
+    /// Every change up to `revision` has been delivered.
+    Progress { revision: i64 },
+}
+
+/// A running watch over a key range.
+pub struct Watch {
+    stream: WatchStream,
+    progress: Option<Interval>,
+}
+
+impl Watch {
+    pub(super) fn new(stream: WatchStream, progress_every: Option<Duration>) -> Self {
+        let progress = progress_every.map(|period| {
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
+        Self { stream, progress }
+    }
+
+    /// The next batch of changes or progress report. Fails with `Compacted`
+    /// when the start revision is no longer in etcd's history.
+    pub async fn next(&mut self) -> Result<WatchBatch, StoreError> {
+        loop {
+            let response = tokio::select! {
+                message = self.stream.message() => message,
+                _ = tick(&mut self.progress) => {
+                    self.stream
+                        .request_progress()
+                        .await
+                        .map_err(StoreError::etcd("watch progress", 0))?;
+                    continue;
+                }
+            };
+            let response = response
+                .map_err(StoreError::etcd("watch", 0))?
+                .ok_or(StoreError::WatchClosed)?;
+            if let Some(batch) = translate(&response)? {
+                return Ok(batch);
+            }
+        }
+    }
+}
+
+/// Waits for the next progress tick; never, without progress reports.
+async fn tick(progress: &mut Option<Interval>) {
+    match progress {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The batch a watch response stands for; `None` for the creation
+/// acknowledgement, whose header revision says nothing about delivery.
+fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError> {
+    if response.canceled() {
+        return Err(if response.compact_revision() > 0 {
+            StoreError::Compacted {
+                revision: response.compact_revision(),
+            }
+        } else {
+            StoreError::WatchCanceled {
+                reason: response.cancel_reason().to_owned(),
+            }
+        });
+    }
+    if response.created() {
+        return Ok(None);
+    }
+    if response.events().is_empty() {
+        let revision = response
+            .header()
+            .ok_or(StoreError::MissingHeader { operation: "watch" })?
+            .revision();
+        return Ok(Some(WatchBatch::Progress { revision }));
+    }
+    let mut events = Vec::with_capacity(response.events().len());
+    for event in response.events() {
+        let Some(kv) = event.kv() else { continue };
+        let translated = match event.event_type() {
+            EtcdEventType::Put => WatchEvent {
+                event_type: if kv.create_revision() == kv.mod_revision() {
+                    EventType::Added
+                } else {
+                    EventType::Modified
+                },
+                object: decode(kv, kv.mod_revision())?,
+                previous: event
+                    .prev_kv()
+                    .map(|previous| decode(previous, previous.mod_revision()))
+                    .transpose()?,
+            },
+            EtcdEventType::Delete => {
+                let previous = event.prev_kv().ok_or_else(|| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    reason: "etcd sent a deletion without the previous value".into(),
+                })?;
+                WatchEvent {
+                    event_type: EventType::Deleted,
+                    object: decode(previous, kv.mod_revision())?,
+                    previous: None,
+                }
+            }
+        };
+        events.push(translated);
+    }
+    Ok(Some(WatchBatch::Events(events)))
+}
