@@ -24,6 +24,7 @@ pub mod map_names {
     pub const AFFINITY: &str = "skiff_affinity";
     pub const FRONTEND_STATS: &str = "skiff_fe_stats";
     pub const DROPS: &str = "skiff_drops";
+    pub const CONNTRACK: &str = "skiff_ct";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -39,6 +40,8 @@ pub mod capacity {
     /// One entry per client and affinity frontend; LRU, so clients idle the
     /// longest are forgotten first.
     pub const AFFINITY: u32 = 65_536;
+    /// Two entries per NATed flow (one per direction); LRU.
+    pub const CONNTRACK: u32 = 262_144;
 }
 
 /// Why the datapath failed a connect or send: indexes of the drops map.
@@ -49,9 +52,16 @@ pub mod drop_reason {
     pub const UNKNOWN_SERVICE: u32 = 1;
     /// A frontend whose slot or backend entry was missing (a bug).
     pub const NO_BACKEND: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// A NodePort flow to a remote backend found no free SNAT port.
+    pub const NO_SNAT_PORT: u32 = 3;
+    pub const COUNT: u32 = 4;
     /// Metric label values, by index.
-    pub const NAMES: [&str; COUNT as usize] = ["no_endpoints", "unknown_service", "no_backend"];
+    pub const NAMES: [&str; COUNT as usize] = [
+        "no_endpoints",
+        "unknown_service",
+        "no_backend",
+        "no_snat_port",
+    ];
 }
 
 /// `ServiceValue::flags`: the frontend has `sessionAffinity: ClientIP`.
@@ -169,6 +179,49 @@ pub struct FrontendStats {
     pub refused: u64,
 }
 
+/// A packet's flow as the uplink sees it: addresses and ports in network
+/// byte order, as they sit in the headers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+    pub protocol: u8,
+    pub pad: [u8; 3],
+}
+
+/// `CtValue::action`: rewrite, then let the stack route the packet (it is
+/// for a pod on this node, or leaves from a pod on this node).
+pub const CT_PASS: u8 = 0;
+/// Rewrite, then send the packet out of the uplink again (to a remote
+/// backend, or back to the client): it now carries this node's address as
+/// its source, which the stack would drop as a martian on ingress.
+pub const CT_REDIRECT: u8 = 1;
+
+/// How to rewrite every packet of one direction of a NATed flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns` of the last packet (refreshed at most once a
+    /// second).
+    pub last_seen_ns: u64,
+    /// The rewritten source and destination, network byte order.
+    pub saddr: u32,
+    pub daddr: u32,
+    /// The backend of the flow; a flow whose backend is gone is balanced
+    /// afresh.
+    pub backend_id: BackendId,
+    pub sport: u16,
+    pub dport: u16,
+    /// `CT_PASS` or `CT_REDIRECT`.
+    pub action: u8,
+    /// A TCP FIN or RST was seen: the entry expires soon.
+    pub closing: u8,
+    pub pad: [u8; 6],
+}
+
 /// Node-wide settings the agent gives the programs: the only entry of the
 /// config array.
 #[repr(C)]
@@ -217,4 +270,6 @@ mod pod {
     unsafe impl aya::Pod for AffinityKey {}
     unsafe impl aya::Pod for AffinityValue {}
     unsafe impl aya::Pod for FrontendStats {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
 }

@@ -6,6 +6,8 @@
 #![no_main]
 
 mod maps;
+mod nodeport;
+mod shared;
 mod sock_lb;
 
 #[cfg(not(test))]

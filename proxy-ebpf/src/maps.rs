@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, FrontendStats,
-    ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
+    FrontendStats, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -42,3 +42,7 @@ pub static FRONTEND_STATS: PerCpuHashMap<u32, FrontendStats> =
 /// Failed connects and sends, by `drop_reason`.
 #[map(name = "skiff_drops")]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(drop_reason::COUNT, 0);
+
+/// Per-packet NAT state: one entry per direction of each NodePort flow.
+#[map(name = "skiff_ct")]
+pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(capacity::CONNTRACK, 0);

@@ -7,7 +7,6 @@
 //! does not know (pod IPs, anything else) pass untouched.
 use aya_ebpf::{
     EbpfContext,
-    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
         bpf_set_retval,
@@ -16,12 +15,13 @@ use aya_ebpf::{
     programs::SockAddrContext,
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, BackendId, BackendSlotKey, FrontendStats, PROTO_TCP, PROTO_UDP,
-    SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, drop_reason,
+    AffinityKey, AffinityValue, BackendId, PROTO_TCP, PROTO_UDP, SERVICE_FLAG_AFFINITY, ServiceKey,
+    ServiceValue, SockRevNatKey, SockRevNatValue, drop_reason,
 };
 
-use crate::maps::{
-    AFFINITY, BACKEND_SLOTS, BACKENDS, CONFIG, DROPS, FRONTEND_STATS, SERVICES, SOCK_REV_NAT,
+use crate::{
+    maps::{AFFINITY, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT},
+    shared::{count_drop, count_frontend, slot_backend},
 };
 
 /// sock_addr programs return 1 to let the call proceed, 0 to fail it.
@@ -88,29 +88,6 @@ fn refuse() -> i32 {
     // SAFETY: a helper call with a plain integer argument.
     unsafe { bpf_set_retval(-ECONNREFUSED) };
     FAIL
-}
-
-#[inline(always)]
-fn count_drop(reason: u32) {
-    if let Some(count) = DROPS.get_ptr_mut(reason) {
-        // SAFETY: a per-CPU slot: no other program writes it concurrently.
-        unsafe { *count += 1 };
-    }
-}
-
-#[inline(always)]
-fn count_frontend(service_id: u32, update: impl Fn(&mut FrontendStats)) {
-    match FRONTEND_STATS.get_ptr_mut(&service_id) {
-        // SAFETY: a per-CPU value: no other program writes it concurrently.
-        Some(stats) => update(unsafe { &mut *stats }),
-        None => {
-            let mut stats = FrontendStats::default();
-            update(&mut stats);
-            // Fails only if another CPU created the entry first (this
-            // count is then lost) or the map is full.
-            let _ = FRONTEND_STATS.insert(&service_id, &stats, u64::from(BPF_NOEXIST));
-        }
-    }
 }
 
 /// Refuses a connect or send to a frontend, counting why.
@@ -235,13 +212,6 @@ fn random_backend(service: &ServiceValue) -> Option<(u32, BackendId)> {
     // count, so a miss is a bug; the caller refuses the connect rather than
     // let it go to an address no one answers.
     Some((slot, slot_backend(service.id, slot)?))
-}
-
-#[inline(always)]
-fn slot_backend(service_id: u32, slot: u32) -> Option<BackendId> {
-    let key = BackendSlotKey { service_id, slot };
-    // SAFETY: read and copied.
-    (unsafe { BACKEND_SLOTS.get(&key) }).copied()
 }
 
 #[inline(always)]

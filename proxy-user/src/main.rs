@@ -4,6 +4,7 @@
 mod cluster;
 mod datapath;
 mod http;
+mod node_address;
 mod sync;
 mod telemetry;
 
@@ -94,6 +95,17 @@ struct Args {
     #[arg(long, env = "SKIFF_BPFFS")]
     bpffs: Option<PathBuf>,
 
+    /// The node's network interface that outside traffic arrives on. Given,
+    /// the NodePort programs attach to its TCX ingress and egress; never
+    /// defaulted, so nothing attaches to an interface by accident.
+    #[arg(long, env = "SKIFF_UPLINK")]
+    uplink: Option<String>,
+
+    /// The address NodePorts are served on. [default: the uplink's IPv4
+    /// address]
+    #[arg(long, env = "SKIFF_NODE_IP")]
+    node_ip: Option<std::net::Ipv4Addr>,
+
     /// Where to serve /metrics (Prometheus) and /healthz.
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     metrics_bind: SocketAddr,
@@ -157,9 +169,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bpffs = %bpffs.display(),
         service_cidr = %args.service_cidr,
         metrics = %args.metrics_bind,
+        uplink = ?args.uplink,
         "skiff-agent starting"
     );
-    let datapath = Datapath::open(&bpffs, &args.cgroup, args.service_cidr).with_context(|| {
+    let node_ip = match (args.node_ip, &args.uplink) {
+        (Some(ip), _) => Some(ip),
+        (None, Some(uplink)) => Some(
+            node_address::ipv4_of(uplink)
+                .with_context(|| format!("finding the node address on --uplink {uplink}"))?,
+        ),
+        (None, None) => None,
+    };
+    let datapath = Datapath::open(
+        &bpffs,
+        &args.cgroup,
+        args.uplink.as_deref(),
+        args.service_cidr,
+    )
+    .with_context(|| {
         format!(
             "setting up the datapath (pins in {}, hooks on cgroup {})",
             bpffs.display(),
@@ -176,7 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::channel(64);
     tokio::spawn(etcd_watch::run(args.etcd.clone(), events_tx));
-    let syncer = Syncer::new(args.node_name.clone(), datapath, telemetry);
+    let syncer = Syncer::new(args.node_name.clone(), node_ip, datapath, telemetry);
     let syncer = tokio::spawn(syncer.run(events_rx));
 
     tokio::select! {

@@ -4,6 +4,7 @@
 //! from.
 use std::{
     collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
     time::{Duration, Instant},
 };
 
@@ -14,7 +15,7 @@ use tracing::{error, info, warn};
 use crate::{
     cluster::{
         etcd_watch::ClusterEvent,
-        frontends::{BackendAddr, DesiredFrontend, Frontend, ServiceRef},
+        frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef, ServiceRef},
         state::ClusterState,
     },
     datapath::{Datapath, WriteError, chain},
@@ -28,6 +29,8 @@ const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
 pub struct Syncer {
     /// This node: `internalTrafficPolicy: Local` keeps traffic on it.
     node: String,
+    /// Where this node serves NodePorts, if it does.
+    node_ip: Option<Ipv4Addr>,
     telemetry: Telemetry,
     cluster: ClusterState,
     datapath: Datapath,
@@ -38,9 +41,15 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(node: String, datapath: Datapath, telemetry: Telemetry) -> Self {
+    pub fn new(
+        node: String,
+        node_ip: Option<Ipv4Addr>,
+        datapath: Datapath,
+        telemetry: Telemetry,
+    ) -> Self {
         Self {
             node,
+            node_ip,
             telemetry,
             cluster: ClusterState::default(),
             datapath,
@@ -143,7 +152,11 @@ impl Syncer {
 
     /// Programs one service's frontends and removes those it no longer has.
     fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
-        let desired = self.cluster.desired(service, &self.node);
+        let node = NodeRef {
+            name: &self.node,
+            ip: self.node_ip,
+        };
+        let desired = self.cluster.desired(service, node);
         let mut keys = BTreeSet::new();
         for DesiredFrontend {
             frontend,

@@ -19,7 +19,8 @@ const SYNC_LINE: &str = "full sync done";
 
 /// `skiff-agent` for `node`, in the node's netns (not in its cgroup: the
 /// agent's own connections need no service translation), pinning under the
-/// node's bpffs directory and hooking the node's cgroup.
+/// node's bpffs directory, hooking the node's cgroup and the node's `eth0`
+/// (its veth onto skiff's fabric) for NodePort traffic.
 pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> {
     let mut command = node.command(agent_binary()?);
     command
@@ -30,6 +31,7 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
         .arg(node.cgroup_dir())
         .arg("--bpffs")
         .arg(node.bpffs_dir())
+        .args(["--uplink", "eth0"])
         .env("RUST_LOG", "info");
     Ok(command)
 }

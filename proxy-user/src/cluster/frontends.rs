@@ -102,6 +102,14 @@ pub struct DesiredFrontend {
     pub affinity_timeout: Option<u32>,
 }
 
+/// The node whose view of the Services the agent programs.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeRef<'a> {
+    pub name: &'a str,
+    /// Its address, on which NodePorts are served; `None` serves none.
+    pub ip: Option<Ipv4Addr>,
+}
+
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 /// The API's upper bound for it (one day).
@@ -114,7 +122,7 @@ const MAX_AFFINITY_TIMEOUT: u32 = 86_400;
 pub fn desired_frontends(
     service: &Service,
     slices: &[&EndpointSlice],
-    node: &str,
+    node: NodeRef<'_>,
 ) -> Vec<DesiredFrontend> {
     let svc = ServiceRef::of(service);
     let Some(spec) = &service.spec else {
@@ -132,8 +140,15 @@ pub fn desired_frontends(
     // ClusterIP traffic comes from inside the cluster, so the internal
     // policy applies: `Local` keeps it on the client's node.
     let locality = match spec.internal_traffic_policy.as_deref() {
-        Some("Local") => Locality::Node(node),
+        Some("Local") => Locality::Node(node.name),
         _ => Locality::Cluster,
+    };
+    // NodePorts take traffic from outside the cluster, to which the
+    // external policy applies (`Local` for it is issue #3's next step, so
+    // all endpoints serve for now).
+    let node_port_ip = match spec.type_.as_deref() {
+        Some("NodePort" | "LoadBalancer") => node.ip,
+        _ => None,
     };
 
     let mut desired = Vec::new();
@@ -152,7 +167,7 @@ pub fn desired_frontends(
             warn!(service = %svc, port = service_port.port, "skipping service port out of range");
             continue;
         };
-        let backends = backends(&svc, port_name, protocol, slices, locality);
+        let cluster_backends = backends(&svc, port_name, protocol, slices, locality);
         for &ip in &ips {
             desired.push(DesiredFrontend {
                 frontend: Frontend {
@@ -161,7 +176,20 @@ pub fn desired_frontends(
                     protocol,
                     port_name: port_name.to_owned(),
                 },
-                backends: backends.clone(),
+                backends: cluster_backends.clone(),
+                affinity_timeout,
+            });
+        }
+        let node_port = service_port.node_port.and_then(port_number);
+        if let (Some(ip), Some(node_port)) = (node_port_ip, node_port) {
+            desired.push(DesiredFrontend {
+                frontend: Frontend {
+                    ip,
+                    port: node_port,
+                    protocol,
+                    port_name: port_name.to_owned(),
+                },
+                backends: backends(&svc, port_name, protocol, slices, Locality::Cluster),
                 affinity_timeout,
             });
         }
@@ -396,6 +424,41 @@ mod tests {
         )
     }
 
+    fn node(name: &str) -> NodeRef<'_> {
+        NodeRef { name, ip: None }
+    }
+
+    #[test]
+    fn node_ports_are_served_on_the_node_address_with_every_endpoint() {
+        let mut spec = unnamed_http();
+        spec["type"] = json!("NodePort");
+        spec["internalTrafficPolicy"] = json!("Local");
+        spec["ports"][0]["nodePort"] = json!(30080);
+        let svc = service(spec);
+        let s = unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", json!({ "ready": true })),
+                endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+            ]),
+        );
+        let here = NodeRef {
+            name: "node1",
+            ip: Some("172.30.0.11".parse().unwrap()),
+        };
+        let desired = desired_frontends(&svc, &[&s], here);
+        assert_eq!(desired.len(), 2);
+        assert_eq!(
+            desired[1].frontend,
+            frontend("172.30.0.11", 30080, Protocol::Tcp, "")
+        );
+        assert_eq!(desired[1].backends.len(), 2);
+        // The ClusterIP keeps its internal policy.
+        assert_eq!(backend_ips(&desired), ["10.244.1.2"]);
+        // Without a node address, or for a ClusterIP Service, no NodePort.
+        assert_eq!(desired_frontends(&svc, &[&s], node("node1")).len(), 1);
+    }
+
     fn endpoint(address: &str, node: &str, conditions: Value) -> Value {
         json!({ "addresses": [address], "nodeName": node, "conditions": conditions })
     }
@@ -420,7 +483,7 @@ mod tests {
                 endpoint("10.244.1.3", "node1", gone.clone()),
             ]),
         );
-        let desired = desired_frontends(&svc, &[&only_terminating], "node1");
+        let desired = desired_frontends(&svc, &[&only_terminating], node("node1"));
         assert_eq!(backend_ips(&desired), ["10.244.1.2"]);
 
         let with_ready = unnamed_slice(
@@ -431,7 +494,7 @@ mod tests {
                 endpoint("10.244.2.2", "node2", json!({ "ready": true })),
             ]),
         );
-        let desired = desired_frontends(&svc, &[&with_ready], "node1");
+        let desired = desired_frontends(&svc, &[&with_ready], node("node1"));
         assert_eq!(backend_ips(&desired), ["10.244.2.2"]);
     }
 
@@ -456,20 +519,20 @@ mod tests {
             ]),
         );
         assert_eq!(
-            backend_ips(&desired_frontends(&svc, &[&s], "node1")),
+            backend_ips(&desired_frontends(&svc, &[&s], node("node1"))),
             ["10.244.1.2"]
         );
         assert_eq!(
-            backend_ips(&desired_frontends(&svc, &[&s], "node2")),
+            backend_ips(&desired_frontends(&svc, &[&s], node("node2"))),
             ["10.244.2.2", "10.244.2.3"]
         );
         assert_eq!(
-            backend_ips(&desired_frontends(&svc, &[&s], "node3")),
+            backend_ips(&desired_frontends(&svc, &[&s], node("node3"))),
             ["10.244.3.2"]
         );
         // No local endpoint: the frontend stays, with nothing to send to.
         assert!(
-            desired_frontends(&svc, &[&s], "node4")[0]
+            desired_frontends(&svc, &[&s], node("node4"))[0]
                 .backends
                 .is_empty()
         );
@@ -479,17 +542,17 @@ mod tests {
     fn client_ip_affinity_carries_its_timeout() {
         let mut spec = unnamed_http();
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], "node1")[0].affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].affinity_timeout,
             None
         );
         spec["sessionAffinity"] = json!("ClientIP");
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], "node1")[0].affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].affinity_timeout,
             Some(10_800)
         );
         spec["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 5 } });
         assert_eq!(
-            desired_frontends(&service(spec), &[], "node1")[0].affinity_timeout,
+            desired_frontends(&service(spec), &[], node("node1"))[0].affinity_timeout,
             Some(5)
         );
     }
@@ -507,7 +570,7 @@ mod tests {
             "web-b",
             json!([ready(&["10.244.1.3"]), ready(&["10.244.2.5"])]),
         );
-        let desired = desired_frontends(&svc, &[&a, &b], "node1");
+        let desired = desired_frontends(&svc, &[&a, &b], node("node1"));
         assert_eq!(
             desired,
             vec![DesiredFrontend {
@@ -537,7 +600,7 @@ mod tests {
             json!([{ "name": "http", "port": 8080 }, { "name": "https", "port": 8443 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(
             desired,
             vec![
@@ -565,7 +628,7 @@ mod tests {
             json!([{ "name": "", "port": 9090 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].backends, vec![backend("10.244.1.3", 9090)]);
     }
@@ -582,7 +645,7 @@ mod tests {
                 ready(&["10.244.1.4"]),
             ]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(
             desired[0].backends,
             vec![
@@ -600,7 +663,7 @@ mod tests {
             "web-a",
             json!([ready(&["10.244.1.9", "not-an-ip", "10.244.1.8"])]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(
             desired[0].backends,
             vec![backend("10.244.1.8", 8080), backend("10.244.1.9", 8080)]
@@ -622,7 +685,7 @@ mod tests {
         let unallocated = service(json!({ "clusterIP": "", "ports": [{ "port": 80 }] }));
         let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
         for svc in [headless, external, unallocated] {
-            assert_eq!(desired_frontends(&svc, &[&s], "node1"), vec![]);
+            assert_eq!(desired_frontends(&svc, &[&s], node("node1")), vec![]);
         }
     }
 
@@ -632,7 +695,7 @@ mod tests {
             "metadata": { "namespace": "default", "name": "web" },
         }))
         .unwrap();
-        assert_eq!(desired_frontends(&svc, &[], "node1"), vec![]);
+        assert_eq!(desired_frontends(&svc, &[], node("node1")), vec![]);
     }
 
     #[test]
@@ -653,7 +716,7 @@ mod tests {
             ]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(
             desired,
             vec![
@@ -683,7 +746,7 @@ mod tests {
             json!([{ "name": "dns", "port": 5353 }]),
             json!([ready(&["10.244.1.3"])]),
         );
-        let desired = desired_frontends(&svc, &[&s], "node1");
+        let desired = desired_frontends(&svc, &[&s], node("node1"));
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].backends, vec![]);
     }
@@ -697,7 +760,7 @@ mod tests {
                 { "name": "http", "port": 80 },
             ],
         }));
-        let desired = desired_frontends(&svc, &[], "node1");
+        let desired = desired_frontends(&svc, &[], node("node1"));
         assert_eq!(desired.len(), 1);
         assert_eq!(
             desired[0].frontend,
@@ -720,7 +783,7 @@ mod tests {
             json!([ready(&["fd00:10:244::3"])]),
         );
         let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
-        let desired = desired_frontends(&svc, &[&v6, &v4], "node1");
+        let desired = desired_frontends(&svc, &[&v6, &v4], node("node1"));
         assert_eq!(
             desired,
             vec![DesiredFrontend {
@@ -739,7 +802,7 @@ mod tests {
             "ports": [{ "port": 80 }],
         }));
         let s = unnamed_slice("web-a", json!([ready(&["10.244.1.3"])]));
-        let ips: Vec<_> = desired_frontends(&svc, &[&s], "node1")
+        let ips: Vec<_> = desired_frontends(&svc, &[&s], node("node1"))
             .into_iter()
             .map(|d| (d.frontend.ip, d.backends.len()))
             .collect();
@@ -754,7 +817,7 @@ mod tests {
 
     #[test]
     fn cluster_ip_alone_is_used_when_cluster_ips_is_absent() {
-        let desired = desired_frontends(&service(unnamed_http()), &[], "node1");
+        let desired = desired_frontends(&service(unnamed_http()), &[], node("node1"));
         assert_eq!(desired[0].frontend.ip, Ipv4Addr::new(10, 96, 0, 10));
     }
 
@@ -771,7 +834,7 @@ mod tests {
             json!([ready(&["10.244.1.3"])]),
         );
         assert_eq!(
-            desired_frontends(&svc, &[&s], "node1"),
+            desired_frontends(&svc, &[&s], node("node1")),
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
                 backends: vec![],
@@ -782,7 +845,7 @@ mod tests {
 
     #[test]
     fn service_without_slices_has_frontend_with_no_backends() {
-        let desired = desired_frontends(&service(unnamed_http()), &[], "node1");
+        let desired = desired_frontends(&service(unnamed_http()), &[], node("node1"));
         assert_eq!(desired.len(), 1);
         assert!(desired[0].backends.is_empty());
     }
@@ -797,7 +860,7 @@ mod tests {
             json!([ready(&["10.244.1.3"])]),
         );
         assert!(
-            desired_frontends(&svc, &[&s], "node1")[0]
+            desired_frontends(&svc, &[&s], node("node1"))[0]
                 .backends
                 .is_empty()
         );
@@ -809,7 +872,7 @@ mod tests {
             "clusterIP": "10.96.0.10",
             "ports": [{ "name": "b", "port": 80 }, { "name": "a", "port": 80 }],
         }));
-        let desired = desired_frontends(&svc, &[], "node1");
+        let desired = desired_frontends(&svc, &[], node("node1"));
         assert_eq!(desired.len(), 1);
         assert_eq!(desired[0].frontend.port_name, "a");
     }

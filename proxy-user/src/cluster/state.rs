@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tracing::debug;
 
-use super::frontends::{DesiredFrontend, ServiceRef, desired_frontends};
+use super::frontends::{DesiredFrontend, NodeRef, ServiceRef, desired_frontends};
 
 /// One change to a watched object. Objects are boxed: a batch of changes
 /// is mostly small deletes and a few large objects.
@@ -61,7 +61,7 @@ impl ClusterState {
     /// The frontends `svc` should have now; empty when there is no such
     /// Service.
     /// The frontends of `svc` as node `node` serves them.
-    pub fn desired(&self, svc: &ServiceRef, node: &str) -> Vec<DesiredFrontend> {
+    pub fn desired(&self, svc: &ServiceRef, node: NodeRef<'_>) -> Vec<DesiredFrontend> {
         let Some(service) = self.services.get(svc) else {
             return Vec::new();
         };
@@ -185,7 +185,13 @@ mod tests {
     }
 
     fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
-        let desired = state.desired(&svc(name), "node1");
+        let desired = state.desired(
+            &svc(name),
+            NodeRef {
+                name: "node1",
+                ip: None,
+            },
+        );
         assert_eq!(desired.len(), 1, "{name} should have one frontend");
         desired[0]
             .backends
@@ -271,7 +277,16 @@ mod tests {
             state.apply(ObjectChange::ServiceDelete(svc("web"))),
             set(&["web"])
         );
-        assert_eq!(state.desired(&svc("web"), "node1"), vec![]);
+        assert_eq!(
+            state.desired(
+                &svc("web"),
+                NodeRef {
+                    name: "node1",
+                    ip: None
+                }
+            ),
+            vec![]
+        );
         assert_eq!(state.services().count(), 0);
         assert_eq!(
             state.apply(ObjectChange::ServiceDelete(svc("web"))),
@@ -299,6 +314,15 @@ mod tests {
         // The re-list had no slice for "kept": its old one is gone.
         assert_eq!(backend_ips(&state, "kept"), Vec::<String>::new());
         assert_eq!(backend_ips(&state, "new"), ["10.244.1.3"]);
-        assert_eq!(state.desired(&svc("old"), "node1"), vec![]);
+        assert_eq!(
+            state.desired(
+                &svc("old"),
+                NodeRef {
+                    name: "node1",
+                    ip: None
+                }
+            ),
+            vec![]
+        );
     }
 }

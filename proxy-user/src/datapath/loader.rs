@@ -12,11 +12,15 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapInfo},
-    programs::{CgroupAttachMode, CgroupSockAddr, links::FdLink},
+    programs::{
+        CgroupAttachMode, CgroupSockAddr, Program, ProgramError, ProgramFd, SchedClassifier,
+        TcAttachType, links::FdLink,
+    },
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, DatapathConfig, FrontendStats,
-    ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason, map_names,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
+    FrontendStats, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
+    map_names,
 };
 use tracing::info;
 
@@ -24,12 +28,18 @@ use super::{DatapathError, link_ops};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
-/// The programs, by the function names the object exports.
-const PROGRAMS: [&str; 4] = [
+/// The socket programs, by the function names the object exports.
+const SOCKET_PROGRAMS: [&str; 4] = [
     "skiff_connect4",
     "skiff_sendmsg4",
     "skiff_recvmsg4",
     "skiff_getpeername4",
+];
+
+/// The per-packet programs on the node's uplink.
+const UPLINK_PROGRAMS: [(&str, TcAttachType); 2] = [
+    ("skiff_nodeport_ingress", TcAttachType::Ingress),
+    ("skiff_nodeport_egress", TcAttachType::Egress),
 ];
 
 /// Maps live in a directory named after their layout version. A layout
@@ -54,7 +64,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 8] = [
+const LAYOUTS: [Layout; 9] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -98,6 +108,12 @@ const LAYOUTS: [Layout; 8] = [
         max_entries: drop_reason::COUNT,
     },
     Layout {
+        name: map_names::CONNTRACK,
+        key_size: size_of::<CtKey>(),
+        value_size: size_of::<CtValue>(),
+        max_entries: capacity::CONNTRACK,
+    },
+    Layout {
         name: map_names::CONFIG,
         key_size: size_of::<u32>(),
         value_size: size_of::<DatapathConfig>(),
@@ -114,9 +130,15 @@ pub enum Hooked {
     Replaced,
 }
 
-/// Loads the object, writes `config` for its programs and hooks every
-/// program to `cgroup`. The service maps are left in the returned `Ebpf`.
-pub fn load(bpffs: &Path, cgroup: &Path, config: DatapathConfig) -> Result<Ebpf, DatapathError> {
+/// Loads the object, writes `config` for its programs, hooks the socket
+/// programs to `cgroup` and, given an uplink, the NodePort programs to its
+/// TCX ingress and egress. The service maps are left in the returned `Ebpf`.
+pub fn load(
+    bpffs: &Path,
+    cgroup: &Path,
+    uplink: Option<&str>,
+    config: DatapathConfig,
+) -> Result<Ebpf, DatapathError> {
     require_fs(
         bpffs,
         BPF_FS_MAGIC,
@@ -153,58 +175,118 @@ pub fn load(bpffs: &Path, cgroup: &Path, config: DatapathConfig) -> Result<Ebpf,
         path: cgroup.to_path_buf(),
         cause,
     })?;
-    for name in PROGRAMS {
-        let program: &mut CgroupSockAddr = ebpf
-            .program_mut(name)
-            .ok_or(DatapathError::MissingProgram(name))?
-            .try_into()
-            .map_err(|cause| DatapathError::Program { name, cause })?;
-        program
-            .load()
-            .map_err(|cause| DatapathError::Program { name, cause })?;
+    for name in SOCKET_PROGRAMS {
+        let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
         let link_path = links_dir.join(name);
-        let hooked = hook(program, name, &cgroup_dir, &link_path)?;
+        let hooked = match replace_pinned(&link_path, name, program.fd())? {
+            true => Hooked::Replaced,
+            false => {
+                let link_id = program
+                    .attach(&cgroup_dir, CgroupAttachMode::Single)
+                    .map_err(|cause| DatapathError::Program { name, cause })?;
+                let link = program
+                    .take_link(link_id)
+                    .map_err(|cause| DatapathError::Program { name, cause })?;
+                pin(link.try_into(), name, &link_path)?
+            }
+        };
         info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
+    }
+    if let Some(uplink) = uplink {
+        for (name, attach_type) in UPLINK_PROGRAMS {
+            let program: &mut SchedClassifier = program(&mut ebpf, name)?;
+            let link_path = links_dir.join(name);
+            let hooked = match replace_pinned(&link_path, name, program.fd())? {
+                true => Hooked::Replaced,
+                false => {
+                    let link_id = program
+                        .attach(uplink, attach_type)
+                        .map_err(|cause| DatapathError::Program { name, cause })?;
+                    let link = program
+                        .take_link(link_id)
+                        .map_err(|cause| DatapathError::Program { name, cause })?;
+                    pin(link.try_into(), name, &link_path)?
+                }
+            };
+            info!(program = name, %uplink, link = %link_path.display(), ?hooked, "program hooked");
+        }
     }
     Ok(ebpf)
 }
 
-fn hook(
-    program: &mut CgroupSockAddr,
-    name: &'static str,
-    cgroup: &File,
+/// Program `name` of the object, loaded into the kernel.
+fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DatapathError>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+    P: LoadProgram + 'a,
+{
+    let program: &mut P = ebpf
+        .program_mut(name)
+        .ok_or(DatapathError::MissingProgram(name))?
+        .try_into()
+        .map_err(|cause| DatapathError::Program { name, cause })?;
+    program
+        .load_program()
+        .map_err(|cause| DatapathError::Program { name, cause })?;
+    Ok(program)
+}
+
+/// The two program kinds skiff loads, behind one `load`.
+trait LoadProgram {
+    fn load_program(&mut self) -> Result<(), ProgramError>;
+}
+
+impl LoadProgram for CgroupSockAddr {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+impl LoadProgram for SchedClassifier {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+/// Swaps the program into the link a previous agent pinned at `link_path`
+/// (atomically: the hook never runs without a program). Returns false if
+/// there is no live pinned link, and the program must be attached anew.
+fn replace_pinned(
     link_path: &Path,
-) -> Result<Hooked, DatapathError> {
+    name: &'static str,
+    program_fd: Result<&ProgramFd, ProgramError>,
+) -> Result<bool, DatapathError> {
+    if !link_path.exists() {
+        return Ok(false);
+    }
     let link_error = |cause: io::Error| DatapathError::Link {
         path: link_path.to_path_buf(),
         cause,
     };
-    if link_path.exists() {
-        let link = link_ops::open_pinned(link_path).map_err(link_error)?;
-        let program_fd = program
-            .fd()
-            .map_err(|cause| DatapathError::Program { name, cause })?;
-        match link_ops::replace_program(link.as_fd(), program_fd.as_fd()) {
-            Ok(()) => return Ok(Hooked::Replaced),
-            // The cgroup the link was attached to is gone: start afresh.
-            Err(error) if error.raw_os_error() == Some(libc::ENOLINK) => {
-                fs::remove_file(link_path).map_err(link_error)?;
-            }
-            Err(error) => return Err(link_error(error)),
+    let link = link_ops::open_pinned(link_path).map_err(link_error)?;
+    let program_fd = program_fd.map_err(|cause| DatapathError::Program { name, cause })?;
+    match link_ops::replace_program(link.as_fd(), program_fd.as_fd()) {
+        Ok(()) => Ok(true),
+        // What the link was attached to (a cgroup, a device) is gone.
+        Err(error) if error.raw_os_error() == Some(libc::ENOLINK) => {
+            fs::remove_file(link_path).map_err(link_error)?;
+            Ok(false)
         }
+        Err(error) => Err(link_error(error)),
     }
-    let link_id = program
-        .attach(cgroup, CgroupAttachMode::Single)
-        .map_err(|cause| DatapathError::Program { name, cause })?;
-    let link: FdLink = program
-        .take_link(link_id)
-        .map_err(|cause| DatapathError::Program { name, cause })?
-        .try_into()
-        .map_err(|cause| DatapathError::LinkConvert { name, cause })?;
-    link.pin(link_path).map_err(|cause| DatapathError::Pin {
-        path: link_path.to_path_buf(),
-        cause,
-    })?;
+}
+
+fn pin(
+    link: Result<FdLink, aya::programs::links::LinkError>,
+    name: &'static str,
+    link_path: &Path,
+) -> Result<Hooked, DatapathError> {
+    link.map_err(|cause| DatapathError::LinkConvert { name, cause })?
+        .pin(link_path)
+        .map_err(|cause| DatapathError::Pin {
+            path: link_path.to_path_buf(),
+            cause,
+        })?;
     Ok(Hooked::Attached)
 }
 

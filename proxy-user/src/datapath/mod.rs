@@ -42,11 +42,12 @@ impl Datapath {
     pub fn open(
         bpffs: &Path,
         cgroup: &Path,
+        uplink: Option<&str>,
         service_cidr: ServiceCidr,
     ) -> Result<Self, DatapathError> {
         // The links pin the programs and the maps are pinned too, so the
         // loader's handles can go once the service maps are taken out.
-        let mut ebpf = loader::load(bpffs, cgroup, service_cidr.datapath_config())?;
+        let mut ebpf = loader::load(bpffs, cgroup, uplink, service_cidr.datapath_config())?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::default(),

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::cluster::frontends::{BackendAddr, SERVICE_NAME_LABEL};
+use crate::cluster::frontends::{BackendAddr, NodeRef, SERVICE_NAME_LABEL};
 use crate::cluster::state::ClusterState;
 
 #[test]
@@ -298,7 +298,16 @@ async fn run_lists_watches_and_resyncs_after_outage_with_compaction() {
         .unwrap();
     wait_until(&mut rx, &mut state, &mut resyncs, |state| {
         backend_ips(state, "web") == ["10.244.1.2"]
-            && state.desired(&svc("api"), "node1").len() == 1
+            && state
+                .desired(
+                    &svc("api"),
+                    NodeRef {
+                        name: "node1",
+                        ip: None,
+                    },
+                )
+                .len()
+                == 1
     })
     .await;
     assert_eq!(resyncs, 1);
@@ -470,7 +479,13 @@ async fn wait_until(
 
 fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
     state
-        .desired(&svc(name), "node1")
+        .desired(
+            &svc(name),
+            NodeRef {
+                name: "node1",
+                ip: None,
+            },
+        )
         .iter()
         .flat_map(|d| &d.backends)
         .map(|BackendAddr { ip, .. }| ip.to_string())

@@ -1,0 +1,98 @@
+//! End to end: NodePort traffic from the outside client, through the
+//! per-packet NAT programs on each node's uplink, to local and remote
+//! backends and back.
+mod common;
+
+use std::{net::SocketAddr, thread};
+
+use common::{REACTION_BOUND, Web, answered, names};
+use serde_json::json;
+use skiff_tests::{CallResult, echo_binary, parse_call_output};
+
+const HTTP_NODE_PORT: u16 = 30080;
+const DNS_NODE_PORT: u16 = 30053;
+
+fn with_node_ports(web: &Web) {
+    web.put_service(|service| {
+        service["spec"]["type"] = json!("NodePort");
+        service["spec"]["ports"][0]["nodePort"] = json!(HTTP_NODE_PORT);
+        service["spec"]["ports"][2]["nodePort"] = json!(DNS_NODE_PORT);
+    });
+    thread::sleep(REACTION_BOUND);
+}
+
+/// `skiff-echo call <args>` from the outside client, which no socket hook
+/// sees: only the uplink programs can take its packets to a backend.
+fn call_from_outside(web: &Web, args: &[&str]) -> Vec<CallResult> {
+    let output = web
+        .testbed
+        .cluster()
+        .ext()
+        .command(echo_binary().expect("skiff-echo is built"))
+        .arg("call")
+        .args(args)
+        .output()
+        .expect("skiff-echo runs");
+    assert!(output.status.success(), "{output:?}");
+    parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
+}
+
+#[test]
+fn node_port_reaches_local_and_remote_backends_from_outside_through_both_nodes() {
+    let web = Web::start();
+    with_node_ports(&web);
+    for node in [1, 2] {
+        let target = SocketAddr::from((web.testbed.cluster().node(node).ip(), HTTP_NODE_PORT));
+        let results = call_from_outside(&web, &["tcp", &target.to_string(), "--count", "40"]);
+        // The reply comes back from the address the client called, whichever
+        // node the backend runs on.
+        assert_eq!(
+            answered(&results, target),
+            names(&["web-a", "web-b"]),
+            "via node{node}"
+        );
+    }
+}
+
+#[test]
+fn node_port_udp_replies_come_from_the_node_port() {
+    let web = Web::start();
+    with_node_ports(&web);
+    let target = SocketAddr::from((web.testbed.cluster().node(1).ip(), DNS_NODE_PORT));
+    let results = call_from_outside(&web, &["udp", &target.to_string(), "--count", "40"]);
+    assert_eq!(answered(&results, target), names(&["web-a", "web-b"]));
+}
+
+#[test]
+fn a_node_port_without_endpoints_gets_no_answer_and_nothing_else_changes() {
+    let web = Web::start();
+    with_node_ports(&web);
+    web.set_endpoints(&[]);
+    thread::sleep(REACTION_BOUND);
+    let target = SocketAddr::from((web.testbed.cluster().node(1).ip(), HTTP_NODE_PORT));
+    let results = call_from_outside(
+        &web,
+        &[
+            "tcp",
+            &target.to_string(),
+            "--count",
+            "2",
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    assert!(results.iter().all(|result| !result.is_ok()), "{results:?}");
+    // Traffic to the node itself still flows: NAT touches NodePorts only.
+    let metrics = web
+        .testbed
+        .cluster()
+        .ext()
+        .command("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2"])
+        .arg(format!("http://{}:1/", web.testbed.cluster().node(1).ip()))
+        .output()
+        .expect("curl runs");
+    // Nothing listens on port 1 of the node: refused (000), not dropped.
+    assert_eq!(String::from_utf8_lossy(&metrics.stdout), "000");
+    assert_eq!(metrics.status.code(), Some(7), "curl: {metrics:?}");
+}
