@@ -17,13 +17,14 @@ use clap::Args;
 use skiff_tests::{
     CONTROL_PLANE_IP, CallResult, Cluster, ClusterSpec, Daemon, DaemonSpec, EndpointSpec, Etcd,
     EtcdConfig, Pod, PortSpec, Prefix, Store, agent_command, call, echo_binary, endpoint_slice,
-    endpoint_slice_key, service, service_key, teardown_prefix, wait_for_sync,
+    endpoint_slice_key, node_ip, service, service_key, teardown_prefix, wait_for_sync,
 };
 
 use crate::{build_cmd, setup};
 
 const STATE_DIR: &str = "/run/skiff";
 const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
+const NODE_PORT: u16 = 30080;
 const BACKENDS: usize = 3;
 const CLIENT_POD: &str = "client";
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
@@ -146,10 +147,10 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let client = cluster.add_pod(1, CLIENT_POD)?;
 
     let store = Store::new(etcd.local_endpoint());
-    store.put(
-        &service_key("default", "web"),
-        &service("default", "web", CLUSTER_IP, &web_ports()),
-    )?;
+    let mut web = service("default", "web", CLUSTER_IP, &web_ports());
+    web["spec"]["type"] = "NodePort".into();
+    web["spec"]["ports"][0]["nodePort"] = NODE_PORT.into();
+    store.put(&service_key("default", "web"), &web)?;
     let endpoints: Vec<EndpointSpec> = backends
         .iter()
         .map(|pod| EndpointSpec::ready(pod.ip(), pod.node()))
@@ -210,6 +211,7 @@ fn print_summary(nodes: usize, etcd: &EtcdConfig, backends: &[Pod], elapsed: Dur
 skiff is up: {nodes} node(s), in {:.1} s.
 
   Service default/web   ClusterIP {CLUSTER_IP}   80/TCP -> 8080, 53/UDP -> 5353
+                        NodePort {NODE_PORT} on every node (e.g. {}:{NODE_PORT})
   backends              {}
 
 Try it from a pod (run in its netns and cgroup, so the eBPF load balancer applies):
@@ -218,10 +220,16 @@ Try it from a pod (run in its netns and cgroup, so the eBPF load balancer applie
   cargo xtask exec {CLIENT_POD} -- skiff-echo call tcp {CLUSTER_IP}:80 --count 6
   cargo xtask exec {CLIENT_POD} -- skiff-echo call udp {CLUSTER_IP}:53 --count 6
 
+And from outside the cluster, through the NodePort (per-packet NAT on the node):
+
+  ip netns exec skiff-ext curl -s http://{}:{NODE_PORT}/
+
 Services live in etcd at {}; logs and pid files in {STATE_DIR}.
 Remove everything with: cargo xtask down",
         elapsed.as_secs_f64(),
+        node_ip(1),
         backends.join(", "),
+        node_ip(1),
         etcd.local_endpoint(),
     );
 }
