@@ -178,36 +178,20 @@ pub fn load(
     for name in SOCKET_PROGRAMS {
         let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
         let link_path = links_dir.join(name);
-        let hooked = match replace_pinned(&link_path, name, program.fd())? {
-            true => Hooked::Replaced,
-            false => {
-                let link_id = program
-                    .attach(&cgroup_dir, CgroupAttachMode::Single)
-                    .map_err(|cause| DatapathError::Program { name, cause })?;
-                let link = program
-                    .take_link(link_id)
-                    .map_err(|cause| DatapathError::Program { name, cause })?;
-                pin(link.try_into(), name, &link_path)?
-            }
-        };
+        let hooked = hook(program, name, &link_path, |program| {
+            let link_id = program.attach(&cgroup_dir, CgroupAttachMode::Single)?;
+            Ok(program.take_link(link_id)?.try_into())
+        })?;
         info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
     }
     if let Some(uplink) = uplink {
         for (name, attach_type) in UPLINK_PROGRAMS {
             let program: &mut SchedClassifier = program(&mut ebpf, name)?;
             let link_path = links_dir.join(name);
-            let hooked = match replace_pinned(&link_path, name, program.fd())? {
-                true => Hooked::Replaced,
-                false => {
-                    let link_id = program
-                        .attach(uplink, attach_type)
-                        .map_err(|cause| DatapathError::Program { name, cause })?;
-                    let link = program
-                        .take_link(link_id)
-                        .map_err(|cause| DatapathError::Program { name, cause })?;
-                    pin(link.try_into(), name, &link_path)?
-                }
-            };
+            let hooked = hook(program, name, &link_path, |program| {
+                let link_id = program.attach(uplink, attach_type)?;
+                Ok(program.take_link(link_id)?.try_into())
+            })?;
             info!(program = name, %uplink, link = %link_path.display(), ?hooked, "program hooked");
         }
     }
@@ -231,14 +215,18 @@ where
     Ok(program)
 }
 
-/// The two program kinds skiff loads, behind one `load`.
+/// The two program kinds skiff hooks, behind one loading and hooking path.
 trait LoadProgram {
     fn load_program(&mut self) -> Result<(), ProgramError>;
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError>;
 }
 
 impl LoadProgram for CgroupSockAddr {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
+    }
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
     }
 }
 
@@ -246,6 +234,26 @@ impl LoadProgram for SchedClassifier {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+type NewLink = Result<FdLink, aya::programs::links::LinkError>;
+
+/// Puts `program` on its hook: into the link a previous agent pinned at
+/// `link_path` if there is a live one, else through `attach` and a new pin.
+fn hook<P: LoadProgram>(
+    program: &mut P,
+    name: &'static str,
+    link_path: &Path,
+    attach: impl FnOnce(&mut P) -> Result<NewLink, ProgramError>,
+) -> Result<Hooked, DatapathError> {
+    if replace_pinned(link_path, name, program.program_fd())? {
+        return Ok(Hooked::Replaced);
+    }
+    let link = attach(program).map_err(|cause| DatapathError::Program { name, cause })?;
+    pin(link, name, link_path)
 }
 
 /// Swaps the program into the link a previous agent pinned at `link_path`
@@ -276,11 +284,7 @@ fn replace_pinned(
     }
 }
 
-fn pin(
-    link: Result<FdLink, aya::programs::links::LinkError>,
-    name: &'static str,
-    link_path: &Path,
-) -> Result<Hooked, DatapathError> {
+fn pin(link: NewLink, name: &'static str, link_path: &Path) -> Result<Hooked, DatapathError> {
     link.map_err(|cause| DatapathError::LinkConvert { name, cause })?
         .pin(link_path)
         .map_err(|cause| DatapathError::Pin {
