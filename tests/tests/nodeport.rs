@@ -7,7 +7,7 @@ use std::{net::SocketAddr, thread};
 
 use common::{REACTION_BOUND, Web, answered, names};
 use serde_json::json;
-use skiff_tests::{CallResult, echo_binary, parse_call_output};
+use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
 const HTTP_NODE_PORT: u16 = 30080;
 const DNS_NODE_PORT: u16 = 30053;
@@ -64,12 +64,31 @@ fn node_port_udp_replies_come_from_the_node_port() {
 }
 
 #[test]
-fn a_node_port_without_endpoints_gets_no_answer_and_nothing_else_changes() {
+fn a_node_port_without_endpoints_is_dropped_and_counted_by_the_datapath() {
     let web = Web::start();
     with_node_ports(&web);
     web.set_endpoints(&[]);
     thread::sleep(REACTION_BOUND);
-    let target = SocketAddr::from((web.testbed.cluster().node(1).ip(), HTTP_NODE_PORT));
+    let node1 = web.testbed.cluster().node(1);
+    let drops = || {
+        let output = node1
+            .command("curl")
+            .args(["-s", "http://127.0.0.1:10249/metrics"])
+            .output()
+            .expect("curl runs");
+        let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
+        metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("skiff_drops_total{reason=\"no_endpoints\"}")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no no_endpoints drops in:\n{metrics}"))
+    };
+    let before = drops();
+    let target = SocketAddr::from((node1.ip(), HTTP_NODE_PORT));
     let results = call_from_outside(
         &web,
         &[
@@ -81,18 +100,27 @@ fn a_node_port_without_endpoints_gets_no_answer_and_nothing_else_changes() {
             "500",
         ],
     );
-    assert!(results.iter().all(|result| !result.is_ok()), "{results:?}");
+    // The uplink program drops the SYNs: the client times out. Without it the
+    // node's own stack would answer with a RST (nothing listens there).
+    for result in &results {
+        match result {
+            CallResult::Failed { kind, .. } => assert_eq!(*kind, FailureKind::Timeout),
+            CallResult::Ok { backend, .. } => panic!("{backend} answered"),
+        }
+    }
+    assert!(drops() > before, "the drops were not counted");
+
     // Traffic to the node itself still flows: NAT touches NodePorts only.
-    let metrics = web
-        .testbed
-        .cluster()
-        .ext()
-        .command("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "2"])
-        .arg(format!("http://{}:1/", web.testbed.cluster().node(1).ip()))
-        .output()
-        .expect("curl runs");
-    // Nothing listens on port 1 of the node: refused (000), not dropped.
-    assert_eq!(String::from_utf8_lossy(&metrics.stdout), "000");
-    assert_eq!(metrics.status.code(), Some(7), "curl: {metrics:?}");
+    let target = SocketAddr::from((node1.ip(), 1));
+    let results = call_from_outside(&web, &["tcp", &target.to_string(), "--timeout-ms", "500"]);
+    assert!(
+        matches!(
+            results[0],
+            CallResult::Failed {
+                kind: FailureKind::Refused,
+                ..
+            }
+        ),
+        "{results:?}"
+    );
 }
