@@ -23,6 +23,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",
     "iperf3",
     "iproute2",
+    "ethtool",
     "bpftool",
     "python3-venv",
     "curl",
