@@ -297,6 +297,10 @@ pub struct DatapathConfig {
     /// Mixed into the per-packet flow hash; the same on every node, so
     /// that a flow hashes alike wherever it enters.
     pub hash_seed: u32,
+    /// This node's address, network byte order: the source of flows it
+    /// forwards to remote backends (SNAT). Zero: only local backends are
+    /// reachable per packet.
+    pub node_address: u32,
 }
 
 /// `10.96.0.10:80/TCP`

@@ -158,18 +158,19 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
             entry(key.daddr, key.saddr, key.dport, key.sport, CT_PASS),
         )
     } else {
-        let Some((snat_port, reply_key)) = snat_port(key, backend.address, backend.port, hash, now)
+        // The remote backend answers this node, whatever address the client
+        // called (a load balancer IP is no address of any node).
+        let node = CONFIG.get(0).map_or(0, |config| config.node_address);
+        if node == 0 {
+            return Verdict::Drop(drop_reason::NO_SNAT_PORT);
+        }
+        let Some((snat_port, reply_key)) =
+            snat_port(key, node, backend.address, backend.port, hash, now)
         else {
             return Verdict::Drop(drop_reason::NO_SNAT_PORT);
         };
         (
-            entry(
-                key.daddr,
-                backend.address,
-                snat_port,
-                backend.port,
-                CT_REDIRECT,
-            ),
+            entry(node, backend.address, snat_port, backend.port, CT_REDIRECT),
             reply_key,
             entry(key.daddr, key.saddr, key.dport, key.sport, CT_REDIRECT),
         )
@@ -240,12 +241,13 @@ fn flow_slot(service: &ServiceValue, hash: u32) -> u32 {
     }
 }
 
-/// A source port on this node's address for a flow to a remote backend,
+/// A source port on this node's address `node` for a flow to a remote backend,
 /// and the key its replies will carry; `None` if the hashed candidates are
 /// all taken by live flows.
 #[inline(always)]
 fn snat_port(
     key: &CtKey,
+    node: u32,
     backend_address: u32,
     backend_port: u16,
     hash: u32,
@@ -257,7 +259,7 @@ fn snat_port(
         let port = (port as u16).to_be();
         let reply_key = CtKey {
             saddr: backend_address,
-            daddr: key.daddr,
+            daddr: node,
             sport: backend_port,
             dport: port,
             protocol: key.protocol,

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, SourceRange,
-    capacity, drop_reason,
+    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
+    SourceRange, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -50,8 +50,7 @@ pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(capacity::
 
 /// Maglev tables of the external frontends, keyed by frontend id.
 #[map(name = "skiff_maglev")]
-pub static MAGLEV: HashMap<u32, MaglevTable> =
-    HashMap::pinned(capacity::MAGLEV, BPF_F_NO_PREALLOC);
+pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV, BPF_F_NO_PREALLOC);
 
 /// `loadBalancerSourceRanges` of the frontends that have them.
 #[map(name = "skiff_src_ranges")]

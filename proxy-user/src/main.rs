@@ -219,6 +219,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             size: args.maglev_table_size,
             seed: args.hash_seed,
         },
+        node_ip,
     };
     let datapath = Datapath::open(settings).with_context(|| {
         format!(

@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use proxy_common::{Backend, ServiceKey};
 use anyhow::Context as _;
+use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 

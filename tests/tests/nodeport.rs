@@ -116,7 +116,13 @@ fn a_node_port_without_endpoints_is_refused_at_once_and_counted_by_the_datapath(
     let target = SocketAddr::from((node1.ip(), DNS_NODE_PORT));
     let results = call_from_outside(
         &web,
-        &["udp", &target.to_string(), "--connected", "--timeout-ms", "500"],
+        &[
+            "udp",
+            &target.to_string(),
+            "--connected",
+            "--timeout-ms",
+            "500",
+        ],
     );
     assert!(
         matches!(

@@ -313,8 +313,7 @@ impl ExternalAddresses {
                 .flatten()
                 .filter_map(|ingress| ingress.ip.as_deref()),
         );
-        let source_ranges = match spec.and_then(|spec| spec.load_balancer_source_ranges.as_ref())
-        {
+        let source_ranges = match spec.and_then(|spec| spec.load_balancer_source_ranges.as_ref()) {
             Some(ranges) if load_balancer => source_cidrs(svc, ranges),
             _ => Vec::new(),
         };
@@ -350,7 +349,9 @@ fn ipv4_list<'a>(
         match text.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
             Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(_)) => debug!(service = %svc, field, address = text, "skipping IPv6 address"),
+            Ok(IpAddr::V6(_)) => {
+                debug!(service = %svc, field, address = text, "skipping IPv6 address")
+            }
             Err(_) => warn!(service = %svc, field, address = text, "skipping unparsable address"),
         }
     }
@@ -370,7 +371,9 @@ fn source_cidrs(svc: &ServiceRef, ranges: &[String]) -> Vec<SourceCidr> {
         match parsed {
             Some((IpAddr::V4(network), prefix_len)) if prefix_len <= 32 => {
                 // Host bits are ignored, as the trie ignores them.
-                let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix_len))
+                    .unwrap_or(0);
                 cidrs.push(SourceCidr {
                     network: Ipv4Addr::from(u32::from(network) & mask),
                     prefix_len,
@@ -379,7 +382,9 @@ fn source_cidrs(svc: &ServiceRef, ranges: &[String]) -> Vec<SourceCidr> {
             Some((IpAddr::V6(_), _)) => {
                 debug!(service = %svc, range = %text, "skipping IPv6 source range")
             }
-            _ => warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry"),
+            _ => {
+                warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
+            }
         }
     }
     cidrs.sort_unstable();
@@ -537,6 +542,7 @@ fn port_number(port: i32) -> Option<u16> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+    use std::collections::BTreeMap;
 
     fn service(spec: Value) -> Service {
         serde_json::from_value(json!({
@@ -628,6 +634,108 @@ mod tests {
         assert_eq!(desired_frontends(&svc, &[&s], node("node1")).len(), 1);
     }
 
+    fn load_balancer_service(extra: Value) -> Service {
+        let mut spec = unnamed_http();
+        spec["type"] = json!("LoadBalancer");
+        spec["ports"][0]["nodePort"] = json!(30080);
+        spec["externalIPs"] = json!(["172.18.0.10", "fd00::10"]);
+        spec["loadBalancerSourceRanges"] = json!(["192.0.2.7/24", "2001:db8::/32", "bogus"]);
+        for (field, value) in extra.as_object().unwrap() {
+            spec[field] = value.clone();
+        }
+        let mut svc = service(spec);
+        svc.status = serde_json::from_value(json!({
+            "loadBalancer": { "ingress": [{ "ip": "172.18.255.10" }, { "hostname": "lb.example" }] }
+        }))
+        .unwrap();
+        svc
+    }
+
+    fn two_nodes_slice() -> EndpointSlice {
+        unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", json!({ "ready": true })),
+                endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+            ]),
+        )
+    }
+
+    fn here() -> NodeRef<'static> {
+        NodeRef {
+            name: "node1",
+            ip: Some("172.30.0.11".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn load_balancer_ips_external_ips_and_node_ports_are_external_frontends() {
+        let slice = two_nodes_slice();
+        let desired = desired_frontends(&load_balancer_service(json!({})), &[&slice], here());
+        let by_ip: BTreeMap<String, &DesiredFrontend> = desired
+            .iter()
+            .map(|d| (d.frontend.ip.to_string(), d))
+            .collect();
+        assert_eq!(
+            by_ip.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["10.96.0.10", "172.18.0.10", "172.18.255.10", "172.30.0.11"]
+        );
+        assert!(!by_ip["10.96.0.10"].policy.external);
+        let allowed = vec![SourceCidr {
+            network: "192.0.2.0".parse().unwrap(),
+            prefix_len: 24,
+        }];
+        for (ip, ranges) in [
+            ("172.18.0.10", vec![]),
+            ("172.18.255.10", allowed),
+            ("172.30.0.11", vec![]),
+        ] {
+            let frontend = by_ip[ip];
+            assert!(
+                frontend.policy.external && !frontend.policy.local_only,
+                "{ip}"
+            );
+            assert_eq!(frontend.policy.source_ranges, ranges, "{ip}");
+            assert_eq!(frontend.backends.len(), 2, "{ip}");
+        }
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_external_frontends_to_local_endpoints() {
+        let slice = two_nodes_slice();
+        let svc = load_balancer_service(json!({
+            "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 32000,
+        }));
+        for d in desired_frontends(&svc, &[&slice], here()) {
+            let ips: Vec<String> = d.backends.iter().map(|b| b.ip.to_string()).collect();
+            if d.policy.external {
+                assert!(d.policy.local_only);
+                assert_eq!(ips, ["10.244.1.2"], "{:?}", d.frontend);
+            } else {
+                assert_eq!(ips, ["10.244.1.2", "10.244.2.2"], "the ClusterIP keeps all");
+            }
+        }
+        assert_eq!(
+            health_check(&svc, &[&slice], here()),
+            Some(HealthCheck {
+                port: 32000,
+                local_endpoints: 1
+            })
+        );
+        let elsewhere = NodeRef {
+            name: "node3",
+            ..here()
+        };
+        assert_eq!(
+            health_check(&svc, &[&slice], elsewhere).map(|check| check.local_endpoints),
+            Some(0)
+        );
+        // No health check for the Cluster policy.
+        let cluster = load_balancer_service(json!({ "healthCheckNodePort": 32000 }));
+        assert_eq!(health_check(&cluster, &[&slice], here()), None);
+    }
+
     fn endpoint(address: &str, node: &str, conditions: Value) -> Value {
         json!({ "addresses": [address], "nodeName": node, "conditions": conditions })
     }
@@ -711,17 +819,23 @@ mod tests {
     fn client_ip_affinity_carries_its_timeout() {
         let mut spec = unnamed_http();
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].policy.affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             None
         );
         spec["sessionAffinity"] = json!("ClientIP");
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].policy.affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             Some(10_800)
         );
         spec["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 5 } });
         assert_eq!(
-            desired_frontends(&service(spec), &[], node("node1"))[0].policy.affinity_timeout,
+            desired_frontends(&service(spec), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             Some(5)
         );
     }

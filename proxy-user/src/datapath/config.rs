@@ -24,6 +24,7 @@ impl ServiceCidr {
             service_cidr_mask: self.mask().to_be(),
             maglev_size: 0,
             hash_seed: 0,
+            node_address: 0,
         }
     }
 }

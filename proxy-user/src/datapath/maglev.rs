@@ -46,7 +46,10 @@ impl fmt::Display for MaglevSize {
 }
 
 fn is_prime(n: u32) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// Entry `i` of the result is the index, in `backends`, of the backend that
@@ -167,7 +170,11 @@ mod tests {
     #[test]
     fn removing_a_backend_moves_few_flows_of_the_others() {
         let before: Vec<Backend> = (1..=10).map(backend).collect();
-        let after: Vec<Backend> = before.iter().copied().filter(|b| *b != backend(4)).collect();
+        let after: Vec<Backend> = before
+            .iter()
+            .copied()
+            .filter(|b| *b != backend(4))
+            .collect();
         let (old, new) = (
             owners(&before, MaglevSize::DEFAULT),
             owners(&after, MaglevSize::DEFAULT),

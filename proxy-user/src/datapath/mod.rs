@@ -12,7 +12,7 @@ mod policy;
 mod programmed;
 mod tables;
 
-use std::path::PathBuf;
+use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::{Ebpf, maps::MapError};
 use proxy_common::{Backend, DatapathConfig, ServiceKey};
@@ -24,8 +24,8 @@ pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
 pub use policy::{Policy, SourceCidr};
-pub use programmed::{MaglevParams, MapOp};
 use programmed::Programmed;
+pub use programmed::{MaglevParams, MapOp};
 use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
@@ -47,6 +47,8 @@ pub struct Settings {
     pub uplink: Option<Uplink>,
     pub service_cidr: ServiceCidr,
     pub maglev: MaglevParams,
+    /// The source address of flows forwarded to remote backends.
+    pub node_ip: Option<Ipv4Addr>,
 }
 
 pub struct Datapath {
@@ -66,6 +68,9 @@ impl Datapath {
         let config = DatapathConfig {
             maglev_size: settings.maglev.size.get(),
             hash_seed: settings.maglev.seed,
+            node_address: settings
+                .node_ip
+                .map_or(0, |ip| u32::from_ne_bytes(ip.octets())),
             ..settings.service_cidr.datapath_config()
         };
         let mut ebpf = loader::load(&settings.bpffs, config)?;
@@ -139,12 +144,10 @@ impl Datapath {
 
     fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
         for op in ops {
-            self.tables
-                .apply(op)
-                .map_err(|cause| WriteError {
-                    op: op.clone(),
-                    cause,
-                })?;
+            self.tables.apply(op).map_err(|cause| WriteError {
+                op: op.clone(),
+                cause,
+            })?;
         }
         Ok(())
     }

@@ -542,7 +542,9 @@ mod tests {
                 }
                 if value.flags & SERVICE_FLAG_SOURCE_RANGES != 0 {
                     assert!(
-                        self.ranges.iter().any(|(range, _)| range.service_id == value.id),
+                        self.ranges
+                            .iter()
+                            .any(|(range, _)| range.service_id == value.id),
                         "source ranges flagged but none written after {after:?}"
                     );
                 }
@@ -609,7 +611,11 @@ mod tests {
     fn removing_a_backend_moves_the_last_into_its_slot_then_shrinks() {
         let mut programmed = Programmed::new(PARAMS);
         let mut maps = Maps::default();
-        maps.apply(&programmed.set(frontend(10), &[backend(2), backend(3), backend(4)], &plain()));
+        maps.apply(&programmed.set(
+            frontend(10),
+            &[backend(2), backend(3), backend(4)],
+            &plain(),
+        ));
         let ops = programmed.set(frontend(10), &[backend(3), backend(4)], &plain());
         // One slot rewrite, the count, one slot delete, one backend delete.
         assert_eq!(ops.len(), 4, "{ops:?}");
@@ -634,7 +640,10 @@ mod tests {
         maps.apply(&ops);
         let (mut adopted, repairs) = Programmed::adopt(maps.contents(), PARAMS);
         assert_eq!(repairs, vec![]);
-        assert_eq!(adopted.set(frontend(10), &[backend(2)], &sticky(30)), vec![]);
+        assert_eq!(
+            adopted.set(frontend(10), &[backend(2)], &sticky(30)),
+            vec![]
+        );
         assert_eq!(adopted.set(frontend(10), &[backend(2)], &plain()).len(), 1);
     }
 
@@ -777,7 +786,9 @@ mod tests {
         let mut maps = Maps::default();
         let ops = programmed.set(frontend(10), &[backend(2), backend(3)], &external(&[]));
         let table = ops.iter().position(|op| matches!(op, MapOp::PutMaglev(..)));
-        let entry = ops.iter().position(|op| matches!(op, MapOp::PutService(..)));
+        let entry = ops
+            .iter()
+            .position(|op| matches!(op, MapOp::PutService(..)));
         assert!(table.unwrap() < entry.unwrap(), "{ops:?}");
         maps.apply(&ops);
         // A changed backend set rewrites the table; the apply checks that
@@ -797,8 +808,9 @@ mod tests {
         // Node 2 has seen another frontend first: its ids differ.
         node2.set(frontend(11), &[backend(9)], &plain());
         let table = |ops: Vec<MapOp>, programmed: &Programmed| -> Vec<Backend> {
-            let Some(MapOp::PutMaglev(_, table)) =
-                ops.into_iter().find(|op| matches!(op, MapOp::PutMaglev(..)))
+            let Some(MapOp::PutMaglev(_, table)) = ops
+                .into_iter()
+                .find(|op| matches!(op, MapOp::PutMaglev(..)))
             else {
                 panic!("no table written");
             };
@@ -808,8 +820,16 @@ mod tests {
                 .map(|slot| programmed.backend_by_id[&slots[*slot as usize]])
                 .collect()
         };
-        let ops1 = node1.set(frontend(10), &[backend(2), backend(3), backend(4)], &external(&[]));
-        let ops2 = node2.set(frontend(10), &[backend(4), backend(2), backend(3)], &external(&[]));
+        let ops1 = node1.set(
+            frontend(10),
+            &[backend(2), backend(3), backend(4)],
+            &external(&[]),
+        );
+        let ops2 = node2.set(
+            frontend(10),
+            &[backend(4), backend(2), backend(3)],
+            &external(&[]),
+        );
         assert_eq!(table(ops1, &node1), table(ops2, &node2));
     }
 
@@ -823,9 +843,18 @@ mod tests {
         maps.apply(&ops);
         let ops = programmed.set(frontend(10), &[backend(2)], &external(&["198.51.100.7/32"]));
         maps.apply(&ops);
-        assert!(matches!(ops.last(), Some(MapOp::DeleteSourceRange(_, 56))), "{ops:?}");
+        assert!(
+            matches!(ops.last(), Some(MapOp::DeleteSourceRange(_, 56))),
+            "{ops:?}"
+        );
         let ops = programmed.set(frontend(10), &[backend(2)], &external(&[]));
-        assert!(matches!(ops.as_slice(), [MapOp::PutService(..), MapOp::DeleteSourceRange(_, 64)]), "{ops:?}");
+        assert!(
+            matches!(
+                ops.as_slice(),
+                [MapOp::PutService(..), MapOp::DeleteSourceRange(_, 64)]
+            ),
+            "{ops:?}"
+        );
         maps.apply(&ops);
         assert!(maps.ranges.is_empty());
     }
@@ -836,7 +865,8 @@ mod tests {
         let mut maps = Maps::default();
         maps.apply(&before.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"])));
         // Left by a crashed run: a table and a range of no frontend.
-        maps.tables.insert(77, maps.tables.values().next().unwrap().clone());
+        maps.tables
+            .insert(77, maps.tables.values().next().unwrap().clone());
         let (stray, stray_len) = SourceCidr {
             network: "203.0.113.0".parse().unwrap(),
             prefix_len: 24,

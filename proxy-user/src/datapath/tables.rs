@@ -88,7 +88,7 @@ impl Tables {
                 self.source_ranges
                     .insert(&Key::new(*prefix_len, *range), 1, 0)
             }
-            MapOp::PutMaglev(id, table) => self.maglev.insert(id, &*table.0, 0),
+            MapOp::PutMaglev(id, table) => self.maglev.insert(id, table.0.as_ref(), 0),
             MapOp::DeleteService(key) => self.services.remove(key),
             MapOp::DeleteSourceRange(range, prefix_len) => {
                 self.source_ranges.remove(&Key::new(*prefix_len, *range))
