@@ -12,6 +12,12 @@
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// The directory, under an agent's pin directory, of the maps of this
+/// layout version. A change to any map's key, value or capacity bumps it;
+/// an agent finding another version's directory switches over to its own
+/// (see the agent's loader).
+pub const MAPS_DIR: &str = "maps-v2";
+
 /// Map names. They are also the file names of the pins under the agent's
 /// bpffs directory (`/sys/fs/bpf/skiff/<node>/<name>`), so they must stay
 /// within the kernel's 15-character object name limit.

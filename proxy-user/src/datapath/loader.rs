@@ -53,15 +53,14 @@ const UPLINK_PROGRAMS: [(&str, TcAttachType); 2] = [
 /// The XDP fast path of the uplink's ingress.
 const XDP_PROGRAM: &str = "skiff_xdp_ingress";
 
-/// Maps live in a directory named after their layout version. A layout
-/// change gets a new directory, so a new agent never reinterprets an old
-/// agent's bytes.
+/// Maps live in a directory named after their layout version
+/// (`proxy_common::MAPS_DIR`). A layout change gets a new directory, so a
+/// new agent never reinterprets an old agent's bytes.
 const MAPS_DIR_PREFIX: &str = "maps-v";
-const MAPS_VERSION: u32 = 2;
 
 /// Where the maps of the agent pinning under `bpffs` are.
 pub fn maps_dir(bpffs: &Path) -> std::path::PathBuf {
-    bpffs.join(format!("{MAPS_DIR_PREFIX}{MAPS_VERSION}"))
+    bpffs.join(proxy_common::MAPS_DIR)
 }
 
 /// Maps directories of other layout versions under `bpffs`.
