@@ -1,6 +1,7 @@
 //! The Kubernetes REST API over the store: routing, discovery, the verbs,
 //! and errors as `Status` objects. HTTP and TLS live in `server`.
 
+mod bootstrap;
 mod discovery;
 mod handlers;
 mod objects;
@@ -9,6 +10,7 @@ mod pods;
 mod query;
 mod registry;
 mod selectors;
+mod services;
 mod status;
 mod table;
 mod watch;
@@ -21,11 +23,14 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use registry::SYSTEM_NAMESPACES;
+pub use services::ServiceNetwork;
 pub use status::ApiError;
 
-use crate::store::{Store, StoreError, object_key};
+use crate::store::Store;
+use crate::validation::ServiceOptions;
 use path::Route;
 use query::Query;
+use services::ServicePools;
 
 /// A request as the API layer sees it: the body already read (watches have
 /// none).
@@ -67,6 +72,9 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// How long a watch without `timeoutSeconds` runs.
     pub default_watch_timeout: Duration,
+    /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
+    /// IPs from.
+    pub network: ServiceNetwork,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +82,7 @@ impl Default for ApiConfig {
         Self {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
+            network: ServiceNetwork::default(),
         }
     }
 }
@@ -83,32 +92,23 @@ impl Default for ApiConfig {
 pub struct Api {
     store: Store,
     config: ApiConfig,
+    services: ServicePools,
+    /// What Service validation depends on (the NodePort range).
+    service_options: ServiceOptions,
 }
 
 impl Api {
     pub fn new(store: Store, config: ApiConfig) -> Self {
-        Self { store, config }
-    }
-
-    /// Creates the namespaces that always exist, when missing.
-    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
-        let namespaces =
-            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
-        for name in SYSTEM_NAMESPACES {
-            let mut namespace = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": { "name": name },
-                "spec": { "finalizers": ["kubernetes"] },
-            });
-            objects::prepare_create(&mut namespace, namespaces)?;
-            let key = object_key(namespaces.storage, None, name);
-            match self.store.create(&key, &namespace).await {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
-            }
+        let services = ServicePools::new(store.client(), &config.network);
+        let service_options = ServiceOptions {
+            node_port_range: config.network.node_port_range.clone(),
+        };
+        Self {
+            store,
+            config,
+            services,
+            service_options,
         }
-        Ok(())
     }
 
     pub async fn handle(&self, request: ApiRequest) -> Reply {

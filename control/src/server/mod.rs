@@ -64,8 +64,8 @@ pub enum ServerError {
     Tokens(#[from] TokenFileError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
-    #[error("creating the system namespaces: {0}")]
-    Namespaces(#[from] ApiError),
+    #[error("creating the system namespaces and the kubernetes Service: {0}")]
+    Bootstrap(#[from] ApiError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -107,10 +107,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     wait_for_etcd(&store).await?;
     let api = Api::new(store.clone(), config.api.clone());
     api.ensure_system_namespaces().await?;
-    let state = Arc::new(State { api, store, tokens });
 
-    let mut listeners = JoinSet::new();
-    let mut addrs = Vec::new();
+    let mut bound = Vec::new();
     for &addr in &config.binds {
         let listener = TcpListener::bind(addr)
             .await
@@ -118,8 +116,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         let local = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
+        bound.push((listener, local));
+    }
+    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, local)| *local).collect();
+    api.ensure_kubernetes_service(addrs[0].port()).await?;
+
+    let state = Arc::new(State { api, store, tokens });
+    let mut listeners = JoinSet::new();
+    for (listener, local) in bound {
         info!(%local, "serving the Kubernetes API");
-        addrs.push(local);
         listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
     }
 

@@ -214,7 +214,7 @@ pub fn go_quote(s: &str) -> String {
 }
 
 /// A list of strings as Go's `%#v` prints a `[]string`.
-fn go_string_slice(values: &[String]) -> String {
+pub fn go_string_slice(values: &[String]) -> String {
     let quoted: Vec<String> = values.iter().map(|v| go_quote(v)).collect();
     format!("[]string{{{}}}", quoted.join(", "))
 }
