@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
 use crate::alloc::kubernetes_service_ip;
@@ -64,8 +65,9 @@ impl Api {
             if self.store.get(&key).await.is_ok() {
                 return Ok(());
             }
+            let strict = FieldValidation::Strict;
             match self
-                .create(services, Some("default"), service.clone())
+                .create(services, Some("default"), service.clone(), strict)
                 .await
             {
                 Ok(_) => return Ok(()),

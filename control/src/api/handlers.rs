@@ -4,6 +4,7 @@ use http::Method;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
+use super::field_validation::FieldValidation;
 use super::path::Target;
 use super::query::Query;
 use super::registry::{self, Resource, SYSTEM_NAMESPACES};
@@ -34,7 +35,11 @@ enum Part {
 }
 
 fn json(code: u16, body: Value) -> Result<Reply, ApiError> {
-    Ok(Reply::Json { code, body })
+    Ok(Reply::Json {
+        code,
+        body,
+        warnings: Vec::new(),
+    })
 }
 
 impl Handler<'_> {
@@ -214,11 +219,21 @@ impl Handler<'_> {
 
     async fn create(&self) -> Result<Reply, ApiError> {
         let object = self.json_body()?;
-        let created = self
+        let fields = FieldValidation::from_query(&self.query)?;
+        let (created, warnings) = self
             .api
-            .create(self.resource(), self.target.namespace.as_deref(), object)
+            .create(
+                self.resource(),
+                self.target.namespace.as_deref(),
+                object,
+                fields,
+            )
             .await?;
-        json(201, created)
+        Ok(Reply::Json {
+            code: 201,
+            body: created,
+            warnings,
+        })
     }
 
     async fn update(&self, name: &str, part: Part) -> Result<Reply, ApiError> {
@@ -236,6 +251,8 @@ impl Handler<'_> {
             }
         }
         let options = &self.api.service_options;
+        let fields = FieldValidation::from_query(&self.query)?;
+        let mut warnings = Vec::new();
         let expected = sent["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_owned);
@@ -246,10 +263,17 @@ impl Handler<'_> {
                 {
                     return Err(conflict(resource, name));
                 }
-                apply_part(resource, part, sent.clone(), &current, options)
+                let (updated, dropped) =
+                    apply_part(resource, part, sent.clone(), &current, options, fields)?;
+                warnings = dropped;
+                Ok(updated)
             })
             .await?;
-        json(200, updated)
+        Ok(Reply::Json {
+            code: 200,
+            body: updated,
+            warnings,
+        })
     }
 
     async fn patch(&self, name: &str, part: Part) -> Result<Reply, ApiError> {
@@ -258,6 +282,8 @@ impl Handler<'_> {
         let patch_type = PatchType::from_content_type(content_type)
             .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
         let options = &self.api.service_options;
+        let fields = FieldValidation::from_query(&self.query)?;
+        let mut warnings = Vec::new();
         let patch: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
             ApiError::bad_request(format!("the patch is not valid JSON: {error}"))
         })?;
@@ -276,10 +302,17 @@ impl Handler<'_> {
                     ));
                 }
                 objects::check_type(&mut patched, resource)?;
-                apply_part(resource, part, patched, &current, options)
+                let (updated, dropped) =
+                    apply_part(resource, part, patched, &current, options, fields)?;
+                warnings = dropped;
+                Ok(updated)
             })
             .await?;
-        json(200, updated)
+        Ok(Reply::Json {
+            code: 200,
+            body: updated,
+            warnings,
+        })
     }
 
     /// DELETE: removes the object, except that a pod a node runs is first
@@ -367,19 +400,25 @@ impl Handler<'_> {
     }
 }
 
-/// The object a write of `part` stores, validated.
+/// The object a write of `part` stores, validated, and the warnings about
+/// fields dropped from it.
 fn apply_part(
     resource: &Resource,
     part: Part,
     sent: Value,
     current: &Value,
     options: &ServiceOptions,
-) -> Result<Value, ApiError> {
-    let updated = match part {
+    fields: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut updated = match part {
         Part::Main => objects::merge_update(sent, current, resource)?,
         Part::Status => objects::merge_status(&sent, current),
     };
-    validate(resource, updated, Some(current), options)
+    let warnings = fields.apply(resource, &mut updated)?;
+    Ok((
+        validate(resource, updated, Some(current), options)?,
+        warnings,
+    ))
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {
@@ -430,18 +469,21 @@ fn validate(
 
 impl Api {
     /// Creates `object` as a new `resource` in `namespace`: identity,
-    /// defaults, validation and, for Services, allocations.
+    /// defaults, validation and, for Services, allocations. Returns it with
+    /// the warnings about fields dropped from it.
     pub(super) async fn create(
         &self,
         resource: &'static Resource,
         namespace: Option<&str>,
         mut object: Value,
-    ) -> Result<Value, ApiError> {
+        fields: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
         if resource.namespaced && namespace.is_none() {
             return Err(ApiError::method_not_allowed("POST"));
         }
         objects::check_type(&mut object, resource)?;
         objects::check_namespace(&mut object, resource, namespace)?;
+        let warnings = fields.apply(resource, &mut object)?;
         let name = objects::prepare_create(&mut object, resource)?;
         if let Some(namespace) = namespace {
             self.require_namespace(namespace).await?;
@@ -457,7 +499,8 @@ impl Api {
         if let (Err(_), Some(taken)) = (&created, &taken) {
             self.services.give_back(&object, taken).await;
         }
-        created.map_err(|error| ApiError::from_store(error, resource, &name))
+        let created = created.map_err(|error| ApiError::from_store(error, resource, &name))?;
+        Ok((created, warnings))
     }
 
     /// A namespaced object may only be created in an existing namespace.

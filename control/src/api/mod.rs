@@ -3,8 +3,10 @@
 
 mod bootstrap;
 mod discovery;
+mod field_validation;
 mod handlers;
 mod objects;
+mod openapi;
 mod path;
 mod pods;
 mod query;
@@ -32,6 +34,10 @@ use path::Route;
 use query::Query;
 use services::ServicePools;
 
+/// The version `/version` and the OpenAPI documents report: the Kubernetes
+/// API level served.
+pub const GIT_VERSION: &str = "v1.37.0-skiff";
+
 /// A request as the API layer sees it: the body already read (watches have
 /// none).
 #[derive(Debug)]
@@ -51,7 +57,11 @@ pub enum Reply {
     Json {
         code: u16,
         body: Value,
+        /// `Warning` headers, e.g. for fields dropped from the object.
+        warnings: Vec<String>,
     },
+    /// A JSON document serialized once and served many times (OpenAPI).
+    Serialized(Bytes),
     /// A watch: newline-delimited JSON events until the sender is dropped.
     Stream(mpsc::Receiver<Bytes>),
 }
@@ -61,6 +71,7 @@ impl From<ApiError> for Reply {
         Reply::Json {
             code: error.code,
             body: error.status(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -129,7 +140,20 @@ impl Api {
                 return Ok(Reply::Json {
                     code: 200,
                     body: discovery::document(&document),
+                    warnings: Vec::new(),
                 });
+            }
+            Route::OpenApi(path) => {
+                if request.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(request.method.as_str()));
+                }
+                let document = match path {
+                    None => Some(openapi::index()),
+                    Some(path) => openapi::group_version_document(&path),
+                };
+                return document
+                    .map(Reply::Serialized)
+                    .ok_or_else(ApiError::no_route);
             }
         };
         let query = Query::parse(request.query.as_deref())?;

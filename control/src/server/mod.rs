@@ -29,15 +29,12 @@ pub use auth::{TokenFileError, Tokens, User};
 pub use pki::{DEFAULT_SANS, PkiError};
 pub use tls::TlsError;
 
-use crate::api::{Api, ApiConfig, ApiError, ApiRequest, Reply};
+use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::store::{Store, StoreError};
 use body::Body;
 
 /// Largest request body accepted (etcd's own value limit is 1.5 MiB).
 const MAX_BODY_BYTES: usize = 3 << 20;
-
-/// The version `/version` reports: the Kubernetes API level served.
-const GIT_VERSION: &str = "v1.37.0-skiff";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -289,7 +286,27 @@ async fn handle(
 
 fn reply(reply: Reply) -> Response<Body> {
     match reply {
-        Reply::Json { code, body } => json_response(code, &body),
+        Reply::Json {
+            code,
+            body,
+            warnings,
+        } => {
+            let mut response = json_response(code, &body);
+            for warning in warnings {
+                // RFC 7234's form, as kube-apiserver sends it: code 299, no
+                // agent, the text quoted.
+                let value = format!("299 - {}", crate::validation::go_quote(&warning));
+                if let Ok(value) = header::HeaderValue::from_str(&value) {
+                    response.headers_mut().append(header::WARNING, value);
+                }
+            }
+            response
+        }
+        Reply::Serialized(bytes) => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::Full(Some(bytes)))
+            .expect("a valid response"),
         Reply::Stream(receiver) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")

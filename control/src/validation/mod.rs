@@ -18,7 +18,7 @@ pub use names::{
 };
 pub use service::{ServiceOptions, default_service, validate_service, validate_service_update};
 pub use status::{Cause, Details, InvalidStatus, invalid_status};
-pub use unknown::{UnknownField, strict_decoding_message, unknown_fields};
+pub use unknown::{UnknownField, strict_decoding_message, strip_unknown_fields};
 
 use std::fmt;
 

@@ -113,14 +113,14 @@ impl Cluster {
         stdout
     }
 
-    /// kubectl create/replace of a JSON document (`--validate=false`: no
-    /// OpenAPI document is served yet).
+    /// kubectl create/replace/apply of a JSON document, validated as kubectl
+    /// does by default (strict, on the server).
     async fn send(&self, verb: &str, object: &Value) -> (bool, String, String) {
         let file = self
             .dir
             .join(format!("{verb}-{}.json", crate::test_support::free_port()));
         std::fs::write(&file, object.to_string()).unwrap();
-        self.run(&[verb, "--validate=false", "-f", file.to_str().unwrap()])
+        self.run(&[verb, "-f", file.to_str().unwrap()])
             .await
     }
 
