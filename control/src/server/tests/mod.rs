@@ -14,6 +14,7 @@ use tokio::process::Command;
 use super::*;
 use crate::test_support::Etcd;
 
+mod apply;
 mod basics;
 mod services;
 
@@ -120,8 +121,7 @@ impl Cluster {
             .dir
             .join(format!("{verb}-{}.json", crate::test_support::free_port()));
         std::fs::write(&file, object.to_string()).unwrap();
-        self.run(&[verb, "-f", file.to_str().unwrap()])
-            .await
+        self.run(&[verb, "-f", file.to_str().unwrap()]).await
     }
 
     /// `curl` against the server, verifying it with the cluster's CA:
