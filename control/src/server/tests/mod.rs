@@ -16,6 +16,7 @@ use crate::test_support::Etcd;
 
 mod apply;
 mod basics;
+mod clients;
 mod services;
 
 /// Where `cargo xtask setup` puts kubectl.
