@@ -2,18 +2,18 @@
 //! loopback ports, in a temporary directory, killed and removed on drop.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use control::local_etcd::{LocalEtcd, free_port};
 
 /// How long start-up may take (etcd, then PKI and the first etcd writes).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Processes {
-    etcd: Child,
+    etcd: LocalEtcd,
     control: Child,
     pub dir: PathBuf,
     /// `127.0.0.1:<port>` skiff-control serves on.
@@ -25,26 +25,13 @@ impl Processes {
     pub fn start(etcd_bin: &Path, control_bin: &Path) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("skiff-control-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (client, peer, api) = (free_port()?, free_port()?, free_port()?);
-        let etcd_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let etcd = Command::new(etcd_bin)
-            .arg("--name=bench")
-            .arg(format!("--data-dir={}", dir.join("etcd").display()))
-            .arg(format!("--listen-client-urls={etcd_url}"))
-            .arg(format!("--advertise-client-urls={etcd_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=bench={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log(&dir, "etcd.log")?)
-            .stderr(log(&dir, "etcd.log")?)
-            .spawn()
+        let etcd = LocalEtcd::start(etcd_bin, &dir)
             .with_context(|| format!("starting {}", etcd_bin.display()))?;
+        let etcd_url = etcd.url.clone();
         let token = "bench-token".to_owned();
         let tokens = dir.join("tokens.csv");
         std::fs::write(&tokens, format!("{token},bench,1,\"bench\"\n"))?;
-        let addr = format!("127.0.0.1:{api}");
+        let addr = format!("127.0.0.1:{}", free_port()?);
         let control = Command::new(control_bin)
             .args(["--etcd", &etcd_url, "--bind", &addr])
             .arg("--data-dir")
@@ -90,16 +77,15 @@ impl Processes {
 
     /// Resident memory of (skiff-control, etcd), in MiB.
     pub fn rss_mib(&self) -> Result<(f64, f64)> {
-        Ok((rss_mib(self.control.id())?, rss_mib(self.etcd.id())?))
+        Ok((rss_mib(self.control.id())?, rss_mib(self.etcd.pid())?))
     }
 }
 
 impl Drop for Processes {
     fn drop(&mut self) {
-        for child in [&mut self.control, &mut self.etcd] {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.control.kill();
+        let _ = self.control.wait();
+        self.etcd.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -111,10 +97,6 @@ fn log(dir: &Path, name: &str) -> Result<File> {
         .append(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// `VmRSS` of a process.
