@@ -9,6 +9,7 @@ use super::path::Target;
 use super::query::Query;
 use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
+use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
 use super::{objects, pods, services, table};
@@ -49,6 +50,12 @@ impl Handler<'_> {
         let name = self.target.name.clone();
         let subresource = self.target.subresource.clone();
         let is_pods = resource.is_core("Pod");
+        // A dry run would be written for real: refuse it.
+        if method != Method::GET && self.query.get("dryRun").is_some() {
+            return Err(ApiError::bad_request(
+                "dryRun is not supported by this server",
+            ));
+        }
         match (name, subresource.as_deref()) {
             (None, None) if method == Method::GET => {
                 if self.query.flag("watch")? {
@@ -126,13 +133,15 @@ impl Handler<'_> {
                 .store
                 .update(&key, &updated, resource_version_of(&current))
                 .await;
-            if let Some(pools) = pools {
+            if let (Some(pools), Some(taken)) = (pools, &taken) {
                 match &written {
                     Ok(stored) => pools.release_dropped(&current, Some(stored)).await,
                     Err(_) => {
-                        pools
-                            .give_back(&updated, taken.as_ref().expect("claimed"))
-                            .await
+                        // A concurrent write of this Service may hold some
+                        // of it now: that stays.
+                        let latest = self.api.store.get(&key).await.ok();
+                        let held = latest.as_ref().map(Holdings::of).unwrap_or_default();
+                        pools.give_back(&updated, &taken.without(&held)).await;
                     }
                 }
             }

@@ -195,11 +195,11 @@ impl Action {
                 ("allowWatchBookmarks", "boolean"),
                 ("timeoutSeconds", "integer"),
             ],
-            Self::Create | Self::Update | Self::Patch => &[
-                ("dryRun", "string"),
-                ("fieldManager", "string"),
-                ("fieldValidation", "string"),
-            ],
+            // No dryRun: skiff does not have it, and kubectl checks here
+            // before it sends `--dry-run=server`.
+            Self::Create | Self::Update | Self::Patch => {
+                &[("fieldManager", "string"), ("fieldValidation", "string")]
+            }
             Self::Get => &[],
             Self::Delete => &[("gracePeriodSeconds", "integer")],
         }
