@@ -1,10 +1,12 @@
 //! The Kubernetes REST API over the store: routing, discovery, the verbs,
 //! and errors as `Status` objects. HTTP and TLS live in `server`.
 
+mod aggregated_discovery;
 mod bootstrap;
 mod discovery;
 mod field_validation;
 mod handlers;
+mod media;
 mod objects;
 mod openapi;
 mod path;
@@ -60,8 +62,12 @@ pub enum Reply {
         /// `Warning` headers, e.g. for fields dropped from the object.
         warnings: Vec<String>,
     },
-    /// A JSON document serialized once and served many times (OpenAPI).
-    Serialized(Bytes),
+    /// A JSON document already serialized (OpenAPI's are once, for many
+    /// requests), with its media type.
+    Serialized {
+        content_type: &'static str,
+        body: Bytes,
+    },
     /// A watch: newline-delimited JSON events until the sender is dropped.
     Stream(mpsc::Receiver<Bytes>),
 }
@@ -137,6 +143,14 @@ impl Api {
                 if request.method != Method::GET {
                     return Err(ApiError::method_not_allowed(request.method.as_str()));
                 }
+                if aggregated_discovery::wanted(request.accept.as_deref())
+                    && let Some(body) = aggregated_discovery::document(&document)
+                {
+                    return Ok(Reply::Serialized {
+                        content_type: aggregated_discovery::CONTENT_TYPE,
+                        body: Bytes::from(serde_json::to_vec(&body).expect("JSON serializes")),
+                    });
+                }
                 return Ok(Reply::Json {
                     code: 200,
                     body: discovery::document(&document),
@@ -152,7 +166,10 @@ impl Api {
                     Some(path) => openapi::group_version_document(&path),
                 };
                 return document
-                    .map(Reply::Serialized)
+                    .map(|body| Reply::Serialized {
+                        content_type: "application/json",
+                        body,
+                    })
                     .ok_or_else(ApiError::no_route);
             }
         };

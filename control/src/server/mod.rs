@@ -302,10 +302,10 @@ fn reply(reply: Reply) -> Response<Body> {
             }
             response
         }
-        Reply::Serialized(bytes) => Response::builder()
+        Reply::Serialized { content_type, body } => Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::Full(Some(bytes)))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::Full(Some(body)))
             .expect("a valid response"),
         Reply::Stream(receiver) => Response::builder()
             .status(StatusCode::OK)

@@ -469,3 +469,24 @@ async fn patches_validation_and_subresources() {
     );
     assert!(!cluster.run(&["get", "pod", name]).await.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_everything_in_two_requests() {
+    let cluster = Cluster::start().await;
+    let cache = cluster.dir.join("fresh-discovery-cache");
+    let (ok, _, stderr) = cluster
+        .run(&[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "get",
+            "deploy",
+            "-v=6",
+        ])
+        .await;
+    assert!(ok, "{stderr}");
+    // Aggregated discovery: /api and /apis name every resource, so no
+    // group-version's resource list is fetched.
+    assert!(stderr.contains("/apis?timeout="), "{stderr}");
+    assert!(!stderr.contains("/apis/apps/v1?timeout="), "{stderr}");
+    assert!(!stderr.contains("/api/v1?timeout="), "{stderr}");
+}
