@@ -9,6 +9,7 @@ mod maps;
 mod nodeport;
 mod shared;
 mod sock_lb;
+mod sock_reset;
 
 #[cfg(not(test))]
 #[panic_handler]

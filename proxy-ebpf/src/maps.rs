@@ -7,7 +7,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
+    FrontendStats, ORPHANS_CAPACITY, OrphanKey, ServiceKey, ServiceValue, SockRevNatKey,
+    SockRevNatValue, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -46,3 +47,8 @@ pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(drop_reason::COUNT, 0);
 /// Per-packet NAT state: one entry per direction of each NodePort flow.
 #[map(name = "skiff_ct")]
 pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(capacity::CONNTRACK, 0);
+
+/// (frontend, backend) pairs whose connected UDP sockets the socket-reset
+/// iterator destroys; filled by the agent for one run at a time.
+#[map(name = "skiff_orphans")]
+pub static ORPHANS: HashMap<OrphanKey, u8> = HashMap::with_max_entries(ORPHANS_CAPACITY, 0);

@@ -5,6 +5,7 @@ mod cluster;
 mod datapath;
 mod http;
 mod node_address;
+mod orphans;
 mod sync;
 mod telemetry;
 

@@ -19,6 +19,7 @@ use crate::{
         state::ClusterState,
     },
     datapath::{Datapath, WriteError, chain},
+    orphans::Orphans,
     telemetry::Telemetry,
 };
 
@@ -38,6 +39,8 @@ pub struct Syncer {
     owners: HashMap<ServiceKey, ServiceRef>,
     /// The frontends each service owns.
     owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
+    /// UDP backends removed by the writes so far, whose sockets to reset.
+    orphans: Orphans,
 }
 
 impl Syncer {
@@ -55,6 +58,7 @@ impl Syncer {
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
+            orphans: Orphans::default(),
         }
     }
 
@@ -74,10 +78,13 @@ impl Syncer {
                 None => events.recv().await,
             };
             let Some(event) = event else { return };
-            if let Err(error) = self.handle(event) {
-                self.telemetry.write_failed();
-                error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
-                retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+            match self.handle(event) {
+                Ok(()) => self.orphans.reset(&mut self.datapath, &self.telemetry),
+                Err(error) => {
+                    self.telemetry.write_failed();
+                    error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
+                    retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+                }
             }
         }
     }
@@ -143,6 +150,7 @@ impl Syncer {
             Ok(()) => {
                 self.telemetry.repaired();
                 info!("datapath repaired");
+                self.orphans.reset(&mut self.datapath, &self.telemetry);
             }
             Err(error) => {
                 error!(error = %chain(&error), "repairing the datapath failed; the next change retries")
@@ -193,6 +201,8 @@ impl Syncer {
         for key in previous.unwrap_or_default().difference(&keys) {
             self.owners.remove(key);
             self.telemetry.frontend_removed(key);
+            let backends = self.datapath.backends(key).unwrap_or_default();
+            self.orphans.note(Some(service), *key, backends);
             self.datapath.remove(key).inspect_err(|error| {
                 error!(%service, frontend = %key, error = %chain(error), "removing a frontend failed");
             })?;
@@ -229,6 +239,11 @@ impl Syncer {
             .difference(&wanted_set)
             .map(ToString::to_string)
             .collect();
+        self.orphans.note(
+            Some(service),
+            key,
+            before_set.difference(&wanted_set).map(|backend| **backend),
+        );
         info!(
             %service,
             frontend = %service_key(frontend),
@@ -253,6 +268,8 @@ impl Syncer {
             .copied()
             .collect();
         for key in unowned {
+            let backends = self.datapath.backends(&key).unwrap_or_default();
+            self.orphans.note(None, key, backends);
             self.datapath.remove(&key).inspect_err(|error| {
                 error!(frontend = %key, error = %chain(error), "removing a stale frontend failed");
             })?;

@@ -10,7 +10,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, MapInfo},
     programs::{
         CgroupAttachMode, CgroupSockAddr, Program, ProgramError, ProgramFd, SchedClassifier,
@@ -24,7 +24,7 @@ use proxy_common::{
 };
 use tracing::info;
 
-use super::{DatapathError, link_ops};
+use super::{DatapathError, kfunc, link_ops};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
@@ -133,11 +133,13 @@ pub enum Hooked {
 /// Loads the object, writes `config` for its programs, hooks the socket
 /// programs to `cgroup` and, given an uplink, the NodePort programs to its
 /// TCX ingress and egress. The service maps are left in the returned `Ebpf`.
+/// `btf` is the kernel's, to resolve the object's kernel function calls.
 pub fn load(
     bpffs: &Path,
     cgroup: &Path,
     uplink: Option<&str>,
     config: DatapathConfig,
+    btf: &Btf,
 ) -> Result<Ebpf, DatapathError> {
     require_fs(
         bpffs,
@@ -155,9 +157,11 @@ pub fn load(
     }
     check_pinned_layouts(&maps_dir)?;
 
+    let object = kfunc::link(OBJECT, btf).map_err(DatapathError::Kfunc)?;
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(btf))
         .default_map_pin_directory(&maps_dir)
-        .load(OBJECT)
+        .load(object.bytes())
         .map_err(DatapathError::Load)?;
     // Written before any program is hooked, so none runs without it.
     let config_map = ebpf

@@ -3,16 +3,20 @@
 mod config;
 mod error;
 mod ids;
+mod iter_ops;
+mod kfunc;
 mod link_ops;
 mod loader;
+mod netns;
 mod observe;
 mod programmed;
+mod sock_reset;
 mod tables;
 
 use std::path::Path;
 
-use aya::maps::MapError;
-use proxy_common::{Backend, ServiceKey};
+use aya::{Btf, maps::MapError};
+use proxy_common::{Backend, OrphanKey, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
@@ -20,6 +24,8 @@ pub use error::{DatapathError, chain};
 pub use observe::{FrontendView, Observer, render_status};
 pub use programmed::MapOp;
 use programmed::Programmed;
+use sock_reset::SocketResetter;
+pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
@@ -34,6 +40,7 @@ pub struct WriteError {
 pub struct Datapath {
     tables: Tables,
     programmed: Programmed,
+    resetter: SocketResetter,
 }
 
 impl Datapath {
@@ -47,10 +54,12 @@ impl Datapath {
     ) -> Result<Self, DatapathError> {
         // The links pin the programs and the maps are pinned too, so the
         // loader's handles can go once the service maps are taken out.
-        let mut ebpf = loader::load(bpffs, cgroup, uplink, service_cidr.datapath_config())?;
+        let btf = Btf::from_sys_fs().map_err(DatapathError::Btf)?;
+        let mut ebpf = loader::load(bpffs, cgroup, uplink, service_cidr.datapath_config(), &btf)?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::default(),
+            resetter: SocketResetter::load(&mut ebpf, &btf, cgroup)?,
         };
         datapath.adopt()?;
         Ok(datapath)
@@ -98,6 +107,12 @@ impl Datapath {
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {
         let ops = self.programmed.remove(key);
         self.write(&ops)
+    }
+
+    /// Resets the connected UDP sockets of the node's pods that were
+    /// translated to one of `orphans`: backends their frontend dropped.
+    pub fn reset_sockets(&mut self, orphans: &[OrphanKey]) -> Result<ResetOutcome, ResetError> {
+        self.resetter.reset(orphans)
     }
 
     fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
