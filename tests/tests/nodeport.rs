@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::SocketAddr, thread};
 
-use common::{REACTION_BOUND, Web, answered, names};
+use common::{REACTION_BOUND, Web, answered, metric, names};
 use serde_json::json;
 use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
@@ -71,21 +71,8 @@ fn a_node_port_without_endpoints_is_dropped_and_counted_by_the_datapath() {
     thread::sleep(REACTION_BOUND);
     let node1 = web.testbed.cluster().node(1);
     let drops = || {
-        let output = node1
-            .command("curl")
-            .args(["-s", "http://127.0.0.1:10249/metrics"])
-            .output()
-            .expect("curl runs");
-        let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
-        metrics
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("skiff_drops_total{reason=\"no_endpoints\"}")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no no_endpoints drops in:\n{metrics}"))
+        metric(&web, 1, "skiff_drops_total{reason=\"no_endpoints\"}")
+            .expect("the no_endpoints drops are exported")
     };
     let before = drops();
     let target = SocketAddr::from((node1.ip(), HTTP_NODE_PORT));

@@ -60,6 +60,12 @@ enum Mode {
         /// UDP only: connect(2) the socket and report its peer_addr().
         #[arg(long)]
         connected: bool,
+        /// With --connected: one socket for every attempt, as a long-lived
+        /// client keeps it. It is connected again only after the kernel
+        /// aborted it (ECONNABORTED, or EDESTADDRREQ once disconnected);
+        /// timeouts and ICMP errors leave it as it is.
+        #[arg(long, requires = "connected")]
+        keep_socket: bool,
     },
 }
 
@@ -80,14 +86,20 @@ fn main() -> Result<()> {
             interval_ms,
             duration_ms,
             connected,
+            keep_socket,
         } => {
             if connected && matches!(protocol, Protocol::Tcp) {
                 anyhow::bail!("--connected applies to udp only");
             }
             let timeout = Duration::from_millis(timeout_ms);
-            let attempt = || match protocol {
-                Protocol::Tcp => call_tcp(target, timeout),
-                Protocol::Udp => call_udp(target, timeout, connected),
+            let mut kept = match keep_socket {
+                true => Some(KeptUdp::open(target, timeout).context("opening the kept socket")?),
+                false => None,
+            };
+            let mut attempt = || match (protocol, kept.as_mut()) {
+                (Protocol::Tcp, _) => call_tcp(target, timeout),
+                (Protocol::Udp, Some(kept)) => kept.call(),
+                (Protocol::Udp, None) => call_udp(target, timeout, connected),
             };
             let start = Instant::now();
             let mut done = 0;
@@ -262,4 +274,51 @@ fn call_udp(target: SocketAddr, timeout: Duration, connected: bool) -> CallResul
             Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
         }
     })
+}
+
+/// A connected UDP socket kept for every attempt (`--keep-socket`).
+struct KeptUdp {
+    socket: UdpSocket,
+    target: SocketAddr,
+    /// The kernel aborted the socket: connect it again before the next
+    /// attempt, which the socket hooks then send to a live backend.
+    reconnect: bool,
+}
+
+impl KeptUdp {
+    fn open(target: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(timeout))?;
+        socket.connect(target)?;
+        Ok(Self {
+            socket,
+            target,
+            reconnect: false,
+        })
+    }
+
+    fn call(&mut self) -> CallResult {
+        timed(|| {
+            if self.reconnect {
+                self.socket.connect(self.target)?;
+                self.reconnect = false;
+            }
+            let result = self.exchange();
+            if let Err(error) = &result {
+                self.reconnect = error.kind() == io::ErrorKind::ConnectionAborted
+                    || error.raw_os_error() == Some(libc::EDESTADDRREQ);
+            }
+            result
+        })
+    }
+
+    fn exchange(&self) -> io::Result<(String, SocketAddr)> {
+        let mut buf = [0u8; 65536];
+        self.socket.send(b"hi\n")?;
+        let n = self.socket.recv(&mut buf)?;
+        Ok((
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            self.socket.peer_addr()?,
+        ))
+    }
 }
