@@ -39,34 +39,28 @@ pub struct Image {
 
 impl Image {
     fn copy_of(bytes: &[u8]) -> Self {
-        let mut words = vec![0u64; bytes.len().div_ceil(8)];
         let mut image = Self {
+            words: vec![0; bytes.len().div_ceil(8)],
             len: bytes.len(),
-            words: Vec::new(),
         };
-        // SAFETY: u64 has no invalid bit patterns and the slice covers only
-        // the words' own bytes.
-        let buffer = unsafe {
-            std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8)
-        };
-        buffer[..bytes.len()].copy_from_slice(bytes);
-        image.words = words;
+        image.bytes_mut().copy_from_slice(bytes);
         image
     }
 
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: as in `copy_of`; `len` is within the words.
+        // SAFETY: `len` is within the words.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `copy_of`.
+        // SAFETY: u64 has no invalid bit patterns, and `len` is within the
+        // words.
         unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
     }
 }
 
-/// A copy of `object` whose calls to an undefined symbol named like a
-/// kernel function are kfunc calls to that function, resolved in `btf`.
+/// A copy of `object` in which every call to an undefined symbol is a
+/// kfunc call to the kernel function of that name, resolved in `btf`.
 pub fn link(object: &[u8], btf: &Btf) -> Result<Image, KfuncError> {
     let mut patches = Vec::new();
     let file = object::File::parse(object).map_err(KfuncError::Parse)?;
@@ -109,4 +103,38 @@ pub fn link(object: &[u8], btf: &Btf) -> Result<Image, KfuncError> {
         bytes[at + 4..at + 8].copy_from_slice(&id.to_le_bytes());
     }
     Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datapath::loader::OBJECT;
+
+    #[test]
+    fn the_socket_reset_call_becomes_a_kfunc_call() {
+        let btf = Btf::from_sys_fs().expect("the kernel's BTF");
+        let id = btf
+            .id_by_type_name_kind("bpf_sock_destroy", BtfKind::Func)
+            .expect("bpf_sock_destroy is a kfunc here");
+        let image = link(OBJECT, &btf).expect("the object links");
+        let file = object::File::parse(image.bytes()).expect("the image parses");
+        let section = file.section_by_name("iter/udp").expect("the iterator");
+        let (start, _) = section.file_range().expect("in the file");
+        let (offset, _) = section
+            .relocations()
+            .find(|(_, relocation)| {
+                let RelocationTarget::Symbol(index) = relocation.target() else {
+                    return false;
+                };
+                file.symbol_by_index(index)
+                    .and_then(|symbol| symbol.name())
+                    .is_ok_and(|name| name == "bpf_sock_destroy")
+            })
+            .expect("a call to bpf_sock_destroy");
+        let at = (start + offset) as usize;
+        let call = &image.bytes()[at..at + 8];
+        assert_eq!(call[0], CALL_OPCODE);
+        assert_eq!(call[1] >> 4, BPF_PSEUDO_KFUNC_CALL);
+        assert_eq!(call[4..8], id.to_le_bytes());
+    }
 }

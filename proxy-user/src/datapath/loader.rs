@@ -26,7 +26,8 @@ use tracing::info;
 
 use super::{DatapathError, kfunc, link_ops};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
+pub(super) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
 /// The socket programs, by the function names the object exports.
 const SOCKET_PROGRAMS: [&str; 4] = [
