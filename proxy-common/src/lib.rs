@@ -8,6 +8,9 @@
 //! feature needs are therefore reserved now rather than added later.
 #![no_std]
 
+mod sock_reset;
+pub use sock_reset::{ORPHANS_CAPACITY, ORPHANS_MAP, OrphanKey, SocketReset};
+
 /// IP protocol numbers the datapath balances.
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;

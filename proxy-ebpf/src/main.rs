@@ -10,6 +10,7 @@ mod maps;
 mod reject;
 mod shared;
 mod sock_lb;
+mod sock_reset;
 mod tc_nat;
 mod xdp_nat;
 

@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
-    SourceRange, capacity, drop_reason,
+    FrontendStats, MaglevTable, ORPHANS_CAPACITY, OrphanKey, ServiceKey, ServiceValue,
+    SockRevNatKey, SockRevNatValue, SourceRange, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -56,3 +56,8 @@ pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV,
 #[map(name = "skiff_src_ranges")]
 pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
     LpmTrie::pinned(capacity::SOURCE_RANGES, BPF_F_NO_PREALLOC);
+
+/// (frontend, backend) pairs whose connected UDP sockets the socket-reset
+/// iterator destroys; filled by the agent for one run at a time.
+#[map(name = "skiff_orphans")]
+pub static ORPHANS: HashMap<OrphanKey, u8> = HashMap::with_max_entries(ORPHANS_CAPACITY, 0);

@@ -6,6 +6,7 @@ mod datapath;
 mod health_check;
 mod http;
 mod node_address;
+mod orphans;
 mod sync;
 mod telemetry;
 

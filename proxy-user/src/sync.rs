@@ -21,6 +21,7 @@ use crate::{
     },
     datapath::{Datapath, Policy, WriteError, chain},
     health_check::HealthChecks,
+    orphans::Orphans,
     telemetry::Telemetry,
 };
 
@@ -41,6 +42,8 @@ pub struct Syncer {
     /// The frontends each service owns.
     owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
     health_checks: HealthChecks,
+    /// UDP backends removed by the writes so far, whose sockets to reset.
+    orphans: Orphans,
 }
 
 impl Syncer {
@@ -59,6 +62,7 @@ impl Syncer {
             owners: HashMap::new(),
             owned: HashMap::new(),
             health_checks: HealthChecks::new(node_ip),
+            orphans: Orphans::default(),
         }
     }
 
@@ -81,17 +85,19 @@ impl Syncer {
             };
             let Some(event) = event else { return Ok(()) };
             // The first event is always a full sync; hooking is done once.
-            let result = self.handle(event);
-            if result.is_ok() {
-                self.datapath
-                    .hook()
-                    .map_err(|error| anyhow::anyhow!(chain(&error)))
-                    .context("hooking the datapath programs")?;
-            }
-            if let Err(error) = result {
-                self.telemetry.write_failed();
-                error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
-                retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+            match self.handle(event) {
+                Ok(()) => {
+                    self.datapath
+                        .hook()
+                        .map_err(|error| anyhow::anyhow!(chain(&error)))
+                        .context("hooking the datapath programs")?;
+                    self.orphans.reset(&mut self.datapath, &self.telemetry);
+                }
+                Err(error) => {
+                    self.telemetry.write_failed();
+                    error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
+                    retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+                }
             }
         }
     }
@@ -157,6 +163,7 @@ impl Syncer {
             Ok(()) => {
                 self.telemetry.repaired();
                 info!("datapath repaired");
+                self.orphans.reset(&mut self.datapath, &self.telemetry);
             }
             Err(error) => {
                 error!(error = %chain(&error), "repairing the datapath failed; the next change retries")
@@ -209,6 +216,8 @@ impl Syncer {
         for key in previous.unwrap_or_default().difference(&keys) {
             self.owners.remove(key);
             self.telemetry.frontend_removed(key);
+            let backends = self.datapath.backends(key).unwrap_or_default();
+            self.orphans.note(Some(service), *key, backends);
             self.datapath.remove(key).inspect_err(|error| {
                 error!(%service, frontend = %key, error = %chain(error), "removing a frontend failed");
             })?;
@@ -245,6 +254,11 @@ impl Syncer {
             .difference(&wanted_set)
             .map(ToString::to_string)
             .collect();
+        self.orphans.note(
+            Some(service),
+            key,
+            before_set.difference(&wanted_set).map(|backend| **backend),
+        );
         info!(
             %service,
             frontend = %service_key(frontend),
@@ -272,6 +286,8 @@ impl Syncer {
             .copied()
             .collect();
         for key in unowned {
+            let backends = self.datapath.backends(&key).unwrap_or_default();
+            self.orphans.note(None, key, backends);
             self.datapath.remove(&key).inspect_err(|error| {
                 error!(frontend = %key, error = %chain(error), "removing a stale frontend failed");
             })?;

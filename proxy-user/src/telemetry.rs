@@ -2,7 +2,7 @@
 //! frontend, counters and timings of its own work, and its health. The
 //! kernel's counters come from the pinned maps at scrape time.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write as _,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -32,6 +32,9 @@ struct State {
     latency_sum: f64,
     write_errors: u64,
     repairing: bool,
+    /// Connected UDP sockets reset because their backend left the
+    /// service, by service (`None`: a frontend no service claimed).
+    udp_socket_resets: BTreeMap<Option<ServiceRef>, u64>,
 }
 
 struct Labels {
@@ -90,6 +93,14 @@ impl Telemetry {
         let mut state = self.state();
         state.write_errors += 1;
         state.repairing = true;
+    }
+
+    pub fn udp_socket_reset(&self, service: Option<&ServiceRef>) {
+        *self
+            .state()
+            .udp_socket_resets
+            .entry(service.cloned())
+            .or_default() += 1;
     }
 
     pub fn repaired(&self) {
@@ -198,6 +209,21 @@ impl Telemetry {
             "# HELP skiff_datapath_write_errors_total Map writes the kernel refused.\n# TYPE skiff_datapath_write_errors_total counter\nskiff_datapath_write_errors_total {}",
             state.write_errors
         );
+        let name = "skiff_udp_socket_resets_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connected UDP sockets reset because their backend left the service.\n# TYPE {name} counter"
+        );
+        for (service, count) in &state.udp_socket_resets {
+            let labels = match service {
+                Some(service) => format!(
+                    "namespace=\"{}\",service=\"{}\"",
+                    service.namespace, service.name
+                ),
+                None => String::new(),
+            };
+            let _ = writeln!(out, "{name}{{{labels}}} {count}");
+        }
         let name = "skiff_change_to_datapath_seconds";
         let _ = writeln!(
             out,
@@ -270,6 +296,8 @@ mod tests {
         telemetry.frontend_programmed(view().key, &service, "http");
         telemetry.changes_applied(Duration::from_micros(300));
         telemetry.changes_applied(Duration::from_secs(3));
+        telemetry.udp_socket_reset(Some(&service));
+        telemetry.udp_socket_reset(Some(&service));
         let text = telemetry.render_metrics(&[view()], &[2, 1, 0]);
         let labels = "namespace=\"default\",service=\"web\",port_name=\"http\",frontend=\"10.96.0.10:80/TCP\"";
         assert!(
@@ -298,6 +326,10 @@ mod tests {
         );
         assert!(
             text.contains("skiff_change_to_datapath_seconds_count 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("skiff_udp_socket_resets_total{namespace=\"default\",service=\"web\"} 2"),
             "{text}"
         );
     }

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{REACTION_BOUND, Web, answered, names, vip};
+use common::{REACTION_BOUND, Web, answered, metric, names, vip};
 use serde_json::{Value, json};
 use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
@@ -90,20 +90,8 @@ fn placement(web: &Web, target: &str, source_ports: &[u16]) -> BTreeMap<u16, Str
 }
 
 fn drops(web: &Web, node: usize, reason: &str) -> u64 {
-    let output = web
-        .testbed
-        .cluster()
-        .node(node)
-        .command("curl")
-        .args(["-s", "http://127.0.0.1:10249/metrics"])
-        .output()
-        .expect("curl runs");
-    let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
-    let prefix = format!("skiff_drops_total{{reason=\"{reason}\"}}");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {reason} drops in:\n{metrics}"))
+    let series = format!("skiff_drops_total{{reason=\"{reason}\"}}");
+    metric(web, node, &series).unwrap_or_else(|| panic!("no {series} in the metrics"))
 }
 
 /// `curl` from the outside client: the HTTP status and the body.

@@ -31,7 +31,13 @@ fn machine() -> MutexGuard<'static, ()> {
 
 /// The complaints of /work/shared/tools/check-clean (none when it exits 0).
 fn check_clean(during: bool) -> Vec<String> {
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools/check-clean");
+    // The shared tools sit beside the main checkout, and above a worktree
+    // such as /work/wt/<name>: the nearest ancestor that has them.
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("shared/tools/check-clean"))
+        .find(|tool| tool.is_file())
+        .expect("shared/tools/check-clean above the workspace");
     let mut cmd = Command::new(&tool);
     if during {
         cmd.arg("--during");

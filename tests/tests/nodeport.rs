@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::SocketAddr, thread};
 
-use common::{REACTION_BOUND, Web, answered, names};
+use common::{REACTION_BOUND, Web, answered, metric, names};
 use serde_json::json;
 use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
@@ -53,29 +53,13 @@ fn node_port_reaches_local_and_remote_backends_from_outside_through_both_nodes()
         );
         // The per-packet path counts the frontend's packets and bytes.
         for counter in ["skiff_frontend_packets_total", "skiff_frontend_bytes_total"] {
-            let value = metric(&web, node, counter, &format!("{target}/TCP"));
-            assert!(value > 0, "{counter} for {target} is {value}");
+            let series = format!(
+                "{counter}{{namespace=\"default\",service=\"web\",port_name=\"http\",frontend=\"{target}/TCP\"}}"
+            );
+            let value = metric(&web, node, &series);
+            assert!(value > Some(0), "{series} is {value:?}");
         }
     }
-}
-
-/// The value of `counter` for frontend `frontend` in node `node`'s metrics.
-fn metric(web: &Web, node: usize, counter: &str, frontend: &str) -> u64 {
-    let output = web
-        .testbed
-        .cluster()
-        .node(node)
-        .command("curl")
-        .args(["-s", "http://127.0.0.1:10249/metrics"])
-        .output()
-        .expect("curl runs");
-    let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(&format!("{counter}{{")))
-        .find(|line| line.contains(&format!("\"{frontend}\"")))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {counter} for {frontend} in:\n{metrics}"))
 }
 
 #[test]
@@ -95,21 +79,8 @@ fn a_node_port_without_endpoints_is_refused_at_once_and_counted_by_the_datapath(
     thread::sleep(REACTION_BOUND);
     let node1 = web.testbed.cluster().node(1);
     let drops = || {
-        let output = node1
-            .command("curl")
-            .args(["-s", "http://127.0.0.1:10249/metrics"])
-            .output()
-            .expect("curl runs");
-        let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
-        metrics
-            .lines()
-            .find_map(|line| {
-                line.strip_prefix("skiff_drops_total{reason=\"no_endpoints\"}")?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no no_endpoints drops in:\n{metrics}"))
+        metric(&web, 1, "skiff_drops_total{reason=\"no_endpoints\"}")
+            .expect("the no_endpoints drops are exported")
     };
     let before = drops();
     let target = SocketAddr::from((node1.ip(), HTTP_NODE_PORT));

@@ -14,6 +14,16 @@ pub enum DatapathError {
     },
     #[error("loading the eBPF object")]
     Load(#[source] EbpfError),
+    #[error("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")]
+    Btf(#[source] aya::BtfError),
+    #[error("linking the eBPF object's kernel function calls")]
+    Kfunc(#[source] super::kfunc::KfuncError),
+    #[error("program {name}: creating its iterator link")]
+    IterLink {
+        name: &'static str,
+        #[source]
+        cause: io::Error,
+    },
     #[error("no network interface {0:?} here")]
     NoInterface(String),
     #[error("the eBPF object has no program {0}")]

@@ -35,7 +35,7 @@ struct LinkUpdateAttr {
     old_prog_fd: u32,
 }
 
-fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+pub(super) fn bpf<T>(command: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, fully initialised `#[repr(C)]` prefix of
     // `union bpf_attr` for `command`, and its size is passed along.
     let result = unsafe {

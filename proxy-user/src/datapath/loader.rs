@@ -18,7 +18,7 @@ use std::{
 };
 
 use aya::{
-    Ebpf, EbpfLoader,
+    Btf, Ebpf, EbpfLoader,
     maps::{Array, MapInfo},
     programs::{
         CgroupAttachMode, CgroupSockAddr, Program, ProgramError, ProgramFd, SchedClassifier,
@@ -32,9 +32,10 @@ use proxy_common::{
 };
 use tracing::{info, warn};
 
-use super::{DatapathError, link_ops, migrate};
+use super::{DatapathError, kfunc, link_ops, migrate};
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
+pub(super) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
 /// The socket programs, by the function names the object exports.
 const SOCKET_PROGRAMS: [&str; 4] = [
@@ -201,8 +202,9 @@ pub struct Uplink {
 
 /// Loads the object with its maps pinned under `bpffs` and writes `config`
 /// for its programs. Nothing is hooked yet: the caller fills the maps
-/// first, then calls `hook`.
-pub fn load(bpffs: &Path, config: DatapathConfig) -> Result<Ebpf, DatapathError> {
+/// first, then calls `hook`. `btf` is the kernel's, to resolve the
+/// object's kernel function calls.
+pub fn load(bpffs: &Path, config: DatapathConfig, btf: &Btf) -> Result<Ebpf, DatapathError> {
     require_fs(
         bpffs,
         BPF_FS_MAGIC,
@@ -217,9 +219,11 @@ pub fn load(bpffs: &Path, config: DatapathConfig) -> Result<Ebpf, DatapathError>
     }
     check_pinned_layouts(&maps_dir)?;
 
+    let object = kfunc::link(OBJECT, btf).map_err(DatapathError::Kfunc)?;
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(btf))
         .default_map_pin_directory(&maps_dir)
-        .load(OBJECT)
+        .load(object.bytes())
         .map_err(DatapathError::Load)?;
     // Written before any program is hooked, so none runs without it.
     let config_map = ebpf

@@ -3,19 +3,23 @@
 mod config;
 mod error;
 mod ids;
+mod iter_ops;
+mod kfunc;
 mod link_ops;
 mod loader;
 mod maglev;
 mod migrate;
+mod netns;
 mod observe;
 mod policy;
 mod programmed;
+mod sock_reset;
 mod tables;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use aya::{Ebpf, maps::MapError};
-use proxy_common::{Backend, DatapathConfig, ServiceKey};
+use aya::{Btf, Ebpf, maps::MapError};
+use proxy_common::{Backend, DatapathConfig, OrphanKey, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
@@ -26,6 +30,8 @@ pub use observe::{FrontendView, Observer, render_status};
 pub use policy::{Policy, SourceCidr};
 use programmed::Programmed;
 pub use programmed::{MaglevParams, MapOp};
+use sock_reset::SocketResetter;
+pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
@@ -61,6 +67,7 @@ pub struct Datapath {
     ebpf: Option<Ebpf>,
     tables: Tables,
     programmed: Programmed,
+    resetter: SocketResetter,
 }
 
 impl Datapath {
@@ -80,10 +87,12 @@ impl Datapath {
             },
             ..settings.service_cidr.datapath_config()
         };
-        let mut ebpf = loader::load(&settings.bpffs, config)?;
+        let btf = Btf::from_sys_fs().map_err(DatapathError::Btf)?;
+        let mut ebpf = loader::load(&settings.bpffs, config, &btf)?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::new(settings.maglev),
+            resetter: SocketResetter::load(&mut ebpf, &btf, &settings.cgroup)?,
             ebpf: Some(ebpf),
             settings,
         };
@@ -148,6 +157,12 @@ impl Datapath {
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {
         let ops = self.programmed.remove(key);
         self.write(&ops)
+    }
+
+    /// Resets the connected UDP sockets of the node's pods that were
+    /// translated to one of `orphans`: backends their frontend dropped.
+    pub fn reset_sockets(&mut self, orphans: &[OrphanKey]) -> Result<ResetOutcome, ResetError> {
+        self.resetter.reset(orphans)
     }
 
     fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {

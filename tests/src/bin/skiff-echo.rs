@@ -68,6 +68,12 @@ enum Mode {
         /// is `<name> <address:port>`.
         #[arg(long)]
         ask_source: bool,
+        /// With --connected: one socket for every attempt, as a long-lived
+        /// client keeps it. It is connected again only after the kernel
+        /// aborted it (ECONNABORTED, or EDESTADDRREQ once disconnected);
+        /// timeouts and ICMP errors leave it as it is.
+        #[arg(long, requires = "connected")]
+        keep_socket: bool,
     },
 }
 
@@ -90,6 +96,7 @@ fn main() -> Result<()> {
             connected,
             source_port,
             ask_source,
+            keep_socket,
         } => {
             if (connected || source_port.is_some() || ask_source)
                 && matches!(protocol, Protocol::Tcp)
@@ -102,9 +109,14 @@ fn main() -> Result<()> {
                 source_port: source_port.unwrap_or(0),
                 request: if ask_source { SOURCE_QUERY } else { b"hi\n" },
             };
-            let attempt = || match protocol {
-                Protocol::Tcp => call_tcp(target, timeout),
-                Protocol::Udp => call_udp(target, timeout, &udp),
+            let mut kept = match keep_socket {
+                true => Some(KeptUdp::open(target, timeout).context("opening the kept socket")?),
+                false => None,
+            };
+            let mut attempt = || match (protocol, kept.as_mut()) {
+                (Protocol::Tcp, _) => call_tcp(target, timeout),
+                (Protocol::Udp, Some(kept)) => kept.call(),
+                (Protocol::Udp, None) => call_udp(target, timeout, &udp),
             };
             let start = Instant::now();
             let mut done = 0;
@@ -294,4 +306,51 @@ fn call_udp(target: SocketAddr, timeout: Duration, how: &UdpCall) -> CallResult 
             Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
         }
     })
+}
+
+/// A connected UDP socket kept for every attempt (`--keep-socket`).
+struct KeptUdp {
+    socket: UdpSocket,
+    target: SocketAddr,
+    /// The kernel aborted the socket: connect it again before the next
+    /// attempt, which the socket hooks then send to a live backend.
+    reconnect: bool,
+}
+
+impl KeptUdp {
+    fn open(target: SocketAddr, timeout: Duration) -> io::Result<Self> {
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        socket.set_read_timeout(Some(timeout))?;
+        socket.connect(target)?;
+        Ok(Self {
+            socket,
+            target,
+            reconnect: false,
+        })
+    }
+
+    fn call(&mut self) -> CallResult {
+        timed(|| {
+            if self.reconnect {
+                self.socket.connect(self.target)?;
+                self.reconnect = false;
+            }
+            let result = self.exchange();
+            if let Err(error) = &result {
+                self.reconnect = error.kind() == io::ErrorKind::ConnectionAborted
+                    || error.raw_os_error() == Some(libc::EDESTADDRREQ);
+            }
+            result
+        })
+    }
+
+    fn exchange(&self) -> io::Result<(String, SocketAddr)> {
+        let mut buf = [0u8; 65536];
+        self.socket.send(b"hi\n")?;
+        let n = self.socket.recv(&mut buf)?;
+        Ok((
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+            self.socket.peer_addr()?,
+        ))
+    }
 }
