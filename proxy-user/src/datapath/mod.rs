@@ -120,7 +120,9 @@ impl Datapath {
     /// interrupted writer left half done. Used at start-up, and after a
     /// failed write left mirror and maps apart.
     pub fn adopt(&mut self) -> Result<(), DatapathError> {
-        let (programmed, repairs) = Programmed::adopt(self.tables.read()?, self.settings.maglev);
+        let (programmed, mut repairs) =
+            Programmed::adopt(self.tables.read()?, self.settings.maglev);
+        repairs.retain(|op| !self.tables.holds(op));
         self.programmed = programmed;
         self.write(&repairs).map_err(DatapathError::Repair)?;
         info!(

@@ -79,6 +79,18 @@ impl Tables {
         Ok(contents)
     }
 
+    /// Whether the maps already hold what `op` would write (a Maglev table
+    /// rebuilt after a restart is usually the one in the map).
+    pub fn holds(&self, op: &MapOp) -> bool {
+        match op {
+            MapOp::PutMaglev(id, table) => self
+                .maglev
+                .get(id, 0)
+                .is_ok_and(|current| current == *table.0),
+            _ => false,
+        }
+    }
+
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
         match op {
             MapOp::PutBackend(id, backend) => self.backends.insert(id, backend, 0),
