@@ -23,6 +23,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",
     "iperf3",
     "iproute2",
+    // The kube-proxy baselines of `cargo xtask bench`.
+    "iptables",
+    "nftables",
     "bpftool",
     "python3-venv",
     "curl",
