@@ -61,6 +61,9 @@ pub struct BaselineAtScale {
     pub sync_seconds: Option<f64>,
     /// Set when the load was killed at the run's timeout.
     pub timed_out_after_seconds: Option<f64>,
+    /// Why it was not loaded at this N (too slow at a smaller one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
     pub connect: Option<Connect>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -164,7 +167,9 @@ impl Results {
             }
             for (name, baseline) in [("iptables", &point.iptables), ("nftables", &point.nftables)] {
                 let loaded = baseline.sync_seconds.is_some() && baseline.connect.is_some();
-                if !loaded && baseline.timed_out_after_seconds.is_none() {
+                let explained =
+                    baseline.timed_out_after_seconds.is_some() || baseline.skipped.is_some();
+                if !loaded && !explained {
                     missing.push(format!("N={n} {name}: {:?}", baseline.error));
                 }
             }

@@ -89,6 +89,8 @@ impl NodeRules {
         let errors = self.work_dir.join(format!("{program}.stderr"));
         let loaded = run_timed(&mut command, timeout, &errors)
             .with_context(|| format!("{program} < {} in {}", file.display(), self.node.netns()))?;
+        // Hundreds of MB at 100 000 Services; the generator makes it again.
+        let _ = fs::remove_file(&file);
         self.loaded = Some(baseline);
         Ok(loaded)
     }

@@ -74,12 +74,34 @@ pub fn run(
 
         point.skiff = measure_skiff(rig, plan, bulk, &skiff, progress);
         for baseline in [Baseline::Iptables, Baseline::Nftables] {
-            let plane = match baseline {
-                Baseline::Iptables => Plane::Iptables,
-                Baseline::Nftables => Plane::Nftables,
+            let earlier: Vec<&BaselineAtScale> = points
+                .iter()
+                .map(|p: &ScalePoint| match baseline {
+                    Baseline::Iptables => &p.iptables,
+                    Baseline::Nftables => &p.nftables,
+                })
+                .collect();
+            let measured = match too_slow(&earlier, &points, n, plan.sync_timeout) {
+                Some(why) => {
+                    progress.step(format_args!(
+                        "scale N={n}: {} skipped: {why}",
+                        baseline.name()
+                    ));
+                    BaselineAtScale {
+                        skipped: Some(why),
+                        ..BaselineAtScale::default()
+                    }
+                }
+                None => {
+                    let plane = match baseline {
+                        Baseline::Iptables => Plane::Iptables,
+                        Baseline::Nftables => Plane::Nftables,
+                    };
+                    let services: Vec<Svc> =
+                        (0..n).map(|i| scale_service(plane, i, &pool)).collect();
+                    measure_baseline(rig, plan, rules, baseline, &services, progress)
+                }
             };
-            let services: Vec<Svc> = (0..n).map(|i| scale_service(plane, i, &pool)).collect();
-            let measured = measure_baseline(rig, plan, rules, baseline, &services, progress);
             match baseline {
                 Baseline::Iptables => point.iptables = measured,
                 Baseline::Nftables => point.nftables = measured,
@@ -88,6 +110,39 @@ pub fn run(
         points.push(point);
     }
     points
+}
+
+/// Why a baseline is not worth loading at `n` Services: it timed out at a
+/// smaller N, or its time at the previous N, scaled linearly (loads grow at
+/// least that fast), already exceeds the timeout. A load killed at the
+/// timeout may only die once the kernel has worked through its whole
+/// batch, which at 100 000 Services could take hours.
+fn too_slow(
+    earlier: &[&BaselineAtScale],
+    points: &[ScalePoint],
+    n: usize,
+    timeout: Duration,
+) -> Option<String> {
+    for (baseline, point) in earlier.iter().zip(points).rev() {
+        if baseline.timed_out_after_seconds.is_some() {
+            return Some(format!("it timed out at N={}", point.services));
+        }
+        if let Some(why) = &baseline.skipped {
+            return Some(why.clone());
+        }
+        if let Some(took) = baseline.sync_seconds {
+            let predicted = took * n as f64 / point.services as f64;
+            if predicted > timeout.as_secs_f64() {
+                return Some(format!(
+                    "{took:.1} s at N={} predicts at least {predicted:.0} s, over the {} s timeout",
+                    point.services,
+                    timeout.as_secs()
+                ));
+            }
+            return None;
+        }
+    }
+    None
 }
 
 fn measure_skiff(
@@ -245,4 +300,45 @@ fn connect(
 
 fn seconds(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".into(), |s| format!("{:.4} s", s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(services: usize, baseline: BaselineAtScale) -> (ScalePoint, BaselineAtScale) {
+        let point = ScalePoint {
+            services,
+            ..ScalePoint::default()
+        };
+        (point, baseline)
+    }
+
+    #[test]
+    fn slow_or_timed_out_baselines_are_not_loaded_at_larger_scales() {
+        let timeout = Duration::from_secs(120);
+        let took = |s| BaselineAtScale {
+            sync_seconds: Some(s),
+            ..BaselineAtScale::default()
+        };
+        let (points, baselines): (Vec<_>, Vec<_>) =
+            [at(1, took(0.01)), at(1000, took(0.9))].into_iter().unzip();
+        let earlier: Vec<&BaselineAtScale> = baselines.iter().collect();
+        assert_eq!(too_slow(&earlier, &points, 10_000, timeout), None);
+        let why = too_slow(&earlier, &points, 1_000_000, timeout).unwrap();
+        assert!(why.contains("predicts at least 900 s"), "{why}");
+
+        let timed_out = BaselineAtScale {
+            timed_out_after_seconds: Some(120.0),
+            ..BaselineAtScale::default()
+        };
+        let (points, baselines): (Vec<_>, Vec<_>) = [at(1000, took(0.9)), at(10_000, timed_out)]
+            .into_iter()
+            .unzip();
+        let earlier: Vec<&BaselineAtScale> = baselines.iter().collect();
+        assert_eq!(
+            too_slow(&earlier, &points, 100_000, timeout).as_deref(),
+            Some("it timed out at N=10000")
+        );
+    }
 }
