@@ -320,7 +320,10 @@ fn baseline_sync(baseline: &BaselineAtScale) -> String {
         (Some(s), _, _) => seconds(s),
         (None, Some(after), _) => format!("> {after:.0} s (timed out)"),
         (None, None, Some(error)) => format!("failed: {error}"),
-        (None, None, None) => "—".into(),
+        (None, None, None) => baseline
+            .skipped
+            .as_ref()
+            .map_or_else(|| "—".into(), |why| format!("not loaded: {why}")),
     }
 }
 
