@@ -53,7 +53,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         let _ = writeln!(out, "| {} | {} | {met} |", verdict.target, verdict.measured);
     }
 
-    out.push_str("\n## Datapath\n\n| figure | variant | median | vs baseline | samples |\n|---|---|---|---|---|\n");
+    out.push_str(
+        "\n## Datapath\n\n| figure | variant | median | vs baseline | target | samples |\n|---|---|---|---|---|---|\n",
+    );
     for figure in &results.figures {
         for (variant, samples) in &figure.variants {
             let median = samples.median().map_or_else(
@@ -88,8 +90,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
             };
             let _ = writeln!(
                 out,
-                "| {} | {variant} | {median} | {ratio} | {detail} |",
-                figure.title
+                "| {} | {variant} | {median} | {ratio} | {} | {detail} |",
+                figure.title,
+                target_of(figure.key, variant)
             );
         }
     }
@@ -99,18 +102,23 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
          `skiff_last_full_sync_seconds` programming all of them into empty maps, the p99 of \
          `skiff_change_to_datapath_seconds` over single-Service changes, the agent's RSS, and new \
          connections to the last Service against direct connections to its backend.\n\n\
-         | N | endpoints | etcd write | skiff full sync | change→map p99 | agent RSS | conn/s vs direct | connect p50 | etcd RSS |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | N | endpoints | etcd write | skiff full sync | vs iptables-restore | change→map p99 | agent RSS | conn/s vs direct | connect p50 | etcd RSS |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for point in &results.scale {
         let skiff = &point.skiff;
         let _ = writeln!(
             out,
-            "| {} | {} | {:.1} s | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} s | {} | {} | {} | {} | {} | {} | {} |",
             point.services,
             point.endpoints,
             point.etcd_write_seconds,
             opt(skiff.full_sync_seconds, seconds),
+            match (skiff.full_sync_seconds, point.iptables.sync_seconds) {
+                (Some(skiff), Some(iptables)) if iptables > 0.0 =>
+                    format!("{:.3}×", skiff / iptables),
+                _ => "—".into(),
+            },
             opt(skiff.change_p99_seconds, seconds),
             opt(skiff.agent_rss_mb, |mb| format!("{mb:.1} MB")),
             connect_ratio(skiff.connect.as_ref()),
@@ -162,6 +170,19 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         }
     }
     out
+}
+
+/// The issue's target for a variant of a datapath figure, as a ratio to
+/// the figure's baseline.
+fn target_of(figure: &str, variant: &str) -> &'static str {
+    match (figure, variant) {
+        ("clusterip_tcp_gbps", "skiff-socket") => "≥ 0.99×",
+        ("clusterip_conn_per_s", "skiff-socket") => "≥ 0.97×",
+        ("clusterip_rr_p99_us", "skiff-socket") => "≤ 1.02×",
+        ("nodeport_udp_pps", "skiff-tc") => "≥ 2×",
+        ("nodeport_udp_pps", "skiff-xdp") => "≥ 4×",
+        _ => "",
+    }
 }
 
 fn verdicts(results: &Results) -> Vec<Verdict> {
