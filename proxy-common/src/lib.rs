@@ -25,6 +25,8 @@ pub mod map_names {
     pub const FRONTEND_STATS: &str = "skiff_fe_stats";
     pub const DROPS: &str = "skiff_drops";
     pub const CONNTRACK: &str = "skiff_ct";
+    pub const MAGLEV: &str = "skiff_maglev";
+    pub const SOURCE_RANGES: &str = "skiff_src_ranges";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -42,6 +44,11 @@ pub mod capacity {
     pub const AFFINITY: u32 = 65_536;
     /// Two entries per NATed flow (one per direction); LRU.
     pub const CONNTRACK: u32 = 262_144;
+    /// Frontends reachable from outside the node, each with a Maglev table
+    /// (64 KiB at the largest size; allocated only for frontends that exist).
+    pub const MAGLEV: u32 = 16_384;
+    /// `loadBalancerSourceRanges` entries over all frontends.
+    pub const SOURCE_RANGES: u32 = 65_536;
 }
 
 /// Why the datapath failed a connect or send: indexes of the drops map.
@@ -54,18 +61,45 @@ pub mod drop_reason {
     pub const NO_BACKEND: u32 = 2;
     /// A NodePort flow to a remote backend found no free SNAT port.
     pub const NO_SNAT_PORT: u32 = 3;
-    pub const COUNT: u32 = 4;
+    /// An external packet to an `externalTrafficPolicy: Local` frontend on
+    /// a node without a local endpoint: dropped, so that a load balancer's
+    /// health check, not the client, finds out.
+    pub const NO_LOCAL_ENDPOINTS: u32 = 4;
+    /// A source outside the frontend's `loadBalancerSourceRanges`.
+    pub const SOURCE_RANGE: u32 = 5;
+    /// A packet the per-packet path cannot rewrite safely (IP options on a
+    /// packet that needed an ICMP error, for one).
+    pub const MALFORMED: u32 = 6;
+    pub const COUNT: u32 = 7;
     /// Metric label values, by index.
     pub const NAMES: [&str; COUNT as usize] = [
         "no_endpoints",
         "unknown_service",
         "no_backend",
         "no_snat_port",
+        "no_local_endpoints",
+        "source_range",
+        "malformed",
     ];
 }
 
 /// `ServiceValue::flags`: the frontend has `sessionAffinity: ClientIP`.
 pub const SERVICE_FLAG_AFFINITY: u32 = 1;
+/// The frontend is reached from outside the node (a NodePort, a load
+/// balancer ingress IP or an external IP): the per-packet path picks the
+/// backend of a new flow from the frontend's Maglev table, so every node
+/// picks the same one.
+pub const SERVICE_FLAG_EXTERNAL: u32 = 2;
+/// `externalTrafficPolicy: Local`: the backends are this node's own, and
+/// with none, external packets are dropped rather than refused.
+pub const SERVICE_FLAG_LOCAL_ONLY: u32 = 4;
+/// `loadBalancerSourceRanges`: only sources in the frontend's ranges (the
+/// source ranges map) may open flows.
+pub const SERVICE_FLAG_SOURCE_RANGES: u32 = 8;
+
+/// The largest Maglev table (a prime), and the size of every table value;
+/// a smaller configured size uses a prefix of it.
+pub const MAGLEV_MAX_SIZE: usize = 16_381;
 
 /// A service frontend: a ClusterIP and one of its ports.
 #[repr(C)]
@@ -146,14 +180,39 @@ pub struct SockRevNatValue {
 }
 
 /// A client of an affinity frontend. The socket hooks run before the
-/// client's source address is chosen, so the client is its network
-/// namespace (one per pod), as the namespace cookie names it.
+/// client's source address is chosen, so there the client is its network
+/// namespace (one per pod), as the namespace cookie names it. The
+/// per-packet path sees the source address: its clients are
+/// `AFFINITY_CLIENT_ADDRESS | address`, which no namespace cookie (a
+/// counter from 1) reaches.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct AffinityKey {
-    pub netns_cookie: u64,
+    pub client: u64,
     pub service_id: u32,
     pub pad: u32,
+}
+
+/// Marks an `AffinityKey::client` that is a source address.
+pub const AFFINITY_CLIENT_ADDRESS: u64 = 1 << 63;
+
+/// The Maglev lookup table of one external frontend: entry `hash % size`
+/// holds the backend slot of the flows hashing there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevTable {
+    pub slots: [u32; MAGLEV_MAX_SIZE],
+}
+
+/// One `loadBalancerSourceRanges` entry: an LPM trie key whose data is the
+/// frontend id (always matched whole) followed by the range's address, so
+/// `prefix_len` is 32 plus the range's length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRange {
+    pub service_id: u32,
+    /// Network byte order.
+    pub address: u32,
 }
 
 /// The backend a client sticks to, and where it sat when chosen: the entry
@@ -232,6 +291,16 @@ pub struct DatapathConfig {
     pub service_cidr_address: u32,
     /// Its netmask, network byte order; zero disables the check.
     pub service_cidr_mask: u32,
+    /// Entries of every Maglev table in use (a prime up to
+    /// `MAGLEV_MAX_SIZE`).
+    pub maglev_size: u32,
+    /// Mixed into the per-packet flow hash; the same on every node, so
+    /// that a flow hashes alike wherever it enters.
+    pub hash_seed: u32,
+    /// This node's address, network byte order: the source of flows it
+    /// forwards to remote backends (SNAT). Zero: only local backends are
+    /// reachable per packet.
+    pub node_address: u32,
 }
 
 /// `10.96.0.10:80/TCP`
@@ -272,4 +341,6 @@ mod pod {
     unsafe impl aya::Pod for FrontendStats {}
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for MaglevTable {}
+    unsafe impl aya::Pod for SourceRange {}
 }

@@ -1,14 +1,17 @@
-//! skiff's socket-level load balancer: cgroup `sock_addr` programs that
-//! rewrite a connect or send to a service frontend into one to a backend,
-//! before any packet exists, and show the frontend again to the application
-//! on the way back (recvmsg, getpeername).
+//! skiff's datapath: cgroup `sock_addr` programs that rewrite a connect or
+//! send to a service frontend into one to a backend, before any packet
+//! exists (`sock_lb`), and per-packet NAT on the node's uplink for traffic
+//! from outside the node (`tc_nat`, with `xdp_nat` as its fast path).
 #![no_std]
 #![no_main]
 
+mod flow;
 mod maps;
-mod nodeport;
+mod reject;
 mod shared;
 mod sock_lb;
+mod tc_nat;
+mod xdp_nat;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,11 +3,12 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
+    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
+    SourceRange, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -43,6 +44,15 @@ pub static FRONTEND_STATS: PerCpuHashMap<u32, FrontendStats> =
 #[map(name = "skiff_drops")]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(drop_reason::COUNT, 0);
 
-/// Per-packet NAT state: one entry per direction of each NodePort flow.
+/// Per-packet NAT state: one entry per direction of each external flow.
 #[map(name = "skiff_ct")]
 pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(capacity::CONNTRACK, 0);
+
+/// Maglev tables of the external frontends, keyed by frontend id.
+#[map(name = "skiff_maglev")]
+pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV, BPF_F_NO_PREALLOC);
+
+/// `loadBalancerSourceRanges` of the frontends that have them.
+#[map(name = "skiff_src_ranges")]
+pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
+    LpmTrie::pinned(capacity::SOURCE_RANGES, BPF_F_NO_PREALLOC);

@@ -7,21 +7,18 @@
 //! does not know (pod IPs, anything else) pass untouched.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{
-        bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_ktime_get_ns,
-        bpf_set_retval,
-    },
+    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, BackendId, PROTO_TCP, PROTO_UDP, SERVICE_FLAG_AFFINITY, ServiceKey,
-    ServiceValue, SockRevNatKey, SockRevNatValue, drop_reason,
+    BackendId, PROTO_TCP, PROTO_UDP, SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue,
+    SockRevNatKey, SockRevNatValue, drop_reason,
 };
 
 use crate::{
-    maps::{AFFINITY, BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT},
-    shared::{count_drop, count_frontend, slot_backend},
+    maps::{BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT},
+    shared::{count_drop, count_frontend, slot_backend, with_affinity},
 };
 
 /// sock_addr programs return 1 to let the call proceed, 0 to fail it.
@@ -171,47 +168,20 @@ fn to_backend(ctx: &SockAddrContext, hook: Hook) -> i32 {
 #[inline(always)]
 fn choose_backend(ctx: &SockAddrContext, service: &ServiceValue) -> Option<BackendId> {
     if service.flags & SERVICE_FLAG_AFFINITY == 0 {
-        return random_backend(service).map(|(_, backend_id)| backend_id);
+        // The agent writes slots and backends before it raises a
+        // frontend's count, so a miss is a bug; the caller refuses the
+        // connect rather than let it go to an address no one answers.
+        return slot_backend(service.id, random_slot(service));
     }
     // SAFETY: the context is a sock_addr context, whose netns the helper reads.
-    let netns_cookie = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    // SAFETY: a helper call without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let key = AffinityKey {
-        netns_cookie,
-        service_id: service.id,
-        pad: 0,
-    };
-    let timeout_ns = u64::from(service.affinity_timeout) * 1_000_000_000;
-    // SAFETY: read and copied.
-    let sticky = (unsafe { AFFINITY.get(&key) }).copied().filter(|entry| {
-        now.wrapping_sub(entry.last_used_ns) <= timeout_ns
-            && entry.slot < service.backend_count
-            && slot_backend(service.id, entry.slot) == Some(entry.backend_id)
-    });
-    let (slot, backend_id) = match sticky {
-        Some(entry) => (entry.slot, entry.backend_id),
-        None => random_backend(service)?,
-    };
-    let entry = AffinityValue {
-        last_used_ns: now,
-        backend_id,
-        slot,
-    };
-    // An LRU insert only fails under memory pressure; the client just loses
-    // its stickiness.
-    let _ = AFFINITY.insert(&key, &entry, 0);
-    Some(backend_id)
+    let client = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
+    with_affinity(service, client, || Some(random_slot(service)))
 }
 
 #[inline(always)]
-fn random_backend(service: &ServiceValue) -> Option<(u32, BackendId)> {
+fn random_slot(service: &ServiceValue) -> u32 {
     // SAFETY: a helper call without arguments.
-    let slot = unsafe { bpf_get_prandom_u32() } % service.backend_count;
-    // The agent writes slots and backends before it raises a frontend's
-    // count, so a miss is a bug; the caller refuses the connect rather than
-    // let it go to an address no one answers.
-    Some((slot, slot_backend(service.id, slot)?))
+    (unsafe { bpf_get_prandom_u32() }) % service.backend_count
 }
 
 #[inline(always)]

@@ -3,6 +3,7 @@
 //! datapath maps equal to what they ask for.
 mod cluster;
 mod datapath;
+mod health_check;
 mod http;
 mod node_address;
 mod sync;
@@ -17,7 +18,10 @@ use tracing::{error, info};
 
 use crate::{
     cluster::etcd_watch,
-    datapath::{Datapath, Observer, ServiceCidr, render_status},
+    datapath::{
+        Datapath, MaglevParams, MaglevSize, Observer, ServiceCidr, Settings, Uplink, XdpChoice,
+        render_status,
+    },
     sync::Syncer,
     telemetry::Telemetry,
 };
@@ -26,8 +30,10 @@ use crate::{
 ///
 /// It attaches connect/sendmsg/recvmsg/getpeername hooks to a cgroup v2
 /// subtree, so that a process in it connecting to a Service's ClusterIP is
-/// sent straight to a backend pod, and keeps the hooks' maps in sync with the
-/// Services and EndpointSlices stored in etcd. Programs and maps are pinned:
+/// sent straight to a backend pod; given an uplink, it NATs the packets of
+/// NodePorts, load balancer IPs and external IPs arriving there (TCX, with
+/// an XDP fast path). It keeps the programs' maps in sync with the Services
+/// and EndpointSlices stored in etcd. Programs and maps are pinned:
 /// stopping or restarting the agent never interrupts traffic.
 ///
 /// `skiff-agent status` prints what a node's maps hold, agent running or not.
@@ -96,10 +102,29 @@ struct Args {
     bpffs: Option<PathBuf>,
 
     /// The node's network interface that outside traffic arrives on. Given,
-    /// the NodePort programs attach to its TCX ingress and egress; never
-    /// defaulted, so nothing attaches to an interface by accident.
+    /// the per-packet programs attach to its TCX ingress and egress and its
+    /// XDP hook; never defaulted, so nothing attaches to an interface by
+    /// accident.
     #[arg(long, env = "SKIFF_UPLINK")]
     uplink: Option<String>,
+
+    /// The uplink's XDP fast path: `auto` tries native (driver) mode and
+    /// falls back to generic, then to none; `native` and `generic` insist
+    /// on their mode; `off` leaves all per-packet work to TCX.
+    #[arg(long, env = "SKIFF_XDP", value_enum, default_value = "auto")]
+    xdp: XdpChoice,
+
+    /// Entries of each external frontend's Maglev table: a prime up to
+    /// 16381. Larger tables spread flows more evenly over many backends.
+    /// Every node of a cluster must use the same size.
+    #[arg(long, env = "SKIFF_MAGLEV_TABLE_SIZE", default_value_t = MaglevSize::DEFAULT)]
+    maglev_table_size: MaglevSize,
+
+    /// Seed of the per-packet flow hash and the Maglev tables. Every node of
+    /// a cluster must use the same seed, so that a flow picks the same
+    /// backend whichever node it enters.
+    #[arg(long, env = "SKIFF_HASH_SEED", default_value_t = 0x5eed_0001)]
+    hash_seed: u32,
 
     /// The address NodePorts are served on. [default: the uplink's IPv4
     /// address]
@@ -170,6 +195,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         service_cidr = %args.service_cidr,
         metrics = %args.metrics_bind,
         uplink = ?args.uplink,
+        xdp = ?args.xdp,
+        maglev_table_size = %args.maglev_table_size,
         "skiff-agent starting"
     );
     let node_ip = match (args.node_ip, &args.uplink) {
@@ -180,13 +207,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
-    let datapath = Datapath::open(
-        &bpffs,
-        &args.cgroup,
-        args.uplink.as_deref(),
-        args.service_cidr,
-    )
-    .with_context(|| {
+    let settings = Settings {
+        bpffs: bpffs.clone(),
+        cgroup: args.cgroup.clone(),
+        uplink: args.uplink.clone().map(|name| Uplink {
+            name,
+            xdp: args.xdp,
+        }),
+        service_cidr: args.service_cidr,
+        maglev: MaglevParams {
+            size: args.maglev_table_size,
+            seed: args.hash_seed,
+        },
+        node_ip,
+    };
+    let datapath = Datapath::open(settings).with_context(|| {
         format!(
             "setting up the datapath (pins in {}, hooks on cgroup {})",
             bpffs.display(),
@@ -212,7 +247,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             info!(signal, "stopping; the pinned programs and maps keep serving");
         }
         result = syncer => {
-            result.context("the sync task failed")?;
+            result.context("the sync task failed")??;
             anyhow::bail!("the etcd watch ended");
         }
     }

@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context as _;
 use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -18,7 +19,8 @@ use crate::{
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef, ServiceRef},
         state::ClusterState,
     },
-    datapath::{Datapath, WriteError, chain},
+    datapath::{Datapath, Policy, WriteError, chain},
+    health_check::HealthChecks,
     telemetry::Telemetry,
 };
 
@@ -38,6 +40,7 @@ pub struct Syncer {
     owners: HashMap<ServiceKey, ServiceRef>,
     /// The frontends each service owns.
     owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
+    health_checks: HealthChecks,
 }
 
 impl Syncer {
@@ -55,11 +58,14 @@ impl Syncer {
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
+            health_checks: HealthChecks::new(node_ip),
         }
     }
 
-    /// Runs until the event stream ends.
-    pub async fn run(mut self, mut events: mpsc::Receiver<ClusterEvent>) {
+    /// Runs until the event stream ends. The programs are hooked after the
+    /// first full sync, so they never run on maps that are not filled (after
+    /// an upgrade to a new map layout, the old programs serve until then).
+    pub async fn run(mut self, mut events: mpsc::Receiver<ClusterEvent>) -> anyhow::Result<()> {
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
             let event = match retry_at {
@@ -73,8 +79,16 @@ impl Syncer {
                 },
                 None => events.recv().await,
             };
-            let Some(event) = event else { return };
-            if let Err(error) = self.handle(event) {
+            let Some(event) = event else { return Ok(()) };
+            // The first event is always a full sync; hooking is done once.
+            let result = self.handle(event);
+            if result.is_ok() {
+                self.datapath
+                    .hook()
+                    .map_err(|error| anyhow::anyhow!(chain(&error)))
+                    .context("hooking the datapath programs")?;
+            }
+            if let Err(error) = result {
                 self.telemetry.write_failed();
                 error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
                 retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
@@ -157,11 +171,13 @@ impl Syncer {
             ip: self.node_ip,
         };
         let desired = self.cluster.desired(service, node);
+        self.health_checks
+            .set(service, self.cluster.health_check(service, node));
         let mut keys = BTreeSet::new();
         for DesiredFrontend {
             frontend,
             backends,
-            affinity_timeout,
+            policy,
         } in &desired
         {
             let key = service_key(frontend);
@@ -181,7 +197,7 @@ impl Syncer {
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
-            self.program(service, frontend, key, &wanted, *affinity_timeout)?;
+            self.program(service, frontend, key, &wanted, policy)?;
             self.telemetry
                 .frontend_programmed(key, service, &frontend.port_name);
         }
@@ -207,12 +223,12 @@ impl Syncer {
         frontend: &Frontend,
         key: ServiceKey,
         wanted: &[Backend],
-        affinity_timeout: Option<u32>,
+        policy: &Policy,
     ) -> Result<(), WriteError> {
         let before = self.datapath.backends(&key);
         let changed = self
             .datapath
-            .set(key, wanted, affinity_timeout)
+            .set(key, wanted, policy)
             .inspect_err(|error| {
                 error!(%service, frontend = %service_key(frontend), error = %chain(error), "programming a frontend failed");
             })?;
@@ -236,7 +252,10 @@ impl Syncer {
             backends = wanted_set.len(),
             ?added,
             ?removed,
-            ?affinity_timeout,
+            affinity_timeout = ?policy.affinity_timeout,
+            external = policy.external,
+            local_only = policy.local_only,
+            source_ranges = policy.source_ranges.len(),
             "{}",
             if before.is_none() { "frontend added" } else { "frontend changed" }
         );

@@ -82,7 +82,21 @@ pub(crate) fn host_on_fabric(fabric: &str, host: &Host, port: &str) -> Result<()
         ),
     )?;
     ip_in(ns, "link set eth0 up")?;
-    Ok(())
+    wire_like(fabric, port, ns)
+}
+
+/// Makes a fabric link behave like a wire between real NICs: packets on it
+/// carry complete checksums (veth would otherwise pass the sender's
+/// unfinished checksum offload along, which no real wire carries and which
+/// an XDP program cannot finish), and the fabric side takes frames an XDP
+/// program transmits back (veth needs NAPI, enabled by GRO, for XDP_TX).
+fn wire_like(fabric: &str, port: &str, host_ns: &str) -> Result<()> {
+    let ethtool = |ns: &str, args: &[&str]| {
+        let mut ethtool = exec::in_netns("ethtool".as_ref(), &netns::path(ns), None);
+        run(ethtool.args(args)).map(drop)
+    };
+    ethtool(host_ns, &["-K", "eth0", "tx", "off"])?;
+    ethtool(fabric, &["-K", port, "gro", "on"])
 }
 
 /// A node: on the fabric, `cbr0` as its pods' gateway, forwarding on, routes

@@ -64,7 +64,7 @@ fn node_port_udp_replies_come_from_the_node_port() {
 }
 
 #[test]
-fn a_node_port_without_endpoints_is_dropped_and_counted_by_the_datapath() {
+fn a_node_port_without_endpoints_is_refused_at_once_and_counted_by_the_datapath() {
     let web = Web::start();
     with_node_ports(&web);
     web.set_endpoints(&[]);
@@ -100,15 +100,40 @@ fn a_node_port_without_endpoints_is_dropped_and_counted_by_the_datapath() {
             "500",
         ],
     );
-    // The uplink program drops the SYNs: the client times out. Without it the
-    // node's own stack would answer with a RST (nothing listens there).
+    // The uplink program answers each SYN with an ICMP port unreachable:
+    // the connect is refused at once, long before the client's timeout.
+    // Without it the SYN would reach the node's own stack, where nothing
+    // listens on the NodePort (a RST, also "refused") - hence the counter.
     for result in &results {
         match result {
-            CallResult::Failed { kind, .. } => assert_eq!(*kind, FailureKind::Timeout),
+            CallResult::Failed { kind, .. } => assert_eq!(*kind, FailureKind::Refused),
             CallResult::Ok { backend, .. } => panic!("{backend} answered"),
         }
     }
-    assert!(drops() > before, "the drops were not counted");
+    assert!(drops() >= before + 2, "the refusals were not counted");
+
+    // UDP too: the client's connected socket gets ECONNREFUSED, not silence.
+    let target = SocketAddr::from((node1.ip(), DNS_NODE_PORT));
+    let results = call_from_outside(
+        &web,
+        &[
+            "udp",
+            &target.to_string(),
+            "--connected",
+            "--timeout-ms",
+            "500",
+        ],
+    );
+    assert!(
+        matches!(
+            results[0],
+            CallResult::Failed {
+                kind: FailureKind::Refused,
+                ..
+            }
+        ),
+        "{results:?}"
+    );
 
     // Traffic to the node itself still flows: NAT touches NodePorts only.
     let target = SocketAddr::from((node1.ip(), 1));

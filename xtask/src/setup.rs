@@ -23,6 +23,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "etcd-client",
     "iperf3",
     "iproute2",
+    "ethtool",
     // The kube-proxy baselines of `cargo xtask bench`.
     "iptables",
     "nftables",

@@ -8,6 +8,8 @@ use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
 use tracing::{debug, warn};
 
+use crate::datapath::{Policy, SourceCidr};
+
 /// The label by which an EndpointSlice names the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -97,9 +99,18 @@ pub struct DesiredFrontend {
     /// endpoint: the frontend still exists so that connects to it are
     /// refused at once instead of leaving the node to route the ClusterIP.
     pub backends: Vec<BackendAddr>,
-    /// `sessionAffinity: ClientIP`: how long, in seconds, a client keeps
-    /// its backend after its last connection. `None` for no affinity.
-    pub affinity_timeout: Option<u32>,
+    /// Affinity, reach from outside, traffic policy, source ranges.
+    pub policy: Policy,
+}
+
+/// What a Service's `healthCheckNodePort` answers on this node
+/// (`type: LoadBalancer` with `externalTrafficPolicy: Local`): a load
+/// balancer sends traffic only to nodes with a local endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub port: u16,
+    /// Endpoint addresses on this node that serve the Service.
+    pub local_endpoints: usize,
 }
 
 /// The node whose view of the Services the agent programs.
@@ -143,12 +154,23 @@ pub fn desired_frontends(
         Some("Local") => Locality::Node(node.name),
         _ => Locality::Cluster,
     };
-    // NodePorts take traffic from outside the cluster, to which the
-    // external policy applies (`Local` for it is issue #3's next step, so
-    // all endpoints serve for now).
-    let node_port_ip = match spec.type_.as_deref() {
-        Some("NodePort" | "LoadBalancer") => node.ip,
-        _ => None,
+    let external = ExternalAddresses::of(&svc, service, node);
+    // Traffic from outside the cluster gets the external policy: `Local`
+    // keeps it on the node it arrived at, with the client's address.
+    let local_only = spec.external_traffic_policy.as_deref() == Some("Local");
+    let external_locality = match local_only {
+        true => Locality::Node(node.name),
+        false => Locality::Cluster,
+    };
+    let cluster_policy = Policy {
+        affinity_timeout,
+        ..Policy::default()
+    };
+    let external_policy = |source_ranges: &[SourceCidr]| Policy {
+        affinity_timeout,
+        external: true,
+        local_only,
+        source_ranges: source_ranges.to_vec(),
     };
 
     let mut desired = Vec::new();
@@ -167,30 +189,41 @@ pub fn desired_frontends(
             warn!(service = %svc, port = service_port.port, "skipping service port out of range");
             continue;
         };
+        let frontend = |ip, port| Frontend {
+            ip,
+            port,
+            protocol,
+            port_name: port_name.to_owned(),
+        };
         let cluster_backends = backends(&svc, port_name, protocol, slices, locality);
         for &ip in &ips {
             desired.push(DesiredFrontend {
-                frontend: Frontend {
-                    ip,
-                    port,
-                    protocol,
-                    port_name: port_name.to_owned(),
-                },
+                frontend: frontend(ip, port),
                 backends: cluster_backends.clone(),
-                affinity_timeout,
+                policy: cluster_policy.clone(),
             });
         }
+        let external_backends = backends(&svc, port_name, protocol, slices, external_locality);
         let node_port = service_port.node_port.and_then(port_number);
-        if let (Some(ip), Some(node_port)) = (node_port_ip, node_port) {
+        if let (Some(ip), Some(node_port)) = (external.node_ip, node_port) {
             desired.push(DesiredFrontend {
-                frontend: Frontend {
-                    ip,
-                    port: node_port,
-                    protocol,
-                    port_name: port_name.to_owned(),
-                },
-                backends: backends(&svc, port_name, protocol, slices, Locality::Cluster),
-                affinity_timeout,
+                frontend: frontend(ip, node_port),
+                backends: external_backends.clone(),
+                policy: external_policy(&[]),
+            });
+        }
+        for &ip in &external.load_balancer_ips {
+            desired.push(DesiredFrontend {
+                frontend: frontend(ip, port),
+                backends: external_backends.clone(),
+                policy: external_policy(&external.source_ranges),
+            });
+        }
+        for &ip in &external.external_ips {
+            desired.push(DesiredFrontend {
+                frontend: frontend(ip, port),
+                backends: external_backends.clone(),
+                policy: external_policy(&[]),
             });
         }
     }
@@ -216,6 +249,147 @@ pub fn desired_frontends(
         duplicate
     });
     desired
+}
+
+/// The health check a Service asks this node to answer, if any.
+pub fn health_check(
+    service: &Service,
+    slices: &[&EndpointSlice],
+    node: NodeRef<'_>,
+) -> Option<HealthCheck> {
+    let spec = service.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("LoadBalancer")
+        || spec.external_traffic_policy.as_deref() != Some("Local")
+    {
+        return None;
+    }
+    let port = spec.health_check_node_port.and_then(port_number)?;
+    let svc = ServiceRef::of(service);
+    let mut local: Vec<Ipv4Addr> = Vec::new();
+    for service_port in spec.ports.iter().flatten() {
+        let Some(protocol) = Protocol::from_field(service_port.protocol.as_deref()) else {
+            continue;
+        };
+        let port_name = service_port.name.as_deref().unwrap_or("");
+        let endpoints = backends(&svc, port_name, protocol, slices, Locality::Node(node.name));
+        local.extend(endpoints.iter().map(|backend| backend.ip));
+    }
+    local.sort_unstable();
+    local.dedup();
+    Some(HealthCheck {
+        port,
+        local_endpoints: local.len(),
+    })
+}
+
+/// The addresses on which a Service takes traffic from outside the cluster.
+struct ExternalAddresses {
+    /// This node's address, for a NodePort or LoadBalancer Service.
+    node_ip: Option<Ipv4Addr>,
+    /// `status.loadBalancer.ingress[].ip` of a LoadBalancer Service.
+    load_balancer_ips: Vec<Ipv4Addr>,
+    /// `loadBalancerSourceRanges`, which guard the load balancer IPs.
+    source_ranges: Vec<SourceCidr>,
+    /// `spec.externalIPs`, for any type.
+    external_ips: Vec<Ipv4Addr>,
+}
+
+impl ExternalAddresses {
+    fn of(svc: &ServiceRef, service: &Service, node: NodeRef<'_>) -> Self {
+        let spec = service.spec.as_ref();
+        let type_ = spec.and_then(|spec| spec.type_.as_deref());
+        let load_balancer = type_ == Some("LoadBalancer");
+        let ingress = service
+            .status
+            .as_ref()
+            .and_then(|status| status.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .filter(|_| load_balancer);
+        let load_balancer_ips = ipv4_list(
+            svc,
+            "status.loadBalancer.ingress",
+            ingress
+                .into_iter()
+                .flatten()
+                .filter_map(|ingress| ingress.ip.as_deref()),
+        );
+        let source_ranges = match spec.and_then(|spec| spec.load_balancer_source_ranges.as_ref()) {
+            Some(ranges) if load_balancer => source_cidrs(svc, ranges),
+            _ => Vec::new(),
+        };
+        let external_ips = ipv4_list(
+            svc,
+            "spec.externalIPs",
+            spec.and_then(|spec| spec.external_ips.as_ref())
+                .into_iter()
+                .flatten()
+                .map(String::as_str),
+        );
+        Self {
+            node_ip: match type_ {
+                Some("NodePort" | "LoadBalancer") => node.ip,
+                _ => None,
+            },
+            load_balancer_ips,
+            source_ranges,
+            external_ips,
+        }
+    }
+}
+
+/// The IPv4 addresses of a list field, deduplicated; others are skipped
+/// with a log line.
+fn ipv4_list<'a>(
+    svc: &ServiceRef,
+    field: &'static str,
+    raw: impl Iterator<Item = &'a str>,
+) -> Vec<Ipv4Addr> {
+    let mut ips = Vec::new();
+    for text in raw {
+        match text.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
+            Ok(IpAddr::V4(_)) => {}
+            Ok(IpAddr::V6(_)) => {
+                debug!(service = %svc, field, address = text, "skipping IPv6 address")
+            }
+            Err(_) => warn!(service = %svc, field, address = text, "skipping unparsable address"),
+        }
+    }
+    ips
+}
+
+/// `loadBalancerSourceRanges` as IPv4 networks, sorted; IPv6 and malformed
+/// entries are skipped with a log line.
+fn source_cidrs(svc: &ServiceRef, ranges: &[String]) -> Vec<SourceCidr> {
+    let mut cidrs = Vec::new();
+    for text in ranges {
+        let parsed = text.trim().split_once('/').and_then(|(network, len)| {
+            let network: IpAddr = network.parse().ok()?;
+            let prefix_len: u8 = len.parse().ok()?;
+            Some((network, prefix_len))
+        });
+        match parsed {
+            Some((IpAddr::V4(network), prefix_len)) if prefix_len <= 32 => {
+                // Host bits are ignored, as the trie ignores them.
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix_len))
+                    .unwrap_or(0);
+                cidrs.push(SourceCidr {
+                    network: Ipv4Addr::from(u32::from(network) & mask),
+                    prefix_len,
+                });
+            }
+            Some((IpAddr::V6(_), _)) => {
+                debug!(service = %svc, range = %text, "skipping IPv6 source range")
+            }
+            _ => {
+                warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
+            }
+        }
+    }
+    cidrs.sort_unstable();
+    cidrs.dedup();
+    cidrs
 }
 
 fn affinity_timeout(spec: &ServiceSpec) -> Option<u32> {
@@ -368,6 +542,7 @@ fn port_number(port: i32) -> Option<u16> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+    use std::collections::BTreeMap;
 
     fn service(spec: Value) -> Service {
         serde_json::from_value(json!({
@@ -459,6 +634,108 @@ mod tests {
         assert_eq!(desired_frontends(&svc, &[&s], node("node1")).len(), 1);
     }
 
+    fn load_balancer_service(extra: Value) -> Service {
+        let mut spec = unnamed_http();
+        spec["type"] = json!("LoadBalancer");
+        spec["ports"][0]["nodePort"] = json!(30080);
+        spec["externalIPs"] = json!(["172.18.0.10", "fd00::10"]);
+        spec["loadBalancerSourceRanges"] = json!(["192.0.2.7/24", "2001:db8::/32", "bogus"]);
+        for (field, value) in extra.as_object().unwrap() {
+            spec[field] = value.clone();
+        }
+        let mut svc = service(spec);
+        svc.status = serde_json::from_value(json!({
+            "loadBalancer": { "ingress": [{ "ip": "172.18.255.10" }, { "hostname": "lb.example" }] }
+        }))
+        .unwrap();
+        svc
+    }
+
+    fn two_nodes_slice() -> EndpointSlice {
+        unnamed_slice(
+            "web-a",
+            json!([
+                endpoint("10.244.1.2", "node1", json!({ "ready": true })),
+                endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+            ]),
+        )
+    }
+
+    fn here() -> NodeRef<'static> {
+        NodeRef {
+            name: "node1",
+            ip: Some("172.30.0.11".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn load_balancer_ips_external_ips_and_node_ports_are_external_frontends() {
+        let slice = two_nodes_slice();
+        let desired = desired_frontends(&load_balancer_service(json!({})), &[&slice], here());
+        let by_ip: BTreeMap<String, &DesiredFrontend> = desired
+            .iter()
+            .map(|d| (d.frontend.ip.to_string(), d))
+            .collect();
+        assert_eq!(
+            by_ip.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["10.96.0.10", "172.18.0.10", "172.18.255.10", "172.30.0.11"]
+        );
+        assert!(!by_ip["10.96.0.10"].policy.external);
+        let allowed = vec![SourceCidr {
+            network: "192.0.2.0".parse().unwrap(),
+            prefix_len: 24,
+        }];
+        for (ip, ranges) in [
+            ("172.18.0.10", vec![]),
+            ("172.18.255.10", allowed),
+            ("172.30.0.11", vec![]),
+        ] {
+            let frontend = by_ip[ip];
+            assert!(
+                frontend.policy.external && !frontend.policy.local_only,
+                "{ip}"
+            );
+            assert_eq!(frontend.policy.source_ranges, ranges, "{ip}");
+            assert_eq!(frontend.backends.len(), 2, "{ip}");
+        }
+    }
+
+    #[test]
+    fn external_traffic_policy_local_keeps_external_frontends_to_local_endpoints() {
+        let slice = two_nodes_slice();
+        let svc = load_balancer_service(json!({
+            "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 32000,
+        }));
+        for d in desired_frontends(&svc, &[&slice], here()) {
+            let ips: Vec<String> = d.backends.iter().map(|b| b.ip.to_string()).collect();
+            if d.policy.external {
+                assert!(d.policy.local_only);
+                assert_eq!(ips, ["10.244.1.2"], "{:?}", d.frontend);
+            } else {
+                assert_eq!(ips, ["10.244.1.2", "10.244.2.2"], "the ClusterIP keeps all");
+            }
+        }
+        assert_eq!(
+            health_check(&svc, &[&slice], here()),
+            Some(HealthCheck {
+                port: 32000,
+                local_endpoints: 1
+            })
+        );
+        let elsewhere = NodeRef {
+            name: "node3",
+            ..here()
+        };
+        assert_eq!(
+            health_check(&svc, &[&slice], elsewhere).map(|check| check.local_endpoints),
+            Some(0)
+        );
+        // No health check for the Cluster policy.
+        let cluster = load_balancer_service(json!({ "healthCheckNodePort": 32000 }));
+        assert_eq!(health_check(&cluster, &[&slice], here()), None);
+    }
+
     fn endpoint(address: &str, node: &str, conditions: Value) -> Value {
         json!({ "addresses": [address], "nodeName": node, "conditions": conditions })
     }
@@ -542,17 +819,23 @@ mod tests {
     fn client_ip_affinity_carries_its_timeout() {
         let mut spec = unnamed_http();
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             None
         );
         spec["sessionAffinity"] = json!("ClientIP");
         assert_eq!(
-            desired_frontends(&service(spec.clone()), &[], node("node1"))[0].affinity_timeout,
+            desired_frontends(&service(spec.clone()), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             Some(10_800)
         );
         spec["sessionAffinityConfig"] = json!({ "clientIP": { "timeoutSeconds": 5 } });
         assert_eq!(
-            desired_frontends(&service(spec), &[], node("node1"))[0].affinity_timeout,
+            desired_frontends(&service(spec), &[], node("node1"))[0]
+                .policy
+                .affinity_timeout,
             Some(5)
         );
     }
@@ -580,7 +863,7 @@ mod tests {
                     backend("10.244.1.7", 8080),
                     backend("10.244.2.5", 8080),
                 ],
-                affinity_timeout: None,
+                policy: Policy::default(),
             }]
         );
     }
@@ -607,12 +890,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 80, Protocol::Tcp, "http"),
                     backends: vec![backend("10.244.1.3", 8080)],
-                    affinity_timeout: None,
+                    policy: Policy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 443, Protocol::Tcp, "https"),
                     backends: vec![backend("10.244.1.3", 8443)],
-                    affinity_timeout: None,
+                    policy: Policy::default(),
                 },
             ]
         );
@@ -723,12 +1006,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Tcp, "dns-tcp"),
                     backends: vec![backend("10.244.1.3", 5354)],
-                    affinity_timeout: None,
+                    policy: Policy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Udp, "dns"),
                     backends: vec![backend("10.244.1.3", 5353)],
-                    affinity_timeout: None,
+                    policy: Policy::default(),
                 },
             ]
         );
@@ -789,7 +1072,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
                 backends: vec![backend("10.244.1.3", 8080)],
-                affinity_timeout: None,
+                policy: Policy::default(),
             }]
         );
     }
@@ -838,7 +1121,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
                 backends: vec![],
-                affinity_timeout: None,
+                policy: Policy::default(),
             }]
         );
     }

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tracing::debug;
 
-use super::frontends::{DesiredFrontend, NodeRef, ServiceRef, desired_frontends};
+use super::frontends::{
+    DesiredFrontend, HealthCheck, NodeRef, ServiceRef, desired_frontends, health_check,
+};
 
 /// One change to a watched object. Objects are boxed: a batch of changes
 /// is mostly small deletes and a few large objects.
@@ -65,13 +67,20 @@ impl ClusterState {
         let Some(service) = self.services.get(svc) else {
             return Vec::new();
         };
-        let slices: Vec<&EndpointSlice> = self
-            .slices
+        desired_frontends(service, &self.slices_of(svc), node)
+    }
+
+    /// The health check the Service asks this node to answer, if any.
+    pub fn health_check(&self, svc: &ServiceRef, node: NodeRef<'_>) -> Option<HealthCheck> {
+        health_check(self.services.get(svc)?, &self.slices_of(svc), node)
+    }
+
+    fn slices_of(&self, svc: &ServiceRef) -> Vec<&EndpointSlice> {
+        self.slices
             .get(svc)
             .into_iter()
             .flat_map(BTreeMap::values)
-            .collect();
-        desired_frontends(service, &slices, node)
+            .collect()
     }
 
     /// Every cached Service, in order.

@@ -17,10 +17,14 @@ impl ServiceCidr {
             .unwrap_or(0)
     }
 
+    /// The configuration with this CIDR and nothing else set.
     pub fn datapath_config(self) -> DatapathConfig {
         DatapathConfig {
             service_cidr_address: u32::from(self.network).to_be(),
             service_cidr_mask: self.mask().to_be(),
+            maglev_size: 0,
+            hash_seed: 0,
+            node_address: 0,
         }
     }
 }

@@ -1,12 +1,20 @@
 //! Loads the embedded eBPF object with its maps pinned under the node's
-//! bpffs directory and attaches the socket programs to the node's cgroup,
-//! reusing whatever a previous agent pinned there.
+//! bpffs directory, and hooks the socket programs to the node's cgroup and
+//! the per-packet ones to its uplink, reusing whatever a previous agent
+//! pinned there.
+//!
+//! Maps live in a directory named after their layout version. When an
+//! agent finds an older version's directory (an upgrade that changed a
+//! map's layout), it fills its own maps first, carries the per-flow state
+//! over where the layout allows, swaps its programs into the pinned links,
+//! and only then removes the old maps: the old programs serve from the old
+//! maps until the moment the new ones take over.
 use std::{
     ffi::CString,
     fs::{self, File},
     io,
     os::{fd::AsFd, unix::ffi::OsStrExt},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use aya::{
@@ -14,17 +22,17 @@ use aya::{
     maps::{Array, MapInfo},
     programs::{
         CgroupAttachMode, CgroupSockAddr, Program, ProgramError, ProgramFd, SchedClassifier,
-        TcAttachType, links::FdLink,
+        TcAttachType, Xdp, XdpMode, links::FdLink,
     },
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue, capacity, drop_reason,
-    map_names,
+    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
+    SourceRange, capacity, drop_reason, map_names,
 };
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{DatapathError, link_ops};
+use super::{DatapathError, link_ops, migrate};
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
@@ -38,18 +46,43 @@ const SOCKET_PROGRAMS: [&str; 4] = [
 
 /// The per-packet programs on the node's uplink.
 const UPLINK_PROGRAMS: [(&str, TcAttachType); 2] = [
-    ("skiff_nodeport_ingress", TcAttachType::Ingress),
-    ("skiff_nodeport_egress", TcAttachType::Egress),
+    ("skiff_tc_ingress", TcAttachType::Ingress),
+    ("skiff_tc_egress", TcAttachType::Egress),
 ];
+
+/// The XDP fast path of the uplink's ingress.
+const XDP_PROGRAM: &str = "skiff_xdp_ingress";
 
 /// Maps live in a directory named after their layout version. A layout
 /// change gets a new directory, so a new agent never reinterprets an old
 /// agent's bytes.
-const MAPS_DIR: &str = "maps-v1";
+const MAPS_DIR_PREFIX: &str = "maps-v";
+const MAPS_VERSION: u32 = 2;
 
 /// Where the maps of the agent pinning under `bpffs` are.
 pub fn maps_dir(bpffs: &Path) -> std::path::PathBuf {
-    bpffs.join(MAPS_DIR)
+    bpffs.join(format!("{MAPS_DIR_PREFIX}{MAPS_VERSION}"))
+}
+
+/// Maps directories of other layout versions under `bpffs`.
+fn other_maps_dirs(bpffs: &Path) -> Vec<PathBuf> {
+    let current = maps_dir(bpffs);
+    let Ok(entries) = fs::read_dir(bpffs) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            *path != current
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with(MAPS_DIR_PREFIX))
+        })
+        .collect();
+    dirs.sort();
+    dirs
 }
 const LINKS_DIR: &str = "links";
 
@@ -64,7 +97,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 9] = [
+const LAYOUTS: [Layout; 11] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -114,6 +147,19 @@ const LAYOUTS: [Layout; 9] = [
         max_entries: capacity::CONNTRACK,
     },
     Layout {
+        name: map_names::MAGLEV,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<MaglevTable>(),
+        max_entries: capacity::MAGLEV,
+    },
+    Layout {
+        // An LPM trie key starts with its 32-bit prefix length.
+        name: map_names::SOURCE_RANGES,
+        key_size: size_of::<u32>() + size_of::<SourceRange>(),
+        value_size: size_of::<u8>(),
+        max_entries: capacity::SOURCE_RANGES,
+    },
+    Layout {
         name: map_names::CONFIG,
         key_size: size_of::<u32>(),
         value_size: size_of::<DatapathConfig>(),
@@ -130,24 +176,37 @@ pub enum Hooked {
     Replaced,
 }
 
-/// Loads the object, writes `config` for its programs, hooks the socket
-/// programs to `cgroup` and, given an uplink, the NodePort programs to its
-/// TCX ingress and egress. The service maps are left in the returned `Ebpf`.
-pub fn load(
-    bpffs: &Path,
-    cgroup: &Path,
-    uplink: Option<&str>,
-    config: DatapathConfig,
-) -> Result<Ebpf, DatapathError> {
+/// Whether and how the uplink's XDP fast path is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpChoice {
+    /// Native (driver) mode if the interface supports it, else generic.
+    Auto,
+    /// Native mode, or fail.
+    Native,
+    /// Generic (skb) mode: runs after the skb is built; for testing.
+    Generic,
+    /// No XDP: the TCX program does all the per-packet work.
+    Off,
+}
+
+/// The interface outside traffic arrives on, and its XDP choice.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    pub name: String,
+    pub xdp: XdpChoice,
+}
+
+/// Loads the object with its maps pinned under `bpffs` and writes `config`
+/// for its programs. Nothing is hooked yet: the caller fills the maps
+/// first, then calls `hook`.
+pub fn load(bpffs: &Path, config: DatapathConfig) -> Result<Ebpf, DatapathError> {
     require_fs(
         bpffs,
         BPF_FS_MAGIC,
         "a bpf filesystem (mount one with `mount -t bpf bpf /sys/fs/bpf`)",
     )?;
-    require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
     let maps_dir = maps_dir(bpffs);
-    let links_dir = bpffs.join(LINKS_DIR);
-    for dir in [&maps_dir, &links_dir] {
+    for dir in [&maps_dir, &bpffs.join(LINKS_DIR)] {
         fs::create_dir_all(dir).map_err(|cause| DatapathError::Io {
             path: dir.clone(),
             cause,
@@ -171,31 +230,141 @@ pub fn load(
         .map_err(map_error)?
         .set(0, config, 0)
         .map_err(map_error)?;
+    Ok(ebpf)
+}
+
+/// Hooks the socket programs to `cgroup` and, given an uplink, the
+/// per-packet programs to it; then retires what an older agent left: maps
+/// of another layout version (their per-flow state carried over first) and
+/// links to programs this agent no longer has.
+pub fn hook_all(
+    ebpf: &mut Ebpf,
+    bpffs: &Path,
+    cgroup: &Path,
+    uplink: Option<&Uplink>,
+) -> Result<(), DatapathError> {
+    require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
+    let old_maps = other_maps_dirs(bpffs);
+    for old in &old_maps {
+        migrate::carry_flow_state(old, &maps_dir(bpffs));
+    }
+    let links_dir = bpffs.join(LINKS_DIR);
+    let mut hooked_links = Vec::new();
     let cgroup_dir = File::open(cgroup).map_err(|cause| DatapathError::Io {
         path: cgroup.to_path_buf(),
         cause,
     })?;
     for name in SOCKET_PROGRAMS {
-        let program: &mut CgroupSockAddr = program(&mut ebpf, name)?;
+        let program: &mut CgroupSockAddr = program(ebpf, name)?;
         let link_path = links_dir.join(name);
         let hooked = hook(program, name, &link_path, |program| {
             let link_id = program.attach(&cgroup_dir, CgroupAttachMode::Single)?;
             Ok(program.take_link(link_id)?.try_into())
         })?;
         info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
+        hooked_links.push(link_path);
     }
     if let Some(uplink) = uplink {
         for (name, attach_type) in UPLINK_PROGRAMS {
-            let program: &mut SchedClassifier = program(&mut ebpf, name)?;
+            let program: &mut SchedClassifier = program(ebpf, name)?;
             let link_path = links_dir.join(name);
             let hooked = hook(program, name, &link_path, |program| {
-                let link_id = program.attach(uplink, attach_type)?;
+                let link_id = program.attach(&uplink.name, attach_type)?;
                 Ok(program.take_link(link_id)?.try_into())
             })?;
-            info!(program = name, %uplink, link = %link_path.display(), ?hooked, "program hooked");
+            info!(program = name, uplink = %uplink.name, link = %link_path.display(), ?hooked, "program hooked");
+            hooked_links.push(link_path);
+        }
+        if let Some(link_path) = hook_xdp(ebpf, &links_dir, uplink)? {
+            hooked_links.push(link_path);
         }
     }
-    Ok(ebpf)
+    // Unpinning a link nothing else holds detaches its program.
+    for stale in pinned_links(&links_dir)
+        .into_iter()
+        .filter(|path| !hooked_links.contains(path))
+    {
+        fs::remove_file(&stale).map_err(|cause| DatapathError::Io {
+            path: stale.clone(),
+            cause,
+        })?;
+        info!(link = %stale.display(), "stale link removed");
+    }
+    for old in old_maps {
+        fs::remove_dir_all(&old).map_err(|cause| DatapathError::Io {
+            path: old.clone(),
+            cause,
+        })?;
+        info!(maps = %old.display(), "maps of an older layout removed");
+    }
+    Ok(())
+}
+
+/// Attaches the XDP program as `uplink.xdp` asks. The mode is part of the
+/// pin's name: a pinned link keeps the mode it was attached in, so a link
+/// in another mode than the one asked for is replaced (the TCX program
+/// serves alone meanwhile). Returns the pinned link, if any.
+fn hook_xdp(
+    ebpf: &mut Ebpf,
+    links_dir: &Path,
+    uplink: &Uplink,
+) -> Result<Option<PathBuf>, DatapathError> {
+    // bpffs refuses names with dots.
+    let pin = |mode: &str| links_dir.join(format!("{XDP_PROGRAM}_{mode}"));
+    let (native, generic) = (pin("native"), pin("generic"));
+    let candidates: Vec<(XdpMode, &PathBuf)> = match uplink.xdp {
+        XdpChoice::Off => Vec::new(),
+        XdpChoice::Native => vec![(XdpMode::Driver, &native)],
+        XdpChoice::Generic => vec![(XdpMode::Skb, &generic)],
+        // An existing generic link is kept: native is tried only when there
+        // is no link yet.
+        XdpChoice::Auto if generic.exists() && !native.exists() => vec![(XdpMode::Skb, &generic)],
+        XdpChoice::Auto => vec![(XdpMode::Driver, &native), (XdpMode::Skb, &generic)],
+    };
+    for pinned in [&native, &generic] {
+        if pinned.exists() && !candidates.iter().any(|(_, path)| *path == pinned) {
+            fs::remove_file(pinned).map_err(|cause| DatapathError::Io {
+                path: pinned.clone(),
+                cause,
+            })?;
+            info!(link = %pinned.display(), "XDP link of another mode removed");
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let program: &mut Xdp = program(ebpf, XDP_PROGRAM)?;
+    let mut last_error = None;
+    for (mode, link_path) in candidates {
+        match hook(program, XDP_PROGRAM, link_path, |program| {
+            let link_id = program.attach(&uplink.name, mode)?;
+            Ok(program.take_link(link_id)?.try_into())
+        }) {
+            Ok(hooked) => {
+                info!(program = XDP_PROGRAM, uplink = %uplink.name, ?mode, link = %link_path.display(), ?hooked, "program hooked");
+                return Ok(Some(link_path.to_path_buf()));
+            }
+            Err(error) => {
+                warn!(uplink = %uplink.name, ?mode, error = %super::chain(&error), "XDP attach failed");
+                last_error = Some(error);
+            }
+        }
+    }
+    match (uplink.xdp, last_error) {
+        (XdpChoice::Auto, _) => {
+            warn!(uplink = %uplink.name, "no XDP mode works here; the TCX program serves alone");
+            Ok(None)
+        }
+        (_, Some(error)) => Err(error),
+        (_, None) => Ok(None),
+    }
+}
+
+fn pinned_links(links_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(links_dir) else {
+        return Vec::new();
+    };
+    entries.flatten().map(|entry| entry.path()).collect()
 }
 
 /// Program `name` of the object, loaded into the kernel.
@@ -215,13 +384,22 @@ where
     Ok(program)
 }
 
-/// The two program kinds skiff hooks, behind one loading and hooking path.
+/// The program kinds skiff hooks, behind one loading and hooking path.
 trait LoadProgram {
     fn load_program(&mut self) -> Result<(), ProgramError>;
     fn program_fd(&self) -> Result<&ProgramFd, ProgramError>;
 }
 
 impl LoadProgram for CgroupSockAddr {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+impl LoadProgram for Xdp {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }

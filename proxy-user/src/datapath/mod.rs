@@ -1,25 +1,31 @@
-//! The node's eBPF datapath: the programs on the node's cgroup, and the
-//! service maps kept equal to the frontends the cluster wants.
+//! The node's eBPF datapath: the programs on the node's cgroup and uplink,
+//! and the service maps kept equal to the frontends the cluster wants.
 mod config;
 mod error;
 mod ids;
 mod link_ops;
 mod loader;
+mod maglev;
+mod migrate;
 mod observe;
+mod policy;
 mod programmed;
 mod tables;
 
-use std::path::Path;
+use std::{net::Ipv4Addr, path::PathBuf};
 
-use aya::maps::MapError;
-use proxy_common::{Backend, ServiceKey};
+use aya::{Ebpf, maps::MapError};
+use proxy_common::{Backend, DatapathConfig, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
 pub use error::{DatapathError, chain};
+pub use loader::{Uplink, XdpChoice};
+pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
-pub use programmed::MapOp;
+pub use policy::{Policy, SourceCidr};
 use programmed::Programmed;
+pub use programmed::{MaglevParams, MapOp};
 use tables::Tables;
 
 /// A map write the kernel refused, and which write it was.
@@ -31,36 +37,73 @@ pub struct WriteError {
     pub cause: MapError,
 }
 
+/// Where and how the datapath runs on this node.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Pin directory of maps and links.
+    pub bpffs: PathBuf,
+    /// cgroup v2 directory the socket programs attach to.
+    pub cgroup: PathBuf,
+    pub uplink: Option<Uplink>,
+    pub service_cidr: ServiceCidr,
+    pub maglev: MaglevParams,
+    /// The source address of flows forwarded to remote backends.
+    pub node_ip: Option<Ipv4Addr>,
+}
+
 pub struct Datapath {
+    settings: Settings,
+    /// Held until the programs are hooked, then dropped: links and pins
+    /// keep programs and maps alive.
+    ebpf: Option<Ebpf>,
     tables: Tables,
     programmed: Programmed,
 }
 
 impl Datapath {
-    /// Loads and hooks the programs (reusing pinned maps and links) and
-    /// adopts whatever state the maps already hold.
-    pub fn open(
-        bpffs: &Path,
-        cgroup: &Path,
-        uplink: Option<&str>,
-        service_cidr: ServiceCidr,
-    ) -> Result<Self, DatapathError> {
-        // The links pin the programs and the maps are pinned too, so the
-        // loader's handles can go once the service maps are taken out.
-        let mut ebpf = loader::load(bpffs, cgroup, uplink, service_cidr.datapath_config())?;
+    /// Loads the programs (reusing pinned maps) and adopts whatever state
+    /// the maps already hold. The programs are not hooked until `hook`, so
+    /// that the maps can be filled first.
+    pub fn open(settings: Settings) -> Result<Self, DatapathError> {
+        let config = DatapathConfig {
+            maglev_size: settings.maglev.size.get(),
+            hash_seed: settings.maglev.seed,
+            node_address: settings
+                .node_ip
+                .map_or(0, |ip| u32::from_ne_bytes(ip.octets())),
+            ..settings.service_cidr.datapath_config()
+        };
+        let mut ebpf = loader::load(&settings.bpffs, config)?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
-            programmed: Programmed::default(),
+            programmed: Programmed::new(settings.maglev),
+            ebpf: Some(ebpf),
+            settings,
         };
         datapath.adopt()?;
         Ok(datapath)
+    }
+
+    /// Hooks the programs (swapping them into the links a previous agent
+    /// pinned), once; later calls do nothing.
+    pub fn hook(&mut self) -> Result<(), DatapathError> {
+        let Some(mut ebpf) = self.ebpf.take() else {
+            return Ok(());
+        };
+        let settings = &self.settings;
+        loader::hook_all(
+            &mut ebpf,
+            &settings.bpffs,
+            &settings.cgroup,
+            settings.uplink.as_ref(),
+        )
     }
 
     /// Rebuilds the userspace mirror from the maps and repairs what an
     /// interrupted writer left half done. Used at start-up, and after a
     /// failed write left mirror and maps apart.
     pub fn adopt(&mut self) -> Result<(), DatapathError> {
-        let (programmed, repairs) = Programmed::adopt(self.tables.read()?);
+        let (programmed, repairs) = Programmed::adopt(self.tables.read()?, self.settings.maglev);
         self.programmed = programmed;
         self.write(&repairs).map_err(DatapathError::Repair)?;
         info!(
@@ -81,16 +124,15 @@ impl Datapath {
     }
 
     /// Makes `key` balance to `backends` (an empty list keeps the frontend
-    /// and makes it refuse connections), with client affinity for
-    /// `affinity_timeout` seconds if given. Returns whether anything had to
-    /// be written.
+    /// and makes it refuse connections) under `policy`. Returns whether
+    /// anything had to be written.
     pub fn set(
         &mut self,
         key: ServiceKey,
         backends: &[Backend],
-        affinity_timeout: Option<u32>,
+        policy: &Policy,
     ) -> Result<bool, WriteError> {
-        let ops = self.programmed.set(key, backends, affinity_timeout);
+        let ops = self.programmed.set(key, backends, policy);
         self.write(&ops)?;
         Ok(!ops.is_empty())
     }
@@ -102,9 +144,10 @@ impl Datapath {
 
     fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
         for op in ops {
-            self.tables
-                .apply(op)
-                .map_err(|cause| WriteError { op: *op, cause })?;
+            self.tables.apply(op).map_err(|cause| WriteError {
+                op: op.clone(),
+                cause,
+            })?;
         }
         Ok(())
     }

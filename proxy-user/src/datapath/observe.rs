@@ -69,6 +69,7 @@ impl Observer {
             services,
             slots,
             backends,
+            ..
         } = read_contents(&self.services, &self.slots, &self.backends)?;
         let slots: StdHashMap<BackendSlotKey, BackendId> = slots.into_iter().collect();
         let backends: StdHashMap<BackendId, Backend> = backends.into_iter().collect();

@@ -1,10 +1,14 @@
 //! Typed handles on the service maps, and the one place map writes happen.
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, MapError, PerCpuHashMap},
+    maps::{
+        HashMap, MapData, MapError, PerCpuHashMap,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, FrontendStats, ServiceKey, ServiceValue, map_names,
+    Backend, BackendId, BackendSlotKey, FrontendStats, MaglevTable, ServiceKey, ServiceValue,
+    SourceRange, map_names,
 };
 
 use super::{
@@ -17,14 +21,19 @@ pub struct Tables {
     slots: HashMap<MapData, BackendSlotKey, BackendId>,
     backends: HashMap<MapData, BackendId, Backend>,
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
+    maglev: HashMap<MapData, u32, MaglevTable>,
+    source_ranges: LpmTrie<MapData, SourceRange, u8>,
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
+    ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))
 }
 
 fn take<K: aya::Pod, V: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<HashMap<MapData, K, V>, DatapathError> {
-    let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
-    HashMap::try_from(map).map_err(|cause| DatapathError::Map { name, cause })
+    HashMap::try_from(take_map(ebpf, name)?).map_err(|cause| DatapathError::Map { name, cause })
 }
 
 impl Tables {
@@ -35,15 +44,39 @@ impl Tables {
             backends: take(ebpf, map_names::BACKENDS)?,
             stats: {
                 let name = map_names::FRONTEND_STATS;
-                let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
-                PerCpuHashMap::try_from(map).map_err(|cause| DatapathError::Map { name, cause })?
+                PerCpuHashMap::try_from(take_map(ebpf, name)?)
+                    .map_err(|cause| DatapathError::Map { name, cause })?
+            },
+            maglev: take(ebpf, map_names::MAGLEV)?,
+            source_ranges: {
+                let name = map_names::SOURCE_RANGES;
+                LpmTrie::try_from(take_map(ebpf, name)?)
+                    .map_err(|cause| DatapathError::Map { name, cause })?
             },
         })
     }
 
     /// Everything the maps hold now.
     pub fn read(&self) -> Result<MapContents, DatapathError> {
-        read_contents(&self.services, &self.slots, &self.backends)
+        let mut contents = read_contents(&self.services, &self.slots, &self.backends)?;
+        contents.maglev_ids = self
+            .maglev
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|cause| DatapathError::Map {
+                name: map_names::MAGLEV,
+                cause,
+            })?;
+        contents.source_ranges = self
+            .source_ranges
+            .keys()
+            .map(|key| key.map(|key| (key.data(), key.prefix_len())))
+            .collect::<Result<_, _>>()
+            .map_err(|cause| DatapathError::Map {
+                name: map_names::SOURCE_RANGES,
+                cause,
+            })?;
+        Ok(contents)
     }
 
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
@@ -51,7 +84,16 @@ impl Tables {
             MapOp::PutBackend(id, backend) => self.backends.insert(id, backend, 0),
             MapOp::PutSlot(key, id) => self.slots.insert(key, id, 0),
             MapOp::PutService(key, value) => self.services.insert(key, value, 0),
+            MapOp::PutSourceRange(range, prefix_len) => {
+                self.source_ranges
+                    .insert(&Key::new(*prefix_len, *range), 1, 0)
+            }
+            MapOp::PutMaglev(id, table) => self.maglev.insert(id, table.0.as_ref(), 0),
             MapOp::DeleteService(key) => self.services.remove(key),
+            MapOp::DeleteSourceRange(range, prefix_len) => {
+                self.source_ranges.remove(&Key::new(*prefix_len, *range))
+            }
+            MapOp::DeleteMaglev(id) => self.maglev.remove(id),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
             MapOp::DeleteBackend(id) => self.backends.remove(id),
             // A frontend that never saw traffic has no counters to remove.
@@ -87,5 +129,6 @@ pub fn read_contents(
             .iter()
             .collect::<Result<_, _>>()
             .map_err(read_error(map_names::BACKENDS))?,
+        ..MapContents::default()
     })
 }

@@ -60,6 +60,14 @@ enum Mode {
         /// UDP only: connect(2) the socket and report its peer_addr().
         #[arg(long)]
         connected: bool,
+        /// UDP only: send from this source port (the same 5-tuple on every
+        /// attempt).
+        #[arg(long)]
+        source_port: Option<u16>,
+        /// UDP only: ask the server which source address it saw; the reply
+        /// is `<name> <address:port>`.
+        #[arg(long)]
+        ask_source: bool,
     },
 }
 
@@ -80,14 +88,23 @@ fn main() -> Result<()> {
             interval_ms,
             duration_ms,
             connected,
+            source_port,
+            ask_source,
         } => {
-            if connected && matches!(protocol, Protocol::Tcp) {
-                anyhow::bail!("--connected applies to udp only");
+            if (connected || source_port.is_some() || ask_source)
+                && matches!(protocol, Protocol::Tcp)
+            {
+                anyhow::bail!("--connected, --source-port and --ask-source apply to udp only");
             }
             let timeout = Duration::from_millis(timeout_ms);
+            let udp = UdpCall {
+                connected,
+                source_port: source_port.unwrap_or(0),
+                request: if ask_source { SOURCE_QUERY } else { b"hi\n" },
+            };
             let attempt = || match protocol {
                 Protocol::Tcp => call_tcp(target, timeout),
-                Protocol::Udp => call_udp(target, timeout, connected),
+                Protocol::Udp => call_udp(target, timeout, &udp),
             };
             let start = Instant::now();
             let mut done = 0;
@@ -184,12 +201,19 @@ fn answer_tcp(mut conn: TcpStream, name: &str) -> io::Result<()> {
     }
 }
 
+/// A UDP request asking the server for the source address it saw.
+const SOURCE_QUERY: &[u8] = b"source?\n";
+
 fn serve_udp(socket: UdpSocket, name: &str) -> Result<()> {
     let mut buf = [0u8; 65536];
     loop {
-        let (_, from) = socket.recv_from(&mut buf).context("udp recv_from")?;
+        let (n, from) = socket.recv_from(&mut buf).context("udp recv_from")?;
+        let reply = match &buf[..n] {
+            SOURCE_QUERY => format!("{name} {from}"),
+            _ => name.to_owned(),
+        };
         // A client gone before the reply only loses its reply.
-        let _ = socket.send_to(name.as_bytes(), from);
+        let _ = socket.send_to(reply.as_bytes(), from);
     }
 }
 
@@ -243,21 +267,29 @@ fn read_line(conn: &mut TcpStream) -> io::Result<String> {
     Ok(String::from_utf8_lossy(line).into_owned())
 }
 
-fn call_udp(target: SocketAddr, timeout: Duration, connected: bool) -> CallResult {
+/// How a UDP attempt is made.
+struct UdpCall {
+    connected: bool,
+    /// 0 lets the kernel choose.
+    source_port: u16,
+    request: &'static [u8],
+}
+
+fn call_udp(target: SocketAddr, timeout: Duration, how: &UdpCall) -> CallResult {
     timed(|| {
-        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, how.source_port))?;
         socket.set_read_timeout(Some(timeout))?;
         let mut buf = [0u8; 65536];
-        if connected {
+        if how.connected {
             socket.connect(target)?;
-            socket.send(b"hi\n")?;
+            socket.send(how.request)?;
             let n = socket.recv(&mut buf)?;
             Ok((
                 String::from_utf8_lossy(&buf[..n]).into_owned(),
                 socket.peer_addr()?,
             ))
         } else {
-            socket.send_to(b"hi\n", target)?;
+            socket.send_to(how.request, target)?;
             let (n, from) = socket.recv_from(&mut buf)?;
             Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from))
         }

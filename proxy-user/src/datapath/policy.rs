@@ -1,0 +1,88 @@
+//! How a frontend balances besides its backend list, and how that reads in
+//! the frontend's map entry.
+use std::net::Ipv4Addr;
+
+use proxy_common::{
+    SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY,
+    SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
+};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// `sessionAffinity: ClientIP`: seconds a client keeps its backend
+    /// after its last connection.
+    pub affinity_timeout: Option<u32>,
+    /// Reached from outside the node (NodePort, load balancer IP, external
+    /// IP): new flows are placed by the frontend's Maglev table.
+    pub external: bool,
+    /// `externalTrafficPolicy: Local`: the backends are this node's, and
+    /// external packets are dropped when there are none.
+    pub local_only: bool,
+    /// `loadBalancerSourceRanges`; empty admits every source. Sorted and
+    /// deduplicated.
+    pub source_ranges: Vec<SourceCidr>,
+}
+
+/// An IPv4 network a source may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceCidr {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl SourceCidr {
+    /// The trie entry admitting this network to frontend `service_id`, and
+    /// its prefix length (the frontend id's 32 bits count).
+    pub fn entry(self, service_id: u32) -> (SourceRange, u32) {
+        (
+            SourceRange {
+                service_id,
+                address: u32::from_ne_bytes(self.network.octets()),
+            },
+            32 + u32::from(self.prefix_len),
+        )
+    }
+
+    /// The network a trie entry admits.
+    pub fn of_entry(range: &SourceRange, prefix_len: u32) -> Self {
+        Self {
+            network: Ipv4Addr::from(range.address.to_ne_bytes()),
+            prefix_len: prefix_len.saturating_sub(32) as u8,
+        }
+    }
+}
+
+impl Policy {
+    /// The frontend entry for frontend `id` with `backend_count` backends.
+    pub fn service_value(&self, id: u32, backend_count: usize) -> ServiceValue {
+        let mut flags = 0;
+        for (set, flag) in [
+            (self.affinity_timeout.is_some(), SERVICE_FLAG_AFFINITY),
+            (self.external, SERVICE_FLAG_EXTERNAL),
+            (self.local_only, SERVICE_FLAG_LOCAL_ONLY),
+            (!self.source_ranges.is_empty(), SERVICE_FLAG_SOURCE_RANGES),
+        ] {
+            if set {
+                flags |= flag;
+            }
+        }
+        ServiceValue {
+            id,
+            backend_count: backend_count as u32,
+            flags,
+            affinity_timeout: self.affinity_timeout.unwrap_or(0),
+        }
+    }
+
+    /// The policy a pinned frontend entry holds, with the source ranges
+    /// found for it.
+    pub fn of_value(value: &ServiceValue, source_ranges: Vec<SourceCidr>) -> Self {
+        Self {
+            affinity_timeout: (value.flags & SERVICE_FLAG_AFFINITY != 0)
+                .then_some(value.affinity_timeout),
+            external: value.flags & SERVICE_FLAG_EXTERNAL != 0,
+            local_only: value.flags & SERVICE_FLAG_LOCAL_ONLY != 0,
+            source_ranges,
+        }
+    }
+}
