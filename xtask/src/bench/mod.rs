@@ -201,8 +201,9 @@ fn notes(quick: bool) -> Vec<String> {
          baseline's addresses. Node1's tc programs still see the baselines' packets and pass them."
             .to_owned(),
         "NodePort pps: a sendmmsg blaster in the outside client's netns pinned to CPU 0 (veth delivery runs \
-         the whole forwarding path on the sender's CPU), a recvmmsg sink pod pinned to CPU 1 counting \
-         delivered packets. tc and the baselines are measured on node1; XDP on node2, whose agent runs \
+         the whole forwarding path on the sender's CPU, so the send, the bridges and the veths are a fixed \
+         cost in every variant and the ratios understate the NAT paths' own difference), a recvmmsg sink \
+         pod pinned to CPU 1 counting delivered packets. tc and the baselines are measured on node1; XDP on node2, whose agent runs \
          --xdp=native when the agent has that flag."
             .to_owned(),
         "Scale sweep: node2's agent is stopped so it does not compete for CPU; node1's agent is restarted \
