@@ -3,6 +3,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod local_etcd;
 pub mod patch;
 pub mod server;
 pub mod store;

@@ -1,11 +1,14 @@
 //! skiff-control: serves the Kubernetes API from etcd.
 
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use control::api::ApiConfig;
+
+use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
+use control::api::{ApiConfig, ServiceNetwork};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -56,6 +59,37 @@ struct Args {
     /// format of kube-apiserver's --token-auth-file).
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+
+    /// Where ClusterIPs come from; the first address goes to the
+    /// `kubernetes` Service.
+    #[arg(long, value_name = "CIDR", default_value = DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: Ipv4Cidr,
+
+    /// Where NodePorts come from, FIRST-LAST.
+    #[arg(long, value_name = "RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
+    service_node_port_range: RangeInclusive<u16>,
+
+    /// Where LoadBalancer Services get their ingress IP (written to
+    /// status.loadBalancer.ingress); without it they get none.
+    #[arg(long, value_name = "CIDR")]
+    load_balancer_pool: Option<Ipv4Cidr>,
+}
+
+/// `30000-32767`: a non-empty range of ports.
+fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not FIRST-LAST"))?;
+    let parse = |port: &str| {
+        port.trim()
+            .parse::<u16>()
+            .map_err(|error| format!("{port:?}: {error}"))
+    };
+    let range = parse(first)?..=parse(last)?;
+    if range.is_empty() {
+        return Err(format!("{text:?} is empty"));
+    }
+    Ok(range)
 }
 
 #[tokio::main]
@@ -74,7 +108,14 @@ async fn main() -> Result<()> {
         advertise_url: args.advertise_url,
         kubeconfig_out: args.kubeconfig_out,
         token_file: args.token_file,
-        api: ApiConfig::default(),
+        api: ApiConfig {
+            network: ServiceNetwork {
+                cluster_ip_range: args.service_cluster_ip_range,
+                node_port_range: args.service_node_port_range,
+                load_balancer_pool: args.load_balancer_pool,
+            },
+            ..ApiConfig::default()
+        },
     })
     .await
     .context("starting skiff-control")?;

@@ -1,56 +1,36 @@
 //! What tests against a real etcd share: a throwaway single-member etcd on
 //! free loopback ports.
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::local_etcd::LocalEtcd;
 use crate::store::Store;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a loopback port")
-        .local_addr()
-        .expect("local address")
-        .port()
+    crate::local_etcd::free_port().expect("bind a loopback port")
 }
 
 /// `/usr/bin/etcd` in a temporary directory, killed and removed on drop
 /// (also when the test panics).
 pub struct Etcd {
-    child: Child,
+    etcd: LocalEtcd,
     dir: PathBuf,
     pub url: String,
 }
 
 impl Etcd {
     pub fn start() -> Self {
-        let client_port = free_port();
-        let peer_port = free_port();
         let dir = std::env::temp_dir().join(format!(
-            "skiff-control-etcd-{}-{client_port}",
-            std::process::id()
+            "skiff-control-etcd-{}-{}",
+            std::process::id(),
+            free_port()
         ));
         std::fs::create_dir_all(&dir).expect("create etcd's directory");
-        let log = File::create(dir.join("etcd.log")).expect("create etcd.log");
-        let url = format!("http://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let child = Command::new("/usr/bin/etcd")
-            .arg("--name=default")
-            .arg(format!("--data-dir={}", dir.join("data").display()))
-            .arg(format!("--listen-client-urls={url}"))
-            .arg(format!("--advertise-client-urls={url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=default={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("clone log handle"))
-            .stderr(log)
-            .spawn()
+        let etcd = LocalEtcd::start(Path::new("/usr/bin/etcd"), &dir)
             .expect("start /usr/bin/etcd (cargo xtask setup installs it)");
-        Self { child, dir, url }
+        let url = etcd.url.clone();
+        Self { etcd, dir, url }
     }
 
     /// A store, once etcd answers.
@@ -82,8 +62,8 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Stop etcd before removing its directory.
+        self.etcd.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,6 +12,12 @@
 pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 
+/// The directory, under an agent's pin directory, of the maps of this
+/// layout version. A change to any map's key, value or capacity bumps it;
+/// an agent finding another version's directory switches over to its own
+/// (see the agent's loader).
+pub const MAPS_DIR: &str = "maps-v2";
+
 /// Map names. They are also the file names of the pins under the agent's
 /// bpffs directory (`/sys/fs/bpf/skiff/<node>/<name>`), so they must stay
 /// within the kernel's 15-character object name limit.
@@ -236,6 +242,10 @@ pub struct FrontendStats {
     pub udp_sends: u64,
     /// Connects and sends refused: no usable endpoint.
     pub refused: u64,
+    /// Packets and bytes of the frontend's per-packet flows, both
+    /// directions (the socket hooks see connections, not packets).
+    pub packets: u64,
+    pub bytes: u64,
 }
 
 /// A packet's flow as the uplink sees it: addresses and ports in network
@@ -278,7 +288,9 @@ pub struct CtValue {
     pub action: u8,
     /// A TCP FIN or RST was seen: the entry expires soon.
     pub closing: u8,
-    pub pad: [u8; 6],
+    pub pad: [u8; 2],
+    /// The frontend the flow belongs to, for its counters.
+    pub service_id: u32,
 }
 
 /// Node-wide settings the agent gives the programs: the only entry of the
@@ -301,6 +313,9 @@ pub struct DatapathConfig {
     /// forwards to remote backends (SNAT). Zero: only local backends are
     /// reachable per packet.
     pub node_address: u32,
+    /// The uplink's interface index: a backend the stack routes out of any
+    /// other interface is on this node.
+    pub uplink_ifindex: u32,
 }
 
 /// `10.96.0.10:80/TCP`

@@ -73,10 +73,15 @@ pub fn live_entry(key: &CtKey, now: u64) -> Option<CtValue> {
     (now.wrapping_sub(entry.last_seen_ns) <= timeout && backend_exists).then_some(entry)
 }
 
-/// Keeps a flow's entry alive: refreshed at most once a second, and at
-/// once when the flow starts closing.
+/// Counts a packet of `len` bytes for the flow's frontend, and keeps the
+/// flow's entry alive: refreshed at most once a second, and at once when
+/// the flow starts closing.
 #[inline(always)]
-pub fn touch(key: &CtKey, entry: &CtValue, now: u64, tcp_closing: bool) {
+pub fn touch(key: &CtKey, entry: &CtValue, now: u64, tcp_closing: bool, len: u64) {
+    count_frontend(entry.service_id, |stats| {
+        stats.packets += 1;
+        stats.bytes += len;
+    });
     let closing = tcp_closing && entry.closing == 0;
     if closing || now.wrapping_sub(entry.last_seen_ns) > SECOND_NS {
         let refreshed = CtValue {
@@ -141,9 +146,17 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
         dport,
         action,
         closing: 0,
-        pad: [0; 6],
+        pad: [0; 2],
+        service_id: service.id,
     };
-    let (forward, reply_key, reply) = if is_local(ctx, ifindex, backend.address) {
+    // From the uplink, a local backend needs only DNAT: its replies leave
+    // through the uplink's egress program. From a pod interface they would
+    // not: a backend on the same bridge answers the client directly, so
+    // such flows are SNATed to the node like remote ones (kube-proxy's
+    // hairpin masquerade).
+    let uplink = CONFIG.get(0).map_or(0, |config| config.uplink_ifindex);
+    let from_uplink = uplink == 0 || ifindex == uplink;
+    let (forward, reply_key, reply) = if from_uplink && is_local(ctx, ifindex, backend.address) {
         let reply_key = CtKey {
             saddr: backend.address,
             daddr: key.saddr,
@@ -296,11 +309,18 @@ fn route(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> (i64, bpf_fi
 }
 
 /// Whether the stack routes `address` out of another device than the one
-/// the packet came in on: a pod on this node.
+/// the packet came in on (the uplink): a pod on this node.
 #[inline(always)]
 fn is_local(ctx: *mut c_void, ifindex: u32, address: u32) -> bool {
     let (result, params) = route(ctx, ifindex, 0, address);
     (result == FIB_SUCCESS || result == FIB_NO_NEIGH) && params.ifindex != ifindex
+}
+
+/// The interface the stack routes a packet from `saddr` to `daddr` out of.
+#[inline(always)]
+pub fn egress_ifindex(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> Option<u32> {
+    let (result, params) = route(ctx, ifindex, saddr, daddr);
+    (result == FIB_SUCCESS || result == FIB_NO_NEIGH).then_some(params.ifindex)
 }
 
 /// The hash of a flow, without its destination address: a flow to an

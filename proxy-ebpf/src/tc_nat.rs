@@ -4,6 +4,11 @@
 //! the node). The XDP program takes the common cases first when attached;
 //! this path serves everything it passes on, and the replies of local pods.
 //!
+//! The ingress program also runs on the node's pod interfaces
+//! (`--pod-interface`), for pod traffic the socket hooks did not see (a
+//! process outside the node's cgroup subtree): the same conntrack and
+//! balancing, with remote backends reached through the uplink.
+//!
 //! IPv4 fragments other than the first, and anything not TCP or UDP over
 //! IPv4, pass untouched: a NodePort flow's packets carry no fragments in the
 //! local cluster (MTU 1500 end to end), and the stack handles the rest.
@@ -18,7 +23,7 @@ use aya_ebpf::{
 use proxy_common::{CT_PASS, CT_REDIRECT, CtKey, CtValue, PROTO_TCP, PROTO_UDP, drop_reason};
 
 use crate::{
-    flow::{Verdict, classify, live_entry, touch},
+    flow::{Verdict, classify, egress_ifindex, live_entry, touch},
     reject,
     shared::{count_drop, count_frontend},
 };
@@ -138,14 +143,25 @@ fn apply(ctx: &TcContext, packet: &Packet, entry: CtValue, now: u64) -> i32 {
     if entry.action != CT_PASS && entry.action != CT_REDIRECT {
         return TC_ACT_SHOT;
     }
-    touch(&packet.key, &entry, now, packet.tcp_closing);
+    touch(
+        &packet.key,
+        &entry,
+        now,
+        packet.tcp_closing,
+        u64::from(ctx.len()),
+    );
     if rewrite(ctx, packet, &entry).is_err() {
         return TC_ACT_SHOT;
     }
     if entry.action == CT_REDIRECT {
+        // Out where the new destination is routed: back out of the uplink,
+        // or, for a pod client behind the pod interface, to the pod.
+        let Some(out) = egress_ifindex(ctx.as_ptr(), ifindex(ctx), entry.saddr, entry.daddr) else {
+            return TC_ACT_SHOT;
+        };
         // SAFETY: no neighbour parameters: the kernel resolves the next hop
         // for the packet's new destination itself.
-        return unsafe { bpf_redirect_neigh(ifindex(ctx), core::ptr::null_mut(), 0, 0) } as i32;
+        return unsafe { bpf_redirect_neigh(out, core::ptr::null_mut(), 0, 0) } as i32;
     }
     TC_ACT_OK
 }

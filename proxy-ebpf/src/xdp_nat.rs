@@ -55,7 +55,10 @@ pub fn skiff_xdp_ingress(ctx: XdpContext) -> u32 {
     let now = unsafe { bpf_ktime_get_ns() };
     let ifindex = ctx.ingress_ifindex() as u32;
     match classify(ctx.as_ptr(), ifindex, &packet.key, now) {
-        Verdict::Apply(entry) => apply(&packet, &entry, now),
+        Verdict::Apply(entry) => {
+            let len = (ctx.data_end() - ctx.data()) as u64;
+            apply(&packet, &entry, now, len)
+        }
         Verdict::Drop(reason) => {
             count_drop(reason);
             XDP_DROP
@@ -127,9 +130,10 @@ fn parse(ctx: &XdpContext) -> Option<Packet> {
 }
 
 #[inline(always)]
-fn apply(packet: &Packet, entry: &CtValue, now: u64) -> u32 {
+fn apply(packet: &Packet, entry: &CtValue, now: u64, len: u64) -> u32 {
+    // The rest is counted by the TCX program, which handles it.
     if entry.action == CT_PASS {
-        touch(&packet.key, entry, now, packet.tcp_closing);
+        touch(&packet.key, entry, now, packet.tcp_closing, len);
         rewrite(packet, entry);
     }
     XDP_PASS

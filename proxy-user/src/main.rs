@@ -108,6 +108,17 @@ struct Args {
     #[arg(long, env = "SKIFF_UPLINK")]
     uplink: Option<String>,
 
+    /// An interface facing this node's pods (e.g. the pod bridge), given
+    /// more than once for several. Its ingress gets the per-packet NAT too,
+    /// so pod traffic the socket hooks did not see (a process outside
+    /// --cgroup) still reaches Services.
+    #[arg(
+        long = "pod-interface",
+        env = "SKIFF_POD_INTERFACES",
+        value_delimiter = ','
+    )]
+    pod_interfaces: Vec<String>,
+
     /// The uplink's XDP fast path: `auto` tries native (driver) mode and
     /// falls back to generic, then to none; `native` and `generic` insist
     /// on their mode; `off` leaves all per-packet work to TCX.
@@ -220,6 +231,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             seed: args.hash_seed,
         },
         node_ip,
+        pod_interfaces: args.pod_interfaces.clone(),
     };
     let datapath = Datapath::open(settings).with_context(|| {
         format!(

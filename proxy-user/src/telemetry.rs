@@ -124,7 +124,7 @@ impl Telemetry {
     pub fn render_metrics(&self, frontends: &[FrontendView], drops: &[u64]) -> String {
         let state = self.state();
         let mut out = String::new();
-        let per_frontend: [Counter; 3] = [
+        let per_frontend: [Counter; 5] = [
             (
                 "skiff_frontend_connections_total",
                 "Connects sent to a backend.",
@@ -139,6 +139,16 @@ impl Telemetry {
                 "skiff_frontend_refused_total",
                 "Connects and sends refused for lack of an endpoint.",
                 |v| v.stats.refused,
+            ),
+            (
+                "skiff_frontend_packets_total",
+                "Packets of per-packet (external) flows, both directions.",
+                |v| v.stats.packets,
+            ),
+            (
+                "skiff_frontend_bytes_total",
+                "Bytes of per-packet (external) flows, both directions.",
+                |v| v.stats.bytes,
             ),
         ];
         for (name, help, value) in per_frontend {
@@ -245,6 +255,7 @@ mod tests {
                 connects: 5,
                 udp_sends: 0,
                 refused: 2,
+                ..FrontendStats::default()
             },
         }
     }

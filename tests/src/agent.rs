@@ -12,6 +12,7 @@ use crate::{
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
+    wiring::POD_BRIDGE,
 };
 
 /// The line the agent logs after each full sync of etcd into its maps.
@@ -20,7 +21,8 @@ const SYNC_LINE: &str = "full sync done";
 /// `skiff-agent` for `node`, in the node's netns (not in its cgroup: the
 /// agent's own connections need no service translation), pinning under the
 /// node's bpffs directory, hooking the node's cgroup and the node's `eth0`
-/// (its veth onto skiff's fabric) for NodePort traffic.
+/// (its veth onto skiff's fabric) for NodePort traffic, and its pod bridge
+/// for pod traffic the socket hooks do not see.
 pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> {
     let mut command = node.command(agent_binary()?);
     command
@@ -32,6 +34,7 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
         .arg("--bpffs")
         .arg(node.bpffs_dir())
         .args(["--uplink", "eth0"])
+        .args(["--pod-interface", POD_BRIDGE])
         .env("RUST_LOG", "info");
     Ok(command)
 }

@@ -208,6 +208,17 @@ impl Pod {
             Some(&self.cgroup_dir),
         )
     }
+
+    /// `program` run in this pod's netns but outside its cgroup: the socket
+    /// hooks do not see it (as a process a runtime started outside the
+    /// node's cgroup subtree), so only the per-packet path on the node's
+    /// pod interface can take its packets to a Service.
+    ///
+    /// # Panics
+    /// As `command`.
+    pub fn command_outside_cgroup(&self, program: impl AsRef<OsStr>) -> Command {
+        exec::in_netns(program.as_ref(), &netns::path(&self.netns), None)
+    }
 }
 
 /// The IPv4 address of `eth0` in `netns`.

@@ -16,7 +16,7 @@ pub(crate) const ROUTE_PROTO: &str = "83";
 /// The bridge in the fabric netns.
 const FABRIC_BRIDGE: &str = "br0";
 /// The bridge in each node netns that its pods' veths hang off.
-const POD_BRIDGE: &str = "cbr0";
+pub(crate) const POD_BRIDGE: &str = "cbr0";
 
 /// The fabric netns and its bridge: no addresses, no routes, it only switches.
 pub(crate) fn fabric(fabric: &str) -> Result<()> {

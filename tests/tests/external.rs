@@ -332,3 +332,29 @@ fn a_pod_reaches_itself_through_its_service() {
         );
     }
 }
+
+#[test]
+fn pod_traffic_the_socket_hooks_do_not_see_is_balanced_per_packet() {
+    let web = Web::start();
+    let outside_cgroup = |protocol: &str, port: u16| -> Vec<CallResult> {
+        let output = web
+            .client
+            .command_outside_cgroup(echo_binary().expect("skiff-echo is built"))
+            .args(["call", protocol, &vip(port).to_string(), "--count", "30"])
+            .output()
+            .expect("skiff-echo runs");
+        assert!(output.status.success(), "{output:?}");
+        parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
+    };
+    // The local backend (web-a) and the remote one (web-b) both answer, and
+    // the replies come from the ClusterIP: the pod bridge's ingress program
+    // translated both ways.
+    for (protocol, port) in [("tcp", 80), ("udp", 53)] {
+        let results = outside_cgroup(protocol, port);
+        assert_eq!(
+            answered(&results, vip(port)),
+            names(&["web-a", "web-b"]),
+            "{protocol}"
+        );
+    }
+}

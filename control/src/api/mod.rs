@@ -1,14 +1,20 @@
 //! The Kubernetes REST API over the store: routing, discovery, the verbs,
 //! and errors as `Status` objects. HTTP and TLS live in `server`.
 
+mod aggregated_discovery;
+mod bootstrap;
 mod discovery;
+mod field_validation;
 mod handlers;
+mod media;
 mod objects;
+mod openapi;
 mod path;
 mod pods;
 mod query;
 mod registry;
 mod selectors;
+mod services;
 mod status;
 mod table;
 mod watch;
@@ -21,11 +27,18 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use registry::SYSTEM_NAMESPACES;
+pub use services::ServiceNetwork;
 pub use status::ApiError;
 
-use crate::store::{Store, StoreError, object_key};
+use crate::store::Store;
+use crate::validation::ServiceOptions;
 use path::Route;
 use query::Query;
+use services::ServicePools;
+
+/// The version `/version` and the OpenAPI documents report: the Kubernetes
+/// API level served.
+pub const GIT_VERSION: &str = "v1.37.0-skiff";
 
 /// A request as the API layer sees it: the body already read (watches have
 /// none).
@@ -46,6 +59,14 @@ pub enum Reply {
     Json {
         code: u16,
         body: Value,
+        /// `Warning` headers, e.g. for fields dropped from the object.
+        warnings: Vec<String>,
+    },
+    /// A JSON document already serialized (OpenAPI's are once, for many
+    /// requests), with its media type.
+    Serialized {
+        content_type: &'static str,
+        body: Bytes,
     },
     /// A watch: newline-delimited JSON events until the sender is dropped.
     Stream(mpsc::Receiver<Bytes>),
@@ -56,6 +77,7 @@ impl From<ApiError> for Reply {
         Reply::Json {
             code: error.code,
             body: error.status(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -67,6 +89,9 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// How long a watch without `timeoutSeconds` runs.
     pub default_watch_timeout: Duration,
+    /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
+    /// IPs from.
+    pub network: ServiceNetwork,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +99,7 @@ impl Default for ApiConfig {
         Self {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
+            network: ServiceNetwork::default(),
         }
     }
 }
@@ -83,32 +109,23 @@ impl Default for ApiConfig {
 pub struct Api {
     store: Store,
     config: ApiConfig,
+    services: ServicePools,
+    /// What Service validation depends on (the NodePort range).
+    service_options: ServiceOptions,
 }
 
 impl Api {
     pub fn new(store: Store, config: ApiConfig) -> Self {
-        Self { store, config }
-    }
-
-    /// Creates the namespaces that always exist, when missing.
-    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
-        let namespaces =
-            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
-        for name in SYSTEM_NAMESPACES {
-            let mut namespace = serde_json::json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": { "name": name },
-                "spec": { "finalizers": ["kubernetes"] },
-            });
-            objects::prepare_create(&mut namespace, namespaces)?;
-            let key = object_key(namespaces.storage, None, name);
-            match self.store.create(&key, &namespace).await {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
-            }
+        let services = ServicePools::new(store.client(), &config.network);
+        let service_options = ServiceOptions {
+            node_port_range: config.network.node_port_range.clone(),
+        };
+        Self {
+            store,
+            config,
+            services,
+            service_options,
         }
-        Ok(())
     }
 
     pub async fn handle(&self, request: ApiRequest) -> Reply {
@@ -126,10 +143,34 @@ impl Api {
                 if request.method != Method::GET {
                     return Err(ApiError::method_not_allowed(request.method.as_str()));
                 }
+                if aggregated_discovery::wanted(request.accept.as_deref())
+                    && let Some(body) = aggregated_discovery::document(&document)
+                {
+                    return Ok(Reply::Serialized {
+                        content_type: aggregated_discovery::CONTENT_TYPE,
+                        body: Bytes::from(serde_json::to_vec(&body).expect("JSON serializes")),
+                    });
+                }
                 return Ok(Reply::Json {
                     code: 200,
                     body: discovery::document(&document),
+                    warnings: Vec::new(),
                 });
+            }
+            Route::OpenApi(path) => {
+                if request.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(request.method.as_str()));
+                }
+                let document = match path {
+                    None => Some(openapi::index()),
+                    Some(path) => openapi::group_version_document(&path),
+                };
+                return document
+                    .map(|body| Reply::Serialized {
+                        content_type: "application/json",
+                        body,
+                    })
+                    .ok_or_else(ApiError::no_route);
             }
         };
         let query = Query::parse(request.query.as_deref())?;

@@ -6,6 +6,9 @@ use super::registry::{self, Resource};
 #[derive(Debug, PartialEq)]
 pub enum Route {
     Discovery(Document),
+    /// `/openapi/v3` (`None`) or a group-version's document below it, e.g.
+    /// `api/v1`.
+    OpenApi(Option<String>),
     /// A collection, an object or an object's subresource.
     Object(Target),
 }
@@ -35,6 +38,8 @@ pub fn route(path: &str) -> Option<Route> {
     match segments.as_slice() {
         ["api"] => Some(Route::Discovery(Document::CoreVersions)),
         ["apis"] => Some(Route::Discovery(Document::Groups)),
+        ["openapi", "v3"] => Some(Route::OpenApi(None)),
+        ["openapi", "v3", rest @ ..] => Some(Route::OpenApi(Some(rest.join("/")))),
         ["api", version, rest @ ..] => within("", version, rest),
         ["apis", group, version, rest @ ..] => within(group, version, rest),
         _ => None,
@@ -112,6 +117,11 @@ mod tests {
             }))
         );
         assert_eq!(route("/apis/apps/v2"), None);
+        assert_eq!(route("/openapi/v3"), Some(Route::OpenApi(None)));
+        assert_eq!(
+            route("/openapi/v3/apis/apps/v1"),
+            Some(Route::OpenApi(Some("apis/apps/v1".into())))
+        );
 
         let all = object("/api/v1/services");
         assert_eq!(

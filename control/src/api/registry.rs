@@ -1,5 +1,13 @@
 //! The resources skiff-control serves: one table drives discovery, URL
-//! routing and where each resource lives in etcd.
+//! routing, OpenAPI, field validation and where each resource lives in etcd.
+
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::validation::{UnknownField, strip_unknown_fields};
 
 /// What the server does with an object's `.status` on create.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,8 +18,32 @@ pub enum StatusOnCreate {
     Reset,
 }
 
+/// What the resource's k8s-openapi type gives: its OpenAPI schema and the
+/// fields an object has that the type does not declare.
+#[derive(Debug, Clone, Copy)]
+pub struct Typed {
+    /// The schema's name in `components.schemas`, e.g.
+    /// `io.k8s.api.core.v1.Service`.
+    pub schema_name: fn() -> std::borrow::Cow<'static, str>,
+    /// Adds the type's schema, and those it refers to, to the generator.
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    /// Removes the fields the type does not declare and names them; fails
+    /// when the object does not decode as the type.
+    pub strip_unknown_fields: fn(&mut Value) -> Result<Vec<UnknownField>, serde_json::Error>,
+}
+
+impl Typed {
+    const fn of<T: JsonSchema + DeserializeOwned + Serialize>() -> Self {
+        Self {
+            schema_name: T::schema_name,
+            schema: SchemaGenerator::subschema_for::<T>,
+            strip_unknown_fields: strip_unknown_fields::<T>,
+        }
+    }
+}
+
 /// One served resource.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Resource {
     /// API group; "" is the core (legacy) group under `/api`.
     pub group: &'static str,
@@ -30,6 +62,14 @@ pub struct Resource {
     /// Field selector labels besides `metadata.name` and
     /// `metadata.namespace`, with the object path each one reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
+    pub typed: Typed,
+}
+
+/// A resource is its group, version and plural.
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        (self.group, self.version, self.plural) == (other.group, other.version, other.plural)
+    }
 }
 
 impl Resource {
@@ -67,6 +107,7 @@ const fn resource(
     singular: &'static str,
     namespaced: bool,
     storage: &'static str,
+    typed: Typed,
 ) -> Resource {
     Resource {
         group,
@@ -80,6 +121,7 @@ const fn resource(
         status: false,
         status_on_create: StatusOnCreate::Keep,
         fields: &[],
+        typed,
     }
 }
 
@@ -124,6 +166,7 @@ pub static RESOURCES: &[Resource] = &[
             "namespace",
             false,
             "/registry/namespaces",
+            Typed::of::<core::v1::Namespace>(),
         )),
         &["ns"],
     ),
@@ -138,6 +181,7 @@ pub static RESOURCES: &[Resource] = &[
                 "node",
                 false,
                 "/registry/minions",
+                Typed::of::<core::v1::Node>(),
             )),
             &["no"],
         )
@@ -145,7 +189,15 @@ pub static RESOURCES: &[Resource] = &[
     Resource {
         fields: POD_FIELDS,
         ..short(
-            with_status(resource("", "Pod", "pods", "pod", true, "/registry/pods")),
+            with_status(resource(
+                "",
+                "Pod",
+                "pods",
+                "pod",
+                true,
+                "/registry/pods",
+                Typed::of::<core::v1::Pod>(),
+            )),
             &["po"],
         )
     },
@@ -157,6 +209,7 @@ pub static RESOURCES: &[Resource] = &[
             "service",
             true,
             "/registry/services/specs",
+            Typed::of::<core::v1::Service>(),
         )),
         &["svc"],
     ),
@@ -168,6 +221,7 @@ pub static RESOURCES: &[Resource] = &[
             "endpoints",
             true,
             "/registry/services/endpoints",
+            Typed::of::<core::v1::Endpoints>(),
         ),
         &["ep"],
     ),
@@ -179,17 +233,34 @@ pub static RESOURCES: &[Resource] = &[
             "configmap",
             true,
             "/registry/configmaps",
+            Typed::of::<core::v1::ConfigMap>(),
         ),
         &["cm"],
     ),
     Resource {
         fields: &[("type", &["type"])],
-        ..resource("", "Secret", "secrets", "secret", true, "/registry/secrets")
+        ..resource(
+            "",
+            "Secret",
+            "secrets",
+            "secret",
+            true,
+            "/registry/secrets",
+            Typed::of::<core::v1::Secret>(),
+        )
     },
     Resource {
         fields: EVENT_FIELDS,
         ..short(
-            resource("", "Event", "events", "event", true, "/registry/events"),
+            resource(
+                "",
+                "Event",
+                "events",
+                "event",
+                true,
+                "/registry/events",
+                Typed::of::<core::v1::Event>(),
+            ),
             &["ev"],
         )
     },
@@ -200,6 +271,7 @@ pub static RESOURCES: &[Resource] = &[
         "endpointslice",
         true,
         "/registry/endpointslices",
+        Typed::of::<discovery::v1::EndpointSlice>(),
     ),
     short(
         resource(
@@ -209,6 +281,7 @@ pub static RESOURCES: &[Resource] = &[
             "event",
             true,
             "/registry/events.k8s.io/events",
+            Typed::of::<events::v1::Event>(),
         ),
         &["ev"],
     ),
@@ -220,6 +293,7 @@ pub static RESOURCES: &[Resource] = &[
             "deployment",
             true,
             "/registry/deployments",
+            Typed::of::<apps::v1::Deployment>(),
         )),
         &["deploy"],
     ),
@@ -231,6 +305,7 @@ pub static RESOURCES: &[Resource] = &[
             "replicaset",
             true,
             "/registry/replicasets",
+            Typed::of::<apps::v1::ReplicaSet>(),
         )),
         &["rs"],
     ),
@@ -242,6 +317,7 @@ pub static RESOURCES: &[Resource] = &[
             "daemonset",
             true,
             "/registry/daemonsets",
+            Typed::of::<apps::v1::DaemonSet>(),
         )),
         &["ds"],
     ),
@@ -253,6 +329,7 @@ pub static RESOURCES: &[Resource] = &[
             "statefulset",
             true,
             "/registry/statefulsets",
+            Typed::of::<apps::v1::StatefulSet>(),
         )),
         &["sts"],
     ),
@@ -263,6 +340,7 @@ pub static RESOURCES: &[Resource] = &[
         "job",
         true,
         "/registry/jobs",
+        Typed::of::<batch::v1::Job>(),
     )),
     short(
         with_status(resource(
@@ -272,6 +350,7 @@ pub static RESOURCES: &[Resource] = &[
             "cronjob",
             true,
             "/registry/cronjobs",
+            Typed::of::<batch::v1::CronJob>(),
         )),
         &["cj"],
     ),
@@ -283,6 +362,7 @@ pub static RESOURCES: &[Resource] = &[
             "ingress",
             true,
             "/registry/ingress",
+            Typed::of::<networking::v1::Ingress>(),
         )),
         &["ing"],
     ),
@@ -293,6 +373,7 @@ pub static RESOURCES: &[Resource] = &[
         "lease",
         true,
         "/registry/leases",
+        Typed::of::<coordination::v1::Lease>(),
     ),
 ];
 

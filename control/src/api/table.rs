@@ -9,14 +9,7 @@ use super::registry::Resource;
 /// Whether an `Accept` header asks for a Table (kubectl offers Table first,
 /// then plain JSON).
 pub fn wanted(accept: Option<&str>) -> bool {
-    accept.is_some_and(|accept| {
-        accept.split(',').any(|media| {
-            let params: Vec<&str> = media.split(';').map(str::trim).collect();
-            params.contains(&"as=Table")
-                && params.contains(&"g=meta.k8s.io")
-                && params.contains(&"v=v1")
-        })
-    })
+    super::media::offers(accept, &["as=Table", "g=meta.k8s.io", "v=v1"])
 }
 
 /// A column: its header and how a cell is computed.

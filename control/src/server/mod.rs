@@ -29,15 +29,12 @@ pub use auth::{TokenFileError, Tokens, User};
 pub use pki::{DEFAULT_SANS, PkiError};
 pub use tls::TlsError;
 
-use crate::api::{Api, ApiConfig, ApiError, ApiRequest, Reply};
+use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::store::{Store, StoreError};
 use body::Body;
 
 /// Largest request body accepted (etcd's own value limit is 1.5 MiB).
 const MAX_BODY_BYTES: usize = 3 << 20;
-
-/// The version `/version` reports: the Kubernetes API level served.
-const GIT_VERSION: &str = "v1.37.0-skiff";
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -64,8 +61,8 @@ pub enum ServerError {
     Tokens(#[from] TokenFileError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
-    #[error("creating the system namespaces: {0}")]
-    Namespaces(#[from] ApiError),
+    #[error("creating the system namespaces and the kubernetes Service: {0}")]
+    Bootstrap(#[from] ApiError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -107,10 +104,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     wait_for_etcd(&store).await?;
     let api = Api::new(store.clone(), config.api.clone());
     api.ensure_system_namespaces().await?;
-    let state = Arc::new(State { api, store, tokens });
 
-    let mut listeners = JoinSet::new();
-    let mut addrs = Vec::new();
+    let mut bound = Vec::new();
     for &addr in &config.binds {
         let listener = TcpListener::bind(addr)
             .await
@@ -118,8 +113,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         let local = listener
             .local_addr()
             .map_err(|source| ServerError::Bind { addr, source })?;
+        bound.push((listener, local));
+    }
+    let addrs: Vec<SocketAddr> = bound.iter().map(|(_, local)| *local).collect();
+    api.ensure_kubernetes_service(addrs[0].port()).await?;
+
+    let state = Arc::new(State { api, store, tokens });
+    let mut listeners = JoinSet::new();
+    for (listener, local) in bound {
         info!(%local, "serving the Kubernetes API");
-        addrs.push(local);
         listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
     }
 
@@ -284,7 +286,27 @@ async fn handle(
 
 fn reply(reply: Reply) -> Response<Body> {
     match reply {
-        Reply::Json { code, body } => json_response(code, &body),
+        Reply::Json {
+            code,
+            body,
+            warnings,
+        } => {
+            let mut response = json_response(code, &body);
+            for warning in warnings {
+                // RFC 7234's form, as kube-apiserver sends it: code 299, no
+                // agent, the text quoted.
+                let value = format!("299 - {}", crate::validation::go_quote(&warning));
+                if let Ok(value) = header::HeaderValue::from_str(&value) {
+                    response.headers_mut().append(header::WARNING, value);
+                }
+            }
+            response
+        }
+        Reply::Serialized { content_type, body } => Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::Full(Some(body)))
+            .expect("a valid response"),
         Reply::Stream(receiver) => Response::builder()
             .status(StatusCode::OK)
             .header(header::CONTENT_TYPE, "application/json")

@@ -149,6 +149,12 @@ impl Store {
         Ok(Self { client })
     }
 
+    /// The etcd client, for what keeps its own keys next to the objects
+    /// (the allocators).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     fn kv(&self) -> KvClient {
         self.client
             .kv_client()
@@ -307,29 +313,6 @@ impl Store {
         Ok(with_resource_version(object.clone(), revision))
     }
 
-    /// Read-modify-write that retries when someone else wrote in between:
-    /// `mutate` gets the current object (with its resourceVersion) and
-    /// returns the new one, or an error that ends the update (a mismatched
-    /// precondition, invalid input). An unchanged object is not written.
-    pub async fn guaranteed_update<E, F>(&self, key: &str, mut mutate: F) -> Result<Value, E>
-    where
-        E: From<StoreError>,
-        F: FnMut(Value) -> Result<Value, E>,
-    {
-        loop {
-            let current = self.get(key).await?;
-            let revision = resource_version_of(&current);
-            let updated = mutate(current.clone())?;
-            if without_resource_version(&updated) == without_resource_version(&current) {
-                return Ok(current);
-            }
-            match self.update(key, &updated, revision).await {
-                Err(StoreError::Conflict { .. }) => continue,
-                result => return Ok(result?),
-            }
-        }
-    }
-
     /// Removes the object if `preconditions` hold, returning it as it was.
     pub async fn delete(
         &self,
@@ -434,6 +417,12 @@ fn with_resource_version(mut object: Value, revision: i64) -> Value {
         );
     }
     object
+}
+
+/// Whether two versions of an object are the same apart from their
+/// resourceVersion (an update that changes nothing is not written).
+pub fn same_object(a: &Value, b: &Value) -> bool {
+    without_resource_version(a) == without_resource_version(b)
 }
 
 fn without_resource_version(object: &Value) -> Value {

@@ -76,53 +76,6 @@ async fn create_get_update_delete_with_revisions() {
     ));
 }
 
-// Multi-threaded: the racing write blocks inside `mutate` while the etcd
-// client's connection tasks keep running on the other workers.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn guaranteed_update_retries_and_skips_no_ops() {
-    let etcd = Etcd::start();
-    let store = etcd.store().await;
-    let created = store.create(&key("a"), &configmap("a", "0")).await.unwrap();
-
-    // The first attempt races a concurrent write and must be retried.
-    let mut attempts = 0;
-    let updated = store
-        .guaranteed_update::<StoreError, _>(&key("a"), |mut current| {
-            attempts += 1;
-            if attempts == 1 {
-                tokio::task::block_in_place(|| {
-                    tokio::runtime::Handle::current().block_on(async {
-                        let latest = store.get(&key("a")).await.unwrap();
-                        store
-                            .update(
-                                &key("a"),
-                                &configmap("a", "raced"),
-                                resource_version_of(&latest),
-                            )
-                            .await
-                            .unwrap();
-                    })
-                });
-            }
-            current["data"]["extra"] = json!("x");
-            Ok(current)
-        })
-        .await
-        .unwrap();
-    assert_eq!(attempts, 2);
-    assert_eq!(updated["data"], json!({ "key": "raced", "extra": "x" }));
-
-    let unchanged = store
-        .guaranteed_update::<StoreError, _>(&key("a"), Ok)
-        .await
-        .unwrap();
-    assert_eq!(
-        resource_version_of(&unchanged),
-        resource_version_of(&updated)
-    );
-    assert!(resource_version_of(&updated) > resource_version_of(&created));
-}
-
 #[tokio::test]
 async fn lists_page_through_one_revision_with_filters() {
     let etcd = Etcd::start();

@@ -18,7 +18,7 @@ pub use names::{
 };
 pub use service::{ServiceOptions, default_service, validate_service, validate_service_update};
 pub use status::{Cause, Details, InvalidStatus, invalid_status};
-pub use unknown::{UnknownField, strict_decoding_message, unknown_fields};
+pub use unknown::{UnknownField, strict_decoding_message, strip_unknown_fields};
 
 use std::fmt;
 
@@ -214,7 +214,7 @@ pub fn go_quote(s: &str) -> String {
 }
 
 /// A list of strings as Go's `%#v` prints a `[]string`.
-fn go_string_slice(values: &[String]) -> String {
+pub fn go_string_slice(values: &[String]) -> String {
     let quoted: Vec<String> = values.iter().map(|v| go_quote(v)).collect();
     format!("[]string{{{}}}", quoted.join(", "))
 }

@@ -20,41 +20,52 @@ impl fmt::Display for UnknownField {
     }
 }
 
-/// The paths present in `raw` that do not survive a round trip through `T`
-/// (e.g. `k8s_openapi::api::core::v1::Service`), in document order. Explicit
-/// `null`s are not reported, since they mean "unset" and decode to nothing.
-/// Fails only when `raw` does not decode into `T` at all.
-pub fn unknown_fields<T: DeserializeOwned + Serialize>(
-    raw: &Value,
+/// Removes from `raw` the fields that do not survive a round trip through
+/// `T` (e.g. `k8s_openapi::api::core::v1::Service`) and returns their
+/// paths, in document order. Explicit `null`s stay and are not reported,
+/// since they mean "unset" and decode to nothing. Fails only when `raw` does
+/// not decode into `T` at all.
+pub fn strip_unknown_fields<T: DeserializeOwned + Serialize>(
+    raw: &mut Value,
 ) -> Result<Vec<UnknownField>, serde_json::Error> {
     let typed: T = serde_json::from_value(raw.clone())?;
     let round_tripped = serde_json::to_value(&typed)?;
     let mut unknown = Vec::new();
-    collect_missing(raw, &round_tripped, &mut String::new(), &mut unknown);
+    strip_missing(raw, &round_tripped, &mut String::new(), &mut unknown);
     Ok(unknown)
 }
 
-fn collect_missing(raw: &Value, kept: &Value, path: &mut String, out: &mut Vec<UnknownField>) {
+fn strip_missing(raw: &mut Value, kept: &Value, path: &mut String, out: &mut Vec<UnknownField>) {
     match (raw, kept) {
         (Value::Object(raw), Value::Object(kept)) => {
-            for (key, value) in raw.iter().filter(|(_, v)| !v.is_null()) {
+            raw.retain(|key, value| {
+                if value.is_null() {
+                    return true;
+                }
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
                 }
                 path.push_str(key);
-                match kept.get(key) {
-                    Some(kept_value) => collect_missing(value, kept_value, path, out),
-                    None => out.push(UnknownField { path: path.clone() }),
-                }
+                let known = match kept.get(key) {
+                    Some(kept_value) => {
+                        strip_missing(value, kept_value, path, out);
+                        true
+                    }
+                    None => {
+                        out.push(UnknownField { path: path.clone() });
+                        false
+                    }
+                };
                 path.truncate(len);
-            }
+                known
+            });
         }
         (Value::Array(raw), Value::Array(kept)) => {
-            for (i, (value, kept_value)) in raw.iter().zip(kept).enumerate() {
+            for (i, (value, kept_value)) in raw.iter_mut().zip(kept).enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                collect_missing(value, kept_value, path, out);
+                strip_missing(value, kept_value, path, out);
                 path.truncate(len);
             }
         }
@@ -80,7 +91,7 @@ mod tests {
     use serde_json::json;
 
     fn paths(raw: &Value) -> Vec<String> {
-        unknown_fields::<Service>(raw)
+        strip_unknown_fields::<Service>(&mut raw.clone())
             .unwrap()
             .into_iter()
             .map(|f| f.path)
@@ -117,9 +128,19 @@ mod tests {
             "metadata": {"name": "web", "nmae": "typo"},
             "spec": {"foo": 1, "ports": [{"port": 80}, {"port": 81, "bar": {"x": 1}}]}
         });
-        let unknown = unknown_fields::<Service>(&raw).unwrap();
+        let mut stripped = raw.clone();
+        let unknown = strip_unknown_fields::<Service>(&mut stripped).unwrap();
         let found: Vec<&str> = unknown.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(found, ["metadata.nmae", "spec.foo", "spec.ports[1].bar"]);
+        assert_eq!(
+            stripped,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"ports": [{"port": 80}, {"port": 81}]}
+            })
+        );
         assert_eq!(
             unknown[1].to_string(),
             ".spec.foo: field not declared in schema"
@@ -133,7 +154,8 @@ mod tests {
     #[test]
     fn undecodable_input_is_an_error() {
         assert!(
-            unknown_fields::<Service>(&json!({"spec": {"ports": [{"port": "eighty"}]}})).is_err()
+            strip_unknown_fields::<Service>(&mut json!({"spec": {"ports": [{"port": "eighty"}]}}))
+                .is_err()
         );
     }
 }

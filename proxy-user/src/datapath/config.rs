@@ -25,6 +25,7 @@ impl ServiceCidr {
             maglev_size: 0,
             hash_seed: 0,
             node_address: 0,
+            uplink_ifindex: 0,
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum DatapathError {
     },
     #[error("loading the eBPF object")]
     Load(#[source] EbpfError),
+    #[error("no network interface {0:?} here")]
+    NoInterface(String),
     #[error("the eBPF object has no program {0}")]
     MissingProgram(&'static str),
     #[error("the eBPF object has no map {0}")]

@@ -53,15 +53,14 @@ const UPLINK_PROGRAMS: [(&str, TcAttachType); 2] = [
 /// The XDP fast path of the uplink's ingress.
 const XDP_PROGRAM: &str = "skiff_xdp_ingress";
 
-/// Maps live in a directory named after their layout version. A layout
-/// change gets a new directory, so a new agent never reinterprets an old
-/// agent's bytes.
+/// Maps live in a directory named after their layout version
+/// (`proxy_common::MAPS_DIR`). A layout change gets a new directory, so a
+/// new agent never reinterprets an old agent's bytes.
 const MAPS_DIR_PREFIX: &str = "maps-v";
-const MAPS_VERSION: u32 = 2;
 
 /// Where the maps of the agent pinning under `bpffs` are.
 pub fn maps_dir(bpffs: &Path) -> std::path::PathBuf {
-    bpffs.join(format!("{MAPS_DIR_PREFIX}{MAPS_VERSION}"))
+    bpffs.join(proxy_common::MAPS_DIR)
 }
 
 /// Maps directories of other layout versions under `bpffs`.
@@ -242,6 +241,7 @@ pub fn hook_all(
     bpffs: &Path,
     cgroup: &Path,
     uplink: Option<&Uplink>,
+    pod_interfaces: &[String],
 ) -> Result<(), DatapathError> {
     require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
     let old_maps = other_maps_dirs(bpffs);
@@ -278,6 +278,17 @@ pub fn hook_all(
         if let Some(link_path) = hook_xdp(ebpf, &links_dir, uplink)? {
             hooked_links.push(link_path);
         }
+    }
+    let (ingress, _) = UPLINK_PROGRAMS[0];
+    for interface in pod_interfaces {
+        let program: &mut SchedClassifier = program(ebpf, ingress)?;
+        let link_path = links_dir.join(format!("{ingress}_{interface}"));
+        let hooked = hook(program, ingress, &link_path, |program| {
+            let link_id = program.attach(interface, TcAttachType::Ingress)?;
+            Ok(program.take_link(link_id)?.try_into())
+        })?;
+        info!(program = ingress, %interface, link = %link_path.display(), ?hooked, "program hooked on a pod interface");
+        hooked_links.push(link_path);
     }
     // Unpinning a link nothing else holds detaches its program.
     for stale in pinned_links(&links_dir)
@@ -367,7 +378,7 @@ fn pinned_links(links_dir: &Path) -> Vec<PathBuf> {
     entries.flatten().map(|entry| entry.path()).collect()
 }
 
-/// Program `name` of the object, loaded into the kernel.
+/// Program `name` of the object, loaded into the kernel (if it was not yet).
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, DatapathError>
 where
     &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
@@ -378,9 +389,12 @@ where
         .ok_or(DatapathError::MissingProgram(name))?
         .try_into()
         .map_err(|cause| DatapathError::Program { name, cause })?;
-    program
-        .load_program()
-        .map_err(|cause| DatapathError::Program { name, cause })?;
+    // A program hooked in several places is loaded once.
+    if program.program_fd().is_err() {
+        program
+            .load_program()
+            .map_err(|cause| DatapathError::Program { name, cause })?;
+    }
     Ok(program)
 }
 

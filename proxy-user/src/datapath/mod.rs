@@ -49,6 +49,9 @@ pub struct Settings {
     pub maglev: MaglevParams,
     /// The source address of flows forwarded to remote backends.
     pub node_ip: Option<Ipv4Addr>,
+    /// Interfaces facing this node's pods, whose ingress gets the
+    /// per-packet program too.
+    pub pod_interfaces: Vec<String>,
 }
 
 pub struct Datapath {
@@ -71,6 +74,10 @@ impl Datapath {
             node_address: settings
                 .node_ip
                 .map_or(0, |ip| u32::from_ne_bytes(ip.octets())),
+            uplink_ifindex: match &settings.uplink {
+                Some(uplink) => interface_index(&uplink.name)?,
+                None => 0,
+            },
             ..settings.service_cidr.datapath_config()
         };
         let mut ebpf = loader::load(&settings.bpffs, config)?;
@@ -96,6 +103,7 @@ impl Datapath {
             &settings.bpffs,
             &settings.cgroup,
             settings.uplink.as_ref(),
+            &settings.pod_interfaces,
         )
     }
 
@@ -150,5 +158,15 @@ impl Datapath {
             })?;
         }
         Ok(())
+    }
+}
+
+fn interface_index(name: &str) -> Result<u32, DatapathError> {
+    let c_name =
+        std::ffi::CString::new(name).map_err(|_| DatapathError::NoInterface(name.to_owned()))?;
+    // SAFETY: a NUL-terminated name that outlives the call.
+    match unsafe { libc::if_nametoindex(c_name.as_ptr()) } {
+        0 => Err(DatapathError::NoInterface(name.to_owned())),
+        index => Ok(index),
     }
 }

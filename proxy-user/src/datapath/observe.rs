@@ -5,7 +5,8 @@ use std::{collections::HashMap as StdHashMap, fmt::Write as _, path::Path};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY, ServiceKey,
+    Backend, BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY,
+    SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES, ServiceKey,
     ServiceValue, drop_reason, map_names,
 };
 
@@ -115,6 +116,8 @@ impl Observer {
                 total.connects += cpu.connects;
                 total.udp_sends += cpu.udp_sends;
                 total.refused += cpu.refused;
+                total.packets += cpu.packets;
+                total.bytes += cpu.bytes;
             }
         }
         Ok(totals)
@@ -137,14 +140,38 @@ impl Observer {
     }
 }
 
+/// `cluster`, or `external` with `+local` (externalTrafficPolicy Local) and
+/// `+ranges` (loadBalancerSourceRanges).
+fn kind(flags: u32) -> String {
+    if flags & SERVICE_FLAG_EXTERNAL == 0 {
+        return "cluster".to_owned();
+    }
+    let mut kind = "external".to_owned();
+    if flags & SERVICE_FLAG_LOCAL_ONLY != 0 {
+        kind.push_str("+local");
+    }
+    if flags & SERVICE_FLAG_SOURCE_RANGES != 0 {
+        kind.push_str("+ranges");
+    }
+    kind
+}
+
 /// The `skiff-agent status` report: every frontend with its backends and
 /// counters, then the drops.
 pub fn render_status(frontends: &[FrontendView], drops: &[u64]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<24} {:>6} {:>8} {:>9} {:>12} {:>10} {:>8}",
-        "FRONTEND", "ID", "BACKENDS", "AFFINITY", "CONNECTIONS", "UDP SENDS", "REFUSED"
+        "{:<24} {:>6} {:<14} {:>8} {:>9} {:>12} {:>10} {:>8} {:>10}",
+        "FRONTEND",
+        "ID",
+        "KIND",
+        "BACKENDS",
+        "AFFINITY",
+        "CONNECTIONS",
+        "UDP SENDS",
+        "REFUSED",
+        "PACKETS"
     );
     for view in frontends {
         let affinity = if view.value.flags & SERVICE_FLAG_AFFINITY != 0 {
@@ -154,14 +181,16 @@ pub fn render_status(frontends: &[FrontendView], drops: &[u64]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<24} {:>6} {:>8} {:>9} {:>12} {:>10} {:>8}",
+            "{:<24} {:>6} {:<14} {:>8} {:>9} {:>12} {:>10} {:>8} {:>10}",
             view.key.to_string(),
             view.value.id,
+            kind(view.value.flags),
             view.backends.len(),
             affinity,
             view.stats.connects,
             view.stats.udp_sends,
-            view.stats.refused
+            view.stats.refused,
+            view.stats.packets
         );
         for backend in &view.backends {
             let _ = writeln!(out, "  -> {backend}");
@@ -207,6 +236,8 @@ mod tests {
                 connects: 1,
                 udp_sends: 12,
                 refused: 0,
+                packets: 9,
+                bytes: 900,
             },
         };
         let report = render_status(&[view], &[3, 0, 0]);
@@ -214,7 +245,17 @@ mod tests {
         assert!(lines[1].starts_with("10.96.0.10:53/UDP"), "{report}");
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
-            ["10.96.0.10:53/UDP", "7", "1", "30s", "1", "12", "0"]
+            [
+                "10.96.0.10:53/UDP",
+                "7",
+                "cluster",
+                "1",
+                "30s",
+                "1",
+                "12",
+                "0",
+                "9"
+            ]
         );
         assert_eq!(lines[2], "  -> 10.244.1.2:5353");
         assert_eq!(

@@ -1,152 +1,7 @@
-//! skiff-control end to end: a real etcd, the server on a loopback port,
-//! and the real `kubectl` (installed by `cargo xtask setup`) and `curl`
-//! against it.
-
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
-
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+//! The verbs, authentication, watches, patches and subresources through
+//! kubectl and curl.
 
 use super::*;
-use crate::test_support::Etcd;
-
-/// Where `cargo xtask setup` puts kubectl.
-fn kubectl_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kubectl-venv/bin/kubectl");
-    assert!(
-        path.exists(),
-        "kubectl is missing at {}: run cargo xtask setup",
-        path.display()
-    );
-    path
-}
-
-const TOKEN: &str = "s3cret-token";
-
-/// etcd + skiff-control + a scratch directory, torn down on drop.
-struct Cluster {
-    server: RunningServer,
-    dir: PathBuf,
-    etcd: Etcd,
-}
-
-impl Cluster {
-    async fn start() -> Self {
-        let etcd = Etcd::start();
-        etcd.store().await;
-        let dir = std::env::temp_dir().join(format!(
-            "skiff-control-e2e-{}-{}",
-            std::process::id(),
-            crate::test_support::free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let token_file = dir.join("tokens.csv");
-        std::fs::write(&token_file, format!("{TOKEN},robot,7,\"bots,ops\"\n")).unwrap();
-        let server = start(ServerConfig {
-            binds: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
-            etcd: vec![etcd.url.clone()],
-            data_dir: dir.join("data"),
-            advertise_addresses: vec![],
-            advertise_url: None,
-            kubeconfig_out: None,
-            token_file: Some(token_file),
-            api: ApiConfig {
-                bookmark_interval: Duration::from_millis(300),
-                ..ApiConfig::default()
-            },
-        })
-        .await
-        .expect("skiff-control starts");
-        Self { server, dir, etcd }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(kubectl_path());
-        command
-            .arg("--kubeconfig")
-            .arg(&self.server.kubeconfig)
-            .args(args)
-            .env("HOME", &self.dir)
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
-        command
-    }
-
-    /// Runs kubectl; (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let output = tokio::time::timeout(Duration::from_secs(20), self.kubectl(args).output())
-            .await
-            .expect("kubectl finishes")
-            .expect("kubectl runs");
-        (
-            output.status.success(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed: {stderr}");
-        stdout
-    }
-
-    /// kubectl create/replace of a JSON document (`--validate=false`: no
-    /// OpenAPI document is served yet).
-    async fn send(&self, verb: &str, object: &Value) -> (bool, String, String) {
-        let file = self
-            .dir
-            .join(format!("{verb}-{}.json", crate::test_support::free_port()));
-        std::fs::write(&file, object.to_string()).unwrap();
-        self.run(&[verb, "--validate=false", "-f", file.to_str().unwrap()])
-            .await
-    }
-
-    /// `curl` against the server, verifying it with the cluster's CA:
-    /// (HTTP code, body).
-    async fn curl(&self, path: &str, extra: &[&str]) -> (u16, String) {
-        let url = format!("https://{}{path}", self.server.addrs[0]);
-        let output = Command::new("curl")
-            .args([
-                "-sS",
-                "--max-time",
-                "10",
-                "-w",
-                "\n%{http_code}",
-                "--cacert",
-            ])
-            .arg(self.dir.join("data/pki/ca.crt"))
-            .args(extra)
-            .arg(url)
-            .output()
-            .await
-            .expect("curl runs");
-        let text = String::from_utf8_lossy(&output.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').expect("curl printed the code");
-        (code.parse().expect("an HTTP code"), body.to_owned())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn service(name: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": { "name": name, "labels": { "app": name } },
-        "spec": {
-            "selector": { "app": name },
-            "ports": [{ "name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP" }],
-        },
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_drives_the_api() {
@@ -230,7 +85,8 @@ async fn kubectl_drives_the_api() {
     let excluded = cluster
         .ok(&["get", "svc", "-l", "app notin (web)", "-o", "name"])
         .await;
-    assert_eq!(excluded.trim(), "service/db");
+    // The `kubernetes` Service has no `app` label, so it is not in (web).
+    assert_eq!(excluded.trim(), "service/db\nservice/kubernetes");
 
     // Two updates from the same read: the second one conflicts.
     let mut first = web.clone();
@@ -612,4 +468,25 @@ async fn patches_validation_and_subresources() {
         "Success"
     );
     assert!(!cluster.run(&["get", "pod", name]).await.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_discovers_everything_in_two_requests() {
+    let cluster = Cluster::start().await;
+    let cache = cluster.dir.join("fresh-discovery-cache");
+    let (ok, _, stderr) = cluster
+        .run(&[
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "get",
+            "deploy",
+            "-v=6",
+        ])
+        .await;
+    assert!(ok, "{stderr}");
+    // Aggregated discovery: /api and /apis name every resource, so no
+    // group-version's resource list is fetched.
+    assert!(stderr.contains("/apis?timeout="), "{stderr}");
+    assert!(!stderr.contains("/apis/apps/v1?timeout="), "{stderr}");
+    assert!(!stderr.contains("/api/v1?timeout="), "{stderr}");
 }

@@ -1,0 +1,81 @@
+//! The objects every cluster has, created by the server at start-up when
+//! missing: the system namespaces and the `kubernetes` Service.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::field_validation::FieldValidation;
+use super::registry::{self, SYSTEM_NAMESPACES};
+use super::{Api, ApiError, objects};
+use crate::alloc::kubernetes_service_ip;
+use crate::store::{StoreError, object_key};
+
+/// How often a start-up that lost the race for the `kubernetes` Service to
+/// another instance looks for the winner's Service before giving up.
+const KUBERNETES_SERVICE_ATTEMPTS: usize = 10;
+
+impl Api {
+    /// Creates the namespaces that always exist, when missing.
+    pub async fn ensure_system_namespaces(&self) -> Result<(), ApiError> {
+        let namespaces =
+            registry::find("", "v1", "namespaces").expect("namespaces are in the table");
+        for name in SYSTEM_NAMESPACES {
+            let mut namespace = json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": name },
+                "spec": { "finalizers": ["kubernetes"] },
+            });
+            objects::prepare_create(&mut namespace, namespaces)?;
+            let key = object_key(namespaces.storage, None, name);
+            match self.store.create(&key, &namespace).await {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `default/kubernetes`, the Service in front of the API server,
+    /// when missing: the service range's first address, port 443 to the
+    /// server's `port` (as kube-apiserver does; skiff writes no endpoints for
+    /// it).
+    pub async fn ensure_kubernetes_service(&self, port: u16) -> Result<(), ApiError> {
+        let services = registry::find("", "v1", "services").expect("services are in the table");
+        let key = object_key(services.storage, Some("default"), "kubernetes");
+        let ip = kubernetes_service_ip(self.config.network.cluster_ip_range).to_string();
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": { "component": "apiserver", "provider": "kubernetes" },
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": ip,
+                "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }],
+                "sessionAffinity": "None",
+            },
+        });
+        let mut last_error = None;
+        for _ in 0..KUBERNETES_SERVICE_ATTEMPTS {
+            if self.store.get(&key).await.is_ok() {
+                return Ok(());
+            }
+            let strict = FieldValidation::Strict;
+            match self
+                .create(services, Some("default"), service.clone(), strict)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Another instance is creating it: its Service shows soon.
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+}

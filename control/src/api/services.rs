@@ -1,0 +1,521 @@
+//! What a Service holds in the shared pools (its ClusterIP, NodePorts,
+//! health check NodePort and LoadBalancer ingress IP): claimed in etcd
+//! before the Service is written, given back when it no longer needs them.
+//!
+//! Claims are idempotent for their owner, so every write claims all that the
+//! new object holds: a value written to etcd without the API (the demo
+//! cluster does that) is then recorded the first time the API touches it.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+
+use serde_json::{Value, json};
+use tracing::{debug, warn};
+
+use super::status::ApiError;
+use crate::alloc::{AllocError, IpAllocator, Ipv4Cidr, Owner, Pool, PortAllocator, PortPool};
+use crate::validation::{FieldError, Rendered, go_quote, go_string_slice, invalid_status};
+
+/// The pools' configuration (kube-apiserver's `--service-cluster-ip-range`
+/// and `--service-node-port-range`, plus skiff's LoadBalancer pool).
+#[derive(Debug, Clone)]
+pub struct ServiceNetwork {
+    pub cluster_ip_range: Ipv4Cidr,
+    pub node_port_range: RangeInclusive<u16>,
+    /// Without a pool, LoadBalancer Services keep an empty status.
+    pub load_balancer_pool: Option<Ipv4Cidr>,
+}
+
+impl Default for ServiceNetwork {
+    fn default() -> Self {
+        Self {
+            cluster_ip_range: crate::alloc::DEFAULT_SERVICE_CIDR
+                .parse()
+                .expect("the default CIDR parses"),
+            node_port_range: crate::alloc::DEFAULT_NODE_PORT_RANGE,
+            load_balancer_pool: None,
+        }
+    }
+}
+
+/// The allocators of the three pools.
+#[derive(Clone)]
+pub struct ServicePools {
+    cluster_ips: IpAllocator,
+    node_ports: PortAllocator,
+    load_balancer_ips: Option<IpAllocator>,
+}
+
+/// The values one Service holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Holdings {
+    cluster_ip: Option<Ipv4Addr>,
+    /// NodePorts and the health check NodePort (one pool).
+    node_ports: BTreeSet<u16>,
+    load_balancer_ips: BTreeSet<Ipv4Addr>,
+}
+
+impl Holdings {
+    /// What `service` (stored or about to be) holds.
+    pub fn of(service: &Value) -> Self {
+        let spec = &service["spec"];
+        let cluster_ip = (service_type(service) != "ExternalName")
+            .then(|| spec["clusterIP"].as_str().and_then(|ip| ip.parse().ok()))
+            .flatten();
+        let mut node_ports: BTreeSet<u16> = ports(service).iter().filter_map(node_port).collect();
+        node_ports.extend(health_check_node_port(service));
+        let load_balancer_ips = ingress(service)
+            .iter()
+            .filter_map(|ingress| ingress["ip"].as_str()?.parse().ok())
+            .collect();
+        Self {
+            cluster_ip,
+            node_ports,
+            load_balancer_ips,
+        }
+    }
+
+    /// What `self` holds and `other` does not.
+    pub fn without(&self, other: &Holdings) -> Holdings {
+        Holdings {
+            cluster_ip: self.cluster_ip.filter(|ip| other.cluster_ip != Some(*ip)),
+            node_ports: &self.node_ports - &other.node_ports,
+            load_balancer_ips: &self.load_balancer_ips - &other.load_balancer_ips,
+        }
+    }
+}
+
+impl ServicePools {
+    pub fn new(client: etcd_client::Client, network: &ServiceNetwork) -> Self {
+        let node_ports =
+            PortPool::new(network.node_port_range.clone()).expect("a non-empty NodePort range");
+        Self {
+            cluster_ips: IpAllocator::cluster_ips(client.clone(), network.cluster_ip_range),
+            node_ports: PortAllocator::node_ports(client.clone(), node_ports),
+            load_balancer_ips: network
+                .load_balancer_pool
+                .map(|cidr| IpAllocator::load_balancer_ips(client, cidr)),
+        }
+    }
+
+    /// Claims what the validated `service` needs, filling in the values it
+    /// leaves to the server. `old` is the stored Service on an update.
+    /// Returns what this call took that `old` did not hold (to give back if
+    /// the write fails); on error, gives that back itself.
+    pub async fn claim(
+        &self,
+        old: Option<&Value>,
+        service: &mut Value,
+    ) -> Result<Holdings, ApiError> {
+        let owner = owner(service);
+        let held = old.map(Holdings::of).unwrap_or_default();
+        let result = self.claim_all(&owner, service).await;
+        let taken = Holdings::of(service).without(&held);
+        match result {
+            Ok(()) => Ok(taken),
+            Err(error) => {
+                self.release(&owner, &taken).await;
+                Err(invalid(service, error))
+            }
+        }
+    }
+
+    /// Gives back what the write of `service` took (the write failed).
+    pub async fn give_back(&self, service: &Value, taken: &Holdings) {
+        self.release(&owner(service), taken).await;
+    }
+
+    /// Gives back what `old` held and `new` (its successor, or nothing after
+    /// a delete) does not.
+    pub async fn release_dropped(&self, old: &Value, new: Option<&Value>) {
+        let kept = new.map(Holdings::of).unwrap_or_default();
+        self.release(&owner(old), &Holdings::of(old).without(&kept))
+            .await;
+    }
+
+    async fn claim_all(&self, owner: &Owner, service: &mut Value) -> Result<(), Failure> {
+        let ty = service_type(service).to_owned();
+        if ty != "ExternalName" {
+            self.claim_cluster_ip(owner, service).await?;
+        }
+        if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+            let pick_missing = needs_node_ports(service);
+            self.claim_node_ports(owner, service, pick_missing).await?;
+        }
+        if needs_health_check_node_port(service) {
+            let path = "spec.healthCheckNodePort";
+            let port = match health_check_node_port(service) {
+                Some(port) => {
+                    self.node_ports
+                        .allocate_specific(port, owner)
+                        .await
+                        .map_err(|e| Failure::at(path, port.to_string(), e))?;
+                    port
+                }
+                None => self
+                    .node_ports
+                    .allocate(owner)
+                    .await
+                    .map_err(Failure::Internal)?,
+            };
+            service["spec"]["healthCheckNodePort"] = json!(port);
+        }
+        if ty == "LoadBalancer"
+            && let Some(pool) = &self.load_balancer_ips
+        {
+            claim_load_balancer_ip(pool, owner, service).await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_cluster_ip(&self, owner: &Owner, service: &mut Value) -> Result<(), Failure> {
+        let spec = &mut service["spec"];
+        let ip = match spec["clusterIP"].as_str().filter(|ip| !ip.is_empty()) {
+            Some("None") => return Ok(()),
+            Some(requested) => {
+                let failure = |error| Failure::cluster_ip(requested, error);
+                let ip: Ipv4Addr = requested.parse().map_err(|_| {
+                    failure(AllocError::NotInRange {
+                        what: "IP",
+                        value: requested.to_owned(),
+                        range: self.cluster_ips.pool().describe(),
+                    })
+                })?;
+                self.cluster_ips
+                    .allocate_specific(ip, owner)
+                    .await
+                    .map_err(failure)?;
+                ip
+            }
+            None => self
+                .cluster_ips
+                .allocate(owner)
+                .await
+                .map_err(Failure::Internal)?,
+        };
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+        Ok(())
+    }
+
+    /// Requested NodePorts are claimed as asked; with `pick_missing`, the
+    /// others are picked at random, except that ports with the same number
+    /// (TCP and UDP) share one, as kube-apiserver does.
+    async fn claim_node_ports(
+        &self,
+        owner: &Owner,
+        service: &mut Value,
+        pick_missing: bool,
+    ) -> Result<(), Failure> {
+        let Some(ports) = service["spec"]["ports"].as_array_mut() else {
+            return Ok(());
+        };
+        for i in 0..ports.len() {
+            let path = format!("spec.ports[{i}].nodePort");
+            if let Some(requested) = node_port(&ports[i]) {
+                self.node_ports
+                    .allocate_specific(requested, owner)
+                    .await
+                    .map_err(|e| Failure::at(&path, requested.to_string(), e))?;
+                continue;
+            }
+            if !pick_missing {
+                continue;
+            }
+            let number = &ports[i]["port"];
+            let sibling = ports[..i]
+                .iter()
+                .find(|other| &other["port"] == number)
+                .and_then(node_port);
+            let port = match sibling {
+                Some(port) => port,
+                None => self
+                    .node_ports
+                    .allocate(owner)
+                    .await
+                    .map_err(Failure::Internal)?,
+            };
+            ports[i]["nodePort"] = json!(port);
+        }
+        Ok(())
+    }
+
+    /// Releases every value of `holdings`. The object is already written (or
+    /// gone), so a failure is logged rather than returned: the value stays
+    /// held until someone repairs it.
+    async fn release(&self, owner: &Owner, holdings: &Holdings) {
+        if let Some(ip) = holdings.cluster_ip {
+            log_release(self.cluster_ips.release(ip, owner).await);
+        }
+        for &port in &holdings.node_ports {
+            log_release(self.node_ports.release(port, owner).await);
+        }
+        if let Some(pool) = &self.load_balancer_ips {
+            for &ip in &holdings.load_balancer_ips {
+                log_release(pool.release(ip, owner).await);
+            }
+        }
+    }
+}
+
+/// The LoadBalancer ingress IP: the one the status has, else the one
+/// `spec.loadBalancerIP` asks for, else any from the pool.
+async fn claim_load_balancer_ip(
+    pool: &IpAllocator,
+    owner: &Owner,
+    service: &mut Value,
+) -> Result<(), Failure> {
+    let current = ingress(service)
+        .iter()
+        .filter_map(|ingress| ingress["ip"].as_str()?.parse::<Ipv4Addr>().ok())
+        .find(|ip| pool.pool().contains(*ip));
+    let requested = service["spec"]["loadBalancerIP"]
+        .as_str()
+        .filter(|ip| !ip.is_empty())
+        .map(str::to_owned);
+    let path = "spec.loadBalancerIP";
+    let ip = match (current, requested) {
+        (Some(ip), _) => {
+            pool.allocate_specific(ip, owner)
+                .await
+                .map_err(|e| Failure::at(path, go_quote(&ip.to_string()), e))?;
+            ip
+        }
+        (None, Some(requested)) => {
+            let failure = |error| Failure::at(path, go_quote(&requested), error);
+            let ip: Ipv4Addr = requested.parse().map_err(|_| {
+                failure(AllocError::NotInRange {
+                    what: "IP",
+                    value: requested.clone(),
+                    range: pool.pool().describe(),
+                })
+            })?;
+            pool.allocate_specific(ip, owner).await.map_err(failure)?;
+            ip
+        }
+        (None, None) => pool.allocate(owner).await.map_err(Failure::Internal)?,
+    };
+    service["status"]["loadBalancer"] =
+        json!({ "ingress": [{ "ip": ip.to_string(), "ipMode": "VIP" }] });
+    Ok(())
+}
+
+fn log_release(result: Result<(), AllocError>) {
+    match result {
+        Ok(()) => {}
+        // Not ours to give back: written without the API, or already freed.
+        Err(error @ (AllocError::NotAllocated { .. } | AllocError::NotOwner { .. })) => {
+            debug!(%error, "nothing to release");
+        }
+        Err(error) => warn!(%error, "releasing an allocation failed; it stays held"),
+    }
+}
+
+/// Why a claim failed: a field the client asked for, or the server's side.
+enum Failure {
+    Field(FieldError),
+    Internal(AllocError),
+}
+
+impl Failure {
+    /// The request asked for `value` (rendered as Go prints it) at `path`,
+    /// which cannot be had: a 422 naming the field.
+    fn at(path: &str, value: String, error: AllocError) -> Self {
+        match error {
+            AllocError::AlreadyAllocated { .. } | AllocError::NotInRange { .. } => Self::Field(
+                FieldError::invalid(path, Rendered(value), error.to_string()),
+            ),
+            other => Self::Internal(other),
+        }
+    }
+
+    /// kube-apiserver reports a ClusterIP against the whole `clusterIPs`.
+    fn cluster_ip(requested: &str, error: AllocError) -> Self {
+        let message = format!("failed to allocate IP {requested}: {error}");
+        match Self::at(
+            "spec.clusterIPs",
+            go_string_slice(&[requested.to_owned()]),
+            error,
+        ) {
+            Self::Field(mut field) => {
+                field.message = message;
+                Self::Field(field)
+            }
+            internal => internal,
+        }
+    }
+}
+
+fn invalid(service: &Value, failure: Failure) -> ApiError {
+    match failure {
+        Failure::Field(field) => {
+            let name = service["metadata"]["name"].as_str().unwrap_or_default();
+            ApiError::invalid(invalid_status("", "Service", name, &[field]))
+        }
+        Failure::Internal(error) => {
+            ApiError::internal(format!("failed to allocate a Service value: {error}"))
+        }
+    }
+}
+
+/// Carries what `old` was given over to its update `new` where the client
+/// left the field out, and drops what the new type no longer uses, as
+/// kube-apiserver's Service registry does. `new` is defaulted.
+pub fn carry_over(old: &Value, new: &mut Value) {
+    let old_type = service_type(old);
+    let new_type = service_type(new).to_owned();
+    let old_spec = &old["spec"];
+    if new_type == "ExternalName" {
+        // Nothing IP-related survives becoming an ExternalName Service,
+        // unless the client changed it (then validation says no).
+        if let Some(spec) = new["spec"].as_object_mut() {
+            for field in [
+                "clusterIP",
+                "clusterIPs",
+                "ipFamilies",
+                "ipFamilyPolicy",
+                "internalTrafficPolicy",
+            ] {
+                if spec.get(field) == old_spec.get(field) {
+                    spec.remove(field);
+                }
+            }
+        }
+    } else if old_type != "ExternalName"
+        && new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
+        && old_spec["clusterIP"].is_string()
+    {
+        new["spec"]["clusterIP"] = old_spec["clusterIP"].clone();
+        new["spec"]["clusterIPs"] = old_spec["clusterIPs"].clone();
+    }
+
+    let (old_needs, new_needs) = (needs_node_ports(old), needs_node_ports(new));
+    let old_ports = ports(old).to_vec();
+    if let Some(new_ports) = new["spec"]["ports"].as_array_mut() {
+        for port in new_ports.iter_mut() {
+            let previous = old_ports
+                .iter()
+                .find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"])
+                .and_then(node_port);
+            match (node_port(port), previous) {
+                (None, Some(previous)) if old_needs && new_needs => {
+                    port["nodePort"] = json!(previous);
+                }
+                (Some(current), Some(previous)) if current == previous && !new_needs => {
+                    if let Some(port) = port.as_object_mut() {
+                        port.remove("nodePort");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let previous = health_check_node_port(old);
+    match (health_check_node_port(new), previous) {
+        (None, Some(previous)) if needs_health_check_node_port(new) => {
+            new["spec"]["healthCheckNodePort"] = json!(previous);
+        }
+        (Some(current), Some(previous))
+            if current == previous && !needs_health_check_node_port(new) =>
+        {
+            if let Some(spec) = new["spec"].as_object_mut() {
+                spec.remove("healthCheckNodePort");
+            }
+        }
+        _ => {}
+    }
+
+    // Fields only some types have go when the type no longer has them,
+    // unless the client set them anew (then validation says no).
+    let mut drop_if_unchanged = Vec::new();
+    if !externally_accessible(new) {
+        drop_if_unchanged.push("externalTrafficPolicy");
+    }
+    if new_type != "LoadBalancer" {
+        drop_if_unchanged.push("allocateLoadBalancerNodePorts");
+    }
+    if let Some(spec) = new["spec"].as_object_mut() {
+        for field in drop_if_unchanged {
+            if spec.get(field) == old_spec.get(field) {
+                spec.remove(field);
+            }
+        }
+    }
+
+    if old_type == "LoadBalancer" && new_type != "LoadBalancer" && new["status"].is_object() {
+        new["status"]["loadBalancer"] = json!({});
+    }
+}
+
+/// Reachable from outside the cluster: kube-apiserver allows
+/// `externalTrafficPolicy` only then.
+fn externally_accessible(service: &Value) -> bool {
+    let external_ips = service["spec"]["externalIPs"]
+        .as_array()
+        .is_some_and(|ips| !ips.is_empty());
+    match service_type(service) {
+        "NodePort" | "LoadBalancer" => true,
+        "ClusterIP" => external_ips,
+        _ => false,
+    }
+}
+
+/// `spec.type`, defaulted.
+fn service_type(service: &Value) -> &str {
+    service["spec"]["type"].as_str().unwrap_or("ClusterIP")
+}
+
+fn ports(service: &Value) -> &[Value] {
+    service["spec"]["ports"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+fn ingress(service: &Value) -> &[Value] {
+    service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+}
+
+/// A port's `nodePort`, if set (0 means unset).
+fn node_port(port: &Value) -> Option<u16> {
+    port["nodePort"]
+        .as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|&port| port != 0)
+}
+
+fn health_check_node_port(service: &Value) -> Option<u16> {
+    service["spec"]["healthCheckNodePort"]
+        .as_u64()
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|&port| port != 0)
+}
+
+/// Whether the server picks NodePorts the client left out: NodePort
+/// Services, and LoadBalancers unless `allocateLoadBalancerNodePorts` is
+/// false.
+fn needs_node_ports(service: &Value) -> bool {
+    match service_type(service) {
+        "NodePort" => true,
+        "LoadBalancer" => service["spec"]["allocateLoadBalancerNodePorts"] != json!(false),
+        _ => false,
+    }
+}
+
+/// LoadBalancers that keep traffic on the receiving node need a port for
+/// the load balancer's health checks.
+fn needs_health_check_node_port(service: &Value) -> bool {
+    service_type(service) == "LoadBalancer"
+        && service["spec"]["externalTrafficPolicy"].as_str() == Some("Local")
+}
+
+fn owner(service: &Value) -> Owner {
+    let metadata = &service["metadata"];
+    let text = |field: &str| metadata[field].as_str().unwrap_or_default().to_owned();
+    Owner::new(text("namespace"), text("name"), text("uid"))
+}

@@ -1,0 +1,290 @@
+//! Service allocations end to end: ClusterIPs, NodePorts, health check
+//! NodePorts and LoadBalancer IPs, with the records in etcd checked against
+//! what the Services hold.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use crate::alloc::{ALLOCATIONS_PREFIX, Ipv4Cidr};
+use crate::api::ServiceNetwork;
+use etcd_client::GetOptions;
+
+use super::*;
+
+const LB_POOL: &str = "172.18.255.0/28";
+
+fn with_network(network: ServiceNetwork) -> ApiConfig {
+    ApiConfig {
+        network,
+        ..ApiConfig::default()
+    }
+}
+
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let cidr: Ipv4Cidr = cidr.parse().unwrap();
+    let ip: Ipv4Addr = ip.parse().unwrap();
+    let mask = u32::MAX << (32 - cidr.prefix());
+    u32::from(ip) & mask == u32::from(cidr.network())
+}
+
+/// The allocation records in etcd, as `kind/value`.
+async fn records(etcd: &Etcd) -> BTreeSet<String> {
+    let response = etcd
+        .client()
+        .await
+        .get(ALLOCATIONS_PREFIX, Some(GetOptions::new().with_prefix()))
+        .await
+        .unwrap();
+    response
+        .kvs()
+        .iter()
+        .map(|kv| kv.key_str().unwrap()[ALLOCATIONS_PREFIX.len()..].to_owned())
+        .collect()
+}
+
+/// What the stored Services hold, as the records name it.
+async fn holdings(cluster: &Cluster) -> BTreeSet<String> {
+    let (code, list) = cluster.get_json("/api/v1/services").await;
+    assert_eq!(code, 200, "{list}");
+    let mut held = BTreeSet::new();
+    for service in list["items"].as_array().unwrap() {
+        let spec = &service["spec"];
+        if let Some(ip) = spec["clusterIP"].as_str().filter(|ip| *ip != "None") {
+            held.insert(format!("clusterips/{ip}"));
+        }
+        for port in spec["ports"].as_array().into_iter().flatten() {
+            if let Some(node_port) = port["nodePort"].as_u64() {
+                held.insert(format!("nodeports/{node_port}"));
+            }
+        }
+        if let Some(port) = spec["healthCheckNodePort"].as_u64() {
+            held.insert(format!("nodeports/{port}"));
+        }
+        let ingress = &service["status"]["loadBalancer"]["ingress"];
+        for entry in ingress.as_array().into_iter().flatten() {
+            held.insert(format!("loadbalancerips/{}", entry["ip"].as_str().unwrap()));
+        }
+    }
+    held
+}
+
+async fn get_service(cluster: &Cluster, name: &str) -> Value {
+    let path = format!("/api/v1/namespaces/default/services/{name}");
+    let (code, service) = cluster.get_json(&path).await;
+    assert_eq!(code, 200, "{service}");
+    service
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_get_addresses_and_ports() {
+    let cluster = Cluster::start_with(with_network(ServiceNetwork {
+        load_balancer_pool: Some(LB_POOL.parse().unwrap()),
+        ..ServiceNetwork::default()
+    }))
+    .await;
+
+    // The API server's own Service, on the range's first address.
+    let kubernetes = get_service(&cluster, "kubernetes").await;
+    assert_eq!(kubernetes["spec"]["clusterIP"], "10.96.0.1");
+    assert_eq!(kubernetes["spec"]["ports"][0]["port"], 443);
+    assert_eq!(
+        kubernetes["spec"]["ports"][0]["targetPort"],
+        cluster.server.addrs[0].port()
+    );
+
+    // A ClusterIP Service gets an address and upstream's defaults.
+    let (ok, _, stderr) = cluster.send("create", &service("web")).await;
+    assert!(ok, "{stderr}");
+    let web = get_service(&cluster, "web").await;
+    let spec = &web["spec"];
+    let ip = spec["clusterIP"].as_str().unwrap();
+    assert!(in_cidr(ip, "10.96.0.0/12") && ip != "10.96.0.1", "{ip}");
+    assert_eq!(spec["clusterIPs"], json!([ip]));
+    assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+    assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
+    assert_eq!(spec["sessionAffinity"], "None");
+    assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+    assert_eq!(spec["type"], "ClusterIP");
+    assert!(spec.get("externalTrafficPolicy").is_none(), "{spec}");
+    assert!(spec["ports"][0].get("nodePort").is_none(), "{spec}");
+
+    // NodePorts: as requested, else picked; TCP and UDP of one port share.
+    let node_port = manifest(
+        "np",
+        json!({
+            "type": "NodePort",
+            "selector": { "app": "np" },
+            "ports": [
+                { "name": "http", "port": 80, "nodePort": 30080 },
+                { "name": "dns", "port": 53, "protocol": "UDP" },
+                { "name": "dns-tcp", "port": 53, "protocol": "TCP" },
+            ],
+        }),
+    );
+    let (ok, _, stderr) = cluster.send("create", &node_port).await;
+    assert!(ok, "{stderr}");
+    let np = get_service(&cluster, "np").await;
+    let ports = &np["spec"]["ports"];
+    assert_eq!(ports[0]["nodePort"], 30080);
+    assert_eq!(ports[0]["targetPort"], 80);
+    let dns = ports[1]["nodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&dns) && dns != 30080, "{dns}");
+    assert_eq!(ports[2]["nodePort"], dns);
+    assert_eq!(np["spec"]["externalTrafficPolicy"], "Cluster");
+
+    // A NodePort or ClusterIP someone holds is a 422 naming the field, and
+    // nothing is stored.
+    let mut clash = node_port.clone();
+    clash["metadata"]["name"] = json!("clash");
+    clash["spec"]["ports"] = json!([{ "port": 81, "nodePort": 30080 }]);
+    let (ok, _, stderr) = cluster.send("create", &clash).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "Service \"clash\" is invalid: spec.ports[0].nodePort: Invalid value: 30080: provided port is already allocated"
+        ),
+        "{stderr}"
+    );
+    let mut same_ip = service("same-ip");
+    same_ip["spec"]["clusterIP"] = json!(ip);
+    let (ok, _, stderr) = cluster.send("create", &same_ip).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "spec.clusterIPs: Invalid value: []string{{\"{ip}\"}}: failed to allocate IP {ip}: provided IP is already allocated"
+        )),
+        "{stderr}"
+    );
+    let (code, _) = cluster
+        .get_json("/api/v1/namespaces/default/services/clash")
+        .await;
+    assert_eq!(code, 404);
+
+    // A LoadBalancer gets an ingress IP from the pool, NodePorts and, with
+    // externalTrafficPolicy Local, a health check NodePort.
+    let load_balancer = manifest(
+        "lb",
+        json!({
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": { "app": "lb" },
+            "ports": [{ "port": 443, "targetPort": 8443 }],
+        }),
+    );
+    let (ok, _, stderr) = cluster.send("create", &load_balancer).await;
+    assert!(ok, "{stderr}");
+    let lb = get_service(&cluster, "lb").await;
+    let lb_ip = lb["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(in_cidr(&lb_ip, LB_POOL), "{lb}");
+    let health = lb["spec"]["healthCheckNodePort"].as_u64().unwrap();
+    assert!((30000..=32767).contains(&health), "{lb}");
+    assert!(
+        lb["spec"]["ports"][0]["nodePort"].as_u64().is_some(),
+        "{lb}"
+    );
+    let row = cluster.ok(&["get", "svc", "lb", "--no-headers"]).await;
+    assert!(row.contains(&lb_ip) && row.contains("443:"), "{row}");
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // Updates keep what was allocated: a replace without the ClusterIP.
+    let mut replaced = service("web");
+    replaced["metadata"]["labels"]["tier"] = json!("front");
+    let (ok, _, stderr) = cluster.send("replace", &replaced).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(get_service(&cluster, "web").await["spec"]["clusterIP"], ip);
+
+    // A type change gives back what the new type does not use.
+    let to_cluster_ip = r#"{"spec":{"type":"ClusterIP"}}"#;
+    for name in ["np", "lb"] {
+        cluster
+            .ok(&["patch", "svc", name, "-p", to_cluster_ip])
+            .await;
+    }
+    let np = get_service(&cluster, "np").await;
+    assert!(np["spec"]["ports"][0].get("nodePort").is_none(), "{np}");
+    assert!(np["spec"].get("externalTrafficPolicy").is_none(), "{np}");
+    let lb = get_service(&cluster, "lb").await;
+    assert_eq!(lb["status"]["loadBalancer"], json!({}), "{lb}");
+    assert!(lb["spec"].get("healthCheckNodePort").is_none(), "{lb}");
+    let (ok, _, stderr) = cluster.send("create", &clash).await;
+    assert!(ok, "30080 was released: {stderr}");
+
+    // A delete gives everything back.
+    cluster.ok(&["delete", "svc", "web"]).await;
+    let (ok, _, stderr) = cluster.send("create", &same_ip).await;
+    assert!(ok, "{ip} was released: {stderr}");
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_never_hand_out_the_same_value() {
+    // Small ranges, so the two instances contend for every value.
+    let network = ServiceNetwork {
+        cluster_ip_range: "10.96.0.0/26".parse().unwrap(),
+        node_port_range: 30000..=30039,
+        load_balancer_pool: None,
+    };
+    let a = Cluster::start_with(with_network(network.clone())).await;
+    let b = a.another_instance(with_network(network)).await;
+
+    let path = "/api/v1/namespaces/default/services";
+    tokio::join!(
+        create_node_ports(&a, "a", 0..20),
+        create_node_ports(&b, "b", 0..20)
+    );
+
+    let (_, list) = a.get_json(path).await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 41, "40 and kubernetes");
+    let ips: BTreeSet<&str> = items
+        .iter()
+        .map(|s| s["spec"]["clusterIP"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips.len(), 41, "a ClusterIP given twice");
+    let ports: BTreeSet<u64> = items
+        .iter()
+        .filter_map(|s| s["spec"]["ports"][0]["nodePort"].as_u64())
+        .collect();
+    assert_eq!(ports, (30000..=30039).collect(), "a NodePort given twice");
+    assert_eq!(records(&a.etcd).await, holdings(&a).await);
+
+    let (code, body) = b.send_json("POST", path, &node_port_service("b-20")).await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("range 30000-30039 is exhausted"),
+        "{body}"
+    );
+}
+
+fn manifest(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": name },
+        "spec": spec,
+    })
+}
+
+fn node_port_service(name: &str) -> Value {
+    manifest(
+        name,
+        json!({ "type": "NodePort", "ports": [{ "port": 80 }] }),
+    )
+}
+
+/// Creates `<prefix>-<i>` NodePort Services one after the other.
+async fn create_node_ports(cluster: &Cluster, prefix: &str, indices: std::ops::Range<usize>) {
+    for index in indices {
+        let service = node_port_service(&format!("{prefix}-{index}"));
+        let (code, body) = cluster
+            .send_json("POST", "/api/v1/namespaces/default/services", &service)
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+}
