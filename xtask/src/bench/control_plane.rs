@@ -1,52 +1,69 @@
-//! Idle memory of the control plane: etcd's is read here; skiff-control's
-//! comes from `skiff-control-bench`, which another part of issue #6
-//! provides. The hook: when a `skiff-control-bench` binary sits next to
-//! `skiff-agent`, the bench runs `skiff-control-bench --etcd <endpoint>` and
-//! reads `{"idle_rss_bytes": <n>}` from the last line of its stdout.
+//! Idle memory of the control plane. skiff-control's (and a fresh etcd's
+//! beside it) comes from `skiff-control-bench`, which starts both on
+//! loopback ports of its own and prints the idle figure as its first JSON
+//! line (`"bench":"rss","phase":"idle"`); the bench reads that line and
+//! stops it, skipping its later figures. The etcd of the bench's cluster,
+//! holding the bench's Services, is read here.
 
-use std::process::Command;
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
 
 use anyhow::{Context, Result, bail};
+use serde_json::Value;
 use skiff_tests::agent_binary;
 
 use super::{results::ControlPlane, rig::rss_mb};
 
 const HOOK: &str = "skiff-control-bench";
+const MB_PER_MIB: f64 = 1.048_576;
 
-pub fn measure(etcd_pid: u32, etcd_endpoint: &str) -> ControlPlane {
+pub fn measure(etcd_pid: u32) -> ControlPlane {
     let mut control_plane = ControlPlane {
         etcd_idle_rss_mb: rss_mb(etcd_pid).ok(),
         ..ControlPlane::default()
     };
-    match skiff_control_rss(etcd_endpoint) {
-        Ok(Some(mb)) => control_plane.skiff_control_idle_rss_mb = Some(mb),
-        Ok(None) => {
-            control_plane.skiff_control_unavailable = Some(format!(
-                "no {HOOK} binary yet (provided separately for issue #6)"
-            ));
+    match idle_line() {
+        Ok(idle) => {
+            let mb = |field: &str| idle[field].as_f64().map(|mib| mib * MB_PER_MIB);
+            control_plane.skiff_control_idle_rss_mb = mb("skiff_control_mib");
+            control_plane.skiff_control_etcd_idle_rss_mb = mb("etcd_mib");
+            if control_plane.skiff_control_idle_rss_mb.is_none() {
+                control_plane.skiff_control_unavailable = Some(format!(
+                    "{HOOK}'s idle line has no skiff_control_mib: {idle}"
+                ));
+            }
         }
         Err(error) => control_plane.skiff_control_unavailable = Some(format!("{error:#}")),
     }
     control_plane
 }
 
-fn skiff_control_rss(etcd_endpoint: &str) -> Result<Option<f64>> {
+/// Runs `skiff-control-bench --quick` until it prints its idle line.
+fn idle_line() -> Result<Value> {
     let binary = agent_binary()?.with_file_name(HOOK);
     if !binary.is_file() {
-        return Ok(None);
+        bail!("{} is not built", binary.display());
     }
-    let output = Command::new(&binary)
-        .args(["--etcd", etcd_endpoint])
-        .output()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !output.status.success() {
-        bail!("{HOOK} failed ({})", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .with_context(|| format!("reading {HOOK}'s report"))?;
-    report["idle_rss_bytes"]
-        .as_f64()
-        .map(|bytes| Some(bytes / 1e6))
-        .with_context(|| format!("{HOOK} reported no idle_rss_bytes"))
+    let mut child = Command::new(&binary)
+        .arg("--quick")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let idle = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            let value: Value = serde_json::from_str(&line).ok()?;
+            (value["bench"] == "rss" && value["phase"] == "idle").then_some(value)
+        });
+    // Its later figures are not ours; it removes its etcd and directory
+    // when it exits, so a plain kill is enough.
+    let _ = child.kill();
+    let _ = child.wait();
+    idle.with_context(|| format!("{HOOK} exited without an idle RSS line"))
 }

@@ -122,7 +122,7 @@ fn run(quick: bool, profile: &'static str) -> Result<Results> {
         iptables: for_plane(Plane::Iptables),
         nftables: for_plane(Plane::Nftables),
     };
-    let control_plane = control_plane::measure(rig.etcd_pid(), &rig.etcd_endpoint);
+    let control_plane = control_plane::measure(rig.etcd_pid());
     let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone())?;
 
     progress.step("datapath figures: variants alternate within every round");

@@ -153,15 +153,29 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     }
 
     let cp = &results.control_plane;
+    let mb = |value: Option<f64>| opt(value, |mb| format!("{mb:.1} MB"));
+    let skiff_control = match (&cp.skiff_control_idle_rss_mb, &cp.skiff_control_unavailable) {
+        (Some(value), _) => format!("{value:.1} MB"),
+        (None, Some(why)) => format!("not available: {why}"),
+        (None, None) => "—".into(),
+    };
+    let total = cp
+        .skiff_control_idle_rss_mb
+        .zip(cp.skiff_control_etcd_idle_rss_mb)
+        .map(|(control, etcd)| control + etcd);
     let _ = writeln!(
         out,
-        "\n## Control plane, idle\n\n| process | RSS |\n|---|---|\n| etcd | {} |\n| skiff-control | {} |",
-        opt(cp.etcd_idle_rss_mb, |mb| format!("{mb:.1} MB")),
-        match (&cp.skiff_control_idle_rss_mb, &cp.skiff_control_unavailable) {
-            (Some(mb), _) => format!("{mb:.1} MB"),
-            (None, Some(why)) => format!("not available: {why}"),
-            (None, None) => "—".into(),
-        }
+        "\n## Control plane, idle\n\n\
+         skiff-control and a fresh etcd beside it, as `skiff-control-bench` reports them, and the \
+         bench cluster's etcd holding the datapath Services.\n\n\
+         | process | RSS |\n|---|---|\n\
+         | skiff-control | {skiff_control} |\n\
+         | etcd (empty, beside skiff-control) | {} |\n\
+         | skiff-control + etcd | {} |\n\
+         | etcd (bench cluster) | {} |",
+        mb(cp.skiff_control_etcd_idle_rss_mb),
+        mb(total),
+        mb(cp.etcd_idle_rss_mb),
     );
     if !results.notes.is_empty() {
         out.push_str("\n## Notes\n\n");

@@ -108,8 +108,12 @@ pub struct ScalePoint {
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ControlPlane {
+    /// The bench cluster's etcd, holding the datapath Services.
     pub etcd_idle_rss_mb: Option<f64>,
+    /// skiff-control idle, and the empty etcd beside it, as
+    /// skiff-control-bench measures them.
     pub skiff_control_idle_rss_mb: Option<f64>,
+    pub skiff_control_etcd_idle_rss_mb: Option<f64>,
     /// Why skiff-control's figure is missing, if it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skiff_control_unavailable: Option<String>,
@@ -240,7 +244,7 @@ mod tests {
             scale: Vec::new(),
             control_plane: ControlPlane {
                 etcd_idle_rss_mb: Some(20.0),
-                skiff_control_unavailable: Some("no binary".into()),
+                skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
             },
             notes: Vec::new(),
