@@ -3,8 +3,8 @@
 //! ClusterIP and jumps to KUBE-SVC-<hash>, which picks a KUBE-SEP-<hash>
 //! with a `-m statistic --mode random --probability` cascade; KUBE-SEP
 //! DNATs; NodePorts go KUBE-NODEPORTS -> KUBE-EXT-<hash> -> KUBE-SVC;
-//! KUBE-MARK-MASQ marks and KUBE-POSTROUTING masquerades. Only the nat table:
-//! the filter table's rules do not touch these flows' packets per service.
+//! KUBE-MARK-MASQ marks and KUBE-POSTROUTING masquerades; and the filter
+//! table's per-packet checks (KUBE-FORWARD and friends).
 
 use std::fmt::Write as _;
 
@@ -70,8 +70,29 @@ pub fn restore_input(services: &[Svc], cluster_cidr: &str) -> String {
         "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" \
          -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n",
     );
-    chains + &rules + "COMMIT\n"
+    chains + &rules + "COMMIT\n" + FILTER_TABLE
 }
+
+/// kube-proxy's filter table: the per-packet checks on INPUT, FORWARD and
+/// OUTPUT (conntrack state, the masquerade mark). Its per-service chains
+/// (firewalls, REJECT for Services without endpoints, health check ports)
+/// stay empty for these Services. kube-proxy also counts the INVALID drops
+/// with `-m nfacct`; left out, as it needs an nfacct object.
+const FILTER_TABLE: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+:KUBE-EXTERNAL-SERVICES - [0:0]\n:KUBE-FORWARD - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-PROXY-FIREWALL - [0:0]\n:KUBE-SERVICES - [0:0]\n\
+-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+-A INPUT -m comment --comment \"kubernetes health check service ports\" -j KUBE-NODEPORTS\n\
+-A INPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n\
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n\
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+-A FORWARD -m conntrack --ctstate NEW -m comment --comment \"kubernetes externally-visible service portals\" -j KUBE-EXTERNAL-SERVICES\n\
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes load balancer firewall\" -j KUBE-PROXY-FIREWALL\n\
+-A OUTPUT -m conntrack --ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES\n\
+-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP\n\
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding rules\" -m mark --mark 0x4000/0x4000 -j ACCEPT\n\
+-A KUBE-FORWARD -m comment --comment \"kubernetes forwarding conntrack rule\" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
+COMMIT\n";
 
 fn write_service_port(
     chains: &mut String,
@@ -245,16 +266,19 @@ mod tests {
             .map(|i| scale_service(Plane::Iptables, i, &pool))
             .collect();
         let text = restore_input(&services, "10.244.0.0/16");
-        let declared: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix(':')?.split(' ').next())
-            .collect();
-        let unique: std::collections::BTreeSet<&str> = declared.iter().copied().collect();
-        assert_eq!(unique.len(), declared.len());
-        for target in text.lines().filter_map(|l| l.split(" -j ").nth(1)) {
-            let target = target.split(' ').next().unwrap();
-            if target.starts_with("KUBE-") {
-                assert!(unique.contains(target), "{target} is not declared");
+        // Chain names are per table: check each on its own.
+        for table in text.split("COMMIT\n").filter(|t| !t.is_empty()) {
+            let declared: Vec<&str> = table
+                .lines()
+                .filter_map(|l| l.strip_prefix(':')?.split(' ').next())
+                .collect();
+            let unique: std::collections::BTreeSet<&str> = declared.iter().copied().collect();
+            assert_eq!(unique.len(), declared.len());
+            for target in table.lines().filter_map(|l| l.split(" -j ").nth(1)) {
+                let target = target.split(' ').next().unwrap();
+                if target.starts_with("KUBE-") {
+                    assert!(unique.contains(target), "{target} is not declared");
+                }
             }
         }
         let sep_rule = text
@@ -263,5 +287,17 @@ mod tests {
             .unwrap();
         assert!(!sep_rule.contains("comment"), "{sep_rule}");
         assert!(text.ends_with("COMMIT\n"));
+    }
+
+    #[test]
+    fn the_filter_table_checks_forwarded_packets_like_kube_proxy() {
+        let text = restore_input(&[web()], "10.244.0.0/16");
+        let filter = &text[text.find("*filter\n").expect("a filter table")..];
+        assert!(filter.contains(
+            "-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD\n"
+        ));
+        assert_eq!(rules_of(filter, "KUBE-FORWARD").len(), 3);
+        assert!(rules_of(filter, "KUBE-FORWARD")[0].ends_with("--ctstate INVALID -j DROP"));
+        assert_eq!(text.matches("COMMIT\n").count(), 2);
     }
 }

@@ -3,9 +3,9 @@
 //! chain looks every packet up in the `service-ips` and
 //! `service-nodeports` verdict maps; each service port has a
 //! `service-<hash>-<ns>/<name>/<proto>/<port>` chain that picks an endpoint
-//! chain with `numgen random mod N vmap`, and each endpoint chain DNATs.
-//! Only the NAT part: the filter chains do not act on these flows per
-//! service.
+//! chain with `numgen random mod N vmap`, and each endpoint chain DNATs;
+//! the filter chains check new connections against the `cluster-ips` set
+//! and the (here empty) no-endpoint and firewall maps.
 
 use std::fmt::Write as _;
 
@@ -47,7 +47,7 @@ fn endpoint_chain(svc: &Svc, port: &SvcPort, ip: &str, target_port: u16) -> Stri
 /// The whole table for `services`, as one `nft -f` transaction (kube-proxy's
 /// full sync). Starts by creating and deleting the table, so it loads the
 /// same whether or not one is there.
-pub fn script(services: &[Svc], cluster_cidr: &str) -> String {
+pub fn script(services: &[Svc], cluster_cidr: &str, service_cidr: &str) -> String {
     let t = format!("ip {TABLE}");
     let mut out = format!(
         "add table {t}\ndelete table {t}\n\
@@ -68,7 +68,33 @@ pub fn script(services: &[Svc], cluster_cidr: &str) -> String {
          add map {t} service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"ClusterIP, ExternalIP and LoadBalancer IP traffic\" ; }}\n\
          add map {t} service-nodeports {{ type inet_proto . inet_service : verdict ; comment \"NodePort traffic\" ; }}\n\
          add rule {t} services ip daddr . meta l4proto . th dport vmap @service-ips\n\
-         add rule {t} services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n"
+         add rule {t} services fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports\n\
+         add set {t} cluster-ips {{ type ipv4_addr ; comment \"Active ClusterIPs\" ; }}\n\
+         add map {t} firewall-ips {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"destinations that are subject to LoadBalancerSourceRanges\" ; }}\n\
+         add map {t} no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to services with no endpoints\" ; }}\n\
+         add map {t} no-endpoint-nodeports {{ type inet_proto . inet_service : verdict ; comment \"vmap to drop or reject packets to service nodeports with no endpoints\" ; }}\n\
+         add chain {t} firewall-check\n\
+         add rule {t} firewall-check ip daddr . meta l4proto . th dport vmap @firewall-ips\n\
+         add chain {t} service-endpoints-check\n\
+         add rule {t} service-endpoints-check ip daddr . meta l4proto . th dport vmap @no-endpoint-services\n\
+         add chain {t} nodeport-endpoints-check\n\
+         add rule {t} nodeport-endpoints-check fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports\n\
+         add chain {t} cluster-ips-check\n\
+         add rule {t} cluster-ips-check ip daddr @cluster-ips reject comment \"Reject traffic to invalid ports of ClusterIPs\"\n\
+         add rule {t} cluster-ips-check ip daddr {service_cidr} drop comment \"Drop traffic to unallocated ClusterIPs\"\n\
+         add chain {t} filter-prerouting {{ type filter hook prerouting priority -110 ; }}\n\
+         add rule {t} filter-prerouting ct state new jump firewall-check\n\
+         add chain {t} filter-input {{ type filter hook input priority -110 ; }}\n\
+         add rule {t} filter-input ct state new jump nodeport-endpoints-check\n\
+         add rule {t} filter-input ct state new jump service-endpoints-check\n\
+         add chain {t} filter-forward {{ type filter hook forward priority -110 ; }}\n\
+         add rule {t} filter-forward ct state new jump service-endpoints-check\n\
+         add rule {t} filter-forward ct state new jump cluster-ips-check\n\
+         add chain {t} filter-output {{ type filter hook output priority -110 ; }}\n\
+         add rule {t} filter-output ct state new jump service-endpoints-check\n\
+         add rule {t} filter-output ct state new jump firewall-check\n\
+         add chain {t} filter-output-post-dnat {{ type filter hook output priority -90 ; }}\n\
+         add rule {t} filter-output-post-dnat ct state new jump cluster-ips-check\n"
     );
     for svc in services {
         for port in &svc.ports {
@@ -120,8 +146,9 @@ fn write_service_port(out: &mut String, t: &str, svc: &Svc, port: &SvcPort, clus
     }
     let _ = writeln!(
         out,
-        "add element {t} service-ips {{ {} . {proto} . {} : goto {chain} }}",
-        svc.vip, port.port
+        "add element {t} service-ips {{ {} . {proto} . {} : goto {chain} }}\n\
+         add element {t} cluster-ips {{ {} }}",
+        svc.vip, port.port, svc.vip
     );
     if let Some(node_port) = port.node_port {
         let external = external_chain(svc, port);
@@ -185,7 +212,7 @@ mod tests {
     #[test]
     fn services_dispatch_through_verdict_maps_and_numgen() {
         let svc = sink();
-        let text = script(std::slice::from_ref(&svc), "10.244.0.0/16");
+        let text = script(std::slice::from_ref(&svc), "10.244.0.0/16", "10.96.0.0/12");
         let chain = service_chain(&svc, &svc.ports[0]);
         assert!(text.contains(
             "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips\n"
@@ -203,6 +230,10 @@ mod tests {
         );
         assert!(numgen.contains(" , 1 : goto endpoint-"), "{numgen}");
         assert!(text.contains("meta l4proto udp dnat to 10.244.1.3:9000\n"));
+        assert!(text.contains("add element ip kube-proxy cluster-ips { 10.102.0.12 }\n"));
+        assert!(text.contains(
+            "add rule ip kube-proxy filter-forward ct state new jump cluster-ips-check\n"
+        ));
         assert!(text.contains(&format!(
             "add element ip kube-proxy service-nodeports {{ udp . 30082 : goto {} }}",
             external_chain(&svc, &svc.ports[0])
@@ -211,7 +242,7 @@ mod tests {
 
     #[test]
     fn chains_are_added_before_they_are_referenced() {
-        let text = script(&[sink()], "10.244.0.0/16");
+        let text = script(&[sink()], "10.244.0.0/16", "10.96.0.0/12");
         let mut added = std::collections::BTreeSet::new();
         for line in text.lines() {
             if let Some(chain) = line.strip_prefix("add chain ip kube-proxy ") {

@@ -80,7 +80,11 @@ impl NodeRules {
         };
         let text = match baseline {
             Baseline::Iptables => iptables::restore_input(services, CLUSTER_CIDR),
-            Baseline::Nftables => nftables::script(services, CLUSTER_CIDR),
+            Baseline::Nftables => nftables::script(
+                services,
+                CLUSTER_CIDR,
+                &skiff_tests::SERVICE_CIDR.to_string(),
+            ),
         };
         fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
         let input = fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
