@@ -24,6 +24,7 @@ use proxy_common::{CT_PASS, CT_REDIRECT, CtKey, CtValue, PROTO_TCP, PROTO_UDP, d
 
 use crate::{
     flow::{Verdict, classify, egress_ifindex, live_entry, touch},
+    maps::CONFIG,
     reject,
     shared::{count_drop, count_frontend},
 };
@@ -60,6 +61,11 @@ pub fn skiff_tc_ingress(ctx: TcContext) -> i32 {
     let now = unsafe { bpf_ktime_get_ns() };
     match classify(ctx.as_ptr(), ifindex(&ctx), &packet.key, now) {
         Verdict::NotOurs => TC_ACT_OK,
+        // A local pod's reply to an external client, seen on a pod
+        // interface: rewritten here, its new source (this node) would be a
+        // martian to the routing that follows; the uplink's egress program
+        // rewrites it after routing.
+        Verdict::Apply(entry) if entry.action == CT_PASS && !on_uplink(&ctx) => TC_ACT_OK,
         Verdict::Apply(entry) => apply(&ctx, &packet, entry, now),
         Verdict::Drop(reason) => {
             count_drop(reason);
@@ -85,6 +91,12 @@ pub fn skiff_tc_egress(ctx: TcContext) -> i32 {
         Some(entry) if entry.action == CT_PASS => apply(&ctx, &packet, entry, now),
         _ => TC_ACT_OK,
     }
+}
+
+#[inline(always)]
+fn on_uplink(ctx: &TcContext) -> bool {
+    let uplink = CONFIG.get(0).map_or(0, |config| config.uplink_ifindex);
+    uplink == 0 || ifindex(ctx) == uplink
 }
 
 #[inline(always)]

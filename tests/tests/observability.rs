@@ -106,10 +106,11 @@ fn status_prints_the_pinned_frontends_backends_and_counters() {
         .lines()
         .find(|line| line.starts_with("10.96.0.10:81/TCP"))
         .unwrap_or_else(|| panic!("no admin frontend in:\n{report}"));
-    // FRONTEND ID BACKENDS AFFINITY CONNECTIONS UDP-SENDS REFUSED
+    // FRONTEND ID KIND BACKENDS AFFINITY CONNECTIONS UDP-SENDS REFUSED PACKETS
     let columns: Vec<&str> = admin.split_whitespace().collect();
-    assert_eq!(columns[2], "2", "{report}");
-    assert_eq!(columns[4], "4", "{report}");
+    assert_eq!(columns[2], "cluster", "{report}");
+    assert_eq!(columns[3], "2", "{report}");
+    assert_eq!(columns[5], "4", "{report}");
     for backend in [&web.a, &web.b] {
         let line = format!("  -> {}:9090", backend.ip());
         assert!(report.contains(&line), "{line} missing in:\n{report}");

@@ -44,11 +44,15 @@ const SOCKET_PROGRAMS: [&str; 4] = [
     "skiff_getpeername4",
 ];
 
-/// The per-packet programs on the node's uplink.
+/// The per-packet programs on the node's uplink, in the order they are
+/// swapped in.
 const UPLINK_PROGRAMS: [(&str, TcAttachType); 2] = [
-    ("skiff_tc_ingress", TcAttachType::Ingress),
     ("skiff_tc_egress", TcAttachType::Egress),
+    ("skiff_tc_ingress", TcAttachType::Ingress),
 ];
+
+/// The program on pod interfaces' ingress.
+const POD_INTERFACE_PROGRAM: &str = "skiff_tc_ingress";
 
 /// The XDP fast path of the uplink's ingress.
 const XDP_PROGRAM: &str = "skiff_xdp_ingress";
@@ -244,9 +248,24 @@ pub fn hook_all(
     pod_interfaces: &[String],
 ) -> Result<(), DatapathError> {
     require_fs(cgroup, CGROUP2_SUPER_MAGIC, "a cgroup v2 directory")?;
+    // Every program is loaded (and verified) before the first swap, so the
+    // swaps follow each other within microseconds: old and new programs,
+    // each on its own maps after a layout change, share the hooks for as
+    // short a time as possible.
+    for name in SOCKET_PROGRAMS {
+        program::<CgroupSockAddr>(ebpf, name)?;
+    }
+    if uplink.is_some() || !pod_interfaces.is_empty() {
+        for (name, _) in UPLINK_PROGRAMS {
+            program::<SchedClassifier>(ebpf, name)?;
+        }
+    }
+    if uplink.is_some_and(|uplink| uplink.xdp != XdpChoice::Off) {
+        program::<Xdp>(ebpf, XDP_PROGRAM)?;
+    }
     let old_maps = other_maps_dirs(bpffs);
     for old in &old_maps {
-        migrate::carry_flow_state(old, &maps_dir(bpffs));
+        migrate::carry_flow_state(old, &maps_dir(bpffs), migrate::Pass::Before);
     }
     let links_dir = bpffs.join(LINKS_DIR);
     let mut hooked_links = Vec::new();
@@ -279,7 +298,7 @@ pub fn hook_all(
             hooked_links.push(link_path);
         }
     }
-    let (ingress, _) = UPLINK_PROGRAMS[0];
+    let ingress = POD_INTERFACE_PROGRAM;
     for interface in pod_interfaces {
         let program: &mut SchedClassifier = program(ebpf, ingress)?;
         let link_path = links_dir.join(format!("{ingress}_{interface}"));
@@ -302,6 +321,8 @@ pub fn hook_all(
         info!(link = %stale.display(), "stale link removed");
     }
     for old in old_maps {
+        // Flows the old programs opened while the hooks were being swapped.
+        migrate::carry_flow_state(&old, &maps_dir(bpffs), migrate::Pass::After);
         fs::remove_dir_all(&old).map_err(|cause| DatapathError::Io {
             path: old.clone(),
             cause,

@@ -2,29 +2,160 @@
 //! this agent's maps during a switch-over, so that established flows keep
 //! their backends (and NATed flows their ports) across the upgrade.
 //!
-//! Only maps whose key and value sizes are unchanged are copied; for the
-//! others the state is rebuilt as flows come (a NodePort flow to a remote
-//! backend then breaks, which is what the versioned layout exists to make
-//! rare). The service maps are never copied: the agent programs them from
-//! the cluster's state before the switch.
-use std::path::Path;
+//! The new maps are already programmed from the cluster's state when this
+//! runs, under ids of their own: every carried entry has its frontend and
+//! backend ids translated through what the two sets of service maps hold
+//! (old id → frontend or backend → new id), and an entry whose frontend or
+//! backend is gone is left behind. Maps whose layout changed are not
+//! carried; their state is rebuilt as flows come (a NodePort flow to a
+//! remote backend then breaks, which is what the versioned layout exists
+//! to make rare).
+use std::{collections::HashMap as StdHashMap, hash::Hash, path::Path};
 
 use aya::{
     Pod,
-    maps::{HashMap, Map, MapData},
+    maps::{HashMap, Map, MapData, MapError},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, CtKey, CtValue, SockRevNatKey, SockRevNatValue, map_names,
+    AffinityKey, AffinityValue, Backend, BackendId, CtKey, CtValue, ServiceKey, ServiceValue,
+    SockRevNatKey, SockRevNatValue, map_names,
 };
 use tracing::{info, warn};
 
-pub fn carry_flow_state(old_dir: &Path, new_dir: &Path) {
-    copy::<CtKey, CtValue>(old_dir, new_dir, map_names::CONNTRACK);
-    copy::<SockRevNatKey, SockRevNatValue>(old_dir, new_dir, map_names::SOCK_REV_NAT);
-    copy::<AffinityKey, AffinityValue>(old_dir, new_dir, map_names::AFFINITY);
+/// `bpf_map_update_elem` flag: only create, never overwrite.
+const BPF_NOEXIST: u64 = 1;
+
+/// When a carry runs: before the programs are swapped (everything is
+/// copied), or after (only what the new programs have not written since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Before,
+    After,
 }
 
-fn copy<K: Pod, V: Pod>(old_dir: &Path, new_dir: &Path, name: &'static str) {
+pub fn carry_flow_state(old_dir: &Path, new_dir: &Path, pass: Pass) {
+    let Some(ids) = IdTranslation::between(old_dir, new_dir) else {
+        info!(from = %old_dir.display(), "per-flow state not carried over (the service maps' layout changed)");
+        return;
+    };
+    let flags = match pass {
+        Pass::Before => 0,
+        Pass::After => BPF_NOEXIST,
+    };
+    copy::<CtKey, CtValue>(
+        old_dir,
+        new_dir,
+        map_names::CONNTRACK,
+        pass,
+        flags,
+        |key, value| {
+            let value = CtValue {
+                backend_id: ids.backend(value.backend_id)?,
+                service_id: ids.service(value.service_id)?,
+                ..value
+            };
+            Some((key, value))
+        },
+    );
+    copy::<SockRevNatKey, SockRevNatValue>(
+        old_dir,
+        new_dir,
+        map_names::SOCK_REV_NAT,
+        pass,
+        flags,
+        |key, value| Some((key, value)),
+    );
+    copy::<AffinityKey, AffinityValue>(
+        old_dir,
+        new_dir,
+        map_names::AFFINITY,
+        pass,
+        flags,
+        |key, value| {
+            // The slot is checked against the new slots on use.
+            let key = AffinityKey {
+                service_id: ids.service(key.service_id)?,
+                ..key
+            };
+            let value = AffinityValue {
+                backend_id: ids.backend(value.backend_id)?,
+                ..value
+            };
+            Some((key, value))
+        },
+    );
+}
+
+/// Old frontend and backend ids to new ones.
+struct IdTranslation {
+    services: StdHashMap<u32, u32>,
+    backends: StdHashMap<BackendId, BackendId>,
+}
+
+impl IdTranslation {
+    fn between(old_dir: &Path, new_dir: &Path) -> Option<Self> {
+        let services = translate::<ServiceKey, ServiceValue, _>(
+            old_dir,
+            new_dir,
+            map_names::SERVICES,
+            |key, value| (*key, value.id),
+        )?;
+        let backends = translate::<BackendId, Backend, _>(
+            old_dir,
+            new_dir,
+            map_names::BACKENDS,
+            |id, backend| (*backend, *id),
+        )?;
+        Some(Self { services, backends })
+    }
+
+    fn service(&self, old: u32) -> Option<u32> {
+        self.services.get(&old).copied()
+    }
+
+    fn backend(&self, old: BackendId) -> Option<BackendId> {
+        self.backends.get(&old).copied()
+    }
+}
+
+/// Old id → new id of the objects map `name` holds in both directories,
+/// `identify` giving each entry's object and id.
+fn translate<K: Pod, V: Pod, O: Hash + Eq>(
+    old_dir: &Path,
+    new_dir: &Path,
+    name: &'static str,
+    identify: impl Fn(&K, &V) -> (O, u32),
+) -> Option<StdHashMap<u32, u32>> {
+    let read = |dir: &Path| -> Option<Vec<(K, V)>> {
+        let data = MapData::from_pin(dir.join(name)).ok()?;
+        let map: HashMap<MapData, K, V> = HashMap::try_from(Map::HashMap(data)).ok()?;
+        map.iter().collect::<Result<_, _>>().ok()
+    };
+    let new_ids: StdHashMap<O, u32> = read(new_dir)?
+        .iter()
+        .map(|(key, value)| identify(key, value))
+        .collect();
+    Some(
+        read(old_dir)?
+            .iter()
+            .filter_map(|(key, value)| {
+                let (object, old_id) = identify(key, value);
+                Some((old_id, *new_ids.get(&object)?))
+            })
+            .collect(),
+    )
+}
+
+/// Copies the entries of LRU map `name` through `carry`, which translates
+/// an entry or leaves it behind.
+fn copy<K: Pod, V: Pod>(
+    old_dir: &Path,
+    new_dir: &Path,
+    name: &'static str,
+    pass: Pass,
+    flags: u64,
+    carry: impl Fn(K, V) -> Option<(K, V)>,
+) {
     let open = |dir: &Path| -> Option<HashMap<MapData, K, V>> {
         let data = MapData::from_pin(dir.join(name)).ok()?;
         // A size mismatch is refused here: such state is not carried.
@@ -34,16 +165,26 @@ fn copy<K: Pod, V: Pod>(old_dir: &Path, new_dir: &Path, name: &'static str) {
         info!(map = name, from = %old_dir.display(), "per-flow state not carried over (missing, or its layout changed)");
         return;
     };
-    let mut copied = 0usize;
+    let (mut copied, mut left) = (0usize, 0usize);
     for entry in old.iter() {
         let Ok((key, value)) = entry else { break };
-        match new.insert(key, value, 0) {
+        let Some((key, value)) = carry(key, value) else {
+            left += 1;
+            continue;
+        };
+        match new.insert(key, value, flags) {
             Ok(()) => copied += 1,
+            // Already written by the new programs: theirs is newer.
+            Err(MapError::SyscallError(error))
+                if error.io_error.raw_os_error() == Some(libc::EEXIST) =>
+            {
+                left += 1;
+            }
             Err(error) => {
                 warn!(map = name, %error, "carrying per-flow state over stopped early");
                 break;
             }
         }
     }
-    info!(map = name, entries = copied, from = %old_dir.display(), "per-flow state carried over");
+    info!(map = name, entries = copied, left_behind = left, from = %old_dir.display(), ?pass, "per-flow state carried over");
 }
