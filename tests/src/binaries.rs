@@ -35,3 +35,7 @@ pub fn agent_binary() -> Result<PathBuf> {
 pub fn echo_binary() -> Result<PathBuf> {
     find("skiff-echo")
 }
+
+pub fn load_binary() -> Result<PathBuf> {
+    find("skiff-load")
+}

@@ -44,7 +44,7 @@ pub use addressing::{
     SERVICE_CIDR, node_ip, pod_cidr,
 };
 pub use agent::{agent_command, sync_count, wait_for_sync};
-pub use binaries::{agent_binary, echo_binary};
+pub use binaries::{agent_binary, echo_binary, load_binary};
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};

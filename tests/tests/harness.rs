@@ -29,15 +29,27 @@ fn machine() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The complaints of /work/shared/tools/check-clean (none when it exits 0).
-fn check_clean(during: bool) -> Vec<String> {
-    // The shared tools sit beside the main checkout, and above a worktree
-    // such as /work/wt/<name>: the nearest ancestor that has them.
-    let tool = Path::new(env!("CARGO_MANIFEST_DIR"))
+/// `shared/tools/check-clean`, in `shared/` beside the repository (as CI
+/// clones it) or beside a directory further up (a git worktree such as
+/// /work/wt/<name> next to /work/shared).
+fn check_clean_tool() -> PathBuf {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir
         .ancestors()
+        .skip(1)
         .map(|dir| dir.join("shared/tools/check-clean"))
         .find(|tool| tool.is_file())
-        .expect("shared/tools/check-clean above the workspace");
+        .unwrap_or_else(|| {
+            panic!(
+                "no shared/tools/check-clean beside any directory above {}",
+                crate_dir.display()
+            )
+        })
+}
+
+/// The complaints of /work/shared/tools/check-clean (none when it exits 0).
+fn check_clean(during: bool) -> Vec<String> {
+    let tool = check_clean_tool();
     let mut cmd = Command::new(&tool);
     if during {
         cmd.arg("--during");

@@ -1,5 +1,6 @@
 //! `cargo xtask`: skiff's developer commands (see `cargo xtask --help`).
 
+mod bench;
 mod build_cmd;
 mod cluster_cmd;
 mod setup;
@@ -37,7 +38,7 @@ enum Command {
     /// 1. Debian packages: LLVM 22 and the libraries bpf-linker links
     ///    (llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev),
     ///    protobuf-compiler (etcd-client's build), etcd-server etcd-client,
-    ///    iperf3 iproute2 bpftool python3-venv curl. Package services are not
+    ///    iperf3 iproute2 ethtool iptables nftables bpftool python3-venv curl. Package services are not
     ///    started (no etcd left on port 2379).
     ///
     /// 2. bpf-linker, built against LLVM 22 (cargo install, about a minute).
@@ -56,13 +57,33 @@ enum Command {
     /// bpf-linker. Prints the paths of the binaries.
     Build(build_cmd::BuildArgs),
 
-    /// Run build, then the tests, clippy and rustfmt; print the total time.
+    /// Run build, then the tests, clippy, rustfmt and a quick benchmark;
+    /// print the total time.
     ///
     /// Runs `cargo test [CARGO_TEST_ARGS]` (the end-to-end tests build a
     /// netns cluster and need root), `cargo clippy --all-targets -- -D
-    /// warnings` and `cargo fmt --all -- --check`. All three run even if one
-    /// fails; the exit code is non-zero if the build or any of them failed.
+    /// warnings`, `cargo fmt --all -- --check` and `cargo xtask bench
+    /// --quick` (which fails if any figure is not produced). All four run
+    /// even if one fails; the exit code is non-zero if the build or any of
+    /// them failed.
     Test(test_cmd::TestArgs),
+
+    /// Run setup and a release build, then benchmark skiff against direct
+    /// connections and kube-proxy's iptables and nftables rules (issue #6).
+    ///
+    /// On a 2-node netns cluster: ClusterIP TCP throughput (iperf3), new
+    /// connections per second and request/response latency (direct,
+    /// iptables, nftables, skiff socket LB); NodePort UDP packets per second
+    /// from the outside client (iptables, nftables, skiff tc, skiff XDP);
+    /// then a scale sweep over N = 1, 1000, 10 000, 100 000 Services (full
+    /// sync time, change-to-datapath p99, agent RSS, connecting to the last
+    /// Service, iptables-restore / nft -f time). Variants alternate in every
+    /// round; medians are reported as ratios to a baseline of the same run.
+    ///
+    /// Writes bench/results/<date>.json, docs/BENCHMARKS.md and
+    /// docs/bench/*.svg, printing one line per step; about 15 minutes.
+    /// Fails if any figure was not produced. Run it on a quiet machine.
+    Bench(bench::BenchArgs),
 
     /// Bring up a local cluster: etcd, N nodes with a skiff-agent each,
     /// example backends and a Service.
@@ -91,6 +112,7 @@ fn main() -> ExitCode {
         Command::Setup => setup::setup(),
         Command::Build(args) => build_cmd::build(&args),
         Command::Test(args) => test_cmd::test(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::Up(args) => cluster_cmd::up(&args),
         Command::Down => cluster_cmd::down(),
         Command::Exec(args) => cluster_cmd::exec(&args),

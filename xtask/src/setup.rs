@@ -24,6 +24,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iperf3",
     "iproute2",
     "ethtool",
+    // The kube-proxy baselines of `cargo xtask bench`.
+    "iptables",
+    "nftables",
     "bpftool",
     "python3-venv",
     "curl",

@@ -1,5 +1,5 @@
-//! `cargo xtask test`: build, then the test suite, clippy and rustfmt, so CI
-//! enforces all three.
+//! `cargo xtask test`: build, then the test suite, clippy, rustfmt and a
+//! quick benchmark run, so CI enforces all four.
 
 use std::{
     io::{BufRead, BufReader},
@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{
+    bench::{self, BenchArgs},
     build_cmd::{self, BuildArgs},
     sh,
 };
@@ -56,6 +57,13 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
             eprintln!("test: {err:#}");
             failed.push(sh::describe(&check));
         }
+    }
+    // A smoke test of the benchmark: it fails when any figure was not
+    // produced; the figures' values are never judged here.
+    println!("test: running `cargo xtask bench --quick`");
+    if let Err(err) = bench::bench(&BenchArgs { quick: true }) {
+        eprintln!("test: {err:#}");
+        failed.push("cargo xtask bench --quick".to_owned());
     }
     if !failed.is_empty() {
         bail!("test: failed: {}", failed.join("; "));

@@ -1,0 +1,39 @@
+//! What the run ran on, for the report's header.
+
+use std::{fs, process::Command};
+
+use super::{results::Machine, rules::iptables_version};
+
+pub fn describe() -> Machine {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("model name")?.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        date: first_line(Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|release| release.trim().to_owned())
+            .unwrap_or_else(|_| "unknown".into()),
+        cpu,
+        cpus: std::thread::available_parallelism().map_or(1, usize::from),
+        iptables: iptables_version(),
+        nft: first_line(Command::new("nft").arg("--version")),
+    }
+}
+
+fn first_line(command: &mut Command) -> String {
+    command
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,47 @@
+//! How long and how big: the full run (about 15 minutes on a quiet
+//! two-core machine) and `--quick` (under three, for smoke tests).
+
+use std::time::Duration;
+
+pub struct Plan {
+    /// Interleaved rounds of every datapath figure; medians are reported.
+    pub rounds: usize,
+    /// Each variant's time in one round of a datapath figure.
+    pub figure_time: Duration,
+    /// Services in each step of the scale sweep.
+    pub scales: &'static [usize],
+    /// Rounds of (direct, variant) connection rate at each scale.
+    pub scale_rounds: usize,
+    pub scale_connect_time: Duration,
+    /// Single-Service changes timed at each scale.
+    pub changes: usize,
+    /// How long an agent sync, iptables-restore or nft -f may take before
+    /// the figure is reported as timed out.
+    pub sync_timeout: Duration,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                rounds: 2,
+                figure_time: Duration::from_secs(1),
+                scales: &[1, 1000],
+                scale_rounds: 1,
+                scale_connect_time: Duration::from_secs(1),
+                changes: 20,
+                sync_timeout: Duration::from_secs(60),
+            }
+        } else {
+            Plan {
+                rounds: 3,
+                figure_time: Duration::from_secs(3),
+                scales: &[1, 1000, 10_000, 100_000],
+                scale_rounds: 2,
+                scale_connect_time: Duration::from_secs(2),
+                changes: 200,
+                sync_timeout: Duration::from_secs(120),
+            }
+        }
+    }
+}

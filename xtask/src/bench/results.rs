@@ -1,0 +1,256 @@
+//! What a run measured, as written to `bench/results/<date>.json`, and the
+//! check that every figure is there.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One variant's samples of one figure, taken in interleaved rounds.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Samples {
+    pub values: Vec<f64>,
+    /// Why this variant could not be measured at all in this run (a
+    /// feature the agent does not have); `None` when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
+    /// Rounds that failed, with their error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl Samples {
+    pub fn median(&self) -> Option<f64> {
+        median(&self.values)
+    }
+}
+
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+/// A datapath figure: every variant's samples and which one is the baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    pub key: &'static str,
+    pub title: &'static str,
+    pub unit: &'static str,
+    pub higher_is_better: bool,
+    pub baseline: &'static str,
+    pub variants: BTreeMap<&'static str, Samples>,
+}
+
+impl Figure {
+    pub fn ratio(&self, variant: &str) -> Option<f64> {
+        let value = self.variants.get(variant)?.median()?;
+        let baseline = self.variants.get(self.baseline)?.median()?;
+        (baseline > 0.0).then(|| value / baseline)
+    }
+}
+
+/// How a kube-proxy baseline fared at one scale.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BaselineAtScale {
+    /// Seconds the full load (iptables-restore / nft -f) took.
+    pub sync_seconds: Option<f64>,
+    /// Set when the load was killed at the run's timeout.
+    pub timed_out_after_seconds: Option<f64>,
+    /// Why it was not loaded at this N (too slow at a smaller one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    pub connect: Option<Connect>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Connections to the last Service of a scale point, against direct
+/// connections to its backends measured in the same rounds.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Connect {
+    pub per_second: f64,
+    pub direct_per_second: f64,
+    pub connect_p50_us: f64,
+    pub connect_p99_us: f64,
+    pub direct_connect_p50_us: f64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SkiffAtScale {
+    /// The agent's own `skiff_last_full_sync_seconds`, programming every
+    /// Service from empty maps.
+    pub full_sync_seconds: Option<f64>,
+    /// p99 of `skiff_change_to_datapath_seconds` over single-Service changes.
+    pub change_p99_seconds: Option<f64>,
+    pub changes: usize,
+    pub agent_rss_mb: Option<f64>,
+    pub connect: Option<Connect>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ScalePoint {
+    pub services: usize,
+    pub endpoints: usize,
+    /// Writing the new Services and EndpointSlices to etcd.
+    pub etcd_write_seconds: f64,
+    pub etcd_rss_mb: Option<f64>,
+    pub skiff: SkiffAtScale,
+    pub iptables: BaselineAtScale,
+    pub nftables: BaselineAtScale,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ControlPlane {
+    /// The bench cluster's etcd, holding the datapath Services.
+    pub etcd_idle_rss_mb: Option<f64>,
+    /// skiff-control idle, and the empty etcd beside it, as
+    /// skiff-control-bench measures them.
+    pub skiff_control_idle_rss_mb: Option<f64>,
+    pub skiff_control_etcd_idle_rss_mb: Option<f64>,
+    /// Why skiff-control's figure is missing, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skiff_control_unavailable: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub date: String,
+    pub kernel: String,
+    pub cpu: String,
+    pub cpus: usize,
+    pub iptables: String,
+    pub nft: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub command: String,
+    pub quick: bool,
+    pub profile: &'static str,
+    pub machine: Machine,
+    pub figures: Vec<Figure>,
+    pub scale: Vec<ScalePoint>,
+    pub control_plane: ControlPlane,
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    /// Figures that were not produced: a variant with neither a value nor a
+    /// reason it is unavailable, a scale point missing a measurement, a
+    /// baseline with neither a time nor a timeout. Values are never judged.
+    pub fn missing(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for figure in &self.figures {
+            for (variant, samples) in &figure.variants {
+                if samples.values.is_empty() && samples.unavailable.is_none() {
+                    missing.push(format!("{} / {variant}: {:?}", figure.key, samples.errors));
+                }
+            }
+        }
+        for point in &self.scale {
+            let n = point.services;
+            let skiff = &point.skiff;
+            let checks = [
+                ("skiff full sync", skiff.full_sync_seconds.is_some()),
+                ("skiff change p99", skiff.change_p99_seconds.is_some()),
+                ("skiff agent RSS", skiff.agent_rss_mb.is_some()),
+                ("skiff connect", skiff.connect.is_some()),
+                ("etcd RSS", point.etcd_rss_mb.is_some()),
+            ];
+            for (what, present) in checks {
+                if !present {
+                    missing.push(format!("N={n} {what}: {:?}", skiff.errors));
+                }
+            }
+            for (name, baseline) in [("iptables", &point.iptables), ("nftables", &point.nftables)] {
+                let loaded = baseline.sync_seconds.is_some() && baseline.connect.is_some();
+                let explained =
+                    baseline.timed_out_after_seconds.is_some() || baseline.skipped.is_some();
+                if !loaded && !explained {
+                    missing.push(format!("N={n} {name}: {:?}", baseline.error));
+                }
+            }
+        }
+        if self.control_plane.etcd_idle_rss_mb.is_none() {
+            missing.push("control plane: etcd idle RSS".into());
+        }
+        if self.control_plane.skiff_control_idle_rss_mb.is_none()
+            && self.control_plane.skiff_control_unavailable.is_none()
+        {
+            missing.push("control plane: skiff-control idle RSS".into());
+        }
+        missing
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn a_variant_without_values_or_reason_is_missing() {
+        let mut variants = BTreeMap::new();
+        variants.insert(
+            "direct",
+            Samples {
+                values: vec![1.0],
+                ..Samples::default()
+            },
+        );
+        variants.insert(
+            "skiff-xdp",
+            Samples {
+                unavailable: Some("not merged".into()),
+                ..Samples::default()
+            },
+        );
+        variants.insert("skiff-tc", Samples::default());
+        let figure = Figure {
+            key: "pps",
+            title: "",
+            unit: "",
+            higher_is_better: true,
+            baseline: "direct",
+            variants,
+        };
+        assert_eq!(figure.ratio("direct"), Some(1.0));
+        let results = Results {
+            command: String::new(),
+            quick: true,
+            profile: "dev",
+            machine: Machine {
+                date: String::new(),
+                kernel: String::new(),
+                cpu: String::new(),
+                cpus: 2,
+                iptables: String::new(),
+                nft: String::new(),
+            },
+            figures: vec![figure],
+            scale: Vec::new(),
+            control_plane: ControlPlane {
+                etcd_idle_rss_mb: Some(20.0),
+                skiff_control_unavailable: Some("not built".into()),
+                ..ControlPlane::default()
+            },
+            notes: Vec::new(),
+        };
+        let missing = results.missing();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].starts_with("pps / skiff-tc"));
+    }
+}

@@ -1,0 +1,344 @@
+//! The scale sweep: for N Services (2–10 endpoints each), how long skiff
+//! takes to program them all and to apply one change, what the agent
+//! holds in memory, and how connecting to the last Service compares with
+//! connecting to its backend directly; and, at the same N, how long
+//! kube-proxy's iptables-restore and nft -f take and what connecting costs
+//! through them.
+
+use std::{net::SocketAddr, thread, time::Duration};
+
+use anyhow::{Context, Result};
+
+use super::{
+    catalog::{CRR_PORT, Plane, Svc, endpoint_slice_object, etcd_objects, scale_service},
+    etcd_bulk::EtcdBulk,
+    load,
+    metrics::{gauge, histogram_quantile},
+    plan::Plan,
+    progress::Progress,
+    results::{BaselineAtScale, Connect, ScalePoint, SkiffAtScale, median},
+    rig::{Rig, rss_mb},
+    rules::{Baseline, Loaded, NodeRules},
+};
+
+/// Between single-Service changes, so each is its own watch batch.
+const CHANGE_GAP: Duration = Duration::from_millis(10);
+/// For the last change to reach the maps before the histogram is read.
+const SETTLE: Duration = Duration::from_millis(500);
+
+pub fn run(
+    rig: &mut Rig,
+    plan: &Plan,
+    bulk: &EtcdBulk<'_>,
+    rules: &mut NodeRules,
+    progress: &Progress,
+) -> Vec<ScalePoint> {
+    // Node 2's agent would program every Service too and take CPU from
+    // node 1's; its pinned programs keep serving without it.
+    if let Err(error) = rig.stop_agent(2, false) {
+        progress.step(format_args!("stopping node2's agent failed: {error:#}"));
+    }
+    let pool = rig.backend_endpoints();
+    let mut points = Vec::new();
+    let mut written = 0;
+    for &n in plan.scales {
+        let mut point = ScalePoint {
+            services: n,
+            ..ScalePoint::default()
+        };
+        let skiff: Vec<Svc> = (0..n)
+            .map(|i| scale_service(Plane::Skiff, i, &pool))
+            .collect();
+        point.endpoints = skiff.iter().map(|svc| svc.endpoints.len()).sum();
+        progress.step(format_args!(
+            "scale N={n}: writing {} Services ({} endpoints in all) to etcd",
+            n - written,
+            point.endpoints
+        ));
+        let started = std::time::Instant::now();
+        let objects = skiff[written..]
+            .iter()
+            .flat_map(etcd_objects)
+            .map(|(key, value)| (key, value.to_string()));
+        if let Err(error) = bulk.put_all(objects) {
+            point
+                .skiff
+                .errors
+                .push(format!("writing to etcd: {error:#}"));
+            points.push(point);
+            break;
+        }
+        written = n;
+        point.etcd_write_seconds = started.elapsed().as_secs_f64();
+        point.etcd_rss_mb = rss_mb(rig.etcd_pid()).ok();
+
+        point.skiff = measure_skiff(rig, plan, bulk, &skiff, progress);
+        for baseline in [Baseline::Iptables, Baseline::Nftables] {
+            let earlier: Vec<&BaselineAtScale> = points
+                .iter()
+                .map(|p: &ScalePoint| match baseline {
+                    Baseline::Iptables => &p.iptables,
+                    Baseline::Nftables => &p.nftables,
+                })
+                .collect();
+            let measured = match too_slow(&earlier, &points, n, plan.sync_timeout) {
+                Some(why) => {
+                    progress.step(format_args!(
+                        "scale N={n}: {} skipped: {why}",
+                        baseline.name()
+                    ));
+                    BaselineAtScale {
+                        skipped: Some(why),
+                        ..BaselineAtScale::default()
+                    }
+                }
+                None => {
+                    let plane = match baseline {
+                        Baseline::Iptables => Plane::Iptables,
+                        Baseline::Nftables => Plane::Nftables,
+                    };
+                    let services: Vec<Svc> =
+                        (0..n).map(|i| scale_service(plane, i, &pool)).collect();
+                    measure_baseline(rig, plan, rules, baseline, &services, progress)
+                }
+            };
+            match baseline {
+                Baseline::Iptables => point.iptables = measured,
+                Baseline::Nftables => point.nftables = measured,
+            }
+        }
+        points.push(point);
+    }
+    points
+}
+
+/// Why a baseline is not worth loading at `n` Services: it timed out at a
+/// smaller N, or its time at the previous N, scaled linearly (loads grow at
+/// least that fast), already exceeds the timeout. A load killed at the
+/// timeout may only die once the kernel has worked through its whole
+/// batch, which at 100 000 Services could take hours.
+fn too_slow(
+    earlier: &[&BaselineAtScale],
+    points: &[ScalePoint],
+    n: usize,
+    timeout: Duration,
+) -> Option<String> {
+    for (baseline, point) in earlier.iter().zip(points).rev() {
+        if baseline.timed_out_after_seconds.is_some() {
+            return Some(format!("it timed out at N={}", point.services));
+        }
+        if let Some(why) = &baseline.skipped {
+            return Some(why.clone());
+        }
+        if let Some(took) = baseline.sync_seconds {
+            let predicted = took * n as f64 / point.services as f64;
+            if predicted > timeout.as_secs_f64() {
+                return Some(format!(
+                    "{took:.1} s at N={} predicts at least {predicted:.0} s, over the {} s timeout",
+                    point.services,
+                    timeout.as_secs()
+                ));
+            }
+            return None;
+        }
+    }
+    None
+}
+
+fn measure_skiff(
+    rig: &mut Rig,
+    plan: &Plan,
+    bulk: &EtcdBulk<'_>,
+    services: &[Svc],
+    progress: &Progress,
+) -> SkiffAtScale {
+    let n = services.len();
+    let mut skiff = SkiffAtScale::default();
+    progress.step(format_args!(
+        "scale N={n}: skiff-agent on node1 programs everything from empty maps"
+    ));
+    let restarted = rig
+        .stop_agent(1, true)
+        .and_then(|()| rig.start_agent(1, plan.sync_timeout));
+    if let Err(error) = restarted {
+        skiff.errors.push(format!("agent full sync: {error:#}"));
+        return skiff;
+    }
+    match rig.metrics(1) {
+        Ok(text) => skiff.full_sync_seconds = gauge(&text, "skiff_last_full_sync_seconds"),
+        Err(error) => skiff.errors.push(format!("{error:#}")),
+    }
+    progress.step(format_args!(
+        "scale N={n}: skiff full sync {}; now {} single-Service changes",
+        seconds(skiff.full_sync_seconds),
+        plan.changes
+    ));
+
+    let pool = rig.backend_endpoints();
+    for k in 0..plan.changes {
+        // Spread over the Services; each gets another endpoint set.
+        let index = (k * 7919) % n;
+        let svc = &services[index];
+        let other = scale_service(Plane::Skiff, index + 1 + k, &pool).endpoints;
+        let (key, value) = endpoint_slice_object(svc, &other);
+        if let Err(error) = bulk.put(key, value.to_string()) {
+            skiff.errors.push(format!("writing a change: {error:#}"));
+            break;
+        }
+        thread::sleep(CHANGE_GAP);
+    }
+    thread::sleep(SETTLE);
+    match rig.metrics(1) {
+        Ok(text) => {
+            let name = "skiff_change_to_datapath_seconds";
+            skiff.change_p99_seconds = histogram_quantile(&text, name, 0.99);
+            skiff.changes = gauge(&text, &format!("{name}_count")).unwrap_or(0.0) as usize;
+        }
+        Err(error) => skiff.errors.push(format!("{error:#}")),
+    }
+    skiff.agent_rss_mb = rig.agent_pid(1).and_then(|pid| rss_mb(pid).ok());
+    progress.step(format_args!(
+        "scale N={n}: change→datapath p99 {} over {} batches, agent RSS {:.1} MB",
+        seconds(skiff.change_p99_seconds),
+        skiff.changes,
+        skiff.agent_rss_mb.unwrap_or(f64::NAN)
+    ));
+    match connect(rig, plan, services, progress, "skiff") {
+        Ok(connect) => skiff.connect = Some(connect),
+        Err(error) => skiff.errors.push(format!("connecting: {error:#}")),
+    }
+    skiff
+}
+
+fn measure_baseline(
+    rig: &Rig,
+    plan: &Plan,
+    rules: &mut NodeRules,
+    baseline: Baseline,
+    services: &[Svc],
+    progress: &Progress,
+) -> BaselineAtScale {
+    let n = services.len();
+    let name = baseline.name();
+    let mut measured = BaselineAtScale::default();
+    progress.step(format_args!("scale N={n}: loading {name} rules on node1"));
+    match rules.load(baseline, services, plan.sync_timeout) {
+        Ok(Loaded::Took(took)) => {
+            measured.sync_seconds = Some(took.as_secs_f64());
+            progress.step(format_args!(
+                "scale N={n}: {name} full sync {:.3} s",
+                took.as_secs_f64()
+            ));
+            match connect(rig, plan, services, progress, name) {
+                Ok(connect) => measured.connect = Some(connect),
+                Err(error) => measured.error = Some(format!("connecting: {error:#}")),
+            }
+        }
+        Ok(Loaded::TimedOut(after)) => {
+            measured.timed_out_after_seconds = Some(after.as_secs_f64());
+            progress.step(format_args!(
+                "scale N={n}: {name} load timed out after {:.0} s",
+                after.as_secs_f64()
+            ));
+        }
+        Err(error) => {
+            progress.step(format_args!("scale N={n}: {name} load failed: {error:#}"));
+            measured.error = Some(format!("{error:#}"));
+        }
+    }
+    if let Err(error) = rules.clear() {
+        measured.error.get_or_insert(format!("clearing: {error:#}"));
+    }
+    measured
+}
+
+/// Connection rate to `svc` (through whatever serves its VIP now) against
+/// direct connections to its first endpoint, alternating.
+fn connect(
+    rig: &Rig,
+    plan: &Plan,
+    services: &[Svc],
+    progress: &Progress,
+    name: &str,
+) -> Result<Connect> {
+    let svc = services.last().expect("a scale has at least one Service");
+    let services = services.len();
+    let through = SocketAddr::from((svc.vip, svc.ports[0].port));
+    let direct = SocketAddr::from((svc.endpoints[0].ip, CRR_PORT));
+    let (mut via, mut straight): (Vec<load::Crr>, Vec<load::Crr>) = (Vec::new(), Vec::new());
+    let time = plan.scale_connect_time;
+    for round in 0..plan.scale_rounds {
+        // Alternate which goes first, so neither always runs warm.
+        if round % 2 == 0 {
+            straight.push(load::crr(&rig.client, direct, time).context("direct")?);
+        }
+        via.push(load::crr(&rig.client, through, time).with_context(|| format!("to {through}"))?);
+        if round % 2 == 1 {
+            straight.push(load::crr(&rig.client, direct, time).context("direct")?);
+        }
+    }
+    let med = |samples: &[load::Crr], field: fn(&load::Crr) -> f64| {
+        median(&samples.iter().map(field).collect::<Vec<_>>()).unwrap_or(0.0)
+    };
+    let connect = Connect {
+        per_second: med(&via, |c| c.per_second),
+        direct_per_second: med(&straight, |c| c.per_second),
+        connect_p50_us: med(&via, |c| c.connect_p50_us),
+        connect_p99_us: med(&via, |c| c.connect_p99_us),
+        direct_connect_p50_us: med(&straight, |c| c.connect_p50_us),
+    };
+    progress.step(format_args!(
+        "scale N={}: {name} to the last Service {:.0} conn/s (direct {:.0}), connect p50 {:.0} µs, {} failed",
+        services,
+        connect.per_second,
+        connect.direct_per_second,
+        connect.connect_p50_us,
+        via.iter().map(|c| c.errors).sum::<u64>()
+    ));
+    Ok(connect)
+}
+
+fn seconds(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".into(), |s| format!("{:.4} s", s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(services: usize, baseline: BaselineAtScale) -> (ScalePoint, BaselineAtScale) {
+        let point = ScalePoint {
+            services,
+            ..ScalePoint::default()
+        };
+        (point, baseline)
+    }
+
+    #[test]
+    fn slow_or_timed_out_baselines_are_not_loaded_at_larger_scales() {
+        let timeout = Duration::from_secs(120);
+        let took = |s| BaselineAtScale {
+            sync_seconds: Some(s),
+            ..BaselineAtScale::default()
+        };
+        let (points, baselines): (Vec<_>, Vec<_>) =
+            [at(1, took(0.01)), at(1000, took(0.9))].into_iter().unzip();
+        let earlier: Vec<&BaselineAtScale> = baselines.iter().collect();
+        assert_eq!(too_slow(&earlier, &points, 10_000, timeout), None);
+        let why = too_slow(&earlier, &points, 1_000_000, timeout).unwrap();
+        assert!(why.contains("predicts at least 900 s"), "{why}");
+
+        let timed_out = BaselineAtScale {
+            timed_out_after_seconds: Some(120.0),
+            ..BaselineAtScale::default()
+        };
+        let (points, baselines): (Vec<_>, Vec<_>) = [at(1000, took(0.9)), at(10_000, timed_out)]
+            .into_iter()
+            .unzip();
+        let earlier: Vec<&BaselineAtScale> = baselines.iter().collect();
+        assert_eq!(
+            too_slow(&earlier, &points, 100_000, timeout).as_deref(),
+            Some("it timed out at N=10000")
+        );
+    }
+}
