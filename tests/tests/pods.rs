@@ -1,0 +1,356 @@
+//! End to end: pods bound to a node (spec.nodeName set, written straight
+//! to etcd as the API server stores them, no control plane) run by that
+//! node's real skiff-agent with `--run-pods`: addresses, restarts,
+//! CrashLoopBackOff, probes, graceful deletion, logs on the kubelet port,
+//! the Node object and its Lease.
+//!
+//! The agents run with a 1 s first CrashLoopBackOff delay and 1 s
+//! heartbeats (`run_pods_args`); the kubelet's are 10 s.
+//!
+//! Runs as root; clusters are serialised by the harness's lock.
+use std::{
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use skiff_tests::{Node, Testbed, echo_binary};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+fn pod_key(name: &str) -> String {
+    format!("/registry/pods/default/{name}")
+}
+
+/// A pod bound to node1, as the API server stores it after scheduling.
+fn pod(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["nodeName"] = json!("node1");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": format!("uid-{name}-{}", std::process::id()),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": spec,
+        "status": { "phase": "Pending" },
+    })
+}
+
+/// `skiff-echo serve` on TCP 8080 (HTTP GET answers 200 with its name).
+fn echo_container(name: &str) -> Value {
+    json!({
+        "name": "echo",
+        "image": "registry.example/echo:1",
+        "command": [echo_binary().unwrap()],
+        "args": ["serve", "--name", name, "--tcp", "8080"],
+    })
+}
+
+/// Polls the object at `key` until `test` passes; panics with the last
+/// version seen after `TIMEOUT`.
+fn wait_for(testbed: &Testbed, key: &str, what: &str, test: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let object = testbed.store().get(key).unwrap();
+        if let Some(object) = object.as_ref().filter(|o| test(o)) {
+            return object.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; {key} is {object:#?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn container_status(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+fn condition(pod: &Value, kind: &str) -> String {
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == kind)
+        .map(|c| c["status"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+fn running(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running" && container_status(pod)["state"]["running"].is_object()
+}
+
+fn restarts(pod: &Value) -> i64 {
+    container_status(pod)["restartCount"].as_i64().unwrap_or(0)
+}
+
+fn container_cgroup(node: &Node, pod: &str, container: &str) -> PathBuf {
+    node.cgroup_dir()
+        .join("skiff-pods")
+        .join(format!("default.{pod}"))
+        .join(container)
+}
+
+fn pids(cgroup: &Path) -> Vec<i32> {
+    std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect()
+}
+
+/// `curl` from the node's netns (as the kubelet reaches pods).
+fn curl(node: &Node, url: &str) -> Option<String> {
+    let out = node
+        .command("curl")
+        .args(["-s", "--max-time", "2", url])
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+#[test]
+fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    let node = testbed.cluster().node(1).clone();
+
+    // The node registers itself and renews its lease.
+    let node_object = wait_for(&testbed, "/registry/minions/node1", "the Node", |n| {
+        condition(n, "Ready") == "True"
+    });
+    assert_eq!(node_object["kind"], "Node");
+    assert_eq!(node_object["spec"]["podCIDR"], "10.244.1.0/24");
+    assert_eq!(
+        node_object["status"]["addresses"][0]["address"],
+        node.ip().to_string()
+    );
+    let lease_key = "/registry/leases/kube-node-lease/node1";
+    let lease = wait_for(&testbed, lease_key, "the Lease", |_| true);
+    let renewed = lease["spec"]["renewTime"].clone();
+    wait_for(&testbed, lease_key, "a renewal", |l| {
+        l["spec"]["renewTime"] != renewed
+    });
+
+    let mut spec = json!({ "containers": [echo_container("web")] });
+    spec["containers"][0]["readinessProbe"] = json!({
+        "tcpSocket": { "port": 8080 }, "periodSeconds": 1
+    });
+    testbed
+        .store()
+        .put(&pod_key("web"), &pod("web", spec))
+        .unwrap();
+    let web = wait_for(&testbed, &pod_key("web"), "web to be ready", |p| {
+        running(p) && condition(p, "Ready") == "True"
+    });
+    let ip = web["status"]["podIP"].as_str().unwrap().to_owned();
+    assert!(ip.starts_with("10.244.1."), "{ip}");
+    assert_eq!(container_status(&web)["image"], "registry.example/echo:1");
+    assert_eq!(
+        curl(&node, &format!("http://{ip}:8080/")).as_deref(),
+        Some("web\n")
+    );
+    let netns = format!("{}-default.web", node.netns());
+    assert!(netns_exists(&netns));
+
+    // Logs, as `kubectl logs` gets them through the API server.
+    let logs_url = format!("http://{}:10250/containerLogs/default/web/echo", node.ip());
+    let logs = curl(&node, &logs_url).unwrap();
+    assert!(logs.contains("ready"), "{logs:?}");
+    assert_eq!(
+        curl(&node, &format!("{logs_url}?tailLines=1")).as_deref(),
+        Some("ready\n")
+    );
+
+    // Killing the process restarts it.
+    let cgroup = container_cgroup(&node, "web", "echo");
+    let before = pids(&cgroup);
+    assert!(!before.is_empty());
+    for pid in &before {
+        // SAFETY: kill(2) of the pod's own process.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let restarted = wait_for(&testbed, &pod_key("web"), "a restart", |p| {
+        restarts(p) == 1 && running(p) && condition(p, "Ready") == "True"
+    });
+    assert_eq!(
+        container_status(&restarted)["lastState"]["terminated"]["exitCode"],
+        137
+    );
+    assert_ne!(pids(&cgroup), before);
+    assert_eq!(
+        curl(&node, &format!("http://{ip}:8080/")).as_deref(),
+        Some("web\n")
+    );
+    assert!(
+        curl(&node, &format!("{logs_url}?previous=true"))
+            .unwrap()
+            .contains("ready")
+    );
+
+    // A restarted agent adopts the running pod instead of restarting it.
+    let pid = pids(&cgroup);
+    testbed.kill_agent(1);
+    testbed.start_agent(1).unwrap();
+    thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pids(&cgroup),
+        pid,
+        "the agent restart must not restart the pod"
+    );
+    let adopted = testbed.store().get(&pod_key("web")).unwrap().unwrap();
+    assert_eq!(restarts(&adopted), 1);
+
+    // Graceful deletion, as the API server marks it: SIGTERM (skiff-echo
+    // exits on it at once), then the agent deletes the key.
+    let mut deleting = adopted;
+    deleting["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    deleting["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    let started = Instant::now();
+    testbed.store().put(&pod_key("web"), &deleting).unwrap();
+    while testbed.store().get(&pod_key("web")).unwrap().is_some() {
+        assert!(started.elapsed() < TIMEOUT, "the pod key was not removed");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "SIGTERM should end it well before the grace period"
+    );
+    assert!(!netns_exists(&netns), "the pod's netns must go");
+    assert!(!cgroup.exists(), "the pod's cgroup must go");
+    assert!(curl(&node, &logs_url).is_none_or(|body| !body.contains("ready")));
+
+    // A stopped agent stops heartbeating.
+    testbed.kill_agent(1);
+    thread::sleep(Duration::from_millis(1500));
+    let frozen = testbed.store().get(lease_key).unwrap().unwrap();
+    thread::sleep(Duration::from_secs(3));
+    let later = testbed.store().get(lease_key).unwrap().unwrap();
+    assert_eq!(frozen["spec"]["renewTime"], later["spec"]["renewTime"]);
+}
+
+#[test]
+fn a_failing_command_backs_off_longer_each_time() {
+    let testbed = Testbed::start_running_pods(1).unwrap();
+    let spec = json!({
+        "restartPolicy": "Always",
+        "containers": [{
+            "name": "fail",
+            "image": "busybox",
+            "command": ["sh", "-c", "echo failing; exit 1"],
+        }],
+    });
+    testbed
+        .store()
+        .put(&pod_key("crash"), &pod("crash", spec))
+        .unwrap();
+    // Back-offs of 1, 2 and 4 s: the third restart comes about 7 s in.
+    let mut seen = Vec::new();
+    let mut restarted_at = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while restarted_at.len() < 3 {
+        assert!(Instant::now() < deadline, "saw {seen:?}");
+        let pod = testbed.store().get(&pod_key("crash")).unwrap().unwrap();
+        let status = container_status(&pod);
+        if let Some(message) = status["state"]["waiting"]["message"].as_str()
+            && status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && !seen.contains(&message.to_owned())
+        {
+            seen.push(message.to_owned());
+            assert_eq!(status["lastState"]["terminated"]["exitCode"], 1);
+        }
+        if restarts(&pod) as usize > restarted_at.len() {
+            restarted_at.push(Instant::now());
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let delays: Vec<&str> = seen
+        .iter()
+        .filter_map(|m| m.strip_prefix("back-off ")?.split(' ').next())
+        .collect();
+    assert_eq!(delays[..3], ["1s", "2s", "4s"], "{seen:?}");
+    let first = restarted_at[1] - restarted_at[0];
+    let second = restarted_at[2] - restarted_at[1];
+    assert!(
+        second > first + Duration::from_millis(1000),
+        "{first:?} then {second:?}"
+    );
+    let pod = testbed.store().get(&pod_key("crash")).unwrap().unwrap();
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(condition(&pod, "Ready"), "False");
+}
+
+#[test]
+fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
+    let testbed = Testbed::start_running_pods(1).unwrap();
+    let node = testbed.cluster().node(1).clone();
+    let flag = std::env::temp_dir().join(format!("{}-ready", testbed.cluster().prefix()));
+    let mut spec = json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [echo_container("probed")],
+    });
+    spec["containers"][0]["readinessProbe"] = json!({
+        "exec": { "command": ["test", "-e", flag] },
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    });
+    testbed
+        .store()
+        .put(&pod_key("probed"), &pod("probed", spec))
+        .unwrap();
+    let ready = |want: &'static str| move |p: &Value| running(p) && condition(p, "Ready") == want;
+    wait_for(&testbed, &pod_key("probed"), "not ready", ready("False"));
+    std::fs::write(&flag, "").unwrap();
+    wait_for(&testbed, &pod_key("probed"), "ready", ready("True"));
+    std::fs::remove_file(&flag).unwrap();
+    let out = wait_for(
+        &testbed,
+        &pod_key("probed"),
+        "out of endpoints",
+        ready("False"),
+    );
+    assert_eq!(container_status(&out)["ready"], false);
+    std::fs::write(&flag, "").unwrap();
+    wait_for(&testbed, &pod_key("probed"), "back in", ready("True"));
+    std::fs::remove_file(&flag).unwrap();
+
+    // A process that ignores SIGTERM is killed after the grace period.
+    let stubborn = json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{
+            "name": "stubborn",
+            "image": "busybox",
+            "command": ["sh", "-c", "trap '' TERM; echo started; while true; do sleep 0.1; done"],
+        }],
+    });
+    testbed
+        .store()
+        .put(&pod_key("stubborn"), &pod("stubborn", stubborn))
+        .unwrap();
+    let mut pod = wait_for(&testbed, &pod_key("stubborn"), "stubborn running", running);
+    pod["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
+    pod["metadata"]["deletionGracePeriodSeconds"] = json!(2);
+    let started = Instant::now();
+    testbed.store().put(&pod_key("stubborn"), &pod).unwrap();
+    while testbed.store().get(&pod_key("stubborn")).unwrap().is_some() {
+        assert!(started.elapsed() < TIMEOUT, "stubborn was not removed");
+        thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2),
+        "SIGKILL came before the grace period: {took:?}"
+    );
+    assert!(!container_cgroup(&node, "stubborn", "stubborn").exists());
+}
