@@ -51,6 +51,11 @@ fn echo_container(name: &str) -> Value {
     })
 }
 
+/// A container running `script` with the node's `sh`.
+fn shell(name: &str, script: &str) -> Value {
+    json!({ "name": name, "image": "busybox", "command": ["sh", "-c", script] })
+}
+
 /// Polls the object at `key` until `test` passes; panics with the last
 /// version seen after `TIMEOUT`.
 fn wait_for(testbed: &Testbed, key: &str, what: &str, test: impl Fn(&Value) -> bool) -> Value {
@@ -115,6 +120,16 @@ fn curl(node: &Node, url: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits for the agent to delete the pod's key; returns how long it took.
+fn wait_gone(testbed: &Testbed, key: &str) -> Duration {
+    let started = Instant::now();
+    while testbed.store().get(key).unwrap().is_some() {
+        assert!(started.elapsed() < TIMEOUT, "{key} was not removed");
+        thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
 }
 
 fn netns_exists(name: &str) -> bool {
@@ -217,14 +232,9 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     let mut deleting = adopted;
     deleting["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
     deleting["metadata"]["deletionGracePeriodSeconds"] = json!(30);
-    let started = Instant::now();
     testbed.store().put(&pod_key("web"), &deleting).unwrap();
-    while testbed.store().get(&pod_key("web")).unwrap().is_some() {
-        assert!(started.elapsed() < TIMEOUT, "the pod key was not removed");
-        thread::sleep(Duration::from_millis(100));
-    }
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        wait_gone(&testbed, &pod_key("web")) < Duration::from_secs(10),
         "SIGTERM should end it well before the grace period"
     );
     assert!(!netns_exists(&netns), "the pod's netns must go");
@@ -245,11 +255,7 @@ fn a_failing_command_backs_off_longer_each_time() {
     let testbed = Testbed::start_running_pods(1).unwrap();
     let spec = json!({
         "restartPolicy": "Always",
-        "containers": [{
-            "name": "fail",
-            "image": "busybox",
-            "command": ["sh", "-c", "echo failing; exit 1"],
-        }],
+        "containers": [shell("fail", "echo failing; exit 1")],
     });
     testbed
         .store()
@@ -328,11 +334,7 @@ fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
     // A process that ignores SIGTERM is killed after the grace period.
     let stubborn = json!({
         "terminationGracePeriodSeconds": 2,
-        "containers": [{
-            "name": "stubborn",
-            "image": "busybox",
-            "command": ["sh", "-c", "trap '' TERM; echo started; while true; do sleep 0.1; done"],
-        }],
+        "containers": [shell("stubborn", "trap '' TERM; while true; do sleep 0.1; done")],
     });
     testbed
         .store()
@@ -341,13 +343,8 @@ fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
     let mut pod = wait_for(&testbed, &pod_key("stubborn"), "stubborn running", running);
     pod["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
     pod["metadata"]["deletionGracePeriodSeconds"] = json!(2);
-    let started = Instant::now();
     testbed.store().put(&pod_key("stubborn"), &pod).unwrap();
-    while testbed.store().get(&pod_key("stubborn")).unwrap().is_some() {
-        assert!(started.elapsed() < TIMEOUT, "stubborn was not removed");
-        thread::sleep(Duration::from_millis(100));
-    }
-    let took = started.elapsed();
+    let took = wait_gone(&testbed, &pod_key("stubborn"));
     assert!(
         took >= Duration::from_secs(2),
         "SIGKILL came before the grace period: {took:?}"
