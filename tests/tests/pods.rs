@@ -9,13 +9,17 @@
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
+    net::Ipv4Addr,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
-use skiff_tests::{Node, Testbed, echo_binary};
+use skiff_tests::{
+    EndpointSpec, Node, PortSpec, Testbed, echo_binary, endpoint_slice, endpoint_slice_key,
+    service, service_key,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -350,4 +354,118 @@ fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
         "SIGKILL came before the grace period: {took:?}"
     );
     assert!(!container_cgroup(&node, "stubborn", "stubborn").exists());
+}
+
+#[test]
+fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works() {
+    let testbed = Testbed::start_running_pods(1).unwrap();
+    let node = testbed.cluster().node(1).clone();
+    let store = testbed.store();
+    let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "settings", "namespace": "default" },
+        "data": { "COLOR": "blue", "SIZE": "xl" } });
+    store
+        .put("/registry/configmaps/default/settings", &cm)
+        .unwrap();
+    // "hunter2", base64 as the API server stores Secret data.
+    let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "creds", "namespace": "default" },
+        "data": { "PASSWORD": "aHVudGVyMg==" } });
+    store
+        .put("/registry/secrets/default/creds", &secret)
+        .unwrap();
+    let http = PortSpec {
+        name: "http",
+        protocol: "TCP",
+        port: 80,
+        target_port: 8080,
+    };
+    let vip = Ipv4Addr::new(10, 96, 0, 10);
+    store
+        .put(
+            &service_key("default", "web"),
+            &service("default", "web", vip, std::slice::from_ref(&http)),
+        )
+        .unwrap();
+
+    let spec = json!({ "containers": [echo_container("web")] });
+    store.put(&pod_key("web"), &pod("web", spec)).unwrap();
+    let web = wait_for(&testbed, &pod_key("web"), "web running", running);
+    let web_ip: Ipv4Addr = web["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    let slice = endpoint_slice(
+        "default",
+        "web-1",
+        "web",
+        &[http],
+        &[EndpointSpec::ready(web_ip, "node1")],
+    );
+    store
+        .put(&endpoint_slice_key("default", "web-1"), &slice)
+        .unwrap();
+
+    // The client connects to the Service by its variables, as a pod does.
+    let script = "env; for i in $(seq 50); do \
+        curl -s --max-time 1 http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ && break; sleep 0.2; done; \
+        sleep 1000";
+    let mut client = shell("client", script);
+    client["envFrom"] = json!([{ "configMapRef": { "name": "settings" }, "prefix": "CM_" }]);
+    client["env"] = json!([
+        { "name": "PASSWORD", "valueFrom": { "secretKeyRef": { "name": "creds", "key": "PASSWORD" } } },
+        { "name": "MY_IP", "valueFrom": { "fieldRef": { "fieldPath": "status.podIP" } } },
+        { "name": "GREETING", "value": "$(CM_COLOR) sky" },
+    ]);
+    store
+        .put(
+            &pod_key("client"),
+            &pod("client", json!({ "containers": [client] })),
+        )
+        .unwrap();
+    let client = wait_for(&testbed, &pod_key("client"), "client running", running);
+    let client_ip = client["status"]["podIP"].as_str().unwrap().to_owned();
+    let url = format!(
+        "http://{}:10250/containerLogs/default/client/client",
+        node.ip()
+    );
+    let deadline = Instant::now() + TIMEOUT;
+    let logs = loop {
+        let logs = curl(&node, &url).unwrap_or_default();
+        if logs.lines().any(|l| l == "web") || Instant::now() > deadline {
+            break logs;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    for line in [
+        "CM_COLOR=blue",
+        "CM_SIZE=xl",
+        "PASSWORD=hunter2",
+        &format!("MY_IP={client_ip}"),
+        "GREETING=blue sky",
+        "WEB_SERVICE_HOST=10.96.0.10",
+        "WEB_SERVICE_PORT=80",
+        "WEB_SERVICE_PORT_HTTP=80",
+        "web",
+    ] {
+        assert!(
+            logs.lines().any(|l| l == line),
+            "no {line:?} in the client's log:\n{logs}"
+        );
+    }
+
+    // Following the log streams what is there and then waits for more.
+    let out = node
+        .command("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "1",
+            &format!("{url}?follow=true&tailLines=1"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "follow must keep the stream open"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
 }

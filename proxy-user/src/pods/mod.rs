@@ -129,6 +129,11 @@ pub async fn run(ctx: Arc<Context>, client: Client) {
                     remove_orphans(&ctx, &pods).await;
                     first = false;
                 }
+                // Only uids etcd still holds can come back in a late event.
+                let live: HashSet<&str> = (pods.iter())
+                    .filter_map(|(_, pod)| pod.metadata.uid.as_deref())
+                    .collect();
+                done.retain(|uid| live.contains(uid.as_str()));
                 for (key, pod) in pods {
                     upsert(&ctx, &mut workers, &done, key, pod);
                 }
