@@ -166,6 +166,10 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     spec["containers"][0]["readinessProbe"] = json!({
         "tcpSocket": { "port": 8080 }, "periodSeconds": 1
     });
+    spec["containers"][0]["ports"] = json!([{ "name": "http", "containerPort": 8080 }]);
+    spec["containers"][0]["startupProbe"] = json!({
+        "httpGet": { "path": "/", "port": "http" }, "periodSeconds": 1
+    });
     testbed
         .store()
         .put(&pod_key("web"), &pod("web", spec))
@@ -302,7 +306,7 @@ fn a_failing_command_backs_off_longer_each_time() {
 }
 
 #[test]
-fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
+fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     let testbed = Testbed::start_running_pods(1).unwrap();
     let node = testbed.cluster().node(1).clone();
     let flag = std::env::temp_dir().join(format!("{}-ready", testbed.cluster().prefix()));
@@ -334,6 +338,30 @@ fn readiness_follows_its_probe_and_termination_escalates_to_sigkill() {
     std::fs::write(&flag, "").unwrap();
     wait_for(&testbed, &pod_key("probed"), "back in", ready("True"));
     std::fs::remove_file(&flag).unwrap();
+
+    // A failing liveness probe (nothing listens on 9999) restarts the
+    // container: SIGTERM, which skiff-echo dies of (exit code 128 + 15).
+    let mut spec = json!({ "containers": [echo_container("unlive")] });
+    spec["containers"][0]["livenessProbe"] = json!({
+        "httpGet": { "path": "/healthz", "port": 9999 },
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    });
+    testbed
+        .store()
+        .put(&pod_key("unlive"), &pod("unlive", spec))
+        .unwrap();
+    let killed = wait_for(&testbed, &pod_key("unlive"), "a liveness restart", |p| {
+        restarts(p) >= 1
+    });
+    let last = &container_status(&killed)["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 143, "{killed:#?}");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("liveness probe failed")
+    );
 
     // A process that ignores SIGTERM is killed after the grace period.
     let stubborn = json!({
