@@ -346,14 +346,6 @@ async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("/run/skiff/agent").join(&args.node_name));
-    let client = etcd_client::Client::connect(&args.etcd, None)
-        .await
-        .with_context(|| format!("connecting to etcd at {:?}", args.etcd))?;
-    let store = store::Store::new(client.clone());
-    let interval = std::time::Duration::from_secs_f64(args.heartbeat_interval.max(0.1));
-    let info = node::node_info(args.node_name.clone(), node_ip, pod_cidr.to_string());
-    tokio::spawn(node::heartbeat(store.clone(), info, interval));
-
     let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     let logs = pods::Logs::new(&state_dir);
@@ -379,8 +371,18 @@ async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<
         crashloop_base: std::time::Duration::from_secs_f64(args.crashloop_base.max(0.1)),
     };
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
-    let ctx = pods::Context::new(config, store, ipam, logs, plumbing);
-    tokio::spawn(pods::run(std::sync::Arc::new(ctx), client));
+    let interval = std::time::Duration::from_secs_f64(args.heartbeat_interval.max(0.1));
+    let info = node::node_info(args.node_name.clone(), node_ip, pod_cidr.to_string());
+    let endpoints = args.etcd.clone();
+    // Like the service watch, wait for etcd rather than fail: the node
+    // comes up whichever starts first.
+    tokio::spawn(async move {
+        let client = store::connect(&endpoints).await;
+        let store = store::Store::new(client.clone());
+        tokio::spawn(node::heartbeat(store.clone(), info, interval));
+        let ctx = pods::Context::new(config, store, ipam, logs, plumbing);
+        pods::run(std::sync::Arc::new(ctx), client).await;
+    });
     Ok(())
 }
 

@@ -132,6 +132,24 @@ fn etcd(operation: &'static str, key: &str) -> impl FnOnce(etcd_client::Error) -
     }
 }
 
+/// A client of the etcd at `endpoints`, retrying (100 ms doubling to 5 s)
+/// until it answers.
+pub async fn connect(endpoints: &[String]) -> Client {
+    let mut delay = std::time::Duration::from_millis(100);
+    loop {
+        let options = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5));
+        match Client::connect(endpoints, Some(options)).await {
+            Ok(client) => return client,
+            Err(error) => {
+                tracing::warn!(?endpoints, %error, retry_in = ?delay, "connecting to etcd failed");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
 /// The current time as Kubernetes writes `metav1.Time` (RFC 3339, seconds).
 pub fn now_rfc3339() -> String {
     let (seconds, _) = unix_now();

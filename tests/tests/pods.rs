@@ -496,4 +496,30 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
         "follow must keep the stream open"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "web\n");
+
+    // ... and ends once the container has ended for good.
+    let once = json!({
+        "restartPolicy": "Never",
+        "containers": [shell("once", "echo one; sleep 1; echo two")],
+    });
+    store.put(&pod_key("once"), &pod("once", once)).unwrap();
+    wait_for(&testbed, &pod_key("once"), "once running", running);
+    let url = format!(
+        "http://{}:10250/containerLogs/default/once/once?follow=true",
+        node.ip()
+    );
+    let out = node
+        .command("curl")
+        .args(["-s", "--max-time", "10", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the stream must end: {out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    let done = wait_for(&testbed, &pod_key("once"), "once done", |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(
+        container_status(&done)["state"]["terminated"]["reason"],
+        "Completed"
+    );
 }

@@ -182,7 +182,9 @@ fn after_exit(
         }
     });
     if !restart {
-        info!(pod = %runtime.key, container = %container.name, code, "container will not restart");
+        let pod = &runtime.key;
+        (runtime.ctx.logs).finish(&pod.namespace, &pod.name, &container.name);
+        info!(%pod, container = %container.name, code, "container will not restart");
     }
     restart
 }

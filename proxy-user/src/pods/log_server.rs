@@ -102,38 +102,44 @@ fn respond<B>(request: &Request<B>, logs: &Logs) -> Response<Body> {
     }
     let (tx, rx) = mpsc::channel(16);
     let offset = content.len() as u64;
-    tokio::spawn(follow(file, offset, start, tx));
+    tokio::spawn(follow(logs.clone(), file, offset, start, tx));
     ok(ChannelBody { rx }.boxed())
 }
 
 /// Sends `start`, then whatever is appended to `file` after `offset`, until
-/// the file is gone or the receiver is.
+/// the container ended for good, the file is gone or the receiver is.
 async fn follow(
+    logs: Logs,
     file: std::path::PathBuf,
     mut offset: u64,
     start: Vec<u8>,
     tx: mpsc::Sender<Bytes>,
 ) {
+    use std::os::unix::fs::MetadataExt as _;
     use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
     if !start.is_empty() && tx.send(Bytes::from(start)).await.is_err() {
         return;
     }
+    let mut inode = tokio::fs::metadata(&file).await.map_or(0, |m| m.ino());
     loop {
-        tokio::time::sleep(FOLLOW_POLL).await;
+        // Looked at before the file: what the container wrote before it
+        // finished is still sent.
+        let finished = logs.is_finished(&file);
         let Ok(mut handle) = tokio::fs::File::open(&file).await else {
             return;
         };
         let Ok(meta) = handle.metadata().await else {
             return;
         };
-        if meta.len() < offset {
+        if meta.ino() != inode {
             // A restart began a new file.
-            offset = 0;
+            (inode, offset) = (meta.ino(), 0);
         }
-        if meta.len() == offset {
-            if tx.is_closed() {
+        if meta.len() <= offset {
+            if finished || tx.is_closed() {
                 return;
             }
+            tokio::time::sleep(FOLLOW_POLL).await;
             continue;
         }
         let mut chunk = Vec::new();

@@ -4,20 +4,40 @@
 //! (what `kubectl logs --previous` shows). The process writes its file
 //! itself, so nothing is lost while the agent restarts.
 use std::{
+    collections::HashSet,
     fs, io,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 #[derive(Debug, Clone)]
 pub struct Logs {
     dir: PathBuf,
+    /// Logs of containers that ended for good: following them ends.
+    finished: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Logs {
     pub fn new(state_dir: &Path) -> Logs {
         Logs {
             dir: state_dir.join("logs"),
+            finished: Arc::default(),
         }
+    }
+
+    fn finished(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The container will not run again (its restart policy says so, or
+    /// its pod stopped).
+    pub fn finish(&self, namespace: &str, pod: &str, container: &str) {
+        let path = self.path(namespace, pod, container, false);
+        self.finished().insert(path);
+    }
+
+    pub fn is_finished(&self, log: &Path) -> bool {
+        self.finished().contains(log)
     }
 
     fn pod_dir(&self, namespace: &str, pod: &str) -> PathBuf {
@@ -27,7 +47,9 @@ impl Logs {
     /// The log of the container's current instance, its directory created.
     pub fn prepare(&self, namespace: &str, pod: &str, container: &str) -> io::Result<PathBuf> {
         fs::create_dir_all(self.pod_dir(namespace, pod))?;
-        Ok(self.path(namespace, pod, container, false))
+        let path = self.path(namespace, pod, container, false);
+        self.finished().remove(&path);
+        Ok(path)
     }
 
     pub fn path(&self, namespace: &str, pod: &str, container: &str, previous: bool) -> PathBuf {
@@ -45,7 +67,9 @@ impl Logs {
     }
 
     pub fn remove_pod(&self, namespace: &str, pod: &str) {
-        let _ = fs::remove_dir_all(self.pod_dir(namespace, pod));
+        let dir = self.pod_dir(namespace, pod);
+        self.finished().retain(|log| !log.starts_with(&dir));
+        let _ = fs::remove_dir_all(dir);
         let _ = fs::remove_dir(self.dir.join(namespace));
     }
 }
