@@ -372,7 +372,12 @@ async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<
     };
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let interval = std::time::Duration::from_secs_f64(args.heartbeat_interval.max(0.1));
-    let info = node::node_info(args.node_name.clone(), node_ip, pod_cidr.to_string());
+    let info = node::node_info(
+        args.node_name.clone(),
+        node_ip,
+        pod_cidr.to_string(),
+        kubelet_bind.port(),
+    );
     let endpoints = args.etcd.clone();
     // Like the service watch, wait for etcd rather than fail: the node
     // comes up whichever starts first.

@@ -151,6 +151,8 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     });
     assert_eq!(node_object["kind"], "Node");
     assert_eq!(node_object["spec"]["podCIDR"], "10.244.1.0/24");
+    let kubelet = &node_object["status"]["daemonEndpoints"]["kubeletEndpoint"];
+    assert_eq!(kubelet["Port"], 10250);
     assert_eq!(
         node_object["status"]["addresses"][0]["address"],
         node.ip().to_string()

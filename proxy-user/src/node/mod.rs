@@ -30,11 +30,12 @@ pub async fn heartbeat(store: Store, info: NodeInfo, interval: Duration) {
 }
 
 /// What `NodeInfo` is built from.
-pub fn node_info(name: String, ip: Ipv4Addr, pod_cidr: String) -> NodeInfo {
+pub fn node_info(name: String, ip: Ipv4Addr, pod_cidr: String, kubelet_port: u16) -> NodeInfo {
     NodeInfo {
         name,
         ip,
         pod_cidr,
+        kubelet_port,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_kib: register::mem_total_kib().unwrap_or(0),
     }

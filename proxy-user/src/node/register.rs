@@ -22,6 +22,8 @@ pub struct NodeInfo {
     pub pod_cidr: String,
     pub cpus: usize,
     pub memory_kib: u64,
+    /// Where the API server reaches the log endpoint (`--kubelet-bind`).
+    pub kubelet_port: u16,
 }
 
 pub fn key(name: &str) -> String {
@@ -117,7 +119,7 @@ pub fn refreshed(mut node: Value, info: &NodeInfo, now: &str) -> Value {
     status["allocatable"] = resources;
     status["conditions"] = json!(conditions);
     status["phase"] = json!("Running");
-    status["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": 10250 } });
+    status["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": info.kubelet_port } });
     status["nodeInfo"] = json!({
         "kubeletVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
         "kubeProxyVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
@@ -159,6 +161,7 @@ mod tests {
             pod_cidr: "10.244.1.0/24".into(),
             cpus: 2,
             memory_kib: 1024,
+            kubelet_port: 10250,
         }
     }
 
