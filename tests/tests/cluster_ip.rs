@@ -171,7 +171,11 @@ fn a_refused_map_write_is_repaired_from_the_maps() {
 
 /// How many entries a pinned map of node `node` holds, read with bpftool.
 fn pinned_entries(testbed: &Testbed, node: usize, map: &str) -> usize {
-    let pin = testbed.cluster().bpffs_dir(node).join(proxy_common::MAPS_DIR).join(map);
+    let pin = testbed
+        .cluster()
+        .bpffs_dir(node)
+        .join(proxy_common::MAPS_DIR)
+        .join(map);
     bpftool_json(&["map", "dump", "pinned"], &pin).len()
 }
 

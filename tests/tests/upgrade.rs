@@ -24,7 +24,14 @@ fn a_map_layout_change_switches_over_without_a_window() {
     let current = bpffs.join(proxy_common::MAPS_DIR);
     let previous = bpffs.join("maps-v1");
 
-    let loop_args = ["--duration-ms", "4000", "--interval-ms", "10", "--timeout-ms", "500"];
+    let loop_args = [
+        "--duration-ms",
+        "4000",
+        "--interval-ms",
+        "10",
+        "--timeout-ms",
+        "500",
+    ];
     let in_cluster = web
         .testbed
         .call_in_background(
@@ -55,7 +62,9 @@ fn a_map_layout_change_switches_over_without_a_window() {
     let results = in_cluster.finish().expect("the client loop ends");
     assert!(results.len() > 100, "only {} attempts", results.len());
     assert_eq!(answered(&results, vip(80)), names(&["web-a", "web-b"]));
-    let output = from_outside.wait_with_output().expect("the outside loop ends");
+    let output = from_outside
+        .wait_with_output()
+        .expect("the outside loop ends");
     let results: Vec<CallResult> =
         parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results");
     assert!(results.len() > 100, "only {} attempts", results.len());
