@@ -236,6 +236,8 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     );
     let adopted = testbed.store().get(&pod_key("web")).unwrap().unwrap();
     assert_eq!(restarts(&adopted), 1);
+    let started = |p: &Value| container_status(p)["state"]["running"]["startedAt"].clone();
+    assert_eq!(started(&adopted), started(&restarted));
 
     // Graceful deletion, as the API server marks it: SIGTERM (skiff-echo
     // exits on it at once), then the agent deletes the key.

@@ -69,9 +69,13 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             // The process runs already; only exec probes miss its env.
             Err(_) => empty_spec(&runtime, &cgroup),
         };
+        let mut started_at = now_rfc3339();
         let mut process = match adopted.take() {
             Some(process) => {
                 info!(%pod, container = %name, "adopted the running container");
+                if let Some(start) = runtime.snapshot().containers[index].previous_start.clone() {
+                    started_at = start;
+                }
                 process
             }
             None => {
@@ -99,7 +103,6 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             }
         };
         let started = Instant::now();
-        let started_at = now_rfc3339();
         runtime.update(index, |c| {
             c.state = State::Running {
                 started_at: started_at.clone(),

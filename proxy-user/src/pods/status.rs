@@ -70,6 +70,9 @@ pub struct ContainerStatus {
     pub restart_count: i64,
     /// Terminated for good: the restart policy does not restart it.
     pub done: bool,
+    /// When the instance an earlier agent started began: kept for a
+    /// process this agent adopts.
+    pub previous_start: Option<String>,
 }
 
 impl ContainerStatus {
@@ -87,6 +90,9 @@ impl ContainerStatus {
                 .and_then(|p| p["restartCount"].as_i64())
                 .unwrap_or(0),
             done: false,
+            previous_start: previous
+                .and_then(|p| p["state"]["running"]["startedAt"].as_str())
+                .map(str::to_owned),
         }
     }
 
