@@ -5,8 +5,11 @@ mod cluster;
 mod datapath;
 mod health_check;
 mod http;
+mod node;
 mod node_address;
 mod orphans;
+mod pods;
+mod store;
 mod sync;
 mod telemetry;
 
@@ -146,6 +149,70 @@ struct Args {
     /// Where to serve /metrics (Prometheus) and /healthz.
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     metrics_bind: SocketAddr,
+
+    // Running pods (issue #5); off by default, the agent then only proxies.
+    // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
+    // from a subcommand by `Args`' group, which a nested one would hide.
+    /// Register this node (Node object and Lease, refreshed every 10 s) and
+    /// run the pods bound to it as processes: each in a netns of its own
+    /// with a veth on --pod-bridge and an address from --pod-cidr, and in
+    /// cgroups below --cgroup. Needs --pod-cidr and the node's address
+    /// (--node-ip or --uplink).
+    #[arg(long, env = "SKIFF_RUN_PODS", requires = "pod_cidr")]
+    run_pods: bool,
+
+    /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
+    /// address is the pods' gateway and must be --pod-bridge's.
+    #[arg(long, env = "SKIFF_POD_CIDR")]
+    pod_cidr: Option<pods::ipam::Cidr>,
+
+    /// The existing bridge the pods' veths join. The agent never creates
+    /// bridges nor touches an uplink.
+    #[arg(long, env = "SKIFF_POD_BRIDGE", default_value = "cbr0")]
+    pod_bridge: String,
+
+    /// Start of the names of the pods' netns (`<prefix>-<namespace>.<name>`);
+    /// it must start with `skiff` so skiff's clean-up finds them.
+    #[arg(long, env = "SKIFF_POD_NETNS_PREFIX", default_value = "skiff-pod", value_parser = netns_prefix)]
+    pod_netns_prefix: String,
+
+    /// A destination pods route via the gateway, given more than once for
+    /// several. Pods always reach their pod CIDR and the service CIDR;
+    /// nothing else unless given here (a real node may want 0.0.0.0/0).
+    #[arg(long = "pod-route", env = "SKIFF_POD_ROUTES", value_delimiter = ',')]
+    pod_routes: Vec<String>,
+
+    /// Where the kubelet API (`/containerLogs/...`, for `kubectl logs`) is
+    /// served. [default: <node-ip>:10250]
+    #[arg(long, env = "SKIFF_KUBELET_BIND")]
+    kubelet_bind: Option<SocketAddr>,
+
+    /// Where pod address allocations and container logs are kept.
+    /// [default: /run/skiff/agent/<node-name>]
+    #[arg(long, env = "SKIFF_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// First CrashLoopBackOff delay in seconds (doubling up to 5 min). Tests
+    /// shorten it; Kubernetes' is 10.
+    #[arg(long, hide = true, default_value_t = 10.0)]
+    crashloop_base: f64,
+
+    /// Seconds between Node and Lease updates. Tests shorten it; the
+    /// kubelet's is 10.
+    #[arg(long, hide = true, default_value_t = 10.0)]
+    heartbeat_interval: f64,
+}
+
+fn netns_prefix(prefix: &str) -> Result<String, String> {
+    let valid = prefix.starts_with("skiff")
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    match valid {
+        true => Ok(prefix.to_owned()),
+        false => Err("must start with `skiff` and hold only letters, digits, '-' and '.'".into()),
+    }
 }
 
 fn default_bpffs(node_name: &str) -> PathBuf {
@@ -249,6 +316,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let telemetry = Telemetry::default();
     tokio::spawn(http::serve(listener, telemetry.clone(), observer));
 
+    if args.run_pods {
+        let node_ip =
+            node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
+        start_pods(&args, node_ip).await?;
+    }
+
     let (events_tx, events_rx) = mpsc::channel(64);
     tokio::spawn(etcd_watch::run(args.etcd.clone(), events_tx));
     let syncer = Syncer::new(args.node_name.clone(), node_ip, datapath, telemetry);
@@ -264,6 +337,58 @@ async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::bail!("the etcd watch ended");
         }
     }
+    Ok(())
+}
+
+/// Registers the node and starts running its pods, in the background.
+async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<()> {
+    let pod_cidr = args.pod_cidr.context("--run-pods needs --pod-cidr")?;
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/run/skiff/agent").join(&args.node_name));
+    let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let logs = pods::Logs::new(&state_dir);
+    let kubelet_bind = args
+        .kubelet_bind
+        .unwrap_or_else(|| SocketAddr::from((node_ip, 10250)));
+    let listener = tokio::net::TcpListener::bind(kubelet_bind)
+        .await
+        .with_context(|| format!("serving the kubelet API on {kubelet_bind}"))?;
+    tokio::spawn(pods::log_server::serve(listener, logs.clone()));
+    let mut routes = vec![args.service_cidr.to_string()];
+    routes.extend(args.pod_routes.iter().cloned());
+    let plumbing = pods::Plumbing {
+        bridge: args.pod_bridge.clone(),
+        pod_cidr,
+        routes,
+    };
+    let config = pods::Config {
+        node_name: args.node_name.clone(),
+        node_ip,
+        netns_prefix: args.pod_netns_prefix.clone(),
+        cgroup: args.cgroup.clone(),
+        crashloop_base: std::time::Duration::from_secs_f64(args.crashloop_base.max(0.1)),
+    };
+    info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
+    let interval = std::time::Duration::from_secs_f64(args.heartbeat_interval.max(0.1));
+    let info = node::node_info(
+        args.node_name.clone(),
+        node_ip,
+        pod_cidr.to_string(),
+        kubelet_bind.port(),
+    );
+    let endpoints = args.etcd.clone();
+    // Like the service watch, wait for etcd rather than fail: the node
+    // comes up whichever starts first.
+    tokio::spawn(async move {
+        let client = store::connect(&endpoints).await;
+        let store = store::Store::new(client.clone());
+        tokio::spawn(node::heartbeat(store.clone(), info, interval));
+        let ctx = pods::Context::new(config, store, ipam, logs, plumbing);
+        pods::run(std::sync::Arc::new(ctx), client).await;
+    });
     Ok(())
 }
 

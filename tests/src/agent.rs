@@ -9,6 +9,7 @@ use std::{
 };
 
 use crate::{
+    addressing::{FABRIC_CIDR, POD_SUPERNET},
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
@@ -37,6 +38,31 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
         .args(["--pod-interface", POD_BRIDGE])
         .env("RUST_LOG", "info");
     Ok(command)
+}
+
+/// The flags that make `node`'s agent run the pods bound to it: its pod
+/// CIDR on `cbr0`, pod netns named `<prefix>-<node>-<namespace>.<name>` (so
+/// the cluster's teardown finds them), routes to the other nodes' pods and
+/// the fabric (no default route), state (addresses, logs) in `state_dir`,
+/// and the short timings tests need: 1 s heartbeats and a 1 s first
+/// CrashLoopBackOff delay instead of the kubelet's 10 s.
+pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--run-pods".to_owned(),
+        format!("--pod-cidr={}", node.pod_cidr()),
+        format!("--pod-bridge={POD_BRIDGE}"),
+        format!("--pod-netns-prefix={}", node.netns()),
+        format!("--node-ip={}", node.ip()),
+        format!("--pod-route={POD_SUPERNET}"),
+        format!("--pod-route={FABRIC_CIDR}"),
+        "--crashloop-base=1".to_owned(),
+        "--heartbeat-interval=1".to_owned(),
+    ]
+    .map(Into::into)
+    .into();
+    args.push("--state-dir".into());
+    args.push(state_dir.into());
+    args
 }
 
 /// How many full syncs the agent logging to `log` has done so far.

@@ -43,7 +43,7 @@ pub use addressing::{
     CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_NODES, MAX_PODS_PER_NODE, POD_SUPERNET,
     SERVICE_CIDR, node_ip, pod_cidr,
 };
-pub use agent::{agent_command, sync_count, wait_for_sync};
+pub use agent::{agent_command, run_pods_args, sync_count, wait_for_sync};
 pub use binaries::{agent_binary, echo_binary, load_binary};
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;

@@ -32,6 +32,18 @@ impl Store {
         cmd::run(self.etcdctl().args(["put", key, &object.to_string()])).map(drop)
     }
 
+    /// The object at `key`, `None` if there is none.
+    pub fn get(&self, key: &str) -> Result<Option<Value>> {
+        let out = cmd::run(self.etcdctl().args(["get", key, "--print-value-only"]))?;
+        let text = out.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(text).map(Some).map_err(|e| {
+            crate::error::HarnessError::Environment(format!("{key} holds no JSON: {e}"))
+        })
+    }
+
     pub fn delete(&self, key: &str) -> Result<()> {
         cmd::run(self.etcdctl().args(["del", key])).map(drop)
     }

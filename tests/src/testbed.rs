@@ -4,7 +4,7 @@
 use std::{fs, path::PathBuf, process::Stdio, thread, time::Duration};
 
 use crate::{
-    agent::{agent_command, sync_count, wait_for_sync},
+    agent::{agent_command, run_pods_args, sync_count, wait_for_sync},
     binaries::echo_binary,
     cluster::{Cluster, ClusterSpec},
     cmd,
@@ -26,6 +26,8 @@ pub struct Testbed {
     etcd: Etcd,
     store: Store,
     log_dir: PathBuf,
+    /// Whether the agents run their nodes' pods (`--run-pods`).
+    run_pods: bool,
     // Last: dropping the cluster tears down what the guards above ran in.
     cluster: Cluster,
 }
@@ -34,6 +36,18 @@ impl Testbed {
     /// A cluster of `nodes` nodes with etcd and an agent per node, each
     /// agent through its first full sync.
     pub fn start(nodes: usize) -> Result<Testbed> {
+        Self::start_with(nodes, false)
+    }
+
+    /// As [`Testbed::start`], with agents that also register their nodes
+    /// and run the pods bound to them (see [`run_pods_args`]). Pods for
+    /// them are written to etcd ([`Testbed::store`]), not added with
+    /// [`Testbed::add_pod`]: both would hand out the same addresses.
+    pub fn start_running_pods(nodes: usize) -> Result<Testbed> {
+        Self::start_with(nodes, true)
+    }
+
+    fn start_with(nodes: usize, run_pods: bool) -> Result<Testbed> {
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
         let etcd = Etcd::start(&[cluster.control_plane_ip()])?;
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
@@ -45,6 +59,7 @@ impl Testbed {
             store: Store::new(etcd.local_endpoint()),
             etcd,
             log_dir,
+            run_pods,
             cluster,
         };
         for node in 1..=nodes {
@@ -71,6 +86,10 @@ impl Testbed {
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
+        if self.run_pods {
+            let state = self.log_dir.join(format!("state-node{node}"));
+            command.args(run_pods_args(self.cluster.node(node), &state));
+        }
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -1,0 +1,184 @@
+//! Pod addresses from the node's pod CIDR. Each allocation is a file
+//! `<state>/ips/<address>` naming its pod, created with O_EXCL: a restarted
+//! agent finds every live pod's address there and never hands it out twice.
+use std::{
+    fmt, fs, io,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    str::FromStr,
+};
+
+/// An IPv4 CIDR such as `10.244.1.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub base: Ipv4Addr,
+    pub len: u8,
+}
+
+impl Cidr {
+    /// Host number `n` of the CIDR (`.1` is the pods' gateway).
+    pub fn host(&self, n: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.base) + n)
+    }
+
+    fn size(&self) -> u64 {
+        1u64 << (32 - u32::from(self.len))
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("{s:?} is not an IPv4 CIDR like 10.244.1.0/24");
+        let (base, len) = s.split_once('/').ok_or_else(invalid)?;
+        let base: Ipv4Addr = base.parse().map_err(|_| invalid())?;
+        let len: u8 = len.parse().map_err(|_| invalid())?;
+        if !(8..=30).contains(&len) {
+            return Err(format!("{s}: a pod CIDR needs a prefix length of 8 to 30"));
+        }
+        let mask = u32::MAX << (32 - u32::from(len));
+        if u32::from(base) & !mask != 0 {
+            return Err(format!("{s}: host bits are set"));
+        }
+        Ok(Cidr { base, len })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.base, self.len)
+    }
+}
+
+/// Who holds an address: `<namespace>/<name>/<uid>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl Holder {
+    fn render(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.name, self.uid)
+    }
+
+    fn parse(text: &str) -> Option<Holder> {
+        let mut parts = text.trim().splitn(3, '/');
+        Some(Holder {
+            namespace: parts.next()?.to_owned(),
+            name: parts.next()?.to_owned(),
+            uid: parts.next()?.to_owned(),
+        })
+    }
+}
+
+pub struct Ipam {
+    cidr: Cidr,
+    dir: PathBuf,
+}
+
+impl Ipam {
+    pub fn new(cidr: Cidr, state_dir: &Path) -> io::Result<Ipam> {
+        let dir = state_dir.join("ips");
+        fs::create_dir_all(&dir)?;
+        Ok(Ipam { cidr, dir })
+    }
+
+    /// The address `holder` already has, or the lowest free one (from .2:
+    /// .0 is the network, .1 the gateway, the last the broadcast).
+    pub fn allocate(&self, holder: &Holder) -> io::Result<Ipv4Addr> {
+        if let Some((ip, _)) = self.held().into_iter().find(|(_, h)| h == holder) {
+            return Ok(ip);
+        }
+        for n in 2..self.cidr.size() - 1 {
+            let ip = self.cidr.host(n as u32);
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.dir.join(ip.to_string()))
+            {
+                Ok(file) => {
+                    io::Write::write_all(&mut &file, holder.render().as_bytes())?;
+                    return Ok(ip);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::other(format!(
+            "the pod CIDR {} is full",
+            self.cidr
+        )))
+    }
+
+    pub fn release(&self, ip: Ipv4Addr) {
+        let _ = fs::remove_file(self.dir.join(ip.to_string()));
+    }
+
+    /// Every allocation and its holder.
+    pub fn held(&self) -> Vec<(Ipv4Addr, Holder)> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let ip = entry.file_name().to_str()?.parse().ok()?;
+                let holder = Holder::parse(&fs::read_to_string(entry.path()).ok()?)?;
+                Some((ip, holder))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(name: &str) -> Holder {
+        Holder {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        }
+    }
+
+    #[test]
+    fn addresses_skip_network_gateway_and_broadcast_and_persist() {
+        let dir = std::env::temp_dir().join(format!("skiff-ipam-test-{}", std::process::id()));
+        let cidr: Cidr = "10.244.1.0/30".parse().unwrap();
+        let ipam = Ipam::new(cidr, &dir).unwrap();
+        assert_eq!(
+            ipam.allocate(&holder("a")).unwrap(),
+            Ipv4Addr::new(10, 244, 1, 2)
+        );
+        assert!(
+            ipam.allocate(&holder("b")).is_err(),
+            "a /30 has one pod address"
+        );
+        // A restarted agent sees the same allocation.
+        let again = Ipam::new(cidr, &dir).unwrap();
+        assert_eq!(
+            again.allocate(&holder("a")).unwrap(),
+            Ipv4Addr::new(10, 244, 1, 2)
+        );
+        again.release(Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(
+            again.allocate(&holder("b")).unwrap(),
+            Ipv4Addr::new(10, 244, 1, 2)
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cidrs_parse_strictly() {
+        assert_eq!(
+            "10.244.1.0/24".parse::<Cidr>().unwrap().host(1),
+            Ipv4Addr::new(10, 244, 1, 1)
+        );
+        assert!("10.244.1.1/24".parse::<Cidr>().is_err());
+        assert!("10.244.1.0".parse::<Cidr>().is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! A pod's network: a named netns `<prefix>-<namespace>.<name>`, `eth0` in
+//! it with the pod's address, the node side of the veth on the pod bridge,
+//! and routes via the bridge's address (the first of the pod CIDR) for the
+//! pod CIDR's neighbours, the service CIDR and whatever `--pod-route` adds.
+//! No default route unless an operator asks for one. The agent never
+//! creates bridges nor touches any uplink.
+use std::{
+    io,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use super::ipam::Cidr;
+
+const NETNS_DIR: &str = "/run/netns";
+
+#[derive(Debug, thiserror::Error)]
+#[error("`{command}` failed: {detail}")]
+pub struct NetnsError {
+    command: String,
+    detail: String,
+}
+
+/// Where a pod's network goes on this node.
+#[derive(Debug, Clone)]
+pub struct Plumbing {
+    pub bridge: String,
+    pub pod_cidr: Cidr,
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub netns: String,
+    pub ip: Ipv4Addr,
+}
+
+impl Sandbox {
+    pub fn new(netns: String, ip: Ipv4Addr) -> Self {
+        Self { netns, ip }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.netns)
+    }
+
+    /// The node side of the veth: `skiff` and the address in hex, unique on
+    /// the node and within IFNAMSIZ.
+    fn veth(&self) -> String {
+        format!("skiff{:08x}", u32::from(self.ip))
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path().exists()
+    }
+
+    /// Creates the netns and its link, or leaves an existing one (an agent
+    /// restart adopts its pods). A half-built one is removed on failure.
+    pub fn ensure(&self, plumbing: &Plumbing) -> Result<(), NetnsError> {
+        if self.exists() {
+            return Ok(());
+        }
+        self.create(plumbing).inspect_err(|_| self.remove())
+    }
+
+    fn create(&self, plumbing: &Plumbing) -> Result<(), NetnsError> {
+        let (ns, veth) = (self.netns.as_str(), self.veth());
+        let gateway = plumbing.pod_cidr.host(1);
+        ip(&["netns", "add", ns])?;
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        ip(&[
+            "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
+        ])?;
+        ip(&["link", "set", &veth, "master", &plumbing.bridge, "up"])?;
+        let address = format!("{}/{}", self.ip, plumbing.pod_cidr.len);
+        ip(&["-n", ns, "addr", "add", &address, "dev", "eth0"])?;
+        ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+        for cidr in &plumbing.routes {
+            ip(&["-n", ns, "route", "add", cidr, "via", &gateway.to_string()])?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the veth and the netns; what is already gone is fine.
+    pub fn remove(&self) {
+        let _ = ip(&["link", "delete", &self.veth()]);
+        if self.exists() {
+            let _ = ip(&["netns", "delete", &self.netns]);
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), NetnsError> {
+    let command = format!("ip {}", args.join(" "));
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e: io::Error| NetnsError {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(NetnsError {
+        command,
+        detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_fit_ifnamsiz_and_start_with_skiff() {
+        let sandbox = Sandbox::new("skiff-a".into(), Ipv4Addr::new(10, 244, 1, 2));
+        assert_eq!(sandbox.veth(), "skiff0af40102");
+        assert!(sandbox.veth().len() <= 15);
+    }
+}
