@@ -12,7 +12,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, pods, services, table};
+use super::{objects, pods, scale, services, table};
 use crate::patch::{self, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
@@ -81,6 +81,11 @@ impl Handler<'_> {
             (Some(name), Some("binding")) if is_pods && method == Method::POST => {
                 self.bind(&name).await
             }
+            (Some(name), Some("scale")) if resource.scalable() => match method {
+                Method::GET => self.get_scale(&name).await,
+                Method::PUT | Method::PATCH => self.write_scale(&name).await,
+                other => Err(ApiError::method_not_allowed(other.as_str())),
+            },
             (_, Some(_)) => Err(ApiError::no_route()),
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         }
@@ -152,13 +157,17 @@ impl Handler<'_> {
         }
     }
 
-    async fn get(&self, name: &str) -> Result<Reply, ApiError> {
-        let object = self
-            .api
+    /// The stored object `name`.
+    async fn read(&self, name: &str) -> Result<Value, ApiError> {
+        self.api
             .store
             .get(&self.key(name))
             .await
-            .map_err(|error| ApiError::from_store(error, self.resource(), name))?;
+            .map_err(|error| ApiError::from_store(error, self.resource(), name))
+    }
+
+    async fn get(&self, name: &str) -> Result<Reply, ApiError> {
+        let object = self.read(name).await?;
         if self.table() {
             let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
             return json(
@@ -377,6 +386,45 @@ impl Handler<'_> {
             200,
             status::deleted(resource, name, &deleted["metadata"]["uid"]),
         )
+    }
+
+    async fn get_scale(&self, name: &str) -> Result<Reply, ApiError> {
+        json(200, scale::of(&self.read(name).await?))
+    }
+
+    /// PUT or PATCH of `scale`: the Scale sent, or the current one patched,
+    /// sets `spec.replicas`.
+    async fn write_scale(&self, name: &str) -> Result<Reply, ApiError> {
+        let resource = self.resource();
+        let patch_type = if self.request.method == Method::PATCH {
+            let content_type = self.request.content_type.as_deref().unwrap_or_default();
+            Some(
+                PatchType::from_content_type(content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
+            )
+        } else {
+            None
+        };
+        let sent: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {error}"))
+        })?;
+        let updated = self
+            .write(name, Part::Main, |current| {
+                let mut wanted = scale::of(&current);
+                match patch_type {
+                    Some(patch_type) => patch::apply(patch_type, &mut wanted, &sent)
+                        .map_err(|error| ApiError::bad_request(error.to_string()))?,
+                    None => wanted = sent.clone(),
+                }
+                if let Some(version) = wanted["metadata"]["resourceVersion"].as_str()
+                    && current["metadata"]["resourceVersion"].as_str() != Some(version)
+                {
+                    return Err(conflict(resource, name));
+                }
+                scale::apply(current, &wanted)
+            })
+            .await?;
+        json(200, scale::of(&updated))
     }
 
     /// POST `pods/<name>/binding`: assigns the pod to a node, once.

@@ -13,6 +13,7 @@ mod path;
 mod pods;
 mod query;
 mod registry;
+mod scale;
 mod selectors;
 mod services;
 mod status;
