@@ -92,6 +92,24 @@ struct Args {
     /// How often the leader renews its lease (and others try to take it).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     leader_elect_retry_period: Duration,
+
+    /// A node whose Lease (and Ready heartbeat) is not renewed for this
+    /// long becomes NotReady.
+    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+
+    /// How long the pods of a NotReady node stay before they are deleted
+    /// and replaced elsewhere.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pod_eviction_timeout: Duration,
+
+    /// Where nodes registered without spec.podCIDR get one.
+    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Cidr,
+
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, value_name = "BITS", default_value_t = 24)]
+    node_cidr_mask_size: u8,
 }
 
 /// `40s`, `500ms`, `2m`, `1h`.
@@ -143,6 +161,10 @@ async fn main() -> Result<()> {
             retry_period: args.leader_elect_retry_period,
             ..LeaderElection::default()
         }),
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        pod_eviction_timeout: args.pod_eviction_timeout,
+        cluster_cidr: Some(args.cluster_cidr),
+        node_cidr_mask_size: args.node_cidr_mask_size,
         ..ControllerConfig::default()
     });
     let running = server::start(ServerConfig {

@@ -355,6 +355,9 @@ impl Handler<'_> {
                 .map(|grace| grace as i64),
         };
         let store_error = |error| ApiError::from_store(error, resource, name);
+        if resource.is_core("Namespace") {
+            return self.delete_namespace(name, &preconditions).await;
+        }
         if resource.is_core("Pod") {
             let current = self
                 .api
@@ -386,6 +389,35 @@ impl Handler<'_> {
             200,
             status::deleted(resource, name, &deleted["metadata"]["uid"]),
         )
+    }
+
+    /// DELETE of a namespace only marks it Terminating: the namespace
+    /// controller deletes what is in it, then the namespace. The system
+    /// namespaces stay.
+    async fn delete_namespace(
+        &self,
+        name: &str,
+        preconditions: &Preconditions,
+    ) -> Result<Reply, ApiError> {
+        let resource = self.resource();
+        if ["default", "kube-system", "kube-public"].contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        let terminating = self
+            .write(name, Part::Main, |mut namespace| {
+                preconditions
+                    .check(&namespace)
+                    .map_err(|error| ApiError::from_store(error, resource, name))?;
+                if namespace["metadata"]["deletionTimestamp"].is_null() {
+                    namespace["metadata"]["deletionTimestamp"] = objects::now();
+                }
+                namespace["status"]["phase"] = json!("Terminating");
+                Ok(namespace)
+            })
+            .await?;
+        json(200, terminating)
     }
 
     async fn get_scale(&self, name: &str) -> Result<Reply, ApiError> {
@@ -567,10 +599,16 @@ impl Api {
         }
         let namespaces =
             registry::find("", "v1", "namespaces").expect("namespaces are in the table");
-        self.store
+        let current = self
+            .store
             .get(&object_key(namespaces.storage, None, namespace))
             .await
-            .map(drop)
-            .map_err(|error| ApiError::from_store(error, namespaces, namespace))
+            .map_err(|error| ApiError::from_store(error, namespaces, namespace))?;
+        if current["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        )))
     }
 }

@@ -28,6 +28,22 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use registry::SYSTEM_NAMESPACES;
+
+/// Every namespaced resource: its etcd root, its URL prefix (`/api/v1`,
+/// `/apis/apps/v1`) and its plural (what namespace deletion empties).
+pub fn namespaced_collections() -> Vec<(&'static str, String, &'static str)> {
+    registry::RESOURCES
+        .iter()
+        .filter(|resource| resource.namespaced)
+        .map(|resource| {
+            let prefix = match resource.group {
+                "" => format!("/api/{}", resource.version),
+                group => format!("/apis/{group}/{}", resource.version),
+            };
+            (resource.storage, prefix, resource.plural)
+        })
+        .collect()
+}
 pub use services::ServiceNetwork;
 pub use status::ApiError;
 

@@ -27,6 +27,11 @@ impl ClientError {
     pub fn is_conflict(&self) -> bool {
         self.code == 409
     }
+
+    /// Refused for good, e.g. a create in a namespace being deleted.
+    pub fn is_forbidden(&self) -> bool {
+        self.code == 403
+    }
 }
 
 /// Whether a write went through: `false` when someone else changed or
@@ -121,7 +126,18 @@ impl Client {
         object: &Value,
         grace_seconds: Option<i64>,
     ) -> Result<(), ClientError> {
-        let path = object_path(kind, object);
+        self.delete_at(object_path(kind, object), object, grace_seconds)
+            .await
+    }
+
+    /// DELETE of `object` at `path`, for kinds the controllers do not
+    /// otherwise handle.
+    pub async fn delete_at(
+        &self,
+        path: String,
+        object: &Value,
+        grace_seconds: Option<i64>,
+    ) -> Result<(), ClientError> {
         let mut options = json!({
             "kind": "DeleteOptions",
             "apiVersion": "v1",

@@ -221,8 +221,9 @@ async fn create_replica_set(
         .create(Kind::ReplicaSet, Some(namespace), &replica_set)
         .await
     {
-        // A leftover of the same name: the next pass adopts or reports it.
-        Err(error) if error.is_conflict() => return Ok(()),
+        // A leftover of the same name (the next pass adopts or reports
+        // it), or the namespace is going away.
+        Err(error) if error.is_conflict() || error.is_forbidden() => return Ok(()),
         other => {
             other?;
         }

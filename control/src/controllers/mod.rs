@@ -13,9 +13,13 @@ mod deployment;
 mod endpoints;
 mod endpointslice;
 pub mod events;
+mod gc;
 mod kind;
 mod leader;
 pub mod meta;
+mod namespace;
+mod nodelifecycle;
+mod podcidr;
 mod replicaset;
 mod services;
 
@@ -26,6 +30,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::alloc::Ipv4Cidr;
 use crate::api::Api;
 use crate::store::{Store, StoreError};
 pub use cache::Cache;
@@ -42,6 +47,15 @@ pub struct ControllerConfig {
     /// Each controller looks at everything at least this often, also when
     /// nothing changed (time-based decisions such as node heartbeats).
     pub resync: Duration,
+    /// A node whose heartbeats stop for this long becomes Ready=Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// The pods of a node not Ready for this long are deleted and replaced
+    /// elsewhere.
+    pub pod_eviction_timeout: Duration,
+    /// Where nodes without a podCIDR get theirs; `None` assigns none.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
 }
 
 impl Default for ControllerConfig {
@@ -49,6 +63,19 @@ impl Default for ControllerConfig {
         Self {
             leader_election: Some(LeaderElection::default()),
             resync: Duration::from_secs(1),
+            // kube-controller-manager's --node-monitor-grace-period.
+            node_monitor_grace_period: Duration::from_secs(40),
+            // Kubernetes waits 300 s (the default toleration of the
+            // unreachable taint) for a node that may be cut off but still
+            // running its pods. On the local cluster a node whose lease
+            // lapsed has lost its agent on this very machine, nothing can
+            // partition it, and the 40 s grace already passed: 5 s more
+            // keeps the failover test short without risking two copies.
+            pod_eviction_timeout: Duration::from_secs(5),
+            cluster_cidr: Some(
+                Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
+            ),
+            node_cidr_mask_size: 24,
         }
     }
 }
@@ -131,6 +158,13 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(endpoints::Endpoints, context.clone()));
     tasks.spawn(drive(replicaset::ReplicaSets, context.clone()));
     tasks.spawn(drive(deployment::Deployments, context.clone()));
+    tasks.spawn(drive(
+        nodelifecycle::NodeLifecycle::default(),
+        context.clone(),
+    ));
+    tasks.spawn(drive(podcidr::PodCidrs, context.clone()));
+    tasks.spawn(drive(gc::GarbageCollector, context.clone()));
+    tasks.spawn(drive(namespace::Namespaces, context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

@@ -32,7 +32,11 @@ impl Controller for ReplicaSets {
             let wanted = replicas(&replica_set);
             if active.len() < wanted {
                 for _ in active.len()..wanted {
-                    create_pod(context, &replica_set).await?;
+                    match create_pod(context, &replica_set).await {
+                        // Its namespace is going away: so will it.
+                        Err(ControllerError::Client(error)) if error.is_forbidden() => break,
+                        other => other?,
+                    }
                 }
                 written.push(Kind::Pod);
             } else if active.len() > wanted {

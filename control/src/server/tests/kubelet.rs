@@ -13,6 +13,7 @@ use crate::store::{Preconditions, Store, StoreError, resource_version_of};
 
 pub struct Kubelet {
     store: Store,
+    alive: Arc<Mutex<BTreeSet<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -43,7 +44,13 @@ impl Kubelet {
             .map(|(index, name)| (name.to_string(), index + 1))
             .collect();
         let task = tokio::spawn(run(store.clone(), alive.clone(), indices, ready_after));
-        Self { store, task }
+        Self { store, alive, task }
+    }
+
+    /// Stops `node`'s agent: no more lease renewals, pod updates or
+    /// deletions there.
+    pub fn stop(&self, node: &str) {
+        self.alive.lock().unwrap().remove(node);
     }
 
     pub fn store(&self) -> &Store {

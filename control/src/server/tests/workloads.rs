@@ -9,11 +9,15 @@ use super::*;
 use crate::controllers::ControllerConfig;
 use crate::store::Store;
 
-/// Controllers without leader election (one instance) and a quick resync.
+/// Controllers without leader election (one instance), a quick resync
+/// and short node timeouts.
 fn controllers() -> ControllerConfig {
     ControllerConfig {
         leader_election: None,
         resync: Duration::from_millis(200),
+        node_monitor_grace_period: Duration::from_secs(2),
+        pod_eviction_timeout: Duration::from_secs(1),
+        ..ControllerConfig::default()
     }
 }
 
@@ -334,4 +338,220 @@ async fn unschedulable_pods_say_why() {
         events.contains("Successfully assigned default/small to node2"),
         "{events}"
     );
+}
+
+/// The Deployment `web` of `replicas` in `namespace`, applied and Ready.
+async fn run_web(cluster: &Cluster, store: &Store, namespace: &str, replicas: usize) {
+    let mut deployment = web_deployment(replicas as u32, "web:v1");
+    deployment["metadata"]["namespace"] = json!(namespace);
+    let (ok, _, stderr) = cluster.send("apply", &deployment).await;
+    assert!(ok, "{stderr}");
+    eventually(&format!("{replicas} ready pods"), 20, || async {
+        let pods = pods(store, namespace, "web").await;
+        (pods.len() == replicas && pods.iter().all(ready)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_a_lost_node_are_replaced() {
+    let cluster = Cluster::start_controlled(controllers()).await;
+    let kubelet = Kubelet::start(&cluster, &["node1", "node2"], Duration::ZERO).await;
+    let store = kubelet.store();
+    run_web(&cluster, store, "default", 4).await;
+    let on_node2 = pods(store, "default", "web")
+        .await
+        .iter()
+        .filter(|pod| pod["spec"]["nodeName"] == "node2")
+        .count();
+    assert_eq!(on_node2, 2, "spread over both nodes");
+
+    // node2's agent stops: its lease lapses, it becomes NotReady and
+    // tainted, and its pods come back on node1.
+    kubelet.stop("node2");
+    let node = eventually("node2 NotReady", 10, || async {
+        let node = store.get("/registry/minions/node2").await.ok()?;
+        let unknown = node["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+        let tainted = node["spec"]["taints"]
+            .as_array()?
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute");
+        (unknown && tainted).then_some(node)
+    })
+    .await;
+    assert_eq!(node["spec"]["podCIDR"], "10.244.2.0/24", "kept");
+    eventually("4 ready pods on node1", 15, || async {
+        let pods = pods(store, "default", "web").await;
+        let moved = pods.len() == 4
+            && pods
+                .iter()
+                .all(|pod| ready(pod) && pod["spec"]["nodeName"] == "node1");
+        moved.then_some(())
+    })
+    .await;
+    let (_, endpoints) = slice_endpoints(store, "default", "web").await;
+    assert!(endpoints.iter().all(|e| e["nodeName"] == "node1"));
+    let status = cluster.ok(&["get", "nodes"]).await;
+    assert!(status.contains("NotReady"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_without_a_pod_cidr_get_one() {
+    let cluster = Cluster::start_controlled(controllers()).await;
+    // node1 and node2 register with 10.244.1.0/24 and 10.244.2.0/24.
+    let kubelet = Kubelet::start(&cluster, &["node1", "node2"], Duration::ZERO).await;
+    for name in ["node3", "node4"] {
+        let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": name } });
+        let (code, body) = cluster.send_json("POST", "/api/v1/nodes", &node).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let cidrs = eventually("pod CIDRs", 10, || async {
+        let mut cidrs = Vec::new();
+        for name in ["node1", "node2", "node3", "node4"] {
+            let node = kubelet
+                .store()
+                .get(&format!("/registry/minions/{name}"))
+                .await
+                .ok()?;
+            cidrs.push(node["spec"]["podCIDR"].as_str()?.to_owned());
+        }
+        Some(cidrs)
+    })
+    .await;
+    let assigned = BTreeSet::from([cidrs[2].clone(), cidrs[3].clone()]);
+    assert_eq!(cidrs[..2], ["10.244.1.0/24", "10.244.2.0/24"]);
+    assert_eq!(
+        assigned,
+        BTreeSet::from(["10.244.0.0/24".to_owned(), "10.244.3.0/24".to_owned()])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_namespaces_take_their_objects_along() {
+    let cluster = Cluster::start_controlled(controllers()).await;
+    let kubelet = Kubelet::start(&cluster, &["node1", "node2"], Duration::ZERO).await;
+    let store = kubelet.store();
+
+    // A ReplicaSet's pods go with it.
+    let replica_set = json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": { "name": "cache" },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": "cache" } },
+            "template": { "metadata": { "labels": { "app": "cache" } }, "spec": { "containers": [{ "name": "c", "image": "cache" }] } },
+        },
+    });
+    assert!(cluster.send("apply", &replica_set).await.0);
+    eventually("2 cache pods", 10, || async {
+        (pods(store, "default", "cache").await.len() == 2).then_some(())
+    })
+    .await;
+    cluster.ok(&["delete", "rs", "cache"]).await;
+    eventually("cache pods gone", 10, || async {
+        pods(store, "default", "cache")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // kubectl delete namespace: Terminating, emptied, removed.
+    let namespace =
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "shop" } });
+    assert!(cluster.send("apply", &namespace).await.0);
+    run_web(&cluster, store, "shop", 2).await;
+    let mut service = web_service();
+    service["metadata"]["namespace"] = json!("shop");
+    assert!(cluster.send("apply", &service).await.0);
+    let settings = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "settings", "namespace": "shop" },
+        "data": { "a": "b" },
+    });
+    assert!(cluster.send("apply", &settings).await.0);
+    eventually("the Service's slice", 10, || async {
+        let (slices, endpoints) = slice_endpoints(store, "shop", "web").await;
+        (!slices.is_empty() && endpoints.len() == 2).then_some(())
+    })
+    .await;
+    cluster
+        .ok(&["delete", "namespace", "shop", "--timeout=15s"])
+        .await;
+    let (ok, _, stderr) = cluster.run(&["get", "namespace", "shop"]).await;
+    assert!(!ok && stderr.contains("not found"), "{stderr}");
+    let everything = store
+        .list("/registry/", Default::default(), |object| {
+            object["metadata"]["namespace"] == "shop"
+        })
+        .await
+        .unwrap()
+        .items;
+    assert!(everything.is_empty(), "left in shop: {everything:?}");
+    let (ok, _, stderr) = cluster.run(&["delete", "namespace", "default"]).await;
+    assert!(!ok && stderr.contains("may not be deleted"), "{stderr}");
+}
+
+/// Controllers with leader election under `identity`, quick to hand over.
+fn elected(identity: &str) -> ControllerConfig {
+    ControllerConfig {
+        leader_election: Some(crate::controllers::LeaderElection {
+            identity: identity.to_owned(),
+            lease_duration: Duration::from_secs(2),
+            retry_period: Duration::from_millis(200),
+        }),
+        ..controllers()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_acts() {
+    let first = Cluster::start_controlled(elected("first")).await;
+    let second = Cluster::on(
+        first.etcd.clone(),
+        ApiConfig::default(),
+        Some(elected("second")),
+    )
+    .await;
+    let kubelet = Kubelet::start(&first, &["node1", "node2"], Duration::ZERO).await;
+    let store = kubelet.store();
+    let lease = "/registry/leases/kube-system/skiff-control";
+    let leader = eventually("a leader", 10, || async {
+        let lease = store.get(lease).await.ok()?;
+        lease["spec"]["holderIdentity"].as_str().map(str::to_owned)
+    })
+    .await;
+    run_web(&second, store, "default", 3).await;
+    // Both instances see the same objects; had both acted, there would be
+    // more pods (or ReplicaSets) than asked for.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(pods(store, "default", "web").await.len(), 3);
+    let replica_sets = list(store, "/registry/replicasets/default/").await;
+    assert_eq!(replica_sets.len(), 1);
+
+    // The leader goes; the other takes over and carries on.
+    let (gone, survivor, expected) = if leader == "first" {
+        (first, second, "second")
+    } else {
+        (second, first, "first")
+    };
+    drop(gone);
+    eventually("a new leader", 10, || async {
+        let lease = store.get(lease).await.ok()?;
+        (lease["spec"]["holderIdentity"] == expected).then_some(())
+    })
+    .await;
+    survivor
+        .ok(&["scale", "deployment", "web", "--replicas=4"])
+        .await;
+    eventually("4 ready pods", 15, || async {
+        let pods = pods(store, "default", "web").await;
+        (pods.len() == 4 && pods.iter().all(ready)).then_some(())
+    })
+    .await;
 }
