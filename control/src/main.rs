@@ -76,6 +76,11 @@ struct Args {
     #[arg(long, value_name = "CIDR")]
     load_balancer_pool: Option<Ipv4Cidr>,
 
+    /// The port node agents serve container logs on (`kubectl logs` is
+    /// proxied to http://<node InternalIP>:<port>/containerLogs/...).
+    #[arg(long, value_name = "PORT", default_value_t = 10250)]
+    kubelet_port: u16,
+
     /// Run the scheduler and the controllers in this process.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     controllers: bool,
@@ -181,6 +186,7 @@ async fn main() -> Result<()> {
                 node_port_range: args.service_node_port_range,
                 load_balancer_pool: args.load_balancer_pool,
             },
+            kubelet_port: args.kubelet_port,
             ..ApiConfig::default()
         },
         controllers,

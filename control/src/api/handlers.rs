@@ -81,6 +81,13 @@ impl Handler<'_> {
             (Some(name), Some("binding")) if is_pods && method == Method::POST => {
                 self.bind(&name).await
             }
+            (Some(name), Some("log")) if is_pods && method == Method::GET => {
+                let namespace = self.target.namespace.clone().unwrap_or_default();
+                let query = self.request.query.as_deref();
+                self.api
+                    .pod_log(&namespace, &name, self.query.get("container"), query)
+                    .await
+            }
             (Some(name), Some("scale")) if resource.scalable() => match method {
                 Method::GET => self.get_scale(&name).await,
                 Method::PUT | Method::PATCH => self.write_scale(&name).await,

@@ -6,6 +6,7 @@ mod bootstrap;
 mod discovery;
 mod field_validation;
 mod handlers;
+mod logs;
 mod media;
 mod objects;
 mod openapi;
@@ -85,8 +86,12 @@ pub enum Reply {
         content_type: &'static str,
         body: Bytes,
     },
-    /// A watch: newline-delimited JSON events until the sender is dropped.
-    Stream(mpsc::Receiver<Bytes>),
+    /// A body streamed until the sender is dropped: a watch's
+    /// newline-delimited JSON events, a container's log.
+    Stream {
+        content_type: &'static str,
+        receiver: mpsc::Receiver<Bytes>,
+    },
 }
 
 impl From<ApiError> for Reply {
@@ -109,6 +114,8 @@ pub struct ApiConfig {
     /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
     /// IPs from.
     pub network: ServiceNetwork,
+    /// The port node agents serve `/containerLogs` on (kubelet's).
+    pub kubelet_port: u16,
 }
 
 impl Default for ApiConfig {
@@ -117,6 +124,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
             network: ServiceNetwork::default(),
+            kubelet_port: 10250,
         }
     }
 }

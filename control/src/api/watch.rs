@@ -76,7 +76,10 @@ pub async fn start(
         table,
     };
     tokio::spawn(stream.run(initial, initial_events_end, watch, timeout));
-    Ok(Reply::Stream(receiver))
+    Ok(Reply::Stream {
+        content_type: "application/json",
+        receiver,
+    })
 }
 
 /// One watcher's sending side.

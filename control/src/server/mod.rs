@@ -315,9 +315,12 @@ fn reply(reply: Reply) -> Response<Body> {
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::Full(Some(body)))
             .expect("a valid response"),
-        Reply::Stream(receiver) => Response::builder()
+        Reply::Stream {
+            content_type,
+            receiver,
+        } => Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, content_type)
             .body(Body::Stream(receiver))
             .expect("a valid response"),
     }

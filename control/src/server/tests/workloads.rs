@@ -555,3 +555,67 @@ async fn only_the_leader_acts() {
     })
     .await;
 }
+
+/// A node agent's `/containerLogs` on loopback: answers every request with
+/// `body` and reports the request lines.
+async fn fake_agent(body: &'static str) -> (u16, tokio::sync::mpsc::Receiver<String>) {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (requests, received) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).await.unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).await.unwrap() > 2 {
+                line.clear();
+            }
+            let _ = requests.send(request_line.trim().to_owned()).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            reader
+                .into_inner()
+                .write_all(reply.as_bytes())
+                .await
+                .unwrap();
+        }
+    });
+    (port, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_logs_reads_from_the_node_agent() {
+    let (port, mut requests) = fake_agent("hello from app\n").await;
+    let etcd = Arc::new(Etcd::start());
+    etcd.store().await;
+    let api = ApiConfig {
+        kubelet_port: port,
+        ..ApiConfig::default()
+    };
+    let cluster = Cluster::on(etcd, api, None).await;
+    // node1's InternalIP is 127.0.0.1.
+    let _kubelet = Kubelet::start(&cluster, &["node1"], Duration::ZERO).await;
+    let pod = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": "talker" },
+        "spec": { "nodeName": "node1", "containers": [{ "name": "app", "image": "x" }] },
+    });
+    assert!(cluster.send("create", &pod).await.0);
+    let logs = cluster.ok(&["logs", "talker", "--tail=5"]).await;
+    assert_eq!(logs, "hello from app\n");
+    let request = requests.recv().await.unwrap();
+    assert_eq!(
+        request,
+        "GET /containerLogs/default/talker/app?tailLines=5 HTTP/1.1"
+    );
+    let (ok, _, stderr) = cluster.run(&["logs", "talker", "-c", "sidecar"]).await;
+    assert!(
+        !ok && stderr.contains("container sidecar is not valid"),
+        "{stderr}"
+    );
+}
