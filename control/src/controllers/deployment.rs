@@ -241,7 +241,7 @@ async fn create_replica_set(
 /// The `ScalingReplicaSet` event `kubectl describe deployment` lists.
 async fn scaling_event(context: &Context, deployment: &Value, message: &str) {
     events::record(
-        &context.client,
+        context,
         deployment,
         "Deployment",
         "Normal",

@@ -3,14 +3,14 @@
 use serde_json::{Value, json};
 use tracing::debug;
 
-use super::client::Client;
 use super::kind::Kind;
-use super::meta;
+use super::{Context, meta};
 
 /// Records `reason`/`message` about `object` (of `kind`, e.g. `Pod`) from
-/// `component`. Best effort: an event that cannot be written is logged.
+/// `component` of this instance. Best effort: an event that cannot be
+/// written is logged.
 pub async fn record(
-    client: &Client,
+    context: &Context,
     object: &Value,
     kind: &str,
     event_type: &str,
@@ -44,11 +44,16 @@ pub async fn record(
         "type": event_type,
         "source": { "component": component },
         "reportingComponent": component,
+        "reportingInstance": context.identity,
         "firstTimestamp": now,
         "lastTimestamp": now,
         "count": 1,
     });
-    if let Err(error) = client.create(Kind::Event, Some(namespace), &event).await {
+    if let Err(error) = context
+        .client
+        .create(Kind::Event, Some(namespace), &event)
+        .await
+    {
         debug!(%error, reason, "event not recorded");
     }
 }

@@ -40,7 +40,7 @@ impl Default for LeaderElection {
 }
 
 /// `<hostname>_<pid>`: unique among the instances on one machine too.
-fn default_identity() -> String {
+pub fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("{}_{}", host.trim(), std::process::id())
 }

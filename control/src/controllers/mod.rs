@@ -95,6 +95,8 @@ pub struct Context {
     pub cache: Arc<Cache>,
     pub client: Client,
     pub config: Arc<ControllerConfig>,
+    /// Which instance acts (the leader's identity), for events.
+    pub identity: String,
 }
 
 /// One reconciler.
@@ -152,6 +154,12 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
         cache: Cache::start(store.clone(), CACHED, tasks),
         client: Client::new(api.clone()),
         config: config.clone(),
+        identity: config
+            .leader_election
+            .as_ref()
+            .map_or_else(leader::default_identity, |election| {
+                election.identity.clone()
+            }),
     };
     tasks.spawn(drive(crate::scheduler::Scheduler, context.clone()));
     tasks.spawn(drive(endpointslice::EndpointSlices, context.clone()));

@@ -74,7 +74,7 @@ impl Controller for NodeLifecycle {
                 warn!(node = name, "no heartbeat: node is NotReady");
                 let message = format!("Node {name} status is now: NodeNotReady");
                 events::record(
-                    &context.client,
+                    context,
                     &node,
                     "Node",
                     "Normal",

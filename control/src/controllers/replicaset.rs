@@ -87,7 +87,7 @@ async fn create_pod(context: &Context, replica_set: &Value) -> Result<(), Contro
         "created pod"
     );
     events::record(
-        &context.client,
+        context,
         replica_set,
         "ReplicaSet",
         "Normal",

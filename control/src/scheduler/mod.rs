@@ -123,16 +123,7 @@ async fn bind(context: &Context, pod: &Value, node: &str) -> Result<bool, Contro
     let (namespace, name) = (meta::namespace(pod), meta::name(pod));
     info!(pod = %format!("{namespace}/{name}"), node, "scheduled");
     let message = format!("Successfully assigned {namespace}/{name} to {node}");
-    events::record(
-        &context.client,
-        pod,
-        "Pod",
-        "Normal",
-        "Scheduled",
-        &message,
-        NAME,
-    )
-    .await;
+    events::record(context, pod, "Pod", "Normal", "Scheduled", &message, NAME).await;
     Ok(true)
 }
 
@@ -192,7 +183,7 @@ async fn unschedulable(
     }
     info!(pod = meta::name(pod), %message, "unschedulable");
     events::record(
-        &context.client,
+        context,
         pod,
         "Pod",
         "Warning",

@@ -7,7 +7,7 @@ use std::future::Future;
 use super::kubelet::Kubelet;
 use super::*;
 use crate::controllers::ControllerConfig;
-use crate::store::Store;
+use crate::store::{EventType, Store, WatchBatch};
 
 /// Controllers without leader election (one instance), a quick resync
 /// and short node timeouts.
@@ -497,6 +497,22 @@ async fn owners_and_namespaces_take_their_objects_along() {
     assert!(!ok && stderr.contains("may not be deleted"), "{stderr}");
 }
 
+/// How many pods were created since etcd started (its history, watched
+/// from the first revision).
+async fn pods_ever_created(store: &Store) -> usize {
+    let mut watch = store.watch("/registry/pods/", 1, None).await.unwrap();
+    let mut created = 0;
+    while let Ok(Ok(WatchBatch::Events(events))) =
+        tokio::time::timeout(Duration::from_millis(500), watch.next()).await
+    {
+        created += events
+            .iter()
+            .filter(|event| event.event_type == EventType::Added)
+            .count();
+    }
+    created
+}
+
 /// Controllers with leader election under `identity`, quick to hand over.
 fn elected(identity: &str) -> ControllerConfig {
     ControllerConfig {
@@ -527,10 +543,24 @@ async fn only_the_leader_acts() {
     })
     .await;
     run_web(&second, store, "default", 3).await;
-    // Both instances see the same objects; had both acted, there would be
-    // more pods (or ReplicaSets) than asked for.
+    // Both instances see the same objects; had both acted, more pods would
+    // have been created than asked for (and the surplus deleted again).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(pods(store, "default", "web").await.len(), 3);
+    assert_eq!(pods_ever_created(store).await, 3);
+    let reporters = first
+        .ok(&[
+            "get",
+            "events",
+            "-o",
+            "jsonpath={.items[*].reportingInstance}",
+        ])
+        .await;
+    let reporters: BTreeSet<&str> = reporters.split_whitespace().collect();
+    assert_eq!(
+        reporters,
+        BTreeSet::from([leader.as_str()]),
+        "only the leader acts"
+    );
     let replica_sets = list(store, "/registry/replicasets/default/").await;
     assert_eq!(replica_sets.len(), 1);
 
