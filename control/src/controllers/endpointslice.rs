@@ -205,3 +205,84 @@ fn with_type(service: &Value) -> Value {
     service["kind"] = json!("Service");
     service
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(index: usize, ready: bool, terminating: bool) -> Value {
+        let mut pod = json!({
+            "metadata": { "name": format!("p{index}"), "namespace": "a", "labels": { "app": "web" } },
+            "spec": { "nodeName": "n1", "containers": [{ "ports": [{ "name": "http", "containerPort": 8080 }] }] },
+            "status": {
+                "podIP": format!("10.244.{}.{}", index / 200, index % 200 + 2),
+                "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+            },
+        });
+        if terminating {
+            pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        pod
+    }
+
+    fn service(publish: bool) -> Value {
+        json!({ "metadata": { "name": "web" }, "spec": {
+            "selector": { "app": "web" },
+            "publishNotReadyAddresses": publish,
+            "ports": [{ "name": "http", "port": 80, "targetPort": "http" }],
+        } })
+    }
+
+    fn slices_of(service: &Value, pods: &[Value]) -> Vec<(Value, Vec<Value>)> {
+        let nodes = [json!({ "metadata": { "name": "n1", "labels": { ZONE_LABEL: "z1" } } })];
+        desired_slices(&services::backends(service, pods), &nodes)
+    }
+
+    #[test]
+    fn at_most_100_endpoints_a_slice() {
+        let pods: Vec<Value> = (0..250).map(|index| pod(index, true, false)).collect();
+        let sizes: Vec<usize> = slices_of(&service(false), &pods)
+            .iter()
+            .map(|s| s.1.len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let empty = slices_of(&service(false), &[]);
+        assert_eq!(empty, [(json!([]), vec![])]);
+    }
+
+    #[test]
+    fn conditions_follow_readiness_and_termination() {
+        let pods = [
+            pod(0, true, false),
+            pod(1, false, false),
+            pod(2, true, true),
+        ];
+        let slices = slices_of(&service(false), &pods);
+        let conditions: Vec<&Value> = slices[0].1.iter().map(|e| &e["conditions"]).collect();
+        assert_eq!(
+            conditions[0],
+            &json!({ "ready": true, "serving": true, "terminating": false })
+        );
+        assert_eq!(
+            conditions[1],
+            &json!({ "ready": false, "serving": false, "terminating": false })
+        );
+        assert_eq!(
+            conditions[2],
+            &json!({ "ready": false, "serving": true, "terminating": true })
+        );
+        assert_eq!(slices[0].1[0]["zone"], "z1");
+        assert_eq!(
+            slices[0].0,
+            json!([{ "name": "http", "port": 8080, "protocol": "TCP" }])
+        );
+
+        let published = slices_of(&service(true), &pods);
+        assert!(
+            published[0]
+                .1
+                .iter()
+                .all(|e| e["conditions"]["ready"] == true)
+        );
+    }
+}

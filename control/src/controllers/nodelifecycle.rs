@@ -29,6 +29,8 @@ struct Seen {
 pub struct NodeLifecycle {
     seen: HashMap<String, Seen>,
     not_ready_since: HashMap<String, Instant>,
+    /// Pods bound to a node that does not exist, by uid: since when.
+    orphaned_since: HashMap<String, Instant>,
 }
 
 impl Controller for NodeLifecycle {
@@ -42,6 +44,9 @@ impl Controller for NodeLifecycle {
         self.not_ready_since
             .retain(|name, _| nodes.iter().any(|node| meta::name(node) == name));
         let mut wrote = Vec::new();
+        if self.delete_orphans(context, &nodes).await? {
+            wrote.push(Kind::Pod);
+        }
         for node in nodes {
             let name = meta::name(&node).to_owned();
             let lease = context.cache.get(Kind::Lease, Some(LEASE_NAMESPACE), &name);
@@ -103,6 +108,45 @@ impl Controller for NodeLifecycle {
             }
         }
         Ok(wrote)
+    }
+}
+
+impl NodeLifecycle {
+    /// Force-deletes pods bound to a node that has not existed for the
+    /// grace period (deleted, or never registered): no agent will ever
+    /// run or remove them. Whether any went.
+    async fn delete_orphans(
+        &mut self,
+        context: &Context,
+        nodes: &[Value],
+    ) -> Result<bool, ControllerError> {
+        let pods = context.cache.list(Kind::Pod);
+        let orphans: Vec<&Value> = pods
+            .iter()
+            .filter(|pod| {
+                let node = meta::node_name(pod);
+                !node.is_empty() && !nodes.iter().any(|n| meta::name(n) == node)
+            })
+            .collect();
+        self.orphaned_since
+            .retain(|uid, _| orphans.iter().any(|pod| meta::uid(pod) == uid));
+        let mut any = false;
+        for pod in orphans {
+            let since = *self
+                .orphaned_since
+                .entry(meta::uid(pod).to_owned())
+                .or_insert_with(Instant::now);
+            if since.elapsed() >= context.config.node_monitor_grace_period {
+                warn!(
+                    pod = meta::name(pod),
+                    node = meta::node_name(pod),
+                    "deleting a pod of a node that does not exist"
+                );
+                context.client.delete(Kind::Pod, pod, Some(0)).await?;
+                any = true;
+            }
+        }
+        Ok(any)
     }
 }
 

@@ -396,6 +396,16 @@ async fn pods_of_a_lost_node_are_replaced() {
     assert!(endpoints.iter().all(|e| e["nodeName"] == "node1"));
     let status = cluster.ok(&["get", "nodes"]).await;
     assert!(status.contains("NotReady"), "{status}");
+
+    // A node deleted outright: its pods go after the grace period too.
+    cluster.ok(&["delete", "node", "node1"]).await;
+    eventually("the pods of the deleted node gone", 15, || async {
+        let pods = pods(store, "default", "web").await;
+        pods.iter()
+            .all(|pod| pod["spec"]["nodeName"] != "node1")
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
