@@ -170,7 +170,7 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
         nodelifecycle::NodeLifecycle::default(),
         context.clone(),
     ));
-    tasks.spawn(drive(podcidr::PodCidrs, context.clone()));
+    tasks.spawn(drive(podcidr::PodCidrs::default(), context.clone()));
     tasks.spawn(drive(gc::GarbageCollector, context.clone()));
     tasks.spawn(drive(namespace::Namespaces, context.clone()));
 }

@@ -19,7 +19,12 @@ use crate::store::{StoreError, object_key, prefix_end};
 /// Where the claims live: `<prefix><network>-<prefix length>` → node name.
 const CLAIMS: &str = "/registry/skiff/podcidrs/";
 
-pub struct PodCidrs;
+#[derive(Default)]
+pub struct PodCidrs {
+    /// The nodes at the last look at the claims: claims are only read when
+    /// a node waits for a range or the nodes changed.
+    known: BTreeSet<String>,
+}
 
 impl Controller for PodCidrs {
     const NAME: &'static str = "podcidr";
@@ -33,7 +38,11 @@ impl Controller for PodCidrs {
             .iter()
             .filter(|node| node["spec"]["podCIDR"].as_str().is_none_or(str::is_empty))
             .collect();
-        if waiting.is_empty() {
+        let names: BTreeSet<String> = nodes
+            .iter()
+            .map(|node| meta::name(node).to_owned())
+            .collect();
+        if waiting.is_empty() && names == self.known {
             return Ok(vec![]);
         }
         let mut client = context.cache.store().client();
@@ -47,11 +56,25 @@ impl Controller for PodCidrs {
                 operation: "range",
                 source,
             })?;
-        let mut taken: BTreeSet<String> = claimed
-            .kvs()
-            .iter()
-            .filter_map(|kv| kv.key_str().ok()?.strip_prefix(CLAIMS).map(str::to_owned))
-            .collect();
+        let mut taken = BTreeSet::new();
+        for kv in claimed.kvs() {
+            let (Ok(key), Ok(owner)) = (kv.key_str(), kv.value_str()) else {
+                continue;
+            };
+            if names.contains(owner) {
+                taken.insert(key.trim_start_matches(CLAIMS).to_owned());
+            } else {
+                // The node is gone: its range is free again.
+                client
+                    .delete(key, None)
+                    .await
+                    .map_err(|source| StoreError::Etcd {
+                        operation: "delete",
+                        source,
+                    })?;
+            }
+        }
+        self.known = names;
         for node in &nodes {
             if let Some(cidr) = node["spec"]["podCIDR"].as_str() {
                 taken.insert(cidr.replace('/', "-"));

@@ -437,6 +437,21 @@ async fn nodes_without_a_pod_cidr_get_one() {
         assigned,
         BTreeSet::from(["10.244.0.0/24".to_owned(), "10.244.3.0/24".to_owned()])
     );
+
+    // A deleted node's range is handed out again.
+    cluster.ok(&["delete", "node", "node3"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "node5" } });
+    assert_eq!(
+        cluster.send_json("POST", "/api/v1/nodes", &node).await.0,
+        201
+    );
+    let cidr = eventually("node5's pod CIDR", 10, || async {
+        let node = kubelet.store().get("/registry/minions/node5").await.ok()?;
+        node["spec"]["podCIDR"].as_str().map(str::to_owned)
+    })
+    .await;
+    assert_eq!(cidr, cidrs[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
