@@ -271,6 +271,24 @@ async fn deployment_pods_spread_serve_scale_and_roll() {
     assert_eq!(images, BTreeSet::from(["web:v2".to_owned()]));
     let rs = cluster.ok(&["get", "rs", "-o", "name"]).await;
     assert_eq!(rs.lines().count(), 2, "{rs}");
+
+    // Settled, the controllers write nothing more (no pass undoes
+    // another's, none rewrites what it reads back).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let revision = store.current_revision().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for prefix in [
+        "/registry/pods/",
+        "/registry/replicasets/",
+        "/registry/deployments/",
+        "/registry/endpointslices/",
+        "/registry/services/",
+        "/registry/minions/",
+    ] {
+        let mut watch = store.watch(prefix, revision + 1, None).await.unwrap();
+        let changes = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+        assert!(changes.is_err(), "{prefix} keeps changing: {changes:?}");
+    }
 }
 
 /// `kubectl get events` with `reason`, in `output` form.
