@@ -12,7 +12,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, pods, scale, services, table};
+use super::{objects, orphan, pods, scale, services, table};
 use crate::patch::{self, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
@@ -364,6 +364,11 @@ impl Handler<'_> {
         let store_error = |error| ApiError::from_store(error, resource, name);
         if resource.is_core("Namespace") {
             return self.delete_namespace(name, &preconditions).await;
+        }
+        if orphan::wanted(&options, self.query.get("propagationPolicy")) {
+            let current = self.read(name).await?;
+            preconditions.check(&current).map_err(store_error)?;
+            self.api.orphan_dependents(&current).await?;
         }
         if resource.is_core("Pod") {
             let current = self

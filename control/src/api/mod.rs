@@ -10,6 +10,7 @@ mod logs;
 mod media;
 mod objects;
 mod openapi;
+mod orphan;
 mod path;
 mod pods;
 mod query;

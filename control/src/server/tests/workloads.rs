@@ -494,6 +494,28 @@ async fn owners_and_namespaces_take_their_objects_along() {
         (pods(store, "default", "cache").await.len() == 2).then_some(())
     })
     .await;
+    // --cascade=orphan keeps them, without the owner.
+    cluster
+        .ok(&["delete", "rs", "cache", "--cascade=orphan"])
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let orphans = pods(store, "default", "cache").await;
+    assert_eq!(orphans.len(), 2);
+    assert!(
+        orphans
+            .iter()
+            .all(|pod| pod["metadata"]["ownerReferences"].is_null())
+    );
+    for pod in &orphans {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        cluster.ok(&["delete", "pod", name]).await;
+    }
+    // Without: they go with it.
+    assert!(cluster.send("apply", &replica_set).await.0);
+    eventually("2 cache pods again", 10, || async {
+        (pods(store, "default", "cache").await.len() == 2).then_some(())
+    })
+    .await;
     cluster.ok(&["delete", "rs", "cache"]).await;
     eventually("cache pods gone", 10, || async {
         pods(store, "default", "cache")
