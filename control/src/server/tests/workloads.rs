@@ -545,9 +545,25 @@ async fn owners_and_namespaces_take_their_objects_along() {
         (!slices.is_empty() && endpoints.len() == 2).then_some(())
     })
     .await;
+    let before = store.current_revision().await.unwrap();
     cluster
         .ok(&["delete", "namespace", "shop", "--timeout=15s"])
         .await;
+    // Its history: marked Terminating first, removed last.
+    let mut watch = store
+        .watch("/registry/namespaces/shop", before + 1, None)
+        .await
+        .unwrap();
+    let mut history = Vec::new();
+    while let Ok(Ok(WatchBatch::Events(events))) =
+        tokio::time::timeout(Duration::from_millis(300), watch.next()).await
+    {
+        history.extend(events);
+    }
+    let first = &history.first().expect("the namespace changed").object;
+    assert_eq!(first["status"]["phase"], "Terminating");
+    assert!(first["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(history.last().unwrap().event_type, EventType::Deleted);
     let (ok, _, stderr) = cluster.run(&["get", "namespace", "shop"]).await;
     assert!(!ok && stderr.contains("not found"), "{stderr}");
     let everything = store
