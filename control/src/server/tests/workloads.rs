@@ -336,6 +336,8 @@ async fn unschedulable_pods_say_why() {
     assert_eq!(events["items"][0]["involvedObject"]["name"], "big");
     let pod = get_pod(&kubelet, "big").await.unwrap();
     assert!(pod["spec"]["nodeName"].is_null());
+    let described = cluster.ok(&["describe", "pod", "big"]).await;
+    assert!(described.contains("FailedScheduling"), "{described}");
 
     // A pod that fits is bound through the binding subresource, with an
     // event.
