@@ -3,8 +3,10 @@
 
 pub mod alloc;
 pub mod api;
+pub mod controllers;
 pub mod local_etcd;
 pub mod patch;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod validation;

@@ -3,12 +3,14 @@
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
 use control::api::{ApiConfig, ServiceNetwork};
+use control::controllers::{ControllerConfig, LeaderElection};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -73,6 +75,64 @@ struct Args {
     /// status.loadBalancer.ingress); without it they get none.
     #[arg(long, value_name = "CIDR")]
     load_balancer_pool: Option<Ipv4Cidr>,
+
+    /// The port node agents serve container logs on (`kubectl logs` is
+    /// proxied to http://<node InternalIP>:<port>/containerLogs/...).
+    #[arg(long, value_name = "PORT", default_value_t = 10250)]
+    kubelet_port: u16,
+
+    /// Run the scheduler and the controllers in this process.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    controllers: bool,
+
+    /// Run them only while holding the Lease kube-system/skiff-control, so
+    /// that several instances can run and one acts.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+
+    /// How long the leader's lease lasts without renewal.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+
+    /// How often the leader renews its lease (and others try to take it).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+
+    /// A node whose Lease (and Ready heartbeat) is not renewed for this
+    /// long becomes NotReady.
+    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+
+    /// How long the pods of a NotReady node stay before they are deleted
+    /// and replaced elsewhere.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pod_eviction_timeout: Duration,
+
+    /// Where nodes registered without spec.podCIDR get one.
+    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16")]
+    cluster_cidr: Ipv4Cidr,
+
+    /// The prefix length of each node's pod CIDR.
+    #[arg(long, value_name = "BITS", default_value_t = 24)]
+    node_cidr_mask_size: u8,
+}
+
+/// `40s`, `500ms`, `2m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit (s, ms, m, h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|error| format!("{text:?}: {error}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "s" => Ok(Duration::from_secs(number)),
+        "m" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        _ => Err(format!("{text:?}: unknown unit {unit:?} (s, ms, m, h)")),
+    }
 }
 
 /// `30000-32767`: a non-empty range of ports.
@@ -100,6 +160,18 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
+    let controllers = args.controllers.then(|| ControllerConfig {
+        leader_election: args.leader_elect.then(|| LeaderElection {
+            lease_duration: args.leader_elect_lease_duration,
+            retry_period: args.leader_elect_retry_period,
+            ..LeaderElection::default()
+        }),
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        pod_eviction_timeout: args.pod_eviction_timeout,
+        cluster_cidr: Some(args.cluster_cidr),
+        node_cidr_mask_size: args.node_cidr_mask_size,
+        ..ControllerConfig::default()
+    });
     let running = server::start(ServerConfig {
         binds: args.binds,
         etcd: args.etcd,
@@ -114,8 +186,10 @@ async fn main() -> Result<()> {
                 node_port_range: args.service_node_port_range,
                 load_balancer_pool: args.load_balancer_pool,
             },
+            kubelet_port: args.kubelet_port,
             ..ApiConfig::default()
         },
+        controllers,
     })
     .await
     .context("starting skiff-control")?;

@@ -59,7 +59,19 @@ fn resource_discovery(resource: &Resource) -> Value {
         subresources
             .push(json!({ "subresource": "status", "responseKind": kind, "verbs": STATUS_VERBS }));
     }
+    if resource.scalable() {
+        subresources.push(json!({
+            "subresource": "scale",
+            "responseKind": { "group": "autoscaling", "version": "v1", "kind": "Scale" },
+            "verbs": STATUS_VERBS,
+        }));
+    }
     if resource.is_core("Pod") {
+        subresources.push(json!({
+            "subresource": "log",
+            "responseKind": { "group": "", "version": "v1", "kind": "Pod" },
+            "verbs": ["get"],
+        }));
         subresources.push(json!({
             "subresource": "binding",
             "responseKind": { "group": "", "version": "v1", "kind": "Binding" },

@@ -64,7 +64,25 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": STATUS_VERBS,
             }));
         }
+        if resource.scalable() {
+            list.push(json!({
+                "name": format!("{}/scale", resource.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": STATUS_VERBS,
+            }));
+        }
         if resource.is_core("Pod") {
+            list.push(json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
             list.push(json!({
                 "name": "pods/binding",
                 "singularName": "",

@@ -12,7 +12,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, pods, services, table};
+use super::{objects, orphan, pods, scale, services, table};
 use crate::patch::{self, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
@@ -81,6 +81,18 @@ impl Handler<'_> {
             (Some(name), Some("binding")) if is_pods && method == Method::POST => {
                 self.bind(&name).await
             }
+            (Some(name), Some("log")) if is_pods && method == Method::GET => {
+                let namespace = self.target.namespace.clone().unwrap_or_default();
+                let query = self.request.query.as_deref();
+                self.api
+                    .pod_log(&namespace, &name, self.query.get("container"), query)
+                    .await
+            }
+            (Some(name), Some("scale")) if resource.scalable() => match method {
+                Method::GET => self.get_scale(&name).await,
+                Method::PUT | Method::PATCH => self.write_scale(&name).await,
+                other => Err(ApiError::method_not_allowed(other.as_str())),
+            },
             (_, Some(_)) => Err(ApiError::no_route()),
             _ => Err(ApiError::method_not_allowed(method.as_str())),
         }
@@ -152,13 +164,17 @@ impl Handler<'_> {
         }
     }
 
-    async fn get(&self, name: &str) -> Result<Reply, ApiError> {
-        let object = self
-            .api
+    /// The stored object `name`.
+    async fn read(&self, name: &str) -> Result<Value, ApiError> {
+        self.api
             .store
             .get(&self.key(name))
             .await
-            .map_err(|error| ApiError::from_store(error, self.resource(), name))?;
+            .map_err(|error| ApiError::from_store(error, self.resource(), name))
+    }
+
+    async fn get(&self, name: &str) -> Result<Reply, ApiError> {
+        let object = self.read(name).await?;
         if self.table() {
             let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
             return json(
@@ -346,6 +362,14 @@ impl Handler<'_> {
                 .map(|grace| grace as i64),
         };
         let store_error = |error| ApiError::from_store(error, resource, name);
+        if resource.is_core("Namespace") {
+            return self.delete_namespace(name, &preconditions).await;
+        }
+        if orphan::wanted(&options, self.query.get("propagationPolicy")) {
+            let current = self.read(name).await?;
+            preconditions.check(&current).map_err(store_error)?;
+            self.api.orphan_dependents(&current).await?;
+        }
         if resource.is_core("Pod") {
             let current = self
                 .api
@@ -377,6 +401,74 @@ impl Handler<'_> {
             200,
             status::deleted(resource, name, &deleted["metadata"]["uid"]),
         )
+    }
+
+    /// DELETE of a namespace only marks it Terminating: the namespace
+    /// controller deletes what is in it, then the namespace. The system
+    /// namespaces stay.
+    async fn delete_namespace(
+        &self,
+        name: &str,
+        preconditions: &Preconditions,
+    ) -> Result<Reply, ApiError> {
+        let resource = self.resource();
+        if ["default", "kube-system", "kube-public"].contains(&name) {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        let terminating = self
+            .write(name, Part::Main, |mut namespace| {
+                preconditions
+                    .check(&namespace)
+                    .map_err(|error| ApiError::from_store(error, resource, name))?;
+                if namespace["metadata"]["deletionTimestamp"].is_null() {
+                    namespace["metadata"]["deletionTimestamp"] = objects::now();
+                }
+                namespace["status"]["phase"] = json!("Terminating");
+                Ok(namespace)
+            })
+            .await?;
+        json(200, terminating)
+    }
+
+    async fn get_scale(&self, name: &str) -> Result<Reply, ApiError> {
+        json(200, scale::of(&self.read(name).await?))
+    }
+
+    /// PUT or PATCH of `scale`: the Scale sent, or the current one patched,
+    /// sets `spec.replicas`.
+    async fn write_scale(&self, name: &str) -> Result<Reply, ApiError> {
+        let resource = self.resource();
+        let patch_type = if self.request.method == Method::PATCH {
+            let content_type = self.request.content_type.as_deref().unwrap_or_default();
+            Some(
+                PatchType::from_content_type(content_type)
+                    .ok_or_else(|| ApiError::unsupported_media_type(content_type))?,
+            )
+        } else {
+            None
+        };
+        let sent: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
+            ApiError::bad_request(format!("the request body is not valid JSON: {error}"))
+        })?;
+        let updated = self
+            .write(name, Part::Main, |current| {
+                let mut wanted = scale::of(&current);
+                match patch_type {
+                    Some(patch_type) => patch::apply(patch_type, &mut wanted, &sent)
+                        .map_err(|error| ApiError::bad_request(error.to_string()))?,
+                    None => wanted = sent.clone(),
+                }
+                if let Some(version) = wanted["metadata"]["resourceVersion"].as_str()
+                    && current["metadata"]["resourceVersion"].as_str() != Some(version)
+                {
+                    return Err(conflict(resource, name));
+                }
+                scale::apply(current, &wanted)
+            })
+            .await?;
+        json(200, scale::of(&updated))
     }
 
     /// POST `pods/<name>/binding`: assigns the pod to a node, once.
@@ -519,10 +611,16 @@ impl Api {
         }
         let namespaces =
             registry::find("", "v1", "namespaces").expect("namespaces are in the table");
-        self.store
+        let current = self
+            .store
             .get(&object_key(namespaces.storage, None, namespace))
             .await
-            .map(drop)
-            .map_err(|error| ApiError::from_store(error, namespaces, namespace))
+            .map_err(|error| ApiError::from_store(error, namespaces, namespace))?;
+        if current["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(());
+        }
+        Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        )))
     }
 }

@@ -6,13 +6,16 @@ mod bootstrap;
 mod discovery;
 mod field_validation;
 mod handlers;
+mod logs;
 mod media;
 mod objects;
 mod openapi;
+mod orphan;
 mod path;
 mod pods;
 mod query;
 mod registry;
+mod scale;
 mod selectors;
 mod services;
 mod status;
@@ -27,6 +30,22 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub use registry::SYSTEM_NAMESPACES;
+
+/// Every namespaced resource: its etcd root, its URL prefix (`/api/v1`,
+/// `/apis/apps/v1`) and its plural (what namespace deletion empties).
+pub fn namespaced_collections() -> Vec<(&'static str, String, &'static str)> {
+    registry::RESOURCES
+        .iter()
+        .filter(|resource| resource.namespaced)
+        .map(|resource| {
+            let prefix = match resource.group {
+                "" => format!("/api/{}", resource.version),
+                group => format!("/apis/{group}/{}", resource.version),
+            };
+            (resource.storage, prefix, resource.plural)
+        })
+        .collect()
+}
 pub use services::ServiceNetwork;
 pub use status::ApiError;
 
@@ -68,8 +87,12 @@ pub enum Reply {
         content_type: &'static str,
         body: Bytes,
     },
-    /// A watch: newline-delimited JSON events until the sender is dropped.
-    Stream(mpsc::Receiver<Bytes>),
+    /// A body streamed until the sender is dropped: a watch's
+    /// newline-delimited JSON events, a container's log.
+    Stream {
+        content_type: &'static str,
+        receiver: mpsc::Receiver<Bytes>,
+    },
 }
 
 impl From<ApiError> for Reply {
@@ -92,6 +115,8 @@ pub struct ApiConfig {
     /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
     /// IPs from.
     pub network: ServiceNetwork,
+    /// The port node agents serve `/containerLogs` on (kubelet's).
+    pub kubelet_port: u16,
 }
 
 impl Default for ApiConfig {
@@ -100,6 +125,7 @@ impl Default for ApiConfig {
             bookmark_interval: Duration::from_secs(60),
             default_watch_timeout: Duration::from_secs(1800),
             network: ServiceNetwork::default(),
+            kubelet_port: 10250,
         }
     }
 }

@@ -83,6 +83,11 @@ impl Resource {
     pub fn is_core(&self, kind: &str) -> bool {
         self.group.is_empty() && self.kind == kind
     }
+
+    /// Has a `/scale` subresource.
+    pub fn scalable(&self) -> bool {
+        self.group == "apps" && matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet")
+    }
 }
 
 pub fn group_version(group: &str, version: &str) -> String {

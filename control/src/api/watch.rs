@@ -41,8 +41,12 @@ pub async fn start(
     let prefix = collection_prefix(resource.storage, target.namespace.as_deref());
     let matches = move |object: &Value| labels.matches(object) && fields.matches(object);
 
+    // A streaming list (`sendInitialEvents=true`, what client-go's
+    // reflectors and `kubectl rollout status` use): the current objects,
+    // then a bookmark marking the end of them.
+    let initial_events_end = query.flag("sendInitialEvents")?;
     let mut initial = Vec::new();
-    let after = match query.get("resourceVersion") {
+    let after = match query.get("resourceVersion").filter(|_| !initial_events_end) {
         None | Some("0") => {
             let page = api
                 .store
@@ -71,8 +75,11 @@ pub async fn start(
         sent_revision: after,
         table,
     };
-    tokio::spawn(stream.run(initial, watch, timeout));
-    Ok(Reply::Stream(receiver))
+    tokio::spawn(stream.run(initial, initial_events_end, watch, timeout));
+    Ok(Reply::Stream {
+        content_type: "application/json",
+        receiver,
+    })
 }
 
 /// One watcher's sending side.
@@ -93,9 +100,22 @@ enum Stop {
 }
 
 impl Stream {
-    async fn run(mut self, initial: Vec<Value>, mut watch: Watch, timeout: Duration) {
+    async fn run(
+        mut self,
+        initial: Vec<Value>,
+        initial_events_end: bool,
+        mut watch: Watch,
+        timeout: Duration,
+    ) {
         for object in initial {
             if self.send_object("ADDED", object).await.is_err() {
+                return;
+            }
+        }
+        if initial_events_end {
+            let mut bookmark = self.bookmark();
+            bookmark["metadata"]["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
+            if self.send("BOOKMARK", bookmark).await.is_err() {
                 return;
             }
         }
@@ -137,15 +157,19 @@ impl Stream {
                 // changed: it tells the client the watch is alive.
                 WatchBatch::Progress { revision } => {
                     self.sent_revision = self.sent_revision.max(revision);
-                    let bookmark = json!({
-                        "kind": self.resource.kind,
-                        "apiVersion": self.resource.api_version(),
-                        "metadata": { "resourceVersion": self.sent_revision.to_string() },
-                    });
-                    self.send("BOOKMARK", bookmark).await?;
+                    self.send("BOOKMARK", self.bookmark()).await?;
                 }
             }
         }
+    }
+
+    /// A bookmark at the revision sent so far.
+    fn bookmark(&self) -> Value {
+        json!({
+            "kind": self.resource.kind,
+            "apiVersion": self.resource.api_version(),
+            "metadata": { "resourceVersion": self.sent_revision.to_string() },
+        })
     }
 
     /// The event the client sees, as kube-apiserver filters watches: an

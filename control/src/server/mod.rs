@@ -30,6 +30,7 @@ pub use pki::{DEFAULT_SANS, PkiError};
 pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
+use crate::controllers::{self, ControllerConfig};
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -49,6 +50,9 @@ pub struct ServerConfig {
     pub kubeconfig_out: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
     pub api: ApiConfig,
+    /// Run the scheduler and the controllers (leader-elected when the
+    /// config says so); `None` serves the API only.
+    pub controllers: Option<ControllerConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +85,7 @@ pub enum ServerError {
 pub struct RunningServer {
     pub addrs: Vec<SocketAddr>,
     pub kubeconfig: PathBuf,
+    /// The listeners and the controllers.
     _listeners: JoinSet<()>,
 }
 
@@ -118,8 +123,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, local)| *local).collect();
     api.ensure_kubernetes_service(addrs[0].port()).await?;
 
-    let state = Arc::new(State { api, store, tokens });
     let mut listeners = JoinSet::new();
+    if let Some(controllers) = config.controllers.clone() {
+        listeners.spawn(controllers::run(api.clone(), store.clone(), controllers));
+    }
+    let state = Arc::new(State { api, store, tokens });
     for (listener, local) in bound {
         info!(%local, "serving the Kubernetes API");
         listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
@@ -307,9 +315,12 @@ fn reply(reply: Reply) -> Response<Body> {
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::Full(Some(body)))
             .expect("a valid response"),
-        Reply::Stream(receiver) => Response::builder()
+        Reply::Stream {
+            content_type,
+            receiver,
+        } => Response::builder()
             .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, content_type)
             .body(Body::Stream(receiver))
             .expect("a valid response"),
     }

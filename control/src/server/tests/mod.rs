@@ -2,6 +2,7 @@
 //! and the real `kubectl` (installed by `cargo xtask setup`) and `curl`
 //! against it.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -12,12 +13,15 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use super::*;
+use crate::controllers::ControllerConfig;
 use crate::test_support::Etcd;
 
 mod apply;
 mod basics;
 mod clients;
+mod kubelet;
 mod services;
+mod workloads;
 
 /// Where `cargo xtask setup` puts kubectl.
 fn kubectl_path() -> PathBuf {
@@ -49,15 +53,22 @@ impl Cluster {
     async fn start_with(api: ApiConfig) -> Self {
         let etcd = Arc::new(Etcd::start());
         etcd.store().await;
-        Self::on(etcd, api).await
+        Self::on(etcd, api, None).await
+    }
+
+    /// A cluster that runs the scheduler and the controllers.
+    async fn start_controlled(controllers: ControllerConfig) -> Self {
+        let etcd = Arc::new(Etcd::start());
+        etcd.store().await;
+        Self::on(etcd, ApiConfig::default(), Some(controllers)).await
     }
 
     /// Another skiff-control on this cluster's etcd, with its own PKI.
     async fn another_instance(&self, api: ApiConfig) -> Self {
-        Self::on(self.etcd.clone(), api).await
+        Self::on(self.etcd.clone(), api, None).await
     }
 
-    async fn on(etcd: Arc<Etcd>, api: ApiConfig) -> Self {
+    async fn on(etcd: Arc<Etcd>, api: ApiConfig, controllers: Option<ControllerConfig>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "skiff-control-e2e-{}-{}",
             std::process::id(),
@@ -78,6 +89,7 @@ impl Cluster {
                 bookmark_interval: Duration::from_millis(300),
                 ..api
             },
+            controllers,
         })
         .await
         .expect("skiff-control starts");

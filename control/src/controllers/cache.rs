@@ -1,0 +1,214 @@
+//! Informers: every object of the watched kinds, kept current by a list
+//! and a watch on the store (not over HTTP), with a signal on each change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use super::kind::Kind;
+use crate::store::{
+    EventType, ListRequest, Store, WatchBatch, collection_prefix, resource_version_of,
+};
+
+/// How often a quiet watch reports how far it has got, so that a
+/// controller waiting for its own write to show up is not kept waiting by
+/// a kind nobody writes.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a controller waits for its writes to reach the cache before it
+/// goes on anyway.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Objects {
+    by_key: BTreeMap<String, Value>,
+    /// Every change up to this revision is in `by_key`.
+    revision: i64,
+}
+
+/// The cached objects of several kinds.
+pub struct Cache {
+    store: Store,
+    kinds: HashMap<Kind, RwLock<Objects>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Cache {
+    /// Starts an informer for each of `kinds` on `tasks`; the cache fills
+    /// as they list.
+    pub fn start(store: Store, kinds: &[Kind], tasks: &mut JoinSet<()>) -> Arc<Self> {
+        let cache = Arc::new(Self {
+            store,
+            kinds: kinds
+                .iter()
+                .map(|&kind| (kind, RwLock::default()))
+                .collect(),
+            changed: watch::channel(0).0,
+        });
+        for &kind in kinds {
+            tasks.spawn(inform(cache.clone(), kind));
+        }
+        cache
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn objects(&self, kind: Kind) -> &RwLock<Objects> {
+        self.kinds
+            .get(&kind)
+            .unwrap_or_else(|| panic!("{kind:?} is not cached"))
+    }
+
+    /// All cached objects of `kind`, in key order.
+    pub fn list(&self, kind: Kind) -> Vec<Value> {
+        let objects = self.objects(kind).read().expect("cache lock");
+        objects.by_key.values().cloned().collect()
+    }
+
+    /// The cached objects of `kind` in `namespace`.
+    pub fn list_in(&self, kind: Kind, namespace: &str) -> Vec<Value> {
+        let prefix = collection_prefix(kind.storage(), Some(namespace));
+        let objects = self.objects(kind).read().expect("cache lock");
+        objects
+            .by_key
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, object)| object.clone())
+            .collect()
+    }
+
+    /// One cached object.
+    pub fn get(&self, kind: Kind, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let key = crate::store::object_key(kind.storage(), namespace, name);
+        let objects = self.objects(kind).read().expect("cache lock");
+        objects.by_key.get(&key).cloned()
+    }
+
+    /// Whether every kind has listed once.
+    fn synced(&self) -> bool {
+        self.kinds
+            .values()
+            .all(|objects| objects.read().expect("cache lock").revision > 0)
+    }
+
+    fn revision(&self, kind: Kind) -> i64 {
+        self.objects(kind).read().expect("cache lock").revision
+    }
+
+    /// A receiver that sees every change to the cache.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Waits until every kind has listed once.
+    pub async fn wait_synced(&self) {
+        let mut changes = self.subscribe();
+        while !self.synced() {
+            let _ = changes.changed().await;
+        }
+    }
+
+    /// Waits (for a while) until `kinds` show everything written to etcd so
+    /// far: a controller's next pass must see its own writes, or it would
+    /// create the same pods twice.
+    pub async fn catch_up(&self, kinds: &[Kind]) {
+        let Ok(target) = self.store.current_revision().await else {
+            return;
+        };
+        let mut changes = self.subscribe();
+        let caught_up = async {
+            while kinds.iter().any(|&kind| self.revision(kind) < target) {
+                let _ = changes.changed().await;
+            }
+        };
+        if tokio::time::timeout(CATCH_UP_LIMIT, caught_up)
+            .await
+            .is_err()
+        {
+            warn!(target, "the cache did not catch up with the writes");
+        }
+    }
+
+    fn replace(&self, kind: Kind, items: Vec<Value>, revision: i64, prefix: &str) {
+        let by_key = items
+            .into_iter()
+            .filter_map(|object| key_of(kind, prefix, &object).map(|key| (key, object)))
+            .collect();
+        *self.objects(kind).write().expect("cache lock") = Objects { by_key, revision };
+        self.changed.send_modify(|count| *count += 1);
+    }
+
+    fn apply(&self, kind: Kind, batch: WatchBatch, prefix: &str) {
+        {
+            let mut objects = self.objects(kind).write().expect("cache lock");
+            match batch {
+                WatchBatch::Progress { revision } => {
+                    objects.revision = objects.revision.max(revision)
+                }
+                WatchBatch::Events(events) => {
+                    for event in events {
+                        let revision = resource_version_of(&event.object);
+                        let Some(key) = key_of(kind, prefix, &event.object) else {
+                            continue;
+                        };
+                        match event.event_type {
+                            EventType::Deleted => objects.by_key.remove(&key),
+                            _ => objects.by_key.insert(key, event.object),
+                        };
+                        objects.revision = objects.revision.max(revision);
+                    }
+                }
+            }
+        }
+        self.changed.send_modify(|count| *count += 1);
+    }
+}
+
+/// The etcd key of a cached object, rebuilt from its metadata.
+fn key_of(kind: Kind, prefix: &str, object: &Value) -> Option<String> {
+    let name = object["metadata"]["name"].as_str()?;
+    Some(match object["metadata"]["namespace"].as_str() {
+        Some(namespace) if kind.namespaced() => format!("{prefix}{namespace}/{name}"),
+        _ => format!("{prefix}{name}"),
+    })
+}
+
+/// List, then watch from the list's revision; list again when the watch
+/// fails (e.g. compacted).
+async fn inform(cache: Arc<Cache>, kind: Kind) {
+    let prefix = collection_prefix(kind.storage(), None);
+    loop {
+        if let Err(error) = list_and_watch(&cache, kind, &prefix).await {
+            warn!(?kind, %error, "informer restarts");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+async fn list_and_watch(
+    cache: &Cache,
+    kind: Kind,
+    prefix: &str,
+) -> Result<(), crate::store::StoreError> {
+    let page = cache
+        .store
+        .list(prefix, ListRequest::default(), |_| true)
+        .await?;
+    let revision = page.revision;
+    cache.replace(kind, page.items, revision, prefix);
+    let mut watch = cache
+        .store
+        .watch(prefix, revision + 1, Some(PROGRESS_EVERY))
+        .await?;
+    loop {
+        let batch = watch.next().await?;
+        cache.apply(kind, batch, prefix);
+    }
+}

@@ -1,0 +1,288 @@
+//! The EndpointSlice controller: for each Service with a selector, slices
+//! (at most 100 endpoints each, one set of ports per slice) listing the
+//! selected pods with their conditions, node and zone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::client::written;
+use super::kind::Kind;
+use super::services::{self, Backend};
+use super::{Context, Controller, ControllerError, meta};
+
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// Kubernetes' `--max-endpoints-per-slice` default.
+const MAX_ENDPOINTS: usize = 100;
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+pub struct EndpointSlices;
+
+impl Controller for EndpointSlices {
+    const NAME: &'static str = "endpointslice";
+
+    async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
+        let cache = &context.cache;
+        let services = cache.list(Kind::Service);
+        let nodes = cache.list(Kind::Node);
+        let mut wanted_services = BTreeSet::new();
+        let mut wrote = false;
+        for service in services.iter().filter(|service| services::selects(service)) {
+            let (namespace, name) = (meta::namespace(service), meta::name(service));
+            wanted_services.insert((namespace.to_owned(), name.to_owned()));
+            let pods = cache.list_in(Kind::Pod, namespace);
+            let desired = desired_slices(&services::backends(service, &pods), &nodes);
+            let mut existing: Vec<Value> = cache
+                .list_in(Kind::EndpointSlice, namespace)
+                .into_iter()
+                .filter(|slice| managed_for(slice) == Some(name))
+                .collect();
+            existing.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
+            wrote |= sync_service(context, service, desired, existing).await?;
+        }
+        // Slices of Services that are gone or lost their selector.
+        for slice in cache.list(Kind::EndpointSlice) {
+            if let Some(service) = managed_for(&slice) {
+                let key = (meta::namespace(&slice).to_owned(), service.to_owned());
+                if !wanted_services.contains(&key) {
+                    context
+                        .client
+                        .delete(Kind::EndpointSlice, &slice, None)
+                        .await?;
+                    wrote = true;
+                }
+            }
+        }
+        Ok(if wrote {
+            vec![Kind::EndpointSlice]
+        } else {
+            vec![]
+        })
+    }
+}
+
+/// The Service a slice of this controller is for.
+fn managed_for(slice: &Value) -> Option<&str> {
+    let labels = &slice["metadata"]["labels"];
+    if labels[MANAGED_BY_LABEL].as_str() != Some(MANAGED_BY) {
+        return None;
+    }
+    labels[SERVICE_NAME_LABEL].as_str()
+}
+
+/// The `(ports, endpoints)` of each slice the Service should have: pods
+/// grouped by their resolved ports, 100 to a slice; one empty slice when
+/// no pod is selected.
+fn desired_slices(backends: &[Backend], nodes: &[Value]) -> Vec<(Value, Vec<Value>)> {
+    let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
+    for backend in backends {
+        let ports = json!(backend.ports);
+        let group = groups
+            .entry(ports.to_string())
+            .or_insert_with(|| (ports, Vec::new()));
+        group.1.push(endpoint(backend, nodes));
+    }
+    let mut slices = Vec::new();
+    for (_, (ports, endpoints)) in groups {
+        for chunk in endpoints.chunks(MAX_ENDPOINTS) {
+            slices.push((ports.clone(), chunk.to_vec()));
+        }
+    }
+    if slices.is_empty() {
+        slices.push((json!([]), Vec::new()));
+    }
+    slices
+}
+
+fn endpoint(backend: &Backend, nodes: &[Value]) -> Value {
+    let pod = backend.pod;
+    let node_name = meta::node_name(pod);
+    let mut endpoint = json!({
+        "addresses": [backend.ip],
+        "conditions": {
+            "ready": backend.ready,
+            "serving": backend.serving,
+            "terminating": backend.terminating,
+        },
+        "targetRef": {
+            "kind": "Pod",
+            "namespace": pod["metadata"]["namespace"],
+            "name": pod["metadata"]["name"],
+            "uid": pod["metadata"]["uid"],
+        },
+    });
+    if !node_name.is_empty() {
+        endpoint["nodeName"] = json!(node_name);
+        let zone = nodes
+            .iter()
+            .find(|node| meta::name(node) == node_name)
+            .and_then(|node| node["metadata"]["labels"][ZONE_LABEL].as_str());
+        if let Some(zone) = zone {
+            endpoint["zone"] = json!(zone);
+        }
+    }
+    endpoint
+}
+
+/// The labels of the Service's slices: the Service's own, and the two that
+/// say whose they are.
+fn slice_labels(service: &Value) -> Value {
+    let mut labels = service["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    labels[SERVICE_NAME_LABEL] = json!(meta::name(service));
+    labels[MANAGED_BY_LABEL] = json!(MANAGED_BY);
+    labels
+}
+
+/// Makes the Service's slices the desired ones, reusing existing slices in
+/// name order; whether anything was written.
+async fn sync_service(
+    context: &Context,
+    service: &Value,
+    desired: Vec<(Value, Vec<Value>)>,
+    existing: Vec<Value>,
+) -> Result<bool, ControllerError> {
+    let namespace = meta::namespace(service);
+    let labels = slice_labels(service);
+    let owners = json!([meta::controller_reference(&with_type(service))]);
+    let mut wrote = false;
+    let mut existing = existing.into_iter();
+    for (ports, endpoints) in desired {
+        match existing.next() {
+            Some(slice) => {
+                let mut updated = slice.clone();
+                updated["metadata"]["labels"] = labels.clone();
+                updated["metadata"]["ownerReferences"] = owners.clone();
+                updated["addressType"] = json!("IPv4");
+                updated["ports"] = ports;
+                updated["endpoints"] = json!(endpoints);
+                if updated != slice {
+                    written(context.client.update(Kind::EndpointSlice, &updated).await)?;
+                    wrote = true;
+                }
+            }
+            None => {
+                let slice = json!({
+                    "apiVersion": "discovery.k8s.io/v1",
+                    "kind": "EndpointSlice",
+                    "metadata": {
+                        "generateName": format!("{}-", meta::name(service)),
+                        "namespace": namespace,
+                        "labels": labels,
+                        "ownerReferences": owners,
+                    },
+                    "addressType": "IPv4",
+                    "ports": ports,
+                    "endpoints": endpoints,
+                });
+                context
+                    .client
+                    .create(Kind::EndpointSlice, Some(namespace), &slice)
+                    .await?;
+                wrote = true;
+            }
+        }
+    }
+    for surplus in existing {
+        context
+            .client
+            .delete(Kind::EndpointSlice, &surplus, None)
+            .await?;
+        wrote = true;
+    }
+    Ok(wrote)
+}
+
+/// The object with its `apiVersion` and `kind` (stored objects have them;
+/// this makes sure for the owner reference).
+fn with_type(service: &Value) -> Value {
+    let mut service = service.clone();
+    service["apiVersion"] = json!("v1");
+    service["kind"] = json!("Service");
+    service
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(index: usize, ready: bool, terminating: bool) -> Value {
+        let mut pod = json!({
+            "metadata": { "name": format!("p{index}"), "namespace": "a", "labels": { "app": "web" } },
+            "spec": { "nodeName": "n1", "containers": [{ "ports": [{ "name": "http", "containerPort": 8080 }] }] },
+            "status": {
+                "podIP": format!("10.244.{}.{}", index / 200, index % 200 + 2),
+                "conditions": [{ "type": "Ready", "status": if ready { "True" } else { "False" } }],
+            },
+        });
+        if terminating {
+            pod["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        pod
+    }
+
+    fn service(publish: bool) -> Value {
+        json!({ "metadata": { "name": "web" }, "spec": {
+            "selector": { "app": "web" },
+            "publishNotReadyAddresses": publish,
+            "ports": [{ "name": "http", "port": 80, "targetPort": "http" }],
+        } })
+    }
+
+    fn slices_of(service: &Value, pods: &[Value]) -> Vec<(Value, Vec<Value>)> {
+        let nodes = [json!({ "metadata": { "name": "n1", "labels": { ZONE_LABEL: "z1" } } })];
+        desired_slices(&services::backends(service, pods), &nodes)
+    }
+
+    #[test]
+    fn at_most_100_endpoints_a_slice() {
+        let pods: Vec<Value> = (0..250).map(|index| pod(index, true, false)).collect();
+        let sizes: Vec<usize> = slices_of(&service(false), &pods)
+            .iter()
+            .map(|s| s.1.len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 50]);
+        let empty = slices_of(&service(false), &[]);
+        assert_eq!(empty, [(json!([]), vec![])]);
+    }
+
+    #[test]
+    fn conditions_follow_readiness_and_termination() {
+        let pods = [
+            pod(0, true, false),
+            pod(1, false, false),
+            pod(2, true, true),
+        ];
+        let slices = slices_of(&service(false), &pods);
+        let conditions: Vec<&Value> = slices[0].1.iter().map(|e| &e["conditions"]).collect();
+        assert_eq!(
+            conditions[0],
+            &json!({ "ready": true, "serving": true, "terminating": false })
+        );
+        assert_eq!(
+            conditions[1],
+            &json!({ "ready": false, "serving": false, "terminating": false })
+        );
+        assert_eq!(
+            conditions[2],
+            &json!({ "ready": false, "serving": true, "terminating": true })
+        );
+        assert_eq!(slices[0].1[0]["zone"], "z1");
+        assert_eq!(
+            slices[0].0,
+            json!([{ "name": "http", "port": 8080, "protocol": "TCP" }])
+        );
+
+        let published = slices_of(&service(true), &pods);
+        assert!(
+            published[0]
+                .1
+                .iter()
+                .all(|e| e["conditions"]["ready"] == true)
+        );
+    }
+}

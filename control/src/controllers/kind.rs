@@ -1,0 +1,110 @@
+//! The kinds the controllers and the scheduler read and write: where each
+//! lives in etcd and on the API's URLs.
+
+/// One kind of object the controllers know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Namespace,
+    Node,
+    Pod,
+    Service,
+    Endpoints,
+    EndpointSlice,
+    ReplicaSet,
+    Deployment,
+    Lease,
+    Event,
+}
+
+impl Kind {
+    /// Root of the kind's keys in etcd (as `api::registry` has them).
+    pub fn storage(self) -> &'static str {
+        match self {
+            Self::Namespace => "/registry/namespaces",
+            Self::Node => "/registry/minions",
+            Self::Pod => "/registry/pods",
+            Self::Service => "/registry/services/specs",
+            Self::Endpoints => "/registry/services/endpoints",
+            Self::EndpointSlice => "/registry/endpointslices",
+            Self::ReplicaSet => "/registry/replicasets",
+            Self::Deployment => "/registry/deployments",
+            Self::Lease => "/registry/leases",
+            Self::Event => "/registry/events",
+        }
+    }
+
+    /// `/api/v1` or `/apis/<group>/v1`.
+    fn group_path(self) -> &'static str {
+        match self {
+            Self::EndpointSlice => "/apis/discovery.k8s.io/v1",
+            Self::ReplicaSet | Self::Deployment => "/apis/apps/v1",
+            Self::Lease => "/apis/coordination.k8s.io/v1",
+            _ => "/api/v1",
+        }
+    }
+
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::Namespace => "namespaces",
+            Self::Node => "nodes",
+            Self::Pod => "pods",
+            Self::Service => "services",
+            Self::Endpoints => "endpoints",
+            Self::EndpointSlice => "endpointslices",
+            Self::ReplicaSet => "replicasets",
+            Self::Deployment => "deployments",
+            Self::Lease => "leases",
+            Self::Event => "events",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Self::Namespace | Self::Node)
+    }
+
+    /// The kind named by an ownerReference's `apiVersion` and `kind`.
+    pub fn of_reference(api_version: &str, kind: &str) -> Option<Self> {
+        Some(match (api_version, kind) {
+            ("v1", "Service") => Self::Service,
+            ("v1", "Pod") => Self::Pod,
+            ("v1", "Node") => Self::Node,
+            ("apps/v1", "ReplicaSet") => Self::ReplicaSet,
+            ("apps/v1", "Deployment") => Self::Deployment,
+            _ => return None,
+        })
+    }
+
+    /// The URL of the collection (`name` None) or of one object.
+    pub fn path(self, namespace: Option<&str>, name: Option<&str>) -> String {
+        let mut path = self.group_path().to_owned();
+        if let (true, Some(namespace)) = (self.namespaced(), namespace) {
+            path.push_str("/namespaces/");
+            path.push_str(namespace);
+        }
+        path.push('/');
+        path.push_str(self.plural());
+        if let Some(name) = name {
+            path.push('/');
+            path.push_str(name);
+        }
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_the_api() {
+        assert_eq!(
+            Kind::Pod.path(Some("a"), Some("p")),
+            "/api/v1/namespaces/a/pods/p"
+        );
+        assert_eq!(Kind::Node.path(None, Some("n1")), "/api/v1/nodes/n1");
+        assert_eq!(
+            Kind::ReplicaSet.path(Some("a"), None),
+            "/apis/apps/v1/namespaces/a/replicasets"
+        );
+    }
+}
