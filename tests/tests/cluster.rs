@@ -408,3 +408,83 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
             .then_some(())
     });
 }
+
+/// The Ready condition's status of every node, by name.
+fn node_readiness(testbed: &Testbed) -> Vec<(String, String)> {
+    let nodes = kubectl_json(testbed, &["get", "nodes"]);
+    nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .and_then(|c| c["status"].as_str())
+                .unwrap_or_default();
+            (
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ready.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
+    let mut testbed = Testbed::start_running_pods(2).unwrap();
+    // Short node timeouts, so the test does not wait the default 40 s.
+    testbed
+        .start_control(&[
+            "--leader-elect=false",
+            "--node-monitor-grace-period=3s",
+            "--pod-eviction-timeout=1s",
+        ])
+        .unwrap();
+    let both_ready = vec![
+        ("node1".to_owned(), "True".to_owned()),
+        ("node2".to_owned(), "True".to_owned()),
+    ];
+    eventually("both nodes Ready", || {
+        (node_readiness(&testbed) == both_ready).then_some(())
+    });
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(&testbed, 3);
+    assert!(
+        pods.iter().any(|p| p["spec"]["nodeName"] == "node2"),
+        "a replica on node2"
+    );
+
+    testbed.kill_agent(2);
+    eventually("node2 NotReady", || {
+        node_readiness(&testbed)
+            .iter()
+            .any(|(name, ready)| name == "node2" && ready == "Unknown")
+            .then_some(())
+    });
+    let moved = eventually("all replicas on node1", || {
+        let pods = wait_for_web_pods(&testbed, 3);
+        pods.iter()
+            .all(|p| p["spec"]["nodeName"] == "node1")
+            .then_some(pods)
+    });
+
+    // The ClusterIP follows: only the replacements on node1 answer.
+    let client =
+        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
+    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
+    let target = format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap());
+    let echo = echo_binary().unwrap();
+    backends_answering("the replicas on node1", &names(&moved), || {
+        parse(
+            client
+                .command(&echo)
+                .args(["call", "tcp", &target, "--count", "30"]),
+        )
+    });
+}
