@@ -10,19 +10,26 @@ fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("SKIFF_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir().join("debug")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    target.join("debug")
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
 }
 
 fn find(name: &str) -> Result<PathBuf> {
-    let path = bin_dir().join(name);
+    existing(bin_dir().join(name), "cargo xtask build")
+}
+
+/// `path` if it is a file; otherwise an error saying to run `command`.
+fn existing(path: PathBuf, command: &str) -> Result<PathBuf> {
     if path.is_file() {
         Ok(path)
     } else {
         Err(HarnessError::Environment(format!(
-            "{} does not exist: run `cargo xtask build` first",
+            "{} does not exist: run `{command}` first",
             path.display()
         )))
     }
@@ -30,6 +37,18 @@ fn find(name: &str) -> Result<PathBuf> {
 
 pub fn agent_binary() -> Result<PathBuf> {
     find("skiff-agent")
+}
+
+pub fn control_binary() -> Result<PathBuf> {
+    find("skiff-control")
+}
+
+/// The `kubectl` that `cargo xtask setup` installs.
+pub fn kubectl_binary() -> Result<PathBuf> {
+    existing(
+        target_dir().join("kubectl-venv/bin/kubectl"),
+        "cargo xtask setup",
+    )
 }
 
 pub fn echo_binary() -> Result<PathBuf> {

@@ -146,6 +146,13 @@ impl Pod {
                 .flatten();
             for pod_dir in pods.filter(|entry| entry.path().is_dir()) {
                 let pod_name = pod_dir.file_name().to_string_lossy().into_owned();
+                if pod_name == AGENT_PODS {
+                    if let Some(pod) = find_agent_pod(prefix, &node, node_index, name, &mut known)?
+                    {
+                        return Ok(pod);
+                    }
+                    continue;
+                }
                 if pod_name != name {
                     known.push(pod_name);
                     continue;
@@ -167,6 +174,25 @@ impl Pod {
             "cluster {prefix} has no pod {name:?} (its pods: {})",
             known.join(", ")
         )))
+    }
+
+    /// Pod `namespace/name` as node `node`'s agent runs it (`--run-pods`
+    /// with the harness's netns prefix, see `run_pods_args`), entered as
+    /// its container `container`: its netns, and that container's cgroup.
+    pub fn run_by_agent(node: &Node, namespace: &str, name: &str, container: &str) -> Result<Pod> {
+        let netns = format!("{}-{namespace}.{name}", node.netns());
+        Ok(Pod {
+            name: format!("{namespace}.{name}"),
+            node: node.name().to_owned(),
+            node_index: node.index(),
+            ip: pod_address(&netns)?,
+            cgroup_dir: node
+                .cgroup_dir()
+                .join(AGENT_PODS)
+                .join(format!("{namespace}.{name}"))
+                .join(container),
+            netns,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -219,6 +245,54 @@ impl Pod {
     pub fn command_outside_cgroup(&self, program: impl AsRef<OsStr>) -> Command {
         exec::in_netns(program.as_ref(), &netns::path(&self.netns), None)
     }
+}
+
+/// The node cgroup's directory where its agent puts the pods it runs.
+const AGENT_PODS: &str = "skiff-pods";
+
+/// The agent-run pod of `node` that `wanted` names, as `namespace/name` or
+/// just `name` (in any namespace), entered as its first container. Adds
+/// the names it passes over to `known`.
+fn find_agent_pod(
+    prefix: &Prefix,
+    node: &str,
+    node_index: usize,
+    wanted: &str,
+    known: &mut Vec<String>,
+) -> Result<Option<Pod>> {
+    let dir = cgroup2_root()?
+        .join(prefix.as_str())
+        .join(node)
+        .join(AGENT_PODS);
+    for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        // `<namespace>.<name>`: namespaces hold no dot.
+        let dir_name = entry.file_name().to_string_lossy().into_owned();
+        let Some((namespace, name)) = dir_name.split_once('.') else {
+            continue;
+        };
+        if wanted != name && wanted != format!("{namespace}/{name}") {
+            known.push(format!("{namespace}/{name}"));
+            continue;
+        }
+        let container = fs::read_dir(entry.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|c| c.path().is_dir())
+            .ok_or_else(|| {
+                HarnessError::NotFound(format!("pod {namespace}/{name} has no container running"))
+            })?;
+        let netns = prefix.join(&format!("{node}-{dir_name}"));
+        return Ok(Some(Pod {
+            name: format!("{namespace}.{name}"),
+            node: node.to_owned(),
+            node_index,
+            ip: pod_address(&netns)?,
+            netns,
+            cgroup_dir: container.path(),
+        }));
+    }
+    Ok(None)
 }
 
 /// The IPv4 address of `eth0` in `netns`.

@@ -21,6 +21,7 @@ mod bpffs;
 mod cgroup;
 mod cluster;
 mod cmd;
+mod control;
 mod daemon;
 mod echo;
 mod error;
@@ -44,10 +45,11 @@ pub use addressing::{
     SERVICE_CIDR, node_ip, pod_cidr,
 };
 pub use agent::{agent_command, run_pods_args, sync_count, wait_for_sync};
-pub use binaries::{agent_binary, echo_binary, load_binary};
+pub use binaries::{agent_binary, control_binary, echo_binary, kubectl_binary, load_binary};
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};
+pub use control::{control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api};
 pub use daemon::{Daemon, DaemonSpec};
 pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;

@@ -44,6 +44,25 @@ impl Store {
         })
     }
 
+    /// The objects under `prefix`, in key order.
+    pub fn list(&self, prefix: &str) -> Result<Vec<Value>> {
+        let out = cmd::run(
+            self.etcdctl()
+                .args(["get", prefix, "--prefix", "--print-value-only"]),
+        )?;
+        // The API server stores compact JSON: one value per line.
+        out.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| {
+                    crate::error::HarnessError::Environment(format!(
+                        "a value under {prefix} is no JSON: {e}"
+                    ))
+                })
+            })
+            .collect()
+    }
+
     pub fn delete(&self, key: &str) -> Result<()> {
         cmd::run(self.etcdctl().args(["del", key])).map(drop)
     }

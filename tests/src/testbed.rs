@@ -8,6 +8,7 @@ use crate::{
     binaries::echo_binary,
     cluster::{Cluster, ClusterSpec},
     cmd,
+    control::{control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api},
     echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
     etcd::Etcd,
@@ -18,9 +19,12 @@ use crate::{
 
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(5);
+const CONTROL_READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub struct Testbed {
     servers: Vec<ProcessGuard>,
+    /// skiff-control, once [`Testbed::start_control`] ran.
+    control: Option<ProcessGuard>,
     /// By node index - 1; `None` while that node's agent is stopped.
     agents: Vec<Option<ProcessGuard>>,
     etcd: Etcd,
@@ -55,6 +59,7 @@ impl Testbed {
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_dir.display()), e))?;
         let mut testbed = Testbed {
             servers: Vec::new(),
+            control: None,
             agents: (0..nodes).map(|_| None).collect(),
             store: Store::new(etcd.local_endpoint()),
             etcd,
@@ -111,6 +116,35 @@ impl Testbed {
 
     pub fn agent_log(&self, node: usize) -> String {
         fs::read_to_string(self.agent_log_path(node)).unwrap_or_default()
+    }
+
+    /// Starts skiff-control (API server, scheduler, controllers) on a free
+    /// loopback port with `extra` flags, and waits until it serves.
+    /// Returns the kubeconfig it wrote; [`Testbed::kubectl`] uses it.
+    pub fn start_control(&mut self, extra: &[&str]) -> Result<PathBuf> {
+        let log_path = self.log_dir.join("control.log");
+        let log = fs::File::create(&log_path)
+            .map_err(|e| HarnessError::io(format!("cannot create {}", log_path.display()), e))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
+        let data_dir = self.log_dir.join("control");
+        let mut command = control_command(
+            free_local_bind()?,
+            &[self.etcd.local_endpoint()],
+            &data_dir,
+            extra,
+        )?;
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let control = self.control.insert(ProcessGuard::spawn(&mut command)?);
+        let kubeconfig = kubeconfig_path(&data_dir);
+        wait_for_api(&kubeconfig, || control.is_running(), CONTROL_READY_TIMEOUT)?;
+        Ok(kubeconfig)
+    }
+
+    /// `kubectl` against the skiff-control of [`Testbed::start_control`].
+    pub fn kubectl(&self) -> Result<std::process::Command> {
+        kubectl(&kubeconfig_path(&self.log_dir.join("control")))
     }
 
     /// The etcd the agents watch.
@@ -171,6 +205,10 @@ impl Drop for Testbed {
                     "---- skiff-agent log, node{node} ----\n{}",
                     self.agent_log(node)
                 );
+            }
+            if self.control.is_some() {
+                let log = fs::read_to_string(self.log_dir.join("control.log")).unwrap_or_default();
+                eprintln!("---- skiff-control log ----\n{log}");
             }
         }
         let _ = fs::remove_dir_all(&self.log_dir);

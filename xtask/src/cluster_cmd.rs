@@ -1,12 +1,14 @@
 //! `cargo xtask up`, `down`, `exec`: a local skiff cluster in network
-//! namespaces, built on the skiff-tests harness. It outlives the command:
-//! etcd, the agents and the example backends run detached, with their pid
-//! files and logs in /run/skiff, until `down`.
+//! namespaces, built on the skiff-tests harness: etcd, skiff-control (API
+//! server, scheduler, controllers) and one skiff-agent per node running
+//! that node's pods, then `kubectl apply -f examples/`. It outlives the
+//! command: everything runs detached, with pid files and logs in
+//! /run/skiff, until `down`.
 
 use std::{
     collections::BTreeMap,
     fs,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
     thread,
     time::{Duration, Instant},
@@ -14,21 +16,23 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde_json::Value;
 use skiff_tests::{
-    CONTROL_PLANE_IP, CallResult, Cluster, ClusterSpec, Daemon, DaemonSpec, EndpointSpec, Etcd,
-    EtcdConfig, Pod, PortSpec, Prefix, Store, agent_command, call, echo_binary, endpoint_slice,
-    endpoint_slice_key, node_ip, service, service_key, teardown_prefix, wait_for_sync,
+    CONTROL_PLANE_IP, Cluster, ClusterSpec, Daemon, DaemonSpec, Etcd, EtcdConfig, Pod, Prefix,
+    agent_command, control_command, echo_binary, kubeconfig_path, kubectl, node_ip, run_pods_args,
+    teardown_prefix, wait_for_api, wait_for_sync,
 };
 
-use crate::{build_cmd, setup};
+use crate::{build_cmd, setup, sh};
 
 const STATE_DIR: &str = "/run/skiff";
-const CLUSTER_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
-const NODE_PORT: u16 = 30080;
-const BACKENDS: usize = 3;
-const CLIENT_POD: &str = "client";
+/// Where the examples' `command` finds skiff-echo, whatever the checkout.
+const BIN_DIR: &str = "/run/skiff/bin";
+const EXAMPLES: &str = "examples";
+const API_PORT: u16 = 6443;
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+const API_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Args)]
 pub struct UpArgs {
@@ -39,29 +43,12 @@ pub struct UpArgs {
 
 #[derive(Args)]
 pub struct ExecArgs {
-    /// The pod to run in, by name (`up` makes `client`, `web-1`, …).
+    /// The pod to run in: `name` or `namespace/name` (`up` makes `client`).
     pub pod: String,
     /// The command and its arguments. skiff's own binaries (skiff-echo) are
     /// on its PATH.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
-}
-
-fn web_ports() -> Vec<PortSpec> {
-    vec![
-        PortSpec {
-            name: "http",
-            protocol: "TCP",
-            port: 80,
-            target_port: 8080,
-        },
-        PortSpec {
-            name: "dns",
-            protocol: "UDP",
-            port: 53,
-            target_port: 5353,
-        },
-    ]
 }
 
 pub fn up(args: &UpArgs) -> Result<()> {
@@ -72,7 +59,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let state_dir = Path::new(STATE_DIR);
 
     println!("up: {nodes} nodes in network namespaces");
-    let mut cluster = Cluster::create(ClusterSpec {
+    let cluster = Cluster::create(ClusterSpec {
         prefix: Prefix::fixed(),
         nodes,
     })?;
@@ -83,6 +70,9 @@ pub fn up(args: &UpArgs) -> Result<()> {
         }
         _ => {}
     }
+    fs::create_dir_all(BIN_DIR).with_context(|| format!("creating {BIN_DIR}"))?;
+    fs::copy(echo_binary()?, Path::new(BIN_DIR).join("skiff-echo"))
+        .with_context(|| format!("copying skiff-echo to {BIN_DIR}"))?;
 
     let etcd = EtcdConfig::standard(state_dir.join("etcd"), &[CONTROL_PLANE_IP]);
     let etcd_cgroup = cluster.cgroup_dir().join("etcd");
@@ -97,10 +87,36 @@ pub fn up(args: &UpArgs) -> Result<()> {
     .context("starting etcd")?;
     println!("up: etcd serving {}", etcd.endpoints().join(", "));
 
+    // On the control-plane address, which exists only while the cluster
+    // is up; in the cluster's cgroup, so teardown stops it.
+    let data_dir = state_dir.join("control");
+    let control = Daemon::spawn(
+        control_command(
+            SocketAddr::from((CONTROL_PLANE_IP, API_PORT)),
+            &[etcd.local_endpoint()],
+            &data_dir,
+            &[],
+        )?,
+        DaemonSpec {
+            name: "control",
+            state_dir,
+            cgroup: Some(&cluster.cgroup_dir().join("control")),
+        },
+    )?;
+    let kubeconfig = kubeconfig_path(&data_dir);
+    wait_for_api(&kubeconfig, || control.is_running(), API_TIMEOUT)
+        .with_context(|| format!("see {}", control.log_file().display()))?;
+    println!(
+        "up: skiff-control serving https://{CONTROL_PLANE_IP}:{API_PORT} (log {})",
+        control.log_file().display()
+    );
+
     for node in cluster.nodes() {
         let name = format!("agent-{}", node.name());
+        let mut command = agent_command(node, &etcd.endpoints())?;
+        command.args(run_pods_args(node, &state_dir.join(&name)));
         let daemon = Daemon::spawn(
-            agent_command(node, &etcd.endpoints())?,
+            command,
             DaemonSpec {
                 name: &name,
                 state_dir,
@@ -114,123 +130,134 @@ pub fn up(args: &UpArgs) -> Result<()> {
             AGENT_SYNC_TIMEOUT,
         )?;
         println!(
-            "up: skiff-agent on {} synced (log {})",
+            "up: skiff-agent on {} running its pods (log {})",
             node.name(),
             daemon.log_file().display()
         );
     }
 
-    let mut backends = Vec::with_capacity(BACKENDS);
-    for i in 0..BACKENDS {
-        let pod = cluster.add_pod(i % nodes + 1, &format!("web-{}", i + 1))?;
-        let mut server = pod.command(echo_binary()?);
-        server.args([
-            "serve",
-            "--name",
-            pod.name(),
-            "--tcp",
-            "8080",
-            "--udp",
-            "5353",
-        ]);
-        let name = format!("pod-{}", pod.name());
-        Daemon::spawn(
-            server,
-            DaemonSpec {
-                name: &name,
-                state_dir,
-                cgroup: None,
-            },
-        )?;
-        backends.push(pod);
-    }
-    let client = cluster.add_pod(1, CLIENT_POD)?;
-
-    let store = Store::new(etcd.local_endpoint());
-    let mut web = service("default", "web", CLUSTER_IP, &web_ports());
-    web["spec"]["type"] = "NodePort".into();
-    web["spec"]["ports"][0]["nodePort"] = NODE_PORT.into();
-    store.put(&service_key("default", "web"), &web)?;
-    let endpoints: Vec<EndpointSpec> = backends
-        .iter()
-        .map(|pod| EndpointSpec::ready(pod.ip(), pod.node()))
-        .collect();
-    store.put(
-        &endpoint_slice_key("default", "web-7f9c2"),
-        &endpoint_slice("default", "web-7f9c2", "web", &web_ports(), &endpoints),
-    )?;
-    println!("up: Service default/web and its EndpointSlice written to etcd");
-
-    let answers = answers_from(&client)?;
+    let kube = |args: &[&str]| -> Result<String> {
+        let mut command = kubectl(&kubeconfig)?;
+        command.args(args);
+        sh::stdout(&mut command)
+    };
+    let examples = sh::workspace_root().join(EXAMPLES);
+    print!("{}", kube(&["apply", "-f", &examples.to_string_lossy()])?);
+    wait_until_ready(&kube)?;
+    let ready_after = started.elapsed();
     cluster.persist();
 
-    let tally: Vec<String> = answers
-        .iter()
-        .map(|(backend, count)| format!("{backend} ×{count}"))
-        .collect();
-    println!(
-        "up: {} connections from pod {CLIENT_POD} to {CLUSTER_IP}:80 answered by {}",
-        answers.values().sum::<usize>(),
-        tally.join(", ")
+    let services = kube(&["get", "services", "-o", "json"])?;
+    let services: Value = serde_json::from_str(&services).context("parsing services")?;
+    let cluster_ip = |name: &str| -> String {
+        services["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["metadata"]["name"] == name)
+            .and_then(|s| s["spec"]["clusterIP"].as_str())
+            .unwrap_or("?")
+            .to_owned()
+    };
+    print_summary(
+        nodes,
+        &kubeconfig,
+        &cluster_ip("iperf3"),
+        &cluster_ip("echo"),
+        ready_after,
     );
-    print_summary(nodes, &etcd, &backends, started.elapsed());
     Ok(())
 }
 
-/// Connects from `client` to the ClusterIP until every attempt of a round
-/// succeeds, and counts which backend answered each.
-fn answers_from(client: &Pod) -> Result<BTreeMap<String, usize>> {
-    let target = format!("{CLUSTER_IP}:80");
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
+/// One pod's state as the progress display shows it.
+fn pod_state(pod: &Value) -> String {
+    let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
+    let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str();
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    let state = match (ready, waiting) {
+        (true, _) => "Ready".to_owned(),
+        (false, Some(reason)) => reason.to_owned(),
+        (false, None) => phase.to_owned(),
+    };
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("unscheduled");
+    let ip = pod["status"]["podIP"].as_str().unwrap_or("-");
+    format!("{state} on {node} ({ip})")
+}
+
+/// Polls the default namespace, printing a line per pod state change,
+/// until every Deployment has all its replicas ready and every pod is.
+fn wait_until_ready(kubectl: &dyn Fn(&[&str]) -> Result<String>) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
     loop {
-        let results = call(client, &["tcp", &target, "--count", "12"])?;
-        if results.iter().all(CallResult::is_ok) {
-            let mut answers = BTreeMap::new();
-            for backend in results.iter().filter_map(CallResult::backend) {
-                *answers.entry(backend.to_owned()).or_insert(0) += 1;
+        let pods: Value = serde_json::from_str(&kubectl(&["get", "pods", "-o", "json"])?)
+            .context("parsing pods")?;
+        let deployments: Value =
+            serde_json::from_str(&kubectl(&["get", "deployments", "-o", "json"])?)
+                .context("parsing deployments")?;
+        let pods = pods["items"].as_array().cloned().unwrap_or_default();
+        for pod in &pods {
+            let name = pod["metadata"]["name"].as_str().unwrap_or("?").to_owned();
+            let state = pod_state(pod);
+            if seen.get(&name) != Some(&state) {
+                println!("up: pod {name}: {state}");
+                seen.insert(name, state);
             }
-            return Ok(answers);
+        }
+        let deployments_ready = deployments["items"].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .all(|d| d["status"]["readyReplicas"] == d["spec"]["replicas"])
+        });
+        let pods_ready = !pods.is_empty()
+            && pods.iter().all(|p| {
+                pod_state(p).starts_with("Ready") && p["metadata"]["deletionTimestamp"].is_null()
+            });
+        if deployments_ready && pods_ready {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!(
-                "{target} did not answer from pod {CLIENT_POD} within {ANSWER_TIMEOUT:?}: {results:?}; \
-                 agent logs are in {STATE_DIR}"
-            );
+            bail!("not everything was Ready within {READY_TIMEOUT:?}; see the logs in {STATE_DIR}");
         }
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(250));
     }
 }
 
-fn print_summary(nodes: usize, etcd: &EtcdConfig, backends: &[Pod], elapsed: Duration) {
-    let backends: Vec<String> = backends
-        .iter()
-        .map(|pod| format!("{} {} ({})", pod.name(), pod.ip(), pod.node()))
-        .collect();
+fn print_summary(
+    nodes: usize,
+    kubeconfig: &Path,
+    iperf3_ip: &str,
+    echo_ip: &str,
+    ready_after: Duration,
+) {
+    let node1: Ipv4Addr = node_ip(1);
     println!(
         "
-skiff is up: {nodes} node(s), in {:.1} s.
+skiff is up: {nodes} node(s), every pod Ready {:.1} s after the build.
 
-  Service default/web   ClusterIP {CLUSTER_IP}   80/TCP -> 8080, 53/UDP -> 5353
-                        NodePort {NODE_PORT} on every node (e.g. {}:{NODE_PORT})
-  backends              {}
+  kubeconfig  {kubeconfig}
+  iperf3      ClusterIP {iperf3_ip}:5201, NodePort 30201
+  echo        ClusterIP {echo_ip}:80, NodePort 30080
 
-Try it from a pod (run in its netns and cgroup, so the eBPF load balancer applies):
+Try:
 
-  cargo xtask exec {CLIENT_POD} -- curl -s http://{CLUSTER_IP}/
-  cargo xtask exec {CLIENT_POD} -- skiff-echo call tcp {CLUSTER_IP}:80 --count 6
-  cargo xtask exec {CLIENT_POD} -- skiff-echo call udp {CLUSTER_IP}:53 --count 6
+  KUBECONFIG={kubeconfig} {kubectl} get pods -o wide
+  cargo xtask exec client -- iperf3 -c {iperf3_ip} -t 3
+  ip netns exec skiff-ext curl -s http://{node1}:30080/
 
-And from outside the cluster, through the NodePort (per-packet NAT on the node):
-
-  ip netns exec skiff-ext curl -s http://{}:{NODE_PORT}/
-
-Services live in etcd at {}; logs and pid files in {STATE_DIR}.
+`cargo xtask exec <pod> -- <command>` runs in the pod's netns and cgroup,
+so the eBPF load balancer applies. Logs and pid files are in {STATE_DIR}.
 Remove everything with: cargo xtask down",
-        elapsed.as_secs_f64(),
-        node_ip(1),
-        backends.join(", "),
-        node_ip(1),
-        etcd.local_endpoint(),
+        ready_after.as_secs_f64(),
+        kubeconfig = kubeconfig.display(),
+        // `setup` installs kubectl into the workspace, not on PATH.
+        kubectl = sh::workspace_root()
+            .join("target/kubectl-venv/bin/kubectl")
+            .display(),
     );
 }
 

@@ -1,0 +1,490 @@
+//! End to end, every real piece together: etcd, skiff-control (API server,
+//! scheduler, controllers), two skiff-agents with `--run-pods`, and the
+//! real `kubectl`. A Deployment applied with kubectl is scheduled onto both
+//! nodes, run by the agents, and served through a ClusterIP and a NodePort
+//! by their eBPF datapath; scaling, logs and namespace deletion follow.
+//!
+//! Runs as root; clusters are serialised by the harness's lock.
+use std::{
+    collections::BTreeSet,
+    io::Write,
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use skiff_tests::{CallResult, Pod, Testbed, agent_binary, echo_binary, parse_call_output};
+
+const NAMESPACE: &str = "demo";
+const NODE_PORT: u16 = 30080;
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// From an EndpointSlice change in etcd to the agents' maps.
+const DATAPATH_BOUND: Duration = Duration::from_secs(2);
+
+/// The namespace, a Deployment of `skiff-echo serve` (each replica
+/// answers with its pod name) with a readiness probe, a ClusterIP and a
+/// NodePort Service for it, and a client pod on node1 to connect from.
+fn manifests() -> String {
+    let echo = echo_binary().expect("skiff-echo is built");
+    let echo = echo.display();
+    format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {NAMESPACE}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {NAMESPACE}
+spec:
+  replicas: 3
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+      - name: echo
+        image: registry.example/echo:1
+        command: ["{echo}"]
+        args: ["serve", "--name", "$(POD_NAME)", "--tcp", "8080"]
+        env:
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        ports:
+        - name: http
+          containerPort: 8080
+        readinessProbe:
+          tcpSocket:
+            port: http
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: {NAMESPACE}
+spec:
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: http
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web-outside
+  namespace: {NAMESPACE}
+spec:
+  type: NodePort
+  selector:
+    app: web
+  ports:
+  - name: http
+    port: 80
+    targetPort: 8080
+    nodePort: {NODE_PORT}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: {NAMESPACE}
+spec:
+  nodeName: node1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: busybox
+    command: ["sleep", "infinity"]
+"#
+    )
+}
+
+/// Runs kubectl; panics with its stderr if it fails. Returns stdout.
+fn kubectl(testbed: &Testbed, args: &[&str]) -> String {
+    kubectl_with_input(testbed, args, "")
+}
+
+fn kubectl_with_input(testbed: &Testbed, args: &[&str], input: &str) -> String {
+    let mut child = testbed
+        .kubectl()
+        .expect("kubectl is installed")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input.as_bytes())
+        .expect("kubectl reads its input");
+    let output = child.wait_with_output().expect("kubectl finishes");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn kubectl_json(testbed: &Testbed, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl(testbed, &args)).expect("kubectl prints JSON")
+}
+
+/// Polls `check` until it yields a value; panics after `TIMEOUT`.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// The web pods once exactly `count` exist and all are ready (none
+/// terminating).
+fn wait_for_web_pods(testbed: &Testbed, count: usize) -> Vec<Value> {
+    eventually(&format!("{count} ready web pods"), || {
+        let pods = kubectl_json(testbed, &["get", "pods", "-n", NAMESPACE, "-l", "app=web"]);
+        let pods = pods["items"].as_array().cloned().unwrap_or_default();
+        (pods.len() == count && pods.iter().all(is_ready)).then_some(pods)
+    })
+}
+
+fn names(pods: &[Value]) -> BTreeSet<String> {
+    pods.iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// The backends that answered `count` calls, once every call succeeds
+/// and the answers cover `want`.
+fn backends_answering(
+    what: &str,
+    want: &BTreeSet<String>,
+    mut call: impl FnMut() -> Vec<CallResult>,
+) -> BTreeSet<String> {
+    eventually(what, || {
+        let results = call();
+        let answered: BTreeSet<String> = results
+            .iter()
+            .filter_map(CallResult::backend)
+            .map(str::to_owned)
+            .collect();
+        (results.iter().all(CallResult::is_ok) && &answered == want).then_some(answered)
+    })
+}
+
+fn parse(command: &mut Command) -> Vec<CallResult> {
+    let output = command.output().expect("skiff-echo runs");
+    parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
+}
+
+/// The number of ready endpoints in the EndpointSlices of Service `web`,
+/// read from etcd.
+fn ready_endpoints(testbed: &Testbed) -> usize {
+    testbed
+        .store()
+        .list(&format!("/registry/endpointslices/{NAMESPACE}/"))
+        .expect("etcd answers")
+        .iter()
+        .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "web")
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .count()
+}
+
+/// How many backends node `node`'s pinned maps hold for `frontend`
+/// (`skiff-agent status`).
+fn datapath_backends(testbed: &Testbed, node: usize, frontend: &str) -> Option<usize> {
+    let output = Command::new(agent_binary().expect("skiff-agent is built"))
+        .arg("status")
+        .arg("--bpffs")
+        .arg(testbed.cluster().bpffs_dir(node))
+        .output()
+        .expect("skiff-agent status runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    // FRONTEND ID KIND BACKENDS ...
+    report
+        .lines()
+        .find(|line| line.starts_with(frontend))
+        .and_then(|line| line.split_whitespace().nth(3)?.parse().ok())
+}
+
+/// Scales the Deployment to `replicas`, and returns how long the slowest
+/// node's datapath took to hold that many backends after the
+/// EndpointSlice in etcd did.
+fn scale_and_time(testbed: &Testbed, replicas: usize, frontend: &str) -> Duration {
+    kubectl(
+        testbed,
+        &[
+            "scale",
+            "deployment/web",
+            "-n",
+            NAMESPACE,
+            &format!("--replicas={replicas}"),
+        ],
+    );
+    let sliced = eventually(&format!("{replicas} ready endpoints"), || {
+        (ready_endpoints(testbed) == replicas).then(Instant::now)
+    });
+    let mut slowest = Duration::ZERO;
+    for node in 1..=2 {
+        let programmed = eventually(&format!("node{node} to program {replicas}"), || {
+            (datapath_backends(testbed, node, frontend) == Some(replicas)).then(Instant::now)
+        });
+        slowest = slowest.max(programmed.saturating_duration_since(sliced));
+    }
+    slowest
+}
+
+#[test]
+fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
+    let mut testbed = Testbed::start_running_pods(2).unwrap();
+    testbed.start_control(&["--leader-elect=false"]).unwrap();
+    eventually("both nodes Ready", || {
+        let nodes = kubectl_json(&testbed, &["get", "nodes"]);
+        let ready = nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (ready == 2).then_some(())
+    });
+
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(&testbed, 3);
+    let nodes: BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["node1", "node2"]),
+        "the scheduler spreads the replicas"
+    );
+    for pod in &pods {
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["image"],
+            "registry.example/echo:1"
+        );
+    }
+
+    // From a pod the agent runs on node1, in its netns and cgroup, so the
+    // socket load balancer applies.
+    eventually("the client pod", || {
+        let pod = kubectl_json(&testbed, &["get", "pod", "client", "-n", NAMESPACE]);
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+    let client =
+        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
+    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_owned();
+    let target = format!("{cluster_ip}:80");
+    let echo = echo_binary().unwrap();
+    let want = names(&pods);
+    backends_answering("every replica through the ClusterIP", &want, || {
+        parse(
+            client
+                .command(&echo)
+                .args(["call", "tcp", &target, "--count", "30"]),
+        )
+    });
+
+    // From outside the cluster, through either node's NodePort.
+    for node in 1..=2 {
+        let node_port = format!("{}:{NODE_PORT}", testbed.cluster().node(node).ip());
+        backends_answering("every replica through the NodePort", &want, || {
+            parse(
+                testbed
+                    .cluster()
+                    .ext()
+                    .command(&echo)
+                    .args(["call", "tcp", &node_port, "--count", "30"]),
+            )
+        });
+    }
+
+    // kubectl logs, proxied by skiff-control to the pod's node agent.
+    let first = want.iter().next().unwrap();
+    let logs = kubectl(&testbed, &["logs", "-n", NAMESPACE, first]);
+    assert!(logs.lines().any(|l| l == "ready"), "{logs:?}");
+
+    // Scaling: the datapath follows each EndpointSlice change.
+    let frontend = format!("{target}/TCP");
+    for replicas in [5, 1] {
+        let took = scale_and_time(&testbed, replicas, &frontend);
+        eprintln!("scale to {replicas}: datapath {took:?} after the EndpointSlice");
+        assert!(took < DATAPATH_BOUND, "scale to {replicas}: {took:?}");
+        let want = names(&wait_for_web_pods(&testbed, replicas));
+        backends_answering("the scaled replicas", &want, || {
+            parse(
+                client
+                    .command(&echo)
+                    .args(["call", "tcp", &target, "--count", "10"]),
+            )
+        });
+    }
+
+    // Deleting the namespace deletes everything in it, pods included.
+    kubectl(
+        &testbed,
+        &["delete", "namespace", NAMESPACE, "--wait=false"],
+    );
+    let store = testbed.store();
+    eventually("the namespace's contents to go", || {
+        let left: Vec<String> = [
+            "pods",
+            "services/specs",
+            "endpointslices",
+            "deployments",
+            "replicasets",
+        ]
+        .iter()
+        .filter(|kind| {
+            !store
+                .list(&format!("/registry/{kind}/{NAMESPACE}/"))
+                .unwrap()
+                .is_empty()
+        })
+        .map(|kind| kind.to_string())
+        .collect();
+        let namespace = store
+            .get(&format!("/registry/namespaces/{NAMESPACE}"))
+            .unwrap();
+        (left.is_empty() && namespace.is_none()).then_some(())
+    });
+    let netns = std::fs::read_dir("/run/netns")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&format!("-{NAMESPACE}.")))
+        .collect::<Vec<_>>();
+    assert!(netns.is_empty(), "pod netns left: {netns:?}");
+    eventually("the frontend to leave the datapath", || {
+        (1..=2)
+            .all(|node| datapath_backends(&testbed, node, &frontend).is_none())
+            .then_some(())
+    });
+}
+
+/// The Ready condition's status of every node, by name.
+fn node_readiness(testbed: &Testbed) -> Vec<(String, String)> {
+    let nodes = kubectl_json(testbed, &["get", "nodes"]);
+    nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|n| {
+            let ready = n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .and_then(|c| c["status"].as_str())
+                .unwrap_or_default();
+            (
+                n["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                ready.to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
+    let mut testbed = Testbed::start_running_pods(2).unwrap();
+    // Short node timeouts, so the test does not wait the default 40 s.
+    testbed
+        .start_control(&[
+            "--leader-elect=false",
+            "--node-monitor-grace-period=3s",
+            "--pod-eviction-timeout=1s",
+        ])
+        .unwrap();
+    let both_ready = vec![
+        ("node1".to_owned(), "True".to_owned()),
+        ("node2".to_owned(), "True".to_owned()),
+    ];
+    eventually("both nodes Ready", || {
+        (node_readiness(&testbed) == both_ready).then_some(())
+    });
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(&testbed, 3);
+    assert!(
+        pods.iter().any(|p| p["spec"]["nodeName"] == "node2"),
+        "a replica on node2"
+    );
+
+    testbed.kill_agent(2);
+    eventually("node2 NotReady", || {
+        node_readiness(&testbed)
+            .iter()
+            .any(|(name, ready)| name == "node2" && ready == "Unknown")
+            .then_some(())
+    });
+    let moved = eventually("all replicas on node1", || {
+        let pods = wait_for_web_pods(&testbed, 3);
+        pods.iter()
+            .all(|p| p["spec"]["nodeName"] == "node1")
+            .then_some(pods)
+    });
+
+    // The ClusterIP follows: only the replacements on node1 answer.
+    let client =
+        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
+    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
+    let target = format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap());
+    let echo = echo_binary().unwrap();
+    backends_answering("the replicas on node1", &names(&moved), || {
+        parse(
+            client
+                .command(&echo)
+                .args(["call", "tcp", &target, "--count", "30"]),
+        )
+    });
+}
