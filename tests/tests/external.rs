@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use common::{REACTION_BOUND, Web, answered, metric, names, vip};
+use common::{REACTION_BOUND, Web, answered, call_from_outside, metric, names, vip};
 use serde_json::{Value, json};
 use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
@@ -53,20 +53,6 @@ fn route_external_ips_via(web: &Web, node: usize) {
         .output()
         .expect("ip runs");
     assert!(output.status.success(), "{output:?}");
-}
-
-fn call_from_outside(web: &Web, args: &[&str]) -> Vec<CallResult> {
-    let output = web
-        .testbed
-        .cluster()
-        .ext()
-        .command(echo_binary().expect("skiff-echo is built"))
-        .arg("call")
-        .args(args)
-        .output()
-        .expect("skiff-echo runs");
-    assert!(output.status.success(), "{output:?}");
-    parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
 
 fn node_port(web: &Web, node: usize, port: u16) -> String {

@@ -5,9 +5,9 @@ mod common;
 
 use std::{net::SocketAddr, thread};
 
-use common::{REACTION_BOUND, Web, answered, metric, names};
+use common::{REACTION_BOUND, Web, answered, call_from_outside, metric, names};
 use serde_json::json;
-use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
+use skiff_tests::{CallResult, FailureKind};
 
 const HTTP_NODE_PORT: u16 = 30080;
 const DNS_NODE_PORT: u16 = 30053;
@@ -19,22 +19,6 @@ fn with_node_ports(web: &Web) {
         service["spec"]["ports"][2]["nodePort"] = json!(DNS_NODE_PORT);
     });
     thread::sleep(REACTION_BOUND);
-}
-
-/// `skiff-echo call <args>` from the outside client, which no socket hook
-/// sees: only the uplink programs can take its packets to a backend.
-fn call_from_outside(web: &Web, args: &[&str]) -> Vec<CallResult> {
-    let output = web
-        .testbed
-        .cluster()
-        .ext()
-        .command(echo_binary().expect("skiff-echo is built"))
-        .arg("call")
-        .args(args)
-        .output()
-        .expect("skiff-echo runs");
-    assert!(output.status.success(), "{output:?}");
-    parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
 
 #[test]

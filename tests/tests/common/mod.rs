@@ -14,8 +14,8 @@ use std::{
 
 use serde_json::Value;
 use skiff_tests::{
-    CallResult, EndpointSpec, Pod, PortSpec, Testbed, endpoint_slice, endpoint_slice_key, service,
-    service_key,
+    CallResult, EndpointSpec, Pod, PortSpec, Testbed, echo_binary, endpoint_slice,
+    endpoint_slice_key, parse_call_output, service, service_key,
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -199,4 +199,21 @@ pub fn metric(web: &Web, node: usize, series: &str) -> Option<u64> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `skiff-echo call <args>` from the outside client, which no socket hook
+/// sees: only the per-packet programs on the nodes' uplinks can take its
+/// packets to a backend.
+pub fn call_from_outside(web: &Web, args: &[&str]) -> Vec<CallResult> {
+    let output = web
+        .testbed
+        .cluster()
+        .ext()
+        .command(echo_binary().expect("skiff-echo is built"))
+        .arg("call")
+        .args(args)
+        .output()
+        .expect("skiff-echo runs");
+    assert!(output.status.success(), "{output:?}");
+    parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
