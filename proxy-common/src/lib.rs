@@ -297,9 +297,9 @@ pub struct CtValue {
 }
 
 /// Node-wide settings the agent gives the programs: the only entry of the
-/// config array.
+/// config array. All zero (the default) disables what each field enables.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DatapathConfig {
     /// The service CIDR, network byte order. A connect into it that matches
     /// no frontend is refused at once instead of leaving the node.

@@ -128,8 +128,10 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
         }
         return Verdict::Reject(service.id);
     }
-    let hash = flow_hash(key);
-    let Some(backend_id) = choose_backend(&service, key, hash) else {
+    // Read once: every decision below takes a setting from it.
+    let config = CONFIG.get(0).copied().unwrap_or_default();
+    let hash = flow_hash(key, config.hash_seed);
+    let Some(backend_id) = choose_backend(&service, key, hash, config.maglev_size) else {
         return Verdict::Drop(drop_reason::NO_BACKEND);
     };
     // SAFETY: read and copied.
@@ -154,8 +156,7 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
     // not: a backend on the same bridge answers the client directly, so
     // such flows are SNATed to the node like remote ones (kube-proxy's
     // hairpin masquerade).
-    let uplink = CONFIG.get(0).map_or(0, |config| config.uplink_ifindex);
-    let from_uplink = uplink == 0 || ifindex == uplink;
+    let from_uplink = config.uplink_ifindex == 0 || ifindex == config.uplink_ifindex;
     let (forward, reply_key, reply) = if from_uplink && is_local(ctx, ifindex, backend.address) {
         let reply_key = CtKey {
             saddr: backend.address,
@@ -173,7 +174,7 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
     } else {
         // The remote backend answers this node, whatever address the client
         // called (a load balancer IP is no address of any node).
-        let node = CONFIG.get(0).map_or(0, |config| config.node_address);
+        let node = config.node_address;
         if node == 0 {
             return Verdict::Drop(drop_reason::NO_SNAT_PORT);
         }
@@ -214,24 +215,31 @@ fn source_allowed(service: &ServiceValue, source: u32) -> bool {
 /// affinity, else the Maglev table's pick for the flow hash (external
 /// frontends), else the hash's slot.
 #[inline(always)]
-fn choose_backend(service: &ServiceValue, key: &CtKey, hash: u32) -> Option<BackendId> {
+fn choose_backend(
+    service: &ServiceValue,
+    key: &CtKey,
+    hash: u32,
+    maglev_size: u32,
+) -> Option<BackendId> {
     if service.flags & SERVICE_FLAG_AFFINITY != 0 {
         let client = AFFINITY_CLIENT_ADDRESS | u64::from(key.saddr);
-        return with_affinity(service, client, || Some(flow_slot(service, hash)));
+        return with_affinity(service, client, || {
+            Some(flow_slot(service, hash, maglev_size))
+        });
     }
-    slot_backend(service.id, flow_slot(service, hash))
+    slot_backend(service.id, flow_slot(service, hash, maglev_size))
 }
 
 /// The slot a flow hashing to `hash` goes to. A Maglev table whose entry
 /// points past the count (the agent is just shrinking the frontend) falls
 /// back to the plain hash.
 #[inline(always)]
-fn flow_slot(service: &ServiceValue, hash: u32) -> u32 {
+fn flow_slot(service: &ServiceValue, hash: u32, maglev_size: u32) -> u32 {
     let fallback = hash % service.backend_count;
     if service.flags & SERVICE_FLAG_EXTERNAL == 0 {
         return fallback;
     }
-    let size = CONFIG.get(0).map_or(0, |config| config.maglev_size) as usize;
+    let size = maglev_size as usize;
     if size == 0 {
         return fallback;
     }
@@ -327,8 +335,7 @@ pub fn egress_ifindex(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) ->
 /// external frontend hashes alike on every node it may enter (a NodePort
 /// is reached at each node's own address), mixed with the cluster's seed.
 #[inline(always)]
-fn flow_hash(key: &CtKey) -> u32 {
-    let seed = CONFIG.get(0).map_or(0, |config| config.hash_seed);
+fn flow_hash(key: &CtKey, seed: u32) -> u32 {
     let ports = (u32::from(key.sport) << 16) | u32::from(key.dport);
     let mut hash = key.saddr ^ ports.rotate_left(7) ^ u32::from(key.protocol) ^ seed;
     hash ^= hash >> 16;

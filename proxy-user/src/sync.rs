@@ -234,36 +234,24 @@ impl Syncer {
         wanted: &[Backend],
         policy: &Policy,
     ) -> Result<(), WriteError> {
-        let before = self.datapath.backends(&key);
-        let changed = self
+        let change = self
             .datapath
             .set(key, wanted, policy)
             .inspect_err(|error| {
                 error!(%service, frontend = %service_key(frontend), error = %chain(error), "programming a frontend failed");
             })?;
-        if !changed {
+        let Some(change) = change else {
             return Ok(());
-        }
-        let before_set: BTreeSet<&Backend> = before.iter().flatten().collect();
-        let wanted_set: BTreeSet<&Backend> = wanted.iter().collect();
-        let added: Vec<String> = wanted_set
-            .difference(&before_set)
-            .map(ToString::to_string)
-            .collect();
-        let removed: Vec<String> = before_set
-            .difference(&wanted_set)
-            .map(ToString::to_string)
-            .collect();
-        self.orphans.note(
-            Some(service),
-            key,
-            before_set.difference(&wanted_set).map(|backend| **backend),
-        );
+        };
+        self.orphans
+            .note(Some(service), key, change.removed.iter().copied());
+        let added: Vec<String> = change.added.iter().map(ToString::to_string).collect();
+        let removed: Vec<String> = change.removed.iter().map(ToString::to_string).collect();
         info!(
             %service,
             frontend = %service_key(frontend),
             port_name = %frontend.port_name,
-            backends = wanted_set.len(),
+            backends = change.count,
             ?added,
             ?removed,
             affinity_timeout = ?policy.affinity_timeout,
@@ -271,7 +259,7 @@ impl Syncer {
             local_only = policy.local_only,
             source_ranges = policy.source_ranges.len(),
             "{}",
-            if before.is_none() { "frontend added" } else { "frontend changed" }
+            if change.new_frontend { "frontend added" } else { "frontend changed" }
         );
         Ok(())
     }

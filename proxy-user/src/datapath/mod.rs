@@ -28,8 +28,8 @@ pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
 pub use policy::{Policy, SourceCidr};
-use programmed::Programmed;
-pub use programmed::{MaglevParams, MapOp};
+pub use programmed::{BackendChange, MaglevParams, MapOp};
+use programmed::{Plan, Programmed};
 use sock_reset::SocketResetter;
 pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
@@ -143,17 +143,17 @@ impl Datapath {
     }
 
     /// Makes `key` balance to `backends` (an empty list keeps the frontend
-    /// and makes it refuse connections) under `policy`. Returns whether
-    /// anything had to be written.
+    /// and makes it refuse connections) under `policy`. Returns what
+    /// changed, `None` if nothing had to be written.
     pub fn set(
         &mut self,
         key: ServiceKey,
         backends: &[Backend],
         policy: &Policy,
-    ) -> Result<bool, WriteError> {
-        let ops = self.programmed.set(key, backends, policy);
+    ) -> Result<Option<BackendChange>, WriteError> {
+        let Plan { ops, change } = self.programmed.plan(key, backends, policy);
         self.write(&ops)?;
-        Ok(!ops.is_empty())
+        Ok((!ops.is_empty()).then_some(change))
     }
 
     pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {

@@ -92,6 +92,38 @@ pub struct MaglevParams {
     pub seed: u32,
 }
 
+/// The writes of one `Programmed::plan`, and the change they make.
+#[derive(Debug)]
+pub struct Plan {
+    pub ops: Vec<MapOp>,
+    pub change: BackendChange,
+}
+
+/// How a frontend's backend set changes, for logs and for the sockets to
+/// reset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendChange {
+    /// The frontend did not exist before.
+    pub new_frontend: bool,
+    pub added: Vec<Backend>,
+    pub removed: Vec<Backend>,
+    /// Backends after the change.
+    pub count: usize,
+}
+
+/// The backends of `ids` that are not in `other`.
+fn difference(
+    ids: &[BackendId],
+    other: &[BackendId],
+    backend_by_id: &HashMap<BackendId, Backend>,
+) -> Vec<Backend> {
+    let other: HashSet<&BackendId> = other.iter().collect();
+    ids.iter()
+        .filter(|id| !other.contains(id))
+        .map(|id| backend_by_id[id])
+        .collect()
+}
+
 /// The userspace mirror of the service maps.
 #[derive(Debug)]
 pub struct Programmed {
@@ -269,8 +301,9 @@ impl Programmed {
 
     /// Plans the writes that make `key` balance to exactly `backends`
     /// (an empty list keeps the frontend, which then refuses connections)
-    /// under `policy`. The model is updated as if the writes succeeded.
-    pub fn set(&mut self, key: ServiceKey, backends: &[Backend], policy: &Policy) -> Vec<MapOp> {
+    /// under `policy`, and says which backends that adds and removes. The
+    /// model is updated as if the writes succeeded.
+    pub fn plan(&mut self, key: ServiceKey, backends: &[Backend], policy: &Policy) -> Plan {
         let mut ops = Vec::new();
         let mut unique = backends.to_vec();
         unique.sort_unstable();
@@ -285,6 +318,13 @@ impl Programmed {
             None => (self.frontend_ids.allocate(), Vec::new(), None),
         };
         let slots = next_layout(&old_slots, &wanted);
+        // Read before the old backends are released below.
+        let change = BackendChange {
+            new_frontend: old_policy.is_none(),
+            added: difference(&wanted, &old_slots, &self.backend_by_id),
+            removed: difference(&old_slots, &wanted, &self.backend_by_id),
+            count: slots.len(),
+        };
 
         for (slot, backend) in slots.iter().enumerate() {
             if old_slots.get(slot) != Some(backend) {
@@ -339,7 +379,13 @@ impl Programmed {
                 policy: policy.clone(),
             },
         );
-        ops
+        Plan { ops, change }
+    }
+
+    /// The writes `plan` would make.
+    #[cfg(test)]
+    pub fn set(&mut self, key: ServiceKey, backends: &[Backend], policy: &Policy) -> Vec<MapOp> {
+        self.plan(key, backends, policy).ops
     }
 
     /// Plans the writes that remove a frontend and everything only it used.
