@@ -7,7 +7,8 @@
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
     collections::BTreeSet,
-    io::Write,
+    io::{Read, Write},
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -23,11 +24,15 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const DATAPATH_BOUND: Duration = Duration::from_secs(2);
 
 /// The namespace, a Deployment of `skiff-echo serve` (each replica
-/// answers with its pod name) with a readiness probe, a ClusterIP and a
-/// NodePort Service for it, and a client pod on node1 to connect from.
-fn manifests() -> String {
+/// answers with its pod name), a ClusterIP and a NodePort Service for it,
+/// and a client pod on node1 to connect from. A replica is ready while it
+/// accepts connections and `<unready>/<pod name>` does not exist; its
+/// preStop hook waits a second, so that every node's datapath has dropped
+/// it before SIGTERM.
+fn manifests(unready: &Path) -> String {
     let echo = echo_binary().expect("skiff-echo is built");
     let echo = echo.display();
+    let unready = unready.display();
     format!(
         r#"
 apiVersion: v1
@@ -65,9 +70,17 @@ spec:
         - name: http
           containerPort: 8080
         readinessProbe:
-          tcpSocket:
-            port: http
+          exec:
+            command:
+            - /bin/bash
+            - -c
+            - test ! -e {unready}/$POD_NAME && exec 3<>/dev/tcp/127.0.0.1/8080
           periodSeconds: 1
+          failureThreshold: 1
+        lifecycle:
+          preStop:
+            sleep:
+              seconds: 1
 ---
 apiVersion: v1
 kind: Service
@@ -111,6 +124,32 @@ spec:
     command: ["sleep", "infinity"]
 "#
     )
+}
+
+/// The directory of `manifests`' readiness flags, removed on drop.
+struct UnreadyFlags(PathBuf);
+
+impl UnreadyFlags {
+    fn new(testbed: &Testbed) -> UnreadyFlags {
+        let dir = std::env::temp_dir().join(format!("{}-unready", testbed.cluster().prefix()));
+        std::fs::create_dir_all(&dir).expect("the flag directory is created");
+        UnreadyFlags(dir)
+    }
+
+    /// Makes pod `name`'s readiness probe fail, or pass again.
+    fn set(&self, name: &str, unready: bool) {
+        let flag = self.0.join(name);
+        match unready {
+            true => std::fs::write(flag, "").expect("the flag is written"),
+            false => std::fs::remove_file(flag).expect("the flag is removed"),
+        }
+    }
+}
+
+impl Drop for UnreadyFlags {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Runs kubectl; panics with its stderr if it fails. Returns stdout.
@@ -293,7 +332,8 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         (ready == 2).then_some(())
     });
 
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
+    let unready = UnreadyFlags::new(&testbed);
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
     let pods = wait_for_web_pods(&testbed, 3);
     let nodes: BTreeSet<&str> = pods
         .iter()
@@ -453,7 +493,8 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
     eventually("both nodes Ready", || {
         (node_readiness(&testbed) == both_ready).then_some(())
     });
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
+    let unready = UnreadyFlags::new(&testbed);
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
     let pods = wait_for_web_pods(&testbed, 3);
     assert!(
         pods.iter().any(|p| p["spec"]["nodeName"] == "node2"),
@@ -487,4 +528,114 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
                 .args(["call", "tcp", &target, "--count", "30"]),
         )
     });
+}
+
+#[test]
+fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() {
+    let mut testbed = Testbed::start_running_pods(2).unwrap();
+    testbed.start_control(&["--leader-elect=false"]).unwrap();
+    let unready = UnreadyFlags::new(&testbed);
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
+    let pods = wait_for_web_pods(&testbed, 3);
+    eventually("the client pod", || {
+        let pod = kubectl_json(&testbed, &["get", "pod", "client", "-n", NAMESPACE]);
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+    let client =
+        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
+    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
+    let target = format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap());
+    let frontend = format!("{target}/TCP");
+    let echo = echo_binary().unwrap();
+    let call = |count: &str| {
+        parse(
+            client
+                .command(&echo)
+                .args(["call", "tcp", &target, "--count", count]),
+        )
+    };
+
+    // A failing readiness probe takes the replica out of the EndpointSlice
+    // and every node's datapath; passing again brings it back.
+    let all = names(&pods);
+    let probed = all.iter().next().unwrap().clone();
+    let others: BTreeSet<String> = all.iter().filter(|n| **n != probed).cloned().collect();
+    for (unready_now, want) in [(true, &others), (false, &all)] {
+        unready.set(&probed, unready_now);
+        eventually(&format!("{} ready endpoints", want.len()), || {
+            (ready_endpoints(&testbed) == want.len()).then_some(())
+        });
+        eventually("both datapaths to follow", || {
+            (1..=2)
+                .all(|node| datapath_backends(&testbed, node, &frontend) == Some(want.len()))
+                .then_some(())
+        });
+        backends_answering("the ready replicas", want, || call("30"));
+    }
+
+    // A rolling update (maxSurge 1, maxUnavailable 0 for 3 replicas) while
+    // a client connects through the ClusterIP every 10 ms: each old
+    // replica leaves the datapath when its deletion starts, then its
+    // preStop hook gives the nodes a second before SIGTERM.
+    let mut client_loop = client
+        .command(&echo)
+        .args(["call", "tcp", &target, "--duration-ms", "120000"])
+        .args(["--interval-ms", "10", "--timeout-ms", "2000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the client loop starts");
+    let mut stdout = client_loop.stdout.take().expect("stdout is piped");
+    let reader = thread::spawn(move || {
+        let mut output = String::new();
+        stdout
+            .read_to_string(&mut output)
+            .expect("the client loop's output reads");
+        output
+    });
+    thread::sleep(Duration::from_millis(500));
+    kubectl(
+        &testbed,
+        &["set", "env", "deployment/web", "-n", NAMESPACE, "VERSION=2"],
+    );
+    kubectl(
+        &testbed,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            NAMESPACE,
+            "--timeout=90s",
+        ],
+    );
+    let updated = eventually("3 ready replicas, none of the old ones", || {
+        let pods = wait_for_web_pods(&testbed, 3);
+        names(&pods).is_disjoint(&all).then_some(pods)
+    });
+    thread::sleep(Duration::from_millis(500));
+    client_loop.kill().expect("the client loop stops");
+    client_loop.wait().expect("the client loop is reaped");
+    let output = reader.join().expect("the reader finishes");
+    // Killed between two lines or after one: only whole lines count.
+    let whole = &output[..output.rfind('\n').map_or(0, |end| end + 1)];
+    let results = parse_call_output(whole).expect("call results");
+    let failures: Vec<&CallResult> = results.iter().filter(|r| !r.is_ok()).collect();
+    let answered: BTreeSet<String> = results
+        .iter()
+        .filter_map(CallResult::backend)
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "rolling update: {} calls, {} failed, answered by {answered:?}",
+        results.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "calls failed during the rollout: {failures:?}"
+    );
+    assert!(
+        !answered.is_disjoint(&all) && names(&updated).is_subset(&answered),
+        "the loop ran across the rollout: {answered:?}"
+    );
 }

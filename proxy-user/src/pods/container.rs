@@ -1,7 +1,8 @@
 //! One container's life: start (or adopt) its process, probe it, and on
 //! exit restart it as `restartPolicy` says, after a CrashLoopBackOff delay
 //! (the base, 10 s, doubling up to 5 min; reset once it ran 10 min), until
-//! the pod is stopped: then SIGTERM, the grace period, and SIGKILL.
+//! the pod is stopped: then the preStop hook, SIGTERM, the rest of the
+//! grace period, and SIGKILL.
 use std::{path::Path, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -14,6 +15,7 @@ use tracing::{info, warn};
 use super::{
     cgroup::{self, Limits},
     env::{self, PodFacts},
+    hooks,
     probes::{self, Target, Timing},
     process::{self, Exit, Process, Spec},
     status::State,
@@ -114,20 +116,27 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             container: container.clone(),
             exec: spec,
         };
-        let probing = tokio::spawn(probe(runtime.clone(), index, target, kill_tx));
+        let probing = tokio::spawn(probe(runtime.clone(), index, target.clone(), kill_tx));
         let mut stopping = false;
-        let (exit, message) = tokio::select! {
-            exit = process.wait() => (exit, None),
+        let (grace, message) = tokio::select! {
+            exit = process.wait() => (Err(exit), None),
             Some(why) = kill_rx.recv() => {
                 info!(%pod, container = %name, why, "killing the container");
-                (terminate(&mut process, &cgroup, runtime.grace()).await, Some(why))
+                (Ok(runtime.grace()), Some(why))
             }
             grace = stopped(&mut stop) => {
                 stopping = true;
-                (terminate(&mut process, &cgroup, grace).await, None)
+                (Ok(grace), None)
             }
         };
         probing.abort();
+        let exit = match grace {
+            Err(exit) => exit,
+            Ok(grace) => {
+                let grace = hooks::pre_stop(&target, &pod.to_string(), grace).await;
+                terminate(&mut process, &cgroup, grace).await
+            }
+        };
         // Whatever the main process left behind goes with it, as when a
         // container's init exits.
         cgroup::kill(&cgroup).await;

@@ -5,6 +5,7 @@
 mod cgroup;
 mod container;
 mod env;
+mod hooks;
 pub mod ipam;
 pub mod log_server;
 mod logs;

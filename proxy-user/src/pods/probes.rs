@@ -1,11 +1,12 @@
 //! One probe check, as the kubelet makes it from the node: a TCP connect
 //! or an HTTP GET to the pod's address (status 200-399 passes), or a
 //! command run inside the container (exit 0 passes). Each check is bounded
-//! by the probe's `timeoutSeconds`.
+//! by the probe's `timeoutSeconds`. Lifecycle hooks perform the same
+//! actions.
 use std::{net::Ipv4Addr, process::Stdio, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::{Container, Probe},
+    api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction},
     apimachinery::pkg::util::intstr::IntOrString,
 };
 use tokio::{
@@ -49,11 +50,37 @@ pub struct Target {
     pub exec: Spec,
 }
 
+/// What a probe or a lifecycle hook does to the container.
+#[derive(Debug, Clone, Copy)]
+pub enum Action<'a> {
+    Tcp(&'a TCPSocketAction),
+    Http(&'a HTTPGetAction),
+    Exec(&'a ExecAction),
+}
+
+impl<'a> Action<'a> {
+    pub fn of_probe(probe: &'a Probe) -> Option<Action<'a>> {
+        (probe.tcp_socket.as_ref().map(Action::Tcp))
+            .or_else(|| probe.http_get.as_ref().map(Action::Http))
+            .or_else(|| probe.exec.as_ref().map(Action::Exec))
+    }
+}
+
 /// Passes, or fails with why.
 pub async fn check(probe: &Probe, target: &Target) -> Result<(), String> {
     let timeout = Timing::of(probe).timeout;
-    let check = async {
-        if let Some(tcp) = &probe.tcp_socket {
+    let Some(action) = Action::of_probe(probe) else {
+        return Err("the probe has no tcpSocket, httpGet or exec handler".to_owned());
+    };
+    tokio::time::timeout(timeout, perform(action, target))
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+}
+
+/// Performs `action` once, unbounded: the caller sets the deadline.
+pub async fn perform(action: Action<'_>, target: &Target) -> Result<(), String> {
+    match action {
+        Action::Tcp(tcp) => {
             let host = tcp
                 .host
                 .clone()
@@ -63,7 +90,8 @@ pub async fn check(probe: &Probe, target: &Target) -> Result<(), String> {
                 .await
                 .map(drop)
                 .map_err(|e| format!("dial tcp {host}:{port}: {e}"))
-        } else if let Some(http) = &probe.http_get {
+        }
+        Action::Http(http) => {
             if http
                 .scheme
                 .as_deref()
@@ -84,7 +112,8 @@ pub async fn check(probe: &Probe, target: &Target) -> Result<(), String> {
                 .map(|h| format!("{}: {}\r\n", h.name, h.value))
                 .collect();
             http_get(&host, port, &path, &headers).await
-        } else if let Some(exec) = &probe.exec {
+        }
+        Action::Exec(exec) => {
             let mut spec = target.exec.clone();
             spec.argv = exec.command.clone().unwrap_or_default();
             let mut command = process::command(&spec, Stdio::null(), Stdio::null())
@@ -95,13 +124,8 @@ pub async fn check(probe: &Probe, target: &Target) -> Result<(), String> {
                 true => Ok(()),
                 false => Err(format!("command {:?} exited with {status}", spec.argv)),
             }
-        } else {
-            Err("the probe has no tcpSocket, httpGet or exec handler".to_owned())
         }
-    };
-    tokio::time::timeout(timeout, check)
-        .await
-        .unwrap_or_else(|_| Err(format!("timed out after {timeout:?}")))
+    }
 }
 
 /// A numeric port, or a named port of the container.
