@@ -2,7 +2,7 @@
 //! package (1.20.2, with its `vendor/` tree), fetched with `apt-get source`
 //! through a private apt configuration and built with Debian's
 //! golang-1.19-go in GOPATH mode (module mode fails on this tree). Built
-//! once and cached under `~/.cache/skiff/kube-proxy/` (shared by every
+//! once and cached under `~/.cache/skiff/kube-proxy/bin/` (shared by every
 //! checkout on the machine); later runs reuse the binary.
 //!
 //! The system's apt configuration is never touched: the deb-src entry,
@@ -52,6 +52,11 @@ pub fn binary() -> Result<PathBuf> {
     println!("kube-proxy: building cmd/kube-proxy with Go 1.19 (GOPATH mode, a few minutes)");
     build(&cache, &tree, &binary, &log).context("kube-proxy: go build failed")?;
     println!("kube-proxy: built {}", binary.display());
+    // About 700 MB that later runs do not need: they use the binary, and a
+    // rebuild fetches the source again in seconds.
+    for dir in ["src", "gopath", "gocache"] {
+        let _ = fs::remove_dir_all(cache.join(dir));
+    }
     Ok(binary)
 }
 
@@ -106,7 +111,9 @@ fn fetch_source(cache: &Path, log: &Path) -> Result<PathBuf> {
             .current_dir(&src);
         command
     };
-    sh::run_logged(apt_get().args(["update", "-qq"]), log)?;
+    // A list that could not be fetched fails here, saying why, rather
+    // than as "no deb-src URIs" in the next step.
+    sh::run_logged(apt_get().args(["update", "-qq", "--error-on=any"]), log)?;
     sh::run_logged(apt_get().args(["source", "-qq", "kubernetes"]), log)?;
     unpacked_tree(&src)?.context("apt-get source left no kubernetes-* directory")
 }
