@@ -69,16 +69,20 @@ enum Command {
     Test(test_cmd::TestArgs),
 
     /// Run setup and a release build, then benchmark skiff against direct
-    /// connections and kube-proxy's iptables and nftables rules (issue #6).
+    /// connections, the real kube-proxy (1.20, iptables mode) and
+    /// kube-proxy's nftables rules (issue #6).
     ///
-    /// On a 2-node netns cluster: ClusterIP TCP throughput (iperf3), new
-    /// connections per second and request/response latency (direct,
-    /// iptables, nftables, skiff socket LB); NodePort UDP packets per second
-    /// from the outside client (iptables, nftables, skiff tc, skiff XDP);
-    /// then a scale sweep over N = 1, 1000, 10 000, 100 000 Services (full
-    /// sync time, change-to-datapath p99, agent RSS, connecting to the last
-    /// Service, iptables-restore / nft -f time). Variants alternate in every
-    /// round; medians are reported as ratios to a baseline of the same run.
+    /// The first run fetches Debian's kubernetes source package and builds
+    /// kube-proxy (about two minutes); the binary is cached in
+    /// ~/.cache/skiff/kube-proxy/. On a 2-node netns cluster: ClusterIP TCP
+    /// throughput (iperf3), new connections per second and request/response
+    /// latency (direct, kube-proxy, nftables, skiff socket LB); NodePort UDP
+    /// packets per second from the outside client (kube-proxy, nftables,
+    /// skiff tc, skiff XDP); then a scale sweep over N = 1, 1000, 10 000,
+    /// 100 000 Services (full sync time, change-to-datapath p99, agent RSS,
+    /// connecting to the last Service, kube-proxy's own sync time, nft -f
+    /// time). Variants alternate in every round; medians are reported as
+    /// ratios to a baseline of the same run.
     ///
     /// Writes bench/results/<date>.json, docs/BENCHMARKS.md and
     /// docs/bench/*.svg, printing one line per step; about 15 minutes.

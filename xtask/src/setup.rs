@@ -24,9 +24,15 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iperf3",
     "iproute2",
     "ethtool",
-    // The kube-proxy baselines of `cargo xtask bench`.
+    // The kube-proxy baselines of `cargo xtask bench`: the real kube-proxy
+    // (built from Debian's source package with Go 1.19; `apt-get source`
+    // needs dpkg-dev; kube-proxy runs iptables and clears stale UDP flows
+    // with conntrack) and the nftables rules.
     "iptables",
     "nftables",
+    "conntrack",
+    "golang-1.19-go",
+    "dpkg-dev",
     "bpftool",
     "python3-venv",
     "curl",

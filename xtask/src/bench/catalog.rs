@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use skiff_tests::{
     EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
 };
@@ -210,6 +210,13 @@ fn port_specs(svc: &Svc) -> Vec<PortSpec> {
 /// The Service's and its EndpointSlice's (key, JSON) as the API server
 /// stores them.
 pub fn etcd_objects(svc: &Svc) -> [(String, Value); 2] {
+    [
+        (service_key(NAMESPACE, &svc.name), service_object(svc)),
+        endpoint_slice_object(svc, &svc.endpoints),
+    ]
+}
+
+fn service_object(svc: &Svc) -> Value {
     let mut service_json = service(NAMESPACE, &svc.name, svc.vip, &port_specs(svc));
     if svc.ports.iter().any(|port| port.node_port.is_some()) {
         service_json["spec"]["type"] = "NodePort".into();
@@ -219,10 +226,42 @@ pub fn etcd_objects(svc: &Svc) -> [(String, Value); 2] {
             }
         }
     }
-    [
-        (service_key(NAMESPACE, &svc.name), service_json),
-        endpoint_slice_object(svc, &svc.endpoints),
-    ]
+    service_json
+}
+
+/// The Service and its v1 Endpoints as a client creates them through the
+/// API, for kube-proxy 1.20 (which reads Endpoints with
+/// `EndpointSliceProxying=false`; skiff-control serves no v1beta1
+/// EndpointSlices). No selector: the Endpoints are the bench's, as for any
+/// Service whose endpoints are managed by hand.
+pub fn api_objects(svc: &Svc) -> [Value; 2] {
+    let mut service_json = service_object(svc);
+    if let Some(spec) = service_json["spec"].as_object_mut() {
+        spec.remove("selector");
+    }
+    let addresses: Vec<Value> = svc
+        .endpoints
+        .iter()
+        .map(|endpoint| json!({ "ip": endpoint.ip.to_string(), "nodeName": format!("node{}", endpoint.node) }))
+        .collect();
+    let ports: Vec<Value> = svc
+        .ports
+        .iter()
+        .map(|port| {
+            json!({
+                "name": port.name,
+                "port": port.target_port,
+                "protocol": port.protocol.kubernetes(),
+            })
+        })
+        .collect();
+    let endpoints = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": { "name": svc.name, "namespace": NAMESPACE },
+        "subsets": [{ "addresses": addresses, "ports": ports }],
+    });
+    [service_json, endpoints]
 }
 
 /// The EndpointSlice of `svc` listing `endpoints` instead of its own.
@@ -281,5 +320,23 @@ mod tests {
         assert_eq!(service["spec"]["type"], "NodePort");
         assert_eq!(service["spec"]["ports"][0]["nodePort"], XDP_SINK_NODE_PORT);
         assert_eq!(slice["endpoints"][0]["addresses"][0], "10.244.2.2");
+    }
+
+    #[test]
+    fn api_objects_are_a_service_without_selector_and_its_endpoints() {
+        let sink = backends(1)[0];
+        let svc = sink_service("sink", datapath_vip(Plane::Iptables, 2), 30081, sink);
+        let [service, endpoints] = api_objects(&svc);
+        assert_eq!(service["spec"]["clusterIP"], "10.100.0.12");
+        assert_eq!(service["spec"]["ports"][0]["nodePort"], 30081);
+        assert!(service["spec"].get("selector").is_none(), "{service}");
+        assert_eq!(endpoints["kind"], "Endpoints");
+        assert_eq!(
+            endpoints["subsets"][0],
+            json!({
+                "addresses": [{ "ip": "10.244.2.2", "nodeName": "node2" }],
+                "ports": [{ "name": "udp", "port": SINK_PORT, "protocol": "UDP" }],
+            })
+        );
     }
 }

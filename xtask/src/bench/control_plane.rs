@@ -6,7 +6,9 @@
 //! holding the bench's Services, is read here.
 
 use std::{
+    env, fs,
     io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
     process::{Command, Stdio},
 };
 
@@ -15,6 +17,7 @@ use serde_json::Value;
 use skiff_tests::agent_binary;
 
 use super::{results::ControlPlane, rig::rss_mb};
+use crate::sh;
 
 const HOOK: &str = "skiff-control-bench";
 const MB_PER_MIB: f64 = 1.048_576;
@@ -46,7 +49,10 @@ fn idle_line() -> Result<Value> {
     if !binary.is_file() {
         bail!("{} is not built", binary.display());
     }
+    // Its own process group, with the etcd and skiff-control it starts,
+    // so that all three can be killed together.
     let mut child = Command::new(&binary)
+        .process_group(0)
         .arg("--quick")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -61,9 +67,16 @@ fn idle_line() -> Result<Value> {
             let value: Value = serde_json::from_str(&line).ok()?;
             (value["bench"] == "rss" && value["phase"] == "idle").then_some(value)
         });
-    // Its later figures are not ours; it removes its etcd and directory
-    // when it exits, so a plain kill is enough.
-    let _ = child.kill();
+    // Its later figures are not ours. Killed, it cannot stop its etcd and
+    // skiff-control nor remove its directory (it does so only when it
+    // ends by itself): kill its process group, then remove the directory
+    // it names after its pid.
+    let pid = child.id();
+    let _ = sh::cmd("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
     let _ = child.wait();
+    let _ = fs::remove_dir_all(env::temp_dir().join(format!("{HOOK}-{pid}")));
     idle.with_context(|| format!("{HOOK} exited without an idle RSS line"))
 }

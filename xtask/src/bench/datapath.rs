@@ -1,8 +1,9 @@
 //! The datapath figures: ClusterIP throughput, connection rate and
-//! request/response latency (direct, iptables, nftables, skiff's socket
-//! LB), and NodePort packets per second from the outside client
-//! (iptables, nftables, skiff tc, skiff XDP). Variants alternate within
-//! each round, so a noisy neighbour hits them all alike.
+//! request/response latency (direct, the real kube-proxy in iptables mode,
+//! kube-proxy's nftables rules, skiff's socket LB), and NodePort packets
+//! per second from the outside client (kube-proxy iptables, nftables,
+//! skiff tc, skiff XDP). Variants alternate within each round, so a noisy
+//! neighbour hits them all alike.
 
 use std::{collections::BTreeMap, net::SocketAddr};
 
@@ -69,7 +70,7 @@ pub fn run(
     let cluster_ip = [
         variant("direct", None, Target::Direct),
         variant(
-            "iptables",
+            "kube-proxy-iptables",
             Some(Baseline::Iptables),
             Target::ClusterIp(Plane::Iptables),
         ),
@@ -140,7 +141,7 @@ pub fn run(
     };
     let node_port = [
         variant(
-            "iptables",
+            "kube-proxy-iptables",
             Some(Baseline::Iptables),
             node1_port(Plane::Iptables),
         ),
@@ -167,7 +168,7 @@ pub fn run(
         "NodePort UDP packets per second (outside client)",
         "pps",
         true,
-        "iptables",
+        "kube-proxy-iptables",
         &node_port,
     );
     for round in 0..plan.rounds {

@@ -1,10 +1,10 @@
 //! What the run ran on, for the report's header.
 
-use std::{fs, process::Command};
+use std::{fs, path::Path, process::Command};
 
-use super::{results::Machine, rules::iptables_version};
+use super::{kube_proxy, results::Machine, rules::iptables_version};
 
-pub fn describe() -> Machine {
+pub fn describe(kube_proxy: &Path) -> Machine {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -21,6 +21,7 @@ pub fn describe() -> Machine {
         cpu,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         iptables: iptables_version(),
+        kube_proxy: kube_proxy::version(kube_proxy),
         nft: first_line(Command::new("nft").arg("--version")),
     }
 }

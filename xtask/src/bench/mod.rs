@@ -1,19 +1,23 @@
-//! `cargo xtask bench` (issue #6): skiff against direct connections and
-//! kube-proxy's iptables and nftables rules, in one run on the netns
-//! cluster; then the scale sweep. Writes the results as JSON, a Markdown
-//! report and SVG plots.
+//! `cargo xtask bench` (issue #6): skiff against direct connections, the
+//! real kube-proxy in iptables mode and kube-proxy's nftables rules, in one
+//! run on the netns cluster; then the scale sweep. Writes the results as
+//! JSON, a Markdown report and SVG plots.
 //!
 //! The parts: `rig` (the cluster), `catalog` (the Services, per variant),
-//! `iptables` / `nftables` (kube-proxy's rules), `rules` (loading them),
+//! `kube_proxy` (building and running the real one), `kube_api` (the API
+//! server it reads, written through `api_client`), `nftables`
+//! (kube-proxy's nftables rules), `rules` (loading either baseline),
 //! `load` (the load generators), `datapath` and `sweep` (the figures),
 //! `results`, `report`, `plot` (the output).
 
+mod api_client;
 mod catalog;
 mod control_plane;
 mod datapath;
 mod etcd_bulk;
-mod iptables;
+mod kube_api;
 mod kube_hash;
+mod kube_proxy;
 mod load;
 mod machine;
 mod metrics;
@@ -42,11 +46,12 @@ use self::{
     catalog::{Plane, Svc, datapath_services, etcd_objects, xdp_sink_service},
     datapath::BaselineServices,
     etcd_bulk::EtcdBulk,
+    kube_api::KubeApi,
     plan::Plan,
     progress::Progress,
     results::Results,
     rig::Rig,
-    rules::NodeRules,
+    rules::{KubeProxyPlane, NodeRules},
 };
 use crate::{build_cmd, setup, sh};
 
@@ -70,8 +75,10 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // SAFETY: no other thread exists yet (the runtime starts later), so
     // nothing reads the environment concurrently.
     unsafe { std::env::set_var("SKIFF_BIN_DIR", &bin_dir) };
+    // Before the cluster: a failing fetch or build stops the run at once.
+    let kube_proxy = kube_proxy::binary()?;
 
-    let results = run(args.quick, profile)?;
+    let results = run(args.quick, profile, kube_proxy)?;
     let outputs = write_outputs(&results)?;
     let missing = results.missing();
     if !missing.is_empty() {
@@ -85,7 +92,7 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run(quick: bool, profile: &'static str) -> Result<Results> {
+fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Results> {
     let plan = Plan::new(quick);
     let progress = Progress::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -104,7 +111,7 @@ fn run(quick: bool, profile: &'static str) -> Result<Results> {
     ));
     let mut rig = Rig::start(prefix, &state_dir, plan.sync_timeout)?;
     let bulk = EtcdBulk::connect(&runtime, &rig.etcd_endpoint)?;
-    let machine = machine::describe();
+    let machine = machine::describe(&kube_proxy);
 
     let backends = rig.backend_endpoints();
     let [sink_1, sink_2] = rig.sink_endpoints();
@@ -123,7 +130,13 @@ fn run(quick: bool, profile: &'static str) -> Result<Results> {
         nftables: for_plane(Plane::Nftables),
     };
     let control_plane = control_plane::measure(rig.etcd_pid());
-    let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone())?;
+    progress.step("starting the kube-proxy plane's etcd and skiff-control");
+    let kube = KubeProxyPlane {
+        binary: kube_proxy,
+        api: KubeApi::start(&runtime, rig.cgroup_dir(), &state_dir)?,
+        cgroup: rig.cgroup_dir().join("kube-proxy"),
+    };
+    let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone(), kube)?;
 
     progress.step("datapath figures: variants alternate within every round");
     let figures = datapath::run(&mut rig, &plan, &baselines, &mut rules, &progress);
@@ -136,6 +149,7 @@ fn run(quick: bool, profile: &'static str) -> Result<Results> {
     drop(rig);
     // etcd's data can be large after 100 000 Services; the logs stay.
     let _ = fs::remove_dir_all(state_dir.join("etcd"));
+    let _ = fs::remove_dir_all(state_dir.join("kube-etcd"));
     Ok(Results {
         command: format!("cargo xtask bench{}", if quick { " --quick" } else { "" }),
         quick,
@@ -188,17 +202,23 @@ fn tear_down_on_interrupt(runtime: &tokio::runtime::Runtime, prefix: Prefix) {
 
 fn notes(quick: bool) -> Vec<String> {
     let mut notes = vec![
-        "The real kube-proxy (built from Debian's kubernetes source package) is not run: skipped for time. \
-         The baselines are the nat rules kube-proxy's iptables and nftables modes write, generated with \
-         their chain structure and names, loaded with iptables-nft-restore and nft -f into node1's netns only."
+        "The iptables baseline (`kube-proxy-iptables`) is the real kube-proxy: Debian bookworm's kubernetes \
+         source package (1.20.2) built with golang-1.19-go, run in iptables mode (iptables-nft) in node1's \
+         netns only, reading Services and v1 Endpoints created through a skiff-control of its own (on an etcd \
+         of its own, so skiff's agents never see them). Its sync times are its own measurement \
+         (kubeproxy_sync_proxy_rules_duration_seconds, the first full sync after a start on an empty ruleset). \
+         The nftables baseline is generated: the nat rules kube-proxy's nftables mode writes (which the \
+         1.20 kube-proxy does not have), with its table, maps and names, loaded with nft -f."
             .to_owned(),
         "The client pod runs on node1 and the backends on node2, so every ClusterIP flow is routed through \
          node1's netfilter hooks, where the baselines' rules sit. While the other variants run, node1's \
          ruleset is empty: no baseline's conntrack or NAT taxes them."
             .to_owned(),
-        "Each plane has its own VIPs (skiff 10.96.0.0/14, the agents' --service-cidr; iptables \
-         10.100.0.0/15; nftables 10.102.0.0/15) and NodePorts, so the agent never translates a \
-         baseline's addresses. Node1's tc programs still see the baselines' packets and pass them."
+        "Each plane has its own VIPs (skiff 10.96.0.0/14, the agents' --service-cidr; kube-proxy's \
+         skiff-control allocates from 10.100.0.0/15; nftables 10.102.0.0/15) and NodePorts, so the agent \
+         never translates a baseline's addresses. Node1's tc programs still see the baselines' packets \
+         and pass them. kube-proxy keeps its hands off global state: --conntrack-max-per-core=0 and zero \
+         conntrack TCP timeouts leave conntrack's sysctls alone."
             .to_owned(),
         "NodePort pps: a sendmmsg blaster in the outside client's netns pinned to CPU 0 (veth delivery runs \
          the whole forwarding path on the sender's CPU, so the send, the bridges and the veths are a fixed \
@@ -207,7 +227,9 @@ fn notes(quick: bool) -> Vec<String> {
          --xdp=native when the agent has that flag."
             .to_owned(),
         "Scale sweep: node2's agent is stopped so it does not compete for CPU; node1's agent is restarted \
-         with its pins removed at each N, so its full sync programs everything into empty maps."
+         with its pins removed at each N, so its full sync programs everything into empty maps; likewise \
+         kube-proxy is started afresh on an empty ruleset at each N (its API also holds the 3 datapath \
+         Services, which it programs too)."
             .to_owned(),
     ];
     if quick {

@@ -31,7 +31,7 @@ pub fn scale_plots(points: &[ScalePoint], dir: &Path) -> Result<Vec<(String, Str
             "seconds",
             vec![
                 series("skiff agent", |p| p.skiff.full_sync_seconds),
-                series("iptables-restore", |p| p.iptables.sync_seconds),
+                series("kube-proxy (iptables)", |p| p.iptables.sync_seconds),
                 series("nft -f", |p| p.nftables.sync_seconds),
             ],
         ),
@@ -44,7 +44,7 @@ pub fn scale_plots(points: &[ScalePoint], dir: &Path) -> Result<Vec<(String, Str
                     Some(p.skiff.connect.as_ref()?.direct_connect_p50_us)
                 }),
                 series("skiff", |p| Some(p.skiff.connect.as_ref()?.connect_p50_us)),
-                series("iptables", |p| {
+                series("kube-proxy (iptables)", |p| {
                     Some(p.iptables.connect.as_ref()?.connect_p50_us)
                 }),
                 series("nftables", |p| {

@@ -39,8 +39,8 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     );
     let _ = writeln!(
         out,
-        "| | |\n|---|---|\n| date | {} |\n| kernel | {} |\n| CPU | {} × {} |\n| build | {} |\n| iptables | {} |\n| nft | {} |\n",
-        m.date, m.kernel, m.cpus, m.cpu, results.profile, m.iptables, m.nft
+        "| | |\n|---|---|\n| date | {} |\n| kernel | {} |\n| CPU | {} × {} |\n| build | {} |\n| kube-proxy | {} (Debian's source package, run in iptables mode) |\n| iptables | {} |\n| nft | {} |\n",
+        m.date, m.kernel, m.cpus, m.cpu, results.profile, m.kube_proxy, m.iptables, m.nft
     );
 
     out.push_str("## Targets\n\n| target | measured | met |\n|---|---|---|\n");
@@ -105,7 +105,7 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
          `skiff_last_full_sync_seconds` programming all of them into empty maps, the p99 of \
          `skiff_change_to_datapath_seconds` over single-Service changes, the agent's RSS, and new \
          connections to the last Service against direct connections to its backend.\n\n\
-         | N | endpoints | etcd write | skiff full sync | vs iptables-restore | change→map p99 | agent RSS | conn/s vs direct | connect p50 | etcd RSS |\n\
+         | N | endpoints | etcd write | skiff full sync | vs kube-proxy sync | change→map p99 | agent RSS | conn/s vs direct | connect p50 | etcd RSS |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     for point in &results.scale {
@@ -130,9 +130,12 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         );
     }
     out.push_str(
-        "\nThe kube-proxy baselines at the same N: a full `iptables-nft-restore` / `nft -f` of \
-         the rules kube-proxy would write, timed, then connections to the last Service.\n\n\
-         | N | iptables-restore | iptables conn/s vs direct | iptables connect p50 | nft -f | nft conn/s vs direct | nft connect p50 |\n\
+        "\nThe kube-proxy baselines at the same N. iptables: the real kube-proxy, started on \
+         node1 with the N Services and their Endpoints in its API server; its first full sync \
+         as it measures it (`kubeproxy_sync_proxy_rules_duration_seconds`). nftables: a timed \
+         `nft -f` of the rules kube-proxy's nftables mode would write. Then connections to the \
+         last Service.\n\n\
+         | N | kube-proxy sync | kube-proxy conn/s vs direct | kube-proxy connect p50 | nft -f | nft conn/s vs direct | nft connect p50 |\n\
          |---|---|---|---|---|---|---|\n",
     );
     for point in &results.scale {
@@ -247,13 +250,13 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
         |r| r <= 1.02,
     ));
     verdicts.push(ratio_verdict(
-        "NodePort pps ≥ 2× iptables (tc)",
+        "NodePort pps ≥ 2× kube-proxy iptables (tc)",
         "nodeport_udp_pps",
         "skiff-tc",
         |r| r >= 2.0,
     ));
     verdicts.push(ratio_verdict(
-        "NodePort pps ≥ 4× iptables (XDP)",
+        "NodePort pps ≥ 4× kube-proxy iptables (XDP)",
         "nodeport_udp_pps",
         "skiff-xdp",
         |r| r >= 4.0,

@@ -57,9 +57,10 @@ impl Figure {
 /// How a kube-proxy baseline fared at one scale.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct BaselineAtScale {
-    /// Seconds the full load (iptables-restore / nft -f) took.
+    /// Seconds the full sync took: the real kube-proxy's own measurement of
+    /// its first sync (iptables), or the run of `nft -f` (nftables).
     pub sync_seconds: Option<f64>,
-    /// Set when the load was killed at the run's timeout.
+    /// Set when the sync had not finished at the run's timeout.
     pub timed_out_after_seconds: Option<f64>,
     /// Why it was not loaded at this N (too slow at a smaller one).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +127,9 @@ pub struct Machine {
     pub cpu: String,
     pub cpus: usize,
     pub iptables: String,
+    /// `kube-proxy --version` of the real kube-proxy run as the iptables
+    /// baseline.
+    pub kube_proxy: String,
     pub nft: String,
 }
 
@@ -238,6 +242,7 @@ mod tests {
                 cpu: String::new(),
                 cpus: 2,
                 iptables: String::new(),
+                kube_proxy: String::new(),
                 nft: String::new(),
             },
             figures: vec![figure],

@@ -138,6 +138,12 @@ impl Rig {
         self.cluster.node(index)
     }
 
+    /// The cluster's cgroup: processes in cgroups below it die with the
+    /// cluster's teardown.
+    pub fn cgroup_dir(&self) -> &Path {
+        self.cluster.cgroup_dir()
+    }
+
     pub fn ext(&self) -> &Host {
         self.cluster.ext()
     }

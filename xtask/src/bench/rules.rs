@@ -1,8 +1,9 @@
-//! Loading the kube-proxy baselines into node 1's netns, and only there:
-//! `iptables-nft-restore` (Debian's default iptables backend, as most
-//! kube-proxy images use) and `nft -f`. One baseline at a time: the other
-//! variants run with the node's ruleset empty, so no conntrack or NAT hook
-//! of a baseline taxes them.
+//! The kube-proxy baselines on node 1, and only there: the real
+//! kube-proxy 1.20 in iptables mode (it writes its rules with Debian's
+//! default iptables backend, iptables-nft), and the rules kube-proxy's
+//! nftables mode writes, generated and loaded with `nft -f`. One baseline
+//! at a time: the other variants run with the node's ruleset empty, so no
+//! conntrack or NAT hook of a baseline taxes them.
 
 use std::{
     fs,
@@ -16,7 +17,9 @@ use skiff_tests::Node;
 
 use super::{
     catalog::{CLUSTER_CIDR, Svc},
-    iptables, nftables,
+    kube_api::KubeApi,
+    kube_proxy::{FirstSync, KubeProxy},
+    nftables,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,33 +31,68 @@ pub enum Baseline {
 impl Baseline {
     pub fn name(self) -> &'static str {
         match self {
-            Baseline::Iptables => "iptables",
+            Baseline::Iptables => "kube-proxy-iptables",
             Baseline::Nftables => "nftables",
+        }
+    }
+
+    /// What loading it means, for progress lines.
+    pub fn loading(self) -> &'static str {
+        match self {
+            Baseline::Iptables => {
+                "creating the Services through the kube-proxy plane's API, then starting the real \
+                 kube-proxy (iptables mode) on node1"
+            }
+            Baseline::Nftables => "loading the generated nftables rules on node1 with nft -f",
+        }
+    }
+
+    /// The name of its sync time, for progress lines.
+    pub fn sync_figure(self) -> &'static str {
+        match self {
+            Baseline::Iptables => "kube-proxy's first full sync (its sync_proxy_rules_duration)",
+            Baseline::Nftables => "nft -f",
         }
     }
 }
 
 /// What a load did.
 pub enum Loaded {
+    /// How long the load took: for kube-proxy its own measurement of its
+    /// first full sync, for nft the run of `nft -f`.
     Took(Duration),
-    /// Killed after this long (the run's sync timeout).
+    /// Given up after this long (the run's sync timeout).
     TimedOut(Duration),
+}
+
+/// What the iptables baseline needs: the kube-proxy binary, the API server
+/// it reads, and where it runs and logs.
+pub struct KubeProxyPlane<'rt> {
+    pub binary: PathBuf,
+    pub api: KubeApi<'rt>,
+    /// The cgroup kube-proxy runs in (below the cluster's).
+    pub cgroup: PathBuf,
 }
 
 /// Which baseline node 1 holds, so switching between variants of one round
 /// reloads only when needed.
-pub struct NodeRules {
+pub struct NodeRules<'rt> {
     node: Node,
     work_dir: PathBuf,
+    kube: KubeProxyPlane<'rt>,
+    /// While the iptables baseline is loaded.
+    kube_proxy: Option<KubeProxy>,
     loaded: Option<Baseline>,
 }
 
-impl NodeRules {
+impl<'rt> NodeRules<'rt> {
     /// Starts from an empty ruleset in `node`.
-    pub fn new(node: Node, work_dir: PathBuf) -> Result<Self> {
+    pub fn new(node: Node, work_dir: PathBuf, kube: KubeProxyPlane<'rt>) -> Result<Self> {
         let mut rules = Self {
             node,
             work_dir,
+            kube,
+            kube_proxy: None,
             loaded: Some(Baseline::Iptables),
         };
         rules.clear()?;
@@ -63,6 +101,11 @@ impl NodeRules {
 
     /// Makes `baseline`'s rules for `services` the node's only rules (or
     /// none); returns how long the load took, or that it timed out.
+    ///
+    /// iptables: the Services (and their Endpoints) go into the API server
+    /// (those not there yet; the API keeps every Service it was given, so
+    /// kube-proxy also programs the 3 datapath Services during the scale
+    /// sweep), then a fresh kube-proxy programs the node from empty.
     pub fn load(
         &mut self,
         baseline: Baseline,
@@ -70,39 +113,59 @@ impl NodeRules {
         timeout: Duration,
     ) -> Result<Loaded> {
         self.clear()?;
-        let (file, program, args): (_, _, &[&str]) = match baseline {
-            Baseline::Iptables => (
-                self.work_dir.join("iptables.rules"),
-                "iptables-nft-restore",
-                &[],
-            ),
-            Baseline::Nftables => (self.work_dir.join("nftables.nft"), "nft", &["-f", "-"]),
+        let loaded = match baseline {
+            Baseline::Iptables => self.start_kube_proxy(services, timeout)?,
+            Baseline::Nftables => self.nft_load(services, timeout)?,
         };
-        let text = match baseline {
-            Baseline::Iptables => iptables::restore_input(services, CLUSTER_CIDR),
-            Baseline::Nftables => nftables::script(
-                services,
-                CLUSTER_CIDR,
-                &skiff_tests::SERVICE_CIDR.to_string(),
-            ),
-        };
-        fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
-        let input = fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
-        let mut command = self.node.command(program);
-        command.args(args).stdin(input);
-        let errors = self.work_dir.join(format!("{program}.stderr"));
-        let loaded = run_timed(&mut command, timeout, &errors)
-            .with_context(|| format!("{program} < {} in {}", file.display(), self.node.netns()))?;
-        // Hundreds of MB at 100 000 Services; the generator makes it again.
-        let _ = fs::remove_file(&file);
         self.loaded = Some(baseline);
         Ok(loaded)
     }
 
-    /// Empties the node's ruleset (the kube-proxy table and iptables-nft's
-    /// tables alike); a no-op when nothing is loaded.
+    fn start_kube_proxy(&mut self, services: &[Svc], timeout: Duration) -> Result<Loaded> {
+        self.kube
+            .api
+            .ensure(services)
+            .context("creating the Services through the kube-proxy plane's API")?;
+        let mut kube_proxy = KubeProxy::start(
+            &self.kube.binary,
+            &self.node,
+            self.kube.api.kubeconfig(),
+            &self.kube.cgroup,
+            &self.work_dir.join("kube-proxy.log"),
+        )?;
+        let synced = kube_proxy.first_sync(timeout);
+        self.kube_proxy = Some(kube_proxy);
+        Ok(match synced? {
+            FirstSync::Took(took) => Loaded::Took(took),
+            FirstSync::TimedOut(after) => Loaded::TimedOut(after),
+        })
+    }
+
+    fn nft_load(&self, services: &[Svc], timeout: Duration) -> Result<Loaded> {
+        let file = self.work_dir.join("nftables.nft");
+        let text = nftables::script(
+            services,
+            CLUSTER_CIDR,
+            &skiff_tests::SERVICE_CIDR.to_string(),
+        );
+        fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        let input = fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?;
+        let mut command = self.node.command("nft");
+        command.args(["-f", "-"]).stdin(input);
+        let errors = self.work_dir.join("nft.stderr");
+        let loaded = run_timed(&mut command, timeout, &errors)
+            .with_context(|| format!("nft -f {} in {}", file.display(), self.node.netns()))?;
+        // Hundreds of MB at 100 000 Services; the generator makes it again.
+        let _ = fs::remove_file(&file);
+        Ok(loaded)
+    }
+
+    /// Stops kube-proxy (it leaves its rules behind) and empties the
+    /// node's ruleset (iptables-nft's tables and the nftables baseline's
+    /// alike); a no-op when nothing is loaded.
     pub fn clear(&mut self) -> Result<()> {
         if self.loaded.take().is_some() {
+            self.kube_proxy = None;
             let mut flush = self.node.command("nft");
             flush.args(["flush", "ruleset"]);
             let errors = self.work_dir.join("nft-flush.stderr");
@@ -147,7 +210,8 @@ fn run_timed(command: &mut Command, timeout: Duration, errors: &Path) -> Result<
     }
 }
 
-/// `iptables-nft-restore --version`, for the report.
+/// `iptables-nft-restore --version` (the backend kube-proxy's `iptables`
+/// runs), for the report.
 pub fn iptables_version() -> String {
     Command::new("iptables-nft-restore")
         .arg("--version")

@@ -1,9 +1,10 @@
 //! The scale sweep: for N Services (2–10 endpoints each), how long skiff
 //! takes to program them all and to apply one change, what the agent
 //! holds in memory, and how connecting to the last Service compares with
-//! connecting to its backend directly; and, at the same N, how long
-//! kube-proxy's iptables-restore and nft -f take and what connecting costs
-//! through them.
+//! connecting to its backend directly; and, at the same N, how long the
+//! real kube-proxy (iptables mode) takes for its first full sync, by its
+//! own measurement, and `nft -f` of kube-proxy's nftables rules, and what
+//! connecting costs through them.
 
 use std::{net::SocketAddr, thread, time::Duration};
 
@@ -112,11 +113,17 @@ pub fn run(
     points
 }
 
+/// Below this N a sync's time is mostly fixed cost (starting kube-proxy's
+/// iptables-restore, a whole-table dump), so scaling it linearly to a
+/// larger N would overestimate by orders of magnitude.
+const MIN_N_TO_EXTRAPOLATE: usize = 1000;
+
 /// Why a baseline is not worth loading at `n` Services: it timed out at a
-/// smaller N, or its time at the previous N, scaled linearly (loads grow at
-/// least that fast), already exceeds the timeout. A load killed at the
-/// timeout may only die once the kernel has worked through its whole
-/// batch, which at 100 000 Services could take hours.
+/// smaller N, or its time at the previous N (of at least
+/// `MIN_N_TO_EXTRAPOLATE`), scaled linearly (syncs grow at least that
+/// fast), already exceeds the timeout. A load killed at the timeout may
+/// only die once the kernel has worked through its whole batch, which at
+/// 100 000 Services could take hours.
 fn too_slow(
     earlier: &[&BaselineAtScale],
     points: &[ScalePoint],
@@ -131,6 +138,9 @@ fn too_slow(
             return Some(why.clone());
         }
         if let Some(took) = baseline.sync_seconds {
+            if point.services < MIN_N_TO_EXTRAPOLATE {
+                return None;
+            }
             let predicted = took * n as f64 / point.services as f64;
             if predicted > timeout.as_secs_f64() {
                 return Some(format!(
@@ -221,12 +231,13 @@ fn measure_baseline(
     let n = services.len();
     let name = baseline.name();
     let mut measured = BaselineAtScale::default();
-    progress.step(format_args!("scale N={n}: loading {name} rules on node1"));
+    progress.step(format_args!("scale N={n}: {}", baseline.loading()));
     match rules.load(baseline, services, plan.sync_timeout) {
         Ok(Loaded::Took(took)) => {
             measured.sync_seconds = Some(took.as_secs_f64());
             progress.step(format_args!(
-                "scale N={n}: {name} full sync {:.3} s",
+                "scale N={n}: {} {:.3} s",
+                baseline.sync_figure(),
                 took.as_secs_f64()
             ));
             match connect(rig, plan, services, progress, name) {
@@ -237,7 +248,7 @@ fn measure_baseline(
         Ok(Loaded::TimedOut(after)) => {
             measured.timed_out_after_seconds = Some(after.as_secs_f64());
             progress.step(format_args!(
-                "scale N={n}: {name} load timed out after {:.0} s",
+                "scale N={n}: {name} sync timed out after {:.0} s",
                 after.as_secs_f64()
             ));
         }
@@ -322,9 +333,14 @@ mod tests {
             ..BaselineAtScale::default()
         };
         let (points, baselines): (Vec<_>, Vec<_>) =
-            [at(1, took(0.01)), at(1000, took(0.9))].into_iter().unzip();
+            [at(1, took(0.2)), at(1000, took(0.9))].into_iter().unzip();
         let earlier: Vec<&BaselineAtScale> = baselines.iter().collect();
         assert_eq!(too_slow(&earlier, &points, 10_000, timeout), None);
+        assert_eq!(
+            too_slow(&earlier[..1], &points[..1], 1000, timeout),
+            None,
+            "0.2 s at N=1 is fixed cost, not 200 s at N=1000"
+        );
         let why = too_slow(&earlier, &points, 1_000_000, timeout).unwrap();
         assert!(why.contains("predicts at least 900 s"), "{why}");
 

@@ -266,3 +266,55 @@ async fn kube_proxy_requests_get_valid_answers() {
         .await;
     assert_eq!(code, 201, "{body}");
 }
+
+fn endpoints(service: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": { "name": service },
+        "subsets": [{
+            "addresses": [{ "ip": "10.244.2.5", "nodeName": "node2" }],
+            "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+        }],
+    })
+}
+
+/// kube-proxy 1.20 (the one `cargo xtask bench` builds from Debian's
+/// source package) with `EndpointSliceProxying=false` reads v1 Endpoints:
+/// list from the cache with its label selector, then watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_proxy_1_20_lists_and_watches_v1_endpoints() {
+    let cluster = Cluster::start().await;
+    let endpoints_path = "/api/v1/namespaces/default/endpoints";
+    let (code, body) = cluster
+        .send_json("POST", endpoints_path, &endpoints("web"))
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let mut headless = endpoints("headless");
+    headless["metadata"]["labels"] = json!({ "service.kubernetes.io/headless": "" });
+    let (code, body) = cluster.send_json("POST", endpoints_path, &headless).await;
+    assert_eq!(code, 201, "{body}");
+
+    let all_endpoints = format!("/api/v1/endpoints?labelSelector={PROXY_SELECTOR}");
+    let (names, version) = proxy_list(
+        &cluster,
+        &format!("{all_endpoints}&limit=500&resourceVersion=0"),
+        "EndpointsList",
+    )
+    .await;
+    assert_eq!(names, ["web"], "the headless one is not proxied");
+
+    let events = proxy_watch(&cluster, &all_endpoints, &version, async {
+        let (code, body) = cluster
+            .send_json("POST", endpoints_path, &endpoints("db"))
+            .await;
+        assert_eq!(code, 201, "{body}");
+    })
+    .await;
+    let changes: Vec<_> = events.iter().filter(|(t, _)| t != "BOOKMARK").collect();
+    assert_eq!(
+        changes,
+        [&("ADDED".to_owned(), "db".to_owned())],
+        "{events:?}"
+    );
+}

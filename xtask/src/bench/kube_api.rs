@@ -1,0 +1,233 @@
+//! The API server the real kube-proxy reads: a skiff-control of its own on
+//! an etcd of its own, with the iptables plane's service CIDR
+//! (10.100.0.0/15), and the bench's writes to it through the REST API.
+//!
+//! Why not the bench cluster's etcd: the skiff agents watch its
+//! `/registry/services/` and `/registry/endpointslices/` directly, so every
+//! Service written there would also be programmed into skiff's maps, and
+//! skiff-control's own `default/kubernetes` Service would land in skiff's
+//! plane. skiff-control has no key prefix option; a second etcd keeps the
+//! planes apart with nothing new in either binary, and keeps the bench
+//! etcd's RSS figure about skiff's Services only.
+//!
+//! Both processes run in cgroups below the cluster's, so tearing the
+//! cluster down (also on a panic or an interrupt) kills them.
+
+use std::{
+    collections::HashSet,
+    fs,
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use http::{Method, StatusCode};
+use serde_json::json;
+use skiff_tests::{
+    CONTROL_PLANE_IP, Daemon, DaemonSpec, Etcd, EtcdConfig, control_command, kubeconfig_path,
+};
+use tokio::{runtime::Runtime, task::JoinSet};
+
+use super::{
+    api_client::ApiClient,
+    catalog::{NAMESPACE, Svc, api_objects},
+};
+
+/// The iptables plane's VIP range (see `catalog::Plane::vip_base`); the
+/// API server's first address of it goes to `default/kubernetes`.
+const SERVICE_CIDR: &str = "10.100.0.0/15";
+const TOKEN: &str = "skiff-bench-kube-proxy";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections creating objects at once.
+const CONNECTIONS: usize = 8;
+
+pub struct KubeApi<'rt> {
+    runtime: &'rt Runtime,
+    client: ApiClient,
+    kubeconfig: PathBuf,
+    /// Services (by name) created so far; the Services only ever grow.
+    created: HashSet<String>,
+}
+
+impl<'rt> KubeApi<'rt> {
+    /// Starts etcd on a free loopback port and skiff-control on the
+    /// control-plane address (which node netns route to), in cgroups below
+    /// `cluster_cgroup`; returns once the API answers.
+    pub fn start(runtime: &'rt Runtime, cluster_cgroup: &Path, state_dir: &Path) -> Result<Self> {
+        let config = EtcdConfig::on_free_ports(state_dir.join("kube-etcd"), &[])?;
+        Etcd::start_detached(
+            &config,
+            DaemonSpec {
+                name: "kube-etcd",
+                state_dir,
+                cgroup: Some(&cluster_cgroup.join("kube-etcd")),
+            },
+        )
+        .context("starting the kube-proxy plane's etcd")?;
+
+        let data_dir = state_dir.join("kube-control");
+        fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let tokens = data_dir.join("tokens.csv");
+        fs::write(&tokens, format!("{TOKEN},bench,bench,\"system:masters\"\n"))
+            .with_context(|| format!("writing {}", tokens.display()))?;
+        let bind = free_control_plane_port()?;
+        let mut command = control_command(bind, &[config.local_endpoint()], &data_dir, &[])?;
+        command
+            .arg("--token-file")
+            .arg(&tokens)
+            .arg(format!("--service-cluster-ip-range={SERVICE_CIDR}"))
+            // Nothing to schedule, and no controller may rewrite the
+            // bench's Endpoints.
+            .arg("--controllers=false");
+        let control = Daemon::spawn(
+            command,
+            DaemonSpec {
+                name: "kube-control",
+                state_dir,
+                cgroup: Some(&cluster_cgroup.join("kube-control")),
+            },
+        )
+        .context("starting the kube-proxy plane's skiff-control")?;
+
+        // The kubeconfig comes after the PKI: once it exists, the CA is
+        // complete.
+        let kubeconfig = kubeconfig_path(&data_dir);
+        wait_for(&kubeconfig, &control)?;
+        let ca_file = data_dir.join("pki/ca.crt");
+        let ca = fs::read(&ca_file).with_context(|| format!("reading {}", ca_file.display()))?;
+        let client = ApiClient::new(bind, TOKEN, &ca)?;
+        let api = Self {
+            runtime,
+            client,
+            kubeconfig,
+            created: HashSet::new(),
+        };
+        api.wait_ready(&control)?;
+        api.runtime.block_on(async {
+            let namespace = json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": { "name": NAMESPACE },
+            });
+            api.client
+                .connect()
+                .await?
+                .create("/api/v1/namespaces", namespace.to_string().as_bytes())
+                .await
+        })?;
+        Ok(api)
+    }
+
+    /// The admin kubeconfig skiff-control wrote (its client certificate,
+    /// the server at the control-plane address).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Creates, through the API, each of `services` (and its Endpoints)
+    /// not created yet; returns how many were new.
+    pub fn ensure(&mut self, services: &[Svc]) -> Result<usize> {
+        let new: Vec<&Svc> = services
+            .iter()
+            .filter(|svc| !self.created.contains(&svc.name))
+            .collect();
+        let bodies: Vec<[String; 2]> = new
+            .iter()
+            .map(|svc| api_objects(svc).map(|object| object.to_string()))
+            .collect();
+        let services_path = format!("/api/v1/namespaces/{NAMESPACE}/services");
+        let endpoints_path = format!("/api/v1/namespaces/{NAMESPACE}/endpoints");
+        self.runtime.block_on(async {
+            let bodies = std::sync::Arc::new(bodies);
+            let mut workers = JoinSet::new();
+            for worker in 0..CONNECTIONS.min(bodies.len()) {
+                let (client, bodies) = (self.client.clone(), bodies.clone());
+                let (services_path, endpoints_path) =
+                    (services_path.clone(), endpoints_path.clone());
+                workers.spawn(async move {
+                    let mut connection = client.connect().await?;
+                    for [service, endpoints] in bodies.iter().skip(worker).step_by(CONNECTIONS) {
+                        connection
+                            .create(&services_path, service.as_bytes())
+                            .await?;
+                        connection
+                            .create(&endpoints_path, endpoints.as_bytes())
+                            .await?;
+                    }
+                    anyhow::Ok(())
+                });
+            }
+            while let Some(joined) = workers.join_next().await {
+                joined.context("a create task panicked")??;
+            }
+            anyhow::Ok(())
+        })?;
+        self.created.extend(new.iter().map(|svc| svc.name.clone()));
+        Ok(new.len())
+    }
+
+    fn wait_ready(&self, control: &Daemon) -> Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let answered = self.runtime.block_on(async {
+                let (status, _) = self
+                    .client
+                    .connect()
+                    .await?
+                    .send(Method::GET, "/api", None)
+                    .await?;
+                anyhow::Ok(status == StatusCode::OK)
+            });
+            if answered.is_ok_and(|ok| ok) {
+                return Ok(());
+            }
+            check_running(control)?;
+            if Instant::now() > deadline {
+                bail!(
+                    "the kube-proxy plane's skiff-control did not serve in {READY_TIMEOUT:?} (log: {})",
+                    control.log_file().display()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A port on the control-plane address that the kernel just reported free.
+fn free_control_plane_port() -> Result<SocketAddr> {
+    let listener = TcpListener::bind((CONTROL_PLANE_IP, 0))
+        .with_context(|| format!("binding {CONTROL_PLANE_IP}:0 to find a free port"))?;
+    Ok(listener.local_addr()?)
+}
+
+/// Until skiff-control has written `file`.
+fn wait_for(file: &Path, control: &Daemon) -> Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if file.exists() {
+            return Ok(());
+        }
+        check_running(control)?;
+        if Instant::now() > deadline {
+            bail!(
+                "skiff-control wrote no {} in {READY_TIMEOUT:?}",
+                file.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check_running(control: &Daemon) -> Result<()> {
+    if control.is_running() {
+        Ok(())
+    } else {
+        bail!(
+            "the kube-proxy plane's skiff-control exited (log: {})",
+            control.log_file().display()
+        )
+    }
+}
