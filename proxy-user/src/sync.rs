@@ -111,10 +111,12 @@ impl Syncer {
             } => {
                 let started = Instant::now();
                 let touched = self.cluster.replace_all(services, slices);
+                self.datapath.defer_writes();
                 for service in &touched {
                     self.sync_service(service)?;
                 }
                 self.remove_unowned()?;
+                self.datapath.flush()?;
                 self.telemetry.full_sync_done(started.elapsed());
                 info!(
                     revision,
