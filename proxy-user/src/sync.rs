@@ -118,6 +118,9 @@ impl Syncer {
                 self.remove_unowned()?;
                 self.datapath.flush()?;
                 self.telemetry.full_sync_done(started.elapsed());
+                // The list and the writes were decoded and planned in
+                // buffers that are all free now.
+                crate::malloc::release_free_memory();
                 info!(
                     revision,
                     services = self.owned.len(),
