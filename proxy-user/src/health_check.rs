@@ -123,7 +123,7 @@ async fn serve(address: SocketAddr, service: ServiceRef, local_endpoints: Arc<At
 /// only when there is at least one.
 fn respond(service: &ServiceRef, local_endpoints: usize) -> Response<Full<Bytes>> {
     let body = serde_json::json!({
-        "service": { "namespace": service.namespace, "name": service.name },
+        "service": { "namespace": &*service.namespace, "name": &*service.name },
         "localEndpoints": local_endpoints,
         "serviceProxyHealthy": true,
     });

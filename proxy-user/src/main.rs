@@ -5,6 +5,7 @@ mod cluster;
 mod datapath;
 mod health_check;
 mod http;
+mod malloc;
 mod node;
 mod node_address;
 mod orphans;
@@ -245,6 +246,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    malloc::configure();
     let cli = Cli::parse();
     let result = match (cli.command, cli.run) {
         (Some(Command::Status(args)), _) => status(args),

@@ -111,11 +111,16 @@ impl Syncer {
             } => {
                 let started = Instant::now();
                 let touched = self.cluster.replace_all(services, slices);
+                self.datapath.defer_writes();
                 for service in &touched {
                     self.sync_service(service)?;
                 }
                 self.remove_unowned()?;
+                self.datapath.flush()?;
                 self.telemetry.full_sync_done(started.elapsed());
+                // The list and the writes were decoded and planned in
+                // buffers that are all free now.
+                crate::malloc::release_free_memory();
                 info!(
                     revision,
                     services = self.owned.len(),

@@ -39,7 +39,8 @@ struct State {
 
 struct Labels {
     service: ServiceRef,
-    port_name: String,
+    /// Shared with the Service's record.
+    port_name: Arc<str>,
 }
 
 /// What `/healthz` answers.
@@ -57,12 +58,12 @@ impl Telemetry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn frontend_programmed(&self, key: ServiceKey, service: &ServiceRef, port_name: &str) {
+    pub fn frontend_programmed(&self, key: ServiceKey, service: &ServiceRef, port_name: &Arc<str>) {
         self.state().labels.insert(
             key,
             Labels {
                 service: service.clone(),
-                port_name: port_name.to_owned(),
+                port_name: port_name.clone(),
             },
         );
     }
@@ -293,7 +294,7 @@ mod tests {
             namespace: "default".into(),
             name: "web".into(),
         };
-        telemetry.frontend_programmed(view().key, &service, "http");
+        telemetry.frontend_programmed(view().key, &service, &"http".into());
         telemetry.changes_applied(Duration::from_micros(300));
         telemetry.changes_applied(Duration::from_secs(3));
         telemetry.udp_socket_reset(Some(&service));

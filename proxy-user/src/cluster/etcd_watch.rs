@@ -8,16 +8,12 @@ use std::time::Duration;
 use etcd_client::{
     Client, ConnectOptions, EventType, GetOptions, KvClient, WatchOptions, WatchStream,
 };
-use k8s_openapi::Metadata;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, info, warn};
 
 use super::frontends::ServiceRef;
-use super::state::ObjectChange;
+use super::records::{ServiceRecord, SliceRecord};
+use super::state::{ObjectChange, SliceRef};
 
 /// Where Kubernetes keeps Services: `<prefix><namespace>/<name>`. (The
 /// sibling `/registry/services/endpoints/` holds legacy Endpoints.)
@@ -41,8 +37,8 @@ pub enum ClusterEvent {
     /// reconnect: the consumer replaces its whole view (events may have been
     /// missed in between).
     Resync {
-        services: Vec<Service>,
-        slices: Vec<EndpointSlice>,
+        services: Vec<(ServiceRef, ServiceRecord)>,
+        slices: Vec<(SliceRef, SliceRecord)>,
         revision: i64,
     },
     /// The changes of one watch response, in order; `revision` is that of
@@ -161,8 +157,8 @@ async fn session(
 
 /// Every Service and EndpointSlice at one revision.
 struct Snapshot {
-    services: Vec<Service>,
-    slices: Vec<EndpointSlice>,
+    services: Vec<(ServiceRef, ServiceRecord)>,
+    slices: Vec<(SliceRef, SliceRecord)>,
     revision: i64,
 }
 
@@ -189,17 +185,15 @@ async fn list(kv: &mut KvClient, page_size: i64) -> Result<Snapshot, WatchError>
 }
 
 /// Decodes every object under `prefix` at `revision` (0: the newest, which
-/// the first page then pins for the rest). Returns the objects and the
-/// revision read. Undecodable entries are logged and skipped.
-async fn list_prefix<T>(
+/// the first page then pins for the rest). Returns the objects with their
+/// names, and the revision read. Undecodable entries are logged and
+/// skipped.
+async fn list_prefix<T: Record>(
     kv: &mut KvClient,
     prefix: &str,
     revision: i64,
     page_size: i64,
-) -> Result<(Vec<T>, i64), WatchError>
-where
-    T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
-{
+) -> Result<(Vec<(ServiceRef, T)>, i64), WatchError> {
     let end = prefix_end(prefix);
     let mut start = prefix.as_bytes().to_vec();
     let mut revision = revision;
@@ -340,46 +334,60 @@ fn change_of(event: EventType, key: &[u8], value: &[u8]) -> Result<ObjectChange,
     };
     Ok(match (event, is_service) {
         (EventType::Put, true) => {
-            ObjectChange::ServiceUpsert(Box::new(decode(prefix, key, value)?))
+            let (svc, service) = decode(prefix, key, value)?;
+            ObjectChange::ServiceUpsert(svc, service)
         }
-        (EventType::Put, false) => ObjectChange::SliceUpsert(Box::new(decode(prefix, key, value)?)),
-        (EventType::Delete, true) => {
-            let (namespace, name) = key_name(prefix, key)?;
-            ObjectChange::ServiceDelete(ServiceRef { namespace, name })
+        (EventType::Put, false) => {
+            let (slice_ref, slice) = decode(prefix, key, value)?;
+            ObjectChange::SliceUpsert(slice_ref, slice)
         }
-        (EventType::Delete, false) => {
-            let (namespace, name) = key_name(prefix, key)?;
-            ObjectChange::SliceDelete { namespace, name }
-        }
+        (EventType::Delete, true) => ObjectChange::ServiceDelete(key_name(prefix, key)?),
+        (EventType::Delete, false) => ObjectChange::SliceDelete(key_name(prefix, key)?),
     })
 }
 
-/// Decodes the Kubernetes JSON stored at `key`.
-fn decode<T>(prefix: &str, key: &[u8], value: &[u8]) -> Result<T, DecodeError>
-where
-    T: DeserializeOwned + Metadata<Ty = ObjectMeta>,
-{
-    let (namespace, name) = key_name(prefix, key)?;
-    let mut object: T = serde_json::from_slice(value).map_err(|cause| DecodeError::Value {
+/// What the agent keeps of one kind of object, read from its stored JSON.
+trait Record: Sized {
+    fn from_json(name: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error>;
+}
+
+impl Record for ServiceRecord {
+    fn from_json(name: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
+        ServiceRecord::from_json(name, json)
+    }
+}
+
+impl Record for SliceRecord {
+    fn from_json(name: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
+        SliceRecord::from_json(name, json)
+    }
+}
+
+/// Decodes the Kubernetes JSON stored at `key`, with the object's name.
+/// The key is the object's identity in etcd (a DELETE carries nothing
+/// else), so the cache files the object under it even if the stored
+/// metadata omits or contradicts it; otherwise its delete would miss.
+fn decode<T: Record>(
+    prefix: &str,
+    key: &[u8],
+    value: &[u8],
+) -> Result<(ServiceRef, T), DecodeError> {
+    let name = key_name(prefix, key)?;
+    let record = T::from_json(&name, value).map_err(|cause| DecodeError::Value {
         key: String::from_utf8_lossy(key).into_owned(),
         cause,
     })?;
-    let metadata = object.metadata_mut();
-    // The key is the object's identity in etcd (a DELETE carries nothing
-    // else), so the cache files the object under it even if the stored
-    // metadata omits or contradicts it; otherwise its delete would miss.
-    metadata.namespace = Some(namespace);
-    metadata.name = Some(name);
-    // Often most of an object's bytes, never read by the agent: with tens of
-    // thousands of objects cached, dropping it matters.
-    metadata.managed_fields = None;
-    Ok(object)
+    Ok((name, record))
 }
 
 /// Namespace and name from `<prefix><namespace>/<name>`.
-fn key_name(prefix: &str, key: &[u8]) -> Result<(String, String), DecodeError> {
-    parse_key(prefix, key).ok_or_else(|| DecodeError::Key {
+fn key_name(prefix: &str, key: &[u8]) -> Result<ServiceRef, DecodeError> {
+    let (namespace, name) = parse_key(prefix, key).ok_or_else(|| DecodeError::Key {
         key: String::from_utf8_lossy(key).into_owned(),
+    })?;
+    Ok(ServiceRef {
+        namespace: namespace.into(),
+        name: name.into(),
     })
 }
 

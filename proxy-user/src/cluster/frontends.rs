@@ -2,43 +2,23 @@
 //! datapath serves, with the rules kube-proxy applies. Pure: no I/O, no state.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
-use k8s_openapi::api::discovery::v1::{EndpointConditions, EndpointSlice};
-use tracing::{debug, warn};
+use tracing::warn;
 
+use super::records::{ServiceRecord, ServiceType, SliceRecord, Usable};
 use crate::datapath::{Policy, SourceCidr};
 
 /// The label by which an EndpointSlice names the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Identity of a Service: its namespace and name.
+/// Identity of a Service (or of an EndpointSlice): its namespace and name.
+/// Shared strings: the agent keeps a Service's reference in several maps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceRef {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ServiceRef {
-    /// The reference of a Service object, from its metadata.
-    pub fn of(service: &Service) -> Self {
-        Self {
-            namespace: service.metadata.namespace.clone().unwrap_or_default(),
-            name: service.metadata.name.clone().unwrap_or_default(),
-        }
-    }
-
-    /// The Service an EndpointSlice belongs to: the one its
-    /// `kubernetes.io/service-name` label names, in the slice's namespace.
-    /// `None` for a slice without that label (not managed for a Service).
-    pub fn owning(slice: &EndpointSlice) -> Option<Self> {
-        let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
-        Some(Self {
-            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
-            name: name.clone(),
-        })
-    }
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
 }
 
 impl fmt::Display for ServiceRef {
@@ -57,7 +37,7 @@ pub enum Protocol {
 impl Protocol {
     /// Reads a Kubernetes `protocol` field, where absent means TCP. `None`
     /// for SCTP and anything else the datapath does not balance.
-    fn from_field(field: Option<&str>) -> Option<Self> {
+    pub fn from_field(field: Option<&str>) -> Option<Self> {
         match field.unwrap_or("TCP") {
             "TCP" => Some(Self::Tcp),
             "UDP" => Some(Self::Udp),
@@ -81,7 +61,7 @@ pub struct Frontend {
     pub port: u16,
     pub protocol: Protocol,
     /// The Service port's name, "" when unnamed.
-    pub port_name: String,
+    pub port_name: Arc<str>,
 }
 
 /// An endpoint address with the port the Service port targets on it.
@@ -121,43 +101,35 @@ pub struct NodeRef<'a> {
     pub ip: Option<Ipv4Addr>,
 }
 
-/// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
-const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
-/// The API's upper bound for it (one day).
-const MAX_AFFINITY_TIMEOUT: u32 = 86_400;
-
-/// The frontends of `service` as seen from node `node`, with backends from
-/// `slices` (the EndpointSlices labelled for it). Frontends come ordered by
-/// address, port and protocol. Parts the datapath cannot serve (SCTP, IPv6,
-/// malformed fields) are skipped with a log line; the rest still works.
+/// The frontends of Service `svc` (whose record is `service`) as seen from
+/// node `node`, with backends from `slices` (the EndpointSlices labelled
+/// for it). Frontends come ordered by address, port and protocol. What the
+/// datapath cannot serve (SCTP, IPv6, malformed fields) was dropped when
+/// the record was read; the rest still works.
 pub fn desired_frontends(
-    service: &Service,
-    slices: &[&EndpointSlice],
+    svc: &ServiceRef,
+    service: &ServiceRecord,
+    slices: &[&SliceRecord],
     node: NodeRef<'_>,
 ) -> Vec<DesiredFrontend> {
-    let svc = ServiceRef::of(service);
-    let Some(spec) = &service.spec else {
-        return Vec::new();
-    };
     // An ExternalName Service is a DNS alias; it has no address to balance.
-    if spec.type_.as_deref() == Some("ExternalName") {
+    if service.type_ == ServiceType::ExternalName || service.cluster_ips.is_empty() {
         return Vec::new();
     }
-    let ips = cluster_ips(&svc, spec);
-    if ips.is_empty() {
-        return Vec::new();
-    }
-    let affinity_timeout = affinity_timeout(spec);
+    let affinity_timeout = service.affinity_timeout;
     // ClusterIP traffic comes from inside the cluster, so the internal
     // policy applies: `Local` keeps it on the client's node.
-    let locality = match spec.internal_traffic_policy.as_deref() {
-        Some("Local") => Locality::Node(node.name),
-        _ => Locality::Cluster,
+    let locality = match service.internal_local {
+        true => Locality::Node(node.name),
+        false => Locality::Cluster,
     };
-    let external = ExternalAddresses::of(&svc, service, node);
+    let node_ip = match service.type_ {
+        ServiceType::NodePort | ServiceType::LoadBalancer => node.ip,
+        _ => None,
+    };
     // Traffic from outside the cluster gets the external policy: `Local`
     // keeps it on the node it arrived at, with the client's address.
-    let local_only = spec.external_traffic_policy.as_deref() == Some("Local");
+    let local_only = service.external_local;
     let external_locality = match local_only {
         true => Locality::Node(node.name),
         false => Locality::Cluster,
@@ -174,52 +146,42 @@ pub fn desired_frontends(
     };
 
     let mut desired = Vec::new();
-    for service_port in spec.ports.iter().flatten() {
-        let port_name = service_port.name.as_deref().unwrap_or("");
-        let Some(protocol) = Protocol::from_field(service_port.protocol.as_deref()) else {
-            warn!(
-                service = %svc,
-                port = service_port.port,
-                protocol = service_port.protocol.as_deref(),
-                "skipping service port with a protocol the datapath does not balance"
-            );
+    for service_port in &service.ports {
+        let Some(port) = service_port.port else {
             continue;
         };
-        let Some(port) = port_number(service_port.port) else {
-            warn!(service = %svc, port = service_port.port, "skipping service port out of range");
-            continue;
-        };
+        let protocol = service_port.protocol;
+        let port_name = &service_port.name;
         let frontend = |ip, port| Frontend {
             ip,
             port,
             protocol,
-            port_name: port_name.to_owned(),
+            port_name: port_name.clone(),
         };
-        let cluster_backends = backends(&svc, port_name, protocol, slices, locality);
-        for &ip in &ips {
+        let cluster_backends = backends(port_name, protocol, slices, locality);
+        for &ip in &service.cluster_ips {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, port),
                 backends: cluster_backends.clone(),
                 policy: cluster_policy.clone(),
             });
         }
-        let external_backends = backends(&svc, port_name, protocol, slices, external_locality);
-        let node_port = service_port.node_port.and_then(port_number);
-        if let (Some(ip), Some(node_port)) = (external.node_ip, node_port) {
+        let external_backends = backends(port_name, protocol, slices, external_locality);
+        if let (Some(ip), Some(node_port)) = (node_ip, service_port.node_port) {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, node_port),
                 backends: external_backends.clone(),
                 policy: external_policy(&[]),
             });
         }
-        for &ip in &external.load_balancer_ips {
+        for &ip in &service.load_balancer_ips {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, port),
                 backends: external_backends.clone(),
-                policy: external_policy(&external.source_ranges),
+                policy: external_policy(&service.source_ranges),
             });
         }
-        for &ip in &external.external_ips {
+        for &ip in &service.external_ips {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, port),
                 backends: external_backends.clone(),
@@ -253,25 +215,22 @@ pub fn desired_frontends(
 
 /// The health check a Service asks this node to answer, if any.
 pub fn health_check(
-    service: &Service,
-    slices: &[&EndpointSlice],
+    service: &ServiceRecord,
+    slices: &[&SliceRecord],
     node: NodeRef<'_>,
 ) -> Option<HealthCheck> {
-    let spec = service.spec.as_ref()?;
-    if spec.type_.as_deref() != Some("LoadBalancer")
-        || spec.external_traffic_policy.as_deref() != Some("Local")
-    {
+    if service.type_ != ServiceType::LoadBalancer || !service.external_local {
         return None;
     }
-    let port = spec.health_check_node_port.and_then(port_number)?;
-    let svc = ServiceRef::of(service);
+    let port = service.health_check_node_port?;
     let mut local: Vec<Ipv4Addr> = Vec::new();
-    for service_port in spec.ports.iter().flatten() {
-        let Some(protocol) = Protocol::from_field(service_port.protocol.as_deref()) else {
-            continue;
-        };
-        let port_name = service_port.name.as_deref().unwrap_or("");
-        let endpoints = backends(&svc, port_name, protocol, slices, Locality::Node(node.name));
+    for service_port in &service.ports {
+        let endpoints = backends(
+            &service_port.name,
+            service_port.protocol,
+            slices,
+            Locality::Node(node.name),
+        );
         local.extend(endpoints.iter().map(|backend| backend.ip));
     }
     local.sort_unstable();
@@ -280,133 +239,6 @@ pub fn health_check(
         port,
         local_endpoints: local.len(),
     })
-}
-
-/// The addresses on which a Service takes traffic from outside the cluster.
-struct ExternalAddresses {
-    /// This node's address, for a NodePort or LoadBalancer Service.
-    node_ip: Option<Ipv4Addr>,
-    /// `status.loadBalancer.ingress[].ip` of a LoadBalancer Service.
-    load_balancer_ips: Vec<Ipv4Addr>,
-    /// `loadBalancerSourceRanges`, which guard the load balancer IPs.
-    source_ranges: Vec<SourceCidr>,
-    /// `spec.externalIPs`, for any type.
-    external_ips: Vec<Ipv4Addr>,
-}
-
-impl ExternalAddresses {
-    fn of(svc: &ServiceRef, service: &Service, node: NodeRef<'_>) -> Self {
-        let spec = service.spec.as_ref();
-        let type_ = spec.and_then(|spec| spec.type_.as_deref());
-        let load_balancer = type_ == Some("LoadBalancer");
-        let ingress = service
-            .status
-            .as_ref()
-            .and_then(|status| status.load_balancer.as_ref())
-            .and_then(|lb| lb.ingress.as_ref())
-            .filter(|_| load_balancer);
-        let load_balancer_ips = ipv4_list(
-            svc,
-            "status.loadBalancer.ingress",
-            ingress
-                .into_iter()
-                .flatten()
-                .filter_map(|ingress| ingress.ip.as_deref()),
-        );
-        let source_ranges = match spec.and_then(|spec| spec.load_balancer_source_ranges.as_ref()) {
-            Some(ranges) if load_balancer => source_cidrs(svc, ranges),
-            _ => Vec::new(),
-        };
-        let external_ips = ipv4_list(
-            svc,
-            "spec.externalIPs",
-            spec.and_then(|spec| spec.external_ips.as_ref())
-                .into_iter()
-                .flatten()
-                .map(String::as_str),
-        );
-        Self {
-            node_ip: match type_ {
-                Some("NodePort" | "LoadBalancer") => node.ip,
-                _ => None,
-            },
-            load_balancer_ips,
-            source_ranges,
-            external_ips,
-        }
-    }
-}
-
-/// The IPv4 addresses of a list field, deduplicated; others are skipped
-/// with a log line.
-fn ipv4_list<'a>(
-    svc: &ServiceRef,
-    field: &'static str,
-    raw: impl Iterator<Item = &'a str>,
-) -> Vec<Ipv4Addr> {
-    let mut ips = Vec::new();
-    for text in raw {
-        match text.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
-            Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(_)) => {
-                debug!(service = %svc, field, address = text, "skipping IPv6 address")
-            }
-            Err(_) => warn!(service = %svc, field, address = text, "skipping unparsable address"),
-        }
-    }
-    ips
-}
-
-/// `loadBalancerSourceRanges` as IPv4 networks, sorted; IPv6 and malformed
-/// entries are skipped with a log line.
-fn source_cidrs(svc: &ServiceRef, ranges: &[String]) -> Vec<SourceCidr> {
-    let mut cidrs = Vec::new();
-    for text in ranges {
-        let parsed = text.trim().split_once('/').and_then(|(network, len)| {
-            let network: IpAddr = network.parse().ok()?;
-            let prefix_len: u8 = len.parse().ok()?;
-            Some((network, prefix_len))
-        });
-        match parsed {
-            Some((IpAddr::V4(network), prefix_len)) if prefix_len <= 32 => {
-                // Host bits are ignored, as the trie ignores them.
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                cidrs.push(SourceCidr {
-                    network: Ipv4Addr::from(u32::from(network) & mask),
-                    prefix_len,
-                });
-            }
-            Some((IpAddr::V6(_), _)) => {
-                debug!(service = %svc, range = %text, "skipping IPv6 source range")
-            }
-            _ => {
-                warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
-            }
-        }
-    }
-    cidrs.sort_unstable();
-    cidrs.dedup();
-    cidrs
-}
-
-fn affinity_timeout(spec: &ServiceSpec) -> Option<u32> {
-    if spec.session_affinity.as_deref() != Some("ClientIP") {
-        return None;
-    }
-    let configured = spec
-        .session_affinity_config
-        .as_ref()
-        .and_then(|config| config.client_ip.as_ref())
-        .and_then(|client_ip| client_ip.timeout_seconds)
-        .and_then(|seconds| u32::try_from(seconds).ok());
-    Some(
-        configured
-            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
-            .clamp(1, MAX_AFFINITY_TIMEOUT),
-    )
 }
 
 /// Which endpoints a frontend may use.
@@ -418,113 +250,47 @@ enum Locality<'a> {
     Node(&'a str),
 }
 
-/// How kube-proxy may use one endpoint, from its conditions. A nil
-/// `ready` means ready; a nil `serving` means the same as `ready`; a nil
-/// `terminating` means not terminating.
-#[derive(Clone, Copy, Debug)]
-struct Usability {
-    ready: bool,
-    /// Still serving while it shuts down: used only when no endpoint is ready.
-    serving_terminating: bool,
-}
-
-fn usability(conditions: Option<&EndpointConditions>) -> Usability {
-    let ready = conditions.and_then(|c| c.ready).unwrap_or(true);
-    let serving = conditions.and_then(|c| c.serving).unwrap_or(ready);
-    let terminating = conditions.and_then(|c| c.terminating).unwrap_or(false);
-    Usability {
-        ready,
-        serving_terminating: serving && terminating,
-    }
-}
-
-/// The Service's IPv4 cluster addresses, primary first. `clusterIPs` lists
-/// every family's address; older objects may only have `clusterIP`.
-fn cluster_ips(svc: &ServiceRef, spec: &ServiceSpec) -> Vec<Ipv4Addr> {
-    let listed: Vec<&str> = match &spec.cluster_ips {
-        Some(ips) if !ips.is_empty() => ips.iter().map(String::as_str).collect(),
-        _ => spec.cluster_ip.as_deref().into_iter().collect(),
-    };
-    let mut ips = Vec::new();
-    for raw in listed {
-        // "None" marks a headless Service (DNS only); "" one not allocated yet.
-        if raw.is_empty() || raw == "None" {
-            continue;
-        }
-        match raw.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
-            Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(_)) => {
-                debug!(service = %svc, cluster_ip = raw, "skipping IPv6 cluster IP");
-            }
-            Err(_) => warn!(service = %svc, cluster_ip = raw, "skipping unparsable cluster IP"),
-        }
-    }
-    ips
-}
-
 /// The backends of one Service port, at the port the slice publishes under
 /// the same port name: the ready IPv4 endpoints within `locality` or, when
 /// there is none, the serving-and-terminating ones (kube-proxy's fallback,
 /// so a Service whose pods are all rolling over keeps answering).
 fn backends(
-    svc: &ServiceRef,
     port_name: &str,
     protocol: Protocol,
-    slices: &[&EndpointSlice],
+    slices: &[&SliceRecord],
     locality: Locality<'_>,
 ) -> Vec<BackendAddr> {
     let mut ready = Vec::new();
     let mut terminating = Vec::new();
     for slice in slices {
-        if slice.address_type != "IPv4" {
-            debug!(
-                service = %svc,
-                slice = slice.metadata.name.as_deref(),
-                address_type = %slice.address_type,
-                "skipping non-IPv4 EndpointSlice"
-            );
-            continue;
-        }
         // The EndpointSlice controller names each slice port after the
         // Service port it resolves (both unnamed for a single-port Service).
-        let Some(slice_port) = slice.ports.iter().flatten().find(|p| {
-            p.name.as_deref().unwrap_or("") == port_name
-                && Protocol::from_field(p.protocol.as_deref()) == Some(protocol)
-        }) else {
+        let Some(slice_port) = slice
+            .ports
+            .iter()
+            .find(|p| *p.name == *port_name && p.protocol == Some(protocol))
+        else {
             continue;
         };
         // No number: the target port could not be resolved (e.g. a named
         // targetPort no pod declares), so nothing can be reached through it.
-        let Some(port) = slice_port.port.and_then(port_number) else {
+        let Some(port) = slice_port.port else {
             continue;
         };
-        for endpoint in slice.endpoints.iter().flatten() {
+        for endpoint in &slice.endpoints {
             if let Locality::Node(node) = locality
-                && endpoint.node_name.as_deref() != Some(node)
+                && slice.node_of(endpoint) != Some(node)
             {
                 continue;
             }
-            let usability = usability(endpoint.conditions.as_ref());
-            let pool = match usability {
-                Usability { ready: true, .. } => &mut ready,
-                Usability {
-                    serving_terminating: true,
-                    ..
-                } => &mut terminating,
-                _ => continue,
+            let pool = match endpoint.usable {
+                Usable::Ready => &mut ready,
+                Usable::ServingTerminating => &mut terminating,
             };
-            for address in &endpoint.addresses {
-                match address.parse::<Ipv4Addr>() {
-                    Ok(ip) => pool.push(BackendAddr { ip, port }),
-                    Err(_) => warn!(
-                        service = %svc,
-                        slice = slice.metadata.name.as_deref(),
-                        address = %address,
-                        "skipping unparsable endpoint address"
-                    ),
-                }
-            }
+            pool.push(BackendAddr {
+                ip: endpoint.ip,
+                port,
+            });
         }
     }
     let mut backends = if ready.is_empty() { terminating } else { ready };
@@ -533,27 +299,41 @@ fn backends(
     backends
 }
 
-/// A port number from the API's `int32`, if it is a usable port.
-fn port_number(port: i32) -> Option<u16> {
-    u16::try_from(port).ok().filter(|&p| p != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
-    fn service(spec: Value) -> Service {
-        serde_json::from_value(json!({
+    fn web() -> ServiceRef {
+        ServiceRef {
+            namespace: "default".into(),
+            name: "web".into(),
+        }
+    }
+
+    /// The frontends of Service default/web.
+    fn desired_frontends(
+        service: &ServiceRecord,
+        slices: &[&SliceRecord],
+        node: NodeRef<'_>,
+    ) -> Vec<DesiredFrontend> {
+        super::desired_frontends(&web(), service, slices, node)
+    }
+
+    fn service_object(object: Value) -> ServiceRecord {
+        ServiceRecord::from_json(&web(), object.to_string().as_bytes()).unwrap()
+    }
+
+    fn service(spec: Value) -> ServiceRecord {
+        service_object(json!({
             "metadata": { "namespace": "default", "name": "web" },
             "spec": spec,
         }))
-        .unwrap()
     }
 
-    fn slice(name: &str, address_type: &str, ports: Value, endpoints: Value) -> EndpointSlice {
-        serde_json::from_value(json!({
+    fn slice(name: &str, address_type: &str, ports: Value, endpoints: Value) -> SliceRecord {
+        let object = json!({
             "metadata": {
                 "namespace": "default",
                 "name": name,
@@ -562,8 +342,8 @@ mod tests {
             "addressType": address_type,
             "ports": ports,
             "endpoints": endpoints,
-        }))
-        .unwrap()
+        });
+        SliceRecord::from_json(&web(), object.to_string().as_bytes()).unwrap()
     }
 
     fn ready(addresses: &[&str]) -> Value {
@@ -582,7 +362,7 @@ mod tests {
             ip: ip.parse().unwrap(),
             port,
             protocol,
-            port_name: port_name.to_owned(),
+            port_name: port_name.into(),
         }
     }
 
@@ -590,7 +370,7 @@ mod tests {
         json!({ "clusterIP": "10.96.0.10", "ports": [{ "port": 80, "targetPort": 8080 }] })
     }
 
-    fn unnamed_slice(name: &str, endpoints: Value) -> EndpointSlice {
+    fn unnamed_slice(name: &str, endpoints: Value) -> SliceRecord {
         slice(
             name,
             "IPv4",
@@ -634,7 +414,7 @@ mod tests {
         assert_eq!(desired_frontends(&svc, &[&s], node("node1")).len(), 1);
     }
 
-    fn load_balancer_service(extra: Value) -> Service {
+    fn load_balancer_service(extra: Value) -> ServiceRecord {
         let mut spec = unnamed_http();
         spec["type"] = json!("LoadBalancer");
         spec["ports"][0]["nodePort"] = json!(30080);
@@ -643,15 +423,16 @@ mod tests {
         for (field, value) in extra.as_object().unwrap() {
             spec[field] = value.clone();
         }
-        let mut svc = service(spec);
-        svc.status = serde_json::from_value(json!({
-            "loadBalancer": { "ingress": [{ "ip": "172.18.255.10" }, { "hostname": "lb.example" }] }
+        service_object(json!({
+            "metadata": { "namespace": "default", "name": "web" },
+            "spec": spec,
+            "status": {
+                "loadBalancer": { "ingress": [{ "ip": "172.18.255.10" }, { "hostname": "lb.example" }] }
+            },
         }))
-        .unwrap();
-        svc
     }
 
-    fn two_nodes_slice() -> EndpointSlice {
+    fn two_nodes_slice() -> SliceRecord {
         unnamed_slice(
             "web-a",
             json!([
@@ -974,10 +755,9 @@ mod tests {
 
     #[test]
     fn service_without_spec_has_no_frontends() {
-        let svc: Service = serde_json::from_value(json!({
+        let svc = service_object(json!({
             "metadata": { "namespace": "default", "name": "web" },
-        }))
-        .unwrap();
+        }));
         assert_eq!(desired_frontends(&svc, &[], node("node1")), vec![]);
     }
 
@@ -1157,22 +937,26 @@ mod tests {
         }));
         let desired = desired_frontends(&svc, &[], node("node1"));
         assert_eq!(desired.len(), 1);
-        assert_eq!(desired[0].frontend.port_name, "a");
+        assert_eq!(&*desired[0].frontend.port_name, "a");
     }
 
     #[test]
     fn service_ref_display_and_slice_owner() {
         let s = unnamed_slice("web-a", json!([]));
-        let owner = ServiceRef::owning(&s).unwrap();
-        assert_eq!(owner.to_string(), "default/web");
-        assert_eq!(owner, ServiceRef::of(&service(unnamed_http())));
-        let unlabelled: EndpointSlice = serde_json::from_value(json!({
-            "metadata": { "namespace": "default", "name": "manual" },
-            "addressType": "IPv4",
-            "endpoints": [],
-        }))
+        assert_eq!(s.service.as_deref(), Some("web"));
+        assert_eq!(web().to_string(), "default/web");
+        let unlabelled = SliceRecord::from_json(
+            &web(),
+            json!({
+                "metadata": { "namespace": "default", "name": "manual" },
+                "addressType": "IPv4",
+                "endpoints": [],
+            })
+            .to_string()
+            .as_bytes(),
+        )
         .unwrap();
-        assert_eq!(ServiceRef::owning(&unlabelled), None);
+        assert_eq!(unlabelled.service, None);
     }
 
     #[test]

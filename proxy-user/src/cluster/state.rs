@@ -2,39 +2,40 @@
 //! current from the etcd watch, and the frontends each Service should have.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use tracing::debug;
 
 use super::frontends::{
     DesiredFrontend, HealthCheck, NodeRef, ServiceRef, desired_frontends, health_check,
 };
+use super::records::{ServiceRecord, SliceRecord};
 
-/// One change to a watched object. Objects are boxed: a batch of changes
-/// is mostly small deletes and a few large objects.
+/// An EndpointSlice's identity: namespace and name, as for a Service.
+pub type SliceRef = ServiceRef;
+
+/// One change to a watched object.
 #[derive(Clone, Debug)]
 pub enum ObjectChange {
-    ServiceUpsert(Box<Service>),
+    ServiceUpsert(ServiceRef, ServiceRecord),
     ServiceDelete(ServiceRef),
-    SliceUpsert(Box<EndpointSlice>),
-    SliceDelete { namespace: String, name: String },
+    SliceUpsert(SliceRef, SliceRecord),
+    SliceDelete(SliceRef),
 }
-
-/// An EndpointSlice's identity: namespace and name.
-type SliceKey = (String, String);
 
 /// Services by reference, and EndpointSlices grouped by the Service their
 /// `kubernetes.io/service-name` label names.
 #[derive(Debug, Default)]
 pub struct ClusterState {
-    services: BTreeMap<ServiceRef, Service>,
-    /// Slices of each Service, by slice name. A group may exist before its
-    /// Service does (the two are written independently).
-    slices: HashMap<ServiceRef, BTreeMap<String, EndpointSlice>>,
+    services: BTreeMap<ServiceRef, ServiceRecord>,
+    /// Slices of each Service, with their names. A group may exist before
+    /// its Service does (the two are written independently). A list, not
+    /// a map: most Services have one slice, and a map node would cost more
+    /// than the slice.
+    slices: HashMap<ServiceRef, Vec<(Arc<str>, SliceRecord)>>,
     /// The group each slice is in, because a delete carries only the slice's
     /// key and a relabelled slice must leave its old group.
-    slice_owner: HashMap<SliceKey, ServiceRef>,
+    slice_owner: HashMap<SliceRef, ServiceRef>,
 }
 
 impl ClusterState {
@@ -44,30 +45,28 @@ impl ClusterState {
     /// returned: a slice without its Service changes nothing.
     pub fn apply(&mut self, change: ObjectChange) -> BTreeSet<ServiceRef> {
         let mut affected = match change {
-            ObjectChange::ServiceUpsert(service) => {
-                return BTreeSet::from([self.upsert_service(*service)]);
+            ObjectChange::ServiceUpsert(svc, service) => {
+                self.services.insert(svc.clone(), service);
+                return BTreeSet::from([svc]);
             }
             ObjectChange::ServiceDelete(svc) => {
                 let existed = self.services.remove(&svc).is_some();
                 return existed.then_some(svc).into_iter().collect();
             }
-            ObjectChange::SliceUpsert(slice) => self.upsert_slice(*slice),
-            ObjectChange::SliceDelete { namespace, name } => {
-                self.remove_slice(&(namespace, name)).into_iter().collect()
-            }
+            ObjectChange::SliceUpsert(key, slice) => self.upsert_slice(key, slice),
+            ObjectChange::SliceDelete(key) => self.remove_slice(&key).into_iter().collect(),
         };
         affected.retain(|svc| self.services.contains_key(svc));
         affected
     }
 
-    /// The frontends `svc` should have now; empty when there is no such
-    /// Service.
-    /// The frontends of `svc` as node `node` serves them.
+    /// The frontends of `svc` as node `node` serves them; empty when there
+    /// is no such Service.
     pub fn desired(&self, svc: &ServiceRef, node: NodeRef<'_>) -> Vec<DesiredFrontend> {
         let Some(service) = self.services.get(svc) else {
             return Vec::new();
         };
-        desired_frontends(service, &self.slices_of(svc), node)
+        desired_frontends(svc, service, &self.slices_of(svc), node)
     }
 
     /// The health check the Service asks this node to answer, if any.
@@ -75,11 +74,12 @@ impl ClusterState {
         health_check(self.services.get(svc)?, &self.slices_of(svc), node)
     }
 
-    fn slices_of(&self, svc: &ServiceRef) -> Vec<&EndpointSlice> {
+    fn slices_of(&self, svc: &ServiceRef) -> Vec<&SliceRecord> {
         self.slices
             .get(svc)
             .into_iter()
-            .flat_map(BTreeMap::values)
+            .flatten()
+            .map(|(_, slice)| slice)
             .collect()
     }
 
@@ -93,47 +93,38 @@ impl ClusterState {
     /// may follow a gap in the watch in which anything changed.
     pub fn replace_all(
         &mut self,
-        services: Vec<Service>,
-        slices: Vec<EndpointSlice>,
+        services: Vec<(ServiceRef, ServiceRecord)>,
+        slices: Vec<(SliceRef, SliceRecord)>,
     ) -> BTreeSet<ServiceRef> {
         let mut affected: BTreeSet<ServiceRef> = self.services.keys().cloned().collect();
         *self = Self::default();
-        for service in services {
-            affected.insert(self.upsert_service(service));
-        }
-        for slice in slices {
-            self.upsert_slice(slice);
+        affected.extend(services.iter().map(|(svc, _)| svc.clone()));
+        self.services = services.into_iter().collect();
+        for (key, slice) in slices {
+            self.upsert_slice(key, slice);
         }
         affected
     }
 
-    /// Stores a Service; returns its reference.
-    fn upsert_service(&mut self, service: Service) -> ServiceRef {
-        let svc = ServiceRef::of(&service);
-        self.services.insert(svc.clone(), service);
-        svc
-    }
-
     /// Files a slice under the Service its label names, taking it out of the
     /// group it was in. Returns the old and the new group's Service.
-    fn upsert_slice(&mut self, slice: EndpointSlice) -> BTreeSet<ServiceRef> {
-        let key = (
-            slice.metadata.namespace.clone().unwrap_or_default(),
-            slice.metadata.name.clone().unwrap_or_default(),
-        );
+    fn upsert_slice(&mut self, key: SliceRef, slice: SliceRecord) -> BTreeSet<ServiceRef> {
         let mut groups: BTreeSet<ServiceRef> = self.remove_slice(&key).into_iter().collect();
-        match ServiceRef::owning(&slice) {
-            Some(owner) => {
+        match slice.service.clone() {
+            Some(name) => {
+                let owner = ServiceRef {
+                    namespace: key.namespace.clone(),
+                    name,
+                };
                 self.slices
                     .entry(owner.clone())
                     .or_default()
-                    .insert(key.1.clone(), slice);
+                    .push((key.name.clone(), slice));
                 self.slice_owner.insert(key, owner.clone());
                 groups.insert(owner);
             }
             None => debug!(
-                namespace = %key.0,
-                slice = %key.1,
+                slice = %key,
                 "ignoring EndpointSlice without a service-name label"
             ),
         }
@@ -141,10 +132,10 @@ impl ClusterState {
     }
 
     /// Takes a slice out of its group; returns the group's Service.
-    fn remove_slice(&mut self, key: &SliceKey) -> Option<ServiceRef> {
+    fn remove_slice(&mut self, key: &SliceRef) -> Option<ServiceRef> {
         let owner = self.slice_owner.remove(key)?;
         if let Some(group) = self.slices.get_mut(&owner) {
-            group.remove(&key.1);
+            group.retain(|(name, _)| *name != key.name);
             if group.is_empty() {
                 self.slices.remove(&owner);
             }
@@ -159,31 +150,35 @@ mod tests {
     use crate::cluster::frontends::{BackendAddr, SERVICE_NAME_LABEL};
     use serde_json::json;
 
-    fn service(name: &str, ip: &str) -> Service {
-        serde_json::from_value(json!({
+    fn service(name: &str, ip: &str) -> (ServiceRef, ServiceRecord) {
+        let json = json!({
             "metadata": { "namespace": "default", "name": name },
             "spec": { "clusterIP": ip, "ports": [{ "port": 80 }] },
-        }))
-        .unwrap()
+        });
+        let record = ServiceRecord::from_json(&svc(name), json.to_string().as_bytes()).unwrap();
+        (svc(name), record)
     }
 
-    fn slice(name: &str, owner: Option<&str>, ip: &str) -> EndpointSlice {
+    fn slice(name: &str, owner: Option<&str>, ip: &str) -> (SliceRef, SliceRecord) {
         let labels = owner.map(|o| json!({ SERVICE_NAME_LABEL: o }));
-        serde_json::from_value(json!({
+        let json = json!({
             "metadata": { "namespace": "default", "name": name, "labels": labels },
             "addressType": "IPv4",
             "ports": [{ "port": 8080 }],
             "endpoints": [{ "addresses": [ip] }],
-        }))
-        .unwrap()
+        });
+        let record = SliceRecord::from_json(&svc(name), json.to_string().as_bytes()).unwrap();
+        (svc(name), record)
     }
 
     fn put_service(name: &str, ip: &str) -> ObjectChange {
-        ObjectChange::ServiceUpsert(Box::new(service(name, ip)))
+        let (svc, record) = service(name, ip);
+        ObjectChange::ServiceUpsert(svc, record)
     }
 
     fn put_slice(name: &str, owner: Option<&str>, ip: &str) -> ObjectChange {
-        ObjectChange::SliceUpsert(Box::new(slice(name, owner, ip)))
+        let (key, record) = slice(name, owner, ip);
+        ObjectChange::SliceUpsert(key, record)
     }
 
     fn svc(name: &str) -> ServiceRef {
@@ -237,17 +232,11 @@ mod tests {
         state.apply(put_slice("web-a", Some("web"), "10.244.1.1"));
         state.apply(put_slice("web-a", Some("web"), "10.244.1.9"));
         assert_eq!(backend_ips(&state, "web"), ["10.244.1.9"]);
-        let affected = state.apply(ObjectChange::SliceDelete {
-            namespace: "default".into(),
-            name: "web-a".into(),
-        });
+        let affected = state.apply(ObjectChange::SliceDelete(svc("web-a")));
         assert_eq!(affected, set(&["web"]));
         assert_eq!(backend_ips(&state, "web"), Vec::<String>::new());
         // Deleting it again (a replayed event) changes nothing.
-        let affected = state.apply(ObjectChange::SliceDelete {
-            namespace: "default".into(),
-            name: "web-a".into(),
-        });
+        let affected = state.apply(ObjectChange::SliceDelete(svc("web-a")));
         assert_eq!(affected, set(&[]));
     }
 

@@ -1,5 +1,6 @@
 //! The node's eBPF datapath: the programs on the node's cgroup and uplink,
 //! and the service maps kept equal to the frontends the cluster wants.
+mod batch_ops;
 mod config;
 mod error;
 mod ids;
@@ -29,7 +30,7 @@ pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
 pub use policy::{Policy, SourceCidr};
 pub use programmed::{BackendChange, MaglevParams, MapOp};
-use programmed::{Plan, Programmed};
+use programmed::{Plan, Programmed, by_map};
 use sock_reset::SocketResetter;
 pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
@@ -68,7 +69,23 @@ pub struct Datapath {
     tables: Tables,
     programmed: Programmed,
     resetter: SocketResetter,
+    /// Writes held back by `defer_writes` until `flush`.
+    deferred: Option<Deferred>,
 }
+
+/// Writes planned but not made yet, and how many Maglev tables (64 KiB
+/// each) they carry.
+#[derive(Default)]
+struct Deferred {
+    ops: Vec<MapOp>,
+    tables: usize,
+}
+
+/// Deferred writes are made early once they hold this many Maglev tables
+/// (4 MiB), or this many writes in all (a few MiB), so a full sync of many
+/// Services needs no more memory than a slice of it.
+const MAX_DEFERRED_TABLES: usize = 64;
+const MAX_DEFERRED_OPS: usize = 256 * 1024;
 
 impl Datapath {
     /// Loads the programs (reusing pinned maps) and adopts whatever state
@@ -93,6 +110,7 @@ impl Datapath {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::new(settings.maglev),
             resetter: SocketResetter::load(&mut ebpf, &btf, &settings.cgroup)?,
+            deferred: None,
             ebpf: Some(ebpf),
             settings,
         };
@@ -120,11 +138,13 @@ impl Datapath {
     /// interrupted writer left half done. Used at start-up, and after a
     /// failed write left mirror and maps apart.
     pub fn adopt(&mut self) -> Result<(), DatapathError> {
+        // Writes held back are moot: the mirror is rebuilt from the maps.
+        self.deferred = None;
         let (programmed, mut repairs) =
             Programmed::adopt(self.tables.read()?, self.settings.maglev);
         repairs.retain(|op| !self.tables.holds(op));
         self.programmed = programmed;
-        self.write(&repairs).map_err(DatapathError::Repair)?;
+        self.tables.write(&repairs).map_err(DatapathError::Repair)?;
         info!(
             frontends = self.programmed.keys().count(),
             repairs = repairs.len(),
@@ -167,12 +187,36 @@ impl Datapath {
         self.resetter.reset(orphans)
     }
 
+    /// Holds the writes of `set` and `remove` back until `flush`, which
+    /// makes them by map, in batches: a full sync then costs a few syscalls
+    /// per map instead of one per entry. Nothing reads the maps in between
+    /// but the programs, which see each entry only after what it names.
+    pub fn defer_writes(&mut self) {
+        self.deferred.get_or_insert_with(Deferred::default);
+    }
+
+    /// Makes the writes held back since `defer_writes`, and stops holding
+    /// them back.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        match self.deferred.take() {
+            Some(deferred) => self.tables.write(&by_map(deferred.ops)),
+            None => Ok(()),
+        }
+    }
+
     fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
-        for op in ops {
-            self.tables.apply(op).map_err(|cause| WriteError {
-                op: op.clone(),
-                cause,
-            })?;
+        let Some(deferred) = &mut self.deferred else {
+            return self.tables.write(ops);
+        };
+        deferred.ops.extend_from_slice(ops);
+        deferred.tables += ops
+            .iter()
+            .filter(|op| matches!(op, MapOp::PutMaglev(..)))
+            .count();
+        if deferred.tables >= MAX_DEFERRED_TABLES || deferred.ops.len() >= MAX_DEFERRED_OPS {
+            let ops = std::mem::take(&mut deferred.ops);
+            deferred.tables = 0;
+            self.tables.write(&by_map(ops))?;
         }
         Ok(())
     }

@@ -455,6 +455,28 @@ impl Programmed {
     }
 }
 
+/// `ops` regrouped by map in make-before-break order (every backend, then
+/// every slot, source range and Maglev table, then every frontend entry),
+/// so that each map can be written in batches: the writes of a whole full
+/// sync, say. Only writes that delete nothing are regrouped: after a delete
+/// an id may be reused, and then their order matters. Others come back as
+/// they were.
+pub fn by_map(mut ops: Vec<MapOp>) -> Vec<MapOp> {
+    let rank = |op: &MapOp| match op {
+        MapOp::PutBackend(..) => Some(0),
+        MapOp::PutSlot(..) => Some(1),
+        MapOp::PutSourceRange(..) => Some(2),
+        MapOp::PutMaglev(..) => Some(3),
+        MapOp::PutService(..) => Some(4),
+        _ => None,
+    };
+    if ops.iter().all(|op| rank(op).is_some()) {
+        // Stable: writes to one map keep their order.
+        ops.sort_by_key(rank);
+    }
+    ops
+}
+
 fn slot_key(service_id: u32, slot: usize) -> BackendSlotKey {
     BackendSlotKey {
         service_id,
@@ -641,6 +663,35 @@ mod tests {
         let mut maps = Maps::default();
         maps.apply(&ops);
         assert_eq!(maps.reachable(&frontend(10)), vec![backend(2), backend(3)]);
+    }
+
+    #[test]
+    fn writes_regrouped_by_map_never_dangle() {
+        let mut programmed = Programmed::new(PARAMS);
+        let mut ops = Vec::new();
+        for port in 10..20 {
+            let backends: Vec<Backend> = (0..port % 4 + 1).map(|b| backend(b + port)).collect();
+            let policy = if port % 2 == 0 {
+                external(&["192.0.2.0/24"])
+            } else {
+                plain()
+            };
+            ops.extend(programmed.set(frontend(port), &backends, &policy));
+        }
+        let regrouped = by_map(ops.clone());
+        assert_ne!(regrouped, ops, "a full sync's writes are regrouped");
+        // Applying checks, after every write, that nothing dangles.
+        let mut maps = Maps::default();
+        maps.apply(&regrouped);
+        assert_eq!(
+            maps.reachable(&frontend(13)),
+            vec![backend(13), backend(14)]
+        );
+
+        // Writes that delete keep their order.
+        let ops = programmed.set(frontend(13), &[backend(13)], &plain());
+        assert!(ops.iter().any(|op| matches!(op, MapOp::DeleteSlot(_))));
+        assert_eq!(by_map(ops.clone()), ops);
     }
 
     #[test]

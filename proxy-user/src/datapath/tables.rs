@@ -1,8 +1,10 @@
 //! Typed handles on the service maps, and the one place map writes happen.
+use std::os::fd::AsFd as _;
+
 use aya::{
     Ebpf,
     maps::{
-        HashMap, MapData, MapError, PerCpuHashMap,
+        HashMap, IterableMap as _, MapData, MapError, PerCpuHashMap,
         lpm_trie::{Key, LpmTrie},
     },
 };
@@ -11,10 +13,16 @@ use proxy_common::{
     SourceRange, map_names,
 };
 
+use tracing::warn;
+
 use super::{
-    DatapathError,
+    DatapathError, WriteError, batch_ops,
     programmed::{MapContents, MapOp},
 };
+
+/// Entries per batched write: few syscalls, and key and value arrays
+/// of a few hundred KiB at most.
+const BATCH: usize = 16_384;
 
 pub struct Tables {
     services: HashMap<MapData, ServiceKey, ServiceValue>,
@@ -89,6 +97,78 @@ impl Tables {
                 .is_ok_and(|current| current == *table.0),
             _ => false,
         }
+    }
+
+    /// Makes `ops` in order; each run of writes to one map of backends,
+    /// slots or frontend entries takes one syscall per `BATCH` entries.
+    pub fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
+        let mut rest = ops;
+        while let Some(first) = rest.first() {
+            let kind = std::mem::discriminant(first);
+            let run = rest
+                .iter()
+                .take(BATCH)
+                .take_while(|op| std::mem::discriminant(*op) == kind)
+                .count();
+            let (chunk, tail) = rest.split_at(run);
+            rest = tail;
+            if chunk.len() > 1 {
+                match self.put_batch(chunk) {
+                    Some(Ok(())) => continue,
+                    // The kernel may lack the command, or one entry may not
+                    // fit: one by one, the error names the write.
+                    Some(Err(error)) => {
+                        warn!(%error, entries = chunk.len(), "a batched map write failed; writing its entries one by one")
+                    }
+                    None => {}
+                }
+            }
+            for op in chunk {
+                self.apply(op).map_err(|cause| WriteError {
+                    op: op.clone(),
+                    cause,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `ops`, all of one kind, in one syscall; `None` for a kind
+    /// written one by one.
+    fn put_batch(&mut self, ops: &[MapOp]) -> Option<Result<(), MapError>> {
+        Some(match ops.first()? {
+            MapOp::PutBackend(..) => {
+                let (ids, backends): (Vec<_>, Vec<_>) = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        MapOp::PutBackend(id, backend) => Some((*id, *backend)),
+                        _ => None,
+                    })
+                    .unzip();
+                batch_ops::update(self.backends.map().fd().as_fd(), &ids, &backends)
+            }
+            MapOp::PutSlot(..) => {
+                let (keys, ids): (Vec<_>, Vec<_>) = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        MapOp::PutSlot(key, id) => Some((*key, *id)),
+                        _ => None,
+                    })
+                    .unzip();
+                batch_ops::update(self.slots.map().fd().as_fd(), &keys, &ids)
+            }
+            MapOp::PutService(..) => {
+                let (keys, values): (Vec<_>, Vec<_>) = ops
+                    .iter()
+                    .filter_map(|op| match op {
+                        MapOp::PutService(key, value) => Some((*key, *value)),
+                        _ => None,
+                    })
+                    .unzip();
+                batch_ops::update(self.services.map().fd().as_fd(), &keys, &values)
+            }
+            _ => return None,
+        })
     }
 
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {

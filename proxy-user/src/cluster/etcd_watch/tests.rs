@@ -68,7 +68,7 @@ fn backoff_doubles_to_five_seconds_and_resets() {
 }
 
 #[test]
-fn decode_takes_identity_from_key_and_drops_managed_fields() {
+fn decode_takes_identity_from_key_and_keeps_only_what_it_reads() {
     let value = json!({
         "apiVersion": "v1",
         "kind": "Service",
@@ -78,20 +78,22 @@ fn decode_takes_identity_from_key_and_drops_managed_fields() {
         },
         "spec": { "clusterIP": "10.96.0.10" },
     });
-    let service: Service = decode(
+    let (name, service): (ServiceRef, ServiceRecord) = decode(
         SERVICES_PREFIX,
         b"/registry/services/specs/default/web",
         value.to_string().as_bytes(),
     )
     .unwrap();
-    assert_eq!(service.metadata.namespace.as_deref(), Some("default"));
-    assert_eq!(service.metadata.name.as_deref(), Some("web"));
-    assert_eq!(service.metadata.managed_fields, None);
+    assert_eq!(name, svc("web"));
+    assert_eq!(
+        *service.cluster_ips,
+        [std::net::Ipv4Addr::new(10, 96, 0, 10)]
+    );
 }
 
 #[test]
 fn decode_errors_name_the_key() {
-    let error = decode::<Service>(
+    let error = decode::<ServiceRecord>(
         SERVICES_PREFIX,
         b"/registry/services/specs/default/web",
         b"k8s\0protobuf",
@@ -106,7 +108,7 @@ fn decode_errors_name_the_key() {
 
     // A valid object of another kind is not silently taken for a Service.
     let pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": {} });
-    let error = decode::<Service>(
+    let error = decode::<ServiceRecord>(
         SERVICES_PREFIX,
         b"/registry/services/specs/default/web",
         pod.to_string().as_bytes(),
@@ -114,8 +116,8 @@ fn decode_errors_name_the_key() {
     .unwrap_err();
     assert!(matches!(error, DecodeError::Value { .. }));
 
-    let error =
-        decode::<Service>(SERVICES_PREFIX, b"/registry/services/specs/web", b"{}").unwrap_err();
+    let error = decode::<ServiceRecord>(SERVICES_PREFIX, b"/registry/services/specs/web", b"{}")
+        .unwrap_err();
     assert!(matches!(error, DecodeError::Key { .. }));
 }
 
@@ -128,9 +130,7 @@ fn watch_events_become_changes() {
         value.as_bytes(),
     )
     .unwrap();
-    assert!(
-        matches!(upsert, ObjectChange::ServiceUpsert(s) if s.metadata.name.as_deref() == Some("web"))
-    );
+    assert!(matches!(upsert, ObjectChange::ServiceUpsert(s, _) if s == svc("web")));
 
     let delete = change_of(
         EventType::Delete,
@@ -147,7 +147,7 @@ fn watch_events_become_changes() {
         value.as_bytes(),
     )
     .unwrap();
-    assert!(matches!(upsert, ObjectChange::SliceUpsert(_)));
+    assert!(matches!(upsert, ObjectChange::SliceUpsert(..)));
 
     let delete = change_of(
         EventType::Delete,
@@ -157,7 +157,7 @@ fn watch_events_become_changes() {
     .unwrap();
     assert!(matches!(
         delete,
-        ObjectChange::SliceDelete { namespace, name } if namespace == "default" && name == "web-a"
+        ObjectChange::SliceDelete(slice) if slice == svc("web-a")
     ));
 
     assert!(change_of(EventType::Delete, b"/registry/endpointslices/web-a", b"").is_err());
@@ -201,13 +201,13 @@ async fn list_pages_at_one_revision_and_skips_undecodable_values() {
     let names: Vec<_> = snapshot
         .services
         .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
+        .map(|(name, _)| name.name.to_string())
         .collect();
     assert_eq!(names, ["a", "b", "c", "d", "e"]);
     let slices: Vec<_> = snapshot
         .slices
         .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
+        .map(|(name, _)| name.name.to_string())
         .collect();
     assert_eq!(slices, ["a-1", "b-1"]);
 
@@ -218,12 +218,13 @@ async fn list_pages_at_one_revision_and_skips_undecodable_values() {
         .delete("/registry/services/specs/default/a", None)
         .await
         .unwrap();
-    let (pinned, revision): (Vec<Service>, i64) = list_prefix(&mut kv, SERVICES_PREFIX, latest, 2)
-        .await
-        .unwrap();
+    let (pinned, revision): (Vec<(ServiceRef, ServiceRecord)>, i64) =
+        list_prefix(&mut kv, SERVICES_PREFIX, latest, 2)
+            .await
+            .unwrap();
     assert_eq!(revision, latest);
     assert_eq!(pinned.len(), 5);
-    assert_eq!(pinned[0].metadata.name.as_deref(), Some("a"));
+    assert_eq!(pinned[0].0, svc("a"));
 }
 
 #[tokio::test]
@@ -344,12 +345,12 @@ async fn run_lists_watches_and_resyncs_after_outage_with_compaction() {
     assert!(*revision >= latest);
     let names: BTreeSet<_> = services
         .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
+        .map(|(name, _)| name.name.to_string())
         .collect();
     assert_eq!(names, BTreeSet::from(["db".into(), "web".into()]));
     let slice_names: BTreeSet<_> = slices
         .iter()
-        .map(|s| s.metadata.name.clone().unwrap())
+        .map(|(name, _)| name.name.to_string())
         .collect();
     assert_eq!(slice_names, BTreeSet::from(["db-a".into(), "web-b".into()]));
 
