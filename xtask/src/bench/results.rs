@@ -47,9 +47,19 @@ pub struct Figure {
 }
 
 impl Figure {
+    /// `variant` against the baseline. When both have a sample from every
+    /// round, this is the median of the per-round ratios: each pairs two
+    /// samples taken seconds apart, so the shared machine's drift between
+    /// rounds cancels. A failed round breaks the pairing, and then it is
+    /// the ratio of the medians.
     pub fn ratio(&self, variant: &str) -> Option<f64> {
-        let value = self.variants.get(variant)?.median()?;
-        let baseline = self.variants.get(self.baseline)?.median()?;
+        let value = &self.variants.get(variant)?.values;
+        let baseline = &self.variants.get(self.baseline)?.values;
+        if value.len() == baseline.len() && baseline.iter().all(|b| *b > 0.0) {
+            let ratios: Vec<f64> = value.iter().zip(baseline).map(|(v, b)| v / b).collect();
+            return median(&ratios);
+        }
+        let (value, baseline) = (median(value)?, median(baseline)?);
         (baseline > 0.0).then(|| value / baseline)
     }
 }
@@ -203,6 +213,29 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn ratios_pair_rounds_unless_a_round_failed() {
+        let figure = |values: [Vec<f64>; 2]| {
+            let [direct, skiff] = values.map(|values| Samples {
+                values,
+                ..Samples::default()
+            });
+            Figure {
+                key: "tcp",
+                title: "",
+                unit: "",
+                higher_is_better: true,
+                baseline: "direct",
+                variants: BTreeMap::from([("direct", direct), ("skiff", skiff)]),
+            }
+        };
+        // Round 2 ran slow for both: paired, it reads 1.0 every round.
+        let paired = figure([vec![3.0, 2.0, 3.0], vec![3.0, 2.0, 3.0]]);
+        assert_eq!(paired.ratio("skiff"), Some(1.0));
+        let unpaired = figure([vec![3.0, 2.0, 3.0], vec![3.0, 1.5]]);
+        assert_eq!(unpaired.ratio("skiff"), Some(2.25 / 3.0));
     }
 
     #[test]
