@@ -2,7 +2,6 @@
 //! prints one JSON line per figure: idle RSS, create rate, RSS with the
 //! Services loaded, list time, and watch fan-out delivery times.
 
-mod client;
 mod processes;
 mod runs;
 
@@ -12,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use client::Client;
 use processes::Processes;
+use skiff_api_client::ApiClient;
 
 /// Measures skiff-control against a throwaway etcd (loopback only).
 #[derive(Debug, Parser)]
@@ -62,7 +61,11 @@ async fn main() -> Result<()> {
     let (events, list_runs) = if args.quick { (20, 3) } else { (100, 5) };
 
     let processes = Processes::start(&args.etcd, &control)?;
-    let client = Client::new(&processes.addr, &processes.token, &processes.ca_pem()?)?;
+    let client = ApiClient::new(
+        processes.addr.parse()?,
+        &processes.token,
+        &processes.ca_pem()?,
+    )?;
     tokio::time::sleep(SETTLE).await;
     emit(runs::memory("idle", 0, processes.rss_mib()?));
 

@@ -10,7 +10,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
-use super::client::Client;
+use skiff_api_client::ApiClient;
 
 /// The namespace the benchmark's Services live in.
 pub const NAMESPACE: &str = "bench";
@@ -30,7 +30,7 @@ fn service(name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-pub async fn create_namespace(client: &Client) -> Result<()> {
+pub async fn create_namespace(client: &ApiClient) -> Result<()> {
     let namespace =
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NAMESPACE } });
     let body = namespace.to_string();
@@ -41,14 +41,14 @@ pub async fn create_namespace(client: &Client) -> Result<()> {
             Method::POST,
             "/api/v1/namespaces",
             Some(body.as_bytes()),
-            StatusCode::CREATED,
+            &[StatusCode::CREATED],
         )
         .await?;
     Ok(())
 }
 
 /// Creates `count` ClusterIP Services over `concurrency` connections.
-pub async fn create_rate(client: &Client, count: usize, concurrency: usize) -> Result<Value> {
+pub async fn create_rate(client: &ApiClient, count: usize, concurrency: usize) -> Result<Value> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
@@ -57,7 +57,7 @@ pub async fn create_rate(client: &Client, count: usize, concurrency: usize) -> R
             let mut conn = client.connect().await?;
             for index in (worker..count).step_by(concurrency) {
                 let body = service(&format!("svc-{index}"));
-                conn.call(Method::POST, SERVICES, Some(&body), StatusCode::CREATED)
+                conn.call(Method::POST, SERVICES, Some(&body), &[StatusCode::CREATED])
                     .await?;
             }
             anyhow::Ok(())
@@ -77,14 +77,14 @@ pub async fn create_rate(client: &Client, count: usize, concurrency: usize) -> R
 }
 
 /// Lists every Service of the namespace `runs` times on one connection.
-pub async fn list(client: &Client, expected: usize, runs: usize) -> Result<Value> {
+pub async fn list(client: &ApiClient, expected: usize, runs: usize) -> Result<Value> {
     let mut conn = client.connect().await?;
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..runs {
         let started = Instant::now();
         let body = conn
-            .call(Method::GET, SERVICES, None, StatusCode::OK)
+            .call(Method::GET, SERVICES, None, &[StatusCode::OK])
             .await?;
         let list: Value = serde_json::from_slice(&body)?;
         times.push(started.elapsed());
@@ -107,7 +107,7 @@ pub async fn list(client: &Client, expected: usize, runs: usize) -> Result<Value
 
 /// `watchers` watches of the namespace see `events` new Services: how long
 /// from the start of each create to each watcher's receipt.
-pub async fn watch_fanout(client: &Client, watchers: usize, events: usize) -> Result<Value> {
+pub async fn watch_fanout(client: &ApiClient, watchers: usize, events: usize) -> Result<Value> {
     let mut conn = client.connect().await?;
     let list: Value = serde_json::from_slice(
         &conn
@@ -115,7 +115,7 @@ pub async fn watch_fanout(client: &Client, watchers: usize, events: usize) -> Re
                 Method::GET,
                 &format!("{SERVICES}?limit=1"),
                 None,
-                StatusCode::OK,
+                &[StatusCode::OK],
             )
             .await?,
     )?;
@@ -146,7 +146,7 @@ pub async fn watch_fanout(client: &Client, watchers: usize, events: usize) -> Re
             Method::POST,
             SERVICES,
             Some(&service(&name)),
-            StatusCode::CREATED,
+            &[StatusCode::CREATED],
         )
         .await?;
     }

@@ -30,10 +30,9 @@ use skiff_tests::{
 };
 use tokio::{runtime::Runtime, task::JoinSet};
 
-use super::{
-    api_client::ApiClient,
-    catalog::{NAMESPACE, Svc, api_objects},
-};
+use skiff_api_client::ApiClient;
+
+use super::catalog::{NAMESPACE, Svc, api_objects};
 
 /// The iptables plane's VIP range (see `catalog::Plane::vip_base`); the
 /// API server's first address of it goes to `default/kubernetes`.
@@ -42,6 +41,9 @@ const TOKEN: &str = "skiff-bench-kube-proxy";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections creating objects at once.
 const CONNECTIONS: usize = 8;
+/// A create answered 409 finds what it would have made: the Services only
+/// grow from one scale to the next.
+const CREATED_OR_EXISTS: &[StatusCode] = &[StatusCode::CREATED, StatusCode::CONFLICT];
 
 pub struct KubeApi<'rt> {
     runtime: &'rt Runtime,
@@ -115,7 +117,12 @@ impl<'rt> KubeApi<'rt> {
             api.client
                 .connect()
                 .await?
-                .create("/api/v1/namespaces", namespace.to_string().as_bytes())
+                .call(
+                    Method::POST,
+                    "/api/v1/namespaces",
+                    Some(namespace.to_string().as_bytes()),
+                    CREATED_OR_EXISTS,
+                )
                 .await
         })?;
         Ok(api)
@@ -151,10 +158,20 @@ impl<'rt> KubeApi<'rt> {
                     let mut connection = client.connect().await?;
                     for [service, endpoints] in bodies.iter().skip(worker).step_by(CONNECTIONS) {
                         connection
-                            .create(&services_path, service.as_bytes())
+                            .call(
+                                Method::POST,
+                                &services_path,
+                                Some(service.as_bytes()),
+                                CREATED_OR_EXISTS,
+                            )
                             .await?;
                         connection
-                            .create(&endpoints_path, endpoints.as_bytes())
+                            .call(
+                                Method::POST,
+                                &endpoints_path,
+                                Some(endpoints.as_bytes()),
+                                CREATED_OR_EXISTS,
+                            )
                             .await?;
                     }
                     anyhow::Ok(())
@@ -173,13 +190,13 @@ impl<'rt> KubeApi<'rt> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let answered = self.runtime.block_on(async {
-                let (status, _) = self
+                let response = self
                     .client
                     .connect()
                     .await?
                     .send(Method::GET, "/api", None)
                     .await?;
-                anyhow::Ok(status == StatusCode::OK)
+                anyhow::Ok(response.status() == StatusCode::OK)
             });
             if answered.is_ok_and(|ok| ok) {
                 return Ok(());

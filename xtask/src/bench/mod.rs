@@ -10,7 +10,6 @@
 //! `load` (the load generators), `datapath` and `sweep` (the figures),
 //! `results`, `report`, `plot` (the output).
 
-mod api_client;
 mod catalog;
 mod control_plane;
 mod datapath;

@@ -1,7 +1,7 @@
 //! A minimal HTTPS client for skiff-control's REST API: HTTP/1.1 over
 //! rustls, a bearer token, the server verified against the CA that
-//! skiff-control wrote. Enough to create objects in bulk over a few
-//! connections; nothing else in xtask speaks HTTP.
+//! skiff-control wrote. `skiff-control-bench` and `cargo xtask bench`
+//! create, list and watch objects in bulk with it; nothing else needs more.
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -9,7 +9,10 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{
+    body::Incoming,
+    client::conn::http1::{self, SendRequest},
+};
 use hyper_util::rt::TokioIo;
 use rustls::{
     RootCertStore,
@@ -18,6 +21,7 @@ use rustls::{
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+/// Where the API server is and how to trust and authenticate to it.
 #[derive(Clone)]
 pub struct ApiClient {
     addr: SocketAddr,
@@ -42,6 +46,7 @@ impl ApiClient {
         })
     }
 
+    /// Opens one keep-alive connection.
     pub async fn connect(&self) -> Result<Connection> {
         let tcp = TcpStream::connect(self.addr)
             .await
@@ -70,13 +75,14 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Sends a request with an optional JSON body; the status and body.
+    /// Sends a request with an optional JSON body; the response with its
+    /// body unread (a watch streams it).
     pub async fn send(
         &mut self,
         method: Method,
         path: &str,
         body: Option<&[u8]>,
-    ) -> Result<(StatusCode, Bytes)> {
+    ) -> Result<hyper::Response<Incoming>> {
         let request = Request::builder()
             .method(&method)
             .uri(path)
@@ -85,26 +91,29 @@ impl Connection {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))?;
         self.sender.ready().await?;
-        let response = self
-            .sender
+        self.sender
             .send_request(request)
             .await
-            .with_context(|| format!("{method} {path}"))?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+            .with_context(|| format!("{method} {path}"))
     }
 
-    /// Creates (POST) an object at `path`; one that already exists counts
-    /// as created.
-    pub async fn create(&mut self, path: &str, body: &[u8]) -> Result<()> {
-        let (status, answer) = self.send(Method::POST, path, Some(body)).await?;
-        if status != StatusCode::CREATED && status != StatusCode::CONFLICT {
+    /// A request whose answer must have one of `expected` statuses: its body.
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        expected: &[StatusCode],
+    ) -> Result<Bytes> {
+        let response = self.send(method.clone(), path, body).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        if !expected.contains(&status) {
             bail!(
-                "POST {path}: {status}: {}",
-                String::from_utf8_lossy(&answer)
+                "{method} {path}: {status}: {}",
+                String::from_utf8_lossy(&bytes)
             );
         }
-        Ok(())
+        Ok(bytes)
     }
 }
