@@ -1,6 +1,10 @@
 //! Pod addresses from the node's pod CIDR. Each allocation is a file
 //! `<state>/ips/<address>` naming its pod, created with O_EXCL: a restarted
 //! agent finds every live pod's address there and never hands it out twice.
+//! Addresses go round-robin, as the host-local IPAM plugin hands them out:
+//! a freed address is reused only after the rest of the range, so a
+//! replacement pod never inherits neighbour entries, conntrack state or
+//! in-flight packets that were meant for the pod before it.
 use std::{
     fmt, fs, io,
     net::Ipv4Addr,
@@ -74,6 +78,10 @@ impl Holder {
     }
 }
 
+/// The file beside the allocations that holds the host number handed out
+/// last; its name is no address, so `held` skips it.
+const LAST: &str = "last-allocated";
+
 pub struct Ipam {
     cidr: Cidr,
     dir: PathBuf,
@@ -86,13 +94,18 @@ impl Ipam {
         Ok(Ipam { cidr, dir })
     }
 
-    /// The address `holder` already has, or the lowest free one (from .2:
-    /// .0 is the network, .1 the gateway, the last the broadcast).
+    /// The address `holder` already has, or the first free one after the
+    /// last handed out, wrapping round (from .2: .0 is the network, .1 the
+    /// gateway, the last the broadcast).
     pub fn allocate(&self, holder: &Holder) -> io::Result<Ipv4Addr> {
         if let Some((ip, _)) = self.held().into_iter().find(|(_, h)| h == holder) {
             return Ok(ip);
         }
-        for n in 2..self.cidr.size() - 1 {
+        let hosts = 2..self.cidr.size() - 1;
+        let count = hosts.end - hosts.start;
+        let after_last = self.last().map_or(0, |n| n + 1 - hosts.start);
+        for offset in 0..count {
+            let n = hosts.start + (after_last + offset) % count;
             let ip = self.cidr.host(n as u32);
             match fs::OpenOptions::new()
                 .write(true)
@@ -101,6 +114,7 @@ impl Ipam {
             {
                 Ok(file) => {
                     io::Write::write_all(&mut &file, holder.render().as_bytes())?;
+                    fs::write(self.dir.join(LAST), n.to_string())?;
                     return Ok(ip);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -111,6 +125,13 @@ impl Ipam {
             "the pod CIDR {} is full",
             self.cidr
         )))
+    }
+
+    /// The host number handed out last, if it is in the range.
+    fn last(&self) -> Option<u64> {
+        let text = fs::read_to_string(self.dir.join(LAST)).ok()?;
+        let n: u64 = text.trim().parse().ok()?;
+        (2..self.cidr.size() - 1).contains(&n).then_some(n)
     }
 
     pub fn release(&self, ip: Ipv4Addr) {
@@ -169,6 +190,25 @@ mod tests {
             again.allocate(&holder("b")).unwrap(),
             Ipv4Addr::new(10, 244, 1, 2)
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn freed_addresses_come_back_only_after_the_rest_of_the_range() {
+        let dir = std::env::temp_dir().join(format!("skiff-ipam-rr-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        // A /29: pod addresses .2 to .6.
+        let ipam = Ipam::new("10.244.1.0/29".parse().unwrap(), &dir).unwrap();
+        let host = |n| Ipv4Addr::new(10, 244, 1, n);
+        assert_eq!(ipam.allocate(&holder("a")).unwrap(), host(2));
+        assert_eq!(ipam.allocate(&holder("b")).unwrap(), host(3));
+        ipam.release(host(2));
+        assert_eq!(ipam.allocate(&holder("c")).unwrap(), host(4));
+        assert_eq!(ipam.allocate(&holder("d")).unwrap(), host(5));
+        assert_eq!(ipam.allocate(&holder("e")).unwrap(), host(6));
+        // Wrapped round: .2 is free again, .3 still held.
+        assert_eq!(ipam.allocate(&holder("f")).unwrap(), host(2));
+        assert!(ipam.allocate(&holder("g")).is_err(), "the range is full");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -82,9 +82,12 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Deletes the veth and the netns; what is already gone is fine.
+    /// Deletes the veth and the netns, and forgets the pod's neighbour
+    /// entry, so no packet for a later holder of the address goes to this
+    /// pod's MAC; what is already gone is fine.
     pub fn remove(&self) {
         let _ = ip(&["link", "delete", &self.veth()]);
+        let _ = ip(&["neigh", "flush", "to", &self.ip.to_string()]);
         if self.exists() {
             let _ = ip(&["netns", "delete", &self.netns]);
         }
