@@ -253,6 +253,22 @@ fn parse(command: &mut Command) -> Vec<CallResult> {
     parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
 
+/// The client pod, once its agent runs it on node1: commands run in its
+/// netns and cgroup, so the socket load balancer applies.
+fn client_pod(testbed: &Testbed) -> Pod {
+    eventually("the client pod", || {
+        let pod = kubectl_json(testbed, &["get", "pod", "client", "-n", NAMESPACE]);
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+    Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap()
+}
+
+/// `<cluster IP>:80` of Service `web`.
+fn web_cluster_ip(testbed: &Testbed) -> String {
+    let service = kubectl_json(testbed, &["get", "service", "web", "-n", NAMESPACE]);
+    format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap())
+}
+
 /// The number of ready endpoints in the EndpointSlices of Service `web`,
 /// read from etcd.
 fn ready_endpoints(testbed: &Testbed) -> usize {
@@ -365,17 +381,9 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         );
     }
 
-    // From a pod the agent runs on node1, in its netns and cgroup, so the
-    // socket load balancer applies.
-    eventually("the client pod", || {
-        let pod = kubectl_json(&testbed, &["get", "pod", "client", "-n", NAMESPACE]);
-        (pod["status"]["phase"] == "Running").then_some(())
-    });
-    let client =
-        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
-    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
-    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_owned();
-    let target = format!("{cluster_ip}:80");
+    // From a pod the agent runs on node1.
+    let client = client_pod(&testbed);
+    let target = web_cluster_ip(&testbed);
     let echo = echo_binary().unwrap();
     let want = names(&pods);
     backends_answering("every replica through the ClusterIP", &want, || {
@@ -534,10 +542,8 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
     });
 
     // The ClusterIP follows: only the replacements on node1 answer.
-    let client =
-        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
-    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
-    let target = format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap());
+    let client = client_pod(&testbed);
+    let target = web_cluster_ip(&testbed);
     let echo = echo_binary().unwrap();
     backends_answering("the replicas on node1", &names(&moved), || {
         parse(
@@ -555,14 +561,8 @@ fn readiness_steers_the_endpoint_slice_and_every_datapath() {
     let unready = UnreadyFlags::new(&testbed);
     kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
     let pods = wait_for_web_pods(&testbed, 3);
-    eventually("the client pod", || {
-        let pod = kubectl_json(&testbed, &["get", "pod", "client", "-n", NAMESPACE]);
-        (pod["status"]["phase"] == "Running").then_some(())
-    });
-    let client =
-        Pod::run_by_agent(testbed.cluster().node(1), NAMESPACE, "client", "client").unwrap();
-    let service = kubectl_json(&testbed, &["get", "service", "web", "-n", NAMESPACE]);
-    let target = format!("{}:80", service["spec"]["clusterIP"].as_str().unwrap());
+    let client = client_pod(&testbed);
+    let target = web_cluster_ip(&testbed);
     let frontend = format!("{target}/TCP");
     let echo = echo_binary().unwrap();
     let call = |count: &str| {
