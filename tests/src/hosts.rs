@@ -14,6 +14,7 @@ use crate::error::{HarnessError, Result};
 use crate::exec;
 use crate::netns;
 use crate::prefix::Prefix;
+use crate::wiring::POD_BRIDGE;
 
 /// A netns with one address on the fabric: the outside client, and the network
 /// side of every node.
@@ -85,6 +86,18 @@ impl Node {
     /// The address of `cbr0`, the pods' gateway: `10.244.<index>.1`.
     pub fn pod_gateway(&self) -> Ipv4Addr {
         self.pod_cidr.host(1)
+    }
+
+    /// The MAC address of `cbr0`: the pods' neighbour entry for their
+    /// gateway holds it, so it must not change while they run.
+    pub fn pod_bridge_mac(&self) -> Result<String> {
+        let shown = cmd::ip_in(self.netns(), &format!("-br link show dev {POD_BRIDGE}"))?;
+        // `cbr0  UP  <mac> <flags>`
+        Ok(shown
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// The cgroup v2 directory holding this node's pods: the node's agent

@@ -1,7 +1,7 @@
 //! A running skiff cluster for end-to-end tests: the netns cluster, a real
 //! etcd on the control-plane address, and a real `skiff-agent` on every node.
 //! Each agent's log is kept in a file and printed when a test fails.
-use std::{fs, path::PathBuf, process::Stdio, thread, time::Duration};
+use std::{fs, io::Read, path::PathBuf, process::Stdio, thread, time::Duration};
 
 use crate::{
     agent::{agent_command, run_pods_args, sync_count, wait_for_sync},
@@ -185,15 +185,23 @@ impl Testbed {
     }
 
     /// Starts `skiff-echo call <args>` in `pod` in the background; collect
-    /// its attempts with [`RunningCall::finish`].
+    /// its attempts with [`RunningCall::finish`], or end it early with
+    /// [`RunningCall::stop`].
     pub fn call_in_background(&self, pod: &Pod, args: &[&str]) -> Result<RunningCall> {
         let mut command = pod.command(echo_binary()?);
         command.arg("call").args(args).stdout(Stdio::piped());
-        let child = command.spawn().map_err(|cause| HarnessError::Spawn {
+        let mut child = command.spawn().map_err(|cause| HarnessError::Spawn {
             command: cmd::render(&command),
             cause,
         })?;
-        Ok(RunningCall { child })
+        // Read as it goes: a long loop would otherwise fill the pipe and
+        // stall on its next line.
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let reader = thread::spawn(move || {
+            let mut output = String::new();
+            stdout.read_to_string(&mut output).map(|_| output)
+        });
+        Ok(RunningCall { child, reader })
     }
 }
 
@@ -218,14 +226,34 @@ impl Drop for Testbed {
 /// A `skiff-echo call` running in the background.
 pub struct RunningCall {
     child: std::process::Child,
+    reader: thread::JoinHandle<std::io::Result<String>>,
 }
 
 impl RunningCall {
-    pub fn finish(self) -> Result<Vec<CallResult>> {
-        let output = self
-            .child
-            .wait_with_output()
+    /// Waits for the call to end and returns its attempts.
+    pub fn finish(mut self) -> Result<Vec<CallResult>> {
+        self.child
+            .wait()
             .map_err(|e| HarnessError::io("waiting for skiff-echo call", e))?;
-        parse_call_output(&String::from_utf8_lossy(&output.stdout))
+        parse_call_output(&self.output()?)
+    }
+
+    /// Kills the call and returns the attempts it finished: killed between
+    /// two lines or within one, only whole lines count.
+    pub fn stop(mut self) -> Result<Vec<CallResult>> {
+        self.child
+            .kill()
+            .and_then(|()| self.child.wait())
+            .map_err(|e| HarnessError::io("stopping skiff-echo call", e))?;
+        let output = self.output()?;
+        let whole = output.rfind('\n').map_or(0, |end| end + 1);
+        parse_call_output(&output[..whole])
+    }
+
+    fn output(self) -> Result<String> {
+        self.reader
+            .join()
+            .expect("the reader does not panic")
+            .map_err(|e| HarnessError::io("reading skiff-echo call's output", e))
     }
 }

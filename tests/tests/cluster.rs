@@ -555,7 +555,7 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
 }
 
 #[test]
-fn readiness_steers_the_endpoint_slice_and_every_datapath() {
+fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
     let unready = UnreadyFlags::new(&testbed);
@@ -590,4 +590,73 @@ fn readiness_steers_the_endpoint_slice_and_every_datapath() {
         });
         backends_answering("the ready replicas", want, || call("30"));
     }
+
+    // A rolling update (maxSurge 1, maxUnavailable 0 for 3 replicas) while
+    // a client connects through the ClusterIP every 10 ms: each old
+    // replica leaves the datapath when its deletion starts, and its
+    // preStop hook gives the nodes 3 s before SIGTERM.
+    let bridge_macs = || -> Vec<String> {
+        let nodes = testbed.cluster().nodes();
+        nodes.iter().map(|n| n.pod_bridge_mac().unwrap()).collect()
+    };
+    let macs_before = bridge_macs();
+    let client_loop = testbed
+        .call_in_background(
+            &client,
+            &[
+                "tcp",
+                &target,
+                "--duration-ms",
+                "120000",
+                "--interval-ms",
+                "10",
+                "--timeout-ms",
+                "2000",
+            ],
+        )
+        .expect("the client loop starts");
+    thread::sleep(Duration::from_millis(500));
+    kubectl(
+        &testbed,
+        &["set", "env", "deployment/web", "-n", NAMESPACE, "VERSION=2"],
+    );
+    kubectl(
+        &testbed,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            NAMESPACE,
+            "--timeout=90s",
+        ],
+    );
+    let updated = eventually("3 ready replicas, none of the old ones", || {
+        let pods = wait_for_web_pods(&testbed, 3);
+        names(&pods).is_disjoint(&all).then_some(pods)
+    });
+    thread::sleep(Duration::from_millis(500));
+    let results = client_loop.stop().expect("the client loop's results");
+    let failures: Vec<&CallResult> = results.iter().filter(|r| !r.is_ok()).collect();
+    let answered: BTreeSet<String> = results
+        .iter()
+        .filter_map(CallResult::backend)
+        .map(str::to_owned)
+        .collect();
+    eprintln!(
+        "rolling update: {} calls, {} failed, answered by {answered:?}",
+        results.len(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "calls failed during the rollout: {failures:?}"
+    );
+    assert!(
+        !answered.is_disjoint(&all) && names(&updated).is_subset(&answered),
+        "the loop ran across the rollout: {answered:?}"
+    );
+    // Pods' veths came and went on every node's bridge; its MAC, which the
+    // pods' neighbour entry for their gateway holds, stayed.
+    assert_eq!(bridge_macs(), macs_before, "a pod bridge's MAC changed");
 }

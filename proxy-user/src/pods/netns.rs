@@ -30,6 +30,30 @@ pub struct Plumbing {
     pub routes: Vec<String>,
 }
 
+impl Plumbing {
+    /// Sets the bridge's MAC address to the one it has, which fixes it. A
+    /// bridge whose address nobody set takes the lowest of its ports'
+    /// addresses, so a pod's veth joining or leaving can change it; every
+    /// pod's neighbour entry for the gateway then names an address the
+    /// bridge hands up as another host's, the node drops what the pods
+    /// send through the gateway, and their connections to other nodes
+    /// time out until the entry expires. A rolling update showed it. Once
+    /// set, the kernel keeps it whatever ports come and go. Returns the
+    /// address.
+    pub fn pin_bridge_address(&self) -> Result<String, NetnsError> {
+        let shown = ip_output(&["-j", "link", "show", "dev", &self.bridge])?;
+        let address = serde_json::from_str::<serde_json::Value>(&shown)
+            .ok()
+            .and_then(|links| links[0]["address"].as_str().map(str::to_owned))
+            .ok_or_else(|| NetnsError {
+                command: format!("ip -j link show dev {}", self.bridge),
+                detail: format!("no MAC address in {shown}"),
+            })?;
+        ip(&["link", "set", "dev", &self.bridge, "address", &address])?;
+        Ok(address)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub netns: String,
@@ -95,6 +119,11 @@ impl Sandbox {
 }
 
 fn ip(args: &[&str]) -> Result<(), NetnsError> {
+    ip_output(args).map(drop)
+}
+
+/// Runs `ip` and returns its stdout.
+fn ip_output(args: &[&str]) -> Result<String, NetnsError> {
     let command = format!("ip {}", args.join(" "));
     let output = Command::new("ip")
         .args(args)
@@ -104,7 +133,7 @@ fn ip(args: &[&str]) -> Result<(), NetnsError> {
             detail: e.to_string(),
         })?;
     if output.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
     }
     Err(NetnsError {
         command,
