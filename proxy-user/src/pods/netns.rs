@@ -37,7 +37,8 @@ impl Plumbing {
     /// pod's neighbour entry for the gateway then names an address the
     /// bridge hands up as another host's, the node drops what the pods
     /// send through the gateway, and their connections to other nodes
-    /// time out until the entry expires. A rolling update showed it. Once
+    /// time out until the node next asks them for their own address (its
+    /// ARP request carries the new MAC). A rolling update showed it. Once
     /// set, the kernel keeps it whatever ports come and go. Returns the
     /// address.
     pub fn pin_bridge_address(&self) -> Result<String, NetnsError> {
