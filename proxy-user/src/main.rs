@@ -366,10 +366,18 @@ async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<
         pod_cidr,
         routes,
     };
-    let bridge_address = plumbing
-        .pin_bridge_address()
-        .with_context(|| format!("fixing the MAC address of --pod-bridge {}", args.pod_bridge))?;
-    info!(bridge = %args.pod_bridge, address = %bridge_address, "pod bridge MAC address fixed: pod veths joining or leaving no longer change the pods' gateway MAC");
+    let bridge = &args.pod_bridge;
+    match plumbing
+        .fix_bridge_address(&state_dir)
+        .with_context(|| format!("fixing the MAC address of --pod-bridge {bridge}"))?
+    {
+        pods::BridgeAddress::Fixed(address) => {
+            info!(%bridge, %address, "pod bridge MAC address fixed: pod veths joining or leaving no longer change the pods' gateway MAC")
+        }
+        pods::BridgeAddress::AlreadyFixed(address) => {
+            info!(%bridge, %address, "pod bridge MAC address was fixed before this restart; left as it is")
+        }
+    }
     let config = pods::Config {
         node_name: args.node_name.clone(),
         node_ip,

@@ -11,6 +11,7 @@
 use std::{
     net::Ipv4Addr,
     path::{Path, PathBuf},
+    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -224,8 +225,16 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
             .contains("ready")
     );
 
-    // A restarted agent adopts the running pod instead of restarting it.
+    // A restarted agent adopts the running pod instead of restarting it,
+    // and leaves the pod bridge as it was: setting its MAC again would
+    // flush the node's neighbour entries for the running pods.
     let pid = pids(&cgroup);
+    let mut neighbour_events = node
+        .command("ip")
+        .args(["monitor", "neigh"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     testbed.kill_agent(1);
     testbed.start_agent(1).unwrap();
     thread::sleep(Duration::from_secs(2));
@@ -233,6 +242,14 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
         pids(&cgroup),
         pid,
         "the agent restart must not restart the pod"
+    );
+    neighbour_events.kill().unwrap();
+    let events = neighbour_events.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&events.stdout);
+    let flushed = format!("Deleted {ip} ");
+    assert!(
+        !events.lines().any(|e| e.starts_with(&flushed)),
+        "the restart flushed the node's neighbour entry for the pod: {events}"
     );
     let adopted = testbed.store().get(&pod_key("web")).unwrap().unwrap();
     assert_eq!(restarts(&adopted), 1);

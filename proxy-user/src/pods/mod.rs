@@ -33,7 +33,7 @@ use tokio::{
 };
 
 pub use logs::Logs;
-pub use netns::Plumbing;
+pub use netns::{BridgeAddress, Plumbing};
 
 use self::{ipam::Ipam, watch::PodEvent};
 use crate::store::Store;

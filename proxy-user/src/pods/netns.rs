@@ -5,7 +5,7 @@
 //! No default route unless an operator asks for one. The agent never
 //! creates bridges nor touches any uplink.
 use std::{
-    io,
+    fs, io,
     net::Ipv4Addr,
     path::{Path, PathBuf},
     process::Command,
@@ -30,6 +30,20 @@ pub struct Plumbing {
     pub routes: Vec<String>,
 }
 
+/// Where the agent records the bridge address it fixed: `<bridge> <MAC>`.
+const FIXED_BRIDGE_ADDRESS: &str = "pod-bridge-address";
+
+/// What [`Plumbing::fix_bridge_address`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BridgeAddress {
+    /// Set now, to the address the bridge had.
+    Fixed(String),
+    /// Fixed by this agent before it restarted. Setting it again, even to
+    /// the same value, would flush the node's neighbour entries for its
+    /// running pods.
+    AlreadyFixed(String),
+}
+
 impl Plumbing {
     /// Sets the bridge's MAC address to the one it has, which fixes it. A
     /// bridge whose address nobody set takes the lowest of its ports'
@@ -39,9 +53,9 @@ impl Plumbing {
     /// send through the gateway, and their connections to other nodes
     /// time out until the node next asks them for their own address (its
     /// ARP request carries the new MAC). A rolling update showed it. Once
-    /// set, the kernel keeps it whatever ports come and go. Returns the
-    /// address.
-    pub fn pin_bridge_address(&self) -> Result<String, NetnsError> {
+    /// set, the kernel keeps it whatever ports come and go. The address is
+    /// recorded in `state_dir`, so a restarted agent leaves it alone.
+    pub fn fix_bridge_address(&self, state_dir: &Path) -> Result<BridgeAddress, NetnsError> {
         let shown = ip_output(&["-j", "link", "show", "dev", &self.bridge])?;
         let address = serde_json::from_str::<serde_json::Value>(&shown)
             .ok()
@@ -50,8 +64,17 @@ impl Plumbing {
                 command: format!("ip -j link show dev {}", self.bridge),
                 detail: format!("no MAC address in {shown}"),
             })?;
+        let record = state_dir.join(FIXED_BRIDGE_ADDRESS);
+        let fixed = format!("{} {address}", self.bridge);
+        if fs::read_to_string(&record).is_ok_and(|recorded| recorded == fixed) {
+            return Ok(BridgeAddress::AlreadyFixed(address));
+        }
         ip(&["link", "set", "dev", &self.bridge, "address", &address])?;
-        Ok(address)
+        fs::write(&record, &fixed).map_err(|e| NetnsError {
+            command: format!("write {}", record.display()),
+            detail: e.to_string(),
+        })?;
+        Ok(BridgeAddress::Fixed(address))
     }
 }
 
