@@ -114,6 +114,16 @@ async fn proxy_list(cluster: &Cluster, path: &str, kind: &str) -> (Vec<String>, 
     (names, version)
 }
 
+/// Asserts that a watch's one change, bookmarks aside, added `name`.
+fn assert_only_added(events: &[(String, String)], name: &str) {
+    let changes: Vec<_> = events.iter().filter(|(t, _)| t != "BOOKMARK").collect();
+    assert_eq!(
+        changes,
+        [&("ADDED".to_owned(), name.to_owned())],
+        "{events:?}"
+    );
+}
+
 /// A watch as kube-proxy's informers run it, while `change` writes: the
 /// events' (type, name).
 async fn proxy_watch(
@@ -209,12 +219,7 @@ async fn kube_proxy_requests_get_valid_answers() {
         assert_eq!(code, 201, "{body}");
     })
     .await;
-    let changes: Vec<_> = events.iter().filter(|(t, _)| t != "BOOKMARK").collect();
-    assert_eq!(
-        changes,
-        [&("ADDED".to_owned(), "db".to_owned())],
-        "{events:?}"
-    );
+    assert_only_added(&events, "db");
     assert!(events.iter().any(|(t, _)| t == "BOOKMARK"), "{events:?}");
 
     let events = proxy_watch(&cluster, &all_slices, &slice_version, async {
@@ -311,10 +316,5 @@ async fn kube_proxy_1_20_lists_and_watches_v1_endpoints() {
         assert_eq!(code, 201, "{body}");
     })
     .await;
-    let changes: Vec<_> = events.iter().filter(|(t, _)| t != "BOOKMARK").collect();
-    assert_eq!(
-        changes,
-        [&("ADDED".to_owned(), "db".to_owned())],
-        "{events:?}"
-    );
+    assert_only_added(&events, "db");
 }
