@@ -205,6 +205,12 @@ fn streams_through_cluster_ip_and_node_port_survive_an_agent_kill_and_restart() 
     // ids and backends, and its full sync had nothing to write.
     assert_eq!(programmed(&web), before);
     let log = web.testbed.agent_log(1);
+    // Its first run wrote each frontend's backends and slots as batches.
+    let first_run = &log[..log_before];
+    assert!(
+        first_run.contains("frontend added") && !first_run.contains("batched map write failed"),
+        "{first_run}"
+    );
     let restarted = &log[log_before..];
     assert!(
         restarted.contains("repairs=0") && restarted.contains("full sync done"),

@@ -137,36 +137,18 @@ impl Tables {
     /// written one by one.
     fn put_batch(&mut self, ops: &[MapOp]) -> Option<Result<(), MapError>> {
         Some(match ops.first()? {
-            MapOp::PutBackend(..) => {
-                let (ids, backends): (Vec<_>, Vec<_>) = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        MapOp::PutBackend(id, backend) => Some((*id, *backend)),
-                        _ => None,
-                    })
-                    .unzip();
-                batch_ops::update(self.backends.map().fd().as_fd(), &ids, &backends)
-            }
-            MapOp::PutSlot(..) => {
-                let (keys, ids): (Vec<_>, Vec<_>) = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        MapOp::PutSlot(key, id) => Some((*key, *id)),
-                        _ => None,
-                    })
-                    .unzip();
-                batch_ops::update(self.slots.map().fd().as_fd(), &keys, &ids)
-            }
-            MapOp::PutService(..) => {
-                let (keys, values): (Vec<_>, Vec<_>) = ops
-                    .iter()
-                    .filter_map(|op| match op {
-                        MapOp::PutService(key, value) => Some((*key, *value)),
-                        _ => None,
-                    })
-                    .unzip();
-                batch_ops::update(self.services.map().fd().as_fd(), &keys, &values)
-            }
+            MapOp::PutBackend(..) => update_batch(&self.backends, ops, |op| match op {
+                MapOp::PutBackend(id, backend) => Some((*id, *backend)),
+                _ => None,
+            }),
+            MapOp::PutSlot(..) => update_batch(&self.slots, ops, |op| match op {
+                MapOp::PutSlot(key, id) => Some((*key, *id)),
+                _ => None,
+            }),
+            MapOp::PutService(..) => update_batch(&self.services, ops, |op| match op {
+                MapOp::PutService(key, value) => Some((*key, *value)),
+                _ => None,
+            }),
             _ => return None,
         })
     }
@@ -199,6 +181,17 @@ impl Tables {
             },
         }
     }
+}
+
+/// Writes the key and value `pick` finds in each of `ops` to `map`, in one
+/// syscall.
+fn update_batch<K: aya::Pod, V: aya::Pod>(
+    map: &HashMap<MapData, K, V>,
+    ops: &[MapOp],
+    pick: impl Fn(&MapOp) -> Option<(K, V)>,
+) -> Result<(), MapError> {
+    let (keys, values): (Vec<K>, Vec<V>) = ops.iter().filter_map(pick).unzip();
+    batch_ops::update(map.map().fd().as_fd(), &keys, &values)
 }
 
 /// Everything the three service maps hold now.

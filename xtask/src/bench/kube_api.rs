@@ -157,22 +157,14 @@ impl<'rt> KubeApi<'rt> {
                 workers.spawn(async move {
                     let mut connection = client.connect().await?;
                     for [service, endpoints] in bodies.iter().skip(worker).step_by(CONNECTIONS) {
-                        connection
-                            .call(
-                                Method::POST,
-                                &services_path,
-                                Some(service.as_bytes()),
-                                CREATED_OR_EXISTS,
-                            )
-                            .await?;
-                        connection
-                            .call(
-                                Method::POST,
-                                &endpoints_path,
-                                Some(endpoints.as_bytes()),
-                                CREATED_OR_EXISTS,
-                            )
-                            .await?;
+                        for (path, body) in
+                            [(&services_path, service), (&endpoints_path, endpoints)]
+                        {
+                            let body = Some(body.as_bytes());
+                            connection
+                                .call(Method::POST, path, body, CREATED_OR_EXISTS)
+                                .await?;
+                        }
                     }
                     anyhow::Ok(())
                 });
