@@ -58,3 +58,8 @@ pub fn echo_binary() -> Result<PathBuf> {
 pub fn load_binary() -> Result<PathBuf> {
     find("skiff-load")
 }
+
+/// `skiff-etcd`, for bulk writes from tools built without an etcd client.
+pub fn etcd_tool_binary() -> Result<PathBuf> {
+    find("skiff-etcd")
+}

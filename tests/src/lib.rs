@@ -45,7 +45,9 @@ pub use addressing::{
     SERVICE_CIDR, node_ip, pod_cidr,
 };
 pub use agent::{agent_command, run_pods_args, sync_count, wait_for_sync};
-pub use binaries::{agent_binary, control_binary, echo_binary, kubectl_binary, load_binary};
+pub use binaries::{
+    agent_binary, control_binary, echo_binary, etcd_tool_binary, kubectl_binary, load_binary,
+};
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};

@@ -1,56 +1,58 @@
-//! Writing many objects to etcd fast: batched transactions (etcd's default
-//! limit is 128 operations each), several in flight. `etcdctl put` per key
-//! would take minutes for 100 000 Services.
+//! Writing many objects to etcd fast, through `skiff-etcd put` (batched
+//! transactions, several in flight). xtask itself has no etcd client: it
+//! must build on a machine without `protoc`.
 
-use anyhow::{Context, Result};
-use etcd_client::{Client, KvClient, Txn, TxnOp};
-use tokio::{runtime::Runtime, task::JoinSet};
+use std::{
+    io::{BufRead, BufReader, BufWriter, Write},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    sync::Mutex,
+};
 
-/// etcd's default `--max-txn-ops`.
-const OPS_PER_TXN: usize = 128;
-const TXNS_IN_FLIGHT: usize = 8;
+use anyhow::{Context, Result, bail};
 
-pub struct EtcdBulk<'rt> {
-    runtime: &'rt Runtime,
-    kv: KvClient,
+pub struct EtcdBulk {
+    pipe: Mutex<Pipe>,
 }
 
-impl<'rt> EtcdBulk<'rt> {
-    pub fn connect(runtime: &'rt Runtime, endpoint: &str) -> Result<Self> {
-        let client = runtime
-            .block_on(Client::connect([endpoint], None))
-            .with_context(|| format!("connecting to etcd at {endpoint}"))?;
+struct Pipe {
+    child: Child,
+    to: BufWriter<ChildStdin>,
+    from: BufReader<ChildStdout>,
+}
+
+impl EtcdBulk {
+    pub fn connect(endpoint: &str) -> Result<Self> {
+        let binary = skiff_tests::etcd_tool_binary()?;
+        let mut child = Command::new(&binary)
+            .args(["put", "--endpoint", endpoint])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let to = BufWriter::new(child.stdin.take().expect("stdin is piped"));
+        let from = BufReader::new(child.stdout.take().expect("stdout is piped"));
         Ok(Self {
-            runtime,
-            kv: client.kv_client(),
+            pipe: Mutex::new(Pipe { child, to, from }),
         })
     }
 
     /// Puts every (key, value); returns how many.
     pub fn put_all(&self, objects: impl IntoIterator<Item = (String, String)>) -> Result<usize> {
-        self.runtime.block_on(async {
-            let mut in_flight = JoinSet::new();
-            let mut batch = Vec::with_capacity(OPS_PER_TXN);
-            let mut written = 0;
-            let mut objects = objects.into_iter().peekable();
-            while objects.peek().is_some() {
-                batch.extend(objects.by_ref().take(OPS_PER_TXN));
-                written += batch.len();
-                let ops: Vec<TxnOp> = batch
-                    .drain(..)
-                    .map(|(key, value)| TxnOp::put(key, value, None))
-                    .collect();
-                let mut kv = self.kv.clone();
-                in_flight.spawn(async move { kv.txn(Txn::new().and_then(ops)).await });
-                if in_flight.len() >= TXNS_IN_FLIGHT {
-                    finish_one(&mut in_flight).await?;
-                }
-            }
-            while !in_flight.is_empty() {
-                finish_one(&mut in_flight).await?;
-            }
-            Ok(written)
-        })
+        let mut pipe = self.pipe.lock().expect("no writer panicked");
+        for (key, value) in objects {
+            serde_json::to_writer(&mut pipe.to, &(key, value))?;
+            pipe.to.write_all(b"\n")?;
+        }
+        pipe.to.write_all(b"\n")?;
+        pipe.to.flush().context("writing to skiff-etcd put")?;
+        let mut answer = String::new();
+        pipe.from
+            .read_line(&mut answer)
+            .context("reading from skiff-etcd put")?;
+        match answer.trim().strip_prefix("ok ") {
+            Some(count) => count.parse().context("skiff-etcd put's count"),
+            None => bail!("skiff-etcd put failed (its error is above)"),
+        }
     }
 
     pub fn put(&self, key: String, value: String) -> Result<()> {
@@ -58,13 +60,10 @@ impl<'rt> EtcdBulk<'rt> {
     }
 }
 
-type TxnResult = Result<etcd_client::TxnResponse, etcd_client::Error>;
-
-async fn finish_one(in_flight: &mut JoinSet<TxnResult>) -> Result<()> {
-    if let Some(joined) = in_flight.join_next().await {
-        joined
-            .context("an etcd write task panicked")?
-            .context("an etcd transaction failed")?;
+impl Drop for EtcdBulk {
+    fn drop(&mut self) {
+        let pipe = self.pipe.get_mut().expect("no writer panicked");
+        let _ = pipe.child.kill();
+        let _ = pipe.child.wait();
     }
-    Ok(())
 }

@@ -109,7 +109,7 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
         state_dir.display()
     ));
     let mut rig = Rig::start(prefix, &state_dir, plan.sync_timeout)?;
-    let bulk = EtcdBulk::connect(&runtime, &rig.etcd_endpoint)?;
+    let bulk = EtcdBulk::connect(&rig.etcd_endpoint)?;
     let machine = machine::describe(&kube_proxy);
 
     let backends = rig.backend_endpoints();

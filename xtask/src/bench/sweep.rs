@@ -30,7 +30,7 @@ const SETTLE: Duration = Duration::from_millis(500);
 pub fn run(
     rig: &mut Rig,
     plan: &Plan,
-    bulk: &EtcdBulk<'_>,
+    bulk: &EtcdBulk,
     rules: &mut NodeRules,
     progress: &Progress,
 ) -> Vec<ScalePoint> {
@@ -158,7 +158,7 @@ fn too_slow(
 fn measure_skiff(
     rig: &mut Rig,
     plan: &Plan,
-    bulk: &EtcdBulk<'_>,
+    bulk: &EtcdBulk,
     services: &[Svc],
     progress: &Progress,
 ) -> SkiffAtScale {
