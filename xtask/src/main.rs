@@ -37,7 +37,7 @@ enum Command {
     ///
     /// 1. Debian packages: LLVM 22 and the libraries bpf-linker links
     ///    (llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev),
-    ///    protobuf-compiler (etcd-client's build), etcd-server etcd-client,
+    ///    protobuf-compiler and libprotobuf-dev (etcd-client's build), etcd-server etcd-client,
     ///    iperf3 iproute2 ethtool iptables nftables bpftool python3-venv curl. Package services are not
     ///    started (no etcd left on port 2379).
     ///

@@ -19,6 +19,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
     "protobuf-compiler",
+    // The well-known types (google/protobuf/descriptor.proto) etcd-client's
+    // protos import; protobuf-compiler only recommends it.
+    "libprotobuf-dev",
     "etcd-server",
     "etcd-client",
     "iperf3",
