@@ -93,3 +93,7 @@ mod tests {
         assert!(POD_SUPERNET.contains(pod_cidr(MAX_NODES).host(254)));
     }
 }
+
+/// The bridge in each node netns that its pods' veths hang off (the pods'
+/// gateway; the agents' `--pod-bridge`).
+pub(crate) const POD_BRIDGE: &str = "cbr0";

@@ -9,11 +9,10 @@ use std::{
 };
 
 use crate::{
-    addressing::{FABRIC_CIDR, POD_SUPERNET},
+    addressing::{FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET},
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
-    wiring::POD_BRIDGE,
 };
 
 /// The line the agent logs after each full sync of etcd into its maps.

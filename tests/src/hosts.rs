@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::addressing::Ipv4Cidr;
+use crate::addressing::POD_BRIDGE;
 use crate::cgroup::cgroup2_root;
 use crate::cmd;
 use crate::error::{HarnessError, Result};
 use crate::exec;
 use crate::netns;
 use crate::prefix::Prefix;
-use crate::wiring::POD_BRIDGE;
 
 /// A netns with one address on the fabric: the outside client, and the network
 /// side of every node.

@@ -2,7 +2,7 @@
 //! veth is created with its peer directly in the target netns, so nothing
 //! but the control-plane link ever exists in the root netns.
 
-use crate::addressing::{CONTROL_PLANE_IP, FABRIC_CIDR, POD_SUPERNET, SERVICE_CIDR};
+use crate::addressing::{CONTROL_PLANE_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET, SERVICE_CIDR};
 use crate::cmd::{ip, ip_in, run};
 use crate::error::Result;
 use crate::exec;
@@ -15,8 +15,6 @@ pub(crate) const ROUTE_PROTO: &str = "83";
 
 /// The bridge in the fabric netns.
 const FABRIC_BRIDGE: &str = "br0";
-/// The bridge in each node netns that its pods' veths hang off.
-pub(crate) const POD_BRIDGE: &str = "cbr0";
 
 /// The fabric netns and its bridge: no addresses, no routes, it only switches.
 pub(crate) fn fabric(fabric: &str) -> Result<()> {
