@@ -77,6 +77,10 @@ pub fn pod_cidr(i: usize) -> Ipv4Cidr {
     Ipv4Cidr::new(Ipv4Addr::new(10, 244, i as u8, 0), 24)
 }
 
+/// The bridge in each node netns that its pods' veths hang off (the pods'
+/// gateway; the agents' `--pod-bridge`).
+pub(crate) const POD_BRIDGE: &str = "cbr0";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,7 +97,3 @@ mod tests {
         assert!(POD_SUPERNET.contains(pod_cidr(MAX_NODES).host(254)));
     }
 }
-
-/// The bridge in each node netns that its pods' veths hang off (the pods'
-/// gateway; the agents' `--pod-bridge`).
-pub(crate) const POD_BRIDGE: &str = "cbr0";
