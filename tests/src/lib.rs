@@ -1,6 +1,6 @@
 //! skiff's local-cluster harness: network namespaces, veths, bridges, routes
-//! and cgroups that make a small cluster on one machine (DESIGN.md, "The local
-//! cluster"), plus etcd, process guards and detached daemons to run on it.
+//! and cgroups that make a small cluster on one machine (docs/ARCHITECTURE.md,
+//! "The local cluster"), plus etcd, process guards and detached daemons to run on it.
 //!
 //! Safety first: every name starts with the cluster's [`Prefix`], no namespace
 //! has a default route, [`Cluster::create`] checks isolation before returning,
