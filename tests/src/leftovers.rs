@@ -2,14 +2,17 @@
 //! machine, not one cluster: any network namespace, root-netns link, cgroup
 //! or bpffs pin whose name carries `skiff` once no cluster should exist, and
 //! at any time a skiff netns with a default route, a BPF program on the root
-//! cgroup v2, or an XDP or tc BPF program on the machine's real interface
-//! (the device of the root netns's default route).
+//! cgroup v2, or an XDP, tc or TCX BPF program on the machine's real
+//! interface (the device of the root netns's default route).
 //!
 //! Tests take a baseline before they build a cluster and then demand nothing
 //! new, so a shared machine's unrelated leftovers do not fail them. Only
-//! `ip`/`tc`/`bpftool` show commands run: nothing is changed or sent.
+//! `ip`/`tc`/`bpftool` show commands and a BPF program query run: nothing is
+//! changed or sent.
 
+use std::ffi::CString;
 use std::fs;
+use std::io;
 use std::path::Path;
 use std::process::Command;
 
@@ -17,6 +20,7 @@ use crate::bpffs::BPFFS_ROOT;
 use crate::cgroup::cgroup2_root;
 use crate::cmd::{ip, output, run};
 use crate::error::{HarnessError, Result};
+use crate::lock::ClusterLock;
 use crate::netns;
 
 /// What every skiff name carries (`skiff`, `skiff-<4 hex>-node1`, …).
@@ -39,7 +43,17 @@ pub enum MachineCheck {
 
 /// Everything wrong with the machine, one line each (empty when clean). The
 /// lines are stable, so a later call can be compared with a baseline.
+///
+/// After a run, the check holds the machine-wide cluster lock, so that a
+/// cluster another process is building or tearing down meanwhile is not
+/// taken for a leftover. It then waits for such a cluster to finish, and
+/// must not be called while this process holds a [`Cluster`](crate::Cluster)
+/// (it would wait for itself).
 pub fn check_machine(check: MachineCheck) -> Result<Vec<String>> {
+    let _no_cluster_meanwhile = match check {
+        MachineCheck::AfterRun => Some(ClusterLock::acquire()?),
+        MachineCheck::DuringRun => None,
+    };
     let mut complaints = check_names(SKIFF_MARK, check)?;
     complaints.extend(root_cgroup_programs()?);
     complaints.extend(real_interface_programs()?);
@@ -194,7 +208,69 @@ fn real_interface_programs() -> Result<Vec<String>> {
             ));
         }
     }
+    for (direction, attach_type) in TCX_ATTACH_TYPES {
+        let count = tcx_programs(&real, attach_type)
+            .map_err(|e| HarnessError::io(format!("cannot query TCX {direction} of {real}"), e))?;
+        if count > 0 {
+            complaints.push(format!(
+                "{count} TCX program(s) on the real interface {real} ({direction})"
+            ));
+        }
+    }
     Ok(complaints)
+}
+
+/// skiff's per-packet programs attach through TCX, which neither `tc` nor
+/// this machine's bpftool lists: the kernel is asked directly.
+const TCX_ATTACH_TYPES: [(&str, u32); 2] = [("ingress", 46), ("egress", 47)];
+const BPF_PROG_QUERY: libc::c_long = 16;
+
+/// The `query` member of the kernel's `union bpf_attr` for `BPF_PROG_QUERY`.
+#[repr(C)]
+#[derive(Default)]
+struct ProgQuery {
+    target_ifindex: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_count: u32,
+    pad: u32,
+    prog_attach_flags: u64,
+    link_ids: u64,
+    link_attach_flags: u64,
+    revision: u64,
+}
+
+/// How many programs are attached to `interface` (of the caller's netns)
+/// at TCX hook `attach_type`. No id buffer is passed: the kernel only counts.
+fn tcx_programs(interface: &str, attach_type: u32) -> io::Result<u32> {
+    let name =
+        CString::new(interface).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: a NUL-terminated name that outlives the call.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut query = ProgQuery {
+        target_ifindex: ifindex,
+        attach_type,
+        ..ProgQuery::default()
+    };
+    // SAFETY: bpf(2) reads and writes only the `size` bytes of `query`, a
+    // zeroed attr whose id buffers are null.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut query as *mut ProgQuery,
+            std::mem::size_of::<ProgQuery>(),
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(query.prog_count)
 }
 
 /// The device of the first default route in `ip -o route show default`.
@@ -330,6 +406,16 @@ mod tests {
             Some("ppp0")
         );
         assert_eq!(default_route_device(""), None);
+    }
+
+    /// The query's layout is right (the kernel refuses a malformed attr)
+    /// and loopback carries no program.
+    #[test]
+    fn tcx_programs_are_counted() {
+        for (_, attach_type) in TCX_ATTACH_TYPES {
+            assert_eq!(tcx_programs("lo", attach_type).unwrap(), 0);
+        }
+        assert!(tcx_programs("no-such-link0", TCX_ATTACH_TYPES[0].1).is_err());
     }
 
     #[test]
