@@ -20,8 +20,8 @@ const ECHO: &str = env!("CARGO_BIN_EXE_skiff-echo");
 const READY: Duration = Duration::from_secs(5);
 
 /// The machine check looks at the whole machine, so tests that create
-/// clusters run one at a time (the cluster lock alone would let one test's
-/// check see the next test's cluster).
+/// clusters run one at a time: the cluster lock alone would let another
+/// test's cluster come and go between one test's baseline and its checks.
 static MACHINE: Mutex<()> = Mutex::new(());
 
 fn machine() -> MutexGuard<'static, ()> {
