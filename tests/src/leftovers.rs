@@ -221,7 +221,7 @@ fn real_interface_programs() -> Result<Vec<String>> {
 }
 
 /// skiff's per-packet programs attach through TCX, which neither `tc` nor
-/// this machine's bpftool lists: the kernel is asked directly.
+/// older bpftool versions list: the kernel is asked directly.
 const TCX_ATTACH_TYPES: [(&str, u32); 2] = [("ingress", 46), ("egress", 47)];
 const BPF_PROG_QUERY: libc::c_long = 16;
 
