@@ -61,7 +61,7 @@ pub fn check_machine(check: MachineCheck) -> Result<Vec<String>> {
 }
 
 /// The name-based rules for everything whose name contains `mark` (any
-/// case): netns always must have no default route; after a run, none of the
+/// case): a netns must never have a default route; after a run, none of the
 /// netns, links, cgroups and pins may exist at all.
 fn check_names(mark: &str, check: MachineCheck) -> Result<Vec<String>> {
     let mut complaints = Vec::new();
