@@ -1,5 +1,5 @@
 //! skiff-control: a slim Kubernetes-compatible API server that keeps its
-//! objects in etcd under Kubernetes' own key layout (see DESIGN.md).
+//! objects in etcd under Kubernetes' own key layout (docs/ARCHITECTURE.md).
 
 pub mod alloc;
 pub mod api;

@@ -22,7 +22,7 @@ pub const PROTO_UDP: u8 = 17;
 pub const MAPS_DIR: &str = "maps-v2";
 
 /// Map names. They are also the file names of the pins under the agent's
-/// bpffs directory (`/sys/fs/bpf/skiff/<node>/<name>`), so they must stay
+/// bpffs directory (`<bpffs>/<MAPS_DIR>/<name>`), so they must stay
 /// within the kernel's 15-character object name limit.
 pub mod map_names {
     pub const SERVICES: &str = "skiff_services";

@@ -1,4 +1,4 @@
-//! The fixed address plan of a local cluster (DESIGN.md, "The local cluster").
+//! The fixed address plan of a local cluster (docs/ARCHITECTURE.md, "The local cluster").
 //!
 //! Fixed rather than per run: the root netns can route each range to only one
 //! place, which is why only one cluster exists at a time (see `lock`).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::{HarnessError, Result};
 use crate::mounts::{CGROUP2_MAGIC, fs_type};
 
-/// Where cgroup v2 is mounted: `/sys/fs/cgroup/unified` on this hybrid
+/// Where cgroup v2 is mounted: `/sys/fs/cgroup/unified` on a hybrid
 /// machine, `/sys/fs/cgroup` on a unified one.
 pub fn cgroup2_root() -> Result<PathBuf> {
     ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]

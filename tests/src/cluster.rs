@@ -50,7 +50,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Builds the topology of DESIGN.md and checks its isolation before
+    /// Builds the topology of docs/ARCHITECTURE.md and checks its isolation before
     /// returning. Blocks while another cluster exists in any process; removes
     /// leftovers of test runs that died; refuses to start over a cluster from
     /// `cargo xtask up` or over routes that are not skiff's.

@@ -1,6 +1,6 @@
 //! skiff's local-cluster harness: network namespaces, veths, bridges, routes
-//! and cgroups that make a small cluster on one machine (DESIGN.md, "The local
-//! cluster"), plus etcd, process guards and detached daemons to run on it.
+//! and cgroups that make a small cluster on one machine (docs/ARCHITECTURE.md,
+//! "The local cluster"), plus etcd, process guards and detached daemons to run on it.
 //!
 //! Safety first: every name starts with the cluster's [`Prefix`], no namespace
 //! has a default route, [`Cluster::create`] checks isolation before returning,
@@ -28,6 +28,7 @@ mod error;
 mod etcd;
 mod exec;
 mod hosts;
+mod leftovers;
 mod lock;
 mod mounts;
 mod netns;
@@ -57,6 +58,7 @@ pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;
 pub use etcd::{Etcd, EtcdConfig};
 pub use hosts::{Host, Node, Pod};
+pub use leftovers::{MachineCheck, check_machine};
 pub use objects::{
     EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
 };

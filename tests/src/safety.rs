@@ -1,7 +1,7 @@
-//! The network-safety checks of DESIGN.md: before a cluster is built, nothing
-//! of the machine's own routing may be shadowed; once built, no skiff netns
-//! may reach beyond the cluster. Only `ip route show/get` is used: neither
-//! sends a packet.
+//! The network-safety checks (docs/ARCHITECTURE.md, "Network safety"):
+//! before a cluster is built, nothing of the machine's own routing may be
+//! shadowed; once built, no skiff netns may reach beyond the cluster. Only
+//! `ip route show/get` is used: neither sends a packet.
 
 use std::process::Command;
 

@@ -12,15 +12,16 @@ use std::{fs, thread};
 
 use skiff_tests::{
     CONTROL_PLANE_IP, CallResult, Cluster, ClusterSpec, Daemon, DaemonSpec, Etcd, EtcdConfig,
-    FailureKind, HarnessError, ProcessGuard, cgroup2_root, parse_call_output, teardown_prefix,
+    FailureKind, HarnessError, MachineCheck, ProcessGuard, cgroup2_root, check_machine,
+    parse_call_output, teardown_prefix,
 };
 
 const ECHO: &str = env!("CARGO_BIN_EXE_skiff-echo");
 const READY: Duration = Duration::from_secs(5);
 
-/// check-clean looks at the whole machine, so tests that create clusters run
-/// one at a time (the cluster lock alone would let one test's check see the
-/// next test's cluster).
+/// The machine check looks at the whole machine, so tests that create
+/// clusters run one at a time: the cluster lock alone would let another
+/// test's cluster come and go between one test's baseline and its checks.
 static MACHINE: Mutex<()> = Mutex::new(());
 
 fn machine() -> MutexGuard<'static, ()> {
@@ -29,67 +30,25 @@ fn machine() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// `shared/tools/check-clean`, in `shared/` beside the repository (as CI
-/// clones it) or beside a directory further up (a git worktree such as
-/// /work/wt/<name> next to /work/shared).
-fn check_clean_tool() -> PathBuf {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    crate_dir
-        .ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared/tools/check-clean"))
-        .find(|tool| tool.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no shared/tools/check-clean beside any directory above {}",
-                crate_dir.display()
-            )
-        })
-}
-
-/// The complaints of /work/shared/tools/check-clean (none when it exits 0).
-fn check_clean(during: bool) -> Vec<String> {
-    let tool = check_clean_tool();
-    let mut cmd = Command::new(&tool);
-    if during {
-        cmd.arg("--during");
-    }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", tool.display()));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let complaints: Vec<String> = text
-        .lines()
-        .filter(|l| *l != "check-clean: clean")
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(
-        out.status.success(),
-        complaints.is_empty(),
-        "check-clean said: {text}"
-    );
-    complaints
-}
-
-/// check-clean must find nothing that was not already wrong before the test
-/// (on CI: nothing at all). A shared developer machine may carry someone
+/// The machine check must find nothing that was not already wrong before the
+/// test (on CI: nothing at all). A shared developer machine may carry someone
 /// else's experiment, which is not this test's to judge.
-fn assert_check_clean(during: bool, baseline: &[String]) {
-    let new: Vec<String> = check_clean(during)
+fn assert_machine_clean(check: MachineCheck, baseline: &[String]) {
+    let new: Vec<String> = check_machine(check)
+        .unwrap()
         .into_iter()
         .filter(|c| !baseline.contains(c))
         .collect();
     assert!(
         new.is_empty(),
-        "check-clean{}:\n{}",
-        if during { " --during" } else { "" },
+        "machine check ({check:?}):\n{}",
         new.join("\n")
     );
 }
 
-/// What check-clean already complains about before a test starts.
+/// What the machine check already complains about before a test starts.
 fn baseline() -> Vec<String> {
-    let before = check_clean(false);
+    let before = check_machine(MachineCheck::AfterRun).unwrap();
     if !before.is_empty() {
         eprintln!(
             "note: the machine was not clean before this test:\n{}",
@@ -302,7 +261,7 @@ fn two_node_cluster_connects_pods_and_nodes_and_leaves_no_trace() {
         node_routes.starts_with("unreachable 10.96.0.0/12"),
         "{node_routes}"
     );
-    assert_check_clean(true, &baseline);
+    assert_machine_clean(MachineCheck::DuringRun, &baseline);
 
     // Something an agent would pin: teardown must remove it.
     fs::create_dir_all(cluster.bpffs_dir(1)).unwrap();
@@ -319,7 +278,7 @@ fn two_node_cluster_connects_pods_and_nodes_and_leaves_no_trace() {
         "",
         "the service blackhole outlived the cluster"
     );
-    assert_check_clean(false, &baseline);
+    assert_machine_clean(MachineCheck::AfterRun, &baseline);
 }
 
 #[test]
@@ -346,7 +305,7 @@ fn a_panicking_test_still_tears_down() {
             exit_within(child, Duration::from_secs(2)).expect("teardown kills every process");
         assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
-    assert_check_clean(false, &baseline);
+    assert_machine_clean(MachineCheck::AfterRun, &baseline);
 }
 
 #[test]
@@ -380,7 +339,7 @@ fn persisted_cluster_survives_drop_until_teardown_prefix() {
         "{removed:?}"
     );
     assert_eq!(traces_of(prefix.as_str()), Vec::<String>::new());
-    assert_check_clean(false, &baseline);
+    assert_machine_clean(MachineCheck::AfterRun, &baseline);
 }
 
 #[test]
@@ -487,5 +446,5 @@ fn detached_etcd_serves_node_netns_and_dies_with_the_cluster() {
         "etcd survived the teardown of its cluster"
     );
     fs::remove_dir_all(&state).unwrap();
-    assert_check_clean(false, &baseline);
+    assert_machine_clean(MachineCheck::AfterRun, &baseline);
 }

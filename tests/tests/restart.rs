@@ -1,7 +1,7 @@
 //! End to end: an agent killed with SIGKILL and started again in the middle
 //! of long TCP streams, one through a ClusterIP (socket LB) and one through
-//! a NodePort from outside (per-packet NAT), interrupts neither (issue #3,
-//! item 8); the restarted agent finds its maps as it left them.
+//! a NodePort from outside (per-packet NAT), interrupts neither; the
+//! restarted agent finds its maps as it left them.
 mod common;
 
 use std::{

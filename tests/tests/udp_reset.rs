@@ -1,6 +1,6 @@
 //! End to end: a connected UDP socket is fixed to the backend `connect4`
-//! chose. When that backend leaves the Service, the agent resets the socket
-//! (issue #3, item 7), so a client that connects again on the error reaches
+//! chose. When that backend leaves the Service, the agent resets the socket,
+//! so a client that connects again on the error reaches
 //! a live backend; a socket connected straight to the pod is left alone.
 mod common;
 

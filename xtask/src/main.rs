@@ -70,7 +70,7 @@ enum Command {
 
     /// Run setup and a release build, then benchmark skiff against direct
     /// connections, the real kube-proxy (1.20, iptables mode) and
-    /// kube-proxy's nftables rules (issue #6).
+    /// kube-proxy's nftables rules.
     ///
     /// The first run fetches Debian's kubernetes source package and builds
     /// kube-proxy (about two minutes); the binary is cached in

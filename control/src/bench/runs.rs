@@ -212,7 +212,7 @@ pub fn memory(phase: &str, services: usize, (control, etcd): (f64, f64)) -> Valu
     })
 }
 
-/// Issue #4's budget for skiff-control and etcd together, idle.
+/// The idle memory budget for skiff-control and etcd together.
 const TARGET_RSS_MIB: f64 = 256.0;
 
 fn millis(duration: Duration) -> f64 {

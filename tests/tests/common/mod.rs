@@ -20,7 +20,7 @@ use skiff_tests::{
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 
-/// The agent must act on an etcd change within this long (issue #2).
+/// The agent must act on an etcd change within this long (the agent's reaction-time target).
 pub const REACTION_BOUND: Duration = Duration::from_secs(1);
 
 const SLICE: &str = "web-x7k2p";

@@ -1,4 +1,4 @@
-//! `cargo xtask bench` (issue #6): skiff against direct connections, the
+//! `cargo xtask bench`, the benchmark: skiff against direct connections, the
 //! real kube-proxy in iptables mode and kube-proxy's nftables rules, in one
 //! run on the netns cluster; then the scale sweep. Writes the results as
 //! JSON, a Markdown report and SVG plots.

@@ -1,4 +1,4 @@
-//! The Markdown report: the machine, the targets of issue #6 against what
+//! The Markdown report: the machine, the benchmark's targets against what
 //! this run measured (every figure a ratio to its baseline from the same
 //! run), the datapath figures, the scale sweep and the control plane.
 
@@ -193,7 +193,7 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     out
 }
 
-/// The issue's target for a variant of a datapath figure, as a ratio to
+/// The benchmark's target for a variant of a datapath figure, as a ratio to
 /// the figure's baseline.
 fn target_of(figure: &str, variant: &str) -> &'static str {
     match (figure, variant) {
