@@ -3,7 +3,9 @@
 
 pub mod alloc;
 pub mod api;
+pub mod clock;
 pub mod controllers;
+pub mod kinds;
 pub mod local_etcd;
 pub mod patch;
 pub mod scheduler;

@@ -12,12 +12,10 @@ mod objects;
 mod openapi;
 mod orphan;
 mod path;
-mod pods;
 mod query;
 mod registry;
 mod scale;
 mod selectors;
-mod services;
 mod status;
 mod table;
 mod watch;
@@ -46,14 +44,13 @@ pub fn namespaced_collections() -> Vec<(&'static str, String, &'static str)> {
         })
         .collect()
 }
-pub use services::ServiceNetwork;
+pub use crate::kinds::ServiceNetwork;
 pub use status::ApiError;
 
+use crate::kinds::Env;
 use crate::store::Store;
-use crate::validation::ServiceOptions;
 use path::Route;
 use query::Query;
-use services::ServicePools;
 
 /// The version `/version` and the OpenAPI documents report: the Kubernetes
 /// API level served.
@@ -135,23 +132,14 @@ impl Default for ApiConfig {
 pub struct Api {
     store: Store,
     config: ApiConfig,
-    services: ServicePools,
-    /// What Service validation depends on (the NodePort range).
-    service_options: ServiceOptions,
+    /// What the kinds' strategies need: the pools and their configuration.
+    env: Env,
 }
 
 impl Api {
     pub fn new(store: Store, config: ApiConfig) -> Self {
-        let services = ServicePools::new(store.client(), &config.network);
-        let service_options = ServiceOptions {
-            node_port_range: config.network.node_port_range.clone(),
-        };
-        Self {
-            store,
-            config,
-            services,
-            service_options,
-        }
+        let env = Env::new(store.client(), &config.network);
+        Self { store, config, env }
     }
 
     pub async fn handle(&self, request: ApiRequest) -> Reply {

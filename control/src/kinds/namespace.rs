@@ -1,0 +1,45 @@
+//! Namespaces: a DELETE only marks one Terminating; the namespace controller
+//! deletes what is in it, then the namespace. The system namespaces stay.
+
+use serde_json::{Value, json};
+
+use super::refusal::Refusal;
+use super::strategy::{Strategy, Subresource};
+use crate::clock;
+
+/// The namespaces a DELETE is refused for.
+const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
+
+#[derive(Debug)]
+pub struct NamespaceStrategy;
+
+impl Strategy for NamespaceStrategy {
+    fn subresources(&self) -> &'static [Subresource] {
+        &[Subresource::Status]
+    }
+
+    fn initial_status(&self) -> Option<Value> {
+        Some(json!({ "phase": "Active" }))
+    }
+
+    fn check_delete(&self, name: &str) -> Result<(), Refusal> {
+        if UNDELETABLE.contains(&name) {
+            return Err(Refusal::Forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        Ok(())
+    }
+
+    fn graceful_deletion(&self, _namespace: &Value, _requested: Option<i64>) -> Option<i64> {
+        Some(0)
+    }
+
+    fn mark_deleting(&self, mut namespace: Value, _grace: i64) -> Value {
+        if namespace["metadata"]["deletionTimestamp"].is_null() {
+            namespace["metadata"]["deletionTimestamp"] = clock::now();
+        }
+        namespace["status"]["phase"] = json!("Terminating");
+        namespace
+    }
+}
