@@ -7,6 +7,7 @@ pub mod clock;
 pub mod controllers;
 pub mod kinds;
 pub mod local_etcd;
+pub mod manager;
 pub mod patch;
 pub mod scheduler;
 pub mod server;
