@@ -297,7 +297,7 @@ impl Handler<'_> {
                     return Err(conflict(resource, name));
                 }
                 let (updated, dropped) =
-                    apply_part(env, resource, part, sent.clone(), &current, fields)?;
+                    apply_part(env, resource, name, part, sent.clone(), &current, fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -336,7 +336,7 @@ impl Handler<'_> {
                 }
                 objects::check_type(&mut patched, resource)?;
                 let (updated, dropped) =
-                    apply_part(env, resource, part, patched, &current, fields)?;
+                    apply_part(env, resource, name, part, patched, &current, fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -471,6 +471,7 @@ impl Handler<'_> {
 fn apply_part(
     env: &Env,
     resource: &Resource,
+    name: &str,
     part: Part,
     sent: Value,
     current: &Value,
@@ -485,15 +486,8 @@ fn apply_part(
     strategy.prepare_for_update(&mut updated, current);
     strategy
         .validate_update(env, &updated, current)
-        .map_err(|refusal| ApiError::refused(refusal, resource, &name_of(&updated)))?;
+        .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
     Ok((updated, warnings))
-}
-
-fn name_of(object: &Value) -> String {
-    object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {

@@ -449,4 +449,29 @@ mod tests {
         assert!(groups().contains(&("apps", "v1")));
         assert!(find("apps", "v1", "pods").is_none());
     }
+
+    #[test]
+    fn strategies_serve_their_subresources() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert!(pods.serves(Subresource::Log) && pods.serves(Subresource::Binding));
+        assert!(!pods.serves(Subresource::Scale));
+        for plural in ["deployments", "replicasets", "statefulsets"] {
+            assert!(
+                find("apps", "v1", plural)
+                    .unwrap()
+                    .serves(Subresource::Scale)
+            );
+        }
+        assert!(
+            !find("apps", "v1", "daemonsets")
+                .unwrap()
+                .serves(Subresource::Scale)
+        );
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert!(nodes.serves(Subresource::Status));
+        assert_eq!(nodes.strategy.initial_status(), None);
+        let config_maps = find("", "v1", "configmaps").unwrap();
+        assert!(!config_maps.serves(Subresource::Status));
+        assert!(!config_maps.strategy.keeps_status_on_update());
+    }
 }

@@ -43,3 +43,30 @@ impl Strategy for NamespaceStrategy {
         namespace
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_namespaces_stay_and_others_turn_terminating() {
+        assert_eq!(
+            NamespaceStrategy.check_delete("kube-system"),
+            Err(Refusal::Forbidden(
+                "namespaces \"kube-system\" is forbidden: this namespace may not be deleted"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(NamespaceStrategy.check_delete("kube-node-lease"), Ok(()));
+        let namespace = json!({ "metadata": { "name": "a" }, "status": { "phase": "Active" } });
+        let grace = NamespaceStrategy
+            .graceful_deletion(&namespace, None)
+            .unwrap();
+        let marked = NamespaceStrategy.mark_deleting(namespace, grace);
+        assert_eq!(marked["status"]["phase"], "Terminating");
+        let since = marked["metadata"]["deletionTimestamp"].clone();
+        assert!(since.as_str().unwrap().ends_with('Z'));
+        let again = NamespaceStrategy.mark_deleting(marked, grace);
+        assert_eq!(again["metadata"]["deletionTimestamp"], since);
+    }
+}

@@ -102,6 +102,19 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_is_bound_once() {
+        let pod = json!({ "metadata": { "name": "p" }, "spec": {} });
+        let bound = PodStrategy.bind(pod, "n1").unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n1");
+        assert_eq!(
+            PodStrategy.bind(bound, "n2"),
+            Err(Refusal::Conflict(
+                "pod p is already assigned to node \"n1\"".to_owned()
+            ))
+        );
+    }
+
+    #[test]
     fn terminating_pods_only_shorten_their_grace() {
         let pod = mark_terminating(json!({ "metadata": { "name": "p" } }), 30);
         assert_eq!(pod["metadata"]["deletionGracePeriodSeconds"], 30);
