@@ -1,5 +1,13 @@
 //! skiff-control: a slim Kubernetes-compatible API server that keeps its
-//! objects in etcd under Kubernetes' own key layout (see DESIGN.md).
+//! objects in etcd under Kubernetes' own key layout, with the scheduler and
+//! the controllers.
+//!
+//! A request goes [`server`] (HTTPS, authentication) → [`api`] (routing,
+//! discovery, the verbs, generic over the resource table `api::registry`) →
+//! the kind's strategy in [`kinds`] (defaults, validation, allocations from
+//! [`alloc`], status and deletion rules) → [`store`] (etcd). [`manager`]
+//! runs the [`scheduler`] and the [`controllers`] while this instance leads;
+//! they write through the API like any client.
 
 pub mod alloc;
 pub mod api;
