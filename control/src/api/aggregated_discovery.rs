@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::path::Document;
 use super::registry::{self, RESOURCES, Resource, STATUS_VERBS, VERBS};
+use crate::kinds::Subresource;
 
 /// The media type of the answer, which clients check before decoding.
 pub const CONTENT_TYPE: &str =
@@ -55,23 +56,25 @@ fn resource_discovery(resource: &Resource) -> Value {
     let kind =
         json!({ "group": resource.group, "version": resource.version, "kind": resource.kind });
     let mut subresources = Vec::new();
-    if resource.status {
+    if resource.serves(Subresource::Status) {
         subresources
             .push(json!({ "subresource": "status", "responseKind": kind, "verbs": STATUS_VERBS }));
     }
-    if resource.scalable() {
+    if resource.serves(Subresource::Scale) {
         subresources.push(json!({
             "subresource": "scale",
             "responseKind": { "group": "autoscaling", "version": "v1", "kind": "Scale" },
             "verbs": STATUS_VERBS,
         }));
     }
-    if resource.is_core("Pod") {
+    if resource.serves(Subresource::Log) {
         subresources.push(json!({
             "subresource": "log",
-            "responseKind": { "group": "", "version": "v1", "kind": "Pod" },
+            "responseKind": kind,
             "verbs": ["get"],
         }));
+    }
+    if resource.serves(Subresource::Binding) {
         subresources.push(json!({
             "subresource": "binding",
             "responseKind": { "group": "", "version": "v1", "kind": "Binding" },

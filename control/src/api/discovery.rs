@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::path::Document;
 use super::registry::{self, RESOURCES, STATUS_VERBS, VERBS, group_version};
+use crate::kinds::Subresource;
 
 pub fn document(document: &Document) -> Value {
     match document {
@@ -55,7 +56,7 @@ fn resources(group: &str, version: &str) -> Value {
             entry["shortNames"] = json!(resource.short_names);
         }
         list.push(entry);
-        if resource.status {
+        if resource.serves(Subresource::Status) {
             list.push(json!({
                 "name": format!("{}/status", resource.plural),
                 "singularName": "",
@@ -64,7 +65,7 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": STATUS_VERBS,
             }));
         }
-        if resource.scalable() {
+        if resource.serves(Subresource::Scale) {
             list.push(json!({
                 "name": format!("{}/scale", resource.plural),
                 "singularName": "",
@@ -75,16 +76,18 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": STATUS_VERBS,
             }));
         }
-        if resource.is_core("Pod") {
+        if resource.serves(Subresource::Log) {
             list.push(json!({
-                "name": "pods/log",
+                "name": format!("{}/log", resource.plural),
                 "singularName": "",
                 "namespaced": true,
-                "kind": "Pod",
+                "kind": resource.kind,
                 "verbs": ["get"],
             }));
+        }
+        if resource.serves(Subresource::Binding) {
             list.push(json!({
-                "name": "pods/binding",
+                "name": format!("{}/binding", resource.plural),
                 "singularName": "",
                 "namespaced": true,
                 "kind": "Binding",

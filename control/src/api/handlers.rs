@@ -1,7 +1,7 @@
-//! The verbs on collections, objects and subresources.
+//! The verbs on collections, objects and subresources, the same for every
+//! resource: what a kind does beyond them, its strategy does.
 
 use http::Method;
-use k8s_openapi::api::core::v1::Service;
 use serde_json::{Value, json};
 
 use super::field_validation::FieldValidation;
@@ -9,16 +9,16 @@ use super::path::Target;
 use super::query::Query;
 use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::services::Holdings;
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, orphan, pods, scale, services, table};
+use super::{objects, orphan, scale, table};
+use crate::clock;
+use crate::kinds::{Claim, Env, Subresource};
 use crate::patch::{self, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
     same_object,
 };
-use crate::validation::{self, ServiceOptions};
 
 /// One request on a resource.
 pub struct Handler<'a> {
@@ -49,7 +49,6 @@ impl Handler<'_> {
         let method = self.request.method.clone();
         let name = self.target.name.clone();
         let subresource = self.target.subresource.clone();
-        let is_pods = resource.is_core("Pod");
         // A dry run would be written for real: refuse it.
         if method != Method::GET && self.query.get("dryRun").is_some() {
             return Err(ApiError::bad_request(
@@ -72,23 +71,27 @@ impl Handler<'_> {
                 Method::DELETE => self.delete(&name).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
             },
-            (Some(name), Some("status")) if resource.status => match method {
+            (Some(name), Some("status")) if resource.serves(Subresource::Status) => match method {
                 Method::GET => self.get(&name).await,
                 Method::PUT => self.update(&name, Part::Status).await,
                 Method::PATCH => self.patch(&name, Part::Status).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
             },
-            (Some(name), Some("binding")) if is_pods && method == Method::POST => {
+            (Some(name), Some("binding"))
+                if resource.serves(Subresource::Binding) && method == Method::POST =>
+            {
                 self.bind(&name).await
             }
-            (Some(name), Some("log")) if is_pods && method == Method::GET => {
+            (Some(name), Some("log"))
+                if resource.serves(Subresource::Log) && method == Method::GET =>
+            {
                 let namespace = self.target.namespace.clone().unwrap_or_default();
                 let query = self.request.query.as_deref();
                 self.api
                     .pod_log(&namespace, &name, self.query.get("container"), query)
                     .await
             }
-            (Some(name), Some("scale")) if resource.scalable() => match method {
+            (Some(name), Some("scale")) if resource.serves(Subresource::Scale) => match method {
                 Method::GET => self.get_scale(&name).await,
                 Method::PUT | Method::PATCH => self.write_scale(&name).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
@@ -117,8 +120,10 @@ impl Handler<'_> {
 
     /// Read-modify-write of one object, retried when someone else wrote in
     /// between; `mutate` may refuse with an error. An unchanged object is
-    /// not written. A Service's allocations are claimed before each attempt
-    /// and given back when it fails.
+    /// not written. A write of the main resource claims what the object
+    /// holds in the shared pools before each attempt, gives it back when the
+    /// attempt fails and gives back what the old object no longer needs when
+    /// it succeeds.
     async fn write(
         &self,
         name: &str,
@@ -126,36 +131,39 @@ impl Handler<'_> {
         mut mutate: impl FnMut(Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let resource = self.resource();
+        let strategy = resource.strategy;
+        let env = &self.api.env;
         let key = self.key(name);
         let store_error = |error| ApiError::from_store(error, resource, name);
-        let pools =
-            (resource.is_core("Service") && part == Part::Main).then_some(&self.api.services);
         loop {
             let current = self.api.store.get(&key).await.map_err(store_error)?;
             let mut updated = mutate(current.clone())?;
             if same_object(&updated, &current) {
                 return Ok(current);
             }
-            let taken = match pools {
-                Some(pools) => Some(pools.claim(Some(&current), &mut updated).await?),
-                None => None,
+            let claim = match part {
+                Part::Main => strategy
+                    .allocate(env, Some(&current), &mut updated)
+                    .await
+                    .map_err(|refusal| ApiError::refused(refusal, resource, name))?,
+                Part::Status => Claim::Nothing,
             };
             let written = self
                 .api
                 .store
                 .update(&key, &updated, resource_version_of(&current))
                 .await;
-            if let (Some(pools), Some(taken)) = (pools, &taken) {
-                match &written {
-                    Ok(stored) => pools.release_dropped(&current, Some(stored)).await,
-                    Err(_) => {
-                        // A concurrent write of this Service may hold some
-                        // of it now: that stays.
-                        let latest = self.api.store.get(&key).await.ok();
-                        let held = latest.as_ref().map(Holdings::of).unwrap_or_default();
-                        pools.give_back(&updated, &taken.without(&held)).await;
-                    }
+            match &written {
+                Ok(stored) if part == Part::Main => {
+                    strategy.release_dropped(env, &current, Some(stored)).await;
                 }
+                Err(_) if claim == Claim::Taken => {
+                    let latest = self.api.store.get(&key).await.ok();
+                    strategy
+                        .release_unwritten(env, Some(&current), &updated, latest.as_ref())
+                        .await;
+                }
+                _ => {}
             }
             match written {
                 Err(StoreError::Conflict { .. }) => continue,
@@ -179,7 +187,7 @@ impl Handler<'_> {
             let metadata = json!({ "resourceVersion": object["metadata"]["resourceVersion"] });
             return json(
                 200,
-                table::table(self.resource(), vec![object], metadata, objects::unix_now()),
+                table::table(self.resource(), vec![object], metadata, clock::unix_now()),
             );
         }
         json(200, object)
@@ -216,7 +224,7 @@ impl Handler<'_> {
         if self.table() {
             return json(
                 200,
-                table::table(resource, page.items, metadata, objects::unix_now()),
+                table::table(resource, page.items, metadata, clock::unix_now()),
             );
         }
         json(
@@ -275,7 +283,7 @@ impl Handler<'_> {
                 )));
             }
         }
-        let options = &self.api.service_options;
+        let env = &self.api.env;
         let fields = FieldValidation::from_query(&self.query)?;
         let mut warnings = Vec::new();
         let expected = sent["metadata"]["resourceVersion"]
@@ -289,7 +297,7 @@ impl Handler<'_> {
                     return Err(conflict(resource, name));
                 }
                 let (updated, dropped) =
-                    apply_part(resource, part, sent.clone(), &current, options, fields)?;
+                    apply_part(env, resource, name, part, sent.clone(), &current, fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -306,7 +314,7 @@ impl Handler<'_> {
         let content_type = self.request.content_type.as_deref().unwrap_or_default();
         let patch_type = PatchType::from_content_type(content_type)
             .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
-        let options = &self.api.service_options;
+        let env = &self.api.env;
         let fields = FieldValidation::from_query(&self.query)?;
         let mut warnings = Vec::new();
         let patch: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
@@ -328,7 +336,7 @@ impl Handler<'_> {
                 }
                 objects::check_type(&mut patched, resource)?;
                 let (updated, dropped) =
-                    apply_part(resource, part, patched, &current, options, fields)?;
+                    apply_part(env, resource, name, part, patched, &current, fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -340,10 +348,12 @@ impl Handler<'_> {
         })
     }
 
-    /// DELETE: removes the object, except that a pod a node runs is first
-    /// marked terminating (see `pods`).
+    /// DELETE: removes the object, unless its kind deletes gracefully:
+    /// then the object is only marked, and whoever finishes it (a node, the
+    /// namespace controller) removes it later.
     async fn delete(&self, name: &str) -> Result<Reply, ApiError> {
         let resource = self.resource();
+        let strategy = resource.strategy;
         let options = if self.request.body.is_empty() {
             Value::Null
         } else {
@@ -362,31 +372,22 @@ impl Handler<'_> {
                 .map(|grace| grace as i64),
         };
         let store_error = |error| ApiError::from_store(error, resource, name);
-        if resource.is_core("Namespace") {
-            return self.delete_namespace(name, &preconditions).await;
-        }
+        strategy
+            .check_delete(name)
+            .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
+        let current = self.read(name).await?;
         if orphan::wanted(&options, self.query.get("propagationPolicy")) {
-            let current = self.read(name).await?;
             preconditions.check(&current).map_err(store_error)?;
             self.api.orphan_dependents(&current).await?;
         }
-        if resource.is_core("Pod") {
-            let current = self
-                .api
-                .store
-                .get(&self.key(name))
-                .await
-                .map_err(store_error)?;
-            let grace = pods::grace_period(&current, requested_grace);
-            if grace > 0 {
-                let terminating = self
-                    .write(name, Part::Main, |pod| {
-                        preconditions.check(&pod).map_err(store_error)?;
-                        Ok(pods::mark_terminating(pod, grace))
-                    })
-                    .await?;
-                return json(200, terminating);
-            }
+        if let Some(grace) = strategy.graceful_deletion(&current, requested_grace) {
+            let marked = self
+                .write(name, Part::Main, |object| {
+                    preconditions.check(&object).map_err(store_error)?;
+                    Ok(strategy.mark_deleting(object, grace))
+                })
+                .await?;
+            return json(200, marked);
         }
         let deleted = self
             .api
@@ -394,42 +395,13 @@ impl Handler<'_> {
             .delete(&self.key(name), &preconditions)
             .await
             .map_err(store_error)?;
-        if resource.is_core("Service") {
-            self.api.services.release_dropped(&deleted, None).await;
-        }
+        strategy
+            .release_dropped(&self.api.env, &deleted, None)
+            .await;
         json(
             200,
             status::deleted(resource, name, &deleted["metadata"]["uid"]),
         )
-    }
-
-    /// DELETE of a namespace only marks it Terminating: the namespace
-    /// controller deletes what is in it, then the namespace. The system
-    /// namespaces stay.
-    async fn delete_namespace(
-        &self,
-        name: &str,
-        preconditions: &Preconditions,
-    ) -> Result<Reply, ApiError> {
-        let resource = self.resource();
-        if ["default", "kube-system", "kube-public"].contains(&name) {
-            return Err(ApiError::forbidden(format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            )));
-        }
-        let terminating = self
-            .write(name, Part::Main, |mut namespace| {
-                preconditions
-                    .check(&namespace)
-                    .map_err(|error| ApiError::from_store(error, resource, name))?;
-                if namespace["metadata"]["deletionTimestamp"].is_null() {
-                    namespace["metadata"]["deletionTimestamp"] = objects::now();
-                }
-                namespace["status"]["phase"] = json!("Terminating");
-                Ok(namespace)
-            })
-            .await?;
-        json(200, terminating)
     }
 
     async fn get_scale(&self, name: &str) -> Result<Reply, ApiError> {
@@ -480,18 +452,11 @@ impl Handler<'_> {
             .filter(|node| !node.is_empty())
             .ok_or_else(|| ApiError::bad_request("the binding has no target.name"))?
             .to_owned();
-        self.write(name, Part::Main, |mut pod| {
-            match pod["spec"]["nodeName"].as_str() {
-                Some(bound) if !bound.is_empty() => Err(ApiError::conflict(
-                    resource,
-                    name,
-                    &format!("pod {name} is already assigned to node \"{bound}\""),
-                )),
-                _ => {
-                    pod["spec"]["nodeName"] = json!(node);
-                    Ok(pod)
-                }
-            }
+        self.write(name, Part::Main, |pod| {
+            resource
+                .strategy
+                .bind(pod, &node)
+                .map_err(|refusal| ApiError::refused(refusal, resource, name))
         })
         .await?;
         json(
@@ -501,25 +466,28 @@ impl Handler<'_> {
     }
 }
 
-/// The object a write of `part` stores, validated, and the warnings about
-/// fields dropped from it.
+/// The object a write of `part` stores, prepared and validated by the
+/// kind's strategy, and the warnings about fields dropped from it.
 fn apply_part(
+    env: &Env,
     resource: &Resource,
+    name: &str,
     part: Part,
     sent: Value,
     current: &Value,
-    options: &ServiceOptions,
     fields: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    let strategy = resource.strategy;
     let mut updated = match part {
         Part::Main => objects::merge_update(sent, current, resource)?,
-        Part::Status => objects::merge_status(&sent, current),
+        Part::Status => strategy.status_update(&sent, current),
     };
     let warnings = fields.apply(resource, &mut updated)?;
-    Ok((
-        validate(resource, updated, Some(current), options)?,
-        warnings,
-    ))
+    strategy.prepare_for_update(&mut updated, current);
+    strategy
+        .validate_update(env, &updated, current)
+        .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
+    Ok((updated, warnings))
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {
@@ -530,48 +498,10 @@ fn conflict(resource: &Resource, name: &str) -> ApiError {
     )
 }
 
-/// Kubernetes' defaulting and validation where skiff has them (Services):
-/// the object to store, or a 422 naming the fields. On an update, what the
-/// server allocated carries over from `old`.
-fn validate(
-    resource: &Resource,
-    mut object: Value,
-    old: Option<&Value>,
-    options: &ServiceOptions,
-) -> Result<Value, ApiError> {
-    if !resource.is_core("Service") {
-        return Ok(object);
-    }
-    validation::default_service(&mut object);
-    if let Some(old) = old {
-        services::carry_over(old, &mut object);
-    }
-    let decode = |value: &Value| {
-        serde_json::from_value::<Service>(value.clone()).map_err(|error| {
-            ApiError::bad_request(format!("the Service cannot be decoded: {error}"))
-        })
-    };
-    let service = decode(&object)?;
-    let errors = match old {
-        Some(old) => validation::validate_service_update(&service, &decode(old)?, options),
-        None => validation::validate_service(&service, options),
-    };
-    if errors.is_empty() {
-        return Ok(object);
-    }
-    let name = object["metadata"]["name"].as_str().unwrap_or_default();
-    Err(ApiError::invalid(validation::invalid_status(
-        resource.group,
-        resource.kind,
-        name,
-        &errors,
-    )))
-}
-
 impl Api {
-    /// Creates `object` as a new `resource` in `namespace`: identity,
-    /// defaults, validation and, for Services, allocations. Returns it with
-    /// the warnings about fields dropped from it.
+    /// Creates `object` as a new `resource` in `namespace`: identity, then
+    /// the kind's defaults, validation and allocations. Returns it with the
+    /// warnings about fields dropped from it.
     pub(super) async fn create(
         &self,
         resource: &'static Resource,
@@ -589,16 +519,20 @@ impl Api {
         if let Some(namespace) = namespace {
             self.require_namespace(namespace).await?;
         }
-        let mut object = validate(resource, object, None, &self.service_options)?;
-        let taken = if resource.is_core("Service") {
-            Some(self.services.claim(None, &mut object).await?)
-        } else {
-            None
-        };
+        let strategy = resource.strategy;
+        let refused = |refusal| ApiError::refused(refusal, resource, &name);
+        strategy.prepare_for_create(&mut object);
+        strategy.validate(&self.env, &object).map_err(refused)?;
+        let claim = strategy
+            .allocate(&self.env, None, &mut object)
+            .await
+            .map_err(refused)?;
         let key = object_key(resource.storage, namespace, &name);
         let created = self.store.create(&key, &object).await;
-        if let (Err(_), Some(taken)) = (&created, &taken) {
-            self.services.give_back(&object, taken).await;
+        if created.is_err() && claim == Claim::Taken {
+            strategy
+                .release_unwritten(&self.env, None, &object, None)
+                .await;
         }
         let created = created.map_err(|error| ApiError::from_store(error, resource, &name))?;
         Ok((created, warnings))

@@ -4,6 +4,7 @@
 mod aggregated_discovery;
 mod bootstrap;
 mod discovery;
+mod dispatch;
 mod field_validation;
 mod handlers;
 mod logs;
@@ -12,24 +13,25 @@ mod objects;
 mod openapi;
 mod orphan;
 mod path;
-mod pods;
 mod query;
 mod registry;
+mod reply;
+mod request;
 mod scale;
 mod selectors;
-mod services;
+mod state;
 mod status;
 mod table;
+mod version;
 mod watch;
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use http::Method;
-use serde_json::Value;
-use tokio::sync::mpsc;
-
+pub use crate::kinds::ServiceNetwork;
 pub use registry::SYSTEM_NAMESPACES;
+pub use reply::Reply;
+pub use request::ApiRequest;
+pub use state::{Api, ApiConfig};
+pub use status::ApiError;
+pub use version::GIT_VERSION;
 
 /// Every namespaced resource: its etcd root, its URL prefix (`/api/v1`,
 /// `/apis/apps/v1`) and its plural (what namespace deletion empties).
@@ -45,168 +47,4 @@ pub fn namespaced_collections() -> Vec<(&'static str, String, &'static str)> {
             (resource.storage, prefix, resource.plural)
         })
         .collect()
-}
-pub use services::ServiceNetwork;
-pub use status::ApiError;
-
-use crate::store::Store;
-use crate::validation::ServiceOptions;
-use path::Route;
-use query::Query;
-use services::ServicePools;
-
-/// The version `/version` and the OpenAPI documents report: the Kubernetes
-/// API level served.
-pub const GIT_VERSION: &str = "v1.37.0-skiff";
-
-/// A request as the API layer sees it: the body already read (watches have
-/// none).
-#[derive(Debug)]
-pub struct ApiRequest {
-    pub method: Method,
-    pub path: String,
-    pub query: Option<String>,
-    pub content_type: Option<String>,
-    /// The `Accept` header: kubectl asks for server-side Tables.
-    pub accept: Option<String>,
-    pub body: Bytes,
-}
-
-/// What to send back.
-#[derive(Debug)]
-pub enum Reply {
-    Json {
-        code: u16,
-        body: Value,
-        /// `Warning` headers, e.g. for fields dropped from the object.
-        warnings: Vec<String>,
-    },
-    /// A JSON document already serialized (OpenAPI's are once, for many
-    /// requests), with its media type.
-    Serialized {
-        content_type: &'static str,
-        body: Bytes,
-    },
-    /// A body streamed until the sender is dropped: a watch's
-    /// newline-delimited JSON events, a container's log.
-    Stream {
-        content_type: &'static str,
-        receiver: mpsc::Receiver<Bytes>,
-    },
-}
-
-impl From<ApiError> for Reply {
-    fn from(error: ApiError) -> Self {
-        Reply::Json {
-            code: error.code,
-            body: error.status(),
-            warnings: Vec::new(),
-        }
-    }
-}
-
-/// Tunables of the API layer.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// How often a watch that asked for bookmarks gets one.
-    pub bookmark_interval: Duration,
-    /// How long a watch without `timeoutSeconds` runs.
-    pub default_watch_timeout: Duration,
-    /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
-    /// IPs from.
-    pub network: ServiceNetwork,
-    /// The port node agents serve `/containerLogs` on (kubelet's).
-    pub kubelet_port: u16,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            bookmark_interval: Duration::from_secs(60),
-            default_watch_timeout: Duration::from_secs(1800),
-            network: ServiceNetwork::default(),
-            kubelet_port: 10250,
-        }
-    }
-}
-
-/// The API: the store plus its configuration. Cheap to clone.
-#[derive(Clone)]
-pub struct Api {
-    store: Store,
-    config: ApiConfig,
-    services: ServicePools,
-    /// What Service validation depends on (the NodePort range).
-    service_options: ServiceOptions,
-}
-
-impl Api {
-    pub fn new(store: Store, config: ApiConfig) -> Self {
-        let services = ServicePools::new(store.client(), &config.network);
-        let service_options = ServiceOptions {
-            node_port_range: config.network.node_port_range.clone(),
-        };
-        Self {
-            store,
-            config,
-            services,
-            service_options,
-        }
-    }
-
-    pub async fn handle(&self, request: ApiRequest) -> Reply {
-        match self.dispatch(request).await {
-            Ok(reply) => reply,
-            Err(error) => error.into(),
-        }
-    }
-
-    async fn dispatch(&self, request: ApiRequest) -> Result<Reply, ApiError> {
-        let route = path::route(&request.path).ok_or_else(ApiError::no_route)?;
-        let target = match route {
-            Route::Object(target) => target,
-            Route::Discovery(document) => {
-                if request.method != Method::GET {
-                    return Err(ApiError::method_not_allowed(request.method.as_str()));
-                }
-                if aggregated_discovery::wanted(request.accept.as_deref())
-                    && let Some(body) = aggregated_discovery::document(&document)
-                {
-                    return Ok(Reply::Serialized {
-                        content_type: aggregated_discovery::CONTENT_TYPE,
-                        body: Bytes::from(serde_json::to_vec(&body).expect("JSON serializes")),
-                    });
-                }
-                return Ok(Reply::Json {
-                    code: 200,
-                    body: discovery::document(&document),
-                    warnings: Vec::new(),
-                });
-            }
-            Route::OpenApi(path) => {
-                if request.method != Method::GET {
-                    return Err(ApiError::method_not_allowed(request.method.as_str()));
-                }
-                let document = match path {
-                    None => Some(openapi::index()),
-                    Some(path) => openapi::group_version_document(&path),
-                };
-                return document
-                    .map(|body| Reply::Serialized {
-                        content_type: "application/json",
-                        body,
-                    })
-                    .ok_or_else(ApiError::no_route);
-            }
-        };
-        let query = Query::parse(request.query.as_deref())?;
-        handlers::Handler {
-            api: self,
-            target,
-            query,
-            request,
-        }
-        .run()
-        .await
-    }
 }

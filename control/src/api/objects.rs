@@ -1,12 +1,12 @@
 //! What the server fills in or keeps on objects it is sent: identity and
 //! defaults on create, immutable metadata and status on update.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::registry::{Resource, StatusOnCreate};
+use super::registry::Resource;
 use super::status::ApiError;
+use crate::clock;
 
 /// Parses a request body as a JSON object.
 pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -116,28 +116,18 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
         metadata.remove(server_owned);
     }
     metadata.insert("uid".into(), json!(new_uid()));
-    metadata.insert("creationTimestamp".into(), now());
+    metadata.insert("creationTimestamp".into(), clock::now());
     if has_spec {
         metadata.insert("generation".into(), json!(1));
     }
-    if resource.status_on_create == StatusOnCreate::Reset {
-        object["status"] = initial_status(resource);
+    if let Some(status) = resource.strategy.initial_status() {
+        object["status"] = status;
     }
     Ok(name)
 }
 
-/// What a kind's status starts as before any controller has written it.
-fn initial_status(resource: &Resource) -> Value {
-    match (resource.group, resource.kind) {
-        ("", "Service") => json!({ "loadBalancer": {} }),
-        ("", "Pod") => json!({ "phase": "Pending" }),
-        ("", "Namespace") => json!({ "phase": "Active" }),
-        _ => json!({}),
-    }
-}
-
 /// The object an update stores: `sent`, with the server-owned metadata of
-/// `current` and, when the kind has a status subresource, its current
+/// `current` and, when the kind's status strategy says so, its current
 /// status (only `/status` changes that). Bumps `generation` when the spec
 /// changed.
 pub fn merge_update(
@@ -166,7 +156,7 @@ pub fn merge_update(
     if spec_changed && let Some(generation) = current_meta["generation"].as_i64() {
         metadata.insert("generation".into(), json!(generation + 1));
     }
-    if resource.status {
+    if resource.strategy.keeps_status_on_update() {
         match current.get("status") {
             Some(status) => sent["status"] = status.clone(),
             None => {
@@ -177,33 +167,6 @@ pub fn merge_update(
         }
     }
     Ok(sent)
-}
-
-/// `current` with the status of `sent`: what PUT `/status` stores.
-pub fn merge_status(sent: &Value, current: &Value) -> Value {
-    let mut updated = current.clone();
-    updated["status"] = sent.get("status").cloned().unwrap_or_else(|| json!({}));
-    updated
-}
-
-/// The current time as Kubernetes serializes `metav1.Time` (RFC 3339,
-/// seconds).
-pub fn now() -> Value {
-    seconds_from_now(0)
-}
-
-/// The time `seconds` from now, as [`now`] writes it.
-pub fn seconds_from_now(seconds: i64) -> Value {
-    let time = k8s_openapi::jiff::Timestamp::from_second(unix_now().saturating_add(seconds))
-        .unwrap_or(k8s_openapi::jiff::Timestamp::MAX);
-    serde_json::to_value(Time(time)).expect("a time always serializes")
-}
-
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs() as i64)
 }
 
 /// A random (version 4) UUID.
@@ -282,7 +245,7 @@ mod tests {
         assert_eq!(updated["metadata"]["uid"], "u1");
         assert_eq!(updated["metadata"]["generation"], 4);
         assert_eq!(updated["status"], json!({ "replicas": 1 }));
-        let status = merge_status(
+        let status = deployments.strategy.status_update(
             &json!({ "status": { "replicas": 2 }, "spec": { "replicas": 5 } }),
             &current,
         );

@@ -17,6 +17,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use super::registry::{self, RESOURCES, Resource, group_version};
+use crate::kinds::Subresource;
 
 /// The documents, built on first use (they take a moment and a few MB).
 struct Documents {
@@ -146,7 +147,7 @@ fn resource_paths(resource: &Resource) -> Map<String, Value> {
             "parameters": object_scope,
         }),
     );
-    if resource.status {
+    if resource.serves(Subresource::Status) {
         paths.insert(
             format!("{object}/status"),
             json!({

@@ -7,16 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::kinds::{
+    GenericStrategy, NamespaceStrategy, NodeStrategy, PodStrategy, ScalableStrategy,
+    ServiceStrategy, Strategy, Subresource,
+};
 use crate::validation::{UnknownField, strip_unknown_fields};
-
-/// What the server does with an object's `.status` on create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StatusOnCreate {
-    /// Stored as sent (nodes report their own status; most kinds have none).
-    Keep,
-    /// Replaced by the kind's initial status: a controller fills it later.
-    Reset,
-}
 
 /// What the resource's k8s-openapi type gives: its OpenAPI schema and the
 /// fields an object has that the type does not declare.
@@ -56,9 +51,9 @@ pub struct Resource {
     /// Root of its keys in etcd (Kubernetes' own layout, exceptions
     /// included).
     pub storage: &'static str,
-    /// Has a `/status` subresource (PUT there changes only `.status`).
-    pub status: bool,
-    pub status_on_create: StatusOnCreate,
+    /// What the kind does beyond the generic verbs: defaults, validation,
+    /// allocations, status handling, deletion, subresources.
+    pub strategy: &'static dyn Strategy,
     /// Field selector labels besides `metadata.name` and
     /// `metadata.namespace`, with the object path each one reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
@@ -78,15 +73,9 @@ impl Resource {
         group_version(self.group, self.version)
     }
 
-    /// Whether this is the core (v1) `kind`, for the kinds with rules of
-    /// their own.
-    pub fn is_core(&self, kind: &str) -> bool {
-        self.group.is_empty() && self.kind == kind
-    }
-
-    /// Has a `/scale` subresource.
-    pub fn scalable(&self) -> bool {
-        self.group == "apps" && matches!(self.kind, "Deployment" | "ReplicaSet" | "StatefulSet")
+    /// Serves `subresource`.
+    pub fn serves(&self, subresource: Subresource) -> bool {
+        self.strategy.serves(subresource)
     }
 }
 
@@ -123,16 +112,14 @@ const fn resource(
         namespaced,
         short_names: &[],
         storage,
-        status: false,
-        status_on_create: StatusOnCreate::Keep,
+        strategy: &GenericStrategy::PLAIN,
         fields: &[],
         typed,
     }
 }
 
-const fn with_status(mut resource: Resource) -> Resource {
-    resource.status = true;
-    resource.status_on_create = StatusOnCreate::Reset;
+const fn with_strategy(strategy: &'static dyn Strategy, mut resource: Resource) -> Resource {
+    resource.strategy = strategy;
     resource
 }
 
@@ -164,58 +151,69 @@ const EVENT_FIELDS: &[(&str, &[&str])] = &[
 /// JSON as sent and does not convert between the two event schemas.
 pub static RESOURCES: &[Resource] = &[
     short(
-        with_status(resource(
-            "",
-            "Namespace",
-            "namespaces",
-            "namespace",
-            false,
-            "/registry/namespaces",
-            Typed::of::<core::v1::Namespace>(),
-        )),
+        with_strategy(
+            &NamespaceStrategy,
+            resource(
+                "",
+                "Namespace",
+                "namespaces",
+                "namespace",
+                false,
+                "/registry/namespaces",
+                Typed::of::<core::v1::Namespace>(),
+            ),
+        ),
         &["ns"],
     ),
     Resource {
-        status_on_create: StatusOnCreate::Keep,
         fields: &[("spec.unschedulable", &["spec", "unschedulable"])],
         ..short(
-            with_status(resource(
-                "",
-                "Node",
-                "nodes",
-                "node",
-                false,
-                "/registry/minions",
-                Typed::of::<core::v1::Node>(),
-            )),
+            with_strategy(
+                &NodeStrategy,
+                resource(
+                    "",
+                    "Node",
+                    "nodes",
+                    "node",
+                    false,
+                    "/registry/minions",
+                    Typed::of::<core::v1::Node>(),
+                ),
+            ),
             &["no"],
         )
     },
     Resource {
         fields: POD_FIELDS,
         ..short(
-            with_status(resource(
-                "",
-                "Pod",
-                "pods",
-                "pod",
-                true,
-                "/registry/pods",
-                Typed::of::<core::v1::Pod>(),
-            )),
+            with_strategy(
+                &PodStrategy,
+                resource(
+                    "",
+                    "Pod",
+                    "pods",
+                    "pod",
+                    true,
+                    "/registry/pods",
+                    Typed::of::<core::v1::Pod>(),
+                ),
+            ),
             &["po"],
         )
     },
     short(
-        with_status(resource(
-            "",
-            "Service",
-            "services",
-            "service",
-            true,
-            "/registry/services/specs",
-            Typed::of::<core::v1::Service>(),
-        )),
+        with_strategy(
+            &ServiceStrategy,
+            resource(
+                "",
+                "Service",
+                "services",
+                "service",
+                true,
+                "/registry/services/specs",
+                Typed::of::<core::v1::Service>(),
+            ),
+        ),
         &["svc"],
     ),
     short(
@@ -291,84 +289,105 @@ pub static RESOURCES: &[Resource] = &[
         &["ev"],
     ),
     short(
-        with_status(resource(
-            "apps",
-            "Deployment",
-            "deployments",
-            "deployment",
-            true,
-            "/registry/deployments",
-            Typed::of::<apps::v1::Deployment>(),
-        )),
+        with_strategy(
+            &ScalableStrategy,
+            resource(
+                "apps",
+                "Deployment",
+                "deployments",
+                "deployment",
+                true,
+                "/registry/deployments",
+                Typed::of::<apps::v1::Deployment>(),
+            ),
+        ),
         &["deploy"],
     ),
     short(
-        with_status(resource(
-            "apps",
-            "ReplicaSet",
-            "replicasets",
-            "replicaset",
-            true,
-            "/registry/replicasets",
-            Typed::of::<apps::v1::ReplicaSet>(),
-        )),
+        with_strategy(
+            &ScalableStrategy,
+            resource(
+                "apps",
+                "ReplicaSet",
+                "replicasets",
+                "replicaset",
+                true,
+                "/registry/replicasets",
+                Typed::of::<apps::v1::ReplicaSet>(),
+            ),
+        ),
         &["rs"],
     ),
     short(
-        with_status(resource(
-            "apps",
-            "DaemonSet",
-            "daemonsets",
-            "daemonset",
-            true,
-            "/registry/daemonsets",
-            Typed::of::<apps::v1::DaemonSet>(),
-        )),
+        with_strategy(
+            &GenericStrategy::WITH_STATUS,
+            resource(
+                "apps",
+                "DaemonSet",
+                "daemonsets",
+                "daemonset",
+                true,
+                "/registry/daemonsets",
+                Typed::of::<apps::v1::DaemonSet>(),
+            ),
+        ),
         &["ds"],
     ),
     short(
-        with_status(resource(
-            "apps",
-            "StatefulSet",
-            "statefulsets",
-            "statefulset",
-            true,
-            "/registry/statefulsets",
-            Typed::of::<apps::v1::StatefulSet>(),
-        )),
+        with_strategy(
+            &ScalableStrategy,
+            resource(
+                "apps",
+                "StatefulSet",
+                "statefulsets",
+                "statefulset",
+                true,
+                "/registry/statefulsets",
+                Typed::of::<apps::v1::StatefulSet>(),
+            ),
+        ),
         &["sts"],
     ),
-    with_status(resource(
-        "batch",
-        "Job",
-        "jobs",
-        "job",
-        true,
-        "/registry/jobs",
-        Typed::of::<batch::v1::Job>(),
-    )),
-    short(
-        with_status(resource(
+    with_strategy(
+        &GenericStrategy::WITH_STATUS,
+        resource(
             "batch",
-            "CronJob",
-            "cronjobs",
-            "cronjob",
+            "Job",
+            "jobs",
+            "job",
             true,
-            "/registry/cronjobs",
-            Typed::of::<batch::v1::CronJob>(),
-        )),
+            "/registry/jobs",
+            Typed::of::<batch::v1::Job>(),
+        ),
+    ),
+    short(
+        with_strategy(
+            &GenericStrategy::WITH_STATUS,
+            resource(
+                "batch",
+                "CronJob",
+                "cronjobs",
+                "cronjob",
+                true,
+                "/registry/cronjobs",
+                Typed::of::<batch::v1::CronJob>(),
+            ),
+        ),
         &["cj"],
     ),
     short(
-        with_status(resource(
-            "networking.k8s.io",
-            "Ingress",
-            "ingresses",
-            "ingress",
-            true,
-            "/registry/ingress",
-            Typed::of::<networking::v1::Ingress>(),
-        )),
+        with_strategy(
+            &GenericStrategy::WITH_STATUS,
+            resource(
+                "networking.k8s.io",
+                "Ingress",
+                "ingresses",
+                "ingress",
+                true,
+                "/registry/ingress",
+                Typed::of::<networking::v1::Ingress>(),
+            ),
+        ),
         &["ing"],
     ),
     resource(
@@ -429,5 +448,30 @@ mod tests {
         assert_eq!(groups()[0], ("", "v1"));
         assert!(groups().contains(&("apps", "v1")));
         assert!(find("apps", "v1", "pods").is_none());
+    }
+
+    #[test]
+    fn strategies_serve_their_subresources() {
+        let pods = find("", "v1", "pods").unwrap();
+        assert!(pods.serves(Subresource::Log) && pods.serves(Subresource::Binding));
+        assert!(!pods.serves(Subresource::Scale));
+        for plural in ["deployments", "replicasets", "statefulsets"] {
+            assert!(
+                find("apps", "v1", plural)
+                    .unwrap()
+                    .serves(Subresource::Scale)
+            );
+        }
+        assert!(
+            !find("apps", "v1", "daemonsets")
+                .unwrap()
+                .serves(Subresource::Scale)
+        );
+        let nodes = find("", "v1", "nodes").unwrap();
+        assert!(nodes.serves(Subresource::Status));
+        assert_eq!(nodes.strategy.initial_status(), None);
+        let config_maps = find("", "v1", "configmaps").unwrap();
+        assert!(!config_maps.serves(Subresource::Status));
+        assert!(!config_maps.strategy.keeps_status_on_update());
     }
 }

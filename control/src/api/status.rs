@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use super::registry::Resource;
+use crate::kinds::Refusal;
 use crate::store::StoreError;
+use crate::validation::invalid_status;
 
 /// A failed request: the HTTP code and the `Status` body to send.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -132,6 +134,19 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
+    }
+
+    /// What the strategy of `resource` refused about the object `name`.
+    pub fn refused(refusal: Refusal, resource: &Resource, name: &str) -> Self {
+        match refusal {
+            Refusal::Invalid(errors) => {
+                Self::invalid(invalid_status(resource.group, resource.kind, name, &errors))
+            }
+            Refusal::BadRequest(message) => Self::bad_request(message),
+            Refusal::Forbidden(message) => Self::forbidden(message),
+            Refusal::Conflict(why) => Self::conflict(resource, name, &why),
+            Refusal::Internal(message) => Self::internal(message),
+        }
     }
 
     /// A storage failure about one object of `resource`.

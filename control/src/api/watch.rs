@@ -8,13 +8,13 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::objects::unix_now;
 use super::path::Target;
 use super::query::Query;
 use super::registry::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::{Api, Reply};
+use crate::clock::unix_now;
 use crate::store::{EventType, ListRequest, StoreError, Watch, WatchBatch, collection_prefix};
 
 /// Events buffered per watcher before the watch waits for the client.

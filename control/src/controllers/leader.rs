@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::client::{Client, written};
+use super::error::ControllerError;
 use super::kind::Kind;
 use super::meta;
 use crate::store::{Store, object_key};
@@ -87,11 +88,7 @@ impl LeaderElection {
 
     /// Takes or renews the lease when it is ours or has expired; whether
     /// this instance holds it now.
-    async fn try_take(
-        &self,
-        client: &Client,
-        store: &Store,
-    ) -> Result<bool, super::ControllerError> {
+    async fn try_take(&self, client: &Client, store: &Store) -> Result<bool, ControllerError> {
         let key = object_key(Kind::Lease.storage(), Some(NAMESPACE), LEASE);
         let now = meta::now_micro();
         let seconds = self.lease_duration.as_secs().max(1);

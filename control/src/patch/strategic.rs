@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::PatchError;
+use super::error::PatchError;
 use super::schema::{ListStrategy, list_strategy};
 
 const PATCH: &str = "$patch";

@@ -30,7 +30,7 @@ pub use pki::{DEFAULT_SANS, PkiError};
 pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
-use crate::controllers::{self, ControllerConfig};
+use crate::controllers::ControllerConfig;
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -125,7 +125,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let mut listeners = JoinSet::new();
     if let Some(controllers) = config.controllers.clone() {
-        listeners.spawn(controllers::run(api.clone(), store.clone(), controllers));
+        listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
     let state = Arc::new(State { api, store, tokens });
     for (listener, local) in bound {

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
+use super::field::{FieldError, Rendered, child, index};
 use super::names::{
     is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
     is_valid_label_value,
 };
-use super::{FieldError, Rendered, child, index};
 
 /// Annotations may hold at most this many bytes (keys plus values) in total.
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;

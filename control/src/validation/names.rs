@@ -45,7 +45,7 @@ pub(super) fn max_len_error(max: usize) -> String {
     format!("must be no more than {max} characters")
 }
 
-pub(super) fn inclusive_range_error(lo: i64, hi: i64) -> String {
+pub fn inclusive_range_error(lo: i64, hi: i64) -> String {
     format!("must be between {lo} and {hi}, inclusive")
 }
 

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::FieldError;
+use super::field::FieldError;
 
 /// A `meta.k8s.io/v1` `Status` with reason `Invalid`. Its fields serialize in
 /// kube-apiserver's order.

@@ -13,9 +13,13 @@ use std::ops::RangeInclusive;
 use serde_json::{Value, json};
 use tracing::{debug, warn};
 
-use super::status::ApiError;
+use super::fields::{
+    health_check_node_port, ingress, needs_health_check_node_port, needs_node_ports, node_port,
+    ports, service_type,
+};
 use crate::alloc::{AllocError, IpAllocator, Ipv4Cidr, Owner, Pool, PortAllocator, PortPool};
-use crate::validation::{FieldError, Rendered, go_quote, go_string_slice, invalid_status};
+use crate::kinds::refusal::Refusal;
+use crate::validation::{FieldError, Rendered, go_quote, go_string_slice};
 
 /// The pools' configuration (kube-apiserver's `--service-cluster-ip-range`
 /// and `--service-node-port-range`, plus skiff's LoadBalancer pool).
@@ -76,6 +80,10 @@ impl Holdings {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        *self == Holdings::default()
+    }
+
     /// What `self` holds and `other` does not.
     pub fn without(&self, other: &Holdings) -> Holdings {
         Holdings {
@@ -107,16 +115,16 @@ impl ServicePools {
         &self,
         old: Option<&Value>,
         service: &mut Value,
-    ) -> Result<Holdings, ApiError> {
+    ) -> Result<Holdings, Refusal> {
         let owner = owner(service);
         let held = old.map(Holdings::of).unwrap_or_default();
         let result = self.claim_all(&owner, service).await;
         let taken = Holdings::of(service).without(&held);
         match result {
             Ok(()) => Ok(taken),
-            Err(error) => {
+            Err(failure) => {
                 self.release(&owner, &taken).await;
-                Err(invalid(service, error))
+                Err(failure.into())
             }
         }
     }
@@ -347,171 +355,15 @@ impl Failure {
     }
 }
 
-fn invalid(service: &Value, failure: Failure) -> ApiError {
-    match failure {
-        Failure::Field(field) => {
-            let name = service["metadata"]["name"].as_str().unwrap_or_default();
-            ApiError::invalid(invalid_status("", "Service", name, &[field]))
-        }
-        Failure::Internal(error) => {
-            ApiError::internal(format!("failed to allocate a Service value: {error}"))
-        }
-    }
-}
-
-/// Carries what `old` was given over to its update `new` where the client
-/// left the field out, and drops what the new type no longer uses, as
-/// kube-apiserver's Service registry does. `new` is defaulted.
-pub fn carry_over(old: &Value, new: &mut Value) {
-    let old_type = service_type(old);
-    let new_type = service_type(new).to_owned();
-    let old_spec = &old["spec"];
-    if new_type == "ExternalName" {
-        // Nothing IP-related survives becoming an ExternalName Service,
-        // unless the client changed it (then validation says no).
-        if let Some(spec) = new["spec"].as_object_mut() {
-            for field in [
-                "clusterIP",
-                "clusterIPs",
-                "ipFamilies",
-                "ipFamilyPolicy",
-                "internalTrafficPolicy",
-            ] {
-                if spec.get(field) == old_spec.get(field) {
-                    spec.remove(field);
-                }
-            }
-        }
-    } else if old_type != "ExternalName"
-        && new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
-        && old_spec["clusterIP"].is_string()
-    {
-        new["spec"]["clusterIP"] = old_spec["clusterIP"].clone();
-        new["spec"]["clusterIPs"] = old_spec["clusterIPs"].clone();
-    }
-
-    let (old_needs, new_needs) = (needs_node_ports(old), needs_node_ports(new));
-    let old_ports = ports(old).to_vec();
-    if let Some(new_ports) = new["spec"]["ports"].as_array_mut() {
-        for port in new_ports.iter_mut() {
-            let previous = old_ports
-                .iter()
-                .find(|o| o["port"] == port["port"] && o["protocol"] == port["protocol"])
-                .and_then(node_port);
-            match (node_port(port), previous) {
-                (None, Some(previous)) if old_needs && new_needs => {
-                    port["nodePort"] = json!(previous);
-                }
-                (Some(current), Some(previous)) if current == previous && !new_needs => {
-                    if let Some(port) = port.as_object_mut() {
-                        port.remove("nodePort");
-                    }
-                }
-                _ => {}
+impl From<Failure> for Refusal {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Field(field) => Refusal::Invalid(vec![field]),
+            Failure::Internal(error) => {
+                Refusal::Internal(format!("failed to allocate a Service value: {error}"))
             }
         }
     }
-
-    let previous = health_check_node_port(old);
-    match (health_check_node_port(new), previous) {
-        (None, Some(previous)) if needs_health_check_node_port(new) => {
-            new["spec"]["healthCheckNodePort"] = json!(previous);
-        }
-        (Some(current), Some(previous))
-            if current == previous && !needs_health_check_node_port(new) =>
-        {
-            if let Some(spec) = new["spec"].as_object_mut() {
-                spec.remove("healthCheckNodePort");
-            }
-        }
-        _ => {}
-    }
-
-    // Fields only some types have go when the type no longer has them,
-    // unless the client set them anew (then validation says no).
-    let mut drop_if_unchanged = Vec::new();
-    if !externally_accessible(new) {
-        drop_if_unchanged.push("externalTrafficPolicy");
-    }
-    if new_type != "LoadBalancer" {
-        drop_if_unchanged.push("allocateLoadBalancerNodePorts");
-    }
-    if let Some(spec) = new["spec"].as_object_mut() {
-        for field in drop_if_unchanged {
-            if spec.get(field) == old_spec.get(field) {
-                spec.remove(field);
-            }
-        }
-    }
-
-    if old_type == "LoadBalancer" && new_type != "LoadBalancer" && new["status"].is_object() {
-        new["status"]["loadBalancer"] = json!({});
-    }
-}
-
-/// Reachable from outside the cluster: kube-apiserver allows
-/// `externalTrafficPolicy` only then.
-fn externally_accessible(service: &Value) -> bool {
-    let external_ips = service["spec"]["externalIPs"]
-        .as_array()
-        .is_some_and(|ips| !ips.is_empty());
-    match service_type(service) {
-        "NodePort" | "LoadBalancer" => true,
-        "ClusterIP" => external_ips,
-        _ => false,
-    }
-}
-
-/// `spec.type`, defaulted.
-fn service_type(service: &Value) -> &str {
-    service["spec"]["type"].as_str().unwrap_or("ClusterIP")
-}
-
-fn ports(service: &Value) -> &[Value] {
-    service["spec"]["ports"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-fn ingress(service: &Value) -> &[Value] {
-    service["status"]["loadBalancer"]["ingress"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-}
-
-/// A port's `nodePort`, if set (0 means unset).
-fn node_port(port: &Value) -> Option<u16> {
-    port["nodePort"]
-        .as_u64()
-        .and_then(|port| u16::try_from(port).ok())
-        .filter(|&port| port != 0)
-}
-
-fn health_check_node_port(service: &Value) -> Option<u16> {
-    service["spec"]["healthCheckNodePort"]
-        .as_u64()
-        .and_then(|port| u16::try_from(port).ok())
-        .filter(|&port| port != 0)
-}
-
-/// Whether the server picks NodePorts the client left out: NodePort
-/// Services, and LoadBalancers unless `allocateLoadBalancerNodePorts` is
-/// false.
-fn needs_node_ports(service: &Value) -> bool {
-    match service_type(service) {
-        "NodePort" => true,
-        "LoadBalancer" => service["spec"]["allocateLoadBalancerNodePorts"] != json!(false),
-        _ => false,
-    }
-}
-
-/// LoadBalancers that keep traffic on the receiving node need a port for
-/// the load balancer's health checks.
-fn needs_health_check_node_port(service: &Value) -> bool {
-    service_type(service) == "LoadBalancer"
-        && service["spec"]["externalTrafficPolicy"].as_str() == Some("Local")
 }
 
 fn owner(service: &Value) -> Owner {

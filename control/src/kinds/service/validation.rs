@@ -9,12 +9,11 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Map, Value};
 
-use super::meta::{NameRule, validate_labels, validate_object_meta, validate_object_meta_update};
-use super::names::{
-    inclusive_range_error, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
-    is_valid_port_name, is_valid_port_num,
+use crate::validation::{
+    FieldError, NameRule, Rendered, child, go_quote, go_string_slice, inclusive_range_error, index,
+    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_port_name,
+    is_valid_port_num, validate_labels, validate_object_meta, validate_object_meta_update,
 };
-use super::{FieldError, Rendered, child, go_quote, go_string_slice, index};
 
 const SERVICE_TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: [&str; 3] = ["SCTP", "TCP", "UDP"];

@@ -1,0 +1,17 @@
+//! A request as the API layer sees it.
+
+use bytes::Bytes;
+use http::Method;
+
+/// A request as the API layer sees it: the body already read (watches have
+/// none).
+#[derive(Debug)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub content_type: Option<String>,
+    /// The `Accept` header: kubectl asks for server-side Tables.
+    pub accept: Option<String>,
+    pub body: Bytes,
+}

@@ -1,0 +1,49 @@
+//! The API's state: the store, the configuration and what the kinds'
+//! strategies need. The verbs and the routing are `impl Api` blocks in
+//! their own modules.
+
+use std::time::Duration;
+
+use crate::kinds::{Env, ServiceNetwork};
+use crate::store::Store;
+
+/// Tunables of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How often a watch that asked for bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// How long a watch without `timeoutSeconds` runs.
+    pub default_watch_timeout: Duration,
+    /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
+    /// IPs from.
+    pub network: ServiceNetwork,
+    /// The port node agents serve `/containerLogs` on (kubelet's).
+    pub kubelet_port: u16,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            bookmark_interval: Duration::from_secs(60),
+            default_watch_timeout: Duration::from_secs(1800),
+            network: ServiceNetwork::default(),
+            kubelet_port: 10250,
+        }
+    }
+}
+
+/// The API: the store plus its configuration. Cheap to clone.
+#[derive(Clone)]
+pub struct Api {
+    pub(super) store: Store,
+    pub(super) config: ApiConfig,
+    /// What the kinds' strategies need: the pools and their configuration.
+    pub(super) env: Env,
+}
+
+impl Api {
+    pub fn new(store: Store, config: ApiConfig) -> Self {
+        let env = Env::new(store.client(), &config.network);
+        Self { store, config, env }
+    }
+}

@@ -1,0 +1,48 @@
+//! The controllers' tunables.
+
+use std::time::Duration;
+
+use super::leader::LeaderElection;
+use crate::alloc::Ipv4Cidr;
+
+/// Tunables of the controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Take the lease `kube-system/skiff-control` before acting, so that
+    /// only one of several instances does.
+    pub leader_election: Option<LeaderElection>,
+    /// Each controller looks at everything at least this often, also when
+    /// nothing changed (time-based decisions such as node heartbeats).
+    pub resync: Duration,
+    /// A node whose heartbeats stop for this long becomes Ready=Unknown.
+    pub node_monitor_grace_period: Duration,
+    /// The pods of a node not Ready for this long are deleted and replaced
+    /// elsewhere.
+    pub pod_eviction_timeout: Duration,
+    /// Where nodes without a podCIDR get theirs; `None` assigns none.
+    pub cluster_cidr: Option<Ipv4Cidr>,
+    /// The prefix length of each node's pod CIDR.
+    pub node_cidr_mask_size: u8,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            leader_election: Some(LeaderElection::default()),
+            resync: Duration::from_secs(1),
+            // kube-controller-manager's --node-monitor-grace-period.
+            node_monitor_grace_period: Duration::from_secs(40),
+            // Kubernetes waits 300 s (the default toleration of the
+            // unreachable taint) for a node that may be cut off but still
+            // running its pods. On the local cluster a node whose lease
+            // lapsed has lost its agent on this very machine, nothing can
+            // partition it, and the 40 s grace already passed: 5 s more
+            // keeps the failover test short without risking two copies.
+            pod_eviction_timeout: Duration::from_secs(5),
+            cluster_cidr: Some(
+                Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
+            ),
+            node_cidr_mask_size: 24,
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The strategy of the kinds without rules of their own.
+
+use super::strategy::{Strategy, Subresource};
+
+#[derive(Debug)]
+pub struct GenericStrategy {
+    subresources: &'static [Subresource],
+}
+
+impl GenericStrategy {
+    /// Stored as sent, status included (ConfigMaps, Events, Leases, ...).
+    pub const PLAIN: Self = Self { subresources: &[] };
+    /// With a `/status` subresource: status starts empty and only `/status`
+    /// changes it (DaemonSets, Jobs, Ingresses, ...).
+    pub const WITH_STATUS: Self = Self {
+        subresources: &[Subresource::Status],
+    };
+}
+
+impl Strategy for GenericStrategy {
+    fn subresources(&self) -> &'static [Subresource] {
+        self.subresources
+    }
+}

@@ -1,0 +1,25 @@
+//! What each kind does beyond the generic verbs, one strategy per kind with
+//! rules of its own, as kube-apiserver's registry strategies. The resource
+//! table (`api::registry`) points each resource at its strategy; a new kind
+//! is a strategy here and an entry there.
+
+mod env;
+mod generic;
+mod namespace;
+mod node;
+mod pod;
+mod refusal;
+mod scalable;
+mod service;
+mod strategy;
+
+pub use env::Env;
+pub use generic::GenericStrategy;
+pub use namespace::NamespaceStrategy;
+pub use node::NodeStrategy;
+pub use pod::PodStrategy;
+pub use refusal::Refusal;
+pub use scalable::ScalableStrategy;
+pub use service::ServiceStrategy;
+pub use service::pools::ServiceNetwork;
+pub use strategy::{Claim, Strategy, Subresource};

@@ -1,0 +1,29 @@
+//! Why a kind's strategy refuses a request; the API turns it into the
+//! `Status` kube-apiserver answers with.
+
+use crate::validation::FieldError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 422: the fields that fail validation.
+    Invalid(Vec<FieldError>),
+    /// 400: the object cannot be read as its kind.
+    BadRequest(String),
+    /// 403: the object may not be changed this way.
+    Forbidden(String),
+    /// 409: the object's state does not allow the change.
+    Conflict(String),
+    /// 500: the server failed (e.g. an allocator).
+    Internal(String),
+}
+
+impl Refusal {
+    /// A 422 unless `errors` is empty.
+    pub fn unless_valid(errors: Vec<FieldError>) -> Result<(), Refusal> {
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::Invalid(errors))
+        }
+    }
+}
