@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::addressing::{
     CONTROL_PLANE_IP, EXT_IP, MAX_NODES, MAX_PODS_PER_NODE, node_ip, pod_cidr,
@@ -12,6 +13,7 @@ use crate::cgroup;
 use crate::error::{HarnessError, Result};
 use crate::hosts::{Host, Node, Pod};
 use crate::lock::ClusterLock;
+use crate::netns;
 use crate::prefix::Prefix;
 use crate::safety;
 use crate::teardown;
@@ -76,26 +78,11 @@ impl Cluster {
         bpffs::ensure_mounted()?;
         let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
         let prefix = spec.prefix;
-        let nodes = (1..=spec.nodes)
-            .map(|i| {
-                let name = format!("node{i}");
-                Node {
-                    index: i,
-                    host: Host {
-                        ip: node_ip(i),
-                        netns: prefix.join(&name),
-                        name: name.clone(),
-                    },
-                    pod_cidr: pod_cidr(i),
-                    cgroup_dir: cgroup_dir.join(&name),
-                    bpffs_dir: bpffs::prefix_dir(&prefix).join(&name),
-                }
-            })
-            .collect();
+        let nodes = node_handles(&prefix, spec.nodes, &cgroup_dir);
         let ext = Host {
-            name: "ext".into(),
+            name: EXT.into(),
             ip: EXT_IP,
-            netns: prefix.join("ext"),
+            netns: prefix.join(EXT),
         };
         // From here on a failure drops `cluster`, which removes what was built.
         let cluster = Cluster {
@@ -112,11 +99,43 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The nodes of the cluster `prefix` with `count` nodes that a process
+    /// before this one created and persisted ([`Cluster::persist`]), e.g. for
+    /// the supervisor of `cargo xtask up` to start their agents.
+    pub fn persisted_nodes(prefix: &Prefix, count: usize) -> Result<Vec<Node>> {
+        let cgroup_dir = cgroup::cgroup2_root()?.join(prefix.as_str());
+        Ok(node_handles(prefix, count, &cgroup_dir))
+    }
+
+    /// What of the topology [`Cluster::create`] builds for `prefix` with
+    /// `count` nodes is gone (a netns, the root link, the cgroup), e.g.
+    /// after a reboot or a stray `ip netns delete`; empty when it is all
+    /// there.
+    pub fn missing_parts(prefix: &Prefix, count: usize) -> Result<Vec<String>> {
+        let namespaces = netns::list()?;
+        let mut missing: Vec<String> = [FABRIC.to_owned(), EXT.to_owned()]
+            .into_iter()
+            .chain((1..=count).map(node_name))
+            .map(|name| prefix.join(&name))
+            .filter(|ns| !namespaces.contains(ns))
+            .map(|ns| format!("netns {ns}"))
+            .collect();
+        let root_link = prefix.join(CONTROL_PLANE_LINK);
+        if !Path::new("/sys/class/net").join(&root_link).exists() {
+            missing.push(format!("link {root_link}"));
+        }
+        let cgroup_dir = cgroup::cgroup2_root()?.join(prefix.as_str());
+        if !cgroup_dir.exists() {
+            missing.push(format!("cgroup {}", cgroup_dir.display()));
+        }
+        Ok(missing)
+    }
+
     fn build(&self) -> Result<()> {
-        let fabric = self.prefix.join("fabric");
+        let fabric = self.prefix.join(FABRIC);
         wiring::fabric(&fabric)?;
-        wiring::control_plane(&self.prefix.join("cp"), &fabric, &self.nodes)?;
-        wiring::host_on_fabric(&fabric, &self.ext, "ext")?;
+        wiring::control_plane(&self.prefix.join(CONTROL_PLANE_LINK), &fabric, &self.nodes)?;
+        wiring::host_on_fabric(&fabric, &self.ext, EXT)?;
         cgroup::create(&self.cgroup_dir)?;
         for node in &self.nodes {
             wiring::node(&fabric, node, &self.nodes)?;
@@ -213,7 +232,7 @@ impl Cluster {
     /// cluster can reach an address outside it and that the root netns
     /// blackholes the service CIDR. Runs at the end of [`Cluster::create`] too.
     pub fn assert_isolated(&self) -> Result<()> {
-        let mut namespaces = vec![self.prefix.join("fabric"), self.ext.netns().to_owned()];
+        let mut namespaces = vec![self.prefix.join(FABRIC), self.ext.netns().to_owned()];
         namespaces.extend(self.nodes.iter().map(|n| n.netns().to_owned()));
         namespaces.extend(self.pods.iter().map(|p| p.netns().to_owned()));
         safety::assert_isolated(&namespaces)
@@ -225,6 +244,41 @@ impl Cluster {
     pub fn persist(mut self) {
         self.persist = true;
     }
+
+    /// Makes `cmd`'s child hold the cluster lock too, from its start until
+    /// it exits: a persisted cluster's supervisor keeps other clusters
+    /// (tests) waiting for as long as this one is up.
+    pub fn share_lock_with(&self, cmd: &mut Command) {
+        self._lock.share_with(cmd);
+    }
+}
+
+/// Names (after the prefix) of the netns and root link every cluster has.
+const FABRIC: &str = "fabric";
+const EXT: &str = "ext";
+const CONTROL_PLANE_LINK: &str = "cp";
+
+fn node_name(index: usize) -> String {
+    format!("node{index}")
+}
+
+fn node_handles(prefix: &Prefix, count: usize, cgroup_dir: &Path) -> Vec<Node> {
+    (1..=count)
+        .map(|i| {
+            let name = node_name(i);
+            Node {
+                index: i,
+                host: Host {
+                    ip: node_ip(i),
+                    netns: prefix.join(&name),
+                    name: name.clone(),
+                },
+                pod_cidr: pod_cidr(i),
+                cgroup_dir: cgroup_dir.join(&name),
+                bpffs_dir: bpffs::prefix_dir(prefix).join(&name),
+            }
+        })
+        .collect()
 }
 
 impl Drop for Cluster {

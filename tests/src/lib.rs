@@ -36,6 +36,7 @@ mod prefix;
 mod process;
 mod safety;
 mod store;
+mod supervisor;
 mod teardown;
 mod testbed;
 mod wiring;
@@ -63,5 +64,6 @@ pub use objects::{
 pub use prefix::Prefix;
 pub use process::ProcessGuard;
 pub use store::Store;
+pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};
 pub use teardown::teardown_prefix;
 pub use testbed::{RunningCall, Testbed};
