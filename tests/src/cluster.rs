@@ -57,12 +57,7 @@ impl Cluster {
     /// leftovers of test runs that died; refuses to start over a cluster from
     /// `cargo xtask up` or over routes that are not skiff's.
     pub fn create(spec: ClusterSpec) -> Result<Cluster> {
-        if !(1..=MAX_NODES).contains(&spec.nodes) {
-            return Err(HarnessError::InvalidSpec(format!(
-                "{} nodes: a cluster has 1 ..= {MAX_NODES}",
-                spec.nodes
-            )));
-        }
+        check_node_count(spec.nodes)?;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return Err(HarnessError::Environment(
@@ -79,11 +74,7 @@ impl Cluster {
         let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
         let prefix = spec.prefix;
         let nodes = node_handles(&prefix, spec.nodes, &cgroup_dir);
-        let ext = Host {
-            name: EXT.into(),
-            ip: EXT_IP,
-            netns: prefix.join(EXT),
-        };
+        let ext = ext_host(&prefix);
         // From here on a failure drops `cluster`, which removes what was built.
         let cluster = Cluster {
             prefix,
@@ -95,6 +86,38 @@ impl Cluster {
             _lock: lock,
         };
         cluster.build()?;
+        cluster.assert_isolated()?;
+        Ok(cluster)
+    }
+
+    /// Takes charge of a cluster an earlier process created and persisted
+    /// (`cargo xtask up` after its supervisor died): takes the cluster lock,
+    /// checks that every part is there ([`Cluster::missing_parts`]) and
+    /// isolated, and returns it as if just created, without its pods.
+    /// Dropping it tears it down, as for a created one.
+    pub fn adopt(spec: ClusterSpec) -> Result<Cluster> {
+        check_node_count(spec.nodes)?;
+        let lock = ClusterLock::acquire()?;
+        let missing = Cluster::missing_parts(&spec.prefix, spec.nodes)?;
+        if !missing.is_empty() {
+            return Err(HarnessError::NotFound(format!(
+                "cluster {} is incomplete: {} missing",
+                spec.prefix,
+                missing.join(", ")
+            )));
+        }
+        bpffs::ensure_mounted()?;
+        let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
+        let prefix = spec.prefix;
+        let cluster = Cluster {
+            nodes: node_handles(&prefix, spec.nodes, &cgroup_dir),
+            ext: ext_host(&prefix),
+            prefix,
+            pods: Vec::new(),
+            cgroup_dir,
+            persist: false,
+            _lock: lock,
+        };
         cluster.assert_isolated()?;
         Ok(cluster)
     }
@@ -260,6 +283,24 @@ const CONTROL_PLANE_LINK: &str = "cp";
 
 fn node_name(index: usize) -> String {
     format!("node{index}")
+}
+
+fn check_node_count(nodes: usize) -> Result<()> {
+    if (1..=MAX_NODES).contains(&nodes) {
+        Ok(())
+    } else {
+        Err(HarnessError::InvalidSpec(format!(
+            "{nodes} nodes: a cluster has 1 ..= {MAX_NODES}"
+        )))
+    }
+}
+
+fn ext_host(prefix: &Prefix) -> Host {
+    Host {
+        name: EXT.into(),
+        ip: EXT_IP,
+        netns: prefix.join(EXT),
+    }
 }
 
 fn node_handles(prefix: &Prefix, count: usize, cgroup_dir: &Path) -> Vec<Node> {

@@ -84,16 +84,28 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let prefix = Prefix::fixed();
     let supervisor = Daemon::running_pid(run_dir(), SUPERVISOR)?;
     let missing = Cluster::missing_parts(&prefix, usize::from(nodes))?;
-    let was_up = match supervisor {
+    let outcome = match supervisor {
         Some(pid) if missing.is_empty() => {
             println!("up: cluster {prefix} is already up (supervisor pid {pid}); changing nothing");
             wait_until_serving(nodes)?;
-            true
+            Outcome::AlreadyUp
+        }
+        None if missing.is_empty() => {
+            println!("up: cluster {prefix}'s network is intact but its supervisor is gone");
+            let cluster = Cluster::adopt(ClusterSpec {
+                prefix: prefix.clone(),
+                nodes: usize::from(nodes),
+            })?;
+            stop_daemons("up")?;
+            start_supervised(&cluster, nodes)?;
+            cluster.persist();
+            Outcome::DaemonsRestarted
         }
         _ => {
             let cluster = rebuild(nodes, supervisor, &missing)?;
+            start_supervised(&cluster, nodes)?;
             cluster.persist();
-            false
+            Outcome::Rebuilt
         }
     };
 
@@ -108,7 +120,8 @@ pub fn up(args: &UpArgs) -> Result<()> {
     print!("{}", kube(&["apply", "-f", &examples.to_string_lossy()])?);
     // After a rebuild the API shows the pods as they were before until
     // their agents report them started again.
-    wait_until_ready(&kube, (!was_up).then_some(started_at.as_str()))?;
+    let rebuilt = matches!(outcome, Outcome::Rebuilt);
+    wait_until_ready(&kube, rebuilt.then_some(started_at.as_str()))?;
     let ready_after = started.elapsed();
 
     let services = kube(&["get", "services", "-o", "json"])?;
@@ -125,7 +138,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
     };
     print_summary(
         nodes,
-        was_up,
+        matches!(outcome, Outcome::AlreadyUp),
         &cluster_ip("iperf3"),
         &cluster_ip("echo"),
         ready_after,
@@ -133,11 +146,21 @@ pub fn up(args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// Builds the cluster's network afresh and starts a supervisor with the
-/// kept data: after a reboot nothing is left, after a crash or a stray
-/// `ip netns delete` a part; either way the pods come back on the addresses
-/// their agents recorded. The returned cluster tears itself down if
-/// dropped before [`Cluster::persist`], leaving the data.
+/// What `up` found and did.
+enum Outcome {
+    /// Supervisor and network were there: nothing done.
+    AlreadyUp,
+    /// The network and the pods were there: new supervisor and daemons.
+    DaemonsRestarted,
+    /// Network built anew; the pods came back from the kept data.
+    Rebuilt,
+}
+
+/// Builds the cluster's network afresh, for a start with the kept data:
+/// after a reboot nothing is left, after a crash or a stray `ip netns
+/// delete` a part; either way the pods come back on the addresses their
+/// agents recorded. The returned cluster tears itself down if dropped
+/// before [`Cluster::persist`], leaving the data.
 fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cluster> {
     if cluster_files::etcd_data_dir().exists() {
         println!("up: restoring the cluster from {DATA_DIR}");
@@ -150,11 +173,7 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
         );
         Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)?;
     }
-    for name in cluster_files::recorded_daemons()? {
-        if Daemon::stop(run_dir(), &name, STOP_GRACE)? {
-            println!("up: stopped {name}, left without a supervisor");
-        }
-    }
+    stop_daemons("up")?;
     let leftovers = teardown_prefix(Prefix::fixed().as_str())?;
     if !leftovers.is_empty() {
         println!(
@@ -163,12 +182,27 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
         );
     }
     println!("up: {nodes} nodes in network namespaces");
-    let cluster = Cluster::create(ClusterSpec {
+    Ok(Cluster::create(ClusterSpec {
         prefix: Prefix::fixed(),
         nodes: usize::from(nodes),
-    })?;
-    // From here on, an error drops `cluster`, which tears down all of it
-    // (the supervisor and its daemons too) but not the data.
+    })?)
+}
+
+/// Stops every daemon with a pid file but the supervisor, saying so.
+fn stop_daemons(command: &str) -> Result<()> {
+    for name in cluster_files::recorded_daemons()? {
+        if Daemon::stop(run_dir(), &name, STOP_GRACE)? {
+            println!("{command}: stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the supervisor, sharing `cluster`'s lock with it, and waits
+/// until skiff-control serves and every agent has synced. An error drops
+/// `cluster` in the caller, which tears down all of it (the supervisor and
+/// its daemons too) but not the data.
+fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
     cluster_files::record_node_count(nodes)?;
     install_echo()?;
     let syncs_before: Vec<usize> = cluster
@@ -208,7 +242,7 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
             log.display()
         );
     }
-    Ok(cluster)
+    Ok(())
 }
 
 /// Waits until the API answers and every daemon runs, on a cluster that
@@ -362,11 +396,7 @@ pub fn down(args: &DownArgs) -> Result<()> {
     if Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)? {
         println!("down: stopped the supervisor");
     }
-    for name in cluster_files::recorded_daemons()? {
-        if Daemon::stop(run_dir(), &name, STOP_GRACE)? {
-            println!("down: stopped {name}");
-        }
-    }
+    stop_daemons("down")?;
     let removed = teardown_prefix(Prefix::fixed().as_str())?;
     cluster_files::remove_tree(RUN_DIR)?;
     if removed.is_empty() {
