@@ -58,6 +58,7 @@ pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;
 pub use etcd::{Etcd, EtcdConfig};
 pub use hosts::{Host, Node, Pod};
+pub use lock::ClusterLock;
 pub use objects::{
     EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
 };

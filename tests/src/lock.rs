@@ -18,7 +18,7 @@ pub(crate) const INHERITED_FD_ENV: &str = "SKIFF_CLUSTER_LOCK_FD";
 /// An exclusive flock on /run/skiff-cluster.lock, released when dropped (or
 /// when the process dies, so a crashed test never blocks the next one).
 #[derive(Debug)]
-pub(crate) struct ClusterLock {
+pub struct ClusterLock {
     _file: File,
 }
 
@@ -26,7 +26,7 @@ impl ClusterLock {
     /// Blocks until no other cluster in any process holds the lock. flock
     /// locks belong to the open file, so test threads of one process queue
     /// up too.
-    pub(crate) fn acquire() -> Result<ClusterLock> {
+    pub fn acquire() -> Result<ClusterLock> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -40,6 +40,48 @@ impl ClusterLock {
             );
             flock(&file, libc::LOCK_EX)?;
         }
+        Ok(ClusterLock { _file: file })
+    }
+
+    /// Holds the lock that process `pid` holds (a persisted cluster's
+    /// supervisor), by a copy of its descriptor (pidfd_getfd(2)): once that
+    /// process is stopped the lock stays held, so no waiting test takes it
+    /// while what the process watched over is torn down.
+    pub fn take_over(pid: u32) -> Result<ClusterLock> {
+        let fd_dir = format!("/proc/{pid}/fd");
+        let entries = fs::read_dir(&fd_dir)
+            .map_err(|e| HarnessError::io(format!("cannot list {fd_dir}"), e))?;
+        let target: RawFd = entries
+            .flatten()
+            .find(|e| fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == LOCK_PATH))
+            .and_then(|e| e.file_name().to_str()?.parse().ok())
+            .ok_or_else(|| {
+                HarnessError::NotFound(format!("process {pid} does not hold {LOCK_PATH}"))
+            })?;
+        let fail = |what: &str| {
+            HarnessError::io(
+                format!("cannot {what} of process {pid}"),
+                io::Error::last_os_error(),
+            )
+        };
+        // SAFETY: pidfd_open(2) and pidfd_getfd(2) only return descriptors;
+        // each is checked and owned right after.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd < 0 {
+            return Err(fail("open a pidfd"));
+        }
+        // SAFETY: as above; `pidfd` is open and closed below.
+        let copy = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd, target, 0) };
+        let copied = if copy < 0 {
+            Err(fail("copy the lock descriptor"))
+        } else {
+            Ok(())
+        };
+        // SAFETY: closing the pidfd opened above.
+        unsafe { libc::close(pidfd as RawFd) };
+        copied?;
+        // SAFETY: a fresh descriptor (close-on-exec) owned by nothing else.
+        let file = unsafe { File::from_raw_fd(copy as RawFd) };
         Ok(ClusterLock { _file: file })
     }
 

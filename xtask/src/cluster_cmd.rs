@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 use skiff_tests::{
-    CONTROL_PLANE_IP, Cluster, ClusterSpec, Daemon, DaemonSpec, Pod, Prefix, echo_binary, kubectl,
-    node_ip, sync_count, teardown_prefix, wait_for_api, wait_for_sync,
+    CONTROL_PLANE_IP, Cluster, ClusterLock, ClusterSpec, Daemon, DaemonSpec, Pod, Prefix,
+    echo_binary, kubectl, node_ip, sync_count, teardown_prefix, wait_for_api, wait_for_sync,
 };
 
 use crate::{
@@ -393,6 +393,12 @@ exits. Remove everything with `cargo xtask down`, or keep the data with
 /// then removes the network by the prefix `skiff`, and the data unless
 /// asked to keep it.
 pub fn down(args: &DownArgs) -> Result<()> {
+    // Held until the network is gone: a test waiting for the lock must not
+    // find half a cluster.
+    let _lock = match Daemon::running_pid(run_dir(), SUPERVISOR)? {
+        Some(pid) => ClusterLock::take_over(pid)?,
+        None => ClusterLock::acquire()?,
+    };
     if Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)? {
         println!("down: stopped the supervisor");
     }
