@@ -346,3 +346,51 @@ fn a_second_up_changes_nothing() {
         cluster.first_up
     );
 }
+
+#[test]
+fn up_after_down_keep_data_brings_back_objects_and_pod_ips() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let identity = |o: &Value| o["metadata"]["uid"].clone();
+    let objects =
+        |c: &LocalCluster| ["deployments", "services", "pods"].map(|what| c.map(what, identity));
+    let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
+    let (objects_before, ips_before) = (objects(&cluster), pod_ips(&cluster));
+
+    // What a reboot leaves: the data, and nothing of the network or processes.
+    let output = xtask(&["down", "--keep-data"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`down --keep-data` failed:\n{said}"
+    );
+    assert!(said.contains("kept the cluster's data"), "{said}");
+    assert!(!Path::new("/run/netns/skiff-fabric").exists(), "{said}");
+    assert!(!Path::new(RUN_DIR).exists(), "{said}");
+
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` over kept data failed:\n{said}"
+    );
+    assert!(said.contains("restoring the cluster"), "{said}");
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    assert_eq!(
+        objects(&cluster),
+        objects_before,
+        "objects were lost or made anew"
+    );
+    assert_eq!(
+        pod_ips(&cluster),
+        ips_before,
+        "pods or their addresses changed"
+    );
+    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+
+    drop(cluster);
+    assert!(
+        !Path::new(DATA_DIR).exists(),
+        "plain `down` left {DATA_DIR}"
+    );
+}
