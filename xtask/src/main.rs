@@ -4,6 +4,7 @@ mod bench;
 mod build_cmd;
 mod cluster_cmd;
 mod cluster_files;
+mod pods_ready;
 mod setup;
 mod sh;
 mod supervise_cmd;

@@ -51,30 +51,22 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
     let mut components = vec![
         Component {
             name: ETCD.to_owned(),
+            // etcd makes its data directory itself.
             command: Box::new({
                 let etcd = etcd.clone();
-                move || {
-                    std::fs::create_dir_all(&etcd.data_dir).map_err(|e| {
-                        skiff_tests::HarnessError::Io {
-                            what: format!("cannot create {}", etcd.data_dir.display()),
-                            cause: e,
-                        }
-                    })?;
-                    Ok(etcd.command())
-                }
+                move || Ok(etcd.command())
             }),
             cgroup: Some(cluster_cgroup.join(ETCD)),
-            ready: Box::new(move || answers((Ipv4Addr::LOCALHOST, etcd_config().client_port))),
+            ready: Box::new({
+                let port = etcd.client_port;
+                move || answers((Ipv4Addr::LOCALHOST, port))
+            }),
         },
         Component {
             name: CONTROL.to_owned(),
-            command: Box::new(move || {
-                control_command(
-                    api_addr(),
-                    &[etcd.local_endpoint()],
-                    &control_data_dir(),
-                    &[],
-                )
+            command: Box::new({
+                let endpoints = [etcd.local_endpoint()];
+                move || control_command(api_addr(), &endpoints, &control_data_dir(), &[])
             }),
             cgroup: Some(cluster_cgroup.join(CONTROL)),
             ready: Box::new(|| answers(api_addr()) && kubeconfig().exists()),
@@ -83,7 +75,7 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
     for node in Cluster::persisted_nodes(&prefix, usize::from(args.nodes))? {
         let name = agent_name(node.name());
         let cgroup = cluster_cgroup.join(&name);
-        let endpoints = etcd_config().endpoints();
+        let endpoints = etcd.endpoints();
         components.push(Component {
             name,
             command: Box::new(move || {
