@@ -58,13 +58,17 @@ impl Cluster {
     /// `cargo xtask up` or over routes that are not skiff's.
     pub fn create(spec: ClusterSpec) -> Result<Cluster> {
         check_node_count(spec.nodes)?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(HarnessError::Environment(
-                "creating namespaces, links and cgroups needs root".into(),
-            ));
-        }
-        let lock = ClusterLock::acquire()?;
+        check_root()?;
+        Cluster::create_holding(spec, ClusterLock::acquire()?)
+    }
+
+    /// [`Cluster::create`] with the cluster lock already held, e.g. taken
+    /// over from the supervisor of a broken cluster that `cargo xtask up`
+    /// rebuilds ([`ClusterLock::take_over`]), so that no waiting test takes
+    /// the lock in between.
+    pub fn create_holding(spec: ClusterSpec, lock: ClusterLock) -> Result<Cluster> {
+        check_node_count(spec.nodes)?;
+        check_root()?;
         // Holding the lock, every test run's leftovers are stale.
         for line in teardown::remove_stale_runs(&spec.prefix)? {
             eprintln!("skiff: removed stale {line}");
@@ -283,6 +287,16 @@ const CONTROL_PLANE_LINK: &str = "cp";
 
 fn node_name(index: usize) -> String {
     format!("node{index}")
+}
+
+fn check_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(HarnessError::Environment(
+            "creating namespaces, links and cgroups needs root".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_node_count(nodes: usize) -> Result<()> {

@@ -163,14 +163,20 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
     if cluster_files::etcd_data_dir().exists() {
         println!("up: restoring the cluster from {DATA_DIR}");
     }
-    if let Some(pid) = supervisor {
-        // It holds the cluster lock, which building needs.
-        println!(
-            "up: {} missing; stopping the supervisor (pid {pid}) to rebuild",
-            missing.join(", ")
-        );
-        Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)?;
-    }
+    // Held from the supervisor's death to the new cluster: a test waiting
+    // for the lock must not find half a cluster.
+    let lock = match supervisor {
+        Some(pid) => {
+            println!(
+                "up: {} missing; stopping the supervisor (pid {pid}) to rebuild",
+                missing.join(", ")
+            );
+            let lock = ClusterLock::take_over(pid)?;
+            Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)?;
+            lock
+        }
+        None => ClusterLock::acquire()?,
+    };
     stop_daemons("up")?;
     let leftovers = teardown_prefix(Prefix::fixed().as_str())?;
     if !leftovers.is_empty() {
@@ -180,10 +186,11 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
         );
     }
     println!("up: {nodes} nodes in network namespaces");
-    Ok(Cluster::create(ClusterSpec {
+    let spec = ClusterSpec {
         prefix: Prefix::fixed(),
         nodes: usize::from(nodes),
-    })?)
+    };
+    Ok(Cluster::create_holding(spec, lock)?)
 }
 
 /// Stops every daemon with a pid file but the supervisor, saying so.

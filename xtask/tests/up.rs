@@ -394,3 +394,68 @@ fn up_after_down_keep_data_brings_back_objects_and_pod_ips() {
         "plain `down` left {DATA_DIR}"
     );
 }
+
+#[test]
+fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let identity = |o: &Value| o["metadata"]["uid"].clone();
+    let started = |c: &LocalCluster| {
+        c.map("pods", |p| {
+            serde_json::json!([
+                p["status"]["podIP"],
+                p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+            ])
+        })
+    };
+    let pods_before = started(&cluster);
+    let objects_before = cluster.map("deployments", identity);
+
+    // Without its supervisor, the daemons are restarted and the pods, whose
+    // network is intact, keep running.
+    let supervisor = recorded_pid("supervisor");
+    let status = Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_for("the supervisor to die", || !is_alive(supervisor));
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` without a supervisor failed:\n{said}"
+    );
+    assert!(said.contains("supervisor is gone"), "{said}");
+    assert_ne!(recorded_pid("supervisor"), supervisor);
+    assert!(is_alive(recorded_pid("supervisor")));
+    assert_eq!(started(&cluster), pods_before, "pods were restarted");
+
+    // A missing netns is built again; the pods come back on their addresses.
+    let status = Command::new("ip")
+        .args(["netns", "delete", "skiff-ext"])
+        .status()
+        .expect("ip runs");
+    assert!(status.success());
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` without skiff-ext failed:\n{said}"
+    );
+    assert!(said.contains("netns skiff-ext missing"), "{said}");
+    assert!(Path::new("/run/netns/skiff-ext").exists());
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    let ip_of = |pods: &BTreeMap<String, Value>| {
+        pods.iter()
+            .map(|(name, p)| (name.clone(), p[0].clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        ip_of(&started(&cluster)),
+        ip_of(&pods_before),
+        "pod addresses changed"
+    );
+    assert_eq!(cluster.map("deployments", identity), objects_before);
+    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+}
