@@ -144,14 +144,8 @@ impl Slot {
         }
     }
 
-    /// Nothing after a stable run; then 0.5 s, doubling up to 30 s.
     fn backoff(&self) -> Duration {
-        match self.quick_exits {
-            0 => Duration::ZERO,
-            n => BACKOFF_BASE
-                .saturating_mul(1 << (n - 1).min(16))
-                .min(BACKOFF_MAX),
-        }
+        backoff(self.quick_exits)
     }
 
     fn start(&mut self, dirs: SupervisorDirs<'_>) {
@@ -225,6 +219,18 @@ impl Slot {
     }
 }
 
+/// The delay before the next start after `quick_exits` exits in a row
+/// that came too soon: none after a stable run, then 0.5 s, doubling up to
+/// 30 s, so a crash loop neither spins nor waits long once fixed.
+fn backoff(quick_exits: u32) -> Duration {
+    match quick_exits {
+        0 => Duration::ZERO,
+        n => BACKOFF_BASE
+            .saturating_mul(1 << (n - 1).min(16))
+            .min(BACKOFF_MAX),
+    }
+}
+
 /// The exit status of child `pid` if it has exited, collected so it leaves
 /// no zombie.
 fn reap(pid: u32) -> Option<ExitStatus> {
@@ -249,4 +255,22 @@ fn say(line: &str) {
         .map_or(0, |d| d.as_secs());
     let (h, m, s) = (seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
     println!("{h:02}:{m:02}:{s:02} supervisor: {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_up_to_thirty() {
+        let delays: Vec<Duration> = (0..9).map(backoff).collect();
+        let ms = |n| Duration::from_millis(n);
+        assert_eq!(
+            delays,
+            [0, 500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000].map(ms)
+        );
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(30));
+    }
 }
