@@ -138,11 +138,12 @@ impl Daemon {
     /// whether a process was running.
     pub fn stop(state_dir: &Path, name: &str, grace: Duration) -> Result<bool> {
         let pid_file = state_dir.join(format!("{name}.pid"));
-        let Some(recorded) = read_pid_file(&pid_file)? else {
+        let recorded = read_pid_file(&pid_file)?;
+        if recorded.is_none() && !pid_file.exists() {
             return Ok(false);
-        };
+        }
         let running = match recorded {
-            (pid, start) if is_alive(pid, start) => {
+            Some((pid, start)) if is_alive(pid, start) => {
                 signal(pid, libc::SIGTERM);
                 let deadline = Instant::now() + grace;
                 while is_alive(pid, start) && Instant::now() < deadline {
