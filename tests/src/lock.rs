@@ -19,7 +19,7 @@ pub(crate) const INHERITED_FD_ENV: &str = "SKIFF_CLUSTER_LOCK_FD";
 /// when the process dies, so a crashed test never blocks the next one).
 #[derive(Debug)]
 pub struct ClusterLock {
-    _file: File,
+    file: File,
 }
 
 impl ClusterLock {
@@ -40,7 +40,7 @@ impl ClusterLock {
             );
             flock(&file, libc::LOCK_EX)?;
         }
-        Ok(ClusterLock { _file: file })
+        Ok(ClusterLock { file })
     }
 
     /// Holds the lock that process `pid` holds (a persisted cluster's
@@ -82,7 +82,7 @@ impl ClusterLock {
         copied?;
         // SAFETY: a fresh descriptor (close-on-exec) owned by nothing else.
         let file = unsafe { File::from_raw_fd(copy as RawFd) };
-        Ok(ClusterLock { _file: file })
+        Ok(ClusterLock { file })
     }
 
     /// Makes `cmd`'s child hold this lock too: it inherits the locked open
@@ -90,7 +90,7 @@ impl ClusterLock {
     /// descriptor in `SKIFF_CLUSTER_LOCK_FD`. The lock lasts until both
     /// have closed it, so there is no moment a waiting test could take it.
     pub(crate) fn share_with(&self, cmd: &mut Command) {
-        let fd = self._file.as_raw_fd();
+        let fd = self.file.as_raw_fd();
         cmd.env(INHERITED_FD_ENV, fd.to_string());
         // SAFETY: the hook only calls fcntl(2) on a descriptor this process
         // keeps open, to let it survive the exec.
@@ -138,7 +138,7 @@ impl ClusterLock {
                 error,
             ));
         }
-        Ok(ClusterLock { _file: file })
+        Ok(ClusterLock { file })
     }
 }
 
