@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::addressing::{
     CONTROL_PLANE_IP, EXT_IP, MAX_NODES, MAX_PODS_PER_NODE, node_ip, pod_cidr,
@@ -12,6 +13,7 @@ use crate::cgroup;
 use crate::error::{HarnessError, Result};
 use crate::hosts::{Host, Node, Pod};
 use crate::lock::ClusterLock;
+use crate::netns;
 use crate::prefix::Prefix;
 use crate::safety;
 use crate::teardown;
@@ -55,19 +57,18 @@ impl Cluster {
     /// leftovers of test runs that died; refuses to start over a cluster from
     /// `cargo xtask up` or over routes that are not skiff's.
     pub fn create(spec: ClusterSpec) -> Result<Cluster> {
-        if !(1..=MAX_NODES).contains(&spec.nodes) {
-            return Err(HarnessError::InvalidSpec(format!(
-                "{} nodes: a cluster has 1 ..= {MAX_NODES}",
-                spec.nodes
-            )));
-        }
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return Err(HarnessError::Environment(
-                "creating namespaces, links and cgroups needs root".into(),
-            ));
-        }
-        let lock = ClusterLock::acquire()?;
+        check_node_count(spec.nodes)?;
+        check_root()?;
+        Cluster::create_holding(spec, ClusterLock::acquire()?)
+    }
+
+    /// [`Cluster::create`] with the cluster lock already held, e.g. taken
+    /// over from the supervisor of a broken cluster that `cargo xtask up`
+    /// rebuilds ([`ClusterLock::take_over`]), so that no waiting test takes
+    /// the lock in between.
+    pub fn create_holding(spec: ClusterSpec, lock: ClusterLock) -> Result<Cluster> {
+        check_node_count(spec.nodes)?;
+        check_root()?;
         // Holding the lock, every test run's leftovers are stale.
         for line in teardown::remove_stale_runs(&spec.prefix)? {
             eprintln!("skiff: removed stale {line}");
@@ -76,27 +77,8 @@ impl Cluster {
         bpffs::ensure_mounted()?;
         let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
         let prefix = spec.prefix;
-        let nodes = (1..=spec.nodes)
-            .map(|i| {
-                let name = format!("node{i}");
-                Node {
-                    index: i,
-                    host: Host {
-                        ip: node_ip(i),
-                        netns: prefix.join(&name),
-                        name: name.clone(),
-                    },
-                    pod_cidr: pod_cidr(i),
-                    cgroup_dir: cgroup_dir.join(&name),
-                    bpffs_dir: bpffs::prefix_dir(&prefix).join(&name),
-                }
-            })
-            .collect();
-        let ext = Host {
-            name: "ext".into(),
-            ip: EXT_IP,
-            netns: prefix.join("ext"),
-        };
+        let nodes = node_handles(&prefix, spec.nodes, &cgroup_dir);
+        let ext = ext_host(&prefix);
         // From here on a failure drops `cluster`, which removes what was built.
         let cluster = Cluster {
             prefix,
@@ -112,11 +94,75 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Takes charge of a cluster an earlier process created and persisted
+    /// (`cargo xtask up` after its supervisor died): takes the cluster lock,
+    /// checks that every part is there ([`Cluster::missing_parts`]) and
+    /// isolated, and returns it as if just created, without its pods.
+    /// Dropping it tears it down, as for a created one.
+    pub fn adopt(spec: ClusterSpec) -> Result<Cluster> {
+        check_node_count(spec.nodes)?;
+        let lock = ClusterLock::acquire()?;
+        let missing = Cluster::missing_parts(&spec.prefix, spec.nodes)?;
+        if !missing.is_empty() {
+            return Err(HarnessError::NotFound(format!(
+                "cluster {} is incomplete: {} missing",
+                spec.prefix,
+                missing.join(", ")
+            )));
+        }
+        bpffs::ensure_mounted()?;
+        let cgroup_dir = cgroup::cgroup2_root()?.join(spec.prefix.as_str());
+        let prefix = spec.prefix;
+        let cluster = Cluster {
+            nodes: node_handles(&prefix, spec.nodes, &cgroup_dir),
+            ext: ext_host(&prefix),
+            prefix,
+            pods: Vec::new(),
+            cgroup_dir,
+            persist: false,
+            _lock: lock,
+        };
+        cluster.assert_isolated()?;
+        Ok(cluster)
+    }
+
+    /// The nodes of the cluster `prefix` with `count` nodes that a process
+    /// before this one created and persisted ([`Cluster::persist`]), e.g. for
+    /// the supervisor of `cargo xtask up` to start their agents.
+    pub fn persisted_nodes(prefix: &Prefix, count: usize) -> Result<Vec<Node>> {
+        let cgroup_dir = cgroup::cgroup2_root()?.join(prefix.as_str());
+        Ok(node_handles(prefix, count, &cgroup_dir))
+    }
+
+    /// What of the topology [`Cluster::create`] builds for `prefix` with
+    /// `count` nodes is gone (a netns, the root link, the cgroup), e.g.
+    /// after a reboot or a stray `ip netns delete`; empty when it is all
+    /// there.
+    pub fn missing_parts(prefix: &Prefix, count: usize) -> Result<Vec<String>> {
+        let namespaces = netns::list()?;
+        let mut missing: Vec<String> = [FABRIC.to_owned(), EXT.to_owned()]
+            .into_iter()
+            .chain((1..=count).map(node_name))
+            .map(|name| prefix.join(&name))
+            .filter(|ns| !namespaces.contains(ns))
+            .map(|ns| format!("netns {ns}"))
+            .collect();
+        let root_link = prefix.join(CONTROL_PLANE_LINK);
+        if !Path::new("/sys/class/net").join(&root_link).exists() {
+            missing.push(format!("link {root_link}"));
+        }
+        let cgroup_dir = cgroup::cgroup2_root()?.join(prefix.as_str());
+        if !cgroup_dir.exists() {
+            missing.push(format!("cgroup {}", cgroup_dir.display()));
+        }
+        Ok(missing)
+    }
+
     fn build(&self) -> Result<()> {
-        let fabric = self.prefix.join("fabric");
+        let fabric = self.prefix.join(FABRIC);
         wiring::fabric(&fabric)?;
-        wiring::control_plane(&self.prefix.join("cp"), &fabric, &self.nodes)?;
-        wiring::host_on_fabric(&fabric, &self.ext, "ext")?;
+        wiring::control_plane(&self.prefix.join(CONTROL_PLANE_LINK), &fabric, &self.nodes)?;
+        wiring::host_on_fabric(&fabric, &self.ext, EXT)?;
         cgroup::create(&self.cgroup_dir)?;
         for node in &self.nodes {
             wiring::node(&fabric, node, &self.nodes)?;
@@ -213,7 +259,7 @@ impl Cluster {
     /// cluster can reach an address outside it and that the root netns
     /// blackholes the service CIDR. Runs at the end of [`Cluster::create`] too.
     pub fn assert_isolated(&self) -> Result<()> {
-        let mut namespaces = vec![self.prefix.join("fabric"), self.ext.netns().to_owned()];
+        let mut namespaces = vec![self.prefix.join(FABRIC), self.ext.netns().to_owned()];
         namespaces.extend(self.nodes.iter().map(|n| n.netns().to_owned()));
         namespaces.extend(self.pods.iter().map(|p| p.netns().to_owned()));
         safety::assert_isolated(&namespaces)
@@ -225,6 +271,69 @@ impl Cluster {
     pub fn persist(mut self) {
         self.persist = true;
     }
+
+    /// Makes `cmd`'s child hold the cluster lock too, from its start until
+    /// it exits: a persisted cluster's supervisor keeps other clusters
+    /// (tests) waiting for as long as this one is up.
+    pub fn share_lock_with(&self, cmd: &mut Command) {
+        self._lock.share_with(cmd);
+    }
+}
+
+/// Names (after the prefix) of the netns and root link every cluster has.
+const FABRIC: &str = "fabric";
+const EXT: &str = "ext";
+const CONTROL_PLANE_LINK: &str = "cp";
+
+fn node_name(index: usize) -> String {
+    format!("node{index}")
+}
+
+fn check_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(HarnessError::Environment(
+            "creating namespaces, links and cgroups needs root".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_node_count(nodes: usize) -> Result<()> {
+    if (1..=MAX_NODES).contains(&nodes) {
+        Ok(())
+    } else {
+        Err(HarnessError::InvalidSpec(format!(
+            "{nodes} nodes: a cluster has 1 ..= {MAX_NODES}"
+        )))
+    }
+}
+
+fn ext_host(prefix: &Prefix) -> Host {
+    Host {
+        name: EXT.into(),
+        ip: EXT_IP,
+        netns: prefix.join(EXT),
+    }
+}
+
+fn node_handles(prefix: &Prefix, count: usize, cgroup_dir: &Path) -> Vec<Node> {
+    (1..=count)
+        .map(|i| {
+            let name = node_name(i);
+            Node {
+                index: i,
+                host: Host {
+                    ip: node_ip(i),
+                    netns: prefix.join(&name),
+                    name: name.clone(),
+                },
+                pod_cidr: pod_cidr(i),
+                cgroup_dir: cgroup_dir.join(&name),
+                bpffs_dir: bpffs::prefix_dir(prefix).join(&name),
+            }
+        })
+        .collect()
 }
 
 impl Drop for Cluster {

@@ -42,12 +42,26 @@ impl Daemon {
     /// Starts `cmd` detached: new session (no controlling terminal, no
     /// SIGHUP when the starting terminal goes), stdin from /dev/null, stdout
     /// and stderr appended to the log. Writes the pid file once it runs.
-    pub fn spawn(mut cmd: Command, spec: DaemonSpec<'_>) -> Result<Daemon> {
+    pub fn spawn(cmd: Command, spec: DaemonSpec<'_>) -> Result<Daemon> {
+        let log_file = spec.state_dir.join(format!("{}.log", spec.name));
+        Daemon::spawn_logging_to(cmd, spec, log_file)
+    }
+
+    /// [`Daemon::spawn`] with the log at `log_file` instead of the state
+    /// directory: a log outlives a reboot where a pid file must not.
+    pub fn spawn_logging_to(
+        mut cmd: Command,
+        spec: DaemonSpec<'_>,
+        log_file: PathBuf,
+    ) -> Result<Daemon> {
         fs::create_dir_all(spec.state_dir).map_err(|e| {
             HarnessError::io(format!("cannot create {}", spec.state_dir.display()), e)
         })?;
+        if let Some(log_dir) = log_file.parent() {
+            fs::create_dir_all(log_dir)
+                .map_err(|e| HarnessError::io(format!("cannot create {}", log_dir.display()), e))?;
+        }
         let pid_file = spec.state_dir.join(format!("{}.pid", spec.name));
-        let log_file = spec.state_dir.join(format!("{}.log", spec.name));
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -110,26 +124,26 @@ impl Daemon {
         &self.log_file
     }
 
+    /// The pid of the daemon `name` recorded in `state_dir`, if that process
+    /// is still running.
+    pub fn running_pid(state_dir: &Path, name: &str) -> Result<Option<u32>> {
+        let recorded = read_pid_file(&state_dir.join(format!("{name}.pid")))?;
+        Ok(recorded
+            .filter(|&(pid, start)| is_alive(pid, start))
+            .map(|(pid, _)| pid))
+    }
+
     /// Stops the daemon `name` recorded in `state_dir`: SIGTERM, then SIGKILL
     /// if it is still there after `grace`. Removes the pid file. Returns
     /// whether a process was running.
     pub fn stop(state_dir: &Path, name: &str, grace: Duration) -> Result<bool> {
         let pid_file = state_dir.join(format!("{name}.pid"));
-        let text = match fs::read_to_string(&pid_file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => {
-                return Err(HarnessError::io(
-                    format!("cannot read {}", pid_file.display()),
-                    e,
-                ));
-            }
-        };
-        let mut fields = text.split_whitespace();
-        let pid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
-        let start: Option<u64> = fields.next().and_then(|s| s.parse().ok());
-        let running = match (pid, start) {
-            (Some(pid), Some(start)) if is_alive(pid, start) => {
+        let recorded = read_pid_file(&pid_file)?;
+        if recorded.is_none() && !pid_file.exists() {
+            return Ok(false);
+        }
+        let running = match recorded {
+            Some((pid, start)) if is_alive(pid, start) => {
                 signal(pid, libc::SIGTERM);
                 let deadline = Instant::now() + grace;
                 while is_alive(pid, start) && Instant::now() < deadline {
@@ -146,6 +160,25 @@ impl Daemon {
             .map_err(|e| HarnessError::io(format!("cannot remove {}", pid_file.display()), e))?;
         Ok(running)
     }
+}
+
+/// `(pid, start time)` from a pid file; `None` when there is none or it is
+/// not one of ours.
+fn read_pid_file(pid_file: &Path) -> Result<Option<(u32, u64)>> {
+    let text = match fs::read_to_string(pid_file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(HarnessError::io(
+                format!("cannot read {}", pid_file.display()),
+                e,
+            ));
+        }
+    };
+    let mut fields = text.split_whitespace();
+    let pid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
+    let start: Option<u64> = fields.next().and_then(|s| s.parse().ok());
+    Ok(pid.zip(start))
 }
 
 fn signal(pid: u32, sig: libc::c_int) {

@@ -37,6 +37,7 @@ mod prefix;
 mod process;
 mod safety;
 mod store;
+mod supervisor;
 mod teardown;
 mod testbed;
 mod wiring;
@@ -59,11 +60,13 @@ pub use error::HarnessError;
 pub use etcd::{Etcd, EtcdConfig};
 pub use hosts::{Host, Node, Pod};
 pub use leftovers::{MachineCheck, check_machine};
+pub use lock::ClusterLock;
 pub use objects::{
     EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;
 pub use store::Store;
+pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};
 pub use teardown::teardown_prefix;
 pub use testbed::{RunningCall, Testbed};

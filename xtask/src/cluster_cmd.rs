@@ -2,14 +2,17 @@
 //! namespaces, built on the skiff-tests harness: etcd, skiff-control (API
 //! server, scheduler, controllers) and one skiff-agent per node running
 //! that node's pods, then `kubectl apply -f examples/`. It outlives the
-//! command: everything runs detached, with pid files and logs in
-//! /run/skiff, until `down`.
+//! command: a detached supervisor (`cargo xtask supervise`) runs the
+//! daemons and restarts any that exits, until `down`. The data is kept in
+//! /var/lib/skiff, so `up` after a reboot or a crash repairs the cluster
+//! from it, and `up` on a healthy cluster changes nothing.
 
 use std::{
-    collections::BTreeMap,
     fs,
-    net::{Ipv4Addr, SocketAddr},
+    net::Ipv4Addr,
+    os::unix::process::CommandExt,
     path::Path,
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -18,27 +21,44 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
 use skiff_tests::{
-    CONTROL_PLANE_IP, Cluster, ClusterSpec, Daemon, DaemonSpec, Etcd, EtcdConfig, Pod, Prefix,
-    agent_command, control_command, echo_binary, kubeconfig_path, kubectl, node_ip, run_pods_args,
-    teardown_prefix, wait_for_api, wait_for_sync,
+    CONTROL_PLANE_IP, Cluster, ClusterLock, ClusterSpec, Daemon, DaemonSpec, Pod, Prefix,
+    echo_binary, kubectl, node_ip, sync_count, teardown_prefix, wait_for_api, wait_for_sync,
 };
 
-use crate::{build_cmd, setup, sh};
+use crate::{
+    build_cmd,
+    cluster_files::{
+        self, BIN_DIR, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir,
+    },
+    pods_ready, setup, sh,
+    supervise_cmd::{API_PORT, kubeconfig},
+    utc,
+};
 
-const STATE_DIR: &str = "/run/skiff";
-/// Where the examples' `command` finds skiff-echo, whatever the checkout.
-const BIN_DIR: &str = "/run/skiff/bin";
 const EXAMPLES: &str = "examples";
-const API_PORT: u16 = 6443;
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const API_TIMEOUT: Duration = Duration::from_secs(30);
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a daemon gets to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Args)]
 pub struct UpArgs {
-    /// Number of nodes, each a network namespace running its own skiff-agent.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
-    pub nodes: u16,
+    /// Number of nodes, each a network namespace running its own
+    /// skiff-agent [default: the kept cluster's, else 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub nodes: Option<u16>,
+    /// Use the binaries as they are: no setup, no build (for tests that
+    /// built them already).
+    #[arg(long, hide = true)]
+    pub no_build: bool,
+}
+
+#[derive(Args)]
+pub struct DownArgs {
+    /// Keep the cluster's data (/var/lib/skiff) and logs (/var/log/skiff),
+    /// so the next `up` brings back every object.
+    #[arg(long)]
+    pub keep_data: bool,
 }
 
 #[derive(Args)]
@@ -52,100 +72,55 @@ pub struct ExecArgs {
 }
 
 pub fn up(args: &UpArgs) -> Result<()> {
-    setup::setup()?;
-    build_cmd::compile(false)?;
+    if !args.no_build {
+        setup::setup()?;
+        build_cmd::compile(false)?;
+    }
     let started = Instant::now();
-    let nodes = usize::from(args.nodes);
-    let state_dir = Path::new(STATE_DIR);
-
-    println!("up: {nodes} nodes in network namespaces");
-    let cluster = Cluster::create(ClusterSpec {
-        prefix: Prefix::fixed(),
-        nodes,
-    })?;
-    // From here on, an error drops `cluster`, which tears down all of it.
-    match fs::remove_dir_all(state_dir) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("clearing {STATE_DIR}"));
+    let started_at = utc::now_rfc3339();
+    let nodes = cluster_files::node_count(args.nodes)?;
+    let prefix = Prefix::fixed();
+    let supervisor = Daemon::running_pid(run_dir(), SUPERVISOR)?;
+    let missing = Cluster::missing_parts(&prefix, usize::from(nodes))?;
+    let outcome = match supervisor {
+        Some(pid) if missing.is_empty() => {
+            println!("up: cluster {prefix} is already up (supervisor pid {pid}); changing nothing");
+            wait_until_serving(nodes)?;
+            Outcome::AlreadyUp
         }
-        _ => {}
-    }
-    fs::create_dir_all(BIN_DIR).with_context(|| format!("creating {BIN_DIR}"))?;
-    fs::copy(echo_binary()?, Path::new(BIN_DIR).join("skiff-echo"))
-        .with_context(|| format!("copying skiff-echo to {BIN_DIR}"))?;
-
-    let etcd = EtcdConfig::standard(state_dir.join("etcd"), &[CONTROL_PLANE_IP]);
-    let etcd_cgroup = cluster.cgroup_dir().join("etcd");
-    Etcd::start_detached(
-        &etcd,
-        DaemonSpec {
-            name: "etcd",
-            state_dir,
-            cgroup: Some(&etcd_cgroup),
-        },
-    )
-    .context("starting etcd")?;
-    println!("up: etcd serving {}", etcd.endpoints().join(", "));
-
-    // On the control-plane address, which exists only while the cluster
-    // is up; in the cluster's cgroup, so teardown stops it.
-    let data_dir = state_dir.join("control");
-    let control = Daemon::spawn(
-        control_command(
-            SocketAddr::from((CONTROL_PLANE_IP, API_PORT)),
-            &[etcd.local_endpoint()],
-            &data_dir,
-            &[],
-        )?,
-        DaemonSpec {
-            name: "control",
-            state_dir,
-            cgroup: Some(&cluster.cgroup_dir().join("control")),
-        },
-    )?;
-    let kubeconfig = kubeconfig_path(&data_dir);
-    wait_for_api(&kubeconfig, || control.is_running(), API_TIMEOUT)
-        .with_context(|| format!("see {}", control.log_file().display()))?;
-    println!(
-        "up: skiff-control serving https://{CONTROL_PLANE_IP}:{API_PORT} (log {})",
-        control.log_file().display()
-    );
-
-    for node in cluster.nodes() {
-        let name = format!("agent-{}", node.name());
-        let mut command = agent_command(node, &etcd.endpoints())?;
-        command.args(run_pods_args(node, &state_dir.join(&name)));
-        let daemon = Daemon::spawn(
-            command,
-            DaemonSpec {
-                name: &name,
-                state_dir,
-                cgroup: None,
-            },
-        )?;
-        wait_for_sync(
-            daemon.log_file(),
-            0,
-            || daemon.is_running(),
-            AGENT_SYNC_TIMEOUT,
-        )?;
-        println!(
-            "up: skiff-agent on {} running its pods (log {})",
-            node.name(),
-            daemon.log_file().display()
-        );
-    }
+        None if missing.is_empty() => {
+            println!("up: cluster {prefix}'s network is intact but its supervisor is gone");
+            let cluster = Cluster::adopt(ClusterSpec {
+                prefix: prefix.clone(),
+                nodes: usize::from(nodes),
+            })?;
+            stop_daemons("up")?;
+            start_supervised(&cluster, nodes)?;
+            cluster.persist();
+            Outcome::DaemonsRestarted
+        }
+        _ => {
+            let cluster = rebuild(nodes, supervisor, &missing)?;
+            start_supervised(&cluster, nodes)?;
+            cluster.persist();
+            Outcome::Rebuilt
+        }
+    };
 
     let kube = |args: &[&str]| -> Result<String> {
-        let mut command = kubectl(&kubeconfig)?;
+        let mut command = kubectl(&kubeconfig())?;
         command.args(args);
         sh::stdout(&mut command)
     };
+    // Idempotent: on a cluster that has them, kubectl sends nothing and
+    // says `unchanged`.
     let examples = sh::workspace_root().join(EXAMPLES);
     print!("{}", kube(&["apply", "-f", &examples.to_string_lossy()])?);
-    wait_until_ready(&kube)?;
+    // After a rebuild the API shows the pods as they were before until
+    // their agents report them started again.
+    let rebuilt = matches!(outcome, Outcome::Rebuilt);
+    pods_ready::wait_until_ready(&kube, rebuilt.then_some(started_at.as_str()))?;
     let ready_after = started.elapsed();
-    cluster.persist();
 
     let services = kube(&["get", "services", "-o", "json"])?;
     let services: Value = serde_json::from_str(&services).context("parsing services")?;
@@ -161,7 +136,7 @@ pub fn up(args: &UpArgs) -> Result<()> {
     };
     print_summary(
         nodes,
-        &kubeconfig,
+        matches!(outcome, Outcome::AlreadyUp),
         &cluster_ip("iperf3"),
         &cluster_ip("echo"),
         ready_after,
@@ -169,77 +144,167 @@ pub fn up(args: &UpArgs) -> Result<()> {
     Ok(())
 }
 
-/// One pod's state as the progress display shows it.
-fn pod_state(pod: &Value) -> String {
-    let phase = pod["status"]["phase"].as_str().unwrap_or("Pending");
-    let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str();
-    let ready = pod["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True");
-    let state = match (ready, waiting) {
-        (true, _) => "Ready".to_owned(),
-        (false, Some(reason)) => reason.to_owned(),
-        (false, None) => phase.to_owned(),
-    };
-    let node = pod["spec"]["nodeName"].as_str().unwrap_or("unscheduled");
-    let ip = pod["status"]["podIP"].as_str().unwrap_or("-");
-    format!("{state} on {node} ({ip})")
+/// What `up` found and did.
+enum Outcome {
+    /// Supervisor and network were there: nothing done.
+    AlreadyUp,
+    /// The network and the pods were there: new supervisor and daemons.
+    DaemonsRestarted,
+    /// Network built anew; the pods came back from the kept data.
+    Rebuilt,
 }
 
-/// Polls the default namespace, printing a line per pod state change,
-/// until every Deployment has all its replicas ready and every pod is.
-fn wait_until_ready(kubectl: &dyn Fn(&[&str]) -> Result<String>) -> Result<()> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    let mut seen: BTreeMap<String, String> = BTreeMap::new();
-    loop {
-        let pods: Value = serde_json::from_str(&kubectl(&["get", "pods", "-o", "json"])?)
-            .context("parsing pods")?;
-        let deployments: Value =
-            serde_json::from_str(&kubectl(&["get", "deployments", "-o", "json"])?)
-                .context("parsing deployments")?;
-        let pods = pods["items"].as_array().cloned().unwrap_or_default();
-        for pod in &pods {
-            let name = pod["metadata"]["name"].as_str().unwrap_or("?").to_owned();
-            let state = pod_state(pod);
-            if seen.get(&name) != Some(&state) {
-                println!("up: pod {name}: {state}");
-                seen.insert(name, state);
-            }
-        }
-        let deployments_ready = deployments["items"].as_array().is_some_and(|items| {
-            items
-                .iter()
-                .all(|d| d["status"]["readyReplicas"] == d["spec"]["replicas"])
-        });
-        let pods_ready = !pods.is_empty()
-            && pods.iter().all(|p| {
-                pod_state(p).starts_with("Ready") && p["metadata"]["deletionTimestamp"].is_null()
-            });
-        if deployments_ready && pods_ready {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("not everything was Ready within {READY_TIMEOUT:?}; see the logs in {STATE_DIR}");
-        }
-        thread::sleep(Duration::from_millis(250));
+/// Builds the cluster's network afresh, for a start with the kept data:
+/// after a reboot nothing is left, after a crash or a stray `ip netns
+/// delete` a part; either way the pods come back on the addresses their
+/// agents recorded. The returned cluster tears itself down if dropped
+/// before [`Cluster::persist`], leaving the data.
+fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cluster> {
+    if cluster_files::etcd_data_dir().exists() {
+        println!("up: restoring the cluster from {DATA_DIR}");
     }
+    // Held from the supervisor's death to the new cluster: a test waiting
+    // for the lock must not find half a cluster.
+    let lock = match supervisor {
+        Some(pid) => {
+            println!(
+                "up: {} missing; stopping the supervisor (pid {pid}) to rebuild",
+                missing.join(", ")
+            );
+            let lock = ClusterLock::take_over(pid)?;
+            Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)?;
+            lock
+        }
+        None => ClusterLock::acquire()?,
+    };
+    stop_daemons("up")?;
+    let leftovers = teardown_prefix(Prefix::fixed().as_str())?;
+    if !leftovers.is_empty() {
+        println!(
+            "up: removed what was left of the old network ({} items) to build it anew",
+            leftovers.len()
+        );
+    }
+    println!("up: {nodes} nodes in network namespaces");
+    let spec = ClusterSpec {
+        prefix: Prefix::fixed(),
+        nodes: usize::from(nodes),
+    };
+    Ok(Cluster::create_holding(spec, lock)?)
 }
 
-fn print_summary(
-    nodes: usize,
-    kubeconfig: &Path,
-    iperf3_ip: &str,
-    echo_ip: &str,
-    ready_after: Duration,
-) {
+/// Stops every daemon with a pid file but the supervisor, saying so.
+fn stop_daemons(command: &str) -> Result<()> {
+    for name in cluster_files::recorded_daemons()? {
+        if Daemon::stop(run_dir(), &name, STOP_GRACE)? {
+            println!("{command}: stopped {name}");
+        }
+    }
+    Ok(())
+}
+
+/// Starts the supervisor, sharing `cluster`'s lock with it, and waits
+/// until skiff-control serves and every agent has synced. An error drops
+/// `cluster` in the caller, which tears down all of it (the supervisor and
+/// its daemons too) but not the data.
+fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
+    cluster_files::record_node_count(nodes)?;
+    install_echo()?;
+    let syncs_before: Vec<usize> = cluster
+        .nodes()
+        .iter()
+        .map(|n| sync_count(&log_file(&agent_name(n.name()))))
+        .collect();
+    // This very binary, even if the build above has just replaced the file.
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg0("skiff-supervisor")
+        .args(["supervise", "--nodes", &nodes.to_string()]);
+    cluster.share_lock_with(&mut command);
+    let supervisor = Daemon::spawn_logging_to(
+        command,
+        DaemonSpec {
+            name: SUPERVISOR,
+            state_dir: run_dir(),
+            cgroup: Some(&cluster.cgroup_dir().join(SUPERVISOR)),
+        },
+        log_file(SUPERVISOR),
+    )?;
+    println!(
+        "up: supervisor pid {} starting etcd, skiff-control and the agents (log {})",
+        supervisor.pid(),
+        supervisor.log_file().display()
+    );
+    wait_for_api(&kubeconfig(), || supervisor.is_running(), API_TIMEOUT)
+        .with_context(|| format!("see the logs in {LOG_DIR}"))?;
+    println!("up: skiff-control serving https://{CONTROL_PLANE_IP}:{API_PORT}");
+    for (node, before) in cluster.nodes().iter().zip(syncs_before) {
+        let log = log_file(&agent_name(node.name()));
+        wait_for_sync(&log, before, || supervisor.is_running(), AGENT_SYNC_TIMEOUT)?;
+        println!(
+            "up: skiff-agent on {} running its pods (log {})",
+            node.name(),
+            log.display()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until the API answers and every daemon runs, on a cluster that
+/// was up already (its supervisor may be restarting one).
+fn wait_until_serving(nodes: u16) -> Result<()> {
+    let supervised = || Daemon::running_pid(run_dir(), SUPERVISOR).is_ok_and(|p| p.is_some());
+    wait_for_api(&kubeconfig(), supervised, API_TIMEOUT)
+        .with_context(|| format!("see the logs in {LOG_DIR}"))?;
+    let mut daemons = vec![
+        cluster_files::ETCD.to_owned(),
+        cluster_files::CONTROL.to_owned(),
+    ];
+    daemons.extend((1..=nodes).map(|i| agent_name(&format!("node{i}"))));
+    let deadline = Instant::now() + AGENT_SYNC_TIMEOUT;
+    for name in daemons {
+        while Daemon::running_pid(run_dir(), &name)?.is_none() {
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} is not running; see {} and {}",
+                    log_file(&name).display(),
+                    log_file(SUPERVISOR).display()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Copies skiff-echo to [`BIN_DIR`] by a rename, which never fails with
+/// ETXTBSY the way writing over a binary pods are running would.
+fn install_echo() -> Result<()> {
+    fs::create_dir_all(BIN_DIR).with_context(|| format!("creating {BIN_DIR}"))?;
+    let target = Path::new(BIN_DIR).join("skiff-echo");
+    let staged = Path::new(BIN_DIR).join(".skiff-echo.new");
+    fs::copy(echo_binary()?, &staged)
+        .with_context(|| format!("copying skiff-echo to {}", staged.display()))?;
+    fs::rename(&staged, &target).with_context(|| format!("installing {}", target.display()))
+}
+
+fn print_summary(nodes: u16, was_up: bool, iperf3_ip: &str, echo_ip: &str, ready_after: Duration) {
     let node1: Ipv4Addr = node_ip(1);
+    let headline = if was_up {
+        format!("skiff was already up: {nodes} node(s), nothing restarted, every pod Ready.")
+    } else {
+        format!(
+            "skiff is up: {nodes} node(s), every pod Ready {:.1} s after the build.",
+            ready_after.as_secs_f64()
+        )
+    };
     println!(
         "
-skiff is up: {nodes} node(s), every pod Ready {:.1} s after the build.
+{headline}
 
   kubeconfig  {kubeconfig}
+  data        {DATA_DIR} (kept across reboots; `cargo xtask up` restores it)
+  logs        {LOG_DIR} (supervisor.log says what it restarted)
   iperf3      ClusterIP {iperf3_ip}:5201, NodePort 30201
   echo        ClusterIP {echo_ip}:80, NodePort 30080
 
@@ -250,10 +315,10 @@ Try:
   ip netns exec skiff-ext curl -s http://{node1}:30080/
 
 `cargo xtask exec <pod> -- <command>` runs in the pod's netns and cgroup,
-so the eBPF load balancer applies. Logs and pid files are in {STATE_DIR}.
-Remove everything with: cargo xtask down",
-        ready_after.as_secs_f64(),
-        kubeconfig = kubeconfig.display(),
+so the eBPF load balancer applies. A supervisor restarts any daemon that
+exits. Remove everything with `cargo xtask down`, or keep the data with
+`cargo xtask down --keep-data`.",
+        kubeconfig = kubeconfig().display(),
         // `setup` installs kubectl into the workspace, not on PATH.
         kubectl = sh::workspace_root()
             .join("target/kubectl-venv/bin/kubectl")
@@ -261,19 +326,45 @@ Remove everything with: cargo xtask down",
     );
 }
 
-pub fn down() -> Result<()> {
-    let removed = teardown_prefix(Prefix::fixed().as_str())?;
-    match fs::remove_dir_all(STATE_DIR) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-            return Err(error).with_context(|| format!("removing {STATE_DIR}"));
-        }
-        _ => {}
+/// Stops the supervisor first (so it restarts nothing), then its daemons,
+/// then removes the network by the prefix `skiff`, and the data unless
+/// asked to keep it.
+pub fn down(args: &DownArgs) -> Result<()> {
+    // Held until the network is gone: a test waiting for the lock must not
+    // find half a cluster.
+    let _lock = match Daemon::running_pid(run_dir(), SUPERVISOR)? {
+        Some(pid) => ClusterLock::take_over(pid)?,
+        None => ClusterLock::acquire()?,
+    };
+    if Daemon::stop(run_dir(), SUPERVISOR, STOP_GRACE)? {
+        println!("down: stopped the supervisor");
     }
+    stop_daemons("down")?;
+    let removed = teardown_prefix(Prefix::fixed().as_str())?;
+    cluster_files::remove_tree(RUN_DIR)?;
     if removed.is_empty() {
-        println!("down: no skiff cluster was up; nothing to remove");
+        println!("down: no skiff network was up; nothing to remove");
     }
     for item in removed {
         println!("down: removed {item}");
+    }
+    if args.keep_data {
+        if Path::new(DATA_DIR).exists() {
+            println!(
+                "down: kept the cluster's data in {DATA_DIR} and its logs in {LOG_DIR}; \
+                 `cargo xtask up` brings the cluster back"
+            );
+        } else {
+            println!("down: there was no cluster data in {DATA_DIR} to keep");
+        }
+        return Ok(());
+    }
+    let data = cluster_files::remove_tree(DATA_DIR)?;
+    let logs = cluster_files::remove_tree(LOG_DIR)?;
+    if data || logs {
+        println!("down: removed the cluster's data ({DATA_DIR}) and logs ({LOG_DIR})");
+    } else {
+        println!("down: there was no cluster data in {DATA_DIR}");
     }
     Ok(())
 }

@@ -3,9 +3,13 @@
 mod bench;
 mod build_cmd;
 mod cluster_cmd;
+mod cluster_files;
+mod pods_ready;
 mod setup;
 mod sh;
+mod supervise_cmd;
 mod test_cmd;
+mod utc;
 
 use std::process::ExitCode;
 
@@ -89,19 +93,34 @@ enum Command {
     /// Fails if any figure was not produced. Run it on a quiet machine.
     Bench(bench::BenchArgs),
 
-    /// Bring up a local cluster: etcd, N nodes with a skiff-agent each,
-    /// example backends and a Service.
+    /// Bring up a local cluster, or repair it: etcd, N nodes with a
+    /// skiff-agent each, skiff-control, example backends and Services.
     ///
-    /// Each node is a network namespace running its own skiff-agent. When
-    /// the cluster is up, prints a command to try (an `exec` into a pod that
-    /// reaches the Service). Tear it down with `down`.
+    /// Each node is a network namespace running its own skiff-agent. A
+    /// detached supervisor runs etcd, skiff-control and the agents and
+    /// restarts any that exits (its log, /var/log/skiff/supervisor.log, says
+    /// which, how it exited and how often). The data (etcd, skiff-control's
+    /// PKI and kubeconfig, the agents' pod addresses) is in /var/lib/skiff,
+    /// so after a reboot or a crash `up` rebuilds the network and brings
+    /// every object back, pods on the same addresses. On a healthy cluster
+    /// `up` changes nothing and says so. When the cluster is up, prints the
+    /// kubeconfig path and a command to try. Tear it down with `down`.
     Up(cluster_cmd::UpArgs),
 
-    /// Remove everything skiff created, found by the name prefix `skiff`
+    /// Stop the local cluster and remove everything skiff created, found by
+    /// the name prefix `skiff`; its data too, unless --keep-data.
     ///
-    /// Network namespaces, links, cgroups, bpffs pins and processes: after
-    /// `down` the machine is as clean as before `up`.
-    Down,
+    /// Stops the supervisor first, then its daemons, then removes network
+    /// namespaces, links, cgroups, bpffs pins and processes: after `down`
+    /// the machine is as clean as before `up`. Plain `down` also removes the
+    /// cluster's data (/var/lib/skiff) and logs (/var/log/skiff); with
+    /// --keep-data both stay, and the next `up` brings every object back.
+    /// Says which it did.
+    Down(cluster_cmd::DownArgs),
+
+    /// Keep the local cluster's daemons running (started by `up`).
+    #[command(hide = true)]
+    Supervise(supervise_cmd::SuperviseArgs),
 
     /// Run a command inside a pod of the local cluster.
     ///
@@ -118,7 +137,8 @@ fn main() -> ExitCode {
         Command::Test(args) => test_cmd::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Up(args) => cluster_cmd::up(&args),
-        Command::Down => cluster_cmd::down(),
+        Command::Down(args) => cluster_cmd::down(&args),
+        Command::Supervise(args) => supervise_cmd::supervise_cmd(&args),
         Command::Exec(args) => cluster_cmd::exec(&args),
     };
     match result {

@@ -1,0 +1,121 @@
+//! Where the local cluster of `cargo xtask up` keeps its things, and the
+//! names of its daemons. Data survives a reboot (/var/lib/skiff), so does
+//! what the daemons said (/var/log/skiff); pid files and the copy of
+//! skiff-echo the examples run must not (/run/skiff, a tmpfs).
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, bail};
+
+/// etcd's data, skiff-control's PKI and kubeconfig, each agent's state.
+pub const DATA_DIR: &str = "/var/lib/skiff";
+/// One log per daemon, the supervisor's included.
+pub const LOG_DIR: &str = "/var/log/skiff";
+/// Pid files.
+pub const RUN_DIR: &str = "/run/skiff";
+/// Where the examples' `command` finds skiff-echo, whatever the checkout.
+pub const BIN_DIR: &str = "/run/skiff/bin";
+
+pub const SUPERVISOR: &str = "supervisor";
+pub const ETCD: &str = "etcd";
+pub const CONTROL: &str = "control";
+const AGENT_PREFIX: &str = "agent-";
+
+/// How many nodes the cluster whose data is kept has.
+const NODES_RECORD: &str = "nodes";
+pub const DEFAULT_NODES: u16 = 2;
+
+pub fn run_dir() -> &'static Path {
+    Path::new(RUN_DIR)
+}
+
+pub fn log_dir() -> &'static Path {
+    Path::new(LOG_DIR)
+}
+
+pub fn log_file(daemon: &str) -> PathBuf {
+    log_dir().join(format!("{daemon}.log"))
+}
+
+pub fn agent_name(node: &str) -> String {
+    format!("{AGENT_PREFIX}{node}")
+}
+
+pub fn etcd_data_dir() -> PathBuf {
+    Path::new(DATA_DIR).join(ETCD)
+}
+
+/// skiff-control's data directory; its kubeconfig is in there.
+pub fn control_data_dir() -> PathBuf {
+    Path::new(DATA_DIR).join(CONTROL)
+}
+
+/// The agent's `--state-dir`: its pods' addresses, so they keep them.
+pub fn agent_state_dir(node: &str) -> PathBuf {
+    Path::new(DATA_DIR).join("agents").join(node)
+}
+
+/// The daemons with a pid file in [`RUN_DIR`] other than the supervisor,
+/// in the order to stop them: agents, then skiff-control, then etcd.
+pub fn recorded_daemons() -> Result<Vec<String>> {
+    let entries = match fs::read_dir(RUN_DIR) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing {RUN_DIR}")),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".pid")?.to_owned())
+        })
+        .filter(|name| name != SUPERVISOR)
+        .collect();
+    let rank = |name: &str| match name {
+        n if n.starts_with(AGENT_PREFIX) => 0,
+        CONTROL => 1,
+        _ => 2,
+    };
+    names.sort_by_key(|n| (rank(n), n.clone()));
+    Ok(names)
+}
+
+/// The node count to use: the one asked for, else the kept cluster's,
+/// else [`DEFAULT_NODES`]. Fails if the kept data is for another count.
+pub fn node_count(asked: Option<u16>) -> Result<u16> {
+    let record = Path::new(DATA_DIR).join(NODES_RECORD);
+    let kept: Option<u16> = match fs::read_to_string(&record) {
+        Ok(text) => Some(
+            text.trim()
+                .parse()
+                .with_context(|| format!("{} holds no node count", record.display()))?,
+        ),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", record.display())),
+    };
+    match (asked, kept) {
+        (Some(asked), Some(kept)) if asked != kept => bail!(
+            "the cluster kept in {DATA_DIR} has {kept} node(s), not {asked}: \
+             `cargo xtask down` (which removes its data) first to change that"
+        ),
+        _ => Ok(asked.or(kept).unwrap_or(DEFAULT_NODES)),
+    }
+}
+
+pub fn record_node_count(nodes: u16) -> Result<()> {
+    fs::create_dir_all(DATA_DIR).with_context(|| format!("creating {DATA_DIR}"))?;
+    let record = Path::new(DATA_DIR).join(NODES_RECORD);
+    fs::write(&record, format!("{nodes}\n"))
+        .with_context(|| format!("writing {}", record.display()))
+}
+
+/// Removes `dir` and all below it; whether it was there.
+pub fn remove_tree(dir: &str) -> Result<bool> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {dir}")),
+    }
+}

@@ -1,0 +1,104 @@
+//! `cargo xtask supervise` (hidden; `up` starts it detached): the local
+//! cluster's daemons under the harness's supervisor, each where `up` has
+//! always run it: etcd and skiff-control in the root netns on the
+//! control-plane address, each agent in its node's netns. Why a supervisor
+//! of our own and not systemd: see `skiff_tests::supervise`.
+
+use std::{
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::PathBuf,
+    time::Duration,
+};
+
+use anyhow::Result;
+use clap::Args;
+use skiff_tests::{
+    CONTROL_PLANE_IP, Cluster, Component, EtcdConfig, Prefix, SupervisorDirs, agent_command,
+    control_command, kubeconfig_path, run_pods_args, supervise,
+};
+
+use crate::cluster_files::{
+    self, CONTROL, ETCD, agent_name, agent_state_dir, control_data_dir, etcd_data_dir,
+};
+
+/// skiff-control's API port on the control-plane address.
+pub const API_PORT: u16 = 6443;
+
+#[derive(Args)]
+pub struct SuperviseArgs {
+    /// The number of nodes `up` built.
+    #[arg(long)]
+    pub nodes: u16,
+}
+
+/// The etcd of the local cluster: standard ports, data under /var/lib/skiff.
+pub fn etcd_config() -> EtcdConfig {
+    EtcdConfig::standard(etcd_data_dir(), &[CONTROL_PLANE_IP])
+}
+
+pub fn api_addr() -> SocketAddr {
+    SocketAddr::from((CONTROL_PLANE_IP, API_PORT))
+}
+
+pub fn kubeconfig() -> PathBuf {
+    kubeconfig_path(&control_data_dir())
+}
+
+pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
+    let prefix = Prefix::fixed();
+    let cluster_cgroup = skiff_tests::cgroup2_root()?.join(prefix.as_str());
+    let etcd = etcd_config();
+    let mut components = vec![
+        Component {
+            name: ETCD.to_owned(),
+            // etcd makes its data directory itself.
+            command: Box::new({
+                let etcd = etcd.clone();
+                move || Ok(etcd.command())
+            }),
+            cgroup: Some(cluster_cgroup.join(ETCD)),
+            ready: Box::new({
+                let port = etcd.client_port;
+                move || answers((Ipv4Addr::LOCALHOST, port))
+            }),
+        },
+        Component {
+            name: CONTROL.to_owned(),
+            command: Box::new({
+                let endpoints = [etcd.local_endpoint()];
+                move || control_command(api_addr(), &endpoints, &control_data_dir(), &[])
+            }),
+            cgroup: Some(cluster_cgroup.join(CONTROL)),
+            ready: Box::new(|| answers(api_addr()) && kubeconfig().exists()),
+        },
+    ];
+    for node in Cluster::persisted_nodes(&prefix, usize::from(args.nodes))? {
+        let name = agent_name(node.name());
+        let cgroup = cluster_cgroup.join(&name);
+        let endpoints = etcd.endpoints();
+        components.push(Component {
+            name,
+            command: Box::new(move || {
+                let mut command = agent_command(&node, &endpoints)?;
+                command.args(run_pods_args(&node, &agent_state_dir(node.name())));
+                Ok(command)
+            }),
+            // Its own, outside the node's: the agent's connections need no
+            // service translation.
+            cgroup: Some(cgroup),
+            ready: Box::new(|| true),
+        });
+    }
+    match supervise(
+        components,
+        SupervisorDirs {
+            run_dir: cluster_files::run_dir(),
+            log_dir: cluster_files::log_dir(),
+        },
+    )? {}
+}
+
+/// Something accepts TCP connections on `addr`.
+fn answers(addr: impl Into<SocketAddr>) -> bool {
+    TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)).is_ok()
+}

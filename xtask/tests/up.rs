@@ -1,0 +1,461 @@
+//! `cargo xtask up` and `down` on the machine's one local cluster (prefix
+//! `skiff`): the supervisor brings back killed daemons with the cluster's
+//! objects, pod addresses and Service traffic intact, and a second `up`
+//! changes nothing. Needs root and the binaries (`cargo xtask build`).
+//!
+//! The local cluster's supervisor holds the machine-wide cluster lock while
+//! it runs, so other cluster tests wait for it; these tests take turns by a
+//! mutex of their own. Each refuses to run over a developer's cluster or
+//! kept data, and tears its own cluster down at the end, also on a panic.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::Mutex,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use skiff_tests::{CallResult, kubectl, parse_call_output, sync_count};
+
+const RUN_DIR: &str = "/run/skiff";
+const DATA_DIR: &str = "/var/lib/skiff";
+const SUPERVISOR_LOG: &str = "/var/log/skiff/supervisor.log";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One local cluster at a time, also between the tests of this file.
+static LOCAL_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("the xtask binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A local cluster brought up by `xtask up`; `xtask down` (data removed)
+/// when dropped.
+struct LocalCluster {
+    kubeconfig: PathBuf,
+    first_up: String,
+}
+
+impl LocalCluster {
+    fn up() -> LocalCluster {
+        let pid_file = Path::new(RUN_DIR).join("supervisor.pid");
+        assert!(
+            !pid_file.exists() && !Path::new("/run/netns/skiff-fabric").exists(),
+            "a local cluster (`cargo xtask up`) is up on this machine; this test \
+             would replace it. Run `cargo xtask down` first"
+        );
+        assert!(
+            !Path::new(DATA_DIR).exists(),
+            "{DATA_DIR} holds a local cluster's kept data, which this test would \
+             use and then remove. Run `cargo xtask down` first"
+        );
+        // From here on the guard brings down whatever `up` got to build.
+        let mut cluster = LocalCluster {
+            kubeconfig: PathBuf::new(),
+            first_up: String::new(),
+        };
+        let output = xtask(&["up", "--no-build"]);
+        cluster.first_up = text(&output);
+        assert!(
+            output.status.success(),
+            "`xtask up` failed:\n{}",
+            cluster.first_up
+        );
+        cluster.kubeconfig = cluster
+            .first_up
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("kubeconfig"))
+            .map(|path| PathBuf::from(path.trim()))
+            .unwrap_or_else(|| panic!("`up` printed no kubeconfig:\n{}", cluster.first_up));
+        cluster
+    }
+
+    /// `kubectl get <what> -o json`'s items.
+    fn get(&self, what: &str) -> Vec<Value> {
+        let output = kubectl(&self.kubeconfig)
+            .expect("kubectl is installed")
+            .args(["get", what, "-o", "json"])
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            output.status.success(),
+            "kubectl get {what}: {}",
+            text(&output)
+        );
+        let list: Value = serde_json::from_slice(&output.stdout).expect("kubectl prints JSON");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `kind/name` → the value `pick` takes from each object of `what`.
+    fn map(&self, what: &str, pick: impl Fn(&Value) -> Value) -> BTreeMap<String, Value> {
+        self.get(what)
+            .iter()
+            .map(|o| {
+                let kind = o["kind"].as_str().unwrap_or("?");
+                let key = format!("{kind}/{}", o["metadata"]["name"].as_str().unwrap_or("?"));
+                (key, pick(o))
+            })
+            .collect()
+    }
+
+    fn api_answers(&self) -> bool {
+        kubectl(&self.kubeconfig)
+            .expect("kubectl is installed")
+            .args(["get", "--raw", "/api"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn all_pods_ready(&self) -> bool {
+        let pods = self.get("pods");
+        !pods.is_empty()
+            && pods.iter().all(|p| {
+                p["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+    }
+
+    /// `skiff-echo call tcp <target>` from the `client` pod, through
+    /// `xtask exec`.
+    fn call_from_client(&self, target: &str) -> Vec<CallResult> {
+        let output = xtask(&[
+            "exec",
+            "client",
+            "--",
+            "skiff-echo",
+            "call",
+            "tcp",
+            target,
+            "--count",
+            "5",
+        ]);
+        assert!(
+            output.status.success(),
+            "`xtask exec` failed: {}",
+            text(&output)
+        );
+        parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        let output = xtask(&["down"]);
+        if !output.status.success() {
+            eprintln!("`xtask down` failed:\n{}", text(&output));
+        }
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds; panics after [`TIMEOUT`].
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < TIMEOUT, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+/// The pid in `<RUN_DIR>/<daemon>.pid`.
+fn recorded_pid(daemon: &str) -> u32 {
+    let path = Path::new(RUN_DIR).join(format!("{daemon}.pid"));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{} holds no pid: {text:?}", path.display()))
+}
+
+fn is_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+fn supervisor_log() -> String {
+    fs::read_to_string(SUPERVISOR_LOG).unwrap_or_default()
+}
+
+/// SIGKILLs `daemon` and waits until the supervisor has logged its exit and
+/// its restart and the new process runs; returns how long that took.
+fn kill_and_see_it_back(daemon: &str) -> Duration {
+    let old = recorded_pid(daemon);
+    let log_before = supervisor_log().len();
+    let status = Command::new("kill")
+        .args(["-KILL", &old.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -KILL {old} ({daemon}) failed");
+    let exited = format!("{daemon} (pid {old}) exited (killed by signal: 9 (SIGKILL))");
+    let restarted = format!("restarted {daemon} as pid ");
+    let mut new: Option<u32> = None;
+    let took = wait_for(&format!("the supervisor to restart {daemon}"), || {
+        let log = supervisor_log();
+        let fresh = log.get(log_before..).unwrap_or_default();
+        new = fresh
+            .lines()
+            .skip_while(|l| !l.contains(&exited))
+            .find_map(|l| l.split(&restarted).nth(1))
+            .filter(|rest| rest.contains("(restart "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok());
+        new.is_some_and(is_alive)
+    });
+    let new = new.expect("waited for it");
+    assert_ne!(new, old, "{daemon} has the pid it had before the kill");
+    assert_eq!(
+        recorded_pid(daemon),
+        new,
+        "{daemon}'s pid file names the new process"
+    );
+    assert!(!is_alive(old), "{daemon}'s old process {old} still runs");
+    took
+}
+
+fn cluster_ip(cluster: &LocalCluster, service: &str) -> String {
+    let services = cluster.map("services", |s| s["spec"]["clusterIP"].clone());
+    services[&format!("Service/{service}")]
+        .as_str()
+        .unwrap_or_else(|| panic!("service {service} has no ClusterIP: {services:?}"))
+        .to_owned()
+}
+
+/// Service traffic works: five calls from `client` to the echo Service's
+/// ClusterIP all reach an echo pod.
+fn assert_service_traffic(cluster: &LocalCluster, echo_ip: &str) {
+    let results = cluster.call_from_client(&format!("{echo_ip}:80"));
+    assert_eq!(results.len(), 5, "five attempts: {results:?}");
+    for result in &results {
+        match result {
+            CallResult::Ok { backend, .. } => {
+                assert!(backend.starts_with("echo-"), "answered by {backend}")
+            }
+            CallResult::Failed { error, .. } => panic!("a call to {echo_ip}:80 failed: {error}"),
+        }
+    }
+}
+
+#[test]
+fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let spec_of = |o: &Value| serde_json::json!([o["metadata"]["uid"], o["spec"]]);
+    let objects_before = [
+        cluster.map("deployments", spec_of),
+        cluster.map("services", spec_of),
+    ];
+    let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
+    let ips_before = pod_ips(&cluster);
+    assert_eq!(ips_before.len(), 6, "the examples' pods: {ips_before:?}");
+    let echo_ip = cluster_ip(&cluster, "echo");
+    assert_service_traffic(&cluster, &echo_ip);
+
+    let took = kill_and_see_it_back("control");
+    wait_for("skiff-control to serve again", || cluster.api_answers());
+    eprintln!("control back in {took:?}");
+
+    let took = kill_and_see_it_back("etcd");
+    wait_for("the API to read etcd again", || {
+        cluster.api_answers() && !cluster.get("services").is_empty()
+    });
+    eprintln!("etcd back in {took:?}");
+
+    let agent_log = Path::new("/var/log/skiff/agent-node1.log");
+    let syncs = sync_count(agent_log);
+    let took = kill_and_see_it_back("agent-node1");
+    wait_for("the restarted agent on node1 to sync", || {
+        sync_count(agent_log) > syncs
+    });
+    eprintln!("agent-node1 back in {took:?}");
+
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    let objects_after = [
+        cluster.map("deployments", spec_of),
+        cluster.map("services", spec_of),
+    ];
+    assert_eq!(
+        objects_after, objects_before,
+        "Deployments and Services changed"
+    );
+    assert_eq!(
+        pod_ips(&cluster),
+        ips_before,
+        "pods or their addresses changed"
+    );
+    assert_service_traffic(&cluster, &echo_ip);
+}
+
+#[test]
+fn a_second_up_changes_nothing() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let daemons = [
+        "supervisor",
+        "etcd",
+        "control",
+        "agent-node1",
+        "agent-node2",
+    ];
+    let pids = || daemons.map(recorded_pid);
+    let versions = |c: &LocalCluster| {
+        ["deployments", "services", "pods"]
+            .map(|what| c.map(what, |o| o["metadata"]["resourceVersion"].clone()))
+    };
+    let pids_before = pids();
+    let versions_before = versions(&cluster);
+    let log_before = supervisor_log();
+
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(output.status.success(), "the second `up` failed:\n{said}");
+    assert!(
+        said.contains("is already up") && said.contains("changing nothing"),
+        "the second `up` does not say it changed nothing:\n{said}"
+    );
+    assert_eq!(pids(), pids_before, "the second `up` restarted a daemon");
+    assert!(pids_before.iter().all(|&p| is_alive(p)), "a daemon died");
+    assert_eq!(
+        versions(&cluster),
+        versions_before,
+        "the second `up` changed an object"
+    );
+    assert_eq!(supervisor_log(), log_before, "the supervisor did something");
+    assert!(
+        cluster.first_up.contains("skiff is up"),
+        "the first `up` built the cluster:\n{}",
+        cluster.first_up
+    );
+}
+
+#[test]
+fn up_after_down_keep_data_brings_back_objects_and_pod_ips() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let identity = |o: &Value| o["metadata"]["uid"].clone();
+    let objects =
+        |c: &LocalCluster| ["deployments", "services", "pods"].map(|what| c.map(what, identity));
+    let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
+    let (objects_before, ips_before) = (objects(&cluster), pod_ips(&cluster));
+
+    // What a reboot leaves: the data, and nothing of the network or processes.
+    let output = xtask(&["down", "--keep-data"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`down --keep-data` failed:\n{said}"
+    );
+    assert!(said.contains("kept the cluster's data"), "{said}");
+    assert!(!Path::new("/run/netns/skiff-fabric").exists(), "{said}");
+    assert!(!Path::new(RUN_DIR).exists(), "{said}");
+
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` over kept data failed:\n{said}"
+    );
+    assert!(said.contains("restoring the cluster"), "{said}");
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    assert_eq!(
+        objects(&cluster),
+        objects_before,
+        "objects were lost or made anew"
+    );
+    assert_eq!(
+        pod_ips(&cluster),
+        ips_before,
+        "pods or their addresses changed"
+    );
+    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+
+    drop(cluster);
+    assert!(
+        !Path::new(DATA_DIR).exists(),
+        "plain `down` left {DATA_DIR}"
+    );
+}
+
+#[test]
+fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let identity = |o: &Value| o["metadata"]["uid"].clone();
+    let started = |c: &LocalCluster| {
+        c.map("pods", |p| {
+            serde_json::json!([
+                p["status"]["podIP"],
+                p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+            ])
+        })
+    };
+    let pods_before = started(&cluster);
+    let objects_before = cluster.map("deployments", identity);
+
+    // Without its supervisor, the daemons are restarted and the pods, whose
+    // network is intact, keep running.
+    let supervisor = recorded_pid("supervisor");
+    let status = Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    wait_for("the supervisor to die", || !is_alive(supervisor));
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` without a supervisor failed:\n{said}"
+    );
+    assert!(said.contains("supervisor is gone"), "{said}");
+    assert_ne!(recorded_pid("supervisor"), supervisor);
+    assert!(is_alive(recorded_pid("supervisor")));
+    assert_eq!(started(&cluster), pods_before, "pods were restarted");
+
+    // A missing netns is built again; the pods come back on their addresses.
+    let status = Command::new("ip")
+        .args(["netns", "delete", "skiff-ext"])
+        .status()
+        .expect("ip runs");
+    assert!(status.success());
+    let output = xtask(&["up", "--no-build"]);
+    let said = text(&output);
+    assert!(
+        output.status.success(),
+        "`up` without skiff-ext failed:\n{said}"
+    );
+    assert!(said.contains("netns skiff-ext missing"), "{said}");
+    assert!(Path::new("/run/netns/skiff-ext").exists());
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    let ip_of = |pods: &BTreeMap<String, Value>| {
+        pods.iter()
+            .map(|(name, p)| (name.clone(), p[0].clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        ip_of(&started(&cluster)),
+        ip_of(&pods_before),
+        "pod addresses changed"
+    );
+    assert_eq!(cluster.map("deployments", identity), objects_before);
+    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+}
