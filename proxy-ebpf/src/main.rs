@@ -5,14 +5,23 @@
 #![no_std]
 #![no_main]
 
-mod flow;
-mod maps;
+// The programs: each file holds its entry points and the glue of its hook
+// (`reject` is the TCX ingress program's ICMP answer).
 mod reject;
-mod shared;
 mod sock_lb;
 mod sock_reset;
 mod tc_nat;
 mod xdp_nat;
+
+// What the programs share, one concern each.
+mod conntrack;
+mod counters;
+mod fib;
+mod flow;
+mod maps;
+mod nat;
+mod packet;
+mod select;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -12,11 +12,10 @@ use aya_ebpf::{
 use proxy_common::drop_reason;
 
 use crate::{
-    shared::count_drop,
-    tc_nat::{ETH_HLEN, Packet},
+    counters::count_drop,
+    packet::{ETH_HLEN, IP_HLEN, TcPacket},
 };
 
-const IP_HLEN: usize = 20;
 /// The ICMP error quotes the offending IP header and 8 bytes after it.
 const QUOTE_LEN: usize = IP_HLEN + 8;
 /// New IP header, ICMP header, quote.
@@ -28,7 +27,7 @@ const ICMP_PORT_UNREACH: u8 = 3;
 /// Not inlined: its buffers get a stack frame of their own instead of
 /// adding to the NAT path's (the verifier allows 512 bytes per chain).
 #[inline(never)]
-pub fn port_unreachable(ctx: &TcContext, packet: &Packet) -> i32 {
+pub fn port_unreachable(ctx: &TcContext, packet: &TcPacket) -> i32 {
     match rewrite_to_error(ctx, packet) {
         Some(()) => {
             // SAFETY: the context's skb is valid for the program's run.
@@ -43,7 +42,7 @@ pub fn port_unreachable(ctx: &TcContext, packet: &Packet) -> i32 {
     }
 }
 
-fn rewrite_to_error(ctx: &TcContext, packet: &Packet) -> Option<()> {
+fn rewrite_to_error(ctx: &TcContext, packet: &TcPacket) -> Option<()> {
     // A header with options would need a longer quote; such packets are
     // dropped (and counted) instead.
     if packet.l4 != ETH_HLEN + IP_HLEN {

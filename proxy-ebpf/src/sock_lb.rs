@@ -7,18 +7,16 @@
 //! does not know (pod IPs, anything else) pass untouched.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_netns_cookie, bpf_get_prandom_u32, bpf_get_socket_cookie, bpf_set_retval},
+    helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie, bpf_set_retval},
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use proxy_common::{
-    BackendId, PROTO_TCP, PROTO_UDP, SERVICE_FLAG_AFFINITY, ServiceKey, ServiceValue,
-    SockRevNatKey, SockRevNatValue, drop_reason,
-};
+use proxy_common::{PROTO_TCP, PROTO_UDP, SockRevNatKey, SockRevNatValue, drop_reason};
 
 use crate::{
-    maps::{BACKENDS, CONFIG, SERVICES, SOCK_REV_NAT},
-    shared::{count_drop, count_frontend, slot_backend, with_affinity},
+    counters::{count_drop, count_frontend},
+    maps::{CONFIG, SOCK_REV_NAT},
+    select::{self, connect_backend},
 };
 
 /// sock_addr programs return 1 to let the call proceed, 0 to fail it.
@@ -106,14 +104,7 @@ fn to_backend(ctx: &SockAddrContext, hook: Hook) -> i32 {
     };
     // user_port holds the port in network byte order in its low 16 bits.
     let port = port as u16;
-    let key = ServiceKey {
-        address,
-        port,
-        protocol,
-        pad: 0,
-    };
-    // SAFETY: the entry is only read, and copied out at once.
-    let Some(service) = (unsafe { SERVICES.get(&key) }).copied() else {
+    let Some(service) = select::service(address, port, protocol) else {
         // A ClusterIP (or port) that no service has: fail now, as
         // kube-proxy's nftables mode does, rather than let the connect hang
         // on an address nothing answers.
@@ -126,11 +117,17 @@ fn to_backend(ctx: &SockAddrContext, hook: Hook) -> i32 {
     if service.backend_count == 0 {
         return refuse_for(service.id, drop_reason::NO_ENDPOINTS);
     }
-    let Some(backend_id) = choose_backend(ctx, &service) else {
+    // The client of an affinity frontend is the socket's network namespace
+    // (its source address is not chosen yet).
+    let client = || {
+        // SAFETY: the context is a sock_addr context, whose netns the
+        // helper reads.
+        unsafe { bpf_get_netns_cookie(ctx.as_ptr()) }
+    };
+    let Some(backend_id) = connect_backend(&service, client) else {
         return refuse_for(service.id, drop_reason::NO_BACKEND);
     };
-    // SAFETY: read and copied.
-    let Some(backend) = (unsafe { BACKENDS.get(backend_id) }).copied() else {
+    let Some(backend) = select::backend(backend_id) else {
         return refuse_for(service.id, drop_reason::NO_BACKEND);
     };
 
@@ -163,27 +160,6 @@ fn to_backend(ctx: &SockAddrContext, hook: Hook) -> i32 {
     PROCEED
 }
 
-/// A backend id for a new connection to `service`: the client's sticky
-/// backend while its affinity holds, else a random slot's.
-#[inline(always)]
-fn choose_backend(ctx: &SockAddrContext, service: &ServiceValue) -> Option<BackendId> {
-    if service.flags & SERVICE_FLAG_AFFINITY == 0 {
-        // The agent writes slots and backends before it raises a
-        // frontend's count, so a miss is a bug; the caller refuses the
-        // connect rather than let it go to an address no one answers.
-        return slot_backend(service.id, random_slot(service));
-    }
-    // SAFETY: the context is a sock_addr context, whose netns the helper reads.
-    let client = unsafe { bpf_get_netns_cookie(ctx.as_ptr()) };
-    with_affinity(service, client, || Some(random_slot(service)))
-}
-
-#[inline(always)]
-fn random_slot(service: &ServiceValue) -> u32 {
-    // SAFETY: a helper call without arguments.
-    (unsafe { bpf_get_prandom_u32() }) % service.backend_count
-}
-
 #[inline(always)]
 fn to_frontend(ctx: &SockAddrContext) {
     let sa = ctx.sock_addr;
@@ -205,14 +181,7 @@ fn to_frontend(ctx: &SockAddrContext) {
         return;
     };
     // Once the service is gone its backends speak for themselves again.
-    let service_key = ServiceKey {
-        address: frontend.address,
-        port: frontend.port,
-        protocol,
-        pad: 0,
-    };
-    // SAFETY: only checked for presence.
-    if unsafe { SERVICES.get(&service_key) }.is_none() {
+    if select::service(frontend.address, frontend.port, protocol).is_none() {
         return;
     }
     // SAFETY: user_ip4 and user_port are writable (4 bytes) here.

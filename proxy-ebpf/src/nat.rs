@@ -1,0 +1,148 @@
+//! Address and port translation: the SNAT port of a flow to a remote
+//! backend, and the rewriting of a packet's addresses and ports with its
+//! checksums, in an skb (through the kernel's checksum helpers) or in an
+//! XDP frame (incrementally, by hand).
+use aya_ebpf::{
+    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
+    programs::TcContext,
+};
+use proxy_common::{CtKey, CtValue, PROTO_UDP};
+
+use crate::{
+    conntrack::live_entry,
+    packet::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, TcPacket, XdpPacket},
+};
+
+/// SNAT ports for flows to remote backends: the range Linux leaves to
+/// ephemeral ports by default, tried at a few hashed places.
+const SNAT_PORT_FIRST: u32 = 32_768;
+const SNAT_PORT_COUNT: u32 = 28_232;
+const SNAT_ATTEMPTS: u32 = 4;
+
+/// A source port on this node's address `node` for a flow to a remote backend,
+/// and the key its replies will carry; `None` if the hashed candidates are
+/// all taken by live flows.
+#[inline(always)]
+pub fn snat_port(
+    key: &CtKey,
+    node: u32,
+    backend_address: u32,
+    backend_port: u16,
+    hash: u32,
+    now: u64,
+) -> Option<(u16, CtKey)> {
+    for attempt in 0..SNAT_ATTEMPTS {
+        let port = SNAT_PORT_FIRST
+            + (hash >> 8).wrapping_add(attempt.wrapping_mul(7919)) % SNAT_PORT_COUNT;
+        let port = (port as u16).to_be();
+        let reply_key = CtKey {
+            saddr: backend_address,
+            daddr: node,
+            sport: backend_port,
+            dport: port,
+            protocol: key.protocol,
+            pad: [0; 3],
+        };
+        if live_entry(&reply_key, now).is_none() {
+            return Some((port, reply_key));
+        }
+    }
+    None
+}
+
+/// Rewrites an skb's addresses and ports to `entry`'s, updating the IP and
+/// L4 checksums through the helpers.
+#[inline(always)]
+pub fn rewrite_tc(ctx: &TcContext, packet: &TcPacket, entry: &CtValue) -> Result<(), i64> {
+    let key = &packet.key;
+    let l4_flags = if key.protocol == PROTO_UDP {
+        u64::from(BPF_F_MARK_MANGLED_0)
+    } else {
+        0
+    };
+    for (offset, old, new) in [
+        (IP_SRC_OFF, key.saddr, entry.saddr),
+        (IP_DST_OFF, key.daddr, entry.daddr),
+    ] {
+        if old == new {
+            continue;
+        }
+        if !packet.no_l4_csum {
+            ctx.l4_csum_replace(
+                packet.l4_csum,
+                u64::from(old),
+                u64::from(new),
+                u64::from(BPF_F_PSEUDO_HDR) | l4_flags | 4,
+            )?;
+        }
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)?;
+        ctx.store(offset, &new, 0)?;
+    }
+    for (offset, old, new) in [
+        (packet.l4, key.sport, entry.sport),
+        (packet.l4 + 2, key.dport, entry.dport),
+    ] {
+        if old == new {
+            continue;
+        }
+        if !packet.no_l4_csum {
+            ctx.l4_csum_replace(packet.l4_csum, u64::from(old), u64::from(new), l4_flags | 2)?;
+        }
+        ctx.store(offset, &new, 0)?;
+    }
+    Ok(())
+}
+
+/// Rewrites an XDP frame's addresses and ports to `entry`'s, updating the
+/// IP and L4 checksums incrementally (RFC 1624).
+#[inline(always)]
+pub fn rewrite_xdp(packet: &XdpPacket, entry: &CtValue) {
+    let key = &packet.key;
+    // SAFETY: the pointers were bounds-checked by `parse_xdp`, and nothing
+    // has moved the packet's data since.
+    unsafe {
+        let header = &mut *packet.ip;
+        let mut ip_csum = u16::from_ne_bytes([header[10], header[11]]);
+        let mut l4_csum = if packet.l4_csum.is_null() {
+            0
+        } else {
+            *packet.l4_csum
+        };
+        for (old, new) in [(key.saddr, entry.saddr), (key.daddr, entry.daddr)] {
+            ip_csum = replace32(ip_csum, old, new);
+            l4_csum = replace32(l4_csum, old, new);
+        }
+        header[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
+        header[12..16].copy_from_slice(&entry.saddr.to_ne_bytes());
+        header[16..20].copy_from_slice(&entry.daddr.to_ne_bytes());
+        l4_csum = replace16(l4_csum, key.sport, entry.sport);
+        l4_csum = replace16(l4_csum, key.dport, entry.dport);
+        *packet.ports = [entry.sport, entry.dport];
+        if !packet.l4_csum.is_null() {
+            // In UDP an all-zero checksum means "none": its one's
+            // complement twin stands in for it.
+            if key.protocol == PROTO_UDP && l4_csum == 0 {
+                l4_csum = 0xffff;
+            }
+            *packet.l4_csum = l4_csum;
+        }
+    }
+}
+
+/// The checksum `check` after a 32-bit field changed from `old` to `new`,
+/// all as they sit in memory (the one's complement sum is byte order
+/// independent).
+#[inline(always)]
+fn replace32(check: u16, old: u32, new: u32) -> u16 {
+    let check = replace16(check, old as u16, new as u16);
+    replace16(check, (old >> 16) as u16, (new >> 16) as u16)
+}
+
+/// RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m').
+#[inline(always)]
+fn replace16(check: u16, old: u16, new: u16) -> u16 {
+    let mut sum = u32::from(!check) + u32::from(!old) + u32::from(new);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}

@@ -1,0 +1,163 @@
+//! The headers of a TCP or UDP over IPv4 packet that NAT reads and rewrites,
+//! parsed from an skb (TCX, through the load helpers) or from an XDP frame
+//! (direct packet access, every read bounds-checked first).
+//!
+//! IPv4 fragments (the first one too: the others, without ports, could not
+//! follow it to its backend) and anything not TCP or UDP over IPv4 are not
+//! parsed: a NodePort flow's packets carry no fragments in the local cluster
+//! (MTU 1500 end to end), and the stack handles the rest.
+use core::mem::size_of;
+
+use aya_ebpf::programs::{TcContext, XdpContext};
+use proxy_common::{CtKey, PROTO_TCP, PROTO_UDP};
+
+pub const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+/// An IPv4 header without options.
+pub const IP_HLEN: usize = 20;
+const IP_FRAG_OFF: usize = ETH_HLEN + 6;
+const IP_PROTO_OFF: usize = ETH_HLEN + 9;
+pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
+pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
+pub const IP_DST_OFF: usize = ETH_HLEN + 16;
+/// More-fragments flag and fragment offset.
+const IP_FRAGMENTED: u16 = 0x3fff;
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+
+/// The headers of one packet seen by a TCX program, as offsets for the skb
+/// helpers.
+pub struct TcPacket {
+    pub key: CtKey,
+    /// Offset of the IP header's end: where the L4 header starts.
+    pub l4: usize,
+    pub l4_csum: usize,
+    /// UDP without a checksum: there is none to update.
+    pub no_l4_csum: bool,
+    pub tcp_closing: bool,
+}
+
+/// Parses an skb's headers. IP options are skipped over (the header length
+/// is read, not assumed).
+#[inline(always)]
+pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
+    let ethertype: u16 = ctx.load(12).ok()?;
+    if u16::from_be(ethertype) != ETH_P_IP {
+        return None;
+    }
+    let version_ihl: u8 = ctx.load(ETH_HLEN).ok()?;
+    let header_len = usize::from(version_ihl & 0x0f) * 4;
+    if version_ihl >> 4 != 4 || header_len < IP_HLEN {
+        return None;
+    }
+    let fragment: u16 = ctx.load(IP_FRAG_OFF).ok()?;
+    if u16::from_be(fragment) & IP_FRAGMENTED != 0 {
+        return None;
+    }
+    let protocol: u8 = ctx.load(IP_PROTO_OFF).ok()?;
+    let l4 = ETH_HLEN + header_len;
+    let (l4_csum, no_l4_csum, tcp_closing) = match protocol {
+        PROTO_TCP => {
+            let flags: u8 = ctx.load(l4 + 13).ok()?;
+            (l4 + 16, false, flags & (TCP_FIN | TCP_RST) != 0)
+        }
+        PROTO_UDP => {
+            let checksum: u16 = ctx.load(l4 + 6).ok()?;
+            (l4 + 6, checksum == 0, false)
+        }
+        _ => return None,
+    };
+    Some(TcPacket {
+        key: CtKey {
+            saddr: ctx.load(IP_SRC_OFF).ok()?,
+            daddr: ctx.load(IP_DST_OFF).ok()?,
+            sport: ctx.load(l4).ok()?,
+            dport: ctx.load(l4 + 2).ok()?,
+            protocol,
+            pad: [0; 3],
+        },
+        l4,
+        l4_csum,
+        no_l4_csum,
+        tcp_closing,
+    })
+}
+
+/// The headers of one XDP frame, with pointers into the frame for the
+/// fields NAT rewrites. Only IPv4 headers without options are handled here.
+pub struct XdpPacket {
+    pub key: CtKey,
+    pub ip: *mut [u8; IP_HLEN],
+    pub ports: *mut [u16; 2],
+    /// Where the L4 checksum is; null for UDP sent without one.
+    pub l4_csum: *mut u16,
+    pub tcp_closing: bool,
+}
+
+/// The L4 header of a frame without IP options.
+const XDP_L4: usize = ETH_HLEN + IP_HLEN;
+
+/// A pointer to a `T` at `offset` in the frame, if the frame holds one. The
+/// comparison against `data_end` is the shape the verifier needs to allow
+/// the access through the pointer.
+#[inline(always)]
+fn at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
+    let start = ctx.data();
+    if start + offset + size_of::<T>() > ctx.data_end() {
+        return None;
+    }
+    Some((start + offset) as *mut T)
+}
+
+/// Parses an XDP frame's headers.
+#[inline(always)]
+pub fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket> {
+    let ethertype: *mut u16 = at(ctx, 12)?;
+    // SAFETY: every pointer `at` returns is inside the packet.
+    if u16::from_be(unsafe { *ethertype }) != ETH_P_IP {
+        return None;
+    }
+    let ip: *mut [u8; IP_HLEN] = at(ctx, ETH_HLEN)?;
+    // SAFETY: as above.
+    let header = unsafe { &*ip };
+    if header[0] != 0x45 || u16::from_be_bytes([header[6], header[7]]) & IP_FRAGMENTED != 0 {
+        return None;
+    }
+    let protocol = header[9];
+    let ports: *mut [u16; 2] = at(ctx, XDP_L4)?;
+    let (l4_csum, tcp_closing) = match protocol {
+        PROTO_TCP => {
+            let flags: *mut u8 = at(ctx, XDP_L4 + 13)?;
+            let csum: *mut u16 = at(ctx, XDP_L4 + 16)?;
+            // SAFETY: as above.
+            (csum, unsafe { *flags } & (TCP_FIN | TCP_RST) != 0)
+        }
+        PROTO_UDP => {
+            let csum: *mut u16 = at(ctx, XDP_L4 + 6)?;
+            // SAFETY: as above.
+            let csum = if unsafe { *csum } == 0 {
+                core::ptr::null_mut()
+            } else {
+                csum
+            };
+            (csum, false)
+        }
+        _ => return None,
+    };
+    // SAFETY: as above.
+    let [sport, dport] = unsafe { *ports };
+    Some(XdpPacket {
+        key: CtKey {
+            saddr: u32::from_ne_bytes([header[12], header[13], header[14], header[15]]),
+            daddr: u32::from_ne_bytes([header[16], header[17], header[18], header[19]]),
+            sport,
+            dport,
+            protocol,
+            pad: [0; 3],
+        },
+        ip,
+        ports,
+        l4_csum,
+        tcp_closing,
+    })
+}
