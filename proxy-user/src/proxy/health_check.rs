@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tracing::{debug, error, info, warn};
 
-use crate::cluster::frontends::{HealthCheck, ServiceRef};
+use super::cluster::{frontends::HealthCheck, service_ref::ServiceRef};
 
 /// One port being served.
 struct Served {

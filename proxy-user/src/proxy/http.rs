@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::{
+use super::{
     datapath::{Observer, chain},
     telemetry::Telemetry,
 };

@@ -13,8 +13,8 @@ use std::{
 use proxy_common::{Backend, OrphanKey, PROTO_UDP, ServiceKey};
 use tracing::{error, info, warn};
 
-use crate::{
-    cluster::frontends::ServiceRef,
+use super::{
+    cluster::service_ref::ServiceRef,
     datapath::{Datapath, chain},
     telemetry::Telemetry,
 };

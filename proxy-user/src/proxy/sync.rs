@@ -13,13 +13,16 @@ use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::{
+use super::{
     cluster::{
         etcd_watch::ClusterEvent,
-        frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef, ServiceRef},
+        frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
+        policy::FrontendPolicy,
+        protocol::Protocol,
+        service_ref::ServiceRef,
         state::ClusterState,
     },
-    datapath::{Datapath, Policy, WriteError, chain},
+    datapath::{self, Datapath, Policy, WriteError, chain},
     health_check::HealthChecks,
     orphans::Orphans,
     telemetry::Telemetry,
@@ -209,7 +212,7 @@ impl Syncer {
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
-            self.program(service, frontend, key, &wanted, policy)?;
+            self.program(service, frontend, key, &wanted, &policy_of(policy))?;
             self.telemetry
                 .frontend_programmed(key, service, &frontend.port_name);
         }
@@ -295,7 +298,7 @@ fn service_key(frontend: &Frontend) -> ServiceKey {
     ServiceKey {
         address: u32::from_ne_bytes(frontend.ip.octets()),
         port: frontend.port.to_be(),
-        protocol: frontend.protocol.ip_protocol(),
+        protocol: ip_protocol(frontend.protocol),
         pad: 0,
     }
 }
@@ -304,7 +307,41 @@ fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
     Backend {
         address: u32::from_ne_bytes(backend.ip.octets()),
         port: backend.port.to_be(),
-        protocol: frontend.protocol.ip_protocol(),
+        protocol: ip_protocol(frontend.protocol),
         pad: 0,
+    }
+}
+
+/// The protocol number the datapath's map keys carry.
+fn ip_protocol(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => proxy_common::PROTO_TCP,
+        Protocol::Udp => proxy_common::PROTO_UDP,
+    }
+}
+
+/// The datapath's form of what the cluster asks of a frontend.
+fn policy_of(wanted: &FrontendPolicy) -> Policy {
+    Policy {
+        affinity_timeout: wanted.affinity_timeout,
+        external: wanted.external,
+        local_only: wanted.local_only,
+        source_ranges: (wanted.source_ranges.iter())
+            .map(|range| datapath::SourceCidr {
+                network: range.network,
+                prefix_len: range.prefix_len,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_numbers_match_the_datapath() {
+        assert_eq!(ip_protocol(Protocol::Tcp), 6);
+        assert_eq!(ip_protocol(Protocol::Udp), 17);
     }
 }

@@ -10,7 +10,7 @@ use std::{
 
 use proxy_common::{ServiceKey, drop_reason};
 
-use crate::{cluster::frontends::ServiceRef, datapath::FrontendView};
+use super::{cluster::service_ref::ServiceRef, datapath::FrontendView};
 
 /// Upper bounds, in seconds, of the change-to-datapath latency buckets.
 const LATENCY_BUCKETS: [f64; 13] = [

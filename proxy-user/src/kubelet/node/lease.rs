@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::store::{Store, StoreError, Written, new_uid, now_rfc3339, now_rfc3339_micro};
+use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339, now_rfc3339_micro};
 
 /// As the kubelet: the lease expires after 40 s without a renewal.
 const LEASE_DURATION_SECONDS: u64 = 40;

@@ -8,7 +8,7 @@ use std::{net::Ipv4Addr, time::Duration};
 
 use tracing::warn;
 
-use crate::store::Store;
+use crate::kubelet::store::Store;
 
 pub use register::NodeInfo;
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::store::{Store, StoreError, Written, new_uid, now_rfc3339};
+use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339};
 
 /// Kubernetes' default pod limit per node.
 const MAX_PODS: &str = "110";

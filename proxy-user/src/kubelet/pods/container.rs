@@ -18,10 +18,10 @@ use super::{
     hooks,
     probes::{self, Target, Timing},
     process::{self, Exit, Process, Spec},
+    runtime::PodRuntime,
     status::State,
-    worker::PodRuntime,
 };
-use crate::store::now_rfc3339;
+use crate::kubelet::store::now_rfc3339;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// A container that ran this long starts over at the base delay.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use serde_json::Value;
 
-use crate::store::{Store, StoreError};
+use crate::kubelet::store::{Store, StoreError};
 
 /// Why a container cannot start yet: reported as waiting with reason
 /// `CreateContainerConfigError`, and retried.

@@ -65,7 +65,7 @@ mod tests {
     use k8s_openapi::api::core::v1::{Container, Lifecycle, SleepAction};
 
     use super::*;
-    use crate::pods::process::Spec;
+    use crate::kubelet::pods::process::Spec;
 
     fn target(pre_stop: Option<LifecycleHandler>) -> Target {
         Target {

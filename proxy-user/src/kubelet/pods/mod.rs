@@ -4,25 +4,25 @@
 //! image field is recorded only: commands run from the node's filesystem.
 mod cgroup;
 mod container;
+mod context;
 mod env;
 mod hooks;
 pub mod ipam;
 pub mod log_server;
 mod logs;
 mod netns;
+mod pod_key;
 mod probes;
 mod process;
+mod runtime;
 mod status;
+mod status_writer;
 mod watch;
 mod worker;
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
-    net::Ipv4Addr,
-    path::PathBuf,
     sync::Arc,
-    time::Duration,
 };
 
 use etcd_client::Client;
@@ -32,73 +32,11 @@ use tokio::{
     task::JoinHandle,
 };
 
+pub use context::{Config, Context};
 pub use logs::Logs;
 pub use netns::{BridgeAddress, Plumbing};
 
-use self::{ipam::Ipam, watch::PodEvent};
-use crate::store::Store;
-
-/// How this node runs pods (from the agent's flags).
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub node_name: String,
-    pub node_ip: Ipv4Addr,
-    /// Names of the pods' netns start with this (and then
-    /// `-<namespace>.<name>`).
-    pub netns_prefix: String,
-    /// The agent's `--cgroup`: pods' cgroups go below it.
-    pub cgroup: PathBuf,
-    pub crashloop_base: Duration,
-}
-
-pub struct Context {
-    pub config: Config,
-    pub store: Store,
-    pub ipam: Ipam,
-    pub logs: Logs,
-    pub plumbing: Plumbing,
-    pub pods_root: PathBuf,
-}
-
-impl Context {
-    pub fn new(
-        config: Config,
-        store: Store,
-        ipam: Ipam,
-        logs: Logs,
-        plumbing: Plumbing,
-    ) -> Context {
-        Context {
-            pods_root: cgroup::pods_root(&config.cgroup),
-            config,
-            store,
-            ipam,
-            logs,
-            plumbing,
-        }
-    }
-}
-
-/// A pod's identity in etcd.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PodKey {
-    pub namespace: String,
-    pub name: String,
-}
-
-impl PodKey {
-    /// `<namespace>.<name>`: unambiguous (a namespace has no dots), and
-    /// what the pod's netns and cgroup are named after.
-    pub fn slug(&self) -> String {
-        format!("{}.{}", self.namespace, self.name)
-    }
-}
-
-impl fmt::Display for PodKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
+use self::{pod_key::PodKey, watch::PodEvent};
 
 struct Worker {
     uid: String,

@@ -1,14 +1,11 @@
-//! What the agent knows of a pod, and the `status` it writes back: phase,
-//! podIP, conditions and containerStatuses, as the kubelet reports them.
-//! Written with compare-and-swap on the pod's revision, and only when it
-//! changed, so an agent never undoes a write it has not seen.
-use std::{net::Ipv4Addr, sync::Arc, time::Duration};
+//! What the agent knows of a pod, and the `status` it renders from that:
+//! phase, podIP, conditions and containerStatuses, as the kubelet reports
+//! them (`status_writer` writes it back).
+use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
-use tracing::warn;
 
-use super::{PodKey, worker::PodRuntime};
-use crate::store::{Store, StoreError, Written, now_rfc3339};
+use crate::kubelet::store::now_rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
@@ -209,61 +206,6 @@ impl PodState {
             status["reason"] = json!("FailedCreatePodSandBox");
         }
         status
-    }
-}
-
-/// How long status changes are gathered before one write: a pod starting
-/// changes several fields in a row.
-const SETTLE: Duration = Duration::from_millis(50);
-const RETRY: Duration = Duration::from_secs(1);
-
-/// Writes the pod's status whenever the runtime says it changed, until
-/// aborted.
-pub async fn writer(runtime: Arc<PodRuntime>) {
-    loop {
-        runtime.changed.notified().await;
-        tokio::time::sleep(SETTLE).await;
-        while let Err(error) = write(&runtime).await {
-            warn!(pod = %runtime.key, %error, "writing the pod status failed; retrying");
-            tokio::time::sleep(RETRY).await;
-        }
-    }
-}
-
-/// One status write: read, render, compare-and-swap, again on conflict.
-pub async fn write(runtime: &PodRuntime) -> Result<(), StoreError> {
-    write_to(&runtime.ctx.store, &runtime.key, &runtime.uid, |stored| {
-        runtime.snapshot().render(stored)
-    })
-    .await
-}
-
-async fn write_to(
-    store: &Store,
-    key: &PodKey,
-    uid: &str,
-    render: impl Fn(&Value) -> Value,
-) -> Result<(), StoreError> {
-    loop {
-        let Some(stored) = store.get(&key.etcd_key()).await? else {
-            return Ok(());
-        };
-        if stored.object["metadata"]["uid"].as_str() != Some(uid) {
-            return Ok(());
-        }
-        let status = render(&stored.object["status"]);
-        if stored.object["status"] == status {
-            return Ok(());
-        }
-        let mut pod = stored.object;
-        pod["status"] = status;
-        if store
-            .update(&key.etcd_key(), &pod, stored.mod_revision)
-            .await?
-            == Written::Done
-        {
-            return Ok(());
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::mpsc::Sender;
 use tracing::{info, warn};
 
-use super::PodKey;
+use super::pod_key::PodKey;
 
 const PODS_PREFIX: &str = "/registry/pods/";
 const MAX_MESSAGE_BYTES: usize = 1 << 30;

@@ -3,84 +3,25 @@
 //! container gets SIGTERM and the grace period, then the sandbox goes and
 //! the pod's key is deleted (compare-and-swap), which is how the API
 //! server expects a node to finish a graceful delete.
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
-use tokio::sync::{Notify, watch};
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
-    Context, PodKey, cgroup, container,
+    cgroup, container,
+    context::Context,
     ipam::Holder,
     netns::Sandbox,
-    status::{self, ContainerStatus, PodState},
+    pod_key::PodKey,
+    runtime::{PodRuntime, grace_of},
+    status::{ContainerStatus, PodState},
+    status_writer,
 };
-use crate::store::{Written, now_rfc3339};
+use crate::kubelet::store::{Written, now_rfc3339};
 
-/// Kubernetes' default `terminationGracePeriodSeconds`.
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 const SANDBOX_RETRY: Duration = Duration::from_secs(5);
-
-pub struct PodRuntime {
-    pub ctx: Arc<Context>,
-    pub key: PodKey,
-    pub uid: String,
-    pub pod: Pod,
-    pub sandbox: Sandbox,
-    state: Mutex<PodState>,
-    /// Wakes the status writer.
-    pub changed: Notify,
-}
-
-impl PodRuntime {
-    pub fn containers(&self) -> &[Container] {
-        self.pod.spec.as_ref().map_or(&[], |s| &s.containers)
-    }
-
-    /// The pod's cgroup directory name below the agent's pods cgroup.
-    pub fn cgroup_name(&self) -> String {
-        self.key.slug()
-    }
-
-    pub fn restart_policy(&self) -> &str {
-        self.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.restart_policy.as_deref())
-            .unwrap_or("Always")
-    }
-
-    pub fn grace(&self) -> Duration {
-        grace_of(&self.pod)
-    }
-
-    pub fn snapshot(&self) -> PodState {
-        self.lock().clone()
-    }
-
-    pub fn update(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
-        change(&mut self.lock().containers[index]);
-        self.changed.notify_one();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, PodState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-/// The grace period the pod's deletion asked for, else its own.
-fn grace_of(pod: &Pod) -> Duration {
-    let seconds = pod
-        .metadata
-        .deletion_grace_period_seconds
-        .or_else(|| pod.spec.as_ref()?.termination_grace_period_seconds);
-    seconds.map_or(DEFAULT_GRACE, |s| Duration::from_secs(s.max(0) as u64))
-}
 
 fn finished(pod: &Pod) -> bool {
     matches!(
@@ -122,18 +63,18 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
                 }
             }
         };
-        let runtime = Arc::new(PodRuntime {
-            state: Mutex::new(initial_state(&ctx, &pod, &sandbox)),
-            ctx: ctx.clone(),
-            key: key.clone(),
-            uid: uid.clone(),
+        let state = initial_state(&ctx, &pod, &sandbox);
+        let runtime = Arc::new(PodRuntime::new(
+            ctx.clone(),
+            key.clone(),
+            uid.clone(),
             pod,
-            sandbox: sandbox.clone(),
-            changed: Notify::new(),
-        });
+            sandbox.clone(),
+            state,
+        ));
         info!(pod = %key, ip = %sandbox.ip, netns = %sandbox.netns, "pod sandbox ready");
         runtime.changed.notify_one();
-        let writer = tokio::spawn(status::writer(runtime.clone()));
+        let writer = tokio::spawn(status_writer::run(runtime.clone()));
         let (stop_tx, stop_rx) = watch::channel(None);
         let containers: Vec<_> = (0..runtime.containers().len())
             .map(|index| tokio::spawn(container::run(runtime.clone(), index, stop_rx.clone())))

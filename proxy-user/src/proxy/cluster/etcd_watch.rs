@@ -11,8 +11,8 @@ use etcd_client::{
 use tokio::sync::mpsc::Sender;
 use tracing::{debug, info, warn};
 
-use super::frontends::ServiceRef;
 use super::records::{ServiceRecord, SliceRecord};
+use super::service_ref::ServiceRef;
 use super::state::{ObjectChange, SliceRef};
 
 /// Where Kubernetes keeps Services: `<prefix><namespace>/<name>`. (The

@@ -1,58 +1,15 @@
 //! Translation of one Service and its EndpointSlices into the frontends the
-//! datapath serves, with the rules kube-proxy applies. Pure: no I/O, no state.
+//! cluster wants served, with the rules kube-proxy applies. Pure: no I/O, no state.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use tracing::warn;
 
+use super::policy::{FrontendPolicy, SourceCidr};
+use super::protocol::Protocol;
 use super::records::{ServiceRecord, ServiceType, SliceRecord, Usable};
-use crate::datapath::{Policy, SourceCidr};
-
-/// The label by which an EndpointSlice names the Service it belongs to.
-pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
-
-/// Identity of a Service (or of an EndpointSlice): its namespace and name.
-/// Shared strings: the agent keeps a Service's reference in several maps.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServiceRef {
-    pub namespace: Arc<str>,
-    pub name: Arc<str>,
-}
-
-impl fmt::Display for ServiceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// Transport protocols the datapath balances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    Tcp,
-    Udp,
-}
-
-impl Protocol {
-    /// Reads a Kubernetes `protocol` field, where absent means TCP. `None`
-    /// for SCTP and anything else the datapath does not balance.
-    pub fn from_field(field: Option<&str>) -> Option<Self> {
-        match field.unwrap_or("TCP") {
-            "TCP" => Some(Self::Tcp),
-            "UDP" => Some(Self::Udp),
-            _ => None,
-        }
-    }
-
-    /// The IP protocol number, as the datapath's map keys carry it.
-    pub fn ip_protocol(self) -> u8 {
-        match self {
-            Self::Tcp => proxy_common::PROTO_TCP,
-            Self::Udp => proxy_common::PROTO_UDP,
-        }
-    }
-}
+use super::service_ref::ServiceRef;
 
 /// One address, port and protocol on which a Service is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,7 +37,7 @@ pub struct DesiredFrontend {
     /// refused at once instead of leaving the node to route the ClusterIP.
     pub backends: Vec<BackendAddr>,
     /// Affinity, reach from outside, traffic policy, source ranges.
-    pub policy: Policy,
+    pub policy: FrontendPolicy,
 }
 
 /// What a Service's `healthCheckNodePort` answers on this node
@@ -134,11 +91,11 @@ pub fn desired_frontends(
         true => Locality::Node(node.name),
         false => Locality::Cluster,
     };
-    let cluster_policy = Policy {
+    let cluster_policy = FrontendPolicy {
         affinity_timeout,
-        ..Policy::default()
+        ..FrontendPolicy::default()
     };
-    let external_policy = |source_ranges: &[SourceCidr]| Policy {
+    let external_policy = |source_ranges: &[SourceCidr]| FrontendPolicy {
         affinity_timeout,
         external: true,
         local_only,
@@ -302,6 +259,7 @@ fn backends(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
     use serde_json::{Value, json};
     use std::collections::BTreeMap;
 
@@ -644,7 +602,7 @@ mod tests {
                     backend("10.244.1.7", 8080),
                     backend("10.244.2.5", 8080),
                 ],
-                policy: Policy::default(),
+                policy: FrontendPolicy::default(),
             }]
         );
     }
@@ -671,12 +629,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 80, Protocol::Tcp, "http"),
                     backends: vec![backend("10.244.1.3", 8080)],
-                    policy: Policy::default(),
+                    policy: FrontendPolicy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 443, Protocol::Tcp, "https"),
                     backends: vec![backend("10.244.1.3", 8443)],
-                    policy: Policy::default(),
+                    policy: FrontendPolicy::default(),
                 },
             ]
         );
@@ -786,12 +744,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Tcp, "dns-tcp"),
                     backends: vec![backend("10.244.1.3", 5354)],
-                    policy: Policy::default(),
+                    policy: FrontendPolicy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Udp, "dns"),
                     backends: vec![backend("10.244.1.3", 5353)],
-                    policy: Policy::default(),
+                    policy: FrontendPolicy::default(),
                 },
             ]
         );
@@ -852,7 +810,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
                 backends: vec![backend("10.244.1.3", 8080)],
-                policy: Policy::default(),
+                policy: FrontendPolicy::default(),
             }]
         );
     }
@@ -901,7 +859,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
                 backends: vec![],
-                policy: Policy::default(),
+                policy: FrontendPolicy::default(),
             }]
         );
     }
@@ -957,11 +915,5 @@ mod tests {
         )
         .unwrap();
         assert_eq!(unlabelled.service, None);
-    }
-
-    #[test]
-    fn protocol_numbers_match_the_datapath() {
-        assert_eq!(Protocol::Tcp.ip_protocol(), 6);
-        assert_eq!(Protocol::Udp.ip_protocol(), 17);
     }
 }

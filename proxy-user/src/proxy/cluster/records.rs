@@ -16,8 +16,12 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::frontends::{Protocol, SERVICE_NAME_LABEL, ServiceRef};
-use crate::datapath::SourceCidr;
+use super::policy::SourceCidr;
+use super::protocol::Protocol;
+use super::service_ref::ServiceRef;
+
+/// The label by which an EndpointSlice names the Service it belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use super::frontends::{
-    DesiredFrontend, HealthCheck, NodeRef, ServiceRef, desired_frontends, health_check,
-};
+use super::frontends::{DesiredFrontend, HealthCheck, NodeRef, desired_frontends, health_check};
 use super::records::{ServiceRecord, SliceRecord};
+use super::service_ref::ServiceRef;
 
 /// An EndpointSlice's identity: namespace and name, as for a Service.
 pub type SliceRef = ServiceRef;
@@ -147,7 +146,8 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::frontends::{BackendAddr, SERVICE_NAME_LABEL};
+    use crate::proxy::cluster::frontends::BackendAddr;
+    use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
     use serde_json::json;
 
     fn service(name: &str, ip: &str) -> (ServiceRef, ServiceRecord) {

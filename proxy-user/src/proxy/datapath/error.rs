@@ -2,6 +2,8 @@ use std::{io, path::PathBuf};
 
 use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
 
+use super::programmed::MapOp;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
     #[error("{path} is not {what}")]
@@ -17,7 +19,7 @@ pub enum DatapathError {
     #[error("reading the kernel's BTF (/sys/kernel/btf/vmlinux)")]
     Btf(#[source] aya::BtfError),
     #[error("linking the eBPF object's kernel function calls")]
-    Kfunc(#[source] super::kfunc::KfuncError),
+    Kfunc(#[source] crate::sys::kfunc::KfuncError),
     #[error("program {name}: creating its iterator link")]
     IterLink {
         name: &'static str,
@@ -55,7 +57,7 @@ pub enum DatapathError {
         cause: PinError,
     },
     #[error("repairing the pinned maps")]
-    Repair(#[source] super::WriteError),
+    Repair(#[source] WriteError),
     #[error("map {name}")]
     Map {
         name: &'static str,
@@ -71,6 +73,15 @@ pub enum DatapathError {
         found: String,
         expected: String,
     },
+}
+
+/// A map write the kernel refused, and which write it was.
+#[derive(Debug, thiserror::Error)]
+#[error("{op:?}")]
+pub struct WriteError {
+    pub op: MapOp,
+    #[source]
+    pub cause: MapError,
 }
 
 /// `error: cause: cause…` on one line, for logs: the datapath's errors keep

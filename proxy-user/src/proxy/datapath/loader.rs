@@ -32,10 +32,13 @@ use proxy_common::{
 };
 use tracing::{info, warn};
 
-use super::{DatapathError, kfunc, link_ops, migrate};
+use super::{
+    error::{DatapathError, chain},
+    migrate,
+};
+use crate::sys::{kfunc, link_ops};
 
-pub(super) static OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
 /// The socket programs, by the function names the object exports.
 const SOCKET_PROGRAMS: [&str; 4] = [
@@ -381,7 +384,7 @@ fn hook_xdp(
                 return Ok(Some(link_path.to_path_buf()));
             }
             Err(error) => {
-                warn!(uplink = %uplink.name, ?mode, error = %super::chain(&error), "XDP attach failed");
+                warn!(uplink = %uplink.name, ?mode, error = %chain(&error), "XDP attach failed");
                 last_error = Some(error);
             }
         }
@@ -572,4 +575,41 @@ fn check_pinned_layouts(maps_dir: &Path) -> Result<(), DatapathError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use aya_obj::btf::BtfKind;
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+
+    use super::*;
+    use crate::sys::kfunc::{BPF_PSEUDO_KFUNC_CALL, CALL_OPCODE, link};
+
+    #[test]
+    fn the_socket_reset_call_becomes_a_kfunc_call() {
+        let btf = Btf::from_sys_fs().expect("the kernel's BTF");
+        let id = btf
+            .id_by_type_name_kind("bpf_sock_destroy", BtfKind::Func)
+            .expect("bpf_sock_destroy is a kfunc here");
+        let image = link(OBJECT, &btf).expect("the object links");
+        let file = object::File::parse(image.bytes()).expect("the image parses");
+        let section = file.section_by_name("iter/udp").expect("the iterator");
+        let (start, _) = section.file_range().expect("in the file");
+        let (offset, _) = section
+            .relocations()
+            .find(|(_, relocation)| {
+                let RelocationTarget::Symbol(index) = relocation.target() else {
+                    return false;
+                };
+                file.symbol_by_index(index)
+                    .and_then(|symbol| symbol.name())
+                    .is_ok_and(|name| name == "bpf_sock_destroy")
+            })
+            .expect("a call to bpf_sock_destroy");
+        let at = (start + offset) as usize;
+        let call = &image.bytes()[at..at + 8];
+        assert_eq!(call[0], CALL_OPCODE);
+        assert_eq!(call[1] >> 4, BPF_PSEUDO_KFUNC_CALL);
+        assert_eq!(call[4..8], id.to_le_bytes());
+    }
 }

@@ -1,12 +1,8 @@
 //! The node's eBPF datapath: the programs on the node's cgroup and uplink,
 //! and the service maps kept equal to the frontends the cluster wants.
-mod batch_ops;
 mod config;
 mod error;
 mod ids;
-mod iter_ops;
-mod kfunc;
-mod link_ops;
 mod loader;
 mod maglev;
 mod migrate;
@@ -19,12 +15,12 @@ mod tables;
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
-use aya::{Btf, Ebpf, maps::MapError};
+use aya::{Btf, Ebpf};
 use proxy_common::{Backend, DatapathConfig, OrphanKey, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
-pub use error::{DatapathError, chain};
+pub use error::{DatapathError, WriteError, chain};
 pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
@@ -34,15 +30,6 @@ use programmed::{Plan, Programmed, by_map};
 use sock_reset::SocketResetter;
 pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
-
-/// A map write the kernel refused, and which write it was.
-#[derive(Debug, thiserror::Error)]
-#[error("{op:?}")]
-pub struct WriteError {
-    pub op: MapOp,
-    #[source]
-    pub cause: MapError,
-}
 
 /// Where and how the datapath runs on this node.
 #[derive(Debug, Clone)]

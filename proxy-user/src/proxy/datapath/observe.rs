@@ -10,7 +10,9 @@ use proxy_common::{
     ServiceValue, drop_reason, map_names,
 };
 
-use super::{DatapathError, loader::maps_dir, programmed::MapContents, tables::read_contents};
+use super::{
+    error::DatapathError, loader::maps_dir, programmed::MapContents, tables::read_contents,
+};
 
 pub struct Observer {
     services: HashMap<MapData, ServiceKey, ServiceValue>,

@@ -17,7 +17,8 @@ use aya::{
 };
 use proxy_common::{ORPHANS_CAPACITY, ORPHANS_MAP, OrphanKey, SocketReset};
 
-use super::{DatapathError, iter_ops, netns};
+use super::{error::DatapathError, netns};
+use crate::sys::iter_ops;
 
 const PROGRAM: &str = "skiff_reset_udp";
 

@@ -16,9 +16,10 @@ use proxy_common::{
 use tracing::warn;
 
 use super::{
-    DatapathError, WriteError, batch_ops,
+    error::{DatapathError, WriteError},
     programmed::{MapContents, MapOp},
 };
+use crate::sys::batch_ops;
 
 /// Entries per batched write: few syscalls, and key and value arrays
 /// of a few hundred KiB at most.

@@ -15,8 +15,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::*;
-use crate::cluster::frontends::{BackendAddr, NodeRef, SERVICE_NAME_LABEL};
-use crate::cluster::state::ClusterState;
+use crate::proxy::cluster::frontends::{BackendAddr, NodeRef};
+use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
+use crate::proxy::cluster::state::ClusterState;
 
 #[test]
 fn parses_namespace_and_name_from_keys() {
