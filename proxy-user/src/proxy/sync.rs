@@ -338,10 +338,36 @@ fn policy_of(wanted: &FrontendPolicy) -> Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::cluster::policy::SourceCidr;
 
     #[test]
     fn protocol_numbers_match_the_datapath() {
         assert_eq!(ip_protocol(Protocol::Tcp), 6);
         assert_eq!(ip_protocol(Protocol::Udp), 17);
+    }
+
+    #[test]
+    fn the_datapath_policy_carries_every_field() {
+        let network = Ipv4Addr::new(203, 0, 113, 0);
+        let wanted = FrontendPolicy {
+            affinity_timeout: Some(60),
+            external: true,
+            local_only: true,
+            source_ranges: vec![SourceCidr {
+                network,
+                prefix_len: 24,
+            }],
+        };
+        let expected = Policy {
+            affinity_timeout: Some(60),
+            external: true,
+            local_only: true,
+            source_ranges: vec![datapath::SourceCidr {
+                network,
+                prefix_len: 24,
+            }],
+        };
+        assert_eq!(policy_of(&wanted), expected);
+        assert_eq!(policy_of(&FrontendPolicy::default()), Policy::default());
     }
 }

@@ -1,5 +1,5 @@
-//! What every pod worker on this node shares: the node's settings and the
-//! services pods are run with.
+//! What every pod worker on this node shares: the node's settings, and
+//! the store, address pool, logs and network plumbing pods are run with.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing};
