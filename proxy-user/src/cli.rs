@@ -130,7 +130,7 @@ pub struct Args {
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     pub metrics_bind: SocketAddr,
 
-    // Running pods; off by default, the agent then only proxies.
+    // Running pods (the node's kubelet); off by default, the agent then only proxies.
     // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
     // from a subcommand by `Args`' group, which a nested one would hide.
     /// Register this node (Node object and Lease, refreshed every 10 s) and
