@@ -1,7 +1,8 @@
 //! Keeps the datapath equal to what the cluster wants: consumes the etcd
 //! watch's events, recomputes the frontends of each service they touch, and
 //! programs the difference. Every change is logged with the service it came
-//! from.
+//! from. This is where the cluster's terms (frontends, backends, policies)
+//! become the datapath's map keys and entries: neither side knows the other.
 use std::{
     collections::{BTreeSet, HashMap},
     net::Ipv4Addr,

@@ -1,3 +1,4 @@
+//! The datapath's errors, and their chains rendered on one line for logs.
 use std::{io, path::PathBuf};
 
 use aya::{EbpfError, maps::MapError, pin::PinError, programs::ProgramError};
