@@ -1,0 +1,217 @@
+//! The agent's command line: one flat set of flags for a run (the service
+//! proxy's and, with `--run-pods`, the kubelet's), and the `status`
+//! subcommand.
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    kubelet::pods::ipam::Cidr,
+    proxy::datapath::{MaglevSize, ServiceCidr, XdpChoice},
+};
+
+/// skiff-agent programs this node's eBPF service load balancer.
+///
+/// It attaches connect/sendmsg/recvmsg/getpeername hooks to a cgroup v2
+/// subtree, so that a process in it connecting to a Service's ClusterIP is
+/// sent straight to a backend pod; given an uplink, it NATs the packets of
+/// NodePorts, load balancer IPs and external IPs arriving there (TCX, with
+/// an XDP fast path). It keeps the programs' maps in sync with the Services
+/// and EndpointSlices stored in etcd. Programs and maps are pinned:
+/// stopping or restarting the agent never interrupts traffic.
+///
+/// `skiff-agent status` prints what a node's maps hold, agent running or not.
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiff-agent",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Option<Args>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the frontends, backends and counters programmed on a node, read
+    /// from its pinned maps (like bpftool, but readable).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The node whose maps to read, under /sys/fs/bpf/skiff/<node-name>.
+    #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
+    pub node_name: Option<String>,
+
+    /// The pin directory to read instead of the node's default.
+    #[arg(long, env = "SKIFF_BPFFS")]
+    pub bpffs: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// This node's name; it also names the default pin directory.
+    #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
+    pub node_name: String,
+
+    /// etcd client URLs, comma-separated or given more than once.
+    #[arg(
+        long,
+        env = "SKIFF_ETCD",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd: Vec<String>,
+
+    /// cgroup v2 directory whose processes get service load balancing. On a
+    /// real node this is the cgroup v2 root (e.g. /sys/fs/cgroup); it has no
+    /// default so that nothing is ever attached somewhere by accident.
+    #[arg(long, env = "SKIFF_CGROUP")]
+    pub cgroup: PathBuf,
+
+    /// The cluster's service CIDR. A connect to an address in it that no
+    /// Service has is refused at once instead of hanging.
+    #[arg(long, env = "SKIFF_SERVICE_CIDR", default_value = "10.96.0.0/12")]
+    pub service_cidr: ServiceCidr,
+
+    /// Directory on a bpf filesystem where the maps and program links are
+    /// pinned, and found again after a restart.
+    /// [default: /sys/fs/bpf/skiff/<node-name>]
+    #[arg(long, env = "SKIFF_BPFFS")]
+    pub bpffs: Option<PathBuf>,
+
+    /// The node's network interface that outside traffic arrives on. Given,
+    /// the per-packet programs attach to its TCX ingress and egress and its
+    /// XDP hook; never defaulted, so nothing attaches to an interface by
+    /// accident.
+    #[arg(long, env = "SKIFF_UPLINK")]
+    pub uplink: Option<String>,
+
+    /// An interface facing this node's pods (e.g. the pod bridge), given
+    /// more than once for several. Its ingress gets the per-packet NAT too,
+    /// so pod traffic the socket hooks did not see (a process outside
+    /// --cgroup) still reaches Services.
+    #[arg(
+        long = "pod-interface",
+        env = "SKIFF_POD_INTERFACES",
+        value_delimiter = ','
+    )]
+    pub pod_interfaces: Vec<String>,
+
+    /// The uplink's XDP fast path: `auto` tries native (driver) mode and
+    /// falls back to generic, then to none; `native` and `generic` insist
+    /// on their mode; `off` leaves all per-packet work to TCX.
+    #[arg(long, env = "SKIFF_XDP", value_enum, default_value = "auto")]
+    pub xdp: XdpChoice,
+
+    /// Entries of each external frontend's Maglev table: a prime up to
+    /// 16381. Larger tables spread flows more evenly over many backends.
+    /// Every node of a cluster must use the same size.
+    #[arg(long, env = "SKIFF_MAGLEV_TABLE_SIZE", default_value_t = MaglevSize::DEFAULT)]
+    pub maglev_table_size: MaglevSize,
+
+    /// Seed of the per-packet flow hash and the Maglev tables. Every node of
+    /// a cluster must use the same seed, so that a flow picks the same
+    /// backend whichever node it enters.
+    #[arg(long, env = "SKIFF_HASH_SEED", default_value_t = 0x5eed_0001)]
+    pub hash_seed: u32,
+
+    /// The address NodePorts are served on. [default: the uplink's IPv4
+    /// address]
+    #[arg(long, env = "SKIFF_NODE_IP")]
+    pub node_ip: Option<std::net::Ipv4Addr>,
+
+    /// Where to serve /metrics (Prometheus) and /healthz.
+    #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
+    pub metrics_bind: SocketAddr,
+
+    // Running pods (the node's kubelet); off by default, the agent then only proxies.
+    // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
+    // from a subcommand by `Args`' group, which a nested one would hide.
+    /// Register this node (Node object and Lease, refreshed every 10 s) and
+    /// run the pods bound to it as processes: each in a netns of its own
+    /// with a veth on --pod-bridge and an address from --pod-cidr, and in
+    /// cgroups below --cgroup. Needs --pod-cidr and the node's address
+    /// (--node-ip or --uplink).
+    #[arg(long, env = "SKIFF_RUN_PODS", requires = "pod_cidr")]
+    pub run_pods: bool,
+
+    /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
+    /// address is the pods' gateway and must be --pod-bridge's.
+    #[arg(long, env = "SKIFF_POD_CIDR")]
+    pub pod_cidr: Option<Cidr>,
+
+    /// The existing bridge the pods' veths join. The agent never creates
+    /// bridges nor touches an uplink.
+    #[arg(long, env = "SKIFF_POD_BRIDGE", default_value = "cbr0")]
+    pub pod_bridge: String,
+
+    /// Start of the names of the pods' netns (`<prefix>-<namespace>.<name>`);
+    /// it must start with `skiff` so skiff's clean-up finds them.
+    #[arg(long, env = "SKIFF_POD_NETNS_PREFIX", default_value = "skiff-pod", value_parser = netns_prefix)]
+    pub pod_netns_prefix: String,
+
+    /// A destination pods route via the gateway, given more than once for
+    /// several. Pods always reach their pod CIDR and the service CIDR;
+    /// nothing else unless given here (a real node may want 0.0.0.0/0).
+    #[arg(long = "pod-route", env = "SKIFF_POD_ROUTES", value_delimiter = ',')]
+    pub pod_routes: Vec<String>,
+
+    /// Where the kubelet API (`/containerLogs/...`, for `kubectl logs`) is
+    /// served. [default: <node-ip>:10250]
+    #[arg(long, env = "SKIFF_KUBELET_BIND")]
+    pub kubelet_bind: Option<SocketAddr>,
+
+    /// Where pod address allocations and container logs are kept.
+    /// [default: /run/skiff/agent/<node-name>]
+    #[arg(long, env = "SKIFF_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// First CrashLoopBackOff delay in seconds (doubling up to 5 min). Tests
+    /// shorten it; Kubernetes' is 10.
+    #[arg(long, hide = true, default_value_t = 10.0)]
+    pub crashloop_base: f64,
+
+    /// Seconds between Node and Lease updates. Tests shorten it; the
+    /// kubelet's is 10.
+    #[arg(long, hide = true, default_value_t = 10.0)]
+    pub heartbeat_interval: f64,
+}
+
+fn netns_prefix(prefix: &str) -> Result<String, String> {
+    let valid = prefix.starts_with("skiff")
+        && prefix.len() <= 64
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    match valid {
+        true => Ok(prefix.to_owned()),
+        false => Err("must start with `skiff` and hold only letters, digits, '-' and '.'".into()),
+    }
+}
+
+pub fn default_bpffs(node_name: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/skiff").join(node_name)
+}
+
+/// Node names become a path component: hold them to Kubernetes' DNS
+/// subdomain rule.
+fn node_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err("must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into())
+    }
+}

@@ -1,0 +1,107 @@
+//! The node's kubelet (`--run-pods`): registers this node and keeps its
+//! Node object and Lease fresh (`node`), and runs the pods bound to it
+//! (`pods`), reading and writing the cluster through etcd (`store`).
+pub mod node;
+pub mod pods;
+pub mod store;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tracing::info;
+
+use self::pods::{BridgeAddress, Plumbing, ipam::Cidr};
+
+/// What the kubelet is started with (from the agent's flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: Ipv4Addr,
+    /// etcd client URLs.
+    pub etcd: Vec<String>,
+    /// The agent's `--cgroup`: pods' cgroups go below it.
+    pub cgroup: PathBuf,
+    pub pod_cidr: Cidr,
+    pub pod_bridge: String,
+    pub pod_netns_prefix: String,
+    /// Destinations pods route via the gateway.
+    pub pod_routes: Vec<String>,
+    /// Where the kubelet API is served.
+    pub kubelet_bind: SocketAddr,
+    /// Where pod address allocations and container logs are kept.
+    pub state_dir: PathBuf,
+    pub crashloop_base: Duration,
+    /// Time between Node and Lease updates.
+    pub heartbeat_interval: Duration,
+}
+
+/// Registers the node and starts running its pods, in the background.
+pub async fn start(config: Config) -> anyhow::Result<()> {
+    let Config {
+        node_name,
+        node_ip,
+        etcd,
+        cgroup,
+        pod_cidr,
+        pod_bridge,
+        pod_netns_prefix,
+        pod_routes,
+        kubelet_bind,
+        state_dir,
+        crashloop_base,
+        heartbeat_interval,
+    } = config;
+    let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
+        .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
+    let logs = pods::Logs::new(&state_dir);
+    let listener = tokio::net::TcpListener::bind(kubelet_bind)
+        .await
+        .with_context(|| format!("serving the kubelet API on {kubelet_bind}"))?;
+    tokio::spawn(pods::log_server::serve(listener, logs.clone()));
+    let plumbing = Plumbing {
+        bridge: pod_bridge.clone(),
+        pod_cidr,
+        routes: pod_routes,
+    };
+    let bridge = &pod_bridge;
+    match plumbing
+        .fix_bridge_address(&state_dir)
+        .with_context(|| format!("fixing the MAC address of --pod-bridge {bridge}"))?
+    {
+        BridgeAddress::Fixed(address) => {
+            info!(%bridge, %address, "pod bridge MAC address fixed: pod veths joining or leaving no longer change the pods' gateway MAC")
+        }
+        BridgeAddress::AlreadyFixed(address) => {
+            info!(%bridge, %address, "pod bridge MAC address was fixed before this restart; left as it is")
+        }
+    }
+    let pods_config = pods::Config {
+        node_name: node_name.clone(),
+        node_ip,
+        netns_prefix: pod_netns_prefix,
+        cgroup,
+        crashloop_base,
+    };
+    info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
+    let info = node::node_info(
+        node_name,
+        node_ip,
+        pod_cidr.to_string(),
+        kubelet_bind.port(),
+    );
+    // Like the service watch, wait for etcd rather than fail: the node
+    // comes up whichever starts first.
+    tokio::spawn(async move {
+        let client = store::connect(&etcd).await;
+        let store = store::Store::new(client.clone());
+        tokio::spawn(node::heartbeat(store.clone(), info, heartbeat_interval));
+        let ctx = pods::Context::new(pods_config, store, ipam, logs, plumbing);
+        pods::run(Arc::new(ctx), client).await;
+    });
+    Ok(())
+}

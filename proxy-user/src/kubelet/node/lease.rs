@@ -1,0 +1,74 @@
+//! The node's Lease, `/registry/leases/kube-node-lease/<node>`: the cheap
+//! heartbeat the node lifecycle controller watches.
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339, now_rfc3339_micro};
+
+/// As the kubelet: the lease expires after 40 s without a renewal.
+const LEASE_DURATION_SECONDS: u64 = 40;
+const NAMESPACE: &str = "kube-node-lease";
+const ATTEMPTS: usize = 5;
+
+pub fn key(node: &str) -> String {
+    format!("/registry/leases/{NAMESPACE}/{node}")
+}
+
+pub async fn renew(store: &Store, node: &str, interval: Duration) -> Result<(), StoreError> {
+    let key = key(node);
+    // A lease must outlive several renewal periods, also when the agent
+    // renews more often than the kubelet's 10 s (in tests).
+    let duration = LEASE_DURATION_SECONDS.max(interval.as_secs() * 4);
+    for _ in 0..ATTEMPTS {
+        let written = match store.get(&key).await? {
+            None => store.create(&key, &new_lease(node, duration)).await?,
+            Some(stored) => {
+                let lease = renewed(stored.object, node, duration);
+                store.update(&key, &lease, stored.mod_revision).await?
+            }
+        };
+        if written == Written::Done {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn new_lease(node: &str, duration: u64) -> Value {
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": node,
+            "namespace": NAMESPACE,
+            "uid": new_uid(),
+            "creationTimestamp": now_rfc3339(),
+        },
+        "spec": {},
+    });
+    renewed(lease, node, duration)
+}
+
+fn renewed(mut lease: Value, node: &str, duration: u64) -> Value {
+    let spec = &mut lease["spec"];
+    spec["holderIdentity"] = json!(node);
+    spec["leaseDurationSeconds"] = json!(duration);
+    spec["renewTime"] = json!(now_rfc3339_micro());
+    lease
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_names_its_holder_and_is_renewed_now() {
+        let lease = new_lease("node1", 40);
+        assert_eq!(lease["apiVersion"], "coordination.k8s.io/v1");
+        assert_eq!(lease["spec"]["holderIdentity"], "node1");
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        assert!(lease["spec"]["renewTime"].as_str().unwrap().contains('.'));
+        assert_eq!(key("node1"), "/registry/leases/kube-node-lease/node1");
+    }
+}

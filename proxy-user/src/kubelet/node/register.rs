@@ -1,0 +1,190 @@
+//! The Node object at `/registry/minions/<node>`: created when missing,
+//! otherwise updated in place (compare-and-swap) so that fields others own
+//! (labels, taints, spec.unschedulable) survive.
+use std::net::Ipv4Addr;
+
+use serde_json::{Value, json};
+use tracing::info;
+
+use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339};
+
+/// Kubernetes' default pod limit per node.
+const MAX_PODS: &str = "110";
+
+/// How many times a conflicting write is retried before waiting for the
+/// next heartbeat.
+const ATTEMPTS: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub pod_cidr: String,
+    pub cpus: usize,
+    pub memory_kib: u64,
+    /// Where the API server reaches the log endpoint (`--kubelet-bind`).
+    pub kubelet_port: u16,
+}
+
+pub fn key(name: &str) -> String {
+    format!("/registry/minions/{name}")
+}
+
+pub async fn refresh(store: &Store, info: &NodeInfo) -> Result<(), StoreError> {
+    let key = key(&info.name);
+    for _ in 0..ATTEMPTS {
+        let now = now_rfc3339();
+        let written = match store.get(&key).await? {
+            None => {
+                let node = new_node(info, &now);
+                let written = store.create(&key, &node).await?;
+                if written == Written::Done {
+                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node");
+                }
+                written
+            }
+            Some(stored) => {
+                let node = refreshed(stored.object, info, &now);
+                store.update(&key, &node, stored.mod_revision).await?
+            }
+        };
+        if written == Written::Done {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn new_node(info: &NodeInfo, now: &str) -> Value {
+    let node = json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": info.name,
+            "uid": new_uid(),
+            "creationTimestamp": now,
+            "labels": {
+                "kubernetes.io/hostname": info.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": std::env::consts::ARCH,
+            },
+        },
+        "spec": {},
+        "status": {},
+    });
+    refreshed(node, info, now)
+}
+
+/// `node` with this agent's spec.podCIDR and a fresh status: addresses,
+/// capacity, and a Ready condition whose heartbeat is `now` (its transition
+/// time kept while it stays True).
+pub fn refreshed(mut node: Value, info: &NodeInfo, now: &str) -> Value {
+    node["spec"]["podCIDR"] = json!(info.pod_cidr);
+    node["spec"]["podCIDRs"] = json!([info.pod_cidr]);
+    let resources = json!({
+        "cpu": info.cpus.to_string(),
+        "memory": format!("{}Ki", info.memory_kib),
+        "pods": MAX_PODS,
+    });
+    let conditions = node["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let was_ready = conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .filter(|c| c["status"] == "True");
+    let transition = was_ready
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .unwrap_or(now)
+        .to_owned();
+    let mut conditions: Vec<Value> = conditions
+        .into_iter()
+        .filter(|c| c["type"] != "Ready")
+        .collect();
+    conditions.push(json!({
+        "type": "Ready",
+        "status": "True",
+        "reason": "KubeletReady",
+        "message": "skiff-agent is posting ready status",
+        "lastHeartbeatTime": now,
+        "lastTransitionTime": transition,
+    }));
+    let status = &mut node["status"];
+    status["addresses"] = json!([
+        { "type": "InternalIP", "address": info.ip.to_string() },
+        { "type": "Hostname", "address": info.name },
+    ]);
+    status["capacity"] = resources.clone();
+    status["allocatable"] = resources;
+    status["conditions"] = json!(conditions);
+    status["phase"] = json!("Running");
+    status["daemonEndpoints"] = json!({ "kubeletEndpoint": { "Port": info.kubelet_port } });
+    status["nodeInfo"] = json!({
+        "kubeletVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
+        "kubeProxyVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
+        "containerRuntimeVersion": "skiff://processes",
+        "operatingSystem": "linux",
+        "architecture": std::env::consts::ARCH,
+        "kernelVersion": kernel_release(),
+        "osImage": "", "machineID": "", "systemUUID": "", "bootID": "",
+    });
+    node
+}
+
+/// `MemTotal` from /proc/meminfo, in KiB.
+pub fn mem_total_kib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> NodeInfo {
+        NodeInfo {
+            name: "node1".into(),
+            ip: Ipv4Addr::new(172, 30, 0, 11),
+            pod_cidr: "10.244.1.0/24".into(),
+            cpus: 2,
+            memory_kib: 1024,
+            kubelet_port: 10250,
+        }
+    }
+
+    #[test]
+    fn a_new_node_is_ready_with_its_addresses_and_capacity() {
+        let node = new_node(&info(), "t0");
+        assert_eq!(node["kind"], "Node");
+        assert_eq!(node["spec"]["podCIDR"], "10.244.1.0/24");
+        assert_eq!(node["status"]["addresses"][0]["address"], "172.30.0.11");
+        assert_eq!(node["status"]["capacity"]["cpu"], "2");
+        assert_eq!(node["status"]["allocatable"]["memory"], "1024Ki");
+        assert_eq!(node["status"]["conditions"][0]["status"], "True");
+    }
+
+    #[test]
+    fn a_refresh_keeps_others_fields_and_the_transition_time() {
+        let mut node = new_node(&info(), "t0");
+        node["spec"]["unschedulable"] = json!(true);
+        let node = refreshed(node, &info(), "t1");
+        assert_eq!(node["spec"]["unschedulable"], true);
+        let ready = &node["status"]["conditions"][0];
+        assert_eq!(ready["lastHeartbeatTime"], "t1");
+        assert_eq!(ready["lastTransitionTime"], "t0");
+        assert_eq!(node["status"]["conditions"].as_array().unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,47 @@
+//! What every pod worker on this node shares: the node's settings, and
+//! the store, address pool, logs and network plumbing pods are run with.
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+
+use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing};
+use crate::kubelet::store::Store;
+
+/// How this node runs pods (from the agent's flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub node_ip: Ipv4Addr,
+    /// Names of the pods' netns start with this (and then
+    /// `-<namespace>.<name>`).
+    pub netns_prefix: String,
+    /// The agent's `--cgroup`: pods' cgroups go below it.
+    pub cgroup: PathBuf,
+    pub crashloop_base: Duration,
+}
+
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub ipam: Ipam,
+    pub logs: Logs,
+    pub plumbing: Plumbing,
+    pub pods_root: PathBuf,
+}
+
+impl Context {
+    pub fn new(
+        config: Config,
+        store: Store,
+        ipam: Ipam,
+        logs: Logs,
+        plumbing: Plumbing,
+    ) -> Context {
+        Context {
+            pods_root: cgroup::pods_root(&config.cgroup),
+            config,
+            store,
+            ipam,
+            logs,
+            plumbing,
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! A container's environment, built as the kubelet builds it: Service
+//! variables of the pod's namespace first (`<NAME>_SERVICE_HOST`, `_PORT`
+//! and the Docker-link style `<NAME>_PORT_...`), then `envFrom`, then `env`
+//! (later wins), with `$(VAR)` references expanded against what came
+//! before. ConfigMaps, Secrets and Services are read from etcd when the
+//! container starts, as the kubelet reads them then.
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use serde_json::Value;
+
+use crate::kubelet::store::{Store, StoreError};
+
+/// Why a container cannot start yet: reported as waiting with reason
+/// `CreateContainerConfigError`, and retried.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("{kind} {namespace}/{name} not found")]
+    Missing {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    MissingKey {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    #[error("unsupported field reference {0}")]
+    Field(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a container's env may refer to beyond the pod object.
+pub struct PodFacts<'a> {
+    pub pod: &'a Pod,
+    pub pod_ip: String,
+    pub host_ip: String,
+}
+
+pub async fn build(
+    store: &Store,
+    facts: &PodFacts<'_>,
+    container: &Container,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let pod = facts.pod;
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
+        env.retain(|(n, _)| *n != name);
+        env.push((name, value));
+    };
+    set(
+        &mut env,
+        "PATH".into(),
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+    );
+    set(
+        &mut env,
+        "HOSTNAME".into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
+    if spec.and_then(|s| s.enable_service_links) != Some(false) {
+        let services = store
+            .list(&format!("/registry/services/specs/{namespace}/"))
+            .await?;
+        for (name, value) in service_vars(&services) {
+            set(&mut env, name, value);
+        }
+    }
+    let mut sources = Cache::default();
+    for source in container.env_from.iter().flatten() {
+        let prefix = source.prefix.clone().unwrap_or_default();
+        let references = [
+            (source.config_map_ref.as_ref()).map(|r| ("configmap", &r.name, r.optional)),
+            (source.secret_ref.as_ref()).map(|r| ("secret", &r.name, r.optional)),
+        ];
+        for (kind, name, optional) in references.into_iter().flatten() {
+            let data = sources.get(store, kind, &namespace, name, optional).await?;
+            for (key, value) in data.into_iter().flatten() {
+                set(&mut env, format!("{prefix}{key}"), value);
+            }
+        }
+    }
+    for var in container.env.iter().flatten() {
+        let value = match (&var.value, &var.value_from) {
+            (Some(value), _) => Some(expand(value, &env)),
+            (None, Some(from)) => {
+                let key_ref = (from.config_map_key_ref.as_ref())
+                    .map(|r| ("configmap", &r.name, &r.key, r.optional))
+                    .or_else(|| {
+                        (from.secret_key_ref.as_ref())
+                            .map(|r| ("secret", &r.name, &r.key, r.optional))
+                    });
+                if let Some((kind, name, key, optional)) = key_ref {
+                    let data = sources.get(store, kind, &namespace, name, optional).await?;
+                    lookup(data, kind, &namespace, name, key, optional)?
+                } else if let Some(field) = &from.field_ref {
+                    Some(field_value(facts, &field.field_path)?)
+                } else if let Some(resource) = &from.resource_field_ref {
+                    Some(resource_value(container, &resource.resource)?)
+                } else {
+                    None
+                }
+            }
+            (None, None) => Some(String::new()),
+        };
+        if let Some(value) = value {
+            set(&mut env, var.name.clone(), value);
+        }
+    }
+    Ok(env)
+}
+
+/// `command` and `args` with `$(VAR)` expanded (the image has no
+/// entrypoint here: `args` alone is the command when `command` is empty).
+pub fn argv(container: &Container, env: &[(String, String)]) -> Vec<String> {
+    container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(|arg| expand(arg, env))
+        .collect()
+}
+
+/// One read per object per container start; `None` for an optional one
+/// that is missing.
+#[derive(Default)]
+struct Cache {
+    objects: BTreeMap<(&'static str, String), Option<BTreeMap<String, String>>>,
+}
+
+impl Cache {
+    async fn get(
+        &mut self,
+        store: &Store,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        optional: Option<bool>,
+    ) -> Result<Option<BTreeMap<String, String>>, EnvError> {
+        let id = (kind, name.to_owned());
+        if !self.objects.contains_key(&id) {
+            let base = match kind {
+                "secret" => "/registry/secrets",
+                _ => "/registry/configmaps",
+            };
+            let stored = store.get(&format!("{base}/{namespace}/{name}")).await?;
+            let data = stored.and_then(|s| data_of(kind, s.object));
+            self.objects.insert(id.clone(), data);
+        }
+        match self.objects[&id].clone() {
+            Some(data) => Ok(Some(data)),
+            None if optional == Some(true) => Ok(None),
+            None => Err(EnvError::Missing {
+                kind,
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+}
+
+fn data_of(kind: &str, object: Value) -> Option<BTreeMap<String, String>> {
+    if kind == "secret" {
+        let secret: Secret = serde_json::from_value(object).ok()?;
+        let mut data: BTreeMap<String, String> = secret.string_data.unwrap_or_default();
+        for (key, bytes) in secret.data.unwrap_or_default() {
+            data.insert(key, String::from_utf8_lossy(&bytes.0).into_owned());
+        }
+        Some(data)
+    } else {
+        let configmap: ConfigMap = serde_json::from_value(object).ok()?;
+        Some(configmap.data.unwrap_or_default())
+    }
+}
+
+fn lookup(
+    data: Option<BTreeMap<String, String>>,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    optional: Option<bool>,
+) -> Result<Option<String>, EnvError> {
+    let Some(data) = data else { return Ok(None) };
+    match data.get(key) {
+        Some(value) => Ok(Some(value.clone())),
+        None if optional == Some(true) => Ok(None),
+        None => Err(EnvError::MissingKey {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: key.to_owned(),
+        }),
+    }
+}
+
+fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError> {
+    let meta = &facts.pod.metadata;
+    let spec = facts.pod.spec.as_ref();
+    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.as_ref()?.get(key).cloned().unwrap_or_default())
+    };
+    let value = match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
+        "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
+        _ => in_map(&meta.labels, "metadata.labels['")
+            .or_else(|| in_map(&meta.annotations, "metadata.annotations['")),
+    };
+    match path {
+        "metadata.uid" | "spec.serviceAccountName" => Ok(value.unwrap_or_default()),
+        _ => value.ok_or_else(|| EnvError::Field(path.to_owned())),
+    }
+}
+
+fn resource_value(container: &Container, resource: &str) -> Result<String, EnvError> {
+    let resources = container.resources.as_ref();
+    let (map, name) = match resource.split_once('.') {
+        Some(("limits", name)) => (resources.and_then(|r| r.limits.as_ref()), name),
+        Some(("requests", name)) => (resources.and_then(|r| r.requests.as_ref()), name),
+        _ => return Err(EnvError::Field(resource.to_owned())),
+    };
+    Ok(map
+        .and_then(|m| m.get(name))
+        .map(|q| q.0.clone())
+        .unwrap_or_default())
+}
+
+/// The Service variables of `services` (the pod's namespace), as the
+/// kubelet writes them for each Service with a ClusterIP.
+pub fn service_vars(services: &[Value]) -> Vec<(String, String)> {
+    let mut vars = Vec::new();
+    for value in services {
+        let Ok(service) = serde_json::from_value::<Service>(value.clone()) else {
+            continue;
+        };
+        let Some(spec) = service.spec else { continue };
+        let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+            continue;
+        };
+        let name = service
+            .metadata
+            .name
+            .unwrap_or_default()
+            .to_uppercase()
+            .replace('-', "_");
+        let ports = spec.ports.unwrap_or_default();
+        let Some(first) = ports.first() else { continue };
+        vars.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+        vars.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+        for port in &ports {
+            if let Some(port_name) = &port.name {
+                let port_name = port_name.to_uppercase().replace('-', "_");
+                vars.push((
+                    format!("{name}_SERVICE_PORT_{port_name}"),
+                    port.port.to_string(),
+                ));
+            }
+        }
+        let proto = |p: &Option<String>| p.clone().unwrap_or_else(|| "TCP".into());
+        vars.push((
+            format!("{name}_PORT"),
+            format!(
+                "{}://{ip}:{}",
+                proto(&first.protocol).to_lowercase(),
+                first.port
+            ),
+        ));
+        for port in &ports {
+            let protocol = proto(&port.protocol);
+            let var = format!("{name}_PORT_{}_{protocol}", port.port);
+            vars.push((
+                var.clone(),
+                format!("{}://{ip}:{}", protocol.to_lowercase(), port.port),
+            ));
+            vars.push((format!("{var}_PROTO"), protocol.to_lowercase()));
+            vars.push((format!("{var}_PORT"), port.port.to_string()));
+            vars.push((format!("{var}_ADDR"), ip.clone()));
+        }
+    }
+    vars
+}
+
+/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an
+/// undefined reference kept as written, `$$` is a literal `$`.
+pub fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('(')
+            && let Some(end) = body.find(')')
+        {
+            let name = &body[..end];
+            match env.iter().rev().find(|(n, _)| n == name) {
+                Some((_, value)) => out.push_str(value),
+                None => {
+                    out.push_str("$(");
+                    out.push_str(name);
+                    out.push(')');
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn references_expand_like_kubernetes() {
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        assert_eq!(expand("x$(A)y", &env), "x1y");
+        assert_eq!(expand("$(B)", &env), "$(B)");
+        assert_eq!(expand("$$(A)", &env), "$(A)");
+        assert_eq!(expand("cost $5", &env), "cost $5");
+    }
+
+    #[test]
+    fn services_become_variables() {
+        let services = [
+            json!({
+                "metadata": { "name": "my-web", "namespace": "default" },
+                "spec": { "clusterIP": "10.96.0.10", "ports": [
+                    { "name": "http", "port": 80, "protocol": "TCP" },
+                    { "name": "dns", "port": 53, "protocol": "UDP" }
+                ] }
+            }),
+            json!({
+                "metadata": { "name": "headless" },
+                "spec": { "clusterIP": "None", "ports": [{ "port": 80 }] }
+            }),
+        ];
+        let vars: BTreeMap<String, String> = service_vars(&services).into_iter().collect();
+        assert_eq!(vars["MY_WEB_SERVICE_HOST"], "10.96.0.10");
+        assert_eq!(vars["MY_WEB_SERVICE_PORT"], "80");
+        assert_eq!(vars["MY_WEB_SERVICE_PORT_DNS"], "53");
+        assert_eq!(vars["MY_WEB_PORT"], "tcp://10.96.0.10:80");
+        assert_eq!(vars["MY_WEB_PORT_53_UDP_ADDR"], "10.96.0.10");
+        assert!(!vars.contains_key("HEADLESS_SERVICE_HOST"));
+    }
+}

@@ -1,0 +1,251 @@
+//! One pod on this node, from its sandbox (address, netns, cgroup) through
+//! its containers to its graceful end: on `deletionTimestamp` every
+//! container gets SIGTERM and the grace period, then the sandbox goes and
+//! the pod's key is deleted (compare-and-swap), which is how the API
+//! server expects a node to finish a graceful delete.
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    cgroup, container,
+    context::Context,
+    ipam::Holder,
+    netns::Sandbox,
+    pod_key::PodKey,
+    runtime::{PodRuntime, grace_of},
+    status::{ContainerStatus, PodState},
+    status_writer,
+};
+use crate::kubelet::store::{Written, now_rfc3339};
+
+const SANDBOX_RETRY: Duration = Duration::from_secs(5);
+
+fn finished(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// Runs the pod until it is deleted (`updates` says `None`) or marked for
+/// deletion, then cleans up.
+pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Option<Pod>>) {
+    let Some(pod) = updates.borrow_and_update().clone() else {
+        return;
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let holder = Holder {
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        uid: uid.clone(),
+    };
+    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    // A pod that finished before an agent restart is not run again.
+    if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
+        let sandbox = loop {
+            match sandbox(&ctx, &holder, &netns) {
+                Ok(sandbox) => break sandbox,
+                Err(error) => {
+                    warn!(pod = %key, %error, "creating the pod sandbox failed; retrying");
+                    if let Some(status) = pending_status(&pod, &ctx, error) {
+                        let _ = write_raw(&ctx, &key, &uid, status).await;
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(SANDBOX_RETRY) => continue,
+                        end = ended(&mut updates) => {
+                            cleanup(&ctx, &key, &uid, None, end).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        let state = initial_state(&ctx, &pod, &sandbox);
+        let runtime = Arc::new(PodRuntime::new(
+            ctx.clone(),
+            key.clone(),
+            uid.clone(),
+            pod,
+            sandbox.clone(),
+            state,
+        ));
+        info!(pod = %key, ip = %sandbox.ip, netns = %sandbox.netns, "pod sandbox ready");
+        runtime.changed.notify_one();
+        let writer = tokio::spawn(status_writer::run(runtime.clone()));
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let containers: Vec<_> = (0..runtime.containers().len())
+            .map(|index| tokio::spawn(container::run(runtime.clone(), index, stop_rx.clone())))
+            .collect();
+        let end = ended(&mut updates).await;
+        let grace = match &end {
+            Ended::Deleting(pod) => grace_of(pod),
+            Ended::Gone => Duration::ZERO,
+        };
+        info!(pod = %key, ?grace, "stopping the pod");
+        let _ = stop_tx.send(Some(grace));
+        for task in containers {
+            let _ = task.await;
+        }
+        writer.abort();
+        cleanup(&ctx, &key, &uid, Some(&sandbox), end).await;
+        return;
+    }
+    let end = ended(&mut updates).await;
+    cleanup(&ctx, &key, &uid, None, end).await;
+}
+
+fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, String> {
+    let ip = ctx
+        .ipam
+        .allocate(holder)
+        .map_err(|e| format!("allocating a pod address: {e}"))?;
+    let sandbox = Sandbox::new(netns.to_owned(), ip);
+    if let Err(error) = sandbox.ensure(&ctx.plumbing) {
+        ctx.ipam.release(ip);
+        return Err(error.to_string());
+    }
+    Ok(sandbox)
+}
+
+fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
+    let stored = serde_json::to_value(&pod.status).unwrap_or_default();
+    let previous = stored["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let containers = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| {
+            let before = previous.iter().find(|p| p["name"] == c.name.as_str());
+            ContainerStatus::new(&c.name, c.image.as_deref().unwrap_or(""), before)
+        })
+        .collect();
+    PodState {
+        host_ip: ctx.config.node_ip,
+        pod_ip: Some(sandbox.ip),
+        start_time: stored["startTime"]
+            .as_str()
+            .map_or_else(now_rfc3339, str::to_owned),
+        sandbox_error: None,
+        containers,
+    }
+}
+
+/// The status of a pod whose sandbox failed: Pending, with why.
+fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json::Value> {
+    let state = PodState {
+        host_ip: ctx.config.node_ip,
+        pod_ip: None,
+        start_time: now_rfc3339(),
+        sandbox_error: Some(error),
+        containers: pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .map(|c| ContainerStatus::new(&c.name, c.image.as_deref().unwrap_or(""), None))
+            .collect(),
+    };
+    let stored = serde_json::to_value(&pod.status).ok()?;
+    Some(state.render(&stored))
+}
+
+async fn write_raw(
+    ctx: &Context,
+    key: &PodKey,
+    uid: &str,
+    status: serde_json::Value,
+) -> Option<()> {
+    let stored = ctx.store.get(&key.etcd_key()).await.ok()??;
+    if stored.object["metadata"]["uid"].as_str() != Some(uid) {
+        return None;
+    }
+    let mut pod = stored.object;
+    pod["status"] = status;
+    ctx.store
+        .update(&key.etcd_key(), &pod, stored.mod_revision)
+        .await
+        .ok()?;
+    Some(())
+}
+
+/// How a pod's run ends.
+enum Ended {
+    /// Marked for deletion: the key is deleted once the pod is down.
+    Deleting(Box<Pod>),
+    /// Its key is gone already.
+    Gone,
+}
+
+async fn ended(updates: &mut watch::Receiver<Option<Pod>>) -> Ended {
+    loop {
+        match &*updates.borrow_and_update() {
+            None => return Ended::Gone,
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => {
+                return Ended::Deleting(Box::new(pod.clone()));
+            }
+            Some(_) => {}
+        }
+        if updates.changed().await.is_err() {
+            return Ended::Gone;
+        }
+    }
+}
+
+/// Removes everything the pod had on the node, then (when it was being
+/// deleted) its key.
+async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbox>, end: Ended) {
+    remove_local(ctx, key, sandbox).await;
+    if let Ended::Deleting(_) = end {
+        delete_key(ctx, key, uid).await;
+    }
+}
+
+/// The pod's processes, cgroup, netns, veth, address and logs.
+pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>) {
+    cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
+    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    for (ip, holder) in ctx.ipam.held() {
+        if holder.namespace == key.namespace && holder.name == key.name {
+            Sandbox::new(netns.clone(), ip).remove();
+            ctx.ipam.release(ip);
+        }
+    }
+    if let Some(sandbox) = sandbox {
+        sandbox.remove();
+    }
+    ctx.logs.remove_pod(&key.namespace, &key.name);
+    info!(pod = %key, "pod removed from the node");
+}
+
+async fn delete_key(ctx: &Context, key: &PodKey, uid: &str) {
+    for _ in 0..10 {
+        let stored = match ctx.store.get(&key.etcd_key()).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return,
+            Err(error) => {
+                warn!(pod = %key, %error, "reading the pod to delete it failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if stored.object["metadata"]["uid"].as_str() != Some(uid) {
+            return;
+        }
+        match ctx.store.delete(&key.etcd_key(), stored.mod_revision).await {
+            Ok(Written::Done) => {
+                info!(pod = %key, "pod deleted");
+                return;
+            }
+            Ok(Written::Conflict) => {}
+            Err(error) => {
+                warn!(pod = %key, %error, "deleting the pod failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! How a Service asks a frontend to balance besides its backend list, in
+//! the cluster's terms; the sync loop translates it for the datapath.
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrontendPolicy {
+    /// `sessionAffinity: ClientIP`: seconds a client keeps its backend
+    /// after its last connection.
+    pub affinity_timeout: Option<u32>,
+    /// Reached from outside the node (NodePort, load balancer IP, external
+    /// IP).
+    pub external: bool,
+    /// `externalTrafficPolicy: Local`: the backends are this node's, and
+    /// external traffic is dropped when there are none.
+    pub local_only: bool,
+    /// `loadBalancerSourceRanges`; empty admits every source. Sorted and
+    /// deduplicated.
+    pub source_ranges: Vec<SourceCidr>,
+}
+
+/// An IPv4 network a source may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceCidr {
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+}

@@ -1,0 +1,560 @@
+//! What the agent keeps of a Service and of an EndpointSlice: only the
+//! fields its frontends and health check are computed from, parsed once
+//! when the object arrives. The agent caches every Service of the cluster,
+//! so whole API objects (labels, annotations, selectors, target refs...)
+//! would cost kilobytes each; a record costs tens of bytes per endpoint.
+//!
+//! Fields are read from the stored Kubernetes JSON directly, through
+//! borrowing serde structs that name only what is kept: the rest is
+//! skipped by the parser, never allocated.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tracing::{debug, warn};
+
+use super::policy::SourceCidr;
+use super::protocol::Protocol;
+use super::service_ref::ServiceRef;
+
+/// The label by which an EndpointSlice names the Service it belongs to.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
+const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
+/// The API's upper bound for it (one day).
+const MAX_AFFINITY_TIMEOUT: u32 = 86_400;
+
+/// A Service's `spec.type`. Absent or unknown types behave as `ClusterIP`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceType {
+    #[default]
+    ClusterIp,
+    NodePort,
+    LoadBalancer,
+    /// A DNS alias: nothing to balance.
+    ExternalName,
+}
+
+/// What the agent keeps of a Service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceRecord {
+    pub type_: ServiceType,
+    /// The IPv4 cluster addresses, primary first, deduplicated. Empty for
+    /// a headless Service or one not allocated yet.
+    pub cluster_ips: Box<[Ipv4Addr]>,
+    /// The ports the datapath can balance (TCP and UDP).
+    pub ports: Box<[ServicePort]>,
+    /// `internalTrafficPolicy: Local`.
+    pub internal_local: bool,
+    /// `externalTrafficPolicy: Local`.
+    pub external_local: bool,
+    /// Seconds of `ClientIP` session affinity, `None` without affinity.
+    pub affinity_timeout: Option<u32>,
+    /// `status.loadBalancer.ingress[].ip`, for `type: LoadBalancer` only.
+    pub load_balancer_ips: Box<[Ipv4Addr]>,
+    /// `loadBalancerSourceRanges`, for `type: LoadBalancer` only; sorted.
+    pub source_ranges: Box<[SourceCidr]>,
+    /// `spec.externalIPs`.
+    pub external_ips: Box<[Ipv4Addr]>,
+    pub health_check_node_port: Option<u16>,
+}
+
+/// One TCP or UDP port of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// "" when unnamed. Shared with every frontend made from this port.
+    pub name: Arc<str>,
+    pub protocol: Protocol,
+    /// `None` when out of range: the port has no frontend.
+    pub port: Option<u16>,
+    pub node_port: Option<u16>,
+}
+
+/// What the agent keeps of an EndpointSlice. A slice of another address
+/// family keeps only its owner: nothing in it is usable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SliceRecord {
+    /// The Service its `kubernetes.io/service-name` label names.
+    pub service: Option<Arc<str>>,
+    pub ports: Box<[SlicePort]>,
+    /// The node names `endpoints` refer to, each once.
+    pub nodes: Box<[Box<str>]>,
+    /// One entry per usable address: ready, or serving while terminating.
+    /// Endpoints that are neither can never be a backend and are dropped.
+    pub endpoints: Box<[EndpointAddr]>,
+}
+
+/// One port of an EndpointSlice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlicePort {
+    /// "" when unnamed.
+    pub name: Box<str>,
+    /// `None` for a protocol the datapath does not balance.
+    pub protocol: Option<Protocol>,
+    /// `None` when absent (the target port could not be resolved) or out
+    /// of range.
+    pub port: Option<u16>,
+}
+
+/// One address of an endpoint, with what kube-proxy needs of the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EndpointAddr {
+    pub ip: Ipv4Addr,
+    /// Index into the slice's `nodes`; `None` when the endpoint names no node.
+    pub node: Option<u16>,
+    pub usable: Usable,
+}
+
+/// How kube-proxy may use an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usable {
+    Ready,
+    /// Still serving while it shuts down: used only when no endpoint is ready.
+    ServingTerminating,
+}
+
+impl SliceRecord {
+    /// The node an endpoint address is on.
+    pub fn node_of(&self, endpoint: &EndpointAddr) -> Option<&str> {
+        endpoint
+            .node
+            .and_then(|index| self.nodes.get(usize::from(index)))
+            .map(|name| &**name)
+    }
+}
+
+impl ServiceRecord {
+    /// Reads the Service stored as `json`; `svc` names it in log lines
+    /// about fields that are skipped.
+    pub fn from_json(svc: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
+        let wire: wire::Service<'_> = serde_json::from_slice(json)?;
+        wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
+        Ok(wire.spec.map_or_else(Self::default, |spec| {
+            Self::of(svc, spec, wire.status.unwrap_or_default())
+        }))
+    }
+
+    fn of(svc: &ServiceRef, spec: wire::ServiceSpec<'_>, status: wire::ServiceStatus<'_>) -> Self {
+        let type_ = match spec.type_.as_deref() {
+            Some("NodePort") => ServiceType::NodePort,
+            Some("LoadBalancer") => ServiceType::LoadBalancer,
+            Some("ExternalName") => ServiceType::ExternalName,
+            _ => ServiceType::ClusterIp,
+        };
+        let load_balancer = type_ == ServiceType::LoadBalancer;
+        let ingress = status
+            .load_balancer
+            .and_then(|lb| lb.ingress)
+            .filter(|_| load_balancer)
+            .unwrap_or_default();
+        Self {
+            type_,
+            cluster_ips: cluster_ips(svc, spec.cluster_ip, spec.cluster_ips),
+            ports: spec
+                .ports
+                .into_iter()
+                .flatten()
+                .filter_map(|port| service_port(svc, port))
+                .collect(),
+            internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+            external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+            affinity_timeout: affinity_timeout(
+                spec.session_affinity.as_deref(),
+                spec.session_affinity_config,
+            ),
+            load_balancer_ips: ipv4_list(
+                svc,
+                "status.loadBalancer.ingress",
+                ingress.into_iter().filter_map(|ingress| ingress.ip),
+            ),
+            source_ranges: match spec.load_balancer_source_ranges {
+                Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
+                _ => Box::default(),
+            },
+            external_ips: ipv4_list(
+                svc,
+                "spec.externalIPs",
+                spec.external_ips.into_iter().flatten(),
+            ),
+            health_check_node_port: spec.health_check_node_port.and_then(port_number),
+        }
+    }
+}
+
+impl SliceRecord {
+    /// Reads the EndpointSlice stored as `json`; `slice` names it in log
+    /// lines about fields that are skipped.
+    pub fn from_json(slice: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
+        let wire: wire::EndpointSlice<'_> = serde_json::from_slice(json)?;
+        wire::check_kind(
+            &wire.api_version,
+            &wire.kind,
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+        )?;
+        let service = wire
+            .metadata
+            .and_then(|metadata| metadata.labels)
+            .and_then(|mut labels| labels.remove(SERVICE_NAME_LABEL))
+            .map(|name| Arc::from(&*name));
+        if wire.address_type != "IPv4" {
+            debug!(
+                %slice,
+                address_type = %wire.address_type,
+                "skipping the endpoints of a non-IPv4 EndpointSlice"
+            );
+            return Ok(Self {
+                service,
+                ..Self::default()
+            });
+        }
+        let ports = wire
+            .ports
+            .into_iter()
+            .flatten()
+            .map(|port| SlicePort {
+                name: port.name.as_deref().unwrap_or("").into(),
+                protocol: Protocol::from_field(port.protocol.as_deref()),
+                port: port.port.and_then(port_number),
+            })
+            .collect();
+        let mut nodes: Vec<Box<str>> = Vec::new();
+        let mut endpoints = Vec::new();
+        for endpoint in wire.endpoints.into_iter().flatten() {
+            let Some(usable) = usability(endpoint.conditions.unwrap_or_default()) else {
+                continue;
+            };
+            let node = endpoint.node_name.map(|name| {
+                let index = nodes.iter().position(|known| **known == *name);
+                index.unwrap_or_else(|| {
+                    nodes.push(name.into());
+                    nodes.len() - 1
+                })
+            });
+            // A slice holds at most 1000 endpoints, so far fewer nodes.
+            let node = node.and_then(|index| u16::try_from(index).ok());
+            for address in &endpoint.addresses {
+                match address.parse::<Ipv4Addr>() {
+                    Ok(ip) => endpoints.push(EndpointAddr { ip, node, usable }),
+                    Err(_) => warn!(
+                        %slice,
+                        address = %address,
+                        "skipping unparsable endpoint address"
+                    ),
+                }
+            }
+        }
+        Ok(Self {
+            service,
+            ports,
+            nodes: nodes.into(),
+            endpoints: endpoints.into(),
+        })
+    }
+}
+
+/// How kube-proxy may use an endpoint, from its conditions; `None` when it
+/// may not. A nil `ready` means ready; a nil `serving` means the same as
+/// `ready`; a nil `terminating` means not terminating.
+fn usability(conditions: wire::Conditions) -> Option<Usable> {
+    let ready = conditions.ready.unwrap_or(true);
+    let serving = conditions.serving.unwrap_or(ready);
+    let terminating = conditions.terminating.unwrap_or(false);
+    match (ready, serving && terminating) {
+        (true, _) => Some(Usable::Ready),
+        (false, true) => Some(Usable::ServingTerminating),
+        (false, false) => None,
+    }
+}
+
+/// A Service port the datapath can balance; others are skipped with a
+/// log line.
+fn service_port(svc: &ServiceRef, port: wire::ServicePort<'_>) -> Option<ServicePort> {
+    let Some(protocol) = Protocol::from_field(port.protocol.as_deref()) else {
+        warn!(
+            service = %svc,
+            port = port.port,
+            protocol = port.protocol.as_deref(),
+            "skipping service port with a protocol the datapath does not balance"
+        );
+        return None;
+    };
+    let number = port_number(port.port);
+    if number.is_none() {
+        warn!(service = %svc, port = port.port, "skipping service port out of range");
+    }
+    Some(ServicePort {
+        name: port.name.as_deref().unwrap_or("").into(),
+        protocol,
+        port: number,
+        node_port: port.node_port.and_then(port_number),
+    })
+}
+
+/// The Service's IPv4 cluster addresses, primary first. `clusterIPs` lists
+/// every family's address; older objects may only have `clusterIP`.
+fn cluster_ips(
+    svc: &ServiceRef,
+    cluster_ip: Option<Cow<'_, str>>,
+    cluster_ips: Option<Vec<Cow<'_, str>>>,
+) -> Box<[Ipv4Addr]> {
+    let listed: Vec<Cow<'_, str>> = match cluster_ips {
+        Some(ips) if !ips.is_empty() => ips,
+        _ => cluster_ip.into_iter().collect(),
+    };
+    let mut ips = Vec::new();
+    for raw in &listed {
+        // "None" marks a headless Service (DNS only); "" one not allocated yet.
+        if raw.is_empty() || raw == "None" {
+            continue;
+        }
+        match raw.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
+            Ok(IpAddr::V4(_)) => {}
+            Ok(IpAddr::V6(_)) => {
+                debug!(service = %svc, cluster_ip = %raw, "skipping IPv6 cluster IP");
+            }
+            Err(_) => warn!(service = %svc, cluster_ip = %raw, "skipping unparsable cluster IP"),
+        }
+    }
+    ips.into()
+}
+
+/// The IPv4 addresses of a list field, deduplicated; others are skipped
+/// with a log line.
+fn ipv4_list<'a>(
+    svc: &ServiceRef,
+    field: &'static str,
+    raw: impl Iterator<Item = Cow<'a, str>>,
+) -> Box<[Ipv4Addr]> {
+    let mut ips = Vec::new();
+    for text in raw {
+        match text.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
+            Ok(IpAddr::V4(_)) => {}
+            Ok(IpAddr::V6(_)) => {
+                debug!(service = %svc, field, address = %text, "skipping IPv6 address")
+            }
+            Err(_) => warn!(service = %svc, field, address = %text, "skipping unparsable address"),
+        }
+    }
+    ips.into()
+}
+
+/// `loadBalancerSourceRanges` as IPv4 networks, sorted; IPv6 and malformed
+/// entries are skipped with a log line.
+fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> Box<[SourceCidr]> {
+    let mut cidrs = Vec::new();
+    for text in ranges {
+        let parsed = text.trim().split_once('/').and_then(|(network, len)| {
+            let network: IpAddr = network.parse().ok()?;
+            let prefix_len: u8 = len.parse().ok()?;
+            Some((network, prefix_len))
+        });
+        match parsed {
+            Some((IpAddr::V4(network), prefix_len)) if prefix_len <= 32 => {
+                // Host bits are ignored, as the trie ignores them.
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(prefix_len))
+                    .unwrap_or(0);
+                cidrs.push(SourceCidr {
+                    network: Ipv4Addr::from(u32::from(network) & mask),
+                    prefix_len,
+                });
+            }
+            Some((IpAddr::V6(_), _)) => {
+                debug!(service = %svc, range = %text, "skipping IPv6 source range")
+            }
+            _ => {
+                warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
+            }
+        }
+    }
+    cidrs.sort_unstable();
+    cidrs.dedup();
+    cidrs.into()
+}
+
+fn affinity_timeout(
+    session_affinity: Option<&str>,
+    config: Option<wire::SessionAffinityConfig>,
+) -> Option<u32> {
+    if session_affinity != Some("ClientIP") {
+        return None;
+    }
+    let configured = config
+        .and_then(|config| config.client_ip)
+        .and_then(|client_ip| client_ip.timeout_seconds)
+        .and_then(|seconds| u32::try_from(seconds).ok());
+    Some(
+        configured
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT)
+            .clamp(1, MAX_AFFINITY_TIMEOUT),
+    )
+}
+
+/// A port number from the API's `int32`, if it is a usable port.
+pub fn port_number(port: i32) -> Option<u16> {
+    u16::try_from(port).ok().filter(|&p| p != 0)
+}
+
+/// The stored JSON, as far as the records need it. Strings borrow from
+/// the input unless they hold escapes.
+mod wire {
+    use super::*;
+
+    /// Like the API types, a stored object may omit `apiVersion` and
+    /// `kind`, but not name another type: a Pod is not read as a Service.
+    pub fn check_kind(
+        api_version: &Option<Cow<'_, str>>,
+        kind: &Option<Cow<'_, str>>,
+        want_api_version: &str,
+        want_kind: &str,
+    ) -> Result<(), serde_json::Error> {
+        use serde::de::{Error as _, Unexpected};
+        for (field, want) in [(api_version, want_api_version), (kind, want_kind)] {
+            if let Some(found) = field.as_deref()
+                && found != want
+            {
+                return Err(serde_json::Error::invalid_value(
+                    Unexpected::Str(found),
+                    &want,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Service<'a> {
+        #[serde(borrow)]
+        pub api_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub spec: Option<ServiceSpec<'a>>,
+        #[serde(borrow)]
+        pub status: Option<ServiceStatus<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ServiceSpec<'a> {
+        #[serde(borrow, rename = "type")]
+        pub type_: Option<Cow<'a, str>>,
+        #[serde(borrow, rename = "clusterIP")]
+        pub cluster_ip: Option<Cow<'a, str>>,
+        #[serde(borrow, rename = "clusterIPs")]
+        pub cluster_ips: Option<Vec<Cow<'a, str>>>,
+        #[serde(borrow)]
+        pub ports: Option<Vec<ServicePort<'a>>>,
+        #[serde(borrow)]
+        pub internal_traffic_policy: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub external_traffic_policy: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub session_affinity: Option<Cow<'a, str>>,
+        pub session_affinity_config: Option<SessionAffinityConfig>,
+        #[serde(borrow)]
+        pub load_balancer_source_ranges: Option<Vec<Cow<'a, str>>>,
+        #[serde(borrow, rename = "externalIPs")]
+        pub external_ips: Option<Vec<Cow<'a, str>>>,
+        pub health_check_node_port: Option<i32>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ServicePort<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub protocol: Option<Cow<'a, str>>,
+        pub port: i32,
+        pub node_port: Option<i32>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SessionAffinityConfig {
+        #[serde(rename = "clientIP")]
+        pub client_ip: Option<ClientIpConfig>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClientIpConfig {
+        pub timeout_seconds: Option<i32>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ServiceStatus<'a> {
+        #[serde(borrow)]
+        pub load_balancer: Option<LoadBalancerStatus<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct LoadBalancerStatus<'a> {
+        #[serde(borrow)]
+        pub ingress: Option<Vec<Ingress<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Ingress<'a> {
+        #[serde(borrow)]
+        pub ip: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EndpointSlice<'a> {
+        #[serde(borrow)]
+        pub api_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub metadata: Option<Metadata<'a>>,
+        #[serde(borrow)]
+        pub address_type: Cow<'a, str>,
+        #[serde(borrow)]
+        pub ports: Option<Vec<EndpointPort<'a>>>,
+        #[serde(borrow)]
+        pub endpoints: Option<Vec<Endpoint<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Metadata<'a> {
+        #[serde(borrow)]
+        pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct EndpointPort<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub protocol: Option<Cow<'a, str>>,
+        pub port: Option<i32>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Endpoint<'a> {
+        #[serde(borrow)]
+        pub addresses: Vec<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub node_name: Option<Cow<'a, str>>,
+        pub conditions: Option<Conditions>,
+    }
+
+    #[derive(Default, Deserialize)]
+    pub struct Conditions {
+        pub ready: Option<bool>,
+        pub serving: Option<bool>,
+        pub terminating: Option<bool>,
+    }
+}

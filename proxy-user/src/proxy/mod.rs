@@ -1,0 +1,103 @@
+//! The service proxy: keeps this node's eBPF datapath (`datapath`) equal to
+//! what the Services and EndpointSlices in etcd ask for (`cluster`), through
+//! the sync loop (`sync`), and serves its metrics and health (`http`).
+pub mod cluster;
+pub mod datapath;
+mod health_check;
+mod http;
+pub mod node_address;
+mod orphans;
+mod sync;
+mod telemetry;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    path::Path,
+};
+
+use anyhow::Context as _;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use self::{
+    cluster::etcd_watch,
+    datapath::{Datapath, Observer, Settings, render_status},
+    sync::Syncer,
+    telemetry::Telemetry,
+};
+
+/// What the proxy is started with (from the agent's flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    /// etcd client URLs.
+    pub etcd: Vec<String>,
+    /// Where /metrics and /healthz are served.
+    pub metrics_bind: SocketAddr,
+    pub datapath: Settings,
+}
+
+/// The proxy between start-up and its sync loop: the datapath is set up,
+/// its programs not hooked yet.
+pub struct Proxy {
+    node_name: String,
+    /// Where this node serves NodePorts, if it does.
+    node_ip: Option<Ipv4Addr>,
+    etcd: Vec<String>,
+    datapath: Datapath,
+    telemetry: Telemetry,
+}
+
+impl Proxy {
+    /// Loads the datapath (adopting what its pinned maps hold) and serves
+    /// /metrics and /healthz, in the background.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let Config {
+            node_name,
+            etcd,
+            metrics_bind,
+            datapath: settings,
+        } = config;
+        let bpffs = settings.bpffs.clone();
+        let cgroup = settings.cgroup.clone();
+        let node_ip = settings.node_ip;
+        let datapath = Datapath::open(settings).with_context(|| {
+            format!(
+                "setting up the datapath (pins in {}, hooks on cgroup {})",
+                bpffs.display(),
+                cgroup.display()
+            )
+        })?;
+
+        let observer = Observer::open(&bpffs).context("opening the pinned maps for /metrics")?;
+        let listener = tokio::net::TcpListener::bind(metrics_bind)
+            .await
+            .with_context(|| format!("serving /metrics and /healthz on {metrics_bind}"))?;
+        let telemetry = Telemetry::default();
+        tokio::spawn(http::serve(listener, telemetry.clone(), observer));
+        Ok(Self {
+            node_name,
+            node_ip,
+            etcd,
+            datapath,
+            telemetry,
+        })
+    }
+
+    /// Starts watching etcd and keeping the datapath in sync with it. The
+    /// task ends when the watch does, or fails when the datapath cannot be
+    /// hooked.
+    pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
+        let (events_tx, events_rx) = mpsc::channel(64);
+        tokio::spawn(etcd_watch::run(self.etcd, events_tx));
+        let syncer = Syncer::new(self.node_name, self.node_ip, self.datapath, self.telemetry);
+        tokio::spawn(syncer.run(events_rx))
+    }
+}
+
+/// What a node's pinned maps hold, rendered for `skiff-agent status`
+/// (agent running or not).
+pub fn status(bpffs: &Path) -> anyhow::Result<String> {
+    let observer = Observer::open(bpffs)
+        .with_context(|| format!("reading the maps pinned under {}", bpffs.display()))?;
+    Ok(render_status(&observer.frontends()?, &observer.drops()?))
+}

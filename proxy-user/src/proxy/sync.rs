@@ -1,0 +1,374 @@
+//! Keeps the datapath equal to what the cluster wants: consumes the etcd
+//! watch's events, recomputes the frontends of each service they touch, and
+//! programs the difference. Every change is logged with the service it came
+//! from. This is where the cluster's terms (frontends, backends, policies)
+//! become the datapath's map keys and entries: neither side knows the other.
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use proxy_common::{Backend, ServiceKey};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::{
+    cluster::{
+        etcd_watch::ClusterEvent,
+        frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
+        policy::FrontendPolicy,
+        protocol::Protocol,
+        service_ref::ServiceRef,
+        state::ClusterState,
+    },
+    datapath::{self, Datapath, Policy, WriteError, chain},
+    health_check::HealthChecks,
+    orphans::Orphans,
+    telemetry::Telemetry,
+};
+
+/// How long to wait before retrying after the kernel refused a map write
+/// (a full map, say): long enough not to spin, short enough to recover fast.
+const RETRY_AFTER_WRITE_ERROR: Duration = Duration::from_secs(1);
+
+pub struct Syncer {
+    /// This node: `internalTrafficPolicy: Local` keeps traffic on it.
+    node: String,
+    /// Where this node serves NodePorts, if it does.
+    node_ip: Option<Ipv4Addr>,
+    telemetry: Telemetry,
+    cluster: ClusterState,
+    datapath: Datapath,
+    /// Which service each programmed frontend belongs to.
+    owners: HashMap<ServiceKey, ServiceRef>,
+    /// The frontends each service owns.
+    owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
+    health_checks: HealthChecks,
+    /// UDP backends removed by the writes so far, whose sockets to reset.
+    orphans: Orphans,
+}
+
+impl Syncer {
+    pub fn new(
+        node: String,
+        node_ip: Option<Ipv4Addr>,
+        datapath: Datapath,
+        telemetry: Telemetry,
+    ) -> Self {
+        Self {
+            node,
+            node_ip,
+            telemetry,
+            cluster: ClusterState::default(),
+            datapath,
+            owners: HashMap::new(),
+            owned: HashMap::new(),
+            health_checks: HealthChecks::new(node_ip),
+            orphans: Orphans::default(),
+        }
+    }
+
+    /// Runs until the event stream ends. The programs are hooked after the
+    /// first full sync, so they never run on maps that are not filled (after
+    /// an upgrade to a new map layout, the old programs serve until then).
+    pub async fn run(mut self, mut events: mpsc::Receiver<ClusterEvent>) -> anyhow::Result<()> {
+        let mut retry_at: Option<tokio::time::Instant> = None;
+        loop {
+            let event = match retry_at {
+                Some(at) => tokio::select! {
+                    event = events.recv() => event,
+                    () = tokio::time::sleep_until(at) => {
+                        retry_at = None;
+                        self.repair();
+                        continue;
+                    }
+                },
+                None => events.recv().await,
+            };
+            let Some(event) = event else { return Ok(()) };
+            // The first event is always a full sync; hooking is done once.
+            match self.handle(event) {
+                Ok(()) => {
+                    self.datapath
+                        .hook()
+                        .map_err(|error| anyhow::anyhow!(chain(&error)))
+                        .context("hooking the datapath programs")?;
+                    self.orphans.reset(&mut self.datapath, &self.telemetry);
+                }
+                Err(error) => {
+                    self.telemetry.write_failed();
+                    error!(error = %chain(&error), "a datapath write failed; re-reading the maps and retrying in {RETRY_AFTER_WRITE_ERROR:?}");
+                    retry_at = Some(tokio::time::Instant::now() + RETRY_AFTER_WRITE_ERROR);
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, event: ClusterEvent) -> Result<(), WriteError> {
+        match event {
+            ClusterEvent::Resync {
+                services,
+                slices,
+                revision,
+            } => {
+                let started = Instant::now();
+                let touched = self.cluster.replace_all(services, slices);
+                self.datapath.defer_writes();
+                for service in &touched {
+                    self.sync_service(service)?;
+                }
+                self.remove_unowned()?;
+                self.datapath.flush()?;
+                self.telemetry.full_sync_done(started.elapsed());
+                // The list and the writes were decoded and planned in
+                // buffers that are all free now.
+                crate::malloc::release_free_memory();
+                info!(
+                    revision,
+                    services = self.owned.len(),
+                    frontends = self.owners.len(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "full sync done"
+                );
+            }
+            ClusterEvent::Changes {
+                changes,
+                revision,
+                received,
+            } => {
+                let mut touched = BTreeSet::new();
+                for change in changes {
+                    touched.extend(self.cluster.apply(change));
+                }
+                for service in &touched {
+                    self.sync_service(service)?;
+                }
+                self.telemetry.changes_applied(received.elapsed());
+                tracing::debug!(revision, services = touched.len(), "changes applied");
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed write the mirror may no longer match the maps, nor
+    /// the ownership records the write was updating: read the maps back,
+    /// derive every service's frontends afresh, and drop what no service
+    /// owns.
+    fn repair(&mut self) {
+        self.owners.clear();
+        self.owned.clear();
+        if let Err(error) = self.datapath.adopt() {
+            error!(error = %chain(&error), "re-reading the datapath maps failed");
+            return;
+        }
+        let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
+        let result = services
+            .iter()
+            .try_for_each(|service| self.sync_service(service))
+            .and_then(|()| self.remove_unowned());
+        match result {
+            Ok(()) => {
+                self.telemetry.repaired();
+                info!("datapath repaired");
+                self.orphans.reset(&mut self.datapath, &self.telemetry);
+            }
+            Err(error) => {
+                error!(error = %chain(&error), "repairing the datapath failed; the next change retries")
+            }
+        }
+    }
+
+    /// Programs one service's frontends and removes those it no longer has.
+    fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
+        let node = NodeRef {
+            name: &self.node,
+            ip: self.node_ip,
+        };
+        let desired = self.cluster.desired(service, node);
+        self.health_checks
+            .set(service, self.cluster.health_check(service, node));
+        let mut keys = BTreeSet::new();
+        for DesiredFrontend {
+            frontend,
+            backends,
+            policy,
+        } in &desired
+        {
+            let key = service_key(frontend);
+            match self.owners.get(&key) {
+                Some(owner) if owner != service => {
+                    warn!(
+                        %service, %owner, frontend = %service_key(frontend),
+                        "two services claim one frontend; the first keeps it"
+                    );
+                    continue;
+                }
+                _ => {}
+            }
+            keys.insert(key);
+            self.owners.insert(key, service.clone());
+            let wanted: Vec<Backend> = backends
+                .iter()
+                .map(|backend| backend_of(backend, frontend))
+                .collect();
+            self.program(service, frontend, key, &wanted, &policy_of(policy))?;
+            self.telemetry
+                .frontend_programmed(key, service, &frontend.port_name);
+        }
+
+        let previous = match keys.is_empty() {
+            true => self.owned.remove(service),
+            false => self.owned.insert(service.clone(), keys.clone()),
+        };
+        for key in previous.unwrap_or_default().difference(&keys) {
+            self.owners.remove(key);
+            self.telemetry.frontend_removed(key);
+            let backends = self.datapath.backends(key).unwrap_or_default();
+            self.orphans.note(Some(service), *key, backends);
+            self.datapath.remove(key).inspect_err(|error| {
+                error!(%service, frontend = %key, error = %chain(error), "removing a frontend failed");
+            })?;
+            info!(%service, frontend = %key, "frontend removed");
+        }
+        Ok(())
+    }
+
+    fn program(
+        &mut self,
+        service: &ServiceRef,
+        frontend: &Frontend,
+        key: ServiceKey,
+        wanted: &[Backend],
+        policy: &Policy,
+    ) -> Result<(), WriteError> {
+        let change = self
+            .datapath
+            .set(key, wanted, policy)
+            .inspect_err(|error| {
+                error!(%service, frontend = %service_key(frontend), error = %chain(error), "programming a frontend failed");
+            })?;
+        let Some(change) = change else {
+            return Ok(());
+        };
+        self.orphans
+            .note(Some(service), key, change.removed.iter().copied());
+        let added: Vec<String> = change.added.iter().map(ToString::to_string).collect();
+        let removed: Vec<String> = change.removed.iter().map(ToString::to_string).collect();
+        info!(
+            %service,
+            frontend = %service_key(frontend),
+            port_name = %frontend.port_name,
+            backends = change.count,
+            ?added,
+            ?removed,
+            affinity_timeout = ?policy.affinity_timeout,
+            external = policy.external,
+            local_only = policy.local_only,
+            source_ranges = policy.source_ranges.len(),
+            "{}",
+            if change.new_frontend { "frontend added" } else { "frontend changed" }
+        );
+        Ok(())
+    }
+
+    /// Frontends in the maps that no service owns: left by an earlier agent
+    /// for services deleted while it was down.
+    fn remove_unowned(&mut self) -> Result<(), WriteError> {
+        let unowned: Vec<ServiceKey> = self
+            .datapath
+            .frontends()
+            .filter(|key| !self.owners.contains_key(key))
+            .copied()
+            .collect();
+        for key in unowned {
+            let backends = self.datapath.backends(&key).unwrap_or_default();
+            self.orphans.note(None, key, backends);
+            self.datapath.remove(&key).inspect_err(|error| {
+                error!(frontend = %key, error = %chain(error), "removing a stale frontend failed");
+            })?;
+            self.telemetry.frontend_removed(&key);
+            info!(frontend = %key, "stale frontend removed (its service is gone)");
+        }
+        Ok(())
+    }
+}
+
+fn service_key(frontend: &Frontend) -> ServiceKey {
+    ServiceKey {
+        address: u32::from_ne_bytes(frontend.ip.octets()),
+        port: frontend.port.to_be(),
+        protocol: ip_protocol(frontend.protocol),
+        pad: 0,
+    }
+}
+
+fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
+    Backend {
+        address: u32::from_ne_bytes(backend.ip.octets()),
+        port: backend.port.to_be(),
+        protocol: ip_protocol(frontend.protocol),
+        pad: 0,
+    }
+}
+
+/// The protocol number the datapath's map keys carry.
+fn ip_protocol(protocol: Protocol) -> u8 {
+    match protocol {
+        Protocol::Tcp => proxy_common::PROTO_TCP,
+        Protocol::Udp => proxy_common::PROTO_UDP,
+    }
+}
+
+/// The datapath's form of what the cluster asks of a frontend.
+fn policy_of(wanted: &FrontendPolicy) -> Policy {
+    Policy {
+        affinity_timeout: wanted.affinity_timeout,
+        external: wanted.external,
+        local_only: wanted.local_only,
+        source_ranges: (wanted.source_ranges.iter())
+            .map(|range| datapath::SourceCidr {
+                network: range.network,
+                prefix_len: range.prefix_len,
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::cluster::policy::SourceCidr;
+
+    #[test]
+    fn protocol_numbers_match_the_datapath() {
+        assert_eq!(ip_protocol(Protocol::Tcp), 6);
+        assert_eq!(ip_protocol(Protocol::Udp), 17);
+    }
+
+    #[test]
+    fn the_datapath_policy_carries_every_field() {
+        let network = Ipv4Addr::new(203, 0, 113, 0);
+        let wanted = FrontendPolicy {
+            affinity_timeout: Some(60),
+            external: true,
+            local_only: true,
+            source_ranges: vec![SourceCidr {
+                network,
+                prefix_len: 24,
+            }],
+        };
+        let expected = Policy {
+            affinity_timeout: Some(60),
+            external: true,
+            local_only: true,
+            source_ranges: vec![datapath::SourceCidr {
+                network,
+                prefix_len: 24,
+            }],
+        };
+        assert_eq!(policy_of(&wanted), expected);
+        assert_eq!(policy_of(&FrontendPolicy::default()), Policy::default());
+    }
+}
