@@ -397,11 +397,11 @@ async fn start_pods(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<
     // Like the service watch, wait for etcd rather than fail: the node
     // comes up whichever starts first.
     tokio::spawn(async move {
-        let client = store::connect(&endpoints).await;
-        let store = store::Store::new(client.clone());
+        let kv = skiff_etcd::kv::Kv::connect_retrying(&endpoints).await;
+        let store = store::Store::new(kv);
         tokio::spawn(node::heartbeat(store.clone(), info, interval));
         let ctx = pods::Context::new(config, store, ipam, logs, plumbing);
-        pods::run(std::sync::Arc::new(ctx), client).await;
+        pods::run(std::sync::Arc::new(ctx), endpoints).await;
     });
     Ok(())
 }
