@@ -4,7 +4,6 @@
 pub mod alloc;
 pub mod api;
 pub mod controllers;
-pub mod local_etcd;
 pub mod patch;
 pub mod scheduler;
 pub mod server;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
-    TxnOpResponse, WatchClient,
+    TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 
 use crate::backoff::Backoff;
@@ -37,10 +37,7 @@ pub enum EtcdError {
 impl EtcdError {
     /// Wraps an etcd error of a call at `revision`, recognising compaction
     /// (etcd reports it as a gRPC error whose text says so).
-    pub(crate) fn of(
-        operation: &'static str,
-        revision: i64,
-    ) -> impl FnOnce(etcd_client::Error) -> Self {
+    pub fn of(operation: &'static str, revision: i64) -> impl FnOnce(etcd_client::Error) -> Self {
         move |source| match &source {
             etcd_client::Error::GRpcStatus(status)
                 if status
@@ -312,6 +309,20 @@ impl Kv {
             .iter()
             .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
             .collect())
+    }
+
+    /// The changes under `prefix` from `start_revision` on (inclusive),
+    /// each with the key's previous value. Progress reports can be
+    /// requested on the stream.
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, EtcdError> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_prev_key();
+        self.watch_client()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(EtcdError::of("watch", start_revision))
     }
 
     /// Writes `value` at `key` only if the key does not exist.
