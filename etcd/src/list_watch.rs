@@ -4,10 +4,11 @@
 //! a reconnect with backoff and a full re-list, so the consumer always
 //! converges on what etcd holds.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, WatchOptions, WatchStream};
 use tokio::sync::mpsc::Sender;
+use tokio::time::{Interval, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
@@ -47,7 +48,9 @@ pub enum Event<K, V> {
     /// replaces its whole view (changes may have been missed in between).
     Resync { objects: Vec<(K, V)>, revision: i64 },
     /// The changes of one watch response, in order; `revision` is that of
-    /// the last one.
+    /// the last one. No changes at all is a progress report (see
+    /// [`ListWatch::with_progress`]): every change up to `revision` has
+    /// been sent.
     Changes {
         changes: Vec<Change<K, V>>,
         revision: i64,
@@ -82,23 +85,52 @@ pub(crate) enum SessionError {
 /// The receiver of events was dropped: the consumer is shutting down.
 pub(crate) struct ConsumerGone;
 
-/// A list-then-watch of `prefixes` in the etcd at `endpoints`.
+/// Where a list-then-watch reaches etcd.
+enum Source {
+    /// A connection of its own, made again for every session: what a
+    /// long-lived follower on another host wants.
+    Endpoints(Vec<String>),
+    /// A shared connection (it reconnects by itself).
+    Shared(Box<Kv>),
+}
+
+/// A list-then-watch of `prefixes`.
 pub struct ListWatch<D> {
-    endpoints: Vec<String>,
+    source: Source,
     prefixes: Vec<String>,
     decoder: D,
     page_size: i64,
+    progress_every: Option<Duration>,
 }
 
 impl<D: Decoder> ListWatch<D> {
-    /// `prefixes` should end in `/` (see [`crate::keys::collection_prefix`]).
+    /// Follows `prefixes` (each should end in `/`, see
+    /// [`crate::keys::collection_prefix`]) in the etcd at `endpoints`.
     pub fn new(endpoints: Vec<String>, prefixes: Vec<String>, decoder: D) -> Self {
+        Self::from_source(Source::Endpoints(endpoints), prefixes, decoder)
+    }
+
+    /// Follows `prefixes` through an existing connection.
+    pub fn shared(kv: Kv, prefixes: Vec<String>, decoder: D) -> Self {
+        Self::from_source(Source::Shared(Box::new(kv)), prefixes, decoder)
+    }
+
+    fn from_source(source: Source, prefixes: Vec<String>, decoder: D) -> Self {
         Self {
-            endpoints,
+            source,
             prefixes,
             decoder,
             page_size: LIST_PAGE_SIZE,
+            progress_every: None,
         }
+    }
+
+    /// Asks etcd this often how far the watch has got, which comes as
+    /// changes-free [`Event::Changes`]: a consumer waiting to see a
+    /// revision is then not kept waiting by prefixes nobody writes.
+    pub fn with_progress(mut self, every: Duration) -> Self {
+        self.progress_every = Some(every);
+        self
     }
 
     /// Lists `page_size` keys per request instead of [`LIST_PAGE_SIZE`].
@@ -129,7 +161,6 @@ impl<D: Decoder> ListWatch<D> {
             };
             let delay = backoff.next_delay();
             warn!(
-                endpoints = ?self.endpoints,
                 prefixes = ?self.prefixes,
                 %error,
                 retry_in = ?delay,
@@ -152,7 +183,10 @@ impl<D: Decoder> ListWatch<D> {
     where
         E: From<Event<D::Key, D::Value>> + Send,
     {
-        let kv = Kv::connect(&self.endpoints).await?;
+        let kv = match &self.source {
+            Source::Endpoints(endpoints) => Kv::connect(endpoints).await?,
+            Source::Shared(kv) => Kv::clone(kv),
+        };
         let (objects, revision) = self.list(&kv).await?;
         info!(
             revision,
@@ -243,10 +277,21 @@ impl<D: Decoder> ListWatch<D> {
     where
         E: From<Event<D::Key, D::Value>> + Send,
     {
+        let mut progress = self.progress_every.map(|period| {
+            let mut interval =
+                tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
         loop {
-            let response = stream
-                .message()
-                .await
+            let response = tokio::select! {
+                response = stream.message() => response,
+                () = tick(&mut progress) => {
+                    stream.request_progress().await.map_err(SessionError::Watch)?;
+                    continue;
+                }
+            };
+            let response = response
                 .map_err(SessionError::Watch)?
                 .ok_or(SessionError::StreamEnded)?;
             // etcd reports a compacted start revision by canceling with
@@ -264,10 +309,27 @@ impl<D: Decoder> ListWatch<D> {
                 });
             }
             if response.created() {
-                // A list and a live watch: etcd is healthy again.
+                // A list and a live watch: etcd is healthy again. (The
+                // creation's header says nothing about delivery.)
                 backoff.reset();
+                continue;
             }
             let received = Instant::now();
+            if response.events().is_empty() {
+                // A progress report; passed on only to who asked for them.
+                let Some(header) = response.header().filter(|_| progress.is_some()) else {
+                    continue;
+                };
+                let event = Event::Changes {
+                    changes: Vec::new(),
+                    revision: header.revision(),
+                    received,
+                };
+                if tx.send(event.into()).await.is_err() {
+                    return Ok(ConsumerGone);
+                }
+                continue;
+            }
             let mut revision = 0;
             let mut changes = Vec::with_capacity(response.events().len());
             for event in response.events() {
@@ -324,6 +386,16 @@ impl<D: Decoder> ListWatch<D> {
                 None
             }
         }
+    }
+}
+
+/// Waits for the next progress tick; never, without progress reports.
+async fn tick(progress: &mut Option<Interval>) {
+    match progress {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -304,7 +304,7 @@ pub fn resource_version_of(object: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn with_resource_version(mut object: Value, revision: i64) -> Value {
+pub fn with_resource_version(mut object: Value, revision: i64) -> Value {
     if let Some(metadata) = object
         .as_object_mut()
         .map(|object| {

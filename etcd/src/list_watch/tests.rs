@@ -382,3 +382,43 @@ impl Drop for Gate {
         self.acceptor.abort();
     }
 }
+
+/// A quiet prefix still reports how far its watch has got, through a
+/// shared connection.
+#[tokio::test]
+async fn progress_reports_reach_a_quiet_prefix() {
+    let (_etcd, kv) = etcd().await;
+    put_service(&kv, "web", "10.96.0.10").await;
+    let (tx, mut rx) = mpsc::channel::<TestEvent>(16);
+    let watch = ListWatch::shared(
+        kv.clone(),
+        vec![collection_prefix(ENDPOINT_SLICES, None)],
+        Objects,
+    )
+    .with_progress(Duration::from_millis(50));
+    let runner = tokio::spawn(watch.run(tx));
+    let Event::Resync { objects, revision } = next_event(&mut rx).await else {
+        panic!("the first event is a Resync")
+    };
+    assert!(objects.is_empty());
+
+    // Writes elsewhere move etcd's revision on; the watch says it has seen
+    // everything up to there, with no changes of its own.
+    let latest = put_service(&kv, "api", "10.96.0.11").await;
+    assert!(latest > revision);
+    loop {
+        match next_event(&mut rx).await {
+            Event::Changes {
+                changes, revision, ..
+            } => {
+                assert!(changes.is_empty(), "nothing changed under the prefix");
+                if revision >= latest {
+                    break;
+                }
+            }
+            Event::Resync { .. } => panic!("no re-list without trouble"),
+        }
+    }
+    drop(rx);
+    runner.await.unwrap();
+}
