@@ -15,7 +15,6 @@ pub mod api;
 pub mod clock;
 pub mod controllers;
 pub mod kinds;
-pub mod local_etcd;
 pub mod manager;
 pub mod patch;
 pub mod scheduler;

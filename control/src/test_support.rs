@@ -1,36 +1,30 @@
 //! What tests against a real etcd share: a throwaway single-member etcd on
-//! free loopback ports.
+//! free loopback ports (skiff-etcd's launcher).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::local_etcd::LocalEtcd;
+use skiff_etcd::etcd_client::Client;
+use skiff_etcd::launcher::TempEtcd;
+
 use crate::store::Store;
 
 pub fn free_port() -> u16 {
-    crate::local_etcd::free_port().expect("bind a loopback port")
+    skiff_etcd::launcher::free_port().expect("bind a loopback port")
 }
 
 /// `/usr/bin/etcd` in a temporary directory, killed and removed on drop
 /// (also when the test panics).
 pub struct Etcd {
-    etcd: LocalEtcd,
-    dir: PathBuf,
+    etcd: TempEtcd,
     pub url: String,
 }
 
 impl Etcd {
     pub fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "skiff-control-etcd-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("create etcd's directory");
-        let etcd = LocalEtcd::start(Path::new("/usr/bin/etcd"), &dir)
-            .expect("start /usr/bin/etcd (cargo xtask setup installs it)");
-        let url = etcd.url.clone();
-        Self { etcd, dir, url }
+        let etcd =
+            TempEtcd::start(&[]).expect("start /usr/bin/etcd (cargo xtask setup installs it)");
+        let url = etcd.local_endpoint();
+        Self { etcd, url }
     }
 
     /// A store, once etcd answers.
@@ -45,7 +39,7 @@ impl Etcd {
             assert!(
                 Instant::now() < deadline,
                 "etcd did not start; see {}",
-                self.dir.display()
+                self.etcd.dir().display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -53,17 +47,9 @@ impl Etcd {
 
     /// A raw etcd client, for what the store deliberately cannot do
     /// (compaction).
-    pub async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([&self.url], None)
+    pub async fn client(&self) -> Client {
+        Client::connect([&self.url], None)
             .await
             .expect("connect to etcd")
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        // Stop etcd before removing its directory.
-        self.etcd.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -2,8 +2,9 @@
 //! limit is 128 operations each), several in flight. `etcdctl put` per key
 //! would take minutes for 100 000 Services.
 
-use etcd_client::{Client, KvClient, Txn, TxnOp, TxnResponse};
 use tokio::task::JoinSet;
+
+use crate::kv::{EtcdError, Guarded, Kv, Written};
 
 /// etcd's default `--max-txn-ops`.
 const OPS_PER_TXN: usize = 128;
@@ -12,32 +13,26 @@ const TXNS_IN_FLIGHT: usize = 8;
 #[derive(Debug, thiserror::Error)]
 pub enum BulkError {
     #[error("connecting to etcd at {endpoint}: {source}")]
-    Connect {
-        endpoint: String,
-        source: etcd_client::Error,
-    },
+    Connect { endpoint: String, source: EtcdError },
     #[error("an etcd transaction failed: {0}")]
-    Txn(#[from] etcd_client::Error),
+    Txn(#[from] EtcdError),
     #[error("an etcd write task panicked")]
     Panicked,
 }
 
 pub struct BulkWriter {
-    kv: KvClient,
+    kv: Kv,
 }
 
 impl BulkWriter {
     pub async fn connect(endpoint: &str) -> Result<Self, BulkError> {
-        let client =
-            Client::connect([endpoint], None)
-                .await
-                .map_err(|source| BulkError::Connect {
-                    endpoint: endpoint.to_owned(),
-                    source,
-                })?;
-        Ok(Self {
-            kv: client.kv_client(),
-        })
+        let kv = Kv::connect(&[endpoint.to_owned()])
+            .await
+            .map_err(|source| BulkError::Connect {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
+        Ok(Self { kv })
     }
 
     /// Puts every (key, value); returns how many.
@@ -49,14 +44,17 @@ impl BulkWriter {
         let mut written = 0;
         let mut objects = objects.into_iter().peekable();
         while objects.peek().is_some() {
-            let ops: Vec<TxnOp> = objects
-                .by_ref()
-                .take(OPS_PER_TXN)
-                .map(|(key, value)| TxnOp::put(key, value, None))
-                .collect();
-            written += ops.len();
-            let mut kv = self.kv.clone();
-            in_flight.spawn(async move { kv.txn(Txn::new().and_then(ops)).await });
+            // No guards: these are plain puts, batched.
+            let batch =
+                objects
+                    .by_ref()
+                    .take(OPS_PER_TXN)
+                    .fold(Guarded::new(), |batch, (key, value)| {
+                        written += 1;
+                        batch.put(&key, value)
+                    });
+            let kv = self.kv.clone();
+            in_flight.spawn(async move { kv.commit(batch).await });
             if in_flight.len() >= TXNS_IN_FLIGHT {
                 finish_one(&mut in_flight).await?;
             }
@@ -68,11 +66,32 @@ impl BulkWriter {
     }
 }
 
-async fn finish_one(
-    in_flight: &mut JoinSet<Result<TxnResponse, etcd_client::Error>>,
-) -> Result<(), BulkError> {
+async fn finish_one(in_flight: &mut JoinSet<Result<Written, EtcdError>>) -> Result<(), BulkError> {
     if let Some(joined) = in_flight.join_next().await {
         joined.map_err(|_| BulkError::Panicked)??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::etcd;
+
+    #[tokio::test]
+    async fn puts_every_key_across_many_transactions() {
+        let (etcd, kv) = etcd().await;
+        let writer = BulkWriter::connect(&etcd.local_endpoint()).await.unwrap();
+        let count = OPS_PER_TXN * TXNS_IN_FLIGHT * 2 + 3;
+        let objects = (0..count).map(|i| (format!("/bulk/{i:05}"), format!("v{i}")));
+        assert_eq!(writer.put_all(objects).await.unwrap(), count);
+        assert_eq!(kv.keys("/bulk/").await.unwrap().len(), count);
+        let last = kv
+            .get(&format!("/bulk/{:05}", count - 1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(last.value, format!("v{}", count - 1).into_bytes());
+        assert_eq!(writer.put_all(Vec::new()).await.unwrap(), 0);
+    }
 }

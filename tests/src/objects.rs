@@ -5,6 +5,7 @@
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
+use skiff_etcd::keys::{ENDPOINT_SLICES, SERVICES, object_key};
 
 /// One port of a Service, and the target port its endpoints listen on.
 #[derive(Debug, Clone)]
@@ -59,11 +60,11 @@ impl EndpointSpec {
 }
 
 pub fn service_key(namespace: &str, name: &str) -> String {
-    format!("/registry/services/specs/{namespace}/{name}")
+    object_key(SERVICES, Some(namespace), name)
 }
 
 pub fn endpoint_slice_key(namespace: &str, name: &str) -> String {
-    format!("/registry/endpointslices/{namespace}/{name}")
+    object_key(ENDPOINT_SLICES, Some(namespace), name)
 }
 
 pub fn service(namespace: &str, name: &str, cluster_ip: Ipv4Addr, ports: &[PortSpec]) -> Value {

@@ -4,22 +4,24 @@
 //! Every allocated value is one key, `/registry/skiff/allocations/<kind>/<value>`,
 //! whose value names the owner. A key is only ever created in a transaction
 //! that requires it to be absent (`create_revision == 0`), which is what makes
-//! concurrent allocators safe without any lock.
+//! concurrent allocators safe without any lock. Nodes' pod CIDRs are claimed
+//! the same way (`pod_cidrs`).
 
+mod pod_cidrs;
 mod pool;
 
+pub use pod_cidrs::{PodCidrClaims, claim_name};
 pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use skiff_etcd::keys::{ALLOCATIONS, collection_prefix, object_key};
+use skiff_etcd::kv::{EtcdError, Kv, Written};
 
-/// Where all allocations live in etcd.
-pub const ALLOCATIONS_PREFIX: &str = "/registry/skiff/allocations/";
 /// kube-apiserver's default `--service-cluster-ip-range`.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 /// kube-apiserver's default `--service-node-port-range`.
@@ -91,16 +93,16 @@ pub enum AllocError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
 }
 
 /// Allocates values of one pool. Cheap to clone; clones share the etcd
 /// connection.
 #[derive(Clone)]
 pub struct Allocator<P> {
-    client: Client,
-    /// `ALLOCATIONS_PREFIX` + kind + `/`.
+    kv: Kv,
+    /// The allocations of this pool: `<ALLOCATIONS>/<kind>/`.
     prefix: String,
     pool: P,
 }
@@ -113,29 +115,29 @@ pub type PortAllocator = Allocator<PortPool>;
 impl IpAllocator {
     /// ClusterIPs from the service CIDR. Its first address is reserved for
     /// the `kubernetes` Service: only an explicit request gets it.
-    pub fn cluster_ips(client: Client, cidr: Ipv4Cidr) -> Self {
+    pub fn cluster_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
         let reserved = vec![kubernetes_service_ip(cidr)];
-        Self::new(client, "clusterips", Ipv4Pool::new(cidr, reserved))
+        Self::new(kv, "clusterips", Ipv4Pool::new(cidr, reserved))
     }
 
     /// LoadBalancer ingress IPs from a configured pool.
-    pub fn load_balancer_ips(client: Client, cidr: Ipv4Cidr) -> Self {
-        Self::new(client, "loadbalancerips", Ipv4Pool::new(cidr, vec![]))
+    pub fn load_balancer_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
+        Self::new(kv, "loadbalancerips", Ipv4Pool::new(cidr, vec![]))
     }
 }
 
 impl PortAllocator {
     /// NodePorts (and health check node ports) from `range`.
-    pub fn node_ports(client: Client, range: PortPool) -> Self {
-        Self::new(client, "nodeports", range)
+    pub fn node_ports(kv: Kv, range: PortPool) -> Self {
+        Self::new(kv, "nodeports", range)
     }
 }
 
 impl<P: Pool> Allocator<P> {
-    fn new(client: Client, kind: &str, pool: P) -> Self {
+    fn new(kv: Kv, kind: &str, pool: P) -> Self {
         Self {
-            client,
-            prefix: format!("{ALLOCATIONS_PREFIX}{kind}/"),
+            kv,
+            prefix: collection_prefix(&object_key(ALLOCATIONS, None, kind), None),
             pool,
         }
     }
@@ -210,16 +212,14 @@ impl<P: Pool> Allocator<P> {
     /// Frees `item` if `owner` holds it.
     pub async fn release(&self, item: P::Item, owner: &Owner) -> Result<(), AllocError> {
         let key = self.key(item);
-        let mut kv = self.client.kv_client();
         for _ in 0..CONTENDED_ATTEMPTS {
-            let resp = kv.get(key.as_str(), None).await?;
-            let Some(record) = resp.kvs().first() else {
+            let Some(record) = self.kv.get(&key).await? else {
                 return Err(AllocError::NotAllocated {
                     what: P::WHAT,
                     value: item.to_string(),
                 });
             };
-            let holder = self.decode(item, record.value())?;
+            let holder = self.decode(item, &record.value)?;
             if !holder.is(owner) {
                 return Err(AllocError::NotOwner {
                     what: P::WHAT,
@@ -229,14 +229,7 @@ impl<P: Pool> Allocator<P> {
             }
             // Delete only the record we checked: if it changed meanwhile
             // (released and taken by someone else), look again.
-            let txn = Txn::new()
-                .when([Compare::mod_revision(
-                    key.as_str(),
-                    CompareOp::Equal,
-                    record.mod_revision(),
-                )])
-                .and_then([TxnOp::delete(key.as_str(), None)]);
-            if kv.txn(txn).await?.succeeded() {
+            if let Written::Done { .. } = self.kv.delete(&key, record.mod_revision).await? {
                 return Ok(());
             }
         }
@@ -245,36 +238,22 @@ impl<P: Pool> Allocator<P> {
 
     /// Who holds `item`, if anyone.
     pub async fn owner_of(&self, item: P::Item) -> Result<Option<Owner>, AllocError> {
-        let resp = self.client.kv_client().get(self.key(item), None).await?;
-        resp.kvs()
-            .first()
-            .map(|record| self.decode(item, record.value()))
+        let record = self.kv.get(&self.key(item)).await?;
+        record
+            .map(|record| self.decode(item, &record.value))
             .transpose()
     }
 
     /// Creates the key for `item` unless it exists; `false` if it did.
     async fn claim(&self, item: P::Item, owner: &Owner) -> Result<bool, AllocError> {
-        let key = self.key(item);
         let value = serde_json::to_vec(owner).expect("an Owner always serializes");
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.as_str(), value, None)]);
-        Ok(self.client.kv_client().txn(txn).await?.succeeded())
+        let written = self.kv.create(&self.key(item), value).await?;
+        Ok(matches!(written, Written::Done { .. }))
     }
 
     /// The keys of all current allocations of this pool.
     async fn taken(&self) -> Result<HashSet<String>, AllocError> {
-        let options = GetOptions::new().with_prefix().with_keys_only();
-        let resp = self
-            .client
-            .kv_client()
-            .get(self.prefix.as_str(), Some(options))
-            .await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| kv.key_str().ok().map(str::to_owned))
-            .collect())
+        Ok(self.kv.keys(&self.prefix).await?.into_iter().collect())
     }
 
     fn decode(&self, item: P::Item, value: &[u8]) -> Result<Owner, AllocError> {

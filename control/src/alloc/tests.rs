@@ -4,19 +4,17 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
-
 use super::*;
 use crate::test_support::Etcd;
 
 /// A client once etcd answers (it takes a moment to start).
-async fn client(etcd: &Etcd) -> Client {
+async fn client(etcd: &Etcd) -> Kv {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(mut client) = Client::connect([&etcd.url], None).await
-            && client.status().await.is_ok()
+        if let Ok(kv) = Kv::connect(std::slice::from_ref(&etcd.url)).await
+            && kv.revision().await.is_ok()
         {
-            return client;
+            return kv;
         }
         assert!(Instant::now() < deadline, "etcd did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,9 +100,9 @@ async fn cluster_ips_reserve_the_kubernetes_address() {
         alloc.owner_of(kubernetes_ip).await.unwrap(),
         Some(kubernetes)
     );
-    let key = format!("{ALLOCATIONS_PREFIX}clusterips/10.96.0.1");
-    let stored = client(&etcd).await.get(key, None).await.unwrap();
-    let stored: Owner = serde_json::from_slice(stored.kvs()[0].value()).unwrap();
+    let key = "/registry/skiff/allocations/clusterips/10.96.0.1";
+    let stored = client(&etcd).await.get(key).await.unwrap().unwrap();
+    let stored: Owner = serde_json::from_slice(&stored.value).unwrap();
     assert_eq!(stored.name, "kubernetes");
 }
 

@@ -7,13 +7,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use control::local_etcd::{LocalEtcd, free_port};
+use skiff_etcd::launcher::{EtcdConfig, EtcdProcess, free_port};
 
 /// How long start-up may take (etcd, then PKI and the first etcd writes).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Processes {
-    etcd: LocalEtcd,
+    etcd: EtcdProcess,
     control: Child,
     pub dir: PathBuf,
     /// `127.0.0.1:<port>` skiff-control serves on.
@@ -25,9 +25,10 @@ impl Processes {
     pub fn start(etcd_bin: &Path, control_bin: &Path) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("skiff-control-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let etcd = LocalEtcd::start(etcd_bin, &dir)
+        let etcd = EtcdConfig::on_free_ports(dir.join("etcd-data"), &[])
+            .and_then(|config| EtcdProcess::start(etcd_bin, config, &dir.join("etcd.log")))
             .with_context(|| format!("starting {}", etcd_bin.display()))?;
-        let etcd_url = etcd.url.clone();
+        let etcd_url = etcd.config().local_endpoint();
         let token = "bench-token".to_owned();
         let tokens = dir.join("tokens.csv");
         std::fs::write(&tokens, format!("{token},bench,1,\"bench\"\n"))?;

@@ -1,19 +1,19 @@
-//! Informers: every object of the watched kinds, kept current by a list
-//! and a watch on the store (not over HTTP), with a signal on each change.
+//! Informers: every object of the watched kinds, kept current by
+//! skiff-etcd's list-then-watch on etcd (not over HTTP), with a signal on
+//! each change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::watch;
+use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::kind::Kind;
-use crate::store::{
-    EventType, ListRequest, Store, WatchBatch, collection_prefix, resource_version_of,
-};
+use crate::store::{Store, collection_prefix, with_resource_version};
 
 /// How often a quiet watch reports how far it has got, so that a
 /// controller waiting for its own write to show up is not kept waiting by
@@ -136,34 +136,29 @@ impl Cache {
         }
     }
 
-    fn replace(&self, kind: Kind, items: Vec<Value>, revision: i64, prefix: &str) {
-        let by_key = items
-            .into_iter()
-            .filter_map(|object| key_of(kind, prefix, &object).map(|key| (key, object)))
-            .collect();
-        *self.objects(kind).write().expect("cache lock") = Objects { by_key, revision };
-        self.changed.send_modify(|count| *count += 1);
-    }
-
-    fn apply(&self, kind: Kind, batch: WatchBatch, prefix: &str) {
+    fn apply(&self, kind: Kind, event: Event<String, Value>) {
         {
             let mut objects = self.objects(kind).write().expect("cache lock");
-            match batch {
-                WatchBatch::Progress { revision } => {
-                    objects.revision = objects.revision.max(revision)
-                }
-                WatchBatch::Events(events) => {
-                    for event in events {
-                        let revision = resource_version_of(&event.object);
-                        let Some(key) = key_of(kind, prefix, &event.object) else {
-                            continue;
-                        };
-                        match event.event_type {
-                            EventType::Deleted => objects.by_key.remove(&key),
-                            _ => objects.by_key.insert(key, event.object),
-                        };
-                        objects.revision = objects.revision.max(revision);
+            match event {
+                Event::Resync {
+                    objects: all,
+                    revision,
+                } => {
+                    *objects = Objects {
+                        by_key: all.into_iter().collect(),
+                        revision,
                     }
+                }
+                Event::Changes {
+                    changes, revision, ..
+                } => {
+                    for change in changes {
+                        match change {
+                            Change::Put(key, object) => objects.by_key.insert(key, object),
+                            Change::Delete(key) => objects.by_key.remove(&key),
+                        };
+                    }
+                    objects.revision = objects.revision.max(revision);
                 }
             }
         }
@@ -171,44 +166,40 @@ impl Cache {
     }
 }
 
-/// The etcd key of a cached object, rebuilt from its metadata.
-fn key_of(kind: Kind, prefix: &str, object: &Value) -> Option<String> {
-    let name = object["metadata"]["name"].as_str()?;
-    Some(match object["metadata"]["namespace"].as_str() {
-        Some(namespace) if kind.namespaced() => format!("{prefix}{namespace}/{name}"),
-        _ => format!("{prefix}{name}"),
-    })
+/// Objects as the store reads them: JSON objects under their etcd keys,
+/// with the revision they were written at as their resourceVersion.
+struct StoredObjects;
+
+impl Decoder for StoredObjects {
+    type Key = String;
+    type Value = Value;
+
+    fn key(&self, key: &[u8]) -> Option<String> {
+        String::from_utf8(key.to_vec()).ok()
+    }
+
+    fn value(
+        &self,
+        _: &String,
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<Value, serde_json::Error> {
+        let object: serde_json::Map<String, Value> = serde_json::from_slice(value)?;
+        Ok(with_resource_version(Value::Object(object), mod_revision))
+    }
 }
 
-/// List, then watch from the list's revision; list again when the watch
-/// fails (e.g. compacted).
+/// Lists, then watches, `kind` for as long as the program runs.
 async fn inform(cache: Arc<Cache>, kind: Kind) {
     let prefix = collection_prefix(kind.storage(), None);
-    loop {
-        if let Err(error) = list_and_watch(&cache, kind, &prefix).await {
-            warn!(?kind, %error, "informer restarts");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+    let (tx, mut events) = mpsc::channel(16);
+    let follow = ListWatch::shared(cache.store.client(), vec![prefix], StoredObjects)
+        .with_progress(PROGRESS_EVERY)
+        .run(tx);
+    let apply = async {
+        while let Some(event) = events.recv().await {
+            cache.apply(kind, event);
         }
-    }
-}
-
-async fn list_and_watch(
-    cache: &Cache,
-    kind: Kind,
-    prefix: &str,
-) -> Result<(), crate::store::StoreError> {
-    let page = cache
-        .store
-        .list(prefix, ListRequest::default(), |_| true)
-        .await?;
-    let revision = page.revision;
-    cache.replace(kind, page.items, revision, prefix);
-    let mut watch = cache
-        .store
-        .watch(prefix, revision + 1, Some(PROGRESS_EVERY))
-        .await?;
-    loop {
-        let batch = watch.next().await?;
-        cache.apply(kind, batch, prefix);
-    }
+    };
+    tokio::join!(follow, apply);
 }

@@ -1,23 +1,19 @@
 //! Pod CIDRs: a Node without `spec.podCIDR` gets the next free /24 (the
 //! configured size) of the cluster CIDR. The claim and the Node update are
-//! one etcd transaction, so two nodes never get the same range; a podCIDR
-//! a node registered with (the local cluster's agents set their own) is
-//! kept and counted as taken.
+//! one write (see `alloc::PodCidrClaims`), so two nodes never get the same
+//! range; a podCIDR a node registered with (the local cluster's agents set
+//! their own) is kept and counted as taken.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, meta};
-use crate::alloc::Ipv4Cidr;
-use crate::store::{StoreError, object_key, prefix_end};
-
-/// Where the claims live: `<prefix><network>-<prefix length>` → node name.
-const CLAIMS: &str = "/registry/skiff/podcidrs/";
+use crate::alloc::{Ipv4Cidr, PodCidrClaims, claim_name};
+use crate::store::object_key;
 
 #[derive(Default)]
 pub struct PodCidrs {
@@ -45,35 +41,8 @@ impl Controller for PodCidrs {
         if waiting.is_empty() && names == self.known {
             return Ok(vec![]);
         }
-        let mut client = context.cache.store().client();
-        let claimed = client
-            .get(
-                CLAIMS,
-                Some(GetOptions::new().with_range(prefix_end(CLAIMS))),
-            )
-            .await
-            .map_err(|source| StoreError::Etcd {
-                operation: "range",
-                source,
-            })?;
-        let mut taken = BTreeSet::new();
-        for kv in claimed.kvs() {
-            let (Ok(key), Ok(owner)) = (kv.key_str(), kv.value_str()) else {
-                continue;
-            };
-            if names.contains(owner) {
-                taken.insert(key.trim_start_matches(CLAIMS).to_owned());
-            } else {
-                // The node is gone: its range is free again.
-                client
-                    .delete(key, None)
-                    .await
-                    .map_err(|source| StoreError::Etcd {
-                        operation: "delete",
-                        source,
-                    })?;
-            }
-        }
+        let claims = PodCidrClaims::new(context.cache.store().clone());
+        let mut taken = claims.held_by(&names).await?;
         self.known = names;
         for node in &nodes {
             if let Some(cidr) = node["spec"]["podCIDR"].as_str() {
@@ -87,33 +56,9 @@ impl Controller for PodCidrs {
                 warn!(node = meta::name(node), %cluster, "no pod CIDR left");
                 break;
             };
-            let claim = format!("{CLAIMS}{}", cidr.to_string().replace('/', "-"));
-            taken.insert(cidr.to_string().replace('/', "-"));
+            taken.insert(claim_name(cidr));
             let key = object_key(Kind::Node.storage(), None, meta::name(node));
-            let mut updated = node.clone();
-            updated["spec"]["podCIDR"] = json!(cidr.to_string());
-            updated["spec"]["podCIDRs"] = json!([cidr.to_string()]);
-            if let Some(metadata) = updated["metadata"].as_object_mut() {
-                metadata.remove("resourceVersion");
-            }
-            let txn = Txn::new()
-                .when([
-                    Compare::mod_revision(
-                        key.as_str(),
-                        CompareOp::Equal,
-                        crate::store::resource_version_of(node),
-                    ),
-                    Compare::create_revision(claim.as_str(), CompareOp::Equal, 0),
-                ])
-                .and_then([
-                    TxnOp::put(key.as_str(), updated.to_string(), None),
-                    TxnOp::put(claim.as_str(), meta::name(node), None),
-                ]);
-            let response = client.txn(txn).await.map_err(|source| StoreError::Etcd {
-                operation: "txn",
-                source,
-            })?;
-            if response.succeeded() {
+            if claims.assign(&key, node, cidr).await? {
                 info!(node = meta::name(node), %cidr, "pod CIDR assigned");
                 wrote = true;
             }
@@ -133,7 +78,7 @@ fn next_free(cluster: Ipv4Cidr, size: u8, taken: &BTreeSet<String>) -> Option<Ip
     (0..count)
         .map(|index| Ipv4Addr::from((base + index * step) as u32))
         .filter_map(|network| Ipv4Cidr::new(network, size).ok())
-        .find(|cidr| !taken.contains(&cidr.to_string().replace('/', "-")))
+        .find(|cidr| !taken.contains(&claim_name(*cidr)))
 }
 
 #[cfg(test)]

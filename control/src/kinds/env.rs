@@ -13,7 +13,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(client: etcd_client::Client, network: &ServiceNetwork) -> Self {
+    pub fn new(client: skiff_etcd::kv::Kv, network: &ServiceNetwork) -> Self {
         Self {
             service_pools: ServicePools::new(client, network),
             service_options: ServiceOptions {

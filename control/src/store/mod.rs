@@ -5,35 +5,23 @@
 //! revision, and watches that resume from a revision.
 
 mod continue_token;
-mod keys;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue, KvClient, Txn,
-    TxnOp, TxnOpResponse, WatchOptions,
-};
 use serde_json::Value;
+use skiff_etcd::kv::{Entry, EtcdError, Guarded, KeyRange, Kv, Written};
 
 pub use continue_token::ContinueToken;
-pub use keys::{collection_prefix, object_key, prefix_end};
+pub use skiff_etcd::keys::{collection_prefix, object_key};
 pub use watch::{EventType, Watch, WatchBatch, WatchEvent};
-
-/// Largest gRPC message accepted from etcd: a list page of large objects
-/// exceeds tonic's 4 MiB default.
-const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
 /// Why a storage operation failed. The API layer maps each to a `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("etcd {operation} failed: {source}")]
-    Etcd {
-        operation: &'static str,
-        #[source]
-        source: etcd_client::Error,
-    },
+    #[error(transparent)]
+    Etcd(EtcdError),
     #[error("{key} not found")]
     NotFound { key: String },
     #[error("{key} already exists")]
@@ -50,27 +38,19 @@ pub enum StoreError {
     InvalidContinue { reason: &'static str },
     #[error("the value at {key} is not a JSON object: {reason}")]
     Corrupt { key: String, reason: String },
-    #[error("etcd answered {operation} without a response header")]
-    MissingHeader { operation: &'static str },
     #[error("etcd canceled the watch: {reason}")]
     WatchCanceled { reason: String },
     #[error("etcd closed the watch stream")]
     WatchClosed,
 }
 
-impl StoreError {
-    /// Wraps an etcd error, recognising a read or watch below the compacted
-    /// revision (etcd reports it as a gRPC error whose text says so).
-    fn etcd(operation: &'static str, revision: i64) -> impl FnOnce(etcd_client::Error) -> Self {
-        move |source| match &source {
-            etcd_client::Error::GRpcStatus(status)
-                if status
-                    .message()
-                    .contains("required revision has been compacted") =>
-            {
-                Self::Compacted { revision }
-            }
-            _ => Self::Etcd { operation, source },
+/// A read or watch below the compacted revision is its own error: the API
+/// answers it with 410 Gone.
+impl From<EtcdError> for StoreError {
+    fn from(error: EtcdError) -> Self {
+        match error {
+            EtcdError::Compacted { revision } => Self::Compacted { revision },
+            other => Self::Etcd(other),
         }
     }
 }
@@ -134,57 +114,31 @@ pub struct ListPage {
 /// the gRPC channel.
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    kv: Kv,
 }
 
 impl Store {
     /// Connects to any of `endpoints` (`http://host:port`).
     pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(std::time::Duration::from_secs(5))
-            .with_timeout(std::time::Duration::from_secs(30));
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(StoreError::etcd("connect", 0))?;
-        Ok(Self { client })
+        Ok(Self {
+            kv: Kv::connect(endpoints).await?,
+        })
     }
 
     /// The etcd client, for what keeps its own keys next to the objects
     /// (the allocators).
-    pub fn client(&self) -> Client {
-        self.client.clone()
-    }
-
-    fn kv(&self) -> KvClient {
-        self.client
-            .kv_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    pub fn client(&self) -> Kv {
+        self.kv.clone()
     }
 
     /// etcd's current revision; also the readiness probe.
     pub async fn current_revision(&self) -> Result<i64, StoreError> {
-        let response = self
-            .kv()
-            .get(
-                "/registry/health",
-                Some(GetOptions::new().with_count_only()),
-            )
-            .await
-            .map_err(StoreError::etcd("get", 0))?;
-        Ok(response
-            .header()
-            .ok_or(StoreError::MissingHeader { operation: "get" })?
-            .revision())
+        Ok(self.kv.revision().await?)
     }
 
     pub async fn get(&self, key: &str) -> Result<Value, StoreError> {
-        let response = self
-            .kv()
-            .get(key, None)
-            .await
-            .map_err(StoreError::etcd("get", 0))?;
-        match response.kvs().first() {
-            Some(kv) => decode(kv, kv.mod_revision()),
+        match self.kv.get(key).await? {
+            Some(entry) => decode(&entry, entry.mod_revision),
             None => Err(StoreError::NotFound { key: key.into() }),
         }
     }
@@ -197,49 +151,39 @@ impl Store {
         request: ListRequest<'_>,
         keep: impl Fn(&Value) -> bool,
     ) -> Result<ListPage, StoreError> {
-        let (mut start, mut revision) = match request.continue_token {
+        let whole = KeyRange::prefix(prefix);
+        let (mut range, mut revision) = match request.continue_token {
             Some(token) => {
                 let token = ContinueToken::decode(token)?;
+                let start = format!("{prefix}{}", token.start_after_prefix).into_bytes();
                 (
-                    format!("{prefix}{}", token.start_after_prefix).into_bytes(),
+                    KeyRange {
+                        start,
+                        end: whole.end,
+                    },
                     token.revision,
                 )
             }
-            None => (prefix.as_bytes().to_vec(), 0),
+            None => (whole, 0),
         };
-        let end = prefix_end(prefix);
         let mut items = Vec::new();
-        let mut kv = self.kv();
         loop {
-            let mut options = GetOptions::new().with_range(end.clone());
-            if revision > 0 {
-                options = options.with_revision(revision);
-            }
-            if let Some(limit) = request.limit {
-                // Filtered lists read ahead a little: most pages then take
-                // one round trip even when some keys are skipped.
-                options = options.with_limit(limit.max(1).saturating_mul(2) as i64);
-            }
-            let response = kv
-                .get(start.clone(), Some(options))
-                .await
-                .map_err(StoreError::etcd("range", revision))?;
-            if revision == 0 {
-                revision = response
-                    .header()
-                    .ok_or(StoreError::MissingHeader { operation: "range" })?
-                    .revision();
-            }
-            let kvs = response.kvs();
-            for (index, entry) in kvs.iter().enumerate() {
-                let object = decode(entry, entry.mod_revision())?;
+            // Filtered lists read ahead a little: most pages then take one
+            // round trip even when some keys are skipped.
+            let read_ahead = request
+                .limit
+                .map(|limit| limit.max(1).saturating_mul(2) as i64);
+            let page = self.kv.page(&range, revision, read_ahead).await?;
+            revision = page.revision;
+            for (index, entry) in page.entries.iter().enumerate() {
+                let object = decode(entry, entry.mod_revision)?;
                 if keep(&object) {
                     items.push(object);
                 }
                 if request.limit == Some(items.len()) {
-                    let more = index + 1 < kvs.len() || response.more();
+                    let more = index + 1 < page.entries.len() || page.more;
                     let continue_token = more
-                        .then(|| next_page_token(prefix, entry.key(), revision))
+                        .then(|| next_page_token(prefix, &entry.key, revision))
                         .transpose()?;
                     return Ok(ListPage {
                         items,
@@ -248,8 +192,8 @@ impl Store {
                     });
                 }
             }
-            match kvs.last() {
-                Some(last) if response.more() => start = key_after(last.key()),
+            match page.entries.last() {
+                Some(last) if page.more => range = range.after(&last.key),
                 _ => {
                     return Ok(ListPage {
                         items,
@@ -263,23 +207,12 @@ impl Store {
 
     /// Stores a new object; fails with `AlreadyExists` when the key is taken.
     pub async fn create(&self, key: &str, object: &Value) -> Result<Value, StoreError> {
-        let value = encode(object);
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)]);
-        let response = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(StoreError::etcd("txn", 0))?;
-        if !response.succeeded() {
-            return Err(StoreError::AlreadyExists { key: key.into() });
+        match self.kv.create(key, encode(object)).await? {
+            Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
+            Written::Conflict | Written::Missing => {
+                Err(StoreError::AlreadyExists { key: key.into() })
+            }
         }
-        let revision = response
-            .header()
-            .ok_or(StoreError::MissingHeader { operation: "txn" })?
-            .revision();
-        Ok(with_resource_version(object.clone(), revision))
     }
 
     /// Replaces the object if its `mod_revision` is still `expected`:
@@ -290,27 +223,29 @@ impl Store {
         object: &Value,
         expected: i64,
     ) -> Result<Value, StoreError> {
-        let txn = Txn::new()
-            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
-            .and_then([TxnOp::put(key, encode(object), None)])
-            .or_else([TxnOp::get(key, None)]);
-        let response = self
-            .kv()
-            .txn(txn)
-            .await
-            .map_err(StoreError::etcd("txn", 0))?;
-        if !response.succeeded() {
-            return Err(if current_of_failed_txn(&response).is_some() {
-                StoreError::Conflict { key: key.into() }
-            } else {
-                StoreError::NotFound { key: key.into() }
-            });
+        match self.kv.update(key, encode(object), expected).await? {
+            Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
+            Written::Conflict => Err(StoreError::Conflict { key: key.into() }),
+            Written::Missing => Err(StoreError::NotFound { key: key.into() }),
         }
-        let revision = response
-            .header()
-            .ok_or(StoreError::MissingHeader { operation: "txn" })?
-            .revision();
-        Ok(with_resource_version(object.clone(), revision))
+    }
+
+    /// Replaces the object if its `mod_revision` is still `expected`, in one
+    /// transaction with `also` (writes next to the object, such as an
+    /// allocation record) and only if `also`'s guards hold too. `Conflict`
+    /// when anything changed.
+    pub async fn update_with(
+        &self,
+        key: &str,
+        object: &Value,
+        expected: i64,
+        also: Guarded,
+    ) -> Result<Value, StoreError> {
+        let guarded = also.unchanged(key, expected).put(key, encode(object));
+        match self.kv.commit(guarded).await? {
+            Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
+            Written::Conflict | Written::Missing => Err(StoreError::Conflict { key: key.into() }),
+        }
     }
 
     /// Removes the object if `preconditions` hold, returning it as it was.
@@ -323,15 +258,7 @@ impl Store {
             let current = self.get(key).await?;
             preconditions.check(&current)?;
             let revision = resource_version_of(&current);
-            let txn = Txn::new()
-                .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
-                .and_then([TxnOp::delete(key, Some(DeleteOptions::new()))]);
-            let response = self
-                .kv()
-                .txn(txn)
-                .await
-                .map_err(StoreError::etcd("txn", 0))?;
-            if response.succeeded() {
+            if let Written::Done { .. } = self.kv.delete(key, revision).await? {
                 return Ok(current);
             }
         }
@@ -346,32 +273,15 @@ impl Store {
         start_revision: i64,
         progress_every: Option<std::time::Duration>,
     ) -> Result<Watch, StoreError> {
-        let options = WatchOptions::new()
-            .with_range(prefix_end(prefix))
-            .with_start_revision(start_revision)
-            .with_prev_key();
-        let stream = self
-            .client
-            .watch_client()
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .watch(prefix, Some(options))
-            .await
-            .map_err(StoreError::etcd("watch", start_revision))?;
+        let stream = self.kv.watch(prefix, start_revision).await?;
         Ok(Watch::new(stream, progress_every))
     }
 }
 
-/// The object of a failed `update` transaction's `or_else` read, if any.
-fn current_of_failed_txn(response: &etcd_client::TxnResponse) -> Option<KeyValue> {
-    response.op_responses().into_iter().find_map(|op| match op {
-        TxnOpResponse::Get(get) => get.kvs().first().cloned(),
-        _ => None,
-    })
-}
-
 /// The token for the page that starts right after `last_key`.
 fn next_page_token(prefix: &str, last_key: &[u8], revision: i64) -> Result<String, StoreError> {
-    let next = key_after(last_key);
+    let mut next = last_key.to_vec();
+    next.push(0);
     let relative = next
         .strip_prefix(prefix.as_bytes())
         .and_then(|rest| std::str::from_utf8(rest).ok())
@@ -386,13 +296,6 @@ fn next_page_token(prefix: &str, last_key: &[u8], revision: i64) -> Result<Strin
     .encode())
 }
 
-/// The smallest key greater than `key`.
-fn key_after(key: &[u8]) -> Vec<u8> {
-    let mut next = key.to_vec();
-    next.push(0);
-    next
-}
-
 /// An object's `metadata.resourceVersion` as a revision (0 when absent).
 pub fn resource_version_of(object: &Value) -> i64 {
     object["metadata"]["resourceVersion"]
@@ -401,7 +304,7 @@ pub fn resource_version_of(object: &Value) -> i64 {
         .unwrap_or(0)
 }
 
-fn with_resource_version(mut object: Value, revision: i64) -> Value {
+pub fn with_resource_version(mut object: Value, revision: i64) -> Value {
     if let Some(metadata) = object
         .as_object_mut()
         .map(|object| {
@@ -439,13 +342,13 @@ fn encode(object: &Value) -> Vec<u8> {
     serde_json::to_vec(&without_resource_version(object)).expect("JSON values always serialize")
 }
 
-fn decode(kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
+fn decode(entry: &Entry, revision: i64) -> Result<Value, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        key: entry.key_str(),
         reason,
     };
     let object: Value =
-        serde_json::from_slice(kv.value()).map_err(|error| corrupt(error.to_string()))?;
+        serde_json::from_slice(&entry.value).map_err(|error| corrupt(error.to_string()))?;
     if !object.is_object() {
         return Err(corrupt("not an object".into()));
     }

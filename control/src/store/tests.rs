@@ -7,7 +7,7 @@ use serde_json::json;
 use super::*;
 use crate::test_support::Etcd;
 
-const BASE: &str = "/registry/configmaps";
+const BASE: &str = skiff_etcd::keys::CONFIG_MAPS;
 
 fn configmap(name: &str, value: &str) -> Value {
     json!({

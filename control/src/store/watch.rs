@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use etcd_client::{EventType as EtcdEventType, WatchResponse, WatchStream};
 use serde_json::Value;
+use skiff_etcd::etcd_client::{EventType as EtcdEventType, KeyValue, WatchResponse, WatchStream};
+use skiff_etcd::kv::{Entry, EtcdError};
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::{StoreError, decode};
@@ -73,12 +74,12 @@ impl Watch {
                     self.stream
                         .request_progress()
                         .await
-                        .map_err(StoreError::etcd("watch progress", 0))?;
+                        .map_err(EtcdError::of("watch progress", 0))?;
                     continue;
                 }
             };
             let response = response
-                .map_err(StoreError::etcd("watch", 0))?
+                .map_err(EtcdError::of("watch", 0))?
                 .ok_or(StoreError::WatchClosed)?;
             if let Some(batch) = translate(&response)? {
                 return Ok(batch);
@@ -117,7 +118,7 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
     if response.events().is_empty() {
         let revision = response
             .header()
-            .ok_or(StoreError::MissingHeader { operation: "watch" })?
+            .ok_or(EtcdError::MissingHeader { operation: "watch" })?
             .revision();
         return Ok(Some(WatchBatch::Progress { revision }));
     }
@@ -131,10 +132,10 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
                 } else {
                     EventType::Modified
                 },
-                object: decode(kv, kv.mod_revision())?,
+                object: decode_kv(kv, kv.mod_revision())?,
                 previous: event
                     .prev_kv()
-                    .map(|previous| decode(previous, previous.mod_revision()))
+                    .map(|previous| decode_kv(previous, previous.mod_revision()))
                     .transpose()?,
             },
             EtcdEventType::Delete => {
@@ -144,7 +145,7 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
                 })?;
                 WatchEvent {
                     event_type: EventType::Deleted,
-                    object: decode(previous, kv.mod_revision())?,
+                    object: decode_kv(previous, kv.mod_revision())?,
                     previous: None,
                 }
             }
@@ -152,4 +153,8 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
         events.push(translated);
     }
     Ok(Some(WatchBatch::Events(events)))
+}
+
+fn decode_kv(kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
+    decode(&Entry::from(kv), revision)
 }

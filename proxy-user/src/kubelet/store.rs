@@ -2,17 +2,15 @@
 //! (Kubernetes JSON, no `resourceVersion`: that is the key's mod_revision),
 //! each write a compare-and-swap on the revision it was read at, so the
 //! agent never overwrites a change it has not seen.
-use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use serde_json::Value;
+use skiff_etcd::kv::{EtcdError, Kv, Written as Outcome};
+use skiff_etcd::list_watch::LIST_PAGE_SIZE;
+pub use skiff_etcd::new_uid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("etcd {operation} of {key} failed: {cause}")]
-    Etcd {
-        operation: &'static str,
-        key: String,
-        cause: etcd_client::Error,
-    },
+    #[error("{key}: {cause}")]
+    Etcd { key: String, cause: EtcdError },
     #[error("the value at {key} is not JSON: {cause}")]
     Decode {
         key: String,
@@ -36,55 +34,58 @@ pub enum Written {
     Conflict,
 }
 
+impl From<Outcome> for Written {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Done { .. } => Written::Done,
+            Outcome::Conflict | Outcome::Missing => Written::Conflict,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
+    kv: Kv,
 }
 
 impl Store {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(kv: Kv) -> Self {
+        Self { kv }
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
-        let mut kv = self.client.kv_client();
-        let response = kv.get(key, None).await.map_err(etcd("get", key))?;
-        let Some(entry) = response.kvs().first() else {
+        let Some(entry) = self.kv.get(key).await.map_err(etcd(key))? else {
             return Ok(None);
         };
-        let object = serde_json::from_slice(entry.value()).map_err(|cause| StoreError::Decode {
+        let object = serde_json::from_slice(&entry.value).map_err(|cause| StoreError::Decode {
             key: key.to_owned(),
             cause,
         })?;
         Ok(Some(Stored {
             object,
-            mod_revision: entry.mod_revision(),
+            mod_revision: entry.mod_revision,
         }))
     }
 
     /// Every object under `prefix` that decodes; the others are skipped,
     /// as one bad value must not hide the rest.
     pub async fn list(&self, prefix: &str) -> Result<Vec<Value>, StoreError> {
-        let mut kv = self.client.kv_client();
-        let response = kv
-            .get(prefix, Some(GetOptions::new().with_prefix()))
+        let page = self
+            .kv
+            .list(prefix, LIST_PAGE_SIZE)
             .await
-            .map_err(etcd("list", prefix))?;
-        Ok(response
-            .kvs()
+            .map_err(etcd(prefix))?;
+        Ok(page
+            .entries
             .iter()
-            .filter_map(|entry| serde_json::from_slice(entry.value()).ok())
+            .filter_map(|entry| serde_json::from_slice(&entry.value).ok())
             .collect())
     }
 
     /// Writes `object` at `key` only if the key does not exist.
     pub async fn create(&self, key: &str, object: &Value) -> Result<Written, StoreError> {
-        self.swap(
-            key,
-            Compare::version(key, CompareOp::Equal, 0),
-            TxnOp::put(key, object.to_string(), None),
-        )
-        .await
+        let outcome = self.kv.create(key, object.to_string()).await;
+        Ok(outcome.map_err(etcd(key))?.into())
     }
 
     /// Writes `object` at `key` only if the key is still at `mod_revision`.
@@ -94,60 +95,20 @@ impl Store {
         object: &Value,
         mod_revision: i64,
     ) -> Result<Written, StoreError> {
-        self.swap(
-            key,
-            Compare::mod_revision(key, CompareOp::Equal, mod_revision),
-            TxnOp::put(key, object.to_string(), None),
-        )
-        .await
+        let outcome = self.kv.update(key, object.to_string(), mod_revision).await;
+        Ok(outcome.map_err(etcd(key))?.into())
     }
 
     /// Deletes `key` only if it is still at `mod_revision`.
     pub async fn delete(&self, key: &str, mod_revision: i64) -> Result<Written, StoreError> {
-        self.swap(
-            key,
-            Compare::mod_revision(key, CompareOp::Equal, mod_revision),
-            TxnOp::delete(key, None),
-        )
-        .await
-    }
-
-    async fn swap(&self, key: &str, compare: Compare, op: TxnOp) -> Result<Written, StoreError> {
-        let mut kv = self.client.kv_client();
-        let txn = Txn::new().when([compare]).and_then([op]);
-        let response = kv.txn(txn).await.map_err(etcd("transaction", key))?;
-        Ok(match response.succeeded() {
-            true => Written::Done,
-            false => Written::Conflict,
-        })
+        let outcome = self.kv.delete(key, mod_revision).await;
+        Ok(outcome.map_err(etcd(key))?.into())
     }
 }
 
-fn etcd(operation: &'static str, key: &str) -> impl FnOnce(etcd_client::Error) -> StoreError {
+fn etcd(key: &str) -> impl FnOnce(EtcdError) -> StoreError {
     let key = key.to_owned();
-    move |cause| StoreError::Etcd {
-        operation,
-        key,
-        cause,
-    }
-}
-
-/// A client of the etcd at `endpoints`, retrying (100 ms doubling to 5 s)
-/// until it answers.
-pub async fn connect(endpoints: &[String]) -> Client {
-    let mut delay = std::time::Duration::from_millis(100);
-    loop {
-        let options = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(std::time::Duration::from_secs(5));
-        match Client::connect(endpoints, Some(options)).await {
-            Ok(client) => return client,
-            Err(error) => {
-                tracing::warn!(?endpoints, %error, retry_in = ?delay, "connecting to etcd failed");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
-            }
-        }
-    }
+    move |cause| StoreError::Etcd { key, cause }
 }
 
 /// The current time as Kubernetes writes `metav1.Time` (RFC 3339, seconds).
@@ -177,21 +138,6 @@ fn unix_now() -> (i64, u32) {
     (since.as_secs() as i64, since.subsec_micros())
 }
 
-/// A random (version 4) UUID for `metadata.uid`, as the API server makes.
-pub fn new_uid() -> String {
-    let bits: u128 = rand::random();
-    // The version (4) and variant (10) bits of RFC 9562.
-    let bits = (bits & !(0xf << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        bits >> 96,
-        (bits >> 80) & 0xffff,
-        (bits >> 64) & 0xffff,
-        (bits >> 48) & 0xffff,
-        bits & 0xffff_ffff_ffff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,8 +148,5 @@ mod tests {
         let micro = now_rfc3339_micro();
         assert_eq!(micro.len(), "2026-11-23T22:00:00.123456Z".len(), "{micro}");
         assert!(micro.ends_with('Z'));
-        let uid = new_uid();
-        assert_eq!(uid.len(), 36);
-        assert_eq!(&uid[14..15], "4", "{uid}");
     }
 }

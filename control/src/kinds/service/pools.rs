@@ -95,7 +95,7 @@ impl Holdings {
 }
 
 impl ServicePools {
-    pub fn new(client: etcd_client::Client, network: &ServiceNetwork) -> Self {
+    pub fn new(client: skiff_etcd::kv::Kv, network: &ServiceNetwork) -> Self {
         let node_ports =
             PortPool::new(network.node_port_range.clone()).expect("a non-empty NodePort range");
         Self {

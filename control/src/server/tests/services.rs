@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
-use crate::alloc::{ALLOCATIONS_PREFIX, Ipv4Cidr};
+use crate::alloc::Ipv4Cidr;
 use crate::api::ServiceNetwork;
-use etcd_client::GetOptions;
+use skiff_etcd::keys::{ALLOCATIONS, collection_prefix};
 
 use super::*;
 
@@ -29,16 +29,10 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 
 /// The allocation records in etcd, as `kind/value`.
 async fn records(etcd: &Etcd) -> BTreeSet<String> {
-    let response = etcd
-        .client()
-        .await
-        .get(ALLOCATIONS_PREFIX, Some(GetOptions::new().with_prefix()))
-        .await
-        .unwrap();
-    response
-        .kvs()
-        .iter()
-        .map(|kv| kv.key_str().unwrap()[ALLOCATIONS_PREFIX.len()..].to_owned())
+    let prefix = collection_prefix(ALLOCATIONS, None);
+    let keys = etcd.store().await.client().keys(&prefix).await.unwrap();
+    keys.into_iter()
+        .map(|key| key[prefix.len()..].to_owned())
         .collect()
 }
 

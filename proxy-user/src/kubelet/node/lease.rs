@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use skiff_etcd::keys::{LEASES, object_key};
 
 use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339, now_rfc3339_micro};
 
@@ -12,7 +13,7 @@ const NAMESPACE: &str = "kube-node-lease";
 const ATTEMPTS: usize = 5;
 
 pub fn key(node: &str) -> String {
-    format!("/registry/leases/{NAMESPACE}/{node}")
+    object_key(LEASES, Some(NAMESPACE), node)
 }
 
 pub async fn renew(store: &Store, node: &str, interval: Duration) -> Result<(), StoreError> {

@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
+use skiff_etcd::keys::{NODES, object_key};
 use tracing::info;
 
 use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339};
@@ -27,7 +28,7 @@ pub struct NodeInfo {
 }
 
 pub fn key(name: &str) -> String {
-    format!("/registry/minions/{name}")
+    object_key(NODES, None, name)
 }
 
 pub async fn refresh(store: &Store, info: &NodeInfo) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use serde_json::Value;
 
 use crate::kubelet::store::{Store, StoreError};
+use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, SERVICES, collection_prefix, object_key};
 
 /// Why a container cannot start yet: reported as waiting with reason
 /// `CreateContainerConfigError`, and retried.
@@ -66,7 +67,7 @@ pub async fn build(
     );
     if spec.and_then(|s| s.enable_service_links) != Some(false) {
         let services = store
-            .list(&format!("/registry/services/specs/{namespace}/"))
+            .list(&collection_prefix(SERVICES, Some(&namespace)))
             .await?;
         for (name, value) in service_vars(&services) {
             set(&mut env, name, value);
@@ -147,10 +148,10 @@ impl Cache {
         let id = (kind, name.to_owned());
         if !self.objects.contains_key(&id) {
             let base = match kind {
-                "secret" => "/registry/secrets",
-                _ => "/registry/configmaps",
+                "secret" => SECRETS,
+                _ => CONFIG_MAPS,
             };
-            let stored = store.get(&format!("{base}/{namespace}/{name}")).await?;
+            let stored = store.get(&object_key(base, Some(namespace), name)).await?;
             let data = stored.and_then(|s| data_of(kind, s.object));
             self.objects.insert(id.clone(), data);
         }

@@ -25,7 +25,6 @@ use std::{
     sync::Arc,
 };
 
-use etcd_client::Client;
 use k8s_openapi::api::core::v1::Pod;
 use tokio::{
     sync::{mpsc, watch as channel},
@@ -46,9 +45,9 @@ struct Worker {
 
 /// Runs this node's pods until the agent stops (the pods keep running
 /// then, and the next agent adopts them).
-pub async fn run(ctx: Arc<Context>, client: Client) {
+pub async fn run(ctx: Arc<Context>, endpoints: Vec<String>) {
     let (tx, mut events) = mpsc::channel(64);
-    tokio::spawn(watch::run(client, ctx.config.node_name.clone(), tx));
+    tokio::spawn(watch::run(endpoints, ctx.config.node_name.clone(), tx));
     let mut workers: HashMap<PodKey, Worker> = HashMap::new();
     // Pods whose worker finished: a late event for them starts nothing.
     let mut done: HashSet<String> = HashSet::new();
@@ -82,10 +81,16 @@ pub async fn run(ctx: Arc<Context>, client: Client) {
                     }
                 }
             }
-            PodEvent::Upsert(key, pod) => upsert(&ctx, &mut workers, &done, key, *pod),
-            PodEvent::Delete(key) => {
-                if let Some(worker) = workers.get(&key) {
-                    worker.updates.send_replace(None);
+            PodEvent::Changes(changes) => {
+                for (key, pod) in changes {
+                    match pod {
+                        Some(pod) => upsert(&ctx, &mut workers, &done, key, *pod),
+                        None => {
+                            if let Some(worker) = workers.get(&key) {
+                                worker.updates.send_replace(None);
+                            }
+                        }
+                    }
                 }
             }
         }

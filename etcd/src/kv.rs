@@ -1,0 +1,396 @@
+//! A small typed layer over etcd-client: reads that say at which revision
+//! they saw a key, paged lists at one revision, and writes guarded by
+//! compare-and-swap on `mod_revision` (or on absence), alone or several in
+//! one transaction.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
+    TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+};
+
+use crate::backoff::Backoff;
+use crate::keys::{HEALTH, prefix_end};
+
+/// Largest gRPC message accepted from etcd. A full list page, or a watch
+/// response batching a large transaction, exceeds tonic's 4 MiB default;
+/// 500 objects at etcd's default 1.5 MiB object limit stay under 1 GiB.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+
+/// Why an etcd call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd {operation} failed: {source}")]
+    Failed {
+        operation: &'static str,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// A read or watch below the compacted revision.
+    #[error("revision {revision} has been compacted")]
+    Compacted { revision: i64 },
+    #[error("etcd answered {operation} without a response header")]
+    MissingHeader { operation: &'static str },
+}
+
+impl EtcdError {
+    /// Wraps an etcd error of a call at `revision`, recognising compaction
+    /// (etcd reports it as a gRPC error whose text says so).
+    pub fn of(operation: &'static str, revision: i64) -> impl FnOnce(etcd_client::Error) -> Self {
+        move |source| match &source {
+            etcd_client::Error::GRpcStatus(status)
+                if status
+                    .message()
+                    .contains("required revision has been compacted") =>
+            {
+                Self::Compacted { revision }
+            }
+            _ => Self::Failed { operation, source },
+        }
+    }
+}
+
+/// One key as etcd holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub create_revision: i64,
+    pub mod_revision: i64,
+}
+
+impl Entry {
+    pub fn key_str(&self) -> String {
+        String::from_utf8_lossy(&self.key).into_owned()
+    }
+}
+
+impl From<&KeyValue> for Entry {
+    fn from(kv: &KeyValue) -> Self {
+        Self {
+            key: kv.key().to_vec(),
+            value: kv.value().to_vec(),
+            create_revision: kv.create_revision(),
+            mod_revision: kv.mod_revision(),
+        }
+    }
+}
+
+/// Keys from `start` (inclusive) to `end` (exclusive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub start: Vec<u8>,
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// Every key under `prefix`.
+    pub fn prefix(prefix: &str) -> Self {
+        Self {
+            start: prefix.as_bytes().to_vec(),
+            end: prefix_end(prefix),
+        }
+    }
+
+    /// The rest of the range after `key`.
+    pub fn after(&self, key: &[u8]) -> Self {
+        let mut start = key.to_vec();
+        start.push(0);
+        Self {
+            start,
+            end: self.end.clone(),
+        }
+    }
+}
+
+/// One page of a range read, all at `revision`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub entries: Vec<Entry>,
+    pub revision: i64,
+    /// Keys past this page remain in the range.
+    pub more: bool,
+}
+
+/// What a guarded write came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Written; etcd's revision after the write.
+    Done { revision: i64 },
+    /// The guard failed: someone wrote (or, for a create, already holds)
+    /// the key since it was read.
+    Conflict,
+    /// An update or delete of a key that is gone.
+    Missing,
+}
+
+/// Several writes that happen together, only if every guard holds.
+#[derive(Debug, Default, Clone)]
+pub struct Guarded {
+    guards: Vec<Compare>,
+    writes: Vec<TxnOp>,
+}
+
+impl Guarded {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Requires that `key` does not exist.
+    pub fn absent(mut self, key: &str) -> Self {
+        self.guards
+            .push(Compare::create_revision(key, CompareOp::Equal, 0));
+        self
+    }
+
+    /// Requires that `key` is still at `mod_revision`.
+    pub fn unchanged(mut self, key: &str, mod_revision: i64) -> Self {
+        self.guards
+            .push(Compare::mod_revision(key, CompareOp::Equal, mod_revision));
+        self
+    }
+
+    pub fn put(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
+        self.writes.push(TxnOp::put(key, value.into(), None));
+        self
+    }
+
+    pub fn delete(mut self, key: &str) -> Self {
+        self.writes.push(TxnOp::delete(key, None));
+        self
+    }
+}
+
+/// etcd, through one gRPC channel. Cheap to clone: clones share it.
+#[derive(Clone)]
+pub struct Kv {
+    client: Client,
+}
+
+impl Kv {
+    /// Connects to any of `endpoints` (`http://host:port`). Keep-alives make
+    /// a silently dead etcd (or path to it) fail the open calls instead of
+    /// leaving a watch waiting forever; only while a call is open, as etcd
+    /// answers pings on an idle connection with GOAWAY.
+    pub async fn connect(endpoints: &[String]) -> Result<Self, EtcdError> {
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(false);
+        let client = Client::connect(endpoints, Some(options))
+            .await
+            .map_err(EtcdError::of("connect", 0))?;
+        Ok(Self { client })
+    }
+
+    /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.
+    pub async fn connect_retrying(endpoints: &[String]) -> Self {
+        let mut backoff = Backoff::default();
+        loop {
+            match Self::connect(endpoints).await {
+                Ok(kv) => return kv,
+                Err(error) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(?endpoints, %error, retry_in = ?delay, "connecting to etcd failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// The etcd-client underneath, for what this layer does not cover
+    /// (tests compact with it).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn kv(&self) -> KvClient {
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub(crate) fn watch_client(&self) -> WatchClient {
+        self.client
+            .watch_client()
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// etcd's current revision; also a readiness probe.
+    pub async fn revision(&self) -> Result<i64, EtcdError> {
+        let response = self
+            .kv()
+            .get(HEALTH, Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(EtcdError::of("get", 0))?;
+        Ok(response
+            .header()
+            .ok_or(EtcdError::MissingHeader { operation: "get" })?
+            .revision())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Entry>, EtcdError> {
+        let response = self
+            .kv()
+            .get(key, None)
+            .await
+            .map_err(EtcdError::of("get", 0))?;
+        Ok(response.kvs().first().map(Entry::from))
+    }
+
+    /// Up to `limit` keys of `range` (all with `None`) at `revision` (0:
+    /// the newest, which the returned page names).
+    pub async fn page(
+        &self,
+        range: &KeyRange,
+        revision: i64,
+        limit: Option<i64>,
+    ) -> Result<Page, EtcdError> {
+        let mut options = GetOptions::new()
+            .with_range(range.end.clone())
+            .with_revision(revision);
+        if let Some(limit) = limit {
+            options = options.with_limit(limit);
+        }
+        let response = self
+            .kv()
+            .get(range.start.clone(), Some(options))
+            .await
+            .map_err(EtcdError::of("range", revision))?;
+        let revision = match revision {
+            0 => response
+                .header()
+                .ok_or(EtcdError::MissingHeader { operation: "range" })?
+                .revision(),
+            pinned => pinned,
+        };
+        Ok(Page {
+            entries: response.kvs().iter().map(Entry::from).collect(),
+            revision,
+            more: response.more(),
+        })
+    }
+
+    /// Every key under `prefix`, read `page_size` at a time at the
+    /// revision of the first page, so that the pages show one snapshot.
+    pub async fn list(&self, prefix: &str, page_size: i64) -> Result<Page, EtcdError> {
+        let mut range = KeyRange::prefix(prefix);
+        let mut revision = 0;
+        let mut entries = Vec::new();
+        loop {
+            let page = self.page(&range, revision, Some(page_size)).await?;
+            revision = page.revision;
+            if let Some(last) = page.entries.last() {
+                range = range.after(&last.key);
+            }
+            let done = !page.more || page.entries.is_empty();
+            entries.extend(page.entries);
+            if done {
+                return Ok(Page {
+                    entries,
+                    revision,
+                    more: false,
+                });
+            }
+        }
+    }
+
+    /// The keys under `prefix`, without their values.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, EtcdError> {
+        let options = GetOptions::new().with_prefix().with_keys_only();
+        let response = self
+            .kv()
+            .get(prefix, Some(options))
+            .await
+            .map_err(EtcdError::of("range", 0))?;
+        Ok(response
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect())
+    }
+
+    /// The changes under `prefix` from `start_revision` on (inclusive),
+    /// each with the key's previous value. Progress reports can be
+    /// requested on the stream.
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, EtcdError> {
+        let options = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_prev_key();
+        self.watch_client()
+            .watch(prefix, Some(options))
+            .await
+            .map_err(EtcdError::of("watch", start_revision))
+    }
+
+    /// Writes `value` at `key` only if the key does not exist.
+    pub async fn create(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<Written, EtcdError> {
+        self.commit(Guarded::new().absent(key).put(key, value))
+            .await
+    }
+
+    /// Writes `value` at `key` only if the key is still at `mod_revision`.
+    pub async fn update(
+        &self,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        mod_revision: i64,
+    ) -> Result<Written, EtcdError> {
+        self.swap(
+            key,
+            Guarded::new().unchanged(key, mod_revision).put(key, value),
+        )
+        .await
+    }
+
+    /// Deletes `key` only if it is still at `mod_revision`.
+    pub async fn delete(&self, key: &str, mod_revision: i64) -> Result<Written, EtcdError> {
+        self.swap(key, Guarded::new().unchanged(key, mod_revision).delete(key))
+            .await
+    }
+
+    /// Applies every write of `guarded` if all its guards hold: `Done` or
+    /// `Conflict`.
+    pub async fn commit(&self, guarded: Guarded) -> Result<Written, EtcdError> {
+        let txn = Txn::new().when(guarded.guards).and_then(guarded.writes);
+        self.txn(txn).await.map(|(written, _)| written)
+    }
+
+    /// `guarded` on `key`, telling a `Conflict` from a `Missing` key.
+    async fn swap(&self, key: &str, guarded: Guarded) -> Result<Written, EtcdError> {
+        let txn = Txn::new()
+            .when(guarded.guards)
+            .and_then(guarded.writes)
+            .or_else([TxnOp::get(key, Some(GetOptions::new().with_count_only()))]);
+        let (written, response) = self.txn(txn).await?;
+        if written != Written::Conflict {
+            return Ok(written);
+        }
+        let exists = response.op_responses().into_iter().any(|op| match op {
+            TxnOpResponse::Get(get) => get.count() > 0,
+            _ => false,
+        });
+        Ok(if exists {
+            Written::Conflict
+        } else {
+            Written::Missing
+        })
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<(Written, etcd_client::TxnResponse), EtcdError> {
+        let response = self.kv().txn(txn).await.map_err(EtcdError::of("txn", 0))?;
+        if !response.succeeded() {
+            return Ok((Written::Conflict, response));
+        }
+        let revision = response
+            .header()
+            .ok_or(EtcdError::MissingHeader { operation: "txn" })?
+            .revision();
+        Ok((Written::Done { revision }, response))
+    }
+}
+
+#[cfg(test)]
+mod tests;
