@@ -115,7 +115,7 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
     ] {
         metadata.remove(server_owned);
     }
-    metadata.insert("uid".into(), json!(new_uid()));
+    metadata.insert("uid".into(), json!(skiff_etcd::new_uid()));
     metadata.insert("creationTimestamp".into(), clock::now());
     if has_spec {
         metadata.insert("generation".into(), json!(1));
@@ -167,22 +167,6 @@ pub fn merge_update(
         }
     }
     Ok(sent)
-}
-
-/// A random (version 4) UUID.
-fn new_uid() -> String {
-    let mut bytes: [u8; 16] = rand::rng().random();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
 }
 
 /// Five characters as kube-apiserver appends to `generateName` (no vowels,

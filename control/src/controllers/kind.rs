@@ -1,6 +1,8 @@
 //! The kinds the controllers and the scheduler read and write: where each
 //! lives in etcd and on the API's URLs.
 
+use skiff_etcd::keys;
+
 /// One kind of object the controllers know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -20,16 +22,16 @@ impl Kind {
     /// Root of the kind's keys in etcd (as `api::registry` has them).
     pub fn storage(self) -> &'static str {
         match self {
-            Self::Namespace => "/registry/namespaces",
-            Self::Node => "/registry/minions",
-            Self::Pod => "/registry/pods",
-            Self::Service => "/registry/services/specs",
-            Self::Endpoints => "/registry/services/endpoints",
-            Self::EndpointSlice => "/registry/endpointslices",
-            Self::ReplicaSet => "/registry/replicasets",
-            Self::Deployment => "/registry/deployments",
-            Self::Lease => "/registry/leases",
-            Self::Event => "/registry/events",
+            Self::Namespace => keys::NAMESPACES,
+            Self::Node => keys::NODES,
+            Self::Pod => keys::PODS,
+            Self::Service => keys::SERVICES,
+            Self::Endpoints => keys::ENDPOINTS,
+            Self::EndpointSlice => keys::ENDPOINT_SLICES,
+            Self::ReplicaSet => keys::REPLICA_SETS,
+            Self::Deployment => keys::DEPLOYMENTS,
+            Self::Lease => keys::LEASES,
+            Self::Event => keys::EVENTS,
         }
     }
 
