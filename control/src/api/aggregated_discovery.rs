@@ -81,6 +81,13 @@ fn resource_discovery(resource: &Resource) -> Value {
             "verbs": ["create"],
         }));
     }
+    if resource.serves(Subresource::Finalize) {
+        subresources.push(json!({
+            "subresource": "finalize",
+            "responseKind": kind,
+            "verbs": ["update"],
+        }));
+    }
     let mut entry = json!({
         "resource": resource.plural,
         "responseKind": kind,

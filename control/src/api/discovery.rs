@@ -94,6 +94,15 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": ["create"],
             }));
         }
+        if resource.serves(Subresource::Finalize) {
+            list.push(json!({
+                "name": format!("{}/finalize", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": ["update"],
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList",

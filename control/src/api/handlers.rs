@@ -33,6 +33,7 @@ pub struct Handler<'a> {
 enum Part {
     Main,
     Status,
+    Finalize,
 }
 
 fn json(code: u16, body: Value) -> Result<Reply, ApiError> {
@@ -77,6 +78,11 @@ impl Handler<'_> {
                 Method::PATCH => self.patch(&name, Part::Status).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
             },
+            (Some(name), Some("finalize"))
+                if resource.serves(Subresource::Finalize) && method == Method::PUT =>
+            {
+                self.finalize(&name).await
+            }
             (Some(name), Some("binding"))
                 if resource.serves(Subresource::Binding) && method == Method::POST =>
             {
@@ -146,7 +152,7 @@ impl Handler<'_> {
                     .allocate(env, Some(&current), &mut updated)
                     .await
                     .map_err(|refusal| ApiError::refused(refusal, resource, name))?,
-                Part::Status => Claim::Nothing,
+                Part::Status | Part::Finalize => Claim::Nothing,
             };
             let written = self
                 .api
@@ -348,6 +354,34 @@ impl Handler<'_> {
         })
     }
 
+    /// PUT of `/finalize`: sets the finalizers; an object being deleted that
+    /// is left with none is removed, as kube-apiserver ends a namespace.
+    async fn finalize(&self, name: &str) -> Result<Reply, ApiError> {
+        let reply = self.update(name, Part::Finalize).await?;
+        let Reply::Json {
+            body: finalized, ..
+        } = &reply
+        else {
+            return Ok(reply);
+        };
+        let finished = !finalized["metadata"]["deletionTimestamp"].is_null()
+            && finalized["spec"]["finalizers"]
+                .as_array()
+                .is_none_or(Vec::is_empty);
+        if finished {
+            let resource = self.resource();
+            let only_this = Preconditions {
+                uid: finalized["metadata"]["uid"].as_str().map(str::to_owned),
+                resource_version: None,
+            };
+            match self.api.store.delete(&self.key(name), &only_this).await {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                Err(error) => return Err(ApiError::from_store(error, resource, name)),
+            }
+        }
+        Ok(reply)
+    }
+
     /// DELETE: removes the object, unless its kind deletes gracefully:
     /// then the object is only marked, and whoever finishes it (a node, the
     /// namespace controller) removes it later.
@@ -481,9 +515,14 @@ fn apply_part(
     let mut updated = match part {
         Part::Main => objects::merge_update(sent, current, resource)?,
         Part::Status => strategy.status_update(&sent, current),
+        Part::Finalize => strategy.finalize_update(&sent, current),
     };
     let warnings = fields.apply(resource, &mut updated)?;
-    strategy.prepare_for_update(&mut updated, current);
+    // The finalize strategy changes the finalizers and nothing else; the
+    // main one keeps them as they are.
+    if part != Part::Finalize {
+        strategy.prepare_for_update(&mut updated, current);
+    }
     strategy
         .validate_update(env, &updated, current)
         .map_err(|refusal| ApiError::refused(refusal, resource, name))?;

@@ -118,6 +118,13 @@ impl Client {
             .await
     }
 
+    /// PUT of `/finalize`: sets the object's `spec.finalizers`.
+    pub async fn finalize(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
+        let path = format!("{}/finalize", object_path(kind, object));
+        self.call(Method::PUT, path, None, "application/json", Some(object))
+            .await
+    }
+
     /// DELETE of `object` (only that incarnation: its uid is a
     /// precondition), with the given grace period or the object's own.
     pub async fn delete(

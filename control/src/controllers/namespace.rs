@@ -1,13 +1,15 @@
 //! Namespace deletion: a namespace marked for deletion (phase
 //! Terminating) has everything in it deleted — pods gracefully, as their
-//! nodes stop them — and is removed once nothing is left.
+//! nodes stop them — and once nothing is left its finalizers are cleared
+//! through the API's `/finalize`, which removes it.
 
+use serde_json::json;
 use tracing::info;
 
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, meta};
 use crate::api::namespaced_collections;
-use crate::store::{ListRequest, Preconditions, StoreError, collection_prefix, object_key};
+use crate::store::{ListRequest, collection_prefix};
 
 pub struct Namespaces;
 
@@ -22,15 +24,9 @@ impl Controller for Namespaces {
             }
             let name = meta::name(&namespace);
             if empty(context, name).await? {
-                let key = object_key(Kind::Namespace.storage(), None, name);
-                let only_this = Preconditions {
-                    uid: Some(meta::uid(&namespace).to_owned()),
-                    resource_version: None,
-                };
-                match context.cache.store().delete(&key, &only_this).await {
-                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
-                    Err(error) => return Err(error.into()),
-                }
+                let mut finalized = namespace.clone();
+                finalized["spec"]["finalizers"] = json!([]);
+                context.client.finalize(Kind::Namespace, &finalized).await?;
                 info!(namespace = name, "namespace removed");
                 wrote.push(Kind::Namespace);
             }

@@ -1,11 +1,16 @@
 //! Namespaces: a DELETE only marks one Terminating; the namespace controller
-//! deletes what is in it, then the namespace. The system namespaces stay.
+//! deletes what is in it, then clears the `kubernetes` finalizer through
+//! `/finalize`, which removes the namespace. The system namespaces stay.
 
 use serde_json::{Value, json};
 
 use super::refusal::Refusal;
 use super::strategy::{Strategy, Subresource};
 use crate::clock;
+
+/// The finalizer that keeps a namespace until its contents are gone, as
+/// kube-apiserver sets it.
+const FINALIZER: &str = "kubernetes";
 
 /// The namespaces a DELETE is refused for.
 const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
@@ -15,7 +20,24 @@ pub struct NamespaceStrategy;
 
 impl Strategy for NamespaceStrategy {
     fn subresources(&self) -> &'static [Subresource] {
-        &[Subresource::Status]
+        &[Subresource::Status, Subresource::Finalize]
+    }
+
+    fn prepare_for_create(&self, namespace: &mut Value) {
+        if namespace["spec"]["finalizers"].is_null() {
+            namespace["spec"]["finalizers"] = json!([FINALIZER]);
+        }
+    }
+
+    /// Only `/finalize` changes the finalizers.
+    fn prepare_for_update(&self, namespace: &mut Value, old: &Value) {
+        let kept = old["spec"]["finalizers"].clone();
+        match namespace["spec"].as_object_mut() {
+            Some(spec) if kept.is_null() => {
+                spec.remove("finalizers");
+            }
+            _ => namespace["spec"]["finalizers"] = kept,
+        }
     }
 
     fn initial_status(&self) -> Option<Value> {

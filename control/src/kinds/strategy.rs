@@ -28,6 +28,10 @@ pub enum Subresource {
     Log,
     /// `/binding`: assigns a pod to a node.
     Binding,
+    /// `/finalize`: a write there changes only `spec.finalizers`; an object
+    /// being deleted that is left with none is removed (how a namespace's
+    /// deletion ends).
+    Finalize,
 }
 
 /// What an allocation took that the stored object did not hold.
@@ -65,6 +69,14 @@ pub trait Strategy: Sync + Debug {
     fn status_update(&self, sent: &Value, current: &Value) -> Value {
         let mut updated = current.clone();
         updated["status"] = sent.get("status").cloned().unwrap_or_else(|| json!({}));
+        updated
+    }
+
+    /// The `/finalize` subresource: the object to store, `current` with the
+    /// `spec.finalizers` that `sent` has.
+    fn finalize_update(&self, sent: &Value, current: &Value) -> Value {
+        let mut updated = current.clone();
+        updated["spec"]["finalizers"] = sent["spec"]["finalizers"].clone();
         updated
     }
 

@@ -531,6 +531,9 @@ async fn owners_and_namespaces_take_their_objects_along() {
     let namespace =
         json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "shop" } });
     assert!(cluster.send("apply", &namespace).await.0);
+    let (code, created) = cluster.get_json("/api/v1/namespaces/shop").await;
+    assert_eq!(code, 200, "{created}");
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
     run_web(&cluster, store, "shop", 2).await;
     let mut service = web_service();
     service["metadata"]["namespace"] = json!("shop");
@@ -566,6 +569,9 @@ async fn owners_and_namespaces_take_their_objects_along() {
     assert_eq!(first["status"]["phase"], "Terminating");
     assert!(first["metadata"]["deletionTimestamp"].is_string());
     assert_eq!(history.last().unwrap().event_type, EventType::Deleted);
+    // The controller ends it through `/finalize`, not a store delete.
+    let finalized = &history[history.len() - 2].object;
+    assert_eq!(finalized["spec"]["finalizers"], json!([]), "{history:?}");
     let (ok, _, stderr) = cluster.run(&["get", "namespace", "shop"]).await;
     assert!(!ok && stderr.contains("not found"), "{stderr}");
     let everything = store
