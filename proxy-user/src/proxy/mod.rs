@@ -7,6 +7,7 @@ mod health_check;
 mod http;
 pub mod node_address;
 mod orphans;
+pub mod policy;
 mod sync;
 mod telemetry;
 

@@ -18,14 +18,14 @@ use super::{
     cluster::{
         etcd_watch::ClusterEvent,
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
-        policy::FrontendPolicy,
         protocol::Protocol,
         service_ref::ServiceRef,
         state::ClusterState,
     },
-    datapath::{self, Datapath, Policy, WriteError, chain},
+    datapath::{Datapath, WriteError, chain},
     health_check::HealthChecks,
     orphans::Orphans,
+    policy::Policy,
     telemetry::Telemetry,
 };
 
@@ -213,7 +213,7 @@ impl Syncer {
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
-            self.program(service, frontend, key, &wanted, &policy_of(policy))?;
+            self.program(service, frontend, key, &wanted, policy)?;
             self.telemetry
                 .frontend_programmed(key, service, &frontend.port_name);
         }
@@ -322,53 +322,13 @@ fn ip_protocol(protocol: Protocol) -> u8 {
 }
 
 /// The datapath's form of what the cluster asks of a frontend.
-fn policy_of(wanted: &FrontendPolicy) -> Policy {
-    Policy {
-        affinity_timeout: wanted.affinity_timeout,
-        external: wanted.external,
-        local_only: wanted.local_only,
-        source_ranges: (wanted.source_ranges.iter())
-            .map(|range| datapath::SourceCidr {
-                network: range.network,
-                prefix_len: range.prefix_len,
-            })
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::cluster::policy::SourceCidr;
 
     #[test]
     fn protocol_numbers_match_the_datapath() {
         assert_eq!(ip_protocol(Protocol::Tcp), 6);
         assert_eq!(ip_protocol(Protocol::Udp), 17);
-    }
-
-    #[test]
-    fn the_datapath_policy_carries_every_field() {
-        let network = Ipv4Addr::new(203, 0, 113, 0);
-        let wanted = FrontendPolicy {
-            affinity_timeout: Some(60),
-            external: true,
-            local_only: true,
-            source_ranges: vec![SourceCidr {
-                network,
-                prefix_len: 24,
-            }],
-        };
-        let expected = Policy {
-            affinity_timeout: Some(60),
-            external: true,
-            local_only: true,
-            source_ranges: vec![datapath::SourceCidr {
-                network,
-                prefix_len: 24,
-            }],
-        };
-        assert_eq!(policy_of(&wanted), expected);
-        assert_eq!(policy_of(&FrontendPolicy::default()), Policy::default());
     }
 }

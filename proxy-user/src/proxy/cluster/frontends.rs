@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use tracing::warn;
 
-use super::policy::{FrontendPolicy, SourceCidr};
 use super::protocol::Protocol;
 use super::records::{ServiceRecord, ServiceType, SliceRecord, Usable};
 use super::service_ref::ServiceRef;
+use crate::proxy::policy::{Policy, SourceCidr};
 
 /// One address, port and protocol on which a Service is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,7 +37,7 @@ pub struct DesiredFrontend {
     /// refused at once instead of leaving the node to route the ClusterIP.
     pub backends: Vec<BackendAddr>,
     /// Affinity, reach from outside, traffic policy, source ranges.
-    pub policy: FrontendPolicy,
+    pub policy: Policy,
 }
 
 /// What a Service's `healthCheckNodePort` answers on this node
@@ -91,11 +91,11 @@ pub fn desired_frontends(
         true => Locality::Node(node.name),
         false => Locality::Cluster,
     };
-    let cluster_policy = FrontendPolicy {
+    let cluster_policy = Policy {
         affinity_timeout,
-        ..FrontendPolicy::default()
+        ..Policy::default()
     };
-    let external_policy = |source_ranges: &[SourceCidr]| FrontendPolicy {
+    let external_policy = |source_ranges: &[SourceCidr]| Policy {
         affinity_timeout,
         external: true,
         local_only,
@@ -602,7 +602,7 @@ mod tests {
                     backend("10.244.1.7", 8080),
                     backend("10.244.2.5", 8080),
                 ],
-                policy: FrontendPolicy::default(),
+                policy: Policy::default(),
             }]
         );
     }
@@ -629,12 +629,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 80, Protocol::Tcp, "http"),
                     backends: vec![backend("10.244.1.3", 8080)],
-                    policy: FrontendPolicy::default(),
+                    policy: Policy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.20", 443, Protocol::Tcp, "https"),
                     backends: vec![backend("10.244.1.3", 8443)],
-                    policy: FrontendPolicy::default(),
+                    policy: Policy::default(),
                 },
             ]
         );
@@ -744,12 +744,12 @@ mod tests {
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Tcp, "dns-tcp"),
                     backends: vec![backend("10.244.1.3", 5354)],
-                    policy: FrontendPolicy::default(),
+                    policy: Policy::default(),
                 },
                 DesiredFrontend {
                     frontend: frontend("10.96.0.53", 53, Protocol::Udp, "dns"),
                     backends: vec![backend("10.244.1.3", 5353)],
-                    policy: FrontendPolicy::default(),
+                    policy: Policy::default(),
                 },
             ]
         );
@@ -810,7 +810,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
                 backends: vec![backend("10.244.1.3", 8080)],
-                policy: FrontendPolicy::default(),
+                policy: Policy::default(),
             }]
         );
     }
@@ -859,7 +859,7 @@ mod tests {
             vec![DesiredFrontend {
                 frontend: frontend("10.96.0.10", 80, Protocol::Tcp, "http"),
                 backends: vec![],
-                policy: FrontendPolicy::default(),
+                policy: Policy::default(),
             }]
         );
     }

@@ -6,7 +6,6 @@
 
 pub mod etcd_watch;
 pub mod frontends;
-pub mod policy;
 pub mod protocol;
 pub mod records;
 pub mod service_ref;

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::policy::SourceCidr;
 use super::protocol::Protocol;
 use super::service_ref::ServiceRef;
+use crate::proxy::policy::SourceCidr;
 
 /// The label by which an EndpointSlice names the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

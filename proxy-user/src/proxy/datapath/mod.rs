@@ -24,12 +24,13 @@ pub use error::{DatapathError, WriteError, chain};
 pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
-pub use policy::{Policy, SourceCidr};
 pub use programmed::{BackendChange, MaglevParams, MapOp};
 use programmed::{Plan, Programmed, by_map};
 use sock_reset::SocketResetter;
 pub use sock_reset::{ResetError, ResetOutcome};
 use tables::Tables;
+
+use crate::proxy::policy::Policy;
 
 /// Where and how the datapath runs on this node.
 #[derive(Debug, Clone)]

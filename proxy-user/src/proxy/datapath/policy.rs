@@ -1,5 +1,4 @@
-//! How a frontend balances besides its backend list, and how that reads in
-//! the frontend's map entry.
+//! How a frontend's policy (`proxy::policy`) reads in its map entry.
 use std::net::Ipv4Addr;
 
 use proxy_common::{
@@ -7,28 +6,7 @@ use proxy_common::{
     SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
 };
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Policy {
-    /// `sessionAffinity: ClientIP`: seconds a client keeps its backend
-    /// after its last connection.
-    pub affinity_timeout: Option<u32>,
-    /// Reached from outside the node (NodePort, load balancer IP, external
-    /// IP): new flows are placed by the frontend's Maglev table.
-    pub external: bool,
-    /// `externalTrafficPolicy: Local`: the backends are this node's, and
-    /// external packets are dropped when there are none.
-    pub local_only: bool,
-    /// `loadBalancerSourceRanges`; empty admits every source. Sorted and
-    /// deduplicated.
-    pub source_ranges: Vec<SourceCidr>,
-}
-
-/// An IPv4 network a source may come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SourceCidr {
-    pub network: Ipv4Addr,
-    pub prefix_len: u8,
-}
+use crate::proxy::policy::{Policy, SourceCidr};
 
 impl SourceCidr {
     /// The trie entry admitting this network to frontend `service_id`, and

@@ -27,8 +27,8 @@ use proxy_common::{
 use super::{
     ids::IdAllocator,
     maglev::{self, MaglevSize},
-    policy::{Policy, SourceCidr},
 };
+use crate::proxy::policy::{Policy, SourceCidr};
 
 /// One write to one map.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,11 @@
-//! How a Service asks a frontend to balance besides its backend list, in
-//! the cluster's terms; the sync loop translates it for the datapath.
+//! How a frontend balances besides its backend list: what the cluster view
+//! asks for and the datapath programs (`datapath::policy` encodes it in the
+//! frontend's map entry). Its own module, so that neither side imports the
+//! other.
 use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FrontendPolicy {
+pub struct Policy {
     /// `sessionAffinity: ClientIP`: seconds a client keeps its backend
     /// after its last connection.
     pub affinity_timeout: Option<u32>,
