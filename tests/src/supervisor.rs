@@ -9,6 +9,8 @@
 //! `waitpid`, and needs no polling of pid files that may name a reused pid.
 
 use std::convert::Infallible;
+use std::fs::OpenOptions;
+use std::io::Write as _;
 use std::os::unix::process::ExitStatusExt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -125,14 +127,18 @@ impl Slot {
                         0
                     };
                     let delay = self.backoff();
-                    say(&format!(
+                    let line = format!(
                         "{} (pid {pid}) exited ({}) after {:.1} s; restart {} in {:.1} s",
                         self.name(),
                         describe(status),
                         ran.as_secs_f64(),
                         self.restarts + 1,
                         delay.as_secs_f64(),
-                    ));
+                    );
+                    say(&line);
+                    // The daemon's own log says so too, where its output
+                    // stops and the next run's begins.
+                    note_in(&self.log_path(dirs), &line);
                     self.start_at = Instant::now() + delay;
                 }
             }
@@ -179,6 +185,10 @@ impl Slot {
         }
     }
 
+    fn log_path(&self, dirs: SupervisorDirs<'_>) -> PathBuf {
+        dirs.log_dir.join(format!("{}.log", self.name()))
+    }
+
     fn spawn(&self, dirs: SupervisorDirs<'_>) -> Result<Daemon> {
         let name = self.name();
         // A builder that panics (a node's netns is gone) is a failed start,
@@ -195,7 +205,7 @@ impl Slot {
                 state_dir: dirs.run_dir,
                 cgroup: self.component.cgroup.as_deref(),
             },
-            dirs.log_dir.join(format!("{name}.log")),
+            self.log_path(dirs),
         )
     }
 
@@ -250,11 +260,28 @@ fn describe(status: ExitStatus) -> String {
 
 /// One log line, stamped with the UTC time of day.
 fn say(line: &str) {
+    println!("{}", stamped(line));
+}
+
+/// `line` appended to a daemon's log; a log that cannot be written is said
+/// in the supervisor's.
+fn note_in(log: &Path, line: &str) {
+    let appended = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut file| writeln!(file, "{}", stamped(line)));
+    if let Err(error) = appended {
+        say(&format!("cannot write to {}: {error}", log.display()));
+    }
+}
+
+fn stamped(line: &str) -> String {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (h, m, s) = (seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
-    println!("{h:02}:{m:02}:{s:02} supervisor: {line}");
+    format!("{h:02}:{m:02}:{s:02} supervisor: {line}")
 }
 
 #[cfg(test)]

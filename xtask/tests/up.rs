@@ -23,6 +23,7 @@ use skiff_tests::{CallResult, kubectl, parse_call_output, sync_count};
 
 const RUN_DIR: &str = "/run/skiff";
 const DATA_DIR: &str = "/var/lib/skiff";
+const LOG_DIR: &str = "/var/log/skiff";
 const SUPERVISOR_LOG: &str = "/var/log/skiff/supervisor.log";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -229,6 +230,11 @@ fn kill_and_see_it_back(daemon: &str) -> Duration {
         "{daemon}'s pid file names the new process"
     );
     assert!(!is_alive(old), "{daemon}'s old process {old} still runs");
+    let own_log = fs::read_to_string(format!("{LOG_DIR}/{daemon}.log")).unwrap_or_default();
+    assert!(
+        own_log.contains(&exited),
+        "{daemon}'s own log does not say it was restarted"
+    );
     took
 }
 
