@@ -1,5 +1,7 @@
+use serde_json::{Value, json};
+
+use super::addresses::{is_valid_cidr, validate_non_special_ip};
 use super::*;
-use serde_json::json;
 
 fn defaulted(mut raw: Value) -> Value {
     default_service(&mut raw);
