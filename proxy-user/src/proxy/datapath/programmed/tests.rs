@@ -1,0 +1,475 @@
+use super::*;
+use proxy_common::{PROTO_TCP, SERVICE_FLAG_AFFINITY};
+
+fn frontend(last_octet: u8) -> ServiceKey {
+    ServiceKey {
+        address: u32::from_ne_bytes([10, 96, 0, last_octet]),
+        port: 80u16.to_be(),
+        protocol: PROTO_TCP,
+        pad: 0,
+    }
+}
+
+fn backend(last_octet: u8) -> Backend {
+    Backend {
+        address: u32::from_ne_bytes([10, 244, 1, last_octet]),
+        port: 8080u16.to_be(),
+        protocol: PROTO_TCP,
+        pad: 0,
+    }
+}
+
+const PARAMS: MaglevParams = MaglevParams {
+    size: MaglevSize::DEFAULT,
+    seed: 1,
+};
+
+fn plain() -> Policy {
+    Policy::default()
+}
+
+fn sticky(seconds: u32) -> Policy {
+    Policy {
+        affinity_timeout: Some(seconds),
+        ..Policy::default()
+    }
+}
+
+/// Applies ops to an in-memory copy of the maps, checking after every
+/// single write that no frontend reaches a missing slot, backend,
+/// Maglev table or source range.
+#[derive(Default)]
+struct Maps {
+    services: HashMap<ServiceKey, ServiceValue>,
+    slots: HashMap<BackendSlotKey, BackendId>,
+    backends: HashMap<BackendId, Backend>,
+    tables: HashMap<u32, MaglevEntries>,
+    ranges: HashSet<(SourceRange, u32)>,
+}
+
+impl Maps {
+    fn apply(&mut self, ops: &[MapOp]) {
+        for op in ops {
+            match op.clone() {
+                MapOp::PutBackend(id, backend) => {
+                    self.backends.insert(id, backend);
+                }
+                MapOp::PutSlot(key, id) => {
+                    self.slots.insert(key, id);
+                }
+                MapOp::PutService(key, value) => {
+                    self.services.insert(key, value);
+                }
+                MapOp::DeleteService(key) => {
+                    self.services.remove(&key).expect("deleted service existed");
+                }
+                MapOp::DeleteSlot(key) => {
+                    self.slots.remove(&key).expect("deleted slot existed");
+                }
+                MapOp::DeleteBackend(id) => {
+                    self.backends.remove(&id).expect("deleted backend existed");
+                }
+                MapOp::PutMaglev(id, table) => {
+                    self.tables.insert(id, table);
+                }
+                MapOp::DeleteMaglev(id) => {
+                    self.tables.remove(&id).expect("deleted table existed");
+                }
+                MapOp::PutSourceRange(range, len) => {
+                    self.ranges.insert((range, len));
+                }
+                MapOp::DeleteSourceRange(range, len) => {
+                    assert!(self.ranges.remove(&(range, len)), "deleted range existed");
+                }
+                MapOp::DeleteStats(_) => {}
+            }
+            self.assert_no_dangling(op);
+        }
+    }
+
+    fn assert_no_dangling(&self, after: &MapOp) {
+        for value in self.services.values() {
+            if value.flags & SERVICE_FLAG_EXTERNAL != 0 && value.backend_count > 0 {
+                let table = self
+                    .tables
+                    .get(&value.id)
+                    .unwrap_or_else(|| panic!("no Maglev table after {after:?}"));
+                assert!(
+                    table.0.slots[..MaglevSize::DEFAULT.get() as usize]
+                        .iter()
+                        .all(|slot| *slot < value.backend_count),
+                    "Maglev table names a slot past the count after {after:?}"
+                );
+            }
+            if value.flags & SERVICE_FLAG_SOURCE_RANGES != 0 {
+                assert!(
+                    self.ranges
+                        .iter()
+                        .any(|(range, _)| range.service_id == value.id),
+                    "source ranges flagged but none written after {after:?}"
+                );
+            }
+            for slot in 0..value.backend_count {
+                let id = self.slots.get(&BackendSlotKey {
+                    service_id: value.id,
+                    slot,
+                });
+                let id = id.unwrap_or_else(|| panic!("dangling slot {slot} after {after:?}"));
+                assert!(
+                    self.backends.contains_key(id),
+                    "dangling backend {id} after {after:?}"
+                );
+            }
+        }
+    }
+
+    fn reachable(&self, key: &ServiceKey) -> Vec<Backend> {
+        let value = self.services[key];
+        let mut backends: Vec<Backend> = (0..value.backend_count)
+            .map(|slot| {
+                self.backends[&self.slots[&BackendSlotKey {
+                    service_id: value.id,
+                    slot,
+                }]]
+            })
+            .collect();
+        backends.sort();
+        backends
+    }
+
+    fn contents(&self) -> MapContents {
+        MapContents {
+            services: self.services.iter().map(|(k, v)| (*k, *v)).collect(),
+            slots: self.slots.iter().map(|(k, v)| (*k, *v)).collect(),
+            backends: self.backends.iter().map(|(k, v)| (*k, *v)).collect(),
+            source_ranges: self.ranges.iter().copied().collect(),
+            maglev_ids: self.tables.keys().copied().collect(),
+        }
+    }
+}
+
+#[test]
+fn a_new_frontend_is_written_after_its_slots_and_backends() {
+    let mut programmed = Programmed::new(PARAMS);
+    let ops = programmed.set(frontend(10), &[backend(2), backend(3)], &plain());
+    assert!(matches!(ops.last(), Some(MapOp::PutService(_, v)) if v.backend_count == 2));
+    let mut maps = Maps::default();
+    maps.apply(&ops);
+    assert_eq!(maps.reachable(&frontend(10)), vec![backend(2), backend(3)]);
+}
+
+#[test]
+fn writes_regrouped_by_map_never_dangle() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut ops = Vec::new();
+    for port in 10..20 {
+        let backends: Vec<Backend> = (0..port % 4 + 1).map(|b| backend(b + port)).collect();
+        let policy = if port % 2 == 0 {
+            external(&["192.0.2.0/24"])
+        } else {
+            plain()
+        };
+        ops.extend(programmed.set(frontend(port), &backends, &policy));
+    }
+    let regrouped = by_map(ops.clone());
+    assert_ne!(regrouped, ops, "a full sync's writes are regrouped");
+    // Applying checks, after every write, that nothing dangles.
+    let mut maps = Maps::default();
+    maps.apply(&regrouped);
+    assert_eq!(
+        maps.reachable(&frontend(13)),
+        vec![backend(13), backend(14)]
+    );
+
+    // Writes that delete keep their order.
+    let ops = programmed.set(frontend(13), &[backend(13)], &plain());
+    assert!(ops.iter().any(|op| matches!(op, MapOp::DeleteSlot(_))));
+    assert_eq!(by_map(ops.clone()), ops);
+}
+
+#[test]
+fn an_unchanged_frontend_costs_no_write() {
+    let mut programmed = Programmed::new(PARAMS);
+    programmed.set(frontend(10), &[backend(2), backend(3)], &plain());
+    assert_eq!(
+        programmed.set(frontend(10), &[backend(3), backend(2)], &plain()),
+        vec![]
+    );
+}
+
+#[test]
+fn removing_a_backend_moves_the_last_into_its_slot_then_shrinks() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(
+        frontend(10),
+        &[backend(2), backend(3), backend(4)],
+        &plain(),
+    ));
+    let ops = programmed.set(frontend(10), &[backend(3), backend(4)], &plain());
+    // One slot rewrite, the count, one slot delete, one backend delete.
+    assert_eq!(ops.len(), 4, "{ops:?}");
+    assert!(matches!(ops[0], MapOp::PutSlot(_, _)));
+    assert!(matches!(ops[1], MapOp::PutService(_, v) if v.backend_count == 2));
+    assert!(matches!(ops[2], MapOp::DeleteSlot(_)));
+    assert!(matches!(ops[3], MapOp::DeleteBackend(_)));
+    maps.apply(&ops);
+    assert_eq!(maps.reachable(&frontend(10)), vec![backend(3), backend(4)]);
+}
+
+#[test]
+fn changing_only_the_affinity_rewrites_only_the_frontend_entry() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
+    let ops = programmed.set(frontend(10), &[backend(2)], &sticky(30));
+    assert!(
+        matches!(ops.as_slice(), [MapOp::PutService(_, v)] if v.flags == SERVICE_FLAG_AFFINITY && v.affinity_timeout == 30),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    let (mut adopted, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert_eq!(repairs, vec![]);
+    assert_eq!(
+        adopted.set(frontend(10), &[backend(2)], &sticky(30)),
+        vec![]
+    );
+    assert_eq!(adopted.set(frontend(10), &[backend(2)], &plain()).len(), 1);
+}
+
+#[test]
+fn a_frontend_without_endpoints_stays_with_count_zero() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
+    maps.apply(&programmed.set(frontend(10), &[], &plain()));
+    assert_eq!(maps.services[&frontend(10)].backend_count, 0);
+    assert!(maps.slots.is_empty() && maps.backends.is_empty());
+}
+
+#[test]
+fn shared_backends_live_until_their_last_frontend_goes() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
+    maps.apply(&programmed.set(frontend(11), &[backend(2), backend(3)], &plain()));
+    assert_eq!(maps.backends.len(), 2);
+    maps.apply(&programmed.remove(&frontend(10)));
+    assert_eq!(maps.reachable(&frontend(11)), vec![backend(2), backend(3)]);
+    maps.apply(&programmed.remove(&frontend(11)));
+    assert!(maps.services.is_empty() && maps.slots.is_empty() && maps.backends.is_empty());
+}
+
+#[test]
+fn duplicate_backends_count_once() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2), backend(2)], &plain()));
+    assert_eq!(maps.reachable(&frontend(10)), vec![backend(2)]);
+    maps.apply(&programmed.remove(&frontend(10)));
+    assert!(maps.backends.is_empty());
+}
+
+#[test]
+fn adopting_pinned_maps_needs_no_write_for_what_is_unchanged() {
+    let mut before = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&before.set(frontend(10), &[backend(2), backend(3)], &plain()));
+    maps.apply(&before.set(frontend(11), &[backend(3)], &plain()));
+
+    let (mut after, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert_eq!(repairs, vec![]);
+    assert_eq!(
+        after.set(frontend(10), &[backend(2), backend(3)], &plain()),
+        vec![]
+    );
+    assert_eq!(after.set(frontend(11), &[backend(3)], &plain()), vec![]);
+    // Ids continue past the adopted ones instead of colliding.
+    maps.apply(&after.set(frontend(12), &[backend(4)], &plain()));
+    assert_eq!(maps.reachable(&frontend(12)), vec![backend(4)]);
+    assert_eq!(maps.reachable(&frontend(10)), vec![backend(2), backend(3)]);
+}
+
+#[test]
+fn adopting_repairs_what_an_interrupted_run_left() {
+    let mut maps = Maps::default();
+    let mut before = Programmed::new(PARAMS);
+    maps.apply(&before.set(frontend(10), &[backend(2), backend(3)], &plain()));
+    // An agent died after writing a new backend and slot but before the
+    // count, and an orphan slot of a deleted frontend remains.
+    maps.backends.insert(90, backend(9));
+    maps.slots.insert(
+        BackendSlotKey {
+            service_id: 1,
+            slot: 2,
+        },
+        90,
+    );
+    maps.slots.insert(
+        BackendSlotKey {
+            service_id: 77,
+            slot: 0,
+        },
+        90,
+    );
+    // And one frontend claims more slots than exist.
+    maps.services.insert(
+        frontend(11),
+        ServiceValue {
+            id: 5,
+            backend_count: 3,
+            flags: 0,
+            affinity_timeout: 0,
+        },
+    );
+    maps.slots.insert(
+        BackendSlotKey {
+            service_id: 5,
+            slot: 0,
+        },
+        90,
+    );
+
+    let (_, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert!(repairs.contains(&MapOp::PutService(
+        frontend(11),
+        ServiceValue {
+            id: 5,
+            backend_count: 1,
+            flags: 0,
+            affinity_timeout: 0
+        }
+    )));
+    assert!(repairs.contains(&MapOp::DeleteSlot(BackendSlotKey {
+        service_id: 1,
+        slot: 2
+    })));
+    assert!(repairs.contains(&MapOp::DeleteSlot(BackendSlotKey {
+        service_id: 77,
+        slot: 0
+    })));
+    maps.apply(&repairs);
+    assert_eq!(maps.reachable(&frontend(11)), vec![backend(9)]);
+    assert_eq!(maps.reachable(&frontend(10)), vec![backend(2), backend(3)]);
+}
+
+fn external(ranges: &[&str]) -> Policy {
+    Policy {
+        external: true,
+        source_ranges: ranges
+            .iter()
+            .map(|range| {
+                let (network, len) = range.split_once('/').unwrap();
+                SourceCidr {
+                    network: network.parse().unwrap(),
+                    prefix_len: len.parse().unwrap(),
+                }
+            })
+            .collect(),
+        ..Policy::default()
+    }
+}
+
+#[test]
+fn an_external_frontend_gets_its_maglev_table_before_its_entry() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    let ops = programmed.set(frontend(10), &[backend(2), backend(3)], &external(&[]));
+    let table = ops.iter().position(|op| matches!(op, MapOp::PutMaglev(..)));
+    let entry = ops
+        .iter()
+        .position(|op| matches!(op, MapOp::PutService(..)));
+    assert!(table.unwrap() < entry.unwrap(), "{ops:?}");
+    maps.apply(&ops);
+    // A changed backend set rewrites the table; the apply checks that
+    // no entry ever names a slot past the count.
+    maps.apply(&programmed.set(frontend(10), &[backend(3)], &external(&[])));
+    maps.apply(&programmed.set(frontend(10), &[], &external(&[])));
+    assert!(maps.tables.is_empty(), "a table without backends stays");
+    maps.apply(&programmed.set(frontend(10), &[backend(4)], &external(&[])));
+    maps.apply(&programmed.remove(&frontend(10)));
+    assert!(maps.tables.is_empty() && maps.services.is_empty());
+}
+
+#[test]
+fn the_same_backends_give_the_same_table_in_any_order_and_on_any_node() {
+    let mut node1 = Programmed::new(PARAMS);
+    let mut node2 = Programmed::new(PARAMS);
+    // Node 2 has seen another frontend first: its ids differ.
+    node2.set(frontend(11), &[backend(9)], &plain());
+    let table = |ops: Vec<MapOp>, programmed: &Programmed| -> Vec<Backend> {
+        let Some(MapOp::PutMaglev(_, table)) = ops
+            .into_iter()
+            .find(|op| matches!(op, MapOp::PutMaglev(..)))
+        else {
+            panic!("no table written");
+        };
+        let slots = &programmed.frontends[&frontend(10)].slots;
+        table.0.slots[..PARAMS.size.get() as usize]
+            .iter()
+            .map(|slot| programmed.backend_by_id[&slots[*slot as usize]])
+            .collect()
+    };
+    let ops1 = node1.set(
+        frontend(10),
+        &[backend(2), backend(3), backend(4)],
+        &external(&[]),
+    );
+    let ops2 = node2.set(
+        frontend(10),
+        &[backend(4), backend(2), backend(3)],
+        &external(&[]),
+    );
+    assert_eq!(table(ops1, &node1), table(ops2, &node2));
+}
+
+#[test]
+fn source_ranges_are_written_before_the_flag_and_removed_after_it() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &external(&[])));
+    let ops = programmed.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"]));
+    assert!(matches!(ops[0], MapOp::PutSourceRange(_, 56)), "{ops:?}");
+    maps.apply(&ops);
+    let ops = programmed.set(frontend(10), &[backend(2)], &external(&["198.51.100.7/32"]));
+    maps.apply(&ops);
+    assert!(
+        matches!(ops.last(), Some(MapOp::DeleteSourceRange(_, 56))),
+        "{ops:?}"
+    );
+    let ops = programmed.set(frontend(10), &[backend(2)], &external(&[]));
+    assert!(
+        matches!(
+            ops.as_slice(),
+            [MapOp::PutService(..), MapOp::DeleteSourceRange(_, 64)]
+        ),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    assert!(maps.ranges.is_empty());
+}
+
+#[test]
+fn adopting_rewrites_tables_and_drops_what_no_frontend_uses() {
+    let mut before = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&before.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"])));
+    // Left by a crashed run: a table and a range of no frontend.
+    maps.tables
+        .insert(77, maps.tables.values().next().unwrap().clone());
+    let (stray, stray_len) = SourceCidr {
+        network: "203.0.113.0".parse().unwrap(),
+        prefix_len: 24,
+    }
+    .entry(78);
+    maps.ranges.insert((stray, stray_len));
+    let (mut after, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert!(repairs.iter().any(|op| matches!(op, MapOp::PutMaglev(..))));
+    assert!(repairs.contains(&MapOp::DeleteMaglev(77)));
+    assert!(repairs.contains(&MapOp::DeleteSourceRange(stray, stray_len)));
+    maps.apply(&repairs);
+    assert_eq!(
+        after.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"])),
+        vec![]
+    );
+}
