@@ -11,7 +11,7 @@ use skiff_etcd::keys::{POD_CIDRS, collection_prefix, object_key};
 use skiff_etcd::kv::Guarded;
 use skiff_etcd::list_watch::LIST_PAGE_SIZE;
 
-use super::Ipv4Cidr;
+use super::pool::Ipv4Cidr;
 use crate::store::{Store, StoreError, resource_version_of};
 
 /// The claims of pod CIDRs, next to the Nodes in `store`.

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// What a `continue` token carries. The key is relative to the collection
 /// prefix, so a token cannot be replayed against another collection's keys.

@@ -4,56 +4,24 @@
 //! that compare-and-swap on `mod_revision`, lists that page through one
 //! revision, and watches that resume from a revision.
 
+mod codec;
 mod continue_token;
+mod error;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::Value;
-use skiff_etcd::kv::{Entry, EtcdError, Guarded, KeyRange, Kv, Written};
+use skiff_etcd::kv::{Guarded, KeyRange, Kv, Written};
 
+use codec::{decode, encode};
+
+pub use codec::{resource_version_of, same_object, with_resource_version};
 pub use continue_token::ContinueToken;
+pub use error::StoreError;
 pub use skiff_etcd::keys::{collection_prefix, object_key};
 pub use watch::{EventType, Watch, WatchBatch, WatchEvent};
-
-/// Why a storage operation failed. The API layer maps each to a `Status`.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Etcd(EtcdError),
-    #[error("{key} not found")]
-    NotFound { key: String },
-    #[error("{key} already exists")]
-    AlreadyExists { key: String },
-    #[error(
-        "the object has been modified; please apply your changes to the latest version and try again"
-    )]
-    Conflict { key: String },
-    #[error("{message}")]
-    PreconditionFailed { message: String },
-    #[error("revision {revision} has been compacted")]
-    Compacted { revision: i64 },
-    #[error("invalid continue token: {reason}")]
-    InvalidContinue { reason: &'static str },
-    #[error("the value at {key} is not a JSON object: {reason}")]
-    Corrupt { key: String, reason: String },
-    #[error("etcd canceled the watch: {reason}")]
-    WatchCanceled { reason: String },
-    #[error("etcd closed the watch stream")]
-    WatchClosed,
-}
-
-/// A read or watch below the compacted revision is its own error: the API
-/// answers it with 410 Gone.
-impl From<EtcdError> for StoreError {
-    fn from(error: EtcdError) -> Self {
-        match error {
-            EtcdError::Compacted { revision } => Self::Compacted { revision },
-            other => Self::Etcd(other),
-        }
-    }
-}
 
 /// What a delete requires of the object it removes (Kubernetes'
 /// `DeleteOptions.preconditions`).
@@ -294,63 +262,4 @@ fn next_page_token(prefix: &str, last_key: &[u8], revision: i64) -> Result<Strin
         start_after_prefix: relative.to_owned(),
     }
     .encode())
-}
-
-/// An object's `metadata.resourceVersion` as a revision (0 when absent).
-pub fn resource_version_of(object: &Value) -> i64 {
-    object["metadata"]["resourceVersion"]
-        .as_str()
-        .and_then(|version| version.parse().ok())
-        .unwrap_or(0)
-}
-
-pub fn with_resource_version(mut object: Value, revision: i64) -> Value {
-    if let Some(metadata) = object
-        .as_object_mut()
-        .map(|object| {
-            object
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Default::default()))
-        })
-        .and_then(Value::as_object_mut)
-    {
-        metadata.insert(
-            "resourceVersion".into(),
-            Value::String(revision.to_string()),
-        );
-    }
-    object
-}
-
-/// Whether two versions of an object are the same apart from their
-/// resourceVersion (an update that changes nothing is not written).
-pub fn same_object(a: &Value, b: &Value) -> bool {
-    without_resource_version(a) == without_resource_version(b)
-}
-
-fn without_resource_version(object: &Value) -> Value {
-    let mut object = object.clone();
-    if let Some(metadata) = object["metadata"].as_object_mut() {
-        metadata.remove("resourceVersion");
-    }
-    object
-}
-
-/// The stored form: the object without its resourceVersion (that is the
-/// key's revision, and would be stale the moment it was written).
-fn encode(object: &Value) -> Vec<u8> {
-    serde_json::to_vec(&without_resource_version(object)).expect("JSON values always serialize")
-}
-
-fn decode(entry: &Entry, revision: i64) -> Result<Value, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: entry.key_str(),
-        reason,
-    };
-    let object: Value =
-        serde_json::from_slice(&entry.value).map_err(|error| corrupt(error.to_string()))?;
-    if !object.is_object() {
-        return Err(corrupt("not an object".into()));
-    }
-    Ok(with_resource_version(object, revision))
 }

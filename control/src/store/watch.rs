@@ -7,7 +7,8 @@ use skiff_etcd::etcd_client::{EventType as EtcdEventType, KeyValue, WatchRespons
 use skiff_etcd::kv::{Entry, EtcdError};
 use tokio::time::{Interval, MissedTickBehavior};
 
-use super::{StoreError, decode};
+use super::codec::decode;
+use super::error::StoreError;
 
 /// Kubernetes' watch event types for object changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

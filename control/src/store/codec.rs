@@ -1,0 +1,66 @@
+//! An object as stored: JSON without its resourceVersion, which is the
+//! key's `mod_revision` and is set on every read.
+
+use serde_json::Value;
+use skiff_etcd::kv::Entry;
+
+use super::error::StoreError;
+
+/// An object's `metadata.resourceVersion` as a revision (0 when absent).
+pub fn resource_version_of(object: &Value) -> i64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|version| version.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn with_resource_version(mut object: Value, revision: i64) -> Value {
+    if let Some(metadata) = object
+        .as_object_mut()
+        .map(|object| {
+            object
+                .entry("metadata")
+                .or_insert_with(|| Value::Object(Default::default()))
+        })
+        .and_then(Value::as_object_mut)
+    {
+        metadata.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
+    }
+    object
+}
+
+/// Whether two versions of an object are the same apart from their
+/// resourceVersion (an update that changes nothing is not written).
+pub fn same_object(a: &Value, b: &Value) -> bool {
+    without_resource_version(a) == without_resource_version(b)
+}
+
+fn without_resource_version(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object["metadata"].as_object_mut() {
+        metadata.remove("resourceVersion");
+    }
+    object
+}
+
+/// The stored form: the object without its resourceVersion (that is the
+/// key's revision, and would be stale the moment it was written).
+pub(super) fn encode(object: &Value) -> Vec<u8> {
+    serde_json::to_vec(&without_resource_version(object)).expect("JSON values always serialize")
+}
+
+pub(super) fn decode(entry: &Entry, revision: i64) -> Result<Value, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: entry.key_str(),
+        reason,
+    };
+    let object: Value =
+        serde_json::from_slice(&entry.value).map_err(|error| corrupt(error.to_string()))?;
+    if !object.is_object() {
+        return Err(corrupt("not an object".into()));
+    }
+    Ok(with_resource_version(object, revision))
+}

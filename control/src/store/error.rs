@@ -1,0 +1,41 @@
+//! Why a storage operation failed.
+
+use skiff_etcd::kv::EtcdError;
+
+/// Why a storage operation failed. The API layer maps each to a `Status`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Etcd(EtcdError),
+    #[error("{key} not found")]
+    NotFound { key: String },
+    #[error("{key} already exists")]
+    AlreadyExists { key: String },
+    #[error(
+        "the object has been modified; please apply your changes to the latest version and try again"
+    )]
+    Conflict { key: String },
+    #[error("{message}")]
+    PreconditionFailed { message: String },
+    #[error("revision {revision} has been compacted")]
+    Compacted { revision: i64 },
+    #[error("invalid continue token: {reason}")]
+    InvalidContinue { reason: &'static str },
+    #[error("the value at {key} is not a JSON object: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("etcd canceled the watch: {reason}")]
+    WatchCanceled { reason: String },
+    #[error("etcd closed the watch stream")]
+    WatchClosed,
+}
+
+/// A read or watch below the compacted revision is its own error: the API
+/// answers it with 410 Gone.
+impl From<EtcdError> for StoreError {
+    fn from(error: EtcdError) -> Self {
+        match error {
+            EtcdError::Compacted { revision } => Self::Compacted { revision },
+            other => Self::Etcd(other),
+        }
+    }
+}
