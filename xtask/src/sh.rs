@@ -50,6 +50,25 @@ pub fn cmd(program: impl AsRef<OsStr>) -> Command {
 pub fn cargo() -> Command {
     let mut command = cmd(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command.current_dir(workspace_root());
+    // `cargo run` gave xtask the variables of its own package. Passed on,
+    // they would differ from a plain `cargo build`'s, and build scripts that
+    // watch them (ring's watches CARGO_MANIFEST_DIR) would rerun each time,
+    // rebuilding ring and everything above it on every `cargo xtask up`.
+    for (name, _) in env::vars_os() {
+        let set_by_cargo_run = name.to_str().is_some_and(|name| {
+            matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            ) || name.starts_with("CARGO_PKG_")
+        });
+        if set_by_cargo_run {
+            command.env_remove(name);
+        }
+    }
     command
 }
 
