@@ -40,6 +40,59 @@ pub enum Command {
     /// Print the frontends, backends and counters programmed on a node, read
     /// from its pinned maps (like bpftool, but readable).
     Status(StatusArgs),
+    /// The node's image store: images imported from archives (no registry
+    /// needed), kept as an OCI image layout under <state-dir>/images.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Import the images of an OCI archive (a tar of an OCI image layout,
+    /// as skopeo or buildah write) or a docker archive (`docker save`),
+    /// plain or gzipped. Every blob is checked against its digest.
+    Import {
+        /// The archive file.
+        file: PathBuf,
+        #[command(flatten)]
+        store: ImageStoreArgs,
+    },
+    /// List the stored images: reference, image ID (config digest), size.
+    List {
+        #[command(flatten)]
+        store: ImageStoreArgs,
+    },
+    /// Extract an image's layers (once) and print their directories, bottom
+    /// first.
+    Unpack {
+        /// A reference (`redis`, `busybox:1.35`) or the sha256: digest of
+        /// the image's config or manifest.
+        reference: String,
+        #[command(flatten)]
+        store: ImageStoreArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImageStoreArgs {
+    /// The agent's state directory; the store is its images/ directory.
+    /// [default: /run/skiff/agent/<node-name>]
+    #[arg(long, env = "SKIFF_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// The node whose default state directory to use.
+    #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
+    pub node_name: Option<String>,
+}
+
+impl ImageStoreArgs {
+    pub fn state_dir(&self) -> Result<PathBuf, &'static str> {
+        match (&self.state_dir, &self.node_name) {
+            (Some(dir), _) => Ok(dir.clone()),
+            (None, Some(node_name)) => Ok(default_state_dir(node_name)),
+            (None, None) => Err("images needs --state-dir or --node-name"),
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -193,6 +246,10 @@ fn netns_prefix(prefix: &str) -> Result<String, String> {
         true => Ok(prefix.to_owned()),
         false => Err("must start with `skiff` and hold only letters, digits, '-' and '.'".into()),
     }
+}
+
+pub fn default_state_dir(node_name: &str) -> PathBuf {
+    PathBuf::from("/run/skiff/agent").join(node_name)
 }
 
 pub fn default_bpffs(node_name: &str) -> PathBuf {

@@ -16,7 +16,7 @@ use clap::Parser as _;
 use tracing::{error, info};
 
 use crate::{
-    cli::{Args, Cli, Command, StatusArgs, default_bpffs},
+    cli::{Args, Cli, Command, ImagesCommand, StatusArgs, default_bpffs, default_state_dir},
     proxy::datapath::{MaglevParams, Settings, Uplink},
 };
 
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.command, cli.run) {
         (Some(Command::Status(args)), _) => status(args),
+        (Some(Command::Images(command)), _) => images(command),
         (None, Some(args)) => run(args),
         (None, None) => unreachable!("clap requires the agent's arguments without a subcommand"),
     };
@@ -136,7 +137,7 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
         state_dir: args
             .state_dir
             .clone()
-            .unwrap_or_else(|| PathBuf::from("/run/skiff/agent").join(&args.node_name)),
+            .unwrap_or_else(|| default_state_dir(&args.node_name)),
         crashloop_base: Duration::from_secs_f64(args.crashloop_base.max(0.1)),
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval.max(0.1)),
     })
@@ -149,6 +150,22 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("status needs --node-name or --bpffs"),
     };
     print!("{}", proxy::status(&bpffs)?);
+    Ok(())
+}
+
+fn images(command: ImagesCommand) -> anyhow::Result<()> {
+    let out = match &command {
+        ImagesCommand::Import { file, store } => {
+            kubelet::images::import(&store.state_dir().map_err(anyhow::Error::msg)?, file)?
+        }
+        ImagesCommand::List { store } => {
+            kubelet::images::list(&store.state_dir().map_err(anyhow::Error::msg)?)?
+        }
+        ImagesCommand::Unpack { reference, store } => {
+            kubelet::images::unpack(&store.state_dir().map_err(anyhow::Error::msg)?, reference)?
+        }
+    };
+    print!("{out}");
     Ok(())
 }
 

@@ -1,6 +1,8 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
-//! (`pods`), reading and writing the cluster through etcd (`store`).
+//! (`pods`), reading and writing the cluster through etcd (`store`). The
+//! node's image store (`images`) is managed from the command line.
+pub mod images;
 pub mod node;
 pub mod pods;
 pub mod store;

@@ -1,0 +1,101 @@
+//! The node image store (`skiff-agent images`): images imported from
+//! archives without a registry, kept as an OCI image layout under
+//! `<state-dir>/images/` (`store`), found by reference or digest, and
+//! unpacked one directory per layer for overlayfs (`unpack`). Pods do not
+//! use it yet.
+mod digest;
+mod import;
+mod reference;
+mod store;
+#[cfg(test)]
+mod tests;
+mod unpack;
+
+use std::{fmt::Write as _, path::Path};
+
+use anyhow::{Context as _, bail};
+
+use self::store::{Recorded, Store};
+
+/// `images import`: one line per image the archive holds.
+pub fn import(state_dir: &Path, archive: &Path) -> anyhow::Result<String> {
+    let store = Store::open(state_dir)?;
+    let imported = import::import(&store, archive)
+        .with_context(|| format!("importing {}", archive.display()))?;
+    let mut out = String::new();
+    for image in imported {
+        let what = match image.recorded {
+            Recorded::Added => "imported",
+            Recorded::AlreadyPresent => "already in the store, unchanged:",
+        };
+        writeln!(out, "{what} {} ({})", image.reference, image.manifest)?;
+    }
+    Ok(out)
+}
+
+/// `images list`: the store's images as `crictl images` shows them.
+pub fn list(state_dir: &Path) -> anyhow::Result<String> {
+    let store = Store::open(state_dir)?;
+    let rows: Vec<[String; 3]> = store
+        .images()?
+        .iter()
+        .map(|image| {
+            [
+                image.reference.clone().unwrap_or_else(|| "<none>".into()),
+                image.manifest.config().digest().to_string(),
+                human_size(image.size()),
+            ]
+        })
+        .collect();
+    let width = rows
+        .iter()
+        .map(|row| row[0].len())
+        .chain([9])
+        .max()
+        .unwrap_or(9);
+    let mut out = format!("{:width$}  {:71}  SIZE\n", "REFERENCE", "IMAGE ID");
+    for [reference, id, size] in rows {
+        writeln!(out, "{reference:width$}  {id:71}  {size}")?;
+    }
+    Ok(out)
+}
+
+/// `images unpack`: the image's layers extracted, bottom first, one
+/// directory a line (overlayfs lowerdir order is the reverse).
+pub fn unpack(state_dir: &Path, wanted: &str) -> anyhow::Result<String> {
+    let store = Store::open(state_dir)?;
+    let image = store.resolve(wanted)?;
+    let layers = image.manifest.layers();
+    let diff_ids = image.config.rootfs().diff_ids();
+    if layers.len() != diff_ids.len() {
+        bail!(
+            "{wanted}: the manifest has {} layers, the config {} diff_ids",
+            layers.len(),
+            diff_ids.len()
+        );
+    }
+    let mut out = String::new();
+    for (layer, diff_id) in layers.iter().zip(diff_ids) {
+        let dir = unpack::unpack(&store, layer, diff_id)?;
+        writeln!(out, "{}", dir.display())?;
+    }
+    Ok(out)
+}
+
+/// Sizes in decimal units with three significant digits, as crictl
+/// prints them.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit < units.len() - 1 {
+        size /= 1000.0;
+        unit += 1;
+    }
+    let decimals = match size {
+        _ if unit == 0 || size >= 100.0 => 0,
+        _ if size >= 10.0 => 1,
+        _ => 2,
+    };
+    format!("{size:.decimals$}{}", units[unit])
+}
