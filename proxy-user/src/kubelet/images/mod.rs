@@ -77,7 +77,7 @@ pub fn unpack(state_dir: &Path, wanted: &str) -> anyhow::Result<String> {
     let mut out = String::new();
     for (layer, diff_id) in layers.iter().zip(diff_ids) {
         let dir = unpack::unpack(&store, layer, diff_id)?;
-        writeln!(out, "{}", dir.display())?;
+        writeln!(out, "{}", std::path::absolute(dir)?.display())?;
     }
     Ok(out)
 }

@@ -377,3 +377,16 @@ fn an_entry_below_a_symlink_is_refused() {
     assert!(error.contains("link/planted"), "{error}");
     assert!(!outside.join("planted").exists());
 }
+
+#[test]
+fn a_whiteout_of_the_parent_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let layer = tar(&[
+        Entry::Dir("a"),
+        Entry::File("a/keep", b"k"),
+        Entry::File("a/.wh...", b""),
+    ]);
+    let error = unpack_error(layer, dir.path());
+    assert!(error.contains("a/.wh..."), "{error}");
+    assert!(dir.path().join("state/images").is_dir());
+}

@@ -61,8 +61,12 @@ pub fn unpack(store: &Store, layer: &Descriptor, diff_id: &str) -> anyhow::Resul
             layer.digest()
         );
     }
-    fs::rename(partial.keep(), &done)?;
-    Ok(done)
+    match fs::rename(partial.path(), &done) {
+        Ok(()) => Ok(done),
+        // Another unpack of the same layer finished first.
+        Err(_) if done.is_dir() => Ok(done),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn extract(tar: impl Read, dir: &Path) -> anyhow::Result<()> {
@@ -85,7 +89,10 @@ fn extract(tar: impl Read, dir: &Path) -> anyhow::Result<()> {
             }
             Some(hidden) if hidden.starts_with(WHITEOUT) => {
                 fs::create_dir_all(parent)?;
-                let deleted = parent.join(&hidden[WHITEOUT.len()..]);
+                let deleted = match &hidden[WHITEOUT.len()..] {
+                    "" | "." | ".." => bail!("whiteout {} names no entry", name.display()),
+                    deleted => parent.join(deleted),
+                };
                 remove(&deleted)?;
                 whiteout(&deleted)
                     .with_context(|| format!("writing the whiteout {}", deleted.display()))?;
