@@ -21,6 +21,7 @@ use crate::{
 /// stopping or restarting the agent never interrupts traffic.
 ///
 /// `skiff-agent status` prints what a node's maps hold, agent running or not.
+/// `skiff-agent images` imports, lists and unpacks the node's images.
 #[derive(Debug, Parser)]
 #[command(
     name = "skiff-agent",
@@ -220,8 +221,8 @@ pub struct Args {
     #[arg(long, env = "SKIFF_KUBELET_BIND")]
     pub kubelet_bind: Option<SocketAddr>,
 
-    /// Where pod address allocations and container logs are kept.
-    /// [default: /run/skiff/agent/<node-name>]
+    /// Where pod address allocations, container logs and the node's image
+    /// store (images/) are kept. [default: /run/skiff/agent/<node-name>]
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
