@@ -390,3 +390,45 @@ fn a_whiteout_of_the_parent_is_refused() {
     assert!(error.contains("a/.wh..."), "{error}");
     assert!(dir.path().join("state/images").is_dir());
 }
+
+#[test]
+fn an_absolute_entry_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("absolute");
+    let name = outside.to_str().unwrap().to_owned();
+    let error = unpack_error(tar(&[Entry::RawName(&name, b"out")]), dir.path());
+    assert!(error.contains(&name), "{error}");
+    assert!(!outside.exists());
+}
+
+#[test]
+fn a_directory_entry_over_a_symlink_replaces_the_symlink() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).unwrap();
+    let layer = tar(&[
+        Entry::Symlink("d", outside.to_str().unwrap()),
+        Entry::Dir("d"),
+    ]);
+    let archive = write(dir.path(), "d.tar", &oci_archive("d", &[layer], false));
+    let state = dir.path().join("state");
+    super::import(&state, &archive).unwrap();
+    let lower = super::unpack(&state, "d").unwrap();
+    let unpacked = Path::new(lower.trim_end()).join("d");
+    assert!(fs::symlink_metadata(&unpacked).unwrap().is_dir());
+    assert_eq!(fs::metadata(&outside).unwrap().mode() & 0o7777, 0o700);
+}
+
+#[test]
+fn a_gzipped_archive_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = write(dir.path(), "redis.tar.gz", &gzip(&docker_archive()));
+    let state = dir.path().join("state");
+    let out = super::import(&state, &archive).unwrap();
+    assert!(
+        out.starts_with("imported docker.io/library/redis:latest"),
+        "{out}"
+    );
+}

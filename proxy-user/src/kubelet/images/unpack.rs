@@ -99,7 +99,10 @@ fn extract(tar: impl Read, dir: &Path) -> anyhow::Result<()> {
             }
             _ => {
                 fs::create_dir_all(parent)?;
-                if !entry.header().entry_type().is_dir() {
+                // Only a real directory stays: anything else, a symlink
+                // above all, would have the entry written through it.
+                let is_dir = fs::symlink_metadata(&target).is_ok_and(|meta| meta.is_dir());
+                if !(entry.header().entry_type().is_dir() && is_dir) {
                     remove(&target)?;
                 }
                 if entry.header().entry_type().is_hard_link() {
