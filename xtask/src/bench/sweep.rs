@@ -6,7 +6,11 @@
 //! own measurement, and `nft -f` of kube-proxy's nftables rules, and what
 //! connecting costs through them.
 
-use std::{net::SocketAddr, thread, time::Duration};
+use std::{
+    net::SocketAddr,
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 
@@ -56,7 +60,7 @@ pub fn run(
             n - written,
             point.endpoints
         ));
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let objects = skiff[written..]
             .iter()
             .flat_map(etcd_objects)
@@ -263,6 +267,28 @@ fn measure_baseline(
     measured
 }
 
+/// Waits until connections through `through` complete. A plane's own word
+/// that it has synced (kube-proxy's sync metric, `nft -f` returning) can
+/// come before its first connection gets through, and one lost SYN costs a
+/// whole short measuring window its every connection: the measured rounds
+/// start once the path works, and a path that never works within
+/// `limit` is an error.
+fn reachable(rig: &Rig, through: SocketAddr, window: Duration, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match load::crr(&rig.client, through, window) {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error.context(format!(
+                    "no connection through {through} within {} s",
+                    limit.as_secs()
+                )));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// Connection rate to `svc` (through whatever serves its VIP now) against
 /// direct connections to its first endpoint, alternating.
 fn connect(
@@ -278,6 +304,7 @@ fn connect(
     let direct = SocketAddr::from((svc.endpoints[0].ip, CRR_PORT));
     let (mut via, mut straight): (Vec<load::Crr>, Vec<load::Crr>) = (Vec::new(), Vec::new());
     let time = plan.scale_connect_time;
+    reachable(rig, through, time, plan.sync_timeout)?;
     for round in 0..plan.scale_rounds {
         // Alternate which goes first, so neither always runs warm.
         if round % 2 == 0 {
