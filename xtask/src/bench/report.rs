@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::results::{BaselineAtScale, Connect, Figure, Results, ScalePoint};
+use super::results::{BaselineAtScale, Connect, Figure, PodStart, Results, ScalePoint};
 
 /// One line of the targets table.
 struct Verdict {
@@ -184,6 +184,7 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         mb(total),
         mb(cp.etcd_idle_rss_mb),
     );
+    pod_start(&mut out, &results.pod_start);
     if !results.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
         for note in &results.notes {
@@ -191,6 +192,50 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         }
     }
     out
+}
+
+/// create → Ready, p50 and p99, the runner's against the process runner's.
+fn pod_start(out: &mut String, pod_start: &PodStart) {
+    let _ = writeln!(
+        out,
+        "\n## Pod start\n\n\
+         create → Ready over {} pods started one after another on one node (a `busybox` `sleep` \
+         from the node's image store, no probe). The agent's figure runs from the pod's write to \
+         etcd to its Ready status there; the baseline is the process runner it replaces: a host \
+         process in a netns on the node's bridge and a cgroup of its own, Ready once started, \
+         without the etcd round trips.\n\n\
+         | runner | p50 | p99 | p50 vs baseline | p99 vs baseline | samples (ms) |\n|---|---|---|---|---|---|",
+        pod_start.pods
+    );
+    let baseline = pod_start.baseline.as_ref();
+    for (name, latency) in [
+        ("agent", &pod_start.runner),
+        ("process runner", &pod_start.baseline),
+    ] {
+        let Some(latency) = latency else {
+            let _ = writeln!(out, "| {name} | — | — | — | — | {:?} |", pod_start.errors);
+            continue;
+        };
+        let versus = |mine: f64, theirs: Option<f64>| {
+            opt(theirs.filter(|t| *t > 0.0), |theirs| {
+                format!("{:.2}×", mine / theirs)
+            })
+        };
+        let samples: Vec<String> = latency
+            .samples_ms
+            .iter()
+            .map(|ms| format!("{ms:.0}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} ms | {:.1} ms | {} | {} | {} |",
+            latency.p50_ms,
+            latency.p99_ms,
+            versus(latency.p50_ms, baseline.map(|b| b.p50_ms)),
+            versus(latency.p99_ms, baseline.map(|b| b.p99_ms)),
+            samples.join(", "),
+        );
+    }
 }
 
 /// The benchmark's target for a variant of a datapath figure, as a ratio to

@@ -130,6 +130,42 @@ pub struct ControlPlane {
     pub skiff_control_unavailable: Option<String>,
 }
 
+/// Milliseconds from creating a pod to its being Ready, one pod at a time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples`; `None` without any.
+    pub fn of(samples: Vec<f64>) -> Option<Latency> {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let index = ((p * sorted.len() as f64).ceil() as usize).max(1) - 1;
+            sorted.get(index).copied()
+        };
+        Some(Latency {
+            p50_ms: rank(0.50)?,
+            p99_ms: rank(0.99)?,
+            samples_ms: samples,
+        })
+    }
+}
+
+/// Pod start latency: the agent's runner beside the process runner it
+/// replaces.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PodStart {
+    pub pods: usize,
+    pub runner: Option<Latency>,
+    pub baseline: Option<Latency>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     pub date: String,
@@ -152,6 +188,7 @@ pub struct Results {
     pub figures: Vec<Figure>,
     pub scale: Vec<ScalePoint>,
     pub control_plane: ControlPlane,
+    pub pod_start: PodStart,
     pub notes: Vec<String>,
 }
 
@@ -200,6 +237,10 @@ impl Results {
         {
             missing.push("control plane: skiff-control idle RSS".into());
         }
+        let pod_start = &self.pod_start;
+        if pod_start.runner.is_none() || pod_start.baseline.is_none() {
+            missing.push(format!("pod start latency: {:?}", pod_start.errors));
+        }
         missing
     }
 }
@@ -207,6 +248,14 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_percentiles_take_the_nearest_rank() {
+        let samples: Vec<f64> = (1..=20).map(f64::from).collect();
+        let latency = Latency::of(samples).unwrap();
+        assert_eq!((latency.p50_ms, latency.p99_ms), (10.0, 20.0));
+        assert!(Latency::of(Vec::new()).is_none());
+    }
 
     #[test]
     fn medians() {
@@ -284,6 +333,12 @@ mod tests {
                 etcd_idle_rss_mb: Some(20.0),
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
+            },
+            pod_start: PodStart {
+                pods: 1,
+                runner: Latency::of(vec![900.0]),
+                baseline: Latency::of(vec![40.0]),
+                errors: Vec::new(),
             },
             notes: Vec::new(),
         };
