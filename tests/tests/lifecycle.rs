@@ -10,9 +10,7 @@
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
-    io::Write,
     path::{Path, PathBuf},
-    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -167,23 +165,7 @@ fn manifests(shared: &Shared) -> String {
 }
 
 fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    let mut child = (testbed.kubectl().expect("kubectl is installed"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(input.as_bytes()).expect("kubectl reads");
-    drop(stdin);
-    let output = child.wait_with_output().expect("kubectl finishes");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    (testbed.run_kubectl(args, input)).unwrap_or_else(|error| panic!("{error}"))
 }
 
 /// The READY and STATUS columns of `kubectl get pod <name>`.
