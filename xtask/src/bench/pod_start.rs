@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use skiff_tests::{ProcessGuard, Testbed};
+use skiff_tests::{ProcessGuard, Testbed, bound_pod};
 
 use super::results::{Latency, PodStart};
 
@@ -41,25 +41,8 @@ fn split(result: Result<Vec<f64>>) -> (Option<Latency>, Option<String>) {
 }
 
 fn pod(name: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "uid": format!("bench-{name}-{}", std::process::id()),
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "spec": {
-            "nodeName": "node1",
-            "containers": [{
-                "name": "main",
-                "image": "busybox",
-                "command": ["sleep", "3600"],
-            }],
-        },
-        "status": { "phase": "Pending" },
-    })
+    let container = json!({ "name": "main", "image": "busybox", "command": ["sleep", "3600"] });
+    bound_pod(name, json!({ "containers": [container] }))
 }
 
 fn ready(pod: &Value) -> bool {
