@@ -109,8 +109,9 @@ fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, Strin
 
 fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
     let stored = serde_json::to_value(&pod.status).unwrap_or_default();
-    let initialized = (stored["conditions"].as_array().into_iter().flatten())
-        .any(|c| c["type"] == "Initialized" && c["status"] == "True");
+    let initialized = !has_init_containers(pod)
+        || (stored["conditions"].as_array().into_iter().flatten())
+            .any(|c| c["type"] == "Initialized" && c["status"] == "True");
     PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: Some(sandbox.ip),
@@ -149,6 +150,10 @@ fn statuses(pod: &Pod, stored: &serde_json::Value, initialized: bool) -> Vec<Con
     init.chain(apps).collect()
 }
 
+fn has_init_containers(pod: &Pod) -> bool {
+    (pod.spec.as_ref()).is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()))
+}
+
 /// The status of a pod whose sandbox failed: Pending, with why.
 fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json::Value> {
     let stored = serde_json::to_value(&pod.status).ok()?;
@@ -157,7 +162,7 @@ fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json:
         pod_ip: None,
         start_time: now_rfc3339(),
         sandbox_error: Some(error),
-        initialized: false,
+        initialized: !has_init_containers(pod),
         containers: statuses(pod, &serde_json::Value::Null, false),
     };
     Some(state.render(&stored))
