@@ -81,6 +81,12 @@ pub struct ImageStoreArgs {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// A directory of image archives (OCI or docker, `*.tar`), each imported
+    /// into the node's image store at start, as k3s imports its air-gapped
+    /// images. Importing an image already there changes nothing.
+    #[arg(long, env = "SKIFF_IMAGE_DIR", requires = "run_pods")]
+    pub image_dir: Option<PathBuf>,
+
     /// The node whose default state directory to use.
     #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
     pub node_name: Option<String>,
@@ -225,6 +231,12 @@ pub struct Args {
     /// store (images/) are kept. [default: /run/skiff/agent/<node-name>]
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// A directory of image archives (OCI or docker, `*.tar`), each imported
+    /// into the node's image store at start, as k3s imports its air-gapped
+    /// images. Importing an image already there changes nothing.
+    #[arg(long, env = "SKIFF_IMAGE_DIR", requires = "run_pods")]
+    pub image_dir: Option<PathBuf>,
 
     /// First CrashLoopBackOff delay in seconds (doubling up to 5 min). Tests
     /// shorten it; Kubernetes' is 10.

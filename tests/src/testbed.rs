@@ -52,6 +52,11 @@ impl Testbed {
     }
 
     fn start_with(nodes: usize, run_pods: bool) -> Result<Testbed> {
+        if run_pods {
+            crate::images::ensure_built().map_err(|err| {
+                HarnessError::Environment(format!("building the images for the agents: {err:#}"))
+            })?;
+        }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
         let etcd = Etcd::start(&[cluster.control_plane_ip()])?;
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
