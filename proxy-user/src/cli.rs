@@ -81,12 +81,6 @@ pub struct ImageStoreArgs {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// A directory of image archives (OCI or docker, `*.tar`), each imported
-    /// into the node's image store at start, as k3s imports its air-gapped
-    /// images. Importing an image already there changes nothing.
-    #[arg(long, env = "SKIFF_IMAGE_DIR", requires = "run_pods")]
-    pub image_dir: Option<PathBuf>,
-
     /// The node whose default state directory to use.
     #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
     pub node_name: Option<String>,

@@ -77,14 +77,13 @@ fn the_archive_is_an_oci_layout_of_a_busybox_root() {
     let manifest: ImageManifest =
         serde_json::from_slice(blob(&files, &built[0].digest)).expect("manifest");
     let config: ImageConfiguration =
-        serde_json::from_slice(blob(&files, &manifest.config().digest().to_string()))
-            .expect("config");
+        serde_json::from_slice(blob(&files, manifest.config().digest().as_ref())).expect("config");
     let cmd = config.config().as_ref().and_then(|c| c.cmd().clone());
     assert_eq!(cmd, Some(vec!["sh".to_owned()]));
     let [layer] = manifest.layers().as_slice() else {
         panic!("one layer in {manifest:?}");
     };
-    let gzipped = blob(&files, &layer.digest().to_string());
+    let gzipped = blob(&files, layer.digest().as_ref());
     let mut tar = tar::Archive::new(GzDecoder::new(gzipped));
     let mut paths = Vec::new();
     let mut links = HashMap::new();
