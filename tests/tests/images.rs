@@ -1,10 +1,11 @@
 //! The images `cargo xtask images` builds, imported by the agent's own
 //! import (`skiff-agent images import|list|unpack` on a temporary store):
 //! every reference resolves, a second import changes nothing, and the
-//! busybox image's shell runs in its unpacked root.
+//! busybox image's shell runs in its unpacked root; an agent running pods
+//! imports them from its --image-dir at start.
 use std::{path::Path, process::Command};
 
-use skiff_tests::{agent_binary, images::ensure_built};
+use skiff_tests::{Testbed, agent_binary, images::ensure_built};
 
 fn agent(state: &Path, args: &[&str]) -> String {
     let output = Command::new(agent_binary().expect("cargo xtask build"))
@@ -71,4 +72,21 @@ fn built_images_import_list_and_run() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// An agent running pods imports the image directory at start, so the
+/// images are in its store before any pod asks for them.
+#[test]
+fn an_agent_imports_its_image_dir_at_start() {
+    let testbed = Testbed::start_running_pods(1).expect("testbed");
+    let list = agent(&testbed.agent_state_dir(1), &["list"]);
+    for reference in [
+        "docker.io/skiff/busybox:latest",
+        "docker.io/library/redis:latest",
+    ] {
+        assert!(
+            list.contains(reference),
+            "{reference} missing from:\n{list}"
+        );
+    }
 }
