@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The busybox applets linked into /bin: what a shell, probes, `kubectl
-/// exec` and `kubectl cp` (tar) need. Not `wget`: Debian's static busybox
-/// resolves names through glibc's NSS and its wget crashes; use `nc`.
+/// exec` and `kubectl cp` (tar) need. Not `wget`: Debian's static
+/// busybox resolves names through a static glibc's NSS, and its wget was
+/// seen to crash on names; probes and tests use `nc`.
 const APPLETS: &[&str] = &[
     "sh",
     "ash",
