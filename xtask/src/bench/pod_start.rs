@@ -15,28 +15,28 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use skiff_tests::{ProcessGuard, Testbed, bound_pod};
 
-use super::results::{Latency, PodStart};
+use super::results::{Latency, Measured, PodStart};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn measure(pods: usize) -> PodStart {
-    let (runner, runner_error) = split(agent(pods));
-    let (baseline, baseline_error) = split(process_runner(pods));
     PodStart {
         pods,
-        runner,
-        baseline,
-        errors: [runner_error, baseline_error]
-            .into_iter()
-            .flatten()
-            .collect(),
+        runner: measured(agent(pods)),
+        baseline: measured(process_runner(pods)),
     }
 }
 
-fn split(result: Result<Vec<f64>>) -> (Option<Latency>, Option<String>) {
+fn measured(result: Result<Vec<f64>>) -> Measured {
     match result {
-        Ok(samples) => (Latency::of(samples), None),
-        Err(error) => (None, Some(format!("{error:#}"))),
+        Ok(samples) => Measured {
+            latency: Latency::of(samples),
+            error: None,
+        },
+        Err(error) => Measured {
+            latency: None,
+            error: Some(format!("{error:#}")),
+        },
     }
 }
 

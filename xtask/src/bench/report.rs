@@ -207,13 +207,14 @@ fn pod_start(out: &mut String, pod_start: &PodStart) {
          | runner | p50 | p99 | p50 vs baseline | p99 vs baseline | samples (ms) |\n|---|---|---|---|---|---|",
         pod_start.pods
     );
-    let baseline = pod_start.baseline.as_ref();
-    for (name, latency) in [
+    let baseline = pod_start.baseline.latency.as_ref();
+    for (name, measured) in [
         ("agent", &pod_start.runner),
         ("process runner", &pod_start.baseline),
     ] {
-        let Some(latency) = latency else {
-            let _ = writeln!(out, "| {name} | — | — | — | — | {:?} |", pod_start.errors);
+        let Some(latency) = &measured.latency else {
+            let why = measured.error.as_deref().unwrap_or("no samples");
+            let _ = writeln!(out, "| {name} | — | — | — | — | not measured: {why} |");
             continue;
         };
         let versus = |mine: f64, theirs: Option<f64>| {

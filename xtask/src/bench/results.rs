@@ -156,14 +156,19 @@ impl Latency {
 }
 
 /// Pod start latency: the agent's runner beside the process runner it
-/// replaces.
+/// replaces, each measured or with why not.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PodStart {
     pub pods: usize,
-    pub runner: Option<Latency>,
-    pub baseline: Option<Latency>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
+    pub runner: Measured,
+    pub baseline: Measured,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Measured {
+    pub latency: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,8 +243,13 @@ impl Results {
             missing.push("control plane: skiff-control idle RSS".into());
         }
         let pod_start = &self.pod_start;
-        if pod_start.runner.is_none() || pod_start.baseline.is_none() {
-            missing.push(format!("pod start latency: {:?}", pod_start.errors));
+        for (name, measured) in [
+            ("runner", &pod_start.runner),
+            ("baseline", &pod_start.baseline),
+        ] {
+            if measured.latency.is_none() {
+                missing.push(format!("pod start latency, {name}: {:?}", measured.error));
+            }
         }
         missing
     }
@@ -336,9 +346,14 @@ mod tests {
             },
             pod_start: PodStart {
                 pods: 1,
-                runner: Latency::of(vec![900.0]),
-                baseline: Latency::of(vec![40.0]),
-                errors: Vec::new(),
+                runner: Measured {
+                    latency: Latency::of(vec![900.0]),
+                    error: None,
+                },
+                baseline: Measured {
+                    latency: Latency::of(vec![40.0]),
+                    error: None,
+                },
             },
             notes: Vec::new(),
         };
