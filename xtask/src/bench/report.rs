@@ -208,19 +208,20 @@ fn pod_start(out: &mut String, pod_start: &PodStart) {
         pod_start.pods
     );
     let baseline = pod_start.baseline.latency.as_ref();
-    for (name, measured) in [
-        ("agent", &pod_start.runner),
-        ("process runner", &pod_start.baseline),
+    for (name, measured, is_baseline) in [
+        ("agent", &pod_start.runner, false),
+        ("process runner", &pod_start.baseline, true),
     ] {
         let Some(latency) = &measured.latency else {
             let why = measured.error.as_deref().unwrap_or("no samples");
             let _ = writeln!(out, "| {name} | — | — | — | — | not measured: {why} |");
             continue;
         };
-        let versus = |mine: f64, theirs: Option<f64>| {
-            opt(theirs.filter(|t| *t > 0.0), |theirs| {
+        let versus = |mine: f64, theirs: Option<f64>| match is_baseline {
+            true => "baseline".to_owned(),
+            false => opt(theirs.filter(|t| *t > 0.0), |theirs| {
                 format!("{:.2}×", mine / theirs)
-            })
+            }),
         };
         let samples: Vec<String> = latency
             .samples_ms
