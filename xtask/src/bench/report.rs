@@ -448,4 +448,47 @@ mod tests {
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
     }
+
+    #[test]
+    fn pod_start_rows_give_the_ratio_or_why_not() {
+        use super::super::results::{Latency, Measured};
+        let measured = |samples: Vec<f64>| Measured {
+            latency: Latency::of(samples),
+            error: None,
+        };
+        let mut out = String::new();
+        pod_start(
+            &mut out,
+            &PodStart {
+                pods: 2,
+                runner: measured(vec![300.0, 500.0]),
+                baseline: measured(vec![100.0, 200.0]),
+            },
+        );
+        assert!(
+            out.contains("| agent | 300.0 ms | 500.0 ms | 3.00× | 2.50× | 300, 500 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| process runner | 100.0 ms | 200.0 ms | baseline | baseline |"),
+            "{out}"
+        );
+        let mut out = String::new();
+        let failed = Measured {
+            latency: None,
+            error: Some("no cluster".into()),
+        };
+        pod_start(
+            &mut out,
+            &PodStart {
+                pods: 2,
+                runner: failed,
+                baseline: measured(vec![100.0]),
+            },
+        );
+        assert!(
+            out.contains("| agent | — | — | — | — | not measured: no cluster |"),
+            "{out}"
+        );
+    }
 }
