@@ -2,8 +2,9 @@
 //! `--run-pods` and the real `kubectl`: init containers run in order, each
 //! to success before the next, with `Init:0/2`, `Init:1/2`, `Init:Error`
 //! and `Init:CrashLoopBackOff` in `kubectl get pods`; a sidecar keeps
-//! running beside the app container; a postStart hook runs; a failed
-//! container's last log lines become its termination message.
+//! running beside the app container; a postStart hook runs, and one that
+//! fails kills its container; a failed container's last log lines become
+//! its termination message.
 //!
 //! The containers share a hostPath directory mounted at its own path, where
 //! they write what they did and wait for the test's go-ahead files.
@@ -157,8 +158,21 @@ fn manifests(shared: &Shared) -> String {
         ],
     )
     .replace("  initContainers:\n", "");
+    let failing_hook = r#"
+        lifecycle:
+          postStart:
+            exec:
+              command: ["sh", "-c", "exit 7"]"#;
+    let bad_hook = pod(
+        dir,
+        "bad-hook",
+        "Never",
+        &[],
+        &[step(dir, "bad-hook", "hooked", None, forever) + failing_hook],
+    )
+    .replace("  initContainers:\n", "");
     format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n{ordered}{}{}{with_sidecar}{message}",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAMESPACE}\n{ordered}{}{}{with_sidecar}{message}{bad_hook}",
         failing("fails", "Never"),
         failing("loops", "Always"),
     )
@@ -305,4 +319,12 @@ fn init_containers_sidecars_hooks_and_termination_messages() {
     let terminated = &last["status"]["containerStatuses"][0]["state"]["terminated"];
     assert_eq!(terminated["exitCode"], 4);
     assert_eq!(terminated["message"], "goodbye\n");
+
+    // A failed postStart hook kills its container, and says so.
+    status_becomes(&testbed, "bad-hook", "Error");
+    let bad_hook = get(&testbed, "bad-hook");
+    let terminated = &bad_hook["status"]["containerStatuses"][0]["state"]["terminated"];
+    let message = terminated["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("FailedPostStartHook: "), "{terminated}");
+    assert_eq!(terminated["exitCode"], 143, "SIGTERM ended it");
 }
