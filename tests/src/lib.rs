@@ -39,6 +39,7 @@ mod safety;
 mod store;
 mod supervisor;
 mod teardown;
+mod test_image;
 mod testbed;
 mod wiring;
 
@@ -69,4 +70,5 @@ pub use process::ProcessGuard;
 pub use store::Store;
 pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};
 pub use teardown::teardown_prefix;
+pub use test_image::{TEST_IMAGE, import_test_image, test_image_archive};
 pub use testbed::{RunningCall, Testbed};

@@ -13,8 +13,10 @@ use crate::{
     error::{HarnessError, Result},
     etcd::Etcd,
     hosts::Pod,
+    mounts,
     process::ProcessGuard,
     store::Store,
+    test_image::{TEST_IMAGE, import_test_image},
 };
 
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(15);
@@ -92,7 +94,8 @@ impl Testbed {
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         if self.run_pods {
-            let state = self.log_dir.join(format!("state-node{node}"));
+            let state = self.agent_state_dir(node);
+            import_test_image(&state, TEST_IMAGE)?;
             command.args(run_pods_args(self.cluster.node(node), &state));
         }
         command
@@ -112,6 +115,32 @@ impl Testbed {
     /// a crash or an OOM kill.
     pub fn kill_agent(&mut self, node: usize) {
         self.agents[node - 1] = None;
+    }
+
+    /// Node `node`'s agent state directory (pods' logs, containers, images).
+    pub fn agent_state_dir(&self, node: usize) -> PathBuf {
+        self.log_dir.join(format!("state-node{node}"))
+    }
+
+    /// Runs `argv` in a running container of a pod on node `node`, with
+    /// `runc exec` on the agent's runc state.
+    pub fn exec_in_container(
+        &self,
+        node: usize,
+        pod: (&str, &str),
+        container: &str,
+        argv: &[&str],
+    ) -> Result<std::process::Output> {
+        let (namespace, name) = pod;
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(self.agent_state_dir(node).join("runc"))
+            .arg("exec")
+            .arg(format!("{namespace}_{name}_{container}"))
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| HarnessError::io("running runc exec", e))
     }
 
     pub fn agent_log(&self, node: usize) -> String {
@@ -219,6 +248,7 @@ impl Drop for Testbed {
                 eprintln!("---- skiff-control log ----\n{log}");
             }
         }
+        mounts::unmount_below(&self.log_dir);
         let _ = fs::remove_dir_all(&self.log_dir);
     }
 }
