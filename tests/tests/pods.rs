@@ -470,7 +470,8 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
 
     // The client connects to the Service by its variables, as a pod does.
     let script = "env; for i in $(seq 50); do \
-        wget -q -O - -T 1 http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ && break; sleep 0.2; done; \
+        printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 $WEB_SERVICE_HOST $WEB_SERVICE_PORT && break; \
+        sleep 0.2; done; \
         sleep 1000";
     let mut client = shell("client", script);
     client["envFrom"] = json!([{ "configMapRef": { "name": "settings" }, "prefix": "CM_" }]);
