@@ -2,8 +2,8 @@
 //! `skiff-test/box:1` holds Debian's static busybox (every applet linked
 //! in /bin), `skiff-echo` at /usr/local/bin with the libraries it loads,
 //! and an /etc/passwd with root and `app` (1000:1000). It is written as a
-//! docker archive (`docker save`'s format) once per test process (per
-//! name it is given) and imported into each node's image store with
+//! docker archive (`docker save`'s format) in the temporary directory,
+//! once per name it is given, and imported into each node's image store with
 //! `skiff-agent images import`.
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -79,10 +79,17 @@ fn build(reference: &str) -> Result<PathBuf> {
         "Layers": [format!("{diff_id}/layer.tar")],
     }]))
     .map_err(|e| HarnessError::Environment(e.to_string()))?;
-    let file_name = format!("skiff-test-image-{}-{config_hex}.tar", std::process::id());
-    let path = std::env::temp_dir().join(file_name);
-    let file = fs::File::create(&path)
-        .map_err(|e| HarnessError::io(format!("cannot create {}", path.display()), e))?;
+    // Named by its content (the manifest names the config, which names
+    // the layer): runs share one file per distinct image, and a file of
+    // that name is complete, since it is renamed into place.
+    let manifest_hex = format!("{:x}", Sha256::digest(&manifest));
+    let path = std::env::temp_dir().join(format!("skiff-test-image-{manifest_hex}.tar"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let file = fs::File::create(&partial)
+        .map_err(|e| HarnessError::io(format!("cannot create {}", partial.display()), e))?;
     let mut archive = tar::Builder::new(file);
     for (name, content) in [
         ("manifest.json".to_owned(), manifest),
@@ -94,6 +101,8 @@ fn build(reference: &str) -> Result<PathBuf> {
     archive
         .into_inner()
         .map_err(|e| HarnessError::io("writing the test image archive", e))?;
+    fs::rename(&partial, &path)
+        .map_err(|e| HarnessError::io(format!("cannot rename {}", partial.display()), e))?;
     Ok(path)
 }
 

@@ -248,6 +248,9 @@ impl Drop for Testbed {
                 eprintln!("---- skiff-control log ----\n{log}");
             }
         }
+        // Agents first: a running one (its probes call runc) would make
+        // its state directory again.
+        self.agents.iter_mut().for_each(|agent| *agent = None);
         mounts::unmount_below(&self.log_dir);
         let _ = fs::remove_dir_all(&self.log_dir);
     }

@@ -350,6 +350,32 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn command_and_args_combine_with_the_image_as_kubernetes_does() {
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (entrypoint, cmd) = (strings(&["redis-server"]), strings(&["--port", "6379"]));
+        let env = vec![("PORT".to_owned(), "7000".to_owned())];
+        let container = |command: Option<&[&str]>, args: Option<&[&str]>| Container {
+            command: command.map(strings),
+            args: args.map(strings),
+            ..Container::default()
+        };
+        let argv = |c: &Container| argv(c, &env, &entrypoint, &cmd);
+        assert_eq!(
+            argv(&container(None, None)),
+            ["redis-server", "--port", "6379"]
+        );
+        assert_eq!(
+            argv(&container(None, Some(&["--port", "$(PORT)"]))),
+            ["redis-server", "--port", "7000"]
+        );
+        assert_eq!(argv(&container(Some(&["sh"]), None)), ["sh"]);
+        assert_eq!(
+            argv(&container(Some(&["sh"]), Some(&["-c", "true"]))),
+            ["sh", "-c", "true"]
+        );
+    }
+
+    #[test]
     fn references_expand_like_kubernetes() {
         let env = vec![("A".to_owned(), "1".to_owned())];
         assert_eq!(expand("x$(A)y", &env), "x1y");
