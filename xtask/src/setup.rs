@@ -39,6 +39,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "bpftool",
     "python3-venv",
     "curl",
+    // The agent runs pods' containers with runc; the tests' image holds
+    // the static busybox.
+    "runc",
+    "busybox-static",
 ];
 
 /// bpf-linker must be built against this LLVM (Debian's `llvm-22-dev`);
