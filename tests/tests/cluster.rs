@@ -14,9 +14,7 @@ use std::{
 };
 
 use serde_json::Value;
-use skiff_tests::{
-    CallResult, Pod, TEST_IMAGE, Testbed, agent_binary, echo_binary, parse_call_output,
-};
+use skiff_tests::{CallResult, Pod, Testbed, agent_binary, echo_binary, parse_call_output};
 
 const NAMESPACE: &str = "demo";
 const NODE_PORT: u16 = 30080;
@@ -26,7 +24,8 @@ const DATAPATH_BOUND: Duration = Duration::from_secs(2);
 
 /// The namespace, a Deployment of `skiff-echo serve` (each replica
 /// answers with its pod name), a ClusterIP and a NodePort Service for it,
-/// and a client pod on node1 to connect from, all from the test image. A
+/// and a client pod on node1 to connect from, all from the images the
+/// agents import (`cargo xtask images`). A
 /// replica is ready while it accepts connections and its /tmp/unready does
 /// not exist; its preStop hook waits 3 s, so that every node's datapath
 /// has dropped it before SIGTERM.
@@ -56,7 +55,7 @@ spec:
       terminationGracePeriodSeconds: 5
       containers:
       - name: echo
-        image: {TEST_IMAGE}
+        image: skiff/echo
         command: ["skiff-echo"]
         args: ["serve", "--name", "$(POD_NAME)", "--tcp", "8080"]
         env:
@@ -118,7 +117,7 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: client
-    image: {TEST_IMAGE}
+    image: skiff/busybox
     command: ["sleep", "infinity"]
 "#
     )
@@ -364,7 +363,7 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         "the scheduler spreads the replicas"
     );
     for pod in &pods {
-        assert_eq!(pod["status"]["containerStatuses"][0]["image"], TEST_IMAGE);
+        assert_eq!(pod["status"]["containerStatuses"][0]["image"], "skiff/echo");
     }
 
     // From a pod the agent runs on node1.

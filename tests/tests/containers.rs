@@ -13,9 +13,11 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use skiff_tests::{TEST_IMAGE, Testbed, import_test_image};
+use skiff_tests::{Testbed, agent_binary, image_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// `cargo xtask images`' busybox, which the agents import at start.
+const BUSYBOX: &str = "skiff/busybox";
 
 fn pod_key(name: &str) -> String {
     format!("/registry/pods/default/{name}")
@@ -85,40 +87,74 @@ fn exec(testbed: &Testbed, name: &str, argv: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Imports the busybox image under another name: its OCI archive with the
+/// name in `index.json` changed.
+fn import_as(state_dir: &Path, reference: &str) {
+    let source = image_dir().join("busybox.tar");
+    let mut archive = tar::Archive::new(std::fs::File::open(&source).unwrap());
+    let renamed = state_dir.join("renamed.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&renamed).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let path = entry.path().unwrap().into_owned();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        if path == Path::new("index.json") {
+            let mut index: Value = serde_json::from_slice(&content).unwrap();
+            index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] =
+                json!(reference);
+            content = serde_json::to_vec(&index).unwrap();
+            header.set_size(content.len() as u64);
+            header.set_cksum();
+        }
+        out.append_data(&mut header, &path, content.as_slice())
+            .unwrap();
+    }
+    out.finish().unwrap();
+    let output = std::process::Command::new(agent_binary().unwrap())
+        .args(["images", "import", "--state-dir"])
+        .arg(state_dir)
+        .arg(&renamed)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
 #[test]
 fn an_imported_image_runs_isolated_as_the_user_its_security_context_names() {
     let testbed = Testbed::start_running_pods(1).unwrap();
     let store = testbed.store();
     let as_app = json!({ "securityContext": { "runAsUser": 1000, "runAsGroup": 1000 } });
     store
-        .put(
-            &pod_key("app"),
-            &pod("app", TEST_IMAGE, "sleep 1000", as_app),
-        )
+        .put(&pod_key("app"), &pod("app", BUSYBOX, "sleep 1000", as_app))
         .unwrap();
     store
         .put(
             &pod_key("other"),
-            &pod("other", TEST_IMAGE, "sleep 2000", json!({})),
+            &pod("other", BUSYBOX, "sleep 2000", json!({})),
         )
         .unwrap();
     let app = wait_for(&testbed, "app", "app running", running);
     wait_for(&testbed, "other", "other running", running);
     let image_id = status(&app)["imageID"].as_str().unwrap();
     assert!(
-        image_id.starts_with("docker.io/skiff-test/box@sha256:"),
+        image_id.starts_with("docker.io/skiff/busybox@sha256:"),
         "{image_id}"
     );
     assert_eq!(status(&app)["containerID"], "runc://default_app_main");
 
     let id = exec(&testbed, "app", &["id"]);
-    assert!(id.starts_with("uid=1000(app) gid=1000(app)"), "{id}");
+    assert!(id.starts_with("uid=1000 gid=1000"), "{id}");
     // Its own PID namespace: its pid 1 is its command, and no process of
     // the node or of the other pod is there.
     let ps = exec(&testbed, "app", &["ps", "-o", "pid,args"]);
     let processes: Vec<&str> = ps.lines().skip(1).map(str::trim).collect();
     assert_eq!(processes.first(), Some(&"1 sleep 1000"), "{ps}");
-    assert!(!ps.contains("sleep 2000") && !ps.contains("skiff"), "{ps}");
+    assert!(
+        !ps.contains("sleep 2000") && !ps.contains("skiff-agent"),
+        "{ps}"
+    );
     // Its own filesystem: the node's /run (netns, skiff's state) is not
     // there.
     assert!(Path::new("/run/netns").exists());
@@ -140,7 +176,7 @@ fn an_imported_image_runs_isolated_as_the_user_its_security_context_names() {
     store
         .put(
             &pod_key("rooted"),
-            &pod("rooted", TEST_IMAGE, "sleep 1000", non_root),
+            &pod("rooted", BUSYBOX, "sleep 1000", non_root),
         )
         .unwrap();
     let refused = wait_for(&testbed, "rooted", "a refusal", |p| {
@@ -174,7 +210,7 @@ fn a_missing_image_waits_as_err_image_never_pull_until_it_is_imported() {
         message.contains(late) && message.contains("skiff-agent images import"),
         "{message}"
     );
-    import_test_image(&testbed.agent_state_dir(1), late).unwrap();
+    import_as(&testbed.agent_state_dir(1), "docker.io/skiff-test/late:1");
     let started = wait_for(&testbed, "late", "late running", running);
     let image_id = status(&started)["imageID"].as_str().unwrap();
     assert!(
@@ -190,10 +226,7 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
     let script = "until test -e /tmp/go; do sleep 0.1; done; exit 7";
     testbed
         .store()
-        .put(
-            &pod_key("exits"),
-            &pod("exits", TEST_IMAGE, script, json!({})),
-        )
+        .put(&pod_key("exits"), &pod("exits", BUSYBOX, script, json!({})))
         .unwrap();
     wait_for(&testbed, "exits", "exits running", running);
     testbed.kill_agent(1);

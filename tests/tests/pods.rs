@@ -18,11 +18,12 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_tests::{
-    EndpointSpec, Node, PortSpec, TEST_IMAGE, Testbed, endpoint_slice, endpoint_slice_key, service,
-    service_key,
+    EndpointSpec, Node, PortSpec, Testbed, endpoint_slice, endpoint_slice_key, service, service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// `cargo xtask images`' echo server image, which the agents import.
+const ECHO_IMAGE: &str = "skiff/echo";
 
 fn pod_key(name: &str) -> String {
     format!("/registry/pods/default/{name}")
@@ -50,15 +51,15 @@ fn pod(name: &str, spec: Value) -> Value {
 fn echo_container(name: &str) -> Value {
     json!({
         "name": "echo",
-        "image": TEST_IMAGE,
+        "image": ECHO_IMAGE,
         "command": ["skiff-echo"],
         "args": ["serve", "--name", name, "--tcp", "8080"],
     })
 }
 
-/// A container running `script` with the test image's busybox `sh`.
+/// A container running `script` with the busybox image's `sh`.
 fn shell(name: &str, script: &str) -> Value {
-    json!({ "name": name, "image": TEST_IMAGE, "command": ["sh", "-c", script] })
+    json!({ "name": name, "image": "skiff/busybox", "command": ["sh", "-c", script] })
 }
 
 /// Polls the object at `key` until `test` passes; panics with the last
@@ -182,10 +183,10 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     });
     let ip = web["status"]["podIP"].as_str().unwrap().to_owned();
     assert!(ip.starts_with("10.244.1."), "{ip}");
-    assert_eq!(container_status(&web)["image"], TEST_IMAGE);
+    assert_eq!(container_status(&web)["image"], ECHO_IMAGE);
     let image_id = container_status(&web)["imageID"].as_str().unwrap();
     assert!(
-        image_id.starts_with("docker.io/skiff-test/box@sha256:"),
+        image_id.starts_with("docker.io/skiff/echo@sha256:"),
         "{image_id}"
     );
     assert_eq!(

@@ -37,12 +37,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "golang-1.19-go",
     "dpkg-dev",
     "bpftool",
+    // The OCI runtime that runs pods' containers.
+    "runc",
     "python3-venv",
     "curl",
-    // The agent runs pods' containers with runc; the tests' image holds
-    // the static busybox.
-    "runc",
-    "busybox-static",
 ];
 
 /// bpf-linker must be built against this LLVM (Debian's `llvm-22-dev`);
