@@ -35,9 +35,13 @@ pub struct Config {
     pub pod_routes: Vec<String>,
     /// Where the kubelet API is served.
     pub kubelet_bind: SocketAddr,
-    /// Where pod address allocations and container logs are kept.
+    /// Where pod address allocations, container logs, containers and
+    /// the image store are kept.
     pub state_dir: PathBuf,
     pub crashloop_base: Duration,
+    /// The cluster DNS server pods' resolv.conf names, if any.
+    pub cluster_dns: Option<Ipv4Addr>,
+    pub cluster_domain: String,
     /// Time between Node and Lease updates.
     pub heartbeat_interval: Duration,
 }
@@ -56,6 +60,8 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         kubelet_bind,
         state_dir,
         crashloop_base,
+        cluster_dns,
+        cluster_domain,
         heartbeat_interval,
     } = config;
     let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
@@ -88,6 +94,11 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         netns_prefix: pod_netns_prefix,
         cgroup,
         crashloop_base,
+        state_dir: state_dir.clone(),
+        dns: pods::Dns {
+            server: cluster_dns,
+            domain: cluster_domain,
+        },
     };
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(

@@ -1,7 +1,7 @@
 //! Pods on this node (`--run-pods`): the agent watches the pods bound to
-//! it in etcd and runs each as processes in a netns and cgroups of its own
-//! (`worker`, `container`), reporting their status back to etcd. The
-//! image field is recorded only: commands run from the node's filesystem.
+//! it in etcd and runs each pod's containers with runc from the node's
+//! image store, in the pod's netns and cgroups below `--cgroup`
+//! (`worker`, `container`, `oci`), reporting their status back to etcd.
 mod cgroup;
 mod container;
 mod context;
@@ -11,13 +11,16 @@ mod init;
 pub mod ipam;
 pub mod log_server;
 mod logs;
+mod names;
 mod netns;
+pub mod oci;
 mod pod_key;
 mod probes;
-mod process;
 mod runtime;
+mod security;
 mod sequence;
 mod sidecars;
+mod statfs;
 mod status;
 mod status_writer;
 mod termination;
@@ -38,6 +41,7 @@ use tokio::{
 pub use context::{Config, Context};
 pub use logs::Logs;
 pub use netns::{BridgeAddress, Plumbing};
+pub use oci::pod_files::Dns;
 
 use self::{pod_key::PodKey, watch::PodEvent};
 

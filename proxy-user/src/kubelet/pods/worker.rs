@@ -13,7 +13,9 @@ use super::{
     cgroup,
     context::Context,
     ipam::Holder,
+    names,
     netns::Sandbox,
+    oci,
     pod_key::PodKey,
     runtime::{PodRuntime, grace_of},
     sequence,
@@ -44,6 +46,18 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         uid: uid.clone(),
     };
     let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    // Paths and ids are built from the names: a bad one runs nothing.
+    if let Err(error) = names::check(&key.namespace, &pod) {
+        warn!(pod = %key, %error, "refusing the pod");
+        if let Some(status) = pending_status(&pod, &ctx, error.to_string()) {
+            let _ = write_raw(&ctx, &key, &uid, status).await;
+        }
+        let end = ended(&mut updates).await;
+        if let Ended::Deleting(_) = end {
+            delete_key(&ctx, &key, &uid).await;
+        }
+        return;
+    }
     // A pod that finished before an agent restart is not run again.
     if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
         let sandbox = loop {
@@ -104,6 +118,12 @@ fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, Strin
         ctx.ipam.release(ip);
         return Err(error.to_string());
     }
+    let files = ctx
+        .containers
+        .pod_files(&format!("{}.{}", holder.namespace, holder.name));
+    files
+        .ensure(&holder.namespace, &holder.name, ip, &ctx.config.dns)
+        .map_err(|e| format!("writing the pod's /etc files and namespaces: {e}"))?;
     Ok(sandbox)
 }
 
@@ -219,8 +239,11 @@ async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbo
     }
 }
 
-/// The pod's processes, cgroup, netns, veth, address and logs.
+/// The pod's containers, cgroup, netns, veth, address and logs.
 pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>) {
+    let prefix = oci::pod_prefix(&key.namespace, &key.name);
+    let files = ctx.containers.pod_files(&key.slug());
+    ctx.containers.remove_pod(&prefix, &files).await;
     cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
     let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
     for (ip, holder) in ctx.ipam.held() {
