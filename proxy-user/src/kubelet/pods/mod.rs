@@ -2,7 +2,7 @@
 //! it in etcd and runs each as processes in a netns and cgroups of its own
 //! (`worker`, `container`), reporting their status back to etcd. The
 //! image field is recorded only: commands run from the node's filesystem.
-mod cgroup;
+pub mod cgroup;
 mod container;
 mod context;
 mod env;

@@ -1,0 +1,303 @@
+//! One pod's volumes: each is made the first time a container that
+//! mounts it starts (so a container waits only for the objects its own
+//! mounts need), and the mounts a container gets are listed for the
+//! runtime. The refresher calls `refresh` to bring API-data volumes up to
+//! date and to check emptyDir size limits.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use k8s_openapi::api::core::v1::{Container, Pod, Volume};
+use tokio::sync::Mutex;
+use tracing::warn;
+
+use super::{
+    atomic_writer::{self, Payload},
+    claim, empty_dir,
+    error::VolumeError,
+    host_path,
+    layout::{PodDir, Plugin, check_label},
+    mounts, projection, subpath,
+};
+use crate::kubelet::pods::cgroup::memory_bytes;
+
+/// A bind mount a container gets: `source` on the node at `destination`
+/// in the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub destination: String,
+    pub source: PathBuf,
+    pub read_only: bool,
+}
+
+/// Something about the pod's volumes worth an Event (Warning).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What a made volume needs from the refresher.
+#[derive(Debug)]
+enum Upkeep {
+    None,
+    /// Re-projected from the API every refresh.
+    Projected,
+    /// An emptyDir on disk with a sizeLimit; `over` once reported.
+    SizeLimit { bytes: u64, over: bool },
+}
+
+#[derive(Debug)]
+struct Made {
+    source: PathBuf,
+    read_only: bool,
+    upkeep: Upkeep,
+}
+
+pub struct PodVolumes {
+    dir: PodDir,
+    pod: Pod,
+    made: Mutex<BTreeMap<String, Made>>,
+}
+
+impl PodVolumes {
+    /// Refuses a pod whose uid or volume names could leave its directory.
+    pub fn new(state_dir: &Path, pod: Pod) -> Result<PodVolumes, VolumeError> {
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        let dir = PodDir::new(state_dir, uid)?;
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            check_label("volume name", &volume.name)?;
+        }
+        Ok(PodVolumes {
+            dir,
+            pod,
+            made: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or_default()
+    }
+
+    fn volume(&self, name: &str) -> Option<&Volume> {
+        (self.pod.spec.iter())
+            .flat_map(|s| s.volumes.iter().flatten())
+            .find(|v| v.name == name)
+    }
+
+    /// The mounts `container` gets, making the volumes it mounts first.
+    /// The notices are for Events (parts of a volume left out).
+    pub async fn mounts_for(
+        &self,
+        objects: &impl super::objects::Objects,
+        container: &Container,
+    ) -> Result<(Vec<Mount>, Vec<Notice>), VolumeError> {
+        check_label("container name", &container.name)?;
+        let mut made = self.made.lock().await;
+        let mut notices = Vec::new();
+        let mut out = Vec::new();
+        for (index, wanted) in container.volume_mounts.iter().flatten().enumerate() {
+            let volume = self.volume(&wanted.name).ok_or_else(|| VolumeError::NoSuchVolume {
+                mount: wanted.name.clone(),
+            })?;
+            if !wanted.mount_path.starts_with('/') {
+                return Err(VolumeError::BadPath {
+                    volume: volume.name.clone(),
+                    path: wanted.mount_path.clone(),
+                    why: "a mountPath must be absolute",
+                });
+            }
+            if wanted.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()) {
+                return Err(VolumeError::Unsupported {
+                    volume: volume.name.clone(),
+                    why: "subPathExpr is not supported by skiff".to_owned(),
+                });
+            }
+            if !made.contains_key(&volume.name) {
+                let (volume_made, skipped) = self.make(objects, volume).await?;
+                notices.extend(skipped.into_iter().map(|message| Notice {
+                    reason: "VolumeSourceSkipped",
+                    message,
+                }));
+                made.insert(volume.name.clone(), volume_made);
+            }
+            let volume_made = &made[&volume.name];
+            let source = match wanted.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                None => volume_made.source.clone(),
+                Some(sub_path) => {
+                    let opened = subpath::open(&volume_made.source, &volume.name, sub_path)?;
+                    let pinned = self.dir.subpath(&volume.name, &container.name, index);
+                    subpath::pin(&opened, &pinned)?;
+                    pinned
+                }
+            };
+            out.push(Mount {
+                destination: wanted.mount_path.clone(),
+                source,
+                read_only: wanted.read_only == Some(true) || volume_made.read_only,
+            });
+        }
+        Ok((out, notices))
+    }
+
+    async fn make(
+        &self,
+        objects: &impl super::objects::Objects,
+        volume: &Volume,
+    ) -> Result<(Made, Vec<String>), VolumeError> {
+        let name = &volume.name;
+        let made = |source: PathBuf, read_only: bool, upkeep: Upkeep| Made {
+            source,
+            read_only,
+            upkeep,
+        };
+        if let Some(empty) = &volume.empty_dir {
+            let dir = self.dir.volume(Plugin::EmptyDir, name);
+            let memory = empty.medium.as_deref() == Some("Memory");
+            let limit = (empty.size_limit.as_ref())
+                .map(|q| {
+                    memory_bytes(&q.0).ok_or_else(|| VolumeError::Unsupported {
+                        volume: name.clone(),
+                        why: format!("unreadable sizeLimit {}", q.0),
+                    })
+                })
+                .transpose()?;
+            let mode = empty.mode.map_or(0o777, |m| (m as u32) & 0o7777);
+            empty_dir::prepare(&dir, memory, mode, limit)?;
+            let upkeep = match limit {
+                Some(bytes) if !memory => Upkeep::SizeLimit { bytes, over: false },
+                _ => Upkeep::None,
+            };
+            return Ok((made(dir, false, upkeep), Vec::new()));
+        }
+        if let Some(host) = &volume.host_path {
+            host_path::prepare(&host.path, host.type_.as_deref().unwrap_or_default())?;
+            return Ok((made(host.path.clone().into(), false, Upkeep::None), Vec::new()));
+        }
+        if let Some(claim) = &volume.persistent_volume_claim {
+            let path = claim::node_path(objects, self.namespace(), &claim.claim_name).await?;
+            host_path::prepare(&path, "DirectoryOrCreate")?;
+            let read_only = claim.read_only == Some(true);
+            return Ok((made(path.into(), read_only, Upkeep::None), Vec::new()));
+        }
+        let plugin = self.projected_plugin(volume)?;
+        let dir = self.dir.volume(plugin, name);
+        // As the kubelet keeps them: Secrets (and projections, which may
+        // hold them) only in memory.
+        let memory = matches!(plugin, Plugin::Secret | Plugin::Projected);
+        empty_dir::prepare(&dir, memory, 0o755, None)?;
+        let (payload, skipped) = self.payload(objects, volume).await?;
+        atomic_writer::write(&dir, name, &payload)?;
+        Ok((made(dir, true, Upkeep::Projected), skipped))
+    }
+
+    fn projected_plugin(&self, volume: &Volume) -> Result<Plugin, VolumeError> {
+        if volume.config_map.is_some() {
+            Ok(Plugin::ConfigMap)
+        } else if volume.secret.is_some() {
+            Ok(Plugin::Secret)
+        } else if volume.downward_api.is_some() {
+            Ok(Plugin::DownwardApi)
+        } else if volume.projected.is_some() {
+            Ok(Plugin::Projected)
+        } else {
+            Err(VolumeError::Unsupported {
+                volume: volume.name.clone(),
+                why: "skiff supports emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes".to_owned(),
+            })
+        }
+    }
+
+    /// The files an API-data volume holds now.
+    async fn payload(
+        &self,
+        objects: &impl super::objects::Objects,
+        volume: &Volume,
+    ) -> Result<(Payload, Vec<String>), VolumeError> {
+        let namespace = self.namespace();
+        if let Some(source) = &volume.config_map {
+            return Ok((projection::config_map(objects, namespace, source).await?, Vec::new()));
+        }
+        if let Some(source) = &volume.secret {
+            return Ok((projection::secret(objects, namespace, source).await?, Vec::new()));
+        }
+        if let Some(source) = &volume.downward_api {
+            let files = source.items.as_deref().unwrap_or_default();
+            let payload = projection::downward_api(&self.pod, &volume.name, files, source.default_mode)?;
+            return Ok((payload, Vec::new()));
+        }
+        match &volume.projected {
+            Some(source) => projection::projected(objects, &self.pod, &volume.name, source).await,
+            None => Ok((Payload::new(), Vec::new())),
+        }
+    }
+
+    /// Rewrites API-data volumes whose objects changed (a volume whose
+    /// object went away keeps its files, as the kubelet's do) and checks
+    /// disk emptyDirs against their sizeLimit, once over it reported.
+    pub async fn refresh(&self, objects: &impl super::objects::Objects) -> Vec<Notice> {
+        let mut made = self.made.lock().await;
+        let mut notices = Vec::new();
+        for (name, volume_made) in made.iter_mut() {
+            let Some(volume) = self.volume(name) else {
+                continue;
+            };
+            match &mut volume_made.upkeep {
+                Upkeep::None => {}
+                Upkeep::Projected => {
+                    let written = match self.payload(objects, volume).await {
+                        Ok((payload, _)) => atomic_writer::write(&volume_made.source, name, &payload),
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = written {
+                        warn!(volume = %name, %error, "refreshing a volume failed; it keeps its files");
+                    }
+                }
+                Upkeep::SizeLimit { bytes, over } => {
+                    let used = empty_dir::usage(&volume_made.source).unwrap_or_default();
+                    if used > *bytes && !*over {
+                        notices.push(Notice {
+                            reason: "SizeLimitExceeded",
+                            message: format!(
+                                "emptyDir volume {name} uses {used} bytes, over its sizeLimit of {bytes} bytes"
+                            ),
+                        });
+                    }
+                    *over = used > *bytes;
+                }
+            }
+        }
+        notices
+    }
+}
+
+/// Removes a pod's volume directory: the mounts in it first (subPath
+/// pins, tmpfs volumes), then the tree, never following a symlink. A mount
+/// that will not go keeps the whole directory, so nothing mounted is
+/// deleted through it.
+pub fn remove_pod(state_dir: &Path, uid: &str) -> Result<(), VolumeError> {
+    let dir = PodDir::new(state_dir, uid)?;
+    if std::fs::symlink_metadata(dir.root()).is_err() {
+        return Ok(());
+    }
+    for place in mount_places(&dir.subpaths(), 3).chain(mount_places(&dir.volumes(), 2)) {
+        mounts::unmount_all(&place).map_err(VolumeError::io(&place))?;
+    }
+    std::fs::remove_dir_all(dir.root()).map_err(VolumeError::io(dir.root()))
+}
+
+/// The paths `depth` directories below `root` (only real directories are
+/// walked, never a symlink).
+fn mount_places(root: &Path, depth: usize) -> impl Iterator<Item = PathBuf> {
+    let mut level = vec![root.to_owned()];
+    for _ in 0..depth {
+        level = level
+            .iter()
+            .filter(|dir| std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()))
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flat_map(|entries| entries.flatten().map(|e| e.path()))
+            .collect();
+    }
+    level.into_iter()
+}
