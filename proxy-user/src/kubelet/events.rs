@@ -100,7 +100,12 @@ mod tests {
         let event = Subject::of("node1", &pod).event("Warning", "SizeLimitExceeded", "too big");
         assert_eq!(event["involvedObject"]["uid"], "u-1");
         assert_eq!(event["metadata"]["namespace"], "shop");
-        assert!(event["metadata"]["name"].as_str().unwrap().starts_with("web."));
+        assert!(
+            event["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("web.")
+        );
         assert_eq!(event["source"]["host"], "node1");
         let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
         assert_eq!(event.type_.as_deref(), Some("Warning"));

@@ -91,6 +91,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         netns_prefix: pod_netns_prefix,
         cgroup,
         crashloop_base,
+        state_dir: state_dir.clone(),
     };
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(

@@ -59,10 +59,8 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
         }
         let spec = match spec(&runtime, &container, &cgroup).await {
             Ok(spec) => spec,
-            Err(message) if adopted.is_none() => {
-                runtime.update(index, |c| {
-                    c.state = State::waiting("CreateContainerConfigError", Some(message))
-                });
+            Err((reason, message)) if adopted.is_none() => {
+                runtime.update(index, |c| c.state = State::waiting(reason, Some(message)));
                 if wait_or_stop(&mut stop, base).await {
                     return;
                 }
@@ -84,7 +82,7 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
                 let log = runtime.ctx.logs.prepare(&pod.namespace, &pod.name, &name);
                 match log.and_then(|log| process::spawn(&spec, &log)) {
                     Ok(process) => {
-                        info!(%pod, container = %name, argv = ?spec.argv, "container started");
+                        info!(%pod, container = %name, argv = ?spec.argv, mounts = ?spec.mounts, "container started");
                         process
                     }
                     Err(error) => {
@@ -265,7 +263,13 @@ fn limits(container: &Container) -> Limits {
     }
 }
 
-async fn spec(runtime: &PodRuntime, container: &Container, cgroup: &Path) -> Result<Spec, String> {
+/// What the container runs with; Err is its waiting reason and message.
+async fn spec(
+    runtime: &PodRuntime,
+    container: &Container,
+    cgroup: &Path,
+) -> Result<Spec, (&'static str, String)> {
+    const CONFIG_ERROR: &str = "CreateContainerConfigError";
     let facts = PodFacts {
         pod: &runtime.pod,
         pod_ip: runtime.sandbox.ip.to_string(),
@@ -273,10 +277,19 @@ async fn spec(runtime: &PodRuntime, container: &Container, cgroup: &Path) -> Res
     };
     let env = env::build(&runtime.ctx.store, &facts, container)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| (CONFIG_ERROR, e.to_string()))?;
     let argv = env::argv(container, &env);
     if argv.is_empty() {
-        return Err("the container has no command or args: skiff runs commands from the node's filesystem and has no image entrypoint".to_owned());
+        return Err((CONFIG_ERROR, "the container has no command or args: skiff runs commands from the node's filesystem and has no image entrypoint".to_owned()));
+    }
+    let (mounts, notices) = (runtime.volumes)
+        .mounts_for(&runtime.ctx.store, container)
+        .await
+        .map_err(|e| (e.reason(), e.to_string()))?;
+    for notice in notices {
+        if let Err(error) = runtime.events.warning(notice.reason, &notice.message).await {
+            warn!(pod = %runtime.key, %error, "recording a volume event failed");
+        }
     }
     Ok(Spec {
         argv,
@@ -284,6 +297,7 @@ async fn spec(runtime: &PodRuntime, container: &Container, cgroup: &Path) -> Res
         working_dir: container.working_dir.clone(),
         netns: runtime.sandbox.path(),
         cgroup: cgroup.to_owned(),
+        mounts,
     })
 }
 
@@ -294,6 +308,7 @@ fn empty_spec(runtime: &PodRuntime, cgroup: &Path) -> Spec {
         working_dir: None,
         netns: runtime.sandbox.path(),
         cgroup: cgroup.to_owned(),
+        mounts: Vec::new(),
     }
 }
 

@@ -16,6 +16,8 @@ pub struct Config {
     /// The agent's `--cgroup`: pods' cgroups go below it.
     pub cgroup: PathBuf,
     pub crashloop_base: Duration,
+    /// The agent's `--state-dir`: pods' volumes go below it.
+    pub state_dir: PathBuf,
 }
 
 pub struct Context {

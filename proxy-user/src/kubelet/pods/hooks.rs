@@ -84,6 +84,7 @@ mod tests {
                 working_dir: None,
                 netns: "/nonexistent".into(),
                 cgroup: "/nonexistent".into(),
+                mounts: Vec::new(),
             },
         }
     }

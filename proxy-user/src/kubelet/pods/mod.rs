@@ -147,7 +147,8 @@ async fn remove_orphans(ctx: &Context, pods: &[(PodKey, Pod)]) {
                 name: holder.name,
             };
             tracing::info!(pod = %key, "removing what is left of a pod no longer on this node");
-            worker::remove_local(ctx, &key, None).await;
+            worker::remove_local(ctx, &key, &holder.uid, None).await;
         }
     }
+    crate::kubelet::volumes::remove_orphans(&ctx.config.state_dir, &live);
 }

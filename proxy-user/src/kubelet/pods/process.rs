@@ -16,6 +16,7 @@ use std::{
 };
 
 use super::cgroup;
+use crate::kubelet::volumes::Mount;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct Spec {
     pub working_dir: Option<String>,
     pub netns: PathBuf,
     pub cgroup: PathBuf,
+    /// The container's volume mounts, for the runtime's spec.
+    pub mounts: Vec<Mount>,
 }
 
 /// A container's main process.

@@ -122,7 +122,8 @@ fn write_file(root: &Path, path: &str, file: &FileProjection) -> Result<(), Volu
         .custom_flags(libc::O_NOFOLLOW)
         .open(&target)
         .map_err(VolumeError::io(&target))?;
-    out.write_all(&file.data).map_err(VolumeError::io(&target))?;
+    out.write_all(&file.data)
+        .map_err(VolumeError::io(&target))?;
     // The umask trimmed the mode at creation: set it as asked.
     out.set_permissions(fs::Permissions::from_mode(file.mode))
         .map_err(VolumeError::io(&target))
@@ -205,26 +206,51 @@ mod tests {
     fn writes_through_a_data_symlink_and_swaps_it() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
-        let first = payload(&[("game.properties", "lives=3", 0o644), ("ui/theme", "dark", 0o400)]);
+        let first = payload(&[
+            ("game.properties", "lives=3", 0o644),
+            ("ui/theme", "dark", 0o400),
+        ]);
         assert!(write(&dir, "cfg", &first).unwrap());
         let link = fs::read_link(dir.join(DATA)).unwrap();
         assert!(link.to_string_lossy().starts_with("..20"), "{link:?}");
-        assert_eq!(fs::read_link(dir.join("ui")).unwrap(), Path::new("..data/ui"));
-        assert_eq!(fs::read_to_string(dir.join("game.properties")).unwrap(), "lives=3");
-        let mode = fs::metadata(dir.join("ui/theme")).unwrap().permissions().mode();
+        assert_eq!(
+            fs::read_link(dir.join("ui")).unwrap(),
+            Path::new("..data/ui")
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("game.properties")).unwrap(),
+            "lives=3"
+        );
+        let mode = fs::metadata(dir.join("ui/theme"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o7777, 0o400);
         assert_eq!(stamped_dirs(&dir), [link.to_string_lossy()]);
 
-        assert!(!write(&dir, "cfg", &first).unwrap(), "an unchanged payload is not rewritten");
+        assert!(
+            !write(&dir, "cfg", &first).unwrap(),
+            "an unchanged payload is not rewritten"
+        );
         assert_eq!(fs::read_link(dir.join(DATA)).unwrap(), link);
 
         let second = payload(&[("game.properties", "lives=5", 0o644)]);
         assert!(write(&dir, "cfg", &second).unwrap());
-        assert_eq!(fs::read_to_string(dir.join("game.properties")).unwrap(), "lives=5");
-        assert!(fs::symlink_metadata(dir.join("ui")).is_err(), "a dropped key's link goes");
+        assert_eq!(
+            fs::read_to_string(dir.join("game.properties")).unwrap(),
+            "lives=5"
+        );
+        assert!(
+            fs::symlink_metadata(dir.join("ui")).is_err(),
+            "a dropped key's link goes"
+        );
         let swapped = fs::read_link(dir.join(DATA)).unwrap();
         assert_ne!(swapped, link);
-        assert_eq!(stamped_dirs(&dir), [swapped.to_string_lossy()], "the old directory goes");
+        assert_eq!(
+            stamped_dirs(&dir),
+            [swapped.to_string_lossy()],
+            "the old directory goes"
+        );
     }
 
     #[test]
@@ -240,7 +266,8 @@ mod tests {
             std::thread::spawn(move || {
                 let mut reads = 0;
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    let text = fs::read_to_string(dir.join("key")).expect("the file is always there");
+                    let text =
+                        fs::read_to_string(dir.join("key")).expect("the file is always there");
                     assert_eq!(text.len(), size);
                     let first = text.as_bytes()[0];
                     assert!(text.bytes().all(|c| c == first), "a mixed read");
@@ -261,9 +288,20 @@ mod tests {
     fn paths_that_could_escape_are_refused_before_writing() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
-        for bad in ["/etc/passwd", "../x", "a/../../x", "..data", "a/..b", "", "./a"] {
+        for bad in [
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "..data",
+            "a/..b",
+            "",
+            "./a",
+        ] {
             let error = write(&dir, "cfg", &payload(&[(bad, "x", 0o644)])).unwrap_err();
-            assert!(matches!(error, VolumeError::BadPath { .. }), "{bad}: {error}");
+            assert!(
+                matches!(error, VolumeError::BadPath { .. }),
+                "{bad}: {error}"
+            );
         }
         assert!(!dir.exists(), "nothing was written");
     }

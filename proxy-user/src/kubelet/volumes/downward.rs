@@ -53,7 +53,11 @@ pub fn resource(
     };
     let wanted = selector.container_name.as_deref().unwrap_or_default();
     let container = (pod.spec.iter())
-        .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+        .flat_map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
         .find(|c| c.name == wanted)
         .ok_or_else(|| unsupported(format!("resourceFieldRef names no container {wanted:?}")))?;
     let resources = container.resources.as_ref();
@@ -93,7 +97,12 @@ pub fn resource(
             let per = divisor.map_or(Some(1), memory_bytes).filter(|d| *d > 0);
             bytes.zip(per).map(|(v, d)| v.div_ceil(d))
         }
-        _ => return Err(unsupported(format!("unknown resource {}", selector.resource))),
+        _ => {
+            return Err(unsupported(format!(
+                "unknown resource {}",
+                selector.resource
+            )));
+        }
     };
     value
         .map(|v| v.to_string())
@@ -106,7 +115,12 @@ fn node_cpu_millis() -> u64 {
 
 fn node_memory_bytes() -> u64 {
     // SAFETY: sysconf only reads system constants.
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
     (pages.max(0) as u64) * (size.max(0) as u64)
 }
 
@@ -135,9 +149,18 @@ mod tests {
         let pod = pod();
         assert_eq!(field(&pod, "v", "metadata.name").unwrap(), "web");
         assert_eq!(field(&pod, "v", "metadata.uid").unwrap(), "u-1");
-        assert_eq!(field(&pod, "v", "metadata.labels").unwrap(), "app=\"web\"\ntier=\"front\"");
-        assert_eq!(field(&pod, "v", "metadata.annotations").unwrap(), r#"note="say \"hi\"""#);
-        assert_eq!(field(&pod, "v", "metadata.labels['tier']").unwrap(), "front");
+        assert_eq!(
+            field(&pod, "v", "metadata.labels").unwrap(),
+            "app=\"web\"\ntier=\"front\""
+        );
+        assert_eq!(
+            field(&pod, "v", "metadata.annotations").unwrap(),
+            r#"note="say \"hi\"""#
+        );
+        assert_eq!(
+            field(&pod, "v", "metadata.labels['tier']").unwrap(),
+            "front"
+        );
         assert!(field(&pod, "v", "spec.nodeName").is_err());
     }
 
@@ -148,14 +171,18 @@ mod tests {
             let selector = ResourceFieldSelector {
                 container_name: Some("app".into()),
                 resource: what.into(),
-                divisor: divisor.map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
+                divisor: divisor
+                    .map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
             };
             resource(&pod, "v", &selector)
         };
         assert_eq!(get("limits.cpu", None).unwrap(), "1");
         assert_eq!(get("limits.cpu", Some("1m")).unwrap(), "500");
         assert_eq!(get("limits.memory", Some("1Mi")).unwrap(), "64");
-        assert_eq!(get("requests.memory", None).unwrap(), (64u64 << 20).to_string());
+        assert_eq!(
+            get("requests.memory", None).unwrap(),
+            (64u64 << 20).to_string()
+        );
         assert_eq!(get("requests.ephemeral-storage", None).unwrap(), "0");
         assert!(get("limits.gpu", None).is_err());
     }

@@ -8,7 +8,12 @@ use super::{error::VolumeError, mounts};
 
 /// Makes the volume at `dir`; a tmpfs already mounted there (by an agent
 /// before a restart) is kept with what it holds.
-pub fn prepare(dir: &Path, memory: bool, mode: u32, size_limit: Option<u64>) -> Result<(), VolumeError> {
+pub fn prepare(
+    dir: &Path,
+    memory: bool,
+    mode: u32,
+    size_limit: Option<u64>,
+) -> Result<(), VolumeError> {
     fs::create_dir_all(dir).map_err(VolumeError::io(dir))?;
     if memory {
         if !mounts::is_mount_point(dir).map_err(VolumeError::io(dir))? {
@@ -55,14 +60,20 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("scratch");
         prepare(&dir, false, 0o777, Some(4096)).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o777);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o777
+        );
         let empty = usage(&dir).unwrap();
         fs::create_dir(dir.join("sub")).unwrap();
         fs::write(dir.join("sub/blob"), vec![7u8; 1 << 20]).unwrap();
         std::os::unix::fs::symlink("/usr", dir.join("usr")).unwrap();
         let used = usage(&dir).unwrap();
         assert!(used >= empty + (1 << 20), "{used}");
-        assert!(used < empty + (2 << 20), "the /usr link is not followed: {used}");
+        assert!(
+            used < empty + (2 << 20),
+            "the /usr link is not followed: {used}"
+        );
     }
 
     #[test]

@@ -21,7 +21,9 @@ pub enum VolumeError {
     },
     #[error("persistentvolumeclaim {namespace}/{name} is not bound to a volume yet")]
     Unbound { namespace: String, name: String },
-    #[error("persistentvolume {name} has neither spec.hostPath nor spec.local: skiff mounts only node paths")]
+    #[error(
+        "persistentvolume {name} has neither spec.hostPath nor spec.local: skiff mounts only node paths"
+    )]
     UnsupportedVolume { name: String },
     #[error("hostPath type check failed: {path} is not {expected}")]
     HostPathType { path: String, expected: String },

@@ -40,6 +40,7 @@ pub fn prepare(path: &str, kind: &str) -> Result<(), VolumeError> {
             Err(_) => fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .mode(0o644)
                 .open(at)
                 .map(drop)
@@ -57,7 +58,11 @@ pub fn prepare(path: &str, kind: &str) -> Result<(), VolumeError> {
                 "CharDevice" => kind_of.is_char_device(),
                 _ => kind_of.is_block_device(),
             };
-            if fits { Ok(()) } else { Err(mismatch(noun(kind))) }
+            if fits {
+                Ok(())
+            } else {
+                Err(mismatch(noun(kind)))
+            }
         }
         other => Err(VolumeError::HostPathType {
             path: path.to_owned(),

@@ -24,9 +24,7 @@ use std::{collections::HashSet, path::Path};
 
 use tracing::warn;
 
-pub use error::VolumeError;
-pub use objects::Objects;
-pub use pod::{Mount, Notice, PodVolumes, remove_pod};
+pub use pod::{Mount, PodVolumes, remove_pod};
 pub use refresher::{REFRESH_PERIOD, refresh_until_stopped};
 
 /// Removes the volumes of pods that are no longer on this node (left by

@@ -1,12 +1,7 @@
 //! The mount(2) calls volumes need: tmpfs for memory-backed volumes, bind
 //! mounts for subPaths, and knowing whether a path is a mount point
 //! (statx's `STATX_ATTR_MOUNT_ROOT`, without following a last symlink).
-use std::{
-    ffi::CString,
-    io,
-    os::unix::ffi::OsStrExt,
-    path::Path,
-};
+use std::{ffi::CString, io, os::unix::ffi::OsStrExt, path::Path};
 
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())

@@ -17,8 +17,10 @@ use super::{
     claim, empty_dir,
     error::VolumeError,
     host_path,
-    layout::{PodDir, Plugin, check_label},
-    mounts, projection, subpath,
+    layout::{Plugin, PodDir, check_label},
+    mounts,
+    objects::Objects,
+    projection, subpath,
 };
 use crate::kubelet::pods::cgroup::memory_bytes;
 
@@ -45,7 +47,10 @@ enum Upkeep {
     /// Re-projected from the API every refresh.
     Projected,
     /// An emptyDir on disk with a sizeLimit; `over` once reported.
-    SizeLimit { bytes: u64, over: bool },
+    SizeLimit {
+        bytes: u64,
+        over: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -56,24 +61,25 @@ struct Made {
 }
 
 pub struct PodVolumes {
-    dir: PodDir,
+    state_dir: PathBuf,
     pod: Pod,
     made: Mutex<BTreeMap<String, Made>>,
 }
 
 impl PodVolumes {
-    /// Refuses a pod whose uid or volume names could leave its directory.
-    pub fn new(state_dir: &Path, pod: Pod) -> Result<PodVolumes, VolumeError> {
-        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-        let dir = PodDir::new(state_dir, uid)?;
-        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
-            check_label("volume name", &volume.name)?;
-        }
-        Ok(PodVolumes {
-            dir,
+    pub fn new(state_dir: &Path, pod: Pod) -> PodVolumes {
+        PodVolumes {
+            state_dir: state_dir.to_owned(),
             pod,
             made: Mutex::new(BTreeMap::new()),
-        })
+        }
+    }
+
+    /// The pod's directory; a uid that could leave `pods/` is refused
+    /// (and with it every container that mounts a volume).
+    fn dir(&self) -> Result<PodDir, VolumeError> {
+        let uid = self.pod.metadata.uid.as_deref().unwrap_or_default();
+        PodDir::new(&self.state_dir, uid)
     }
 
     fn namespace(&self) -> &str {
@@ -90,17 +96,24 @@ impl PodVolumes {
     /// The notices are for Events (parts of a volume left out).
     pub async fn mounts_for(
         &self,
-        objects: &impl super::objects::Objects,
+        objects: &impl Objects,
         container: &Container,
     ) -> Result<(Vec<Mount>, Vec<Notice>), VolumeError> {
+        let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+        if mounts.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let dir = self.dir()?;
         check_label("container name", &container.name)?;
         let mut made = self.made.lock().await;
         let mut notices = Vec::new();
         let mut out = Vec::new();
-        for (index, wanted) in container.volume_mounts.iter().flatten().enumerate() {
-            let volume = self.volume(&wanted.name).ok_or_else(|| VolumeError::NoSuchVolume {
-                mount: wanted.name.clone(),
-            })?;
+        for (index, wanted) in mounts.iter().enumerate() {
+            let volume = self
+                .volume(&wanted.name)
+                .ok_or_else(|| VolumeError::NoSuchVolume {
+                    mount: wanted.name.clone(),
+                })?;
             if !wanted.mount_path.starts_with('/') {
                 return Err(VolumeError::BadPath {
                     volume: volume.name.clone(),
@@ -108,14 +121,18 @@ impl PodVolumes {
                     why: "a mountPath must be absolute",
                 });
             }
-            if wanted.sub_path_expr.as_deref().is_some_and(|e| !e.is_empty()) {
+            if wanted
+                .sub_path_expr
+                .as_deref()
+                .is_some_and(|e| !e.is_empty())
+            {
                 return Err(VolumeError::Unsupported {
                     volume: volume.name.clone(),
                     why: "subPathExpr is not supported by skiff".to_owned(),
                 });
             }
             if !made.contains_key(&volume.name) {
-                let (volume_made, skipped) = self.make(objects, volume).await?;
+                let (volume_made, skipped) = self.make(objects, &dir, volume).await?;
                 notices.extend(skipped.into_iter().map(|message| Notice {
                     reason: "VolumeSourceSkipped",
                     message,
@@ -127,7 +144,7 @@ impl PodVolumes {
                 None => volume_made.source.clone(),
                 Some(sub_path) => {
                     let opened = subpath::open(&volume_made.source, &volume.name, sub_path)?;
-                    let pinned = self.dir.subpath(&volume.name, &container.name, index);
+                    let pinned = dir.subpath(&volume.name, &container.name, index);
                     subpath::pin(&opened, &pinned)?;
                     pinned
                 }
@@ -143,17 +160,19 @@ impl PodVolumes {
 
     async fn make(
         &self,
-        objects: &impl super::objects::Objects,
+        objects: &impl Objects,
+        dir: &PodDir,
         volume: &Volume,
     ) -> Result<(Made, Vec<String>), VolumeError> {
         let name = &volume.name;
+        check_label("volume name", name)?;
         let made = |source: PathBuf, read_only: bool, upkeep: Upkeep| Made {
             source,
             read_only,
             upkeep,
         };
         if let Some(empty) = &volume.empty_dir {
-            let dir = self.dir.volume(Plugin::EmptyDir, name);
+            let dir = dir.volume(Plugin::EmptyDir, name);
             let memory = empty.medium.as_deref() == Some("Memory");
             let limit = (empty.size_limit.as_ref())
                 .map(|q| {
@@ -173,7 +192,10 @@ impl PodVolumes {
         }
         if let Some(host) = &volume.host_path {
             host_path::prepare(&host.path, host.type_.as_deref().unwrap_or_default())?;
-            return Ok((made(host.path.clone().into(), false, Upkeep::None), Vec::new()));
+            return Ok((
+                made(host.path.clone().into(), false, Upkeep::None),
+                Vec::new(),
+            ));
         }
         if let Some(claim) = &volume.persistent_volume_claim {
             let path = claim::node_path(objects, self.namespace(), &claim.claim_name).await?;
@@ -182,7 +204,7 @@ impl PodVolumes {
             return Ok((made(path.into(), read_only, Upkeep::None), Vec::new()));
         }
         let plugin = self.projected_plugin(volume)?;
-        let dir = self.dir.volume(plugin, name);
+        let dir = dir.volume(plugin, name);
         // As the kubelet keeps them: Secrets (and projections, which may
         // hold them) only in memory.
         let memory = matches!(plugin, Plugin::Secret | Plugin::Projected);
@@ -212,19 +234,26 @@ impl PodVolumes {
     /// The files an API-data volume holds now.
     async fn payload(
         &self,
-        objects: &impl super::objects::Objects,
+        objects: &impl Objects,
         volume: &Volume,
     ) -> Result<(Payload, Vec<String>), VolumeError> {
         let namespace = self.namespace();
         if let Some(source) = &volume.config_map {
-            return Ok((projection::config_map(objects, namespace, source).await?, Vec::new()));
+            return Ok((
+                projection::config_map(objects, namespace, source).await?,
+                Vec::new(),
+            ));
         }
         if let Some(source) = &volume.secret {
-            return Ok((projection::secret(objects, namespace, source).await?, Vec::new()));
+            return Ok((
+                projection::secret(objects, namespace, source).await?,
+                Vec::new(),
+            ));
         }
         if let Some(source) = &volume.downward_api {
             let files = source.items.as_deref().unwrap_or_default();
-            let payload = projection::downward_api(&self.pod, &volume.name, files, source.default_mode)?;
+            let payload =
+                projection::downward_api(&self.pod, &volume.name, files, source.default_mode)?;
             return Ok((payload, Vec::new()));
         }
         match &volume.projected {
@@ -236,7 +265,7 @@ impl PodVolumes {
     /// Rewrites API-data volumes whose objects changed (a volume whose
     /// object went away keeps its files, as the kubelet's do) and checks
     /// disk emptyDirs against their sizeLimit, once over it reported.
-    pub async fn refresh(&self, objects: &impl super::objects::Objects) -> Vec<Notice> {
+    pub async fn refresh(&self, objects: &impl Objects) -> Vec<Notice> {
         let mut made = self.made.lock().await;
         let mut notices = Vec::new();
         for (name, volume_made) in made.iter_mut() {
@@ -247,7 +276,9 @@ impl PodVolumes {
                 Upkeep::None => {}
                 Upkeep::Projected => {
                     let written = match self.payload(objects, volume).await {
-                        Ok((payload, _)) => atomic_writer::write(&volume_made.source, name, &payload),
+                        Ok((payload, _)) => {
+                            atomic_writer::write(&volume_made.source, name, &payload)
+                        }
                         Err(error) => Err(error),
                     };
                     if let Err(error) = written {

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, KeyToPath, Pod,
-    ProjectedVolumeSource, Secret, SecretVolumeSource,
+    ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource,
+    Secret, SecretVolumeSource,
 };
 use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, object_key};
 
@@ -74,7 +74,10 @@ pub fn downward_api(
             (None, None) => {
                 return Err(VolumeError::Unsupported {
                     volume: volume.to_owned(),
-                    why: format!("downward API file {} has no fieldRef or resourceFieldRef", file.path),
+                    why: format!(
+                        "downward API file {} has no fieldRef or resourceFieldRef",
+                        file.path
+                    ),
                 });
             }
         };
@@ -146,8 +149,14 @@ async fn project(
         name,
         ..
     } = *reference;
-    let base = if kind == "secret" { SECRETS } else { CONFIG_MAPS };
-    let stored = objects.get(&object_key(base, Some(namespace), name)).await?;
+    let base = if kind == "secret" {
+        SECRETS
+    } else {
+        CONFIG_MAPS
+    };
+    let stored = objects
+        .get(&object_key(base, Some(namespace), name))
+        .await?;
     let Some(data) = stored.and_then(|object| data_of(kind, object)) else {
         if reference.optional {
             return Ok(Payload::new());
@@ -199,15 +208,19 @@ fn data_of(kind: &str, object: serde_json::Value) -> Option<BTreeMap<String, Vec
         let secret: Secret = serde_json::from_value(object).ok()?;
         let strings = secret.string_data.unwrap_or_default().into_iter();
         let bytes = secret.data.unwrap_or_default().into_iter();
-        Some((strings.map(|(k, v)| (k, v.into_bytes())))
-            .chain(bytes.map(|(k, v)| (k, v.0)))
-            .collect())
+        Some(
+            (strings.map(|(k, v)| (k, v.into_bytes())))
+                .chain(bytes.map(|(k, v)| (k, v.0)))
+                .collect(),
+        )
     } else {
         let config_map: ConfigMap = serde_json::from_value(object).ok()?;
         let strings = config_map.data.unwrap_or_default().into_iter();
         let bytes = config_map.binary_data.unwrap_or_default().into_iter();
-        Some((strings.map(|(k, v)| (k, v.into_bytes())))
-            .chain(bytes.map(|(k, v)| (k, v.0)))
-            .collect())
+        Some(
+            (strings.map(|(k, v)| (k, v.into_bytes())))
+                .chain(bytes.map(|(k, v)| (k, v.0)))
+                .collect(),
+        )
     }
 }

@@ -63,7 +63,8 @@ pub fn open(root: &Path, volume: &str, sub_path: &str) -> Result<Opened, VolumeE
         path: sub_path.to_owned(),
         why,
     };
-    let root_fd = open_at(None, root.as_os_str(), libc::O_DIRECTORY).map_err(VolumeError::io(root))?;
+    let root_fd =
+        open_at(None, root.as_os_str(), libc::O_DIRECTORY).map_err(VolumeError::io(root))?;
     // The directories walked so far: `..` in a symlink's target pops one.
     let mut held: Vec<OwnedFd> = vec![root_fd];
     let mut pending: VecDeque<Vec<u8>> = components(sub_path.as_bytes());
@@ -102,7 +103,9 @@ pub fn open(root: &Path, volume: &str, sub_path: &str) -> Result<Opened, VolumeE
             continue;
         }
         if kind != libc::S_IFDIR && !pending.is_empty() {
-            return Err(escape("a component that is not a directory has more after it"));
+            return Err(escape(
+                "a component that is not a directory has more after it",
+            ));
         }
         held.push(fd);
     }
@@ -149,7 +152,14 @@ fn c_name(name: &OsStr) -> io::Result<CString> {
 /// `name` is a path opened from the agent's view (the volume's root).
 fn open_at(parent: Option<i32>, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
     let name = c_name(name)?;
-    let flags = libc::O_PATH | libc::O_CLOEXEC | flags | if parent.is_some() { libc::O_NOFOLLOW } else { 0 };
+    let flags = libc::O_PATH
+        | libc::O_CLOEXEC
+        | flags
+        | if parent.is_some() {
+            libc::O_NOFOLLOW
+        } else {
+            0
+        };
     // SAFETY: a NUL-terminated name; the returned fd is owned from here.
     let fd = unsafe { libc::openat(parent.unwrap_or(libc::AT_FDCWD), name.as_ptr(), flags) };
     if fd < 0 {
@@ -168,7 +178,11 @@ fn make_dir_at(parent: Option<i32>, name: &OsStr) -> io::Result<()> {
     } else {
         let error = io::Error::last_os_error();
         // Someone else made it first: fine, it is opened next.
-        if error.kind() == io::ErrorKind::AlreadyExists { Ok(()) } else { Err(error) }
+        if error.kind() == io::ErrorKind::AlreadyExists {
+            Ok(())
+        } else {
+            Err(error)
+        }
     }
 }
 
@@ -231,20 +245,38 @@ mod tests {
         let tmp = volume();
         let root = tmp.path();
         assert_eq!(read(&open(root, "v", "data/app.conf").unwrap()), "port=80");
-        assert_eq!(read(&open(root, "v", "key").unwrap()), "value", "configMap keys are links through ..data");
+        assert_eq!(
+            read(&open(root, "v", "key").unwrap()),
+            "value",
+            "configMap keys are links through ..data"
+        );
         assert_eq!(read(&open(root, "v", "inside").unwrap()), "port=80");
         assert!(open(root, "v", "data/logs").unwrap().is_dir);
         let made = open(root, "v", "data/new/dir").unwrap();
-        assert!(made.is_dir && root.join("data/new/dir").is_dir(), "missing directories are made");
+        assert!(
+            made.is_dir && root.join("data/new/dir").is_dir(),
+            "missing directories are made"
+        );
     }
 
     #[test]
     fn paths_out_of_the_volume_are_refused() {
         let tmp = volume();
         let root = tmp.path();
-        for bad in ["/etc", "../x", "data/../../x", "etc/passwd", "data/up/x", "loop", "data/app.conf/x"] {
+        for bad in [
+            "/etc",
+            "../x",
+            "data/../../x",
+            "etc/passwd",
+            "data/up/x",
+            "loop",
+            "data/app.conf/x",
+        ] {
             let error = open(root, "v", bad).unwrap_err();
-            assert!(matches!(error, VolumeError::BadPath { .. }), "{bad}: {error}");
+            assert!(
+                matches!(error, VolumeError::BadPath { .. }),
+                "{bad}: {error}"
+            );
         }
         assert!(!root.join("x").exists() && !root.parent().unwrap().join("x").exists());
     }
