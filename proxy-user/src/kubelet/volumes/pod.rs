@@ -332,3 +332,276 @@ fn mount_places(root: &Path, depth: usize) -> impl Iterator<Item = PathBuf> {
     }
     level.into_iter()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, os::unix::fs::PermissionsExt as _, sync::Mutex as Shared};
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::kubelet::store::StoreError;
+
+    /// etcd as a map, changed by the test between calls.
+    #[derive(Default)]
+    struct Fixed(Shared<BTreeMap<String, Value>>);
+
+    impl Fixed {
+        fn put(&self, key: &str, object: Value) {
+            self.0.lock().unwrap().insert(key.to_owned(), object);
+        }
+    }
+
+    impl Objects for Fixed {
+        async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
+            Ok(self.0.lock().unwrap().get(key).cloned())
+        }
+    }
+
+    fn pod(volumes: Value, mounts: Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "shop", "uid": "0f0e-11", "labels": { "app": "web" } },
+            "spec": {
+                "volumes": volumes,
+                "containers": [{ "name": "app", "volumeMounts": mounts }]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn container(pod: &Pod) -> Container {
+        pod.spec.as_ref().unwrap().containers[0].clone()
+    }
+
+    /// Removes the pod's directory (and its mounts) whatever the test did.
+    struct Remove<'a>(&'a Path, &'a str);
+
+    impl Drop for Remove<'_> {
+        fn drop(&mut self) {
+            let _ = remove_pod(self.0, self.1);
+        }
+    }
+
+    #[tokio::test]
+    async fn api_data_volumes_wait_for_their_objects_and_follow_updates() {
+        let state = tempfile::tempdir().unwrap();
+        let _remove = Remove(state.path(), "0f0e-11");
+        let pod = pod(
+            json!([
+                { "name": "cfg", "configMap": { "name": "settings", "items": [{ "key": "mode", "path": "conf/mode" }] } },
+                { "name": "creds", "secret": { "secretName": "token", "defaultMode": 0o400 } },
+                { "name": "info", "downwardAPI": { "items": [{ "path": "labels", "fieldRef": { "fieldPath": "metadata.labels" } }] } },
+                { "name": "scratch", "emptyDir": {} }
+            ]),
+            json!([
+                { "name": "cfg", "mountPath": "/etc/app" },
+                { "name": "creds", "mountPath": "/run/creds" },
+                { "name": "info", "mountPath": "/etc/info" },
+                { "name": "scratch", "mountPath": "/data", "subPath": "logs/app" },
+                { "name": "scratch", "mountPath": "/all", "readOnly": true }
+            ]),
+        );
+        let objects = Fixed::default();
+        let volumes = PodVolumes::new(state.path(), pod.clone());
+        let error = volumes
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "configmap shop/settings not found");
+        assert_eq!(error.reason(), "CreateContainerConfigError");
+
+        objects.put(
+            "/registry/configmaps/shop/settings",
+            json!({ "data": { "mode": "fast", "other": "x" } }),
+        );
+        objects.put(
+            "/registry/secrets/shop/token",
+            json!({ "data": { "key": "c2VjcmV0" } }),
+        );
+        let (mounts, notices) = volumes
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap();
+        assert!(notices.is_empty());
+        let at = |destination: &str| {
+            mounts
+                .iter()
+                .find(|m| m.destination == destination)
+                .unwrap()
+                .clone()
+        };
+        assert!(at("/etc/app").read_only && at("/run/creds").read_only && at("/all").read_only);
+        assert!(!at("/data").read_only);
+        assert_eq!(
+            fs::read_to_string(at("/etc/app").source.join("conf/mode")).unwrap(),
+            "fast"
+        );
+        assert!(
+            !at("/etc/app").source.join("other").exists(),
+            "only the items asked for"
+        );
+        let key = at("/run/creds").source.join("key");
+        assert_eq!(fs::read_to_string(&key).unwrap(), "secret");
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o400
+        );
+        assert!(
+            mounts::is_mount_point(&at("/run/creds").source).unwrap(),
+            "secrets stay in memory"
+        );
+        assert_eq!(
+            fs::read_to_string(at("/etc/info").source.join("labels")).unwrap(),
+            "app=\"web\""
+        );
+        let pinned = at("/data").source;
+        assert!(mounts::is_mount_point(&pinned).unwrap());
+        fs::write(pinned.join("out.log"), "hello").unwrap();
+        assert_eq!(
+            fs::read_to_string(at("/all").source.join("logs/app/out.log")).unwrap(),
+            "hello"
+        );
+
+        objects.put(
+            "/registry/configmaps/shop/settings",
+            json!({ "data": { "mode": "slow" } }),
+        );
+        assert!(volumes.refresh(&objects).await.is_empty());
+        assert_eq!(
+            fs::read_to_string(at("/etc/app").source.join("conf/mode")).unwrap(),
+            "slow"
+        );
+
+        remove_pod(state.path(), "0f0e-11").unwrap();
+        assert!(!state.path().join("pods/0f0e-11").exists());
+    }
+
+    #[tokio::test]
+    async fn claims_wait_for_binding_and_mount_the_volume_path() {
+        let state = tempfile::tempdir().unwrap();
+        let _remove = Remove(state.path(), "0f0e-11");
+        let pod = pod(
+            json!([{ "name": "data", "persistentVolumeClaim": { "claimName": "db" } }]),
+            json!([{ "name": "data", "mountPath": "/var/lib/db" }]),
+        );
+        let objects = Fixed::default();
+        let claim = "/registry/persistentvolumeclaims/shop/db";
+        objects.put(
+            claim,
+            json!({ "spec": {}, "status": { "phase": "Pending" } }),
+        );
+        let volumes = PodVolumes::new(state.path(), pod.clone());
+        let error = volumes
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap_err();
+        assert_eq!(error.reason(), "ContainerCreating");
+        assert!(error.to_string().contains("shop/db"), "{error}");
+
+        let path = state.path().join("pv-1");
+        objects.put(
+            claim,
+            json!({ "spec": { "volumeName": "pv-1" }, "status": { "phase": "Bound" } }),
+        );
+        objects.put(
+            "/registry/persistentvolumes/pv-1",
+            json!({ "spec": { "local": { "path": path } } }),
+        );
+        let (mounts, _) = volumes
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap();
+        assert_eq!(
+            mounts,
+            [Mount {
+                destination: "/var/lib/db".into(),
+                source: path.clone(),
+                read_only: false
+            }]
+        );
+        assert!(path.is_dir());
+    }
+
+    #[tokio::test]
+    async fn bad_mounts_are_refused_and_unsupported_sources_reported() {
+        let state = tempfile::tempdir().unwrap();
+        let _remove = Remove(state.path(), "0f0e-11");
+        let objects = Fixed::default();
+        for (volumes, mounts, expected) in [
+            (
+                json!([{ "name": "a", "emptyDir": {} }]),
+                json!([{ "name": "b", "mountPath": "/x" }]),
+                "volumeMount b refers to no volume of the pod",
+            ),
+            (
+                json!([{ "name": "a", "emptyDir": {} }]),
+                json!([{ "name": "a", "mountPath": "/x", "subPath": "../../etc" }]),
+                "must not contain '..'",
+            ),
+            (
+                json!([{ "name": "a", "emptyDir": {} }]),
+                json!([{ "name": "a", "mountPath": "x" }]),
+                "must be absolute",
+            ),
+            (
+                json!([{ "name": "A/..", "emptyDir": {} }]),
+                json!([{ "name": "A/..", "mountPath": "/x" }]),
+                "invalid volume name",
+            ),
+            (
+                json!([{ "name": "h", "hostPath": { "path": "/proc/self/status", "type": "Directory" } }]),
+                json!([{ "name": "h", "mountPath": "/x" }]),
+                "/proc/self/status is not a directory",
+            ),
+        ] {
+            let pod = pod(volumes, mounts);
+            let error = PodVolumes::new(state.path(), pod.clone())
+                .mounts_for(&objects, &container(&pod))
+                .await
+                .unwrap_err();
+            assert!(error.to_string().contains(expected), "{error}");
+        }
+        let pod = pod(
+            json!([{ "name": "p", "projected": { "sources": [
+                { "serviceAccountToken": { "path": "token" } },
+                { "downwardAPI": { "items": [{ "path": "name", "fieldRef": { "fieldPath": "metadata.name" } }] } }
+            ] } }]),
+            json!([{ "name": "p", "mountPath": "/var/run/p" }]),
+        );
+        let (mounts, notices) = PodVolumes::new(state.path(), pod.clone())
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap();
+        assert_eq!(notices.len(), 1);
+        assert!(
+            notices[0].message.contains("serviceAccountToken"),
+            "{notices:?}"
+        );
+        assert_eq!(
+            fs::read_to_string(mounts[0].source.join("name")).unwrap(),
+            "web"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_disk_empty_dir_over_its_limit_is_reported_once() {
+        let state = tempfile::tempdir().unwrap();
+        let pod = pod(
+            json!([{ "name": "scratch", "emptyDir": { "sizeLimit": "64Ki" } }]),
+            json!([{ "name": "scratch", "mountPath": "/scratch" }]),
+        );
+        let objects = Fixed::default();
+        let volumes = PodVolumes::new(state.path(), pod.clone());
+        let (mounts, _) = volumes
+            .mounts_for(&objects, &container(&pod))
+            .await
+            .unwrap();
+        assert!(volumes.refresh(&objects).await.is_empty());
+        fs::write(mounts[0].source.join("big"), vec![1u8; 1 << 20]).unwrap();
+        let notices = volumes.refresh(&objects).await;
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].reason, "SizeLimitExceeded");
+        assert!(notices[0].message.contains("scratch"), "{notices:?}");
+        assert!(volumes.refresh(&objects).await.is_empty(), "reported once");
+    }
+}
