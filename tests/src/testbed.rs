@@ -92,7 +92,7 @@ impl Testbed {
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         if self.run_pods {
-            let state = self.log_dir.join(format!("state-node{node}"));
+            let state = self.agent_state_dir(node);
             command.args(run_pods_args(self.cluster.node(node), &state));
         }
         command
@@ -112,6 +112,11 @@ impl Testbed {
     /// a crash or an OOM kill.
     pub fn kill_agent(&mut self, node: usize) {
         self.agents[node - 1] = None;
+    }
+
+    /// Node `node`'s `--state-dir` (pod addresses, logs, volumes).
+    pub fn agent_state_dir(&self, node: usize) -> PathBuf {
+        self.log_dir.join(format!("state-node{node}"))
     }
 
     pub fn agent_log(&self, node: usize) -> String {

@@ -1,0 +1,210 @@
+//! End to end: pod volumes with skiff-control, a skiff-agent running pods
+//! and the real `kubectl`. A pod whose ConfigMap is missing waits with
+//! `CreateContainerConfigError` naming it and starts once it is created;
+//! two containers share an emptyDir; a ConfigMap update reaches the file a
+//! container reads; a deleted pod's volumes leave the node.
+//!
+//! Runs as root; clusters are serialised by the harness's lock.
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+use skiff_tests::Testbed;
+
+/// Kubernetes promises ConfigMap updates in a volume within a minute.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn start() -> Testbed {
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&["--leader-elect=false"]).unwrap();
+    testbed
+}
+
+/// Runs kubectl with `input` on stdin; panics with its stderr if it fails.
+fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
+    let mut child = testbed
+        .kubectl()
+        .expect("kubectl is installed")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin.write_all(input.as_bytes()).expect("kubectl reads");
+    drop(stdin);
+    let output = child.wait_with_output().expect("kubectl finishes");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn apply(testbed: &Testbed, object: &Value) {
+    kubectl(testbed, &["apply", "-f", "-"], &object.to_string());
+}
+
+fn get_pod(testbed: &Testbed, name: &str) -> Value {
+    let out = kubectl(testbed, &["get", "pod", name, "-o", "json"], "");
+    serde_json::from_str(&out).expect("kubectl prints JSON")
+}
+
+/// Polls `check` until it yields a value; panics after `TIMEOUT` with
+/// what the last check saw.
+fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() >= deadline => {
+                panic!("timed out waiting for {what}; last seen: {seen}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+fn config_map(color: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "settings", "namespace": "default" },
+        "data": { "color": color },
+    })
+}
+
+fn pod(name: &str, containers: Value, volumes: Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": containers,
+            "volumes": volumes,
+        },
+    })
+}
+
+fn shell(name: &str, script: &str, mounts: Value) -> Value {
+    json!({
+        "name": name,
+        "image": "busybox",
+        "command": ["sh", "-c", script],
+        "volumeMounts": mounts,
+    })
+}
+
+fn state(pod: &Value, container: &str) -> Value {
+    let statuses = pod["status"]["containerStatuses"].as_array();
+    (statuses.into_iter().flatten())
+        .find(|s| s["name"] == container)
+        .map_or(Value::Null, |s| s["state"].clone())
+}
+
+/// Where the agent keeps the pod's volumes on the node.
+fn volumes_dir(testbed: &Testbed, pod: &Value) -> PathBuf {
+    let uid = pod["metadata"]["uid"].as_str().expect("the pod has a uid");
+    testbed.agent_state_dir(1).join("pods").join(uid)
+}
+
+#[test]
+fn a_missing_config_map_holds_the_container_until_it_appears() {
+    let testbed = start();
+    let mounts = json!([{ "name": "config", "mountPath": "/etc/config" }]);
+    apply(
+        &testbed,
+        &pod(
+            "waiter",
+            json!([shell("app", "sleep 3600", mounts)]),
+            json!([{ "name": "config", "configMap": { "name": "settings" } }]),
+        ),
+    );
+    eventually("CreateContainerConfigError naming the ConfigMap", || {
+        let waiting = state(&get_pod(&testbed, "waiter"), "app")["waiting"].clone();
+        let message = waiting["message"].as_str().unwrap_or_default();
+        match waiting["reason"] == "CreateContainerConfigError"
+            && message.contains("configmap default/settings not found")
+        {
+            true => Ok(()),
+            false => Err(waiting.to_string()),
+        }
+    });
+
+    apply(&testbed, &config_map("blue"));
+    let running = eventually("the container to start", || {
+        let pod = get_pod(&testbed, "waiter");
+        match state(&pod, "app")["running"].is_object() {
+            true => Ok(pod),
+            false => Err(state(&pod, "app").to_string()),
+        }
+    });
+    let dir = volumes_dir(&testbed, &running);
+    let file = dir.join("volumes/kubernetes.io~configmap/config/color");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "blue");
+
+    kubectl(&testbed, &["delete", "pod", "waiter", "--wait=true"], "");
+    eventually("the pod's volumes to leave the node", || {
+        match dir.exists() {
+            false => Ok(()),
+            true => Err(format!("{} is still there", dir.display())),
+        }
+    });
+}
+
+#[test]
+#[ignore = "needs containers with mounts of their own: the OCI runtime (branch runtime)"]
+fn containers_share_an_empty_dir_and_see_config_map_updates() {
+    let testbed = start();
+    apply(&testbed, &config_map("blue"));
+    let writer = shell(
+        "writer",
+        "echo hello > /shared/greeting; sleep 3600",
+        json!([{ "name": "shared", "mountPath": "/shared" }]),
+    );
+    let reader = shell(
+        "reader",
+        "while true; do echo \"$(cat /shared/greeting) $(cat /etc/config/color)\"; sleep 1; done",
+        json!([
+            { "name": "shared", "mountPath": "/shared", "readOnly": true },
+            { "name": "config", "mountPath": "/etc/config" },
+        ]),
+    );
+    apply(
+        &testbed,
+        &pod(
+            "pair",
+            json!([writer, reader]),
+            json!([
+                { "name": "shared", "emptyDir": {} },
+                { "name": "config", "configMap": { "name": "settings" } },
+            ]),
+        ),
+    );
+    let logs = || kubectl(&testbed, &["logs", "pair", "-c", "reader", "--tail=1"], "");
+    eventually("the reader to see the writer's file and the ConfigMap", || {
+        let last = logs();
+        match last.trim() == "hello blue" {
+            true => Ok(()),
+            false => Err(last),
+        }
+    });
+    let updated = Instant::now();
+    apply(&testbed, &config_map("green"));
+    eventually("the ConfigMap update to reach the file", || {
+        let last = logs();
+        match last.trim() == "hello green" {
+            true => Ok(()),
+            false => Err(last),
+        }
+    });
+    println!("ConfigMap update reached the container in {:?}", updated.elapsed());
+}
