@@ -190,13 +190,16 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
         ),
     );
     let logs = || kubectl(&testbed, &["logs", "pair", "-c", "reader", "--tail=1"], "");
-    eventually("the reader to see the writer's file and the ConfigMap", || {
-        let last = logs();
-        match last.trim() == "hello blue" {
-            true => Ok(()),
-            false => Err(last),
-        }
-    });
+    eventually(
+        "the reader to see the writer's file and the ConfigMap",
+        || {
+            let last = logs();
+            match last.trim() == "hello blue" {
+                true => Ok(()),
+                false => Err(last),
+            }
+        },
+    );
     let updated = Instant::now();
     apply(&testbed, &config_map("green"));
     eventually("the ConfigMap update to reach the file", || {
@@ -206,5 +209,8 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
             false => Err(last),
         }
     });
-    println!("ConfigMap update reached the container in {:?}", updated.elapsed());
+    println!(
+        "ConfigMap update reached the container in {:?}",
+        updated.elapsed()
+    );
 }
