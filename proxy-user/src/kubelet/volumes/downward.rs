@@ -13,23 +13,32 @@ use crate::kubelet::pods::cgroup::{cpu_millis, memory_bytes};
 /// The value of a `fieldRef` path.
 pub fn field(pod: &Pod, volume: &str, path: &str) -> Result<String, VolumeError> {
     let meta = &pod.metadata;
-    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref()?.get(key).cloned().unwrap_or_default())
-    };
     let value = match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
         "metadata.labels" => Some(format_map(meta.labels.as_ref())),
         "metadata.annotations" => Some(format_map(meta.annotations.as_ref())),
-        _ => in_map(&meta.labels, "metadata.labels['")
-            .or_else(|| in_map(&meta.annotations, "metadata.annotations['")),
+        _ => metadata(pod, path),
     };
     value.ok_or_else(|| VolumeError::Unsupported {
         volume: volume.to_owned(),
         why: format!("the downward API has no field {path} for volumes"),
     })
+}
+
+/// A `metadata.` field path's value (`name`, `namespace`, `uid`, one
+/// label or annotation as `labels['key']`), as volumes and env read it.
+pub fn metadata(pod: &Pod, path: &str) -> Option<String> {
+    let meta = &pod.metadata;
+    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
+        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
+        Some(map.as_ref()?.get(key).cloned().unwrap_or_default())
+    };
+    match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        _ => in_map(&meta.labels, "metadata.labels['")
+            .or_else(|| in_map(&meta.annotations, "metadata.annotations['")),
+    }
 }
 
 /// `key="value"` lines in key order, without a last newline.

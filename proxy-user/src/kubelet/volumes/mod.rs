@@ -8,7 +8,7 @@
 //! `<state>/pods/<uid>/` (`layout`) and go with the pod (`remove_pod`).
 mod atomic_writer;
 mod claim;
-mod downward;
+pub mod downward;
 mod empty_dir;
 mod error;
 mod host_path;
