@@ -1,8 +1,9 @@
 //! End to end: pod volumes with skiff-control, a skiff-agent running pods
 //! and the real `kubectl`. A pod whose ConfigMap is missing waits with
 //! `CreateContainerConfigError` naming it and starts once it is created;
-//! two containers share an emptyDir; a ConfigMap update reaches the file a
-//! container reads; a deleted pod's volumes leave the node.
+//! two containers share an emptyDir (read-only for one of them); a
+//! ConfigMap update reaches the file a container reads; a deleted pod's
+//! volumes leave the node.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
@@ -25,8 +26,8 @@ fn start() -> Testbed {
     testbed
 }
 
-/// Runs kubectl with `input` on stdin; panics with its stderr if it fails.
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
+/// Runs kubectl with `input` on stdin; Err is its stderr.
+fn try_kubectl(testbed: &Testbed, args: &[&str], input: &str) -> Result<String, String> {
     let mut child = testbed
         .kubectl()
         .expect("kubectl is installed")
@@ -40,12 +41,16 @@ fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
     stdin.write_all(input.as_bytes()).expect("kubectl reads");
     drop(stdin);
     let output = child.wait_with_output().expect("kubectl finishes");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    match output.status.success() {
+        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+    }
+}
+
+/// Runs kubectl; panics with its stderr if it fails.
+fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
+    try_kubectl(testbed, args, input)
+        .unwrap_or_else(|stderr| panic!("kubectl {args:?} failed: {stderr}"))
 }
 
 fn apply(testbed: &Testbed, object: &Value) {
@@ -172,7 +177,7 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
     );
     let reader = shell(
         "reader",
-        "while true; do echo \"$(cat /shared/greeting) $(cat /etc/config/color)\"; sleep 1; done",
+        "while true; do touch /shared/mine 2>/dev/null && w=rw || w=ro; echo \"$(cat /shared/greeting) $(cat /etc/config/color) $w\"; sleep 1; done",
         json!([
             { "name": "shared", "mountPath": "/shared", "readOnly": true },
             { "name": "config", "mountPath": "/etc/config" },
@@ -189,12 +194,13 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
             ]),
         ),
     );
-    let logs = || kubectl(&testbed, &["logs", "pair", "-c", "reader", "--tail=1"], "");
+    // Before the reader starts, kubectl says it has no logs yet.
+    let logs = || try_kubectl(&testbed, &["logs", "pair", "-c", "reader", "--tail=1"], "");
     eventually(
         "the reader to see the writer's file and the ConfigMap",
         || {
-            let last = logs();
-            match last.trim() == "hello blue" {
+            let last = logs()?;
+            match last.trim() == "hello blue ro" {
                 true => Ok(()),
                 false => Err(last),
             }
@@ -203,8 +209,8 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
     let updated = Instant::now();
     apply(&testbed, &config_map("green"));
     eventually("the ConfigMap update to reach the file", || {
-        let last = logs();
-        match last.trim() == "hello green" {
+        let last = logs()?;
+        match last.trim() == "hello green ro" {
             true => Ok(()),
             false => Err(last),
         }

@@ -35,7 +35,10 @@ pub fn remove_orphans(state_dir: &Path, live: &HashSet<&str>) {
     };
     for entry in entries.flatten() {
         let uid = entry.file_name().to_string_lossy().into_owned();
-        if live.contains(uid.as_str()) {
+        // Only pod uids name volume directories here; other entries
+        // (the runtime's per-pod files, named `<namespace>.<name>`) are
+        // not the volumes' to remove.
+        if live.contains(uid.as_str()) || layout::check_uid(&uid).is_err() {
             continue;
         }
         if let Err(error) = remove_pod(state_dir, &uid) {
