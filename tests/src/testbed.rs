@@ -52,6 +52,11 @@ impl Testbed {
     }
 
     fn start_with(nodes: usize, run_pods: bool) -> Result<Testbed> {
+        if run_pods {
+            crate::images::ensure_built().map_err(|err| {
+                HarnessError::Environment(format!("building the images for the agents: {err:#}"))
+            })?;
+        }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
         let etcd = Etcd::start(&[cluster.control_plane_ip()])?;
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
@@ -79,6 +84,12 @@ impl Testbed {
 
     fn agent_log_path(&self, node: usize) -> PathBuf {
         self.log_dir.join(format!("agent-node{node}.log"))
+    }
+
+    /// Node `node`'s agent's --state-dir (1-based), with --run-pods: pod
+    /// addresses, container logs, the image store.
+    pub fn agent_state_dir(&self, node: usize) -> PathBuf {
+        self.log_dir.join(format!("state-node{node}"))
     }
 
     /// Starts node `node`'s agent (1-based) and waits for its first full sync.
