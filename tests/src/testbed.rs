@@ -125,11 +125,6 @@ impl Testbed {
         self.agents[node - 1] = None;
     }
 
-    /// Node `node`'s `--state-dir` (pod addresses, logs, volumes).
-    pub fn agent_state_dir(&self, node: usize) -> PathBuf {
-        self.log_dir.join(format!("state-node{node}"))
-    }
-
     pub fn agent_log(&self, node: usize) -> String {
         fs::read_to_string(self.agent_log_path(node)).unwrap_or_default()
     }
