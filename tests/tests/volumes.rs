@@ -1,6 +1,7 @@
 //! End to end: pod volumes with skiff-control, a skiff-agent running pods
 //! and the real `kubectl`. A pod whose ConfigMap is missing waits with
-//! `CreateContainerConfigError` naming it and starts once it is created;
+//! `CreateContainerConfigError` naming it and starts once it is created,
+//! one whose hostPath is not of its `type` waits naming the path;
 //! two containers share an emptyDir (read-only for one of them); a
 //! ConfigMap update reaches the file a container reads; a deleted pod's
 //! volumes leave the node.
@@ -121,8 +122,21 @@ fn volumes_dir(testbed: &Testbed, pod: &Value) -> PathBuf {
     testbed.agent_state_dir(1).join("pods").join(uid)
 }
 
+/// Waits for `container` of pod `name` to wait with `reason` and a
+/// message that holds `naming`.
+fn wait_for_waiting(testbed: &Testbed, name: &str, container: &str, reason: &str, naming: &str) {
+    eventually(&format!("{name}: {reason} naming {naming}"), || {
+        let waiting = state(&get_pod(testbed, name), container)["waiting"].clone();
+        let message = waiting["message"].as_str().unwrap_or_default();
+        match waiting["reason"] == reason && message.contains(naming) {
+            true => Ok(()),
+            false => Err(waiting.to_string()),
+        }
+    });
+}
+
 #[test]
-fn a_missing_config_map_holds_the_container_until_it_appears() {
+fn a_missing_config_map_or_mismatched_host_path_holds_the_container() {
     let testbed = start();
     let mounts = json!([{ "name": "config", "mountPath": "/etc/config" }]);
     apply(
@@ -133,16 +147,29 @@ fn a_missing_config_map_holds_the_container_until_it_appears() {
             json!([{ "name": "config", "configMap": { "name": "settings" } }]),
         ),
     );
-    eventually("CreateContainerConfigError naming the ConfigMap", || {
-        let waiting = state(&get_pod(&testbed, "waiter"), "app")["waiting"].clone();
-        let message = waiting["message"].as_str().unwrap_or_default();
-        match waiting["reason"] == "CreateContainerConfigError"
-            && message.contains("configmap default/settings not found")
-        {
-            true => Ok(()),
-            false => Err(waiting.to_string()),
-        }
-    });
+    // A hostPath that is not what its type says holds its pod too.
+    let missing = testbed.agent_state_dir(1).join("no-such-dir");
+    let missing = missing.to_str().unwrap();
+    apply(
+        &testbed,
+        &pod(
+            "mismatch",
+            json!([shell(
+                "app",
+                "sleep 3600",
+                json!([{ "name": "host", "mountPath": "/host" }])
+            )]),
+            json!([{ "name": "host", "hostPath": { "path": missing, "type": "Directory" } }]),
+        ),
+    );
+    wait_for_waiting(
+        &testbed,
+        "waiter",
+        "app",
+        "CreateContainerConfigError",
+        "configmap default/settings not found",
+    );
+    wait_for_waiting(&testbed, "mismatch", "app", "CreateContainerError", missing);
 
     apply(&testbed, &config_map("blue"));
     let running = eventually("the container to start", || {
