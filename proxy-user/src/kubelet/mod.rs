@@ -1,11 +1,14 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
-//! (`pods`), reading and writing the cluster through etcd (`store`). The
+//! (`pods`) with their volumes (`volumes`), reading and writing the
+//! cluster through etcd (`store`) and recording Events (`events`). The
 //! node's image store (`images`) is managed from the command line.
+pub mod events;
 pub mod images;
 pub mod node;
 pub mod pods;
 pub mod store;
+pub mod volumes;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},

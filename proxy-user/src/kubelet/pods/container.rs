@@ -29,7 +29,7 @@ use super::{
     status::State,
     termination,
 };
-use crate::kubelet::store::now_rfc3339;
+use crate::kubelet::{store::now_rfc3339, volumes::Mount};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often a container waiting for its image looks for it again, so
@@ -91,11 +91,14 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
                     }
                     continue;
                 }
-                Err(StartError::Config(message)) => {
+                Err(error @ (StartError::Config(_) | StartError::Volume { .. })) => {
+                    let reason = match &error {
+                        StartError::Volume { reason, .. } => reason,
+                        _ => "CreateContainerConfigError",
+                    };
+                    let message = error.to_string();
                     warn!(%pod, container = %name, message, "the container cannot be configured");
-                    runtime.update(index, |c| {
-                        c.state = State::waiting("CreateContainerConfigError", Some(message))
-                    });
+                    runtime.update(index, |c| c.state = State::waiting(reason, Some(message)));
                     if wait_or_stop(&mut stop, base).await {
                         return;
                     }
@@ -308,13 +311,26 @@ async fn start(
             "no command: neither the container nor image {reference} gives one"
         )));
     }
+    let (mounts, notices) = (runtime.volumes)
+        .mounts_for(&runtime.ctx.store, container)
+        .await
+        .map_err(|e| StartError::Volume {
+            reason: e.reason(),
+            message: e.to_string(),
+        })?;
+    for notice in notices {
+        if let Err(error) = runtime.events.warning(notice.reason, &notice.message).await {
+            warn!(pod = %runtime.key, %error, "recording a volume event failed");
+        }
+    }
     let key = &runtime.key;
     let log = (runtime.ctx.logs)
         .prepare(&key.namespace, &key.name, &container.name)
         .map_err(|e| StartError::Create(format!("creating the log file: {e}")))?;
     let termination_log = termination::prepare(runtime, &container.name)
         .map_err(|e| StartError::Create(format!("creating the termination log: {e}")))?;
-    let mounts = vec![BindMount {
+    let mut mounts: Vec<BindMount> = mounts.into_iter().map(bind_mount).collect();
+    mounts.push(BindMount {
         source: termination_log,
         destination: container
             .termination_message_path
@@ -322,7 +338,7 @@ async fn start(
             .unwrap_or(termination::DEFAULT_PATH)
             .into(),
         read_only: false,
-    }];
+    });
     let pod_files = containers.pod_files(&key.slug());
     let cwd = (container.working_dir.clone())
         .or(defaults.working_dir)
@@ -346,6 +362,14 @@ async fn start(
             mounts,
         })
         .await
+}
+
+fn bind_mount(mount: Mount) -> BindMount {
+    BindMount {
+        source: mount.source,
+        destination: mount.destination.into(),
+        read_only: mount.read_only,
+    }
 }
 
 /// Runs the container's postStart hook (for an instance this agent

@@ -23,7 +23,8 @@ pub struct Config {
     /// The agent's `--cgroup`: pods' cgroups go below it.
     pub cgroup: PathBuf,
     pub crashloop_base: Duration,
-    /// Where containers' bundles, runc's state and the image store are.
+    /// Where containers' bundles, runc's state, the image store and pods'
+    /// volumes are.
     pub state_dir: PathBuf,
     pub dns: Dns,
 }

@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use serde_json::Value;
 
-use crate::kubelet::store::{Store, StoreError};
+use crate::kubelet::{
+    store::{Store, StoreError},
+    volumes::downward,
+};
 use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, SERVICES, collection_prefix, object_key};
 
 /// Why a container cannot start yet: reported as waiting with reason
@@ -220,22 +223,13 @@ fn lookup(
 }
 
 fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError> {
-    let meta = &facts.pod.metadata;
     let spec = facts.pod.spec.as_ref();
-    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref()?.get(key).cloned().unwrap_or_default())
-    };
     let value = match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
         "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
         "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
-        _ => in_map(&meta.labels, "metadata.labels['")
-            .or_else(|| in_map(&meta.annotations, "metadata.annotations['")),
+        _ => downward::metadata(facts.pod, path),
     };
     match path {
         "metadata.uid" | "spec.serviceAccountName" => Ok(value.unwrap_or_default()),

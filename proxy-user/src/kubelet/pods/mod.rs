@@ -2,7 +2,7 @@
 //! it in etcd and runs each pod's containers with runc from the node's
 //! image store, in the pod's netns and cgroups below `--cgroup`
 //! (`worker`, `container`, `oci`), reporting their status back to etcd.
-mod cgroup;
+pub mod cgroup;
 mod container;
 mod context;
 mod env;
@@ -155,7 +155,8 @@ async fn remove_orphans(ctx: &Context, pods: &[(PodKey, Pod)]) {
                 name: holder.name,
             };
             tracing::info!(pod = %key, "removing what is left of a pod no longer on this node");
-            worker::remove_local(ctx, &key, None).await;
+            worker::remove_local(ctx, &key, &holder.uid, None).await;
         }
     }
+    crate::kubelet::volumes::remove_orphans(&ctx.config.state_dir, &live);
 }

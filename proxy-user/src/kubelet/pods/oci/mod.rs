@@ -48,6 +48,13 @@ pub enum StartError {
     /// `CreateContainerError`: the node failed.
     #[error("{0}")]
     Create(String),
+    /// A volume is not ready (its waiting reason: a missing object,
+    /// a claim being bound, a hostPath mismatch): retried.
+    #[error("{message}")]
+    Volume {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// The image's defaults for a container (`Entrypoint`, `Cmd`, `Env`,
