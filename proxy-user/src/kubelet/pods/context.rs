@@ -2,7 +2,7 @@
 //! the store, address pool, logs and network plumbing pods are run with.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing};
+use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing, pod_key::PodKey};
 use crate::kubelet::store::Store;
 
 /// How this node runs pods (from the agent's flags).
@@ -16,6 +16,13 @@ pub struct Config {
     /// The agent's `--cgroup`: pods' cgroups go below it.
     pub cgroup: PathBuf,
     pub crashloop_base: Duration,
+}
+
+impl Config {
+    /// The name of the pod's netns.
+    pub fn netns_name(&self, pod: &PodKey) -> String {
+        format!("{}-{}", self.netns_prefix, pod.slug())
+    }
 }
 
 pub struct Context {

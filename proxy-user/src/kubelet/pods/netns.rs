@@ -78,6 +78,11 @@ impl Plumbing {
     }
 }
 
+/// Where the named netns `name` is.
+pub fn named_path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub netns: String,
@@ -90,7 +95,7 @@ impl Sandbox {
     }
 
     pub fn path(&self) -> PathBuf {
-        Path::new(NETNS_DIR).join(&self.netns)
+        named_path(&self.netns)
     }
 
     /// The node side of the veth: `skiff` and the address in hex, unique on

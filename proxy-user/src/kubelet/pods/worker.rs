@@ -42,7 +42,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         name: key.name.clone(),
         uid: uid.clone(),
     };
-    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    let netns = ctx.config.netns_name(&key);
     // A pod that finished before an agent restart is not run again.
     if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
         let sandbox = loop {
@@ -208,7 +208,7 @@ async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbo
 /// The pod's processes, cgroup, netns, veth, address and logs.
 pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>) {
     cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
-    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    let netns = ctx.config.netns_name(&key);
     for (ip, holder) in ctx.ipam.held() {
         if holder.namespace == key.namespace && holder.name == key.name {
             Sandbox::new(netns.clone(), ip).remove();
