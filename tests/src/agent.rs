@@ -43,9 +43,10 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
 /// CIDR on `cbr0`, pod netns named `<prefix>-<node>-<namespace>.<name>` (so
 /// the cluster's teardown finds them), routes to the other nodes' pods and
 /// the fabric (no default route), state (addresses, logs) in `state_dir`,
+/// the kubelet API served to the API server's certificate from `cluster_ca`,
 /// and the short timings tests need: 1 s heartbeats and a 1 s first
 /// CrashLoopBackOff delay instead of the kubelet's 10 s.
-pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
+pub fn run_pods_args(node: &Node, state_dir: &Path, cluster_ca: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = [
         "--run-pods".to_owned(),
         format!("--pod-cidr={}", node.pod_cidr()),
@@ -61,6 +62,8 @@ pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
     .into();
     args.push("--state-dir".into());
     args.push(state_dir.into());
+    args.push("--client-ca-file".into());
+    args.push(cluster_ca.into());
     args
 }
 

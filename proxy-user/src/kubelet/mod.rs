@@ -99,7 +99,12 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let tls_dir = state_dir.clone();
     let (tls_node, tls_ca) = (node_name.clone(), client_ca_file.clone());
     let make_acceptor = move || server::tls::acceptor(&tls_dir, &tls_node, node_ip, &tls_ca);
-    tokio::spawn(server::serve(listener, make_acceptor, client_ca_file, served));
+    tokio::spawn(server::serve(
+        listener,
+        make_acceptor,
+        client_ca_file,
+        served,
+    ));
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(
         node_name,

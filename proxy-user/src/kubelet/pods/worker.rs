@@ -208,7 +208,7 @@ async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbo
 /// The pod's processes, cgroup, netns, veth, address and logs.
 pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>) {
     cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
-    let netns = ctx.config.netns_name(&key);
+    let netns = ctx.config.netns_name(key);
     for (ip, holder) in ctx.ipam.held() {
         if holder.namespace == key.namespace && holder.name == key.name {
             Sandbox::new(netns.clone(), ip).remove();

@@ -30,7 +30,10 @@ pub fn choose(offered: &str) -> Option<&'static str> {
 pub enum Incoming {
     Stdin(Bytes),
     CloseStdin,
-    Resize { width: u16, height: u16 },
+    Resize {
+        width: u16,
+        height: u16,
+    },
     /// Anything else: an empty message, a channel the server does not read.
     Ignored,
 }
@@ -106,7 +109,10 @@ mod tests {
 
     #[test]
     fn client_messages_are_read_by_channel() {
-        assert_eq!(incoming(b"\x00hi"), Incoming::Stdin(Bytes::from_static(b"hi")));
+        assert_eq!(
+            incoming(b"\x00hi"),
+            Incoming::Stdin(Bytes::from_static(b"hi"))
+        );
         assert_eq!(incoming(b"\xff\x00"), Incoming::CloseStdin);
         assert_eq!(incoming(b"\xff\x01"), Incoming::Ignored);
         assert_eq!(

@@ -96,7 +96,10 @@ pub fn upgrade(
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol),
+    );
     if let Ok(accept) = HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
@@ -151,7 +154,13 @@ where
             Ok(child)
         })
     } else {
-        let piped = |wanted| if wanted { Stdio::piped() } else { Stdio::null() };
+        let piped = |wanted| {
+            if wanted {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
         command
             .stdin(piped(query.stdin))
             .stdout(piped(query.stdout))
@@ -264,7 +273,11 @@ async fn pump(mut reader: impl AsyncRead + Unpin, channel: u8, out: mpsc::Sender
         match reader.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(read) => {
-                if out.send(channels::frame(channel, &buffer[..read])).await.is_err() {
+                if out
+                    .send(channels::frame(channel, &buffer[..read]))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

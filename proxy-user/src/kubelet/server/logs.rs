@@ -42,7 +42,12 @@ fn parse_query(query: Option<&str>) -> Query {
     parsed
 }
 
-pub fn respond<B>(request: &Request<B>, logs: &Logs, pod: &PodKey, container: &str) -> Response<Body> {
+pub fn respond<B>(
+    request: &Request<B>,
+    logs: &Logs,
+    pod: &PodKey,
+    container: &str,
+) -> Response<Body> {
     let PodKey { namespace, name } = pod;
     let query = parse_query(request.uri().query());
     let file = logs.path(namespace, name, container, query.previous);

@@ -59,12 +59,13 @@ pub fn acceptor(
     for ca in CertificateDer::pem_file_iter(client_ca).map_err(pem(client_ca))? {
         roots.add(ca.map_err(pem(client_ca))?)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build()?;
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem(Path::new("kubelet.crt")))?;
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem(Path::new("kubelet.key")))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(pem(Path::new("kubelet.key")))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -98,7 +99,10 @@ fn serving_certificate(
     node_ip: Ipv4Addr,
 ) -> Result<(String, String), TlsError> {
     let (cert_path, key_path) = (dir.join("kubelet.crt"), dir.join("kubelet.key"));
-    if let (Ok(cert), Ok(key)) = (fs::read_to_string(&cert_path), fs::read_to_string(&key_path)) {
+    if let (Ok(cert), Ok(key)) = (
+        fs::read_to_string(&cert_path),
+        fs::read_to_string(&key_path),
+    ) {
         return Ok((cert, key));
     }
     let io = |path: &Path| {
@@ -109,9 +113,10 @@ fn serving_certificate(
     let key = rcgen::KeyPair::generate()?;
     let mut params =
         rcgen::CertificateParams::new(vec![node_name.to_owned(), node_ip.to_string()])?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{node_name}@skiff-agent"));
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{node_name}@skiff-agent"),
+    );
     let cert = params.self_signed(&key)?;
     let (cert, key) = (cert.pem(), key.serialize_pem());
     for (path, contents) in [(&cert_path, &cert), (&key_path, &key)] {
