@@ -150,6 +150,14 @@ impl Testbed {
         kubectl(&kubeconfig_path(&self.control_data_dir()))
     }
 
+    /// The API server's client certificate and key for node agents' kubelet
+    /// API (made by [`Testbed::start_control`]): what `curl --cert --key`
+    /// needs to call an agent as the API server does.
+    pub fn kubelet_client_identity(&self) -> [PathBuf; 2] {
+        let pki = self.control_data_dir().join("pki");
+        ["crt", "key"].map(|ext| pki.join(format!("apiserver-kubelet-client.{ext}")))
+    }
+
     /// skiff-control's data directory (its PKI and kubeconfig).
     fn control_data_dir(&self) -> PathBuf {
         self.log_dir.join("control")
