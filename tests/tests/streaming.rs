@@ -1,5 +1,5 @@
-//! End to end: the real `kubectl exec` (with stdin, with a terminal) and
-//! `kubectl cp`, through skiff-control to the pod's node agent, whose
+//! End to end: the real `kubectl exec` (with stdin, with a terminal),
+//! `kubectl cp` and `kubectl attach`, through skiff-control to the pod's node agent, whose
 //! kubelet API serves only the API server's client certificate.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
@@ -27,6 +27,10 @@ fn pod_manifest() -> &'static str {
       "image": "registry.example/shell:1",
       "command": ["sleep", "3600"],
       "env": [{ "name": "GREETING", "value": "hello from the container" }]
+    }, {
+      "name": "talker",
+      "image": "registry.example/shell:1",
+      "command": ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
     }]
   }
 }"#
@@ -101,7 +105,11 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
 
     // Output on both streams, and the exit code.
     let script = "echo out; echo err >&2; exit 3";
-    let out = kubectl(&testbed, &["exec", "shell", "--", "sh", "-c", script], b"");
+    let out = kubectl(
+        &testbed,
+        &["exec", "shell", "-c", "main", "--", "sh", "-c", script],
+        b"",
+    );
     assert_eq!(text(&out.stdout), "out\n", "{out:?}");
     assert!(text(&out.stderr).contains("err\n"), "{out:?}");
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -109,7 +117,16 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
     // The container's environment.
     let out = kubectl(
         &testbed,
-        &["exec", "shell", "--", "sh", "-c", "echo $GREETING"],
+        &[
+            "exec",
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING",
+        ],
         b"",
     );
     assert_eq!(text(&out.stdout), "hello from the container\n", "{out:?}");
@@ -118,14 +135,24 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
     // stdin, to its end.
     let out = kubectl(
         &testbed,
-        &["exec", "-i", "shell", "--", "wc", "-c"],
+        &["exec", "-i", "shell", "-c", "main", "--", "wc", "-c"],
         &[b'x'; 100_000],
     );
     assert_eq!(text(&out.stdout).trim(), "100000", "{out:?}");
 
     // A terminal: kubectl run under `script`, which gives it one.
     let mut exec_tty = testbed.kubectl().unwrap();
-    exec_tty.args(["exec", "-it", "shell", "--", "sh", "-c", "tty; exit 4"]);
+    exec_tty.args([
+        "exec",
+        "-it",
+        "shell",
+        "-c",
+        "main",
+        "--",
+        "sh",
+        "-c",
+        "tty; exit 4",
+    ]);
     let out = Command::new("script")
         .args([
             OsStr::new("-qec"),
@@ -146,14 +173,27 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
     let contents: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&original, &contents).unwrap();
     let inside = format!("shell:{}", dir.join("copied").display());
-    let out = kubectl(&testbed, &["cp", original.to_str().unwrap(), &inside], b"");
+    let cp = |from: &str, to: &str| kubectl(&testbed, &["cp", "-c", "main", from, to], b"");
+    let out = cp(original.to_str().unwrap(), &inside);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(dir.join("copied")).unwrap(), contents);
     let back = dir.join("back");
-    let out = kubectl(&testbed, &["cp", &inside, back.to_str().unwrap()], b"");
+    let out = cp(&inside, back.to_str().unwrap());
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(&back).unwrap(), contents);
     std::fs::remove_dir_all(&dir).unwrap();
+
+    // attach: what the container writes from then on, until kubectl is
+    // stopped.
+    let mut attach = testbed.kubectl().unwrap();
+    attach.args(["attach", "shell", "-c", "talker"]);
+    let out = Command::new("timeout")
+        .arg("3")
+        .arg(attach.get_program())
+        .args(attach.get_args())
+        .output()
+        .unwrap();
+    assert!(text(&out.stdout).contains("tick\n"), "{out:?}");
 
     // Not a container of the pod: refused before anything runs.
     let out = kubectl(

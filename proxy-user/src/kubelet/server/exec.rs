@@ -1,13 +1,15 @@
 //! `GET /exec/<namespace>/<pod>/<container>?command=..&stdin=..&stdout=..&stderr=..&tty=..`:
 //! runs a command in a container over a WebSocket (see `channels`), as
-//! `kubectl exec` and `kubectl cp` ask the API server for it. Everything
-//! after the upgrade, a container that is not running included, is told on
-//! the error channel, as the kubelet does.
+//! `kubectl exec` and `kubectl cp` ask the API server for it; `/attach/...`
+//! relays what the container writes from then on (`kubectl attach`).
+//! Everything after the upgrade, a container that is not running included,
+//! is told on the error channel, as the kubelet does.
 use std::{os::fd::OwnedFd, process::Stdio};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use hyper::{
     Request, Response, StatusCode,
+    body::Bytes,
     header::{self, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
@@ -59,12 +61,19 @@ pub fn parse_query(query: Option<&str>) -> ExecQuery {
     parsed
 }
 
+/// What a session streams; each is `Err` with the reason it cannot.
+pub enum Source {
+    /// A command to run (exec).
+    Command(Result<tokio::process::Command, String>),
+    /// A running container's output (attach).
+    Output(Result<mpsc::Receiver<Bytes>, String>),
+}
+
 /// Answers the upgrade and runs the session on the upgraded connection.
-/// `command` is what runs, or why nothing can.
 pub fn upgrade(
     mut request: Request<hyper::body::Incoming>,
     query: ExecQuery,
-    command: Result<tokio::process::Command, String>,
+    source: Source,
 ) -> Response<Body> {
     let headers = request.headers();
     let wants_websocket = headers
@@ -90,7 +99,7 @@ pub fn upgrade(
             Ok(upgraded) => {
                 let socket = TokioIo::new(upgraded);
                 let ws = WebSocketStream::from_raw_socket(socket, Role::Server, None).await;
-                session(ws, query, command).await;
+                session(ws, query, source).await;
             }
             Err(error) => debug!(%error, "exec upgrade failed"),
         }
@@ -110,11 +119,8 @@ pub fn upgrade(
     response
 }
 
-async fn session<S>(
-    ws: WebSocketStream<S>,
-    query: ExecQuery,
-    command: Result<tokio::process::Command, String>,
-) where
+async fn session<S>(ws: WebSocketStream<S>, query: ExecQuery, source: Source)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sink, mut incoming) = ws.split();
@@ -133,11 +139,12 @@ async fn session<S>(
         let _ = sink.send(Message::Close(Some(normal))).await;
         let _ = sink.close().await;
     });
-    let outcome = match command {
-        Ok(command) => run(command, &query, &mut incoming, &out).await,
-        Err(message) => Outcome::Failed(message),
+    let outcome = match source {
+        Source::Command(Ok(command)) => run(command, &query, &mut incoming, &out).await,
+        Source::Output(Ok(output)) => relay(output, &mut incoming, &out).await,
+        Source::Command(Err(message)) | Source::Output(Err(message)) => Outcome::Failed(message),
     };
-    debug!(argv = ?query.argv, ?outcome, "exec ended");
+    debug!(argv = ?query.argv, ?outcome, "session ended");
     let _ = out.send(channels::status(&outcome)).await;
     drop(out);
     let _ = writer.await;
@@ -221,6 +228,35 @@ where
             )
         }
         Err(error) => Outcome::Failed(format!("waiting for {:?}: {error}", query.argv)),
+    }
+}
+
+/// Sends the container's output on stdout until it ends or the client
+/// leaves.
+async fn relay<R>(
+    mut output: mpsc::Receiver<Bytes>,
+    incoming: &mut R,
+    out: &mpsc::Sender<Message>,
+) -> Outcome
+where
+    R: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        tokio::select! {
+            chunk = output.recv() => match chunk {
+                Some(chunk) => {
+                    if out.send(channels::frame(STDOUT, &chunk)).await.is_err() {
+                        return Outcome::Exited(0);
+                    }
+                }
+                None => return Outcome::Exited(0),
+            },
+            message = incoming.next() => {
+                if matches!(message, None | Some(Ok(Message::Close(_)) | Err(_))) {
+                    return Outcome::Exited(0);
+                }
+            }
+        }
     }
 }
 

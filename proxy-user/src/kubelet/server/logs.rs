@@ -70,6 +70,18 @@ pub fn respond<B>(
     plain(ChannelBody { rx }.boxed())
 }
 
+/// What the container writes from now on, for `attach`: ends when the
+/// container has ended for good.
+pub fn attach(logs: &Logs, pod: &PodKey, container: &str) -> Result<mpsc::Receiver<Bytes>, String> {
+    let file = logs.path(&pod.namespace, &pod.name, container, false);
+    let offset = std::fs::metadata(&file)
+        .map_err(|_| format!("container {container} is not running in pod {pod}"))?
+        .len();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(follow(logs.clone(), file, offset, Vec::new(), tx));
+    Ok(rx)
+}
+
 /// Sends `start`, then whatever is appended to `file` after `offset`, until
 /// the container ended for good, the file is gone or the receiver is.
 async fn follow(

@@ -1,8 +1,9 @@
 //! The kubelet API on `--kubelet-bind` (port 10250): HTTPS that serves only
 //! the API server's client certificate from the cluster CA (`tls`). It
-//! answers `/containerLogs/<namespace>/<pod>/<container>` (`logs`) and
+//! answers `/containerLogs/<namespace>/<pod>/<container>` (`logs`),
 //! `/exec/<namespace>/<pod>/<container>` (`exec`, over `channels`, with a
-//! `terminal` for `-t`).
+//! `terminal` for `-t`) and `/attach/...` (the container's output from the
+//! log, through `exec`'s session).
 mod channels;
 mod exec;
 mod logs;
@@ -117,7 +118,19 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
             let command = (served.containers)
                 .exec(&pod, container, query.argv.clone())
                 .map_err(|error| error.to_string());
-            exec::upgrade(request, query, command)
+            exec::upgrade(request, query, exec::Source::Command(command))
+        }
+        "attach" => {
+            let query = exec::parse_query(request.uri().query());
+            let output = match query.stdin {
+                // Containers run with stdin closed: there is nothing to
+                // write to.
+                true => Err(format!(
+                    "container {container} does not take stdin: attach without -i"
+                )),
+                false => logs::attach(&served.logs, &pod, container),
+            };
+            exec::upgrade(request, query, exec::Source::Output(output))
         }
         _ => text(StatusCode::NOT_FOUND, format!("not found: {path}\n")),
     }
