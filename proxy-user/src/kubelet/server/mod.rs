@@ -97,6 +97,13 @@ pub async fn serve(
 fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if parts.first() == Some(&"portForward") {
+        return text(
+            StatusCode::NOT_IMPLEMENTED,
+            "port-forward is not served: kubectl speaks SPDY for it, which this kubelet API does not\n"
+                .into(),
+        );
+    }
     let [endpoint, namespace, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));
     };
