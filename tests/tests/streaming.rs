@@ -140,7 +140,8 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
     );
     assert_eq!(text(&out.stdout).trim(), "100000", "{out:?}");
 
-    // A terminal: kubectl run under `script`, which gives it one.
+    // A terminal: kubectl run under `script`, which gives it one, of 30
+    // rows and 100 columns that kubectl passes on.
     let mut exec_tty = testbed.kubectl().unwrap();
     exec_tty.args([
         "exec",
@@ -151,18 +152,20 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
         "--",
         "sh",
         "-c",
-        "tty; exit 4",
+        // The size kubectl sends comes after the command starts.
+        r#"tty; while [ "$(stty size)" = "0 0" ]; do sleep 0.1; done; stty size; exit 4"#,
     ]);
     let out = Command::new("script")
         .args([
             OsStr::new("-qec"),
-            OsStr::new(&shell_line(&exec_tty)),
+            OsStr::new(&format!("stty rows 30 cols 100; {}", shell_line(&exec_tty))),
             OsStr::new("/dev/null"),
         ])
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(text(&out.stdout).contains("/dev/pts/"), "{out:?}");
+    assert!(text(&out.stdout).contains("30 100"), "{out:?}");
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 
     // kubectl cp in and out (tar over exec). The container sees the node's
