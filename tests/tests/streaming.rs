@@ -198,6 +198,28 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
         .unwrap();
     assert!(text(&out.stdout).contains("tick\n"), "{out:?}");
 
+    // A client that leaves takes its command with it: only the container's
+    // own process stays in its cgroup.
+    let procs = testbed
+        .cluster()
+        .node(1)
+        .cgroup_dir()
+        .join("skiff-pods/default.shell/main/cgroup.procs");
+    let mut exec = testbed.kubectl().unwrap();
+    exec.args(["exec", "shell", "-c", "main", "--", "sleep", "1000"]);
+    let out = Command::new("timeout")
+        .arg("2")
+        .arg(exec.get_program())
+        .args(exec.get_args())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(124), "{out:?}");
+    let started = Instant::now();
+    while std::fs::read_to_string(&procs).unwrap().lines().count() > 1 {
+        assert!(started.elapsed() < TIMEOUT, "the exec outlived its client");
+        thread::sleep(Duration::from_millis(100));
+    }
+
     // Not a container of the pod: refused before anything runs.
     let out = kubectl(
         &testbed,
