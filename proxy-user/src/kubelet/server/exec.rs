@@ -45,6 +45,8 @@ pub struct ExecQuery {
     pub tty: bool,
 }
 
+/// Reads PodExecOptions' names (`stdin`, as kubectl sends them and the
+/// API server passes them on) and the kubelet's own (`input`).
 pub fn parse_query(query: Option<&str>) -> ExecQuery {
     let mut parsed = ExecQuery::default();
     let flag = |value: &str| value == "true" || value == "1";
