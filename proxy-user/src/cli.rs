@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    kubelet::pods::ipam::Cidr,
+    kubelet::pods::{ipam::Cidr, oci::monitor::MonitorArgs},
     proxy::datapath::{MaglevSize, ServiceCidr, XdpChoice},
 };
 
@@ -45,6 +45,10 @@ pub enum Command {
     /// needed), kept as an OCI image layout under <state-dir>/images.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Runs one pod container with runc and records its exit code (the
+    /// agent starts it; not for people).
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(MonitorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,9 +192,10 @@ pub struct Args {
     // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
     // from a subcommand by `Args`' group, which a nested one would hide.
     /// Register this node (Node object and Lease, refreshed every 10 s) and
-    /// run the pods bound to it as processes: each in a netns of its own
-    /// with a veth on --pod-bridge and an address from --pod-cidr, and in
-    /// cgroups below --cgroup. Needs --pod-cidr and the node's address
+    /// run the pods bound to it: their containers with runc from the
+    /// node's image store, each pod in a netns of its own with a veth on
+    /// --pod-bridge and an address from --pod-cidr, in cgroups below
+    /// --cgroup. Needs --pod-cidr and the node's address
     /// (--node-ip or --uplink).
     #[arg(long, env = "SKIFF_RUN_PODS", requires_all = ["pod_cidr", "client_ca_file"])]
     pub run_pods: bool,
@@ -232,6 +237,16 @@ pub struct Args {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// The cluster DNS server's address, written as the nameserver of
+    /// every pod's /etc/resolv.conf. Without it pods get no nameserver.
+    #[arg(long, env = "SKIFF_CLUSTER_DNS")]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
+
+    /// The cluster's DNS domain: pods search `<namespace>.svc.<domain>`,
+    /// `svc.<domain>` and `<domain>`.
+    #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = cluster_domain)]
+    pub cluster_domain: String,
+
     /// A directory of image archives (OCI or docker, `*.tar`), each imported
     /// into the node's image store at start, as k3s imports its air-gapped
     /// images. Importing an image already there changes nothing.
@@ -247,6 +262,22 @@ pub struct Args {
     /// kubelet's is 10.
     #[arg(long, hide = true, default_value_t = 10.0)]
     pub heartbeat_interval: f64,
+}
+
+fn cluster_domain(domain: &str) -> Result<String, String> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    match valid {
+        true => Ok(domain.to_owned()),
+        false => Err("must be a DNS name of lower-case labels, like cluster.local".into()),
+    }
 }
 
 fn netns_prefix(prefix: &str) -> Result<String, String> {

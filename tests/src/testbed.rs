@@ -15,6 +15,7 @@ use crate::{
     error::{HarnessError, Result},
     etcd::Etcd,
     hosts::Pod,
+    mounts,
     process::ProcessGuard,
     store::Store,
 };
@@ -126,6 +127,27 @@ impl Testbed {
     /// a crash or an OOM kill.
     pub fn kill_agent(&mut self, node: usize) {
         self.agents[node - 1] = None;
+    }
+
+    /// Runs `argv` in a running container of a pod on node `node`, with
+    /// `runc exec` on the agent's runc state.
+    pub fn exec_in_container(
+        &self,
+        node: usize,
+        pod: (&str, &str),
+        container: &str,
+        argv: &[&str],
+    ) -> Result<std::process::Output> {
+        let (namespace, name) = pod;
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(self.agent_state_dir(node).join("runc"))
+            .arg("exec")
+            .arg(format!("{namespace}_{name}_{container}"))
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| HarnessError::io("running runc exec", e))
     }
 
     pub fn agent_log(&self, node: usize) -> String {
@@ -252,6 +274,10 @@ impl Drop for Testbed {
                 eprintln!("---- skiff-control log ----\n{log}");
             }
         }
+        // Agents first: a running one (its probes call runc) would make
+        // its state directory again.
+        self.agents.iter_mut().for_each(|agent| *agent = None);
+        mounts::unmount_below(&self.log_dir);
         let _ = fs::remove_dir_all(&self.log_dir);
     }
 }

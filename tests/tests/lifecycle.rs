@@ -62,7 +62,7 @@ fn step(dir: &Path, pod: &str, name: &str, gate: Option<&str>, then: &str) -> St
     format!(
         r#"
       - name: {name}
-        image: busybox
+        image: skiff/busybox
         command: ["sh", "-c", "{wait}echo {name} >> {dir}/{pod}; {then}"]
         volumeMounts:
         - name: shared
@@ -137,8 +137,8 @@ fn manifests(shared: &Shared) -> String {
         dir.display()
     );
     let sidecar = step(dir, "with-sidecar", "proxy", None, forever).replace(
-        "        image: busybox",
-        "        image: busybox\n        restartPolicy: Always",
+        "        image: skiff/busybox",
+        "        image: skiff/busybox\n        restartPolicy: Always",
     ) + &startup;
     let with_sidecar = pod(
         dir,

@@ -19,11 +19,13 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_tests::{
-    EndpointSpec, Node, PortSpec, Testbed, bound_pod, echo_binary, endpoint_slice,
-    endpoint_slice_key, service, service_key,
+    EndpointSpec, Node, PortSpec, Testbed, bound_pod, endpoint_slice, endpoint_slice_key, service,
+    service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// `cargo xtask images`' echo server image, which the agents import.
+const ECHO_IMAGE: &str = "skiff/echo";
 
 fn pod_key(name: &str) -> String {
     format!("/registry/pods/default/{name}")
@@ -33,15 +35,15 @@ fn pod_key(name: &str) -> String {
 fn echo_container(name: &str) -> Value {
     json!({
         "name": "echo",
-        "image": "registry.example/echo:1",
-        "command": [echo_binary().unwrap()],
+        "image": ECHO_IMAGE,
+        "command": ["skiff-echo"],
         "args": ["serve", "--name", name, "--tcp", "8080"],
     })
 }
 
-/// A container running `script` with the node's `sh`.
+/// A container running `script` with the busybox image's `sh`.
 fn shell(name: &str, script: &str) -> Value {
-    json!({ "name": name, "image": "busybox", "command": ["sh", "-c", script] })
+    json!({ "name": name, "image": "skiff/busybox", "command": ["sh", "-c", script] })
 }
 
 /// Polls the object at `key` until `test` passes; panics with the last
@@ -195,7 +197,16 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     });
     let ip = web["status"]["podIP"].as_str().unwrap().to_owned();
     assert!(ip.starts_with("10.244.1."), "{ip}");
-    assert_eq!(container_status(&web)["image"], "registry.example/echo:1");
+    assert_eq!(container_status(&web)["image"], ECHO_IMAGE);
+    let image_id = container_status(&web)["imageID"].as_str().unwrap();
+    assert!(
+        image_id.starts_with("docker.io/skiff/echo@sha256:"),
+        "{image_id}"
+    );
+    assert_eq!(
+        container_status(&web)["containerID"],
+        "runc://default_web_echo"
+    );
     assert_eq!(
         curl(&node, &format!("http://{ip}:8080/")).as_deref(),
         Some("web\n")
@@ -343,7 +354,15 @@ fn a_failing_command_backs_off_longer_each_time() {
 fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     let testbed = Testbed::start_running_pods(1).unwrap();
     let node = testbed.cluster().node(1).clone();
-    let flag = std::env::temp_dir().join(format!("{}-ready", testbed.cluster().prefix()));
+    // The probe looks for a file in the container, which the test makes
+    // and removes there.
+    let flag = "/tmp/ready";
+    let touch = |argv: &[&str]| {
+        let out = testbed
+            .exec_in_container(1, ("default", "probed"), "echo", argv)
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
     let mut spec = json!({
         "terminationGracePeriodSeconds": 2,
         "containers": [echo_container("probed")],
@@ -359,9 +378,9 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
         .unwrap();
     let ready = |want: &'static str| move |p: &Value| running(p) && condition(p, "Ready") == want;
     wait_for(&testbed, &pod_key("probed"), "not ready", ready("False"));
-    std::fs::write(&flag, "").unwrap();
+    touch(&["touch", flag]);
     wait_for(&testbed, &pod_key("probed"), "ready", ready("True"));
-    std::fs::remove_file(&flag).unwrap();
+    touch(&["rm", flag]);
     let out = wait_for(
         &testbed,
         &pod_key("probed"),
@@ -369,9 +388,8 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
         ready("False"),
     );
     assert_eq!(container_status(&out)["ready"], false);
-    std::fs::write(&flag, "").unwrap();
+    touch(&["touch", flag]);
     wait_for(&testbed, &pod_key("probed"), "back in", ready("True"));
-    std::fs::remove_file(&flag).unwrap();
 
     // A failing liveness probe (nothing listens on 9999) restarts the
     // container: SIGTERM, which skiff-echo dies of (exit code 128 + 15).
@@ -468,7 +486,8 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
 
     // The client connects to the Service by its variables, as a pod does.
     let script = "env; for i in $(seq 50); do \
-        curl -s --max-time 1 http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ && break; sleep 0.2; done; \
+        printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 $WEB_SERVICE_HOST $WEB_SERVICE_PORT && break; \
+        sleep 0.2; done; \
         sleep 1000";
     let mut client = shell("client", script);
     client["envFrom"] = json!([{ "configMapRef": { "name": "settings" }, "prefix": "CM_" }]);

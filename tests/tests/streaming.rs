@@ -1,5 +1,6 @@
 //! End to end: the real `kubectl exec` (with stdin, with a terminal),
-//! `kubectl cp` and `kubectl attach`, through skiff-control to the pod's node agent, whose
+//! `kubectl cp` and `kubectl attach` into a pod of the busybox image,
+//! through skiff-control to the pod's node agent, whose
 //! kubelet API serves only the API server's client certificate.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
@@ -24,12 +25,12 @@ fn pod_manifest() -> &'static str {
   "spec": {
     "containers": [{
       "name": "main",
-      "image": "registry.example/shell:1",
+      "image": "skiff/busybox",
       "command": ["sleep", "3600"],
       "env": [{ "name": "GREETING", "value": "hello from the container" }]
     }, {
       "name": "talker",
-      "image": "registry.example/shell:1",
+      "image": "skiff/busybox",
       "command": ["sh", "-c", "while true; do echo tick; sleep 0.2; done"]
     }]
   }
@@ -168,20 +169,23 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
     assert!(text(&out.stdout).contains("30 100"), "{out:?}");
     assert_eq!(out.status.code(), Some(4), "{out:?}");
 
-    // kubectl cp in and out (tar over exec). The container sees the node's
-    // filesystem, so the copy lands in a directory of this test's.
+    // kubectl cp in and out (tar over exec, the image's busybox tar).
     let dir = std::env::temp_dir().join(format!("skiff-streaming-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let original = dir.join("original");
     let contents: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&original, &contents).unwrap();
-    let inside = format!("shell:{}", dir.join("copied").display());
     let cp = |from: &str, to: &str| kubectl(&testbed, &["cp", "-c", "main", from, to], b"");
-    let out = cp(original.to_str().unwrap(), &inside);
+    let out = cp(original.to_str().unwrap(), "shell:/copied");
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(std::fs::read(dir.join("copied")).unwrap(), contents);
+    let out = kubectl(
+        &testbed,
+        &["exec", "shell", "-c", "main", "--", "wc", "-c", "/copied"],
+        b"",
+    );
+    assert!(text(&out.stdout).starts_with("200000"), "{out:?}");
     let back = dir.join("back");
-    let out = cp(&inside, back.to_str().unwrap());
+    let out = cp("shell:/copied", back.to_str().unwrap());
     assert!(out.status.success(), "{out:?}");
     assert_eq!(std::fs::read(&back).unwrap(), contents);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -198,13 +202,7 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
         .unwrap();
     assert!(text(&out.stdout).contains("tick\n"), "{out:?}");
 
-    // A client that leaves takes its command with it: only the container's
-    // own process stays in its cgroup.
-    let procs = testbed
-        .cluster()
-        .node(1)
-        .cgroup_dir()
-        .join("skiff-pods/default.shell/main/cgroup.procs");
+    // A client that leaves takes its command with it.
     let mut exec = testbed.kubectl().unwrap();
     exec.args(["exec", "shell", "-c", "main", "--", "sleep", "1000"]);
     let out = Command::new("timeout")
@@ -215,9 +213,14 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
         .unwrap();
     assert_eq!(out.status.code(), Some(124), "{out:?}");
     let started = Instant::now();
-    while std::fs::read_to_string(&procs).unwrap().lines().count() > 1 {
+    loop {
+        let out = kubectl(&testbed, &["exec", "shell", "-c", "main", "--", "ps"], b"");
+        assert!(text(&out.stdout).contains("sleep 3600"), "{out:?}");
+        if !text(&out.stdout).contains("sleep 1000") {
+            break;
+        }
         assert!(started.elapsed() < TIMEOUT, "the exec outlived its client");
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(200));
     }
 
     // Not a container of the pod: refused before anything runs.

@@ -1,12 +1,15 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
-//! (`pods`), reading and writing the cluster through etcd (`store`). The
+//! (`pods`) with their volumes (`volumes`), reading and writing the
+//! cluster through etcd (`store`) and recording Events (`events`). The
 //! node's image store (`images`) is managed from the command line.
+pub mod events;
 pub mod images;
 pub mod node;
 pub mod pods;
 pub mod server;
 pub mod store;
+pub mod volumes;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -38,9 +41,13 @@ pub struct Config {
     pub kubelet_bind: SocketAddr,
     /// The cluster CA the API server's client certificate is checked against.
     pub client_ca_file: PathBuf,
-    /// Where pod address allocations and container logs are kept.
+    /// Where pod address allocations, container logs, containers and
+    /// the image store are kept.
     pub state_dir: PathBuf,
     pub crashloop_base: Duration,
+    /// The cluster DNS server pods' resolv.conf names, if any.
+    pub cluster_dns: Option<Ipv4Addr>,
+    pub cluster_domain: String,
     /// Time between Node and Lease updates.
     pub heartbeat_interval: Duration,
 }
@@ -60,6 +67,8 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         client_ca_file,
         state_dir,
         crashloop_base,
+        cluster_dns,
+        cluster_domain,
         heartbeat_interval,
     } = config;
     let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
@@ -91,6 +100,11 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         netns_prefix: pod_netns_prefix,
         cgroup,
         crashloop_base,
+        state_dir: state_dir.clone(),
+        dns: pods::Dns {
+            server: cluster_dns,
+            domain: cluster_domain,
+        },
     };
     let served = server::Served {
         logs: logs.clone(),

@@ -78,11 +78,6 @@ impl Plumbing {
     }
 }
 
-/// Where the named netns `name` is.
-pub fn named_path(name: &str) -> PathBuf {
-    Path::new(NETNS_DIR).join(name)
-}
-
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     pub netns: String,
@@ -95,7 +90,7 @@ impl Sandbox {
     }
 
     pub fn path(&self) -> PathBuf {
-        named_path(&self.netns)
+        Path::new(NETNS_DIR).join(&self.netns)
     }
 
     /// The node side of the veth: `skiff` and the address in hex, unique on

@@ -13,6 +13,10 @@ use hyper::{
     header::{self, HeaderValue},
 };
 use hyper_util::rt::TokioIo;
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
     process::{Child, ChildStdin},
@@ -210,8 +214,12 @@ where
                 Some(Ok(Message::Binary(data))) => stdin.take(channels::incoming(&data)).await,
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {
                     // The client left: nobody reads what the command says.
+                    // runc passes SIGTERM on to the command (SIGKILL
+                    // would end runc alone).
                     client_open = false;
-                    let _ = child.start_kill();
+                    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+                    }
                 }
                 Some(Ok(_)) => {}
             },

@@ -123,7 +123,7 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
         "exec" => {
             let query = exec::parse_query(request.uri().query());
             let command = (served.containers)
-                .exec(&pod, container, query.argv.clone())
+                .exec(&pod, container, &query.argv, query.tty)
                 .map_err(|error| error.to_string());
             exec::upgrade(request, query, exec::Source::Command(command))
         }

@@ -29,10 +29,12 @@ impl Terminal {
             .stdin(Stdio::from(self.slave.try_clone()?))
             .stdout(Stdio::from(self.slave.try_clone()?))
             .stderr(Stdio::from(self.slave));
-        // SAFETY: one ioctl on fd 0, async-signal-safe. The command has its
-        // own session already (and stdin is the terminal by now).
+        // SAFETY: setsid and one ioctl on fd 0, async-signal-safe. stdin is
+        // the terminal by now; a session of its own lets the command take
+        // it as its controlling terminal, whose resizes (SIGWINCH) it sees.
         unsafe {
             command.pre_exec(|| {
+                libc::setsid();
                 if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
