@@ -65,6 +65,7 @@ pub use hosts::{Host, Node, Pod};
 pub use images::image_dir;
 pub use leftovers::{MachineCheck, check_machine};
 pub use lock::ClusterLock;
+pub use mounts::unmount_below;
 pub use objects::{
     EndpointSpec, PortSpec, bound_pod, endpoint_slice, endpoint_slice_key, service, service_key,
 };

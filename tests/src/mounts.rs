@@ -28,7 +28,7 @@ pub(crate) fn fs_type(path: &Path) -> io::Result<i64> {
 
 /// Detaches every mount below `dir`, deepest first (lazily: a container
 /// still running keeps its own view until it dies).
-pub(crate) fn unmount_below(dir: &Path) {
+pub fn unmount_below(dir: &Path) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     // The fifth field is the mount point, with ' ' and '\\' octal-escaped;
     // the directories the harness makes hold neither.
