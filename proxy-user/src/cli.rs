@@ -197,8 +197,14 @@ pub struct Args {
     /// --pod-bridge and an address from --pod-cidr, in cgroups below
     /// --cgroup. Needs --pod-cidr and the node's address
     /// (--node-ip or --uplink).
-    #[arg(long, env = "SKIFF_RUN_PODS", requires = "pod_cidr")]
+    #[arg(long, env = "SKIFF_RUN_PODS", requires_all = ["pod_cidr", "client_ca_file"])]
     pub run_pods: bool,
+
+    /// The cluster CA (skiff-control's `<data-dir>/pki/ca.crt`): the kubelet
+    /// API serves only the API server's client certificate signed by it.
+    /// Until the file exists the kubelet API waits for it.
+    #[arg(long, env = "SKIFF_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
 
     /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
     /// address is the pods' gateway and must be --pod-bridge's.
@@ -221,8 +227,8 @@ pub struct Args {
     #[arg(long = "pod-route", env = "SKIFF_POD_ROUTES", value_delimiter = ',')]
     pub pod_routes: Vec<String>,
 
-    /// Where the kubelet API (`/containerLogs/...`, for `kubectl logs`) is
-    /// served. [default: <node-ip>:10250]
+    /// Where the kubelet API (HTTPS: `/containerLogs`, `/exec`, for the API
+    /// server's `kubectl logs` and `exec`) is served. [default: <node-ip>:10250]
     #[arg(long, env = "SKIFF_KUBELET_BIND")]
     pub kubelet_bind: Option<SocketAddr>,
 

@@ -139,6 +139,10 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
         pod_bridge: args.pod_bridge.clone(),
         pod_netns_prefix: args.pod_netns_prefix.clone(),
         pod_routes: routes,
+        client_ca_file: args
+            .client_ca_file
+            .clone()
+            .context("--run-pods needs --client-ca-file")?,
         kubelet_bind: args
             .kubelet_bind
             .unwrap_or_else(|| SocketAddr::from((node_ip, 10250))),

@@ -8,7 +8,9 @@ use crate::{
     binaries::echo_binary,
     cluster::{Cluster, ClusterSpec},
     cmd,
-    control::{control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api},
+    control::{
+        cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
+    },
     echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
     etcd::Etcd,
@@ -105,7 +107,8 @@ impl Testbed {
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         if self.run_pods {
             let state = self.agent_state_dir(node);
-            command.args(run_pods_args(self.cluster.node(node), &state));
+            let ca = cluster_ca_path(&self.control_data_dir());
+            command.args(run_pods_args(self.cluster.node(node), &state, &ca));
         }
         command
             .stdin(Stdio::null())
@@ -161,7 +164,7 @@ impl Testbed {
         let log_err = log
             .try_clone()
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
-        let data_dir = self.log_dir.join("control");
+        let data_dir = self.control_data_dir();
         let mut command = control_command(
             free_local_bind()?,
             &[self.etcd.local_endpoint()],
@@ -177,7 +180,20 @@ impl Testbed {
 
     /// `kubectl` against the skiff-control of [`Testbed::start_control`].
     pub fn kubectl(&self) -> Result<std::process::Command> {
-        kubectl(&kubeconfig_path(&self.log_dir.join("control")))
+        kubectl(&kubeconfig_path(&self.control_data_dir()))
+    }
+
+    /// The API server's client certificate and key for node agents' kubelet
+    /// API (made by [`Testbed::start_control`]): what `curl --cert --key`
+    /// needs to call an agent as the API server does.
+    pub fn kubelet_client_identity(&self) -> [PathBuf; 2] {
+        let pki = self.control_data_dir().join("pki");
+        ["crt", "key"].map(|ext| pki.join(format!("apiserver-kubelet-client.{ext}")))
+    }
+
+    /// skiff-control's data directory (its PKI and kubeconfig).
+    fn control_data_dir(&self) -> PathBuf {
+        self.log_dir.join("control")
     }
 
     /// Runs kubectl with `args` and `input` on its stdin; its stdout, or

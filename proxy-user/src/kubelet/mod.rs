@@ -7,6 +7,7 @@ pub mod events;
 pub mod images;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod store;
 pub mod volumes;
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub pod_routes: Vec<String>,
     /// Where the kubelet API is served.
     pub kubelet_bind: SocketAddr,
+    /// The cluster CA the API server's client certificate is checked against.
+    pub client_ca_file: PathBuf,
     /// Where pod address allocations, container logs, containers and
     /// the image store are kept.
     pub state_dir: PathBuf,
@@ -61,6 +64,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         pod_netns_prefix,
         pod_routes,
         kubelet_bind,
+        client_ca_file,
         state_dir,
         crashloop_base,
         cluster_dns,
@@ -73,7 +77,6 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(kubelet_bind)
         .await
         .with_context(|| format!("serving the kubelet API on {kubelet_bind}"))?;
-    tokio::spawn(pods::log_server::serve(listener, logs.clone()));
     let plumbing = Plumbing {
         bridge: pod_bridge.clone(),
         pod_cidr,
@@ -103,6 +106,19 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
             domain: cluster_domain,
         },
     };
+    let served = server::Served {
+        logs: logs.clone(),
+        containers: pods::exec::Containers::new(&pods_config),
+    };
+    let tls_dir = state_dir.clone();
+    let (tls_node, tls_ca) = (node_name.clone(), client_ca_file.clone());
+    let make_acceptor = move || server::tls::acceptor(&tls_dir, &tls_node, node_ip, &tls_ca);
+    tokio::spawn(server::serve(
+        listener,
+        make_acceptor,
+        client_ca_file,
+        served,
+    ));
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(
         node_name,

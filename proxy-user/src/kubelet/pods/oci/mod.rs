@@ -247,6 +247,13 @@ impl Runtime {
         }
     }
 
+    /// How `runc exec` reaches container `id`, if it was created here.
+    pub fn exec_target_of(&self, id: &str) -> Option<ExecTarget> {
+        let bundle = Bundle::new(&self.state_dir, id);
+        let spec = oci_spec::runtime::Spec::load(bundle.config()).ok()?;
+        Some(self.exec_target(id, spec.process().as_ref()))
+    }
+
     /// The container an earlier agent started, if its monitor still runs
     /// or left an exit code.
     pub fn adopt(&self, id: &str) -> Option<Started> {

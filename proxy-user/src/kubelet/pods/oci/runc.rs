@@ -111,16 +111,26 @@ pub struct ExecTarget {
 impl ExecTarget {
     /// `runc exec` of `argv`, output discarded.
     pub fn command(&self, argv: &[String]) -> tokio::process::Command {
+        let mut command = self.session(argv, false);
+        command.stdout(Stdio::null()).stderr(Stdio::null());
+        command
+    }
+
+    /// `runc exec` of `argv` for a client's session (`kubectl exec`), its
+    /// stdio the caller's to choose (stdin starts as none). With `tty`,
+    /// runc gives the command a terminal in the container and relays it
+    /// to its own stdio, which must then be a terminal, whose size it
+    /// passes on.
+    pub fn session(&self, argv: &[String], tty: bool) -> tokio::process::Command {
         let mut command = self.runc.command();
         command.arg("exec").arg("--cwd").arg(&self.cwd);
+        if tty {
+            command.arg("--tty");
+        }
         for variable in &self.env {
             command.arg("--env").arg(variable);
         }
-        command
-            .arg(&self.id)
-            .args(argv)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        command.arg(&self.id).args(argv);
         command
     }
 }
