@@ -109,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let served = server::Served {
         logs: logs.clone(),
         containers: pods::exec::Containers::new(&pods_config),
+        ports: pods::loopback::PodPorts::new(&pods_config),
     };
     let tls_dir = state_dir.clone();
     let (tls_node, tls_ca) = (node_name.clone(), client_ca_file.clone());

@@ -11,6 +11,7 @@ mod hooks;
 mod init;
 pub mod ipam;
 pub mod logs;
+pub mod loopback;
 mod names;
 mod netns;
 pub mod oci;

@@ -90,7 +90,7 @@ impl Sandbox {
     }
 
     pub fn path(&self) -> PathBuf {
-        Path::new(NETNS_DIR).join(&self.netns)
+        path_of(&self.netns)
     }
 
     /// The node side of the veth: `skiff` and the address in hex, unique on
@@ -140,6 +140,11 @@ impl Sandbox {
             let _ = ip(&["netns", "delete", &self.netns]);
         }
     }
+}
+
+/// Where the named netns `netns` is mounted.
+pub fn path_of(netns: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(netns)
 }
 
 fn ip(args: &[&str]) -> Result<(), NetnsError> {

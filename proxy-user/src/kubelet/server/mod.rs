@@ -3,10 +3,13 @@
 //! answers `/containerLogs/<namespace>/<pod>/<container>` (`logs`),
 //! `/exec/<namespace>/<pod>/<container>` (`exec`, over `channels`, with a
 //! `terminal` for `-t`) and `/attach/...` (the container's output from the
-//! log, through `exec`'s session).
+//! log, through `exec`'s session) and `/portForward/<namespace>/<pod>`
+//! (`port_forward`, over `spdy`).
 mod channels;
 mod exec;
 mod logs;
+mod port_forward;
+mod spdy;
 mod terminal;
 pub mod tls;
 
@@ -19,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::pods::{Logs, exec::Containers, pod_key::PodKey};
+use super::pods::{Logs, exec::Containers, loopback::PodPorts, pod_key::PodKey};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -31,6 +34,7 @@ const CA_POLL: Duration = Duration::from_secs(1);
 pub struct Served {
     pub logs: Logs,
     pub containers: Containers,
+    pub ports: PodPorts,
 }
 
 /// Serves once the TLS settings can be made: the cluster CA may be written
@@ -97,12 +101,18 @@ pub async fn serve(
 fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if parts.first() == Some(&"portForward") {
-        return text(
-            StatusCode::NOT_IMPLEMENTED,
-            "port-forward is not served: kubectl speaks SPDY for it, which this kubelet API does not\n"
-                .into(),
-        );
+    if let ["portForward", namespace, pod] = parts.as_slice() {
+        if [namespace, pod]
+            .iter()
+            .any(|part| part.is_empty() || part.starts_with('.'))
+        {
+            return text(StatusCode::BAD_REQUEST, "bad name\n".into());
+        }
+        let pod = PodKey {
+            namespace: (*namespace).to_owned(),
+            name: (*pod).to_owned(),
+        };
+        return port_forward::upgrade(request, served.ports.clone(), pod);
     }
     let [endpoint, namespace, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));

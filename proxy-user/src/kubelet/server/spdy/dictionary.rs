@@ -1,0 +1,105 @@
+//! The zlib dictionary of SPDY/3 header blocks, fixed by the protocol
+//! (draft 3, section 2.6.10.1): a header block's compression starts from
+//! it, on both sides, or neither can read the other.
+
+pub const DICTIONARY: &[u8] = b"\
+    \x00\x00\x00\x07options\x00\x00\x00\x04h\
+    ead\x00\x00\x00\x04post\x00\x00\x00\x03p\
+    ut\x00\x00\x00\x06delete\x00\x00\x00\x05\
+    trace\x00\x00\x00\x06accept\x00\
+    \x00\x00\x0eaccept-charse\
+    t\x00\x00\x00\x0faccept-enco\
+    ding\x00\x00\x00\x0faccept-l\
+    anguage\x00\x00\x00\x0daccep\
+    t-ranges\x00\x00\x00\x03age\x00\
+    \x00\x00\x05allow\x00\x00\x00\x0dauth\
+    orization\x00\x00\x00\x0dcac\
+    he-control\x00\x00\x00\x0aco\
+    nnection\x00\x00\x00\x0ccont\
+    ent-base\x00\x00\x00\x10cont\
+    ent-encoding\x00\x00\x00\x10\
+    content-language\
+    \x00\x00\x00\x0econtent-leng\
+    th\x00\x00\x00\x10content-lo\
+    cation\x00\x00\x00\x0bconten\
+    t-md5\x00\x00\x00\x0dcontent\
+    -range\x00\x00\x00\x0cconten\
+    t-type\x00\x00\x00\x04date\x00\x00\
+    \x00\x04etag\x00\x00\x00\x06expect\
+    \x00\x00\x00\x07expires\x00\x00\x00\x04f\
+    rom\x00\x00\x00\x04host\x00\x00\x00\x08i\
+    f-match\x00\x00\x00\x11if-mo\
+    dified-since\x00\x00\x00\x0d\
+    if-none-match\x00\x00\x00\
+    \x08if-range\x00\x00\x00\x13if-\
+    unmodified-since\
+    \x00\x00\x00\x0dlast-modifie\
+    d\x00\x00\x00\x08location\x00\x00\x00\
+    \x0cmax-forwards\x00\x00\x00\
+    \x06pragma\x00\x00\x00\x12proxy\
+    -authenticate\x00\x00\x00\
+    \x13proxy-authoriza\
+    tion\x00\x00\x00\x05range\x00\x00\x00\
+    \x07referer\x00\x00\x00\x0bretr\
+    y-after\x00\x00\x00\x06serve\
+    r\x00\x00\x00\x02te\x00\x00\x00\x07trail\
+    er\x00\x00\x00\x11transfer-e\
+    ncoding\x00\x00\x00\x07upgra\
+    de\x00\x00\x00\x0auser-agent\
+    \x00\x00\x00\x04vary\x00\x00\x00\x03via\x00\
+    \x00\x00\x07warning\x00\x00\x00\x10ww\
+    w-authenticate\x00\x00\
+    \x00\x06method\x00\x00\x00\x03get\x00\
+    \x00\x00\x06status\x00\x00\x00\x06200\
+    \x20OK\x00\x00\x00\x07version\x00\x00\
+    \x00\x08HTTP/1.1\x00\x00\x00\x03ur\
+    l\x00\x00\x00\x06public\x00\x00\x00\x0as\
+    et-cookie\x00\x00\x00\x0akee\
+    p-alive\x00\x00\x00\x06origi\
+    n100101201202205\
+    2063003023033043\
+    0530630740240540\
+    6407408409410411\
+    4124134144154164\
+    17502504505203\x20N\
+    on-Authoritative\
+    \x20Information204\x20\
+    No\x20Content301\x20Mo\
+    ved\x20Permanently4\
+    00\x20Bad\x20Request40\
+    1\x20Unauthorized40\
+    3\x20Forbidden404\x20N\
+    ot\x20Found500\x20Inte\
+    rnal\x20Server\x20Erro\
+    r501\x20Not\x20Impleme\
+    nted503\x20Service\x20\
+    UnavailableJan\x20F\
+    eb\x20Mar\x20Apr\x20May\x20J\
+    un\x20Jul\x20Aug\x20Sept\x20\
+    Oct\x20Nov\x20Dec\x2000:0\
+    0:00\x20Mon,\x20Tue,\x20W\
+    ed,\x20Thu,\x20Fri,\x20Sa\
+    t,\x20Sun,\x20GMTchunk\
+    ed,text/html,ima\
+    ge/png,image/jpg\
+    ,image/gif,appli\
+    cation/xml,appli\
+    cation/xhtml+xml\
+    ,text/plain,text\
+    /javascript,publ\
+    icprivatemax-age\
+    =gzip,deflate,sd\
+    chcharset=utf-8c\
+    harset=iso-8859-\
+    1,utf-,*,enq=0.\
+";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn has_the_length_the_protocol_gives() {
+        assert_eq!(super::DICTIONARY.len(), 1423);
+        assert!(super::DICTIONARY.starts_with(b"\0\0\0\x07options"));
+        assert!(super::DICTIONARY.ends_with(b"1,utf-,*,enq=0."));
+    }
+}
