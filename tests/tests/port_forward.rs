@@ -1,0 +1,155 @@
+//! End to end: the real `kubectl port-forward` to a pod of the echo image,
+//! through skiff-control to the pod's node agent, which joins the
+//! forwarded connections to the pod's own loopback.
+//!
+//! Runs as root; clusters are serialised by the harness's lock.
+use std::{
+    io::{BufRead as _, BufReader, Read, Write as _},
+    net::TcpStream,
+    process::{Child, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use skiff_tests::Testbed;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const POD: &str = r#"{
+  "apiVersion": "v1",
+  "kind": "Pod",
+  "metadata": { "name": "web" },
+  "spec": { "containers": [{ "name": "echo", "image": "skiff/echo" }] }
+}"#;
+
+fn wait_running(testbed: &Testbed, pod: &str) {
+    let started = Instant::now();
+    loop {
+        let phase = testbed
+            .run_kubectl(
+                &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
+                "",
+            )
+            .unwrap();
+        if phase == "Running" {
+            return;
+        }
+        assert!(started.elapsed() < TIMEOUT, "{pod} is not running: {phase}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The lines `from` gives, as they come.
+fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { return };
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// A running `kubectl port-forward pod/<pod> :<remote>`.
+struct PortForward {
+    child: Child,
+    /// The local port it chose (from its `Forwarding from
+    /// 127.0.0.1:<port> -> <remote>` line).
+    port: u16,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn port_forward(testbed: &Testbed, pod: &str, remote: u16) -> PortForward {
+    let mut command = testbed.kubectl().unwrap();
+    command
+        .args(["port-forward", &format!("pod/{pod}"), &format!(":{remote}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = lines(child.stdout.take().unwrap());
+    let stderr = lines(child.stderr.take().unwrap());
+    let line = stdout.recv_timeout(TIMEOUT).unwrap_or_else(|error| {
+        let _ = child.kill();
+        let said: Vec<String> = stderr.try_iter().collect();
+        panic!("kubectl port-forward said nothing ({error}): {said:?}")
+    });
+    let port = line
+        .strip_prefix("Forwarding from 127.0.0.1:")
+        .and_then(|rest| rest.split_once(' '))
+        .and_then(|(port, _)| port.parse().ok())
+        .unwrap_or_else(|| panic!("not the line expected: {line}"));
+    PortForward {
+        child,
+        port,
+        stderr,
+    }
+}
+
+/// An HTTP request through `127.0.0.1:<port>`: the whole answer.
+fn get(port: u16) -> String {
+    let mut connection = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    connection.set_read_timeout(Some(TIMEOUT)).unwrap();
+    connection
+        .write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    // The connection closes at the answer's end, or with nothing when the
+    // forwarding fails.
+    let _ = connection.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_pods_port() {
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
+    testbed.run_kubectl(&["apply", "-f", "-"], POD).unwrap();
+    wait_running(&testbed, "web");
+
+    // Two connections in sequence over one port-forward, each answered by
+    // the pod's server.
+    let forward = port_forward(&testbed, "web", 8080);
+    for round in 0..2 {
+        let answer = get(forward.port);
+        assert!(answer.starts_with("HTTP/1.0 200 OK"), "{round}: {answer:?}");
+        assert!(answer.ends_with("skiff-echo\n"), "{round}: {answer:?}");
+    }
+    drop(forward);
+
+    // Nothing listens on port 9 in the pod: the agent says so on the
+    // error stream and kubectl reports it.
+    let forward = port_forward(&testbed, "web", 9);
+    assert_eq!(get(forward.port), "");
+    let error = loop {
+        let line = forward
+            .stderr
+            .recv_timeout(TIMEOUT)
+            .expect("kubectl reports the error");
+        if line.contains("error forwarding port 9") {
+            break line;
+        }
+    };
+    assert!(error.contains("to pod default/web"), "{error}");
+    assert!(error.contains("Connection refused"), "{error}");
+    drop(forward);
+
+    // A pod that does not exist is refused before anything is forwarded.
+    let mut missing = testbed.kubectl().unwrap();
+    let out = missing
+        .args(["port-forward", "pod/nowhere", ":8080"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+}
