@@ -9,7 +9,7 @@ use std::{
     process::{Child, Stdio},
     sync::mpsc,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use skiff_tests::Testbed;
@@ -20,25 +20,14 @@ const POD: &str = r#"{
   "apiVersion": "v1",
   "kind": "Pod",
   "metadata": { "name": "web" },
-  "spec": { "containers": [{ "name": "echo", "image": "skiff/echo" }] }
+  "spec": {
+    "containers": [{
+      "name": "echo",
+      "image": "skiff/echo",
+      "readinessProbe": { "tcpSocket": { "port": 8080 }, "periodSeconds": 1 }
+    }]
+  }
 }"#;
-
-fn wait_running(testbed: &Testbed, pod: &str) {
-    let started = Instant::now();
-    loop {
-        let phase = testbed
-            .run_kubectl(
-                &["get", "pod", pod, "-o", "jsonpath={.status.phase}"],
-                "",
-            )
-            .unwrap();
-        if phase == "Running" {
-            return;
-        }
-        assert!(started.elapsed() < TIMEOUT, "{pod} is not running: {phase}");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
 
 /// The lines `from` gives, as they come.
 fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
@@ -60,6 +49,9 @@ struct PortForward {
     /// The local port it chose (from its `Forwarding from
     /// 127.0.0.1:<port> -> <remote>` line).
     port: u16,
+    /// Kept open: kubectl dies of SIGPIPE writing "Handling connection"
+    /// to a closed stdout.
+    _stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
 }
 
@@ -93,6 +85,7 @@ fn port_forward(testbed: &Testbed, pod: &str, remote: u16) -> PortForward {
     PortForward {
         child,
         port,
+        _stdout: stdout,
         stderr,
     }
 }
@@ -104,11 +97,11 @@ fn get(port: u16) -> String {
     connection
         .write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
         .unwrap();
-    let mut answer = String::new();
+    let mut answer = Vec::new();
     // The connection closes at the answer's end, or with nothing when the
     // forwarding fails.
-    let _ = connection.read_to_string(&mut answer);
-    answer
+    let _ = connection.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 #[test]
@@ -116,7 +109,13 @@ fn kubectl_port_forward_reaches_the_pods_port() {
     let mut testbed = Testbed::start_running_pods(1).unwrap();
     testbed.start_control(&[]).unwrap();
     testbed.run_kubectl(&["apply", "-f", "-"], POD).unwrap();
-    wait_running(&testbed, "web");
+    // Ready: its server listens.
+    testbed
+        .run_kubectl(
+            &["wait", "--for=condition=Ready", "pod/web", "--timeout=60s"],
+            "",
+        )
+        .unwrap();
 
     // Two connections in sequence over one port-forward, each answered by
     // the pod's server.

@@ -90,7 +90,11 @@ pub fn upgrade(
 enum Outgoing {
     /// Accepts a stream the client opened.
     Reply(u32),
-    Data { stream: u32, data: Bytes, fin: bool },
+    Data {
+        stream: u32,
+        data: Bytes,
+        fin: bool,
+    },
     Ping(u32),
 }
 
@@ -246,24 +250,21 @@ impl Forwarding {
         let problem = match ports.connect(&pod, self.port).await {
             Ok(tcp) => {
                 let (from_pod, to_pod) = tcp.into_split();
-                tokio::spawn(to_the_pod(received, to_pod));
-                self.from_the_pod(from_pod).await.err()
+                tokio::spawn(write_to_pod(received, to_pod));
+                self.send_from_pod(from_pod).await.err()
             }
             Err(error) => Some(error),
         };
         let _ = self.finish(self.data, "").await;
         let message = match problem {
-            Some(error) => format!(
-                "error forwarding port {} to pod {pod}: {error}",
-                self.port
-            ),
+            Some(error) => format!("error forwarding port {} to pod {pod}: {error}", self.port),
             None => String::new(),
         };
         let _ = self.finish(self.error, &message).await;
     }
 
     /// Sends what the pod writes until it stops.
-    async fn from_the_pod(&self, mut from_pod: OwnedReadHalf) -> std::io::Result<()> {
+    async fn send_from_pod(&self, mut from_pod: OwnedReadHalf) -> std::io::Result<()> {
         let mut buffer = vec![0; CHUNK];
         loop {
             let read = from_pod.read(&mut buffer).await?;
@@ -293,7 +294,7 @@ impl Forwarding {
 
 /// Writes what the client sends until it finishes its data stream, then
 /// tells the pod there is no more.
-async fn to_the_pod(mut received: mpsc::Receiver<Bytes>, mut to_pod: OwnedWriteHalf) {
+async fn write_to_pod(mut received: mpsc::Receiver<Bytes>, mut to_pod: OwnedWriteHalf) {
     while let Some(data) = received.recv().await {
         if to_pod.write_all(&data).await.is_err() {
             return;

@@ -20,11 +20,22 @@ const GOAWAY: u16 = 7;
 #[derive(Debug, PartialEq)]
 pub enum Frame {
     /// The client opens a stream; `headers` is its compressed header block.
-    SynStream { stream: u32, headers: Bytes },
-    RstStream { stream: u32 },
-    Ping { id: u32 },
+    SynStream {
+        stream: u32,
+        headers: Bytes,
+    },
+    RstStream {
+        stream: u32,
+    },
+    Ping {
+        id: u32,
+    },
     GoAway,
-    Data { stream: u32, fin: bool, data: Bytes },
+    Data {
+        stream: u32,
+        fin: bool,
+        data: Bytes,
+    },
     Other,
 }
 

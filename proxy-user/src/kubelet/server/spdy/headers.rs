@@ -147,7 +147,11 @@ mod tests {
         let mut writer = HeaderWriter::new().unwrap();
         let mut reader = HeaderReader::default();
         let first = writer
-            .write(&[("streamtype", "error"), ("port", "8080"), ("requestid", "0")])
+            .write(&[
+                ("streamtype", "error"),
+                ("port", "8080"),
+                ("requestid", "0"),
+            ])
             .unwrap();
         let second = writer.write(&[("streamtype", "data")]).unwrap();
         let empty = writer.write(&[]).unwrap();
