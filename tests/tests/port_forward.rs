@@ -43,7 +43,16 @@ fn lines(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     lines
 }
 
-/// A running `kubectl port-forward pod/<pod> :<remote>`.
+/// How kubectl carries the SPDY frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transport {
+    /// In a WebSocket (KEP-4006), kubectl's first choice.
+    WebSocket,
+    /// A plain `Upgrade: SPDY/3.1`, kubectl's fallback.
+    Spdy,
+}
+
+/// A running `kubectl -v=4 port-forward pod/<pod> :<remote>`.
 struct PortForward {
     child: Child,
     /// The local port it chose (from its `Forwarding from
@@ -55,6 +64,15 @@ struct PortForward {
     stderr: mpsc::Receiver<String>,
 }
 
+impl PortForward {
+    /// Stops kubectl; all it wrote on stderr.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.iter().collect()
+    }
+}
+
 impl Drop for PortForward {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -62,10 +80,18 @@ impl Drop for PortForward {
     }
 }
 
-fn port_forward(testbed: &Testbed, pod: &str, remote: u16) -> PortForward {
+fn port_forward(testbed: &Testbed, pod: &str, remote: u16, transport: Transport) -> PortForward {
     let mut command = testbed.kubectl().unwrap();
+    if transport == Transport::Spdy {
+        command.env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false");
+    }
     command
-        .args(["port-forward", &format!("pod/{pod}"), &format!(":{remote}")])
+        .args([
+            "port-forward",
+            "-v=4",
+            &format!("pod/{pod}"),
+            &format!(":{remote}"),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -118,18 +144,37 @@ fn kubectl_port_forward_reaches_the_pods_port() {
         .unwrap();
 
     // Two connections in sequence over one port-forward, each answered by
-    // the pod's server.
-    let forward = port_forward(&testbed, "web", 8080);
-    for round in 0..2 {
-        let answer = get(forward.port);
-        assert!(answer.starts_with("HTTP/1.0 200 OK"), "{round}: {answer:?}");
-        assert!(answer.ends_with("skiff-echo\n"), "{round}: {answer:?}");
+    // the pod's server, whichever way kubectl carries them.
+    for transport in [Transport::WebSocket, Transport::Spdy] {
+        let forward = port_forward(&testbed, "web", 8080, transport);
+        for round in 0..2 {
+            let answer = get(forward.port);
+            assert!(
+                answer.starts_with("HTTP/1.0 200 OK"),
+                "{transport:?} {round}: {answer:?}"
+            );
+            assert!(
+                answer.ends_with("skiff-echo\n"),
+                "{transport:?} {round}: {answer:?}"
+            );
+        }
+        // kubectl -v=4 tells how the WebSocket went, and nothing of it when
+        // told not to try one.
+        let said = forward.stop();
+        let tunnelled = said.iter().any(|line| {
+            line.contains("Negotiation complete") && line.contains("portforward.k8s.io")
+        });
+        let fell_back = said.iter().any(|line| line.contains("fallback"));
+        assert_eq!(
+            (tunnelled, fell_back),
+            (transport == Transport::WebSocket, false),
+            "{transport:?}: {said:?}"
+        );
     }
-    drop(forward);
 
     // Nothing listens on port 9 in the pod: the agent says so on the
     // error stream and kubectl reports it.
-    let forward = port_forward(&testbed, "web", 9);
+    let forward = port_forward(&testbed, "web", 9, Transport::WebSocket);
     assert_eq!(get(forward.port), "");
     let error = loop {
         let line = forward
@@ -147,7 +192,7 @@ fn kubectl_port_forward_reaches_the_pods_port() {
     // A pod that does not exist is refused before anything is forwarded.
     let mut missing = testbed.kubectl().unwrap();
     let out = missing
-        .args(["port-forward", "pod/nowhere", ":8080"])
+        .args(["port-forward", "-v=4", "pod/nowhere", ":8080"])
         .output()
         .unwrap();
     assert!(!out.status.success(), "{out:?}");

@@ -4,7 +4,7 @@
 //! `/exec/<namespace>/<pod>/<container>` (`exec`, over `channels`, with a
 //! `terminal` for `-t`) and `/attach/...` (the container's output from the
 //! log, through `exec`'s session) and `/portForward/<namespace>/<pod>`
-//! (`port_forward`, over `spdy`).
+//! (`port_forward`, over `spdy`, itself in a WebSocket's `tunnel` or not).
 mod channels;
 mod exec;
 mod logs;
@@ -12,6 +12,7 @@ mod port_forward;
 mod spdy;
 mod terminal;
 pub mod tls;
+mod tunnel;
 
 use std::{convert::Infallible, path::PathBuf, time::Duration};
 

@@ -1,5 +1,6 @@
 //! `/portForward/<namespace>/<pod>`: `kubectl port-forward` over SPDY
-//! (`Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io`).
+//! (`Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io`),
+//! or the same SPDY frames in a WebSocket's binary messages (`tunnel`).
 //! For each connection it forwards, the client opens two streams with the
 //! same `requestID` and `port`: `streamType: error` and `streamType: data`.
 //! The data stream is joined to `127.0.0.1:<port>` in the pod's netns;
@@ -9,7 +10,7 @@
 use std::collections::HashMap;
 
 use hyper::{
-    Request, Response, StatusCode,
+    HeaderMap, Request, Response, StatusCode,
     body::Bytes,
     header::{self, HeaderValue},
 };
@@ -19,6 +20,10 @@ use tokio::{
     net::tcp::{OwnedReadHalf, OwnedWriteHalf},
     sync::mpsc,
 };
+use tokio_tungstenite::{
+    WebSocketStream,
+    tungstenite::{handshake::derive_accept_key, protocol::Role},
+};
 use tracing::debug;
 
 use super::{
@@ -27,14 +32,47 @@ use super::{
         frame::{self, Frame},
         headers::{self, HeaderReader, HeaderWriter, Headers},
     },
+    tunnel,
 };
 use crate::kubelet::pods::{loopback::PodPorts, pod_key::PodKey};
 
 const SPDY: &str = "SPDY/3.1";
 const PORT_FORWARD_PROTOCOL: &str = "portforward.k8s.io";
 const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+/// The WebSocket subprotocol of SPDY frames in binary messages.
+const TUNNELLED: &str = "SPDY/3.1+portforward.k8s.io";
 /// How much is read from the pod at a time: one data frame.
 const CHUNK: usize = 32 * 1024;
+
+/// How the client asked to carry the SPDY frames.
+enum Transport {
+    /// `Upgrade: SPDY/3.1`: the connection itself.
+    Spdy,
+    /// A WebSocket with subprotocol `SPDY/3.1+portforward.k8s.io`
+    /// (KEP-4006), which kubectl tries first; `accept` answers its key.
+    WebSocket { accept: String },
+}
+
+fn transport(headers: &HeaderMap) -> Option<Transport> {
+    let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
+    if upgrade.eq_ignore_ascii_case("websocket") {
+        let offered = headers.get(header::SEC_WEBSOCKET_PROTOCOL)?.to_str().ok()?;
+        let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+        return offered
+            .split(',')
+            .any(|protocol| protocol.trim() == TUNNELLED)
+            .then(|| Transport::WebSocket {
+                accept: derive_accept_key(key.as_bytes()),
+            });
+    }
+    let speaks_port_forward = headers
+        .get_all(STREAM_PROTOCOL_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim() == PORT_FORWARD_PROTOCOL);
+    (upgrade.eq_ignore_ascii_case(SPDY) && speaks_port_forward).then_some(Transport::Spdy)
+}
 
 /// Answers the upgrade and serves the connection's streams after it.
 pub fn upgrade(
@@ -42,25 +80,14 @@ pub fn upgrade(
     ports: PodPorts,
     pod: PodKey,
 ) -> Response<Body> {
-    let headers = request.headers();
-    let wants_spdy = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(SPDY));
-    let speaks_port_forward = headers
-        .get_all(STREAM_PROTOCOL_HEADER)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|v| v.trim() == PORT_FORWARD_PROTOCOL);
-    if !(wants_spdy && speaks_port_forward) {
+    let Some(transport) = transport(request.headers()) else {
         return super::text(
             StatusCode::BAD_REQUEST,
             format!(
-                "port-forward needs an upgrade to {SPDY} with {STREAM_PROTOCOL_HEADER} {PORT_FORWARD_PROTOCOL}\n"
+                "port-forward needs an upgrade to {SPDY} with {STREAM_PROTOCOL_HEADER} {PORT_FORWARD_PROTOCOL}, or to a WebSocket with subprotocol {TUNNELLED}\n"
             ),
         );
-    }
+    };
     if !ports.netns(&pod).exists() {
         return super::text(
             StatusCode::NOT_FOUND,
@@ -68,21 +95,43 @@ pub fn upgrade(
         );
     }
     let upgrading = hyper::upgrade::on(&mut request);
+    let tunnelled = matches!(transport, Transport::WebSocket { .. });
     tokio::spawn(async move {
-        match upgrading.await {
-            Ok(upgraded) => serve(TokioIo::new(upgraded), ports, pod).await,
-            Err(error) => debug!(%error, "port-forward upgrade failed"),
+        let connection = match upgrading.await {
+            Ok(upgraded) => TokioIo::new(upgraded),
+            Err(error) => return debug!(%error, "port-forward upgrade failed"),
+        };
+        match tunnelled {
+            true => {
+                let ws = WebSocketStream::from_raw_socket(connection, Role::Server, None).await;
+                serve(tunnel::carried_bytes(ws), ports, pod).await
+            }
+            false => serve(connection, ports, pod).await,
         }
     });
     let mut response = empty();
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static(SPDY));
     headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(
-        STREAM_PROTOCOL_HEADER,
-        HeaderValue::from_static(PORT_FORWARD_PROTOCOL),
-    );
+    match transport {
+        Transport::Spdy => {
+            headers.insert(header::UPGRADE, HeaderValue::from_static(SPDY));
+            headers.insert(
+                STREAM_PROTOCOL_HEADER,
+                HeaderValue::from_static(PORT_FORWARD_PROTOCOL),
+            );
+        }
+        Transport::WebSocket { accept } => {
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(TUNNELLED),
+            );
+            if let Ok(accept) = HeaderValue::from_str(&accept) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+        }
+    }
     response
 }
 
