@@ -20,11 +20,7 @@ where
     tokio::spawn(async move {
         while let Some(Ok(message)) = messages.next().await {
             match message {
-                Message::Binary(data) => {
-                    if to_session.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if to_session.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }
