@@ -27,6 +27,9 @@ pub const CRON_JOBS: &str = "/registry/cronjobs";
 /// Singular, as Kubernetes stores Ingresses.
 pub const INGRESSES: &str = "/registry/ingress";
 pub const LEASES: &str = "/registry/leases";
+pub const PERSISTENT_VOLUMES: &str = "/registry/persistentvolumes";
+pub const PERSISTENT_VOLUME_CLAIMS: &str = "/registry/persistentvolumeclaims";
+pub const STORAGE_CLASSES: &str = "/registry/storageclasses";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

@@ -560,6 +560,10 @@ impl Api {
         }
         let strategy = resource.strategy;
         let refused = |refusal| ApiError::refused(refusal, resource, &name);
+        strategy
+            .admit(&self.env, &mut object)
+            .await
+            .map_err(refused)?;
         strategy.prepare_for_create(&mut object);
         strategy.validate(&self.env, &object).map_err(refused)?;
         let claim = strategy

@@ -11,6 +11,7 @@ mod pod;
 mod refusal;
 mod scalable;
 mod service;
+mod storage;
 mod strategy;
 
 pub use env::Env;
@@ -22,4 +23,9 @@ pub use refusal::Refusal;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use storage::{
+    DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, SELECTED_NODE_ANNOTATION,
+    StorageClassStrategy, default_class,
+};
 pub use strategy::{Claim, Strategy, Subresource};

@@ -4,7 +4,7 @@
 //! saying why.
 
 mod filter;
-mod quantity;
+pub mod quantity;
 mod score;
 
 use std::collections::{BTreeMap, HashMap};
