@@ -10,7 +10,7 @@ use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
 use control::api::{ApiConfig, ServiceNetwork};
-use control::controllers::{ControllerConfig, LeaderElection};
+use control::controllers::{ControllerConfig, DEFAULT_LOCAL_PATH_ROOT, LeaderElection};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -115,6 +115,11 @@ struct Args {
     /// The prefix length of each node's pod CIDR.
     #[arg(long, value_name = "BITS", default_value_t = 24)]
     node_cidr_mask_size: u8,
+
+    /// Where on each node the local-path provisioner (StorageClass
+    /// local-path) makes volumes, one directory per PersistentVolume.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT)]
+    local_path_root: PathBuf,
 }
 
 /// `40s`, `500ms`, `2m`, `1h`.
@@ -170,6 +175,7 @@ async fn main() -> Result<()> {
         pod_eviction_timeout: args.pod_eviction_timeout,
         cluster_cidr: Some(args.cluster_cidr),
         node_cidr_mask_size: args.node_cidr_mask_size,
+        local_path_root: args.local_path_root,
         ..ControllerConfig::default()
     });
     let running = server::start(ServerConfig {

@@ -1,9 +1,13 @@
 //! The controllers' tunables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::leader::LeaderElection;
 use crate::alloc::Ipv4Cidr;
+
+/// Where the local-path provisioner puts volumes unless told otherwise.
+pub const DEFAULT_LOCAL_PATH_ROOT: &str = "/var/lib/skiff/storage";
 
 /// Tunables of the controllers.
 #[derive(Debug, Clone)]
@@ -23,6 +27,9 @@ pub struct ControllerConfig {
     pub cluster_cidr: Option<Ipv4Cidr>,
     /// The prefix length of each node's pod CIDR.
     pub node_cidr_mask_size: u8,
+    /// Where on each node the local-path provisioner's volumes live, one
+    /// directory per volume.
+    pub local_path_root: PathBuf,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +50,7 @@ impl Default for ControllerConfig {
                 Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
             ),
             node_cidr_mask_size: 24,
+            local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
         }
     }
 }
