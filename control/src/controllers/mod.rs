@@ -28,7 +28,7 @@ pub mod storage;
 pub mod volumebinder;
 
 pub use cache::Cache;
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientError, written};
 pub use config::{ControllerConfig, DEFAULT_LOCAL_PATH_ROOT};
 pub use controller::{Context, Controller};
 pub use error::ControllerError;
