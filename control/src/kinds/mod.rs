@@ -8,6 +8,7 @@ mod generic;
 mod namespace;
 mod node;
 mod pod;
+mod pod_validation;
 mod refusal;
 mod scalable;
 mod service;
