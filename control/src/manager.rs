@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
-    endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, replicaset,
-    volumebinder,
+    endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
+    replicaset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -83,6 +83,7 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(namespace::Namespaces, context.clone()));
     tasks.spawn(drive(volumebinder::VolumeBinder, context.clone()));
     tasks.spawn(drive(localpath::LocalPathProvisioner, context.clone()));
+    tasks.spawn(drive(protection::Protection, context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

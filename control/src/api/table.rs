@@ -131,7 +131,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             column("Reclaim Policy", |o, _| {
                 json!(text(&o["spec"]["persistentVolumeReclaimPolicy"]))
             }),
-            column("Status", |o, _| json!(text(&o["status"]["phase"]))),
+            column("Status", |o, _| json!(storage_phase(o))),
             column("Claim", |o, _| json!(claim(&o["spec"]["claimRef"]))),
             column("StorageClass", |o, _| {
                 json!(text(&o["spec"]["storageClassName"]))
@@ -140,7 +140,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
             column("Reason", |o, _| json!(text(&o["status"]["reason"]))),
         ]),
         ("", "PersistentVolumeClaim") => columns.extend([
-            column("Status", |o, _| json!(text(&o["status"]["phase"]))),
+            column("Status", |o, _| json!(storage_phase(o))),
             column("Volume", |o, _| json!(text(&o["spec"]["volumeName"]))),
             column("Capacity", |o, _| {
                 json!(text(&o["status"]["capacity"]["storage"]))
@@ -308,6 +308,15 @@ fn access_modes(holder: &Value) -> String {
         })
         .collect();
     modes.join(",")
+}
+
+/// A volume's or claim's phase; Terminating while its finalizers hold it.
+fn storage_phase(object: &Value) -> String {
+    if object["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating".into()
+    } else {
+        text(&object["status"]["phase"])
+    }
 }
 
 /// A PersistentVolume's claim, `namespace/name`.

@@ -156,6 +156,7 @@ fn node_for(context: &Context, claim: &Value, classes: &[Value]) -> Option<Value
 /// deletes it.
 fn reclaimable(volume: &Value) -> bool {
     volume["metadata"]["annotations"][PROVISIONED_BY] == LOCAL_PATH_PROVISIONER
+        && !meta::is_terminating(volume)
         && volume["status"]["phase"] == "Released"
         && volume["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
 }

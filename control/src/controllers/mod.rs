@@ -22,6 +22,7 @@ pub mod meta;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podcidr;
+pub mod protection;
 pub mod replicaset;
 mod services;
 pub mod storage;

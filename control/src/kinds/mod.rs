@@ -25,8 +25,8 @@ pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
 pub use storage::{
-    DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER,
-    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, SELECTED_NODE_ANNOTATION,
-    StorageClassStrategy, default_class,
+    DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
+    PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
+    SELECTED_NODE_ANNOTATION, StorageClassStrategy, default_class,
 };
 pub use strategy::{Claim, Strategy, Subresource};

@@ -25,6 +25,21 @@ pub const LOCAL_PATH_PROVISIONER: &str = "skiff.io/local-path";
 /// binds on the first consumer.
 pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 
+/// The finalizers that keep a claim while a pod uses it and a volume while
+/// it is bound (upstream's StorageObjectInUseProtection admission adds them
+/// on create; the protection controller removes them).
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let finalizers = &mut object["metadata"]["finalizers"];
+    match finalizers.as_array_mut() {
+        Some(list) if list.iter().any(|f| f == finalizer) => {}
+        Some(list) => list.push(json!(finalizer)),
+        None => *finalizers = json!([finalizer]),
+    }
+}
+
 #[derive(Debug)]
 pub struct PersistentVolumeStrategy;
 
@@ -39,6 +54,7 @@ impl Strategy for PersistentVolumeStrategy {
 
     fn prepare_for_create(&self, volume: &mut Value) {
         volume::default_volume(volume);
+        add_finalizer(volume, PV_PROTECTION);
     }
 
     fn prepare_for_update(&self, volume: &mut Value, _old: &Value) {
@@ -89,6 +105,7 @@ impl Strategy for PersistentVolumeClaimStrategy {
 
     fn prepare_for_create(&self, claim: &mut Value) {
         claim::default_claim(claim);
+        add_finalizer(claim, PVC_PROTECTION);
     }
 
     fn prepare_for_update(&self, claim: &mut Value, _old: &Value) {

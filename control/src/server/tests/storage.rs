@@ -312,12 +312,28 @@ async fn claims_are_provisioned_on_the_node_of_their_first_pod() {
     })
     .await;
 
-    // reclaimPolicy Delete: once the claim is gone, a helper pod on the
-    // volume's node removes its directory, then the volume goes.
+    // A claim in use stays until its pod is gone.
+    cluster.ok(&["delete", "pvc", "data", "--wait=false"]).await;
+    let listed = cluster.ok(&["get", "pvc", "data", "--no-headers"]).await;
+    assert!(listed.contains("Terminating"), "{listed}");
+    let claim = get(&store, &claim_key("data")).await.unwrap();
+    assert_eq!(
+        claim["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"])
+    );
     cluster
         .ok(&["delete", "pod", "reader", "--wait=false"])
         .await;
-    cluster.ok(&["delete", "pvc", "data", "--wait=false"]).await;
+    eventually("the claim gone", 20, || async {
+        get(&store, &claim_key("data"))
+            .await
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // reclaimPolicy Delete: once the claim is gone, a helper pod on the
+    // volume's node removes its directory, then the volume goes.
     let helper_key = format!("/registry/pods/kube-system/delete-{volume_name}");
     let helper = eventually("the helper pod", 20, || async {
         get(&store, &helper_key).await
