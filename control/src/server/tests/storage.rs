@@ -353,9 +353,13 @@ async fn claims_are_provisioned_on_the_node_of_their_first_pod() {
         get(&store, &volume_key).await.unwrap()["status"]["phase"],
         "Released"
     );
-    // The node ran it to completion.
+    // The node ran it to completion (whatever it wrote before).
     let mut finished = helper.clone();
     finished["status"]["phase"] = json!("Succeeded");
+    finished["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
     let (code, body) = cluster
         .send_json(
             "PUT",
