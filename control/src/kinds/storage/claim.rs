@@ -5,9 +5,9 @@
 
 use serde_json::{Value, json};
 
-use super::fields::{storage_bytes, validate_access_modes, validate_meta, validate_volume_mode};
+use super::fields::{storage_bytes, validate_access_modes, validate_class_and_mode, validate_meta};
 use crate::kinds::refusal::Refusal;
-use crate::validation::{FieldError, Rendered, is_dns1123_subdomain};
+use crate::validation::{FieldError, Rendered};
 
 const REQUEST_PATH: &str = "spec.resources.requests[storage]";
 
@@ -39,14 +39,7 @@ pub fn validate(claim: &Value) -> Result<Vec<FieldError>, Refusal> {
             Ok(_) => {}
         }
     }
-    if let Some(class) = spec["storageClassName"].as_str().filter(|c| !c.is_empty()) {
-        errs.extend(
-            is_dns1123_subdomain(class)
-                .into_iter()
-                .map(|message| FieldError::invalid("spec.storageClassName", class, message)),
-        );
-    }
-    errs.extend(validate_volume_mode(spec, "spec"));
+    errs.extend(validate_class_and_mode(spec));
     Ok(errs)
 }
 

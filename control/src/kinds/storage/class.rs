@@ -33,21 +33,14 @@ pub fn validate(class: &Value) -> Result<Vec<FieldError>, Refusal> {
                 .map(|message| FieldError::invalid("provisioner", provisioner, message)),
         ),
     }
-    let policy = class["reclaimPolicy"].as_str().unwrap_or_default();
-    if !RECLAIM_POLICIES.contains(&policy) {
-        errs.push(FieldError::not_supported(
-            "reclaimPolicy",
-            policy,
-            RECLAIM_POLICIES,
-        ));
-    }
-    let mode = class["volumeBindingMode"].as_str().unwrap_or_default();
-    if !BINDING_MODES.contains(&mode) {
-        errs.push(FieldError::not_supported(
-            "volumeBindingMode",
-            mode,
-            BINDING_MODES,
-        ));
+    for (field, supported) in [
+        ("reclaimPolicy", RECLAIM_POLICIES),
+        ("volumeBindingMode", BINDING_MODES),
+    ] {
+        let value = class[field].as_str().unwrap_or_default();
+        if !supported.contains(&value) {
+            errs.push(FieldError::not_supported(field, value, supported));
+        }
     }
     Ok(errs)
 }

@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use crate::kinds::refusal::Refusal;
 use crate::scheduler::quantity;
-use crate::validation::{FieldError, NameRule, Rendered, child, validate_object_meta};
+use crate::validation::{
+    FieldError, NameRule, Rendered, is_dns1123_subdomain, validate_object_meta,
+};
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
@@ -66,9 +68,24 @@ pub fn storage_bytes(value: &Value, path: &str) -> Result<f64, FieldError> {
     })
 }
 
+/// `spec.storageClassName` (a DNS-1123 subdomain when set) and
+/// `spec.volumeMode`.
+pub fn validate_class_and_mode(spec: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if let Some(class) = spec["storageClassName"].as_str().filter(|c| !c.is_empty()) {
+        errs.extend(
+            is_dns1123_subdomain(class)
+                .into_iter()
+                .map(|message| FieldError::invalid("spec.storageClassName", class, message)),
+        );
+    }
+    errs.extend(validate_volume_mode(spec));
+    errs
+}
+
 /// `spec.volumeMode`: Filesystem; Block is refused.
-pub fn validate_volume_mode(spec: &Value, path: &str) -> Vec<FieldError> {
-    let path = child(path, "volumeMode");
+fn validate_volume_mode(spec: &Value) -> Vec<FieldError> {
+    let path = "spec.volumeMode";
     match spec["volumeMode"].as_str() {
         None | Some("Filesystem") => vec![],
         Some("Block") => vec![FieldError::forbidden(

@@ -6,10 +6,10 @@
 use serde_json::{Value, json};
 
 use super::fields::{
-    same, storage_bytes, validate_access_modes, validate_meta, validate_volume_mode,
+    same, storage_bytes, validate_access_modes, validate_class_and_mode, validate_meta,
 };
 use crate::kinds::refusal::Refusal;
-use crate::validation::{FieldError, Rendered, child, is_dns1123_subdomain};
+use crate::validation::{FieldError, Rendered, child};
 
 /// The sources skiff's node agents mount.
 const SERVED_SOURCES: &[&str] = &["hostPath", "local"];
@@ -70,14 +70,7 @@ pub fn validate(volume: &Value) -> Result<Vec<FieldError>, Refusal> {
     errs.extend(validate_capacity(&spec["capacity"]));
     errs.extend(validate_source(spec));
     errs.extend(validate_reclaim_policy(spec));
-    if let Some(class) = spec["storageClassName"].as_str().filter(|c| !c.is_empty()) {
-        errs.extend(
-            is_dns1123_subdomain(class)
-                .into_iter()
-                .map(|message| FieldError::invalid("spec.storageClassName", class, message)),
-        );
-    }
-    errs.extend(validate_volume_mode(spec, "spec"));
+    errs.extend(validate_class_and_mode(spec));
     if !spec["nodeAffinity"].is_null() {
         errs.extend(validate_node_affinity(&spec["nodeAffinity"]));
     }
