@@ -118,7 +118,7 @@ struct Args {
 
     /// Where on each node the local-path provisioner (StorageClass
     /// local-path) makes volumes, one directory per PersistentVolume.
-    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT)]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT, value_parser = parse_absolute)]
     local_path_root: PathBuf,
 }
 
@@ -137,6 +137,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
         _ => Err(format!("{text:?}: unknown unit {unit:?} (s, ms, m, h)")),
+    }
+}
+
+/// An absolute path: the nodes resolve it, not this process's directory.
+fn parse_absolute(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{text:?} is not an absolute path"))
     }
 }
 
