@@ -24,7 +24,7 @@ use super::storage::{
     HOSTNAME_LABEL, class_of, pick_volume, pinned_node, selected_node, volume_name,
     waits_for_consumer,
 };
-use super::{Context, Controller, ControllerError, meta};
+use super::{Context, Controller, ControllerError, events, meta};
 use crate::kinds::LOCAL_PATH_PROVISIONER;
 
 pub struct LocalPathProvisioner;
@@ -135,6 +135,17 @@ async fn provision(
             node,
             "provisioned"
         );
+        let message = format!("Successfully provisioned volume {name} on node {node}");
+        events::record(
+            context,
+            claim,
+            "PersistentVolumeClaim",
+            "Normal",
+            "ProvisioningSucceeded",
+            &message,
+            LOCAL_PATH_PROVISIONER,
+        )
+        .await;
     }
     Ok(created)
 }

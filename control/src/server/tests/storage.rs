@@ -252,6 +252,13 @@ async fn claims_are_provisioned_on_the_node_of_their_first_pod() {
         volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
         json!([node])
     );
+    let described = cluster.ok(&["describe", "pvc", "data"]).await;
+    assert!(
+        described.contains(&format!(
+            "Successfully provisioned volume {volume_name} on node {node}"
+        )),
+        "{described}"
+    );
     let listed = cluster.ok(&["get", "pvc", "data", "--no-headers"]).await;
     let row: Vec<&str> = listed.split_whitespace().collect();
     assert_eq!(
