@@ -110,15 +110,29 @@ fn validate_volumes(spec: &Value, errs: &mut Vec<FieldError>) -> HashSet<String>
                         "may not specify more than 1 volume type",
                     )
                 }));
-                validate_source(kind, source, &child(&path, kind), errs);
+                validate_source(kind, source, &child(&path, kind), Place::Volume, errs);
             }
         }
     }
     names
 }
 
+/// Whether a source sits in a projected volume's `sources` (a secret
+/// there is named by `name`, not `secretName`).
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Volume,
+    Projection,
+}
+
 /// The fields of one volume source that name something or a path.
-fn validate_source(kind: &str, source: &Value, path: &str, errs: &mut Vec<FieldError>) {
+fn validate_source(
+    kind: &str,
+    source: &Value,
+    path: &str,
+    place: Place,
+    errs: &mut Vec<FieldError>,
+) {
     let required = |field: &str, errs: &mut Vec<FieldError>| {
         if source[field].as_str().is_none_or(str::is_empty) {
             errs.push(FieldError::required(child(path, field), ""));
@@ -127,7 +141,12 @@ fn validate_source(kind: &str, source: &Value, path: &str, errs: &mut Vec<FieldE
     match kind {
         "persistentVolumeClaim" => required("claimName", errs),
         "configMap" => required("name", errs),
-        "secret" => required("secretName", errs),
+        "secret" if place == Place::Volume => required("secretName", errs),
+        "secret" => required("name", errs),
+        "serviceAccountToken" => match source["path"].as_str().filter(|p| !p.is_empty()) {
+            None => required("path", errs),
+            Some(relative) => errs.extend(descending_path(relative, &child(path, "path"))),
+        },
         "hostPath" => {
             required("path", errs);
             if let Some(host_path) = source["path"].as_str() {
@@ -146,7 +165,8 @@ fn validate_source(kind: &str, source: &Value, path: &str, errs: &mut Vec<FieldE
     for (i, projection) in items(&source["sources"]).iter().enumerate() {
         let projection_path = index(&child(path, "sources"), i);
         for (kind, inner) in projection.as_object().into_iter().flatten() {
-            validate_source(kind, inner, &child(&projection_path, kind), errs);
+            let inner_path = child(&projection_path, kind);
+            validate_source(kind, inner, &inner_path, Place::Projection, errs);
         }
     }
 }
@@ -233,6 +253,10 @@ mod tests {
             "volumes": [
                 { "name": "data", "persistentVolumeClaim": { "claimName": "data" } },
                 { "name": "config", "configMap": { "name": "app", "items": [{ "key": "k", "path": "conf/k" }] } },
+                { "name": "all", "projected": { "sources": [
+                    { "secret": { "name": "token" } },
+                    { "serviceAccountToken": { "path": "sa/token" } },
+                ] } },
             ],
         }));
         assert_eq!(texts(valid), Vec::<String>::new());
@@ -287,6 +311,10 @@ mod tests {
                 { "name": "none" },
                 { "name": "two", "emptyDir": {}, "hostPath": { "path": "/x/../y" } },
                 { "name": "claim", "persistentVolumeClaim": {} },
+                { "name": "all", "projected": { "sources": [
+                    { "secret": { "secretName": "token" } },
+                    { "configMap": { "name": "c", "items": [{ "key": "k", "path": "../k" }] } },
+                ] } },
             ],
         }));
         assert_eq!(
@@ -295,6 +323,8 @@ mod tests {
                 "spec.volumes[0]: Required value: must specify a volume type",
                 "spec.volumes[1].hostPath: Forbidden: may not specify more than 1 volume type",
                 "spec.volumes[2].persistentVolumeClaim.claimName: Required value",
+                "spec.volumes[3].projected.sources[0].secret.name: Required value",
+                "spec.volumes[3].projected.sources[1].configMap.items[0].path: Invalid value: \"../k\": must not contain '..'",
                 "spec.containers[0].volumeMounts[0].name: Not found: \"missing\"",
                 "spec.containers[0].volumeMounts[1].mountPath: Invalid value: \"/a\": must be unique",
                 "spec.containers[0].volumeMounts[1].subPath: Invalid value: \"../up\": must not contain '..'",
