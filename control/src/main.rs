@@ -10,7 +10,9 @@ use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
 use control::api::{ApiConfig, ServiceNetwork};
-use control::controllers::{ControllerConfig, DEFAULT_LOCAL_PATH_ROOT, LeaderElection};
+use control::controllers::{
+    ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
+};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -120,6 +122,11 @@ struct Args {
     /// local-path) makes volumes, one directory per PersistentVolume.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT, value_parser = parse_absolute)]
     local_path_root: PathBuf,
+
+    /// The image of the pods that delete a local-path volume's directory on
+    /// its node (it needs `rm`; no registry is reached, it must be imported).
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
+    local_path_helper_image: String,
 }
 
 /// `40s`, `500ms`, `2m`, `1h`.
@@ -186,6 +193,7 @@ async fn main() -> Result<()> {
         cluster_cidr: Some(args.cluster_cidr),
         node_cidr_mask_size: args.node_cidr_mask_size,
         local_path_root: args.local_path_root,
+        local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
     });
     let running = server::start(ServerConfig {

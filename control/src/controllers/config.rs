@@ -8,6 +8,9 @@ use crate::alloc::Ipv4Cidr;
 
 /// Where the local-path provisioner puts volumes unless told otherwise.
 pub const DEFAULT_LOCAL_PATH_ROOT: &str = "/var/lib/skiff/storage";
+/// The image the local-path provisioner's helper pods run unless told
+/// otherwise (`cargo xtask images` builds it).
+pub const DEFAULT_LOCAL_PATH_HELPER_IMAGE: &str = "skiff/busybox";
 
 /// Tunables of the controllers.
 #[derive(Debug, Clone)]
@@ -30,6 +33,8 @@ pub struct ControllerConfig {
     /// Where on each node the local-path provisioner's volumes live, one
     /// directory per volume.
     pub local_path_root: PathBuf,
+    /// The image of the pods that delete those directories (it needs `rm`).
+    pub local_path_helper_image: String,
 }
 
 impl Default for ControllerConfig {
@@ -51,6 +56,7 @@ impl Default for ControllerConfig {
             ),
             node_cidr_mask_size: 24,
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
+            local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
         }
     }
 }

@@ -8,9 +8,9 @@
 //! pod using it on that node.
 //!
 //! A Released volume it made with reclaim policy Delete is removed: a
-//! helper pod on its node (`skiff/busybox`, the root mounted) deletes the
-//! directory, then the volume and the helper pod are deleted. If the helper
-//! fails, the volume becomes Failed with the reason. Retain leaves the
+//! helper pod on its node (`--local-path-helper-image`, the root mounted)
+//! deletes the directory, then the volume and the helper pod are deleted.
+//! If the helper fails, the volume becomes Failed with the reason. Retain leaves the
 //! volume (and its data) Released.
 
 use std::path::Path;
@@ -33,8 +33,6 @@ pub struct LocalPathProvisioner;
 const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
 /// Where the helper pods run.
 const HELPER_NAMESPACE: &str = "kube-system";
-/// The image the helper pods run (`cargo xtask images` builds it).
-const HELPER_IMAGE: &str = "skiff/busybox";
 /// Where a helper pod sees the root.
 const HELPER_MOUNT: &str = "/storage";
 
@@ -184,7 +182,7 @@ async fn delete_volume(context: &Context, volume: &Value) -> Result<bool, Contro
     };
     let name = helper_name(volume);
     let Some(helper) = context.cache.get(Kind::Pod, Some(HELPER_NAMESPACE), &name) else {
-        let pod = helper_pod(volume, node, &name);
+        let pod = helper_pod(volume, node, &name, &context.config.local_path_helper_image);
         return match context
             .client
             .create(Kind::Pod, Some(HELPER_NAMESPACE), &pod)
@@ -223,7 +221,7 @@ async fn delete_volume(context: &Context, volume: &Value) -> Result<bool, Contro
 }
 
 /// The pod that deletes the volume's directory on its node.
-fn helper_pod(volume: &Value, node: &str, name: &str) -> Value {
+fn helper_pod(volume: &Value, node: &str, name: &str, image: &str) -> Value {
     let directory = volume["spec"]["hostPath"]["path"]
         .as_str()
         .unwrap_or_default();
@@ -245,7 +243,7 @@ fn helper_pod(volume: &Value, node: &str, name: &str) -> Value {
             "restartPolicy": "Never",
             "containers": [{
                 "name": "delete",
-                "image": HELPER_IMAGE,
+                "image": image,
                 "imagePullPolicy": "Never",
                 "command": ["rm", "-rf", format!("{HELPER_MOUNT}/{leaf}")],
                 "volumeMounts": [{ "name": "root", "mountPath": HELPER_MOUNT }],
@@ -265,7 +263,7 @@ mod tests {
             "metadata": { "name": "pvc-1" },
             "spec": { "hostPath": { "path": "/var/lib/skiff/storage/pvc-1" } },
         });
-        let pod = helper_pod(&volume, "node2", "delete-pvc-1");
+        let pod = helper_pod(&volume, "node2", "delete-pvc-1", "skiff/busybox");
         assert_eq!(pod["spec"]["nodeName"], "node2");
         assert_eq!(
             pod["spec"]["containers"][0]["command"],

@@ -30,7 +30,7 @@ pub mod volumebinder;
 
 pub use cache::Cache;
 pub use client::{Client, ClientError, written};
-pub use config::{ControllerConfig, DEFAULT_LOCAL_PATH_ROOT};
+pub use config::{ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT};
 pub use controller::{Context, Controller};
 pub use error::ControllerError;
 pub use kind::Kind;
