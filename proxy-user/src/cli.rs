@@ -226,6 +226,12 @@ pub struct Args {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
+    /// A directory of image archives (OCI or docker, `*.tar`), each imported
+    /// into the node's image store at start, as k3s imports its air-gapped
+    /// images. Importing an image already there changes nothing.
+    #[arg(long, env = "SKIFF_IMAGE_DIR", requires = "run_pods")]
+    pub image_dir: Option<PathBuf>,
+
     /// First CrashLoopBackOff delay in seconds (doubling up to 5 min). Tests
     /// shorten it; Kubernetes' is 10.
     #[arg(long, hide = true, default_value_t = 10.0)]

@@ -77,7 +77,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.run_pods {
         let node_ip =
             node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
-        kubelet::start(kubelet_config(&args, node_ip)?).await?;
+        let config = kubelet_config(&args, node_ip)?;
+        if let Some(dir) = args.image_dir.clone() {
+            let state_dir = config.state_dir.clone();
+            tokio::task::spawn_blocking(move || kubelet::images::import_dir(&state_dir, &dir))
+                .await
+                .context("the image import task failed")??;
+        }
+        kubelet::start(config).await?;
     }
 
     let syncer = proxy.sync();

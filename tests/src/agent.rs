@@ -13,6 +13,7 @@ use crate::{
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
+    images::image_dir,
 };
 
 /// The line the agent logs after each full sync of etcd into its maps.
@@ -42,8 +43,10 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
 /// The flags that make `node`'s agent run the pods bound to it: its pod
 /// CIDR on `cbr0`, pod netns named `<prefix>-<node>-<namespace>.<name>` (so
 /// the cluster's teardown finds them), routes to the other nodes' pods and
-/// the fabric (no default route), state (addresses, logs) in `state_dir`,
-/// and the short timings tests need: 1 s heartbeats and a 1 s first
+/// the fabric (no default route), state (addresses, logs, the image store)
+/// in `state_dir`, the images of [`image_dir`] imported at start (build
+/// them first: [`crate::images::ensure_built`]), and the short timings
+/// tests need: 1 s heartbeats and a 1 s first
 /// CrashLoopBackOff delay instead of the kubelet's 10 s.
 pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = [
@@ -61,6 +64,8 @@ pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
     .into();
     args.push("--state-dir".into());
     args.push(state_dir.into());
+    args.push("--image-dir".into());
+    args.push(image_dir().into());
     args
 }
 

@@ -28,6 +28,7 @@ mod error;
 mod etcd;
 mod exec;
 mod hosts;
+pub mod images;
 mod leftovers;
 mod lock;
 mod mounts;
@@ -59,6 +60,7 @@ pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;
 pub use etcd::{Etcd, EtcdConfig};
 pub use hosts::{Host, Node, Pod};
+pub use images::image_dir;
 pub use leftovers::{MachineCheck, check_machine};
 pub use lock::ClusterLock;
 pub use objects::{

@@ -52,6 +52,11 @@ impl Testbed {
     }
 
     fn start_with(nodes: usize, run_pods: bool) -> Result<Testbed> {
+        if run_pods {
+            crate::images::ensure_built().map_err(|err| {
+                HarnessError::Environment(format!("building the images for the agents: {err:#}"))
+            })?;
+        }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
         let etcd = Etcd::start(&[cluster.control_plane_ip()])?;
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
@@ -81,6 +86,12 @@ impl Testbed {
         self.log_dir.join(format!("agent-node{node}.log"))
     }
 
+    /// Node `node`'s agent's --state-dir (1-based), with --run-pods: pod
+    /// addresses, container logs, the image store.
+    pub fn agent_state_dir(&self, node: usize) -> PathBuf {
+        self.log_dir.join(format!("state-node{node}"))
+    }
+
     /// Starts node `node`'s agent (1-based) and waits for its first full sync.
     pub fn start_agent(&mut self, node: usize) -> Result<()> {
         let log_path = self.agent_log_path(node);
@@ -92,7 +103,7 @@ impl Testbed {
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         if self.run_pods {
-            let state = self.log_dir.join(format!("state-node{node}"));
+            let state = self.agent_state_dir(node);
             command.args(run_pods_args(self.cluster.node(node), &state));
         }
         command

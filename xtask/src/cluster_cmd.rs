@@ -30,7 +30,7 @@ use crate::{
     cluster_files::{
         self, BIN_DIR, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir,
     },
-    pods_ready, setup, sh,
+    images_cmd, pods_ready, setup, sh,
     supervise_cmd::{API_PORT, kubeconfig},
     utc,
 };
@@ -76,6 +76,9 @@ pub fn up(args: &UpArgs) -> Result<()> {
         setup::setup()?;
         build_cmd::compile(false)?;
     }
+    // The agents import them at start (--image-dir); up to date, this only
+    // checks package versions.
+    images_cmd::build(&skiff_tests::image_dir())?;
     let started = Instant::now();
     let started_at = utc::now_rfc3339();
     let nodes = cluster_files::node_count(args.nodes)?;

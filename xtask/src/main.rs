@@ -7,6 +7,7 @@ mod build_cmd;
 mod circles;
 mod cluster_cmd;
 mod cluster_files;
+mod images_cmd;
 mod pods_ready;
 mod setup;
 mod sh;
@@ -45,7 +46,7 @@ enum Command {
     /// 1. Debian packages: LLVM 22 and the libraries bpf-linker links
     ///    (llvm-22-dev libpolly-22-dev libzstd-dev zlib1g-dev),
     ///    protobuf-compiler and libprotobuf-dev (etcd-client's build), etcd-server etcd-client,
-    ///    iperf3 iproute2 ethtool iptables nftables bpftool python3-venv curl. Package services are not
+    ///    iperf3 iproute2 ethtool iptables nftables bpftool runc python3-venv curl. Package services are not
     ///    started (no etcd left on port 2379).
     ///
     /// 2. bpf-linker, built against LLVM 22 (cargo install, about a minute).
@@ -63,6 +64,16 @@ enum Command {
     /// agent's build script builds the eBPF object with nightly and
     /// bpf-linker. Prints the paths of the binaries.
     Build(build_cmd::BuildArgs),
+
+    /// Build the images the examples and tests run, from Debian packages:
+    /// skiff/busybox, skiff/echo, skiff/iperf3 and redis
+    ///
+    /// Each is an OCI archive (`<name>.tar`) that `skiff-agent images
+    /// import` and the agent's --image-dir take. Packages are fetched with
+    /// `apt-get download` into ~/.cache/skiff/images/debs; an image whose
+    /// packages and files did not change is not built again, and the same
+    /// inputs always give the same digest. Prints one line per image.
+    Images(images_cmd::ImagesArgs),
 
     /// Run build, then the tests, clippy, rustfmt and a quick benchmark;
     /// print the total time.
@@ -137,6 +148,7 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Setup => setup::setup(),
         Command::Build(args) => build_cmd::build(&args),
+        Command::Images(args) => images_cmd::images(&args),
         Command::Test(args) => test_cmd::test(&args),
         Command::Bench(args) => bench::bench(&args),
         Command::Up(args) => cluster_cmd::up(&args),

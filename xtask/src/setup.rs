@@ -37,6 +37,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "golang-1.19-go",
     "dpkg-dev",
     "bpftool",
+    // The OCI runtime that runs pods' containers.
+    "runc",
     "python3-venv",
     "curl",
 ];

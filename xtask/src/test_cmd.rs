@@ -13,7 +13,7 @@ use clap::Args;
 use crate::{
     bench::{self, BenchArgs},
     build_cmd::{self, BuildArgs},
-    sh,
+    images_cmd, sh,
 };
 
 #[derive(Args)]
@@ -35,6 +35,7 @@ pub fn test(args: &TestArgs) -> Result<()> {
 /// naming the ones that failed.
 fn build_and_check(args: &TestArgs) -> Result<()> {
     build_cmd::build(&BuildArgs { release: false })?;
+    images_cmd::build(&skiff_tests::image_dir())?;
     let mut tests = sh::cargo();
     tests.arg("test").args(&args.cargo_test_args);
     let mut clippy = sh::cargo();

@@ -14,6 +14,7 @@ mod unpack;
 use std::{fmt::Write as _, path::Path};
 
 use anyhow::{Context as _, bail};
+use tracing::{info, warn};
 
 use self::store::{Recorded, Store};
 
@@ -31,6 +32,38 @@ pub fn import(state_dir: &Path, archive: &Path) -> anyhow::Result<String> {
         writeln!(out, "{what} {} ({})", image.reference, image.manifest)?;
     }
     Ok(out)
+}
+
+/// `--image-dir`: imports every `*.tar` archive of `dir`, in name order,
+/// logging each image as imported or unchanged. An archive that cannot be
+/// imported is logged and skipped (the store keeps what it had), so its
+/// pods wait with ErrImageNeverPull instead of the node going down.
+pub fn import_dir(state_dir: &Path, dir: &Path) -> anyhow::Result<()> {
+    let store = Store::open(state_dir)?;
+    let mut archives = std::fs::read_dir(dir)
+        .with_context(|| format!("listing --image-dir {}", dir.display()))?
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("listing --image-dir {}", dir.display()))?;
+    archives.retain(|path| path.extension().is_some_and(|ext| ext == "tar") && path.is_file());
+    archives.sort();
+    for archive in archives {
+        match import::import(&store, &archive) {
+            Ok(imported) => {
+                for image in imported {
+                    let what = match image.recorded {
+                        Recorded::Added => "image imported",
+                        Recorded::AlreadyPresent => "image already in the store, unchanged",
+                    };
+                    info!(reference = %image.reference, manifest = %image.manifest, archive = %archive.display(), "{what}");
+                }
+            }
+            Err(err) => {
+                warn!(archive = %archive.display(), "could not import the archive, skipped: {err:#}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `images list`: the store's images as `crictl images` shows them.

@@ -432,3 +432,36 @@ fn a_gzipped_archive_imports() {
         "{out}"
     );
 }
+
+#[test]
+fn an_image_dir_imports_its_archives_and_skips_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let archives = dir.path().join("archives");
+    fs::create_dir(&archives).unwrap();
+    let good = oci_archive("skiff/busybox", &[base_layer(), top_layer()], false);
+    write(
+        &archives,
+        "a-bad.tar",
+        &oci_archive("broken", &[base_layer()], true),
+    );
+    write(&archives, "busybox.tar", &good);
+    write(&archives, "redis.tar.inputs", b"not an archive");
+    let state = dir.path().join("state");
+
+    super::import_dir(&state, &archives).unwrap();
+    let store = Store::open(&state).unwrap();
+    let image = store.resolve("skiff/busybox:latest").unwrap();
+    assert!(store.resolve("broken").is_err());
+    let index = fs::read(state.join("images/index.json")).unwrap();
+
+    super::import_dir(&state, &archives).unwrap();
+    assert_eq!(fs::read(state.join("images/index.json")).unwrap(), index);
+    assert_eq!(
+        store.resolve("skiff/busybox").unwrap().manifest_digest,
+        image.manifest_digest
+    );
+
+    let missing = dir.path().join("no-such-dir");
+    let error = format!("{:#}", super::import_dir(&state, &missing).unwrap_err());
+    assert!(error.contains("no-such-dir"), "{error}");
+}
