@@ -1,7 +1,8 @@
 //! Running external commands (mostly `ip`) with errors that quote the command.
 
 use std::ffi::OsStr;
-use std::process::{Command, Output};
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
 
 use crate::error::{HarnessError, Result};
 
@@ -17,6 +18,28 @@ pub(crate) fn render(cmd: &Command) -> String {
 /// Runs `cmd` to completion; a non-zero exit becomes [`HarnessError::Command`].
 pub(crate) fn run(cmd: &mut Command) -> Result<String> {
     let output = output(cmd)?;
+    checked(cmd, output)
+}
+
+/// Runs `cmd` with `input` on its stdin, as [`run`] does.
+pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<String> {
+    let spawn_error = |cmd: &Command, cause| HarnessError::Spawn {
+        command: render(cmd),
+        cause,
+    };
+    let mut child = (cmd.stdin(Stdio::piped()).stdout(Stdio::piped()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|cause| spawn_error(cmd, cause))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // A command that exits without reading all of it fails below.
+    let _ = stdin.write_all(input.as_bytes());
+    drop(stdin);
+    let output = (child.wait_with_output()).map_err(|cause| spawn_error(cmd, cause))?;
+    checked(cmd, output)
+}
+
+fn checked(cmd: &Command, output: Output) -> Result<String> {
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {

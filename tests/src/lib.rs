@@ -64,7 +64,7 @@ pub use images::image_dir;
 pub use leftovers::{MachineCheck, check_machine};
 pub use lock::ClusterLock;
 pub use objects::{
-    EndpointSpec, PortSpec, endpoint_slice, endpoint_slice_key, service, service_key,
+    EndpointSpec, PortSpec, bound_pod, endpoint_slice, endpoint_slice_key, service, service_key,
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;

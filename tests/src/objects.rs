@@ -120,3 +120,23 @@ pub fn endpoint_slice(
         })).collect::<Vec<_>>(),
     })
 }
+
+/// Pod `name` in `default` with `spec`, bound to node1 (`spec.nodeName`
+/// set, as the scheduler leaves it) and Pending, as the API server stores
+/// it; its uid is unique to this process.
+pub fn bound_pod(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["nodeName"] = json!("node1");
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": format!("uid-{name}-{}", std::process::id()),
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": spec,
+        "status": { "phase": "Pending" },
+    })
+}

@@ -158,6 +158,12 @@ impl Testbed {
         kubectl(&kubeconfig_path(&self.log_dir.join("control")))
     }
 
+    /// Runs kubectl with `args` and `input` on its stdin; its stdout, or
+    /// an error quoting its stderr.
+    pub fn run_kubectl(&self, args: &[&str], input: &str) -> Result<String> {
+        crate::cmd::run_with_input(self.kubectl()?.args(args), input)
+    }
+
     /// The etcd the agents watch.
     pub fn store(&self) -> &Store {
         &self.store

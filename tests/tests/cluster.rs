@@ -7,9 +7,8 @@
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
     collections::BTreeSet,
-    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -158,28 +157,7 @@ fn kubectl(testbed: &Testbed, args: &[&str]) -> String {
 }
 
 fn kubectl_with_input(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    let mut child = testbed
-        .kubectl()
-        .expect("kubectl is installed")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("kubectl reads its input");
-    let output = child.wait_with_output().expect("kubectl finishes");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    (testbed.run_kubectl(args, input)).unwrap_or_else(|error| panic!("{error}"))
 }
 
 fn kubectl_json(testbed: &Testbed, args: &[&str]) -> Value {

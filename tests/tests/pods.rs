@@ -18,32 +18,14 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_tests::{
-    EndpointSpec, Node, PortSpec, Testbed, echo_binary, endpoint_slice, endpoint_slice_key,
-    service, service_key,
+    EndpointSpec, Node, PortSpec, Testbed, bound_pod, echo_binary, endpoint_slice,
+    endpoint_slice_key, service, service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
 fn pod_key(name: &str) -> String {
     format!("/registry/pods/default/{name}")
-}
-
-/// A pod bound to node1, as the API server stores it after scheduling.
-fn pod(name: &str, spec: Value) -> Value {
-    let mut spec = spec;
-    spec["nodeName"] = json!("node1");
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "uid": format!("uid-{name}-{}", std::process::id()),
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "spec": spec,
-        "status": { "phase": "Pending" },
-    })
 }
 
 /// `skiff-echo serve` on TCP 8080 (HTTP GET answers 200 with its name).
@@ -175,7 +157,7 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     });
     testbed
         .store()
-        .put(&pod_key("web"), &pod("web", spec))
+        .put(&pod_key("web"), &bound_pod("web", spec))
         .unwrap();
     let web = wait_for(&testbed, &pod_key("web"), "web to be ready", |p| {
         running(p) && condition(p, "Ready") == "True"
@@ -288,7 +270,7 @@ fn a_failing_command_backs_off_longer_each_time() {
     });
     testbed
         .store()
-        .put(&pod_key("crash"), &pod("crash", spec))
+        .put(&pod_key("crash"), &bound_pod("crash", spec))
         .unwrap();
     // Back-offs of 1, 2 and 4 s: the third restart comes about 7 s in.
     let mut seen = Vec::new();
@@ -342,7 +324,7 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     });
     testbed
         .store()
-        .put(&pod_key("probed"), &pod("probed", spec))
+        .put(&pod_key("probed"), &bound_pod("probed", spec))
         .unwrap();
     let ready = |want: &'static str| move |p: &Value| running(p) && condition(p, "Ready") == want;
     wait_for(&testbed, &pod_key("probed"), "not ready", ready("False"));
@@ -370,7 +352,7 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     });
     testbed
         .store()
-        .put(&pod_key("unlive"), &pod("unlive", spec))
+        .put(&pod_key("unlive"), &bound_pod("unlive", spec))
         .unwrap();
     let killed = wait_for(&testbed, &pod_key("unlive"), "a liveness restart", |p| {
         restarts(p) >= 1
@@ -391,7 +373,7 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     });
     testbed
         .store()
-        .put(&pod_key("stubborn"), &pod("stubborn", stubborn))
+        .put(&pod_key("stubborn"), &bound_pod("stubborn", stubborn))
         .unwrap();
     let mut pod = wait_for(&testbed, &pod_key("stubborn"), "stubborn running", running);
     pod["metadata"]["deletionTimestamp"] = json!("2030-01-01T00:00:00Z");
@@ -438,7 +420,7 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
         .unwrap();
 
     let spec = json!({ "containers": [echo_container("web")] });
-    store.put(&pod_key("web"), &pod("web", spec)).unwrap();
+    store.put(&pod_key("web"), &bound_pod("web", spec)).unwrap();
     let web = wait_for(&testbed, &pod_key("web"), "web running", running);
     let web_ip: Ipv4Addr = web["status"]["podIP"].as_str().unwrap().parse().unwrap();
     let slice = endpoint_slice(
@@ -466,7 +448,7 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
     store
         .put(
             &pod_key("client"),
-            &pod("client", json!({ "containers": [client] })),
+            &bound_pod("client", json!({ "containers": [client] })),
         )
         .unwrap();
     let client = wait_for(&testbed, &pod_key("client"), "client running", running);
@@ -523,7 +505,9 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
         "restartPolicy": "Never",
         "containers": [shell("once", "echo one; sleep 1; echo two")],
     });
-    store.put(&pod_key("once"), &pod("once", once)).unwrap();
+    store
+        .put(&pod_key("once"), &bound_pod("once", once))
+        .unwrap();
     wait_for(&testbed, &pod_key("once"), "once running", running);
     let url = format!(
         "http://{}:10250/containerLogs/default/once/once?follow=true",

@@ -13,6 +13,7 @@ mod objects;
 mod openapi;
 mod orphan;
 mod path;
+mod pod_row;
 mod query;
 mod registry;
 mod reply;

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::registry::Resource;
+use super::{pod_row::pod_row, registry::Resource};
 
 /// Whether an `Accept` header asks for a Table (kubectl offers Table first,
 /// then plain JSON).
@@ -83,9 +83,9 @@ fn columns(resource: &Resource) -> Vec<Column> {
             column("Port(s)", |o, _| json!(service_ports(o))),
         ]),
         ("", "Pod") => columns.extend([
-            column("Ready", |o, _| json!(pod_ready(o))),
-            column("Status", |o, _| json!(pod_status(o))),
-            column("Restarts", |o, _| json!(restarts(o))),
+            column("Ready", |o, _| json!(pod_row(o).ready)),
+            column("Status", |o, _| json!(pod_row(o).status)),
+            column("Restarts", |o, _| json!(pod_row(o).restarts)),
         ]),
         ("", "Node") => columns.extend([
             column("Status", |o, _| json!(node_status(o))),
@@ -253,34 +253,6 @@ fn selector(service: &Value) -> String {
         })
         .unwrap_or_default();
     or_none(pairs.join(","))
-}
-
-fn pod_ready(pod: &Value) -> String {
-    let statuses = items(&pod["status"]["containerStatuses"]);
-    let ready = statuses
-        .iter()
-        .filter(|status| status["ready"] == json!(true))
-        .count();
-    format!("{ready}/{}", items(&pod["spec"]["containers"]).len())
-}
-
-fn pod_status(pod: &Value) -> String {
-    if pod["metadata"]["deletionTimestamp"].is_string() {
-        return "Terminating".into();
-    }
-    let waiting = items(&pod["status"]["containerStatuses"])
-        .iter()
-        .find_map(|status| status["state"]["waiting"]["reason"].as_str());
-    waiting
-        .map(str::to_owned)
-        .unwrap_or_else(|| text(&pod["status"]["phase"]))
-}
-
-fn restarts(pod: &Value) -> i64 {
-    items(&pod["status"]["containerStatuses"])
-        .iter()
-        .map(|status| number(&status["restartCount"]))
-        .sum()
 }
 
 fn node_status(node: &Value) -> String {

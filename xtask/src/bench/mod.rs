@@ -23,6 +23,7 @@ mod metrics;
 mod nftables;
 mod plan;
 mod plot;
+mod pod_start;
 mod progress;
 mod report;
 mod results;
@@ -149,6 +150,11 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
     // etcd's data can be large after 100 000 Services; the logs stay.
     let _ = fs::remove_dir_all(state_dir.join("etcd"));
     let _ = fs::remove_dir_all(state_dir.join("kube-etcd"));
+    progress.step(format_args!(
+        "pod start latency: {} pods, then the process runner baseline",
+        plan.pod_starts
+    ));
+    let pod_start = pod_start::measure(plan.pod_starts);
     Ok(Results {
         command: format!("cargo xtask bench{}", if quick { " --quick" } else { "" }),
         quick,
@@ -157,6 +163,7 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
         figures,
         scale,
         control_plane,
+        pod_start,
         notes: notes(quick),
     })
 }

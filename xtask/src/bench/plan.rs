@@ -18,6 +18,8 @@ pub struct Plan {
     /// How long an agent sync, iptables-restore or nft -f may take before
     /// the figure is reported as timed out.
     pub sync_timeout: Duration,
+    /// Pods started one after another for the pod start latency.
+    pub pod_starts: usize,
 }
 
 impl Plan {
@@ -31,6 +33,7 @@ impl Plan {
                 scale_connect_time: Duration::from_secs(1),
                 changes: 20,
                 sync_timeout: Duration::from_secs(60),
+                pod_starts: 5,
             }
         } else {
             Plan {
@@ -43,6 +46,7 @@ impl Plan {
                 scale_connect_time: Duration::from_secs(2),
                 changes: 200,
                 sync_timeout: Duration::from_secs(120),
+                pod_starts: 20,
             }
         }
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::results::{BaselineAtScale, Connect, Figure, Results, ScalePoint};
+use super::results::{BaselineAtScale, Connect, Figure, PodStart, Results, ScalePoint};
 
 /// One line of the targets table.
 struct Verdict {
@@ -184,6 +184,7 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         mb(total),
         mb(cp.etcd_idle_rss_mb),
     );
+    pod_start(&mut out, &results.pod_start);
     if !results.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
         for note in &results.notes {
@@ -191,6 +192,52 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
         }
     }
     out
+}
+
+/// create → Ready, p50 and p99, the runner's against the process runner's.
+fn pod_start(out: &mut String, pod_start: &PodStart) {
+    let _ = writeln!(
+        out,
+        "\n## Pod start\n\n\
+         create → Ready over {} pods started one after another on one node (a `busybox` `sleep` \
+         from the node's image store, no probe). The agent's figure runs from the pod's write to \
+         etcd to its Ready status there; the baseline is the process runner it replaces: a host \
+         process in a netns on the node's bridge and a cgroup of its own, Ready once started, \
+         without the etcd round trips.\n\n\
+         | runner | p50 | p99 | p50 vs baseline | p99 vs baseline | samples (ms) |\n|---|---|---|---|---|---|",
+        pod_start.pods
+    );
+    let baseline = pod_start.baseline.latency.as_ref();
+    for (name, measured, is_baseline) in [
+        ("agent", &pod_start.runner, false),
+        ("process runner", &pod_start.baseline, true),
+    ] {
+        let Some(latency) = &measured.latency else {
+            let why = measured.error.as_deref().unwrap_or("no samples");
+            let _ = writeln!(out, "| {name} | — | — | — | — | not measured: {why} |");
+            continue;
+        };
+        let versus = |mine: f64, theirs: Option<f64>| match is_baseline {
+            true => "baseline".to_owned(),
+            false => opt(theirs.filter(|t| *t > 0.0), |theirs| {
+                format!("{:.2}×", mine / theirs)
+            }),
+        };
+        let samples: Vec<String> = latency
+            .samples_ms
+            .iter()
+            .map(|ms| format!("{ms:.0}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} ms | {:.1} ms | {} | {} | {} |",
+            latency.p50_ms,
+            latency.p99_ms,
+            versus(latency.p50_ms, baseline.map(|b| b.p50_ms)),
+            versus(latency.p99_ms, baseline.map(|b| b.p99_ms)),
+            samples.join(", "),
+        );
+    }
 }
 
 /// The benchmark's target for a variant of a datapath figure, as a ratio to
@@ -400,5 +447,48 @@ mod tests {
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
+    }
+
+    #[test]
+    fn pod_start_rows_give_the_ratio_or_why_not() {
+        use super::super::results::{Latency, Measured};
+        let measured = |samples: Vec<f64>| Measured {
+            latency: Latency::of(samples),
+            error: None,
+        };
+        let mut out = String::new();
+        pod_start(
+            &mut out,
+            &PodStart {
+                pods: 2,
+                runner: measured(vec![300.0, 500.0]),
+                baseline: measured(vec![100.0, 200.0]),
+            },
+        );
+        assert!(
+            out.contains("| agent | 300.0 ms | 500.0 ms | 3.00× | 2.50× | 300, 500 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| process runner | 100.0 ms | 200.0 ms | baseline | baseline |"),
+            "{out}"
+        );
+        let mut out = String::new();
+        let failed = Measured {
+            latency: None,
+            error: Some("no cluster".into()),
+        };
+        pod_start(
+            &mut out,
+            &PodStart {
+                pods: 2,
+                runner: failed,
+                baseline: measured(vec![100.0]),
+            },
+        );
+        assert!(
+            out.contains("| agent | — | — | — | — | not measured: no cluster |"),
+            "{out}"
+        );
     }
 }

@@ -130,6 +130,47 @@ pub struct ControlPlane {
     pub skiff_control_unavailable: Option<String>,
 }
 
+/// Milliseconds from creating a pod to its being Ready, one pod at a time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub samples_ms: Vec<f64>,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples`; `None` without any.
+    pub fn of(samples: Vec<f64>) -> Option<Latency> {
+        let mut sorted = samples.clone();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |p: f64| {
+            let index = ((p * sorted.len() as f64).ceil() as usize).max(1) - 1;
+            sorted.get(index).copied()
+        };
+        Some(Latency {
+            p50_ms: rank(0.50)?,
+            p99_ms: rank(0.99)?,
+            samples_ms: samples,
+        })
+    }
+}
+
+/// Pod start latency: the agent's runner beside the process runner it
+/// replaces, each measured or with why not.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PodStart {
+    pub pods: usize,
+    pub runner: Measured,
+    pub baseline: Measured,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Measured {
+    pub latency: Option<Latency>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     pub date: String,
@@ -152,6 +193,7 @@ pub struct Results {
     pub figures: Vec<Figure>,
     pub scale: Vec<ScalePoint>,
     pub control_plane: ControlPlane,
+    pub pod_start: PodStart,
     pub notes: Vec<String>,
 }
 
@@ -200,6 +242,15 @@ impl Results {
         {
             missing.push("control plane: skiff-control idle RSS".into());
         }
+        let pod_start = &self.pod_start;
+        for (name, measured) in [
+            ("runner", &pod_start.runner),
+            ("baseline", &pod_start.baseline),
+        ] {
+            if measured.latency.is_none() {
+                missing.push(format!("pod start latency, {name}: {:?}", measured.error));
+            }
+        }
         missing
     }
 }
@@ -207,6 +258,14 @@ impl Results {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_percentiles_take_the_nearest_rank() {
+        let samples: Vec<f64> = (1..=20).map(f64::from).collect();
+        let latency = Latency::of(samples).unwrap();
+        assert_eq!((latency.p50_ms, latency.p99_ms), (10.0, 20.0));
+        assert!(Latency::of(Vec::new()).is_none());
+    }
 
     #[test]
     fn medians() {
@@ -284,6 +343,17 @@ mod tests {
                 etcd_idle_rss_mb: Some(20.0),
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
+            },
+            pod_start: PodStart {
+                pods: 1,
+                runner: Measured {
+                    latency: Latency::of(vec![900.0]),
+                    error: None,
+                },
+                baseline: Measured {
+                    latency: Latency::of(vec![40.0]),
+                    error: None,
+                },
             },
             notes: Vec::new(),
         };

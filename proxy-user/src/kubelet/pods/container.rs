@@ -20,6 +20,7 @@ use super::{
     process::{self, Exit, Process, Spec},
     runtime::PodRuntime,
     status::State,
+    termination,
 };
 use crate::kubelet::store::now_rfc3339;
 
@@ -72,6 +73,7 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             Err(_) => empty_spec(&runtime, &cgroup),
         };
         let mut started_at = now_rfc3339();
+        let fresh = adopted.is_none();
         let mut process = match adopted.take() {
             Some(process) => {
                 info!(%pod, container = %name, "adopted the running container");
@@ -82,6 +84,7 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             }
             None => {
                 let log = runtime.ctx.logs.prepare(&pod.namespace, &pod.name, &name);
+                let log = log.and_then(|log| termination::prepare(&runtime, &name).map(|_| log));
                 match log.and_then(|log| process::spawn(&spec, &log)) {
                     Ok(process) => {
                         info!(%pod, container = %name, argv = ?spec.argv, "container started");
@@ -116,7 +119,13 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             container: container.clone(),
             exec: spec,
         };
-        let probing = tokio::spawn(probe(runtime.clone(), index, target.clone(), kill_tx));
+        let probing = tokio::spawn(probe(
+            runtime.clone(),
+            index,
+            target.clone(),
+            fresh,
+            kill_tx,
+        ));
         let mut stopping = false;
         let (grace, message) = tokio::select! {
             exit = process.wait() => (Err(exit), None),
@@ -141,6 +150,7 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
         // container's init exits.
         cgroup::kill(&cgroup).await;
         info!(%pod, container = %name, exit_code = exit.code(), "container exited");
+        let message = termination::message(&runtime, &container, exit.code(), message);
         let state = terminated(exit, message, &started_at, &now_rfc3339());
         if !after_exit(&runtime, index, &container, state, stopping) {
             return;
@@ -178,7 +188,7 @@ fn after_exit(
         _ => 0,
     };
     let restart = !stopping
-        && match runtime.restart_policy() {
+        && match runtime.restart_policy(index) {
             "Never" => false,
             "OnFailure" => code != 0,
             _ => true,
@@ -297,11 +307,23 @@ fn empty_spec(runtime: &PodRuntime, cgroup: &Path) -> Spec {
     }
 }
 
-/// Runs the container's probes while it runs: the startup probe first,
+/// Runs the container's postStart hook (for an instance this agent
+/// started) and then its probes while it runs: the startup probe first,
 /// then readiness (which sets `ready`) and liveness (whose failure kills
-/// the container, as does the startup probe's).
-async fn probe(runtime: Arc<PodRuntime>, index: usize, target: Target, kill: mpsc::Sender<String>) {
+/// the container, as do the hook's and the startup probe's).
+async fn probe(
+    runtime: Arc<PodRuntime>,
+    index: usize,
+    target: Target,
+    fresh: bool,
+    kill: mpsc::Sender<String>,
+) {
     let container = &target.container;
+    if fresh && let Err(why) = hooks::post_start(&target).await {
+        warn!(pod = %runtime.key, container = %container.name, why, "FailedPostStartHook");
+        let _ = kill.send(format!("FailedPostStartHook: {why}")).await;
+        return;
+    }
     if let Some(startup) = &container.startup_probe
         && let Err(why) = until(startup, &target, true).await
     {

@@ -1,8 +1,10 @@
-//! The container's `preStop` hook, run as the kubelet runs it: before the
-//! SIGTERM of every stop (the pod's deletion, a failed liveness or startup
-//! probe), inside the grace period. Its usual job is a short `sleep`, so
-//! that every node's datapath has dropped the terminating endpoint before
-//! the process stops accepting connections.
+//! The container's lifecycle hooks, run as the kubelet runs them.
+//! `postStart` runs once the container started, before its probes; if it
+//! fails the container is killed. `preStop` runs before the SIGTERM of
+//! every stop (the pod's deletion, a failed liveness or startup probe),
+//! inside the grace period. Its usual job is a short `sleep`, so that every
+//! node's datapath has dropped the terminating endpoint before the process
+//! stops accepting connections.
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::LifecycleHandler;
@@ -14,6 +16,16 @@ use super::probes::{self, Action, Target};
 /// What the process gets after a hook that used the whole grace period:
 /// the kubelet's minimum, so SIGTERM still comes before SIGKILL.
 const GRACE_AFTER_HOOK: Duration = Duration::from_secs(2);
+
+/// Runs the container's postStart hook, if it has one; Err says why it
+/// failed.
+pub async fn post_start(target: &Target) -> Result<(), String> {
+    let handler = target.container.lifecycle.as_ref();
+    match handler.and_then(|l| l.post_start.as_ref()) {
+        Some(handler) => run(handler, target).await,
+        None => Ok(()),
+    }
+}
 
 /// Runs the container's preStop hook, if it has one, within `grace`.
 /// Returns the grace period left for SIGTERM.
@@ -68,11 +80,19 @@ mod tests {
     use crate::kubelet::pods::process::Spec;
 
     fn target(pre_stop: Option<LifecycleHandler>) -> Target {
+        with_hooks(None, pre_stop)
+    }
+
+    fn with_hooks(
+        post_start: Option<LifecycleHandler>,
+        pre_stop: Option<LifecycleHandler>,
+    ) -> Target {
         Target {
             pod_ip: Ipv4Addr::LOCALHOST,
             container: Container {
                 name: "app".to_owned(),
                 lifecycle: Some(Lifecycle {
+                    post_start,
                     pre_stop,
                     ..Lifecycle::default()
                 }),
@@ -116,5 +136,21 @@ mod tests {
         let started = Instant::now();
         let left = pre_stop(&target(Some(sleep(3))), "p", Duration::ZERO).await;
         assert_eq!((started.elapsed(), left), (Duration::ZERO, Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn a_post_start_hook_says_why_it_failed() {
+        assert_eq!(post_start(&target(None)).await, Ok(()));
+        let closed = LifecycleHandler {
+            tcp_socket: Some(k8s_openapi::api::core::v1::TCPSocketAction {
+                port: k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1),
+                ..Default::default()
+            }),
+            ..LifecycleHandler::default()
+        };
+        let failed = post_start(&with_hooks(Some(closed), None)).await;
+        assert!(failed.unwrap_err().contains("tcpSocket is not supported"));
+        let slept = post_start(&with_hooks(Some(sleep(0)), None)).await;
+        assert_eq!(slept, Ok(()));
     }
 }

@@ -40,7 +40,7 @@ impl Logs {
         self.finished().contains(log)
     }
 
-    fn pod_dir(&self, namespace: &str, pod: &str) -> PathBuf {
+    pub fn pod_dir(&self, namespace: &str, pod: &str) -> PathBuf {
         self.dir.join(namespace).join(pod)
     }
 

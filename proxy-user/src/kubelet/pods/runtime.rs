@@ -7,13 +7,13 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::{
     context::Context,
     netns::Sandbox,
     pod_key::PodKey,
-    status::{ContainerStatus, PodState},
+    status::{ContainerStatus, Kind, PodState},
 };
 
 /// Kubernetes' default `terminationGracePeriodSeconds`.
@@ -25,9 +25,14 @@ pub struct PodRuntime {
     pub uid: String,
     pub pod: Pod,
     pub sandbox: Sandbox,
+    /// Init containers (sidecars among them) in order, then the app
+    /// containers: the order of `PodState::containers` too.
+    containers: Vec<Container>,
     state: Mutex<PodState>,
     /// Wakes the status writer.
     pub changed: Notify,
+    /// Counts the state's changes, for tasks waiting on one.
+    revision: watch::Sender<u64>,
 }
 
 impl PodRuntime {
@@ -39,19 +44,35 @@ impl PodRuntime {
         sandbox: Sandbox,
         state: PodState,
     ) -> Self {
+        let containers = (pod.spec.iter())
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+            .cloned()
+            .collect();
         PodRuntime {
             ctx,
             key,
             uid,
             pod,
             sandbox,
+            containers,
             state: Mutex::new(state),
             changed: Notify::new(),
+            revision: watch::Sender::new(0),
         }
     }
 
+    /// Init containers, then app containers.
     pub fn containers(&self) -> &[Container] {
-        self.pod.spec.as_ref().map_or(&[], |s| &s.containers)
+        &self.containers
+    }
+
+    /// The indices of `kind`'s containers, in order.
+    pub fn indices(&self, kind: Kind) -> Vec<usize> {
+        let state = self.lock();
+        (state.containers.iter().enumerate())
+            .filter(|(_, c)| c.kind == kind)
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// The pod's cgroup directory name below the agent's pods cgroup.
@@ -59,12 +80,19 @@ impl PodRuntime {
         self.key.slug()
     }
 
-    pub fn restart_policy(&self) -> &str {
-        self.pod
-            .spec
-            .as_ref()
+    /// The restart policy of the container at `index`: the pod's for app
+    /// containers, Always for sidecars, and for init containers OnFailure
+    /// unless the pod's is Never.
+    pub fn restart_policy(&self, index: usize) -> &str {
+        let pod = (self.pod.spec.as_ref())
             .and_then(|s| s.restart_policy.as_deref())
-            .unwrap_or("Always")
+            .unwrap_or("Always");
+        match (self.lock().containers[index].kind, pod) {
+            (Kind::App, pod) => pod,
+            (Kind::Sidecar, _) => "Always",
+            (Kind::Init, "Never") => "Never",
+            (Kind::Init, _) => "OnFailure",
+        }
     }
 
     pub fn grace(&self) -> Duration {
@@ -78,6 +106,22 @@ impl PodRuntime {
     pub fn update(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
         change(&mut self.lock().containers[index]);
         self.changed.notify_one();
+        self.revision.send_modify(|revision| *revision += 1);
+    }
+
+    pub fn set_initialized(&self) {
+        self.lock().initialized = true;
+        self.changed.notify_one();
+    }
+
+    /// Waits until the pod's state passes `test`.
+    pub async fn until(&self, test: impl Fn(&PodState) -> bool) {
+        let mut revisions = self.revision.subscribe();
+        while !test(&self.lock()) {
+            if revisions.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PodState> {

@@ -1,8 +1,9 @@
 //! What the agent knows of a pod, and the `status` it renders from that:
-//! phase, podIP, conditions and containerStatuses, as the kubelet reports
-//! them (`status_writer` writes it back).
+//! phase, podIP, conditions, initContainerStatuses and containerStatuses,
+//! as the kubelet reports them (`status_writer` writes it back).
 use std::net::Ipv4Addr;
 
+use k8s_openapi::api::core::v1::Container;
 use serde_json::{Value, json};
 
 use crate::kubelet::store::now_rfc3339;
@@ -33,6 +34,13 @@ impl State {
         }
     }
 
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            State::Terminated { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        }
+    }
+
     fn render(&self) -> Value {
         match self {
             State::Waiting { reason, message } => {
@@ -56,9 +64,34 @@ impl State {
     }
 }
 
+/// Where a container stands in its pod's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An init container: runs to success before the next one starts.
+    Init,
+    /// An init container with `restartPolicy: Always`: started in the
+    /// init order, kept running beside the app containers.
+    Sidecar,
+    App,
+}
+
+impl Kind {
+    pub fn of_init(container: &Container) -> Kind {
+        match container.restart_policy.as_deref() {
+            Some("Always") => Kind::Sidecar,
+            _ => Kind::Init,
+        }
+    }
+
+    fn is_init(self) -> bool {
+        self != Kind::App
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ContainerStatus {
     pub name: String,
+    pub kind: Kind,
     pub image: String,
     pub state: State,
     pub last_state: Option<State>,
@@ -73,20 +106,30 @@ pub struct ContainerStatus {
 }
 
 impl ContainerStatus {
-    /// A container about to start. A restarted agent carries on the counts
-    /// (and last state) its predecessor wrote.
-    pub fn new(name: &str, image: &str, previous: Option<&Value>) -> ContainerStatus {
+    /// A container about to start, waiting for `reason`. A restarted agent
+    /// carries on the counts (and last state) its predecessor wrote, and an
+    /// init container that completed stays completed.
+    pub fn new(
+        container: &Container,
+        kind: Kind,
+        reason: &str,
+        previous: Option<&Value>,
+    ) -> ContainerStatus {
+        let completed = previous
+            .and_then(|p| terminated_of(&p["state"]))
+            .filter(|state| kind == Kind::Init && state.exit_code() == Some(0));
         ContainerStatus {
-            name: name.to_owned(),
-            image: image.to_owned(),
-            state: State::waiting("ContainerCreating", None),
+            name: container.name.clone(),
+            kind,
+            image: container.image.clone().unwrap_or_default(),
+            done: completed.is_some(),
+            state: completed.unwrap_or_else(|| State::waiting(reason, None)),
             last_state: previous.and_then(|p| terminated_of(&p["lastState"])),
             ready: false,
             started: false,
             restart_count: previous
                 .and_then(|p| p["restartCount"].as_i64())
                 .unwrap_or(0),
-            done: false,
             previous_start: previous
                 .and_then(|p| p["state"]["running"]["startedAt"].as_str())
                 .map(str::to_owned),
@@ -140,20 +183,26 @@ pub struct PodState {
     pub start_time: String,
     /// Why the pod's sandbox (netns, address) is not there yet.
     pub sandbox_error: Option<String>,
+    /// Every init container completed and every sidecar started once.
+    pub initialized: bool,
+    /// Init containers and sidecars in their order, then app containers.
     pub containers: Vec<ContainerStatus>,
 }
 
 impl PodState {
     pub fn phase(&self) -> &'static str {
-        let all_done = self.containers.iter().all(|c| c.done);
-        let failed = |c: &ContainerStatus| matches!(c.state, State::Terminated { exit_code, .. } if exit_code != 0);
-        if all_done && !self.containers.is_empty() {
-            return match self.containers.iter().any(failed) {
+        let failed = |c: &ContainerStatus| c.state.exit_code().is_some_and(|code| code != 0);
+        if (self.containers.iter()).any(|c| c.kind == Kind::Init && c.done && failed(c)) {
+            return "Failed";
+        }
+        let mut apps = self.containers.iter().filter(|c| c.kind == Kind::App);
+        if apps.clone().all(|c| c.done) && apps.clone().next().is_some() {
+            return match apps.any(failed) {
                 true => "Failed",
                 false => "Succeeded",
             };
         }
-        if self.pod_ip.is_none() || self.containers.iter().any(|c| !c.ever_ran()) {
+        if self.pod_ip.is_none() || !self.initialized || apps.any(|c| !c.ever_ran()) {
             return "Pending";
         }
         "Running"
@@ -162,7 +211,9 @@ impl PodState {
     /// The status to store, given the one stored (whose conditions keep
     /// their transition times while they hold).
     pub fn render(&self, stored: &Value) -> Value {
-        let ready = !self.containers.is_empty() && self.containers.iter().all(|c| c.ready);
+        let running = self.containers.iter().filter(|c| c.kind != Kind::Init);
+        let ready =
+            running.clone().any(|c| c.kind == Kind::App) && running.clone().all(|c| c.ready);
         let now = now_rfc3339();
         let previous = stored["conditions"].as_array().cloned().unwrap_or_default();
         let condition = |kind: &str, holds: bool, reason: Option<&str>| {
@@ -189,14 +240,21 @@ impl PodState {
             "startTime": self.start_time,
             "conditions": [
                 condition("PodReadyToStartContainers", self.pod_ip.is_some(), None),
-                condition("Initialized", true, None),
+                condition(
+                    "Initialized",
+                    self.initialized,
+                    (!self.initialized).then_some("ContainersNotInitialized"),
+                ),
                 condition("Ready", ready, not_ready),
                 condition("ContainersReady", ready, not_ready),
                 condition("PodScheduled", true, None),
             ],
-            "containerStatuses": self.containers.iter().map(ContainerStatus::render).collect::<Vec<_>>(),
+            "containerStatuses": self.render_containers(false),
             "qosClass": stored.get("qosClass").cloned().unwrap_or(json!("BestEffort")),
         });
+        if self.containers.iter().any(|c| c.kind.is_init()) {
+            status["initContainerStatuses"] = self.render_containers(true);
+        }
         if let Some(ip) = self.pod_ip {
             status["podIP"] = json!(ip.to_string());
             status["podIPs"] = json!([{ "ip": ip.to_string() }]);
@@ -206,6 +264,13 @@ impl PodState {
             status["reason"] = json!("FailedCreatePodSandBox");
         }
         status
+    }
+
+    fn render_containers(&self, init: bool) -> Value {
+        (self.containers.iter())
+            .filter(|c| c.kind.is_init() == init)
+            .map(ContainerStatus::render)
+            .collect()
     }
 }
 
@@ -219,12 +284,33 @@ mod tests {
             pod_ip: Some(Ipv4Addr::new(10, 244, 1, 2)),
             start_time: "t".into(),
             sandbox_error: None,
+            initialized: true,
             containers,
         }
     }
 
+    fn waiting(name: &str, kind: Kind) -> ContainerStatus {
+        let container = Container {
+            name: name.to_owned(),
+            ..Container::default()
+        };
+        ContainerStatus::new(&container, kind, "PodInitializing", None)
+    }
+
+    fn exited(mut c: ContainerStatus, exit_code: i32) -> ContainerStatus {
+        c.done = true;
+        c.state = State::Terminated {
+            exit_code,
+            reason: "r".into(),
+            message: None,
+            started_at: "a".into(),
+            finished_at: "b".into(),
+        };
+        c
+    }
+
     fn running(ready: bool) -> ContainerStatus {
-        let mut c = ContainerStatus::new("c", "img", None);
+        let mut c = waiting("c", Kind::App);
         c.state = State::Running {
             started_at: "t".into(),
         };
@@ -234,21 +320,69 @@ mod tests {
 
     #[test]
     fn phases_follow_the_containers() {
-        assert_eq!(
-            state(vec![ContainerStatus::new("c", "i", None)]).phase(),
-            "Pending"
-        );
+        assert_eq!(state(vec![waiting("c", Kind::App)]).phase(), "Pending");
         assert_eq!(state(vec![running(false)]).phase(), "Running");
-        let mut failed = running(false);
-        failed.done = true;
-        failed.state = State::Terminated {
-            exit_code: 1,
-            reason: "Error".into(),
-            message: None,
-            started_at: "a".into(),
-            finished_at: "b".into(),
+        assert_eq!(state(vec![exited(running(false), 1)]).phase(), "Failed");
+    }
+
+    #[test]
+    fn init_containers_hold_the_pod_pending_and_fail_it_for_good() {
+        let mut initializing = state(vec![running(false), waiting("app", Kind::App)]);
+        initializing.containers[0].kind = Kind::Init;
+        initializing.initialized = false;
+        assert_eq!(initializing.phase(), "Pending");
+        let status = initializing.render(&json!({}));
+        assert_eq!(status["initContainerStatuses"][0]["name"], "c");
+        assert_eq!(status["containerStatuses"][0]["name"], "app");
+        assert_eq!(
+            status["containerStatuses"][0]["state"]["waiting"]["reason"],
+            "PodInitializing"
+        );
+        let initialized = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Initialized")
+            .unwrap()
+            .clone();
+        assert_eq!(initialized["status"], "False");
+        initializing.containers[0] = exited(initializing.containers[0].clone(), 2);
+        assert_eq!(initializing.phase(), "Failed");
+    }
+
+    #[test]
+    fn a_restarted_agent_keeps_completed_init_containers_completed() {
+        let container = Container {
+            name: "setup".to_owned(),
+            ..Container::default()
         };
-        assert_eq!(state(vec![failed]).phase(), "Failed");
+        let stored = json!({ "state": { "terminated": { "exitCode": 0, "reason": "Completed" } }, "restartCount": 1 });
+        let init = ContainerStatus::new(&container, Kind::Init, "PodInitializing", Some(&stored));
+        assert!(init.done);
+        assert_eq!(init.state.exit_code(), Some(0));
+        let sidecar =
+            ContainerStatus::new(&container, Kind::Sidecar, "PodInitializing", Some(&stored));
+        assert!(!sidecar.done);
+        assert_eq!(sidecar.restart_count, 1);
+    }
+
+    #[test]
+    fn sidecars_count_for_readiness_but_not_for_the_phase() {
+        let mut sidecar = running(false);
+        sidecar.kind = Kind::Sidecar;
+        let pod = state(vec![sidecar.clone(), exited(running(true), 0)]);
+        assert_eq!(pod.phase(), "Succeeded");
+        let not_ready = state(vec![sidecar.clone(), running(true)]).render(&json!({}));
+        assert!(
+            (not_ready["conditions"].as_array().unwrap().iter())
+                .any(|c| c["type"] == "Ready" && c["status"] == "False")
+        );
+        sidecar.ready = true;
+        let ready = state(vec![sidecar, running(true)]).render(&json!({}));
+        assert!(
+            (ready["conditions"].as_array().unwrap().iter())
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        );
     }
 
     #[test]

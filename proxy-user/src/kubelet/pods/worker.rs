@@ -10,13 +10,14 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::{
-    cgroup, container,
+    cgroup,
     context::Context,
     ipam::Holder,
     netns::Sandbox,
     pod_key::PodKey,
     runtime::{PodRuntime, grace_of},
-    status::{ContainerStatus, PodState},
+    sequence,
+    status::{ContainerStatus, Kind, PodState},
     status_writer,
 };
 use crate::kubelet::store::{Written, now_rfc3339};
@@ -76,9 +77,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         runtime.changed.notify_one();
         let writer = tokio::spawn(status_writer::run(runtime.clone()));
         let (stop_tx, stop_rx) = watch::channel(None);
-        let containers: Vec<_> = (0..runtime.containers().len())
-            .map(|index| tokio::spawn(container::run(runtime.clone(), index, stop_rx.clone())))
-            .collect();
+        let containers = tokio::spawn(sequence::run(runtime.clone(), stop_rx));
         let end = ended(&mut updates).await;
         let grace = match &end {
             Ended::Deleting(pod) => grace_of(pod),
@@ -86,9 +85,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         };
         info!(pod = %key, ?grace, "stopping the pod");
         let _ = stop_tx.send(Some(grace));
-        for task in containers {
-            let _ = task.await;
-        }
+        let _ = containers.await;
         writer.abort();
         cleanup(&ctx, &key, &uid, Some(&sandbox), end).await;
         return;
@@ -112,19 +109,9 @@ fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, Strin
 
 fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
     let stored = serde_json::to_value(&pod.status).unwrap_or_default();
-    let previous = stored["containerStatuses"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let containers = pod
-        .spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .map(|c| {
-            let before = previous.iter().find(|p| p["name"] == c.name.as_str());
-            ContainerStatus::new(&c.name, c.image.as_deref().unwrap_or(""), before)
-        })
-        .collect();
+    let initialized = !has_init_containers(pod)
+        || (stored["conditions"].as_array().into_iter().flatten())
+            .any(|c| c["type"] == "Initialized" && c["status"] == "True");
     PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: Some(sandbox.ip),
@@ -132,25 +119,52 @@ fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
             .as_str()
             .map_or_else(now_rfc3339, str::to_owned),
         sandbox_error: None,
-        containers,
+        initialized,
+        containers: statuses(pod, &stored, initialized),
     }
+}
+
+/// The pod's containers about to start, init containers first, carrying on
+/// what an earlier agent stored of them. App containers wait for the init
+/// containers as `PodInitializing`.
+fn statuses(pod: &Pod, stored: &serde_json::Value, initialized: bool) -> Vec<ContainerStatus> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    let init = spec.init_containers.iter().flatten();
+    let reason = match initialized || init.clone().next().is_none() {
+        true => "ContainerCreating",
+        false => "PodInitializing",
+    };
+    let before = |list: &str, name: &str| {
+        (stored[list].as_array().into_iter().flatten()).find(|p| p["name"] == name)
+    };
+    let init = init.map(|c| {
+        let previous = before("initContainerStatuses", &c.name);
+        ContainerStatus::new(c, Kind::of_init(c), "PodInitializing", previous)
+    });
+    let apps = (spec.containers.iter()).map(|c| {
+        let previous = before("containerStatuses", &c.name);
+        ContainerStatus::new(c, Kind::App, reason, previous)
+    });
+    init.chain(apps).collect()
+}
+
+fn has_init_containers(pod: &Pod) -> bool {
+    (pod.spec.as_ref()).is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()))
 }
 
 /// The status of a pod whose sandbox failed: Pending, with why.
 fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json::Value> {
+    let stored = serde_json::to_value(&pod.status).ok()?;
     let state = PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: None,
         start_time: now_rfc3339(),
         sandbox_error: Some(error),
-        containers: pod
-            .spec
-            .iter()
-            .flat_map(|s| &s.containers)
-            .map(|c| ContainerStatus::new(&c.name, c.image.as_deref().unwrap_or(""), None))
-            .collect(),
+        initialized: !has_init_containers(pod),
+        containers: statuses(pod, &serde_json::Value::Null, false),
     };
-    let stored = serde_json::to_value(&pod.status).ok()?;
     Some(state.render(&stored))
 }
 
