@@ -230,12 +230,17 @@ async fn claims_are_provisioned_on_the_node_of_their_first_pod() {
         pod["spec"]["nodeName"].as_str().map(str::to_owned)
     })
     .await;
-    let claim = get(&store, &claim_key("data")).await.unwrap();
+    // The binder writes the claim's phase after its volumeName, which is
+    // all the scheduler waits for.
+    let claim = eventually("the claim Bound", 20, || async {
+        let claim = get(&store, &claim_key("data")).await?;
+        (claim["status"]["phase"] == "Bound").then_some(claim)
+    })
+    .await;
     assert_eq!(
         claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
         node.as_str()
     );
-    assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
     let volume_name = format!("pvc-{}", claim["metadata"]["uid"].as_str().unwrap());
     assert_eq!(claim["spec"]["volumeName"], volume_name.as_str());
     let volume = get(
