@@ -6,7 +6,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Parser, Subcommand};
 
 use crate::{
-    kubelet::pods::ipam::Cidr,
+    kubelet::pods::{ipam::Cidr, oci::monitor::MonitorArgs},
     proxy::datapath::{MaglevSize, ServiceCidr, XdpChoice},
 };
 
@@ -45,6 +45,10 @@ pub enum Command {
     /// needed), kept as an OCI image layout under <state-dir>/images.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Runs one pod container with runc and records its exit code (the
+    /// agent starts it; not for people).
+    #[command(name = "container-monitor", hide = true)]
+    ContainerMonitor(MonitorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,12 +192,19 @@ pub struct Args {
     // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
     // from a subcommand by `Args`' group, which a nested one would hide.
     /// Register this node (Node object and Lease, refreshed every 10 s) and
-    /// run the pods bound to it as processes: each in a netns of its own
-    /// with a veth on --pod-bridge and an address from --pod-cidr, and in
-    /// cgroups below --cgroup. Needs --pod-cidr and the node's address
+    /// run the pods bound to it: their containers with runc from the
+    /// node's image store, each pod in a netns of its own with a veth on
+    /// --pod-bridge and an address from --pod-cidr, in cgroups below
+    /// --cgroup. Needs --pod-cidr and the node's address
     /// (--node-ip or --uplink).
-    #[arg(long, env = "SKIFF_RUN_PODS", requires = "pod_cidr")]
+    #[arg(long, env = "SKIFF_RUN_PODS", requires_all = ["pod_cidr", "client_ca_file"])]
     pub run_pods: bool,
+
+    /// The cluster CA (skiff-control's `<data-dir>/pki/ca.crt`): the kubelet
+    /// API serves only the API server's client certificate signed by it.
+    /// Until the file exists the kubelet API waits for it.
+    #[arg(long, env = "SKIFF_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
 
     /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
     /// address is the pods' gateway and must be --pod-bridge's.
@@ -216,8 +227,8 @@ pub struct Args {
     #[arg(long = "pod-route", env = "SKIFF_POD_ROUTES", value_delimiter = ',')]
     pub pod_routes: Vec<String>,
 
-    /// Where the kubelet API (`/containerLogs/...`, for `kubectl logs`) is
-    /// served. [default: <node-ip>:10250]
+    /// Where the kubelet API (HTTPS: `/containerLogs`, `/exec`, for the API
+    /// server's `kubectl logs` and `exec`) is served. [default: <node-ip>:10250]
     #[arg(long, env = "SKIFF_KUBELET_BIND")]
     pub kubelet_bind: Option<SocketAddr>,
 
@@ -225,6 +236,16 @@ pub struct Args {
     /// store (images/) are kept. [default: /run/skiff/agent/<node-name>]
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+
+    /// The cluster DNS server's address, written as the nameserver of
+    /// every pod's /etc/resolv.conf. Without it pods get no nameserver.
+    #[arg(long, env = "SKIFF_CLUSTER_DNS")]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
+
+    /// The cluster's DNS domain: pods search `<namespace>.svc.<domain>`,
+    /// `svc.<domain>` and `<domain>`.
+    #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = cluster_domain)]
+    pub cluster_domain: String,
 
     /// A directory of image archives (OCI or docker, `*.tar`), each imported
     /// into the node's image store at start, as k3s imports its air-gapped
@@ -241,6 +262,22 @@ pub struct Args {
     /// kubelet's is 10.
     #[arg(long, hide = true, default_value_t = 10.0)]
     pub heartbeat_interval: f64,
+}
+
+fn cluster_domain(domain: &str) -> Result<String, String> {
+    let valid = !domain.is_empty()
+        && domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    match valid {
+        true => Ok(domain.to_owned()),
+        false => Err("must be a DNS name of lower-case labels, like cluster.local".into()),
+    }
 }
 
 fn netns_prefix(prefix: &str) -> Result<String, String> {

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     let result = match (cli.command, cli.run) {
         (Some(Command::Status(args)), _) => status(args),
         (Some(Command::Images(command)), _) => images(command),
+        (Some(Command::ContainerMonitor(args)), _) => kubelet::pods::oci::monitor::run(args),
         (None, Some(args)) => run(args),
         (None, None) => unreachable!("clap requires the agent's arguments without a subcommand"),
     };
@@ -138,6 +139,10 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
         pod_bridge: args.pod_bridge.clone(),
         pod_netns_prefix: args.pod_netns_prefix.clone(),
         pod_routes: routes,
+        client_ca_file: args
+            .client_ca_file
+            .clone()
+            .context("--run-pods needs --client-ca-file")?,
         kubelet_bind: args
             .kubelet_bind
             .unwrap_or_else(|| SocketAddr::from((node_ip, 10250))),
@@ -146,6 +151,8 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
             .clone()
             .unwrap_or_else(|| default_state_dir(&args.node_name)),
         crashloop_base: Duration::from_secs_f64(args.crashloop_base.max(0.1)),
+        cluster_dns: args.cluster_dns,
+        cluster_domain: args.cluster_domain.clone(),
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval.max(0.1)),
     })
 }

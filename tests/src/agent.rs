@@ -45,10 +45,11 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
 /// the cluster's teardown finds them), routes to the other nodes' pods and
 /// the fabric (no default route), state (addresses, logs, the image store)
 /// in `state_dir`, the images of [`image_dir`] imported at start (build
-/// them first: [`crate::images::ensure_built`]), and the short timings
+/// them first: [`crate::images::ensure_built`]), the kubelet API served to
+/// the API server's certificate from `cluster_ca`, and the short timings
 /// tests need: 1 s heartbeats and a 1 s first
 /// CrashLoopBackOff delay instead of the kubelet's 10 s.
-pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
+pub fn run_pods_args(node: &Node, state_dir: &Path, cluster_ca: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = [
         "--run-pods".to_owned(),
         format!("--pod-cidr={}", node.pod_cidr()),
@@ -66,6 +67,8 @@ pub fn run_pods_args(node: &Node, state_dir: &Path) -> Vec<std::ffi::OsString> {
     args.push(state_dir.into());
     args.push("--image-dir".into());
     args.push(image_dir().into());
+    args.push("--client-ca-file".into());
+    args.push(cluster_ca.into());
     args
 }
 

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{HarnessError, Result};
-use crate::mounts::{CGROUP2_MAGIC, fs_type};
+use crate::mounts::{CGROUP_MAGIC, CGROUP2_MAGIC, fs_type};
 
 /// Where cgroup v2 is mounted: `/sys/fs/cgroup/unified` on a hybrid
 /// machine, `/sys/fs/cgroup` on a unified one.
@@ -24,6 +24,20 @@ pub fn cgroup2_root() -> Result<PathBuf> {
                 "no cgroup v2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup".into(),
             )
         })
+}
+
+/// `name` in each cgroup v1 hierarchy of a hybrid machine, where it
+/// exists: runc makes a container's cgroup path there too.
+pub(crate) fn v1_mirrors(name: &str) -> Vec<PathBuf> {
+    fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|hierarchy| fs_type(hierarchy).is_ok_and(|t| t == CGROUP_MAGIC))
+        .map(|hierarchy| hierarchy.join(name))
+        .filter(|mirror| mirror.is_dir())
+        .collect()
 }
 
 pub(crate) fn create(dir: &Path) -> Result<()> {

@@ -18,6 +18,12 @@ pub fn kubeconfig_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.kubeconfig")
 }
 
+/// The cluster CA skiff-control keeps in `data_dir` (made at its first
+/// start): agents serve the kubelet API to the client certificate it signed.
+pub fn cluster_ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("pki").join("ca.crt")
+}
+
 /// A free port on 127.0.0.1 for skiff-control to serve on. In the root
 /// netns: only kubectl (from the root netns) and nothing in the cluster
 /// talks to it, since the agents read and write etcd.

@@ -54,7 +54,9 @@ pub use binaries::{
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};
-pub use control::{control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api};
+pub use control::{
+    cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
+};
 pub use daemon::{Daemon, DaemonSpec};
 pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;
@@ -63,6 +65,7 @@ pub use hosts::{Host, Node, Pod};
 pub use images::image_dir;
 pub use leftovers::{MachineCheck, check_machine};
 pub use lock::ClusterLock;
+pub use mounts::unmount_below;
 pub use objects::{
     EndpointSpec, PortSpec, bound_pod, endpoint_slice, endpoint_slice_key, service, service_key,
 };

@@ -28,7 +28,8 @@ const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// 2. delete the root-netns links `<prefix>-*` (their routes go with them);
 /// 3. delete the netns `<prefix>-*`;
 /// 4. delete the root `blackhole 10.96.0.0/12` once no skiff link remains;
-/// 5. remove the cgroup directories, children first, and `/sys/fs/bpf/<prefix>`.
+/// 5. remove the cgroup directories, children first (with the cgroup v1
+///    mirrors runc made for pods' containers), and `/sys/fs/bpf/<prefix>`.
 ///
 /// Goes on after a failure and reports all of them at the end.
 pub fn teardown_prefix(prefix: &str) -> Result<Vec<String>> {
@@ -88,6 +89,11 @@ pub(crate) fn teardown(prefix: &Prefix) -> Result<Vec<String>> {
     if let Some(dir) = &cgroup_dir {
         let mut dirs = Vec::new();
         note(&mut failures, cgroup::remove_tree(dir, &mut dirs));
+        removed.extend(dirs.iter().map(|d| format!("cgroup {}", d.display())));
+    }
+    for mirror in cgroup::v1_mirrors(prefix.as_str()) {
+        let mut dirs = Vec::new();
+        note(&mut failures, cgroup::remove_tree(&mirror, &mut dirs));
         removed.extend(dirs.iter().map(|d| format!("cgroup {}", d.display())));
     }
     let pins = bpffs::prefix_dir(prefix);

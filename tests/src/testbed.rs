@@ -8,11 +8,14 @@ use crate::{
     binaries::echo_binary,
     cluster::{Cluster, ClusterSpec},
     cmd,
-    control::{control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api},
+    control::{
+        cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
+    },
     echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
     etcd::Etcd,
     hosts::Pod,
+    mounts,
     process::ProcessGuard,
     store::Store,
 };
@@ -104,7 +107,8 @@ impl Testbed {
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         if self.run_pods {
             let state = self.agent_state_dir(node);
-            command.args(run_pods_args(self.cluster.node(node), &state));
+            let ca = cluster_ca_path(&self.control_data_dir());
+            command.args(run_pods_args(self.cluster.node(node), &state, &ca));
         }
         command
             .stdin(Stdio::null())
@@ -125,6 +129,27 @@ impl Testbed {
         self.agents[node - 1] = None;
     }
 
+    /// Runs `argv` in a running container of a pod on node `node`, with
+    /// `runc exec` on the agent's runc state.
+    pub fn exec_in_container(
+        &self,
+        node: usize,
+        pod: (&str, &str),
+        container: &str,
+        argv: &[&str],
+    ) -> Result<std::process::Output> {
+        let (namespace, name) = pod;
+        std::process::Command::new("runc")
+            .arg("--root")
+            .arg(self.agent_state_dir(node).join("runc"))
+            .arg("exec")
+            .arg(format!("{namespace}_{name}_{container}"))
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| HarnessError::io("running runc exec", e))
+    }
+
     pub fn agent_log(&self, node: usize) -> String {
         fs::read_to_string(self.agent_log_path(node)).unwrap_or_default()
     }
@@ -139,7 +164,7 @@ impl Testbed {
         let log_err = log
             .try_clone()
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
-        let data_dir = self.log_dir.join("control");
+        let data_dir = self.control_data_dir();
         let mut command = control_command(
             free_local_bind()?,
             &[self.etcd.local_endpoint()],
@@ -155,7 +180,20 @@ impl Testbed {
 
     /// `kubectl` against the skiff-control of [`Testbed::start_control`].
     pub fn kubectl(&self) -> Result<std::process::Command> {
-        kubectl(&kubeconfig_path(&self.log_dir.join("control")))
+        kubectl(&kubeconfig_path(&self.control_data_dir()))
+    }
+
+    /// The API server's client certificate and key for node agents' kubelet
+    /// API (made by [`Testbed::start_control`]): what `curl --cert --key`
+    /// needs to call an agent as the API server does.
+    pub fn kubelet_client_identity(&self) -> [PathBuf; 2] {
+        let pki = self.control_data_dir().join("pki");
+        ["crt", "key"].map(|ext| pki.join(format!("apiserver-kubelet-client.{ext}")))
+    }
+
+    /// skiff-control's data directory (its PKI and kubeconfig).
+    fn control_data_dir(&self) -> PathBuf {
+        self.log_dir.join("control")
     }
 
     /// Runs kubectl with `args` and `input` on its stdin; its stdout, or
@@ -236,6 +274,10 @@ impl Drop for Testbed {
                 eprintln!("---- skiff-control log ----\n{log}");
             }
         }
+        // Agents first: a running one (its probes call runc) would make
+        // its state directory again.
+        self.agents.iter_mut().for_each(|agent| *agent = None);
+        mounts::unmount_below(&self.log_dir);
         let _ = fs::remove_dir_all(&self.log_dir);
     }
 }

@@ -7,7 +7,6 @@
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
     collections::BTreeSet,
-    path::{Path, PathBuf},
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -24,14 +23,12 @@ const DATAPATH_BOUND: Duration = Duration::from_secs(2);
 
 /// The namespace, a Deployment of `skiff-echo serve` (each replica
 /// answers with its pod name), a ClusterIP and a NodePort Service for it,
-/// and a client pod on node1 to connect from. A replica is ready while it
-/// accepts connections and `<unready>/<pod name>` does not exist; its
-/// preStop hook waits 3 s, so that every node's datapath has dropped it
-/// before SIGTERM.
-fn manifests(unready: &Path) -> String {
-    let echo = echo_binary().expect("skiff-echo is built");
-    let echo = echo.display();
-    let unready = unready.display();
+/// and a client pod on node1 to connect from, all from the images the
+/// agents import (`cargo xtask images`). A
+/// replica is ready while it accepts connections and its /tmp/unready does
+/// not exist; its preStop hook waits 3 s, so that every node's datapath
+/// has dropped it before SIGTERM.
+fn manifests() -> String {
     format!(
         r#"
 apiVersion: v1
@@ -57,8 +54,8 @@ spec:
       terminationGracePeriodSeconds: 5
       containers:
       - name: echo
-        image: registry.example/echo:1
-        command: ["{echo}"]
+        image: skiff/echo
+        command: ["skiff-echo"]
         args: ["serve", "--name", "$(POD_NAME)", "--tcp", "8080"]
         env:
         - name: POD_NAME
@@ -71,9 +68,9 @@ spec:
         readinessProbe:
           exec:
             command:
-            - /bin/bash
+            - sh
             - -c
-            - test ! -e {unready}/$POD_NAME && exec 3<>/dev/tcp/127.0.0.1/8080
+            - test ! -e /tmp/unready && nc -w 1 127.0.0.1 8080 </dev/null
           periodSeconds: 1
           failureThreshold: 1
         lifecycle:
@@ -119,36 +116,28 @@ spec:
   terminationGracePeriodSeconds: 1
   containers:
   - name: client
-    image: busybox
+    image: skiff/busybox
     command: ["sleep", "infinity"]
 "#
     )
 }
 
-/// The directory of `manifests`' readiness flags, removed on drop.
-struct UnreadyFlags(PathBuf);
-
-impl UnreadyFlags {
-    fn new(testbed: &Testbed) -> UnreadyFlags {
-        let dir = std::env::temp_dir().join(format!("{}-unready", testbed.cluster().prefix()));
-        std::fs::create_dir_all(&dir).expect("the flag directory is created");
-        UnreadyFlags(dir)
-    }
-
-    /// Makes pod `name`'s readiness probe fail, or pass again.
-    fn set(&self, name: &str, unready: bool) {
-        let flag = self.0.join(name);
-        match unready {
-            true => std::fs::write(flag, "").expect("the flag is written"),
-            false => std::fs::remove_file(flag).expect("the flag is removed"),
-        }
-    }
-}
-
-impl Drop for UnreadyFlags {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Makes replica `name`'s readiness probe fail, or pass again, by making
+/// or removing /tmp/unready in its container.
+fn set_unready(testbed: &Testbed, name: &str, unready: bool) {
+    let pod = kubectl_json(testbed, &["get", "pod", name, "-n", NAMESPACE]);
+    let node: usize = pod["spec"]["nodeName"]
+        .as_str()
+        .and_then(|n| n.strip_prefix("node")?.parse().ok())
+        .expect("the replica is on a node");
+    let argv: &[&str] = match unready {
+        true => &["touch", "/tmp/unready"],
+        false => &["rm", "/tmp/unready"],
+    };
+    let out = testbed
+        .exec_in_container(node, (NAMESPACE, name), "echo", argv)
+        .expect("runc exec runs");
+    assert!(out.status.success(), "{argv:?} in {name}: {out:?}");
 }
 
 /// Runs kubectl; panics with its stderr if it fails. Returns stdout.
@@ -340,8 +329,7 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         (ready == 2).then_some(())
     });
 
-    let unready = UnreadyFlags::new(&testbed);
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
     let pods = wait_for_web_pods(&testbed, 3);
     let nodes: BTreeSet<&str> = pods
         .iter()
@@ -353,10 +341,7 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         "the scheduler spreads the replicas"
     );
     for pod in &pods {
-        assert_eq!(
-            pod["status"]["containerStatuses"][0]["image"],
-            "registry.example/echo:1"
-        );
+        assert_eq!(pod["status"]["containerStatuses"][0]["image"], "skiff/echo");
     }
 
     // From a pod the agent runs on node1.
@@ -497,8 +482,7 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
     eventually("both nodes Ready", || {
         (node_readiness(&testbed) == both_ready).then_some(())
     });
-    let unready = UnreadyFlags::new(&testbed);
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
     let pods = wait_for_web_pods(&testbed, 3);
     assert!(
         pods.iter().any(|p| p["spec"]["nodeName"] == "node2"),
@@ -536,8 +520,7 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
 fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
-    let unready = UnreadyFlags::new(&testbed);
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests(&unready.0));
+    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
     let pods = wait_for_web_pods(&testbed, 3);
     let client = client_pod(&testbed);
     let target = web_cluster_ip(&testbed);
@@ -557,7 +540,7 @@ fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() 
     let probed = all.iter().next().unwrap().clone();
     let others: BTreeSet<String> = all.iter().filter(|n| **n != probed).cloned().collect();
     for (unready_now, want) in [(true, &others), (false, &all)] {
-        unready.set(&probed, unready_now);
+        set_unready(&testbed, &probed, unready_now);
         eventually(&format!("{} ready endpoints", want.len()), || {
             (ready_endpoints(&testbed) == want.len()).then_some(())
         });

@@ -1,8 +1,9 @@
 //! End to end: pods bound to a node (spec.nodeName set, written straight
-//! to etcd as the API server stores them, no control plane) run by that
-//! node's real skiff-agent with `--run-pods`: addresses, restarts,
-//! CrashLoopBackOff, probes, graceful deletion, logs on the kubelet port,
-//! the Node object and its Lease.
+//! to etcd as the API server stores them) run by that node's real
+//! skiff-agent with `--run-pods`: addresses, restarts, CrashLoopBackOff,
+//! probes, graceful deletion, logs on the kubelet port, the Node object and
+//! its Lease. skiff-control runs only where the kubelet API is called: its
+//! CA and client certificate are what the agent serves.
 //!
 //! The agents run with a 1 s first CrashLoopBackOff delay and 1 s
 //! heartbeats (`run_pods_args`); the kubelet's are 10 s.
@@ -18,11 +19,13 @@ use std::{
 
 use serde_json::{Value, json};
 use skiff_tests::{
-    EndpointSpec, Node, PortSpec, Testbed, bound_pod, echo_binary, endpoint_slice,
-    endpoint_slice_key, service, service_key,
+    EndpointSpec, Node, PortSpec, Testbed, bound_pod, endpoint_slice, endpoint_slice_key, service,
+    service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(20);
+/// `cargo xtask images`' echo server image, which the agents import.
+const ECHO_IMAGE: &str = "skiff/echo";
 
 fn pod_key(name: &str) -> String {
     format!("/registry/pods/default/{name}")
@@ -32,15 +35,15 @@ fn pod_key(name: &str) -> String {
 fn echo_container(name: &str) -> Value {
     json!({
         "name": "echo",
-        "image": "registry.example/echo:1",
-        "command": [echo_binary().unwrap()],
+        "image": ECHO_IMAGE,
+        "command": ["skiff-echo"],
         "args": ["serve", "--name", name, "--tcp", "8080"],
     })
 }
 
-/// A container running `script` with the node's `sh`.
+/// A container running `script` with the busybox image's `sh`.
 fn shell(name: &str, script: &str) -> Value {
-    json!({ "name": name, "image": "busybox", "command": ["sh", "-c", script] })
+    json!({ "name": name, "image": "skiff/busybox", "command": ["sh", "-c", script] })
 }
 
 /// Polls the object at `key` until `test` passes; panics with the last
@@ -109,6 +112,34 @@ fn curl(node: &Node, url: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `curl` of the node agent's kubelet API `path`, from the node's netns,
+/// with the API server's client certificate (the only one it serves).
+fn kubelet_curl(testbed: &Testbed, node: &Node, path: &str) -> Option<String> {
+    let out = kubelet_curl_for(testbed, node, path, 2);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// As [`kubelet_curl`], for at most `seconds`, whatever curl says.
+fn kubelet_curl_for(
+    testbed: &Testbed,
+    node: &Node,
+    path: &str,
+    seconds: u32,
+) -> std::process::Output {
+    let [cert, key] = testbed.kubelet_client_identity();
+    let url = format!("https://{}:10250{path}", node.ip());
+    node.command("curl")
+        .args(["-s", "-k", "--max-time", &seconds.to_string(), "--cert"])
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .arg(url)
+        .output()
+        .unwrap()
+}
+
 /// Waits for the agent to delete the pod's key; returns how long it took.
 fn wait_gone(testbed: &Testbed, key: &str) -> Duration {
     let started = Instant::now();
@@ -126,6 +157,8 @@ fn netns_exists(name: &str) -> bool {
 #[test]
 fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     let mut testbed = Testbed::start_running_pods(1).unwrap();
+    // Its cluster CA is the one the kubelet API serves to.
+    testbed.start_control(&[]).unwrap();
     let node = testbed.cluster().node(1).clone();
 
     // The node registers itself and renews its lease.
@@ -164,7 +197,16 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     });
     let ip = web["status"]["podIP"].as_str().unwrap().to_owned();
     assert!(ip.starts_with("10.244.1."), "{ip}");
-    assert_eq!(container_status(&web)["image"], "registry.example/echo:1");
+    assert_eq!(container_status(&web)["image"], ECHO_IMAGE);
+    let image_id = container_status(&web)["imageID"].as_str().unwrap();
+    assert!(
+        image_id.starts_with("docker.io/skiff/echo@sha256:"),
+        "{image_id}"
+    );
+    assert_eq!(
+        container_status(&web)["containerID"],
+        "runc://default_web_echo"
+    );
     assert_eq!(
         curl(&node, &format!("http://{ip}:8080/")).as_deref(),
         Some("web\n")
@@ -173,11 +215,11 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     assert!(netns_exists(&netns));
 
     // Logs, as `kubectl logs` gets them through the API server.
-    let logs_url = format!("http://{}:10250/containerLogs/default/web/echo", node.ip());
-    let logs = curl(&node, &logs_url).unwrap();
+    let logs_url = "/containerLogs/default/web/echo";
+    let logs = kubelet_curl(&testbed, &node, logs_url).unwrap();
     assert!(logs.contains("ready"), "{logs:?}");
     assert_eq!(
-        curl(&node, &format!("{logs_url}?tailLines=1")).as_deref(),
+        kubelet_curl(&testbed, &node, &format!("{logs_url}?tailLines=1")).as_deref(),
         Some("ready\n")
     );
 
@@ -202,7 +244,7 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
         Some("web\n")
     );
     assert!(
-        curl(&node, &format!("{logs_url}?previous=true"))
+        kubelet_curl(&testbed, &node, &format!("{logs_url}?previous=true"))
             .unwrap()
             .contains("ready")
     );
@@ -250,7 +292,7 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
     );
     assert!(!netns_exists(&netns), "the pod's netns must go");
     assert!(!cgroup.exists(), "the pod's cgroup must go");
-    assert!(curl(&node, &logs_url).is_none_or(|body| !body.contains("ready")));
+    assert!(kubelet_curl(&testbed, &node, logs_url).is_none_or(|body| !body.contains("ready")));
 
     // A stopped agent stops heartbeating.
     testbed.kill_agent(1);
@@ -312,7 +354,15 @@ fn a_failing_command_backs_off_longer_each_time() {
 fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
     let testbed = Testbed::start_running_pods(1).unwrap();
     let node = testbed.cluster().node(1).clone();
-    let flag = std::env::temp_dir().join(format!("{}-ready", testbed.cluster().prefix()));
+    // The probe looks for a file in the container, which the test makes
+    // and removes there.
+    let flag = "/tmp/ready";
+    let touch = |argv: &[&str]| {
+        let out = testbed
+            .exec_in_container(1, ("default", "probed"), "echo", argv)
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
     let mut spec = json!({
         "terminationGracePeriodSeconds": 2,
         "containers": [echo_container("probed")],
@@ -328,9 +378,9 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
         .unwrap();
     let ready = |want: &'static str| move |p: &Value| running(p) && condition(p, "Ready") == want;
     wait_for(&testbed, &pod_key("probed"), "not ready", ready("False"));
-    std::fs::write(&flag, "").unwrap();
+    touch(&["touch", flag]);
     wait_for(&testbed, &pod_key("probed"), "ready", ready("True"));
-    std::fs::remove_file(&flag).unwrap();
+    touch(&["rm", flag]);
     let out = wait_for(
         &testbed,
         &pod_key("probed"),
@@ -338,9 +388,8 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
         ready("False"),
     );
     assert_eq!(container_status(&out)["ready"], false);
-    std::fs::write(&flag, "").unwrap();
+    touch(&["touch", flag]);
     wait_for(&testbed, &pod_key("probed"), "back in", ready("True"));
-    std::fs::remove_file(&flag).unwrap();
 
     // A failing liveness probe (nothing listens on 9999) restarts the
     // container: SIGTERM, which skiff-echo dies of (exit code 128 + 15).
@@ -389,7 +438,8 @@ fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
 
 #[test]
 fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let node = testbed.cluster().node(1).clone();
     let store = testbed.store();
     let cm = json!({ "apiVersion": "v1", "kind": "ConfigMap",
@@ -436,7 +486,8 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
 
     // The client connects to the Service by its variables, as a pod does.
     let script = "env; for i in $(seq 50); do \
-        curl -s --max-time 1 http://$WEB_SERVICE_HOST:$WEB_SERVICE_PORT/ && break; sleep 0.2; done; \
+        printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 $WEB_SERVICE_HOST $WEB_SERVICE_PORT && break; \
+        sleep 0.2; done; \
         sleep 1000";
     let mut client = shell("client", script);
     client["envFrom"] = json!([{ "configMapRef": { "name": "settings" }, "prefix": "CM_" }]);
@@ -453,13 +504,10 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
         .unwrap();
     let client = wait_for(&testbed, &pod_key("client"), "client running", running);
     let client_ip = client["status"]["podIP"].as_str().unwrap().to_owned();
-    let url = format!(
-        "http://{}:10250/containerLogs/default/client/client",
-        node.ip()
-    );
+    let url = "/containerLogs/default/client/client";
     let deadline = Instant::now() + TIMEOUT;
     let logs = loop {
-        let logs = curl(&node, &url).unwrap_or_default();
+        let logs = kubelet_curl(&testbed, &node, url).unwrap_or_default();
         if logs.lines().any(|l| l == "web") || Instant::now() > deadline {
             break logs;
         }
@@ -483,16 +531,12 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
     }
 
     // Following the log streams what is there and then waits for more.
-    let out = node
-        .command("curl")
-        .args([
-            "-s",
-            "--max-time",
-            "1",
-            &format!("{url}?follow=true&tailLines=1"),
-        ])
-        .output()
-        .unwrap();
+    let out = kubelet_curl_for(
+        &testbed,
+        &node,
+        &format!("{url}?follow=true&tailLines=1"),
+        1,
+    );
     assert_eq!(
         out.status.code(),
         Some(28),
@@ -509,15 +553,8 @@ fn env_comes_from_configmaps_secrets_fields_and_services_whose_cluster_ip_works(
         .put(&pod_key("once"), &bound_pod("once", once))
         .unwrap();
     wait_for(&testbed, &pod_key("once"), "once running", running);
-    let url = format!(
-        "http://{}:10250/containerLogs/default/once/once?follow=true",
-        node.ip()
-    );
-    let out = node
-        .command("curl")
-        .args(["-s", "--max-time", "10", &url])
-        .output()
-        .unwrap();
+    let url = "/containerLogs/default/once/once?follow=true";
+    let out = kubelet_curl_for(&testbed, &node, url, 10);
     assert!(out.status.success(), "the stream must end: {out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
     let done = wait_for(&testbed, &pod_key("once"), "once done", |p| {

@@ -8,7 +8,6 @@
 //! from it, and `up` on a healthy cluster changes nothing.
 
 use std::{
-    fs,
     net::Ipv4Addr,
     os::unix::process::CommandExt,
     path::Path,
@@ -22,14 +21,13 @@ use clap::Args;
 use serde_json::Value;
 use skiff_tests::{
     CONTROL_PLANE_IP, Cluster, ClusterLock, ClusterSpec, Daemon, DaemonSpec, Pod, Prefix,
-    echo_binary, kubectl, node_ip, sync_count, teardown_prefix, wait_for_api, wait_for_sync,
+    echo_binary, kubectl, node_ip, sync_count, teardown_prefix, unmount_below, wait_for_api,
+    wait_for_sync,
 };
 
 use crate::{
     build_cmd,
-    cluster_files::{
-        self, BIN_DIR, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir,
-    },
+    cluster_files::{self, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir},
     images_cmd, pods_ready, setup, sh,
     supervise_cmd::{API_PORT, kubeconfig},
     utc,
@@ -212,7 +210,6 @@ fn stop_daemons(command: &str) -> Result<()> {
 /// its daemons too) but not the data.
 fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
     cluster_files::record_node_count(nodes)?;
-    install_echo()?;
     let syncs_before: Vec<usize> = cluster
         .nodes()
         .iter()
@@ -280,17 +277,6 @@ fn wait_until_serving(nodes: u16) -> Result<()> {
     Ok(())
 }
 
-/// Copies skiff-echo to [`BIN_DIR`] by a rename, which never fails with
-/// ETXTBSY the way writing over a binary pods are running would.
-fn install_echo() -> Result<()> {
-    fs::create_dir_all(BIN_DIR).with_context(|| format!("creating {BIN_DIR}"))?;
-    let target = Path::new(BIN_DIR).join("skiff-echo");
-    let staged = Path::new(BIN_DIR).join(".skiff-echo.new");
-    fs::copy(echo_binary()?, &staged)
-        .with_context(|| format!("copying skiff-echo to {}", staged.display()))?;
-    fs::rename(&staged, &target).with_context(|| format!("installing {}", target.display()))
-}
-
 fn print_summary(nodes: u16, was_up: bool, iperf3_ip: &str, echo_ip: &str, ready_after: Duration) {
     let node1: Ipv4Addr = node_ip(1);
     let headline = if was_up {
@@ -344,6 +330,10 @@ pub fn down(args: &DownArgs) -> Result<()> {
     }
     stop_daemons("down")?;
     let removed = teardown_prefix(Prefix::fixed().as_str())?;
+    // The containers died with their cgroups; what the agents mounted for
+    // them (root filesystems, volumes, pinned namespaces) goes too, kept
+    // data or not, or the data directory could not be removed.
+    unmount_below(Path::new(DATA_DIR));
     cluster_files::remove_tree(RUN_DIR)?;
     if removed.is_empty() {
         println!("down: no skiff network was up; nothing to remove");

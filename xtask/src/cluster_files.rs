@@ -1,7 +1,7 @@
 //! Where the local cluster of `cargo xtask up` keeps its things, and the
 //! names of its daemons. Data survives a reboot (/var/lib/skiff), so does
-//! what the daemons said (/var/log/skiff); pid files and the copy of
-//! skiff-echo the examples run must not (/run/skiff, a tmpfs).
+//! what the daemons said (/var/log/skiff); pid files must not (/run/skiff,
+//! a tmpfs).
 
 use std::{
     fs, io,
@@ -16,8 +16,6 @@ pub const DATA_DIR: &str = "/var/lib/skiff";
 pub const LOG_DIR: &str = "/var/log/skiff";
 /// Pid files.
 pub const RUN_DIR: &str = "/run/skiff";
-/// Where the examples' `command` finds skiff-echo, whatever the checkout.
-pub const BIN_DIR: &str = "/run/skiff/bin";
 
 pub const SUPERVISOR: &str = "supervisor";
 pub const ETCD: &str = "etcd";

@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::Args;
 use skiff_tests::{
     CONTROL_PLANE_IP, Cluster, Component, EtcdConfig, Prefix, SupervisorDirs, agent_command,
-    control_command, kubeconfig_path, run_pods_args, supervise,
+    cluster_ca_path, control_command, kubeconfig_path, run_pods_args, supervise,
 };
 
 use crate::cluster_files::{
@@ -80,7 +80,8 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
             name,
             command: Box::new(move || {
                 let mut command = agent_command(&node, &endpoints)?;
-                command.args(run_pods_args(&node, &agent_state_dir(node.name())));
+                let ca = cluster_ca_path(&control_data_dir());
+                command.args(run_pods_args(&node, &agent_state_dir(node.name()), &ca));
                 Ok(command)
             }),
             // Its own, outside the node's: the agent's connections need no

@@ -272,7 +272,7 @@ fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
     ];
     let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
     let ips_before = pod_ips(&cluster);
-    assert_eq!(ips_before.len(), 6, "the examples' pods: {ips_before:?}");
+    assert_eq!(ips_before.len(), 7, "the examples' pods: {ips_before:?}");
     let echo_ip = cluster_ip(&cluster, "echo");
     assert_service_traffic(&cluster, &echo_ip);
 

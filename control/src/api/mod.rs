@@ -7,6 +7,7 @@ mod discovery;
 mod dispatch;
 mod field_validation;
 mod handlers;
+mod kubelet;
 mod logs;
 mod media;
 mod objects;

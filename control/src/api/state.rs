@@ -2,6 +2,7 @@
 //! strategies need. The verbs and the routing are `impl Api` blocks in
 //! their own modules.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::kinds::{Env, ServiceNetwork};
@@ -17,8 +18,11 @@ pub struct ApiConfig {
     /// The pools Services get their ClusterIPs, NodePorts and LoadBalancer
     /// IPs from.
     pub network: ServiceNetwork,
-    /// The port node agents serve `/containerLogs` on (kubelet's).
+    /// The port node agents serve their kubelet API on (kubelet's).
     pub kubelet_port: u16,
+    /// How this server connects to node agents (its kubelet-client
+    /// certificate); the server sets it from its PKI at start.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ApiConfig {
@@ -28,6 +32,7 @@ impl Default for ApiConfig {
             default_watch_timeout: Duration::from_secs(1800),
             network: ServiceNetwork::default(),
             kubelet_port: 10250,
+            kubelet_client: None,
         }
     }
 }

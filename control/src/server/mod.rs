@@ -6,6 +6,7 @@ mod body;
 mod kubeconfig;
 mod pki;
 mod tls;
+mod upgrade;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -101,13 +102,15 @@ struct State {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let pki = pki::load_or_create(&config.data_dir.join("pki"), &config.advertise_addresses)?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
+    let mut api_config = config.api.clone();
+    api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
     let tokens = match &config.token_file {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
     };
     let store = Store::connect(&config.etcd).await?;
     wait_for_etcd(&store).await?;
-    let api = Api::new(store.clone(), config.api.clone());
+    let api = Api::new(store.clone(), api_config);
     api.ensure_system_namespaces().await?;
     api.ensure_default_storage_class().await?;
 
@@ -221,7 +224,7 @@ async fn serve_connection(
         async move { Ok::<_, Infallible>(handle(&state, user.as_ref(), request).await) }
     });
     if let Err(error) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(tls), service)
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
     {
         debug!(%peer, %error, "connection ended with an error");
@@ -254,6 +257,13 @@ async fn handle(
     let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
         return reply(ApiError::unauthorized().into());
     };
+    if let Some(target) = upgrade::streaming_target(&path) {
+        debug!(user = user.name, path, "streaming request");
+        return match upgrade::join(&state.api, request, target).await {
+            Ok(response) => response,
+            Err(error) => reply(error.into()),
+        };
+    }
     let method = request.method().clone();
     let query = request.uri().query().map(str::to_owned);
     let content_type = request

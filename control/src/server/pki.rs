@@ -1,5 +1,6 @@
-//! The cluster's certificates: a CA, the API server's serving certificate
-//! and the admin client identity, created on first start in the data
+//! The cluster's certificates: a CA, the API server's serving certificate,
+//! the admin client identity and the API server's identity towards node
+//! agents (kube-apiserver's `apiserver-kubelet-client`), created on first start in the data
 //! directory and reused afterwards.
 
 use std::fs;
@@ -48,7 +49,12 @@ pub struct Pki {
     pub serving_key: String,
     pub admin_cert: String,
     pub admin_key: String,
+    pub kubelet_client_cert: String,
+    pub kubelet_client_key: String,
 }
+
+/// The name node agents serve: theirs and kube-apiserver's.
+pub const KUBELET_CLIENT_NAME: &str = "kube-apiserver-kubelet-client";
 
 /// Loads the PKI from `dir`, creating what is missing. A new CA means new
 /// leaf certificates too (the old ones would not verify).
@@ -98,15 +104,14 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki, PkiError
         dir,
         "admin",
         !ca_exists,
-        || {
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params.distinguished_name.push(DnType::CommonName, "admin");
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, "system:masters");
-            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            Ok(params)
-        },
+        || client_params("admin", "system:masters"),
+        &issuer,
+    )?;
+    let (kubelet_client_cert, kubelet_client_key) = leaf(
+        dir,
+        "apiserver-kubelet-client",
+        !ca_exists,
+        || client_params(KUBELET_CLIENT_NAME, "system:masters"),
         &issuer,
     )?;
     Ok(Pki {
@@ -115,7 +120,20 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki, PkiError
         serving_key,
         admin_cert,
         admin_key,
+        kubelet_client_cert,
+        kubelet_client_key,
     })
+}
+
+/// A client identity: its user name and group.
+fn client_params(name: &str, group: &str) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, group);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
 }
 
 fn create_ca() -> Result<(String, String), PkiError> {

@@ -1,6 +1,7 @@
-//! rustls server configuration: our serving certificate, client
+//! rustls configurations. The server: our serving certificate, client
 //! certificates verified against our CA but optional (bearer tokens need
-//! connections without one), HTTP/2 and HTTP/1.1 by ALPN.
+//! connections without one), HTTP/2 and HTTP/1.1 by ALPN. The client
+//! towards node agents: `kubelet_client_config`.
 
 use std::sync::Arc;
 
@@ -45,4 +46,75 @@ pub fn server_config(pki: &Pki) -> Result<rustls::ServerConfig, TlsError> {
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// How the API server connects to node agents: with its kubelet-client
+/// certificate. An agent's serving certificate is its own, self-signed, so
+/// it is not checked, as kube-apiserver does not without
+/// `--kubelet-certificate-authority`; the agent checks the API server.
+pub fn kubelet_client_config(pki: &Pki) -> Result<rustls::ClientConfig, TlsError> {
+    let pem = |what| move |source| TlsError::Pem { what, source };
+    let provider = Arc::new(ring::default_provider());
+    let chain = CertificateDer::pem_slice_iter(pki.kubelet_client_cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem("kubelet client certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(pki.kubelet_client_key.as_bytes())
+        .map_err(pem("kubelet client key"))?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyAgent(provider)))
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts any serving certificate, checking only that the agent holds its
+/// key (the handshake's signatures).
+#[derive(Debug)]
+struct AnyAgent(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyAgent {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }

@@ -1,11 +1,15 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
-//! (`pods`), reading and writing the cluster through etcd (`store`). The
+//! (`pods`) with their volumes (`volumes`), reading and writing the
+//! cluster through etcd (`store`) and recording Events (`events`). The
 //! node's image store (`images`) is managed from the command line.
+pub mod events;
 pub mod images;
 pub mod node;
 pub mod pods;
+pub mod server;
 pub mod store;
+pub mod volumes;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -35,9 +39,15 @@ pub struct Config {
     pub pod_routes: Vec<String>,
     /// Where the kubelet API is served.
     pub kubelet_bind: SocketAddr,
-    /// Where pod address allocations and container logs are kept.
+    /// The cluster CA the API server's client certificate is checked against.
+    pub client_ca_file: PathBuf,
+    /// Where pod address allocations, container logs, containers and
+    /// the image store are kept.
     pub state_dir: PathBuf,
     pub crashloop_base: Duration,
+    /// The cluster DNS server pods' resolv.conf names, if any.
+    pub cluster_dns: Option<Ipv4Addr>,
+    pub cluster_domain: String,
     /// Time between Node and Lease updates.
     pub heartbeat_interval: Duration,
 }
@@ -54,8 +64,11 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         pod_netns_prefix,
         pod_routes,
         kubelet_bind,
+        client_ca_file,
         state_dir,
         crashloop_base,
+        cluster_dns,
+        cluster_domain,
         heartbeat_interval,
     } = config;
     let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
@@ -64,7 +77,6 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(kubelet_bind)
         .await
         .with_context(|| format!("serving the kubelet API on {kubelet_bind}"))?;
-    tokio::spawn(pods::log_server::serve(listener, logs.clone()));
     let plumbing = Plumbing {
         bridge: pod_bridge.clone(),
         pod_cidr,
@@ -88,7 +100,25 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         netns_prefix: pod_netns_prefix,
         cgroup,
         crashloop_base,
+        state_dir: state_dir.clone(),
+        dns: pods::Dns {
+            server: cluster_dns,
+            domain: cluster_domain,
+        },
     };
+    let served = server::Served {
+        logs: logs.clone(),
+        containers: pods::exec::Containers::new(&pods_config),
+    };
+    let tls_dir = state_dir.clone();
+    let (tls_node, tls_ca) = (node_name.clone(), client_ca_file.clone());
+    let make_acceptor = move || server::tls::acceptor(&tls_dir, &tls_node, node_ip, &tls_ca);
+    tokio::spawn(server::serve(
+        listener,
+        make_acceptor,
+        client_ca_file,
+        served,
+    ));
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(
         node_name,

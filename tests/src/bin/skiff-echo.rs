@@ -83,7 +83,22 @@ enum Protocol {
     Udp,
 }
 
+/// Ends the process as SIGTERM's default action would (status 128 + 15).
+extern "C" fn exit_on_sigterm(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + libc::SIGTERM) };
+}
+
 fn main() -> Result<()> {
+    // A container's pid 1 gets no signal it has no handler for, so the
+    // server handles SIGTERM itself to stop when its pod stops.
+    // SAFETY: the handler only calls _exit.
+    unsafe {
+        libc::signal(
+            libc::SIGTERM,
+            exit_on_sigterm as *const () as libc::sighandler_t,
+        )
+    };
     match Cli::parse().command {
         Mode::Serve { name, tcp, udp } => serve(&name, &tcp, &udp),
         Mode::Call {

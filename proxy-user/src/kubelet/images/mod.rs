@@ -1,8 +1,8 @@
 //! The node image store (`skiff-agent images`): images imported from
 //! archives without a registry, kept as an OCI image layout under
 //! `<state-dir>/images/` (`store`), found by reference or digest, and
-//! unpacked one directory per layer for overlayfs (`unpack`). Pods do not
-//! use it yet.
+//! unpacked one directory per layer for overlayfs (`unpack`), which
+//! pods' containers run from (`runnable`).
 mod digest;
 mod import;
 mod reference;
@@ -11,12 +11,17 @@ mod store;
 mod tests;
 mod unpack;
 
-use std::{fmt::Write as _, path::Path};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, bail};
 use tracing::{info, warn};
 
-use self::store::{Recorded, Store};
+use oci_spec::image::ImageConfiguration;
+
+use self::store::{Image, Recorded, Store};
 
 /// `images import`: one line per image the archive holds.
 pub fn import(state_dir: &Path, archive: &Path) -> anyhow::Result<String> {
@@ -98,6 +103,42 @@ pub fn list(state_dir: &Path) -> anyhow::Result<String> {
 pub fn unpack(state_dir: &Path, wanted: &str) -> anyhow::Result<String> {
     let store = Store::open(state_dir)?;
     let image = store.resolve(wanted)?;
+    let mut out = String::new();
+    for dir in unpacked_layers(&store, &image, wanted)? {
+        writeln!(out, "{}", std::path::absolute(dir)?.display())?;
+    }
+    Ok(out)
+}
+
+/// An image ready to run a container from.
+pub struct Runnable {
+    /// `<name>@sha256:<manifest digest>`, the status' `imageID`.
+    pub id: String,
+    pub config: ImageConfiguration,
+    /// Unpacked, bottom first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// The image `wanted` names, its layers unpacked; `None` if the store
+/// does not hold it.
+pub fn runnable(state_dir: &Path, wanted: &str) -> anyhow::Result<Option<Runnable>> {
+    let store = Store::open(state_dir)?;
+    let Some(image) = store.find(wanted)? else {
+        return Ok(None);
+    };
+    let layers = unpacked_layers(&store, &image, wanted)?;
+    let name = image.reference.as_deref().map_or_else(
+        || wanted.to_owned(),
+        |reference| reference::without_tag(reference).to_owned(),
+    );
+    Ok(Some(Runnable {
+        id: format!("{name}@{}", image.manifest_digest),
+        config: image.config,
+        layers,
+    }))
+}
+
+fn unpacked_layers(store: &Store, image: &Image, wanted: &str) -> anyhow::Result<Vec<PathBuf>> {
     let layers = image.manifest.layers();
     let diff_ids = image.config.rootfs().diff_ids();
     if layers.len() != diff_ids.len() {
@@ -107,12 +148,11 @@ pub fn unpack(state_dir: &Path, wanted: &str) -> anyhow::Result<String> {
             diff_ids.len()
         );
     }
-    let mut out = String::new();
-    for (layer, diff_id) in layers.iter().zip(diff_ids) {
-        let dir = unpack::unpack(&store, layer, diff_id)?;
-        writeln!(out, "{}", std::path::absolute(dir)?.display())?;
-    }
-    Ok(out)
+    layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| unpack::unpack(store, layer, diff_id))
+        .collect()
 }
 
 /// Sizes in decimal units with three significant digits, as crictl

@@ -21,9 +21,21 @@ pub fn normalise(reference: &str) -> String {
     format!("{name}{suffix}")
 }
 
+/// A normalised reference without its tag or digest: the name an
+/// `imageID` starts with.
+pub fn without_tag(reference: &str) -> &str {
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    match name.rsplit_once(':') {
+        Some((rest, tag)) if !tag.contains('/') => rest,
+        _ => name,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::normalise;
+    use super::{normalise, without_tag};
 
     #[test]
     fn short_names_get_docker_hub_and_latest() {
@@ -44,5 +56,15 @@ mod tests {
             normalise("redis@sha256:abcd"),
             "docker.io/library/redis@sha256:abcd"
         );
+    }
+
+    #[test]
+    fn an_image_id_name_has_no_tag() {
+        assert_eq!(
+            without_tag("docker.io/library/redis:latest"),
+            "docker.io/library/redis"
+        );
+        assert_eq!(without_tag("localhost:5000/app"), "localhost:5000/app");
+        assert_eq!(without_tag("quay.io/a/b@sha256:ab"), "quay.io/a/b");
     }
 }

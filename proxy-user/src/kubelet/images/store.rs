@@ -164,6 +164,12 @@ impl Store {
     /// The image a reference (`redis`, `busybox:1.35`) or a `sha256:`
     /// digest of its manifest or config names.
     pub fn resolve(&self, wanted: &str) -> anyhow::Result<Image> {
+        self.find(wanted)?
+            .with_context(|| format!("no image {wanted} in the store"))
+    }
+
+    /// [`Store::resolve`], with `None` for an image the store lacks.
+    pub fn find(&self, wanted: &str) -> anyhow::Result<Option<Image>> {
         let matches: Box<dyn Fn(&Image) -> bool> = if wanted.starts_with("sha256:") {
             Box::new(|image: &Image| {
                 image.manifest_digest.as_ref() == wanted
@@ -173,10 +179,7 @@ impl Store {
             let normalised = reference::normalise(wanted);
             Box::new(move |image: &Image| image.reference.as_deref() == Some(normalised.as_str()))
         };
-        self.images()?
-            .into_iter()
-            .find(|image| matches(image))
-            .with_context(|| format!("no image {wanted} in the store"))
+        Ok(self.images()?.into_iter().find(|image| matches(image)))
     }
 }
 

@@ -124,7 +124,7 @@ pub fn refreshed(mut node: Value, info: &NodeInfo, now: &str) -> Value {
     status["nodeInfo"] = json!({
         "kubeletVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
         "kubeProxyVersion": concat!("skiff-agent-", env!("CARGO_PKG_VERSION")),
-        "containerRuntimeVersion": "skiff://processes",
+        "containerRuntimeVersion": "runc://1",
         "operatingSystem": "linux",
         "architecture": std::env::consts::ARCH,
         "kernelVersion": kernel_release(),

@@ -1,12 +1,11 @@
 //! A pod's cgroups: `<--cgroup>/skiff-pods/<namespace>.<name>/<container>`.
 //! Below the agent's `--cgroup`, so the socket load balancer applies to the
-//! pods; one leaf per container so each gets its own limits and the agent
-//! can find (and adopt) a container's processes after a restart.
+//! pods; one leaf per container, which runc puts the container in (its
+//! `cgroupsPath`).
 //!
-//! Limits go to `cpu.max` and `memory.max` where cgroup v2 has those
-//! controllers. On a hybrid host (cpu and memory bound to cgroup v1) they
-//! are not there: the limits are then logged as not enforced, and v1 is
-//! never touched.
+//! On a hybrid host (cgroup v2 at /sys/fs/cgroup/unified, cpu and memory
+//! bound to v1) runc also makes the same path in each v1 hierarchy and
+//! enforces the limits there; those mirrors go with the pod.
 use std::{
     fs, io,
     path::{Path, PathBuf},
@@ -15,74 +14,36 @@ use std::{
 
 use tracing::warn;
 
+use super::statfs::{CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, fs_type};
+
 /// The directory below `--cgroup` holding every pod of this agent.
 const PODS_DIR: &str = "skiff-pods";
-const CFS_PERIOD_US: u64 = 100_000;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Millicores.
-    pub cpu_millis: Option<u64>,
-    pub memory_bytes: Option<u64>,
-}
-
-impl Limits {
-    /// `cpu.max`'s value: quota and period in microseconds.
-    fn cpu_max(&self) -> Option<String> {
-        self.cpu_millis
-            .map(|m| format!("{} {CFS_PERIOD_US}", (m * CFS_PERIOD_US / 1000).max(1000)))
-    }
-}
+/// Where a hybrid host mounts its cgroup hierarchies.
+const CGROUP_MOUNTS: &str = "/sys/fs/cgroup";
 
 pub fn pods_root(cgroup: &Path) -> PathBuf {
     cgroup.join(PODS_DIR)
 }
 
-/// Creates the container's cgroup (and its parents) and writes its limits.
-pub fn create_container(
-    pods_root: &Path,
-    pod_dir: &str,
-    container: &str,
-    limits: &Limits,
-) -> io::Result<PathBuf> {
-    let pod = pods_root.join(pod_dir);
-    let dir = pod.join(container);
+/// Creates the container's cgroup (and its parents).
+pub fn create_container(pods_root: &Path, pod_dir: &str, container: &str) -> io::Result<PathBuf> {
+    let dir = pods_root.join(pod_dir).join(container);
     fs::create_dir_all(&dir)?;
-    if *limits == Limits::default() {
-        return Ok(dir);
-    }
-    let parent = pods_root.parent().unwrap_or(pods_root);
-    let mut enforced = true;
-    for (controller, value, file) in [
-        ("cpu", limits.cpu_max(), "cpu.max"),
-        (
-            "memory",
-            limits.memory_bytes.map(|b| b.to_string()),
-            "memory.max",
-        ),
-    ] {
-        let Some(value) = value else { continue };
-        // Each level delegates the controller to the next; --cgroup's own
-        // parent must already offer it (as systemd's Delegate= does).
-        let delegated = [parent, pods_root, &pod]
-            .iter()
-            .all(|level| enable(level, controller));
-        enforced &= delegated && fs::write(dir.join(file), &value).is_ok();
-    }
-    if !enforced {
-        warn!(cgroup = %dir.display(), ?limits, "cgroup v2 does not offer the cpu/memory controllers here: limits recorded, not enforced");
-    }
     Ok(dir)
 }
 
-fn enable(dir: &Path, controller: &str) -> bool {
-    let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    if !offered.split_whitespace().any(|c| c == controller) {
-        return false;
-    }
-    let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
-    enabled.split_whitespace().any(|c| c == controller)
-        || fs::write(dir.join("cgroup.subtree_control"), format!("+{controller}")).is_ok()
+/// `dir` as a path from the root of the cgroup v2 mount it is in, which
+/// is how runc's `cgroupsPath` names it.
+pub fn v2_relative(dir: &Path) -> Option<PathBuf> {
+    v2_root_of(dir).and_then(|root| dir.strip_prefix(root).ok().map(|r| Path::new("/").join(r)))
+}
+
+fn v2_root_of(dir: &Path) -> Option<&'static Path> {
+    ["/sys/fs/cgroup/unified", CGROUP_MOUNTS]
+        .into_iter()
+        .map(Path::new)
+        .filter(|root| dir.starts_with(root))
+        .find(|root| fs_type(root) == Some(CGROUP2_SUPER_MAGIC))
 }
 
 /// The processes in a cgroup.
@@ -124,11 +85,31 @@ pub async fn kill(dir: &Path) {
     warn!(cgroup = %dir.display(), "processes survived SIGKILL for 5 s");
 }
 
-/// Kills what is left in the pod's cgroup and removes it, leaves first.
+/// Kills what is left in the pod's cgroup and removes it, leaves first,
+/// with the v1 mirrors runc made of it.
 pub async fn remove_pod(pods_root: &Path, pod_dir: &str) {
     let pod = pods_root.join(pod_dir);
     kill(&pod).await;
     remove_tree(&pod);
+    for mirror in v1_mirrors(&pod) {
+        remove_tree(&mirror);
+    }
+}
+
+/// The same cgroup in each v1 hierarchy of a hybrid host.
+fn v1_mirrors(dir: &Path) -> Vec<PathBuf> {
+    let Some(relative) = v2_root_of(dir).and_then(|root| dir.strip_prefix(root).ok()) else {
+        return Vec::new();
+    };
+    fs::read_dir(CGROUP_MOUNTS)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|hierarchy| fs_type(hierarchy) == Some(CGROUP_SUPER_MAGIC))
+        .map(|hierarchy| hierarchy.join(relative))
+        .filter(|mirror| mirror.is_dir())
+        .collect()
 }
 
 fn remove_tree(dir: &Path) {
@@ -195,14 +176,5 @@ mod tests {
         assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
         assert_eq!(memory_bytes("1e3"), Some(1000));
         assert_eq!(memory_bytes("x"), None);
-    }
-
-    #[test]
-    fn cpu_max_is_quota_over_a_100ms_period() {
-        let limits = Limits {
-            cpu_millis: Some(500),
-            memory_bytes: None,
-        };
-        assert_eq!(limits.cpu_max().unwrap(), "50000 100000");
     }
 }

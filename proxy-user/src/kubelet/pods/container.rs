@@ -1,8 +1,10 @@
-//! One container's life: start (or adopt) its process, probe it, and on
-//! exit restart it as `restartPolicy` says, after a CrashLoopBackOff delay
-//! (the base, 10 s, doubling up to 5 min; reset once it ran 10 min), until
-//! the pod is stopped: then the preStop hook, SIGTERM, the rest of the
-//! grace period, and SIGKILL.
+//! One container's life: start it with runc from its image (or adopt the
+//! one an earlier agent started), probe it, and on exit restart it as
+//! `restartPolicy` says, after a CrashLoopBackOff delay (the base, 10 s,
+//! doubling up to 5 min; reset once it ran 10 min), until the pod is
+//! stopped: then the preStop hook, SIGTERM, the rest of the grace period,
+//! and SIGKILL. A missing image waits as `ErrImageNeverPull`, looked for
+//! again every 2 s.
 use std::{path::Path, sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -13,18 +15,26 @@ use tokio::{
 use tracing::{info, warn};
 
 use super::{
-    cgroup::{self, Limits},
+    cgroup,
     env::{self, PodFacts},
     hooks,
+    oci::{
+        self, ImageDefaults, Launch, StartError, Started,
+        monitor::Exit,
+        spec::{BindMount, Limits},
+    },
     probes::{self, Target, Timing},
-    process::{self, Exit, Process, Spec},
     runtime::PodRuntime,
+    security,
     status::State,
     termination,
 };
-use crate::kubelet::store::now_rfc3339;
+use crate::kubelet::{store::now_rfc3339, volumes::Mount};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often a container waiting for its image looks for it again, so
+/// that importing the image starts it.
+const IMAGE_RETRY: Duration = Duration::from_secs(2);
 /// A container that ran this long starts over at the base delay.
 const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
 
@@ -35,89 +45,94 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
     let container = runtime.containers()[index].clone();
     let name = container.name.clone();
     let pod = runtime.key.clone();
-    let cgroup = match cgroup::create_container(
-        &runtime.ctx.pods_root,
-        &runtime.cgroup_name(),
-        &name,
-        &limits(&container),
-    ) {
-        Ok(dir) => dir,
-        Err(error) => {
-            warn!(%pod, container = %name, %error, "creating the container's cgroup failed");
-            runtime.update(index, |c| {
-                c.state = State::waiting("CreateContainerError", Some(error.to_string()))
-            });
-            stopped(&mut stop).await;
-            return;
-        }
-    };
+    let id = oci::container_id(&pod.namespace, &pod.name, &name);
+    let containers = runtime.ctx.containers.clone();
+    let cgroup =
+        match cgroup::create_container(&runtime.ctx.pods_root, &runtime.cgroup_name(), &name) {
+            Ok(dir) => dir,
+            Err(error) => {
+                warn!(%pod, container = %name, %error, "creating the container's cgroup failed");
+                runtime.update(index, |c| {
+                    c.state = State::waiting("CreateContainerError", Some(error.to_string()))
+                });
+                stopped(&mut stop).await;
+                return;
+            }
+        };
     let base = runtime.ctx.config.crashloop_base;
     let mut delay = base;
-    let mut adopted = Process::adopt(&cgroup);
+    let mut adopted = containers.adopt(&id);
     loop {
         if stop.borrow().is_some() {
             return;
         }
-        let spec = match spec(&runtime, &container, &cgroup).await {
-            Ok(spec) => spec,
-            Err(message) if adopted.is_none() => {
-                runtime.update(index, |c| {
-                    c.state = State::waiting("CreateContainerConfigError", Some(message))
-                });
-                if wait_or_stop(&mut stop, base).await {
-                    return;
-                }
-                continue;
-            }
-            // The process runs already; only exec probes miss its env.
-            Err(_) => empty_spec(&runtime, &cgroup),
-        };
         let mut started_at = now_rfc3339();
         let fresh = adopted.is_none();
-        let mut process = match adopted.take() {
-            Some(process) => {
+        let started = match adopted.take() {
+            Some(started) => {
                 info!(%pod, container = %name, "adopted the running container");
                 if let Some(start) = runtime.snapshot().containers[index].previous_start.clone() {
                     started_at = start;
                 }
-                process
+                started
             }
-            None => {
-                let log = runtime.ctx.logs.prepare(&pod.namespace, &pod.name, &name);
-                let log = log.and_then(|log| termination::prepare(&runtime, &name).map(|_| log));
-                match log.and_then(|log| process::spawn(&spec, &log)) {
-                    Ok(process) => {
-                        info!(%pod, container = %name, argv = ?spec.argv, "container started");
-                        process
+            None => match start(&runtime, index, &container, &id, &cgroup).await {
+                Ok(started) => {
+                    info!(%pod, container = %name, id, "container started");
+                    started
+                }
+                Err(StartError::ImageMissing(image)) => {
+                    let message = StartError::ImageMissing(image).to_string();
+                    runtime.update(index, |c| {
+                        c.state = State::waiting("ErrImageNeverPull", Some(message))
+                    });
+                    if wait_or_stop(&mut stop, IMAGE_RETRY).await {
+                        return;
                     }
-                    Err(error) => {
-                        warn!(%pod, container = %name, %error, "starting the container failed");
-                        let exit = Exit::Code(128);
-                        let now = now_rfc3339();
-                        let failed = terminated(exit, Some(error.to_string()), &now, &now);
-                        match after_exit(&runtime, index, &container, failed, false) {
-                            true if !wait_or_stop(&mut stop, next(&mut delay)).await => {
-                                runtime.ctx.logs.rotate(&pod.namespace, &pod.name, &name);
-                                runtime.update(index, |c| c.restart_count += 1);
-                                continue;
-                            }
-                            _ => return,
+                    continue;
+                }
+                Err(error @ (StartError::Config(_) | StartError::Volume { .. })) => {
+                    let reason = match &error {
+                        StartError::Volume { reason, .. } => reason,
+                        _ => "CreateContainerConfigError",
+                    };
+                    let message = error.to_string();
+                    warn!(%pod, container = %name, message, "the container cannot be configured");
+                    runtime.update(index, |c| c.state = State::waiting(reason, Some(message)));
+                    if wait_or_stop(&mut stop, base).await {
+                        return;
+                    }
+                    continue;
+                }
+                Err(StartError::Create(message)) => {
+                    warn!(%pod, container = %name, message, "starting the container failed");
+                    containers.clean(&id).await;
+                    let now = now_rfc3339();
+                    let failed = terminated(Exit::Code(128), Some(message), &now, &now);
+                    match after_exit(&runtime, index, &container, failed, false) {
+                        true if !wait_or_stop(&mut stop, next(&mut delay)).await => {
+                            runtime.ctx.logs.rotate(&pod.namespace, &pod.name, &name);
+                            runtime.update(index, |c| c.restart_count += 1);
+                            continue;
                         }
+                        _ => return,
                     }
                 }
-            }
+            },
         };
+        let Started { mut monitor, exec } = started;
         let started = Instant::now();
         runtime.update(index, |c| {
             c.state = State::Running {
                 started_at: started_at.clone(),
-            }
+            };
+            c.container_id = Some(format!("runc://{id}"));
         });
         let (kill_tx, mut kill_rx) = mpsc::channel(1);
         let target = Target {
             pod_ip: runtime.sandbox.ip,
             container: container.clone(),
-            exec: spec,
+            exec,
         };
         let probing = tokio::spawn(probe(
             runtime.clone(),
@@ -128,7 +143,7 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
         ));
         let mut stopping = false;
         let (grace, message) = tokio::select! {
-            exit = process.wait() => (Err(exit), None),
+            exit = containers.wait(&id, &mut monitor) => (Err(exit), None),
             Some(why) = kill_rx.recv() => {
                 info!(%pod, container = %name, why, "killing the container");
                 (Ok(runtime.grace()), Some(why))
@@ -143,12 +158,12 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
             Err(exit) => exit,
             Ok(grace) => {
                 let grace = hooks::pre_stop(&target, &pod.to_string(), grace).await;
-                terminate(&mut process, &cgroup, grace).await
+                containers.terminate(&id, &mut monitor, grace).await
             }
         };
-        // Whatever the main process left behind goes with it, as when a
-        // container's init exits.
-        cgroup::kill(&cgroup).await;
+        // The container's mounts, runc state and cgroup go with its end;
+        // a restart starts from a fresh writable layer.
+        containers.clean(&id).await;
         info!(%pod, container = %name, exit_code = exit.code(), "container exited");
         let message = termination::message(&runtime, &container, exit.code(), message);
         let state = terminated(exit, message, &started_at, &now_rfc3339());
@@ -233,18 +248,6 @@ fn next(delay: &mut Duration) -> Duration {
     now.min(MAX_BACKOFF)
 }
 
-/// SIGTERM to the container's processes, then SIGKILL after `grace`.
-async fn terminate(process: &mut Process, cgroup: &Path, grace: Duration) -> Exit {
-    cgroup::signal(cgroup, libc::SIGTERM);
-    match tokio::time::timeout(grace, process.wait()).await {
-        Ok(exit) => exit,
-        Err(_) => {
-            cgroup::kill(cgroup).await;
-            process.wait().await
-        }
-    }
-}
-
 /// Waits for the stop order and returns its grace period. A dropped
 /// sender is an order to stop at once.
 pub async fn stopped(stop: &mut Stop) -> Duration {
@@ -275,35 +278,97 @@ fn limits(container: &Container) -> Limits {
     }
 }
 
-async fn spec(runtime: &PodRuntime, container: &Container, cgroup: &Path) -> Result<Spec, String> {
+/// Starts the container from its image, as the pod and image together
+/// say; records the image's ID.
+async fn start(
+    runtime: &PodRuntime,
+    index: usize,
+    container: &Container,
+    id: &str,
+    cgroup: &Path,
+) -> Result<Started, StartError> {
+    let pod = &runtime.pod;
+    security::refuse_unsupported(pod).map_err(StartError::Config)?;
+    let reference = container.image.as_deref().unwrap_or("");
+    if reference.is_empty() {
+        return Err(StartError::Config("the container has no image".to_owned()));
+    }
+    let containers = &runtime.ctx.containers;
+    let image = containers.image(reference).await?;
+    runtime.update(index, |c| c.image_id = image.id.clone());
+    let defaults = ImageDefaults::of(&image.config);
     let facts = PodFacts {
-        pod: &runtime.pod,
+        pod,
         pod_ip: runtime.sandbox.ip.to_string(),
         host_ip: runtime.ctx.config.node_ip.to_string(),
     };
-    let env = env::build(&runtime.ctx.store, &facts, container)
+    let env = env::build(&runtime.ctx.store, &facts, container, &defaults.env)
         .await
-        .map_err(|e| e.to_string())?;
-    let argv = env::argv(container, &env);
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let argv = env::argv(container, &env, &defaults.entrypoint, &defaults.cmd);
     if argv.is_empty() {
-        return Err("the container has no command or args: skiff runs commands from the node's filesystem and has no image entrypoint".to_owned());
+        return Err(StartError::Config(format!(
+            "no command: neither the container nor image {reference} gives one"
+        )));
     }
-    Ok(Spec {
-        argv,
-        env,
-        working_dir: container.working_dir.clone(),
-        netns: runtime.sandbox.path(),
-        cgroup: cgroup.to_owned(),
-    })
+    let (mounts, notices) = (runtime.volumes)
+        .mounts_for(&runtime.ctx.store, container)
+        .await
+        .map_err(|e| StartError::Volume {
+            reason: e.reason(),
+            message: e.to_string(),
+        })?;
+    for notice in notices {
+        if let Err(error) = runtime.events.warning(notice.reason, &notice.message).await {
+            warn!(pod = %runtime.key, %error, "recording a volume event failed");
+        }
+    }
+    let key = &runtime.key;
+    let log = (runtime.ctx.logs)
+        .prepare(&key.namespace, &key.name, &container.name)
+        .map_err(|e| StartError::Create(format!("creating the log file: {e}")))?;
+    let termination_log = termination::prepare(runtime, &container.name)
+        .map_err(|e| StartError::Create(format!("creating the termination log: {e}")))?;
+    let mut mounts: Vec<BindMount> = mounts.into_iter().map(bind_mount).collect();
+    mounts.push(BindMount {
+        source: termination_log,
+        destination: container
+            .termination_message_path
+            .as_deref()
+            .unwrap_or(termination::DEFAULT_PATH)
+            .into(),
+        read_only: false,
+    });
+    let pod_files = containers.pod_files(&key.slug());
+    let cwd = (container.working_dir.clone())
+        .or(defaults.working_dir)
+        .unwrap_or_else(|| "/".to_owned());
+    containers
+        .start(Launch {
+            id,
+            image: &image,
+            image_user: &defaults.user,
+            argv,
+            env,
+            cwd,
+            hostname: key.name.clone(),
+            pod_files: &pod_files,
+            netns: runtime.sandbox.path(),
+            cgroup,
+            log: &log,
+            wanted: security::wanted(pod, container),
+            security: security::of(container),
+            limits: limits(container),
+            mounts,
+        })
+        .await
 }
 
-fn empty_spec(runtime: &PodRuntime, cgroup: &Path) -> Spec {
-    Spec {
-        argv: Vec::new(),
-        env: Vec::new(),
-        working_dir: None,
-        netns: runtime.sandbox.path(),
-        cgroup: cgroup.to_owned(),
+fn bind_mount(mount: Mount) -> BindMount {
+    BindMount {
+        source: mount.source,
+        destination: mount.destination.into(),
+        read_only: mount.read_only,
     }
 }
 

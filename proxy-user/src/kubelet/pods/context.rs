@@ -1,8 +1,15 @@
 //! What every pod worker on this node shares: the node's settings, and
-//! the store, address pool, logs and network plumbing pods are run with.
+//! the store, address pool, logs, network plumbing and container runtime
+//! pods are run with.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing};
+use super::{
+    cgroup,
+    ipam::Ipam,
+    logs::Logs,
+    netns::Plumbing,
+    oci::{self, pod_files::Dns},
+};
 use crate::kubelet::store::Store;
 
 /// How this node runs pods (from the agent's flags).
@@ -16,6 +23,10 @@ pub struct Config {
     /// The agent's `--cgroup`: pods' cgroups go below it.
     pub cgroup: PathBuf,
     pub crashloop_base: Duration,
+    /// Where containers' bundles, runc's state, the image store and pods'
+    /// volumes are.
+    pub state_dir: PathBuf,
+    pub dns: Dns,
 }
 
 pub struct Context {
@@ -25,6 +36,7 @@ pub struct Context {
     pub logs: Logs,
     pub plumbing: Plumbing,
     pub pods_root: PathBuf,
+    pub containers: oci::Runtime,
 }
 
 impl Context {
@@ -37,6 +49,7 @@ impl Context {
     ) -> Context {
         Context {
             pods_root: cgroup::pods_root(&config.cgroup),
+            containers: oci::Runtime::new(&config.state_dir),
             config,
             store,
             ipam,

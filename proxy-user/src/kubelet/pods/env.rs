@@ -9,7 +9,10 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use serde_json::Value;
 
-use crate::kubelet::store::{Store, StoreError};
+use crate::kubelet::{
+    store::{Store, StoreError},
+    volumes::downward,
+};
 use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, SERVICES, collection_prefix, object_key};
 
 /// Why a container cannot start yet: reported as waiting with reason
@@ -42,10 +45,13 @@ pub struct PodFacts<'a> {
     pub host_ip: String,
 }
 
+/// The environment: a default PATH, the image's `Env`, then what the pod
+/// sets.
 pub async fn build(
     store: &Store,
     facts: &PodFacts<'_>,
     container: &Container,
+    image_env: &[(String, String)],
 ) -> Result<Vec<(String, String)>, EnvError> {
     let pod = facts.pod;
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
@@ -60,6 +66,9 @@ pub async fn build(
         "PATH".into(),
         "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
     );
+    for (name, value) in image_env {
+        set(&mut env, name.clone(), value.clone());
+    }
     set(
         &mut env,
         "HOSTNAME".into(),
@@ -117,16 +126,27 @@ pub async fn build(
     Ok(env)
 }
 
-/// `command` and `args` with `$(VAR)` expanded (the image has no
-/// entrypoint here: `args` alone is the command when `command` is empty).
-pub fn argv(container: &Container, env: &[(String, String)]) -> Vec<String> {
-    container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
-        .map(|arg| expand(arg, env))
-        .collect()
+/// The command line as Kubernetes combines it with the image's: `command`
+/// replaces the `Entrypoint` (and drops the image's `Cmd`), `args`
+/// replaces the `Cmd`. `$(VAR)` is expanded in what the pod gives.
+pub fn argv(
+    container: &Container,
+    env: &[(String, String)],
+    entrypoint: &[String],
+    cmd: &[String],
+) -> Vec<String> {
+    let expanded = |args: &Option<Vec<String>>| -> Option<Vec<String>> {
+        let args = args.as_ref().filter(|a| !a.is_empty())?;
+        Some(args.iter().map(|arg| expand(arg, env)).collect())
+    };
+    match (expanded(&container.command), expanded(&container.args)) {
+        (Some(command), args) => command
+            .into_iter()
+            .chain(args.into_iter().flatten())
+            .collect(),
+        (None, Some(args)) => entrypoint.iter().cloned().chain(args).collect(),
+        (None, None) => entrypoint.iter().chain(cmd).cloned().collect(),
+    }
 }
 
 /// One read per object per container start; `None` for an optional one
@@ -203,22 +223,13 @@ fn lookup(
 }
 
 fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError> {
-    let meta = &facts.pod.metadata;
     let spec = facts.pod.spec.as_ref();
-    let in_map = |map: &Option<BTreeMap<String, String>>, prefix: &str| {
-        let key = path.strip_prefix(prefix)?.strip_suffix("']")?;
-        Some(map.as_ref()?.get(key).cloned().unwrap_or_default())
-    };
     let value = match path {
-        "metadata.name" => meta.name.clone(),
-        "metadata.namespace" => meta.namespace.clone(),
-        "metadata.uid" => meta.uid.clone(),
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
         "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
         "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
-        _ => in_map(&meta.labels, "metadata.labels['")
-            .or_else(|| in_map(&meta.annotations, "metadata.annotations['")),
+        _ => downward::metadata(facts.pod, path),
     };
     match path {
         "metadata.uid" | "spec.serviceAccountName" => Ok(value.unwrap_or_default()),
@@ -331,6 +342,32 @@ pub fn expand(text: &str, env: &[(String, String)]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn command_and_args_combine_with_the_image_as_kubernetes_does() {
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (entrypoint, cmd) = (strings(&["redis-server"]), strings(&["--port", "6379"]));
+        let env = vec![("PORT".to_owned(), "7000".to_owned())];
+        let container = |command: Option<&[&str]>, args: Option<&[&str]>| Container {
+            command: command.map(strings),
+            args: args.map(strings),
+            ..Container::default()
+        };
+        let argv = |c: &Container| argv(c, &env, &entrypoint, &cmd);
+        assert_eq!(
+            argv(&container(None, None)),
+            ["redis-server", "--port", "6379"]
+        );
+        assert_eq!(
+            argv(&container(None, Some(&["--port", "$(PORT)"]))),
+            ["redis-server", "--port", "7000"]
+        );
+        assert_eq!(argv(&container(Some(&["sh"]), None)), ["sh"]);
+        assert_eq!(
+            argv(&container(Some(&["sh"]), Some(&["-c", "true"]))),
+            ["sh", "-c", "true"]
+        );
+    }
 
     #[test]
     fn references_expand_like_kubernetes() {

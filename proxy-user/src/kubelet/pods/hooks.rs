@@ -72,12 +72,12 @@ async fn run(handler: &LifecycleHandler, target: &Target) -> Result<(), String> 
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::{net::Ipv4Addr, path::Path};
 
     use k8s_openapi::api::core::v1::{Container, Lifecycle, SleepAction};
 
     use super::*;
-    use crate::kubelet::pods::process::Spec;
+    use crate::kubelet::pods::oci::runc::{ExecTarget, Runc};
 
     fn target(pre_stop: Option<LifecycleHandler>) -> Target {
         with_hooks(None, pre_stop)
@@ -98,12 +98,11 @@ mod tests {
                 }),
                 ..Container::default()
             },
-            exec: Spec {
-                argv: Vec::new(),
+            exec: ExecTarget {
+                runc: Runc::new(Path::new("/nonexistent")),
+                id: "default_p_app".to_owned(),
                 env: Vec::new(),
-                working_dir: None,
-                netns: "/nonexistent".into(),
-                cgroup: "/nonexistent".into(),
+                cwd: "/".to_owned(),
             },
         }
     }

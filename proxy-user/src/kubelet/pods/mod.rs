@@ -1,23 +1,26 @@
 //! Pods on this node (`--run-pods`): the agent watches the pods bound to
-//! it in etcd and runs each as processes in a netns and cgroups of its own
-//! (`worker`, `container`), reporting their status back to etcd. The
-//! image field is recorded only: commands run from the node's filesystem.
-mod cgroup;
+//! it in etcd and runs each pod's containers with runc from the node's
+//! image store, in the pod's netns and cgroups below `--cgroup`
+//! (`worker`, `container`, `oci`), reporting their status back to etcd.
+pub mod cgroup;
 mod container;
 mod context;
 mod env;
+pub mod exec;
 mod hooks;
 mod init;
 pub mod ipam;
-pub mod log_server;
-mod logs;
+pub mod logs;
+mod names;
 mod netns;
-mod pod_key;
+pub mod oci;
+pub mod pod_key;
 mod probes;
-mod process;
 mod runtime;
+mod security;
 mod sequence;
 mod sidecars;
+mod statfs;
 mod status;
 mod status_writer;
 mod termination;
@@ -38,6 +41,7 @@ use tokio::{
 pub use context::{Config, Context};
 pub use logs::Logs;
 pub use netns::{BridgeAddress, Plumbing};
+pub use oci::pod_files::Dns;
 
 use self::{pod_key::PodKey, watch::PodEvent};
 
@@ -151,7 +155,8 @@ async fn remove_orphans(ctx: &Context, pods: &[(PodKey, Pod)]) {
                 name: holder.name,
             };
             tracing::info!(pod = %key, "removing what is left of a pod no longer on this node");
-            worker::remove_local(ctx, &key, None).await;
+            worker::remove_local(ctx, &key, &holder.uid, None).await;
         }
     }
+    crate::kubelet::volumes::remove_orphans(&ctx.config.state_dir, &live);
 }

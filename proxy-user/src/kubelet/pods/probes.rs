@@ -1,9 +1,9 @@
 //! One probe check, as the kubelet makes it from the node: a TCP connect
 //! or an HTTP GET to the pod's address (status 200-399 passes), or a
-//! command run inside the container (exit 0 passes). Each check is bounded
+//! command run inside the container by `runc exec` (exit 0 passes). Each check is bounded
 //! by the probe's `timeoutSeconds`. Lifecycle hooks perform the same
 //! actions.
-use std::{net::Ipv4Addr, process::Stdio, time::Duration};
+use std::{net::Ipv4Addr, time::Duration};
 
 use k8s_openapi::{
     api::core::v1::{Container, ExecAction, HTTPGetAction, Probe, TCPSocketAction},
@@ -14,7 +14,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::process::{self, Spec};
+use super::oci::runc::ExecTarget;
 
 /// The timings of a probe, defaulted as Kubernetes defaults them.
 #[derive(Debug, Clone, Copy)]
@@ -46,8 +46,8 @@ impl Timing {
 pub struct Target {
     pub pod_ip: Ipv4Addr,
     pub container: Container,
-    /// For `exec`: the container's netns, cgroup and environment.
-    pub exec: Spec,
+    /// For `exec`: `runc exec` into the container.
+    pub exec: ExecTarget,
 }
 
 /// What a probe or a lifecycle hook does to the container.
@@ -114,15 +114,16 @@ pub async fn perform(action: Action<'_>, target: &Target) -> Result<(), String> 
             http_get(&host, port, &path, &headers).await
         }
         Action::Exec(exec) => {
-            let mut spec = target.exec.clone();
-            spec.argv = exec.command.clone().unwrap_or_default();
-            let mut command = process::command(&spec, Stdio::null(), Stdio::null())
-                .map_err(|e| format!("exec: {e}"))?;
+            let argv = exec.command.clone().unwrap_or_default();
+            if argv.is_empty() {
+                return Err("exec: no command".to_owned());
+            }
+            let mut command = target.exec.command(&argv);
             command.kill_on_drop(true);
             let status = command.status().await.map_err(|e| format!("exec: {e}"))?;
             match status.success() {
                 true => Ok(()),
-                false => Err(format!("command {:?} exited with {status}", spec.argv)),
+                false => Err(format!("command {argv:?} exited with {status}")),
             }
         }
     }

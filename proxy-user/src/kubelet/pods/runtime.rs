@@ -9,6 +9,8 @@ use std::{
 use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::{Notify, watch};
 
+use crate::kubelet::{events::Recorder, volumes::PodVolumes};
+
 use super::{
     context::Context,
     netns::Sandbox,
@@ -25,6 +27,10 @@ pub struct PodRuntime {
     pub uid: String,
     pub pod: Pod,
     pub sandbox: Sandbox,
+    /// The pod's volumes, made as its containers start.
+    pub volumes: Arc<PodVolumes>,
+    /// Records Events about the pod.
+    pub events: Recorder,
     /// Init containers (sidecars among them) in order, then the app
     /// containers: the order of `PodState::containers` too.
     containers: Vec<Container>,
@@ -49,6 +55,8 @@ impl PodRuntime {
             .cloned()
             .collect();
         PodRuntime {
+            volumes: Arc::new(PodVolumes::new(&ctx.config.state_dir, pod.clone())),
+            events: Recorder::for_pod(ctx.store.clone(), &ctx.config.node_name, &pod),
             ctx,
             key,
             uid,

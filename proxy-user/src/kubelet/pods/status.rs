@@ -98,6 +98,10 @@ pub struct ContainerStatus {
     pub ready: bool,
     pub started: bool,
     pub restart_count: i64,
+    /// `<image>@sha256:<manifest digest>` of the image it runs.
+    pub image_id: String,
+    /// `runc://<id>` once runc has run it.
+    pub container_id: Option<String>,
     /// Terminated for good: the restart policy does not restart it.
     pub done: bool,
     /// When the instance an earlier agent started began: kept for a
@@ -130,6 +134,13 @@ impl ContainerStatus {
             restart_count: previous
                 .and_then(|p| p["restartCount"].as_i64())
                 .unwrap_or(0),
+            image_id: previous
+                .and_then(|p| p["imageID"].as_str())
+                .unwrap_or("")
+                .to_owned(),
+            container_id: previous
+                .and_then(|p| p["containerID"].as_str())
+                .map(str::to_owned),
             previous_start: previous
                 .and_then(|p| p["state"]["running"]["startedAt"].as_str())
                 .map(str::to_owned),
@@ -144,15 +155,17 @@ impl ContainerStatus {
         let mut status = json!({
             "name": self.name,
             "image": self.image,
-            "imageID": "",
+            "imageID": self.image_id,
             "state": self.state.render(),
             "lastState": self.last_state.as_ref().map_or(json!({}), State::render),
             "ready": self.ready,
             "started": self.started,
             "restartCount": self.restart_count,
         });
-        if matches!(self.state, State::Running { .. }) {
-            status["containerID"] = json!(format!("skiff://{}", self.name));
+        if let Some(id) = &self.container_id
+            && !matches!(self.state, State::Waiting { .. })
+        {
+            status["containerID"] = json!(id);
         }
         status
     }

@@ -10,6 +10,8 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::{logs, runtime::PodRuntime};
 
+/// Where a container finds the file unless `terminationMessagePath` says.
+pub const DEFAULT_PATH: &str = "/dev/termination-log";
 /// The kubelet's limit on a message read from the file.
 const MAX_FILE_BYTES: usize = 4096;
 /// The kubelet's limits on a message taken from the log.

@@ -13,14 +13,19 @@ use super::{
     cgroup,
     context::Context,
     ipam::Holder,
+    names,
     netns::Sandbox,
+    oci,
     pod_key::PodKey,
     runtime::{PodRuntime, grace_of},
     sequence,
     status::{ContainerStatus, Kind, PodState},
     status_writer,
 };
-use crate::kubelet::store::{Written, now_rfc3339};
+use crate::kubelet::{
+    store::{Written, now_rfc3339},
+    volumes,
+};
 
 const SANDBOX_RETRY: Duration = Duration::from_secs(5);
 
@@ -44,6 +49,18 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         uid: uid.clone(),
     };
     let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    // Paths and ids are built from the names: a bad one runs nothing.
+    if let Err(error) = names::check(&key.namespace, &pod) {
+        warn!(pod = %key, %error, "refusing the pod");
+        if let Some(status) = pending_status(&pod, &ctx, error.to_string()) {
+            let _ = write_raw(&ctx, &key, &uid, status).await;
+        }
+        let end = ended(&mut updates).await;
+        if let Ended::Deleting(_) = end {
+            delete_key(&ctx, &key, &uid).await;
+        }
+        return;
+    }
     // A pod that finished before an agent restart is not run again.
     if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
         let sandbox = loop {
@@ -76,6 +93,12 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         info!(pod = %key, ip = %sandbox.ip, netns = %sandbox.netns, "pod sandbox ready");
         runtime.changed.notify_one();
         let writer = tokio::spawn(status_writer::run(runtime.clone()));
+        let refresher = tokio::spawn(volumes::refresh_until_stopped(
+            runtime.volumes.clone(),
+            ctx.store.clone(),
+            runtime.events.clone(),
+            volumes::REFRESH_PERIOD,
+        ));
         let (stop_tx, stop_rx) = watch::channel(None);
         let containers = tokio::spawn(sequence::run(runtime.clone(), stop_rx));
         let end = ended(&mut updates).await;
@@ -87,6 +110,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         let _ = stop_tx.send(Some(grace));
         let _ = containers.await;
         writer.abort();
+        refresher.abort();
         cleanup(&ctx, &key, &uid, Some(&sandbox), end).await;
         return;
     }
@@ -104,6 +128,12 @@ fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, Strin
         ctx.ipam.release(ip);
         return Err(error.to_string());
     }
+    let files = ctx
+        .containers
+        .pod_files(&format!("{}.{}", holder.namespace, holder.name));
+    files
+        .ensure(&holder.namespace, &holder.name, ip, &ctx.config.dns)
+        .map_err(|e| format!("writing the pod's /etc files and namespaces: {e}"))?;
     Ok(sandbox)
 }
 
@@ -213,14 +243,17 @@ async fn ended(updates: &mut watch::Receiver<Option<Pod>>) -> Ended {
 /// Removes everything the pod had on the node, then (when it was being
 /// deleted) its key.
 async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbox>, end: Ended) {
-    remove_local(ctx, key, sandbox).await;
+    remove_local(ctx, key, uid, sandbox).await;
     if let Ended::Deleting(_) = end {
         delete_key(ctx, key, uid).await;
     }
 }
 
-/// The pod's processes, cgroup, netns, veth, address and logs.
-pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>) {
+/// The pod's containers, cgroup, netns, veth, address, volumes and logs.
+pub async fn remove_local(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbox>) {
+    let prefix = oci::pod_prefix(&key.namespace, &key.name);
+    let files = ctx.containers.pod_files(&key.slug());
+    ctx.containers.remove_pod(&prefix, &files).await;
     cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
     let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
     for (ip, holder) in ctx.ipam.held() {
@@ -231,6 +264,9 @@ pub async fn remove_local(ctx: &Context, key: &PodKey, sandbox: Option<&Sandbox>
     }
     if let Some(sandbox) = sandbox {
         sandbox.remove();
+    }
+    if let Err(error) = volumes::remove_pod(&ctx.config.state_dir, uid) {
+        warn!(pod = %key, %error, "removing the pod's volumes failed; they stay on the node");
     }
     ctx.logs.remove_pod(&key.namespace, &key.name);
     info!(pod = %key, "pod removed from the node");

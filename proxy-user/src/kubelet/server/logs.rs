@@ -1,6 +1,5 @@
-//! The kubelet's log endpoint, `GET /containerLogs/<namespace>/<pod>/<container>`
-//! on `--kubelet-bind` (port 10250), which the API server proxies
-//! `kubectl logs` to. Query: `tailLines`, `previous=true`, and
+//! `GET /containerLogs/<namespace>/<pod>/<container>`, which the API
+//! server proxies `kubectl logs` to. Query: `tailLines`, `previous=true`, and
 //! `follow=true`, which streams what the container writes until its log
 //! goes away (the pod is deleted) or the client leaves.
 use std::{
@@ -10,47 +9,17 @@ use std::{
     time::Duration,
 };
 
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
+use http_body_util::{BodyExt as _, Full};
 use hyper::{
     Request, Response, StatusCode,
     body::{Bytes, Frame},
-    server::conn::http1,
-    service::service_fn,
 };
-use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, sync::mpsc};
-use tracing::{debug, warn};
+use tokio::sync::mpsc;
 
-use super::logs::{Logs, tail};
+use super::{Body, plain, text};
+use crate::kubelet::pods::{Logs, logs::tail, pod_key::PodKey};
 
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
-
-type Body = BoxBody<Bytes, Infallible>;
-
-pub async fn serve(listener: TcpListener, logs: Logs) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                warn!(%error, "accepting a kubelet connection failed");
-                continue;
-            }
-        };
-        let logs = logs.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(&request, &logs);
-                async move { Ok::<_, Infallible>(response) }
-            });
-            if let Err(error) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%error, "kubelet connection ended with an error");
-            }
-        });
-    }
-}
 
 #[derive(Debug, Default, PartialEq)]
 struct Query {
@@ -73,37 +42,44 @@ fn parse_query(query: Option<&str>) -> Query {
     parsed
 }
 
-fn respond<B>(request: &Request<B>, logs: &Logs) -> Response<Body> {
-    let path = request.uri().path();
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ["containerLogs", namespace, pod, container] = parts.as_slice() else {
-        return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));
-    };
-    if [namespace, pod, container]
-        .iter()
-        .any(|part| part.is_empty() || part.starts_with('.'))
-    {
-        return text(StatusCode::BAD_REQUEST, "bad name\n".into());
-    }
+pub fn respond<B>(
+    request: &Request<B>,
+    logs: &Logs,
+    pod: &PodKey,
+    container: &str,
+) -> Response<Body> {
+    let PodKey { namespace, name } = pod;
     let query = parse_query(request.uri().query());
-    let file = logs.path(namespace, pod, container, query.previous);
+    let file = logs.path(namespace, name, container, query.previous);
     let content = match std::fs::read(&file) {
         Ok(content) => content,
         Err(_) => {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("no logs of container {container} in pod {namespace}/{pod}\n"),
+                format!("no logs of container {container} in pod {pod}\n"),
             );
         }
     };
     let start = tail(&content, query.tail_lines).to_vec();
     if !query.follow {
-        return ok(Full::new(Bytes::from(start)).boxed());
+        return plain(Full::new(Bytes::from(start)).boxed());
     }
     let (tx, rx) = mpsc::channel(16);
     let offset = content.len() as u64;
     tokio::spawn(follow(logs.clone(), file, offset, start, tx));
-    ok(ChannelBody { rx }.boxed())
+    plain(ChannelBody { rx }.boxed())
+}
+
+/// What the container writes from now on, for `attach`: ends when the
+/// container has ended for good.
+pub fn attach(logs: &Logs, pod: &PodKey, container: &str) -> Result<mpsc::Receiver<Bytes>, String> {
+    let file = logs.path(&pod.namespace, &pod.name, container, false);
+    let offset = std::fs::metadata(&file)
+        .map_err(|_| format!("container {container} is not running in pod {pod}"))?
+        .len();
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(follow(logs.clone(), file, offset, Vec::new(), tx));
+    Ok(rx)
 }
 
 /// Sends `start`, then whatever is appended to `file` after `offset`, until
@@ -171,21 +147,6 @@ impl hyper::body::Body for ChannelBody {
             .poll_recv(cx)
             .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
     }
-}
-
-fn ok(body: Body) -> Response<Body> {
-    let mut response = Response::new(body);
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
-    response
-}
-
-fn text(status: StatusCode, message: String) -> Response<Body> {
-    let mut response = ok(Full::new(Bytes::from(message)).boxed());
-    *response.status_mut() = status;
-    response
 }
 
 #[cfg(test)]

@@ -1,0 +1,137 @@
+//! Reaching the node agent of a pod's node: its kubelet API on the node's
+//! InternalIP at the kubelet port, over TLS with the API server's
+//! kubelet-client certificate. `pods/log`, `pods/exec` and `pods/attach`
+//! go there.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::{TlsConnector, client::TlsStream};
+
+use super::Api;
+use super::registry;
+use super::status::ApiError;
+use crate::store::object_key;
+
+/// How long the agent gets to accept the connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to a pod's node agent, for one of its containers.
+pub struct Kubelet {
+    pub stream: TlsStream<TcpStream>,
+    /// `<ip>:<port>`, for the Host header.
+    pub host: String,
+    /// The container asked for, or the pod's only one.
+    pub container: String,
+}
+
+/// The container asked for: the one named, or the pod's only one.
+fn container<'a>(pod: &'a Value, asked: Option<&'a str>) -> Result<&'a str, ApiError> {
+    let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+    let containers: Vec<&str> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|container| container["name"].as_str())
+        .collect();
+    match asked {
+        Some(asked) if containers.contains(&asked) => Ok(asked),
+        Some(asked) => Err(ApiError::bad_request(format!(
+            "container {asked} is not valid for pod {name}"
+        ))),
+        None if containers.len() == 1 => Ok(containers[0]),
+        None => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The node's InternalIP.
+fn internal_ip(node: &Value) -> Option<IpAddr> {
+    node["status"]["addresses"]
+        .as_array()?
+        .iter()
+        .find(|address| address["type"] == "InternalIP")?["address"]
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+impl Api {
+    /// Connects to the agent running pod `namespace/name`, for the
+    /// container asked for.
+    pub async fn connect_kubelet(
+        &self,
+        namespace: &str,
+        name: &str,
+        container_asked: Option<&str>,
+    ) -> Result<Kubelet, ApiError> {
+        let pods = registry::find("", "v1", "pods").expect("pods are in the table");
+        let nodes = registry::find("", "v1", "nodes").expect("nodes are in the table");
+        let pod = self
+            .store
+            .get(&object_key(pods.storage, Some(namespace), name))
+            .await
+            .map_err(|error| ApiError::from_store(error, pods, name))?;
+        let container = container(&pod, container_asked)?.to_owned();
+        let node_name = pod["spec"]["nodeName"]
+            .as_str()
+            .filter(|node| !node.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+            })?;
+        let node = self
+            .store
+            .get(&object_key(nodes.storage, None, node_name))
+            .await
+            .map_err(|error| ApiError::from_store(error, nodes, node_name))?;
+        let ip = internal_ip(&node).ok_or_else(|| {
+            ApiError::internal(format!("node {node_name} has no InternalIP address"))
+        })?;
+        let address = SocketAddr::new(ip, self.config.kubelet_port);
+        let unreachable = |error: &dyn std::fmt::Display| {
+            ApiError::internal(format!("the node agent at {address}: {error}"))
+        };
+        let config = (self.config.kubelet_client.clone())
+            .ok_or_else(|| unreachable(&"this server has no kubelet client certificate"))?;
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+            .await
+            .map_err(|error| unreachable(&error))?
+            .map_err(|error| unreachable(&error))?;
+        let stream = TlsConnector::from(config)
+            .connect(ServerName::IpAddress(ip.into()), tcp)
+            .await
+            .map_err(|error| unreachable(&error))?;
+        Ok(Kubelet {
+            stream,
+            host: address.to_string(),
+            container,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn picks_the_container() {
+        let one =
+            json!({ "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "app" }] } });
+        assert_eq!(container(&one, None).unwrap(), "app");
+        assert!(container(&one, Some("other")).is_err());
+        let two = json!({ "metadata": { "name": "p" }, "spec": { "containers": [{ "name": "a" }, { "name": "b" }] } });
+        assert!(
+            container(&two, None)
+                .unwrap_err()
+                .message
+                .contains("choose one of: [a b]")
+        );
+    }
+}
