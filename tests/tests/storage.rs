@@ -6,43 +6,19 @@
 //! deletes the volume's directory on that node.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::{
-    io::Write,
-    path::PathBuf,
-    process::Stdio,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, time::Duration};
 
 use serde_json::Value;
 use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Runs kubectl; panics with its stderr if it fails. Returns stdout.
+/// Runs kubectl with `input` on stdin; panics with its stderr if it
+/// fails. Returns stdout.
 fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    let mut child = testbed
-        .kubectl()
-        .expect("kubectl is installed")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(input.as_bytes())
-        .expect("kubectl reads its input");
-    let output = child.wait_with_output().expect("kubectl finishes");
-    assert!(
-        output.status.success(),
-        "kubectl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    testbed
+        .run_kubectl(args, input)
+        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
 }
 
 fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
@@ -52,15 +28,8 @@ fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
 }
 
 /// Polls `check` until it yields a value; panics after `TIMEOUT`.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
+fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    skiff_tests::eventually(what, TIMEOUT, check)
 }
 
 /// The provisioner's root for this test, removed afterwards.
