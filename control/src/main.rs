@@ -10,7 +10,9 @@ use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
 use control::api::{ApiConfig, ServiceNetwork};
-use control::controllers::{ControllerConfig, LeaderElection};
+use control::controllers::{
+    ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
+};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -115,6 +117,16 @@ struct Args {
     /// The prefix length of each node's pod CIDR.
     #[arg(long, value_name = "BITS", default_value_t = 24)]
     node_cidr_mask_size: u8,
+
+    /// Where on each node the local-path provisioner (StorageClass
+    /// local-path) makes volumes, one directory per PersistentVolume.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT, value_parser = parse_absolute)]
+    local_path_root: PathBuf,
+
+    /// The image of the pods that delete a local-path volume's directory on
+    /// its node (it needs `rm`; no registry is reached, it must be imported).
+    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
+    local_path_helper_image: String,
 }
 
 /// `40s`, `500ms`, `2m`, `1h`.
@@ -132,6 +144,16 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => Ok(Duration::from_secs(number * 60)),
         "h" => Ok(Duration::from_secs(number * 3600)),
         _ => Err(format!("{text:?}: unknown unit {unit:?} (s, ms, m, h)")),
+    }
+}
+
+/// An absolute path: the nodes resolve it, not this process's directory.
+fn parse_absolute(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("{text:?} is not an absolute path"))
     }
 }
 
@@ -170,6 +192,8 @@ async fn main() -> Result<()> {
         pod_eviction_timeout: args.pod_eviction_timeout,
         cluster_cidr: Some(args.cluster_cidr),
         node_cidr_mask_size: args.node_cidr_mask_size,
+        local_path_root: args.local_path_root,
+        local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
     });
     let running = server::start(ServerConfig {

@@ -11,7 +11,8 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
-    endpoints, endpointslice, gc, namespace, nodelifecycle, podcidr, replicaset,
+    endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
+    replicaset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -52,6 +53,9 @@ const CACHED: &[Kind] = &[
     Kind::ReplicaSet,
     Kind::Deployment,
     Kind::Lease,
+    Kind::PersistentVolume,
+    Kind::PersistentVolumeClaim,
+    Kind::StorageClass,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`.
@@ -77,6 +81,9 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(podcidr::PodCidrs::default(), context.clone()));
     tasks.spawn(drive(gc::GarbageCollector, context.clone()));
     tasks.spawn(drive(namespace::Namespaces, context.clone()));
+    tasks.spawn(drive(volumebinder::VolumeBinder, context.clone()));
+    tasks.spawn(drive(localpath::LocalPathProvisioner, context.clone()));
+    tasks.spawn(drive(protection::Protection, context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

@@ -41,6 +41,7 @@ mod store;
 mod supervisor;
 mod teardown;
 mod testbed;
+mod wait;
 mod wiring;
 
 pub use addressing::{
@@ -75,3 +76,4 @@ pub use store::Store;
 pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};
 pub use teardown::teardown_prefix;
 pub use testbed::{RunningCall, Testbed};
+pub use wait::eventually;

@@ -156,15 +156,8 @@ fn kubectl_json(testbed: &Testbed, args: &[&str]) -> Value {
 }
 
 /// Polls `check` until it yields a value; panics after `TIMEOUT`.
-fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
+fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    skiff_tests::eventually(what, TIMEOUT, check)
 }
 
 fn is_ready(pod: &Value) -> bool {

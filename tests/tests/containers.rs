@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, agent_binary, image_dir};
+use skiff_tests::{Testbed, agent_binary, bound_pod, image_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// `cargo xtask images`' busybox, which the agents import at start.
@@ -34,23 +34,14 @@ fn pod(name: &str, image: &str, script: &str, extra: Value) -> Value {
     if let (Some(container), Some(extra)) = (container.as_object_mut(), extra.as_object()) {
         container.extend(extra.clone());
     }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": "default",
-            "uid": format!("uid-{name}-{}", std::process::id()),
-            "creationTimestamp": "2026-01-01T00:00:00Z",
-        },
-        "spec": {
-            "nodeName": "node1",
+    bound_pod(
+        name,
+        json!({
             "restartPolicy": "Never",
             "terminationGracePeriodSeconds": 1,
             "containers": [container],
-        },
-        "status": { "phase": "Pending" },
-    })
+        }),
+    )
 }
 
 fn status(pod: &Value) -> &Value {

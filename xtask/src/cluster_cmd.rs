@@ -299,13 +299,17 @@ fn print_summary(nodes: u16, was_up: bool, iperf3_ip: &str, echo_ip: &str, ready
 
 Try:
 
-  KUBECONFIG={kubeconfig} {kubectl} get pods -o wide
-  cargo xtask exec client -- iperf3 -c {iperf3_ip} -t 3
+  export KUBECONFIG={kubeconfig}
+  {kubectl} get pods -o wide
+  {kubectl} exec client -- iperf3 -c {iperf3_ip} -t 3
+  {kubectl} exec -it client -- sh
   ip netns exec skiff-ext curl -s http://{node1}:30080/
 
-`cargo xtask exec <pod> -- <command>` runs in the pod's netns and cgroup,
-so the eBPF load balancer applies. A supervisor restarts any daemon that
-exits. Remove everything with `cargo xtask down`, or keep the data with
+Pods run as runc containers from the images in target/skiff-images
+(`cargo xtask images`). `cargo xtask exec <pod> -- <command>` runs a
+program of this machine's (skiff-echo, iperf3) in a pod's netns and
+cgroup instead. A supervisor restarts any daemon that exits. Remove
+everything with `cargo xtask down`, or keep the data with
 `cargo xtask down --keep-data`.",
         kubeconfig = kubeconfig().display(),
         // `setup` installs kubectl into the workspace, not on PATH.

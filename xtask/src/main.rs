@@ -136,11 +136,13 @@ enum Command {
     #[command(hide = true)]
     Supervise(supervise_cmd::SuperviseArgs),
 
-    /// Run a command inside a pod of the local cluster.
+    /// Run a program of this machine's as a pod of the local cluster.
     ///
-    /// The command runs in the pod's network namespace and cgroup, so the
+    /// The program (from PATH, or the workspace's skiff-echo and skiff-load)
+    /// runs in the pod's network namespace and cgroup but not in its
+    /// container, so host tools reach what the pod reaches, and the
     /// socket-level load balancer applies: connecting to a ClusterIP reaches
-    /// a backend. `up` prints an example.
+    /// a backend. To run a command inside the container, use `kubectl exec`.
     Exec(cluster_cmd::ExecArgs),
 }
 

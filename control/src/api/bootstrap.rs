@@ -1,5 +1,6 @@
 //! The objects every cluster has, created by the server at start-up when
-//! missing: the system namespaces and the `kubernetes` Service.
+//! missing: the system namespaces, the default StorageClass and the
+//! `kubernetes` Service.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
 use crate::alloc::kubernetes_service_ip;
+use crate::kinds::{DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER};
 use crate::store::{StoreError, object_key};
 
 /// How often a start-up that lost the race for the `kubernetes` Service to
@@ -35,6 +37,34 @@ impl Api {
             }
         }
         Ok(())
+    }
+
+    /// Creates the StorageClass `local-path` when missing: the default
+    /// class, served by the controllers' local-path provisioner, which
+    /// makes a volume on the node the scheduler picks for the first pod.
+    pub async fn ensure_default_storage_class(&self) -> Result<(), ApiError> {
+        let classes = registry::find("storage.k8s.io", "v1", "storageclasses")
+            .expect("storage classes are in the table");
+        let class = json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": LOCAL_PATH_CLASS,
+                "annotations": { DEFAULT_CLASS_ANNOTATION: "true" },
+            },
+            "provisioner": LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        });
+        match self
+            .create(classes, None, class, FieldValidation::Strict)
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Already there, or another instance made it meanwhile.
+            Err(error) if error.code == 409 => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 
     /// Creates `default/kubernetes`, the Service in front of the API server,

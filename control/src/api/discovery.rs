@@ -131,6 +131,8 @@ mod tests {
             "pods/binding",
             "nodes/status",
             "endpoints",
+            "persistentvolumes/status",
+            "persistentvolumeclaims/status",
         ] {
             assert!(names.contains(&name), "{name}");
         }
@@ -149,6 +151,7 @@ mod tests {
                 "apps",
                 "batch",
                 "networking.k8s.io",
+                "storage.k8s.io",
                 "coordination.k8s.io"
             ]
         );

@@ -160,6 +160,17 @@ impl Handler<'_> {
                 .update(&key, &updated, resource_version_of(&current))
                 .await;
             match &written {
+                Ok(stored) if objects::finalized(&current, stored) => {
+                    let only_this = Preconditions {
+                        uid: stored["metadata"]["uid"].as_str().map(str::to_owned),
+                        resource_version: None,
+                    };
+                    match self.api.store.delete(&key, &only_this).await {
+                        Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                        Err(error) => return Err(store_error(error)),
+                    }
+                    strategy.release_dropped(env, &current, None).await;
+                }
                 Ok(stored) if part == Part::Main => {
                     strategy.release_dropped(env, &current, Some(stored)).await;
                 }
@@ -382,9 +393,10 @@ impl Handler<'_> {
         Ok(reply)
     }
 
-    /// DELETE: removes the object, unless its kind deletes gracefully:
-    /// then the object is only marked, and whoever finishes it (a node, the
-    /// namespace controller) removes it later.
+    /// DELETE: removes the object, unless its kind deletes gracefully or it
+    /// has finalizers: then the object is only marked, and whoever finishes
+    /// it (a node, the namespace controller, the owner of the last
+    /// finalizer) removes it later.
     async fn delete(&self, name: &str) -> Result<Reply, ApiError> {
         let resource = self.resource();
         let strategy = resource.strategy;
@@ -419,6 +431,15 @@ impl Handler<'_> {
                 .write(name, Part::Main, |object| {
                     preconditions.check(&object).map_err(store_error)?;
                     Ok(strategy.mark_deleting(object, grace))
+                })
+                .await?;
+            return json(200, marked);
+        }
+        if objects::has_finalizers(&current) {
+            let marked = self
+                .write(name, Part::Main, |object| {
+                    preconditions.check(&object).map_err(store_error)?;
+                    Ok(objects::mark_finalizing(object))
                 })
                 .await?;
             return json(200, marked);
@@ -560,6 +581,10 @@ impl Api {
         }
         let strategy = resource.strategy;
         let refused = |refusal| ApiError::refused(refusal, resource, &name);
+        strategy
+            .admit(&self.env, &mut object)
+            .await
+            .map_err(refused)?;
         strategy.prepare_for_create(&mut object);
         strategy.validate(&self.env, &object).map_err(refused)?;
         let claim = strategy

@@ -169,6 +169,31 @@ pub fn merge_update(
     Ok(sent)
 }
 
+/// Whether the object has `metadata.finalizers`: then a DELETE only marks
+/// it, and whoever owns each finalizer removes it when done.
+pub fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|finalizers| !finalizers.is_empty())
+}
+
+/// `object` marked for deletion until its finalizers are gone.
+pub fn mark_finalizing(mut object: Value) -> Value {
+    if object["metadata"]["deletionTimestamp"].is_null() {
+        object["metadata"]["deletionTimestamp"] = clock::now();
+        object["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+    }
+    object
+}
+
+/// Whether an update from `before` to `after` removed the last finalizer
+/// of an object marked for deletion: then it is removed.
+pub fn finalized(before: &Value, after: &Value) -> bool {
+    !after["metadata"]["deletionTimestamp"].is_null()
+        && has_finalizers(before)
+        && !has_finalizers(after)
+}
+
 /// Five characters as kube-apiserver appends to `generateName` (no vowels,
 /// no look-alikes).
 fn random_suffix() -> String {

@@ -1,7 +1,7 @@
 //! The resources skiff-control serves: one table drives discovery, URL
 //! routing, OpenAPI, field validation and where each resource lives in etcd.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, storage};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -9,8 +9,9 @@ use serde_json::Value;
 use skiff_etcd::keys;
 
 use crate::kinds::{
-    GenericStrategy, NamespaceStrategy, NodeStrategy, PodStrategy, ScalableStrategy,
-    ServiceStrategy, Strategy, Subresource,
+    GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
+    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
+    Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -253,6 +254,36 @@ pub static RESOURCES: &[Resource] = &[
             Typed::of::<core::v1::Secret>(),
         )
     },
+    short(
+        with_strategy(
+            &PersistentVolumeStrategy,
+            resource(
+                "",
+                "PersistentVolume",
+                "persistentvolumes",
+                "persistentvolume",
+                false,
+                keys::PERSISTENT_VOLUMES,
+                Typed::of::<core::v1::PersistentVolume>(),
+            ),
+        ),
+        &["pv"],
+    ),
+    short(
+        with_strategy(
+            &PersistentVolumeClaimStrategy,
+            resource(
+                "",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                true,
+                keys::PERSISTENT_VOLUME_CLAIMS,
+                Typed::of::<core::v1::PersistentVolumeClaim>(),
+            ),
+        ),
+        &["pvc"],
+    ),
     Resource {
         fields: EVENT_FIELDS,
         ..short(
@@ -390,6 +421,21 @@ pub static RESOURCES: &[Resource] = &[
             ),
         ),
         &["ing"],
+    ),
+    short(
+        with_strategy(
+            &StorageClassStrategy,
+            resource(
+                "storage.k8s.io",
+                "StorageClass",
+                "storageclasses",
+                "storageclass",
+                false,
+                keys::STORAGE_CLASSES,
+                Typed::of::<storage::v1::StorageClass>(),
+            ),
+        ),
+        &["sc"],
     ),
     resource(
         "coordination.k8s.io",

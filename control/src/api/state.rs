@@ -48,7 +48,7 @@ pub struct Api {
 
 impl Api {
     pub fn new(store: Store, config: ApiConfig) -> Self {
-        let env = Env::new(store.client(), &config.network);
+        let env = Env::new(store.clone(), &config.network);
         Self { store, config, env }
     }
 }

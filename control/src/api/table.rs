@@ -123,6 +123,47 @@ fn columns(resource: &Resource) -> Vec<Column> {
             column("Current", |o, _| json!(number(&o["status"]["replicas"]))),
             column("Ready", |o, _| json!(number(&o["status"]["readyReplicas"]))),
         ]),
+        ("", "PersistentVolume") => columns.extend([
+            column("Capacity", |o, _| {
+                json!(text(&o["spec"]["capacity"]["storage"]))
+            }),
+            column("Access Modes", |o, _| json!(access_modes(&o["spec"]))),
+            column("Reclaim Policy", |o, _| {
+                json!(text(&o["spec"]["persistentVolumeReclaimPolicy"]))
+            }),
+            column("Status", |o, _| json!(storage_phase(o))),
+            column("Claim", |o, _| json!(claim(&o["spec"]["claimRef"]))),
+            column("StorageClass", |o, _| {
+                json!(text(&o["spec"]["storageClassName"]))
+            }),
+            column("VolumeAttributesClass", |_, _| json!("<unset>")),
+            column("Reason", |o, _| json!(text(&o["status"]["reason"]))),
+        ]),
+        ("", "PersistentVolumeClaim") => columns.extend([
+            column("Status", |o, _| json!(storage_phase(o))),
+            column("Volume", |o, _| json!(text(&o["spec"]["volumeName"]))),
+            column("Capacity", |o, _| {
+                json!(text(&o["status"]["capacity"]["storage"]))
+            }),
+            column("Access Modes", |o, _| json!(access_modes(&o["status"]))),
+            column("StorageClass", |o, _| {
+                json!(text(&o["spec"]["storageClassName"]))
+            }),
+            column("VolumeAttributesClass", |_, _| json!("<unset>")),
+        ]),
+        ("storage.k8s.io", "StorageClass") => {
+            columns[0] = column("Name", |o, _| json!(class_name(o)));
+            columns.extend([
+                column("Provisioner", |o, _| json!(text(&o["provisioner"]))),
+                column("ReclaimPolicy", |o, _| json!(text(&o["reclaimPolicy"]))),
+                column("VolumeBindingMode", |o, _| {
+                    json!(text(&o["volumeBindingMode"]))
+                }),
+                column("AllowVolumeExpansion", |o, _| {
+                    json!(o["allowVolumeExpansion"] == json!(true))
+                }),
+            ]);
+        }
         ("discovery.k8s.io", "EndpointSlice") => columns.extend([
             column("AddressType", |o, _| json!(text(&o["addressType"]))),
             column("Endpoints", |o, _| json!(slice_endpoints(o))),
@@ -138,6 +179,10 @@ fn columns(resource: &Resource) -> Vec<Column> {
             wide("IP", |o, _| json!(or_none(text(&o["status"]["podIP"])))),
             wide("Node", |o, _| json!(or_none(text(&o["spec"]["nodeName"])))),
         ]),
+        ("", "PersistentVolume" | "PersistentVolumeClaim") => columns
+            .push(wide("VolumeMode", |o, _| {
+                json!(text(&o["spec"]["volumeMode"]))
+            })),
         _ => {}
     }
     columns
@@ -220,6 +265,48 @@ fn node_status(node: &Value) -> String {
         status.push_str(",SchedulingDisabled");
     }
     status
+}
+
+/// Access modes as kubectl abbreviates them: `RWO,ROX`.
+fn access_modes(holder: &Value) -> String {
+    let modes: Vec<&str> = items(&holder["accessModes"])
+        .iter()
+        .filter_map(|mode| match mode.as_str()? {
+            "ReadWriteOnce" => Some("RWO"),
+            "ReadOnlyMany" => Some("ROX"),
+            "ReadWriteMany" => Some("RWX"),
+            "ReadWriteOncePod" => Some("RWOP"),
+            _ => None,
+        })
+        .collect();
+    modes.join(",")
+}
+
+/// A volume's or claim's phase; Terminating while its finalizers hold it.
+fn storage_phase(object: &Value) -> String {
+    if object["metadata"]["deletionTimestamp"].is_string() {
+        "Terminating".into()
+    } else {
+        text(&object["status"]["phase"])
+    }
+}
+
+/// A PersistentVolume's claim, `namespace/name`.
+fn claim(reference: &Value) -> String {
+    match (reference["namespace"].as_str(), reference["name"].as_str()) {
+        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+        _ => String::new(),
+    }
+}
+
+/// A StorageClass's name, marked `(default)` as kubectl shows it.
+fn class_name(class: &Value) -> String {
+    let name = text(&class["metadata"]["name"]);
+    if class["metadata"]["annotations"][crate::kinds::DEFAULT_CLASS_ANNOTATION] == "true" {
+        format!("{name} (default)")
+    } else {
+        name
+    }
 }
 
 fn slice_endpoints(slice: &Value) -> String {

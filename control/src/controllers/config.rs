@@ -1,9 +1,16 @@
 //! The controllers' tunables.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::leader::LeaderElection;
 use crate::alloc::Ipv4Cidr;
+
+/// Where the local-path provisioner puts volumes unless told otherwise.
+pub const DEFAULT_LOCAL_PATH_ROOT: &str = "/var/lib/skiff/storage";
+/// The image the local-path provisioner's helper pods run unless told
+/// otherwise (`cargo xtask images` builds it).
+pub const DEFAULT_LOCAL_PATH_HELPER_IMAGE: &str = "skiff/busybox";
 
 /// Tunables of the controllers.
 #[derive(Debug, Clone)]
@@ -23,6 +30,11 @@ pub struct ControllerConfig {
     pub cluster_cidr: Option<Ipv4Cidr>,
     /// The prefix length of each node's pod CIDR.
     pub node_cidr_mask_size: u8,
+    /// Where on each node the local-path provisioner's volumes live, one
+    /// directory per volume.
+    pub local_path_root: PathBuf,
+    /// The image of the pods that delete those directories (it needs `rm`).
+    pub local_path_helper_image: String,
 }
 
 impl Default for ControllerConfig {
@@ -43,6 +55,8 @@ impl Default for ControllerConfig {
                 Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
             ),
             node_cidr_mask_size: 24,
+            local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
+            local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum Kind {
     Deployment,
     Lease,
     Event,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    StorageClass,
 }
 
 impl Kind {
@@ -32,6 +35,9 @@ impl Kind {
             Self::Deployment => keys::DEPLOYMENTS,
             Self::Lease => keys::LEASES,
             Self::Event => keys::EVENTS,
+            Self::PersistentVolume => keys::PERSISTENT_VOLUMES,
+            Self::PersistentVolumeClaim => keys::PERSISTENT_VOLUME_CLAIMS,
+            Self::StorageClass => keys::STORAGE_CLASSES,
         }
     }
 
@@ -41,6 +47,7 @@ impl Kind {
             Self::EndpointSlice => "/apis/discovery.k8s.io/v1",
             Self::ReplicaSet | Self::Deployment => "/apis/apps/v1",
             Self::Lease => "/apis/coordination.k8s.io/v1",
+            Self::StorageClass => "/apis/storage.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -57,11 +64,17 @@ impl Kind {
             Self::Deployment => "deployments",
             Self::Lease => "leases",
             Self::Event => "events",
+            Self::PersistentVolume => "persistentvolumes",
+            Self::PersistentVolumeClaim => "persistentvolumeclaims",
+            Self::StorageClass => "storageclasses",
         }
     }
 
     pub fn namespaced(self) -> bool {
-        !matches!(self, Self::Namespace | Self::Node)
+        !matches!(
+            self,
+            Self::Namespace | Self::Node | Self::PersistentVolume | Self::StorageClass
+        )
     }
 
     /// The kind named by an ownerReference's `apiVersion` and `kind`.

@@ -1,8 +1,13 @@
 //! What the strategies need at run time besides the object: the cluster's
-//! configuration and the allocators of its shared pools.
+//! configuration, the allocators of its shared pools and the stored objects
+//! admission looks at.
 
+use serde_json::Value;
+
+use super::refusal::Refusal;
 use super::service::pools::{ServiceNetwork, ServicePools};
 use super::service::validation::ServiceOptions;
+use crate::store::{Store, collection_prefix};
 
 /// Built once per API server from its configuration. Cheap to clone.
 #[derive(Clone)]
@@ -10,15 +15,27 @@ pub struct Env {
     pub(super) service_pools: ServicePools,
     /// What Service validation depends on (the NodePort range).
     pub(super) service_options: ServiceOptions,
+    store: Store,
 }
 
 impl Env {
-    pub fn new(client: skiff_etcd::kv::Kv, network: &ServiceNetwork) -> Self {
+    pub fn new(store: Store, network: &ServiceNetwork) -> Self {
         Self {
-            service_pools: ServicePools::new(client, network),
+            service_pools: ServicePools::new(store.client(), network),
             service_options: ServiceOptions {
                 node_port_range: network.node_port_range.clone(),
             },
+            store,
         }
+    }
+
+    /// Every stored object of the cluster-scoped kind stored under `base`.
+    pub(super) async fn list(&self, base: &str) -> Result<Vec<Value>, Refusal> {
+        let prefix = collection_prefix(base, None);
+        self.store
+            .list(&prefix, Default::default(), |_| true)
+            .await
+            .map(|page| page.items)
+            .map_err(|error| Refusal::Internal(error.to_string()))
     }
 }

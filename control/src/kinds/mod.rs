@@ -8,9 +8,11 @@ mod generic;
 mod namespace;
 mod node;
 mod pod;
+mod pod_validation;
 mod refusal;
 mod scalable;
 mod service;
+mod storage;
 mod strategy;
 
 pub use env::Env;
@@ -22,4 +24,9 @@ pub use refusal::Refusal;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use storage::{
+    DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
+    PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
+    SELECTED_NODE_ANNOTATION, StorageClassStrategy, default_class,
+};
 pub use strategy::{Claim, Strategy, Subresource};

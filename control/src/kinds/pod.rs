@@ -2,10 +2,12 @@
 //! a node, and are deleted gracefully: a DELETE marks a running pod
 //! terminating (`deletionTimestamp`, `deletionGracePeriodSeconds`) and its
 //! node agent removes it once the containers have stopped (with a DELETE of
-//! grace 0).
+//! grace 0). Names and paths are validated (`pod_validation`).
 
 use serde_json::{Value, json};
 
+use super::env::Env;
+use super::pod_validation;
 use super::refusal::Refusal;
 use super::strategy::{Strategy, Subresource};
 use crate::clock;
@@ -20,6 +22,14 @@ impl Strategy for PodStrategy {
 
     fn initial_status(&self) -> Option<Value> {
         Some(json!({ "phase": "Pending" }))
+    }
+
+    fn validate(&self, _env: &Env, pod: &Value) -> Result<(), Refusal> {
+        Refusal::unless_valid(pod_validation::validate(pod)?)
+    }
+
+    fn validate_update(&self, _env: &Env, pod: &Value, old: &Value) -> Result<(), Refusal> {
+        Refusal::unless_valid(pod_validation::validate_update(pod, old)?)
     }
 
     fn graceful_deletion(&self, pod: &Value, requested: Option<i64>) -> Option<i64> {

@@ -80,6 +80,16 @@ pub trait Strategy: Sync + Debug {
         updated
     }
 
+    /// Mutating admission on create, before the defaults: what depends on
+    /// other stored objects (a claim's default StorageClass).
+    fn admit<'a>(
+        &'a self,
+        _env: &'a Env,
+        _object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Defaults filled in on create, before validation.
     fn prepare_for_create(&self, _object: &mut Value) {}
 

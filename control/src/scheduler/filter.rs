@@ -66,6 +66,8 @@ pub enum Misfit {
     Cpu,
     Memory,
     Pods,
+    VolumeNodeAffinity,
+    NoVolume,
 }
 
 impl Misfit {
@@ -78,6 +80,8 @@ impl Misfit {
             Self::Cpu => "Insufficient cpu",
             Self::Memory => "Insufficient memory",
             Self::Pods => "Too many pods",
+            Self::VolumeNodeAffinity => "node(s) had volume node affinity conflict",
+            Self::NoVolume => "node(s) didn't find available persistent volumes to bind",
         }
     }
 }

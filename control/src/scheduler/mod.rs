@@ -1,20 +1,25 @@
 //! The scheduler: binds each pending pod (no `spec.nodeName`, scheduler
 //! `default-scheduler`) to a Ready node that fits it, through the binding
 //! subresource; a pod no node fits gets `PodScheduled=False` and an event
-//! saying why.
+//! saying why. A pod with claims that wait for their first consumer first
+//! gets a node picked for those claims (`volume.kubernetes.io/selected-node`)
+//! and is bound once they are (`volumes`).
 
 mod filter;
-mod quantity;
+pub mod quantity;
 mod score;
+mod volumes;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::controllers::{Context, Controller, ControllerError, Kind, events, meta};
+use crate::controllers::{Context, Controller, ControllerError, Kind, events, meta, written};
+use crate::kinds::SELECTED_NODE_ANNOTATION;
 use filter::{Misfit, Resources};
 use score::Candidate;
+use volumes::{PodVolumes, Storage};
 
 const NAME: &str = "default-scheduler";
 
@@ -58,6 +63,11 @@ impl Controller for Scheduler {
     async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
         let nodes = context.cache.list(Kind::Node);
         let pods = context.cache.list(Kind::Pod);
+        let storage = Storage {
+            claims: context.cache.list(Kind::PersistentVolumeClaim),
+            volumes: context.cache.list(Kind::PersistentVolume),
+            classes: context.cache.list(Kind::StorageClass),
+        };
         let mut loads: BTreeMap<String, NodeLoad> = nodes
             .iter()
             .map(|node| (meta::name(node).to_owned(), NodeLoad::default()))
@@ -78,11 +88,31 @@ impl Controller for Scheduler {
         });
         let mut written = Vec::new();
         for pod in queue {
+            let (bound, unpicked) = match storage.for_pod(pod) {
+                PodVolumes::Schedulable { bound, unpicked } => (bound, unpicked),
+                PodVolumes::Waiting => continue,
+                PodVolumes::Blocked(reason) => {
+                    let message = format!("0/{} nodes are available: {reason}.", nodes.len());
+                    if unschedulable(context, pod, &message).await? {
+                        written = vec![Kind::Pod];
+                    }
+                    continue;
+                }
+            };
             let mut misfits: BTreeMap<Misfit, usize> = BTreeMap::new();
             let mut candidates = Vec::new();
             for node in &nodes {
                 let load = &loads[meta::name(node)];
-                match filter::check(pod, node, load.used) {
+                let fits = filter::check(pod, node, load.used).and_then(|()| {
+                    if !volumes::reachable(&bound, node) {
+                        return Err(Misfit::VolumeNodeAffinity);
+                    }
+                    if !unpicked.iter().all(|claim| storage.can_serve(claim, node)) {
+                        return Err(Misfit::NoVolume);
+                    }
+                    Ok(())
+                });
+                match fits {
                     Ok(()) => candidates.push(Candidate {
                         name: meta::name(node),
                         allocatable: filter::allocatable(node),
@@ -95,6 +125,7 @@ impl Controller for Scheduler {
                 }
             }
             let wrote = match score::best(&candidates, filter::requests(pod)) {
+                Some(node) if !unpicked.is_empty() => pick_node(context, &unpicked, node).await?,
                 Some(node) => {
                     let node = node.to_owned();
                     if let Some(load) = loads.get_mut(&node) {
@@ -102,7 +133,7 @@ impl Controller for Scheduler {
                     }
                     bind(context, pod, &node).await?
                 }
-                None => unschedulable(context, pod, &misfits, nodes.len()).await?,
+                None => unschedulable(context, pod, &fit_error(&misfits, nodes.len())).await?,
             };
             if wrote {
                 written = vec![Kind::Pod];
@@ -127,6 +158,32 @@ async fn bind(context: &Context, pod: &Value, node: &str) -> Result<bool, Contro
     Ok(true)
 }
 
+/// Picks `node` for the claims that wait for their first consumer; the
+/// pod is bound once the binder has bound them there.
+async fn pick_node(
+    context: &Context,
+    claims: &[&Value],
+    node: &str,
+) -> Result<bool, ControllerError> {
+    let mut wrote = false;
+    for claim in claims {
+        let mut picked = (*claim).clone();
+        picked["metadata"]["annotations"][SELECTED_NODE_ANNOTATION] = json!(node);
+        wrote |= written(
+            context
+                .client
+                .update(Kind::PersistentVolumeClaim, &picked)
+                .await,
+        )?;
+        info!(
+            claim = %format!("{}/{}", meta::namespace(claim), meta::name(claim)),
+            node,
+            "picked a node for the claim"
+        );
+    }
+    Ok(wrote)
+}
+
 /// kube-scheduler's `FitError` message: `0/2 nodes are available: 1
 /// Insufficient cpu, 1 node(s) were not ready.`
 fn fit_error(misfits: &BTreeMap<Misfit, usize>, nodes: usize) -> String {
@@ -146,17 +203,15 @@ fn fit_error(misfits: &BTreeMap<Misfit, usize>, nodes: usize) -> String {
 async fn unschedulable(
     context: &Context,
     pod: &Value,
-    misfits: &BTreeMap<Misfit, usize>,
-    nodes: usize,
+    message: &str,
 ) -> Result<bool, ControllerError> {
-    let message = fit_error(misfits, nodes);
     let conditions = pod["status"]["conditions"].as_array();
     let current = conditions
         .into_iter()
         .flatten()
         .find(|condition| condition["type"] == "PodScheduled");
     if current.is_some_and(|condition| {
-        condition["status"] == "False" && condition["message"].as_str() == Some(&message)
+        condition["status"] == "False" && condition["message"].as_str() == Some(message)
     }) {
         return Ok(false);
     }
@@ -188,7 +243,7 @@ async fn unschedulable(
         "Pod",
         "Warning",
         "FailedScheduling",
-        &message,
+        message,
         NAME,
     )
     .await;

@@ -112,6 +112,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     wait_for_etcd(&store).await?;
     let api = Api::new(store.clone(), api_config);
     api.ensure_system_namespaces().await?;
+    api.ensure_default_storage_class().await?;
 
     let mut bound = Vec::new();
     for &addr in &config.binds {

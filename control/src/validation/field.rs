@@ -12,6 +12,7 @@ pub enum ErrorKind {
     NotSupported,
     Forbidden,
     TooLong,
+    NotFound,
 }
 
 impl ErrorKind {
@@ -24,6 +25,7 @@ impl ErrorKind {
             Self::NotSupported => "FieldValueNotSupported",
             Self::Forbidden => "FieldValueForbidden",
             Self::TooLong => "FieldValueTooLong",
+            Self::NotFound => "FieldValueNotFound",
         }
     }
 
@@ -36,6 +38,7 @@ impl ErrorKind {
             Self::NotSupported => "Unsupported value",
             Self::Forbidden => "Forbidden",
             Self::TooLong => "Too long",
+            Self::NotFound => "Not found",
         }
     }
 }
@@ -79,6 +82,10 @@ impl FieldError {
         let quoted: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
         let detail = format!("supported values: {}", quoted.join(", "));
         Self::new(ErrorKind::NotSupported, field, Some(value.render()), detail)
+    }
+
+    pub fn not_found(field: impl Into<String>, value: impl BadValue) -> Self {
+        Self::new(ErrorKind::NotFound, field, Some(value.render()), "")
     }
 
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {

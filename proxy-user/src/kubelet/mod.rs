@@ -5,6 +5,7 @@
 //! node's image store (`images`) is managed from the command line.
 pub mod events;
 pub mod images;
+mod missing;
 pub mod node;
 pub mod pods;
 pub mod server;

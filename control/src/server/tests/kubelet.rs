@@ -1,8 +1,8 @@
 //! A stand-in for the node agents in the control-plane tests: registers
 //! Ready Nodes, renews their Leases in kube-node-lease, and for the pods
-//! bound to them writes status (Running, an IP, Ready after a delay) and
-//! removes the ones marked for deletion — all directly in etcd, as the
-//! agent does.
+//! bound to them writes status (Running, an IP, Ready after a delay; a
+//! finished pod stays finished) and removes the ones marked for deletion —
+//! all directly in etcd, as the agent does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -103,6 +103,13 @@ async fn run(
             );
             if !pod["metadata"]["deletionTimestamp"].is_null() {
                 let _ = store.delete(&key, &Preconditions::default()).await;
+                continue;
+            }
+            // A pod that ran to completion stays as it ended.
+            if matches!(
+                pod["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            ) {
                 continue;
             }
             let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();

@@ -21,6 +21,7 @@ mod basics;
 mod clients;
 mod kubelet;
 mod services;
+mod storage;
 mod workloads;
 
 /// Where `cargo xtask setup` puts kubectl.

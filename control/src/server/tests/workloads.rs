@@ -11,7 +11,7 @@ use crate::store::{EventType, Store, WatchBatch};
 
 /// Controllers without leader election (one instance), a quick resync
 /// and short node timeouts.
-fn controllers() -> ControllerConfig {
+pub(super) fn controllers() -> ControllerConfig {
     ControllerConfig {
         leader_election: None,
         resync: Duration::from_millis(200),
@@ -22,7 +22,7 @@ fn controllers() -> ControllerConfig {
 }
 
 /// Polls `check` until it yields a value; panics after `seconds`.
-async fn eventually<T, F: Future<Output = Option<T>>>(
+pub(super) async fn eventually<T, F: Future<Output = Option<T>>>(
     what: &str,
     seconds: u64,
     mut check: impl FnMut() -> F,

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use serde_json::Value;
 
 use crate::kubelet::{
+    missing::MissingObject,
     store::{Store, StoreError},
     volumes::downward,
 };
@@ -19,19 +20,8 @@ use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, SERVICES, collection_prefix, object
 /// `CreateContainerConfigError`, and retried.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
-    #[error("{kind} {namespace}/{name} not found")]
-    Missing {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-    },
-    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
-    MissingKey {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-        key: String,
-    },
+    #[error(transparent)]
+    Missing(#[from] MissingObject),
     #[error("unsupported field reference {0}")]
     Field(String),
     #[error(transparent)]
@@ -178,11 +168,7 @@ impl Cache {
         match self.objects[&id].clone() {
             Some(data) => Ok(Some(data)),
             None if optional == Some(true) => Ok(None),
-            None => Err(EnvError::Missing {
-                kind,
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            }),
+            None => Err(MissingObject::object(kind, namespace, name).into()),
         }
     }
 }
@@ -213,12 +199,7 @@ fn lookup(
     match data.get(key) {
         Some(value) => Ok(Some(value.clone())),
         None if optional == Some(true) => Ok(None),
-        None => Err(EnvError::MissingKey {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            key: key.to_owned(),
-        }),
+        None => Err(MissingObject::key(kind, namespace, name, key).into()),
     }
 }
 

@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use skiff_etcd::keys::{PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, object_key};
 
 use super::{error::VolumeError, objects::Objects};
+use crate::kubelet::missing::MissingObject;
 
 /// The node path behind the claim `namespace/name`.
 pub async fn node_path(
@@ -13,10 +14,12 @@ pub async fn node_path(
     name: &str,
 ) -> Result<String, VolumeError> {
     let key = object_key(PERSISTENT_VOLUME_CLAIMS, Some(namespace), name);
-    let missing = || VolumeError::Missing {
-        kind: "persistentvolumeclaim",
-        namespace: namespace.to_owned(),
-        name: name.to_owned(),
+    let missing = || {
+        VolumeError::from(MissingObject::object(
+            "persistentvolumeclaim",
+            namespace,
+            name,
+        ))
     };
     let claim = objects.get(&key).await?.ok_or_else(missing)?;
     let claim: PersistentVolumeClaim = serde_json::from_value(claim).map_err(|_| missing())?;

@@ -2,23 +2,12 @@
 //! case shows in the container's status.
 use std::{io, path::PathBuf};
 
-use crate::kubelet::store::StoreError;
+use crate::kubelet::{missing::MissingObject, store::StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error("{kind} {namespace}/{name} not found")]
-    Missing {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-    },
-    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
-    MissingKey {
-        kind: &'static str,
-        namespace: String,
-        name: String,
-        key: String,
-    },
+    #[error(transparent)]
+    Missing(#[from] MissingObject),
     #[error("persistentvolumeclaim {namespace}/{name} is not bound to a volume yet")]
     Unbound { namespace: String, name: String },
     #[error(
@@ -57,8 +46,7 @@ impl VolumeError {
     /// (`ContainerCreating`), or the node cannot make the mount.
     pub fn reason(&self) -> &'static str {
         match self {
-            VolumeError::Missing { .. }
-            | VolumeError::MissingKey { .. }
+            VolumeError::Missing(_)
             | VolumeError::BadName { .. }
             | VolumeError::NoSuchVolume { .. }
             | VolumeError::BadPath { .. }

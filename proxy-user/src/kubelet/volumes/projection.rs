@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::{
 };
 use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, object_key};
 
+use crate::kubelet::missing::MissingObject;
+
 use super::{
     atomic_writer::{FileProjection, Payload},
     downward,
@@ -161,11 +163,7 @@ async fn project(
         if reference.optional {
             return Ok(Payload::new());
         }
-        return Err(VolumeError::Missing {
-            kind,
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        });
+        return Err(MissingObject::object(kind, namespace, name).into());
     };
     let default_mode = default_mode.unwrap_or(DEFAULT_MODE);
     let Some(items) = reference.items else {
@@ -182,12 +180,7 @@ async fn project(
             }
             None if reference.optional => {}
             None => {
-                return Err(VolumeError::MissingKey {
-                    kind,
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    key: item.key.clone(),
-                });
+                return Err(MissingObject::key(kind, namespace, name, &item.key).into());
             }
         }
     }
