@@ -9,7 +9,7 @@ use std::{
     process::{Child, Stdio},
     sync::mpsc,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use skiff_tests::Testbed;
@@ -188,6 +188,35 @@ fn kubectl_port_forward_reaches_the_pods_port() {
     assert!(error.contains("to pod default/web"), "{error}");
     assert!(error.contains("Connection refused"), "{error}");
     drop(forward);
+
+    // A client that goes away leaves no connection open in the pod: the
+    // echo server waits for a request on this one until the agent closes it.
+    let forward = port_forward(&testbed, "web", 8080, Transport::WebSocket);
+    let _idle = TcpStream::connect(("127.0.0.1", forward.port)).unwrap();
+    let connections = || {
+        testbed
+            .run_kubectl(&["exec", "web", "--", "netstat", "-tn"], "")
+            .unwrap()
+            .lines()
+            .filter(|line| line.contains(":8080 ") && line.contains("ESTABLISHED"))
+            .count()
+    };
+    let started = Instant::now();
+    while connections() == 0 {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "the forwarded connection never opened"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    forward.stop();
+    while connections() > 0 {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "the pod's connection outlived kubectl"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 
     // A pod that does not exist is refused before anything is forwarded.
     let mut missing = testbed.kubectl().unwrap();

@@ -19,6 +19,7 @@ use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::tcp::{OwnedReadHalf, OwnedWriteHalf},
     sync::mpsc,
+    task::JoinSet,
 };
 use tokio_tungstenite::{
     WebSocketStream,
@@ -166,6 +167,9 @@ where
     // The client's data streams, by id: where what it sends on each goes.
     let mut inbound: HashMap<u32, mpsc::Sender<Bytes>> = HashMap::new();
     let mut pairs: HashMap<String, Pair> = HashMap::new();
+    // Ended with the connection: a client gone leaves no connection open
+    // in the pod.
+    let mut forwards = JoinSet::new();
     loop {
         let frame = match frame::read(&mut reader).await {
             Ok(Some(frame)) => frame,
@@ -215,7 +219,8 @@ where
                         data,
                         out: out.clone(),
                     };
-                    tokio::spawn(forwarding.run(ports.clone(), pod.clone(), received));
+                    while forwards.try_join_next().is_some() {}
+                    forwards.spawn(forwarding.run(ports.clone(), pod.clone(), received));
                 }
             }
             Frame::Data { stream, fin, data } => {
@@ -241,6 +246,7 @@ where
             Frame::Other => {}
         }
     }
+    forwards.abort_all();
     drop(out);
     drop(inbound);
     let _ = writing.await;
