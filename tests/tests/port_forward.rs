@@ -190,7 +190,8 @@ fn kubectl_port_forward_reaches_the_pods_port() {
     drop(forward);
 
     // A client that goes away leaves no connection open in the pod: the
-    // echo server waits for a request on this one until the agent closes it.
+    // echo server waits for a request on this one until the agent passes
+    // the end on.
     let forward = port_forward(&testbed, "web", 8080, Transport::WebSocket);
     let _idle = TcpStream::connect(("127.0.0.1", forward.port)).unwrap();
     let connections = || {
