@@ -193,17 +193,17 @@ fn a_missing_config_map_or_mismatched_host_path_holds_the_container() {
 }
 
 #[test]
-fn containers_share_an_empty_dir_and_see_config_map_updates() {
+fn containers_share_an_empty_dir_and_localhost_and_see_config_map_updates() {
     let testbed = start();
     apply(&testbed, &config_map("blue"));
     let writer = shell(
         "writer",
-        "echo hello > /shared/greeting; sleep 3600",
+        "echo hello > /shared/greeting; exec nc -ll -p 7000 -e cat /shared/greeting",
         json!([{ "name": "shared", "mountPath": "/shared" }]),
     );
     let reader = shell(
         "reader",
-        "while true; do touch /shared/mine 2>/dev/null && w=rw || w=ro; echo \"$(cat /shared/greeting) $(cat /etc/config/color) $w\"; sleep 1; done",
+        "while true; do touch /shared/mine 2>/dev/null && w=rw || w=ro; echo \"$(cat /shared/greeting) $(cat /etc/config/color) $w $(nc 127.0.0.1 7000 </dev/null)\"; sleep 1; done",
         json!([
             { "name": "shared", "mountPath": "/shared", "readOnly": true },
             { "name": "config", "mountPath": "/etc/config" },
@@ -223,10 +223,10 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
     // Before the reader starts, kubectl says it has no logs yet.
     let logs = || try_kubectl(&testbed, &["logs", "pair", "-c", "reader", "--tail=1"], "");
     eventually(
-        "the reader to see the writer's file and the ConfigMap",
+        "the reader to see the writer's file, the ConfigMap and the writer on localhost",
         || {
             let last = logs()?;
-            match last.trim() == "hello blue ro" {
+            match last.trim() == "hello blue ro hello" {
                 true => Ok(()),
                 false => Err(last),
             }
@@ -236,7 +236,7 @@ fn containers_share_an_empty_dir_and_see_config_map_updates() {
     apply(&testbed, &config_map("green"));
     eventually("the ConfigMap update to reach the file", || {
         let last = logs()?;
-        match last.trim() == "hello green ro" {
+        match last.trim() == "hello green ro hello" {
             true => Ok(()),
             false => Err(last),
         }
