@@ -240,3 +240,35 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
     );
     assert_eq!(done["status"]["phase"], "Failed");
 }
+
+#[test]
+fn a_memory_limit_is_enforced() {
+    let testbed = Testbed::start_running_pods(1).unwrap();
+    // dd holds one 64 MiB block in memory: fine without a limit, killed
+    // by the kernel's OOM killer in a 16 MiB cgroup.
+    let script = "dd if=/dev/zero of=/dev/null bs=64M count=1";
+    let limited = json!({ "resources": { "limits": { "memory": "16Mi" } } });
+    let store = testbed.store();
+    store
+        .put(
+            &pod_key("limited"),
+            &pod("limited", BUSYBOX, script, limited),
+        )
+        .unwrap();
+    store
+        .put(&pod_key("free"), &pod("free", BUSYBOX, script, json!({})))
+        .unwrap();
+    let ended = |p: &Value| status(p)["state"]["terminated"].is_object();
+    let free = wait_for(&testbed, "free", "the unlimited dd to end", ended);
+    assert_eq!(
+        status(&free)["state"]["terminated"]["exitCode"],
+        0,
+        "{free:#?}"
+    );
+    let limited = wait_for(&testbed, "limited", "the limited dd to end", ended);
+    assert_eq!(
+        status(&limited)["state"]["terminated"]["exitCode"],
+        137,
+        "the OOM killer's SIGKILL: {limited:#?}"
+    );
+}
