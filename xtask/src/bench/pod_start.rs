@@ -3,7 +3,7 @@
 //! written to etcd bound to the node, as the scheduler leaves it, and is
 //! Ready when its stored status says so (polled with `etcdctl`, whose
 //! round trip bounds the resolution). Its one container, `sleep` from the
-//! cached `busybox` image, has no probe: it is Ready once started.
+//! cached `skiff/busybox` image, has no probe: it is Ready once started.
 //!
 //! The baseline is the process runner the container runtime replaces: a
 //! host process started in a netns wired to the node's bridge and in a
@@ -41,7 +41,8 @@ fn measured(result: Result<Vec<f64>>) -> Measured {
 }
 
 fn pod(name: &str) -> Value {
-    let container = json!({ "name": "main", "image": "busybox", "command": ["sleep", "3600"] });
+    let container =
+        json!({ "name": "main", "image": "skiff/busybox", "command": ["sleep", "3600"] });
     bound_pod(name, json!({ "containers": [container] }))
 }
 

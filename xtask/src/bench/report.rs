@@ -199,7 +199,7 @@ fn pod_start(out: &mut String, pod_start: &PodStart) {
     let _ = writeln!(
         out,
         "\n## Pod start\n\n\
-         create → Ready over {} pods started one after another on one node (a `busybox` `sleep` \
+         create → Ready over {} pods started one after another on one node (a `skiff/busybox` `sleep` \
          from the node's image store, no probe). The agent's figure runs from the pod's write to \
          etcd to its Ready status there; the baseline is the process runner it replaces: a host \
          process in a netns on the node's bridge and a cgroup of its own, Ready once started, \
