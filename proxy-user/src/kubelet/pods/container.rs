@@ -81,8 +81,8 @@ pub async fn run(runtime: Arc<PodRuntime>, index: usize, mut stop: Stop) {
                     info!(%pod, container = %name, id, "container started");
                     started
                 }
-                Err(StartError::ImageMissing(image)) => {
-                    let message = StartError::ImageMissing(image).to_string();
+                Err(error @ StartError::ImageMissing(_)) => {
+                    let message = error.to_string();
                     runtime.update(index, |c| {
                         c.state = State::waiting("ErrImageNeverPull", Some(message))
                     });
@@ -198,10 +198,7 @@ fn after_exit(
     state: State,
     stopping: bool,
 ) -> bool {
-    let code = match &state {
-        State::Terminated { exit_code, .. } => *exit_code,
-        _ => 0,
-    };
+    let code = state.exit_code().unwrap_or(0);
     let restart = !stopping
         && match runtime.restart_policy(index) {
             "Never" => false,

@@ -33,7 +33,7 @@ impl PodPorts {
 
     /// The pod's netns, there only while the pod runs on this node.
     pub fn netns(&self, pod: &PodKey) -> PathBuf {
-        netns::path_of(&format!("{}-{}", self.netns_prefix, pod.slug()))
+        netns::path_of(&pod.netns(&self.netns_prefix))
     }
 
     /// A connection to `127.0.0.1:port` in the pod's netns.

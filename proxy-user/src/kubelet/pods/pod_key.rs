@@ -14,6 +14,12 @@ impl PodKey {
     pub fn slug(&self) -> String {
         format!("{}.{}", self.namespace, self.name)
     }
+
+    /// The pod's named netns: the agent's `--pod-netns-prefix`, then the
+    /// slug.
+    pub fn netns(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.slug())
+    }
 }
 
 impl fmt::Display for PodKey {

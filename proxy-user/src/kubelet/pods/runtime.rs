@@ -7,7 +7,7 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::{Container, Pod};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::kubelet::{events::Recorder, volumes::PodVolumes};
 
@@ -35,10 +35,9 @@ pub struct PodRuntime {
     /// containers: the order of `PodState::containers` too.
     containers: Vec<Container>,
     state: Mutex<PodState>,
-    /// Wakes the status writer.
-    pub changed: Notify,
-    /// Counts the state's changes, for tasks waiting on one.
-    revision: watch::Sender<u64>,
+    /// Tells the status writer and tasks waiting in `until` that the
+    /// state changed.
+    changed: watch::Sender<()>,
 }
 
 impl PodRuntime {
@@ -64,8 +63,7 @@ impl PodRuntime {
             sandbox,
             containers,
             state: Mutex::new(state),
-            changed: Notify::new(),
-            revision: watch::Sender::new(0),
+            changed: watch::Sender::new(()),
         }
     }
 
@@ -113,20 +111,24 @@ impl PodRuntime {
 
     pub fn update(&self, index: usize, change: impl FnOnce(&mut ContainerStatus)) {
         change(&mut self.lock().containers[index]);
-        self.changed.notify_one();
-        self.revision.send_modify(|revision| *revision += 1);
+        self.changed.send_replace(());
     }
 
     pub fn set_initialized(&self) {
         self.lock().initialized = true;
-        self.changed.notify_one();
+        self.changed.send_replace(());
+    }
+
+    /// Sees every change of the state made after this call.
+    pub fn changes(&self) -> watch::Receiver<()> {
+        self.changed.subscribe()
     }
 
     /// Waits until the pod's state passes `test`.
     pub async fn until(&self, test: impl Fn(&PodState) -> bool) {
-        let mut revisions = self.revision.subscribe();
+        let mut changes = self.changes();
         while !test(&self.lock()) {
-            if revisions.changed().await.is_err() {
+            if changes.changed().await.is_err() {
                 return;
             }
         }

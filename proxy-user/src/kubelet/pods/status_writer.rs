@@ -14,15 +14,19 @@ use crate::kubelet::store::{Store, StoreError, Written};
 const SETTLE: Duration = Duration::from_millis(50);
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Writes the pod's status whenever the runtime says it changed, until
-/// aborted.
+/// Writes the pod's status, then again whenever the runtime says it
+/// changed, until aborted.
 pub async fn run(runtime: Arc<PodRuntime>) {
+    // Subscribed before the first write: a change during it is written too.
+    let mut changes = runtime.changes();
     loop {
-        runtime.changed.notified().await;
         tokio::time::sleep(SETTLE).await;
         while let Err(error) = write(&runtime).await {
             warn!(pod = %runtime.key, %error, "writing the pod status failed; retrying");
             tokio::time::sleep(RETRY).await;
+        }
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -48,7 +48,6 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         name: key.name.clone(),
         uid: uid.clone(),
     };
-    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
     // Paths and ids are built from the names: a bad one runs nothing.
     if let Err(error) = names::check(&key.namespace, &pod) {
         warn!(pod = %key, %error, "refusing the pod");
@@ -64,7 +63,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
     // A pod that finished before an agent restart is not run again.
     if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
         let sandbox = loop {
-            match sandbox(&ctx, &holder, &netns) {
+            match sandbox(&ctx, &key, &holder) {
                 Ok(sandbox) => break sandbox,
                 Err(error) => {
                     warn!(pod = %key, %error, "creating the pod sandbox failed; retrying");
@@ -91,7 +90,6 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
             state,
         ));
         info!(pod = %key, ip = %sandbox.ip, netns = %sandbox.netns, "pod sandbox ready");
-        runtime.changed.notify_one();
         let writer = tokio::spawn(status_writer::run(runtime.clone()));
         let refresher = tokio::spawn(volumes::refresh_until_stopped(
             runtime.volumes.clone(),
@@ -118,21 +116,18 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
     cleanup(&ctx, &key, &uid, None, end).await;
 }
 
-fn sandbox(ctx: &Context, holder: &Holder, netns: &str) -> Result<Sandbox, String> {
+fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder) -> Result<Sandbox, String> {
     let ip = ctx
         .ipam
         .allocate(holder)
         .map_err(|e| format!("allocating a pod address: {e}"))?;
-    let sandbox = Sandbox::new(netns.to_owned(), ip);
+    let sandbox = Sandbox::new(key.netns(&ctx.config.netns_prefix), ip);
     if let Err(error) = sandbox.ensure(&ctx.plumbing) {
         ctx.ipam.release(ip);
         return Err(error.to_string());
     }
-    let files = ctx
-        .containers
-        .pod_files(&format!("{}.{}", holder.namespace, holder.name));
-    files
-        .ensure(&holder.namespace, &holder.name, ip, &ctx.config.dns)
+    (ctx.containers.pod_files(&key.slug()))
+        .ensure(&key.namespace, &key.name, ip, &ctx.config.dns)
         .map_err(|e| format!("writing the pod's /etc files and namespaces: {e}"))?;
     Ok(sandbox)
 }
@@ -155,14 +150,14 @@ fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
 }
 
 /// The pod's containers about to start, init containers first, carrying on
-/// what an earlier agent stored of them. App containers wait for the init
-/// containers as `PodInitializing`.
+/// what an earlier agent stored of them. App containers of a pod not yet
+/// `initialized` wait for the init containers as `PodInitializing`.
 fn statuses(pod: &Pod, stored: &serde_json::Value, initialized: bool) -> Vec<ContainerStatus> {
     let Some(spec) = &pod.spec else {
         return Vec::new();
     };
     let init = spec.init_containers.iter().flatten();
-    let reason = match initialized || init.clone().next().is_none() {
+    let reason = match initialized {
         true => "ContainerCreating",
         false => "PodInitializing",
     };
@@ -187,13 +182,14 @@ fn has_init_containers(pod: &Pod) -> bool {
 /// The status of a pod whose sandbox failed: Pending, with why.
 fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json::Value> {
     let stored = serde_json::to_value(&pod.status).ok()?;
+    let initialized = !has_init_containers(pod);
     let state = PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: None,
         start_time: now_rfc3339(),
         sandbox_error: Some(error),
-        initialized: !has_init_containers(pod),
-        containers: statuses(pod, &serde_json::Value::Null, false),
+        initialized,
+        containers: statuses(pod, &serde_json::Value::Null, initialized),
     };
     Some(state.render(&stored))
 }
@@ -255,7 +251,7 @@ pub async fn remove_local(ctx: &Context, key: &PodKey, uid: &str, sandbox: Optio
     let files = ctx.containers.pod_files(&key.slug());
     ctx.containers.remove_pod(&prefix, &files).await;
     cgroup::remove_pod(&ctx.pods_root, &key.slug()).await;
-    let netns = format!("{}-{}", ctx.config.netns_prefix, key.slug());
+    let netns = key.netns(&ctx.config.netns_prefix);
     for (ip, holder) in ctx.ipam.held() {
         if holder.namespace == key.namespace && holder.name == key.name {
             Sandbox::new(netns.clone(), ip).remove();

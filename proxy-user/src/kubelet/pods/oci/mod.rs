@@ -153,35 +153,18 @@ impl Runtime {
         let id = launch.id;
         let bundle = Bundle::new(&self.state_dir, id);
         self.clean(id).await;
-        let create =
-            |what: &str, e: &dyn std::fmt::Display| StartError::Create(format!("{what}: {e}"));
         for stale in [bundle.exit_file(), bundle.monitor_pid()] {
             match fs::remove_file(&stale) {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => {
-                    return Err(create("clearing the last run's files", &error));
+                    return Err(StartError::Create(format!(
+                        "clearing the last run's files: {error}"
+                    )));
                 }
                 _ => {}
             }
         }
-        rootfs::mount(&bundle, &launch.image.layers)
-            .map_err(|e| create("mounting the image's layers", &e))?;
-        let spec = self.spec(&launch, &bundle);
-        let spec = match spec {
-            Ok(spec) => spec,
-            Err(error) => {
-                self.clean(id).await;
-                return Err(error);
-            }
-        };
-        let written = spec.save(bundle.config());
-        let monitor = written
-            .map_err(|e| create("writing config.json", &e))
-            .and_then(|()| {
-                monitor::spawn(&self.runc, &bundle, id, launch.log)
-                    .map_err(|e| create("starting the container monitor", &e))
-            });
-        let mut monitor = match monitor {
-            Ok(monitor) => monitor,
+        let (spec, mut monitor) = match self.prepare(&launch, &bundle) {
+            Ok(prepared) => prepared,
             Err(error) => {
                 self.clean(id).await;
                 return Err(error);
@@ -202,6 +185,24 @@ impl Runtime {
             exec: self.exec_target(id, spec.process().as_ref()),
             monitor,
         })
+    }
+
+    /// Mounts the rootfs, writes config.json and starts the monitor.
+    fn prepare(
+        &self,
+        launch: &Launch<'_>,
+        bundle: &Bundle,
+    ) -> Result<(oci_spec::runtime::Spec, Monitor), StartError> {
+        let create =
+            |what: &str, e: &dyn std::fmt::Display| StartError::Create(format!("{what}: {e}"));
+        rootfs::mount(bundle, &launch.image.layers)
+            .map_err(|e| create("mounting the image's layers", &e))?;
+        let spec = self.spec(launch, bundle)?;
+        spec.save(bundle.config())
+            .map_err(|e| create("writing config.json", &e))?;
+        let monitor = monitor::spawn(&self.runc, bundle, launch.id, launch.log)
+            .map_err(|e| create("starting the container monitor", &e))?;
+        Ok((spec, monitor))
     }
 
     fn spec(
