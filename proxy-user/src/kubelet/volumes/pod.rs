@@ -275,12 +275,9 @@ impl PodVolumes {
             match &mut volume_made.upkeep {
                 Upkeep::None => {}
                 Upkeep::Projected => {
-                    let written = match self.payload(objects, volume).await {
-                        Ok((payload, _)) => {
-                            atomic_writer::write(&volume_made.source, name, &payload)
-                        }
-                        Err(error) => Err(error),
-                    };
+                    let written = (self.payload(objects, volume).await).and_then(|(payload, _)| {
+                        atomic_writer::write(&volume_made.source, name, &payload)
+                    });
                     if let Err(error) = written {
                         warn!(volume = %name, %error, "refreshing a volume failed; it keeps its files");
                     }
