@@ -3,13 +3,20 @@
 //! kubelet-client certificate. `pods/log`, `pods/exec` and `pods/attach`
 //! go there.
 
+use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Response, header, request};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsConnector, client::TlsStream};
+use tracing::debug;
 
 use super::Api;
 use super::registry;
@@ -21,11 +28,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to a pod's node agent, for one of its containers.
 pub struct Kubelet {
-    pub stream: TlsStream<TcpStream>,
+    stream: TlsStream<TcpStream>,
     /// `<ip>:<port>`, for the Host header.
     pub host: String,
     /// The container asked for, or the pod's only one.
     pub container: String,
+}
+
+impl Kubelet {
+    /// Sends `request` (its Host set here, no body) over HTTP/1.1 and
+    /// answers the agent's response. The connection allows upgrades:
+    /// exec's, attach's and port-forward's switch protocols on it.
+    pub async fn send(self, request: request::Builder) -> Result<Response<Incoming>, ApiError> {
+        let host = self.host;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(self.stream))
+                .await
+                .map_err(|error| unreachable(&host, error))?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.with_upgrades().await {
+                debug!(%error, "kubelet connection ended");
+            }
+        });
+        let request = request
+            .header(header::HOST, &host)
+            .body(Empty::<Bytes>::new())
+            .map_err(|error| unreachable(&host, error))?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|error| unreachable(&host, error))
+    }
+}
+
+/// A failure talking to the agent at `host`.
+pub fn unreachable(host: impl Display, error: impl Display) -> ApiError {
+    ApiError::internal(format!("the node agent at {host}: {error}"))
 }
 
 /// The container asked for: the one named, or the pod's only one.
@@ -93,19 +131,16 @@ impl Api {
             ApiError::internal(format!("node {node_name} has no InternalIP address"))
         })?;
         let address = SocketAddr::new(ip, self.config.kubelet_port);
-        let unreachable = |error: &dyn std::fmt::Display| {
-            ApiError::internal(format!("the node agent at {address}: {error}"))
-        };
         let config = (self.config.kubelet_client.clone())
-            .ok_or_else(|| unreachable(&"this server has no kubelet client certificate"))?;
+            .ok_or_else(|| unreachable(address, "this server has no kubelet client certificate"))?;
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
             .await
-            .map_err(|error| unreachable(&error))?
-            .map_err(|error| unreachable(&error))?;
+            .map_err(|error| unreachable(address, error))?
+            .map_err(|error| unreachable(address, error))?;
         let stream = TlsConnector::from(config)
             .connect(ServerName::IpAddress(ip.into()), tcp)
             .await
-            .map_err(|error| unreachable(&error))?;
+            .map_err(|error| unreachable(address, error))?;
         Ok(Kubelet {
             stream,
             host: address.to_string(),

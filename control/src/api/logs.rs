@@ -3,12 +3,9 @@
 //! with the query (follow, tailLines, sinceSeconds, timestamps, previous,
 //! limitBytes) passed on, the body streamed back as it comes.
 
-use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use http::Request;
+use http_body_util::BodyExt;
 use tokio::sync::mpsc;
-use tracing::debug;
 
 use super::kubelet::Kubelet;
 use super::status::ApiError;
@@ -46,27 +43,7 @@ impl Api {
 }
 
 async fn stream_from_agent(kubelet: Kubelet, path: &str) -> Result<Reply, ApiError> {
-    let host = kubelet.host;
-    let unreachable = |error: &dyn std::fmt::Display| {
-        ApiError::internal(format!("the node agent at {host}: {error}"))
-    };
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(kubelet.stream))
-            .await
-            .map_err(|error| unreachable(&error))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            debug!(%error, "log connection ended");
-        }
-    });
-    let request = Request::get(path)
-        .header(header::HOST, &host)
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| unreachable(&error))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| unreachable(&error))?;
+    let response = kubelet.send(Request::get(path)).await?;
     let status = response.status();
     let mut body = response.into_body();
     if !status.is_success() {

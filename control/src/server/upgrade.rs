@@ -5,9 +5,8 @@
 //! once the agent switches protocols, the two connections are joined and
 //! copied both ways, whatever the protocol (WebSocket channels or SPDY).
 
-use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
@@ -76,29 +75,11 @@ pub async fn join(
     let unreachable = |error: &dyn std::fmt::Display| {
         ApiError::internal(format!("the node agent at {host}: {error}"))
     };
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(kubelet.stream))
-            .await
-            .map_err(|error| unreachable(&error))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            debug!(%error, "kubelet connection ended");
-        }
-    });
-    let mut onward = Request::builder()
-        .method(request.method())
-        .uri(path)
-        .header(header::HOST, &host);
+    let mut onward = Request::builder().method(request.method()).uri(path);
     for (name, value) in passed_on(request.headers()) {
         onward = onward.header(name, value);
     }
-    let onward = onward
-        .body(Empty::<Bytes>::new())
-        .map_err(|error| unreachable(&error))?;
-    let mut answer = sender
-        .send_request(onward)
-        .await
-        .map_err(|error| unreachable(&error))?;
+    let mut answer = kubelet.send(onward).await?;
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
         response = response.header(name, value);

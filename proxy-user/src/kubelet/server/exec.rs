@@ -7,11 +7,7 @@
 use std::{os::fd::OwnedFd, process::Stdio};
 
 use futures_util::{SinkExt as _, StreamExt as _};
-use hyper::{
-    Request, Response, StatusCode,
-    body::Bytes,
-    header::{self, HeaderValue},
-};
+use hyper::{Request, Response, StatusCode, body::Bytes, header};
 use hyper_util::rt::TokioIo;
 use nix::{
     sys::signal::{Signal, kill},
@@ -36,7 +32,7 @@ use tracing::debug;
 use super::{
     Body,
     channels::{self, Incoming, Outcome, STDERR, STDOUT},
-    empty, terminal,
+    terminal,
 };
 
 /// What the client asked for.
@@ -110,19 +106,7 @@ pub fn upgrade(
             Err(error) => debug!(%error, "exec upgrade failed"),
         }
     });
-    let mut response = empty();
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(
-        header::SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_static(protocol),
-    );
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    response
+    super::websocket_accepted(protocol, &accept)
 }
 
 async fn session<S>(ws: WebSocketStream<S>, query: ExecQuery, source: Source)

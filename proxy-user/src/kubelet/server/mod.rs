@@ -17,7 +17,13 @@ mod tunnel;
 use std::{convert::Infallible, path::PathBuf, time::Duration};
 
 use http_body_util::{BodyExt as _, Empty, Full, combinators::BoxBody};
-use hyper::{Request, Response, StatusCode, body::Bytes, server::conn::http1, service::service_fn};
+use hyper::{
+    Request, Response, StatusCode,
+    body::Bytes,
+    header::{self, HeaderValue},
+    server::conn::http1,
+    service::service_fn,
+};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -103,32 +109,18 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
     let path = request.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     if let ["portForward", namespace, pod] = parts.as_slice() {
-        if [namespace, pod]
-            .iter()
-            .any(|part| part.is_empty() || part.starts_with('.'))
-        {
+        if !safe_names(&[namespace, pod]) {
             return text(StatusCode::BAD_REQUEST, "bad name\n".into());
         }
-        let pod = PodKey {
-            namespace: (*namespace).to_owned(),
-            name: (*pod).to_owned(),
-        };
-        return port_forward::upgrade(request, served.ports.clone(), pod);
+        return port_forward::upgrade(request, served.ports.clone(), pod_key(namespace, pod));
     }
     let [endpoint, namespace, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));
     };
-    // They become path components: nothing that could leave a directory.
-    if [namespace, pod, container]
-        .iter()
-        .any(|part| part.is_empty() || part.starts_with('.'))
-    {
+    if !safe_names(&[namespace, pod, container]) {
         return text(StatusCode::BAD_REQUEST, "bad name\n".into());
     }
-    let pod = PodKey {
-        namespace: (*namespace).to_owned(),
-        name: (*pod).to_owned(),
-    };
+    let pod = pod_key(namespace, pod);
     match *endpoint {
         "containerLogs" => logs::respond(&request, &served.logs, &pod, container),
         "exec" => {
@@ -154,16 +146,51 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
     }
 }
 
-fn empty() -> Response<Body> {
-    Response::new(Empty::new().boxed())
+/// Names from the path become path components: none may be empty or leave
+/// a directory.
+fn safe_names(names: &[&str]) -> bool {
+    names
+        .iter()
+        .all(|name| !name.is_empty() && !name.starts_with('.'))
+}
+
+fn pod_key(namespace: &str, name: &str) -> PodKey {
+    PodKey {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+/// The answer that switches the connection to `upgrade`.
+fn switching_protocols(upgrade: &'static str) -> Response<Body> {
+    let mut response = Response::new(Empty::new().boxed());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static(upgrade));
+    response
+}
+
+/// The answer that switches the connection to a WebSocket speaking
+/// `protocol`; `accept` answers the client's key.
+fn websocket_accepted(protocol: &'static str, accept: &str) -> Response<Body> {
+    let mut response = switching_protocols("websocket");
+    let headers = response.headers_mut();
+    headers.insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(protocol),
+    );
+    if let Ok(accept) = HeaderValue::from_str(accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 fn plain(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     response
 }
 

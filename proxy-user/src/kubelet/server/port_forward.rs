@@ -28,7 +28,7 @@ use tokio_tungstenite::{
 use tracing::debug;
 
 use super::{
-    Body, empty,
+    Body,
     spdy::{
         frame::{self, Frame},
         headers::{self, HeaderReader, HeaderWriter, Headers},
@@ -110,30 +110,17 @@ pub fn upgrade(
             false => serve(connection, ports, pod).await,
         }
     });
-    let mut response = empty();
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     match transport {
         Transport::Spdy => {
-            headers.insert(header::UPGRADE, HeaderValue::from_static(SPDY));
-            headers.insert(
+            let mut response = super::switching_protocols(SPDY);
+            response.headers_mut().insert(
                 STREAM_PROTOCOL_HEADER,
                 HeaderValue::from_static(PORT_FORWARD_PROTOCOL),
             );
+            response
         }
-        Transport::WebSocket { accept } => {
-            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            headers.insert(
-                header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(TUNNELLED),
-            );
-            if let Ok(accept) = HeaderValue::from_str(&accept) {
-                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-            }
-        }
+        Transport::WebSocket { accept } => super::websocket_accepted(TUNNELLED, &accept),
     }
-    response
 }
 
 /// What goes to the client, in order, from the connection's one writer.
