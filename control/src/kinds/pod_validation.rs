@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::refusal::Refusal;
+use super::storage::object_meta;
 use crate::validation::{
     FieldError, NameRule, child, index, is_dns1123_label, validate_object_meta,
     validate_object_meta_update,
@@ -20,9 +21,7 @@ use crate::validation::{
 const CONTAINER_LISTS: &[&str] = &["initContainers", "containers"];
 
 pub fn validate(pod: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let meta = serde_json::from_value(pod["metadata"].clone())
-        .map_err(|error| Refusal::BadRequest(format!("metadata cannot be decoded: {error}")))?;
-    let mut errs = validate_object_meta(&meta, true, NameRule::Dns1123Subdomain);
+    let mut errs = validate_object_meta(&object_meta(pod)?, true, NameRule::Dns1123Subdomain);
     let spec = &pod["spec"];
     let volume_names = validate_volumes(spec, &mut errs);
     if spec["containers"].as_array().is_none_or(Vec::is_empty) {
@@ -46,11 +45,7 @@ pub fn validate(pod: &Value) -> Result<Vec<FieldError>, Refusal> {
 }
 
 pub fn validate_update(pod: &Value, old: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let decode = |pod: &Value| {
-        serde_json::from_value(pod["metadata"].clone())
-            .map_err(|error| Refusal::BadRequest(format!("metadata cannot be decoded: {error}")))
-    };
-    let mut errs = validate_object_meta_update(&decode(pod)?, &decode(old)?);
+    let mut errs = validate_object_meta_update(&object_meta(pod)?, &object_meta(old)?);
     errs.extend(validate(pod)?);
     Ok(errs)
 }

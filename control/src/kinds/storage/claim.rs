@@ -5,9 +5,12 @@
 
 use serde_json::{Value, json};
 
-use super::fields::{storage_bytes, validate_access_modes, validate_class_and_mode, validate_meta};
+use super::fields::{
+    storage_bytes, validate_access_modes, validate_class_and_mode, validate_meta,
+    validate_positive_storage,
+};
 use crate::kinds::refusal::Refusal;
-use crate::validation::{FieldError, Rendered};
+use crate::validation::FieldError;
 
 const REQUEST_PATH: &str = "spec.resources.requests[storage]";
 
@@ -29,15 +32,7 @@ pub fn validate(claim: &Value) -> Result<Vec<FieldError>, Refusal> {
     if request.is_null() {
         errs.push(FieldError::required(REQUEST_PATH, ""));
     } else {
-        match storage_bytes(request, REQUEST_PATH) {
-            Err(error) => errs.push(error),
-            Ok(bytes) if bytes <= 0.0 => errs.push(FieldError::invalid(
-                REQUEST_PATH,
-                Rendered(request.to_string()),
-                "must be greater than zero",
-            )),
-            Ok(_) => {}
-        }
+        errs.extend(validate_positive_storage(request, REQUEST_PATH));
     }
     errs.extend(validate_class_and_mode(spec));
     Ok(errs)

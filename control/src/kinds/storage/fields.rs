@@ -68,6 +68,19 @@ pub fn storage_bytes(value: &Value, path: &str) -> Result<f64, FieldError> {
     })
 }
 
+/// A storage size: a quantity greater than zero.
+pub fn validate_positive_storage(value: &Value, path: &str) -> Option<FieldError> {
+    match storage_bytes(value, path) {
+        Err(error) => Some(error),
+        Ok(bytes) if bytes <= 0.0 => Some(FieldError::invalid(
+            path,
+            Rendered(value.to_string()),
+            "must be greater than zero",
+        )),
+        Ok(_) => None,
+    }
+}
+
 /// `spec.storageClassName` (a DNS-1123 subdomain when set) and
 /// `spec.volumeMode`.
 pub fn validate_class_and_mode(spec: &Value) -> Vec<FieldError> {

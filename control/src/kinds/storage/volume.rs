@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::fields::{
-    same, storage_bytes, validate_access_modes, validate_class_and_mode, validate_meta,
+    same, validate_access_modes, validate_class_and_mode, validate_meta, validate_positive_storage,
 };
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, Rendered, child};
@@ -117,16 +117,9 @@ fn validate_capacity(capacity: &Value) -> Vec<FieldError> {
             &["storage"],
         )];
     }
-    let path = "spec.capacity[storage]";
-    match storage_bytes(storage, path) {
-        Err(error) => vec![error],
-        Ok(bytes) if bytes <= 0.0 => vec![FieldError::invalid(
-            path,
-            Rendered(storage.to_string()),
-            "must be greater than zero",
-        )],
-        Ok(_) => vec![],
-    }
+    validate_positive_storage(storage, "spec.capacity[storage]")
+        .into_iter()
+        .collect()
 }
 
 /// Exactly one source, and one skiff serves.
