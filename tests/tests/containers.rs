@@ -13,7 +13,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, agent_binary, bound_pod, image_dir};
+use skiff_tests::{Testbed, agent_binary, bound_pod, eventually, image_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// `cargo xtask images`' busybox, which the agents import at start.
@@ -224,11 +224,9 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
     let exit_file = testbed
         .agent_state_dir(1)
         .join("containers/default_exits_main/exit");
-    let deadline = Instant::now() + TIMEOUT;
-    while !exit_file.exists() {
-        assert!(Instant::now() < deadline, "the container did not end");
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually("the container to end", TIMEOUT, || {
+        exit_file.exists().then_some(())
+    });
     testbed.start_agent(1).unwrap();
     let done = wait_for(&testbed, "exits", "the exit reported", |p| {
         status(p)["state"]["terminated"].is_object()
