@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 
 use crate::error::{HarnessError, Result};
@@ -33,12 +34,12 @@ impl ClusterLock {
             .write(true)
             .open(LOCK_PATH)
             .map_err(|e| HarnessError::io(format!("cannot open {LOCK_PATH}"), e))?;
-        if !flock(&file, libc::LOCK_EX | libc::LOCK_NB)? {
+        if !flock(&file, Path::new(LOCK_PATH), libc::LOCK_EX | libc::LOCK_NB)? {
             eprintln!(
                 "skiff: waiting for another cluster to finish ({LOCK_PATH}; \
                  a `cargo xtask up` cluster holds it until `cargo xtask down`)"
             );
-            flock(&file, libc::LOCK_EX)?;
+            flock(&file, Path::new(LOCK_PATH), libc::LOCK_EX)?;
         }
         Ok(ClusterLock { file })
     }
@@ -142,8 +143,9 @@ impl ClusterLock {
     }
 }
 
-/// flock(2); Ok(false) when LOCK_NB would have had to wait.
-fn flock(file: &File, op: libc::c_int) -> Result<bool> {
+/// flock(2) on `file`, opened from `path`, retried when a signal
+/// interrupts it; Ok(false) when LOCK_NB would have had to wait.
+pub(crate) fn flock(file: &File, path: &Path, op: libc::c_int) -> Result<bool> {
     loop {
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
@@ -153,7 +155,12 @@ fn flock(file: &File, op: libc::c_int) -> Result<bool> {
         match err.kind() {
             io::ErrorKind::Interrupted => continue,
             io::ErrorKind::WouldBlock => return Ok(false),
-            _ => return Err(HarnessError::io(format!("cannot lock {LOCK_PATH}"), err)),
+            _ => {
+                return Err(HarnessError::io(
+                    format!("cannot lock {}", path.display()),
+                    err,
+                ));
+            }
         }
     }
 }

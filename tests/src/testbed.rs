@@ -1,7 +1,16 @@
 //! A running skiff cluster for end-to-end tests: the netns cluster, a real
 //! etcd on the control-plane address, and a real `skiff-agent` on every node.
 //! Each agent's log is kept in a file and printed when a test fails.
-use std::{fs, io::Read, path::PathBuf, process::Stdio, thread, time::Duration};
+use std::{
+    fs,
+    io::Read,
+    path::PathBuf,
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
 
 use crate::{
     agent::{agent_command, run_pods_args, sync_count, wait_for_sync},
@@ -205,6 +214,30 @@ impl Testbed {
     /// The etcd the agents watch.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Polls the object at `key` until `test` passes; panics with the last
+    /// version seen once `timeout` has passed (the agents' logs follow, from
+    /// drop).
+    pub fn wait_for_stored(
+        &self,
+        key: &str,
+        what: &str,
+        timeout: Duration,
+        test: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let object = self.store.get(key).unwrap();
+            if let Some(object) = object.as_ref().filter(|o| test(o)) {
+                return object.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; {key} is {object:#?}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Adds a pod on node `node` running `skiff-echo serve --name <name>`

@@ -6,14 +6,10 @@
 //! while the agent is down is reported with its real code.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::{
-    path::Path,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, agent_binary, bound_pod, image_dir};
+use skiff_tests::{Testbed, agent_binary, bound_pod, eventually, image_dir};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 /// `cargo xtask images`' busybox, which the agents import at start.
@@ -54,19 +50,7 @@ fn running(pod: &Value) -> bool {
 
 /// Polls the pod until `test` passes; panics with the last version seen.
 fn wait_for(testbed: &Testbed, name: &str, what: &str, test: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let pod = testbed.store().get(&pod_key(name)).unwrap();
-        if let Some(pod) = pod.as_ref().filter(|p| test(p)) {
-            return pod.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; the pod is {pod:#?}\n{}",
-            testbed.agent_log(1)
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    testbed.wait_for_stored(&pod_key(name), what, TIMEOUT, test)
 }
 
 /// `argv` run in pod `name`'s container; its stdout.
@@ -224,11 +208,9 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
     let exit_file = testbed
         .agent_state_dir(1)
         .join("containers/default_exits_main/exit");
-    let deadline = Instant::now() + TIMEOUT;
-    while !exit_file.exists() {
-        assert!(Instant::now() < deadline, "the container did not end");
-        thread::sleep(Duration::from_millis(100));
-    }
+    eventually("the container to end", TIMEOUT, || {
+        exit_file.exists().then_some(())
+    });
     testbed.start_agent(1).unwrap();
     let done = wait_for(&testbed, "exits", "the exit reported", |p| {
         status(p)["state"]["terminated"].is_object()

@@ -49,18 +49,7 @@ fn shell(name: &str, script: &str) -> Value {
 /// Polls the object at `key` until `test` passes; panics with the last
 /// version seen after `TIMEOUT`.
 fn wait_for(testbed: &Testbed, key: &str, what: &str, test: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        let object = testbed.store().get(key).unwrap();
-        if let Some(object) = object.as_ref().filter(|o| test(o)) {
-            return object.clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; {key} is {object:#?}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    testbed.wait_for_stored(key, what, TIMEOUT, test)
 }
 
 fn container_status(pod: &Value) -> &Value {

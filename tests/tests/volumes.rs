@@ -8,9 +8,7 @@
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::{
-    io::Write as _,
     path::PathBuf,
-    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
@@ -27,25 +25,11 @@ fn start() -> Testbed {
     testbed
 }
 
-/// Runs kubectl with `input` on stdin; Err is its stderr.
+/// Runs kubectl with `input` on stdin; Err quotes its stderr.
 fn try_kubectl(testbed: &Testbed, args: &[&str], input: &str) -> Result<String, String> {
-    let mut child = testbed
-        .kubectl()
-        .expect("kubectl is installed")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    stdin.write_all(input.as_bytes()).expect("kubectl reads");
-    drop(stdin);
-    let output = child.wait_with_output().expect("kubectl finishes");
-    match output.status.success() {
-        true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
-        false => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
-    }
+    testbed
+        .run_kubectl(args, input)
+        .map_err(|error| error.to_string())
 }
 
 /// Runs kubectl; panics with its stderr if it fails.

@@ -143,7 +143,6 @@ struct DirLock {
 
 impl DirLock {
     fn acquire(dir: &Path) -> anyhow::Result<Self> {
-        use std::os::fd::AsRawFd as _;
         let path = dir.join(".lock");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -151,11 +150,7 @@ impl DirLock {
             .write(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        // SAFETY: flock(2) on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .with_context(|| format!("locking {}", path.display()));
-        }
+        crate::lock::flock(&file, &path, libc::LOCK_EX)?;
         Ok(Self { _file: file })
     }
 }
