@@ -202,26 +202,29 @@ fn kubectl_exec_and_cp_reach_the_container_through_the_api_server() {
         .unwrap();
     assert!(text(&out.stdout).contains("tick\n"), "{out:?}");
 
-    // A client that leaves takes its command with it.
-    let mut exec = testbed.kubectl().unwrap();
-    exec.args(["exec", "shell", "-c", "main", "--", "sleep", "1000"]);
-    let out = Command::new("timeout")
-        .arg("2")
-        .arg(exec.get_program())
-        .args(exec.get_args())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(124), "{out:?}");
-    let started = Instant::now();
-    loop {
+    // A client that leaves takes its command with it: the command is seen
+    // running in the container first, so its absence later means
+    // something.
+    let ps = || {
         let out = kubectl(&testbed, &["exec", "shell", "-c", "main", "--", "ps"], b"");
         assert!(text(&out.stdout).contains("sleep 3600"), "{out:?}");
-        if !text(&out.stdout).contains("sleep 1000") {
-            break;
-        }
-        assert!(started.elapsed() < TIMEOUT, "the exec outlived its client");
-        thread::sleep(Duration::from_millis(200));
-    }
+        text(&out.stdout)
+    };
+    let mut client = testbed.kubectl().unwrap();
+    let mut client = client
+        .args(["exec", "shell", "-c", "main", "--", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    skiff_tests::eventually("the exec's sleep to run in the container", TIMEOUT, || {
+        ps().contains("sleep 1000").then_some(())
+    });
+    client.kill().unwrap();
+    client.wait().unwrap();
+    skiff_tests::eventually("the exec to end with its client", TIMEOUT, || {
+        (!ps().contains("sleep 1000")).then_some(())
+    });
 
     // Not a container of the pod: refused before anything runs.
     let out = kubectl(
