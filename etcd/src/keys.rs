@@ -24,6 +24,7 @@ pub const DAEMON_SETS: &str = "/registry/daemonsets";
 pub const STATEFUL_SETS: &str = "/registry/statefulsets";
 pub const JOBS: &str = "/registry/jobs";
 pub const CRON_JOBS: &str = "/registry/cronjobs";
+pub const CONTROLLER_REVISIONS: &str = "/registry/controllerrevisions";
 /// Singular, as Kubernetes stores Ingresses.
 pub const INGRESSES: &str = "/registry/ingress";
 pub const LEASES: &str = "/registry/leases";

@@ -380,6 +380,15 @@ pub static RESOURCES: &[Resource] = &[
         ),
         &["sts"],
     ),
+    resource(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        keys::CONTROLLER_REVISIONS,
+        Typed::of::<apps::v1::ControllerRevision>(),
+    ),
     with_strategy(
         &GenericStrategy::WITH_STATUS,
         resource(

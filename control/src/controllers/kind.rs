@@ -14,6 +14,11 @@ pub enum Kind {
     EndpointSlice,
     ReplicaSet,
     Deployment,
+    StatefulSet,
+    DaemonSet,
+    ControllerRevision,
+    Job,
+    CronJob,
     Lease,
     Event,
     PersistentVolume,
@@ -33,6 +38,11 @@ impl Kind {
             Self::EndpointSlice => keys::ENDPOINT_SLICES,
             Self::ReplicaSet => keys::REPLICA_SETS,
             Self::Deployment => keys::DEPLOYMENTS,
+            Self::StatefulSet => keys::STATEFUL_SETS,
+            Self::DaemonSet => keys::DAEMON_SETS,
+            Self::ControllerRevision => keys::CONTROLLER_REVISIONS,
+            Self::Job => keys::JOBS,
+            Self::CronJob => keys::CRON_JOBS,
             Self::Lease => keys::LEASES,
             Self::Event => keys::EVENTS,
             Self::PersistentVolume => keys::PERSISTENT_VOLUMES,
@@ -45,7 +55,12 @@ impl Kind {
     fn group_path(self) -> &'static str {
         match self {
             Self::EndpointSlice => "/apis/discovery.k8s.io/v1",
-            Self::ReplicaSet | Self::Deployment => "/apis/apps/v1",
+            Self::ReplicaSet
+            | Self::Deployment
+            | Self::StatefulSet
+            | Self::DaemonSet
+            | Self::ControllerRevision => "/apis/apps/v1",
+            Self::Job | Self::CronJob => "/apis/batch/v1",
             Self::Lease => "/apis/coordination.k8s.io/v1",
             Self::StorageClass => "/apis/storage.k8s.io/v1",
             _ => "/api/v1",
@@ -62,6 +77,11 @@ impl Kind {
             Self::EndpointSlice => "endpointslices",
             Self::ReplicaSet => "replicasets",
             Self::Deployment => "deployments",
+            Self::StatefulSet => "statefulsets",
+            Self::DaemonSet => "daemonsets",
+            Self::ControllerRevision => "controllerrevisions",
+            Self::Job => "jobs",
+            Self::CronJob => "cronjobs",
             Self::Lease => "leases",
             Self::Event => "events",
             Self::PersistentVolume => "persistentvolumes",
@@ -85,6 +105,11 @@ impl Kind {
             ("v1", "Node") => Self::Node,
             ("apps/v1", "ReplicaSet") => Self::ReplicaSet,
             ("apps/v1", "Deployment") => Self::Deployment,
+            ("apps/v1", "StatefulSet") => Self::StatefulSet,
+            ("apps/v1", "DaemonSet") => Self::DaemonSet,
+            ("apps/v1", "ControllerRevision") => Self::ControllerRevision,
+            ("batch/v1", "Job") => Self::Job,
+            ("batch/v1", "CronJob") => Self::CronJob,
             _ => return None,
         })
     }

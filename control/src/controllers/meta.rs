@@ -117,6 +117,22 @@ pub fn map_matches(selector: &Value, labels: &Value) -> bool {
     })
 }
 
+/// Kubernetes' `ComputeHash`: FNV-1a (32 bit) of the template, written as
+/// `SafeEncodeString` of its decimal form.
+pub fn template_hash(template: &Value) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    // serde_json's maps are sorted, so equal templates give equal text.
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in template.to_string().bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash.to_string()
+        .bytes()
+        .map(|digit| ALPHABET[usize::from(digit) % ALPHABET.len()] as char)
+        .collect()
+}
+
 /// The current time (jiff here is built without its clock).
 pub fn timestamp_now() -> Timestamp {
     let since = std::time::SystemTime::now()
@@ -170,5 +186,17 @@ mod tests {
         assert!(parse_time(&now()).is_some());
         assert!(parse_time(&now_micro()).is_some());
         assert!(parse_time(&json!("2024-01-02T03:04:05.123456Z")).is_some());
+    }
+
+    #[test]
+    fn template_hashes_are_stable_and_safe() {
+        let a = template_hash(&json!({ "spec": { "containers": [{ "image": "a" }] } }));
+        let b = template_hash(&json!({ "spec": { "containers": [{ "image": "b" }] } }));
+        assert_ne!(a, b);
+        assert_eq!(
+            a,
+            template_hash(&json!({ "spec": { "containers": [{ "image": "a" }] } }))
+        );
+        assert!(a.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
     }
 }
