@@ -10,9 +10,9 @@ use tracing::{info, warn};
 
 use crate::api::Api;
 use crate::controllers::{
-    Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
-    endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
-    replicaset, volumebinder,
+    Cache, Client, Context, Controller, ControllerConfig, Kind, cronjob, default_identity,
+    deployment, endpoints, endpointslice, gc, job, localpath, namespace, nodelifecycle, podcidr,
+    protection, replicaset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -37,7 +37,10 @@ async fn drive<C: Controller>(mut controller: C, context: Context) {
                 tokio::time::sleep(RETRY).await;
             }
         }
-        let _ = tokio::time::timeout(context.config.resync, changes.changed()).await;
+        let wait = controller
+            .wake_in()
+            .map_or(context.config.resync, |due| due.min(context.config.resync));
+        let _ = tokio::time::timeout(wait, changes.changed()).await;
         tokio::time::sleep(DEBOUNCE).await;
     }
 }
@@ -89,6 +92,8 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(volumebinder::VolumeBinder, context.clone()));
     tasks.spawn(drive(localpath::LocalPathProvisioner, context.clone()));
     tasks.spawn(drive(protection::Protection, context.clone()));
+    tasks.spawn(drive(job::Jobs::default(), context.clone()));
+    tasks.spawn(drive(cronjob::CronJobs::default(), context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

@@ -9,9 +9,9 @@ use serde_json::Value;
 use skiff_etcd::keys;
 
 use crate::kinds::{
-    GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
-    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
-    Strategy, Subresource,
+    CronJobStrategy, GenericStrategy, JobStrategy, NamespaceStrategy, NodeStrategy,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy, ScalableStrategy,
+    ServiceStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -390,7 +390,7 @@ pub static RESOURCES: &[Resource] = &[
         Typed::of::<apps::v1::ControllerRevision>(),
     ),
     with_strategy(
-        &GenericStrategy::WITH_STATUS,
+        &JobStrategy,
         resource(
             "batch",
             "Job",
@@ -403,7 +403,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &GenericStrategy::WITH_STATUS,
+            &CronJobStrategy,
             resource(
                 "batch",
                 "CronJob",

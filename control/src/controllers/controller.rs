@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::cache::Cache;
 use super::client::Client;
@@ -29,4 +30,11 @@ pub trait Controller: Send + 'static {
         &mut self,
         context: &Context,
     ) -> impl Future<Output = Result<Vec<Kind>, ControllerError>> + Send;
+
+    /// How soon a time-based decision of the last pass falls due (a backoff
+    /// ends, a schedule fires), so that the next pass runs then rather than
+    /// at the resync; `None` when nothing is due.
+    fn wake_in(&self) -> Option<Duration> {
+        None
+    }
 }

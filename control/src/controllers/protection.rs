@@ -60,7 +60,7 @@ fn uses(pod: &Value, claim: &Value) -> bool {
 }
 
 /// Removes `finalizer`; the API removes the object when it was the last.
-async fn release(
+pub(super) async fn release(
     context: &Context,
     kind: Kind,
     object: &Value,

@@ -3,6 +3,7 @@
 //! table (`api::registry`) points each resource at its strategy; a new kind
 //! is a strategy here and an entry there.
 
+mod batch;
 mod env;
 mod generic;
 mod namespace;
@@ -15,6 +16,7 @@ mod service;
 mod storage;
 mod strategy;
 
+pub use batch::{CONTROLLER_UID_LABEL, CronJobStrategy, JOB_NAME_LABEL, JobStrategy, Schedule};
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
