@@ -348,7 +348,10 @@ async fn start(
             argv,
             env,
             cwd,
-            hostname: key.name.clone(),
+            // spec.hostname (an Indexed job's `<job>-<index>`), else the name.
+            hostname: (pod.spec.as_ref())
+                .and_then(|spec| spec.hostname.clone())
+                .unwrap_or_else(|| key.name.clone()),
             pod_files: &pod_files,
             netns: runtime.sandbox.path(),
             cgroup,
