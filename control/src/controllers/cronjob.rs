@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
-use tracing::info;
+use tracing::{debug, info};
 
 use super::client;
 use super::kind::Kind;
@@ -227,11 +227,11 @@ impl CronJobs {
                 let exists = jobs.iter().any(|job| meta::name(job) == name);
                 let forbidden = spec["concurrencyPolicy"] == "Forbid" && !active.is_empty();
                 if forbidden && !exists {
-                    info!(
+                    // Asked again each pass until the next time replaces it.
+                    debug!(
                         cronjob = meta::name(cron_job),
-                        "prior job still running: not starting"
+                        "prior job still running and concurrency policy is Forbid: not starting"
                     );
-                    events::record(context, cron_job, "CronJob", "Normal", "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid", COMPONENT).await;
                 } else if !exists {
                     if spec["concurrencyPolicy"] == "Replace" {
                         for job in active.drain(..) {

@@ -101,7 +101,7 @@ async fn create_pod(context: &Context, replica_set: &Value) -> Result<(), Contro
 
 /// The `count` pods to delete when scaling down, as Kubernetes picks them:
 /// unscheduled before scheduled, not ready before ready, newest first.
-fn victims(mut pods: Vec<&Value>, count: usize) -> Vec<&Value> {
+pub(super) fn victims(mut pods: Vec<&Value>, count: usize) -> Vec<&Value> {
     pods.sort_by_key(|pod| {
         (
             !meta::node_name(pod).is_empty(),

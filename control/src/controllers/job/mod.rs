@@ -25,6 +25,7 @@ use tracing::info;
 use super::client::written;
 use super::kind::Kind;
 use super::protection::release;
+use super::replicaset::victims;
 use super::{Context, Controller, ControllerError, events, meta};
 use tracking::{TRACKING_FINALIZER, Tally};
 
@@ -299,7 +300,7 @@ impl Jobs {
             None => parallelism,
         };
         if occupied > wanted {
-            let extra = newest(&active, (occupied - wanted) as usize);
+            let extra = victims(active.clone(), (occupied - wanted) as usize);
             delete_pods(context, job, &extra, written).await?;
         } else if backoff_left.is_none() {
             for _ in occupied..wanted {
@@ -451,21 +452,6 @@ fn plan_indexes<'a>(
         .take(free as usize)
         .collect();
     (extra, wanted)
-}
-
-/// The `count` newest pods (scaled away first).
-fn newest<'a>(active: &[&'a Value], count: usize) -> Vec<&'a Value> {
-    let mut pods = active.to_vec();
-    pods.sort_by_key(|pod| {
-        std::cmp::Reverse(
-            pod["metadata"]["creationTimestamp"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        )
-    });
-    pods.truncate(count);
-    pods
 }
 
 /// Sets the condition `kind`; its transition time changes only with its
