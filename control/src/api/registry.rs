@@ -10,8 +10,8 @@ use skiff_etcd::keys;
 
 use crate::kinds::{
     GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
-    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
-    Strategy, Subresource,
+    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StatefulSetStrategy,
+    StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -367,7 +367,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &StatefulSetStrategy,
             resource(
                 "apps",
                 "StatefulSet",

@@ -12,8 +12,10 @@ mod pod_validation;
 mod refusal;
 mod scalable;
 mod service;
+mod statefulset;
 mod storage;
 mod strategy;
+mod workload;
 
 pub use env::Env;
 pub use generic::GenericStrategy;
@@ -24,6 +26,7 @@ pub use refusal::Refusal;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
     PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
