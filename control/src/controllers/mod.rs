@@ -25,6 +25,7 @@ pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
 mod services;
+pub mod statefulset;
 pub mod storage;
 pub mod volumebinder;
 
