@@ -280,6 +280,31 @@ fn statefulset_identity_order_storage_and_rollout() {
         kubectl(&testbed, &["get", "pvc", claim], "");
     }
 
+    // whenScaled: Delete: the claim of a pod scaled away goes with it.
+    kubectl(
+        &testbed,
+        &[
+            "patch",
+            "statefulset",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"persistentVolumeClaimRetentionPolicy":{"whenScaled":"Delete"}}}"#,
+        ],
+        "",
+    );
+    kubectl(&testbed, &["scale", "statefulset/web", "--replicas=0"], "");
+    eventually("www-web-0 deleted with web-0", || {
+        let claims = get_json(&testbed, &["get", "pvc"]);
+        let names: Vec<&str> = claims["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|claim| claim["metadata"]["name"].as_str())
+            .collect();
+        (names == ["www-web-1", "www-web-2"]).then_some(())
+    });
+
     // A selector that misses the template: 422 naming the field, nothing stored.
     let bad = WEB
         .split("---")
