@@ -165,6 +165,21 @@ fn set_events(testbed: &Testbed, name: &str) -> Vec<String> {
     events.into_iter().map(|(_, message)| message).collect()
 }
 
+/// The revision numbers `kubectl rollout history` lists for the set.
+fn revisions(testbed: &Testbed, set: &str) -> Vec<String> {
+    let history = kubectl(
+        testbed,
+        &["rollout", "history", &format!("statefulset/{set}")],
+        "",
+    );
+    history
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|word| word.parse::<u32>().is_ok())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn token(testbed: &Testbed, pod: &str) -> String {
     eventually(&format!("{pod}'s token"), || {
         let logs = testbed.run_kubectl(&["logs", pod], "").ok()?;
@@ -242,14 +257,19 @@ fn statefulset_identity_order_storage_and_rollout() {
         );
         assert_eq!(pod["spec"]["containers"][0]["env"][0]["value"], "2");
     }
-    let history = kubectl(&testbed, &["rollout", "history", "statefulset/web"], "");
-    let revisions: Vec<&str> = history
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|word| word.parse::<u32>().is_ok())
-        .collect();
-    assert_eq!(revisions, ["1", "2"], "{history}");
+    assert_eq!(revisions(&testbed, "web"), ["1", "2"]);
     assert_eq!(token(&testbed, "web-1"), first_token);
+
+    // Undo goes back to the first template, renumbered as the newest.
+    kubectl(&testbed, &["rollout", "undo", "statefulset/web"], "");
+    kubectl(
+        &testbed,
+        &["rollout", "status", "statefulset/web", "--timeout=60s"],
+        "",
+    );
+    let pod = get_json(&testbed, &["get", "pod", "web-0"]);
+    assert!(pod["spec"]["containers"][0]["env"].is_null(), "{pod}");
+    assert_eq!(revisions(&testbed, "web"), ["2", "3"]);
 
     // Scale down: web-2 goes before web-1, one at a time; claims stay.
     kubectl(&testbed, &["scale", "statefulset/web", "--replicas=1"], "");

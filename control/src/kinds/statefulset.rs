@@ -9,13 +9,14 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use super::env::Env;
+use super::pod_validation::validate_label_name;
 use super::refusal::Refusal;
 use super::storage::object_meta;
 use super::strategy::{Strategy, Subresource};
 use super::workload::{validate_selector, validate_selector_matches_template};
 use crate::validation::{
-    FieldError, NameRule, Rendered, go_quote, index, is_dns1035_label, is_dns1123_label,
-    validate_object_meta, validate_object_meta_update,
+    FieldError, NameRule, Rendered, go_quote, index, is_dns1035_label, validate_object_meta,
+    validate_object_meta_update,
 };
 
 const POD_MANAGEMENT: &[&str] = &["OrderedReady", "Parallel"];
@@ -232,22 +233,12 @@ fn go_rolling_update(rolling: &Value) -> String {
 fn validate_claim_templates(templates: &Value, errs: &mut Vec<FieldError>) {
     let mut seen = HashSet::new();
     for (i, template) in templates.as_array().into_iter().flatten().enumerate() {
-        let path = format!("{}.metadata.name", index("spec.volumeClaimTemplates", i));
-        let name = template["metadata"]["name"].as_str().unwrap_or_default();
-        if name.is_empty() {
-            errs.push(FieldError::required(path, ""));
-            continue;
-        }
-        let problems = is_dns1123_label(name);
-        if !problems.is_empty() {
-            errs.extend(
-                problems
-                    .into_iter()
-                    .map(|message| FieldError::invalid(&path, name, message)),
-            );
-        } else if !seen.insert(name.to_owned()) {
-            errs.push(FieldError::duplicate(path, name));
-        }
+        validate_label_name(
+            template["metadata"]["name"].as_str().unwrap_or_default(),
+            &format!("{}.metadata.name", index("spec.volumeClaimTemplates", i)),
+            &mut seen,
+            errs,
+        );
     }
 }
 

@@ -151,7 +151,7 @@ pub fn owners(object: &Value) -> &[Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// The labels a pod's revision is read from.
+/// The revision a pod was made from (its `controller-revision-hash` label).
 pub fn pod_revision(pod: &Value) -> &str {
     pod["metadata"]["labels"][HASH_LABEL]
         .as_str()
