@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::client::written;
+use super::client::{ClientError, written};
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, events, meta};
 use identity::{claim_templates, ordinal_of, pod_name, pod_revision};
@@ -273,16 +273,10 @@ async fn create_pod(
                     .client
                     .create(Kind::PersistentVolumeClaim, Some(namespace), &claim)
                     .await;
-                let outcome = match &result {
-                    Ok(_) => "success".to_owned(),
-                    Err(error) => format!("failed error: {}", error.message),
-                };
-                let message = format!(
-                    "create Claim {claim_name} Pod {name} in StatefulSet {} {outcome}",
-                    meta::name(set)
-                );
-                record(context, set, result.is_ok(), "Create", &message).await;
-                if result.is_err() {
+                let subject = format!("Claim {claim_name} Pod {name}");
+                let error = result.as_ref().err();
+                record(context, set, "Create", &subject, "success", error).await;
+                if error.is_some() {
                     return Ok(true);
                 }
             }
@@ -298,15 +292,9 @@ async fn create_pod(
         .client
         .create(Kind::Pod, Some(namespace), &pod)
         .await;
-    let outcome = match &result {
-        Ok(_) => "successful".to_owned(),
-        Err(error) => format!("failed error: {}", error.message),
-    };
-    let message = format!(
-        "create Pod {name} in StatefulSet {} {outcome}",
-        meta::name(set)
-    );
-    record(context, set, result.is_ok(), "Create", &message).await;
+    let subject = format!("Pod {name}");
+    let error = result.as_ref().err();
+    record(context, set, "Create", &subject, "successful", error).await;
     if let Err(error) = result {
         warn!(%error, pod = name, "pod not created");
     }
@@ -315,26 +303,35 @@ async fn create_pod(
 
 async fn delete_pod(context: &Context, set: &Value, pod: &Value) -> Result<(), ControllerError> {
     let result = context.client.delete(Kind::Pod, pod, None).await;
-    let outcome = match &result {
-        Ok(()) => "successful".to_owned(),
-        Err(error) => format!("failed error: {}", error.message),
-    };
-    let message = format!(
-        "delete Pod {} in StatefulSet {} {outcome}",
-        meta::name(pod),
-        meta::name(set)
-    );
-    record(context, set, result.is_ok(), "Delete", &message).await;
+    let subject = format!("Pod {}", meta::name(pod));
+    let error = result.as_ref().err();
+    record(context, set, "Delete", &subject, "successful", error).await;
     Ok(result?)
 }
 
-/// `SuccessfulCreate`/`FailedCreate` (or Delete) on the set, as upstream's
-/// `StatefulPodControl` words them.
-async fn record(context: &Context, set: &Value, ok: bool, verb: &str, message: &str) {
-    let (kind, reason) = if ok {
-        ("Normal", format!("Successful{verb}"))
-    } else {
-        ("Warning", format!("Failed{verb}"))
+/// `SuccessfulCreate`/`FailedCreate` (or Delete) on the set, worded as
+/// upstream's `StatefulPodControl` words them: "create Pod web-0 in
+/// StatefulSet web successful" (claims say `success`).
+async fn record(
+    context: &Context,
+    set: &Value,
+    verb: &str,
+    subject: &str,
+    success: &str,
+    error: Option<&ClientError>,
+) {
+    let outcome = error.map_or_else(
+        || success.to_owned(),
+        |error| format!("failed error: {}", error.message),
+    );
+    let message = format!(
+        "{} {subject} in StatefulSet {} {outcome}",
+        verb.to_lowercase(),
+        meta::name(set)
+    );
+    let (kind, reason) = match error {
+        None => ("Normal", format!("Successful{verb}")),
+        Some(_) => ("Warning", format!("Failed{verb}")),
     };
     events::record(
         context,
@@ -342,7 +339,7 @@ async fn record(context: &Context, set: &Value, ok: bool, verb: &str, message: &
         "StatefulSet",
         kind,
         &reason,
-        message,
+        &message,
         COMPONENT,
     )
     .await;
