@@ -325,6 +325,25 @@ fn statefulset_identity_order_storage_and_rollout() {
         (names == ["www-web-1", "www-web-2"]).then_some(())
     });
 
+    // Fields kube-apiserver fixes at creation stay fixed.
+    let refused = testbed
+        .run_kubectl(
+            &[
+                "patch",
+                "statefulset",
+                "web",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"serviceName":"other"}}"#,
+            ],
+            "",
+        )
+        .expect_err("serviceName is immutable");
+    assert!(
+        format!("{refused:#}").contains("spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template'"),
+        "{refused:#}"
+    );
+
     // A selector that misses the template: 422 naming the field, nothing stored.
     let bad = WEB
         .split("---")

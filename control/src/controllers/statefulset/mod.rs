@@ -29,11 +29,23 @@ impl Controller for StatefulSets {
 
     async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
         let mut written = Vec::new();
+        let mut failed = None;
         for set in context.cache.list(Kind::StatefulSet) {
             if meta::is_terminating(&set) {
                 continue;
             }
-            written.extend(reconcile_one(context, &set).await?);
+            // One set's failure (a pod the API refuses) holds up no other;
+            // the pass still fails, so it is retried after a pause.
+            match reconcile_one(context, &set).await {
+                Ok(kinds) => written.extend(kinds),
+                Err(error) => {
+                    warn!(statefulset = meta::name(&set), %error, "not reconciled");
+                    failed = Some(error);
+                }
+            }
+        }
+        if let Some(error) = failed {
+            return Err(error);
         }
         written.sort();
         written.dedup();
@@ -276,9 +288,7 @@ async fn create_pod(
                 let subject = format!("Claim {claim_name} Pod {name}");
                 let error = result.as_ref().err();
                 record(context, set, "Create", &subject, "success", error).await;
-                if error.is_some() {
-                    return Ok(true);
-                }
+                result?;
             }
         }
     }
@@ -295,9 +305,7 @@ async fn create_pod(
     let subject = format!("Pod {name}");
     let error = result.as_ref().err();
     record(context, set, "Create", &subject, "successful", error).await;
-    if let Err(error) = result {
-        warn!(%error, pod = name, "pod not created");
-    }
+    result?;
     Ok(true)
 }
 
