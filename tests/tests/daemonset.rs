@@ -1,7 +1,8 @@
 //! DaemonSets end to end with the real `kubectl`: etcd, skiff-control (the
 //! DaemonSet controller and the scheduler), agents running the pods. A
 //! DaemonSet has a pod on every node, including one whose agent joins
-//! later; a nodeSelector keeps it to the labelled node; a new template
+//! later; a nodeSelector keeps it to the labelled node, and off it once
+//! the label goes; a new template
 //! rolls out node by node until `kubectl rollout status` returns; a
 //! template that would not restart its pods is refused.
 //!
@@ -213,6 +214,15 @@ fn a_node_selector_picks_the_nodes_and_bad_templates_are_refused() {
     let status = get_json(&testbed, &["get", "ds", "edge"])["status"].clone();
     assert_eq!(status["desiredNumberScheduled"], 1, "{status}");
     assert_eq!(running_pods(&testbed, "edge").len(), 1);
+
+    // The node no longer qualifies: its pod goes.
+    kubectl(&testbed, &["label", "node", &edge, "role-"], "");
+    eventually("the pod gone from the unlabelled node", || {
+        let pods = get_json(&testbed, &["get", "pods", "-l", "app=edge"]);
+        let status = get_json(&testbed, &["get", "ds", "edge"])["status"].clone();
+        (pods["items"].as_array().unwrap().is_empty() && status["desiredNumberScheduled"] == 0)
+            .then_some(())
+    });
 
     let error = testbed
         .run_kubectl(
