@@ -191,17 +191,6 @@ pub fn pod_metrics(pod: &Value, summary: &Value, now: &Value) -> Option<Value> {
     }))
 }
 
-fn not_found(kind: &str, name: &str) -> ApiError {
-    let mut error = ApiError::no_route();
-    error.message = format!("{kind}.{GROUP} \"{name}\" not found");
-    error.details = Some(json!({ "name": name, "group": GROUP, "kind": kind }));
-    error
-}
-
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({ "kind": format!("{kind}List"), "apiVersion": API_VERSION, "metadata": {}, "items": items })
-}
-
 impl Api {
     /// GET of a metrics path.
     pub(super) async fn metrics(&self, target: Target, query: &Query) -> Result<Reply, ApiError> {
@@ -289,21 +278,13 @@ impl Api {
             .selected("nodes", None, name.as_deref(), labels, query)
             .await?;
         let summaries = self.summaries(nodes.clone()).await;
-        let now = crate::controllers::meta::now();
-        let items: Vec<Value> = nodes
-            .iter()
-            .filter_map(|node| {
-                let summary = summaries.get(node["metadata"]["name"].as_str()?)?;
-                node_metrics(node, summary, &now)
-            })
-            .collect();
-        match name {
-            Some(name) => items
-                .into_iter()
-                .next()
-                .ok_or_else(|| not_found("nodemetrics", &name)),
-            None => Ok(list("NodeMetrics", items)),
-        }
+        let items = measure(
+            &nodes,
+            &summaries,
+            |node| &node["metadata"]["name"],
+            node_metrics,
+        );
+        one_or_list("NodeMetrics", name, items)
     }
 
     async fn pod_metrics(
@@ -337,24 +318,51 @@ impl Api {
             })
             .collect();
         let summaries = self.summaries(nodes).await;
-        let now = crate::controllers::meta::now();
-        let items: Vec<Value> = pods
-            .iter()
-            .filter_map(|pod| {
-                let summary = summaries.get(pod["spec"]["nodeName"].as_str()?)?;
-                pod_metrics(pod, summary, &now)
-            })
-            .collect();
-        match name {
-            Some(name) => items.into_iter().next().ok_or_else(|| {
-                not_found(
-                    "podmetrics",
-                    &format!("{}/{name}", namespace.unwrap_or_default()),
-                )
-            }),
-            None => Ok(list("PodMetrics", items)),
-        }
+        let items = measure(
+            &pods,
+            &summaries,
+            |pod| &pod["spec"]["nodeName"],
+            pod_metrics,
+        );
+        let name = name.map(|name| format!("{}/{name}", namespace.unwrap_or_default()));
+        one_or_list("PodMetrics", name, items)
     }
+}
+
+/// The metrics of each of `objects` that its node's summary has.
+fn measure(
+    objects: &[Value],
+    summaries: &BTreeMap<String, Value>,
+    node_of: fn(&Value) -> &Value,
+    metrics: fn(&Value, &Value, &Value) -> Option<Value>,
+) -> Vec<Value> {
+    let now = crate::controllers::meta::now();
+    objects
+        .iter()
+        .filter_map(|object| {
+            let summary = summaries.get(node_of(object).as_str()?)?;
+            metrics(object, summary, &now)
+        })
+        .collect()
+}
+
+/// The one object asked for by `name` (a 404 without it), or the list.
+fn one_or_list(kind: &str, name: Option<String>, items: Vec<Value>) -> Result<Value, ApiError> {
+    let Some(name) = name else {
+        return Ok(json!({
+            "kind": format!("{kind}List"),
+            "apiVersion": API_VERSION,
+            "metadata": {},
+            "items": items,
+        }));
+    };
+    items.into_iter().next().ok_or_else(|| {
+        let resource = kind.to_lowercase();
+        let mut error = ApiError::no_route();
+        error.message = format!("{resource}.{GROUP} \"{name}\" not found");
+        error.details = Some(json!({ "name": name, "group": GROUP, "kind": resource }));
+        error
+    })
 }
 
 #[cfg(test)]

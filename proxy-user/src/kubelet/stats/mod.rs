@@ -49,6 +49,13 @@ impl Sample {
         }
     }
 
+    fn stats(&self) -> UsageStats {
+        UsageStats {
+            cpu: self.cpu(),
+            memory: self.memory(),
+        }
+    }
+
     fn cpu(&self) -> Option<CpuStats> {
         Some(CpuStats {
             time: self.time.clone(),
@@ -156,24 +163,24 @@ impl Stats {
                         let sample = samples.cgroups.get(&dir)?;
                         Some(ContainerStats {
                             name: container,
-                            cpu: sample.cpu(),
-                            memory: sample.memory(),
+                            usage: sample.stats(),
                         })
                     })
                     .collect();
                 Some(PodStats {
                     pod_ref: PodReference { name, namespace },
                     containers,
-                    cpu: sample.cpu(),
-                    memory: sample.memory(),
+                    usage: sample.stats(),
                 })
             })
             .collect();
         Summary {
             node: NodeStats {
                 node_name: self.node_name.clone(),
-                cpu: node.and_then(Sample::cpu),
-                memory: node.and_then(Sample::memory),
+                usage: UsageStats {
+                    cpu: node.and_then(Sample::cpu),
+                    memory: node.and_then(Sample::memory),
+                },
             },
             pods,
         }
@@ -216,10 +223,8 @@ pub struct Summary {
 #[serde(rename_all = "camelCase")]
 pub struct NodeStats {
     pub node_name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryStats>,
+    #[serde(flatten)]
+    pub usage: UsageStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -227,10 +232,8 @@ pub struct NodeStats {
 pub struct PodStats {
     pub pod_ref: PodReference,
     pub containers: Vec<ContainerStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<CpuStats>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory: Option<MemoryStats>,
+    #[serde(flatten)]
+    pub usage: UsageStats,
 }
 
 #[derive(Debug, Serialize)]
@@ -240,9 +243,15 @@ pub struct PodReference {
 }
 
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ContainerStats {
     pub name: String,
+    #[serde(flatten)]
+    pub usage: UsageStats,
+}
+
+/// The `cpu` and `memory` of a node, pod or container.
+#[derive(Debug, Serialize)]
+pub struct UsageStats {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<CpuStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
