@@ -3,7 +3,8 @@
 //! DaemonSet has a pod on every node, including one whose agent joins
 //! later; a nodeSelector keeps it to the labelled node, and off it once
 //! the label goes; a new template
-//! rolls out node by node until `kubectl rollout status` returns; a
+//! rolls out node by node until `kubectl rollout status` returns, and
+//! `kubectl rollout undo` brings the first one back; a
 //! template that would not restart its pods is refused.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
@@ -170,6 +171,19 @@ fn a_daemon_set_covers_every_node_and_rolls_out() {
         (pods.len() == 3 && nodes_of(&pods) == all && pods.iter().all(|(_, hash)| *hash == second))
             .then_some(())
     });
+    // Undo: the first template's revision becomes the newest again.
+    kubectl(&testbed, &["rollout", "undo", "ds/agent"], "");
+    kubectl(
+        &testbed,
+        &["rollout", "status", "ds/agent", "--timeout=80s"],
+        "",
+    );
+    assert_eq!(newest_revision_hash(&testbed, "agent"), first);
+    eventually("the first template back on every node", || {
+        let pods = running_pods(&testbed, "agent");
+        (pods.len() == 3 && pods.iter().all(|(_, hash)| *hash == first)).then_some(())
+    });
+
     let events = get_json(
         &testbed,
         &[
