@@ -81,6 +81,10 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(deployment::Deployments, context.clone()));
     tasks.spawn(drive(statefulset::StatefulSets, context.clone()));
     tasks.spawn(drive(
+        crate::controllers::daemonset::DaemonSets,
+        context.clone(),
+    ));
+    tasks.spawn(drive(
         nodelifecycle::NodeLifecycle::default(),
         context.clone(),
     ));

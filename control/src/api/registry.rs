@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_etcd::keys;
 
+use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
     GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
     PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StatefulSetStrategy,
@@ -352,7 +353,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &GenericStrategy::WITH_STATUS,
+            &DaemonSetStrategy,
             resource(
                 "apps",
                 "DaemonSet",

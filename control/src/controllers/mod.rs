@@ -9,6 +9,7 @@ mod cache;
 mod client;
 mod config;
 mod controller;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

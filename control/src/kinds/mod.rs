@@ -3,6 +3,7 @@
 //! table (`api::registry`) points each resource at its strategy; a new kind
 //! is a strategy here and an entry there.
 
+mod daemonset;
 mod env;
 mod generic;
 mod namespace;
@@ -17,6 +18,7 @@ mod storage;
 mod strategy;
 mod workload;
 
+pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;

@@ -77,7 +77,7 @@ pub fn go_string_map(map: &Value) -> String {
 }
 
 /// A `metav1.LabelSelector` as Go's `%#v` prints it, enough to recognise.
-fn go_selector(selector: &Value) -> String {
+pub fn go_selector(selector: &Value) -> String {
     let expressions = match selector["matchExpressions"].as_array() {
         None => "[]v1.LabelSelectorRequirement(nil)".to_owned(),
         Some(list) if list.is_empty() => "[]v1.LabelSelectorRequirement{}".to_owned(),
