@@ -12,7 +12,14 @@ use crate::store::{StoreError, object_key};
 pub struct GarbageCollector;
 
 /// The kinds whose objects have owners here.
-const DEPENDENTS: &[Kind] = &[Kind::Pod, Kind::ReplicaSet, Kind::EndpointSlice, Kind::Job];
+const DEPENDENTS: &[Kind] = &[
+    Kind::Pod,
+    Kind::ReplicaSet,
+    Kind::EndpointSlice,
+    Kind::ControllerRevision,
+    Kind::PersistentVolumeClaim,
+    Kind::Job,
+];
 
 impl Controller for GarbageCollector {
     const NAME: &'static str = "garbagecollector";

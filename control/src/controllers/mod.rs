@@ -10,6 +10,7 @@ mod client;
 mod config;
 mod controller;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -27,6 +28,7 @@ pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
 mod services;
+pub mod statefulset;
 pub mod storage;
 pub mod volumebinder;
 

@@ -4,6 +4,7 @@
 //! is a strategy here and an entry there.
 
 mod batch;
+mod daemonset;
 mod env;
 mod generic;
 mod namespace;
@@ -13,10 +14,13 @@ mod pod_validation;
 mod refusal;
 mod scalable;
 mod service;
+mod statefulset;
 mod storage;
 mod strategy;
+mod workload;
 
 pub use batch::{CONTROLLER_UID_LABEL, CronJobStrategy, JOB_NAME_LABEL, JobStrategy, Schedule};
+pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
@@ -26,6 +30,7 @@ pub use refusal::Refusal;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
     PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
