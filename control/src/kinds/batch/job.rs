@@ -3,14 +3,13 @@
 //! unless `manualSelector`, and its validation, including what the job
 //! controller cannot act on.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
 use crate::controllers::meta;
 use crate::kinds::refusal::Refusal;
 use crate::kinds::storage::object_meta;
+use crate::kinds::workload::validate_selector_matches_template;
 use crate::validation::{
     FieldError, NameRule, Rendered, child, index, is_dns1123_label, is_qualified_name,
     validate_label_selector, validate_object_meta, validate_object_meta_update,
@@ -171,22 +170,7 @@ fn validate_selector(spec: &Value) -> Result<Vec<FieldError>, Refusal> {
     let typed: LabelSelector = serde_json::from_value(selector.clone())
         .map_err(|error| Refusal::BadRequest(format!("spec.selector: {error}")))?;
     let mut errs = validate_label_selector(&typed, "spec.selector");
-    let labels = &spec["template"]["metadata"]["labels"];
-    let empty = selector["matchLabels"]
-        .as_object()
-        .is_none_or(|m| m.is_empty())
-        && selector["matchExpressions"]
-            .as_array()
-            .is_none_or(Vec::is_empty);
-    if empty || !meta::selector_matches(selector, labels) {
-        let shown: BTreeMap<String, String> =
-            serde_json::from_value(labels.clone()).unwrap_or_default();
-        errs.push(FieldError::invalid(
-            "spec.template.metadata.labels",
-            Rendered(format!("{shown:?}")),
-            "`selector` does not match template `labels`",
-        ));
-    }
+    errs.extend(validate_selector_matches_template(spec, "spec"));
     Ok(errs)
 }
 
