@@ -498,7 +498,12 @@ fn pod_for(job: &Value, index: Option<u64>) -> Value {
     let mut spec = template["spec"].clone();
     metadata["namespace"] = json!(meta::namespace(job));
     metadata["ownerReferences"] = json!([meta::controller_reference(job)]);
-    metadata["finalizers"] = json!([TRACKING_FINALIZER]);
+    let mut finalizers = metadata["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    finalizers.push(json!(TRACKING_FINALIZER));
+    metadata["finalizers"] = json!(finalizers);
     match index {
         None => metadata["generateName"] = json!(format!("{name}-")),
         Some(index) => {
