@@ -9,8 +9,9 @@ use serde_json::Value;
 use skiff_etcd::keys;
 
 use crate::kinds::{
-    GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
-    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
+    DeploymentStrategy, GenericStrategy, NamespaceStrategy, NodeStrategy,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
+    ReplicationControllerStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
     Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
@@ -284,6 +285,21 @@ pub static RESOURCES: &[Resource] = &[
         ),
         &["pvc"],
     ),
+    short(
+        with_strategy(
+            &ReplicationControllerStrategy,
+            resource(
+                "",
+                "ReplicationController",
+                "replicationcontrollers",
+                "replicationcontroller",
+                true,
+                keys::REPLICATION_CONTROLLERS,
+                Typed::of::<core::v1::ReplicationController>(),
+            ),
+        ),
+        &["rc"],
+    ),
     Resource {
         fields: EVENT_FIELDS,
         ..short(
@@ -322,7 +338,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &DeploymentStrategy,
             resource(
                 "apps",
                 "Deployment",
@@ -511,6 +527,11 @@ mod tests {
         let pods = find("", "v1", "pods").unwrap();
         assert!(pods.serves(Subresource::Log) && pods.serves(Subresource::Binding));
         assert!(!pods.serves(Subresource::Scale));
+        assert!(
+            find("", "v1", "replicationcontrollers")
+                .unwrap()
+                .serves(Subresource::Scale)
+        );
         for plural in ["deployments", "replicasets", "statefulsets"] {
             assert!(
                 find("apps", "v1", plural)

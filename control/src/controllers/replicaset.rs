@@ -1,6 +1,9 @@
-//! The ReplicaSet controller: keeps `spec.replicas` active pods made from
-//! the template (named `<rs>-<5 random>`, controlled by the ReplicaSet) and
-//! reports how many there are, ready and available.
+//! The ReplicaSet controller, which also serves ReplicationControllers
+//! (their selector is a plain label map, but pods are theirs by controller
+//! reference either way): keeps `spec.replicas` active pods made from the
+//! template (named `<owner>-<5 random>`, controlled by the owner) and
+//! reports how many there are, ready, and available (Ready for
+//! `spec.minReadySeconds`; the periodic resync sees a pod become so).
 
 use std::cmp::Reverse;
 
@@ -11,46 +14,84 @@ use super::client::written;
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, events, meta};
 
+/// What differs between the two kinds this controller serves.
+struct Replicated {
+    kind: Kind,
+    /// The kind's name in events.
+    name: &'static str,
+    /// The component events come from.
+    component: &'static str,
+}
+
+const REPLICA_SET: Replicated = Replicated {
+    kind: Kind::ReplicaSet,
+    name: "ReplicaSet",
+    component: "replicaset-controller",
+};
+
+const REPLICATION_CONTROLLER: Replicated = Replicated {
+    kind: Kind::ReplicationController,
+    name: "ReplicationController",
+    component: "replication-controller",
+};
+
 pub struct ReplicaSets;
 
 impl Controller for ReplicaSets {
     const NAME: &'static str = "replicaset";
 
     async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
-        let mut written = Vec::new();
-        for replica_set in context.cache.list(Kind::ReplicaSet) {
-            if meta::is_terminating(&replica_set) {
-                continue;
-            }
-            let pods: Vec<Value> = context
-                .cache
-                .list_in(Kind::Pod, meta::namespace(&replica_set))
-                .into_iter()
-                .filter(|pod| meta::controlled_by(pod, meta::uid(&replica_set)))
-                .collect();
-            let active: Vec<&Value> = pods.iter().filter(|pod| meta::pod_active(pod)).collect();
-            let wanted = replicas(&replica_set);
-            if active.len() < wanted {
-                for _ in active.len()..wanted {
-                    match create_pod(context, &replica_set).await {
-                        // Its namespace is going away: so will it.
-                        Err(ControllerError::Client(error)) if error.is_forbidden() => break,
-                        other => other?,
-                    }
-                }
-                written.push(Kind::Pod);
-            } else if active.len() > wanted {
-                for pod in victims(active.clone(), active.len() - wanted) {
-                    context.client.delete(Kind::Pod, pod, None).await?;
-                }
-                written.push(Kind::Pod);
-            }
-            if write_status(context, &replica_set, &active).await? {
-                written.push(Kind::ReplicaSet);
-            }
-        }
-        Ok(written)
+        reconcile(context, &REPLICA_SET).await
     }
+}
+
+pub struct ReplicationControllers;
+
+impl Controller for ReplicationControllers {
+    const NAME: &'static str = "replicationcontroller";
+
+    async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
+        reconcile(context, &REPLICATION_CONTROLLER).await
+    }
+}
+
+async fn reconcile(
+    context: &Context,
+    replicated: &Replicated,
+) -> Result<Vec<Kind>, ControllerError> {
+    let mut written = Vec::new();
+    for replica_set in context.cache.list(replicated.kind) {
+        if meta::is_terminating(&replica_set) {
+            continue;
+        }
+        let pods: Vec<Value> = context
+            .cache
+            .list_in(Kind::Pod, meta::namespace(&replica_set))
+            .into_iter()
+            .filter(|pod| meta::controlled_by(pod, meta::uid(&replica_set)))
+            .collect();
+        let active: Vec<&Value> = pods.iter().filter(|pod| meta::pod_active(pod)).collect();
+        let wanted = replicas(&replica_set);
+        if active.len() < wanted {
+            for _ in active.len()..wanted {
+                match create_pod(context, replicated, &replica_set).await {
+                    // Its namespace is going away: so will it.
+                    Err(ControllerError::Client(error)) if error.is_forbidden() => break,
+                    other => other?,
+                }
+            }
+            written.push(Kind::Pod);
+        } else if active.len() > wanted {
+            for pod in victims(active.clone(), active.len() - wanted) {
+                context.client.delete(Kind::Pod, pod, None).await?;
+            }
+            written.push(Kind::Pod);
+        }
+        if write_status(context, replicated.kind, &replica_set, &active).await? {
+            written.push(replicated.kind);
+        }
+    }
+    Ok(written)
 }
 
 /// `spec.replicas`, 1 when unset.
@@ -60,7 +101,11 @@ pub fn replicas(object: &Value) -> usize {
         .map_or(1, |replicas| replicas as usize)
 }
 
-async fn create_pod(context: &Context, replica_set: &Value) -> Result<(), ControllerError> {
+async fn create_pod(
+    context: &Context,
+    replicated: &Replicated,
+    replica_set: &Value,
+) -> Result<(), ControllerError> {
     let namespace = meta::namespace(replica_set);
     let template = &replica_set["spec"]["template"];
     let mut metadata = template["metadata"].clone();
@@ -82,18 +127,19 @@ async fn create_pod(context: &Context, replica_set: &Value) -> Result<(), Contro
         .await?;
     let message = format!("Created pod: {}", meta::name(&created));
     info!(
-        replicaset = meta::name(replica_set),
+        kind = replicated.name,
+        owner = meta::name(replica_set),
         pod = meta::name(&created),
         "created pod"
     );
     events::record(
         context,
         replica_set,
-        "ReplicaSet",
+        replicated.name,
         "Normal",
         "SuccessfulCreate",
         &message,
-        "replicaset-controller",
+        replicated.component,
     )
     .await;
     Ok(())
@@ -121,10 +167,17 @@ fn victims(mut pods: Vec<&Value>, count: usize) -> Vec<&Value> {
 /// Writes the counts when they changed; whether it wrote.
 async fn write_status(
     context: &Context,
+    kind: Kind,
     replica_set: &Value,
     active: &[&Value],
 ) -> Result<bool, ControllerError> {
     let ready = active.iter().filter(|pod| meta::pod_ready(pod)).count();
+    let min_ready = replica_set["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
+    let now = meta::timestamp_now();
+    let available = active
+        .iter()
+        .filter(|pod| meta::pod_available(pod, min_ready, now))
+        .count();
     let mut status = replica_set["status"].clone();
     if !status.is_object() {
         status = json!({});
@@ -132,19 +185,14 @@ async fn write_status(
     status["replicas"] = json!(active.len());
     status["fullyLabeledReplicas"] = json!(active.len());
     status["readyReplicas"] = json!(ready);
-    status["availableReplicas"] = json!(ready);
+    status["availableReplicas"] = json!(available);
     status["observedGeneration"] = replica_set["metadata"]["generation"].clone();
     if status == replica_set["status"] {
         return Ok(false);
     }
     let mut updated = replica_set.clone();
     updated["status"] = status;
-    Ok(written(
-        context
-            .client
-            .update_status(Kind::ReplicaSet, &updated)
-            .await,
-    )?)
+    Ok(written(context.client.update_status(kind, &updated).await)?)
 }
 
 #[cfg(test)]

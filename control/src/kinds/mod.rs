@@ -3,6 +3,7 @@
 //! table (`api::registry`) points each resource at its strategy; a new kind
 //! is a strategy here and an entry there.
 
+mod deployment;
 mod env;
 mod generic;
 mod namespace;
@@ -10,17 +11,21 @@ mod node;
 mod pod;
 mod pod_validation;
 mod refusal;
+mod replication_controller;
 mod scalable;
 mod service;
 mod storage;
 mod strategy;
+mod workload;
 
+pub use deployment::DeploymentStrategy;
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
 pub use node::NodeStrategy;
 pub use pod::PodStrategy;
 pub use refusal::Refusal;
+pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
