@@ -330,6 +330,21 @@ fn legacy_guestbook_replication_controllers() {
         rc["spec"]["selector"]["tier"], "frontend",
         "defaulted from the template"
     );
+    // The replicas follow the master through its Service.
+    let replicas = get_json(&testbed, &["get", "pods", "-l", "role=replica"]);
+    let replica = replicas["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("a replica linked to the master", || {
+        let info = testbed
+            .run_kubectl(
+                &["exec", &replica, "--", "redis-cli", "info", "replication"],
+                "",
+            )
+            .ok()?;
+        info.contains("master_link_status:up").then_some(())
+    });
 
     kubectl(&testbed, &["scale", "rc", "frontend", "--replicas=0"], "");
     eventually("the frontend pods gone", || {
