@@ -8,25 +8,12 @@
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::time::Duration;
 
-use serde_json::Value;
 use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Three images that all have a shell and `sleep` (busybox underneath).
 const IMAGES: [&str; 3] = ["skiff/busybox", "skiff/iperf3", "redis"];
-
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
 
 fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     skiff_tests::eventually(what, TIMEOUT, check)
@@ -62,7 +49,7 @@ spec:
 
 /// The running (not terminating) pods of `app`: (image, ready, owner uid).
 fn pods(testbed: &Testbed, app: &str) -> Vec<(String, bool, String)> {
-    let list = get_json(testbed, &["get", "pods", "-l", &format!("app={app}")]);
+    let list = testbed.kubectl_json(&["get", "pods", "-l", &format!("app={app}")]);
     list["items"]
         .as_array()
         .unwrap()
@@ -102,8 +89,7 @@ fn settled_on(testbed: &Testbed, app: &str, image: &str) -> String {
 }
 
 fn rollout_status(testbed: &Testbed, name: &str) {
-    kubectl(
-        testbed,
+    testbed.kubectl_ok(
         &[
             "rollout",
             "status",
@@ -116,7 +102,7 @@ fn rollout_status(testbed: &Testbed, name: &str) {
 
 /// The Deployment's ReplicaSets: (revision, uid, image, revision-history).
 fn replica_sets(testbed: &Testbed, app: &str) -> Vec<(u64, String, String, String)> {
-    let list = get_json(testbed, &["get", "rs", "-l", &format!("app={app}")]);
+    let list = testbed.kubectl_json(&["get", "rs", "-l", &format!("app={app}")]);
     let mut sets: Vec<_> = list["items"]
         .as_array()
         .unwrap()
@@ -146,7 +132,7 @@ fn replica_sets(testbed: &Testbed, app: &str) -> Vec<(u64, String, String, Strin
 }
 
 fn progressing(testbed: &Testbed, name: &str) -> (String, String) {
-    let deployment = get_json(testbed, &["get", "deploy", name]);
+    let deployment = testbed.kubectl_json(&["get", "deploy", name]);
     deployment["status"]["conditions"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
@@ -165,27 +151,17 @@ fn rollout_history_undo_pause_and_deadline() {
     testbed.start_control(&["--leader-elect=false"]).unwrap();
 
     // An image no node has, never pulled: the rollout cannot progress.
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &["apply", "-f", "-"],
         &deployment("stuck", "skiff/absent", "  progressDeadlineSeconds: 10"),
     );
 
-    kubectl(
-        &testbed,
-        &["apply", "-f", "-"],
-        &deployment("web", IMAGES[0], ""),
-    );
+    testbed.kubectl_ok(&["apply", "-f", "-"], &deployment("web", IMAGES[0], ""));
     rollout_status(&testbed, "web");
     let mut owners = vec![settled_on(&testbed, "web", IMAGES[0])];
     for (index, image) in IMAGES.iter().enumerate().skip(1) {
-        kubectl(
-            &testbed,
-            &["set", "image", "deploy/web", &format!("app={image}")],
-            "",
-        );
-        kubectl(
-            &testbed,
+        testbed.kubectl_ok(&["set", "image", "deploy/web", &format!("app={image}")], "");
+        testbed.kubectl_ok(
             &[
                 "annotate",
                 "--overwrite",
@@ -205,7 +181,7 @@ fn rollout_history_undo_pause_and_deadline() {
     let sets = replica_sets(&testbed, "web");
     let revisions: Vec<(u64, &str)> = sets.iter().map(|s| (s.0, s.2.as_str())).collect();
     assert_eq!(revisions, [(1, IMAGES[0]), (2, IMAGES[1]), (3, IMAGES[2])]);
-    let history = kubectl(&testbed, &["rollout", "history", "deploy/web"], "");
+    let history = testbed.kubectl_ok(&["rollout", "history", "deploy/web"], "");
     let listed: Vec<&str> = history
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -213,20 +189,16 @@ fn rollout_history_undo_pause_and_deadline() {
         .collect();
     assert_eq!(listed, ["1", "2", "3"], "{history}");
     assert!(history.contains("image skiff/iperf3"), "{history}");
-    let second = kubectl(
-        &testbed,
-        &["rollout", "history", "deploy/web", "--revision=2"],
-        "",
-    );
+    let second = testbed.kubectl_ok(&["rollout", "history", "deploy/web", "--revision=2"], "");
     assert!(second.contains(IMAGES[1]), "{second}");
-    let deployment = get_json(&testbed, &["get", "deploy", "web"]);
+    let deployment = testbed.kubectl_json(&["get", "deploy", "web"]);
     assert_eq!(
         deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
         "3"
     );
 
     // Undo: back to revision 2's ReplicaSet, which becomes revision 4.
-    kubectl(&testbed, &["rollout", "undo", "deploy/web"], "");
+    testbed.kubectl_ok(&["rollout", "undo", "deploy/web"], "");
     rollout_status(&testbed, "web");
     assert_eq!(settled_on(&testbed, "web", IMAGES[1]), owners[1]);
     let sets = replica_sets(&testbed, "web");
@@ -237,11 +209,7 @@ fn rollout_history_undo_pause_and_deadline() {
     );
 
     // And to revision 1's, which becomes 5.
-    kubectl(
-        &testbed,
-        &["rollout", "undo", "deploy/web", "--to-revision=1"],
-        "",
-    );
+    testbed.kubectl_ok(&["rollout", "undo", "deploy/web", "--to-revision=1"], "");
     rollout_status(&testbed, "web");
     assert_eq!(settled_on(&testbed, "web", IMAGES[0]), owners[0]);
     let sets = replica_sets(&testbed, "web");
@@ -252,20 +220,19 @@ fn rollout_history_undo_pause_and_deadline() {
     );
 
     // Paused, a new template does not roll out; resumed, it does.
-    kubectl(&testbed, &["rollout", "pause", "deploy/web"], "");
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(&["rollout", "pause", "deploy/web"], "");
+    testbed.kubectl_ok(
         &["set", "image", "deploy/web", &format!("app={}", IMAGES[2])],
         "",
     );
     eventually("the paused change seen", || {
-        let deployment = get_json(&testbed, &["get", "deploy", "web"]);
+        let deployment = testbed.kubectl_json(&["get", "deploy", "web"]);
         (deployment["status"]["observedGeneration"] == deployment["metadata"]["generation"]
             && progressing(&testbed, "web") == ("Unknown".into(), "DeploymentPaused".into()))
             .then_some(())
     });
     assert_eq!(settled_on(&testbed, "web", IMAGES[0]), owners[0]);
-    kubectl(&testbed, &["rollout", "resume", "deploy/web"], "");
+    testbed.kubectl_ok(&["rollout", "resume", "deploy/web"], "");
     rollout_status(&testbed, "web");
     assert_eq!(settled_on(&testbed, "web", IMAGES[2]), owners[2]);
 
@@ -297,10 +264,10 @@ fn legacy_guestbook_replication_controllers() {
         "/../examples/guestbook-legacy.yaml"
     ))
     .unwrap();
-    kubectl(&testbed, &["apply", "-f", "-"], &example);
+    testbed.kubectl_ok(&["apply", "-f", "-"], &example);
 
     let ready = |selector: &str| {
-        let list = get_json(&testbed, &["get", "pods", "-l", selector]);
+        let list = testbed.kubectl_json(&["get", "pods", "-l", selector]);
         list["items"]
             .as_array()
             .unwrap()
@@ -321,17 +288,17 @@ fn legacy_guestbook_replication_controllers() {
         ("frontend", "app=guestbook", 3),
     ] {
         eventually(&format!("{replicas} ready {name} pods"), || {
-            let rc = get_json(&testbed, &["get", "rc", name]);
+            let rc = testbed.kubectl_json(&["get", "rc", name]);
             (ready(selector) == replicas && rc["status"]["readyReplicas"] == replicas).then_some(())
         });
     }
-    let rc = get_json(&testbed, &["get", "rc", "frontend"]);
+    let rc = testbed.kubectl_json(&["get", "rc", "frontend"]);
     assert_eq!(
         rc["spec"]["selector"]["tier"], "frontend",
         "defaulted from the template"
     );
     // The replicas follow the master through its Service.
-    let replicas = get_json(&testbed, &["get", "pods", "-l", "role=replica"]);
+    let replicas = testbed.kubectl_json(&["get", "pods", "-l", "role=replica"]);
     let replica = replicas["items"][0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -346,12 +313,12 @@ fn legacy_guestbook_replication_controllers() {
         info.contains("master_link_status:up").then_some(())
     });
 
-    kubectl(&testbed, &["scale", "rc", "frontend", "--replicas=0"], "");
+    testbed.kubectl_ok(&["scale", "rc", "frontend", "--replicas=0"], "");
     eventually("the frontend pods gone", || {
-        let list = get_json(&testbed, &["get", "pods", "-l", "app=guestbook"]);
+        let list = testbed.kubectl_json(&["get", "pods", "-l", "app=guestbook"]);
         list["items"].as_array().unwrap().is_empty().then_some(())
     });
-    let rc = get_json(&testbed, &["get", "rc", "frontend"]);
+    let rc = testbed.kubectl_json(&["get", "rc", "frontend"]);
     assert_eq!(rc["status"]["replicas"], 0);
 
     // Bad input is refused, naming the field.
