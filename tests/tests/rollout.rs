@@ -236,6 +236,25 @@ fn rollout_history_undo_pause_and_deadline() {
     rollout_status(&testbed, "web");
     assert_eq!(settled_on(&testbed, "web", IMAGES[2]), owners[2]);
 
+    // A shorter history: only the newest old ReplicaSet stays.
+    testbed.kubectl_ok(
+        &[
+            "patch",
+            "deploy/web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"revisionHistoryLimit":1}}"#,
+        ],
+        "",
+    );
+    eventually("old ReplicaSets beyond the limit deleted", || {
+        let uids: Vec<String> = replica_sets(&testbed, "web")
+            .into_iter()
+            .map(|set| set.1)
+            .collect();
+        (uids == [owners[0].clone(), owners[2].clone()]).then_some(())
+    });
+
     // The stuck Deployment has long passed its 10 s.
     eventually("stuck's progress deadline exceeded", || {
         (progressing(&testbed, "stuck") == ("False".into(), "ProgressDeadlineExceeded".into()))
@@ -320,6 +339,12 @@ fn legacy_guestbook_replication_controllers() {
     });
     let rc = testbed.kubectl_json(&["get", "rc", "frontend"]);
     assert_eq!(rc["status"]["replicas"], 0);
+    // The pods of a deleted controller go with it.
+    testbed.kubectl_ok(&["delete", "rc", "redis-replica"], "");
+    eventually("the replica pods gone", || {
+        let list = testbed.kubectl_json(&["get", "pods", "-l", "role=replica"]);
+        list["items"].as_array().unwrap().is_empty().then_some(())
+    });
 
     // Bad input is refused, naming the field.
     let refused = testbed
