@@ -156,6 +156,30 @@ fn rollout_history_undo_pause_and_deadline() {
         &deployment("stuck", "skiff/absent", "  progressDeadlineSeconds: 10"),
     );
 
+    // Ready pods count as available only after minReadySeconds.
+    testbed.kubectl_ok(
+        &["apply", "-f", "-"],
+        &deployment("slow", IMAGES[0], "  minReadySeconds: 6"),
+    );
+    let counts = |kind: &str| {
+        let object = testbed.kubectl_json(&["get", kind, "-l", "app=slow"]);
+        let status = &object["items"][0]["status"];
+        (
+            status["readyReplicas"].clone(),
+            status["availableReplicas"].clone(),
+        )
+    };
+    let ready = eventually("slow's pods ready", || {
+        let deployment = testbed.kubectl_json(&["get", "deploy", "slow"]);
+        (deployment["status"]["readyReplicas"] == 2).then(|| deployment["status"].clone())
+    });
+    assert_eq!(ready["availableReplicas"], 0, "{ready}");
+    assert_eq!(counts("rs"), (2.into(), 0.into()));
+    eventually("slow's pods available", || {
+        (counts("rs") == (2.into(), 2.into())).then_some(())
+    });
+    rollout_status(&testbed, "slow");
+
     testbed.kubectl_ok(&["apply", "-f", "-"], &deployment("web", IMAGES[0], ""));
     rollout_status(&testbed, "web");
     let mut owners = vec![settled_on(&testbed, "web", IMAGES[0])];
