@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 
+use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -35,6 +36,10 @@ const REPLICATION_CONTROLLER: Replicated = Replicated {
     component: "replication-controller",
 };
 
+/// The condition of a ReplicaSet (or ReplicationController) whose pods
+/// cannot be created.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
 pub struct ReplicaSets;
 
 impl Controller for ReplicaSets {
@@ -59,7 +64,7 @@ async fn reconcile(
     context: &Context,
     replicated: &Replicated,
 ) -> Result<Vec<Kind>, ControllerError> {
-    let mut written = Vec::new();
+    let mut wrote = Vec::new();
     for replica_set in context.cache.list(replicated.kind) {
         if meta::is_terminating(&replica_set) {
             continue;
@@ -72,26 +77,58 @@ async fn reconcile(
             .collect();
         let active: Vec<&Value> = pods.iter().filter(|pod| meta::pod_active(pod)).collect();
         let wanted = replicas(&replica_set);
+        let mut failure = None;
         if active.len() < wanted {
             for _ in active.len()..wanted {
                 match create_pod(context, replicated, &replica_set).await {
-                    // Its namespace is going away: so will it.
-                    Err(ControllerError::Client(error)) if error.is_forbidden() => break,
-                    other => other?,
+                    Ok(()) => {}
+                    // Refused (a quota, an invalid template): said in the
+                    // status and an event, tried again on later passes.
+                    // Unless its namespace is going away: so will it.
+                    Err(ControllerError::Client(error)) if error.code < 500 => {
+                        if !namespace_terminating(context, &replica_set) {
+                            failure = Some(error.message);
+                        }
+                        break;
+                    }
+                    Err(error) => return Err(error),
                 }
             }
-            written.push(Kind::Pod);
+            wrote.push(Kind::Pod);
         } else if active.len() > wanted {
             for pod in victims(active.clone(), active.len() - wanted) {
                 context.client.delete(Kind::Pod, pod, None).await?;
             }
-            written.push(Kind::Pod);
+            wrote.push(Kind::Pod);
         }
-        if write_status(context, replicated.kind, &replica_set, &active).await? {
-            written.push(replicated.kind);
+        let mut status = status(&replica_set, &active, meta::timestamp_now());
+        if replica_failure(&mut status, failure.as_deref()) {
+            let message = format!("Error creating: {}", failure.unwrap_or_default());
+            events::record(
+                context,
+                &replica_set,
+                replicated.name,
+                "Warning",
+                "FailedCreate",
+                &message,
+                replicated.component,
+            )
+            .await;
+        }
+        if status != replica_set["status"] {
+            let mut updated = replica_set.clone();
+            updated["status"] = status;
+            if written(
+                context
+                    .client
+                    .update_status(replicated.kind, &updated)
+                    .await,
+            )? {
+                wrote.push(replicated.kind);
+            }
         }
     }
-    Ok(written)
+    Ok(wrote)
 }
 
 /// `spec.replicas`, 1 when unset.
@@ -164,16 +201,17 @@ fn victims(mut pods: Vec<&Value>, count: usize) -> Vec<&Value> {
     pods
 }
 
-/// Writes the counts when they changed; whether it wrote.
-async fn write_status(
-    context: &Context,
-    kind: Kind,
-    replica_set: &Value,
-    active: &[&Value],
-) -> Result<bool, ControllerError> {
+fn namespace_terminating(context: &Context, object: &Value) -> bool {
+    context
+        .cache
+        .get(Kind::Namespace, None, meta::namespace(object))
+        .is_some_and(|namespace| meta::is_terminating(&namespace))
+}
+
+/// The status the pods make, at `now`.
+fn status(replica_set: &Value, active: &[&Value], now: Timestamp) -> Value {
     let ready = active.iter().filter(|pod| meta::pod_ready(pod)).count();
     let min_ready = replica_set["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let now = meta::timestamp_now();
     let available = active
         .iter()
         .filter(|pod| meta::pod_available(pod, min_ready, now))
@@ -187,17 +225,77 @@ async fn write_status(
     status["readyReplicas"] = json!(ready);
     status["availableReplicas"] = json!(available);
     status["observedGeneration"] = replica_set["metadata"]["generation"].clone();
-    if status == replica_set["status"] {
-        return Ok(false);
+    status
+}
+
+/// The ReplicaFailure condition: set while pods cannot be created (with
+/// the API's refusal), gone after a pass without failure. Whether the
+/// failure is new (not the one already reported).
+fn replica_failure(status: &mut Value, failure: Option<&str>) -> bool {
+    let mut conditions: Vec<Value> = status["conditions"].as_array().cloned().unwrap_or_default();
+    let reported = conditions
+        .iter()
+        .any(|c| c["type"] == REPLICA_FAILURE && failure.is_some_and(|m| c["message"] == m));
+    if reported {
+        return false;
     }
-    let mut updated = replica_set.clone();
-    updated["status"] = status;
-    Ok(written(context.client.update_status(kind, &updated).await)?)
+    conditions.retain(|c| c["type"] != REPLICA_FAILURE);
+    if let Some(message) = failure {
+        conditions.push(json!({
+            "type": REPLICA_FAILURE,
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": message,
+            "lastTransitionTime": meta::now(),
+        }));
+    }
+    if let Some(status) = status.as_object_mut() {
+        if conditions.is_empty() {
+            status.remove("conditions");
+        } else {
+            status.insert("conditions".into(), json!(conditions));
+        }
+    }
+    failure.is_some()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_reported_once_and_cleared() {
+        let mut status = json!({ "replicas": 0 });
+        assert!(replica_failure(&mut status, Some("exceeded quota")));
+        assert_eq!(status["conditions"][0]["reason"], "FailedCreate");
+        let reported = status.clone();
+        assert!(!replica_failure(&mut status, Some("exceeded quota")));
+        assert_eq!(status, reported);
+        assert!(replica_failure(&mut status, Some("another")));
+        assert_eq!(status["conditions"].as_array().unwrap().len(), 1);
+        assert!(!replica_failure(&mut status, None));
+        assert!(status.get("conditions").is_none());
+    }
+
+    #[test]
+    fn available_waits_for_min_ready_seconds() {
+        let pod = json!({ "status": { "conditions": [{
+            "type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z",
+        }] } });
+        let replica_set =
+            json!({ "spec": { "minReadySeconds": 5 }, "metadata": { "generation": 1 } });
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        let early = status(&replica_set, &[&pod], at("2024-01-01T00:00:03Z"));
+        assert_eq!(
+            (
+                early["readyReplicas"].clone(),
+                early["availableReplicas"].clone()
+            ),
+            (json!(1), json!(0))
+        );
+        let late = status(&replica_set, &[&pod], at("2024-01-01T00:00:06Z"));
+        assert_eq!(late["availableReplicas"], 1);
+    }
 
     #[test]
     fn scale_down_removes_the_least_useful_pods() {

@@ -17,7 +17,7 @@ use tracing::info;
 
 use super::client::written;
 use super::kind::Kind;
-use super::replicaset::replicas;
+use super::replicaset::{REPLICA_FAILURE, replicas};
 use super::{Context, Controller, ControllerError, events, meta};
 use progress::{Counts, Pass};
 
@@ -132,6 +132,7 @@ async fn reconcile_one(
                 max_unavailable: max_unavailable(&deployment, desired),
                 current: Some(&name),
                 created: true,
+                replica_failure: replica_failure(&owned, None),
                 now,
             };
             if write_status(context, &deployment, &owned, None, &pass).await? {
@@ -180,6 +181,7 @@ async fn reconcile_one(
         max_unavailable: max_unavailable(&deployment, desired),
         current: name.as_deref(),
         created: false,
+        replica_failure: replica_failure(&owned, current),
         now,
     };
     if write_status(context, &deployment, &owned, current, &pass).await? {
@@ -424,6 +426,17 @@ async fn scaling_event(context: &Context, deployment: &Value, message: &str) {
         "deployment-controller",
     )
     .await;
+}
+
+/// The first ReplicaFailure condition of the ReplicaSets, the current
+/// one's first.
+fn replica_failure(owned: &[Owned], current: Option<usize>) -> Option<&Value> {
+    current.into_iter().chain(0..owned.len()).find_map(|index| {
+        owned[index].replica_set["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == REPLICA_FAILURE)
+    })
 }
 
 /// maxUnavailable as a number of pods (0 for Recreate).

@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::super::meta;
+use super::super::replicaset::REPLICA_FAILURE;
 
 const PROGRESSING: &str = "Progressing";
 const AVAILABLE: &str = "Available";
@@ -49,6 +50,9 @@ pub struct Pass<'a> {
     pub current: Option<&'a str>,
     /// That ReplicaSet was created in this pass.
     pub created: bool,
+    /// The ReplicaFailure condition of one of its ReplicaSets (the
+    /// current one's first), which the Deployment shows as its own.
+    pub replica_failure: Option<&'a Value>,
     pub now: Timestamp,
 }
 
@@ -104,6 +108,18 @@ pub fn status(deployment: &Value, counts: Counts, pass: &Pass) -> Value {
                 name,
             ),
         }
+    }
+    match pass.replica_failure {
+        Some(failure) => {
+            let text = |field: &str| failure[field].as_str().unwrap_or_default().to_owned();
+            conditions.set(
+                REPLICA_FAILURE,
+                &text("status"),
+                &text("reason"),
+                text("message"),
+            );
+        }
+        None => conditions.remove(REPLICA_FAILURE),
     }
     json!({
         "observedGeneration": deployment["metadata"]["generation"],
@@ -268,6 +284,7 @@ mod tests {
             max_unavailable: 0,
             current: Some("web-abc"),
             created: false,
+            replica_failure: None,
             now,
         }
     }
@@ -362,6 +379,31 @@ mod tests {
             ("True".into(), NEW_RS_AVAILABLE.into())
         );
         assert_eq!(status["availableReplicas"], 2);
+    }
+
+    #[test]
+    fn replica_failures_show_on_the_deployment() {
+        let failure = json!({
+            "type": REPLICA_FAILURE, "status": "True", "reason": "FailedCreate", "message": "exceeded quota",
+        });
+        let mut failing = pass(at(0));
+        failing.replica_failure = Some(&failure);
+        let status = super::status(&deployment(false, json!({})), Counts::default(), &failing);
+        let shown = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == REPLICA_FAILURE)
+            .unwrap();
+        assert_eq!(shown["message"], "exceeded quota");
+        let status = super::status(&deployment(false, status), Counts::default(), &pass(at(1)));
+        let types: Vec<&Value> = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| &c["type"])
+            .collect();
+        assert!(!types.contains(&&json!(REPLICA_FAILURE)), "{types:?}");
     }
 
     #[test]
