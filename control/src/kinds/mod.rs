@@ -4,6 +4,7 @@
 //! is a strategy here and an entry there.
 
 mod daemonset;
+mod deployment;
 mod env;
 mod generic;
 mod namespace;
@@ -11,6 +12,7 @@ mod node;
 mod pod;
 mod pod_validation;
 mod refusal;
+mod replication_controller;
 mod scalable;
 mod service;
 mod statefulset;
@@ -19,12 +21,14 @@ mod strategy;
 mod workload;
 
 pub use daemonset::{DaemonSetStrategy, IntOrPercent};
+pub use deployment::DeploymentStrategy;
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
 pub use node::NodeStrategy;
 pub use pod::PodStrategy;
 pub use refusal::Refusal;
+pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
