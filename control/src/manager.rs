@@ -54,6 +54,7 @@ const CACHED: &[Kind] = &[
     Kind::Endpoints,
     Kind::EndpointSlice,
     Kind::ReplicaSet,
+    Kind::ReplicationController,
     Kind::Deployment,
     Kind::StatefulSet,
     Kind::DaemonSet,
@@ -81,6 +82,7 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(endpointslice::EndpointSlices, context.clone()));
     tasks.spawn(drive(endpoints::Endpoints, context.clone()));
     tasks.spawn(drive(replicaset::ReplicaSets, context.clone()));
+    tasks.spawn(drive(replicaset::ReplicationControllers, context.clone()));
     tasks.spawn(drive(deployment::Deployments, context.clone()));
     tasks.spawn(drive(statefulset::StatefulSets, context.clone()));
     tasks.spawn(drive(

@@ -218,6 +218,20 @@ impl Testbed {
         crate::cmd::run_with_input(self.kubectl()?.args(args), input)
     }
 
+    /// [`Testbed::run_kubectl`] that must succeed: its stdout; panics
+    /// with its stderr.
+    pub fn kubectl_ok(&self, args: &[&str], input: &str) -> String {
+        self.run_kubectl(args, input)
+            .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
+    }
+
+    /// `kubectl <args> -o json`, parsed.
+    pub fn kubectl_json(&self, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl_ok(&args, "")).expect("kubectl prints JSON")
+    }
+
     /// The etcd the agents watch.
     pub fn store(&self) -> &Store {
         &self.store

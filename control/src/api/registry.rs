@@ -10,9 +10,10 @@ use skiff_etcd::keys;
 
 use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
-    CronJobStrategy, GenericStrategy, JobStrategy, NamespaceStrategy, NodeStrategy,
-    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy, ScalableStrategy,
-    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
+    CronJobStrategy, DeploymentStrategy, GenericStrategy, JobStrategy, NamespaceStrategy,
+    NodeStrategy, PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
+    ReplicationControllerStrategy, ScalableStrategy, ServiceStrategy, StatefulSetStrategy,
+    StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -285,6 +286,21 @@ pub static RESOURCES: &[Resource] = &[
         ),
         &["pvc"],
     ),
+    short(
+        with_strategy(
+            &ReplicationControllerStrategy,
+            resource(
+                "",
+                "ReplicationController",
+                "replicationcontrollers",
+                "replicationcontroller",
+                true,
+                keys::REPLICATION_CONTROLLERS,
+                Typed::of::<core::v1::ReplicationController>(),
+            ),
+        ),
+        &["rc"],
+    ),
     Resource {
         fields: EVENT_FIELDS,
         ..short(
@@ -323,7 +339,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &DeploymentStrategy,
             resource(
                 "apps",
                 "Deployment",
@@ -512,6 +528,11 @@ mod tests {
         let pods = find("", "v1", "pods").unwrap();
         assert!(pods.serves(Subresource::Log) && pods.serves(Subresource::Binding));
         assert!(!pods.serves(Subresource::Scale));
+        assert!(
+            find("", "v1", "replicationcontrollers")
+                .unwrap()
+                .serves(Subresource::Scale)
+        );
         for plural in ["deployments", "replicasets", "statefulsets"] {
             assert!(
                 find("apps", "v1", plural)

@@ -73,6 +73,45 @@ pub fn pod_ready(pod: &Value) -> bool {
     condition(pod, "Ready") == Some("True")
 }
 
+/// Available as Kubernetes counts it: Ready for at least `min_ready_seconds`
+/// (since the Ready condition's last transition) at `now`.
+pub fn pod_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
+    if !pod_ready(pod) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    let ready_since = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|ready| parse_time(&ready["lastTransitionTime"]));
+    ready_since
+        .is_some_and(|since| since.as_second().saturating_add(min_ready_seconds) < now.as_second())
+}
+
+/// `value` without its null fields and empty objects and lists, so that
+/// objects that decode to the same Go struct compare equal (a template
+/// kubectl sends back carries `creationTimestamp: null`, `resources: {}`).
+pub fn pruned(value: &Value) -> Value {
+    let empty = |value: &Value| match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    };
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), pruned(value)))
+                .filter(|(_, value)| !empty(value))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(pruned).collect()),
+        other => other.clone(),
+    }
+}
+
 pub fn node_name(pod: &Value) -> &str {
     pod["spec"]["nodeName"].as_str().unwrap_or_default()
 }
@@ -200,7 +239,12 @@ pub fn timestamp_now() -> Timestamp {
 
 /// Now as `metav1.Time` (seconds).
 pub fn now() -> Value {
-    serde_json::to_value(Time(timestamp_now())).expect("a time serializes")
+    time(timestamp_now())
+}
+
+/// `at` as `metav1.Time` (seconds).
+pub fn time(at: Timestamp) -> Value {
+    serde_json::to_value(Time(at)).expect("a time serializes")
 }
 
 /// Now as `metav1.MicroTime`.
@@ -236,6 +280,34 @@ mod tests {
         assert!(selector_matches(&expressions, &labels));
         assert!(map_matches(&json!({ "app": "web" }), &labels));
         assert!(!map_matches(&json!({ "app": "web", "x": "y" }), &labels));
+    }
+
+    #[test]
+    fn pods_are_available_after_min_ready_seconds() {
+        let pod = json!({ "status": { "conditions": [{
+            "type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z",
+        }] } });
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        assert!(pod_available(&pod, 0, at("2024-01-01T00:00:00Z")));
+        assert!(!pod_available(&pod, 10, at("2024-01-01T00:00:05Z")));
+        assert!(!pod_available(&pod, 10, at("2024-01-01T00:00:10Z")));
+        assert!(pod_available(&pod, 10, at("2024-01-01T00:00:11Z")));
+        let not_ready =
+            json!({ "status": { "conditions": [{ "type": "Ready", "status": "False" }] } });
+        assert!(!pod_available(&not_ready, 0, at("2024-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn pruning_drops_what_go_would_not_tell_apart() {
+        let sent = json!({
+            "metadata": { "creationTimestamp": null, "labels": { "app": "a" } },
+            "spec": { "containers": [{ "name": "c", "resources": {}, "env": [] }] },
+        });
+        let stored = json!({
+            "metadata": { "labels": { "app": "a" } },
+            "spec": { "containers": [{ "name": "c" }] },
+        });
+        assert_eq!(pruned(&sent), pruned(&stored));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod batch;
 mod daemonset;
+mod deployment;
 mod env;
 mod generic;
 mod namespace;
@@ -12,6 +13,7 @@ mod node;
 mod pod;
 mod pod_validation;
 mod refusal;
+mod replication_controller;
 mod scalable;
 mod service;
 mod statefulset;
@@ -21,12 +23,14 @@ mod workload;
 
 pub use batch::{CONTROLLER_UID_LABEL, CronJobStrategy, JOB_NAME_LABEL, JobStrategy, Schedule};
 pub use daemonset::{DaemonSetStrategy, IntOrPercent};
+pub use deployment::DeploymentStrategy;
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
 pub use node::NodeStrategy;
 pub use pod::PodStrategy;
 pub use refusal::Refusal;
+pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;

@@ -1,11 +1,14 @@
-//! What the workload kinds that stamp pods from a template (StatefulSets,
-//! DaemonSets) check alike, worded as kube-apiserver's apps validation: a
-//! selector that is set, valid and not empty, and a template whose labels
-//! it selects.
+//! What the workload kinds that stamp pods from a template (Deployments,
+//! ReplicationControllers, StatefulSets, DaemonSets) check alike, worded as
+//! kube-apiserver's apps validation: a selector that is set, valid and not
+//! empty, a template whose labels it selects and whose pod is valid, and
+//! counts that may not be negative.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::pod_validation;
+use super::refusal::Refusal;
 use crate::controllers::meta::selector_matches;
 use crate::validation::{FieldError, Rendered, child, go_quote, validate_label_selector};
 
@@ -47,13 +50,47 @@ pub fn validate_selector_matches_template(spec: &Value, spec_path: &str) -> Opti
         return None;
     }
     let labels = &spec["template"]["metadata"]["labels"];
-    (!selector_matches(selector, labels)).then(|| {
-        FieldError::invalid(
-            child(spec_path, "template.metadata.labels"),
-            Rendered(go_string_map(labels)),
-            "`selector` does not match template `labels`",
-        )
-    })
+    (!selector_matches(selector, labels)).then(|| selector_mismatch(spec_path, labels))
+}
+
+/// The error of template labels the selector does not match.
+pub fn selector_mismatch(spec_path: &str, labels: &Value) -> FieldError {
+    FieldError::invalid(
+        child(spec_path, "template.metadata.labels"),
+        Rendered(go_string_map(labels)),
+        "`selector` does not match template `labels`",
+    )
+}
+
+/// The pod rules for `spec.template`: a pod made from it is validated and
+/// its errors named under the template (a template has no name of its
+/// own).
+pub fn template_errors(object: &Value) -> Result<Vec<FieldError>, Refusal> {
+    let template = &object["spec"]["template"];
+    let mut metadata = template["metadata"].clone();
+    if !metadata.is_object() {
+        metadata = json!({});
+    }
+    metadata["name"] = json!("template");
+    let pod = json!({ "metadata": metadata, "spec": template["spec"] });
+    Ok(pod_validation::validate(&pod)?
+        .into_iter()
+        .filter(|error| !error.field.starts_with("metadata.name"))
+        .map(|mut error| {
+            error.field = format!("spec.template.{}", error.field);
+            error
+        })
+        .collect())
+}
+
+/// kube-apiserver's `ValidateNonnegativeField` of the number at `path`
+/// (`spec.replicas`) when it is set.
+pub fn nonnegative(object: &Value, path: &str) -> Option<FieldError> {
+    let value = path
+        .split('.')
+        .fold(object, |value, key| &value[key])
+        .as_i64()?;
+    (value < 0).then(|| FieldError::invalid(path, value, "must be greater than or equal to 0"))
 }
 
 /// A `map[string]string` as Go's `%#v` prints it (keys sorted).
@@ -128,5 +165,30 @@ mod tests {
         });
         assert!(validate_selector_matches_template(&matching, "spec").is_none());
         assert!(validate_selector_matches_template(&json!({}), "spec").is_none());
+    }
+
+    #[test]
+    fn template_errors_are_named_under_the_template() {
+        let object = json!({ "spec": { "template": { "spec": { "containers": [] } } } });
+        let errors: Vec<String> = template_errors(&object)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors, ["spec.template.spec.containers: Required value"]);
+    }
+
+    #[test]
+    fn errors_read_as_kube_apiservers() {
+        let object = json!({ "spec": { "replicas": -1, "minReadySeconds": 0 } });
+        assert_eq!(
+            nonnegative(&object, "spec.replicas").unwrap().to_string(),
+            "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        assert!(nonnegative(&object, "spec.minReadySeconds").is_none());
+        assert_eq!(
+            selector_mismatch("spec", &json!({ "b": "2", "a": "1" })).to_string(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"a\":\"1\", \"b\":\"2\"}: `selector` does not match template `labels`"
+        );
     }
 }
