@@ -12,7 +12,7 @@ use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
     endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
-    replicaset, volumebinder,
+    replicaset, resourcequota, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -61,6 +61,7 @@ const CACHED: &[Kind] = &[
     Kind::PersistentVolume,
     Kind::PersistentVolumeClaim,
     Kind::StorageClass,
+    Kind::ResourceQuota,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`.
@@ -89,6 +90,7 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(volumebinder::VolumeBinder, context.clone()));
     tasks.spawn(drive(localpath::LocalPathProvisioner, context.clone()));
     tasks.spawn(drive(protection::Protection, context.clone()));
+    tasks.spawn(drive(resourcequota::ResourceQuotas, context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

@@ -9,9 +9,9 @@ use serde_json::Value;
 use skiff_etcd::keys;
 
 use crate::kinds::{
-    GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
-    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
-    Strategy, Subresource,
+    GenericStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy, ResourceQuotaStrategy,
+    ScalableStrategy, ServiceStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -283,6 +283,36 @@ pub static RESOURCES: &[Resource] = &[
             ),
         ),
         &["pvc"],
+    ),
+    short(
+        with_strategy(
+            &ResourceQuotaStrategy,
+            resource(
+                "",
+                "ResourceQuota",
+                "resourcequotas",
+                "resourcequota",
+                true,
+                keys::RESOURCE_QUOTAS,
+                Typed::of::<core::v1::ResourceQuota>(),
+            ),
+        ),
+        &["quota"],
+    ),
+    short(
+        with_strategy(
+            &LimitRangeStrategy,
+            resource(
+                "",
+                "LimitRange",
+                "limitranges",
+                "limitrange",
+                true,
+                keys::LIMIT_RANGES,
+                Typed::of::<core::v1::LimitRange>(),
+            ),
+        ),
+        &["limits"],
     ),
     Resource {
         fields: EVENT_FIELDS,

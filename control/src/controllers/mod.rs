@@ -24,6 +24,7 @@ pub mod nodelifecycle;
 pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
+pub mod resourcequota;
 mod services;
 pub mod storage;
 pub mod volumebinder;

@@ -4,8 +4,8 @@
 
 use serde_json::Value;
 
-use super::quantity;
 use crate::controllers::meta;
+use crate::quantity;
 
 /// What pods ask for (requests) or a node has (allocatable): cores, bytes,
 /// pods.
