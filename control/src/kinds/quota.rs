@@ -338,7 +338,12 @@ mod tests {
                 .any(|e| e.starts_with("spec.scopes[0]: Unsupported value: \"Sometimes\"")),
             "{errors:?}"
         );
-        assert!(errors.iter().any(|e| e.ends_with("unsupported scope applied to resource count/deployments.apps")), "{errors:?}");
+        assert!(
+            errors.iter().any(
+                |e| e.ends_with("unsupported scope applied to resource count/deployments.apps")
+            ),
+            "{errors:?}"
+        );
         assert_eq!(errors.len(), 5, "{errors:?}");
     }
 
