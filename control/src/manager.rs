@@ -12,7 +12,7 @@ use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
     endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
-    replicaset, resourcequota, volumebinder,
+    replicaset, resourcequota, statefulset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -51,6 +51,7 @@ const CACHED: &[Kind] = &[
     Kind::Endpoints,
     Kind::EndpointSlice,
     Kind::ReplicaSet,
+    Kind::ReplicationController,
     Kind::Deployment,
     Kind::StatefulSet,
     Kind::DaemonSet,
@@ -79,7 +80,13 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(endpointslice::EndpointSlices, context.clone()));
     tasks.spawn(drive(endpoints::Endpoints, context.clone()));
     tasks.spawn(drive(replicaset::ReplicaSets, context.clone()));
+    tasks.spawn(drive(replicaset::ReplicationControllers, context.clone()));
     tasks.spawn(drive(deployment::Deployments, context.clone()));
+    tasks.spawn(drive(statefulset::StatefulSets, context.clone()));
+    tasks.spawn(drive(
+        crate::controllers::daemonset::DaemonSets,
+        context.clone(),
+    ));
     tasks.spawn(drive(
         nodelifecycle::NodeLifecycle::default(),
         context.clone(),

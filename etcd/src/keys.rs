@@ -20,6 +20,8 @@ pub const EVENTS: &str = "/registry/events";
 pub const EVENTS_K8S_IO: &str = "/registry/events.k8s.io/events";
 pub const DEPLOYMENTS: &str = "/registry/deployments";
 pub const REPLICA_SETS: &str = "/registry/replicasets";
+/// ReplicationControllers keep their historical name in etcd.
+pub const REPLICATION_CONTROLLERS: &str = "/registry/controllers";
 pub const DAEMON_SETS: &str = "/registry/daemonsets";
 pub const STATEFUL_SETS: &str = "/registry/statefulsets";
 pub const JOBS: &str = "/registry/jobs";

@@ -151,7 +151,10 @@ spec:
     let resources = &bare["spec"]["containers"][0]["resources"];
     assert_eq!(resources["requests"]["cpu"], "100m");
     assert_eq!(resources["limits"]["memory"], "1Gi", "default from max");
-    assert_eq!(resources["requests"]["memory"], "1Gi", "default request from default");
+    assert_eq!(
+        resources["requests"]["memory"], "1Gi",
+        "default request from default"
+    );
     assert_eq!(
         bare["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
         "LimitRanger plugin set: memory limit for container app; cpu, memory request for container app"

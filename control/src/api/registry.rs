@@ -8,10 +8,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_etcd::keys;
 
+use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
-    GenericStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
-    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy, ResourceQuotaStrategy,
-    ScalableStrategy, ServiceStrategy, StorageClassStrategy, Strategy, Subresource,
+    DeploymentStrategy, GenericStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
+    ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy, ServiceStrategy,
+    StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -314,6 +316,21 @@ pub static RESOURCES: &[Resource] = &[
         ),
         &["limits"],
     ),
+    short(
+        with_strategy(
+            &ReplicationControllerStrategy,
+            resource(
+                "",
+                "ReplicationController",
+                "replicationcontrollers",
+                "replicationcontroller",
+                true,
+                keys::REPLICATION_CONTROLLERS,
+                Typed::of::<core::v1::ReplicationController>(),
+            ),
+        ),
+        &["rc"],
+    ),
     Resource {
         fields: EVENT_FIELDS,
         ..short(
@@ -352,7 +369,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &DeploymentStrategy,
             resource(
                 "apps",
                 "Deployment",
@@ -382,7 +399,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &GenericStrategy::WITH_STATUS,
+            &DaemonSetStrategy,
             resource(
                 "apps",
                 "DaemonSet",
@@ -397,7 +414,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &StatefulSetStrategy,
             resource(
                 "apps",
                 "StatefulSet",
@@ -541,6 +558,11 @@ mod tests {
         let pods = find("", "v1", "pods").unwrap();
         assert!(pods.serves(Subresource::Log) && pods.serves(Subresource::Binding));
         assert!(!pods.serves(Subresource::Scale));
+        assert!(
+            find("", "v1", "replicationcontrollers")
+                .unwrap()
+                .serves(Subresource::Scale)
+        );
         for plural in ["deployments", "replicasets", "statefulsets"] {
             assert!(
                 find("apps", "v1", plural)

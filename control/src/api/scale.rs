@@ -1,5 +1,6 @@
-//! The `scale` subresource of Deployments, ReplicaSets and StatefulSets
-//! (`autoscaling/v1` Scale), which `kubectl scale` reads and patches.
+//! The `scale` subresource of Deployments, ReplicaSets, StatefulSets and
+//! ReplicationControllers (`autoscaling/v1` Scale), which `kubectl scale`
+//! reads and patches.
 
 use serde_json::{Value, json};
 
@@ -8,7 +9,12 @@ use super::status::ApiError;
 /// The Scale view of `object`.
 pub fn of(object: &Value) -> Value {
     let metadata = &object["metadata"];
-    let selector = object["spec"]["selector"]["matchLabels"]
+    // A ReplicationController's selector is the label map itself.
+    let labels = match object["kind"].as_str() {
+        Some("ReplicationController") => &object["spec"]["selector"],
+        _ => &object["spec"]["selector"]["matchLabels"],
+    };
+    let selector = labels
         .as_object()
         .map(|labels| {
             labels
@@ -68,5 +74,10 @@ mod tests {
         assert_eq!(scaled["spec"]["replicas"], 5);
         assert_eq!(scaled["metadata"]["generation"], 3);
         assert!(apply(scaled, &json!({ "spec": {} })).is_err());
+        let controller = json!({
+            "kind": "ReplicationController",
+            "spec": { "replicas": 1, "selector": { "app": "redis" } },
+        });
+        assert_eq!(of(&controller)["status"]["selector"], "app=redis");
     }
 }

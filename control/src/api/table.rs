@@ -118,7 +118,7 @@ fn columns(resource: &Resource) -> Vec<Column> {
                 json!(number(&o["status"]["availableReplicas"]))
             }),
         ]),
-        ("apps", "ReplicaSet") => columns.extend([
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => columns.extend([
             column("Desired", |o, _| json!(number(&o["spec"]["replicas"]))),
             column("Current", |o, _| json!(number(&o["status"]["replicas"]))),
             column("Ready", |o, _| json!(number(&o["status"]["readyReplicas"]))),

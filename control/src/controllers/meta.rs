@@ -73,6 +73,45 @@ pub fn pod_ready(pod: &Value) -> bool {
     condition(pod, "Ready") == Some("True")
 }
 
+/// Available as Kubernetes counts it: Ready for at least `min_ready_seconds`
+/// (since the Ready condition's last transition) at `now`.
+pub fn pod_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
+    if !pod_ready(pod) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    let ready_since = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
+        .and_then(|ready| parse_time(&ready["lastTransitionTime"]));
+    ready_since
+        .is_some_and(|since| since.as_second().saturating_add(min_ready_seconds) < now.as_second())
+}
+
+/// `value` without its null fields and empty objects and lists, so that
+/// objects that decode to the same Go struct compare equal (a template
+/// kubectl sends back carries `creationTimestamp: null`, `resources: {}`).
+pub fn pruned(value: &Value) -> Value {
+    let empty = |value: &Value| match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        _ => false,
+    };
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), pruned(value)))
+                .filter(|(_, value)| !empty(value))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(pruned).collect()),
+        other => other.clone(),
+    }
+}
+
 pub fn node_name(pod: &Value) -> &str {
     pod["spec"]["nodeName"].as_str().unwrap_or_default()
 }
@@ -117,6 +156,63 @@ pub fn map_matches(selector: &Value, labels: &Value) -> bool {
     })
 }
 
+/// A `NodeSelector` (required node affinity): one of its terms holds.
+pub fn node_selector_matches(selector: &Value, node: &Value) -> bool {
+    selector["nodeSelectorTerms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|term| node_selector_term_matches(term, node))
+}
+
+/// A `NodeSelectorTerm`: every expression on labels and fields holds.
+pub fn node_selector_term_matches(term: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    let expressions = term["matchExpressions"].as_array().into_iter().flatten();
+    let fields = term["matchFields"].as_array().into_iter().flatten();
+    let has_any = term["matchExpressions"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty())
+        || term["matchFields"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+    has_any
+        && expressions.into_iter().all(|expression| {
+            requirement_holds(
+                expression,
+                labels[expression["key"].as_str().unwrap_or_default()].as_str(),
+            )
+        })
+        && fields.into_iter().all(|expression| {
+            let value = (expression["key"] == "metadata.name").then(|| name(node));
+            requirement_holds(expression, value)
+        })
+}
+
+/// A `NodeSelectorRequirement` on a label (or field) whose value is `value`.
+fn requirement_holds(requirement: &Value, value: Option<&str>) -> bool {
+    let values: Vec<&str> = requirement["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let number = |text: &str| text.parse::<i64>().ok();
+    match requirement["operator"].as_str() {
+        Some("In") => value.is_some_and(|value| values.contains(&value)),
+        Some("NotIn") => value.is_none_or(|value| !values.contains(&value)),
+        Some("Exists") => value.is_some(),
+        Some("DoesNotExist") => value.is_none(),
+        Some("Gt") => {
+            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have > limit)
+        }
+        Some("Lt") => {
+            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have < limit)
+        }
+        _ => false,
+    }
+}
+
 /// Kubernetes' `ComputeHash`: FNV-1a (32 bit) of the template, written as
 /// `SafeEncodeString` of its decimal form.
 pub fn template_hash(template: &Value) -> String {
@@ -143,7 +239,12 @@ pub fn timestamp_now() -> Timestamp {
 
 /// Now as `metav1.Time` (seconds).
 pub fn now() -> Value {
-    serde_json::to_value(Time(timestamp_now())).expect("a time serializes")
+    time(timestamp_now())
+}
+
+/// `at` as `metav1.Time` (seconds).
+pub fn time(at: Timestamp) -> Value {
+    serde_json::to_value(Time(at)).expect("a time serializes")
 }
 
 /// Now as `metav1.MicroTime`.
@@ -179,6 +280,34 @@ mod tests {
         assert!(selector_matches(&expressions, &labels));
         assert!(map_matches(&json!({ "app": "web" }), &labels));
         assert!(!map_matches(&json!({ "app": "web", "x": "y" }), &labels));
+    }
+
+    #[test]
+    fn pods_are_available_after_min_ready_seconds() {
+        let pod = json!({ "status": { "conditions": [{
+            "type": "Ready", "status": "True", "lastTransitionTime": "2024-01-01T00:00:00Z",
+        }] } });
+        let at = |text: &str| text.parse::<Timestamp>().unwrap();
+        assert!(pod_available(&pod, 0, at("2024-01-01T00:00:00Z")));
+        assert!(!pod_available(&pod, 10, at("2024-01-01T00:00:05Z")));
+        assert!(!pod_available(&pod, 10, at("2024-01-01T00:00:10Z")));
+        assert!(pod_available(&pod, 10, at("2024-01-01T00:00:11Z")));
+        let not_ready =
+            json!({ "status": { "conditions": [{ "type": "Ready", "status": "False" }] } });
+        assert!(!pod_available(&not_ready, 0, at("2024-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn pruning_drops_what_go_would_not_tell_apart() {
+        let sent = json!({
+            "metadata": { "creationTimestamp": null, "labels": { "app": "a" } },
+            "spec": { "containers": [{ "name": "c", "resources": {}, "env": [] }] },
+        });
+        let stored = json!({
+            "metadata": { "labels": { "app": "a" } },
+            "spec": { "containers": [{ "name": "c" }] },
+        });
+        assert_eq!(pruned(&sent), pruned(&stored));
     }
 
     #[test]

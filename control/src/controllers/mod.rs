@@ -9,6 +9,7 @@ mod cache;
 mod client;
 mod config;
 mod controller;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -26,6 +27,7 @@ pub mod protection;
 pub mod replicaset;
 pub mod resourcequota;
 mod services;
+pub mod statefulset;
 pub mod storage;
 pub mod volumebinder;
 

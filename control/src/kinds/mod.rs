@@ -3,6 +3,8 @@
 //! table (`api::registry`) points each resource at its strategy; a new kind
 //! is a strategy here and an entry there.
 
+mod daemonset;
+mod deployment;
 mod env;
 mod generic;
 mod namespace;
@@ -11,11 +13,16 @@ mod pod;
 mod pod_validation;
 mod quota;
 mod refusal;
+mod replication_controller;
 mod scalable;
 mod service;
+mod statefulset;
 mod storage;
 mod strategy;
+mod workload;
 
+pub use daemonset::{DaemonSetStrategy, IntOrPercent};
+pub use deployment::DeploymentStrategy;
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
@@ -23,9 +30,11 @@ pub use node::NodeStrategy;
 pub use pod::PodStrategy;
 pub use quota::{LimitRangeStrategy, ResourceQuotaStrategy};
 pub use refusal::Refusal;
+pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
     PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
