@@ -10,6 +10,7 @@
 //! they write through the API like any client. docs/ARCHITECTURE.md has
 //! the whole picture.
 
+pub mod admission;
 pub mod alloc;
 pub mod api;
 pub mod clock;
@@ -17,6 +18,7 @@ pub mod controllers;
 pub mod kinds;
 pub mod manager;
 pub mod patch;
+pub mod quantity;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -12,7 +12,7 @@ use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, cronjob, default_identity,
     deployment, endpoints, endpointslice, gc, job, localpath, namespace, nodelifecycle, podcidr,
-    protection, replicaset, statefulset, volumebinder,
+    protection, replicaset, resourcequota, statefulset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -65,6 +65,7 @@ const CACHED: &[Kind] = &[
     Kind::PersistentVolume,
     Kind::PersistentVolumeClaim,
     Kind::StorageClass,
+    Kind::ResourceQuota,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`.
@@ -101,6 +102,7 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(protection::Protection, context.clone()));
     tasks.spawn(drive(job::Jobs::default(), context.clone()));
     tasks.spawn(drive(cronjob::CronJobs::default(), context.clone()));
+    tasks.spawn(drive(resourcequota::ResourceQuotas, context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

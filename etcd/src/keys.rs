@@ -33,6 +33,8 @@ pub const LEASES: &str = "/registry/leases";
 pub const PERSISTENT_VOLUMES: &str = "/registry/persistentvolumes";
 pub const PERSISTENT_VOLUME_CLAIMS: &str = "/registry/persistentvolumeclaims";
 pub const STORAGE_CLASSES: &str = "/registry/storageclasses";
+pub const RESOURCE_QUOTAS: &str = "/registry/resourcequotas";
+pub const LIMIT_RANGES: &str = "/registry/limitranges";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

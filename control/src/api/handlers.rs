@@ -12,6 +12,7 @@ use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
 use super::{objects, orphan, scale, table};
+use crate::admission;
 use crate::clock;
 use crate::kinds::{Claim, Env, Subresource};
 use crate::patch::{self, PatchType};
@@ -146,6 +147,19 @@ impl Handler<'_> {
             let mut updated = mutate(current.clone())?;
             if same_object(&updated, &current) {
                 return Ok(current);
+            }
+            if part == Part::Main
+                && let Some(namespace) = self.target.namespace.as_deref()
+            {
+                let subject = admission::Subject {
+                    group: resource.group,
+                    plural: resource.plural,
+                    namespace,
+                    name,
+                };
+                admission::validate(&self.api.store, &subject, Some(&current), &updated)
+                    .await
+                    .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
             }
             let claim = match part {
                 Part::Main => strategy
@@ -586,7 +600,23 @@ impl Api {
             .await
             .map_err(refused)?;
         strategy.prepare_for_create(&mut object);
+        let subject = admission::Subject {
+            group: resource.group,
+            plural: resource.plural,
+            namespace: namespace.unwrap_or_default(),
+            name: &name,
+        };
+        if namespace.is_some() {
+            admission::mutate(&self.store, &subject, &mut object)
+                .await
+                .map_err(refused)?;
+        }
         strategy.validate(&self.env, &object).map_err(refused)?;
+        if namespace.is_some() {
+            admission::validate(&self.store, &subject, None, &object)
+                .await
+                .map_err(refused)?;
+        }
         let claim = strategy
             .allocate(&self.env, None, &mut object)
             .await

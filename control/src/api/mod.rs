@@ -29,7 +29,7 @@ mod version;
 mod watch;
 
 pub use crate::kinds::ServiceNetwork;
-pub use registry::SYSTEM_NAMESPACES;
+pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
 pub use reply::Reply;
 pub use request::ApiRequest;
 pub use state::{Api, ApiConfig};

@@ -10,10 +10,10 @@ use skiff_etcd::keys;
 
 use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
-    CronJobStrategy, DeploymentStrategy, GenericStrategy, JobStrategy, NamespaceStrategy,
-    NodeStrategy, PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
-    ReplicationControllerStrategy, ScalableStrategy, ServiceStrategy, StatefulSetStrategy,
-    StorageClassStrategy, Strategy, Subresource,
+    CronJobStrategy, DeploymentStrategy, GenericStrategy, JobStrategy, LimitRangeStrategy,
+    NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
+    PodStrategy, ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy,
+    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -285,6 +285,36 @@ pub static RESOURCES: &[Resource] = &[
             ),
         ),
         &["pvc"],
+    ),
+    short(
+        with_strategy(
+            &ResourceQuotaStrategy,
+            resource(
+                "",
+                "ResourceQuota",
+                "resourcequotas",
+                "resourcequota",
+                true,
+                keys::RESOURCE_QUOTAS,
+                Typed::of::<core::v1::ResourceQuota>(),
+            ),
+        ),
+        &["quota"],
+    ),
+    short(
+        with_strategy(
+            &LimitRangeStrategy,
+            resource(
+                "",
+                "LimitRange",
+                "limitranges",
+                "limitrange",
+                true,
+                keys::LIMIT_RANGES,
+                Typed::of::<core::v1::LimitRange>(),
+            ),
+        ),
+        &["limits"],
     ),
     short(
         with_strategy(

@@ -25,6 +25,7 @@ pub enum Kind {
     PersistentVolume,
     PersistentVolumeClaim,
     StorageClass,
+    ResourceQuota,
 }
 
 impl Kind {
@@ -50,6 +51,7 @@ impl Kind {
             Self::PersistentVolume => keys::PERSISTENT_VOLUMES,
             Self::PersistentVolumeClaim => keys::PERSISTENT_VOLUME_CLAIMS,
             Self::StorageClass => keys::STORAGE_CLASSES,
+            Self::ResourceQuota => keys::RESOURCE_QUOTAS,
         }
     }
 
@@ -90,6 +92,7 @@ impl Kind {
             Self::PersistentVolume => "persistentvolumes",
             Self::PersistentVolumeClaim => "persistentvolumeclaims",
             Self::StorageClass => "storageclasses",
+            Self::ResourceQuota => "resourcequotas",
         }
     }
 

@@ -27,6 +27,7 @@ pub mod nodelifecycle;
 pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
+pub mod resourcequota;
 mod services;
 pub mod statefulset;
 pub mod storage;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::meta;
 use crate::kinds::SELECTED_NODE_ANNOTATION;
-use crate::scheduler::quantity;
+use crate::quantity;
 
 /// The claim's class; "" for none.
 pub fn class_name(object: &Value) -> &str {

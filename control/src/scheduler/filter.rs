@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use super::quantity;
 use crate::controllers::meta;
+use crate::quantity;
 
 /// What pods ask for (requests) or a node has (allocatable): cores, bytes,
 /// pods.

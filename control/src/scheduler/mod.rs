@@ -6,7 +6,6 @@
 //! and is bound once they are (`volumes`).
 
 pub mod filter;
-pub mod quantity;
 mod score;
 mod volumes;
 

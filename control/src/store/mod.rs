@@ -216,6 +216,25 @@ impl Store {
         }
     }
 
+    /// Replaces each `(key, object, expected mod_revision)` in one
+    /// transaction, only if none of them changed: `Conflict` when one did.
+    pub async fn update_all(&self, objects: &[(String, Value, i64)]) -> Result<(), StoreError> {
+        let guarded = objects
+            .iter()
+            .fold(Guarded::new(), |guarded, (key, object, expected)| {
+                guarded.unchanged(key, *expected).put(key, encode(object))
+            });
+        match self.kv.commit(guarded).await? {
+            Written::Done { .. } => Ok(()),
+            Written::Conflict | Written::Missing => Err(StoreError::Conflict {
+                key: objects
+                    .first()
+                    .map(|(key, ..)| key.clone())
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
     /// Removes the object if `preconditions` hold, returning it as it was.
     pub async fn delete(
         &self,

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
 use crate::kinds::refusal::Refusal;
-use crate::scheduler::quantity;
+use crate::quantity;
 use crate::validation::{
     FieldError, NameRule, Rendered, is_dns1123_subdomain, validate_object_meta,
 };

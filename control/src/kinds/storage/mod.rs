@@ -7,6 +7,8 @@
 mod claim;
 mod class;
 mod fields;
+
+pub(super) use fields::validate_meta;
 mod volume;
 
 use serde_json::{Value, json};
