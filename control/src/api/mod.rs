@@ -14,6 +14,7 @@ mod objects;
 mod openapi;
 mod orphan;
 mod path;
+pub mod protobuf;
 mod pod_row;
 mod query;
 mod registry;
@@ -29,6 +30,7 @@ mod watch;
 
 pub use crate::kinds::ServiceNetwork;
 pub use registry::SYSTEM_NAMESPACES;
+pub use media::prefers_protobuf;
 pub use reply::Reply;
 pub use request::ApiRequest;
 pub use state::{Api, ApiConfig};
