@@ -36,19 +36,34 @@ fn kubectl_generators_speak_protobuf() {
         kubectl(&testbed, &["create", "namespace", "x"]),
         "namespace/x created\n"
     );
-    assert_eq!(get_json(&testbed, &["get", "namespace", "x"])["status"]["phase"], "Active");
+    assert_eq!(
+        get_json(&testbed, &["get", "namespace", "x"])["status"]["phase"],
+        "Active"
+    );
 
-    kubectl(&testbed, &["create", "configmap", "c", "--from-literal=a=b"]);
+    kubectl(
+        &testbed,
+        &["create", "configmap", "c", "--from-literal=a=b"],
+    );
     let config_map = get_json(&testbed, &["get", "configmap", "c"]);
     assert_eq!(config_map["data"], serde_json::json!({ "a": "b" }));
 
-    kubectl(&testbed, &["create", "secret", "generic", "s", "--from-literal=p=q"]);
+    kubectl(
+        &testbed,
+        &["create", "secret", "generic", "s", "--from-literal=p=q"],
+    );
     let secret = get_json(&testbed, &["get", "secret", "s"]);
     assert_eq!(secret["data"], serde_json::json!({ "p": "cQ==" }));
 
     kubectl(
         &testbed,
-        &["create", "deployment", "d", "--image=skiff/busybox", "--replicas=2"],
+        &[
+            "create",
+            "deployment",
+            "d",
+            "--image=skiff/busybox",
+            "--replicas=2",
+        ],
     );
     let deployment = get_json(&testbed, &["get", "deployment", "d"]);
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -84,7 +99,10 @@ fn kubectl_generators_speak_protobuf() {
         ],
     );
     let pod = get_json(&testbed, &["get", "pod", "p"]);
-    assert_eq!(pod["spec"]["containers"][0]["args"], serde_json::json!(["sleep", "1"]));
+    assert_eq!(
+        pod["spec"]["containers"][0]["args"],
+        serde_json::json!(["sleep", "1"])
+    );
     assert_eq!(pod["spec"]["restartPolicy"], "Always");
     assert_eq!(pod["metadata"]["labels"]["run"], "p");
     watch_in_protobuf(&kubeconfig);
@@ -99,21 +117,28 @@ fn kubectl_generators_speak_protobuf() {
 fn watch_in_protobuf(kubeconfig: &Path) {
     let directory = tempfile::tempdir().unwrap();
     let directory = directory.path();
-    let kubeconfig: Value =
-        serde_json::from_slice(&std::fs::read(kubeconfig).unwrap()).expect("the kubeconfig is JSON");
+    let kubeconfig: Value = serde_json::from_slice(&std::fs::read(kubeconfig).unwrap())
+        .expect("the kubeconfig is JSON");
     let pem = |section: &str, field: &str, file: &str| {
         let data = kubeconfig[section][0][section.trim_end_matches('s')][field]
             .as_str()
             .unwrap_or_else(|| panic!("{field} in the kubeconfig"));
         let path = directory.join(file);
-        std::fs::write(&path, base64::engine::general_purpose::STANDARD.decode(data).unwrap())
-            .unwrap();
+        std::fs::write(
+            &path,
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
+        )
+        .unwrap();
         path
     };
     let ca = pem("clusters", "certificate-authority-data", "ca.crt");
     let cert = pem("users", "client-certificate-data", "admin.crt");
     let key = pem("users", "client-key-data", "admin.key");
-    let server = kubeconfig["clusters"][0]["cluster"]["server"].as_str().unwrap();
+    let server = kubeconfig["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap();
     let curl = |path: &str| -> (String, Vec<u8>) {
         let headers = directory.join("headers");
         let output = Command::new("curl")
@@ -162,5 +187,7 @@ fn watch_in_protobuf(kubeconfig: &Path) {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }

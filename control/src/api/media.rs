@@ -76,7 +76,9 @@ mod tests {
         assert!(!prefers_protobuf(Some(
             "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json"
         )));
-        assert!(!prefers_protobuf(Some("application/vnd.kubernetes.protobuf;q=0, */*")));
+        assert!(!prefers_protobuf(Some(
+            "application/vnd.kubernetes.protobuf;q=0, */*"
+        )));
         assert!(!prefers_protobuf(None));
     }
 }

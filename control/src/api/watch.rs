@@ -149,7 +149,11 @@ impl Stream {
             Err(Stop::Unencodable(error)) => ApiError::internal(error.to_string()),
             Ok(()) | Err(Stop::ClientGone) => return,
         };
-        debug!(resource = self.resource.plural, message = status.message, "watch ended");
+        debug!(
+            resource = self.resource.plural,
+            message = status.message,
+            "watch ended"
+        );
         // The client may be gone already; nothing more to do then.
         let _ = self.send("ERROR", status.status()).await;
     }

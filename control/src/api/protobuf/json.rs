@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 use prost_reflect::{
-    DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage, Value as Proto,
+    DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage,
+    Value as Proto,
 };
 use serde_json::{Map, Value};
 
@@ -86,14 +87,20 @@ fn message_from_json(
     }
     if name == format!("{RUNTIME}.RawExtension") || name == format!("{META_V1}.FieldsV1") {
         let raw = serde_json::to_vec(value).expect("JSON values always serialize");
-        let field = descriptor.fields().next().expect("one field: the raw bytes");
+        let field = descriptor
+            .fields()
+            .next()
+            .expect("one field: the raw bytes");
         message.set_field(&field, Proto::Bytes(raw.into()));
         return Ok(message);
     }
     let Value::Object(fields) = value else {
         return Err(invalid("not an object"));
     };
-    for field in descriptor.fields().filter(|field| field.json_name() == INLINE) {
+    for field in descriptor
+        .fields()
+        .filter(|field| field.json_name() == INLINE)
+    {
         let Kind::Message(inline) = field.kind() else {
             unreachable!("inlined fields are messages");
         };
@@ -157,7 +164,11 @@ fn message_from_json(
     Ok(message)
 }
 
-fn map_from_json(field: &FieldDescriptor, value: &Value, path: &str) -> Result<Proto, ProtobufError> {
+fn map_from_json(
+    field: &FieldDescriptor,
+    value: &Value,
+    path: &str,
+) -> Result<Proto, ProtobufError> {
     let Value::Object(entries) = value else {
         return Err(ProtobufError::Field {
             path: display(path),
@@ -182,9 +193,7 @@ fn single_from_json(kind: &Kind, value: &Value, path: &str) -> Result<Proto, Pro
         message: format!("not {what}"),
     };
     Ok(match kind {
-        Kind::Message(descriptor) => {
-            Proto::Message(message_from_json(descriptor, value, path)?)
-        }
+        Kind::Message(descriptor) => Proto::Message(message_from_json(descriptor, value, path)?),
         Kind::String => Proto::String(value.as_str().ok_or_else(|| wrong("a string"))?.to_owned()),
         Kind::Bool => Proto::Bool(value.as_bool().ok_or_else(|| wrong("a boolean"))?),
         Kind::Int32 => Proto::I32(
@@ -209,7 +218,11 @@ fn single_from_json(kind: &Kind, value: &Value, path: &str) -> Result<Proto, Pro
 pub fn from_message(message: &DynamicMessage) -> Value {
     let descriptor = message.descriptor();
     let name = descriptor.full_name();
-    let field = |field: &str| message.get_field_by_name(field).map(|value| value.into_owned());
+    let field = |field: &str| {
+        message
+            .get_field_by_name(field)
+            .map(|value| value.into_owned())
+    };
     if name == format!("{META_V1}.Time") || name == format!("{META_V1}.MicroTime") {
         let seconds = field("seconds").and_then(|v| v.as_i64()).unwrap_or(0);
         let nanos = field("nanos").and_then(|v| v.as_i32()).unwrap_or(0);
@@ -280,7 +293,9 @@ fn omitted(value: &Proto) -> bool {
         Proto::Message(message) => {
             let name = message.descriptor().full_name().to_owned();
             (name == format!("{META_V1}.Time") || name == format!("{META_V1}.MicroTime"))
-                && message.fields().all(|(_, value)| matches!(value, Proto::I64(0) | Proto::I32(0)))
+                && message
+                    .fields()
+                    .all(|(_, value)| matches!(value, Proto::I64(0) | Proto::I32(0)))
         }
         _ => false,
     }

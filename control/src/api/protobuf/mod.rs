@@ -95,11 +95,19 @@ fn message_for(api_version: &str, kind: &str) -> Result<MessageDescriptor, Proto
 
 /// An object (with `apiVersion` and `kind`) as kube-apiserver sends it.
 pub fn encode_object(object: &Value) -> Result<Vec<u8>, ProtobufError> {
-    let text = |field: &str| object.get(field).and_then(Value::as_str).unwrap_or_default();
+    let text = |field: &str| {
+        object
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
     let (api_version, kind) = (text("apiVersion"), text("kind"));
     let inner = json::to_message(&message_for(api_version, kind)?, object)?;
     let mut type_meta = DynamicMessage::new(message(&format!("{RUNTIME}.TypeMeta")));
-    type_meta.set_field_by_name("apiVersion", prost_reflect::Value::String(api_version.to_owned()));
+    type_meta.set_field_by_name(
+        "apiVersion",
+        prost_reflect::Value::String(api_version.to_owned()),
+    );
     type_meta.set_field_by_name("kind", prost_reflect::Value::String(kind.to_owned()));
     let mut unknown = DynamicMessage::new(message(&format!("{RUNTIME}.Unknown")));
     unknown.set_field_by_name("typeMeta", prost_reflect::Value::Message(type_meta));
@@ -107,12 +115,13 @@ pub fn encode_object(object: &Value) -> Result<Vec<u8>, ProtobufError> {
         "raw",
         prost_reflect::Value::Bytes(inner.encode_to_vec().into()),
     );
-    unknown.set_field_by_name("contentEncoding", prost_reflect::Value::String("".to_owned()));
+    unknown.set_field_by_name(
+        "contentEncoding",
+        prost_reflect::Value::String("".to_owned()),
+    );
     unknown.set_field_by_name("contentType", prost_reflect::Value::String("".to_owned()));
     let mut bytes = PREFIX.to_vec();
-    unknown
-        .encode(&mut bytes)
-        .expect("a Vec grows as needed");
+    unknown.encode(&mut bytes).expect("a Vec grows as needed");
     Ok(bytes)
 }
 
@@ -120,10 +129,12 @@ pub fn encode_object(object: &Value) -> Result<Vec<u8>, ProtobufError> {
 /// `kind`.
 pub fn decode_object(bytes: &[u8]) -> Result<Value, ProtobufError> {
     let rest = bytes.strip_prefix(PREFIX).ok_or(ProtobufError::NoPrefix)?;
-    let unknown = DynamicMessage::decode(message(&format!("{RUNTIME}.Unknown")), rest)
-        .map_err(|source| ProtobufError::Decode {
-            what: "the runtime.Unknown envelope".to_owned(),
-            source,
+    let unknown =
+        DynamicMessage::decode(message(&format!("{RUNTIME}.Unknown")), rest).map_err(|source| {
+            ProtobufError::Decode {
+                what: "the runtime.Unknown envelope".to_owned(),
+                source,
+            }
         })?;
     let encoding = string_field(&unknown, "contentEncoding");
     if !encoding.is_empty() {

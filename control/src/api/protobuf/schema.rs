@@ -114,9 +114,10 @@ fn read_messages(root: &Path) -> BTreeMap<Key, RustMessage> {
                             .iter()
                             .map(|field| read_field(field, &module))
                             .collect();
-                        messages.insert((module.clone(), item.ident.to_string()), RustMessage {
-                            fields,
-                        });
+                        messages.insert(
+                            (module.clone(), item.ident.to_string()),
+                            RustMessage { fields },
+                        );
                     }
                 }
             }

@@ -70,24 +70,58 @@ fn pod_with_every_tricky_type() {
         Some(1_796_475_845)
     );
     let container = &decoded.spec.as_ref().expect("spec").containers[0];
-    assert_eq!(container.resources.as_ref().unwrap().limits["cpu"].string.as_deref(), Some("500m"));
-    let named = container.readiness_probe.as_ref().unwrap().handler.as_ref().unwrap();
+    assert_eq!(
+        container.resources.as_ref().unwrap().limits["cpu"]
+            .string
+            .as_deref(),
+        Some("500m")
+    );
+    let named = container
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .handler
+        .as_ref()
+        .unwrap();
     let port = named.http_get.as_ref().unwrap().port.as_ref().unwrap();
-    assert_eq!((port.r#type, port.str_val.as_deref()), (Some(1), Some("http")));
-    let numbered = container.liveness_probe.as_ref().unwrap().handler.as_ref().unwrap();
+    assert_eq!(
+        (port.r#type, port.str_val.as_deref()),
+        (Some(1), Some("http"))
+    );
+    let numbered = container
+        .liveness_probe
+        .as_ref()
+        .unwrap()
+        .handler
+        .as_ref()
+        .unwrap();
     let port = numbered.tcp_socket.as_ref().unwrap().port.as_ref().unwrap();
     assert_eq!((port.r#type, port.int_val), (Some(0), Some(80)));
     // An embedded Go struct (LocalObjectReference) is inline in JSON.
-    let reference = container.env[0].value_from.as_ref().unwrap().config_map_key_ref.as_ref();
+    let reference = container.env[0]
+        .value_from
+        .as_ref()
+        .unwrap()
+        .config_map_key_ref
+        .as_ref();
     assert_eq!(
-        reference.unwrap().local_object_reference.as_ref().unwrap().name.as_deref(),
+        reference
+            .unwrap()
+            .local_object_reference
+            .as_ref()
+            .unwrap()
+            .name
+            .as_deref(),
         Some("c")
     );
 
     // Back: nulls and empty lists are absent, as from Go; zero pointers
     // (gracePeriod 0, automount false) stay.
     object["spec"].as_object_mut().unwrap().remove("envFrom");
-    object["spec"]["containers"][0].as_object_mut().unwrap().remove("args");
+    object["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("args");
     assert_eq!(decode_object(&bytes).expect("decodes"), object);
 }
 
