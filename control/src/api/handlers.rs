@@ -11,7 +11,7 @@ use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
-use super::{objects, orphan, scale, table};
+use super::{media, objects, orphan, protobuf, scale, table};
 use crate::admission;
 use crate::clock;
 use crate::kinds::{Claim, Env, Subresource};
@@ -60,7 +60,14 @@ impl Handler<'_> {
         match (name, subresource.as_deref()) {
             (None, None) if method == Method::GET => {
                 if self.query.flag("watch")? {
-                    super::watch::start(self.api, &self.target, &self.query, self.table()).await
+                    super::watch::start(
+                        self.api,
+                        &self.target,
+                        &self.query,
+                        self.table(),
+                        media::prefers_protobuf(self.request.accept.as_deref()),
+                    )
+                    .await
                 } else {
                     self.list().await
                 }
@@ -269,11 +276,18 @@ impl Handler<'_> {
         )
     }
 
-    /// Bodies of create, update and binding must be JSON: skiff speaks no
-    /// protobuf, and says so instead of misreading the bytes.
+    /// Bodies of create, update and binding are JSON or Kubernetes'
+    /// protobuf (what client-go sends by default), as JSON.
     fn json_body(&self) -> Result<Value, ApiError> {
         if let Some(content_type) = &self.request.content_type {
             let media = content_type.split(';').next().unwrap_or_default().trim();
+            if media == protobuf::MEDIA_TYPE {
+                return protobuf::decode_object(&self.request.body).map_err(|error| {
+                    ApiError::bad_request(format!(
+                        "the request body is not a valid protobuf object: {error}"
+                    ))
+                });
+            }
             if !matches!(media, "application/json" | "*/*" | "") {
                 return Err(ApiError::unsupported_media_type(content_type));
             }

@@ -16,6 +16,7 @@ mod openapi;
 mod orphan;
 mod path;
 mod pod_row;
+pub mod protobuf;
 mod query;
 mod registry;
 mod reply;
@@ -29,6 +30,7 @@ mod version;
 mod watch;
 
 pub use crate::kinds::ServiceNetwork;
+pub use media::prefers_protobuf;
 pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
 pub use reply::Reply;
 pub use request::ApiRequest;

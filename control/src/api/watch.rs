@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::path::Target;
+use super::protobuf::{self, ProtobufError};
 use super::query::Query;
 use super::registry::Resource;
 use super::selectors::{FieldSelector, LabelSelector};
@@ -23,12 +24,15 @@ const BUFFER: usize = 64;
 /// Starts a watch. With `resourceVersion` unset or "0" it begins with an
 /// ADDED event per existing object, as kube-apiserver does; otherwise it
 /// resumes after that revision.
-/// With `table`, each object is sent as a one-row Table (`kubectl get -w`).
+/// With `table`, each object is sent as a one-row Table (`kubectl get -w`);
+/// with `protobuf` (and no table), events are length-prefixed protobuf
+/// `WatchEvent`s.
 pub async fn start(
     api: &Api,
     target: &Target,
     query: &Query,
     table: bool,
+    protobuf: bool,
 ) -> Result<Reply, ApiError> {
     let resource = target.resource;
     let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or_default())?;
@@ -68,16 +72,22 @@ pub async fn start(
         .map_err(|error| ApiError::from_store(error, resource, ""))?;
 
     let (sender, receiver) = mpsc::channel(BUFFER);
+    let protobuf = protobuf && !table;
     let stream = Stream {
         resource,
         sender,
         matches: Box::new(matches),
         sent_revision: after,
         table,
+        protobuf,
     };
     tokio::spawn(stream.run(initial, initial_events_end, watch, timeout));
     Ok(Reply::Stream {
-        content_type: "application/json",
+        content_type: if protobuf {
+            protobuf::WATCH_MEDIA_TYPE
+        } else {
+            "application/json"
+        },
         receiver,
     })
 }
@@ -91,12 +101,17 @@ struct Stream {
     sent_revision: i64,
     /// Objects go out as one-row Tables.
     table: bool,
+    /// Events go out as protobuf frames rather than JSON lines.
+    protobuf: bool,
 }
 
 /// Why a stream stopped sending.
 enum Stop {
     ClientGone,
     Failed(StoreError),
+    /// An object that has no protobuf form (a defect: every served kind
+    /// has one).
+    Unencodable(ProtobufError),
 }
 
 impl Stream {
@@ -125,18 +140,22 @@ impl Stream {
             () = sender.closed() => Err(Stop::ClientGone),
             () = tokio::time::sleep(timeout) => Ok(()),
         };
-        if let Err(Stop::Failed(error)) = result {
-            debug!(resource = self.resource.plural, %error, "watch ended");
-            let status = match error {
-                StoreError::Compacted { revision } => ApiError::gone(format!(
-                    "too old resource version: {} ({revision})",
-                    self.sent_revision
-                )),
-                other => ApiError::internal(other.to_string()),
-            };
-            // The client may be gone already; nothing more to do then.
-            let _ = self.send("ERROR", status.status()).await;
-        }
+        let status = match result {
+            Err(Stop::Failed(StoreError::Compacted { revision })) => ApiError::gone(format!(
+                "too old resource version: {} ({revision})",
+                self.sent_revision
+            )),
+            Err(Stop::Failed(error)) => ApiError::internal(error.to_string()),
+            Err(Stop::Unencodable(error)) => ApiError::internal(error.to_string()),
+            Ok(()) | Err(Stop::ClientGone) => return,
+        };
+        debug!(
+            resource = self.resource.plural,
+            message = status.message,
+            "watch ended"
+        );
+        // The client may be gone already; nothing more to do then.
+        let _ = self.send("ERROR", status.status()).await;
     }
 
     async fn follow(&mut self, watch: &mut Watch) -> Result<(), Stop> {
@@ -207,11 +226,16 @@ impl Stream {
     }
 
     async fn send(&self, event_type: &str, object: Value) -> Result<(), Stop> {
-        let mut line = serde_json::to_vec(&json!({ "type": event_type, "object": object }))
-            .expect("JSON values always serialize");
-        line.push(b'\n');
+        let encoded = if self.protobuf {
+            protobuf::watch_frame(event_type, &object).map_err(Stop::Unencodable)?
+        } else {
+            let mut line = serde_json::to_vec(&json!({ "type": event_type, "object": object }))
+                .expect("JSON values always serialize");
+            line.push(b'\n');
+            line
+        };
         self.sender
-            .send(Bytes::from(line))
+            .send(Bytes::from(encoded))
             .await
             .map_err(|_| Stop::ClientGone)
     }

@@ -288,7 +288,9 @@ async fn handle(
         }
     };
     debug!(user = user.name, %method, path, "request");
-    reply(
+    let protobuf = crate::api::prefers_protobuf(accept.as_deref());
+    reply_as(
+        protobuf,
         state
             .api
             .handle(ApiRequest {
@@ -304,13 +306,30 @@ async fn handle(
 }
 
 fn reply(reply: Reply) -> Response<Body> {
+    reply_as(false, reply)
+}
+
+/// The reply, its object in protobuf when the client prefers that and the
+/// object has a protobuf message (Tables do not: those stay JSON, which
+/// every client accepts too).
+fn reply_as(protobuf: bool, reply: Reply) -> Response<Body> {
     match reply {
         Reply::Json {
             code,
             body,
             warnings,
         } => {
-            let mut response = json_response(code, &body);
+            let encoded = protobuf
+                .then(|| crate::api::protobuf::encode_object(&body))
+                .and_then(|encoded| {
+                    encoded
+                        .inspect_err(|error| debug!(%error, "answering in JSON"))
+                        .ok()
+                });
+            let mut response = match encoded {
+                Some(bytes) => encoded_response(code, crate::api::protobuf::MEDIA_TYPE, bytes),
+                None => json_response(code, &body),
+            };
             for warning in warnings {
                 // RFC 7234's form, as kube-apiserver sends it: code 299, no
                 // agent, the text quoted.
@@ -339,9 +358,13 @@ fn reply(reply: Reply) -> Response<Body> {
 
 fn json_response(code: u16, body: &Value) -> Response<Body> {
     let bytes = serde_json::to_vec(body).expect("JSON values always serialize");
+    encoded_response(code, "application/json", bytes)
+}
+
+fn encoded_response(code: u16, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_TYPE, content_type)
         .body(Body::Full(Some(Bytes::from(bytes))))
         .expect("a valid response")
 }

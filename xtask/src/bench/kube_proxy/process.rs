@@ -93,8 +93,6 @@ impl KubeProxy {
             .arg("--proxy-mode=iptables")
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            // skiff-control takes JSON only.
-            .arg("--kube-api-content-type=application/json")
             // v1 Endpoints: skiff-control serves no v1beta1 EndpointSlices.
             .arg("--feature-gates=EndpointSliceProxying=false")
             .arg(format!("--hostname-override={}", node.name()))
