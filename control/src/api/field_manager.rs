@@ -56,7 +56,10 @@ pub fn check_patch_options(query: &Query, apply: bool) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     let manager = query.get("fieldManager").unwrap_or_default();
     if apply && manager.is_empty() {
-        errors.push(FieldError::required("fieldManager", "is required for apply patch"));
+        errors.push(FieldError::required(
+            "fieldManager",
+            "is required for apply patch",
+        ));
     }
     if !apply && query.get("force").is_some() {
         errors.push(FieldError::forbidden(

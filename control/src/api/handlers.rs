@@ -343,7 +343,8 @@ impl Handler<'_> {
                     current: &current,
                     manager: Some(&manager),
                 };
-                let (updated, dropped) = apply_part(env, resource, name, written, sent.clone(), fields)?;
+                let (updated, dropped) =
+                    apply_part(env, resource, name, written, sent.clone(), fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -409,9 +410,8 @@ impl Handler<'_> {
         let force = self.query.flag("force")?;
         let manager = self.manager(Operation::Apply, Part::Main);
         let fields = FieldValidation::from_query(&self.query)?;
-        let mut config: Value = serde_yaml_ng::from_slice(&self.request.body).map_err(|error| {
-            ApiError::bad_request(format!("error decoding YAML: {error}"))
-        })?;
+        let mut config: Value = serde_yaml_ng::from_slice(&self.request.body)
+            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?;
         if !config.is_object() {
             return Err(ApiError::bad_request(
                 "the apply configuration must be an object",

@@ -203,10 +203,9 @@ impl ManagedFields {
     pub fn of(object: &Value) -> Result<Self, ManagedFieldsError> {
         let entries = match object["metadata"].get("managedFields") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(entries)) => entries
-                .iter()
-                .map(Entry::read)
-                .collect::<Result<_, _>>()?,
+            Some(Value::Array(entries)) => {
+                entries.iter().map(Entry::read).collect::<Result<_, _>>()?
+            }
             Some(_) => return Err(ManagedFieldsError::NotAList),
         };
         Ok(Self { entries })
@@ -216,7 +215,8 @@ impl ManagedFields {
     /// an object nobody manages has no `managedFields`.
     pub fn store(mut self, object: &mut Value) {
         self.entries.retain(|entry| !entry.fields.is_empty());
-        self.entries.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        self.entries
+            .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         let Some(metadata) = object
             .as_object_mut()
             .map(|object| object.entry("metadata").or_insert_with(|| json!({})))
@@ -350,7 +350,11 @@ pub fn apply(
     // What this manager applied before and no longer does goes, unless
     // another manager owns it too.
     let mut others = FieldSet::new();
-    for entry in managed.entries.iter().filter(|e| &e.manager != write.manager) {
+    for entry in managed
+        .entries
+        .iter()
+        .filter(|e| &e.manager != write.manager)
+    {
         others.union_with(&entry.fields);
     }
     if let Some(before) = managed.fields_of(write.manager) {
@@ -364,7 +368,11 @@ pub fn apply(
     };
     strip(&mut changed);
     let mut conflicts = Vec::new();
-    for entry in managed.entries.iter_mut().filter(|e| &e.manager != write.manager) {
+    for entry in managed
+        .entries
+        .iter_mut()
+        .filter(|e| &e.manager != write.manager)
+    {
         let taken = entry.fields.intersection(&changed);
         if taken.is_empty() {
             continue;
@@ -460,7 +468,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["manager"].as_str().unwrap().to_owned(), e["fieldsV1"].clone()))
+            .map(|e| {
+                (
+                    e["manager"].as_str().unwrap().to_owned(),
+                    e["fieldsV1"].clone(),
+                )
+            })
             .collect()
     }
 
@@ -478,8 +491,13 @@ mod tests {
             json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:replicas": {}}})
         );
         // Applying the same again changes nothing.
-        let again = apply_as(Some(&created), &config(2, json!({"a": "1"})), "kubectl", false)
-            .unwrap();
+        let again = apply_as(
+            Some(&created),
+            &config(2, json!({"a": "1"})),
+            "kubectl",
+            false,
+        )
+        .unwrap();
         assert_eq!(again, created);
     }
 
@@ -517,7 +535,10 @@ mod tests {
         let forced = apply_as(Some(&shared), &config(3, Value::Null), "two", true).unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
         let owners = owners(&forced);
-        assert_eq!(owners, [("two".to_owned(), json!({"f:spec": {"f:replicas": {}}}))]);
+        assert_eq!(
+            owners,
+            [("two".to_owned(), json!({"f:spec": {"f:replicas": {}}}))]
+        );
     }
 
     #[test]
@@ -543,7 +564,10 @@ mod tests {
         let live = apply_as(None, &config(2, json!({"a": "1"})), "kubectl", false).unwrap();
         let mut updated = live.clone();
         updated["spec"]["replicas"] = json!(5);
-        updated["metadata"].as_object_mut().unwrap().remove("labels");
+        updated["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
         let editor = manager("kubectl-edit", Operation::Update);
         let write = Write {
             manager: &editor,
@@ -556,7 +580,10 @@ mod tests {
         assert_eq!(entries[0]["manager"], "kubectl-edit");
         assert_eq!(entries[0]["operation"], "Update");
         assert_eq!(entries[0]["time"], "2026-12-05T13:01:00Z");
-        assert_eq!(entries[0]["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+        assert_eq!(
+            entries[0]["fieldsV1"],
+            json!({"f:spec": {"f:replicas": {}}})
+        );
         // A conflict with an updater names the time of its update.
         let err = apply_as(Some(&updated), &config(2, Value::Null), "kubectl", false).unwrap_err();
         assert_eq!(

@@ -12,8 +12,8 @@ mod structured;
 
 pub use error::PatchError;
 pub use managed::{
-    ApplyError, Conflicts, ManagedFieldsError, Manager, Operation, Write, apply as server_side_apply,
-    record_update,
+    ApplyError, Conflicts, ManagedFieldsError, Manager, Operation, Write,
+    apply as server_side_apply, record_update,
 };
 pub use schema::{ListStrategy, list_strategy, merge_key};
 pub use strategic::strategic_merge_patch;

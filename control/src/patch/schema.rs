@@ -183,13 +183,18 @@ mod tests {
     #[test]
     fn apply_list_types() {
         let ports = list_type(&["spec", "containers", "ports"]);
-        assert_eq!(ports.keys().collect::<Vec<_>>(), ["containerPort", "protocol"]);
+        assert_eq!(
+            ports.keys().collect::<Vec<_>>(),
+            ["containerPort", "protocol"]
+        );
         assert_eq!(
             list_type(&["spec", "ports"]).keys().collect::<Vec<_>>(),
             ["port", "protocol"]
         );
         assert_eq!(
-            list_type(&["spec", "containers"]).keys().collect::<Vec<_>>(),
+            list_type(&["spec", "containers"])
+                .keys()
+                .collect::<Vec<_>>(),
             ["name"]
         );
         assert_eq!(list_type(&["metadata", "finalizers"]), ListType::Set);

@@ -316,7 +316,8 @@ mod tests {
     fn applied_fields_key_lists_and_default_protocol() {
         let set = applied_fields(&deployment("nginx", 2)).unwrap();
         let fields = set.to_fields_v1();
-        let container = &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
+        let container =
+            &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
         assert_eq!(container["."], json!({}));
         assert_eq!(
             container["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"],
@@ -344,7 +345,9 @@ mod tests {
             {"name": "sidecar", "image": "busybox"}
         ]}}}});
         merge(&mut live, &config);
-        let containers = live["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+        let containers = live["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap();
         assert_eq!(containers.len(), 2);
         assert_eq!(containers[0]["image"], "nginx:2");
         assert_eq!(containers[0]["imagePullPolicy"], "Always");
