@@ -12,7 +12,7 @@ use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, default_identity, deployment,
     endpoints, endpointslice, gc, localpath, namespace, nodelifecycle, podcidr, protection,
-    replicaset, volumebinder,
+    replicaset, statefulset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -79,6 +79,11 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(endpoints::Endpoints, context.clone()));
     tasks.spawn(drive(replicaset::ReplicaSets, context.clone()));
     tasks.spawn(drive(deployment::Deployments, context.clone()));
+    tasks.spawn(drive(statefulset::StatefulSets, context.clone()));
+    tasks.spawn(drive(
+        crate::controllers::daemonset::DaemonSets,
+        context.clone(),
+    ));
     tasks.spawn(drive(
         nodelifecycle::NodeLifecycle::default(),
         context.clone(),

@@ -52,7 +52,7 @@ impl Testbed {
     /// A cluster of `nodes` nodes with etcd and an agent per node, each
     /// agent through its first full sync.
     pub fn start(nodes: usize) -> Result<Testbed> {
-        Self::start_with(nodes, false)
+        Self::start_with(nodes, false, &[])
     }
 
     /// As [`Testbed::start`], with agents that also register their nodes
@@ -60,10 +60,17 @@ impl Testbed {
     /// them are written to etcd ([`Testbed::store`]), not added with
     /// [`Testbed::add_pod`]: both would hand out the same addresses.
     pub fn start_running_pods(nodes: usize) -> Result<Testbed> {
-        Self::start_with(nodes, true)
+        Self::start_with(nodes, true, &[])
     }
 
-    fn start_with(nodes: usize, run_pods: bool) -> Result<Testbed> {
+    /// As [`Testbed::start_running_pods`], without the agents of the nodes
+    /// in `later` (1-based): a test starts them with
+    /// [`Testbed::start_agent`], as nodes that join a running cluster.
+    pub fn start_running_pods_except(nodes: usize, later: &[usize]) -> Result<Testbed> {
+        Self::start_with(nodes, true, later)
+    }
+
+    fn start_with(nodes: usize, run_pods: bool, later: &[usize]) -> Result<Testbed> {
         if run_pods {
             crate::images::ensure_built().map_err(|err| {
                 HarnessError::Environment(format!("building the images for the agents: {err:#}"))
@@ -84,7 +91,7 @@ impl Testbed {
             run_pods,
             cluster,
         };
-        for node in 1..=nodes {
+        for node in (1..=nodes).filter(|node| !later.contains(node)) {
             testbed.start_agent(node)?;
         }
         Ok(testbed)

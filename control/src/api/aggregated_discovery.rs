@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use super::metrics;
 use super::path::Document;
 use super::registry::{self, RESOURCES, Resource, STATUS_VERBS, VERBS};
 use crate::kinds::Subresource;
@@ -27,11 +28,14 @@ pub fn document(document: &Document) -> Option<Value> {
         Document::Groups => false,
         Document::Resources { .. } => return None,
     };
-    let items: Vec<Value> = registry::groups()
+    let mut items: Vec<Value> = registry::groups()
         .into_iter()
         .filter(|(group, _)| group.is_empty() == core)
         .map(|(group, version)| group_discovery(group, version))
         .collect();
+    if !core {
+        items.push(metrics::aggregated_group());
+    }
     Some(json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",
@@ -137,7 +141,7 @@ mod tests {
             .map(|g| g["metadata"]["name"].as_str().unwrap())
             .collect();
         assert!(
-            groups.contains(&"apps") && !groups.contains(&""),
+            groups.contains(&"apps") && groups.contains(&"metrics.k8s.io") && !groups.contains(&""),
             "{groups:?}"
         );
     }

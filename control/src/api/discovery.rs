@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use super::metrics;
 use super::path::Document;
 use super::registry::{self, RESOURCES, STATUS_VERBS, VERBS, group_version};
 use crate::kinds::Subresource;
@@ -34,12 +35,16 @@ fn groups() -> Value {
                 json!({ "groupVersion": group_version(group, version), "version": version });
             json!({ "name": group, "versions": [version.clone()], "preferredVersion": version })
         })
+        .chain([metrics::group()])
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 /// `/api/v1`, `/apis/<group>/<version>`.
 fn resources(group: &str, version: &str) -> Value {
+    if (group, version) == (metrics::GROUP, metrics::VERSION) {
+        return metrics::resources();
+    }
     let mut list = Vec::new();
     for resource in RESOURCES
         .iter()
@@ -152,7 +157,8 @@ mod tests {
                 "batch",
                 "networking.k8s.io",
                 "storage.k8s.io",
-                "coordination.k8s.io"
+                "coordination.k8s.io",
+                "metrics.k8s.io"
             ]
         );
         assert_eq!(resources("apps", "v1")["groupVersion"], "apps/v1");

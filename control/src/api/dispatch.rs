@@ -42,6 +42,13 @@ impl Api {
                     warnings: Vec::new(),
                 });
             }
+            Route::Metrics(target) => {
+                if request.method != Method::GET {
+                    return Err(ApiError::method_not_allowed(request.method.as_str()));
+                }
+                let query = Query::parse(request.query.as_deref())?;
+                return self.metrics(target, &query).await;
+            }
             Route::OpenApi(path) => {
                 if request.method != Method::GET {
                     return Err(ApiError::method_not_allowed(request.method.as_str()));

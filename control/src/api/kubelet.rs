@@ -1,15 +1,15 @@
 //! Reaching the node agent of a pod's node: its kubelet API on the node's
 //! InternalIP at the kubelet port, over TLS with the API server's
 //! kubelet-client certificate. `pods/log`, `pods/exec` and `pods/attach`
-//! go there.
+//! go there, and the metrics API reads its `/stats/summary`.
 
 use std::fmt::Display;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, header, request};
-use http_body_util::Empty;
+use http::{Request, Response, header, request};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
@@ -40,25 +40,33 @@ impl Kubelet {
     /// answers the agent's response. The connection allows upgrades:
     /// exec's, attach's and port-forward's switch protocols on it.
     pub async fn send(self, request: request::Builder) -> Result<Response<Incoming>, ApiError> {
-        let host = self.host;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(self.stream))
-                .await
-                .map_err(|error| unreachable(&host, error))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                debug!(%error, "kubelet connection ended");
-            }
-        });
-        let request = request
-            .header(header::HOST, &host)
-            .body(Empty::<Bytes>::new())
-            .map_err(|error| unreachable(&host, error))?;
-        sender
-            .send_request(request)
-            .await
-            .map_err(|error| unreachable(&host, error))
+        send(self.stream, &self.host, request).await
     }
+}
+
+/// Sends `request` (its Host set here, no body) on `stream` to the agent
+/// at `host`.
+async fn send(
+    stream: TlsStream<TcpStream>,
+    host: &str,
+    request: request::Builder,
+) -> Result<Response<Incoming>, ApiError> {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| unreachable(host, error))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            debug!(%error, "kubelet connection ended");
+        }
+    });
+    let request = request
+        .header(header::HOST, host)
+        .body(Empty::<Bytes>::new())
+        .map_err(|error| unreachable(host, error))?;
+    sender
+        .send_request(request)
+        .await
+        .map_err(|error| unreachable(host, error))
 }
 
 /// A failure talking to the agent at `host`.
@@ -127,7 +135,18 @@ impl Api {
             .get(&object_key(nodes.storage, None, node_name))
             .await
             .map_err(|error| ApiError::from_store(error, nodes, node_name))?;
-        let ip = internal_ip(&node).ok_or_else(|| {
+        let (stream, host) = self.connect_node(&node).await?;
+        Ok(Kubelet {
+            stream,
+            host,
+            container,
+        })
+    }
+
+    /// A TLS connection to `node`'s agent, and its `<ip>:<port>`.
+    async fn connect_node(&self, node: &Value) -> Result<(TlsStream<TcpStream>, String), ApiError> {
+        let node_name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let ip = internal_ip(node).ok_or_else(|| {
             ApiError::internal(format!("node {node_name} has no InternalIP address"))
         })?;
         let address = SocketAddr::new(ip, self.config.kubelet_port);
@@ -141,11 +160,24 @@ impl Api {
             .connect(ServerName::IpAddress(ip.into()), tcp)
             .await
             .map_err(|error| unreachable(address, error))?;
-        Ok(Kubelet {
-            stream,
-            host: address.to_string(),
-            container,
-        })
+        Ok((stream, address.to_string()))
+    }
+
+    /// GET `path` from `node`'s agent, a JSON document.
+    pub async fn node_json(&self, node: &Value, path: &str) -> Result<Value, ApiError> {
+        let (stream, host) = self.connect_node(node).await?;
+        let response = send(stream, &host, Request::get(path)).await?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| unreachable(&host, error))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(unreachable(&host, format!("{path}: {status}")));
+        }
+        serde_json::from_slice(&body).map_err(|error| unreachable(&host, error))
     }
 }
 

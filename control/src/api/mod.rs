@@ -11,6 +11,7 @@ mod handlers;
 mod kubelet;
 mod logs;
 mod media;
+mod metrics;
 mod objects;
 mod openapi;
 mod orphan;

@@ -1,5 +1,6 @@
 //! Which resource, namespace, object and subresource a URL path names.
 
+use super::metrics;
 use super::registry::{self, Resource};
 
 /// What an API path points at.
@@ -11,6 +12,8 @@ pub enum Route {
     OpenApi(Option<String>),
     /// A collection, an object or an object's subresource.
     Object(Target),
+    /// Resource metrics (`metrics.k8s.io`), read from the node agents.
+    Metrics(metrics::Target),
 }
 
 /// A discovery document.
@@ -40,6 +43,13 @@ pub fn route(path: &str) -> Option<Route> {
         ["apis"] => Some(Route::Discovery(Document::Groups)),
         ["openapi", "v3"] => Some(Route::OpenApi(None)),
         ["openapi", "v3", rest @ ..] => Some(Route::OpenApi(Some(rest.join("/")))),
+        ["apis", metrics::GROUP, metrics::VERSION] => Some(Route::Discovery(Document::Resources {
+            group: metrics::GROUP.to_owned(),
+            version: metrics::VERSION.to_owned(),
+        })),
+        ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] => {
+            metrics::route(rest).map(Route::Metrics)
+        }
         ["api", version, rest @ ..] => within("", version, rest),
         ["apis", group, version, rest @ ..] => within(group, version, rest),
         _ => None,
@@ -153,5 +163,9 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/a/services/web/status/x"), None);
         assert_eq!(route("/api/v1/widgets"), None);
         assert_eq!(route("/healthz"), None);
+        assert_eq!(
+            route("/apis/metrics.k8s.io/v1beta1/nodes"),
+            Some(Route::Metrics(metrics::Target::Nodes { name: None }))
+        );
     }
 }

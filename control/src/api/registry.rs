@@ -8,10 +8,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_etcd::keys;
 
+use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
     GenericStrategy, NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy,
-    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
-    Strategy, Subresource,
+    PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StatefulSetStrategy,
+    StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{UnknownField, strip_unknown_fields};
 
@@ -352,7 +353,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &GenericStrategy::WITH_STATUS,
+            &DaemonSetStrategy,
             resource(
                 "apps",
                 "DaemonSet",
@@ -367,7 +368,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &ScalableStrategy,
+            &StatefulSetStrategy,
             resource(
                 "apps",
                 "StatefulSet",

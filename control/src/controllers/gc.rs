@@ -12,7 +12,13 @@ use crate::store::{StoreError, object_key};
 pub struct GarbageCollector;
 
 /// The kinds whose objects have owners here.
-const DEPENDENTS: &[Kind] = &[Kind::Pod, Kind::ReplicaSet, Kind::EndpointSlice];
+const DEPENDENTS: &[Kind] = &[
+    Kind::Pod,
+    Kind::ReplicaSet,
+    Kind::EndpointSlice,
+    Kind::ControllerRevision,
+    Kind::PersistentVolumeClaim,
+];
 
 impl Controller for GarbageCollector {
     const NAME: &'static str = "garbagecollector";

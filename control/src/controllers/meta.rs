@@ -117,6 +117,63 @@ pub fn map_matches(selector: &Value, labels: &Value) -> bool {
     })
 }
 
+/// A `NodeSelector` (required node affinity): one of its terms holds.
+pub fn node_selector_matches(selector: &Value, node: &Value) -> bool {
+    selector["nodeSelectorTerms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|term| node_selector_term_matches(term, node))
+}
+
+/// A `NodeSelectorTerm`: every expression on labels and fields holds.
+pub fn node_selector_term_matches(term: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    let expressions = term["matchExpressions"].as_array().into_iter().flatten();
+    let fields = term["matchFields"].as_array().into_iter().flatten();
+    let has_any = term["matchExpressions"]
+        .as_array()
+        .is_some_and(|e| !e.is_empty())
+        || term["matchFields"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+    has_any
+        && expressions.into_iter().all(|expression| {
+            requirement_holds(
+                expression,
+                labels[expression["key"].as_str().unwrap_or_default()].as_str(),
+            )
+        })
+        && fields.into_iter().all(|expression| {
+            let value = (expression["key"] == "metadata.name").then(|| name(node));
+            requirement_holds(expression, value)
+        })
+}
+
+/// A `NodeSelectorRequirement` on a label (or field) whose value is `value`.
+fn requirement_holds(requirement: &Value, value: Option<&str>) -> bool {
+    let values: Vec<&str> = requirement["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let number = |text: &str| text.parse::<i64>().ok();
+    match requirement["operator"].as_str() {
+        Some("In") => value.is_some_and(|value| values.contains(&value)),
+        Some("NotIn") => value.is_none_or(|value| !values.contains(&value)),
+        Some("Exists") => value.is_some(),
+        Some("DoesNotExist") => value.is_none(),
+        Some("Gt") => {
+            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have > limit)
+        }
+        Some("Lt") => {
+            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have < limit)
+        }
+        _ => false,
+    }
+}
+
 /// Kubernetes' `ComputeHash`: FNV-1a (32 bit) of the template, written as
 /// `SafeEncodeString` of its decimal form.
 pub fn template_hash(template: &Value) -> String {

@@ -9,6 +9,7 @@ mod cache;
 mod client;
 mod config;
 mod controller;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -25,6 +26,7 @@ pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
 mod services;
+pub mod statefulset;
 pub mod storage;
 pub mod volumebinder;
 

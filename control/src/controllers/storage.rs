@@ -118,59 +118,8 @@ pub fn pick_volume<'a>(
 /// Whether the volume's node affinity admits `node` (a volume without one
 /// is reachable from every node).
 pub fn admits(volume: &Value, node: &Value) -> bool {
-    let terms = &volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"];
-    match terms.as_array() {
-        None => true,
-        Some(terms) => terms.iter().any(|term| term_matches(term, node)),
-    }
-}
-
-/// A `NodeSelectorTerm`: every expression on labels and fields holds.
-fn term_matches(term: &Value, node: &Value) -> bool {
-    let labels = &node["metadata"]["labels"];
-    let expressions = term["matchExpressions"].as_array().into_iter().flatten();
-    let fields = term["matchFields"].as_array().into_iter().flatten();
-    let has_any = term["matchExpressions"]
-        .as_array()
-        .is_some_and(|e| !e.is_empty())
-        || term["matchFields"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-    has_any
-        && expressions.into_iter().all(|expression| {
-            requirement_holds(
-                expression,
-                labels[expression["key"].as_str().unwrap_or_default()].as_str(),
-            )
-        })
-        && fields.into_iter().all(|expression| {
-            let value = (expression["key"] == "metadata.name").then(|| meta::name(node));
-            requirement_holds(expression, value)
-        })
-}
-
-/// A `NodeSelectorRequirement` on a label (or field) whose value is `value`.
-fn requirement_holds(requirement: &Value, value: Option<&str>) -> bool {
-    let values: Vec<&str> = requirement["values"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let number = |text: &str| text.parse::<i64>().ok();
-    match requirement["operator"].as_str() {
-        Some("In") => value.is_some_and(|value| values.contains(&value)),
-        Some("NotIn") => value.is_none_or(|value| !values.contains(&value)),
-        Some("Exists") => value.is_some(),
-        Some("DoesNotExist") => value.is_none(),
-        Some("Gt") => {
-            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have > limit)
-        }
-        Some("Lt") => {
-            matches!((value.and_then(number), values.first().and_then(|v| number(v))), (Some(have), Some(limit)) if have < limit)
-        }
-        _ => false,
-    }
+    let required = &volume["spec"]["nodeAffinity"]["required"];
+    required["nodeSelectorTerms"].is_null() || meta::node_selector_matches(required, node)
 }
 
 /// The node a volume's affinity pins it to by hostname, as the local-path
@@ -252,7 +201,7 @@ mod tests {
         let volumes = [pinned];
         assert!(pick_volume(&claim("manual", "1Gi"), &volumes, Some(&node("node2"))).is_none());
         let by_field = json!({ "matchFields": [{ "key": "metadata.name", "operator": "NotIn", "values": ["node1"] }] });
-        assert!(term_matches(&by_field, &node("node2")));
-        assert!(!term_matches(&by_field, &node("node1")));
+        assert!(meta::node_selector_term_matches(&by_field, &node("node2")));
+        assert!(!meta::node_selector_term_matches(&by_field, &node("node1")));
     }
 }

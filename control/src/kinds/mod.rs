@@ -3,6 +3,7 @@
 //! table (`api::registry`) points each resource at its strategy; a new kind
 //! is a strategy here and an entry there.
 
+mod daemonset;
 mod env;
 mod generic;
 mod namespace;
@@ -12,9 +13,12 @@ mod pod_validation;
 mod refusal;
 mod scalable;
 mod service;
+mod statefulset;
 mod storage;
 mod strategy;
+mod workload;
 
+pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use env::Env;
 pub use generic::GenericStrategy;
 pub use namespace::NamespaceStrategy;
@@ -24,6 +28,7 @@ pub use refusal::Refusal;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::ServiceNetwork;
+pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,
     PVC_PROTECTION, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,

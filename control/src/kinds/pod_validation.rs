@@ -56,7 +56,7 @@ fn items(value: &Value) -> &[Value] {
 
 /// A container's or volume's name: present, a DNS-1123 label, unique
 /// among `seen`.
-fn validate_label_name(
+pub(super) fn validate_label_name(
     name: &str,
     path: &str,
     seen: &mut HashSet<String>,

@@ -1,4 +1,4 @@
-//! Deployments, ReplicaSets and StatefulSets: a status and a `/scale`
+//! Deployments and ReplicaSets: a status and a `/scale`
 //! subresource over `spec.replicas`.
 
 use super::strategy::{Strategy, Subresource};

@@ -1,8 +1,9 @@
-//! Which nodes a pod may go to: Ready, schedulable, its nodeSelector, its
-//! tolerations of the node's taints, and its requests within what the node
-//! has left.
+//! Which nodes a pod may go to: Ready, schedulable (or the pod tolerates
+//! its unschedulable taint), its nodeSelector and required node affinity
+//! (on labels and on `metadata.name`), its tolerations of the node's taints,
+//! and its requests within what the node has left.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::quantity;
 use crate::controllers::meta;
@@ -91,13 +92,21 @@ pub fn check(pod: &Value, node: &Value, used: Resources) -> Result<(), Misfit> {
     if meta::condition(node, "Ready") != Some("True") {
         return Err(Misfit::NotReady);
     }
-    if node["spec"]["unschedulable"].as_bool() == Some(true) {
+    let tolerations = pod["spec"]["tolerations"].as_array();
+    // kube-scheduler's NodeUnschedulable plugin: the taint the node would
+    // carry for it may be tolerated (DaemonSet pods do).
+    let unschedulable_taint = json!({ "key": UNSCHEDULABLE_TAINT, "effect": "NoSchedule" });
+    if node["spec"]["unschedulable"].as_bool() == Some(true)
+        && !tolerations
+            .into_iter()
+            .flatten()
+            .any(|toleration| tolerates(toleration, &unschedulable_taint))
+    {
         return Err(Misfit::Unschedulable);
     }
-    if !meta::map_matches(&pod["spec"]["nodeSelector"], &node["metadata"]["labels"]) {
+    if !node_affinity_admits(pod, node) {
         return Err(Misfit::Selector);
     }
-    let tolerations = pod["spec"]["tolerations"].as_array();
     let untolerated = node["spec"]["taints"]
         .as_array()
         .into_iter()
@@ -126,6 +135,17 @@ pub fn check(pod: &Value, node: &Value, used: Resources) -> Result<(), Misfit> {
     Ok(())
 }
 
+/// The taint of a node marked unschedulable.
+pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// The pod's nodeSelector and required node affinity both admit `node`.
+pub fn node_affinity_admits(pod: &Value, node: &Value) -> bool {
+    let required =
+        &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+    meta::map_matches(&pod["spec"]["nodeSelector"], &node["metadata"]["labels"])
+        && (required.is_null() || meta::node_selector_matches(required, node))
+}
+
 /// Kubernetes' `Toleration.ToleratesTaint`.
 pub fn tolerates(toleration: &Value, taint: &Value) -> bool {
     let effect = toleration["effect"].as_str().unwrap_or_default();
@@ -148,8 +168,6 @@ pub fn tolerates(toleration: &Value, taint: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn node(extra: Value) -> Value {
@@ -212,5 +230,44 @@ mod tests {
         assert_eq!(check(&tolerant, &tainted, Resources::default()), Ok(()));
         let everything = pod(json!({ "tolerations": [{ "operator": "Exists" }] }));
         assert_eq!(check(&everything, &tainted, Resources::default()), Ok(()));
+        let cordoned = node(json!({ "spec": { "unschedulable": true } }));
+        assert_eq!(
+            check(&small, &cordoned, Resources::default()),
+            Err(Misfit::Unschedulable)
+        );
+        let daemon = pod(
+            json!({ "tolerations": [{ "key": UNSCHEDULABLE_TAINT, "operator": "Exists", "effect": "NoSchedule" }] }),
+        );
+        assert_eq!(check(&daemon, &cordoned, Resources::default()), Ok(()));
+    }
+
+    #[test]
+    fn required_node_affinity_on_labels_and_names() {
+        let affinity = |term: Value| {
+            pod(json!({ "affinity": { "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [term] },
+            } } }))
+        };
+        let on_n1 = affinity(
+            json!({ "matchFields": [{ "key": "metadata.name", "operator": "In", "values": ["n1"] }] }),
+        );
+        assert_eq!(
+            check(&on_n1, &node(json!({})), Resources::default()),
+            Ok(())
+        );
+        let on_n2 = affinity(
+            json!({ "matchFields": [{ "key": "metadata.name", "operator": "In", "values": ["n2"] }] }),
+        );
+        assert_eq!(
+            check(&on_n2, &node(json!({})), Resources::default()),
+            Err(Misfit::Selector)
+        );
+        let no_hdd = affinity(
+            json!({ "matchExpressions": [{ "key": "disk", "operator": "NotIn", "values": ["ssd"] }] }),
+        );
+        assert_eq!(
+            check(&no_hdd, &node(json!({})), Resources::default()),
+            Err(Misfit::Selector)
+        );
     }
 }

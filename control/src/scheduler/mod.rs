@@ -5,7 +5,7 @@
 //! gets a node picked for those claims (`volume.kubernetes.io/selected-node`)
 //! and is bound once they are (`volumes`).
 
-mod filter;
+pub mod filter;
 pub mod quantity;
 mod score;
 mod volumes;

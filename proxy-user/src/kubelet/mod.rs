@@ -1,6 +1,7 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
-//! (`pods`) with their volumes (`volumes`), reading and writing the
+//! (`pods`) with their volumes (`volumes`), measures what they use
+//! (`stats`), reading and writing the
 //! cluster through etcd (`store`) and recording Events (`events`). The
 //! node's image store (`images`) is managed from the command line.
 pub mod events;
@@ -9,6 +10,7 @@ mod missing;
 pub mod node;
 pub mod pods;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod volumes;
 
@@ -107,7 +109,13 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
             domain: cluster_domain,
         },
     };
+    let stats = stats::Stats::new(
+        node_name.clone(),
+        pods::cgroup::pods_root(&pods_config.cgroup),
+    );
+    tokio::spawn(stats.clone().run());
     let served = server::Served {
+        stats,
         logs: logs.clone(),
         containers: pods::exec::Containers::new(&pods_config),
         ports: pods::loopback::PodPorts::new(&pods_config),

@@ -4,7 +4,8 @@
 //! `/exec/<namespace>/<pod>/<container>` (`exec`, over `channels`, with a
 //! `terminal` for `-t`) and `/attach/...` (the container's output from the
 //! log, through `exec`'s session) and `/portForward/<namespace>/<pod>`
-//! (`port_forward`, over `spdy`, itself in a WebSocket's `tunnel` or not).
+//! (`port_forward`, over `spdy`, itself in a WebSocket's `tunnel` or not)
+//! and `/stats/summary` (the node's and its pods' resource usage, `stats`).
 mod channels;
 mod exec;
 mod logs;
@@ -14,7 +15,7 @@ mod terminal;
 pub mod tls;
 mod tunnel;
 
-use std::{convert::Infallible, path::PathBuf, time::Duration};
+use std::{convert::Infallible, path::PathBuf, sync::Arc, time::Duration};
 
 use http_body_util::{BodyExt as _, Empty, Full, combinators::BoxBody};
 use hyper::{
@@ -30,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use super::pods::{Logs, exec::Containers, loopback::PodPorts, pod_key::PodKey};
+use super::stats::Stats;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -39,6 +41,7 @@ const CA_POLL: Duration = Duration::from_secs(1);
 /// What the endpoints serve from.
 #[derive(Clone)]
 pub struct Served {
+    pub stats: Arc<Stats>,
     pub logs: Logs,
     pub containers: Containers,
     pub ports: PodPorts,
@@ -108,6 +111,9 @@ pub async fn serve(
 fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<Body> {
     let path = request.uri().path().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if parts == ["stats", "summary"] {
+        return json(&served.stats.summary());
+    }
     if let ["portForward", namespace, pod] = parts.as_slice() {
         if !safe_names(&[namespace, pod]) {
             return text(StatusCode::BAD_REQUEST, "bad name\n".into());
@@ -191,6 +197,16 @@ fn plain(body: Body) -> Response<Body> {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    response
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("the summary serializes");
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
