@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::field_manager;
 use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
@@ -57,7 +58,13 @@ impl Api {
             "volumeBindingMode": "WaitForFirstConsumer",
         });
         match self
-            .create(classes, None, class, FieldValidation::Strict)
+            .create(
+                classes,
+                None,
+                class,
+                FieldValidation::Strict,
+                Some(&field_manager::server()),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -97,7 +104,13 @@ impl Api {
             }
             let strict = FieldValidation::Strict;
             match self
-                .create(services, Some("default"), service.clone(), strict)
+                .create(
+                    services,
+                    Some("default"),
+                    service.clone(),
+                    strict,
+                    Some(&field_manager::server()),
+                )
                 .await
             {
                 Ok(_) => return Ok(()),

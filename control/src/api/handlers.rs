@@ -4,6 +4,7 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use super::field_manager;
 use super::field_validation::FieldValidation;
 use super::path::Target;
 use super::query::Query;
@@ -15,7 +16,7 @@ use super::{media, objects, orphan, protobuf, scale, table};
 use crate::admission;
 use crate::clock;
 use crate::kinds::{Claim, Env, Subresource};
-use crate::patch::{self, PatchType};
+use crate::patch::{self, Manager, Operation, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
     same_object,
@@ -76,6 +77,7 @@ impl Handler<'_> {
             (Some(name), None) => match method {
                 Method::GET => self.get(&name).await,
                 Method::PUT => self.update(&name, Part::Main).await,
+                Method::PATCH if self.is_apply() => self.apply(&name).await,
                 Method::PATCH => self.patch(&name, Part::Main).await,
                 Method::DELETE => self.delete(&name).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
@@ -118,6 +120,26 @@ impl Handler<'_> {
     /// Whether the client asked for a Table instead of the objects.
     fn table(&self) -> bool {
         table::wanted(self.request.accept.as_deref())
+    }
+
+    /// Whether a PATCH is a server-side apply.
+    fn is_apply(&self) -> bool {
+        patch::is_apply(self.request.content_type.as_deref().unwrap_or_default())
+    }
+
+    /// Who a write of `operation` on `part` by this request is recorded as.
+    fn manager(&self, operation: Operation, part: Part) -> Manager {
+        let subresource = match part {
+            Part::Main => None,
+            Part::Status => Some("status"),
+            Part::Finalize => Some("finalize"),
+        };
+        field_manager::from_request(
+            &self.query,
+            self.request.user_agent.as_deref(),
+            operation,
+            subresource,
+        )
     }
 
     fn resource(&self) -> &'static Resource {
@@ -298,6 +320,7 @@ impl Handler<'_> {
     async fn create(&self) -> Result<Reply, ApiError> {
         let object = self.json_body()?;
         let fields = FieldValidation::from_query(&self.query)?;
+        let manager = self.manager(Operation::Update, Part::Main);
         let (created, warnings) = self
             .api
             .create(
@@ -305,6 +328,7 @@ impl Handler<'_> {
                 self.target.namespace.as_deref(),
                 object,
                 fields,
+                Some(&manager),
             )
             .await?;
         Ok(Reply::Json {
@@ -330,6 +354,7 @@ impl Handler<'_> {
         }
         let env = &self.api.env;
         let fields = FieldValidation::from_query(&self.query)?;
+        let manager = self.manager(Operation::Update, part);
         let mut warnings = Vec::new();
         let expected = sent["metadata"]["resourceVersion"]
             .as_str()
@@ -341,8 +366,13 @@ impl Handler<'_> {
                 {
                     return Err(conflict(resource, name));
                 }
+                let written = Written {
+                    part,
+                    current: &current,
+                    manager: Some(&manager),
+                };
                 let (updated, dropped) =
-                    apply_part(env, resource, name, part, sent.clone(), &current, fields)?;
+                    apply_part(env, resource, name, written, sent.clone(), fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -359,8 +389,10 @@ impl Handler<'_> {
         let content_type = self.request.content_type.as_deref().unwrap_or_default();
         let patch_type = PatchType::from_content_type(content_type)
             .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+        field_manager::check_patch_options(&self.query, false)?;
         let env = &self.api.env;
         let fields = FieldValidation::from_query(&self.query)?;
+        let manager = self.manager(Operation::Update, part);
         let mut warnings = Vec::new();
         let patch: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
             ApiError::bad_request(format!("the patch is not valid JSON: {error}"))
@@ -380,8 +412,89 @@ impl Handler<'_> {
                     ));
                 }
                 objects::check_type(&mut patched, resource)?;
-                let (updated, dropped) =
-                    apply_part(env, resource, name, part, patched, &current, fields)?;
+                let written = Written {
+                    part,
+                    current: &current,
+                    manager: Some(&manager),
+                };
+                let (updated, dropped) = apply_part(env, resource, name, written, patched, fields)?;
+                warnings = dropped;
+                Ok(updated)
+            })
+            .await?;
+        Ok(Reply::Json {
+            code: 200,
+            body: updated,
+            warnings,
+        })
+    }
+
+    /// Server-side apply (`application/apply-patch+yaml`): the body is the
+    /// manager's configuration in YAML or JSON; a missing object is
+    /// created from it.
+    async fn apply(&self, name: &str) -> Result<Reply, ApiError> {
+        let resource = self.resource();
+        field_manager::check_patch_options(&self.query, true)?;
+        let force = self.query.flag("force")?;
+        let manager = self.manager(Operation::Apply, Part::Main);
+        let fields = FieldValidation::from_query(&self.query)?;
+        let mut config: Value = serde_yaml_ng::from_slice(&self.request.body)
+            .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?;
+        if !config.is_object() {
+            return Err(ApiError::bad_request(
+                "the apply configuration must be an object",
+            ));
+        }
+        objects::check_type(&mut config, resource)?;
+        objects::check_namespace(&mut config, resource, self.target.namespace.as_deref())?;
+        let metadata = objects::metadata(&mut config)?;
+        match metadata.get("name").and_then(Value::as_str) {
+            None | Some("") => {
+                metadata.insert("name".into(), json!(name));
+            }
+            Some(given) if given == name => {}
+            Some(given) => {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({given}) does not match the name on the URL ({name})"
+                )));
+            }
+        }
+        match self.read(name).await {
+            Err(error) if error.code == 404 => {
+                let object = field_manager::apply(None, &config, &manager, resource, force)?;
+                let namespace = self.target.namespace.as_deref();
+                match self
+                    .api
+                    .create(resource, namespace, object, fields, None)
+                    .await
+                {
+                    Ok((created, warnings)) => {
+                        return Ok(Reply::Json {
+                            code: 201,
+                            body: created,
+                            warnings,
+                        });
+                    }
+                    // Created meanwhile: apply to what is there.
+                    Err(error) if error.reason == "AlreadyExists" => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(error) => return Err(error),
+            Ok(_) => {}
+        }
+        let env = &self.api.env;
+        let mut warnings = Vec::new();
+        let updated = self
+            .write(name, Part::Main, |current| {
+                let applied =
+                    field_manager::apply(Some(&current), &config, &manager, resource, force)?;
+                let written = Written {
+                    part: Part::Main,
+                    current: &current,
+                    manager: None,
+                };
+                let (updated, dropped) = apply_part(env, resource, name, written, applied, fields)?;
                 warnings = dropped;
                 Ok(updated)
             })
@@ -507,6 +620,8 @@ impl Handler<'_> {
         let sent: Value = serde_json::from_slice(&self.request.body).map_err(|error| {
             ApiError::bad_request(format!("the request body is not valid JSON: {error}"))
         })?;
+        let mut manager = self.manager(Operation::Update, Part::Main);
+        manager.subresource = Some("scale".to_owned());
         let updated = self
             .write(name, Part::Main, |current| {
                 let mut wanted = scale::of(&current);
@@ -520,7 +635,9 @@ impl Handler<'_> {
                 {
                     return Err(conflict(resource, name));
                 }
-                scale::apply(current, &wanted)
+                let mut updated = scale::apply(current.clone(), &wanted)?;
+                field_manager::record(Some(&current), &mut updated, &manager, resource)?;
+                Ok(updated)
             })
             .await?;
         json(200, scale::of(&updated))
@@ -549,17 +666,29 @@ impl Handler<'_> {
     }
 }
 
-/// The object a write of `part` stores, prepared and validated by the
-/// kind's strategy, and the warnings about fields dropped from it.
+/// A write of `part` over `current`, recorded in managedFields as an update
+/// by `manager` (`None`: the write's managedFields are already recorded).
+struct Written<'a> {
+    part: Part,
+    current: &'a Value,
+    manager: Option<&'a Manager>,
+}
+
+/// The object a write stores, prepared and validated by the kind's
+/// strategy, and the warnings about fields dropped from it.
 fn apply_part(
     env: &Env,
     resource: &Resource,
     name: &str,
-    part: Part,
+    written: Written,
     sent: Value,
-    current: &Value,
     fields: FieldValidation,
 ) -> Result<(Value, Vec<String>), ApiError> {
+    let Written {
+        part,
+        current,
+        manager,
+    } = written;
     let strategy = resource.strategy;
     let mut updated = match part {
         Part::Main => objects::merge_update(sent, current, resource)?,
@@ -575,6 +704,9 @@ fn apply_part(
     strategy
         .validate_update(env, &updated, current)
         .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
+    if let Some(manager) = manager {
+        field_manager::record(Some(current), &mut updated, manager, resource)?;
+    }
     Ok((updated, warnings))
 }
 
@@ -589,14 +721,17 @@ fn conflict(resource: &Resource, name: &str) -> ApiError {
 impl Api {
     /// Creates `object` as a new `resource` in `namespace`: identity, then
     /// the kind's defaults, validation and allocations. Returns it with the
-    /// warnings about fields dropped from it.
+    /// warnings about fields dropped from it. Its fields are recorded as
+    /// `manager`'s; without one (an apply) its managedFields are kept.
     pub(super) async fn create(
         &self,
         resource: &'static Resource,
         namespace: Option<&str>,
         mut object: Value,
         fields: FieldValidation,
+        manager: Option<&Manager>,
     ) -> Result<(Value, Vec<String>), ApiError> {
+        let applied = objects::metadata(&mut object)?.remove("managedFields");
         if resource.namespaced && namespace.is_none() {
             return Err(ApiError::method_not_allowed("POST"));
         }
@@ -624,6 +759,11 @@ impl Api {
             admission::mutate(&self.store, &subject, &mut object)
                 .await
                 .map_err(refused)?;
+        }
+        match (manager, applied) {
+            (Some(manager), _) => field_manager::record(None, &mut object, manager, resource)?,
+            (None, Some(applied)) => object["metadata"]["managedFields"] = applied,
+            (None, None) => {}
         }
         strategy.validate(&self.env, &object).map_err(refused)?;
         if namespace.is_some() {

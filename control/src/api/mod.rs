@@ -5,6 +5,7 @@ mod aggregated_discovery;
 mod bootstrap;
 mod discovery;
 mod dispatch;
+mod field_manager;
 mod field_validation;
 mod handlers;
 mod kubelet;
@@ -30,6 +31,7 @@ mod version;
 mod watch;
 
 pub use crate::kinds::ServiceNetwork;
+pub use field_manager::SERVER as SERVER_MANAGER;
 pub use media::prefers_protobuf;
 pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
 pub use reply::Reply;

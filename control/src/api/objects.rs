@@ -152,7 +152,13 @@ pub fn merge_update(
             None => metadata.remove(kept),
         };
     }
-    metadata.remove("managedFields");
+    // The managedFields sent replace the current ones (kube-apiserver lets
+    // clients reset them so); sent none, the current ones stay.
+    if metadata.get("managedFields").is_none_or(Value::is_null)
+        && let Some(managed) = current_meta.get("managedFields")
+    {
+        metadata.insert("managedFields".into(), managed.clone());
+    }
     if spec_changed && let Some(generation) = current_meta["generation"].as_i64() {
         metadata.insert("generation".into(), json!(generation + 1));
     }

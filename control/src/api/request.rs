@@ -13,5 +13,8 @@ pub struct ApiRequest {
     pub content_type: Option<String>,
     /// The `Accept` header: kubectl asks for server-side Tables.
     pub accept: Option<String>,
+    /// The `User-Agent`: its program name is the field manager of writes
+    /// that name none.
+    pub user_agent: Option<String>,
     pub body: Bytes,
 }

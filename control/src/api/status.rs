@@ -97,6 +97,26 @@ impl ApiError {
         .about(resource, name)
     }
 
+    /// 409 for an apply that would change fields other managers own, with
+    /// one `FieldManagerConflict` cause per field.
+    pub fn apply_conflict(conflicts: &crate::patch::Conflicts) -> Self {
+        let causes: Vec<Value> = conflicts
+            .0
+            .iter()
+            .map(|conflict| {
+                json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {}", conflict.manager),
+                    "field": conflict.field,
+                })
+            })
+            .collect();
+        Self {
+            details: Some(json!({ "causes": causes })),
+            ..Self::new(409, "Conflict", conflicts.to_string())
+        }
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -106,7 +126,7 @@ impl ApiError {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json (got {content_type:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/strategic-merge-patch+json, application/json-patch+json, application/apply-patch+yaml (got {content_type:?})"
             ),
         )
     }

@@ -72,6 +72,7 @@ impl Client {
                 query,
                 content_type: Some(content_type.to_owned()),
                 accept: None,
+                user_agent: Some(crate::api::SERVER_MANAGER.to_owned()),
                 body,
             })
             .await;

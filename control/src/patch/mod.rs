@@ -1,14 +1,30 @@
-//! The three patch flavours the Kubernetes API accepts on `PATCH`, as pure
+//! The patch flavours the Kubernetes API accepts on `PATCH`, as pure
 //! functions on JSON documents: JSON patch (RFC 6902), JSON merge patch
-//! (RFC 7386) and the strategic merge patch `kubectl apply`/`edit` send.
+//! (RFC 7386), the strategic merge patch `kubectl apply`/`edit` send, and
+//! server-side apply with the managedFields it keeps.
 
 mod error;
+mod fieldset;
+mod managed;
 mod schema;
 mod strategic;
+mod structured;
 
 pub use error::PatchError;
+pub use managed::{
+    ApplyError, Conflicts, ManagedFieldsError, Manager, Operation, Write,
+    apply as server_side_apply, record_update,
+};
 pub use schema::{ListStrategy, list_strategy, merge_key};
 pub use strategic::strategic_merge_patch;
+
+/// The `Content-Type` of a server-side apply `PATCH`.
+pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
+
+/// Whether a `Content-Type` header value asks for server-side apply.
+pub fn is_apply(content_type: &str) -> bool {
+    content_type.split(';').next().unwrap_or("").trim() == APPLY_PATCH
+}
 
 use serde_json::Value;
 
@@ -22,8 +38,8 @@ pub enum PatchType {
 
 impl PatchType {
     /// The patch type for a `Content-Type` header value (parameters such as
-    /// `; charset=utf-8` are ignored). `None` means 415 Unsupported Media Type;
-    /// server-side apply (`application/apply-patch+yaml`) is not supported.
+    /// `; charset=utf-8` are ignored). `None` means 415 Unsupported Media Type,
+    /// or server-side apply (see [`is_apply`]), which is no patch of a document.
     pub fn from_content_type(content_type: &str) -> Option<Self> {
         let media = content_type.split(';').next().unwrap_or("").trim();
         match media {
@@ -85,6 +101,8 @@ mod tests {
             PatchType::from_content_type("application/apply-patch+yaml"),
             None
         );
+        assert!(is_apply("application/apply-patch+yaml; charset=utf-8"));
+        assert!(!is_apply("application/merge-patch+json"));
     }
 
     #[test]

@@ -23,6 +23,56 @@ pub fn merge_key(path: &[&str]) -> Option<&'static str> {
     }
 }
 
+/// How server-side apply treats the list at `path` (OpenAPI's
+/// `x-kubernetes-list-type`), derived from its strategic merge strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListType {
+    /// An associative list: elements are identified by the merge key and,
+    /// where the API has more key fields, by these too.
+    Map {
+        key: &'static str,
+        more: &'static [&'static str],
+    },
+    /// Elements are identified by their value.
+    Set,
+    /// The list is one value, replaced whole.
+    Atomic,
+}
+
+impl ListType {
+    /// The key fields of an element of an associative list.
+    pub fn keys(self) -> impl Iterator<Item = &'static str> {
+        let (key, more): (Option<&'static str>, &'static [&'static str]) = match self {
+            ListType::Map { key, more } => (Some(key), more),
+            ListType::Set | ListType::Atomic => (None, &[]),
+        };
+        key.into_iter().chain(more.iter().copied())
+    }
+}
+
+/// The server-side apply list type at `path`. Ports are keyed by number and
+/// protocol, spread constraints by key and policy, as the API declares.
+pub fn list_type(path: &[&str]) -> ListType {
+    match list_strategy(path) {
+        ListStrategy::MergeByKey(key @ ("containerPort" | "port")) => ListType::Map {
+            key,
+            more: &["protocol"],
+        },
+        ListStrategy::MergeByKey(key @ "topologyKey") => ListType::Map {
+            key,
+            more: &["whenUnsatisfiable"],
+        },
+        ListStrategy::MergeByKey(key) => ListType::Map { key, more: &[] },
+        ListStrategy::MergeSet => ListType::Set,
+        ListStrategy::Replace => ListType::Atomic,
+    }
+}
+
+/// The value the API defaults a missing key field to (ports' protocol).
+pub fn key_default(field: &str) -> Option<&'static str> {
+    (field == "protocol").then_some("TCP")
+}
+
 /// The strategy for the list at `path`.
 ///
 /// Pod specs are nested at different depths (pods, pod templates in
@@ -128,5 +178,26 @@ mod tests {
             ListStrategy::Replace
         );
         assert_eq!(list_strategy(&[]), ListStrategy::Replace);
+    }
+
+    #[test]
+    fn apply_list_types() {
+        let ports = list_type(&["spec", "containers", "ports"]);
+        assert_eq!(
+            ports.keys().collect::<Vec<_>>(),
+            ["containerPort", "protocol"]
+        );
+        assert_eq!(
+            list_type(&["spec", "ports"]).keys().collect::<Vec<_>>(),
+            ["port", "protocol"]
+        );
+        assert_eq!(
+            list_type(&["spec", "containers"])
+                .keys()
+                .collect::<Vec<_>>(),
+            ["name"]
+        );
+        assert_eq!(list_type(&["metadata", "finalizers"]), ListType::Set);
+        assert_eq!(list_type(&["spec", "containers", "args"]), ListType::Atomic);
     }
 }

@@ -276,6 +276,11 @@ async fn handle(
         .get(header::ACCEPT)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
+    let user_agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
         .await
@@ -299,6 +304,7 @@ async fn handle(
                 query,
                 content_type,
                 accept,
+                user_agent,
                 body,
             })
             .await,

@@ -355,7 +355,12 @@ async fn patches_validation_and_subresources() {
             ],
         )
         .await;
-    assert_eq!(code, 415, "{body}");
+    // Server-side apply needs a field manager, as kube-apiserver says.
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains("fieldManager: Required value: is required for apply patch"),
+        "{body}"
+    );
 
     // PUT .../status changes only the status.
     let current: Value =
