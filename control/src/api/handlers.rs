@@ -13,7 +13,7 @@ use super::status::{self, ApiError};
 use super::{Api, ApiRequest, Reply};
 use super::{objects, orphan, scale, table};
 use crate::clock;
-use crate::kinds::{Claim, Env, Subresource};
+use crate::kinds::{Claim, Env, Refusal, Subresource};
 use crate::patch::{self, PatchType};
 use crate::store::{
     ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
@@ -544,8 +544,11 @@ fn apply_part(
     if part != Part::Finalize {
         strategy.prepare_for_update(&mut updated, current);
     }
-    strategy
-        .validate_update(env, &updated, current)
+    let metadata = match part {
+        Part::Main => objects::validate_updated_metadata(&updated, current)?,
+        Part::Status | Part::Finalize => Vec::new(),
+    };
+    Refusal::combine(metadata, strategy.validate_update(env, &updated, current))
         .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
     Ok((updated, warnings))
 }
@@ -586,7 +589,8 @@ impl Api {
             .await
             .map_err(refused)?;
         strategy.prepare_for_create(&mut object);
-        strategy.validate(&self.env, &object).map_err(refused)?;
+        let metadata = objects::validate_new_metadata(&object, resource)?;
+        Refusal::combine(metadata, strategy.validate(&self.env, &object)).map_err(refused)?;
         let claim = strategy
             .allocate(&self.env, None, &mut object)
             .await

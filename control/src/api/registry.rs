@@ -13,7 +13,7 @@ use crate::kinds::{
     PersistentVolumeStrategy, PodStrategy, ScalableStrategy, ServiceStrategy, StorageClassStrategy,
     Strategy, Subresource,
 };
-use crate::validation::{UnknownField, strip_unknown_fields};
+use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
 /// What the resource's k8s-openapi type gives: its OpenAPI schema and the
 /// fields an object has that the type does not declare.
@@ -60,6 +60,14 @@ pub struct Resource {
     /// `metadata.namespace`, with the object path each one reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
     pub typed: Typed,
+    /// The rule its names follow (the name function of the kind's
+    /// validation upstream).
+    pub names: NameRule,
+    /// A DELETE that removes the object answers with it rather than a
+    /// `Status` (the registry's `ReturnDeletedObject`).
+    pub returns_deleted: bool,
+    /// Serves `deletecollection` (DELETE on the collection).
+    pub deletes_collections: bool,
 }
 
 /// A resource is its group, version and plural.
@@ -79,6 +87,15 @@ impl Resource {
     pub fn serves(&self, subresource: Subresource) -> bool {
         self.strategy.serves(subresource)
     }
+
+    /// The verbs discovery lists for the resource itself.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.deletes_collections {
+            VERBS
+        } else {
+            VERBS_WITHOUT_COLLECTION_DELETE
+        }
+    }
 }
 
 pub fn group_version(group: &str, version: &str) -> String {
@@ -89,8 +106,19 @@ pub fn group_version(group: &str, version: &str) -> String {
     }
 }
 
-/// Verbs every resource supports.
-pub const VERBS: &[&str] = &[
+/// Verbs of a resource.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// Verbs of a resource without `deletecollection` (namespaces, services).
+const VERBS_WITHOUT_COLLECTION_DELETE: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 /// Verbs of a `/status` subresource.
@@ -117,11 +145,20 @@ const fn resource(
         strategy: &GenericStrategy::PLAIN,
         fields: &[],
         typed,
+        names: NameRule::Dns1123Subdomain,
+        returns_deleted: false,
+        deletes_collections: true,
     }
 }
 
 const fn with_strategy(strategy: &'static dyn Strategy, mut resource: Resource) -> Resource {
     resource.strategy = strategy;
+    resource
+}
+
+/// A kind whose DELETE answers with the removed object.
+const fn returning_deleted(mut resource: Resource) -> Resource {
+    resource.returns_deleted = true;
     resource
 }
 
@@ -152,21 +189,25 @@ const EVENT_FIELDS: &[(&str, &[&str])] = &[
 /// `events.k8s.io` events have their own root: skiff stores each version's
 /// JSON as sent and does not convert between the two event schemas.
 pub static RESOURCES: &[Resource] = &[
-    short(
-        with_strategy(
-            &NamespaceStrategy,
-            resource(
-                "",
-                "Namespace",
-                "namespaces",
-                "namespace",
-                false,
-                keys::NAMESPACES,
-                Typed::of::<core::v1::Namespace>(),
+    Resource {
+        names: NameRule::Dns1123Label,
+        deletes_collections: false,
+        ..short(
+            with_strategy(
+                &NamespaceStrategy,
+                resource(
+                    "",
+                    "Namespace",
+                    "namespaces",
+                    "namespace",
+                    false,
+                    keys::NAMESPACES,
+                    Typed::of::<core::v1::Namespace>(),
+                ),
             ),
-        ),
-        &["ns"],
-    ),
+            &["ns"],
+        )
+    },
     Resource {
         fields: &[("spec.unschedulable", &["spec", "unschedulable"])],
         ..short(
@@ -190,7 +231,7 @@ pub static RESOURCES: &[Resource] = &[
         ..short(
             with_strategy(
                 &PodStrategy,
-                resource(
+                returning_deleted(resource(
                     "",
                     "Pod",
                     "pods",
@@ -198,26 +239,30 @@ pub static RESOURCES: &[Resource] = &[
                     true,
                     keys::PODS,
                     Typed::of::<core::v1::Pod>(),
-                ),
+                )),
             ),
             &["po"],
         )
     },
-    short(
-        with_strategy(
-            &ServiceStrategy,
-            resource(
-                "",
-                "Service",
-                "services",
-                "service",
-                true,
-                keys::SERVICES,
-                Typed::of::<core::v1::Service>(),
+    Resource {
+        names: NameRule::Dns1035Label,
+        deletes_collections: false,
+        ..short(
+            with_strategy(
+                &ServiceStrategy,
+                returning_deleted(resource(
+                    "",
+                    "Service",
+                    "services",
+                    "service",
+                    true,
+                    keys::SERVICES,
+                    Typed::of::<core::v1::Service>(),
+                )),
             ),
-        ),
-        &["svc"],
-    ),
+            &["svc"],
+        )
+    },
     short(
         resource(
             "",
@@ -257,7 +302,7 @@ pub static RESOURCES: &[Resource] = &[
     short(
         with_strategy(
             &PersistentVolumeStrategy,
-            resource(
+            returning_deleted(resource(
                 "",
                 "PersistentVolume",
                 "persistentvolumes",
@@ -265,14 +310,14 @@ pub static RESOURCES: &[Resource] = &[
                 false,
                 keys::PERSISTENT_VOLUMES,
                 Typed::of::<core::v1::PersistentVolume>(),
-            ),
+            )),
         ),
         &["pv"],
     ),
     short(
         with_strategy(
             &PersistentVolumeClaimStrategy,
-            resource(
+            returning_deleted(resource(
                 "",
                 "PersistentVolumeClaim",
                 "persistentvolumeclaims",
@@ -280,12 +325,13 @@ pub static RESOURCES: &[Resource] = &[
                 true,
                 keys::PERSISTENT_VOLUME_CLAIMS,
                 Typed::of::<core::v1::PersistentVolumeClaim>(),
-            ),
+            )),
         ),
         &["pvc"],
     ),
     Resource {
         fields: EVENT_FIELDS,
+        names: NameRule::PathSegment,
         ..short(
             resource(
                 "",
@@ -434,7 +480,7 @@ pub static RESOURCES: &[Resource] = &[
     short(
         with_strategy(
             &StorageClassStrategy,
-            resource(
+            returning_deleted(resource(
                 "storage.k8s.io",
                 "StorageClass",
                 "storageclasses",
@@ -442,7 +488,7 @@ pub static RESOURCES: &[Resource] = &[
                 false,
                 keys::STORAGE_CLASSES,
                 Typed::of::<storage::v1::StorageClass>(),
-            ),
+            )),
         ),
         &["sc"],
     ),
