@@ -196,6 +196,16 @@ pub fn merge_update(
     Ok(sent)
 }
 
+/// A `<Kind>List` of `items` with the list's `metadata`.
+pub fn list(resource: &Resource, metadata: Value, items: Vec<Value>) -> Value {
+    json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": metadata,
+        "items": items,
+    })
+}
+
 /// Whether the object has `metadata.finalizers`: then a DELETE only marks
 /// it, and whoever owns each finalizer removes it when done.
 pub fn has_finalizers(object: &Value) -> bool {
