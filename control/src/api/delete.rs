@@ -6,11 +6,11 @@
 
 use serde_json::{Value, json};
 
+use super::Reply;
 use super::handlers::{Handler, Part};
 use super::objects;
 use super::query::{Query, parse_bool};
 use super::status::{self, ApiError};
-use super::Reply;
 use crate::store::{ListRequest, Preconditions};
 use crate::validation::{FieldError, Rendered, go_string_slice, invalid_status};
 
@@ -275,15 +275,21 @@ mod tests {
         );
         let error = parse(r#"{"dryRun":["Some"]}"#, "").unwrap_err();
         assert!(
-            error
-                .message
-                .ends_with("dryRun: Unsupported value: []string{\"Some\"}: supported values: \"All\""),
+            error.message.ends_with(
+                "dryRun: Unsupported value: []string{\"Some\"}: supported values: \"All\""
+            ),
             "{}",
             error.message
         );
-        let both = parse(r#"{"orphanDependents":true,"propagationPolicy":"Orphan"}"#, "");
+        let both = parse(
+            r#"{"orphanDependents":true,"propagationPolicy":"Orphan"}"#,
+            "",
+        );
         assert_eq!(both.unwrap_err().code, 422);
         // Foreground deletion is not carried out here: refused, not ignored.
-        assert_eq!(parse("", "propagationPolicy=Foreground").unwrap_err().code, 422);
+        assert_eq!(
+            parse("", "propagationPolicy=Foreground").unwrap_err().code,
+            422
+        );
     }
 }

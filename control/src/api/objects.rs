@@ -121,7 +121,7 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
         metadata.insert("generation".into(), json!(1));
     }
     if let Some(status) = resource.strategy.initial_status() {
-        object["status"] = status;
+        object["status"] = (resource.typed.complete_status)(status);
     }
     Ok(name)
 }
@@ -304,7 +304,9 @@ mod tests {
         ] {
             assert_eq!(
                 refused(group, plural, "UPPER"),
-                ["metadata.name: Invalid value: \"UPPER\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"],
+                [
+                    "metadata.name: Invalid value: \"UPPER\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                ],
                 "{plural}"
             );
             for bad in ["..", "a/b", "a%b", long.as_str()] {

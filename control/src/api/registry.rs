@@ -27,6 +27,10 @@ pub struct Typed {
     /// Removes the fields the type does not declare and names them; fails
     /// when the object does not decode as the type.
     pub strip_unknown_fields: fn(&mut Value) -> Result<Vec<UnknownField>, serde_json::Error>,
+    /// `status` with the fields the type always has (Go's non-`omitempty`
+    /// fields, e.g. a ReplicaSet's `replicas: 0`) filled in, as
+    /// kube-apiserver serializes it; clients that decode strictly need them.
+    pub complete_status: fn(Value) -> Value,
 }
 
 impl Typed {
@@ -35,8 +39,20 @@ impl Typed {
             schema_name: T::schema_name,
             schema: SchemaGenerator::subschema_for::<T>,
             strip_unknown_fields: strip_unknown_fields::<T>,
+            complete_status: complete_status::<T>,
         }
     }
+}
+
+/// `status` as the type `T` serializes it; unchanged when it does not
+/// decode (then validation refuses the object anyway).
+fn complete_status<T: DeserializeOwned + Serialize>(status: Value) -> Value {
+    let object = serde_json::json!({ "metadata": {}, "status": status });
+    serde_json::from_value::<T>(object)
+        .and_then(serde_json::to_value)
+        .ok()
+        .and_then(|mut typed| typed.get_mut("status").map(Value::take))
+        .unwrap_or(status)
 }
 
 /// One served resource.
@@ -527,6 +543,8 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -572,6 +590,11 @@ mod tests {
         let nodes = find("", "v1", "nodes").unwrap();
         assert!(nodes.serves(Subresource::Status));
         assert_eq!(nodes.strategy.initial_status(), None);
+        let replica_sets = find("apps", "v1", "replicasets").unwrap();
+        assert_eq!(
+            (replica_sets.typed.complete_status)(json!({})),
+            json!({ "replicas": 0 })
+        );
         let config_maps = find("", "v1", "configmaps").unwrap();
         assert!(!config_maps.serves(Subresource::Status));
         assert!(!config_maps.strategy.keeps_status_on_update());

@@ -12,8 +12,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::refusal::Refusal;
-use crate::validation::{
-    FieldError, child, index, is_dns1123_label};
+use crate::validation::{FieldError, child, index, is_dns1123_label};
 
 /// The container lists whose names share one namespace.
 const CONTAINER_LISTS: &[&str] = &["initContainers", "containers"];

@@ -30,7 +30,10 @@ impl Refusal {
     /// The outcome of checking the metadata (`metadata`, the errors there)
     /// and then the rest (`rest`): one 422 naming all the invalid fields,
     /// metadata first.
-    pub fn combine(mut metadata: Vec<FieldError>, rest: Result<(), Refusal>) -> Result<(), Refusal> {
+    pub fn combine(
+        mut metadata: Vec<FieldError>,
+        rest: Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
         match rest {
             Err(Refusal::Invalid(errors)) => {
                 metadata.extend(errors);

@@ -166,7 +166,12 @@ fn validate_owner_references(owners: &[OwnerReference], path: &str) -> Vec<Field
             _ => "",
         };
         let required = [
-            ("apiVersion", version, &owner.api_version, "version must not be empty"),
+            (
+                "apiVersion",
+                version,
+                &owner.api_version,
+                "version must not be empty",
+            ),
             ("kind", &owner.kind, &owner.kind, "must not be empty"),
             ("name", &owner.name, &owner.name, "must not be empty"),
             ("uid", &owner.uid, &owner.uid, "must not be empty"),
@@ -333,7 +338,10 @@ mod tests {
         assert!(NameRule::Dns1035Label.check("web-", true).is_empty());
         assert!(!NameRule::Dns1035Label.check("web-", false).is_empty());
         assert!(NameRule::PathSegment.check("UPPER.name", false).is_empty());
-        assert_eq!(NameRule::PathSegment.check("..", false), ["may not be '..'"]);
+        assert_eq!(
+            NameRule::PathSegment.check("..", false),
+            ["may not be '..'"]
+        );
         assert_eq!(
             NameRule::PathSegment.check("a/", true),
             ["may not contain '/'"]

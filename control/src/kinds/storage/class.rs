@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::fields::{same};
+use super::fields::same;
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, is_qualified_name};
 

@@ -4,8 +4,7 @@
 use serde_json::Value;
 
 use crate::scheduler::quantity;
-use crate::validation::{
-    FieldError, Rendered, is_dns1123_subdomain};
+use crate::validation::{FieldError, Rendered, is_dns1123_subdomain};
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",

@@ -21,8 +21,7 @@ use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 pub use defaults::default_service;
 pub use options::ServiceOptions;
 
-use crate::validation::{
-    FieldError, child, index, validate_labels};
+use crate::validation::{FieldError, child, index, validate_labels};
 
 /// Validates a (defaulted) Service's spec for create (its metadata is
 /// checked for every kind, `api::objects`). An empty result means valid.
