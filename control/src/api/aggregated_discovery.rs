@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::metrics;
 use super::path::Document;
-use super::registry::{self, RESOURCES, Resource, STATUS_VERBS, VERBS};
+use super::registry::{self, RESOURCES, Resource, STATUS_VERBS};
 use crate::kinds::Subresource;
 
 /// The media type of the answer, which clients check before decoding.
@@ -97,7 +97,7 @@ fn resource_discovery(resource: &Resource) -> Value {
         "responseKind": kind,
         "scope": if resource.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": resource.singular,
-        "verbs": VERBS,
+        "verbs": resource.verbs(),
         "subresources": subresources,
     });
     if !resource.short_names.is_empty() {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use super::metrics;
 use super::path::Document;
-use super::registry::{self, RESOURCES, STATUS_VERBS, VERBS, group_version};
+use super::registry::{self, RESOURCES, STATUS_VERBS, group_version};
 use crate::kinds::Subresource;
 
 pub fn document(document: &Document) -> Value {
@@ -55,7 +55,7 @@ fn resources(group: &str, version: &str) -> Value {
             "singularName": resource.singular,
             "namespaced": resource.namespaced,
             "kind": resource.kind,
-            "verbs": VERBS,
+            "verbs": resource.verbs(),
         });
         if !resource.short_names.is_empty() {
             entry["shortNames"] = json!(resource.short_names);

@@ -10,16 +10,16 @@ use super::path::Target;
 use super::query::Query;
 use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::status::{self, ApiError};
+use super::status::ApiError;
 use super::{Api, ApiRequest, Reply};
-use super::{media, objects, orphan, protobuf, scale, table};
+use super::{media, objects, protobuf, scale, table};
 use crate::admission;
 use crate::clock;
-use crate::kinds::{Claim, Env, Subresource};
+use crate::kinds::{Claim, Env, Refusal, Subresource};
 use crate::patch::{self, Manager, Operation, PatchType};
 use crate::store::{
-    ListRequest, Preconditions, StoreError, collection_prefix, object_key, resource_version_of,
-    same_object,
+    ListPage, ListRequest, Preconditions, StoreError, collection_prefix, object_key,
+    resource_version_of, same_object,
 };
 
 /// One request on a resource.
@@ -32,7 +32,7 @@ pub struct Handler<'a> {
 
 /// Which part of the object a write may change.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Part {
+pub(super) enum Part {
     Main,
     Status,
     Finalize,
@@ -52,8 +52,9 @@ impl Handler<'_> {
         let method = self.request.method.clone();
         let name = self.target.name.clone();
         let subresource = self.target.subresource.clone();
-        // A dry run would be written for real: refuse it.
-        if method != Method::GET && self.query.get("dryRun").is_some() {
+        // A dry run of a write would be written for real: refuse it. Only
+        // DELETE knows how not to write.
+        if ![Method::GET, Method::DELETE].contains(&method) && self.query.get("dryRun").is_some() {
             return Err(ApiError::bad_request(
                 "dryRun is not supported by this server",
             ));
@@ -74,6 +75,7 @@ impl Handler<'_> {
                 }
             }
             (None, None) if method == Method::POST => self.create().await,
+            (None, None) if method == Method::DELETE => self.delete_collection().await,
             (Some(name), None) => match method {
                 Method::GET => self.get(&name).await,
                 Method::PUT => self.update(&name, Part::Main).await,
@@ -146,7 +148,7 @@ impl Handler<'_> {
         self.target.resource
     }
 
-    fn key(&self, name: &str) -> String {
+    pub(super) fn key(&self, name: &str) -> String {
         object_key(
             self.resource().storage,
             self.target.namespace.as_deref(),
@@ -160,7 +162,7 @@ impl Handler<'_> {
     /// holds in the shared pools before each attempt, gives it back when the
     /// attempt fails and gives back what the old object no longer needs when
     /// it succeeds.
-    async fn write(
+    pub(super) async fn write(
         &self,
         name: &str,
         part: Part,
@@ -233,7 +235,7 @@ impl Handler<'_> {
     }
 
     /// The stored object `name`.
-    async fn read(&self, name: &str) -> Result<Value, ApiError> {
+    pub(super) async fn read(&self, name: &str) -> Result<Value, ApiError> {
         self.api
             .store
             .get(&self.key(name))
@@ -253,13 +255,27 @@ impl Handler<'_> {
         json(200, object)
     }
 
-    async fn list(&self) -> Result<Reply, ApiError> {
+    /// The objects of the URL's collection that the query's label and field
+    /// selectors match, one page of them as `request` asks.
+    pub(super) async fn select(&self, request: ListRequest<'_>) -> Result<ListPage, ApiError> {
         let resource = self.resource();
         let labels = LabelSelector::parse(self.query.get("labelSelector").unwrap_or_default())?;
         let fields = FieldSelector::parse(
             self.query.get("fieldSelector").unwrap_or_default(),
             resource,
         )?;
+        let prefix = collection_prefix(resource.storage, self.target.namespace.as_deref());
+        self.api
+            .store
+            .list(&prefix, request, |object| {
+                labels.matches(object) && fields.matches(object)
+            })
+            .await
+            .map_err(|error| ApiError::from_store(error, resource, ""))
+    }
+
+    async fn list(&self) -> Result<Reply, ApiError> {
+        let resource = self.resource();
         let limit = self
             .query
             .number("limit")?
@@ -268,15 +284,7 @@ impl Handler<'_> {
             limit: limit.filter(|&limit| limit > 0),
             continue_token: self.query.get("continue"),
         };
-        let prefix = collection_prefix(resource.storage, self.target.namespace.as_deref());
-        let page = self
-            .api
-            .store
-            .list(&prefix, request, |object| {
-                labels.matches(object) && fields.matches(object)
-            })
-            .await
-            .map_err(|error| ApiError::from_store(error, resource, ""))?;
+        let page = self.select(request).await?;
         let mut metadata = json!({ "resourceVersion": page.revision.to_string() });
         if let Some(token) = page.continue_token {
             metadata["continue"] = json!(token);
@@ -287,15 +295,7 @@ impl Handler<'_> {
                 table::table(resource, page.items, metadata, clock::unix_now()),
             );
         }
-        json(
-            200,
-            json!({
-                "kind": format!("{}List", resource.kind),
-                "apiVersion": resource.api_version(),
-                "metadata": metadata,
-                "items": page.items,
-            }),
-        )
+        json(200, objects::list(resource, metadata, page.items))
     }
 
     /// Bodies of create, update and binding are JSON or Kubernetes'
@@ -534,72 +534,6 @@ impl Handler<'_> {
         Ok(reply)
     }
 
-    /// DELETE: removes the object, unless its kind deletes gracefully or it
-    /// has finalizers: then the object is only marked, and whoever finishes
-    /// it (a node, the namespace controller, the owner of the last
-    /// finalizer) removes it later.
-    async fn delete(&self, name: &str) -> Result<Reply, ApiError> {
-        let resource = self.resource();
-        let strategy = resource.strategy;
-        let options = if self.request.body.is_empty() {
-            Value::Null
-        } else {
-            objects::parse_body(&self.request.body)?
-        };
-        let field = |name: &str| options["preconditions"][name].as_str().map(str::to_owned);
-        let preconditions = Preconditions {
-            uid: field("uid"),
-            resource_version: field("resourceVersion"),
-        };
-        let requested_grace = match options["gracePeriodSeconds"].as_i64() {
-            Some(grace) => Some(grace),
-            None => self
-                .query
-                .number("gracePeriodSeconds")?
-                .map(|grace| grace as i64),
-        };
-        let store_error = |error| ApiError::from_store(error, resource, name);
-        strategy
-            .check_delete(name)
-            .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
-        let current = self.read(name).await?;
-        if orphan::wanted(&options, self.query.get("propagationPolicy")) {
-            preconditions.check(&current).map_err(store_error)?;
-            self.api.orphan_dependents(&current).await?;
-        }
-        if let Some(grace) = strategy.graceful_deletion(&current, requested_grace) {
-            let marked = self
-                .write(name, Part::Main, |object| {
-                    preconditions.check(&object).map_err(store_error)?;
-                    Ok(strategy.mark_deleting(object, grace))
-                })
-                .await?;
-            return json(200, marked);
-        }
-        if objects::has_finalizers(&current) {
-            let marked = self
-                .write(name, Part::Main, |object| {
-                    preconditions.check(&object).map_err(store_error)?;
-                    Ok(objects::mark_finalizing(object))
-                })
-                .await?;
-            return json(200, marked);
-        }
-        let deleted = self
-            .api
-            .store
-            .delete(&self.key(name), &preconditions)
-            .await
-            .map_err(store_error)?;
-        strategy
-            .release_dropped(&self.api.env, &deleted, None)
-            .await;
-        json(
-            200,
-            status::deleted(resource, name, &deleted["metadata"]["uid"]),
-        )
-    }
-
     async fn get_scale(&self, name: &str) -> Result<Reply, ApiError> {
         json(200, scale::of(&self.read(name).await?))
     }
@@ -701,8 +635,11 @@ fn apply_part(
     if part != Part::Finalize {
         strategy.prepare_for_update(&mut updated, current);
     }
-    strategy
-        .validate_update(env, &updated, current)
+    let metadata = match part {
+        Part::Main => objects::validate_updated_metadata(&updated, current)?,
+        Part::Status | Part::Finalize => Vec::new(),
+    };
+    Refusal::combine(metadata, strategy.validate_update(env, &updated, current))
         .map_err(|refusal| ApiError::refused(refusal, resource, name))?;
     if let Some(manager) = manager {
         field_manager::record(Some(current), &mut updated, manager, resource)?;
@@ -765,7 +702,8 @@ impl Api {
             (None, Some(applied)) => object["metadata"]["managedFields"] = applied,
             (None, None) => {}
         }
-        strategy.validate(&self.env, &object).map_err(refused)?;
+        let metadata = objects::validate_new_metadata(&object, resource)?;
+        Refusal::combine(metadata, strategy.validate(&self.env, &object)).map_err(refused)?;
         if namespace.is_some() {
             admission::validate(&self.store, &subject, None, &object)
                 .await

@@ -3,6 +3,7 @@
 
 mod aggregated_discovery;
 mod bootstrap;
+mod delete;
 mod discovery;
 mod dispatch;
 mod field_manager;

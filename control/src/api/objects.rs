@@ -4,9 +4,12 @@
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::registry::Resource;
 use super::status::ApiError;
 use crate::clock;
+use crate::validation::{FieldError, validate_object_meta, validate_object_meta_update};
 
 /// Parses a request body as a JSON object.
 pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
@@ -88,7 +91,8 @@ pub fn check_namespace(
 }
 
 /// Prepares a new object: name (from `generateName`), uid, creation time,
-/// generation, initial status. Returns its name.
+/// generation, initial status. Returns its name, empty when it has neither
+/// (which [`validate_new_metadata`] refuses).
 pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String, ApiError> {
     let has_spec = object.get("spec").is_some();
     let metadata = metadata(object)?;
@@ -100,11 +104,7 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
                 metadata.insert("name".into(), json!(name));
                 name
             }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "name or generateName is required (metadata.name)",
-                ));
-            }
+            _ => String::new(),
         },
     };
     for server_owned in [
@@ -121,9 +121,36 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
         metadata.insert("generation".into(), json!(1));
     }
     if let Some(status) = resource.strategy.initial_status() {
-        object["status"] = status;
+        object["status"] = (resource.typed.complete_status)(status);
     }
     Ok(name)
+}
+
+/// kube-apiserver's `ValidateObjectMeta` of a new (prepared) object, with
+/// its kind's name rule, for every kind: names become URL segments and etcd
+/// keys, so this runs before any key is built.
+pub fn validate_new_metadata(
+    object: &Value,
+    resource: &Resource,
+) -> Result<Vec<FieldError>, ApiError> {
+    Ok(validate_object_meta(
+        &object_meta(object)?,
+        resource.namespaced,
+        resource.names,
+    ))
+}
+
+/// `ValidateObjectMetaUpdate` of an update of `old`, for every kind.
+pub fn validate_updated_metadata(object: &Value, old: &Value) -> Result<Vec<FieldError>, ApiError> {
+    Ok(validate_object_meta_update(
+        &object_meta(object)?,
+        &object_meta(old)?,
+    ))
+}
+
+fn object_meta(object: &Value) -> Result<ObjectMeta, ApiError> {
+    serde_json::from_value(object["metadata"].clone())
+        .map_err(|error| ApiError::bad_request(format!("metadata cannot be decoded: {error}")))
 }
 
 /// The object an update stores: `sent`, with the server-owned metadata of
@@ -173,6 +200,16 @@ pub fn merge_update(
         }
     }
     Ok(sent)
+}
+
+/// A `<Kind>List` of `items` with the list's `metadata`.
+pub fn list(resource: &Resource, metadata: Value, items: Vec<Value>) -> Value {
+    json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": metadata,
+        "items": items,
+    })
 }
 
 /// Whether the object has `metadata.finalizers`: then a DELETE only marks
@@ -240,7 +277,57 @@ mod tests {
         assert_eq!(check_type(&mut wrong, services).unwrap_err().code, 400);
         let mut elsewhere = json!({ "metadata": { "namespace": "other" } });
         assert!(check_namespace(&mut elsewhere, services, Some("default")).is_err());
-        assert!(prepare_create(&mut json!({}), services).is_err());
+        let mut unnamed = json!({ "metadata": { "namespace": "default" } });
+        assert_eq!(prepare_create(&mut unnamed, services).unwrap(), "");
+        assert_eq!(
+            validate_new_metadata(&unnamed, services).unwrap()[0].to_string(),
+            "metadata.name: Required value: name or generateName is required"
+        );
+    }
+
+    /// Every kind's names follow its rule, checked before anything is
+    /// stored (ConfigMaps and Deployments like most kinds, Namespaces,
+    /// Services and core Events their own).
+    #[test]
+    fn names_follow_each_kinds_rule() {
+        let long = "a".repeat(300);
+        let refused = |group: &str, plural: &str, name: &str| {
+            let resource = find(group, "v1", plural).unwrap();
+            let namespace = resource.namespaced.then_some("default");
+            let object = json!({ "metadata": { "name": name, "namespace": namespace } });
+            let errs = validate_new_metadata(&object, resource).unwrap();
+            errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        for (group, plural) in [
+            ("", "configmaps"),
+            ("", "secrets"),
+            ("", "pods"),
+            ("", "nodes"),
+            ("apps", "deployments"),
+            ("batch", "cronjobs"),
+            ("storage.k8s.io", "storageclasses"),
+            ("events.k8s.io", "events"),
+        ] {
+            assert_eq!(
+                refused(group, plural, "UPPER"),
+                [
+                    "metadata.name: Invalid value: \"UPPER\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                ],
+                "{plural}"
+            );
+            for bad in ["..", "a/b", "a%b", long.as_str()] {
+                assert_eq!(refused(group, plural, bad).len(), 1, "{plural} {bad}");
+            }
+            assert!(refused(group, plural, "web.v1").is_empty(), "{plural}");
+        }
+        assert!(refused("", "namespaces", "web.v1")[0].ends_with("must not contain dots"));
+        assert!(refused("", "namespaces", "UPPER")[0].contains("RFC 1123 label"));
+        assert!(refused("", "services", "1web")[0].contains("DNS-1035 label"));
+        assert!(refused("", "events", "Web.17a2b").is_empty());
+        assert_eq!(
+            refused("", "events", ".."),
+            ["metadata.name: Invalid value: \"..\": may not be '..'"]
+        );
     }
 
     #[test]

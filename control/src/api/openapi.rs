@@ -127,10 +127,12 @@ fn resource_paths(resource: &Resource) -> Map<String, Value> {
     let op = |action| operation(resource, action);
 
     let mut paths = Map::new();
-    paths.insert(
-        collection,
-        json!({ "get": op(Action::List), "post": op(Action::Create), "parameters": scope }),
-    );
+    let mut collection_ops =
+        json!({ "get": op(Action::List), "post": op(Action::Create), "parameters": scope });
+    if resource.deletes_collections {
+        collection_ops["delete"] = op(Action::DeleteCollection);
+    }
+    paths.insert(collection, collection_ops);
     if resource.namespaced {
         paths.insert(
             format!("{root}/{plural}"),
@@ -169,6 +171,7 @@ enum Action {
     Update,
     Patch,
     Delete,
+    DeleteCollection,
 }
 
 impl Action {
@@ -181,6 +184,7 @@ impl Action {
             Self::Update => "put",
             Self::Patch => "patch",
             Self::Delete => "delete",
+            Self::DeleteCollection => "deletecollection",
         }
     }
 
@@ -202,10 +206,30 @@ impl Action {
                 &[("fieldManager", "string"), ("fieldValidation", "string")]
             }
             Self::Get => &[],
-            Self::Delete => &[("gracePeriodSeconds", "integer")],
+            Self::Delete => DELETE_PARAMETERS,
+            Self::DeleteCollection => DELETE_COLLECTION_PARAMETERS,
         }
     }
 }
+
+/// A DELETE's options in the query (or its body).
+const DELETE_PARAMETERS: &[(&str, &str)] = &[
+    ("gracePeriodSeconds", "integer"),
+    ("propagationPolicy", "string"),
+    ("orphanDependents", "boolean"),
+    ("dryRun", "string"),
+];
+
+/// The options of a DELETE on a collection: the selectors, then those of
+/// a DELETE.
+const DELETE_COLLECTION_PARAMETERS: &[(&str, &str)] = &[
+    ("labelSelector", "string"),
+    ("fieldSelector", "string"),
+    ("gracePeriodSeconds", "integer"),
+    ("propagationPolicy", "string"),
+    ("orphanDependents", "boolean"),
+    ("dryRun", "string"),
+];
 
 fn operation(resource: &Resource, action: Action) -> Value {
     let kind =
@@ -216,7 +240,7 @@ fn operation(resource: &Resource, action: Action) -> Value {
         .map(|(name, ty)| json!({ "name": name, "in": "query", "schema": { "type": ty } }))
         .collect();
     let response = match action {
-        Action::List | Action::Delete => json!({ "type": "object" }),
+        Action::List | Action::Delete | Action::DeleteCollection => json!({ "type": "object" }),
         _ => kind.clone(),
     };
     let mut operation = json!({

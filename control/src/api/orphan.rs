@@ -9,12 +9,6 @@ use super::registry::RESOURCES;
 use super::status::ApiError;
 use crate::store::{ListRequest, StoreError, collection_prefix, object_key, resource_version_of};
 
-/// Whether the DELETE asks for the dependents to be orphaned.
-pub fn wanted(options: &Value, query_policy: Option<&str>) -> bool {
-    options["propagationPolicy"].as_str().or(query_policy) == Some("Orphan")
-        || options["orphanDependents"].as_bool() == Some(true)
-}
-
 /// `object` without the ownerReference to `uid`; `None` when it has none.
 fn released(object: &Value, uid: &str) -> Option<Value> {
     let owners = object["metadata"]["ownerReferences"].as_array()?;
@@ -99,8 +93,5 @@ mod tests {
         let alone = released(&without_a, "b").unwrap();
         assert!(alone["metadata"].get("ownerReferences").is_none());
         assert!(released(&alone, "b").is_none());
-        assert!(wanted(&json!({ "propagationPolicy": "Orphan" }), None));
-        assert!(wanted(&Value::Null, Some("Orphan")));
-        assert!(!wanted(&json!({ "propagationPolicy": "Background" }), None));
     }
 }

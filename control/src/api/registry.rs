@@ -15,7 +15,7 @@ use crate::kinds::{
     PodStrategy, ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy,
     ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
-use crate::validation::{UnknownField, strip_unknown_fields};
+use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
 /// What the resource's k8s-openapi type gives: its OpenAPI schema and the
 /// fields an object has that the type does not declare.
@@ -29,6 +29,10 @@ pub struct Typed {
     /// Removes the fields the type does not declare and names them; fails
     /// when the object does not decode as the type.
     pub strip_unknown_fields: fn(&mut Value) -> Result<Vec<UnknownField>, serde_json::Error>,
+    /// `status` with the fields the type always has (Go's non-`omitempty`
+    /// fields, e.g. a ReplicaSet's `replicas: 0`) filled in, as
+    /// kube-apiserver serializes it; clients that decode strictly need them.
+    pub complete_status: fn(Value) -> Value,
 }
 
 impl Typed {
@@ -37,8 +41,20 @@ impl Typed {
             schema_name: T::schema_name,
             schema: SchemaGenerator::subschema_for::<T>,
             strip_unknown_fields: strip_unknown_fields::<T>,
+            complete_status: complete_status::<T>,
         }
     }
+}
+
+/// `status` as the type `T` serializes it; unchanged when it does not
+/// decode (then validation refuses the object anyway).
+fn complete_status<T: DeserializeOwned + Serialize>(status: Value) -> Value {
+    let object = serde_json::json!({ "metadata": {}, "status": status });
+    serde_json::from_value::<T>(object)
+        .and_then(serde_json::to_value)
+        .ok()
+        .and_then(|mut typed| typed.get_mut("status").map(Value::take))
+        .unwrap_or(status)
 }
 
 /// One served resource.
@@ -62,6 +78,14 @@ pub struct Resource {
     /// `metadata.namespace`, with the object path each one reads.
     pub fields: &'static [(&'static str, &'static [&'static str])],
     pub typed: Typed,
+    /// The rule its names follow (the name function of the kind's
+    /// validation upstream).
+    pub names: NameRule,
+    /// A DELETE that removes the object answers with it rather than a
+    /// `Status` (the registry's `ReturnDeletedObject`).
+    pub returns_deleted: bool,
+    /// Serves `deletecollection` (DELETE on the collection).
+    pub deletes_collections: bool,
 }
 
 /// A resource is its group, version and plural.
@@ -81,6 +105,15 @@ impl Resource {
     pub fn serves(&self, subresource: Subresource) -> bool {
         self.strategy.serves(subresource)
     }
+
+    /// The verbs discovery lists for the resource itself.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.deletes_collections {
+            VERBS
+        } else {
+            VERBS_WITHOUT_COLLECTION_DELETE
+        }
+    }
 }
 
 pub fn group_version(group: &str, version: &str) -> String {
@@ -91,8 +124,19 @@ pub fn group_version(group: &str, version: &str) -> String {
     }
 }
 
-/// Verbs every resource supports.
-pub const VERBS: &[&str] = &[
+/// Verbs of a resource.
+const VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+/// Verbs of a resource without `deletecollection` (namespaces, services).
+const VERBS_WITHOUT_COLLECTION_DELETE: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
 /// Verbs of a `/status` subresource.
@@ -119,11 +163,20 @@ const fn resource(
         strategy: &GenericStrategy::PLAIN,
         fields: &[],
         typed,
+        names: NameRule::Dns1123Subdomain,
+        returns_deleted: false,
+        deletes_collections: true,
     }
 }
 
 const fn with_strategy(strategy: &'static dyn Strategy, mut resource: Resource) -> Resource {
     resource.strategy = strategy;
+    resource
+}
+
+/// A kind whose DELETE answers with the removed object.
+const fn returning_deleted(mut resource: Resource) -> Resource {
+    resource.returns_deleted = true;
     resource
 }
 
@@ -154,21 +207,25 @@ const EVENT_FIELDS: &[(&str, &[&str])] = &[
 /// `events.k8s.io` events have their own root: skiff stores each version's
 /// JSON as sent and does not convert between the two event schemas.
 pub static RESOURCES: &[Resource] = &[
-    short(
-        with_strategy(
-            &NamespaceStrategy,
-            resource(
-                "",
-                "Namespace",
-                "namespaces",
-                "namespace",
-                false,
-                keys::NAMESPACES,
-                Typed::of::<core::v1::Namespace>(),
+    Resource {
+        names: NameRule::Dns1123Label,
+        deletes_collections: false,
+        ..short(
+            with_strategy(
+                &NamespaceStrategy,
+                resource(
+                    "",
+                    "Namespace",
+                    "namespaces",
+                    "namespace",
+                    false,
+                    keys::NAMESPACES,
+                    Typed::of::<core::v1::Namespace>(),
+                ),
             ),
-        ),
-        &["ns"],
-    ),
+            &["ns"],
+        )
+    },
     Resource {
         fields: &[("spec.unschedulable", &["spec", "unschedulable"])],
         ..short(
@@ -192,7 +249,7 @@ pub static RESOURCES: &[Resource] = &[
         ..short(
             with_strategy(
                 &PodStrategy,
-                resource(
+                returning_deleted(resource(
                     "",
                     "Pod",
                     "pods",
@@ -200,26 +257,30 @@ pub static RESOURCES: &[Resource] = &[
                     true,
                     keys::PODS,
                     Typed::of::<core::v1::Pod>(),
-                ),
+                )),
             ),
             &["po"],
         )
     },
-    short(
-        with_strategy(
-            &ServiceStrategy,
-            resource(
-                "",
-                "Service",
-                "services",
-                "service",
-                true,
-                keys::SERVICES,
-                Typed::of::<core::v1::Service>(),
+    Resource {
+        names: NameRule::Dns1035Label,
+        deletes_collections: false,
+        ..short(
+            with_strategy(
+                &ServiceStrategy,
+                returning_deleted(resource(
+                    "",
+                    "Service",
+                    "services",
+                    "service",
+                    true,
+                    keys::SERVICES,
+                    Typed::of::<core::v1::Service>(),
+                )),
             ),
-        ),
-        &["svc"],
-    ),
+            &["svc"],
+        )
+    },
     short(
         resource(
             "",
@@ -259,7 +320,7 @@ pub static RESOURCES: &[Resource] = &[
     short(
         with_strategy(
             &PersistentVolumeStrategy,
-            resource(
+            returning_deleted(resource(
                 "",
                 "PersistentVolume",
                 "persistentvolumes",
@@ -267,14 +328,14 @@ pub static RESOURCES: &[Resource] = &[
                 false,
                 keys::PERSISTENT_VOLUMES,
                 Typed::of::<core::v1::PersistentVolume>(),
-            ),
+            )),
         ),
         &["pv"],
     ),
     short(
         with_strategy(
             &PersistentVolumeClaimStrategy,
-            resource(
+            returning_deleted(resource(
                 "",
                 "PersistentVolumeClaim",
                 "persistentvolumeclaims",
@@ -282,7 +343,7 @@ pub static RESOURCES: &[Resource] = &[
                 true,
                 keys::PERSISTENT_VOLUME_CLAIMS,
                 Typed::of::<core::v1::PersistentVolumeClaim>(),
-            ),
+            )),
         ),
         &["pvc"],
     ),
@@ -333,6 +394,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     Resource {
         fields: EVENT_FIELDS,
+        names: NameRule::PathSegment,
         ..short(
             resource(
                 "",
@@ -481,7 +543,7 @@ pub static RESOURCES: &[Resource] = &[
     short(
         with_strategy(
             &StorageClassStrategy,
-            resource(
+            returning_deleted(resource(
                 "storage.k8s.io",
                 "StorageClass",
                 "storageclasses",
@@ -489,7 +551,7 @@ pub static RESOURCES: &[Resource] = &[
                 false,
                 keys::STORAGE_CLASSES,
                 Typed::of::<storage::v1::StorageClass>(),
-            ),
+            )),
         ),
         &["sc"],
     ),
@@ -528,6 +590,8 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -578,6 +642,11 @@ mod tests {
         let nodes = find("", "v1", "nodes").unwrap();
         assert!(nodes.serves(Subresource::Status));
         assert_eq!(nodes.strategy.initial_status(), None);
+        let replica_sets = find("apps", "v1", "replicasets").unwrap();
+        assert_eq!(
+            (replica_sets.typed.complete_status)(json!({})),
+            json!({ "replicas": 0 })
+        );
         let config_maps = find("", "v1", "configmaps").unwrap();
         assert!(!config_maps.serves(Subresource::Status));
         assert!(!config_maps.strategy.keeps_status_on_update());

@@ -8,12 +8,9 @@ use serde_json::{Value, json};
 
 use super::env::Env;
 use super::refusal::Refusal;
-use super::storage::object_meta;
 use super::strategy::{Strategy, Subresource};
 use super::workload::{go_selector, validate_selector, validate_selector_matches_template};
-use crate::validation::{
-    FieldError, NameRule, Rendered, go_quote, validate_object_meta, validate_object_meta_update,
-};
+use crate::validation::{FieldError, Rendered, go_quote};
 
 const NONNEGATIVE: &str = "must be greater than or equal to 0";
 const PERCENT_MESSAGE: &str = "a valid percent string must be a numeric string followed by an \
@@ -36,14 +33,11 @@ impl Strategy for DaemonSetStrategy {
     }
 
     fn validate(&self, _env: &Env, set: &Value) -> Result<(), Refusal> {
-        let mut errs = validate_object_meta(&object_meta(set)?, true, NameRule::Dns1123Subdomain);
-        errs.extend(validate_spec(&set["spec"]));
-        Refusal::unless_valid(errs)
+        Refusal::unless_valid(validate_spec(&set["spec"]))
     }
 
     fn validate_update(&self, _env: &Env, set: &Value, old: &Value) -> Result<(), Refusal> {
-        let mut errs = validate_object_meta_update(&object_meta(set)?, &object_meta(old)?);
-        errs.extend(validate_spec(&set["spec"]));
+        let mut errs = validate_spec(&set["spec"]);
         errs.extend(validate_selector_fixed(&set["spec"], &old["spec"]));
         Refusal::unless_valid(errs)
     }

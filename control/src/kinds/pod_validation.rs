@@ -1,6 +1,7 @@
 //! Pod validation, the part of kube-apiserver's `ValidatePod` that keeps
-//! names and paths from escaping the directories a node builds from them:
-//! the pod's name (DNS-1123 subdomain), container and volume names
+//! names and paths from escaping the directories a node builds from them
+//! (the pod's own name is checked for every kind, `api::objects`): container
+//! and volume names
 //! (DNS-1123 labels, unique), exactly one source per volume, mounts of
 //! volumes that exist at unique paths, and relative sub-paths and item
 //! paths without `..`. The node agent checks again before it touches its
@@ -11,17 +12,13 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::refusal::Refusal;
-use super::storage::object_meta;
-use crate::validation::{
-    FieldError, NameRule, child, index, is_dns1123_label, validate_object_meta,
-    validate_object_meta_update,
-};
+use crate::validation::{FieldError, child, index, is_dns1123_label};
 
 /// The container lists whose names share one namespace.
 const CONTAINER_LISTS: &[&str] = &["initContainers", "containers"];
 
 pub fn validate(pod: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta(&object_meta(pod)?, true, NameRule::Dns1123Subdomain);
+    let mut errs = Vec::new();
     let spec = &pod["spec"];
     let volume_names = validate_volumes(spec, &mut errs);
     if spec["containers"].as_array().is_none_or(Vec::is_empty) {
@@ -41,12 +38,6 @@ pub fn validate(pod: &Value) -> Result<Vec<FieldError>, Refusal> {
             validate_mounts(container, &path, &volume_names, &mut errs);
         }
     }
-    Ok(errs)
-}
-
-pub fn validate_update(pod: &Value, old: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta_update(&object_meta(pod)?, &object_meta(old)?);
-    errs.extend(validate(pod)?);
     Ok(errs)
 }
 
@@ -268,12 +259,6 @@ mod tests {
             },
         });
         let errors = texts(bad);
-        assert!(
-            errors[0].starts_with(
-                "metadata.name: Invalid value: \"../etc\": a lowercase RFC 1123 subdomain"
-            ),
-            "{errors:?}"
-        );
         let fields: Vec<&str> = errors
             .iter()
             .map(|e| e.split(':').next().unwrap())
@@ -281,7 +266,6 @@ mod tests {
         assert_eq!(
             fields,
             [
-                "metadata.name",
                 "spec.volumes[0].name",
                 "spec.initContainers[1].name",
                 "spec.containers[0].name",
@@ -289,7 +273,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            errors[2],
+            errors[1],
             "spec.initContainers[1].name: Duplicate value: \"app\""
         );
     }

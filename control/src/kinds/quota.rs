@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::env::Env;
 use super::refusal::Refusal;
-use super::storage::validate_meta;
 use super::strategy::{Strategy, Subresource};
 use crate::admission::quota::SCOPES;
 use crate::admission::usage::{COMPUTE, STANDARD, charged_by};
@@ -67,7 +66,7 @@ fn non_negative(value: &Value, path: &str) -> Result<Quantity, FieldError> {
 }
 
 fn validate_quota(quota: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_meta(quota, true)?;
+    let mut errs = Vec::new();
     let spec = &quota["spec"];
     for (list, field) in [
         (&spec["hard"], "spec.hard"),
@@ -171,7 +170,7 @@ fn default_limit_range(range: &mut Value) {
 }
 
 fn validate_limit_range(range: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_meta(range, true)?;
+    let mut errs = Vec::new();
     let mut seen = Vec::new();
     let items = range["spec"]["limits"].as_array().into_iter().flatten();
     for (index, item) in items.enumerate() {

@@ -26,4 +26,21 @@ impl Refusal {
             Err(Refusal::Invalid(errors))
         }
     }
+
+    /// The outcome of checking the metadata (`metadata`, the errors there)
+    /// and then the rest (`rest`): one 422 naming all the invalid fields,
+    /// metadata first.
+    pub fn combine(
+        mut metadata: Vec<FieldError>,
+        rest: Result<(), Refusal>,
+    ) -> Result<(), Refusal> {
+        match rest {
+            Err(Refusal::Invalid(errors)) => {
+                metadata.extend(errors);
+                Err(Refusal::Invalid(metadata))
+            }
+            rest if metadata.is_empty() => rest,
+            _ => Err(Refusal::Invalid(metadata)),
+        }
+    }
 }

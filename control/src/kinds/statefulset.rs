@@ -11,13 +11,9 @@ use serde_json::{Value, json};
 use super::env::Env;
 use super::pod_validation::validate_label_name;
 use super::refusal::Refusal;
-use super::storage::object_meta;
 use super::strategy::{Strategy, Subresource};
 use super::workload::{validate_selector, validate_selector_matches_template};
-use crate::validation::{
-    FieldError, NameRule, Rendered, go_quote, index, is_dns1035_label, validate_object_meta,
-    validate_object_meta_update,
-};
+use crate::validation::{FieldError, Rendered, go_quote, index, is_dns1035_label};
 
 const POD_MANAGEMENT: &[&str] = &["OrderedReady", "Parallel"];
 const RETENTION: &[&str] = &["Retain", "Delete"];
@@ -53,14 +49,11 @@ impl Strategy for StatefulSetStrategy {
     }
 
     fn validate(&self, _env: &Env, set: &Value) -> Result<(), Refusal> {
-        let mut errs = validate_object_meta(&object_meta(set)?, true, NameRule::Dns1123Subdomain);
-        errs.extend(validate_spec(&set["spec"]));
-        Refusal::unless_valid(errs)
+        Refusal::unless_valid(validate_spec(&set["spec"]))
     }
 
     fn validate_update(&self, _env: &Env, set: &Value, old: &Value) -> Result<(), Refusal> {
-        let mut errs = validate_object_meta_update(&object_meta(set)?, &object_meta(old)?);
-        errs.extend(validate_spec(&set["spec"]));
+        let mut errs = validate_spec(&set["spec"]);
         if fixed_part(&set["spec"]) != fixed_part(&old["spec"]) {
             errs.push(FieldError::forbidden("spec", IMMUTABLE_SPEC));
         }

@@ -4,41 +4,38 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
 use super::field::{FieldError, Rendered, child, index};
 use super::names::{
     is_dns1035_label, is_dns1123_label, is_dns1123_subdomain, is_qualified_name,
-    is_valid_label_value,
+    is_valid_label_value, is_valid_path_segment_name,
 };
 
 /// Annotations may hold at most this many bytes (keys plus values) in total.
 const TOTAL_ANNOTATION_SIZE_LIMIT: usize = 256 * 1024;
 
-/// Which rule an object's name follows; it depends on the kind because
-/// some names end up in DNS (Services) or in other names' places (Namespaces).
+/// Which rule an object's name follows, after the name function each
+/// kind's validation passes to kube-apiserver's `ValidateObjectMeta`: it
+/// depends on the kind because some names end up in DNS (Services) or in
+/// other names' places (Namespaces). Every rule keeps a name usable as one
+/// segment of a URL and of an etcd key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
+    /// Only `IsValidPathSegmentName` (core/v1 Events, which upstream keeps
+    /// lax for old clients).
+    PathSegment,
     Dns1123Subdomain,
     Dns1123Label,
     Dns1035Label,
 }
 
 impl NameRule {
-    /// The rule kube-apiserver applies to names of `kind`.
-    pub fn for_kind(kind: &str) -> Self {
-        match kind {
-            "Service" => Self::Dns1035Label,
-            "Namespace" => Self::Dns1123Label,
-            _ => Self::Dns1123Subdomain,
-        }
-    }
-
     /// Problems with `name`. For a `generateName` prefix a trailing dash is
     /// fine, since random characters will follow it.
     pub fn check(self, name: &str, is_prefix: bool) -> Vec<String> {
         let masked;
-        let name = match name.strip_suffix('-') {
+        let dns_name = match name.strip_suffix('-') {
             Some(stem) if is_prefix => {
                 masked = format!("{stem}a");
                 &masked
@@ -46,9 +43,10 @@ impl NameRule {
             _ => name,
         };
         match self {
-            Self::Dns1123Subdomain => is_dns1123_subdomain(name),
-            Self::Dns1123Label => is_dns1123_label(name),
-            Self::Dns1035Label => is_dns1035_label(name),
+            Self::PathSegment => is_valid_path_segment_name(name, is_prefix),
+            Self::Dns1123Subdomain => is_dns1123_subdomain(dns_name),
+            Self::Dns1123Label => is_dns1123_label(dns_name),
+            Self::Dns1035Label => is_dns1035_label(dns_name),
         }
     }
 }
@@ -103,6 +101,15 @@ pub fn validate_object_meta(
             "must be greater than or equal to 0",
         ));
     }
+    errs.extend(validate_maps_and_references(meta));
+    errs
+}
+
+/// What both a new object and an update must have right: labels,
+/// annotations, finalizers and ownerReferences.
+fn validate_maps_and_references(meta: &ObjectMeta) -> Vec<FieldError> {
+    let path = "metadata";
+    let mut errs = Vec::new();
     if let Some(labels) = &meta.labels {
         errs.extend(validate_labels(labels, &child(path, "labels")));
     }
@@ -113,11 +120,78 @@ pub fn validate_object_meta(
         ));
     }
     if let Some(finalizers) = &meta.finalizers {
-        // Upstream names the list, not the element.
-        let path = child(path, "finalizers");
-        for finalizer in finalizers {
-            for msg in is_qualified_name(finalizer) {
-                errs.push(FieldError::invalid(&path, finalizer, msg));
+        errs.extend(validate_finalizers(finalizers, &child(path, "finalizers")));
+    }
+    if let Some(owners) = &meta.owner_references {
+        errs.extend(validate_owner_references(
+            owners,
+            &child(path, "ownerReferences"),
+        ));
+    }
+    errs
+}
+
+/// Finalizers are qualified names; upstream names the list, not the element.
+fn validate_finalizers(finalizers: &[String], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    for finalizer in finalizers {
+        for msg in is_qualified_name(finalizer) {
+            errs.push(FieldError::invalid(path, finalizer, msg));
+        }
+    }
+    let has = |name: &str| finalizers.iter().any(|f| f == name);
+    if has(FINALIZER_ORPHAN) && has(FINALIZER_FOREGROUND) {
+        errs.push(FieldError::invalid(
+            path,
+            Rendered(format!("[{}]", finalizers.join(" "))),
+            format!("finalizer {FINALIZER_FOREGROUND} and {FINALIZER_ORPHAN} cannot be both set"),
+        ));
+    }
+    errs
+}
+
+/// The garbage collector's finalizers (metav1 `FinalizerOrphanDependents`,
+/// `FinalizerDeleteDependents`).
+pub const FINALIZER_ORPHAN: &str = "orphan";
+pub const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+/// Each ownerReference names its owner completely (apiVersion with a
+/// version, kind, name, uid), and at most one is the controller.
+fn validate_owner_references(owners: &[OwnerReference], path: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let mut controller: Option<String> = None;
+    for owner in owners {
+        let version = match owner.api_version.split('/').collect::<Vec<_>>().as_slice() {
+            [version] | [_, version] => *version,
+            _ => "",
+        };
+        let required = [
+            (
+                "apiVersion",
+                version,
+                &owner.api_version,
+                "version must not be empty",
+            ),
+            ("kind", &owner.kind, &owner.kind, "must not be empty"),
+            ("name", &owner.name, &owner.name, "must not be empty"),
+            ("uid", &owner.uid, &owner.uid, "must not be empty"),
+        ];
+        for (field, checked, value, msg) in required {
+            if checked.is_empty() {
+                errs.push(FieldError::invalid(child(path, field), value.as_str(), msg));
+            }
+        }
+        if owner.controller == Some(true) {
+            let this = format!("{}/{}", owner.kind, owner.name);
+            match &controller {
+                Some(first) => errs.push(FieldError::invalid(
+                    path,
+                    Rendered(this.clone()),
+                    format!(
+                        "Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"
+                    ),
+                )),
+                None => controller = Some(this),
             }
         }
     }
@@ -126,9 +200,10 @@ pub fn validate_object_meta(
 
 const IMMUTABLE: &str = "field is immutable";
 
-/// What may not change when an object is updated. Expects the registry to
-/// have carried over `uid` and `creationTimestamp` when the client left them
-/// out, as kube-apiserver does.
+/// What may not change when an object is updated, and what the updated
+/// metadata must have right. Expects the registry to have carried over
+/// `uid` and `creationTimestamp` when the client left them out, as
+/// kube-apiserver does.
 pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<FieldError> {
     let path = "metadata";
     let mut errs = Vec::new();
@@ -164,6 +239,7 @@ pub fn validate_object_meta_update(new: &ObjectMeta, old: &ObjectMeta) -> Vec<Fi
             "must not be decremented",
         ));
     }
+    errs.extend(validate_maps_and_references(new));
     errs
 }
 
@@ -256,14 +332,57 @@ mod tests {
     }
 
     #[test]
-    fn name_rules_by_kind() {
-        assert_eq!(NameRule::for_kind("Service"), NameRule::Dns1035Label);
-        assert_eq!(NameRule::for_kind("Namespace"), NameRule::Dns1123Label);
-        assert_eq!(NameRule::for_kind("Pod"), NameRule::Dns1123Subdomain);
+    fn name_rules() {
         assert!(NameRule::Dns1123Subdomain.check("web.v1", false).is_empty());
         assert!(!NameRule::Dns1035Label.check("1web", false).is_empty());
         assert!(NameRule::Dns1035Label.check("web-", true).is_empty());
         assert!(!NameRule::Dns1035Label.check("web-", false).is_empty());
+        assert!(NameRule::PathSegment.check("UPPER.name", false).is_empty());
+        assert_eq!(
+            NameRule::PathSegment.check("..", false),
+            ["may not be '..'"]
+        );
+        assert_eq!(
+            NameRule::PathSegment.check("a/", true),
+            ["may not contain '/'"]
+        );
+        for rule in [
+            NameRule::Dns1123Subdomain,
+            NameRule::Dns1123Label,
+            NameRule::Dns1035Label,
+        ] {
+            for bad in ["..", ".", "a/b", "a%b", "UPPER"] {
+                assert!(!rule.check(bad, false).is_empty(), "{rule:?} {bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn owner_references() {
+        let owner = |api_version: &str, name: &str, controller: bool| OwnerReference {
+            api_version: api_version.into(),
+            kind: "ReplicaSet".into(),
+            name: name.into(),
+            uid: "u".into(),
+            controller: Some(controller),
+            ..Default::default()
+        };
+        let m = ObjectMeta {
+            owner_references: Some(vec![
+                owner("apps/v1", "a", true),
+                owner("apps/", "", false),
+                owner("apps/v1", "b", true),
+            ]),
+            ..meta("web", Some("default"))
+        };
+        assert_eq!(
+            messages(&validate_object_meta(&m, true, NameRule::Dns1123Subdomain)),
+            [
+                "metadata.ownerReferences.apiVersion: Invalid value: \"apps/\": version must not be empty",
+                "metadata.ownerReferences.name: Invalid value: \"\": must not be empty",
+                "metadata.ownerReferences: Invalid value: ReplicaSet/b: Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/a and ReplicaSet/b",
+            ]
+        );
     }
 
     #[test]

@@ -195,6 +195,20 @@ pub fn is_valid_label_value(value: &str) -> Vec<String> {
     errs
 }
 
+/// apimachinery's `IsValidPathSegmentName`: what every name must be, since
+/// it is one segment of the object's URL (and of its etcd key). A
+/// `generateName` prefix only may not contain the characters.
+pub fn is_valid_path_segment_name(name: &str, is_prefix: bool) -> Vec<String> {
+    if !is_prefix && let Some(whole) = [".", ".."].into_iter().find(|&bad| name == bad) {
+        return vec![format!("may not be '{whole}'")];
+    }
+    ["/", "%"]
+        .into_iter()
+        .filter(|bad| name.contains(bad))
+        .map(|bad| format!("may not contain '{bad}'"))
+        .collect()
+}
+
 pub fn is_valid_port_num(port: i64) -> Vec<String> {
     if (1..=65535).contains(&port) {
         Vec::new()
@@ -320,6 +334,24 @@ mod tests {
         }
         assert_eq!(is_valid_label_value("-x").len(), 1);
         assert_eq!(is_valid_label_value(&"a".repeat(64)).len(), 1);
+    }
+
+    #[test]
+    fn path_segment_names() {
+        for ok in ["a", "UPPER", "a..b", "x_y"] {
+            assert!(is_valid_path_segment_name(ok, false).is_empty(), "{ok}");
+        }
+        assert_eq!(is_valid_path_segment_name("..", false), ["may not be '..'"]);
+        assert_eq!(is_valid_path_segment_name(".", false), ["may not be '.'"]);
+        assert!(is_valid_path_segment_name(".", true).is_empty());
+        assert_eq!(
+            is_valid_path_segment_name("a/b%c", false),
+            ["may not contain '/'", "may not contain '%'"]
+        );
+        assert_eq!(
+            is_valid_path_segment_name("a/", true),
+            ["may not contain '/'"]
+        );
     }
 
     #[test]

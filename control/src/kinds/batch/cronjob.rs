@@ -10,10 +10,7 @@ use super::job::{nonnegative, validate_spec};
 use super::schedule::{parse_cron, time_zone};
 use crate::controllers::meta;
 use crate::kinds::refusal::Refusal;
-use crate::kinds::storage::object_meta;
-use crate::validation::{
-    FieldError, NameRule, Rendered, validate_object_meta, validate_object_meta_update,
-};
+use crate::validation::{FieldError, Rendered};
 
 /// A job's name is `<cronjob>-<minutes since the epoch>` (11 characters
 /// more) and must stay a DNS-1035 label of at most 63.
@@ -34,8 +31,7 @@ pub fn default_cron_job(cron_job: &mut Value) {
 }
 
 pub fn validate(cron_job: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta(&object_meta(cron_job)?, true, NameRule::Dns1123Subdomain);
-    errs.extend(validate_cron_spec(&cron_job["spec"], None));
+    let mut errs = validate_cron_spec(&cron_job["spec"], None);
     let name = meta::name(cron_job);
     if name.len() > MAX_NAME_LENGTH {
         errs.push(FieldError::invalid(
@@ -50,9 +46,7 @@ pub fn validate(cron_job: &Value) -> Result<Vec<FieldError>, Refusal> {
 /// As [`validate`], but the name's length is not checked again (older
 /// cronjobs with longer names stay editable), nor an unchanged time zone.
 pub fn validate_update(cron_job: &Value, old: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta_update(&object_meta(cron_job)?, &object_meta(old)?);
-    errs.extend(validate_cron_spec(&cron_job["spec"], Some(&old["spec"])));
-    Ok(errs)
+    Ok(validate_cron_spec(&cron_job["spec"], Some(&old["spec"])))
 }
 
 fn validate_cron_spec(spec: &Value, old: Option<&Value>) -> Vec<FieldError> {

@@ -8,11 +8,10 @@ use serde_json::{Value, json};
 
 use crate::controllers::meta;
 use crate::kinds::refusal::Refusal;
-use crate::kinds::storage::object_meta;
 use crate::kinds::workload::validate_selector_matches_template;
 use crate::validation::{
-    FieldError, NameRule, Rendered, child, index, is_dns1123_label, is_qualified_name,
-    validate_label_selector, validate_object_meta, validate_object_meta_update,
+    FieldError, Rendered, child, index, is_dns1123_label, is_qualified_name,
+    validate_label_selector,
 };
 
 /// The label the generated selector matches: the job's uid.
@@ -90,8 +89,7 @@ pub fn generate_selector(job: &mut Value) {
 }
 
 pub fn validate(job: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta(&object_meta(job)?, true, NameRule::Dns1123Subdomain);
-    errs.extend(validate_generated_selector(job));
+    let mut errs = validate_generated_selector(job);
     let spec = &job["spec"];
     errs.extend(validate_spec(spec, "spec"));
     errs.extend(validate_selector(spec)?);
@@ -113,8 +111,7 @@ pub fn validate(job: &Value) -> Result<Vec<FieldError>, Refusal> {
 
 /// What an update may not change, then everything [`validate`] checks.
 pub fn validate_update(job: &Value, old: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_object_meta_update(&object_meta(job)?, &object_meta(old)?);
-    errs.extend(validate(job)?);
+    let mut errs = validate(job)?;
     for field in ["completions", "selector", "template", "completionMode"] {
         let new = &job["spec"][field];
         if *new != old["spec"][field] {

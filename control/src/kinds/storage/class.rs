@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::fields::{same, validate_meta};
+use super::fields::same;
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, is_qualified_name};
 
@@ -24,7 +24,7 @@ pub fn default_class_fields(class: &mut Value) {
 }
 
 pub fn validate(class: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_meta(class, false)?;
+    let mut errs = Vec::new();
     match class["provisioner"].as_str().filter(|p| !p.is_empty()) {
         None => errs.push(FieldError::required("provisioner", "")),
         Some(provisioner) => errs.extend(

@@ -1,14 +1,10 @@
-//! What the storage kinds check alike: metadata, access modes, storage
+//! What the storage kinds check alike: access modes, storage
 //! quantities, volume modes.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 
-use crate::kinds::refusal::Refusal;
 use crate::quantity;
-use crate::validation::{
-    FieldError, NameRule, Rendered, is_dns1123_subdomain, validate_object_meta,
-};
+use crate::validation::{FieldError, Rendered, is_dns1123_subdomain};
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
@@ -16,20 +12,6 @@ const ACCESS_MODES: &[&str] = &[
     "ReadWriteOnce",
     "ReadWriteOncePod",
 ];
-
-/// The object's metadata, validated with DNS-1123 subdomain names.
-pub fn validate_meta(object: &Value, namespaced: bool) -> Result<Vec<FieldError>, Refusal> {
-    Ok(validate_object_meta(
-        &object_meta(object)?,
-        namespaced,
-        NameRule::Dns1123Subdomain,
-    ))
-}
-
-pub fn object_meta(object: &Value) -> Result<ObjectMeta, Refusal> {
-    serde_json::from_value(object["metadata"].clone())
-        .map_err(|error| Refusal::BadRequest(format!("metadata cannot be decoded: {error}")))
-}
 
 /// `spec.accessModes`: at least one (`missing` is upstream's message for
 /// the kind), each supported, ReadWriteOncePod alone.

@@ -8,7 +8,6 @@ mod claim;
 mod class;
 mod fields;
 
-pub(super) use fields::validate_meta;
 mod volume;
 
 use serde_json::{Value, json};
@@ -18,7 +17,6 @@ use super::refusal::Refusal;
 use super::strategy::{BoxFuture, Strategy, Subresource};
 
 pub use class::{DEFAULT_CLASS_ANNOTATION, default_class};
-pub(super) use fields::object_meta;
 
 /// The default StorageClass and the provisioner that serves it (the
 /// controllers' local-path provisioner).

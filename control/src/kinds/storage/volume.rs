@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::fields::{
-    same, validate_access_modes, validate_class_and_mode, validate_meta, validate_positive_storage,
+    same, validate_access_modes, validate_class_and_mode, validate_positive_storage,
 };
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, Rendered, child};
@@ -60,7 +60,7 @@ pub fn default_volume(volume: &mut Value) {
 }
 
 pub fn validate(volume: &Value) -> Result<Vec<FieldError>, Refusal> {
-    let mut errs = validate_meta(volume, false)?;
+    let mut errs = Vec::new();
     let spec = &volume["spec"];
     errs.extend(validate_access_modes(
         &spec["accessModes"],

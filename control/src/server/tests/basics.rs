@@ -468,10 +468,10 @@ async fn patches_validation_and_subresources() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (code, body) = cluster.curl(&pod_path, &args).await;
     assert_eq!(code, 200, "{body}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&body).unwrap()["status"],
-        "Success"
-    );
+    // Pods are returned when deleted (the registry's ReturnDeletedObject).
+    let deleted: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(deleted["kind"], "Pod", "{body}");
+    assert_eq!(deleted["metadata"]["name"], name);
     assert!(!cluster.run(&["get", "pod", name]).await.0);
 }
 

@@ -239,7 +239,8 @@ async fn kube_proxy_requests_get_valid_answers() {
     let event = json!({
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
-        "metadata": { "generateName": "node1." },
+        // Named as client-go's event recorder names them: `<regarding>.<unix nanos in hex>`.
+        "metadata": { "name": "node1.18a3f0c2b7d9e000" },
         "eventTime": "2026-01-01T00:00:00.000000Z",
         "reportingController": "kube-proxy",
         "reportingInstance": "kube-proxy-node1",

@@ -21,14 +21,12 @@ use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 pub use defaults::default_service;
 pub use options::ServiceOptions;
 
-use crate::validation::{
-    FieldError, NameRule, child, index, validate_labels, validate_object_meta,
-    validate_object_meta_update,
-};
+use crate::validation::{FieldError, child, index, validate_labels};
 
-/// Validates a (defaulted) Service for create. An empty result means valid.
+/// Validates a (defaulted) Service's spec for create (its metadata is
+/// checked for every kind, `api::objects`). An empty result means valid.
 pub fn validate_service(service: &Service, opts: &ServiceOptions) -> Vec<FieldError> {
-    let mut errs = validate_object_meta(&service.metadata, true, NameRule::Dns1035Label);
+    let mut errs = Vec::new();
     let empty = ServiceSpec::default();
     let spec = service.spec.as_ref().unwrap_or(&empty);
     let sp = "spec";
@@ -73,15 +71,15 @@ pub fn validate_service(service: &Service, opts: &ServiceOptions) -> Vec<FieldEr
     errs
 }
 
-/// Validates an update of `old` to (defaulted) `new`: what may not change,
-/// then everything [`validate_service`] checks.
+/// Validates an update of `old` to (defaulted) `new`: what may not change
+/// in the spec, then everything [`validate_service`] checks (the metadata
+/// is checked for every kind, `api::objects`).
 pub fn validate_service_update(
     new: &Service,
     old: &Service,
     opts: &ServiceOptions,
 ) -> Vec<FieldError> {
-    let mut errs = validate_object_meta_update(&new.metadata, &old.metadata);
-    errs.extend(update::cluster_ips_unchanged(new, old));
+    let mut errs = update::cluster_ips_unchanged(new, old);
     errs.extend(validate_service(new, opts));
     errs
 }
