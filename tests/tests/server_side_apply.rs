@@ -135,8 +135,8 @@ fn server_side_apply_with_kubectl_and_python() {
     kubectl_ok(&testbed, &["apply", "--server-side", "-f", "-"], &first);
     let again = get_json(&testbed, &["get", "deployment", "web"]);
     assert_eq!(
-        again["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"],
-        "an identical apply must not write"
+        again["metadata"]["generation"], created["metadata"]["generation"],
+        "an identical apply must not change the spec"
     );
 
     // Another manager's different replicas conflict with kubectl's.
@@ -182,21 +182,32 @@ fn server_side_apply_with_kubectl_and_python() {
     );
     assert_eq!(pruned["spec"]["replicas"], 3);
 
-    // The Python client applies (and so creates) a ConfigMap.
+    // The Python client applies (and so creates) a ConfigMap, then applies
+    // it again. No controller writes ConfigMaps, so an unchanged
+    // resourceVersion shows the identical apply wrote nothing.
     let script = std::env::temp_dir().join(format!("ssa-apply-{}.py", std::process::id()));
     std::fs::write(&script, PYTHON_APPLY).unwrap();
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/kubectl-venv/bin/python");
-    let mut command = Command::new(python);
-    command.arg(&script).arg(&kubeconfig);
-    let output = run(command, "");
-    let _ = std::fs::remove_file(&script);
-    assert!(
-        output.status.success(),
-        "python apply failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "fast");
+    let python_apply = || {
+        let mut command = Command::new(&python);
+        command.arg(&script).arg(&kubeconfig);
+        let output = run(command, "");
+        assert!(
+            output.status.success(),
+            "python apply failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "fast");
+    };
+    python_apply();
     let settings = get_json(&testbed, &["get", "configmap", "settings"]);
+    python_apply();
+    let _ = std::fs::remove_file(&script);
+    let reapplied = get_json(&testbed, &["get", "configmap", "settings"]);
+    assert_eq!(
+        reapplied["metadata"]["resourceVersion"], settings["metadata"]["resourceVersion"],
+        "an identical apply must not write"
+    );
     assert_eq!(settings["data"]["mode"], "fast");
     let python_entry = entry(&settings, "python-client", "Apply").expect("python-client owns it");
     assert_eq!(
