@@ -37,6 +37,7 @@ mod objects;
 mod prefix;
 mod process;
 mod safety;
+mod scratch;
 mod store;
 mod supervisor;
 mod teardown;
@@ -72,6 +73,7 @@ pub use objects::{
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;
+pub use scratch::ScratchDir;
 pub use store::Store;
 pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};
 pub use teardown::teardown_prefix;

@@ -11,22 +11,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::Value;
 use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
 
 fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     skiff_tests::eventually(what, TIMEOUT, check)
@@ -67,7 +54,7 @@ spec:
 /// The set's running pods that are not being deleted, as (node, revision hash).
 fn running_pods(testbed: &Testbed, app: &str) -> Vec<(String, String)> {
     let selector = format!("app={app}");
-    let pods = get_json(testbed, &["get", "pods", "-l", &selector]);
+    let pods = testbed.kubectl_json(&["get", "pods", "-l", &selector]);
     pods["items"]
         .as_array()
         .unwrap()
@@ -103,7 +90,7 @@ fn node_names(testbed: &Testbed, nodes: &[usize]) -> BTreeSet<String> {
 /// The hash label of the set's newest ControllerRevision.
 fn newest_revision_hash(testbed: &Testbed, app: &str) -> String {
     let selector = format!("app={app}");
-    let revisions = get_json(testbed, &["get", "controllerrevisions", "-l", &selector]);
+    let revisions = testbed.kubectl_json(&["get", "controllerrevisions", "-l", &selector]);
     let newest = revisions["items"]
         .as_array()
         .unwrap()
@@ -121,11 +108,7 @@ fn a_daemon_set_covers_every_node_and_rolls_out() {
     let mut testbed = Testbed::start_running_pods_except(3, &[2]).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
 
-    kubectl(
-        &testbed,
-        &["apply", "-f", "-"],
-        &daemon_set("agent", "1", ""),
-    );
+    testbed.kubectl_ok(&["apply", "-f", "-"], &daemon_set("agent", "1", ""));
     let early = node_names(&testbed, &[1, 3]);
     eventually("a pod on each running node", || {
         (nodes_of(&running_pods(&testbed, "agent")) == early).then_some(())
@@ -138,32 +121,20 @@ fn a_daemon_set_covers_every_node_and_rolls_out() {
         let pods = running_pods(&testbed, "agent");
         (pods.len() == 3 && nodes_of(&pods) == all).then_some(())
     });
-    kubectl(
-        &testbed,
-        &["rollout", "status", "ds/agent", "--timeout=60s"],
-        "",
-    );
+    testbed.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=60s"], "");
     let first = newest_revision_hash(&testbed, "agent");
     assert!(
         running_pods(&testbed, "agent")
             .iter()
             .all(|(_, hash)| *hash == first)
     );
-    let status = get_json(&testbed, &["get", "ds", "agent"])["status"].clone();
+    let status = testbed.kubectl_json(&["get", "ds", "agent"])["status"].clone();
     assert_eq!(status["desiredNumberScheduled"], 3, "{status}");
     assert_eq!(status["numberReady"], 3, "{status}");
 
     // A new template replaces the pods node by node.
-    kubectl(
-        &testbed,
-        &["apply", "-f", "-"],
-        &daemon_set("agent", "2", ""),
-    );
-    kubectl(
-        &testbed,
-        &["rollout", "status", "ds/agent", "--timeout=80s"],
-        "",
-    );
+    testbed.kubectl_ok(&["apply", "-f", "-"], &daemon_set("agent", "2", ""));
+    testbed.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=80s"], "");
     let second = newest_revision_hash(&testbed, "agent");
     assert_ne!(first, second);
     eventually("only new pods on every node", || {
@@ -172,27 +143,20 @@ fn a_daemon_set_covers_every_node_and_rolls_out() {
             .then_some(())
     });
     // Undo: the first template's revision becomes the newest again.
-    kubectl(&testbed, &["rollout", "undo", "ds/agent"], "");
-    kubectl(
-        &testbed,
-        &["rollout", "status", "ds/agent", "--timeout=80s"],
-        "",
-    );
+    testbed.kubectl_ok(&["rollout", "undo", "ds/agent"], "");
+    testbed.kubectl_ok(&["rollout", "status", "ds/agent", "--timeout=80s"], "");
     assert_eq!(newest_revision_hash(&testbed, "agent"), first);
     eventually("the first template back on every node", || {
         let pods = running_pods(&testbed, "agent");
         (pods.len() == 3 && pods.iter().all(|(_, hash)| *hash == first)).then_some(())
     });
 
-    let events = get_json(
-        &testbed,
-        &[
-            "get",
-            "events",
-            "--field-selector",
-            "involvedObject.kind=DaemonSet",
-        ],
-    );
+    let events = testbed.kubectl_json(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=DaemonSet",
+    ]);
     let reasons: BTreeSet<&str> = events["items"]
         .as_array()
         .unwrap()
@@ -210,30 +174,25 @@ fn a_node_selector_picks_the_nodes_and_bad_templates_are_refused() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
     let edge = testbed.cluster().node(2).name().to_owned();
-    kubectl(&testbed, &["label", "node", &edge, "role=edge"], "");
+    testbed.kubectl_ok(&["label", "node", &edge, "role=edge"], "");
 
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &["apply", "-f", "-"],
         &daemon_set("edge", "1", "      nodeSelector:\n        role: edge"),
     );
     eventually("a pod on the labelled node", || {
         (nodes_of(&running_pods(&testbed, "edge")) == BTreeSet::from([edge.clone()])).then_some(())
     });
-    kubectl(
-        &testbed,
-        &["rollout", "status", "ds/edge", "--timeout=30s"],
-        "",
-    );
-    let status = get_json(&testbed, &["get", "ds", "edge"])["status"].clone();
+    testbed.kubectl_ok(&["rollout", "status", "ds/edge", "--timeout=30s"], "");
+    let status = testbed.kubectl_json(&["get", "ds", "edge"])["status"].clone();
     assert_eq!(status["desiredNumberScheduled"], 1, "{status}");
     assert_eq!(running_pods(&testbed, "edge").len(), 1);
 
     // The node no longer qualifies: its pod goes.
-    kubectl(&testbed, &["label", "node", &edge, "role-"], "");
+    testbed.kubectl_ok(&["label", "node", &edge, "role-"], "");
     eventually("the pod gone from the unlabelled node", || {
-        let pods = get_json(&testbed, &["get", "pods", "-l", "app=edge"]);
-        let status = get_json(&testbed, &["get", "ds", "edge"])["status"].clone();
+        let pods = testbed.kubectl_json(&["get", "pods", "-l", "app=edge"]);
+        let status = testbed.kubectl_json(&["get", "ds", "edge"])["status"].clone();
         (pods["items"].as_array().unwrap().is_empty() && status["desiredNumberScheduled"] == 0)
             .then_some(())
     });

@@ -13,18 +13,6 @@ use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
-
 fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     skiff_tests::eventually(what, TIMEOUT, check)
 }
@@ -115,14 +103,12 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
     testbed.start_control(&["--leader-elect=false"]).unwrap();
     let started = Instant::now();
 
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &["create", "-f", "-"],
         &indexed_job(&marker.0.display().to_string()),
     );
-    kubectl(&testbed, &["create", "-f", "-"], FAILING_JOB);
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(&["create", "-f", "-"], FAILING_JOB);
+    testbed.kubectl_ok(
         &[
             "wait",
             "--for=condition=complete",
@@ -131,7 +117,7 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
         ],
         "",
     );
-    let job = get_json(&testbed, &["get", "job", "indexed"]);
+    let job = testbed.kubectl_json(&["get", "job", "indexed"]);
     assert_eq!(job["status"]["completedIndexes"], "0-2", "{job:#}");
     assert_eq!(job["status"]["succeeded"], 3, "{job:#}");
     assert_eq!(job["status"]["failed"], 1, "{job:#}");
@@ -139,10 +125,7 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
     let criteria = true_condition(&job, "SuccessCriteriaMet").expect("SuccessCriteriaMet first");
     assert_eq!(criteria["reason"], "CompletionsReached");
     // Each index ran as `<job>-<index>`; index 1 twice.
-    let pods = get_json(
-        &testbed,
-        &["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"],
-    );
+    let pods = testbed.kubectl_json(&["get", "pods", "-l", "batch.kubernetes.io/job-name=indexed"]);
     let pods = pods["items"].as_array().unwrap();
     let of_index = |index: &str| {
         pods.iter()
@@ -160,11 +143,7 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
         })
         .expect("index 1 succeeded");
     assert_eq!(retried["spec"]["hostname"], "indexed-1");
-    let logs = kubectl(
-        &testbed,
-        &["logs", retried["metadata"]["name"].as_str().unwrap()],
-        "",
-    );
+    let logs = testbed.kubectl_ok(&["logs", retried["metadata"]["name"].as_str().unwrap()], "");
     assert_eq!(logs, "index 1 on indexed-1\n");
     assert!(
         pods.iter().all(|pod| pod["metadata"]["finalizers"]
@@ -174,7 +153,7 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
     );
 
     let failed = eventually("the failing job Failed", || {
-        let job = get_json(&testbed, &["get", "job", "failing"]);
+        let job = testbed.kubectl_json(&["get", "job", "failing"]);
         true_condition(&job, "Failed").map(|condition| (job, condition))
     });
     let (job, condition) = failed;
@@ -183,7 +162,7 @@ fn indexed_job_retries_a_failed_index_and_backoff_limit_fails_a_job() {
     assert!(true_condition(&job, "FailureTarget").is_some(), "{job:#}");
     assert!(job["status"]["completionTime"].is_null());
     // The replacement waited out the backoff (10 s after the first failure).
-    let pods = get_json(&testbed, &["get", "pods", "-l", "job-name=failing"]);
+    let pods = testbed.kubectl_json(&["get", "pods", "-l", "job-name=failing"]);
     let mut created: Vec<u64> = pods["items"]
         .as_array()
         .unwrap()
@@ -221,7 +200,7 @@ fn bad_jobs_and_cronjobs_are_refused() {
         message.contains(r#"spec.schedule: Invalid value: "every minute""#),
         "{message}"
     );
-    let jobs = get_json(&testbed, &["get", "jobs,cronjobs"]);
+    let jobs = testbed.kubectl_json(&["get", "jobs,cronjobs"]);
     assert_eq!(jobs["items"], serde_json::json!([]), "nothing stored");
 }
 
@@ -249,9 +228,9 @@ fn cronjob_fires_within_its_minute() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
     let started = Instant::now();
-    kubectl(&testbed, &["create", "-f", "-"], CRON_JOB);
+    testbed.kubectl_ok(&["create", "-f", "-"], CRON_JOB);
     let job = eventually("the cronjob's job", || {
-        let jobs = get_json(&testbed, &["get", "jobs"]);
+        let jobs = testbed.kubectl_json(&["get", "jobs"]);
         jobs["items"].as_array()?.first().cloned()
     });
     let name = job["metadata"]["name"].as_str().unwrap().to_owned();
@@ -267,8 +246,7 @@ fn cronjob_fires_within_its_minute() {
             .is_some_and(|stamp| stamp.ends_with(":00Z")),
         "{job:#}"
     );
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &[
             "wait",
             "--for=condition=complete",
@@ -278,29 +256,22 @@ fn cronjob_fires_within_its_minute() {
         "",
     );
     eprintln!("the first job completed after {:?}", started.elapsed());
-    let cron_job = get_json(&testbed, &["get", "cronjob", "hello"]);
+    let cron_job = testbed.kubectl_json(&["get", "cronjob", "hello"]);
     assert_eq!(
         cron_job["status"]["lastScheduleTime"],
         job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
     );
     eventually("lastSuccessfulTime and no active job", || {
-        let cron_job = get_json(&testbed, &["get", "cronjob", "hello"]);
+        let cron_job = testbed.kubectl_json(&["get", "cronjob", "hello"]);
         (cron_job["status"]["lastSuccessfulTime"].is_string()
             && cron_job["status"]["active"].is_null())
         .then_some(())
     });
-    let pods = get_json(
-        &testbed,
-        &["get", "pods", "-l", &format!("job-name={name}")],
-    );
+    let pods = testbed.kubectl_json(&["get", "pods", "-l", &format!("job-name={name}")]);
     let pod = &pods["items"][0];
     assert_eq!(pod["status"]["phase"], "Succeeded");
     assert_eq!(
-        kubectl(
-            &testbed,
-            &["logs", pod["metadata"]["name"].as_str().unwrap()],
-            ""
-        ),
+        testbed.kubectl_ok(&["logs", pod["metadata"]["name"].as_str().unwrap()], ""),
         "hello from cron\n"
     );
 }

@@ -11,12 +11,6 @@ use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
 /// Keeps about 4 MB in the shell's memory and a core busy.
 const BURNER: &str = r#"
 apiVersion: v1
@@ -54,7 +48,7 @@ fn amount(text: &str, unit: &str) -> u64 {
 fn kubectl_top_shows_pods_and_nodes() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
-    kubectl(&testbed, &["apply", "-f", "-"], BURNER);
+    testbed.kubectl_ok(&["apply", "-f", "-"], BURNER);
 
     let (cpu, memory) = skiff_tests::eventually("burner in kubectl top pods", TIMEOUT, || {
         let output = testbed.run_kubectl(&["top", "pods"], "").ok()?;
@@ -66,8 +60,7 @@ fn kubectl_top_shows_pods_and_nodes() {
     assert!(cpu > 0, "CPU {cpu}m");
     assert!(memory > 0, "memory {memory}Mi");
 
-    let raw = kubectl(
-        &testbed,
+    let raw = testbed.kubectl_ok(
         &[
             "get",
             "--raw",

@@ -14,18 +14,6 @@ use skiff_tests::Testbed;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
-
 /// `kubectl create -f -` of `manifest`, which must fail with exit code 1;
 /// returns its stderr.
 fn refused(testbed: &Testbed, manifest: &str) -> String {
@@ -68,7 +56,7 @@ spec:
 }
 
 fn pod_names(testbed: &Testbed) -> Vec<String> {
-    get_json(testbed, &["get", "pods"])["items"]
+    testbed.kubectl_json(&["get", "pods"])["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -80,7 +68,7 @@ fn pod_names(testbed: &Testbed) -> Vec<String> {
 /// `used` for `resource`.
 fn wait_used(testbed: &Testbed, quota: &str, resource: &str, used: &str) -> Value {
     skiff_tests::eventually(&format!("{quota} used {resource}={used}"), TIMEOUT, || {
-        let quota = get_json(testbed, &["get", "quota", quota]);
+        let quota = testbed.kubectl_json(&["get", "quota", quota]);
         (quota["status"]["used"][resource] == used).then_some(quota)
     })
 }
@@ -91,11 +79,11 @@ fn quotas_and_limit_ranges_admit_and_refuse_pods() {
     testbed.start_control(&["--leader-elect=false"]).unwrap();
 
     let quota = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: q\nspec:\n  hard:\n    pods: \"1\"\n";
-    kubectl(&testbed, &["create", "-f", "-"], quota);
+    testbed.kubectl_ok(&["create", "-f", "-"], quota);
     let counted = wait_used(&testbed, "q", "pods", "0");
     assert_eq!(counted["status"]["hard"]["pods"], "1");
 
-    kubectl(&testbed, &["create", "-f", "-"], &pod("first", "{}"));
+    testbed.kubectl_ok(&["create", "-f", "-"], &pod("first", "{}"));
     let stderr = refused(&testbed, &pod("second", "{}"));
     assert!(
         stderr.contains(
@@ -104,7 +92,7 @@ fn quotas_and_limit_ranges_admit_and_refuse_pods() {
         "{stderr}"
     );
     assert_eq!(pod_names(&testbed), ["first"]);
-    let described = kubectl(&testbed, &["describe", "quota", "q"], "");
+    let described = testbed.kubectl_ok(&["describe", "quota", "q"], "");
     assert!(
         described
             .lines()
@@ -113,19 +101,18 @@ fn quotas_and_limit_ranges_admit_and_refuse_pods() {
     );
 
     // Deleting the first pod gives its room back.
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &["delete", "pod", "first", "--grace-period=0", "--force"],
         "",
     );
     wait_used(&testbed, "q", "pods", "0");
-    kubectl(&testbed, &["create", "-f", "-"], &pod("third", "{}"));
+    testbed.kubectl_ok(&["create", "-f", "-"], &pod("third", "{}"));
     wait_used(&testbed, "q", "pods", "1");
-    kubectl(&testbed, &["delete", "quota", "q"], "");
+    testbed.kubectl_ok(&["delete", "quota", "q"], "");
 
     // A quota on requests.cpu needs every container to ask for cpu.
     let compute = "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: compute\nspec:\n  hard:\n    requests.cpu: \"1\"\n";
-    kubectl(&testbed, &["create", "-f", "-"], compute);
+    testbed.kubectl_ok(&["create", "-f", "-"], compute);
     wait_used(&testbed, "compute", "requests.cpu", "0");
     let stderr = refused(&testbed, &pod("bare", "{}"));
     assert!(
@@ -145,9 +132,9 @@ spec:
     defaultRequest: { cpu: 100m }
     max: { memory: 1Gi }
 "#;
-    kubectl(&testbed, &["create", "-f", "-"], limits);
-    kubectl(&testbed, &["create", "-f", "-"], &pod("bare", "{}"));
-    let bare = get_json(&testbed, &["get", "pod", "bare"]);
+    testbed.kubectl_ok(&["create", "-f", "-"], limits);
+    testbed.kubectl_ok(&["create", "-f", "-"], &pod("bare", "{}"));
+    let bare = testbed.kubectl_json(&["get", "pod", "bare"]);
     let resources = &bare["spec"]["containers"][0]["resources"];
     assert_eq!(resources["requests"]["cpu"], "100m");
     assert_eq!(resources["limits"]["memory"], "1Gi", "default from max");

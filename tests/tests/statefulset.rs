@@ -6,42 +6,20 @@
 //! applies and runs.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
-use serde_json::Value;
-use skiff_tests::Testbed;
+use skiff_tests::{ScratchDir, Testbed};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
 
 fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     skiff_tests::eventually(what, TIMEOUT, check)
 }
 
-/// The provisioner's root for this test, removed afterwards.
-struct Root(PathBuf);
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn start(name: &str) -> (Testbed, Root) {
-    let root = Root(std::env::temp_dir().join(format!("skiff-sts-{name}-{}", std::process::id())));
+fn start(name: &str) -> (Testbed, ScratchDir) {
+    let root = ScratchDir::new(&format!("skiff-sts-{name}"));
     let mut testbed = Testbed::start_running_pods(2).unwrap();
-    let root_flag = format!("--local-path-root={}", root.0.display());
+    let root_flag = format!("--local-path-root={}", root.path().display());
     testbed
         .start_control(&["--leader-elect=false", &root_flag])
         .unwrap();
@@ -105,7 +83,7 @@ spec:
 
 /// The set's pods by ordinal: (name, ready, terminating).
 fn pods(testbed: &Testbed, app: &str) -> Vec<(String, bool, bool)> {
-    let list = get_json(testbed, &["get", "pods", "-l", &format!("app={app}")]);
+    let list = testbed.kubectl_json(&["get", "pods", "-l", &format!("app={app}")]);
     let mut pods: Vec<(String, bool, bool)> = list["items"]
         .as_array()
         .unwrap()
@@ -143,7 +121,7 @@ fn assert_ordered(pods: &[(String, bool, bool)]) {
 /// The messages of the events about the StatefulSet `name`, oldest first
 /// (event names end in the nanosecond they were made, in hex).
 fn set_events(testbed: &Testbed, name: &str) -> Vec<String> {
-    let list = get_json(testbed, &["get", "events"]);
+    let list = testbed.kubectl_json(&["get", "events"]);
     let mut events: Vec<(String, String)> = list["items"]
         .as_array()
         .unwrap()
@@ -167,11 +145,7 @@ fn set_events(testbed: &Testbed, name: &str) -> Vec<String> {
 
 /// The revision numbers `kubectl rollout history` lists for the set.
 fn revisions(testbed: &Testbed, set: &str) -> Vec<String> {
-    let history = kubectl(
-        testbed,
-        &["rollout", "history", &format!("statefulset/{set}")],
-        "",
-    );
+    let history = testbed.kubectl_ok(&["rollout", "history", &format!("statefulset/{set}")], "");
     history
         .lines()
         .filter_map(|line| line.split_whitespace().next())
@@ -192,7 +166,7 @@ fn token(testbed: &Testbed, pod: &str) -> String {
 #[test]
 fn statefulset_identity_order_storage_and_rollout() {
     let (testbed, _root) = start("web");
-    kubectl(&testbed, &["apply", "-f", "-"], WEB);
+    testbed.kubectl_ok(&["apply", "-f", "-"], WEB);
 
     // Up in order: at every look the pods are a prefix, all but the last ready.
     eventually("web-0..2 ready in order", || {
@@ -200,13 +174,13 @@ fn statefulset_identity_order_storage_and_rollout() {
         assert_ordered(&pods);
         (pods.len() == 3 && pods.iter().all(|(_, ready, _)| *ready)).then_some(())
     });
-    let web1 = get_json(&testbed, &["get", "pod", "web-1"]);
+    let web1 = testbed.kubectl_json(&["get", "pod", "web-1"]);
     assert_eq!(web1["spec"]["hostname"], "web-1");
     assert_eq!(web1["spec"]["subdomain"], "web");
     let labels = &web1["metadata"]["labels"];
     assert_eq!(labels["statefulset.kubernetes.io/pod-name"], "web-1");
     assert_eq!(labels["apps.kubernetes.io/pod-index"], "1");
-    let claim = get_json(&testbed, &["get", "pvc", "www-web-1"]);
+    let claim = testbed.kubectl_json(&["get", "pvc", "www-web-1"]);
     assert_eq!(claim["status"]["phase"], "Bound");
     let claim_uid = claim["metadata"]["uid"].clone();
     let first_token = token(&testbed, "web-1");
@@ -225,32 +199,31 @@ fn statefulset_identity_order_storage_and_rollout() {
 
     // A deleted pod returns under its name, on the same claim, with its data.
     let old_uid = web1["metadata"]["uid"].clone();
-    kubectl(&testbed, &["delete", "pod", "web-1"], "");
+    testbed.kubectl_ok(&["delete", "pod", "web-1"], "");
     eventually("web-1 back and ready", || {
-        let pod = get_json(&testbed, &["get", "pod", "web-1"]);
+        let pod = testbed.kubectl_json(&["get", "pod", "web-1"]);
         let ready = pods(&testbed, "web")
             .iter()
             .any(|(name, ready, _)| name == "web-1" && *ready);
         (pod["metadata"]["uid"] != old_uid && ready).then_some(())
     });
-    let claim = get_json(&testbed, &["get", "pvc", "www-web-1"]);
+    let claim = testbed.kubectl_json(&["get", "pvc", "www-web-1"]);
     assert_eq!(claim["metadata"]["uid"], claim_uid);
     assert_eq!(token(&testbed, "web-1"), first_token);
 
     // A template change rolls out; the history has both revisions.
-    kubectl(&testbed, &["set", "env", "statefulset/web", "ROUND=2"], "");
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(&["set", "env", "statefulset/web", "ROUND=2"], "");
+    testbed.kubectl_ok(
         &["rollout", "status", "statefulset/web", "--timeout=60s"],
         "",
     );
-    let set = get_json(&testbed, &["get", "statefulset", "web"]);
+    let set = testbed.kubectl_json(&["get", "statefulset", "web"]);
     let status = &set["status"];
     assert_eq!(status["updatedReplicas"], 3);
     assert_eq!(status["readyReplicas"], 3);
     assert_eq!(status["currentRevision"], status["updateRevision"]);
     for name in ["web-0", "web-1", "web-2"] {
-        let pod = get_json(&testbed, &["get", "pod", name]);
+        let pod = testbed.kubectl_json(&["get", "pod", name]);
         assert_eq!(
             pod["metadata"]["labels"]["controller-revision-hash"],
             status["updateRevision"]
@@ -261,18 +234,17 @@ fn statefulset_identity_order_storage_and_rollout() {
     assert_eq!(token(&testbed, "web-1"), first_token);
 
     // Undo goes back to the first template, renumbered as the newest.
-    kubectl(&testbed, &["rollout", "undo", "statefulset/web"], "");
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(&["rollout", "undo", "statefulset/web"], "");
+    testbed.kubectl_ok(
         &["rollout", "status", "statefulset/web", "--timeout=60s"],
         "",
     );
-    let pod = get_json(&testbed, &["get", "pod", "web-0"]);
+    let pod = testbed.kubectl_json(&["get", "pod", "web-0"]);
     assert!(pod["spec"]["containers"][0]["env"].is_null(), "{pod}");
     assert_eq!(revisions(&testbed, "web"), ["2", "3"]);
 
     // Scale down: web-2 goes before web-1, one at a time; claims stay.
-    kubectl(&testbed, &["scale", "statefulset/web", "--replicas=1"], "");
+    testbed.kubectl_ok(&["scale", "statefulset/web", "--replicas=1"], "");
     eventually("scaled down to web-0", || {
         let pods = pods(&testbed, "web");
         for (i, (name, _, _)) in pods.iter().enumerate() {
@@ -297,12 +269,11 @@ fn statefulset_identity_order_storage_and_rollout() {
         "{events:?}"
     );
     for claim in ["www-web-1", "www-web-2"] {
-        kubectl(&testbed, &["get", "pvc", claim], "");
+        testbed.kubectl_ok(&["get", "pvc", claim], "");
     }
 
     // whenScaled: Delete: the claim of a pod scaled away goes with it.
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &[
             "patch",
             "statefulset",
@@ -313,9 +284,9 @@ fn statefulset_identity_order_storage_and_rollout() {
         ],
         "",
     );
-    kubectl(&testbed, &["scale", "statefulset/web", "--replicas=0"], "");
+    testbed.kubectl_ok(&["scale", "statefulset/web", "--replicas=0"], "");
     eventually("www-web-0 deleted with web-0", || {
-        let claims = get_json(&testbed, &["get", "pvc"]);
+        let claims = testbed.kubectl_json(&["get", "pvc"]);
         let names: Vec<&str> = claims["items"]
             .as_array()
             .unwrap()
@@ -374,13 +345,12 @@ fn cassandra_example_comes_up() {
         "/../examples/cassandra-statefulset.yaml"
     ))
     .unwrap();
-    let applied = kubectl(&testbed, &["apply", "-f", "-"], &example);
+    let applied = testbed.kubectl_ok(&["apply", "-f", "-"], &example);
     assert!(
         applied.contains("statefulset.apps/cassandra created"),
         "{applied}"
     );
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(
         &[
             "rollout",
             "status",
@@ -390,12 +360,9 @@ fn cassandra_example_comes_up() {
         "",
     );
     for n in 0..3 {
-        let claim = get_json(
-            &testbed,
-            &["get", "pvc", &format!("cassandra-data-cassandra-{n}")],
-        );
+        let claim = testbed.kubectl_json(&["get", "pvc", &format!("cassandra-data-cassandra-{n}")]);
         assert_eq!(claim["status"]["phase"], "Bound");
-        let pod = get_json(&testbed, &["get", "pod", &format!("cassandra-{n}")]);
+        let pod = testbed.kubectl_json(&["get", "pod", &format!("cassandra-{n}")]);
         assert_eq!(pod["spec"]["subdomain"], "cassandra");
     }
 }

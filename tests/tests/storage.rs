@@ -6,39 +6,16 @@
 //! deletes the volume's directory on that node.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use serde_json::Value;
-use skiff_tests::Testbed;
+use skiff_tests::{ScratchDir, Testbed};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
-
-/// Runs kubectl with `input` on stdin; panics with its stderr if it
-/// fails. Returns stdout.
-fn kubectl(testbed: &Testbed, args: &[&str], input: &str) -> String {
-    testbed
-        .run_kubectl(args, input)
-        .unwrap_or_else(|err| panic!("kubectl {args:?} failed: {err:#}"))
-}
-
-fn get_json(testbed: &Testbed, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["-o", "json"]);
-    serde_json::from_str(&kubectl(testbed, &args, "")).expect("kubectl prints JSON")
-}
 
 /// Polls `check` until it yields a value; panics after `TIMEOUT`.
 fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
     skiff_tests::eventually(what, TIMEOUT, check)
-}
-
-/// The provisioner's root for this test, removed afterwards.
-struct Root(PathBuf);
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 const CLAIM: &str = r#"
@@ -80,67 +57,62 @@ spec:
 }
 
 fn phase(testbed: &Testbed, pod: &str) -> Value {
-    get_json(testbed, &["get", "pod", pod])["status"]["phase"].clone()
+    testbed.kubectl_json(&["get", "pod", pod])["status"]["phase"].clone()
 }
 
 #[test]
 fn claim_data_outlives_its_pod_on_the_volume_node() {
-    let root = Root(std::env::temp_dir().join(format!("skiff-local-path-{}", std::process::id())));
+    let root = ScratchDir::new("skiff-local-path");
     let mut testbed = Testbed::start_running_pods(2).unwrap();
-    let root_flag = format!("--local-path-root={}", root.0.display());
+    let root_flag = format!("--local-path-root={}", root.path().display());
     testbed
         .start_control(&["--leader-elect=false", &root_flag])
         .unwrap();
 
-    kubectl(&testbed, &["apply", "-f", "-"], CLAIM);
-    kubectl(
-        &testbed,
+    testbed.kubectl_ok(&["apply", "-f", "-"], CLAIM);
+    testbed.kubectl_ok(
         &["apply", "-f", "-"],
         &pod("writer", "echo kept-across-pods > /data/note"),
     );
     eventually("the writer done", || {
         (phase(&testbed, "writer") == "Succeeded").then_some(())
     });
-    let writer = get_json(&testbed, &["get", "pod", "writer"]);
+    let writer = testbed.kubectl_json(&["get", "pod", "writer"]);
     let node = writer["spec"]["nodeName"].as_str().unwrap().to_owned();
-    let claim = get_json(&testbed, &["get", "pvc", "data"]);
+    let claim = testbed.kubectl_json(&["get", "pvc", "data"]);
     assert_eq!(claim["spec"]["storageClassName"], "local-path");
     assert_eq!(claim["status"]["phase"], "Bound");
     let volume_name = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
-    let directory = root.0.join(&volume_name);
+    let directory = root.path().join(&volume_name);
     assert_eq!(
         std::fs::read_to_string(directory.join("note")).unwrap(),
         "kept-across-pods\n"
     );
-    let volume = get_json(&testbed, &["get", "pv", &volume_name]);
+    let volume = testbed.kubectl_json(&["get", "pv", &volume_name]);
     assert_eq!(
         volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"]
             [0],
         node.as_str()
     );
 
-    kubectl(&testbed, &["delete", "pod", "writer"], "");
-    kubectl(
-        &testbed,
-        &["apply", "-f", "-"],
-        &pod("reader", "cat /data/note"),
-    );
+    testbed.kubectl_ok(&["delete", "pod", "writer"], "");
+    testbed.kubectl_ok(&["apply", "-f", "-"], &pod("reader", "cat /data/note"));
     eventually("the reader done", || {
         (phase(&testbed, "reader") == "Succeeded").then_some(())
     });
-    let reader = get_json(&testbed, &["get", "pod", "reader"]);
+    let reader = testbed.kubectl_json(&["get", "pod", "reader"]);
     assert_eq!(reader["spec"]["nodeName"], node.as_str());
     assert_eq!(
-        kubectl(&testbed, &["logs", "reader"], ""),
+        testbed.kubectl_ok(&["logs", "reader"], ""),
         "kept-across-pods\n"
     );
 
     // reclaimPolicy Delete: a helper pod on the node removes the directory,
     // then the volume goes.
-    kubectl(&testbed, &["delete", "pod", "reader"], "");
-    kubectl(&testbed, &["delete", "pvc", "data"], "");
+    testbed.kubectl_ok(&["delete", "pod", "reader"], "");
+    testbed.kubectl_ok(&["delete", "pvc", "data"], "");
     eventually("the volume deleted", || {
-        let volumes = get_json(&testbed, &["get", "pv"]);
+        let volumes = testbed.kubectl_json(&["get", "pv"]);
         let empty = volumes["items"].as_array().is_some_and(Vec::is_empty);
         empty.then_some(())
     });
