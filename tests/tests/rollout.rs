@@ -304,7 +304,7 @@ fn legacy_guestbook_replication_controllers() {
     testbed.start_control(&["--leader-elect=false"]).unwrap();
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/guestbook-legacy.yaml"
+        "/../examples/workloads/guestbook-legacy.yaml"
     ))
     .unwrap();
     testbed.kubectl_ok(&["apply", "-f", "-"], &example);

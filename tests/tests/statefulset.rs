@@ -342,7 +342,7 @@ fn cassandra_example_comes_up() {
     let (testbed, _root) = start("cassandra");
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../examples/cassandra-statefulset.yaml"
+        "/../examples/workloads/cassandra-statefulset.yaml"
     ))
     .unwrap();
     let applied = testbed.kubectl_ok(&["apply", "-f", "-"], &example);
