@@ -9,9 +9,12 @@ use crate::controllers::client::written;
 use crate::controllers::endpointslice::SERVICE_NAME_LABEL;
 use crate::controllers::kind::Kind;
 use crate::controllers::{Context, Controller, ControllerError, meta};
-use crate::kinds::{INGRESS_SERVICE_NAME, INGRESS_SERVICE_NAMESPACE, SKIFF_INGRESS_CONTROLLER};
+use crate::kinds::{INGRESS_SERVICE_NAME, INGRESS_SERVICE_NAMESPACE};
 
 const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
+/// Who manages the slice: a label value, so without the class
+/// controller's `/`.
+const MANAGED_BY: &str = "skiff-ingress-controller";
 
 pub struct IngressEndpoints;
 
@@ -84,7 +87,7 @@ fn desired_slice(service: &Value, nodes: &[Value]) -> Value {
             "namespace": INGRESS_SERVICE_NAMESPACE,
             "labels": {
                 SERVICE_NAME_LABEL: INGRESS_SERVICE_NAME,
-                MANAGED_BY_LABEL: SKIFF_INGRESS_CONTROLLER,
+                MANAGED_BY_LABEL: MANAGED_BY,
             },
             "ownerReferences": [meta::controller_reference(&owner)],
         },
