@@ -11,8 +11,8 @@ use tracing::{info, warn};
 use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, cronjob, default_identity,
-    deployment, endpoints, endpointslice, gc, job, localpath, namespace, nodelifecycle, podcidr,
-    protection, replicaset, resourcequota, statefulset, volumebinder,
+    deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace, nodelifecycle,
+    podcidr, protection, replicaset, resourcequota, statefulset, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -66,6 +66,9 @@ const CACHED: &[Kind] = &[
     Kind::PersistentVolumeClaim,
     Kind::StorageClass,
     Kind::ResourceQuota,
+    Kind::Secret,
+    Kind::Ingress,
+    Kind::IngressClass,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`.
@@ -103,6 +106,8 @@ fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &m
     tasks.spawn(drive(job::Jobs::default(), context.clone()));
     tasks.spawn(drive(cronjob::CronJobs::default(), context.clone()));
     tasks.spawn(drive(resourcequota::ResourceQuotas, context.clone()));
+    tasks.spawn(drive(ingress::IngressEndpoints, context.clone()));
+    tasks.spawn(drive(ingress::IngressStatus::default(), context.clone()));
 }
 
 /// Runs the controllers for as long as the future is polled: at once

@@ -6,8 +6,9 @@
 //! Two conntrack entries are written per flow, one per direction, each
 //! saying how to rewrite the packets of that direction:
 //!
-//! - local backend: DNAT to the pod; the stack routes it to the pod, and
-//!   the reply is turned back into the frontend on egress;
+//! - local backend (a pod on this node, or the node's own address): DNAT
+//!   to it; the stack routes or delivers it, and the reply is turned back
+//!   into the frontend on egress;
 //! - remote backend: DNAT and SNAT to this node's address and a free port,
 //!   sent out of the uplink again (the stack would drop a packet arriving
 //!   with its own source address); the reply comes back to this node and is
@@ -96,7 +97,12 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
     // such flows are SNATed to the node like remote ones (kube-proxy's
     // hairpin masquerade).
     let from_uplink = config.uplink_ifindex == 0 || ifindex == config.uplink_ifindex;
-    let (forward, reply_key, reply) = if from_uplink && is_local(ctx, ifindex, backend.address) {
+    // The node's own address (a listener on the node, as the Ingress
+    // proxies behind `skiff-ingress` are) is delivered locally: the FIB
+    // does not forward to it, yet it is no remote backend either.
+    let on_this_node =
+        backend.address == config.node_address || is_local(ctx, ifindex, backend.address);
+    let (forward, reply_key, reply) = if from_uplink && on_this_node {
         let reply_key = CtKey {
             saddr: backend.address,
             daddr: key.saddr,

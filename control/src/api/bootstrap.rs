@@ -1,6 +1,7 @@
 //! The objects every cluster has, created by the server at start-up when
-//! missing: the system namespaces, the default StorageClass and the
-//! `kubernetes` Service.
+//! missing: the system namespaces, the default StorageClass, the default
+//! IngressClass `skiff` with its Service `kube-system/skiff-ingress`, and
+//! the `kubernetes` Service.
 
 use std::time::Duration;
 
@@ -11,7 +12,11 @@ use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
 use crate::alloc::kubernetes_service_ip;
-use crate::kinds::{DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER};
+use crate::kinds::{
+    DEFAULT_CLASS_ANNOTATION, DEFAULT_INGRESS_CLASS_ANNOTATION, INGRESS_SERVICE_NAME,
+    INGRESS_SERVICE_NAMESPACE, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, SKIFF_INGRESS_CLASS,
+    SKIFF_INGRESS_CONTROLLER,
+};
 use crate::store::{StoreError, object_key};
 
 /// How often a start-up that lost the race for the `kubernetes` Service to
@@ -57,11 +62,65 @@ impl Api {
             "reclaimPolicy": "Delete",
             "volumeBindingMode": "WaitForFirstConsumer",
         });
+        self.create_unless_present(classes, None, class).await
+    }
+
+    /// Creates the IngressClass `skiff` when missing: the default class,
+    /// served by the agents' Ingress proxies.
+    pub async fn ensure_default_ingress_class(&self) -> Result<(), ApiError> {
+        let classes = registry::find("networking.k8s.io", "v1", "ingressclasses")
+            .expect("ingress classes are in the table");
+        let class = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {
+                "name": SKIFF_INGRESS_CLASS,
+                "annotations": { DEFAULT_INGRESS_CLASS_ANNOTATION: "true" },
+            },
+            "spec": { "controller": SKIFF_INGRESS_CONTROLLER },
+        });
+        self.create_unless_present(classes, None, class).await
+    }
+
+    /// Creates `kube-system/skiff-ingress` when missing: a LoadBalancer
+    /// Service without a selector whose load balancer IP fronts ports 80
+    /// and 443 of every Ready node (the ingress controller writes its
+    /// EndpointSlice), as k3s's servicelb fronts Traefik.
+    pub async fn ensure_ingress_service(&self) -> Result<(), ApiError> {
+        let services = registry::find("", "v1", "services").expect("services are in the table");
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": INGRESS_SERVICE_NAME,
+                "namespace": INGRESS_SERVICE_NAMESPACE,
+                "labels": { "app.kubernetes.io/name": INGRESS_SERVICE_NAME },
+            },
+            "spec": {
+                "type": "LoadBalancer",
+                "allocateLoadBalancerNodePorts": false,
+                "ports": [
+                    { "name": "http", "port": 80, "protocol": "TCP", "targetPort": 80 },
+                    { "name": "https", "port": 443, "protocol": "TCP", "targetPort": 443 },
+                ],
+            },
+        });
+        self.create_unless_present(services, Some(INGRESS_SERVICE_NAMESPACE), service)
+            .await
+    }
+
+    /// Creates `object` as the server, unless it exists.
+    async fn create_unless_present(
+        &self,
+        resource: &'static registry::Resource,
+        namespace: Option<&str>,
+        object: serde_json::Value,
+    ) -> Result<(), ApiError> {
         match self
             .create(
-                classes,
-                None,
-                class,
+                resource,
+                namespace,
+                object,
                 FieldValidation::Strict,
                 Some(&field_manager::server()),
             )

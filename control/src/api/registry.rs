@@ -10,10 +10,11 @@ use skiff_etcd::keys;
 
 use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
-    CronJobStrategy, DeploymentStrategy, GenericStrategy, JobStrategy, LimitRangeStrategy,
-    NamespaceStrategy, NodeStrategy, PersistentVolumeClaimStrategy, PersistentVolumeStrategy,
-    PodStrategy, ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy,
-    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
+    CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy, IngressStrategy,
+    JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
+    PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
+    ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy, ServiceStrategy,
+    StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
@@ -527,7 +528,7 @@ pub static RESOURCES: &[Resource] = &[
     ),
     short(
         with_strategy(
-            &GenericStrategy::WITH_STATUS,
+            &IngressStrategy,
             resource(
                 "networking.k8s.io",
                 "Ingress",
@@ -539,6 +540,18 @@ pub static RESOURCES: &[Resource] = &[
             ),
         ),
         &["ing"],
+    ),
+    with_strategy(
+        &IngressClassStrategy,
+        resource(
+            "networking.k8s.io",
+            "IngressClass",
+            "ingressclasses",
+            "ingressclass",
+            false,
+            keys::INGRESS_CLASSES,
+            Typed::of::<networking::v1::IngressClass>(),
+        ),
     ),
     short(
         with_strategy(

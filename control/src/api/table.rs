@@ -164,6 +164,26 @@ fn columns(resource: &Resource) -> Vec<Column> {
                 }),
             ]);
         }
+        ("networking.k8s.io", "Ingress") => columns.extend([
+            column("Class", |o, _| {
+                json!(or_none(text(&o["spec"]["ingressClassName"])))
+            }),
+            column("Hosts", |o, _| json!(ingress_hosts(o))),
+            column("Address", |o, _| json!(ingress_address(o))),
+            column("Ports", |o, _| {
+                json!(if items(&o["spec"]["tls"]).is_empty() {
+                    "80"
+                } else {
+                    "80, 443"
+                })
+            }),
+        ]),
+        ("networking.k8s.io", "IngressClass") => columns.extend([
+            column("Controller", |o, _| json!(text(&o["spec"]["controller"]))),
+            column("Parameters", |o, _| {
+                json!(ingress_class_parameters(&o["spec"]["parameters"]))
+            }),
+        ]),
         ("discovery.k8s.io", "EndpointSlice") => columns.extend([
             column("AddressType", |o, _| json!(text(&o["addressType"]))),
             column("Endpoints", |o, _| json!(slice_endpoints(o))),
@@ -307,6 +327,54 @@ fn class_name(class: &Value) -> String {
     } else {
         name
     }
+}
+
+/// An Ingress's rule hosts, `*` when none names one, the first three then
+/// `+ N more...`.
+fn ingress_hosts(ingress: &Value) -> String {
+    let hosts: Vec<String> = items(&ingress["spec"]["rules"])
+        .iter()
+        .map(|rule| text(&rule["host"]))
+        .filter(|host| !host.is_empty())
+        .collect();
+    match hosts.len() {
+        0 => "*".into(),
+        1..=3 => hosts.join(","),
+        n => format!("{} + {} more...", hosts[..3].join(","), n - 3),
+    }
+}
+
+/// The load balancer's IPs and hostnames, cut at 16 characters as kubectl
+/// shows them without `-o wide`.
+fn ingress_address(ingress: &Value) -> String {
+    const WIDTH: usize = 16;
+    let addresses: Vec<String> = items(&ingress["status"]["loadBalancer"]["ingress"])
+        .iter()
+        .flat_map(|entry| [text(&entry["ip"]), text(&entry["hostname"])])
+        .filter(|address| !address.is_empty())
+        .collect();
+    let joined = addresses.join(",");
+    if joined.len() > WIDTH {
+        format!("{}...", &joined[..WIDTH - 3])
+    } else {
+        joined
+    }
+}
+
+/// An IngressClass's parameters as `group/kind/name`.
+fn ingress_class_parameters(parameters: &Value) -> String {
+    if parameters.is_null() {
+        return "<none>".into();
+    }
+    let group = match text(&parameters["apiGroup"]) {
+        group if group.is_empty() => "<core>".to_owned(),
+        group => group,
+    };
+    format!(
+        "{group}/{}/{}",
+        text(&parameters["kind"]),
+        text(&parameters["name"])
+    )
 }
 
 fn slice_endpoints(slice: &Value) -> String {

@@ -26,6 +26,9 @@ pub enum Kind {
     PersistentVolumeClaim,
     StorageClass,
     ResourceQuota,
+    Secret,
+    Ingress,
+    IngressClass,
 }
 
 impl Kind {
@@ -52,6 +55,9 @@ impl Kind {
             Self::PersistentVolumeClaim => keys::PERSISTENT_VOLUME_CLAIMS,
             Self::StorageClass => keys::STORAGE_CLASSES,
             Self::ResourceQuota => keys::RESOURCE_QUOTAS,
+            Self::Secret => keys::SECRETS,
+            Self::Ingress => keys::INGRESSES,
+            Self::IngressClass => keys::INGRESS_CLASSES,
         }
     }
 
@@ -67,6 +73,7 @@ impl Kind {
             Self::Job | Self::CronJob => "/apis/batch/v1",
             Self::Lease => "/apis/coordination.k8s.io/v1",
             Self::StorageClass => "/apis/storage.k8s.io/v1",
+            Self::Ingress | Self::IngressClass => "/apis/networking.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -93,13 +100,20 @@ impl Kind {
             Self::PersistentVolumeClaim => "persistentvolumeclaims",
             Self::StorageClass => "storageclasses",
             Self::ResourceQuota => "resourcequotas",
+            Self::Secret => "secrets",
+            Self::Ingress => "ingresses",
+            Self::IngressClass => "ingressclasses",
         }
     }
 
     pub fn namespaced(self) -> bool {
         !matches!(
             self,
-            Self::Namespace | Self::Node | Self::PersistentVolume | Self::StorageClass
+            Self::Namespace
+                | Self::Node
+                | Self::PersistentVolume
+                | Self::StorageClass
+                | Self::IngressClass
         )
     }
 

@@ -17,6 +17,7 @@ pub mod endpointslice;
 mod error;
 pub mod events;
 pub mod gc;
+pub mod ingress;
 pub mod job;
 mod kind;
 mod leader;

@@ -10,11 +10,6 @@ pub struct GenericStrategy {
 impl GenericStrategy {
     /// Stored as sent, status included (ConfigMaps, Events, Leases, ...).
     pub const PLAIN: Self = Self { subresources: &[] };
-    /// With a `/status` subresource: status starts empty and only `/status`
-    /// changes it (DaemonSets, Jobs, Ingresses, ...).
-    pub const WITH_STATUS: Self = Self {
-        subresources: &[Subresource::Status],
-    };
 }
 
 impl Strategy for GenericStrategy {

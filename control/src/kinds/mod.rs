@@ -8,6 +8,7 @@ mod daemonset;
 mod deployment;
 mod env;
 mod generic;
+mod ingress;
 mod namespace;
 mod node;
 mod pod;
@@ -27,6 +28,11 @@ pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use deployment::DeploymentStrategy;
 pub use env::Env;
 pub use generic::GenericStrategy;
+pub use ingress::{
+    DEFAULT_INGRESS_CLASS_ANNOTATION, INGRESS_CLASS_ANNOTATION, INGRESS_SERVICE_NAME,
+    INGRESS_SERVICE_NAMESPACE, IngressClassStrategy, IngressStrategy, SKIFF_INGRESS_CLASS,
+    SKIFF_INGRESS_CONTROLLER, default_ingress_class,
+};
 pub use namespace::NamespaceStrategy;
 pub use node::NodeStrategy;
 pub use pod::PodStrategy;

@@ -113,6 +113,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let api = Api::new(store.clone(), api_config);
     api.ensure_system_namespaces().await?;
     api.ensure_default_storage_class().await?;
+    api.ensure_default_ingress_class().await?;
 
     let mut bound = Vec::new();
     for &addr in &config.binds {
@@ -126,6 +127,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, local)| *local).collect();
     api.ensure_kubernetes_service(addrs[0].port()).await?;
+    api.ensure_ingress_service().await?;
 
     let mut listeners = JoinSet::new();
     if let Some(controllers) = config.controllers.clone() {

@@ -11,6 +11,10 @@ const DNS1123_SUBDOMAIN_FMT: &str =
 const DNS1123_SUBDOMAIN_ERR: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
 const DNS1123_SUBDOMAIN_MAX: usize = 253;
 
+const WILDCARD_DNS1123_SUBDOMAIN_FMT: &str =
+    "\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const WILDCARD_DNS1123_SUBDOMAIN_ERR: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character";
+
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const DNS1035_LABEL_ERR: &str = "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character";
 const DNS1035_LABEL_MAX: usize = 63;
@@ -114,6 +118,26 @@ pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
             DNS1123_SUBDOMAIN_ERR,
             DNS1123_SUBDOMAIN_FMT,
             &["example.com"],
+        ));
+    }
+    errs
+}
+
+/// A DNS-1123 subdomain after `*.` (RFC 1034 section 4.3.3), as an
+/// Ingress host may be.
+pub fn is_wildcard_dns1123_subdomain(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
+    }
+    let matches = value
+        .strip_prefix("*.")
+        .is_some_and(matches_dns1123_subdomain);
+    if !matches {
+        errs.push(regex_error(
+            WILDCARD_DNS1123_SUBDOMAIN_ERR,
+            WILDCARD_DNS1123_SUBDOMAIN_FMT,
+            &["*.example.com"],
         ));
     }
     errs

@@ -19,6 +19,7 @@ use crate::test_support::Etcd;
 mod apply;
 mod basics;
 mod clients;
+mod ingress;
 mod kubelet;
 mod services;
 mod storage;
