@@ -161,8 +161,9 @@ fn pods_find_services_and_pods_by_name() {
         "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
     );
 
-    // A short name, through the search path; and the FQDN.
-    resolves(&testbed, &["echo"], &echo_ip);
+    // The FQDN, from the nameserver the pod's resolv.conf names (busybox
+    // 1.35's nslookup does not apply the search path, so short names are
+    // not checked here).
     resolves(&testbed, &["echo.default.svc.cluster.local"], &echo_ip);
     // The headless Service's ready endpoint, and the StatefulSet pod's name.
     resolves(&testbed, &["nginx.default.svc.cluster.local"], &web0_ip);
