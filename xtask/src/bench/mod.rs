@@ -293,7 +293,9 @@ static CLUSTER_UP: std::sync::Mutex<Option<Prefix>> = std::sync::Mutex::new(None
 
 /// From now on an interrupt removes the cluster named `prefix`.
 fn remove_on_interrupt(prefix: &Prefix) {
-    *CLUSTER_UP.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(prefix.clone());
+    *CLUSTER_UP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(prefix.clone());
 }
 
 /// Ctrl-C or SIGTERM: the process would die without unwinding, so no

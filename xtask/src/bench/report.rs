@@ -644,4 +644,65 @@ mod tests {
             "{out}"
         );
     }
+
+    #[test]
+    fn dns_rows_give_the_agent_against_dnsmasq_or_why_not() {
+        use super::super::results::{Latency, Samples};
+        use std::collections::BTreeMap;
+        let figure = Figure {
+            key: "dns_qps",
+            title: "DNS queries per second from a pod",
+            unit: "queries/s",
+            higher_is_better: true,
+            baseline: "dnsmasq",
+            variants: BTreeMap::from([
+                (
+                    "dnsmasq",
+                    Samples {
+                        values: vec![20000.0, 30000.0],
+                        ..Samples::default()
+                    },
+                ),
+                (
+                    "skiff-agent",
+                    Samples {
+                        unavailable: Some("kube-dns does not answer".into()),
+                        ..Samples::default()
+                    },
+                ),
+            ]),
+        };
+        let propagation = Propagation {
+            changes: 2,
+            dns: Measured {
+                latency: None,
+                error: Some("kube-dns does not answer".into()),
+            },
+            datapath: Measured {
+                latency: Latency::of(vec![4.0, 6.0]),
+                error: None,
+            },
+            dns_unavailable: Some("kube-dns does not answer".into()),
+        };
+        let mut out = String::new();
+        dns(&mut out, &[figure], Some(&propagation));
+        assert!(
+            out.contains("| dnsmasq | 25000 queries/s | baseline |  | 20000, 30000 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "| skiff-agent | — | — | ≥ 1× | not available: kube-dns does not answer |"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("| the name resolves | — | — | not measured: kube-dns does not answer |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| the ClusterIP accepts | 4.0 ms | 6.0 ms | 4.0, 6.0 |"),
+            "{out}"
+        );
+    }
 }

@@ -30,7 +30,8 @@ use crate::bench::{
 };
 
 /// The kube-dns Service skiff-control makes: the service range's `.10`.
-const KUBE_DNS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
+const KUBE_DNS: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10)), 53);
 /// ClusterIPs the bench chooses: the load's Services, then the timed ones.
 const LOAD_IPS: u32 = u32::from_be_bytes([10, 96, 16, 0]);
 const TIMED_IPS: u32 = u32::from_be_bytes([10, 96, 32, 0]);
@@ -72,7 +73,10 @@ pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<(Vec<Figur
     rig.keep(server);
     // The last Service written and the headless name: once both answer,
     // every record is there.
-    let probes = [fqdn(&format!("svc-{}", plan.dns_services - 1)), fqdn("headless")];
+    let probes = [
+        fqdn(&format!("svc-{}", plan.dns_services - 1)),
+        fqdn("headless"),
+    ];
     wait_answering(&rig.client, baseline, &probes).context("dnsmasq does not answer")?;
     let skiff_unavailable = wait_answering(&rig.client, KUBE_DNS, &probes)
         .err()
@@ -83,7 +87,12 @@ pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<(Vec<Figur
 
     let variants = [(BASELINE, None), (SKIFF, skiff_unavailable.clone())];
     let mut figures = [
-        ("dns_qps", "DNS queries per second from a pod", "queries/s", true),
+        (
+            "dns_qps",
+            "DNS queries per second from a pod",
+            "queries/s",
+            true,
+        ),
         ("dns_p50_us", "DNS query latency p50", "µs", false),
         ("dns_p99_us", "DNS query latency p99", "µs", false),
     ]
@@ -111,7 +120,8 @@ pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<(Vec<Figur
         "DNS: {changes} Services created through the API, each timed until it resolves and accepts"
     ));
     let dns = skiff_unavailable.is_none().then_some(KUBE_DNS);
-    let propagation = propagation(rig, changes, dns);
+    let mut propagation = propagation(rig, changes, dns);
+    propagation.dns_unavailable = skiff_unavailable;
     Ok((figures, propagation))
 }
 
@@ -173,7 +183,12 @@ fn wait_answering(pod: &Pod, server: SocketAddr, names: &[String]) -> Result<()>
         loop {
             let mut command = pod.command(load_binary()?);
             command
-                .args(["dns", &server.to_string(), "--seconds=0.05", "--in-flight=1"])
+                .args([
+                    "dns",
+                    &server.to_string(),
+                    "--seconds=0.05",
+                    "--in-flight=1",
+                ])
                 .arg(name);
             match super::output_of(&mut command) {
                 Ok(_) => break,
@@ -202,7 +217,8 @@ fn propagation(rig: &Rig, changes: usize, dns: Option<SocketAddr>) -> Propagatio
             let name = format!("timed-{k}");
             let ip = Ipv4Addr::from(TIMED_IPS + k as u32);
             rig.create_all(vec![endpoint_slice(&name, &[backend], PORT)])?;
-            let mut probe = Probe::start(&rig.client, &fqdn(&name), SocketAddr::from((ip, PORT)), dns)?;
+            let mut probe =
+                Probe::start(&rig.client, &fqdn(&name), SocketAddr::from((ip, PORT)), dns)?;
             probe.go()?;
             let (path, object) = service(&name, Some(ip), PORT);
             rig.create_on(&mut connection, &path, &object)?;
@@ -225,9 +241,13 @@ fn propagation(rig: &Rig, changes: usize, dns: Option<SocketAddr>) -> Propagatio
         changes,
         dns: match dns {
             Some(_) => measured(dns_ms, error.clone()),
-            None => measured(Vec::new(), Some("kube-dns does not answer from a pod".into())),
+            None => measured(
+                Vec::new(),
+                Some("kube-dns does not answer from a pod".into()),
+            ),
         },
         datapath: measured(datapath_ms, error),
+        dns_unavailable: None,
     }
 }
 
@@ -278,7 +298,10 @@ impl Probe {
 
     fn finish(&mut self) -> Result<Timed> {
         let line = self.lines.next();
-        let status = self.child.wait().context("waiting for skiff-load propagation")?;
+        let status = self
+            .child
+            .wait()
+            .context("waiting for skiff-load propagation")?;
         match line {
             Some(Ok(line)) if status.success() => serde_json::from_str(&line)
                 .with_context(|| format!("reading skiff-load propagation's report: {line}")),
@@ -306,10 +329,22 @@ mod tests {
         assert_eq!(
             records,
             [
-                ("svc-0.default.svc.cluster.local.".to_owned(), Ipv4Addr::new(10, 96, 16, 0)),
-                ("svc-1.default.svc.cluster.local.".to_owned(), Ipv4Addr::new(10, 96, 16, 1)),
-                ("headless.default.svc.cluster.local.".to_owned(), backends[0]),
-                ("headless.default.svc.cluster.local.".to_owned(), backends[1]),
+                (
+                    "svc-0.default.svc.cluster.local.".to_owned(),
+                    Ipv4Addr::new(10, 96, 16, 0)
+                ),
+                (
+                    "svc-1.default.svc.cluster.local.".to_owned(),
+                    Ipv4Addr::new(10, 96, 16, 1)
+                ),
+                (
+                    "headless.default.svc.cluster.local.".to_owned(),
+                    backends[0]
+                ),
+                (
+                    "headless.default.svc.cluster.local.".to_owned(),
+                    backends[1]
+                ),
             ]
         );
         assert_eq!(unique_names(&records).len(), 3);

@@ -31,14 +31,19 @@ pub fn start(
     fs::write(&hosts, hosts_file(records))
         .with_context(|| format!("writing {}", hosts.display()))?;
     let log_path = state_dir.join("dnsmasq.log");
-    let log = fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let address = SocketAddr::from((node.ip(), PORT));
     let mut command = node.command("dnsmasq");
     command
         // No /etc/dnsmasq.conf, /etc/hosts nor /etc/resolv.conf: no
         // upstream server is known, so none is ever asked.
-        .args(["--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll"])
+        .args([
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+        ])
         .arg("--keep-in-foreground")
         .arg(format!("--listen-address={}", node.ip()))
         .arg("--bind-interfaces")
@@ -71,8 +76,14 @@ mod tests {
     #[test]
     fn one_line_per_record() {
         let records = [
-            ("svc-0.default.svc.cluster.local.".to_owned(), Ipv4Addr::new(10, 96, 16, 0)),
-            ("headless.default.svc.cluster.local".to_owned(), Ipv4Addr::new(10, 244, 2, 2)),
+            (
+                "svc-0.default.svc.cluster.local.".to_owned(),
+                Ipv4Addr::new(10, 96, 16, 0),
+            ),
+            (
+                "headless.default.svc.cluster.local".to_owned(),
+                Ipv4Addr::new(10, 244, 2, 2),
+            ),
         ];
         assert_eq!(
             hosts_file(&records),

@@ -30,7 +30,8 @@ const BASELINE: &str = "nginx";
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<Vec<Figure>> {
-    progress.step("Ingress: the backends' Service, its EndpointSlice and the Ingress, through the API");
+    progress
+        .step("Ingress: the backends' Service, its EndpointSlice and the Ingress, through the API");
     let backends = rig.backend_ips();
     let ingress = json!({
         "apiVersion": "networking.k8s.io/v1",
@@ -49,7 +50,11 @@ pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<Vec<Figure
         },
     });
     rig.create_all(vec![
-        service("web", Some(std::net::Ipv4Addr::new(10, 96, 48, 0)), BACKEND_PORT),
+        service(
+            "web",
+            Some(std::net::Ipv4Addr::new(10, 96, 48, 0)),
+            BACKEND_PORT,
+        ),
         endpoint_slice("web", &backends, BACKEND_PORT),
         (collection("networking.k8s.io/v1", "ingresses"), ingress),
     ])?;
@@ -68,7 +73,12 @@ pub fn run(rig: &mut Rig, plan: &Plan, progress: &Progress) -> Result<Vec<Figure
 
     let variants = [(BASELINE, None), (SKIFF, skiff_unavailable)];
     let mut figures = [
-        ("ingress_rps", "Ingress requests per second (wrk, 64 connections, from outside)", "req/s", true),
+        (
+            "ingress_rps",
+            "Ingress requests per second (wrk, 64 connections, from outside)",
+            "req/s",
+            true,
+        ),
         ("ingress_p50_ms", "Ingress request latency p50", "ms", false),
         ("ingress_p99_ms", "Ingress request latency p99", "ms", false),
     ]
@@ -103,9 +113,10 @@ fn wait_routed(from: &Host, url: &str) -> Result<()> {
         let answer = super::output_of(&mut curl);
         match answer {
             Ok(body) if body.trim() == BODY => return Ok(()),
-            _ if Instant::now() > deadline => {
-                bail!("{url} after {ROUTE_TIMEOUT:?}: {answer:?}")
-            }
+            _ if Instant::now() > deadline => match answer {
+                Ok(body) => bail!("{url} after {ROUTE_TIMEOUT:?} answers {:?}", body.trim()),
+                Err(error) => bail!("{url} after {ROUTE_TIMEOUT:?}: {error:#}"),
+            },
             _ => thread::sleep(Duration::from_millis(200)),
         }
     }

@@ -203,12 +203,14 @@ impl<'rt> Rig<'rt> {
 fn api_client(kubeconfig: &Path) -> Result<ApiClient> {
     let text = fs::read_to_string(kubeconfig)
         .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let server = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("server: https://"))
+    // skiff-control writes it as JSON (which is YAML too).
+    let config: Value = serde_json::from_str(&text)
+        .with_context(|| format!("reading {} as JSON", kubeconfig.display()))?;
+    let server = config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .and_then(|url| url.strip_prefix("https://"))
         .with_context(|| format!("no https server in {}", kubeconfig.display()))?;
     let addr: SocketAddr = server
-        .trim()
         .parse()
         .with_context(|| format!("the server address {server:?}"))?;
     let data_dir = kubeconfig.parent().context("the kubeconfig's directory")?;
@@ -277,12 +279,15 @@ pub fn output_of(command: &mut std::process::Command) -> Result<String> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        // anyhow's "Error: ..." line when there is one (a backtrace may
+        // follow it), else the last line that says anything.
         let why = stderr
             .lines()
-            .rev()
-            .find(|line| !line.trim().is_empty() && !line.starts_with(' '))
+            .find(|line| line.starts_with("Error: "))
+            .or_else(|| stderr.lines().rev().find(|line| !line.trim().is_empty()))
             .or(stdout.lines().last())
-            .unwrap_or("");
+            .unwrap_or("")
+            .trim();
         bail!("{program} failed ({}): {why}", output.status);
     }
     Ok(stdout)
@@ -329,9 +334,11 @@ pub fn rounds<T>(
     for round in 0..plan.rounds {
         for offset in 0..variants.len() {
             let (name, target) = &variants[(round + offset) % variants.len()];
-            let available = figures
-                .iter()
-                .all(|f| f.variants.get(name).is_some_and(|s| s.unavailable.is_none()));
+            let available = figures.iter().all(|f| {
+                f.variants
+                    .get(name)
+                    .is_some_and(|s| s.unavailable.is_none())
+            });
             if !available {
                 continue;
             }

@@ -154,7 +154,10 @@ mod tests {
             "bench.skiff.test",
             &[Ipv4Addr::new(10, 244, 2, 2), Ipv4Addr::new(10, 244, 2, 3)],
         );
-        assert!(text.contains("    server 10.244.2.2:80;\n    server 10.244.2.3:80;\n"), "{text}");
+        assert!(
+            text.contains("    server 10.244.2.2:80;\n    server 10.244.2.3:80;\n"),
+            "{text}"
+        );
         assert!(text.contains("keepalive 320;"), "{text}");
         assert!(text.contains("server_name bench.skiff.test;"), "{text}");
         assert!(text.contains("proxy_set_header Connection \"\";"), "{text}");
