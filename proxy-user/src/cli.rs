@@ -237,15 +237,30 @@ pub struct Args {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// The cluster DNS server's address, written as the nameserver of
-    /// every pod's /etc/resolv.conf. Without it pods get no nameserver.
+    /// The cluster DNS server's address (`kube-system/kube-dns`'s
+    /// ClusterIP, the service range's tenth address), written as the
+    /// nameserver of every ClusterFirst pod's /etc/resolv.conf. Without it
+    /// pods get no nameserver.
     #[arg(long, env = "SKIFF_CLUSTER_DNS")]
     pub cluster_dns: Option<std::net::Ipv4Addr>,
 
-    /// The cluster's DNS domain: pods search `<namespace>.svc.<domain>`,
-    /// `svc.<domain>` and `<domain>`.
+    /// The cluster's DNS domain: cluster DNS answers for it, and pods
+    /// search `<namespace>.svc.<domain>`, `svc.<domain>` and `<domain>`.
     #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = cluster_domain)]
     pub cluster_domain: String,
+
+    /// Serve cluster DNS on the node address, port 53 (UDP and TCP), and
+    /// send this node's queries to `kube-system/kube-dns` there.
+    /// `--dns=false` turns it off.
+    #[arg(long, env = "SKIFF_DNS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dns: bool,
+
+    /// An upstream DNS server (`address` or `address:port`) asked about
+    /// names outside the cluster domain, given more than once for several
+    /// (tried in order). Without any, such names are refused: nothing is
+    /// ever sent off the node.
+    #[arg(long = "dns-upstream", env = "SKIFF_DNS_UPSTREAMS", value_delimiter = ',', value_parser = dns_upstream)]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 
     /// A directory of image archives (OCI or docker, `*.tar`), each imported
     /// into the node's image store at start, as k3s imports its air-gapped
@@ -278,6 +293,16 @@ fn cluster_domain(domain: &str) -> Result<String, String> {
         true => Ok(domain.to_owned()),
         false => Err("must be a DNS name of lower-case labels, like cluster.local".into()),
     }
+}
+
+/// `address` (port 53) or `address:port`.
+fn dns_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| "must be an IP address, optionally with :port".into())
 }
 
 fn netns_prefix(prefix: &str) -> Result<String, String> {

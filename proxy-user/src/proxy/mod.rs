@@ -12,7 +12,7 @@ mod sync;
 mod telemetry;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::Path,
 };
 
@@ -35,6 +35,17 @@ pub struct Config {
     /// Where /metrics and /healthz are served.
     pub metrics_bind: SocketAddr,
     pub datapath: Settings,
+    /// This node's DNS server, when it serves one.
+    pub dns: Option<LocalDns>,
+}
+
+/// This node's cluster DNS server, as the proxy sees it: where it listens
+/// (the local backend of `kube-system/kube-dns`), and the index the sync
+/// loop keeps for it.
+#[derive(Debug, Clone)]
+pub struct LocalDns {
+    pub server: SocketAddrV4,
+    pub index: crate::dns::SharedIndex,
 }
 
 /// The proxy between start-up and its sync loop: the datapath is set up,
@@ -46,6 +57,7 @@ pub struct Proxy {
     etcd: Vec<String>,
     datapath: Datapath,
     telemetry: Telemetry,
+    dns: Option<LocalDns>,
 }
 
 impl Proxy {
@@ -57,6 +69,7 @@ impl Proxy {
             etcd,
             metrics_bind,
             datapath: settings,
+            dns,
         } = config;
         let bpffs = settings.bpffs.clone();
         let cgroup = settings.cgroup.clone();
@@ -81,6 +94,7 @@ impl Proxy {
             etcd,
             datapath,
             telemetry,
+            dns,
         })
     }
 
@@ -90,7 +104,13 @@ impl Proxy {
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
         tokio::spawn(etcd_watch::run(self.etcd, events_tx));
-        let syncer = Syncer::new(self.node_name, self.node_ip, self.datapath, self.telemetry);
+        let syncer = Syncer::new(
+            self.node_name,
+            self.node_ip,
+            self.datapath,
+            self.telemetry,
+            self.dns,
+        );
         tokio::spawn(syncer.run(events_rx))
     }
 }

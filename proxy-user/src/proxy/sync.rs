@@ -5,7 +5,7 @@
 //! become the datapath's map keys and entries: neither side knows the other.
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
@@ -14,7 +14,10 @@ use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::dns::SharedIndex;
+
 use super::{
+    LocalDns,
     cluster::{
         etcd_watch::ClusterEvent,
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
@@ -48,6 +51,10 @@ pub struct Syncer {
     health_checks: HealthChecks,
     /// UDP backends removed by the writes so far, whose sockets to reset.
     orphans: Orphans,
+    /// Where this node serves cluster DNS: the local backend of its Service.
+    local_dns: Option<SocketAddrV4>,
+    /// What the DNS server answers from, kept with the same changes.
+    dns_index: Option<SharedIndex>,
 }
 
 impl Syncer {
@@ -56,6 +63,7 @@ impl Syncer {
         node_ip: Option<Ipv4Addr>,
         datapath: Datapath,
         telemetry: Telemetry,
+        dns: Option<LocalDns>,
     ) -> Self {
         Self {
             node,
@@ -67,6 +75,8 @@ impl Syncer {
             owned: HashMap::new(),
             health_checks: HealthChecks::new(node_ip),
             orphans: Orphans::default(),
+            local_dns: dns.as_ref().map(|dns| dns.server),
+            dns_index: dns.map(|dns| dns.index),
         }
     }
 
@@ -115,6 +125,7 @@ impl Syncer {
             } => {
                 let started = Instant::now();
                 let touched = self.cluster.replace_all(services, slices);
+                self.update_dns(&touched);
                 self.datapath.defer_writes();
                 for service in &touched {
                     self.sync_service(service)?;
@@ -142,6 +153,7 @@ impl Syncer {
                 for change in changes {
                     touched.extend(self.cluster.apply(change));
                 }
+                self.update_dns(&touched);
                 for service in &touched {
                     self.sync_service(service)?;
                 }
@@ -150,6 +162,14 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Brings cluster DNS up to date with the Services `touched`, before
+    /// the maps are written: DNS never lags the datapath.
+    fn update_dns(&self, touched: &BTreeSet<ServiceRef>) {
+        if let Some(index) = &self.dns_index {
+            index.update(&self.cluster, touched);
+        }
     }
 
     /// After a failed write the mirror may no longer match the maps, nor
@@ -185,6 +205,7 @@ impl Syncer {
         let node = NodeRef {
             name: &self.node,
             ip: self.node_ip,
+            local_dns: self.local_dns,
         };
         let desired = self.cluster.desired(service, node);
         self.health_checks
