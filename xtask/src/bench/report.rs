@@ -376,7 +376,7 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
             met: ratio.map(pass),
         }
     };
-    let ran = |part: &str| results.parts.iter().any(|p| *p == part);
+    let ran = |part: &str| results.parts.contains(&part);
     let mut verdicts = Vec::new();
     if ran("dns") {
         verdicts.push(ratio_verdict(
