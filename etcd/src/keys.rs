@@ -29,6 +29,7 @@ pub const CRON_JOBS: &str = "/registry/cronjobs";
 pub const CONTROLLER_REVISIONS: &str = "/registry/controllerrevisions";
 /// Singular, as Kubernetes stores Ingresses.
 pub const INGRESSES: &str = "/registry/ingress";
+pub const INGRESS_CLASSES: &str = "/registry/ingressclasses";
 pub const LEASES: &str = "/registry/leases";
 pub const PERSISTENT_VOLUMES: &str = "/registry/persistentvolumes";
 pub const PERSISTENT_VOLUME_CLAIMS: &str = "/registry/persistentvolumeclaims";

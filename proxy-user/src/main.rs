@@ -2,8 +2,10 @@
 //! eBPF programs onto the node's cgroup, watches Services and
 //! EndpointSlices in etcd, and keeps the datapath maps equal to what they
 //! ask for; with `--run-pods`, its kubelet (`kubelet`) registers the node
-//! and runs the pods bound to it.
+//! and runs the pods bound to it; its Ingress proxy (`ingress`) serves
+//! the cluster's Ingresses on the node's address.
 mod cli;
+mod ingress;
 mod kubelet;
 mod malloc;
 mod proxy;
@@ -13,7 +15,7 @@ use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, process::ExitCode
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{
     cli::{Args, Cli, Command, ImagesCommand, StatusArgs, default_bpffs, default_state_dir},
@@ -75,6 +77,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let proxy = proxy::Proxy::start(proxy_config(&args, bpffs, node_ip)).await?;
 
+    if args.ingress {
+        match node_ip {
+            Some(ip) => ingress::start(ingress_config(&args, ip), proxy.cluster()).await?,
+            None => warn!("no node address (--node-ip or --uplink): Ingresses are not served"),
+        }
+    }
+
     if args.run_pods {
         let node_ip =
             node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
@@ -122,6 +131,15 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
             node_ip,
             pod_interfaces: args.pod_interfaces.clone(),
         },
+    }
+}
+
+fn ingress_config(args: &Args, node_ip: std::net::Ipv4Addr) -> ingress::Config {
+    ingress::Config {
+        etcd: args.etcd.clone(),
+        class: args.ingress_class.clone(),
+        http: SocketAddr::from((node_ip, args.ingress_http_port)),
+        https: SocketAddr::from((node_ip, args.ingress_https_port)),
     }
 }
 

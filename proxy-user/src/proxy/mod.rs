@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use self::{
-    cluster::etcd_watch,
+    cluster::{etcd_watch, shared::SharedCluster},
     datapath::{Datapath, Observer, Settings, render_status},
     sync::Syncer,
     telemetry::Telemetry,
@@ -46,6 +46,7 @@ pub struct Proxy {
     etcd: Vec<String>,
     datapath: Datapath,
     telemetry: Telemetry,
+    cluster: SharedCluster,
 }
 
 impl Proxy {
@@ -81,7 +82,13 @@ impl Proxy {
             etcd,
             datapath,
             telemetry,
+            cluster: SharedCluster::default(),
         })
+    }
+
+    /// The cluster cache the sync loop keeps, for the agent's other readers.
+    pub fn cluster(&self) -> SharedCluster {
+        self.cluster.clone()
     }
 
     /// Starts watching etcd and keeping the datapath in sync with it. The
@@ -90,7 +97,13 @@ impl Proxy {
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
         tokio::spawn(etcd_watch::run(self.etcd, events_tx));
-        let syncer = Syncer::new(self.node_name, self.node_ip, self.datapath, self.telemetry);
+        let syncer = Syncer::new(
+            self.node_name,
+            self.node_ip,
+            self.datapath,
+            self.telemetry,
+            self.cluster,
+        );
         tokio::spawn(syncer.run(events_rx))
     }
 }

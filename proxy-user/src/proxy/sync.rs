@@ -20,7 +20,7 @@ use super::{
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
         protocol::Protocol,
         service_ref::ServiceRef,
-        state::ClusterState,
+        shared::SharedCluster,
     },
     datapath::{Datapath, WriteError, chain},
     health_check::HealthChecks,
@@ -39,7 +39,8 @@ pub struct Syncer {
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
     telemetry: Telemetry,
-    cluster: ClusterState,
+    /// The cache this loop keeps current; it publishes each change.
+    cluster: SharedCluster,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
     owners: HashMap<ServiceKey, ServiceRef>,
@@ -56,12 +57,13 @@ impl Syncer {
         node_ip: Option<Ipv4Addr>,
         datapath: Datapath,
         telemetry: Telemetry,
+        cluster: SharedCluster,
     ) -> Self {
         Self {
             node,
             node_ip,
             telemetry,
-            cluster: ClusterState::default(),
+            cluster,
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
@@ -114,7 +116,8 @@ impl Syncer {
                 revision,
             } => {
                 let started = Instant::now();
-                let touched = self.cluster.replace_all(services, slices);
+                let touched = self.cluster.write().replace_all(services, slices);
+                self.cluster.publish();
                 self.datapath.defer_writes();
                 for service in &touched {
                     self.sync_service(service)?;
@@ -139,9 +142,13 @@ impl Syncer {
                 received,
             } => {
                 let mut touched = BTreeSet::new();
-                for change in changes {
-                    touched.extend(self.cluster.apply(change));
+                {
+                    let mut cluster = self.cluster.write();
+                    for change in changes {
+                        touched.extend(cluster.apply(change));
+                    }
                 }
+                self.cluster.publish();
                 for service in &touched {
                     self.sync_service(service)?;
                 }
@@ -163,7 +170,7 @@ impl Syncer {
             error!(error = %chain(&error), "re-reading the datapath maps failed");
             return;
         }
-        let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
+        let services: Vec<ServiceRef> = self.cluster.read().services().cloned().collect();
         let result = services
             .iter()
             .try_for_each(|service| self.sync_service(service))
@@ -186,9 +193,14 @@ impl Syncer {
             name: &self.node,
             ip: self.node_ip,
         };
-        let desired = self.cluster.desired(service, node);
-        self.health_checks
-            .set(service, self.cluster.health_check(service, node));
+        let (desired, health_check) = {
+            let cluster = self.cluster.read();
+            (
+                cluster.desired(service, node),
+                cluster.health_check(service, node),
+            )
+        };
+        self.health_checks.set(service, health_check);
         let mut keys = BTreeSet::new();
         for DesiredFrontend {
             frontend,

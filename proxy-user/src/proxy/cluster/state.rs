@@ -73,7 +73,13 @@ impl ClusterState {
         health_check(self.services.get(svc)?, &self.slices_of(svc), node)
     }
 
-    fn slices_of(&self, svc: &ServiceRef) -> Vec<&SliceRecord> {
+    /// The cached Service `svc`, if there is one.
+    pub fn service(&self, svc: &ServiceRef) -> Option<&ServiceRecord> {
+        self.services.get(svc)
+    }
+
+    /// The slices labelled for `svc` (whether or not it exists).
+    pub fn slices_of(&self, svc: &ServiceRef) -> Vec<&SliceRecord> {
         self.slices
             .get(svc)
             .into_iter()
