@@ -1,0 +1,212 @@
+//! End to end: the agents' Ingress proxy, reached from outside the
+//! cluster (`skiff-ext`) on a node's address with curl: host and path
+//! routing (exact, wildcard, Exact and Prefix paths, a named Service
+//! port), 404 for an unknown host, 503 naming the Ingress and Service for
+//! a missing Service, TLS chosen by SNI with HTTP/2 by ALPN, a Secret
+//! without `tls.crt` that leaves its host served over HTTP, and the
+//! forwarding headers' absence of a client-made `X-Forwarded-Proto`.
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use common::{Web, names};
+use serde_json::{Value, json};
+
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+fn ingress(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": { "namespace": "default", "name": name, "uid": format!("uid-{name}"),
+            "creationTimestamp": "2026-01-01T00:00:00Z" },
+        "spec": spec,
+    })
+}
+
+fn path(kind: &str, path: &str, service: &str, port: Value) -> Value {
+    json!({ "path": path, "pathType": kind,
+        "backend": { "service": { "name": service, "port": port } } })
+}
+
+fn tls_secret(name: &str, data: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": { "namespace": "default", "name": name },
+        "data": data,
+    })
+}
+
+/// curl from the outside client: (status, body, HTTP version).
+fn curl(web: &Web, args: &[&str]) -> (u16, String, String) {
+    let output = web
+        .testbed
+        .cluster()
+        .ext()
+        .command("curl")
+        .args(["-s", "-m", "3", "-w", "\n%{http_code} %{http_version}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("a status line");
+    let (code, version) = status.split_once(' ').expect("code and version");
+    (
+        code.parse().unwrap_or(0),
+        body.to_owned(),
+        version.to_owned(),
+    )
+}
+
+/// Every body `count` GETs of `url` with `Host: host` got, once all are 200.
+fn answered(web: &Web, host: &str, url: &str, count: usize) -> Option<BTreeSet<String>> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..count {
+        let (code, body, _) = curl(web, &["-H", &format!("Host: {host}"), url]);
+        if code != 200 {
+            return None;
+        }
+        seen.insert(body.trim().to_owned());
+    }
+    Some(seen)
+}
+
+#[test]
+fn ingress_routes_by_host_and_path_with_tls_by_sni() {
+    let web = Web::start();
+    let store = web.testbed.store();
+    let node = web.testbed.cluster().node(1).ip();
+    let http = format!("http://{node}");
+
+    let cert = rcgen::generate_simple_self_signed(vec!["a.example.com".to_owned()]).unwrap();
+    let b64 = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    store
+        .put(
+            "/registry/secrets/default/a-tls",
+            &tls_secret(
+                "a-tls",
+                json!({ "tls.crt": b64(&cert.cert.pem()), "tls.key": b64(&cert.signing_key.serialize_pem()) }),
+            ),
+        )
+        .unwrap();
+    store
+        .put(
+            "/registry/secrets/default/no-crt",
+            &tls_secret("no-crt", json!({ "tls.key": b64("key") })),
+        )
+        .unwrap();
+    store
+        .put(
+            "/registry/ingress/default/web",
+            &ingress(
+                "web",
+                json!({
+                    "tls": [{ "hosts": ["a.example.com"], "secretName": "a-tls" },
+                            { "hosts": ["plain.example.com"], "secretName": "no-crt" }],
+                    "rules": [
+                        { "host": "a.example.com", "http": { "paths": [
+                            path("Prefix", "/", "web", json!({ "number": 80 })),
+                            path("Exact", "/admin", "web", json!({ "name": "admin" })),
+                        ] } },
+                        { "host": "*.wild.example.com", "http": { "paths": [
+                            path("ImplementationSpecific", "/", "web", json!({ "name": "admin" })),
+                        ] } },
+                        { "host": "plain.example.com", "http": { "paths": [
+                            path("Prefix", "/", "web", json!({ "number": 80 })),
+                        ] } },
+                        { "host": "missing.example.com", "http": { "paths": [
+                            path("Prefix", "/", "missing", json!({ "number": 80 })),
+                        ] } },
+                    ],
+                }),
+            ),
+        )
+        .unwrap();
+
+    let both = names(&["web-a", "web-b"]);
+    let admins = names(&["web-a-admin", "web-b-admin"]);
+    skiff_tests::eventually("a.example.com served by both backends", TIMEOUT, || {
+        answered(&web, "a.example.com", &format!("{http}/index"), 10).filter(|seen| *seen == both)
+    });
+    // Exact /admin goes to the named port; /admin/x is the Prefix /'s.
+    assert_eq!(
+        answered(&web, "a.example.com", &format!("{http}/admin"), 6),
+        Some(admins.clone())
+    );
+    assert_eq!(
+        answered(&web, "a.example.com", &format!("{http}/admin/x"), 6),
+        Some(both.clone())
+    );
+    // A wildcard matches one label, not two nor none.
+    assert_eq!(
+        answered(&web, "x.wild.example.com", &format!("{http}/"), 6),
+        Some(admins)
+    );
+    for host in [
+        "a.b.wild.example.com",
+        "wild.example.com",
+        "unknown.example.com",
+    ] {
+        let (code, body, _) = curl(&web, &["-H", &format!("Host: {host}"), &format!("{http}/")]);
+        assert_eq!(code, 404, "{host}: {body}");
+    }
+    // A missing Service: 503 naming the Ingress and the Service.
+    let (code, body, _) = curl(
+        &web,
+        &["-H", "Host: missing.example.com", &format!("{http}/")],
+    );
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("default/web") && body.contains("default/missing"),
+        "{body}"
+    );
+    // A TLS Secret without tls.crt: its host is still served over HTTP.
+    assert_eq!(
+        answered(&web, "plain.example.com", &format!("{http}/"), 4).map(|s| s.len() > 0),
+        Some(true)
+    );
+
+    // HTTPS: the Secret's certificate by SNI (curl checks it against the
+    // certificate itself), HTTP/2 by ALPN.
+    let ca =
+        std::env::temp_dir().join(format!("{}-a.pem", web.testbed.cluster().prefix().as_str()));
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let resolve = format!("a.example.com:443:{node}");
+    let (code, body, version) = curl(
+        &web,
+        &[
+            "--http2",
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "https://a.example.com/x",
+        ],
+    );
+    assert_eq!((code, version.as_str()), (200, "2"), "{body}");
+    assert!(both.contains(body.trim()), "{body}");
+    // Another name gets the default certificate, which curl refuses.
+    let resolve = format!("plain.example.com:443:{node}");
+    let (code, _, _) = curl(
+        &web,
+        &[
+            "--cacert",
+            ca.to_str().unwrap(),
+            "--resolve",
+            &resolve,
+            "https://plain.example.com/",
+        ],
+    );
+    assert_eq!(code, 0, "the default certificate is not a.example.com's");
+    let _ = std::fs::remove_file(&ca);
+
+    // The agent says what it serves.
+    let log = web.testbed.agent_log(1);
+    assert!(log.contains("Ingress routes loaded"), "{log}");
+    assert!(
+        log.contains("TLS Secret has no tls.crt") && log.contains("default/no-crt"),
+        "{log}"
+    );
+}
