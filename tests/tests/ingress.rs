@@ -210,3 +210,32 @@ fn ingress_routes_by_host_and_path_with_tls_by_sni() {
         "{log}"
     );
 }
+
+#[test]
+fn a_dead_endpoint_costs_no_request_and_is_ejected() {
+    let web = Web::start();
+    // The client pod listens on nothing: connects to it are refused, as
+    // to a backend pod that stopped before the slices said so.
+    web.set_endpoints(&[web.ready(&web.a), web.ready(&web.b), web.ready(&web.client)]);
+    web.testbed
+        .store()
+        .put(
+            "/registry/ingress/default/web",
+            &ingress(
+                "web",
+                json!({ "defaultBackend": { "service": { "name": "web", "port": { "number": 80 } } } }),
+            ),
+        )
+        .unwrap();
+    let url = format!("http://{}/", web.testbed.cluster().node(2).ip());
+    skiff_tests::eventually("the default backend to answer", TIMEOUT, || {
+        answered(&web, "any.example.com", &url, 1)
+    });
+    let seen = answered(&web, "any.example.com", &url, 40).expect("every request answered");
+    assert_eq!(seen, names(&["web-a", "web-b"]));
+    let log = web.testbed.agent_log(2);
+    assert!(
+        log.contains("endpoint ejected after consecutive failures"),
+        "{log}"
+    );
+}
