@@ -239,3 +239,64 @@ fn a_dead_endpoint_costs_no_request_and_is_ejected() {
         "{log}"
     );
 }
+
+#[test]
+fn websocket_is_relayed_both_ways() {
+    let web = Web::start();
+    let echo = skiff_tests::echo_binary().unwrap();
+    let _server = skiff_tests::ProcessGuard::spawn_ready(
+        web.a
+            .command(&echo)
+            .args(["serve", "--name", "ws-a", "--websocket", "9000"]),
+        "ready",
+        TIMEOUT,
+    )
+    .expect("the WebSocket server starts");
+    let ports = [skiff_tests::PortSpec {
+        name: "ws",
+        protocol: "TCP",
+        port: 80,
+        target_port: 9000,
+    }];
+    let store = web.testbed.store();
+    store
+        .put(
+            &skiff_tests::service_key("default", "ws"),
+            &skiff_tests::service("default", "ws", "10.96.0.20".parse().unwrap(), &ports),
+        )
+        .unwrap();
+    store
+        .put(
+            &skiff_tests::endpoint_slice_key("default", "ws-1"),
+            &skiff_tests::endpoint_slice("default", "ws-1", "ws", &ports, &[web.ready(&web.a)]),
+        )
+        .unwrap();
+    store
+        .put(
+            "/registry/ingress/default/ws",
+            &ingress(
+                "ws",
+                json!({ "rules": [{ "host": "ws.example.com", "http": { "paths": [
+                    path("Prefix", "/ws", "ws", json!({ "name": "ws" })),
+                ] } }] }),
+            ),
+        )
+        .unwrap();
+    let target = format!("{}:80", web.testbed.cluster().node(1).ip());
+    let replies = skiff_tests::eventually("the WebSocket to answer", TIMEOUT, || {
+        let output = web
+            .testbed
+            .cluster()
+            .ext()
+            .command(&echo)
+            .args(["websocket", &target, "--host", "ws.example.com"])
+            .args(["--message", "one", "--message", "two"])
+            .output()
+            .expect("skiff-echo runs");
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    });
+    assert_eq!(replies, "ws-a: one\nws-a: two\n");
+}
