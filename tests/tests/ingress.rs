@@ -300,3 +300,84 @@ fn websocket_is_relayed_both_ways() {
     });
     assert_eq!(replies, "ws-a: one\nws-a: two\n");
 }
+
+/// Runs batches of GETs of `url` with `Host: host` from the outside
+/// client until `stop`; every status code (0: no answer).
+fn client_loop(
+    ext: skiff_tests::Host,
+    host: &str,
+    url: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u16>> {
+    let (host, url) = (format!("Host: {host}"), format!("{url}/[1-50]"));
+    std::thread::spawn(move || {
+        let mut codes = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let output = ext
+                .command("curl")
+                .args(["-s", "-m", "5", "-H", &host, "-w", "\n%{http_code}\n", &url])
+                .output()
+                .expect("curl runs");
+            codes.extend(
+                String::from_utf8_lossy(&output.stdout)
+                    .lines()
+                    .filter(|line| line.len() == 3)
+                    .filter_map(|line| line.parse::<u16>().ok()),
+            );
+        }
+        codes
+    })
+}
+
+#[test]
+fn a_rolling_update_behind_an_ingress_fails_no_request() {
+    let mut testbed = skiff_tests::Testbed::start_running_pods(2).unwrap();
+    testbed.start_control(&["--leader-elect=false"]).unwrap();
+    let manifests = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/echo.yaml"
+    ))
+    .unwrap();
+    // The Deployment and Service only: the client pod is not needed.
+    let manifests: Vec<&str> = manifests.split("\n---\n").take(2).collect();
+    testbed.kubectl_ok(&["apply", "-f", "-"], &manifests.join("\n---\n"));
+    let ingress = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/ingress.yaml"
+    ))
+    .unwrap();
+    testbed.kubectl_ok(&["apply", "-f", "-"], &ingress);
+    let url = format!("http://{}", testbed.cluster().node(1).ip());
+    let ext = testbed.cluster().ext().clone();
+    skiff_tests::eventually(
+        "the echo Ingress to answer",
+        Duration::from_secs(60),
+        || {
+            let output = ext
+                .command("curl")
+                .args(["-s", "-m", "2", "-o", "/dev/null", "-w", "%{http_code}"])
+                .args(["-H", "Host: echo.example.com", &url])
+                .output()
+                .unwrap();
+            (output.stdout == b"200").then_some(())
+        },
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = client_loop(ext, "echo.example.com", &url, stop.clone());
+    testbed.kubectl_ok(&["rollout", "restart", "deployment/echo"], "");
+    testbed.kubectl_ok(
+        &["rollout", "status", "deployment/echo", "--timeout=90s"],
+        "",
+    );
+    // Until the old pods are gone, not only replaced.
+    skiff_tests::eventually("the old pods to go", Duration::from_secs(60), || {
+        let pods = testbed.kubectl_json(&["get", "pods", "-l", "app=echo"]);
+        (pods["items"].as_array().map(Vec::len) == Some(2)).then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let codes = client.join().unwrap();
+    let failed = codes.iter().filter(|code| **code != 200).count();
+    assert!(codes.len() > 100, "only {} requests", codes.len());
+    assert_eq!(failed, 0, "{failed} of {} requests failed", codes.len());
+}
