@@ -184,6 +184,25 @@ pub struct Args {
     #[arg(long, env = "SKIFF_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
 
+    /// Serve the Ingresses of --ingress-class on the node address
+    /// (--node-ip, else the uplink's), over HTTP and HTTPS, proxying to
+    /// their Services' ready endpoints. `--ingress=false` turns it off.
+    #[arg(long, env = "SKIFF_INGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ingress: bool,
+
+    /// The IngressClass this node's Ingress proxy serves (and, when it is
+    /// the default class, the Ingresses that name none).
+    #[arg(long, env = "SKIFF_INGRESS_CLASS", default_value = "skiff")]
+    pub ingress_class: String,
+
+    /// The node address's port for Ingress HTTP.
+    #[arg(long, env = "SKIFF_INGRESS_HTTP_PORT", default_value_t = 80)]
+    pub ingress_http_port: u16,
+
+    /// The node address's port for Ingress HTTPS.
+    #[arg(long, env = "SKIFF_INGRESS_HTTPS_PORT", default_value_t = 443)]
+    pub ingress_https_port: u16,
+
     /// Where to serve /metrics (Prometheus) and /healthz.
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     pub metrics_bind: SocketAddr,

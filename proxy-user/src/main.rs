@@ -3,9 +3,11 @@
 //! EndpointSlices in etcd, and keeps the datapath maps equal to what they
 //! ask for; with `--run-pods`, its kubelet (`kubelet`) registers the node
 //! and runs the pods bound to it; its DNS server (`dns`) answers the
-//! cluster's names.
+//! cluster's names, and its Ingress proxy (`ingress`) serves the
+//! cluster's Ingresses on the node's address.
 mod cli;
 mod dns;
+mod ingress;
 mod kubelet;
 mod malloc;
 mod proxy;
@@ -93,6 +95,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     let proxy = proxy::Proxy::start(proxy_config).await?;
 
+    if args.ingress {
+        match node_ip {
+            Some(ip) => ingress::start(ingress_config(&args, ip), proxy.cluster()).await?,
+            None => warn!("no node address (--node-ip or --uplink): Ingresses are not served"),
+        }
+    }
+
     if args.run_pods {
         let node_ip =
             node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
@@ -168,6 +177,15 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
             pod_interfaces: args.pod_interfaces.clone(),
         },
         dns: None,
+    }
+}
+
+fn ingress_config(args: &Args, node_ip: std::net::Ipv4Addr) -> ingress::Config {
+    ingress::Config {
+        etcd: args.etcd.clone(),
+        class: args.ingress_class.clone(),
+        http: SocketAddr::from((node_ip, args.ingress_http_port)),
+        https: SocketAddr::from((node_ip, args.ingress_https_port)),
     }
 }
 

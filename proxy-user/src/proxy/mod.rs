@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use self::{
-    cluster::etcd_watch,
+    cluster::{etcd_watch, shared::SharedCluster},
     datapath::{Datapath, Observer, Settings, render_status},
     sync::Syncer,
     telemetry::Telemetry,
@@ -58,6 +58,7 @@ pub struct Proxy {
     datapath: Datapath,
     telemetry: Telemetry,
     dns: Option<LocalDns>,
+    cluster: SharedCluster,
 }
 
 impl Proxy {
@@ -95,7 +96,13 @@ impl Proxy {
             datapath,
             telemetry,
             dns,
+            cluster: SharedCluster::default(),
         })
+    }
+
+    /// The cluster cache the sync loop keeps, for the agent's other readers.
+    pub fn cluster(&self) -> SharedCluster {
+        self.cluster.clone()
     }
 
     /// Starts watching etcd and keeping the datapath in sync with it. The
@@ -110,6 +117,7 @@ impl Proxy {
             self.datapath,
             self.telemetry,
             self.dns,
+            self.cluster,
         );
         tokio::spawn(syncer.run(events_rx))
     }

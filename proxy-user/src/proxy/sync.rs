@@ -23,7 +23,7 @@ use super::{
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
         protocol::Protocol,
         service_ref::ServiceRef,
-        state::ClusterState,
+        shared::SharedCluster,
     },
     datapath::{Datapath, WriteError, chain},
     health_check::HealthChecks,
@@ -42,7 +42,8 @@ pub struct Syncer {
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
     telemetry: Telemetry,
-    cluster: ClusterState,
+    /// The cache this loop keeps current; it publishes each change.
+    cluster: SharedCluster,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
     owners: HashMap<ServiceKey, ServiceRef>,
@@ -64,12 +65,13 @@ impl Syncer {
         datapath: Datapath,
         telemetry: Telemetry,
         dns: Option<LocalDns>,
+        cluster: SharedCluster,
     ) -> Self {
         Self {
             node,
             node_ip,
             telemetry,
-            cluster: ClusterState::default(),
+            cluster,
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
@@ -124,7 +126,8 @@ impl Syncer {
                 revision,
             } => {
                 let started = Instant::now();
-                let touched = self.cluster.replace_all(services, slices);
+                let touched = self.cluster.write().replace_all(services, slices);
+                self.cluster.publish();
                 self.update_dns(&touched);
                 self.datapath.defer_writes();
                 for service in &touched {
@@ -150,9 +153,13 @@ impl Syncer {
                 received,
             } => {
                 let mut touched = BTreeSet::new();
-                for change in changes {
-                    touched.extend(self.cluster.apply(change));
+                {
+                    let mut cluster = self.cluster.write();
+                    for change in changes {
+                        touched.extend(cluster.apply(change));
+                    }
                 }
+                self.cluster.publish();
                 self.update_dns(&touched);
                 for service in &touched {
                     self.sync_service(service)?;
@@ -168,7 +175,7 @@ impl Syncer {
     /// the maps are written: DNS never lags the datapath.
     fn update_dns(&self, touched: &BTreeSet<ServiceRef>) {
         if let Some(index) = &self.dns_index {
-            index.update(&self.cluster, touched);
+            index.update(&self.cluster.read(), touched);
         }
     }
 
@@ -183,7 +190,7 @@ impl Syncer {
             error!(error = %chain(&error), "re-reading the datapath maps failed");
             return;
         }
-        let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
+        let services: Vec<ServiceRef> = self.cluster.read().services().cloned().collect();
         let result = services
             .iter()
             .try_for_each(|service| self.sync_service(service))
@@ -207,9 +214,14 @@ impl Syncer {
             ip: self.node_ip,
             local_dns: self.local_dns,
         };
-        let desired = self.cluster.desired(service, node);
-        self.health_checks
-            .set(service, self.cluster.health_check(service, node));
+        let (desired, health_check) = {
+            let cluster = self.cluster.read();
+            (
+                cluster.desired(service, node),
+                cluster.health_check(service, node),
+            )
+        };
+        self.health_checks.set(service, health_check);
         let mut keys = BTreeSet::new();
         for DesiredFrontend {
             frontend,
