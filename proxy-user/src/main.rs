@@ -86,7 +86,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     proxy_config.dns = dns
         .as_ref()
         .zip(dns_index.clone())
-        .map(|(config, index)| proxy::LocalDns {
+        .map(|(config, index)| dns::LocalDns {
             server: match config.listen {
                 SocketAddr::V4(listen) => listen,
                 SocketAddr::V6(_) => unreachable!("the node address is IPv4"),

@@ -23,6 +23,15 @@ use tracing::{info, warn};
 
 pub use self::index::SharedIndex;
 
+/// This node's cluster DNS server, as the service proxy sees it: where it
+/// listens (the local backend of `kube-system/kube-dns`), and the index
+/// the proxy's sync loop keeps for it.
+#[derive(Debug, Clone)]
+pub struct LocalDns {
+    pub server: std::net::SocketAddrV4,
+    pub index: SharedIndex,
+}
+
 /// How long a TCP client may stay idle between queries.
 const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Answers queued per TCP connection.

@@ -12,7 +12,7 @@ mod sync;
 mod telemetry;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
 };
 
@@ -36,16 +36,7 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
     pub datapath: Settings,
     /// This node's DNS server, when it serves one.
-    pub dns: Option<LocalDns>,
-}
-
-/// This node's cluster DNS server, as the proxy sees it: where it listens
-/// (the local backend of `kube-system/kube-dns`), and the index the sync
-/// loop keeps for it.
-#[derive(Debug, Clone)]
-pub struct LocalDns {
-    pub server: SocketAddrV4,
-    pub index: crate::dns::SharedIndex,
+    pub dns: Option<crate::dns::LocalDns>,
 }
 
 /// The proxy between start-up and its sync loop: the datapath is set up,
@@ -57,7 +48,7 @@ pub struct Proxy {
     etcd: Vec<String>,
     datapath: Datapath,
     telemetry: Telemetry,
-    dns: Option<LocalDns>,
+    dns: Option<crate::dns::LocalDns>,
     cluster: SharedCluster,
 }
 

@@ -14,10 +14,9 @@ use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::dns::SharedIndex;
+use crate::dns::{LocalDns, SharedIndex};
 
 use super::{
-    LocalDns,
     cluster::{
         etcd_watch::ClusterEvent,
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
