@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::{is_served, skiff_classes};
+use super::classes::{is_served, skiff_classes};
 use crate::controllers::client::written;
 use crate::controllers::kind::Kind;
 use crate::controllers::{Cache, Context, Controller, ControllerError, events, meta};
