@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::validation::{
-    FieldError, child, is_dns1123_label, is_dns1123_subdomain, is_valid_path_segment_name,
-};
+use super::spec::validate_typed_reference;
+
+use crate::validation::{FieldError, child, is_dns1123_label, is_dns1123_subdomain};
 
 const MAX_CONTROLLER_BYTES: usize = 250;
 const SCOPES: &[&str] = &["Cluster", "Namespace"];
@@ -79,25 +79,7 @@ fn validate_controller(controller: &str) -> Vec<FieldError> {
 }
 
 fn validate_parameters(parameters: &Value, path: &str) -> Vec<FieldError> {
-    let mut errs = Vec::new();
-    if let Some(group) = parameters["apiGroup"].as_str() {
-        errs.extend(
-            is_dns1123_subdomain(group)
-                .into_iter()
-                .map(|msg| FieldError::invalid(child(path, "apiGroup"), group, msg)),
-        );
-    }
-    for field in ["kind", "name"] {
-        let field_path = child(path, field);
-        match parameters[field].as_str().filter(|value| !value.is_empty()) {
-            None => errs.push(FieldError::required(field_path, "")),
-            Some(value) => errs.extend(
-                is_valid_path_segment_name(value, false)
-                    .into_iter()
-                    .map(|msg| FieldError::invalid(&field_path, value, msg)),
-            ),
-        }
-    }
+    let mut errs = validate_typed_reference(parameters, path);
     let Some(scope) = parameters["scope"].as_str() else {
         errs.push(FieldError::required(child(path, "scope"), ""));
         return errs;

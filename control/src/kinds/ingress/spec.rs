@@ -187,7 +187,7 @@ fn validate_backend(backend: &Value, path: &str) -> Vec<FieldError> {
             "",
             "cannot set both resource and service backends",
         )],
-        (true, false) => validate_resource(resource, &child(path, "resource")),
+        (true, false) => validate_typed_reference(resource, &child(path, "resource")),
         (false, true) => validate_service_backend(service, path),
         (true, true) => vec![FieldError::invalid(
             path,
@@ -237,8 +237,9 @@ fn validate_service_backend(service: &Value, path: &str) -> Vec<FieldError> {
     errs
 }
 
-/// A backend resource: a typed local object reference.
-fn validate_resource(resource: &Value, path: &str) -> Vec<FieldError> {
+/// A typed local object reference (a backend resource, the common part
+/// of an IngressClass's parameters): apiGroup, kind and name.
+pub(super) fn validate_typed_reference(resource: &Value, path: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     if let Some(group) = resource["apiGroup"].as_str() {
         errs.extend(
