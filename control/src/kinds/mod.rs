@@ -5,6 +5,7 @@
 
 mod batch;
 mod daemonset;
+mod default_class;
 mod deployment;
 mod env;
 mod generic;

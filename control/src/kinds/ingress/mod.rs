@@ -86,23 +86,9 @@ impl Strategy for IngressClassStrategy {
     }
 }
 
-/// The default class among `classes`: the newest one annotated as default
-/// (by name when created together), as the admission plugin picks.
+/// The default class among `classes`, by the DEFAULT_INGRESS_CLASS_ANNOTATION annotation.
 pub fn default_ingress_class(classes: &[Value]) -> Option<&str> {
-    classes
-        .iter()
-        .filter(|class| {
-            class["metadata"]["annotations"][DEFAULT_INGRESS_CLASS_ANNOTATION] == "true"
-        })
-        .max_by_key(|class| {
-            (
-                class["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or_default(),
-                class["metadata"]["name"].as_str().unwrap_or_default(),
-            )
-        })
-        .and_then(|class| class["metadata"]["name"].as_str())
+    super::default_class::default_class(classes, DEFAULT_INGRESS_CLASS_ANNOTATION)
 }
 
 #[cfg(test)]

@@ -67,21 +67,9 @@ pub fn validate_update(class: &Value, old: &Value) -> Result<Vec<FieldError>, Re
     Ok(errs)
 }
 
-/// The default class among `classes`: the newest one annotated as default
-/// (by name when created together), as the admission plugin picks.
+/// The default class among `classes`, by the DEFAULT_CLASS_ANNOTATION annotation.
 pub fn default_class(classes: &[Value]) -> Option<&str> {
-    classes
-        .iter()
-        .filter(|class| class["metadata"]["annotations"][DEFAULT_CLASS_ANNOTATION] == "true")
-        .max_by_key(|class| {
-            (
-                class["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .unwrap_or_default(),
-                class["metadata"]["name"].as_str().unwrap_or_default(),
-            )
-        })
-        .and_then(|class| class["metadata"]["name"].as_str())
+    super::super::default_class::default_class(classes, DEFAULT_CLASS_ANNOTATION)
 }
 
 #[cfg(test)]
