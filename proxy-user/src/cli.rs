@@ -184,6 +184,25 @@ pub struct Args {
     #[arg(long, env = "SKIFF_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
 
+    /// Serve the Ingresses of --ingress-class on the node address
+    /// (--node-ip, else the uplink's), over HTTP and HTTPS, proxying to
+    /// their Services' ready endpoints. `--ingress=false` turns it off.
+    #[arg(long, env = "SKIFF_INGRESS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ingress: bool,
+
+    /// The IngressClass this node's Ingress proxy serves (and, when it is
+    /// the default class, the Ingresses that name none).
+    #[arg(long, env = "SKIFF_INGRESS_CLASS", default_value = "skiff")]
+    pub ingress_class: String,
+
+    /// The node address's port for Ingress HTTP.
+    #[arg(long, env = "SKIFF_INGRESS_HTTP_PORT", default_value_t = 80)]
+    pub ingress_http_port: u16,
+
+    /// The node address's port for Ingress HTTPS.
+    #[arg(long, env = "SKIFF_INGRESS_HTTPS_PORT", default_value_t = 443)]
+    pub ingress_https_port: u16,
+
     /// Where to serve /metrics (Prometheus) and /healthz.
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     pub metrics_bind: SocketAddr,
@@ -237,15 +256,30 @@ pub struct Args {
     #[arg(long, env = "SKIFF_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
 
-    /// The cluster DNS server's address, written as the nameserver of
-    /// every pod's /etc/resolv.conf. Without it pods get no nameserver.
+    /// The cluster DNS server's address (`kube-system/kube-dns`'s
+    /// ClusterIP, the service range's tenth address), written as the
+    /// nameserver of every ClusterFirst pod's /etc/resolv.conf. Without it
+    /// pods get no nameserver.
     #[arg(long, env = "SKIFF_CLUSTER_DNS")]
     pub cluster_dns: Option<std::net::Ipv4Addr>,
 
-    /// The cluster's DNS domain: pods search `<namespace>.svc.<domain>`,
-    /// `svc.<domain>` and `<domain>`.
+    /// The cluster's DNS domain: cluster DNS answers for it, and pods
+    /// search `<namespace>.svc.<domain>`, `svc.<domain>` and `<domain>`.
     #[arg(long, env = "SKIFF_CLUSTER_DOMAIN", default_value = "cluster.local", value_parser = cluster_domain)]
     pub cluster_domain: String,
+
+    /// Serve cluster DNS on the node address, port 53 (UDP and TCP), and
+    /// send this node's queries to `kube-system/kube-dns` there.
+    /// `--dns=false` turns it off.
+    #[arg(long, env = "SKIFF_DNS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub dns: bool,
+
+    /// An upstream DNS server (`address` or `address:port`) asked about
+    /// names outside the cluster domain, given more than once for several
+    /// (tried in order). Without any, such names are refused: nothing is
+    /// ever sent off the node.
+    #[arg(long = "dns-upstream", env = "SKIFF_DNS_UPSTREAMS", value_delimiter = ',', value_parser = dns_upstream)]
+    pub dns_upstreams: Vec<std::net::SocketAddr>,
 
     /// A directory of image archives (OCI or docker, `*.tar`), each imported
     /// into the node's image store at start, as k3s imports its air-gapped
@@ -278,6 +312,16 @@ fn cluster_domain(domain: &str) -> Result<String, String> {
         true => Ok(domain.to_owned()),
         false => Err("must be a DNS name of lower-case labels, like cluster.local".into()),
     }
+}
+
+/// `address` (port 53) or `address:port`.
+fn dns_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    text.parse::<std::net::SocketAddr>()
+        .or_else(|_| {
+            text.parse::<std::net::IpAddr>()
+                .map(|ip| std::net::SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| "must be an IP address, optionally with :port".into())
 }
 
 fn netns_prefix(prefix: &str) -> Result<String, String> {

@@ -2,8 +2,12 @@
 //! eBPF programs onto the node's cgroup, watches Services and
 //! EndpointSlices in etcd, and keeps the datapath maps equal to what they
 //! ask for; with `--run-pods`, its kubelet (`kubelet`) registers the node
-//! and runs the pods bound to it.
+//! and runs the pods bound to it; its DNS server (`dns`) answers the
+//! cluster's names, and its Ingress proxy (`ingress`) serves the
+//! cluster's Ingresses on the node's address.
 mod cli;
+mod dns;
+mod ingress;
 mod kubelet;
 mod malloc;
 mod proxy;
@@ -13,7 +17,10 @@ use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, process::ExitCode
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use tracing::{error, info};
+use tracing::{error, info, warn};
+
+/// The port cluster DNS is served on.
+const DNS_PORT: u16 = 53;
 
 use crate::{
     cli::{Args, Cli, Command, ImagesCommand, StatusArgs, default_bpffs, default_state_dir},
@@ -73,7 +80,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
-    let proxy = proxy::Proxy::start(proxy_config(&args, bpffs, node_ip)).await?;
+    let dns = dns_config(&args, node_ip);
+    let dns_index = dns.as_ref().map(|_| dns::SharedIndex::default());
+    let mut proxy_config = proxy_config(&args, bpffs, node_ip);
+    proxy_config.dns = dns
+        .as_ref()
+        .zip(dns_index.clone())
+        .map(|(config, index)| dns::LocalDns {
+            server: match config.listen {
+                SocketAddr::V4(listen) => listen,
+                SocketAddr::V6(_) => unreachable!("the node address is IPv4"),
+            },
+            index,
+        });
+    let proxy = proxy::Proxy::start(proxy_config).await?;
+
+    if args.ingress {
+        match node_ip {
+            Some(ip) => ingress::start(ingress_config(&args, ip), proxy.cluster()).await?,
+            None => warn!("no node address (--node-ip or --uplink): Ingresses are not served"),
+        }
+    }
 
     if args.run_pods {
         let node_ip =
@@ -89,6 +116,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let syncer = proxy.sync();
+    let dns_server = async {
+        match dns.zip(dns_index) {
+            Some((config, index)) => dns::serve(config, index).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         signal = shutdown_signal() => {
             let signal = signal.context("listening for signals")?;
@@ -98,8 +131,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
             result.context("the sync task failed")??;
             anyhow::bail!("the etcd watch ended");
         }
+        result = dns_server => {
+            result?;
+            anyhow::bail!("the DNS server stopped");
+        }
     }
     Ok(())
+}
+
+/// Where and how this node serves cluster DNS: on its address, port 53,
+/// unless `--dns=false`. A node without an address serves none.
+fn dns_config(args: &Args, node_ip: Option<std::net::Ipv4Addr>) -> Option<dns::Config> {
+    if !args.dns {
+        return None;
+    }
+    let Some(node_ip) = node_ip else {
+        warn!("no node address (--node-ip or --uplink): not serving cluster DNS");
+        return None;
+    };
+    Some(dns::Config {
+        listen: SocketAddr::from((node_ip, DNS_PORT)),
+        domain: args.cluster_domain.clone(),
+        upstreams: args.dns_upstreams.clone(),
+    })
 }
 
 fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>) -> proxy::Config {
@@ -122,6 +176,16 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
             node_ip,
             pod_interfaces: args.pod_interfaces.clone(),
         },
+        dns: None,
+    }
+}
+
+fn ingress_config(args: &Args, node_ip: std::net::Ipv4Addr) -> ingress::Config {
+    ingress::Config {
+        etcd: args.etcd.clone(),
+        class: args.ingress_class.clone(),
+        http: SocketAddr::from((node_ip, args.ingress_http_port)),
+        https: SocketAddr::from((node_ip, args.ingress_https_port)),
     }
 }
 

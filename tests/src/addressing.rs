@@ -54,6 +54,9 @@ pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 100);
 pub const POD_SUPERNET: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(10, 244, 0, 0), 16);
 /// ClusterIPs: only the datapath knows them; everything else must fail fast.
 pub const SERVICE_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(10, 96, 0, 0), 12);
+/// `kube-system/kube-dns`'s ClusterIP, the service range's tenth address
+/// (skiff-control creates it there), which pods' resolv.conf names.
+pub const CLUSTER_DNS_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
 /// Nodes are 172.30.0.11 … 172.30.0.99: node 90 would take the outside client's address.
 pub const MAX_NODES: usize = 89;
 /// Pods get host numbers 2 … 254 of their node's /24 (1 is the node's `cbr0`).

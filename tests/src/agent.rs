@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    addressing::{FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET},
+    addressing::{CLUSTER_DNS_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET},
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
@@ -45,7 +45,8 @@ pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> 
 /// the cluster's teardown finds them), routes to the other nodes' pods and
 /// the fabric (no default route), state (addresses, logs, the image store)
 /// in `state_dir`, the images of [`image_dir`] imported at start (build
-/// them first: [`crate::images::ensure_built`]), the kubelet API served to
+/// them first: [`crate::images::ensure_built`]), pods' resolv.conf naming
+/// the cluster DNS Service, the kubelet API served to
 /// the API server's certificate from `cluster_ca`, and the short timings
 /// tests need: 1 s heartbeats and a 1 s first
 /// CrashLoopBackOff delay instead of the kubelet's 10 s.
@@ -58,6 +59,7 @@ pub fn run_pods_args(node: &Node, state_dir: &Path, cluster_ca: &Path) -> Vec<st
         format!("--node-ip={}", node.ip()),
         format!("--pod-route={POD_SUPERNET}"),
         format!("--pod-route={FABRIC_CIDR}"),
+        format!("--cluster-dns={CLUSTER_DNS_IP}"),
         "--crashloop-base=1".to_owned(),
         "--heartbeat-interval=1".to_owned(),
     ]

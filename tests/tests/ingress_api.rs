@@ -2,14 +2,15 @@
 //! naming the field, the default IngressClass `skiff`, ADDRESS from the
 //! load balancer pool, the Warning Events) and traffic from the outside
 //! client to the load balancer IP of `kube-system/skiff-ingress`, which the
-//! nodes' per-packet programs send to a listener on a Ready node's port 80.
+//! nodes' per-packet programs send to an agent's Ingress proxy on a Ready
+//! node's port 80.
 
 use std::{
     thread,
     time::{Duration, Instant},
 };
 
-use skiff_tests::{ProcessGuard, Testbed, echo_binary};
+use skiff_tests::Testbed;
 
 const LB_POOL: &str = "172.18.255.0/28";
 const WAIT: Duration = Duration::from_secs(30);
@@ -147,16 +148,6 @@ fn ingress_is_validated_addressed_reported_and_reached_from_outside() {
     let described = testbed.kubectl_ok(&["describe", "ingress", "web"], "");
     assert!(described.contains("ServiceNotFound"), "{described}");
 
-    // Stand-ins for the agents' Ingress listeners: port 80 in each node's
-    // netns.
-    let echo = echo_binary().unwrap();
-    let _listeners: Vec<ProcessGuard> = (1..=2)
-        .map(|node| {
-            let mut command = testbed.cluster().node(node).command(&echo);
-            command.args(["serve", "--name", &format!("node{node}"), "--tcp", "80"]);
-            ProcessGuard::spawn_ready(&mut command, "ready", Duration::from_secs(5)).unwrap()
-        })
-        .collect();
     wait_for("both Ready nodes in skiff-ingress's EndpointSlice", || {
         let slice =
             testbed.kubectl_json(&["get", "endpointslice", "-n", "kube-system", "skiff-ingress"]);
@@ -172,34 +163,35 @@ fn ingress_is_validated_addressed_reported_and_reached_from_outside() {
         .output()
         .unwrap();
     assert!(output.status.success(), "{output:?}");
-    let target = format!("{lb_ip}:80");
-    let answered: Vec<String> = wait_for("answers from the load balancer IP", || {
-        let results = call_from_ext(&testbed, &target);
-        let backends: Vec<String> = results
-            .iter()
-            .filter_map(|r| r.backend().map(str::to_owned))
-            .collect();
-        (backends.len() == results.len()).then_some(backends)
-    });
-    assert!(
-        answered
-            .iter()
-            .all(|backend| backend == "node1" || backend == "node2"),
-        "{answered:?}"
-    );
-    let node2 = format!("{}:80", testbed.cluster().node(2).ip());
-    let direct = call_from_ext(&testbed, &node2);
-    assert_eq!(direct[0].backend(), Some("node2"), "{direct:?}");
+    // The agents' Ingress proxies answer through the load balancer IP, and
+    // on a node's own address: the backend Service is missing, so 503
+    // naming the Ingress and the Service.
+    for target in [lb_ip.clone(), testbed.cluster().node(2).ip().to_string()] {
+        let (code, body) = wait_for("the Ingress proxy's answer", || {
+            let answer = curl_from_ext(&testbed, &target, "web.example.com");
+            (answer.0 == 503).then_some(answer)
+        });
+        assert_eq!(code, 503);
+        assert!(
+            body.contains("default/web") && body.contains("default/missing"),
+            "{target}: {body}"
+        );
+    }
 }
 
-fn call_from_ext(testbed: &Testbed, target: &str) -> Vec<skiff_tests::CallResult> {
+/// `curl http://TARGET/` with `Host: HOST` from the outside client:
+/// (status, body); status 0 when nothing answered.
+fn curl_from_ext(testbed: &Testbed, target: &str, host: &str) -> (u16, String) {
     let output = testbed
         .cluster()
         .ext()
-        .command(echo_binary().unwrap())
-        .args(["call", "tcp", target, "--count", "8"])
+        .command("curl")
+        .args(["-s", "-m", "3", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Host: {host}"))
+        .arg(format!("http://{target}/"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{output:?}");
-    skiff_tests::parse_call_output(&String::from_utf8_lossy(&output.stdout)).unwrap()
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
 }

@@ -37,6 +37,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "golang-1.19-go",
     "dpkg-dev",
     "bpftool",
+    // The DNS and Ingress baselines of `cargo xtask bench`: dnsmasq (the
+    // binary alone, no service), nginx as the Ingress proxy and the
+    // backends, and wrk to load both.
+    "dnsmasq-base",
+    "nginx",
+    "wrk",
     // The OCI runtime that runs pods' containers.
     "runc",
     "python3-venv",
@@ -54,6 +60,7 @@ const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 pub fn setup() -> Result<()> {
     check_machine()?;
     debian_packages()?;
+    services_kept_off()?;
     bpf_linker()?;
     nightly_rust_src()?;
     kubectl()?;
@@ -150,6 +157,28 @@ fn debian_packages() -> Result<()> {
     }
     if missing.contains(&"etcd-server") {
         warn_about_foreign_etcd();
+    }
+    Ok(())
+}
+
+/// Packages whose services the benchmark runs itself, in skiff's network
+/// namespaces: enabled, nginx would listen on the machine's own interfaces
+/// from the next boot on.
+const SERVICES_KEPT_OFF: &[&str] = &["nginx.service"];
+
+fn services_kept_off() -> Result<()> {
+    for unit in SERVICES_KEPT_OFF {
+        let enabled = sh::probe(sh::cmd("systemctl").args(["is-enabled", unit]))
+            .is_some_and(|state| state.trim() == "enabled");
+        if enabled {
+            let slug = unit.trim_end_matches(".service");
+            let step = Step::start(
+                "disabling a package's service",
+                &format!("disable-{slug}"),
+                &format!("disabling {unit} (the benchmark runs nginx in its own namespaces)"),
+            )?;
+            step.run(sh::cmd("systemctl").args(["disable", unit]))?;
+        }
     }
     Ok(())
 }

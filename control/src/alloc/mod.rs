@@ -271,6 +271,14 @@ impl<P: Pool> Allocator<P> {
     }
 }
 
+/// The service CIDR's tenth address, `kube-system/kube-dns`'s; `None` when
+/// the range is smaller.
+pub fn kube_dns_service_ip(cidr: Ipv4Cidr) -> Option<Ipv4Addr> {
+    let (first, last) = cidr.usable();
+    let ip = first.checked_add(9).filter(|ip| *ip <= last)?;
+    Some(Ipv4Addr::from(ip))
+}
+
 /// The service CIDR's address reserved for `default/kubernetes`.
 pub fn kubernetes_service_ip(cidr: Ipv4Cidr) -> Ipv4Addr {
     Ipv4Pool::new(cidr, vec![]).first_address()

@@ -55,7 +55,7 @@ impl Ipv4Cidr {
 
     /// The first and last address that may be handed out: all but the
     /// network and broadcast addresses, except in /31 and /32 which have none.
-    fn usable(&self) -> (u32, u32) {
+    pub(crate) fn usable(&self) -> (u32, u32) {
         let first = u32::from(self.network);
         let last = first | u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
         if self.prefix >= 31 {

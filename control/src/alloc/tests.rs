@@ -72,6 +72,17 @@ async fn concurrent_allocators_never_collide() {
     assert_eq!((got.len(), unique.len()), (30, 30), "{got:?}");
 }
 
+#[test]
+fn kube_dns_takes_the_tenth_address() {
+    let cidr: Ipv4Cidr = "10.96.0.0/12".parse().unwrap();
+    assert_eq!(
+        kube_dns_service_ip(cidr),
+        Some(Ipv4Addr::new(10, 96, 0, 10))
+    );
+    let small: Ipv4Cidr = "10.96.0.0/29".parse().unwrap();
+    assert_eq!(kube_dns_service_ip(small), None);
+}
+
 #[tokio::test]
 async fn cluster_ips_reserve_the_kubernetes_address() {
     let etcd = Etcd::start();

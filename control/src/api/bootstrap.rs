@@ -1,7 +1,7 @@
 //! The objects every cluster has, created by the server at start-up when
 //! missing: the system namespaces, the default StorageClass, the default
-//! IngressClass `skiff` with its Service `kube-system/skiff-ingress`, and
-//! the `kubernetes` Service.
+//! IngressClass `skiff` with its Service `kube-system/skiff-ingress`, the
+//! `kubernetes` Service and the cluster DNS Service `kube-system/kube-dns`.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use super::field_manager;
 use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
-use crate::alloc::kubernetes_service_ip;
+use crate::alloc::{kube_dns_service_ip, kubernetes_service_ip};
 use crate::kinds::{
     DEFAULT_CLASS_ANNOTATION, DEFAULT_INGRESS_CLASS_ANNOTATION, INGRESS_SERVICE_NAME,
     INGRESS_SERVICE_NAMESPACE, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, SKIFF_INGRESS_CLASS,
@@ -19,9 +19,9 @@ use crate::kinds::{
 };
 use crate::store::{StoreError, object_key};
 
-/// How often a start-up that lost the race for the `kubernetes` Service to
-/// another instance looks for the winner's Service before giving up.
-const KUBERNETES_SERVICE_ATTEMPTS: usize = 10;
+/// How often a start-up that lost the race for a system Service to another
+/// instance looks for the winner's Service before giving up.
+const SYSTEM_SERVICE_ATTEMPTS: usize = 10;
 
 impl Api {
     /// Creates the namespaces that always exist, when missing.
@@ -138,8 +138,6 @@ impl Api {
     /// server's `port` (as kube-apiserver does; skiff writes no endpoints for
     /// it).
     pub async fn ensure_kubernetes_service(&self, port: u16) -> Result<(), ApiError> {
-        let services = registry::find("", "v1", "services").expect("services are in the table");
-        let key = object_key(services.storage, Some("default"), "kubernetes");
         let ip = kubernetes_service_ip(self.config.network.cluster_ip_range).to_string();
         let service = json!({
             "apiVersion": "v1",
@@ -156,8 +154,62 @@ impl Api {
                 "sessionAffinity": "None",
             },
         });
+        self.ensure_system_service("default", "kubernetes", service)
+            .await
+    }
+
+    /// Creates `kube-system/kube-dns`, the cluster DNS Service, when
+    /// missing: the service range's tenth address (what kubeadm gives it,
+    /// and what agents write into pods' resolv.conf), DNS over UDP and TCP
+    /// on port 53. It selects no pods: every agent serves it node-locally,
+    /// as NodeLocal DNSCache does. A range too small for a tenth address
+    /// gets none.
+    pub async fn ensure_kube_dns_service(&self) -> Result<(), ApiError> {
+        let Some(ip) = kube_dns_service_ip(self.config.network.cluster_ip_range) else {
+            tracing::warn!(
+                range = %self.config.network.cluster_ip_range,
+                "the service range has no tenth address: not creating kube-system/kube-dns"
+            );
+            return Ok(());
+        };
+        let service = json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kube-dns",
+                "namespace": "kube-system",
+                "labels": {
+                    "k8s-app": "kube-dns",
+                    "kubernetes.io/cluster-service": "true",
+                    "kubernetes.io/name": "CoreDNS",
+                },
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": ip.to_string(),
+                "ports": [
+                    { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53 },
+                    { "name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53 },
+                ],
+                "sessionAffinity": "None",
+            },
+        });
+        self.ensure_system_service("kube-system", "kube-dns", service)
+            .await
+    }
+
+    /// Creates a Service the server owns when it is missing; another
+    /// instance racing to create it is waited for.
+    async fn ensure_system_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        service: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let services = registry::find("", "v1", "services").expect("services are in the table");
+        let key = object_key(services.storage, Some(namespace), name);
         let mut last_error = None;
-        for _ in 0..KUBERNETES_SERVICE_ATTEMPTS {
+        for _ in 0..SYSTEM_SERVICE_ATTEMPTS {
             if self.store.get(&key).await.is_ok() {
                 return Ok(());
             }
@@ -165,7 +217,7 @@ impl Api {
             match self
                 .create(
                     services,
-                    Some("default"),
+                    Some(namespace),
                     service.clone(),
                     strict,
                     Some(&field_manager::server()),

@@ -33,7 +33,7 @@ impl Controller for EndpointSlices {
             let (namespace, name) = (meta::namespace(service), meta::name(service));
             wanted_services.insert((namespace.to_owned(), name.to_owned()));
             let pods = cache.list_in(Kind::Pod, namespace);
-            let desired = desired_slices(&services::backends(service, &pods), &nodes);
+            let desired = desired_slices(service, &services::backends(service, &pods), &nodes);
             let mut existing: Vec<Value> = cache
                 .list_in(Kind::EndpointSlice, namespace)
                 .into_iter()
@@ -75,14 +75,18 @@ fn managed_for(slice: &Value) -> Option<&str> {
 /// The `(ports, endpoints)` of each slice the Service should have: pods
 /// grouped by their resolved ports, 100 to a slice; one empty slice when
 /// no pod is selected.
-fn desired_slices(backends: &[Backend], nodes: &[Value]) -> Vec<(Value, Vec<Value>)> {
+fn desired_slices(
+    service: &Value,
+    backends: &[Backend],
+    nodes: &[Value],
+) -> Vec<(Value, Vec<Value>)> {
     let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
     for backend in backends {
         let ports = json!(backend.ports);
         let group = groups
             .entry(ports.to_string())
             .or_insert_with(|| (ports, Vec::new()));
-        group.1.push(endpoint(backend, nodes));
+        group.1.push(endpoint(service, backend, nodes));
     }
     let mut slices = Vec::new();
     for (_, (ports, endpoints)) in groups {
@@ -96,7 +100,7 @@ fn desired_slices(backends: &[Backend], nodes: &[Value]) -> Vec<(Value, Vec<Valu
     slices
 }
 
-fn endpoint(backend: &Backend, nodes: &[Value]) -> Value {
+fn endpoint(service: &Value, backend: &Backend, nodes: &[Value]) -> Value {
     let pod = backend.pod;
     let node_name = meta::node_name(pod);
     let mut endpoint = json!({
@@ -113,6 +117,13 @@ fn endpoint(backend: &Backend, nodes: &[Value]) -> Value {
             "uid": pod["metadata"]["uid"],
         },
     });
+    // A pod names itself under the Service its subdomain names (as a
+    // StatefulSet's pods do under their governing Service): cluster DNS
+    // serves `<hostname>.<service>.<namespace>.svc.<domain>` from this.
+    let hostname = pod["spec"]["hostname"].as_str().unwrap_or("");
+    if !hostname.is_empty() && pod["spec"]["subdomain"].as_str() == Some(meta::name(service)) {
+        endpoint["hostname"] = json!(hostname);
+    }
     if !node_name.is_empty() {
         endpoint["nodeName"] = json!(node_name);
         let zone = nodes
@@ -235,7 +246,7 @@ mod tests {
 
     fn slices_of(service: &Value, pods: &[Value]) -> Vec<(Value, Vec<Value>)> {
         let nodes = [json!({ "metadata": { "name": "n1", "labels": { ZONE_LABEL: "z1" } } })];
-        desired_slices(&services::backends(service, pods), &nodes)
+        desired_slices(service, &services::backends(service, pods), &nodes)
     }
 
     #[test]
@@ -284,5 +295,18 @@ mod tests {
                 .iter()
                 .all(|e| e["conditions"]["ready"] == true)
         );
+    }
+
+    #[test]
+    fn hostname_is_published_under_the_subdomain_service_only() {
+        let mut named = pod(0, true, false);
+        named["spec"]["hostname"] = json!("web-0");
+        named["spec"]["subdomain"] = json!("web");
+        let mut elsewhere = pod(1, true, false);
+        elsewhere["spec"]["hostname"] = json!("web-1");
+        elsewhere["spec"]["subdomain"] = json!("other");
+        let slices = slices_of(&service(false), &[named, elsewhere]);
+        let hostnames: Vec<&Value> = slices[0].1.iter().map(|e| &e["hostname"]).collect();
+        assert_eq!(hostnames, [&json!("web-0"), &Value::Null]);
     }
 }

@@ -127,6 +127,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     }
     let addrs: Vec<SocketAddr> = bound.iter().map(|(_, local)| *local).collect();
     api.ensure_kubernetes_service(addrs[0].port()).await?;
+    // kube-dns before any Service that takes a random address, which
+    // could be the tenth. An older cluster may have given the tenth
+    // address away: the server still starts, without cluster DNS's Service.
+    if let Err(error) = api.ensure_kube_dns_service().await {
+        tracing::warn!(%error, "creating kube-system/kube-dns failed; pods' cluster DNS has no Service");
+    }
     api.ensure_ingress_service().await?;
 
     let mut listeners = JoinSet::new();

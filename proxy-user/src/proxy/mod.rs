@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use self::{
-    cluster::etcd_watch,
+    cluster::{etcd_watch, shared::SharedCluster},
     datapath::{Datapath, Observer, Settings, render_status},
     sync::Syncer,
     telemetry::Telemetry,
@@ -35,6 +35,8 @@ pub struct Config {
     /// Where /metrics and /healthz are served.
     pub metrics_bind: SocketAddr,
     pub datapath: Settings,
+    /// This node's DNS server, when it serves one.
+    pub dns: Option<crate::dns::LocalDns>,
 }
 
 /// The proxy between start-up and its sync loop: the datapath is set up,
@@ -46,6 +48,8 @@ pub struct Proxy {
     etcd: Vec<String>,
     datapath: Datapath,
     telemetry: Telemetry,
+    dns: Option<crate::dns::LocalDns>,
+    cluster: SharedCluster,
 }
 
 impl Proxy {
@@ -57,6 +61,7 @@ impl Proxy {
             etcd,
             metrics_bind,
             datapath: settings,
+            dns,
         } = config;
         let bpffs = settings.bpffs.clone();
         let cgroup = settings.cgroup.clone();
@@ -81,7 +86,14 @@ impl Proxy {
             etcd,
             datapath,
             telemetry,
+            dns,
+            cluster: SharedCluster::default(),
         })
+    }
+
+    /// The cluster cache the sync loop keeps, for the agent's other readers.
+    pub fn cluster(&self) -> SharedCluster {
+        self.cluster.clone()
     }
 
     /// Starts watching etcd and keeping the datapath in sync with it. The
@@ -90,7 +102,14 @@ impl Proxy {
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
         tokio::spawn(etcd_watch::run(self.etcd, events_tx));
-        let syncer = Syncer::new(self.node_name, self.node_ip, self.datapath, self.telemetry);
+        let syncer = Syncer::new(
+            self.node_name,
+            self.node_ip,
+            self.datapath,
+            self.telemetry,
+            self.dns,
+            self.cluster,
+        );
         tokio::spawn(syncer.run(events_rx))
     }
 }

@@ -5,7 +5,7 @@
 //! become the datapath's map keys and entries: neither side knows the other.
 use std::{
     collections::{BTreeSet, HashMap},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
@@ -14,13 +14,15 @@ use proxy_common::{Backend, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+use crate::dns::{LocalDns, SharedIndex};
+
 use super::{
     cluster::{
         etcd_watch::ClusterEvent,
         frontends::{BackendAddr, DesiredFrontend, Frontend, NodeRef},
         protocol::Protocol,
         service_ref::ServiceRef,
-        state::ClusterState,
+        shared::SharedCluster,
     },
     datapath::{Datapath, WriteError, chain},
     health_check::HealthChecks,
@@ -39,7 +41,8 @@ pub struct Syncer {
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
     telemetry: Telemetry,
-    cluster: ClusterState,
+    /// The cache this loop keeps current; it publishes each change.
+    cluster: SharedCluster,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
     owners: HashMap<ServiceKey, ServiceRef>,
@@ -48,6 +51,10 @@ pub struct Syncer {
     health_checks: HealthChecks,
     /// UDP backends removed by the writes so far, whose sockets to reset.
     orphans: Orphans,
+    /// Where this node serves cluster DNS: the local backend of its Service.
+    local_dns: Option<SocketAddrV4>,
+    /// What the DNS server answers from, kept with the same changes.
+    dns_index: Option<SharedIndex>,
 }
 
 impl Syncer {
@@ -56,17 +63,21 @@ impl Syncer {
         node_ip: Option<Ipv4Addr>,
         datapath: Datapath,
         telemetry: Telemetry,
+        dns: Option<LocalDns>,
+        cluster: SharedCluster,
     ) -> Self {
         Self {
             node,
             node_ip,
             telemetry,
-            cluster: ClusterState::default(),
+            cluster,
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
             health_checks: HealthChecks::new(node_ip),
             orphans: Orphans::default(),
+            local_dns: dns.as_ref().map(|dns| dns.server),
+            dns_index: dns.map(|dns| dns.index),
         }
     }
 
@@ -114,7 +125,9 @@ impl Syncer {
                 revision,
             } => {
                 let started = Instant::now();
-                let touched = self.cluster.replace_all(services, slices);
+                let touched = self.cluster.write().replace_all(services, slices);
+                self.cluster.publish();
+                self.update_dns(&touched);
                 self.datapath.defer_writes();
                 for service in &touched {
                     self.sync_service(service)?;
@@ -139,9 +152,14 @@ impl Syncer {
                 received,
             } => {
                 let mut touched = BTreeSet::new();
-                for change in changes {
-                    touched.extend(self.cluster.apply(change));
+                {
+                    let mut cluster = self.cluster.write();
+                    for change in changes {
+                        touched.extend(cluster.apply(change));
+                    }
                 }
+                self.cluster.publish();
+                self.update_dns(&touched);
                 for service in &touched {
                     self.sync_service(service)?;
                 }
@@ -150,6 +168,14 @@ impl Syncer {
             }
         }
         Ok(())
+    }
+
+    /// Brings cluster DNS up to date with the Services `touched`, before
+    /// the maps are written: DNS never lags the datapath.
+    fn update_dns(&self, touched: &BTreeSet<ServiceRef>) {
+        if let Some(index) = &self.dns_index {
+            index.update(&self.cluster.read(), touched);
+        }
     }
 
     /// After a failed write the mirror may no longer match the maps, nor
@@ -163,7 +189,7 @@ impl Syncer {
             error!(error = %chain(&error), "re-reading the datapath maps failed");
             return;
         }
-        let services: Vec<ServiceRef> = self.cluster.services().cloned().collect();
+        let services: Vec<ServiceRef> = self.cluster.read().services().cloned().collect();
         let result = services
             .iter()
             .try_for_each(|service| self.sync_service(service))
@@ -185,10 +211,16 @@ impl Syncer {
         let node = NodeRef {
             name: &self.node,
             ip: self.node_ip,
+            local_dns: self.local_dns,
         };
-        let desired = self.cluster.desired(service, node);
-        self.health_checks
-            .set(service, self.cluster.health_check(service, node));
+        let (desired, health_check) = {
+            let cluster = self.cluster.read();
+            (
+                cluster.desired(service, node),
+                cluster.health_check(service, node),
+            )
+        };
+        self.health_checks.set(service, health_check);
         let mut keys = BTreeSet::new();
         for DesiredFrontend {
             frontend,

@@ -38,7 +38,24 @@ enum Mode {
         /// UDP port to listen on (0.0.0.0); repeatable.
         #[arg(long = "udp", value_name = "PORT")]
         udp: Vec<u16>,
+        /// WebSocket port to listen on (0.0.0.0); repeatable. Each text
+        /// message gets `<name>: <message>` back.
+        #[arg(long = "websocket", value_name = "PORT")]
+        websocket: Vec<u16>,
     },
+    /// Open a WebSocket to ADDR:PORT with `Host: <host>`, send each
+    /// message and print each answer on a line of its own.
+    Websocket {
+        target: SocketAddr,
+        #[arg(long)]
+        host: String,
+        #[arg(long = "message", required = true)]
+        messages: Vec<String>,
+    },
+    /// Resolve NAME as a program linked to the C library does (getaddrinfo,
+    /// so resolv.conf's search list and ndots apply) and print each address
+    /// on a line of its own; fails when nothing resolves.
+    Resolve { name: String },
     /// Call a server and print one JSON object per attempt; exits 0 even
     /// when attempts fail.
     Call {
@@ -100,7 +117,18 @@ fn main() -> Result<()> {
         )
     };
     match Cli::parse().command {
-        Mode::Serve { name, tcp, udp } => serve(&name, &tcp, &udp),
+        Mode::Serve {
+            name,
+            tcp,
+            udp,
+            websocket,
+        } => serve(&name, &tcp, &udp, &websocket),
+        Mode::Websocket {
+            target,
+            host,
+            messages,
+        } => websocket_call(target, &host, &messages),
+        Mode::Resolve { name } => resolve(&name),
         Mode::Call {
             protocol,
             target,
@@ -154,10 +182,10 @@ fn main() -> Result<()> {
     }
 }
 
-fn serve(name: &str, tcp: &[u16], udp: &[u16]) -> Result<()> {
+fn serve(name: &str, tcp: &[u16], udp: &[u16], websocket: &[u16]) -> Result<()> {
     anyhow::ensure!(
-        !tcp.is_empty() || !udp.is_empty(),
-        "give at least one --tcp or --udp port"
+        !tcp.is_empty() || !udp.is_empty() || !websocket.is_empty(),
+        "give at least one --tcp, --udp or --websocket port"
     );
     let mut workers = Vec::new();
     // Bind everything first, so `ready` means every port answers.
@@ -166,6 +194,12 @@ fn serve(name: &str, tcp: &[u16], udp: &[u16]) -> Result<()> {
             .with_context(|| format!("bind tcp {port}"))?;
         let name = name.to_owned();
         workers.push(thread::spawn(move || serve_tcp(listener, &name)));
+    }
+    for &port in websocket {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, port))
+            .with_context(|| format!("bind websocket {port}"))?;
+        let name = name.to_owned();
+        workers.push(thread::spawn(move || serve_websocket(listener, &name)));
     }
     for &port in udp {
         let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
@@ -226,6 +260,61 @@ fn answer_tcp(mut conn: TcpStream, name: &str) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+fn serve_websocket(listener: TcpListener, name: &str) -> Result<()> {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let name = name.to_owned();
+        thread::spawn(move || {
+            let Ok(mut socket) = tungstenite::accept(conn) else {
+                return;
+            };
+            // Ends when the client closes or goes away.
+            while let Ok(message) = socket.read() {
+                if let tungstenite::Message::Text(text) = message {
+                    let reply = format!("{name}: {}", text.as_str());
+                    if socket.send(tungstenite::Message::text(reply)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+    Ok(())
+}
+
+fn resolve(name: &str) -> Result<()> {
+    use std::net::ToSocketAddrs as _;
+    let addresses: std::collections::BTreeSet<_> = (name, 0)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {name}"))?
+        .map(|address| address.ip())
+        .collect();
+    for address in addresses {
+        println!("{address}");
+    }
+    Ok(())
+}
+
+fn websocket_call(target: SocketAddr, host: &str, messages: &[String]) -> Result<()> {
+    use tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://{host}/ws").into_client_request()?;
+    request
+        .headers_mut()
+        .insert("host", host.parse().context("the host header")?);
+    let stream = TcpStream::connect_timeout(&target, Duration::from_secs(3))?;
+    stream.set_read_timeout(Some(Duration::from_secs(3)))?;
+    let (mut socket, _) =
+        tungstenite::client(request, stream).map_err(|e| anyhow::anyhow!("handshake: {e}"))?;
+    let mut out = io::stdout().lock();
+    for message in messages {
+        socket.send(tungstenite::Message::text(message.as_str()))?;
+        let reply = socket.read()?;
+        writeln!(out, "{}", reply.to_text()?)?;
+    }
+    socket.close(None)?;
+    Ok(())
 }
 
 /// A UDP request asking the server for the source address it saw.

@@ -4,7 +4,8 @@ use std::{fs, path::Path, process::Command};
 
 use super::{kube_proxy, results::Machine, rules::iptables_version};
 
-pub fn describe(kube_proxy: &Path) -> Machine {
+/// `kube_proxy`: the binary when this run uses it.
+pub fn describe(kube_proxy: Option<&Path>) -> Machine {
     let cpu = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|text| {
@@ -21,8 +22,12 @@ pub fn describe(kube_proxy: &Path) -> Machine {
         cpu,
         cpus: std::thread::available_parallelism().map_or(1, usize::from),
         iptables: iptables_version(),
-        kube_proxy: kube_proxy::version(kube_proxy),
+        kube_proxy: kube_proxy.map_or_else(|| "not used in this run".into(), kube_proxy::version),
         nft: first_line(Command::new("nft").arg("--version")),
+        dnsmasq: first_line(Command::new("dnsmasq").arg("--version")),
+        // nginx -v writes to stderr.
+        nginx: first_line(Command::new("sh").args(["-c", "nginx -v 2>&1"])),
+        wrk: first_line(Command::new("wrk").arg("-v")),
     }
 }
 

@@ -8,11 +8,14 @@
 //! server it reads, written through `api_client`), `nftables`
 //! (kube-proxy's nftables rules), `rules` (loading either baseline),
 //! `load` (the load generators), `datapath` and `sweep` (the figures),
-//! `results`, `report`, `plot` (the output).
+//! `dns_ingress` (cluster DNS against dnsmasq and the Ingress against
+//! nginx, on a cluster with skiff-control), `results`, `report`, `plot`
+//! (the output).
 
 mod catalog;
 mod control_plane;
 mod datapath;
+mod dns_ingress;
 mod etcd_bulk;
 mod kube_api;
 mod kube_hash;
@@ -39,7 +42,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use skiff_tests::{Prefix, teardown_prefix};
 
 use self::{
@@ -62,6 +65,40 @@ pub struct BenchArgs {
     /// docs/BENCHMARKS.md alone.
     #[arg(long)]
     pub quick: bool,
+    /// Only these parts (comma-separated or repeated); writes under
+    /// target/bench/ and leaves docs/BENCHMARKS.md alone.
+    #[arg(long, value_delimiter = ',', value_name = "PART")]
+    pub only: Vec<Part>,
+}
+
+/// The parts of the benchmark, in the order a run measures them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// ClusterIP and NodePort figures against kube-proxy.
+    Datapath,
+    /// The scale sweep.
+    Scale,
+    /// Idle memory of etcd and skiff-control.
+    ControlPlane,
+    /// Pod start latency.
+    PodStart,
+    /// Cluster DNS against dnsmasq, and a Service's create → resolvable.
+    Dns,
+    /// The Ingress against nginx.
+    Ingress,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::Datapath => "datapath",
+            Part::Scale => "scale",
+            Part::ControlPlane => "control-plane",
+            Part::PodStart => "pod-start",
+            Part::Dns => "dns",
+            Part::Ingress => "ingress",
+        }
+    }
 }
 
 const PROGRAMMED_TIMEOUT: Duration = Duration::from_secs(20);
@@ -75,11 +112,19 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     // SAFETY: no other thread exists yet (the runtime starts later), so
     // nothing reads the environment concurrently.
     unsafe { std::env::set_var("SKIFF_BIN_DIR", &bin_dir) };
+    let parts: Vec<Part> = if args.only.is_empty() {
+        Part::value_variants().to_vec()
+    } else {
+        args.only.clone()
+    };
+    let needs_rig = [Part::Datapath, Part::Scale, Part::ControlPlane]
+        .iter()
+        .any(|part| parts.contains(part));
     // Before the cluster: a failing fetch or build stops the run at once.
-    let kube_proxy = kube_proxy::binary()?;
+    let kube_proxy = needs_rig.then(kube_proxy::binary).transpose()?;
 
-    let results = run(args.quick, profile, kube_proxy)?;
-    let outputs = write_outputs(&results)?;
+    let results = run(args.quick, profile, kube_proxy, &parts)?;
+    let outputs = write_outputs(&results, !args.only.is_empty())?;
     let missing = results.missing();
     if !missing.is_empty() {
         bail!(
@@ -92,7 +137,12 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Results> {
+fn run(
+    quick: bool,
+    profile: &'static str,
+    kube_proxy: Option<PathBuf>,
+    parts: &[Part],
+) -> Result<Results> {
     let plan = Plan::new(quick);
     let progress = Progress::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,8 +150,70 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    tear_down_on_interrupt(&runtime);
+    let mut results = Results {
+        command: format!("cargo xtask bench{}", arguments(quick, parts)),
+        quick,
+        profile,
+        machine: machine::describe(kube_proxy.as_deref()),
+        figures: Vec::new(),
+        scale: Vec::new(),
+        parts: parts.iter().map(|part| part.name()).collect(),
+        control_plane: None,
+        pod_start: None,
+        dns: Vec::new(),
+        dns_propagation: None,
+        ingress: Vec::new(),
+        notes: notes(quick, parts),
+    };
+    if let Some(kube_proxy) = kube_proxy {
+        run_datapath(&mut results, &plan, &runtime, &progress, kube_proxy, parts)?;
+    }
+    if parts.contains(&Part::PodStart) {
+        progress.step(format_args!(
+            "pod start latency: {} pods, then the process runner baseline",
+            plan.pod_starts
+        ));
+        results.pod_start = Some(pod_start::measure(plan.pod_starts));
+    }
+    let (dns, ingress) = (parts.contains(&Part::Dns), parts.contains(&Part::Ingress));
+    if dns || ingress {
+        let state_dir = sh::workspace_root()
+            .join("target/bench")
+            .join(format!("dns-ingress-{}", std::process::id()));
+        let measured = dns_ingress::run(&runtime, &plan, &state_dir, (dns, ingress), &progress)?;
+        results.dns = measured.dns;
+        results.dns_propagation = measured.dns_propagation;
+        results.ingress = measured.ingress;
+    }
+    Ok(results)
+}
+
+/// What followed `cargo xtask bench` on the command line.
+fn arguments(quick: bool, parts: &[Part]) -> String {
+    let mut text = String::new();
+    if quick {
+        text.push_str(" --quick");
+    }
+    if parts.len() < Part::value_variants().len() {
+        let names: Vec<&str> = parts.iter().map(|part| part.name()).collect();
+        text.push_str(&format!(" --only {}", names.join(",")));
+    }
+    text
+}
+
+/// The parts measured on the datapath cluster: its figures, the scale
+/// sweep and the control plane's memory.
+fn run_datapath(
+    results: &mut Results,
+    plan: &Plan,
+    runtime: &tokio::runtime::Runtime,
+    progress: &Progress,
+    kube_proxy: PathBuf,
+    parts: &[Part],
+) -> Result<()> {
     let prefix = Prefix::random();
-    tear_down_on_interrupt(&runtime, prefix.clone());
+    remove_on_interrupt(&prefix);
     let state_dir = sh::workspace_root()
         .join("target/bench")
         .join(prefix.as_str());
@@ -111,7 +223,6 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
     ));
     let mut rig = Rig::start(prefix, &state_dir, plan.sync_timeout)?;
     let bulk = EtcdBulk::connect(&rig.etcd_endpoint)?;
-    let machine = machine::describe(&kube_proxy);
 
     let backends = rig.backend_endpoints();
     let [sink_1, sink_2] = rig.sink_endpoints();
@@ -129,43 +240,35 @@ fn run(quick: bool, profile: &'static str, kube_proxy: PathBuf) -> Result<Result
         iptables: for_plane(Plane::Iptables),
         nftables: for_plane(Plane::Nftables),
     };
-    let control_plane = control_plane::measure(rig.etcd_pid());
-    progress.step("starting the kube-proxy plane's etcd and skiff-control");
-    let kube = KubeProxyPlane {
-        binary: kube_proxy,
-        api: KubeApi::start(&runtime, rig.cgroup_dir(), &state_dir)?,
-        cgroup: rig.cgroup_dir().join("kube-proxy"),
-    };
-    let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone(), kube)?;
-
-    progress.step("datapath figures: variants alternate within every round");
-    let figures = datapath::run(&mut rig, &plan, &baselines, &mut rules, &progress);
-    rig.check_servers()?;
-    progress.step(format_args!("scale sweep: N = {:?}", plan.scales));
-    let scale = sweep::run(&mut rig, &plan, &bulk, &mut rules, &progress);
+    if parts.contains(&Part::ControlPlane) {
+        results.control_plane = Some(control_plane::measure(rig.etcd_pid()));
+    }
+    if parts.contains(&Part::Datapath) || parts.contains(&Part::Scale) {
+        progress.step("starting the kube-proxy plane's etcd and skiff-control");
+        let kube = KubeProxyPlane {
+            binary: kube_proxy,
+            api: KubeApi::start(runtime, rig.cgroup_dir(), &state_dir)?,
+            cgroup: rig.cgroup_dir().join("kube-proxy"),
+        };
+        let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone(), kube)?;
+        if parts.contains(&Part::Datapath) {
+            progress.step("datapath figures: variants alternate within every round");
+            results.figures = datapath::run(&mut rig, plan, &baselines, &mut rules, progress);
+            rig.check_servers()?;
+        }
+        if parts.contains(&Part::Scale) {
+            progress.step(format_args!("scale sweep: N = {:?}", plan.scales));
+            results.scale = sweep::run(&mut rig, plan, &bulk, &mut rules, progress);
+        }
+        drop(rules);
+    }
 
     progress.step("tearing the cluster down");
-    drop(rules);
     drop(rig);
     // etcd's data can be large after 100 000 Services; the logs stay.
     let _ = fs::remove_dir_all(state_dir.join("etcd"));
     let _ = fs::remove_dir_all(state_dir.join("kube-etcd"));
-    progress.step(format_args!(
-        "pod start latency: {} pods, then the process runner baseline",
-        plan.pod_starts
-    ));
-    let pod_start = pod_start::measure(plan.pod_starts);
-    Ok(Results {
-        command: format!("cargo xtask bench{}", if quick { " --quick" } else { "" }),
-        quick,
-        profile,
-        machine,
-        figures,
-        scale,
-        control_plane,
-        pod_start,
-        notes: notes(quick),
-    })
+    Ok(())
 }
 
 /// Until the agents have programmed the datapath Services: node 1 serves
@@ -185,10 +288,20 @@ fn wait_programmed(rig: &Rig) -> Result<()> {
     Ok(())
 }
 
+/// The cluster an interrupt must remove: the one up at the time.
+static CLUSTER_UP: std::sync::Mutex<Option<Prefix>> = std::sync::Mutex::new(None);
+
+/// From now on an interrupt removes the cluster named `prefix`.
+fn remove_on_interrupt(prefix: &Prefix) {
+    *CLUSTER_UP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(prefix.clone());
+}
+
 /// Ctrl-C or SIGTERM: the process would die without unwinding, so no
-/// `Drop` would remove the cluster. Tear it down by its prefix (which also
-/// kills etcd, in the cluster's cgroup) and exit.
-fn tear_down_on_interrupt(runtime: &tokio::runtime::Runtime, prefix: Prefix) {
+/// `Drop` would remove the cluster. Tear down the one up by its prefix
+/// (which also kills etcd, in the cluster's cgroup) and exit.
+fn tear_down_on_interrupt(runtime: &tokio::runtime::Runtime) {
     runtime.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let Ok(mut terminate) = signal(SignalKind::terminate()) else {
@@ -198,16 +311,71 @@ fn tear_down_on_interrupt(runtime: &tokio::runtime::Runtime, prefix: Prefix) {
             _ = tokio::signal::ctrl_c() => {}
             _ = terminate.recv() => {}
         }
-        eprintln!("bench: interrupted; removing cluster {prefix}");
-        if let Err(error) = teardown_prefix(prefix.as_str()) {
-            eprintln!("bench: teardown: {error}");
+        let prefix = CLUSTER_UP
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(prefix) = prefix {
+            eprintln!("bench: interrupted; removing cluster {prefix}");
+            if let Err(error) = teardown_prefix(prefix.as_str()) {
+                eprintln!("bench: teardown: {error}");
+            }
         }
         std::process::exit(130);
     });
 }
 
-fn notes(quick: bool) -> Vec<String> {
-    let mut notes = vec![
+fn notes(quick: bool, parts: &[Part]) -> Vec<String> {
+    let mut notes = Vec::new();
+    if parts.contains(&Part::Datapath) || parts.contains(&Part::Scale) {
+        notes.extend(datapath_notes());
+    }
+    if parts.contains(&Part::Dns) {
+        notes.push(
+            "DNS: a second cluster (2 nodes, etcd, an agent per node, skiff-control). The Services are created \
+             through the API with ClusterIPs the bench chooses, without selectors; the headless Service's \
+             EndpointSlice lists the two backend pods. dnsmasq (Debian's dnsmasq-base) runs in node1's netns on \
+             node1's address, port 1053, with `--no-resolv --no-hosts --local=/cluster.local/` and the same \
+             records in an addn-hosts file: it knows no upstream and forwards nothing. The client pod on node1 \
+             runs `skiff-load dns` (hickory-proto messages, A queries over UDP, 2 sockets, 64 queries in \
+             flight, cycling through every name, absolute); skiff is reached at the kube-dns ClusterIP \
+             10.96.0.10:53, as pods reach it, dnsmasq at its address. A round fails if any answer lacks the \
+             address or any query is lost."
+                .to_owned(),
+        );
+        notes.push(
+            "Service create → usable: for each timed Service its EndpointSlice (one backend pod) is created \
+             first; a probe in the client pod (`skiff-load propagation`) starts its clock as the bench sends \
+             the Service's POST, then alternately queries kube-dns for the name and connects to the ClusterIP \
+             until the name resolves to it and a connection is accepted. The scale sweep's change→map p99 is \
+             the agent's own share of the second figure (etcd event to map write)."
+                .to_owned(),
+        );
+    }
+    if parts.contains(&Part::Ingress) {
+        notes.push(
+            "Ingress: one host, Prefix `/`, to the Service `web` whose EndpointSlice lists two backend pods on \
+             node2, each running one nginx worker that answers a 3-byte body. skiff's agent serves the Ingress \
+             on node1's address, port 80; the baseline is Debian's nginx in node1's netns on port 8080, \
+             configured as ingress-nginx renders the rule (upstream of the endpoints with a keep-alive pool, \
+             HTTP/1.1 upstream, X-Forwarded-For and X-Forwarded-Proto, 404 for other hosts, one worker per \
+             CPU). wrk (Debian) runs in the outside client's netns with 2 threads and 64 keep-alive \
+             connections; a round with any socket error or non-2xx answer fails."
+                .to_owned(),
+        );
+    }
+    if quick {
+        notes.push(
+            "Quick run: 1-second figures, N ≤ 1000, a debug build, likely on a busy machine. It shows that \
+             every figure is produced, not what the figures are."
+                .to_owned(),
+        );
+    }
+    notes
+}
+
+fn datapath_notes() -> [String; 5] {
+    [
         "The iptables baseline (`kube-proxy-iptables`) is the real kube-proxy: Debian bookworm's kubernetes \
          source package (1.20.2) built with golang-1.19-go, run in iptables mode (iptables-nft) in node1's \
          netns only, reading Services and v1 Endpoints created through a skiff-control of its own (on an etcd \
@@ -237,22 +405,15 @@ fn notes(quick: bool) -> Vec<String> {
          kube-proxy is started afresh on an empty ruleset at each N (its API also holds the 3 datapath \
          Services, which it programs too)."
             .to_owned(),
-    ];
-    if quick {
-        notes.push(
-            "Quick run: 1-second figures, N ≤ 1000, a debug build, likely on a busy machine. It shows that \
-             every figure is produced, not what the figures are."
-                .to_owned(),
-        );
-    }
-    notes
+    ]
 }
 
 /// Full runs: bench/results/<date>.json, docs/BENCHMARKS.md, docs/bench/*.svg.
-/// Quick runs: the same layout under target/bench/.
-fn write_outputs(results: &Results) -> Result<String> {
+/// Quick runs and runs of some parts (`--only`): the same layout under
+/// target/bench/.
+fn write_outputs(results: &Results, partial: bool) -> Result<String> {
     let root = sh::workspace_root();
-    let base: PathBuf = if results.quick {
+    let base: PathBuf = if results.quick || partial {
         root.join("target/bench")
     } else {
         root.to_owned()

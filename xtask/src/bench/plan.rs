@@ -20,6 +20,8 @@ pub struct Plan {
     pub sync_timeout: Duration,
     /// Pods started one after another for the pod start latency.
     pub pod_starts: usize,
+    /// ClusterIP Services whose names the DNS figures query.
+    pub dns_services: usize,
 }
 
 impl Plan {
@@ -34,6 +36,7 @@ impl Plan {
                 changes: 20,
                 sync_timeout: Duration::from_secs(60),
                 pod_starts: 5,
+                dns_services: 100,
             }
         } else {
             Plan {
@@ -47,6 +50,7 @@ impl Plan {
                 changes: 200,
                 sync_timeout: Duration::from_secs(120),
                 pod_starts: 20,
+                dns_services: 1000,
             }
         }
     }

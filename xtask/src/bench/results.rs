@@ -130,7 +130,8 @@ pub struct ControlPlane {
     pub skiff_control_unavailable: Option<String>,
 }
 
-/// Milliseconds from creating a pod to its being Ready, one pod at a time.
+/// Milliseconds, one sample per event timed one at a time (a pod from its
+/// creation to Ready, a Service from its creation to its name resolving).
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
     pub p50_ms: f64,
@@ -171,6 +172,20 @@ pub struct Measured {
     pub error: Option<String>,
 }
 
+/// Services created through the API one at a time: milliseconds from the
+/// create until the name resolves at the agent, and until the ClusterIP
+/// accepts a connection, both seen from a pod.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Propagation {
+    pub changes: usize,
+    pub dns: Measured,
+    pub datapath: Measured,
+    /// Why the name half cannot be measured in this run (the agent serves
+    /// no DNS); `None` when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_unavailable: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
     pub date: String,
@@ -182,6 +197,10 @@ pub struct Machine {
     /// baseline.
     pub kube_proxy: String,
     pub nft: String,
+    /// The DNS and Ingress baselines and the HTTP load generator.
+    pub dnsmasq: String,
+    pub nginx: String,
+    pub wrk: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -192,8 +211,15 @@ pub struct Results {
     pub machine: Machine,
     pub figures: Vec<Figure>,
     pub scale: Vec<ScalePoint>,
-    pub control_plane: ControlPlane,
-    pub pod_start: PodStart,
+    /// The parts of the benchmark this run measured (`--only`).
+    pub parts: Vec<&'static str>,
+    pub control_plane: Option<ControlPlane>,
+    pub pod_start: Option<PodStart>,
+    /// skiff's agent against dnsmasq: queries/s, p50, p99.
+    pub dns: Vec<Figure>,
+    pub dns_propagation: Option<Propagation>,
+    /// skiff's Ingress against nginx: requests/s, p50, p99.
+    pub ingress: Vec<Figure>,
     pub notes: Vec<String>,
 }
 
@@ -203,7 +229,7 @@ impl Results {
     /// baseline with neither a time nor a timeout. Values are never judged.
     pub fn missing(&self) -> Vec<String> {
         let mut missing = Vec::new();
-        for figure in &self.figures {
+        for figure in self.figures.iter().chain(&self.dns).chain(&self.ingress) {
             for (variant, samples) in &figure.variants {
                 if samples.values.is_empty() && samples.unavailable.is_none() {
                     missing.push(format!("{} / {variant}: {:?}", figure.key, samples.errors));
@@ -234,21 +260,35 @@ impl Results {
                 }
             }
         }
-        if self.control_plane.etcd_idle_rss_mb.is_none() {
-            missing.push("control plane: etcd idle RSS".into());
+        if let Some(control_plane) = &self.control_plane {
+            if control_plane.etcd_idle_rss_mb.is_none() {
+                missing.push("control plane: etcd idle RSS".into());
+            }
+            if control_plane.skiff_control_idle_rss_mb.is_none()
+                && control_plane.skiff_control_unavailable.is_none()
+            {
+                missing.push("control plane: skiff-control idle RSS".into());
+            }
         }
-        if self.control_plane.skiff_control_idle_rss_mb.is_none()
-            && self.control_plane.skiff_control_unavailable.is_none()
-        {
-            missing.push("control plane: skiff-control idle RSS".into());
+        if let Some(pod_start) = &self.pod_start {
+            for (name, measured) in [
+                ("runner", &pod_start.runner),
+                ("baseline", &pod_start.baseline),
+            ] {
+                if measured.latency.is_none() {
+                    missing.push(format!("pod start latency, {name}: {:?}", measured.error));
+                }
+            }
         }
-        let pod_start = &self.pod_start;
-        for (name, measured) in [
-            ("runner", &pod_start.runner),
-            ("baseline", &pod_start.baseline),
-        ] {
-            if measured.latency.is_none() {
-                missing.push(format!("pod start latency, {name}: {:?}", measured.error));
+        if let Some(propagation) = &self.dns_propagation {
+            for (name, measured) in [
+                ("name resolves", &propagation.dns),
+                ("ClusterIP accepts", &propagation.datapath),
+            ] {
+                let unavailable = name == "name resolves" && propagation.dns_unavailable.is_some();
+                if measured.latency.is_none() && !unavailable {
+                    missing.push(format!("Service create → {name}: {:?}", measured.error));
+                }
             }
         }
         missing
@@ -336,15 +376,19 @@ mod tests {
                 iptables: String::new(),
                 kube_proxy: String::new(),
                 nft: String::new(),
+                dnsmasq: String::new(),
+                nginx: String::new(),
+                wrk: String::new(),
             },
             figures: vec![figure],
             scale: Vec::new(),
-            control_plane: ControlPlane {
+            parts: vec!["datapath"],
+            control_plane: Some(ControlPlane {
                 etcd_idle_rss_mb: Some(20.0),
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
-            },
-            pod_start: PodStart {
+            }),
+            pod_start: Some(PodStart {
                 pods: 1,
                 runner: Measured {
                     latency: Latency::of(vec![900.0]),
@@ -354,7 +398,10 @@ mod tests {
                     latency: Latency::of(vec![40.0]),
                     error: None,
                 },
-            },
+            }),
+            dns: Vec::new(),
+            dns_propagation: None,
+            ingress: Vec::new(),
             notes: Vec::new(),
         };
         let missing = results.missing();

@@ -196,7 +196,7 @@ async fn kube_proxy_requests_get_valid_answers() {
     .await;
     assert_eq!(
         names,
-        ["kubernetes", "web", "skiff-ingress"],
+        ["kubernetes", "web", "kube-dns", "skiff-ingress"],
         "the headless one is not proxied"
     );
     let all_slices =

@@ -3,13 +3,7 @@
 //! pods are run with.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
-use super::{
-    cgroup,
-    ipam::Ipam,
-    logs::Logs,
-    netns::Plumbing,
-    oci::{self, pod_files::Dns},
-};
+use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing, oci, resolv::Dns};
 use crate::kubelet::store::Store;
 
 /// How this node runs pods (from the agent's flags).

@@ -17,6 +17,7 @@ mod netns;
 pub mod oci;
 pub mod pod_key;
 mod probes;
+mod resolv;
 mod runtime;
 mod security;
 mod sequence;
@@ -42,7 +43,7 @@ use tokio::{
 pub use context::{Config, Context};
 pub use logs::Logs;
 pub use netns::{BridgeAddress, Plumbing};
-pub use oci::pod_files::Dns;
+pub use resolv::Dns;
 
 use self::{pod_key::PodKey, watch::PodEvent};
 

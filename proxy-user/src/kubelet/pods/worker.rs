@@ -17,6 +17,7 @@ use super::{
     netns::Sandbox,
     oci,
     pod_key::PodKey,
+    resolv,
     runtime::{PodRuntime, grace_of},
     sequence,
     status::{ContainerStatus, Kind, PodState},
@@ -63,7 +64,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
     // A pod that finished before an agent restart is not run again.
     if pod.metadata.deletion_timestamp.is_none() && !finished(&pod) {
         let sandbox = loop {
-            match sandbox(&ctx, &key, &holder) {
+            match sandbox(&ctx, &key, &holder, &pod) {
                 Ok(sandbox) => break sandbox,
                 Err(error) => {
                     warn!(pod = %key, %error, "creating the pod sandbox failed; retrying");
@@ -116,7 +117,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
     cleanup(&ctx, &key, &uid, None, end).await;
 }
 
-fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder) -> Result<Sandbox, String> {
+fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder, pod: &Pod) -> Result<Sandbox, String> {
     let ip = ctx
         .ipam
         .allocate(holder)
@@ -127,7 +128,11 @@ fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder) -> Result<Sandbox, Stri
         return Err(error.to_string());
     }
     (ctx.containers.pod_files(&key.slug()))
-        .ensure(&key.namespace, &key.name, ip, &ctx.config.dns)
+        .ensure(
+            &key.name,
+            ip,
+            &resolv::resolv_conf(pod, &key.namespace, &ctx.config.dns),
+        )
         .map_err(|e| format!("writing the pod's /etc files and namespaces: {e}"))?;
     Ok(sandbox)
 }

@@ -1,7 +1,7 @@
 //! Translation of one Service and its EndpointSlices into the frontends the
 //! cluster wants served, with the rules kube-proxy applies. Pure: no I/O, no state.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use tracing::warn;
@@ -56,7 +56,18 @@ pub struct NodeRef<'a> {
     pub name: &'a str,
     /// Its address, on which NodePorts are served; `None` serves none.
     pub ip: Option<Ipv4Addr>,
+    /// Where this node's agent serves cluster DNS, if it does: the only
+    /// backend of the cluster DNS Service's port 53 on this node.
+    pub local_dns: Option<SocketAddrV4>,
 }
+
+/// The cluster DNS Service (`kube-system/kube-dns`), which every agent
+/// serves node-locally, as NodeLocal DNSCache does: a pod's query goes to
+/// its own node's agent, never across the network.
+pub const CLUSTER_DNS_NAMESPACE: &str = "kube-system";
+pub const CLUSTER_DNS_NAME: &str = "kube-dns";
+/// The DNS port, the one port of the cluster DNS Service served locally.
+const DNS_PORT: u16 = 53;
 
 /// The frontends of Service `svc` (whose record is `service`) as seen from
 /// node `node`, with backends from `slices` (the EndpointSlices labelled
@@ -115,7 +126,18 @@ pub fn desired_frontends(
             protocol,
             port_name: port_name.clone(),
         };
-        let cluster_backends = backends(port_name, protocol, slices, locality);
+        let local_dns = node.local_dns.filter(|_| {
+            port == DNS_PORT
+                && &*svc.namespace == CLUSTER_DNS_NAMESPACE
+                && &*svc.name == CLUSTER_DNS_NAME
+        });
+        let cluster_backends = match local_dns {
+            Some(server) => vec![BackendAddr {
+                ip: *server.ip(),
+                port: server.port(),
+            }],
+            None => backends(port_name, protocol, slices, locality),
+        };
         for &ip in &service.cluster_ips {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, port),

@@ -1,5 +1,5 @@
 //! What the agent keeps of a Service and of an EndpointSlice: only the
-//! fields its frontends and health check are computed from, parsed once
+//! fields its frontends, health checks and cluster DNS are computed from, parsed once
 //! when the object arrives. The agent caches every Service of the cluster,
 //! so whole API objects (labels, annotations, selectors, target refs...)
 //! would cost kilobytes each; a record costs tens of bytes per endpoint.
@@ -61,6 +61,10 @@ pub struct ServiceRecord {
     /// `spec.externalIPs`.
     pub external_ips: Box<[Ipv4Addr]>,
     pub health_check_node_port: Option<u16>,
+    /// `clusterIP: None`: DNS answers with the ready endpoints.
+    pub headless: bool,
+    /// `spec.externalName` of an ExternalName Service (DNS answers a CNAME).
+    pub external_name: Option<Box<str>>,
 }
 
 /// One TCP or UDP port of a Service.
@@ -86,6 +90,8 @@ pub struct SliceRecord {
     /// One entry per usable address: ready, or serving while terminating.
     /// Endpoints that are neither can never be a backend and are dropped.
     pub endpoints: Box<[EndpointAddr]>,
+    /// The `hostname`s `endpoints` refer to (cluster DNS names them).
+    pub hostnames: Box<[Box<str>]>,
 }
 
 /// One port of an EndpointSlice.
@@ -106,6 +112,8 @@ pub struct EndpointAddr {
     pub ip: Ipv4Addr,
     /// Index into the slice's `nodes`; `None` when the endpoint names no node.
     pub node: Option<u16>,
+    /// Index into the slice's `hostnames`; `None` when the endpoint has none.
+    pub hostname: Option<u16>,
     pub usable: Usable,
 }
 
@@ -123,6 +131,14 @@ impl SliceRecord {
         endpoint
             .node
             .and_then(|index| self.nodes.get(usize::from(index)))
+            .map(|name| &**name)
+    }
+
+    /// The hostname an endpoint address publishes.
+    pub fn hostname_of(&self, endpoint: &EndpointAddr) -> Option<&str> {
+        endpoint
+            .hostname
+            .and_then(|index| self.hostnames.get(usize::from(index)))
             .map(|name| &**name)
     }
 }
@@ -151,8 +167,15 @@ impl ServiceRecord {
             .and_then(|lb| lb.ingress)
             .filter(|_| load_balancer)
             .unwrap_or_default();
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        let external_name = match type_ {
+            ServiceType::ExternalName => spec.external_name.map(|name| name.into()),
+            _ => None,
+        };
         Self {
             type_,
+            headless,
+            external_name,
             cluster_ips: cluster_ips(svc, spec.cluster_ip, spec.cluster_ips),
             ports: spec
                 .ports
@@ -223,6 +246,7 @@ impl SliceRecord {
             })
             .collect();
         let mut nodes: Vec<Box<str>> = Vec::new();
+        let mut hostnames: Vec<Box<str>> = Vec::new();
         let mut endpoints = Vec::new();
         for endpoint in wire.endpoints.into_iter().flatten() {
             let Some(usable) = usability(endpoint.conditions.unwrap_or_default()) else {
@@ -237,9 +261,22 @@ impl SliceRecord {
             });
             // A slice holds at most 1000 endpoints, so far fewer nodes.
             let node = node.and_then(|index| u16::try_from(index).ok());
+            let hostname = endpoint
+                .hostname
+                .filter(|name| !name.is_empty())
+                .map(|name| {
+                    hostnames.push(name.into());
+                    hostnames.len() - 1
+                });
+            let hostname = hostname.and_then(|index| u16::try_from(index).ok());
             for address in &endpoint.addresses {
                 match address.parse::<Ipv4Addr>() {
-                    Ok(ip) => endpoints.push(EndpointAddr { ip, node, usable }),
+                    Ok(ip) => endpoints.push(EndpointAddr {
+                        ip,
+                        node,
+                        hostname,
+                        usable,
+                    }),
                     Err(_) => warn!(
                         %slice,
                         address = %address,
@@ -253,6 +290,7 @@ impl SliceRecord {
             ports,
             nodes: nodes.into(),
             endpoints: endpoints.into(),
+            hostnames: hostnames.into(),
         })
     }
 }
@@ -465,6 +503,8 @@ mod wire {
         #[serde(borrow, rename = "externalIPs")]
         pub external_ips: Option<Vec<Cow<'a, str>>>,
         pub health_check_node_port: Option<i32>,
+        #[serde(borrow)]
+        pub external_name: Option<Cow<'a, str>>,
     }
 
     #[derive(Deserialize)]
@@ -548,6 +588,8 @@ mod wire {
         pub addresses: Vec<Cow<'a, str>>,
         #[serde(borrow)]
         pub node_name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub hostname: Option<Cow<'a, str>>,
         pub conditions: Option<Conditions>,
     }
 

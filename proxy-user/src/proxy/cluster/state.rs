@@ -73,7 +73,13 @@ impl ClusterState {
         health_check(self.services.get(svc)?, &self.slices_of(svc), node)
     }
 
-    fn slices_of(&self, svc: &ServiceRef) -> Vec<&SliceRecord> {
+    /// The record of `svc`, if it exists.
+    pub fn service(&self, svc: &ServiceRef) -> Option<&ServiceRecord> {
+        self.services.get(svc)
+    }
+
+    /// The EndpointSlices labelled for `svc`.
+    pub fn slices_of(&self, svc: &ServiceRef) -> Vec<&SliceRecord> {
         self.slices
             .get(svc)
             .into_iter()
@@ -194,6 +200,7 @@ mod tests {
             NodeRef {
                 name: "node1",
                 ip: None,
+                local_dns: None,
             },
         );
         assert_eq!(desired.len(), 1, "{name} should have one frontend");
@@ -280,7 +287,8 @@ mod tests {
                 &svc("web"),
                 NodeRef {
                     name: "node1",
-                    ip: None
+                    ip: None,
+                    local_dns: None,
                 }
             ),
             vec![]
@@ -317,7 +325,8 @@ mod tests {
                 &svc("old"),
                 NodeRef {
                     name: "node1",
-                    ip: None
+                    ip: None,
+                    local_dns: None,
                 }
             ),
             vec![]

@@ -3,14 +3,19 @@
 //! servers print `ready` once their ports are bound.
 
 mod crr;
+mod dns;
 mod mmsg;
 mod percentiles;
+mod propagation;
 mod rr;
 mod serve;
 mod udp_blast;
 mod udp_sink;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{SocketAddr, SocketAddrV4},
+    time::Duration,
+};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -67,6 +72,30 @@ enum Mode {
         #[arg(long, default_value_t = 300)]
         idle_ms: u64,
     },
+    /// DNS A queries per second and their latency, over UDP, cycling
+    /// through NAMES with --in-flight queries outstanding at all times.
+    Dns {
+        server: SocketAddr,
+        #[arg(long, value_parser = seconds)]
+        seconds: Duration,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Threads, each with its own socket and share of the window.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// After a line on stdin, the milliseconds until NAME resolves to the
+    /// SERVICE's address at --dns and until SERVICE accepts a connection.
+    Propagation {
+        name: String,
+        service: SocketAddrV4,
+        #[arg(long)]
+        dns: Option<SocketAddr>,
+        #[arg(long, value_parser = seconds, default_value = "10")]
+        timeout: Duration,
+    },
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -93,6 +122,19 @@ fn main() -> Result<()> {
             flows,
         } => udp_blast::run(target, seconds, size, flows)?,
         Mode::UdpSink { port, idle_ms } => udp_sink::run(port, Duration::from_millis(idle_ms))?,
+        Mode::Dns {
+            server,
+            seconds,
+            in_flight,
+            threads,
+            names,
+        } => dns::run(server, &names, seconds, in_flight, threads)?,
+        Mode::Propagation {
+            name,
+            service,
+            dns,
+            timeout,
+        } => propagation::run(dns, &name, service, timeout)?,
     };
     println!("{report}");
     Ok(())

@@ -14,14 +14,6 @@ use std::{
 use super::{rootfs::unmount, spec::BindMount};
 use crate::kubelet::pods::statfs;
 
-/// The pod's cluster DNS settings (the agent's `--cluster-dns`,
-/// `--cluster-domain`).
-#[derive(Debug, Clone)]
-pub struct Dns {
-    pub server: Option<Ipv4Addr>,
-    pub domain: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct PodFiles {
     dir: PathBuf,
@@ -44,11 +36,11 @@ impl PodFiles {
 
     /// Writes the files and pins the namespaces; an agent restart finds
     /// them made and keeps them (the running containers use them).
-    pub fn ensure(&self, namespace: &str, name: &str, ip: Ipv4Addr, dns: &Dns) -> io::Result<()> {
+    pub fn ensure(&self, name: &str, ip: Ipv4Addr, resolv_conf: &str) -> io::Result<()> {
         fs::create_dir_all(self.dir.join("ns"))?;
         fs::write(self.dir.join("hostname"), format!("{name}\n"))?;
         fs::write(self.dir.join("hosts"), hosts(name, ip))?;
-        fs::write(self.dir.join("resolv.conf"), resolv_conf(namespace, dns))?;
+        fs::write(self.dir.join("resolv.conf"), resolv_conf)?;
         if is_nsfs(&self.ipc_ns()) && is_nsfs(&self.uts_ns()) {
             return Ok(());
         }
@@ -113,38 +105,9 @@ fn hosts(name: &str, ip: Ipv4Addr) -> String {
     )
 }
 
-/// ClusterFirst DNS: the cluster's server, the namespace's search path
-/// and ndots:5. Without `--cluster-dns` no nameserver line is written and
-/// nothing is copied from the node: the node's resolvers are not reachable
-/// from pods (no route out) and would only make lookups wait.
-fn resolv_conf(namespace: &str, dns: &Dns) -> String {
-    let domain = &dns.domain;
-    let nameserver = dns
-        .server
-        .map_or_else(String::new, |server| format!("nameserver {server}\n"));
-    format!("{nameserver}search {namespace}.svc.{domain} svc.{domain} {domain}\noptions ndots:5\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resolv_conf_searches_the_namespace_first() {
-        let dns = Dns {
-            server: Some(Ipv4Addr::new(10, 96, 0, 10)),
-            domain: "cluster.local".into(),
-        };
-        assert_eq!(
-            resolv_conf("shop", &dns),
-            "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n"
-        );
-        let none = Dns {
-            server: None,
-            ..dns
-        };
-        assert!(!resolv_conf("shop", &none).contains("nameserver"));
-    }
 
     #[test]
     fn hosts_name_the_pod_at_its_address() {

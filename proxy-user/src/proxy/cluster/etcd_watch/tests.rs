@@ -153,6 +153,7 @@ async fn run_lists_and_watches_into_the_cluster_state() {
                     NodeRef {
                         name: "node1",
                         ip: None,
+                        local_dns: None,
                     },
                 )
                 .len()
@@ -282,6 +283,7 @@ fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
             NodeRef {
                 name: "node1",
                 ip: None,
+                local_dns: None,
             },
         )
         .iter()

@@ -78,7 +78,11 @@ fn unnamed_slice(name: &str, endpoints: Value) -> SliceRecord {
 }
 
 fn node(name: &str) -> NodeRef<'_> {
-    NodeRef { name, ip: None }
+    NodeRef {
+        name,
+        ip: None,
+        local_dns: None,
+    }
 }
 
 #[test]
@@ -98,6 +102,7 @@ fn node_ports_are_served_on_the_node_address_with_every_endpoint() {
     let here = NodeRef {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
+        local_dns: None,
     };
     let desired = desired_frontends(&svc, &[&s], here);
     assert_eq!(desired.len(), 2);
@@ -144,6 +149,7 @@ fn here() -> NodeRef<'static> {
     NodeRef {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
+        local_dns: None,
     }
 }
 
