@@ -304,6 +304,8 @@ Try:
   {kubectl} exec client -- iperf3 -c {iperf3_ip} -t 3
   {kubectl} exec -it client -- sh
   ip netns exec skiff-ext curl -s http://{node1}:30080/
+  ip netns exec skiff-ext curl -s -H 'Host: echo.example.com' http://{node1}/
+  {kubectl} exec client -- nslookup echo.default.svc.cluster.local
 
 Pods run as runc containers from the images in target/skiff-images
 (`cargo xtask images`). `cargo xtask exec <pod> -- <command>` runs a
