@@ -344,6 +344,11 @@ fn reply_as(protobuf: bool, reply: Reply) -> Response<Body> {
                 Some(bytes) => encoded_response(code, crate::api::protobuf::MEDIA_TYPE, bytes),
                 None => json_response(code, &body),
             };
+            if let Some(seconds) = retry_after(code, &body) {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
             for warning in warnings {
                 // RFC 7234's form, as kube-apiserver sends it: code 299, no
                 // agent, the text quoted.
@@ -368,6 +373,15 @@ fn reply_as(protobuf: bool, reply: Reply) -> Response<Body> {
             .body(Body::Stream(receiver))
             .expect("a valid response"),
     }
+}
+
+/// `Retry-After` for a 429 or 5xx `Status` that says when to retry
+/// (`details.retryAfterSeconds`), as kube-apiserver sends it.
+fn retry_after(code: u16, body: &Value) -> Option<u64> {
+    (code == 429 || code >= 500)
+        .then(|| body["details"]["retryAfterSeconds"].as_u64())
+        .flatten()
+        .filter(|&seconds| seconds > 0)
 }
 
 fn json_response(code: u16, body: &Value) -> Response<Body> {

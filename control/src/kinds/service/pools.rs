@@ -359,6 +359,9 @@ impl From<Failure> for Refusal {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::Field(field) => Refusal::Invalid(vec![field]),
+            Failure::Internal(AllocError::Etcd(error)) if error.is_unavailable() => {
+                Refusal::Unavailable(format!("failed to allocate a Service value: {error}"))
+            }
             Failure::Internal(error) => {
                 Refusal::Internal(format!("failed to allocate a Service value: {error}"))
             }

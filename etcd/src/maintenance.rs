@@ -1,0 +1,114 @@
+//! etcd's housekeeping through its own APIs: compaction rounds that
+//! several API servers share as kube-apiserver's compactor does, and each
+//! member's database size and defragmentation, one member at a time.
+
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
+
+use crate::keys::COMPACT_REV;
+use crate::kv::{EtcdError, Kv};
+
+/// Where one API server stands in the compaction rounds: the version of
+/// [`COMPACT_REV`] it last saw, and etcd's revision when it saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    pub version: i64,
+    pub revision: i64,
+}
+
+/// What one compaction round came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compaction {
+    /// Another API server took this round (and compacts).
+    Lost,
+    /// This server took the round; it compacted the history below this
+    /// revision, or nothing in its first round (it had no earlier revision).
+    Won { compacted: Option<i64> },
+}
+
+/// One round of kube-apiserver's compactor. The server whose `last`
+/// version of [`COMPACT_REV`] is still current bumps it (a transaction on
+/// its version, so one server per round wins) and compacts to the revision
+/// it saw one round ago: the history kept is always at least one interval.
+/// Every server, winner or not, comes out with the next round's `Round`.
+pub async fn compact_round(kv: &Kv, last: Round) -> Result<(Round, Compaction), EtcdError> {
+    let mut client = kv.client();
+    let txn = Txn::new()
+        .when([Compare::version(
+            COMPACT_REV,
+            CompareOp::Equal,
+            last.version,
+        )])
+        .and_then([TxnOp::put(COMPACT_REV, last.revision.to_string(), None)])
+        .or_else([TxnOp::get(COMPACT_REV, None)]);
+    let response = client.txn(txn).await.map_err(EtcdError::of("txn", 0))?;
+    let revision = response
+        .header()
+        .ok_or(EtcdError::MissingHeader { operation: "txn" })?
+        .revision();
+    if !response.succeeded() {
+        let version = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.version()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        return Ok((Round { version, revision }, Compaction::Lost));
+    }
+    let next = Round {
+        version: last.version + 1,
+        revision,
+    };
+    if last.revision == 0 {
+        return Ok((next, Compaction::Won { compacted: None }));
+    }
+    client
+        .compact(last.revision, None)
+        .await
+        .map_err(EtcdError::of("compact", last.revision))?;
+    Ok((
+        next,
+        Compaction::Won {
+            compacted: Some(last.revision),
+        },
+    ))
+}
+
+/// One member's backend database: what its file takes, and how much of
+/// that holds data (the rest is free pages that only a defragmentation
+/// gives back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseSize {
+    pub db_size: i64,
+    pub in_use: i64,
+}
+
+impl DatabaseSize {
+    /// Bytes of the file that hold no data.
+    pub fn free(&self) -> i64 {
+        (self.db_size - self.in_use).max(0)
+    }
+}
+
+/// The database size of the member at `endpoint` (its own status, not the
+/// cluster's).
+pub async fn database_size(endpoint: &str) -> Result<DatabaseSize, EtcdError> {
+    let mut client = Kv::connect(&[endpoint.to_owned()]).await?.client();
+    let status = client.status().await.map_err(EtcdError::of("status", 0))?;
+    Ok(DatabaseSize {
+        db_size: status.db_size(),
+        in_use: status.raft_used_db_size(),
+    })
+}
+
+/// Defragments the member at `endpoint`. It serves nothing meanwhile, so
+/// callers take one member at a time.
+pub async fn defragment(endpoint: &str) -> Result<(), EtcdError> {
+    let mut client = Kv::connect(&[endpoint.to_owned()]).await?.client();
+    client
+        .defragment()
+        .await
+        .map_err(EtcdError::of("defragment", 0))?;
+    Ok(())
+}
