@@ -106,8 +106,9 @@ struct Args {
     node_monitor_grace_period: Duration,
 
     /// How long the pods of a NotReady node stay before they are deleted
-    /// and replaced elsewhere.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// and replaced elsewhere (Kubernetes' default toleration of the
+    /// unreachable taint).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pod_eviction_timeout: Duration,
 
     /// Where nodes registered without spec.podCIDR get one.
