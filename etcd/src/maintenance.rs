@@ -15,22 +15,24 @@ pub struct Round {
     pub revision: i64,
 }
 
-/// What one compaction round came to.
+/// Who takes one compaction round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compaction {
+pub enum Turn {
     /// Another API server took this round (and compacts).
     Lost,
-    /// This server took the round; it compacted the history below this
-    /// revision, or nothing in its first round (it had no earlier revision).
-    Won { compacted: Option<i64> },
+    /// This server took the round: it is to compact the history below this
+    /// revision ([`compact`]), or nothing in its first round (it saw no
+    /// earlier revision).
+    Won { compact_to: Option<i64> },
 }
 
 /// One round of kube-apiserver's compactor. The server whose `last`
 /// version of [`COMPACT_REV`] is still current bumps it (a transaction on
-/// its version, so one server per round wins) and compacts to the revision
-/// it saw one round ago: the history kept is always at least one interval.
-/// Every server, winner or not, comes out with the next round's `Round`.
-pub async fn compact_round(kv: &Kv, last: Round) -> Result<(Round, Compaction), EtcdError> {
+/// its version, so one server per round wins) and is to compact to the
+/// revision it saw one round ago: the history kept always spans at least
+/// one interval. Every server, winner or not, comes out with the next
+/// round's `Round`.
+pub async fn take_turn(kv: &Kv, last: Round) -> Result<(Round, Turn), EtcdError> {
     let mut client = kv.client();
     let txn = Txn::new()
         .when([Compare::version(
@@ -54,25 +56,25 @@ pub async fn compact_round(kv: &Kv, last: Round) -> Result<(Round, Compaction), 
                 _ => None,
             })
             .unwrap_or_default();
-        return Ok((Round { version, revision }, Compaction::Lost));
+        return Ok((Round { version, revision }, Turn::Lost));
     }
     let next = Round {
         version: last.version + 1,
         revision,
     };
-    if last.revision == 0 {
-        return Ok((next, Compaction::Won { compacted: None }));
-    }
-    client
-        .compact(last.revision, None)
+    let compact_to = (last.revision > 0).then_some(last.revision);
+    Ok((next, Turn::Won { compact_to }))
+}
+
+/// Drops the history below `revision` (the keys' values as they are at
+/// `revision` and later stay). Compacting to a revision already compacted
+/// is `EtcdError::Compacted`.
+pub async fn compact(kv: &Kv, revision: i64) -> Result<(), EtcdError> {
+    kv.client()
+        .compact(revision, None)
         .await
-        .map_err(EtcdError::of("compact", last.revision))?;
-    Ok((
-        next,
-        Compaction::Won {
-            compacted: Some(last.revision),
-        },
-    ))
+        .map_err(EtcdError::of("compact", revision))?;
+    Ok(())
 }
 
 /// One member's backend database: what its file takes, and how much of

@@ -32,6 +32,7 @@ pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::controllers::ControllerConfig;
+use crate::maintenance::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     /// Run the scheduler and the controllers (leader-elected when the
     /// config says so); `None` serves the API only.
     pub controllers: Option<ControllerConfig>,
+    /// etcd compaction and defragmentation, allocation repair.
+    pub maintenance: MaintenanceConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_ingress_service().await?;
 
     let mut listeners = JoinSet::new();
+    crate::maintenance::start(&store, &config.etcd, &config.maintenance, &mut listeners);
     if let Some(controllers) = config.controllers.clone() {
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }

@@ -92,6 +92,7 @@ impl Cluster {
                 ..api
             },
             controllers,
+            maintenance: crate::maintenance::MaintenanceConfig::default(),
         })
         .await
         .expect("skiff-control starts");
