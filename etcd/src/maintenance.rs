@@ -114,3 +114,56 @@ pub async fn defragment(endpoint: &str) -> Result<(), EtcdError> {
         .map_err(EtcdError::of("defragment", 0))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::KeyRange;
+    use crate::testing::etcd;
+
+    #[tokio::test]
+    async fn one_server_per_round_compacts_to_the_revision_of_the_round_before() {
+        let (_etcd, kv) = etcd().await;
+        let key = "/registry/pods/default/a";
+        kv.create(key, "v1").await.unwrap();
+
+        // Two servers start together: one takes the first round, with nothing
+        // to compact yet; the other loses it.
+        let (a, turn_a) = take_turn(&kv, Round::default()).await.unwrap();
+        assert_eq!(turn_a, Turn::Won { compact_to: None });
+        let (b, turn_b) = take_turn(&kv, Round::default()).await.unwrap();
+        assert_eq!(turn_b, Turn::Lost);
+        assert_eq!(a.version, b.version, "the loser learns the round");
+
+        let entry = kv.get(key).await.unwrap().unwrap();
+        kv.update(key, "v2", entry.mod_revision).await.unwrap();
+
+        // Next round: the loser of the last one now holds the current version
+        // too; whoever goes first wins and compacts to what it saw then.
+        let (_, turn_b) = take_turn(&kv, b).await.unwrap();
+        assert_eq!(
+            turn_b,
+            Turn::Won {
+                compact_to: Some(b.revision)
+            }
+        );
+        let (_, turn_a) = take_turn(&kv, a).await.unwrap();
+        assert_eq!(turn_a, Turn::Lost, "one compaction per round");
+        compact(&kv, b.revision).await.unwrap();
+        let below = kv
+            .page(
+                &KeyRange::prefix("/registry/pods/"),
+                entry.mod_revision,
+                None,
+            )
+            .await;
+        assert!(
+            matches!(below, Err(EtcdError::Compacted { .. })),
+            "history below the round's revision is gone: {below:?}"
+        );
+        assert!(matches!(
+            compact(&kv, b.revision).await,
+            Err(EtcdError::Compacted { .. })
+        ));
+    }
+}
