@@ -23,6 +23,7 @@ mod ingress;
 mod kubelet;
 mod services;
 mod storage;
+mod unavailable;
 mod workloads;
 
 /// Where `cargo xtask setup` puts kubectl.
