@@ -116,7 +116,72 @@ async fn defragment_fragmented(endpoints: &[String], policy: DefragPolicy) {
 
 #[cfg(test)]
 mod tests {
+    use skiff_etcd::kv::Written;
+
     use super::*;
+    use crate::test_support::Etcd;
+
+    #[tokio::test]
+    async fn a_fragmented_member_is_defragmented_and_shrinks() {
+        let etcd = Etcd::start();
+        let kv = etcd.store().await.client();
+        // 16 MB of history on one key, then compacted away: free pages.
+        let value = vec![b'x'; 8 << 10];
+        let mut revision = 0;
+        for _ in 0..2000 {
+            let written = if revision == 0 {
+                kv.create("/registry/pods/default/big", value.clone()).await
+            } else {
+                kv.update("/registry/pods/default/big", value.clone(), revision)
+                    .await
+            };
+            let Written::Done { revision: now } = written.unwrap() else {
+                panic!("the only writer wins")
+            };
+            revision = now;
+        }
+        compact(&kv, revision).await.unwrap();
+        let endpoints = [etcd.url.clone()];
+        // etcd frees the compacted pages in the background.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let before = loop {
+            let size = database_size(&endpoints[0]).await.unwrap();
+            if size.free() > size.db_size / 2 {
+                break size;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "compaction freed nothing: {size:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+
+        let strict = DefragPolicy {
+            min_free_bytes: u64::try_from(before.db_size).unwrap(),
+            min_free_fraction: 0.5,
+        };
+        defragment_fragmented(&endpoints, strict).await;
+        assert_eq!(
+            database_size(&endpoints[0]).await.unwrap().db_size,
+            before.db_size,
+            "not fragmented enough: left alone"
+        );
+
+        let policy = DefragPolicy {
+            min_free_bytes: 1 << 20,
+            min_free_fraction: 0.5,
+        };
+        assert!(
+            policy.is_fragmented(before.db_size, before.free()),
+            "{before:?}"
+        );
+        defragment_fragmented(&endpoints, policy).await;
+        let after = database_size(&endpoints[0]).await.unwrap();
+        assert!(
+            after.db_size < before.db_size / 2,
+            "{before:?} -> {after:?}"
+        );
+    }
 
     #[test]
     fn fragmented_means_enough_free_bytes_and_a_large_share_free() {

@@ -69,3 +69,6 @@ pub fn start(
         tasks.spawn(repair::run(store.clone(), interval));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -64,6 +64,8 @@ async fn pass(store: &Store, leaks: &mut Leaks) -> Result<Released, RepairError>
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use serde_json::json;
 
     use super::*;
@@ -140,6 +142,4 @@ mod tests {
         assert_eq!(released[0].0, reclaimed);
         assert_eq!(released[0].1.uid, "in-flight");
     }
-
-    use std::collections::BTreeSet;
 }
