@@ -16,6 +16,7 @@ pub mod api;
 pub mod clock;
 pub mod controllers;
 pub mod kinds;
+pub mod maintenance;
 pub mod manager;
 pub mod patch;
 pub mod quantity;

@@ -13,6 +13,7 @@ use control::api::{ApiConfig, ServiceNetwork};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
+use control::maintenance::{DefragPolicy, MaintenanceConfig};
 use control::server::{self, ServerConfig};
 use tracing::info;
 
@@ -106,8 +107,9 @@ struct Args {
     node_monitor_grace_period: Duration,
 
     /// How long the pods of a NotReady node stay before they are deleted
-    /// and replaced elsewhere.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// and replaced elsewhere (Kubernetes' default toleration of the
+    /// unreachable taint).
+    #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pod_eviction_timeout: Duration,
 
     /// Where nodes registered without spec.podCIDR get one.
@@ -123,14 +125,33 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = DEFAULT_LOCAL_PATH_ROOT, value_parser = parse_absolute)]
     local_path_root: PathBuf,
 
+    /// How often etcd's history is compacted, to the revision seen one
+    /// interval earlier (kube-apiserver's flag); 0 never compacts nor
+    /// defragments.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    etcd_compaction_interval: Duration,
+
+    /// After a compaction, an etcd member whose database file has at least
+    /// this many free bytes, and is at least half free, is defragmented.
+    #[arg(long, value_name = "BYTES", default_value_t = DefragPolicy::default().min_free_bytes)]
+    etcd_defrag_min_free_bytes: u64,
+
+    /// How often ClusterIPs, NodePorts and load balancer IPs that no
+    /// Service holds are looked for (one seen twice is released); 0 never.
+    #[arg(long, value_name = "DURATION", default_value = "3m", value_parser = parse_duration)]
+    allocation_repair_interval: Duration,
+
     /// The image of the pods that delete a local-path volume's directory on
     /// its node (it needs `rm`; no registry is reached, it must be imported).
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
     local_path_helper_image: String,
 }
 
-/// `40s`, `500ms`, `2m`, `1h`.
+/// `40s`, `500ms`, `2m`, `1h`, or `0`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{text:?} has no unit (s, ms, m, h)"))?;
@@ -145,6 +166,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => Ok(Duration::from_secs(number * 3600)),
         _ => Err(format!("{text:?}: unknown unit {unit:?} (s, ms, m, h)")),
     }
+}
+
+/// A period, `None` for 0 (off).
+fn nonzero(period: Duration) -> Option<Duration> {
+    (!period.is_zero()).then_some(period)
 }
 
 /// An absolute path: the nodes resolve it, not this process's directory.
@@ -214,6 +240,14 @@ async fn main() -> Result<()> {
             ..ApiConfig::default()
         },
         controllers,
+        maintenance: MaintenanceConfig {
+            compaction_interval: nonzero(args.etcd_compaction_interval),
+            defrag: DefragPolicy {
+                min_free_bytes: args.etcd_defrag_min_free_bytes,
+                ..DefragPolicy::default()
+            },
+            repair_interval: nonzero(args.allocation_repair_interval),
+        },
     })
     .await
     .context("starting skiff-control")?;

@@ -45,6 +45,17 @@ impl Etcd {
         }
     }
 
+    /// Kills etcd (SIGKILL), as a crash would; its directory stays until
+    /// drop.
+    pub fn kill(&self) {
+        let status = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(self.etcd.process().pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill etcd: {status}");
+    }
+
     /// A raw etcd client, for what the store deliberately cannot do
     /// (compaction).
     pub async fn client(&self) -> Client {

@@ -5,6 +5,8 @@
 //! A kind's base has no trailing `/`: an object is `<base>/<namespace>/<name>`
 //! (namespaced kinds) or `<base>/<name>` (cluster-scoped ones).
 
+use std::time::Duration;
+
 pub const NAMESPACES: &str = "/registry/namespaces";
 /// Nodes keep their historical name in etcd.
 pub const NODES: &str = "/registry/minions";
@@ -42,6 +44,10 @@ pub const LIMIT_RANGES: &str = "/registry/limitranges";
 pub const ALLOCATIONS: &str = "/registry/skiff/allocations";
 /// One key per Node's pod CIDR, `<base>/<network>-<prefix length>`.
 pub const POD_CIDRS: &str = "/registry/skiff/podcidrs";
+/// Where the API servers agree on whose turn it is to compact: its version
+/// counts compactions, its value is the revision compacted to. The key
+/// kube-apiserver uses, so that both coordinate on one etcd.
+pub const COMPACT_REV: &str = "compact_rev_key";
 /// A key nothing writes, read to learn etcd's revision.
 pub const HEALTH: &str = "/registry/health";
 
@@ -78,6 +84,20 @@ pub fn parse_namespaced(base: &str, key: &[u8]) -> Option<(String, String)> {
     Some((namespace.to_owned(), name.to_owned()))
 }
 
+/// How long Events live after their last write: kube-apiserver's default
+/// `--event-ttl`.
+pub const EVENT_TTL: Duration = Duration::from_secs(3600);
+
+/// How long the object at `key` lives after each write, for kinds that
+/// expire (Events, of both API groups); `None` for the others. Every write
+/// through skiff-etcd's `kv` attaches such keys to a lease of this length.
+pub fn time_to_live(key: &str) -> Option<Duration> {
+    [EVENTS, EVENTS_K8S_IO]
+        .iter()
+        .any(|base| key.starts_with(&collection_prefix(base, None)))
+        .then_some(EVENT_TTL)
+}
+
 /// The first key after every key that starts with `prefix`: the exclusive
 /// end of a range read or watch over the prefix.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
@@ -95,6 +115,20 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_events_expire() {
+        assert_eq!(
+            time_to_live("/registry/events/default/web.17a2b"),
+            Some(EVENT_TTL)
+        );
+        assert_eq!(
+            time_to_live("/registry/events.k8s.io/events/default/web.17a2b"),
+            Some(EVENT_TTL)
+        );
+        assert_eq!(time_to_live("/registry/pods/default/web"), None);
+        assert_eq!(time_to_live("/registry/eventsx/default/web"), None);
+    }
 
     #[test]
     fn keys_follow_kubernetes_layout() {

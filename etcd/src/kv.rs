@@ -3,15 +3,17 @@
 //! compare-and-swap on `mod_revision` (or on absence), alone or several in
 //! one transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
-    TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, PutOptions, Txn,
+    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 
 use crate::backoff::Backoff;
-use crate::keys::{HEALTH, prefix_end};
+use crate::expiry::Leases;
+use crate::keys::{HEALTH, prefix_end, time_to_live};
 
 /// Largest gRPC message accepted from etcd. A full list page, or a watch
 /// response batching a large transaction, exceeds tonic's 4 MiB default;
@@ -47,6 +49,24 @@ impl EtcdError {
                 Self::Compacted { revision }
             }
             _ => Self::Failed { operation, source },
+        }
+    }
+}
+
+impl EtcdError {
+    /// etcd could not be reached or could not answer in time (no member,
+    /// no leader, a broken connection): worth retrying, unlike a refusal.
+    pub fn is_unavailable(&self) -> bool {
+        let Self::Failed { source, .. } = self else {
+            return false;
+        };
+        match source {
+            etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+            etcd_client::Error::GRpcStatus(status) => matches!(
+                status.code(),
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            ),
+            _ => false,
         }
     }
 }
@@ -130,6 +150,9 @@ pub enum Written {
 pub struct Guarded {
     guards: Vec<Compare>,
     writes: Vec<TxnOp>,
+    /// Puts of keys that expire (`keys::time_to_live`): written with a
+    /// lease when the transaction is committed.
+    expiring: Vec<(String, Vec<u8>, Duration)>,
 }
 
 impl Guarded {
@@ -152,7 +175,10 @@ impl Guarded {
     }
 
     pub fn put(mut self, key: &str, value: impl Into<Vec<u8>>) -> Self {
-        self.writes.push(TxnOp::put(key, value.into(), None));
+        match time_to_live(key) {
+            Some(ttl) => self.expiring.push((key.to_owned(), value.into(), ttl)),
+            None => self.writes.push(TxnOp::put(key, value.into(), None)),
+        }
         self
     }
 
@@ -166,6 +192,8 @@ impl Guarded {
 #[derive(Clone)]
 pub struct Kv {
     client: Client,
+    /// The leases expiring keys are written with.
+    leases: Arc<Leases>,
 }
 
 impl Kv {
@@ -181,7 +209,10 @@ impl Kv {
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(EtcdError::of("connect", 0))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            leases: Arc::default(),
+        })
     }
 
     /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.
@@ -354,15 +385,17 @@ impl Kv {
     /// Applies every write of `guarded` if all its guards hold: `Done` or
     /// `Conflict`.
     pub async fn commit(&self, guarded: Guarded) -> Result<Written, EtcdError> {
-        let txn = Txn::new().when(guarded.guards).and_then(guarded.writes);
+        let writes = self.with_leases(guarded.writes, guarded.expiring).await?;
+        let txn = Txn::new().when(guarded.guards).and_then(writes);
         self.txn(txn).await.map(|(written, _)| written)
     }
 
     /// `guarded` on `key`, telling a `Conflict` from a `Missing` key.
     async fn swap(&self, key: &str, guarded: Guarded) -> Result<Written, EtcdError> {
+        let writes = self.with_leases(guarded.writes, guarded.expiring).await?;
         let txn = Txn::new()
             .when(guarded.guards)
-            .and_then(guarded.writes)
+            .and_then(writes)
             .or_else([TxnOp::get(key, Some(GetOptions::new().with_count_only()))]);
         let (written, response) = self.txn(txn).await?;
         if written != Written::Conflict {
@@ -377,6 +410,24 @@ impl Kv {
         } else {
             Written::Missing
         })
+    }
+
+    /// `writes` and the puts of `expiring` keys, each attached to a lease
+    /// of its time to live.
+    async fn with_leases(
+        &self,
+        mut writes: Vec<TxnOp>,
+        expiring: Vec<(String, Vec<u8>, Duration)>,
+    ) -> Result<Vec<TxnOp>, EtcdError> {
+        for (key, value, ttl) in expiring {
+            let lease = self.leases.for_ttl(&self.client, ttl).await?;
+            writes.push(TxnOp::put(
+                key,
+                value,
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+        }
+        Ok(writes)
     }
 
     async fn txn(&self, txn: Txn) -> Result<(Written, etcd_client::TxnResponse), EtcdError> {

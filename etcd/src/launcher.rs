@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 const MEMBER_NAME: &str = "skiff";
+/// etcd's space quota: past it etcd raises the NOSPACE alarm and takes only
+/// reads and deletes. 2 GiB, etcd's own default, said explicitly so that the
+/// limit compaction and defragmentation keep the database under is visible.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
@@ -57,6 +61,8 @@ pub struct EtcdConfig {
     /// Addresses to serve clients on besides 127.0.0.1, e.g. the control
     /// plane's address so that agents in node network namespaces reach it.
     pub listen_ips: Vec<Ipv4Addr>,
+    /// etcd's `--quota-backend-bytes`.
+    pub quota_backend_bytes: u64,
 }
 
 impl EtcdConfig {
@@ -70,6 +76,7 @@ impl EtcdConfig {
             client_port: Self::CLIENT_PORT,
             peer_port: Self::PEER_PORT,
             listen_ips: listen_ips.to_vec(),
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
         }
     }
 
@@ -96,6 +103,7 @@ impl EtcdConfig {
             client_port: port(&client)?,
             peer_port: port(&peer)?,
             listen_ips: listen_ips.to_vec(),
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
         })
     }
 
@@ -142,6 +150,8 @@ impl EtcdConfig {
             .arg(&peer)
             .arg("--initial-cluster")
             .arg(format!("{MEMBER_NAME}={peer}"))
+            .arg("--quota-backend-bytes")
+            .arg(self.quota_backend_bytes.to_string())
             .args(["--logger", "zap", "--log-outputs", "stderr"]);
         cmd
     }
@@ -381,6 +391,7 @@ mod tests {
             client_port: 1111,
             peer_port: 2222,
             listen_ips: vec![Ipv4Addr::new(10, 0, 0, 1)],
+            quota_backend_bytes: 1 << 30,
         };
         assert_eq!(config.endpoints(), ["http://10.0.0.1:1111"]);
         assert_eq!(config.local_endpoint(), "http://127.0.0.1:1111");
@@ -400,6 +411,7 @@ mod tests {
         assert_eq!(after("--advertise-client-urls"), "http://10.0.0.1:1111");
         assert_eq!(after("--initial-cluster"), "skiff=http://127.0.0.1:2222");
         assert_eq!(after("--data-dir"), "/tmp/d");
+        assert_eq!(after("--quota-backend-bytes"), "1073741824");
         let local = EtcdConfig::standard("/tmp/d", &[]);
         assert_eq!(local.endpoints(), ["http://127.0.0.1:2379"]);
     }

@@ -10,9 +10,13 @@ mod backoff;
 #[cfg(feature = "client")]
 pub mod bulk;
 #[cfg(feature = "client")]
+mod expiry;
+#[cfg(feature = "client")]
 pub mod kv;
 #[cfg(feature = "client")]
 pub mod list_watch;
+#[cfg(feature = "client")]
+pub mod maintenance;
 #[cfg(all(test, feature = "client"))]
 mod testing;
 #[cfg(feature = "client")]

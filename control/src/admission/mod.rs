@@ -51,7 +51,7 @@ async fn list(store: &Store, base: &str, namespace: &str) -> Result<Vec<Value>, 
         )
         .await
         .map(|page| page.items)
-        .map_err(|error| Refusal::Internal(error.to_string()))
+        .map_err(Refusal::from)
 }
 
 /// Mutating admission of a new object: a pod's containers get the
@@ -115,7 +115,7 @@ pub async fn validate(
         match store.update_all(&writes).await {
             Ok(()) => return Ok(()),
             Err(StoreError::Conflict { .. }) => continue,
-            Err(error) => return Err(Refusal::Internal(error.to_string())),
+            Err(error) => return Err(error.into()),
         }
     }
     Err(Refusal::Internal(

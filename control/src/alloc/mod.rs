@@ -9,9 +9,11 @@
 
 mod pod_cidrs;
 mod pool;
+mod repair;
 
 pub use pod_cidrs::{PodCidrClaims, claim_name};
 pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
+pub use repair::{Leaks, Released, allocation_records};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -26,6 +28,17 @@ use skiff_etcd::kv::{EtcdError, Kv, Written};
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
 /// kube-apiserver's default `--service-node-port-range`.
 pub const DEFAULT_NODE_PORT_RANGE: RangeInclusive<u16> = 30000..=32767;
+
+/// The pools' names under `ALLOCATIONS`.
+pub const CLUSTER_IPS: &str = "clusterips";
+pub const NODE_PORTS: &str = "nodeports";
+pub const LOAD_BALANCER_IPS: &str = "loadbalancerips";
+
+/// The key of the record that `value` of pool `kind` is allocated.
+pub fn record_key(kind: &str, value: impl std::fmt::Display) -> String {
+    let pool = collection_prefix(&object_key(ALLOCATIONS, None, kind), None);
+    format!("{pool}{value}")
+}
 
 /// Random picks before falling back to scanning for a free value. With the
 /// range at most half full, 16 misses in a row happen with p < 2^-16.
@@ -117,19 +130,19 @@ impl IpAllocator {
     /// the `kubernetes` Service: only an explicit request gets it.
     pub fn cluster_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
         let reserved = vec![kubernetes_service_ip(cidr)];
-        Self::new(kv, "clusterips", Ipv4Pool::new(cidr, reserved))
+        Self::new(kv, CLUSTER_IPS, Ipv4Pool::new(cidr, reserved))
     }
 
     /// LoadBalancer ingress IPs from a configured pool.
     pub fn load_balancer_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
-        Self::new(kv, "loadbalancerips", Ipv4Pool::new(cidr, vec![]))
+        Self::new(kv, LOAD_BALANCER_IPS, Ipv4Pool::new(cidr, vec![]))
     }
 }
 
 impl PortAllocator {
     /// NodePorts (and health check node ports) from `range`.
     pub fn node_ports(kv: Kv, range: PortPool) -> Self {
-        Self::new(kv, "nodeports", range)
+        Self::new(kv, NODE_PORTS, range)
     }
 }
 

@@ -8,6 +8,10 @@ use crate::kinds::Refusal;
 use crate::store::StoreError;
 use crate::validation::invalid_status;
 
+/// How long a client is told to wait before retrying while etcd is
+/// unavailable: etcd's own leader election takes about a second.
+const RETRY_AFTER_SECONDS: u64 = 1;
+
 /// A failed request: the HTTP code and the `Status` body to send.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
@@ -156,6 +160,15 @@ impl ApiError {
         Self::new(500, "InternalError", message)
     }
 
+    /// 503 while etcd cannot be reached, with `details.retryAfterSeconds`
+    /// (sent as `Retry-After`), as kube-apiserver's `NewServiceUnavailable`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            details: Some(json!({ "retryAfterSeconds": RETRY_AFTER_SECONDS })),
+            ..Self::new(503, "ServiceUnavailable", message)
+        }
+    }
+
     /// What the strategy of `resource` refused about the object `name`.
     pub fn refused(refusal: Refusal, resource: &Resource, name: &str) -> Self {
         match refusal {
@@ -166,6 +179,7 @@ impl ApiError {
             Refusal::Forbidden(message) => Self::forbidden(message),
             Refusal::Conflict(why) => Self::conflict(resource, name, &why),
             Refusal::Internal(message) => Self::internal(message),
+            Refusal::Unavailable(message) => Self::unavailable(message),
         }
     }
 
@@ -183,6 +197,7 @@ impl ApiError {
             StoreError::InvalidContinue { reason } => {
                 Self::bad_request(format!("continue key is not valid: {reason}"))
             }
+            other if other.is_unavailable() => Self::unavailable(other.to_string()),
             other => Self::internal(other.to_string()),
         }
     }

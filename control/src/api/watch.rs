@@ -145,6 +145,9 @@ impl Stream {
                 "too old resource version: {} ({revision})",
                 self.sent_revision
             )),
+            Err(Stop::Failed(error)) if error.is_unavailable() => {
+                ApiError::unavailable(error.to_string())
+            }
             Err(Stop::Failed(error)) => ApiError::internal(error.to_string()),
             Err(Stop::Unencodable(error)) => ApiError::internal(error.to_string()),
             Ok(()) | Err(Stop::ClientGone) => return,

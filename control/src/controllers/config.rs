@@ -44,13 +44,10 @@ impl Default for ControllerConfig {
             resync: Duration::from_secs(1),
             // kube-controller-manager's --node-monitor-grace-period.
             node_monitor_grace_period: Duration::from_secs(40),
-            // Kubernetes waits 300 s (the default toleration of the
-            // unreachable taint) for a node that may be cut off but still
-            // running its pods. On the local cluster a node whose lease
-            // lapsed has lost its agent on this very machine, nothing can
-            // partition it, and the 40 s grace already passed: 5 s more
-            // keeps the failover test short without risking two copies.
-            pod_eviction_timeout: Duration::from_secs(5),
+            // The default toleration of the unreachable and not-ready
+            // taints: a node cut off may still run its pods, and evicting
+            // them early can leave two copies running. Tests shorten it.
+            pod_eviction_timeout: Duration::from_secs(300),
             cluster_cidr: Some(
                 Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
             ),

@@ -36,6 +36,6 @@ impl Env {
             .list(&prefix, Default::default(), |_| true)
             .await
             .map(|page| page.items)
-            .map_err(|error| Refusal::Internal(error.to_string()))
+            .map_err(Refusal::from)
     }
 }

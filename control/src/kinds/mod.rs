@@ -42,7 +42,7 @@ pub use refusal::Refusal;
 pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
-pub use service::pools::ServiceNetwork;
+pub use service::pools::{Holdings, ServiceNetwork};
 pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,

@@ -1,6 +1,7 @@
 //! Why a kind's strategy refuses a request; the API turns it into the
 //! `Status` kube-apiserver answers with.
 
+use crate::store::StoreError;
 use crate::validation::FieldError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,20 @@ pub enum Refusal {
     Conflict(String),
     /// 500: the server failed (e.g. an allocator).
     Internal(String),
+    /// 503: etcd cannot be reached; the client should retry.
+    Unavailable(String),
+}
+
+/// A storage failure while the strategy read or wrote: 503 while etcd is
+/// unavailable, else 500.
+impl From<StoreError> for Refusal {
+    fn from(error: StoreError) -> Self {
+        if error.is_unavailable() {
+            Refusal::Unavailable(error.to_string())
+        } else {
+            Refusal::Internal(error.to_string())
+        }
+    }
 }
 
 impl Refusal {

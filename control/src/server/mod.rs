@@ -32,6 +32,7 @@ pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::controllers::ControllerConfig;
+use crate::maintenance::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     /// Run the scheduler and the controllers (leader-elected when the
     /// config says so); `None` serves the API only.
     pub controllers: Option<ControllerConfig>,
+    /// etcd compaction and defragmentation, allocation repair.
+    pub maintenance: MaintenanceConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +139,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_ingress_service().await?;
 
     let mut listeners = JoinSet::new();
+    crate::maintenance::start(&store, &config.etcd, &config.maintenance, &mut listeners);
     if let Some(controllers) = config.controllers.clone() {
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
@@ -344,6 +348,11 @@ fn reply_as(protobuf: bool, reply: Reply) -> Response<Body> {
                 Some(bytes) => encoded_response(code, crate::api::protobuf::MEDIA_TYPE, bytes),
                 None => json_response(code, &body),
             };
+            if let Some(seconds) = retry_after(code, &body) {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
             for warning in warnings {
                 // RFC 7234's form, as kube-apiserver sends it: code 299, no
                 // agent, the text quoted.
@@ -368,6 +377,15 @@ fn reply_as(protobuf: bool, reply: Reply) -> Response<Body> {
             .body(Body::Stream(receiver))
             .expect("a valid response"),
     }
+}
+
+/// `Retry-After` for a 429 or 5xx `Status` that says when to retry
+/// (`details.retryAfterSeconds`), as kube-apiserver sends it.
+fn retry_after(code: u16, body: &Value) -> Option<u64> {
+    (code == 429 || code >= 500)
+        .then(|| body["details"]["retryAfterSeconds"].as_u64())
+        .flatten()
+        .filter(|&seconds| seconds > 0)
 }
 
 fn json_response(code: u16, body: &Value) -> Response<Body> {

@@ -29,6 +29,14 @@ pub enum StoreError {
     WatchClosed,
 }
 
+impl StoreError {
+    /// etcd is unreachable or has no leader: the API answers 503 with
+    /// `Retry-After`, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Etcd(error) if error.is_unavailable())
+    }
+}
+
 /// A read or watch below the compacted revision is its own error: the API
 /// answers it with 410 Gone.
 impl From<EtcdError> for StoreError {

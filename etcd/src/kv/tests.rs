@@ -125,3 +125,52 @@ async fn reads_below_the_compaction_say_so() {
         "{error}"
     );
 }
+
+/// The lease a key is attached to (0: none) and that lease's granted TTL.
+async fn lease_of(kv: &Kv, key: &str) -> (i64, i64) {
+    let mut client = kv.client();
+    let response = client.get(key, None).await.unwrap();
+    let lease = response.kvs()[0].lease();
+    if lease == 0 {
+        return (0, 0);
+    }
+    let ttl = client.lease_time_to_live(lease, None).await.unwrap();
+    (lease, ttl.granted_ttl())
+}
+
+#[tokio::test]
+async fn events_expire_through_a_shared_lease_of_an_hour() {
+    let (_etcd, kv) = etcd().await;
+    let first = "/registry/events/default/web.1";
+    let second = "/registry/events.k8s.io/events/default/web.2";
+    let pod = "/registry/pods/default/web";
+    kv.create(first, "{}").await.unwrap();
+    kv.commit(Guarded::new().absent(second).put(second, "{}"))
+        .await
+        .unwrap();
+    kv.create(pod, "{}").await.unwrap();
+
+    let (lease, granted) = lease_of(&kv, first).await;
+    let hour = crate::keys::EVENT_TTL.as_secs() as i64;
+    assert!(
+        (hour..=hour + 60).contains(&granted),
+        "an Event's lease lasts an hour (and at most the reuse minute more): {granted} s"
+    );
+    assert_eq!(
+        lease_of(&kv, second).await.0,
+        lease,
+        "writes of one minute share a lease"
+    );
+    assert_eq!(lease_of(&kv, pod).await, (0, 0), "a Pod does not expire");
+
+    // An update (a repeated Event's count) keeps it under a lease.
+    let revision = kv.get(first).await.unwrap().unwrap().mod_revision;
+    kv.update(first, "{\"count\":2}", revision).await.unwrap();
+    assert_eq!(lease_of(&kv, first).await.0, lease);
+
+    // When the lease ends, etcd removes the Events with it.
+    kv.client().lease_revoke(lease).await.unwrap();
+    assert_eq!(kv.get(first).await.unwrap(), None);
+    assert_eq!(kv.get(second).await.unwrap(), None);
+    assert!(kv.get(pod).await.unwrap().is_some());
+}

@@ -17,7 +17,10 @@ use super::fields::{
     health_check_node_port, ingress, needs_health_check_node_port, needs_node_ports, node_port,
     ports, service_type,
 };
-use crate::alloc::{AllocError, IpAllocator, Ipv4Cidr, Owner, Pool, PortAllocator, PortPool};
+use crate::alloc::{
+    AllocError, CLUSTER_IPS, IpAllocator, Ipv4Cidr, LOAD_BALANCER_IPS, NODE_PORTS, Owner, Pool,
+    PortAllocator, PortPool, record_key,
+};
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, Rendered, go_quote, go_string_slice};
 
@@ -82,6 +85,23 @@ impl Holdings {
 
     pub fn is_empty(&self) -> bool {
         *self == Holdings::default()
+    }
+
+    /// The keys of the allocation records of what `self` holds.
+    pub fn record_keys(&self) -> Vec<String> {
+        let cluster_ip = self.cluster_ip.iter().map(|ip| record_key(CLUSTER_IPS, ip));
+        let node_ports = self
+            .node_ports
+            .iter()
+            .map(|port| record_key(NODE_PORTS, port));
+        let load_balancer_ips = self
+            .load_balancer_ips
+            .iter()
+            .map(|ip| record_key(LOAD_BALANCER_IPS, ip));
+        cluster_ip
+            .chain(node_ports)
+            .chain(load_balancer_ips)
+            .collect()
     }
 
     /// What `self` holds and `other` does not.
@@ -359,6 +379,9 @@ impl From<Failure> for Refusal {
     fn from(failure: Failure) -> Self {
         match failure {
             Failure::Field(field) => Refusal::Invalid(vec![field]),
+            Failure::Internal(AllocError::Etcd(error)) if error.is_unavailable() => {
+                Refusal::Unavailable(format!("failed to allocate a Service value: {error}"))
+            }
             Failure::Internal(error) => {
                 Refusal::Internal(format!("failed to allocate a Service value: {error}"))
             }

@@ -23,6 +23,7 @@ mod ingress;
 mod kubelet;
 mod services;
 mod storage;
+mod unavailable;
 mod workloads;
 
 /// Where `cargo xtask setup` puts kubectl.
@@ -92,6 +93,7 @@ impl Cluster {
                 ..api
             },
             controllers,
+            maintenance: crate::maintenance::MaintenanceConfig::default(),
         })
         .await
         .expect("skiff-control starts");
