@@ -9,6 +9,7 @@ use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, Measured, PodStart, Propagation, Results,
     ScalePoint,
 };
+use super::watch_fanout::WatchFanout;
 
 /// One line of the targets table.
 struct Verdict {
@@ -98,6 +99,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
              rule, to the same two backend pods on node2.\n\n",
         );
         figure_table(&mut out, &results.ingress);
+    }
+    if let Some(fanout) = &results.watch_fanout {
+        watch_fanout_table(&mut out, fanout);
     }
     if !results.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
@@ -240,6 +244,56 @@ fn control_plane_table(out: &mut String, cp: &ControlPlane) {
         mb(total),
         mb(cp.etcd_idle_rss_mb),
     );
+}
+
+/// One change → every simulated agent's watch, direct and through
+/// grpc-proxy: the delays, the last watcher's p99 against the direct
+/// run's and the 100 ms target, and what etcd and the proxy used.
+fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
+    let _ = writeln!(
+        out,
+        "\n## Watch fan-out\n\n\
+         One Service change written to etcd, timed to each of {} simulated agents' watches \
+         ({} processes, {} changes). Arrival: every (change, watcher) receipt; last: per change, the \
+         last watcher's.\n\n\
+         | watchers reach | arrival p50 | arrival p99 | last p50 | last p99 | last p99 ÷ direct | \
+         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | re-lists |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|",
+        fanout.watchers, fanout.processes, fanout.changes
+    );
+    let direct_p99 = fanout.direct.delays.as_ref().map(|d| d.all_arrived_p99_ms);
+    let ms = |value: f64| format!("{value:.1} ms");
+    let mb = |value: Option<f64>| opt(value, |mb| format!("{mb:.0} MB"));
+    for (name, run) in fanout.runs() {
+        let Some(delays) = &run.delays else {
+            let why = run.error.as_deref().unwrap_or("no summary");
+            let _ = writeln!(out, "| {name} | not measured: {why} |||||||||||");
+            continue;
+        };
+        let ratio = direct_p99
+            .filter(|direct| *direct > 0.0)
+            .map(|direct| delays.all_arrived_p99_ms / direct);
+        let proxy = match (run.proxy_cpu_cores, run.proxy_rss_mb) {
+            (None, None) => "—".into(),
+            (cores, rss) => format!("{}, {}", opt(cores, |c| format!("{c:.2} cores")), mb(rss)),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} |",
+            ms(delays.arrival_p50_ms),
+            ms(delays.arrival_p99_ms),
+            ms(delays.all_arrived_p50_ms),
+            ms(delays.all_arrived_p99_ms),
+            opt(ratio, |r| format!("{r:.2}×")),
+            delays.all_arrived_p99_ms / FANOUT_TARGET_MS,
+            ms(delays.write_p50_ms),
+            opt(run.etcd_cpu_cores, |c| format!("{c:.2} cores")),
+            mb(run.etcd_idle_rss_mb),
+            mb(run.etcd_rss_mb),
+            mb(run.etcd_peak_rss_mb),
+            delays.relists,
+        );
+    }
 }
 
 /// The DNS figures, then a Service's create → resolvable beside create →
@@ -412,8 +466,33 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     if ran("scale") {
         scale_verdicts(results, &mut verdicts);
     }
+    if let Some(fanout) = &results.watch_fanout {
+        for (name, run) in fanout.runs() {
+            let delays = run.delays.as_ref();
+            verdicts.push(Verdict {
+                target: match name {
+                    "direct" => "one change → all simulated watchers, p99 ≤ 100 ms (direct)",
+                    _ => "one change → all simulated watchers, p99 ≤ 100 ms (grpc-proxy)",
+                },
+                measured: delays.map_or_else(
+                    || "not measured".into(),
+                    |d| {
+                        format!(
+                            "last of {} watchers {:.1} ms (each watcher's p99 {:.1} ms)",
+                            fanout.watchers, d.all_arrived_p99_ms, d.arrival_p99_ms
+                        )
+                    },
+                ),
+                met: delays.map(|d| d.all_arrived_p99_ms <= FANOUT_TARGET_MS),
+            });
+        }
+    }
     verdicts
 }
+
+/// The watch fan-out's target: the p99 of a change's arrival at the last
+/// of 5 000 watchers (issue 16).
+const FANOUT_TARGET_MS: f64 = 100.0;
 
 fn datapath_verdicts(
     results: &Results,
