@@ -682,6 +682,47 @@ mod tests {
     }
 
     #[test]
+    fn watch_fanout_rows_give_the_last_watchers_p99_against_direct_and_target() {
+        use super::super::watch_fanout::{Delays, FanoutRun};
+        let run = |last_p99: f64| FanoutRun {
+            delays: Some(Delays {
+                arrival_p50_ms: 10.0,
+                arrival_p99_ms: 40.0,
+                all_arrived_p50_ms: 30.0,
+                all_arrived_p99_ms: last_p99,
+                write_p50_ms: 2.0,
+                relists: 0,
+            }),
+            etcd_idle_rss_mb: Some(25.0),
+            etcd_rss_mb: Some(400.0),
+            etcd_peak_rss_mb: Some(410.0),
+            etcd_cpu_cores: Some(0.5),
+            ..FanoutRun::default()
+        };
+        let fanout = WatchFanout {
+            watchers: 5000,
+            processes: 4,
+            changes: 100,
+            direct: run(50.0),
+            grpc_proxy: FanoutRun {
+                proxy_cpu_cores: Some(0.25),
+                proxy_rss_mb: Some(90.0),
+                ..run(200.0)
+            },
+        };
+        let mut out = String::new();
+        watch_fanout_table(&mut out, &fanout);
+        assert!(
+            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | — | 0 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | 0.25 cores, 90 MB | 0 |"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn pod_start_rows_give_the_ratio_or_why_not() {
         use super::super::results::{Latency, Measured};
         let measured = |samples: Vec<f64>| Measured {
