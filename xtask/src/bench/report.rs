@@ -257,8 +257,8 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
          ({} processes, {} changes). Arrival: every (change, watcher) receipt; last: per change, the \
          last watcher's.\n\n\
          | watchers reach | arrival p50 | arrival p99 | last p50 | last p99 | last p99 ÷ direct | \
-         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | re-lists |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|",
+         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | re-lists | load before |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|",
         fanout.watchers, fanout.processes, fanout.changes
     );
     let direct_p99 = fanout.direct.delays.as_ref().map(|d| d.all_arrived_p99_ms);
@@ -267,7 +267,7 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
     for (name, run) in fanout.runs() {
         let Some(delays) = &run.delays else {
             let why = run.error.as_deref().unwrap_or("no summary");
-            let _ = writeln!(out, "| {name} | not measured: {why} |||||||||||");
+            let _ = writeln!(out, "| {name} | not measured: {why} ||||||||||||");
             continue;
         };
         let ratio = direct_p99
@@ -279,7 +279,7 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
         };
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} | {} |",
             ms(delays.arrival_p50_ms),
             ms(delays.arrival_p99_ms),
             ms(delays.all_arrived_p50_ms),
@@ -292,6 +292,7 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
             mb(run.etcd_rss_mb),
             mb(run.etcd_peak_rss_mb),
             delays.relists,
+            opt(run.load_before, |load| format!("{load:.1}")),
         );
     }
 }
@@ -697,6 +698,7 @@ mod tests {
             etcd_rss_mb: Some(400.0),
             etcd_peak_rss_mb: Some(410.0),
             etcd_cpu_cores: Some(0.5),
+            load_before: Some(1.5),
             ..FanoutRun::default()
         };
         let fanout = WatchFanout {
@@ -713,11 +715,11 @@ mod tests {
         let mut out = String::new();
         watch_fanout_table(&mut out, &fanout);
         assert!(
-            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | — | 0 |"),
+            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | — | 0 | 1.5 |"),
             "{out}"
         );
         assert!(
-            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | 0.25 cores, 90 MB | 0 |"),
+            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | 0.25 cores, 90 MB | 0 | 1.5 |"),
             "{out}"
         );
     }

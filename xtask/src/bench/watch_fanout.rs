@@ -60,6 +60,9 @@ pub struct FanoutRun {
     pub proxy_rss_mb: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_cpu_cores: Option<f64>,
+    /// The machine's 1-minute load average as the run started: the
+    /// watchers share the cores with etcd and whatever else runs.
+    pub load_before: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -119,6 +122,7 @@ fn measure_run(run: &mut FanoutRun, proxied: bool, watchers: usize, changes: usi
         .as_ref()
         .map_or_else(|| etcd_endpoint.clone(), GrpcProxy::endpoint);
     run.etcd_idle_rss_mb = rss_mb(etcd.pid()).ok();
+    run.load_before = load_average().ok();
 
     let binary = etcd_tool_binary()?;
     let mut child = Command::new(&binary)
@@ -211,6 +215,15 @@ impl GrpcProxy {
     fn pid(&self) -> u32 {
         self.process.pid()
     }
+}
+
+/// The 1-minute load average, from /proc/loadavg.
+fn load_average() -> Result<f64> {
+    let text = fs::read_to_string("/proc/loadavg").context("reading /proc/loadavg")?;
+    text.split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .with_context(|| format!("malformed /proc/loadavg: {text:?}"))
 }
 
 /// CPU seconds of every thread of `pid` (run time from
