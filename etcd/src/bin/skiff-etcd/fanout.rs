@@ -52,20 +52,41 @@ pub struct Args {
 type WorkerLine = (usize, Option<String>);
 
 pub async fn run(args: Args) -> Result<()> {
+    let mut workers = Vec::new();
+    let outcome = measure(&args, &mut workers).await;
+    // Closing their standard input ends the workers; each reports a change
+    // still on its way (on standard error) before it exits.
+    for worker in &mut workers {
+        drop(worker.stdin.take());
+    }
+    for mut worker in workers {
+        let exited = tokio::time::timeout(WORKER_EXIT, worker.wait()).await;
+        if !matches!(exited, Ok(Ok(status)) if status.success()) {
+            eprintln!("skiff-etcd watch-fanout: a watcher process did not end cleanly: {exited:?}");
+        }
+    }
+    outcome
+}
+
+/// How long a worker may take to close its connections and exit.
+const WORKER_EXIT: Duration = Duration::from_secs(30);
+
+async fn measure(args: &Args, workers: &mut Vec<Child>) -> Result<()> {
     ensure!(
         args.processes > 0 && args.watchers >= args.processes,
         "--watchers must be at least --processes, which must be positive"
     );
     let timeout = Duration::from_secs(args.timeout_s);
     let (lines_tx, mut lines) = mpsc::unbounded_channel();
-    let mut workers = Vec::new();
     for index in 0..args.processes {
         let count = share(args.watchers, args.processes, index);
         workers.push(spawn_worker(&args.watch_endpoint, count, index, &lines_tx)?);
     }
     drop(lines_tx);
-    for _ in 0..args.processes {
-        let (index, line) = next_line(&mut lines, timeout).await?;
+    for ready in 0..args.processes {
+        let (index, line) = next_line(&mut lines, timeout).await.with_context(|| {
+            format!("{ready} of {} watcher processes were ready", args.processes)
+        })?;
         match line.as_deref() {
             Some("ready") => {}
             other => bail!("watcher process {index} said {other:?} instead of ready"),
@@ -93,8 +114,13 @@ pub async fn run(args: Args) -> Result<()> {
             .context("writing the probe Service")?;
         let write_us = micros(write_start.elapsed());
         let mut delays = Vec::with_capacity(args.watchers);
-        for _ in 0..args.processes {
-            let (index, line) = next_line(&mut lines, timeout).await?;
+        for reported in 0..args.processes {
+            let (index, line) = next_line(&mut lines, timeout).await.with_context(|| {
+                format!(
+                    "change {change}: {reported} of {} processes reported all their watchers",
+                    args.processes
+                )
+            })?;
             let report = parse_report(line.as_deref(), sent)
                 .with_context(|| format!("watcher process {index}, change {change}"))?;
             relists = relists.max(report.relists);
@@ -123,13 +149,6 @@ pub async fn run(args: Args) -> Result<()> {
     // Printed before the watchers close, so that a caller reading etcd's
     // CPU at this line does not count 5 000 disconnects.
     println!("{summary}");
-    for mut worker in workers {
-        drop(worker.stdin.take());
-        worker
-            .wait()
-            .await
-            .context("waiting for a watcher process")?;
-    }
     Ok(())
 }
 

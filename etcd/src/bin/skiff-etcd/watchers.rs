@@ -3,7 +3,8 @@
 //! EndpointSlice prefixes, exactly as the agent follows them
 //! (`ListWatch::new`, one connection per session). Prints `ready` once
 //! every watcher has listed, then, for each probe change, one JSON line
-//! once all of them have received it: its stamp and every watcher's delay.
+//! once all of them have received it (in a watch response, or in the
+//! re-list after a broken watch): its stamp and every watcher's delay.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ struct Arrival {
 
 pub async fn run(endpoint: String, count: usize) -> Result<()> {
     raise_fd_limit(count as u64 + SPARE_FDS)?;
+    let mut parent_done = parent_done();
     let (arrivals, mut arrived) = mpsc::unbounded_channel();
     let (relisted, mut relists) = mpsc::unbounded_channel();
     for batch_start in (0..count).step_by(CONNECT_BATCH) {
@@ -45,13 +47,13 @@ pub async fn run(endpoint: String, count: usize) -> Result<()> {
             ready.push(listed_rx);
         }
         for listed in ready {
-            listed
-                .await
-                .context("a watcher stopped before its first list")?;
+            tokio::select! {
+                listed = listed => listed.context("a watcher stopped before its first list")?,
+                _ = &mut parent_done => return Ok(()),
+            }
         }
     }
     println!("ready");
-    let mut parent_done = parent_done();
     let mut pending: HashMap<u64, Vec<u64>> = HashMap::new();
     let mut relist_count = 0usize;
     loop {
@@ -71,7 +73,15 @@ pub async fn run(endpoint: String, count: usize) -> Result<()> {
                 }
             }
             Some(()) = relists.recv() => relist_count += 1,
-            _ = &mut parent_done => return Ok(()),
+            _ = &mut parent_done => {
+                for (sent_unix_nanos, delays) in pending {
+                    eprintln!(
+                        "skiff-etcd watchers: the change stamped {sent_unix_nanos} reached {} of {count} watchers",
+                        delays.len()
+                    );
+                }
+                return Ok(());
+            }
         }
     }
 }
@@ -106,12 +116,25 @@ async fn watcher(
     let mut listed = Some(listed);
     while let Some(event) = rx.recv().await {
         match event {
-            Event::Resync { .. } => match listed.take() {
+            Event::Resync { objects, .. } => match listed.take() {
                 Some(listed) => {
                     let _ = listed.send(());
                 }
+                // A broken watch: the agent learns the probe's state from
+                // the re-list, so that is when the change reached it.
                 None => {
                     let _ = relisted.send(());
+                    let stamps = objects.into_iter().filter_map(|((), stamp)| stamp);
+                    for sent_unix_nanos in stamps {
+                        let delay = arrival_delay(sent_unix_nanos, Instant::now());
+                        let arrival = Arrival {
+                            sent_unix_nanos,
+                            delay,
+                        };
+                        if arrivals.send(arrival).is_err() {
+                            return;
+                        }
+                    }
                 }
             },
             Event::Changes {
