@@ -255,10 +255,11 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
         "\n## Watch fan-out\n\n\
          One Service change written to etcd, timed to each of {} simulated agents' watches \
          ({} processes, {} changes). Arrival: every (change, watcher) receipt; last: per change, the \
-         last watcher's.\n\n\
+         last watcher's. CPU: milliseconds of each process's CPU time per change.\n\n\
          | watchers reach | arrival p50 | arrival p99 | last p50 | last p99 | last p99 ÷ direct | \
-         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | re-lists | load before |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|",
+         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | watchers' CPU | re-lists | \
+         load before |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         fanout.watchers, fanout.processes, fanout.changes
     );
     let direct_p99 = fanout.direct.delays.as_ref().map(|d| d.all_arrived_p99_ms);
@@ -267,19 +268,20 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
     for (name, run) in fanout.runs() {
         let Some(delays) = &run.delays else {
             let why = run.error.as_deref().unwrap_or("no summary");
-            let _ = writeln!(out, "| {name} | not measured: {why} ||||||||||||");
+            let _ = writeln!(out, "| {name} | not measured: {why} |||||||||||||");
             continue;
         };
         let ratio = direct_p99
             .filter(|direct| *direct > 0.0)
             .map(|direct| delays.all_arrived_p99_ms / direct);
-        let proxy = match (run.proxy_cpu_cores, run.proxy_rss_mb) {
+        let cpu = |value: Option<f64>| opt(value, |ms| format!("{ms:.0} ms"));
+        let proxy = match (run.proxy_cpu_ms_per_change, run.proxy_rss_mb) {
             (None, None) => "—".into(),
-            (cores, rss) => format!("{}, {}", opt(cores, |c| format!("{c:.2} cores")), mb(rss)),
+            (ms, rss) => format!("{}, {}", cpu(ms), mb(rss)),
         };
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} | {} | {} |",
             ms(delays.arrival_p50_ms),
             ms(delays.arrival_p99_ms),
             ms(delays.all_arrived_p50_ms),
@@ -287,10 +289,11 @@ fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
             opt(ratio, |r| format!("{r:.2}×")),
             delays.all_arrived_p99_ms / FANOUT_TARGET_MS,
             ms(delays.write_p50_ms),
-            opt(run.etcd_cpu_cores, |c| format!("{c:.2} cores")),
+            cpu(run.etcd_cpu_ms_per_change),
             mb(run.etcd_idle_rss_mb),
             mb(run.etcd_rss_mb),
             mb(run.etcd_peak_rss_mb),
+            cpu(run.watchers_cpu_ms_per_change),
             delays.relists,
             opt(run.load_before, |load| format!("{load:.1}")),
         );
@@ -697,7 +700,8 @@ mod tests {
             etcd_idle_rss_mb: Some(25.0),
             etcd_rss_mb: Some(400.0),
             etcd_peak_rss_mb: Some(410.0),
-            etcd_cpu_cores: Some(0.5),
+            etcd_cpu_ms_per_change: Some(130.0),
+            watchers_cpu_ms_per_change: Some(300.0),
             load_before: Some(1.5),
             ..FanoutRun::default()
         };
@@ -707,7 +711,7 @@ mod tests {
             changes: 100,
             direct: run(50.0),
             grpc_proxy: FanoutRun {
-                proxy_cpu_cores: Some(0.25),
+                proxy_cpu_ms_per_change: Some(180.0),
                 proxy_rss_mb: Some(90.0),
                 ..run(200.0)
             },
@@ -715,11 +719,11 @@ mod tests {
         let mut out = String::new();
         watch_fanout_table(&mut out, &fanout);
         assert!(
-            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | — | 0 | 1.5 |"),
+            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | — | 300 ms | 0 | 1.5 |"),
             "{out}"
         );
         assert!(
-            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 0.50 cores | 25 MB → 400 MB (410 MB) | 0.25 cores, 90 MB | 0 | 1.5 |"),
+            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | 180 ms, 90 MB | 300 ms | 0 | 1.5 |"),
             "{out}"
         );
     }

@@ -53,13 +53,17 @@ pub struct FanoutRun {
     pub etcd_idle_rss_mb: Option<f64>,
     pub etcd_rss_mb: Option<f64>,
     pub etcd_peak_rss_mb: Option<f64>,
-    /// CPU (in cores) from every watcher watching to the last change
-    /// received: the changes and the pauses between them.
-    pub etcd_cpu_cores: Option<f64>,
+    /// CPU milliseconds per change: from every watcher watching to the
+    /// last change received (the changes, the untimed first one, and the
+    /// pauses between them), divided by the changes written.
+    pub etcd_cpu_ms_per_change: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_rss_mb: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_cpu_cores: Option<f64>,
+    pub proxy_cpu_ms_per_change: Option<f64>,
+    /// The simulated agents' own share: `skiff-etcd watch-fanout` and its
+    /// watcher processes, on the same cores.
+    pub watchers_cpu_ms_per_change: Option<f64>,
     /// The machine's 1-minute load average as the run started: the
     /// watchers share the cores with etcd and whatever else runs.
     pub load_before: Option<f64>,
@@ -138,14 +142,12 @@ fn measure_run(run: &mut FanoutRun, proxied: bool, watchers: usize, changes: usi
         .with_context(|| format!("starting {}", binary.display()))?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
-    let servers: Vec<u32> = [Some(etcd.pid()), proxy.as_ref().map(GrpcProxy::pid)]
-        .into_iter()
-        .flatten()
-        .collect();
+    let cpu = |pid: Option<u32>| pid.and_then(|pid| cpu_seconds(pid).ok());
+    let proxy_pid = proxy.as_ref().map(GrpcProxy::pid);
+    let watchers_cpu = || tree_cpu_seconds(child.id()).ok();
 
     let watching = lines.next();
-    let cpu_start: Vec<Option<f64>> = servers.iter().map(|pid| cpu_seconds(*pid).ok()).collect();
-    let started = Instant::now();
+    let cpu_start = [cpu(Some(etcd.pid())), cpu(proxy_pid), watchers_cpu()];
     run.etcd_rss_mb = rss_mb(etcd.pid()).ok();
     run.proxy_rss_mb = proxy.as_ref().and_then(|proxy| rss_mb(proxy.pid()).ok());
     if !watching.is_some_and(|line| line.contains("\"watching\"")) {
@@ -154,14 +156,13 @@ fn measure_run(run: &mut FanoutRun, proxied: bool, watchers: usize, changes: usi
     }
 
     let summary = lines.next();
-    let elapsed = started.elapsed().as_secs_f64();
-    let cores: Vec<Option<f64>> = servers
-        .iter()
-        .zip(cpu_start)
-        .map(|(pid, start)| Some((cpu_seconds(*pid).ok()? - start?) / elapsed))
-        .collect();
-    run.etcd_cpu_cores = cores[0];
-    run.proxy_cpu_cores = cores.get(1).copied().flatten();
+    let cpu_end = [cpu(Some(etcd.pid())), cpu(proxy_pid), watchers_cpu()];
+    let writes = (changes + 1) as f64;
+    let [etcd_ms, proxy_ms, watchers_ms] =
+        [0, 1, 2].map(|at| Some((cpu_end[at]? - cpu_start[at]?) * 1e3 / writes));
+    run.etcd_cpu_ms_per_change = etcd_ms;
+    run.proxy_cpu_ms_per_change = proxy_ms;
+    run.watchers_cpu_ms_per_change = watchers_ms;
     run.etcd_peak_rss_mb = status_mb(etcd.pid(), "VmHWM").ok();
     let status = child.wait()?;
     let summary = summary
@@ -226,6 +227,22 @@ fn load_average() -> Result<f64> {
         .with_context(|| format!("malformed /proc/loadavg: {text:?}"))
 }
 
+/// CPU seconds of `pid` and its children (`skiff-etcd watch-fanout` and
+/// its watcher processes).
+fn tree_cpu_seconds(pid: u32) -> Result<f64> {
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let children = fs::read_to_string(&children).with_context(|| format!("reading {children}"))?;
+    let mut seconds = cpu_seconds(pid)?;
+    for child in children.split_whitespace() {
+        seconds += cpu_seconds(
+            child
+                .parse()
+                .with_context(|| format!("a child pid {child:?}"))?,
+        )?;
+    }
+    Ok(seconds)
+}
+
 /// CPU seconds of every thread of `pid` (run time from
 /// /proc/PID/task/*/schedstat, in nanoseconds).
 fn cpu_seconds(pid: u32) -> Result<f64> {
@@ -257,7 +274,7 @@ impl WatchFanout {
         for (name, run) in self.runs() {
             let figures = [
                 ("delays", run.delays.is_some()),
-                ("etcd CPU", run.etcd_cpu_cores.is_some()),
+                ("etcd CPU", run.etcd_cpu_ms_per_change.is_some()),
                 ("etcd RSS", run.etcd_rss_mb.is_some()),
             ];
             for (what, present) in figures {
@@ -279,7 +296,7 @@ pub const NOTE: &str = "Watch fan-out: `skiff-etcd watch-fanout` simulates the a
     (same machine, same clock); the next change follows once every watcher has received the previous \
     one and 200 ms have passed. Each run has a fresh etcd (Debian's, on 127.0.0.1, data in /tmp); the \
     proxied run puts `etcd grpc-proxy start` (same binary, 127.0.0.1) between the watchers and etcd. \
-    CPU is each process's run time (/proc/PID/task/*/schedstat) over the timed changes and pauses, RSS \
-    is VmRSS once every watcher watches and VmHWM at the end. The watchers share the machine's cores \
+    CPU per change is each process's run time (/proc/PID/task/*/schedstat) from all watching to the \
+    last change received, divided by the changes written (the pauses' keep-alives included); RSS is VmRSS once every watcher watches and VmHWM at the end. The watchers share the machine's cores \
     with etcd, so the delays include their own scheduling: an upper bound on what agents on their own \
     nodes would see.";
