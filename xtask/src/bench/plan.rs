@@ -1,4 +1,4 @@
-//! How long and how big: the full run (about 15 minutes on a quiet
+//! How long and how big: the full run (about 17 minutes on a quiet
 //! two-core machine) and `--quick` (under three, for smoke tests).
 
 use std::time::Duration;

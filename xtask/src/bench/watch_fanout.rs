@@ -300,3 +300,43 @@ pub const NOTE: &str = "Watch fan-out: `skiff-etcd watch-fanout` simulates the a
     last change received, divided by the changes written (the pauses' keep-alives included); RSS is VmRSS once every watcher watches and VmHWM at the end. The watchers share the machine's cores \
     with etcd, so the delays include their own scheduling: an upper bound on what agents on their own \
     nodes would see.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_without_delays_or_etcd_figures_is_missing_with_its_error() {
+        let measured = FanoutRun {
+            delays: Some(Delays {
+                arrival_p50_ms: 1.0,
+                arrival_p99_ms: 2.0,
+                all_arrived_p50_ms: 2.0,
+                all_arrived_p99_ms: 3.0,
+                write_p50_ms: 1.0,
+                relists: 0,
+            }),
+            etcd_rss_mb: Some(30.0),
+            etcd_cpu_ms_per_change: Some(4.0),
+            ..FanoutRun::default()
+        };
+        let fanout = WatchFanout {
+            watchers: 10,
+            processes: 4,
+            changes: 1,
+            direct: measured,
+            grpc_proxy: FanoutRun {
+                error: Some("etcd grpc-proxy did not listen".into()),
+                ..FanoutRun::default()
+            },
+        };
+        let missing = fanout.missing();
+        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert!(
+            missing
+                .iter()
+                .all(|line| line.starts_with("watch fan-out, grpc-proxy")
+                    && line.contains("did not listen"))
+        );
+    }
+}
