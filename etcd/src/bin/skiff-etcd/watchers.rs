@@ -114,47 +114,47 @@ async fn watcher(
         ListWatch::new(vec![endpoint], prefixes, Stamps).run::<Event<(), Option<u64>>>(tx),
     );
     let mut listed = Some(listed);
+    // Stamps only grow: a re-list after the watch already delivered a
+    // change must not count that change twice.
+    let mut last_seen = 0;
     while let Some(event) = rx.recv().await {
-        match event {
+        let seen: Vec<(u64, Instant)> = match event {
             Event::Resync { objects, .. } => match listed.take() {
                 Some(listed) => {
                     let _ = listed.send(());
+                    continue;
                 }
                 // A broken watch: the agent learns the probe's state from
                 // the re-list, so that is when the change reached it.
                 None => {
                     let _ = relisted.send(());
+                    let now = Instant::now();
                     let stamps = objects.into_iter().filter_map(|((), stamp)| stamp);
-                    for sent_unix_nanos in stamps {
-                        let delay = arrival_delay(sent_unix_nanos, Instant::now());
-                        let arrival = Arrival {
-                            sent_unix_nanos,
-                            delay,
-                        };
-                        if arrivals.send(arrival).is_err() {
-                            return;
-                        }
-                    }
+                    stamps.map(|stamp| (stamp, now)).collect()
                 }
             },
             Event::Changes {
                 changes, received, ..
-            } => {
-                for change in changes {
-                    let Change::Put((), Some(sent_unix_nanos)) = change else {
-                        continue;
-                    };
-                    let delay = arrival_delay(sent_unix_nanos, received);
-                    if arrivals
-                        .send(Arrival {
-                            sent_unix_nanos,
-                            delay,
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
+            } => changes
+                .into_iter()
+                .filter_map(|change| match change {
+                    Change::Put((), Some(stamp)) => Some((stamp, received)),
+                    _ => None,
+                })
+                .collect(),
+        };
+        for (sent_unix_nanos, received) in seen {
+            if sent_unix_nanos <= last_seen {
+                continue;
+            }
+            last_seen = sent_unix_nanos;
+            let delay = arrival_delay(sent_unix_nanos, received);
+            let arrival = Arrival {
+                sent_unix_nanos,
+                delay,
+            };
+            if arrivals.send(arrival).is_err() {
+                return;
             }
         }
     }
