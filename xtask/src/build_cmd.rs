@@ -32,12 +32,22 @@ pub fn build(args: &BuildArgs) -> Result<()> {
 /// crate, which the agent's build script builds for the BPF target with
 /// nightly). Returns the binaries' paths, as cargo reports them.
 pub fn compile(release: bool) -> Result<Vec<PathBuf>> {
+    cargo_build(release, &[])
+}
+
+/// `cargo build --bins` of one package.
+pub fn compile_package(release: bool, package: &str) -> Result<Vec<PathBuf>> {
+    cargo_build(release, &["--package", package])
+}
+
+fn cargo_build(release: bool, selection: &[&str]) -> Result<Vec<PathBuf>> {
     let mut cargo = sh::cargo();
     cargo.args([
         "build",
         "--bins",
         "--message-format=json-render-diagnostics",
     ]);
+    cargo.args(selection);
     if release {
         cargo.arg("--release");
     }

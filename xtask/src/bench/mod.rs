@@ -9,8 +9,9 @@
 //! (kube-proxy's nftables rules), `rules` (loading either baseline),
 //! `load` (the load generators), `datapath` and `sweep` (the figures),
 //! `dns_ingress` (cluster DNS against dnsmasq and the Ingress against
-//! nginx, on a cluster with skiff-control), `results`, `report`, `plot`
-//! (the output).
+//! nginx, on a cluster with skiff-control), `watch_fanout` (one change
+//! to thousands of simulated agents' etcd watches), `results`, `report`,
+//! `plot` (the output).
 
 mod catalog;
 mod control_plane;
@@ -33,6 +34,7 @@ mod results;
 mod rig;
 mod rules;
 mod sweep;
+mod watch_fanout;
 
 use std::{
     fs,
@@ -86,6 +88,9 @@ pub enum Part {
     Dns,
     /// The Ingress against nginx.
     Ingress,
+    /// One Service change to thousands of simulated agents' etcd watches,
+    /// direct and through etcd's grpc-proxy.
+    WatchFanout,
 }
 
 impl Part {
@@ -97,6 +102,7 @@ impl Part {
             Part::PodStart => "pod-start",
             Part::Dns => "dns",
             Part::Ingress => "ingress",
+            Part::WatchFanout => "watch-fanout",
         }
     }
 }
@@ -106,7 +112,13 @@ const PROGRAMMED_TIMEOUT: Duration = Duration::from_secs(20);
 pub fn bench(args: &BenchArgs) -> Result<()> {
     setup::setup()?;
     let release = !args.quick;
-    build_cmd::compile(release)?;
+    // The watch fan-out alone needs only skiff-etcd, not a release build
+    // of the agent and its eBPF.
+    if args.only == [Part::WatchFanout] {
+        build_cmd::compile_package(release, "skiff-etcd")?;
+    } else {
+        build_cmd::compile(release)?;
+    }
     let profile = if release { "release" } else { "debug" };
     let bin_dir = sh::workspace_root().join("target").join(profile);
     // SAFETY: no other thread exists yet (the runtime starts later), so
@@ -164,6 +176,7 @@ fn run(
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
+        watch_fanout: None,
         notes: notes(quick, parts),
     };
     if let Some(kube_proxy) = kube_proxy {
@@ -185,6 +198,9 @@ fn run(
         results.dns = measured.dns;
         results.dns_propagation = measured.dns_propagation;
         results.ingress = measured.ingress;
+    }
+    if parts.contains(&Part::WatchFanout) {
+        results.watch_fanout = Some(watch_fanout::measure(&plan, &progress));
     }
     Ok(results)
 }
@@ -363,6 +379,9 @@ fn notes(quick: bool, parts: &[Part]) -> Vec<String> {
              connections; a round with any socket error or non-2xx answer fails."
                 .to_owned(),
         );
+    }
+    if parts.contains(&Part::WatchFanout) {
+        notes.push(watch_fanout::NOTE.to_owned());
     }
     if quick {
         notes.push(

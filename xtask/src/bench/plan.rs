@@ -1,4 +1,4 @@
-//! How long and how big: the full run (about 15 minutes on a quiet
+//! How long and how big: the full run (about 17 minutes on a quiet
 //! two-core machine) and `--quick` (under three, for smoke tests).
 
 use std::time::Duration;
@@ -22,6 +22,9 @@ pub struct Plan {
     pub pod_starts: usize,
     /// ClusterIP Services whose names the DNS figures query.
     pub dns_services: usize,
+    /// Simulated agents' etcd watches, and the changes timed through them.
+    pub fanout_watchers: usize,
+    pub fanout_changes: usize,
 }
 
 impl Plan {
@@ -37,6 +40,8 @@ impl Plan {
                 sync_timeout: Duration::from_secs(60),
                 pod_starts: 5,
                 dns_services: 100,
+                fanout_watchers: 500,
+                fanout_changes: 10,
             }
         } else {
             Plan {
@@ -51,6 +56,8 @@ impl Plan {
                 sync_timeout: Duration::from_secs(120),
                 pod_starts: 20,
                 dns_services: 1000,
+                fanout_watchers: 5000,
+                fanout_changes: 100,
             }
         }
     }

@@ -9,6 +9,7 @@ use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, Measured, PodStart, Propagation, Results,
     ScalePoint,
 };
+use super::watch_fanout::WatchFanout;
 
 /// One line of the targets table.
 struct Verdict {
@@ -98,6 +99,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
              rule, to the same two backend pods on node2.\n\n",
         );
         figure_table(&mut out, &results.ingress);
+    }
+    if let Some(fanout) = &results.watch_fanout {
+        watch_fanout_table(&mut out, fanout);
     }
     if !results.notes.is_empty() {
         out.push_str("\n## Notes\n\n");
@@ -240,6 +244,60 @@ fn control_plane_table(out: &mut String, cp: &ControlPlane) {
         mb(total),
         mb(cp.etcd_idle_rss_mb),
     );
+}
+
+/// One change → every simulated agent's watch, direct and through
+/// grpc-proxy: the delays, the last watcher's p99 against the direct
+/// run's and the 100 ms target, and what etcd and the proxy used.
+fn watch_fanout_table(out: &mut String, fanout: &WatchFanout) {
+    let _ = writeln!(
+        out,
+        "\n## Watch fan-out\n\n\
+         One Service change written to etcd, timed to each of {} simulated agents' watches \
+         ({} processes, {} changes). Arrival: every (change, watcher) receipt; last: per change, the \
+         last watcher's. CPU: milliseconds of each process's CPU time per change.\n\n\
+         | watchers reach | arrival p50 | arrival p99 | last p50 | last p99 | last p99 ÷ direct | \
+         last p99 ÷ 100 ms | write p50 | etcd CPU | etcd RSS idle → watching (peak) | proxy CPU, RSS | watchers' CPU | re-lists | \
+         load before |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        fanout.watchers, fanout.processes, fanout.changes
+    );
+    let direct_p99 = fanout.direct.delays.as_ref().map(|d| d.all_arrived_p99_ms);
+    let ms = |value: f64| format!("{value:.1} ms");
+    let mb = |value: Option<f64>| opt(value, |mb| format!("{mb:.0} MB"));
+    for (name, run) in fanout.runs() {
+        let Some(delays) = &run.delays else {
+            let why = run.error.as_deref().unwrap_or("no summary");
+            let _ = writeln!(out, "| {name} | not measured: {why} |||||||||||||");
+            continue;
+        };
+        let ratio = direct_p99
+            .filter(|direct| *direct > 0.0)
+            .map(|direct| delays.all_arrived_p99_ms / direct);
+        let cpu = |value: Option<f64>| opt(value, |ms| format!("{ms:.0} ms"));
+        let proxy = match (run.proxy_cpu_ms_per_change, run.proxy_rss_mb) {
+            (None, None) => "—".into(),
+            (ms, rss) => format!("{}, {}", cpu(ms), mb(rss)),
+        };
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {:.2}× | {} | {} | {} → {} ({}) | {proxy} | {} | {} | {} |",
+            ms(delays.arrival_p50_ms),
+            ms(delays.arrival_p99_ms),
+            ms(delays.all_arrived_p50_ms),
+            ms(delays.all_arrived_p99_ms),
+            opt(ratio, |r| format!("{r:.2}×")),
+            delays.all_arrived_p99_ms / FANOUT_TARGET_MS,
+            ms(delays.write_p50_ms),
+            cpu(run.etcd_cpu_ms_per_change),
+            mb(run.etcd_idle_rss_mb),
+            mb(run.etcd_rss_mb),
+            mb(run.etcd_peak_rss_mb),
+            cpu(run.watchers_cpu_ms_per_change),
+            delays.relists,
+            opt(run.load_before, |load| format!("{load:.1}")),
+        );
+    }
 }
 
 /// The DNS figures, then a Service's create → resolvable beside create →
@@ -412,8 +470,33 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
     if ran("scale") {
         scale_verdicts(results, &mut verdicts);
     }
+    if let Some(fanout) = &results.watch_fanout {
+        for (name, run) in fanout.runs() {
+            let delays = run.delays.as_ref();
+            verdicts.push(Verdict {
+                target: match name {
+                    "direct" => "one change → all simulated watchers, p99 ≤ 100 ms (direct)",
+                    _ => "one change → all simulated watchers, p99 ≤ 100 ms (grpc-proxy)",
+                },
+                measured: delays.map_or_else(
+                    || "not measured".into(),
+                    |d| {
+                        format!(
+                            "last of {} watchers {:.1} ms (each watcher's p99 {:.1} ms)",
+                            fanout.watchers, d.all_arrived_p99_ms, d.arrival_p99_ms
+                        )
+                    },
+                ),
+                met: delays.map(|d| d.all_arrived_p99_ms <= FANOUT_TARGET_MS),
+            });
+        }
+    }
     verdicts
 }
+
+/// The watch fan-out's target: the p99 of a change's arrival at the last
+/// of 5 000 watchers (issue 16).
+const FANOUT_TARGET_MS: f64 = 100.0;
 
 fn datapath_verdicts(
     results: &Results,
@@ -600,6 +683,49 @@ mod tests {
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
+    }
+
+    #[test]
+    fn watch_fanout_rows_give_the_last_watchers_p99_against_direct_and_target() {
+        use super::super::watch_fanout::{Delays, FanoutRun};
+        let run = |last_p99: f64| FanoutRun {
+            delays: Some(Delays {
+                arrival_p50_ms: 10.0,
+                arrival_p99_ms: 40.0,
+                all_arrived_p50_ms: 30.0,
+                all_arrived_p99_ms: last_p99,
+                write_p50_ms: 2.0,
+                relists: 0,
+            }),
+            etcd_idle_rss_mb: Some(25.0),
+            etcd_rss_mb: Some(400.0),
+            etcd_peak_rss_mb: Some(410.0),
+            etcd_cpu_ms_per_change: Some(130.0),
+            watchers_cpu_ms_per_change: Some(300.0),
+            load_before: Some(1.5),
+            ..FanoutRun::default()
+        };
+        let fanout = WatchFanout {
+            watchers: 5000,
+            processes: 4,
+            changes: 100,
+            direct: run(50.0),
+            grpc_proxy: FanoutRun {
+                proxy_cpu_ms_per_change: Some(180.0),
+                proxy_rss_mb: Some(90.0),
+                ..run(200.0)
+            },
+        };
+        let mut out = String::new();
+        watch_fanout_table(&mut out, &fanout);
+        assert!(
+            out.contains("| direct | 10.0 ms | 40.0 ms | 30.0 ms | 50.0 ms | 1.00× | 0.50× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | — | 300 ms | 0 | 1.5 |"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | 180 ms, 90 MB | 300 ms | 0 | 1.5 |"),
+            "{out}"
+        );
     }
 
     #[test]

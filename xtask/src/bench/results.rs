@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::watch_fanout::WatchFanout;
+
 /// One variant's samples of one figure, taken in interleaved rounds.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Samples {
@@ -220,6 +222,7 @@ pub struct Results {
     pub dns_propagation: Option<Propagation>,
     /// skiff's Ingress against nginx: requests/s, p50, p99.
     pub ingress: Vec<Figure>,
+    pub watch_fanout: Option<WatchFanout>,
     pub notes: Vec<String>,
 }
 
@@ -290,6 +293,9 @@ impl Results {
                     missing.push(format!("Service create → {name}: {:?}", measured.error));
                 }
             }
+        }
+        if let Some(fanout) = &self.watch_fanout {
+            missing.extend(fanout.missing());
         }
         missing
     }
@@ -402,6 +408,7 @@ mod tests {
             dns: Vec::new(),
             dns_propagation: None,
             ingress: Vec::new(),
+            watch_fanout: None,
             notes: Vec::new(),
         };
         let missing = results.missing();

@@ -253,13 +253,18 @@ fn endpoint(pod: &Pod) -> Endpoint {
 /// Resident memory of process `pid`, in MB (10^6 bytes), from
 /// /proc/PID/status.
 pub fn rss_mb(pid: u32) -> Result<f64> {
+    status_mb(pid, "VmRSS")
+}
+
+/// A memory figure of /proc/PID/status (`VmRSS`, `VmHWM`...) in MB.
+pub fn status_mb(pid: u32, field: &str) -> Result<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|value| value.trim().strip_suffix("kB"))
         .and_then(|kib| kib.trim().parse::<f64>().ok())
         .map(|kib| kib * 1024.0 / 1e6)
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))
 }

@@ -2,6 +2,10 @@
 //! built without it (`cargo xtask` must compile on a machine with no
 //! `protoc`).
 
+mod fanout;
+mod stamp;
+mod watchers;
+
 use std::io::{BufRead, Write};
 
 use anyhow::{Context, Result, bail};
@@ -28,15 +32,29 @@ enum Command {
         #[arg(long)]
         endpoint: String,
     },
+    /// Time one Service change from its write to its arrival at many
+    /// simulated agents' watches (see `fanout.rs`).
+    WatchFanout(fanout::Args),
+    /// One process of `watch-fanout`'s watchers.
+    #[command(hide = true)]
+    Watchers {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        count: usize,
+    },
 }
 
 fn main() -> Result<()> {
-    let Command::Put { endpoint } = Cli::parse().command;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(put(&endpoint))
+    match Cli::parse().command {
+        Command::Put { endpoint } => runtime.block_on(put(&endpoint)),
+        Command::WatchFanout(args) => runtime.block_on(fanout::run(args)),
+        Command::Watchers { endpoint, count } => runtime.block_on(watchers::run(endpoint, count)),
+    }
 }
 
 async fn put(endpoint: &str) -> Result<()> {
