@@ -42,6 +42,10 @@ pub const LIMIT_RANGES: &str = "/registry/limitranges";
 pub const ALLOCATIONS: &str = "/registry/skiff/allocations";
 /// One key per Node's pod CIDR, `<base>/<network>-<prefix length>`.
 pub const POD_CIDRS: &str = "/registry/skiff/podcidrs";
+/// Leader election's fence: rewritten by each new leader as it takes the
+/// lease, compared by every write of its controllers,
+/// `<base>/<namespace>/<lease name>`.
+pub const LEADER_FENCES: &str = "/registry/skiff/leaderfences";
 /// A key nothing writes, read to learn etcd's revision.
 pub const HEALTH: &str = "/registry/health";
 
