@@ -20,6 +20,7 @@ mod etcd_bulk;
 mod kube_api;
 mod kube_hash;
 mod kube_proxy;
+mod leader;
 mod load;
 mod machine;
 mod metrics;
@@ -86,6 +87,8 @@ pub enum Part {
     Dns,
     /// The Ingress against nginx.
     Ingress,
+    /// Leader kill → controllers acting again.
+    Leader,
 }
 
 impl Part {
@@ -97,6 +100,7 @@ impl Part {
             Part::PodStart => "pod-start",
             Part::Dns => "dns",
             Part::Ingress => "ingress",
+            Part::Leader => "leader",
         }
     }
 }
@@ -161,6 +165,7 @@ fn run(
         parts: parts.iter().map(|part| part.name()).collect(),
         control_plane: None,
         pod_start: None,
+        leader_failover: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -175,6 +180,13 @@ fn run(
             plan.pod_starts
         ));
         results.pod_start = Some(pod_start::measure(plan.pod_starts));
+    }
+    if parts.contains(&Part::Leader) {
+        progress.step(format_args!(
+            "leader kill → controllers acting: {} rounds",
+            plan.leader_kills
+        ));
+        results.leader_failover = Some(leader::measure(plan.leader_kills));
     }
     let (dns, ingress) = (parts.contains(&Part::Dns), parts.contains(&Part::Ingress));
     if dns || ingress {

@@ -22,6 +22,8 @@ pub struct Plan {
     pub pod_starts: usize,
     /// ClusterIP Services whose names the DNS figures query.
     pub dns_services: usize,
+    /// Leaders killed for the leader kill → controllers acting figure.
+    pub leader_kills: usize,
 }
 
 impl Plan {
@@ -37,6 +39,7 @@ impl Plan {
                 sync_timeout: Duration::from_secs(60),
                 pod_starts: 5,
                 dns_services: 100,
+                leader_kills: 2,
             }
         } else {
             Plan {
@@ -51,6 +54,7 @@ impl Plan {
                 sync_timeout: Duration::from_secs(120),
                 pod_starts: 20,
                 dns_services: 1000,
+                leader_kills: 5,
             }
         }
     }
