@@ -189,6 +189,7 @@ fn leader_killed_during_a_rollout() {
 }
 
 const NODE_PORT: u16 = 30080;
+const DNS_NODE_PORT: u16 = 30053;
 const LATE_VIP: &str = "10.96.0.11";
 
 /// Sends SIGSTOP or SIGCONT to each of `pids`.
@@ -218,8 +219,11 @@ fn control_plane_stopped_for_30_seconds() {
     web.put_service(|service| {
         service["spec"]["type"] = json!("NodePort");
         service["spec"]["ports"][0]["nodePort"] = json!(NODE_PORT);
+        service["spec"]["ports"][2]["nodePort"] = json!(DNS_NODE_PORT);
     });
-    let node_port = format!("{}:{NODE_PORT}", web.testbed.cluster().node(1).ip());
+    let node1 = web.testbed.cluster().node(1).ip();
+    let node_port = format!("{node1}:{NODE_PORT}");
+    let dns_node_port = format!("{node1}:{DNS_NODE_PORT}");
     eventually("the NodePort to answer", || {
         call_from_outside(&web, &["tcp", &node_port])[0]
             .is_ok()
@@ -231,9 +235,10 @@ fn control_plane_stopped_for_30_seconds() {
         .as_millis()
         .to_string();
     let during = ["--duration-ms", &duration, "--interval-ms", "100"];
-    // Established: one connected UDP socket kept for the whole stop; new:
-    // a TCP connection per attempt, to the ClusterIP from a pod and to the
-    // NodePort from outside.
+    // Established: one connected UDP socket kept for the whole stop, to the
+    // ClusterIP from a pod (socket LB) and to a NodePort from outside (per
+    // packet); new: a TCP connection per attempt, to the ClusterIP from a
+    // pod and to the NodePort from outside.
     let established = web
         .testbed
         .call_in_background(
@@ -252,9 +257,13 @@ fn control_plane_stopped_for_30_seconds() {
             &[&["tcp", "10.96.0.10:80"], &during[..]].concat(),
         )
         .expect("the ClusterIP loop starts");
-    let outside = thread::scope(|scope| {
+    let (outside, outside_established) = thread::scope(|scope| {
         let outside = scope.spawn(|| {
             call_from_outside(&web, &[&["tcp", node_port.as_str()], &during[..]].concat())
+        });
+        let established = scope.spawn(|| {
+            let flow = ["udp", &dns_node_port, "--connected", "--keep-socket"];
+            call_from_outside(&web, &[&flow[..], &during[..]].concat())
         });
         let pids = web.testbed.control_plane_pids();
         assert_eq!(pids.len(), 2, "etcd and skiff-control");
@@ -264,12 +273,16 @@ fn control_plane_stopped_for_30_seconds() {
         // The stop's length is the scenario, not a wait for a condition.
         thread::sleep(stopped_for);
         signal(&pids, "-CONT");
-        outside.join().expect("the outside loop finishes")
+        (
+            outside.join().expect("the outside loop finishes"),
+            established.join().expect("the outside flow finishes"),
+        )
     });
     let established = established.finish().expect("the established flow ends");
     let new = new.finish().expect("the ClusterIP loop ends");
     for (what, results) in [
-        ("established UDP flow", &established),
+        ("established ClusterIP UDP flow", &established),
+        ("established NodePort UDP flow", &outside_established),
         ("new ClusterIP connections", &new),
         ("new NodePort connections", &outside),
     ] {
