@@ -8,13 +8,20 @@
 //! Runs as root; clusters are serialised by the harness's lock.
 mod common;
 
-use std::{collections::BTreeSet, path::Path, process::Command, thread, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::Ipv4Addr,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::Duration,
+};
 
 use common::{Web, call_from_outside};
 use serde_json::{Value, json};
 use skiff_tests::{
-    CallResult, EndpointSpec, PortSpec, Testbed, endpoint_slice, endpoint_slice_key, kubectl,
-    service, service_key,
+    CallResult, EndpointSpec, PortSpec, ProcessGuard, Testbed, agent_binary, endpoint_slice,
+    endpoint_slice_key, kubectl, service, service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,9 +42,9 @@ fn kubectl_ok(kubeconfig: &Path, args: &[&str], input: &str) -> String {
     let mut child = kubectl(kubeconfig)
         .expect("kubectl is installed")
         .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl runs");
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
@@ -188,6 +195,12 @@ fn leader_killed_during_a_rollout() {
     );
 }
 
+/// `default/iperf`: long-lived TCP streams, one iperf3 server per port in
+/// web-b (a server runs one test at a time).
+const IPERF_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
+const IPERF_CLUSTER_IP_PORT: u16 = 5201;
+const IPERF_NODE_PORT_TARGET: u16 = 5202;
+const IPERF_NODE_PORT: u16 = 30202;
 const NODE_PORT: u16 = 30080;
 const DNS_NODE_PORT: u16 = 30053;
 const LATE_VIP: &str = "10.96.0.11";
@@ -201,6 +214,104 @@ fn signal(pids: &[u32], signal: &str) {
             .expect("kill runs");
         assert!(status.success(), "kill {signal} {pid}");
     }
+}
+
+/// Serves `default/iperf` from web-b: an iperf3 server on the ClusterIP's
+/// port and one behind the NodePort. Returns once node1's agent has
+/// programmed the Service.
+fn serve_iperf(web: &Web) -> Vec<ProcessGuard> {
+    let ports = [IPERF_CLUSTER_IP_PORT, IPERF_NODE_PORT_TARGET];
+    let servers = ports
+        .iter()
+        .map(|port| {
+            let mut command = web.b.command("iperf3");
+            command
+                .args(["--server", "--port", &port.to_string()])
+                .stdout(Stdio::null());
+            ProcessGuard::spawn(&mut command).expect("iperf3 server starts")
+        })
+        .collect();
+    let ports: Vec<PortSpec> = [("cluster-ip", ports[0]), ("node-port", ports[1])]
+        .into_iter()
+        .map(|(name, port)| PortSpec {
+            name,
+            protocol: "TCP",
+            port,
+            target_port: port,
+        })
+        .collect();
+    let mut object = service("default", "iperf", IPERF_VIP, &ports);
+    object["spec"]["type"] = json!("NodePort");
+    object["spec"]["ports"][1]["nodePort"] = json!(IPERF_NODE_PORT);
+    let store = web.testbed.store();
+    store
+        .put(&service_key("default", "iperf"), &object)
+        .expect("the iperf Service is written");
+    store
+        .put(
+            &endpoint_slice_key("default", "iperf-1"),
+            &endpoint_slice("default", "iperf-1", "iperf", &ports, &[web.ready(&web.b)]),
+        )
+        .expect("its EndpointSlice is written");
+    eventually("node1 to program default/iperf and web-b to listen", || {
+        let status = Command::new(agent_binary().expect("skiff-agent is built"))
+            .arg("status")
+            .arg("--bpffs")
+            .arg(web.testbed.cluster().bpffs_dir(1))
+            .output()
+            .expect("skiff-agent status runs");
+        let programmed = String::from_utf8_lossy(&status.stdout)
+            .lines()
+            .any(|line| line.starts_with(&format!("{IPERF_VIP}:{IPERF_CLUSTER_IP_PORT}/TCP")));
+        let listening = web
+            .b
+            .command("ss")
+            .args(["-Hltn", "sport = :5201 or sport = :5202"])
+            .output()
+            .expect("ss runs");
+        (programmed && String::from_utf8_lossy(&listening.stdout).lines().count() == 2)
+            .then_some(())
+    });
+    servers
+}
+
+/// An iperf3 client streaming to `target:port` for `seconds`, reporting
+/// every second, paced to stay cheap on a shared machine.
+fn start_stream(mut command: Command, target: Ipv4Addr, port: u16, seconds: u64) -> Child {
+    command
+        .args(["--client", &target.to_string(), "--port", &port.to_string()])
+        .args(["--time", &seconds.to_string(), "--interval", "1"])
+        .args(["--bitrate", "10M", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("iperf3 client starts")
+}
+
+/// The stream ended without an error and carried bytes in every second.
+fn assert_stream_flowed(name: &str, client: Child, seconds: u64) {
+    let output = client.wait_with_output().expect("iperf3 client ends");
+    let report: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{name}: iperf3 printed no JSON ({error}): {output:?}"));
+    assert!(
+        output.status.success() && report.get("error").is_none(),
+        "{name}: the stream failed: {}",
+        report["error"]
+    );
+    let intervals = report["intervals"].as_array().expect("intervals");
+    assert!(
+        intervals.len() as u64 >= seconds - 1,
+        "{name}: only {} intervals",
+        intervals.len()
+    );
+    let idle: Vec<usize> = (intervals.iter().enumerate())
+        .filter(|(_, interval)| interval["sum"]["bytes"].as_u64() == Some(0))
+        .map(|(second, _)| second)
+        .collect();
+    assert!(
+        idle.is_empty(),
+        "{name}: no byte through in seconds {idle:?}"
+    );
 }
 
 fn failures(results: &[CallResult]) -> Vec<&CallResult> {
@@ -230,12 +341,29 @@ fn control_plane_stopped_for_30_seconds() {
             .then_some(())
     });
 
+    let _servers = serve_iperf(&web);
+
     let stopped_for = Duration::from_secs(30);
+    let stream_seconds = stopped_for.as_secs() + 4;
+    let cluster_ip_stream = start_stream(
+        web.client.command("iperf3"),
+        IPERF_VIP,
+        IPERF_CLUSTER_IP_PORT,
+        stream_seconds,
+    );
+    let node_port_stream = start_stream(
+        web.testbed.cluster().ext().command("iperf3"),
+        node1,
+        IPERF_NODE_PORT,
+        stream_seconds,
+    );
     let duration = (stopped_for + Duration::from_secs(4))
         .as_millis()
         .to_string();
     let during = ["--duration-ms", &duration, "--interval-ms", "100"];
-    // Established: one connected UDP socket kept for the whole stop, to the
+    // Established: an iperf3 TCP stream to the ClusterIP from a pod and
+    // one to the NodePort from outside, and one connected UDP socket kept
+    // for the whole stop, to the
     // ClusterIP from a pod (socket LB) and to a NodePort from outside (per
     // packet); new: a TCP connection per attempt, to the ClusterIP from a
     // pod and to the NodePort from outside.
@@ -278,6 +406,8 @@ fn control_plane_stopped_for_30_seconds() {
             established.join().expect("the outside flow finishes"),
         )
     });
+    assert_stream_flowed("ClusterIP TCP stream", cluster_ip_stream, stream_seconds);
+    assert_stream_flowed("NodePort TCP stream", node_port_stream, stream_seconds);
     let established = established.finish().expect("the established flow ends");
     let new = new.finish().expect("the ClusterIP loop ends");
     for (what, results) in [
