@@ -2,11 +2,15 @@
 //! holds the leader lease (kube-controller-manager's and kube-scheduler's
 //! part of the control plane).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use skiff_etcd::backoff::Backoff;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{error, info, warn};
 
 use crate::api::Api;
 use crate::controllers::{
@@ -23,6 +27,44 @@ const DEBOUNCE: Duration = Duration::from_millis(20);
 
 /// How long a failed pass waits before the next.
 const RETRY: Duration = Duration::from_millis(500);
+
+/// A controller that has run this long without panicking starts over
+/// from the shortest restart delay.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// Runs the future `run` makes, again after each panic (100 ms doubling to
+/// 5 s between restarts), logging each panic with `name`. A task abort
+/// (the end of a term) still ends it.
+async fn supervise<F, Fut>(name: &'static str, run: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        let started = Instant::now();
+        let Err(panic) = AssertUnwindSafe(run()).catch_unwind().await else {
+            return;
+        };
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|message| (*message).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        error!(controller = name, panic = message, restart_in = ?delay, "controller panicked");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Runs `make()`'s controller under [`supervise`] on `tasks`.
+fn spawn<C: Controller>(tasks: &mut JoinSet<()>, context: &Context, make: fn() -> C) {
+    let context = context.clone();
+    tasks.spawn(async move { supervise(C::NAME, || drive(make(), context.clone())).await });
+}
 
 async fn drive<C: Controller>(mut controller: C, context: Context) {
     context.cache.wait_synced().await;
@@ -71,43 +113,40 @@ const CACHED: &[Kind] = &[
     Kind::IngressClass,
 ];
 
-/// Starts the cache, the scheduler and every controller on `tasks`.
-fn start_all(api: &Api, store: &Store, config: &Arc<ControllerConfig>, tasks: &mut JoinSet<()>) {
+/// Starts the cache, the scheduler and every controller on `tasks`, each
+/// writing through `api`.
+fn start_all(api: Api, store: Store, config: &Arc<ControllerConfig>, tasks: &mut JoinSet<()>) {
     let context = Context {
-        cache: Cache::start(store.clone(), CACHED, tasks),
-        client: Client::new(api.clone()),
+        cache: Cache::start(store, CACHED, tasks),
+        client: Client::new(api),
         config: config.clone(),
         identity: config
             .leader_election
             .as_ref()
             .map_or_else(default_identity, |election| election.identity.clone()),
     };
-    tasks.spawn(drive(Scheduler, context.clone()));
-    tasks.spawn(drive(endpointslice::EndpointSlices, context.clone()));
-    tasks.spawn(drive(endpoints::Endpoints, context.clone()));
-    tasks.spawn(drive(replicaset::ReplicaSets, context.clone()));
-    tasks.spawn(drive(replicaset::ReplicationControllers, context.clone()));
-    tasks.spawn(drive(deployment::Deployments, context.clone()));
-    tasks.spawn(drive(statefulset::StatefulSets, context.clone()));
-    tasks.spawn(drive(
-        crate::controllers::daemonset::DaemonSets,
-        context.clone(),
-    ));
-    tasks.spawn(drive(
-        nodelifecycle::NodeLifecycle::default(),
-        context.clone(),
-    ));
-    tasks.spawn(drive(podcidr::PodCidrs::default(), context.clone()));
-    tasks.spawn(drive(gc::GarbageCollector, context.clone()));
-    tasks.spawn(drive(namespace::Namespaces, context.clone()));
-    tasks.spawn(drive(volumebinder::VolumeBinder, context.clone()));
-    tasks.spawn(drive(localpath::LocalPathProvisioner, context.clone()));
-    tasks.spawn(drive(protection::Protection, context.clone()));
-    tasks.spawn(drive(job::Jobs::default(), context.clone()));
-    tasks.spawn(drive(cronjob::CronJobs::default(), context.clone()));
-    tasks.spawn(drive(resourcequota::ResourceQuotas, context.clone()));
-    tasks.spawn(drive(ingress::IngressEndpoints, context.clone()));
-    tasks.spawn(drive(ingress::IngressStatus::default(), context.clone()));
+    spawn(tasks, &context, || Scheduler);
+    spawn(tasks, &context, || endpointslice::EndpointSlices);
+    spawn(tasks, &context, || endpoints::Endpoints);
+    spawn(tasks, &context, || replicaset::ReplicaSets);
+    spawn(tasks, &context, || replicaset::ReplicationControllers);
+    spawn(tasks, &context, || deployment::Deployments);
+    spawn(tasks, &context, || statefulset::StatefulSets);
+    spawn(tasks, &context, || {
+        crate::controllers::daemonset::DaemonSets
+    });
+    spawn(tasks, &context, nodelifecycle::NodeLifecycle::default);
+    spawn(tasks, &context, podcidr::PodCidrs::default);
+    spawn(tasks, &context, || gc::GarbageCollector);
+    spawn(tasks, &context, || namespace::Namespaces);
+    spawn(tasks, &context, || volumebinder::VolumeBinder);
+    spawn(tasks, &context, || localpath::LocalPathProvisioner);
+    spawn(tasks, &context, || protection::Protection);
+    spawn(tasks, &context, job::Jobs::default);
+    spawn(tasks, &context, cronjob::CronJobs::default);
+    spawn(tasks, &context, || resourcequota::ResourceQuotas);
+    spawn(tasks, &context, || ingress::IngressEndpoints);
+    spawn(tasks, &context, ingress::IngressStatus::default);
 }
 
 /// Runs the controllers for as long as the future is polled: at once
@@ -116,7 +155,7 @@ pub async fn run(api: Api, store: Store, config: ControllerConfig) {
     let config = Arc::new(config);
     let Some(election) = config.leader_election.clone() else {
         let mut tasks = JoinSet::new();
-        start_all(&api, &store, &config, &mut tasks);
+        start_all(api, store, &config, &mut tasks);
         std::future::pending::<()>().await;
         return;
     };
@@ -124,13 +163,77 @@ pub async fn run(api: Api, store: Store, config: ControllerConfig) {
     loop {
         let term = election.acquire(&client, &store).await;
         info!(identity = election.identity, "leading: controllers start");
+        let fence = term.fence.clone();
         let mut tasks = JoinSet::new();
-        start_all(&api, &store, &config, &mut tasks);
+        start_all(
+            api.fenced(fence.clone()),
+            store.fenced(fence),
+            &config,
+            &mut tasks,
+        );
         election.hold(&client, &store, term).await;
-        tasks.abort_all();
+        // Every controller has stopped before the lease can expire.
+        tasks.shutdown().await;
         warn!(
             identity = election.identity,
             "lost the lease: controllers stop"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Log lines, kept for the test to read.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logs {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_controller_is_restarted_and_logged() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let runs = AtomicUsize::new(0);
+        let started = Instant::now();
+        supervise("flaky", || async {
+            match runs.fetch_add(1, Ordering::SeqCst) {
+                0 => panic!("first pass failed"),
+                1 => panic!("{} failed", "second pass"),
+                _ => {}
+            }
+        })
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "restarted after each panic");
+        // 100 ms, then 200 ms between restarts.
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let panics: Vec<&str> = logs
+            .lines()
+            .filter(|line| line.contains("controller panicked"))
+            .collect();
+        assert_eq!(panics.len(), 2, "{logs}");
+        assert!(panics[0].contains("controller=\"flaky\""), "{logs}");
+        assert!(panics[0].contains("first pass failed"), "{logs}");
+        assert!(panics[1].contains("second pass failed"), "{logs}");
     }
 }

@@ -27,6 +27,11 @@ impl Etcd {
         Self { etcd, url }
     }
 
+    /// etcd's process id, for tests that stop it.
+    pub fn pid(&self) -> u32 {
+        self.etcd.process().pid()
+    }
+
     /// A store, once etcd answers.
     pub async fn store(&self) -> Store {
         let deadline = Instant::now() + Duration::from_secs(10);

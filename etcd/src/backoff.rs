@@ -1,4 +1,4 @@
-//! Retry delays for reconnecting to etcd.
+//! Retry delays: for reconnecting to etcd, and for restarting what failed.
 
 use std::time::Duration;
 

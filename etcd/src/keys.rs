@@ -48,6 +48,10 @@ pub const POD_CIDRS: &str = "/registry/skiff/podcidrs";
 /// counts compactions, its value is the revision compacted to. The key
 /// kube-apiserver uses, so that both coordinate on one etcd.
 pub const COMPACT_REV: &str = "compact_rev_key";
+/// Leader election's fence: rewritten by each new leader as it takes the
+/// lease, compared by every write of its controllers,
+/// `<base>/<namespace>/<lease name>`.
+pub const LEADER_FENCES: &str = "/registry/skiff/leaderfences";
 /// A key nothing writes, read to learn etcd's revision.
 pub const HEALTH: &str = "/registry/health";
 

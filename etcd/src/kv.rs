@@ -34,6 +34,10 @@ pub enum EtcdError {
     Compacted { revision: i64 },
     #[error("etcd answered {operation} without a response header")]
     MissingHeader { operation: &'static str },
+    /// A fenced write after the fence moved on: the writer's term of
+    /// leadership is over.
+    #[error("write refused: {key} is no longer at revision {revision} (leadership lost)")]
+    Fenced { key: String, revision: i64 },
 }
 
 impl EtcdError {
@@ -188,12 +192,23 @@ impl Guarded {
     }
 }
 
+/// A write fence: a fenced client's writes apply only while `key` is still
+/// at `mod_revision`, checked in the writes' own transaction. The leader
+/// fences its controllers with the revision at which it took the lease, so
+/// a deposed leader's late writes fail instead of racing its successor's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub key: String,
+    pub mod_revision: i64,
+}
+
 /// etcd, through one gRPC channel. Cheap to clone: clones share it.
 #[derive(Clone)]
 pub struct Kv {
     client: Client,
     /// The leases expiring keys are written with.
     leases: Arc<Leases>,
+    fence: Option<Fence>,
 }
 
 impl Kv {
@@ -212,7 +227,17 @@ impl Kv {
         Ok(Self {
             client,
             leases: Arc::default(),
+            fence: None,
         })
+    }
+
+    /// This client, with every write guarded by `fence`.
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            client: self.client.clone(),
+            leases: self.leases.clone(),
+            fence: Some(fence),
+        }
     }
 
     /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.
@@ -385,23 +410,19 @@ impl Kv {
     /// Applies every write of `guarded` if all its guards hold: `Done` or
     /// `Conflict`.
     pub async fn commit(&self, guarded: Guarded) -> Result<Written, EtcdError> {
-        let writes = self.with_leases(guarded.writes, guarded.expiring).await?;
-        let txn = Txn::new().when(guarded.guards).and_then(writes);
-        self.txn(txn).await.map(|(written, _)| written)
+        self.txn(guarded, Vec::new())
+            .await
+            .map(|(written, _)| written)
     }
 
     /// `guarded` on `key`, telling a `Conflict` from a `Missing` key.
     async fn swap(&self, key: &str, guarded: Guarded) -> Result<Written, EtcdError> {
-        let writes = self.with_leases(guarded.writes, guarded.expiring).await?;
-        let txn = Txn::new()
-            .when(guarded.guards)
-            .and_then(writes)
-            .or_else([TxnOp::get(key, Some(GetOptions::new().with_count_only()))]);
-        let (written, response) = self.txn(txn).await?;
+        let count = TxnOp::get(key, Some(GetOptions::new().with_count_only()));
+        let (written, responses) = self.txn(guarded, vec![count]).await?;
         if written != Written::Conflict {
             return Ok(written);
         }
-        let exists = response.op_responses().into_iter().any(|op| match op {
+        let exists = responses.into_iter().any(|op| match op {
             TxnOpResponse::Get(get) => get.count() > 0,
             _ => false,
         });
@@ -430,16 +451,49 @@ impl Kv {
         Ok(writes)
     }
 
-    async fn txn(&self, txn: Txn) -> Result<(Written, etcd_client::TxnResponse), EtcdError> {
+    /// Runs `guarded` (plus the fence's guard), or else the reads of
+    /// `otherwise`, whose answers a `Conflict` returns. A failed fence is
+    /// `Fenced`, not a conflict: the fence's key is read back when a guard
+    /// fails.
+    async fn txn(
+        &self,
+        guarded: Guarded,
+        mut otherwise: Vec<TxnOp>,
+    ) -> Result<(Written, Vec<TxnOpResponse>), EtcdError> {
+        let mut guards = guarded.guards;
+        if let Some(fence) = &self.fence {
+            guards.push(Compare::mod_revision(
+                fence.key.as_str(),
+                CompareOp::Equal,
+                fence.mod_revision,
+            ));
+            let read = GetOptions::new().with_keys_only();
+            otherwise.push(TxnOp::get(fence.key.as_str(), Some(read)));
+        }
+        let writes = self.with_leases(guarded.writes, guarded.expiring).await?;
+        let txn = Txn::new().when(guards).and_then(writes).or_else(otherwise);
         let response = self.kv().txn(txn).await.map_err(EtcdError::of("txn", 0))?;
         if !response.succeeded() {
-            return Ok((Written::Conflict, response));
+            let mut responses = response.op_responses();
+            if let Some(fence) = &self.fence {
+                let held = match responses.pop() {
+                    Some(TxnOpResponse::Get(get)) => get.kvs().first().map(KeyValue::mod_revision),
+                    _ => None,
+                };
+                if held != Some(fence.mod_revision) {
+                    return Err(EtcdError::Fenced {
+                        key: fence.key.clone(),
+                        revision: fence.mod_revision,
+                    });
+                }
+            }
+            return Ok((Written::Conflict, responses));
         }
         let revision = response
             .header()
             .ok_or(EtcdError::MissingHeader { operation: "txn" })?
             .revision();
-        Ok((Written::Done { revision }, response))
+        Ok((Written::Done { revision }, Vec::new()))
     }
 }
 

@@ -6,7 +6,7 @@ pub mod keys;
 pub mod launcher;
 
 #[cfg(feature = "client")]
-mod backoff;
+pub mod backoff;
 #[cfg(feature = "client")]
 pub mod bulk;
 #[cfg(feature = "client")]

@@ -174,13 +174,31 @@ impl Testbed {
     /// loopback port with `extra` flags, and waits until it serves.
     /// Returns the kubeconfig it wrote; [`Testbed::kubectl`] uses it.
     pub fn start_control(&mut self, extra: &[&str]) -> Result<PathBuf> {
-        let log_path = self.log_dir.join("control.log");
+        let (control, kubeconfig) = self.spawn_control("control", extra)?;
+        self.control = Some(control);
+        Ok(kubeconfig)
+    }
+
+    /// Starts one more skiff-control on the same etcd (data directory and
+    /// log `<name>` under the testbed's), as another control-plane member,
+    /// and waits until it serves. The caller holds it (and may kill it);
+    /// the kubeconfig it returns reaches this member.
+    pub fn start_another_control(
+        &self,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<(ProcessGuard, PathBuf)> {
+        self.spawn_control(name, extra)
+    }
+
+    fn spawn_control(&self, name: &str, extra: &[&str]) -> Result<(ProcessGuard, PathBuf)> {
+        let log_path = self.log_dir.join(format!("{name}.log"));
         let log = fs::File::create(&log_path)
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_path.display()), e))?;
         let log_err = log
             .try_clone()
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
-        let data_dir = self.control_data_dir();
+        let data_dir = self.log_dir.join(name);
         let mut command = control_command(
             free_local_bind()?,
             &[self.etcd.local_endpoint()],
@@ -188,10 +206,17 @@ impl Testbed {
             extra,
         )?;
         command.stdin(Stdio::null()).stdout(log).stderr(log_err);
-        let control = self.control.insert(ProcessGuard::spawn(&mut command)?);
+        let mut control = ProcessGuard::spawn(&mut command)?;
         let kubeconfig = kubeconfig_path(&data_dir);
         wait_for_api(&kubeconfig, || control.is_running(), CONTROL_READY_TIMEOUT)?;
-        Ok(kubeconfig)
+        Ok((control, kubeconfig))
+    }
+
+    /// The process ids of etcd and of the skiff-control of
+    /// [`Testbed::start_control`]: the control plane, for tests that stop it.
+    pub fn control_plane_pids(&self) -> Vec<u32> {
+        let control = self.control.as_ref().map(ProcessGuard::pid);
+        std::iter::once(self.etcd.pid()).chain(control).collect()
     }
 
     /// `kubectl` against the skiff-control of [`Testbed::start_control`].
@@ -323,9 +348,18 @@ impl Drop for Testbed {
                     self.agent_log(node)
                 );
             }
-            if self.control.is_some() {
-                let log = fs::read_to_string(self.log_dir.join("control.log")).unwrap_or_default();
-                eprintln!("---- skiff-control log ----\n{log}");
+            // Every skiff-control's log: control.log and those of
+            // [`Testbed::start_another_control`].
+            let logs = fs::read_dir(&self.log_dir).into_iter().flatten().flatten();
+            for log in logs.filter(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.starts_with("control") && name.ends_with(".log")
+            }) {
+                let text = fs::read_to_string(log.path()).unwrap_or_default();
+                eprintln!(
+                    "---- skiff-control log {} ----\n{text}",
+                    log.file_name().display()
+                );
             }
         }
         // Agents first: a running one (its probes call runc) would make

@@ -51,4 +51,10 @@ impl Api {
         let env = Env::new(store.clone(), &config.network);
         Self { store, config, env }
     }
+
+    /// This API, with every write guarded by `fence`: what the leader's
+    /// controllers write through.
+    pub fn fenced(&self, fence: skiff_etcd::kv::Fence) -> Self {
+        Self::new(self.store.fenced(fence), self.config.clone())
+    }
 }

@@ -1,19 +1,23 @@
 //! Leader election through the Lease `kube-system/skiff-control`, as
 //! client-go's leaderelection does it: whoever renews the lease within its
 //! duration leads; a lease not renewed for that long may be taken over.
+//! Each new leader also moves a fence key (`LEADER_FENCES`) that its
+//! controllers' writes compare, so a deposed leader's writes fail.
 
 use std::time::Duration;
 
 use k8s_openapi::jiff::SignedDuration;
 use serde_json::{Value, json};
+use skiff_etcd::keys::LEADER_FENCES;
+use skiff_etcd::kv::{Fence, Guarded, Written};
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, warn};
 
-use super::client::{Client, written};
+use super::client::Client;
 use super::error::ControllerError;
 use super::kind::Kind;
 use super::meta;
-use crate::store::{Store, object_key};
+use crate::store::{Store, StoreError, object_key, resource_version_of};
 
 const NAMESPACE: &str = "kube-system";
 const LEASE: &str = "skiff-control";
@@ -46,50 +50,104 @@ pub fn default_identity() -> String {
     format!("{}_{}", host.trim(), std::process::id())
 }
 
-/// A term of leadership: when it was last renewed.
+/// A term of leadership: when its lease was last renewed, and the fence
+/// its controllers write under.
 pub struct Term {
+    /// When the last successful renewal started: the lease's `renewTime`
+    /// was set no earlier, so the lease lasts at least until this plus its
+    /// duration, as others see it.
     renewed: Instant,
+    pub fence: Fence,
 }
 
 impl LeaderElection {
-    /// Waits until this instance holds the lease.
+    /// How long after its last renewal a leader stops acting: well within
+    /// the lease, so that it has stopped before another may take over.
+    fn renew_deadline(&self) -> Duration {
+        self.lease_duration.mul_f64(2.0 / 3.0)
+    }
+
+    /// Waits until this instance holds the lease and has set the fence.
     pub async fn acquire(&self, client: &Client, store: &Store) -> Term {
         loop {
-            match self.try_take(client, store).await {
-                Ok(true) => {
+            let started = Instant::now();
+            let attempt = tokio::time::timeout(self.renew_deadline(), async {
+                match self.try_take(client, store).await? {
+                    Some(lease_revision) => self.fence(store, lease_revision).await,
+                    None => Ok(None),
+                }
+            });
+            match attempt.await {
+                Ok(Ok(Some(fence))) => {
                     return Term {
-                        renewed: Instant::now(),
+                        renewed: started,
+                        fence,
                     };
                 }
-                Ok(false) => {}
-                Err(error) => debug!(%error, "leader election attempt failed"),
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => debug!(%error, "leader election attempt failed"),
+                Err(_) => debug!("leader election attempt timed out"),
             }
             tokio::time::sleep(self.retry_period).await;
         }
     }
 
-    /// Renews the lease until that fails for longer than the lease lasts
-    /// (less a margin, so the old leader stops before a new one starts) or
-    /// someone else holds it.
+    /// Renews the lease until someone else holds it or no renewal has
+    /// succeeded within the renew deadline. Each attempt is cut off at
+    /// that deadline, so a blocked etcd call cannot keep a stale leader
+    /// acting.
     pub async fn hold(&self, client: &Client, store: &Store, mut term: Term) {
-        let deadline = self.lease_duration.mul_f64(2.0 / 3.0);
         loop {
             tokio::time::sleep(self.retry_period).await;
-            match self.try_take(client, store).await {
-                Ok(true) => term.renewed = Instant::now(),
-                Ok(false) => return,
-                Err(error) => debug!(%error, "lease renewal failed"),
+            let started = Instant::now();
+            let stop_at = term.renewed + self.renew_deadline();
+            match tokio::time::timeout_at(stop_at, self.try_take(client, store)).await {
+                Ok(Ok(Some(_))) => term.renewed = started,
+                Ok(Ok(None)) => return,
+                Ok(Err(error)) => debug!(%error, "lease renewal failed"),
+                Err(_) => warn!("lease renewal timed out"),
             }
-            if term.renewed.elapsed() > deadline {
+            if Instant::now() >= term.renewed + self.renew_deadline() {
                 return;
             }
         }
     }
 
-    /// Takes or renews the lease when it is ours or has expired; whether
-    /// this instance holds it now.
-    async fn try_take(&self, client: &Client, store: &Store) -> Result<bool, ControllerError> {
-        let key = object_key(Kind::Lease.storage(), Some(NAMESPACE), LEASE);
+    /// Moves the fence to this term: only while the lease is still at
+    /// `lease_revision` (as this instance took it). The fence's new
+    /// revision is the term's token; `None` when the lease moved on.
+    async fn fence(
+        &self,
+        store: &Store,
+        lease_revision: i64,
+    ) -> Result<Option<Fence>, ControllerError> {
+        let lease = lease_key();
+        let key = object_key(LEADER_FENCES, Some(NAMESPACE), LEASE);
+        let claim = Guarded::new()
+            .unchanged(&lease, lease_revision)
+            .put(&key, self.identity.as_str());
+        match store
+            .client()
+            .commit(claim)
+            .await
+            .map_err(StoreError::from)?
+        {
+            Written::Done { revision } => Ok(Some(Fence {
+                key,
+                mod_revision: revision,
+            })),
+            Written::Conflict | Written::Missing => Ok(None),
+        }
+    }
+
+    /// Takes or renews the lease when it is ours or has expired: the
+    /// lease's revision when this instance holds it now.
+    async fn try_take(
+        &self,
+        client: &Client,
+        store: &Store,
+    ) -> Result<Option<i64>, ControllerError> {
+        let key = lease_key();
         let now = meta::now_micro();
         let seconds = self.lease_duration.as_secs().max(1);
         let current = match store.get(&key).await {
@@ -108,8 +166,8 @@ impl LeaderElection {
                     },
                 });
                 return match client.create(Kind::Lease, Some(NAMESPACE), &lease).await {
-                    Ok(_) => Ok(true),
-                    Err(error) if error.is_conflict() => Ok(false),
+                    Ok(created) => Ok(Some(resource_version_of(&created))),
+                    Err(error) if error.is_conflict() => Ok(None),
                     Err(error) => Err(error.into()),
                 };
             }
@@ -118,7 +176,7 @@ impl LeaderElection {
         let spec = &current["spec"];
         let ours = spec["holderIdentity"].as_str() == Some(&self.identity);
         if !ours && !expired(spec) {
-            return Ok(false);
+            return Ok(None);
         }
         let mut lease: Value = current.clone();
         lease["spec"]["renewTime"] = now.clone();
@@ -131,8 +189,16 @@ impl LeaderElection {
         }
         // The resourceVersion read makes this a compare-and-swap: of two
         // instances taking over at once, one wins.
-        Ok(written(client.update(Kind::Lease, &lease).await)?)
+        match client.update(Kind::Lease, &lease).await {
+            Ok(updated) => Ok(Some(resource_version_of(&updated))),
+            Err(error) if error.is_conflict() || error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
+        }
     }
+}
+
+fn lease_key() -> String {
+    object_key(Kind::Lease.storage(), Some(NAMESPACE), LEASE)
 }
 
 /// Whether the lease was last renewed longer ago than it lasts. Wall-clock
@@ -145,4 +211,85 @@ fn expired(spec: &Value) -> bool {
     renewed
         .checked_add(lasts)
         .is_ok_and(|until| until < meta::timestamp_now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Api, ApiConfig};
+    use crate::test_support::Etcd;
+
+    fn election(identity: &str) -> LeaderElection {
+        LeaderElection {
+            identity: identity.to_owned(),
+            lease_duration: Duration::from_secs(1),
+            retry_period: Duration::from_millis(100),
+        }
+    }
+
+    fn namespace(name: &str) -> Value {
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })
+    }
+
+    #[tokio::test]
+    async fn a_deposed_leaders_writes_are_refused() {
+        let etcd = Etcd::start();
+        let store = etcd.store().await;
+        let api = Api::new(store.clone(), ApiConfig::default());
+        let client = Client::new(api.clone());
+        let first = election("first").acquire(&client, &store).await;
+        let deposed = Client::new(api.fenced(first.fence.clone()));
+        deposed
+            .create(Kind::Namespace, None, &namespace("first-term"))
+            .await
+            .expect("the leader writes within its term");
+
+        // "first" renews no more (as when its etcd calls block); once its
+        // lease has expired, "second" takes over and moves the fence.
+        let second = election("second").acquire(&client, &store).await;
+        assert!(second.fence.mod_revision > first.fence.mod_revision);
+        let refused = deposed
+            .create(Kind::Namespace, None, &namespace("late"))
+            .await
+            .expect_err("the deposed leader's write is refused");
+        assert!(refused.message.contains("leadership lost"), "{refused}");
+        assert!(matches!(
+            store
+                .get(&object_key(Kind::Namespace.storage(), None, "late"))
+                .await,
+            Err(StoreError::NotFound { .. })
+        ));
+        Client::new(api.fenced(second.fence))
+            .create(Kind::Namespace, None, &namespace("second-term"))
+            .await
+            .expect("the new leader writes");
+    }
+
+    #[tokio::test]
+    async fn a_leader_that_cannot_renew_stops_within_the_lease() {
+        let etcd = Etcd::start();
+        let store = etcd.store().await;
+        let client = Client::new(Api::new(store.clone(), ApiConfig::default()));
+        let election = election("only");
+        let term = election.acquire(&client, &store).await;
+        let acquired = Instant::now();
+        // etcd stops answering: each renewal blocks until cut off.
+        signal(&etcd, "-STOP");
+        election.hold(&client, &store, term).await;
+        let held = acquired.elapsed();
+        signal(&etcd, "-CONT");
+        assert!(
+            held < election.lease_duration,
+            "stopped {held:?} after the last renewal, lease {:?}",
+            election.lease_duration
+        );
+    }
+
+    fn signal(etcd: &Etcd, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &etcd.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
 }

@@ -13,7 +13,7 @@ mod watch;
 mod tests;
 
 use serde_json::Value;
-use skiff_etcd::kv::{Guarded, KeyRange, Kv, Written};
+use skiff_etcd::kv::{Fence, Guarded, KeyRange, Kv, Written};
 
 use codec::{decode, encode};
 
@@ -91,6 +91,13 @@ impl Store {
         Ok(Self {
             kv: Kv::connect(endpoints).await?,
         })
+    }
+
+    /// This store, with every write guarded by `fence` (see [`Fence`]).
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self {
+            kv: self.kv.fenced(fence),
+        }
     }
 
     /// The etcd client, for what keeps its own keys next to the objects

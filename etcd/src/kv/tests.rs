@@ -174,3 +174,36 @@ async fn events_expire_through_a_shared_lease_of_an_hour() {
     assert_eq!(kv.get(second).await.unwrap(), None);
     assert!(kv.get(pod).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn fenced_writes_apply_only_while_the_fence_holds() {
+    let (_etcd, kv) = etcd().await;
+    let Written::Done { revision: term } = kv.create("/t/fence", "first").await.unwrap() else {
+        panic!("the fence is created")
+    };
+    let fenced = kv.fenced(Fence {
+        key: "/t/fence".into(),
+        mod_revision: term,
+    });
+    let Written::Done { revision: created } = fenced.create("/t/a", "1").await.unwrap() else {
+        panic!("a write within the term applies")
+    };
+    // A plain conflict stays a conflict while the fence holds.
+    assert_eq!(fenced.create("/t/a", "2").await.unwrap(), Written::Conflict);
+    assert_eq!(
+        fenced.update("/t/gone", "1", 5).await.unwrap(),
+        Written::Missing
+    );
+
+    // Another holder moves the fence: every kind of write is refused.
+    kv.update("/t/fence", "second", term).await.unwrap();
+    let refused = |result: Result<Written, EtcdError>| matches!(result, Err(EtcdError::Fenced { revision, .. }) if revision == term);
+    assert!(refused(fenced.create("/t/b", "1").await));
+    assert!(refused(fenced.update("/t/a", "2", created).await));
+    assert!(refused(fenced.delete("/t/a", created).await));
+    assert!(refused(
+        fenced.commit(Guarded::new().put("/t/c", "1")).await
+    ));
+    assert_eq!(kv.get("/t/b").await.unwrap(), None);
+    assert_eq!(kv.get("/t/a").await.unwrap().unwrap().value, b"1");
+}

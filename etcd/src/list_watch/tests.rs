@@ -422,3 +422,40 @@ async fn progress_reports_reach_a_quiet_prefix() {
     drop(rx);
     runner.await.unwrap();
 }
+
+/// etcd stops answering (SIGSTOP) with the watch's connection still up:
+/// only the connection's keep-alives can tell. Every list-then-watch (the
+/// agent's Service, EndpointSlice and pod watches alike) connects with
+/// them, so the dead watch is dropped and, once etcd answers again, the
+/// consumer gets a fresh list instead of a watch that silently stalled.
+#[tokio::test]
+async fn a_stopped_etcd_is_noticed_by_keep_alives_and_re_listed() {
+    let (etcd, kv) = etcd().await;
+    put_service(&kv, "web", "10.96.0.10").await;
+    let (tx, mut rx) = mpsc::channel::<TestEvent>(16);
+    let _runner = tokio::spawn(objects(vec![etcd.local_endpoint()]).run(tx));
+    assert!(matches!(next_event(&mut rx).await, Event::Resync { .. }));
+
+    let signal = |signal: &str| {
+        let status = std::process::Command::new("kill")
+            .args([signal, &etcd.process().pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    // The outage: longer than a keep-alive's interval plus its timeout
+    // (10 s + 5 s, see `Kv::connect`).
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    signal("-CONT");
+    let resynced = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let Event::Resync { .. } = rx.recv().await.expect("run stopped") {
+                return;
+            }
+        }
+    });
+    resynced
+        .await
+        .expect("the stalled watch was replaced by a fresh list");
+}

@@ -21,6 +21,7 @@ mod etcd_bulk;
 mod kube_api;
 mod kube_hash;
 mod kube_proxy;
+mod leader;
 mod load;
 mod machine;
 mod metrics;
@@ -91,6 +92,8 @@ pub enum Part {
     /// One Service change to thousands of simulated agents' etcd watches,
     /// direct and through etcd's grpc-proxy.
     WatchFanout,
+    /// Leader kill → controllers acting again.
+    Leader,
 }
 
 impl Part {
@@ -103,6 +106,7 @@ impl Part {
             Part::Dns => "dns",
             Part::Ingress => "ingress",
             Part::WatchFanout => "watch-fanout",
+            Part::Leader => "leader",
         }
     }
 }
@@ -173,6 +177,7 @@ fn run(
         parts: parts.iter().map(|part| part.name()).collect(),
         control_plane: None,
         pod_start: None,
+        leader_failover: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -188,6 +193,13 @@ fn run(
             plan.pod_starts
         ));
         results.pod_start = Some(pod_start::measure(plan.pod_starts));
+    }
+    if parts.contains(&Part::Leader) {
+        progress.step(format_args!(
+            "leader kill → controllers acting: {} rounds",
+            plan.leader_kills
+        ));
+        results.leader_failover = Some(leader::measure(plan.leader_kills));
     }
     let (dns, ingress) = (parts.contains(&Part::Dns), parts.contains(&Part::Ingress));
     if dns || ingress {

@@ -25,6 +25,8 @@ pub struct Plan {
     /// Simulated agents' etcd watches, and the changes timed through them.
     pub fanout_watchers: usize,
     pub fanout_changes: usize,
+    /// Leaders killed for the leader kill → controllers acting figure.
+    pub leader_kills: usize,
 }
 
 impl Plan {
@@ -42,6 +44,7 @@ impl Plan {
                 dns_services: 100,
                 fanout_watchers: 500,
                 fanout_changes: 10,
+                leader_kills: 2,
             }
         } else {
             Plan {
@@ -58,6 +61,7 @@ impl Plan {
                 dns_services: 1000,
                 fanout_watchers: 5000,
                 fanout_changes: 100,
+                leader_kills: 5,
             }
         }
     }

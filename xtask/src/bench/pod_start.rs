@@ -27,7 +27,7 @@ pub fn measure(pods: usize) -> PodStart {
     }
 }
 
-fn measured(result: Result<Vec<f64>>) -> Measured {
+pub(super) fn measured(result: Result<Vec<f64>>) -> Measured {
     match result {
         Ok(samples) => Measured {
             latency: Latency::of(samples),

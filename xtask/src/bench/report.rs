@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::results::{
-    BaselineAtScale, Connect, ControlPlane, Figure, Measured, PodStart, Propagation, Results,
-    ScalePoint,
+    BaselineAtScale, Connect, ControlPlane, Figure, LeaderFailover, Measured, PodStart,
+    Propagation, Results, ScalePoint,
 };
 use super::watch_fanout::WatchFanout;
 
@@ -88,6 +88,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     }
     if let Some(pod_start) = &results.pod_start {
         pod_start_table(&mut out, pod_start);
+    }
+    if let Some(failover) = &results.leader_failover {
+        leader_failover_table(&mut out, failover);
     }
     if !results.dns.is_empty() {
         dns(&mut out, &results.dns, results.dns_propagation.as_ref());
@@ -351,6 +354,40 @@ fn latency_cells(measured: &Measured) -> String {
     }
 }
 
+/// Leader kill → controllers acting, p50 and p99, against the lease.
+fn leader_failover_table(out: &mut String, failover: &LeaderFailover) {
+    let _ = writeln!(
+        out,
+        "\n## Leader kill → controllers acting\n\n\
+         Two skiff-controls on one etcd, lease {:.0} ms, renewed every 500 ms. {} times the member \
+         holding the lease is killed (SIGKILL), a Deployment is created through the survivor's API, \
+         and the time runs from the kill to its ReplicaSet in etcd; a fresh standby joins before \
+         the next kill. A standby may take over only once the lease has gone unrenewed for its \
+         duration, so the lease is the baseline.\n\n\
+         | p50 | p99 | p50 vs lease | p99 vs lease | samples (ms) |\n|---|---|---|---|---|",
+        failover.lease_ms, failover.rounds
+    );
+    let Some(latency) = &failover.takeover.latency else {
+        let why = failover.takeover.error.as_deref().unwrap_or("no samples");
+        let _ = writeln!(out, "| — | — | — | — | not measured: {why} |");
+        return;
+    };
+    let samples: Vec<String> = latency
+        .samples_ms
+        .iter()
+        .map(|ms| format!("{ms:.0}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "| {:.0} ms | {:.0} ms | {:.2}× | {:.2}× | {} |",
+        latency.p50_ms,
+        latency.p99_ms,
+        latency.p50_ms / failover.lease_ms,
+        latency.p99_ms / failover.lease_ms,
+        samples.join(", "),
+    );
+}
+
 /// create → Ready, p50 and p99, the runner's against the process runner's.
 fn pod_start_table(out: &mut String, pod_start: &PodStart) {
     let _ = writeln!(
@@ -490,6 +527,21 @@ fn verdicts(results: &Results) -> Vec<Verdict> {
                 met: delays.map(|d| d.all_arrived_p99_ms <= FANOUT_TARGET_MS),
             });
         }
+    }
+    if let Some(failover) = &results.leader_failover {
+        verdicts.push(Verdict {
+            target: "leader kill → controllers acting again ≤ lease + 2 s",
+            measured: failover.takeover.latency.as_ref().map_or_else(
+                || "not measured".to_owned(),
+                |latency| {
+                    format!(
+                        "p99 {:.0} ms, lease {:.0} ms",
+                        latency.p99_ms, failover.lease_ms
+                    )
+                },
+            ),
+            met: super::leader::within_target(&failover.takeover),
+        });
     }
     verdicts
 }

@@ -167,6 +167,15 @@ pub struct PodStart {
     pub baseline: Measured,
 }
 
+/// Leader kill → controllers acting again: milliseconds from the leader's
+/// SIGKILL to the standby's first ReplicaSet, against the lease.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LeaderFailover {
+    pub lease_ms: f64,
+    pub rounds: usize,
+    pub takeover: Measured,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Measured {
     pub latency: Option<Latency>,
@@ -217,6 +226,7 @@ pub struct Results {
     pub parts: Vec<&'static str>,
     pub control_plane: Option<ControlPlane>,
     pub pod_start: Option<PodStart>,
+    pub leader_failover: Option<LeaderFailover>,
     /// skiff's agent against dnsmasq: queries/s, p50, p99.
     pub dns: Vec<Figure>,
     pub dns_propagation: Option<Propagation>,
@@ -282,6 +292,14 @@ impl Results {
                     missing.push(format!("pod start latency, {name}: {:?}", measured.error));
                 }
             }
+        }
+        if let Some(failover) = &self.leader_failover
+            && failover.takeover.latency.is_none()
+        {
+            missing.push(format!(
+                "leader kill → controllers acting: {:?}",
+                failover.takeover.error
+            ));
         }
         if let Some(propagation) = &self.dns_propagation {
             for (name, measured) in [
@@ -405,6 +423,7 @@ mod tests {
                     error: None,
                 },
             }),
+            leader_failover: None,
             dns: Vec::new(),
             dns_propagation: None,
             ingress: Vec::new(),
