@@ -2,7 +2,8 @@
 //! cluster (`skiff-ext`) on a node's address with curl: host and path
 //! routing (exact, wildcard, Exact and Prefix paths, a named Service
 //! port), 404 for an unknown host, 503 naming the Ingress and Service for
-//! a missing Service, TLS chosen by SNI with HTTP/2 by ALPN, a Secret
+//! a missing Service, TLS chosen by SNI with HTTP/2 by ALPN and reloaded
+//! when its Secret changes, a Secret
 //! without `tls.crt` that leaves its host served over HTTP, and the
 //! forwarding headers' absence of a client-made `X-Forwarded-Proto`.
 mod common;
@@ -200,6 +201,32 @@ fn ingress_routes_by_host_and_path_with_tls_by_sni() {
         ],
     );
     assert_eq!(code, 0, "the default certificate is not a.example.com's");
+
+    // A new certificate in the Secret is served without a restart: curl
+    // trusting only the new one succeeds once the agent has reloaded.
+    let renewed = rcgen::generate_simple_self_signed(vec!["a.example.com".to_owned()]).unwrap();
+    store
+        .put(
+            "/registry/secrets/default/a-tls",
+            &tls_secret(
+                "a-tls",
+                json!({ "tls.crt": b64(&renewed.cert.pem()), "tls.key": b64(&renewed.signing_key.serialize_pem()) }),
+            ),
+        )
+        .unwrap();
+    std::fs::write(&ca, renewed.cert.pem()).unwrap();
+    let resolve = format!("a.example.com:443:{node}");
+    let https = [
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "https://a.example.com/x",
+    ];
+    skiff_tests::eventually("the renewed certificate served", TIMEOUT, || {
+        let (code, body, _) = curl(&web, &https);
+        (code == 200 && both.contains(body.trim())).then_some(())
+    });
     let _ = std::fs::remove_file(&ca);
 
     // The agent says what it serves.
