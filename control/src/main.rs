@@ -14,6 +14,7 @@ use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::server::{self, ServerConfig};
+use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -23,8 +24,11 @@ use tracing::info;
 /// (every start). Clients authenticate with a certificate signed by that CA
 /// or a bearer token from --token-file.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to serve HTTPS on; repeat for several.
     #[arg(
         long = "bind",
@@ -43,7 +47,7 @@ struct Args {
     etcd: Vec<String>,
 
     /// Directory for the PKI (and the default kubeconfig).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/skiff-control")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
 
     /// Extra IP address or DNS name for the serving certificate; repeat for
@@ -127,6 +131,16 @@ struct Args {
     /// its node (it needs `rm`; no registry is reached, it must be imported).
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
     local_path_helper_image: String,
+
+    #[command(flatten)]
+    snapshots: ScheduleArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Backups: an etcd snapshot and the PKI in one archive.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 /// `40s`, `500ms`, `2m`, `1h`.
@@ -182,6 +196,10 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Snapshot(command)) = args.command {
+        return control::snapshot::cli::run(command).await;
+    }
+    let snapshots = args.snapshots.schedule(&args.data_dir, &args.etcd);
     let controllers = args.controllers.then(|| ControllerConfig {
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_duration: args.leader_elect_lease_duration,
@@ -218,6 +236,9 @@ async fn main() -> Result<()> {
     .await
     .context("starting skiff-control")?;
     info!(kubeconfig = %running.kubeconfig.display(), "ready");
+    if let Some(snapshots) = snapshots {
+        tokio::spawn(control::snapshot::schedule::run(snapshots));
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
