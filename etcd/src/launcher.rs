@@ -283,7 +283,7 @@ impl TempEtcd {
     pub fn start_prepared(
         binary: &Path,
         listen_ips: &[Ipv4Addr],
-        prepare: impl FnOnce(&EtcdConfig) -> Result<(), LaunchError>,
+        prepare: impl FnOnce(&EtcdConfig) -> io::Result<()>,
     ) -> Result<Self, LaunchError> {
         let dir = std::env::temp_dir().join(format!(
             "skiff-etcd-{}-{:08x}",
@@ -293,7 +293,11 @@ impl TempEtcd {
         fs::create_dir(&dir)
             .map_err(|e| LaunchError::io(format!("cannot create {}", dir.display()), e))?;
         let started = EtcdConfig::on_free_ports(dir.join("data"), listen_ips)
-            .and_then(|config| prepare(&config).map(|()| config))
+            .and_then(|config| {
+                prepare(&config)
+                    .map_err(|e| LaunchError::io("preparing etcd's data directory", e))?;
+                Ok(config)
+            })
             .and_then(|config| EtcdProcess::start(binary, config, &dir.join("etcd.log")));
         match started {
             Ok(process) => Ok(Self { process, dir }),

@@ -32,6 +32,7 @@ mod report;
 mod results;
 mod rig;
 mod rules;
+mod snapshot;
 mod sweep;
 
 use std::{
@@ -86,6 +87,8 @@ pub enum Part {
     Dns,
     /// The Ingress against nginx.
     Ingress,
+    /// Snapshot save and restore time against etcdctl.
+    Snapshot,
 }
 
 impl Part {
@@ -97,6 +100,7 @@ impl Part {
             Part::PodStart => "pod-start",
             Part::Dns => "dns",
             Part::Ingress => "ingress",
+            Part::Snapshot => "snapshot",
         }
     }
 }
@@ -161,6 +165,7 @@ fn run(
         parts: parts.iter().map(|part| part.name()).collect(),
         control_plane: None,
         pod_start: None,
+        snapshot: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -185,6 +190,20 @@ fn run(
         results.dns = measured.dns;
         results.dns_propagation = measured.dns_propagation;
         results.ingress = measured.ingress;
+    }
+    if parts.contains(&Part::Snapshot) {
+        progress.step(format_args!(
+            "snapshot save and restore at {} Services, {} rounds, against etcdctl",
+            plan.snapshot_services, plan.snapshot_rounds
+        ));
+        let dir = sh::workspace_root()
+            .join("target/bench")
+            .join(format!("snapshot-{}", std::process::id()));
+        results.snapshot = Some(snapshot::measure(
+            plan.snapshot_services,
+            plan.snapshot_rounds,
+            &dir,
+        ));
     }
     Ok(results)
 }

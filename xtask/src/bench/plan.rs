@@ -22,6 +22,9 @@ pub struct Plan {
     pub pod_starts: usize,
     /// ClusterIP Services whose names the DNS figures query.
     pub dns_services: usize,
+    /// Services in etcd when snapshots are saved and restored, and rounds.
+    pub snapshot_services: usize,
+    pub snapshot_rounds: usize,
 }
 
 impl Plan {
@@ -37,6 +40,8 @@ impl Plan {
                 sync_timeout: Duration::from_secs(60),
                 pod_starts: 5,
                 dns_services: 100,
+                snapshot_services: 1000,
+                snapshot_rounds: 1,
             }
         } else {
             Plan {
@@ -51,6 +56,8 @@ impl Plan {
                 sync_timeout: Duration::from_secs(120),
                 pod_starts: 20,
                 dns_services: 1000,
+                snapshot_services: 10_000,
+                snapshot_rounds: 5,
             }
         }
     }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, Measured, PodStart, Propagation, Results,
-    ScalePoint,
+    ScalePoint, SnapshotTimes,
 };
 
 /// One line of the targets table.
@@ -87,6 +87,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     }
     if let Some(pod_start) = &results.pod_start {
         pod_start_table(&mut out, pod_start);
+    }
+    if let Some(snapshot) = &results.snapshot {
+        snapshot_table(&mut out, snapshot);
     }
     if !results.dns.is_empty() {
         dns(&mut out, &results.dns, results.dns_propagation.as_ref());
@@ -336,6 +339,39 @@ fn pod_start_table(out: &mut String, pod_start: &PodStart) {
             versus(latency.p99_ms, baseline.map(|b| b.p99_ms)),
             samples.join(", "),
         );
+    }
+}
+
+/// Save and restore, skiff-control's against etcdctl's alone.
+fn snapshot_table(out: &mut String, snapshot: &SnapshotTimes) {
+    let _ = writeln!(
+        out,
+        "\n## Backup and restore\n\n\
+         `skiff-control snapshot save` (etcd's snapshot stream, its hash checked, and the PKI in a tar) \
+         and `skiff-control snapshot restore` (unpacked, checked, `etcdctl snapshot restore`) of an etcd \
+         holding {} Services with their EndpointSlices (snapshot {}), each a whole process run, \
+         against `etcdctl snapshot save` and `etcdctl snapshot restore` of the same etcd; medians.\n\n\
+         | step | skiff-control | etcdctl (baseline) | vs baseline |\n|---|---|---|---|",
+        snapshot.services,
+        opt(snapshot.etcd_mb, |mb| format!("{mb:.1} MiB")),
+    );
+    for (step, mine, baseline) in [
+        ("save", snapshot.save_ms, snapshot.save_baseline_ms),
+        ("restore", snapshot.restore_ms, snapshot.restore_baseline_ms),
+    ] {
+        let ratio = match (mine, baseline) {
+            (Some(mine), Some(baseline)) if baseline > 0.0 => format!("{:.2}×", mine / baseline),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {step} | {} | {} | {ratio} |",
+            opt(mine, |ms| format!("{ms:.0} ms")),
+            opt(baseline, |ms| format!("{ms:.0} ms")),
+        );
+    }
+    if let Some(error) = &snapshot.error {
+        let _ = writeln!(out, "\nNot measured: {error}");
     }
 }
 
@@ -600,6 +636,25 @@ mod tests {
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
+    }
+
+    #[test]
+    fn snapshot_rows_give_the_ratio_or_a_dash() {
+        let mut out = String::new();
+        snapshot_table(
+            &mut out,
+            &SnapshotTimes {
+                services: 10_000,
+                etcd_mb: Some(12.5),
+                save_ms: Some(300.0),
+                save_baseline_ms: Some(200.0),
+                restore_ms: Some(500.0),
+                ..SnapshotTimes::default()
+            },
+        );
+        assert!(out.contains("10000 Services"), "{out}");
+        assert!(out.contains("| save | 300 ms | 200 ms | 1.50× |"), "{out}");
+        assert!(out.contains("| restore | 500 ms | — | — |"), "{out}");
     }
 
     #[test]

@@ -165,6 +165,21 @@ pub struct PodStart {
     pub baseline: Measured,
 }
 
+/// Backup and restore at `services` Services: medians of whole process
+/// runs, skiff-control's against etcdctl's alone on the same etcd.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SnapshotTimes {
+    pub services: usize,
+    /// The etcd snapshot's size.
+    pub etcd_mb: Option<f64>,
+    pub save_ms: Option<f64>,
+    pub save_baseline_ms: Option<f64>,
+    pub restore_ms: Option<f64>,
+    pub restore_baseline_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Measured {
     pub latency: Option<Latency>,
@@ -215,6 +230,7 @@ pub struct Results {
     pub parts: Vec<&'static str>,
     pub control_plane: Option<ControlPlane>,
     pub pod_start: Option<PodStart>,
+    pub snapshot: Option<SnapshotTimes>,
     /// skiff's agent against dnsmasq: queries/s, p50, p99.
     pub dns: Vec<Figure>,
     pub dns_propagation: Option<Propagation>,
@@ -278,6 +294,17 @@ impl Results {
                 if measured.latency.is_none() {
                     missing.push(format!("pod start latency, {name}: {:?}", measured.error));
                 }
+            }
+        }
+        if let Some(snapshot) = &self.snapshot {
+            let times = [
+                snapshot.save_ms,
+                snapshot.save_baseline_ms,
+                snapshot.restore_ms,
+                snapshot.restore_baseline_ms,
+            ];
+            if times.iter().any(Option::is_none) {
+                missing.push(format!("snapshot save and restore: {:?}", snapshot.error));
             }
         }
         if let Some(propagation) = &self.dns_propagation {
@@ -399,13 +426,21 @@ mod tests {
                     error: None,
                 },
             }),
+            snapshot: Some(SnapshotTimes {
+                services: 10,
+                save_ms: Some(30.0),
+                save_baseline_ms: Some(20.0),
+                restore_ms: Some(40.0),
+                ..SnapshotTimes::default()
+            }),
             dns: Vec::new(),
             dns_propagation: None,
             ingress: Vec::new(),
             notes: Vec::new(),
         };
         let missing = results.missing();
-        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[1].starts_with("snapshot save and restore"));
         assert!(missing[0].starts_with("pps / skiff-tc"));
     }
 }
