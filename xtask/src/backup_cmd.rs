@@ -7,13 +7,15 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use skiff_tests::{EtcdConfig, control_binary};
+use skiff_tests::control_binary;
 
 use crate::{
     build_cmd,
     cluster_cmd::{self, UpArgs},
     cluster_files::{self, DATA_DIR, SUPERVISOR, run_dir},
-    setup, sh, utc,
+    setup, sh,
+    supervise_cmd::etcd_config,
+    utc,
 };
 
 #[derive(Args)]
@@ -33,11 +35,6 @@ pub struct RestoreArgs {
     pub nodes: Option<u16>,
 }
 
-/// The etcd `up` runs (standard ports), on its data directory.
-fn local_etcd() -> EtcdConfig {
-    EtcdConfig::standard(cluster_files::etcd_data_dir(), &[])
-}
-
 pub fn backup(args: &BackupArgs) -> Result<()> {
     if skiff_tests::Daemon::running_pid(run_dir(), SUPERVISOR)?.is_none() {
         bail!("no local cluster is up: `cargo xtask up` starts one");
@@ -53,7 +50,7 @@ pub fn backup(args: &BackupArgs) -> Result<()> {
             .args(["snapshot", "save"])
             .arg(&file)
             .arg("--etcd")
-            .arg(local_etcd().local_endpoint())
+            .arg(etcd_config().local_endpoint())
             .arg("--data-dir")
             .arg(cluster_files::control_data_dir()),
     )
@@ -63,7 +60,7 @@ pub fn backup(args: &BackupArgs) -> Result<()> {
 /// then brings the cluster up on it as `up` does after a reboot: the
 /// agents start with no state and run the restored pods anew.
 pub fn restore(args: &RestoreArgs) -> Result<()> {
-    let etcd = local_etcd();
+    let etcd = etcd_config();
     let control = cluster_files::control_data_dir();
     if etcd.data_dir.exists() || control.exists() {
         bail!("{DATA_DIR} holds a cluster: `cargo xtask down` removes it first");
