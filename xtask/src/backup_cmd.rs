@@ -33,6 +33,10 @@ pub struct RestoreArgs {
     /// Number of nodes of the restored cluster [default: 2].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
     pub nodes: Option<u16>,
+    /// Use the binaries as they are: no setup, no build (for tests that
+    /// built them already).
+    #[arg(long, hide = true)]
+    pub no_build: bool,
 }
 
 pub fn backup(args: &BackupArgs) -> Result<()> {
@@ -65,8 +69,10 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
     if etcd.data_dir.exists() || control.exists() {
         bail!("{DATA_DIR} holds a cluster: `cargo xtask down` removes it first");
     }
-    setup::setup()?;
-    build_cmd::compile(false)?;
+    if !args.no_build {
+        setup::setup()?;
+        build_cmd::compile(false)?;
+    }
     sh::run(
         Command::new(control_binary()?)
             .args(["snapshot", "restore"])
