@@ -113,7 +113,6 @@ fn restore(args: RestoreArgs) -> Result<()> {
             peer_url: args.etcd_peer_url,
         },
     };
-    eprintln!("restoring {}...", args.file.display());
     let restored = archive::restore(&args.file, &target)?;
     println!(
         "restored {} MiB of etcd data into {} (member {} at {}) and {} PKI files into {} in {:.1} s; \
