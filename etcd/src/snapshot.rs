@@ -35,6 +35,8 @@ pub enum SnapshotError {
     },
     #[error("the etcd snapshot stream ended before its SHA-256")]
     Truncated,
+    #[error("the etcd snapshot stream's SHA-256 does not match the database it sent")]
+    StreamHashMismatch,
     #[error("{}: not an etcd snapshot: {size} bytes", path.display())]
     TooShort { path: PathBuf, size: u64 },
     #[error("{}: the etcd snapshot's SHA-256 does not match its database (corrupt or truncated)", path.display())]
@@ -51,8 +53,9 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError 
 /// Streams a snapshot of the etcd at `endpoints` into `out` (a local file:
 /// its chunks of 32 KiB are written as they come), calling
 /// `progress(received, total)` after each chunk; returns the bytes
-/// written (the database and its hash). The stream's last message is the
-/// hash; a stream that ends before it is an error.
+/// written (the database and its hash). The database is hashed as it
+/// arrives and checked against the hash etcd sends last, so a snapshot
+/// that returns is whole.
 pub async fn save(
     endpoints: &[String],
     out: &mut impl Write,
@@ -62,19 +65,30 @@ pub async fn save(
     let mut client = Client::connect(endpoints, Some(options)).await?;
     let mut stream = client.snapshot().await?;
     let mut written = 0u64;
+    let mut hasher = Sha256::new();
+    // The database's chunks count down to 0 remaining; the hash follows as
+    // one message of its own (remaining 0 too).
     let mut database_done = false;
+    let mut sent_hash: Vec<u8> = Vec::new();
     while let Some(message) = stream.message().await? {
-        out.write_all(message.blob())
+        let blob = message.blob();
+        out.write_all(blob)
             .map_err(io_error("writing the snapshot"))?;
-        written += message.blob().len() as u64;
+        written += blob.len() as u64;
+        if database_done {
+            sent_hash.extend_from_slice(blob);
+        } else {
+            hasher.update(blob);
+            database_done = message.remaining_bytes() == 0;
+        }
         progress(written, written + message.remaining_bytes());
-        database_done = message.remaining_bytes() == 0;
     }
     out.flush().map_err(io_error("writing the snapshot"))?;
-    // The hash arrives as one message of its own after the last chunk
-    // (remaining 0 on both).
-    if !database_done || written < HASH_LEN {
+    if sent_hash.len() as u64 != HASH_LEN {
         return Err(SnapshotError::Truncated);
+    }
+    if hasher.finalize().as_slice() != sent_hash {
+        return Err(SnapshotError::StreamHashMismatch);
     }
     Ok(written)
 }

@@ -21,8 +21,9 @@ pub struct Saved {
 
 /// Saves a snapshot of the etcd at `endpoints` and the PKI of
 /// skiff-control's `data_dir` into the archive `file`, calling
-/// `progress(received, total)` as etcd's snapshot arrives. The archive
-/// appears complete or not at all: it is written beside `file` and renamed.
+/// `progress(received, total)` as etcd's snapshot arrives (its hash is
+/// checked as it does). The archive appears complete or not at all: it is
+/// written beside `file` and renamed.
 pub async fn save(
     endpoints: &[String],
     data_dir: &Path,
@@ -55,8 +56,6 @@ async fn save_via(
     // Reading and writing the files blocks; the scheduled save runs inside
     // the server.
     tokio::task::spawn_blocking(move || {
-        // A transfer that went wrong is caught now, not at restore time.
-        snapshot::verify(&database)?;
         let pki_files = write_archive(&data_dir, &file, &database)?;
         fs::remove_file(&database).map_err(io_error(format!("removing {}", database.display())))?;
         Ok(Saved {
