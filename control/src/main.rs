@@ -22,7 +22,9 @@ use tracing::info;
 /// On first start it creates a CA, a serving certificate and an admin
 /// client certificate in DATA_DIR/pki, and writes an admin kubeconfig
 /// (every start). Clients authenticate with a certificate signed by that CA
-/// or a bearer token from --token-file.
+/// or a bearer token from --token-file. `skiff-control snapshot save`
+/// backs up etcd and the PKI into one archive, `snapshot restore` restores
+/// one; the server also saves one on a schedule (--etcd-snapshot-*).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Args {

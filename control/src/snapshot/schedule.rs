@@ -42,6 +42,7 @@ pub async fn run(config: SnapshotSchedule) {
             error!(dir = %config.dir.display(), "the snapshot schedule has no next time; no more scheduled snapshots");
             return;
         };
+        info!(dir = %config.dir.display(), next = %next, retention = config.retention, "next scheduled snapshot");
         let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
         tokio::time::sleep(wait).await;
         match take(&config, next).await {
