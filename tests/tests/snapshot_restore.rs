@@ -164,8 +164,8 @@ fn service_addresses(testbed: &Testbed) -> BTreeMap<String, (String, Vec<u64>)> 
         .collect()
 }
 
-/// When each container of the web and client pods started, by pod: a
-/// restored pod the new agents run again has a new time.
+/// When the pod's container started: a restored pod the new agents run
+/// again has a new time.
 fn started(pod: &Value) -> Option<String> {
     pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
         .as_str()
@@ -198,8 +198,8 @@ fn parse(command: &mut Command) -> Vec<CallResult> {
     parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
 
-/// The backends that answered, once all `count` calls succeed and every
-/// web replica answered.
+/// Calls until every call of a round succeeds and every web replica
+/// answered.
 fn every_replica_answers(what: &str, pods: &[Value], mut call: impl FnMut() -> Vec<CallResult>) {
     let want: Vec<String> = pods
         .iter()
