@@ -171,3 +171,45 @@ impl ScheduleArgs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Flags {
+        #[command(flatten)]
+        schedule: ScheduleArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Flags, clap::Error> {
+        Flags::try_parse_from(std::iter::once("skiff-control").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn k3s_defaults_and_refused_values() {
+        let flags = parse(&[]).unwrap();
+        let schedule = flags
+            .schedule
+            .schedule(Path::new("/data"), &["http://etcd:2379".to_owned()])
+            .unwrap();
+        assert_eq!(schedule.retention, 5);
+        assert_eq!(schedule.dir, Path::new("/data/snapshots"));
+        let noon: jiff::Timestamp = "2026-12-06T11:59:00Z".parse().unwrap();
+        assert_eq!(
+            schedule.schedule.next_after(noon).unwrap().to_string(),
+            "2026-12-06T12:00:00Z"
+        );
+        let disabled = parse(&["--etcd-disable-snapshots"]).unwrap();
+        assert!(disabled.schedule.schedule(Path::new("/d"), &[]).is_none());
+        for refused in [
+            ["--etcd-snapshot-retention", "0"],
+            ["--etcd-snapshot-schedule-cron", "every noon"],
+        ] {
+            let error = parse(&refused).unwrap_err();
+            assert!(error.to_string().contains(refused[0]), "{error}");
+        }
+    }
+}
