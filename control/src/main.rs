@@ -15,6 +15,7 @@ use control::controllers::{
 };
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
 use control::server::{self, ServerConfig};
+use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -22,10 +23,15 @@ use tracing::info;
 /// On first start it creates a CA, a serving certificate and an admin
 /// client certificate in DATA_DIR/pki, and writes an admin kubeconfig
 /// (every start). Clients authenticate with a certificate signed by that CA
-/// or a bearer token from --token-file.
+/// or a bearer token from --token-file. `skiff-control snapshot save`
+/// backs up etcd and the PKI into one archive, `snapshot restore` restores
+/// one; the server also saves one on a schedule (--etcd-snapshot-*).
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to serve HTTPS on; repeat for several.
     #[arg(
         long = "bind",
@@ -44,7 +50,7 @@ struct Args {
     etcd: Vec<String>,
 
     /// Directory for the PKI (and the default kubeconfig).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/skiff-control")]
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
 
     /// Extra IP address or DNS name for the serving certificate; repeat for
@@ -145,6 +151,16 @@ struct Args {
     /// its node (it needs `rm`; no registry is reached, it must be imported).
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
     local_path_helper_image: String,
+
+    #[command(flatten)]
+    snapshots: ScheduleArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Backups: an etcd snapshot and the PKI in one archive.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
 }
 
 /// `40s`, `500ms`, `2m`, `1h`, or `0`.
@@ -208,6 +224,10 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(Command::Snapshot(command)) = args.command {
+        return control::snapshot::cli::run(command).await;
+    }
+    let snapshots = args.snapshots.schedule(&args.data_dir, &args.etcd);
     let controllers = args.controllers.then(|| ControllerConfig {
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_duration: args.leader_elect_lease_duration,
@@ -252,6 +272,9 @@ async fn main() -> Result<()> {
     .await
     .context("starting skiff-control")?;
     info!(kubeconfig = %running.kubeconfig.display(), "ready");
+    if let Some(snapshots) = snapshots {
+        tokio::spawn(control::snapshot::schedule::run(snapshots));
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 /// Where `cargo xtask setup` (Debian's etcd-server) installs etcd.
 pub const ETCD_BINARY: &str = "/usr/bin/etcd";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-const MEMBER_NAME: &str = "skiff";
+/// The member name every skiff etcd runs as (a restored snapshot must name it).
+pub const MEMBER_NAME: &str = "skiff";
 /// etcd's space quota: past it etcd raises the NOSPACE alarm and takes only
 /// reads and deletes. 2 GiB, etcd's own default, said explicitly so that the
 /// limit compaction and defragmentation keep the database under is visible.
@@ -124,6 +125,11 @@ impl EtcdConfig {
         url(Ipv4Addr::LOCALHOST, self.client_port)
     }
 
+    /// `http://127.0.0.1:PEER_PORT`, the member's peer URL.
+    pub fn peer_url(&self) -> String {
+        url(Ipv4Addr::LOCALHOST, self.peer_port)
+    }
+
     /// The command line of [`ETCD_BINARY`] for this configuration.
     pub fn command(&self) -> Command {
         self.command_of(Path::new(ETCD_BINARY))
@@ -134,7 +140,7 @@ impl EtcdConfig {
     pub fn command_of(&self, binary: &Path) -> Command {
         let mut client_urls = vec![self.local_endpoint()];
         client_urls.extend(self.listen_ips.iter().map(|ip| url(*ip, self.client_port)));
-        let peer = url(Ipv4Addr::LOCALHOST, self.peer_port);
+        let peer = self.peer_url();
         let mut cmd = Command::new(binary);
         cmd.arg("--name")
             .arg(MEMBER_NAME)
@@ -278,6 +284,17 @@ impl TempEtcd {
     }
 
     pub fn start_binary(binary: &Path, listen_ips: &[Ipv4Addr]) -> Result<Self, LaunchError> {
+        Self::start_prepared(binary, listen_ips, |_| Ok(()))
+    }
+
+    /// As [`TempEtcd::start_binary`], with `prepare` run on the chosen
+    /// configuration before etcd starts: it may fill the data directory
+    /// (a restored snapshot, which must name the member's peer URL).
+    pub fn start_prepared(
+        binary: &Path,
+        listen_ips: &[Ipv4Addr],
+        prepare: impl FnOnce(&EtcdConfig) -> io::Result<()>,
+    ) -> Result<Self, LaunchError> {
         let dir = std::env::temp_dir().join(format!(
             "skiff-etcd-{}-{:08x}",
             std::process::id(),
@@ -286,6 +303,11 @@ impl TempEtcd {
         fs::create_dir(&dir)
             .map_err(|e| LaunchError::io(format!("cannot create {}", dir.display()), e))?;
         let started = EtcdConfig::on_free_ports(dir.join("data"), listen_ips)
+            .and_then(|config| {
+                prepare(&config)
+                    .map_err(|e| LaunchError::io("preparing etcd's data directory", e))?;
+                Ok(config)
+            })
             .and_then(|config| EtcdProcess::start(binary, config, &dir.join("etcd.log")));
         match started {
             Ok(process) => Ok(Self { process, dir }),

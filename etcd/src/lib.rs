@@ -1,6 +1,7 @@
 //! Everything skiff knows about etcd, in one place: how objects are keyed
 //! (`keys`), how an etcd is launched (`launcher`), and (with the `client`
-//! feature) how to read, write, list and watch them.
+//! feature) how to read, write, list and watch them, and how to save and
+//! restore snapshots (`snapshot`).
 
 pub mod keys;
 pub mod launcher;
@@ -17,6 +18,8 @@ pub mod kv;
 pub mod list_watch;
 #[cfg(feature = "client")]
 pub mod maintenance;
+#[cfg(feature = "client")]
+pub mod snapshot;
 #[cfg(all(test, feature = "client"))]
 mod testing;
 #[cfg(feature = "client")]

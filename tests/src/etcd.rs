@@ -4,11 +4,12 @@
 //! started is skiff-etcd's; this adds the harness's errors and daemons.
 
 use std::fs;
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub use skiff_etcd::launcher::EtcdConfig;
-use skiff_etcd::launcher::{LaunchError, TempEtcd};
+use skiff_etcd::launcher::{ETCD_BINARY, LaunchError, TempEtcd};
 
 use crate::daemon::{Daemon, DaemonSpec};
 use crate::error::{HarnessError, Result};
@@ -27,6 +28,17 @@ impl Etcd {
     pub fn start(listen_ips: &[Ipv4Addr]) -> Result<Etcd> {
         Ok(Etcd {
             etcd: TempEtcd::start(listen_ips)?,
+        })
+    }
+
+    /// As [`Etcd::start`], on data `restore` puts into the (not yet
+    /// existing) data directory of the configuration it is given.
+    pub fn start_restored(
+        listen_ips: &[Ipv4Addr],
+        restore: impl FnOnce(&EtcdConfig) -> io::Result<()>,
+    ) -> Result<Etcd> {
+        Ok(Etcd {
+            etcd: TempEtcd::start_prepared(Path::new(ETCD_BINARY), listen_ips, restore)?,
         })
     }
 

@@ -3,9 +3,9 @@
 //! Each agent's log is kept in a file and printed when a test fails.
 use std::{
     fs,
-    io::Read,
-    path::PathBuf,
-    process::Stdio,
+    io::{self, Read},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     agent::{agent_command, run_pods_args, sync_count, wait_for_sync},
-    binaries::echo_binary,
+    binaries::{control_binary, echo_binary},
     cluster::{Cluster, ClusterSpec},
     cmd,
     control::{
@@ -22,7 +22,7 @@ use crate::{
     },
     echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
-    etcd::Etcd,
+    etcd::{Etcd, EtcdConfig},
     hosts::Pod,
     mounts,
     process::ProcessGuard,
@@ -70,17 +70,42 @@ impl Testbed {
         Self::start_with(nodes, true, later)
     }
 
+    /// As [`Testbed::start_running_pods`], on a cluster restored from
+    /// `archive` (`skiff-control snapshot save`): etcd starts on the
+    /// restored data and [`Testbed::start_control`] on the restored PKI.
+    pub fn start_restored(nodes: usize, archive: &Path) -> Result<Testbed> {
+        Self::start_from(nodes, true, &[], Some(archive))
+    }
+
     fn start_with(nodes: usize, run_pods: bool, later: &[usize]) -> Result<Testbed> {
+        Self::start_from(nodes, run_pods, later, None)
+    }
+
+    fn start_from(
+        nodes: usize,
+        run_pods: bool,
+        later: &[usize],
+        archive: Option<&Path>,
+    ) -> Result<Testbed> {
         if run_pods {
             crate::images::ensure_built().map_err(|err| {
                 HarnessError::Environment(format!("building the images for the agents: {err:#}"))
             })?;
         }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
-        let etcd = Etcd::start(&[cluster.control_plane_ip()])?;
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
         fs::create_dir_all(&log_dir)
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_dir.display()), e))?;
+        let listen = [cluster.control_plane_ip()];
+        let etcd = match archive {
+            None => Etcd::start(&listen)?,
+            Some(archive) => Etcd::start_restored(&listen, |config| {
+                let report = restore(archive, &control_data_dir(&log_dir), config);
+                report
+                    .map(|report| eprint!("{report}"))
+                    .map_err(io::Error::other)
+            })?,
+        };
         let mut testbed = Testbed {
             servers: Vec::new(),
             control: None,
@@ -234,7 +259,21 @@ impl Testbed {
 
     /// skiff-control's data directory (its PKI and kubeconfig).
     fn control_data_dir(&self) -> PathBuf {
-        self.log_dir.join("control")
+        control_data_dir(&self.log_dir)
+    }
+
+    /// `skiff-control snapshot save <archive>` of this cluster's etcd and
+    /// skiff-control's PKI; its report.
+    pub fn save_snapshot(&self, archive: &Path) -> Result<String> {
+        cmd::run(
+            Command::new(control_binary()?)
+                .args(["snapshot", "save"])
+                .arg(archive)
+                .arg("--etcd")
+                .arg(self.etcd.local_endpoint())
+                .arg("--data-dir")
+                .arg(self.control_data_dir()),
+        )
     }
 
     /// Runs kubectl with `args` and `input` on its stdin; its stdout, or
@@ -368,6 +407,26 @@ impl Drop for Testbed {
         mounts::unmount_below(&self.log_dir);
         let _ = fs::remove_dir_all(&self.log_dir);
     }
+}
+
+fn control_data_dir(log_dir: &Path) -> PathBuf {
+    log_dir.join("control")
+}
+
+/// `skiff-control snapshot restore` of `archive` into skiff-control's
+/// `data_dir` and the data directory of the etcd `config` describes.
+fn restore(archive: &Path, data_dir: &Path, config: &EtcdConfig) -> Result<String> {
+    cmd::run(
+        Command::new(control_binary()?)
+            .args(["snapshot", "restore"])
+            .arg(archive)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--etcd-data-dir")
+            .arg(&config.data_dir)
+            .arg("--etcd-peer-url")
+            .arg(config.peer_url()),
+    )
 }
 
 /// A `skiff-echo call` running in the background.

@@ -1,5 +1,6 @@
 //! `cargo xtask`: skiff's developer commands (see `cargo xtask --help`).
 
+mod backup_cmd;
 mod bench;
 mod build_cmd;
 // Only a test: it keeps the workspace's crates free of import circles.
@@ -132,6 +133,15 @@ enum Command {
     /// Says which it did.
     Down(cluster_cmd::DownArgs),
 
+    /// Save the local cluster: an etcd snapshot and skiff-control's PKI in
+    /// one archive (`skiff-control snapshot save`).
+    Backup(backup_cmd::BackupArgs),
+
+    /// Restore an archive of `backup` into a fresh local cluster: after
+    /// `down`, restores etcd's data and the PKI into /var/lib/skiff
+    /// (`skiff-control snapshot restore`), then runs `up` on them.
+    Restore(backup_cmd::RestoreArgs),
+
     /// Keep the local cluster's daemons running (started by `up`).
     #[command(hide = true)]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -155,6 +165,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Up(args) => cluster_cmd::up(&args),
         Command::Down(args) => cluster_cmd::down(&args),
+        Command::Backup(args) => backup_cmd::backup(&args),
+        Command::Restore(args) => backup_cmd::restore(&args),
         Command::Supervise(args) => supervise_cmd::supervise_cmd(&args),
         Command::Exec(args) => cluster_cmd::exec(&args),
     };

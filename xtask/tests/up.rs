@@ -1,7 +1,8 @@
 //! `cargo xtask up` and `down` on the machine's one local cluster (prefix
 //! `skiff`): the supervisor brings back killed daemons with the cluster's
-//! objects, pod addresses and Service traffic intact, and a second `up`
-//! changes nothing. Needs root and the binaries (`cargo xtask build`).
+//! objects, pod addresses and Service traffic intact, a second `up`
+//! changes nothing, and `backup`, `down`, `restore` bring back the objects
+//! and Service addresses. Needs root and the binaries (`cargo xtask build`).
 //!
 //! The local cluster's supervisor holds the machine-wide cluster lock while
 //! it runs, so other cluster tests wait for it; these tests take turns by a
@@ -464,4 +465,46 @@ fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
     );
     assert_eq!(cluster.map("deployments", identity), objects_before);
     assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+}
+
+#[test]
+fn backup_down_restore_brings_back_objects_service_addresses_and_traffic() {
+    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
+    let cluster = LocalCluster::up();
+    let identity = |o: &Value| serde_json::json!([o["metadata"]["uid"], o["spec"]]);
+    let objects = |c: &LocalCluster| ["deployments", "services"].map(|what| c.map(what, identity));
+    let objects_before = objects(&cluster);
+    let archive = std::env::temp_dir().join(format!("skiff-backup-{}.tar", std::process::id()));
+
+    let output = xtask(&["backup", &archive.to_string_lossy()]);
+    let said = text(&output);
+    assert!(output.status.success(), "`backup` failed:\n{said}");
+    assert!(said.contains("saved "), "{said}");
+    let output = xtask(&["down"]);
+    assert!(output.status.success(), "`down` failed:\n{}", text(&output));
+    assert!(!Path::new(DATA_DIR).exists());
+
+    let output = xtask(&["restore", &archive.to_string_lossy(), "--no-build"]);
+    let said = text(&output);
+    let _ = fs::remove_file(&archive);
+    assert!(output.status.success(), "`restore` failed:\n{said}");
+    assert!(
+        said.contains("restored ") && said.contains("skiff is up"),
+        "{said}"
+    );
+    wait_for("every pod to be Ready", || cluster.all_pods_ready());
+    assert_eq!(
+        objects(&cluster),
+        objects_before,
+        "objects, ClusterIPs or NodePorts differ after the restore"
+    );
+    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+
+    let output = xtask(&["restore", &archive.to_string_lossy(), "--no-build"]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("holds a cluster: `cargo xtask down` removes it first"),
+        "{}",
+        text(&output)
+    );
 }

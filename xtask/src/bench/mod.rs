@@ -34,6 +34,7 @@ mod report;
 mod results;
 mod rig;
 mod rules;
+mod snapshot;
 mod sweep;
 mod watch_fanout;
 
@@ -94,6 +95,8 @@ pub enum Part {
     WatchFanout,
     /// Leader kill → controllers acting again.
     Leader,
+    /// Snapshot save and restore time against etcdctl.
+    Snapshot,
 }
 
 impl Part {
@@ -107,6 +110,7 @@ impl Part {
             Part::Ingress => "ingress",
             Part::WatchFanout => "watch-fanout",
             Part::Leader => "leader",
+            Part::Snapshot => "snapshot",
         }
     }
 }
@@ -178,6 +182,7 @@ fn run(
         control_plane: None,
         pod_start: None,
         leader_failover: None,
+        snapshot: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -213,6 +218,20 @@ fn run(
     }
     if parts.contains(&Part::WatchFanout) {
         results.watch_fanout = Some(watch_fanout::measure(&plan, &progress));
+    }
+    if parts.contains(&Part::Snapshot) {
+        progress.step(format_args!(
+            "snapshot save and restore at {} Services, {} rounds, against etcdctl",
+            plan.snapshot_services, plan.snapshot_rounds
+        ));
+        let dir = sh::workspace_root()
+            .join("target/bench")
+            .join(format!("snapshot-{}", std::process::id()));
+        results.snapshot = Some(snapshot::measure(
+            plan.snapshot_services,
+            plan.snapshot_rounds,
+            &dir,
+        ));
     }
     Ok(results)
 }

@@ -27,6 +27,9 @@ pub struct Plan {
     pub fanout_changes: usize,
     /// Leaders killed for the leader kill → controllers acting figure.
     pub leader_kills: usize,
+    /// Services in etcd when snapshots are saved and restored, and rounds.
+    pub snapshot_services: usize,
+    pub snapshot_rounds: usize,
 }
 
 impl Plan {
@@ -45,6 +48,8 @@ impl Plan {
                 fanout_watchers: 500,
                 fanout_changes: 10,
                 leader_kills: 2,
+                snapshot_services: 1000,
+                snapshot_rounds: 1,
             }
         } else {
             Plan {
@@ -62,6 +67,8 @@ impl Plan {
                 fanout_watchers: 5000,
                 fanout_changes: 100,
                 leader_kills: 5,
+                snapshot_services: 10_000,
+                snapshot_rounds: 5,
             }
         }
     }

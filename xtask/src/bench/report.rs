@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, LeaderFailover, Measured, PodStart,
-    Propagation, Results, ScalePoint,
+    Propagation, Results, ScalePoint, SnapshotTimes,
 };
 use super::watch_fanout::WatchFanout;
 
@@ -91,6 +91,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     }
     if let Some(failover) = &results.leader_failover {
         leader_failover_table(&mut out, failover);
+    }
+    if let Some(snapshot) = &results.snapshot {
+        snapshot_table(&mut out, snapshot);
     }
     if !results.dns.is_empty() {
         dns(&mut out, &results.dns, results.dns_propagation.as_ref());
@@ -431,6 +434,39 @@ fn pod_start_table(out: &mut String, pod_start: &PodStart) {
             versus(latency.p99_ms, baseline.map(|b| b.p99_ms)),
             samples.join(", "),
         );
+    }
+}
+
+/// Save and restore, skiff-control's against etcdctl's alone.
+fn snapshot_table(out: &mut String, snapshot: &SnapshotTimes) {
+    let _ = writeln!(
+        out,
+        "\n## Backup and restore\n\n\
+         `skiff-control snapshot save` (etcd's snapshot stream, its hash checked, and the PKI in a tar) \
+         and `skiff-control snapshot restore` (unpacked, checked, `etcdctl snapshot restore`) of an etcd \
+         holding {} Services with their EndpointSlices (snapshot {}), each a whole process run, \
+         against `etcdctl snapshot save` and `etcdctl snapshot restore` of the same etcd; medians.\n\n\
+         | step | skiff-control | etcdctl (baseline) | vs baseline |\n|---|---|---|---|",
+        snapshot.services,
+        opt(snapshot.etcd_mb, |mb| format!("{mb:.1} MiB")),
+    );
+    for (step, mine, baseline) in [
+        ("save", snapshot.save_ms, snapshot.save_baseline_ms),
+        ("restore", snapshot.restore_ms, snapshot.restore_baseline_ms),
+    ] {
+        let ratio = match (mine, baseline) {
+            (Some(mine), Some(baseline)) if baseline > 0.0 => format!("{:.2}×", mine / baseline),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "| {step} | {} | {} | {ratio} |",
+            opt(mine, |ms| format!("{ms:.0} ms")),
+            opt(baseline, |ms| format!("{ms:.0} ms")),
+        );
+    }
+    if let Some(error) = &snapshot.error {
+        let _ = writeln!(out, "\nNot measured: {error}");
     }
 }
 
@@ -778,6 +814,25 @@ mod tests {
             out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | 180 ms, 90 MB | 300 ms | 0 | 1.5 |"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn snapshot_rows_give_the_ratio_or_a_dash() {
+        let mut out = String::new();
+        snapshot_table(
+            &mut out,
+            &SnapshotTimes {
+                services: 10_000,
+                etcd_mb: Some(12.5),
+                save_ms: Some(300.0),
+                save_baseline_ms: Some(200.0),
+                restore_ms: Some(500.0),
+                ..SnapshotTimes::default()
+            },
+        );
+        assert!(out.contains("10000 Services"), "{out}");
+        assert!(out.contains("| save | 300 ms | 200 ms | 1.50× |"), "{out}");
+        assert!(out.contains("| restore | 500 ms | — | — |"), "{out}");
     }
 
     #[test]

@@ -176,6 +176,21 @@ pub struct LeaderFailover {
     pub takeover: Measured,
 }
 
+/// Backup and restore at `services` Services: medians of whole process
+/// runs, skiff-control's against etcdctl's alone on the same etcd.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct SnapshotTimes {
+    pub services: usize,
+    /// The etcd snapshot's size.
+    pub etcd_mb: Option<f64>,
+    pub save_ms: Option<f64>,
+    pub save_baseline_ms: Option<f64>,
+    pub restore_ms: Option<f64>,
+    pub restore_baseline_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Measured {
     pub latency: Option<Latency>,
@@ -227,6 +242,7 @@ pub struct Results {
     pub control_plane: Option<ControlPlane>,
     pub pod_start: Option<PodStart>,
     pub leader_failover: Option<LeaderFailover>,
+    pub snapshot: Option<SnapshotTimes>,
     /// skiff's agent against dnsmasq: queries/s, p50, p99.
     pub dns: Vec<Figure>,
     pub dns_propagation: Option<Propagation>,
@@ -300,6 +316,17 @@ impl Results {
                 "leader kill → controllers acting: {:?}",
                 failover.takeover.error
             ));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            let times = [
+                snapshot.save_ms,
+                snapshot.save_baseline_ms,
+                snapshot.restore_ms,
+                snapshot.restore_baseline_ms,
+            ];
+            if times.iter().any(Option::is_none) {
+                missing.push(format!("snapshot save and restore: {:?}", snapshot.error));
+            }
         }
         if let Some(propagation) = &self.dns_propagation {
             for (name, measured) in [
@@ -424,6 +451,13 @@ mod tests {
                 },
             }),
             leader_failover: None,
+            snapshot: Some(SnapshotTimes {
+                services: 10,
+                save_ms: Some(30.0),
+                save_baseline_ms: Some(20.0),
+                restore_ms: Some(40.0),
+                ..SnapshotTimes::default()
+            }),
             dns: Vec::new(),
             dns_propagation: None,
             ingress: Vec::new(),
@@ -431,7 +465,8 @@ mod tests {
             notes: Vec::new(),
         };
         let missing = results.missing();
-        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(missing[1].starts_with("snapshot save and restore"));
         assert!(missing[0].starts_with("pps / skiff-tc"));
     }
 }
