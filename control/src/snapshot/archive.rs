@@ -334,6 +334,7 @@ mod tests {
             client_port,
             peer_port,
             listen_ips: Vec::new(),
+            quota_backend_bytes: skiff_etcd::launcher::DEFAULT_QUOTA_BACKEND_BYTES,
         };
         let restored_etcd =
             EtcdProcess::start(Path::new(ETCD_BINARY), config, &root.join("etcd.log")).unwrap();
