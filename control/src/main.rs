@@ -1,6 +1,6 @@
 //! skiff-control: serves the Kubernetes API from etcd.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use control::api::{ApiConfig, ServiceNetwork};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
-use control::server::{self, ServerConfig};
+use control::server::{self, ClientTls, JoinToken, ServerConfig};
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -41,6 +41,40 @@ struct Args {
         default_value = "http://127.0.0.1:2379"
     )]
     etcd: Vec<String>,
+
+    /// CA of an etcd that serves TLS (with --etcd-certfile and
+    /// --etcd-keyfile, for `https://` endpoints).
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    etcd_cafile: Option<PathBuf>,
+
+    /// Client certificate towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_certfile: Option<PathBuf>,
+
+    /// Client key towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_keyfile: Option<PathBuf>,
+
+    /// Join the control plane of the member serving at this URL
+    /// (https://ADDR:PORT): fetch its CAs with --token instead of creating
+    /// them.
+    #[arg(long, value_name = "URL", requires = "token")]
+    join: Option<String>,
+
+    /// The join token, `K10<ca-hash>::server:<secret>`, as the first member
+    /// wrote it to DATA_DIR/token.
+    #[arg(long, value_name = "TOKEN", requires = "join", value_parser = parse_token)]
+    token: Option<JoinToken>,
+
+    /// Issue this member's etcd certificate for this address (and the etcd
+    /// CA, on the first member) in DATA_DIR/pki/etcd.
+    #[arg(long, value_name = "IP")]
+    etcd_member_ip: Option<IpAddr>,
+
+    /// Prepare the PKI (create it or join, issue the etcd certificate,
+    /// write the token) and exit, so that etcd can start with it.
+    #[arg(long)]
+    pki_only: bool,
 
     /// Directory for the PKI (and the default kubeconfig).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/skiff-control")]
@@ -129,6 +163,10 @@ struct Args {
     local_path_helper_image: String,
 }
 
+fn parse_token(text: &str) -> Result<JoinToken, String> {
+    JoinToken::parse(text).map_err(|error| error.to_string())
+}
+
 /// `40s`, `500ms`, `2m`, `1h`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
@@ -196,10 +234,21 @@ async fn main() -> Result<()> {
         local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
     });
-    let running = server::start(ServerConfig {
+    let etcd_tls = match (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile) {
+        (Some(ca_file), Some(cert_file), Some(key_file)) => Some(ClientTls {
+            ca_file,
+            cert_file,
+            key_file,
+        }),
+        _ => None,
+    };
+    let config = ServerConfig {
         binds: args.binds,
         etcd: args.etcd,
+        etcd_tls,
         data_dir: args.data_dir,
+        join: args.join.zip(args.token),
+        etcd_member_ip: args.etcd_member_ip,
         advertise_addresses: args.advertise_addresses,
         advertise_url: args.advertise_url,
         kubeconfig_out: args.kubeconfig_out,
@@ -214,9 +263,17 @@ async fn main() -> Result<()> {
             ..ApiConfig::default()
         },
         controllers,
-    })
-    .await
-    .context("starting skiff-control")?;
+    };
+    if args.pki_only {
+        server::prepare_pki(&config)
+            .await
+            .context("preparing the PKI")?;
+        info!(token = %server::token_path(&config.data_dir).display(), "PKI ready");
+        return Ok(());
+    }
+    let running = server::start(config)
+        .await
+        .context("starting skiff-control")?;
     info!(kubeconfig = %running.kubeconfig.display(), "ready");
     tokio::signal::ctrl_c()
         .await

@@ -3,11 +3,12 @@
 //! compare-and-swap on `mod_revision` (or on absence), alone or several in
 //! one transaction.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, Txn, TxnOp,
-    TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    KvClient, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
 };
 
 use crate::backoff::Backoff;
@@ -32,6 +33,41 @@ pub enum EtcdError {
     Compacted { revision: i64 },
     #[error("etcd answered {operation} without a response header")]
     MissingHeader { operation: &'static str },
+    #[error("reading {}: {source}", path.display())]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to reach an etcd that serves clients over TLS and asks for a client
+/// certificate: kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile` (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl ClientTls {
+    /// The three files read now, so a missing one fails the connect and
+    /// not each later call.
+    fn options(&self) -> Result<TlsOptions, EtcdError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| EtcdError::TlsFile {
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca_file)?))
+            .identity(Identity::from_pem(
+                read(&self.cert_file)?,
+                read(&self.key_file)?,
+            )))
+    }
 }
 
 impl EtcdError {
@@ -174,10 +210,22 @@ impl Kv {
     /// leaving a watch waiting forever; only while a call is open, as etcd
     /// answers pings on an idle connection with GOAWAY.
     pub async fn connect(endpoints: &[String]) -> Result<Self, EtcdError> {
-        let options = ConnectOptions::new()
+        Self::connect_with(endpoints, None).await
+    }
+
+    /// [`Kv::connect`] to `https://` endpoints with `tls`. With several
+    /// endpoints the channel balances over them and leaves one that fails.
+    pub async fn connect_with(
+        endpoints: &[String],
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, EtcdError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(false);
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options()?);
+        }
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(EtcdError::of("connect", 0))?;
@@ -185,10 +233,10 @@ impl Kv {
     }
 
     /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.
-    pub async fn connect_retrying(endpoints: &[String]) -> Self {
+    pub async fn connect_retrying(endpoints: &[String], tls: Option<&ClientTls>) -> Self {
         let mut backoff = Backoff::default();
         loop {
-            match Self::connect(endpoints).await {
+            match Self::connect_with(endpoints, tls).await {
                 Ok(kv) => return kv,
                 Err(error) => {
                     let delay = backoff.next_delay();

@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod launcher;
+pub mod member;
 
 #[cfg(feature = "client")]
 mod backoff;

@@ -1,0 +1,424 @@
+//! The control plane of an HA cluster: members `cp1` … `cpN`, each a
+//! netns on the fabric ([`Cluster::add_control_plane`]) running an etcd
+//! member (client and peer TLS) and a skiff-control. The first member makes
+//! the CAs and the join token; each other one joins with the token (`--join
+//! https://172.30.0.1:6443 --token …`, as `k3s server --token`), is added
+//! to etcd with `etcdctl member add` and starts its etcd as `existing`.
+//! Every skiff-control knows every etcd member and serves on its own
+//! address, port 6443.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_etcd::member::{self, ClusterState, MemberConfig, MemberTls};
+
+use crate::binaries::control_binary;
+use crate::cluster::Cluster;
+use crate::cmd::{self, render};
+use crate::control::{kubeconfig_path, wait_for_api};
+use crate::error::{HarnessError, Result};
+use crate::hosts::Host;
+use crate::process::ProcessGuard;
+
+/// Where every member's API server listens, on its own address.
+pub const API_PORT: u16 = 6443;
+const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(20);
+const CONTROL_READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Member `i`'s name, `cp<i>`: its netns's, its etcd member's.
+pub fn member_name(i: usize) -> String {
+    format!("cp{i}")
+}
+
+/// Member `i`'s data directory under `dir`: PKI, token, kubeconfig, etcd.
+pub fn member_dir(dir: &Path, i: usize) -> PathBuf {
+    dir.join(member_name(i))
+}
+
+/// The etcd certificates `skiff-control --pki-only` issued for a member,
+/// which its etcd serves with and its skiff-control (and etcdctl) dial with.
+pub fn member_tls(member_dir: &Path) -> MemberTls {
+    let etcd = member_dir.join("pki").join("etcd");
+    MemberTls {
+        ca_file: etcd.join("ca.crt"),
+        cert_file: etcd.join("member.crt"),
+        key_file: etcd.join("member.key"),
+    }
+}
+
+/// `--etcd-cafile/--etcd-certfile/--etcd-keyfile` of a member's
+/// skiff-control: its API server client certificate.
+pub fn control_etcd_tls_args(member_dir: &Path) -> Vec<String> {
+    let etcd = member_dir.join("pki").join("etcd");
+    let flag = |name: &str, file: &str| format!("--{name}={}", etcd.join(file).display());
+    vec![
+        flag("etcd-cafile", "ca.crt"),
+        flag("etcd-certfile", "apiserver-etcd-client.crt"),
+        flag("etcd-keyfile", "apiserver-etcd-client.key"),
+    ]
+}
+
+/// The etcd client URLs of `hosts`.
+pub fn etcd_endpoints(hosts: &[Host]) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|host| MemberConfig::client_url(host.ip()))
+        .collect()
+}
+
+/// `https://<member 1>:6443`, where the others join.
+pub fn join_url(first: &Host) -> String {
+    format!("https://{}:{API_PORT}", first.ip())
+}
+
+/// `skiff-control --pki-only` for member `host` (number `i`): creates the
+/// PKI (member 1) or fetches it with `join` (URL, token), and issues the
+/// member's etcd certificate.
+pub fn pki_command(host: &Host, dir: &Path, join: Option<(&str, &str)>) -> Result<Command> {
+    let mut command = host.command(control_binary()?);
+    command
+        .arg("--pki-only")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg(format!("--etcd-member-ip={}", host.ip()))
+        .arg(format!("--advertise-address={}", host.ip()))
+        .env("NO_COLOR", "1");
+    if let Some((url, token)) = join {
+        command.args(["--join", url, "--token", token]);
+    }
+    Ok(command)
+}
+
+/// The etcd member of `host`, given the members started before it (empty
+/// for the first: it starts the cluster).
+pub fn etcd_member(host: &Host, dir: &Path, earlier: &[Host]) -> MemberConfig {
+    let initial_cluster = earlier
+        .iter()
+        .chain([host])
+        .map(|h| (h.name().to_owned(), h.ip()))
+        .collect();
+    MemberConfig {
+        name: host.name().to_owned(),
+        ip: host.ip(),
+        data_dir: dir.join("etcd"),
+        tls: member_tls(dir),
+        initial_cluster,
+        state: if earlier.is_empty() {
+            ClusterState::New
+        } else {
+            ClusterState::Existing
+        },
+    }
+}
+
+/// `command` (built for the root netns) run in `host`'s netns.
+pub fn in_host(host: &Host, command: &Command) -> Command {
+    let mut inside = host.command(command.get_program());
+    inside.args(command.get_args());
+    for (key, value) in command.get_envs() {
+        match value {
+            Some(value) => inside.env(key, value),
+            None => inside.env_remove(key),
+        };
+    }
+    inside
+}
+
+/// The skiff-control of member `host`, serving on its address, storing in
+/// every member's etcd (`all`), plus `extra` flags.
+pub fn control_command(host: &Host, dir: &Path, all: &[Host], extra: &[&str]) -> Result<Command> {
+    let mut command = host.command(control_binary()?);
+    command
+        .arg(format!("--bind={}:{API_PORT}", host.ip()))
+        .arg(format!("--etcd={}", etcd_endpoints(all).join(",")))
+        .args(control_etcd_tls_args(dir))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg(format!("--advertise-address={}", host.ip()))
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
+    Ok(command)
+}
+
+/// Waits until etcd at `endpoint` answers health checks with a leader.
+pub fn wait_for_etcd(
+    tls: &MemberTls,
+    endpoint: &str,
+    mut running: impl FnMut() -> bool,
+    log: &Path,
+) -> Result<()> {
+    let deadline = Instant::now() + ETCD_READY_TIMEOUT;
+    loop {
+        let healthy = member::endpoint_health(tls, &[endpoint.to_owned()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if healthy {
+            return Ok(());
+        }
+        let tail = || fs::read_to_string(log).unwrap_or_default();
+        if !running() {
+            return Err(HarnessError::Etcd {
+                reason: format!("{endpoint} exited before it was healthy"),
+                log: log.to_owned(),
+                log_tail: tail(),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err(HarnessError::Etcd {
+                reason: format!("{endpoint} not healthy after {ETCD_READY_TIMEOUT:?}"),
+                log: log.to_owned(),
+                log_tail: tail(),
+            });
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The member (1-based, by address among `hosts`) that etcd's members
+/// report as their leader, from the maintenance API's Status of each.
+pub fn etcd_leader(tls: &MemberTls, hosts: &[Host]) -> Result<usize> {
+    let mut command = member::endpoint_status(tls, &etcd_endpoints(hosts));
+    let output = cmd::output(&mut command)?;
+    // A dead member makes etcdctl exit non-zero but print the others.
+    let statuses: Value = serde_json::from_slice(&output.stdout).map_err(|error| {
+        HarnessError::Environment(format!("{}: {error}", render(&command)))
+    })?;
+    let leader_endpoint = statuses
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|status| {
+            let member = &status["Status"]["header"]["member_id"];
+            !member.is_null() && *member == status["Status"]["leader"]
+        })
+        .and_then(|status| status["Endpoint"].as_str())
+        .ok_or_else(|| HarnessError::NotFound(format!("no etcd leader among {statuses}")))?;
+    etcd_endpoints(hosts)
+        .iter()
+        .position(|endpoint| endpoint == leader_endpoint)
+        .map(|at| at + 1)
+        .ok_or_else(|| HarnessError::NotFound(format!("leader {leader_endpoint} is no member")))
+}
+
+/// One member's processes.
+#[derive(Debug)]
+struct Member {
+    host: Host,
+    etcd: Option<ProcessGuard>,
+    control: Option<ProcessGuard>,
+}
+
+/// A test's HA control plane: killed (SIGKILL) with its guards, its
+/// directory removed on drop.
+#[derive(Debug)]
+pub struct ControlPlanes {
+    dir: PathBuf,
+    members: Vec<Member>,
+}
+
+impl ControlPlanes {
+    /// Starts `count` members in `cluster`, each skiff-control with
+    /// `extra` flags, keeping everything under `dir`. Returns once every
+    /// API server answers.
+    pub fn start(
+        cluster: &mut Cluster,
+        count: usize,
+        dir: &Path,
+        extra: &[&str],
+    ) -> Result<ControlPlanes> {
+        let hosts = (1..=count)
+            .map(|i| cluster.add_control_plane(i))
+            .collect::<Result<Vec<_>>>()?;
+        let mut planes = ControlPlanes {
+            dir: dir.to_owned(),
+            members: Vec::new(),
+        };
+        let mut token = None;
+        for (at, host) in hosts.iter().enumerate() {
+            let member_dir = member_dir(dir, at + 1);
+            fs::create_dir_all(&member_dir).map_err(|e| {
+                HarnessError::io(format!("cannot create {}", member_dir.display()), e)
+            })?;
+            let join = token.as_deref().map(|token| (join_url(&hosts[0]), token));
+            cmd::run(&mut pki_command(
+                host,
+                &member_dir,
+                join.as_ref().map(|(url, token)| (url.as_str(), *token)),
+            )?)?;
+            let config = etcd_member(host, &member_dir, &hosts[..at]);
+            if at > 0 {
+                cmd::run(&mut config.member_add(&etcd_endpoints(&hosts[..at])))?;
+            }
+            let mut member = Member {
+                host: host.clone(),
+                etcd: None,
+                control: None,
+            };
+            planes.spawn_etcd(&mut member, &config)?;
+            planes.spawn_control(&mut member, &hosts, extra)?;
+            planes.members.push(member);
+            if token.is_none() {
+                let path = member_dir.join("token");
+                let text = fs::read_to_string(&path)
+                    .map_err(|e| HarnessError::io(format!("cannot read {}", path.display()), e))?;
+                token = Some(text.trim().to_owned());
+            }
+        }
+        Ok(planes)
+    }
+
+    fn spawn_etcd(&self, member: &mut Member, config: &MemberConfig) -> Result<()> {
+        let log = self.log_path(member.host.name(), "etcd");
+        let mut command = in_host(&member.host, &config.command());
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        command.stderr(open_log(&log)?);
+        let etcd = member.etcd.insert(ProcessGuard::spawn(&mut command)?);
+        wait_for_etcd(
+            &config.tls,
+            &MemberConfig::client_url(config.ip),
+            || etcd.is_running(),
+            &log,
+        )
+    }
+
+    fn spawn_control(&self, member: &mut Member, all: &[Host], extra: &[&str]) -> Result<()> {
+        let index = member_index(&member.host);
+        let member_dir = member_dir(&self.dir, index);
+        let log = self.log_path(member.host.name(), "control");
+        let mut command = control_command(&member.host, &member_dir, all, extra)?;
+        command.stdin(Stdio::null()).stdout(open_log(&log)?);
+        command.stderr(open_log(&log)?);
+        let control = member.control.insert(ProcessGuard::spawn(&mut command)?);
+        wait_for_api(
+            &kubeconfig_path(&member_dir),
+            || control.is_running(),
+            CONTROL_READY_TIMEOUT,
+        )
+    }
+
+    fn log_path(&self, member: &str, what: &str) -> PathBuf {
+        self.dir.join(format!("{member}-{what}.log"))
+    }
+
+    /// The members' hosts, `cp1` first.
+    pub fn hosts(&self) -> Vec<Host> {
+        self.members.iter().map(|m| m.host.clone()).collect()
+    }
+
+    /// Member `i`'s (1-based) data directory.
+    pub fn member_dir(&self, i: usize) -> PathBuf {
+        member_dir(&self.dir, i)
+    }
+
+    /// Member `i`'s API server address.
+    pub fn api_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from((self.member(i).host.ip(), API_PORT))
+    }
+
+    /// The cluster CA every member shares.
+    pub fn ca_pem(&self) -> Result<Vec<u8>> {
+        let path = self.member_dir(1).join("pki").join("ca.crt");
+        fs::read(&path).map_err(|e| HarnessError::io(format!("cannot read {}", path.display()), e))
+    }
+
+    /// Which member (1-based) etcd's members follow.
+    pub fn etcd_leader(&self) -> Result<usize> {
+        etcd_leader(&member_tls(&self.member_dir(1)), &self.hosts())
+    }
+
+    /// Member `i`'s etcd and skiff-control logs.
+    pub fn logs(&self, i: usize) -> String {
+        let name = member_name(i);
+        ["etcd", "control"]
+            .iter()
+            .map(|what| {
+                let path = self.log_path(&name, what);
+                format!(
+                    "--- {}\n{}",
+                    path.display(),
+                    fs::read_to_string(&path).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// SIGKILLs member `i`'s etcd.
+    pub fn kill_etcd(&mut self, i: usize) {
+        self.member_mut(i).etcd = None;
+    }
+
+    /// SIGKILLs member `i`'s skiff-control.
+    pub fn kill_control(&mut self, i: usize) {
+        self.member_mut(i).control = None;
+    }
+
+    /// Starts member `i`'s etcd again on its data, and waits until healthy.
+    pub fn restart_etcd(&mut self, i: usize) -> Result<()> {
+        let hosts = self.hosts();
+        let mut config = etcd_member(&hosts[i - 1], &self.member_dir(i), &hosts[..i - 1]);
+        config.initial_cluster = hosts.iter().map(|h| (h.name().to_owned(), h.ip())).collect();
+        let mut member = Member {
+            host: hosts[i - 1].clone(),
+            etcd: None,
+            control: None,
+        };
+        self.spawn_etcd(&mut member, &config)?;
+        self.member_mut(i).etcd = member.etcd;
+        Ok(())
+    }
+
+    /// Starts member `i`'s skiff-control again, and waits until it serves.
+    pub fn restart_control(&mut self, i: usize, extra: &[&str]) -> Result<()> {
+        let hosts = self.hosts();
+        let mut member = Member {
+            host: hosts[i - 1].clone(),
+            etcd: None,
+            control: None,
+        };
+        self.spawn_control(&mut member, &hosts, extra)?;
+        self.member_mut(i).control = member.control;
+        Ok(())
+    }
+
+    fn member(&self, i: usize) -> &Member {
+        &self.members[i - 1]
+    }
+
+    fn member_mut(&mut self, i: usize) -> &mut Member {
+        &mut self.members[i - 1]
+    }
+}
+
+impl Drop for ControlPlanes {
+    fn drop(&mut self) {
+        // Processes first: their guards kill them.
+        self.members.clear();
+        if let Err(error) = fs::remove_dir_all(&self.dir) {
+            eprintln!("skiff: cannot remove {}: {error}", self.dir.display());
+        }
+    }
+}
+
+/// The number in a member's name, `cp<i>`.
+fn member_index(host: &Host) -> usize {
+    host.name()
+        .trim_start_matches("cp")
+        .parse()
+        .expect("member hosts are named cp<i>")
+}
+
+fn open_log(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| HarnessError::io(format!("cannot open {}", path.display()), e))
+}
