@@ -4,6 +4,7 @@
 //! one transaction.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -202,6 +203,9 @@ impl Guarded {
 #[derive(Clone)]
 pub struct Kv {
     client: Client,
+    /// With several endpoints, the task keeping the channel on the members
+    /// that answer ([`crate::members`]) runs while this lives.
+    _members: Option<Arc<()>>,
 }
 
 impl Kv {
@@ -226,10 +230,31 @@ impl Kv {
         if let Some(tls) = tls {
             options = options.with_tls(tls.options()?);
         }
-        let client = Client::connect(endpoints, Some(options))
+        if endpoints.len() < 2 {
+            let client = Client::connect(endpoints, Some(options))
+                .await
+                .map_err(EtcdError::of("connect", 0))?;
+            return Ok(Self {
+                client,
+                _members: None,
+            });
+        }
+        let answering = crate::members::answering(endpoints).await;
+        let start: Vec<&String> = answering.iter().collect();
+        let client = Client::connect(start, Some(options))
             .await
             .map_err(EtcdError::of("connect", 0))?;
-        Ok(Self { client })
+        let owner = Arc::new(());
+        crate::members::follow(
+            client.clone(),
+            endpoints.to_vec(),
+            answering,
+            Arc::downgrade(&owner),
+        );
+        Ok(Self {
+            client,
+            _members: Some(owner),
+        })
     }
 
     /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.

@@ -14,6 +14,8 @@ pub mod bulk;
 pub mod kv;
 #[cfg(feature = "client")]
 pub mod list_watch;
+#[cfg(feature = "client")]
+mod members;
 #[cfg(all(test, feature = "client"))]
 mod testing;
 #[cfg(feature = "client")]

@@ -182,15 +182,31 @@ pub fn wait_for_etcd(
     }
 }
 
+/// Adds `config`'s member to the etcd of `running`. etcd refuses while a
+/// member added before has been connected for less than 5 s (its strict
+/// reconfiguration check): retried until then.
+pub fn member_add(config: &MemberConfig, running: &[Host]) -> Result<()> {
+    let deadline = Instant::now() + ETCD_READY_TIMEOUT;
+    loop {
+        match cmd::run(&mut config.member_add(&etcd_endpoints(running))) {
+            Ok(_) => return Ok(()),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(HarnessError::Command { stderr, .. }) if stderr.contains("unhealthy cluster") => {
+                thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 /// The member (1-based, by address among `hosts`) that etcd's members
 /// report as their leader, from the maintenance API's Status of each.
 pub fn etcd_leader(tls: &MemberTls, hosts: &[Host]) -> Result<usize> {
     let mut command = member::endpoint_status(tls, &etcd_endpoints(hosts));
     let output = cmd::output(&mut command)?;
     // A dead member makes etcdctl exit non-zero but print the others.
-    let statuses: Value = serde_json::from_slice(&output.stdout).map_err(|error| {
-        HarnessError::Environment(format!("{}: {error}", render(&command)))
-    })?;
+    let statuses: Value = serde_json::from_slice(&output.stdout)
+        .map_err(|error| HarnessError::Environment(format!("{}: {error}", render(&command))))?;
     let leader_endpoint = statuses
         .as_array()
         .into_iter()
@@ -255,7 +271,7 @@ impl ControlPlanes {
             )?)?;
             let config = etcd_member(host, &member_dir, &hosts[..at]);
             if at > 0 {
-                cmd::run(&mut config.member_add(&etcd_endpoints(&hosts[..at])))?;
+                member_add(&config, &hosts[..at])?;
             }
             let mut member = Member {
                 host: host.clone(),
@@ -302,6 +318,12 @@ impl ControlPlanes {
             || control.is_running(),
             CONTROL_READY_TIMEOUT,
         )
+        .map_err(|error| {
+            let log_text = fs::read_to_string(&log).unwrap_or_default();
+            let lines: Vec<&str> = log_text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+            HarnessError::Environment(format!("{error}; {}:\n{tail}", log.display()))
+        })
     }
 
     fn log_path(&self, member: &str, what: &str) -> PathBuf {
@@ -364,7 +386,10 @@ impl ControlPlanes {
     pub fn restart_etcd(&mut self, i: usize) -> Result<()> {
         let hosts = self.hosts();
         let mut config = etcd_member(&hosts[i - 1], &self.member_dir(i), &hosts[..i - 1]);
-        config.initial_cluster = hosts.iter().map(|h| (h.name().to_owned(), h.ip())).collect();
+        config.initial_cluster = hosts
+            .iter()
+            .map(|h| (h.name().to_owned(), h.ip()))
+            .collect();
         let mut member = Member {
             host: hosts[i - 1].clone(),
             etcd: None,

@@ -57,10 +57,10 @@ pub use binaries::{
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};
-pub use control_planes::ControlPlanes;
 pub use control::{
     cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
 };
+pub use control_planes::ControlPlanes;
 pub use daemon::{Daemon, DaemonSpec};
 pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;

@@ -45,7 +45,11 @@ fn client(planes: &ControlPlanes, member: usize) -> ApiClient {
 
 /// One create of ConfigMap number `seq` (a generated name, the number in
 /// its data): the stored name on a 2xx, `None` on anything else.
-async fn create(connection: &mut Option<Connection>, api: &ApiClient, seq: usize) -> Option<String> {
+async fn create(
+    connection: &mut Option<Connection>,
+    api: &ApiClient,
+    seq: usize,
+) -> Option<String> {
     let body = json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -59,7 +63,12 @@ async fn create(connection: &mut Option<Connection>, api: &ApiClient, seq: usize
         }
         let open = connection.as_mut()?;
         let created = open
-            .call(Method::POST, PATH, Some(body.as_bytes()), &[StatusCode::CREATED])
+            .call(
+                Method::POST,
+                PATH,
+                Some(body.as_bytes()),
+                &[StatusCode::CREATED],
+            )
             .await;
         match created {
             Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok()?["metadata"]["name"]
@@ -68,7 +77,10 @@ async fn create(connection: &mut Option<Connection>, api: &ApiClient, seq: usize
             Err(_) => None,
         }
     };
-    let created = tokio::time::timeout(CALL_TIMEOUT, attempt).await.ok().flatten();
+    let created = tokio::time::timeout(CALL_TIMEOUT, attempt)
+        .await
+        .ok()
+        .flatten();
     if created.is_none() {
         // The connection may be broken or busy with the lost call.
         *connection = None;

@@ -107,7 +107,11 @@ impl JoinToken {
         let expected = format!("{TOKEN_USER}:{}", self.secret);
         let given = authorization
             .and_then(|value| value.strip_prefix("Basic "))
-            .and_then(|encoded| base64::engine::general_purpose::STANDARD.decode(encoded).ok())
+            .and_then(|encoded| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .ok()
+            })
             .unwrap_or_default();
         Sha256::digest(expected.as_bytes()) == Sha256::digest(&given)
     }
@@ -156,8 +160,8 @@ pub async fn join(
         });
     }
     let bootstrap_url = format!("{url}{BOOTSTRAP_PATH}");
-    let basic = base64::engine::general_purpose::STANDARD
-        .encode(format!("{TOKEN_USER}:{}", token.secret));
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_USER}:{}", token.secret));
     let body = get(
         &bootstrap_url,
         tls::ca_client_config(&ca_pem)?,
@@ -317,11 +321,14 @@ mod tests {
     fn tokens_round_trip_and_check_the_secret() {
         let token = JoinToken::generate("-----BEGIN CERTIFICATE-----\n");
         let text = token.text();
-        assert!(text.starts_with("K10") && text.contains("::server:"), "{text}");
+        assert!(
+            text.starts_with("K10") && text.contains("::server:"),
+            "{text}"
+        );
         assert_eq!(JoinToken::parse(&text).unwrap(), token);
         let basic = |password: &str| {
-            let encoded = base64::engine::general_purpose::STANDARD
-                .encode(format!("server:{password}"));
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("server:{password}"));
             format!("Basic {encoded}")
         };
         assert!(token.authorizes(Some(&basic(&token.secret))));

@@ -88,7 +88,10 @@ pub struct Store {
 impl Store {
     /// Connects to any of `endpoints` (`http://host:port`, or
     /// `https://host:port` with `tls`).
-    pub async fn connect(endpoints: &[String], tls: Option<&ClientTls>) -> Result<Self, StoreError> {
+    pub async fn connect(
+        endpoints: &[String],
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             kv: Kv::connect_with(endpoints, tls).await?,
         })
