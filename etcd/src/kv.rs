@@ -52,6 +52,16 @@ pub struct ClientTls {
     pub key_file: PathBuf,
 }
 
+/// The client identity of every [`Kv::connect`] in this process: a node
+/// agent has one, for all its watches and writes.
+static PROCESS_TLS: std::sync::OnceLock<ClientTls> = std::sync::OnceLock::new();
+
+/// Sets the process's etcd client identity, once, before the first
+/// connect; a second call is ignored and returns false.
+pub fn set_process_tls(tls: ClientTls) -> bool {
+    PROCESS_TLS.set(tls).is_ok()
+}
+
 impl ClientTls {
     /// The three files read now, so a missing one fails the connect and
     /// not each later call.
@@ -213,8 +223,9 @@ impl Kv {
     /// a silently dead etcd (or path to it) fail the open calls instead of
     /// leaving a watch waiting forever; only while a call is open, as etcd
     /// answers pings on an idle connection with GOAWAY.
+    /// With the process's [`ClientTls`] ([`set_process_tls`]), if any.
     pub async fn connect(endpoints: &[String]) -> Result<Self, EtcdError> {
-        Self::connect_with(endpoints, None).await
+        Self::connect_with(endpoints, PROCESS_TLS.get()).await
     }
 
     /// [`Kv::connect`] to `https://` endpoints with `tls`. With several
@@ -258,10 +269,10 @@ impl Kv {
     }
 
     /// Connects, retrying (100 ms doubling to 5 s) until etcd answers.
-    pub async fn connect_retrying(endpoints: &[String], tls: Option<&ClientTls>) -> Self {
+    pub async fn connect_retrying(endpoints: &[String]) -> Self {
         let mut backoff = Backoff::default();
         loop {
-            match Self::connect_with(endpoints, tls).await {
+            match Self::connect(endpoints).await {
                 Ok(kv) => return kv,
                 Err(error) => {
                     let delay = backoff.next_delay();

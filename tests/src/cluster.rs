@@ -131,6 +131,12 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The hosts of the `count` control-plane members of the HA cluster
+    /// `prefix` that a process before this one created and persisted.
+    pub fn persisted_control_planes(prefix: &Prefix, count: usize) -> Vec<Host> {
+        (1..=count).map(|i| control_plane_host(prefix, i)).collect()
+    }
+
     /// The nodes of the cluster `prefix` with `count` nodes that a process
     /// before this one created and persisted ([`Cluster::persist`]), e.g. for
     /// the supervisor of `cargo xtask up` to start their agents.

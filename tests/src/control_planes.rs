@@ -182,6 +182,41 @@ pub fn wait_for_etcd(
     }
 }
 
+/// Readies member `host` (its data in `member_dir`, the members before it
+/// `earlier`, every member's directory under `dir`) for its etcd to start:
+/// its PKI, created (the first) or fetched with the first member's token,
+/// once; and, for a later member whose etcd has no data yet, its addition
+/// to the running etcd. Returns its etcd's configuration.
+pub fn prepare_member(
+    host: &Host,
+    member_dir: &Path,
+    earlier: &[Host],
+    dir: &Path,
+) -> Result<MemberConfig> {
+    fs::create_dir_all(member_dir)
+        .map_err(|e| HarnessError::io(format!("cannot create {}", member_dir.display()), e))?;
+    let config = etcd_member(host, member_dir, earlier);
+    if !config.tls.cert_file.exists() {
+        let join = match earlier.first() {
+            Some(first) => {
+                let path = self::member_dir(dir, 1).join("token");
+                let token = fs::read_to_string(&path)
+                    .map_err(|e| HarnessError::io(format!("cannot read {}", path.display()), e))?;
+                Some((join_url(first), token.trim().to_owned()))
+            }
+            None => None,
+        };
+        let join = join
+            .as_ref()
+            .map(|(url, token)| (url.as_str(), token.as_str()));
+        cmd::run(&mut pki_command(host, member_dir, join)?)?;
+    }
+    if !earlier.is_empty() && !config.data_dir.exists() {
+        member_add(&config, earlier)?;
+    }
+    Ok(config)
+}
+
 /// Adds `config`'s member to the etcd of `running`. etcd refuses while a
 /// member added before has been connected for less than 5 s (its strict
 /// reconfiguration check): retried until then.
@@ -257,22 +292,9 @@ impl ControlPlanes {
             dir: dir.to_owned(),
             members: Vec::new(),
         };
-        let mut token = None;
         for (at, host) in hosts.iter().enumerate() {
             let member_dir = member_dir(dir, at + 1);
-            fs::create_dir_all(&member_dir).map_err(|e| {
-                HarnessError::io(format!("cannot create {}", member_dir.display()), e)
-            })?;
-            let join = token.as_deref().map(|token| (join_url(&hosts[0]), token));
-            cmd::run(&mut pki_command(
-                host,
-                &member_dir,
-                join.as_ref().map(|(url, token)| (url.as_str(), *token)),
-            )?)?;
-            let config = etcd_member(host, &member_dir, &hosts[..at]);
-            if at > 0 {
-                member_add(&config, &hosts[..at])?;
-            }
+            let config = prepare_member(host, &member_dir, &hosts[..at], &planes.dir)?;
             let mut member = Member {
                 host: host.clone(),
                 etcd: None,
@@ -281,12 +303,6 @@ impl ControlPlanes {
             planes.spawn_etcd(&mut member, &config)?;
             planes.spawn_control(&mut member, &hosts, extra)?;
             planes.members.push(member);
-            if token.is_none() {
-                let path = member_dir.join("token");
-                let text = fs::read_to_string(&path)
-                    .map_err(|e| HarnessError::io(format!("cannot read {}", path.display()), e))?;
-                token = Some(text.trim().to_owned());
-            }
         }
         Ok(planes)
     }

@@ -139,7 +139,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     // Like the service watch, wait for etcd rather than fail: the node
     // comes up whichever starts first.
     tokio::spawn(async move {
-        let kv = skiff_etcd::kv::Kv::connect_retrying(&etcd, None).await;
+        let kv = skiff_etcd::kv::Kv::connect_retrying(&etcd).await;
         let store = store::Store::new(kv);
         tokio::spawn(node::heartbeat(store.clone(), info, heartbeat_interval));
         let ctx = pods::Context::new(pods_config, store, ipam, logs, plumbing);
