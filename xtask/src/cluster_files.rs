@@ -57,7 +57,7 @@ pub fn control_data_dir() -> PathBuf {
 /// Where the members of an HA control plane keep their data, one
 /// directory each (`cp1`, …): PKI, token, kubeconfig, etcd.
 pub fn control_planes_dir() -> PathBuf {
-    Path::new(DATA_DIR).join("control-planes")
+    Path::new(DATA_DIR).join("members")
 }
 
 /// The daemon names of HA member `member` (`cp<i>`).
