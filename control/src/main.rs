@@ -71,6 +71,18 @@ struct Args {
     #[arg(long, value_name = "IP")]
     etcd_member_ip: Option<IpAddr>,
 
+    /// `lease`: keep this server's address (the first --bind) leased in
+    /// etcd and the API servers' leased addresses in the EndpointSlice of
+    /// the `kubernetes` Service, as kube-apiserver does; `none`: do not.
+    #[arg(long, value_name = "TYPE", default_value = "none", value_parser = ["lease", "none"])]
+    endpoint_reconciler_type: String,
+
+    /// With --endpoint-reconciler-type=lease, also front the API servers
+    /// with a NodePort Service kube-system/skiff-apiserver on this port,
+    /// the one address clients outside the pods use.
+    #[arg(long, value_name = "PORT")]
+    apiserver_node_port: Option<u16>,
+
     /// Prepare the PKI (create it or join, issue the etcd certificate,
     /// write the token) and exit, so that etcd can start with it.
     #[arg(long)]
@@ -249,6 +261,8 @@ async fn main() -> Result<()> {
         data_dir: args.data_dir,
         join: args.join.zip(args.token),
         etcd_member_ip: args.etcd_member_ip,
+        endpoint_leases: args.endpoint_reconciler_type == "lease",
+        apiserver_node_port: args.apiserver_node_port,
         advertise_addresses: args.advertise_addresses,
         advertise_url: args.advertise_url,
         kubeconfig_out: args.kubeconfig_out,

@@ -8,7 +8,7 @@
 //! address, port 6443.
 
 use std::fs;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -17,18 +17,24 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use skiff_etcd::member::{self, ClusterState, MemberConfig, MemberTls};
 
+use crate::agent::{agent_command, wait_for_sync};
 use crate::binaries::control_binary;
 use crate::cluster::Cluster;
 use crate::cmd::{self, render};
 use crate::control::{kubeconfig_path, wait_for_api};
 use crate::error::{HarnessError, Result};
-use crate::hosts::Host;
+use crate::hosts::{Host, Node};
 use crate::process::ProcessGuard;
 
 /// Where every member's API server listens, on its own address.
 pub const API_PORT: u16 = 6443;
+/// The NodePort of `kube-system/skiff-apiserver`, the Service in front of
+/// the API servers: every node's address on this port is the one address
+/// that survives the loss of any member.
+pub const API_NODE_PORT: u16 = 30443;
 const ETCD_READY_TIMEOUT: Duration = Duration::from_secs(20);
 const CONTROL_READY_TIMEOUT: Duration = Duration::from_secs(30);
+const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Member `i`'s name, `cp<i>`: its netns's, its etcd member's.
 pub fn member_name(i: usize) -> String {
@@ -76,10 +82,16 @@ pub fn join_url(first: &Host) -> String {
     format!("https://{}:{API_PORT}", first.ip())
 }
 
-/// `skiff-control --pki-only` for member `host` (number `i`): creates the
-/// PKI (member 1) or fetches it with `join` (URL, token), and issues the
-/// member's etcd certificate.
-pub fn pki_command(host: &Host, dir: &Path, join: Option<(&str, &str)>) -> Result<Command> {
+/// `skiff-control --pki-only` for member `host`: creates the PKI (member
+/// 1) or fetches it with `join` (URL, token), issues the member's etcd
+/// certificate and its serving certificate, which names the member and
+/// the nodes (`node_ips`, which serve the NodePort in front).
+pub fn pki_command(
+    host: &Host,
+    dir: &Path,
+    node_ips: &[Ipv4Addr],
+    join: Option<(&str, &str)>,
+) -> Result<Command> {
     let mut command = host.command(control_binary()?);
     command
         .arg("--pki-only")
@@ -87,6 +99,11 @@ pub fn pki_command(host: &Host, dir: &Path, join: Option<(&str, &str)>) -> Resul
         .arg(dir)
         .arg(format!("--etcd-member-ip={}", host.ip()))
         .arg(format!("--advertise-address={}", host.ip()))
+        .args(
+            node_ips
+                .iter()
+                .map(|ip| format!("--advertise-address={ip}")),
+        )
         .env("NO_COLOR", "1");
     if let Some((url, token)) = join {
         command.args(["--join", url, "--token", token]);
@@ -130,8 +147,16 @@ pub fn in_host(host: &Host, command: &Command) -> Command {
 }
 
 /// The skiff-control of member `host`, serving on its address, storing in
-/// every member's etcd (`all`), plus `extra` flags.
-pub fn control_command(host: &Host, dir: &Path, all: &[Host], extra: &[&str]) -> Result<Command> {
+/// every member's etcd (`all`), keeping its address leased in the
+/// Services in front of the API servers, its certificate also naming the
+/// nodes (`node_ips`, which serve the NodePort), plus `extra` flags.
+pub fn control_command(
+    host: &Host,
+    dir: &Path,
+    all: &[Host],
+    node_ips: &[Ipv4Addr],
+    extra: &[&str],
+) -> Result<Command> {
     let mut command = host.command(control_binary()?);
     command
         .arg(format!("--bind={}:{API_PORT}", host.ip()))
@@ -140,10 +165,35 @@ pub fn control_command(host: &Host, dir: &Path, all: &[Host], extra: &[&str]) ->
         .arg("--data-dir")
         .arg(dir)
         .arg(format!("--advertise-address={}", host.ip()))
+        .args(
+            node_ips
+                .iter()
+                .map(|ip| format!("--advertise-address={ip}")),
+        )
+        .arg("--endpoint-reconciler-type=lease")
+        .arg(format!("--apiserver-node-port={API_NODE_PORT}"))
         .args(extra)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1");
     Ok(command)
+}
+
+/// `<dir>/admin.kubeconfig`: the first member's, naming `front` (the
+/// NodePort on a node) instead of the member's own address.
+pub fn write_front_kubeconfig(dir: &Path, front: SocketAddr) -> Result<PathBuf> {
+    let source = kubeconfig_path(&member_dir(dir, 1));
+    let text = fs::read_to_string(&source)
+        .map_err(|e| HarnessError::io(format!("cannot read {}", source.display()), e))?;
+    let mut kubeconfig: Value = serde_json::from_str(&text).map_err(|e| {
+        HarnessError::Environment(format!("{} is no JSON kubeconfig: {e}", source.display()))
+    })?;
+    for cluster in kubeconfig["clusters"].as_array_mut().into_iter().flatten() {
+        cluster["cluster"]["server"] = Value::String(format!("https://{front}"));
+    }
+    let path = kubeconfig_path(dir);
+    fs::write(&path, kubeconfig.to_string())
+        .map_err(|e| HarnessError::io(format!("cannot write {}", path.display()), e))?;
+    Ok(path)
 }
 
 /// Waits until etcd at `endpoint` answers health checks with a leader.
@@ -183,7 +233,8 @@ pub fn wait_for_etcd(
 }
 
 /// Readies member `host` (its data in `member_dir`, the members before it
-/// `earlier`, every member's directory under `dir`) for its etcd to start:
+/// `earlier`, every member's directory under `dir`, the nodes serving the
+/// NodePort in front at `node_ips`) for its etcd to start:
 /// its PKI, created (the first) or fetched with the first member's token,
 /// once; and, for a later member whose etcd has no data yet, its addition
 /// to the running etcd. Returns its etcd's configuration.
@@ -192,6 +243,7 @@ pub fn prepare_member(
     member_dir: &Path,
     earlier: &[Host],
     dir: &Path,
+    node_ips: &[Ipv4Addr],
 ) -> Result<MemberConfig> {
     fs::create_dir_all(member_dir)
         .map_err(|e| HarnessError::io(format!("cannot create {}", member_dir.display()), e))?;
@@ -209,7 +261,7 @@ pub fn prepare_member(
         let join = join
             .as_ref()
             .map(|(url, token)| (url.as_str(), token.as_str()));
-        cmd::run(&mut pki_command(host, member_dir, join)?)?;
+        cmd::run(&mut pki_command(host, member_dir, node_ips, join)?)?;
     }
     if !earlier.is_empty() && !config.data_dir.exists() {
         member_add(&config, earlier)?;
@@ -267,18 +319,23 @@ struct Member {
     control: Option<ProcessGuard>,
 }
 
-/// A test's HA control plane: killed (SIGKILL) with its guards, its
-/// directory removed on drop.
+/// A test's HA control plane on a cluster, with a proxy-only agent on
+/// each node (which programs the NodePort in front of the API servers):
+/// killed (SIGKILL) with its guards, its directory removed on drop.
 #[derive(Debug)]
 pub struct ControlPlanes {
     dir: PathBuf,
     members: Vec<Member>,
+    node_ips: Vec<Ipv4Addr>,
+    extra: Vec<String>,
+    agents: Vec<ProcessGuard>,
 }
 
 impl ControlPlanes {
     /// Starts `count` members in `cluster`, each skiff-control with
-    /// `extra` flags, keeping everything under `dir`. Returns once every
-    /// API server answers.
+    /// `extra` flags, and an agent on each node, keeping everything under
+    /// `dir`. Returns once the API answers at the one address
+    /// ([`ControlPlanes::front`]).
     pub fn start(
         cluster: &mut Cluster,
         count: usize,
@@ -291,19 +348,33 @@ impl ControlPlanes {
         let mut planes = ControlPlanes {
             dir: dir.to_owned(),
             members: Vec::new(),
+            node_ips: cluster.nodes().iter().map(|node| node.ip()).collect(),
+            extra: extra.iter().map(|flag| (*flag).to_owned()).collect(),
+            agents: Vec::new(),
         };
         for (at, host) in hosts.iter().enumerate() {
             let member_dir = member_dir(dir, at + 1);
-            let config = prepare_member(host, &member_dir, &hosts[..at], &planes.dir)?;
+            let config = prepare_member(
+                host,
+                &member_dir,
+                &hosts[..at],
+                &planes.dir,
+                &planes.node_ips,
+            )?;
             let mut member = Member {
                 host: host.clone(),
                 etcd: None,
                 control: None,
             };
             planes.spawn_etcd(&mut member, &config)?;
-            planes.spawn_control(&mut member, &hosts, extra)?;
+            planes.spawn_control(&mut member, &hosts)?;
             planes.members.push(member);
         }
+        for node in cluster.nodes() {
+            planes.spawn_agent(node, &hosts)?;
+        }
+        let kubeconfig = write_front_kubeconfig(dir, planes.front())?;
+        wait_for_api(&kubeconfig, || true, CONTROL_READY_TIMEOUT)?;
         Ok(planes)
     }
 
@@ -321,11 +392,12 @@ impl ControlPlanes {
         )
     }
 
-    fn spawn_control(&self, member: &mut Member, all: &[Host], extra: &[&str]) -> Result<()> {
+    fn spawn_control(&self, member: &mut Member, all: &[Host]) -> Result<()> {
         let index = member_index(&member.host);
         let member_dir = member_dir(&self.dir, index);
         let log = self.log_path(member.host.name(), "control");
-        let mut command = control_command(&member.host, &member_dir, all, extra)?;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let mut command = control_command(&member.host, &member_dir, all, &self.node_ips, &extra)?;
         command.stdin(Stdio::null()).stdout(open_log(&log)?);
         command.stderr(open_log(&log)?);
         let control = member.control.insert(ProcessGuard::spawn(&mut command)?);
@@ -342,8 +414,21 @@ impl ControlPlanes {
         })
     }
 
-    fn log_path(&self, member: &str, what: &str) -> PathBuf {
-        self.dir.join(format!("{member}-{what}.log"))
+    /// A proxy-only agent on `node` reaching every member's etcd over TLS.
+    fn spawn_agent(&mut self, node: &Node, all: &[Host]) -> Result<()> {
+        let log = self.log_path(node.name(), "agent");
+        let mut command = agent_command(node, &etcd_endpoints(all))?;
+        command.args(control_etcd_tls_args(&self.member_dir(1)));
+        command.stdin(Stdio::null()).stdout(Stdio::null());
+        command.stderr(open_log(&log)?);
+        let mut agent = ProcessGuard::spawn(&mut command)?;
+        wait_for_sync(&log, 0, || agent.is_running(), AGENT_SYNC_TIMEOUT)?;
+        self.agents.push(agent);
+        Ok(())
+    }
+
+    fn log_path(&self, name: &str, what: &str) -> PathBuf {
+        self.dir.join(format!("{name}-{what}.log"))
     }
 
     /// The members' hosts, `cp1` first.
@@ -359,6 +444,12 @@ impl ControlPlanes {
     /// Member `i`'s API server address.
     pub fn api_addr(&self, i: usize) -> SocketAddr {
         SocketAddr::from((self.member(i).host.ip(), API_PORT))
+    }
+
+    /// The one address of the API: the NodePort in front of the API
+    /// servers, on the first node.
+    pub fn front(&self) -> SocketAddr {
+        SocketAddr::from((self.node_ips[0], API_NODE_PORT))
     }
 
     /// The cluster CA every member shares.
@@ -398,37 +489,6 @@ impl ControlPlanes {
         self.member_mut(i).control = None;
     }
 
-    /// Starts member `i`'s etcd again on its data, and waits until healthy.
-    pub fn restart_etcd(&mut self, i: usize) -> Result<()> {
-        let hosts = self.hosts();
-        let mut config = etcd_member(&hosts[i - 1], &self.member_dir(i), &hosts[..i - 1]);
-        config.initial_cluster = hosts
-            .iter()
-            .map(|h| (h.name().to_owned(), h.ip()))
-            .collect();
-        let mut member = Member {
-            host: hosts[i - 1].clone(),
-            etcd: None,
-            control: None,
-        };
-        self.spawn_etcd(&mut member, &config)?;
-        self.member_mut(i).etcd = member.etcd;
-        Ok(())
-    }
-
-    /// Starts member `i`'s skiff-control again, and waits until it serves.
-    pub fn restart_control(&mut self, i: usize, extra: &[&str]) -> Result<()> {
-        let hosts = self.hosts();
-        let mut member = Member {
-            host: hosts[i - 1].clone(),
-            etcd: None,
-            control: None,
-        };
-        self.spawn_control(&mut member, &hosts, extra)?;
-        self.member_mut(i).control = member.control;
-        Ok(())
-    }
-
     fn member(&self, i: usize) -> &Member {
         &self.members[i - 1]
     }
@@ -441,6 +501,7 @@ impl ControlPlanes {
 impl Drop for ControlPlanes {
     fn drop(&mut self) {
         // Processes first: their guards kill them.
+        self.agents.clear();
         self.members.clear();
         if let Err(error) = fs::remove_dir_all(&self.dir) {
             eprintln!("skiff: cannot remove {}: {error}", self.dir.display());

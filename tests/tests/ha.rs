@@ -7,6 +7,11 @@
 //! got a 2xx is stored afterwards, none is stored twice, and the API
 //! answers again once etcd has a new leader.
 //!
+//! The API's one address, the NodePort in front of the API servers (whose
+//! EndpointSlice the servers keep from their etcd leases), answers again
+//! after one skiff-control is SIGKILLed, and the killed server leaves the
+//! Service's endpoints.
+//!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -39,8 +44,9 @@ fn start() -> (ControlPlanes, Cluster) {
     (planes, cluster)
 }
 
-fn client(planes: &ControlPlanes, member: usize) -> ApiClient {
-    ApiClient::new(planes.api_addr(member), TOKEN, &planes.ca_pem().unwrap()).unwrap()
+/// A client of the API's one address.
+fn client(planes: &ControlPlanes) -> ApiClient {
+    ApiClient::new(planes.front(), TOKEN, &planes.ca_pem().unwrap()).unwrap()
 }
 
 /// One create of ConfigMap number `seq` (a generated name, the number in
@@ -113,15 +119,12 @@ async fn stored(api: &ApiClient) -> BTreeMap<String, usize> {
 fn creates_survive_the_etcd_leader_being_killed() {
     let (mut planes, _cluster) = start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let leader = planes.etcd_leader().unwrap();
-    // The client's API server is not the leader's member: what is measured
-    // is etcd's election, not this server's loss of its local member.
-    let member = if leader == 1 { 2 } else { 1 };
-    let api = client(&planes, member);
+    let api = client(&planes);
 
     let mut connection = None;
     let mut acknowledged: BTreeMap<usize, String> = BTreeMap::new();
     let mut failed = Vec::new();
+    let mut killed = 0;
     let mut first_failure = None;
     let mut last_failure = None;
     for seq in 0..CREATES {
@@ -129,6 +132,7 @@ fn creates_survive_the_etcd_leader_being_killed() {
             let leader = planes.etcd_leader().unwrap();
             eprintln!("killing etcd member cp{leader}, the leader, at create {seq}");
             planes.kill_etcd(leader);
+            killed = leader;
         }
         let started = Instant::now();
         match runtime.block_on(create(&mut connection, &api, seq)) {
@@ -164,7 +168,7 @@ fn creates_survive_the_etcd_leader_being_killed() {
     assert!(
         lost.is_empty(),
         "acknowledged but not stored: {lost:?}\n{}",
-        planes.logs(member)
+        planes.logs(killed)
     );
     // What failed is not acknowledged; it may or may not have been stored.
     let unacknowledged: BTreeSet<usize> = failed.iter().copied().collect();
@@ -179,6 +183,76 @@ fn creates_survive_the_etcd_leader_being_killed() {
     assert!(
         tail.clone().all(|seq| acknowledged.contains_key(&seq)),
         "creates {tail:?} failed after the election: {failed:?}\n{}",
-        planes.logs(member)
+        planes.logs(killed)
     );
+}
+
+/// The API servers the front Service's EndpointSlice lists.
+async fn fronted(api: &ApiClient) -> Option<usize> {
+    let mut connection = api.connect().await.ok()?;
+    let path = "/apis/discovery.k8s.io/v1/namespaces/kube-system/endpointslices/skiff-apiserver";
+    let bytes = connection
+        .call(Method::GET, path, None, &[StatusCode::OK])
+        .await
+        .ok()?;
+    let slice: Value = serde_json::from_slice(&bytes).ok()?;
+    Some(slice["endpoints"].as_array()?.len())
+}
+
+/// One GET on a connection of its own, so that each is balanced anew.
+async fn answers(api: &ApiClient) -> bool {
+    let attempt = async {
+        let mut connection = api.connect().await.ok()?;
+        connection
+            .call(
+                Method::GET,
+                "/api/v1/namespaces/default",
+                None,
+                &[StatusCode::OK],
+            )
+            .await
+            .ok()
+    };
+    matches!(
+        tokio::time::timeout(CALL_TIMEOUT, attempt).await,
+        Ok(Some(_))
+    )
+}
+
+#[test]
+fn the_api_answers_at_one_address_when_an_api_server_is_killed() {
+    let (mut planes, _cluster) = start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = client(&planes);
+    skiff_tests::eventually(
+        "three API servers behind the one address",
+        Duration::from_secs(20),
+        || (runtime.block_on(fronted(&api)) == Some(3)).then_some(()),
+    );
+
+    planes.kill_control(1);
+    let killed_at = Instant::now();
+    // Until 50 calls in a row answer: the killed server has left the
+    // Service (its lease expired) and the datapath balances over the two.
+    let mut in_a_row = 0;
+    let mut failures = 0;
+    let mut last_failure = None;
+    while in_a_row < 50 {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "the API did not answer steadily at {} after an API server was killed: \
+             {failures} failures\n{}",
+            planes.front(),
+            planes.logs(2)
+        );
+        if runtime.block_on(answers(&api)) {
+            in_a_row += 1;
+        } else {
+            in_a_row = 0;
+            failures += 1;
+            last_failure = Some(killed_at.elapsed());
+        }
+    }
+    eprintln!("{failures} failed calls; the last {last_failure:?} after the kill");
+    assert_eq!(runtime.block_on(fronted(&api)), Some(2));
 }

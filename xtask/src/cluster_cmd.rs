@@ -28,7 +28,7 @@ use skiff_tests::{
 use crate::{
     build_cmd,
     cluster_files::{self, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir},
-    images_cmd, pods_ready, setup, sh,
+    ha_cluster, images_cmd, pods_ready, setup, sh,
     supervise_cmd::{API_PORT, kubeconfig},
     utc,
 };
@@ -291,6 +291,16 @@ fn start_supervised(cluster: &Cluster, nodes: u16, members: u16) -> Result<()> {
         supervisor.pid(),
         supervisor.log_file().display()
     );
+    if members > 1 {
+        // The one address needs the agents' NodePort: first the member.
+        wait_for_api(
+            &ha_cluster::first_member_kubeconfig(),
+            || supervisor.is_running(),
+            API_TIMEOUT,
+        )
+        .with_context(|| format!("see the logs in {LOG_DIR}"))?;
+        ha_cluster::write_kubeconfig()?;
+    }
     wait_for_api(&kubeconfig(), || supervisor.is_running(), API_TIMEOUT)
         .with_context(|| format!("see the logs in {LOG_DIR}"))?;
     if members > 1 {

@@ -5,7 +5,7 @@
 //! then its skiff-control; and the agents' etcd flags for every member.
 
 use std::{
-    net::{SocketAddr, TcpStream},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -13,16 +13,30 @@ use std::{
 use skiff_tests::{
     Component, Host,
     control_planes::{
-        API_PORT, control_command, control_etcd_tls_args, in_host, member_dir, prepare_member,
+        API_NODE_PORT, API_PORT, control_command, control_etcd_tls_args, in_host, member_dir,
+        prepare_member, write_front_kubeconfig,
     },
     kubeconfig_path,
 };
 
 use crate::cluster_files::{control_planes_dir, member_control_name, member_etcd_name};
 
-/// The kubeconfig of member `cp1`, which names its API server.
+/// The kubeconfig `up` writes, naming the one address
+/// ([`write_kubeconfig`]).
 pub fn kubeconfig() -> PathBuf {
+    kubeconfig_path(&control_planes_dir())
+}
+
+/// The kubeconfig of member `cp1`, which names its own API server.
+pub fn first_member_kubeconfig() -> PathBuf {
     kubeconfig_path(&member_dir(&control_planes_dir(), 1))
+}
+
+/// Writes [`kubeconfig`]: the first member's, naming the NodePort in
+/// front of the API servers on node1.
+pub fn write_kubeconfig() -> anyhow::Result<PathBuf> {
+    let front = SocketAddr::from((skiff_tests::node_ip(1), API_NODE_PORT));
+    Ok(write_front_kubeconfig(&control_planes_dir(), front)?)
 }
 
 /// The cluster CA the members share, for the agents' kubelet API.
@@ -33,7 +47,11 @@ pub fn cluster_ca() -> PathBuf {
 /// Each member's etcd, then its skiff-control, `cp1` first: a member
 /// joins through the API server of the first, and its etcd joins the
 /// members before it.
-pub fn member_components(hosts: &[Host], cluster_cgroup: &Path) -> Vec<Component> {
+pub fn member_components(
+    hosts: &[Host],
+    node_ips: &[Ipv4Addr],
+    cluster_cgroup: &Path,
+) -> Vec<Component> {
     let dir = control_planes_dir();
     let mut components = Vec::new();
     for (at, host) in hosts.iter().enumerate() {
@@ -45,8 +63,9 @@ pub fn member_components(hosts: &[Host], cluster_cgroup: &Path) -> Vec<Component
             name: etcd_name,
             command: Box::new({
                 let (host, member, dir) = (host.clone(), member.clone(), dir.clone());
+                let node_ips = node_ips.to_vec();
                 move || {
-                    let config = prepare_member(&host, &member, &earlier, &dir)?;
+                    let config = prepare_member(&host, &member, &earlier, &dir, &node_ips)?;
                     Ok(in_host(&host, &config.command()))
                 }
             }),
@@ -61,7 +80,8 @@ pub fn member_components(hosts: &[Host], cluster_cgroup: &Path) -> Vec<Component
             name: control_name,
             command: Box::new({
                 let (host, member, all) = (host.clone(), member.clone(), hosts.to_vec());
-                move || control_command(&host, &member, &all, &[])
+                let node_ips = node_ips.to_vec();
+                move || control_command(&host, &member, &all, &node_ips, &[])
             }),
             ready: Box::new({
                 let addr = SocketAddr::from((host.ip(), API_PORT));

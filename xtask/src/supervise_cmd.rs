@@ -122,9 +122,11 @@ fn supervise_ha(
     cluster_cgroup: &std::path::Path,
 ) -> Result<()> {
     let hosts = Cluster::persisted_control_planes(prefix, usize::from(args.control_planes));
-    let mut components = ha_cluster::member_components(&hosts, cluster_cgroup);
+    let nodes = Cluster::persisted_nodes(prefix, usize::from(args.nodes))?;
+    let node_ips: Vec<Ipv4Addr> = nodes.iter().map(|node| node.ip()).collect();
+    let mut components = ha_cluster::member_components(&hosts, &node_ips, cluster_cgroup);
     let endpoints = skiff_tests::control_planes::etcd_endpoints(&hosts);
-    for node in Cluster::persisted_nodes(prefix, usize::from(args.nodes))? {
+    for node in nodes {
         let name = agent_name(node.name());
         let cgroup = cluster_cgroup.join(&name);
         let endpoints = endpoints.clone();

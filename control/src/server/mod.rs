@@ -3,6 +3,7 @@
 
 mod auth;
 mod body;
+mod endpoint_leases;
 mod join;
 mod kubeconfig;
 mod pki;
@@ -54,6 +55,12 @@ pub struct ServerConfig {
     /// Issue the etcd member certificate for this address (and the etcd
     /// CA, when this member is the first) under `<data-dir>/pki/etcd/`.
     pub etcd_member_ip: Option<IpAddr>,
+    /// Keep this server's address leased and in the EndpointSlices of the
+    /// Services in front of the API servers (kube-apiserver's
+    /// `--endpoint-reconciler-type=lease`).
+    pub endpoint_leases: bool,
+    /// Also a NodePort Service `kube-system/skiff-apiserver` on this port.
+    pub apiserver_node_port: Option<u16>,
     /// Extra names/addresses for the serving certificate.
     pub advertise_addresses: Vec<String>,
     /// The server URL in the kubeconfig; default `https://<first bind>`.
@@ -73,6 +80,8 @@ pub enum ServerError {
     Pki(#[from] PkiError),
     #[error("joining the control plane: {0}")]
     Join(#[from] JoinError),
+    #[error("creating the Service in front of the API servers: {0}")]
+    ApiServerService(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -176,6 +185,36 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_ingress_service().await?;
 
     let mut listeners = JoinSet::new();
+    if config.endpoint_leases {
+        let mut fronting = vec![endpoint_leases::Fronting {
+            namespace: "default",
+            name: "kubernetes",
+        }];
+        if let Some(node_port) = config.apiserver_node_port {
+            endpoint_leases::ensure_node_port_service(&api, &store, node_port)
+                .await
+                .map_err(ServerError::ApiServerService)?;
+            fronting.push(endpoint_leases::Fronting {
+                namespace: endpoint_leases::NODE_PORT_SERVICE_NAMESPACE,
+                name: endpoint_leases::NODE_PORT_SERVICE_NAME,
+            });
+        }
+        let addr = addrs[0];
+        match addr.ip() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
+                listeners.spawn(endpoint_leases::run(
+                    api.clone(),
+                    store.clone(),
+                    ip,
+                    addr.port(),
+                    fronting,
+                ));
+            }
+            _ => {
+                warn!(%addr, "not leasing an endpoint: the first --bind is no routable IPv4 address")
+            }
+        }
+    }
     if let Some(controllers) = config.controllers.clone() {
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }

@@ -86,6 +86,8 @@ impl Cluster {
             data_dir: dir.join("data"),
             join: None,
             etcd_member_ip: None,
+            endpoint_leases: false,
+            apiserver_node_port: None,
             advertise_addresses: vec![],
             advertise_url: None,
             kubeconfig_out: None,
