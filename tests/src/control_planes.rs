@@ -463,6 +463,20 @@ impl ControlPlanes {
         etcd_leader(&member_tls(&self.member_dir(1)), &self.hosts())
     }
 
+    /// Which member the members other than `gone` follow: etcdctl asks
+    /// only them, so a dead member costs no dial timeout.
+    pub fn etcd_leader_without(&self, gone: usize) -> Result<usize> {
+        let hosts = self.hosts();
+        let others: Vec<Host> = hosts
+            .iter()
+            .enumerate()
+            .filter(|(at, _)| at + 1 != gone)
+            .map(|(_, host)| host.clone())
+            .collect();
+        let leader = &others[etcd_leader(&member_tls(&self.member_dir(1)), &others)? - 1];
+        Ok(member_index(leader))
+    }
+
     /// Member `i`'s etcd and skiff-control logs.
     pub fn logs(&self, i: usize) -> String {
         let name = member_name(i);

@@ -1,7 +1,7 @@
 //! The API servers' own endpoints, kept as kube-apiserver's lease endpoint
 //! reconciler keeps them: each server holds `/registry/masterleases/<ip>`
-//! under an etcd lease of [`LEASE_TTL`] that it renews every second, and
-//! every second each server writes the leased addresses into the
+//! under an etcd lease of [`LEASE_TTL`] that it renews every [`PERIOD`],
+//! and as often each server writes the leased addresses into the
 //! EndpointSlices of the Services that front the API servers
 //! (`default/kubernetes`, and `kube-system/skiff-apiserver` when a NodePort
 //! is asked for). The agents' datapath balances those Services over the
@@ -21,8 +21,10 @@ use crate::store::Store;
 
 /// The etcd prefix of the servers' leased addresses (kube-apiserver's).
 const PREFIX: &str = "/registry/masterleases/";
-/// How long a server's address outlives its last renewal, in seconds.
+/// How long a server's address outlives its last renewal, in seconds:
+/// etcd's shortest lease with its default election timeout.
 pub const LEASE_TTL: i64 = 2;
+/// How often the lease is renewed and the slices are written.
 const PERIOD: Duration = Duration::from_millis(500);
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";

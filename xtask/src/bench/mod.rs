@@ -17,6 +17,7 @@ mod control_plane;
 mod datapath;
 mod dns_ingress;
 mod etcd_bulk;
+mod ha;
 mod kube_api;
 mod kube_hash;
 mod kube_proxy;
@@ -86,6 +87,9 @@ pub enum Part {
     Dns,
     /// The Ingress against nginx.
     Ingress,
+    /// The API's error window while an etcd member or an API server of an
+    /// HA control plane is killed.
+    Ha,
 }
 
 impl Part {
@@ -97,6 +101,7 @@ impl Part {
             Part::PodStart => "pod-start",
             Part::Dns => "dns",
             Part::Ingress => "ingress",
+            Part::Ha => "ha",
         }
     }
 }
@@ -161,6 +166,7 @@ fn run(
         parts: parts.iter().map(|part| part.name()).collect(),
         control_plane: None,
         pod_start: None,
+        ha: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -175,6 +181,14 @@ fn run(
             plan.pod_starts
         ));
         results.pod_start = Some(pod_start::measure(plan.pod_starts));
+    }
+    if parts.contains(&Part::Ha) {
+        progress.step("API error window: an etcd leader, then an API server of three killed");
+        let state_dir = sh::workspace_root()
+            .join("target/bench")
+            .join(format!("ha-{}", std::process::id()));
+        results.ha = Some(ha::measure(&state_dir));
+        let _ = fs::remove_dir_all(&state_dir);
     }
     let (dns, ingress) = (parts.contains(&Part::Dns), parts.contains(&Part::Ingress));
     if dns || ingress {
