@@ -82,8 +82,8 @@ pub fn join_url(first: &Host) -> String {
     format!("https://{}:{API_PORT}", first.ip())
 }
 
-/// `skiff-control --pki-only` for member `host`: creates the PKI (member
-/// 1) or fetches it with `join` (URL, token), issues the member's etcd
+/// `skiff-control --pki-only` for member `host`: creates the PKI (the
+/// first member) or fetches it with `join` (URL, token), issues its etcd
 /// certificate and its serving certificate, which names the member and
 /// the nodes (`node_ips`, which serve the NodePort in front).
 pub fn pki_command(
@@ -247,7 +247,7 @@ pub fn prepare_member(
 ) -> Result<MemberConfig> {
     fs::create_dir_all(member_dir)
         .map_err(|e| HarnessError::io(format!("cannot create {}", member_dir.display()), e))?;
-    let config = etcd_member(host, member_dir, earlier);
+    let mut config = etcd_member(host, member_dir, earlier);
     if !config.tls.cert_file.exists() {
         let join = match earlier.first() {
             Some(first) => {
@@ -264,7 +264,12 @@ pub fn prepare_member(
         cmd::run(&mut pki_command(host, member_dir, node_ips, join)?)?;
     }
     if !earlier.is_empty() && !config.data_dir.exists() {
-        member_add(&config, earlier)?;
+        // The members etcd has now, which need not be `earlier` (a member
+        // replaced while later ones run).
+        let added = member_add(&config, earlier)?;
+        config.initial_cluster = initial_cluster(&added).ok_or_else(|| {
+            HarnessError::Environment(format!("etcdctl member add printed no cluster: {added}"))
+        })?;
     }
     Ok(config)
 }
@@ -272,11 +277,11 @@ pub fn prepare_member(
 /// Adds `config`'s member to the etcd of `running`. etcd refuses while a
 /// member added before has been connected for less than 5 s (its strict
 /// reconfiguration check): retried until then.
-pub fn member_add(config: &MemberConfig, running: &[Host]) -> Result<()> {
+pub fn member_add(config: &MemberConfig, running: &[Host]) -> Result<String> {
     let deadline = Instant::now() + ETCD_READY_TIMEOUT;
     loop {
         match cmd::run(&mut config.member_add(&etcd_endpoints(running))) {
-            Ok(_) => return Ok(()),
+            Ok(output) => return Ok(output),
             Err(error) if Instant::now() > deadline => return Err(error),
             Err(HarnessError::Command { stderr, .. }) if stderr.contains("unhealthy cluster") => {
                 thread::sleep(Duration::from_millis(500));
@@ -284,6 +289,22 @@ pub fn member_add(config: &MemberConfig, running: &[Host]) -> Result<()> {
             Err(error) => return Err(error),
         }
     }
+}
+
+/// The `ETCD_INITIAL_CLUSTER="name=https://ip:2380,…"` line of `etcdctl
+/// member add`'s output, as names and addresses.
+fn initial_cluster(member_add_output: &str) -> Option<Vec<(String, Ipv4Addr)>> {
+    let line = member_add_output
+        .lines()
+        .find_map(|line| line.strip_prefix("ETCD_INITIAL_CLUSTER="))?
+        .trim_matches('"');
+    line.split(',')
+        .map(|entry| {
+            let (name, url) = entry.split_once('=')?;
+            let address = url.strip_prefix("https://")?.split(':').next()?;
+            Some((name.to_owned(), address.parse().ok()?))
+        })
+        .collect()
 }
 
 /// The member (1-based, by address among `hosts`) that etcd's members
@@ -537,4 +558,24 @@ fn open_log(path: &Path) -> Result<fs::File> {
         .append(true)
         .open(path)
         .map_err(|e| HarnessError::io(format!("cannot open {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_cluster_is_read_from_member_add() {
+        let output = "Member 1 added to cluster 2\n\nETCD_NAME=\"cp2\"\n\
+            ETCD_INITIAL_CLUSTER=\"cp1=https://172.30.0.1:2380,cp2=https://172.30.0.2:2380\"\n\
+            ETCD_INITIAL_CLUSTER_STATE=\"existing\"\n";
+        assert_eq!(
+            initial_cluster(output),
+            Some(vec![
+                ("cp1".to_owned(), Ipv4Addr::new(172, 30, 0, 1)),
+                ("cp2".to_owned(), Ipv4Addr::new(172, 30, 0, 2)),
+            ])
+        );
+        assert_eq!(initial_cluster("nothing"), None);
+    }
 }

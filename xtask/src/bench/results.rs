@@ -417,6 +417,7 @@ mod tests {
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
             }),
+            ha: None,
             pod_start: Some(PodStart {
                 pods: 1,
                 runner: Measured {
