@@ -36,6 +36,8 @@ use crate::{
 const EXAMPLES: &str = "examples";
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// An HA control plane comes up one member after another.
+const HA_API_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a daemon gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -292,11 +294,12 @@ fn start_supervised(cluster: &Cluster, nodes: u16, members: u16) -> Result<()> {
         supervisor.log_file().display()
     );
     if members > 1 {
-        // The one address needs the agents' NodePort: first the member.
+        // The one address needs the agents' NodePort: first the member,
+        // which waits for a quorum of etcd members.
         wait_for_api(
             &ha_cluster::first_member_kubeconfig(),
             || supervisor.is_running(),
-            API_TIMEOUT,
+            HA_API_TIMEOUT,
         )
         .with_context(|| format!("see the logs in {LOG_DIR}"))?;
         ha_cluster::write_kubeconfig()?;

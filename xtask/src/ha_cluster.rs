@@ -14,7 +14,7 @@ use skiff_tests::{
     Component, Host,
     control_planes::{
         API_NODE_PORT, API_PORT, control_command, control_etcd_tls_args, in_host, member_dir,
-        prepare_member, write_front_kubeconfig,
+        member_tls, prepare_member, write_front_kubeconfig,
     },
     kubeconfig_path,
 };
@@ -83,9 +83,16 @@ pub fn member_components(
                 let node_ips = node_ips.to_vec();
                 move || control_command(&host, &member, &all, &node_ips, &[])
             }),
+            // The next member's etcd waits for this server (it joins
+            // through it), unless every member has joined before: then
+            // this server waits for the next members' etcd (quorum).
             ready: Box::new({
                 let addr = SocketAddr::from((host.ip(), API_PORT));
-                move || answers(addr) && kubeconfig_path(&member).exists()
+                let last = member_dir(&dir, hosts.len());
+                move || {
+                    answers(addr) && kubeconfig_path(&member).exists()
+                        || member_tls(&last).cert_file.exists()
+                }
             }),
         });
     }
