@@ -5,7 +5,9 @@
 //! EndpointSlices of the Services that front the API servers
 //! (`default/kubernetes`, and `kube-system/skiff-apiserver` when a NodePort
 //! is asked for). The agents' datapath balances those Services over the
-//! live servers: one that dies is out of them within the lease's TTL.
+//! live servers: one that dies is out of them within the lease's TTL, and
+//! sooner when its port refuses connections (each server probes the
+//! others' as it writes).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -26,6 +28,8 @@ const PREFIX: &str = "/registry/masterleases/";
 pub const LEASE_TTL: i64 = 2;
 /// How often the lease is renewed and the slices are written.
 const PERIOD: Duration = Duration::from_millis(500);
+/// How long a server's API port may take to accept a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 /// The label that ties an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -93,7 +97,7 @@ pub async fn run(api: Api, store: Store, ip: Ipv4Addr, port: u16, fronting: Vec<
             }
         };
         let addresses = match leased(&client).await {
-            Ok(addresses) => addresses,
+            Ok(addresses) => serving(addresses, port).await,
             Err(error) => {
                 warn!(%error, "listing the API servers' endpoint leases failed");
                 continue;
@@ -151,6 +155,27 @@ async fn leased(
         .collect();
     addresses.sort();
     Ok(addresses)
+}
+
+/// Of the leased `addresses`, those whose API port accepts a connection
+/// within [`PROBE_TIMEOUT`]; all of them when none does (a probe says
+/// nothing then).
+async fn serving(addresses: Vec<String>, port: u16) -> Vec<String> {
+    let mut serving = Vec::new();
+    for address in &addresses {
+        let connect = tokio::net::TcpStream::connect((address.as_str(), port));
+        if matches!(
+            tokio::time::timeout(PROBE_TIMEOUT, connect).await,
+            Ok(Ok(_))
+        ) {
+            serving.push(address.clone());
+        }
+    }
+    if serving.is_empty() {
+        addresses
+    } else {
+        serving
+    }
 }
 
 /// The EndpointSlice of `service` listing `addresses` on `port`.
