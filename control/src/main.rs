@@ -1,6 +1,6 @@
 //! skiff-control: serves the Kubernetes API from etcd.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
-use control::server::{self, ServerConfig};
+use control::server::{self, ClientTls, JoinToken, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use tracing::info;
 
@@ -48,6 +48,52 @@ struct Args {
         default_value = "http://127.0.0.1:2379"
     )]
     etcd: Vec<String>,
+
+    /// CA of an etcd that serves TLS (with --etcd-certfile and
+    /// --etcd-keyfile, for `https://` endpoints).
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    etcd_cafile: Option<PathBuf>,
+
+    /// Client certificate towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_certfile: Option<PathBuf>,
+
+    /// Client key towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_keyfile: Option<PathBuf>,
+
+    /// Join the control plane of the member serving at this URL
+    /// (https://ADDR:PORT): fetch its CAs with --token instead of creating
+    /// them.
+    #[arg(long, value_name = "URL", requires = "token")]
+    join: Option<String>,
+
+    /// The join token, `K10<ca-hash>::server:<secret>`, as the first member
+    /// wrote it to DATA_DIR/token.
+    #[arg(long, value_name = "TOKEN", requires = "join", value_parser = parse_token)]
+    token: Option<JoinToken>,
+
+    /// Issue this member's etcd certificate for this address (and the etcd
+    /// CA, on the first member) in DATA_DIR/pki/etcd.
+    #[arg(long, value_name = "IP")]
+    etcd_member_ip: Option<IpAddr>,
+
+    /// `lease`: keep this server's address (the first --bind) leased in
+    /// etcd and the API servers' leased addresses in the EndpointSlice of
+    /// the `kubernetes` Service, as kube-apiserver does; `none`: do not.
+    #[arg(long, value_name = "TYPE", default_value = "none", value_parser = ["lease", "none"])]
+    endpoint_reconciler_type: String,
+
+    /// With --endpoint-reconciler-type=lease, also front the API servers
+    /// with a NodePort Service kube-system/skiff-apiserver on this port,
+    /// the one address clients outside the pods use.
+    #[arg(long, value_name = "PORT")]
+    apiserver_node_port: Option<u16>,
+
+    /// Prepare the PKI (create it or join, issue the etcd certificate,
+    /// write the token) and exit, so that etcd can start with it.
+    #[arg(long)]
+    pki_only: bool,
 
     /// Directory for the PKI (and the default kubeconfig).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
@@ -163,6 +209,10 @@ enum Command {
     Snapshot(SnapshotCommand),
 }
 
+fn parse_token(text: &str) -> Result<JoinToken, String> {
+    JoinToken::parse(text).map_err(|error| error.to_string())
+}
+
 /// `40s`, `500ms`, `2m`, `1h`, or `0`.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     if text == "0" {
@@ -227,7 +277,6 @@ async fn main() -> Result<()> {
     if let Some(Command::Snapshot(command)) = args.command {
         return control::snapshot::cli::run(command).await;
     }
-    let snapshots = args.snapshots.schedule(&args.data_dir, &args.etcd);
     let controllers = args.controllers.then(|| ControllerConfig {
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_duration: args.leader_elect_lease_duration,
@@ -242,10 +291,19 @@ async fn main() -> Result<()> {
         local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
     });
-    let running = server::start(ServerConfig {
+    let etcd_tls = ClientTls::from_flags(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile);
+    let snapshots = args
+        .snapshots
+        .schedule(&args.data_dir, &args.etcd, etcd_tls.as_ref());
+    let config = ServerConfig {
         binds: args.binds,
         etcd: args.etcd,
+        etcd_tls,
         data_dir: args.data_dir,
+        join: args.join.zip(args.token),
+        etcd_member_ip: args.etcd_member_ip,
+        endpoint_leases: args.endpoint_reconciler_type == "lease",
+        apiserver_node_port: args.apiserver_node_port,
         advertise_addresses: args.advertise_addresses,
         advertise_url: args.advertise_url,
         kubeconfig_out: args.kubeconfig_out,
@@ -268,9 +326,17 @@ async fn main() -> Result<()> {
             },
             repair_interval: nonzero(args.allocation_repair_interval),
         },
-    })
-    .await
-    .context("starting skiff-control")?;
+    };
+    if args.pki_only {
+        server::prepare_pki(&config)
+            .await
+            .context("preparing the PKI")?;
+        info!(token = %server::token_path(&config.data_dir).display(), "PKI ready");
+        return Ok(());
+    }
+    let running = server::start(config)
+        .await
+        .context("starting skiff-control")?;
     info!(kubeconfig = %running.kubeconfig.display(), "ready");
     if let Some(snapshots) = snapshots {
         tokio::spawn(control::snapshot::schedule::run(snapshots));

@@ -36,7 +36,7 @@ impl Etcd {
     pub async fn store(&self) -> Store {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(store) = Store::connect(std::slice::from_ref(&self.url)).await
+            if let Ok(store) = Store::connect(std::slice::from_ref(&self.url), None).await
                 && store.current_revision().await.is_ok()
             {
                 return store;

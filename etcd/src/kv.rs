@@ -3,12 +3,14 @@
 //! compare-and-swap on `mod_revision` (or on absence), alone or several in
 //! one transaction.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, KvClient, PutOptions, Txn,
-    TxnOp, TxnOpResponse, WatchClient, WatchOptions, WatchStream,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, KeyValue,
+    KvClient, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    WatchStream,
 };
 
 use crate::backoff::Backoff;
@@ -38,6 +40,65 @@ pub enum EtcdError {
     /// leadership is over.
     #[error("write refused: {key} is no longer at revision {revision} (leadership lost)")]
     Fenced { key: String, revision: i64 },
+    #[error("reading {}: {source}", path.display())]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to reach an etcd that serves clients over TLS and asks for a client
+/// certificate: kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile` (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The client identity of every [`Kv::connect`] in this process: a node
+/// agent has one, for all its watches and writes.
+static PROCESS_TLS: std::sync::OnceLock<ClientTls> = std::sync::OnceLock::new();
+
+/// Sets the process's etcd client identity, once, before the first
+/// connect; a second call is ignored and returns false.
+pub fn set_process_tls(tls: ClientTls) -> bool {
+    PROCESS_TLS.set(tls).is_ok()
+}
+
+impl ClientTls {
+    /// The identity of the flags `--etcd-cafile`, `--etcd-certfile` and
+    /// `--etcd-keyfile`: all three, or none (the CLIs require them together).
+    pub fn from_flags(
+        ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> Option<Self> {
+        Some(Self {
+            ca_file: ca_file?,
+            cert_file: cert_file?,
+            key_file: key_file?,
+        })
+    }
+
+    /// The three files read now, so a missing one fails the connect and
+    /// not each later call.
+    pub(crate) fn options(&self) -> Result<TlsOptions, EtcdError> {
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| EtcdError::TlsFile {
+                path: path.clone(),
+                source,
+            })
+        };
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca_file)?))
+            .identity(Identity::from_pem(
+                read(&self.cert_file)?,
+                read(&self.key_file)?,
+            )))
+    }
 }
 
 impl EtcdError {
@@ -209,6 +270,9 @@ pub struct Kv {
     /// The leases expiring keys are written with.
     leases: Arc<Leases>,
     fence: Option<Fence>,
+    /// With several endpoints, the task keeping the channel on the members
+    /// that answer ([`crate::members`]) runs while this lives.
+    _members: Option<Arc<()>>,
 }
 
 impl Kv {
@@ -216,27 +280,60 @@ impl Kv {
     /// a silently dead etcd (or path to it) fail the open calls instead of
     /// leaving a watch waiting forever; only while a call is open, as etcd
     /// answers pings on an idle connection with GOAWAY.
+    /// With the process's [`ClientTls`] ([`set_process_tls`]), if any.
     pub async fn connect(endpoints: &[String]) -> Result<Self, EtcdError> {
-        let options = ConnectOptions::new()
+        Self::connect_with(endpoints, PROCESS_TLS.get()).await
+    }
+
+    /// [`Kv::connect`] to `https://` endpoints with `tls`. With several
+    /// endpoints the channel balances over them and leaves one that fails.
+    pub async fn connect_with(
+        endpoints: &[String],
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, EtcdError> {
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
             .with_keep_alive_while_idle(false);
-        let client = Client::connect(endpoints, Some(options))
+        if let Some(tls) = tls {
+            options = options.with_tls(tls.options()?);
+        }
+        if endpoints.len() < 2 {
+            let client = Client::connect(endpoints, Some(options))
+                .await
+                .map_err(EtcdError::of("connect", 0))?;
+            return Ok(Self {
+                client,
+                leases: Arc::default(),
+                fence: None,
+                _members: None,
+            });
+        }
+        let answering = crate::members::answering(endpoints).await;
+        let start: Vec<&String> = answering.iter().collect();
+        let client = Client::connect(start, Some(options))
             .await
             .map_err(EtcdError::of("connect", 0))?;
+        let owner = Arc::new(());
+        crate::members::follow(
+            client.clone(),
+            endpoints.to_vec(),
+            answering,
+            Arc::downgrade(&owner),
+        );
         Ok(Self {
             client,
             leases: Arc::default(),
             fence: None,
+            _members: Some(owner),
         })
     }
 
     /// This client, with every write guarded by `fence`.
     pub fn fenced(&self, fence: Fence) -> Self {
         Self {
-            client: self.client.clone(),
-            leases: self.leases.clone(),
             fence: Some(fence),
+            ..self.clone()
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod keys;
 pub mod launcher;
+pub mod member;
 
 #[cfg(feature = "client")]
 pub mod backoff;
@@ -18,6 +19,8 @@ pub mod kv;
 pub mod list_watch;
 #[cfg(feature = "client")]
 pub mod maintenance;
+#[cfg(feature = "client")]
+mod members;
 #[cfg(feature = "client")]
 pub mod snapshot;
 #[cfg(all(test, feature = "client"))]

@@ -16,6 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+
+use crate::kv::{ClientTls, EtcdError};
 use sha2::{Digest, Sha256};
 
 /// Where `cargo xtask setup` (Debian's etcd-client) installs etcdctl.
@@ -27,6 +29,8 @@ pub const HASH_LEN: u64 = 32;
 pub enum SnapshotError {
     #[error("etcd snapshot stream: {0}")]
     Etcd(#[from] etcd_client::Error),
+    #[error(transparent)]
+    Tls(#[from] EtcdError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -58,10 +62,14 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError 
 /// that returns is whole.
 pub async fn save(
     endpoints: &[String],
+    tls: Option<&ClientTls>,
     out: &mut impl Write,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<u64, SnapshotError> {
-    let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        options = options.with_tls(tls.options()?);
+    }
     let mut client = Client::connect(endpoints, Some(options)).await?;
     let mut stream = client.snapshot().await?;
     let mut written = 0u64;

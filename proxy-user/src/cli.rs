@@ -126,6 +126,20 @@ pub struct Args {
     )]
     pub etcd: Vec<String>,
 
+    /// CA of an etcd that serves TLS (`https://` --etcd URLs), with
+    /// --etcd-certfile and --etcd-keyfile: the client identity of every
+    /// etcd connection the agent makes.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    pub etcd_cafile: Option<PathBuf>,
+
+    /// Client certificate towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    pub etcd_certfile: Option<PathBuf>,
+
+    /// Client key towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    pub etcd_keyfile: Option<PathBuf>,
+
     /// cgroup v2 directory whose processes get service load balancing. On a
     /// real node this is the cgroup v2 root (e.g. /sys/fs/cgroup); it has no
     /// default so that nothing is ever attached somewhere by accident.

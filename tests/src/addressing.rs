@@ -48,6 +48,19 @@ impl fmt::Display for Ipv4Cidr {
 pub const FABRIC_CIDR: Ipv4Cidr = Ipv4Cidr::new(Ipv4Addr::new(172, 30, 0, 0), 24);
 /// The root netns end of the control-plane veth: etcd and the API server listen here.
 pub const CONTROL_PLANE_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 254);
+/// Control-plane members of an HA cluster (`<prefix>-cp<i>`) are
+/// 172.30.0.1 … 172.30.0.9.
+pub const MAX_CONTROL_PLANES: usize = 9;
+
+/// Control-plane member `i` (1-based): `172.30.0.<i>`.
+pub fn control_plane_member_ip(i: usize) -> Ipv4Addr {
+    assert!(
+        (1..=MAX_CONTROL_PLANES).contains(&i),
+        "control-plane index {i} out of 1..={MAX_CONTROL_PLANES}"
+    );
+    FABRIC_CIDR.host(i as u32)
+}
+
 /// The outside client (`<prefix>-ext`).
 pub const EXT_IP: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 100);
 /// Every node's pod CIDR lies in here.

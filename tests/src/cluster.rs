@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::addressing::{
-    CONTROL_PLANE_IP, EXT_IP, MAX_NODES, MAX_PODS_PER_NODE, node_ip, pod_cidr,
+    CONTROL_PLANE_IP, EXT_IP, MAX_CONTROL_PLANES, MAX_NODES, MAX_PODS_PER_NODE,
+    control_plane_member_ip, node_ip, pod_cidr,
 };
 use crate::bpffs;
 use crate::cgroup;
@@ -44,6 +45,8 @@ pub struct Cluster {
     prefix: Prefix,
     nodes: Vec<Node>,
     ext: Host,
+    /// The control-plane members' hosts of an HA cluster, `cp1` first.
+    control_planes: Vec<Host>,
     pods: Vec<Pod>,
     cgroup_dir: PathBuf,
     persist: bool,
@@ -84,6 +87,7 @@ impl Cluster {
             prefix,
             nodes,
             ext,
+            control_planes: Vec::new(),
             pods: Vec::new(),
             cgroup_dir,
             persist: false,
@@ -116,6 +120,7 @@ impl Cluster {
         let cluster = Cluster {
             nodes: node_handles(&prefix, spec.nodes, &cgroup_dir),
             ext: ext_host(&prefix),
+            control_planes: Vec::new(),
             prefix,
             pods: Vec::new(),
             cgroup_dir,
@@ -124,6 +129,12 @@ impl Cluster {
         };
         cluster.assert_isolated()?;
         Ok(cluster)
+    }
+
+    /// The hosts of the `count` control-plane members of the HA cluster
+    /// `prefix` that a process before this one created and persisted.
+    pub fn persisted_control_planes(prefix: &Prefix, count: usize) -> Vec<Host> {
+        (1..=count).map(|i| control_plane_host(prefix, i)).collect()
     }
 
     /// The nodes of the cluster `prefix` with `count` nodes that a process
@@ -207,6 +218,31 @@ impl Cluster {
         Ok(pod)
     }
 
+    /// Adds the host of control-plane member `i` (1-based) of an HA
+    /// cluster: netns `<prefix>-cp<i>` on the fabric at
+    /// [`control_plane_member_ip`], or returns it when it is there (a
+    /// cluster `cargo xtask up` adopts).
+    pub fn add_control_plane(&mut self, i: usize) -> Result<Host> {
+        if !(1..=MAX_CONTROL_PLANES).contains(&i) {
+            return Err(HarnessError::InvalidSpec(format!(
+                "control plane {i}: an HA cluster has 1 ..= {MAX_CONTROL_PLANES}"
+            )));
+        }
+        let host = control_plane_host(&self.prefix, i);
+        if !netns::list()?.contains(&host.netns) {
+            wiring::host_on_fabric(&self.prefix.join(FABRIC), &host, &host.name)?;
+        }
+        if !self.control_planes.contains(&host) {
+            self.control_planes.push(host.clone());
+        }
+        Ok(host)
+    }
+
+    /// The control-plane members' hosts added so far, `cp1` first.
+    pub fn control_planes(&self) -> &[Host] {
+        &self.control_planes
+    }
+
     pub fn prefix(&self) -> &Prefix {
         &self.prefix
     }
@@ -261,6 +297,7 @@ impl Cluster {
     pub fn assert_isolated(&self) -> Result<()> {
         let mut namespaces = vec![self.prefix.join(FABRIC), self.ext.netns().to_owned()];
         namespaces.extend(self.nodes.iter().map(|n| n.netns().to_owned()));
+        namespaces.extend(self.control_planes.iter().map(|h| h.netns().to_owned()));
         namespaces.extend(self.pods.iter().map(|p| p.netns().to_owned()));
         safety::assert_isolated(&namespaces)
     }
@@ -314,6 +351,15 @@ fn ext_host(prefix: &Prefix) -> Host {
         name: EXT.into(),
         ip: EXT_IP,
         netns: prefix.join(EXT),
+    }
+}
+
+fn control_plane_host(prefix: &Prefix, i: usize) -> Host {
+    let name = format!("cp{i}");
+    Host {
+        ip: control_plane_member_ip(i),
+        netns: prefix.join(&name),
+        name,
     }
 }
 

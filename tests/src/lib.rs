@@ -22,6 +22,7 @@ mod cgroup;
 mod cluster;
 mod cmd;
 mod control;
+pub mod control_planes;
 mod daemon;
 mod echo;
 mod error;
@@ -46,8 +47,8 @@ mod wait;
 mod wiring;
 
 pub use addressing::{
-    CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_NODES, MAX_PODS_PER_NODE, POD_SUPERNET,
-    SERVICE_CIDR, node_ip, pod_cidr,
+    CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_CONTROL_PLANES, MAX_NODES,
+    MAX_PODS_PER_NODE, POD_SUPERNET, SERVICE_CIDR, control_plane_member_ip, node_ip, pod_cidr,
 };
 pub use agent::{agent_command, run_pods_args, sync_count, wait_for_sync};
 pub use binaries::{
@@ -59,6 +60,7 @@ pub use cluster::{Cluster, ClusterSpec};
 pub use control::{
     cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
 };
+pub use control_planes::ControlPlanes;
 pub use daemon::{Daemon, DaemonSpec};
 pub use echo::{CallResult, FailureKind, call, parse_call_output};
 pub use error::HarnessError;

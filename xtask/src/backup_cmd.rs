@@ -43,6 +43,12 @@ pub fn backup(args: &BackupArgs) -> Result<()> {
     if skiff_tests::Daemon::running_pid(run_dir(), SUPERVISOR)?.is_none() {
         bail!("no local cluster is up: `cargo xtask up` starts one");
     }
+    if cluster_files::kept_control_plane_count() > 1 {
+        bail!(
+            "the local cluster has an HA control plane; back it up with `skiff-control snapshot \
+             save` against one member's etcd (see the README's \"Backing up and restoring\")"
+        );
+    }
     let file = args.file.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "skiff-backup-{}.tar",
@@ -84,8 +90,11 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
             .arg("--etcd-peer-url")
             .arg(etcd.peer_url()),
     )?;
+    // A snapshot restores into one etcd member: the restored cluster has
+    // one control plane, as k3s's --cluster-reset gives one server.
     cluster_cmd::up(&UpArgs {
         nodes: args.nodes,
+        control_planes: Some(1),
         no_build: true,
     })
 }

@@ -28,7 +28,7 @@ use skiff_tests::{
 use crate::{
     build_cmd,
     cluster_files::{self, DATA_DIR, LOG_DIR, RUN_DIR, SUPERVISOR, agent_name, log_file, run_dir},
-    images_cmd, pods_ready, setup, sh,
+    ha_cluster, images_cmd, pods_ready, setup, sh,
     supervise_cmd::{API_PORT, kubeconfig},
     utc,
 };
@@ -36,6 +36,8 @@ use crate::{
 const EXAMPLES: &str = "examples";
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const API_TIMEOUT: Duration = Duration::from_secs(30);
+/// An HA control plane comes up one member after another.
+const HA_API_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a daemon gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -45,10 +47,28 @@ pub struct UpArgs {
     /// skiff-agent [default: the kept cluster's, else 2].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
     pub nodes: Option<u16>,
+    /// Number of control-plane members. 1: etcd and skiff-control in the
+    /// root netns. 3 (or 5, 7, 9): an HA control plane, each member a
+    /// network namespace with an etcd member and a skiff-control
+    /// [default: the kept cluster's, else 1].
+    #[arg(long, value_parser = parse_members)]
+    pub control_planes: Option<u16>,
     /// Use the binaries as they are: no setup, no build (for tests that
     /// built them already).
     #[arg(long, hide = true)]
     pub no_build: bool,
+}
+
+/// 1, or an odd number up to [`skiff_tests::MAX_CONTROL_PLANES`]: etcd's
+/// quorum is a majority, so an even member adds no fault tolerance.
+fn parse_members(text: &str) -> Result<u16, String> {
+    let members: u16 = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    let max = skiff_tests::MAX_CONTROL_PLANES as u16;
+    if members % 2 == 1 && members <= max {
+        Ok(members)
+    } else {
+        Err(format!("{members}: use 1, or an odd number up to {max}"))
+    }
 }
 
 #[derive(Args)]
@@ -80,9 +100,11 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let started = Instant::now();
     let started_at = utc::now_rfc3339();
     let nodes = cluster_files::node_count(args.nodes)?;
+    let members = cluster_files::control_plane_count(args.control_planes)?;
     let prefix = Prefix::fixed();
     let supervisor = Daemon::running_pid(run_dir(), SUPERVISOR)?;
-    let missing = Cluster::missing_parts(&prefix, usize::from(nodes))?;
+    let mut missing = Cluster::missing_parts(&prefix, usize::from(nodes))?;
+    missing.extend(missing_members(&prefix, members)?);
     let outcome = match supervisor {
         Some(pid) if missing.is_empty() => {
             println!("up: cluster {prefix} is already up (supervisor pid {pid}); changing nothing");
@@ -91,18 +113,20 @@ pub fn up(args: &UpArgs) -> Result<()> {
         }
         None if missing.is_empty() => {
             println!("up: cluster {prefix}'s network is intact but its supervisor is gone");
-            let cluster = Cluster::adopt(ClusterSpec {
+            let mut cluster = Cluster::adopt(ClusterSpec {
                 prefix: prefix.clone(),
                 nodes: usize::from(nodes),
             })?;
             stop_daemons("up")?;
-            start_supervised(&cluster, nodes)?;
+            add_members(&mut cluster, members)?;
+            start_supervised(&cluster, nodes, members)?;
             cluster.persist();
             Outcome::DaemonsRestarted
         }
         _ => {
-            let cluster = rebuild(nodes, supervisor, &missing)?;
-            start_supervised(&cluster, nodes)?;
+            let mut cluster = rebuild(nodes, supervisor, &missing)?;
+            add_members(&mut cluster, members)?;
+            start_supervised(&cluster, nodes, members)?;
             cluster.persist();
             Outcome::Rebuilt
         }
@@ -194,6 +218,38 @@ fn rebuild(nodes: u16, supervisor: Option<u32>, missing: &[String]) -> Result<Cl
     Ok(Cluster::create_holding(spec, lock)?)
 }
 
+/// The HA members' namespaces that are gone (none for one member).
+fn missing_members(prefix: &Prefix, members: u16) -> Result<Vec<String>> {
+    if members == 1 {
+        return Ok(Vec::new());
+    }
+    let present = Command::new("ip").args(["netns", "list"]).output()?;
+    let present = String::from_utf8_lossy(&present.stdout);
+    Ok(
+        Cluster::persisted_control_planes(prefix, usize::from(members))
+            .iter()
+            .filter(|host| {
+                !present
+                    .lines()
+                    .any(|line| line.split_whitespace().next() == Some(host.netns()))
+            })
+            .map(|host| format!("netns {}", host.netns()))
+            .collect(),
+    )
+}
+
+/// The HA members' namespaces on the fabric (kept ones are taken as
+/// they are).
+fn add_members(cluster: &mut Cluster, members: u16) -> Result<()> {
+    if members > 1 {
+        println!("up: {members} control-plane members in network namespaces");
+        for i in 1..=usize::from(members) {
+            cluster.add_control_plane(i)?;
+        }
+    }
+    Ok(())
+}
+
 /// Stops every daemon with a pid file but the supervisor, saying so.
 fn stop_daemons(command: &str) -> Result<()> {
     for name in cluster_files::recorded_daemons()? {
@@ -208,8 +264,9 @@ fn stop_daemons(command: &str) -> Result<()> {
 /// until skiff-control serves and every agent has synced. An error drops
 /// `cluster` in the caller, which tears down all of it (the supervisor and
 /// its daemons too) but not the data.
-fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
+fn start_supervised(cluster: &Cluster, nodes: u16, members: u16) -> Result<()> {
     cluster_files::record_node_count(nodes)?;
+    cluster_files::record_control_plane_count(members)?;
     let syncs_before: Vec<usize> = cluster
         .nodes()
         .iter()
@@ -219,7 +276,8 @@ fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
     let mut command = Command::new("/proc/self/exe");
     command
         .arg0("skiff-supervisor")
-        .args(["supervise", "--nodes", &nodes.to_string()]);
+        .args(["supervise", "--nodes", &nodes.to_string()])
+        .args(["--control-planes", &members.to_string()]);
     cluster.share_lock_with(&mut command);
     let supervisor = Daemon::spawn_logging_to(
         command,
@@ -235,9 +293,30 @@ fn start_supervised(cluster: &Cluster, nodes: u16) -> Result<()> {
         supervisor.pid(),
         supervisor.log_file().display()
     );
+    if members > 1 {
+        // The one address needs the agents' NodePort: first the member,
+        // which waits for a quorum of etcd members.
+        wait_for_api(
+            &ha_cluster::first_member_kubeconfig(),
+            || supervisor.is_running(),
+            HA_API_TIMEOUT,
+        )
+        .with_context(|| format!("see the logs in {LOG_DIR}"))?;
+        ha_cluster::write_kubeconfig()?;
+    }
     wait_for_api(&kubeconfig(), || supervisor.is_running(), API_TIMEOUT)
         .with_context(|| format!("see the logs in {LOG_DIR}"))?;
-    println!("up: skiff-control serving https://{CONTROL_PLANE_IP}:{API_PORT}");
+    if members > 1 {
+        for host in cluster.control_planes() {
+            println!(
+                "up: {} serving https://{}:{API_PORT}",
+                host.name(),
+                host.ip()
+            );
+        }
+    } else {
+        println!("up: skiff-control serving https://{CONTROL_PLANE_IP}:{API_PORT}");
+    }
     for (node, before) in cluster.nodes().iter().zip(syncs_before) {
         let log = log_file(&agent_name(node.name()));
         wait_for_sync(&log, before, || supervisor.is_running(), AGENT_SYNC_TIMEOUT)?;
@@ -256,10 +335,23 @@ fn wait_until_serving(nodes: u16) -> Result<()> {
     let supervised = || Daemon::running_pid(run_dir(), SUPERVISOR).is_ok_and(|p| p.is_some());
     wait_for_api(&kubeconfig(), supervised, API_TIMEOUT)
         .with_context(|| format!("see the logs in {LOG_DIR}"))?;
-    let mut daemons = vec![
-        cluster_files::ETCD.to_owned(),
-        cluster_files::CONTROL.to_owned(),
-    ];
+    let members = cluster_files::kept_control_plane_count();
+    let mut daemons = if members > 1 {
+        (1..=members)
+            .flat_map(|i| {
+                let member = format!("cp{i}");
+                [
+                    cluster_files::member_etcd_name(&member),
+                    cluster_files::member_control_name(&member),
+                ]
+            })
+            .collect()
+    } else {
+        vec![
+            cluster_files::ETCD.to_owned(),
+            cluster_files::CONTROL.to_owned(),
+        ]
+    };
     daemons.extend((1..=nodes).map(|i| agent_name(&format!("node{i}"))));
     let deadline = Instant::now() + AGENT_SYNC_TIMEOUT;
     for name in daemons {

@@ -25,6 +25,9 @@ const AGENT_PREFIX: &str = "agent-";
 /// How many nodes the cluster whose data is kept has.
 const NODES_RECORD: &str = "nodes";
 pub const DEFAULT_NODES: u16 = 2;
+/// How many control-plane members it has (no record: one, in the root
+/// netns).
+const CONTROL_PLANES_RECORD: &str = "control-planes";
 
 pub fn run_dir() -> &'static Path {
     Path::new(RUN_DIR)
@@ -51,6 +54,21 @@ pub fn control_data_dir() -> PathBuf {
     Path::new(DATA_DIR).join(CONTROL)
 }
 
+/// Where the members of an HA control plane keep their data, one
+/// directory each (`cp1`, …): PKI, token, kubeconfig, etcd.
+pub fn control_planes_dir() -> PathBuf {
+    Path::new(DATA_DIR).join("members")
+}
+
+/// The daemon names of HA member `member` (`cp<i>`).
+pub fn member_etcd_name(member: &str) -> String {
+    format!("{ETCD}-{member}")
+}
+
+pub fn member_control_name(member: &str) -> String {
+    format!("{CONTROL}-{member}")
+}
+
 /// The agent's `--state-dir`: its pods' addresses, so they keep them.
 pub fn agent_state_dir(node: &str) -> PathBuf {
     Path::new(DATA_DIR).join("agents").join(node)
@@ -73,7 +91,7 @@ pub fn recorded_daemons() -> Result<Vec<String>> {
         .collect();
     let rank = |name: &str| match name {
         n if n.starts_with(AGENT_PREFIX) => 0,
-        CONTROL => 1,
+        n if n.starts_with(CONTROL) => 1,
         _ => 2,
     };
     names.sort_by_key(|n| (rank(n), n.clone()));
@@ -103,9 +121,51 @@ pub fn node_count(asked: Option<u16>) -> Result<u16> {
 }
 
 pub fn record_node_count(nodes: u16) -> Result<()> {
+    write_record(NODES_RECORD, nodes)
+}
+
+/// The control-plane member count: the one asked for, else the kept
+/// cluster's, else 1. Fails if the kept data is for another count.
+pub fn control_plane_count(asked: Option<u16>) -> Result<u16> {
+    let kept = read_record(CONTROL_PLANES_RECORD)?;
+    match (asked, kept) {
+        (Some(asked), Some(kept)) if asked != kept => bail!(
+            "the cluster kept in {DATA_DIR} has {kept} control-plane member(s), not {asked}: \
+             `cargo xtask down` (which removes its data) first to change that"
+        ),
+        _ => Ok(asked.or(kept).unwrap_or(1)),
+    }
+}
+
+/// The kept cluster's control-plane member count (1 without a record).
+pub fn kept_control_plane_count() -> u16 {
+    read_record(CONTROL_PLANES_RECORD)
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+}
+
+pub fn record_control_plane_count(members: u16) -> Result<()> {
+    write_record(CONTROL_PLANES_RECORD, members)
+}
+
+fn read_record(name: &str) -> Result<Option<u16>> {
+    let record = Path::new(DATA_DIR).join(name);
+    match fs::read_to_string(&record) {
+        Ok(text) => {
+            Ok(Some(text.trim().parse().with_context(|| {
+                format!("{} holds no count", record.display())
+            })?))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", record.display())),
+    }
+}
+
+fn write_record(name: &str, count: u16) -> Result<()> {
     fs::create_dir_all(DATA_DIR).with_context(|| format!("creating {DATA_DIR}"))?;
-    let record = Path::new(DATA_DIR).join(NODES_RECORD);
-    fs::write(&record, format!("{nodes}\n"))
+    let record = Path::new(DATA_DIR).join(name);
+    fs::write(&record, format!("{count}\n"))
         .with_context(|| format!("writing {}", record.display()))
 }
 

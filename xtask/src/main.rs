@@ -8,6 +8,7 @@ mod build_cmd;
 mod circles;
 mod cluster_cmd;
 mod cluster_files;
+mod ha_cluster;
 mod images_cmd;
 mod pods_ready;
 mod setup;

@@ -19,7 +19,9 @@ use skiff_tests::{
 
 use crate::cluster_files::{
     self, CONTROL, ETCD, agent_name, agent_state_dir, control_data_dir, etcd_data_dir,
+    kept_control_plane_count,
 };
+use crate::ha_cluster;
 
 /// skiff-control's API port on the control-plane address.
 pub const API_PORT: u16 = 6443;
@@ -29,6 +31,10 @@ pub struct SuperviseArgs {
     /// The number of nodes `up` built.
     #[arg(long)]
     pub nodes: u16,
+    /// The number of control-plane members (1: etcd and skiff-control in
+    /// the root netns; more: the HA cluster's members).
+    #[arg(long, default_value_t = 1)]
+    pub control_planes: u16,
 }
 
 /// The etcd of the local cluster: standard ports, data under /var/lib/skiff.
@@ -40,13 +46,22 @@ pub fn api_addr() -> SocketAddr {
     SocketAddr::from((CONTROL_PLANE_IP, API_PORT))
 }
 
+/// The kubeconfig `up` hands out: skiff-control's, or in an HA cluster the
+/// first member's.
 pub fn kubeconfig() -> PathBuf {
-    kubeconfig_path(&control_data_dir())
+    if kept_control_plane_count() > 1 {
+        ha_cluster::kubeconfig()
+    } else {
+        kubeconfig_path(&control_data_dir())
+    }
 }
 
 pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
     let prefix = Prefix::fixed();
     let cluster_cgroup = skiff_tests::cgroup2_root()?.join(prefix.as_str());
+    if args.control_planes > 1 {
+        return supervise_ha(args, &prefix, &cluster_cgroup);
+    }
     let etcd = etcd_config();
     let mut components = vec![
         Component {
@@ -86,6 +101,44 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
             }),
             // Its own, outside the node's: the agent's connections need no
             // service translation.
+            cgroup: Some(cgroup),
+            ready: Box::new(|| true),
+        });
+    }
+    match supervise(
+        components,
+        SupervisorDirs {
+            run_dir: cluster_files::run_dir(),
+            log_dir: cluster_files::log_dir(),
+        },
+    )? {}
+}
+
+/// The HA cluster's daemons: each member's etcd and skiff-control, then
+/// the agents, which reach every member's etcd over TLS.
+fn supervise_ha(
+    args: &SuperviseArgs,
+    prefix: &Prefix,
+    cluster_cgroup: &std::path::Path,
+) -> Result<()> {
+    let hosts = Cluster::persisted_control_planes(prefix, usize::from(args.control_planes));
+    let nodes = Cluster::persisted_nodes(prefix, usize::from(args.nodes))?;
+    let node_ips: Vec<Ipv4Addr> = nodes.iter().map(|node| node.ip()).collect();
+    let mut components = ha_cluster::member_components(&hosts, &node_ips, cluster_cgroup);
+    let endpoints = skiff_tests::control_planes::etcd_endpoints(&hosts);
+    for node in nodes {
+        let name = agent_name(node.name());
+        let cgroup = cluster_cgroup.join(&name);
+        let endpoints = endpoints.clone();
+        components.push(Component {
+            name,
+            command: Box::new(move || {
+                let mut command = agent_command(&node, &endpoints)?;
+                command.args(ha_cluster::agent_etcd_tls_args());
+                let ca = ha_cluster::cluster_ca();
+                command.args(run_pods_args(&node, &agent_state_dir(node.name()), &ca));
+                Ok(command)
+            }),
             cgroup: Some(cgroup),
             ready: Box::new(|| true),
         });

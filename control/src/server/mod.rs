@@ -3,14 +3,16 @@
 
 mod auth;
 mod body;
+mod endpoint_leases;
+mod join;
 mod kubeconfig;
 mod pki;
 mod tls;
 mod upgrade;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,7 +29,9 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 pub use auth::{TokenFileError, Tokens, User};
-pub use pki::{DEFAULT_SANS, PkiError};
+pub use join::{JoinError, JoinToken, token_path};
+pub use pki::{DEFAULT_SANS, EtcdFiles, PkiError};
+pub use skiff_etcd::kv::ClientTls;
 pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
@@ -43,7 +47,21 @@ const MAX_BODY_BYTES: usize = 3 << 20;
 pub struct ServerConfig {
     pub binds: Vec<SocketAddr>,
     pub etcd: Vec<String>,
+    /// For `https://` etcd endpoints.
+    pub etcd_tls: Option<ClientTls>,
     pub data_dir: PathBuf,
+    /// Join the control plane of the member at this URL with this token
+    /// instead of creating a CA.
+    pub join: Option<(String, JoinToken)>,
+    /// Issue the etcd member certificate for this address (and the etcd
+    /// CA, when this member is the first) under `<data-dir>/pki/etcd/`.
+    pub etcd_member_ip: Option<IpAddr>,
+    /// Keep this server's address leased and in the EndpointSlices of the
+    /// Services in front of the API servers (kube-apiserver's
+    /// `--endpoint-reconciler-type=lease`).
+    pub endpoint_leases: bool,
+    /// Also a NodePort Service `kube-system/skiff-apiserver` on this port.
+    pub apiserver_node_port: Option<u16>,
     /// Extra names/addresses for the serving certificate.
     pub advertise_addresses: Vec<String>,
     /// The server URL in the kubeconfig; default `https://<first bind>`.
@@ -63,6 +81,10 @@ pub struct ServerConfig {
 pub enum ServerError {
     #[error(transparent)]
     Pki(#[from] PkiError),
+    #[error("joining the control plane: {0}")]
+    Join(#[from] JoinError),
+    #[error("creating the Service in front of the API servers: {0}")]
+    ApiServerService(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -98,12 +120,39 @@ struct State {
     api: Api,
     store: Store,
     tokens: Tokens,
+    join_token: JoinToken,
+    pki_dir: PathBuf,
+}
+
+/// The PKI in `<data-dir>/pki`: fetched from the member `config.join`
+/// names, or created; the etcd member certificate when asked for; and the
+/// join token. `skiff-control --pki-only` stops here, so that etcd can be
+/// started with its certificate before the API server.
+pub async fn prepare_pki(config: &ServerConfig) -> Result<(), ServerError> {
+    prepared_pki(config).await.map(drop)
+}
+
+async fn prepared_pki(config: &ServerConfig) -> Result<(pki::Pki, JoinToken), ServerError> {
+    let pki_dir = pki_dir(&config.data_dir);
+    if let Some((url, token)) = &config.join {
+        join::join(url, token, &config.data_dir, &pki_dir).await?;
+    }
+    let pki = pki::load_or_create(&pki_dir, &config.advertise_addresses)?;
+    if let Some(ip) = config.etcd_member_ip {
+        pki::issue_etcd(&pki_dir, ip)?;
+    }
+    let token = join::local_token(&config.data_dir, &pki.ca_cert)?;
+    Ok((pki, token))
+}
+
+fn pki_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("pki")
 }
 
 /// Sets everything up (PKI, etcd, system namespaces, listeners, the
 /// kubeconfig) and starts serving in the background.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
-    let pki = pki::load_or_create(&config.data_dir.join("pki"), &config.advertise_addresses)?;
+    let (pki, join_token) = prepared_pki(&config).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
     let mut api_config = config.api.clone();
     api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
@@ -111,7 +160,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
     };
-    let store = Store::connect(&config.etcd).await?;
+    let store = Store::connect(&config.etcd, config.etcd_tls.as_ref()).await?;
     wait_for_etcd(&store).await?;
     let api = Api::new(store.clone(), api_config);
     api.ensure_system_namespaces().await?;
@@ -140,10 +189,46 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
 
     let mut listeners = JoinSet::new();
     crate::maintenance::start(&store, &config.etcd, &config.maintenance, &mut listeners);
+    if config.endpoint_leases {
+        let mut fronting = vec![endpoint_leases::Fronting {
+            namespace: "default",
+            name: "kubernetes",
+        }];
+        if let Some(node_port) = config.apiserver_node_port {
+            endpoint_leases::ensure_node_port_service(&api, &store, node_port)
+                .await
+                .map_err(ServerError::ApiServerService)?;
+            fronting.push(endpoint_leases::Fronting {
+                namespace: endpoint_leases::NODE_PORT_SERVICE_NAMESPACE,
+                name: endpoint_leases::NODE_PORT_SERVICE_NAME,
+            });
+        }
+        let addr = addrs[0];
+        match addr.ip() {
+            IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => {
+                listeners.spawn(endpoint_leases::run(
+                    api.clone(),
+                    store.clone(),
+                    ip,
+                    addr.port(),
+                    fronting,
+                ));
+            }
+            _ => {
+                warn!(%addr, "not leasing an endpoint: the first --bind is no routable IPv4 address")
+            }
+        }
+    }
     if let Some(controllers) = config.controllers.clone() {
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
-    let state = Arc::new(State { api, store, tokens });
+    let state = Arc::new(State {
+        api,
+        store,
+        tokens,
+        join_token,
+        pki_dir: pki_dir(&config.data_dir),
+    });
     for (listener, local) in bound {
         info!(%local, "serving the Kubernetes API");
         listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
@@ -266,6 +351,9 @@ async fn handle(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
+    if let Some(response) = join::serve(&path, authorization, &state.join_token, &state.pki_dir) {
+        return response;
+    }
     let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
         return reply(ApiError::unauthorized().into());
     };

@@ -68,7 +68,7 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki, PkiError
     let (ca_cert, ca_key) = if ca_exists {
         (read(&file("ca.crt"))?, read(&file("ca.key"))?)
     } else {
-        let (cert, key) = create_ca()?;
+        let (cert, key) = create_ca("skiff-ca")?;
         write(&file("ca.crt"), &cert)?;
         write(&file("ca.key"), &key)?;
         (cert, key)
@@ -136,7 +136,83 @@ fn client_params(name: &str, group: &str) -> Result<CertificateParams, rcgen::Er
     Ok(params)
 }
 
-fn create_ca() -> Result<(String, String), PkiError> {
+/// The files of an etcd CA, a member's certificate (it serves clients and
+/// peers and is a client towards peers) and the API server's client
+/// certificate, all under `<pki>/etcd/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdFiles {
+    pub ca_cert: PathBuf,
+    pub member_cert: PathBuf,
+    pub member_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl EtcdFiles {
+    pub fn in_dir(pki_dir: &Path) -> EtcdFiles {
+        let dir = pki_dir.join("etcd");
+        EtcdFiles {
+            ca_cert: dir.join("ca.crt"),
+            member_cert: dir.join("member.crt"),
+            member_key: dir.join("member.key"),
+            client_cert: dir.join("apiserver-etcd-client.crt"),
+            client_key: dir.join("apiserver-etcd-client.key"),
+        }
+    }
+}
+
+/// The etcd CA (created when missing, as kubeadm's `etcd/ca`), the
+/// certificate of the etcd member at `member_ip` and the API server's etcd
+/// client certificate, issued afresh on every call so that a replaced
+/// member gets its own address.
+pub fn issue_etcd(pki_dir: &Path, member_ip: std::net::IpAddr) -> Result<EtcdFiles, PkiError> {
+    let dir = pki_dir.join("etcd");
+    fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    let (ca_cert_path, ca_key_path) = (dir.join("ca.crt"), dir.join("ca.key"));
+    let (ca_cert, ca_key) = if ca_cert_path.exists() && ca_key_path.exists() {
+        (read(&ca_cert_path)?, read(&ca_key_path)?)
+    } else {
+        let (cert, key) = create_ca("skiff-etcd-ca")?;
+        write(&ca_cert_path, &cert)?;
+        write(&ca_key_path, &key)?;
+        (cert, key)
+    };
+    let generate = |what| move |source| PkiError::Generate { what, source };
+    let issuer = KeyPair::from_pem(&ca_key)
+        .and_then(|key| Issuer::from_ca_cert_pem(&ca_cert, key))
+        .map_err(generate("the etcd CA issuer"))?;
+    leaf(
+        &dir,
+        "member",
+        true,
+        || {
+            let mut params =
+                CertificateParams::new(vec![member_ip.to_string(), "127.0.0.1".to_owned()])?;
+            params
+                .distinguished_name
+                .push(DnType::CommonName, format!("etcd-{member_ip}"));
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            Ok(params)
+        },
+        &issuer,
+    )?;
+    leaf(
+        &dir,
+        "apiserver-etcd-client",
+        true,
+        || client_params("kube-apiserver-etcd-client", "system:masters"),
+        &issuer,
+    )?;
+    Ok(EtcdFiles::in_dir(pki_dir))
+}
+
+fn create_ca(common_name: &str) -> Result<(String, String), PkiError> {
     let generate = |source| PkiError::Generate {
         what: "the CA",
         source,
@@ -145,7 +221,7 @@ fn create_ca() -> Result<(String, String), PkiError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "skiff-ca");
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -180,7 +256,7 @@ fn leaf(
     Ok((cert, key))
 }
 
-fn read(path: &Path) -> Result<String, PkiError> {
+pub(super) fn read(path: &Path) -> Result<String, PkiError> {
     fs::read_to_string(path).map_err(|source| PkiError::Io {
         path: path.into(),
         source,
@@ -188,7 +264,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 /// Writes a file readable only by its owner: keys must not leak.
-fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
+pub(super) fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()

@@ -69,6 +69,33 @@ pub fn kubelet_client_config(pki: &Pki) -> Result<rustls::ClientConfig, TlsError
     Ok(config)
 }
 
+/// How a joining member first fetches `/cacerts`: the server's certificate
+/// is not checked, the CA it sends is, by the hash in the join token.
+pub fn unverified_client_config() -> Result<rustls::ClientConfig, TlsError> {
+    let provider = Arc::new(ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyAgent(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A client that trusts only `ca_pem` (the CA a joining member verified).
+pub fn ca_client_config(ca_pem: &str) -> Result<rustls::ClientConfig, TlsError> {
+    let pem = |what| move |source| TlsError::Pem { what, source };
+    let provider = Arc::new(ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(pem("CA"))?)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Accepts any serving certificate, checking only that the agent holds its
 /// key (the handshake's signatures).
 #[derive(Debug)]

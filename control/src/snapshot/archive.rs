@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use skiff_etcd::kv::ClientTls;
 use skiff_etcd::snapshot::{self, RestoredMember};
 
 use super::{BackupError, ETCD_ENTRY, PKI_DIR, io_error};
@@ -26,12 +27,13 @@ pub struct Saved {
 /// written beside `file` and renamed.
 pub async fn save(
     endpoints: &[String],
+    tls: Option<&ClientTls>,
     data_dir: &Path,
     file: &Path,
     progress: impl FnMut(u64, u64),
 ) -> Result<Saved, BackupError> {
     let database = sibling(file, ".etcd.part");
-    let result = save_via(endpoints, data_dir, file, &database, progress).await;
+    let result = save_via(endpoints, tls, data_dir, file, &database, progress).await;
     // Gone already on success; on failure a partial stream.
     let _ = fs::remove_file(&database);
     result
@@ -39,6 +41,7 @@ pub async fn save(
 
 async fn save_via(
     endpoints: &[String],
+    tls: Option<&ClientTls>,
     data_dir: &Path,
     file: &Path,
     database: &Path,
@@ -47,7 +50,7 @@ async fn save_via(
     let mut out = io::BufWriter::new(
         File::create(database).map_err(io_error(format!("creating {}", database.display())))?,
     );
-    let etcd_bytes = snapshot::save(endpoints, &mut out, progress).await?;
+    let etcd_bytes = snapshot::save(endpoints, tls, &mut out, progress).await?;
     out.into_inner()
         .map_err(|error| error.into_error())
         .and_then(|file| file.sync_all())
@@ -302,9 +305,13 @@ mod tests {
         let data_dir = control_data_dir(&root);
         let file = root.join("backup.tar");
         let mut last = (0, 0);
-        let saved = save(std::slice::from_ref(&etcd.url), &data_dir, &file, |r, t| {
-            last = (r, t)
-        })
+        let saved = save(
+            std::slice::from_ref(&etcd.url),
+            None,
+            &data_dir,
+            &file,
+            |r, t| last = (r, t),
+        )
         .await
         .unwrap();
         assert_eq!(last, (saved.etcd_bytes, saved.etcd_bytes));
@@ -356,9 +363,15 @@ mod tests {
         let etcd = Etcd::start();
         let data_dir = control_data_dir(&root);
         let file = root.join("backup.tar");
-        save(std::slice::from_ref(&etcd.url), &data_dir, &file, |_, _| {})
-            .await
-            .unwrap();
+        save(
+            std::slice::from_ref(&etcd.url),
+            None,
+            &data_dir,
+            &file,
+            |_, _| {},
+        )
+        .await
+        .unwrap();
 
         let target = target(&root, free_port().unwrap());
         fs::create_dir_all(&target.etcd_data_dir).unwrap();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use skiff_etcd::kv::ClientTls;
 use skiff_etcd::launcher::{EtcdConfig, MEMBER_NAME};
 use skiff_etcd::snapshot::RestoredMember;
 
@@ -36,6 +37,16 @@ pub struct SaveArgs {
     /// etcd client URL; repeat or comma-separate for several members.
     #[arg(long, value_name = "URL", value_delimiter = ',', default_value = DEFAULT_ETCD)]
     etcd: Vec<String>,
+    /// CA of an etcd that serves TLS (with --etcd-certfile and
+    /// --etcd-keyfile, as skiff-control's own flags).
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    etcd_cafile: Option<PathBuf>,
+    /// Client certificate towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_certfile: Option<PathBuf>,
+    /// Client key towards etcd.
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_keyfile: Option<PathBuf>,
     /// skiff-control's data directory, whose pki/ is saved.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -75,17 +86,24 @@ pub async fn run(command: SnapshotCommand) -> Result<()> {
 async fn save(args: SaveArgs) -> Result<()> {
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
-    let saved = archive::save(&args.etcd, &args.data_dir, &args.file, |received, total| {
-        if terminal {
-            eprint!(
-                "\rsnapshot: {} of {} MiB ({}%)",
-                mib(received),
-                mib(total),
-                received * 100 / total.max(1)
-            );
-            let _ = std::io::stderr().flush();
-        }
-    })
+    let tls = ClientTls::from_flags(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile);
+    let saved = archive::save(
+        &args.etcd,
+        tls.as_ref(),
+        &args.data_dir,
+        &args.file,
+        |received, total| {
+            if terminal {
+                eprint!(
+                    "\rsnapshot: {} of {} MiB ({}%)",
+                    mib(received),
+                    mib(total),
+                    received * 100 / total.max(1)
+                );
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )
     .await
     .with_context(|| format!("saving {}", args.file.display()))?;
     if terminal {
@@ -158,7 +176,12 @@ fn parse_schedule(text: &str) -> Result<Schedule, String> {
 
 impl ScheduleArgs {
     /// The schedule to run, unless disabled.
-    pub fn schedule(&self, data_dir: &Path, etcd: &[String]) -> Option<SnapshotSchedule> {
+    pub fn schedule(
+        &self,
+        data_dir: &Path,
+        etcd: &[String],
+        etcd_tls: Option<&ClientTls>,
+    ) -> Option<SnapshotSchedule> {
         (!self.etcd_disable_snapshots).then(|| SnapshotSchedule {
             schedule: self.etcd_snapshot_schedule_cron.clone(),
             retention: usize::from(self.etcd_snapshot_retention),
@@ -168,6 +191,7 @@ impl ScheduleArgs {
                 .unwrap_or_else(|| data_dir.join("snapshots")),
             data_dir: data_dir.to_owned(),
             etcd: etcd.to_vec(),
+            etcd_tls: etcd_tls.cloned(),
         })
     }
 }
@@ -193,7 +217,7 @@ mod tests {
         let flags = parse(&[]).unwrap();
         let schedule = flags
             .schedule
-            .schedule(Path::new("/data"), &["http://etcd:2379".to_owned()])
+            .schedule(Path::new("/data"), &["http://etcd:2379".to_owned()], None)
             .unwrap();
         assert_eq!(schedule.retention, 5);
         assert_eq!(schedule.dir, Path::new("/data/snapshots"));
@@ -203,7 +227,12 @@ mod tests {
             "2026-12-06T12:00:00Z"
         );
         let disabled = parse(&["--etcd-disable-snapshots"]).unwrap();
-        assert!(disabled.schedule.schedule(Path::new("/d"), &[]).is_none());
+        assert!(
+            disabled
+                .schedule
+                .schedule(Path::new("/d"), &[], None)
+                .is_none()
+        );
         for refused in [
             ["--etcd-snapshot-retention", "0"],
             ["--etcd-snapshot-schedule-cron", "every noon"],

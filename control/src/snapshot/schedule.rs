@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use skiff_etcd::kv::ClientTls;
 use tracing::{error, info};
 
 use super::{BackupError, archive, io_error};
@@ -31,6 +32,8 @@ pub struct SnapshotSchedule {
     /// skiff-control's data directory, whose PKI goes into each archive.
     pub data_dir: PathBuf,
     pub etcd: Vec<String>,
+    /// The client identity towards an etcd that serves TLS.
+    pub etcd_tls: Option<ClientTls>,
 }
 
 /// Takes a snapshot at each scheduled time, forever. A failed snapshot is
@@ -67,7 +70,14 @@ async fn take(
     fs::create_dir_all(&config.dir)
         .map_err(io_error(format!("creating {}", config.dir.display())))?;
     let file = config.dir.join(file_name(at));
-    archive::save(&config.etcd, &config.data_dir, &file, |_, _| {}).await?;
+    archive::save(
+        &config.etcd,
+        config.etcd_tls.as_ref(),
+        &config.data_dir,
+        &file,
+        |_, _| {},
+    )
+    .await?;
     let removed = prune(&config.dir, config.retention)?;
     Ok((file, removed))
 }

@@ -13,7 +13,7 @@ mod watch;
 mod tests;
 
 use serde_json::Value;
-use skiff_etcd::kv::{Fence, Guarded, KeyRange, Kv, Written};
+use skiff_etcd::kv::{ClientTls, Fence, Guarded, KeyRange, Kv, Written};
 
 use codec::{decode, encode};
 
@@ -86,10 +86,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects to any of `endpoints` (`http://host:port`).
-    pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
+    /// Connects to any of `endpoints` (`http://host:port`, or
+    /// `https://host:port` with `tls`).
+    pub async fn connect(
+        endpoints: &[String],
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            kv: Kv::connect(endpoints).await?,
+            kv: Kv::connect_with(endpoints, tls).await?,
         })
     }
 

@@ -18,6 +18,7 @@ mod control_plane;
 mod datapath;
 mod dns_ingress;
 mod etcd_bulk;
+mod ha;
 mod kube_api;
 mod kube_hash;
 mod kube_proxy;
@@ -97,6 +98,9 @@ pub enum Part {
     Leader,
     /// Snapshot save and restore time against etcdctl.
     Snapshot,
+    /// The API's error window while an etcd member or an API server of an
+    /// HA control plane is killed.
+    Ha,
 }
 
 impl Part {
@@ -111,6 +115,7 @@ impl Part {
             Part::WatchFanout => "watch-fanout",
             Part::Leader => "leader",
             Part::Snapshot => "snapshot",
+            Part::Ha => "ha",
         }
     }
 }
@@ -183,6 +188,7 @@ fn run(
         pod_start: None,
         leader_failover: None,
         snapshot: None,
+        ha: None,
         dns: Vec::new(),
         dns_propagation: None,
         ingress: Vec::new(),
@@ -205,6 +211,14 @@ fn run(
             plan.leader_kills
         ));
         results.leader_failover = Some(leader::measure(plan.leader_kills));
+    }
+    if parts.contains(&Part::Ha) {
+        progress.step("API error window: an etcd leader, then an API server of three killed");
+        let state_dir = sh::workspace_root()
+            .join("target/bench")
+            .join(format!("ha-{}", std::process::id()));
+        results.ha = Some(ha::measure(&state_dir));
+        let _ = fs::remove_dir_all(&state_dir);
     }
     let (dns, ingress) = (parts.contains(&Part::Dns), parts.contains(&Part::Ingress));
     if dns || ingress {

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::results::{
-    BaselineAtScale, Connect, ControlPlane, Figure, LeaderFailover, Measured, PodStart,
+    BaselineAtScale, Connect, ControlPlane, Figure, HaWindows, LeaderFailover, Measured, PodStart,
     Propagation, Results, ScalePoint, SnapshotTimes,
 };
 use super::watch_fanout::WatchFanout;
@@ -94,6 +94,9 @@ pub fn markdown(results: &Results, plots: &[(String, String)]) -> String {
     }
     if let Some(snapshot) = &results.snapshot {
         snapshot_table(&mut out, snapshot);
+    }
+    if let Some(ha) = &results.ha {
+        ha_table(&mut out, ha);
     }
     if !results.dns.is_empty() {
         dns(&mut out, &results.dns, results.dns_propagation.as_ref());
@@ -389,6 +392,41 @@ fn leader_failover_table(out: &mut String, failover: &LeaderFailover) {
         latency.p99_ms / failover.lease_ms,
         samples.join(", "),
     );
+}
+
+/// The API's error windows on the HA cluster, against etcd's own election
+/// and the endpoint lease's TTL.
+fn ha_table(out: &mut String, ha: &HaWindows) {
+    out.push_str(
+        "\n## Control-plane failover\n\n\
+         A client calls the API at its one address (the NodePort in front of three API servers) \
+         back to back while one control-plane process is SIGKILLed; the window runs from the first \
+         failed call's start to the last one's end (target ≤ 2 s). Killing etcd's leader, the \
+         baseline is etcd's own election (kill → a new leader reported); killing an API server, \
+         the bound is the endpoint lease's TTL.\n\n\
+         | killed | error window | failed calls | baseline | window vs baseline |\n|---|---|---|---|---|\n",
+    );
+    if let Some(error) = &ha.error {
+        let _ = writeln!(out, "| — | — | — | — | not measured: {error} |");
+        return;
+    }
+    for (name, baseline, window) in [
+        ("etcd leader", "etcd election", &ha.etcd_leader),
+        ("API server", "lease TTL", &ha.api_server),
+    ] {
+        let Some(window) = window else { continue };
+        let _ = writeln!(
+            out,
+            "| {name} | {:.0} ms | {} | {baseline} {} | {} |",
+            window.window_ms,
+            window.failed_calls,
+            opt(window.baseline_ms, |ms| format!("{ms:.0} ms")),
+            opt(window.baseline_ms.filter(|ms| *ms > 0.0), |ms| format!(
+                "{:.2}×",
+                window.window_ms / ms
+            )),
+        );
+    }
 }
 
 /// create → Ready, p50 and p99, the runner's against the process runner's.

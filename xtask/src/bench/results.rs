@@ -119,6 +119,24 @@ pub struct ScalePoint {
     pub nftables: BaselineAtScale,
 }
 
+/// The API's error windows while one control-plane process is killed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HaWindows {
+    pub etcd_leader: Option<HaWindow>,
+    pub api_server: Option<HaWindow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct HaWindow {
+    /// From the first failed call's start to the last one's end.
+    pub window_ms: f64,
+    pub failed_calls: usize,
+    /// etcd's own leader election, or the endpoint lease's TTL.
+    pub baseline_ms: Option<f64>,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ControlPlane {
     /// The bench cluster's etcd, holding the datapath Services.
@@ -243,6 +261,9 @@ pub struct Results {
     pub pod_start: Option<PodStart>,
     pub leader_failover: Option<LeaderFailover>,
     pub snapshot: Option<SnapshotTimes>,
+    /// The API's error windows on the HA cluster (`--only ha`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ha: Option<HaWindows>,
     /// skiff's agent against dnsmasq: queries/s, p50, p99.
     pub dns: Vec<Figure>,
     pub dns_propagation: Option<Propagation>,
@@ -298,6 +319,14 @@ impl Results {
             {
                 missing.push("control plane: skiff-control idle RSS".into());
             }
+        }
+        if let Some(ha) = &self.ha
+            && (ha.etcd_leader.is_none() || ha.api_server.is_none())
+        {
+            missing.push(format!(
+                "ha: {}",
+                ha.error.as_deref().unwrap_or("no window")
+            ));
         }
         if let Some(pod_start) = &self.pod_start {
             for (name, measured) in [
@@ -439,6 +468,7 @@ mod tests {
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
             }),
+            ha: None,
             pod_start: Some(PodStart {
                 pods: 1,
                 runner: Measured {

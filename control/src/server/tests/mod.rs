@@ -83,7 +83,12 @@ impl Cluster {
         let server = start(ServerConfig {
             binds: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             etcd: vec![etcd.url.clone()],
+            etcd_tls: None,
             data_dir: dir.join("data"),
+            join: None,
+            etcd_member_ip: None,
+            endpoint_leases: false,
+            apiserver_node_port: None,
             advertise_addresses: vec![],
             advertise_url: None,
             kubeconfig_out: None,
