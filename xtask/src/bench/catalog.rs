@@ -108,9 +108,11 @@ pub const RR_PORT: u16 = 8081;
 pub const IPERF_PORT: u16 = 5201;
 pub const SINK_PORT: u16 = 9000;
 
-/// The VIP of the `index`th datapath Service (0..16) of `plane`.
+/// The VIP of the `index`th datapath Service (0..16) of `plane`, from the
+/// range's 33rd address on: skiff-control gives the first ones to its own
+/// Services (`kubernetes` the first, `kube-dns` the tenth).
 pub fn datapath_vip(plane: Plane, index: u32) -> Ipv4Addr {
-    Ipv4Addr::from(plane.vip_base() + 10 + index)
+    Ipv4Addr::from(plane.vip_base() + 32 + index)
 }
 
 /// The VIP of the scale sweep's `index`th Service: after the first /24,
@@ -327,7 +329,7 @@ mod tests {
         let sink = backends(1)[0];
         let svc = sink_service("sink", datapath_vip(Plane::Iptables, 2), 30081, sink);
         let [service, endpoints] = api_objects(&svc);
-        assert_eq!(service["spec"]["clusterIP"], "10.100.0.12");
+        assert_eq!(service["spec"]["clusterIP"], "10.100.0.34");
         assert_eq!(service["spec"]["ports"][0]["nodePort"], 30081);
         assert!(service["spec"].get("selector").is_none(), "{service}");
         assert_eq!(endpoints["kind"], "Endpoints");

@@ -419,11 +419,33 @@ where
         .map_err(|cause| DatapathError::Program { name, cause })?;
     // A program hooked in several places is loaded once.
     if program.program_fd().is_err() {
-        program
-            .load_program()
-            .map_err(|cause| DatapathError::Program { name, cause })?;
+        load_retrying(program, name).map_err(|cause| DatapathError::Program { name, cause })?;
     }
     Ok(program)
+}
+
+/// Loads of one program before an `EAGAIN` is given up on.
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// The verifier stops with `EAGAIN` when a signal reaches the loading
+/// thread while it works (seen on a busy machine); the load is retried,
+/// as libbpf retries it.
+fn load_retrying<P: LoadProgram>(program: &mut P, name: &'static str) -> Result<(), ProgramError> {
+    let mut attempt = 1;
+    loop {
+        match program.load_program() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < LOAD_ATTEMPTS =>
+            {
+                warn!(
+                    program = name,
+                    attempt, "the verifier was interrupted (EAGAIN); loading again"
+                );
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The program kinds skiff hooks, behind one loading and hooking path.
