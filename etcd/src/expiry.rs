@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 
-use crate::kv::EtcdError;
-
 /// How long one lease is handed out for new writes.
 const REUSE: Duration = Duration::from_secs(60);
 
@@ -31,7 +29,11 @@ pub(crate) struct Leases {
 impl Leases {
     /// A lease under which a key written now lives at least `ttl`: the
     /// current one while it lasts long enough, else a new one.
-    pub(crate) async fn for_ttl(&self, client: &Client, ttl: Duration) -> Result<i64, EtcdError> {
+    pub(crate) async fn for_ttl(
+        &self,
+        client: &Client,
+        ttl: Duration,
+    ) -> Result<i64, etcd_client::Error> {
         let now = Instant::now();
         let cached = self.lock().get(&ttl).copied();
         if let Some(granted) = cached
@@ -41,11 +43,7 @@ impl Leases {
         }
         let length = ttl + REUSE;
         let seconds = i64::try_from(length.as_secs()).unwrap_or(i64::MAX);
-        let response = client
-            .clone()
-            .lease_grant(seconds, None)
-            .await
-            .map_err(EtcdError::of("lease grant", 0))?;
+        let response = client.clone().lease_grant(seconds, None).await?;
         let granted = Granted {
             id: response.id(),
             expires: now + length,

@@ -538,7 +538,11 @@ impl Kv {
         expiring: Vec<(String, Vec<u8>, Duration)>,
     ) -> Result<Vec<TxnOp>, EtcdError> {
         for (key, value, ttl) in expiring {
-            let lease = self.leases.for_ttl(&self.client, ttl).await?;
+            let lease = self
+                .leases
+                .for_ttl(&self.client, ttl)
+                .await
+                .map_err(EtcdError::of("lease grant", 0))?;
             writes.push(TxnOp::put(
                 key,
                 value,

@@ -9,11 +9,9 @@
 
 mod pod_cidrs;
 mod pool;
-mod repair;
 
 pub use pod_cidrs::{PodCidrClaims, claim_name};
 pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
-pub use repair::{Leaks, Released, allocation_records};
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;

@@ -7,6 +7,7 @@
 //! repair controllers run side by side.
 
 mod compaction;
+mod leaks;
 mod repair;
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The repair loop: every interval, the allocation records against what
-//! the stored Services hold (`alloc::Leaks` decides and releases).
+//! the stored Services hold (`leaks::Leaks` decides and releases).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use skiff_etcd::keys::{SERVICES, collection_prefix};
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use crate::alloc::{AllocError, Leaks, Released, allocation_records};
+use super::leaks::{Leaks, Released, allocation_records};
+use crate::alloc::AllocError;
 use crate::kinds::Holdings;
 use crate::store::{Store, StoreError};
 

@@ -13,7 +13,7 @@ use skiff_etcd::keys::{ALLOCATIONS, collection_prefix};
 use skiff_etcd::kv::{Kv, Written};
 use tracing::{info, warn};
 
-use super::{AllocError, Owner};
+use crate::alloc::{AllocError, Owner};
 
 /// What one pass gave back: each record's key and the owner it named.
 pub type Released = Vec<(String, Owner)>;
