@@ -3,6 +3,9 @@
 //! own programs and `cargo build` alone yields a working agent.
 use anyhow::{Context as _, anyhow};
 
+/// The nightly toolchain `cargo xtask setup` installs for this build.
+const EBPF_TOOLCHAIN: &str = include_str!("../proxy-ebpf/toolchain");
+
 fn main() -> anyhow::Result<()> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
@@ -23,6 +26,7 @@ fn main() -> anyhow::Result<()> {
             root_dir: root_dir.as_str(),
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        // Pinned, so that its LLVM is bpf-linker's (see xtask's setup).
+        aya_build::Toolchain::Custom(EBPF_TOOLCHAIN.trim()),
     )
 }

