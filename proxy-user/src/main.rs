@@ -56,16 +56,12 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(args: Args) -> anyhow::Result<()> {
-    if let (Some(ca_file), Some(cert_file), Some(key_file)) = (
+    if let Some(tls) = skiff_etcd::kv::ClientTls::from_flags(
         args.etcd_cafile.clone(),
         args.etcd_certfile.clone(),
         args.etcd_keyfile.clone(),
     ) {
-        skiff_etcd::kv::set_process_tls(skiff_etcd::kv::ClientTls {
-            ca_file,
-            cert_file,
-            key_file,
-        });
+        skiff_etcd::kv::set_process_tls(tls);
     }
     let bpffs = args
         .bpffs

@@ -30,6 +30,7 @@ mod etcd;
 mod exec;
 mod hosts;
 pub mod images;
+pub mod iperf3;
 mod leftovers;
 mod lock;
 mod mounts;

@@ -21,7 +21,9 @@ use common::{Web, call_from_outside};
 use serde_json::{Value, json};
 use skiff_tests::{
     CallResult, EndpointSpec, PortSpec, ProcessGuard, Testbed, agent_binary, endpoint_slice,
-    endpoint_slice_key, kubectl, service, service_key,
+    endpoint_slice_key,
+    iperf3::{self, StreamPlan},
+    kubectl, service, service_key,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -275,35 +277,20 @@ fn serve_iperf(web: &Web) -> Vec<ProcessGuard> {
     servers
 }
 
-/// An iperf3 client streaming to `target:port` for `seconds`, reporting
-/// every second, paced to stay cheap on a shared machine.
-fn start_stream(mut command: Command, target: Ipv4Addr, port: u16, seconds: u64) -> Child {
-    command
-        .args(["--client", &target.to_string(), "--port", &port.to_string()])
-        .args(["--time", &seconds.to_string(), "--interval", "1"])
-        .args(["--bitrate", "10M", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("iperf3 client starts")
+/// The streams held open across the stop: reported every second,
+/// paced to stay cheap on a shared machine.
+fn stream_plan(seconds: u32) -> StreamPlan {
+    StreamPlan {
+        seconds,
+        interval: 1.0,
+        bitrate: "10M",
+    }
 }
 
 /// The stream ended without an error and carried bytes in every second.
-fn assert_stream_flowed(name: &str, client: Child, seconds: u64) {
-    let output = client.wait_with_output().expect("iperf3 client ends");
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{name}: iperf3 printed no JSON ({error}): {output:?}"));
-    assert!(
-        output.status.success() && report.get("error").is_none(),
-        "{name}: the stream failed: {}",
-        report["error"]
-    );
+fn assert_stream_flowed(name: &str, client: Child, seconds: u32) {
+    let report = iperf3::finished_report(name, client, stream_plan(seconds));
     let intervals = report["intervals"].as_array().expect("intervals");
-    assert!(
-        intervals.len() as u64 >= seconds - 1,
-        "{name}: only {} intervals",
-        intervals.len()
-    );
     let idle: Vec<usize> = (intervals.iter().enumerate())
         .filter(|(_, interval)| interval["sum"]["bytes"].as_u64() == Some(0))
         .map(|(second, _)| second)
@@ -344,18 +331,18 @@ fn control_plane_stopped_for_30_seconds() {
     let _servers = serve_iperf(&web);
 
     let stopped_for = Duration::from_secs(30);
-    let stream_seconds = stopped_for.as_secs() + 4;
-    let cluster_ip_stream = start_stream(
+    let stream_seconds = stopped_for.as_secs() as u32 + 4;
+    let cluster_ip_stream = iperf3::start_stream(
         web.client.command("iperf3"),
         IPERF_VIP,
         IPERF_CLUSTER_IP_PORT,
-        stream_seconds,
+        stream_plan(stream_seconds),
     );
-    let node_port_stream = start_stream(
+    let node_port_stream = iperf3::start_stream(
         web.testbed.cluster().ext().command("iperf3"),
         node1,
         IPERF_NODE_PORT,
-        stream_seconds,
+        stream_plan(stream_seconds),
     );
     let duration = (stopped_for + Duration::from_secs(4))
         .as_millis()

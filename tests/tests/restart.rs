@@ -12,9 +12,10 @@ use std::{
 };
 
 use common::{REACTION_BOUND, Web};
-use serde_json::{Value, json};
+use serde_json::json;
 use skiff_tests::{
     EndpointSpec, Pod, PortSpec, ProcessGuard, agent_binary, endpoint_slice, endpoint_slice_key,
+    iperf3::{self, StreamPlan},
     service, service_key,
 };
 
@@ -99,37 +100,19 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
-/// Starts an iperf3 client sending to `target:port` for the whole stream,
-/// paced so the test stays cheap on a shared machine.
-fn start_stream(mut command: Command, target: Ipv4Addr, port: u16) -> Child {
-    command
-        .args(["--client", &target.to_string(), "--port", &port.to_string()])
-        .args(["--time", &STREAM_SECONDS.to_string()])
-        .args(["--interval", &INTERVAL_SECONDS.to_string()])
-        .args(["--bitrate", "100M", "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("iperf3 client starts")
-}
+/// The streams held open across the restart, paced so the test stays
+/// cheap on a shared machine.
+const STREAM: StreamPlan = StreamPlan {
+    seconds: STREAM_SECONDS,
+    interval: INTERVAL_SECONDS,
+    bitrate: "100M",
+};
 
 /// The stream ended without an error, and the longest run of intervals
 /// without a byte sent; returns that stall and the slowest interval's rate.
 fn check_stream(name: &str, client: Child) -> (Duration, f64) {
-    let output = client.wait_with_output().expect("iperf3 client ends");
-    let report: Value = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|error| panic!("{name}: iperf3 printed no JSON ({error}): {output:?}"));
-    assert!(
-        output.status.success() && report.get("error").is_none(),
-        "{name}: the stream failed: {}",
-        report["error"]
-    );
+    let report = iperf3::finished_report(name, client, STREAM);
     let intervals = report["intervals"].as_array().expect("intervals");
-    assert!(
-        intervals.len() as f64 >= f64::from(STREAM_SECONDS) / INTERVAL_SECONDS - 1.0,
-        "{name}: only {} intervals",
-        intervals.len()
-    );
     let mut stall = Duration::ZERO;
     let mut longest = Duration::ZERO;
     let mut slowest = f64::INFINITY;
@@ -181,12 +164,18 @@ fn streams_through_cluster_ip_and_node_port_survive_an_agent_kill_and_restart() 
     );
 
     // Client pod on node1 to web-b on node2; outside client through node1.
-    let cluster_ip = start_stream(web.client.command("iperf3"), IPERF_VIP, CLUSTER_IP_PORT);
+    let cluster_ip = iperf3::start_stream(
+        web.client.command("iperf3"),
+        IPERF_VIP,
+        CLUSTER_IP_PORT,
+        STREAM,
+    );
     let node1 = web.testbed.cluster().node(1).ip();
-    let node_port = start_stream(
+    let node_port = iperf3::start_stream(
         web.testbed.cluster().ext().command("iperf3"),
         node1,
         NODE_PORT,
+        STREAM,
     );
     thread::sleep(Duration::from_secs(3));
     web.testbed.kill_agent(1);
