@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod alloc;
 pub mod api;
+pub mod authz;
 pub mod clock;
 pub mod controllers;
 pub mod kinds;

@@ -38,6 +38,10 @@ pub const PERSISTENT_VOLUME_CLAIMS: &str = "/registry/persistentvolumeclaims";
 pub const STORAGE_CLASSES: &str = "/registry/storageclasses";
 pub const RESOURCE_QUOTAS: &str = "/registry/resourcequotas";
 pub const LIMIT_RANGES: &str = "/registry/limitranges";
+pub const ROLES: &str = "/registry/roles";
+pub const CLUSTER_ROLES: &str = "/registry/clusterroles";
+pub const ROLE_BINDINGS: &str = "/registry/rolebindings";
+pub const CLUSTER_ROLE_BINDINGS: &str = "/registry/clusterrolebindings";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

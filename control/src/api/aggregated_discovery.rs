@@ -35,6 +35,7 @@ pub fn document(document: &Document) -> Option<Value> {
         .collect();
     if !core {
         items.push(metrics::aggregated_group());
+        items.extend(super::reviews::aggregated_groups());
     }
     Some(json!({
         "kind": "APIGroupDiscoveryList",

@@ -1,7 +1,8 @@
 //! The objects every cluster has, created by the server at start-up when
 //! missing: the system namespaces, the default StorageClass, the default
 //! IngressClass `skiff` with its Service `kube-system/skiff-ingress`, the
-//! `kubernetes` Service and the cluster DNS Service `kube-system/kube-dns`.
+//! `kubernetes` Service, the cluster DNS Service `kube-system/kube-dns` and
+//! the default RBAC roles and bindings.
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::field_validation::FieldValidation;
 use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
 use crate::alloc::{kube_dns_service_ip, kubernetes_service_ip};
+use crate::authz::{RBAC_GROUP, bootstrap};
 use crate::kinds::{
     DEFAULT_CLASS_ANNOTATION, DEFAULT_INGRESS_CLASS_ANNOTATION, INGRESS_SERVICE_NAME,
     INGRESS_SERVICE_NAMESPACE, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, SKIFF_INGRESS_CLASS,
@@ -107,6 +109,23 @@ impl Api {
         });
         self.create_unless_present(services, Some(INGRESS_SERVICE_NAMESPACE), service)
             .await
+    }
+
+    /// Creates the default ClusterRoles and ClusterRoleBindings that are
+    /// missing (kube-apiserver's `rbac/bootstrap-roles` hook); the ones
+    /// there are left as they are.
+    pub async fn ensure_bootstrap_policy(&self) -> Result<(), ApiError> {
+        let roles = registry::find(RBAC_GROUP, "v1", "clusterroles")
+            .expect("cluster roles are in the table");
+        let bindings = registry::find(RBAC_GROUP, "v1", "clusterrolebindings")
+            .expect("cluster role bindings are in the table");
+        for role in bootstrap::cluster_roles() {
+            self.create_unless_present(roles, None, role).await?;
+        }
+        for binding in bootstrap::cluster_role_bindings() {
+            self.create_unless_present(bindings, None, binding).await?;
+        }
+        Ok(())
     }
 
     /// Creates `object` as the server, unless it exists.

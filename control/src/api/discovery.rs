@@ -3,9 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::metrics;
 use super::path::Document;
 use super::registry::{self, RESOURCES, STATUS_VERBS, group_version};
+use super::{metrics, reviews};
 use crate::kinds::Subresource;
 
 pub fn document(document: &Document) -> Value {
@@ -36,6 +36,7 @@ fn groups() -> Value {
             json!({ "name": group, "versions": [version.clone()], "preferredVersion": version })
         })
         .chain([metrics::group()])
+        .chain(reviews::groups())
         .collect();
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
@@ -44,6 +45,9 @@ fn groups() -> Value {
 fn resources(group: &str, version: &str) -> Value {
     if (group, version) == (metrics::GROUP, metrics::VERSION) {
         return metrics::resources();
+    }
+    if reviews::GROUPS.contains(&group) && version == reviews::VERSION {
+        return reviews::resources(group);
     }
     let mut list = Vec::new();
     for resource in RESOURCES

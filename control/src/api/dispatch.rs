@@ -49,6 +49,9 @@ impl Api {
                 let query = Query::parse(request.query.as_deref())?;
                 return self.metrics(target, &query).await;
             }
+            Route::Review { review, namespace } => {
+                return self.review(review, namespace.as_deref(), &request);
+            }
             Route::OpenApi(path) => {
                 if request.method != Method::GET {
                     return Err(ApiError::method_not_allowed(request.method.as_str()));

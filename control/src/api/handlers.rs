@@ -14,6 +14,8 @@ use super::status::ApiError;
 use super::{Api, ApiRequest, Reply};
 use super::{media, objects, protobuf, scale, table};
 use crate::admission;
+use crate::authz::RBAC_GROUP;
+use crate::authz::escalation::{self, RbacWrite};
 use crate::clock;
 use crate::kinds::{Claim, Env, Refusal, Subresource};
 use crate::patch::{self, Manager, Operation, PatchType};
@@ -179,6 +181,9 @@ impl Handler<'_> {
             if same_object(&updated, &current) {
                 return Ok(current);
             }
+            if part == Part::Main {
+                self.check_escalation(&updated, Some(&current))?;
+            }
             if part == Part::Main
                 && let Some(namespace) = self.target.namespace.as_deref()
             {
@@ -301,24 +306,36 @@ impl Handler<'_> {
     /// Bodies of create, update and binding are JSON or Kubernetes'
     /// protobuf (what client-go sends by default), as JSON.
     fn json_body(&self) -> Result<Value, ApiError> {
-        if let Some(content_type) = &self.request.content_type {
-            let media = content_type.split(';').next().unwrap_or_default().trim();
-            if media == protobuf::MEDIA_TYPE {
-                return protobuf::decode_object(&self.request.body).map_err(|error| {
-                    ApiError::bad_request(format!(
-                        "the request body is not a valid protobuf object: {error}"
-                    ))
-                });
-            }
-            if !matches!(media, "application/json" | "*/*" | "") {
-                return Err(ApiError::unsupported_media_type(content_type));
-            }
+        request_object(self.request.content_type.as_deref(), &self.request.body)
+    }
+
+    /// kube's RBAC storage: a user may only write a role, or a binding,
+    /// granting what it holds itself (or may `escalate` or `bind`).
+    fn check_escalation(&self, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+        let resource = self.resource();
+        let (Some(user), Some(policy)) = (&self.request.user, &self.api.policy) else {
+            return Ok(());
+        };
+        if resource.group != RBAC_GROUP {
+            return Ok(());
         }
-        objects::parse_body(&self.request.body)
+        let write = RbacWrite {
+            user,
+            resource: resource.plural,
+            namespace: self.target.namespace.as_deref().unwrap_or_default(),
+            request_name: self.target.name.as_deref().unwrap_or_default(),
+            object,
+            old,
+        };
+        escalation::check(&policy.policy(), &write).map_err(|why| {
+            let name = object["metadata"]["name"].as_str().unwrap_or_default();
+            ApiError::forbidden_on(resource.group, resource.plural, name, &why)
+        })
     }
 
     async fn create(&self) -> Result<Reply, ApiError> {
         let object = self.json_body()?;
+        self.check_escalation(&object, None)?;
         let fields = FieldValidation::from_query(&self.query)?;
         let manager = self.manager(Operation::Update, Part::Main);
         let (created, warnings) = self
@@ -462,6 +479,7 @@ impl Handler<'_> {
         match self.read(name).await {
             Err(error) if error.code == 404 => {
                 let object = field_manager::apply(None, &config, &manager, resource, force)?;
+                self.check_escalation(&object, None)?;
                 let namespace = self.target.namespace.as_deref();
                 match self
                     .api
@@ -645,6 +663,24 @@ fn apply_part(
         field_manager::record(Some(current), &mut updated, manager, resource)?;
     }
     Ok((updated, warnings))
+}
+
+/// A request body in JSON or Kubernetes' protobuf, as JSON.
+pub(super) fn request_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    if let Some(content_type) = content_type {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if media == protobuf::MEDIA_TYPE {
+            return protobuf::decode_object(body).map_err(|error| {
+                ApiError::bad_request(format!(
+                    "the request body is not a valid protobuf object: {error}"
+                ))
+            });
+        }
+        if !matches!(media, "application/json" | "*/*" | "") {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+    }
+    objects::parse_body(body)
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {

@@ -2,6 +2,7 @@
 
 use super::metrics;
 use super::registry::{self, Resource};
+use super::reviews::{self, Review};
 
 /// What an API path points at.
 #[derive(Debug, PartialEq)]
@@ -14,6 +15,12 @@ pub enum Route {
     Object(Target),
     /// Resource metrics (`metrics.k8s.io`), read from the node agents.
     Metrics(metrics::Target),
+    /// A review (`authorization.k8s.io`, `authentication.k8s.io`),
+    /// answered and never stored; local ones in a namespace.
+    Review {
+        review: Review,
+        namespace: Option<String>,
+    },
 }
 
 /// A discovery document.
@@ -50,10 +57,29 @@ pub fn route(path: &str) -> Option<Route> {
         ["apis", metrics::GROUP, metrics::VERSION, rest @ ..] => {
             metrics::route(rest).map(Route::Metrics)
         }
+        ["apis", group, reviews::VERSION, rest @ ..] if reviews::GROUPS.contains(group) => {
+            review(group, rest)
+        }
         ["api", version, rest @ ..] => within("", version, rest),
         ["apis", group, version, rest @ ..] => within(group, version, rest),
         _ => None,
     }
+}
+
+fn review(group: &str, rest: &[&str]) -> Option<Route> {
+    let (namespace, plural) = match rest {
+        [] => {
+            return Some(Route::Discovery(Document::Resources {
+                group: group.to_owned(),
+                version: reviews::VERSION.to_owned(),
+            }));
+        }
+        [plural] => (None, plural),
+        ["namespaces", namespace, plural] => (Some((*namespace).to_owned()), plural),
+        _ => return None,
+    };
+    let review = Review::find(group, plural, namespace.is_some())?;
+    Some(Route::Review { review, namespace })
 }
 
 fn within(group: &str, version: &str, rest: &[&str]) -> Option<Route> {
@@ -163,6 +189,24 @@ mod tests {
         assert_eq!(route("/api/v1/namespaces/a/services/web/status/x"), None);
         assert_eq!(route("/api/v1/widgets"), None);
         assert_eq!(route("/healthz"), None);
+        assert_eq!(
+            route("/apis/authorization.k8s.io/v1/namespaces/a/localsubjectaccessreviews"),
+            Some(Route::Review {
+                review: Review::LocalSubjectAccess,
+                namespace: Some("a".into())
+            })
+        );
+        assert_eq!(
+            route("/apis/authentication.k8s.io/v1/selfsubjectreviews"),
+            Some(Route::Review {
+                review: Review::SelfSubject,
+                namespace: None
+            })
+        );
+        assert_eq!(
+            route("/apis/authorization.k8s.io/v1/namespaces/a/subjectaccessreviews"),
+            None
+        );
         assert_eq!(
             route("/apis/metrics.k8s.io/v1beta1/nodes"),
             Some(Route::Metrics(metrics::Target::Nodes { name: None }))

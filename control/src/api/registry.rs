@@ -1,7 +1,9 @@
 //! The resources skiff-control serves: one table drives discovery, URL
 //! routing, OpenAPI, field validation and where each resource lives in etcd.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, networking, storage};
+use k8s_openapi::api::{
+    apps, batch, coordination, core, discovery, events, networking, rbac, storage,
+};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -10,11 +12,11 @@ use skiff_etcd::keys;
 
 use crate::kinds::DaemonSetStrategy;
 use crate::kinds::{
-    CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy, IngressStrategy,
-    JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
+    BindingStrategy, CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy,
+    IngressStrategy, JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
     PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
-    ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy, ServiceStrategy,
-    StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
+    ReplicationControllerStrategy, ResourceQuotaStrategy, RoleStrategy, ScalableStrategy,
+    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
@@ -568,6 +570,66 @@ pub static RESOURCES: &[Resource] = &[
         ),
         &["sc"],
     ),
+    Resource {
+        names: NameRule::PathSegment,
+        ..with_strategy(
+            &RoleStrategy { namespaced: true },
+            resource(
+                "rbac.authorization.k8s.io",
+                "Role",
+                "roles",
+                "role",
+                true,
+                keys::ROLES,
+                Typed::of::<rbac::v1::Role>(),
+            ),
+        )
+    },
+    Resource {
+        names: NameRule::PathSegment,
+        ..with_strategy(
+            &RoleStrategy { namespaced: false },
+            resource(
+                "rbac.authorization.k8s.io",
+                "ClusterRole",
+                "clusterroles",
+                "clusterrole",
+                false,
+                keys::CLUSTER_ROLES,
+                Typed::of::<rbac::v1::ClusterRole>(),
+            ),
+        )
+    },
+    Resource {
+        names: NameRule::PathSegment,
+        ..with_strategy(
+            &BindingStrategy { namespaced: true },
+            resource(
+                "rbac.authorization.k8s.io",
+                "RoleBinding",
+                "rolebindings",
+                "rolebinding",
+                true,
+                keys::ROLE_BINDINGS,
+                Typed::of::<rbac::v1::RoleBinding>(),
+            ),
+        )
+    },
+    Resource {
+        names: NameRule::PathSegment,
+        ..with_strategy(
+            &BindingStrategy { namespaced: false },
+            resource(
+                "rbac.authorization.k8s.io",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                "clusterrolebinding",
+                false,
+                keys::CLUSTER_ROLE_BINDINGS,
+                Typed::of::<rbac::v1::ClusterRoleBinding>(),
+            ),
+        )
+    },
     resource(
         "coordination.k8s.io",
         "Lease",

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use http::Method;
 
+use crate::authz::User;
+
 /// A request as the API layer sees it: the body already read (watches have
 /// none).
 #[derive(Debug)]
@@ -17,4 +19,7 @@ pub struct ApiRequest {
     /// that name none.
     pub user_agent: Option<String>,
     pub body: Bytes,
+    /// Who asks, when the request came over HTTP; in-process callers (the
+    /// controllers) are nobody and skip the checks on users.
+    pub user: Option<User>,
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::authz::PolicyCache;
 use crate::kinds::{Env, ServiceNetwork};
 use crate::store::Store;
 
@@ -44,17 +45,34 @@ pub struct Api {
     pub(super) config: ApiConfig,
     /// What the kinds' strategies need: the pools and their configuration.
     pub(super) env: Env,
+    /// The RBAC objects, for the escalation checks and the reviews; none
+    /// for an API that authorizes nothing (tests, tools).
+    pub(super) policy: Option<PolicyCache>,
 }
 
 impl Api {
     pub fn new(store: Store, config: ApiConfig) -> Self {
         let env = Env::new(store.clone(), &config.network);
-        Self { store, config, env }
+        Self {
+            store,
+            config,
+            env,
+            policy: None,
+        }
+    }
+
+    /// This API, judging RBAC writes and reviews against `policy`.
+    pub fn authorizing(mut self, policy: PolicyCache) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// This API, with every write guarded by `fence`: what the leader's
     /// controllers write through.
     pub fn fenced(&self, fence: skiff_etcd::kv::Fence) -> Self {
-        Self::new(self.store.fenced(fence), self.config.clone())
+        Self {
+            policy: self.policy.clone(),
+            ..Self::new(self.store.fenced(fence), self.config.clone())
+        }
     }
 }

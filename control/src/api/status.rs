@@ -50,6 +50,31 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// kube's `NewForbidden`: `why` the request on `name` of `resource` in
+    /// `group` is refused; details as Go's omitempty leaves them.
+    pub fn forbidden_on(group: &str, resource: &str, name: &str, why: &str) -> Self {
+        let qualified = if group.is_empty() {
+            resource.to_owned()
+        } else {
+            format!("{resource}.{group}")
+        };
+        let message = match (resource.is_empty(), name.is_empty()) {
+            (true, _) => format!("forbidden: {why}"),
+            (false, true) => format!("{qualified} is forbidden: {why}"),
+            (false, false) => format!("{qualified} \"{name}\" is forbidden: {why}"),
+        };
+        let mut details = serde_json::Map::new();
+        for (key, value) in [("name", name), ("group", group), ("kind", resource)] {
+            if !value.is_empty() {
+                details.insert(key.to_owned(), json!(value));
+            }
+        }
+        Self {
+            details: Some(Value::Object(details)),
+            ..Self::new(403, "Forbidden", message)
+        }
+    }
+
     pub fn unauthorized() -> Self {
         Self::new(401, "Unauthorized", "Unauthorized")
     }

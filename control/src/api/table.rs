@@ -184,6 +184,21 @@ fn columns(resource: &Resource) -> Vec<Column> {
                 json!(ingress_class_parameters(&o["spec"]["parameters"]))
             }),
         ]),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            columns.push(column("Created At", |o, _| {
+                json!(text(&o["metadata"]["creationTimestamp"]))
+            }));
+            return columns;
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            columns.push(column("Role", |o, _| {
+                json!(format!(
+                    "{}/{}",
+                    text(&o["roleRef"]["kind"]),
+                    text(&o["roleRef"]["name"])
+                ))
+            }))
+        }
         ("discovery.k8s.io", "EndpointSlice") => columns.extend([
             column("AddressType", |o, _| json!(text(&o["addressType"]))),
             column("Endpoints", |o, _| json!(slice_endpoints(o))),
@@ -203,9 +218,34 @@ fn columns(resource: &Resource) -> Vec<Column> {
             .push(wide("VolumeMode", |o, _| {
                 json!(text(&o["spec"]["volumeMode"]))
             })),
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => columns.extend([
+            wide("Users", |o, _| json!(subjects(o, "User"))),
+            wide("Groups", |o, _| json!(subjects(o, "Group"))),
+            wide("ServiceAccounts", |o, _| {
+                json!(subjects(o, "ServiceAccount"))
+            }),
+        ]),
         _ => {}
     }
     columns
+}
+
+/// A binding's subjects of `kind`, comma-separated; service accounts as
+/// `namespace/name`.
+fn subjects(binding: &Value, kind: &str) -> String {
+    let names: Vec<String> = binding["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|subject| subject["kind"] == kind)
+        .map(|subject| match kind {
+            "ServiceAccount" => {
+                format!("{}/{}", text(&subject["namespace"]), text(&subject["name"]))
+            }
+            _ => text(&subject["name"]),
+        })
+        .collect();
+    names.join(", ")
 }
 
 fn text(value: &Value) -> String {

@@ -31,7 +31,10 @@ impl Processes {
         let etcd_url = etcd.config().local_endpoint();
         let token = "bench-token".to_owned();
         let tokens = dir.join("tokens.csv");
-        std::fs::write(&tokens, format!("{token},bench,1,\"bench\"\n"))?;
+        std::fs::write(
+            &tokens,
+            format!("{token},bench,1,\"bench,system:masters\"\n"),
+        )?;
         let addr = format!("127.0.0.1:{}", free_port()?);
         let control = Command::new(control_bin)
             .args(["--etcd", &etcd_url, "--bind", &addr])

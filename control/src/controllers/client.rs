@@ -74,6 +74,7 @@ impl Client {
                 accept: None,
                 user_agent: Some(crate::api::SERVER_MANAGER.to_owned()),
                 body,
+                user: None,
             })
             .await;
         match reply {

@@ -29,6 +29,7 @@ pub enum Kind {
     Secret,
     Ingress,
     IngressClass,
+    ClusterRole,
 }
 
 impl Kind {
@@ -58,6 +59,7 @@ impl Kind {
             Self::Secret => keys::SECRETS,
             Self::Ingress => keys::INGRESSES,
             Self::IngressClass => keys::INGRESS_CLASSES,
+            Self::ClusterRole => keys::CLUSTER_ROLES,
         }
     }
 
@@ -74,6 +76,7 @@ impl Kind {
             Self::Lease => "/apis/coordination.k8s.io/v1",
             Self::StorageClass => "/apis/storage.k8s.io/v1",
             Self::Ingress | Self::IngressClass => "/apis/networking.k8s.io/v1",
+            Self::ClusterRole => "/apis/rbac.authorization.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -103,6 +106,7 @@ impl Kind {
             Self::Secret => "secrets",
             Self::Ingress => "ingresses",
             Self::IngressClass => "ingressclasses",
+            Self::ClusterRole => "clusterroles",
         }
     }
 
@@ -114,6 +118,7 @@ impl Kind {
                 | Self::PersistentVolume
                 | Self::StorageClass
                 | Self::IngressClass
+                | Self::ClusterRole
         )
     }
 

@@ -7,6 +7,7 @@
 
 mod cache;
 mod client;
+pub mod clusterroleaggregation;
 mod config;
 mod controller;
 pub mod cronjob;

@@ -7,13 +7,7 @@ use std::path::{Path, PathBuf};
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-}
+pub use crate::authz::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -128,17 +122,18 @@ pub fn certificate_user(der: &[u8]) -> Option<User> {
     })
 }
 
-/// The request's user: its certificate's, else its bearer token's.
+/// The request's user: its certificate's, else its bearer token's; in
+/// `system:authenticated` either way, as kube-apiserver adds it.
 pub fn authenticate(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
 ) -> Option<User> {
     if let Some(user) = certificate {
-        return Some(user.clone());
+        return Some(user.clone().authenticated());
     }
     let token = authorization?.strip_prefix("Bearer ")?.trim();
-    tokens.user(token).cloned()
+    tokens.user(token).cloned().map(User::authenticated)
 }
 
 #[cfg(test)]
@@ -159,9 +154,10 @@ mod tests {
             })
         );
         assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
+        let bob = authenticate(None, Some("Bearer t2"), &tokens).unwrap();
         assert_eq!(
-            authenticate(None, Some("Bearer t2"), &tokens).unwrap().name,
-            "bob"
+            (bob.name.as_str(), bob.groups.as_slice()),
+            ("bob", &["system:authenticated".to_owned()][..])
         );
         assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
         assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);

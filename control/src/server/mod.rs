@@ -2,6 +2,7 @@
 //! authentication, health and version endpoints, and the API.
 
 mod auth;
+mod authorize;
 mod body;
 mod endpoint_leases;
 mod join;
@@ -35,6 +36,7 @@ pub use skiff_etcd::kv::ClientTls;
 pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
+use crate::authz::PolicyCache;
 use crate::controllers::ControllerConfig;
 use crate::maintenance::MaintenanceConfig;
 use crate::store::{Store, StoreError};
@@ -119,6 +121,8 @@ pub struct RunningServer {
 struct State {
     api: Api,
     store: Store,
+    /// The RBAC objects every request is authorized against.
+    policy: PolicyCache,
     tokens: Tokens,
     join_token: JoinToken,
     pki_dir: PathBuf,
@@ -162,10 +166,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     };
     let store = Store::connect(&config.etcd, config.etcd_tls.as_ref()).await?;
     wait_for_etcd(&store).await?;
-    let api = Api::new(store.clone(), api_config);
+    let mut listeners = JoinSet::new();
+    let policy = PolicyCache::start(&store, &mut listeners);
+    let api = Api::new(store.clone(), api_config).authorizing(policy.clone());
     api.ensure_system_namespaces().await?;
     api.ensure_default_storage_class().await?;
     api.ensure_default_ingress_class().await?;
+    api.ensure_bootstrap_policy().await?;
 
     let mut bound = Vec::new();
     for &addr in &config.binds {
@@ -186,8 +193,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tracing::warn!(%error, "creating kube-system/kube-dns failed; pods' cluster DNS has no Service");
     }
     api.ensure_ingress_service().await?;
+    policy.wait_synced(ETCD_WAIT).await;
 
-    let mut listeners = JoinSet::new();
     crate::maintenance::start(&store, &config.etcd, &config.maintenance, &mut listeners);
     if config.endpoint_leases {
         let mut fronting = vec![endpoint_leases::Fronting {
@@ -225,6 +232,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let state = Arc::new(State {
         api,
         store,
+        policy,
         tokens,
         join_token,
         pki_dir: pki_dir(&config.data_dir),
@@ -357,6 +365,17 @@ async fn handle(
     let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
         return reply(ApiError::unauthorized().into());
     };
+    let user = match authorize::authorize(
+        &state.policy.policy(),
+        user,
+        request.method().as_str(),
+        &path,
+        request.uri().query(),
+        request.headers(),
+    ) {
+        Ok(user) => user,
+        Err(error) => return reply(error.into()),
+    };
     if let Some(target) = upgrade::streaming_target(&path) {
         debug!(user = user.name, path, "streaming request");
         return match upgrade::join(&state.api, request, target).await {
@@ -406,6 +425,7 @@ async fn handle(
                 accept,
                 user_agent,
                 body,
+                user: Some(user),
             })
             .await,
     )

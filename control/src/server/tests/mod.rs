@@ -79,7 +79,11 @@ impl Cluster {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let token_file = dir.join("tokens.csv");
-        std::fs::write(&token_file, format!("{TOKEN},robot,7,\"bots,ops\"\n")).unwrap();
+        std::fs::write(
+            &token_file,
+            format!("{TOKEN},robot,7,\"bots,system:masters\"\n"),
+        )
+        .unwrap();
         let server = start(ServerConfig {
             binds: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             etcd: vec![etcd.url.clone()],
