@@ -161,10 +161,16 @@ mod tests {
                 "batch",
                 "networking.k8s.io",
                 "storage.k8s.io",
+                "rbac.authorization.k8s.io",
                 "coordination.k8s.io",
-                "metrics.k8s.io"
+                "metrics.k8s.io",
+                "authentication.k8s.io",
+                "authorization.k8s.io"
             ]
         );
+        let reviews = resources("authorization.k8s.io", "v1");
+        assert_eq!(reviews["resources"][0]["name"], "subjectaccessreviews");
+        assert_eq!(reviews["resources"][1]["namespaced"], true);
         assert_eq!(resources("apps", "v1")["groupVersion"], "apps/v1");
     }
 }

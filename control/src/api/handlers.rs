@@ -12,7 +12,7 @@ use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::{Api, ApiRequest, Reply};
-use super::{media, objects, protobuf, scale, table};
+use super::{media, objects, scale, table};
 use crate::admission;
 use crate::authz::RBAC_GROUP;
 use crate::authz::escalation::{self, RbacWrite};
@@ -306,7 +306,7 @@ impl Handler<'_> {
     /// Bodies of create, update and binding are JSON or Kubernetes'
     /// protobuf (what client-go sends by default), as JSON.
     fn json_body(&self) -> Result<Value, ApiError> {
-        request_object(self.request.content_type.as_deref(), &self.request.body)
+        objects::request_object(self.request.content_type.as_deref(), &self.request.body)
     }
 
     /// kube's RBAC storage: a user may only write a role, or a binding,
@@ -663,24 +663,6 @@ fn apply_part(
         field_manager::record(Some(current), &mut updated, manager, resource)?;
     }
     Ok((updated, warnings))
-}
-
-/// A request body in JSON or Kubernetes' protobuf, as JSON.
-pub(super) fn request_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
-    if let Some(content_type) = content_type {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        if media == protobuf::MEDIA_TYPE {
-            return protobuf::decode_object(body).map_err(|error| {
-                ApiError::bad_request(format!(
-                    "the request body is not a valid protobuf object: {error}"
-                ))
-            });
-        }
-        if !matches!(media, "application/json" | "*/*" | "") {
-            return Err(ApiError::unsupported_media_type(content_type));
-        }
-    }
-    objects::parse_body(body)
 }
 
 fn conflict(resource: &Resource, name: &str) -> ApiError {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::protobuf;
 use super::registry::Resource;
 use super::status::ApiError;
 use crate::clock;
@@ -22,6 +23,24 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         ));
     }
     Ok(value)
+}
+
+/// A request body in JSON or Kubernetes' protobuf, as JSON.
+pub fn request_object(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+    if let Some(content_type) = content_type {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if media == protobuf::MEDIA_TYPE {
+            return protobuf::decode_object(body).map_err(|error| {
+                ApiError::bad_request(format!(
+                    "the request body is not a valid protobuf object: {error}"
+                ))
+            });
+        }
+        if !matches!(media, "application/json" | "*/*" | "") {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+    }
+    parse_body(body)
 }
 
 /// Checks `kind`/`apiVersion` against the URL's resource and fills them in

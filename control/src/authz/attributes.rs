@@ -130,11 +130,8 @@ pub fn action(method: &str, path: &str, options: ListOptions) -> Action {
 fn exact_name(selector: &str) -> Option<String> {
     selector.split(',').find_map(|term| {
         let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
-        (field.trim() == "metadata.name"
-            && !field.ends_with('!')
-            && !value.is_empty()
-            && !value.contains('/'))
-        .then(|| value.trim().to_owned())
+        (field.trim() == "metadata.name" && !value.is_empty() && !value.contains('/'))
+            .then(|| value.trim().to_owned())
     })
 }
 

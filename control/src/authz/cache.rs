@@ -25,8 +25,11 @@ pub struct PolicyCache {
     synced: watch::Receiver<bool>,
 }
 
+/// How an object of one kind is added to the index.
+type AddTo = fn(&mut Policy, &Value);
+
 /// The four kinds' roots, and what each object is added to the index as.
-const ROOTS: [(&str, fn(&mut Policy, &Value)); 4] = [
+const ROOTS: [(&str, AddTo); 4] = [
     (keys::ROLES, Policy::add_role),
     (keys::CLUSTER_ROLES, Policy::add_cluster_role),
     (keys::ROLE_BINDINGS, Policy::add_role_binding),

@@ -19,7 +19,7 @@ pub enum Refused {
     /// 400: the headers do not make sense.
     BadRequest(String),
     /// 403: the requester may not act as this.
-    Forbidden(Attributes),
+    Forbidden(Box<Attributes>),
 }
 
 /// The user `requester` acts as: itself without impersonation headers.
@@ -59,7 +59,7 @@ pub fn acting_user(policy: &Policy, requester: User, headers: &HeaderMap) -> Res
         if policy.authorize(&attributes).allowed() {
             Ok(())
         } else {
-            Err(Refused::Forbidden(attributes))
+            Err(Refused::Forbidden(Box::new(attributes)))
         }
     };
     let service_account = name

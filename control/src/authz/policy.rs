@@ -145,6 +145,10 @@ impl Binding {
     }
 }
 
+/// A rule that applies, with the binding and subject that grant it; or a
+/// role that could not be found.
+type Visited<'a> = Result<(&'a Binding, &'a Subject, &'a PolicyRule), String>;
+
 /// Every Role, ClusterRole and binding, by namespace and name.
 #[derive(Debug, Default, Clone)]
 pub struct Policy {
@@ -230,7 +234,7 @@ impl Policy {
         &self,
         user: &User,
         namespace: &str,
-        visit: &mut dyn FnMut(Result<(&Binding, &Subject, &PolicyRule), String>) -> bool,
+        visit: &mut dyn FnMut(Visited<'_>) -> bool,
     ) {
         let local = match namespace {
             "" => None,

@@ -9,7 +9,9 @@ use super::env::Env;
 use super::refusal::Refusal;
 use super::strategy::Strategy;
 use crate::authz::RBAC_GROUP;
-use crate::validation::{FieldError, Rendered, child, go_quote, index, is_valid_path_segment_name};
+use crate::validation::{
+    FieldError, Rendered, child, go_quote, go_string_slice, index, is_valid_path_segment_name,
+};
 
 /// A Role (`namespaced`) or ClusterRole.
 #[derive(Debug)]
@@ -33,8 +35,7 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 fn go_list(values: &[String]) -> Rendered {
-    let quoted: Vec<String> = values.iter().map(|v| go_quote(v)).collect();
-    Rendered(format!("[]string{{{}}}", quoted.join(", ")))
+    Rendered(go_string_slice(values))
 }
 
 /// kube's `ValidatePolicyRule`.
