@@ -34,6 +34,7 @@ mod watch;
 pub use crate::kinds::ServiceNetwork;
 pub use field_manager::SERVER as SERVER_MANAGER;
 pub use media::prefers_protobuf;
+pub use query::parse_bool;
 pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
 pub use reply::Reply;
 pub use request::ApiRequest;
