@@ -83,12 +83,24 @@ impl Connection {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<hyper::Response<Incoming>> {
+        self.send_with_content_type(method, path, body, "application/json")
+            .await
+    }
+
+    /// [`Connection::send`] with a body of `content_type` (a patch's).
+    pub async fn send_with_content_type(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Result<hyper::Response<Incoming>> {
         let request = Request::builder()
             .method(&method)
             .uri(path)
             .header(header::HOST, &self.host)
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
-            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_TYPE, content_type)
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))?;
         self.sender.ready().await?;
         self.sender

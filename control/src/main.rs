@@ -1,6 +1,7 @@
 //! skiff-control: serves the Kubernetes API from etcd.
 
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
-use control::server::{self, ClientTls, JoinToken, ServerConfig};
+use control::server::{self, ClientTls, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use tracing::info;
 
@@ -198,6 +199,34 @@ struct Args {
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
     local_path_helper_image: String,
 
+    /// Reads (GET, LIST) served at once; more get 429 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = RequestLimits::default().max_requests_inflight)]
+    max_requests_inflight: usize,
+
+    /// Writes served at once; more get 429 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = RequestLimits::default().max_mutating_requests_inflight)]
+    max_mutating_requests_inflight: usize,
+
+    /// Watches, logs, exec, attach and port-forwards one user holds open at
+    /// once; more get 429 (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = RequestLimits::default().max_long_running_per_user)]
+    max_long_running_requests_per_user: usize,
+
+    /// Connections each --bind serves at once; more wait to be accepted.
+    #[arg(long, value_name = "N", default_value = "4096")]
+    max_connections: NonZeroUsize,
+
+    /// A connection that has not completed its TLS handshake by then is
+    /// closed.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+
+    /// An HTTP/1 connection that has not sent a whole request head by then
+    /// (idle keep-alive connections included) is closed, as with
+    /// kube-apiserver's 32 s `ReadHeaderTimeout`.
+    #[arg(long, value_name = "DURATION", default_value = "32s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+
     #[command(flatten)]
     snapshots: ScheduleArgs,
 }
@@ -325,6 +354,16 @@ async fn main() -> Result<()> {
                 ..DefragPolicy::default()
             },
             repair_interval: nonzero(args.allocation_repair_interval),
+        },
+        connections: ConnectionLimits {
+            tls_handshake_timeout: args.tls_handshake_timeout,
+            header_read_timeout: args.header_read_timeout,
+            max_connections: args.max_connections.get(),
+        },
+        requests: RequestLimits {
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
+            max_long_running_per_user: args.max_long_running_requests_per_user,
         },
     };
     if args.pki_only {

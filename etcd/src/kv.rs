@@ -134,6 +134,21 @@ impl EtcdError {
             _ => false,
         }
     }
+
+    /// etcd refused a request over its `--max-request-bytes`
+    /// (`etcdserver: request is too large`), or its gRPC server refused the
+    /// message before that (`ResourceExhausted`).
+    pub fn is_too_large(&self) -> bool {
+        let Self::Failed {
+            source: etcd_client::Error::GRpcStatus(status),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        status.code() == tonic::Code::ResourceExhausted
+            || status.message().contains("request is too large")
+    }
 }
 
 /// One key as etcd holds it.

@@ -32,6 +32,11 @@ impl Store {
         cmd::run(self.etcdctl().args(["put", key, &object.to_string()])).map(drop)
     }
 
+    /// Writes `value` at `key` as it is, JSON or not (a corrupt object).
+    pub fn put_raw(&self, key: &str, value: &str) -> Result<()> {
+        cmd::run(self.etcdctl().args(["put", key, value])).map(drop)
+    }
+
     /// The object at `key`, `None` if there is none.
     pub fn get(&self, key: &str) -> Result<Option<Value>> {
         let out = cmd::run(self.etcdctl().args(["get", key, "--print-value-only"]))?;

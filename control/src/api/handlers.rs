@@ -417,8 +417,7 @@ impl Handler<'_> {
         let updated = self
             .write(name, part, |current| {
                 let mut patched = current.clone();
-                patch::apply(patch_type, &mut patched, &patch)
-                    .map_err(|error| ApiError::bad_request(error.to_string()))?;
+                patch::apply(patch_type, &mut patched, &patch).map_err(ApiError::from_patch)?;
                 if patched["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
                 {
                     return Err(conflict(resource, name));
@@ -579,7 +578,7 @@ impl Handler<'_> {
                 let mut wanted = scale::of(&current);
                 match patch_type {
                     Some(patch_type) => patch::apply(patch_type, &mut wanted, &sent)
-                        .map_err(|error| ApiError::bad_request(error.to_string()))?,
+                        .map_err(ApiError::from_patch)?,
                     None => wanted = sent.clone(),
                 }
                 if let Some(version) = wanted["metadata"]["resourceVersion"].as_str()

@@ -8,6 +8,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::kubelet::Kubelet;
+use super::query::Query;
 use super::status::ApiError;
 use super::{Api, Reply};
 
@@ -30,6 +31,7 @@ impl Api {
         container_asked: Option<&str>,
         raw_query: Option<&str>,
     ) -> Result<Reply, ApiError> {
+        check_numbers(raw_query)?;
         let kubelet = self
             .connect_kubelet(namespace, name, container_asked)
             .await?;
@@ -40,6 +42,16 @@ impl Api {
         }
         stream_from_agent(kubelet, &path).await
     }
+}
+
+/// The numeric options are non-negative integers that fit in 64 bits: a bad
+/// one is the client's 400 here, not the agent's problem.
+fn check_numbers(raw_query: Option<&str>) -> Result<(), ApiError> {
+    let query = Query::parse(raw_query)?;
+    for key in ["tailLines", "sinceSeconds", "limitBytes"] {
+        query.number(key)?;
+    }
+    Ok(())
 }
 
 async fn stream_from_agent(kubelet: Kubelet, path: &str) -> Result<Reply, ApiError> {

@@ -35,7 +35,7 @@ mod watch;
 pub use crate::kinds::ServiceNetwork;
 pub use field_manager::SERVER as SERVER_MANAGER;
 pub use media::prefers_protobuf;
-pub use query::Query;
+pub use query::{Query, parse_bool};
 pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
 pub use reply::Reply;
 pub use request::ApiRequest;

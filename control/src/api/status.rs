@@ -181,6 +181,36 @@ impl ApiError {
         }
     }
 
+    /// kube-apiserver's `NewRequestEntityTooLargeError`.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {}", message.into()),
+        )
+    }
+
+    /// kube-apiserver's answer when too many requests are in flight.
+    pub fn too_many_requests() -> Self {
+        Self {
+            details: Some(json!({ "retryAfterSeconds": RETRY_AFTER_SECONDS })),
+            ..Self::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            )
+        }
+    }
+
+    /// A patch that cannot apply: 413 when it is too large, else 400.
+    pub fn from_patch(error: crate::patch::PatchError) -> Self {
+        if error.is_too_large() {
+            Self::too_large(error.to_string())
+        } else {
+            Self::bad_request(error.to_string())
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
     }
@@ -223,6 +253,7 @@ impl ApiError {
                 Self::bad_request(format!("continue key is not valid: {reason}"))
             }
             other if other.is_unavailable() => Self::unavailable(other.to_string()),
+            other if other.is_too_large() => Self::too_large(other.to_string()),
             other => Self::internal(other.to_string()),
         }
     }

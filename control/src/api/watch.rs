@@ -60,9 +60,13 @@ pub async fn start(
             initial = page.items;
             page.revision
         }
+        // A revision is positive and the watch starts after it: i64::MAX
+        // has no successor.
         Some(version) => version
             .parse::<i64>()
-            .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {version:?}")))?,
+            .ok()
+            .filter(|revision| (0..i64::MAX).contains(revision))
+            .ok_or_else(|| ApiError::bad_request(format!("invalid resourceVersion {version:?}")))?,
     };
     let progress = bookmarks.then_some(api.config.bookmark_interval);
     let watch = api

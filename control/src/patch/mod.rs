@@ -5,12 +5,14 @@
 
 mod error;
 mod fieldset;
+mod json;
 mod managed;
 mod schema;
 mod strategic;
 mod structured;
 
 pub use error::PatchError;
+pub use json::{MAX_DOCUMENT_BYTES, MAX_OPERATIONS, json_patch};
 pub use managed::{
     ApplyError, Conflicts, ManagedFieldsError, Manager, Operation, Write,
     apply as server_side_apply, record_update,
@@ -62,14 +64,6 @@ pub fn apply(patch_type: PatchType, doc: &mut Value, patch: &Value) -> Result<()
         }
         PatchType::StrategicMerge => strategic_merge_patch(doc, patch),
     }
-}
-
-/// RFC 6902 JSON patch; `patch` must be the array of operations.
-pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
-    let ops: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(PatchError::InvalidJsonPatch)?;
-    json_patch::patch(doc, &ops)?;
-    Ok(())
 }
 
 /// RFC 7386 JSON merge patch: objects merge recursively, `null` deletes,

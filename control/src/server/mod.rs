@@ -7,6 +7,7 @@ mod body;
 mod endpoint_leases;
 mod join;
 mod kubeconfig;
+mod limits;
 mod pki;
 mod tls;
 mod upgrade;
@@ -18,19 +19,20 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 pub use auth::{TokenFileError, Tokens, User};
 pub use join::{JoinError, JoinToken, token_path};
+pub use limits::{ConnectionLimits, RequestLimits};
 pub use pki::{DEFAULT_SANS, EtcdFiles, PkiError};
 pub use skiff_etcd::kv::ClientTls;
 pub use tls::TlsError;
@@ -41,9 +43,6 @@ use crate::controllers::ControllerConfig;
 use crate::maintenance::MaintenanceConfig;
 use crate::store::{Store, StoreError};
 use body::Body;
-
-/// Largest request body accepted (etcd's own value limit is 1.5 MiB).
-const MAX_BODY_BYTES: usize = 3 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -77,6 +76,10 @@ pub struct ServerConfig {
     pub controllers: Option<ControllerConfig>,
     /// etcd compaction and defragmentation, allocation repair.
     pub maintenance: MaintenanceConfig,
+    /// Timeouts and the connection cap of each listener.
+    pub connections: ConnectionLimits,
+    /// How many requests are served at once.
+    pub requests: RequestLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +104,6 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("writing the kubeconfig {path}: {source}")]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// A started server; it stops when this is dropped.
@@ -126,6 +123,7 @@ struct State {
     tokens: Tokens,
     join_token: JoinToken,
     pki_dir: PathBuf,
+    in_flight: limits::InFlight,
 }
 
 /// The PKI in `<data-dir>/pki`: fetched from the member `config.join`
@@ -236,10 +234,16 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tokens,
         join_token,
         pki_dir: pki_dir(&config.data_dir),
+        in_flight: limits::InFlight::new(config.requests),
     });
     for (listener, local) in bound {
         info!(%local, "serving the Kubernetes API");
-        listeners.spawn(accept_loop(listener, acceptor.clone(), state.clone()));
+        listeners.spawn(accept_loop(
+            listener,
+            acceptor.clone(),
+            config.connections,
+            state.clone(),
+        ));
     }
 
     let kubeconfig = config
@@ -250,12 +254,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("https://{}", addrs[0]));
-    let document = serde_json::to_vec_pretty(&kubeconfig::admin(&pki, &url))
+    let document = serde_json::to_string_pretty(&kubeconfig::admin(&pki, &url))
         .expect("JSON values always serialize");
-    std::fs::write(&kubeconfig, document).map_err(|source| ServerError::Kubeconfig {
-        path: kubeconfig.clone(),
-        source,
-    })?;
+    // It holds the admin's private key.
+    pki::write(&kubeconfig, &document)?;
     Ok(RunningServer {
         addrs,
         kubeconfig,
@@ -280,17 +282,30 @@ async fn wait_for_etcd(store: &Store) -> Result<(), StoreError> {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, state: Arc<State>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    limits: ConnectionLimits,
+    state: Arc<State>,
+) {
     let mut connections = JoinSet::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // At the cap, stop accepting: new connections wait in the kernel's
+        // backlog until one of ours closes.
+        let permit = open
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         match listener.accept().await {
             Ok((stream, peer)) => {
-                connections.spawn(serve_connection(
-                    stream,
-                    peer,
-                    acceptor.clone(),
-                    state.clone(),
-                ));
+                let acceptor = acceptor.clone();
+                let state = state.clone();
+                connections.spawn(async move {
+                    serve_connection(stream, peer, acceptor, limits, state).await;
+                    drop(permit);
+                });
             }
             // Out of file descriptors and the like: keep serving the open
             // connections and try again.
@@ -308,15 +323,21 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    limits: ConnectionLimits,
     state: Arc<State>,
 ) {
-    let tls = match acceptor.accept(stream).await {
-        Ok(tls) => tls,
-        Err(error) => {
-            debug!(%peer, %error, "TLS handshake failed");
-            return;
-        }
-    };
+    let tls =
+        match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
     let certificate_user = tls
         .get_ref()
         .1
@@ -328,7 +349,13 @@ async fn serve_connection(
         let user = certificate_user.clone();
         async move { Ok::<_, Infallible>(handle(&state, user.as_ref(), request).await) }
     });
-    if let Err(error) = auto::Builder::new(TokioExecutor::new())
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: an HTTP/2 connection has its own flow control and pings.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    if let Err(error) = builder
         .serve_connection_with_upgrades(TokioIo::new(tls), service)
         .await
     {
@@ -376,9 +403,14 @@ async fn handle(
         Ok(user) => user,
         Err(error) => return reply(error.into()),
     };
+    let kind = limits::RequestKind::of(request.method(), &path, request.uri().query());
+    let admission = match state.in_flight.admit(kind, &user.name) {
+        Ok(admission) => admission,
+        Err(error) => return reply(error.into()),
+    };
     if let Some(target) = upgrade::streaming_target(&path) {
         debug!(user = user.name, path, "streaming request");
-        return match upgrade::join(&state.api, request, target).await {
+        return match upgrade::join(&state.api, request, target, admission).await {
             Ok(response) => response,
             Err(error) => reply(error.into()),
         };
@@ -400,20 +432,13 @@ async fn handle(
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
-            return reply(
-                ApiError::bad_request(format!("reading the request body: {error}")).into(),
-            );
-        }
+    let body = match limits::read_body(request.into_body()).await {
+        Ok(body) => body,
+        Err(error) => return reply(error.into()),
     };
     debug!(user = user.name, %method, path, "request");
     let protobuf = crate::api::prefers_protobuf(accept.as_deref());
-    reply_as(
+    let response = reply_as(
         protobuf,
         state
             .api
@@ -428,7 +453,8 @@ async fn handle(
                 user: Some(user),
             })
             .await,
-    )
+    );
+    response.map(|body| body.holding(admission))
 }
 
 fn reply(reply: Reply) -> Response<Body> {

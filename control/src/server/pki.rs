@@ -1,7 +1,8 @@
 //! The cluster's certificates: a CA, the API server's serving certificate,
 //! the admin client identity and the API server's identity towards node
 //! agents (kube-apiserver's `apiserver-kubelet-client`), created on first start in the data
-//! directory and reused afterwards.
+//! directory and reused afterwards. CAs last ten years and leaves one, as
+//! kubeadm's; a leaf near its end is reissued from its CA at start.
 
 use std::fs;
 use std::io;
@@ -11,6 +12,22 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
+use time::{Duration, OffsetDateTime};
+use tracing::info;
+use x509_parser::pem::parse_x509_pem;
+
+/// How long a CA is valid, as kubeadm's.
+const CA_VALIDITY: Duration = Duration::days(3650);
+
+/// How long a leaf certificate is valid, as kubeadm's.
+const LEAF_VALIDITY: Duration = Duration::days(365);
+
+/// A leaf expiring sooner than this is reissued at start.
+const RENEW_BEFORE: Duration = Duration::days(30);
+
+/// Nor may a leaf be used past this share of its life (a short-lived
+/// certificate would otherwise only be renewed in its last days).
+const RENEW_AFTER_SHARE: f64 = 0.8;
 
 /// Names every serving certificate carries: loopback, the control-plane
 /// address of skiff's local cluster, and the in-cluster `kubernetes`
@@ -223,6 +240,9 @@ fn create_ca(common_name: &str) -> Result<(String, String), PkiError> {
         .distinguished_name
         .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now;
+    params.not_after = now + CA_VALIDITY;
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -232,7 +252,8 @@ fn create_ca(common_name: &str) -> Result<(String, String), PkiError> {
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// `<name>.crt`/`<name>.key`: read, or (when missing or `renew`) issued.
+/// `<name>.crt`/`<name>.key`: read, or (when missing, `renew`, or near
+/// its end: see [`due_for_renewal`]) issued for [`LEAF_VALIDITY`].
 fn leaf(
     dir: &Path,
     name: &'static str,
@@ -243,17 +264,60 @@ fn leaf(
     let cert_path = dir.join(format!("{name}.crt"));
     let key_path = dir.join(format!("{name}.key"));
     if !renew && cert_path.exists() && key_path.exists() {
-        return Ok((read(&cert_path)?, read(&key_path)?));
+        let cert = read(&cert_path)?;
+        match due_for_renewal(&cert, OffsetDateTime::now_utc()) {
+            None => return Ok((cert, read(&key_path)?)),
+            Some(why) => info!(certificate = %cert_path.display(), why, "reissuing"),
+        }
     }
+    issue_leaf(dir, name, params, issuer, LEAF_VALIDITY)
+}
+
+/// Issues `<name>.crt`/`<name>.key` valid from now for `validity`.
+fn issue_leaf(
+    dir: &Path,
+    name: &'static str,
+    params: impl FnOnce() -> Result<CertificateParams, rcgen::Error>,
+    issuer: &Issuer<'_, KeyPair>,
+    validity: Duration,
+) -> Result<(String, String), PkiError> {
     let generate = |source| PkiError::Generate { what: name, source };
     let key = KeyPair::generate().map_err(generate)?;
+    let now = OffsetDateTime::now_utc();
     let cert = params()
-        .and_then(|params| params.signed_by(&key, issuer))
+        .and_then(|mut params| {
+            params.not_before = now;
+            params.not_after = now + validity;
+            params.signed_by(&key, issuer)
+        })
         .map_err(generate)?;
     let (cert, key) = (cert.pem(), key.serialize_pem());
-    write(&cert_path, &cert)?;
-    write(&key_path, &key)?;
+    write(&dir.join(format!("{name}.crt")), &cert)?;
+    write(&dir.join(format!("{name}.key")), &key)?;
     Ok((cert, key))
+}
+
+/// Why the PEM certificate `cert` should be reissued at `now`: it expires
+/// within [`RENEW_BEFORE`], is past [`RENEW_AFTER_SHARE`] of its life, or
+/// cannot be read. `None` while it is good.
+fn due_for_renewal(cert: &str, now: OffsetDateTime) -> Option<&'static str> {
+    let Ok((_, pem)) = parse_x509_pem(cert.as_bytes()) else {
+        return Some("it is not PEM");
+    };
+    let Ok(parsed) = pem.parse_x509() else {
+        return Some("it is no X.509 certificate");
+    };
+    let validity = parsed.validity();
+    let not_before = validity.not_before.to_datetime();
+    let not_after = validity.not_after.to_datetime();
+    let lifetime = (not_after - not_before).as_seconds_f64();
+    if not_after - now < RENEW_BEFORE {
+        Some("it expires within 30 days")
+    } else if (now - not_before).as_seconds_f64() > lifetime * RENEW_AFTER_SHARE {
+        Some("it is past 80% of its lifetime")
+    } else {
+        None
+    }
 }
 
 pub(super) fn read(path: &Path) -> Result<String, PkiError> {
@@ -263,21 +327,32 @@ pub(super) fn read(path: &Path) -> Result<String, PkiError> {
     })
 }
 
-/// Writes a file readable only by its owner: keys must not leak.
+/// Writes a file readable only by its owner: keys must not leak. The file
+/// is made with that mode next to `path` and renamed over it, so that an
+/// older copy with a wider mode is replaced, not rewritten in place, and no
+/// reader sees half a file.
 pub(super) fn write(path: &Path, contents: &str) -> Result<(), PkiError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let mut staged = path.as_os_str().to_owned();
+    staged.push(".new");
+    let staged = PathBuf::from(staged);
+    let io_error = |source| PkiError::Io {
+        path: path.into(),
+        source,
+    };
+    match fs::remove_file(&staged) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(io_error(error)),
+        _ => {}
+    }
     fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
-        .open(path)
+        .open(&staged)
         .and_then(|mut file| file.write_all(contents.as_bytes()))
-        .map_err(|source| PkiError::Io {
-            path: path.into(),
-            source,
-        })
+        .and_then(|()| fs::rename(&staged, path))
+        .map_err(io_error)
 }
 
 #[cfg(test)]
@@ -297,6 +372,55 @@ mod tests {
             &fs::metadata(dir.join("ca.key")).unwrap().permissions(),
         );
         assert_eq!(mode & 0o077, 0);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn validity(cert: &str) -> (OffsetDateTime, OffsetDateTime) {
+        let (_, pem) = parse_x509_pem(cert.as_bytes()).unwrap();
+        let parsed = pem.parse_x509().unwrap();
+        (
+            parsed.validity().not_before.to_datetime(),
+            parsed.validity().not_after.to_datetime(),
+        )
+    }
+
+    #[test]
+    fn certificates_have_real_lifetimes_and_short_lived_leaves_are_reissued() {
+        let dir = std::env::temp_dir().join(format!("skiff-pki-rotation-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let first = load_or_create(&dir, &[]).unwrap();
+        let (ca_from, ca_until) = validity(&first.ca_cert);
+        assert_eq!((ca_until - ca_from).whole_days(), 3650);
+        let (from, until) = validity(&first.admin_cert);
+        assert_eq!((until - from).whole_days(), 365);
+        assert_eq!(
+            due_for_renewal(&first.admin_cert, OffsetDateTime::now_utc()),
+            None
+        );
+        assert!(due_for_renewal(&first.admin_cert, from + Duration::days(300)).is_some());
+
+        // An admin certificate that expires in a day is reissued at the
+        // next start, from the same CA; the others stay.
+        let issuer = Issuer::from_ca_cert_pem(
+            &first.ca_cert,
+            KeyPair::from_pem(&read(&dir.join("ca.key")).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let (short, _) = issue_leaf(
+            &dir,
+            "admin",
+            || client_params("admin", "system:masters"),
+            &issuer,
+            Duration::days(1),
+        )
+        .unwrap();
+        assert!(due_for_renewal(&short, OffsetDateTime::now_utc()).is_some());
+        let again = load_or_create(&dir, &[]).unwrap();
+        assert_ne!(again.admin_cert, short);
+        assert_eq!(again.ca_cert, first.ca_cert);
+        assert_eq!(again.serving_cert, first.serving_cert);
+        let (from, until) = validity(&again.admin_cert);
+        assert_eq!((until - from).whole_days(), 365);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -12,6 +12,7 @@ use hyper_util::rt::TokioIo;
 use tracing::debug;
 
 use super::body::Body;
+use super::limits::Admission;
 use crate::api::{Api, ApiError};
 
 /// The subresources joined to the agent, and the agent's endpoint for each.
@@ -58,6 +59,7 @@ pub async fn join(
     api: &Api,
     mut request: Request<Incoming>,
     (namespace, pod, endpoint): (&str, &str, &str),
+    admission: Admission,
 ) -> Result<Response<Body>, ApiError> {
     let query = request.uri().query().unwrap_or_default().to_owned();
     let container = form_value(&query, "container");
@@ -107,6 +109,7 @@ pub async fn join(
             }
             Err(error) => debug!(%error, "joining a streaming connection failed"),
         }
+        drop(admission);
     });
     response
         .body(Body::Full(None))

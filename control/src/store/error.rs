@@ -21,7 +21,7 @@ pub enum StoreError {
     Compacted { revision: i64 },
     #[error("invalid continue token: {reason}")]
     InvalidContinue { reason: &'static str },
-    #[error("the value at {key} is not a JSON object: {reason}")]
+    #[error("failed to decode the value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("etcd canceled the watch: {reason}")]
     WatchCanceled { reason: String },
@@ -34,6 +34,12 @@ impl StoreError {
     /// `Retry-After`, not 500.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Etcd(error) if error.is_unavailable())
+    }
+
+    /// etcd refused the write for its size (`--max-request-bytes`): the
+    /// API answers 413, the client's object is too large, not a fault.
+    pub fn is_too_large(&self) -> bool {
+        matches!(self, Self::Etcd(error) if error.is_too_large())
     }
 }
 

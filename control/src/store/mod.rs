@@ -14,6 +14,8 @@ mod tests;
 
 use serde_json::Value;
 use skiff_etcd::kv::{ClientTls, Fence, Guarded, KeyRange, Kv, Written};
+use skiff_etcd::list_watch::LIST_PAGE_SIZE;
+use tracing::warn;
 
 use codec::{decode, encode};
 
@@ -147,15 +149,22 @@ impl Store {
         };
         let mut items = Vec::new();
         loop {
-            // Filtered lists read ahead a little: most pages then take one
-            // round trip even when some keys are skipped.
-            let read_ahead = request
-                .limit
-                .map(|limit| limit.max(1).saturating_mul(2) as i64);
-            let page = self.kv.page(&range, revision, read_ahead).await?;
+            let page = self
+                .kv
+                .page(&range, revision, Some(etcd_page_size(request.limit)))
+                .await?;
             revision = page.revision;
             for (index, entry) in page.entries.iter().enumerate() {
-                let object = decode(entry, entry.mod_revision)?;
+                // A value that does not decode (written past the API) is
+                // skipped and logged, as kube-apiserver does, so that one bad
+                // key does not make its whole collection unlistable.
+                let object = match decode(entry, entry.mod_revision) {
+                    Ok(object) => object,
+                    Err(error) => {
+                        warn!(%error, "skipping an object in a list");
+                        continue;
+                    }
+                };
                 if keep(&object) {
                     items.push(object);
                 }
@@ -273,6 +282,25 @@ impl Store {
     ) -> Result<Watch, StoreError> {
         let stream = self.kv.watch(prefix, start_revision).await?;
         Ok(Watch::new(stream, progress_every))
+    }
+}
+
+/// Most keys one etcd range read returns, as kube-apiserver's `maxLimit`.
+const MAX_ETCD_PAGE: i64 = 10_000;
+
+/// How many keys to ask etcd for at a time. A list without `limit` is read
+/// in pages of [`LIST_PAGE_SIZE`] so that no single etcd response holds the
+/// whole collection; the client still gets every item in one answer, as
+/// from kube-apiserver (which never truncates an unlimited list: clients
+/// such as Python's do not follow `continue` unless asked). A list with a
+/// limit reads ahead a little, as filtered lists may skip keys, capped at
+/// [`MAX_ETCD_PAGE`].
+fn etcd_page_size(limit: Option<usize>) -> i64 {
+    match limit {
+        None => LIST_PAGE_SIZE,
+        Some(limit) => i64::try_from(limit.max(1).saturating_mul(2))
+            .unwrap_or(MAX_ETCD_PAGE)
+            .min(MAX_ETCD_PAGE),
     }
 }
 

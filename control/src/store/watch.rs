@@ -3,9 +3,12 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_etcd::etcd_client::{EventType as EtcdEventType, KeyValue, WatchResponse, WatchStream};
+use skiff_etcd::etcd_client::{
+    Event, EventType as EtcdEventType, KeyValue, WatchResponse, WatchStream,
+};
 use skiff_etcd::kv::{Entry, EtcdError};
 use tokio::time::{Interval, MissedTickBehavior};
+use tracing::warn;
 
 use super::codec::decode;
 use super::error::StoreError;
@@ -125,35 +128,50 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
     }
     let mut events = Vec::with_capacity(response.events().len());
     for event in response.events() {
-        let Some(kv) = event.kv() else { continue };
-        let translated = match event.event_type() {
-            EtcdEventType::Put => WatchEvent {
-                event_type: if kv.create_revision() == kv.mod_revision() {
-                    EventType::Added
-                } else {
-                    EventType::Modified
-                },
-                object: decode_kv(kv, kv.mod_revision())?,
-                previous: event
-                    .prev_kv()
-                    .map(|previous| decode_kv(previous, previous.mod_revision()))
-                    .transpose()?,
-            },
-            EtcdEventType::Delete => {
-                let previous = event.prev_kv().ok_or_else(|| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    reason: "etcd sent a deletion without the previous value".into(),
-                })?;
-                WatchEvent {
-                    event_type: EventType::Deleted,
-                    object: decode_kv(previous, kv.mod_revision())?,
-                    previous: None,
-                }
-            }
-        };
-        events.push(translated);
+        // A value that does not decode (written past the API) is skipped,
+        // as kube-apiserver's watch cache does, so one bad key cannot end
+        // every watch of its collection.
+        match translate_event(event) {
+            Ok(Some(translated)) => events.push(translated),
+            Ok(None) => {}
+            Err(error) => warn!(%error, "skipping a watch event"),
+        }
     }
     Ok(Some(WatchBatch::Events(events)))
+}
+
+fn translate_event(event: &Event) -> Result<Option<WatchEvent>, StoreError> {
+    let Some(kv) = event.kv() else {
+        return Ok(None);
+    };
+    Ok(Some(match event.event_type() {
+        EtcdEventType::Put => WatchEvent {
+            event_type: if kv.create_revision() == kv.mod_revision() {
+                EventType::Added
+            } else {
+                EventType::Modified
+            },
+            object: decode_kv(kv, kv.mod_revision())?,
+            // An undecodable previous value (the object was repaired) is
+            // as if there were none.
+            previous: event.prev_kv().and_then(|previous| {
+                decode_kv(previous, previous.mod_revision())
+                    .inspect_err(|error| warn!(%error, "ignoring the previous value"))
+                    .ok()
+            }),
+        },
+        EtcdEventType::Delete => {
+            let previous = event.prev_kv().ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(kv.key()).into_owned(),
+                reason: "etcd sent a deletion without the previous value".into(),
+            })?;
+            WatchEvent {
+                event_type: EventType::Deleted,
+                object: decode_kv(previous, kv.mod_revision())?,
+                previous: None,
+            }
+        }
+    }))
 }
 
 fn decode_kv(kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {

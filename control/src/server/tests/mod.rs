@@ -103,6 +103,8 @@ impl Cluster {
             },
             controllers,
             maintenance: crate::maintenance::MaintenanceConfig::default(),
+            connections: super::ConnectionLimits::default(),
+            requests: super::RequestLimits::default(),
         })
         .await
         .expect("skiff-control starts");

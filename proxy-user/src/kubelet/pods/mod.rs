@@ -12,7 +12,7 @@ mod init;
 pub mod ipam;
 pub mod logs;
 pub mod loopback;
-mod names;
+pub mod names;
 mod netns;
 pub mod oci;
 pub mod pod_key;

@@ -37,6 +37,15 @@ pub fn check(namespace: &str, pod: &Pod) -> Result<(), NameError> {
     Ok(())
 }
 
+/// The names a request to the agent's server carries in its path
+/// (`/containerLogs/<namespace>/<pod>/<container>` and the like): the same
+/// rules, so that none can reach outside the pod's directories.
+pub fn check_request(namespace: &str, pod: &str, container: Option<&str>) -> Result<(), NameError> {
+    label("namespace", namespace)?;
+    subdomain("pod name", pod)?;
+    container.map_or(Ok(()), |container| label("container name", container))
+}
+
 fn label(what: &str, name: &str) -> Result<(), NameError> {
     let error = |rule| NameError {
         what: what.to_owned(),
@@ -115,6 +124,21 @@ mod tests {
         ] {
             assert!(check(namespace, &bad).is_err(), "{namespace} {bad:?}");
         }
+        for (namespace, pod, container) in [
+            ("..", "web", Some("app")),
+            ("default", "..", Some("app")),
+            ("default", "web", Some("..")),
+            ("default", "web", Some("")),
+            ("default", "%2e%2e", None),
+            ("", "web", None),
+            ("default", &*"a".repeat(254), None),
+        ] {
+            assert!(
+                check_request(namespace, pod, container).is_err(),
+                "{namespace} {pod} {container:?}"
+            );
+        }
+        assert_eq!(check_request("default", "web-1.a", Some("app")), Ok(()));
         let error = check("default", &pod("web", "a/b", "data")).unwrap_err();
         assert!(
             error.to_string().starts_with("container name \"a/b\""),

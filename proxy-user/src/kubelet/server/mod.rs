@@ -30,7 +30,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-use super::pods::{Logs, exec::Containers, loopback::PodPorts, pod_key::PodKey};
+use super::pods::{Logs, exec::Containers, loopback::PodPorts, names, pod_key::PodKey};
 use super::stats::Stats;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -115,16 +115,16 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
         return json(&served.stats.summary());
     }
     if let ["portForward", namespace, pod] = parts.as_slice() {
-        if !safe_names(&[namespace, pod]) {
-            return text(StatusCode::BAD_REQUEST, "bad name\n".into());
+        if let Err(error) = names::check_request(namespace, pod, None) {
+            return text(StatusCode::BAD_REQUEST, format!("{error}\n"));
         }
         return port_forward::upgrade(request, served.ports.clone(), pod_key(namespace, pod));
     }
     let [endpoint, namespace, pod, container] = parts.as_slice() else {
         return text(StatusCode::NOT_FOUND, format!("not found: {path}\n"));
     };
-    if !safe_names(&[namespace, pod, container]) {
-        return text(StatusCode::BAD_REQUEST, "bad name\n".into());
+    if let Err(error) = names::check_request(namespace, pod, Some(container)) {
+        return text(StatusCode::BAD_REQUEST, format!("{error}\n"));
     }
     let pod = pod_key(namespace, pod);
     match *endpoint {
@@ -150,14 +150,6 @@ fn route(request: Request<hyper::body::Incoming>, served: &Served) -> Response<B
         }
         _ => text(StatusCode::NOT_FOUND, format!("not found: {path}\n")),
     }
-}
-
-/// Names from the path become path components: none may be empty or leave
-/// a directory.
-fn safe_names(names: &[&str]) -> bool {
-    names
-        .iter()
-        .all(|name| !name.is_empty() && !name.starts_with('.'))
 }
 
 fn pod_key(namespace: &str, name: &str) -> PodKey {
