@@ -3,19 +3,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
-use control::api::{ApiConfig, ServiceNetwork};
+use control::api::{ApiConfig, ServiceNetwork, stored_resources};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
+use control::secrets_cli::SecretsCommand;
 use control::server::{self, ClientTls, JoinToken, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
+use control::store::encryption::Encryption;
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -198,6 +201,13 @@ struct Args {
     #[arg(long, value_name = "IMAGE", default_value = DEFAULT_LOCAL_PATH_HELPER_IMAGE)]
     local_path_helper_image: String,
 
+    /// Encrypt the resources it names at rest: an
+    /// apiserver.config.k8s.io/v1 EncryptionConfiguration (YAML or JSON)
+    /// with aesgcm, secretbox and identity providers, as kube-apiserver's
+    /// flag.
+    #[arg(long, value_name = "FILE")]
+    encryption_provider_config: Option<PathBuf>,
+
     #[command(flatten)]
     snapshots: ScheduleArgs,
 }
@@ -207,6 +217,9 @@ enum Command {
     /// Backups: an etcd snapshot and the PKI in one archive.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Encryption at rest: rewrite stored values with the current key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 fn parse_token(text: &str) -> Result<JoinToken, String> {
@@ -274,9 +287,15 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    if let Some(Command::Snapshot(command)) = args.command {
-        return control::snapshot::cli::run(command).await;
+    match args.command {
+        Some(Command::Snapshot(command)) => return control::snapshot::cli::run(command).await,
+        Some(Command::Secrets(command)) => return control::secrets_cli::run(command).await,
+        None => {}
     }
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => Encryption::load(path, &stored_resources())?,
+        None => Encryption::default(),
+    };
     let controllers = args.controllers.then(|| ControllerConfig {
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_duration: args.leader_elect_lease_duration,
@@ -326,6 +345,7 @@ async fn main() -> Result<()> {
             },
             repair_interval: nonzero(args.allocation_repair_interval),
         },
+        encryption: Arc::new(encryption),
     };
     if args.pki_only {
         server::prepare_pki(&config)

@@ -37,6 +37,7 @@ pub use tls::TlsError;
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::controllers::ControllerConfig;
 use crate::maintenance::MaintenanceConfig;
+use crate::store::encryption::Encryption;
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -75,6 +76,9 @@ pub struct ServerConfig {
     pub controllers: Option<ControllerConfig>,
     /// etcd compaction and defragmentation, allocation repair.
     pub maintenance: MaintenanceConfig,
+    /// Which resources are encrypted at rest, and how
+    /// (`--encryption-provider-config`).
+    pub encryption: Arc<Encryption>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,7 +164,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
     };
-    let store = Store::connect(&config.etcd, config.etcd_tls.as_ref()).await?;
+    let store = Store::connect(&config.etcd, config.etcd_tls.as_ref())
+        .await?
+        .encrypted(config.encryption.clone());
     wait_for_etcd(&store).await?;
     let api = Api::new(store.clone(), api_config);
     api.ensure_system_namespaces().await?;

@@ -4,10 +4,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 use skiff_etcd::etcd_client::{EventType as EtcdEventType, KeyValue, WatchResponse, WatchStream};
-use skiff_etcd::kv::{Entry, EtcdError};
+use std::sync::Arc;
+
+use skiff_etcd::kv::EtcdError;
 use tokio::time::{Interval, MissedTickBehavior};
 
 use super::codec::decode;
+use super::encryption::Encryption;
 use super::error::StoreError;
 
 /// Kubernetes' watch event types for object changes.
@@ -51,18 +54,27 @@ pub enum WatchBatch {
 /// A running watch over a key range.
 pub struct Watch {
     stream: WatchStream,
+    encryption: Arc<Encryption>,
     progress: Option<Interval>,
 }
 
 impl Watch {
-    pub(super) fn new(stream: WatchStream, progress_every: Option<Duration>) -> Self {
+    pub(super) fn new(
+        stream: WatchStream,
+        encryption: Arc<Encryption>,
+        progress_every: Option<Duration>,
+    ) -> Self {
         let progress = progress_every.map(|period| {
             let mut interval =
                 tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
         });
-        Self { stream, progress }
+        Self {
+            stream,
+            encryption,
+            progress,
+        }
     }
 
     /// The next batch of changes or progress report. Fails with `Compacted`
@@ -82,7 +94,7 @@ impl Watch {
             let response = response
                 .map_err(EtcdError::of("watch", 0))?
                 .ok_or(StoreError::WatchClosed)?;
-            if let Some(batch) = translate(&response)? {
+            if let Some(batch) = translate(&self.encryption, &response)? {
                 return Ok(batch);
             }
         }
@@ -101,7 +113,10 @@ async fn tick(progress: &mut Option<Interval>) {
 
 /// The batch a watch response stands for; `None` for the creation
 /// acknowledgement, whose header revision says nothing about delivery.
-fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError> {
+fn translate(
+    encryption: &Encryption,
+    response: &WatchResponse,
+) -> Result<Option<WatchBatch>, StoreError> {
     if response.canceled() {
         return Err(if response.compact_revision() > 0 {
             StoreError::Compacted {
@@ -133,10 +148,10 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
                 } else {
                     EventType::Modified
                 },
-                object: decode_kv(kv, kv.mod_revision())?,
+                object: decode_kv(encryption, kv, kv.mod_revision())?,
                 previous: event
                     .prev_kv()
-                    .map(|previous| decode_kv(previous, previous.mod_revision()))
+                    .map(|previous| decode_kv(encryption, previous, previous.mod_revision()))
                     .transpose()?,
             },
             EtcdEventType::Delete => {
@@ -146,7 +161,7 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
                 })?;
                 WatchEvent {
                     event_type: EventType::Deleted,
-                    object: decode_kv(previous, kv.mod_revision())?,
+                    object: decode_kv(encryption, previous, kv.mod_revision())?,
                     previous: None,
                 }
             }
@@ -156,6 +171,6 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
     Ok(Some(WatchBatch::Events(events)))
 }
 
-fn decode_kv(kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
-    decode(&Entry::from(kv), revision)
+fn decode_kv(encryption: &Encryption, kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
+    decode(encryption, kv.key(), kv.value(), revision)
 }

@@ -99,6 +99,7 @@ impl Cluster {
             },
             controllers,
             maintenance: crate::maintenance::MaintenanceConfig::default(),
+            encryption: Default::default(),
         })
         .await
         .expect("skiff-control starts");
