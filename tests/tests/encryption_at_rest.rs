@@ -78,7 +78,9 @@ fn summary(report: &str) -> (usize, usize) {
 
 #[test]
 fn secrets_are_encrypted_in_etcd_and_keys_rotate() {
-    let mut testbed = Testbed::start(0).unwrap();
+    // No agent: only the API server and etcd are under test (the agent
+    // reads Secrets from etcd itself and does not decrypt them yet).
+    let mut testbed = Testbed::start_running_pods_except(1, &[1]).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
