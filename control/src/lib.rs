@@ -22,6 +22,7 @@ pub mod manager;
 pub mod patch;
 pub mod quantity;
 pub mod scheduler;
+pub mod secrets_cli;
 pub mod server;
 pub mod snapshot;
 pub mod store;

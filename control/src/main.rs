@@ -4,19 +4,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
 
 use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
-use control::api::{ApiConfig, ServiceNetwork};
+use control::api::{ApiConfig, ServiceNetwork, stored_resources};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
+use control::secrets_cli::SecretsCommand;
 use control::server::{self, ClientTls, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
+use control::store::encryption::Encryption;
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -227,6 +230,13 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "32s", value_parser = parse_duration)]
     header_read_timeout: Duration,
 
+    /// Encrypt the resources it names at rest: an
+    /// apiserver.config.k8s.io/v1 EncryptionConfiguration (YAML or JSON)
+    /// with aesgcm, secretbox and identity providers, as kube-apiserver's
+    /// flag.
+    #[arg(long, value_name = "FILE")]
+    encryption_provider_config: Option<PathBuf>,
+
     #[command(flatten)]
     snapshots: ScheduleArgs,
 }
@@ -236,6 +246,9 @@ enum Command {
     /// Backups: an etcd snapshot and the PKI in one archive.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Encryption at rest: rewrite stored values with the current key.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
 }
 
 fn parse_token(text: &str) -> Result<JoinToken, String> {
@@ -303,9 +316,15 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    if let Some(Command::Snapshot(command)) = args.command {
-        return control::snapshot::cli::run(command).await;
+    match args.command {
+        Some(Command::Snapshot(command)) => return control::snapshot::cli::run(command).await,
+        Some(Command::Secrets(command)) => return control::secrets_cli::run(command).await,
+        None => {}
     }
+    let encryption = match &args.encryption_provider_config {
+        Some(path) => Encryption::load(path, &stored_resources())?,
+        None => Encryption::default(),
+    };
     let controllers = args.controllers.then(|| ControllerConfig {
         leader_election: args.leader_elect.then(|| LeaderElection {
             lease_duration: args.leader_elect_lease_duration,
@@ -365,6 +384,7 @@ async fn main() -> Result<()> {
             max_mutating_requests_inflight: args.max_mutating_requests_inflight,
             max_long_running_per_user: args.max_long_running_requests_per_user,
         },
+        encryption: Arc::new(encryption),
     };
     if args.pki_only {
         server::prepare_pki(&config)

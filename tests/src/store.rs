@@ -2,6 +2,8 @@
 //! `etcdctl`.
 use std::process::Command;
 
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use serde_json::Value;
 
 use crate::{cmd, error::Result};
@@ -46,6 +48,21 @@ impl Store {
         }
         serde_json::from_str(text).map(Some).map_err(|e| {
             crate::error::HarnessError::Environment(format!("{key} holds no JSON: {e}"))
+        })
+    }
+
+    /// The bytes stored at `key` as they are (an encrypted value is not
+    /// JSON), `None` if there is none.
+    pub fn get_raw(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let out = cmd::run(self.etcdctl().args(["get", key, "-w", "json"]))?;
+        let response: Value = serde_json::from_str(&out).map_err(|e| {
+            crate::error::HarnessError::Environment(format!("etcdctl printed no JSON: {e}"))
+        })?;
+        let Some(value) = response["kvs"][0]["value"].as_str() else {
+            return Ok(None);
+        };
+        BASE64_STANDARD.decode(value).map(Some).map_err(|e| {
+            crate::error::HarnessError::Environment(format!("etcdctl's value is no base64: {e}"))
         })
     }
 

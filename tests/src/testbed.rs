@@ -204,6 +204,12 @@ impl Testbed {
         Ok(kubeconfig)
     }
 
+    /// Stops the skiff-control of [`Testbed::start_control`] (to start it
+    /// again with other flags).
+    pub fn stop_control(&mut self) {
+        self.control = None;
+    }
+
     /// Starts one more skiff-control on the same etcd (data directory and
     /// log `<name>` under the testbed's), as another control-plane member,
     /// and waits until it serves. The caller holds it (and may kill it);
@@ -273,6 +279,18 @@ impl Testbed {
                 .arg(self.etcd.local_endpoint())
                 .arg("--data-dir")
                 .arg(self.control_data_dir()),
+        )
+    }
+
+    /// `skiff-control secrets re-encrypt` with `config` on this cluster's
+    /// etcd; its report.
+    pub fn reencrypt_secrets(&self, config: &Path) -> Result<String> {
+        cmd::run(
+            Command::new(control_binary()?)
+                .args(["secrets", "re-encrypt", "--encryption-provider-config"])
+                .arg(config)
+                .arg("--etcd")
+                .arg(self.etcd.local_endpoint()),
         )
     }
 

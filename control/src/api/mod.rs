@@ -36,7 +36,7 @@ pub use crate::kinds::ServiceNetwork;
 pub use field_manager::SERVER as SERVER_MANAGER;
 pub use media::prefers_protobuf;
 pub use query::{Query, parse_bool};
-pub use registry::{SYSTEM_NAMESPACES, find as find_resource};
+pub use registry::{SYSTEM_NAMESPACES, find as find_resource, stored_resources};
 pub use reply::Reply;
 pub use request::ApiRequest;
 pub use state::{Api, ApiConfig};

@@ -18,6 +18,7 @@ use crate::kinds::{
     ReplicationControllerStrategy, ResourceQuotaStrategy, RoleStrategy, ScalableStrategy,
     ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
+use crate::store::encryption::StoredResource;
 use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
 /// What the resource's k8s-openapi type gives: its OpenAPI schema and the
@@ -646,6 +647,18 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
     RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// Every stored resource, for what an EncryptionConfiguration may name.
+pub fn stored_resources() -> Vec<StoredResource> {
+    RESOURCES
+        .iter()
+        .map(|resource| StoredResource {
+            group: resource.group,
+            plural: resource.plural,
+            storage: resource.storage,
+        })
+        .collect()
 }
 
 /// The served groups (core first), each with its one version.

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::kind::Kind;
-use crate::store::{Store, collection_prefix, with_resource_version};
+use crate::store::{Store, collection_prefix};
 
 /// How often a quiet watch reports how far it has got, so that a
 /// controller waiting for its own write to show up is not kept waiting by
@@ -166,9 +166,10 @@ impl Cache {
     }
 }
 
-/// Objects as the store reads them: JSON objects under their etcd keys,
-/// with the revision they were written at as their resourceVersion.
-struct StoredObjects;
+/// Objects as the store reads them (opened when encrypted): JSON objects
+/// under their etcd keys, with the revision they were written at as their
+/// resourceVersion.
+struct StoredObjects(Store);
 
 impl Decoder for StoredObjects {
     type Key = String;
@@ -180,12 +181,13 @@ impl Decoder for StoredObjects {
 
     fn value(
         &self,
-        _: &String,
+        key: &String,
         value: &[u8],
         mod_revision: i64,
     ) -> Result<Value, serde_json::Error> {
-        let object: serde_json::Map<String, Value> = serde_json::from_slice(value)?;
-        Ok(with_resource_version(Value::Object(object), mod_revision))
+        self.0
+            .object_of(key, value, mod_revision)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -193,9 +195,13 @@ impl Decoder for StoredObjects {
 async fn inform(cache: Arc<Cache>, kind: Kind) {
     let prefix = collection_prefix(kind.storage(), None);
     let (tx, mut events) = mpsc::channel(16);
-    let follow = ListWatch::shared(cache.store.client(), vec![prefix], StoredObjects)
-        .with_progress(PROGRESS_EVERY)
-        .run(tx);
+    let follow = ListWatch::shared(
+        cache.store.client(),
+        vec![prefix],
+        StoredObjects(cache.store.clone()),
+    )
+    .with_progress(PROGRESS_EVERY)
+    .run(tx);
     let apply = async {
         while let Some(event) = events.recv().await {
             cache.apply(kind, event);

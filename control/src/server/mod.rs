@@ -41,6 +41,7 @@ use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
 use crate::authz::PolicyCache;
 use crate::controllers::ControllerConfig;
 use crate::maintenance::MaintenanceConfig;
+use crate::store::encryption::Encryption;
 use crate::store::{Store, StoreError};
 use body::Body;
 
@@ -80,6 +81,9 @@ pub struct ServerConfig {
     pub connections: ConnectionLimits,
     /// How many requests are served at once.
     pub requests: RequestLimits,
+    /// Which resources are encrypted at rest, and how
+    /// (`--encryption-provider-config`).
+    pub encryption: Arc<Encryption>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +166,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
     };
-    let store = Store::connect(&config.etcd, config.etcd_tls.as_ref()).await?;
+    let store = Store::connect(&config.etcd, config.etcd_tls.as_ref())
+        .await?
+        .encrypted(config.encryption.clone());
     wait_for_etcd(&store).await?;
     let mut listeners = JoinSet::new();
     let policy = PolicyCache::start(&store, &mut listeners);

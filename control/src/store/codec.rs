@@ -1,10 +1,9 @@
 //! An object as stored: JSON without its resourceVersion, which is the
 //! key's `mod_revision` and is set on every read.
 
-use serde_json::Value;
-use skiff_etcd::kv::Entry;
-
+use super::encryption::Encryption;
 use super::error::StoreError;
+use serde_json::Value;
 
 /// An object's `metadata.resourceVersion` as a revision (0 when absent).
 pub fn resource_version_of(object: &Value) -> i64 {
@@ -47,18 +46,29 @@ fn without_resource_version(object: &Value) -> Value {
 }
 
 /// The stored form: the object without its resourceVersion (that is the
-/// key's revision, and would be stale the moment it was written).
-pub(super) fn encode(object: &Value) -> Vec<u8> {
-    serde_json::to_vec(&without_resource_version(object)).expect("JSON values always serialize")
+/// key's revision, and would be stale the moment it was written), sealed
+/// when `key`'s resource is encrypted.
+pub(super) fn encode(encryption: &Encryption, key: &str, object: &Value) -> Vec<u8> {
+    let json = serde_json::to_vec(&without_resource_version(object))
+        .expect("JSON values always serialize");
+    encryption.seal(key, json)
 }
 
-pub(super) fn decode(entry: &Entry, revision: i64) -> Result<Value, StoreError> {
+/// The object stored at `key`, opened when encrypted, with `revision` as
+/// its resourceVersion.
+pub(super) fn decode(
+    encryption: &Encryption,
+    key: &[u8],
+    stored: &[u8],
+    revision: i64,
+) -> Result<Value, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
-        key: entry.key_str(),
+        key: String::from_utf8_lossy(key).into_owned(),
         reason,
     };
+    let json = encryption.open(key, stored)?;
     let object: Value =
-        serde_json::from_slice(&entry.value).map_err(|error| corrupt(error.to_string()))?;
+        serde_json::from_slice(&json).map_err(|error| corrupt(error.to_string()))?;
     if !object.is_object() {
         return Err(corrupt("not an object".into()));
     }

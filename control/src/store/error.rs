@@ -2,6 +2,8 @@
 
 use skiff_etcd::kv::EtcdError;
 
+use super::encryption::EncryptionError;
+
 /// Why a storage operation failed. The API layer maps each to a `Status`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +25,9 @@ pub enum StoreError {
     InvalidContinue { reason: &'static str },
     #[error("failed to decode the value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A value that does not decrypt: lists skip it, a read is a 500.
+    #[error(transparent)]
+    Encryption(#[from] EncryptionError),
     #[error("etcd canceled the watch: {reason}")]
     WatchCanceled { reason: String },
     #[error("etcd closed the watch stream")]

@@ -2,15 +2,20 @@
 //! `metadata.resourceVersion` = the key's `mod_revision` (set on every read,
 //! never stored), creates that fail when the key exists, updates and deletes
 //! that compare-and-swap on `mod_revision`, lists that page through one
-//! revision, and watches that resume from a revision.
+//! revision, and watches that resume from a revision. The values of the
+//! resources an EncryptionConfiguration names are encrypted (`encryption`).
 
 mod codec;
 mod continue_token;
+pub mod encryption;
 mod error;
+mod reencrypt;
 mod watch;
 
 #[cfg(test)]
 mod tests;
+
+use std::sync::Arc;
 
 use serde_json::Value;
 use skiff_etcd::kv::{ClientTls, Fence, Guarded, KeyRange, Kv, Written};
@@ -18,10 +23,12 @@ use skiff_etcd::list_watch::LIST_PAGE_SIZE;
 use tracing::warn;
 
 use codec::{decode, encode};
+use encryption::Encryption;
 
 pub use codec::{resource_version_of, same_object, with_resource_version};
 pub use continue_token::ContinueToken;
 pub use error::StoreError;
+pub use reencrypt::{ReencryptSummary, Reencrypted};
 pub use skiff_etcd::keys::{collection_prefix, object_key};
 pub use watch::{EventType, Watch, WatchBatch, WatchEvent};
 
@@ -85,6 +92,7 @@ pub struct ListPage {
 #[derive(Clone)]
 pub struct Store {
     kv: Kv,
+    encryption: Arc<Encryption>,
 }
 
 impl Store {
@@ -96,14 +104,28 @@ impl Store {
     ) -> Result<Self, StoreError> {
         Ok(Self {
             kv: Kv::connect_with(endpoints, tls).await?,
+            encryption: Arc::default(),
         })
+    }
+
+    /// This store, encrypting the values of the resources `encryption`
+    /// names.
+    pub fn encrypted(self, encryption: Arc<Encryption>) -> Self {
+        Self { encryption, ..self }
     }
 
     /// This store, with every write guarded by `fence` (see [`Fence`]).
     pub fn fenced(&self, fence: Fence) -> Self {
         Self {
             kv: self.kv.fenced(fence),
+            encryption: self.encryption.clone(),
         }
+    }
+
+    /// The object a raw etcd value at `key` holds (for what reads etcd
+    /// itself, the controllers' informers).
+    pub fn object_of(&self, key: &str, stored: &[u8], revision: i64) -> Result<Value, StoreError> {
+        decode(&self.encryption, key.as_bytes(), stored, revision)
     }
 
     /// The etcd client, for what keeps its own keys next to the objects
@@ -119,7 +141,12 @@ impl Store {
 
     pub async fn get(&self, key: &str) -> Result<Value, StoreError> {
         match self.kv.get(key).await? {
-            Some(entry) => decode(&entry, entry.mod_revision),
+            Some(entry) => decode(
+                &self.encryption,
+                &entry.key,
+                &entry.value,
+                entry.mod_revision,
+            ),
             None => Err(StoreError::NotFound { key: key.into() }),
         }
     }
@@ -155,10 +182,16 @@ impl Store {
                 .await?;
             revision = page.revision;
             for (index, entry) in page.entries.iter().enumerate() {
-                // A value that does not decode (written past the API) is
-                // skipped and logged, as kube-apiserver does, so that one bad
-                // key does not make its whole collection unlistable.
-                let object = match decode(entry, entry.mod_revision) {
+                // A value that does not decode or decrypt (written past
+                // the API, or under a key no longer configured) is skipped
+                // and logged, as kube-apiserver does, so that one bad key
+                // does not make its whole collection unlistable.
+                let object = match decode(
+                    &self.encryption,
+                    &entry.key,
+                    &entry.value,
+                    entry.mod_revision,
+                ) {
                     Ok(object) => object,
                     Err(error) => {
                         warn!(%error, "skipping an object in a list");
@@ -195,7 +228,11 @@ impl Store {
 
     /// Stores a new object; fails with `AlreadyExists` when the key is taken.
     pub async fn create(&self, key: &str, object: &Value) -> Result<Value, StoreError> {
-        match self.kv.create(key, encode(object)).await? {
+        match self
+            .kv
+            .create(key, encode(&self.encryption, key, object))
+            .await?
+        {
             Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
             Written::Conflict | Written::Missing => {
                 Err(StoreError::AlreadyExists { key: key.into() })
@@ -211,7 +248,11 @@ impl Store {
         object: &Value,
         expected: i64,
     ) -> Result<Value, StoreError> {
-        match self.kv.update(key, encode(object), expected).await? {
+        match self
+            .kv
+            .update(key, encode(&self.encryption, key, object), expected)
+            .await?
+        {
             Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
             Written::Conflict => Err(StoreError::Conflict { key: key.into() }),
             Written::Missing => Err(StoreError::NotFound { key: key.into() }),
@@ -229,7 +270,9 @@ impl Store {
         expected: i64,
         also: Guarded,
     ) -> Result<Value, StoreError> {
-        let guarded = also.unchanged(key, expected).put(key, encode(object));
+        let guarded = also
+            .unchanged(key, expected)
+            .put(key, encode(&self.encryption, key, object));
         match self.kv.commit(guarded).await? {
             Written::Done { revision } => Ok(with_resource_version(object.clone(), revision)),
             Written::Conflict | Written::Missing => Err(StoreError::Conflict { key: key.into() }),
@@ -242,7 +285,9 @@ impl Store {
         let guarded = objects
             .iter()
             .fold(Guarded::new(), |guarded, (key, object, expected)| {
-                guarded.unchanged(key, *expected).put(key, encode(object))
+                guarded
+                    .unchanged(key, *expected)
+                    .put(key, encode(&self.encryption, key, object))
             });
         match self.kv.commit(guarded).await? {
             Written::Done { .. } => Ok(()),
@@ -281,7 +326,7 @@ impl Store {
         progress_every: Option<std::time::Duration>,
     ) -> Result<Watch, StoreError> {
         let stream = self.kv.watch(prefix, start_revision).await?;
-        Ok(Watch::new(stream, progress_every))
+        Ok(Watch::new(stream, self.encryption.clone(), progress_every))
     }
 }
 

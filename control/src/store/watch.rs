@@ -3,14 +3,17 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use std::sync::Arc;
+
 use skiff_etcd::etcd_client::{
     Event, EventType as EtcdEventType, KeyValue, WatchResponse, WatchStream,
 };
-use skiff_etcd::kv::{Entry, EtcdError};
+use skiff_etcd::kv::EtcdError;
 use tokio::time::{Interval, MissedTickBehavior};
 use tracing::warn;
 
 use super::codec::decode;
+use super::encryption::Encryption;
 use super::error::StoreError;
 
 /// Kubernetes' watch event types for object changes.
@@ -54,18 +57,27 @@ pub enum WatchBatch {
 /// A running watch over a key range.
 pub struct Watch {
     stream: WatchStream,
+    encryption: Arc<Encryption>,
     progress: Option<Interval>,
 }
 
 impl Watch {
-    pub(super) fn new(stream: WatchStream, progress_every: Option<Duration>) -> Self {
+    pub(super) fn new(
+        stream: WatchStream,
+        encryption: Arc<Encryption>,
+        progress_every: Option<Duration>,
+    ) -> Self {
         let progress = progress_every.map(|period| {
             let mut interval =
                 tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
         });
-        Self { stream, progress }
+        Self {
+            stream,
+            encryption,
+            progress,
+        }
     }
 
     /// The next batch of changes or progress report. Fails with `Compacted`
@@ -85,7 +97,7 @@ impl Watch {
             let response = response
                 .map_err(EtcdError::of("watch", 0))?
                 .ok_or(StoreError::WatchClosed)?;
-            if let Some(batch) = translate(&response)? {
+            if let Some(batch) = translate(&self.encryption, &response)? {
                 return Ok(batch);
             }
         }
@@ -104,7 +116,10 @@ async fn tick(progress: &mut Option<Interval>) {
 
 /// The batch a watch response stands for; `None` for the creation
 /// acknowledgement, whose header revision says nothing about delivery.
-fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError> {
+fn translate(
+    encryption: &Encryption,
+    response: &WatchResponse,
+) -> Result<Option<WatchBatch>, StoreError> {
     if response.canceled() {
         return Err(if response.compact_revision() > 0 {
             StoreError::Compacted {
@@ -131,7 +146,7 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
         // A value that does not decode (written past the API) is skipped,
         // as kube-apiserver's watch cache does, so one bad key cannot end
         // every watch of its collection.
-        match translate_event(event) {
+        match translate_event(encryption, event) {
             Ok(Some(translated)) => events.push(translated),
             Ok(None) => {}
             Err(error) => warn!(%error, "skipping a watch event"),
@@ -140,7 +155,7 @@ fn translate(response: &WatchResponse) -> Result<Option<WatchBatch>, StoreError>
     Ok(Some(WatchBatch::Events(events)))
 }
 
-fn translate_event(event: &Event) -> Result<Option<WatchEvent>, StoreError> {
+fn translate_event(encryption: &Encryption, event: &Event) -> Result<Option<WatchEvent>, StoreError> {
     let Some(kv) = event.kv() else {
         return Ok(None);
     };
@@ -151,11 +166,11 @@ fn translate_event(event: &Event) -> Result<Option<WatchEvent>, StoreError> {
             } else {
                 EventType::Modified
             },
-            object: decode_kv(kv, kv.mod_revision())?,
+            object: decode_kv(encryption, kv, kv.mod_revision())?,
             // An undecodable previous value (the object was repaired) is
             // as if there were none.
             previous: event.prev_kv().and_then(|previous| {
-                decode_kv(previous, previous.mod_revision())
+                decode_kv(encryption, previous, previous.mod_revision())
                     .inspect_err(|error| warn!(%error, "ignoring the previous value"))
                     .ok()
             }),
@@ -167,13 +182,13 @@ fn translate_event(event: &Event) -> Result<Option<WatchEvent>, StoreError> {
             })?;
             WatchEvent {
                 event_type: EventType::Deleted,
-                object: decode_kv(previous, kv.mod_revision())?,
+                object: decode_kv(encryption, previous, kv.mod_revision())?,
                 previous: None,
             }
         }
     }))
 }
 
-fn decode_kv(kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
-    decode(&Entry::from(kv), revision)
+fn decode_kv(encryption: &Encryption, kv: &KeyValue, revision: i64) -> Result<Value, StoreError> {
+    decode(encryption, kv.key(), kv.value(), revision)
 }

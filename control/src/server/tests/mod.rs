@@ -105,6 +105,7 @@ impl Cluster {
             maintenance: crate::maintenance::MaintenanceConfig::default(),
             connections: super::ConnectionLimits::default(),
             requests: super::RequestLimits::default(),
+            encryption: Default::default(),
         })
         .await
         .expect("skiff-control starts");
