@@ -12,7 +12,7 @@ use super::registry::{self, Resource, SYSTEM_NAMESPACES};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::{Api, ApiRequest, Reply};
-use super::{media, objects, protobuf, scale, table};
+use super::{media, objects, scale, table};
 use crate::admission;
 use crate::clock;
 use crate::kinds::{Claim, Env, Refusal, Subresource};
@@ -301,20 +301,7 @@ impl Handler<'_> {
     /// Bodies of create, update and binding are JSON or Kubernetes'
     /// protobuf (what client-go sends by default), as JSON.
     fn json_body(&self) -> Result<Value, ApiError> {
-        if let Some(content_type) = &self.request.content_type {
-            let media = content_type.split(';').next().unwrap_or_default().trim();
-            if media == protobuf::MEDIA_TYPE {
-                return protobuf::decode_object(&self.request.body).map_err(|error| {
-                    ApiError::bad_request(format!(
-                        "the request body is not a valid protobuf object: {error}"
-                    ))
-                });
-            }
-            if !matches!(media, "application/json" | "*/*" | "") {
-                return Err(ApiError::unsupported_media_type(content_type));
-            }
-        }
-        objects::parse_body(&self.request.body)
+        objects::decode_body(self.request.content_type.as_deref(), &self.request.body)
     }
 
     async fn create(&self) -> Result<Reply, ApiError> {
