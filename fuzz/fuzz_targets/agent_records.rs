@@ -9,21 +9,15 @@
 use libfuzzer_sys::fuzz_target;
 
 #[allow(dead_code)]
+#[path = "../../proxy-user/src/proxy"]
 mod proxy {
-    #[path = "../../../proxy-user/src/proxy/policy.rs"]
     pub mod policy;
     pub mod cluster {
-        #[path = "../../../../proxy-user/src/proxy/cluster/etcd_watch.rs"]
         pub mod etcd_watch;
-        #[path = "../../../../proxy-user/src/proxy/cluster/frontends.rs"]
         pub mod frontends;
-        #[path = "../../../../proxy-user/src/proxy/cluster/protocol.rs"]
         pub mod protocol;
-        #[path = "../../../../proxy-user/src/proxy/cluster/records.rs"]
         pub mod records;
-        #[path = "../../../../proxy-user/src/proxy/cluster/service_ref.rs"]
         pub mod service_ref;
-        #[path = "../../../../proxy-user/src/proxy/cluster/state.rs"]
         pub mod state;
     }
 }

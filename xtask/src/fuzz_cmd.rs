@@ -38,7 +38,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
             args.seconds
         );
         let started = Instant::now();
-        let result = sh::run(fuzz_run(root, target, args.seconds));
+        let result = sh::run(&mut fuzz_run(root, target, args.seconds));
         let found: Vec<PathBuf> = artifacts(root, target)?
             .into_iter()
             .filter(|path| !before.contains(path))
