@@ -8,6 +8,7 @@ mod build_cmd;
 mod circles;
 mod cluster_cmd;
 mod cluster_files;
+mod fuzz_cmd;
 mod ha_cluster;
 mod images_cmd;
 mod pods_ready;
@@ -155,6 +156,16 @@ enum Command {
     /// socket-level load balancer applies: connecting to a ClusterIP reaches
     /// a backend. To run a command inside the container, use `kubectl exec`.
     Exec(cluster_cmd::ExecArgs),
+
+    /// Fuzz skiff's decoders with cargo-fuzz: request bodies through
+    /// validation, patches, selectors and the agent's etcd records
+    ///
+    /// Installs cargo-fuzz if missing, then runs each target of fuzz/ (or
+    /// only --target) with the pinned nightly (proxy-ebpf/toolchain) for
+    /// --seconds, starting from the seed corpus in fuzz/corpus/<target>/.
+    /// Builds go to fuzz/target. Fails if a target crashes, naming the
+    /// reproducer in fuzz/artifacts/<target>/.
+    Fuzz(fuzz_cmd::FuzzArgs),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +181,7 @@ fn main() -> ExitCode {
         Command::Restore(args) => backup_cmd::restore(&args),
         Command::Supervise(args) => supervise_cmd::supervise_cmd(&args),
         Command::Exec(args) => cluster_cmd::exec(&args),
+        Command::Fuzz(args) => fuzz_cmd::fuzz(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -284,7 +284,7 @@ fn bpf_linker() -> Result<()> {
 /// with Debian's LLVM 22, and the nightly's own LLVM must be the same
 /// major version (a later nightly's LLVM 23 bitcode is an "Invalid
 /// record" to it).
-const EBPF_TOOLCHAIN: &str = include_str!("../../proxy-ebpf/toolchain");
+pub const EBPF_TOOLCHAIN: &str = include_str!("../../proxy-ebpf/toolchain");
 
 /// Installs the eBPF build's nightly with its `rust-src`, unless both are
 /// there.

@@ -306,7 +306,7 @@ impl Handler<'_> {
     /// Bodies of create, update and binding are JSON or Kubernetes'
     /// protobuf (what client-go sends by default), as JSON.
     fn json_body(&self) -> Result<Value, ApiError> {
-        objects::request_object(self.request.content_type.as_deref(), &self.request.body)
+        objects::decode_body(self.request.content_type.as_deref(), &self.request.body)
     }
 
     /// kube's RBAC storage: a user may only write a role, or a binding,

@@ -14,6 +14,8 @@ mod logs;
 mod media;
 mod metrics;
 mod objects;
+#[cfg(test)]
+mod objects_properties;
 mod openapi;
 mod orphan;
 mod path;
@@ -42,6 +44,11 @@ pub use request::ApiRequest;
 pub use state::{Api, ApiConfig};
 pub use status::ApiError;
 pub use version::GIT_VERSION;
+// The fuzz targets' entries (fuzz/fuzz_targets/).
+#[cfg(fuzzing)]
+pub use objects::check_new_object;
+#[cfg(fuzzing)]
+pub use selectors::{FieldSelector, LabelSelector};
 
 /// Every namespaced resource: its etcd root, its URL prefix (`/api/v1`,
 /// `/apis/apps/v1`) and its plural (what namespace deletion empties).

@@ -198,7 +198,7 @@ impl Api {
         };
         let policy = policy.policy();
         let mut object =
-            super::objects::request_object(request.content_type.as_deref(), &request.body)?;
+            super::objects::decode_body(request.content_type.as_deref(), &request.body)?;
         if text(&object["kind"]) != review.kind() {
             return Err(ApiError::bad_request(format!(
                 "the body is a {:?}, not a {}",

@@ -1,5 +1,7 @@
 //! Label and field selectors, as `kubectl -l` and kube-proxy send them.
 
+use std::fmt;
+
 use serde_json::Value;
 
 use super::registry::Resource;
@@ -49,6 +51,28 @@ impl LabelSelector {
             Requirement::Exists(key) => label(key).is_some(),
             Requirement::DoesNotExist(key) => label(key).is_none(),
         })
+    }
+}
+
+/// The selector's canonical text, which [`LabelSelector::parse`] reads back
+/// as the same selector. Equality is written `==`, so a value that begins
+/// with `=` is not read as part of the operator.
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, requirement) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            match requirement {
+                Requirement::Equals(key, value) => write!(f, "{key}=={value}")?,
+                Requirement::NotEquals(key, value) => write!(f, "{key}!={value}")?,
+                Requirement::In(key, values) => write!(f, "{key} in ({})", values.join(","))?,
+                Requirement::NotIn(key, values) => write!(f, "{key} notin ({})", values.join(","))?,
+                Requirement::Exists(key) => f.write_str(key)?,
+                Requirement::DoesNotExist(key) => write!(f, "!{key}")?,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +191,7 @@ fn field_path(field: &str, resource: &Resource) -> Option<Vec<&'static str>> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
@@ -209,5 +234,51 @@ mod tests {
         let nodes = find("", "v1", "nodes").unwrap();
         assert!(FieldSelector::parse("spec.nodeName=n1", nodes).is_err());
         assert!(FieldSelector::parse("metadata.namespace=a", nodes).is_err());
+    }
+
+    /// Requirements as clients write them, with the characters that make
+    /// parsing hard (operators, parentheses, commas, spaces) in their parts.
+    fn requirement_text() -> impl Strategy<Value = String> {
+        let key = "[a-z0-9./_!-]{0,6}";
+        let value = "[a-z0-9 =!(),.-]{0,6}";
+        prop_oneof![
+            (key, value).prop_map(|(k, v)| format!("{k}={v}")),
+            (key, value).prop_map(|(k, v)| format!("{k} == {v}")),
+            (key, value).prop_map(|(k, v)| format!("{k}!={v}")),
+            (key, prop::collection::vec(value, 0..3))
+                .prop_map(|(k, vs)| format!("{k} in ({})", vs.join(","))),
+            (key, prop::collection::vec(value, 0..3))
+                .prop_map(|(k, vs)| format!("{k} notin ({})", vs.join(", "))),
+            key.prop_map(|k| format!("!{k}")),
+            key.prop_map(String::from),
+            "\\PC{0,8}",
+        ]
+    }
+
+    fn selector_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(requirement_text(), 0..4).prop_map(|parts| parts.join(","))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a client sends, parsing answers (a 400 at worst), and
+        /// a parsed selector printed and parsed again is the same selector.
+        #[test]
+        fn label_selectors_round_trip_through_their_text(text in selector_text()) {
+            if let Ok(selector) = LabelSelector::parse(&text) {
+                let printed = selector.to_string();
+                let reparsed = LabelSelector::parse(&printed);
+                prop_assert_eq!(reparsed.ok(), Some(selector), "printed as {:?}", printed);
+            }
+        }
+
+        #[test]
+        fn field_selectors_parse_any_text(text in selector_text()) {
+            let pods = find("", "v1", "pods").unwrap();
+            if let Ok(selector) = FieldSelector::parse(&text, pods) {
+                selector.matches(&json!({ "metadata": { "name": text } }));
+            }
+        }
     }
 }

@@ -29,6 +29,19 @@ impl Env {
         }
     }
 
+    /// An environment whose store is never reached: the client connects
+    /// lazily, and validation reads only the configuration. For the
+    /// property tests and the fuzz targets, which check bodies without
+    /// etcd; call it inside a Tokio runtime.
+    #[cfg(any(test, fuzzing))]
+    pub async fn unconnected(network: &ServiceNetwork) -> Self {
+        let nowhere = ["http://127.0.0.1:1".to_owned()];
+        let store = Store::connect(&nowhere, None)
+            .await
+            .expect("an etcd client connects lazily");
+        Self::new(store, network)
+    }
+
     /// Every stored object of the cluster-scoped kind stored under `base`.
     pub(super) async fn list(&self, base: &str) -> Result<Vec<Value>, Refusal> {
         let prefix = collection_prefix(base, None);

@@ -73,6 +73,9 @@ pub fn merge_patch(doc: &mut Value, patch: &Value) {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

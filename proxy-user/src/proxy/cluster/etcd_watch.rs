@@ -135,5 +135,16 @@ fn change_of(change: Change<Name, Record>) -> ObjectChange {
     }
 }
 
+/// The fuzz target `agent_records`' entry: a key and a value read as the
+/// watch reads them.
+#[cfg(fuzzing)]
+pub fn decode(key: &[u8], value: &[u8]) {
+    if let Some(name) = Records.key(key) {
+        let _ = Records.value(&name, value, 0);
+    }
+}
+
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
