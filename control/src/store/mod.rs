@@ -316,6 +316,16 @@ impl Store {
         }
     }
 
+    /// Rewrites each value under `prefix` that is not in the first
+    /// provider's form, calling `progress` per key.
+    pub async fn reencrypt(
+        &self,
+        prefix: &str,
+        progress: impl FnMut(&str, Reencrypted),
+    ) -> Result<ReencryptSummary, StoreError> {
+        reencrypt::rewrite(&self.kv, &self.encryption, prefix, progress).await
+    }
+
     /// Changes under `prefix` from `start_revision` on (inclusive). With
     /// `progress_every`, etcd is asked that often how far the watch has got,
     /// which yields `WatchBatch::Progress` (for bookmarks).

@@ -6,6 +6,7 @@
 //! re-encrypt` rewrites them.
 
 mod config;
+mod error;
 mod provider;
 
 #[cfg(test)]
@@ -15,16 +16,8 @@ use std::borrow::Cow;
 use std::path::Path;
 
 pub use config::StoredResource;
+pub use error::EncryptionError;
 use provider::{ENCRYPTED_PREFIX, Provider};
-
-/// Why a value could not be opened, or the configuration not loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum EncryptionError {
-    #[error("{path}: {reason}")]
-    Config { path: String, reason: String },
-    #[error("unable to transform key {key:?}: {reason}")]
-    Decrypt { key: String, reason: String },
-}
 
 /// The providers of each encrypted resource; resources not named are
 /// stored as they are.

@@ -10,7 +10,7 @@ use crypto_secretbox::XSalsa20Poly1305;
 use crypto_secretbox::aead::consts::U12;
 use rand::RngCore;
 
-use super::EncryptionError;
+use super::error::EncryptionError;
 
 /// What every encrypted value starts with (identity refuses to read it).
 pub const ENCRYPTED_PREFIX: &[u8] = b"k8s:enc:";
