@@ -155,7 +155,10 @@ fn translate(
     Ok(Some(WatchBatch::Events(events)))
 }
 
-fn translate_event(encryption: &Encryption, event: &Event) -> Result<Option<WatchEvent>, StoreError> {
+fn translate_event(
+    encryption: &Encryption,
+    event: &Event,
+) -> Result<Option<WatchEvent>, StoreError> {
     let Some(kv) = event.kv() else {
         return Ok(None);
     };
