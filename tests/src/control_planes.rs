@@ -8,7 +8,9 @@
 //! address, port 6443.
 
 use std::fs;
+use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -191,8 +193,19 @@ pub fn write_front_kubeconfig(dir: &Path, front: SocketAddr) -> Result<PathBuf> 
         cluster["cluster"]["server"] = Value::String(format!("https://{front}"));
     }
     let path = kubeconfig_path(dir);
-    fs::write(&path, kubeconfig.to_string())
-        .map_err(|e| HarnessError::io(format!("cannot write {}", path.display()), e))?;
+    // It holds the admin's private key: 0600 from the start, as
+    // skiff-control writes its own, never readable in between.
+    let write = || -> std::io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+        file.write_all(kubeconfig.to_string().as_bytes())
+    };
+    write().map_err(|e| HarnessError::io(format!("cannot write {}", path.display()), e))?;
     Ok(path)
 }
 

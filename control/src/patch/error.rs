@@ -7,11 +7,8 @@
 pub enum PatchError {
     #[error("invalid JSON patch: {0}")]
     InvalidJsonPatch(#[source] serde_json::Error),
-    #[error(
-        "The allowed maximum operations in a JSON patch is {}, got {got}",
-        super::MAX_OPERATIONS
-    )]
-    TooManyOperations { got: usize },
+    #[error("The allowed maximum operations in a JSON patch is {limit}, got {got}")]
+    TooManyOperations { limit: usize, got: usize },
     #[error("the JSON patch makes the object larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the JSON patch could not be applied: {0}")]

@@ -8,7 +8,7 @@ use std::io::Write;
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use super::PatchError;
+use super::error::PatchError;
 
 /// kube-apiserver's `maxJSONPatchOperations`.
 pub const MAX_OPERATIONS: usize = 10_000;
@@ -24,6 +24,7 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), PatchError> {
         && operations.len() > MAX_OPERATIONS
     {
         return Err(PatchError::TooManyOperations {
+            limit: MAX_OPERATIONS,
             got: operations.len(),
         });
     }
