@@ -16,6 +16,7 @@ pub mod api;
 pub mod authz;
 pub mod clock;
 pub mod controllers;
+pub mod etcd_flags;
 pub mod kinds;
 pub mod maintenance;
 pub mod manager;

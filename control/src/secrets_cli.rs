@@ -6,15 +6,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::etcd_flags::EtcdFlags;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use skiff_etcd::kv::ClientTls;
 
 use crate::api::stored_resources;
 use crate::store::encryption::Encryption;
 use crate::store::{Reencrypted, Store};
-
-const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
 
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
@@ -33,19 +31,8 @@ pub struct ReencryptArgs {
     /// several [default: every resource the configuration encrypts].
     #[arg(long = "resource", value_name = "RESOURCE")]
     resources: Vec<String>,
-    /// etcd client URL; repeat or comma-separate for several members.
-    #[arg(long, value_name = "URL", value_delimiter = ',', default_value = DEFAULT_ETCD)]
-    etcd: Vec<String>,
-    /// CA of an etcd that serves TLS (with --etcd-certfile and
-    /// --etcd-keyfile, as skiff-control's own flags).
-    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
-    etcd_cafile: Option<PathBuf>,
-    /// Client certificate towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_certfile: Option<PathBuf>,
-    /// Client key towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_keyfile: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdFlags,
 }
 
 /// Runs `skiff-control secrets ...`.
@@ -80,8 +67,8 @@ async fn reencrypt(args: ReencryptArgs) -> Result<()> {
         }
         prefixes = wanted;
     }
-    let tls = ClientTls::from_flags(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile);
-    let store = Store::connect(&args.etcd, tls.as_ref())
+    let tls = args.etcd.tls();
+    let store = Store::connect(&args.etcd.etcd, tls.as_ref())
         .await
         .context("connecting to etcd")?
         .encrypted(Arc::new(encryption));

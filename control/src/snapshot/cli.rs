@@ -13,11 +13,11 @@ use skiff_etcd::snapshot::RestoredMember;
 
 use super::archive::{self, RestoreTarget};
 use super::schedule::{DEFAULT_CRON, DEFAULT_RETENTION, SnapshotSchedule};
+use crate::etcd_flags::EtcdFlags;
 use crate::kinds::Schedule;
 
 /// skiff-control's default --data-dir.
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff-control";
-const DEFAULT_ETCD: &str = "http://127.0.0.1:2379";
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
@@ -34,19 +34,8 @@ pub enum SnapshotCommand {
 pub struct SaveArgs {
     /// The archive to write.
     file: PathBuf,
-    /// etcd client URL; repeat or comma-separate for several members.
-    #[arg(long, value_name = "URL", value_delimiter = ',', default_value = DEFAULT_ETCD)]
-    etcd: Vec<String>,
-    /// CA of an etcd that serves TLS (with --etcd-certfile and
-    /// --etcd-keyfile, as skiff-control's own flags).
-    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
-    etcd_cafile: Option<PathBuf>,
-    /// Client certificate towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_certfile: Option<PathBuf>,
-    /// Client key towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_keyfile: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdFlags,
     /// skiff-control's data directory, whose pki/ is saved.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
@@ -86,9 +75,9 @@ pub async fn run(command: SnapshotCommand) -> Result<()> {
 async fn save(args: SaveArgs) -> Result<()> {
     let started = Instant::now();
     let terminal = std::io::stderr().is_terminal();
-    let tls = ClientTls::from_flags(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile);
+    let tls = args.etcd.tls();
     let saved = archive::save(
-        &args.etcd,
+        &args.etcd.etcd,
         tls.as_ref(),
         &args.data_dir,
         &args.file,
