@@ -22,6 +22,7 @@ pub mod patch;
 pub mod quantity;
 pub mod scheduler;
 pub mod server;
+pub mod serviceaccount;
 pub mod snapshot;
 pub mod store;
 pub mod validation;

@@ -13,8 +13,8 @@ use crate::kinds::{
     CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy, IngressStrategy,
     JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
     PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
-    ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy, ServiceStrategy,
-    StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
+    ReplicationControllerStrategy, ResourceQuotaStrategy, ScalableStrategy, ServiceAccountStrategy,
+    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 
@@ -305,6 +305,21 @@ pub static RESOURCES: &[Resource] = &[
             Typed::of::<core::v1::ConfigMap>(),
         ),
         &["cm"],
+    ),
+    short(
+        with_strategy(
+            &ServiceAccountStrategy,
+            resource(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                "serviceaccount",
+                true,
+                keys::SERVICE_ACCOUNTS,
+                Typed::of::<core::v1::ServiceAccount>(),
+            ),
+        ),
+        &["sa"],
     ),
     Resource {
         fields: &[("type", &["type"])],

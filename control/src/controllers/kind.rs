@@ -27,6 +27,8 @@ pub enum Kind {
     StorageClass,
     ResourceQuota,
     Secret,
+    ServiceAccount,
+    ConfigMap,
     Ingress,
     IngressClass,
 }
@@ -56,6 +58,8 @@ impl Kind {
             Self::StorageClass => keys::STORAGE_CLASSES,
             Self::ResourceQuota => keys::RESOURCE_QUOTAS,
             Self::Secret => keys::SECRETS,
+            Self::ServiceAccount => keys::SERVICE_ACCOUNTS,
+            Self::ConfigMap => keys::CONFIG_MAPS,
             Self::Ingress => keys::INGRESSES,
             Self::IngressClass => keys::INGRESS_CLASSES,
         }
@@ -101,6 +105,8 @@ impl Kind {
             Self::StorageClass => "storageclasses",
             Self::ResourceQuota => "resourcequotas",
             Self::Secret => "secrets",
+            Self::ServiceAccount => "serviceaccounts",
+            Self::ConfigMap => "configmaps",
             Self::Ingress => "ingresses",
             Self::IngressClass => "ingressclasses",
         }

@@ -1,11 +1,15 @@
-//! Who is asking: the subject of a verified client certificate, or the user
+//! Who is asking: the subject of a verified client certificate, the user
 //! of a bearer token from the tokens file (kube-apiserver's
-//! `--token-auth-file` format).
+//! `--token-auth-file` format), or the service account of a bearer token
+//! the service-account key signed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::serviceaccount::{Authenticator, ISSUER};
 
 /// An authenticated user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +17,8 @@ pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// kube's `UserInfo.Extra` (a service account's pod and credential).
+    pub extra: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,7 @@ impl Tokens {
                     name: name.clone(),
                     uid: uid.clone(),
                     groups,
+                    extra: BTreeMap::new(),
                 },
             );
         }
@@ -125,11 +132,12 @@ pub fn certificate_user(der: &[u8]) -> Option<User> {
         name,
         uid: String::new(),
         groups,
+        extra: BTreeMap::new(),
     })
 }
 
-/// The request's user: its certificate's, else its bearer token's.
-pub fn authenticate(
+/// The user of the certificate, else of the bearer token in the tokens file.
+fn known_user(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
@@ -137,8 +145,38 @@ pub fn authenticate(
     if let Some(user) = certificate {
         return Some(user.clone());
     }
-    let token = authorization?.strip_prefix("Bearer ")?.trim();
-    tokens.user(token).cloned()
+    tokens.user(bearer(authorization)?).cloned()
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    Some(authorization?.strip_prefix("Bearer ")?.trim())
+}
+
+/// The request's user: its certificate's, else its bearer token's (from
+/// the tokens file, else a service-account token for this API server's
+/// audience). `None` answers 401.
+pub async fn authenticate(
+    certificate: Option<&User>,
+    authorization: Option<&str>,
+    tokens: &Tokens,
+    service_accounts: &Authenticator,
+) -> Option<User> {
+    if let Some(user) = known_user(certificate, authorization, tokens) {
+        return Some(user);
+    }
+    let token = bearer(authorization)?;
+    match service_accounts.authenticate(token, &[ISSUER]).await {
+        Ok((identity, _)) => Some(User {
+            name: identity.name,
+            uid: identity.uid,
+            groups: identity.groups,
+            extra: identity.extra,
+        }),
+        Err(error) => {
+            debug!(%error, "bearer token refused");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -155,17 +193,18 @@ mod tests {
             Some(&User {
                 name: "alice".into(),
                 uid: "1".into(),
-                groups: vec!["dev".into(), "ops".into()]
+                groups: vec!["dev".into(), "ops".into()],
+                extra: BTreeMap::new(),
             })
         );
         assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
         assert_eq!(
-            authenticate(None, Some("Bearer t2"), &tokens).unwrap().name,
+            known_user(None, Some("Bearer t2"), &tokens).unwrap().name,
             "bob"
         );
-        assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
-        assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);
-        assert_eq!(authenticate(None, None, &tokens), None);
+        assert_eq!(known_user(None, Some("Bearer nope"), &tokens), None);
+        assert_eq!(known_user(None, Some("Basic t2"), &tokens), None);
+        assert_eq!(known_user(None, None, &tokens), None);
 
         std::fs::write(&path, "t1,alice\n").unwrap();
         assert!(Tokens::load(&path).is_err());

@@ -272,7 +272,7 @@ fn module_of(package: &str) -> Module {
 /// The k8s-openapi schemas of everything served, by definition name
 /// (`io.k8s.api.core.v1.Pod`).
 fn definitions() -> serde_json::Map<String, Value> {
-    use k8s_openapi::api::{autoscaling, core};
+    use k8s_openapi::api::{authentication, autoscaling, core};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
     let mut generator: SchemaGenerator = SchemaSettings::openapi3().into_generator();
     for resource in RESOURCES {
@@ -288,6 +288,8 @@ fn definitions() -> serde_json::Map<String, Value> {
     add::<meta::APIResourceList>(&mut generator);
     add::<core::v1::Binding>(&mut generator);
     add::<autoscaling::v1::Scale>(&mut generator);
+    add::<authentication::v1::TokenRequest>(&mut generator);
+    add::<authentication::v1::TokenReview>(&mut generator);
     generator.take_definitions(true)
 }
 
@@ -313,6 +315,9 @@ fn roots() -> Vec<(String, String)> {
     }
     roots.push((package("", "v1"), "Binding".to_owned()));
     roots.push((package("autoscaling", "v1"), "Scale".to_owned()));
+    for kind in ["TokenRequest", "TokenReview"] {
+        roots.push((package("authentication.k8s.io", "v1"), kind.to_owned()));
+    }
     roots.push((super::RUNTIME.to_owned(), "Unknown".to_owned()));
     roots
 }
