@@ -15,8 +15,10 @@ const VOLUME_PREFIX: &str = "kube-api-access-";
 /// kube's token lifetime for this volume (an hour plus seven seconds, which
 /// marks it as the admission plugin's).
 const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
-/// The ConfigMap the root-ca-cert-publisher keeps in every namespace.
-const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+/// The ConfigMap the root-ca-cert-publisher keeps in every namespace, and
+/// its key.
+pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
+pub const ROOT_CA_KEY: &str = "ca.crt";
 
 /// The account `pod` runs as, also filled into `spec.serviceAccountName`
 /// and its deprecated alias `spec.serviceAccount`.
@@ -81,7 +83,7 @@ pub fn mount_token(pod: &mut Value, mut suffix: impl FnMut() -> String) {
         "projected": {
             "sources": [
                 { "serviceAccountToken": { "expirationSeconds": TOKEN_EXPIRATION_SECONDS, "path": "token" } },
-                { "configMap": { "name": ROOT_CA_CONFIG_MAP, "items": [{ "key": "ca.crt", "path": "ca.crt" }] } },
+                { "configMap": { "name": ROOT_CA_CONFIG_MAP, "items": [{ "key": ROOT_CA_KEY, "path": ROOT_CA_KEY }] } },
                 { "downwardAPI": { "items": [{
                     "path": "namespace",
                     "fieldRef": { "apiVersion": "v1", "fieldPath": "metadata.namespace" },

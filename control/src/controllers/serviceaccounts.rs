@@ -9,12 +9,8 @@ use tracing::info;
 
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, meta, written};
+use crate::admission::serviceaccount::{DEFAULT_SERVICE_ACCOUNT, ROOT_CA_CONFIG_MAP, ROOT_CA_KEY};
 
-/// The ServiceAccount every namespace has.
-pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
-/// The ConfigMap of the cluster CA in every namespace, and its key.
-pub const ROOT_CA_CONFIG_MAP: &str = "kube-root-ca.crt";
-pub const ROOT_CA_KEY: &str = "ca.crt";
 /// kube's description of that ConfigMap.
 const ROOT_CA_DESCRIPTION: &str = "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters.";
 
