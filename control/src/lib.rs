@@ -24,6 +24,7 @@ pub mod quantity;
 pub mod scheduler;
 pub mod secrets_cli;
 pub mod server;
+pub mod serviceaccount;
 pub mod snapshot;
 pub mod store;
 pub mod validation;

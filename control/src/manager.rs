@@ -16,7 +16,8 @@ use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, clusterroleaggregation, cronjob,
     default_identity, deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace,
-    nodelifecycle, podcidr, protection, replicaset, resourcequota, statefulset, volumebinder,
+    nodelifecycle, podcidr, protection, replicaset, resourcequota, serviceaccounts, statefulset,
+    volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -109,6 +110,8 @@ const CACHED: &[Kind] = &[
     Kind::StorageClass,
     Kind::ResourceQuota,
     Kind::Secret,
+    Kind::ServiceAccount,
+    Kind::ConfigMap,
     Kind::Ingress,
     Kind::IngressClass,
     Kind::ClusterRole,
@@ -151,6 +154,10 @@ fn start_all(api: Api, store: Store, config: &Arc<ControllerConfig>, tasks: &mut
     spawn(tasks, &context, || {
         clusterroleaggregation::ClusterRoleAggregation
     });
+    spawn(tasks, &context, || serviceaccounts::DefaultServiceAccounts);
+    if config.root_ca_cert.is_some() {
+        spawn(tasks, &context, || serviceaccounts::RootCaPublisher);
+    }
 }
 
 /// Runs the controllers for as long as the future is polled: at once

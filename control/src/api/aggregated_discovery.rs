@@ -86,6 +86,13 @@ fn resource_discovery(resource: &Resource) -> Value {
             "verbs": ["create"],
         }));
     }
+    if resource.serves(Subresource::Token) {
+        subresources.push(json!({
+            "subresource": "token",
+            "responseKind": { "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest" },
+            "verbs": ["create"],
+        }));
+    }
     if resource.serves(Subresource::Finalize) {
         subresources.push(json!({
             "subresource": "finalize",

@@ -43,8 +43,29 @@ impl Api {
                 Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
             }
+            self.ensure_default_service_account(name).await?;
         }
         Ok(())
+    }
+
+    /// The `default` ServiceAccount of a system namespace, which pods
+    /// there run as, present before the first pod even without the
+    /// controllers (whose serviceaccount controller fills in the other
+    /// namespaces).
+    async fn ensure_default_service_account(&self, namespace: &str) -> Result<(), ApiError> {
+        let accounts =
+            registry::find("", "v1", "serviceaccounts").expect("service accounts are in the table");
+        let mut account = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": { "name": "default", "namespace": namespace },
+        });
+        objects::prepare_create(&mut account, accounts)?;
+        let key = object_key(accounts.storage, Some(namespace), "default");
+        match self.store.create(&key, &account).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(error) => Err(ApiError::from_store(error, accounts, "default")),
+        }
     }
 
     /// Creates the StorageClass `local-path` when missing: the default

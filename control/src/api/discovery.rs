@@ -103,6 +103,17 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": ["create"],
             }));
         }
+        if resource.serves(Subresource::Token) {
+            list.push(json!({
+                "name": format!("{}/token", resource.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if resource.serves(Subresource::Finalize) {
             list.push(json!({
                 "name": format!("{}/finalize", resource.plural),
@@ -138,6 +149,8 @@ mod tests {
             "services",
             "services/status",
             "pods/binding",
+            "serviceaccounts",
+            "serviceaccounts/token",
             "nodes/status",
             "endpoints",
             "persistentvolumes/status",

@@ -102,6 +102,16 @@ impl Handler<'_> {
             {
                 self.bind(&name).await
             }
+            (Some(name), Some("token"))
+                if resource.serves(Subresource::Token) && method == Method::POST =>
+            {
+                let namespace = self.target.namespace.clone().unwrap_or_default();
+                let answer = self
+                    .api
+                    .request_token(&namespace, &name, self.json_body()?)
+                    .await?;
+                json(201, answer)
+            }
             (Some(name), Some("log"))
                 if resource.serves(Subresource::Log) && method == Method::GET =>
             {

@@ -16,6 +16,7 @@ use crate::kinds::{
     IngressStrategy, JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
     PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
     ReplicationControllerStrategy, ResourceQuotaStrategy, RoleStrategy, ScalableStrategy,
+    ServiceAccountStrategy,
     ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::store::encryption::StoredResource;
@@ -308,6 +309,21 @@ pub static RESOURCES: &[Resource] = &[
             Typed::of::<core::v1::ConfigMap>(),
         ),
         &["cm"],
+    ),
+    short(
+        with_strategy(
+            &ServiceAccountStrategy,
+            resource(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                "serviceaccount",
+                true,
+                keys::SERVICE_ACCOUNTS,
+                Typed::of::<core::v1::ServiceAccount>(),
+            ),
+        ),
+        &["sa"],
     ),
     Resource {
         fields: &[("type", &["type"])],

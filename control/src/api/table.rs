@@ -99,6 +99,9 @@ fn columns(resource: &Resource) -> Vec<Column> {
         ("", "ConfigMap") => columns.push(column("Data", |o, _| {
             json!(count(&o["data"]) + count(&o["binaryData"]))
         })),
+        ("", "ServiceAccount") => {
+            columns.push(column("Secrets", |o, _| json!(items(&o["secrets"]).len())))
+        }
         ("", "Secret") => columns.extend([
             column("Type", |o, _| json!(text(&o["type"]))),
             column("Data", |o, _| json!(count(&o["data"]))),

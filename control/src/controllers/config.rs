@@ -35,6 +35,9 @@ pub struct ControllerConfig {
     pub local_path_root: PathBuf,
     /// The image of the pods that delete those directories (it needs `rm`).
     pub local_path_helper_image: String,
+    /// The cluster CA the root-ca-cert-publisher puts in every namespace
+    /// (the API server sets it from its PKI); `None` publishes nothing.
+    pub root_ca_cert: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -54,6 +57,7 @@ impl Default for ControllerConfig {
             node_cidr_mask_size: 24,
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
+            root_ca_cert: None,
         }
     }
 }

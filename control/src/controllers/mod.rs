@@ -30,6 +30,7 @@ pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod serviceaccounts;
 mod services;
 pub mod statefulset;
 pub mod storage;

@@ -20,6 +20,7 @@ mod refusal;
 mod replication_controller;
 mod scalable;
 mod service;
+mod serviceaccount;
 mod statefulset;
 mod storage;
 mod strategy;
@@ -45,6 +46,7 @@ pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::{Holdings, ServiceNetwork};
+pub use serviceaccount::ServiceAccountStrategy;
 pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,

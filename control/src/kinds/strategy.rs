@@ -32,6 +32,8 @@ pub enum Subresource {
     /// being deleted that is left with none is removed (how a namespace's
     /// deletion ends).
     Finalize,
+    /// `/token`: issues a bound service-account token (TokenRequest).
+    Token,
 }
 
 /// What an allocation took that the stored object did not hold.

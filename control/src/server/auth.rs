@@ -1,13 +1,16 @@
-//! Who is asking: the subject of a verified client certificate, or the user
+//! Who is asking: the subject of a verified client certificate, the user
 //! of a bearer token from the tokens file (kube-apiserver's
-//! `--token-auth-file` format).
+//! `--token-auth-file` format), or the service account of a bearer token
+//! the service-account key signed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use crate::authz::User;
+use crate::serviceaccount::{Authenticator, ISSUER};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -70,6 +73,7 @@ impl Tokens {
                     name: name.clone(),
                     uid: uid.clone(),
                     groups,
+                    extra: BTreeMap::new(),
                 },
             );
         }
@@ -119,12 +123,13 @@ pub fn certificate_user(der: &[u8]) -> Option<User> {
         name,
         uid: String::new(),
         groups,
+        extra: BTreeMap::new(),
     })
 }
 
-/// The request's user: its certificate's, else its bearer token's; in
-/// `system:authenticated` either way, as kube-apiserver adds it.
-pub fn authenticate(
+/// The user of the certificate, else of the bearer token in the tokens
+/// file; in `system:authenticated` either way, as kube-apiserver adds it.
+fn known_user(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
@@ -132,8 +137,42 @@ pub fn authenticate(
     if let Some(user) = certificate {
         return Some(user.clone().authenticated());
     }
-    let token = authorization?.strip_prefix("Bearer ")?.trim();
-    tokens.user(token).cloned().map(User::authenticated)
+    tokens
+        .user(bearer(authorization)?)
+        .cloned()
+        .map(User::authenticated)
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    Some(authorization?.strip_prefix("Bearer ")?.trim())
+}
+
+/// The request's user: its certificate's, else its bearer token's (from
+/// the tokens file, else a service-account token for this API server's
+/// audience). `None` answers 401.
+pub async fn authenticate(
+    certificate: Option<&User>,
+    authorization: Option<&str>,
+    tokens: &Tokens,
+    service_accounts: &Authenticator,
+) -> Option<User> {
+    if let Some(user) = known_user(certificate, authorization, tokens) {
+        return Some(user);
+    }
+    let token = bearer(authorization)?;
+    match service_accounts.authenticate(token, &[ISSUER]).await {
+        Ok((identity, _)) => Some(User {
+            name: identity.name,
+            uid: identity.uid,
+            groups: identity.groups,
+            extra: identity.extra,
+        }
+        .authenticated()),
+        Err(error) => {
+            debug!(%error, "bearer token refused");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -150,18 +189,19 @@ mod tests {
             Some(&User {
                 name: "alice".into(),
                 uid: "1".into(),
-                groups: vec!["dev".into(), "ops".into()]
+                groups: vec!["dev".into(), "ops".into()],
+                extra: BTreeMap::new(),
             })
         );
         assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
-        let bob = authenticate(None, Some("Bearer t2"), &tokens).unwrap();
+        let bob = known_user(None, Some("Bearer t2"), &tokens).unwrap();
         assert_eq!(
             (bob.name.as_str(), bob.groups.as_slice()),
             ("bob", &["system:authenticated".to_owned()][..])
         );
-        assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
-        assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);
-        assert_eq!(authenticate(None, None, &tokens), None);
+        assert_eq!(known_user(None, Some("Bearer nope"), &tokens), None);
+        assert_eq!(known_user(None, Some("Basic t2"), &tokens), None);
+        assert_eq!(known_user(None, None, &tokens), None);
 
         std::fs::write(&path, "t1,alice\n").unwrap();
         assert!(Tokens::load(&path).is_err());

@@ -98,6 +98,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
     #[error("creating the system namespaces and the kubernetes Service: {0}")]
@@ -125,6 +127,8 @@ struct State {
     /// The RBAC objects every request is authorized against.
     policy: PolicyCache,
     tokens: Tokens,
+    /// Verifies bearer tokens the service-account key signed.
+    service_accounts: crate::serviceaccount::Authenticator,
     join_token: JoinToken,
     pki_dir: PathBuf,
     in_flight: limits::InFlight,
@@ -162,6 +166,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
     let mut api_config = config.api.clone();
     api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
+    let service_account_keys = Arc::new(crate::serviceaccount::Keys::from_pem(
+        &pki.service_account_key,
+        &pki.service_account_public_key,
+    )?);
+    api_config.service_account_keys = Some(service_account_keys.clone());
     let tokens = match &config.token_file {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
@@ -230,10 +239,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         }
     }
-    if let Some(controllers) = config.controllers.clone() {
+    if let Some(mut controllers) = config.controllers.clone() {
+        controllers.root_ca_cert = Some(pki.ca_cert.clone());
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
     let state = Arc::new(State {
+        service_accounts: crate::serviceaccount::Authenticator::new(
+            service_account_keys,
+            store.clone(),
+        ),
         api,
         store,
         policy,
@@ -395,7 +409,14 @@ async fn handle(
     if let Some(response) = join::serve(&path, authorization, &state.join_token, &state.pki_dir) {
         return response;
     }
-    let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
+    let Some(user) = auth::authenticate(
+        certificate_user,
+        authorization,
+        &state.tokens,
+        &state.service_accounts,
+    )
+    .await
+    else {
         return reply(ApiError::unauthorized().into());
     };
     let user = match authorize::authorize(
