@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod alloc;
 pub mod api;
+pub mod bootstrap_token;
 pub mod clock;
 pub mod controllers;
 pub mod kinds;
@@ -24,6 +25,7 @@ pub mod scheduler;
 pub mod server;
 pub mod snapshot;
 pub mod store;
+pub mod user;
 pub mod validation;
 
 #[cfg(test)]

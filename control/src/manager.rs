@@ -14,9 +14,10 @@ use tracing::{error, info, warn};
 
 use crate::api::Api;
 use crate::controllers::{
-    Cache, Client, Context, Controller, ControllerConfig, Kind, cronjob, default_identity,
-    deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace, nodelifecycle,
-    podcidr, protection, replicaset, resourcequota, statefulset, volumebinder,
+    Cache, Client, Context, Controller, ControllerConfig, Kind, cronjob, csrapproving, csrsigning,
+    default_identity, deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace,
+    nodelifecycle, podcidr, protection, replicaset, resourcequota, statefulset, tokencleaner,
+    volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -111,6 +112,7 @@ const CACHED: &[Kind] = &[
     Kind::Secret,
     Kind::Ingress,
     Kind::IngressClass,
+    Kind::CertificateSigningRequest,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`, each
@@ -147,6 +149,9 @@ fn start_all(api: Api, store: Store, config: &Arc<ControllerConfig>, tasks: &mut
     spawn(tasks, &context, || resourcequota::ResourceQuotas);
     spawn(tasks, &context, || ingress::IngressEndpoints);
     spawn(tasks, &context, ingress::IngressStatus::default);
+    spawn(tasks, &context, || csrapproving::CsrApproving);
+    spawn(tasks, &context, || csrsigning::CsrSigning);
+    spawn(tasks, &context, tokencleaner::TokenCleaner::default);
 }
 
 /// Runs the controllers for as long as the future is polled: at once

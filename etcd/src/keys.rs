@@ -38,6 +38,7 @@ pub const PERSISTENT_VOLUME_CLAIMS: &str = "/registry/persistentvolumeclaims";
 pub const STORAGE_CLASSES: &str = "/registry/storageclasses";
 pub const RESOURCE_QUOTAS: &str = "/registry/resourcequotas";
 pub const LIMIT_RANGES: &str = "/registry/limitranges";
+pub const CERTIFICATE_SIGNING_REQUESTS: &str = "/registry/certificatesigningrequests";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

@@ -10,6 +10,7 @@ mod cluster_cmd;
 mod cluster_files;
 mod ha_cluster;
 mod images_cmd;
+mod node_credentials;
 mod pods_ready;
 mod setup;
 mod sh;

@@ -108,6 +108,15 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": ["update"],
             }));
         }
+        if resource.serves(Subresource::Approval) {
+            list.push(json!({
+                "name": format!("{}/approval", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": STATUS_VERBS,
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList",
@@ -158,6 +167,7 @@ mod tests {
                 "networking.k8s.io",
                 "storage.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "metrics.k8s.io"
             ]
         );

@@ -3,6 +3,8 @@
 use bytes::Bytes;
 use http::Method;
 
+use crate::user::User;
+
 /// A request as the API layer sees it: the body already read (watches have
 /// none).
 #[derive(Debug)]
@@ -17,4 +19,6 @@ pub struct ApiRequest {
     /// that name none.
     pub user_agent: Option<String>,
     pub body: Bytes,
+    /// Who asks; `None` for the server's own calls (controllers, leases).
+    pub user: Option<User>,
 }

@@ -74,6 +74,7 @@ impl Client {
                 accept: None,
                 user_agent: Some(crate::api::SERVER_MANAGER.to_owned()),
                 body,
+                user: None,
             })
             .await;
         match reply {
@@ -115,6 +116,13 @@ impl Client {
     /// PUT of `/status`.
     pub async fn update_status(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
         let path = format!("{}/status", object_path(kind, object));
+        self.call(Method::PUT, path, None, "application/json", Some(object))
+            .await
+    }
+
+    /// PUT of `/approval`: sets the object's `status.conditions`.
+    pub async fn update_approval(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
+        let path = format!("{}/approval", object_path(kind, object));
         self.call(Method::PUT, path, None, "application/json", Some(object))
             .await
     }

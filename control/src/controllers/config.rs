@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::csrsigning::SigningCa;
 use super::leader::LeaderElection;
 use crate::alloc::Ipv4Cidr;
 
@@ -35,6 +36,9 @@ pub struct ControllerConfig {
     pub local_path_root: PathBuf,
     /// The image of the pods that delete those directories (it needs `rm`).
     pub local_path_helper_image: String,
+    /// The CA the CertificateSigningRequest signer signs with; `None` signs
+    /// nothing (the server sets the cluster CA).
+    pub signing_ca: Option<SigningCa>,
 }
 
 impl Default for ControllerConfig {
@@ -54,6 +58,7 @@ impl Default for ControllerConfig {
             node_cidr_mask_size: 24,
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
+            signing_ca: None,
         }
     }
 }

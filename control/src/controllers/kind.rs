@@ -29,6 +29,7 @@ pub enum Kind {
     Secret,
     Ingress,
     IngressClass,
+    CertificateSigningRequest,
 }
 
 impl Kind {
@@ -58,6 +59,7 @@ impl Kind {
             Self::Secret => keys::SECRETS,
             Self::Ingress => keys::INGRESSES,
             Self::IngressClass => keys::INGRESS_CLASSES,
+            Self::CertificateSigningRequest => keys::CERTIFICATE_SIGNING_REQUESTS,
         }
     }
 
@@ -74,6 +76,7 @@ impl Kind {
             Self::Lease => "/apis/coordination.k8s.io/v1",
             Self::StorageClass => "/apis/storage.k8s.io/v1",
             Self::Ingress | Self::IngressClass => "/apis/networking.k8s.io/v1",
+            Self::CertificateSigningRequest => "/apis/certificates.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -103,6 +106,7 @@ impl Kind {
             Self::Secret => "secrets",
             Self::Ingress => "ingresses",
             Self::IngressClass => "ingressclasses",
+            Self::CertificateSigningRequest => "certificatesigningrequests",
         }
     }
 
@@ -114,6 +118,7 @@ impl Kind {
                 | Self::PersistentVolume
                 | Self::StorageClass
                 | Self::IngressClass
+                | Self::CertificateSigningRequest
         )
     }
 

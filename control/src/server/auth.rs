@@ -1,19 +1,19 @@
-//! Who is asking: the subject of a verified client certificate, or the user
+//! Who is asking: the subject of a verified client certificate, the user
 //! of a bearer token from the tokens file (kube-apiserver's
-//! `--token-auth-file` format).
+//! `--token-auth-file` format), or of a bootstrap token.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// An authenticated user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-}
+use k8s_openapi::jiff::Timestamp;
+use skiff_etcd::keys;
+use tracing::debug;
+
+use crate::bootstrap_token;
+use crate::store::{Store, object_key};
+use crate::user::User;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -128,8 +128,37 @@ pub fn certificate_user(der: &[u8]) -> Option<User> {
     })
 }
 
-/// The request's user: its certificate's, else its bearer token's.
-pub fn authenticate(
+/// The request's user: its certificate's, else its bearer token's from
+/// the tokens file, else a bootstrap token's (its Secret read from etcd).
+pub async fn authenticate(
+    certificate: Option<&User>,
+    authorization: Option<&str>,
+    tokens: &Tokens,
+    store: &Store,
+) -> Option<User> {
+    if let Some(user) = known_user(certificate, authorization, tokens) {
+        return Some(user);
+    }
+    let token = bootstrap_token::Token::parse(bearer(authorization)?)?;
+    let key = object_key(
+        keys::SECRETS,
+        Some(bootstrap_token::NAMESPACE),
+        &token.secret_name(),
+    );
+    let secret = match store.get(&key).await {
+        Ok(secret) => secret,
+        Err(error) => {
+            debug!(id = token.id, %error, "bootstrap token: no Secret");
+            return None;
+        }
+    };
+    bootstrap_token::user(&secret, &token, Timestamp::now())
+        .inspect_err(|refused| debug!(id = token.id, %refused, "bootstrap token refused"))
+        .ok()
+}
+
+/// The user of the certificate, else of the bearer token in the tokens file.
+fn known_user(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
@@ -137,8 +166,11 @@ pub fn authenticate(
     if let Some(user) = certificate {
         return Some(user.clone());
     }
-    let token = authorization?.strip_prefix("Bearer ")?.trim();
-    tokens.user(token).cloned()
+    tokens.user(bearer(authorization)?).cloned()
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    Some(authorization?.strip_prefix("Bearer ")?.trim())
 }
 
 #[cfg(test)]
@@ -160,12 +192,12 @@ mod tests {
         );
         assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
         assert_eq!(
-            authenticate(None, Some("Bearer t2"), &tokens).unwrap().name,
+            known_user(None, Some("Bearer t2"), &tokens).unwrap().name,
             "bob"
         );
-        assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
-        assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);
-        assert_eq!(authenticate(None, None, &tokens), None);
+        assert_eq!(known_user(None, Some("Bearer nope"), &tokens), None);
+        assert_eq!(known_user(None, Some("Basic t2"), &tokens), None);
+        assert_eq!(known_user(None, None, &tokens), None);
 
         std::fs::write(&path, "t1,alice\n").unwrap();
         assert!(Tokens::load(&path).is_err());

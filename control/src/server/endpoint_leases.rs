@@ -241,6 +241,7 @@ async fn call(api: &Api, method: Method, path: String, body: &Value) -> Result<(
             accept: None,
             user_agent: Some(crate::api::SERVER_MANAGER.to_owned()),
             body: Bytes::from(body.to_string()),
+            user: None,
         })
         .await;
     match reply {

@@ -28,7 +28,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-pub use auth::{TokenFileError, Tokens, User};
+pub use crate::user::User;
+pub use auth::{TokenFileError, Tokens};
 pub use join::{JoinError, JoinToken, token_path};
 pub use pki::{DEFAULT_SANS, EtcdFiles, PkiError};
 pub use skiff_etcd::kv::ClientTls;
@@ -69,6 +70,9 @@ pub struct ServerConfig {
     /// Where the admin kubeconfig goes; default `<data-dir>/admin.kubeconfig`.
     pub kubeconfig_out: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    /// Keep a bootstrap token for nodes in this file and its Secret in
+    /// `kube-system`.
+    pub bootstrap_token_file: Option<PathBuf>,
     pub api: ApiConfig,
     /// Run the scheduler and the controllers (leader-elected when the
     /// config says so); `None` serves the API only.
@@ -89,6 +93,8 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
+    #[error("the bootstrap token: {0}")]
+    BootstrapToken(#[from] crate::bootstrap_token::TokenFileError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
     #[error("creating the system namespaces and the kubernetes Service: {0}")]
@@ -155,6 +161,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (pki, join_token) = prepared_pki(&config).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
     let mut api_config = config.api.clone();
+    let mut controllers = config.controllers.clone();
+    if let Some(controllers) = &mut controllers {
+        controllers.signing_ca = Some(crate::controllers::SigningCa {
+            cert: pki.ca_cert.clone(),
+            key: pki.ca_key.clone(),
+        });
+    }
     api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
     let tokens = match &config.token_file {
         Some(path) => Tokens::load(path)?,
@@ -166,6 +179,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_system_namespaces().await?;
     api.ensure_default_storage_class().await?;
     api.ensure_default_ingress_class().await?;
+    if let Some(path) = &config.bootstrap_token_file {
+        let token = crate::bootstrap_token::load_or_create(path)?;
+        api.ensure_bootstrap_token(&token).await?;
+        info!(path = %path.display(), id = token.id, "the nodes' bootstrap token");
+    }
 
     let mut bound = Vec::new();
     for &addr in &config.binds {
@@ -219,7 +237,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         }
     }
-    if let Some(controllers) = config.controllers.clone() {
+    if let Some(controllers) = controllers {
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
     let state = Arc::new(State {
@@ -354,7 +372,9 @@ async fn handle(
     if let Some(response) = join::serve(&path, authorization, &state.join_token, &state.pki_dir) {
         return response;
     }
-    let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
+    let Some(user) =
+        auth::authenticate(certificate_user, authorization, &state.tokens, &state.store).await
+    else {
         return reply(ApiError::unauthorized().into());
     };
     if let Some(target) = upgrade::streaming_target(&path) {
@@ -406,6 +426,7 @@ async fn handle(
                 accept,
                 user_agent,
                 body,
+                user: Some(user),
             })
             .await,
     )
