@@ -1,9 +1,9 @@
 //! The controllers' tunables.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::csrsigning::SigningCa;
 use super::leader::LeaderElection;
 use crate::alloc::Ipv4Cidr;
 
@@ -60,5 +60,19 @@ impl Default for ControllerConfig {
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
             signing_ca: None,
         }
+    }
+}
+
+/// The cluster CA the signer signs with (PEM).
+#[derive(Clone)]
+pub struct SigningCa {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The key stays out of logs.
+impl fmt::Debug for SigningCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningCa").finish_non_exhaustive()
     }
 }

@@ -6,7 +6,6 @@
 //! valid for a year or its `expirationSeconds` if shorter, never past the
 //! CA; a request the signer refuses gets a Failed condition.
 
-use std::fmt;
 use std::time::Duration;
 
 use base64::Engine;
@@ -21,6 +20,7 @@ use time::OffsetDateTime;
 use tracing::{info, warn};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::config::SigningCa;
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, meta, written};
 use crate::kinds::certificates::request::{
@@ -34,20 +34,6 @@ const LEAF_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 const MIN_LIFETIME: Duration = Duration::from_secs(600);
 /// Certificates start a little in the past, for clocks that lag.
 const BACKDATE: Duration = Duration::from_secs(5 * 60);
-
-/// The cluster CA the signer signs with (PEM).
-#[derive(Clone)]
-pub struct SigningCa {
-    pub cert: String,
-    pub key: String,
-}
-
-/// The key stays out of logs.
-impl fmt::Debug for SigningCa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningCa").finish_non_exhaustive()
-    }
-}
 
 pub struct CsrSigning;
 

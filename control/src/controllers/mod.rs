@@ -39,9 +39,10 @@ pub mod volumebinder;
 
 pub use cache::Cache;
 pub use client::{Client, ClientError, written};
-pub use config::{ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT};
+pub use config::{
+    ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, SigningCa,
+};
 pub use controller::{Context, Controller};
-pub use csrsigning::SigningCa;
 pub use error::ControllerError;
 pub use kind::Kind;
 pub use leader::{LeaderElection, default_identity};
