@@ -14,6 +14,7 @@ pub mod admission;
 pub mod alloc;
 pub mod api;
 pub mod authz;
+pub mod bootstrap_token;
 pub mod clock;
 pub mod controllers;
 pub mod kinds;

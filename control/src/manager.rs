@@ -15,8 +15,9 @@ use tracing::{error, info, warn};
 use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, clusterroleaggregation, cronjob,
-    default_identity, deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace,
-    nodelifecycle, podcidr, protection, replicaset, resourcequota, serviceaccounts, statefulset,
+    csrapproving, csrsigning, default_identity, deployment, endpoints, endpointslice, gc, ingress,
+    job, localpath, namespace, nodelifecycle, podcidr, protection, replicaset, resourcequota,
+    serviceaccounts, statefulset, tokencleaner,
     volumebinder,
 };
 use crate::scheduler::Scheduler;
@@ -115,6 +116,7 @@ const CACHED: &[Kind] = &[
     Kind::Ingress,
     Kind::IngressClass,
     Kind::ClusterRole,
+    Kind::CertificateSigningRequest,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`, each
@@ -158,6 +160,9 @@ fn start_all(api: Api, store: Store, config: &Arc<ControllerConfig>, tasks: &mut
     if config.root_ca_cert.is_some() {
         spawn(tasks, &context, || serviceaccounts::RootCaPublisher);
     }
+    spawn(tasks, &context, || csrapproving::CsrApproving);
+    spawn(tasks, &context, || csrsigning::CsrSigning);
+    spawn(tasks, &context, tokencleaner::TokenCleaner::default);
 }
 
 /// Runs the controllers for as long as the future is polled: at once

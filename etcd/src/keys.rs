@@ -43,6 +43,7 @@ pub const ROLES: &str = "/registry/roles";
 pub const CLUSTER_ROLES: &str = "/registry/clusterroles";
 pub const ROLE_BINDINGS: &str = "/registry/rolebindings";
 pub const CLUSTER_ROLE_BINDINGS: &str = "/registry/clusterrolebindings";
+pub const CERTIFICATE_SIGNING_REQUESTS: &str = "/registry/certificatesigningrequests";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

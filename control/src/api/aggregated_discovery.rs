@@ -100,6 +100,13 @@ fn resource_discovery(resource: &Resource) -> Value {
             "verbs": ["update"],
         }));
     }
+    if resource.serves(Subresource::Approval) {
+        subresources.push(json!({
+            "subresource": "approval",
+            "responseKind": kind,
+            "verbs": STATUS_VERBS,
+        }));
+    }
     let mut entry = json!({
         "resource": resource.plural,
         "responseKind": kind,

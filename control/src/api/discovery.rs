@@ -123,6 +123,15 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": ["update"],
             }));
         }
+        if resource.serves(Subresource::Approval) {
+            list.push(json!({
+                "name": format!("{}/approval", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": STATUS_VERBS,
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList",
@@ -176,6 +185,7 @@ mod tests {
                 "storage.k8s.io",
                 "rbac.authorization.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "metrics.k8s.io",
                 "authentication.k8s.io",
                 "authorization.k8s.io"

@@ -1,5 +1,6 @@
 //! The controllers' tunables.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,6 +39,9 @@ pub struct ControllerConfig {
     /// The cluster CA the root-ca-cert-publisher puts in every namespace
     /// (the API server sets it from its PKI); `None` publishes nothing.
     pub root_ca_cert: Option<String>,
+    /// The CA the CertificateSigningRequest signer signs with; `None` signs
+    /// nothing (the server sets the cluster CA).
+    pub signing_ca: Option<SigningCa>,
 }
 
 impl Default for ControllerConfig {
@@ -58,6 +62,21 @@ impl Default for ControllerConfig {
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
             root_ca_cert: None,
+            signing_ca: None,
         }
+    }
+}
+
+/// The cluster CA the signer signs with (PEM).
+#[derive(Clone)]
+pub struct SigningCa {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The key stays out of logs.
+impl fmt::Debug for SigningCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningCa").finish_non_exhaustive()
     }
 }

@@ -32,6 +32,7 @@ pub enum Kind {
     Ingress,
     IngressClass,
     ClusterRole,
+    CertificateSigningRequest,
 }
 
 impl Kind {
@@ -64,6 +65,7 @@ impl Kind {
             Self::Ingress => keys::INGRESSES,
             Self::IngressClass => keys::INGRESS_CLASSES,
             Self::ClusterRole => keys::CLUSTER_ROLES,
+            Self::CertificateSigningRequest => keys::CERTIFICATE_SIGNING_REQUESTS,
         }
     }
 
@@ -81,6 +83,7 @@ impl Kind {
             Self::StorageClass => "/apis/storage.k8s.io/v1",
             Self::Ingress | Self::IngressClass => "/apis/networking.k8s.io/v1",
             Self::ClusterRole => "/apis/rbac.authorization.k8s.io/v1",
+            Self::CertificateSigningRequest => "/apis/certificates.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -113,6 +116,7 @@ impl Kind {
             Self::Ingress => "ingresses",
             Self::IngressClass => "ingressclasses",
             Self::ClusterRole => "clusterroles",
+            Self::CertificateSigningRequest => "certificatesigningrequests",
         }
     }
 
@@ -125,6 +129,7 @@ impl Kind {
                 | Self::StorageClass
                 | Self::IngressClass
                 | Self::ClusterRole
+                | Self::CertificateSigningRequest
         )
     }
 

@@ -4,6 +4,7 @@
 //! is a strategy here and an entry there.
 
 mod batch;
+pub mod certificates;
 mod daemonset;
 mod default_class;
 mod deployment;
@@ -27,6 +28,7 @@ mod strategy;
 mod workload;
 
 pub use batch::{CONTROLLER_UID_LABEL, CronJobStrategy, JOB_NAME_LABEL, JobStrategy, Schedule};
+pub use certificates::CertificateSigningRequestStrategy;
 pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use deployment::DeploymentStrategy;
 pub use env::Env;

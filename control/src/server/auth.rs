@@ -1,7 +1,7 @@
 //! Who is asking: the subject of a verified client certificate, the user
 //! of a bearer token from the tokens file (kube-apiserver's
-//! `--token-auth-file` format), or the service account of a bearer token
-//! the service-account key signed.
+//! `--token-auth-file` format), a bootstrap token's, or the service
+//! account of a bearer token the service-account key signed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -9,8 +9,13 @@ use std::path::{Path, PathBuf};
 use tracing::debug;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use k8s_openapi::jiff::Timestamp;
+use skiff_etcd::keys;
+
 pub use crate::authz::User;
+use crate::bootstrap_token;
 use crate::serviceaccount::{Authenticator, ISSUER};
+use crate::store::{Store, object_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -148,18 +153,22 @@ fn bearer(authorization: Option<&str>) -> Option<&str> {
 }
 
 /// The request's user: its certificate's, else its bearer token's (from
-/// the tokens file, else a service-account token for this API server's
-/// audience). `None` answers 401.
+/// the tokens file, else a bootstrap token's, else a service-account
+/// token for this API server's audience). `None` answers 401.
 pub async fn authenticate(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
     service_accounts: &Authenticator,
+    store: &Store,
 ) -> Option<User> {
     if let Some(user) = known_user(certificate, authorization, tokens) {
         return Some(user);
     }
     let token = bearer(authorization)?;
+    if let Some(bootstrap) = bootstrap_token::Token::parse(token) {
+        return bootstrap_user(&bootstrap, store).await;
+    }
     match service_accounts.authenticate(token, &[ISSUER]).await {
         Ok((identity, _)) => Some(User {
             name: identity.name,
@@ -173,6 +182,26 @@ pub async fn authenticate(
             None
         }
     }
+}
+
+/// A bootstrap token's user, its Secret read from etcd.
+async fn bootstrap_user(token: &bootstrap_token::Token, store: &Store) -> Option<User> {
+    let key = object_key(
+        keys::SECRETS,
+        Some(bootstrap_token::NAMESPACE),
+        &token.secret_name(),
+    );
+    let secret = match store.get(&key).await {
+        Ok(secret) => secret,
+        Err(error) => {
+            debug!(id = token.id, %error, "bootstrap token: no Secret");
+            return None;
+        }
+    };
+    bootstrap_token::user(&secret, token, Timestamp::now())
+        .inspect_err(|refused| debug!(id = token.id, %refused, "bootstrap token refused"))
+        .ok()
+        .map(User::authenticated)
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-pub use auth::{TokenFileError, Tokens, User};
+pub use crate::authz::User;
+pub use auth::{TokenFileError, Tokens};
 pub use join::{JoinError, JoinToken, token_path};
 pub use limits::{ConnectionLimits, RequestLimits};
 pub use pki::{DEFAULT_SANS, EtcdFiles, PkiError};
@@ -71,6 +72,9 @@ pub struct ServerConfig {
     /// Where the admin kubeconfig goes; default `<data-dir>/admin.kubeconfig`.
     pub kubeconfig_out: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    /// Keep a bootstrap token for nodes in this file and its Secret in
+    /// `kube-system`.
+    pub bootstrap_token_file: Option<PathBuf>,
     pub api: ApiConfig,
     /// Run the scheduler and the controllers (leader-elected when the
     /// config says so); `None` serves the API only.
@@ -100,6 +104,8 @@ pub enum ServerError {
     Tokens(#[from] TokenFileError),
     #[error(transparent)]
     ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
+    #[error("the bootstrap token: {0}")]
+    BootstrapToken(#[from] crate::bootstrap_token::TokenFileError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
     #[error("creating the system namespaces and the kubernetes Service: {0}")]
@@ -165,6 +171,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (pki, join_token) = prepared_pki(&config).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
     let mut api_config = config.api.clone();
+    let mut controllers = config.controllers.clone();
+    if let Some(controllers) = &mut controllers {
+        controllers.signing_ca = Some(crate::controllers::SigningCa {
+            cert: pki.ca_cert.clone(),
+            key: pki.ca_key.clone(),
+        });
+    }
     api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
     let service_account_keys = Arc::new(crate::serviceaccount::Keys::from_pem(
         &pki.service_account_key,
@@ -186,6 +199,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_default_storage_class().await?;
     api.ensure_default_ingress_class().await?;
     api.ensure_bootstrap_policy().await?;
+    if let Some(path) = &config.bootstrap_token_file {
+        let token = crate::bootstrap_token::load_or_create(path)?;
+        api.ensure_bootstrap_token(&token).await?;
+        info!(path = %path.display(), id = token.id, "the nodes' bootstrap token");
+    }
 
     let mut bound = Vec::new();
     for &addr in &config.binds {
@@ -239,7 +257,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         }
     }
-    if let Some(mut controllers) = config.controllers.clone() {
+    if let Some(mut controllers) = controllers {
         controllers.root_ca_cert = Some(pki.ca_cert.clone());
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
@@ -414,6 +432,7 @@ async fn handle(
         authorization,
         &state.tokens,
         &state.service_accounts,
+        &state.store,
     )
     .await
     else {

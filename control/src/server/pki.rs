@@ -65,6 +65,8 @@ pub enum PkiError {
 #[derive(Debug, Clone)]
 pub struct Pki {
     pub ca_cert: String,
+    /// Signs what the CertificateSigningRequest signer issues.
+    pub ca_key: String,
     pub serving_cert: String,
     pub serving_key: String,
     pub admin_cert: String,
@@ -140,6 +142,7 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki, PkiError
     let (service_account_key, service_account_public_key) = service_account_keys(dir)?;
     Ok(Pki {
         ca_cert,
+        ca_key,
         serving_cert,
         serving_key,
         admin_cert,
