@@ -121,6 +121,13 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
 
+    /// Keep a bootstrap token for joining nodes in FILE (`<id>.<secret>`,
+    /// made when missing, readable by the owner only) and its Secret
+    /// `kube-system/bootstrap-token-<id>` (no expiration; re-created when
+    /// missing). Agents bootstrap their client certificates with it.
+    #[arg(long, value_name = "FILE")]
+    bootstrap_token_file: Option<PathBuf>,
+
     /// Where ClusterIPs come from; the first address goes to the
     /// `kubernetes` Service.
     #[arg(long, value_name = "CIDR", default_value = DEFAULT_SERVICE_CIDR)]
@@ -356,6 +363,7 @@ async fn main() -> Result<()> {
         advertise_url: args.advertise_url,
         kubeconfig_out: args.kubeconfig_out,
         token_file: args.token_file,
+        bootstrap_token_file: args.bootstrap_token_file,
         api: ApiConfig {
             network: ServiceNetwork {
                 cluster_ip_range: args.service_cluster_ip_range,

@@ -15,8 +15,10 @@ use tracing::{error, info, warn};
 use crate::api::Api;
 use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, clusterroleaggregation, cronjob,
-    default_identity, deployment, endpoints, endpointslice, gc, ingress, job, localpath, namespace,
-    nodelifecycle, podcidr, protection, replicaset, resourcequota, statefulset, volumebinder,
+    csrapproving, csrsigning, default_identity, deployment, endpoints, endpointslice, gc, ingress,
+    job, localpath, namespace, nodelifecycle, podcidr, protection, replicaset, resourcequota,
+    serviceaccounts, statefulset, tokencleaner,
+    volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;
@@ -109,9 +111,12 @@ const CACHED: &[Kind] = &[
     Kind::StorageClass,
     Kind::ResourceQuota,
     Kind::Secret,
+    Kind::ServiceAccount,
+    Kind::ConfigMap,
     Kind::Ingress,
     Kind::IngressClass,
     Kind::ClusterRole,
+    Kind::CertificateSigningRequest,
 ];
 
 /// Starts the cache, the scheduler and every controller on `tasks`, each
@@ -151,6 +156,13 @@ fn start_all(api: Api, store: Store, config: &Arc<ControllerConfig>, tasks: &mut
     spawn(tasks, &context, || {
         clusterroleaggregation::ClusterRoleAggregation
     });
+    spawn(tasks, &context, || serviceaccounts::DefaultServiceAccounts);
+    if config.root_ca_cert.is_some() {
+        spawn(tasks, &context, || serviceaccounts::RootCaPublisher);
+    }
+    spawn(tasks, &context, || csrapproving::CsrApproving);
+    spawn(tasks, &context, || csrsigning::CsrSigning);
+    spawn(tasks, &context, tokencleaner::TokenCleaner::default);
 }
 
 /// Runs the controllers for as long as the future is polled: at once

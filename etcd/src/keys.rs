@@ -17,6 +17,7 @@ pub const ENDPOINTS: &str = "/registry/services/endpoints";
 pub const ENDPOINT_SLICES: &str = "/registry/endpointslices";
 pub const CONFIG_MAPS: &str = "/registry/configmaps";
 pub const SECRETS: &str = "/registry/secrets";
+pub const SERVICE_ACCOUNTS: &str = "/registry/serviceaccounts";
 pub const EVENTS: &str = "/registry/events";
 /// `events.k8s.io` Events are stored apart from core Events.
 pub const EVENTS_K8S_IO: &str = "/registry/events.k8s.io/events";
@@ -42,6 +43,7 @@ pub const ROLES: &str = "/registry/roles";
 pub const CLUSTER_ROLES: &str = "/registry/clusterroles";
 pub const ROLE_BINDINGS: &str = "/registry/rolebindings";
 pub const CLUSTER_ROLE_BINDINGS: &str = "/registry/clusterrolebindings";
+pub const CERTIFICATE_SIGNING_REQUESTS: &str = "/registry/certificatesigningrequests";
 
 /// skiff's own records next to the objects: one key per allocated
 /// ClusterIP, NodePort or LoadBalancer IP, `<base>/<pool>/<value>`.

@@ -239,6 +239,31 @@ pub struct Args {
     #[arg(long, env = "SKIFF_CLIENT_CA_FILE")]
     pub client_ca_file: Option<PathBuf>,
 
+    /// The node's own kubeconfig, a client certificate for
+    /// `system:node:<node-name>` (the kubelet's --kubeconfig): with it the
+    /// Node and the Lease are written through the API server, else straight
+    /// to etcd. Made with --bootstrap-kubeconfig when missing, and renewed
+    /// with it when its certificate has a fifth of its life left; the key
+    /// and certificate go to <state-dir>/pki.
+    #[arg(
+        long,
+        env = "SKIFF_KUBECONFIG",
+        value_name = "FILE",
+        requires = "run_pods"
+    )]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// A kubeconfig with a bootstrap token (the kubelet's
+    /// --bootstrap-kubeconfig): it asks the API server for the node's
+    /// client certificate.
+    #[arg(
+        long,
+        env = "SKIFF_BOOTSTRAP_KUBECONFIG",
+        value_name = "FILE",
+        requires = "kubeconfig"
+    )]
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+
     /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
     /// address is the pods' gateway and must be --pod-bridge's.
     #[arg(long, env = "SKIFF_POD_CIDR")]

@@ -5,6 +5,7 @@
 //! and runs the pods bound to it; its DNS server (`dns`) answers the
 //! cluster's names, and its Ingress proxy (`ingress`) serves the
 //! cluster's Ingresses on the node's address.
+mod apiserver;
 mod cli;
 mod dns;
 mod ingress;
@@ -225,6 +226,13 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval.max(0.1)),
+        api: args
+            .kubeconfig
+            .clone()
+            .map(|kubeconfig| apiserver::ApiCredentials {
+                kubeconfig,
+                bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
+            }),
     })
 }
 

@@ -20,6 +20,7 @@ use skiff_tests::{
 };
 
 use crate::cluster_files::{control_planes_dir, member_control_name, member_etcd_name};
+use crate::node_credentials;
 
 /// The kubeconfig `up` writes, naming the one address
 /// ([`write_kubeconfig`]).
@@ -42,6 +43,17 @@ pub fn write_kubeconfig() -> anyhow::Result<PathBuf> {
 /// The cluster CA the members share, for the agents' kubelet API.
 pub fn cluster_ca() -> PathBuf {
     skiff_tests::cluster_ca_path(&member_dir(&control_planes_dir(), 1))
+}
+
+/// The nodes' bootstrap token, which the first member keeps.
+pub fn bootstrap_token_file() -> PathBuf {
+    node_credentials::token_file(&member_dir(&control_planes_dir(), 1))
+}
+
+/// The first member's API server, where the agents bootstrap and then
+/// write their Node and Lease.
+pub fn first_member_url(hosts: &[Host]) -> String {
+    format!("https://{}:{API_PORT}", hosts[0].ip())
 }
 
 /// Each member's etcd, then its skiff-control, `cp1` first: a member
@@ -81,7 +93,15 @@ pub fn member_components(
             command: Box::new({
                 let (host, member, all) = (host.clone(), member.clone(), hosts.to_vec());
                 let node_ips = node_ips.to_vec();
-                move || control_command(&host, &member, &all, &node_ips, &[])
+                let flags = if at == 0 {
+                    node_credentials::control_args(&member)
+                } else {
+                    Vec::new()
+                };
+                move || {
+                    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                    control_command(&host, &member, &all, &node_ips, &flags)
+                }
             }),
             // The next member's etcd waits for this server (it joins
             // through it), unless every member has joined before: then

@@ -11,6 +11,7 @@ mod cluster_files;
 mod fuzz_cmd;
 mod ha_cluster;
 mod images_cmd;
+mod node_credentials;
 mod pods_ready;
 mod setup;
 mod sh;

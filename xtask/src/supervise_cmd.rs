@@ -22,6 +22,7 @@ use crate::cluster_files::{
     kept_control_plane_count,
 };
 use crate::ha_cluster;
+use crate::node_credentials;
 
 /// skiff-control's API port on the control-plane address.
 pub const API_PORT: u16 = 6443;
@@ -81,7 +82,12 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
             name: CONTROL.to_owned(),
             command: Box::new({
                 let endpoints = [etcd.local_endpoint()];
-                move || control_command(api_addr(), &endpoints, &control_data_dir(), &[])
+                move || {
+                    let data_dir = control_data_dir();
+                    let flags = node_credentials::control_args(&data_dir);
+                    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+                    control_command(api_addr(), &endpoints, &data_dir, &flags)
+                }
             }),
             cgroup: Some(cluster_cgroup.join(CONTROL)),
             ready: Box::new(|| answers(api_addr()) && kubeconfig().exists()),
@@ -96,7 +102,13 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
             command: Box::new(move || {
                 let mut command = agent_command(&node, &endpoints)?;
                 let ca = cluster_ca_path(&control_data_dir());
-                command.args(run_pods_args(&node, &agent_state_dir(node.name()), &ca));
+                let state_dir = agent_state_dir(node.name());
+                command.args(run_pods_args(&node, &state_dir, &ca));
+                let token = node_credentials::token_file(&control_data_dir());
+                let server = format!("https://{}", api_addr());
+                command.args(node_credentials::agent_args(
+                    &state_dir, &token, &ca, &server,
+                )?);
                 Ok(command)
             }),
             // Its own, outside the node's: the agent's connections need no
@@ -126,17 +138,26 @@ fn supervise_ha(
     let node_ips: Vec<Ipv4Addr> = nodes.iter().map(|node| node.ip()).collect();
     let mut components = ha_cluster::member_components(&hosts, &node_ips, cluster_cgroup);
     let endpoints = skiff_tests::control_planes::etcd_endpoints(&hosts);
+    let server = ha_cluster::first_member_url(&hosts);
     for node in nodes {
         let name = agent_name(node.name());
         let cgroup = cluster_cgroup.join(&name);
         let endpoints = endpoints.clone();
+        let server = server.clone();
         components.push(Component {
             name,
             command: Box::new(move || {
                 let mut command = agent_command(&node, &endpoints)?;
                 command.args(ha_cluster::agent_etcd_tls_args());
                 let ca = ha_cluster::cluster_ca();
-                command.args(run_pods_args(&node, &agent_state_dir(node.name()), &ca));
+                let state_dir = agent_state_dir(node.name());
+                command.args(run_pods_args(&node, &state_dir, &ca));
+                command.args(node_credentials::agent_args(
+                    &state_dir,
+                    &ha_cluster::bootstrap_token_file(),
+                    &ca,
+                    &server,
+                )?);
                 Ok(command)
             }),
             cgroup: Some(cgroup),

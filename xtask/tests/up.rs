@@ -262,6 +262,40 @@ fn assert_service_traffic(cluster: &LocalCluster, echo_ip: &str) {
     }
 }
 
+/// Each agent bootstrapped its client certificate with the bootstrap
+/// token (an issued CertificateSigningRequest for `system:node:<name>`
+/// from a `system:bootstrap:` user) and writes its Node through the API
+/// (the Node's `/status` writes are recorded in its managedFields, which
+/// an etcd write never has).
+fn assert_nodes_have_their_own_identity(cluster: &LocalCluster) {
+    let requests = cluster.get("csr");
+    let nodes = cluster.get("nodes");
+    assert!(!nodes.is_empty(), "no Nodes");
+    let bootstrapped = requests
+        .iter()
+        .filter(|csr| {
+            csr["spec"]["username"]
+                .as_str()
+                .is_some_and(|user| user.starts_with("system:bootstrap:"))
+                && csr["status"]["certificate"].is_string()
+        })
+        .count();
+    assert!(
+        bootstrapped >= nodes.len(),
+        "fewer issued bootstrap requests than Nodes: {requests:#?}"
+    );
+    for node in &nodes {
+        let name = node["metadata"]["name"].as_str().unwrap();
+        let through_status = node["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|fields| fields.iter().any(|f| f["subresource"] == "status"));
+        assert!(
+            through_status,
+            "Node {name} was not written through /status: {node:#}"
+        );
+    }
+}
+
 #[test]
 fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
     let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
@@ -276,6 +310,7 @@ fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
     assert_eq!(ips_before.len(), 7, "the examples' pods: {ips_before:?}");
     let echo_ip = cluster_ip(&cluster, "echo");
     assert_service_traffic(&cluster, &echo_ip);
+    assert_nodes_have_their_own_identity(&cluster);
 
     let took = kill_and_see_it_back("control");
     wait_for("skiff-control to serve again", || cluster.api_answers());

@@ -1,10 +1,12 @@
 //! The admission plugins that look at other objects of the namespace, run
 //! by the generic create and update paths after the kind's own strategy
 //! (as kube-apiserver runs its plugins for every resource): LimitRanger
-//! (`limits`) and ResourceQuota (`quota`, over `usage`).
+//! (`limits`), ServiceAccount (`serviceaccount`) and ResourceQuota
+//! (`quota`, over `usage`).
 
 pub mod limits;
 pub mod quota;
+pub mod serviceaccount;
 pub mod usage;
 
 use serde_json::Value;
@@ -55,7 +57,7 @@ async fn list(store: &Store, base: &str, namespace: &str) -> Result<Vec<Value>, 
 }
 
 /// Mutating admission of a new object: a pod's containers get the
-/// namespace's LimitRange defaults.
+/// namespace's LimitRange defaults, and its ServiceAccount's token.
 pub async fn mutate(
     store: &Store,
     subject: &Subject<'_>,
@@ -64,6 +66,51 @@ pub async fn mutate(
     if subject.is("pods") {
         let ranges = list(store, keys::LIMIT_RANGES, subject.namespace).await?;
         limits::default_pod(object, &ranges);
+        admit_service_account(store, subject, object).await?;
+    }
+    Ok(())
+}
+
+/// The ServiceAccount plugin: the pod's account must exist; its token is
+/// mounted unless automounting is off.
+async fn admit_service_account(
+    store: &Store,
+    subject: &Subject<'_>,
+    pod: &mut Value,
+) -> Result<(), Refusal> {
+    let name = serviceaccount::default_account(pod);
+    let key = object_key(keys::SERVICE_ACCOUNTS, Some(subject.namespace), &name);
+    // As kube's plugin: the default account of a new namespace is the
+    // controller's to create, so it is looked up ten times, 100-200 ms
+    // apart, before the pod is refused.
+    let attempts = if name == serviceaccount::DEFAULT_SERVICE_ACCOUNT {
+        10
+    } else {
+        1
+    };
+    let interval = std::time::Duration::from_millis(rand::random_range(100..200));
+    let mut found = None;
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            tokio::time::sleep(interval).await;
+        }
+        match store.get(&key).await {
+            Ok(account) => {
+                found = Some(account);
+                break;
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let Some(account) = found else {
+        return Err(subject.forbidden(&format!(
+            "error looking up service account {}/{name}: serviceaccount \"{name}\" not found",
+            subject.namespace
+        )));
+    };
+    if serviceaccount::automounts(pod, &account) {
+        serviceaccount::mount_token(pod, crate::validation::random_suffix);
     }
     Ok(())
 }

@@ -86,11 +86,25 @@ fn resource_discovery(resource: &Resource) -> Value {
             "verbs": ["create"],
         }));
     }
+    if resource.serves(Subresource::Token) {
+        subresources.push(json!({
+            "subresource": "token",
+            "responseKind": { "group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest" },
+            "verbs": ["create"],
+        }));
+    }
     if resource.serves(Subresource::Finalize) {
         subresources.push(json!({
             "subresource": "finalize",
             "responseKind": kind,
             "verbs": ["update"],
+        }));
+    }
+    if resource.serves(Subresource::Approval) {
+        subresources.push(json!({
+            "subresource": "approval",
+            "responseKind": kind,
+            "verbs": STATUS_VERBS,
         }));
     }
     let mut entry = json!({

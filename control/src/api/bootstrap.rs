@@ -1,8 +1,9 @@
 //! The objects every cluster has, created by the server at start-up when
 //! missing: the system namespaces, the default StorageClass, the default
 //! IngressClass `skiff` with its Service `kube-system/skiff-ingress`, the
-//! `kubernetes` Service, the cluster DNS Service `kube-system/kube-dns` and
-//! the default RBAC roles and bindings.
+//! `kubernetes` Service, the cluster DNS Service `kube-system/kube-dns`,
+//! the default RBAC roles and bindings and, when asked, the nodes'
+//! bootstrap token.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use super::registry::{self, SYSTEM_NAMESPACES};
 use super::{Api, ApiError, objects};
 use crate::alloc::{kube_dns_service_ip, kubernetes_service_ip};
 use crate::authz::{RBAC_GROUP, bootstrap};
+use crate::bootstrap_token::{self, Token};
 use crate::kinds::{
     DEFAULT_CLASS_ANNOTATION, DEFAULT_INGRESS_CLASS_ANNOTATION, INGRESS_SERVICE_NAME,
     INGRESS_SERVICE_NAMESPACE, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, SKIFF_INGRESS_CLASS,
@@ -43,8 +45,29 @@ impl Api {
                 Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
                 Err(error) => return Err(ApiError::from_store(error, namespaces, name)),
             }
+            self.ensure_default_service_account(name).await?;
         }
         Ok(())
+    }
+
+    /// The `default` ServiceAccount of a system namespace, which pods
+    /// there run as, present before the first pod even without the
+    /// controllers (whose serviceaccount controller fills in the other
+    /// namespaces).
+    async fn ensure_default_service_account(&self, namespace: &str) -> Result<(), ApiError> {
+        let accounts =
+            registry::find("", "v1", "serviceaccounts").expect("service accounts are in the table");
+        let mut account = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": { "name": "default", "namespace": namespace },
+        });
+        objects::prepare_create(&mut account, accounts)?;
+        let key = object_key(accounts.storage, Some(namespace), "default");
+        match self.store.create(&key, &account).await {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(error) => Err(ApiError::from_store(error, accounts, "default")),
+        }
     }
 
     /// Creates the StorageClass `local-path` when missing: the default
@@ -129,6 +152,16 @@ impl Api {
     }
 
     /// Creates `object` as the server, unless it exists.
+    /// Creates the Secret that makes `token` a bootstrap token, when
+    /// missing.
+    pub async fn ensure_bootstrap_token(&self, token: &Token) -> Result<(), ApiError> {
+        let secrets = registry::find("", "v1", "secrets").expect("secrets are in the table");
+        let secret =
+            token.secret("the nodes' bootstrap token (skiff-control --bootstrap-token-file)");
+        self.create_unless_present(secrets, Some(bootstrap_token::NAMESPACE), secret)
+            .await
+    }
+
     async fn create_unless_present(
         &self,
         resource: &'static registry::Resource,

@@ -103,6 +103,17 @@ fn resources(group: &str, version: &str) -> Value {
                 "verbs": ["create"],
             }));
         }
+        if resource.serves(Subresource::Token) {
+            list.push(json!({
+                "name": format!("{}/token", resource.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
+            }));
+        }
         if resource.serves(Subresource::Finalize) {
             list.push(json!({
                 "name": format!("{}/finalize", resource.plural),
@@ -110,6 +121,15 @@ fn resources(group: &str, version: &str) -> Value {
                 "namespaced": resource.namespaced,
                 "kind": resource.kind,
                 "verbs": ["update"],
+            }));
+        }
+        if resource.serves(Subresource::Approval) {
+            list.push(json!({
+                "name": format!("{}/approval", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": STATUS_VERBS,
             }));
         }
     }
@@ -138,6 +158,8 @@ mod tests {
             "services",
             "services/status",
             "pods/binding",
+            "serviceaccounts",
+            "serviceaccounts/token",
             "nodes/status",
             "endpoints",
             "persistentvolumes/status",
@@ -163,6 +185,7 @@ mod tests {
                 "storage.k8s.io",
                 "rbac.authorization.k8s.io",
                 "coordination.k8s.io",
+                "certificates.k8s.io",
                 "metrics.k8s.io",
                 "authentication.k8s.io",
                 "authorization.k8s.io"

@@ -10,7 +10,7 @@ use super::reply::Reply;
 use super::request::ApiRequest;
 use super::state::Api;
 use super::status::ApiError;
-use super::{aggregated_discovery, discovery, handlers, openapi};
+use super::{aggregated_discovery, discovery, handlers, openapi, token_review};
 
 impl Api {
     pub async fn handle(&self, request: ApiRequest) -> Reply {
@@ -21,6 +21,14 @@ impl Api {
     }
 
     async fn dispatch(&self, request: ApiRequest) -> Result<Reply, ApiError> {
+        if request.path == token_review::PATH {
+            if request.method != Method::POST {
+                return Err(ApiError::method_not_allowed(request.method.as_str()));
+            }
+            return self
+                .review_token(super::objects::parse_body(&request.body)?)
+                .await;
+        }
         let route = path::route(&request.path).ok_or_else(ApiError::no_route)?;
         let target = match route {
             Route::Object(target) => target,

@@ -38,6 +38,7 @@ pub(super) enum Part {
     Main,
     Status,
     Finalize,
+    Approval,
 }
 
 fn json(code: u16, body: Value) -> Result<Reply, ApiError> {
@@ -92,6 +93,14 @@ impl Handler<'_> {
                 Method::PATCH => self.patch(&name, Part::Status).await,
                 other => Err(ApiError::method_not_allowed(other.as_str())),
             },
+            (Some(name), Some("approval")) if resource.serves(Subresource::Approval) => {
+                match method {
+                    Method::GET => self.get(&name).await,
+                    Method::PUT => self.update(&name, Part::Approval).await,
+                    Method::PATCH => self.patch(&name, Part::Approval).await,
+                    other => Err(ApiError::method_not_allowed(other.as_str())),
+                }
+            }
             (Some(name), Some("finalize"))
                 if resource.serves(Subresource::Finalize) && method == Method::PUT =>
             {
@@ -101,6 +110,16 @@ impl Handler<'_> {
                 if resource.serves(Subresource::Binding) && method == Method::POST =>
             {
                 self.bind(&name).await
+            }
+            (Some(name), Some("token"))
+                if resource.serves(Subresource::Token) && method == Method::POST =>
+            {
+                let namespace = self.target.namespace.clone().unwrap_or_default();
+                let answer = self
+                    .api
+                    .request_token(&namespace, &name, self.json_body()?)
+                    .await?;
+                json(201, answer)
             }
             (Some(name), Some("log"))
                 if resource.serves(Subresource::Log) && method == Method::GET =>
@@ -126,6 +145,13 @@ impl Handler<'_> {
         table::wanted(self.request.accept.as_deref())
     }
 
+    /// Records who creates `object` where its kind keeps the requester.
+    fn record_requester(&self, object: &mut Value) {
+        if let Some(user) = &self.request.user {
+            self.resource().strategy.record_requester(object, user);
+        }
+    }
+
     /// Whether a PATCH is a server-side apply.
     fn is_apply(&self) -> bool {
         patch::is_apply(self.request.content_type.as_deref().unwrap_or_default())
@@ -137,6 +163,7 @@ impl Handler<'_> {
             Part::Main => None,
             Part::Status => Some("status"),
             Part::Finalize => Some("finalize"),
+            Part::Approval => Some("approval"),
         };
         field_manager::from_request(
             &self.query,
@@ -202,7 +229,7 @@ impl Handler<'_> {
                     .allocate(env, Some(&current), &mut updated)
                     .await
                     .map_err(|refusal| ApiError::refused(refusal, resource, name))?,
-                Part::Status | Part::Finalize => Claim::Nothing,
+                Part::Status | Part::Finalize | Part::Approval => Claim::Nothing,
             };
             let written = self
                 .api
@@ -334,7 +361,8 @@ impl Handler<'_> {
     }
 
     async fn create(&self) -> Result<Reply, ApiError> {
-        let object = self.json_body()?;
+        let mut object = self.json_body()?;
+        self.record_requester(&mut object);
         self.check_escalation(&object, None)?;
         let fields = FieldValidation::from_query(&self.query)?;
         let manager = self.manager(Operation::Update, Part::Main);
@@ -477,7 +505,8 @@ impl Handler<'_> {
         }
         match self.read(name).await {
             Err(error) if error.code == 404 => {
-                let object = field_manager::apply(None, &config, &manager, resource, force)?;
+                let mut object = field_manager::apply(None, &config, &manager, resource, force)?;
+                self.record_requester(&mut object);
                 self.check_escalation(&object, None)?;
                 let namespace = self.target.namespace.as_deref();
                 match self
@@ -645,6 +674,7 @@ fn apply_part(
         Part::Main => objects::merge_update(sent, current, resource)?,
         Part::Status => strategy.status_update(&sent, current),
         Part::Finalize => strategy.finalize_update(&sent, current),
+        Part::Approval => strategy.approval_update(&sent, current),
     };
     let warnings = fields.apply(resource, &mut updated)?;
     // The finalize strategy changes the finalizers and nothing else; the
@@ -654,7 +684,7 @@ fn apply_part(
     }
     let metadata = match part {
         Part::Main => objects::validate_updated_metadata(&updated, current)?,
-        Part::Status | Part::Finalize => Vec::new(),
+        Part::Status | Part::Finalize | Part::Approval => Vec::new(),
     };
     Refusal::combine(metadata, strategy.validate_update(env, &updated, current))
         .map_err(|refusal| ApiError::refused(refusal, resource, name))?;

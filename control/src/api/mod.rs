@@ -31,6 +31,8 @@ mod selectors;
 mod state;
 mod status;
 mod table;
+mod token_request;
+mod token_review;
 mod version;
 mod watch;
 

@@ -1,7 +1,6 @@
 //! What the server fills in or keeps on objects it is sent: identity and
 //! defaults on create, immutable metadata and status on update.
 
-use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -148,7 +147,7 @@ pub fn prepare_create(object: &mut Value, resource: &Resource) -> Result<String,
         Some(name) if !name.is_empty() => name.to_owned(),
         _ => match metadata.get("generateName").and_then(Value::as_str) {
             Some(prefix) if !prefix.is_empty() => {
-                let name = format!("{prefix}{}", random_suffix());
+                let name = format!("{prefix}{}", crate::validation::random_suffix());
                 metadata.insert("name".into(), json!(name));
                 name
             }
@@ -283,16 +282,6 @@ pub fn finalized(before: &Value, after: &Value) -> bool {
     !after["metadata"]["deletionTimestamp"].is_null()
         && has_finalizers(before)
         && !has_finalizers(after)
-}
-
-/// Five characters as kube-apiserver appends to `generateName` (no vowels,
-/// no look-alikes).
-fn random_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let mut rng = rand::rng();
-    (0..5)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-        .collect()
 }
 
 #[cfg(test)]

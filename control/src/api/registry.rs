@@ -2,7 +2,7 @@
 //! routing, OpenAPI, field validation and where each resource lives in etcd.
 
 use k8s_openapi::api::{
-    apps, batch, coordination, core, discovery, events, networking, rbac, storage,
+    apps, batch, certificates, coordination, core, discovery, events, networking, rbac, storage,
 };
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::Serialize;
@@ -10,12 +10,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_etcd::keys;
 
-use crate::kinds::DaemonSetStrategy;
+use crate::kinds::{CertificateSigningRequestStrategy, DaemonSetStrategy};
 use crate::kinds::{
     BindingStrategy, CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy,
     IngressStrategy, JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
     PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
     ReplicationControllerStrategy, ResourceQuotaStrategy, RoleStrategy, ScalableStrategy,
+    ServiceAccountStrategy,
     ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
 };
 use crate::store::encryption::StoredResource;
@@ -308,6 +309,21 @@ pub static RESOURCES: &[Resource] = &[
             Typed::of::<core::v1::ConfigMap>(),
         ),
         &["cm"],
+    ),
+    short(
+        with_strategy(
+            &ServiceAccountStrategy,
+            resource(
+                "",
+                "ServiceAccount",
+                "serviceaccounts",
+                "serviceaccount",
+                true,
+                keys::SERVICE_ACCOUNTS,
+                Typed::of::<core::v1::ServiceAccount>(),
+            ),
+        ),
+        &["sa"],
     ),
     Resource {
         fields: &[("type", &["type"])],
@@ -640,6 +656,26 @@ pub static RESOURCES: &[Resource] = &[
         keys::LEASES,
         Typed::of::<coordination::v1::Lease>(),
     ),
+    Resource {
+        // Kubernetes does not care what requests are called.
+        names: NameRule::PathSegment,
+        fields: &[("spec.signerName", &["spec", "signerName"])],
+        ..short(
+            with_strategy(
+                &CertificateSigningRequestStrategy,
+                resource(
+                    "certificates.k8s.io",
+                    "CertificateSigningRequest",
+                    "certificatesigningrequests",
+                    "certificatesigningrequest",
+                    false,
+                    keys::CERTIFICATE_SIGNING_REQUESTS,
+                    Typed::of::<certificates::v1::CertificateSigningRequest>(),
+                ),
+            ),
+            &["csr"],
+        )
+    },
 ];
 
 /// The resource `plural` of `group`/`version`.

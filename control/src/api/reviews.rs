@@ -251,6 +251,7 @@ fn reviewed_user(spec: &Value) -> User {
         name: text(&spec["user"]),
         uid: text(&spec["uid"]),
         groups: strings(&spec["groups"]),
+        extra: Default::default(),
     }
 }
 

@@ -24,6 +24,9 @@ pub struct ApiConfig {
     /// How this server connects to node agents (its kubelet-client
     /// certificate); the server sets it from its PKI at start.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// The key service-account tokens are signed and verified with; the
+    /// server sets it from its PKI at start.
+    pub service_account_keys: Option<Arc<crate::serviceaccount::Keys>>,
 }
 
 impl Default for ApiConfig {
@@ -34,6 +37,7 @@ impl Default for ApiConfig {
             network: ServiceNetwork::default(),
             kubelet_port: 10250,
             kubelet_client: None,
+            service_account_keys: None,
         }
     }
 }

@@ -99,6 +99,9 @@ fn columns(resource: &Resource) -> Vec<Column> {
         ("", "ConfigMap") => columns.push(column("Data", |o, _| {
             json!(count(&o["data"]) + count(&o["binaryData"]))
         })),
+        ("", "ServiceAccount") => {
+            columns.push(column("Secrets", |o, _| json!(items(&o["secrets"]).len())))
+        }
         ("", "Secret") => columns.extend([
             column("Type", |o, _| json!(text(&o["type"]))),
             column("Data", |o, _| json!(count(&o["data"]))),
@@ -209,6 +212,17 @@ fn columns(resource: &Resource) -> Vec<Column> {
         json!(age(&o["metadata"]["creationTimestamp"], now))
     }));
     match (resource.group, resource.kind) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => columns.extend([
+            column("SignerName", |o, _| json!(text(&o["spec"]["signerName"]))),
+            column("Requestor", |o, _| json!(text(&o["spec"]["username"]))),
+            column("RequestedDuration", |o, _| {
+                json!(match o["spec"]["expirationSeconds"].as_i64() {
+                    Some(seconds) => human_duration(seconds),
+                    None => "<none>".to_owned(),
+                })
+            }),
+            column("Condition", |o, _| json!(csr_condition(o))),
+        ]),
         ("", "Service") => columns.push(wide("Selector", |o, _| json!(selector(o)))),
         ("", "Pod") => columns.extend([
             wide("IP", |o, _| json!(or_none(text(&o["status"]["podIP"])))),
@@ -434,6 +448,23 @@ fn slice_endpoints(slice: &Value) -> String {
 }
 
 /// The age of an RFC 3339 timestamp, shortened as kubectl shows ages.
+/// A request's conditions, then `Issued` once signed; `Pending` without
+/// either (kubectl's CONDITION column).
+fn csr_condition(csr: &Value) -> String {
+    let mut states: Vec<String> = items(&csr["status"]["conditions"])
+        .iter()
+        .map(|condition| text(&condition["type"]))
+        .collect();
+    if !text(&csr["status"]["certificate"]).is_empty() {
+        states.push("Issued".to_owned());
+    }
+    if states.is_empty() {
+        "Pending".to_owned()
+    } else {
+        states.join(",")
+    }
+}
+
 fn age(timestamp: &Value, now: i64) -> String {
     let Some(created) = timestamp
         .as_str()

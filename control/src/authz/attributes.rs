@@ -298,6 +298,7 @@ mod tests {
             name: "bob".into(),
             uid: String::new(),
             groups: vec![],
+            extra: Default::default(),
         };
         let message = |method, path| {
             Attributes {

@@ -88,6 +88,7 @@ pub fn acting_user(policy: &Policy, requester: User, headers: &HeaderMap) -> Res
         name: name.clone(),
         uid: uids.first().cloned().unwrap_or_default(),
         groups: acting_groups,
+        extra: Default::default(),
     };
     Ok(if name == "system:anonymous" {
         user
@@ -115,6 +116,7 @@ mod tests {
             name: name.into(),
             uid: String::new(),
             groups: groups.iter().map(|&g| g.to_owned()).collect(),
+            extra: Default::default(),
         }
     }
 

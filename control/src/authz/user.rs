@@ -17,6 +17,8 @@ pub struct User {
     pub name: String,
     pub uid: String,
     pub groups: Vec<String>,
+    /// kube's `UserInfo.Extra` (a service account's pod and credential).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl User {

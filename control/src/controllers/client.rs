@@ -120,6 +120,13 @@ impl Client {
             .await
     }
 
+    /// PUT of `/approval`: sets the object's `status.conditions`.
+    pub async fn update_approval(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
+        let path = format!("{}/approval", object_path(kind, object));
+        self.call(Method::PUT, path, None, "application/json", Some(object))
+            .await
+    }
+
     /// PUT of `/finalize`: sets the object's `spec.finalizers`.
     pub async fn finalize(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
         let path = format!("{}/finalize", object_path(kind, object));

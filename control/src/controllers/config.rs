@@ -1,5 +1,6 @@
 //! The controllers' tunables.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,6 +36,12 @@ pub struct ControllerConfig {
     pub local_path_root: PathBuf,
     /// The image of the pods that delete those directories (it needs `rm`).
     pub local_path_helper_image: String,
+    /// The cluster CA the root-ca-cert-publisher puts in every namespace
+    /// (the API server sets it from its PKI); `None` publishes nothing.
+    pub root_ca_cert: Option<String>,
+    /// The CA the CertificateSigningRequest signer signs with; `None` signs
+    /// nothing (the server sets the cluster CA).
+    pub signing_ca: Option<SigningCa>,
 }
 
 impl Default for ControllerConfig {
@@ -54,6 +61,22 @@ impl Default for ControllerConfig {
             node_cidr_mask_size: 24,
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
+            root_ca_cert: None,
+            signing_ca: None,
         }
+    }
+}
+
+/// The cluster CA the signer signs with (PEM).
+#[derive(Clone)]
+pub struct SigningCa {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The key stays out of logs.
+impl fmt::Debug for SigningCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningCa").finish_non_exhaustive()
     }
 }

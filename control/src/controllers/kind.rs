@@ -27,9 +27,12 @@ pub enum Kind {
     StorageClass,
     ResourceQuota,
     Secret,
+    ServiceAccount,
+    ConfigMap,
     Ingress,
     IngressClass,
     ClusterRole,
+    CertificateSigningRequest,
 }
 
 impl Kind {
@@ -57,9 +60,12 @@ impl Kind {
             Self::StorageClass => keys::STORAGE_CLASSES,
             Self::ResourceQuota => keys::RESOURCE_QUOTAS,
             Self::Secret => keys::SECRETS,
+            Self::ServiceAccount => keys::SERVICE_ACCOUNTS,
+            Self::ConfigMap => keys::CONFIG_MAPS,
             Self::Ingress => keys::INGRESSES,
             Self::IngressClass => keys::INGRESS_CLASSES,
             Self::ClusterRole => keys::CLUSTER_ROLES,
+            Self::CertificateSigningRequest => keys::CERTIFICATE_SIGNING_REQUESTS,
         }
     }
 
@@ -77,6 +83,7 @@ impl Kind {
             Self::StorageClass => "/apis/storage.k8s.io/v1",
             Self::Ingress | Self::IngressClass => "/apis/networking.k8s.io/v1",
             Self::ClusterRole => "/apis/rbac.authorization.k8s.io/v1",
+            Self::CertificateSigningRequest => "/apis/certificates.k8s.io/v1",
             _ => "/api/v1",
         }
     }
@@ -104,9 +111,12 @@ impl Kind {
             Self::StorageClass => "storageclasses",
             Self::ResourceQuota => "resourcequotas",
             Self::Secret => "secrets",
+            Self::ServiceAccount => "serviceaccounts",
+            Self::ConfigMap => "configmaps",
             Self::Ingress => "ingresses",
             Self::IngressClass => "ingressclasses",
             Self::ClusterRole => "clusterroles",
+            Self::CertificateSigningRequest => "certificatesigningrequests",
         }
     }
 
@@ -119,6 +129,7 @@ impl Kind {
                 | Self::StorageClass
                 | Self::IngressClass
                 | Self::ClusterRole
+                | Self::CertificateSigningRequest
         )
     }
 

@@ -11,6 +11,8 @@ pub mod clusterroleaggregation;
 mod config;
 mod controller;
 pub mod cronjob;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -30,14 +32,18 @@ pub mod podcidr;
 pub mod protection;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod serviceaccounts;
 mod services;
 pub mod statefulset;
 pub mod storage;
+pub mod tokencleaner;
 pub mod volumebinder;
 
 pub use cache::Cache;
 pub use client::{Client, ClientError, written};
-pub use config::{ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT};
+pub use config::{
+    ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, SigningCa,
+};
 pub use controller::{Context, Controller};
 pub use error::ControllerError;
 pub use kind::Kind;

@@ -4,6 +4,7 @@
 //! is a strategy here and an entry there.
 
 mod batch;
+pub mod certificates;
 mod daemonset;
 mod default_class;
 mod deployment;
@@ -20,12 +21,14 @@ mod refusal;
 mod replication_controller;
 mod scalable;
 mod service;
+mod serviceaccount;
 mod statefulset;
 mod storage;
 mod strategy;
 mod workload;
 
 pub use batch::{CONTROLLER_UID_LABEL, CronJobStrategy, JOB_NAME_LABEL, JobStrategy, Schedule};
+pub use certificates::CertificateSigningRequestStrategy;
 pub use daemonset::{DaemonSetStrategy, IntOrPercent};
 pub use deployment::DeploymentStrategy;
 pub use env::Env;
@@ -45,6 +48,7 @@ pub use replication_controller::ReplicationControllerStrategy;
 pub use scalable::ScalableStrategy;
 pub use service::ServiceStrategy;
 pub use service::pools::{Holdings, ServiceNetwork};
+pub use serviceaccount::ServiceAccountStrategy;
 pub use statefulset::StatefulSetStrategy;
 pub use storage::{
     DEFAULT_CLASS_ANNOTATION, LOCAL_PATH_CLASS, LOCAL_PATH_PROVISIONER, PV_PROTECTION,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::env::Env;
 use super::refusal::Refusal;
+use crate::authz::User;
 
 /// A future a strategy returns from its asynchronous hooks.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -32,6 +33,11 @@ pub enum Subresource {
     /// being deleted that is left with none is removed (how a namespace's
     /// deletion ends).
     Finalize,
+    /// `/token`: issues a bound service-account token (TokenRequest).
+    Token,
+    /// `/approval`: a write there changes only `status.conditions` (how a
+    /// CertificateSigningRequest is approved or denied).
+    Approval,
 }
 
 /// What an allocation took that the stored object did not hold.
@@ -72,6 +78,14 @@ pub trait Strategy: Sync + Debug {
         updated
     }
 
+    /// The `/approval` subresource: the object to store, `current` with
+    /// the `status.conditions` that `sent` has.
+    fn approval_update(&self, sent: &Value, current: &Value) -> Value {
+        let mut updated = current.clone();
+        updated["status"]["conditions"] = sent["status"]["conditions"].clone();
+        updated
+    }
+
     /// The `/finalize` subresource: the object to store, `current` with the
     /// `spec.finalizers` that `sent` has.
     fn finalize_update(&self, sent: &Value, current: &Value) -> Value {
@@ -89,6 +103,10 @@ pub trait Strategy: Sync + Debug {
     ) -> BoxFuture<'a, Result<(), Refusal>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// On create, before the defaults: records `user`, who asks, where the
+    /// kind keeps its requester.
+    fn record_requester(&self, _object: &mut Value, _user: &User) {}
 
     /// Defaults filled in on create, before validation.
     fn prepare_for_create(&self, _object: &mut Value) {}

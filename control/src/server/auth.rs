@@ -1,13 +1,21 @@
-//! Who is asking: the subject of a verified client certificate, or the user
+//! Who is asking: the subject of a verified client certificate, the user
 //! of a bearer token from the tokens file (kube-apiserver's
-//! `--token-auth-file` format).
+//! `--token-auth-file` format), a bootstrap token's, or the service
+//! account of a bearer token the service-account key signed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use k8s_openapi::jiff::Timestamp;
+use skiff_etcd::keys;
+
 pub use crate::authz::User;
+use crate::bootstrap_token;
+use crate::serviceaccount::{Authenticator, ISSUER};
+use crate::store::{Store, object_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
@@ -70,6 +78,7 @@ impl Tokens {
                     name: name.clone(),
                     uid: uid.clone(),
                     groups,
+                    extra: BTreeMap::new(),
                 },
             );
         }
@@ -119,12 +128,13 @@ pub fn certificate_user(der: &[u8]) -> Option<User> {
         name,
         uid: String::new(),
         groups,
+        extra: BTreeMap::new(),
     })
 }
 
-/// The request's user: its certificate's, else its bearer token's; in
-/// `system:authenticated` either way, as kube-apiserver adds it.
-pub fn authenticate(
+/// The user of the certificate, else of the bearer token in the tokens
+/// file; in `system:authenticated` either way, as kube-apiserver adds it.
+fn known_user(
     certificate: Option<&User>,
     authorization: Option<&str>,
     tokens: &Tokens,
@@ -132,8 +142,66 @@ pub fn authenticate(
     if let Some(user) = certificate {
         return Some(user.clone().authenticated());
     }
-    let token = authorization?.strip_prefix("Bearer ")?.trim();
-    tokens.user(token).cloned().map(User::authenticated)
+    tokens
+        .user(bearer(authorization)?)
+        .cloned()
+        .map(User::authenticated)
+}
+
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    Some(authorization?.strip_prefix("Bearer ")?.trim())
+}
+
+/// The request's user: its certificate's, else its bearer token's (from
+/// the tokens file, else a bootstrap token's, else a service-account
+/// token for this API server's audience). `None` answers 401.
+pub async fn authenticate(
+    certificate: Option<&User>,
+    authorization: Option<&str>,
+    tokens: &Tokens,
+    service_accounts: &Authenticator,
+    store: &Store,
+) -> Option<User> {
+    if let Some(user) = known_user(certificate, authorization, tokens) {
+        return Some(user);
+    }
+    let token = bearer(authorization)?;
+    if let Some(bootstrap) = bootstrap_token::Token::parse(token) {
+        return bootstrap_user(&bootstrap, store).await;
+    }
+    match service_accounts.authenticate(token, &[ISSUER]).await {
+        Ok((identity, _)) => Some(User {
+            name: identity.name,
+            uid: identity.uid,
+            groups: identity.groups,
+            extra: identity.extra,
+        }
+        .authenticated()),
+        Err(error) => {
+            debug!(%error, "bearer token refused");
+            None
+        }
+    }
+}
+
+/// A bootstrap token's user, its Secret read from etcd.
+async fn bootstrap_user(token: &bootstrap_token::Token, store: &Store) -> Option<User> {
+    let key = object_key(
+        keys::SECRETS,
+        Some(bootstrap_token::NAMESPACE),
+        &token.secret_name(),
+    );
+    let secret = match store.get(&key).await {
+        Ok(secret) => secret,
+        Err(error) => {
+            debug!(id = token.id, %error, "bootstrap token: no Secret");
+            return None;
+        }
+    };
+    bootstrap_token::user(&secret, token, Timestamp::now())
+        .inspect_err(|refused| debug!(id = token.id, %refused, "bootstrap token refused"))
+        .ok()
+        .map(User::authenticated)
 }
 
 #[cfg(test)]
@@ -150,18 +218,19 @@ mod tests {
             Some(&User {
                 name: "alice".into(),
                 uid: "1".into(),
-                groups: vec!["dev".into(), "ops".into()]
+                groups: vec!["dev".into(), "ops".into()],
+                extra: BTreeMap::new(),
             })
         );
         assert_eq!(tokens.user("t2").unwrap().groups, Vec::<String>::new());
-        let bob = authenticate(None, Some("Bearer t2"), &tokens).unwrap();
+        let bob = known_user(None, Some("Bearer t2"), &tokens).unwrap();
         assert_eq!(
             (bob.name.as_str(), bob.groups.as_slice()),
             ("bob", &["system:authenticated".to_owned()][..])
         );
-        assert_eq!(authenticate(None, Some("Bearer nope"), &tokens), None);
-        assert_eq!(authenticate(None, Some("Basic t2"), &tokens), None);
-        assert_eq!(authenticate(None, None, &tokens), None);
+        assert_eq!(known_user(None, Some("Bearer nope"), &tokens), None);
+        assert_eq!(known_user(None, Some("Basic t2"), &tokens), None);
+        assert_eq!(known_user(None, None, &tokens), None);
 
         std::fs::write(&path, "t1,alice\n").unwrap();
         assert!(Tokens::load(&path).is_err());

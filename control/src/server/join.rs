@@ -33,8 +33,16 @@ pub const BOOTSTRAP_PATH: &str = "/v1-skiff/server-bootstrap";
 const TOKEN_PREFIX: &str = "K10";
 const TOKEN_USER: &str = "server";
 /// The files every member shares, relative to the PKI directory: the
-/// cluster CA and the etcd CA, with their keys.
-const SHARED_FILES: &[&str] = &["ca.crt", "ca.key", "etcd/ca.crt", "etcd/ca.key"];
+/// cluster CA and the etcd CA, with their keys, and the service-account
+/// signing key pair (a token any member issued verifies on every other).
+const SHARED_FILES: &[&str] = &[
+    "ca.crt",
+    "ca.key",
+    "sa.key",
+    "sa.pub",
+    "etcd/ca.crt",
+    "etcd/ca.key",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {

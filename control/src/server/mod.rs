@@ -30,7 +30,8 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
-pub use auth::{TokenFileError, Tokens, User};
+pub use crate::authz::User;
+pub use auth::{TokenFileError, Tokens};
 pub use join::{JoinError, JoinToken, token_path};
 pub use limits::{ConnectionLimits, RequestLimits};
 pub use pki::{DEFAULT_SANS, EtcdFiles, PkiError};
@@ -71,6 +72,9 @@ pub struct ServerConfig {
     /// Where the admin kubeconfig goes; default `<data-dir>/admin.kubeconfig`.
     pub kubeconfig_out: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    /// Keep a bootstrap token for nodes in this file and its Secret in
+    /// `kube-system`.
+    pub bootstrap_token_file: Option<PathBuf>,
     pub api: ApiConfig,
     /// Run the scheduler and the controllers (leader-elected when the
     /// config says so); `None` serves the API only.
@@ -98,6 +102,10 @@ pub enum ServerError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Tokens(#[from] TokenFileError),
+    #[error(transparent)]
+    ServiceAccountKey(#[from] crate::serviceaccount::KeyError),
+    #[error("the bootstrap token: {0}")]
+    BootstrapToken(#[from] crate::bootstrap_token::TokenFileError),
     #[error("connecting to etcd: {0}")]
     Store(#[from] StoreError),
     #[error("creating the system namespaces and the kubernetes Service: {0}")]
@@ -125,6 +133,8 @@ struct State {
     /// The RBAC objects every request is authorized against.
     policy: PolicyCache,
     tokens: Tokens,
+    /// Verifies bearer tokens the service-account key signed.
+    service_accounts: crate::serviceaccount::Authenticator,
     join_token: JoinToken,
     pki_dir: PathBuf,
     in_flight: limits::InFlight,
@@ -161,7 +171,19 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     let (pki, join_token) = prepared_pki(&config).await?;
     let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(&pki)?));
     let mut api_config = config.api.clone();
+    let mut controllers = config.controllers.clone();
+    if let Some(controllers) = &mut controllers {
+        controllers.signing_ca = Some(crate::controllers::SigningCa {
+            cert: pki.ca_cert.clone(),
+            key: pki.ca_key.clone(),
+        });
+    }
     api_config.kubelet_client = Some(Arc::new(tls::kubelet_client_config(&pki)?));
+    let service_account_keys = Arc::new(crate::serviceaccount::Keys::from_pem(
+        &pki.service_account_key,
+        &pki.service_account_public_key,
+    )?);
+    api_config.service_account_keys = Some(service_account_keys.clone());
     let tokens = match &config.token_file {
         Some(path) => Tokens::load(path)?,
         None => Tokens::default(),
@@ -177,6 +199,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     api.ensure_default_storage_class().await?;
     api.ensure_default_ingress_class().await?;
     api.ensure_bootstrap_policy().await?;
+    if let Some(path) = &config.bootstrap_token_file {
+        let token = crate::bootstrap_token::load_or_create(path)?;
+        api.ensure_bootstrap_token(&token).await?;
+        info!(path = %path.display(), id = token.id, "the nodes' bootstrap token");
+    }
 
     let mut bound = Vec::new();
     for &addr in &config.binds {
@@ -230,10 +257,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
             }
         }
     }
-    if let Some(controllers) = config.controllers.clone() {
+    if let Some(mut controllers) = controllers {
+        controllers.root_ca_cert = Some(pki.ca_cert.clone());
         listeners.spawn(crate::manager::run(api.clone(), store.clone(), controllers));
     }
     let state = Arc::new(State {
+        service_accounts: crate::serviceaccount::Authenticator::new(
+            service_account_keys,
+            store.clone(),
+        ),
         api,
         store,
         policy,
@@ -395,7 +427,15 @@ async fn handle(
     if let Some(response) = join::serve(&path, authorization, &state.join_token, &state.pki_dir) {
         return response;
     }
-    let Some(user) = auth::authenticate(certificate_user, authorization, &state.tokens) else {
+    let Some(user) = auth::authenticate(
+        certificate_user,
+        authorization,
+        &state.tokens,
+        &state.service_accounts,
+        &state.store,
+    )
+    .await
+    else {
         return reply(ApiError::unauthorized().into());
     };
     let user = match authorize::authorize(

@@ -1,8 +1,10 @@
 //! The cluster's certificates: a CA, the API server's serving certificate,
 //! the admin client identity and the API server's identity towards node
-//! agents (kube-apiserver's `apiserver-kubelet-client`), created on first start in the data
-//! directory and reused afterwards. CAs last ten years and leaves one, as
-//! kubeadm's; a leaf near its end is reissued from its CA at start.
+//! agents (kube-apiserver's `apiserver-kubelet-client`) and the key pair
+//! service-account tokens are signed with (kubeadm's `sa.key`/`sa.pub`),
+//! created on first start in the data directory and reused afterwards.
+//! CAs last ten years and leaves one, as kubeadm's; a leaf near its end is
+//! reissued from its CA at start.
 
 use std::fs;
 use std::io;
@@ -39,6 +41,7 @@ pub const DEFAULT_SANS: &[&str] = &[
     "kubernetes",
     "kubernetes.default",
     "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
     "10.96.0.1",
 ];
 
@@ -62,12 +65,17 @@ pub enum PkiError {
 #[derive(Debug, Clone)]
 pub struct Pki {
     pub ca_cert: String,
+    /// Signs what the CertificateSigningRequest signer issues.
+    pub ca_key: String,
     pub serving_cert: String,
     pub serving_key: String,
     pub admin_cert: String,
     pub admin_key: String,
     pub kubelet_client_cert: String,
     pub kubelet_client_key: String,
+    /// The service-account signing key (PKCS#8 P-256) and its public key.
+    pub service_account_key: String,
+    pub service_account_public_key: String,
 }
 
 /// The name node agents serve: theirs and kube-apiserver's.
@@ -131,15 +139,36 @@ pub fn load_or_create(dir: &Path, extra_sans: &[String]) -> Result<Pki, PkiError
         || client_params(KUBELET_CLIENT_NAME, "system:masters"),
         &issuer,
     )?;
+    let (service_account_key, service_account_public_key) = service_account_keys(dir)?;
     Ok(Pki {
         ca_cert,
+        ca_key,
         serving_cert,
         serving_key,
         admin_cert,
         admin_key,
         kubelet_client_cert,
         kubelet_client_key,
+        service_account_key,
+        service_account_public_key,
     })
+}
+
+/// The service-account key pair in `dir`, created when missing. Joining
+/// members copy it from the first, so every member verifies every token.
+fn service_account_keys(dir: &Path) -> Result<(String, String), PkiError> {
+    let (private, public) = (dir.join("sa.key"), dir.join("sa.pub"));
+    if private.exists() && public.exists() {
+        return Ok((read(&private)?, read(&public)?));
+    }
+    let pair = KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "the service-account key",
+        source,
+    })?;
+    let (key, public_key) = (pair.serialize_pem(), pair.public_key_pem());
+    write(&private, &key)?;
+    write(&public, &public_key)?;
+    Ok((key, public_key))
 }
 
 /// A client identity: its user name and group.
@@ -368,10 +397,18 @@ mod tests {
         assert_eq!(first.ca_cert, again.ca_cert);
         assert_eq!(first.serving_cert, again.serving_cert);
         assert_eq!(first.admin_key, again.admin_key);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &fs::metadata(dir.join("ca.key")).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o077, 0);
+        assert_eq!(first.service_account_key, again.service_account_key);
+        for key in ["ca.key", "sa.key", "sa.pub"] {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &fs::metadata(dir.join(key)).unwrap().permissions(),
+            );
+            assert_eq!(mode & 0o077, 0, "{key}");
+        }
+        crate::serviceaccount::Keys::from_pem(
+            &first.service_account_key,
+            &first.service_account_public_key,
+        )
+        .unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
 

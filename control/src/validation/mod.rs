@@ -19,7 +19,7 @@ pub use meta::{
 pub use names::{
     inclusive_range_error, is_dns1035_label, is_dns1123_label, is_dns1123_subdomain,
     is_qualified_name, is_valid_label_value, is_valid_path_segment_name, is_valid_port_name,
-    is_valid_port_num, is_wildcard_dns1123_subdomain,
+    is_valid_port_num, is_wildcard_dns1123_subdomain, random_suffix,
 };
 pub use status::{Cause, Details, InvalidStatus, invalid_status};
 pub use unknown::{UnknownField, strict_decoding_message, strip_unknown_fields};

@@ -265,6 +265,17 @@ pub fn is_valid_port_name(port: &str) -> Vec<String> {
     errs
 }
 
+/// Five characters as kube-apiserver appends to `generateName` (no vowels,
+/// no look-alikes), its `SimpleNameGenerator`.
+pub fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use tracing::info;
 
 use self::pods::{BridgeAddress, Plumbing, ipam::Cidr};
+use crate::apiserver::{self, ApiCredentials};
 
 /// What the kubelet is started with (from the agent's flags).
 #[derive(Debug, Clone)]
@@ -53,6 +54,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// Time between Node and Lease updates.
     pub heartbeat_interval: Duration,
+    /// The node's API credential: with one, the Node and the Lease go
+    /// through the API server; without, straight to etcd.
+    pub api: Option<ApiCredentials>,
 }
 
 /// Registers the node and starts running its pods, in the background.
@@ -73,6 +77,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         cluster_dns,
         cluster_domain,
         heartbeat_interval,
+        api,
     } = config;
     let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
@@ -130,6 +135,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         served,
     ));
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
+    let (api_node, api_state) = (node_name.clone(), state_dir.clone());
     let info = node::node_info(
         node_name,
         node_ip,
@@ -141,9 +147,36 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         let kv = skiff_etcd::kv::Kv::connect_retrying(&etcd).await;
         let store = store::Store::new(kv);
-        tokio::spawn(node::heartbeat(store.clone(), info, heartbeat_interval));
+        let writer = match api {
+            Some(credentials) => {
+                node::Writer::Api(connect_retrying(&credentials, &api_state, &api_node).await)
+            }
+            None => node::Writer::Etcd(Box::new(store.clone())),
+        };
+        tokio::spawn(node::heartbeat(writer, info, heartbeat_interval));
         let ctx = pods::Context::new(pods_config, store, ipam, logs, plumbing);
         pods::run(Arc::new(ctx), etcd).await;
     });
     Ok(())
+}
+
+/// How long a failed bootstrap waits before trying again.
+const API_RETRY: Duration = Duration::from_secs(10);
+
+/// The API client, waiting for the API server (and the credential's
+/// bootstrap) as the agent waits for etcd.
+async fn connect_retrying(
+    credentials: &ApiCredentials,
+    state_dir: &std::path::Path,
+    node: &str,
+) -> kube::Client {
+    loop {
+        match apiserver::connect(credentials, state_dir, node).await {
+            Ok(client) => return client,
+            Err(error) => {
+                tracing::warn!(error = format!("{error:#}"), retry_in = ?API_RETRY, "no client for the API server yet");
+                tokio::time::sleep(API_RETRY).await;
+            }
+        }
+    }
 }

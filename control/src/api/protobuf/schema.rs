@@ -293,6 +293,8 @@ fn definitions() -> serde_json::Map<String, Value> {
     add::<authorization::v1::SelfSubjectAccessReview>(&mut generator);
     add::<authorization::v1::SelfSubjectRulesReview>(&mut generator);
     add::<authentication::v1::SelfSubjectReview>(&mut generator);
+    add::<authentication::v1::TokenRequest>(&mut generator);
+    add::<authentication::v1::TokenReview>(&mut generator);
     generator.take_definitions(true)
 }
 
@@ -330,6 +332,9 @@ fn roots() -> Vec<(String, String)> {
         package("authentication.k8s.io", "v1"),
         "SelfSubjectReview".to_owned(),
     ));
+    for kind in ["TokenRequest", "TokenReview"] {
+        roots.push((package("authentication.k8s.io", "v1"), kind.to_owned()));
+    }
     roots.push((super::RUNTIME.to_owned(), "Unknown".to_owned()));
     roots
 }

@@ -13,6 +13,7 @@ fn user(name: &str, groups: &[&str]) -> User {
         name: name.into(),
         uid: String::new(),
         groups: groups.iter().map(|&g| g.to_owned()).collect(),
+        extra: Default::default(),
     }
 }
 

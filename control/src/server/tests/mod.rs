@@ -97,6 +97,7 @@ impl Cluster {
             advertise_url: None,
             kubeconfig_out: None,
             token_file: Some(token_file),
+            bootstrap_token_file: None,
             api: ApiConfig {
                 bookmark_interval: Duration::from_millis(300),
                 ..api

@@ -1,8 +1,13 @@
-//! The Node object at `/registry/minions/<node>`: created when missing,
-//! otherwise updated in place (compare-and-swap) so that fields others own
-//! (labels, taints, spec.unschedulable) survive.
+//! The Node object: created when missing, otherwise updated in place so
+//! that fields others own (labels, taints, spec.unschedulable) survive:
+//! through the API server (its spec, then its status through `/status`,
+//! each with the resourceVersion read; a conflict reads again), or straight
+//! in etcd at `/registry/minions/<node>` (compare-and-swap) for an agent
+//! without an API credential.
 use std::net::Ipv4Addr;
 
+use k8s_openapi::api::core::v1::Node;
+use kube::api::PostParams;
 use serde_json::{Value, json};
 use skiff_etcd::keys::{NODES, object_key};
 use tracing::info;
@@ -54,6 +59,69 @@ pub async fn refresh(store: &Store, info: &NodeInfo) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+/// [`refresh`] through the API server.
+pub async fn refresh_through_api(
+    client: &kube::Client,
+    info: &NodeInfo,
+) -> Result<(), kube::Error> {
+    let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+    let post = PostParams::default();
+    for _ in 0..ATTEMPTS {
+        let now = now_rfc3339();
+        let Some(stored) = nodes.get_opt(&info.name).await? else {
+            let mut node = new_node(info, &now);
+            // The server gives a new object its identity.
+            let metadata = &mut node["metadata"];
+            metadata.as_object_mut().map(|m| m.remove("uid"));
+            metadata
+                .as_object_mut()
+                .map(|m| m.remove("creationTimestamp"));
+            match nodes.create(&post, &typed(node)?).await {
+                Ok(_) => {
+                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node through the API server");
+                    return Ok(());
+                }
+                Err(error) if is_conflict(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        };
+        let mut current = serde_json::to_value(stored).map_err(kube::Error::SerdeError)?;
+        let wanted = refreshed(current.clone(), info, &now);
+        if wanted["spec"] != current["spec"] {
+            match nodes
+                .replace(&info.name, &post, &typed(wanted.clone())?)
+                .await
+            {
+                Ok(updated) => {
+                    current = serde_json::to_value(updated).map_err(kube::Error::SerdeError)?
+                }
+                Err(error) if is_conflict(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+        current["status"] = wanted["status"].clone();
+        match nodes
+            .replace_status(&info.name, &post, &typed(current)?)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(error) if is_conflict(&error) => continue,
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// `object` as the typed kind the API client sends.
+pub(super) fn typed<T: serde::de::DeserializeOwned>(object: Value) -> Result<T, kube::Error> {
+    serde_json::from_value(object).map_err(kube::Error::SerdeError)
+}
+
+/// 409: someone wrote in between (or created first); read again.
+pub(super) fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 fn new_node(info: &NodeInfo, now: &str) -> Value {

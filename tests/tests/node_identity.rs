@@ -1,0 +1,322 @@
+//! Node identities against a real skiff-control on etcd: a bootstrap token
+//! authenticates as `system:bootstrap:<id>` and an expired one does not; a
+//! bootstrapper's request for `system:node:n1`'s client certificate is
+//! approved automatically and signed, and that certificate authenticates as
+//! `system:node:n1` in `system:nodes`; requests for another signer or with
+//! server usages wait for a person, and `kubectl certificate approve|deny`
+//! decides them.
+//!
+//! Runs as root; clusters are serialised by the harness's lock.
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use skiff_tests::Testbed;
+
+const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
+
+/// A private key and a PEM request for `common_name` in `organization`.
+fn request(common_name: &str, organization: &str) -> (rcgen::KeyPair, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, organization);
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    (key, pem)
+}
+
+fn csr_manifest(name: &str, pem: &str, signer: &str, usages: &[&str]) -> String {
+    serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": { "name": name },
+        "spec": {
+            "request": STANDARD.encode(pem),
+            "signerName": signer,
+            "usages": usages,
+        },
+    })
+    .to_string()
+}
+
+/// `kubectl --kubeconfig <kubeconfig> <args>`: its stdout or its stderr.
+fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> Result<String, String> {
+    let out = skiff_tests::kubectl(kubeconfig)
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `kubectl create` of `manifest` (kept in `dir` as `<name>.json`) as
+/// the user of `kubeconfig`.
+fn create_as(kubeconfig: &Path, dir: &Path, name: &str, manifest: &str) -> Result<String, String> {
+    let file = dir.join(format!("{name}.json"));
+    std::fs::write(&file, manifest).unwrap();
+    kubectl_as(kubeconfig, &["create", "-f", file.to_str().unwrap()])
+}
+
+/// A copy of the admin kubeconfig whose user is `credentials` (kubectl
+/// `config set-credentials` flags).
+fn kubeconfig_with(admin: &Path, dir: &Path, name: &str, credentials: &[&str]) -> PathBuf {
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::copy(admin, &path).unwrap();
+    let mut args = vec!["config", "set-credentials", name];
+    args.extend(credentials);
+    kubectl_as(&path, &args).unwrap();
+    kubectl_as(
+        &path,
+        &["config", "set-context", "--current", "--user", name],
+    )
+    .unwrap();
+    path
+}
+
+fn csr(testbed: &Testbed, name: &str) -> Value {
+    testbed.kubectl_json(&["get", "csr", name])
+}
+
+/// Polls `name` until `done` holds for it.
+fn wait_for_csr(testbed: &Testbed, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = csr(testbed, name);
+        if done(&current) {
+            return current;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never {what}: {current:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn condition<'a>(csr: &'a Value, kind: &str) -> Option<&'a Value> {
+    csr["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+fn issued(csr: &Value) -> bool {
+    csr["status"]["certificate"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty())
+}
+
+#[test]
+fn bootstrap_tokens_and_node_client_certificates() {
+    let dir = std::env::temp_dir().join(format!("skiff-node-identity-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("bootstrap-token");
+    let mut testbed = Testbed::start(1).unwrap();
+    let admin = testbed
+        .start_control(&[
+            "--leader-elect=false",
+            "--bootstrap-token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .unwrap();
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (id, _) = token.split_once('.').unwrap();
+    let secret = testbed.kubectl_json(&[
+        "-n",
+        "kube-system",
+        "get",
+        "secret",
+        &format!("bootstrap-token-{id}"),
+    ]);
+    assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
+
+    // An expired token, made as kubeadm makes one.
+    let expired_secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "bootstrap-token-zzzzzz", "namespace": "kube-system" },
+        "type": "bootstrap.kubernetes.io/token",
+        "data": {
+            "token-id": STANDARD.encode("zzzzzz"),
+            "token-secret": STANDARD.encode("0123456789abcdef"),
+            "expiration": STANDARD.encode("2020-01-01T00:00:00Z"),
+            "usage-bootstrap-authentication": STANDARD.encode("true"),
+        },
+    });
+    testbed.kubectl_ok(&["create", "-f", "-"], &expired_secret.to_string());
+    let expired = kubeconfig_with(
+        &admin,
+        &dir,
+        "expired",
+        &["--token", "zzzzzz.0123456789abcdef"],
+    );
+    let refused = kubectl_as(&expired, &["get", "--raw", "/api"]).unwrap_err();
+    assert!(refused.contains("Unauthorized"), "{refused}");
+    // The token cleaner deletes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while testbed
+        .run_kubectl(
+            &[
+                "-n",
+                "kube-system",
+                "get",
+                "secret",
+                "bootstrap-token-zzzzzz",
+            ],
+            "",
+        )
+        .is_ok()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the expired token's Secret stays"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let bootstrap = kubeconfig_with(&admin, &dir, "bootstrap", &["--token", &token]);
+    // Requests that wait for a person, made before the one approved at
+    // once: when that one is approved, the approver has seen these.
+    let (_, alice) = request("alice", "dev");
+    create_as(
+        &bootstrap,
+        &dir,
+        "alice",
+        &csr_manifest("alice", &alice, CLIENT_SIGNER, &["client auth"]),
+    )
+    .unwrap();
+    let (_, serving) = request("system:node:n1", "system:nodes");
+    create_as(
+        &bootstrap,
+        &dir,
+        "n1-serving",
+        &csr_manifest(
+            "n1-serving",
+            &serving,
+            KUBELET_SIGNER,
+            &["digital signature", "server auth"],
+        ),
+    )
+    .unwrap();
+    let (key, n1) = request("system:node:n1", "system:nodes");
+    create_as(
+        &bootstrap,
+        &dir,
+        "n1",
+        &csr_manifest(
+            "n1",
+            &n1,
+            KUBELET_SIGNER,
+            &["digital signature", "key encipherment", "client auth"],
+        ),
+    )
+    .unwrap();
+
+    let approved = wait_for_csr(&testbed, "n1", "issued", issued);
+    assert_eq!(
+        approved["spec"]["username"],
+        format!("system:bootstrap:{id}")
+    );
+    assert!(
+        approved["spec"]["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&"system:bootstrappers".into()),
+        "{approved:#}"
+    );
+    let approval = condition(&approved, "Approved").expect("approved");
+    assert_eq!(approval["reason"], "AutoApproved");
+    assert_eq!(approval["status"], "True");
+    for waiting in ["alice", "n1-serving"] {
+        let pending = csr(&testbed, waiting);
+        assert!(pending["status"]["conditions"].is_null(), "{pending:#}");
+    }
+    let listed = testbed.kubectl_ok(&["get", "csr", "n1"], "");
+    assert!(listed.contains("Approved,Issued"), "{listed}");
+
+    // The issued certificate authenticates the node.
+    let cert = STANDARD
+        .decode(approved["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    let (cert_file, key_file) = (dir.join("n1.crt"), dir.join("n1.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let node = kubeconfig_with(
+        &admin,
+        &dir,
+        "node",
+        &[
+            "--client-certificate",
+            cert_file.to_str().unwrap(),
+            "--client-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    // A renewal by the node itself is approved too; its spec shows who
+    // asked.
+    let (_, renewal) = request("system:node:n1", "system:nodes");
+    create_as(
+        &node,
+        &dir,
+        "n1-renewal",
+        &csr_manifest(
+            "n1-renewal",
+            &renewal,
+            KUBELET_SIGNER,
+            &["digital signature", "client auth"],
+        ),
+    )
+    .unwrap();
+    let renewed = wait_for_csr(&testbed, "n1-renewal", "issued", issued);
+    assert_eq!(renewed["spec"]["username"], "system:node:n1");
+    assert_eq!(renewed["spec"]["groups"][0], "system:nodes");
+    assert!(
+        condition(&renewed, "Approved").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("self")
+    );
+
+    // A person decides the others.
+    testbed.kubectl_ok(&["certificate", "approve", "alice"], "");
+    let alice = wait_for_csr(&testbed, "alice", "issued", issued);
+    assert_eq!(
+        condition(&alice, "Approved").unwrap()["reason"],
+        "KubectlApprove"
+    );
+    testbed.kubectl_ok(&["certificate", "deny", "n1-serving"], "");
+    let denied = wait_for_csr(&testbed, "n1-serving", "denied", |c| {
+        condition(c, "Denied").is_some()
+    });
+    assert!(!issued(&denied));
+
+    // Bad requests are refused naming the field.
+    let refused = create_as(
+        &admin,
+        &dir,
+        "bad",
+        &csr_manifest("bad", "not a request", "", &[]),
+    )
+    .unwrap_err();
+    assert!(
+        refused.contains("spec.request: Invalid value")
+            && refused.contains("spec.usages: Required value")
+            && refused.contains("spec.signerName: Required value"),
+        "{refused}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
