@@ -203,6 +203,7 @@ pub fn user(secret: &Value, token: &Token, now: Timestamp) -> Result<User, Refus
         name: format!("{USER_PREFIX}{}", token.id),
         uid: String::new(),
         groups: groups(secret)?,
+        extra: Default::default(),
     })
 }
 

@@ -34,7 +34,11 @@ impl Strategy for CertificateSigningRequestStrategy {
         spec.insert("username".into(), json!(user.name));
         spec.insert("uid".into(), json!(user.uid));
         spec.insert("groups".into(), json!(user.groups));
-        spec.remove("extra");
+        if user.extra.is_empty() {
+            spec.remove("extra");
+        } else {
+            spec.insert("extra".into(), json!(user.extra));
+        }
     }
 
     fn prepare_for_update(&self, object: &mut Value, old: &Value) {
@@ -136,6 +140,7 @@ mod tests {
             name: "system:bootstrap:abcdef".into(),
             uid: String::new(),
             groups: vec!["system:bootstrappers".into()],
+            extra: Default::default(),
         };
         CertificateSigningRequestStrategy.record_requester(&mut csr, &user);
         assert_eq!(
