@@ -37,6 +37,7 @@ const EVENTS: &str = "events.k8s.io";
 const NETWORKING: &str = "networking.k8s.io";
 const AUTHENTICATION: &str = "authentication.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
+const CERTIFICATES: &str = "certificates.k8s.io";
 
 fn rule(verbs: &[&str], group: &str, resources: &[&str]) -> PolicyRule {
     PolicyRule::resources(verbs, &[group], resources)
@@ -272,7 +273,22 @@ pub fn cluster_roles() -> Vec<Value> {
                     COORDINATION,
                     &["leases"],
                 ),
+                rule(
+                    &["create", "get", "list", "watch"],
+                    CERTIFICATES,
+                    &["certificatesigningrequests"],
+                ),
+                rule(&["create"], CORE, &["serviceaccounts/token"]),
             ],
+        ),
+        cluster_role(
+            "system:node-bootstrapper",
+            &[],
+            vec![rule(
+                &["create", "get", "list", "watch"],
+                CERTIFICATES,
+                &["certificatesigningrequests"],
+            )],
         ),
         cluster_role(
             "system:node-proxier",
@@ -356,6 +372,12 @@ pub fn cluster_role_bindings() -> Vec<Value> {
         // Nodes are authorized by kube's Node authorizer; the binding
         // exists, without subjects, as kube-apiserver leaves it.
         binding("system:node", json!([])),
+        // What kubeadm binds as `kubeadm:kubelet-bootstrap`: a bootstrap
+        // token may ask for the node's first certificate, and nothing more.
+        binding(
+            "system:node-bootstrapper",
+            json!([group(crate::bootstrap_token::GROUP)]),
+        ),
         binding("system:node-proxier", json!([user("system:kube-proxy")])),
         binding(
             "system:kube-scheduler",
