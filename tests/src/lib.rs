@@ -38,6 +38,7 @@ mod netns;
 mod objects;
 mod prefix;
 mod process;
+mod python;
 mod safety;
 mod scratch;
 mod store;
@@ -76,6 +77,7 @@ pub use objects::{
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;
+pub use python::run_python_script;
 pub use scratch::ScratchDir;
 pub use store::Store;
 pub use supervisor::{CommandBuilder, Component, SupervisorDirs, supervise};

@@ -6,10 +6,8 @@
 //! (`tests/python/api_verbs.py`).
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::path::Path;
-use std::process::Command;
 
-use skiff_tests::Testbed;
+use skiff_tests::{Testbed, run_python_script};
 
 /// One object of `kind` named `name`, as YAML for `kubectl create -f -`.
 fn manifest(kind: &str, name: &str) -> String {
@@ -68,21 +66,6 @@ fn bad_names_are_refused_for_every_kind_and_python_deletes_every_kind() {
         .run_kubectl(&["create", "-f", "-"], &manifest("ConfigMap", "web.v1"))
         .unwrap();
 
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = manifest_dir.join("../target/kubectl-venv/bin/python");
-    let script = manifest_dir.join("python/api_verbs.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&kubeconfig)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", python.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_python_script("api_verbs.py", &[&kubeconfig]);
     assert!(stdout.contains("python client: all deletes decoded"));
 }

@@ -8,13 +8,13 @@
 //! or a role, nor impersonate; the Python `kubernetes` client gets its 403
 //! (`tests/python/rbac.py`).
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use skiff_tests::{
     Etcd, ProcessGuard, Store, control_command, eventually, free_local_bind, kubeconfig_path,
-    kubectl, wait_for_api,
+    kubectl, run_python_script, wait_for_api,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -379,21 +379,7 @@ fn rbac_refuses_grants_and_answers_like_kube_apiserver() {
         &["create", "secret", "generic", "s1", "-n", "default"],
         None,
     );
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = manifest_dir.join("../target/kubectl-venv/bin/python");
-    let script = manifest_dir.join("python/rbac.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&bob)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", python.display()));
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{} failed:\n{printed}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = run_python_script("rbac.py", &[&bob]);
     assert!(printed.contains("python client: 403 Forbidden for bob"));
 }
 

@@ -6,12 +6,10 @@
 //! ServiceAccount admission plugin (`tests/python/service_accounts.py`).
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use skiff_tests::Testbed;
+use skiff_tests::{Testbed, run_python_script};
 
 const NAMESPACE: &str = "sa-test";
 
@@ -75,23 +73,9 @@ fn tokens_authenticate_their_service_account() {
         "{short:#}"
     );
 
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = manifest_dir.join("../target/kubectl-venv/bin/python");
-    let script = manifest_dir.join("python/service_accounts.py");
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&kubeconfig)
-        .arg(NAMESPACE)
-        .arg(token)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run {}: {err}", python.display()));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "{} failed:\n{stdout}\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_python_script(
+        "service_accounts.py",
+        &[kubeconfig.as_os_str(), NAMESPACE.as_ref(), token.as_ref()],
     );
     assert!(stdout.contains("python client: service-account tokens checked"));
 }

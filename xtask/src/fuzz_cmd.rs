@@ -38,7 +38,7 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
             args.seconds
         );
         let started = Instant::now();
-        let result = sh::run(&mut fuzz_run(root, target, args.seconds));
+        let result = sh::run(&mut fuzz_run(root, target, args.seconds)?);
         let found: Vec<PathBuf> = artifacts(root, target)?
             .into_iter()
             .filter(|path| !before.contains(path))
@@ -67,20 +67,25 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
     Ok(())
 }
 
-/// `cargo fuzz run TARGET fuzz/corpus/TARGET` with the pinned nightly,
-/// stopping after `seconds`. New inputs go to the corpus directory, which
-/// the repository seeds; crashes to `fuzz/artifacts/TARGET/`.
-fn fuzz_run(root: &Path, target: &str, seconds: u64) -> std::process::Command {
-    let corpus = root.join("fuzz/corpus").join(target);
+/// `cargo fuzz run TARGET <working corpus> fuzz/corpus/TARGET` with the
+/// pinned nightly, stopping after `seconds`. libFuzzer writes new inputs
+/// into the first directory only: that is a working copy under
+/// `fuzz/target/` (ignored by git), so a run reads the seeds the repository
+/// keeps without changing them. Crashes go to `fuzz/artifacts/TARGET/`.
+fn fuzz_run(root: &Path, target: &str, seconds: u64) -> Result<std::process::Command> {
+    let working = root.join("fuzz/target/corpus").join(target);
+    std::fs::create_dir_all(&working).with_context(|| format!("create {}", working.display()))?;
+    let seeds = root.join("fuzz/corpus").join(target);
     let mut command = sh::cmd("rustup");
     command
         .current_dir(root)
         .env("CARGO_INCREMENTAL", "0")
         .args(["run", EBPF_TOOLCHAIN.trim(), "cargo", "fuzz", "run", target])
-        .arg(corpus)
+        .arg(working)
+        .arg(seeds)
         .arg("--")
         .arg(format!("-max_total_time={seconds}"));
-    command
+    Ok(command)
 }
 
 /// The crash, leak and timeout reproducers of `target` so far.
