@@ -5,9 +5,10 @@
 
 use std::sync::LazyLock;
 
+use json_strategies::{mutate, value};
 use proptest::prelude::*;
 use serde::Deserialize as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::objects::check_new_object;
 use super::protobuf;
@@ -64,49 +65,6 @@ fn resource_of(object: &Value) -> &'static Resource {
 fn check(resource: &Resource, content_type: Option<&str>, body: &[u8]) -> Result<Value, u16> {
     let namespace = resource.namespaced.then_some("default");
     check_new_object(&ENV, resource, namespace, content_type, body).map_err(|error| error.code)
-}
-
-/// Any JSON value, for the fields a mutation writes.
-fn value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|n| json!(n)),
-        "\\PC{0,12}".prop_map(Value::String),
-        "[a-z0-9./-]{0,70}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 16, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z]{1,12}", inner, 0..3)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
-        ]
-    })
-}
-
-/// Writes `new` at the place `choices` picks in `object`: descending into
-/// objects and arrays while there are choices left.
-fn mutate(object: &mut Value, choices: &[usize], new: Value) {
-    let Some((&choice, rest)) = choices.split_first() else {
-        *object = new;
-        return;
-    };
-    match object {
-        Value::Object(map) if !map.is_empty() => {
-            let key = map
-                .keys()
-                .nth(choice % map.len())
-                .cloned()
-                .expect("in range");
-            mutate(map.get_mut(&key).expect("present"), rest, new);
-        }
-        Value::Array(items) if !items.is_empty() => {
-            let len = items.len();
-            mutate(&mut items[choice % len], rest, new);
-        }
-        _ => *object = new,
-    }
 }
 
 proptest! {

@@ -4,11 +4,11 @@
 
 use std::net::Ipv4Addr;
 
+use json_strategies::{mutate, value};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proptest::prelude::*;
-use serde_json::{Value, json};
 
 use super::*;
 use crate::proxy::cluster::protocol::Protocol;
@@ -138,47 +138,6 @@ fn usable(conditions: &EndpointConditions) -> Option<Usable> {
         Some(Usable::ServingTerminating)
     } else {
         None
-    }
-}
-
-/// Any JSON value, for the fields a mutation writes.
-fn value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        "\\PC{0,10}".prop_map(Value::String),
-        "[0-9./]{0,18}".prop_map(Value::String),
-    ];
-    leaf.prop_recursive(3, 12, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z]{1,10}", inner, 0..3)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
-        ]
-    })
-}
-
-/// Writes `new` at the place `choices` picks in `object`.
-fn mutate(object: &mut Value, choices: &[usize], new: Value) {
-    let Some((&choice, rest)) = choices.split_first() else {
-        *object = new;
-        return;
-    };
-    match object {
-        Value::Object(map) if !map.is_empty() => {
-            let key = map
-                .keys()
-                .nth(choice % map.len())
-                .cloned()
-                .expect("in range");
-            mutate(map.get_mut(&key).expect("present"), rest, new);
-        }
-        Value::Array(items) if !items.is_empty() => {
-            let len = items.len();
-            mutate(&mut items[choice % len], rest, new);
-        }
-        _ => *object = new,
     }
 }
 
