@@ -23,6 +23,13 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String> {
 
 /// Runs `cmd` with `input` on its stdin, as [`run`] does.
 pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<String> {
+    let output = output_with_input(cmd, input)?;
+    checked(cmd, output)
+}
+
+/// Runs `cmd` with `input` on its stdin and hands back its output whatever
+/// the exit status: for tests that expect a command to fail.
+pub fn output_with_input(cmd: &mut Command, input: &str) -> Result<Output> {
     let spawn_error = |cmd: &Command, cause| HarnessError::Spawn {
         command: render(cmd),
         cause,
@@ -32,11 +39,10 @@ pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<String> {
         .spawn()
         .map_err(|cause| spawn_error(cmd, cause))?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
-    // A command that exits without reading all of it fails below.
+    // A command that exits without reading all of it fails when checked.
     let _ = stdin.write_all(input.as_bytes());
     drop(stdin);
-    let output = (child.wait_with_output()).map_err(|cause| spawn_error(cmd, cause))?;
-    checked(cmd, output)
+    (child.wait_with_output()).map_err(|cause| spawn_error(cmd, cause))
 }
 
 fn checked(cmd: &Command, output: Output) -> Result<String> {

@@ -59,6 +59,7 @@ pub use binaries::{
 pub use bpffs::BPFFS_ROOT;
 pub use cgroup::cgroup2_root;
 pub use cluster::{Cluster, ClusterSpec};
+pub use cmd::output_with_input;
 pub use control::{
     cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
 };

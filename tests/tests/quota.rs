@@ -5,34 +5,21 @@
 //! LimitRange max refuses a pod over it. Refused pods are not stored.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
-use std::io::Write;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_tests::Testbed;
+use skiff_tests::{Testbed, output_with_input};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `kubectl create -f -` of `manifest`, which must fail with exit code 1;
 /// returns its stderr.
 fn refused(testbed: &Testbed, manifest: &str) -> String {
-    let mut child = testbed
-        .kubectl()
-        .unwrap()
-        .args(["create", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = output_with_input(
+        testbed.kubectl().unwrap().args(["create", "-f", "-"]),
+        manifest,
+    )
+    .unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     String::from_utf8(output.stderr).unwrap()
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use skiff_tests::{
     Etcd, ProcessGuard, Store, control_command, eventually, free_local_bind, kubeconfig_path,
-    kubectl, run_python_script, wait_for_api,
+    kubectl, output_with_input, run_python_script, wait_for_api,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,25 +33,7 @@ fn token_kubeconfig(admin: &Path, token: &str, out: &Path) -> PathBuf {
 fn run(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Output {
     let mut command = kubectl(kubeconfig).unwrap();
     command.args(args);
-    match input {
-        None => command.output().unwrap(),
-        Some(input) => {
-            use std::io::Write;
-            let mut child = command
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-            child.wait_with_output().unwrap()
-        }
-    }
+    output_with_input(&mut command, input.unwrap_or_default()).unwrap()
 }
 
 fn stdout(output: &Output) -> String {
