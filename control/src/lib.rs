@@ -17,6 +17,7 @@ pub mod authz;
 pub mod bootstrap_token;
 pub mod clock;
 pub mod controllers;
+pub mod etcd_auth_cli;
 pub mod etcd_flags;
 pub mod kinds;
 pub mod maintenance;

@@ -15,6 +15,7 @@ use control::api::{ApiConfig, ServiceNetwork, stored_resources};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
+use control::etcd_auth_cli::EtcdCommand;
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
 use control::secrets_cli::SecretsCommand;
 use control::server::{self, ClientTls, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
@@ -256,6 +257,9 @@ enum Command {
     /// Encryption at rest: rewrite stored values with the current key.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// etcd's own users and roles.
+    #[command(subcommand)]
+    Etcd(EtcdCommand),
 }
 
 fn parse_token(text: &str) -> Result<JoinToken, String> {
@@ -326,6 +330,7 @@ async fn main() -> Result<()> {
     match args.command {
         Some(Command::Snapshot(command)) => return control::snapshot::cli::run(command).await,
         Some(Command::Secrets(command)) => return control::secrets_cli::run(command).await,
+        Some(Command::Etcd(command)) => return control::etcd_auth_cli::run(command).await,
         None => {}
     }
     let encryption = match &args.encryption_provider_config {

@@ -52,6 +52,42 @@ impl LaunchError {
     }
 }
 
+/// The PEM files an etcd member serves and dials with, and trusts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl MemberTls {
+    /// etcd's flags serving clients and peers with these files, a client
+    /// certificate from the CA required of both (with `--client-cert-auth`
+    /// etcd takes the user of an authenticated request from its CN).
+    pub fn etcd_flags(&self) -> Vec<std::ffi::OsString> {
+        let mut flags = Vec::new();
+        for (flag, file) in [
+            ("--trusted-ca-file", &self.ca_file),
+            ("--cert-file", &self.cert_file),
+            ("--key-file", &self.key_file),
+        ] {
+            flags.push(flag.into());
+            flags.push(file.into());
+        }
+        flags.push("--client-cert-auth".into());
+        for (flag, file) in [
+            ("--peer-trusted-ca-file", &self.ca_file),
+            ("--peer-cert-file", &self.cert_file),
+            ("--peer-key-file", &self.key_file),
+        ] {
+            flags.push(flag.into());
+            flags.push(file.into());
+        }
+        flags.push("--peer-client-cert-auth".into());
+        flags
+    }
+}
+
 /// How to run one single-member etcd.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
@@ -64,6 +100,9 @@ pub struct EtcdConfig {
     pub listen_ips: Vec<Ipv4Addr>,
     /// etcd's `--quota-backend-bytes`.
     pub quota_backend_bytes: u64,
+    /// Clients and the peer port over TLS with client certificates
+    /// (`https://` URLs); plain HTTP without.
+    pub tls: Option<MemberTls>,
 }
 
 impl EtcdConfig {
@@ -78,6 +117,15 @@ impl EtcdConfig {
             peer_port: Self::PEER_PORT,
             listen_ips: listen_ips.to_vec(),
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            tls: None,
+        }
+    }
+
+    /// This configuration serving over TLS with `tls`.
+    pub fn with_tls(self, tls: MemberTls) -> EtcdConfig {
+        EtcdConfig {
+            tls: Some(tls),
+            ..self
         }
     }
 
@@ -105,29 +153,36 @@ impl EtcdConfig {
             peer_port: port(&peer)?,
             listen_ips: listen_ips.to_vec(),
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            tls: None,
         })
     }
 
-    /// `http://IP:PORT` for each of `listen_ips` (what agents in the cluster
-    /// use), or the local endpoint if there are none.
+    /// `http(s)://IP:PORT` for each of `listen_ips` (what agents in the
+    /// cluster use), or the local endpoint if there are none.
     pub fn endpoints(&self) -> Vec<String> {
         if self.listen_ips.is_empty() {
             return vec![self.local_endpoint()];
         }
         self.listen_ips
             .iter()
-            .map(|ip| url(*ip, self.client_port))
+            .map(|ip| self.url(*ip, self.client_port))
             .collect()
     }
 
-    /// `http://127.0.0.1:PORT`, for clients in the root network namespace.
+    /// `http(s)://127.0.0.1:PORT`, for clients in the root network
+    /// namespace.
     pub fn local_endpoint(&self) -> String {
-        url(Ipv4Addr::LOCALHOST, self.client_port)
+        self.url(Ipv4Addr::LOCALHOST, self.client_port)
     }
 
-    /// `http://127.0.0.1:PEER_PORT`, the member's peer URL.
+    /// `http(s)://127.0.0.1:PEER_PORT`, the member's peer URL.
     pub fn peer_url(&self) -> String {
-        url(Ipv4Addr::LOCALHOST, self.peer_port)
+        self.url(Ipv4Addr::LOCALHOST, self.peer_port)
+    }
+
+    fn url(&self, ip: Ipv4Addr, port: u16) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{ip}:{port}")
     }
 
     /// The command line of [`ETCD_BINARY`] for this configuration.
@@ -139,7 +194,11 @@ impl EtcdConfig {
     /// logs to standard error.
     pub fn command_of(&self, binary: &Path) -> Command {
         let mut client_urls = vec![self.local_endpoint()];
-        client_urls.extend(self.listen_ips.iter().map(|ip| url(*ip, self.client_port)));
+        client_urls.extend(
+            self.listen_ips
+                .iter()
+                .map(|ip| self.url(*ip, self.client_port)),
+        );
         let peer = self.peer_url();
         let mut cmd = Command::new(binary);
         cmd.arg("--name")
@@ -159,6 +218,9 @@ impl EtcdConfig {
             .arg("--quota-backend-bytes")
             .arg(self.quota_backend_bytes.to_string())
             .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        if let Some(tls) = &self.tls {
+            cmd.args(tls.etcd_flags());
+        }
         cmd
     }
 
@@ -369,10 +431,6 @@ pub fn free_port() -> io::Result<u16> {
         .port())
 }
 
-fn url(ip: Ipv4Addr, port: u16) -> String {
-    format!("http://{ip}:{port}")
-}
-
 /// One `GET /health` over plain HTTP/1.0; etcd answers `{"health":"true"}`
 /// once the member has a leader.
 fn is_healthy(addr: SocketAddr) -> bool {
@@ -402,6 +460,32 @@ fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// A command line's arguments, for tests of the command lines built here.
+#[cfg(test)]
+pub(crate) struct CommandArgs(Vec<String>);
+
+#[cfg(test)]
+impl CommandArgs {
+    pub(crate) fn of(command: &Command) -> Self {
+        Self(
+            command
+                .get_args()
+                .map(|arg| arg.to_string_lossy().into_owned())
+                .collect(),
+        )
+    }
+
+    /// The argument after `flag`.
+    pub(crate) fn after(&self, flag: &str) -> String {
+        let at = self.0.iter().position(|arg| arg == flag).unwrap();
+        self.0[at + 1].clone()
+    }
+
+    pub(crate) fn has(&self, flag: &str) -> bool {
+        self.0.iter().any(|arg| arg == flag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,18 +498,12 @@ mod tests {
             peer_port: 2222,
             listen_ips: vec![Ipv4Addr::new(10, 0, 0, 1)],
             quota_backend_bytes: 1 << 30,
+            tls: None,
         };
         assert_eq!(config.endpoints(), ["http://10.0.0.1:1111"]);
         assert_eq!(config.local_endpoint(), "http://127.0.0.1:1111");
-        let args: Vec<String> = config
-            .command()
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
-        let after = |flag: &str| {
-            let at = args.iter().position(|arg| arg == flag).unwrap();
-            args[at + 1].clone()
-        };
+        let args = CommandArgs::of(&config.command());
+        let after = |flag: &str| args.after(flag);
         assert_eq!(
             after("--listen-client-urls"),
             "http://127.0.0.1:1111,http://10.0.0.1:1111"
@@ -436,6 +514,28 @@ mod tests {
         assert_eq!(after("--quota-backend-bytes"), "1073741824");
         let local = EtcdConfig::standard("/tmp/d", &[]);
         assert_eq!(local.endpoints(), ["http://127.0.0.1:2379"]);
+    }
+
+    #[test]
+    fn with_tls_it_serves_https_and_asks_clients_and_peers_for_certificates() {
+        let config =
+            EtcdConfig::standard("/tmp/d", &[Ipv4Addr::new(10, 0, 0, 1)]).with_tls(MemberTls {
+                ca_file: "/ca".into(),
+                cert_file: "/crt".into(),
+                key_file: "/key".into(),
+            });
+        assert_eq!(config.endpoints(), ["https://10.0.0.1:2379"]);
+        assert_eq!(config.peer_url(), "https://127.0.0.1:2380");
+        let args = CommandArgs::of(&config.command());
+        let after = |flag: &str| args.after(flag);
+        assert_eq!(
+            after("--listen-client-urls"),
+            "https://127.0.0.1:2379,https://10.0.0.1:2379"
+        );
+        assert_eq!(after("--trusted-ca-file"), "/ca");
+        assert_eq!(after("--peer-cert-file"), "/crt");
+        assert!(args.has("--client-cert-auth"));
+        assert!(args.has("--peer-client-cert-auth"));
     }
 
     #[test]

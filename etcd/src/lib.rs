@@ -3,6 +3,7 @@
 //! feature) how to read, write, list and watch them, and how to save and
 //! restore snapshots (`snapshot`).
 
+pub mod auth;
 pub mod keys;
 pub mod launcher;
 pub mod member;

@@ -8,18 +8,11 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use crate::launcher::MemberTls;
 use crate::launcher::{ETCD_BINARY, EtcdConfig};
 
 /// Where Debian's etcd-client package installs etcdctl.
 pub const ETCDCTL_BINARY: &str = "/usr/bin/etcdctl";
-
-/// The PEM files a member serves and dials with, and trusts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberTls {
-    pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-}
 
 /// Whether the member starts a cluster or joins a running one (after
 /// [`MemberConfig::member_add`]).
@@ -65,7 +58,6 @@ impl MemberConfig {
             ClusterState::New => "new",
             ClusterState::Existing => "existing",
         };
-        let tls = &self.tls;
         let mut cmd = Command::new(ETCD_BINARY);
         cmd.arg("--name")
             .arg(&self.name)
@@ -78,28 +70,16 @@ impl MemberConfig {
             .args(["--initial-cluster", &initial_cluster.join(",")])
             .args(["--initial-cluster-state", state])
             .args(["--initial-cluster-token", "skiff"])
-            .arg("--trusted-ca-file")
-            .arg(&tls.ca_file)
-            .arg("--cert-file")
-            .arg(&tls.cert_file)
-            .arg("--key-file")
-            .arg(&tls.key_file)
-            .arg("--client-cert-auth")
-            .arg("--peer-trusted-ca-file")
-            .arg(&tls.ca_file)
-            .arg("--peer-cert-file")
-            .arg(&tls.cert_file)
-            .arg("--peer-key-file")
-            .arg(&tls.key_file)
-            .arg("--peer-client-cert-auth")
+            .args(self.tls.etcd_flags())
             .args(["--logger", "zap", "--log-outputs", "stderr"]);
         cmd
     }
 
     /// `etcdctl member add` of this member, run against `endpoints` (the
-    /// running members) with this member's certificate.
-    pub fn member_add(&self, endpoints: &[String]) -> Command {
-        let mut cmd = etcdctl(&self.tls, endpoints);
+    /// running members) as `client` (etcd user `root` once authentication
+    /// is on: membership changes are the administrator's).
+    pub fn member_add(&self, client: &MemberTls, endpoints: &[String]) -> Command {
+        let mut cmd = etcdctl(client, endpoints);
         cmd.args(["member", "add", &self.name, "--peer-urls"])
             .arg(Self::peer_url(self.ip));
         cmd
@@ -144,6 +124,7 @@ pub fn data_dir(dir: &Path, name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::launcher::CommandArgs;
 
     #[test]
     fn a_member_serves_tls_on_its_address_and_names_its_peers() {
@@ -160,15 +141,8 @@ mod tests {
             initial_cluster: vec![("cp1".into(), ip(1)), ("cp2".into(), ip(2))],
             state: ClusterState::Existing,
         };
-        let args: Vec<String> = config
-            .command()
-            .get_args()
-            .map(|arg| arg.to_string_lossy().into_owned())
-            .collect();
-        let after = |flag: &str| {
-            let at = args.iter().position(|arg| arg == flag).unwrap();
-            args[at + 1].clone()
-        };
+        let args = CommandArgs::of(&config.command());
+        let after = |flag: &str| args.after(flag);
         assert_eq!(after("--listen-client-urls"), "https://172.30.0.2:2379");
         assert_eq!(after("--listen-peer-urls"), "https://172.30.0.2:2380");
         assert_eq!(
@@ -176,7 +150,7 @@ mod tests {
             "cp1=https://172.30.0.1:2380,cp2=https://172.30.0.2:2380"
         );
         assert_eq!(after("--initial-cluster-state"), "existing");
-        assert!(args.contains(&"--client-cert-auth".to_owned()));
-        assert!(args.contains(&"--peer-client-cert-auth".to_owned()));
+        assert!(args.has("--client-cert-auth"));
+        assert!(args.has("--peer-client-cert-auth"));
     }
 }

@@ -51,24 +51,77 @@ pub fn member_dir(dir: &Path, i: usize) -> PathBuf {
 /// The etcd certificates `skiff-control --pki-only` issued for a member,
 /// which its etcd serves with and its skiff-control (and etcdctl) dial with.
 pub fn member_tls(member_dir: &Path) -> MemberTls {
-    let etcd = member_dir.join("pki").join("etcd");
-    MemberTls {
-        ca_file: etcd.join("ca.crt"),
-        cert_file: etcd.join("member.crt"),
-        key_file: etcd.join("member.key"),
-    }
+    etcd_client_tls(member_dir, "member")
 }
 
 /// `--etcd-cafile/--etcd-certfile/--etcd-keyfile` of a member's
-/// skiff-control: its API server client certificate.
+/// skiff-control: its API server client certificate (etcd user `root`).
 pub fn control_etcd_tls_args(member_dir: &Path) -> Vec<String> {
-    let etcd = member_dir.join("pki").join("etcd");
-    let flag = |name: &str, file: &str| format!("--{name}={}", etcd.join(file).display());
+    etcd_client_tls_args(member_dir, "apiserver-etcd-client")
+}
+
+/// The agents' etcd client flags: the certificate of etcd user
+/// `skiff-agent` a member's PKI holds, shared by every agent.
+pub fn agent_etcd_tls_args(member_dir: &Path) -> Vec<String> {
+    etcd_client_tls_args(member_dir, "agent-etcd-client")
+}
+
+fn etcd_client_tls_args(member_dir: &Path, client: &str) -> Vec<String> {
+    let tls = etcd_client_tls(member_dir, client);
+    let flag = |name: &str, file: &Path| format!("--{name}={}", file.display());
     vec![
-        flag("etcd-cafile", "ca.crt"),
-        flag("etcd-certfile", "apiserver-etcd-client.crt"),
-        flag("etcd-keyfile", "apiserver-etcd-client.key"),
+        flag("etcd-cafile", &tls.ca_file),
+        flag("etcd-certfile", &tls.cert_file),
+        flag("etcd-keyfile", &tls.key_file),
     ]
+}
+
+/// The etcd client identity (`root`) of [`control_etcd_tls_args`], for
+/// etcdctl.
+pub fn root_etcd_tls(member_dir: &Path) -> MemberTls {
+    etcd_client_tls(member_dir, "apiserver-etcd-client")
+}
+
+/// The etcd client identity (`skiff-agent`) of [`agent_etcd_tls_args`].
+pub fn agent_etcd_tls(member_dir: &Path) -> MemberTls {
+    etcd_client_tls(member_dir, "agent-etcd-client")
+}
+
+/// The CA and `<client>.crt`/`.key` of a member's etcd PKI.
+fn etcd_client_tls(member_dir: &Path, client: &str) -> MemberTls {
+    let etcd = member_dir.join("pki").join("etcd");
+    MemberTls {
+        ca_file: etcd.join("ca.crt"),
+        cert_file: etcd.join(format!("{client}.crt")),
+        key_file: etcd.join(format!("{client}.key")),
+    }
+}
+
+/// Runs `skiff-control etcd enable-auth` against `endpoints` as `root`
+/// with the PKI of `member_dir` (in `host`'s netns, else the root netns):
+/// users `root` and `skiff-agent`, then etcd's authentication on
+/// (idempotent).
+pub fn enable_etcd_auth(
+    member_dir: &Path,
+    endpoints: &[String],
+    host: Option<&Host>,
+) -> Result<()> {
+    let mut command = Command::new(control_binary()?);
+    command
+        .args(["etcd", "enable-auth"])
+        .arg(format!("--etcd={}", endpoints.join(",")))
+        .args(control_etcd_tls_args(member_dir))
+        .env("NO_COLOR", "1");
+    if let Some(host) = host {
+        command = in_host(host, &command);
+    }
+    cmd::run(&mut command).map(drop)
+}
+
+/// Runs [`pki_only_command`]: the PKI of `dir` and the etcd certificates
+/// of the member at `member_ip`, in the root netns.
+pub fn issue_etcd_certificates(dir: &Path, member_ip: Ipv4Addr) -> Result<()> {
+    cmd::run(&mut pki_only_command(dir, member_ip)?).map(drop)
 }
 
 /// The etcd client URLs of `hosts`.
@@ -84,29 +137,39 @@ pub fn join_url(first: &Host) -> String {
     format!("https://{}:{API_PORT}", first.ip())
 }
 
-/// `skiff-control --pki-only` for member `host`: creates the PKI (the
-/// first member) or fetches it with `join` (URL, token), issues its etcd
-/// certificate and its serving certificate, which names the member and
-/// the nodes (`node_ips`, which serve the NodePort in front).
+/// `skiff-control --pki-only` in the root netns: creates the PKI in
+/// `dir` (or completes it) and issues the etcd certificates, the
+/// member's for `member_ip` (and 127.0.0.1). Every start of an etcd runs
+/// it, so that a certificate is never older than its member's start.
+pub fn pki_only_command(dir: &Path, member_ip: Ipv4Addr) -> Result<Command> {
+    let mut command = Command::new(control_binary()?);
+    command
+        .arg("--pki-only")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg(format!("--etcd-member-ip={member_ip}"))
+        .env("NO_COLOR", "1");
+    Ok(command)
+}
+
+/// [`pki_only_command`] for member `host`, in its netns: creates the PKI
+/// (the first member) or fetches it with `join` (URL, token), issues its
+/// etcd certificates and its serving certificate, which names the member
+/// and the nodes (`node_ips`, which serve the NodePort in front).
 pub fn pki_command(
     host: &Host,
     dir: &Path,
     node_ips: &[Ipv4Addr],
     join: Option<(&str, &str)>,
 ) -> Result<Command> {
-    let mut command = host.command(control_binary()?);
+    let mut command = in_host(host, &pki_only_command(dir, host.ip())?);
     command
-        .arg("--pki-only")
-        .arg("--data-dir")
-        .arg(dir)
-        .arg(format!("--etcd-member-ip={}", host.ip()))
         .arg(format!("--advertise-address={}", host.ip()))
         .args(
             node_ips
                 .iter()
                 .map(|ip| format!("--advertise-address={ip}")),
-        )
-        .env("NO_COLOR", "1");
+        );
     if let Some((url, token)) = join {
         command.args(["--join", url, "--token", token]);
     }
@@ -279,7 +342,7 @@ pub fn prepare_member(
     if !earlier.is_empty() && !config.data_dir.exists() {
         // The members etcd has now, which need not be `earlier` (a member
         // replaced while later ones run).
-        let added = member_add(&config, earlier)?;
+        let added = member_add(&config, &root_etcd_tls(member_dir), earlier)?;
         config.initial_cluster = initial_cluster(&added).ok_or_else(|| {
             HarnessError::Environment(format!("etcdctl member add printed no cluster: {added}"))
         })?;
@@ -290,10 +353,10 @@ pub fn prepare_member(
 /// Adds `config`'s member to the etcd of `running`. etcd refuses while a
 /// member added before has been connected for less than 5 s (its strict
 /// reconfiguration check): retried until then.
-pub fn member_add(config: &MemberConfig, running: &[Host]) -> Result<String> {
+pub fn member_add(config: &MemberConfig, client: &MemberTls, running: &[Host]) -> Result<String> {
     let deadline = Instant::now() + ETCD_READY_TIMEOUT;
     loop {
-        match cmd::run(&mut config.member_add(&etcd_endpoints(running))) {
+        match cmd::run(&mut config.member_add(client, &etcd_endpoints(running))) {
             Ok(output) => return Ok(output),
             Err(error) if Instant::now() > deadline => return Err(error),
             Err(HarnessError::Command { stderr, .. }) if stderr.contains("unhealthy cluster") => {

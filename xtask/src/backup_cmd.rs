@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use skiff_tests::control_binary;
+use skiff_tests::{control_binary, control_planes::control_etcd_tls_args};
 
 use crate::{
     build_cmd,
@@ -61,6 +61,7 @@ pub fn backup(args: &BackupArgs) -> Result<()> {
             .arg(&file)
             .arg("--etcd")
             .arg(etcd_config().local_endpoint())
+            .args(control_etcd_tls_args(&cluster_files::control_data_dir()))
             .arg("--data-dir")
             .arg(cluster_files::control_data_dir()),
     )

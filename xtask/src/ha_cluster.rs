@@ -13,8 +13,8 @@ use std::{
 use skiff_tests::{
     Component, Host,
     control_planes::{
-        API_NODE_PORT, API_PORT, control_command, control_etcd_tls_args, in_host, member_dir,
-        member_tls, prepare_member, write_front_kubeconfig,
+        API_NODE_PORT, API_PORT, control_command, enable_etcd_auth, etcd_endpoints, in_host,
+        member_dir, member_tls, prepare_member, write_front_kubeconfig,
     },
     kubeconfig_path,
 };
@@ -99,6 +99,13 @@ pub fn member_components(
                     Vec::new()
                 };
                 move || {
+                    // The first member's etcd runs alone on the first
+                    // start: authentication goes on before any server or
+                    // agent uses it (again on each start: idempotent).
+                    if at == 0 {
+                        let own = etcd_endpoints(std::slice::from_ref(&host));
+                        enable_etcd_auth(&member, &own, Some(&host))?;
+                    }
                     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
                     control_command(&host, &member, &all, &node_ips, &flags)
                 }
@@ -119,10 +126,10 @@ pub fn member_components(
     components
 }
 
-/// The agents' client identity towards the members' etcd (TLS): the
-/// first member's API server client certificate.
+/// The agents' client identity towards the members' etcd (TLS): etcd
+/// user `skiff-agent`'s certificate of the first member's PKI.
 pub fn agent_etcd_tls_args() -> Vec<String> {
-    control_etcd_tls_args(&member_dir(&control_planes_dir(), 1))
+    skiff_tests::control_planes::agent_etcd_tls_args(&member_dir(&control_planes_dir(), 1))
 }
 
 fn answers(addr: SocketAddr) -> bool {

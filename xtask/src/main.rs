@@ -8,6 +8,7 @@ mod build_cmd;
 mod circles;
 mod cluster_cmd;
 mod cluster_files;
+mod encryption_config;
 mod fuzz_cmd;
 mod ha_cluster;
 mod images_cmd;

@@ -14,13 +14,19 @@ use anyhow::Result;
 use clap::Args;
 use skiff_tests::{
     CONTROL_PLANE_IP, Cluster, Component, EtcdConfig, Prefix, SupervisorDirs, agent_command,
-    cluster_ca_path, control_command, kubeconfig_path, run_pods_args, supervise,
+    cluster_ca_path, control_command,
+    control_planes::{
+        agent_etcd_tls_args, control_etcd_tls_args, enable_etcd_auth, issue_etcd_certificates,
+        member_tls,
+    },
+    kubeconfig_path, run_pods_args, supervise,
 };
 
 use crate::cluster_files::{
     self, CONTROL, ETCD, agent_name, agent_state_dir, control_data_dir, etcd_data_dir,
     kept_control_plane_count,
 };
+use crate::encryption_config;
 use crate::ha_cluster;
 use crate::node_credentials;
 
@@ -38,9 +44,14 @@ pub struct SuperviseArgs {
     pub control_planes: u16,
 }
 
-/// The etcd of the local cluster: standard ports, data under /var/lib/skiff.
+/// The etcd of the local cluster: standard ports, data under /var/lib/skiff,
+/// TLS with client certificates from skiff-control's PKI (as the HA
+/// members'), so that its users are the certificates' (`root` for
+/// skiff-control and the operator's tools, read-mostly `skiff-agent` for
+/// the agents: `skiff_etcd::auth`).
 pub fn etcd_config() -> EtcdConfig {
     EtcdConfig::standard(etcd_data_dir(), &[CONTROL_PLANE_IP])
+        .with_tls(member_tls(&control_data_dir()))
 }
 
 pub fn api_addr() -> SocketAddr {
@@ -67,10 +78,14 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
     let mut components = vec![
         Component {
             name: ETCD.to_owned(),
-            // etcd makes its data directory itself.
+            // etcd makes its data directory itself; its certificates are
+            // issued (the PKI made, on the first start) before every start.
             command: Box::new({
                 let etcd = etcd.clone();
-                move || Ok(etcd.command())
+                move || {
+                    issue_etcd_certificates(&control_data_dir(), CONTROL_PLANE_IP)?;
+                    Ok(etcd.command())
+                }
             }),
             cgroup: Some(cluster_cgroup.join(ETCD)),
             ready: Box::new({
@@ -84,7 +99,12 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
                 let endpoints = [etcd.local_endpoint()];
                 move || {
                     let data_dir = control_data_dir();
-                    let flags = node_credentials::control_args(&data_dir);
+                    // Before skiff-control serves: no agent reaches etcd
+                    // with more than its role allows.
+                    enable_etcd_auth(&data_dir, &endpoints, None)?;
+                    let mut flags = node_credentials::control_args(&data_dir);
+                    flags.extend(control_etcd_tls_args(&data_dir));
+                    flags.extend(encryption_config::control_args(&data_dir)?);
                     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
                     control_command(api_addr(), &endpoints, &data_dir, &flags)
                 }
@@ -101,6 +121,7 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
             name,
             command: Box::new(move || {
                 let mut command = agent_command(&node, &endpoints)?;
+                command.args(agent_etcd_tls_args(&control_data_dir()));
                 let ca = cluster_ca_path(&control_data_dir());
                 let state_dir = agent_state_dir(node.name());
                 command.args(run_pods_args(&node, &state_dir, &ca));

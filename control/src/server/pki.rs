@@ -183,8 +183,9 @@ fn client_params(name: &str, group: &str) -> Result<CertificateParams, rcgen::Er
 }
 
 /// The files of an etcd CA, a member's certificate (it serves clients and
-/// peers and is a client towards peers) and the API server's client
-/// certificate, all under `<pki>/etcd/`.
+/// peers and is a client towards peers), the API server's client
+/// certificate (etcd user `root`) and the agents' (etcd user
+/// `skiff-agent`), all under `<pki>/etcd/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdFiles {
     pub ca_cert: PathBuf,
@@ -192,6 +193,8 @@ pub struct EtcdFiles {
     pub member_key: PathBuf,
     pub client_cert: PathBuf,
     pub client_key: PathBuf,
+    pub agent_cert: PathBuf,
+    pub agent_key: PathBuf,
 }
 
 impl EtcdFiles {
@@ -203,14 +206,20 @@ impl EtcdFiles {
             member_key: dir.join("member.key"),
             client_cert: dir.join("apiserver-etcd-client.crt"),
             client_key: dir.join("apiserver-etcd-client.key"),
+            agent_cert: dir.join("agent-etcd-client.crt"),
+            agent_key: dir.join("agent-etcd-client.key"),
         }
     }
 }
 
 /// The etcd CA (created when missing, as kubeadm's `etcd/ca`), the
-/// certificate of the etcd member at `member_ip` and the API server's etcd
-/// client certificate, issued afresh on every call so that a replaced
-/// member gets its own address.
+/// certificate of the etcd member at `member_ip` and the API server's and
+/// the agents' etcd client certificates, issued afresh on every call so
+/// that a replaced member gets its own address. With etcd's
+/// `--client-cert-auth` a certificate's CN is the etcd user it acts as
+/// (`skiff_etcd::auth`): the API server is `root`, the agents share the
+/// read-mostly `skiff-agent` (their etcd role is the same on every node,
+/// so one certificate per node would separate nothing in etcd).
 pub fn issue_etcd(pki_dir: &Path, member_ip: std::net::IpAddr) -> Result<EtcdFiles, PkiError> {
     let dir = pki_dir.join("etcd");
     fs::create_dir_all(&dir).map_err(|source| PkiError::Io {
@@ -252,7 +261,14 @@ pub fn issue_etcd(pki_dir: &Path, member_ip: std::net::IpAddr) -> Result<EtcdFil
         &dir,
         "apiserver-etcd-client",
         true,
-        || client_params("kube-apiserver-etcd-client", "system:masters"),
+        || client_params(skiff_etcd::auth::ROOT_USER, "system:masters"),
+        &issuer,
+    )?;
+    leaf(
+        &dir,
+        "agent-etcd-client",
+        true,
+        || client_params(skiff_etcd::auth::AGENT_USER, "system:nodes"),
         &issuer,
     )?;
     Ok(EtcdFiles::in_dir(pki_dir))

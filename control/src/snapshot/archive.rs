@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 use skiff_etcd::kv::ClientTls;
 use skiff_etcd::snapshot::{self, RestoredMember};
 
-use super::{BackupError, ETCD_ENTRY, PKI_DIR, io_error};
+use super::{BackupError, ETCD_ENTRY, ETCD_PKI_DIR, PKI_DIR, io_error};
 
 /// What a save wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,28 +83,49 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 /// The PKI's files, by name.
 fn pki_files(data_dir: &Path) -> Result<Vec<(String, PathBuf)>, BackupError> {
     let dir = data_dir.join(PKI_DIR);
-    let entries = fs::read_dir(&dir).map_err(io_error(format!(
-        "reading {} (is {} skiff-control's --data-dir?)",
-        dir.display(),
-        data_dir.display()
-    )))?;
     let mut files = Vec::new();
+    files_in(&dir, "", &mut files).map_err(|error| match error {
+        BackupError::Io { what, source } if source.kind() == io::ErrorKind::NotFound => {
+            BackupError::Io {
+                what: format!(
+                    "{what} (is {} skiff-control's --data-dir?)",
+                    data_dir.display()
+                ),
+                source,
+            }
+        }
+        other => other,
+    })?;
+    files.sort();
+    Ok(files)
+}
+
+/// The regular files of `dir` as `<prefix><name>`, and of its
+/// [`ETCD_PKI_DIR`] (only at the top) as `etcd/<name>`.
+fn files_in(
+    dir: &Path,
+    prefix: &str,
+    files: &mut Vec<(String, PathBuf)>,
+) -> Result<(), BackupError> {
+    let entries = fs::read_dir(dir).map_err(io_error(format!("reading {}", dir.display())))?;
     for entry in entries {
         let entry = entry.map_err(io_error(format!("reading {}", dir.display())))?;
         let kind = entry
             .file_type()
             .map_err(io_error(format!("reading {}", entry.path().display())))?;
-        if !kind.is_file() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if kind.is_dir() && prefix.is_empty() && name == ETCD_PKI_DIR {
+            files_in(&entry.path(), &format!("{ETCD_PKI_DIR}/"), files)?;
+        } else if kind.is_file() {
+            files.push((format!("{prefix}{name}"), entry.path()));
+        } else {
             return Err(BackupError::Io {
                 what: format!("{} is not a regular file", entry.path().display()),
                 source: io::ErrorKind::InvalidInput.into(),
             });
         }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        files.push((name, entry.path()));
     }
-    files.sort();
-    Ok(files)
+    Ok(())
 }
 
 fn write_archive(data_dir: &Path, file: &Path, database: &Path) -> Result<usize, BackupError> {
@@ -214,7 +235,15 @@ fn restore_checked(file: &Path, target: &RestoreTarget) -> Result<Restored, Back
             database.clone()
         } else if let Some(name) = pki_file_name(&path) {
             pki_files += 1;
-            pki_dir.join(name)
+            let destination = pki_dir.join(name);
+            if let Some(parent) = destination.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(io_error(format!("creating {}", parent.display())))?;
+            }
+            destination
         } else {
             return Err(bad(format!("unexpected entry {}", path.display())));
         };
@@ -249,12 +278,16 @@ fn restore_checked(file: &Path, target: &RestoreTarget) -> Result<Restored, Back
     })
 }
 
-/// `NAME` for an entry `pki/NAME` (one plain component), else `None`.
+/// `NAME` for an entry `pki/NAME` or `etcd/NAME` for `pki/etcd/NAME`
+/// (plain components), else `None`.
 fn pki_file_name(path: &Path) -> Option<&Path> {
     let name = path.strip_prefix(PKI_DIR).ok()?;
     let mut components = name.components();
-    match (components.next(), components.next()) {
-        (Some(Component::Normal(_)), None) => Some(name),
+    match (components.next(), components.next(), components.next()) {
+        (Some(Component::Normal(_)), None, None) => Some(name),
+        (Some(Component::Normal(dir)), Some(Component::Normal(_)), None) if dir == ETCD_PKI_DIR => {
+            Some(name)
+        }
         _ => None,
     }
 }
@@ -279,11 +312,21 @@ mod tests {
         let data_dir = root.join("control");
         let pki = data_dir.join(PKI_DIR);
         fs::create_dir_all(&pki).unwrap();
-        for name in ["ca.crt", "ca.key", "apiserver.crt", "apiserver.key"] {
+        fs::create_dir_all(pki.join(ETCD_PKI_DIR)).unwrap();
+        for name in PKI_NAMES {
             fs::write(pki.join(name), format!("{name} of {}", root.display())).unwrap();
         }
         data_dir
     }
+
+    /// The files [`control_data_dir`] writes under `pki/`.
+    const PKI_NAMES: [&str; 5] = [
+        "ca.crt",
+        "ca.key",
+        "apiserver.crt",
+        "apiserver.key",
+        "etcd/ca.key",
+    ];
 
     fn target(root: &Path, peer_port: u16) -> RestoreTarget {
         RestoreTarget {
@@ -316,8 +359,7 @@ mod tests {
         .unwrap();
         assert_eq!(last, (saved.etcd_bytes, saved.etcd_bytes));
         assert!(!sibling(&file, ".etcd.part").exists());
-        let written = fs::read_dir(data_dir.join(PKI_DIR)).unwrap().count();
-        assert_eq!(saved.pki_files, written);
+        assert_eq!(saved.pki_files, PKI_NAMES.len());
         // Changed after the snapshot: the restore must not have it.
         client.put("/registry/a", "two", None).await.unwrap();
 
@@ -329,7 +371,7 @@ mod tests {
             restored.database_bytes,
             saved.etcd_bytes - skiff_etcd::snapshot::HASH_LEN
         );
-        for name in ["ca.crt", "ca.key"] {
+        for name in PKI_NAMES {
             assert_eq!(
                 fs::read(target.data_dir.join(PKI_DIR).join(name)).unwrap(),
                 fs::read(data_dir.join(PKI_DIR).join(name)).unwrap(),
@@ -342,6 +384,7 @@ mod tests {
             peer_port,
             listen_ips: Vec::new(),
             quota_backend_bytes: skiff_etcd::launcher::DEFAULT_QUOTA_BACKEND_BYTES,
+            tls: None,
         };
         let restored_etcd =
             EtcdProcess::start(Path::new(ETCD_BINARY), config, &root.join("etcd.log")).unwrap();

@@ -9,6 +9,8 @@
 //! etcd/snapshot.db    etcd's snapshot: the database, then its SHA-256
 //! pki/<file>          each file of <data-dir>/pki (the CA and its key,
 //!                     the serving and client certificates and keys)
+//! pki/etcd/<file>     each file of <data-dir>/pki/etcd (etcd's CA and its
+//!                     key, the member and client certificates and keys)
 //! ```
 //!
 //! The kubeconfig is not kept: skiff-control writes it on every start from
@@ -29,6 +31,8 @@ use skiff_etcd::snapshot::SnapshotError;
 pub const ETCD_ENTRY: &str = "etcd/snapshot.db";
 /// The directory of the PKI's files in the archive and in the data dir.
 pub const PKI_DIR: &str = "pki";
+/// The one directory inside [`PKI_DIR`]: etcd's PKI.
+pub const ETCD_PKI_DIR: &str = "etcd";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

@@ -1,6 +1,9 @@
 //! List and watch of Ingresses, IngressClasses and Secrets straight from
 //! etcd (skiff-etcd's list-then-watch, as the service proxy's), into a
-//! cache of the records the proxy needs of them.
+//! cache of the records the proxy needs of them. Secrets have a watch of
+//! their own: an etcd user that may not read them (the agents' role
+//! grants no Secrets) has it fail and retry, with a warning each time,
+//! while the routes are still served.
 use std::collections::{BTreeMap, HashMap};
 
 use skiff_etcd::keys::{INGRESS_CLASSES, INGRESSES, SECRETS, collection_prefix, parse_namespaced};
@@ -9,47 +12,60 @@ use tokio::sync::mpsc::Sender;
 
 use super::objects::{ClassRecord, IngressRecord, ObjectRef, SecretRecord};
 
-/// What a key names.
+/// What a routes key names.
 #[derive(Clone, Debug)]
 pub enum Name {
     Ingress(ObjectRef),
     Class(String),
-    Secret(ObjectRef),
 }
 
 #[derive(Clone, Debug)]
 pub enum Record {
     Ingress(IngressRecord),
     Class(ClassRecord),
-    Secret(SecretRecord),
 }
 
-pub type IngressEvent = Event<Name, Record>;
+/// What one of the two watches saw.
+pub enum IngressEvent {
+    Routes(Event<Name, Record>),
+    Secrets(Event<ObjectRef, SecretRecord>),
+}
 
-/// Follows the three prefixes in the etcd at `endpoints`; returns once
-/// `tx`'s receiver is gone.
+impl From<Event<Name, Record>> for IngressEvent {
+    fn from(event: Event<Name, Record>) -> Self {
+        Self::Routes(event)
+    }
+}
+
+impl From<Event<ObjectRef, SecretRecord>> for IngressEvent {
+    fn from(event: Event<ObjectRef, SecretRecord>) -> Self {
+        Self::Secrets(event)
+    }
+}
+
+/// Follows the routes' prefixes and the Secrets' in the etcd at
+/// `endpoints`; returns once `tx`'s receiver is gone.
 pub async fn run(endpoints: Vec<String>, tx: Sender<IngressEvent>) {
-    let prefixes = vec![
+    let routes = vec![
         collection_prefix(INGRESSES, None),
         collection_prefix(INGRESS_CLASSES, None),
-        collection_prefix(SECRETS, None),
     ];
-    ListWatch::new(endpoints, prefixes, Records).run(tx).await
+    let secrets = vec![collection_prefix(SECRETS, None)];
+    tokio::join!(
+        ListWatch::new(endpoints.clone(), routes, Routes).run(tx.clone()),
+        ListWatch::new(endpoints, secrets, Secrets).run(tx),
+    );
 }
 
-struct Records;
+struct Routes;
 
-impl Decoder for Records {
+impl Decoder for Routes {
     type Key = Name;
     type Value = Record;
 
     fn key(&self, key: &[u8]) -> Option<Name> {
-        let object = |(namespace, name)| ObjectRef { namespace, name };
-        if let Some(ingress) = parse_namespaced(INGRESSES, key) {
-            return Some(Name::Ingress(object(ingress)));
-        }
-        if let Some(secret) = parse_namespaced(SECRETS, key) {
-            return Some(Name::Secret(object(secret)));
+        if let Some((namespace, name)) = parse_namespaced(INGRESSES, key) {
+            return Some(Name::Ingress(ObjectRef { namespace, name }));
         }
         let class = key.strip_prefix(collection_prefix(INGRESS_CLASSES, None).as_bytes())?;
         let class = std::str::from_utf8(class).ok()?;
@@ -60,8 +76,28 @@ impl Decoder for Records {
         Ok(match key {
             Name::Ingress(id) => Record::Ingress(IngressRecord::from_json(id, value)?),
             Name::Class(_) => Record::Class(ClassRecord::from_json(value)?),
-            Name::Secret(_) => Record::Secret(SecretRecord::from_json(value)?),
         })
+    }
+}
+
+struct Secrets;
+
+impl Decoder for Secrets {
+    type Key = ObjectRef;
+    type Value = SecretRecord;
+
+    fn key(&self, key: &[u8]) -> Option<ObjectRef> {
+        let (namespace, name) = parse_namespaced(SECRETS, key)?;
+        Some(ObjectRef { namespace, name })
+    }
+
+    fn value(
+        &self,
+        _: &ObjectRef,
+        value: &[u8],
+        _: i64,
+    ) -> Result<SecretRecord, serde_json::Error> {
+        SecretRecord::from_json(value)
     }
 }
 
@@ -85,69 +121,79 @@ pub struct Changed {
 impl Objects {
     pub fn apply(&mut self, event: IngressEvent) -> Changed {
         match event {
+            IngressEvent::Routes(event) => self.apply_routes(event),
+            IngressEvent::Secrets(event) => self.apply_secrets(event),
+        }
+    }
+
+    fn apply_routes(&mut self, event: Event<Name, Record>) -> Changed {
+        // A resync replaces the view, even with nothing; a watch response
+        // without changes is a progress report.
+        let (changes, changed) = match event {
             Event::Resync { objects, .. } => {
-                *self = Self::default();
-                for (name, record) in objects {
-                    self.put(name, record);
+                self.ingresses.clear();
+                self.classes.clear();
+                let puts = objects
+                    .into_iter()
+                    .map(|(name, record)| Change::Put(name, record));
+                (puts.collect(), true)
+            }
+            Event::Changes { changes, .. } => {
+                let changed = !changes.is_empty();
+                (changes, changed)
+            }
+        };
+        for change in changes {
+            match change {
+                Change::Put(Name::Ingress(id), Record::Ingress(record)) => {
+                    self.ingresses.insert(id, record);
                 }
+                Change::Put(Name::Class(name), Record::Class(record)) => {
+                    self.classes.insert(name, record);
+                }
+                Change::Put(name, _) => unreachable!("the decoder reads {name:?} as its own kind"),
+                Change::Delete(Name::Ingress(id)) => {
+                    self.ingresses.remove(&id);
+                }
+                Change::Delete(Name::Class(name)) => {
+                    self.classes.remove(&name);
+                }
+            }
+        }
+        Changed {
+            routes: changed,
+            certificates: changed,
+        }
+    }
+
+    fn apply_secrets(&mut self, event: Event<ObjectRef, SecretRecord>) -> Changed {
+        match event {
+            Event::Resync { objects, .. } => {
+                self.secrets = objects.into_iter().collect();
                 Changed {
-                    routes: true,
+                    routes: false,
                     certificates: true,
                 }
             }
             Event::Changes { changes, .. } => {
-                let mut changed = Changed::default();
+                let mut certificates = false;
                 for change in changes {
-                    let name = match change {
-                        Change::Put(name, record) => {
-                            self.put(name.clone(), record);
-                            name
+                    let id = match change {
+                        Change::Put(id, record) => {
+                            self.secrets.insert(id.clone(), record);
+                            id
                         }
-                        Change::Delete(name) => {
-                            self.delete(&name);
-                            name
+                        Change::Delete(id) => {
+                            self.secrets.remove(&id);
+                            id
                         }
                     };
-                    match name {
-                        Name::Ingress(_) | Name::Class(_) => {
-                            changed.routes = true;
-                            changed.certificates = true;
-                        }
-                        Name::Secret(id) => {
-                            changed.certificates |= self.is_referenced(&id);
-                        }
-                    }
+                    certificates |= self.is_referenced(&id);
                 }
-                changed
-            }
-        }
-    }
-
-    fn put(&mut self, name: Name, record: Record) {
-        match (name, record) {
-            (Name::Ingress(id), Record::Ingress(record)) => {
-                self.ingresses.insert(id, record);
-            }
-            (Name::Class(name), Record::Class(record)) => {
-                self.classes.insert(name, record);
-            }
-            (Name::Secret(id), Record::Secret(record)) => {
-                self.secrets.insert(id, record);
-            }
-            (name, _) => unreachable!("the decoder reads {name:?} as its own kind"),
-        }
-    }
-
-    fn delete(&mut self, name: &Name) {
-        match name {
-            Name::Ingress(id) => {
-                self.ingresses.remove(id);
-            }
-            Name::Class(name) => {
-                self.classes.remove(name);
-            }
-            Name::Secret(id) => {
-                self.secrets.remove(id);
+                Changed {
+                    routes: false,
+                    certificates,
+                }
             }
         }
     }
