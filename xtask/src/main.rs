@@ -11,7 +11,6 @@ mod cluster_files;
 mod fuzz_cmd;
 mod ha_cluster;
 mod images_cmd;
-mod node_credentials;
 mod pods_ready;
 mod setup;
 mod sh;

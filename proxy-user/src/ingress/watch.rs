@@ -1,9 +1,10 @@
-//! List and watch of Ingresses, IngressClasses and Secrets straight from
-//! etcd (skiff-etcd's list-then-watch, as the service proxy's), into a
-//! cache of the records the proxy needs of them.
+//! List and watch of Ingresses and IngressClasses straight from etcd
+//! (skiff-etcd's list-then-watch, as the service proxy's), into a cache of
+//! the records the proxy needs of them, beside the TLS Secrets read through
+//! the API server (`tls_secrets`).
 use std::collections::{BTreeMap, HashMap};
 
-use skiff_etcd::keys::{INGRESS_CLASSES, INGRESSES, SECRETS, collection_prefix, parse_namespaced};
+use skiff_etcd::keys::{INGRESS_CLASSES, INGRESSES, collection_prefix, parse_namespaced};
 use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
 use tokio::sync::mpsc::Sender;
 
@@ -14,25 +15,22 @@ use super::objects::{ClassRecord, IngressRecord, ObjectRef, SecretRecord};
 pub enum Name {
     Ingress(ObjectRef),
     Class(String),
-    Secret(ObjectRef),
 }
 
 #[derive(Clone, Debug)]
 pub enum Record {
     Ingress(IngressRecord),
     Class(ClassRecord),
-    Secret(SecretRecord),
 }
 
 pub type IngressEvent = Event<Name, Record>;
 
-/// Follows the three prefixes in the etcd at `endpoints`; returns once
+/// Follows the two prefixes in the etcd at `endpoints`; returns once
 /// `tx`'s receiver is gone.
 pub async fn run(endpoints: Vec<String>, tx: Sender<IngressEvent>) {
     let prefixes = vec![
         collection_prefix(INGRESSES, None),
         collection_prefix(INGRESS_CLASSES, None),
-        collection_prefix(SECRETS, None),
     ];
     ListWatch::new(endpoints, prefixes, Records).run(tx).await
 }
@@ -48,9 +46,6 @@ impl Decoder for Records {
         if let Some(ingress) = parse_namespaced(INGRESSES, key) {
             return Some(Name::Ingress(object(ingress)));
         }
-        if let Some(secret) = parse_namespaced(SECRETS, key) {
-            return Some(Name::Secret(object(secret)));
-        }
         let class = key.strip_prefix(collection_prefix(INGRESS_CLASSES, None).as_bytes())?;
         let class = std::str::from_utf8(class).ok()?;
         (!class.is_empty() && !class.contains('/')).then(|| Name::Class(class.to_owned()))
@@ -60,12 +55,11 @@ impl Decoder for Records {
         Ok(match key {
             Name::Ingress(id) => Record::Ingress(IngressRecord::from_json(id, value)?),
             Name::Class(_) => Record::Class(ClassRecord::from_json(value)?),
-            Name::Secret(_) => Record::Secret(SecretRecord::from_json(value)?),
         })
     }
 }
 
-/// The watched objects.
+/// The watched objects, and the TLS Secrets last read.
 #[derive(Debug, Default)]
 pub struct Objects {
     pub ingresses: BTreeMap<ObjectRef, IngressRecord>,
@@ -76,24 +70,20 @@ pub struct Objects {
 /// What an event changed, so the caller redoes only that.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changed {
-    /// Ingresses or classes: the routes.
+    /// Ingresses or classes: the routes, and the Secrets they name.
     pub routes: bool,
-    /// Secrets (or the Ingresses naming them): the certificates.
-    pub certificates: bool,
 }
 
 impl Objects {
     pub fn apply(&mut self, event: IngressEvent) -> Changed {
         match event {
             Event::Resync { objects, .. } => {
-                *self = Self::default();
+                self.ingresses.clear();
+                self.classes.clear();
                 for (name, record) in objects {
                     self.put(name, record);
                 }
-                Changed {
-                    routes: true,
-                    certificates: true,
-                }
+                Changed { routes: true }
             }
             Event::Changes { changes, .. } => {
                 let mut changed = Changed::default();
@@ -109,13 +99,7 @@ impl Objects {
                         }
                     };
                     match name {
-                        Name::Ingress(_) | Name::Class(_) => {
-                            changed.routes = true;
-                            changed.certificates = true;
-                        }
-                        Name::Secret(id) => {
-                            changed.certificates |= self.is_referenced(&id);
-                        }
+                        Name::Ingress(_) | Name::Class(_) => changed.routes = true,
                     }
                 }
                 changed
@@ -131,9 +115,6 @@ impl Objects {
             (Name::Class(name), Record::Class(record)) => {
                 self.classes.insert(name, record);
             }
-            (Name::Secret(id), Record::Secret(record)) => {
-                self.secrets.insert(id, record);
-            }
             (name, _) => unreachable!("the decoder reads {name:?} as its own kind"),
         }
     }
@@ -146,27 +127,6 @@ impl Objects {
             Name::Class(name) => {
                 self.classes.remove(name);
             }
-            Name::Secret(id) => {
-                self.secrets.remove(id);
-            }
         }
-    }
-
-    /// Whether some Ingress names Secret `id` for TLS.
-    fn is_referenced(&self, id: &ObjectRef) -> bool {
-        self.ingresses
-            .range(
-                ObjectRef {
-                    namespace: id.namespace.clone(),
-                    name: String::new(),
-                }..,
-            )
-            .take_while(|(ingress, _)| ingress.namespace == id.namespace)
-            .any(|(_, ingress)| {
-                ingress
-                    .tls
-                    .iter()
-                    .any(|tls| tls.secret.as_deref() == Some(id.name.as_str()))
-            })
     }
 }
