@@ -17,8 +17,7 @@ use crate::controllers::{
     Cache, Client, Context, Controller, ControllerConfig, Kind, clusterroleaggregation, cronjob,
     csrapproving, csrsigning, default_identity, deployment, endpoints, endpointslice, gc, ingress,
     job, localpath, namespace, nodelifecycle, podcidr, protection, replicaset, resourcequota,
-    serviceaccounts, statefulset, tokencleaner,
-    volumebinder,
+    serviceaccounts, statefulset, tokencleaner, volumebinder,
 };
 use crate::scheduler::Scheduler;
 use crate::store::Store;

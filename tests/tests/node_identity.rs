@@ -4,8 +4,10 @@
 //! approved automatically and signed, and that certificate authenticates as
 //! `system:node:n1` in `system:nodes`; requests for another signer or with
 //! server usages wait for a person, and `kubectl certificate approve|deny`
-//! decides them. A node's kubelet writes through the API server with its
-//! own identity: pod status, Events and the pod's final deletion.
+//! decides them. The Node authorizer limits a node to its own objects and
+//! to the Secrets and ConfigMaps of its pods. A node's kubelet writes
+//! through the API server with its own identity: pod status, Events and
+//! the pod's final deletion.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::path::{Path, PathBuf};
@@ -396,4 +398,231 @@ fn the_kubelet_writes_through_the_api_server_as_its_node() {
             .is_empty()
             .then_some(())
     });
+}
+
+/// A client certificate for node `node` (asked for by the admin, approved
+/// by `kubectl certificate approve`) and a kubeconfig that uses it.
+fn node_kubeconfig(testbed: &Testbed, admin: &Path, dir: &Path, node: &str) -> PathBuf {
+    let (key, pem) = request(&format!("system:node:{node}"), "system:nodes");
+    create_as(
+        admin,
+        dir,
+        node,
+        &csr_manifest(
+            node,
+            &pem,
+            KUBELET_SIGNER,
+            &["digital signature", "client auth"],
+        ),
+    )
+    .unwrap();
+    testbed.kubectl_ok(&["certificate", "approve", node], "");
+    let signed = wait_for_csr(testbed, node, "issued", issued);
+    let cert = STANDARD
+        .decode(signed["status"]["certificate"].as_str().unwrap())
+        .unwrap();
+    let (cert_file, key_file) = (
+        dir.join(format!("{node}.crt")),
+        dir.join(format!("{node}.key")),
+    );
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    kubeconfig_with(
+        admin,
+        dir,
+        node,
+        &[
+            "--client-certificate",
+            cert_file.to_str().unwrap(),
+            "--client-key",
+            key_file.to_str().unwrap(),
+        ],
+    )
+}
+
+/// A pod in `shop` bound to `node`, mounting Secret `secret` and reading
+/// ConfigMap `config_map` into its environment.
+fn bound_pod(name: &str, node: &str, secret: &str, config_map: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": name, "namespace": "shop" },
+        "spec": {
+            "nodeName": node,
+            "volumes": [{ "name": "creds", "secret": { "secretName": secret } }],
+            "containers": [{
+                "name": "main",
+                "image": "busybox",
+                "env": [{ "name": "MODE", "valueFrom": {
+                    "configMapKeyRef": { "name": config_map, "key": "mode" },
+                }}],
+                "volumeMounts": [{ "name": "creds", "mountPath": "/creds" }],
+            }],
+        },
+    })
+    .to_string()
+}
+
+/// Asserts that `result` is a 403 whose message contains `expected`.
+fn assert_forbidden(result: Result<String, String>, expected: &str) {
+    let error = result.expect_err(expected);
+    assert!(
+        error.contains("Forbidden") && error.contains(expected),
+        "wanted a 403 with {expected:?}: {error}"
+    );
+}
+
+/// Whether `user` in `system:nodes` may `verb` the Secret `name` in
+/// `shop`, as a SubjectAccessReview answers.
+fn node_may(testbed: &Testbed, user: &str, verb: &str, name: &str) -> bool {
+    let review = serde_json::json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:nodes", "system:authenticated"],
+            "resourceAttributes": {
+                "namespace": "shop", "verb": verb, "resource": "secrets", "name": name,
+            },
+        },
+    });
+    let answer = testbed.kubectl_ok(
+        &[
+            "create",
+            "--raw",
+            "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+            "-f",
+            "-",
+        ],
+        &review.to_string(),
+    );
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    answer["status"]["allowed"].as_bool().unwrap()
+}
+
+#[test]
+fn a_node_cannot_read_another_node_s_pods_secrets() {
+    let dir = std::env::temp_dir().join(format!("skiff-node-authorizer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut testbed = Testbed::start(1).unwrap();
+    let admin = testbed.start_control(&["--leader-elect=false"]).unwrap();
+    testbed.kubectl_ok(&["create", "namespace", "shop"], "");
+    for secret in ["s1", "s2"] {
+        testbed.kubectl_ok(
+            &[
+                "-n",
+                "shop",
+                "create",
+                "secret",
+                "generic",
+                secret,
+                "--from-literal=k=v",
+            ],
+            "",
+        );
+    }
+    testbed.kubectl_ok(
+        &[
+            "-n",
+            "shop",
+            "create",
+            "configmap",
+            "c1",
+            "--from-literal=mode=on",
+        ],
+        "",
+    );
+    for node in ["n1", "n2"] {
+        let manifest = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node", "metadata": { "name": node },
+        });
+        testbed.kubectl_ok(&["create", "-f", "-"], &manifest.to_string());
+        let lease = serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": { "name": node, "namespace": "kube-node-lease" },
+            "spec": { "holderIdentity": node },
+        });
+        testbed.kubectl_ok(&["create", "-f", "-"], &lease.to_string());
+    }
+    testbed.kubectl_ok(&["create", "-f", "-"], &bound_pod("p1", "n1", "s1", "c1"));
+    testbed.kubectl_ok(&["create", "-f", "-"], &bound_pod("p2", "n2", "s2", "c1"));
+    let n1 = node_kubeconfig(&testbed, &admin, &dir, "n1");
+    let n2 = node_kubeconfig(&testbed, &admin, &dir, "n2");
+
+    // The node authorizer's graph follows etcd: n1 reads its pod's Secret
+    // once the graph has the pod.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(error) = kubectl_as(&n1, &["-n", "shop", "get", "secret", "s1"]) {
+        assert!(Instant::now() < deadline, "n1 never read s1: {error}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kubectl_as(&n1, &["-n", "shop", "get", "configmap", "c1"]).unwrap();
+    kubectl_as(&n2, &["-n", "shop", "get", "secret", "s2"]).unwrap();
+    assert_forbidden(
+        kubectl_as(&n1, &["-n", "shop", "get", "secret", "s2"]),
+        "secrets \"s2\" is forbidden: User \"system:node:n1\" cannot get resource \"secrets\" \
+         in API group \"\" in the namespace \"shop\": \
+         no relationship found between node 'n1' and this object",
+    );
+    assert_forbidden(
+        kubectl_as(&n1, &["-n", "shop", "get", "secrets"]),
+        "cannot list resource \"secrets\"",
+    );
+    assert_forbidden(
+        kubectl_as(&n1, &["get", "secrets", "--all-namespaces"]),
+        "cannot list resource \"secrets\"",
+    );
+    // SubjectAccessReviews ask the same chain.
+    assert!(node_may(&testbed, "system:node:n1", "get", "s1"));
+    assert!(!node_may(&testbed, "system:node:n1", "get", "s2"));
+    assert!(!node_may(&testbed, "system:node:n1", "delete", "s1"));
+
+    // Its own Node and Lease, not another's.
+    kubectl_as(&n1, &["label", "node", "n1", "zone=a"]).unwrap();
+    assert_forbidden(
+        kubectl_as(&n1, &["label", "node", "n2", "zone=a"]),
+        "node \"n1\" is not allowed to modify node \"n2\"",
+    );
+    let n3 =
+        serde_json::json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "n3" } });
+    assert_forbidden(
+        create_as(&n1, &dir, "node-n3", &n3.to_string()),
+        "node \"n1\" is not allowed to modify node \"n3\"",
+    );
+    let lease = ["-n", "kube-node-lease", "annotate", "lease"];
+    kubectl_as(&n1, &[&lease[..], &["n1", "renewed=yes"]].concat()).unwrap();
+    assert_forbidden(
+        kubectl_as(&n1, &[&lease[..], &["n2", "renewed=yes"]].concat()),
+        "can only access node lease with the same name as the requesting node",
+    );
+
+    // The status of its own pods, not another node's; nor their deletion.
+    let status = |pod: &str| {
+        [
+            "-n",
+            "shop",
+            "patch",
+            "pod",
+            pod,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"message":"seen by n1"}}"#,
+        ]
+        .map(str::to_owned)
+    };
+    let patched = kubectl_as(&n1, &status("p1").each_ref().map(String::as_str)).unwrap();
+    assert!(patched.contains("patched"), "{patched}");
+    assert_forbidden(
+        kubectl_as(&n1, &status("p2").each_ref().map(String::as_str)),
+        "node \"n1\" can only update pod status for pods with spec.nodeName set to itself",
+    );
+    assert_forbidden(
+        kubectl_as(&n1, &["-n", "shop", "delete", "pod", "p2", "--wait=false"]),
+        "node \"n1\" can only delete pods with spec.nodeName set to itself",
+    );
+    let p2 = testbed.kubectl_json(&["-n", "shop", "get", "pod", "p2"]);
+    assert!(p2["metadata"]["deletionTimestamp"].is_null(), "{p2:#}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

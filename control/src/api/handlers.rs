@@ -16,6 +16,7 @@ use super::{media, objects, scale, table};
 use crate::admission;
 use crate::authz::RBAC_GROUP;
 use crate::authz::escalation::{self, RbacWrite};
+use crate::authz::node;
 use crate::clock;
 use crate::kinds::{Claim, Env, Refusal, Subresource};
 use crate::patch::{self, Manager, Operation, PatchType};
@@ -340,7 +341,7 @@ impl Handler<'_> {
     /// granting what it holds itself (or may `escalate` or `bind`).
     fn check_escalation(&self, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
         let resource = self.resource();
-        let (Some(user), Some(policy)) = (&self.request.user, &self.api.policy) else {
+        let (Some(user), Some(authz)) = (&self.request.user, &self.api.authz) else {
             return Ok(());
         };
         if resource.group != RBAC_GROUP {
@@ -354,16 +355,38 @@ impl Handler<'_> {
             object,
             old,
         };
-        escalation::check(&policy.policy(), &write).map_err(|why| {
+        escalation::check(&authz.policy(), &write).map_err(|why| {
             let name = object["metadata"]["name"].as_str().unwrap_or_default();
             ApiError::forbidden_on(resource.group, resource.plural, name, &why)
         })
+    }
+
+    /// NodeRestriction on a node's create: the name it creates, which
+    /// the authorizer could not see.
+    fn check_node_create(&self, object: &Value) -> Result<(), ApiError> {
+        let resource = self.resource();
+        let Some(user) = &self.request.user else {
+            return Ok(());
+        };
+        match node::admission::refuse_create(user, resource.group, resource.plural, object) {
+            Some(why) => {
+                let name = object["metadata"]["name"].as_str().unwrap_or_default();
+                Err(ApiError::forbidden_on(
+                    resource.group,
+                    resource.plural,
+                    name,
+                    &why,
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     async fn create(&self) -> Result<Reply, ApiError> {
         let mut object = self.json_body()?;
         self.record_requester(&mut object);
         self.check_escalation(&object, None)?;
+        self.check_node_create(&object)?;
         let fields = FieldValidation::from_query(&self.query)?;
         let manager = self.manager(Operation::Update, Part::Main);
         let (created, warnings) = self

@@ -10,15 +10,15 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_etcd::keys;
 
-use crate::kinds::{CertificateSigningRequestStrategy, DaemonSetStrategy};
 use crate::kinds::{
     BindingStrategy, CronJobStrategy, DeploymentStrategy, GenericStrategy, IngressClassStrategy,
     IngressStrategy, JobStrategy, LimitRangeStrategy, NamespaceStrategy, NodeStrategy,
     PersistentVolumeClaimStrategy, PersistentVolumeStrategy, PodStrategy,
     ReplicationControllerStrategy, ResourceQuotaStrategy, RoleStrategy, ScalableStrategy,
-    ServiceAccountStrategy,
-    ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy, Subresource,
+    ServiceAccountStrategy, ServiceStrategy, StatefulSetStrategy, StorageClassStrategy, Strategy,
+    Subresource,
 };
+use crate::kinds::{CertificateSigningRequestStrategy, DaemonSetStrategy};
 use crate::store::encryption::StoredResource;
 use crate::validation::{NameRule, UnknownField, strip_unknown_fields};
 

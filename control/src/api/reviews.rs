@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::status::ApiError;
 use super::{Api, ApiRequest, Reply};
+use crate::authz::node::identity::{NodeIdentity, node_identity};
 use crate::authz::{Action, Attributes, Policy, PolicyRule, ResourceAction, User};
 use crate::validation::{FieldError, Rendered, invalid_status};
 
@@ -191,12 +192,12 @@ impl Api {
         if method != Method::POST {
             return Err(ApiError::method_not_allowed(method.as_str()));
         }
-        let (Some(user), Some(policy)) = (user, &self.policy) else {
+        let (Some(user), Some(authz)) = (user, &self.authz) else {
             return Err(ApiError::forbidden(
                 "reviews are answered for authenticated requests only",
             ));
         };
-        let policy = policy.policy();
+        let authorizer = authz.authorizer();
         let mut object =
             super::objects::decode_body(request.content_type.as_deref(), &request.body)?;
         if text(&object["kind"]) != review.kind() {
@@ -214,7 +215,7 @@ impl Api {
             }}),
             Review::SelfSubjectRules => {
                 let namespace = text(&object["spec"]["namespace"]);
-                rules_status(&policy, user, &namespace)
+                rules_status(&authorizer.policy, user, &namespace)
             }
             Review::SelfSubjectAccess | Review::SubjectAccess | Review::LocalSubjectAccess => {
                 let subject = match review {
@@ -222,7 +223,7 @@ impl Api {
                     _ => reviewed_user(&object["spec"]),
                 };
                 let action = requested_action(review, &object["spec"], namespace)?;
-                let decision = policy.authorize(&Attributes {
+                let decision = authorizer.authorize(&Attributes {
                     user: subject,
                     action,
                 });
@@ -331,7 +332,15 @@ fn requested_action(
 /// A SelfSubjectRulesReview's status: the rules `user` holds in
 /// `namespace`, split as kube splits them.
 fn rules_status(policy: &Policy, user: &User, namespace: &str) -> Value {
-    let (mut rules, errors) = policy.rules_for(user, namespace);
+    let (mut rules, mut errors) = policy.rules_for(user, namespace);
+    // The Node authorizer grants by object, not by rules (kube's `RulesFor`
+    // of the Node authorizer).
+    if node_identity(user) != NodeIdentity::NotANode {
+        errors.insert(
+            0,
+            "node authorizer does not support user rule resolution".to_owned(),
+        );
+    }
     if user.in_group(crate::authz::user::SYSTEM_MASTERS) {
         rules.insert(0, PolicyRule::urls(&["*"], &["*"]));
         rules.insert(0, PolicyRule::resources(&["*"], &["*"], &["*"]));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::authz::PolicyCache;
+use crate::authz::AuthzCache;
 use crate::kinds::{Env, ServiceNetwork};
 use crate::store::Store;
 
@@ -49,9 +49,10 @@ pub struct Api {
     pub(super) config: ApiConfig,
     /// What the kinds' strategies need: the pools and their configuration.
     pub(super) env: Env,
-    /// The RBAC objects, for the escalation checks and the reviews; none
-    /// for an API that authorizes nothing (tests, tools).
-    pub(super) policy: Option<PolicyCache>,
+    /// What requests are authorized against, for the escalation checks
+    /// and the reviews; none for an API that authorizes nothing (tests,
+    /// tools).
+    pub(super) authz: Option<AuthzCache>,
 }
 
 impl Api {
@@ -61,13 +62,13 @@ impl Api {
             store,
             config,
             env,
-            policy: None,
+            authz: None,
         }
     }
 
-    /// This API, judging RBAC writes and reviews against `policy`.
-    pub fn authorizing(mut self, policy: PolicyCache) -> Self {
-        self.policy = Some(policy);
+    /// This API, judging RBAC writes and reviews against `authz`.
+    pub fn authorizing(mut self, authz: AuthzCache) -> Self {
+        self.authz = Some(authz);
         self
     }
 
@@ -75,7 +76,7 @@ impl Api {
     /// controllers write through.
     pub fn fenced(&self, fence: skiff_etcd::kv::Fence) -> Self {
         Self {
-            policy: self.policy.clone(),
+            authz: self.authz.clone(),
             ..Self::new(self.store.fenced(fence), self.config.clone())
         }
     }

@@ -6,7 +6,7 @@
 use http::HeaderMap;
 
 use super::attributes::{Action, Attributes, ResourceAction};
-use super::policy::Policy;
+use super::chain::Authorizer;
 use super::user::{SERVICE_ACCOUNT_PREFIX, User};
 
 const USER_HEADER: &str = "impersonate-user";
@@ -23,7 +23,11 @@ pub enum Refused {
 }
 
 /// The user `requester` acts as: itself without impersonation headers.
-pub fn acting_user(policy: &Policy, requester: User, headers: &HeaderMap) -> Result<User, Refused> {
+pub fn acting_user(
+    authorizer: &Authorizer,
+    requester: User,
+    headers: &HeaderMap,
+) -> Result<User, Refused> {
     let text = |name: &str| -> Vec<String> {
         headers
             .get_all(name)
@@ -56,7 +60,7 @@ pub fn acting_user(policy: &Policy, requester: User, headers: &HeaderMap) -> Res
                 ..ResourceAction::default()
             }),
         };
-        if policy.authorize(&attributes).allowed() {
+        if authorizer.authorize(&attributes).allowed() {
             Ok(())
         } else {
             Err(Refused::Forbidden(Box::new(attributes)))
@@ -109,15 +113,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::authz::policy::Policy;
     use crate::authz::user::AUTHENTICATED;
 
     fn user(name: &str, groups: &[&str]) -> User {
-        User {
-            name: name.into(),
-            uid: String::new(),
-            groups: groups.iter().map(|&g| g.to_owned()).collect(),
-            extra: Default::default(),
-        }
+        User::in_groups(name, groups)
     }
 
     #[test]
@@ -135,6 +135,10 @@ mod tests {
             "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonator" },
             "subjects": [{ "kind": "User", "name": "carol" }],
         }));
+        let policy = Authorizer {
+            policy: policy.into(),
+            ..Authorizer::default()
+        };
         let carol = user("carol", &["system:authenticated"]);
         let headers = |pairs: &[(&'static str, &'static str)]| {
             let mut headers = HeaderMap::new();

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde_json::Value;
+use skiff_etcd::keys;
 
 use super::attributes::{Action, Attributes};
+use super::follow::Objects;
 use super::rules::PolicyRule;
 use super::user::{SYSTEM_MASTERS, User};
 
@@ -163,8 +165,8 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(String),
-    /// No rule allows it; the reason lists the roles that could not be
-    /// found, if any.
+    /// Nothing allows it; the reason lists the roles that could not be
+    /// found, if any, after the Node authorizer's reason, if it had one.
     Deny(String),
 }
 
@@ -180,7 +182,40 @@ impl Decision {
     }
 }
 
+/// How a stored object of one kind is added to the index.
+type AddTo = fn(&mut Policy, &Value);
+
+/// Where the four kinds are stored, and what each object is added as.
+const STORED: [(&str, AddTo); 4] = [
+    (keys::ROLES, Policy::add_role),
+    (keys::CLUSTER_ROLES, Policy::add_cluster_role),
+    (keys::ROLE_BINDINGS, Policy::add_role_binding),
+    (
+        keys::CLUSTER_ROLE_BINDINGS,
+        Policy::add_cluster_role_binding,
+    ),
+];
+
 impl Policy {
+    /// The etcd roots of the four kinds, which the authorizer follows.
+    pub fn roots() -> Vec<&'static str> {
+        STORED.iter().map(|(root, _)| *root).collect()
+    }
+
+    /// The index of the stored RBAC objects, under their etcd keys.
+    pub fn from_objects(objects: &Objects) -> Self {
+        let mut policy = Self::default();
+        for (key, object) in objects {
+            if let Some((_, add)) = STORED
+                .iter()
+                .find(|(root, _)| key.starts_with(&keys::collection_prefix(root, None)))
+            {
+                add(&mut policy, object);
+            }
+        }
+        policy
+    }
+
     pub fn add_role(&mut self, object: &Value) {
         let (namespace, name) = name_of(object);
         self.roles.insert((namespace, name), rules_of(object));

@@ -8,6 +8,10 @@ pub const SYSTEM_MASTERS: &str = "system:masters";
 pub const AUTHENTICATED: &str = "system:authenticated";
 /// Requests without credentials are in this group.
 pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+/// The group of every node's credential.
+pub const NODES_GROUP: &str = "system:nodes";
+/// The prefix of a node's user name: `system:node:<node>`.
+pub const NODE_USER_PREFIX: &str = "system:node:";
 /// The prefix of a service account's user name.
 pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
@@ -41,5 +45,23 @@ impl User {
             .strip_prefix(SERVICE_ACCOUNT_PREFIX)
             .and_then(|rest| rest.split_once(':'))
             .is_some_and(|(ns, n)| ns == namespace && n == name)
+    }
+}
+
+#[cfg(test)]
+impl User {
+    /// `name` in `groups`, without uid or extra.
+    pub fn in_groups(name: &str, groups: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            uid: String::new(),
+            groups: groups.iter().map(|&g| g.to_owned()).collect(),
+            extra: Default::default(),
+        }
+    }
+
+    /// The credential of node `node`.
+    pub fn node(node: &str) -> Self {
+        Self::in_groups(&format!("{NODE_USER_PREFIX}{node}"), &[NODES_GROUP])
     }
 }

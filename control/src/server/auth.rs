@@ -170,13 +170,15 @@ pub async fn authenticate(
         return bootstrap_user(&bootstrap, store).await;
     }
     match service_accounts.authenticate(token, &[ISSUER]).await {
-        Ok((identity, _)) => Some(User {
-            name: identity.name,
-            uid: identity.uid,
-            groups: identity.groups,
-            extra: identity.extra,
-        }
-        .authenticated()),
+        Ok((identity, _)) => Some(
+            User {
+                name: identity.name,
+                uid: identity.uid,
+                groups: identity.groups,
+                extra: identity.extra,
+            }
+            .authenticated(),
+        ),
         Err(error) => {
             debug!(%error, "bearer token refused");
             None

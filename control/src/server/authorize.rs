@@ -1,16 +1,17 @@
 //! Authorization of every authenticated request, before it reaches the API
 //! or a stream: who it acts as (impersonation), then what it asks judged
-//! against the RBAC policy, refused as kube-apiserver refuses it.
+//! by the authorizer chain (Node, then RBAC), refused as kube-apiserver
+//! refuses it.
 
 use http::HeaderMap;
 
 use crate::api::{ApiError, Query};
 use crate::authz::impersonation::{self, Refused};
-use crate::authz::{Action, Attributes, Decision, ListOptions, Policy, User, action};
+use crate::authz::{Action, Attributes, Authorizer, Decision, ListOptions, User, action};
 
 /// The user the request acts as, once it may do what it asks.
 pub fn authorize(
-    policy: &Policy,
+    authorizer: &Authorizer,
     user: User,
     method: &str,
     path: &str,
@@ -18,7 +19,7 @@ pub fn authorize(
     headers: &HeaderMap,
 ) -> Result<User, ApiError> {
     let user =
-        impersonation::acting_user(policy, user, headers).map_err(|refused| match refused {
+        impersonation::acting_user(authorizer, user, headers).map_err(|refused| match refused {
             Refused::BadRequest(message) => ApiError::bad_request(message),
             Refused::Forbidden(attributes) => forbidden(&attributes, ""),
         })?;
@@ -31,7 +32,7 @@ pub fn authorize(
         user,
         action: action(method, path, options),
     };
-    match policy.authorize(&attributes) {
+    match authorizer.authorize(&attributes) {
         Decision::Allow(_) => Ok(attributes.user),
         Decision::Deny(reason) => Err(forbidden(&attributes, &reason)),
     }

@@ -39,7 +39,7 @@ pub use skiff_etcd::kv::ClientTls;
 pub use tls::TlsError;
 
 use crate::api::{Api, ApiConfig, ApiError, ApiRequest, GIT_VERSION, Reply};
-use crate::authz::PolicyCache;
+use crate::authz::AuthzCache;
 use crate::controllers::ControllerConfig;
 use crate::maintenance::MaintenanceConfig;
 use crate::store::encryption::Encryption;
@@ -130,8 +130,8 @@ pub struct RunningServer {
 struct State {
     api: Api,
     store: Store,
-    /// The RBAC objects every request is authorized against.
-    policy: PolicyCache,
+    /// What every request is authorized against.
+    authz: AuthzCache,
     tokens: Tokens,
     /// Verifies bearer tokens the service-account key signed.
     service_accounts: crate::serviceaccount::Authenticator,
@@ -193,8 +193,8 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         .encrypted(config.encryption.clone());
     wait_for_etcd(&store).await?;
     let mut listeners = JoinSet::new();
-    let policy = PolicyCache::start(&store, &mut listeners);
-    let api = Api::new(store.clone(), api_config).authorizing(policy.clone());
+    let authz = AuthzCache::start(&store, &mut listeners);
+    let api = Api::new(store.clone(), api_config).authorizing(authz.clone());
     api.ensure_system_namespaces().await?;
     api.ensure_default_storage_class().await?;
     api.ensure_default_ingress_class().await?;
@@ -224,7 +224,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         tracing::warn!(%error, "creating kube-system/kube-dns failed; pods' cluster DNS has no Service");
     }
     api.ensure_ingress_service().await?;
-    policy.wait_synced(ETCD_WAIT).await;
+    authz.wait_synced(ETCD_WAIT).await;
 
     crate::maintenance::start(&store, &config.etcd, &config.maintenance, &mut listeners);
     if config.endpoint_leases {
@@ -268,7 +268,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         ),
         api,
         store,
-        policy,
+        authz,
         tokens,
         join_token,
         pki_dir: pki_dir(&config.data_dir),
@@ -439,7 +439,7 @@ async fn handle(
         return reply(ApiError::unauthorized().into());
     };
     let user = match authorize::authorize(
-        &state.policy.policy(),
+        &state.authz.authorizer(),
         user,
         request.method().as_str(),
         &path,

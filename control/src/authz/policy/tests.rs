@@ -9,12 +9,7 @@ use crate::authz::attributes::{ListOptions, action};
 use crate::authz::escalation::{RbacWrite, check};
 
 fn user(name: &str, groups: &[&str]) -> User {
-    User {
-        name: name.into(),
-        uid: String::new(),
-        groups: groups.iter().map(|&g| g.to_owned()).collect(),
-        extra: Default::default(),
-    }
+    User::in_groups(name, groups)
 }
 
 fn role(namespace: &str, name: &str, rules: Value) -> Value {

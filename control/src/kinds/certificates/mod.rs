@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::env::Env;
 use super::refusal::Refusal;
 use super::strategy::{Strategy, Subresource};
-use crate::clock;
 use crate::authz::User;
+use crate::clock;
 
 /// The conditions only `/approval` decides.
 const APPROVAL_TYPES: &[&str] = &["Approved", "Denied"];

@@ -16,8 +16,7 @@ pub const KUBE_APISERVER_CLIENT_KUBELET: &str = "kubernetes.io/kube-apiserver-cl
 /// Any client certificate for the API server.
 pub const KUBE_APISERVER_CLIENT: &str = "kubernetes.io/kube-apiserver-client";
 
-pub const NODE_USER_PREFIX: &str = "system:node:";
-pub const NODES_GROUP: &str = "system:nodes";
+pub use crate::authz::user::{NODE_USER_PREFIX, NODES_GROUP};
 
 /// A parsed, signature-checked request.
 #[derive(Debug, Clone, PartialEq, Eq)]
