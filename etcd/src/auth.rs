@@ -2,14 +2,13 @@
 //! client certificates (`--client-cert-auth`: the certificate's CN is the
 //! etcd user): `root` (role `root`, everything) is the API server and the
 //! operator's tools; `skiff-agent` is every node agent, whose role reads
-//! only what agents watch and writes only what they write back (their
-//! pods' status and deletion, their pods' Events). Never Secrets nor
-//! ConfigMaps: those reach a node through the API server, which answers
-//! only for the node's own pods.
+//! only what agents watch and writes nothing: everything an agent writes,
+//! and every Secret, ConfigMap or claim it reads, goes through the API
+//! server as its node, whose authorizer answers only for the node's own
+//! objects.
 
 use crate::keys::{
-    ENDPOINT_SLICES, EVENTS, HEALTH, INGRESS_CLASSES, INGRESSES, PERSISTENT_VOLUME_CLAIMS,
-    PERSISTENT_VOLUMES, PODS, SERVICES, collection_prefix,
+    ENDPOINT_SLICES, HEALTH, INGRESS_CLASSES, INGRESSES, PODS, SERVICES, collection_prefix,
 };
 
 /// etcd's administrator; the API server's client certificate names it.
@@ -18,41 +17,25 @@ pub const ROOT_USER: &str = "root";
 pub const AGENT_USER: &str = "skiff-agent";
 
 /// The key prefixes the agents read: the service proxy's Services and
-/// EndpointSlices, the Ingress proxy's Ingresses and IngressClasses, the
-/// kubelet's PersistentVolumeClaims and PersistentVolumes (and Services for
-/// a pod's environment), and the health key a connection checks.
+/// EndpointSlices, the kubelet's Pods (and Services for a pod's
+/// environment), the Ingress proxy's Ingresses and IngressClasses, and the
+/// health key a connection checks.
 pub fn agent_read_prefixes() -> Vec<String> {
-    let mut prefixes: Vec<String> = [
-        SERVICES,
-        ENDPOINT_SLICES,
-        INGRESSES,
-        INGRESS_CLASSES,
-        PERSISTENT_VOLUME_CLAIMS,
-        PERSISTENT_VOLUMES,
-    ]
-    .into_iter()
-    .map(|base| collection_prefix(base, None))
-    .collect();
+    let mut prefixes: Vec<String> = [SERVICES, ENDPOINT_SLICES, PODS, INGRESSES, INGRESS_CLASSES]
+        .into_iter()
+        .map(|base| collection_prefix(base, None))
+        .collect();
     prefixes.push(HEALTH.to_owned());
     prefixes
 }
 
-/// The key prefixes the agents read and write: Pods (watched; each agent
-/// writes its pods' status back with compare-and-swap and deletes a pod
-/// once it has stopped, so that a node keeps working while the API server
-/// restarts) and the Events the kubelet records about them.
-pub fn agent_write_prefixes() -> Vec<String> {
-    [PODS, EVENTS]
-        .into_iter()
-        .map(|base| collection_prefix(base, None))
-        .collect()
-}
-
 #[cfg(feature = "client")]
 mod enable {
-    use etcd_client::{AuthClient, Permission, PermissionType, UserAddOptions};
+    use etcd_client::{
+        AuthClient, Permission, PermissionType, RoleRevokePermissionOptions, UserAddOptions,
+    };
 
-    use super::{AGENT_USER, ROOT_USER, agent_read_prefixes, agent_write_prefixes};
+    use super::{AGENT_USER, ROOT_USER, agent_read_prefixes};
     use crate::kv::{EtcdError, Kv};
 
     /// Makes users `root` and `skiff-agent` (no passwords: they
@@ -70,8 +53,21 @@ mod enable {
                 .await
                 .map_err(failed("role add"))?;
         }
+        // The role holds exactly what this version grants: a permission an
+        // older version gave (agents once wrote pods and Events) is taken
+        // back before the current ones are granted.
+        let granted = auth
+            .role_get(AGENT_USER)
+            .await
+            .map_err(failed("role get"))?
+            .permissions();
+        for permission in granted {
+            let range = RoleRevokePermissionOptions::new().with_range_end(permission.range_end());
+            auth.role_revoke_permission(AGENT_USER, permission.key(), Some(range))
+                .await
+                .map_err(failed("role revoke-permission"))?;
+        }
         grant(&mut auth, agent_read_prefixes(), PermissionType::Read).await?;
-        grant(&mut auth, agent_write_prefixes(), PermissionType::Readwrite).await?;
         for (user, role) in [(ROOT_USER, "root"), (AGENT_USER, AGENT_USER)] {
             if !users.users().iter().any(|name| name == user) {
                 auth.user_add(user, "", Some(UserAddOptions::new().with_no_pwd()))

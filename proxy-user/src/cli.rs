@@ -217,6 +217,17 @@ pub struct Args {
     #[arg(long, env = "SKIFF_INGRESS_HTTPS_PORT", default_value_t = 443)]
     pub ingress_https_port: u16,
 
+    /// Seconds between reads of the TLS Secrets the Ingresses name (read
+    /// through the API server, as the kubelet's Secret manager, whose TTL
+    /// this is): a renewed certificate is served within this time.
+    #[arg(
+        long,
+        env = "SKIFF_INGRESS_SECRET_TTL",
+        default_value_t = 60.0,
+        value_name = "SECONDS"
+    )]
+    pub ingress_secret_ttl: f64,
+
     /// Where to serve /metrics (Prometheus) and /healthz.
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     pub metrics_bind: SocketAddr,
@@ -228,9 +239,10 @@ pub struct Args {
     /// run the pods bound to it: their containers with runc from the
     /// node's image store, each pod in a netns of its own with a veth on
     /// --pod-bridge and an address from --pod-cidr, in cgroups below
-    /// --cgroup. Needs --pod-cidr and the node's address
-    /// (--node-ip or --uplink).
-    #[arg(long, env = "SKIFF_RUN_PODS", requires_all = ["pod_cidr", "client_ca_file"])]
+    /// --cgroup. Needs --pod-cidr, the node's address
+    /// (--node-ip or --uplink) and --kubeconfig: everything the kubelet
+    /// writes goes through the API server as the node.
+    #[arg(long, env = "SKIFF_RUN_PODS", requires_all = ["pod_cidr", "client_ca_file", "kubeconfig"])]
     pub run_pods: bool,
 
     /// The cluster CA (skiff-control's `<data-dir>/pki/ca.crt`): the kubelet
@@ -240,17 +252,14 @@ pub struct Args {
     pub client_ca_file: Option<PathBuf>,
 
     /// The node's own kubeconfig, a client certificate for
-    /// `system:node:<node-name>` (the kubelet's --kubeconfig): with it the
-    /// Node and the Lease are written through the API server, else straight
-    /// to etcd. Made with --bootstrap-kubeconfig when missing, and renewed
-    /// with it when its certificate has a fifth of its life left; the key
-    /// and certificate go to <state-dir>/pki.
-    #[arg(
-        long,
-        env = "SKIFF_KUBECONFIG",
-        value_name = "FILE",
-        requires = "run_pods"
-    )]
+    /// `system:node:<node-name>` (the kubelet's --kubeconfig): the kubelet
+    /// writes its Node, Lease, pods' status and Events and reads the
+    /// Secrets, ConfigMaps and claims its pods name through the API server
+    /// with it, and the Ingress proxy reads its TLS Secrets. Made with
+    /// --bootstrap-kubeconfig when missing, and renewed with it when its
+    /// certificate has a fifth of its life left; the key and certificate go
+    /// to <state-dir>/pki.
+    #[arg(long, env = "SKIFF_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
     /// A kubeconfig with a bootstrap token (the kubelet's

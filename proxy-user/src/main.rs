@@ -103,9 +103,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     let proxy = proxy::Proxy::start(proxy_config).await?;
 
+    let api = api_connection(&args);
     if args.ingress {
         match node_ip {
-            Some(ip) => ingress::start(ingress_config(&args, ip), proxy.cluster()).await?,
+            Some(ip) => {
+                ingress::start(ingress_config(&args, ip, api.clone()), proxy.cluster()).await?
+            }
             None => warn!("no node address (--node-ip or --uplink): Ingresses are not served"),
         }
     }
@@ -113,7 +116,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.run_pods {
         let node_ip =
             node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
-        let config = kubelet_config(&args, node_ip)?;
+        let api = api.context("--run-pods needs --kubeconfig")?;
+        let config = kubelet_config(&args, node_ip, api)?;
         if let Some(dir) = args.image_dir.clone() {
             let state_dir = config.state_dir.clone();
             tokio::task::spawn_blocking(move || kubelet::images::import_dir(&state_dir, &dir))
@@ -188,16 +192,45 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
     }
 }
 
-fn ingress_config(args: &Args, node_ip: std::net::Ipv4Addr) -> ingress::Config {
+/// The node's client for the API server, from --kubeconfig.
+fn api_connection(args: &Args) -> Option<apiserver::Connection> {
+    let credentials = apiserver::ApiCredentials {
+        kubeconfig: args.kubeconfig.clone()?,
+        bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
+    };
+    Some(apiserver::Connection::new(
+        credentials,
+        state_dir(args),
+        args.node_name.clone(),
+    ))
+}
+
+fn state_dir(args: &Args) -> std::path::PathBuf {
+    args.state_dir
+        .clone()
+        .unwrap_or_else(|| default_state_dir(&args.node_name))
+}
+
+fn ingress_config(
+    args: &Args,
+    node_ip: std::net::Ipv4Addr,
+    api: Option<apiserver::Connection>,
+) -> ingress::Config {
     ingress::Config {
         etcd: args.etcd.clone(),
+        api,
+        secret_ttl: Duration::from_secs_f64(args.ingress_secret_ttl.max(0.1)),
         class: args.ingress_class.clone(),
         http: SocketAddr::from((node_ip, args.ingress_http_port)),
         https: SocketAddr::from((node_ip, args.ingress_https_port)),
     }
 }
 
-fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<kubelet::Config> {
+fn kubelet_config(
+    args: &Args,
+    node_ip: std::net::Ipv4Addr,
+    api: apiserver::Connection,
+) -> anyhow::Result<kubelet::Config> {
     let pod_cidr = args.pod_cidr.context("--run-pods needs --pod-cidr")?;
     // Pods reach Services through the gateway whatever --pod-route says.
     let mut routes = vec![args.service_cidr.to_string()];
@@ -218,21 +251,12 @@ fn kubelet_config(args: &Args, node_ip: std::net::Ipv4Addr) -> anyhow::Result<ku
         kubelet_bind: args
             .kubelet_bind
             .unwrap_or_else(|| SocketAddr::from((node_ip, 10250))),
-        state_dir: args
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| default_state_dir(&args.node_name)),
+        state_dir: state_dir(args),
         crashloop_base: Duration::from_secs_f64(args.crashloop_base.max(0.1)),
         cluster_dns: args.cluster_dns,
         cluster_domain: args.cluster_domain.clone(),
         heartbeat_interval: Duration::from_secs_f64(args.heartbeat_interval.max(0.1)),
-        api: args
-            .kubeconfig
-            .clone()
-            .map(|kubeconfig| apiserver::ApiCredentials {
-                kubeconfig,
-                bootstrap_kubeconfig: args.bootstrap_kubeconfig.clone(),
-            }),
+        api,
     })
 }
 

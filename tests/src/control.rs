@@ -24,12 +24,17 @@ pub fn cluster_ca_path(data_dir: &Path) -> PathBuf {
     data_dir.join("pki").join("ca.crt")
 }
 
-/// A free port on 127.0.0.1 for skiff-control to serve on. In the root
-/// netns: only kubectl (from the root netns) and nothing in the cluster
-/// talks to it, since the agents read and write etcd.
+/// A free port on 127.0.0.1 for skiff-control to serve kubectl on, in the
+/// root netns.
 pub fn free_local_bind() -> Result<SocketAddr> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| HarnessError::io("cannot bind 127.0.0.1:0 to find a free port", e))?;
+    free_bind(Ipv4Addr::LOCALHOST)
+}
+
+/// A free port on `ip` (an address of the root netns), as for the agents'
+/// way to skiff-control on the control-plane address.
+pub fn free_bind(ip: Ipv4Addr) -> Result<SocketAddr> {
+    let listener = TcpListener::bind((ip, 0))
+        .map_err(|e| HarnessError::io(format!("cannot bind {ip}:0 to find a free port"), e))?;
     listener
         .local_addr()
         .map_err(|e| HarnessError::io("cannot read a bound port", e))

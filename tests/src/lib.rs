@@ -35,6 +35,7 @@ mod leftovers;
 mod lock;
 mod mounts;
 mod netns;
+pub mod node_credentials;
 mod objects;
 mod prefix;
 mod process;

@@ -18,13 +18,14 @@ use crate::{
     cluster::{Cluster, ClusterSpec},
     cmd,
     control::{
-        cluster_ca_path, control_command, free_local_bind, kubeconfig_path, kubectl, wait_for_api,
+        cluster_ca_path, control_command, free_bind, free_local_bind, kubeconfig_path, kubectl,
+        wait_for_api,
     },
     echo::{self, CallResult, parse_call_output},
     error::{HarnessError, Result},
     etcd::{Etcd, EtcdConfig},
     hosts::Pod,
-    mounts,
+    mounts, node_credentials,
     process::ProcessGuard,
     store::Store,
 };
@@ -44,6 +45,10 @@ pub struct Testbed {
     log_dir: PathBuf,
     /// Whether the agents run their nodes' pods (`--run-pods`).
     run_pods: bool,
+    /// Where the agents reach skiff-control as their nodes: the
+    /// control-plane address, a port chosen once so that a restarted
+    /// skiff-control is where the agents' kubeconfigs say.
+    agents_api: std::net::SocketAddr,
     // Last: dropping the cluster tears down what the guards above ran in.
     cluster: Cluster,
 }
@@ -56,8 +61,10 @@ impl Testbed {
     }
 
     /// As [`Testbed::start`], with agents that also register their nodes
-    /// and run the pods bound to them (see [`run_pods_args`]). Pods for
-    /// them are written to etcd ([`Testbed::store`]), not added with
+    /// and run the pods bound to them (see [`run_pods_args`]), and
+    /// skiff-control, which the kubelets write through
+    /// ([`Testbed::start_control`]). Pods for them are written to etcd
+    /// ([`Testbed::store`]) or created through the API, not added with
     /// [`Testbed::add_pod`]: both would hand out the same addresses.
     pub fn start_running_pods(nodes: usize) -> Result<Testbed> {
         Self::start_with(nodes, true, &[])
@@ -114,10 +121,15 @@ impl Testbed {
             etcd,
             log_dir,
             run_pods,
+            agents_api: free_bind(cluster.control_plane_ip())?,
             cluster,
         };
         for node in (1..=nodes).filter(|node| !later.contains(node)) {
             testbed.start_agent(node)?;
+        }
+        // Kubelets write through the API server only.
+        if run_pods {
+            testbed.start_control(&[])?;
         }
         Ok(testbed)
     }
@@ -146,11 +158,16 @@ impl Testbed {
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
+        let state = self.agent_state_dir(node);
         if self.run_pods {
-            let state = self.agent_state_dir(node);
             let ca = cluster_ca_path(&self.control_data_dir());
             command.args(run_pods_args(self.cluster.node(node), &state, &ca));
         }
+        // Written by start_control; until then the agent waits for it.
+        command.args(node_credentials::agent_args(&state));
+        // A renewed Ingress certificate within a test's patience, not the
+        // kubelet's minute.
+        command.arg("--ingress-secret-ttl=1");
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -196,11 +213,27 @@ impl Testbed {
     }
 
     /// Starts skiff-control (API server, scheduler, controllers) on a free
-    /// loopback port with `extra` flags, and waits until it serves.
+    /// loopback port with `extra` flags, and waits until it serves; it also
+    /// serves the agents on the control-plane address, and each node's
+    /// agent gets a bootstrap kubeconfig for it (`node_credentials`).
     /// Returns the kubeconfig it wrote; [`Testbed::kubectl`] uses it.
     pub fn start_control(&mut self, extra: &[&str]) -> Result<PathBuf> {
-        let (control, kubeconfig) = self.spawn_control("control", extra)?;
+        // One at a time: the agents' address is this one's.
+        self.stop_control();
+        let data_dir = self.control_data_dir();
+        let mut flags = node_credentials::control_args(&data_dir);
+        flags.push(format!("--bind={}", self.agents_api));
+        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let (control, kubeconfig) = self.spawn_control("control", &flags)?;
         self.control = Some(control);
+        let token = node_credentials::token_file(&data_dir);
+        let ca = cluster_ca_path(&data_dir);
+        let server = format!("https://{}", self.agents_api);
+        for node in 1..=self.agents.len() {
+            let state = self.agent_state_dir(node);
+            node_credentials::write_bootstrap_kubeconfig(&state, &token, &ca, &server)?;
+        }
         Ok(kubeconfig)
     }
 
@@ -261,6 +294,12 @@ impl Testbed {
     pub fn kubelet_client_identity(&self) -> [PathBuf; 2] {
         let pki = self.control_data_dir().join("pki");
         ["crt", "key"].map(|ext| pki.join(format!("apiserver-kubelet-client.{ext}")))
+    }
+
+    /// The nodes' bootstrap token, which [`Testbed::start_control`] has
+    /// skiff-control keep.
+    pub fn bootstrap_token_file(&self) -> PathBuf {
+        node_credentials::token_file(&self.control_data_dir())
     }
 
     /// skiff-control's data directory (its PKI and kubeconfig).

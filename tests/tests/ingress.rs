@@ -76,7 +76,9 @@ fn answered(web: &Web, host: &str, url: &str, count: usize) -> Option<BTreeSet<S
 
 #[test]
 fn ingress_routes_by_host_and_path_with_tls_by_sni() {
-    let web = Web::start();
+    let mut web = Web::start();
+    // The agents read TLS Secrets through the API server.
+    web.testbed.start_control(&[]).unwrap();
     let store = web.testbed.store();
     let node = web.testbed.cluster().node(1).ip();
     let http = format!("http://{node}");
@@ -170,22 +172,25 @@ fn ingress_routes_by_host_and_path_with_tls_by_sni() {
     );
 
     // HTTPS: the Secret's certificate by SNI (curl checks it against the
-    // certificate itself), HTTP/2 by ALPN.
+    // certificate itself), once the agent has read the Secret through the
+    // API server; HTTP/2 by ALPN.
     let ca =
         std::env::temp_dir().join(format!("{}-a.pem", web.testbed.cluster().prefix().as_str()));
     std::fs::write(&ca, cert.cert.pem()).unwrap();
     let resolve = format!("a.example.com:443:{node}");
-    let (code, body, version) = curl(
-        &web,
-        &[
-            "--http2",
-            "--cacert",
-            ca.to_str().unwrap(),
-            "--resolve",
-            &resolve,
-            "https://a.example.com/x",
-        ],
-    );
+    let https = [
+        "--http2",
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--resolve",
+        &resolve,
+        "https://a.example.com/x",
+    ];
+    let (code, body, version) =
+        skiff_tests::eventually("the Secret's certificate served", TIMEOUT, || {
+            let answer = curl(&web, &https);
+            (answer.0 == 200).then_some(answer)
+        });
     assert_eq!((code, version.as_str()), (200, "2"), "{body}");
     assert!(both.contains(body.trim()), "{body}");
     // Another name gets the default certificate, which curl refuses.

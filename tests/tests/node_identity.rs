@@ -5,7 +5,9 @@
 //! `system:node:n1` in `system:nodes`; requests for another signer or with
 //! server usages wait for a person, and `kubectl certificate approve|deny`
 //! decides them. The Node authorizer limits a node to its own objects and
-//! to the Secrets and ConfigMaps of its pods.
+//! to the Secrets and ConfigMaps of its pods. A node's kubelet writes
+//! through the API server with its own identity: pod status, Events and
+//! the pod's final deletion.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::path::{Path, PathBuf};
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use skiff_tests::Testbed;
+use skiff_tests::{Testbed, eventually};
 
 const KUBELET_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 const CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client";
@@ -123,15 +125,9 @@ fn bootstrap_tokens_and_node_client_certificates() {
     let dir = std::env::temp_dir().join(format!("skiff-node-identity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let token_file = dir.join("bootstrap-token");
     let mut testbed = Testbed::start(1).unwrap();
-    let admin = testbed
-        .start_control(&[
-            "--leader-elect=false",
-            "--bootstrap-token-file",
-            token_file.to_str().unwrap(),
-        ])
-        .unwrap();
+    let admin = testbed.start_control(&["--leader-elect=false"]).unwrap();
+    let token_file = testbed.bootstrap_token_file();
     let token = std::fs::read_to_string(&token_file)
         .unwrap()
         .trim()
@@ -320,6 +316,88 @@ fn bootstrap_tokens_and_node_client_certificates() {
         "{refused}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The field manager the agent's writes carry.
+const AGENT_MANAGER: &str = "skiff-agent";
+
+/// Whether `object` has a managedFields entry of `operation` by the agent,
+/// on `subresource` (or the object itself for `None`): the API server
+/// records one for each write it serves, a write straight to etcd none.
+fn written_by_agent(object: &Value, operation: &str, subresource: Option<&str>) -> bool {
+    (object["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten())
+    .any(|entry| {
+        entry["manager"] == AGENT_MANAGER
+            && entry["operation"] == operation
+            && entry["subresource"].as_str() == subresource
+    })
+}
+
+#[test]
+fn the_kubelet_writes_through_the_api_server_as_its_node() {
+    let testbed = Testbed::start_running_pods(1).unwrap();
+    let node = testbed.cluster().node(1).name().to_owned();
+    // A projected clusterTrustBundle source is left out with an Event.
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "reporter", "namespace": "default" },
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": "skiff/busybox",
+                "command": ["sh", "-c", "sleep 1000"],
+                "volumeMounts": [{ "name": "bundle", "mountPath": "/bundle" }],
+            }],
+            "volumes": [{ "name": "bundle", "projected": { "sources": [
+                { "clusterTrustBundle": { "name": "roots", "path": "roots.pem" } },
+            ] } }],
+        },
+    });
+    testbed.kubectl_ok(&["apply", "-f", "-"], &pod.to_string());
+
+    let timeout = Duration::from_secs(60);
+    let running = eventually(
+        "the pod running, its status written by the agent",
+        timeout,
+        || {
+            let pod = testbed.kubectl_json(&["get", "pod", "reporter", "--show-managed-fields"]);
+            (pod["status"]["phase"] == "Running").then_some(pod)
+        },
+    );
+    assert!(
+        written_by_agent(&running, "Update", Some("status")),
+        "no status update by {AGENT_MANAGER}: {:#}",
+        running["metadata"]["managedFields"]
+    );
+    let event = eventually("the agent's Event about the pod", timeout, || {
+        let events = testbed.kubectl_json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=reporter,reason=VolumeSourceSkipped",
+            "--show-managed-fields",
+        ]);
+        events["items"].as_array()?.first().cloned()
+    });
+    assert_eq!(event["reportingInstance"], node.as_str(), "{event:#}");
+    assert_eq!(event["source"]["host"], node.as_str(), "{event:#}");
+    assert!(written_by_agent(&event, "Update", None), "{event:#}");
+
+    // The agent finishes the graceful delete: the pod goes once its
+    // container is down.
+    testbed.kubectl_ok(&["delete", "pod", "reporter", "--wait=false"], "");
+    eventually("the pod deleted by the agent", timeout, || {
+        let args = ["get", "pod", "reporter", "--ignore-not-found", "-o", "name"];
+        testbed
+            .kubectl_ok(&args, "")
+            .trim()
+            .is_empty()
+            .then_some(())
+    });
 }
 
 /// A client certificate for node `node` (asked for by the admin, approved

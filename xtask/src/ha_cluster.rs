@@ -20,7 +20,7 @@ use skiff_tests::{
 };
 
 use crate::cluster_files::{control_planes_dir, member_control_name, member_etcd_name};
-use crate::node_credentials;
+use skiff_tests::node_credentials;
 
 /// The kubeconfig `up` writes, naming the one address
 /// ([`write_kubeconfig`]).

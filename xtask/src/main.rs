@@ -12,7 +12,6 @@ mod encryption_config;
 mod fuzz_cmd;
 mod ha_cluster;
 mod images_cmd;
-mod node_credentials;
 mod pods_ready;
 mod setup;
 mod sh;

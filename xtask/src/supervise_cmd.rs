@@ -19,7 +19,7 @@ use skiff_tests::{
         agent_etcd_tls_args, control_etcd_tls_args, enable_etcd_auth, issue_etcd_certificates,
         member_tls,
     },
-    kubeconfig_path, run_pods_args, supervise,
+    kubeconfig_path, node_credentials, run_pods_args, supervise,
 };
 
 use crate::cluster_files::{
@@ -28,7 +28,6 @@ use crate::cluster_files::{
 };
 use crate::encryption_config;
 use crate::ha_cluster;
-use crate::node_credentials;
 
 /// skiff-control's API port on the control-plane address.
 pub const API_PORT: u16 = 6443;
@@ -127,9 +126,8 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
                 command.args(run_pods_args(&node, &state_dir, &ca));
                 let token = node_credentials::token_file(&control_data_dir());
                 let server = format!("https://{}", api_addr());
-                command.args(node_credentials::agent_args(
-                    &state_dir, &token, &ca, &server,
-                )?);
+                node_credentials::write_bootstrap_kubeconfig(&state_dir, &token, &ca, &server)?;
+                command.args(node_credentials::agent_args(&state_dir));
                 Ok(command)
             }),
             // Its own, outside the node's: the agent's connections need no
@@ -173,12 +171,13 @@ fn supervise_ha(
                 let ca = ha_cluster::cluster_ca();
                 let state_dir = agent_state_dir(node.name());
                 command.args(run_pods_args(&node, &state_dir, &ca));
-                command.args(node_credentials::agent_args(
+                node_credentials::write_bootstrap_kubeconfig(
                     &state_dir,
                     &ha_cluster::bootstrap_token_file(),
                     &ca,
                     &server,
-                )?);
+                )?;
+                command.args(node_credentials::agent_args(&state_dir));
                 Ok(command)
             }),
             cgroup: Some(cgroup),

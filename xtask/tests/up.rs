@@ -640,6 +640,9 @@ fn assert_etcd_trust(cluster: &LocalCluster) {
         "/registry/secrets/default/etcd-trust",
         "/registry/services/specs/default/etcd-trust",
         "/registry/clusterrolebindings/etcd-trust",
+        // Agents write their pods' status and Events through the API server.
+        "/registry/pods/default/etcd-trust",
+        "/registry/events/default/etcd-trust",
     ] {
         assert_refused(
             &etcdctl(AGENT, &["put", key, "x"]),

@@ -1,10 +1,11 @@
 //! The Ingress proxy: serves the networking.k8s.io/v1 Ingresses of one
 //! IngressClass on this node's address, over HTTP and HTTPS, straight to
-//! the ready endpoints of their Services. The Ingresses, IngressClasses
-//! and TLS Secrets are watched in etcd (`watch`, read as `objects`); the
-//! class decides which are served (`class`); their rules become a route
-//! table (`routes`, built in `table`) and their Secrets the certificates
-//! chosen by SNI (`secrets`, `tls`); backends resolve against the
+//! the ready endpoints of their Services. The Ingresses and IngressClasses
+//! are watched in etcd (`watch`, read as `objects`); the class decides
+//! which are served (`class`); their rules become a route table (`routes`,
+//! built in `table`) and the TLS Secrets they name, read through the API
+//! server as the node (`tls_secrets`), the certificates chosen by SNI
+//! (`secrets`, `tls`); backends resolve against the
 //! agent's Service and EndpointSlice cache (`backends`) into pools with
 //! outlier ejection (`pool`, `outlier`); `controller` keeps all of it
 //! current; `server` accepts connections and `proxy` forwards requests,
@@ -22,6 +23,7 @@ mod secrets;
 mod server;
 mod table;
 mod tls;
+mod tls_secrets;
 mod watch;
 
 use std::net::SocketAddr;
@@ -32,12 +34,18 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+use crate::apiserver::Connection;
 use crate::proxy::cluster::shared::SharedCluster;
 
 /// What the proxy is started with (from the agent's flags).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub etcd: Vec<String>,
+    /// The node's client for the API server, which the TLS Secrets are
+    /// read through.
+    pub api: Option<Connection>,
+    /// How long a TLS Secret read is trusted.
+    pub secret_ttl: std::time::Duration,
     /// The IngressClass served.
     pub class: String,
     pub http: SocketAddr,
@@ -63,6 +71,8 @@ pub async fn start(config: Config, cluster: SharedCluster) -> anyhow::Result<()>
     tokio::spawn(server::serve_https(https, acceptor, proxy));
     let controller = controller::Controller {
         etcd: config.etcd,
+        api: config.api,
+        secret_ttl: config.secret_ttl,
         class: config.class,
         cluster,
         routes,

@@ -1,6 +1,6 @@
-//! What the Ingress proxy keeps of the Ingresses, IngressClasses and
-//! Secrets it watches: the routing and TLS fields, read from the stored
-//! networking.k8s.io/v1 and core v1 JSON through k8s-openapi's types.
+//! What the Ingress proxy keeps of the Ingresses and IngressClasses it
+//! watches and the TLS Secrets it reads: the routing and TLS fields, read
+//! from networking.k8s.io/v1 and core v1 JSON through k8s-openapi's types.
 //! A path the API should have refused (an unknown `pathType`, a backend
 //! without a port) is dropped here with a log line naming the Ingress.
 use std::fmt;
@@ -232,15 +232,14 @@ impl ClassRecord {
     }
 }
 
-impl SecretRecord {
-    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let secret: Secret = serde_json::from_slice(json)?;
+impl From<Secret> for SecretRecord {
+    fn from(secret: Secret) -> Self {
         let mut data = secret.data.unwrap_or_default();
-        Ok(Self {
+        Self {
             type_: secret.type_,
             cert: data.remove("tls.crt").map(|bytes| bytes.0),
             key: data.remove("tls.key").map(|bytes| bytes.0),
-        })
+        }
     }
 }
 
@@ -309,7 +308,7 @@ mod tests {
             "type": "kubernetes.io/tls",
             "data": { "tls.crt": "Y2VydA==", "ca.crt": "eA==" },
         });
-        let secret = SecretRecord::from_json(json.to_string().as_bytes()).unwrap();
+        let secret = SecretRecord::from(serde_json::from_value::<Secret>(json).unwrap());
         assert_eq!(secret.cert.as_deref(), Some(&b"cert"[..]));
         assert_eq!(secret.key, None);
     }

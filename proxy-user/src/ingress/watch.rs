@@ -1,18 +1,16 @@
-//! List and watch of Ingresses, IngressClasses and Secrets straight from
-//! etcd (skiff-etcd's list-then-watch, as the service proxy's), into a
-//! cache of the records the proxy needs of them. Secrets have a watch of
-//! their own: an etcd user that may not read them (the agents' role
-//! grants no Secrets) has it fail and retry, with a warning each time,
-//! while the routes are still served.
+//! List and watch of Ingresses and IngressClasses straight from etcd
+//! (skiff-etcd's list-then-watch, as the service proxy's), into a cache of
+//! the records the proxy needs of them, beside the TLS Secrets read through
+//! the API server (`tls_secrets`).
 use std::collections::{BTreeMap, HashMap};
 
-use skiff_etcd::keys::{INGRESS_CLASSES, INGRESSES, SECRETS, collection_prefix, parse_namespaced};
+use skiff_etcd::keys::{INGRESS_CLASSES, INGRESSES, collection_prefix, parse_namespaced};
 use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
 use tokio::sync::mpsc::Sender;
 
 use super::objects::{ClassRecord, IngressRecord, ObjectRef, SecretRecord};
 
-/// What a routes key names.
+/// What a key names.
 #[derive(Clone, Debug)]
 pub enum Name {
     Ingress(ObjectRef),
@@ -25,47 +23,28 @@ pub enum Record {
     Class(ClassRecord),
 }
 
-/// What one of the two watches saw.
-pub enum IngressEvent {
-    Routes(Event<Name, Record>),
-    Secrets(Event<ObjectRef, SecretRecord>),
-}
+pub type IngressEvent = Event<Name, Record>;
 
-impl From<Event<Name, Record>> for IngressEvent {
-    fn from(event: Event<Name, Record>) -> Self {
-        Self::Routes(event)
-    }
-}
-
-impl From<Event<ObjectRef, SecretRecord>> for IngressEvent {
-    fn from(event: Event<ObjectRef, SecretRecord>) -> Self {
-        Self::Secrets(event)
-    }
-}
-
-/// Follows the routes' prefixes and the Secrets' in the etcd at
-/// `endpoints`; returns once `tx`'s receiver is gone.
+/// Follows the two prefixes in the etcd at `endpoints`; returns once
+/// `tx`'s receiver is gone.
 pub async fn run(endpoints: Vec<String>, tx: Sender<IngressEvent>) {
-    let routes = vec![
+    let prefixes = vec![
         collection_prefix(INGRESSES, None),
         collection_prefix(INGRESS_CLASSES, None),
     ];
-    let secrets = vec![collection_prefix(SECRETS, None)];
-    tokio::join!(
-        ListWatch::new(endpoints.clone(), routes, Routes).run(tx.clone()),
-        ListWatch::new(endpoints, secrets, Secrets).run(tx),
-    );
+    ListWatch::new(endpoints, prefixes, Records).run(tx).await
 }
 
-struct Routes;
+struct Records;
 
-impl Decoder for Routes {
+impl Decoder for Records {
     type Key = Name;
     type Value = Record;
 
     fn key(&self, key: &[u8]) -> Option<Name> {
-        if let Some((namespace, name)) = parse_namespaced(INGRESSES, key) {
-            return Some(Name::Ingress(ObjectRef { namespace, name }));
+        let object = |(namespace, name)| ObjectRef { namespace, name };
+        if let Some(ingress) = parse_namespaced(INGRESSES, key) {
+            return Some(Name::Ingress(object(ingress)));
         }
         let class = key.strip_prefix(collection_prefix(INGRESS_CLASSES, None).as_bytes())?;
         let class = std::str::from_utf8(class).ok()?;
@@ -80,28 +59,7 @@ impl Decoder for Routes {
     }
 }
 
-struct Secrets;
-
-impl Decoder for Secrets {
-    type Key = ObjectRef;
-    type Value = SecretRecord;
-
-    fn key(&self, key: &[u8]) -> Option<ObjectRef> {
-        let (namespace, name) = parse_namespaced(SECRETS, key)?;
-        Some(ObjectRef { namespace, name })
-    }
-
-    fn value(
-        &self,
-        _: &ObjectRef,
-        value: &[u8],
-        _: i64,
-    ) -> Result<SecretRecord, serde_json::Error> {
-        SecretRecord::from_json(value)
-    }
-}
-
-/// The watched objects.
+/// The watched objects, and the TLS Secrets last read.
 #[derive(Debug, Default)]
 pub struct Objects {
     pub ingresses: BTreeMap<ObjectRef, IngressRecord>,
@@ -112,107 +70,63 @@ pub struct Objects {
 /// What an event changed, so the caller redoes only that.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Changed {
-    /// Ingresses or classes: the routes.
+    /// Ingresses or classes: the routes, and the Secrets they name.
     pub routes: bool,
-    /// Secrets (or the Ingresses naming them): the certificates.
-    pub certificates: bool,
 }
 
 impl Objects {
     pub fn apply(&mut self, event: IngressEvent) -> Changed {
         match event {
-            IngressEvent::Routes(event) => self.apply_routes(event),
-            IngressEvent::Secrets(event) => self.apply_secrets(event),
-        }
-    }
-
-    fn apply_routes(&mut self, event: Event<Name, Record>) -> Changed {
-        // A resync replaces the view, even with nothing; a watch response
-        // without changes is a progress report.
-        let (changes, changed) = match event {
             Event::Resync { objects, .. } => {
                 self.ingresses.clear();
                 self.classes.clear();
-                let puts = objects
-                    .into_iter()
-                    .map(|(name, record)| Change::Put(name, record));
-                (puts.collect(), true)
+                for (name, record) in objects {
+                    self.put(name, record);
+                }
+                Changed { routes: true }
             }
             Event::Changes { changes, .. } => {
-                let changed = !changes.is_empty();
-                (changes, changed)
-            }
-        };
-        for change in changes {
-            match change {
-                Change::Put(Name::Ingress(id), Record::Ingress(record)) => {
-                    self.ingresses.insert(id, record);
-                }
-                Change::Put(Name::Class(name), Record::Class(record)) => {
-                    self.classes.insert(name, record);
-                }
-                Change::Put(name, _) => unreachable!("the decoder reads {name:?} as its own kind"),
-                Change::Delete(Name::Ingress(id)) => {
-                    self.ingresses.remove(&id);
-                }
-                Change::Delete(Name::Class(name)) => {
-                    self.classes.remove(&name);
-                }
-            }
-        }
-        Changed {
-            routes: changed,
-            certificates: changed,
-        }
-    }
-
-    fn apply_secrets(&mut self, event: Event<ObjectRef, SecretRecord>) -> Changed {
-        match event {
-            Event::Resync { objects, .. } => {
-                self.secrets = objects.into_iter().collect();
-                Changed {
-                    routes: false,
-                    certificates: true,
-                }
-            }
-            Event::Changes { changes, .. } => {
-                let mut certificates = false;
+                let mut changed = Changed::default();
                 for change in changes {
-                    let id = match change {
-                        Change::Put(id, record) => {
-                            self.secrets.insert(id.clone(), record);
-                            id
+                    let name = match change {
+                        Change::Put(name, record) => {
+                            self.put(name.clone(), record);
+                            name
                         }
-                        Change::Delete(id) => {
-                            self.secrets.remove(&id);
-                            id
+                        Change::Delete(name) => {
+                            self.delete(&name);
+                            name
                         }
                     };
-                    certificates |= self.is_referenced(&id);
+                    match name {
+                        Name::Ingress(_) | Name::Class(_) => changed.routes = true,
+                    }
                 }
-                Changed {
-                    routes: false,
-                    certificates,
-                }
+                changed
             }
         }
     }
 
-    /// Whether some Ingress names Secret `id` for TLS.
-    fn is_referenced(&self, id: &ObjectRef) -> bool {
-        self.ingresses
-            .range(
-                ObjectRef {
-                    namespace: id.namespace.clone(),
-                    name: String::new(),
-                }..,
-            )
-            .take_while(|(ingress, _)| ingress.namespace == id.namespace)
-            .any(|(_, ingress)| {
-                ingress
-                    .tls
-                    .iter()
-                    .any(|tls| tls.secret.as_deref() == Some(id.name.as_str()))
-            })
+    fn put(&mut self, name: Name, record: Record) {
+        match (name, record) {
+            (Name::Ingress(id), Record::Ingress(record)) => {
+                self.ingresses.insert(id, record);
+            }
+            (Name::Class(name), Record::Class(record)) => {
+                self.classes.insert(name, record);
+            }
+            (name, _) => unreachable!("the decoder reads {name:?} as its own kind"),
+        }
+    }
+
+    fn delete(&mut self, name: &Name) {
+        match name {
+            Name::Ingress(id) => {
+                self.ingresses.remove(id);
+            }
+            Name::Class(name) => {
+                self.classes.remove(name);
+            }
+        }
     }
 }

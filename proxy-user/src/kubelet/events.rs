@@ -1,32 +1,32 @@
-//! Events the kubelet records about a pod (core/v1 Events, written to etcd
-//! where the API server keeps them, so `kubectl describe pod` and
+//! Events the kubelet records about a pod (core/v1 Events, created
+//! through the API server as the node, so `kubectl describe pod` and
 //! `kubectl get events` show them).
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use serde_json::json;
-use skiff_etcd::keys::{EVENTS, object_key};
 
-use crate::kubelet::store::{Store, StoreError, new_uid, now_rfc3339};
+use crate::apiserver::{post_params, typed};
+use crate::kubelet::store::now_rfc3339;
 
 /// Records Events about one pod, as this node's kubelet.
 #[derive(Clone)]
 pub struct Recorder {
-    store: Store,
+    api: kube::Client,
     subject: Subject,
 }
 
 impl Recorder {
-    pub fn for_pod(store: Store, node: &str, pod: &Pod) -> Recorder {
+    pub fn for_pod(api: kube::Client, node: &str, pod: &Pod) -> Recorder {
         Recorder {
-            store,
+            api,
             subject: Subject::of(node, pod),
         }
     }
 
-    pub async fn warning(&self, reason: &str, message: &str) -> Result<(), StoreError> {
-        let event = self.subject.event("Warning", reason, message);
-        let name = event["metadata"]["name"].as_str().unwrap_or_default();
-        let key = object_key(EVENTS, Some(&self.subject.namespace), name);
-        self.store.create(&key, &event).await.map(drop)
+    pub async fn warning(&self, reason: &str, message: &str) -> Result<(), kube::Error> {
+        let event = typed(self.subject.event("Warning", reason, message))?;
+        let events: kube::Api<Event> =
+            kube::Api::namespaced(self.api.clone(), &self.subject.namespace);
+        events.create(&post_params(), &event).await.map(drop)
     }
 }
 
@@ -64,8 +64,6 @@ impl Subject {
             "metadata": {
                 "name": name,
                 "namespace": self.namespace,
-                "uid": new_uid(),
-                "creationTimestamp": now,
             },
             "involvedObject": {
                 "apiVersion": "v1",

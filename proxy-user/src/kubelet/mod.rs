@@ -1,13 +1,14 @@
 //! The node's kubelet (`--run-pods`): registers this node and keeps its
 //! Node object and Lease fresh (`node`), and runs the pods bound to it
 //! (`pods`) with their volumes (`volumes`), measures what they use
-//! (`stats`), reading and writing the
-//! cluster through etcd (`store`) and recording Events (`events`). The
-//! node's image store (`images`) is managed from the command line.
+//! (`stats`), writing through the API server as the node (pod status,
+//! Events: `events`) and reading its pods and Services from etcd (`store`).
+//! The node's image store (`images`) is managed from the command line.
 pub mod events;
 pub mod images;
 mod missing;
 pub mod node;
+mod objects;
 pub mod pods;
 pub mod server;
 pub mod stats;
@@ -25,7 +26,7 @@ use anyhow::Context as _;
 use tracing::info;
 
 use self::pods::{BridgeAddress, Plumbing, ipam::Cidr};
-use crate::apiserver::{self, ApiCredentials};
+use crate::apiserver::Connection;
 
 /// What the kubelet is started with (from the agent's flags).
 #[derive(Debug, Clone)]
@@ -54,9 +55,9 @@ pub struct Config {
     pub cluster_domain: String,
     /// Time between Node and Lease updates.
     pub heartbeat_interval: Duration,
-    /// The node's API credential: with one, the Node and the Lease go
-    /// through the API server; without, straight to etcd.
-    pub api: Option<ApiCredentials>,
+    /// The node's client for the API server: everything the kubelet
+    /// writes goes through it.
+    pub api: Connection,
 }
 
 /// Registers the node and starts running its pods, in the background.
@@ -135,48 +136,21 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         served,
     ));
     info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
-    let (api_node, api_state) = (node_name.clone(), state_dir.clone());
     let info = node::node_info(
         node_name,
         node_ip,
         pod_cidr.to_string(),
         kubelet_bind.port(),
     );
-    // Like the service watch, wait for etcd rather than fail: the node
-    // comes up whichever starts first.
+    // Like the service watch, wait for etcd and the API server rather than
+    // fail: the node comes up whichever starts first.
     tokio::spawn(async move {
+        let api = api.client().await;
+        tokio::spawn(node::heartbeat(api.clone(), info, heartbeat_interval));
         let kv = skiff_etcd::kv::Kv::connect_retrying(&etcd).await;
         let store = store::Store::new(kv);
-        let writer = match api {
-            Some(credentials) => {
-                node::Writer::Api(connect_retrying(&credentials, &api_state, &api_node).await)
-            }
-            None => node::Writer::Etcd(Box::new(store.clone())),
-        };
-        tokio::spawn(node::heartbeat(writer, info, heartbeat_interval));
-        let ctx = pods::Context::new(pods_config, store, ipam, logs, plumbing);
+        let ctx = pods::Context::new(pods_config, store, api, ipam, logs, plumbing);
         pods::run(Arc::new(ctx), etcd).await;
     });
     Ok(())
-}
-
-/// How long a failed bootstrap waits before trying again.
-const API_RETRY: Duration = Duration::from_secs(10);
-
-/// The API client, waiting for the API server (and the credential's
-/// bootstrap) as the agent waits for etcd.
-async fn connect_retrying(
-    credentials: &ApiCredentials,
-    state_dir: &std::path::Path,
-    node: &str,
-) -> kube::Client {
-    loop {
-        match apiserver::connect(credentials, state_dir, node).await {
-            Ok(client) => return client,
-            Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), retry_in = ?API_RETRY, "no client for the API server yet");
-                tokio::time::sleep(API_RETRY).await;
-            }
-        }
-    }
 }

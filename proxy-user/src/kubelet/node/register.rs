@@ -1,18 +1,15 @@
 //! The Node object: created when missing, otherwise updated in place so
 //! that fields others own (labels, taints, spec.unschedulable) survive:
 //! through the API server (its spec, then its status through `/status`,
-//! each with the resourceVersion read; a conflict reads again), or straight
-//! in etcd at `/registry/minions/<node>` (compare-and-swap) for an agent
-//! without an API credential.
+//! each with the resourceVersion read; a conflict reads again).
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::Node;
-use kube::api::PostParams;
 use serde_json::{Value, json};
-use skiff_etcd::keys::{NODES, object_key};
 use tracing::info;
 
-use crate::kubelet::store::{Store, StoreError, Written, new_uid, now_rfc3339};
+use crate::apiserver::{is_conflict, post_params, typed};
+use crate::kubelet::store::now_rfc3339;
 
 /// Kubernetes' default pod limit per node.
 const MAX_PODS: &str = "110";
@@ -32,55 +29,16 @@ pub struct NodeInfo {
     pub kubelet_port: u16,
 }
 
-pub fn key(name: &str) -> String {
-    object_key(NODES, None, name)
-}
-
-pub async fn refresh(store: &Store, info: &NodeInfo) -> Result<(), StoreError> {
-    let key = key(&info.name);
-    for _ in 0..ATTEMPTS {
-        let now = now_rfc3339();
-        let written = match store.get(&key).await? {
-            None => {
-                let node = new_node(info, &now);
-                let written = store.create(&key, &node).await?;
-                if written == Written::Done {
-                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node");
-                }
-                written
-            }
-            Some(stored) => {
-                let node = refreshed(stored.object, info, &now);
-                store.update(&key, &node, stored.mod_revision).await?
-            }
-        };
-        if written == Written::Done {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// [`refresh`] through the API server.
-pub async fn refresh_through_api(
-    client: &kube::Client,
-    info: &NodeInfo,
-) -> Result<(), kube::Error> {
+/// Creates or refreshes the Node through the API server.
+pub async fn refresh(client: &kube::Client, info: &NodeInfo) -> Result<(), kube::Error> {
     let nodes: kube::Api<Node> = kube::Api::all(client.clone());
-    let post = PostParams::default();
+    let post = post_params();
     for _ in 0..ATTEMPTS {
         let now = now_rfc3339();
         let Some(stored) = nodes.get_opt(&info.name).await? else {
-            let mut node = new_node(info, &now);
-            // The server gives a new object its identity.
-            let metadata = &mut node["metadata"];
-            metadata.as_object_mut().map(|m| m.remove("uid"));
-            metadata
-                .as_object_mut()
-                .map(|m| m.remove("creationTimestamp"));
-            match nodes.create(&post, &typed(node)?).await {
+            match nodes.create(&post, &typed(new_node(info, &now))?).await {
                 Ok(_) => {
-                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node through the API server");
+                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node");
                     return Ok(());
                 }
                 Err(error) if is_conflict(&error) => continue,
@@ -114,24 +72,12 @@ pub async fn refresh_through_api(
     Ok(())
 }
 
-/// `object` as the typed kind the API client sends.
-pub(super) fn typed<T: serde::de::DeserializeOwned>(object: Value) -> Result<T, kube::Error> {
-    serde_json::from_value(object).map_err(kube::Error::SerdeError)
-}
-
-/// 409: someone wrote in between (or created first); read again.
-pub(super) fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
-}
-
 fn new_node(info: &NodeInfo, now: &str) -> Value {
     let node = json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {
             "name": info.name,
-            "uid": new_uid(),
-            "creationTimestamp": now,
             "labels": {
                 "kubernetes.io/hostname": info.name,
                 "kubernetes.io/os": "linux",

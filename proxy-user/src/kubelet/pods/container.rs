@@ -299,9 +299,15 @@ async fn start(
         pod_ip: runtime.sandbox.ip.to_string(),
         host_ip: runtime.ctx.config.node_ip.to_string(),
     };
-    let env = env::build(&runtime.ctx.store, &facts, container, &defaults.env)
-        .await
-        .map_err(|e| StartError::Config(e.to_string()))?;
+    let env = env::build(
+        &runtime.ctx.store,
+        &runtime.ctx.api,
+        &facts,
+        container,
+        &defaults.env,
+    )
+    .await
+    .map_err(|e| StartError::Config(e.to_string()))?;
     let argv = env::argv(container, &env, &defaults.entrypoint, &defaults.cmd);
     if argv.is_empty() {
         return Err(StartError::Config(format!(
@@ -309,7 +315,7 @@ async fn start(
         )));
     }
     let (mounts, notices) = (runtime.volumes)
-        .mounts_for(&runtime.ctx.store, container)
+        .mounts_for(&runtime.ctx.api, container)
         .await
         .map_err(|e| StartError::Volume {
             reason: e.reason(),

@@ -1,6 +1,6 @@
 //! What every pod worker on this node shares: the node's settings, and
-//! the store, address pool, logs, network plumbing and container runtime
-//! pods are run with.
+//! the etcd reader, the node's API client, address pool, logs, network
+//! plumbing and container runtime pods are run with.
 use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use super::{cgroup, ipam::Ipam, logs::Logs, netns::Plumbing, oci, resolv::Dns};
@@ -26,6 +26,9 @@ pub struct Config {
 pub struct Context {
     pub config: Config,
     pub store: Store,
+    /// The API server as this node: pod status, deletions, Events, and the
+    /// Secrets, ConfigMaps and claims the pods name.
+    pub api: kube::Client,
     pub ipam: Ipam,
     pub logs: Logs,
     pub plumbing: Plumbing,
@@ -37,6 +40,7 @@ impl Context {
     pub fn new(
         config: Config,
         store: Store,
+        api: kube::Client,
         ipam: Ipam,
         logs: Logs,
         plumbing: Plumbing,
@@ -46,6 +50,7 @@ impl Context {
             containers: oci::Runtime::new(&config.state_dir),
             config,
             store,
+            api,
             ipam,
             logs,
             plumbing,

@@ -2,8 +2,8 @@
 //! variables of the pod's namespace first (`<NAME>_SERVICE_HOST`, `_PORT`
 //! and the Docker-link style `<NAME>_PORT_...`), then `envFrom`, then `env`
 //! (later wins), with `$(VAR)` references expanded against what came
-//! before. ConfigMaps, Secrets and Services are read from etcd when the
-//! container starts, as the kubelet reads them then.
+//! before. ConfigMaps and Secrets are read through the API server, Services
+//! from etcd, when the container starts, as the kubelet reads them then.
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
@@ -11,10 +11,11 @@ use serde_json::Value;
 
 use crate::kubelet::{
     missing::MissingObject,
+    objects::{Kind, Objects},
     store::{Store, StoreError},
     volumes::downward,
 };
-use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, SERVICES, collection_prefix, object_key};
+use skiff_etcd::keys::{SERVICES, collection_prefix};
 
 /// Why a container cannot start yet: reported as waiting with reason
 /// `CreateContainerConfigError`, and retried.
@@ -26,6 +27,8 @@ pub enum EnvError {
     Field(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("reading through the API server: {0}")]
+    Api(#[from] kube::Error),
 }
 
 /// What a container's env may refer to beyond the pod object.
@@ -39,6 +42,7 @@ pub struct PodFacts<'a> {
 /// sets.
 pub async fn build(
     store: &Store,
+    objects: &impl Objects,
     facts: &PodFacts<'_>,
     container: &Container,
     image_env: &[(String, String)],
@@ -80,7 +84,9 @@ pub async fn build(
             (source.secret_ref.as_ref()).map(|r| ("secret", &r.name, r.optional)),
         ];
         for (kind, name, optional) in references.into_iter().flatten() {
-            let data = sources.get(store, kind, &namespace, name, optional).await?;
+            let data = sources
+                .get(objects, kind, &namespace, name, optional)
+                .await?;
             for (key, value) in data.into_iter().flatten() {
                 set(&mut env, format!("{prefix}{key}"), value);
             }
@@ -97,7 +103,9 @@ pub async fn build(
                             .map(|r| ("secret", &r.name, &r.key, r.optional))
                     });
                 if let Some((kind, name, key, optional)) = key_ref {
-                    let data = sources.get(store, kind, &namespace, name, optional).await?;
+                    let data = sources
+                        .get(objects, kind, &namespace, name, optional)
+                        .await?;
                     lookup(data, kind, &namespace, name, key, optional)?
                 } else if let Some(field) = &from.field_ref {
                     Some(field_value(facts, &field.field_path)?)
@@ -149,7 +157,7 @@ struct Cache {
 impl Cache {
     async fn get(
         &mut self,
-        store: &Store,
+        objects: &impl Objects,
         kind: &'static str,
         namespace: &str,
         name: &str,
@@ -157,12 +165,12 @@ impl Cache {
     ) -> Result<Option<BTreeMap<String, String>>, EnvError> {
         let id = (kind, name.to_owned());
         if !self.objects.contains_key(&id) {
-            let base = match kind {
-                "secret" => SECRETS,
-                _ => CONFIG_MAPS,
+            let api_kind = match kind {
+                "secret" => Kind::Secret,
+                _ => Kind::ConfigMap,
             };
-            let stored = store.get(&object_key(base, Some(namespace), name)).await?;
-            let data = stored.and_then(|s| data_of(kind, s.object));
+            let stored = objects.get(api_kind, namespace, name).await?;
+            let data = stored.and_then(|object| data_of(kind, object));
             self.objects.insert(id.clone(), data);
         }
         match self.objects[&id].clone() {

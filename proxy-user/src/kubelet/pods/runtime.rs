@@ -1,6 +1,6 @@
 //! What the tasks running one pod share: the pod as it was started, its
 //! sandbox, and the status its containers report, which the status writer
-//! sends to etcd.
+//! sends to the API server.
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -55,7 +55,7 @@ impl PodRuntime {
             .collect();
         PodRuntime {
             volumes: Arc::new(PodVolumes::new(&ctx.config.state_dir, pod.clone())),
-            events: Recorder::for_pod(ctx.store.clone(), &ctx.config.node_name, &pod),
+            events: Recorder::for_pod(ctx.api.clone(), &ctx.config.node_name, &pod),
             ctx,
             key,
             uid,

@@ -3,7 +3,7 @@
 //! skiff-etcd's list-then-watch re-lists on any trouble, so the consumer
 //! always converges on what etcd holds.
 use k8s_openapi::api::core::v1::Pod;
-use skiff_etcd::keys::{PODS, collection_prefix, object_key, parse_namespaced};
+use skiff_etcd::keys::{PODS, collection_prefix, parse_namespaced};
 use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
 use tokio::sync::mpsc::Sender;
 
@@ -40,13 +40,20 @@ impl Decoder for OnNode {
         PodKey::parse(key)
     }
 
-    fn value(&self, key: &PodKey, value: &[u8], _: i64) -> Result<Option<Pod>, serde_json::Error> {
+    fn value(
+        &self,
+        key: &PodKey,
+        value: &[u8],
+        mod_revision: i64,
+    ) -> Result<Option<Pod>, serde_json::Error> {
         let mut pod: Pod = serde_json::from_slice(value)?;
         if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(&self.node) {
             return Ok(None);
         }
         pod.metadata.namespace = Some(key.namespace.clone());
         pod.metadata.name = Some(key.name.clone());
+        // As the API server reads it: the key's revision is its version.
+        pod.metadata.resource_version = Some(mod_revision.to_string());
         Ok(Some(pod))
     }
 }
@@ -77,9 +84,5 @@ impl PodKey {
     pub fn parse(key: &[u8]) -> Option<PodKey> {
         let (namespace, name) = parse_namespaced(PODS, key)?;
         Some(PodKey { namespace, name })
-    }
-
-    pub fn etcd_key(&self) -> String {
-        object_key(PODS, Some(&self.namespace), &self.name)
     }
 }

@@ -1,11 +1,13 @@
 //! One pod on this node, from its sandbox (address, netns, cgroup) through
 //! its containers to its graceful end: on `deletionTimestamp` every
 //! container gets SIGTERM and the grace period, then the sandbox goes and
-//! the pod's key is deleted (compare-and-swap), which is how the API
+//! the pod is deleted through the API server with gracePeriodSeconds 0 and
+//! its uid and resourceVersion as preconditions, which is how the API
 //! server expects a node to finish a graceful delete.
 use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, Preconditions};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -21,12 +23,10 @@ use super::{
     runtime::{PodRuntime, grace_of},
     sequence,
     status::{ContainerStatus, Kind, PodState},
-    status_writer,
+    status_writer::{self, Stored, revision},
 };
-use crate::kubelet::{
-    store::{Written, now_rfc3339},
-    volumes,
-};
+use crate::apiserver::{is_conflict, is_not_found};
+use crate::kubelet::{store::now_rfc3339, volumes};
 
 const SANDBOX_RETRY: Duration = Duration::from_secs(5);
 
@@ -52,12 +52,10 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
     // Paths and ids are built from the names: a bad one runs nothing.
     if let Err(error) = names::check(&key.namespace, &pod) {
         warn!(pod = %key, %error, "refusing the pod");
-        if let Some(status) = pending_status(&pod, &ctx, error.to_string()) {
-            let _ = write_raw(&ctx, &key, &uid, status).await;
-        }
+        write_pending(&ctx, &key, &pod, &updates, error.to_string()).await;
         let end = ended(&mut updates).await;
         if let Ended::Deleting(_) = end {
-            delete_key(&ctx, &key, &uid).await;
+            delete_pod(&ctx, &key, &uid, &mut updates).await;
         }
         return;
     }
@@ -68,13 +66,11 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
                 Ok(sandbox) => break sandbox,
                 Err(error) => {
                     warn!(pod = %key, %error, "creating the pod sandbox failed; retrying");
-                    if let Some(status) = pending_status(&pod, &ctx, error) {
-                        let _ = write_raw(&ctx, &key, &uid, status).await;
-                    }
+                    write_pending(&ctx, &key, &pod, &updates, error).await;
                     tokio::select! {
                         () = tokio::time::sleep(SANDBOX_RETRY) => continue,
                         end = ended(&mut updates) => {
-                            cleanup(&ctx, &key, &uid, None, end).await;
+                            cleanup(&ctx, &key, &uid, None, end, &mut updates).await;
                             return;
                         }
                     }
@@ -91,10 +87,13 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
             state,
         ));
         info!(pod = %key, ip = %sandbox.ip, netns = %sandbox.netns, "pod sandbox ready");
-        let writer = tokio::spawn(status_writer::run(runtime.clone()));
+        let writer = tokio::spawn(status_writer::run(
+            runtime.clone(),
+            Stored::new(updates.clone()),
+        ));
         let refresher = tokio::spawn(volumes::refresh_until_stopped(
             runtime.volumes.clone(),
-            ctx.store.clone(),
+            ctx.api.clone(),
             runtime.events.clone(),
             volumes::REFRESH_PERIOD,
         ));
@@ -110,11 +109,11 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         let _ = containers.await;
         writer.abort();
         refresher.abort();
-        cleanup(&ctx, &key, &uid, Some(&sandbox), end).await;
+        cleanup(&ctx, &key, &uid, Some(&sandbox), end, &mut updates).await;
         return;
     }
     let end = ended(&mut updates).await;
-    cleanup(&ctx, &key, &uid, None, end).await;
+    cleanup(&ctx, &key, &uid, None, end, &mut updates).await;
 }
 
 fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder, pod: &Pod) -> Result<Sandbox, String> {
@@ -184,9 +183,14 @@ fn has_init_containers(pod: &Pod) -> bool {
     (pod.spec.as_ref()).is_some_and(|s| s.init_containers.as_ref().is_some_and(|i| !i.is_empty()))
 }
 
-/// The status of a pod whose sandbox failed: Pending, with why.
-fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json::Value> {
-    let stored = serde_json::to_value(&pod.status).ok()?;
+/// Writes the status of a pod whose sandbox failed: Pending, with why.
+async fn write_pending(
+    ctx: &Context,
+    key: &PodKey,
+    pod: &Pod,
+    updates: &watch::Receiver<Option<Pod>>,
+    error: String,
+) {
     let initialized = !has_init_containers(pod);
     let state = PodState {
         host_ip: ctx.config.node_ip,
@@ -196,26 +200,12 @@ fn pending_status(pod: &Pod, ctx: &Context, error: String) -> Option<serde_json:
         initialized,
         containers: statuses(pod, &serde_json::Value::Null, initialized),
     };
-    Some(state.render(&stored))
-}
-
-async fn write_raw(
-    ctx: &Context,
-    key: &PodKey,
-    uid: &str,
-    status: serde_json::Value,
-) -> Option<()> {
-    let stored = ctx.store.get(&key.etcd_key()).await.ok()??;
-    if stored.object["metadata"]["uid"].as_str() != Some(uid) {
-        return None;
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let mut stored = Stored::new(updates.clone());
+    let render = |stored: &serde_json::Value| state.render(stored);
+    if let Err(error) = status_writer::write(ctx, key, uid, &mut stored, render).await {
+        warn!(pod = %key, %error, "writing the pending pod's status failed");
     }
-    let mut pod = stored.object;
-    pod["status"] = status;
-    ctx.store
-        .update(&key.etcd_key(), &pod, stored.mod_revision)
-        .await
-        .ok()?;
-    Some(())
 }
 
 /// How a pod's run ends.
@@ -242,11 +232,18 @@ async fn ended(updates: &mut watch::Receiver<Option<Pod>>) -> Ended {
 }
 
 /// Removes everything the pod had on the node, then (when it was being
-/// deleted) its key.
-async fn cleanup(ctx: &Context, key: &PodKey, uid: &str, sandbox: Option<&Sandbox>, end: Ended) {
+/// deleted) the pod itself.
+async fn cleanup(
+    ctx: &Context,
+    key: &PodKey,
+    uid: &str,
+    sandbox: Option<&Sandbox>,
+    end: Ended,
+    updates: &mut watch::Receiver<Option<Pod>>,
+) {
     remove_local(ctx, key, uid, sandbox).await;
     if let Ended::Deleting(_) = end {
-        delete_key(ctx, key, uid).await;
+        delete_pod(ctx, key, uid, updates).await;
     }
 }
 
@@ -273,26 +270,41 @@ pub async fn remove_local(ctx: &Context, key: &PodKey, uid: &str, sandbox: Optio
     info!(pod = %key, "pod removed from the node");
 }
 
-async fn delete_key(ctx: &Context, key: &PodKey, uid: &str) {
+/// Deletes the pod at once (its containers are down), with the uid and
+/// resourceVersion of the newest pod the watch has as preconditions; after a
+/// conflict, again once the watch has a newer one.
+async fn delete_pod(
+    ctx: &Context,
+    key: &PodKey,
+    uid: &str,
+    updates: &mut watch::Receiver<Option<Pod>>,
+) {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(ctx.api.clone(), &key.namespace);
     for _ in 0..10 {
-        let stored = match ctx.store.get(&key.etcd_key()).await {
-            Ok(Some(stored)) => stored,
-            Ok(None) => return,
-            Err(error) => {
-                warn!(pod = %key, %error, "reading the pod to delete it failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let seen = match &*updates.borrow_and_update() {
+            Some(pod) if pod.metadata.uid.as_deref() == Some(uid) => revision(pod),
+            _ => return,
         };
-        if stored.object["metadata"]["uid"].as_str() != Some(uid) {
-            return;
-        }
-        match ctx.store.delete(&key.etcd_key(), stored.mod_revision).await {
-            Ok(Written::Done) => {
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_owned()),
+                resource_version: Some(seen.to_string()),
+            }),
+            ..DeleteParams::default()
+        };
+        match pods.delete(&key.name, &params).await {
+            Ok(_) => {
                 info!(pod = %key, "pod deleted");
                 return;
             }
-            Ok(Written::Conflict) => {}
+            Err(error) if is_not_found(&error) => return,
+            Err(error) if is_conflict(&error) => {
+                let newer = |pod: &Option<Pod>| pod.as_ref().is_none_or(|pod| revision(pod) > seen);
+                if updates.wait_for(newer).await.is_err() {
+                    return;
+                }
+            }
             Err(error) => {
                 warn!(pod = %key, %error, "deleting the pod failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -2,10 +2,10 @@
 //! path (`spec.hostPath.path` or `spec.local.path`) is mounted. A claim
 //! not bound yet is waited for; binding is the control plane's.
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use skiff_etcd::keys::{PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, object_key};
 
-use super::{error::VolumeError, objects::Objects};
+use super::error::VolumeError;
 use crate::kubelet::missing::MissingObject;
+use crate::kubelet::objects::{Kind, Objects};
 
 /// The node path behind the claim `namespace/name`.
 pub async fn node_path(
@@ -13,7 +13,6 @@ pub async fn node_path(
     namespace: &str,
     name: &str,
 ) -> Result<String, VolumeError> {
-    let key = object_key(PERSISTENT_VOLUME_CLAIMS, Some(namespace), name);
     let missing = || {
         VolumeError::from(MissingObject::object(
             "persistentvolumeclaim",
@@ -21,7 +20,10 @@ pub async fn node_path(
             name,
         ))
     };
-    let claim = objects.get(&key).await?.ok_or_else(missing)?;
+    let claim = objects
+        .get(Kind::Claim, namespace, name)
+        .await?
+        .ok_or_else(missing)?;
     let claim: PersistentVolumeClaim = serde_json::from_value(claim).map_err(|_| missing())?;
     let unbound = || VolumeError::Unbound {
         namespace: namespace.to_owned(),
@@ -33,7 +35,7 @@ pub async fn node_path(
         .filter(|v| !v.is_empty() && phase == Some("Bound"))
         .ok_or_else(unbound)?;
     let stored = objects
-        .get(&object_key(PERSISTENT_VOLUMES, None, &volume))
+        .get(Kind::Volume, "", &volume)
         .await?
         .ok_or_else(unbound)?;
     let pv: PersistentVolume = serde_json::from_value(stored).map_err(|_| unbound())?;

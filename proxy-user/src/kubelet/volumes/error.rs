@@ -2,7 +2,7 @@
 //! case shows in the container's status.
 use std::{io, path::PathBuf};
 
-use crate::kubelet::{missing::MissingObject, store::StoreError};
+use crate::kubelet::missing::MissingObject;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -30,8 +30,8 @@ pub enum VolumeError {
     },
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("reading through the API server: {0}")]
+    Api(#[from] kube::Error),
 }
 
 impl VolumeError {
@@ -53,7 +53,7 @@ impl VolumeError {
             | VolumeError::Unsupported { .. }
             | VolumeError::UnsupportedVolume { .. } => "CreateContainerConfigError",
             VolumeError::Unbound { .. } => "ContainerCreating",
-            VolumeError::HostPathType { .. } | VolumeError::Io { .. } | VolumeError::Store(_) => {
+            VolumeError::HostPathType { .. } | VolumeError::Io { .. } | VolumeError::Api(_) => {
                 "CreateContainerError"
             }
         }

@@ -14,7 +14,6 @@ mod error;
 mod host_path;
 mod layout;
 mod mounts;
-mod objects;
 mod pod;
 mod projection;
 mod refresher;

@@ -18,10 +18,9 @@ use super::{
     error::VolumeError,
     host_path,
     layout::{Plugin, PodDir, check_label},
-    mounts,
-    objects::Objects,
-    projection, subpath,
+    mounts, projection, subpath,
 };
+use crate::kubelet::objects::Objects;
 use crate::kubelet::pods::cgroup::memory_bytes;
 
 /// A bind mount a container gets: `source` on the node at `destination`
@@ -337,9 +336,13 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::kubelet::store::StoreError;
+    use crate::kubelet::objects::Kind;
+    use skiff_etcd::keys::{
+        CONFIG_MAPS, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, SECRETS, object_key,
+    };
 
-    /// etcd as a map, changed by the test between calls.
+    /// The API's objects by their etcd keys, changed by the test between
+    /// calls.
     #[derive(Default)]
     struct Fixed(Shared<BTreeMap<String, Value>>);
 
@@ -350,8 +353,19 @@ mod tests {
     }
 
     impl Objects for Fixed {
-        async fn get(&self, key: &str) -> Result<Option<Value>, StoreError> {
-            Ok(self.0.lock().unwrap().get(key).cloned())
+        async fn get(
+            &self,
+            kind: Kind,
+            namespace: &str,
+            name: &str,
+        ) -> Result<Option<Value>, kube::Error> {
+            let key = match kind {
+                Kind::ConfigMap => object_key(CONFIG_MAPS, Some(namespace), name),
+                Kind::Secret => object_key(SECRETS, Some(namespace), name),
+                Kind::Claim => object_key(PERSISTENT_VOLUME_CLAIMS, Some(namespace), name),
+                Kind::Volume => object_key(PERSISTENT_VOLUMES, None, name),
+            };
+            Ok(self.0.lock().unwrap().get(&key).cloned())
         }
     }
 

@@ -9,15 +9,14 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource,
     Secret, SecretVolumeSource,
 };
-use skiff_etcd::keys::{CONFIG_MAPS, SECRETS, object_key};
 
 use crate::kubelet::missing::MissingObject;
+use crate::kubelet::objects::{Kind, Objects};
 
 use super::{
     atomic_writer::{FileProjection, Payload},
     downward,
     error::VolumeError,
-    objects::Objects,
 };
 
 /// The kubelet's mode for projected files when the pod sets none.
@@ -151,14 +150,12 @@ async fn project(
         name,
         ..
     } = *reference;
-    let base = if kind == "secret" {
-        SECRETS
+    let api_kind = if kind == "secret" {
+        Kind::Secret
     } else {
-        CONFIG_MAPS
+        Kind::ConfigMap
     };
-    let stored = objects
-        .get(&object_key(base, Some(namespace), name))
-        .await?;
+    let stored = objects.get(api_kind, namespace, name).await?;
     let Some(data) = stored.and_then(|object| data_of(kind, object)) else {
         if reference.optional {
             return Ok(Payload::new());

@@ -6,8 +6,8 @@ use std::{sync::Arc, time::Duration};
 
 use tracing::warn;
 
-use super::{objects::Objects, pod::PodVolumes};
-use crate::kubelet::events::Recorder;
+use super::pod::PodVolumes;
+use crate::kubelet::{events::Recorder, objects::Objects};
 
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(10);
 

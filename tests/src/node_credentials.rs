@@ -1,16 +1,16 @@
-//! The agents' credentials for the API server in the local cluster:
-//! skiff-control keeps a bootstrap token (`--bootstrap-token-file`), and
-//! each agent gets a bootstrap kubeconfig with it, the cluster CA and the
-//! API server's address on the fabric, from which it gets its own client
-//! certificate (`--bootstrap-kubeconfig`, `--kubeconfig`).
+//! The agents' credentials for the API server, in the local cluster and
+//! the tests' clusters: skiff-control keeps a bootstrap token
+//! (`--bootstrap-token-file`), and each agent gets a bootstrap kubeconfig
+//! with it, the cluster CA and the API server's address on the fabric, from
+//! which it gets its own client certificate (`--bootstrap-kubeconfig`,
+//! `--kubeconfig`). An agent started before its bootstrap kubeconfig is
+//! written waits for it.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use skiff_tests::HarnessError;
-
-type Result<T> = std::result::Result<T, HarnessError>;
+use crate::error::{HarnessError, Result};
 
 /// An I/O failure as the supervisor reports it.
 fn failed(what: String, error: std::io::Error) -> HarnessError {
@@ -30,16 +30,30 @@ pub fn control_args(control_data_dir: &Path) -> Vec<String> {
     ]
 }
 
+/// The agent's flags for its own kubeconfig and its bootstrap kubeconfig,
+/// both in `state_dir`.
+pub fn agent_args(state_dir: &Path) -> Vec<String> {
+    vec![
+        "--kubeconfig".to_owned(),
+        state_dir.join("kubeconfig").display().to_string(),
+        "--bootstrap-kubeconfig".to_owned(),
+        bootstrap_kubeconfig(state_dir).display().to_string(),
+    ]
+}
+
+fn bootstrap_kubeconfig(state_dir: &Path) -> PathBuf {
+    state_dir.join("bootstrap.kubeconfig")
+}
+
 /// Writes the bootstrap kubeconfig of the agent keeping its state in
-/// `state_dir` (the token in `token_file`, the CA `ca`, the API server at
-/// `server`), and returns the agent's flags for it and for its own
-/// kubeconfig beside it.
-pub fn agent_args(
+/// `state_dir`: the token in `token_file`, the CA `ca`, the API server at
+/// `server`.
+pub fn write_bootstrap_kubeconfig(
     state_dir: &Path,
     token_file: &Path,
     ca: &Path,
     server: &str,
-) -> Result<Vec<String>> {
+) -> Result<()> {
     let token = std::fs::read_to_string(token_file).map_err(|e| {
         failed(
             format!("reading the bootstrap token {}", token_file.display()),
@@ -56,7 +70,7 @@ pub fn agent_args(
     });
     std::fs::create_dir_all(state_dir)
         .map_err(|e| failed(format!("creating {}", state_dir.display()), e))?;
-    let bootstrap = state_dir.join("bootstrap.kubeconfig");
+    let bootstrap = bootstrap_kubeconfig(state_dir);
     std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -65,10 +79,5 @@ pub fn agent_args(
         .open(&bootstrap)
         .and_then(|mut file| file.write_all(document.to_string().as_bytes()))
         .map_err(|e| failed(format!("writing {}", bootstrap.display()), e))?;
-    Ok(vec![
-        "--kubeconfig".to_owned(),
-        state_dir.join("kubeconfig").display().to_string(),
-        "--bootstrap-kubeconfig".to_owned(),
-        bootstrap.display().to_string(),
-    ])
+    Ok(())
 }
