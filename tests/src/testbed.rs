@@ -218,14 +218,35 @@ impl Testbed {
     /// agent gets a bootstrap kubeconfig for it (`node_credentials`).
     /// Returns the kubeconfig it wrote; [`Testbed::kubectl`] uses it.
     pub fn start_control(&mut self, extra: &[&str]) -> Result<PathBuf> {
+        let agents = format!("--bind={}", self.agents_api);
+        self.start_control_with(free_local_bind()?, &[&agents], extra)
+    }
+
+    /// As [`Testbed::start_control`], serving first on the agents' address
+    /// and leasing it to the `kubernetes` Service's EndpointSlice
+    /// (`--endpoint-reconciler-type=lease`), so that pods reach the API
+    /// server at that Service's ClusterIP.
+    pub fn start_control_for_pods(&mut self, extra: &[&str]) -> Result<PathBuf> {
+        self.start_control_with(
+            self.agents_api,
+            &["--endpoint-reconciler-type=lease"],
+            extra,
+        )
+    }
+
+    fn start_control_with(
+        &mut self,
+        bind: std::net::SocketAddr,
+        flags: &[&str],
+        extra: &[&str],
+    ) -> Result<PathBuf> {
         // One at a time: the agents' address is this one's.
         self.stop_control();
         let data_dir = self.control_data_dir();
-        let mut flags = node_credentials::control_args(&data_dir);
-        flags.push(format!("--bind={}", self.agents_api));
-        flags.extend(extra.iter().map(|flag| (*flag).to_owned()));
-        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-        let (control, kubeconfig) = self.spawn_control("control", &flags)?;
+        let mut all = node_credentials::control_args(&data_dir);
+        all.extend(flags.iter().chain(extra).map(|flag| (*flag).to_owned()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let (control, kubeconfig) = self.spawn_control("control", bind, &all)?;
         self.control = Some(control);
         let token = node_credentials::token_file(&data_dir);
         let ca = cluster_ca_path(&data_dir);
@@ -252,10 +273,15 @@ impl Testbed {
         name: &str,
         extra: &[&str],
     ) -> Result<(ProcessGuard, PathBuf)> {
-        self.spawn_control(name, extra)
+        self.spawn_control(name, free_local_bind()?, extra)
     }
 
-    fn spawn_control(&self, name: &str, extra: &[&str]) -> Result<(ProcessGuard, PathBuf)> {
+    fn spawn_control(
+        &self,
+        name: &str,
+        bind: std::net::SocketAddr,
+        extra: &[&str],
+    ) -> Result<(ProcessGuard, PathBuf)> {
         let log_path = self.log_dir.join(format!("{name}.log"));
         let log = fs::File::create(&log_path)
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_path.display()), e))?;
@@ -263,12 +289,7 @@ impl Testbed {
             .try_clone()
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
         let data_dir = self.log_dir.join(name);
-        let mut command = control_command(
-            free_local_bind()?,
-            &[self.etcd.local_endpoint()],
-            &data_dir,
-            extra,
-        )?;
+        let mut command = control_command(bind, &[self.etcd.local_endpoint()], &data_dir, extra)?;
         command.stdin(Stdio::null()).stdout(log).stderr(log_err);
         let mut control = ProcessGuard::spawn(&mut command)?;
         let kubeconfig = kubeconfig_path(&data_dir);

@@ -70,7 +70,8 @@ enum Command {
     Build(build_cmd::BuildArgs),
 
     /// Build the images the examples and tests run, from Debian packages:
-    /// skiff/busybox, skiff/echo, skiff/iperf3 and redis
+    /// skiff/busybox, skiff/echo, skiff/iperf3, redis and
+    /// skiff/python-kubernetes
     ///
     /// Each is an OCI archive (`<name>.tar`) that `skiff-agent images
     /// import` and the agent's --image-dir take. Packages are fetched with

@@ -148,8 +148,15 @@ fn known_user(
         .map(User::authenticated)
 }
 
+/// The token of an `Authorization: Bearer <token>` header. As
+/// kube-apiserver reads it, the scheme is case-insensitive (the Python
+/// client's in-cluster config sends `bearer`) and the token is the word
+/// after it.
 fn bearer(authorization: Option<&str>) -> Option<&str> {
-    Some(authorization?.strip_prefix("Bearer ")?.trim())
+    let mut parts = authorization?.trim().split(' ');
+    let scheme = parts.next()?;
+    let token = parts.next().filter(|token| !token.is_empty())?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// The request's user: its certificate's, else its bearer token's (from
@@ -232,6 +239,9 @@ mod tests {
         );
         assert_eq!(known_user(None, Some("Bearer nope"), &tokens), None);
         assert_eq!(known_user(None, Some("Basic t2"), &tokens), None);
+        let lower = known_user(None, Some("bearer t2"), &tokens).unwrap();
+        assert_eq!(lower.name, "bob", "the scheme is case-insensitive");
+        assert_eq!(known_user(None, Some("Bearer  t2"), &tokens), None);
         assert_eq!(known_user(None, None, &tokens), None);
 
         std::fs::write(&path, "t1,alice\n").unwrap();

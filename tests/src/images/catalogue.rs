@@ -289,5 +289,70 @@ pub fn catalogue(echo: &Path) -> Vec<ImageSpec> {
                 ],
             )
         },
+        // Python with the official `kubernetes` client, for in-cluster
+        // clients (`config.load_incluster_config()`) in tests.
+        ImageSpec {
+            cmd: strings(&["python3"]),
+            ..image(
+                "docker.io/skiff/python-kubernetes:latest",
+                "python-kubernetes",
+                vec![busybox_base(), glibc(), python_kubernetes()],
+            )
+        },
     ]
+}
+
+/// python3 and python3-kubernetes with their Depends, closed over the
+/// libraries (`apt-cache depends --recurse`), without what only Debian's
+/// maintainer scripts and tools use (debconf, perl, dpkg, tzdata).
+fn python_kubernetes() -> LayerSpec {
+    LayerSpec {
+        packages: vec![
+            "python3",
+            "python3-minimal",
+            "python3.11",
+            "python3.11-minimal",
+            "libpython3-stdlib",
+            "libpython3.11-minimal",
+            "libpython3.11-stdlib",
+            "media-types",
+            "libbz2-1.0",
+            "libcrypt1",
+            "libexpat1",
+            "libffi8",
+            "liblzma5",
+            "libncursesw6",
+            "libreadline8",
+            "libsqlite3-0",
+            "libssl3",
+            "libtinfo6",
+            "libuuid1",
+            "libyaml-0-2",
+            "zlib1g",
+            "python3-kubernetes",
+            "python3-blinker",
+            "python3-cachetools",
+            "python3-certifi",
+            "python3-cffi-backend",
+            "python3-chardet",
+            "python3-charset-normalizer",
+            "python3-cryptography",
+            "python3-dateutil",
+            "python3-google-auth",
+            "python3-idna",
+            "python3-jwt",
+            "python3-oauthlib",
+            "python3-pkg-resources",
+            "python3-pyasn1",
+            "python3-pyasn1-modules",
+            "python3-requests",
+            "python3-requests-oauthlib",
+            "python3-rsa",
+            "python3-six",
+            "python3-urllib3",
+            "python3-websocket",
+            "python3-yaml",
+        ],
+        files: Vec::new(),
+    }
 }

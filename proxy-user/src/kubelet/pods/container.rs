@@ -315,7 +315,7 @@ async fn start(
         )));
     }
     let (mounts, notices) = (runtime.volumes)
-        .mounts_for(&runtime.ctx.api, container)
+        .mounts_for(&runtime.ctx.api, &runtime.ctx.api, container)
         .await
         .map_err(|e| StartError::Volume {
             reason: e.reason(),

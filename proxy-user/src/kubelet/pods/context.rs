@@ -26,8 +26,9 @@ pub struct Config {
 pub struct Context {
     pub config: Config,
     pub store: Store,
-    /// The API server as this node: pod status, deletions, Events, and the
-    /// Secrets, ConfigMaps and claims the pods name.
+    /// The API server as this node: pod status, deletions, Events, the
+    /// Secrets, ConfigMaps and claims the pods name, and their
+    /// ServiceAccount tokens.
     pub api: kube::Client,
     pub ipam: Ipam,
     pub logs: Logs,

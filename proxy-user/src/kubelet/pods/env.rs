@@ -1,6 +1,7 @@
 //! A container's environment, built as the kubelet builds it: Service
-//! variables of the pod's namespace first (`<NAME>_SERVICE_HOST`, `_PORT`
-//! and the Docker-link style `<NAME>_PORT_...`), then `envFrom`, then `env`
+//! variables of the pod's namespace and of the API server's `kubernetes`
+//! Service first (`<NAME>_SERVICE_HOST`, `_PORT` and the Docker-link style
+//! `<NAME>_PORT_...`), then `envFrom`, then `env`
 //! (later wins), with `$(VAR)` references expanded against what came
 //! before. ConfigMaps and Secrets are read through the API server, Services
 //! from etcd, when the container starts, as the kubelet reads them then.
@@ -15,7 +16,7 @@ use crate::kubelet::{
     store::{Store, StoreError},
     volumes::downward,
 };
-use skiff_etcd::keys::{SERVICES, collection_prefix};
+use skiff_etcd::keys::{SERVICES, collection_prefix, object_key};
 
 /// Why a container cannot start yet: reported as waiting with reason
 /// `CreateContainerConfigError`, and retried.
@@ -68,13 +69,26 @@ pub async fn build(
         "HOSTNAME".into(),
         pod.metadata.name.clone().unwrap_or_default(),
     );
-    if spec.and_then(|s| s.enable_service_links) != Some(false) {
-        let services = store
+    let links = spec.and_then(|s| s.enable_service_links) != Some(false);
+    let mut services = if links {
+        store
             .list(&collection_prefix(SERVICES, Some(&namespace)))
-            .await?;
-        for (name, value) in service_vars(&services) {
-            set(&mut env, name, value);
+            .await?
+    } else {
+        Vec::new()
+    };
+    if namespace != MASTER_SERVICE_NAMESPACE || !links {
+        // The Service's key as a prefix: it and any Service whose name
+        // starts with it.
+        let master = object_key(SERVICES, Some(MASTER_SERVICE_NAMESPACE), MASTER_SERVICE);
+        let listed = store.list(&master).await?;
+        if let Some(found) = (listed.into_iter()).find(|s| s["metadata"]["name"] == MASTER_SERVICE)
+        {
+            services = with_master_service(services, found);
         }
+    }
+    for (name, value) in service_vars(&services) {
+        set(&mut env, name, value);
     }
     let mut sources = Cache::default();
     for source in container.env_from.iter().flatten() {
@@ -239,6 +253,22 @@ fn resource_value(container: &Container, resource: &str) -> Result<String, EnvEr
         .unwrap_or_default())
 }
 
+/// `default/kubernetes`, the API server's Service: every pod gets its
+/// variables (`KUBERNETES_SERVICE_HOST`, ...), with or without
+/// `enableServiceLinks`, as in-cluster clients find the API by them.
+const MASTER_SERVICE_NAMESPACE: &str = "default";
+const MASTER_SERVICE: &str = "kubernetes";
+
+/// The pod's namespace's Services and the API server's, which gives way
+/// to a Service of the pod's namespace of the same name (as the kubelet's).
+fn with_master_service(mut services: Vec<Value>, master: Value) -> Vec<Value> {
+    let named_kubernetes = |service: &Value| service["metadata"]["name"] == MASTER_SERVICE;
+    if !services.iter().any(named_kubernetes) {
+        services.insert(0, master);
+    }
+    services
+}
+
 /// The Service variables of `services` (the pod's namespace), as the
 /// kubelet writes them for each Service with a ClusterIP.
 pub fn service_vars(services: &[Value]) -> Vec<(String, String)> {
@@ -389,5 +419,31 @@ mod tests {
         assert_eq!(vars["MY_WEB_PORT"], "tcp://10.96.0.10:80");
         assert_eq!(vars["MY_WEB_PORT_53_UDP_ADDR"], "10.96.0.10");
         assert!(!vars.contains_key("HEADLESS_SERVICE_HOST"));
+    }
+
+    #[test]
+    fn the_api_servers_service_gives_way_to_the_namespaces_own() {
+        let master = json!({
+            "metadata": { "name": "kubernetes", "namespace": "default" },
+            "spec": { "clusterIP": "10.96.0.1", "ports": [{ "name": "https", "port": 443 }] }
+        });
+        let vars = |services: Vec<Value>| -> BTreeMap<String, String> {
+            service_vars(&with_master_service(services, master.clone()))
+                .into_iter()
+                .collect()
+        };
+        let alone = vars(Vec::new());
+        assert_eq!(alone["KUBERNETES_SERVICE_HOST"], "10.96.0.1");
+        assert_eq!(alone["KUBERNETES_SERVICE_PORT"], "443");
+        assert_eq!(alone["KUBERNETES_SERVICE_PORT_HTTPS"], "443");
+        assert_eq!(alone["KUBERNETES_PORT"], "tcp://10.96.0.1:443");
+        assert_eq!(alone["KUBERNETES_PORT_443_TCP_ADDR"], "10.96.0.1");
+        let own = json!({
+            "metadata": { "name": "kubernetes", "namespace": "shop" },
+            "spec": { "clusterIP": "10.96.0.77", "ports": [{ "port": 8443 }] }
+        });
+        let shadowed = vars(vec![own]);
+        assert_eq!(shadowed["KUBERNETES_SERVICE_HOST"], "10.96.0.77");
+        assert_eq!(shadowed["KUBERNETES_SERVICE_PORT"], "8443");
     }
 }

@@ -94,6 +94,7 @@ pub async fn run(ctx: Arc<Context>, key: PodKey, mut updates: watch::Receiver<Op
         let refresher = tokio::spawn(volumes::refresh_until_stopped(
             runtime.volumes.clone(),
             ctx.api.clone(),
+            ctx.api.clone(),
             runtime.events.clone(),
             volumes::REFRESH_PERIOD,
         ));

@@ -2,6 +2,7 @@
 //! case shows in the container's status.
 use std::{io, path::PathBuf};
 
+use super::token::TokenError;
 use crate::kubelet::missing::MissingObject;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum VolumeError {
     Io { path: PathBuf, source: io::Error },
     #[error("reading through the API server: {0}")]
     Api(#[from] kube::Error),
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 impl VolumeError {
@@ -43,7 +46,8 @@ impl VolumeError {
     /// The container's waiting reason while this lasts: an object the pod
     /// names is missing or wrong (the kubelet's
     /// `CreateContainerConfigError`), a claim is still being bound
-    /// (`ContainerCreating`), or the node cannot make the mount.
+    /// or a ServiceAccount token not issued yet (`ContainerCreating`), or
+    /// the node cannot make the mount.
     pub fn reason(&self) -> &'static str {
         match self {
             VolumeError::Missing(_)
@@ -52,7 +56,7 @@ impl VolumeError {
             | VolumeError::BadPath { .. }
             | VolumeError::Unsupported { .. }
             | VolumeError::UnsupportedVolume { .. } => "CreateContainerConfigError",
-            VolumeError::Unbound { .. } => "ContainerCreating",
+            VolumeError::Unbound { .. } | VolumeError::Token(_) => "ContainerCreating",
             VolumeError::HostPathType { .. } | VolumeError::Io { .. } | VolumeError::Api(_) => {
                 "CreateContainerError"
             }

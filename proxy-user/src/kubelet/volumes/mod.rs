@@ -11,6 +11,8 @@ mod claim;
 pub mod downward;
 mod empty_dir;
 mod error;
+#[cfg(test)]
+mod fake_issuer;
 mod host_path;
 mod layout;
 mod mounts;
@@ -18,6 +20,7 @@ mod pod;
 mod projection;
 mod refresher;
 mod subpath;
+mod token;
 
 use std::{collections::HashSet, path::Path};
 

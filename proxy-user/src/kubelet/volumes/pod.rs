@@ -18,7 +18,10 @@ use super::{
     error::VolumeError,
     host_path,
     layout::{Plugin, PodDir, check_label},
-    mounts, projection, subpath,
+    mounts,
+    projection::{self, Tokens},
+    subpath,
+    token::{PodTokens, TokenIssuer},
 };
 use crate::kubelet::objects::Objects;
 use crate::kubelet::pods::cgroup::memory_bytes;
@@ -63,6 +66,7 @@ pub struct PodVolumes {
     state_dir: PathBuf,
     pod: Pod,
     made: Mutex<BTreeMap<String, Made>>,
+    tokens: PodTokens,
 }
 
 impl PodVolumes {
@@ -71,6 +75,7 @@ impl PodVolumes {
             state_dir: state_dir.to_owned(),
             pod,
             made: Mutex::new(BTreeMap::new()),
+            tokens: PodTokens::default(),
         }
     }
 
@@ -96,6 +101,7 @@ impl PodVolumes {
     pub async fn mounts_for(
         &self,
         objects: &impl Objects,
+        issuer: &impl TokenIssuer,
         container: &Container,
     ) -> Result<(Vec<Mount>, Vec<Notice>), VolumeError> {
         let mounts = container.volume_mounts.as_deref().unwrap_or_default();
@@ -131,7 +137,7 @@ impl PodVolumes {
                 });
             }
             if !made.contains_key(&volume.name) {
-                let (volume_made, skipped) = self.make(objects, &dir, volume).await?;
+                let (volume_made, skipped) = self.make(objects, issuer, &dir, volume).await?;
                 notices.extend(skipped.into_iter().map(|message| Notice {
                     reason: "VolumeSourceSkipped",
                     message,
@@ -160,6 +166,7 @@ impl PodVolumes {
     async fn make(
         &self,
         objects: &impl Objects,
+        issuer: &impl TokenIssuer,
         dir: &PodDir,
         volume: &Volume,
     ) -> Result<(Made, Vec<String>), VolumeError> {
@@ -208,7 +215,7 @@ impl PodVolumes {
         // hold them) only in memory.
         let memory = matches!(plugin, Plugin::Secret | Plugin::Projected);
         empty_dir::prepare(&dir, memory, 0o755, None)?;
-        let (payload, skipped) = self.payload(objects, volume).await?;
+        let (payload, skipped) = self.payload(objects, issuer, volume).await?;
         atomic_writer::write(&dir, name, &payload)?;
         Ok((made(dir, true, Upkeep::Projected), skipped))
     }
@@ -234,6 +241,7 @@ impl PodVolumes {
     async fn payload(
         &self,
         objects: &impl Objects,
+        issuer: &impl TokenIssuer,
         volume: &Volume,
     ) -> Result<(Payload, Vec<String>), VolumeError> {
         let namespace = self.namespace();
@@ -256,7 +264,13 @@ impl PodVolumes {
             return Ok((payload, Vec::new()));
         }
         match &volume.projected {
-            Some(source) => projection::projected(objects, &self.pod, &volume.name, source).await,
+            Some(source) => {
+                let tokens = Tokens {
+                    issuer,
+                    held: &self.tokens,
+                };
+                projection::projected(objects, &tokens, &self.pod, &volume.name, source).await
+            }
             None => Ok((Payload::new(), Vec::new())),
         }
     }
@@ -264,7 +278,7 @@ impl PodVolumes {
     /// Rewrites API-data volumes whose objects changed (a volume whose
     /// object went away keeps its files, as the kubelet's do) and checks
     /// disk emptyDirs against their sizeLimit, once over it reported.
-    pub async fn refresh(&self, objects: &impl Objects) -> Vec<Notice> {
+    pub async fn refresh(&self, objects: &impl Objects, issuer: &impl TokenIssuer) -> Vec<Notice> {
         let mut made = self.made.lock().await;
         let mut notices = Vec::new();
         for (name, volume_made) in made.iter_mut() {
@@ -274,11 +288,13 @@ impl PodVolumes {
             match &mut volume_made.upkeep {
                 Upkeep::None => {}
                 Upkeep::Projected => {
-                    let written = (self.payload(objects, volume).await).and_then(|(payload, _)| {
-                        atomic_writer::write(&volume_made.source, name, &payload)
-                    });
+                    let written =
+                        (self.payload(objects, issuer, volume).await).and_then(|(payload, _)| {
+                            atomic_writer::write(&volume_made.source, name, &payload)
+                        });
                     if let Err(error) = written {
-                        warn!(volume = %name, %error, "refreshing a volume failed; it keeps its files");
+                        let pod = self.pod.metadata.name.as_deref().unwrap_or_default();
+                        warn!(namespace = %self.namespace(), %pod, volume = %name, %error, "refreshing a volume failed; it keeps its files");
                     }
                 }
                 Upkeep::SizeLimit { bytes, over } => {
@@ -335,7 +351,7 @@ mod tests {
 
     use serde_json::{Value, json};
 
-    use super::*;
+    use super::{super::fake_issuer::Fake, *};
     use crate::kubelet::objects::Kind;
     use skiff_etcd::keys::{
         CONFIG_MAPS, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES, SECRETS, object_key,
@@ -380,6 +396,10 @@ mod tests {
         .unwrap()
     }
 
+    fn issuer() -> Fake {
+        Fake::new(k8s_openapi::jiff::Timestamp::now())
+    }
+
     fn container(pod: &Pod) -> Container {
         pod.spec.as_ref().unwrap().containers[0].clone()
     }
@@ -415,7 +435,7 @@ mod tests {
         let objects = Fixed::default();
         let volumes = PodVolumes::new(state.path(), pod.clone());
         let error = volumes
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap_err();
         assert_eq!(error.to_string(), "configmap shop/settings not found");
@@ -430,7 +450,7 @@ mod tests {
             json!({ "data": { "key": "c2VjcmV0" } }),
         );
         let (mounts, notices) = volumes
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap();
         assert!(notices.is_empty());
@@ -477,7 +497,7 @@ mod tests {
             "/registry/configmaps/shop/settings",
             json!({ "data": { "mode": "slow" } }),
         );
-        assert!(volumes.refresh(&objects).await.is_empty());
+        assert!(volumes.refresh(&objects, &issuer()).await.is_empty());
         assert_eq!(
             fs::read_to_string(at("/etc/app").source.join("conf/mode")).unwrap(),
             "slow"
@@ -503,7 +523,7 @@ mod tests {
         );
         let volumes = PodVolumes::new(state.path(), pod.clone());
         let error = volumes
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap_err();
         assert_eq!(error.reason(), "ContainerCreating");
@@ -519,7 +539,7 @@ mod tests {
             json!({ "spec": { "local": { "path": path } } }),
         );
         let (mounts, _) = volumes
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap();
         assert_eq!(
@@ -567,31 +587,58 @@ mod tests {
         ] {
             let pod = pod(volumes, mounts);
             let error = PodVolumes::new(state.path(), pod.clone())
-                .mounts_for(&objects, &container(&pod))
+                .mounts_for(&objects, &issuer(), &container(&pod))
                 .await
                 .unwrap_err();
             assert!(error.to_string().contains(expected), "{error}");
         }
         let pod = pod(
             json!([{ "name": "p", "projected": { "sources": [
-                { "serviceAccountToken": { "path": "token" } },
+                { "clusterTrustBundle": { "path": "bundle" } },
                 { "downwardAPI": { "items": [{ "path": "name", "fieldRef": { "fieldPath": "metadata.name" } }] } }
             ] } }]),
             json!([{ "name": "p", "mountPath": "/var/run/p" }]),
         );
         let (mounts, notices) = PodVolumes::new(state.path(), pod.clone())
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap();
         assert_eq!(notices.len(), 1);
         assert!(
-            notices[0].message.contains("serviceAccountToken"),
+            notices[0].message.contains("clusterTrustBundle"),
             "{notices:?}"
         );
         assert_eq!(
             fs::read_to_string(mounts[0].source.join("name")).unwrap(),
             "web"
         );
+    }
+
+    #[tokio::test]
+    async fn a_projected_token_is_written_and_kept_while_fresh() {
+        let state = tempfile::tempdir().unwrap();
+        let _remove = Remove(state.path(), "0f0e-11");
+        let pod = pod(
+            json!([{ "name": "api", "projected": { "sources": [
+                { "serviceAccountToken": { "path": "token", "expirationSeconds": 3600 } }
+            ] } }]),
+            json!([{ "name": "api", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount" }]),
+        );
+        let objects = Fixed::default();
+        let fake = issuer();
+        let volumes = PodVolumes::new(state.path(), pod.clone());
+        let (mounts, notices) = volumes
+            .mounts_for(&objects, &fake, &container(&pod))
+            .await
+            .unwrap();
+        assert!(notices.is_empty(), "{notices:?}");
+        let token = mounts[0].source.join("token");
+        assert_eq!(fs::read_to_string(&token).unwrap(), "t1");
+        let mode = fs::metadata(&token).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644);
+        assert!(volumes.refresh(&objects, &fake).await.is_empty());
+        assert_eq!(fs::read_to_string(&token).unwrap(), "t1");
+        assert_eq!(fake.asked.lock().unwrap().len(), 1, "a fresh token is kept");
     }
 
     #[tokio::test]
@@ -604,15 +651,18 @@ mod tests {
         let objects = Fixed::default();
         let volumes = PodVolumes::new(state.path(), pod.clone());
         let (mounts, _) = volumes
-            .mounts_for(&objects, &container(&pod))
+            .mounts_for(&objects, &issuer(), &container(&pod))
             .await
             .unwrap();
-        assert!(volumes.refresh(&objects).await.is_empty());
+        assert!(volumes.refresh(&objects, &issuer()).await.is_empty());
         fs::write(mounts[0].source.join("big"), vec![1u8; 1 << 20]).unwrap();
-        let notices = volumes.refresh(&objects).await;
+        let notices = volumes.refresh(&objects, &issuer()).await;
         assert_eq!(notices.len(), 1);
         assert_eq!(notices[0].reason, "SizeLimitExceeded");
         assert!(notices[0].message.contains("scratch"), "{notices:?}");
-        assert!(volumes.refresh(&objects).await.is_empty(), "reported once");
+        assert!(
+            volumes.refresh(&objects, &issuer()).await.is_empty(),
+            "reported once"
+        );
     }
 }

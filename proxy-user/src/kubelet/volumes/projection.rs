@@ -1,13 +1,17 @@
 //! The payloads of the volumes made of API data: a ConfigMap's or
 //! Secret's keys (all, or the `items` asked for, each with its mode), the
-//! downward API's fields, and projected volumes, which merge such sources.
+//! downward API's fields, and projected volumes, which merge such sources
+//! and the pod's ServiceAccount tokens.
 //! A missing object is an error naming it unless the source is optional,
 //! and then the volume is empty.
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource,
-    Secret, SecretVolumeSource,
+use k8s_openapi::{
+    api::core::v1::{
+        ConfigMap, ConfigMapVolumeSource, DownwardAPIVolumeFile, KeyToPath, Pod,
+        ProjectedVolumeSource, Secret, SecretVolumeSource,
+    },
+    jiff::Timestamp,
 };
 
 use crate::kubelet::missing::MissingObject;
@@ -17,6 +21,7 @@ use super::{
     atomic_writer::{FileProjection, Payload},
     downward,
     error::VolumeError,
+    token::{PodTokens, TokenIssuer},
 };
 
 /// The kubelet's mode for projected files when the pod sets none.
@@ -88,10 +93,18 @@ pub fn downward_api(
     Ok(payload)
 }
 
+/// Where a projected volume's ServiceAccount tokens come from: the
+/// issuer, and the pod's tokens held until they need refreshing.
+pub struct Tokens<'a, I> {
+    pub issuer: &'a I,
+    pub held: &'a PodTokens,
+}
+
 /// A projected volume's payload, and what it left out (sources skiff does
 /// not support: they are reported as events, the rest still mounts).
 pub async fn projected(
     objects: &impl Objects,
+    tokens: &Tokens<'_, impl TokenIssuer>,
     pod: &Pod,
     volume: &str,
     source: &ProjectedVolumeSource,
@@ -121,10 +134,13 @@ pub async fn projected(
         } else if let Some(downward) = &projection.downward_api {
             let files = downward.items.as_deref().unwrap_or_default();
             downward_api(pod, volume, files, source.default_mode)?
+        } else if let Some(token_source) = &projection.service_account_token {
+            let now = Timestamp::now();
+            let token = (tokens.held.token(tokens.issuer, pod, token_source, now)).await?;
+            let mode = source.default_mode.unwrap_or(DEFAULT_MODE);
+            Payload::from([(token_source.path.clone(), entry(token.into_bytes(), mode))])
         } else {
-            let what = if projection.service_account_token.is_some() {
-                "serviceAccountToken"
-            } else if projection.cluster_trust_bundle.is_some() {
+            let what = if projection.cluster_trust_bundle.is_some() {
                 "clusterTrustBundle"
             } else {
                 "podCertificate"
