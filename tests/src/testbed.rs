@@ -33,6 +33,8 @@ use crate::{
 const AGENT_SYNC_TIMEOUT: Duration = Duration::from_secs(15);
 const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONTROL_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// A kubelet's bootstrap: a CSR, its approval and signing, then the Node.
+const NODES_REGISTERED_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Testbed {
     servers: Vec<ProcessGuard>,
@@ -61,9 +63,11 @@ impl Testbed {
     }
 
     /// As [`Testbed::start`], with agents that also register their nodes
-    /// and run the pods bound to them (see [`run_pods_args`]), and
-    /// skiff-control, which the kubelets write through
-    /// ([`Testbed::start_control`]). Pods for them are written to etcd
+    /// and run the pods bound to them (see [`run_pods_args`]). Their
+    /// kubelets write through the API server only, and wait for it: a test
+    /// starts it with [`Testbed::start_control`] and the flags it needs
+    /// (started here, a second start with other flags would find the first
+    /// one's objects). Pods for them are written to etcd
     /// ([`Testbed::store`]) or created through the API, not added with
     /// [`Testbed::add_pod`]: both would hand out the same addresses.
     pub fn start_running_pods(nodes: usize) -> Result<Testbed> {
@@ -126,10 +130,6 @@ impl Testbed {
         };
         for node in (1..=nodes).filter(|node| !later.contains(node)) {
             testbed.start_agent(node)?;
-        }
-        // Kubelets write through the API server only.
-        if run_pods {
-            testbed.start_control(&[])?;
         }
         Ok(testbed)
     }
@@ -255,7 +255,36 @@ impl Testbed {
             let state = self.agent_state_dir(node);
             node_credentials::write_bootstrap_kubeconfig(&state, &token, &ca, &server)?;
         }
+        // Without controllers nothing approves the kubelets' certificates
+        // until another member leads (`start_another_control`).
+        let approves = !extra.contains(&"--controllers=false");
+        if self.run_pods && approves {
+            self.wait_for_registered_nodes()?;
+        }
         Ok(kubeconfig)
+    }
+
+    /// Waits until every running agent's Node exists: a kubelet registers
+    /// only once it has its certificate from the API server, and tests
+    /// address the nodes (labels, taints) as soon as it serves.
+    fn wait_for_registered_nodes(&self) -> Result<()> {
+        let running: Vec<String> = (1..=self.agents.len())
+            .filter(|node| self.agents[node - 1].is_some())
+            .map(|node| self.cluster.node(node).name().to_owned())
+            .collect();
+        let deadline = Instant::now() + NODES_REGISTERED_TIMEOUT;
+        for name in &running {
+            while self.run_kubectl(&["get", "node", name], "").is_err() {
+                if Instant::now() > deadline {
+                    return Err(HarnessError::Timeout {
+                        what: format!("node {name} to register through the API server"),
+                        timeout_ms: NODES_REGISTERED_TIMEOUT.as_millis(),
+                    });
+                }
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
     }
 
     /// Stops the skiff-control of [`Testbed::start_control`] (to start it
@@ -267,12 +296,26 @@ impl Testbed {
     /// Starts one more skiff-control on the same etcd (data directory and
     /// log `<name>` under the testbed's), as another control-plane member,
     /// and waits until it serves. The caller holds it (and may kill it);
-    /// the kubeconfig it returns reaches this member.
+    /// the kubeconfig it returns reaches this member. When
+    /// [`Testbed::start_control`]'s PKI exists, the member shares its CA and
+    /// ServiceAccount key, as members of one cluster do: the certificates
+    /// it signs for kubelets are then good at the API server they call.
     pub fn start_another_control(
         &self,
         name: &str,
         extra: &[&str],
     ) -> Result<(ProcessGuard, PathBuf)> {
+        let shared = self.control_data_dir().join("pki");
+        if shared.exists() {
+            let pki = self.log_dir.join(name).join("pki");
+            fs::create_dir_all(&pki)
+                .map_err(|e| HarnessError::io(format!("cannot create {}", pki.display()), e))?;
+            for file in ["ca.crt", "ca.key", "sa.key", "sa.pub"] {
+                fs::copy(shared.join(file), pki.join(file)).map_err(|e| {
+                    HarnessError::io(format!("cannot copy {file} to {}", pki.display()), e)
+                })?;
+            }
+        }
         self.spawn_control(name, free_local_bind()?, extra)
     }
 

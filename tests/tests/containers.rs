@@ -98,7 +98,8 @@ fn import_as(state_dir: &Path, reference: &str) {
 
 #[test]
 fn an_imported_image_runs_isolated_as_the_user_its_security_context_names() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let store = testbed.store();
     let as_app = json!({ "securityContext": { "runAsUser": 1000, "runAsGroup": 1000 } });
     store
@@ -165,7 +166,8 @@ fn an_imported_image_runs_isolated_as_the_user_its_security_context_names() {
 
 #[test]
 fn a_missing_image_waits_as_err_image_never_pull_until_it_is_imported() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let late = "skiff-test/late:1";
     testbed
         .store()
@@ -196,6 +198,7 @@ fn a_missing_image_waits_as_err_image_never_pull_until_it_is_imported() {
 #[test]
 fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
     let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     // The container ends once /tmp/go exists, with code 7.
     let script = "until test -e /tmp/go; do sleep 0.1; done; exit 7";
     testbed
@@ -225,7 +228,8 @@ fn an_exit_while_the_agent_is_down_is_reported_with_its_real_code() {
 
 #[test]
 fn a_memory_limit_is_enforced() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     // dd holds one 64 MiB block in memory: fine without a limit, killed
     // by the kernel's OOM killer in a 16 MiB cgroup.
     let script = "dd if=/dev/zero of=/dev/null bs=64M count=1";

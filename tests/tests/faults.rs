@@ -111,7 +111,12 @@ spec:
 /// of the new one: never two actors at once.
 #[test]
 fn leader_killed_during_a_rollout() {
-    let testbed = Testbed::start_running_pods(2).expect("the testbed starts");
+    let mut testbed = Testbed::start_running_pods(2).expect("the testbed starts");
+    // The kubelets' API server, which stays up: serving only, it never
+    // leads.
+    testbed
+        .start_control(&["--controllers=false"])
+        .expect("the kubelets' API server starts");
     let (first, first_config) = testbed
         .start_another_control("control-a", &ELECTION)
         .expect("the first member starts");

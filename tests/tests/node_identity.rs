@@ -338,7 +338,8 @@ fn written_by_agent(object: &Value, operation: &str, subresource: Option<&str>) 
 
 #[test]
 fn the_kubelet_writes_through_the_api_server_as_its_node() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let node = testbed.cluster().node(1).name().to_owned();
     // A projected clusterTrustBundle source is left out with an Event.
     let pod = serde_json::json!({

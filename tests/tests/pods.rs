@@ -294,7 +294,8 @@ fn a_pod_runs_restarts_serves_logs_and_is_deleted_gracefully() {
 
 #[test]
 fn a_failing_command_backs_off_longer_each_time() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let spec = json!({
         "restartPolicy": "Always",
         "containers": [shell("fail", "echo failing; exit 1")],
@@ -341,7 +342,8 @@ fn a_failing_command_backs_off_longer_each_time() {
 
 #[test]
 fn probes_set_readiness_and_restart_and_termination_escalates_to_sigkill() {
-    let testbed = Testbed::start_running_pods(1).unwrap();
+    let mut testbed = Testbed::start_running_pods(1).unwrap();
+    testbed.start_control(&[]).unwrap();
     let node = testbed.cluster().node(1).clone();
     // The probe looks for a file in the container, which the test makes
     // and removes there.

@@ -91,9 +91,15 @@ impl LocalCluster {
 
     /// `kubectl get <what> -o json`'s items.
     fn get(&self, what: &str) -> Vec<Value> {
+        self.get_with(what, &[])
+    }
+
+    /// [`LocalCluster::get`] with more of kubectl's flags.
+    fn get_with(&self, what: &str, flags: &[&str]) -> Vec<Value> {
         let output = kubectl(&self.kubeconfig)
             .expect("kubectl is installed")
             .args(["get", what, "-o", "json"])
+            .args(flags)
             .output()
             .expect("kubectl runs");
         assert!(
@@ -271,7 +277,8 @@ fn assert_service_traffic(cluster: &LocalCluster, echo_ip: &str) {
 /// an etcd write never has).
 fn assert_nodes_have_their_own_identity(cluster: &LocalCluster) {
     let requests = cluster.get("csr");
-    let nodes = cluster.get("nodes");
+    // kubectl leaves managedFields out unless asked.
+    let nodes = cluster.get_with("nodes", &["--show-managed-fields"]);
     assert!(!nodes.is_empty(), "no Nodes");
     let bootstrapped = requests
         .iter()

@@ -53,7 +53,10 @@ fn ready(pod: &Value) -> bool {
 
 /// Milliseconds from each pod's write to its Ready status.
 fn agent(pods: usize) -> Result<Vec<f64>> {
-    let testbed = Testbed::start_running_pods(1).context("starting the cluster")?;
+    let mut testbed = Testbed::start_running_pods(1).context("starting the cluster")?;
+    testbed
+        .start_control(&[])
+        .context("starting skiff-control")?;
     let store = testbed.store();
     let mut samples = Vec::new();
     for index in 0..pods {
