@@ -14,7 +14,7 @@ pub struct EtcdFlags {
     #[arg(long, value_name = "URL", value_delimiter = ',', default_value = DEFAULT_ETCD)]
     pub etcd: Vec<String>,
     /// CA of an etcd that serves TLS (with --etcd-certfile and
-    /// --etcd-keyfile, as skiff-control's own flags).
+    /// --etcd-keyfile, for `https://` endpoints).
     #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
     etcd_cafile: Option<PathBuf>,
     /// Client certificate towards etcd.

@@ -16,9 +16,10 @@ use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
 };
 use control::etcd_auth_cli::EtcdCommand;
+use control::etcd_flags::EtcdFlags;
 use control::maintenance::{DefragPolicy, MaintenanceConfig};
 use control::secrets_cli::SecretsCommand;
-use control::server::{self, ClientTls, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
+use control::server::{self, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use control::store::encryption::Encryption;
 use tracing::info;
@@ -45,27 +46,8 @@ struct Args {
     )]
     binds: Vec<SocketAddr>,
 
-    /// etcd client URL; repeat or comma-separate for several members.
-    #[arg(
-        long,
-        value_name = "URL",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:2379"
-    )]
-    etcd: Vec<String>,
-
-    /// CA of an etcd that serves TLS (with --etcd-certfile and
-    /// --etcd-keyfile, for `https://` endpoints).
-    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
-    etcd_cafile: Option<PathBuf>,
-
-    /// Client certificate towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_certfile: Option<PathBuf>,
-
-    /// Client key towards etcd.
-    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
-    etcd_keyfile: Option<PathBuf>,
+    #[command(flatten)]
+    etcd: EtcdFlags,
 
     /// Join the control plane of the member serving at this URL
     /// (https://ADDR:PORT): fetch its CAs with --token instead of creating
@@ -351,13 +333,13 @@ async fn main() -> Result<()> {
         local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
     });
-    let etcd_tls = ClientTls::from_flags(args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile);
+    let etcd_tls = args.etcd.tls();
     let snapshots = args
         .snapshots
-        .schedule(&args.data_dir, &args.etcd, etcd_tls.as_ref());
+        .schedule(&args.data_dir, &args.etcd.etcd, etcd_tls.as_ref());
     let config = ServerConfig {
         binds: args.binds,
-        etcd: args.etcd,
+        etcd: args.etcd.etcd,
         etcd_tls,
         data_dir: args.data_dir,
         join: args.join.zip(args.token),
