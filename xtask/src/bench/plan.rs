@@ -18,6 +18,9 @@ pub struct Plan {
     /// How long an agent sync, iptables-restore or nft -f may take before
     /// the figure is reported as timed out.
     pub sync_timeout: Duration,
+    /// The same for the kube-proxy baselines in the scale sweep: kube-proxy
+    /// 1.20 needs about 190 s for its first sync of 10 000 Services here.
+    pub baseline_sync_timeout: Duration,
     /// Pods started one after another for the pod start latency.
     pub pod_starts: usize,
     /// ClusterIP Services whose names the DNS figures query.
@@ -43,6 +46,7 @@ impl Plan {
                 scale_connect_time: Duration::from_secs(1),
                 changes: 20,
                 sync_timeout: Duration::from_secs(60),
+                baseline_sync_timeout: Duration::from_secs(60),
                 pod_starts: 5,
                 dns_services: 100,
                 fanout_watchers: 500,
@@ -62,6 +66,7 @@ impl Plan {
                 scale_connect_time: Duration::from_secs(2),
                 changes: 200,
                 sync_timeout: Duration::from_secs(120),
+                baseline_sync_timeout: Duration::from_secs(400),
                 pod_starts: 20,
                 dns_services: 1000,
                 fanout_watchers: 5000,

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::results::{
-    BaselineAtScale, Connect, ControlPlane, Figure, HaWindows, LeaderFailover, Measured, PodStart,
-    Propagation, Results, ScalePoint, SnapshotTimes,
+    BaselineAtScale, Connect, ControlPlane, Figure, HaWindows, LeaderFailover, Measured,
+    NoServiceConnects, PodStart, Propagation, Results, ScalePoint, SnapshotTimes, median,
 };
 use super::watch_fanout::WatchFanout;
 
@@ -219,6 +219,9 @@ fn scale_sweep(out: &mut String, results: &Results, plots: &[(String, String)]) 
             connect_ratio(point.nftables.connect.as_ref()),
             connect_p50(point.nftables.connect.as_ref()),
         );
+    }
+    if let Some(no_service) = &results.no_service_connects {
+        no_service_table(out, no_service);
     }
     if !plots.is_empty() {
         out.push('\n');
@@ -671,6 +674,36 @@ fn datapath_verdicts(
     ));
 }
 
+/// Connects to no Service with skiff loaded, against a pristine node.
+fn no_service_table(out: &mut String, no_service: &NoServiceConnects) {
+    let _ = write!(
+        out,
+        "\nConnections that go to no Service: from the client pod to a backend pod's own address, \
+         with skiff holding all N={} Services on node1, against node1 with skiff's programs \
+         detached and its maps freed, alternating round by round.\n\n\
+         | N | with skiff (conn/s) | pristine (conn/s) | ratio | connect p50 with skiff | connect p50 pristine |\n\
+         |---|---|---|---|---|---|\n",
+        no_service.services
+    );
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} |",
+        no_service.services,
+        opt(median(&no_service.loaded_per_second), number),
+        opt(median(&no_service.pristine_per_second), number),
+        opt(no_service.ratio(), |r| format!("{r:.3}×")),
+        opt(median(&no_service.loaded_connect_p50_us), |us| format!(
+            "{us:.0} µs"
+        )),
+        opt(median(&no_service.pristine_connect_p50_us), |us| format!(
+            "{us:.0} µs"
+        )),
+    );
+    if let Some(error) = &no_service.error {
+        let _ = writeln!(out, "\nNot every round was measured: {error}");
+    }
+}
+
 fn scale_verdicts(results: &Results, verdicts: &mut Vec<Verdict>) {
     verdicts.push(at_scale(
         results,
@@ -684,6 +717,9 @@ fn scale_verdicts(results: &Results, verdicts: &mut Vec<Verdict>) {
         100_000,
         |p| p.skiff.full_sync_seconds.map(|s| (seconds(s), s <= 5.0)),
     ));
+    if let Some(no_service) = &results.no_service_connects {
+        verdicts.push(no_service_verdict(no_service));
+    }
     verdicts.push(at_scale(
         results,
         "agent RSS ≤ 64 MB at 10k",
@@ -694,6 +730,33 @@ fn scale_verdicts(results: &Results, verdicts: &mut Vec<Verdict>) {
                 .map(|mb| (format!("{mb:.1} MB"), mb <= 64.0))
         },
     ));
+}
+
+/// Connects to no Service cost what they cost without skiff: 1.00× (1 %
+/// is within a round's noise on these machines).
+fn no_service_verdict(no_service: &NoServiceConnects) -> Verdict {
+    let target = "connects to no Service with 100k loaded = 1.00× a pristine node";
+    let ratio = no_service.ratio();
+    if no_service.services != 100_000 {
+        return Verdict {
+            target,
+            measured: ratio.map_or_else(
+                || "not measured".into(),
+                |r| {
+                    format!(
+                        "{r:.3}× at N={} (this run stops short of 100000)",
+                        no_service.services
+                    )
+                },
+            ),
+            met: None,
+        };
+    }
+    Verdict {
+        target,
+        measured: ratio.map_or_else(|| "not measured".into(), |r| format!("{r:.3}×")),
+        met: ratio.map(|r| r >= 0.99),
+    }
 }
 
 /// A target set at `n` Services; a run that stopped short of `n` shows its
@@ -852,6 +915,36 @@ mod tests {
             out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | 180 ms, 90 MB | 300 ms | 0 | 1.5 |"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn no_service_connects_are_judged_only_at_100k_by_the_median_round_ratio() {
+        let at = |services| NoServiceConnects {
+            services,
+            loaded_per_second: vec![990.0, 1000.0, 500.0],
+            pristine_per_second: vec![1000.0, 1000.0, 1000.0],
+            loaded_connect_p50_us: vec![60.0, 62.0, 61.0],
+            pristine_connect_p50_us: vec![59.0, 60.0, 58.0],
+            error: None,
+        };
+        let verdict = no_service_verdict(&at(100_000));
+        assert_eq!(verdict.measured, "0.990×");
+        assert_eq!(verdict.met, Some(true));
+        let short = no_service_verdict(&at(1000));
+        assert_eq!(short.met, None);
+        assert!(short.measured.contains("stops short"), "{}", short.measured);
+        let mut out = String::new();
+        no_service_table(&mut out, &at(1000));
+        assert!(
+            out.contains("| 1000 | 990 | 1000 | 0.990× | 61 µs | 59 µs |"),
+            "{out}"
+        );
+        let none = NoServiceConnects {
+            services: 100_000,
+            error: Some("node1's programs were still attached after 10 s".into()),
+            ..NoServiceConnects::default()
+        };
+        assert_eq!(no_service_verdict(&none).met, None);
     }
 
     #[test]

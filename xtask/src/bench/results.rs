@@ -119,6 +119,36 @@ pub struct ScalePoint {
     pub nftables: BaselineAtScale,
 }
 
+/// New connections to a pod's address (no Service) from a pod on node 1
+/// while skiff holds the sweep's largest N Services, against the same
+/// connections on node 1 with skiff's programs detached and its maps freed
+/// (a pristine node), alternating round by round.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NoServiceConnects {
+    pub services: usize,
+    /// Connections per second, one value per round.
+    pub loaded_per_second: Vec<f64>,
+    pub pristine_per_second: Vec<f64>,
+    pub loaded_connect_p50_us: Vec<f64>,
+    pub pristine_connect_p50_us: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl NoServiceConnects {
+    /// Loaded against pristine: the median of the per-round ratios.
+    pub fn ratio(&self) -> Option<f64> {
+        let ratios: Vec<f64> = self
+            .loaded_per_second
+            .iter()
+            .zip(&self.pristine_per_second)
+            .filter(|(_, pristine)| **pristine > 0.0)
+            .map(|(loaded, pristine)| loaded / pristine)
+            .collect();
+        median(&ratios)
+    }
+}
+
 /// The API's error windows while one control-plane process is killed.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct HaWindows {
@@ -255,6 +285,9 @@ pub struct Results {
     pub machine: Machine,
     pub figures: Vec<Figure>,
     pub scale: Vec<ScalePoint>,
+    /// Connects to no Service at the sweep's largest N, against a pristine
+    /// node.
+    pub no_service_connects: Option<NoServiceConnects>,
     /// The parts of the benchmark this run measured (`--only`).
     pub parts: Vec<&'static str>,
     pub control_plane: Option<ControlPlane>,
@@ -309,6 +342,14 @@ impl Results {
                     missing.push(format!("N={n} {name}: {:?}", baseline.error));
                 }
             }
+        }
+        if let Some(no_service) = &self.no_service_connects
+            && no_service.ratio().is_none()
+        {
+            missing.push(format!(
+                "connects to no Service: {}",
+                no_service.error.as_deref().unwrap_or("no round measured")
+            ));
         }
         if let Some(control_plane) = &self.control_plane {
             if control_plane.etcd_idle_rss_mb.is_none() {
@@ -462,6 +503,7 @@ mod tests {
             },
             figures: vec![figure],
             scale: Vec::new(),
+            no_service_connects: None,
             parts: vec!["datapath"],
             control_plane: Some(ControlPlane {
                 etcd_idle_rss_mb: Some(20.0),

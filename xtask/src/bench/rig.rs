@@ -8,7 +8,8 @@ use std::{
     fs,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
+    thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
@@ -204,6 +205,55 @@ impl Rig {
             }
         }
         Ok(())
+    }
+
+    /// Waits until skiff's programs are attached to node `node`'s cgroup or
+    /// interfaces (`attached`), or none is: an agent hooks its programs
+    /// only after its first full sync, and once an agent's pins are
+    /// removed, the kernel releases its links from a work queue.
+    pub fn wait_attachment(&self, node: usize, attached: bool, limit: Duration) -> Result<()> {
+        let node = self.cluster.node(node);
+        let deadline = Instant::now() + limit;
+        loop {
+            let cgroup = Command::new("bpftool")
+                .args(["cgroup", "show"])
+                .arg(node.cgroup_dir())
+                .output()
+                .context("running bpftool cgroup show")?;
+            let interfaces = node
+                .command("bpftool")
+                .args(["net", "show"])
+                .output()
+                .context("running bpftool net show")?;
+            for (what, output) in [("cgroup show", &cgroup), ("net show", &interfaces)] {
+                if !output.status.success() {
+                    bail!(
+                        "bpftool {what} on {}: {}",
+                        node.name(),
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    );
+                }
+            }
+            let found = [&cgroup.stdout, &interfaces.stdout]
+                .iter()
+                .any(|out| String::from_utf8_lossy(out).contains("skiff_"));
+            if found == attached {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}'s programs were {} after {} s",
+                    node.name(),
+                    if attached {
+                        "not attached"
+                    } else {
+                        "still attached"
+                    },
+                    limit.as_secs()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn agent_pid(&self, node: usize) -> Option<u32> {

@@ -4,7 +4,8 @@
 //! connecting to its backend directly; and, at the same N, how long the
 //! real kube-proxy (iptables mode) takes for its first full sync, by its
 //! own measurement, and `nft -f` of kube-proxy's nftables rules, and what
-//! connecting costs through them.
+//! connecting costs through them. At the largest N, what skiff costs
+//! connections that go to no Service: against the same node without skiff.
 
 use std::{
     net::SocketAddr,
@@ -21,7 +22,7 @@ use super::{
     metrics::{gauge, histogram_quantile},
     plan::Plan,
     progress::Progress,
-    results::{BaselineAtScale, Connect, ScalePoint, SkiffAtScale, median},
+    results::{BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median},
     rig::{Rig, rss_mb},
     rules::{Baseline, Loaded, NodeRules},
 };
@@ -31,13 +32,22 @@ const CHANGE_GAP: Duration = Duration::from_millis(10);
 /// For the last change to reach the maps before the histogram is read.
 const SETTLE: Duration = Duration::from_millis(500);
 
+/// How long an agent's programs may take to be hooked after its first full
+/// sync, or released after its pins are removed.
+const ATTACHMENT_LIMIT: Duration = Duration::from_secs(10);
+
+pub struct Sweep {
+    pub points: Vec<ScalePoint>,
+    pub no_service: Option<NoServiceConnects>,
+}
+
 pub fn run(
     rig: &mut Rig,
     plan: &Plan,
     bulk: &EtcdBulk,
     rules: &mut NodeRules,
     progress: &Progress,
-) -> Vec<ScalePoint> {
+) -> Sweep {
     // Node 2's agent would program every Service too and take CPU from
     // node 1's; its pinned programs keep serving without it.
     if let Err(error) = rig.stop_agent(2, false) {
@@ -46,6 +56,7 @@ pub fn run(
     let pool = rig.backend_endpoints();
     let mut points = Vec::new();
     let mut written = 0;
+    let mut largest = Vec::new();
     for &n in plan.scales {
         let mut point = ScalePoint {
             services: n,
@@ -86,7 +97,7 @@ pub fn run(
                     Baseline::Nftables => &p.nftables,
                 })
                 .collect();
-            let measured = match too_slow(&earlier, &points, n, plan.sync_timeout) {
+            let measured = match too_slow(&earlier, &points, n, plan.baseline_sync_timeout) {
                 Some(why) => {
                     progress.step(format_args!(
                         "scale N={n}: {} skipped: {why}",
@@ -113,8 +124,11 @@ pub fn run(
             }
         }
         points.push(point);
+        largest = skiff;
     }
-    points
+    let no_service =
+        (!largest.is_empty()).then(|| no_service_connects(rig, plan, &largest, progress));
+    Sweep { points, no_service }
 }
 
 /// Below this N a sync's time is mostly fixed cost (starting kube-proxy's
@@ -236,7 +250,7 @@ fn measure_baseline(
     let name = baseline.name();
     let mut measured = BaselineAtScale::default();
     progress.step(format_args!("scale N={n}: {}", baseline.loading()));
-    match rules.load(baseline, services, plan.sync_timeout) {
+    match rules.load(baseline, services, plan.baseline_sync_timeout) {
         Ok(Loaded::Took(took)) => {
             measured.sync_seconds = Some(took.as_secs_f64());
             progress.step(format_args!(
@@ -265,6 +279,83 @@ fn measure_baseline(
         measured.error.get_or_insert(format!("clearing: {error:#}"));
     }
     measured
+}
+
+/// Connections from the client pod to a backend's own address, which no
+/// Service has, while node 1's agent holds every Service of `services`,
+/// against the same connections with its programs detached and its maps
+/// freed (the node as it was before skiff), alternating which goes first.
+/// Both pass node 2's pinned programs on the way, so only node 1 differs.
+/// Node 1's agent is attached again at the end.
+fn no_service_connects(
+    rig: &mut Rig,
+    plan: &Plan,
+    services: &[Svc],
+    progress: &Progress,
+) -> NoServiceConnects {
+    let n = services.len();
+    let svc = services.last().expect("a scale has at least one Service");
+    let direct = SocketAddr::from((svc.endpoints[0].ip, CRR_PORT));
+    let mut measured = NoServiceConnects {
+        services: n,
+        ..NoServiceConnects::default()
+    };
+    progress.step(format_args!(
+        "scale N={n}: connects to {direct} (no Service) with skiff loaded, against a pristine node1"
+    ));
+    let rounds = plan.scale_rounds.max(2);
+    for round in 0..rounds {
+        for pristine in [round % 2 == 0, round % 2 == 1] {
+            let sample = set_skiff_on_node1(rig, plan, !pristine)
+                .and_then(|()| load::crr(&rig.client, direct, plan.scale_connect_time));
+            let sample = match sample {
+                Ok(sample) => sample,
+                Err(error) => {
+                    measured.error = Some(format!("{error:#}"));
+                    break;
+                }
+            };
+            let (rate, p50) = if pristine {
+                (
+                    &mut measured.pristine_per_second,
+                    &mut measured.pristine_connect_p50_us,
+                )
+            } else {
+                (
+                    &mut measured.loaded_per_second,
+                    &mut measured.loaded_connect_p50_us,
+                )
+            };
+            rate.push(sample.per_second);
+            p50.push(sample.connect_p50_us);
+        }
+        if measured.error.is_some() {
+            break;
+        }
+    }
+    if let Err(error) = set_skiff_on_node1(rig, plan, true) {
+        measured
+            .error
+            .get_or_insert(format!("attaching node1's agent again: {error:#}"));
+    }
+    progress.step(format_args!(
+        "scale N={n}: no-Service connects {} a pristine node1",
+        measured
+            .ratio()
+            .map_or_else(|| "not measured against".into(), |r| format!("{r:.3}× of"))
+    ));
+    measured
+}
+
+/// Node 1 with its agent running and its programs hooked (`loaded`), or
+/// with neither its programs nor its maps.
+fn set_skiff_on_node1(rig: &mut Rig, plan: &Plan, loaded: bool) -> Result<()> {
+    if loaded && rig.agent_pid(1).is_none() {
+        rig.start_agent(1, plan.sync_timeout)?;
+    } else if !loaded {
+        rig.stop_agent(1, true)?;
+    }
+    rig.wait_attachment(1, loaded, ATTACHMENT_LIMIT)
 }
 
 /// Waits until connections through `through` complete. A plane's own word
