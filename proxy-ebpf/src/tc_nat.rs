@@ -24,7 +24,7 @@ use crate::{
     conntrack::{live_entry, touch},
     counters::{count_drop, count_frontend},
     fib::egress_ifindex,
-    flow::{Verdict, classify},
+    flow::{Verdict, classify, may_be_ours},
     maps::CONFIG,
     nat::rewrite_tc,
     packet::{TcPacket, parse_tc},
@@ -36,6 +36,9 @@ pub fn skiff_tc_ingress(ctx: TcContext) -> i32 {
     let Some(packet) = parse_tc(&ctx) else {
         return TC_ACT_OK;
     };
+    if !may_be_ours(packet.key.daddr) {
+        return TC_ACT_OK;
+    }
     // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     match classify(ctx.as_ptr(), ifindex(&ctx), &packet.key, now) {
