@@ -36,6 +36,7 @@ pub mod map_names {
     pub const CONNTRACK: &str = "skiff_ct";
     pub const MAGLEV: &str = "skiff_maglev";
     pub const SOURCE_RANGES: &str = "skiff_src_ranges";
+    pub const FRONTEND_ADDRESSES: &str = "skiff_fe_addrs";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -58,6 +59,8 @@ pub mod capacity {
     pub const MAGLEV: u32 = 16_384;
     /// `loadBalancerSourceRanges` entries over all frontends.
     pub const SOURCE_RANGES: u32 = 65_536;
+    /// The distinct addresses of all frontends: at most one per frontend.
+    pub const FRONTEND_ADDRESSES: u32 = SERVICES;
 }
 
 /// Why the datapath failed a connect or send: indexes of the drops map.

@@ -24,7 +24,7 @@ use crate::{
     conntrack::{self, live_entry},
     counters::count_frontend,
     fib::is_local,
-    maps::CONFIG,
+    maps::{CONFIG, FRONTEND_ADDRESSES},
     nat,
     select::{self, flow_backend, flow_hash, source_allowed},
 };
@@ -40,6 +40,22 @@ pub enum Verdict {
     /// The frontend has no endpoints at all: the sender gets an ICMP port
     /// unreachable at once (counted by whoever sends it).
     Reject(u32),
+}
+
+/// Whether a packet to `daddr` can be any of `classify`'s business: the
+/// first check of every packet, so that traffic to no frontend costs one
+/// lookup. A new flow is addressed to a frontend; a packet of a live flow
+/// either to its frontend (the forward direction) or, as the reply of a
+/// SNATed flow, to this node's address. The one other kind of entry, a
+/// local backend's reply to an external client, is rewritten on the
+/// uplink's egress, which does not ask this.
+#[inline(always)]
+pub fn may_be_ours(daddr: u32) -> bool {
+    CONFIG
+        .get(0)
+        .is_some_and(|config| config.node_address == daddr)
+        // SAFETY: only checked for presence.
+        || unsafe { FRONTEND_ADDRESSES.get(&daddr) }.is_some()
 }
 
 /// The verdict for a packet arriving on interface `ifindex` (`ctx` is the

@@ -57,6 +57,14 @@ pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV,
 pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
     LpmTrie::pinned(capacity::SOURCE_RANGES, BPF_F_NO_PREALLOC);
 
+/// Every address some frontend has (the value is unused): the per-packet
+/// programs pass a packet to any other address, and not to this node's,
+/// after this one lookup. The agent writes an address before its first
+/// frontend and removes it after its last.
+#[map(name = "skiff_fe_addrs")]
+pub static FRONTEND_ADDRESSES: HashMap<u32, u8> =
+    HashMap::pinned(capacity::FRONTEND_ADDRESSES, BPF_F_NO_PREALLOC);
+
 /// (frontend, backend) pairs whose connected UDP sockets the socket-reset
 /// iterator destroys; filled by the agent for one run at a time.
 #[map(name = "skiff_orphans")]

@@ -83,6 +83,26 @@ pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
     })
 }
 
+/// The IPv4 destination of an skb, read straight from its linear data
+/// (no helper call, unlike `parse_tc`'s reads): `Some(None)` for a frame
+/// that is no IPv4 packet, `None` when the headers are not in the linear
+/// data (the helpers can still read them).
+#[inline(always)]
+pub fn peek_destination_tc(ctx: &TcContext) -> Option<Option<u32>> {
+    let start = ctx.data();
+    if start + IP_DST_OFF + size_of::<u32>() > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: both reads are inside the bounds checked above.
+    let (ethertype, daddr) = unsafe {
+        (
+            core::ptr::read_unaligned((start + 12) as *const u16),
+            core::ptr::read_unaligned((start + IP_DST_OFF) as *const u32),
+        )
+    };
+    Some((u16::from_be(ethertype) == ETH_P_IP).then_some(daddr))
+}
+
 /// The headers of one XDP frame, with pointers into the frame for the
 /// fields NAT rewrites. Only IPv4 headers without options are handled here.
 pub struct XdpPacket {

@@ -24,18 +24,27 @@ use crate::{
     conntrack::{live_entry, touch},
     counters::{count_drop, count_frontend},
     fib::egress_ifindex,
-    flow::{Verdict, classify},
+    flow::{Verdict, classify, may_be_ours},
     maps::CONFIG,
     nat::rewrite_tc,
-    packet::{TcPacket, parse_tc},
+    packet::{TcPacket, parse_tc, peek_destination_tc},
     reject,
 };
 
 #[classifier]
 pub fn skiff_tc_ingress(ctx: TcContext) -> i32 {
+    // Most packets are decided from two direct reads and one lookup, before
+    // the helper calls of the full parse.
+    let peeked = peek_destination_tc(&ctx);
+    if peeked.is_some_and(|destination| !destination.is_some_and(may_be_ours)) {
+        return TC_ACT_OK;
+    }
     let Some(packet) = parse_tc(&ctx) else {
         return TC_ACT_OK;
     };
+    if peeked.is_none() && !may_be_ours(packet.key.daddr) {
+        return TC_ACT_OK;
+    }
     // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     match classify(ctx.as_ptr(), ifindex(&ctx), &packet.key, now) {

@@ -26,7 +26,7 @@ use proxy_common::{CT_PASS, CtValue};
 use crate::{
     conntrack::touch,
     counters::count_drop,
-    flow::{Verdict, classify},
+    flow::{Verdict, classify, may_be_ours},
     nat::rewrite_xdp,
     packet::{XdpPacket, parse_xdp},
 };
@@ -36,6 +36,9 @@ pub fn skiff_xdp_ingress(ctx: XdpContext) -> u32 {
     let Some(packet) = parse_xdp(&ctx) else {
         return XDP_PASS;
     };
+    if !may_be_ours(packet.key.daddr) {
+        return XDP_PASS;
+    }
     // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let ifindex = ctx.ingress_ifindex() as u32;

@@ -97,6 +97,20 @@ pub fn udp_pps(from: &Host, sink: &Pod, target: SocketAddr, duration: Duration) 
     Ok(sunk.per_second)
 }
 
+/// Blasts UDP from the pod `from` at `target` for `duration`, counting
+/// nothing: for what the packets cost on the way.
+pub fn udp_blast(from: &Pod, target: SocketAddr, duration: Duration) -> Result<()> {
+    let mut blast = from.command(load_binary()?);
+    blast.args([
+        "udp-blast",
+        &target.to_string(),
+        "--seconds",
+        &seconds_arg(duration),
+    ]);
+    let _: serde_json::Value = json_report(&mut blast)?;
+    Ok(())
+}
+
 /// Runs `command` and parses the last line of its stdout as JSON.
 fn json_report<T: for<'de> Deserialize<'de>>(command: &mut Command) -> Result<T> {
     let program = command.get_program().to_string_lossy().into_owned();

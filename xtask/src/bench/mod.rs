@@ -27,6 +27,7 @@ mod load;
 mod machine;
 mod metrics;
 mod nftables;
+mod packet_cost;
 mod plan;
 mod plot;
 mod pod_start;
@@ -85,6 +86,8 @@ pub enum Part {
     Scale,
     /// Idle memory of etcd and skiff-control.
     ControlPlane,
+    /// What a packet to no Service costs the uplink's tc and XDP programs.
+    PacketCost,
     /// Pod start latency.
     PodStart,
     /// Cluster DNS against dnsmasq, and a Service's create → resolvable.
@@ -109,6 +112,7 @@ impl Part {
             Part::Datapath => "datapath",
             Part::Scale => "scale",
             Part::ControlPlane => "control-plane",
+            Part::PacketCost => "packet-cost",
             Part::PodStart => "pod-start",
             Part::Dns => "dns",
             Part::Ingress => "ingress",
@@ -142,9 +146,14 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     } else {
         args.only.clone()
     };
-    let needs_rig = [Part::Datapath, Part::Scale, Part::ControlPlane]
-        .iter()
-        .any(|part| parts.contains(part));
+    let needs_rig = [
+        Part::Datapath,
+        Part::Scale,
+        Part::ControlPlane,
+        Part::PacketCost,
+    ]
+    .iter()
+    .any(|part| parts.contains(part));
     // Before the cluster: a failing fetch or build stops the run at once.
     let kube_proxy = needs_rig.then(kube_proxy::binary).transpose()?;
 
@@ -186,6 +195,7 @@ fn run(
         no_service_connects: None,
         parts: parts.iter().map(|part| part.name()).collect(),
         control_plane: None,
+        packet_cost: None,
         pod_start: None,
         leader_failover: None,
         snapshot: None,
@@ -304,6 +314,10 @@ fn run_datapath(
     };
     if parts.contains(&Part::ControlPlane) {
         results.control_plane = Some(control_plane::measure(rig.etcd_pid()));
+    }
+    if parts.contains(&Part::PacketCost) {
+        progress.step("no-Service packet cost: bpf run-time statistics of node2's uplink programs");
+        results.packet_cost = Some(packet_cost::measure(&rig, plan, progress));
     }
     if parts.contains(&Part::Datapath) || parts.contains(&Part::Scale) {
         progress.step("starting the kube-proxy plane's etcd and skiff-control");

@@ -180,6 +180,19 @@ pub struct ControlPlane {
     pub skiff_control_unavailable: Option<String>,
 }
 
+/// What a packet to no Service costs node 2's uplink programs: nanoseconds
+/// per run from the kernel's BPF statistics, one sample per round.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PacketCost {
+    pub tc_ns: Vec<f64>,
+    pub xdp_ns: Vec<f64>,
+    /// Why node 2 has no XDP program, if it has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_unavailable: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Milliseconds, one sample per event timed one at a time (a pod from its
 /// creation to Ready, a Service from its creation to its name resolving).
 #[derive(Debug, Clone, Serialize)]
@@ -291,6 +304,9 @@ pub struct Results {
     /// The parts of the benchmark this run measured (`--only`).
     pub parts: Vec<&'static str>,
     pub control_plane: Option<ControlPlane>,
+    /// The no-Service packet cost (`--only packet-cost`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet_cost: Option<PacketCost>,
     pub pod_start: Option<PodStart>,
     pub leader_failover: Option<LeaderFailover>,
     pub snapshot: Option<SnapshotTimes>,
@@ -359,6 +375,15 @@ impl Results {
                 && control_plane.skiff_control_unavailable.is_none()
             {
                 missing.push("control plane: skiff-control idle RSS".into());
+            }
+        }
+        if let Some(cost) = &self.packet_cost {
+            let xdp_missing = cost.xdp_ns.is_empty() && cost.xdp_unavailable.is_none();
+            if cost.tc_ns.is_empty() || xdp_missing {
+                missing.push(format!(
+                    "no-Service packet cost: {}",
+                    cost.error.as_deref().unwrap_or("no sample")
+                ));
             }
         }
         if let Some(ha) = &self.ha
@@ -510,6 +535,7 @@ mod tests {
                 skiff_control_unavailable: Some("not built".into()),
                 ..ControlPlane::default()
             }),
+            packet_cost: None,
             ha: None,
             pod_start: Some(PodStart {
                 pods: 1,

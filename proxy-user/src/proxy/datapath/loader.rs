@@ -104,7 +104,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 11] = [
+const LAYOUTS: [Layout; 12] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -165,6 +165,12 @@ const LAYOUTS: [Layout; 11] = [
         key_size: size_of::<u32>() + size_of::<SourceRange>(),
         value_size: size_of::<u8>(),
         max_entries: capacity::SOURCE_RANGES,
+    },
+    Layout {
+        name: map_names::FRONTEND_ADDRESSES,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<u8>(),
+        max_entries: capacity::FRONTEND_ADDRESSES,
     },
     Layout {
         name: map_names::CONFIG,

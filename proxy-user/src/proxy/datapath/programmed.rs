@@ -2,7 +2,8 @@
 //! state without the programs ever reading a dangling id.
 //!
 //! Order of every change (make-before-break):
-//! 1. new backends are written,
+//! 1. the frontend's address, if no other frontend has it, and new
+//!    backends are written,
 //! 2. slots are written (a changed slot is overwritten in place),
 //! 3. new source ranges and the Maglev table (which names slots) are
 //!    written,
@@ -12,7 +13,8 @@
 //!    no longer has, and backends no slot uses, are removed.
 //!
 //! A frontend is removed in the reverse order: its entry first, then its
-//! slots, ranges and table, then the backends nothing else uses. Between any
+//! slots, ranges and table, then the backends nothing else uses, then its
+//! address if no other frontend has it. Between any
 //! two writes, everything a program can reach from a frontend entry exists.
 use std::{
     collections::{HashMap, HashSet},
@@ -33,6 +35,8 @@ use crate::proxy::policy::{Policy, SourceCidr};
 /// One write to one map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapOp {
+    /// An address of some frontend, which the per-packet programs look at.
+    PutAddress(u32),
     PutBackend(BackendId, Backend),
     PutSlot(BackendSlotKey, BackendId),
     PutSourceRange(SourceRange, u32),
@@ -43,6 +47,7 @@ pub enum MapOp {
     DeleteSourceRange(SourceRange, u32),
     DeleteMaglev(u32),
     DeleteBackend(BackendId),
+    DeleteAddress(u32),
     /// The counters of a removed frontend (absent if it never saw traffic).
     DeleteStats(u32),
 }
@@ -68,6 +73,8 @@ pub struct MapContents {
     pub source_ranges: Vec<(SourceRange, u32)>,
     /// Frontend ids that have a Maglev table.
     pub maglev_ids: Vec<u32>,
+    /// The frontend addresses map's keys.
+    pub addresses: Vec<u32>,
 }
 
 #[derive(Debug)]
@@ -130,6 +137,8 @@ pub struct Programmed {
     frontends: HashMap<ServiceKey, Frontend>,
     backends: HashMap<Backend, BackendEntry>,
     backend_by_id: HashMap<BackendId, Backend>,
+    /// How many frontends have each address.
+    addresses: HashMap<u32, usize>,
     frontend_ids: IdAllocator,
     backend_ids: IdAllocator,
     maglev: MaglevParams,
@@ -141,6 +150,7 @@ impl Programmed {
             frontends: HashMap::new(),
             backends: HashMap::new(),
             backend_by_id: HashMap::new(),
+            addresses: HashMap::new(),
             frontend_ids: IdAllocator::default(),
             backend_ids: IdAllocator::default(),
             maglev,
@@ -211,6 +221,7 @@ impl Programmed {
                 tables.push(value.id);
             }
             programmed.frontend_ids.adopt(value.id);
+            *programmed.addresses.entry(key.address).or_default() += 1;
             programmed.frontends.insert(
                 key,
                 Frontend {
@@ -220,6 +231,25 @@ impl Programmed {
                 },
             );
         }
+        // Maps pinned by an agent that kept no addresses lack them all:
+        // written right after the repairs of frontends, which already
+        // serve.
+        let held: HashSet<u32> = contents.addresses.iter().copied().collect();
+        let mut missing: Vec<u32> = programmed
+            .addresses
+            .keys()
+            .filter(|address| !held.contains(address))
+            .copied()
+            .collect();
+        missing.sort_unstable();
+        ops.extend(missing.into_iter().map(MapOp::PutAddress));
+        let mut stale_addresses: Vec<u32> = held
+            .into_iter()
+            .filter(|address| !programmed.addresses.contains_key(address))
+            .collect();
+        stale_addresses.sort_unstable();
+        ops.extend(stale_addresses.into_iter().map(MapOp::DeleteAddress));
+
         for id in tables {
             let frontend = programmed
                 .frontends
@@ -315,7 +345,10 @@ impl Programmed {
 
         let (id, old_slots, old_policy) = match self.frontends.remove(&key) {
             Some(frontend) => (frontend.id, frontend.slots, Some(frontend.policy)),
-            None => (self.frontend_ids.allocate(), Vec::new(), None),
+            None => {
+                self.acquire_address(key.address, &mut ops);
+                (self.frontend_ids.allocate(), Vec::new(), None)
+            }
         };
         let slots = next_layout(&old_slots, &wanted);
         // Read before the old backends are released below.
@@ -407,9 +440,32 @@ impl Programmed {
         for backend in frontend.slots {
             self.release(backend, &mut ops);
         }
+        self.release_address(key.address, &mut ops);
         ops.push(MapOp::DeleteStats(frontend.id));
         self.frontend_ids.release(frontend.id);
         ops
+    }
+
+    /// Counts a new frontend at `address`; its first is written first.
+    fn acquire_address(&mut self, address: u32, ops: &mut Vec<MapOp>) {
+        let users = self.addresses.entry(address).or_default();
+        if *users == 0 {
+            ops.insert(0, MapOp::PutAddress(address));
+        }
+        *users += 1;
+    }
+
+    /// Counts a removed frontend at `address`; after its last, it goes.
+    fn release_address(&mut self, address: u32, ops: &mut Vec<MapOp>) {
+        let users = self
+            .addresses
+            .get_mut(&address)
+            .expect("every frontend's address is counted");
+        *users -= 1;
+        if *users == 0 {
+            self.addresses.remove(&address);
+            ops.push(MapOp::DeleteAddress(address));
+        }
     }
 
     /// The Maglev table of frontend `id` whose slots hold `slots`: built
@@ -455,19 +511,20 @@ impl Programmed {
     }
 }
 
-/// `ops` regrouped by map in make-before-break order (every backend, then
-/// every slot, source range and Maglev table, then every frontend entry),
+/// `ops` regrouped by map in make-before-break order (every address and
+/// backend, then every slot, source range and Maglev table, then every frontend entry),
 /// so that each map can be written in batches: the writes of a whole full
 /// sync, say. Only writes that delete nothing are regrouped: after a delete
 /// an id may be reused, and then their order matters. Others come back as
 /// they were.
 pub fn by_map(mut ops: Vec<MapOp>) -> Vec<MapOp> {
     let rank = |op: &MapOp| match op {
-        MapOp::PutBackend(..) => Some(0),
-        MapOp::PutSlot(..) => Some(1),
-        MapOp::PutSourceRange(..) => Some(2),
-        MapOp::PutMaglev(..) => Some(3),
-        MapOp::PutService(..) => Some(4),
+        MapOp::PutAddress(..) => Some(0),
+        MapOp::PutBackend(..) => Some(1),
+        MapOp::PutSlot(..) => Some(2),
+        MapOp::PutSourceRange(..) => Some(3),
+        MapOp::PutMaglev(..) => Some(4),
+        MapOp::PutService(..) => Some(5),
         _ => None,
     };
     if ops.iter().all(|op| rank(op).is_some()) {

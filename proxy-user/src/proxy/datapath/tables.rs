@@ -32,6 +32,7 @@ pub struct Tables {
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
     maglev: HashMap<MapData, u32, MaglevTable>,
     source_ranges: LpmTrie<MapData, SourceRange, u8>,
+    addresses: HashMap<MapData, u32, u8>,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
@@ -62,6 +63,7 @@ impl Tables {
                 LpmTrie::try_from(take_map(ebpf, name)?)
                     .map_err(|cause| DatapathError::Map { name, cause })?
             },
+            addresses: take(ebpf, map_names::FRONTEND_ADDRESSES)?,
         })
     }
 
@@ -85,6 +87,14 @@ impl Tables {
                 name: map_names::SOURCE_RANGES,
                 cause,
             })?;
+        contents.addresses = self
+            .addresses
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|cause| DatapathError::Map {
+                name: map_names::FRONTEND_ADDRESSES,
+                cause,
+            })?;
         Ok(contents)
     }
 
@@ -100,8 +110,8 @@ impl Tables {
         }
     }
 
-    /// Makes `ops` in order; each run of writes to one map of backends,
-    /// slots or frontend entries takes one syscall per `BATCH` entries.
+    /// Makes `ops` in order; each run of writes to one map of addresses,
+    /// backends, slots or frontend entries takes one syscall per `BATCH` entries.
     pub fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
         let mut rest = ops;
         while let Some(first) = rest.first() {
@@ -138,6 +148,10 @@ impl Tables {
     /// written one by one.
     fn put_batch(&mut self, ops: &[MapOp]) -> Option<Result<(), MapError>> {
         Some(match ops.first()? {
+            MapOp::PutAddress(..) => update_batch(&self.addresses, ops, |op| match op {
+                MapOp::PutAddress(address) => Some((*address, 1)),
+                _ => None,
+            }),
             MapOp::PutBackend(..) => update_batch(&self.backends, ops, |op| match op {
                 MapOp::PutBackend(id, backend) => Some((*id, *backend)),
                 _ => None,
@@ -156,6 +170,7 @@ impl Tables {
 
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
         match op {
+            MapOp::PutAddress(address) => self.addresses.insert(address, 1, 0),
             MapOp::PutBackend(id, backend) => self.backends.insert(id, backend, 0),
             MapOp::PutSlot(key, id) => self.slots.insert(key, id, 0),
             MapOp::PutService(key, value) => self.services.insert(key, value, 0),
@@ -171,6 +186,7 @@ impl Tables {
             MapOp::DeleteMaglev(id) => self.maglev.remove(id),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
             MapOp::DeleteBackend(id) => self.backends.remove(id),
+            MapOp::DeleteAddress(address) => self.addresses.remove(address),
             // A frontend that never saw traffic has no counters to remove.
             MapOp::DeleteStats(id) => match self.stats.remove(id) {
                 Err(MapError::SyscallError(error))

@@ -37,7 +37,7 @@ fn sticky(seconds: u32) -> Policy {
 
 /// Applies ops to an in-memory copy of the maps, checking after every
 /// single write that no frontend reaches a missing slot, backend,
-/// Maglev table or source range.
+/// Maglev table or source range, nor lacks its address.
 #[derive(Default)]
 struct Maps {
     services: HashMap<ServiceKey, ServiceValue>,
@@ -45,6 +45,7 @@ struct Maps {
     backends: HashMap<BackendId, Backend>,
     tables: HashMap<u32, MaglevEntries>,
     ranges: HashSet<(SourceRange, u32)>,
+    addresses: HashSet<u32>,
 }
 
 impl Maps {
@@ -81,6 +82,12 @@ impl Maps {
                 MapOp::DeleteSourceRange(range, len) => {
                     assert!(self.ranges.remove(&(range, len)), "deleted range existed");
                 }
+                MapOp::PutAddress(address) => {
+                    self.addresses.insert(address);
+                }
+                MapOp::DeleteAddress(address) => {
+                    assert!(self.addresses.remove(&address), "deleted address existed");
+                }
                 MapOp::DeleteStats(_) => {}
             }
             self.assert_no_dangling(op);
@@ -88,7 +95,11 @@ impl Maps {
     }
 
     fn assert_no_dangling(&self, after: &MapOp) {
-        for value in self.services.values() {
+        for (key, value) in &self.services {
+            assert!(
+                self.addresses.contains(&key.address),
+                "frontend {key} without its address after {after:?}"
+            );
             if value.flags & SERVICE_FLAG_EXTERNAL != 0 && value.backend_count > 0 {
                 let table = self
                     .tables
@@ -144,6 +155,7 @@ impl Maps {
             backends: self.backends.iter().map(|(k, v)| (*k, *v)).collect(),
             source_ranges: self.ranges.iter().copied().collect(),
             maglev_ids: self.tables.keys().copied().collect(),
+            addresses: self.addresses.iter().copied().collect(),
         }
     }
 }
@@ -313,6 +325,7 @@ fn adopting_repairs_what_an_interrupted_run_left() {
         90,
     );
     // And one frontend claims more slots than exist.
+    maps.addresses.insert(frontend(11).address);
     maps.services.insert(
         frontend(11),
         ServiceValue {
@@ -472,4 +485,56 @@ fn adopting_rewrites_tables_and_drops_what_no_frontend_uses() {
         after.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"])),
         vec![]
     );
+}
+
+#[test]
+fn an_address_stays_while_any_frontend_has_it() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    let http = frontend(10);
+    let https = ServiceKey {
+        port: 443u16.to_be(),
+        ..http
+    };
+    maps.apply(&programmed.set(http, &[backend(2)], &plain()));
+    maps.apply(&programmed.set(https, &[backend(2)], &plain()));
+    assert_eq!(maps.addresses, HashSet::from([http.address]));
+
+    let ops = programmed.remove(&http);
+    assert!(!ops.iter().any(|op| matches!(op, MapOp::DeleteAddress(_))));
+    maps.apply(&ops);
+    let ops = programmed.remove(&https);
+    assert_eq!(
+        ops.iter()
+            .position(|op| matches!(op, MapOp::DeleteAddress(_))),
+        ops.iter()
+            .rposition(|op| !matches!(op, MapOp::DeleteStats(_))),
+        "the address goes after everything else: {ops:?}"
+    );
+    maps.apply(&ops);
+    assert!(maps.addresses.is_empty());
+}
+
+#[test]
+fn adoption_writes_missing_addresses_and_drops_stale_ones() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
+    maps.apply(&programmed.set(frontend(11), &[backend(3)], &plain()));
+    // Maps of an agent that kept no addresses, and one address left over.
+    let stale = frontend(12).address;
+    let mut contents = maps.contents();
+    contents.addresses = vec![stale];
+
+    let (_, ops) = Programmed::adopt(contents, PARAMS);
+    let mut wanted = vec![
+        MapOp::PutAddress(frontend(10).address),
+        MapOp::PutAddress(frontend(11).address),
+    ];
+    wanted.sort_by_key(|op| match op {
+        MapOp::PutAddress(address) => *address,
+        _ => unreachable!(),
+    });
+    wanted.push(MapOp::DeleteAddress(stale));
+    assert_eq!(ops, wanted);
 }
