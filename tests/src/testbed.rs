@@ -29,6 +29,7 @@ use crate::{
     etcd::{Etcd, EtcdConfig},
     hosts::Pod,
     mounts, node_credentials,
+    objects::{endpoint_slice_key, service_key},
     process::ProcessGuard,
     store::Store,
 };
@@ -289,6 +290,9 @@ impl Testbed {
             let state = self.agent_state_dir(node);
             node_credentials::write_bootstrap_kubeconfig(&state, &token, &ca, &server)?;
         }
+        if self.source == AgentSource::KubeApi {
+            self.remove_control_services()?;
+        }
         // Without controllers nothing approves the kubelets' certificates
         // until another member leads (`start_another_control`).
         let approves = !extra.contains(&"--controllers=false");
@@ -296,6 +300,25 @@ impl Testbed {
             self.wait_for_registered_nodes()?;
         }
         Ok(kubeconfig)
+    }
+
+    /// Removes the Services skiff-control makes at its start
+    /// (`default/kubernetes` and its EndpointSlice, `kube-system/kube-dns`
+    /// on the ClusterIP the tests' own Services use,
+    /// `kube-system/skiff-ingress`), so that kube-api agents program what a
+    /// test writes and nothing else, as etcd agents (with no skiff-control)
+    /// do.
+    fn remove_control_services(&self) -> Result<()> {
+        let services = [
+            ("default", "kubernetes"),
+            ("kube-system", "kube-dns"),
+            ("kube-system", "skiff-ingress"),
+        ];
+        for (namespace, name) in services {
+            self.store.delete(&service_key(namespace, name))?;
+        }
+        self.store
+            .delete(&endpoint_slice_key("default", "kubernetes"))
     }
 
     /// Waits until every running agent's Node exists: a kubelet registers

@@ -34,13 +34,13 @@ pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
         watcher::Config::default(),
     )
     .default_backoff()
-    .map(|event| event.map(Update::Service));
+    .map(|event| event.map(|event| Update::Service(Box::new(event))));
     let slices = watcher(
         Api::<EndpointSlice>::all(client),
         watcher::Config::default(),
     )
     .default_backoff()
-    .map(|event| event.map(Update::Slice));
+    .map(|event| event.map(|event| Update::Slice(Box::new(event))));
     let mut updates = std::pin::pin!(stream::select(services, slices));
     let mut mirror = Mirror::default();
     while let Some(update) = updates.next().await {
@@ -59,10 +59,10 @@ pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
     }
 }
 
-/// One watcher event, of either kind.
+/// One watcher event, of either kind (boxed: the objects are large).
 enum Update {
-    Service(watcher::Event<Service>),
-    Slice(watcher::Event<EndpointSlice>),
+    Service(Box<watcher::Event<Service>>),
+    Slice(Box<watcher::Event<EndpointSlice>>),
 }
 
 /// Both kinds as last listed and changed since.
@@ -80,7 +80,7 @@ impl Mirror {
         let received = Instant::now();
         let (change, listed) = match update {
             Update::Service(event) => {
-                let event = self.read(event, ServiceRecord::from_json);
+                let event = self.read(*event, ServiceRecord::from_json);
                 let listed = matches!(event, watcher::Event::InitDone);
                 let change = self
                     .services
@@ -92,7 +92,7 @@ impl Mirror {
                 (change, listed)
             }
             Update::Slice(event) => {
-                let event = self.read(event, SliceRecord::from_json);
+                let event = self.read(*event, SliceRecord::from_json);
                 let listed = matches!(event, watcher::Event::InitDone);
                 let change = self.slices.apply(event).map(|(name, record)| match record {
                     Some(record) => ObjectChange::SliceUpsert(name, record),

@@ -38,15 +38,19 @@ fn resynced_services(event: Option<ClusterEvent>) -> Vec<String> {
 }
 
 fn list(mirror: &mut Mirror, services: Vec<Service>) -> Option<ClusterEvent> {
-    assert!(mirror.apply(Update::Service(Event::Init)).is_none());
+    assert!(
+        mirror
+            .apply(Update::Service(Box::new(Event::Init)))
+            .is_none()
+    );
     for service in services {
         assert!(
             mirror
-                .apply(Update::Service(Event::InitApply(service)))
+                .apply(Update::Service(Box::new(Event::InitApply(service))))
                 .is_none()
         );
     }
-    mirror.apply(Update::Service(Event::InitDone))
+    mirror.apply(Update::Service(Box::new(Event::InitDone)))
 }
 
 #[test]
@@ -55,16 +59,16 @@ fn nothing_is_reported_until_both_kinds_are_listed() {
     assert!(list(&mut mirror, vec![service("a", 2)]).is_none());
     assert!(
         mirror
-            .apply(Update::Service(Event::Apply(service("b", 4))))
+            .apply(Update::Service(Box::new(Event::Apply(service("b", 4)))))
             .is_none()
     );
-    assert!(mirror.apply(Update::Slice(Event::Init)).is_none());
+    assert!(mirror.apply(Update::Slice(Box::new(Event::Init))).is_none());
     assert!(
         mirror
-            .apply(Update::Slice(Event::InitApply(slice("a-1", "a"))))
+            .apply(Update::Slice(Box::new(Event::InitApply(slice("a-1", "a")))))
             .is_none()
     );
-    let resync = mirror.apply(Update::Slice(Event::InitDone));
+    let resync = mirror.apply(Update::Slice(Box::new(Event::InitDone)));
     match &resync {
         Some(ClusterEvent::Resync {
             slices, revision, ..
@@ -81,9 +85,11 @@ fn nothing_is_reported_until_both_kinds_are_listed() {
 fn changes_follow_and_a_relist_drops_what_was_deleted_meanwhile() {
     let mut mirror = Mirror::default();
     list(&mut mirror, vec![service("a", 2), service("b", 3)]);
-    mirror.apply(Update::Slice(Event::Init));
-    mirror.apply(Update::Slice(Event::InitDone)).unwrap();
-    match mirror.apply(Update::Service(Event::Delete(service("a", 5)))) {
+    mirror.apply(Update::Slice(Box::new(Event::Init)));
+    mirror
+        .apply(Update::Slice(Box::new(Event::InitDone)))
+        .unwrap();
+    match mirror.apply(Update::Service(Box::new(Event::Delete(service("a", 5))))) {
         Some(ClusterEvent::Changes {
             changes, revision, ..
         }) => {
