@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{
-    CommandFactory as _, FromArgMatches as _, Parser, Subcommand, error::ErrorKind,
+    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, error::ErrorKind,
     parser::ValueSource,
 };
 
@@ -383,22 +383,7 @@ pub enum Source {
 pub fn parse() -> Cli {
     let mut command = Cli::command();
     let matches = command.get_matches_mut();
-    let kube_api = matches.try_get_one::<Source>("source").ok().flatten() == Some(&Source::KubeApi);
-    let given = |id: &str| {
-        matches!(
-            matches.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        )
-    };
-    let ingress = matches.try_get_one::<bool>("ingress").ok().flatten() == Some(&true);
-    let conflict = match () {
-        _ if !kube_api => None,
-        _ if given("etcd") => Some("--etcd"),
-        _ if given("run_pods") => Some("--run-pods (the kubelet reads its pods from etcd)"),
-        _ if ingress => Some("--ingress (it reads Ingresses from etcd; pass --ingress=false)"),
-        _ => None,
-    };
-    if let Some(conflict) = conflict {
+    if let Some(conflict) = kube_api_conflict(&matches) {
         command
             .error(
                 ErrorKind::ArgumentConflict,
@@ -407,6 +392,25 @@ pub fn parse() -> Cli {
             .exit();
     }
     Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+/// The flag a `--source kube-api` run was given that needs etcd, if any.
+fn kube_api_conflict(matches: &ArgMatches) -> Option<&'static str> {
+    let kube_api = matches.try_get_one::<Source>("source").ok().flatten() == Some(&Source::KubeApi);
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let ingress = matches.try_get_one::<bool>("ingress").ok().flatten() == Some(&true);
+    match () {
+        _ if !kube_api => None,
+        _ if given("etcd") => Some("--etcd"),
+        _ if given("run_pods") => Some("--run-pods (the kubelet reads its pods from etcd)"),
+        _ if ingress => Some("--ingress (it reads Ingresses from etcd; pass --ingress=false)"),
+        _ => None,
+    }
 }
 
 fn cluster_domain(domain: &str) -> Result<String, String> {
@@ -469,5 +473,55 @@ fn node_name(name: &str) -> Result<String, String> {
         Ok(name.to_owned())
     } else {
         Err("must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `kube_api_conflict` says of a run with `flags`.
+    fn conflict(flags: &[&str]) -> Option<&'static str> {
+        let base = [
+            "skiff-agent",
+            "--node-name",
+            "n1",
+            "--cgroup",
+            "/sys/fs/cgroup/skiff",
+        ];
+        let matches = Cli::command()
+            .try_get_matches_from(base.iter().chain(flags))
+            .expect("the flags parse");
+        kube_api_conflict(&matches)
+    }
+
+    #[test]
+    fn a_kube_api_run_takes_nothing_that_reads_etcd() {
+        let kube_api = ["--source", "kube-api", "--kubeconfig", "/k"];
+        assert_eq!(
+            conflict(&kube_api),
+            Some("--ingress (it reads Ingresses from etcd; pass --ingress=false)")
+        );
+        let quiet = [&kube_api[..], &["--ingress=false"]].concat();
+        assert_eq!(conflict(&quiet), None);
+        assert_eq!(
+            conflict(&[&quiet[..], &["--etcd", "http://10.0.0.1:2379"]].concat()),
+            Some("--etcd")
+        );
+        assert_eq!(conflict(&["--etcd", "http://10.0.0.1:2379"]), None);
+        assert!(
+            Cli::command()
+                .try_get_matches_from([
+                    "skiff-agent",
+                    "--node-name",
+                    "n1",
+                    "--cgroup",
+                    "/c",
+                    "--source",
+                    "kube-api"
+                ])
+                .is_err(),
+            "--source kube-api needs --kubeconfig"
+        );
     }
 }
