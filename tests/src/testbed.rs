@@ -29,7 +29,7 @@ use crate::{
     etcd::{Etcd, EtcdConfig},
     hosts::Pod,
     mounts, node_credentials,
-    objects::{endpoint_slice_key, service_key},
+    objects::endpoint_slice_key,
     process::ProcessGuard,
     store::Store,
 };
@@ -303,20 +303,35 @@ impl Testbed {
     }
 
     /// Removes the Services skiff-control makes at its start
-    /// (`default/kubernetes` and its EndpointSlice, `kube-system/kube-dns`
-    /// on the ClusterIP the tests' own Services use,
-    /// `kube-system/skiff-ingress`), so that kube-api agents program what a
-    /// test writes and nothing else, as etcd agents (with no skiff-control)
-    /// do.
+    /// (`default/kubernetes`, `kube-system/kube-dns` on the ClusterIP the
+    /// tests' own Services use, `kube-system/skiff-ingress`), so that
+    /// kube-api agents program what a test writes and nothing else, as etcd
+    /// agents (with no skiff-control) do. Through the API, which frees
+    /// their ClusterIPs for the next start to take again.
     fn remove_control_services(&self) -> Result<()> {
-        let services = [
-            ("default", "kubernetes"),
-            ("kube-system", "kube-dns"),
-            ("kube-system", "skiff-ingress"),
-        ];
-        for (namespace, name) in services {
-            self.store.delete(&service_key(namespace, name))?;
-        }
+        self.run_kubectl(
+            &[
+                "delete",
+                "service",
+                "-n",
+                "default",
+                "kubernetes",
+                "--ignore-not-found",
+            ],
+            "",
+        )?;
+        self.run_kubectl(
+            &[
+                "delete",
+                "service",
+                "-n",
+                "kube-system",
+                "kube-dns",
+                "skiff-ingress",
+                "--ignore-not-found",
+            ],
+            "",
+        )?;
         self.store
             .delete(&endpoint_slice_key("default", "kubernetes"))
     }
