@@ -3,7 +3,10 @@
 //! subcommand.
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Parser, Subcommand};
+use clap::{
+    ArgMatches, CommandFactory as _, FromArgMatches as _, Parser, Subcommand, error::ErrorKind,
+    parser::ValueSource,
+};
 
 use crate::{
     kubelet::pods::{ipam::Cidr, oci::monitor::MonitorArgs},
@@ -116,6 +119,13 @@ pub struct Args {
     /// This node's name; it also names the default pin directory.
     #[arg(long, env = "SKIFF_NODE_NAME", value_parser = node_name)]
     pub node_name: String,
+
+    /// Where the service proxy reads Services, EndpointSlices and this
+    /// node's Node: `etcd` straight from --etcd, or `kube-api` through the
+    /// API server of --kubeconfig, as kube-proxy does (a credential with
+    /// `system:node-proxier`'s rights is enough, e.g. `system:kube-proxy`).
+    #[arg(long, env = "SKIFF_SOURCE", value_enum, default_value = "etcd")]
+    pub source: Source,
 
     /// etcd client URLs, comma-separated or given more than once.
     #[arg(
@@ -232,6 +242,12 @@ pub struct Args {
     #[arg(long, env = "SKIFF_METRICS_BIND", default_value = "127.0.0.1:10249")]
     pub metrics_bind: SocketAddr,
 
+    /// Where to serve kube-proxy's health port: /healthz (503 until the
+    /// datapath is in sync, and while this node's Node is being deleted or
+    /// tainted ToBeDeletedByClusterAutoscaler) and /livez.
+    #[arg(long, env = "SKIFF_HEALTHZ_BIND", default_value = "0.0.0.0:10256")]
+    pub healthz_bind: SocketAddr,
+
     // Running pods (the node's kubelet); off by default, the agent then only proxies.
     // Fields of `Args` itself, not a flattened struct: `Cli` tells a run
     // from a subcommand by `Args`' group, which a nested one would hide.
@@ -259,7 +275,14 @@ pub struct Args {
     /// --bootstrap-kubeconfig when missing, and renewed with it when its
     /// certificate has a fifth of its life left; the key and certificate go
     /// to <state-dir>/pki.
-    #[arg(long, env = "SKIFF_KUBECONFIG", value_name = "FILE")]
+    /// With `--source kube-api`, the service proxy watches the cluster
+    /// with it too.
+    #[arg(
+        long,
+        env = "SKIFF_KUBECONFIG",
+        value_name = "FILE",
+        required_if_eq("source", "kube-api")
+    )]
     pub kubeconfig: Option<PathBuf>,
 
     /// A kubeconfig with a bootstrap token (the kubelet's
@@ -346,6 +369,50 @@ pub struct Args {
     pub heartbeat_interval: f64,
 }
 
+/// Where the service proxy reads the cluster from (`--source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    Etcd,
+    KubeApi,
+}
+
+/// The command line, with what clap's declarations cannot say: a
+/// `--source kube-api` agent touches no etcd, so it takes no --etcd, and
+/// neither the kubelet nor the Ingress proxy (which read etcd). Exits with
+/// a one-line message on a bad combination.
+pub fn parse() -> Cli {
+    let mut command = Cli::command();
+    let matches = command.get_matches_mut();
+    if let Some(conflict) = kube_api_conflict(&matches) {
+        command
+            .error(
+                ErrorKind::ArgumentConflict,
+                format!("{conflict} cannot be used with --source kube-api"),
+            )
+            .exit();
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
+/// The flag a `--source kube-api` run was given that needs etcd, if any.
+fn kube_api_conflict(matches: &ArgMatches) -> Option<&'static str> {
+    let kube_api = matches.try_get_one::<Source>("source").ok().flatten() == Some(&Source::KubeApi);
+    let given = |id: &str| {
+        matches!(
+            matches.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    let ingress = matches.try_get_one::<bool>("ingress").ok().flatten() == Some(&true);
+    match () {
+        _ if !kube_api => None,
+        _ if given("etcd") => Some("--etcd"),
+        _ if given("run_pods") => Some("--run-pods (the kubelet reads its pods from etcd)"),
+        _ if ingress => Some("--ingress (it reads Ingresses from etcd; pass --ingress=false)"),
+        _ => None,
+    }
+}
+
 fn cluster_domain(domain: &str) -> Result<String, String> {
     let valid = !domain.is_empty()
         && domain.len() <= 253
@@ -406,5 +473,55 @@ fn node_name(name: &str) -> Result<String, String> {
         Ok(name.to_owned())
     } else {
         Err("must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `kube_api_conflict` says of a run with `flags`.
+    fn conflict(flags: &[&str]) -> Option<&'static str> {
+        let base = [
+            "skiff-agent",
+            "--node-name",
+            "n1",
+            "--cgroup",
+            "/sys/fs/cgroup/skiff",
+        ];
+        let matches = Cli::command()
+            .try_get_matches_from(base.iter().chain(flags))
+            .expect("the flags parse");
+        kube_api_conflict(&matches)
+    }
+
+    #[test]
+    fn a_kube_api_run_takes_nothing_that_reads_etcd() {
+        let kube_api = ["--source", "kube-api", "--kubeconfig", "/k"];
+        assert_eq!(
+            conflict(&kube_api),
+            Some("--ingress (it reads Ingresses from etcd; pass --ingress=false)")
+        );
+        let quiet = [&kube_api[..], &["--ingress=false"]].concat();
+        assert_eq!(conflict(&quiet), None);
+        assert_eq!(
+            conflict(&[&quiet[..], &["--etcd", "http://10.0.0.1:2379"]].concat()),
+            Some("--etcd")
+        );
+        assert_eq!(conflict(&["--etcd", "http://10.0.0.1:2379"]), None);
+        assert!(
+            Cli::command()
+                .try_get_matches_from([
+                    "skiff-agent",
+                    "--node-name",
+                    "n1",
+                    "--cgroup",
+                    "/c",
+                    "--source",
+                    "kube-api"
+                ])
+                .is_err(),
+            "--source kube-api needs --kubeconfig"
+        );
     }
 }

@@ -17,14 +17,13 @@ mod sys;
 use std::{io::IsTerminal as _, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
-use clap::Parser as _;
 use tracing::{error, info, warn};
 
 /// The port cluster DNS is served on.
 const DNS_PORT: u16 = 53;
 
 use crate::{
-    cli::{Args, Cli, Command, ImagesCommand, StatusArgs, default_bpffs, default_state_dir},
+    cli::{Args, Command, ImagesCommand, StatusArgs, default_bpffs, default_state_dir},
     proxy::datapath::{MaglevParams, Settings, Uplink},
 };
 
@@ -38,7 +37,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     malloc::configure();
-    let cli = Cli::parse();
+    let cli = cli::parse();
     let result = match (cli.command, cli.run) {
         (Some(Command::Status(args)), _) => status(args),
         (Some(Command::Images(command)), _) => images(command),
@@ -74,7 +73,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         cgroup = %args.cgroup.display(),
         bpffs = %bpffs.display(),
         service_cidr = %args.service_cidr,
+        source = ?args.source,
         metrics = %args.metrics_bind,
+        healthz = %args.healthz_bind,
         uplink = ?args.uplink,
         xdp = ?args.xdp,
         maglev_table_size = %args.maglev_table_size,
@@ -141,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         result = syncer => {
             result.context("the sync task failed")??;
-            anyhow::bail!("the etcd watch ended");
+            anyhow::bail!("the cluster watch ended");
         }
         result = dns_server => {
             result?;
@@ -171,8 +172,14 @@ fn dns_config(args: &Args, node_ip: Option<std::net::Ipv4Addr>) -> Option<dns::C
 fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>) -> proxy::Config {
     proxy::Config {
         node_name: args.node_name.clone(),
-        etcd: args.etcd.clone(),
+        source: match args.source {
+            cli::Source::Etcd => proxy::Source::Etcd(args.etcd.clone()),
+            cli::Source::KubeApi => proxy::Source::KubeApi(
+                api_connection(args).expect("clap requires --kubeconfig with --source kube-api"),
+            ),
+        },
         metrics_bind: args.metrics_bind,
+        healthz_bind: args.healthz_bind,
         datapath: Settings {
             bpffs,
             cgroup: args.cgroup.clone(),

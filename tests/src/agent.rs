@@ -25,11 +25,51 @@ const SYNC_LINE: &str = "full sync done";
 /// (its veth onto skiff's fabric) for NodePort traffic, and its pod bridge
 /// for pod traffic the socket hooks do not see.
 pub fn agent_command(node: &Node, etcd_endpoints: &[String]) -> Result<Command> {
+    let mut command = base_command(node)?;
+    command.arg("--etcd").arg(etcd_endpoints.join(","));
+    Ok(command)
+}
+
+/// Where the testbed's agents read the cluster from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentSource {
+    /// etcd, straight (the default).
+    Etcd,
+    /// skiff-control, as `system:kube-proxy` (`--source kube-api`).
+    KubeApi,
+}
+
+/// The variable that makes the testbed's agents read the API server:
+/// `SKIFF_TEST_AGENT_SOURCE=kube-api` (`cargo xtask test` runs the
+/// datapath tests once more with it).
+pub const AGENT_SOURCE_ENV: &str = "SKIFF_TEST_AGENT_SOURCE";
+
+impl AgentSource {
+    /// The source [`AGENT_SOURCE_ENV`] names; panics on any other value
+    /// than `etcd` and `kube-api`, so a typo cannot test the wrong one.
+    pub fn from_env() -> AgentSource {
+        match std::env::var(AGENT_SOURCE_ENV).as_deref() {
+            Err(_) | Ok("etcd") => AgentSource::Etcd,
+            Ok("kube-api") => AgentSource::KubeApi,
+            Ok(other) => panic!("{AGENT_SOURCE_ENV}={other}: expected etcd or kube-api"),
+        }
+    }
+}
+
+/// As [`agent_command`], reading the cluster through the API server with
+/// `kubeconfig` instead of etcd; the Ingress proxy (which reads etcd) off.
+pub fn kube_api_agent_command(node: &Node, kubeconfig: &Path) -> Result<Command> {
+    let mut command = base_command(node)?;
+    command
+        .args(["--source", "kube-api", "--ingress=false", "--kubeconfig"])
+        .arg(kubeconfig);
+    Ok(command)
+}
+
+fn base_command(node: &Node) -> Result<Command> {
     let mut command = node.command(agent_binary()?);
     command
         .args(["--node-name", node.name()])
-        .arg("--etcd")
-        .arg(etcd_endpoints.join(","))
         .arg("--cgroup")
         .arg(node.cgroup_dir())
         .arg("--bpffs")

@@ -53,7 +53,9 @@ pub use addressing::{
     CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_CONTROL_PLANES, MAX_NODES,
     MAX_PODS_PER_NODE, POD_SUPERNET, SERVICE_CIDR, control_plane_member_ip, node_ip, pod_cidr,
 };
-pub use agent::{agent_command, run_pods_args, sync_count, wait_for_sync};
+pub use agent::{
+    AGENT_SOURCE_ENV, AgentSource, agent_command, run_pods_args, sync_count, wait_for_sync,
+};
 pub use binaries::{
     agent_binary, control_binary, echo_binary, etcd_tool_binary, kubectl_binary, load_binary,
 };

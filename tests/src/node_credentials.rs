@@ -41,6 +41,65 @@ pub fn agent_args(state_dir: &Path) -> Vec<String> {
     ]
 }
 
+/// Writes a kubeconfig for `system:kube-proxy` (what kube-proxy runs as,
+/// bound to `system:node-proxier`) into `state_dir`: a client certificate
+/// signed by the cluster CA (`ca_dir`'s `ca.crt` and `ca.key`), for the API
+/// server at `server`. A `--source kube-api` agent reads the cluster with
+/// it. Returns its path.
+pub fn write_kube_proxy_kubeconfig(
+    state_dir: &Path,
+    ca_dir: &Path,
+    server: &str,
+) -> Result<PathBuf> {
+    let read = |file: &str| {
+        let path = ca_dir.join(file);
+        std::fs::read_to_string(&path).map_err(|e| failed(format!("reading {}", path.display()), e))
+    };
+    let invalid = |error: rcgen::Error| {
+        HarnessError::Environment(format!("signing system:kube-proxy's certificate: {error}"))
+    };
+    let ca_key = rcgen::KeyPair::from_pem(&read("ca.key")?).map_err(invalid)?;
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read("ca.crt")?, ca_key).map_err(invalid)?;
+    let key = rcgen::KeyPair::generate().map_err(invalid)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(invalid)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:kube-proxy");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let certificate = params.signed_by(&key, &issuer).map_err(invalid)?;
+    let cert_file = state_dir.join("kube-proxy.crt");
+    let key_file = state_dir.join("kube-proxy.key");
+    write_private(&cert_file, &certificate.pem())?;
+    write_private(&key_file, &key.serialize_pem())?;
+    let document = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": "skiff", "cluster": { "server": server, "certificate-authority": ca_dir.join("ca.crt") } }],
+        "users": [{ "name": "kube-proxy", "user": { "client-certificate": cert_file, "client-key": key_file } }],
+        "contexts": [{ "name": "skiff", "context": { "cluster": "skiff", "user": "kube-proxy" } }],
+        "current-context": "skiff",
+    });
+    let kubeconfig = state_dir.join("kube-proxy.kubeconfig");
+    write_private(&kubeconfig, &document.to_string())?;
+    Ok(kubeconfig)
+}
+
+/// Writes `text` to `path` (and its directory), readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| failed(format!("creating {}", dir.display()), e))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|e| failed(format!("writing {}", path.display()), e))
+}
+
 fn bootstrap_kubeconfig(state_dir: &Path) -> PathBuf {
     state_dir.join("bootstrap.kubeconfig")
 }
@@ -68,16 +127,5 @@ pub fn write_bootstrap_kubeconfig(
         "contexts": [{ "name": "skiff", "context": { "cluster": "skiff", "user": "bootstrap" } }],
         "current-context": "skiff",
     });
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| failed(format!("creating {}", state_dir.display()), e))?;
-    let bootstrap = bootstrap_kubeconfig(state_dir);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&bootstrap)
-        .and_then(|mut file| file.write_all(document.to_string().as_bytes()))
-        .map_err(|e| failed(format!("writing {}", bootstrap.display()), e))?;
-    Ok(())
+    write_private(&bootstrap_kubeconfig(state_dir), &document.to_string())
 }

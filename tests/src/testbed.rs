@@ -13,7 +13,10 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    agent::{agent_command, run_pods_args, sync_count, wait_for_sync},
+    agent::{
+        AgentSource, agent_command, kube_api_agent_command, run_pods_args, sync_count,
+        wait_for_sync,
+    },
     binaries::{control_binary, echo_binary},
     cluster::{Cluster, ClusterSpec},
     cmd,
@@ -26,6 +29,7 @@ use crate::{
     etcd::{Etcd, EtcdConfig},
     hosts::Pod,
     mounts, node_credentials,
+    objects::endpoint_slice_key,
     process::ProcessGuard,
     store::Store,
 };
@@ -47,6 +51,8 @@ pub struct Testbed {
     log_dir: PathBuf,
     /// Whether the agents run their nodes' pods (`--run-pods`).
     run_pods: bool,
+    /// Where the agents read the cluster.
+    source: AgentSource,
     /// Where the agents reach skiff-control as their nodes: the
     /// control-plane address, a port chosen once so that a restarted
     /// skiff-control is where the agents' kubeconfigs say.
@@ -57,9 +63,20 @@ pub struct Testbed {
 
 impl Testbed {
     /// A cluster of `nodes` nodes with etcd and an agent per node, each
-    /// agent through its first full sync.
+    /// agent through its first full sync. The agents read etcd, or with
+    /// `SKIFF_TEST_AGENT_SOURCE=kube-api` ([`AgentSource::from_env`]) the
+    /// API server: see [`Testbed::start_sourced`].
     pub fn start(nodes: usize) -> Result<Testbed> {
-        Self::start_with(nodes, false, &[])
+        Self::start_sourced(nodes, AgentSource::from_env())
+    }
+
+    /// As [`Testbed::start`], the agents reading `source`. For
+    /// [`AgentSource::KubeApi`], skiff-control runs first, without its
+    /// controllers (they would rewrite the EndpointSlices tests write),
+    /// and every agent reads it as `system:kube-proxy`; what a test writes
+    /// to etcd ([`Testbed::store`]) reaches the agents through it.
+    pub fn start_sourced(nodes: usize, source: AgentSource) -> Result<Testbed> {
+        Self::start_from(nodes, false, &[], None, source)
     }
 
     /// As [`Testbed::start`], with agents that also register their nodes
@@ -85,11 +102,11 @@ impl Testbed {
     /// `archive` (`skiff-control snapshot save`): etcd starts on the
     /// restored data and [`Testbed::start_control`] on the restored PKI.
     pub fn start_restored(nodes: usize, archive: &Path) -> Result<Testbed> {
-        Self::start_from(nodes, true, &[], Some(archive))
+        Self::start_from(nodes, true, &[], Some(archive), AgentSource::Etcd)
     }
 
     fn start_with(nodes: usize, run_pods: bool, later: &[usize]) -> Result<Testbed> {
-        Self::start_from(nodes, run_pods, later, None)
+        Self::start_from(nodes, run_pods, later, None, AgentSource::Etcd)
     }
 
     fn start_from(
@@ -97,6 +114,7 @@ impl Testbed {
         run_pods: bool,
         later: &[usize],
         archive: Option<&Path>,
+        source: AgentSource,
     ) -> Result<Testbed> {
         if run_pods {
             crate::images::ensure_built().map_err(|err| {
@@ -125,9 +143,13 @@ impl Testbed {
             etcd,
             log_dir,
             run_pods,
+            source,
             agents_api: free_bind(cluster.control_plane_ip())?,
             cluster,
         };
+        if source == AgentSource::KubeApi {
+            testbed.start_control(&["--controllers=false"])?;
+        }
         for node in (1..=nodes).filter(|node| !later.contains(node)) {
             testbed.start_agent(node)?;
         }
@@ -157,14 +179,27 @@ impl Testbed {
             .open(&log_path)
             .map_err(|e| HarnessError::io(format!("cannot open {}", log_path.display()), e))?;
         let syncs_before = sync_count(&log_path);
-        let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
         let state = self.agent_state_dir(node);
-        if self.run_pods {
-            let ca = cluster_ca_path(&self.control_data_dir());
-            command.args(run_pods_args(self.cluster.node(node), &state, &ca));
-        }
-        // Written by start_control; until then the agent waits for it.
-        command.args(node_credentials::agent_args(&state));
+        let mut command = match self.source {
+            AgentSource::Etcd => {
+                let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
+                if self.run_pods {
+                    let ca = cluster_ca_path(&self.control_data_dir());
+                    command.args(run_pods_args(self.cluster.node(node), &state, &ca));
+                }
+                // Written by start_control; until then the agent waits for it.
+                command.args(node_credentials::agent_args(&state));
+                command
+            }
+            AgentSource::KubeApi => {
+                let kubeconfig = node_credentials::write_kube_proxy_kubeconfig(
+                    &state,
+                    &self.control_data_dir().join("pki"),
+                    &format!("https://{}", self.agents_api),
+                )?;
+                kube_api_agent_command(self.cluster.node(node), &kubeconfig)?
+            }
+        };
         // A renewed Ingress certificate within a test's patience, not the
         // kubelet's minute.
         command.arg("--ingress-secret-ttl=1");
@@ -255,6 +290,9 @@ impl Testbed {
             let state = self.agent_state_dir(node);
             node_credentials::write_bootstrap_kubeconfig(&state, &token, &ca, &server)?;
         }
+        if self.source == AgentSource::KubeApi {
+            self.remove_control_services()?;
+        }
         // Without controllers nothing approves the kubelets' certificates
         // until another member leads (`start_another_control`).
         let approves = !extra.contains(&"--controllers=false");
@@ -262,6 +300,40 @@ impl Testbed {
             self.wait_for_registered_nodes()?;
         }
         Ok(kubeconfig)
+    }
+
+    /// Removes the Services skiff-control makes at its start
+    /// (`default/kubernetes`, `kube-system/kube-dns` on the ClusterIP the
+    /// tests' own Services use, `kube-system/skiff-ingress`), so that
+    /// kube-api agents program what a test writes and nothing else, as etcd
+    /// agents (with no skiff-control) do. Through the API, which frees
+    /// their ClusterIPs for the next start to take again.
+    fn remove_control_services(&self) -> Result<()> {
+        self.run_kubectl(
+            &[
+                "delete",
+                "service",
+                "-n",
+                "default",
+                "kubernetes",
+                "--ignore-not-found",
+            ],
+            "",
+        )?;
+        self.run_kubectl(
+            &[
+                "delete",
+                "service",
+                "-n",
+                "kube-system",
+                "kube-dns",
+                "skiff-ingress",
+                "--ignore-not-found",
+            ],
+            "",
+        )?;
+        self.store
+            .delete(&endpoint_slice_key("default", "kubernetes"))
     }
 
     /// Waits until every running agent's Node exists: a kubelet registers

@@ -1,5 +1,6 @@
-//! `cargo xtask test`: build, then the test suite, clippy, rustfmt and a
-//! quick benchmark run, so CI enforces all four.
+//! `cargo xtask test`: build, then the test suite (and the datapath tests
+//! once more with the agents reading the API server), clippy, rustfmt and
+//! a quick benchmark run, so CI enforces all four.
 
 use std::{
     io::{BufRead, BufReader},
@@ -16,10 +17,21 @@ use crate::{
     images_cmd, sh,
 };
 
+/// The end-to-end datapath tests, which run a second time with the agents
+/// on `--source kube-api`: both sources must program the same datapath.
+const DATAPATH_TESTS: [&str; 5] = [
+    "cluster_ip",
+    "nodeport",
+    "external",
+    "selection",
+    "udp_reset",
+];
+
 #[derive(Args)]
 pub struct TestArgs {
     /// Extra arguments for `cargo test`, after `--` (e.g. `-- -p skiff-tests
-    /// -- --nocapture`).
+    /// -- --nocapture`). Given, the datapath tests' second run (agents on
+    /// the API server) is left out.
     #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
     pub cargo_test_args: Vec<String>,
 }
@@ -44,12 +56,18 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
     fmt.args(["fmt", "--all", "--", "--check"]);
 
     let mut failed = Vec::new();
-    println!("test: running `{}`", sh::describe(&tests));
-    match run_counting(&mut tests) {
-        Ok(tally) => println!("tests: {} passed, {} failed", tally.passed, tally.failed),
-        Err(err) => {
-            eprintln!("test: {err:#}");
-            failed.push(sh::describe(&tests));
+    let mut runs = vec![("tests", tests)];
+    if args.cargo_test_args.is_empty() {
+        runs.push(("tests with kube-api agents", kube_api_datapath_tests()));
+    }
+    for (name, mut tests) in runs {
+        println!("test: running `{}`", sh::describe(&tests));
+        match run_counting(&mut tests) {
+            Ok(tally) => println!("{name}: {} passed, {} failed", tally.passed, tally.failed),
+            Err(err) => {
+                eprintln!("test: {err:#}");
+                failed.push(format!("{} ({name})", sh::describe(&tests)));
+            }
         }
     }
     for mut check in [clippy, fmt] {
@@ -73,6 +91,18 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
         bail!("test: failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// `cargo test` of [`DATAPATH_TESTS`] with the testbed's agents reading
+/// skiff-control as `system:kube-proxy`.
+fn kube_api_datapath_tests() -> Command {
+    let mut tests = sh::cargo();
+    tests.args(["test", "-p", "skiff-tests"]);
+    for test in DATAPATH_TESTS {
+        tests.args(["--test", test]);
+    }
+    tests.env(skiff_tests::AGENT_SOURCE_ENV, "kube-api");
+    tests
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]

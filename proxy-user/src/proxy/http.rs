@@ -1,5 +1,6 @@
-//! The agent's HTTP endpoint: `/metrics` (Prometheus text) and `/healthz`,
-//! as kube-proxy serves them.
+//! The agent's metrics endpoint: `/metrics` (Prometheus text) and `/healthz`,
+//! as kube-proxy's metrics port serves them; and the HTTP serving the
+//! health port (`healthz`) shares.
 use std::{
     convert::Infallible,
     sync::{Arc, Mutex},
@@ -19,28 +20,40 @@ use super::{
     telemetry::Telemetry,
 };
 
+/// Serves `/metrics` and `/healthz` on `listener`.
 pub async fn serve(listener: TcpListener, telemetry: Telemetry, observer: Observer) {
     let observer = Arc::new(Mutex::new(observer));
+    serve_with(listener, move |request| {
+        respond(request, &telemetry, &observer)
+    })
+    .await
+}
+
+/// Answers each request on `listener` with `respond`, one HTTP/1
+/// connection per task.
+pub async fn serve_with<F>(listener: TcpListener, respond: F)
+where
+    F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
+{
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(error) => {
-                warn!(%error, "accepting a metrics connection failed");
+                warn!(%error, "accepting a connection failed");
                 continue;
             }
         };
-        let telemetry = telemetry.clone();
-        let observer = observer.clone();
+        let respond = respond.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                let response = respond(&request, &telemetry, &observer);
+                let response = respond(&request);
                 async move { Ok::<_, Infallible>(response) }
             });
             if let Err(error) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                debug!(%error, "metrics connection ended with an error");
+                debug!(%error, "connection ended with an error");
             }
         });
     }
@@ -88,7 +101,11 @@ fn respond<B>(
     }
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+pub fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -1,11 +1,15 @@
 //! The service proxy: keeps this node's eBPF datapath (`datapath`) equal to
-//! what the Services and EndpointSlices in etcd ask for (`cluster`), through
-//! the sync loop (`sync`), and serves its metrics and health (`http`).
+//! what the Services and EndpointSlices in etcd or the API server ask for
+//! (`cluster`), through the sync loop (`sync`), and serves its metrics
+//! (`http`) and kube-proxy's health port (`healthz`), which also tells
+//! whether the node still takes traffic (`node_eligibility`).
 pub mod cluster;
 pub mod datapath;
 mod health_check;
+mod healthz;
 mod http;
 pub mod node_address;
+mod node_eligibility;
 mod orphans;
 pub mod policy;
 mod sync;
@@ -20,8 +24,9 @@ use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use self::{
-    cluster::{etcd_watch, shared::SharedCluster},
+    cluster::{etcd_watch, kube_watch, shared::SharedCluster},
     datapath::{Datapath, Observer, Settings, render_status},
+    node_eligibility::NodeEligibility,
     sync::Syncer,
     telemetry::Telemetry,
 };
@@ -30,13 +35,24 @@ use self::{
 #[derive(Debug, Clone)]
 pub struct Config {
     pub node_name: String,
-    /// etcd client URLs.
-    pub etcd: Vec<String>,
+    /// Where Services, EndpointSlices and the node's Node are read.
+    pub source: Source,
     /// Where /metrics and /healthz are served.
     pub metrics_bind: SocketAddr,
+    /// Where kube-proxy's health port (/healthz, /livez) is served.
+    pub healthz_bind: SocketAddr,
     pub datapath: Settings,
     /// This node's DNS server, when it serves one.
     pub dns: Option<crate::dns::LocalDns>,
+}
+
+/// Where the proxy reads the cluster (`--source`).
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// etcd, at these client URLs.
+    Etcd(Vec<String>),
+    /// The API server, with this client.
+    KubeApi(crate::apiserver::Connection),
 }
 
 /// The proxy between start-up and its sync loop: the datapath is set up,
@@ -45,9 +61,10 @@ pub struct Proxy {
     node_name: String,
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
-    etcd: Vec<String>,
+    source: Source,
     datapath: Datapath,
     telemetry: Telemetry,
+    eligibility: NodeEligibility,
     dns: Option<crate::dns::LocalDns>,
     cluster: SharedCluster,
 }
@@ -58,8 +75,9 @@ impl Proxy {
     pub async fn start(config: Config) -> anyhow::Result<Self> {
         let Config {
             node_name,
-            etcd,
+            source,
             metrics_bind,
+            healthz_bind,
             datapath: settings,
             dns,
         } = config;
@@ -80,12 +98,22 @@ impl Proxy {
             .with_context(|| format!("serving /metrics and /healthz on {metrics_bind}"))?;
         let telemetry = Telemetry::default();
         tokio::spawn(http::serve(listener, telemetry.clone(), observer));
+        let listener = tokio::net::TcpListener::bind(healthz_bind)
+            .await
+            .with_context(|| format!("serving /healthz and /livez on {healthz_bind}"))?;
+        let eligibility = NodeEligibility::default();
+        tokio::spawn(healthz::serve(
+            listener,
+            telemetry.clone(),
+            eligibility.clone(),
+        ));
         Ok(Self {
             node_name,
             node_ip,
-            etcd,
+            source,
             datapath,
             telemetry,
+            eligibility,
             dns,
             cluster: SharedCluster::default(),
         })
@@ -96,12 +124,34 @@ impl Proxy {
         self.cluster.clone()
     }
 
-    /// Starts watching etcd and keeping the datapath in sync with it. The
-    /// task ends when the watch does, or fails when the datapath cannot be
+    /// Starts watching the source (the cluster, and the node's Node for
+    /// its eligibility) and keeping the datapath in sync with it. The task
+    /// ends when the watch does, or fails when the datapath cannot be
     /// hooked.
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
-        tokio::spawn(etcd_watch::run(self.etcd, events_tx));
+        let node = self.node_name.clone();
+        match self.source {
+            Source::Etcd(endpoints) => {
+                tokio::spawn(node_eligibility::watch_etcd(
+                    endpoints.clone(),
+                    node,
+                    self.eligibility,
+                ));
+                tokio::spawn(etcd_watch::run(endpoints, events_tx));
+            }
+            Source::KubeApi(api) => {
+                tokio::spawn(async move {
+                    let client = api.client().await;
+                    tokio::spawn(node_eligibility::watch_api(
+                        client.clone(),
+                        node,
+                        self.eligibility,
+                    ));
+                    kube_watch::run(client, events_tx).await
+                });
+            }
+        }
         let syncer = Syncer::new(
             self.node_name,
             self.node_ip,

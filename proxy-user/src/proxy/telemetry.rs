@@ -47,6 +47,8 @@ struct Labels {
 pub struct Health {
     pub healthy: bool,
     pub body: String,
+    /// When the datapath last took in the whole cluster.
+    pub last_full_sync: Option<SystemTime>,
 }
 
 impl Telemetry {
@@ -122,6 +124,7 @@ impl Telemetry {
             .map(|(at, _)| at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs());
         Health {
             healthy,
+            last_full_sync: state.last_full_sync.map(|(at, _)| at),
             body: serde_json::json!({
                 "status": status,
                 "lastFullSyncUnixSeconds": last_full_sync,

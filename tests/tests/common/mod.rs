@@ -14,7 +14,7 @@ use std::{
 
 use serde_json::Value;
 use skiff_tests::{
-    CallResult, EndpointSpec, Pod, PortSpec, Testbed, echo_binary, endpoint_slice,
+    AgentSource, CallResult, EndpointSpec, Pod, PortSpec, Testbed, echo_binary, endpoint_slice,
     endpoint_slice_key, parse_call_output, service, service_key,
 };
 
@@ -60,7 +60,12 @@ pub struct Web {
 
 impl Web {
     pub fn start() -> Web {
-        let mut testbed = Testbed::start(2).expect("the testbed starts");
+        Self::start_on(AgentSource::from_env())
+    }
+
+    /// As [`Web::start`], the agents reading `source`.
+    pub fn start_on(source: AgentSource) -> Web {
+        let mut testbed = Testbed::start_sourced(2, source).expect("the testbed starts");
         let a = testbed
             .serve(1, "web-a", &[8080], &[5353])
             .expect("web-a serves");

@@ -174,6 +174,9 @@ impl Rig {
         let syncs_before = sync_count(&log_path);
         let mut command = agent_command(self.cluster.node(node), &self.etcd_endpoints)?;
         command.args(["--service-cidr", SKIFF_SERVICE_CIDR]);
+        // On loopback, as its metrics: the real kube-proxy serves its own
+        // health port on node 1's address in the same netns.
+        command.args(["--healthz-bind", "127.0.0.1:10256"]);
         if self.agent_has_xdp_flag {
             command.arg(if node == 2 {
                 "--xdp=native"

@@ -1,5 +1,6 @@
 //! The agent's view of the cluster: Services and EndpointSlices listed and
-//! watched straight from etcd (`etcd_watch`), kept as compact records of
+//! watched straight from etcd (`etcd_watch`) or through an API server
+//! (`kube_watch`), kept as compact records of
 //! what the agent reads of them (`records`) in a cache (`state`), and turned
 //! into the frontends the cluster wants served (`frontends`), in the
 //! cluster's own terms: nothing here knows the datapath's maps. The cache
@@ -7,6 +8,7 @@
 
 pub mod etcd_watch;
 pub mod frontends;
+pub mod kube_watch;
 pub mod protocol;
 pub mod records;
 pub mod service_ref;

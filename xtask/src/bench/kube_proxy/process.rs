@@ -6,7 +6,7 @@
 //!   it leaves conntrack's limits and timeouts alone (nf_conntrack_max and
 //!   the module's hashsize are global to the machine);
 //! - metrics and health on node 1's own address, beside the agent's
-//!   127.0.0.1:10249 there;
+//!   127.0.0.1:10249 and 127.0.0.1:10256 there;
 //! - `--bind-address` is node 1's address, so it takes its node IP from
 //!   there instead of a Node object the bench does not register;
 //! - NodePorts on node 1's address only;

@@ -1,0 +1,224 @@
+//! List and watch of Services and EndpointSlices through an API server
+//! (`--source kube-api`), as kube-proxy reads them: kube-rs's watcher does
+//! the listing, watching, re-listing and backoff; this keeps a mirror of
+//! both kinds as the agent's records and reports it in the same
+//! `ClusterEvent`s the etcd watch sends, so the sync loop cannot tell the
+//! sources apart. Needs only what `system:node-proxier` grants (list and
+//! watch).
+use std::{collections::HashMap, hash::Hash, time::Instant};
+
+use futures_util::{StreamExt as _, stream};
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use kube::{
+    Api, Resource, ResourceExt as _,
+    runtime::{WatchStreamExt as _, watcher},
+};
+use serde::Serialize;
+use tokio::sync::mpsc::Sender;
+
+use super::{
+    etcd_watch::ClusterEvent,
+    records::{ServiceRecord, SliceRecord},
+    service_ref::ServiceRef,
+    state::{ObjectChange, SliceRef},
+};
+
+/// Lists and then watches Services and EndpointSlices in every namespace
+/// with `client`, sending what it sees to `tx`: a `Resync` once both kinds
+/// are listed and after every re-list (objects deleted while the watch was
+/// down are then gone), `Changes` in between. Returns only once `tx`'s
+/// receiver is gone.
+pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
+    let services = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|event| event.map(|event| Update::Service(Box::new(event))));
+    let slices = watcher(
+        Api::<EndpointSlice>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .map(|event| event.map(|event| Update::Slice(Box::new(event))));
+    let mut updates = std::pin::pin!(stream::select(services, slices));
+    let mut mirror = Mirror::default();
+    while let Some(update) = updates.next().await {
+        let update = match update {
+            Ok(update) => update,
+            Err(error) => {
+                tracing::warn!(%error, "watching the API server failed; retrying");
+                continue;
+            }
+        };
+        if let Some(event) = mirror.apply(update)
+            && tx.send(event).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// One watcher event, of either kind (boxed: the objects are large).
+enum Update {
+    Service(Box<watcher::Event<Service>>),
+    Slice(Box<watcher::Event<EndpointSlice>>),
+}
+
+/// Both kinds as last listed and changed since.
+#[derive(Default)]
+struct Mirror {
+    services: Listing<ServiceRef, ServiceRecord>,
+    slices: Listing<SliceRef, SliceRecord>,
+    /// The highest resourceVersion seen: the events' revision.
+    revision: i64,
+}
+
+impl Mirror {
+    /// Takes in `update`; what the sync loop must hear of it, if anything.
+    fn apply(&mut self, update: Update) -> Option<ClusterEvent> {
+        let received = Instant::now();
+        let (change, listed) = match update {
+            Update::Service(event) => {
+                let event = self.read(*event, ServiceRecord::from_json);
+                let listed = matches!(event, watcher::Event::InitDone);
+                let change = self
+                    .services
+                    .apply(event)
+                    .map(|(name, record)| match record {
+                        Some(record) => ObjectChange::ServiceUpsert(name, record),
+                        None => ObjectChange::ServiceDelete(name),
+                    });
+                (change, listed)
+            }
+            Update::Slice(event) => {
+                let event = self.read(*event, SliceRecord::from_json);
+                let listed = matches!(event, watcher::Event::InitDone);
+                let change = self.slices.apply(event).map(|(name, record)| match record {
+                    Some(record) => ObjectChange::SliceUpsert(name, record),
+                    None => ObjectChange::SliceDelete(name),
+                });
+                (change, listed)
+            }
+        };
+        if !(self.services.listed && self.slices.listed) {
+            return None;
+        }
+        if listed {
+            return Some(ClusterEvent::Resync {
+                services: self.services.snapshot(),
+                slices: self.slices.snapshot(),
+                revision: self.revision,
+            });
+        }
+        change.map(|change| ClusterEvent::Changes {
+            changes: vec![change],
+            revision: self.revision,
+            received,
+        })
+    }
+
+    /// `event`'s object as the agent's record under its namespace and
+    /// name; an object the agent cannot read is skipped with a warning, as
+    /// the etcd watch skips it.
+    fn read<K, R>(
+        &mut self,
+        event: watcher::Event<K>,
+        record: fn(&ServiceRef, &[u8]) -> Result<R, serde_json::Error>,
+    ) -> watcher::Event<Option<(ServiceRef, Option<R>)>>
+    where
+        K: Resource + Serialize,
+    {
+        let mut read = |object: K, deleted: bool| {
+            if let Some(version) = object
+                .resource_version()
+                .and_then(|version| version.parse::<i64>().ok())
+            {
+                self.revision = self.revision.max(version);
+            }
+            let name = ServiceRef {
+                namespace: object.namespace().unwrap_or_default().into(),
+                name: object.name_any().into(),
+            };
+            if deleted {
+                return Some((name, None));
+            }
+            let decoded = serde_json::to_vec(&object).and_then(|json| record(&name, &json));
+            match decoded {
+                Ok(record) => Some((name, Some(record))),
+                Err(error) => {
+                    tracing::warn!(object = %name, %error, "skipping an object the agent cannot read");
+                    None
+                }
+            }
+        };
+        match event {
+            watcher::Event::Apply(object) => watcher::Event::Apply(read(object, false)),
+            watcher::Event::Delete(object) => watcher::Event::Delete(read(object, true)),
+            watcher::Event::Init => watcher::Event::Init,
+            watcher::Event::InitApply(object) => watcher::Event::InitApply(read(object, false)),
+            watcher::Event::InitDone => watcher::Event::InitDone,
+        }
+    }
+}
+
+/// One kind's objects: those of the last complete list, changed since.
+struct Listing<K, V> {
+    current: HashMap<K, V>,
+    /// The list under way, until its `InitDone`.
+    listing: Option<HashMap<K, V>>,
+    /// Whether a list has completed.
+    listed: bool,
+}
+
+impl<K, V> Default for Listing<K, V> {
+    fn default() -> Self {
+        Listing {
+            current: HashMap::new(),
+            listing: None,
+            listed: false,
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash, V: Clone> Listing<K, V> {
+    /// Takes in `event` (`None` objects were unreadable); the change it
+    /// makes to a listed kind (`None` value: a delete).
+    fn apply(&mut self, event: watcher::Event<Option<(K, Option<V>)>>) -> Option<(K, Option<V>)> {
+        match event {
+            watcher::Event::Init => {
+                self.listing = Some(HashMap::new());
+                None
+            }
+            watcher::Event::InitApply(object) => {
+                if let (Some(listing), Some((name, Some(record)))) = (&mut self.listing, object) {
+                    listing.insert(name, record);
+                }
+                None
+            }
+            watcher::Event::InitDone => {
+                self.current = self.listing.take().unwrap_or_default();
+                self.listed = true;
+                None
+            }
+            watcher::Event::Apply(object) | watcher::Event::Delete(object) => {
+                let (name, record) = object?;
+                match &record {
+                    Some(record) => self.current.insert(name.clone(), record.clone()),
+                    None => self.current.remove(&name),
+                };
+                Some((name, record))
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<(K, V)> {
+        self.current
+            .iter()
+            .map(|(name, record)| (name.clone(), record.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

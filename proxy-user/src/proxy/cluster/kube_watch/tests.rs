@@ -1,0 +1,108 @@
+use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+use super::{Mirror, Update};
+use crate::proxy::cluster::etcd_watch::ClusterEvent;
+
+fn service(name: &str, version: u32) -> Service {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name, "resourceVersion": version.to_string()},
+        "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "protocol": "TCP"}]},
+    }))
+    .unwrap()
+}
+
+fn slice(name: &str, service: &str) -> EndpointSlice {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": name, "resourceVersion": "3",
+                     "labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": ["10.0.1.2"]}],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }))
+    .unwrap()
+}
+
+/// The Services' names a resync holds, sorted.
+fn resynced_services(event: Option<ClusterEvent>) -> Vec<String> {
+    match event {
+        Some(ClusterEvent::Resync { services, .. }) => {
+            let mut names: Vec<String> =
+                services.iter().map(|(name, _)| name.to_string()).collect();
+            names.sort();
+            names
+        }
+        other => panic!("expected a resync, got {other:?}"),
+    }
+}
+
+fn list(mirror: &mut Mirror, services: Vec<Service>) -> Option<ClusterEvent> {
+    assert!(
+        mirror
+            .apply(Update::Service(Box::new(Event::Init)))
+            .is_none()
+    );
+    for service in services {
+        assert!(
+            mirror
+                .apply(Update::Service(Box::new(Event::InitApply(service))))
+                .is_none()
+        );
+    }
+    mirror.apply(Update::Service(Box::new(Event::InitDone)))
+}
+
+#[test]
+fn nothing_is_reported_until_both_kinds_are_listed() {
+    let mut mirror = Mirror::default();
+    assert!(list(&mut mirror, vec![service("a", 2)]).is_none());
+    assert!(
+        mirror
+            .apply(Update::Service(Box::new(Event::Apply(service("b", 4)))))
+            .is_none()
+    );
+    assert!(mirror.apply(Update::Slice(Box::new(Event::Init))).is_none());
+    assert!(
+        mirror
+            .apply(Update::Slice(Box::new(Event::InitApply(slice("a-1", "a")))))
+            .is_none()
+    );
+    let resync = mirror.apply(Update::Slice(Box::new(Event::InitDone)));
+    match &resync {
+        Some(ClusterEvent::Resync {
+            slices, revision, ..
+        }) => {
+            assert_eq!(slices.len(), 1);
+            assert_eq!(*revision, 4);
+        }
+        other => panic!("expected a resync, got {other:?}"),
+    }
+    assert_eq!(resynced_services(resync), ["default/a", "default/b"]);
+}
+
+#[test]
+fn changes_follow_and_a_relist_drops_what_was_deleted_meanwhile() {
+    let mut mirror = Mirror::default();
+    list(&mut mirror, vec![service("a", 2), service("b", 3)]);
+    mirror.apply(Update::Slice(Box::new(Event::Init)));
+    mirror
+        .apply(Update::Slice(Box::new(Event::InitDone)))
+        .unwrap();
+    match mirror.apply(Update::Service(Box::new(Event::Delete(service("a", 5))))) {
+        Some(ClusterEvent::Changes {
+            changes, revision, ..
+        }) => {
+            assert_eq!(revision, 5);
+            assert!(
+                matches!(&changes[..], [crate::proxy::cluster::state::ObjectChange::ServiceDelete(name)] if &*name.name == "a")
+            );
+        }
+        other => panic!("expected a change, got {other:?}"),
+    }
+    // b is deleted while the watch is down: the relist no longer has it.
+    assert_eq!(
+        resynced_services(list(&mut mirror, vec![service("c", 7)])),
+        ["default/c"]
+    );
+}
