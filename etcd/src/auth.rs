@@ -8,7 +8,7 @@
 //! objects.
 
 use crate::keys::{
-    ENDPOINT_SLICES, HEALTH, INGRESS_CLASSES, INGRESSES, PODS, SERVICES, collection_prefix,
+    ENDPOINT_SLICES, HEALTH, INGRESS_CLASSES, INGRESSES, NODES, PODS, SERVICES, collection_prefix,
 };
 
 /// etcd's administrator; the API server's client certificate names it.
@@ -16,15 +16,22 @@ pub const ROOT_USER: &str = "root";
 /// The agents' etcd user and role; their client certificate names it.
 pub const AGENT_USER: &str = "skiff-agent";
 
-/// The key prefixes the agents read: the service proxy's Services and
-/// EndpointSlices, the kubelet's Pods (and Services for a pod's
-/// environment), the Ingress proxy's Ingresses and IngressClasses, and the
-/// health key a connection checks.
+/// The key prefixes the agents read: the service proxy's Services,
+/// EndpointSlices and Nodes (its own Node's zone), the kubelet's Pods (and
+/// Services for a pod's environment), the Ingress proxy's Ingresses and
+/// IngressClasses, and the health key a connection checks.
 pub fn agent_read_prefixes() -> Vec<String> {
-    let mut prefixes: Vec<String> = [SERVICES, ENDPOINT_SLICES, PODS, INGRESSES, INGRESS_CLASSES]
-        .into_iter()
-        .map(|base| collection_prefix(base, None))
-        .collect();
+    let mut prefixes: Vec<String> = [
+        SERVICES,
+        ENDPOINT_SLICES,
+        NODES,
+        PODS,
+        INGRESSES,
+        INGRESS_CLASSES,
+    ]
+    .into_iter()
+    .map(|base| collection_prefix(base, None))
+    .collect();
     prefixes.push(HEALTH.to_owned());
     prefixes
 }

@@ -101,7 +101,8 @@ impl Proxy {
     /// hooked.
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
-        tokio::spawn(etcd_watch::run(self.etcd, events_tx));
+        let node_name = self.node_name.clone();
+        tokio::spawn(async move { etcd_watch::run(self.etcd, &node_name, events_tx).await });
         let syncer = Syncer::new(
             self.node_name,
             self.node_ip,

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use super::protocol::Protocol;
 use super::service_ref::ServiceRef;
+use super::topology::Hints;
 use crate::proxy::policy::SourceCidr;
 
 /// The label by which an EndpointSlice names the Service it belongs to.
@@ -54,7 +55,9 @@ pub struct ServiceRecord {
     pub external_local: bool,
     /// Seconds of `ClientIP` session affinity, `None` without affinity.
     pub affinity_timeout: Option<u32>,
-    /// `status.loadBalancer.ingress[].ip`, for `type: LoadBalancer` only.
+    /// `status.loadBalancer.ingress[].ip`, for `type: LoadBalancer` only,
+    /// without those whose `ipMode` is `Proxy`: there the load balancer
+    /// proxies to the nodes, and a node must not take its address for itself.
     pub load_balancer_ips: Box<[Ipv4Addr]>,
     /// `loadBalancerSourceRanges`, for `type: LoadBalancer` only; sorted.
     pub source_ranges: Box<[SourceCidr]>,
@@ -92,6 +95,8 @@ pub struct SliceRecord {
     pub endpoints: Box<[EndpointAddr]>,
     /// The `hostname`s `endpoints` refer to (cluster DNS names them).
     pub hostnames: Box<[Box<str>]>,
+    /// The topology hints `endpoints` refer to.
+    pub hints: Box<[Hints]>,
 }
 
 /// One port of an EndpointSlice.
@@ -114,6 +119,8 @@ pub struct EndpointAddr {
     pub node: Option<u16>,
     /// Index into the slice's `hostnames`; `None` when the endpoint has none.
     pub hostname: Option<u16>,
+    /// Index into the slice's `hints`; `None` when the endpoint has none.
+    pub hints: Option<u16>,
     pub usable: Usable,
 }
 
@@ -140,6 +147,13 @@ impl SliceRecord {
             .hostname
             .and_then(|index| self.hostnames.get(usize::from(index)))
             .map(|name| &**name)
+    }
+
+    /// The topology hints an endpoint address carries.
+    pub fn hints_of(&self, endpoint: &EndpointAddr) -> Option<&Hints> {
+        endpoint
+            .hints
+            .and_then(|index| self.hints.get(usize::from(index)))
     }
 }
 
@@ -192,7 +206,10 @@ impl ServiceRecord {
             load_balancer_ips: ipv4_list(
                 svc,
                 "status.loadBalancer.ingress",
-                ingress.into_iter().filter_map(|ingress| ingress.ip),
+                ingress
+                    .into_iter()
+                    .filter(|ingress| ingress.ip_mode.as_deref() != Some("Proxy"))
+                    .filter_map(|ingress| ingress.ip),
             ),
             source_ranges: match spec.load_balancer_source_ranges {
                 Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
@@ -247,6 +264,7 @@ impl SliceRecord {
             .collect();
         let mut nodes: Vec<Box<str>> = Vec::new();
         let mut hostnames: Vec<Box<str>> = Vec::new();
+        let mut hints: Vec<Hints> = Vec::new();
         let mut endpoints = Vec::new();
         for endpoint in wire.endpoints.into_iter().flatten() {
             let Some(usable) = usability(endpoint.conditions.unwrap_or_default()) else {
@@ -269,12 +287,21 @@ impl SliceRecord {
                     hostnames.len() - 1
                 });
             let hostname = hostname.and_then(|index| u16::try_from(index).ok());
+            let hint = endpoint
+                .hints
+                .map(wire::EndpointHints::into_hints)
+                .map(|read| {
+                    hints.push(read);
+                    hints.len() - 1
+                });
+            let hint = hint.and_then(|index| u16::try_from(index).ok());
             for address in &endpoint.addresses {
                 match address.parse::<Ipv4Addr>() {
                     Ok(ip) => endpoints.push(EndpointAddr {
                         ip,
                         node,
                         hostname,
+                        hints: hint,
                         usable,
                     }),
                     Err(_) => warn!(
@@ -291,6 +318,7 @@ impl SliceRecord {
             nodes: nodes.into(),
             endpoints: endpoints.into(),
             hostnames: hostnames.into(),
+            hints: hints.into(),
         })
     }
 }
@@ -441,8 +469,8 @@ pub fn port_number(port: i32) -> Option<u16> {
 }
 
 /// The stored JSON, as far as the records need it. Strings borrow from
-/// the input unless they hold escapes.
-mod wire {
+/// the input unless they hold escapes. (`topology` reads the Node with it.)
+pub(super) mod wire {
     use super::*;
 
     /// Like the API types, a stored object may omit `apiVersion` and
@@ -544,9 +572,12 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct Ingress<'a> {
         #[serde(borrow)]
         pub ip: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub ip_mode: Option<Cow<'a, str>>,
     }
 
     #[derive(Deserialize)]
@@ -591,6 +622,39 @@ mod wire {
         #[serde(borrow)]
         pub hostname: Option<Cow<'a, str>>,
         pub conditions: Option<Conditions>,
+        #[serde(borrow)]
+        pub hints: Option<EndpointHints<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EndpointHints<'a> {
+        #[serde(borrow)]
+        pub for_zones: Option<Vec<ForName<'a>>>,
+        #[serde(borrow)]
+        pub for_nodes: Option<Vec<ForName<'a>>>,
+    }
+
+    /// A `forZones` or `forNodes` entry.
+    #[derive(Deserialize)]
+    pub struct ForName<'a> {
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
+    }
+
+    impl EndpointHints<'_> {
+        pub fn into_hints(self) -> Hints {
+            let names = |list: Option<Vec<ForName<'_>>>| {
+                list.into_iter()
+                    .flatten()
+                    .map(|entry| entry.name.into())
+                    .collect()
+            };
+            Hints {
+                zones: names(self.for_zones),
+                nodes: names(self.for_nodes),
+            }
+        }
     }
 
     #[derive(Default, Deserialize)]
