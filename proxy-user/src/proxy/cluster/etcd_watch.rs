@@ -9,10 +9,9 @@ use skiff_etcd::keys::{
 use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
 use tokio::sync::mpsc::Sender;
 
-use super::records::{ServiceRecord, SliceRecord};
+use super::records::{NodeRecord, ServiceRecord, SliceRecord};
 use super::service_ref::ServiceRef;
 use super::state::{ObjectChange, SliceRef};
-use super::topology::NodeRecord;
 
 /// What the cluster watch reports to the agent.
 #[derive(Clone, Debug)]

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::protocol::Protocol;
-use super::records::{ServiceRecord, ServiceType, SliceRecord, Usable};
+use super::records::{Hints, ServiceRecord, ServiceType, SliceRecord, Usable};
 use super::service_ref::ServiceRef;
-use super::topology::{Hints, Mode, Place};
+use super::topology::{Mode, Place};
 use crate::proxy::policy::{Policy, SourceCidr};
 
 /// One address, port and protocol on which a Service is reached.

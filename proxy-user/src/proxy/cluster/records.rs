@@ -18,11 +18,13 @@ use tracing::{debug, warn};
 
 use super::protocol::Protocol;
 use super::service_ref::ServiceRef;
-use super::topology::Hints;
 use crate::proxy::policy::SourceCidr;
 
 /// The label by which an EndpointSlice names the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The Node label holding its zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
@@ -97,6 +99,20 @@ pub struct SliceRecord {
     pub hostnames: Box<[Box<str>]>,
     /// The topology hints `endpoints` refer to.
     pub hints: Box<[Hints]>,
+}
+
+/// An endpoint's `hints`: the zones and nodes it should serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub zones: Box<[Box<str>]>,
+    pub nodes: Box<[Box<str>]>,
+}
+
+/// What the agent keeps of its own Node: its zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The `topology.kubernetes.io/zone` label; `None` when absent or empty.
+    pub zone: Option<Box<str>>,
 }
 
 /// One port of an EndpointSlice.
@@ -323,6 +339,21 @@ impl SliceRecord {
     }
 }
 
+impl NodeRecord {
+    /// Reads the Node stored as `json`.
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let wire: wire::Node<'_> = serde_json::from_slice(json)?;
+        wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
+        let zone = wire
+            .metadata
+            .and_then(|metadata| metadata.labels)
+            .and_then(|mut labels| labels.remove(ZONE_LABEL))
+            .filter(|zone| !zone.is_empty())
+            .map(|zone| zone.into());
+        Ok(Self { zone })
+    }
+}
+
 /// How kube-proxy may use an endpoint, from its conditions; `None` when it
 /// may not. A nil `ready` means ready; a nil `serving` means the same as
 /// `ready`; a nil `terminating` means not terminating.
@@ -469,8 +500,8 @@ pub fn port_number(port: i32) -> Option<u16> {
 }
 
 /// The stored JSON, as far as the records need it. Strings borrow from
-/// the input unless they hold escapes. (`topology` reads the Node with it.)
-pub(super) mod wire {
+/// the input unless they hold escapes.
+mod wire {
     use super::*;
 
     /// Like the API types, a stored object may omit `apiVersion` and
@@ -578,6 +609,17 @@ pub(super) mod wire {
         pub ip: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub ip_mode: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Node<'a> {
+        #[serde(borrow)]
+        pub api_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub metadata: Option<Metadata<'a>>,
     }
 
     #[derive(Deserialize)]

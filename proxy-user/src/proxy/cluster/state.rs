@@ -8,9 +8,8 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::frontends::{DesiredFrontend, HealthCheck, NodeRef, desired_frontends, health_check};
-use super::records::{ServiceRecord, SliceRecord};
+use super::records::{NodeRecord, ServiceRecord, SliceRecord};
 use super::service_ref::ServiceRef;
-use super::topology::NodeRecord;
 
 /// An EndpointSlice's identity: namespace and name, as for a Service.
 pub type SliceRef = ServiceRef;

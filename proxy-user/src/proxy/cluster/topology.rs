@@ -6,22 +6,7 @@
 //! every ready endpoint carries hints of its kind and at least one names
 //! this node (zone): half-hinted slices, being rewritten, are ignored.
 
-/// The Node label holding its zone.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-
-/// An endpoint's `hints`: the zones and nodes it should serve.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Hints {
-    pub zones: Box<[Box<str>]>,
-    pub nodes: Box<[Box<str>]>,
-}
-
-/// What the agent keeps of its own Node: its zone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeRecord {
-    /// The `topology.kubernetes.io/zone` label; `None` when absent or empty.
-    pub zone: Option<Box<str>>,
-}
+use super::records::Hints;
 
 /// Where this node is, for choosing endpoints.
 #[derive(Clone, Copy, Debug)]
@@ -84,45 +69,9 @@ fn names(list: &[Box<str>], name: &str) -> bool {
     list.iter().any(|entry| **entry == *name)
 }
 
-impl NodeRecord {
-    /// Reads the Node stored as `json`.
-    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::Node<'_> = serde_json::from_slice(json)?;
-        wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
-        let zone = wire
-            .metadata
-            .and_then(|metadata| metadata.labels)
-            .and_then(|mut labels| labels.remove(ZONE_LABEL))
-            .filter(|zone| !zone.is_empty())
-            .map(|zone| zone.into());
-        Ok(Self { zone })
-    }
-}
-
-/// The stored Node, as far as its record needs it.
-mod wire {
-    use std::borrow::Cow;
-
-    use serde::Deserialize;
-
-    pub use super::super::records::wire::{Metadata, check_kind};
-
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Node<'a> {
-        #[serde(borrow)]
-        pub api_version: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        pub kind: Option<Cow<'a, str>>,
-        #[serde(borrow)]
-        pub metadata: Option<Metadata<'a>>,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn hints(zones: &[&str], nodes: &[&str]) -> Hints {
         Hints {
@@ -178,15 +127,5 @@ mod tests {
         let on_node1 = hints(&["a"], &["node1"]);
         assert_eq!(Mode::of(place, [Some(&on_node1)]), Mode::Node("node1"));
         assert!(!Mode::Zone("a").admits(None));
-    }
-
-    #[test]
-    fn node_record_reads_the_zone_label() {
-        let read = |json: serde_json::Value| NodeRecord::from_json(json.to_string().as_bytes());
-        let labelled = json!({ "kind": "Node", "metadata": { "labels": { ZONE_LABEL: "a" } } });
-        assert_eq!(read(labelled).unwrap().zone.as_deref(), Some("a"));
-        let empty = json!({ "metadata": { "labels": { ZONE_LABEL: "" } } });
-        assert_eq!(read(empty).unwrap().zone, None);
-        assert!(read(json!({ "kind": "Pod" })).is_err());
     }
 }

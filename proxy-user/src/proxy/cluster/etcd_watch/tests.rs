@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_etcd::etcd_client::Client;
 use skiff_etcd::keys::object_key;
 use skiff_etcd::launcher::TempEtcd;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::proxy::cluster::frontends::{BackendAddr, NodeRef};
-use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
+use crate::proxy::cluster::records::{SERVICE_NAME_LABEL, ZONE_LABEL};
 use crate::proxy::cluster::state::ClusterState;
 
 #[test]
@@ -313,4 +313,22 @@ fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
         .flat_map(|d| &d.backends)
         .map(|BackendAddr { ip, .. }| ip.to_string())
         .collect()
+}
+
+#[test]
+fn the_node_is_read_for_its_zone_label() {
+    let read = |json: Value| match Records::for_node("node1").value(
+        &Name::Node,
+        json.to_string().as_bytes(),
+        1,
+    ) {
+        Ok(Record::Node(node)) => Ok(node.zone),
+        Ok(other) => panic!("not a Node record: {other:?}"),
+        Err(error) => Err(error),
+    };
+    let labelled = json!({ "kind": "Node", "metadata": { "labels": { ZONE_LABEL: "a" } } });
+    assert_eq!(read(labelled).unwrap().as_deref(), Some("a"));
+    let empty = json!({ "metadata": { "labels": { ZONE_LABEL: "" } } });
+    assert_eq!(read(empty).unwrap(), None);
+    assert!(read(json!({ "kind": "Pod" })).is_err());
 }
