@@ -1,7 +1,9 @@
 //! End to end: topology-aware routing and LoadBalancer `ipMode`, with real
-//! agents and a real etcd. A client's ClusterIP traffic goes to endpoints
-//! hinted for its node, else for its node's zone, else to all of them; a
-//! load balancer IP in `Proxy` mode is left to the load balancer.
+//! agents and a real etcd. The API server checks `trafficDistribution` and
+//! the EndpointSlice controller hints endpoints for it; a client's
+//! ClusterIP traffic goes to endpoints hinted for its node, else for its
+//! node's zone, else to all of them; a load balancer IP in `Proxy` mode is
+//! left to the load balancer.
 mod common;
 
 use std::{
@@ -11,10 +13,10 @@ use std::{
 };
 
 use common::{VIP, Web, call_from_outside, names, route_external_ips_via};
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_tests::{
-    EndpointSpec, Hints, Pod, PortSpec, Testbed, endpoint_slice, endpoint_slice_key, eventually,
-    service, service_key,
+    EndpointSpec, Hints, Pod, PortSpec, Testbed, ZONE_LABEL, endpoint_slice, endpoint_slice_key,
+    eventually, service, service_key,
 };
 
 const LOAD_BALANCER_IP: Ipv4Addr = Ipv4Addr::new(172, 18, 255, 10);
@@ -157,4 +159,131 @@ fn a_proxy_mode_load_balancer_ip_is_left_to_the_load_balancer() {
         let results = web.call(&["tcp", "10.96.0.10:80"]);
         assert!(results[0].is_ok(), "ipMode {mode}: {results:?}");
     }
+}
+
+/// Service `zoned` (with `distribution`, if any) in front of DaemonSet
+/// `zoned`'s busybox pods, one a node.
+fn zoned_objects(distribution: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata:
+  name: zoned
+spec:
+  selector:
+    app: zoned
+  ports:
+  - port: 80
+{distribution}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: zoned
+spec:
+  selector:
+    matchLabels:
+      app: zoned
+  template:
+    metadata:
+      labels:
+        app: zoned
+    spec:
+      containers:
+      - name: main
+        image: skiff/busybox
+        imagePullPolicy: Never
+        command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+"#
+    )
+}
+
+/// Each ready endpoint of Service `zoned` as (node, zone, hints), once
+/// there is one for each of `nodes`.
+fn hinted_endpoints(testbed: &Testbed, nodes: usize) -> Option<Vec<(Value, Value, Value)>> {
+    let slices = testbed.kubectl_json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=zoned",
+    ]);
+    let mut endpoints: Vec<(Value, Value, Value)> = slices["items"]
+        .as_array()?
+        .iter()
+        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|endpoint| endpoint["conditions"]["ready"] == true)
+        .map(|endpoint| {
+            (
+                endpoint["nodeName"].clone(),
+                endpoint["zone"].clone(),
+                endpoint["hints"].clone(),
+            )
+        })
+        .collect();
+    endpoints.sort_by_key(|(node, _, _)| node.to_string());
+    (endpoints.len() == nodes).then_some(endpoints)
+}
+
+#[test]
+fn traffic_distribution_is_validated_and_hinted_for_by_the_endpointslice_controller() {
+    let mut testbed = Testbed::start_running_pods(2).expect("the testbed starts");
+    testbed
+        .start_control(&["--leader-elect=false"])
+        .expect("skiff-control starts");
+    for (node, zone) in [("node1", "a"), ("node2", "b")] {
+        let label = format!("{ZONE_LABEL}={zone}");
+        testbed.kubectl_ok(&["label", "node", node, &label, "--overwrite"], "");
+    }
+
+    let refused = testbed
+        .run_kubectl(
+            &["create", "-f", "-"],
+            &zoned_objects("  trafficDistribution: PreferSameRack"),
+        )
+        .expect_err("an unknown trafficDistribution is refused");
+    assert!(
+        format!("{refused:#}").contains(
+            "spec.trafficDistribution: Unsupported value: \"PreferSameRack\": supported values: \"PreferClose\", \"PreferSameZone\", \"PreferSameNode\""
+        ),
+        "{refused:#}"
+    );
+
+    testbed.kubectl_ok(
+        &["apply", "-f", "-"],
+        &zoned_objects("  trafficDistribution: PreferSameNode"),
+    );
+    let hinted = |node: &str, zone: &str| {
+        (
+            json!(node),
+            json!(zone),
+            json!({ "forZones": [{ "name": zone }], "forNodes": [{ "name": node }] }),
+        )
+    };
+    let wanted = vec![hinted("node1", "a"), hinted("node2", "b")];
+    eventually(
+        "endpoints hinted for their node and zone",
+        FOLLOW * 6,
+        || hinted_endpoints(&testbed, 2).filter(|endpoints| *endpoints == wanted),
+    );
+
+    // Without the field, the hints go; the zones stay.
+    testbed.kubectl_ok(
+        &[
+            "patch",
+            "service",
+            "zoned",
+            "--type=json",
+            "-p",
+            r#"[{"op": "remove", "path": "/spec/trafficDistribution"}]"#,
+        ],
+        "",
+    );
+    let plain = vec![
+        (json!("node1"), json!("a"), Value::Null),
+        (json!("node2"), json!("b"), Value::Null),
+    ];
+    eventually("the hints to be removed", FOLLOW * 3, || {
+        hinted_endpoints(&testbed, 2).filter(|endpoints| *endpoints == plain)
+    });
 }
