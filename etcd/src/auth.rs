@@ -19,8 +19,8 @@ pub const AGENT_USER: &str = "skiff-agent";
 /// The key prefixes the agents read: the service proxy's Services and
 /// EndpointSlices, the kubelet's Pods (and Services for a pod's
 /// environment), the Ingress proxy's Ingresses and IngressClasses, the
-/// Nodes (the proxy's `/healthz` reads its own: KEP-3836), and the health
-/// key a connection checks.
+/// Nodes (the proxy reads its own for its zone and for `/healthz`,
+/// KEP-3836), and the health key a connection checks.
 pub fn agent_read_prefixes() -> Vec<String> {
     let mut prefixes: Vec<String> = [
         SERVICES,

@@ -77,7 +77,8 @@ pub use leftovers::{MachineCheck, check_machine};
 pub use lock::ClusterLock;
 pub use mounts::unmount_below;
 pub use objects::{
-    EndpointSpec, PortSpec, bound_pod, endpoint_slice, endpoint_slice_key, service, service_key,
+    EndpointSpec, Hints, PortSpec, ZONE_LABEL, bound_pod, endpoint_slice, endpoint_slice_key, node,
+    node_key, service, service_key,
 };
 pub use prefix::Prefix;
 pub use process::ProcessGuard;

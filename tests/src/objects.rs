@@ -1,11 +1,14 @@
 //! Kubernetes objects as the API server stores them in etcd: the JSON of a
-//! Service or EndpointSlice under Kubernetes' own key layout. Built here
+//! Service, EndpointSlice or Node under Kubernetes' own key layout. Built here
 //! from plain values so the tests exercise the agent's decoding of real
 //! Kubernetes JSON, not a shared Rust type.
 use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
-use skiff_etcd::keys::{ENDPOINT_SLICES, SERVICES, object_key};
+use skiff_etcd::keys::{ENDPOINT_SLICES, NODES, SERVICES, object_key};
+
+/// The Node label holding its zone (`cargo xtask up --zones`).
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// One port of a Service, and the target port its endpoints listen on.
 #[derive(Debug, Clone)]
@@ -25,6 +28,20 @@ pub struct EndpointSpec {
     pub ready: bool,
     pub serving: bool,
     pub terminating: bool,
+    /// The endpoint's `zone`.
+    pub zone: Option<String>,
+    /// Its `hints`, as the EndpointSlice controller writes them.
+    pub hints: Hints,
+}
+
+/// Which topology hints an endpoint carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hints {
+    None,
+    /// `forZones`: its zone (PreferSameZone).
+    Zone,
+    /// `forZones` and `forNodes`: its zone and node (PreferSameNode).
+    ZoneAndNode,
 }
 
 impl EndpointSpec {
@@ -36,6 +53,17 @@ impl EndpointSpec {
             ready: true,
             serving: true,
             terminating: false,
+            zone: None,
+            hints: Hints::None,
+        }
+    }
+
+    /// This endpoint in `zone`, with `hints`.
+    pub fn in_zone(self, zone: &str, hints: Hints) -> EndpointSpec {
+        EndpointSpec {
+            zone: Some(zone.to_owned()),
+            hints,
+            ..self
         }
     }
 
@@ -109,15 +137,49 @@ pub fn endpoint_slice(
             "protocol": p.protocol,
             "port": p.target_port,
         })).collect::<Vec<_>>(),
-        "endpoints": endpoints.iter().map(|e| json!({
-            "addresses": [e.ip.to_string()],
-            "nodeName": e.node,
-            "conditions": {
-                "ready": e.ready,
-                "serving": e.serving,
-                "terminating": e.terminating,
-            },
-        })).collect::<Vec<_>>(),
+        "endpoints": endpoints.iter().map(endpoint).collect::<Vec<_>>(),
+    })
+}
+
+fn endpoint(spec: &EndpointSpec) -> Value {
+    let mut endpoint = json!({
+        "addresses": [spec.ip.to_string()],
+        "nodeName": spec.node,
+        "conditions": {
+            "ready": spec.ready,
+            "serving": spec.serving,
+            "terminating": spec.terminating,
+        },
+    });
+    if let Some(zone) = &spec.zone {
+        endpoint["zone"] = json!(zone);
+    }
+    let for_zones = json!([{ "name": spec.zone }]);
+    let for_nodes = json!([{ "name": spec.node }]);
+    match spec.hints {
+        Hints::None => {}
+        Hints::Zone => endpoint["hints"] = json!({ "forZones": for_zones }),
+        Hints::ZoneAndNode => {
+            endpoint["hints"] = json!({ "forZones": for_zones, "forNodes": for_nodes })
+        }
+    }
+    endpoint
+}
+
+pub fn node_key(name: &str) -> String {
+    object_key(NODES, None, name)
+}
+
+/// Node `name` as registered, labelled with `zone` when there is one.
+pub fn node(name: &str, zone: Option<&str>) -> Value {
+    let mut labels = json!({ "kubernetes.io/hostname": name });
+    if let Some(zone) = zone {
+        labels[ZONE_LABEL] = json!(zone);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": name, "labels": labels },
     })
 }
 

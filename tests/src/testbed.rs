@@ -29,7 +29,7 @@ use crate::{
     etcd::{Etcd, EtcdConfig},
     hosts::Pod,
     mounts, node_credentials,
-    objects::endpoint_slice_key,
+    objects::{self, endpoint_slice_key},
     process::ProcessGuard,
     store::Store,
 };
@@ -516,6 +516,14 @@ impl Testbed {
             );
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Registers node `node`'s Node in etcd, in `zone` (its
+    /// `topology.kubernetes.io/zone` label) or in none.
+    pub fn set_zone(&self, node: usize, zone: Option<&str>) -> Result<()> {
+        let name = self.cluster.node(node).name();
+        self.store
+            .put(&objects::node_key(name), &objects::node(name, zone))
     }
 
     /// Adds a pod on node `node` running `skiff-echo serve --name <name>`

@@ -12,7 +12,9 @@ use std::{
     time::Duration,
 };
 
-use common::{REACTION_BOUND, Web, answered, call_from_outside, metric, names, vip};
+use common::{
+    REACTION_BOUND, Web, answered, call_from_outside, metric, names, route_external_ips_via, vip,
+};
 use serde_json::{Value, json};
 use skiff_tests::{CallResult, FailureKind, echo_binary, parse_call_output};
 
@@ -38,21 +40,6 @@ fn load_balancer(web: &Web, edit: impl FnOnce(&mut Value)) {
         edit(service);
     });
     thread::sleep(REACTION_BOUND);
-}
-
-/// Sends the outside client's traffic for the load balancer and external
-/// IPs to node `node`, as an upstream router would.
-fn route_external_ips_via(web: &Web, node: usize) {
-    let via = web.testbed.cluster().node(node).ip().to_string();
-    let output = web
-        .testbed
-        .cluster()
-        .ext()
-        .command("ip")
-        .args(["route", "replace", "172.18.0.0/16", "via", &via])
-        .output()
-        .expect("ip runs");
-    assert!(output.status.success(), "{output:?}");
 }
 
 fn node_port(web: &Web, node: usize, port: u16) -> String {

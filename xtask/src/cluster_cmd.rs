@@ -57,6 +57,39 @@ pub struct UpArgs {
     /// built them already).
     #[arg(long, hide = true)]
     pub no_build: bool,
+    /// Zones to label the nodes with (`topology.kubernetes.io/zone`),
+    /// round-robin: `a,b` puts node1 in a, node2 in b, node3 in a...
+    /// [default: the labels stay as they are].
+    #[arg(long, value_delimiter = ',', value_parser = parse_zone)]
+    pub zones: Vec<String>,
+}
+
+/// The Node label that holds its zone.
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// A zone name, which must be a valid label value: at most 63 characters,
+/// alphanumerics with `-`, `_` or `.` inside.
+fn parse_zone(text: &str) -> Result<String, String> {
+    let inner_ok = text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ends_ok = text.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && text.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if text.len() <= 63 && inner_ok && ends_ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?}: a zone is 1 to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// The zone of each node, `node1` first: `zones` round-robin.
+fn zone_labels(nodes: u16, zones: &[String]) -> Vec<(String, &str)> {
+    (1..=nodes)
+        .zip(zones.iter().cycle())
+        .map(|(index, zone)| (format!("node{index}"), zone.as_str()))
+        .collect()
 }
 
 /// 1, or an odd number up to [`skiff_tests::MAX_CONTROL_PLANES`]: etcd's
@@ -145,6 +178,14 @@ pub fn up(args: &UpArgs) -> Result<()> {
     // their agents report them started again.
     let rebuilt = matches!(outcome, Outcome::Rebuilt);
     pods_ready::wait_until_ready(&kube, rebuilt.then_some(started_at.as_str()))?;
+    // The nodes have registered: their pods run.
+    for (node, zone) in zone_labels(nodes, &args.zones) {
+        let label = format!("{ZONE_LABEL}={zone}");
+        print!(
+            "{}",
+            kube(&["label", "node", &node, &label, "--overwrite"])?
+        );
+    }
     let ready_after = started.elapsed();
 
     let services = kube(&["get", "services", "-o", "json"])?;
@@ -479,4 +520,27 @@ pub fn exec(args: &ExecArgs) -> Result<()> {
         .with_context(|| format!("running {program} in pod {}", args.pod))?;
     // The pod's command speaks for itself; pass its exit code on.
     std::process::exit(status.code().unwrap_or(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_go_round_robin_and_must_be_label_values() {
+        let zones = ["a".to_owned(), "b".to_owned()];
+        assert_eq!(
+            zone_labels(3, &zones),
+            [
+                ("node1".to_owned(), "a"),
+                ("node2".to_owned(), "b"),
+                ("node3".to_owned(), "a"),
+            ]
+        );
+        assert!(zone_labels(2, &[]).is_empty());
+        assert_eq!(parse_zone("eu-west-1a"), Ok("eu-west-1a".to_owned()));
+        for bad in ["", "-a", "a b", "a/b", &"z".repeat(64)] {
+            assert!(parse_zone(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! The EndpointSlice controller: for each Service with a selector, slices
 //! (at most 100 endpoints each, one set of ports per slice) listing the
-//! selected pods with their conditions, node and zone.
+//! selected pods with their conditions, node and zone, and the topology
+//! hints the Service's `trafficDistribution` asks for (`hints`).
+
+mod hints;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,6 +13,7 @@ use super::client::written;
 use super::kind::Kind;
 use super::services::{self, Backend};
 use super::{Context, Controller, ControllerError, meta};
+use hints::Hinting;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
@@ -81,12 +85,15 @@ fn desired_slices(
     nodes: &[Value],
 ) -> Vec<(Value, Vec<Value>)> {
     let mut groups: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
+    let hinting = Hinting::of(service);
     for backend in backends {
         let ports = json!(backend.ports);
         let group = groups
             .entry(ports.to_string())
             .or_insert_with(|| (ports, Vec::new()));
-        group.1.push(endpoint(service, backend, nodes));
+        let mut endpoint = endpoint(service, backend, nodes);
+        hinting.apply(&mut endpoint);
+        group.1.push(endpoint);
     }
     let mut slices = Vec::new();
     for (_, (ports, endpoints)) in groups {
@@ -308,5 +315,23 @@ mod tests {
         let slices = slices_of(&service(false), &[named, elsewhere]);
         let hostnames: Vec<&Value> = slices[0].1.iter().map(|e| &e["hostname"]).collect();
         assert_eq!(hostnames, [&json!("web-0"), &Value::Null]);
+    }
+
+    #[test]
+    fn ready_endpoints_are_hinted_for_their_node_and_zone() {
+        let mut same_node = service(false);
+        same_node["spec"]["trafficDistribution"] = json!("PreferSameNode");
+        let slices = slices_of(&same_node, &[pod(0, true, false), pod(1, false, false)]);
+        let hints: Vec<&Value> = slices[0].1.iter().map(|e| &e["hints"]).collect();
+        assert_eq!(
+            hints,
+            [
+                &json!({ "forZones": [{ "name": "z1" }], "forNodes": [{ "name": "n1" }] }),
+                &Value::Null,
+            ]
+        );
+        // Without the field the same endpoints carry no hints.
+        let plain = slices_of(&service(false), &[pod(0, true, false)]);
+        assert_eq!(plain[0].1[0]["hints"], Value::Null);
     }
 }

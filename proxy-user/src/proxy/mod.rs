@@ -131,6 +131,7 @@ impl Proxy {
     pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
         let node = self.node_name.clone();
+        let node_name = self.node_name.clone();
         match self.source {
             Source::Etcd(endpoints) => {
                 tokio::spawn(node_eligibility::watch_etcd(
@@ -138,7 +139,9 @@ impl Proxy {
                     node,
                     self.eligibility,
                 ));
-                tokio::spawn(etcd_watch::run(endpoints, events_tx));
+                tokio::spawn(
+                    async move { etcd_watch::run(endpoints, &node_name, events_tx).await },
+                );
             }
             Source::KubeApi(api) => {
                 tokio::spawn(async move {
@@ -148,7 +151,7 @@ impl Proxy {
                         node,
                         self.eligibility,
                     ));
-                    kube_watch::run(client, events_tx).await
+                    kube_watch::run(client, &node_name, events_tx).await
                 });
             }
         }

@@ -122,10 +122,11 @@ impl Syncer {
             ClusterEvent::Resync {
                 services,
                 slices,
+                node,
                 revision,
             } => {
                 let started = Instant::now();
-                let touched = self.cluster.write().replace_all(services, slices);
+                let touched = self.cluster.write().replace_all(services, slices, node);
                 self.cluster.publish();
                 self.update_dns(&touched);
                 self.datapath.defer_writes();
@@ -208,13 +209,14 @@ impl Syncer {
 
     /// Programs one service's frontends and removes those it no longer has.
     fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
-        let node = NodeRef {
-            name: &self.node,
-            ip: self.node_ip,
-            local_dns: self.local_dns,
-        };
         let (desired, health_check) = {
             let cluster = self.cluster.read();
+            let node = NodeRef {
+                name: &self.node,
+                ip: self.node_ip,
+                local_dns: self.local_dns,
+                zone: cluster.zone(),
+            };
             (
                 cluster.desired(service, node),
                 cluster.health_check(service, node),

@@ -222,3 +222,18 @@ pub fn call_from_outside(web: &Web, args: &[&str]) -> Vec<CallResult> {
     assert!(output.status.success(), "{output:?}");
     parse_call_output(&String::from_utf8_lossy(&output.stdout)).expect("call results")
 }
+
+/// Sends the outside client's traffic for the load balancer and external
+/// IPs to node `node`, as an upstream router would.
+pub fn route_external_ips_via(web: &Web, node: usize) {
+    let via = web.testbed.cluster().node(node).ip().to_string();
+    let output = web
+        .testbed
+        .cluster()
+        .ext()
+        .command("ip")
+        .args(["route", "replace", "172.18.0.0/16", "via", &via])
+        .output()
+        .expect("ip runs");
+    assert!(output.status.success(), "{output:?}");
+}

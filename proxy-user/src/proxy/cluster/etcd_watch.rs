@@ -1,13 +1,15 @@
-//! List and watch of Services and EndpointSlices straight from etcd, in
-//! Kubernetes' own key layout, so the API server is never on the datapath's
-//! update path. skiff-etcd's list-then-watch does the listing, watching,
+//! List and watch of Services, EndpointSlices and the agent's own Node
+//! straight from etcd, in Kubernetes' own key layout, so the API server is
+//! never on the datapath's update path. skiff-etcd's list-then-watch does the listing, watching,
 //! re-listing and backoff; this maps what it reads to the agent's records.
 
-use skiff_etcd::keys::{ENDPOINT_SLICES, SERVICES, collection_prefix, parse_namespaced};
+use skiff_etcd::keys::{
+    ENDPOINT_SLICES, NODES, SERVICES, collection_prefix, object_key, parse_namespaced,
+};
 use skiff_etcd::list_watch::{Change, Decoder, Event, ListWatch};
 use tokio::sync::mpsc::Sender;
 
-use super::records::{ServiceRecord, SliceRecord};
+use super::records::{NodeRecord, ServiceRecord, SliceRecord};
 use super::service_ref::ServiceRef;
 use super::state::{ObjectChange, SliceRef};
 
@@ -20,6 +22,8 @@ pub enum ClusterEvent {
     Resync {
         services: Vec<(ServiceRef, ServiceRecord)>,
         slices: Vec<(SliceRef, SliceRecord)>,
+        /// This agent's Node; `None` while it is not registered.
+        node: Option<NodeRecord>,
         revision: i64,
     },
     /// The changes of one watch response, in order; `revision` is that of
@@ -33,16 +37,20 @@ pub enum ClusterEvent {
     },
 }
 
-/// Lists and then watches Services and EndpointSlices in etcd at
-/// `endpoints`, sending what it sees to `tx`, reconnecting and re-listing
-/// (with backoff) whenever etcd is unreachable or the watch breaks. Returns
-/// only once `tx`'s receiver is gone.
-pub async fn run(endpoints: Vec<String>, tx: Sender<ClusterEvent>) {
+/// Lists and then watches Services, EndpointSlices and the Node named
+/// `node_name` in etcd at `endpoints`, sending what it sees to `tx`,
+/// reconnecting and re-listing (with backoff) whenever etcd is unreachable
+/// or the watch breaks. Returns only once `tx`'s receiver is gone.
+pub async fn run(endpoints: Vec<String>, node_name: &str, tx: Sender<ClusterEvent>) {
+    let records = Records::for_node(node_name);
     let prefixes = vec![
         collection_prefix(SERVICES, None),
         collection_prefix(ENDPOINT_SLICES, None),
+        // Also matches longer names (`node10` for `node1`): `key` keeps
+        // only this node's own key.
+        records.node_key.clone(),
     ];
-    ListWatch::new(endpoints, prefixes, Records).run(tx).await
+    ListWatch::new(endpoints, prefixes, records).run(tx).await
 }
 
 /// Which kind a key holds, and the object's namespace and name. (The
@@ -52,6 +60,8 @@ pub async fn run(endpoints: Vec<String>, tx: Sender<ClusterEvent>) {
 enum Name {
     Service(ServiceRef),
     Slice(SliceRef),
+    /// The agent's own Node.
+    Node,
 }
 
 /// An object as the agent keeps it, under the name its key gives it.
@@ -59,10 +69,22 @@ enum Name {
 enum Record {
     Service(ServiceRef, ServiceRecord),
     Slice(SliceRef, SliceRecord),
+    Node(NodeRecord),
 }
 
-/// Reads Services and EndpointSlices as the agent's records.
-struct Records;
+/// Reads Services, EndpointSlices and the agent's Node as its records.
+struct Records {
+    /// The key of the agent's own Node.
+    node_key: String,
+}
+
+impl Records {
+    fn for_node(node_name: &str) -> Self {
+        Self {
+            node_key: object_key(NODES, None, node_name),
+        }
+    }
+}
 
 impl Decoder for Records {
     type Key = Name;
@@ -73,6 +95,9 @@ impl Decoder for Records {
             namespace: namespace.into(),
             name: name.into(),
         };
+        if key == self.node_key.as_bytes() {
+            return Some(Name::Node);
+        }
         if let Some(service) = parse_namespaced(SERVICES, key) {
             return Some(Name::Service(name(service)));
         }
@@ -88,6 +113,7 @@ impl Decoder for Records {
                 Record::Service(name.clone(), ServiceRecord::from_json(name, value)?)
             }
             Name::Slice(name) => Record::Slice(name.clone(), SliceRecord::from_json(name, value)?),
+            Name::Node => Record::Node(NodeRecord::from_json(value)?),
         })
     }
 }
@@ -98,15 +124,18 @@ impl From<Event<Name, Record>> for ClusterEvent {
             Event::Resync { objects, revision } => {
                 let mut services = Vec::new();
                 let mut slices = Vec::new();
+                let mut node = None;
                 for (_, record) in objects {
                     match record {
                         Record::Service(name, service) => services.push((name, service)),
                         Record::Slice(name, slice) => slices.push((name, slice)),
+                        Record::Node(record) => node = Some(record),
                     }
                 }
                 ClusterEvent::Resync {
                     services,
                     slices,
+                    node,
                     revision,
                 }
             }
@@ -130,8 +159,10 @@ fn change_of(change: Change<Name, Record>) -> ObjectChange {
             ObjectChange::ServiceUpsert(name, service)
         }
         Change::Put(_, Record::Slice(name, slice)) => ObjectChange::SliceUpsert(name, slice),
+        Change::Put(_, Record::Node(node)) => ObjectChange::NodeUpsert(node),
         Change::Delete(Name::Service(name)) => ObjectChange::ServiceDelete(name),
         Change::Delete(Name::Slice(name)) => ObjectChange::SliceDelete(name),
+        Change::Delete(Name::Node) => ObjectChange::NodeDelete,
     }
 }
 
@@ -139,8 +170,9 @@ fn change_of(change: Change<Name, Record>) -> ObjectChange {
 /// watch reads them.
 #[cfg(fuzzing)]
 pub fn decode(key: &[u8], value: &[u8]) {
-    if let Some(name) = Records.key(key) {
-        let _ = Records.value(&name, value, 0);
+    let records = Records::for_node("node1");
+    if let Some(name) = records.key(key) {
+        let _ = records.value(&name, value, 0);
     }
 }
 

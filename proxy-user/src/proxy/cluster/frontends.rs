@@ -7,8 +7,9 @@ use std::sync::Arc;
 use tracing::warn;
 
 use super::protocol::Protocol;
-use super::records::{ServiceRecord, ServiceType, SliceRecord, Usable};
+use super::records::{Hints, ServiceRecord, ServiceType, SliceRecord, Usable};
 use super::service_ref::ServiceRef;
+use super::topology::{Mode, Place};
 use crate::proxy::policy::{Policy, SourceCidr};
 
 /// One address, port and protocol on which a Service is reached.
@@ -59,6 +60,8 @@ pub struct NodeRef<'a> {
     /// Where this node's agent serves cluster DNS, if it does: the only
     /// backend of the cluster DNS Service's port 53 on this node.
     pub local_dns: Option<SocketAddrV4>,
+    /// Its Node's `topology.kubernetes.io/zone`, for topology hints.
+    pub zone: Option<&'a str>,
 }
 
 /// The cluster DNS Service (`kube-system/kube-dns`), which every agent
@@ -85,11 +88,16 @@ pub fn desired_frontends(
         return Vec::new();
     }
     let affinity_timeout = service.affinity_timeout;
+    // Cluster-wide traffic follows the endpoints' topology hints.
+    let place = Place {
+        node: node.name,
+        zone: node.zone,
+    };
     // ClusterIP traffic comes from inside the cluster, so the internal
     // policy applies: `Local` keeps it on the client's node.
     let locality = match service.internal_local {
         true => Locality::Node(node.name),
-        false => Locality::Cluster,
+        false => Locality::Cluster(place),
     };
     let node_ip = match service.type_ {
         ServiceType::NodePort | ServiceType::LoadBalancer => node.ip,
@@ -100,7 +108,7 @@ pub fn desired_frontends(
     let local_only = service.external_local;
     let external_locality = match local_only {
         true => Locality::Node(node.name),
-        false => Locality::Cluster,
+        false => Locality::Cluster(place),
     };
     let cluster_policy = Policy {
         affinity_timeout,
@@ -223,8 +231,8 @@ pub fn health_check(
 /// Which endpoints a frontend may use.
 #[derive(Clone, Copy, Debug)]
 enum Locality<'a> {
-    /// All of them.
-    Cluster,
+    /// All of them, or those the topology hints give this place.
+    Cluster(Place<'a>),
     /// Only those on this node.
     Node(&'a str),
 }
@@ -232,14 +240,15 @@ enum Locality<'a> {
 /// The backends of one Service port, at the port the slice publishes under
 /// the same port name: the ready IPv4 endpoints within `locality` or, when
 /// there is none, the serving-and-terminating ones (kube-proxy's fallback,
-/// so a Service whose pods are all rolling over keeps answering).
+/// so a Service whose pods are all rolling over keeps answering; as in
+/// kube-proxy, that fallback ignores topology).
 fn backends(
     port_name: &str,
     protocol: Protocol,
     slices: &[&SliceRecord],
     locality: Locality<'_>,
 ) -> Vec<BackendAddr> {
-    let mut ready = Vec::new();
+    let mut ready: Vec<(BackendAddr, Option<&Hints>)> = Vec::new();
     let mut terminating = Vec::new();
     for slice in slices {
         // The EndpointSlice controller names each slice port after the
@@ -262,16 +271,25 @@ fn backends(
             {
                 continue;
             }
-            let pool = match endpoint.usable {
-                Usable::Ready => &mut ready,
-                Usable::ServingTerminating => &mut terminating,
-            };
-            pool.push(BackendAddr {
+            let backend = BackendAddr {
                 ip: endpoint.ip,
                 port,
-            });
+            };
+            match endpoint.usable {
+                Usable::Ready => ready.push((backend, slice.hints_of(endpoint))),
+                Usable::ServingTerminating => terminating.push(backend),
+            }
         }
     }
+    let mode = match locality {
+        Locality::Cluster(place) => Mode::of(place, ready.iter().map(|(_, hints)| *hints)),
+        Locality::Node(_) => Mode::All,
+    };
+    let ready: Vec<BackendAddr> = ready
+        .into_iter()
+        .filter(|(_, hints)| mode.admits(*hints))
+        .map(|(backend, _)| backend)
+        .collect();
     let mut backends = if ready.is_empty() { terminating } else { ready };
     backends.sort_unstable();
     backends.dedup();

@@ -1,14 +1,18 @@
-//! List and watch of Services and EndpointSlices through an API server
-//! (`--source kube-api`), as kube-proxy reads them: kube-rs's watcher does
-//! the listing, watching, re-listing and backoff; this keeps a mirror of
-//! both kinds as the agent's records and reports it in the same
+//! List and watch of Services, EndpointSlices and the agent's own Node (for
+//! its zone) through an API server (`--source kube-api`), as kube-proxy
+//! reads them: kube-rs's watcher does the listing, watching, re-listing and
+//! backoff; this keeps a mirror of the three as the agent's records and
+//! reports it in the same
 //! `ClusterEvent`s the etcd watch sends, so the sync loop cannot tell the
 //! sources apart. Needs only what `system:node-proxier` grants (list and
 //! watch).
 use std::{collections::HashMap, hash::Hash, time::Instant};
 
 use futures_util::{StreamExt as _, stream};
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::{
     Api, Resource, ResourceExt as _,
     runtime::{WatchStreamExt as _, watcher},
@@ -18,17 +22,17 @@ use tokio::sync::mpsc::Sender;
 
 use super::{
     etcd_watch::ClusterEvent,
-    records::{ServiceRecord, SliceRecord},
+    records::{NodeRecord, ServiceRecord, SliceRecord},
     service_ref::ServiceRef,
     state::{ObjectChange, SliceRef},
 };
 
-/// Lists and then watches Services and EndpointSlices in every namespace
-/// with `client`, sending what it sees to `tx`: a `Resync` once both kinds
-/// are listed and after every re-list (objects deleted while the watch was
+/// Lists and then watches Services and EndpointSlices in every namespace,
+/// and the Node `node_name`, with `client`, sending what it sees to `tx`: a
+/// `Resync` once all three are listed and after every re-list (objects deleted while the watch was
 /// down are then gone), `Changes` in between. Returns only once `tx`'s
 /// receiver is gone.
-pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
+pub async fn run(client: kube::Client, node_name: &str, tx: Sender<ClusterEvent>) {
     let services = watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
@@ -36,12 +40,18 @@ pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
     .default_backoff()
     .map(|event| event.map(|event| Update::Service(Box::new(event))));
     let slices = watcher(
-        Api::<EndpointSlice>::all(client),
+        Api::<EndpointSlice>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .map(|event| event.map(|event| Update::Slice(Box::new(event))));
-    let mut updates = std::pin::pin!(stream::select(services, slices));
+    let node = watcher(
+        Api::<Node>::all(client),
+        watcher::Config::default().fields(&format!("metadata.name={node_name}")),
+    )
+    .default_backoff()
+    .map(|event| event.map(|event| Update::Node(Box::new(event))));
+    let mut updates = std::pin::pin!(stream::select(stream::select(services, slices), node));
     let mut mirror = Mirror::default();
     while let Some(update) = updates.next().await {
         let update = match update {
@@ -59,17 +69,21 @@ pub async fn run(client: kube::Client, tx: Sender<ClusterEvent>) {
     }
 }
 
-/// One watcher event, of either kind (boxed: the objects are large).
+/// One watcher event, of any of the three kinds (boxed: the objects are
+/// large).
 enum Update {
     Service(Box<watcher::Event<Service>>),
     Slice(Box<watcher::Event<EndpointSlice>>),
+    Node(Box<watcher::Event<Node>>),
 }
 
-/// Both kinds as last listed and changed since.
+/// The three kinds as last listed and changed since.
 #[derive(Default)]
 struct Mirror {
     services: Listing<ServiceRef, ServiceRecord>,
     slices: Listing<SliceRef, SliceRecord>,
+    /// The agent's own Node, if registered (one entry at most).
+    node: Listing<ServiceRef, NodeRecord>,
     /// The highest resourceVersion seen: the events' revision.
     revision: i64,
 }
@@ -100,14 +114,24 @@ impl Mirror {
                 });
                 (change, listed)
             }
+            Update::Node(event) => {
+                let event = self.read(*event, |_, json| NodeRecord::from_json(json));
+                let listed = matches!(event, watcher::Event::InitDone);
+                let change = self.node.apply(event).map(|(_, record)| match record {
+                    Some(record) => ObjectChange::NodeUpsert(record),
+                    None => ObjectChange::NodeDelete,
+                });
+                (change, listed)
+            }
         };
-        if !(self.services.listed && self.slices.listed) {
+        if !(self.services.listed && self.slices.listed && self.node.listed) {
             return None;
         }
         if listed {
             return Some(ClusterEvent::Resync {
                 services: self.services.snapshot(),
                 slices: self.slices.snapshot(),
+                node: self.node.current.values().next().cloned(),
                 revision: self.revision,
             });
         }

@@ -4,7 +4,8 @@
 //! what the agent reads of them (`records`) in a cache (`state`), and turned
 //! into the frontends the cluster wants served (`frontends`), in the
 //! cluster's own terms: nothing here knows the datapath's maps. The cache
-//! is shared with the agent's other readers (`shared`).
+//! is shared with the agent's other readers (`shared`). Cluster-wide
+//! traffic follows topology hints and this node's zone (`topology`).
 
 pub mod etcd_watch;
 pub mod frontends;
@@ -14,3 +15,4 @@ pub mod records;
 pub mod service_ref;
 pub mod shared;
 pub mod state;
+pub mod topology;

@@ -23,6 +23,9 @@ use crate::proxy::policy::SourceCidr;
 /// The label by which an EndpointSlice names the Service it belongs to.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
+/// The Node label holding its zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 /// The API's upper bound for it (one day).
@@ -54,7 +57,9 @@ pub struct ServiceRecord {
     pub external_local: bool,
     /// Seconds of `ClientIP` session affinity, `None` without affinity.
     pub affinity_timeout: Option<u32>,
-    /// `status.loadBalancer.ingress[].ip`, for `type: LoadBalancer` only.
+    /// `status.loadBalancer.ingress[].ip`, for `type: LoadBalancer` only,
+    /// without those whose `ipMode` is `Proxy`: there the load balancer
+    /// proxies to the nodes, and a node must not take its address for itself.
     pub load_balancer_ips: Box<[Ipv4Addr]>,
     /// `loadBalancerSourceRanges`, for `type: LoadBalancer` only; sorted.
     pub source_ranges: Box<[SourceCidr]>,
@@ -92,6 +97,22 @@ pub struct SliceRecord {
     pub endpoints: Box<[EndpointAddr]>,
     /// The `hostname`s `endpoints` refer to (cluster DNS names them).
     pub hostnames: Box<[Box<str>]>,
+    /// The topology hints `endpoints` refer to.
+    pub hints: Box<[Hints]>,
+}
+
+/// An endpoint's `hints`: the zones and nodes it should serve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hints {
+    pub zones: Box<[Box<str>]>,
+    pub nodes: Box<[Box<str>]>,
+}
+
+/// What the agent keeps of its own Node: its zone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// The `topology.kubernetes.io/zone` label; `None` when absent or empty.
+    pub zone: Option<Box<str>>,
 }
 
 /// One port of an EndpointSlice.
@@ -114,6 +135,8 @@ pub struct EndpointAddr {
     pub node: Option<u16>,
     /// Index into the slice's `hostnames`; `None` when the endpoint has none.
     pub hostname: Option<u16>,
+    /// Index into the slice's `hints`; `None` when the endpoint has none.
+    pub hints: Option<u16>,
     pub usable: Usable,
 }
 
@@ -140,6 +163,13 @@ impl SliceRecord {
             .hostname
             .and_then(|index| self.hostnames.get(usize::from(index)))
             .map(|name| &**name)
+    }
+
+    /// The topology hints an endpoint address carries.
+    pub fn hints_of(&self, endpoint: &EndpointAddr) -> Option<&Hints> {
+        endpoint
+            .hints
+            .and_then(|index| self.hints.get(usize::from(index)))
     }
 }
 
@@ -192,7 +222,10 @@ impl ServiceRecord {
             load_balancer_ips: ipv4_list(
                 svc,
                 "status.loadBalancer.ingress",
-                ingress.into_iter().filter_map(|ingress| ingress.ip),
+                ingress
+                    .into_iter()
+                    .filter(|ingress| ingress.ip_mode.as_deref() != Some("Proxy"))
+                    .filter_map(|ingress| ingress.ip),
             ),
             source_ranges: match spec.load_balancer_source_ranges {
                 Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
@@ -247,6 +280,7 @@ impl SliceRecord {
             .collect();
         let mut nodes: Vec<Box<str>> = Vec::new();
         let mut hostnames: Vec<Box<str>> = Vec::new();
+        let mut hints: Vec<Hints> = Vec::new();
         let mut endpoints = Vec::new();
         for endpoint in wire.endpoints.into_iter().flatten() {
             let Some(usable) = usability(endpoint.conditions.unwrap_or_default()) else {
@@ -269,12 +303,21 @@ impl SliceRecord {
                     hostnames.len() - 1
                 });
             let hostname = hostname.and_then(|index| u16::try_from(index).ok());
+            let hint = endpoint
+                .hints
+                .map(wire::EndpointHints::into_hints)
+                .map(|read| {
+                    hints.push(read);
+                    hints.len() - 1
+                });
+            let hint = hint.and_then(|index| u16::try_from(index).ok());
             for address in &endpoint.addresses {
                 match address.parse::<Ipv4Addr>() {
                     Ok(ip) => endpoints.push(EndpointAddr {
                         ip,
                         node,
                         hostname,
+                        hints: hint,
                         usable,
                     }),
                     Err(_) => warn!(
@@ -291,7 +334,23 @@ impl SliceRecord {
             nodes: nodes.into(),
             endpoints: endpoints.into(),
             hostnames: hostnames.into(),
+            hints: hints.into(),
         })
+    }
+}
+
+impl NodeRecord {
+    /// Reads the Node stored as `json`.
+    pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
+        let wire: wire::Node<'_> = serde_json::from_slice(json)?;
+        wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
+        let zone = wire
+            .metadata
+            .and_then(|metadata| metadata.labels)
+            .and_then(|mut labels| labels.remove(ZONE_LABEL))
+            .filter(|zone| !zone.is_empty())
+            .map(|zone| zone.into());
+        Ok(Self { zone })
     }
 }
 
@@ -544,9 +603,23 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct Ingress<'a> {
         #[serde(borrow)]
         pub ip: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub ip_mode: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Node<'a> {
+        #[serde(borrow)]
+        pub api_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub metadata: Option<Metadata<'a>>,
     }
 
     #[derive(Deserialize)]
@@ -591,6 +664,39 @@ mod wire {
         #[serde(borrow)]
         pub hostname: Option<Cow<'a, str>>,
         pub conditions: Option<Conditions>,
+        #[serde(borrow)]
+        pub hints: Option<EndpointHints<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EndpointHints<'a> {
+        #[serde(borrow)]
+        pub for_zones: Option<Vec<ForName<'a>>>,
+        #[serde(borrow)]
+        pub for_nodes: Option<Vec<ForName<'a>>>,
+    }
+
+    /// A `forZones` or `forNodes` entry.
+    #[derive(Deserialize)]
+    pub struct ForName<'a> {
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
+    }
+
+    impl EndpointHints<'_> {
+        pub fn into_hints(self) -> Hints {
+            let names = |list: Option<Vec<ForName<'_>>>| {
+                list.into_iter()
+                    .flatten()
+                    .map(|entry| entry.name.into())
+                    .collect()
+            };
+            Hints {
+                zones: names(self.for_zones),
+                nodes: names(self.for_nodes),
+            }
+        }
     }
 
     #[derive(Default, Deserialize)]

@@ -1,5 +1,6 @@
-//! The agent's cache of the Services and EndpointSlices it balances, kept
-//! current from the etcd watch, and the frontends each Service should have.
+//! The agent's cache of the Services and EndpointSlices it balances, and of
+//! its own Node's zone, kept current from the etcd watch, and the frontends
+//! each Service should have.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use tracing::debug;
 
 use super::frontends::{DesiredFrontend, HealthCheck, NodeRef, desired_frontends, health_check};
-use super::records::{ServiceRecord, SliceRecord};
+use super::records::{NodeRecord, ServiceRecord, SliceRecord};
 use super::service_ref::ServiceRef;
 
 /// An EndpointSlice's identity: namespace and name, as for a Service.
@@ -20,6 +21,9 @@ pub enum ObjectChange {
     ServiceDelete(ServiceRef),
     SliceUpsert(SliceRef, SliceRecord),
     SliceDelete(SliceRef),
+    /// This agent's own Node.
+    NodeUpsert(NodeRecord),
+    NodeDelete,
 }
 
 /// Services by reference, and EndpointSlices grouped by the Service their
@@ -35,6 +39,8 @@ pub struct ClusterState {
     /// The group each slice is in, because a delete carries only the slice's
     /// key and a relabelled slice must leave its old group.
     slice_owner: HashMap<SliceRef, ServiceRef>,
+    /// This agent's own Node; the default (no zone) while it has none.
+    node: NodeRecord,
 }
 
 impl ClusterState {
@@ -54,6 +60,8 @@ impl ClusterState {
             }
             ObjectChange::SliceUpsert(key, slice) => self.upsert_slice(key, slice),
             ObjectChange::SliceDelete(key) => self.remove_slice(&key).into_iter().collect(),
+            ObjectChange::NodeUpsert(node) => return self.set_node(node),
+            ObjectChange::NodeDelete => return self.set_node(NodeRecord::default()),
         };
         affected.retain(|svc| self.services.contains_key(svc));
         affected
@@ -71,6 +79,21 @@ impl ClusterState {
     /// The health check the Service asks this node to answer, if any.
     pub fn health_check(&self, svc: &ServiceRef, node: NodeRef<'_>) -> Option<HealthCheck> {
         health_check(self.services.get(svc)?, &self.slices_of(svc), node)
+    }
+
+    /// This node's zone, if its Node has one.
+    pub fn zone(&self) -> Option<&str> {
+        self.node.zone.as_deref()
+    }
+
+    /// Keeps this node's record; every Service when its zone changed (the
+    /// topology hints then choose other endpoints).
+    fn set_node(&mut self, node: NodeRecord) -> BTreeSet<ServiceRef> {
+        if node == self.node {
+            return BTreeSet::new();
+        }
+        self.node = node;
+        self.services.keys().cloned().collect()
     }
 
     /// The record of `svc`, if it exists.
@@ -100,9 +123,13 @@ impl ClusterState {
         &mut self,
         services: Vec<(ServiceRef, ServiceRecord)>,
         slices: Vec<(SliceRef, SliceRecord)>,
+        node: Option<NodeRecord>,
     ) -> BTreeSet<ServiceRef> {
         let mut affected: BTreeSet<ServiceRef> = self.services.keys().cloned().collect();
-        *self = Self::default();
+        *self = Self {
+            node: node.unwrap_or_default(),
+            ..Self::default()
+        };
         affected.extend(services.iter().map(|(svc, _)| svc.clone()));
         self.services = services.into_iter().collect();
         for (key, slice) in slices {
@@ -201,6 +228,7 @@ mod tests {
                 name: "node1",
                 ip: None,
                 local_dns: None,
+                zone: None,
             },
         );
         assert_eq!(desired.len(), 1, "{name} should have one frontend");
@@ -289,6 +317,7 @@ mod tests {
                     name: "node1",
                     ip: None,
                     local_dns: None,
+                    zone: None,
                 }
             ),
             vec![]
@@ -311,6 +340,7 @@ mod tests {
         let affected = state.replace_all(
             vec![service("kept", "10.96.0.2"), service("new", "10.96.0.3")],
             vec![slice("new-a", Some("new"), "10.244.1.3")],
+            None,
         );
         assert_eq!(affected, set(&["kept", "new", "old"]));
         assert_eq!(
@@ -327,9 +357,27 @@ mod tests {
                     name: "node1",
                     ip: None,
                     local_dns: None,
+                    zone: None,
                 }
             ),
             vec![]
         );
+    }
+
+    #[test]
+    fn a_zone_change_recomputes_every_service() {
+        let mut state = ClusterState::default();
+        state.apply(put_service("web", "10.96.0.10"));
+        let in_a = NodeRecord {
+            zone: Some("a".into()),
+        };
+        assert_eq!(
+            state.apply(ObjectChange::NodeUpsert(in_a.clone())),
+            set(&["web"])
+        );
+        assert_eq!(state.zone(), Some("a"));
+        assert_eq!(state.apply(ObjectChange::NodeUpsert(in_a)), set(&[]));
+        assert_eq!(state.apply(ObjectChange::NodeDelete), set(&["web"]));
+        assert_eq!(state.zone(), None);
     }
 }

@@ -68,6 +68,7 @@ pub fn validate_service(service: &Service, opts: &ServiceOptions) -> Vec<FieldEr
     errs.extend(ports::duplicate_ports(ports, &ports_path));
     errs.extend(types::validate_load_balancer_fields(ty, spec));
     errs.extend(traffic_policies::validate_traffic_policies(ty, spec));
+    errs.extend(traffic_policies::validate_traffic_distribution(spec));
     errs
 }
 

@@ -448,6 +448,27 @@ fn traffic_policies() {
 }
 
 #[test]
+fn traffic_distribution() {
+    for value in ["PreferClose", "PreferSameZone", "PreferSameNode"] {
+        assert_eq!(
+            check(svc(
+                json!({"trafficDistribution": value, "ports": [{"port": 80}]})
+            )),
+            Vec::<String>::new(),
+            "{value}"
+        );
+    }
+    assert_eq!(
+        check(svc(
+            json!({"trafficDistribution": "PreferSameRack", "ports": [{"port": 80}]})
+        )),
+        [
+            "spec.trafficDistribution: Unsupported value: \"PreferSameRack\": supported values: \"PreferClose\", \"PreferSameZone\", \"PreferSameNode\"",
+        ]
+    );
+}
+
+#[test]
 fn selector_external_ips_and_source_ranges() {
     let errs = check(svc(json!({
         "selector": {"app": "web!"},

@@ -1,11 +1,15 @@
-//! `externalTrafficPolicy`, `internalTrafficPolicy` and the health check
-//! nodePort that goes with a Local external policy.
+//! `externalTrafficPolicy`, `internalTrafficPolicy`, the health check
+//! nodePort that goes with a Local external policy, and
+//! `trafficDistribution`.
 
 use k8s_openapi::api::core::v1::ServiceSpec;
 
 use crate::validation::{FieldError, child, inclusive_range_error};
 
 const TRAFFIC_POLICIES: [&str; 2] = ["Cluster", "Local"];
+/// In the API's order (its message lists them so): PreferClose is the
+/// older name of PreferSameZone.
+const TRAFFIC_DISTRIBUTIONS: [&str; 3] = ["PreferClose", "PreferSameZone", "PreferSameNode"];
 
 pub(super) fn validate_traffic_policies(ty: &str, spec: &ServiceSpec) -> Vec<FieldError> {
     let sp = "spec";
@@ -62,4 +66,17 @@ pub(super) fn validate_traffic_policies(ty: &str, spec: &ServiceSpec) -> Vec<Fie
         _ => {}
     }
     errs
+}
+
+/// `trafficDistribution`, when set, is one of the values kube-apiserver
+/// 1.35 accepts.
+pub(super) fn validate_traffic_distribution(spec: &ServiceSpec) -> Vec<FieldError> {
+    match spec.traffic_distribution.as_deref() {
+        Some(value) if !TRAFFIC_DISTRIBUTIONS.contains(&value) => vec![FieldError::not_supported(
+            child("spec", "trafficDistribution"),
+            value,
+            &TRAFFIC_DISTRIBUTIONS,
+        )],
+        _ => Vec::new(),
+    }
 }

@@ -18,7 +18,9 @@ const SERVICE_KEY: &[u8] = b"/registry/services/specs/default/web";
 const SLICE_KEY: &[u8] = b"/registry/endpointslices/default/web-a";
 
 fn decode(key: &[u8], value: &[u8]) -> Option<Result<Record, serde_json::Error>> {
-    Records.key(key).map(|name| Records.value(&name, value, 1))
+    Records::for_node("node1")
+        .key(key)
+        .map(|name| Records::for_node("node1").value(&name, value, 1))
 }
 
 /// A port as the API stores it: a protocol the datapath balances and a

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_etcd::etcd_client::Client;
 use skiff_etcd::keys::object_key;
 use skiff_etcd::launcher::TempEtcd;
@@ -12,26 +12,36 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::proxy::cluster::frontends::{BackendAddr, NodeRef};
-use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
+use crate::proxy::cluster::records::{SERVICE_NAME_LABEL, ZONE_LABEL};
 use crate::proxy::cluster::state::ClusterState;
 
 #[test]
 fn keys_name_the_kind_namespace_and_name() {
     assert_eq!(
-        Records.key(b"/registry/services/specs/default/web"),
+        Records::for_node("node1").key(b"/registry/services/specs/default/web"),
         Some(Name::Service(svc("web")))
     );
     assert_eq!(
-        Records.key(b"/registry/endpointslices/default/web-a"),
+        Records::for_node("node1").key(b"/registry/endpointslices/default/web-a"),
         Some(Name::Slice(svc("web-a")))
     );
+    assert_eq!(
+        Records::for_node("node1").key(b"/registry/minions/node1"),
+        Some(Name::Node)
+    );
     for bad in [
+        "/registry/minions/node10",
+        "/registry/minions/node2",
         "/registry/services/specs/default",
         "/registry/services/specs/default/web/extra",
         "/registry/services/endpoints/default/web",
         "/registry/endpointslices/web-a",
     ] {
-        assert_eq!(Records.key(bad.as_bytes()), None, "{bad}");
+        assert_eq!(
+            Records::for_node("node1").key(bad.as_bytes()),
+            None,
+            "{bad}"
+        );
     }
 }
 
@@ -46,7 +56,7 @@ fn decode_takes_identity_from_key_and_keeps_only_what_it_reads() {
         },
         "spec": { "clusterIP": "10.96.0.10" },
     });
-    let record = Records
+    let record = Records::for_node("node1")
         .value(&Name::Service(svc("web")), value.to_string().as_bytes(), 7)
         .unwrap();
     let Record::Service(name, service) = record else {
@@ -62,17 +72,25 @@ fn decode_takes_identity_from_key_and_keeps_only_what_it_reads() {
 #[test]
 fn undecodable_values_are_errors() {
     let web = Name::Service(svc("web"));
-    assert!(Records.value(&web, b"k8s\0protobuf", 1).is_err());
+    assert!(
+        Records::for_node("node1")
+            .value(&web, b"k8s\0protobuf", 1)
+            .is_err()
+    );
 
     // A valid object of another kind is not silently taken for a Service.
     let pod = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": {} });
-    assert!(Records.value(&web, pod.to_string().as_bytes(), 1).is_err());
+    assert!(
+        Records::for_node("node1")
+            .value(&web, pod.to_string().as_bytes(), 1)
+            .is_err()
+    );
 }
 
 #[test]
 fn watch_events_become_changes() {
     let decode = |name: Name, value: serde_json::Value| {
-        Records
+        Records::for_node("node1")
             .value(&name, value.to_string().as_bytes(), 1)
             .unwrap()
     };
@@ -122,7 +140,7 @@ async fn run_lists_and_watches_into_the_cluster_state() {
         .unwrap();
 
     let (tx, mut rx) = mpsc::channel(16);
-    let runner = tokio::spawn(run(vec![etcd.local_endpoint()], tx));
+    let runner = tokio::spawn(run(vec![etcd.local_endpoint()], "node1", tx));
 
     let mut state = ClusterState::default();
     let mut resyncs = 0;
@@ -154,6 +172,7 @@ async fn run_lists_and_watches_into_the_cluster_state() {
                         name: "node1",
                         ip: None,
                         local_dns: None,
+                        zone: None,
                     },
                 )
                 .len()
@@ -244,10 +263,13 @@ async fn put_slice(client: &mut Client, name: &str, service: &str, ip: &str) -> 
 fn apply(state: &mut ClusterState, event: ClusterEvent, resyncs: &mut usize) {
     match event {
         ClusterEvent::Resync {
-            services, slices, ..
+            services,
+            slices,
+            node,
+            ..
         } => {
             *resyncs += 1;
-            state.replace_all(services, slices);
+            state.replace_all(services, slices, node);
         }
         ClusterEvent::Changes { changes, .. } => {
             for change in changes {
@@ -284,10 +306,29 @@ fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
                 name: "node1",
                 ip: None,
                 local_dns: None,
+                zone: None,
             },
         )
         .iter()
         .flat_map(|d| &d.backends)
         .map(|BackendAddr { ip, .. }| ip.to_string())
         .collect()
+}
+
+#[test]
+fn the_node_is_read_for_its_zone_label() {
+    let read = |json: Value| match Records::for_node("node1").value(
+        &Name::Node,
+        json.to_string().as_bytes(),
+        1,
+    ) {
+        Ok(Record::Node(node)) => Ok(node.zone),
+        Ok(other) => panic!("not a Node record: {other:?}"),
+        Err(error) => Err(error),
+    };
+    let labelled = json!({ "kind": "Node", "metadata": { "labels": { ZONE_LABEL: "a" } } });
+    assert_eq!(read(labelled).unwrap().as_deref(), Some("a"));
+    let empty = json!({ "metadata": { "labels": { ZONE_LABEL: "" } } });
+    assert_eq!(read(empty).unwrap(), None);
+    assert!(read(json!({ "kind": "Pod" })).is_err());
 }

@@ -82,6 +82,7 @@ fn node(name: &str) -> NodeRef<'_> {
         name,
         ip: None,
         local_dns: None,
+        zone: None,
     }
 }
 
@@ -103,6 +104,7 @@ fn node_ports_are_served_on_the_node_address_with_every_endpoint() {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
         local_dns: None,
+        zone: None,
     };
     let desired = desired_frontends(&svc, &[&s], here);
     assert_eq!(desired.len(), 2);
@@ -150,6 +152,7 @@ fn here() -> NodeRef<'static> {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
         local_dns: None,
+        zone: None,
     }
 }
 
@@ -661,4 +664,124 @@ fn service_ref_display_and_slice_owner() {
     )
     .unwrap();
     assert_eq!(unlabelled.service, None);
+}
+
+/// A ready endpoint on `node` in `zone`, hinted as PreferSameNode hints it.
+fn hinted(address: &str, node: &str, zone: &str) -> Value {
+    let mut endpoint = endpoint(address, node, json!({ "ready": true }));
+    endpoint["zone"] = json!(zone);
+    endpoint["hints"] = json!({ "forZones": [{ "name": zone }], "forNodes": [{ "name": node }] });
+    endpoint
+}
+
+fn in_zone<'a>(name: &'a str, zone: &'a str) -> NodeRef<'a> {
+    NodeRef {
+        zone: Some(zone),
+        ..node(name)
+    }
+}
+
+#[test]
+fn cluster_traffic_prefers_this_nodes_then_this_zones_endpoints() {
+    let svc = service(unnamed_http());
+    let s = unnamed_slice(
+        "web-a",
+        json!([
+            hinted("10.244.1.2", "node1", "a"),
+            hinted("10.244.2.2", "node2", "a"),
+            hinted("10.244.3.2", "node3", "b"),
+            // Not ready: its missing hints do not count.
+            endpoint("10.244.4.2", "node4", json!({ "ready": false })),
+        ]),
+    );
+    let ips = |node| backend_ips(&desired_frontends(&svc, &[&s], node));
+    assert_eq!(ips(in_zone("node1", "a")), ["10.244.1.2"]);
+    assert_eq!(ips(in_zone("node5", "a")), ["10.244.1.2", "10.244.2.2"]);
+    assert_eq!(ips(in_zone("node5", "b")), ["10.244.3.2"]);
+    assert_eq!(
+        ips(in_zone("node5", "c")),
+        ["10.244.1.2", "10.244.2.2", "10.244.3.2"]
+    );
+    assert_eq!(
+        ips(node("node5")),
+        ["10.244.1.2", "10.244.2.2", "10.244.3.2"]
+    );
+}
+
+#[test]
+fn one_ready_endpoint_without_hints_turns_topology_off() {
+    let svc = service(unnamed_http());
+    let s = unnamed_slice(
+        "web-a",
+        json!([
+            hinted("10.244.1.2", "node1", "a"),
+            endpoint("10.244.2.2", "node2", json!({ "ready": true })),
+        ]),
+    );
+    assert_eq!(
+        backend_ips(&desired_frontends(&svc, &[&s], in_zone("node1", "a"))),
+        ["10.244.1.2", "10.244.2.2"]
+    );
+}
+
+#[test]
+fn hints_apply_to_external_cluster_traffic_but_not_to_local_policies() {
+    let s = unnamed_slice(
+        "web-a",
+        json!([
+            hinted("10.244.1.2", "node1", "a"),
+            hinted("10.244.2.2", "node2", "b"),
+        ]),
+    );
+    let here = NodeRef {
+        zone: Some("b"),
+        ..here()
+    };
+    for d in desired_frontends(&load_balancer_service(json!({})), &[&s], here) {
+        let ips: Vec<String> = d.backends.iter().map(|b| b.ip.to_string()).collect();
+        assert_eq!(ips, ["10.244.1.2"], "{:?}", d.frontend);
+    }
+    // externalTrafficPolicy Local keeps to this node, hints or not; the
+    // ClusterIP still follows them.
+    let local = load_balancer_service(json!({ "externalTrafficPolicy": "Local" }));
+    let node3 = NodeRef {
+        name: "node3",
+        ..here
+    };
+    for d in desired_frontends(&local, &[&s], node3) {
+        let ips: Vec<String> = d.backends.iter().map(|b| b.ip.to_string()).collect();
+        let expected: &[&str] = if d.policy.external {
+            &[]
+        } else {
+            &["10.244.2.2"]
+        };
+        assert_eq!(ips, expected, "{:?}", d.frontend);
+    }
+}
+
+#[test]
+fn a_proxy_mode_ingress_ip_gets_no_frontend() {
+    let svc = service_object(json!({
+        "metadata": { "namespace": "default", "name": "web" },
+        "spec": { "type": "LoadBalancer", "clusterIP": "10.96.0.10", "ports": [{ "port": 80, "nodePort": 30080 }] },
+        "status": { "loadBalancer": { "ingress": [
+            { "ip": "172.18.255.10", "ipMode": "Proxy" },
+            { "ip": "172.18.255.11", "ipMode": "VIP" },
+            { "ip": "172.18.255.12" },
+        ] } },
+    }));
+    let ips: Vec<String> = svc
+        .load_balancer_ips
+        .iter()
+        .map(|ip| ip.to_string())
+        .collect();
+    assert_eq!(ips, ["172.18.255.11", "172.18.255.12"]);
+    let frontends: Vec<String> = desired_frontends(&svc, &[], here())
+        .iter()
+        .map(|d| d.frontend.ip.to_string())
+        .collect();
+    assert!(
+        !frontends.contains(&"172.18.255.10".to_owned()),
+        "{frontends:?}"
+    );
 }

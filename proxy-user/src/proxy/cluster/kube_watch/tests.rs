@@ -1,9 +1,12 @@
-use k8s_openapi::api::{core::v1::Service, discovery::v1::EndpointSlice};
+use k8s_openapi::api::{
+    core::v1::{Node, Service},
+    discovery::v1::EndpointSlice,
+};
 use kube::runtime::watcher::Event;
 use serde_json::json;
 
 use super::{Mirror, Update};
-use crate::proxy::cluster::etcd_watch::ClusterEvent;
+use crate::proxy::cluster::{etcd_watch::ClusterEvent, state::ObjectChange};
 
 fn service(name: &str, version: u32) -> Service {
     serde_json::from_value(json!({
@@ -22,6 +25,27 @@ fn slice(name: &str, service: &str) -> EndpointSlice {
         "ports": [{"port": 8080, "protocol": "TCP"}],
     }))
     .unwrap()
+}
+
+fn node(zone: &str) -> Node {
+    serde_json::from_value(json!({
+        "metadata": {"name": "n1", "resourceVersion": "1",
+                     "labels": {"topology.kubernetes.io/zone": zone}},
+    }))
+    .unwrap()
+}
+
+/// Lists the agent's Node: `node`, or none registered.
+fn list_node(mirror: &mut Mirror, node: Option<Node>) -> Option<ClusterEvent> {
+    assert!(mirror.apply(Update::Node(Box::new(Event::Init))).is_none());
+    if let Some(node) = node {
+        assert!(
+            mirror
+                .apply(Update::Node(Box::new(Event::InitApply(node))))
+                .is_none()
+        );
+    }
+    mirror.apply(Update::Node(Box::new(Event::InitDone)))
 }
 
 /// The Services' names a resync holds, sorted.
@@ -54,7 +78,7 @@ fn list(mirror: &mut Mirror, services: Vec<Service>) -> Option<ClusterEvent> {
 }
 
 #[test]
-fn nothing_is_reported_until_both_kinds_are_listed() {
+fn nothing_is_reported_until_all_three_kinds_are_listed() {
     let mut mirror = Mirror::default();
     assert!(list(&mut mirror, vec![service("a", 2)]).is_none());
     assert!(
@@ -68,12 +92,24 @@ fn nothing_is_reported_until_both_kinds_are_listed() {
             .apply(Update::Slice(Box::new(Event::InitApply(slice("a-1", "a")))))
             .is_none()
     );
-    let resync = mirror.apply(Update::Slice(Box::new(Event::InitDone)));
+    assert!(
+        mirror
+            .apply(Update::Slice(Box::new(Event::InitDone)))
+            .is_none()
+    );
+    let resync = list_node(&mut mirror, Some(node("a")));
     match &resync {
         Some(ClusterEvent::Resync {
-            slices, revision, ..
+            slices,
+            node,
+            revision,
+            ..
         }) => {
             assert_eq!(slices.len(), 1);
+            assert_eq!(
+                node.as_ref().and_then(|node| node.zone.as_deref()),
+                Some("a")
+            );
             assert_eq!(*revision, 4);
         }
         other => panic!("expected a resync, got {other:?}"),
@@ -86,16 +122,15 @@ fn changes_follow_and_a_relist_drops_what_was_deleted_meanwhile() {
     let mut mirror = Mirror::default();
     list(&mut mirror, vec![service("a", 2), service("b", 3)]);
     mirror.apply(Update::Slice(Box::new(Event::Init)));
-    mirror
-        .apply(Update::Slice(Box::new(Event::InitDone)))
-        .unwrap();
+    mirror.apply(Update::Slice(Box::new(Event::InitDone)));
+    list_node(&mut mirror, None).unwrap();
     match mirror.apply(Update::Service(Box::new(Event::Delete(service("a", 5))))) {
         Some(ClusterEvent::Changes {
             changes, revision, ..
         }) => {
             assert_eq!(revision, 5);
             assert!(
-                matches!(&changes[..], [crate::proxy::cluster::state::ObjectChange::ServiceDelete(name)] if &*name.name == "a")
+                matches!(&changes[..], [ObjectChange::ServiceDelete(name)] if &*name.name == "a")
             );
         }
         other => panic!("expected a change, got {other:?}"),
@@ -105,4 +140,24 @@ fn changes_follow_and_a_relist_drops_what_was_deleted_meanwhile() {
         resynced_services(list(&mut mirror, vec![service("c", 7)])),
         ["default/c"]
     );
+}
+
+#[test]
+fn the_node_s_zone_changes_and_deletion_are_reported() {
+    let mut mirror = Mirror::default();
+    list(&mut mirror, Vec::new());
+    mirror.apply(Update::Slice(Box::new(Event::Init)));
+    mirror.apply(Update::Slice(Box::new(Event::InitDone)));
+    list_node(&mut mirror, Some(node("a"))).unwrap();
+    let changes = |event| match event {
+        Some(ClusterEvent::Changes { changes, .. }) => changes,
+        other => panic!("expected a change, got {other:?}"),
+    };
+    let moved = changes(mirror.apply(Update::Node(Box::new(Event::Apply(node("b"))))));
+    assert!(
+        matches!(&moved[..], [ObjectChange::NodeUpsert(node)] if node.zone.as_deref() == Some("b")),
+        "{moved:?}"
+    );
+    let gone = changes(mirror.apply(Update::Node(Box::new(Event::Delete(node("b"))))));
+    assert!(matches!(&gone[..], [ObjectChange::NodeDelete]), "{gone:?}");
 }
