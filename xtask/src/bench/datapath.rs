@@ -2,10 +2,10 @@
 //! request/response latency (direct, the real kube-proxy in iptables mode,
 //! kube-proxy's nftables rules, skiff's socket LB), and NodePort packets
 //! per second from the outside client (kube-proxy iptables, nftables,
-//! skiff tc, skiff XDP). Variants alternate within each round, so a noisy
-//! neighbour hits them all alike.
+//! skiff tc, skiff XDP, and the XDP_DROP ceiling beside them). Variants
+//! alternate within each round, so a noisy neighbour hits them all alike.
 
-use std::{collections::BTreeMap, net::SocketAddr};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use anyhow::Result;
 
@@ -17,6 +17,7 @@ use super::{
     results::{Figure, Samples},
     rig::{Rig, XdpSupport},
     rules::{Baseline, NodeRules},
+    xdp_ceiling::DropCeiling,
 };
 
 /// The kube-proxy baselines' copies of the datapath Services.
@@ -51,6 +52,8 @@ enum Target {
     ClusterIp(Plane),
     /// A NodePort on node `node`, delivered to the sink on that node.
     NodePort { node: usize, port: u16 },
+    /// Node 1's skiff NodePort with every packet dropped at XDP.
+    DropCeiling,
 }
 
 #[derive(Clone, Copy)]
@@ -65,6 +68,7 @@ pub fn run(
     plan: &Plan,
     services: &BaselineServices,
     rules: &mut NodeRules,
+    drop_object: &Path,
     progress: &Progress,
 ) -> Vec<Figure> {
     let cluster_ip = [
@@ -139,6 +143,7 @@ pub fn run(
         XdpSupport::Native => None,
         XdpSupport::Unavailable(why) => Some(why.clone()),
     };
+    let ceiling = DropCeiling::load(rig, drop_object);
     let node_port = [
         variant(
             "kube-proxy-iptables",
@@ -162,6 +167,10 @@ pub fn run(
                 },
             )
         },
+        Variant {
+            unavailable: ceiling.as_ref().err().map(|error| format!("{error:#}")),
+            ..variant(CEILING, None, Target::DropCeiling)
+        },
     ];
     let mut pps = figure(
         "nodeport_udp_pps",
@@ -177,12 +186,20 @@ pub fn run(
             if variant.unavailable.is_some() {
                 continue;
             }
-            let result = prepare(rules, services, variant).and_then(|()| {
-                let Target::NodePort { node, port } = variant.target else {
+            let result = prepare(rules, services, variant).and_then(|()| match variant.target {
+                Target::NodePort { node, port } => {
+                    let target = SocketAddr::from((rig.node(node).ip(), port));
+                    load::udp_pps(rig.ext(), &rig.sinks[node - 1], target, plan.figure_time)
+                }
+                Target::DropCeiling => {
+                    let port = Plane::Skiff.sink_node_port();
+                    let target = SocketAddr::from((rig.node(1).ip(), port));
+                    let ceiling = ceiling.as_ref().expect("an unavailable variant is skipped");
+                    ceiling.measure(rig, target, plan.figure_time)
+                }
+                Target::Direct | Target::ClusterIp(_) => {
                     unreachable!("NodePort variants target NodePorts")
-                };
-                let target = SocketAddr::from((rig.node(node).ip(), port));
-                load::udp_pps(rig.ext(), &rig.sinks[node - 1], target, plan.figure_time)
+                }
             });
             let samples = pps
                 .variants
@@ -223,6 +240,9 @@ fn variant(name: &'static str, baseline: Option<Baseline>, target: Target) -> Va
         unavailable: None,
     }
 }
+
+/// The NodePort figure's ceiling variant.
+pub const CEILING: &str = "xdp-drop-ceiling";
 
 fn node1_port(plane: Plane) -> Target {
     Target::NodePort {
@@ -292,7 +312,9 @@ fn measure_cluster_ip(
             };
             SocketAddr::from((vip, service_port))
         }
-        Target::NodePort { .. } => unreachable!("ClusterIP variants have no NodePort"),
+        Target::NodePort { .. } | Target::DropCeiling => {
+            unreachable!("ClusterIP variants have no NodePort")
+        }
     };
     let time = plan.figure_time;
     Ok(match kind {

@@ -85,6 +85,21 @@ pub fn iperf(pod: &Pod, target: SocketAddr, duration: Duration) -> Result<f64> {
 /// counts what a blaster in `from` (pinned to CPU 0) sends to `target`.
 pub fn udp_pps(from: &Host, sink: &Pod, target: SocketAddr, duration: Duration) -> Result<f64> {
     let mut receiver = Sink::start(sink)?;
+    udp_blast_pinned(from, target, duration)?;
+    let sunk: Sunk = receiver.finish()?;
+    Ok(sunk.per_second)
+}
+
+/// What a blast reports.
+#[derive(Deserialize)]
+pub struct Blast {
+    /// How long it sent, in seconds.
+    pub seconds: f64,
+}
+
+/// The NodePort figure's blast: from the host `from`, pinned to CPU 0, at
+/// `target` for `duration`.
+pub fn udp_blast_pinned(from: &Host, target: SocketAddr, duration: Duration) -> Result<Blast> {
     let mut blast = from.command("taskset");
     blast.args(["-c", "0"]).arg(load_binary()?).args([
         "udp-blast",
@@ -92,9 +107,7 @@ pub fn udp_pps(from: &Host, sink: &Pod, target: SocketAddr, duration: Duration) 
         "--seconds",
         &seconds_arg(duration),
     ]);
-    let _: serde_json::Value = json_report(&mut blast)?;
-    let sunk: Sunk = receiver.finish()?;
-    Ok(sunk.per_second)
+    json_report(&mut blast)
 }
 
 /// Blasts UDP from the pod `from` at `target` for `duration`, counting

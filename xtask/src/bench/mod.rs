@@ -39,6 +39,7 @@ mod rules;
 mod snapshot;
 mod sweep;
 mod watch_fanout;
+mod xdp_ceiling;
 
 use std::{
     fs,
@@ -156,8 +157,16 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     .any(|part| parts.contains(part));
     // Before the cluster: a failing fetch or build stops the run at once.
     let kube_proxy = needs_rig.then(kube_proxy::binary).transpose()?;
+    let built = kube_proxy
+        .map(|kube_proxy| -> Result<Built> {
+            Ok(Built {
+                kube_proxy,
+                drop_object: build_cmd::ebpf_objects_dir(release)?.join("skiff-xdp-drop"),
+            })
+        })
+        .transpose()?;
 
-    let results = run(args.quick, profile, kube_proxy, &parts)?;
+    let results = run(args.quick, profile, built, &parts)?;
     let outputs = write_outputs(&results, !args.only.is_empty())?;
     let missing = results.missing();
     if !missing.is_empty() {
@@ -171,10 +180,18 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the runs on the bench's own cluster need built besides skiff.
+struct Built {
+    /// The real kube-proxy.
+    kube_proxy: PathBuf,
+    /// The XDP_DROP ceiling's program.
+    drop_object: PathBuf,
+}
+
 fn run(
     quick: bool,
     profile: &'static str,
-    kube_proxy: Option<PathBuf>,
+    built: Option<Built>,
     parts: &[Part],
 ) -> Result<Results> {
     let plan = Plan::new(quick);
@@ -189,7 +206,7 @@ fn run(
         command: format!("cargo xtask bench{}", arguments(quick, parts)),
         quick,
         profile,
-        machine: machine::describe(kube_proxy.as_deref()),
+        machine: machine::describe(built.as_ref().map(|built| built.kube_proxy.as_path())),
         figures: Vec::new(),
         scale: Vec::new(),
         no_service_connects: None,
@@ -206,8 +223,8 @@ fn run(
         watch_fanout: None,
         notes: notes(quick, parts),
     };
-    if let Some(kube_proxy) = kube_proxy {
-        run_datapath(&mut results, &plan, &runtime, &progress, kube_proxy, parts)?;
+    if let Some(built) = built {
+        run_datapath(&mut results, &plan, &runtime, &progress, built, parts)?;
     }
     if parts.contains(&Part::PodStart) {
         progress.step(format_args!(
@@ -281,7 +298,7 @@ fn run_datapath(
     plan: &Plan,
     runtime: &tokio::runtime::Runtime,
     progress: &Progress,
-    kube_proxy: PathBuf,
+    built: Built,
     parts: &[Part],
 ) -> Result<()> {
     let prefix = Prefix::random();
@@ -322,14 +339,21 @@ fn run_datapath(
     if parts.contains(&Part::Datapath) || parts.contains(&Part::Scale) {
         progress.step("starting the kube-proxy plane's etcd and skiff-control");
         let kube = KubeProxyPlane {
-            binary: kube_proxy,
+            binary: built.kube_proxy,
             api: KubeApi::start(runtime, rig.cgroup_dir(), &state_dir)?,
             cgroup: rig.cgroup_dir().join("kube-proxy"),
         };
         let mut rules = NodeRules::new(rig.node(1).clone(), state_dir.clone(), kube)?;
         if parts.contains(&Part::Datapath) {
             progress.step("datapath figures: variants alternate within every round");
-            results.figures = datapath::run(&mut rig, plan, &baselines, &mut rules, progress);
+            results.figures = datapath::run(
+                &mut rig,
+                plan,
+                &baselines,
+                &mut rules,
+                &built.drop_object,
+                progress,
+            );
             rig.check_servers()?;
         }
         if parts.contains(&Part::Scale) {
@@ -479,7 +503,10 @@ fn datapath_notes() -> [String; 6] {
          the whole forwarding path on the sender's CPU, so the send, the bridges and the veths are a fixed \
          cost in every variant and the ratios understate the NAT paths' own difference), a recvmmsg sink \
          pod pinned to CPU 1 counting delivered packets. tc and the baselines are measured on node1; XDP on node2, whose agent runs \
-         --xdp=native when the agent has that flag."
+         --xdp=native when the agent has that flag. The ceiling (`xdp-drop-ceiling`): the same blast at node1, \
+         whose agent runs without XDP, with an XDP program that drops every packet (`skiff-xdp-drop`, built \
+         with the agent's programs, never loaded by it) attached in native mode to node1's uplink for its \
+         rounds only, counted by the uplink's receive counter: what reaches XDP at all on such a link."
             .to_owned(),
         "Scale sweep: node2's agent is stopped so it does not compete for CPU; node1's agent is restarted \
          with its pins removed at each N, so its full sync programs everything into empty maps; likewise \

@@ -10,7 +10,7 @@ use super::results::{
     NoServiceConnects, PacketCost, PodStart, Propagation, Results, ScalePoint, SnapshotTimes,
     median,
 };
-use super::watch_fanout::WatchFanout;
+use super::{datapath::CEILING, watch_fanout::WatchFanout};
 
 /// One line of the targets table.
 struct Verdict {
@@ -726,6 +726,25 @@ fn datapath_verdicts(
         "skiff-xdp",
         |r| r >= 2.0,
     ));
+    verdicts.push(ceiling_verdict(figure("nodeport_udp_pps")));
+}
+
+/// The XDP variant against what reaches XDP at all on such an uplink.
+fn ceiling_verdict(pps: Option<&Figure>) -> Verdict {
+    let target = "NodePort pps with XDP ≥ 50 % of the XDP_DROP ceiling";
+    let unavailable = pps
+        .and_then(|f| f.variants.get(CEILING))
+        .and_then(|samples| samples.unavailable.clone());
+    let ratio = pps.and_then(|f| f.ratio_to("skiff-xdp", CEILING));
+    Verdict {
+        target,
+        measured: match (ratio, unavailable) {
+            (Some(r), _) => format!("{:.1} %", r * 100.0),
+            (None, Some(why)) => format!("no ceiling: {why}"),
+            (None, None) => "not measured".into(),
+        },
+        met: ratio.map(|r| r >= 0.5),
+    }
 }
 
 /// Connects to no Service with skiff loaded, against a pristine node.
@@ -918,7 +937,10 @@ fn number(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::bench::results::Samples;
 
     #[test]
     fn formats() {
@@ -969,6 +991,39 @@ mod tests {
             out.contains("| grpc-proxy | 10.0 ms | 40.0 ms | 30.0 ms | 200.0 ms | 4.00× | 2.00× | 2.0 ms | 130 ms | 25 MB → 400 MB (410 MB) | 180 ms, 90 MB | 300 ms | 0 | 1.5 |"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn the_xdp_variant_is_judged_against_the_drop_ceiling_round_by_round() {
+        let samples = |values: Vec<f64>| Samples {
+            values,
+            ..Samples::default()
+        };
+        let mut pps = Figure {
+            key: "nodeport_udp_pps",
+            title: "NodePort UDP packets per second (outside client)",
+            unit: "pps",
+            higher_is_better: true,
+            baseline: "kube-proxy-iptables",
+            variants: BTreeMap::from([
+                ("kube-proxy-iptables", samples(vec![100.0, 100.0, 100.0])),
+                ("skiff-xdp", samples(vec![150.0, 200.0, 90.0])),
+                (CEILING, samples(vec![300.0, 300.0, 300.0])),
+            ]),
+        };
+        let verdict = ceiling_verdict(Some(&pps));
+        assert_eq!(verdict.measured, "50.0 %");
+        assert_eq!(verdict.met, Some(true));
+        pps.variants.insert(
+            CEILING,
+            Samples {
+                unavailable: Some("bpftool: no such file".into()),
+                ..Samples::default()
+            },
+        );
+        let verdict = ceiling_verdict(Some(&pps));
+        assert_eq!(verdict.measured, "no ceiling: bpftool: no such file");
+        assert_eq!(verdict.met, None);
     }
 
     #[test]
@@ -1095,7 +1150,6 @@ mod tests {
     #[test]
     fn dns_rows_give_the_agent_against_dnsmasq_or_why_not() {
         use super::super::results::{Latency, Samples};
-        use std::collections::BTreeMap;
         let figure = Figure {
             key: "dns_qps",
             title: "DNS queries per second from a pod",

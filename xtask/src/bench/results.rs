@@ -55,8 +55,13 @@ impl Figure {
     /// rounds cancels. A failed round breaks the pairing, and then it is
     /// the ratio of the medians.
     pub fn ratio(&self, variant: &str) -> Option<f64> {
+        self.ratio_to(variant, self.baseline)
+    }
+
+    /// `variant` against `other`, paired by round as [`Figure::ratio`].
+    pub fn ratio_to(&self, variant: &str, other: &str) -> Option<f64> {
         let value = &self.variants.get(variant)?.values;
-        let baseline = &self.variants.get(self.baseline)?.values;
+        let baseline = &self.variants.get(other)?.values;
         if value.len() == baseline.len() && baseline.iter().all(|b| *b > 0.0) {
             let ratios: Vec<f64> = value.iter().zip(baseline).map(|(v, b)| v / b).collect();
             return median(&ratios);
