@@ -7,6 +7,7 @@ mod health_check;
 mod http;
 pub mod node_address;
 mod orphans;
+pub mod outlier;
 pub mod policy;
 mod sync;
 mod telemetry;
@@ -18,10 +19,12 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::error;
 
 use self::{
     cluster::{etcd_watch, shared::SharedCluster},
-    datapath::{Datapath, Observer, Settings, render_status},
+    datapath::{ConnectOutcomes, Datapath, Observer, Settings, render_status},
+    outlier::EventReporter,
     sync::Syncer,
     telemetry::Telemetry,
 };
@@ -96,12 +99,21 @@ impl Proxy {
         self.cluster.clone()
     }
 
-    /// Starts watching etcd and keeping the datapath in sync with it. The
-    /// task ends when the watch does, or fails when the datapath cannot be
-    /// hooked.
-    pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
+    /// Starts watching etcd and keeping the datapath in sync with it,
+    /// ejecting failing backends of the Services that ask for it (with
+    /// Events on them through `api`, when there is one). The task ends when
+    /// the watch does, or fails when the datapath cannot be hooked.
+    pub fn sync(
+        mut self,
+        api: Option<crate::apiserver::Connection>,
+    ) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
         tokio::spawn(etcd_watch::run(self.etcd, events_tx));
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(64);
+        if let Some(outcomes) = self.datapath.take_connect_outcomes() {
+            tokio::spawn(read_connect_outcomes(outcomes, outcomes_tx));
+        }
+        let reporter = EventReporter::new(api, self.node_name.clone());
         let syncer = Syncer::new(
             self.node_name,
             self.node_ip,
@@ -109,8 +121,27 @@ impl Proxy {
             self.telemetry,
             self.dns,
             self.cluster,
+            reporter,
         );
-        tokio::spawn(syncer.run(events_rx))
+        tokio::spawn(syncer.run(events_rx, outcomes_rx))
+    }
+}
+
+/// Hands the `sock_ops` program's reports to the sync loop, in batches of
+/// whatever the ring buffer held.
+async fn read_connect_outcomes(
+    mut outcomes: ConnectOutcomes,
+    sync: mpsc::Sender<Vec<proxy_common::ConnectOutcome>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        if let Err(error) = outcomes.read(&mut batch).await {
+            error!(%error, "reading connect outcomes failed; outlier detection stops");
+            return;
+        }
+        if sync.send(batch).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -35,6 +35,10 @@ struct State {
     /// Connected UDP sockets reset because their backend left the
     /// service, by service (`None`: a frontend no service claimed).
     udp_socket_resets: BTreeMap<Option<ServiceRef>, u64>,
+    /// Backends ejected by outlier detection, by service and backend.
+    ejections: BTreeMap<(ServiceRef, String), u64>,
+    /// Backends ejected now, by service.
+    ejected: BTreeMap<ServiceRef, u64>,
 }
 
 struct Labels {
@@ -102,6 +106,24 @@ impl Telemetry {
             .udp_socket_resets
             .entry(service.cloned())
             .or_default() += 1;
+    }
+
+    pub fn backend_ejected(&self, service: &ServiceRef, backend: std::net::SocketAddr) {
+        *self
+            .state()
+            .ejections
+            .entry((service.clone(), backend.to_string()))
+            .or_default() += 1;
+    }
+
+    /// How many backends each service has ejected now.
+    pub fn set_ejected(&self, ejected: BTreeMap<ServiceRef, u64>) {
+        let mut state = self.state();
+        // A service that ejected once keeps its gauge, at 0 once none is.
+        for count in state.ejected.values_mut() {
+            *count = 0;
+        }
+        state.ejected.extend(ejected);
     }
 
     pub fn repaired(&self) {
@@ -224,6 +246,30 @@ impl Telemetry {
                 None => String::new(),
             };
             let _ = writeln!(out, "{name}{{{labels}}} {count}");
+        }
+        let name = "skiff_backend_ejections_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Backends ejected by outlier detection because their connects kept failing.\n# TYPE {name} counter"
+        );
+        for ((service, backend), count) in &state.ejections {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",service=\"{}\",backend=\"{backend}\"}} {count}",
+                service.namespace, service.name
+            );
+        }
+        let name = "skiff_backends_ejected";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Backends ejected by outlier detection now.\n# TYPE {name} gauge"
+        );
+        for (service, count) in &state.ejected {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",service=\"{}\"}} {count}",
+                service.namespace, service.name
+            );
         }
         let name = "skiff_change_to_datapath_seconds";
         let _ = writeln!(

@@ -1,4 +1,5 @@
-//! Per-endpoint outlier ejection, as Envoy's outlier detection does it:
+//! Per-endpoint outlier ejection, as Envoy's outlier detection does it, for
+//! the Ingress proxy's pools and the Services' passive health alike:
 //! after `consecutive_failures` connect failures or 5xx answers in a row,
 //! an endpoint is left out for `base_ejection` × the times it was ejected
 //! (at most `max_ejection`), then tried again. No more than
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutlierConfig {
     pub consecutive_failures: u32,
     pub base_ejection: Duration,
@@ -67,6 +68,35 @@ impl Outliers {
         if let Some(health) = self.endpoints.get_mut(addr) {
             health.consecutive_failures = 0;
         }
+    }
+
+    /// When the next ejection ends.
+    pub fn next_return(&self) -> Option<Instant> {
+        self.endpoints
+            .values()
+            .filter_map(|health| health.ejected_until)
+            .min()
+    }
+
+    /// Ends the ejections due by `now`; returns the endpoints that came
+    /// back.
+    pub fn end_ejections(&mut self, now: Instant) -> Vec<SocketAddr> {
+        let mut returned = Vec::new();
+        for (addr, health) in &mut self.endpoints {
+            if health.ejected_until.is_some_and(|until| until <= now) {
+                health.ejected_until = None;
+                returned.push(*addr);
+            }
+        }
+        returned
+    }
+
+    /// How many endpoints are ejected at `now`.
+    pub fn ejected(&self, now: Instant) -> usize {
+        self.endpoints
+            .keys()
+            .filter(|addr| self.is_ejected(addr, now))
+            .count()
     }
 
     /// Counts a connect failure or 5xx of `addr`, one of `total`
@@ -187,6 +217,25 @@ mod tests {
             now += Duration::from_secs(301);
         }
         assert_eq!(last, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn ended_ejections_are_reported_once() {
+        let mut outliers = Outliers::default();
+        let now = Instant::now();
+        fail(&mut outliers, addr(1), 4, now, 5);
+        let until = now + Duration::from_secs(30);
+        assert_eq!(outliers.next_return(), Some(until));
+        assert_eq!(outliers.ejected(now), 1);
+        assert!(
+            outliers
+                .end_ejections(until - Duration::from_secs(1))
+                .is_empty()
+        );
+        assert_eq!(outliers.end_ejections(until), vec![addr(1)]);
+        assert_eq!(outliers.end_ejections(until), vec![]);
+        assert_eq!(outliers.next_return(), None);
+        assert_eq!(outliers.ejected(until), 0);
     }
 
     #[test]
