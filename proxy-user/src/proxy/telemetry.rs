@@ -333,13 +333,17 @@ mod tests {
         }
     }
 
+    fn web() -> ServiceRef {
+        ServiceRef {
+            namespace: "default".into(),
+            name: "web".into(),
+        }
+    }
+
     #[test]
     fn metrics_carry_service_labels_and_kernel_counters() {
         let telemetry = Telemetry::default();
-        let service = ServiceRef {
-            namespace: "default".into(),
-            name: "web".into(),
-        };
+        let service = web();
         telemetry.frontend_programmed(view().key, &service, &"http".into());
         telemetry.changes_applied(Duration::from_micros(300));
         telemetry.changes_applied(Duration::from_secs(3));
@@ -379,6 +383,23 @@ mod tests {
             text.contains("skiff_udp_socket_resets_total{namespace=\"default\",service=\"web\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ejections_are_counted_by_backend_and_the_gauge_falls_back_to_zero() {
+        let telemetry = Telemetry::default();
+        let service = web();
+        let backend = std::net::SocketAddr::from(([10, 244, 1, 5], 8080));
+        telemetry.backend_ejected(&service, backend);
+        telemetry.set_ejected(BTreeMap::from([(service.clone(), 1)]));
+        let text = telemetry.render_metrics(&[], &[]);
+        assert!(text.contains(
+            "skiff_backend_ejections_total{namespace=\"default\",service=\"web\",backend=\"10.244.1.5:8080\"} 1"
+        ));
+        assert!(text.contains("skiff_backends_ejected{namespace=\"default\",service=\"web\"} 1"));
+        telemetry.set_ejected(BTreeMap::new());
+        let text = telemetry.render_metrics(&[], &[]);
+        assert!(text.contains("skiff_backends_ejected{namespace=\"default\",service=\"web\"} 0"));
     }
 
     #[test]
