@@ -8,6 +8,12 @@
 //! feature needs are therefore reserved now rather than added later.
 #![no_std]
 
+#[cfg(feature = "annotations")]
+extern crate std;
+
+#[cfg(feature = "annotations")]
+pub mod outlier_annotation;
+
 mod connect_outcome;
 mod sock_reset;
 pub use connect_outcome::{

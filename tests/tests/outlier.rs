@@ -14,7 +14,7 @@ use std::{
 
 use common::{Web, metric, names};
 use serde_json::json;
-use skiff_tests::{CallResult, EndpointSpec, FailureKind, Pod};
+use skiff_tests::{CallResult, EndpointSpec, FailureKind, Pod, Testbed};
 
 /// How long a condition these tests wait for may take: failures are
 /// driven by calls made meanwhile, so this bounds many connects.
@@ -201,4 +201,32 @@ fn the_last_backends_are_never_ejected() {
         .filter_map(|pod| metric(&web, 1, &ejections_of(pod)))
         .sum();
     assert_eq!(total, 1);
+}
+
+#[test]
+fn an_annotation_the_agents_cannot_read_is_refused_naming_it() {
+    let mut testbed = Testbed::start(1).expect("the testbed starts");
+    testbed
+        .start_control(&["--leader-elect=false"])
+        .expect("skiff-control starts");
+    let service = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    skiff.io/outlier-detection: '{value}'\nspec:\n  ports:\n  - port: 80\n"
+        )
+    };
+    let refused = testbed
+        .run_kubectl(
+            &["create", "-f", "-"],
+            &service(r#"{"maxEjectionPercent":150}"#),
+        )
+        .expect_err("an out-of-range share is refused");
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains("metadata.annotations[skiff.io/outlier-detection]: Invalid value")
+            && refused.contains("maxEjectionPercent must be between 0 and 100"),
+        "{refused}"
+    );
+    testbed
+        .run_kubectl(&["create", "-f", "-"], &service("true"))
+        .expect("a readable annotation is accepted");
 }

@@ -13,12 +13,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use proxy_common::outlier_annotation;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
 use super::protocol::Protocol;
 use super::service_ref::ServiceRef;
-use crate::proxy::outlier::{ANNOTATION as OUTLIER_ANNOTATION, OutlierConfig, settings};
+use crate::proxy::outlier::OutlierConfig;
 use crate::proxy::policy::SourceCidr;
 
 /// The label by which an EndpointSlice names the Service it belongs to.
@@ -314,12 +315,13 @@ impl SliceRecord {
 /// The outlier detection the annotation's `value` asks for; a value it
 /// cannot read is logged and leaves detection off.
 fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
-    settings::parse(value)
+    outlier_annotation::parse(value)
         .inspect_err(|error| {
-            warn!(service = %svc, annotation = OUTLIER_ANNOTATION, %value, %error, "ignoring an invalid annotation: outlier detection stays off");
+            warn!(service = %svc, annotation = outlier_annotation::ANNOTATION, %value, %error, "ignoring an invalid annotation: outlier detection stays off");
         })
         .ok()
         .flatten()
+        .map(OutlierConfig::from)
 }
 
 fn usability(conditions: wire::Conditions) -> Option<Usable> {

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use proxy_common::outlier_annotation::OutlierAnnotation;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OutlierConfig {
     pub consecutive_failures: u32,
@@ -26,6 +28,18 @@ impl Default for OutlierConfig {
             base_ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             max_ejection_percent: 50,
+        }
+    }
+}
+
+/// A Service's `skiff.io/outlier-detection` annotation.
+impl From<OutlierAnnotation> for OutlierConfig {
+    fn from(annotation: OutlierAnnotation) -> Self {
+        Self {
+            consecutive_failures: annotation.consecutive_failures,
+            base_ejection: annotation.base_ejection,
+            max_ejection: annotation.max_ejection,
+            max_ejection_percent: annotation.max_ejection_percent,
         }
     }
 }
