@@ -27,14 +27,7 @@ impl Recorder {
     pub fn for_service(api: kube::Client, node: &str, namespace: &str, name: &str) -> Recorder {
         Recorder {
             api,
-            subject: Subject {
-                kind: "Service",
-                component: "skiff-agent",
-                node: node.to_owned(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                uid: None,
-            },
+            subject: Subject::service(node, namespace, name),
         }
     }
 
@@ -76,6 +69,17 @@ impl Subject {
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
             uid: Some(meta.uid.clone().unwrap_or_default()),
+        }
+    }
+
+    fn service(node: &str, namespace: &str, name: &str) -> Subject {
+        Subject {
+            kind: "Service",
+            component: "skiff-agent",
+            node: node.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: None,
         }
     }
 
@@ -136,5 +140,21 @@ mod tests {
         assert_eq!(event["source"]["host"], "node1");
         let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
         assert_eq!(event.type_.as_deref(), Some("Warning"));
+    }
+
+    #[test]
+    fn service_events_come_from_the_service_proxy() {
+        let event = Subject::service("node1", "shop", "web").event(
+            "Normal",
+            "BackendEjected",
+            "backend 10.244.1.5:8080 ejected",
+        );
+        assert_eq!(event["involvedObject"]["kind"], "Service");
+        assert_eq!(event["involvedObject"]["name"], "web");
+        assert_eq!(event["source"]["component"], "skiff-agent");
+        assert_eq!(event["reportingComponent"], "skiff-agent");
+        let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
+        assert_eq!(event.involved_object.uid, None);
+        assert_eq!(event.reason.as_deref(), Some("BackendEjected"));
     }
 }
