@@ -8,8 +8,8 @@ use crate::ServiceKey;
 pub const CONNECT_OUTCOMES_MAP: &str = "skiff_connects";
 
 /// The ring buffer's size in bytes (a power of two, a multiple of the page
-/// size): 8 192 records of 32 bytes with their headers, room for a burst
-/// of connects between two reads of the agent.
+/// size): about 10 000 records (16 bytes each, plus the ring's 8-byte
+/// header), room for a burst of connects between two reads of the agent.
 pub const CONNECT_OUTCOMES_BYTES: u32 = 256 * 1024;
 
 /// `ConnectOutcome::outcome`: the handshake completed.
