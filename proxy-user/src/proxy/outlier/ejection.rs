@@ -2,7 +2,8 @@
 //! the Ingress proxy's pools and the Services' passive health alike:
 //! after `consecutive_failures` connect failures or 5xx answers in a row,
 //! an endpoint is left out for `base_ejection` × the times it was ejected
-//! (at most `max_ejection`), then tried again. No more than
+//! (at most `max_ejection`), then tried again; the multiplier drops by one
+//! for every `base_ejection` the endpoint stays in. No more than
 //! `max_ejection_percent` of a backend's endpoints are out at once (at
 //! least one may be), and never all of them.
 use std::collections::HashMap;
@@ -49,6 +50,8 @@ struct EndpointHealth {
     consecutive_failures: u32,
     times_ejected: u32,
     ejected_until: Option<Instant>,
+    /// When its last ejection ended, once `end_ejections` said so.
+    back_since: Option<Instant>,
 }
 
 /// The health of one backend's endpoints.
@@ -98,7 +101,7 @@ impl Outliers {
         let mut returned = Vec::new();
         for (addr, health) in &mut self.endpoints {
             if health.ejected_until.is_some_and(|until| until <= now) {
-                health.ejected_until = None;
+                health.back_since = health.ejected_until.take();
                 returned.push(*addr);
             }
         }
@@ -137,6 +140,16 @@ impl Outliers {
             return None;
         }
         health.consecutive_failures = 0;
+        // An ejection that has run out ended when it was due, whether or
+        // not `end_ejections` was asked.
+        if let Some(back) = health.ejected_until.take().or(health.back_since) {
+            let stayed = now.saturating_duration_since(back);
+            let decay = stayed.as_nanos() / config.base_ejection.as_nanos().max(1);
+            health.times_ejected = health
+                .times_ejected
+                .saturating_sub(u32::try_from(decay).unwrap_or(u32::MAX));
+        }
+        health.back_since = None;
         health.times_ejected += 1;
         let time = config
             .base_ejection
@@ -226,11 +239,40 @@ mod tests {
         let mut outliers = Outliers::new(config);
         let mut now = Instant::now();
         let mut last = None;
+        // Failing again the moment each ejection ends.
         for _ in 0..20 {
             last = outliers.failure(addr(1), 4, now);
-            now += Duration::from_secs(301);
+            now += last.unwrap();
         }
         assert_eq!(last, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn the_multiplier_decays_while_the_endpoint_stays_in() {
+        let config = OutlierConfig {
+            consecutive_failures: 1,
+            ..OutlierConfig::default()
+        };
+        let mut outliers = Outliers::new(config);
+        let now = Instant::now();
+        assert_eq!(
+            outliers.failure(addr(1), 4, now),
+            Some(Duration::from_secs(30))
+        );
+        let back = now + Duration::from_secs(30);
+        assert_eq!(outliers.end_ejections(back), vec![addr(1)]);
+        // In for one base time: the second ejection counts as the first.
+        let later = back + Duration::from_secs(30);
+        assert_eq!(
+            outliers.failure(addr(1), 4, later),
+            Some(Duration::from_secs(30))
+        );
+        // Failing again at once: the multiplier grows.
+        let back = later + Duration::from_secs(30);
+        assert_eq!(
+            outliers.failure(addr(1), 4, back),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
