@@ -230,13 +230,17 @@ mod tests {
         assert_eq!(fail(&mut outliers, addr(3), 4, now, 20), None);
     }
 
-    #[test]
-    fn ejection_time_is_capped() {
-        let config = OutlierConfig {
+    /// Ejects at the first failure.
+    fn eager() -> OutlierConfig {
+        OutlierConfig {
             consecutive_failures: 1,
             ..OutlierConfig::default()
-        };
-        let mut outliers = Outliers::new(config);
+        }
+    }
+
+    #[test]
+    fn ejection_time_is_capped() {
+        let mut outliers = Outliers::new(eager());
         let mut now = Instant::now();
         let mut last = None;
         // Failing again the moment each ejection ends.
@@ -249,11 +253,7 @@ mod tests {
 
     #[test]
     fn the_multiplier_decays_while_the_endpoint_stays_in() {
-        let config = OutlierConfig {
-            consecutive_failures: 1,
-            ..OutlierConfig::default()
-        };
-        let mut outliers = Outliers::new(config);
+        let mut outliers = Outliers::new(eager());
         let now = Instant::now();
         assert_eq!(
             outliers.failure(addr(1), 4, now),
