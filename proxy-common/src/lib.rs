@@ -8,7 +8,18 @@
 //! feature needs are therefore reserved now rather than added later.
 #![no_std]
 
+#[cfg(feature = "annotations")]
+extern crate std;
+
+#[cfg(feature = "annotations")]
+pub mod outlier_annotation;
+
+mod connect_outcome;
 mod sock_reset;
+pub use connect_outcome::{
+    CONNECT_ESTABLISHED, CONNECT_OUTCOMES_BYTES, CONNECT_OUTCOMES_MAP, CONNECT_REFUSED,
+    CONNECT_TIMED_OUT, ConnectOutcome,
+};
 pub use sock_reset::{ORPHANS_CAPACITY, ORPHANS_MAP, OrphanKey, SocketReset};
 
 /// IP protocol numbers the datapath balances.
@@ -108,6 +119,9 @@ pub const SERVICE_FLAG_LOCAL_ONLY: u32 = 4;
 /// `loadBalancerSourceRanges`: only sources in the frontend's ranges (the
 /// source ranges map) may open flows.
 pub const SERVICE_FLAG_SOURCE_RANGES: u32 = 8;
+/// The Service asks for outlier detection (`skiff.io/outlier-detection`):
+/// the `sock_ops` program reports how connects through the frontend end.
+pub const SERVICE_FLAG_OUTLIER_DETECTION: u32 = 16;
 
 /// The largest Maglev table (a prime), and the size of every table value;
 /// a smaller configured size uses a prefix of it.

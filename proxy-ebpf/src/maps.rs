@@ -3,12 +3,12 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, MaglevTable, ORPHANS_CAPACITY, OrphanKey, ServiceKey, ServiceValue,
-    SockRevNatKey, SockRevNatValue, SourceRange, capacity, drop_reason,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CONNECT_OUTCOMES_BYTES, CtKey,
+    CtValue, DatapathConfig, FrontendStats, MaglevTable, ORPHANS_CAPACITY, OrphanKey, ServiceKey,
+    ServiceValue, SockRevNatKey, SockRevNatValue, SourceRange, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -69,3 +69,8 @@ pub static FRONTEND_ADDRESSES: HashMap<u32, u8> =
 /// iterator destroys; filled by the agent for one run at a time.
 #[map(name = "skiff_orphans")]
 pub static ORPHANS: HashMap<OrphanKey, u8> = HashMap::with_max_entries(ORPHANS_CAPACITY, 0);
+
+/// How connects through frontends with outlier detection ended, for the
+/// agent's passive health checks (`outlier`).
+#[map(name = "skiff_connects")]
+pub static CONNECT_OUTCOMES: RingBuf = RingBuf::with_byte_size(CONNECT_OUTCOMES_BYTES, 0);

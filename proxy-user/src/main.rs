@@ -117,7 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.run_pods {
         let node_ip =
             node_ip.context("--run-pods needs the node's address: --node-ip or --uplink")?;
-        let api = api.context("--run-pods needs --kubeconfig")?;
+        let api = api.clone().context("--run-pods needs --kubeconfig")?;
         let config = kubelet_config(&args, node_ip, api)?;
         if let Some(dir) = args.image_dir.clone() {
             let state_dir = config.state_dir.clone();
@@ -128,7 +128,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         kubelet::start(config).await?;
     }
 
-    let syncer = proxy.sync();
+    let syncer = proxy.sync(api);
     let dns_server = async {
         match dns.zip(dns_index) {
             Some((config, index)) => dns::serve(config, index).await,

@@ -7,7 +7,7 @@
 //! server as the node (`tls_secrets`), the certificates chosen by SNI
 //! (`secrets`, `tls`); backends resolve against the
 //! agent's Service and EndpointSlice cache (`backends`) into pools with
-//! outlier ejection (`pool`, `outlier`); `controller` keeps all of it
+//! outlier ejection (`pool`, on `proxy::outlier`'s policy); `controller` keeps all of it
 //! current; `server` accepts connections and `proxy` forwards requests,
 //! with the forwarding headers of `headers`.
 mod backends;
@@ -15,7 +15,6 @@ mod class;
 mod controller;
 mod headers;
 mod objects;
-mod outlier;
 mod pool;
 mod proxy;
 mod routes;

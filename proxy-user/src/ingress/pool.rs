@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use super::outlier::{OutlierConfig, Outliers};
+use crate::proxy::outlier::{OutlierConfig, Outliers};
 
 /// Why a backend has nothing to send requests to.
 #[derive(Clone, Debug, PartialEq, Eq)]

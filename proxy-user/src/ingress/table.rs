@@ -13,10 +13,10 @@ use crate::proxy::cluster::state::ClusterState;
 use super::backends::resolve;
 use super::class::is_ours;
 use super::objects::{BackendRef, IngressRecord, ObjectRef};
-use super::outlier::OutlierConfig;
 use super::pool::{Pool, Unavailable};
 use super::routes::RouteTable;
 use super::watch::Objects;
+use crate::proxy::outlier::OutlierConfig;
 
 /// What a route leads to: the Ingress that made it (named in error
 /// bodies) and its backend's pool.

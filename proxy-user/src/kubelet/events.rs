@@ -1,13 +1,13 @@
-//! Events the kubelet records about a pod (core/v1 Events, created
-//! through the API server as the node, so `kubectl describe pod` and
-//! `kubectl get events` show them).
+//! Events the agent records (core/v1 Events, created through the API
+//! server as the node, so `kubectl describe` and `kubectl get events` show
+//! them): the kubelet's about a pod, the service proxy's about a Service.
 use k8s_openapi::api::core::v1::{Event, Pod};
 use serde_json::json;
 
 use crate::apiserver::{post_params, typed};
 use crate::kubelet::store::now_rfc3339;
 
-/// Records Events about one pod, as this node's kubelet.
+/// Records Events about one object, as a component of this node.
 #[derive(Clone)]
 pub struct Recorder {
     api: kube::Client,
@@ -22,31 +22,64 @@ impl Recorder {
         }
     }
 
+    /// Events about Service `namespace/name`, as this node's service proxy
+    /// (`skiff-agent`; kube-proxy reports as `kube-proxy`).
+    pub fn for_service(api: kube::Client, node: &str, namespace: &str, name: &str) -> Recorder {
+        Recorder {
+            api,
+            subject: Subject::service(node, namespace, name),
+        }
+    }
+
     pub async fn warning(&self, reason: &str, message: &str) -> Result<(), kube::Error> {
-        let event = typed(self.subject.event("Warning", reason, message))?;
+        self.record("Warning", reason, message).await
+    }
+
+    pub async fn normal(&self, reason: &str, message: &str) -> Result<(), kube::Error> {
+        self.record("Normal", reason, message).await
+    }
+
+    async fn record(&self, kind: &str, reason: &str, message: &str) -> Result<(), kube::Error> {
+        let event = typed(self.subject.event(kind, reason, message))?;
         let events: kube::Api<Event> =
             kube::Api::namespaced(self.api.clone(), &self.subject.namespace);
         events.create(&post_params(), &event).await.map(drop)
     }
 }
 
-/// The pod an Event is about, and the node reporting it.
+/// The object an Event is about, and the node and component reporting it.
 #[derive(Clone)]
 struct Subject {
+    kind: &'static str,
+    component: &'static str,
     node: String,
     namespace: String,
     name: String,
-    uid: String,
+    /// `None` when the reporter does not keep it.
+    uid: Option<String>,
 }
 
 impl Subject {
     fn of(node: &str, pod: &Pod) -> Subject {
         let meta = &pod.metadata;
         Subject {
+            kind: "Pod",
+            component: "kubelet",
             node: node.to_owned(),
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone().unwrap_or_default(),
+            uid: Some(meta.uid.clone().unwrap_or_default()),
+        }
+    }
+
+    fn service(node: &str, namespace: &str, name: &str) -> Subject {
+        Subject {
+            kind: "Service",
+            component: "skiff-agent",
+            node: node.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            uid: None,
         }
     }
 
@@ -67,7 +100,7 @@ impl Subject {
             },
             "involvedObject": {
                 "apiVersion": "v1",
-                "kind": "Pod",
+                "kind": self.kind,
                 "namespace": self.namespace,
                 "name": self.name,
                 "uid": self.uid,
@@ -75,11 +108,11 @@ impl Subject {
             "reason": reason,
             "message": message,
             "type": kind,
-            "source": { "component": "kubelet", "host": self.node },
+            "source": { "component": self.component, "host": self.node },
             "firstTimestamp": now,
             "lastTimestamp": now,
             "count": 1,
-            "reportingComponent": "kubelet",
+            "reportingComponent": self.component,
             "reportingInstance": self.node,
         })
     }
@@ -107,5 +140,21 @@ mod tests {
         assert_eq!(event["source"]["host"], "node1");
         let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
         assert_eq!(event.type_.as_deref(), Some("Warning"));
+    }
+
+    #[test]
+    fn service_events_come_from_the_service_proxy() {
+        let event = Subject::service("node1", "shop", "web").event(
+            "Normal",
+            "BackendEjected",
+            "backend 10.244.1.5:8080 ejected",
+        );
+        assert_eq!(event["involvedObject"]["kind"], "Service");
+        assert_eq!(event["involvedObject"]["name"], "web");
+        assert_eq!(event["source"]["component"], "skiff-agent");
+        assert_eq!(event["reportingComponent"], "skiff-agent");
+        let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
+        assert_eq!(event.involved_object.uid, None);
+        assert_eq!(event.reason.as_deref(), Some("BackendEjected"));
     }
 }

@@ -11,6 +11,7 @@ mod http;
 pub mod node_address;
 mod node_eligibility;
 mod orphans;
+pub mod outlier;
 pub mod policy;
 mod sync;
 mod telemetry;
@@ -22,11 +23,13 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::error;
 
 use self::{
     cluster::{etcd_watch, kube_watch, shared::SharedCluster},
-    datapath::{Datapath, Observer, Settings, render_status},
+    datapath::{ConnectOutcomes, Datapath, Observer, Settings, render_status},
     node_eligibility::NodeEligibility,
+    outlier::EventReporter,
     sync::Syncer,
     telemetry::Telemetry,
 };
@@ -125,11 +128,20 @@ impl Proxy {
     }
 
     /// Starts watching the source (the cluster, and the node's Node for
-    /// its eligibility) and keeping the datapath in sync with it. The task
-    /// ends when the watch does, or fails when the datapath cannot be
-    /// hooked.
-    pub fn sync(self) -> JoinHandle<anyhow::Result<()>> {
+    /// its eligibility) and keeping the datapath in sync with it, ejecting
+    /// failing backends of the Services that ask for it (with Events on
+    /// them through `api`, or else the source's API server connection, when
+    /// there is one). The task ends when the watch does, or fails when the
+    /// datapath cannot be hooked.
+    pub fn sync(
+        mut self,
+        api: Option<crate::apiserver::Connection>,
+    ) -> JoinHandle<anyhow::Result<()>> {
         let (events_tx, events_rx) = mpsc::channel(64);
+        let api = api.or_else(|| match &self.source {
+            Source::KubeApi(connection) => Some(connection.clone()),
+            Source::Etcd(_) => None,
+        });
         let node = self.node_name.clone();
         let node_name = self.node_name.clone();
         match self.source {
@@ -143,9 +155,9 @@ impl Proxy {
                     async move { etcd_watch::run(endpoints, &node_name, events_tx).await },
                 );
             }
-            Source::KubeApi(api) => {
+            Source::KubeApi(connection) => {
                 tokio::spawn(async move {
-                    let client = api.client().await;
+                    let client = connection.client().await;
                     tokio::spawn(node_eligibility::watch_api(
                         client.clone(),
                         node,
@@ -155,6 +167,11 @@ impl Proxy {
                 });
             }
         }
+        let (outcomes_tx, outcomes_rx) = mpsc::channel(64);
+        if let Some(outcomes) = self.datapath.take_connect_outcomes() {
+            tokio::spawn(read_connect_outcomes(outcomes, outcomes_tx));
+        }
+        let reporter = EventReporter::new(api, self.node_name.clone());
         let syncer = Syncer::new(
             self.node_name,
             self.node_ip,
@@ -162,8 +179,27 @@ impl Proxy {
             self.telemetry,
             self.dns,
             self.cluster,
+            reporter,
         );
-        tokio::spawn(syncer.run(events_rx))
+        tokio::spawn(syncer.run(events_rx, outcomes_rx))
+    }
+}
+
+/// Hands the `sock_ops` program's reports to the sync loop, in batches of
+/// whatever the ring buffer held.
+async fn read_connect_outcomes(
+    mut outcomes: ConnectOutcomes,
+    sync: mpsc::Sender<Vec<proxy_common::ConnectOutcome>>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        if let Err(error) = outcomes.read(&mut batch).await {
+            error!(%error, "reading connect outcomes failed; outlier detection stops");
+            return;
+        }
+        if sync.send(batch).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -18,6 +18,9 @@ pub struct Policy {
     /// `loadBalancerSourceRanges`; empty admits every source. Sorted and
     /// deduplicated.
     pub source_ranges: Vec<SourceCidr>,
+    /// The Service asks for outlier detection: the datapath reports how
+    /// connects through the frontend end.
+    pub outlier_detection: bool,
 }
 
 /// An IPv4 network a source may come from.

@@ -4,13 +4,13 @@
 //! from. This is where the cluster's terms (frontends, backends, policies)
 //! become the datapath's map keys and entries: neither side knows the other.
 use std::{
-    collections::{BTreeSet, HashMap},
-    net::{Ipv4Addr, SocketAddrV4},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
-use proxy_common::{Backend, ServiceKey};
+use proxy_common::{Backend, CONNECT_ESTABLISHED, ConnectOutcome, PROTO_TCP, ServiceKey};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -27,6 +27,7 @@ use super::{
     datapath::{Datapath, WriteError, chain},
     health_check::HealthChecks,
     orphans::Orphans,
+    outlier::{Detector, EventReporter, report},
     policy::Policy,
     telemetry::Telemetry,
 };
@@ -55,6 +56,9 @@ pub struct Syncer {
     local_dns: Option<SocketAddrV4>,
     /// What the DNS server answers from, kept with the same changes.
     dns_index: Option<SharedIndex>,
+    /// Passive health of the frontends whose Service asks for it.
+    detector: Detector<ServiceKey>,
+    events: EventReporter,
 }
 
 impl Syncer {
@@ -65,6 +69,7 @@ impl Syncer {
         telemetry: Telemetry,
         dns: Option<LocalDns>,
         cluster: SharedCluster,
+        events: EventReporter,
     ) -> Self {
         Self {
             node,
@@ -78,29 +83,42 @@ impl Syncer {
             orphans: Orphans::default(),
             local_dns: dns.as_ref().map(|dns| dns.server),
             dns_index: dns.map(|dns| dns.index),
+            detector: Detector::default(),
+            events,
         }
     }
 
     /// Runs until the event stream ends. The programs are hooked after the
     /// first full sync, so they never run on maps that are not filled (after
     /// an upgrade to a new map layout, the old programs serve until then).
-    pub async fn run(mut self, mut events: mpsc::Receiver<ClusterEvent>) -> anyhow::Result<()> {
+    /// Between cluster events, connect outcomes may eject backends, and
+    /// ejections end.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<ClusterEvent>,
+        mut outcomes: mpsc::Receiver<Vec<ConnectOutcome>>,
+    ) -> anyhow::Result<()> {
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
-            let event = match retry_at {
-                Some(at) => tokio::select! {
-                    event = events.recv() => event,
-                    () = tokio::time::sleep_until(at) => {
-                        retry_at = None;
-                        self.repair();
-                        continue;
-                    }
+            let next_return = self
+                .detector
+                .next_return()
+                .map(tokio::time::Instant::from_std);
+            let result = tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => self.handle(event),
+                    None => return Ok(()),
                 },
-                None => events.recv().await,
+                () = sleep_until(retry_at) => {
+                    retry_at = None;
+                    self.repair();
+                    continue;
+                }
+                Some(batch) = outcomes.recv(), if retry_at.is_none() => self.observe(batch),
+                () = sleep_until(next_return), if retry_at.is_none() => self.end_ejections(),
             };
-            let Some(event) = event else { return Ok(()) };
             // The first event is always a full sync; hooking is done once.
-            match self.handle(event) {
+            match result {
                 Ok(()) => {
                     self.datapath
                         .hook()
@@ -171,6 +189,76 @@ impl Syncer {
         Ok(())
     }
 
+    /// Feeds connect outcomes to the detector, and reprograms the
+    /// frontends that eject a backend.
+    fn observe(&mut self, batch: Vec<ConnectOutcome>) -> Result<(), WriteError> {
+        let now = Instant::now();
+        let mut touched = BTreeSet::new();
+        for outcome in batch {
+            let frontend = outcome.frontend;
+            let backend = backend_addr(&Backend {
+                address: outcome.backend_address,
+                port: outcome.backend_port,
+                protocol: PROTO_TCP,
+                pad: 0,
+            });
+            let failed = outcome.outcome != CONNECT_ESTABLISHED;
+            let Some(duration) = self.detector.observe(frontend, backend, failed, now) else {
+                continue;
+            };
+            let Some(service) = self.owners.get(&frontend).cloned() else {
+                continue;
+            };
+            info!(%service, %frontend, %backend, seconds = duration.as_secs(), "backend ejected: its connects kept failing");
+            self.telemetry.backend_ejected(&service, backend);
+            let message = format!(
+                "backend {backend} of {frontend} ejected on node {} for {}s: its connects kept failing",
+                self.node,
+                duration.as_secs()
+            );
+            self.events.record(&service, report::EJECTED, message);
+            touched.insert(service);
+        }
+        for service in &touched {
+            self.sync_service(service)?;
+        }
+        self.publish_ejections();
+        Ok(())
+    }
+
+    /// Gives back the backends whose ejection is over.
+    fn end_ejections(&mut self) -> Result<(), WriteError> {
+        let mut touched = BTreeSet::new();
+        for (frontend, backend) in self.detector.end_ejections(Instant::now()) {
+            let Some(service) = self.owners.get(&frontend).cloned() else {
+                continue;
+            };
+            info!(%service, %frontend, %backend, "ejected backend returns");
+            let message = format!(
+                "backend {backend} of {frontend} returns on node {}",
+                self.node
+            );
+            self.events.record(&service, report::RETURNED, message);
+            touched.insert(service);
+        }
+        for service in &touched {
+            self.sync_service(service)?;
+        }
+        self.publish_ejections();
+        Ok(())
+    }
+
+    /// The ejected-backends gauge, by service.
+    fn publish_ejections(&self) {
+        let mut ejected: BTreeMap<ServiceRef, u64> = BTreeMap::new();
+        for (frontend, count) in self.detector.ejected(Instant::now()) {
+            if let Some(service) = self.owners.get(&frontend) {
+                *ejected.entry(service.clone()).or_default() += count as u64;
+            }
+        }
+        self.telemetry.set_ejected(ejected);
+    }
+
     /// Brings cluster DNS up to date with the Services `touched`, before
     /// the maps are written: DNS never lags the datapath.
     fn update_dns(&self, touched: &BTreeSet<ServiceRef>) {
@@ -209,7 +297,7 @@ impl Syncer {
 
     /// Programs one service's frontends and removes those it no longer has.
     fn sync_service(&mut self, service: &ServiceRef) -> Result<(), WriteError> {
-        let (desired, health_check) = {
+        let (desired, health_check, outlier_detection) = {
             let cluster = self.cluster.read();
             let node = NodeRef {
                 name: &self.node,
@@ -220,6 +308,9 @@ impl Syncer {
             (
                 cluster.desired(service, node),
                 cluster.health_check(service, node),
+                cluster
+                    .service(service)
+                    .and_then(|record| record.outlier_detection),
             )
         };
         self.health_checks.set(service, health_check);
@@ -247,6 +338,21 @@ impl Syncer {
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
+            // Passive health watches TCP connects only.
+            let wanted = match outlier_detection.filter(|_| frontend.protocol == Protocol::Tcp) {
+                Some(config) => {
+                    let addrs: Vec<SocketAddr> = wanted.iter().map(backend_addr).collect();
+                    let kept = self.detector.track(key, config, &addrs, Instant::now());
+                    wanted
+                        .into_iter()
+                        .filter(|backend| kept.contains(&backend_addr(backend)))
+                        .collect()
+                }
+                None => {
+                    self.detector.forget(&key);
+                    wanted
+                }
+            };
             self.program(service, frontend, key, &wanted, policy)?;
             self.telemetry
                 .frontend_programmed(key, service, &frontend.port_name);
@@ -258,6 +364,7 @@ impl Syncer {
         };
         for key in previous.unwrap_or_default().difference(&keys) {
             self.owners.remove(key);
+            self.detector.forget(key);
             self.telemetry.frontend_removed(key);
             let backends = self.datapath.backends(key).unwrap_or_default();
             self.orphans.note(Some(service), *key, backends);
@@ -317,6 +424,7 @@ impl Syncer {
             .copied()
             .collect();
         for key in unowned {
+            self.detector.forget(&key);
             let backends = self.datapath.backends(&key).unwrap_or_default();
             self.orphans.note(None, key, backends);
             self.datapath.remove(&key).inspect_err(|error| {
@@ -326,6 +434,14 @@ impl Syncer {
             info!(frontend = %key, "stale frontend removed (its service is gone)");
         }
         Ok(())
+    }
+}
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -345,6 +461,14 @@ fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
         protocol: ip_protocol(frontend.protocol),
         pad: 0,
     }
+}
+
+/// A backend's address, as passive health knows it.
+fn backend_addr(backend: &Backend) -> SocketAddr {
+    SocketAddr::from((
+        Ipv4Addr::from(backend.address.to_ne_bytes()),
+        u16::from_be(backend.port),
+    ))
 }
 
 /// The protocol number the datapath's map keys carry.

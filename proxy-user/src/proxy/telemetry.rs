@@ -35,6 +35,10 @@ struct State {
     /// Connected UDP sockets reset because their backend left the
     /// service, by service (`None`: a frontend no service claimed).
     udp_socket_resets: BTreeMap<Option<ServiceRef>, u64>,
+    /// Backends ejected by outlier detection, by service and backend.
+    ejections: BTreeMap<(ServiceRef, String), u64>,
+    /// Backends ejected now, by service.
+    ejected: BTreeMap<ServiceRef, u64>,
 }
 
 struct Labels {
@@ -104,6 +108,24 @@ impl Telemetry {
             .udp_socket_resets
             .entry(service.cloned())
             .or_default() += 1;
+    }
+
+    pub fn backend_ejected(&self, service: &ServiceRef, backend: std::net::SocketAddr) {
+        *self
+            .state()
+            .ejections
+            .entry((service.clone(), backend.to_string()))
+            .or_default() += 1;
+    }
+
+    /// How many backends each service has ejected now.
+    pub fn set_ejected(&self, ejected: BTreeMap<ServiceRef, u64>) {
+        let mut state = self.state();
+        // A service that ejected once keeps its gauge, at 0 once none is.
+        for count in state.ejected.values_mut() {
+            *count = 0;
+        }
+        state.ejected.extend(ejected);
     }
 
     pub fn repaired(&self) {
@@ -228,6 +250,30 @@ impl Telemetry {
             };
             let _ = writeln!(out, "{name}{{{labels}}} {count}");
         }
+        let name = "skiff_backend_ejections_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Backends ejected by outlier detection because their connects kept failing.\n# TYPE {name} counter"
+        );
+        for ((service, backend), count) in &state.ejections {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",service=\"{}\",backend=\"{backend}\"}} {count}",
+                service.namespace, service.name
+            );
+        }
+        let name = "skiff_backends_ejected";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Backends ejected by outlier detection now.\n# TYPE {name} gauge"
+        );
+        for (service, count) in &state.ejected {
+            let _ = writeln!(
+                out,
+                "{name}{{namespace=\"{}\",service=\"{}\"}} {count}",
+                service.namespace, service.name
+            );
+        }
         let name = "skiff_change_to_datapath_seconds";
         let _ = writeln!(
             out,
@@ -290,13 +336,17 @@ mod tests {
         }
     }
 
+    fn web() -> ServiceRef {
+        ServiceRef {
+            namespace: "default".into(),
+            name: "web".into(),
+        }
+    }
+
     #[test]
     fn metrics_carry_service_labels_and_kernel_counters() {
         let telemetry = Telemetry::default();
-        let service = ServiceRef {
-            namespace: "default".into(),
-            name: "web".into(),
-        };
+        let service = web();
         telemetry.frontend_programmed(view().key, &service, &"http".into());
         telemetry.changes_applied(Duration::from_micros(300));
         telemetry.changes_applied(Duration::from_secs(3));
@@ -336,6 +386,23 @@ mod tests {
             text.contains("skiff_udp_socket_resets_total{namespace=\"default\",service=\"web\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ejections_are_counted_by_backend_and_the_gauge_falls_back_to_zero() {
+        let telemetry = Telemetry::default();
+        let service = web();
+        let backend = std::net::SocketAddr::from(([10, 244, 1, 5], 8080));
+        telemetry.backend_ejected(&service, backend);
+        telemetry.set_ejected(BTreeMap::from([(service.clone(), 1)]));
+        let text = telemetry.render_metrics(&[], &[]);
+        assert!(text.contains(
+            "skiff_backend_ejections_total{namespace=\"default\",service=\"web\",backend=\"10.244.1.5:8080\"} 1"
+        ));
+        assert!(text.contains("skiff_backends_ejected{namespace=\"default\",service=\"web\"} 1"));
+        telemetry.set_ejected(BTreeMap::new());
+        let text = telemetry.render_metrics(&[], &[]);
+        assert!(text.contains("skiff_backends_ejected{namespace=\"default\",service=\"web\"} 0"));
     }
 
     #[test]

@@ -110,8 +110,10 @@ pub fn desired_frontends(
         true => Locality::Node(node.name),
         false => Locality::Cluster(place),
     };
+    let outlier_detection = service.outlier_detection.is_some();
     let cluster_policy = Policy {
         affinity_timeout,
+        outlier_detection,
         ..Policy::default()
     };
     let external_policy = |source_ranges: &[SourceCidr]| Policy {
@@ -119,6 +121,7 @@ pub fn desired_frontends(
         external: true,
         local_only,
         source_ranges: source_ranges.to_vec(),
+        outlier_detection,
     };
 
     let mut desired = Vec::new();

@@ -13,11 +13,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use proxy_common::outlier_annotation;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
 use super::protocol::Protocol;
 use super::service_ref::ServiceRef;
+use crate::proxy::outlier::OutlierConfig;
 use crate::proxy::policy::SourceCidr;
 
 /// The label by which an EndpointSlice names the Service it belongs to.
@@ -70,6 +72,9 @@ pub struct ServiceRecord {
     pub headless: bool,
     /// `spec.externalName` of an ExternalName Service (DNS answers a CNAME).
     pub external_name: Option<Box<str>>,
+    /// The `skiff.io/outlier-detection` annotation, when it turns passive
+    /// health on.
+    pub outlier_detection: Option<OutlierConfig>,
 }
 
 /// One TCP or UDP port of a Service.
@@ -179,9 +184,17 @@ impl ServiceRecord {
     pub fn from_json(svc: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
         let wire: wire::Service<'_> = serde_json::from_slice(json)?;
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
-        Ok(wire.spec.map_or_else(Self::default, |spec| {
-            Self::of(svc, spec, wire.status.unwrap_or_default())
-        }))
+        let outlier_detection = wire
+            .metadata
+            .and_then(|metadata| metadata.annotations)
+            .and_then(|annotations| annotations.outlier_detection)
+            .and_then(|value| outlier_settings(svc, &value));
+        Ok(Self {
+            outlier_detection,
+            ..wire.spec.map_or_else(Self::default, |spec| {
+                Self::of(svc, spec, wire.status.unwrap_or_default())
+            })
+        })
     }
 
     fn of(svc: &ServiceRef, spec: wire::ServiceSpec<'_>, status: wire::ServiceStatus<'_>) -> Self {
@@ -237,6 +250,7 @@ impl ServiceRecord {
                 spec.external_ips.into_iter().flatten(),
             ),
             health_check_node_port: spec.health_check_node_port.and_then(port_number),
+            outlier_detection: None,
         }
     }
 }
@@ -357,6 +371,18 @@ impl NodeRecord {
 /// How kube-proxy may use an endpoint, from its conditions; `None` when it
 /// may not. A nil `ready` means ready; a nil `serving` means the same as
 /// `ready`; a nil `terminating` means not terminating.
+/// The outlier detection the annotation's `value` asks for; a value it
+/// cannot read is logged and leaves detection off.
+fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
+    outlier_annotation::parse(value)
+        .inspect_err(|error| {
+            warn!(service = %svc, annotation = outlier_annotation::ANNOTATION, %value, %error, "ignoring an invalid annotation: outlier detection stays off");
+        })
+        .ok()
+        .flatten()
+        .map(OutlierConfig::from)
+}
+
 fn usability(conditions: wire::Conditions) -> Option<Usable> {
     let ready = conditions.ready.unwrap_or(true);
     let serving = conditions.serving.unwrap_or(ready);
@@ -534,6 +560,8 @@ mod wire {
         #[serde(borrow)]
         pub kind: Option<Cow<'a, str>>,
         #[serde(borrow)]
+        pub metadata: Option<ServiceMetadata<'a>>,
+        #[serde(borrow)]
         pub spec: Option<ServiceSpec<'a>>,
         #[serde(borrow)]
         pub status: Option<ServiceStatus<'a>>,
@@ -637,6 +665,19 @@ mod wire {
         pub ports: Option<Vec<EndpointPort<'a>>>,
         #[serde(borrow)]
         pub endpoints: Option<Vec<Endpoint<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ServiceMetadata<'a> {
+        #[serde(borrow)]
+        pub annotations: Option<ServiceAnnotations<'a>>,
+    }
+
+    /// The one annotation the agent reads; the others are skipped unread.
+    #[derive(Deserialize)]
+    pub struct ServiceAnnotations<'a> {
+        #[serde(borrow, rename = "skiff.io/outlier-detection")]
+        pub outlier_detection: Option<Cow<'a, str>>,
     }
 
     #[derive(Deserialize)]

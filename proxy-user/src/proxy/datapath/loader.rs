@@ -22,7 +22,7 @@ use aya::{
     maps::{Array, MapInfo},
     programs::{
         CgroupAttachMode, CgroupSockAddr, Program, ProgramError, ProgramFd, SchedClassifier,
-        TcAttachType, Xdp, XdpMode, links::FdLink,
+        SockOps, TcAttachType, Xdp, XdpMode, links::FdLink,
     },
 };
 use proxy_common::{
@@ -47,6 +47,10 @@ const SOCKET_PROGRAMS: [&str; 4] = [
     "skiff_recvmsg4",
     "skiff_getpeername4",
 ];
+
+/// The `sock_ops` program on the node's cgroup: how connects through
+/// frontends with outlier detection end (passive health).
+const SOCK_OPS_PROGRAM: &str = "skiff_sock_ops";
 
 /// The per-packet programs on the node's uplink, in the order they are
 /// swapped in.
@@ -268,6 +272,7 @@ pub fn hook_all(
     for name in SOCKET_PROGRAMS {
         program::<CgroupSockAddr>(ebpf, name)?;
     }
+    program::<SockOps>(ebpf, SOCK_OPS_PROGRAM)?;
     if uplink.is_some() || !pod_interfaces.is_empty() {
         for (name, _) in UPLINK_PROGRAMS {
             program::<SchedClassifier>(ebpf, name)?;
@@ -296,6 +301,14 @@ pub fn hook_all(
         info!(program = name, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
         hooked_links.push(link_path);
     }
+    let sock_ops: &mut SockOps = program(ebpf, SOCK_OPS_PROGRAM)?;
+    let link_path = links_dir.join(SOCK_OPS_PROGRAM);
+    let hooked = hook(sock_ops, SOCK_OPS_PROGRAM, &link_path, |program| {
+        let link_id = program.attach(&cgroup_dir, CgroupAttachMode::Single)?;
+        Ok(program.take_link(link_id)?.try_into())
+    })?;
+    info!(program = SOCK_OPS_PROGRAM, cgroup = %cgroup.display(), link = %link_path.display(), ?hooked, "program hooked");
+    hooked_links.push(link_path);
     if let Some(uplink) = uplink {
         for (name, attach_type) in UPLINK_PROGRAMS {
             let program: &mut SchedClassifier = program(ebpf, name)?;
@@ -461,6 +474,15 @@ trait LoadProgram {
 }
 
 impl LoadProgram for CgroupSockAddr {
+    fn load_program(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+    fn program_fd(&self) -> Result<&ProgramFd, ProgramError> {
+        self.fd()
+    }
+}
+
+impl LoadProgram for SockOps {
     fn load_program(&mut self) -> Result<(), ProgramError> {
         self.load()
     }

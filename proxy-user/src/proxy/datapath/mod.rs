@@ -1,6 +1,7 @@
 //! The node's eBPF datapath: the programs on the node's cgroup and uplink,
 //! and the service maps kept equal to the frontends the cluster wants.
 mod config;
+mod connect_outcomes;
 mod error;
 mod ids;
 mod loader;
@@ -20,6 +21,7 @@ use proxy_common::{Backend, DatapathConfig, OrphanKey, ServiceKey};
 use tracing::info;
 
 pub use config::ServiceCidr;
+pub use connect_outcomes::ConnectOutcomes;
 pub use error::{DatapathError, WriteError, chain};
 pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
@@ -57,6 +59,8 @@ pub struct Datapath {
     tables: Tables,
     programmed: Programmed,
     resetter: SocketResetter,
+    /// The `sock_ops` program's reports, until the sync loop takes them.
+    connect_outcomes: Option<ConnectOutcomes>,
     /// Writes held back by `defer_writes` until `flush`.
     deferred: Option<Deferred>,
 }
@@ -98,6 +102,7 @@ impl Datapath {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::new(settings.maglev),
             resetter: SocketResetter::load(&mut ebpf, &btf, &settings.cgroup)?,
+            connect_outcomes: Some(ConnectOutcomes::take(&mut ebpf)?),
             deferred: None,
             ebpf: Some(ebpf),
             settings,
@@ -120,6 +125,12 @@ impl Datapath {
             settings.uplink.as_ref(),
             &settings.pod_interfaces,
         )
+    }
+
+    /// The outcomes of connects through frontends with outlier detection;
+    /// `None` after the first call.
+    pub fn take_connect_outcomes(&mut self) -> Option<ConnectOutcomes> {
+        self.connect_outcomes.take()
     }
 
     /// Rebuilds the userspace mirror from the maps and repairs what an

@@ -3,7 +3,7 @@ use std::net::Ipv4Addr;
 
 use proxy_common::{
     SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY,
-    SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
+    SERVICE_FLAG_OUTLIER_DETECTION, SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
 };
 
 use crate::proxy::policy::{Policy, SourceCidr};
@@ -39,6 +39,7 @@ impl Policy {
             (self.external, SERVICE_FLAG_EXTERNAL),
             (self.local_only, SERVICE_FLAG_LOCAL_ONLY),
             (!self.source_ranges.is_empty(), SERVICE_FLAG_SOURCE_RANGES),
+            (self.outlier_detection, SERVICE_FLAG_OUTLIER_DETECTION),
         ] {
             if set {
                 flags |= flag;
@@ -61,6 +62,7 @@ impl Policy {
             external: value.flags & SERVICE_FLAG_EXTERNAL != 0,
             local_only: value.flags & SERVICE_FLAG_LOCAL_ONLY != 0,
             source_ranges,
+            outlier_detection: value.flags & SERVICE_FLAG_OUTLIER_DETECTION != 0,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! come out in the same order as kube-apiserver's.
 
 mod addresses;
+mod annotations;
 mod cluster_ips;
 mod defaults;
 mod options;
@@ -23,8 +24,9 @@ pub use options::ServiceOptions;
 
 use crate::validation::{FieldError, child, index, validate_labels};
 
-/// Validates a (defaulted) Service's spec for create (its metadata is
-/// checked for every kind, `api::objects`). An empty result means valid.
+/// Validates a (defaulted) Service's spec for create, and skiff's own
+/// annotations (the rest of its metadata is checked for every kind,
+/// `api::objects`). An empty result means valid.
 pub fn validate_service(service: &Service, opts: &ServiceOptions) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let empty = ServiceSpec::default();
@@ -69,6 +71,7 @@ pub fn validate_service(service: &Service, opts: &ServiceOptions) -> Vec<FieldEr
     errs.extend(types::validate_load_balancer_fields(ty, spec));
     errs.extend(traffic_policies::validate_traffic_policies(ty, spec));
     errs.extend(traffic_policies::validate_traffic_distribution(spec));
+    errs.extend(annotations::validate_annotations(service));
     errs
 }
 

@@ -526,3 +526,21 @@ fn special_ips() {
     assert!(!is_valid_cidr("2001:db8::/129"));
     assert!(!is_valid_cidr("10.0.0.0"));
 }
+
+#[test]
+fn the_outlier_detection_annotation_must_be_readable() {
+    let with = |value: &str| {
+        let mut raw = svc(json!({"ports": [{"port": 80}]}));
+        raw["metadata"]["annotations"] = json!({ "skiff.io/outlier-detection": value });
+        check(raw)
+    };
+    assert!(with("true").is_empty());
+    assert!(with(r#"{"consecutiveFailures":3,"baseEjectionSeconds":5}"#).is_empty());
+    let errors = with(r#"{"consecutiveFailures":0}"#);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("metadata.annotations[skiff.io/outlier-detection]: Invalid value: ")
+            && errors[0].ends_with(": consecutiveFailures must be at least 1"),
+        "{errors:?}"
+    );
+}
