@@ -47,6 +47,9 @@ pub struct Testbed {
     log_dir: PathBuf,
     /// Whether the agents run their nodes' pods (`--run-pods`).
     run_pods: bool,
+    /// Whether the nodes and their pods have IPv6 addresses too
+    /// ([`Testbed::start_dual_stack`]).
+    dual_stack: bool,
     /// Where the agents reach skiff-control as their nodes: the
     /// control-plane address, a port chosen once so that a restarted
     /// skiff-control is where the agents' kubeconfigs say.
@@ -85,11 +88,20 @@ impl Testbed {
     /// `archive` (`skiff-control snapshot save`): etcd starts on the
     /// restored data and [`Testbed::start_control`] on the restored PKI.
     pub fn start_restored(nodes: usize, archive: &Path) -> Result<Testbed> {
-        Self::start_from(nodes, true, &[], Some(archive))
+        Self::start_from(nodes, true, &[], Some(archive), false)
+    }
+
+    /// As [`Testbed::start_running_pods`], dual-stack: the nodes have
+    /// IPv6 addresses and routes to each other's IPv6 pod CIDRs, and the
+    /// agents give every pod an IPv6 address too (`addressing`'s IPv6
+    /// plan). The test starts skiff-control with the IPv6 ranges it needs
+    /// ([`crate::addressing::dual_stack_control_args`]).
+    pub fn start_dual_stack(nodes: usize) -> Result<Testbed> {
+        Self::start_from(nodes, true, &[], None, true)
     }
 
     fn start_with(nodes: usize, run_pods: bool, later: &[usize]) -> Result<Testbed> {
-        Self::start_from(nodes, run_pods, later, None)
+        Self::start_from(nodes, run_pods, later, None, false)
     }
 
     fn start_from(
@@ -97,6 +109,7 @@ impl Testbed {
         run_pods: bool,
         later: &[usize],
         archive: Option<&Path>,
+        dual_stack: bool,
     ) -> Result<Testbed> {
         if run_pods {
             crate::images::ensure_built().map_err(|err| {
@@ -104,6 +117,9 @@ impl Testbed {
             })?;
         }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
+        if dual_stack {
+            cluster.wire_ipv6()?;
+        }
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
         fs::create_dir_all(&log_dir)
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_dir.display()), e))?;
@@ -125,6 +141,7 @@ impl Testbed {
             etcd,
             log_dir,
             run_pods,
+            dual_stack,
             agents_api: free_bind(cluster.control_plane_ip())?,
             cluster,
         };
@@ -161,7 +178,8 @@ impl Testbed {
         let state = self.agent_state_dir(node);
         if self.run_pods {
             let ca = cluster_ca_path(&self.control_data_dir());
-            command.args(run_pods_args(self.cluster.node(node), &state, &ca));
+            let node = self.cluster.node(node);
+            command.args(run_pods_args(node, &state, &ca, self.dual_stack));
         }
         // Written by start_control; until then the agent waits for it.
         command.args(node_credentials::agent_args(&state));

@@ -97,5 +97,6 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
         nodes: args.nodes,
         control_planes: Some(1),
         no_build: true,
+        dual_stack: false,
     })
 }

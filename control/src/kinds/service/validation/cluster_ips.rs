@@ -15,7 +15,7 @@ const IP_FAMILY_POLICIES: [&str; 3] = ["PreferDualStack", "RequireDualStack", "S
 /// (kube-apiserver's `ValidateServiceClusterIPsRelatedFields`); whether the
 /// cluster has the families is checked when they are completed
 /// (`ip_families`).
-pub(in crate::kinds::service) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
+pub(crate) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
     let sp = "spec";
     let ips_path = child(sp, "clusterIPs");
     let families_path = child(sp, "ipFamilies");
