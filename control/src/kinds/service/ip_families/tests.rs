@@ -186,6 +186,13 @@ fn creates_refused_as_kube_apiserver_refuses_them() {
         ),
         (
             V4_V6,
+            json!({"ipFamilyPolicy": "RequireDualStack", "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5", "fd00::5", "10.96.0.6"]}),
+            &[
+                "spec.clusterIPs: Invalid value: []string{\"10.96.0.5\", \"fd00::5\", \"10.96.0.6\"}: may only hold up to 2 values",
+            ],
+        ),
+        (
+            V4_V6,
             json!({"ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6"], "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5"]}),
             &[
                 "spec.clusterIPs[0]: Invalid value: \"10.96.0.5\": expected an IPv6 value as indicated by `ipFamilies[0]`",
