@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use control::alloc::{DEFAULT_SERVICE_CIDR, Ipv4Cidr};
+use control::alloc::{
+    CidrListError, DEFAULT_SERVICE_CIDR, Ipv4Cidr, ServiceCidrs, parse_dual_stack,
+};
 use control::api::{ApiConfig, ServiceNetwork, stored_resources};
 use control::controllers::{
     ControllerConfig, DEFAULT_LOCAL_PATH_HELPER_IMAGE, DEFAULT_LOCAL_PATH_ROOT, LeaderElection,
@@ -22,6 +24,8 @@ use control::secrets_cli::SecretsCommand;
 use control::server::{self, ConnectionLimits, JoinToken, RequestLimits, ServerConfig};
 use control::snapshot::cli::{DEFAULT_DATA_DIR, ScheduleArgs, SnapshotCommand};
 use control::store::encryption::Encryption;
+use ipnet::IpNet;
+use std::str::FromStr;
 use tracing::info;
 
 /// A slim Kubernetes-compatible API server backed by etcd.
@@ -111,10 +115,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     bootstrap_token_file: Option<PathBuf>,
 
-    /// Where ClusterIPs come from; the first address goes to the
-    /// `kubernetes` Service.
-    #[arg(long, value_name = "CIDR", default_value = DEFAULT_SERVICE_CIDR)]
-    service_cluster_ip_range: Ipv4Cidr,
+    /// Where ClusterIPs come from: one CIDR, or two of different families
+    /// for dual-stack Services (`10.96.0.0/12,fd00:10:96::/112`); the first
+    /// is the primary, whose first address goes to the `kubernetes` Service.
+    #[arg(long, value_name = "CIDRS", default_value = DEFAULT_SERVICE_CIDR)]
+    service_cluster_ip_range: ServiceCidrs,
 
     /// Where NodePorts come from, FIRST-LAST.
     #[arg(long, value_name = "RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
@@ -158,13 +163,19 @@ struct Args {
     #[arg(long, value_name = "DURATION", default_value = "300s", value_parser = parse_duration)]
     pod_eviction_timeout: Duration,
 
-    /// Where nodes registered without spec.podCIDR get one.
-    #[arg(long, value_name = "CIDR", default_value = "10.244.0.0/16")]
-    cluster_cidr: Ipv4Cidr,
+    /// Where nodes registered without spec.podCIDR get one: one CIDR, or
+    /// two of different families for dual-stack pods
+    /// (`10.244.0.0/16,fd00:10:244::/56`), the primary first.
+    #[arg(long, value_name = "CIDRS", default_value = "10.244.0.0/16")]
+    cluster_cidr: ClusterCidrs,
 
-    /// The prefix length of each node's pod CIDR.
+    /// The prefix length of each node's IPv4 pod CIDR.
     #[arg(long, value_name = "BITS", default_value_t = 24)]
     node_cidr_mask_size: u8,
+
+    /// The prefix length of each node's IPv6 pod CIDR.
+    #[arg(long, value_name = "BITS", default_value_t = 64)]
+    node_cidr_mask_size_ipv6: u8,
 
     /// Where on each node the local-path provisioner (StorageClass
     /// local-path) makes volumes, one directory per PersistentVolume.
@@ -285,6 +296,18 @@ fn parse_absolute(text: &str) -> Result<PathBuf, String> {
 }
 
 /// `30000-32767`: a non-empty range of ports.
+/// `--cluster-cidr`: one range per family.
+#[derive(Debug, Clone)]
+struct ClusterCidrs(Vec<IpNet>);
+
+impl FromStr for ClusterCidrs {
+    type Err = CidrListError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        parse_dual_stack("--cluster-cidr", text).map(Self)
+    }
+}
+
 fn parse_port_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     let (first, last) = text
         .split_once('-')
@@ -327,8 +350,9 @@ async fn main() -> Result<()> {
         }),
         node_monitor_grace_period: args.node_monitor_grace_period,
         pod_eviction_timeout: args.pod_eviction_timeout,
-        cluster_cidr: Some(args.cluster_cidr),
+        cluster_cidrs: args.cluster_cidr.0,
         node_cidr_mask_size: args.node_cidr_mask_size,
+        node_cidr_mask_size_ipv6: args.node_cidr_mask_size_ipv6,
         local_path_root: args.local_path_root,
         local_path_helper_image: args.local_path_helper_image,
         ..ControllerConfig::default()
@@ -353,7 +377,7 @@ async fn main() -> Result<()> {
         bootstrap_token_file: args.bootstrap_token_file,
         api: ApiConfig {
             network: ServiceNetwork {
-                cluster_ip_range: args.service_cluster_ip_range,
+                cluster_ip_ranges: args.service_cluster_ip_range,
                 node_port_range: args.service_node_port_range,
                 load_balancer_pool: args.load_balancer_pool,
             },

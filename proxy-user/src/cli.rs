@@ -9,7 +9,7 @@ use clap::{
 };
 
 use crate::{
-    kubelet::pods::{ipam::Cidr, oci::monitor::MonitorArgs},
+    kubelet::pods::{ipam::PodCidrs, oci::monitor::MonitorArgs},
     proxy::datapath::{MaglevSize, ServiceCidr, XdpChoice},
 };
 
@@ -297,9 +297,11 @@ pub struct Args {
     pub bootstrap_kubeconfig: Option<PathBuf>,
 
     /// This node's pod CIDR (written to the Node's spec.podCIDR); its first
-    /// address is the pods' gateway and must be --pod-bridge's.
-    #[arg(long, env = "SKIFF_POD_CIDR")]
-    pub pod_cidr: Option<Cidr>,
+    /// address is the pods' gateway and must be --pod-bridge's. A second,
+    /// IPv6 one (`10.244.1.0/24,fd00:10:244:1::/64`) gives every pod an IPv6
+    /// address too, its gateway the bridge's first IPv6 address.
+    #[arg(long, env = "SKIFF_POD_CIDR", value_name = "IPV4[,IPV6]")]
+    pub pod_cidr: Option<PodCidrs>,
 
     /// The existing bridge the pods' veths join. The agent never creates
     /// bridges nor touches an uplink.

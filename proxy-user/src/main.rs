@@ -238,7 +238,7 @@ fn kubelet_config(
     node_ip: std::net::Ipv4Addr,
     api: apiserver::Connection,
 ) -> anyhow::Result<kubelet::Config> {
-    let pod_cidr = args.pod_cidr.context("--run-pods needs --pod-cidr")?;
+    let pod_cidrs = args.pod_cidr.context("--run-pods needs --pod-cidr")?;
     // Pods reach Services through the gateway whatever --pod-route says.
     let mut routes = vec![args.service_cidr.to_string()];
     routes.extend(args.pod_routes.iter().cloned());
@@ -247,7 +247,7 @@ fn kubelet_config(
         node_ip,
         etcd: args.etcd.clone(),
         cgroup: args.cgroup.clone(),
-        pod_cidr,
+        pod_cidrs,
         pod_bridge: args.pod_bridge.clone(),
         pod_netns_prefix: args.pod_netns_prefix.clone(),
         pod_routes: routes,

@@ -4,7 +4,7 @@
 //! place, which is why only one cluster exists at a time (see `lock`).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 network: address plus prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +93,45 @@ pub fn pod_cidr(i: usize) -> Ipv4Cidr {
     Ipv4Cidr::new(Ipv4Addr::new(10, 244, i as u8, 0), 24)
 }
 
+/// A dual-stack cluster's IPv6 plan, beside the IPv4 one: the fabric
+/// `fd00:172:30::/64` (node `i` at `::(10 + i)`), node `i`'s pods in
+/// `fd00:10:244:<i>::/64` (its `cbr0` at `::1`), ClusterIPs in
+/// `fd00:10:96::/112`. Nothing outside the cluster's netns has an IPv6
+/// address or route of the plan.
+pub const FABRIC_IPV6_PREFIX_LEN: u8 = 64;
+/// Every node's IPv6 pod CIDR lies in here.
+pub const POD_SUPERNET_V6: &str = "fd00:10:244::/56";
+/// The IPv6 service range of a dual-stack control plane.
+pub const SERVICE_CIDR_V6: &str = "fd00:10:96::/112";
+
+/// skiff-control's flags for a dual-stack cluster: the IPv6 service range
+/// and cluster CIDR beside the IPv4 ones.
+pub fn dual_stack_control_args() -> [String; 2] {
+    [
+        format!("--service-cluster-ip-range={SERVICE_CIDR},{SERVICE_CIDR_V6}"),
+        format!("--cluster-cidr={POD_SUPERNET},{POD_SUPERNET_V6}"),
+    ]
+}
+
+/// Node `i`'s IPv6 address on the fabric.
+pub fn node_ipv6(i: usize) -> Ipv6Addr {
+    let [a, b, c, ..] = Ipv6Addr::new(0xfd00, 0x172, 0x30, 0, 0, 0, 0, 0).segments();
+    Ipv6Addr::new(a, b, c, 0, 0, 0, 0, 10 + i as u16)
+}
+
+/// Node `i`'s IPv6 pod CIDR: `fd00:10:244:<i>::/64`.
+pub fn pod_cidr_v6(i: usize) -> String {
+    format!(
+        "{}/64",
+        Ipv6Addr::new(0xfd00, 0x10, 0x244, i as u16, 0, 0, 0, 0)
+    )
+}
+
+/// Node `i`'s pods' IPv6 gateway, `cbr0`'s: `fd00:10:244:<i>::1`.
+pub fn pod_gateway_v6(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0x10, 0x244, i as u16, 0, 0, 0, 1)
+}
+
 /// The bridge in each node netns that its pods' veths hang off (the pods'
 /// gateway; the agents' `--pod-bridge`).
 pub(crate) const POD_BRIDGE: &str = "cbr0";
@@ -111,5 +150,8 @@ mod tests {
         assert!(SERVICE_CIDR.contains(Ipv4Addr::new(10, 111, 255, 255)));
         assert!(!SERVICE_CIDR.contains(Ipv4Addr::new(10, 112, 0, 0)));
         assert!(POD_SUPERNET.contains(pod_cidr(MAX_NODES).host(254)));
+        assert_eq!(node_ipv6(2).to_string(), "fd00:172:30::c");
+        assert_eq!(pod_cidr_v6(2), "fd00:10:244:2::/64");
+        assert_eq!(pod_gateway_v6(2).to_string(), "fd00:10:244:2::1");
     }
 }

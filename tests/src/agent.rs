@@ -9,7 +9,9 @@ use std::{
 };
 
 use crate::{
-    addressing::{CLUSTER_DNS_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET},
+    addressing::{
+        CLUSTER_DNS_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET, POD_SUPERNET_V6, pod_cidr_v6,
+    },
     binaries::agent_binary,
     error::{HarnessError, Result},
     hosts::Node,
@@ -90,10 +92,22 @@ fn base_command(node: &Node) -> Result<Command> {
 /// the API server's certificate from `cluster_ca`, and the short timings
 /// tests need: 1 s heartbeats and a 1 s first
 /// CrashLoopBackOff delay instead of the kubelet's 10 s.
-pub fn run_pods_args(node: &Node, state_dir: &Path, cluster_ca: &Path) -> Vec<std::ffi::OsString> {
+///
+/// On a dual-stack cluster the node's IPv6 pod CIDR follows its IPv4 one
+/// and pods route the other nodes' IPv6 pods via `cbr0` too.
+pub fn run_pods_args(
+    node: &Node,
+    state_dir: &Path,
+    cluster_ca: &Path,
+    dual_stack: bool,
+) -> Vec<std::ffi::OsString> {
+    let pod_cidrs = match dual_stack {
+        true => format!("{},{}", node.pod_cidr(), pod_cidr_v6(node.index())),
+        false => node.pod_cidr().to_string(),
+    };
     let mut args: Vec<std::ffi::OsString> = [
         "--run-pods".to_owned(),
-        format!("--pod-cidr={}", node.pod_cidr()),
+        format!("--pod-cidr={pod_cidrs}"),
         format!("--pod-bridge={POD_BRIDGE}"),
         format!("--pod-netns-prefix={}", node.netns()),
         format!("--node-ip={}", node.ip()),
@@ -105,6 +119,9 @@ pub fn run_pods_args(node: &Node, state_dir: &Path, cluster_ca: &Path) -> Vec<st
     ]
     .map(Into::into)
     .into();
+    if dual_stack {
+        args.push(format!("--pod-route={POD_SUPERNET_V6}").into());
+    }
     args.push("--state-dir".into());
     args.push(state_dir.into());
     args.push("--image-dir".into());

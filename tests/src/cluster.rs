@@ -243,6 +243,15 @@ impl Cluster {
         &self.control_planes
     }
 
+    /// Makes the cluster dual-stack: the nodes' IPv6 sides
+    /// (`wiring::node_ipv6_side`), again on a cluster that has them.
+    pub fn wire_ipv6(&self) -> Result<()> {
+        for node in &self.nodes {
+            wiring::node_ipv6_side(node, &self.nodes)?;
+        }
+        Ok(())
+    }
+
     pub fn prefix(&self) -> &Prefix {
         &self.prefix
     }

@@ -53,6 +53,9 @@ pub struct Testbed {
     run_pods: bool,
     /// Where the agents read the cluster.
     source: AgentSource,
+    /// Whether the nodes and their pods have IPv6 addresses too
+    /// ([`Testbed::start_dual_stack`]).
+    dual_stack: bool,
     /// Where the agents reach skiff-control as their nodes: the
     /// control-plane address, a port chosen once so that a restarted
     /// skiff-control is where the agents' kubeconfigs say.
@@ -76,7 +79,7 @@ impl Testbed {
     /// and every agent reads it as `system:kube-proxy`; what a test writes
     /// to etcd ([`Testbed::store`]) reaches the agents through it.
     pub fn start_sourced(nodes: usize, source: AgentSource) -> Result<Testbed> {
-        Self::start_from(nodes, false, &[], None, source)
+        Self::start_from(nodes, false, &[], None, source, false)
     }
 
     /// As [`Testbed::start`], with agents that also register their nodes
@@ -102,11 +105,20 @@ impl Testbed {
     /// `archive` (`skiff-control snapshot save`): etcd starts on the
     /// restored data and [`Testbed::start_control`] on the restored PKI.
     pub fn start_restored(nodes: usize, archive: &Path) -> Result<Testbed> {
-        Self::start_from(nodes, true, &[], Some(archive), AgentSource::Etcd)
+        Self::start_from(nodes, true, &[], Some(archive), AgentSource::Etcd, false)
+    }
+
+    /// As [`Testbed::start_running_pods`], dual-stack: the nodes have
+    /// IPv6 addresses and routes to each other's IPv6 pod CIDRs, and the
+    /// agents give every pod an IPv6 address too (`addressing`'s IPv6
+    /// plan). The test starts skiff-control with the IPv6 ranges it needs
+    /// ([`crate::addressing::dual_stack_control_args`]).
+    pub fn start_dual_stack(nodes: usize) -> Result<Testbed> {
+        Self::start_from(nodes, true, &[], None, AgentSource::Etcd, true)
     }
 
     fn start_with(nodes: usize, run_pods: bool, later: &[usize]) -> Result<Testbed> {
-        Self::start_from(nodes, run_pods, later, None, AgentSource::Etcd)
+        Self::start_from(nodes, run_pods, later, None, AgentSource::Etcd, false)
     }
 
     fn start_from(
@@ -115,6 +127,7 @@ impl Testbed {
         later: &[usize],
         archive: Option<&Path>,
         source: AgentSource,
+        dual_stack: bool,
     ) -> Result<Testbed> {
         if run_pods {
             crate::images::ensure_built().map_err(|err| {
@@ -122,6 +135,9 @@ impl Testbed {
             })?;
         }
         let cluster = Cluster::create(ClusterSpec::random(nodes))?;
+        if dual_stack {
+            cluster.wire_ipv6()?;
+        }
         let log_dir = std::env::temp_dir().join(format!("{}-logs", cluster.prefix().as_str()));
         fs::create_dir_all(&log_dir)
             .map_err(|e| HarnessError::io(format!("cannot create {}", log_dir.display()), e))?;
@@ -144,6 +160,7 @@ impl Testbed {
             log_dir,
             run_pods,
             source,
+            dual_stack,
             agents_api: free_bind(cluster.control_plane_ip())?,
             cluster,
         };
@@ -185,7 +202,12 @@ impl Testbed {
                 let mut command = agent_command(self.cluster.node(node), &self.etcd.endpoints())?;
                 if self.run_pods {
                     let ca = cluster_ca_path(&self.control_data_dir());
-                    command.args(run_pods_args(self.cluster.node(node), &state, &ca));
+                    command.args(run_pods_args(
+                        self.cluster.node(node),
+                        &state,
+                        &ca,
+                        self.dual_stack,
+                    ));
                 }
                 // Written by start_control; until then the agent waits for it.
                 command.args(node_credentials::agent_args(&state));

@@ -2,7 +2,10 @@
 //! veth is created with its peer directly in the target netns, so nothing
 //! but the control-plane link ever exists in the root netns.
 
-use crate::addressing::{CONTROL_PLANE_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET, SERVICE_CIDR};
+use crate::addressing::{
+    CONTROL_PLANE_IP, FABRIC_CIDR, FABRIC_IPV6_PREFIX_LEN, POD_BRIDGE, POD_SUPERNET, SERVICE_CIDR,
+    node_ipv6, pod_cidr_v6, pod_gateway_v6,
+};
 use crate::cmd::{ip, ip_in, run};
 use crate::error::Result;
 use crate::exec;
@@ -124,6 +127,31 @@ pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
     // Not `ip netns exec`: /proc/sys/net belongs to the netns of the opener.
     let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
     run(sysctl.args(["-q", "-w", "net.ipv4.ip_forward=1"]))?;
+    Ok(())
+}
+
+/// A node's IPv6 side on a dual-stack cluster: its fabric address, `cbr0`'s
+/// IPv6 gateway address, IPv6 forwarding, and routes to the other nodes'
+/// IPv6 pod CIDRs (host-gw, as for IPv4). No IPv6 route leaves the node's
+/// netns for anywhere but another node's.
+pub(crate) fn node_ipv6_side(node: &Node, nodes: &[Node]) -> Result<()> {
+    let ns = node.netns();
+    let (address, len) = (node_ipv6(node.index()), FABRIC_IPV6_PREFIX_LEN);
+    // No duplicate address detection: the plan gives every address once,
+    // and the addresses must work at once.
+    // `replace`: a cluster brought up again keeps what it had.
+    ip_in(ns, &format!("addr replace {address}/{len} dev eth0 nodad"))?;
+    let gateway = pod_gateway_v6(node.index());
+    ip_in(
+        ns,
+        &format!("addr replace {gateway}/64 dev {POD_BRIDGE} nodad"),
+    )?;
+    for other in nodes.iter().filter(|o| o.index() != node.index()) {
+        let (cidr, via) = (pod_cidr_v6(other.index()), node_ipv6(other.index()));
+        ip_in(ns, &format!("-6 route replace {cidr} via {via}"))?;
+    }
+    let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
+    run(sysctl.args(["-q", "-w", "net.ipv6.conf.all.forwarding=1"]))?;
     Ok(())
 }
 

@@ -98,5 +98,6 @@ pub fn restore(args: &RestoreArgs) -> Result<()> {
         control_planes: Some(1),
         no_build: true,
         zones: Vec::new(),
+        dual_stack: false,
     })
 }

@@ -62,6 +62,12 @@ pub struct UpArgs {
     /// [default: the labels stay as they are].
     #[arg(long, value_delimiter = ',', value_parser = parse_zone)]
     pub zones: Vec<String>,
+    /// IPv6 too: the nodes get IPv6 addresses and routes to each other's
+    /// IPv6 pod CIDRs, pods an IPv6 address beside their IPv4 one, and
+    /// Services IPv6 ClusterIPs (`ipFamilyPolicy`) from fd00:10:96::/112.
+    /// Give it at every `up` of the cluster. Single control plane only.
+    #[arg(long)]
+    pub dual_stack: bool,
 }
 
 /// The Node label that holds its zone.
@@ -134,6 +140,9 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let started_at = utc::now_rfc3339();
     let nodes = cluster_files::node_count(args.nodes)?;
     let members = cluster_files::control_plane_count(args.control_planes)?;
+    if args.dual_stack && members > 1 {
+        anyhow::bail!("--dual-stack runs with a single control plane, not {members}");
+    }
     let prefix = Prefix::fixed();
     let supervisor = Daemon::running_pid(run_dir(), SUPERVISOR)?;
     let mut missing = Cluster::missing_parts(&prefix, usize::from(nodes))?;
@@ -152,14 +161,14 @@ pub fn up(args: &UpArgs) -> Result<()> {
             })?;
             stop_daemons("up")?;
             add_members(&mut cluster, members)?;
-            start_supervised(&cluster, nodes, members)?;
+            start_supervised(&cluster, nodes, members, args.dual_stack)?;
             cluster.persist();
             Outcome::DaemonsRestarted
         }
         _ => {
             let mut cluster = rebuild(nodes, supervisor, &missing)?;
             add_members(&mut cluster, members)?;
-            start_supervised(&cluster, nodes, members)?;
+            start_supervised(&cluster, nodes, members, args.dual_stack)?;
             cluster.persist();
             Outcome::Rebuilt
         }
@@ -305,7 +314,10 @@ fn stop_daemons(command: &str) -> Result<()> {
 /// until skiff-control serves and every agent has synced. An error drops
 /// `cluster` in the caller, which tears down all of it (the supervisor and
 /// its daemons too) but not the data.
-fn start_supervised(cluster: &Cluster, nodes: u16, members: u16) -> Result<()> {
+fn start_supervised(cluster: &Cluster, nodes: u16, members: u16, dual_stack: bool) -> Result<()> {
+    if dual_stack {
+        cluster.wire_ipv6()?;
+    }
     cluster_files::record_node_count(nodes)?;
     cluster_files::record_control_plane_count(members)?;
     let syncs_before: Vec<usize> = cluster
@@ -319,6 +331,9 @@ fn start_supervised(cluster: &Cluster, nodes: u16, members: u16) -> Result<()> {
         .arg0("skiff-supervisor")
         .args(["supervise", "--nodes", &nodes.to_string()])
         .args(["--control-planes", &members.to_string()]);
+    if dual_stack {
+        command.arg("--dual-stack");
+    }
     cluster.share_lock_with(&mut command);
     let supervisor = Daemon::spawn_logging_to(
         command,

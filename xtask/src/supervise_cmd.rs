@@ -19,7 +19,7 @@ use skiff_tests::{
         agent_etcd_tls_args, control_etcd_tls_args, enable_etcd_auth, issue_etcd_certificates,
         member_tls,
     },
-    kubeconfig_path, node_credentials, run_pods_args, supervise,
+    dual_stack_control_args, kubeconfig_path, node_credentials, run_pods_args, supervise,
 };
 
 use crate::cluster_files::{
@@ -41,6 +41,10 @@ pub struct SuperviseArgs {
     /// the root netns; more: the HA cluster's members).
     #[arg(long, default_value_t = 1)]
     pub control_planes: u16,
+    /// IPv6 too: skiff-control's IPv6 service range and cluster CIDR, the
+    /// agents' IPv6 pod CIDRs (`up --dual-stack` wired the nodes for it).
+    #[arg(long)]
+    pub dual_stack: bool,
 }
 
 /// The etcd of the local cluster: standard ports, data under /var/lib/skiff,
@@ -73,6 +77,7 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
     if args.control_planes > 1 {
         return supervise_ha(args, &prefix, &cluster_cgroup);
     }
+    let dual_stack = args.dual_stack;
     let etcd = etcd_config();
     let mut components = vec![
         Component {
@@ -104,6 +109,9 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
                     let mut flags = node_credentials::control_args(&data_dir);
                     flags.extend(control_etcd_tls_args(&data_dir));
                     flags.extend(encryption_config::control_args(&data_dir)?);
+                    if dual_stack {
+                        flags.extend(dual_stack_control_args());
+                    }
                     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
                     control_command(api_addr(), &endpoints, &data_dir, &flags)
                 }
@@ -123,7 +131,7 @@ pub fn supervise_cmd(args: &SuperviseArgs) -> Result<()> {
                 command.args(agent_etcd_tls_args(&control_data_dir()));
                 let ca = cluster_ca_path(&control_data_dir());
                 let state_dir = agent_state_dir(node.name());
-                command.args(run_pods_args(&node, &state_dir, &ca));
+                command.args(run_pods_args(&node, &state_dir, &ca, dual_stack));
                 let token = node_credentials::token_file(&control_data_dir());
                 let server = format!("https://{}", api_addr());
                 node_credentials::write_bootstrap_kubeconfig(&state_dir, &token, &ca, &server)?;
@@ -170,7 +178,7 @@ fn supervise_ha(
                 command.args(ha_cluster::agent_etcd_tls_args());
                 let ca = ha_cluster::cluster_ca();
                 let state_dir = agent_state_dir(node.name());
-                command.args(run_pods_args(&node, &state_dir, &ca));
+                command.args(run_pods_args(&node, &state_dir, &ca, false));
                 node_credentials::write_bootstrap_kubeconfig(
                     &state_dir,
                     &ha_cluster::bootstrap_token_file(),

@@ -9,14 +9,17 @@
 
 mod pod_cidrs;
 mod pool;
+mod service_cidrs;
 
 pub use pod_cidrs::{PodCidrClaims, claim_name};
 pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
+pub use service_cidrs::{CidrListError, IpFamily, IpPool, ServiceCidrs, parse_dual_stack};
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
+use ipnet::IpNet;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use skiff_etcd::keys::{ALLOCATIONS, collection_prefix, object_key};
@@ -96,6 +99,8 @@ pub enum AllocError {
         value: String,
         holder: Owner,
     },
+    #[error("{family} is not configured on this cluster")]
+    NotConfigured { family: IpFamily },
     #[error("{what} {value} is contended; try again")]
     Contended { what: &'static str, value: String },
     #[error("allocation record {key} is corrupt: {source}")]
@@ -118,19 +123,24 @@ pub struct Allocator<P> {
     pool: P,
 }
 
-/// ClusterIPs and LoadBalancer ingress IPs.
+/// ClusterIPs of one family.
+pub type ClusterIpAllocator = Allocator<IpPool>;
+/// LoadBalancer ingress IPs.
 pub type IpAllocator = Allocator<Ipv4Pool>;
 /// NodePorts.
 pub type PortAllocator = Allocator<PortPool>;
 
-impl IpAllocator {
-    /// ClusterIPs from the service CIDR. Its first address is reserved for
-    /// the `kubernetes` Service: only an explicit request gets it.
-    pub fn cluster_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
+impl ClusterIpAllocator {
+    /// ClusterIPs from one service range. Its first address is reserved for
+    /// the `kubernetes` Service: only an explicit request gets it. Both
+    /// families' records live in one pool of keys: addresses never clash.
+    pub fn cluster_ips(kv: Kv, cidr: IpNet) -> Self {
         let reserved = vec![kubernetes_service_ip(cidr)];
-        Self::new(kv, CLUSTER_IPS, Ipv4Pool::new(cidr, reserved))
+        Self::new(kv, CLUSTER_IPS, IpPool::new(cidr, reserved))
     }
+}
 
+impl IpAllocator {
     /// LoadBalancer ingress IPs from a configured pool.
     pub fn load_balancer_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
         Self::new(kv, LOAD_BALANCER_IPS, Ipv4Pool::new(cidr, vec![]))
@@ -284,15 +294,14 @@ impl<P: Pool> Allocator<P> {
 
 /// The service CIDR's tenth address, `kube-system/kube-dns`'s; `None` when
 /// the range is smaller.
-pub fn kube_dns_service_ip(cidr: Ipv4Cidr) -> Option<Ipv4Addr> {
-    let (first, last) = cidr.usable();
-    let ip = first.checked_add(9).filter(|ip| *ip <= last)?;
-    Some(Ipv4Addr::from(ip))
+pub fn kube_dns_service_ip(cidr: IpNet) -> Option<IpAddr> {
+    let pool = IpPool::new(cidr, vec![]);
+    (pool.size() >= 10).then(|| pool.nth(9))
 }
 
 /// The service CIDR's address reserved for `default/kubernetes`.
-pub fn kubernetes_service_ip(cidr: Ipv4Cidr) -> Ipv4Addr {
-    Ipv4Pool::new(cidr, vec![]).first_address()
+pub fn kubernetes_service_ip(cidr: IpNet) -> IpAddr {
+    IpPool::new(cidr, vec![]).first_address()
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use skiff_etcd::keys::{POD_CIDRS, collection_prefix, object_key};
 use skiff_etcd::kv::Guarded;
 use skiff_etcd::list_watch::LIST_PAGE_SIZE;
 
-use super::pool::Ipv4Cidr;
 use crate::store::{Store, StoreError, resource_version_of};
+use ipnet::IpNet;
 
 /// The claims of pod CIDRs, next to the Nodes in `store`.
 pub struct PodCidrClaims {
@@ -44,21 +44,28 @@ impl PodCidrClaims {
         Ok(held)
     }
 
-    /// Records `cidr` as `node`'s pod CIDR (at the node's stored key) and
-    /// claims it, both or neither: `false` when the node changed or another
-    /// node claimed the range first (the next pass sees why).
+    /// Records `cidrs` (one per family, the primary first) as `node`'s pod
+    /// CIDRs (at the node's stored key) and claims them, all or none:
+    /// `false` when the node changed or another node claimed a range first
+    /// (the next pass sees why).
     pub async fn assign(
         &self,
         key: &str,
         node: &Value,
-        cidr: Ipv4Cidr,
+        cidrs: &[IpNet],
     ) -> Result<bool, StoreError> {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
-        let claim = object_key(POD_CIDRS, None, &claim_name(cidr));
+        let Some(primary) = cidrs.first() else {
+            return Ok(false);
+        };
         let mut updated = node.clone();
-        updated["spec"]["podCIDR"] = json!(cidr.to_string());
-        updated["spec"]["podCIDRs"] = json!([cidr.to_string()]);
-        let also = Guarded::new().absent(&claim).put(&claim, name);
+        updated["spec"]["podCIDR"] = json!(primary.to_string());
+        updated["spec"]["podCIDRs"] = json!(cidrs.iter().map(IpNet::to_string).collect::<Vec<_>>());
+        let mut also = Guarded::new();
+        for cidr in cidrs {
+            let claim = object_key(POD_CIDRS, None, &claim_name(*cidr));
+            also = also.absent(&claim).put(&claim, name);
+        }
         match self
             .store
             .update_with(key, &updated, resource_version_of(node), also)
@@ -72,6 +79,6 @@ impl PodCidrClaims {
 }
 
 /// How a range is named in its claim's key (and in `held_by`).
-pub fn claim_name(cidr: Ipv4Cidr) -> String {
+pub fn claim_name(cidr: IpNet) -> String {
     cidr.to_string().replace('/', "-")
 }

@@ -1,7 +1,7 @@
 //! Allocators against a real etcd on loopback ports.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -74,26 +74,26 @@ async fn concurrent_allocators_never_collide() {
 
 #[test]
 fn kube_dns_takes_the_tenth_address() {
-    let cidr: Ipv4Cidr = "10.96.0.0/12".parse().unwrap();
-    assert_eq!(
-        kube_dns_service_ip(cidr),
-        Some(Ipv4Addr::new(10, 96, 0, 10))
-    );
-    let small: Ipv4Cidr = "10.96.0.0/29".parse().unwrap();
-    assert_eq!(kube_dns_service_ip(small), None);
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let kube_dns = |cidr: &str| kube_dns_service_ip(cidr.parse().unwrap());
+    assert_eq!(kube_dns("10.96.0.0/12"), Some(ip("10.96.0.10")));
+    assert_eq!(kube_dns("fd00:10:96::/112"), Some(ip("fd00:10:96::a")));
+    assert_eq!(kube_dns("10.96.0.0/29"), None);
 }
 
 #[tokio::test]
 async fn cluster_ips_reserve_the_kubernetes_address() {
     let etcd = Etcd::start();
-    let cidr: Ipv4Cidr = "10.96.0.0/29".parse().unwrap();
-    let alloc = IpAllocator::cluster_ips(client(&etcd).await, cidr);
+    let cidr: IpNet = "10.96.0.0/29".parse().unwrap();
+    let alloc = ClusterIpAllocator::cluster_ips(client(&etcd).await, cidr);
     let kubernetes_ip = kubernetes_service_ip(cidr);
     assert_eq!(kubernetes_ip, Ipv4Addr::new(10, 96, 0, 1));
 
     let mut got = drain(&alloc, &owner("web")).await;
     got.sort();
-    let expected: Vec<Ipv4Addr> = (2..=6).map(|i| Ipv4Addr::new(10, 96, 0, i)).collect();
+    let expected: Vec<IpAddr> = (2..=6)
+        .map(|i| IpAddr::from(Ipv4Addr::new(10, 96, 0, i)))
+        .collect();
     assert_eq!(got, expected);
 
     let err = alloc.allocate(&owner("web")).await.unwrap_err();
@@ -121,10 +121,10 @@ async fn cluster_ips_reserve_the_kubernetes_address() {
 async fn requested_values() {
     let etcd = Etcd::start();
     let c = client(&etcd).await;
-    let ips = IpAllocator::cluster_ips(c.clone(), DEFAULT_SERVICE_CIDR.parse().unwrap());
+    let ips = ClusterIpAllocator::cluster_ips(c.clone(), DEFAULT_SERVICE_CIDR.parse().unwrap());
     let ports = PortAllocator::node_ports(c, PortPool::new(DEFAULT_NODE_PORT_RANGE).unwrap());
     let (web, api) = (owner("web"), owner("api"));
-    let ip = Ipv4Addr::new(10, 96, 0, 10);
+    let ip = IpAddr::from(Ipv4Addr::new(10, 96, 0, 10));
 
     ips.allocate_specific(ip, &web).await.unwrap();
     // Asking again for the same object is fine.
@@ -133,7 +133,7 @@ async fn requested_values() {
     assert!(matches!(&err, AllocError::AlreadyAllocated { holder, .. } if *holder == web));
     assert_eq!(err.to_string(), "provided IP is already allocated");
 
-    for outside in [Ipv4Addr::new(10, 96, 0, 0), Ipv4Addr::new(10, 112, 0, 1)] {
+    for outside in ["10.96.0.0", "10.112.0.1", "fd00::1"].map(|ip| ip.parse().unwrap()) {
         let err = ips.allocate_specific(outside, &web).await.unwrap_err();
         assert!(matches!(err, AllocError::NotInRange { .. }), "{err}");
     }
@@ -176,4 +176,27 @@ async fn release_checks_the_owner() {
     assert_eq!(err.to_string(), "IP 192.168.1.8 is not allocated");
 
     assert_eq!(alloc.allocate(&api).await.unwrap(), ip);
+}
+
+#[tokio::test]
+async fn ipv6_cluster_ips_share_the_pool_of_records() {
+    let etcd = Etcd::start();
+    let c = client(&etcd).await;
+    let v6 = ClusterIpAllocator::cluster_ips(c.clone(), "fd00:10:96::/125".parse().unwrap());
+    let v4 = ClusterIpAllocator::cluster_ips(c.clone(), "10.96.0.0/29".parse().unwrap());
+    let web = owner("web");
+    let mut got = drain(&v6, &web).await;
+    got.sort();
+    let expected: Vec<IpAddr> = (2..=7)
+        .map(|i| format!("fd00:10:96::{i}").parse().unwrap())
+        .collect();
+    assert_eq!(
+        got, expected,
+        "all but the network and kubernetes addresses"
+    );
+    assert_eq!(drain(&v4, &web).await.len(), 5, "IPv4 is a pool of its own");
+    let key = "/registry/skiff/allocations/clusterips/fd00:10:96::7";
+    assert!(c.get(key).await.unwrap().is_some());
+    v6.release(expected[0], &web).await.unwrap();
+    assert_eq!(v6.allocate(&web).await.unwrap(), expected[0]);
 }

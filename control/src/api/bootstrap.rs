@@ -190,7 +190,7 @@ impl Api {
     /// server's `port` (as kube-apiserver does; skiff writes no endpoints for
     /// it).
     pub async fn ensure_kubernetes_service(&self, port: u16) -> Result<(), ApiError> {
-        let ip = kubernetes_service_ip(self.config.network.cluster_ip_range).to_string();
+        let ip = kubernetes_service_ip(self.config.network.cluster_ip_ranges.primary()).to_string();
         let service = json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -217,9 +217,9 @@ impl Api {
     /// as NodeLocal DNSCache does. A range too small for a tenth address
     /// gets none.
     pub async fn ensure_kube_dns_service(&self) -> Result<(), ApiError> {
-        let Some(ip) = kube_dns_service_ip(self.config.network.cluster_ip_range) else {
+        let Some(ip) = kube_dns_service_ip(self.config.network.cluster_ip_ranges.primary()) else {
             tracing::warn!(
-                range = %self.config.network.cluster_ip_range,
+                range = %self.config.network.cluster_ip_ranges.primary(),
                 "the service range has no tenth address: not creating kube-system/kube-dns"
             );
             return Ok(());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::leader::LeaderElection;
-use crate::alloc::Ipv4Cidr;
+use ipnet::IpNet;
 
 /// Where the local-path provisioner puts volumes unless told otherwise.
 pub const DEFAULT_LOCAL_PATH_ROOT: &str = "/var/lib/skiff/storage";
@@ -27,10 +27,13 @@ pub struct ControllerConfig {
     /// The pods of a node not Ready for this long are deleted and replaced
     /// elsewhere.
     pub pod_eviction_timeout: Duration,
-    /// Where nodes without a podCIDR get theirs; `None` assigns none.
-    pub cluster_cidr: Option<Ipv4Cidr>,
-    /// The prefix length of each node's pod CIDR.
+    /// Where nodes without a podCIDR get theirs, one range per family (the
+    /// primary first); none assigns none.
+    pub cluster_cidrs: Vec<IpNet>,
+    /// The prefix length of each node's IPv4 pod CIDR.
     pub node_cidr_mask_size: u8,
+    /// The prefix length of each node's IPv6 pod CIDR.
+    pub node_cidr_mask_size_ipv6: u8,
     /// Where on each node the local-path provisioner's volumes live, one
     /// directory per volume.
     pub local_path_root: PathBuf,
@@ -55,14 +58,24 @@ impl Default for ControllerConfig {
             // taints: a node cut off may still run its pods, and evicting
             // them early can leave two copies running. Tests shorten it.
             pod_eviction_timeout: Duration::from_secs(300),
-            cluster_cidr: Some(
-                Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).expect("a valid CIDR"),
-            ),
+            cluster_cidrs: vec!["10.244.0.0/16".parse().expect("a valid CIDR")],
             node_cidr_mask_size: 24,
+            // kube-controller-manager's --node-cidr-mask-size-ipv6.
+            node_cidr_mask_size_ipv6: 64,
             local_path_root: PathBuf::from(DEFAULT_LOCAL_PATH_ROOT),
             local_path_helper_image: DEFAULT_LOCAL_PATH_HELPER_IMAGE.to_owned(),
             root_ca_cert: None,
             signing_ca: None,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The prefix length of the node pod CIDRs cut from `cluster`.
+    pub fn node_cidr_mask_size_of(&self, cluster: IpNet) -> u8 {
+        match cluster {
+            IpNet::V4(_) => self.node_cidr_mask_size,
+            IpNet::V6(_) => self.node_cidr_mask_size_ipv6,
         }
     }
 }

@@ -33,7 +33,9 @@ impl Controller for Endpoints {
             wanted.insert((namespace.to_owned(), name.to_owned()));
             let pods = cache.list_in(Kind::Pod, namespace);
             let publish = service["spec"]["publishNotReadyAddresses"].as_bool() == Some(true);
-            let backends = services::backends(&service, &pods);
+            // Endpoints list the Service's primary family only.
+            let family = services::address_families(&service)[0];
+            let backends = services::backends(&service, &pods, family);
             let subsets = subsets(&backends, publish);
             let mut labels = service["metadata"]["labels"].clone();
             if !labels.is_object() {

@@ -1,7 +1,8 @@
-//! The EndpointSlice controller: for each Service with a selector, slices
-//! (at most 100 endpoints each, one set of ports per slice) listing the
-//! selected pods with their conditions, node and zone, and the topology
-//! hints the Service's `trafficDistribution` asks for (`hints`).
+//! The EndpointSlice controller: for each Service with a selector and each
+//! of its address families, slices (at most 100 endpoints each, one set of
+//! ports per slice, `addressType` the family) listing the selected pods'
+//! addresses of that family with their conditions, node and zone, and the
+//! topology hints the Service's `trafficDistribution` asks for (`hints`).
 
 mod hints;
 
@@ -13,6 +14,7 @@ use super::client::written;
 use super::kind::Kind;
 use super::services::{self, Backend};
 use super::{Context, Controller, ControllerError, meta};
+use crate::alloc::IpFamily;
 use hints::Hinting;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -37,14 +39,36 @@ impl Controller for EndpointSlices {
             let (namespace, name) = (meta::namespace(service), meta::name(service));
             wanted_services.insert((namespace.to_owned(), name.to_owned()));
             let pods = cache.list_in(Kind::Pod, namespace);
-            let desired = desired_slices(service, &services::backends(service, &pods), &nodes);
             let mut existing: Vec<Value> = cache
                 .list_in(Kind::EndpointSlice, namespace)
                 .into_iter()
                 .filter(|slice| managed_for(slice) == Some(name))
                 .collect();
             existing.sort_by(|a, b| meta::name(a).cmp(meta::name(b)));
-            wrote |= sync_service(context, service, desired, existing).await?;
+            let families = services::address_families(service);
+            for &family in &families {
+                let backends = services::backends(service, &pods, family);
+                let desired = desired_slices(service, &backends, &nodes);
+                let of_family = existing
+                    .iter()
+                    .filter(|slice| slice["addressType"] == family.as_str())
+                    .cloned()
+                    .collect();
+                wrote |= sync_service(context, service, family, desired, of_family).await?;
+            }
+            // Slices of a family the Service no longer has (a downgrade).
+            let dropped = existing.iter().filter(|slice| {
+                !families
+                    .iter()
+                    .any(|family| slice["addressType"] == family.as_str())
+            });
+            for slice in dropped {
+                context
+                    .client
+                    .delete(Kind::EndpointSlice, slice, None)
+                    .await?;
+                wrote = true;
+            }
         }
         // Slices of Services that are gone or lost their selector.
         for slice in cache.list(Kind::EndpointSlice) {
@@ -156,11 +180,13 @@ fn slice_labels(service: &Value) -> Value {
     labels
 }
 
-/// Makes the Service's slices the desired ones, reusing existing slices in
-/// name order; whether anything was written.
+/// Makes the Service's slices of `family` the desired ones, reusing its
+/// existing slices of that family in name order; whether anything was
+/// written.
 async fn sync_service(
     context: &Context,
     service: &Value,
+    family: IpFamily,
     desired: Vec<(Value, Vec<Value>)>,
     existing: Vec<Value>,
 ) -> Result<bool, ControllerError> {
@@ -175,7 +201,7 @@ async fn sync_service(
                 let mut updated = slice.clone();
                 updated["metadata"]["labels"] = labels.clone();
                 updated["metadata"]["ownerReferences"] = owners.clone();
-                updated["addressType"] = json!("IPv4");
+                updated["addressType"] = json!(family.as_str());
                 updated["ports"] = ports;
                 updated["endpoints"] = json!(endpoints);
                 if updated != slice {
@@ -193,7 +219,7 @@ async fn sync_service(
                         "labels": labels,
                         "ownerReferences": owners,
                     },
-                    "addressType": "IPv4",
+                    "addressType": family.as_str(),
                     "ports": ports,
                     "endpoints": endpoints,
                 });
@@ -253,7 +279,11 @@ mod tests {
 
     fn slices_of(service: &Value, pods: &[Value]) -> Vec<(Value, Vec<Value>)> {
         let nodes = [json!({ "metadata": { "name": "n1", "labels": { ZONE_LABEL: "z1" } } })];
-        desired_slices(service, &services::backends(service, pods), &nodes)
+        desired_slices(
+            service,
+            &services::backends(service, pods, IpFamily::Ipv4),
+            &nodes,
+        )
     }
 
     #[test]

@@ -1,18 +1,20 @@
 //! Pod CIDRs: a Node without `spec.podCIDR` gets the next free /24 (the
-//! configured size) of the cluster CIDR. The claim and the Node update are
-//! one write (see `alloc::PodCidrClaims`), so two nodes never get the same
-//! range; a podCIDR a node registered with (the local cluster's agents set
-//! their own) is kept and counted as taken.
+//! configured size) of the cluster CIDR, and on a dual-stack cluster
+//! (`--cluster-cidr=v4,v6`, as kube-controller-manager's) the next free /64
+//! of the IPv6 one too, in `spec.podCIDRs`. The claims and the Node update
+//! are one write (see `alloc::PodCidrClaims`), so two nodes never get the
+//! same range; the podCIDRs a node registered with (the local cluster's
+//! agents set their own) are kept and counted as taken.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
+use ipnet::IpNet;
 use serde_json::Value;
 use tracing::{info, warn};
 
 use super::kind::Kind;
 use super::{Context, Controller, ControllerError, meta};
-use crate::alloc::{Ipv4Cidr, PodCidrClaims, claim_name};
+use crate::alloc::{PodCidrClaims, claim_name};
 use crate::store::object_key;
 
 #[derive(Default)]
@@ -26,9 +28,10 @@ impl Controller for PodCidrs {
     const NAME: &'static str = "podcidr";
 
     async fn reconcile(&mut self, context: &Context) -> Result<Vec<Kind>, ControllerError> {
-        let Some(cluster) = context.config.cluster_cidr else {
+        let clusters = &context.config.cluster_cidrs;
+        if clusters.is_empty() {
             return Ok(vec![]);
-        };
+        }
         let nodes = context.cache.list(Kind::Node);
         let waiting: Vec<&Value> = nodes
             .iter()
@@ -45,21 +48,27 @@ impl Controller for PodCidrs {
         let mut taken = claims.held_by(&names).await?;
         self.known = names;
         for node in &nodes {
-            if let Some(cidr) = node["spec"]["podCIDR"].as_str() {
+            let spec = &node["spec"];
+            let listed = spec["podCIDRs"].as_array().into_iter().flatten();
+            for cidr in listed.chain([&spec["podCIDR"]]).filter_map(Value::as_str) {
                 taken.insert(cidr.replace('/', "-"));
             }
         }
-        let size = context.config.node_cidr_mask_size;
         let mut wrote = false;
-        for node in waiting {
-            let Some(cidr) = next_free(cluster, size, &taken) else {
-                warn!(node = meta::name(node), %cluster, "no pod CIDR left");
-                break;
-            };
-            taken.insert(claim_name(cidr));
+        'nodes: for node in waiting {
+            let mut cidrs = Vec::new();
+            for &cluster in clusters {
+                let size = context.config.node_cidr_mask_size_of(cluster);
+                let Some(cidr) = next_free(cluster, size, &taken) else {
+                    warn!(node = meta::name(node), %cluster, "no pod CIDR left");
+                    break 'nodes;
+                };
+                cidrs.push(cidr);
+            }
+            taken.extend(cidrs.iter().map(|cidr| claim_name(*cidr)));
             let key = object_key(Kind::Node.storage(), None, meta::name(node));
-            if claims.assign(&key, node, cidr).await? {
-                info!(node = meta::name(node), %cidr, "pod CIDR assigned");
+            if claims.assign(&key, node, &cidrs).await? {
+                info!(node = meta::name(node), ?cidrs, "pod CIDRs assigned");
                 wrote = true;
             }
         }
@@ -68,16 +77,10 @@ impl Controller for PodCidrs {
 }
 
 /// The first `/size` of `cluster` not in `taken` (as `<network>-<size>`).
-fn next_free(cluster: Ipv4Cidr, size: u8, taken: &BTreeSet<String>) -> Option<Ipv4Cidr> {
-    if size < cluster.prefix() || size > 32 {
-        return None;
-    }
-    let count = 1u64 << (size - cluster.prefix());
-    let step = 1u64 << (32 - size);
-    let base = u64::from(u32::from(cluster.network()));
-    (0..count)
-        .map(|index| Ipv4Addr::from((base + index * step) as u32))
-        .filter_map(|network| Ipv4Cidr::new(network, size).ok())
+fn next_free(cluster: IpNet, size: u8, taken: &BTreeSet<String>) -> Option<IpNet> {
+    cluster
+        .subnets(size)
+        .ok()?
         .find(|cidr| !taken.contains(&claim_name(*cidr)))
 }
 
@@ -87,13 +90,27 @@ mod tests {
 
     #[test]
     fn hands_out_the_first_free_range() {
-        let cluster: Ipv4Cidr = "10.244.0.0/16".parse().unwrap();
+        let cluster: IpNet = "10.244.0.0/16".parse().unwrap();
         let taken = BTreeSet::from(["10.244.0.0-24".to_owned(), "10.244.2.0-24".to_owned()]);
         assert_eq!(
             next_free(cluster, 24, &taken).unwrap().to_string(),
             "10.244.1.0/24"
         );
-        let tiny: Ipv4Cidr = "10.244.0.0/24".parse().unwrap();
+        let tiny: IpNet = "10.244.0.0/24".parse().unwrap();
         assert!(next_free(tiny, 24, &BTreeSet::from(["10.244.0.0-24".to_owned()])).is_none());
+        assert!(
+            next_free(tiny, 23, &BTreeSet::new()).is_none(),
+            "larger than the cluster"
+        );
+    }
+
+    #[test]
+    fn ipv6_ranges_of_the_node_size() {
+        let cluster: IpNet = "fd00:10:244::/56".parse().unwrap();
+        let taken = BTreeSet::from(["fd00:10:244::-64".to_owned()]);
+        assert_eq!(
+            next_free(cluster, 64, &taken).unwrap().to_string(),
+            "fd00:10:244:1::/64"
+        );
     }
 }

@@ -5,6 +5,7 @@
 use serde_json::{Value, json};
 
 use super::meta;
+use crate::alloc::IpFamily;
 
 /// One pod behind a Service.
 pub struct Backend<'a> {
@@ -29,9 +30,44 @@ pub fn selects(service: &Value) -> bool {
             .is_some_and(|selector| !selector.is_empty())
 }
 
-/// The pods of `pods` (those of the Service's namespace) behind `service`,
-/// in address order; pods without an IP or finished are left out.
-pub fn backends<'a>(service: &Value, pods: &'a [Value]) -> Vec<Backend<'a>> {
+/// The address families of the Service's endpoints, as
+/// kube-controller-manager reads them: its `ipFamilies`; else (a Service
+/// stored before they existed) its ClusterIP's, or both for a headless one.
+pub fn address_families(service: &Value) -> Vec<IpFamily> {
+    let families: Vec<IpFamily> = service["spec"]["ipFamilies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|family| IpFamily::parse(family.as_str()?))
+        .collect();
+    if !families.is_empty() {
+        return families;
+    }
+    match service["spec"]["clusterIP"].as_str() {
+        Some(ip) if !ip.is_empty() && ip != "None" => {
+            vec![ip.parse().map_or(IpFamily::Ipv4, IpFamily::of)]
+        }
+        _ => vec![IpFamily::Ipv4, IpFamily::Ipv6],
+    }
+}
+
+/// The pod's address of `family`: from `status.podIPs`, else `podIP`.
+fn pod_ip(pod: &Value, family: IpFamily) -> Option<&str> {
+    let status = &pod["status"];
+    let listed = status["podIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry["ip"].as_str());
+    listed
+        .chain(status["podIP"].as_str())
+        .find(|ip| ip.parse().is_ok_and(|ip| IpFamily::of(ip) == family))
+}
+
+/// The pods of `pods` (those of the Service's namespace) behind `service`
+/// with their addresses of `family`, in address order; pods without one,
+/// or finished, are left out.
+pub fn backends<'a>(service: &Value, pods: &'a [Value], family: IpFamily) -> Vec<Backend<'a>> {
     let selector = &service["spec"]["selector"];
     let publish = service["spec"]["publishNotReadyAddresses"].as_bool() == Some(true);
     let mut backends: Vec<Backend> = pods
@@ -39,9 +75,7 @@ pub fn backends<'a>(service: &Value, pods: &'a [Value]) -> Vec<Backend<'a>> {
         .filter(|pod| meta::map_matches(selector, &pod["metadata"]["labels"]))
         .filter(|pod| !meta::pod_finished(pod))
         .filter_map(|pod| {
-            let ip = pod["status"]["podIP"]
-                .as_str()
-                .filter(|ip| !ip.is_empty())?;
+            let ip = pod_ip(pod, family)?;
             let serving = meta::pod_ready(pod);
             let terminating = meta::is_terminating(pod);
             Some(Backend {
@@ -126,7 +160,7 @@ mod tests {
             pod("a", "10.244.1.2", false, "web", 8081),
             pod("c", "10.244.1.4", true, "other", 1),
         ];
-        let backends = backends(&service, &pods);
+        let backends = backends(&service, &pods, IpFamily::Ipv4);
         assert_eq!(backends.len(), 3);
         assert_eq!(backends[0].ip, "10.244.1.2");
         assert!(!backends[0].ready && !backends[0].serving);
@@ -137,5 +171,36 @@ mod tests {
             json!({ "name": "metrics", "port": 9000, "protocol": "TCP" })
         );
         assert_eq!(backends[2].ports.len(), 1, "the named port is missing");
+        assert!(super::backends(&service, &pods, IpFamily::Ipv6).is_empty());
+    }
+
+    #[test]
+    fn each_family_takes_the_pods_address_of_that_family() {
+        let service =
+            json!({ "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80 }] } });
+        let mut dual = pod("a", "10.244.1.2", true, "web", 80);
+        dual["status"]["podIPs"] = json!([{ "ip": "10.244.1.2" }, { "ip": "fd00:10:244:1::2" }]);
+        let pods = [dual];
+        assert_eq!(
+            backends(&service, &pods, IpFamily::Ipv4)[0].ip,
+            "10.244.1.2"
+        );
+        assert_eq!(
+            backends(&service, &pods, IpFamily::Ipv6)[0].ip,
+            "fd00:10:244:1::2"
+        );
+    }
+
+    #[test]
+    fn address_families_of_services_old_and_new() {
+        let families = |spec: Value| address_families(&json!({ "spec": spec }));
+        let (v4, v6) = (IpFamily::Ipv4, IpFamily::Ipv6);
+        assert_eq!(
+            families(json!({ "ipFamilies": ["IPv6", "IPv4"] })),
+            [v6, v4]
+        );
+        assert_eq!(families(json!({ "clusterIP": "fd00::7" })), [v6]);
+        assert_eq!(families(json!({ "clusterIP": "10.96.0.7" })), [v4]);
+        assert_eq!(families(json!({ "clusterIP": "None" })), [v4, v6]);
     }
 }

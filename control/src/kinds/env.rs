@@ -13,7 +13,8 @@ use crate::store::{Store, collection_prefix};
 #[derive(Clone)]
 pub struct Env {
     pub(super) service_pools: ServicePools,
-    /// What Service validation depends on (the NodePort range).
+    /// What Service validation depends on (the NodePort range, the service
+    /// ranges' families).
     pub(super) service_options: ServiceOptions,
     store: Store,
 }
@@ -24,6 +25,7 @@ impl Env {
             service_pools: ServicePools::new(store.client(), network),
             service_options: ServiceOptions {
                 node_port_range: network.node_port_range.clone(),
+                ip_families: network.cluster_ip_ranges.families(),
             },
             store,
         }

@@ -25,7 +25,7 @@ use std::{
 use anyhow::Context as _;
 use tracing::info;
 
-use self::pods::{BridgeAddress, Plumbing, ipam::Cidr};
+use self::pods::{BridgeAddress, Plumbing, ipam::PodCidrs};
 use crate::apiserver::Connection;
 
 /// What the kubelet is started with (from the agent's flags).
@@ -37,7 +37,8 @@ pub struct Config {
     pub etcd: Vec<String>,
     /// The agent's `--cgroup`: pods' cgroups go below it.
     pub cgroup: PathBuf,
-    pub pod_cidr: Cidr,
+    /// The node's pod CIDRs (IPv6 too on a dual-stack node).
+    pub pod_cidrs: PodCidrs,
     pub pod_bridge: String,
     pub pod_netns_prefix: String,
     /// Destinations pods route via the gateway.
@@ -67,7 +68,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         node_ip,
         etcd,
         cgroup,
-        pod_cidr,
+        pod_cidrs,
         pod_bridge,
         pod_netns_prefix,
         pod_routes,
@@ -80,7 +81,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         heartbeat_interval,
         api,
     } = config;
-    let ipam = pods::ipam::Ipam::new(pod_cidr, &state_dir)
+    let ipam = pods::ipam::Ipam::new(pod_cidrs.ipv4, &state_dir)
         .with_context(|| format!("creating the state directory {}", state_dir.display()))?;
     let logs = pods::Logs::new(&state_dir);
     let listener = tokio::net::TcpListener::bind(kubelet_bind)
@@ -88,7 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("serving the kubelet API on {kubelet_bind}"))?;
     let plumbing = Plumbing {
         bridge: pod_bridge.clone(),
-        pod_cidr,
+        pod_cidrs,
         routes: pod_routes,
     };
     let bridge = &pod_bridge;
@@ -135,11 +136,11 @@ pub async fn start(config: Config) -> anyhow::Result<()> {
         client_ca_file,
         served,
     ));
-    info!(%pod_cidr, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
+    info!(%pod_cidrs, kubelet = %kubelet_bind, state = %state_dir.display(), "running this node's pods");
     let info = node::node_info(
         node_name,
         node_ip,
-        pod_cidr.to_string(),
+        pod_cidrs.spec_pod_cidrs(),
         kubelet_bind.port(),
     );
     // Like the service watch, wait for etcd and the API server rather than

@@ -31,12 +31,8 @@ pub fn carry_over(old: &Value, new: &mut Value) {
                 }
             }
         }
-    } else if old_type != "ExternalName"
-        && new["spec"]["clusterIP"].as_str().is_none_or(str::is_empty)
-        && old_spec["clusterIP"].is_string()
-    {
-        new["spec"]["clusterIP"] = old_spec["clusterIP"].clone();
-        new["spec"]["clusterIPs"] = old_spec["clusterIPs"].clone();
+    } else if old_type != "ExternalName" {
+        normalize_cluster_ips(old_spec, &mut new["spec"]);
     }
 
     let (old_needs, new_needs) = (needs_node_ports(old), needs_node_ports(new));
@@ -95,6 +91,38 @@ pub fn carry_over(old: &Value, new: &mut Value) {
 
     if old_type == "LoadBalancer" && new_type != "LoadBalancer" && new["status"].is_object() {
         new["status"]["loadBalancer"] = json!({});
+    }
+}
+
+/// What a client that sends `clusterIP` and `clusterIPs` (or only the
+/// first, an older one) means on an update, as kube-apiserver reads it, and
+/// the ClusterIPs the client left out kept.
+fn normalize_cluster_ips(old: &Value, new: &mut Value) {
+    if !new.is_object() {
+        return;
+    }
+    let ip = |spec: &Value| spec["clusterIP"].as_str().unwrap_or_default().to_owned();
+    let ips = |spec: &Value| spec["clusterIPs"].as_array().cloned().unwrap_or_default();
+    let (old_ip, new_ip) = (ip(old), ip(new));
+    if !ips(old).is_empty() && ips(new).is_empty() && old_ip == new_ip {
+        new["clusterIPs"] = old["clusterIPs"].clone();
+    }
+    if old_ip != new_ip && ips(old) == ips(new) {
+        if !old_ip.is_empty()
+            && new_ip.is_empty()
+            && let Some(spec) = new.as_object_mut()
+        {
+            spec.remove("clusterIPs");
+        }
+        if !new_ip.is_empty() {
+            new["clusterIPs"] = json!([new_ip]);
+        }
+    }
+    if new_ip.is_empty() && !old_ip.is_empty() {
+        new["clusterIP"] = json!(old_ip);
+    }
+    if ips(new).is_empty() && !ips(old).is_empty() {
+        new["clusterIPs"] = old["clusterIPs"].clone();
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod carry_over;
 mod fields;
+mod ip_families;
 pub(super) mod pools;
 pub(super) mod validation;
 
@@ -23,6 +24,19 @@ fn decode(object: &Value) -> Result<Service, Refusal> {
         .map_err(|error| Refusal::BadRequest(format!("the Service cannot be decoded: {error}")))
 }
 
+/// `service` with its IP family fields completed for this cluster, as
+/// kube-apiserver does before validating: validation sees what is stored.
+fn completed(env: &Env, old: Option<&Value>, service: &Value) -> Result<Value, Refusal> {
+    let mut completed = service.clone();
+    complete(env, old, &mut completed)?;
+    Ok(completed)
+}
+
+fn complete(env: &Env, old: Option<&Value>, service: &mut Value) -> Result<(), Refusal> {
+    ip_families::init_ip_family_fields(&env.service_options.ip_families, old, service)
+        .map_err(Refusal::Invalid)
+}
+
 impl Strategy for ServiceStrategy {
     fn subresources(&self) -> &'static [Subresource] {
         &[Subresource::Status]
@@ -34,6 +48,7 @@ impl Strategy for ServiceStrategy {
 
     fn prepare_for_create(&self, service: &mut Value) {
         validation::default_service(service);
+        validation::sync_cluster_ips(service);
     }
 
     fn prepare_for_update(&self, service: &mut Value, old: &Value) {
@@ -42,15 +57,17 @@ impl Strategy for ServiceStrategy {
     }
 
     fn validate(&self, env: &Env, service: &Value) -> Result<(), Refusal> {
+        let completed = completed(env, None, service)?;
         Refusal::unless_valid(validation::validate_service(
-            &decode(service)?,
+            &decode(&completed)?,
             &env.service_options,
         ))
     }
 
     fn validate_update(&self, env: &Env, service: &Value, old: &Value) -> Result<(), Refusal> {
+        let completed = completed(env, Some(old), service)?;
         Refusal::unless_valid(validation::validate_service_update(
-            &decode(service)?,
+            &decode(&completed)?,
             &decode(old)?,
             &env.service_options,
         ))
@@ -63,6 +80,7 @@ impl Strategy for ServiceStrategy {
         service: &'a mut Value,
     ) -> BoxFuture<'a, Result<Claim, Refusal>> {
         Box::pin(async move {
+            complete(env, old, service)?;
             let taken = env.service_pools.claim(old, service).await?;
             Ok(if taken.is_empty() {
                 Claim::Nothing

@@ -7,7 +7,7 @@
 //! cluster does that) is then recorded the first time the API touches it.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::RangeInclusive;
 
 use serde_json::{Value, json};
@@ -18,8 +18,8 @@ use super::fields::{
     ports, service_type,
 };
 use crate::alloc::{
-    AllocError, CLUSTER_IPS, IpAllocator, Ipv4Cidr, LOAD_BALANCER_IPS, NODE_PORTS, Owner, Pool,
-    PortAllocator, PortPool, record_key,
+    AllocError, CLUSTER_IPS, ClusterIpAllocator, IpAllocator, IpFamily, Ipv4Cidr,
+    LOAD_BALANCER_IPS, NODE_PORTS, Owner, Pool, PortAllocator, PortPool, ServiceCidrs, record_key,
 };
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, Rendered, go_quote, go_string_slice};
@@ -28,7 +28,8 @@ use crate::validation::{FieldError, Rendered, go_quote, go_string_slice};
 /// and `--service-node-port-range`, plus skiff's LoadBalancer pool).
 #[derive(Debug, Clone)]
 pub struct ServiceNetwork {
-    pub cluster_ip_range: Ipv4Cidr,
+    /// One range per family, the primary first.
+    pub cluster_ip_ranges: ServiceCidrs,
     pub node_port_range: RangeInclusive<u16>,
     /// Without a pool, LoadBalancer Services keep an empty status.
     pub load_balancer_pool: Option<Ipv4Cidr>,
@@ -37,7 +38,7 @@ pub struct ServiceNetwork {
 impl Default for ServiceNetwork {
     fn default() -> Self {
         Self {
-            cluster_ip_range: crate::alloc::DEFAULT_SERVICE_CIDR
+            cluster_ip_ranges: crate::alloc::DEFAULT_SERVICE_CIDR
                 .parse()
                 .expect("the default CIDR parses"),
             node_port_range: crate::alloc::DEFAULT_NODE_PORT_RANGE,
@@ -49,7 +50,8 @@ impl Default for ServiceNetwork {
 /// The allocators of the three pools.
 #[derive(Clone)]
 pub struct ServicePools {
-    cluster_ips: IpAllocator,
+    /// One per service range, the primary first.
+    cluster_ips: Vec<ClusterIpAllocator>,
     node_ports: PortAllocator,
     load_balancer_ips: Option<IpAllocator>,
 }
@@ -57,7 +59,8 @@ pub struct ServicePools {
 /// The values one Service holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Holdings {
-    cluster_ip: Option<Ipv4Addr>,
+    /// Of either family.
+    cluster_ips: BTreeSet<IpAddr>,
     /// NodePorts and the health check NodePort (one pool).
     node_ports: BTreeSet<u16>,
     load_balancer_ips: BTreeSet<Ipv4Addr>,
@@ -66,10 +69,14 @@ pub struct Holdings {
 impl Holdings {
     /// What `service` (stored or about to be) holds.
     pub fn of(service: &Value) -> Self {
-        let spec = &service["spec"];
-        let cluster_ip = (service_type(service) != "ExternalName")
-            .then(|| spec["clusterIP"].as_str().and_then(|ip| ip.parse().ok()))
-            .flatten();
+        let cluster_ips = if service_type(service) == "ExternalName" {
+            BTreeSet::new()
+        } else {
+            requested_cluster_ips(service)
+                .iter()
+                .filter_map(|ip| ip.parse().ok())
+                .collect()
+        };
         let mut node_ports: BTreeSet<u16> = ports(service).iter().filter_map(node_port).collect();
         node_ports.extend(health_check_node_port(service));
         let load_balancer_ips = ingress(service)
@@ -77,7 +84,7 @@ impl Holdings {
             .filter_map(|ingress| ingress["ip"].as_str()?.parse().ok())
             .collect();
         Self {
-            cluster_ip,
+            cluster_ips,
             node_ports,
             load_balancer_ips,
         }
@@ -89,7 +96,10 @@ impl Holdings {
 
     /// The keys of the allocation records of what `self` holds.
     pub fn record_keys(&self) -> Vec<String> {
-        let cluster_ip = self.cluster_ip.iter().map(|ip| record_key(CLUSTER_IPS, ip));
+        let cluster_ips = self
+            .cluster_ips
+            .iter()
+            .map(|ip| record_key(CLUSTER_IPS, ip));
         let node_ports = self
             .node_ports
             .iter()
@@ -98,7 +108,7 @@ impl Holdings {
             .load_balancer_ips
             .iter()
             .map(|ip| record_key(LOAD_BALANCER_IPS, ip));
-        cluster_ip
+        cluster_ips
             .chain(node_ports)
             .chain(load_balancer_ips)
             .collect()
@@ -107,7 +117,7 @@ impl Holdings {
     /// What `self` holds and `other` does not.
     pub fn without(&self, other: &Holdings) -> Holdings {
         Holdings {
-            cluster_ip: self.cluster_ip.filter(|ip| other.cluster_ip != Some(*ip)),
+            cluster_ips: &self.cluster_ips - &other.cluster_ips,
             node_ports: &self.node_ports - &other.node_ports,
             load_balancer_ips: &self.load_balancer_ips - &other.load_balancer_ips,
         }
@@ -119,7 +129,11 @@ impl ServicePools {
         let node_ports =
             PortPool::new(network.node_port_range.clone()).expect("a non-empty NodePort range");
         Self {
-            cluster_ips: IpAllocator::cluster_ips(client.clone(), network.cluster_ip_range),
+            cluster_ips: network
+                .cluster_ip_ranges
+                .iter()
+                .map(|cidr| ClusterIpAllocator::cluster_ips(client.clone(), cidr))
+                .collect(),
             node_ports: PortAllocator::node_ports(client.clone(), node_ports),
             load_balancer_ips: network
                 .load_balancer_pool
@@ -165,7 +179,7 @@ impl ServicePools {
     async fn claim_all(&self, owner: &Owner, service: &mut Value) -> Result<(), Failure> {
         let ty = service_type(service).to_owned();
         if ty != "ExternalName" {
-            self.claim_cluster_ip(owner, service).await?;
+            self.claim_cluster_ips(owner, service).await?;
         }
         if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
             let pick_missing = needs_node_ports(service);
@@ -197,34 +211,59 @@ impl ServicePools {
         Ok(())
     }
 
-    async fn claim_cluster_ip(&self, owner: &Owner, service: &mut Value) -> Result<(), Failure> {
+    /// One ClusterIP per family of `ipFamilies` (completed by
+    /// `ip_families`): the one `clusterIPs` names at the same index, else
+    /// any. Headless Services get none.
+    async fn claim_cluster_ips(&self, owner: &Owner, service: &mut Value) -> Result<(), Failure> {
+        let requested = requested_cluster_ips(service);
         let spec = &mut service["spec"];
-        let ip = match spec["clusterIP"].as_str().filter(|ip| !ip.is_empty()) {
-            Some("None") => return Ok(()),
-            Some(requested) => {
-                let failure = |error| Failure::cluster_ip(requested, error);
-                let ip: Ipv4Addr = requested.parse().map_err(|_| {
-                    failure(AllocError::NotInRange {
-                        what: "IP",
-                        value: requested.to_owned(),
-                        range: self.cluster_ips.pool().describe(),
-                    })
-                })?;
-                self.cluster_ips
-                    .allocate_specific(ip, owner)
-                    .await
-                    .map_err(failure)?;
-                ip
-            }
-            None => self
-                .cluster_ips
-                .allocate(owner)
-                .await
-                .map_err(Failure::Internal)?,
-        };
-        spec["clusterIP"] = json!(ip.to_string());
-        spec["clusterIPs"] = json!([ip.to_string()]);
+        if requested.first().is_some_and(|ip| ip == "None") {
+            return Ok(());
+        }
+        let families: Vec<IpFamily> = spec["ipFamilies"]
+            .as_array()
+            .map(|families| {
+                families
+                    .iter()
+                    .filter_map(|family| IpFamily::parse(family.as_str()?))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut cluster_ips = Vec::new();
+        for (i, family) in families.into_iter().enumerate() {
+            let Some(pool) = self.pool_of(family) else {
+                return Err(Failure::Internal(AllocError::NotConfigured { family }));
+            };
+            let ip = match requested.get(i).filter(|ip| !ip.is_empty()) {
+                Some(ip) => {
+                    let failure = |error| Failure::cluster_ip(ip, &requested, error);
+                    let parsed: IpAddr = ip.parse().map_err(|_| {
+                        failure(AllocError::NotInRange {
+                            what: "IP",
+                            value: ip.clone(),
+                            range: pool.pool().describe(),
+                        })
+                    })?;
+                    pool.allocate_specific(parsed, owner)
+                        .await
+                        .map_err(failure)?;
+                    parsed
+                }
+                None => pool.allocate(owner).await.map_err(Failure::Internal)?,
+            };
+            cluster_ips.push(ip.to_string());
+        }
+        if let Some(first) = cluster_ips.first() {
+            spec["clusterIP"] = json!(first);
+            spec["clusterIPs"] = json!(cluster_ips);
+        }
         Ok(())
+    }
+
+    fn pool_of(&self, family: IpFamily) -> Option<&ClusterIpAllocator> {
+        self.cluster_ips
+            .iter()
+            .find(|pool| pool.pool().family() == family)
     }
 
     /// Requested NodePorts are claimed as asked; with `pick_missing`, the
@@ -273,8 +312,11 @@ impl ServicePools {
     /// gone), so a failure is logged rather than returned: the value stays
     /// held until someone repairs it.
     async fn release(&self, owner: &Owner, holdings: &Holdings) {
-        if let Some(ip) = holdings.cluster_ip {
-            log_release(self.cluster_ips.release(ip, owner).await);
+        for &ip in &holdings.cluster_ips {
+            // A family no longer configured has no records to release.
+            if let Some(pool) = self.pool_of(IpFamily::of(ip)) {
+                log_release(pool.release(ip, owner).await);
+            }
         }
         for &port in &holdings.node_ports {
             log_release(self.node_ports.release(port, owner).await);
@@ -329,6 +371,20 @@ async fn claim_load_balancer_ip(
     Ok(())
 }
 
+/// `clusterIPs`, or `clusterIP` alone in a Service written to etcd without
+/// the API (the demo cluster does that).
+fn requested_cluster_ips(service: &Value) -> Vec<String> {
+    let spec = &service["spec"];
+    let text = |ip: &Value| ip.as_str().map(str::to_owned);
+    match spec["clusterIPs"].as_array().filter(|ips| !ips.is_empty()) {
+        Some(ips) => ips.iter().filter_map(text).collect(),
+        None => text(&spec["clusterIP"])
+            .filter(|ip| !ip.is_empty())
+            .into_iter()
+            .collect(),
+    }
+}
+
 fn log_release(result: Result<(), AllocError>) {
     match result {
         Ok(()) => {}
@@ -359,13 +415,9 @@ impl Failure {
     }
 
     /// kube-apiserver reports a ClusterIP against the whole `clusterIPs`.
-    fn cluster_ip(requested: &str, error: AllocError) -> Self {
-        let message = format!("failed to allocate IP {requested}: {error}");
-        match Self::at(
-            "spec.clusterIPs",
-            go_string_slice(&[requested.to_owned()]),
-            error,
-        ) {
+    fn cluster_ip(ip: &str, cluster_ips: &[String], error: AllocError) -> Self {
+        let message = format!("failed to allocate IP {ip}: {error}");
+        match Self::at("spec.clusterIPs", go_string_slice(cluster_ips), error) {
             Self::Field(mut field) => {
                 field.message = message;
                 Self::Field(field)

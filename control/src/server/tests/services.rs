@@ -43,8 +43,11 @@ async fn holdings(cluster: &Cluster) -> BTreeSet<String> {
     let mut held = BTreeSet::new();
     for service in list["items"].as_array().unwrap() {
         let spec = &service["spec"];
-        if let Some(ip) = spec["clusterIP"].as_str().filter(|ip| *ip != "None") {
-            held.insert(format!("clusterips/{ip}"));
+        for ip in spec["clusterIPs"].as_array().into_iter().flatten() {
+            let ip = ip.as_str().unwrap();
+            if ip != "None" {
+                held.insert(format!("clusterips/{ip}"));
+            }
         }
         for port in spec["ports"].as_array().into_iter().flatten() {
             if let Some(node_port) = port["nodePort"].as_u64() {
@@ -217,7 +220,7 @@ async fn services_get_addresses_and_ports() {
 async fn two_instances_never_hand_out_the_same_value() {
     // Small ranges, so the two instances contend for every value.
     let network = ServiceNetwork {
-        cluster_ip_range: "10.96.0.0/26".parse().unwrap(),
+        cluster_ip_ranges: "10.96.0.0/26".parse().unwrap(),
         node_port_range: 30000..=30039,
         load_balancer_pool: None,
     };
@@ -254,6 +257,128 @@ async fn two_instances_never_hand_out_the_same_value() {
             .contains("range 30000-30039 is exhausted"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_services_get_an_address_per_family() {
+    let cluster = Cluster::start_with(with_network(ServiceNetwork {
+        cluster_ip_ranges: "10.96.0.0/16,fd00:10:96::/112".parse().unwrap(),
+        ..ServiceNetwork::default()
+    }))
+    .await;
+    let path = "/api/v1/namespaces/default/services";
+    let create = |name: &str, spec: Value| {
+        let mut spec = spec;
+        spec["ports"] = json!([{ "port": 80 }]);
+        spec["selector"] = json!({ "app": name });
+        manifest(name, spec)
+    };
+    let spec_of = |service: &Value| service["spec"].clone();
+
+    let (code, dual) = cluster
+        .send_json(
+            "POST",
+            path,
+            &create("dual", json!({ "ipFamilyPolicy": "RequireDualStack" })),
+        )
+        .await;
+    assert_eq!(code, 201, "{dual}");
+    let spec = spec_of(&dual);
+    assert_eq!(spec["ipFamilies"], json!(["IPv4", "IPv6"]));
+    let ips: Vec<String> = serde_json::from_value(spec["clusterIPs"].clone()).unwrap();
+    assert_eq!(ips.len(), 2, "{spec}");
+    assert!(in_cidr(&ips[0], "10.96.0.0/16"), "{spec}");
+    assert!(ips[1].starts_with("fd00:10:96::"), "{spec}");
+    assert_eq!(spec["clusterIP"], ips[0].as_str());
+
+    let (code, v6) = cluster
+        .send_json(
+            "POST",
+            path,
+            &create("v6", json!({ "ipFamilies": ["IPv6"] })),
+        )
+        .await;
+    assert_eq!(code, 201, "{v6}");
+    assert_eq!(spec_of(&v6)["ipFamilyPolicy"], "SingleStack");
+    assert!(
+        spec_of(&v6)["clusterIP"]
+            .as_str()
+            .unwrap()
+            .starts_with("fd00:10:96::")
+    );
+    let (code, v4) = cluster
+        .send_json("POST", path, &create("v4", json!({})))
+        .await;
+    assert_eq!(code, 201, "{v4}");
+    assert_eq!(spec_of(&v4)["ipFamilies"], json!(["IPv4"]));
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // A v6 address someone holds is a 422 against clusterIPs.
+    let taken = ips[1].clone();
+    let clash = create(
+        "clash",
+        json!({ "ipFamilyPolicy": "PreferDualStack", "clusterIP": "10.96.5.5",
+                "clusterIPs": ["10.96.5.5", taken] }),
+    );
+    let (code, status) = cluster.send_json("POST", path, &clash).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        format!(
+            "Service \"clash\" is invalid: spec.clusterIPs: Invalid value: []string{{\"10.96.5.5\", \"{taken}\"}}: failed to allocate IP {taken}: provided IP is already allocated"
+        )
+    );
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // Downgrade: SingleStack with the same values gives back the second.
+    let mut downgrade = dual.clone();
+    downgrade["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    let (code, downgraded) = cluster
+        .send_json("PUT", &format!("{path}/dual"), &downgrade)
+        .await;
+    assert_eq!(code, 200, "{downgraded}");
+    assert_eq!(spec_of(&downgraded)["clusterIPs"], json!([ips[0]]));
+    assert_eq!(spec_of(&downgraded)["ipFamilies"], json!(["IPv4"]));
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // Upgrade: PreferDualStack on a dual-stack cluster adds an IPv6 one.
+    let mut upgrade = downgraded.clone();
+    upgrade["spec"]["ipFamilyPolicy"] = json!("PreferDualStack");
+    let (code, upgraded) = cluster
+        .send_json("PUT", &format!("{path}/dual"), &upgrade)
+        .await;
+    assert_eq!(code, 200, "{upgraded}");
+    let spec = spec_of(&upgraded);
+    assert_eq!(spec["ipFamilies"], json!(["IPv4", "IPv6"]));
+    assert_eq!(spec["clusterIPs"][0], ips[0].as_str());
+    assert!(
+        spec["clusterIPs"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("fd00:10:96::")
+    );
+
+    // Dropping the second IP without SingleStack is refused.
+    let mut dropped = upgraded.clone();
+    dropped["spec"]["clusterIPs"] = json!([ips[0]]);
+    let (code, status) = cluster
+        .send_json("PUT", &format!("{path}/dual"), &dropped)
+        .await;
+    assert_eq!(code, 422, "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains(
+            "spec.ipFamilyPolicy: Invalid value: \"PreferDualStack\": must be 'SingleStack' to release the secondary cluster IP"
+        ),
+        "{status}"
+    );
+
+    for name in ["dual", "v6", "v4"] {
+        let (code, body) = cluster
+            .send_json("DELETE", &format!("{path}/{name}"), &json!({}))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
 }
 
 fn manifest(name: &str, spec: Value) -> Value {

@@ -31,11 +31,16 @@ pub async fn heartbeat(client: kube::Client, info: NodeInfo, interval: Duration)
 }
 
 /// What `NodeInfo` is built from.
-pub fn node_info(name: String, ip: Ipv4Addr, pod_cidr: String, kubelet_port: u16) -> NodeInfo {
+pub fn node_info(
+    name: String,
+    ip: Ipv4Addr,
+    pod_cidrs: Vec<String>,
+    kubelet_port: u16,
+) -> NodeInfo {
     NodeInfo {
         name,
         ip,
-        pod_cidr,
+        pod_cidrs,
         kubelet_port,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         memory_kib: register::mem_total_kib().unwrap_or(0),

@@ -22,7 +22,8 @@ const ATTEMPTS: usize = 5;
 pub struct NodeInfo {
     pub name: String,
     pub ip: Ipv4Addr,
-    pub pod_cidr: String,
+    /// `spec.podCIDRs`, IPv4 first; the first is also `spec.podCIDR`.
+    pub pod_cidrs: Vec<String>,
     pub cpus: usize,
     pub memory_kib: u64,
     /// Where the API server reaches the log endpoint (`--kubelet-bind`).
@@ -38,7 +39,7 @@ pub async fn refresh(client: &kube::Client, info: &NodeInfo) -> Result<(), kube:
         let Some(stored) = nodes.get_opt(&info.name).await? else {
             match nodes.create(&post, &typed(new_node(info, &now))?).await {
                 Ok(_) => {
-                    info!(node = %info.name, ip = %info.ip, pod_cidr = %info.pod_cidr, "registered the Node");
+                    info!(node = %info.name, ip = %info.ip, pod_cidrs = ?info.pod_cidrs, "registered the Node");
                     return Ok(());
                 }
                 Err(error) if is_conflict(&error) => continue,
@@ -94,8 +95,8 @@ fn new_node(info: &NodeInfo, now: &str) -> Value {
 /// capacity, and a Ready condition whose heartbeat is `now` (its transition
 /// time kept while it stays True).
 pub fn refreshed(mut node: Value, info: &NodeInfo, now: &str) -> Value {
-    node["spec"]["podCIDR"] = json!(info.pod_cidr);
-    node["spec"]["podCIDRs"] = json!([info.pod_cidr]);
+    node["spec"]["podCIDR"] = json!(info.pod_cidrs.first());
+    node["spec"]["podCIDRs"] = json!(info.pod_cidrs);
     let resources = json!({
         "cpu": info.cpus.to_string(),
         "memory": format!("{}Ki", info.memory_kib),
@@ -173,7 +174,7 @@ mod tests {
         NodeInfo {
             name: "node1".into(),
             ip: Ipv4Addr::new(172, 30, 0, 11),
-            pod_cidr: "10.244.1.0/24".into(),
+            pod_cidrs: vec!["10.244.1.0/24".into()],
             cpus: 2,
             memory_kib: 1024,
             kubelet_port: 10250,

@@ -297,6 +297,10 @@ async fn start(
     let facts = PodFacts {
         pod,
         pod_ip: runtime.sandbox.ip.to_string(),
+        pod_ips: std::iter::once(runtime.sandbox.ip.to_string())
+            .chain(runtime.sandbox.ip6.map(|ip| ip.to_string()))
+            .collect::<Vec<_>>()
+            .join(","),
         host_ip: runtime.ctx.config.node_ip.to_string(),
     };
     let env = env::build(

@@ -36,6 +36,9 @@ pub enum EnvError {
 pub struct PodFacts<'a> {
     pub pod: &'a Pod,
     pub pod_ip: String,
+    /// Every address of the pod, IPv4 first, comma-separated (what
+    /// `status.podIPs` gives an env var).
+    pub pod_ips: String,
     pub host_ip: String,
 }
 
@@ -230,7 +233,8 @@ fn field_value(facts: &PodFacts<'_>, path: &str) -> Result<String, EnvError> {
     let value = match path {
         "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
         "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
-        "status.podIP" | "status.podIPs" => Some(facts.pod_ip.clone()),
+        "status.podIP" => Some(facts.pod_ip.clone()),
+        "status.podIPs" => Some(facts.pod_ips.clone()),
         "status.hostIP" | "status.hostIPs" => Some(facts.host_ip.clone()),
         _ => downward::metadata(facts.pod, path),
     };

@@ -5,9 +5,13 @@
 //! a freed address is reused only after the rest of the range, so a
 //! replacement pod never inherits neighbour entries, conntrack state or
 //! in-flight packets that were meant for the pod before it.
+//!
+//! On a dual-stack node a pod's IPv6 address is its IPv4 address's host
+//! number in the node's IPv6 pod CIDR: it needs no state of its own and
+//! comes and goes with the IPv4 one.
 use std::{
     fmt, fs, io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     str::FromStr,
 };
@@ -52,6 +56,96 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.base, self.len)
+    }
+}
+
+/// An IPv6 CIDR such as `fd00:10:244:1::/64`: large enough to pair every
+/// address of an IPv4 pod CIDR with one of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Cidr {
+    pub base: Ipv6Addr,
+    pub len: u8,
+}
+
+impl Ipv6Cidr {
+    /// Host number `n` of the CIDR (`::1` is the pods' gateway).
+    pub fn host(&self, n: u32) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.base) + u128::from(n))
+    }
+}
+
+impl FromStr for Ipv6Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("{s:?} is not an IPv6 CIDR like fd00:10:244:1::/64");
+        let (base, len) = s.split_once('/').ok_or_else(invalid)?;
+        let base: Ipv6Addr = base.parse().map_err(|_| invalid())?;
+        let len: u8 = len.parse().map_err(|_| invalid())?;
+        if !(64..=120).contains(&len) {
+            return Err(format!(
+                "{s}: an IPv6 pod CIDR needs a prefix length of 64 to 120"
+            ));
+        }
+        let host_mask = u128::MAX >> len;
+        if u128::from(base) & host_mask != 0 {
+            return Err(format!("{s}: host bits are set"));
+        }
+        Ok(Ipv6Cidr { base, len })
+    }
+}
+
+impl fmt::Display for Ipv6Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.base, self.len)
+    }
+}
+
+/// A node's pod CIDRs: IPv4, and IPv6 on a dual-stack node
+/// (`10.244.1.0/24,fd00:10:244:1::/64`, as the Node's `spec.podCIDRs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodCidrs {
+    pub ipv4: Cidr,
+    pub ipv6: Option<Ipv6Cidr>,
+}
+
+impl PodCidrs {
+    /// The IPv6 address paired with the pod address `ip` of the IPv4 CIDR.
+    pub fn ipv6_of(&self, ip: Ipv4Addr) -> Option<Ipv6Addr> {
+        let n = u32::from(ip) - u32::from(self.ipv4.base);
+        self.ipv6.map(|cidr| cidr.host(n))
+    }
+
+    /// As the Node's `spec.podCIDRs` lists them.
+    pub fn spec_pod_cidrs(&self) -> Vec<String> {
+        let ipv6 = self.ipv6.iter().map(ToString::to_string);
+        std::iter::once(self.ipv4.to_string()).chain(ipv6).collect()
+    }
+}
+
+impl FromStr for PodCidrs {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split(',').collect::<Vec<_>>().as_slice() {
+            [ipv4] => Ok(PodCidrs {
+                ipv4: ipv4.parse()?,
+                ipv6: None,
+            }),
+            [ipv4, ipv6] => Ok(PodCidrs {
+                ipv4: ipv4.parse()?,
+                ipv6: Some(ipv6.parse()?),
+            }),
+            _ => Err(format!(
+                "{s:?}: one IPv4 CIDR, optionally followed by an IPv6 one (IPV4,IPV6)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PodCidrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.spec_pod_cidrs().join(","))
     }
 }
 
@@ -220,5 +314,26 @@ mod tests {
         );
         assert!("10.244.1.1/24".parse::<Cidr>().is_err());
         assert!("10.244.1.0".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn ipv6_addresses_pair_with_the_ipv4_ones() {
+        let cidrs: PodCidrs = "10.244.1.0/24,fd00:10:244:1::/64".parse().unwrap();
+        assert_eq!(cidrs.to_string(), "10.244.1.0/24,fd00:10:244:1::/64");
+        assert_eq!(
+            cidrs.ipv6_of(Ipv4Addr::new(10, 244, 1, 7)),
+            Some("fd00:10:244:1::7".parse().unwrap())
+        );
+        let single: PodCidrs = "10.244.1.0/24".parse().unwrap();
+        assert_eq!(single.ipv6_of(Ipv4Addr::new(10, 244, 1, 7)), None);
+        assert_eq!(single.spec_pod_cidrs(), ["10.244.1.0/24"]);
+        for bad in [
+            "10.244.1.0/24,fd00:10:244:1::1/64",
+            "10.244.1.0/24,fd00::/48",
+            "10.244.1.0/24,10.245.1.0/24",
+            "10.244.1.0/24,fd00::/64,fd01::/64",
+        ] {
+            assert!(bad.parse::<PodCidrs>().is_err(), "{bad}");
+        }
     }
 }

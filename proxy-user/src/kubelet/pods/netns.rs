@@ -2,16 +2,18 @@
 //! it with the pod's address, the node side of the veth on the pod bridge,
 //! and routes via the bridge's address (the first of the pod CIDR) for the
 //! pod CIDR's neighbours, the service CIDR and whatever `--pod-route` adds.
+//! On a dual-stack node `eth0` has the pod's IPv6 address too, and IPv6
+//! routes go via the bridge's first IPv6 address.
 //! No default route unless an operator asks for one. The agent never
 //! creates bridges nor touches any uplink.
 use std::{
     fs, io,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::Command,
 };
 
-use super::ipam::Cidr;
+use super::ipam::PodCidrs;
 
 const NETNS_DIR: &str = "/run/netns";
 
@@ -26,7 +28,7 @@ pub struct NetnsError {
 #[derive(Debug, Clone)]
 pub struct Plumbing {
     pub bridge: String,
-    pub pod_cidr: Cidr,
+    pub pod_cidrs: PodCidrs,
     pub routes: Vec<String>,
 }
 
@@ -82,11 +84,18 @@ impl Plumbing {
 pub struct Sandbox {
     pub netns: String,
     pub ip: Ipv4Addr,
+    /// On a dual-stack node, the address paired with `ip`.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl Sandbox {
-    pub fn new(netns: String, ip: Ipv4Addr) -> Self {
-        Self { netns, ip }
+    /// The sandbox of the pod address `ip` on a node with `pod_cidrs`.
+    pub fn of(netns: String, ip: Ipv4Addr, pod_cidrs: &PodCidrs) -> Self {
+        Self {
+            netns,
+            ip,
+            ip6: pod_cidrs.ipv6_of(ip),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -114,18 +123,36 @@ impl Sandbox {
 
     fn create(&self, plumbing: &Plumbing) -> Result<(), NetnsError> {
         let (ns, veth) = (self.netns.as_str(), self.veth());
-        let gateway = plumbing.pod_cidr.host(1);
+        let cidrs = &plumbing.pod_cidrs;
+        let gateway = cidrs.ipv4.host(1).to_string();
+        let gateway6 = cidrs.ipv6.map(|cidr| cidr.host(1).to_string());
         ip(&["netns", "add", ns])?;
         ip(&["-n", ns, "link", "set", "lo", "up"])?;
         ip(&[
             "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", ns,
         ])?;
         ip(&["link", "set", &veth, "master", &plumbing.bridge, "up"])?;
-        let address = format!("{}/{}", self.ip, plumbing.pod_cidr.len);
+        let address = format!("{}/{}", self.ip, cidrs.ipv4.len);
         ip(&["-n", ns, "addr", "add", &address, "dev", "eth0"])?;
+        if let (Some(ip6), Some(cidr)) = (self.ip6, cidrs.ipv6) {
+            // No duplicate address detection: the address is ours alone,
+            // and usable at once.
+            let address = format!("{ip6}/{}", cidr.len);
+            ip(&["-n", ns, "addr", "add", &address, "dev", "eth0", "nodad"])?;
+        }
         ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         for cidr in &plumbing.routes {
-            ip(&["-n", ns, "route", "add", cidr, "via", &gateway.to_string()])?;
+            let via = match (cidr.contains(':'), &gateway6) {
+                (false, _) => &gateway,
+                (true, Some(gateway6)) => gateway6,
+                (true, None) => {
+                    return Err(NetnsError {
+                        command: format!("ip -n {ns} route add {cidr}"),
+                        detail: "an IPv6 route needs an IPv6 pod CIDR".to_owned(),
+                    });
+                }
+            };
+            ip(&["-n", ns, "route", "add", cidr, "via", via])?;
         }
         Ok(())
     }
@@ -136,6 +163,9 @@ impl Sandbox {
     pub fn remove(&self) {
         let _ = ip(&["link", "delete", &self.veth()]);
         let _ = ip(&["neigh", "flush", "to", &self.ip.to_string()]);
+        if let Some(ip6) = self.ip6 {
+            let _ = ip(&["neigh", "flush", "to", &ip6.to_string()]);
+        }
         if self.exists() {
             let _ = ip(&["netns", "delete", &self.netns]);
         }
@@ -176,7 +206,11 @@ mod tests {
 
     #[test]
     fn veth_names_fit_ifnamsiz_and_start_with_skiff() {
-        let sandbox = Sandbox::new("skiff-a".into(), Ipv4Addr::new(10, 244, 1, 2));
+        let sandbox = Sandbox::of(
+            "skiff-a".into(),
+            Ipv4Addr::new(10, 244, 1, 2),
+            &"10.244.1.0/24".parse().unwrap(),
+        );
         assert_eq!(sandbox.veth(), "skiff0af40102");
         assert!(sandbox.veth().len() <= 15);
     }

@@ -1,7 +1,7 @@
 //! What the agent knows of a pod, and the `status` it renders from that:
 //! phase, podIP, conditions, initContainerStatuses and containerStatuses,
 //! as the kubelet reports them (`status_writer` writes it back).
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use k8s_openapi::api::core::v1::Container;
 use serde_json::{Value, json};
@@ -193,6 +193,8 @@ fn drop_nulls(mut value: Value) -> Value {
 pub struct PodState {
     pub host_ip: Ipv4Addr,
     pub pod_ip: Option<Ipv4Addr>,
+    /// On a dual-stack node, the pod's IPv6 address (listed second).
+    pub pod_ip6: Option<Ipv6Addr>,
     pub start_time: String,
     /// Why the pod's sandbox (netns, address) is not there yet.
     pub sandbox_error: Option<String>,
@@ -270,7 +272,11 @@ impl PodState {
         }
         if let Some(ip) = self.pod_ip {
             status["podIP"] = json!(ip.to_string());
-            status["podIPs"] = json!([{ "ip": ip.to_string() }]);
+            let ipv6 = self.pod_ip6.map(|ip| json!({ "ip": ip.to_string() }));
+            let ips: Vec<Value> = std::iter::once(json!({ "ip": ip.to_string() }))
+                .chain(ipv6)
+                .collect();
+            status["podIPs"] = json!(ips);
         }
         if let Some(error) = &self.sandbox_error {
             status["message"] = json!(error);
@@ -295,6 +301,7 @@ mod tests {
         PodState {
             host_ip: Ipv4Addr::new(172, 30, 0, 11),
             pod_ip: Some(Ipv4Addr::new(10, 244, 1, 2)),
+            pod_ip6: None,
             start_time: "t".into(),
             sandbox_error: None,
             initialized: true,
@@ -402,6 +409,14 @@ mod tests {
     fn ready_follows_every_container_and_keeps_its_transition_time() {
         let status = state(vec![running(true)]).render(&json!({}));
         assert_eq!(status["podIP"], "10.244.1.2");
+        assert_eq!(status["podIPs"], json!([{ "ip": "10.244.1.2" }]));
+        let mut dual = state(vec![running(true)]);
+        dual.pod_ip6 = Some("fd00:10:244:1::2".parse().unwrap());
+        assert_eq!(
+            dual.render(&json!({}))["podIPs"],
+            json!([{ "ip": "10.244.1.2" }, { "ip": "fd00:10:244:1::2" }]),
+            "IPv4 first"
+        );
         let ready = status["conditions"]
             .as_array()
             .unwrap()

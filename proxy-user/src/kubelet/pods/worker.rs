@@ -122,7 +122,8 @@ fn sandbox(ctx: &Context, key: &PodKey, holder: &Holder, pod: &Pod) -> Result<Sa
         .ipam
         .allocate(holder)
         .map_err(|e| format!("allocating a pod address: {e}"))?;
-    let sandbox = Sandbox::new(key.netns(&ctx.config.netns_prefix), ip);
+    let netns = key.netns(&ctx.config.netns_prefix);
+    let sandbox = Sandbox::of(netns, ip, &ctx.plumbing.pod_cidrs);
     if let Err(error) = sandbox.ensure(&ctx.plumbing) {
         ctx.ipam.release(ip);
         return Err(error.to_string());
@@ -145,6 +146,7 @@ fn initial_state(ctx: &Context, pod: &Pod, sandbox: &Sandbox) -> PodState {
     PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: Some(sandbox.ip),
+        pod_ip6: sandbox.ip6,
         start_time: stored["startTime"]
             .as_str()
             .map_or_else(now_rfc3339, str::to_owned),
@@ -196,6 +198,7 @@ async fn write_pending(
     let state = PodState {
         host_ip: ctx.config.node_ip,
         pod_ip: None,
+        pod_ip6: None,
         start_time: now_rfc3339(),
         sandbox_error: Some(error),
         initialized,
@@ -257,7 +260,7 @@ pub async fn remove_local(ctx: &Context, key: &PodKey, uid: &str, sandbox: Optio
     let netns = key.netns(&ctx.config.netns_prefix);
     for (ip, holder) in ctx.ipam.held() {
         if holder.namespace == key.namespace && holder.name == key.name {
-            Sandbox::new(netns.clone(), ip).remove();
+            Sandbox::of(netns.clone(), ip, &ctx.plumbing.pod_cidrs).remove();
             ctx.ipam.release(ip);
         }
     }

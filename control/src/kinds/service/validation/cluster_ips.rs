@@ -11,9 +11,11 @@ use crate::validation::{FieldError, Rendered, child, go_string_slice, index};
 const IP_FAMILIES: [&str; 2] = ["IPv4", "IPv6"];
 const IP_FAMILY_POLICIES: [&str; 3] = ["PreferDualStack", "RequireDualStack", "SingleStack"];
 
-/// `clusterIP`, `clusterIPs`, `ipFamilies` and `ipFamilyPolicy` together.
-/// skiff's clusters are single-stack IPv4, so IPv6 is refused.
-pub(super) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
+/// `clusterIP`, `clusterIPs`, `ipFamilies` and `ipFamilyPolicy` together
+/// (kube-apiserver's `ValidateServiceClusterIPsRelatedFields`); whether the
+/// cluster has the families is checked when they are completed
+/// (`ip_families`).
+pub(crate) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
     let sp = "spec";
     let ips_path = child(sp, "clusterIPs");
     let families_path = child(sp, "ipFamilies");
@@ -43,12 +45,6 @@ pub(super) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
         let path = index(&families_path, i);
         if !IP_FAMILIES.contains(&family.as_str()) {
             errs.push(FieldError::not_supported(&path, family, &IP_FAMILIES));
-        } else if family == "IPv6" {
-            errs.push(FieldError::invalid(
-                &path,
-                family,
-                "not configured on this cluster",
-            ));
         }
         if !seen.insert(family) {
             errs.push(FieldError::duplicate(&path, family));
@@ -65,10 +61,12 @@ pub(super) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
         ));
     }
 
-    let mut seen_families = HashSet::new();
+    let mut addrs = Vec::new();
+    let mut invalid_ips = false;
     for (i, ip) in cluster_ips.iter().enumerate() {
         if i == 0 && ip == "None" {
             if cluster_ips.len() > 1 {
+                invalid_ips = true;
                 errs.push(FieldError::invalid(
                     &ips_path,
                     rendered_ips(),
@@ -77,27 +75,46 @@ pub(super) fn validate_cluster_ips(spec: &ServiceSpec) -> Vec<FieldError> {
             }
             continue;
         }
-        let path = index(&ips_path, i);
-        let Ok(addr) = ip.parse::<IpAddr>() else {
-            errs.push(FieldError::invalid(&path, ip, INVALID_IP));
-            continue;
-        };
-        let family = ip_family(addr);
-        if let Some(expected) = families.get(i)
-            && expected != family
-        {
-            errs.push(FieldError::invalid(
-                &path,
-                ip,
-                format!("expected an {expected} value as indicated by `ipFamilies[{i}]`"),
-            ));
+        match ip.parse::<IpAddr>() {
+            Ok(addr) => addrs.push(addr),
+            Err(_) => {
+                invalid_ips = true;
+                errs.push(FieldError::invalid(index(&ips_path, i), ip, INVALID_IP));
+            }
         }
-        if !seen_families.insert(family) {
-            errs.push(FieldError::invalid(
-                &ips_path,
-                rendered_ips(),
-                "may specify no more than one IP for each IP family",
-            ));
+    }
+    if cluster_ips.len() > 2 {
+        errs.push(FieldError::invalid(
+            &ips_path,
+            rendered_ips(),
+            "may only hold up to 2 values",
+        ));
+    }
+    // Bad IPs would skew what follows.
+    if invalid_ips {
+        return errs;
+    }
+    let distinct: HashSet<&str> = addrs.iter().map(|addr| ip_family(*addr)).collect();
+    if cluster_ips.len() > 1 && distinct.len() < 2 {
+        errs.push(FieldError::invalid(
+            &ips_path,
+            rendered_ips(),
+            "may specify no more than one IP for each IP family",
+        ));
+    }
+    let headless = cluster_ips.len() == 1 && cluster_ips[0] == "None";
+    if !headless {
+        for (i, (ip, expected)) in cluster_ips.iter().zip(families).enumerate() {
+            let Ok(addr) = ip.parse::<IpAddr>() else {
+                continue;
+            };
+            if IP_FAMILIES.contains(&expected.as_str()) && ip_family(addr) != expected {
+                errs.push(FieldError::invalid(
+                    index(&ips_path, i),
+                    ip,
+                    format!("expected an {expected} value as indicated by `ipFamilies[{i}]`"),
+                ));
+            }
         }
     }
     errs

@@ -28,8 +28,8 @@ fn object_entry<'m>(
 
 /// Fills in what kube-apiserver defaults on a Service before validation, on
 /// the raw JSON so that defaulted fields are stored and returned like
-/// upstream's. Also keeps `clusterIP` and `clusterIPs` in sync, as the
-/// registry does on create.
+/// upstream's. The IP family fields depend on the cluster's service ranges
+/// and the stored Service: `ip_families` completes them.
 pub fn default_service(service: &mut Value) {
     let Some(spec) = service
         .as_object_mut()
@@ -79,16 +79,15 @@ pub fn default_service(service: &mut Value) {
     }
     if ty != "ExternalName" {
         set_default(spec, "internalTrafficPolicy", "Cluster");
-        let no_families = spec
-            .get("ipFamilies")
-            .and_then(Value::as_array)
-            .is_none_or(Vec::is_empty);
-        if no_families {
-            spec.insert("ipFamilies".to_owned(), Value::from(vec!["IPv4"]));
-        }
-        set_default(spec, "ipFamilyPolicy", "SingleStack");
     }
+}
 
+/// Keeps `clusterIP` and `clusterIPs` in sync on create, as the registry
+/// does: an older client sets only the first.
+pub fn sync_cluster_ips(service: &mut Value) {
+    let Some(spec) = service.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
     let cluster_ip = spec
         .get("clusterIP")
         .and_then(Value::as_str)

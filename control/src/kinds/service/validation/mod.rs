@@ -1,5 +1,5 @@
 //! Service defaulting and validation: kube-apiserver's `SetDefaults_Service`
-//! and `ValidateService` for the single-stack IPv4 clusters skiff runs.
+//! and `ValidateService`.
 //!
 //! [`validate_service`] runs the rules in upstream's order, so the errors
 //! come out in the same order as kube-apiserver's.
@@ -19,7 +19,8 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 
-pub use defaults::default_service;
+pub(super) use cluster_ips::validate_cluster_ips as validate_cluster_ips_related;
+pub use defaults::{default_service, sync_cluster_ips};
 pub use options::ServiceOptions;
 
 use crate::validation::{FieldError, child, index, validate_labels};

@@ -1,16 +1,24 @@
 use serde_json::{Value, json};
 
+use super::super::ip_families::init_ip_family_fields;
 use super::addresses::{is_valid_cidr, validate_non_special_ip};
 use super::*;
+use crate::alloc::IpFamily;
 
 fn defaulted(mut raw: Value) -> Value {
     default_service(&mut raw);
+    sync_cluster_ips(&mut raw);
     raw
 }
 
-/// Defaults, decodes and validates `raw`, returning the messages.
+/// Defaults, completes for an IPv4 cluster, decodes and validates `raw`,
+/// as a create does, returning the messages.
 fn check(raw: Value) -> Vec<String> {
-    let service: Service = serde_json::from_value(defaulted(raw)).unwrap();
+    let mut raw = defaulted(raw);
+    if let Err(errs) = init_ip_family_fields(&[IpFamily::Ipv4], None, &mut raw) {
+        return errs.iter().map(ToString::to_string).collect();
+    }
+    let service: Service = serde_json::from_value(raw).unwrap();
     validate_service(&service, &ServiceOptions::default())
         .iter()
         .map(ToString::to_string)
@@ -34,9 +42,7 @@ fn defaults_cluster_ip_service() {
             "sessionAffinity": "None",
             "selector": {"app": "web"},
             "ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}],
-            "internalTrafficPolicy": "Cluster",
-            "ipFamilies": ["IPv4"],
-            "ipFamilyPolicy": "SingleStack"
+            "internalTrafficPolicy": "Cluster"
         })
     );
 }
@@ -274,7 +280,7 @@ fn cluster_ips() {
             json!({"clusterIP": "fd00::1", "ports": [{"port": 80}]})
         )),
         [
-            "spec.clusterIPs[0]: Invalid value: \"fd00::1\": expected an IPv4 value as indicated by `ipFamilies[0]`"
+            "spec.clusterIPs[0]: Invalid value: []string{\"fd00::1\"}: IPv6 is not configured on this cluster"
         ]
     );
     assert_eq!(
@@ -298,9 +304,7 @@ fn cluster_ips() {
             json!({"ipFamilies": ["IPv6", "IPv5", "IPv6"], "ipFamilyPolicy": "Mixed", "ports": [{"port": 80}]})
         )),
         [
-            "spec.ipFamilies[0]: Invalid value: \"IPv6\": not configured on this cluster",
             "spec.ipFamilies[1]: Unsupported value: \"IPv5\": supported values: \"IPv4\", \"IPv6\"",
-            "spec.ipFamilies[2]: Invalid value: \"IPv6\": not configured on this cluster",
             "spec.ipFamilies[2]: Duplicate value: \"IPv6\"",
             "spec.ipFamilyPolicy: Unsupported value: \"Mixed\": supported values: \"PreferDualStack\", \"RequireDualStack\", \"SingleStack\"",
         ]
