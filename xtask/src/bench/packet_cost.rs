@@ -14,6 +14,7 @@ use super::{
     results::PacketCost,
     rig::{Rig, XdpSupport},
 };
+use crate::sh;
 
 /// The kernel counts run time and runs only while this is 1.
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -100,19 +101,6 @@ impl RunStats {
 }
 
 fn bpftool(args: &[&str], last: &Path) -> Result<serde_json::Value> {
-    let output = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .arg(last)
-        .output()
-        .context("running bpftool")?;
-    if !output.status.success() {
-        bail!(
-            "bpftool {} {} failed: {}",
-            args.join(" "),
-            last.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    serde_json::from_slice(&output.stdout).context("reading bpftool's JSON")
+    let json = sh::stdout(Command::new("bpftool").arg("-j").args(args).arg(last))?;
+    serde_json::from_str(&json).context("reading bpftool's JSON")
 }

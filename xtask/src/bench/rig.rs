@@ -19,6 +19,7 @@ use skiff_tests::{
 };
 
 use super::catalog::{CRR_PORT, Endpoint, RR_PORT, SKIFF_SERVICE_CIDR};
+use crate::sh;
 
 pub const BACKENDS: usize = 10;
 const SERVER_READY: Duration = Duration::from_secs(10);
@@ -218,28 +219,15 @@ impl Rig {
         let node = self.cluster.node(node);
         let deadline = Instant::now() + limit;
         loop {
-            let cgroup = Command::new("bpftool")
-                .args(["cgroup", "show"])
-                .arg(node.cgroup_dir())
-                .output()
-                .context("running bpftool cgroup show")?;
-            let interfaces = node
-                .command("bpftool")
-                .args(["net", "show"])
-                .output()
-                .context("running bpftool net show")?;
-            for (what, output) in [("cgroup show", &cgroup), ("net show", &interfaces)] {
-                if !output.status.success() {
-                    bail!(
-                        "bpftool {what} on {}: {}",
-                        node.name(),
-                        String::from_utf8_lossy(&output.stderr).trim()
-                    );
-                }
-            }
-            let found = [&cgroup.stdout, &interfaces.stdout]
+            let cgroup = sh::stdout(
+                Command::new("bpftool")
+                    .args(["cgroup", "show"])
+                    .arg(node.cgroup_dir()),
+            )?;
+            let interfaces = sh::stdout(node.command("bpftool").args(["net", "show"]))?;
+            let found = [cgroup, interfaces]
                 .iter()
-                .any(|out| String::from_utf8_lossy(out).contains("skiff_"));
+                .any(|out| out.contains("skiff_"));
             if found == attached {
                 return Ok(());
             }

@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 use super::{load, rig::Rig};
+use crate::sh;
 
 /// The uplink, as the harness names it in every node.
 const UPLINK: &str = "eth0";
@@ -29,11 +30,13 @@ impl DropCeiling {
     /// beside node 1's agent's pins.
     pub fn load(rig: &Rig, object: &Path) -> Result<Self> {
         let pin = rig.node(1).bpffs_dir().with_file_name("bench-xdp-drop");
-        run(Command::new("bpftool")
-            .args(["prog", "load"])
-            .arg(object)
-            .arg(&pin)
-            .args(["type", "xdp"]))
+        sh::stdout(
+            Command::new("bpftool")
+                .args(["prog", "load"])
+                .arg(object)
+                .arg(&pin)
+                .args(["type", "xdp"]),
+        )
         .with_context(|| format!("loading {}", object.display()))?;
         Ok(Self { pin })
     }
@@ -43,11 +46,12 @@ impl DropCeiling {
     /// NodePort variants are.
     pub fn measure(&self, rig: &Rig, target: SocketAddr, time: std::time::Duration) -> Result<f64> {
         let node = rig.node(1);
-        run(node
-            .command("bpftool")
-            .args(["net", "attach", "xdpdrv", "pinned"])
-            .arg(&self.pin)
-            .args(["dev", UPLINK]))
+        sh::stdout(
+            node.command("bpftool")
+                .args(["net", "attach", "xdpdrv", "pinned"])
+                .arg(&self.pin)
+                .args(["dev", UPLINK]),
+        )
         .context("attaching the drop program to node1's uplink")?;
         let measured = (|| {
             let before = received(rig)?;
@@ -58,9 +62,10 @@ impl DropCeiling {
             }
             Ok(packets as f64 / blast.seconds)
         })();
-        let detached = run(node
-            .command("bpftool")
-            .args(["net", "detach", "xdpdrv", "dev", UPLINK]))
+        let detached = sh::stdout(
+            node.command("bpftool")
+                .args(["net", "detach", "xdpdrv", "dev", UPLINK]),
+        )
         .context("detaching the drop program from node1's uplink");
         let pps = measured?;
         detached?;
@@ -77,29 +82,13 @@ impl Drop for DropCeiling {
 /// Packets node 1's uplink has received: in native mode a veth counts every
 /// frame its XDP program ran on, dropped or not.
 fn received(rig: &Rig) -> Result<u64> {
-    let output = rig
-        .node(1)
-        .command("ip")
-        .args(["-s", "-j", "link", "show", "dev", UPLINK])
-        .output()
-        .context("running ip -s link show")?;
-    if !output.status.success() {
-        bail!(
-            "ip -s link show {UPLINK}: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    let links: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("reading ip's JSON")?;
+    let json = sh::stdout(
+        rig.node(1)
+            .command("ip")
+            .args(["-s", "-j", "link", "show", "dev", UPLINK]),
+    )?;
+    let links: serde_json::Value = serde_json::from_str(&json).context("reading ip's JSON")?;
     links[0]["stats64"]["rx"]["packets"]
         .as_u64()
         .context("ip -s link show gave no receive counter")
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let output = command.output().context("running bpftool")?;
-    if !output.status.success() {
-        bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
 }
