@@ -15,10 +15,15 @@ extern crate std;
 pub mod outlier_annotation;
 
 mod connect_outcome;
+mod ipv6;
 mod sock_reset;
 pub use connect_outcome::{
     CONNECT_ESTABLISHED, CONNECT_OUTCOMES_BYTES, CONNECT_OUTCOMES_MAP, CONNECT_REFUSED,
     CONNECT_TIMED_OUT, ConnectOutcome,
+};
+pub use ipv6::{
+    Backend6, Ipv6Words, ServiceCidr6, ServiceKey6, SockRevNatKey6, SockRevNatValue6, ipv6_octets,
+    ipv6_words,
 };
 pub use sock_reset::{ORPHANS_CAPACITY, ORPHANS_MAP, OrphanKey, SocketReset};
 
@@ -48,6 +53,11 @@ pub mod map_names {
     pub const MAGLEV: &str = "skiff_maglev";
     pub const SOURCE_RANGES: &str = "skiff_src_ranges";
     pub const FRONTEND_ADDRESSES: &str = "skiff_fe_addrs";
+    /// The IPv6 twins of the socket path's maps (`ipv6`).
+    pub const SERVICES6: &str = "skiff_services6";
+    pub const BACKENDS6: &str = "skiff_backends6";
+    pub const SOCK_REV_NAT6: &str = "skiff_sk_rnat6";
+    pub const CONFIG6: &str = "skiff_config6";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each

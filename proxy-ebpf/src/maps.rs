@@ -6,9 +6,11 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CONNECT_OUTCOMES_BYTES, CtKey,
-    CtValue, DatapathConfig, FrontendStats, MaglevTable, ORPHANS_CAPACITY, OrphanKey, ServiceKey,
-    ServiceValue, SockRevNatKey, SockRevNatValue, SourceRange, capacity, drop_reason,
+    AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey,
+    CONNECT_OUTCOMES_BYTES, CtKey, CtValue, DatapathConfig, FrontendStats, MaglevTable,
+    ORPHANS_CAPACITY, OrphanKey, ServiceCidr6, ServiceKey, ServiceKey6, ServiceValue,
+    SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, SourceRange, capacity,
+    drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -26,6 +28,25 @@ pub static BACKENDS: HashMap<BackendId, Backend> =
 #[map(name = "skiff_sock_rnat")]
 pub static SOCK_REV_NAT: LruHashMap<SockRevNatKey, SockRevNatValue> =
     LruHashMap::pinned(capacity::SOCK_REV_NAT, 0);
+
+/// IPv6 frontends; their ids share one space with the IPv4 ones, so the
+/// slots, affinity and stats maps serve both.
+#[map(name = "skiff_services6")]
+pub static SERVICES6: HashMap<ServiceKey6, ServiceValue> =
+    HashMap::pinned(capacity::SERVICES, BPF_F_NO_PREALLOC);
+
+/// IPv6 backends, by ids from the one backend id space.
+#[map(name = "skiff_backends6")]
+pub static BACKENDS6: HashMap<BackendId, Backend6> =
+    HashMap::pinned(capacity::BACKENDS, BPF_F_NO_PREALLOC);
+
+#[map(name = "skiff_sk_rnat6")]
+pub static SOCK_REV_NAT6: LruHashMap<SockRevNatKey6, SockRevNatValue6> =
+    LruHashMap::pinned(capacity::SOCK_REV_NAT, 0);
+
+/// The IPv6 service CIDR (one entry).
+#[map(name = "skiff_config6")]
+pub static CONFIG6: Array<ServiceCidr6> = Array::pinned(1, 0);
 
 #[map(name = "skiff_config")]
 pub static CONFIG: Array<DatapathConfig> = Array::pinned(1, 0);

@@ -3,17 +3,74 @@
 //! (`loadBalancerSourceRanges`), and which of its backends a new connection
 //! or flow goes to (client affinity, else a random slot for a connection,
 //! the Maglev table's or the flow hash's slot for a flow).
+//!
+//! Only finding a frontend and a backend's address depend on the address
+//! family (`Family`); slots, affinity and Maglev tables hold ids from one
+//! space shared by both families, so the choice itself is the same code.
 use aya_ebpf::{
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
     maps::lpm_trie::Key,
 };
 use proxy_common::{
     AFFINITY_CLIENT_ADDRESS, AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey,
-    MAGLEV_MAX_SIZE, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, ServiceKey, ServiceValue,
-    SourceRange,
+    Ipv6Words, MAGLEV_MAX_SIZE, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, ServiceKey,
+    ServiceKey6, ServiceValue, SourceRange,
 };
 
-use crate::maps::{AFFINITY, BACKEND_SLOTS, BACKENDS, MAGLEV, SERVICES, SOURCE_RANGES};
+use crate::maps::{
+    AFFINITY, BACKEND_SLOTS, BACKENDS, BACKENDS6, MAGLEV, SERVICES, SERVICES6, SOURCE_RANGES,
+};
+
+/// An address family's frontend and backend maps.
+pub trait Family {
+    type Address: Copy;
+    /// The frontend at `address`, `port` (network byte order) and
+    /// `protocol`, if there is one.
+    fn service(address: Self::Address, port: u16, protocol: u8) -> Option<ServiceValue>;
+    /// A backend's address and port (network byte order).
+    fn backend(id: BackendId) -> Option<(Self::Address, u16)>;
+}
+
+pub struct V4;
+pub struct V6;
+
+impl Family for V4 {
+    type Address = u32;
+
+    #[inline(always)]
+    fn service(address: u32, port: u16, protocol: u8) -> Option<ServiceValue> {
+        service(address, port, protocol)
+    }
+
+    #[inline(always)]
+    fn backend(id: BackendId) -> Option<(u32, u16)> {
+        backend(id).map(|backend| (backend.address, backend.port))
+    }
+}
+
+impl Family for V6 {
+    type Address = Ipv6Words;
+
+    #[inline(always)]
+    fn service(address: Ipv6Words, port: u16, protocol: u8) -> Option<ServiceValue> {
+        let key = ServiceKey6 {
+            address,
+            port,
+            protocol,
+            pad: 0,
+        };
+        // SAFETY: read and copied.
+        (unsafe { SERVICES6.get(&key) }).copied()
+    }
+
+    #[inline(always)]
+    fn backend(id: BackendId) -> Option<(Ipv6Words, u16)> {
+        // SAFETY: read and copied.
+        (unsafe { BACKENDS6.get(id) })
+            .copied()
+            .map(|backend| (backend.address, backend.port))
+    }
+}
 
 /// The frontend at `address`, `port` and `protocol`, if there is one.
 #[inline(always)]

@@ -10,7 +10,7 @@ use clap::{
 
 use crate::{
     kubelet::pods::{ipam::PodCidrs, oci::monitor::MonitorArgs},
-    proxy::datapath::{MaglevSize, ServiceCidr, XdpChoice},
+    proxy::datapath::{MaglevSize, ServiceCidrs, XdpChoice},
 };
 
 /// skiff-agent programs this node's eBPF service load balancer.
@@ -156,10 +156,11 @@ pub struct Args {
     #[arg(long, env = "SKIFF_CGROUP")]
     pub cgroup: PathBuf,
 
-    /// The cluster's service CIDR. A connect to an address in it that no
-    /// Service has is refused at once instead of hanging.
+    /// The cluster's service CIDRs: IPv4, then optionally IPv6
+    /// (`10.96.0.0/12,fd00:10:96::/112`). A connect to an address in one
+    /// that no Service has is refused at once instead of hanging.
     #[arg(long, env = "SKIFF_SERVICE_CIDR", default_value = "10.96.0.0/12")]
-    pub service_cidr: ServiceCidr,
+    pub service_cidr: ServiceCidrs,
 
     /// Directory on a bpf filesystem where the maps and program links are
     /// pinned, and found again after a restart.

@@ -187,7 +187,7 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
                 name,
                 xdp: args.xdp,
             }),
-            service_cidr: args.service_cidr,
+            service_cidrs: args.service_cidr,
             maglev: MaglevParams {
                 size: args.maglev_table_size,
                 seed: args.hash_seed,
@@ -239,8 +239,14 @@ fn kubelet_config(
     api: apiserver::Connection,
 ) -> anyhow::Result<kubelet::Config> {
     let pod_cidrs = args.pod_cidr.context("--run-pods needs --pod-cidr")?;
-    // Pods reach Services through the gateway whatever --pod-route says.
-    let mut routes = vec![args.service_cidr.to_string()];
+    // Pods reach Services through the gateway whatever --pod-route says
+    // (the socket hooks translate connects before any route is looked up;
+    // the route keeps what they refuse from taking a default route). The
+    // IPv6 range only for pods that have IPv6.
+    let mut routes = vec![args.service_cidr.v4.to_string()];
+    if pod_cidrs.ipv6.is_some() {
+        routes.extend(args.service_cidr.v6.map(|cidr| cidr.to_string()));
+    }
     routes.extend(args.pod_routes.iter().cloned());
     Ok(kubelet::Config {
         node_name: args.node_name.clone(),

@@ -244,12 +244,13 @@ impl Cluster {
     }
 
     /// Makes the cluster dual-stack: the nodes' IPv6 sides
-    /// (`wiring::node_ipv6_side`), again on a cluster that has them.
+    /// (`wiring::node_ipv6_side`), again on a cluster that has them, and the
+    /// root netns's blackhole for the IPv6 service range.
     pub fn wire_ipv6(&self) -> Result<()> {
         for node in &self.nodes {
             wiring::node_ipv6_side(node, &self.nodes)?;
         }
-        Ok(())
+        wiring::service_blackhole_v6()
     }
 
     pub fn prefix(&self) -> &Prefix {

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::addressing::SERVICE_CIDR;
+use crate::addressing::{SERVICE_CIDR, SERVICE_CIDR_V6};
 use crate::bpffs::{self, BPFFS_ROOT};
 use crate::cgroup::{self, cgroup2_root};
 use crate::cmd::{ip, run};
@@ -197,16 +197,23 @@ fn remove_blackhole_if_unused(removed: &mut Vec<String>) -> Result<()> {
     if root_links()?.iter().any(|l| Prefix::owner_of(l).is_some()) {
         return Ok(());
     }
-    let cidr = SERVICE_CIDR.to_string();
-    if ip(&format!("route show exact {cidr} proto {ROUTE_PROTO}"))?
+    let cidrs = [
+        ("-4", SERVICE_CIDR.to_string()),
+        ("-6", SERVICE_CIDR_V6.to_owned()),
+    ];
+    for (family, cidr) in cidrs {
+        if ip(&format!(
+            "{family} route show exact {cidr} proto {ROUTE_PROTO}"
+        ))?
         .trim()
         .is_empty()
-    {
-        return Ok(());
+        {
+            continue;
+        }
+        ip(&format!(
+            "{family} route delete blackhole {cidr} proto {ROUTE_PROTO}"
+        ))?;
+        removed.push(format!("route blackhole {cidr}"));
     }
-    ip(&format!(
-        "route delete blackhole {cidr} proto {ROUTE_PROTO}"
-    ))?;
-    removed.push(format!("route blackhole {cidr}"));
     Ok(())
 }

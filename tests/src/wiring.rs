@@ -4,7 +4,7 @@
 
 use crate::addressing::{
     CONTROL_PLANE_IP, FABRIC_CIDR, FABRIC_IPV6_PREFIX_LEN, POD_BRIDGE, POD_SUPERNET, SERVICE_CIDR,
-    node_ipv6, pod_cidr_v6, pod_gateway_v6,
+    SERVICE_CIDR_V6, node_ipv6, pod_cidr_v6, pod_gateway_v6,
 };
 use crate::cmd::{ip, ip_in, run};
 use crate::error::Result;
@@ -57,6 +57,16 @@ pub(crate) fn control_plane(root_link: &str, fabric: &str, nodes: &[Node]) -> Re
 pub(crate) fn service_blackhole() -> Result<()> {
     ip(&format!(
         "route replace blackhole {SERVICE_CIDR} proto {ROUTE_PROTO}"
+    ))
+    .map(drop)
+}
+
+/// The same for the IPv6 service range, on a dual-stack cluster: a
+/// connect the socket hooks let through (an address no Service has, from
+/// outside skiff's cgroup) fails on the host.
+pub(crate) fn service_blackhole_v6() -> Result<()> {
+    ip(&format!(
+        "-6 route replace blackhole {SERVICE_CIDR_V6} proto {ROUTE_PROTO}"
     ))
     .map(drop)
 }

@@ -200,10 +200,11 @@ fn the_cluster_ip_keeps_answering_while_the_agent_is_killed_and_restarted() {
     let mut web = Web::start();
     let node1_cgroup = web.testbed.cluster().node(1).cgroup_dir().to_path_buf();
     let hooks_before = bpftool_json(&["cgroup", "show"], &node1_cgroup);
-    // connect4, sendmsg4, recvmsg4, getpeername4 and sock_ops.
+    // connect, sendmsg, recvmsg and getpeername for each family, and
+    // sock_ops.
     assert_eq!(
         hooks_before.len(),
-        5,
+        9,
         "one program per hook: {hooks_before:?}"
     );
 
@@ -238,7 +239,7 @@ fn the_cluster_ip_keeps_answering_while_the_agent_is_killed_and_restarted() {
     let hooks_after = bpftool_json(&["cgroup", "show"], &node1_cgroup);
     assert_eq!(
         hooks_after.len(),
-        5,
+        9,
         "one program per hook: {hooks_after:?}"
     );
     assert_eq!(pinned_entries(&web.testbed, 1, "skiff_services"), 3);

@@ -6,7 +6,7 @@
 //! hold only while they look names up.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use crate::proxy::cluster::protocol::Protocol;
@@ -121,11 +121,16 @@ fn ready_endpoints(slices: &[&SliceRecord]) -> Box<[DnsEndpoint]> {
             })
             .collect();
         for endpoint in &slice.endpoints {
-            if endpoint.usable != Usable::Ready || endpoints.iter().any(|e| e.ip == endpoint.ip) {
+            // Cluster DNS answers A records only: IPv6 slices' addresses
+            // have no record.
+            let IpAddr::V4(ip) = endpoint.ip else {
+                continue;
+            };
+            if endpoint.usable != Usable::Ready || endpoints.iter().any(|e| e.ip == ip) {
                 continue;
             }
             endpoints.push(DnsEndpoint {
-                ip: endpoint.ip,
+                ip,
                 hostname: slice.hostname_of(endpoint).map(Into::into),
                 ports: ports.clone(),
             });

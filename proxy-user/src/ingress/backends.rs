@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::proxy::cluster::protocol::Protocol;
-use crate::proxy::cluster::records::Usable;
+use crate::proxy::cluster::records::{IpFamily, Usable};
 use crate::proxy::cluster::service_ref::ServiceRef;
 use crate::proxy::cluster::state::ClusterState;
 
@@ -39,6 +39,11 @@ pub fn resolve(
         else {
             continue;
         };
+        // One family is enough: a dual-stack pod would otherwise be two
+        // endpoints of the pool.
+        if slice.family != IpFamily::V4 {
+            continue;
+        }
         for endpoint in slice.endpoints.iter() {
             let addr = SocketAddr::from((endpoint.ip, target));
             match endpoint.usable {

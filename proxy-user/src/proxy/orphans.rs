@@ -5,17 +5,21 @@
 //! TCP is left alone: a TCP connection to a removed backend fails by itself
 //! when the backend goes, and one to a backend that is only terminating
 //! must be allowed to finish, as with kube-proxy.
+//!
+//! IPv4 only: the reset iterator reads the IPv4 fields of each socket, so
+//! an IPv6 socket connected to a removed backend is not reset (its sends
+//! fail until it reconnects).
 use std::{
     collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4},
 };
 
-use proxy_common::{Backend, OrphanKey, PROTO_UDP, ServiceKey};
-use tracing::{error, info, warn};
+use proxy_common::{OrphanKey, PROTO_UDP};
+use tracing::{debug, error, info, warn};
 
 use super::{
     cluster::service_ref::ServiceRef,
-    datapath::{Datapath, chain},
+    datapath::{BackendKey, Datapath, FrontendKey, chain},
     telemetry::Telemetry,
 };
 
@@ -32,15 +36,22 @@ impl Orphans {
     pub fn note(
         &mut self,
         service: Option<&ServiceRef>,
-        frontend: ServiceKey,
-        removed: impl IntoIterator<Item = Backend>,
+        frontend: FrontendKey,
+        removed: impl IntoIterator<Item = BackendKey>,
     ) {
-        if frontend.protocol != PROTO_UDP {
+        if frontend.protocol() != PROTO_UDP {
             return;
         }
         for backend in removed {
-            self.pending
-                .insert(OrphanKey { frontend, backend }, service.cloned());
+            match (frontend, backend) {
+                (FrontendKey::V4(frontend), BackendKey::V4(backend)) => {
+                    self.pending
+                        .insert(OrphanKey { frontend, backend }, service.cloned());
+                }
+                _ => {
+                    debug!(%frontend, %backend, "connected IPv6 UDP sockets of a removed backend are not reset");
+                }
+            }
         }
     }
 
@@ -87,7 +98,7 @@ impl Orphans {
 
 #[cfg(test)]
 mod tests {
-    use proxy_common::PROTO_TCP;
+    use proxy_common::{Backend, PROTO_TCP, ServiceKey};
 
     use super::*;
 
@@ -116,11 +127,15 @@ mod tests {
             name: "web".into(),
         };
         let mut orphans = Orphans::default();
-        orphans.note(Some(&service), frontend(PROTO_TCP), [backend(2, PROTO_TCP)]);
         orphans.note(
             Some(&service),
-            frontend(PROTO_UDP),
-            [backend(2, PROTO_UDP), backend(3, PROTO_UDP)],
+            frontend(PROTO_TCP).into(),
+            [backend(2, PROTO_TCP).into()],
+        );
+        orphans.note(
+            Some(&service),
+            frontend(PROTO_UDP).into(),
+            [backend(2, PROTO_UDP).into(), backend(3, PROTO_UDP).into()],
         );
         let pending: Vec<(OrphanKey, Option<ServiceRef>)> = orphans.pending.into_iter().collect();
         assert_eq!(

@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use proxy_common::{Backend, CONNECT_ESTABLISHED, ConnectOutcome, PROTO_TCP, ServiceKey};
+use proxy_common::{Backend, CONNECT_ESTABLISHED, ConnectOutcome, PROTO_TCP};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -24,7 +24,7 @@ use super::{
         service_ref::ServiceRef,
         shared::SharedCluster,
     },
-    datapath::{Datapath, WriteError, chain},
+    datapath::{BackendKey, Datapath, FrontendKey, WriteError, chain},
     health_check::HealthChecks,
     orphans::Orphans,
     outlier::{Detector, EventReporter, report},
@@ -46,9 +46,9 @@ pub struct Syncer {
     cluster: SharedCluster,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
-    owners: HashMap<ServiceKey, ServiceRef>,
+    owners: HashMap<FrontendKey, ServiceRef>,
     /// The frontends each service owns.
-    owned: HashMap<ServiceRef, BTreeSet<ServiceKey>>,
+    owned: HashMap<ServiceRef, BTreeSet<FrontendKey>>,
     health_checks: HealthChecks,
     /// UDP backends removed by the writes so far, whose sockets to reset.
     orphans: Orphans,
@@ -57,7 +57,7 @@ pub struct Syncer {
     /// What the DNS server answers from, kept with the same changes.
     dns_index: Option<SharedIndex>,
     /// Passive health of the frontends whose Service asks for it.
-    detector: Detector<ServiceKey>,
+    detector: Detector<FrontendKey>,
     events: EventReporter,
 }
 
@@ -195,13 +195,15 @@ impl Syncer {
         let now = Instant::now();
         let mut touched = BTreeSet::new();
         for outcome in batch {
-            let frontend = outcome.frontend;
-            let backend = backend_addr(&Backend {
+            // The sock_ops program watches IPv4 connects only.
+            let frontend = FrontendKey::V4(outcome.frontend);
+            let backend = BackendKey::V4(Backend {
                 address: outcome.backend_address,
                 port: outcome.backend_port,
                 protocol: PROTO_TCP,
                 pad: 0,
-            });
+            })
+            .socket_addr();
             let failed = outcome.outcome != CONNECT_ESTABLISHED;
             let Some(duration) = self.detector.observe(frontend, backend, failed, now) else {
                 continue;
@@ -334,18 +336,19 @@ impl Syncer {
             }
             keys.insert(key);
             self.owners.insert(key, service.clone());
-            let wanted: Vec<Backend> = backends
+            let wanted: Vec<BackendKey> = backends
                 .iter()
                 .map(|backend| backend_of(backend, frontend))
                 .collect();
             // Passive health watches TCP connects only.
             let wanted = match outlier_detection.filter(|_| frontend.protocol == Protocol::Tcp) {
                 Some(config) => {
-                    let addrs: Vec<SocketAddr> = wanted.iter().map(backend_addr).collect();
+                    let addrs: Vec<SocketAddr> =
+                        wanted.iter().map(BackendKey::socket_addr).collect();
                     let kept = self.detector.track(key, config, &addrs, Instant::now());
                     wanted
                         .into_iter()
-                        .filter(|backend| kept.contains(&backend_addr(backend)))
+                        .filter(|backend| kept.contains(&backend.socket_addr()))
                         .collect()
                 }
                 None => {
@@ -380,8 +383,8 @@ impl Syncer {
         &mut self,
         service: &ServiceRef,
         frontend: &Frontend,
-        key: ServiceKey,
-        wanted: &[Backend],
+        key: FrontendKey,
+        wanted: &[BackendKey],
         policy: &Policy,
     ) -> Result<(), WriteError> {
         let change = self
@@ -417,7 +420,7 @@ impl Syncer {
     /// Frontends in the maps that no service owns: left by an earlier agent
     /// for services deleted while it was down.
     fn remove_unowned(&mut self) -> Result<(), WriteError> {
-        let unowned: Vec<ServiceKey> = self
+        let unowned: Vec<FrontendKey> = self
             .datapath
             .frontends()
             .filter(|key| !self.owners.contains_key(key))
@@ -445,30 +448,20 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-fn service_key(frontend: &Frontend) -> ServiceKey {
-    ServiceKey {
-        address: u32::from_ne_bytes(frontend.ip.octets()),
-        port: frontend.port.to_be(),
-        protocol: ip_protocol(frontend.protocol),
-        pad: 0,
-    }
+fn service_key(frontend: &Frontend) -> FrontendKey {
+    FrontendKey::new(
+        frontend.ip,
+        frontend.port.to_be(),
+        ip_protocol(frontend.protocol),
+    )
 }
 
-fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> Backend {
-    Backend {
-        address: u32::from_ne_bytes(backend.ip.octets()),
-        port: backend.port.to_be(),
-        protocol: ip_protocol(frontend.protocol),
-        pad: 0,
-    }
-}
-
-/// A backend's address, as passive health knows it.
-fn backend_addr(backend: &Backend) -> SocketAddr {
-    SocketAddr::from((
-        Ipv4Addr::from(backend.address.to_ne_bytes()),
-        u16::from_be(backend.port),
-    ))
+fn backend_of(backend: &BackendAddr, frontend: &Frontend) -> BackendKey {
+    BackendKey::new(
+        backend.ip,
+        backend.port.to_be(),
+        ip_protocol(frontend.protocol),
+    )
 }
 
 /// The protocol number the datapath's map keys carry.

@@ -8,9 +8,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use proxy_common::{ServiceKey, drop_reason};
+use proxy_common::drop_reason;
 
-use super::{cluster::service_ref::ServiceRef, datapath::FrontendView};
+use super::{
+    cluster::service_ref::ServiceRef,
+    datapath::{FrontendKey, FrontendView},
+};
 
 /// Upper bounds, in seconds, of the change-to-datapath latency buckets.
 const LATENCY_BUCKETS: [f64; 13] = [
@@ -24,7 +27,7 @@ pub struct Telemetry(Arc<Mutex<State>>);
 
 #[derive(Default)]
 struct State {
-    labels: HashMap<ServiceKey, Labels>,
+    labels: HashMap<FrontendKey, Labels>,
     full_syncs: u64,
     last_full_sync: Option<(SystemTime, Duration)>,
     change_batches: u64,
@@ -64,7 +67,12 @@ impl Telemetry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn frontend_programmed(&self, key: ServiceKey, service: &ServiceRef, port_name: &Arc<str>) {
+    pub fn frontend_programmed(
+        &self,
+        key: FrontendKey,
+        service: &ServiceRef,
+        port_name: &Arc<str>,
+    ) {
         self.state().labels.insert(
             key,
             Labels {
@@ -74,7 +82,7 @@ impl Telemetry {
         );
     }
 
-    pub fn frontend_removed(&self, key: &ServiceKey) {
+    pub fn frontend_removed(&self, key: &FrontendKey) {
         self.state().labels.remove(key);
     }
 
@@ -308,18 +316,18 @@ fn frontend_labels(state: &State, view: &FrontendView) -> String {
 
 #[cfg(test)]
 mod tests {
-    use proxy_common::{FrontendStats, PROTO_TCP, ServiceValue};
+    use proxy_common::{FrontendStats, PROTO_TCP, ServiceKey, ServiceValue};
 
     use super::*;
 
     fn view() -> FrontendView {
         FrontendView {
-            key: ServiceKey {
+            key: FrontendKey::V4(ServiceKey {
                 address: u32::from_ne_bytes([10, 96, 0, 10]),
                 port: 80u16.to_be(),
                 protocol: PROTO_TCP,
                 pad: 0,
-            },
+            }),
             value: ServiceValue {
                 id: 1,
                 backend_count: 0,

@@ -1,13 +1,13 @@
 //! Translation of one Service and its EndpointSlices into the frontends the
 //! cluster wants served, with the rules kube-proxy applies. Pure: no I/O, no state.
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use tracing::warn;
 
 use super::protocol::Protocol;
-use super::records::{Hints, ServiceRecord, ServiceType, SliceRecord, Usable};
+use super::records::{Hints, IpFamily, ServiceRecord, ServiceType, SliceRecord, Usable};
 use super::service_ref::ServiceRef;
 use super::topology::{Mode, Place};
 use crate::proxy::policy::{Policy, SourceCidr};
@@ -15,7 +15,7 @@ use crate::proxy::policy::{Policy, SourceCidr};
 /// One address, port and protocol on which a Service is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Frontend {
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub port: u16,
     pub protocol: Protocol,
     /// The Service port's name, "" when unnamed.
@@ -25,7 +25,8 @@ pub struct Frontend {
 /// An endpoint address with the port the Service port targets on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendAddr {
-    pub ip: Ipv4Addr,
+    /// Of its frontend's family.
+    pub ip: IpAddr,
     pub port: u16,
 }
 
@@ -75,8 +76,9 @@ const DNS_PORT: u16 = 53;
 /// The frontends of Service `svc` (whose record is `service`) as seen from
 /// node `node`, with backends from `slices` (the EndpointSlices labelled
 /// for it). Frontends come ordered by address, port and protocol. What the
-/// datapath cannot serve (SCTP, IPv6, malformed fields) was dropped when
-/// the record was read; the rest still works.
+/// datapath cannot serve (SCTP, IPv6 load balancer and external IPs,
+/// malformed fields) was dropped when the record was read; the rest still
+/// works. Each ClusterIP balances over the endpoints of its own family.
 pub fn desired_frontends(
     svc: &ServiceRef,
     service: &ServiceRecord,
@@ -84,7 +86,9 @@ pub fn desired_frontends(
     node: NodeRef<'_>,
 ) -> Vec<DesiredFrontend> {
     // An ExternalName Service is a DNS alias; it has no address to balance.
-    if service.type_ == ServiceType::ExternalName || service.cluster_ips.is_empty() {
+    if service.type_ == ServiceType::ExternalName
+        || (service.cluster_ips.is_empty() && service.cluster_ips6.is_empty())
+    {
         return Vec::new();
     }
     let affinity_timeout = service.affinity_timeout;
@@ -131,8 +135,8 @@ pub fn desired_frontends(
         };
         let protocol = service_port.protocol;
         let port_name = &service_port.name;
-        let frontend = |ip, port| Frontend {
-            ip,
+        let frontend = |ip: Ipv4Addr, port| Frontend {
+            ip: ip.into(),
             port,
             protocol,
             port_name: port_name.clone(),
@@ -144,10 +148,10 @@ pub fn desired_frontends(
         });
         let cluster_backends = match local_dns {
             Some(server) => vec![BackendAddr {
-                ip: *server.ip(),
+                ip: (*server.ip()).into(),
                 port: server.port(),
             }],
-            None => backends(port_name, protocol, slices, locality),
+            None => backends(port_name, protocol, slices, locality, IpFamily::V4),
         };
         for &ip in &service.cluster_ips {
             desired.push(DesiredFrontend {
@@ -156,7 +160,25 @@ pub fn desired_frontends(
                 policy: cluster_policy.clone(),
             });
         }
-        let external_backends = backends(port_name, protocol, slices, external_locality);
+        if !service.cluster_ips6.is_empty() {
+            let backends6 = backends(port_name, protocol, slices, locality, IpFamily::V6);
+            for &ip in &service.cluster_ips6 {
+                desired.push(DesiredFrontend {
+                    frontend: Frontend {
+                        ip: ip.into(),
+                        port,
+                        protocol,
+                        port_name: port_name.clone(),
+                    },
+                    backends: backends6.clone(),
+                    policy: cluster_policy.clone(),
+                });
+            }
+        }
+        // Node, load balancer and external addresses are IPv4 (the
+        // per-packet path is IPv4 only).
+        let external_backends =
+            backends(port_name, protocol, slices, external_locality, IpFamily::V4);
         if let (Some(ip), Some(node_port)) = (node_ip, service_port.node_port) {
             desired.push(DesiredFrontend {
                 frontend: frontend(ip, node_port),
@@ -213,13 +235,15 @@ pub fn health_check(
         return None;
     }
     let port = service.health_check_node_port?;
-    let mut local: Vec<Ipv4Addr> = Vec::new();
+    // The load balancer reaches the node over IPv4: its endpoints count.
+    let mut local: Vec<IpAddr> = Vec::new();
     for service_port in &service.ports {
         let endpoints = backends(
             &service_port.name,
             service_port.protocol,
             slices,
             Locality::Node(node.name),
+            IpFamily::V4,
         );
         local.extend(endpoints.iter().map(|backend| backend.ip));
     }
@@ -241,7 +265,7 @@ enum Locality<'a> {
 }
 
 /// The backends of one Service port, at the port the slice publishes under
-/// the same port name: the ready IPv4 endpoints within `locality` or, when
+/// the same port name: the ready endpoints of `family` within `locality` or, when
 /// there is none, the serving-and-terminating ones (kube-proxy's fallback,
 /// so a Service whose pods are all rolling over keeps answering; as in
 /// kube-proxy, that fallback ignores topology).
@@ -250,10 +274,11 @@ fn backends(
     protocol: Protocol,
     slices: &[&SliceRecord],
     locality: Locality<'_>,
+    family: IpFamily,
 ) -> Vec<BackendAddr> {
     let mut ready: Vec<(BackendAddr, Option<&Hints>)> = Vec::new();
     let mut terminating = Vec::new();
-    for slice in slices {
+    for slice in slices.iter().filter(|slice| slice.family == family) {
         // The EndpointSlice controller names each slice port after the
         // Service port it resolves (both unnamed for a single-port Service).
         let Some(slice_port) = slice

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use proxy_common::outlier_annotation;
@@ -51,6 +51,8 @@ pub struct ServiceRecord {
     /// The IPv4 cluster addresses, primary first, deduplicated. Empty for
     /// a headless Service or one not allocated yet.
     pub cluster_ips: Box<[Ipv4Addr]>,
+    /// The IPv6 cluster addresses (a dual-stack or IPv6 Service's).
+    pub cluster_ips6: Box<[Ipv6Addr]>,
     /// The ports the datapath can balance (TCP and UDP).
     pub ports: Box<[ServicePort]>,
     /// `internalTrafficPolicy: Local`.
@@ -88,12 +90,33 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
 }
 
+/// An EndpointSlice's `addressType`, and a frontend's address family: a
+/// frontend's backends come from the slices of its own family only, as
+/// kube-proxy runs one proxier per family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpFamily {
+    #[default]
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    pub fn of(ip: &IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => Self::V4,
+            IpAddr::V6(_) => Self::V6,
+        }
+    }
+}
+
 /// What the agent keeps of an EndpointSlice. A slice of another address
-/// family keeps only its owner: nothing in it is usable.
+/// type (FQDN) keeps only its owner: nothing in it is usable.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SliceRecord {
     /// The Service its `kubernetes.io/service-name` label names.
     pub service: Option<Arc<str>>,
+    /// `addressType`: the family of every address in `endpoints`.
+    pub family: IpFamily,
     pub ports: Box<[SlicePort]>,
     /// The node names `endpoints` refer to, each once.
     pub nodes: Box<[Box<str>]>,
@@ -135,7 +158,8 @@ pub struct SlicePort {
 /// One address of an endpoint, with what kube-proxy needs of the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EndpointAddr {
-    pub ip: Ipv4Addr,
+    /// Of the slice's family.
+    pub ip: IpAddr,
     /// Index into the slice's `nodes`; `None` when the endpoint names no node.
     pub node: Option<u16>,
     /// Index into the slice's `hostnames`; `None` when the endpoint has none.
@@ -215,11 +239,13 @@ impl ServiceRecord {
             ServiceType::ExternalName => spec.external_name.map(|name| name.into()),
             _ => None,
         };
+        let (cluster_ips, cluster_ips6) = cluster_ips(svc, spec.cluster_ip, spec.cluster_ips);
         Self {
             type_,
             headless,
             external_name,
-            cluster_ips: cluster_ips(svc, spec.cluster_ip, spec.cluster_ips),
+            cluster_ips,
+            cluster_ips6,
             ports: spec
                 .ports
                 .into_iter()
@@ -271,17 +297,21 @@ impl SliceRecord {
             .and_then(|metadata| metadata.labels)
             .and_then(|mut labels| labels.remove(SERVICE_NAME_LABEL))
             .map(|name| Arc::from(&*name));
-        if wire.address_type != "IPv4" {
-            debug!(
-                %slice,
-                address_type = %wire.address_type,
-                "skipping the endpoints of a non-IPv4 EndpointSlice"
-            );
-            return Ok(Self {
-                service,
-                ..Self::default()
-            });
-        }
+        let family = match &*wire.address_type {
+            "IPv4" => IpFamily::V4,
+            "IPv6" => IpFamily::V6,
+            _ => {
+                debug!(
+                    %slice,
+                    address_type = %wire.address_type,
+                    "skipping the endpoints of an EndpointSlice of neither IP family"
+                );
+                return Ok(Self {
+                    service,
+                    ..Self::default()
+                });
+            }
+        };
         let ports = wire
             .ports
             .into_iter()
@@ -326,24 +356,30 @@ impl SliceRecord {
                 });
             let hint = hint.and_then(|index| u16::try_from(index).ok());
             for address in &endpoint.addresses {
-                match address.parse::<Ipv4Addr>() {
-                    Ok(ip) => endpoints.push(EndpointAddr {
+                match address
+                    .parse::<IpAddr>()
+                    .ok()
+                    .filter(|ip| IpFamily::of(ip) == family)
+                {
+                    Some(ip) => endpoints.push(EndpointAddr {
                         ip,
                         node,
                         hostname,
                         hints: hint,
                         usable,
                     }),
-                    Err(_) => warn!(
+                    None => warn!(
                         %slice,
                         address = %address,
-                        "skipping unparsable endpoint address"
+                        address_type = %wire.address_type,
+                        "skipping an endpoint address that is not of the slice's address type"
                     ),
                 }
             }
         }
         Ok(Self {
             service,
+            family,
             ports,
             nodes: nodes.into(),
             endpoints: endpoints.into(),
@@ -418,18 +454,20 @@ fn service_port(svc: &ServiceRef, port: wire::ServicePort<'_>) -> Option<Service
     })
 }
 
-/// The Service's IPv4 cluster addresses, primary first. `clusterIPs` lists
-/// every family's address; older objects may only have `clusterIP`.
+/// The Service's IPv4 and IPv6 cluster addresses, primary first.
+/// `clusterIPs` lists every family's address; older objects may only have
+/// `clusterIP`.
 fn cluster_ips(
     svc: &ServiceRef,
     cluster_ip: Option<Cow<'_, str>>,
     cluster_ips: Option<Vec<Cow<'_, str>>>,
-) -> Box<[Ipv4Addr]> {
+) -> (Box<[Ipv4Addr]>, Box<[Ipv6Addr]>) {
     let listed: Vec<Cow<'_, str>> = match cluster_ips {
         Some(ips) if !ips.is_empty() => ips,
         _ => cluster_ip.into_iter().collect(),
     };
     let mut ips = Vec::new();
+    let mut ips6 = Vec::new();
     for raw in &listed {
         // "None" marks a headless Service (DNS only); "" one not allocated yet.
         if raw.is_empty() || raw == "None" {
@@ -437,14 +475,12 @@ fn cluster_ips(
         }
         match raw.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
-            Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(_)) => {
-                debug!(service = %svc, cluster_ip = %raw, "skipping IPv6 cluster IP");
-            }
+            Ok(IpAddr::V6(ip)) if !ips6.contains(&ip) => ips6.push(ip),
+            Ok(_) => {}
             Err(_) => warn!(service = %svc, cluster_ip = %raw, "skipping unparsable cluster IP"),
         }
     }
-    ips.into()
+    (ips.into(), ips6.into())
 }
 
 /// The IPv4 addresses of a list field, deduplicated; others are skipped
@@ -460,7 +496,7 @@ fn ipv4_list<'a>(
             Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
             Ok(IpAddr::V4(_)) => {}
             Ok(IpAddr::V6(_)) => {
-                debug!(service = %svc, field, address = %text, "skipping IPv6 address")
+                debug!(service = %svc, field, address = %text, "skipping IPv6 address: IPv6 load balancer and external IPs get no frontend (the per-packet path is IPv4 only)")
             }
             Err(_) => warn!(service = %svc, field, address = %text, "skipping unparsable address"),
         }

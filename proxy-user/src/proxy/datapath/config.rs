@@ -1,7 +1,103 @@
 //! Node-wide settings for the programs.
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{Ipv4Addr, Ipv6Addr},
+    str::FromStr,
+};
 
-use proxy_common::DatapathConfig;
+use proxy_common::{DatapathConfig, ServiceCidr6, ipv6_words};
+
+/// The cluster's service CIDRs, as kube-apiserver's
+/// `--service-cluster-ip-range` gives them: an IPv4 one, then optionally
+/// an IPv6 one (`10.96.0.0/12,fd00:10:96::/112`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCidrs {
+    pub v4: ServiceCidr,
+    pub v6: Option<ServiceCidrV6>,
+}
+
+impl FromStr for ServiceCidrs {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once(',') {
+            None => Ok(Self {
+                v4: text.parse()?,
+                v6: None,
+            }),
+            Some((v4, v6)) => Ok(Self {
+                v4: v4.parse()?,
+                v6: Some(v6.parse()?),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ServiceCidrs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.v4)?;
+        if let Some(v6) = self.v6 {
+            write!(f, ",{v6}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An IPv6 CIDR holding the cluster's IPv6 ClusterIPs, e.g.
+/// `fd00:10:96::/112`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceCidrV6 {
+    network: Ipv6Addr,
+    prefix_len: u8,
+}
+
+impl ServiceCidrV6 {
+    fn mask(self) -> u128 {
+        u128::MAX
+            .checked_shl(128 - u32::from(self.prefix_len))
+            .unwrap_or(0)
+    }
+
+    /// The programs' entry for this CIDR.
+    pub fn datapath_config(self) -> ServiceCidr6 {
+        ServiceCidr6 {
+            address: ipv6_words(self.network.octets()),
+            mask: ipv6_words(self.mask().to_be_bytes()),
+        }
+    }
+}
+
+impl FromStr for ServiceCidrV6 {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (network, prefix_len) = text
+            .split_once('/')
+            .ok_or_else(|| format!("{text:?} is not a CIDR like fd00:10:96::/112"))?;
+        let network: Ipv6Addr = network
+            .parse()
+            .map_err(|_| format!("{network:?} is not an IPv6 address"))?;
+        let prefix_len: u8 = prefix_len
+            .parse()
+            .ok()
+            .filter(|len| (1..=128).contains(len))
+            .ok_or_else(|| format!("prefix length {prefix_len:?} is not within 1..=128"))?;
+        let cidr = ServiceCidrV6 {
+            network,
+            prefix_len,
+        };
+        if u128::from(network) & !cidr.mask() != 0 {
+            return Err(format!("{text} has host bits set"));
+        }
+        Ok(cidr)
+    }
+}
+
+impl fmt::Display for ServiceCidrV6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix_len)
+    }
+}
 
 /// An IPv4 CIDR holding the cluster's ClusterIPs, e.g. `10.96.0.0/12`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +179,26 @@ mod tests {
             outside & config.service_cidr_mask,
             config.service_cidr_address
         );
+    }
+
+    #[test]
+    fn parses_both_families_and_matches_in_network_order() {
+        let cidrs: ServiceCidrs = "10.96.0.0/12,fd00:10:96::/112".parse().unwrap();
+        assert_eq!(cidrs.to_string(), "10.96.0.0/12,fd00:10:96::/112");
+        let v6 = cidrs.v6.unwrap().datapath_config();
+        let inside: Ipv6Addr = "fd00:10:96::ffff".parse().unwrap();
+        let outside: Ipv6Addr = "fd00:10:97::1".parse().unwrap();
+        assert!(v6.contains(&ipv6_words(inside.octets())));
+        assert!(!v6.contains(&ipv6_words(outside.octets())));
+        let single: ServiceCidrs = "10.96.0.0/12".parse().unwrap();
+        assert_eq!(single.v6, None);
+        for bad in [
+            "fd00:10:96::/112",
+            "10.96.0.0/12,fd00:10:96::1/112",
+            "10.96.0.0/12,10.97.0.0/16",
+        ] {
+            assert!(bad.parse::<ServiceCidrs>().is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

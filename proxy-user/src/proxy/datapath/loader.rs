@@ -26,9 +26,10 @@ use aya::{
     },
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey, CtValue, DatapathConfig,
-    FrontendStats, MaglevTable, ServiceKey, ServiceValue, SockRevNatKey, SockRevNatValue,
-    SourceRange, capacity, drop_reason, map_names,
+    AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey, CtKey, CtValue,
+    DatapathConfig, FrontendStats, MaglevTable, ServiceCidr6, ServiceKey, ServiceKey6,
+    ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, SourceRange,
+    capacity, drop_reason, map_names,
 };
 use tracing::{info, warn};
 
@@ -41,11 +42,15 @@ use crate::sys::{kfunc, link_ops};
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/proxy-ebpf"));
 
 /// The socket programs, by the function names the object exports.
-const SOCKET_PROGRAMS: [&str; 4] = [
+const SOCKET_PROGRAMS: [&str; 8] = [
     "skiff_connect4",
     "skiff_sendmsg4",
     "skiff_recvmsg4",
     "skiff_getpeername4",
+    "skiff_connect6",
+    "skiff_sendmsg6",
+    "skiff_recvmsg6",
+    "skiff_getpeername6",
 ];
 
 /// The `sock_ops` program on the node's cgroup: how connects through
@@ -108,7 +113,10 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 12] = [
+/// Maps added after `MAPS_DIR` last changed (the IPv6 ones among them)
+/// need no new directory: aya creates and pins a map whose pin is missing,
+/// so an agent adopting an older agent's maps starts these empty.
+const LAYOUTS: [Layout; 16] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -182,6 +190,30 @@ const LAYOUTS: [Layout; 12] = [
         value_size: size_of::<DatapathConfig>(),
         max_entries: 1,
     },
+    Layout {
+        name: map_names::SERVICES6,
+        key_size: size_of::<ServiceKey6>(),
+        value_size: size_of::<ServiceValue>(),
+        max_entries: capacity::SERVICES,
+    },
+    Layout {
+        name: map_names::BACKENDS6,
+        key_size: size_of::<BackendId>(),
+        value_size: size_of::<Backend6>(),
+        max_entries: capacity::BACKENDS,
+    },
+    Layout {
+        name: map_names::SOCK_REV_NAT6,
+        key_size: size_of::<SockRevNatKey6>(),
+        value_size: size_of::<SockRevNatValue6>(),
+        max_entries: capacity::SOCK_REV_NAT,
+    },
+    Layout {
+        name: map_names::CONFIG6,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<ServiceCidr6>(),
+        max_entries: 1,
+    },
 ];
 
 /// How a program got onto its hook.
@@ -214,10 +246,15 @@ pub struct Uplink {
 }
 
 /// Loads the object with its maps pinned under `bpffs` and writes `config`
-/// for its programs. Nothing is hooked yet: the caller fills the maps
+/// and the IPv6 service CIDR `cidr6` for its programs. Nothing is hooked yet: the caller fills the maps
 /// first, then calls `hook`. `btf` is the kernel's, to resolve the
 /// object's kernel function calls.
-pub fn load(bpffs: &Path, config: DatapathConfig, btf: &Btf) -> Result<Ebpf, DatapathError> {
+pub fn load(
+    bpffs: &Path,
+    config: DatapathConfig,
+    cidr6: ServiceCidr6,
+    btf: &Btf,
+) -> Result<Ebpf, DatapathError> {
     require_fs(
         bpffs,
         BPF_FS_MAGIC,
@@ -238,19 +275,24 @@ pub fn load(bpffs: &Path, config: DatapathConfig, btf: &Btf) -> Result<Ebpf, Dat
         .default_map_pin_directory(&maps_dir)
         .load(object.bytes())
         .map_err(DatapathError::Load)?;
-    // Written before any program is hooked, so none runs without it.
-    let config_map = ebpf
-        .map_mut(map_names::CONFIG)
-        .ok_or(DatapathError::MissingMap(map_names::CONFIG))?;
-    let map_error = |cause| DatapathError::Map {
-        name: map_names::CONFIG,
-        cause,
-    };
-    Array::<_, DatapathConfig>::try_from(config_map)
-        .map_err(map_error)?
-        .set(0, config, 0)
-        .map_err(map_error)?;
+    // Written before any program is hooked, so none runs without them.
+    set_config(&mut ebpf, map_names::CONFIG, config)?;
+    set_config(&mut ebpf, map_names::CONFIG6, cidr6)?;
     Ok(ebpf)
+}
+
+/// Writes the only entry of the config array `name`.
+fn set_config<T: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    value: T,
+) -> Result<(), DatapathError> {
+    let map = ebpf.map_mut(name).ok_or(DatapathError::MissingMap(name))?;
+    let map_error = |cause| DatapathError::Map { name, cause };
+    Array::<_, T>::try_from(map)
+        .map_err(map_error)?
+        .set(0, value, 0)
+        .map_err(map_error)
 }
 
 /// Hooks the socket programs to `cgroup` and, given an uplink, the

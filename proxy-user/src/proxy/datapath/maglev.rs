@@ -8,7 +8,9 @@
 //! removed backend's entries go to the others while most of theirs stay.
 use std::{fmt, str::FromStr};
 
-use proxy_common::{Backend, MAGLEV_MAX_SIZE};
+use proxy_common::MAGLEV_MAX_SIZE;
+
+use super::keys::BackendKey;
 
 /// The table size: a prime, so that every backend's walk visits every
 /// entry, and no larger than the map's value.
@@ -54,7 +56,7 @@ fn is_prime(n: u32) -> bool {
 
 /// Entry `i` of the result is the index, in `backends`, of the backend that
 /// flows hashing to `i` go to. Empty for no backends.
-pub fn table(backends: &[Backend], size: MaglevSize, seed: u32) -> Vec<u32> {
+pub fn table(backends: &[BackendKey], size: MaglevSize, seed: u32) -> Vec<u32> {
     let size = size.get() as u64;
     if backends.is_empty() {
         return Vec::new();
@@ -64,7 +66,7 @@ pub fn table(backends: &[Backend], size: MaglevSize, seed: u32) -> Vec<u32> {
     let walks: Vec<(u64, u64)> = backends
         .iter()
         .map(|backend| {
-            let identity = identity(backend);
+            let identity = backend.identity();
             let offset = hash(&identity, seed, 0) % size;
             let skip = hash(&identity, seed, 1) % (size - 1) + 1;
             (offset, skip)
@@ -73,7 +75,7 @@ pub fn table(backends: &[Backend], size: MaglevSize, seed: u32) -> Vec<u32> {
     // Backends take turns in identity order, so the arrival order of the
     // list does not matter.
     let mut turns: Vec<usize> = (0..backends.len()).collect();
-    turns.sort_by_key(|&i| identity(&backends[i]));
+    turns.sort_by_key(|&i| backends[i].identity());
 
     let mut entries = vec![u32::MAX; size as usize];
     let mut next = vec![0u64; backends.len()];
@@ -97,15 +99,6 @@ pub fn table(backends: &[Backend], size: MaglevSize, seed: u32) -> Vec<u32> {
     entries
 }
 
-/// A backend's identity as bytes: the same on every node.
-fn identity(backend: &Backend) -> [u8; 7] {
-    let mut bytes = [0; 7];
-    bytes[..4].copy_from_slice(&backend.address.to_ne_bytes());
-    bytes[4..6].copy_from_slice(&backend.port.to_ne_bytes());
-    bytes[6] = backend.protocol;
-    bytes
-}
-
 /// FNV-1a over the seed, a salt and the bytes, then the splitmix64
 /// finaliser: stable across Rust versions and machines, unlike std's hasher.
 fn hash(bytes: &[u8], seed: u32, salt: u8) -> u64 {
@@ -124,18 +117,18 @@ fn hash(bytes: &[u8], seed: u32, salt: u8) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proxy_common::PROTO_TCP;
+    use proxy_common::{Backend, PROTO_TCP};
 
-    fn backend(last_octet: u8) -> Backend {
-        Backend {
+    fn backend(last_octet: u8) -> BackendKey {
+        BackendKey::V4(Backend {
             address: u32::from_ne_bytes([10, 244, 1, last_octet]),
             port: 8080u16.to_be(),
             protocol: PROTO_TCP,
             pad: 0,
-        }
+        })
     }
 
-    fn owners(backends: &[Backend], size: MaglevSize) -> Vec<Backend> {
+    fn owners(backends: &[BackendKey], size: MaglevSize) -> Vec<BackendKey> {
         table(backends, size, 7)
             .into_iter()
             .map(|i| backends[i as usize])
@@ -144,7 +137,7 @@ mod tests {
 
     #[test]
     fn the_table_does_not_depend_on_the_order_backends_arrive_in() {
-        let forward: Vec<Backend> = (1..=5).map(backend).collect();
+        let forward: Vec<BackendKey> = (1..=5).map(backend).collect();
         let mut backward = forward.clone();
         backward.reverse();
         assert_eq!(
@@ -155,7 +148,7 @@ mod tests {
 
     #[test]
     fn every_backend_gets_an_equal_share() {
-        let backends: Vec<Backend> = (1..=7).map(backend).collect();
+        let backends: Vec<BackendKey> = (1..=7).map(backend).collect();
         let entries = table(&backends, MaglevSize::DEFAULT, 7);
         let share = MAGLEV_MAX_SIZE / backends.len();
         for i in 0..backends.len() as u32 {
@@ -169,8 +162,8 @@ mod tests {
 
     #[test]
     fn removing_a_backend_moves_few_flows_of_the_others() {
-        let before: Vec<Backend> = (1..=10).map(backend).collect();
-        let after: Vec<Backend> = before
+        let before: Vec<BackendKey> = (1..=10).map(backend).collect();
+        let after: Vec<BackendKey> = before
             .iter()
             .copied()
             .filter(|b| *b != backend(4))
@@ -193,7 +186,7 @@ mod tests {
 
     #[test]
     fn the_seed_changes_the_table() {
-        let backends: Vec<Backend> = (1..=3).map(backend).collect();
+        let backends: Vec<BackendKey> = (1..=3).map(backend).collect();
         assert_ne!(
             table(&backends, MaglevSize::DEFAULT, 1),
             table(&backends, MaglevSize::DEFAULT, 2)

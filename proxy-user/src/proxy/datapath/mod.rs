@@ -4,6 +4,7 @@ mod config;
 mod connect_outcomes;
 mod error;
 mod ids;
+mod keys;
 mod loader;
 mod maglev;
 mod migrate;
@@ -17,12 +18,13 @@ mod tables;
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::{Btf, Ebpf};
-use proxy_common::{Backend, DatapathConfig, OrphanKey, ServiceKey};
+use proxy_common::{DatapathConfig, OrphanKey};
 use tracing::info;
 
-pub use config::ServiceCidr;
+pub use config::ServiceCidrs;
 pub use connect_outcomes::ConnectOutcomes;
 pub use error::{DatapathError, WriteError, chain};
+pub use keys::{BackendKey, FrontendKey};
 pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
@@ -42,7 +44,7 @@ pub struct Settings {
     /// cgroup v2 directory the socket programs attach to.
     pub cgroup: PathBuf,
     pub uplink: Option<Uplink>,
-    pub service_cidr: ServiceCidr,
+    pub service_cidrs: ServiceCidrs,
     pub maglev: MaglevParams,
     /// The source address of flows forwarded to remote backends.
     pub node_ip: Option<Ipv4Addr>,
@@ -94,10 +96,15 @@ impl Datapath {
                 Some(uplink) => interface_index(&uplink.name)?,
                 None => 0,
             },
-            ..settings.service_cidr.datapath_config()
+            ..settings.service_cidrs.v4.datapath_config()
         };
+        let cidr6 = settings
+            .service_cidrs
+            .v6
+            .map(|cidr| cidr.datapath_config())
+            .unwrap_or_default();
         let btf = Btf::from_sys_fs().map_err(DatapathError::Btf)?;
-        let mut ebpf = loader::load(&settings.bpffs, config, &btf)?;
+        let mut ebpf = loader::load(&settings.bpffs, config, cidr6, &btf)?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::new(settings.maglev),
@@ -152,12 +159,12 @@ impl Datapath {
         Ok(())
     }
 
-    pub fn frontends(&self) -> impl Iterator<Item = &ServiceKey> {
+    pub fn frontends(&self) -> impl Iterator<Item = &FrontendKey> {
         self.programmed.keys()
     }
 
     /// The backends a frontend balances to now, `None` if it is not programmed.
-    pub fn backends(&self, key: &ServiceKey) -> Option<Vec<Backend>> {
+    pub fn backends(&self, key: &FrontendKey) -> Option<Vec<BackendKey>> {
         self.programmed.backends(key)
     }
 
@@ -166,8 +173,8 @@ impl Datapath {
     /// changed, `None` if nothing had to be written.
     pub fn set(
         &mut self,
-        key: ServiceKey,
-        backends: &[Backend],
+        key: FrontendKey,
+        backends: &[BackendKey],
         policy: &Policy,
     ) -> Result<Option<BackendChange>, WriteError> {
         let Plan { ops, change } = self.programmed.plan(key, backends, policy);
@@ -175,7 +182,7 @@ impl Datapath {
         Ok((!ops.is_empty()).then_some(change))
     }
 
-    pub fn remove(&mut self, key: &ServiceKey) -> Result<(), WriteError> {
+    pub fn remove(&mut self, key: &FrontendKey) -> Result<(), WriteError> {
         let ops = self.programmed.remove(key);
         self.write(&ops)
     }

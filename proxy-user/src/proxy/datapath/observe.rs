@@ -5,19 +5,21 @@ use std::{collections::HashMap as StdHashMap, fmt::Write as _, path::Path};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY,
-    SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES, ServiceKey,
-    ServiceValue, drop_reason, map_names,
+    BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL,
+    SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES, ServiceValue, drop_reason, map_names,
 };
 
 use super::{
-    error::DatapathError, loader::maps_dir, programmed::MapContents, tables::read_contents,
+    error::DatapathError,
+    keys::{BackendKey, FrontendKey},
+    loader::maps_dir,
+    programmed::MapContents,
+    tables::{ServiceMaps, read_contents},
 };
 
 pub struct Observer {
-    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    services: ServiceMaps,
     slots: HashMap<MapData, BackendSlotKey, BackendId>,
-    backends: HashMap<MapData, BackendId, Backend>,
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
     drops: PerCpuArray<MapData, u64>,
 }
@@ -25,10 +27,10 @@ pub struct Observer {
 /// One programmed frontend as the kernel has it.
 #[derive(Debug)]
 pub struct FrontendView {
-    pub key: ServiceKey,
+    pub key: FrontendKey,
     pub value: ServiceValue,
     /// By slot.
-    pub backends: Vec<Backend>,
+    pub backends: Vec<BackendKey>,
     pub stats: FrontendStats,
 }
 
@@ -43,20 +45,27 @@ fn open_pinned(
         .map_err(|cause| DatapathError::Map { name, cause })
 }
 
+fn open_hash_map<K: aya::Pod, V: aya::Pod>(
+    bpffs: &Path,
+    name: &'static str,
+) -> Result<HashMap<MapData, K, V>, DatapathError> {
+    open_pinned(bpffs, name, Map::HashMap)?
+        .try_into()
+        .map_err(|cause| DatapathError::Map { name, cause })
+}
+
 impl Observer {
     /// Opens the maps an agent pinned under `bpffs`.
     pub fn open(bpffs: &Path) -> Result<Self, DatapathError> {
         let map_error = |name| move |cause| DatapathError::Map { name, cause };
         Ok(Self {
-            services: open_pinned(bpffs, map_names::SERVICES, Map::HashMap)?
-                .try_into()
-                .map_err(map_error(map_names::SERVICES))?,
-            slots: open_pinned(bpffs, map_names::BACKEND_SLOTS, Map::HashMap)?
-                .try_into()
-                .map_err(map_error(map_names::BACKEND_SLOTS))?,
-            backends: open_pinned(bpffs, map_names::BACKENDS, Map::HashMap)?
-                .try_into()
-                .map_err(map_error(map_names::BACKENDS))?,
+            services: ServiceMaps {
+                services: open_hash_map(bpffs, map_names::SERVICES)?,
+                backends: open_hash_map(bpffs, map_names::BACKENDS)?,
+                services6: open_hash_map(bpffs, map_names::SERVICES6)?,
+                backends6: open_hash_map(bpffs, map_names::BACKENDS6)?,
+            },
+            slots: open_hash_map(bpffs, map_names::BACKEND_SLOTS)?,
             stats: open_pinned(bpffs, map_names::FRONTEND_STATS, Map::PerCpuHashMap)?
                 .try_into()
                 .map_err(map_error(map_names::FRONTEND_STATS))?,
@@ -73,9 +82,9 @@ impl Observer {
             slots,
             backends,
             ..
-        } = read_contents(&self.services, &self.slots, &self.backends)?;
+        } = read_contents(&self.services, &self.slots)?;
         let slots: StdHashMap<BackendSlotKey, BackendId> = slots.into_iter().collect();
-        let backends: StdHashMap<BackendId, Backend> = backends.into_iter().collect();
+        let backends: StdHashMap<BackendId, BackendKey> = backends.into_iter().collect();
         let stats = self.frontend_stats()?;
         let mut views: Vec<FrontendView> = services
             .into_iter()
@@ -94,13 +103,7 @@ impl Observer {
                 stats: stats.get(&value.id).copied().unwrap_or_default(),
             })
             .collect();
-        views.sort_by_key(|view| {
-            (
-                view.key.address.to_be(),
-                u16::from_be(view.key.port),
-                view.key.protocol,
-            )
-        });
+        views.sort_by_key(|view| view.key.sort_key());
         Ok(views)
     }
 
@@ -209,31 +212,31 @@ pub fn render_status(frontends: &[FrontendView], drops: &[u64]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use proxy_common::PROTO_UDP;
+    use proxy_common::{Backend, PROTO_UDP, ServiceKey};
 
     use super::*;
 
     #[test]
     fn the_status_report_lists_frontends_backends_counters_and_drops() {
         let view = FrontendView {
-            key: ServiceKey {
+            key: FrontendKey::V4(ServiceKey {
                 address: u32::from_ne_bytes([10, 96, 0, 10]),
                 port: 53u16.to_be(),
                 protocol: PROTO_UDP,
                 pad: 0,
-            },
+            }),
             value: ServiceValue {
                 id: 7,
                 backend_count: 1,
                 flags: SERVICE_FLAG_AFFINITY,
                 affinity_timeout: 30,
             },
-            backends: vec![Backend {
+            backends: vec![BackendKey::V4(Backend {
                 address: u32::from_ne_bytes([10, 244, 1, 2]),
                 port: 5353u16.to_be(),
                 protocol: PROTO_UDP,
                 pad: 0,
-            }],
+            })],
             stats: FrontendStats {
                 connects: 1,
                 udp_sends: 12,

@@ -16,18 +16,24 @@
 //! slots, ranges and table, then the backends nothing else uses, then its
 //! address if no other frontend has it. Between any
 //! two writes, everything a program can reach from a frontend entry exists.
+//!
+//! Frontends and backends of both families share one id space each: a
+//! `PutService` or `PutBackend` goes to its family's map, slots and the rest
+//! are shared. Only IPv4 frontends have an address entry (the per-packet
+//! programs, which read it, are IPv4 only).
 use std::{
     collections::{HashMap, HashSet},
     fmt,
 };
 
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, MAGLEV_MAX_SIZE, MaglevTable, SERVICE_FLAG_EXTERNAL,
-    SERVICE_FLAG_SOURCE_RANGES, ServiceKey, ServiceValue, SourceRange,
+    BackendId, BackendSlotKey, MAGLEV_MAX_SIZE, MaglevTable, SERVICE_FLAG_EXTERNAL,
+    SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
 };
 
 use super::{
     ids::IdAllocator,
+    keys::{BackendKey, FrontendKey},
     maglev::{self, MaglevSize},
 };
 use crate::proxy::policy::{Policy, SourceCidr};
@@ -37,12 +43,12 @@ use crate::proxy::policy::{Policy, SourceCidr};
 pub enum MapOp {
     /// An address of some frontend, which the per-packet programs look at.
     PutAddress(u32),
-    PutBackend(BackendId, Backend),
+    PutBackend(BackendId, BackendKey),
     PutSlot(BackendSlotKey, BackendId),
     PutSourceRange(SourceRange, u32),
     PutMaglev(u32, MaglevEntries),
-    PutService(ServiceKey, ServiceValue),
-    DeleteService(ServiceKey),
+    PutService(FrontendKey, ServiceValue),
+    DeleteService(FrontendKey),
     DeleteSlot(BackendSlotKey),
     DeleteSourceRange(SourceRange, u32),
     DeleteMaglev(u32),
@@ -50,6 +56,22 @@ pub enum MapOp {
     DeleteAddress(u32),
     /// The counters of a removed frontend (absent if it never saw traffic).
     DeleteStats(u32),
+}
+
+/// The map a write goes to: runs of writes with one target are batched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target(std::mem::Discriminant<MapOp>, bool);
+
+impl MapOp {
+    pub fn target(&self) -> Target {
+        let ipv6 = matches!(
+            self,
+            MapOp::PutService(FrontendKey::V6(_), _)
+                | MapOp::DeleteService(FrontendKey::V6(_))
+                | MapOp::PutBackend(_, BackendKey::V6(_))
+        );
+        Target(std::mem::discriminant(self), ipv6)
+    }
 }
 
 /// A frontend's Maglev table, as the map holds it.
@@ -66,9 +88,9 @@ impl fmt::Debug for MaglevEntries {
 /// Everything the service maps hold, as read back from the kernel.
 #[derive(Debug, Default)]
 pub struct MapContents {
-    pub services: Vec<(ServiceKey, ServiceValue)>,
+    pub services: Vec<(FrontendKey, ServiceValue)>,
     pub slots: Vec<(BackendSlotKey, BackendId)>,
-    pub backends: Vec<(BackendId, Backend)>,
+    pub backends: Vec<(BackendId, BackendKey)>,
     /// Entries of the source ranges trie, with their prefix lengths.
     pub source_ranges: Vec<(SourceRange, u32)>,
     /// Frontend ids that have a Maglev table.
@@ -112,8 +134,8 @@ pub struct Plan {
 pub struct BackendChange {
     /// The frontend did not exist before.
     pub new_frontend: bool,
-    pub added: Vec<Backend>,
-    pub removed: Vec<Backend>,
+    pub added: Vec<BackendKey>,
+    pub removed: Vec<BackendKey>,
     /// Backends after the change.
     pub count: usize,
 }
@@ -122,8 +144,8 @@ pub struct BackendChange {
 fn difference(
     ids: &[BackendId],
     other: &[BackendId],
-    backend_by_id: &HashMap<BackendId, Backend>,
-) -> Vec<Backend> {
+    backend_by_id: &HashMap<BackendId, BackendKey>,
+) -> Vec<BackendKey> {
     let other: HashSet<&BackendId> = other.iter().collect();
     ids.iter()
         .filter(|id| !other.contains(id))
@@ -134,9 +156,9 @@ fn difference(
 /// The userspace mirror of the service maps.
 #[derive(Debug)]
 pub struct Programmed {
-    frontends: HashMap<ServiceKey, Frontend>,
-    backends: HashMap<Backend, BackendEntry>,
-    backend_by_id: HashMap<BackendId, Backend>,
+    frontends: HashMap<FrontendKey, Frontend>,
+    backends: HashMap<BackendKey, BackendEntry>,
+    backend_by_id: HashMap<BackendId, BackendKey>,
     /// How many frontends have each address.
     addresses: HashMap<u32, usize>,
     frontend_ids: IdAllocator,
@@ -166,7 +188,7 @@ impl Programmed {
     pub fn adopt(contents: MapContents, maglev: MaglevParams) -> (Self, Vec<MapOp>) {
         let mut programmed = Self::new(maglev);
         let mut ops = Vec::new();
-        let backend_by_id: HashMap<BackendId, Backend> =
+        let backend_by_id: HashMap<BackendId, BackendKey> =
             contents.backends.iter().copied().collect();
         let slots: HashMap<BackendSlotKey, BackendId> = contents.slots.iter().copied().collect();
         let mut ranges_by_id: HashMap<u32, Vec<SourceCidr>> = HashMap::new();
@@ -221,7 +243,9 @@ impl Programmed {
                 tables.push(value.id);
             }
             programmed.frontend_ids.adopt(value.id);
-            *programmed.addresses.entry(key.address).or_default() += 1;
+            if let Some(address) = key.ipv4_address() {
+                *programmed.addresses.entry(address).or_default() += 1;
+            }
             programmed.frontends.insert(
                 key,
                 Frontend {
@@ -314,12 +338,12 @@ impl Programmed {
         (programmed, ops)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &ServiceKey> {
+    pub fn keys(&self) -> impl Iterator<Item = &FrontendKey> {
         self.frontends.keys()
     }
 
     /// The backends a frontend currently balances to, by slot.
-    pub fn backends(&self, key: &ServiceKey) -> Option<Vec<Backend>> {
+    pub fn backends(&self, key: &FrontendKey) -> Option<Vec<BackendKey>> {
         self.frontends.get(key).map(|frontend| {
             frontend
                 .slots
@@ -333,7 +357,7 @@ impl Programmed {
     /// (an empty list keeps the frontend, which then refuses connections)
     /// under `policy`, and says which backends that adds and removes. The
     /// model is updated as if the writes succeeded.
-    pub fn plan(&mut self, key: ServiceKey, backends: &[Backend], policy: &Policy) -> Plan {
+    pub fn plan(&mut self, key: FrontendKey, backends: &[BackendKey], policy: &Policy) -> Plan {
         let mut ops = Vec::new();
         let mut unique = backends.to_vec();
         unique.sort_unstable();
@@ -346,7 +370,9 @@ impl Programmed {
         let (id, old_slots, old_policy) = match self.frontends.remove(&key) {
             Some(frontend) => (frontend.id, frontend.slots, Some(frontend.policy)),
             None => {
-                self.acquire_address(key.address, &mut ops);
+                if let Some(address) = key.ipv4_address() {
+                    self.acquire_address(address, &mut ops);
+                }
                 (self.frontend_ids.allocate(), Vec::new(), None)
             }
         };
@@ -417,12 +443,17 @@ impl Programmed {
 
     /// The writes `plan` would make.
     #[cfg(test)]
-    pub fn set(&mut self, key: ServiceKey, backends: &[Backend], policy: &Policy) -> Vec<MapOp> {
+    pub fn set(
+        &mut self,
+        key: FrontendKey,
+        backends: &[BackendKey],
+        policy: &Policy,
+    ) -> Vec<MapOp> {
         self.plan(key, backends, policy).ops
     }
 
     /// Plans the writes that remove a frontend and everything only it used.
-    pub fn remove(&mut self, key: &ServiceKey) -> Vec<MapOp> {
+    pub fn remove(&mut self, key: &FrontendKey) -> Vec<MapOp> {
         let Some(frontend) = self.frontends.remove(key) else {
             return Vec::new();
         };
@@ -440,7 +471,9 @@ impl Programmed {
         for backend in frontend.slots {
             self.release(backend, &mut ops);
         }
-        self.release_address(key.address, &mut ops);
+        if let Some(address) = key.ipv4_address() {
+            self.release_address(address, &mut ops);
+        }
         ops.push(MapOp::DeleteStats(frontend.id));
         self.frontend_ids.release(frontend.id);
         ops
@@ -472,7 +505,7 @@ impl Programmed {
     /// over the backends themselves, so it is the same on every node, and
     /// stored as slot numbers, which this node's programs read.
     fn maglev_op(&self, id: u32, slots: &[BackendId]) -> MapOp {
-        let backends: Vec<Backend> = slots.iter().map(|id| self.backend_by_id[id]).collect();
+        let backends: Vec<BackendKey> = slots.iter().map(|id| self.backend_by_id[id]).collect();
         let owners = maglev::table(&backends, self.maglev.size, self.maglev.seed);
         let mut table = Box::new(MaglevTable {
             slots: [0; MAGLEV_MAX_SIZE],
@@ -483,7 +516,7 @@ impl Programmed {
         MapOp::PutMaglev(id, MaglevEntries(table))
     }
 
-    fn acquire(&mut self, backend: Backend, ops: &mut Vec<MapOp>) -> BackendId {
+    fn acquire(&mut self, backend: BackendKey, ops: &mut Vec<MapOp>) -> BackendId {
         if let Some(entry) = self.backends.get_mut(&backend) {
             entry.users += 1;
             return entry.id;

@@ -9,14 +9,15 @@ use aya::{
     },
 };
 use proxy_common::{
-    Backend, BackendId, BackendSlotKey, FrontendStats, MaglevTable, ServiceKey, ServiceValue,
-    SourceRange, map_names,
+    Backend, Backend6, BackendId, BackendSlotKey, FrontendStats, MaglevTable, ServiceKey,
+    ServiceKey6, ServiceValue, SourceRange, map_names,
 };
 
 use tracing::warn;
 
 use super::{
     error::{DatapathError, WriteError},
+    keys::{BackendKey, FrontendKey},
     programmed::{MapContents, MapOp},
 };
 use crate::sys::batch_ops;
@@ -26,9 +27,8 @@ use crate::sys::batch_ops;
 const BATCH: usize = 16_384;
 
 pub struct Tables {
-    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    services: ServiceMaps,
     slots: HashMap<MapData, BackendSlotKey, BackendId>,
-    backends: HashMap<MapData, BackendId, Backend>,
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
     maglev: HashMap<MapData, u32, MaglevTable>,
     source_ranges: LpmTrie<MapData, SourceRange, u8>,
@@ -46,12 +46,64 @@ fn take<K: aya::Pod, V: aya::Pod>(
     HashMap::try_from(take_map(ebpf, name)?).map_err(|cause| DatapathError::Map { name, cause })
 }
 
+/// The maps of each family's frontends and backends.
+pub struct ServiceMaps {
+    pub services: HashMap<MapData, ServiceKey, ServiceValue>,
+    pub backends: HashMap<MapData, BackendId, Backend>,
+    pub services6: HashMap<MapData, ServiceKey6, ServiceValue>,
+    pub backends6: HashMap<MapData, BackendId, Backend6>,
+}
+
+impl ServiceMaps {
+    fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
+        Ok(Self {
+            services: take(ebpf, map_names::SERVICES)?,
+            backends: take(ebpf, map_names::BACKENDS)?,
+            services6: take(ebpf, map_names::SERVICES6)?,
+            backends6: take(ebpf, map_names::BACKENDS6)?,
+        })
+    }
+
+    fn put_service(&mut self, key: &FrontendKey, value: &ServiceValue) -> Result<(), MapError> {
+        match key {
+            FrontendKey::V4(key) => self.services.insert(key, value, 0),
+            FrontendKey::V6(key) => self.services6.insert(key, value, 0),
+        }
+    }
+
+    fn delete_service(&mut self, key: &FrontendKey) -> Result<(), MapError> {
+        match key {
+            FrontendKey::V4(key) => self.services.remove(key),
+            FrontendKey::V6(key) => self.services6.remove(key),
+        }
+    }
+
+    fn put_backend(&mut self, id: &BackendId, backend: &BackendKey) -> Result<(), MapError> {
+        match backend {
+            BackendKey::V4(backend) => self.backends.insert(id, backend, 0),
+            BackendKey::V6(backend) => self.backends6.insert(id, backend, 0),
+        }
+    }
+
+    /// A backend id is in one family's map only: removed from whichever
+    /// holds it.
+    fn delete_backend(&mut self, id: &BackendId) -> Result<(), MapError> {
+        match self.backends.remove(id) {
+            Err(MapError::SyscallError(error))
+                if error.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                self.backends6.remove(id)
+            }
+            result => result,
+        }
+    }
+}
+
 impl Tables {
     pub fn take(ebpf: &mut Ebpf) -> Result<Self, DatapathError> {
         Ok(Self {
-            services: take(ebpf, map_names::SERVICES)?,
+            services: ServiceMaps::take(ebpf)?,
             slots: take(ebpf, map_names::BACKEND_SLOTS)?,
-            backends: take(ebpf, map_names::BACKENDS)?,
             stats: {
                 let name = map_names::FRONTEND_STATS;
                 PerCpuHashMap::try_from(take_map(ebpf, name)?)
@@ -69,7 +121,7 @@ impl Tables {
 
     /// Everything the maps hold now.
     pub fn read(&self) -> Result<MapContents, DatapathError> {
-        let mut contents = read_contents(&self.services, &self.slots, &self.backends)?;
+        let mut contents = read_contents(&self.services, &self.slots)?;
         contents.maglev_ids = self
             .maglev
             .keys()
@@ -115,11 +167,11 @@ impl Tables {
     pub fn write(&mut self, ops: &[MapOp]) -> Result<(), WriteError> {
         let mut rest = ops;
         while let Some(first) = rest.first() {
-            let kind = std::mem::discriminant(first);
+            let target = first.target();
             let run = rest
                 .iter()
                 .take(BATCH)
-                .take_while(|op| std::mem::discriminant(*op) == kind)
+                .take_while(|op| op.target() == target)
                 .count();
             let (chunk, tail) = rest.split_at(run);
             rest = tail;
@@ -152,18 +204,34 @@ impl Tables {
                 MapOp::PutAddress(address) => Some((*address, 1)),
                 _ => None,
             }),
-            MapOp::PutBackend(..) => update_batch(&self.backends, ops, |op| match op {
-                MapOp::PutBackend(id, backend) => Some((*id, *backend)),
-                _ => None,
-            }),
+            MapOp::PutBackend(_, BackendKey::V4(_)) => {
+                update_batch(&self.services.backends, ops, |op| match op {
+                    MapOp::PutBackend(id, BackendKey::V4(backend)) => Some((*id, *backend)),
+                    _ => None,
+                })
+            }
+            MapOp::PutBackend(_, BackendKey::V6(_)) => {
+                update_batch(&self.services.backends6, ops, |op| match op {
+                    MapOp::PutBackend(id, BackendKey::V6(backend)) => Some((*id, *backend)),
+                    _ => None,
+                })
+            }
             MapOp::PutSlot(..) => update_batch(&self.slots, ops, |op| match op {
                 MapOp::PutSlot(key, id) => Some((*key, *id)),
                 _ => None,
             }),
-            MapOp::PutService(..) => update_batch(&self.services, ops, |op| match op {
-                MapOp::PutService(key, value) => Some((*key, *value)),
-                _ => None,
-            }),
+            MapOp::PutService(FrontendKey::V4(_), _) => {
+                update_batch(&self.services.services, ops, |op| match op {
+                    MapOp::PutService(FrontendKey::V4(key), value) => Some((*key, *value)),
+                    _ => None,
+                })
+            }
+            MapOp::PutService(FrontendKey::V6(_), _) => {
+                update_batch(&self.services.services6, ops, |op| match op {
+                    MapOp::PutService(FrontendKey::V6(key), value) => Some((*key, *value)),
+                    _ => None,
+                })
+            }
             _ => return None,
         })
     }
@@ -171,21 +239,21 @@ impl Tables {
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
         match op {
             MapOp::PutAddress(address) => self.addresses.insert(address, 1, 0),
-            MapOp::PutBackend(id, backend) => self.backends.insert(id, backend, 0),
+            MapOp::PutBackend(id, backend) => self.services.put_backend(id, backend),
             MapOp::PutSlot(key, id) => self.slots.insert(key, id, 0),
-            MapOp::PutService(key, value) => self.services.insert(key, value, 0),
+            MapOp::PutService(key, value) => self.services.put_service(key, value),
             MapOp::PutSourceRange(range, prefix_len) => {
                 self.source_ranges
                     .insert(&Key::new(*prefix_len, *range), 1, 0)
             }
             MapOp::PutMaglev(id, table) => self.maglev.insert(id, table.0.as_ref(), 0),
-            MapOp::DeleteService(key) => self.services.remove(key),
+            MapOp::DeleteService(key) => self.services.delete_service(key),
             MapOp::DeleteSourceRange(range, prefix_len) => {
                 self.source_ranges.remove(&Key::new(*prefix_len, *range))
             }
             MapOp::DeleteMaglev(id) => self.maglev.remove(id),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
-            MapOp::DeleteBackend(id) => self.backends.remove(id),
+            MapOp::DeleteBackend(id) => self.services.delete_backend(id),
             MapOp::DeleteAddress(address) => self.addresses.remove(address),
             // A frontend that never saw traffic has no counters to remove.
             MapOp::DeleteStats(id) => match self.stats.remove(id) {
@@ -211,26 +279,40 @@ fn update_batch<K: aya::Pod, V: aya::Pod>(
     batch_ops::update(map.map().fd().as_fd(), &keys, &values)
 }
 
-/// Everything the three service maps hold now.
+/// Everything the frontend, slot and backend maps of both families hold
+/// now.
 pub fn read_contents(
-    services: &HashMap<MapData, ServiceKey, ServiceValue>,
+    maps: &ServiceMaps,
     slots: &HashMap<MapData, BackendSlotKey, BackendId>,
-    backends: &HashMap<MapData, BackendId, Backend>,
 ) -> Result<MapContents, DatapathError> {
     let read_error = |name| move |cause| DatapathError::Map { name, cause };
+    let mut services: Vec<(FrontendKey, ServiceValue)> = maps
+        .services
+        .iter()
+        .map(|entry| entry.map(|(key, value)| (FrontendKey::V4(key), value)))
+        .collect::<Result<_, _>>()
+        .map_err(read_error(map_names::SERVICES))?;
+    for entry in maps.services6.iter() {
+        let (key, value) = entry.map_err(read_error(map_names::SERVICES6))?;
+        services.push((FrontendKey::V6(key), value));
+    }
+    let mut backends: Vec<(BackendId, BackendKey)> = maps
+        .backends
+        .iter()
+        .map(|entry| entry.map(|(id, backend)| (id, BackendKey::V4(backend))))
+        .collect::<Result<_, _>>()
+        .map_err(read_error(map_names::BACKENDS))?;
+    for entry in maps.backends6.iter() {
+        let (id, backend) = entry.map_err(read_error(map_names::BACKENDS6))?;
+        backends.push((id, BackendKey::V6(backend)));
+    }
     Ok(MapContents {
-        services: services
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(read_error(map_names::SERVICES))?,
+        services,
         slots: slots
             .iter()
             .collect::<Result<_, _>>()
             .map_err(read_error(map_names::BACKEND_SLOTS))?,
-        backends: backends
-            .iter()
-            .collect::<Result<_, _>>()
-            .map_err(read_error(map_names::BACKENDS))?,
+        backends,
         ..MapContents::default()
     })
 }

@@ -2,7 +2,7 @@
 //! a value decode or are refused, never a panic; and a Service or an
 //! EndpointSlice the API stored decodes to the record of what it says.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use json_strategies::{mutate, value};
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -228,7 +228,7 @@ proptest! {
                 continue;
             };
             for address in &endpoint.addresses {
-                wanted.push((address.parse::<Ipv4Addr>().unwrap(), endpoint.node_name.as_deref(), usable));
+                wanted.push((address.parse::<IpAddr>().unwrap(), endpoint.node_name.as_deref(), usable));
             }
         }
         let decoded: Vec<_> = record

@@ -539,7 +539,7 @@ fn sctp_port_is_skipped_other_ports_kept() {
 }
 
 #[test]
-fn ipv6_slice_and_cluster_ip_are_ignored() {
+fn each_cluster_ip_balances_over_the_slices_of_its_own_family() {
     let svc = service(json!({
         "clusterIP": "10.96.0.10",
         "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
@@ -556,11 +556,85 @@ fn ipv6_slice_and_cluster_ip_are_ignored() {
     let desired = desired_frontends(&svc, &[&v6, &v4], node("node1"));
     assert_eq!(
         desired,
+        vec![
+            DesiredFrontend {
+                frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
+                backends: vec![backend("10.244.1.3", 8080)],
+                policy: Policy::default(),
+            },
+            DesiredFrontend {
+                frontend: frontend("fd00:10:96::a", 80, Protocol::Tcp, ""),
+                backends: vec![backend("fd00:10:244::3", 8080)],
+                policy: Policy::default(),
+            },
+        ]
+    );
+}
+
+#[test]
+fn an_ipv6_single_stack_service_without_ipv6_endpoints_refuses() {
+    let svc = service(json!({
+        "clusterIP": "fd00:10:96::b",
+        "clusterIPs": ["fd00:10:96::b"],
+        "ipFamilies": ["IPv6"],
+        "ports": [{ "port": 80 }],
+    }));
+    // An IPv4 slice serves no IPv6 frontend.
+    let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
+    let desired = desired_frontends(&svc, &[&v4], node("node1"));
+    assert_eq!(
+        desired,
         vec![DesiredFrontend {
-            frontend: frontend("10.96.0.10", 80, Protocol::Tcp, ""),
-            backends: vec![backend("10.244.1.3", 8080)],
+            frontend: frontend("fd00:10:96::b", 80, Protocol::Tcp, ""),
+            backends: vec![],
             policy: Policy::default(),
         }]
+    );
+}
+
+#[test]
+fn ipv6_external_addresses_get_no_frontend_and_node_ports_stay_ipv4() {
+    let svc = service(json!({
+        "type": "LoadBalancer",
+        "clusterIP": "10.96.0.10",
+        "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
+        "ipFamilies": ["IPv4", "IPv6"],
+        "externalIPs": ["fd00:1::5"],
+        "ports": [{ "port": 80, "nodePort": 30080 }],
+    }));
+    let v6 = slice(
+        "web-v6",
+        "IPv6",
+        json!([{ "port": 8080 }]),
+        json!([ready(&["fd00:10:244::3"])]),
+    );
+    let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
+    let node = NodeRef {
+        ip: Some("192.168.0.1".parse().unwrap()),
+        ..node("node1")
+    };
+    let frontends: Vec<(String, Vec<String>)> = desired_frontends(&svc, &[&v6, &v4], node)
+        .into_iter()
+        .map(|d| {
+            (
+                format!("{}:{}", d.frontend.ip, d.frontend.port),
+                d.backends.iter().map(|b| b.ip.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        frontends,
+        [
+            ("10.96.0.10:80".to_owned(), vec!["10.244.1.3".to_owned()]),
+            (
+                "192.168.0.1:30080".to_owned(),
+                vec!["10.244.1.3".to_owned()]
+            ),
+            (
+                "fd00:10:96::a:80".to_owned(),
+                vec!["fd00:10:244::3".to_owned()]
+            ),
+        ]
     );
 }
 

@@ -1,22 +1,38 @@
 use super::*;
-use proxy_common::{PROTO_TCP, SERVICE_FLAG_AFFINITY};
+use proxy_common::{Backend, PROTO_TCP, SERVICE_FLAG_AFFINITY, ServiceKey};
 
-fn frontend(last_octet: u8) -> ServiceKey {
-    ServiceKey {
+fn frontend(last_octet: u8) -> FrontendKey {
+    FrontendKey::V4(ServiceKey {
         address: u32::from_ne_bytes([10, 96, 0, last_octet]),
         port: 80u16.to_be(),
         protocol: PROTO_TCP,
         pad: 0,
-    }
+    })
 }
 
-fn backend(last_octet: u8) -> Backend {
-    Backend {
+fn backend(last_octet: u8) -> BackendKey {
+    BackendKey::V4(Backend {
         address: u32::from_ne_bytes([10, 244, 1, last_octet]),
         port: 8080u16.to_be(),
         protocol: PROTO_TCP,
         pad: 0,
-    }
+    })
+}
+
+fn frontend6(last: u16) -> FrontendKey {
+    FrontendKey::new(
+        format!("fd00:10:96::{last:x}").parse().unwrap(),
+        80u16.to_be(),
+        PROTO_TCP,
+    )
+}
+
+fn backend6(last: u16) -> BackendKey {
+    BackendKey::new(
+        format!("fd00:10:244:1::{last:x}").parse().unwrap(),
+        8080u16.to_be(),
+        PROTO_TCP,
+    )
 }
 
 const PARAMS: MaglevParams = MaglevParams {
@@ -40,9 +56,9 @@ fn sticky(seconds: u32) -> Policy {
 /// Maglev table or source range, nor lacks its address.
 #[derive(Default)]
 struct Maps {
-    services: HashMap<ServiceKey, ServiceValue>,
+    services: HashMap<FrontendKey, ServiceValue>,
     slots: HashMap<BackendSlotKey, BackendId>,
-    backends: HashMap<BackendId, Backend>,
+    backends: HashMap<BackendId, BackendKey>,
     tables: HashMap<u32, MaglevEntries>,
     ranges: HashSet<(SourceRange, u32)>,
     addresses: HashSet<u32>,
@@ -96,10 +112,12 @@ impl Maps {
 
     fn assert_no_dangling(&self, after: &MapOp) {
         for (key, value) in &self.services {
-            assert!(
-                self.addresses.contains(&key.address),
-                "frontend {key} without its address after {after:?}"
-            );
+            if let Some(address) = key.ipv4_address() {
+                assert!(
+                    self.addresses.contains(&address),
+                    "frontend {key} without its address after {after:?}"
+                );
+            }
             if value.flags & SERVICE_FLAG_EXTERNAL != 0 && value.backend_count > 0 {
                 let table = self
                     .tables
@@ -126,17 +144,22 @@ impl Maps {
                     slot,
                 });
                 let id = id.unwrap_or_else(|| panic!("dangling slot {slot} after {after:?}"));
-                assert!(
-                    self.backends.contains_key(id),
-                    "dangling backend {id} after {after:?}"
+                let backend = self
+                    .backends
+                    .get(id)
+                    .unwrap_or_else(|| panic!("dangling backend {id} after {after:?}"));
+                assert_eq!(
+                    matches!(key, FrontendKey::V6(_)),
+                    matches!(backend, BackendKey::V6(_)),
+                    "frontend {key} reaches backend {backend} of the other family after {after:?}"
                 );
             }
         }
     }
 
-    fn reachable(&self, key: &ServiceKey) -> Vec<Backend> {
+    fn reachable(&self, key: &FrontendKey) -> Vec<BackendKey> {
         let value = self.services[key];
-        let mut backends: Vec<Backend> = (0..value.backend_count)
+        let mut backends: Vec<BackendKey> = (0..value.backend_count)
             .map(|slot| {
                 self.backends[&self.slots[&BackendSlotKey {
                     service_id: value.id,
@@ -175,7 +198,7 @@ fn writes_regrouped_by_map_never_dangle() {
     let mut programmed = Programmed::new(PARAMS);
     let mut ops = Vec::new();
     for port in 10..20 {
-        let backends: Vec<Backend> = (0..port % 4 + 1).map(|b| backend(b + port)).collect();
+        let backends: Vec<BackendKey> = (0..port % 4 + 1).map(|b| backend(b + port)).collect();
         let policy = if port % 2 == 0 {
             external(&["192.0.2.0/24"])
         } else {
@@ -325,7 +348,7 @@ fn adopting_repairs_what_an_interrupted_run_left() {
         90,
     );
     // And one frontend claims more slots than exist.
-    maps.addresses.insert(frontend(11).address);
+    maps.addresses.insert(frontend(11).ipv4_address().unwrap());
     maps.services.insert(
         frontend(11),
         ServiceValue {
@@ -410,7 +433,7 @@ fn the_same_backends_give_the_same_table_in_any_order_and_on_any_node() {
     let mut node2 = Programmed::new(PARAMS);
     // Node 2 has seen another frontend first: its ids differ.
     node2.set(frontend(11), &[backend(9)], &plain());
-    let table = |ops: Vec<MapOp>, programmed: &Programmed| -> Vec<Backend> {
+    let table = |ops: Vec<MapOp>, programmed: &Programmed| -> Vec<BackendKey> {
         let Some(MapOp::PutMaglev(_, table)) = ops
             .into_iter()
             .find(|op| matches!(op, MapOp::PutMaglev(..)))
@@ -492,13 +515,16 @@ fn an_address_stays_while_any_frontend_has_it() {
     let mut programmed = Programmed::new(PARAMS);
     let mut maps = Maps::default();
     let http = frontend(10);
-    let https = ServiceKey {
-        port: 443u16.to_be(),
-        ..http
+    let FrontendKey::V4(http_key) = http else {
+        unreachable!("an IPv4 frontend")
     };
+    let https = FrontendKey::V4(ServiceKey {
+        port: 443u16.to_be(),
+        ..http_key
+    });
     maps.apply(&programmed.set(http, &[backend(2)], &plain()));
     maps.apply(&programmed.set(https, &[backend(2)], &plain()));
-    assert_eq!(maps.addresses, HashSet::from([http.address]));
+    assert_eq!(maps.addresses, HashSet::from([http_key.address]));
 
     let ops = programmed.remove(&http);
     assert!(!ops.iter().any(|op| matches!(op, MapOp::DeleteAddress(_))));
@@ -522,14 +548,14 @@ fn adoption_writes_missing_addresses_and_drops_stale_ones() {
     maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
     maps.apply(&programmed.set(frontend(11), &[backend(3)], &plain()));
     // Maps of an agent that kept no addresses, and one address left over.
-    let stale = frontend(12).address;
+    let stale = frontend(12).ipv4_address().unwrap();
     let mut contents = maps.contents();
     contents.addresses = vec![stale];
 
     let (_, ops) = Programmed::adopt(contents, PARAMS);
     let mut wanted = vec![
-        MapOp::PutAddress(frontend(10).address),
-        MapOp::PutAddress(frontend(11).address),
+        MapOp::PutAddress(frontend(10).ipv4_address().unwrap()),
+        MapOp::PutAddress(frontend(11).ipv4_address().unwrap()),
     ];
     wanted.sort_by_key(|op| match op {
         MapOp::PutAddress(address) => *address,
@@ -537,4 +563,74 @@ fn adoption_writes_missing_addresses_and_drops_stale_ones() {
     });
     wanted.push(MapOp::DeleteAddress(stale));
     assert_eq!(ops, wanted);
+}
+
+#[test]
+fn ipv6_frontends_share_the_id_spaces_and_write_no_address() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2), backend(3)], &plain()));
+    let ops = programmed.set(frontend6(10), &[backend6(2), backend6(3)], &plain());
+    assert!(
+        !ops.iter().any(|op| matches!(op, MapOp::PutAddress(_))),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    // One frontend id space and one backend id space over both families.
+    let mut ids: Vec<u32> = maps.services.values().map(|value| value.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(maps.backends.len(), 4);
+    assert_eq!(maps.reachable(&frontend6(10)), [backend6(2), backend6(3)]);
+    assert_eq!(maps.addresses.len(), 1);
+
+    let ops = programmed.set(frontend6(10), &[backend6(3)], &plain());
+    maps.apply(&ops);
+    assert_eq!(maps.reachable(&frontend6(10)), [backend6(3)]);
+    let ops = programmed.remove(&frontend6(10));
+    assert!(
+        !ops.iter().any(|op| matches!(op, MapOp::DeleteAddress(_))),
+        "{ops:?}"
+    );
+    maps.apply(&ops);
+    assert_eq!(maps.services.len(), 1);
+    assert_eq!(maps.backends.len(), 2);
+    assert_eq!(maps.reachable(&frontend(10)), [backend(2), backend(3)]);
+}
+
+#[test]
+fn ipv6_frontends_are_adopted_after_a_restart() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
+    maps.apply(&programmed.set(frontend6(10), &[backend6(2)], &plain()));
+    let (mut adopted, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert_eq!(repairs, []);
+    assert_eq!(adopted.backends(&frontend6(10)), Some(vec![backend6(2)]));
+    // Unchanged frontends cost nothing; a new one takes fresh ids.
+    assert_eq!(adopted.set(frontend6(10), &[backend6(2)], &plain()), []);
+    let ops = adopted.set(frontend6(11), &[backend6(4)], &plain());
+    maps.apply(&ops);
+    let mut ids: Vec<u32> = maps.services.values().map(|value| value.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert_eq!(maps.backends.len(), 3);
+    assert_eq!(maps.reachable(&frontend6(11)), [backend6(4)]);
+}
+
+#[test]
+fn writes_of_each_family_run_to_their_own_map() {
+    let put4 = MapOp::PutService(frontend(10), plain().service_value(0, 0));
+    let put6 = MapOp::PutService(frontend6(10), plain().service_value(1, 0));
+    assert_ne!(put4.target(), put6.target());
+    assert_eq!(
+        put6.target(),
+        MapOp::PutService(frontend6(11), plain().service_value(2, 0)).target()
+    );
+    assert_ne!(
+        MapOp::PutBackend(0, backend(2)).target(),
+        MapOp::PutBackend(1, backend6(2)).target()
+    );
 }
