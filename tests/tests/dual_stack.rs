@@ -5,8 +5,8 @@
 //! an address of each family (IPv4 first), and the EndpointSlice
 //! controller writes an IPv4 and an IPv6 slice with the pod's address of
 //! that family. A pod on another node reaches the pod's IPv6 address by
-//! plain routing (the datapath does not translate IPv6 Services yet: the
-//! agents skip IPv6 slices and keep running).
+//! plain routing. (IPv6 ClusterIPs through the socket hooks:
+//! `dual_stack_services.rs`.)
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 use std::net::{IpAddr, Ipv6Addr};
@@ -198,7 +198,7 @@ fn dual_stack_services_pods_and_endpoint_slices() {
         "{client:#}"
     );
 
-    // The agents skip the IPv6 slice and go on.
+    // The agents take the IPv6 slice in their stride.
     for node in [1, 2] {
         let log = testbed.agent_log(node);
         assert!(!log.contains("panicked"), "agent {node}:\n{log}");

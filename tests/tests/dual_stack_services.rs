@@ -154,8 +154,8 @@ fn cluster_ips(testbed: &Testbed, name: &str) -> Vec<String> {
     serde_json::from_value(service["spec"]["clusterIPs"].clone()).unwrap()
 }
 
-/// How many endpoint addresses the Service's slices of `address_type` list.
-fn slice_addresses(testbed: &Testbed, service: &str, address_type: &str) -> Option<usize> {
+/// How many ready endpoints the Service's slices of `address_type` list.
+fn ready_endpoints(testbed: &Testbed, service: &str, address_type: &str) -> Option<usize> {
     let label = format!("kubernetes.io/service-name={service}");
     let list = get(
         testbed,
@@ -173,6 +173,7 @@ fn slice_addresses(testbed: &Testbed, service: &str, address_type: &str) -> Opti
     let count = (list["items"].as_array()?.iter())
         .filter(|slice| slice["addressType"] == address_type)
         .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|endpoint| endpoint["conditions"]["ready"] == true)
         .count();
     Some(count)
 }
@@ -238,14 +239,18 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
         let command = vec!["python3", "-c", SERVER, name];
         apply(&testbed, &pod(name, node, json!({ "app": "web" }), command));
     }
-    eventually("both web pods in each family's slices", TIMEOUT, || {
-        let counts = [
-            slice_addresses(&testbed, "web", "IPv4")?,
-            slice_addresses(&testbed, "web", "IPv6")?,
-            slice_addresses(&testbed, "web6", "IPv6")?,
-        ];
-        (counts == [2, 2, 2]).then_some(())
-    });
+    eventually(
+        "both web pods ready in each family's slices",
+        TIMEOUT,
+        || {
+            let counts = [
+                ready_endpoints(&testbed, "web", "IPv4")?,
+                ready_endpoints(&testbed, "web", "IPv6")?,
+                ready_endpoints(&testbed, "web6", "IPv6")?,
+            ];
+            (counts == [2, 2, 2]).then_some(())
+        },
+    );
 
     let client = vec![
         "python3",
