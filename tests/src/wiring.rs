@@ -141,9 +141,10 @@ pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
 }
 
 /// A node's IPv6 side on a dual-stack cluster: its fabric address, `cbr0`'s
-/// IPv6 gateway address, IPv6 forwarding, and routes to the other nodes'
-/// IPv6 pod CIDRs (host-gw, as for IPv4). No IPv6 route leaves the node's
-/// netns for anywhere but another node's.
+/// IPv6 gateway address, IPv6 forwarding, routes to the other nodes' IPv6
+/// pod CIDRs (host-gw, as for IPv4), and an `unreachable` IPv6 service
+/// range. No IPv6 route leaves the node's netns for anywhere but another
+/// node's.
 pub(crate) fn node_ipv6_side(node: &Node, nodes: &[Node]) -> Result<()> {
     let ns = node.netns();
     let (address, len) = (node_ipv6(node.index()), FABRIC_IPV6_PREFIX_LEN);
@@ -160,6 +161,12 @@ pub(crate) fn node_ipv6_side(node: &Node, nodes: &[Node]) -> Result<()> {
         let (cidr, via) = (pod_cidr_v6(other.index()), node_ipv6(other.index()));
         ip_in(ns, &format!("-6 route replace {cidr} via {via}"))?;
     }
+    // As for IPv4: an IPv6 ClusterIP the datapath does not translate fails
+    // at once.
+    ip_in(
+        ns,
+        &format!("-6 route replace unreachable {SERVICE_CIDR_V6}"),
+    )?;
     let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
     run(sysctl.args(["-q", "-w", "net.ipv6.conf.all.forwarding=1"]))?;
     Ok(())
