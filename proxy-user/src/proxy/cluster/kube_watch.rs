@@ -1,11 +1,10 @@
-//! List and watch of Services, EndpointSlices and the agent's own Node (for
-//! its zone) through an API server (`--source kube-api`), as kube-proxy
-//! reads them: kube-rs's watcher does the listing, watching, re-listing and
-//! backoff; this keeps a mirror of the three as the agent's records and
-//! reports it in the same
-//! `ClusterEvent`s the etcd watch sends, so the sync loop cannot tell the
-//! sources apart. Needs only what `system:node-proxier` grants (list and
-//! watch).
+//! List and watch of Services, EndpointSlices and the agent's own Node
+//! (its zone and eligibility) through an API server (`--source
+//! kube-api`), as kube-proxy reads them: kube-rs's watcher does the
+//! listing, watching, re-listing and backoff; this keeps a mirror of the
+//! three as the agent's records and reports it in the same `ClusterEvent`s
+//! the etcd watch sends, so the sync loop cannot tell the sources apart.
+//! Needs only what `system:node-proxier` grants (list and watch).
 use std::{collections::HashMap, hash::Hash, time::Instant};
 
 use futures_util::{StreamExt as _, stream};

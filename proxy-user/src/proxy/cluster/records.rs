@@ -28,6 +28,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The Node label holding its zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
+/// The taint the cluster autoscaler puts on a node it is about to remove.
+const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 /// The API's upper bound for it (one day).
@@ -113,11 +116,26 @@ pub struct Hints {
     pub nodes: Box<[Box<str>]>,
 }
 
-/// What the agent keeps of its own Node: its zone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the agent keeps of its own Node: its zone, and whether it should
+/// still receive load-balanced traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
     /// The `topology.kubernetes.io/zone` label; `None` when absent or empty.
     pub zone: Option<Box<str>>,
+    /// Neither being deleted (a deletionTimestamp) nor tainted
+    /// `ToBeDeletedByClusterAutoscaler` (KEP-3836): load balancers probing
+    /// kube-proxy's `/healthz` drain the node otherwise.
+    pub eligible: bool,
+}
+
+/// A Node not seen yet: no zone, and eligible, as kube-proxy's is.
+impl Default for NodeRecord {
+    fn default() -> Self {
+        NodeRecord {
+            zone: None,
+            eligible: true,
+        }
+    }
 }
 
 /// One port of an EndpointSlice.
@@ -358,13 +376,22 @@ impl NodeRecord {
     pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
         let wire: wire::Node<'_> = serde_json::from_slice(json)?;
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
-        let zone = wire
-            .metadata
-            .and_then(|metadata| metadata.labels)
+        let metadata = wire.metadata.unwrap_or_default();
+        let zone = metadata
+            .labels
             .and_then(|mut labels| labels.remove(ZONE_LABEL))
             .filter(|zone| !zone.is_empty())
             .map(|zone| zone.into());
-        Ok(Self { zone })
+        let tainted = wire
+            .spec
+            .and_then(|spec| spec.taints)
+            .into_iter()
+            .flatten()
+            .any(|taint| taint.key == TO_BE_DELETED_TAINT);
+        Ok(Self {
+            zone,
+            eligible: metadata.deletion_timestamp.is_none() && !tainted,
+        })
     }
 }
 
@@ -647,7 +674,30 @@ mod wire {
         #[serde(borrow)]
         pub kind: Option<Cow<'a, str>>,
         #[serde(borrow)]
-        pub metadata: Option<Metadata<'a>>,
+        pub metadata: Option<NodeMetadata<'a>>,
+        #[serde(borrow)]
+        pub spec: Option<NodeSpec<'a>>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct NodeMetadata<'a> {
+        #[serde(borrow)]
+        pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+        #[serde(borrow)]
+        pub deletion_timestamp: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct NodeSpec<'a> {
+        #[serde(borrow)]
+        pub taints: Option<Vec<Taint<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Taint<'a> {
+        #[serde(borrow)]
+        pub key: Cow<'a, str>,
     }
 
     #[derive(Deserialize)]
