@@ -200,7 +200,10 @@ impl ServiceRecord {
     /// Reads the Service stored as `json`; `svc` names it in log lines
     /// about fields that are skipped.
     pub fn from_json(svc: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::Service<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(svc, serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(svc: &ServiceRef, wire: wire::Service<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
         let outlier_detection = wire
             .metadata
@@ -277,7 +280,13 @@ impl SliceRecord {
     /// Reads the EndpointSlice stored as `json`; `slice` names it in log
     /// lines about fields that are skipped.
     pub fn from_json(slice: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::EndpointSlice<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(slice, serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(
+        slice: &ServiceRef,
+        wire: wire::EndpointSlice<'_>,
+    ) -> Result<Self, serde_json::Error> {
         wire::check_kind(
             &wire.api_version,
             &wire.kind,
@@ -374,7 +383,10 @@ impl SliceRecord {
 impl NodeRecord {
     /// Reads the Node stored as `json`.
     pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::Node<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(wire: wire::Node<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
         let metadata = wire.metadata.unwrap_or_default();
         let zone = metadata
@@ -395,9 +407,63 @@ impl NodeRecord {
     }
 }
 
-/// How kube-proxy may use an endpoint, from its conditions; `None` when it
-/// may not. A nil `ready` means ready; a nil `serving` means the same as
-/// `ready`; a nil `terminating` means not terminating.
+/// A record read from an object that names itself, as the API server's
+/// do (etcd's name theirs by key instead): its namespace, name and
+/// resourceVersion, and the record, or why the object could not be read
+/// as one. Deserialized straight from the API server's JSON by the parser
+/// the etcd watch uses, so no object is decoded twice.
+#[derive(Clone, Debug)]
+pub struct Named<R> {
+    /// Namespace ("" for a Node) and name.
+    pub name: ServiceRef,
+    pub resource_version: Option<Box<str>>,
+    pub record: Result<R, Arc<serde_json::Error>>,
+}
+
+/// A record kind, read from its borrowing wire form.
+pub trait FromWire<'de>: Sized {
+    type Wire: Deserialize<'de> + wire::Identified;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error>;
+}
+
+impl<'de> FromWire<'de> for ServiceRecord {
+    type Wire = wire::Service<'de>;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(name, wire)
+    }
+}
+
+impl<'de> FromWire<'de> for SliceRecord {
+    type Wire = wire::EndpointSlice<'de>;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(name, wire)
+    }
+}
+
+impl<'de> FromWire<'de> for NodeRecord {
+    type Wire = wire::Node<'de>;
+    fn from_wire(_: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(wire)
+    }
+}
+
+impl<'de, R: FromWire<'de>> Deserialize<'de> for Named<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = R::Wire::deserialize(deserializer)?;
+        let [namespace, name, resource_version] = wire::Identified::identity(&wire);
+        let name = ServiceRef {
+            namespace: namespace.unwrap_or_default().into(),
+            name: name.unwrap_or_default().into(),
+        };
+        let resource_version = resource_version.map(Box::from);
+        Ok(Named {
+            record: R::from_wire(&name, wire).map_err(Arc::new),
+            name,
+            resource_version,
+        })
+    }
+}
+
 /// The outlier detection the annotation's `value` asks for; a value it
 /// cannot read is logged and leaves detection off.
 fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
@@ -410,6 +476,9 @@ fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
         .map(OutlierConfig::from)
 }
 
+/// How kube-proxy may use an endpoint, from its conditions; `None` when it
+/// may not. A nil `ready` means ready; a nil `serving` means the same as
+/// `ready`; a nil `terminating` means not terminating.
 fn usability(conditions: wire::Conditions) -> Option<Usable> {
     let ready = conditions.ready.unwrap_or(true);
     let serving = conditions.serving.unwrap_or(ready);
@@ -554,8 +623,29 @@ pub fn port_number(port: i32) -> Option<u16> {
 
 /// The stored JSON, as far as the records need it. Strings borrow from
 /// the input unless they hold escapes.
-mod wire {
+pub mod wire {
     use super::*;
+
+    /// An object's namespace, name and resourceVersion, from its metadata.
+    pub trait Identified {
+        fn identity(&self) -> [Option<&str>; 3];
+    }
+
+    macro_rules! named {
+        ($($kind:ident),*) => {$(
+            impl Identified for $kind<'_> {
+                fn identity(&self) -> [Option<&str>; 3] {
+                    let metadata = self.metadata.as_ref();
+                    [
+                        metadata.and_then(|m| m.namespace.as_deref()),
+                        metadata.and_then(|m| m.name.as_deref()),
+                        metadata.and_then(|m| m.resource_version.as_deref()),
+                    ]
+                }
+            }
+        )*};
+    }
+    named!(Service, EndpointSlice, Node);
 
     /// Like the API types, a stored object may omit `apiVersion` and
     /// `kind`, but not name another type: a Pod is not read as a Service.
@@ -683,6 +773,12 @@ mod wire {
     #[serde(rename_all = "camelCase")]
     pub struct NodeMetadata<'a> {
         #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
         pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
         #[serde(borrow)]
         pub deletion_timestamp: Option<Cow<'a, str>>,
@@ -718,7 +814,14 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct ServiceMetadata<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub annotations: Option<ServiceAnnotations<'a>>,
     }
@@ -731,7 +834,14 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct Metadata<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
     }
