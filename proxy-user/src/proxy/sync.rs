@@ -243,7 +243,8 @@ impl Syncer {
                 self.node,
                 duration.as_secs()
             );
-            self.events.record(&service, report::EJECTED, message);
+            self.events
+                .record(&service, self.uid_of(&service), report::EJECTED, message);
             touched.insert(service);
         }
         for service in &touched {
@@ -265,7 +266,8 @@ impl Syncer {
                 "backend {backend} of {frontend} returns on node {}",
                 self.node
             );
-            self.events.record(&service, report::RETURNED, message);
+            self.events
+                .record(&service, self.uid_of(&service), report::RETURNED, message);
             touched.insert(service);
         }
         for service in &touched {
@@ -273,6 +275,12 @@ impl Syncer {
         }
         self.publish_ejections();
         Ok(())
+    }
+
+    /// The uid of `service`, which the cache keeps for the Services with
+    /// outlier detection, for their Events.
+    fn uid_of(&self, service: &ServiceRef) -> Option<Box<str>> {
+        self.cluster.read().service(service)?.uid.clone()
     }
 
     /// The ejected-backends gauge, by service.

@@ -78,6 +78,9 @@ pub struct ServiceRecord {
     /// The `skiff.io/outlier-detection` annotation, when it turns passive
     /// health on.
     pub outlier_detection: Option<OutlierConfig>,
+    /// `metadata.uid`, kept only with `outlier_detection`: the ejection
+    /// Events name the Service by it, so `kubectl describe` lists them.
+    pub uid: Option<Box<str>>,
 }
 
 /// One TCP or UDP port of a Service.
@@ -205,13 +208,23 @@ impl ServiceRecord {
 
     fn read_wire(svc: &ServiceRef, wire: wire::Service<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
-        let outlier_detection = wire
-            .metadata
-            .and_then(|metadata| metadata.annotations)
-            .and_then(|annotations| annotations.outlier_detection)
-            .and_then(|value| outlier_settings(svc, &value));
+        let (outlier_detection, uid) = match wire.metadata {
+            Some(metadata) => {
+                let outlier_detection = metadata
+                    .annotations
+                    .and_then(|annotations| annotations.outlier_detection)
+                    .and_then(|value| outlier_settings(svc, &value));
+                let uid = metadata
+                    .uid
+                    .filter(|_| outlier_detection.is_some())
+                    .map(|uid| uid.into());
+                (outlier_detection, uid)
+            }
+            None => (None, None),
+        };
         Ok(Self {
             outlier_detection,
+            uid,
             ..wire.spec.map_or_else(Self::default, |spec| {
                 Self::of(svc, spec, wire.status.unwrap_or_default())
             })
@@ -272,6 +285,7 @@ impl ServiceRecord {
             ),
             health_check_node_port: spec.health_check_node_port.and_then(port_number),
             outlier_detection: None,
+            uid: None,
         }
     }
 }
@@ -816,6 +830,8 @@ pub mod wire {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     pub struct ServiceMetadata<'a> {
+        #[serde(borrow)]
+        pub uid: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub name: Option<Cow<'a, str>>,
         #[serde(borrow)]
