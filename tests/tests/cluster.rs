@@ -2,9 +2,13 @@
 //! scheduler, controllers), two skiff-agents with `--run-pods`, and the
 //! real `kubectl`. A Deployment applied with kubectl is scheduled onto both
 //! nodes, run by the agents, and served through a ClusterIP and a NodePort
-//! by their eBPF datapath; scaling, logs and namespace deletion follow.
+//! by their eBPF datapath; scaling, logs, readiness, a rolling update,
+//! namespace deletion and a node's loss follow.
 //!
-//! Runs as root; clusters are serialised by the harness's lock.
+//! Runs as root; clusters are serialised by the harness's lock. Bringing
+//! a cluster up takes most of the time, so one cluster goes through the
+//! steps in turn, each starting from an empty namespace; the node's loss,
+//! which needs short node timeouts and leaves node2 down, comes last.
 use std::{
     collections::BTreeSet,
     process::Command,
@@ -302,98 +306,19 @@ fn scale_and_time(testbed: &Testbed, replicas: usize, frontend: &str) -> ScaleTi
 }
 
 #[test]
-fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
+fn one_cluster_through_a_deployment_readiness_a_rollout_and_a_node_loss() {
     let mut testbed = Testbed::start_running_pods(2).unwrap();
     testbed.start_control(&["--leader-elect=false"]).unwrap();
-    eventually("both nodes Ready", || {
-        let nodes = kubectl_json(&testbed, &["get", "nodes"]);
-        let ready = nodes["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| {
-                n["status"]["conditions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            })
-            .count();
-        (ready == 2).then_some(())
-    });
+    kubectl_drives_a_deployment_through_scheduler_agents_and_datapath(&testbed);
+    readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error(&testbed);
+    delete_the_namespace(&testbed);
+    a_node_whose_agent_stops_goes_not_ready_and_its_pods_move(&mut testbed);
+}
 
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
-    let pods = wait_for_web_pods(&testbed, 3);
-    let nodes: BTreeSet<&str> = pods
-        .iter()
-        .filter_map(|p| p["spec"]["nodeName"].as_str())
-        .collect();
-    assert_eq!(
-        nodes,
-        BTreeSet::from(["node1", "node2"]),
-        "the scheduler spreads the replicas"
-    );
-    for pod in &pods {
-        assert_eq!(pod["status"]["containerStatuses"][0]["image"], "skiff/echo");
-    }
-
-    // From a pod the agent runs on node1.
-    let client = client_pod(&testbed);
-    let target = web_cluster_ip(&testbed);
-    let echo = echo_binary().unwrap();
-    let want = names(&pods);
-    backends_answering("every replica through the ClusterIP", &want, || {
-        parse(
-            client
-                .command(&echo)
-                .args(["call", "tcp", &target, "--count", "30"]),
-        )
-    });
-
-    // From outside the cluster, through either node's NodePort.
-    for node in 1..=2 {
-        let node_port = format!("{}:{NODE_PORT}", testbed.cluster().node(node).ip());
-        backends_answering("every replica through the NodePort", &want, || {
-            parse(
-                testbed
-                    .cluster()
-                    .ext()
-                    .command(&echo)
-                    .args(["call", "tcp", &node_port, "--count", "30"]),
-            )
-        });
-    }
-
-    // kubectl logs, proxied by skiff-control to the pod's node agent.
-    let first = want.iter().next().unwrap();
-    let logs = kubectl(&testbed, &["logs", "-n", NAMESPACE, first]);
-    assert!(logs.lines().any(|l| l == "ready"), "{logs:?}");
-
-    // Scaling: the datapath follows each EndpointSlice change.
-    let frontend = format!("{target}/TCP");
-    for replicas in [5, 1] {
-        let times = scale_and_time(&testbed, replicas, &frontend);
-        let took = times.slice_to_datapath;
-        eprintln!(
-            "scale to {replicas}: datapath {took:?} after the EndpointSlice, {:?} after kubectl scale",
-            times.kubectl_to_datapath
-        );
-        assert!(took < DATAPATH_BOUND, "scale to {replicas}: {took:?}");
-        let want = names(&wait_for_web_pods(&testbed, replicas));
-        backends_answering("the scaled replicas", &want, || {
-            parse(
-                client
-                    .command(&echo)
-                    .args(["call", "tcp", &target, "--count", "10"]),
-            )
-        });
-    }
-
-    // Deleting the namespace deletes everything in it, pods included.
-    kubectl(
-        &testbed,
-        &["delete", "namespace", NAMESPACE, "--wait=false"],
-    );
+/// Deletes the test's namespace and waits until everything in it, pods
+/// and their network namespaces included, is gone.
+fn delete_the_namespace(testbed: &Testbed) {
+    kubectl(testbed, &["delete", "namespace", NAMESPACE, "--wait=false"]);
     let store = testbed.store();
     eventually("the namespace's contents to go", || {
         let left: Vec<String> = [
@@ -424,9 +349,102 @@ fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath() {
         .filter(|n| n.contains(&format!("-{NAMESPACE}.")))
         .collect::<Vec<_>>();
     assert!(netns.is_empty(), "pod netns left: {netns:?}");
+}
+
+/// The Deployment is spread over both nodes and served through the
+/// ClusterIP and the NodePort; its logs are proxied; scaling reaches the
+/// datapath within [`DATAPATH_BOUND`]; deleting the namespace removes
+/// everything in it and the frontend.
+fn kubectl_drives_a_deployment_through_scheduler_agents_and_datapath(testbed: &Testbed) {
+    eventually("both nodes Ready", || {
+        let nodes = kubectl_json(testbed, &["get", "nodes"]);
+        let ready = nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| {
+                n["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+            .count();
+        (ready == 2).then_some(())
+    });
+
+    kubectl_with_input(testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(testbed, 3);
+    let nodes: BTreeSet<&str> = pods
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["node1", "node2"]),
+        "the scheduler spreads the replicas"
+    );
+    for pod in &pods {
+        assert_eq!(pod["status"]["containerStatuses"][0]["image"], "skiff/echo");
+    }
+
+    // From a pod the agent runs on node1.
+    let client = client_pod(testbed);
+    let target = web_cluster_ip(testbed);
+    let echo = echo_binary().unwrap();
+    let want = names(&pods);
+    backends_answering("every replica through the ClusterIP", &want, || {
+        parse(
+            client
+                .command(&echo)
+                .args(["call", "tcp", &target, "--count", "30"]),
+        )
+    });
+
+    // From outside the cluster, through either node's NodePort.
+    for node in 1..=2 {
+        let node_port = format!("{}:{NODE_PORT}", testbed.cluster().node(node).ip());
+        backends_answering("every replica through the NodePort", &want, || {
+            parse(
+                testbed
+                    .cluster()
+                    .ext()
+                    .command(&echo)
+                    .args(["call", "tcp", &node_port, "--count", "30"]),
+            )
+        });
+    }
+
+    // kubectl logs, proxied by skiff-control to the pod's node agent.
+    let first = want.iter().next().unwrap();
+    let logs = kubectl(testbed, &["logs", "-n", NAMESPACE, first]);
+    assert!(logs.lines().any(|l| l == "ready"), "{logs:?}");
+
+    // Scaling: the datapath follows each EndpointSlice change.
+    let frontend = format!("{target}/TCP");
+    for replicas in [5, 1] {
+        let times = scale_and_time(testbed, replicas, &frontend);
+        let took = times.slice_to_datapath;
+        eprintln!(
+            "scale to {replicas}: datapath {took:?} after the EndpointSlice, {:?} after kubectl scale",
+            times.kubectl_to_datapath
+        );
+        assert!(took < DATAPATH_BOUND, "scale to {replicas}: {took:?}");
+        let want = names(&wait_for_web_pods(testbed, replicas));
+        backends_answering("the scaled replicas", &want, || {
+            parse(
+                client
+                    .command(&echo)
+                    .args(["call", "tcp", &target, "--count", "10"]),
+            )
+        });
+    }
+
+    // Deleting the namespace deletes everything in it, pods included.
+    delete_the_namespace(testbed);
     eventually("the frontend to leave the datapath", || {
         (1..=2)
-            .all(|node| datapath_backends(&testbed, node, &frontend).is_none())
+            .all(|node| datapath_backends(testbed, node, &frontend).is_none())
             .then_some(())
     });
 }
@@ -457,10 +475,10 @@ fn node_readiness(testbed: &Testbed) -> Vec<(String, String)> {
         .collect()
 }
 
-#[test]
-fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
-    let mut testbed = Testbed::start_running_pods(2).unwrap();
-    // Short node timeouts, so the test does not wait the default 40 s.
+/// With node2's agent killed, node2 goes NotReady, its replicas move to
+/// node1, and the ClusterIP follows. Restarts skiff-control with short node
+/// timeouts, so the step does not wait the default 40 s.
+fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move(testbed: &mut Testbed) {
     testbed
         .start_control(&[
             "--leader-elect=false",
@@ -473,10 +491,10 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
         ("node2".to_owned(), "True".to_owned()),
     ];
     eventually("both nodes Ready", || {
-        (node_readiness(&testbed) == both_ready).then_some(())
+        (node_readiness(testbed) == both_ready).then_some(())
     });
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
-    let pods = wait_for_web_pods(&testbed, 3);
+    kubectl_with_input(testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(testbed, 3);
     assert!(
         pods.iter().any(|p| p["spec"]["nodeName"] == "node2"),
         "a replica on node2"
@@ -484,21 +502,21 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
 
     testbed.kill_agent(2);
     eventually("node2 NotReady", || {
-        node_readiness(&testbed)
+        node_readiness(testbed)
             .iter()
             .any(|(name, ready)| name == "node2" && ready == "Unknown")
             .then_some(())
     });
     let moved = eventually("all replicas on node1", || {
-        let pods = wait_for_web_pods(&testbed, 3);
+        let pods = wait_for_web_pods(testbed, 3);
         pods.iter()
             .all(|p| p["spec"]["nodeName"] == "node1")
             .then_some(pods)
     });
 
     // The ClusterIP follows: only the replacements on node1 answer.
-    let client = client_pod(&testbed);
-    let target = web_cluster_ip(&testbed);
+    let client = client_pod(testbed);
+    let target = web_cluster_ip(testbed);
     let echo = echo_binary().unwrap();
     backends_answering("the replicas on node1", &names(&moved), || {
         parse(
@@ -509,14 +527,13 @@ fn a_node_whose_agent_stops_goes_not_ready_and_its_pods_move() {
     });
 }
 
-#[test]
-fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() {
-    let mut testbed = Testbed::start_running_pods(2).unwrap();
-    testbed.start_control(&["--leader-elect=false"]).unwrap();
-    kubectl_with_input(&testbed, &["apply", "-f", "-"], &manifests());
-    let pods = wait_for_web_pods(&testbed, 3);
-    let client = client_pod(&testbed);
-    let target = web_cluster_ip(&testbed);
+/// A failing readiness probe takes a replica out of the datapath and back;
+/// a rolling update under a client's connects loses none of them.
+fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error(testbed: &Testbed) {
+    kubectl_with_input(testbed, &["apply", "-f", "-"], &manifests());
+    let pods = wait_for_web_pods(testbed, 3);
+    let client = client_pod(testbed);
+    let target = web_cluster_ip(testbed);
     let frontend = format!("{target}/TCP");
     let echo = echo_binary().unwrap();
     let call = |count: &str| {
@@ -533,13 +550,13 @@ fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() 
     let probed = all.iter().next().unwrap().clone();
     let others: BTreeSet<String> = all.iter().filter(|n| **n != probed).cloned().collect();
     for (unready_now, want) in [(true, &others), (false, &all)] {
-        set_unready(&testbed, &probed, unready_now);
+        set_unready(testbed, &probed, unready_now);
         eventually(&format!("{} ready endpoints", want.len()), || {
-            (ready_endpoints(&testbed) == want.len()).then_some(())
+            (ready_endpoints(testbed) == want.len()).then_some(())
         });
         eventually("both datapaths to follow", || {
             (1..=2)
-                .all(|node| datapath_backends(&testbed, node, &frontend) == Some(want.len()))
+                .all(|node| datapath_backends(testbed, node, &frontend) == Some(want.len()))
                 .then_some(())
         });
         backends_answering("the ready replicas", want, || call("30"));
@@ -571,11 +588,11 @@ fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() 
         .expect("the client loop starts");
     thread::sleep(Duration::from_millis(500));
     kubectl(
-        &testbed,
+        testbed,
         &["set", "env", "deployment/web", "-n", NAMESPACE, "VERSION=2"],
     );
     kubectl(
-        &testbed,
+        testbed,
         &[
             "rollout",
             "status",
@@ -586,7 +603,7 @@ fn readiness_and_a_rolling_update_steer_the_cluster_ip_without_a_client_error() 
         ],
     );
     let updated = eventually("3 ready replicas, none of the old ones", || {
-        let pods = wait_for_web_pods(&testbed, 3);
+        let pods = wait_for_web_pods(testbed, 3);
         names(&pods).is_disjoint(&all).then_some(pods)
     });
     thread::sleep(Duration::from_millis(500));

@@ -5,7 +5,9 @@
 //! its progress deadline; then kubernetes/examples' legacy guestbook, whose
 //! ReplicationControllers bring up their pods and scale to zero.
 //!
-//! Runs as root; clusters are serialised by the harness's lock.
+//! Runs as root; clusters are serialised by the harness's lock. Bringing a
+//! cluster up takes much of the time, so one cluster runs both steps; their
+//! objects are apart by name and label.
 use std::time::Duration;
 
 use skiff_tests::Testbed;
@@ -145,11 +147,7 @@ fn progressing(testbed: &Testbed, name: &str) -> (String, String) {
         .unwrap_or_default()
 }
 
-#[test]
-fn rollout_history_undo_pause_and_deadline() {
-    let mut testbed = Testbed::start_running_pods(2).unwrap();
-    testbed.start_control(&["--leader-elect=false"]).unwrap();
-
+fn rollout_history_undo_pause_and_deadline(testbed: &Testbed) {
     // An image no node has, never pulled: the rollout cannot progress.
     testbed.kubectl_ok(
         &["apply", "-f", "-"],
@@ -178,11 +176,11 @@ fn rollout_history_undo_pause_and_deadline() {
     eventually("slow's pods available", || {
         (counts("rs") == (2.into(), 2.into())).then_some(())
     });
-    rollout_status(&testbed, "slow");
+    rollout_status(testbed, "slow");
 
     testbed.kubectl_ok(&["apply", "-f", "-"], &deployment("web", IMAGES[0], ""));
-    rollout_status(&testbed, "web");
-    let mut owners = vec![settled_on(&testbed, "web", IMAGES[0])];
+    rollout_status(testbed, "web");
+    let mut owners = vec![settled_on(testbed, "web", IMAGES[0])];
     for (index, image) in IMAGES.iter().enumerate().skip(1) {
         testbed.kubectl_ok(&["set", "image", "deploy/web", &format!("app={image}")], "");
         testbed.kubectl_ok(
@@ -194,15 +192,15 @@ fn rollout_history_undo_pause_and_deadline() {
             ],
             "",
         );
-        rollout_status(&testbed, "web");
-        owners.push(settled_on(&testbed, "web", image));
+        rollout_status(testbed, "web");
+        owners.push(settled_on(testbed, "web", image));
         assert_ne!(
             owners[index],
             owners[index - 1],
             "a new ReplicaSet per image"
         );
     }
-    let sets = replica_sets(&testbed, "web");
+    let sets = replica_sets(testbed, "web");
     let revisions: Vec<(u64, &str)> = sets.iter().map(|s| (s.0, s.2.as_str())).collect();
     assert_eq!(revisions, [(1, IMAGES[0]), (2, IMAGES[1]), (3, IMAGES[2])]);
     let history = testbed.kubectl_ok(&["rollout", "history", "deploy/web"], "");
@@ -223,9 +221,9 @@ fn rollout_history_undo_pause_and_deadline() {
 
     // Undo: back to revision 2's ReplicaSet, which becomes revision 4.
     testbed.kubectl_ok(&["rollout", "undo", "deploy/web"], "");
-    rollout_status(&testbed, "web");
-    assert_eq!(settled_on(&testbed, "web", IMAGES[1]), owners[1]);
-    let sets = replica_sets(&testbed, "web");
+    rollout_status(testbed, "web");
+    assert_eq!(settled_on(testbed, "web", IMAGES[1]), owners[1]);
+    let sets = replica_sets(testbed, "web");
     assert_eq!(sets.len(), 3, "no new ReplicaSet: {sets:?}");
     assert_eq!(
         sets[2],
@@ -234,9 +232,9 @@ fn rollout_history_undo_pause_and_deadline() {
 
     // And to revision 1's, which becomes 5.
     testbed.kubectl_ok(&["rollout", "undo", "deploy/web", "--to-revision=1"], "");
-    rollout_status(&testbed, "web");
-    assert_eq!(settled_on(&testbed, "web", IMAGES[0]), owners[0]);
-    let sets = replica_sets(&testbed, "web");
+    rollout_status(testbed, "web");
+    assert_eq!(settled_on(testbed, "web", IMAGES[0]), owners[0]);
+    let sets = replica_sets(testbed, "web");
     assert_eq!(sets.len(), 3, "no new ReplicaSet: {sets:?}");
     assert_eq!(
         sets[2],
@@ -252,13 +250,13 @@ fn rollout_history_undo_pause_and_deadline() {
     eventually("the paused change seen", || {
         let deployment = testbed.kubectl_json(&["get", "deploy", "web"]);
         (deployment["status"]["observedGeneration"] == deployment["metadata"]["generation"]
-            && progressing(&testbed, "web") == ("Unknown".into(), "DeploymentPaused".into()))
+            && progressing(testbed, "web") == ("Unknown".into(), "DeploymentPaused".into()))
             .then_some(())
     });
-    assert_eq!(settled_on(&testbed, "web", IMAGES[0]), owners[0]);
+    assert_eq!(settled_on(testbed, "web", IMAGES[0]), owners[0]);
     testbed.kubectl_ok(&["rollout", "resume", "deploy/web"], "");
-    rollout_status(&testbed, "web");
-    assert_eq!(settled_on(&testbed, "web", IMAGES[2]), owners[2]);
+    rollout_status(testbed, "web");
+    assert_eq!(settled_on(testbed, "web", IMAGES[2]), owners[2]);
 
     // A shorter history: only the newest old ReplicaSet stays.
     testbed.kubectl_ok(
@@ -272,7 +270,7 @@ fn rollout_history_undo_pause_and_deadline() {
         "",
     );
     eventually("old ReplicaSets beyond the limit deleted", || {
-        let uids: Vec<String> = replica_sets(&testbed, "web")
+        let uids: Vec<String> = replica_sets(testbed, "web")
             .into_iter()
             .map(|set| set.1)
             .collect();
@@ -281,7 +279,7 @@ fn rollout_history_undo_pause_and_deadline() {
 
     // The stuck Deployment has long passed its 10 s.
     eventually("stuck's progress deadline exceeded", || {
-        (progressing(&testbed, "stuck") == ("False".into(), "ProgressDeadlineExceeded".into()))
+        (progressing(testbed, "stuck") == ("False".into(), "ProgressDeadlineExceeded".into()))
             .then_some(())
     });
     let output = testbed
@@ -298,10 +296,7 @@ fn rollout_history_undo_pause_and_deadline() {
     );
 }
 
-#[test]
-fn legacy_guestbook_replication_controllers() {
-    let mut testbed = Testbed::start_running_pods(2).unwrap();
-    testbed.start_control(&["--leader-elect=false"]).unwrap();
+fn legacy_guestbook_replication_controllers(testbed: &Testbed) {
     let example = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/workloads/guestbook-legacy.yaml"
@@ -381,4 +376,12 @@ fn legacy_guestbook_replication_controllers() {
         format!("{refused:#}").contains("spec.template: Required value"),
         "{refused:#}"
     );
+}
+
+#[test]
+fn one_cluster_rolls_out_deployments_and_runs_the_legacy_guestbook() {
+    let mut testbed = Testbed::start_running_pods(2).unwrap();
+    testbed.start_control(&["--leader-elect=false"]).unwrap();
+    rollout_history_undo_pause_and_deadline(&testbed);
+    legacy_guestbook_replication_controllers(&testbed);
 }

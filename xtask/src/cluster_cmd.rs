@@ -65,7 +65,8 @@ pub struct UpArgs {
     /// IPv6 too: the nodes get IPv6 addresses and routes to each other's
     /// IPv6 pod CIDRs, pods an IPv6 address beside their IPv4 one, and
     /// Services IPv6 ClusterIPs (`ipFamilyPolicy`) from fd00:10:96::/112.
-    /// Give it at every `up` of the cluster. Single control plane only.
+    /// Remembered with the cluster's data: later `up`s keep it dual-stack.
+    /// Single control plane only.
     #[arg(long)]
     pub dual_stack: bool,
 }
@@ -140,7 +141,8 @@ pub fn up(args: &UpArgs) -> Result<()> {
     let started_at = utc::now_rfc3339();
     let nodes = cluster_files::node_count(args.nodes)?;
     let members = cluster_files::control_plane_count(args.control_planes)?;
-    if args.dual_stack && members > 1 {
+    let dual_stack = cluster_files::dual_stack(args.dual_stack)?;
+    if dual_stack && members > 1 {
         anyhow::bail!("--dual-stack runs with a single control plane, not {members}");
     }
     let prefix = Prefix::fixed();
@@ -161,14 +163,14 @@ pub fn up(args: &UpArgs) -> Result<()> {
             })?;
             stop_daemons("up")?;
             add_members(&mut cluster, members)?;
-            start_supervised(&cluster, nodes, members, args.dual_stack)?;
+            start_supervised(&cluster, nodes, members, dual_stack)?;
             cluster.persist();
             Outcome::DaemonsRestarted
         }
         _ => {
             let mut cluster = rebuild(nodes, supervisor, &missing)?;
             add_members(&mut cluster, members)?;
-            start_supervised(&cluster, nodes, members, args.dual_stack)?;
+            start_supervised(&cluster, nodes, members, dual_stack)?;
             cluster.persist();
             Outcome::Rebuilt
         }
@@ -320,6 +322,7 @@ fn start_supervised(cluster: &Cluster, nodes: u16, members: u16, dual_stack: boo
     }
     cluster_files::record_node_count(nodes)?;
     cluster_files::record_control_plane_count(members)?;
+    cluster_files::record_dual_stack(dual_stack)?;
     let syncs_before: Vec<usize> = cluster
         .nodes()
         .iter()

@@ -4,8 +4,10 @@
 //! a tmpfs).
 
 use std::{
+    fmt::Display,
     fs, io,
     path::{Path, PathBuf},
+    str::FromStr,
 };
 
 use anyhow::{Context, Result, bail};
@@ -28,6 +30,9 @@ pub const DEFAULT_NODES: u16 = 2;
 /// How many control-plane members it has (no record: one, in the root
 /// netns).
 const CONTROL_PLANES_RECORD: &str = "control-planes";
+/// Whether it is dual-stack (`true`) or IPv4 only (`false`; no record: a
+/// cluster kept before `up` wrote one, taken as IPv4 only).
+const DUAL_STACK_RECORD: &str = "dual-stack";
 
 pub fn run_dir() -> &'static Path {
     Path::new(RUN_DIR)
@@ -101,16 +106,7 @@ pub fn recorded_daemons() -> Result<Vec<String>> {
 /// The node count to use: the one asked for, else the kept cluster's,
 /// else [`DEFAULT_NODES`]. Fails if the kept data is for another count.
 pub fn node_count(asked: Option<u16>) -> Result<u16> {
-    let record = Path::new(DATA_DIR).join(NODES_RECORD);
-    let kept: Option<u16> = match fs::read_to_string(&record) {
-        Ok(text) => Some(
-            text.trim()
-                .parse()
-                .with_context(|| format!("{} holds no node count", record.display()))?,
-        ),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", record.display())),
-    };
+    let kept = read_record(NODES_RECORD)?;
     match (asked, kept) {
         (Some(asked), Some(kept)) if asked != kept => bail!(
             "the cluster kept in {DATA_DIR} has {kept} node(s), not {asked}: \
@@ -149,23 +145,46 @@ pub fn record_control_plane_count(members: u16) -> Result<()> {
     write_record(CONTROL_PLANES_RECORD, members)
 }
 
-fn read_record(name: &str) -> Result<Option<u16>> {
+/// Whether the cluster is dual-stack: asked for (`up --dual-stack`), or
+/// the kept cluster is, so a later `up` or `restore` without the flag does
+/// not bring it back IPv4 only. Fails if asked for over a kept IPv4-only
+/// cluster, whose Services and pods have no IPv6 addresses.
+pub fn dual_stack(asked: bool) -> Result<bool> {
+    settle_dual_stack(asked, read_record(DUAL_STACK_RECORD)?)
+}
+
+fn settle_dual_stack(asked: bool, kept: Option<bool>) -> Result<bool> {
+    if asked && kept == Some(false) {
+        bail!(
+            "the cluster kept in {DATA_DIR} is IPv4 only, not dual-stack: \
+             `cargo xtask down` (which removes its data) first to change that"
+        );
+    }
+    Ok(asked || kept.unwrap_or(false))
+}
+
+pub fn record_dual_stack(dual_stack: bool) -> Result<()> {
+    write_record(DUAL_STACK_RECORD, dual_stack)
+}
+
+fn read_record<T: FromStr>(name: &str) -> Result<Option<T>>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
     let record = Path::new(DATA_DIR).join(name);
     match fs::read_to_string(&record) {
-        Ok(text) => {
-            Ok(Some(text.trim().parse().with_context(|| {
-                format!("{} holds no count", record.display())
-            })?))
-        }
+        Ok(text) => Ok(Some(text.trim().parse().with_context(|| {
+            format!("{} holds {:?}", record.display(), text.trim())
+        })?)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", record.display())),
     }
 }
 
-fn write_record(name: &str, count: u16) -> Result<()> {
+fn write_record(name: &str, value: impl Display) -> Result<()> {
     fs::create_dir_all(DATA_DIR).with_context(|| format!("creating {DATA_DIR}"))?;
     let record = Path::new(DATA_DIR).join(name);
-    fs::write(&record, format!("{count}\n"))
+    fs::write(&record, format!("{value}\n"))
         .with_context(|| format!("writing {}", record.display()))
 }
 
@@ -175,5 +194,21 @@ pub fn remove_tree(dir: &str) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("removing {dir}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_dual_stack_cluster_stays_dual_stack_without_the_flag() {
+        assert!(settle_dual_stack(false, Some(true)).unwrap());
+        assert!(settle_dual_stack(true, Some(true)).unwrap());
+        assert!(settle_dual_stack(true, None).unwrap());
+        assert!(!settle_dual_stack(false, None).unwrap());
+        assert!(!settle_dual_stack(false, Some(false)).unwrap());
+        let refused = settle_dual_stack(true, Some(false)).unwrap_err();
+        assert!(refused.to_string().contains("IPv4 only"), "{refused}");
     }
 }

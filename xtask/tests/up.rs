@@ -7,16 +7,18 @@
 //! Needs root and the binaries (`cargo xtask build`).
 //!
 //! The local cluster's supervisor holds the machine-wide cluster lock while
-//! it runs, so other cluster tests wait for it; these tests take turns by a
-//! mutex of their own. Each refuses to run over a developer's cluster or
-//! kept data, and tears its own cluster down at the end, also on a panic.
+//! it runs, so other cluster tests wait for it. Bringing a cluster up and
+//! down takes most of the time, so one cluster goes through every step in
+//! turn, the steps that must see a fresh cluster first; each step leaves it
+//! up and serving for the next. The test refuses to run over a developer's
+//! cluster or kept data, and tears its cluster down at the end, also on a
+//! panic.
 
 use std::{
     collections::BTreeMap,
     fs,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::Mutex,
     thread,
     time::{Duration, Instant},
 };
@@ -29,9 +31,6 @@ const DATA_DIR: &str = "/var/lib/skiff";
 const LOG_DIR: &str = "/var/log/skiff";
 const SUPERVISOR_LOG: &str = "/var/log/skiff/supervisor.log";
 const TIMEOUT: Duration = Duration::from_secs(60);
-
-/// One local cluster at a time, also between the tests of this file.
-static LOCAL_CLUSTER: Mutex<()> = Mutex::new(());
 
 fn xtask(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -305,21 +304,22 @@ fn assert_nodes_have_their_own_identity(cluster: &LocalCluster) {
     }
 }
 
-#[test]
-fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
+/// The supervisor brings back killed daemons with the cluster's objects,
+/// pod addresses and Service traffic intact.
+fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact(
+    cluster: &LocalCluster,
+) {
     let spec_of = |o: &Value| serde_json::json!([o["metadata"]["uid"], o["spec"]]);
     let objects_before = [
         cluster.map("deployments", spec_of),
         cluster.map("services", spec_of),
     ];
     let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
-    let ips_before = pod_ips(&cluster);
+    let ips_before = pod_ips(cluster);
     assert_eq!(ips_before.len(), 7, "the examples' pods: {ips_before:?}");
-    let echo_ip = cluster_ip(&cluster, "echo");
-    assert_service_traffic(&cluster, &echo_ip);
-    assert_nodes_have_their_own_identity(&cluster);
+    let echo_ip = cluster_ip(cluster, "echo");
+    assert_service_traffic(cluster, &echo_ip);
+    assert_nodes_have_their_own_identity(cluster);
 
     let took = kill_and_see_it_back("control");
     wait_for("skiff-control to serve again", || cluster.api_answers());
@@ -349,17 +349,16 @@ fn killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact() {
         "Deployments and Services changed"
     );
     assert_eq!(
-        pod_ips(&cluster),
+        pod_ips(cluster),
         ips_before,
         "pods or their addresses changed"
     );
-    assert_service_traffic(&cluster, &echo_ip);
+    assert_service_traffic(cluster, &echo_ip);
 }
 
-#[test]
-fn a_second_up_changes_nothing() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
+/// On a cluster just brought up, a second `up` restarts and changes
+/// nothing.
+fn a_second_up_changes_nothing(cluster: &LocalCluster) {
     let daemons = [
         "supervisor",
         "etcd",
@@ -373,7 +372,7 @@ fn a_second_up_changes_nothing() {
             .map(|what| c.map(what, |o| o["metadata"]["resourceVersion"].clone()))
     };
     let pids_before = pids();
-    let versions_before = versions(&cluster);
+    let versions_before = versions(cluster);
     let log_before = supervisor_log();
 
     let output = xtask(&["up", "--no-build"]);
@@ -386,7 +385,7 @@ fn a_second_up_changes_nothing() {
     assert_eq!(pids(), pids_before, "the second `up` restarted a daemon");
     assert!(pids_before.iter().all(|&p| is_alive(p)), "a daemon died");
     assert_eq!(
-        versions(&cluster),
+        versions(cluster),
         versions_before,
         "the second `up` changed an object"
     );
@@ -398,15 +397,14 @@ fn a_second_up_changes_nothing() {
     );
 }
 
-#[test]
-fn up_after_down_keep_data_brings_back_objects_and_pod_ips() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
+/// What a reboot leaves (`down --keep-data`) is enough for `up` to bring
+/// back the same objects, pods on their addresses, and Service traffic.
+fn up_after_down_keep_data_brings_back_objects_and_pod_ips(cluster: &LocalCluster) {
     let identity = |o: &Value| o["metadata"]["uid"].clone();
     let objects =
         |c: &LocalCluster| ["deployments", "services", "pods"].map(|what| c.map(what, identity));
     let pod_ips = |c: &LocalCluster| c.map("pods", |p| p["status"]["podIP"].clone());
-    let (objects_before, ips_before) = (objects(&cluster), pod_ips(&cluster));
+    let (objects_before, ips_before) = (objects(cluster), pod_ips(cluster));
 
     // What a reboot leaves: the data, and nothing of the network or processes.
     let output = xtask(&["down", "--keep-data"]);
@@ -428,28 +426,21 @@ fn up_after_down_keep_data_brings_back_objects_and_pod_ips() {
     assert!(said.contains("restoring the cluster"), "{said}");
     wait_for("every pod to be Ready", || cluster.all_pods_ready());
     assert_eq!(
-        objects(&cluster),
+        objects(cluster),
         objects_before,
         "objects were lost or made anew"
     );
     assert_eq!(
-        pod_ips(&cluster),
+        pod_ips(cluster),
         ips_before,
         "pods or their addresses changed"
     );
-    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
-
-    drop(cluster);
-    assert!(
-        !Path::new(DATA_DIR).exists(),
-        "plain `down` left {DATA_DIR}"
-    );
+    assert_service_traffic(cluster, &cluster_ip(cluster, "echo"));
 }
 
-#[test]
-fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
+/// `up` restarts the daemons of a cluster whose supervisor died, without
+/// restarting its pods, and rebuilds a deleted netns.
+fn up_repairs_a_lost_supervisor_and_a_deleted_netns(cluster: &LocalCluster) {
     let identity = |o: &Value| o["metadata"]["uid"].clone();
     let started = |c: &LocalCluster| {
         c.map("pods", |p| {
@@ -459,7 +450,7 @@ fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
             ])
         })
     };
-    let pods_before = started(&cluster);
+    let pods_before = started(cluster);
     let objects_before = cluster.map("deployments", identity);
 
     // Without its supervisor, the daemons are restarted and the pods, whose
@@ -480,7 +471,7 @@ fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
     assert!(said.contains("supervisor is gone"), "{said}");
     assert_ne!(recorded_pid("supervisor"), supervisor);
     assert!(is_alive(recorded_pid("supervisor")));
-    assert_eq!(started(&cluster), pods_before, "pods were restarted");
+    assert_eq!(started(cluster), pods_before, "pods were restarted");
 
     // A missing netns is built again; the pods come back on their addresses.
     let status = Command::new("ip")
@@ -503,21 +494,20 @@ fn up_repairs_a_lost_supervisor_and_a_deleted_netns() {
             .collect::<BTreeMap<_, _>>()
     };
     assert_eq!(
-        ip_of(&started(&cluster)),
+        ip_of(&started(cluster)),
         ip_of(&pods_before),
         "pod addresses changed"
     );
     assert_eq!(cluster.map("deployments", identity), objects_before);
-    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+    assert_service_traffic(cluster, &cluster_ip(cluster, "echo"));
 }
 
-#[test]
-fn backup_down_restore_brings_back_objects_service_addresses_and_traffic() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
+/// `backup`, `down`, `restore` bring back the objects with their Service
+/// addresses, and Service traffic; a restore over a cluster is refused.
+fn backup_down_restore_brings_back_objects_service_addresses_and_traffic(cluster: &LocalCluster) {
     let identity = |o: &Value| serde_json::json!([o["metadata"]["uid"], o["spec"]]);
     let objects = |c: &LocalCluster| ["deployments", "services"].map(|what| c.map(what, identity));
-    let objects_before = objects(&cluster);
+    let objects_before = objects(cluster);
     let archive = std::env::temp_dir().join(format!("skiff-backup-{}.tar", std::process::id()));
 
     let output = xtask(&["backup", &archive.to_string_lossy()]);
@@ -538,11 +528,11 @@ fn backup_down_restore_brings_back_objects_service_addresses_and_traffic() {
     );
     wait_for("every pod to be Ready", || cluster.all_pods_ready());
     assert_eq!(
-        objects(&cluster),
+        objects(cluster),
         objects_before,
         "objects, ClusterIPs or NodePorts differ after the restore"
     );
-    assert_service_traffic(&cluster, &cluster_ip(&cluster, "echo"));
+    assert_service_traffic(cluster, &cluster_ip(cluster, "echo"));
 
     let output = xtask(&["restore", &archive.to_string_lossy(), "--no-build"]);
     assert!(!output.status.success());
@@ -671,11 +661,9 @@ fn assert_etcd_trust(cluster: &LocalCluster) {
     );
 }
 
-#[test]
-fn etcd_asks_for_certificates_and_the_agents_may_read_pods_but_no_secrets() {
-    let _turn = LOCAL_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
-    let cluster = LocalCluster::up();
-    assert_etcd_trust(&cluster);
+/// [`assert_etcd_trust`], before and after a reboot.
+fn etcd_asks_for_certificates_and_the_agents_may_read_pods_but_no_secrets(cluster: &LocalCluster) {
+    assert_etcd_trust(cluster);
 
     // After a reboot etcd's users and roles are found in place (enabling
     // them again changes nothing) and the key is the one kept.
@@ -708,5 +696,21 @@ fn etcd_asks_for_certificates_and_the_agents_may_read_pods_but_no_secrets() {
         .output()
         .expect("kubectl runs");
     assert!(output.status.success(), "{}", text(&output));
-    assert_etcd_trust(&cluster);
+    assert_etcd_trust(cluster);
+}
+
+#[test]
+fn one_local_cluster_through_restarts_repairs_reboots_and_a_restore() {
+    let cluster = LocalCluster::up();
+    a_second_up_changes_nothing(&cluster);
+    killed_daemons_come_back_with_objects_pod_ips_and_service_traffic_intact(&cluster);
+    up_repairs_a_lost_supervisor_and_a_deleted_netns(&cluster);
+    etcd_asks_for_certificates_and_the_agents_may_read_pods_but_no_secrets(&cluster);
+    up_after_down_keep_data_brings_back_objects_and_pod_ips(&cluster);
+    backup_down_restore_brings_back_objects_service_addresses_and_traffic(&cluster);
+    drop(cluster);
+    assert!(
+        !Path::new(DATA_DIR).exists(),
+        "plain `down` left {DATA_DIR}"
+    );
 }

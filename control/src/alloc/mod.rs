@@ -12,7 +12,7 @@ mod pool;
 mod service_cidrs;
 
 pub use pod_cidrs::{PodCidrClaims, claim_name};
-pub use pool::{Ipv4Cidr, Ipv4Pool, ParseCidrError, Pool, PortPool};
+pub use pool::{Ipv4Cidr, ParseCidrError, Pool, PortPool};
 pub use service_cidrs::{CidrListError, IpFamily, IpPool, ServiceCidrs, parse_dual_stack};
 
 use std::collections::HashSet;
@@ -125,8 +125,9 @@ pub struct Allocator<P> {
 
 /// ClusterIPs of one family.
 pub type ClusterIpAllocator = Allocator<IpPool>;
-/// LoadBalancer ingress IPs.
-pub type IpAllocator = Allocator<Ipv4Pool>;
+/// LoadBalancer ingress IPs (IPv4: the pool is configured as one IPv4
+/// CIDR).
+pub type IpAllocator = Allocator<IpPool>;
 /// NodePorts.
 pub type PortAllocator = Allocator<PortPool>;
 
@@ -143,7 +144,9 @@ impl ClusterIpAllocator {
 impl IpAllocator {
     /// LoadBalancer ingress IPs from a configured pool.
     pub fn load_balancer_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
-        Self::new(kv, LOAD_BALANCER_IPS, Ipv4Pool::new(cidr, vec![]))
+        let net = ipnet::Ipv4Net::new(cidr.network(), cidr.prefix())
+            .expect("an Ipv4Cidr's prefix is at most 32");
+        Self::new(kv, LOAD_BALANCER_IPS, IpPool::new(net.into(), vec![]))
     }
 }
 

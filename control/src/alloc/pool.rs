@@ -1,4 +1,6 @@
-//! The ranges allocators hand out from: IPv4 CIDRs and port ranges.
+//! The ranges allocators hand out from: the trait, IPv4 CIDRs (as the
+//! LoadBalancer pool is configured) and port ranges. Address pools of
+//! either family are `service_cidrs::IpPool`.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -52,18 +54,6 @@ impl Ipv4Cidr {
     pub fn prefix(&self) -> u8 {
         self.prefix
     }
-
-    /// The first and last address that may be handed out: all but the
-    /// network and broadcast addresses, except in /31 and /32 which have none.
-    pub(crate) fn usable(&self) -> (u32, u32) {
-        let first = u32::from(self.network);
-        let last = first | u32::MAX.checked_shr(u32::from(self.prefix)).unwrap_or(0);
-        if self.prefix >= 31 {
-            (first, last)
-        } else {
-            (first + 1, last - 1)
-        }
-    }
 }
 
 impl FromStr for Ipv4Cidr {
@@ -81,54 +71,6 @@ impl FromStr for Ipv4Cidr {
 impl fmt::Display for Ipv4Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
-    }
-}
-
-/// The usable addresses of a CIDR, some of them reserved for explicit
-/// requests only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ipv4Pool {
-    cidr: Ipv4Cidr,
-    reserved: Vec<Ipv4Addr>,
-}
-
-impl Ipv4Pool {
-    pub fn new(cidr: Ipv4Cidr, reserved: Vec<Ipv4Addr>) -> Self {
-        Self { cidr, reserved }
-    }
-
-    /// The first usable address (`10.96.0.1` in `10.96.0.0/12`), which
-    /// Kubernetes gives to the `kubernetes` Service in `default`.
-    pub fn first_address(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.cidr.usable().0)
-    }
-}
-
-impl Pool for Ipv4Pool {
-    type Item = Ipv4Addr;
-    const WHAT: &'static str = "IP";
-
-    fn size(&self) -> u64 {
-        let (first, last) = self.cidr.usable();
-        u64::from(last - first) + 1
-    }
-
-    fn nth(&self, index: u64) -> Ipv4Addr {
-        let offset = u32::try_from(index).expect("index below size()");
-        Ipv4Addr::from(self.cidr.usable().0 + offset)
-    }
-
-    fn contains(&self, item: Ipv4Addr) -> bool {
-        let (first, last) = self.cidr.usable();
-        (first..=last).contains(&u32::from(item))
-    }
-
-    fn is_reserved(&self, item: Ipv4Addr) -> bool {
-        self.reserved.contains(&item)
-    }
-
-    fn describe(&self) -> String {
-        self.cidr.to_string()
     }
 }
 
@@ -193,27 +135,6 @@ mod tests {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
         }
         assert!("0.0.0.0/0".parse::<Ipv4Cidr>().is_ok());
-    }
-
-    #[test]
-    fn ipv4_pool_skips_network_and_broadcast() {
-        let pool = Ipv4Pool::new("10.96.0.0/12".parse().unwrap(), vec![]);
-        assert_eq!(pool.size(), (1 << 20) - 2);
-        assert_eq!(pool.nth(0), Ipv4Addr::new(10, 96, 0, 1));
-        assert_eq!(pool.first_address(), Ipv4Addr::new(10, 96, 0, 1));
-        assert_eq!(pool.nth(pool.size() - 1), Ipv4Addr::new(10, 111, 255, 254));
-        assert!(!pool.contains(Ipv4Addr::new(10, 96, 0, 0)));
-        assert!(!pool.contains(Ipv4Addr::new(10, 111, 255, 255)));
-        assert!(!pool.contains(Ipv4Addr::new(10, 112, 0, 1)));
-        assert_eq!(pool.describe(), "10.96.0.0/12");
-
-        let tiny = Ipv4Pool::new("192.168.1.7/32".parse().unwrap(), vec![]);
-        assert_eq!(
-            (tiny.size(), tiny.nth(0)),
-            (1, Ipv4Addr::new(192, 168, 1, 7))
-        );
-        let pair = Ipv4Pool::new("192.168.1.6/31".parse().unwrap(), vec![]);
-        assert_eq!(pair.size(), 2);
     }
 
     #[test]

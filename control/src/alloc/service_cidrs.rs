@@ -169,9 +169,10 @@ impl fmt::Display for ServiceCidrs {
     }
 }
 
-/// The addresses of one service range that ClusterIPs come from: all but
-/// the network address, and for IPv4 the broadcast address; for IPv6 at
-/// most the first 2^16, as kube-apiserver's allocators.
+/// The addresses of one range that ClusterIPs (or LoadBalancer ingress
+/// IPs) come from: all but the network address, and for IPv4 the
+/// broadcast address (a /31 or /32 has neither); for IPv6 at most the
+/// first 2^16, as kube-apiserver's allocators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpPool {
     net: IpNet,
@@ -217,7 +218,7 @@ impl Pool for IpPool {
     const WHAT: &'static str = "IP";
 
     fn size(&self) -> u64 {
-        u64::try_from(self.span().1).expect("at most 2^20 addresses")
+        u64::try_from(self.span().1).expect("at most 2^32 IPv4 or 2^16 IPv6 addresses")
     }
 
     fn nth(&self, index: u64) -> IpAddr {
@@ -319,6 +320,13 @@ mod tests {
         let single = pool("10.96.0.7/32");
         assert_eq!((single.size(), single.nth(0)), (1, ip("10.96.0.7")));
         assert!(single.contains(ip("10.96.0.7")));
+        let pair = pool("192.168.1.6/31");
+        assert_eq!((pair.size(), pair.nth(0)), (2, ip("192.168.1.6")));
+        let wide = pool("10.96.0.0/12");
+        assert_eq!(wide.size(), (1 << 20) - 2);
+        assert_eq!(wide.nth(wide.size() - 1), ip("10.111.255.254"));
+        assert!(!wide.contains(ip("10.111.255.255")) && !wide.contains(ip("10.112.0.1")));
+        assert_eq!(wide.describe(), "10.96.0.0/12");
     }
 
     #[test]

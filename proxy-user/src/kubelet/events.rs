@@ -22,12 +22,18 @@ impl Recorder {
         }
     }
 
-    /// Events about Service `namespace/name`, as this node's service proxy
-    /// (`skiff-agent`; kube-proxy reports as `kube-proxy`).
-    pub fn for_service(api: kube::Client, node: &str, namespace: &str, name: &str) -> Recorder {
+    /// Events about Service `namespace/name` (with its `uid` when known),
+    /// as this node's service proxy (`skiff-agent`; kube-proxy reports as
+    /// `kube-proxy`).
+    pub fn for_service(
+        api: kube::Client,
+        node: &str,
+        (namespace, name): (&str, &str),
+        uid: Option<&str>,
+    ) -> Recorder {
         Recorder {
             api,
-            subject: Subject::service(node, namespace, name),
+            subject: Subject::service(node, (namespace, name), uid),
         }
     }
 
@@ -72,14 +78,14 @@ impl Subject {
         }
     }
 
-    fn service(node: &str, namespace: &str, name: &str) -> Subject {
+    fn service(node: &str, (namespace, name): (&str, &str), uid: Option<&str>) -> Subject {
         Subject {
             kind: "Service",
             component: "skiff-agent",
             node: node.to_owned(),
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            uid: None,
+            uid: uid.map(str::to_owned),
         }
     }
 
@@ -144,7 +150,7 @@ mod tests {
 
     #[test]
     fn service_events_come_from_the_service_proxy() {
-        let event = Subject::service("node1", "shop", "web").event(
+        let event = Subject::service("node1", ("shop", "web"), Some("u-web")).event(
             "Normal",
             "BackendEjected",
             "backend 10.244.1.5:8080 ejected",
@@ -154,7 +160,9 @@ mod tests {
         assert_eq!(event["source"]["component"], "skiff-agent");
         assert_eq!(event["reportingComponent"], "skiff-agent");
         let event: k8s_openapi::api::core::v1::Event = serde_json::from_value(event).unwrap();
-        assert_eq!(event.involved_object.uid, None);
+        assert_eq!(event.involved_object.uid.as_deref(), Some("u-web"));
         assert_eq!(event.reason.as_deref(), Some("BackendEjected"));
+        let unknown = Subject::service("node1", ("shop", "web"), None).event("Normal", "x", "y");
+        assert_eq!(unknown["involvedObject"]["uid"], serde_json::Value::Null);
     }
 }

@@ -30,7 +30,7 @@ use self::{
     datapath::{ConnectOutcomes, Datapath, Observer, Settings, render_status},
     node_eligibility::NodeEligibility,
     outlier::EventReporter,
-    sync::Syncer,
+    sync::{Published, Syncer},
     telemetry::Telemetry,
 };
 
@@ -127,8 +127,8 @@ impl Proxy {
         self.cluster.clone()
     }
 
-    /// Starts watching the source (the cluster, and the node's Node for
-    /// its eligibility) and keeping the datapath in sync with it, ejecting
+    /// Starts watching the source (the cluster and the node's Node) and
+    /// keeping the datapath in sync with it, ejecting
     /// failing backends of the Services that ask for it (with Events on
     /// them through `api`, or else the source's API server connection, when
     /// there is one). The task ends when the watch does, or fails when the
@@ -142,15 +142,9 @@ impl Proxy {
             Source::KubeApi(connection) => Some(connection.clone()),
             Source::Etcd(_) => None,
         });
-        let node = self.node_name.clone();
         let node_name = self.node_name.clone();
         match self.source {
             Source::Etcd(endpoints) => {
-                tokio::spawn(node_eligibility::watch_etcd(
-                    endpoints.clone(),
-                    node,
-                    self.eligibility,
-                ));
                 tokio::spawn(
                     async move { etcd_watch::run(endpoints, &node_name, events_tx).await },
                 );
@@ -158,11 +152,6 @@ impl Proxy {
             Source::KubeApi(connection) => {
                 tokio::spawn(async move {
                     let client = connection.client().await;
-                    tokio::spawn(node_eligibility::watch_api(
-                        client.clone(),
-                        node,
-                        self.eligibility,
-                    ));
                     kube_watch::run(client, &node_name, events_tx).await
                 });
             }
@@ -176,9 +165,12 @@ impl Proxy {
             self.node_name,
             self.node_ip,
             self.datapath,
-            self.telemetry,
             self.dns,
-            self.cluster,
+            Published {
+                telemetry: self.telemetry,
+                cluster: self.cluster,
+                eligibility: self.eligibility,
+            },
             reporter,
         );
         tokio::spawn(syncer.run(events_rx, outcomes_rx))

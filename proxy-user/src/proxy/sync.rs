@@ -23,9 +23,11 @@ use super::{
         protocol::Protocol,
         service_ref::ServiceRef,
         shared::SharedCluster,
+        state::ObjectChange,
     },
     datapath::{BackendKey, Datapath, FrontendKey, WriteError, chain},
     health_check::HealthChecks,
+    node_eligibility::NodeEligibility,
     orphans::Orphans,
     outlier::{Detector, EventReporter, report},
     policy::Policy,
@@ -44,6 +46,8 @@ pub struct Syncer {
     telemetry: Telemetry,
     /// The cache this loop keeps current; it publishes each change.
     cluster: SharedCluster,
+    /// What `/healthz` reports of this node's Node, kept with its changes.
+    eligibility: NodeEligibility,
     datapath: Datapath,
     /// Which service each programmed frontend belongs to.
     owners: HashMap<FrontendKey, ServiceRef>,
@@ -61,21 +65,34 @@ pub struct Syncer {
     events: EventReporter,
 }
 
+/// What the sync loop keeps current for the agent's other readers: the
+/// metrics and health servers, and the cluster cache's.
+pub struct Published {
+    pub telemetry: Telemetry,
+    pub cluster: SharedCluster,
+    pub eligibility: NodeEligibility,
+}
+
 impl Syncer {
     pub fn new(
         node: String,
         node_ip: Option<Ipv4Addr>,
         datapath: Datapath,
-        telemetry: Telemetry,
         dns: Option<LocalDns>,
-        cluster: SharedCluster,
+        published: Published,
         events: EventReporter,
     ) -> Self {
+        let Published {
+            telemetry,
+            cluster,
+            eligibility,
+        } = published;
         Self {
             node,
             node_ip,
             telemetry,
             cluster,
+            eligibility,
             datapath,
             owners: HashMap::new(),
             owned: HashMap::new(),
@@ -144,6 +161,9 @@ impl Syncer {
                 revision,
             } => {
                 let started = Instant::now();
+                // Not registered (yet): eligible, as before the Node is seen.
+                let eligible = node.as_ref().is_none_or(|node| node.eligible);
+                self.eligibility.set(eligible, &self.node);
                 let touched = self.cluster.write().replace_all(services, slices, node);
                 self.cluster.publish();
                 self.update_dns(&touched);
@@ -174,6 +194,13 @@ impl Syncer {
                 {
                     let mut cluster = self.cluster.write();
                     for change in changes {
+                        match &change {
+                            ObjectChange::NodeUpsert(node) => {
+                                self.eligibility.set(node.eligible, &self.node)
+                            }
+                            ObjectChange::NodeDelete => self.eligibility.set(false, &self.node),
+                            _ => {}
+                        }
                         touched.extend(cluster.apply(change));
                     }
                 }
@@ -218,7 +245,8 @@ impl Syncer {
                 self.node,
                 duration.as_secs()
             );
-            self.events.record(&service, report::EJECTED, message);
+            self.events
+                .record(&service, self.uid_of(&service), report::EJECTED, message);
             touched.insert(service);
         }
         for service in &touched {
@@ -240,7 +268,8 @@ impl Syncer {
                 "backend {backend} of {frontend} returns on node {}",
                 self.node
             );
-            self.events.record(&service, report::RETURNED, message);
+            self.events
+                .record(&service, self.uid_of(&service), report::RETURNED, message);
             touched.insert(service);
         }
         for service in &touched {
@@ -248,6 +277,12 @@ impl Syncer {
         }
         self.publish_ejections();
         Ok(())
+    }
+
+    /// The uid of `service`, which the cache keeps for the Services with
+    /// outlier detection, for their Events.
+    fn uid_of(&self, service: &ServiceRef) -> Option<Box<str>> {
+        self.cluster.read().service(service)?.uid.clone()
     }
 
     /// The ejected-backends gauge, by service.

@@ -323,7 +323,7 @@ impl ServicePools {
         }
         if let Some(pool) = &self.load_balancer_ips {
             for &ip in &holdings.load_balancer_ips {
-                log_release(pool.release(ip, owner).await);
+                log_release(pool.release(ip.into(), owner).await);
             }
         }
     }
@@ -339,7 +339,7 @@ async fn claim_load_balancer_ip(
     let current = ingress(service)
         .iter()
         .filter_map(|ingress| ingress["ip"].as_str()?.parse::<Ipv4Addr>().ok())
-        .find(|ip| pool.pool().contains(*ip));
+        .find(|ip| pool.pool().contains((*ip).into()));
     let requested = service["spec"]["loadBalancerIP"]
         .as_str()
         .filter(|ip| !ip.is_empty())
@@ -347,7 +347,7 @@ async fn claim_load_balancer_ip(
     let path = "spec.loadBalancerIP";
     let ip = match (current, requested) {
         (Some(ip), _) => {
-            pool.allocate_specific(ip, owner)
+            pool.allocate_specific(ip.into(), owner)
                 .await
                 .map_err(|e| Failure::at(path, go_quote(&ip.to_string()), e))?;
             ip
@@ -361,10 +361,15 @@ async fn claim_load_balancer_ip(
                     range: pool.pool().describe(),
                 })
             })?;
-            pool.allocate_specific(ip, owner).await.map_err(failure)?;
+            pool.allocate_specific(ip.into(), owner)
+                .await
+                .map_err(failure)?;
             ip
         }
-        (None, None) => pool.allocate(owner).await.map_err(Failure::Internal)?,
+        (None, None) => match pool.allocate(owner).await.map_err(Failure::Internal)? {
+            IpAddr::V4(ip) => ip,
+            IpAddr::V6(ip) => unreachable!("the LoadBalancer pool is IPv4, not {ip}"),
+        },
     };
     service["status"]["loadBalancer"] =
         json!({ "ingress": [{ "ip": ip.to_string(), "ipMode": "VIP" }] });

@@ -1,31 +1,102 @@
-//! List and watch of Services, EndpointSlices and the agent's own Node (for
-//! its zone) through an API server (`--source kube-api`), as kube-proxy
-//! reads them: kube-rs's watcher does the listing, watching, re-listing and
-//! backoff; this keeps a mirror of the three as the agent's records and
-//! reports it in the same
-//! `ClusterEvent`s the etcd watch sends, so the sync loop cannot tell the
-//! sources apart. Needs only what `system:node-proxier` grants (list and
-//! watch).
-use std::{collections::HashMap, hash::Hash, time::Instant};
+//! List and watch of Services, EndpointSlices and the agent's own Node
+//! (its zone and eligibility) through an API server (`--source
+//! kube-api`), as kube-proxy reads them: kube-rs's watcher does the
+//! listing, watching, re-listing and backoff; this keeps a mirror of the
+//! three as the agent's records and reports it in the same `ClusterEvent`s
+//! the etcd watch sends, so the sync loop cannot tell the sources apart.
+//! Needs only what `system:node-proxier` grants (list and watch).
+use std::{
+    borrow::Cow, collections::HashMap, hash::Hash, marker::PhantomData, sync::Arc, time::Instant,
+};
 
 use futures_util::{StreamExt as _, stream};
-use k8s_openapi::api::{
-    core::v1::{Node, Service},
-    discovery::v1::EndpointSlice,
+use k8s_openapi::{
+    api::{
+        core::v1::{Node, Service},
+        discovery::v1::EndpointSlice,
+    },
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
     Api, Resource, ResourceExt as _,
     runtime::{WatchStreamExt as _, watcher},
 };
-use serde::Serialize;
+use serde::{Deserialize, Deserializer};
 use tokio::sync::mpsc::Sender;
 
 use super::{
     etcd_watch::ClusterEvent,
-    records::{NodeRecord, ServiceRecord, SliceRecord},
+    records::{Named, NodeRecord, ServiceRecord, SliceRecord},
     service_ref::ServiceRef,
     state::{ObjectChange, SliceRef},
 };
+
+/// An object of kind `K` as the agent reads it from the API server: the
+/// metadata the watcher resumes by, and its record `R`, read straight from
+/// the API server's JSON by the etcd watch's parser (`records::Named`):
+/// nothing is decoded into k8s-openapi's types and encoded again.
+#[derive(Clone, Debug)]
+pub(super) struct Watched<K, R> {
+    meta: ObjectMeta,
+    /// The record, or why the object could not be read as one.
+    record: Result<R, Arc<serde_json::Error>>,
+    kind: PhantomData<fn() -> K>,
+}
+
+type WatchedService = Watched<Service, ServiceRecord>;
+type WatchedSlice = Watched<EndpointSlice, SliceRecord>;
+type WatchedNode = Watched<Node, NodeRecord>;
+
+/// `K`'s kind, group, version and resource name: `Api` and the watcher
+/// address the API by them.
+impl<K: Resource<DynamicType = ()>, R> Resource for Watched<K, R> {
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
+    }
+}
+
+impl<'de, K, R> Deserialize<'de> for Watched<K, R>
+where
+    Named<R>: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let named = Named::<R>::deserialize(deserializer)?;
+        let namespace = &named.name.namespace;
+        Ok(Watched {
+            meta: ObjectMeta {
+                namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
+                name: Some(named.name.name.to_string()),
+                resource_version: named.resource_version.map(String::from),
+                ..ObjectMeta::default()
+            },
+            record: named.record,
+            kind: PhantomData,
+        })
+    }
+}
 
 /// Lists and then watches Services and EndpointSlices in every namespace,
 /// and the Node `node_name`, with `client`, sending what it sees to `tx`: a
@@ -34,19 +105,19 @@ use super::{
 /// receiver is gone.
 pub async fn run(client: kube::Client, node_name: &str, tx: Sender<ClusterEvent>) {
     let services = watcher(
-        Api::<Service>::all(client.clone()),
+        Api::<WatchedService>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .map(|event| event.map(|event| Update::Service(Box::new(event))));
     let slices = watcher(
-        Api::<EndpointSlice>::all(client.clone()),
+        Api::<WatchedSlice>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .map(|event| event.map(|event| Update::Slice(Box::new(event))));
     let node = watcher(
-        Api::<Node>::all(client),
+        Api::<WatchedNode>::all(client),
         watcher::Config::default().fields(&format!("metadata.name={node_name}")),
     )
     .default_backoff()
@@ -69,12 +140,12 @@ pub async fn run(client: kube::Client, node_name: &str, tx: Sender<ClusterEvent>
     }
 }
 
-/// One watcher event, of any of the three kinds (boxed: the objects are
-/// large).
+/// One watcher event, of any of the three kinds (boxed: a Service's
+/// record is large beside the others).
 enum Update {
-    Service(Box<watcher::Event<Service>>),
-    Slice(Box<watcher::Event<EndpointSlice>>),
-    Node(Box<watcher::Event<Node>>),
+    Service(Box<watcher::Event<WatchedService>>),
+    Slice(Box<watcher::Event<WatchedSlice>>),
+    Node(Box<watcher::Event<WatchedNode>>),
 }
 
 /// The three kinds as last listed and changed since.
@@ -94,7 +165,7 @@ impl Mirror {
         let received = Instant::now();
         let (change, listed) = match update {
             Update::Service(event) => {
-                let event = self.read(*event, ServiceRecord::from_json);
+                let event = self.read(*event);
                 let listed = matches!(event, watcher::Event::InitDone);
                 let change = self
                     .services
@@ -106,7 +177,7 @@ impl Mirror {
                 (change, listed)
             }
             Update::Slice(event) => {
-                let event = self.read(*event, SliceRecord::from_json);
+                let event = self.read(*event);
                 let listed = matches!(event, watcher::Event::InitDone);
                 let change = self.slices.apply(event).map(|(name, record)| match record {
                     Some(record) => ObjectChange::SliceUpsert(name, record),
@@ -115,7 +186,7 @@ impl Mirror {
                 (change, listed)
             }
             Update::Node(event) => {
-                let event = self.read(*event, |_, json| NodeRecord::from_json(json));
+                let event = self.read(*event);
                 let listed = matches!(event, watcher::Event::InitDone);
                 let change = self.node.apply(event).map(|(_, record)| match record {
                     Some(record) => ObjectChange::NodeUpsert(record),
@@ -147,13 +218,12 @@ impl Mirror {
     /// the etcd watch skips it.
     fn read<K, R>(
         &mut self,
-        event: watcher::Event<K>,
-        record: fn(&ServiceRef, &[u8]) -> Result<R, serde_json::Error>,
+        event: watcher::Event<Watched<K, R>>,
     ) -> watcher::Event<Option<(ServiceRef, Option<R>)>>
     where
-        K: Resource + Serialize,
+        K: Resource<DynamicType = ()>,
     {
-        let mut read = |object: K, deleted: bool| {
+        let mut read = |object: Watched<K, R>, deleted: bool| {
             if let Some(version) = object
                 .resource_version()
                 .and_then(|version| version.parse::<i64>().ok())
@@ -167,8 +237,7 @@ impl Mirror {
             if deleted {
                 return Some((name, None));
             }
-            let decoded = serde_json::to_vec(&object).and_then(|json| record(&name, &json));
-            match decoded {
+            match object.record {
                 Ok(record) => Some((name, Some(record))),
                 Err(error) => {
                     tracing::warn!(object = %name, %error, "skipping an object the agent cannot read");

@@ -28,6 +28,9 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// The Node label holding its zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
+/// The taint the cluster autoscaler puts on a node it is about to remove.
+const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+
 /// kube-proxy's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 const DEFAULT_AFFINITY_TIMEOUT: u32 = 10_800;
 /// The API's upper bound for it (one day).
@@ -77,6 +80,9 @@ pub struct ServiceRecord {
     /// The `skiff.io/outlier-detection` annotation, when it turns passive
     /// health on.
     pub outlier_detection: Option<OutlierConfig>,
+    /// `metadata.uid`, kept only with `outlier_detection`: the ejection
+    /// Events name the Service by it, so `kubectl describe` lists them.
+    pub uid: Option<Box<str>>,
 }
 
 /// One TCP or UDP port of a Service.
@@ -136,11 +142,26 @@ pub struct Hints {
     pub nodes: Box<[Box<str>]>,
 }
 
-/// What the agent keeps of its own Node: its zone.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What the agent keeps of its own Node: its zone, and whether it should
+/// still receive load-balanced traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
     /// The `topology.kubernetes.io/zone` label; `None` when absent or empty.
     pub zone: Option<Box<str>>,
+    /// Neither being deleted (a deletionTimestamp) nor tainted
+    /// `ToBeDeletedByClusterAutoscaler` (KEP-3836): load balancers probing
+    /// kube-proxy's `/healthz` drain the node otherwise.
+    pub eligible: bool,
+}
+
+/// A Node not seen yet: no zone, and eligible, as kube-proxy's is.
+impl Default for NodeRecord {
+    fn default() -> Self {
+        NodeRecord {
+            zone: None,
+            eligible: true,
+        }
+    }
 }
 
 /// One port of an EndpointSlice.
@@ -206,15 +227,28 @@ impl ServiceRecord {
     /// Reads the Service stored as `json`; `svc` names it in log lines
     /// about fields that are skipped.
     pub fn from_json(svc: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::Service<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(svc, serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(svc: &ServiceRef, wire: wire::Service<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
-        let outlier_detection = wire
-            .metadata
-            .and_then(|metadata| metadata.annotations)
-            .and_then(|annotations| annotations.outlier_detection)
-            .and_then(|value| outlier_settings(svc, &value));
+        let (outlier_detection, uid) = match wire.metadata {
+            Some(metadata) => {
+                let outlier_detection = metadata
+                    .annotations
+                    .and_then(|annotations| annotations.outlier_detection)
+                    .and_then(|value| outlier_settings(svc, &value));
+                let uid = metadata
+                    .uid
+                    .filter(|_| outlier_detection.is_some())
+                    .map(|uid| uid.into());
+                (outlier_detection, uid)
+            }
+            None => (None, None),
+        };
         Ok(Self {
             outlier_detection,
+            uid,
             ..wire.spec.map_or_else(Self::default, |spec| {
                 Self::of(svc, spec, wire.status.unwrap_or_default())
             })
@@ -277,6 +311,7 @@ impl ServiceRecord {
             ),
             health_check_node_port: spec.health_check_node_port.and_then(port_number),
             outlier_detection: None,
+            uid: None,
         }
     }
 }
@@ -285,7 +320,13 @@ impl SliceRecord {
     /// Reads the EndpointSlice stored as `json`; `slice` names it in log
     /// lines about fields that are skipped.
     pub fn from_json(slice: &ServiceRef, json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::EndpointSlice<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(slice, serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(
+        slice: &ServiceRef,
+        wire: wire::EndpointSlice<'_>,
+    ) -> Result<Self, serde_json::Error> {
         wire::check_kind(
             &wire.api_version,
             &wire.kind,
@@ -392,21 +433,87 @@ impl SliceRecord {
 impl NodeRecord {
     /// Reads the Node stored as `json`.
     pub fn from_json(json: &[u8]) -> Result<Self, serde_json::Error> {
-        let wire: wire::Node<'_> = serde_json::from_slice(json)?;
+        Self::read_wire(serde_json::from_slice(json)?)
+    }
+
+    fn read_wire(wire: wire::Node<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Node")?;
-        let zone = wire
-            .metadata
-            .and_then(|metadata| metadata.labels)
+        let metadata = wire.metadata.unwrap_or_default();
+        let zone = metadata
+            .labels
             .and_then(|mut labels| labels.remove(ZONE_LABEL))
             .filter(|zone| !zone.is_empty())
             .map(|zone| zone.into());
-        Ok(Self { zone })
+        let tainted = wire
+            .spec
+            .and_then(|spec| spec.taints)
+            .into_iter()
+            .flatten()
+            .any(|taint| taint.key == TO_BE_DELETED_TAINT);
+        Ok(Self {
+            zone,
+            eligible: metadata.deletion_timestamp.is_none() && !tainted,
+        })
     }
 }
 
-/// How kube-proxy may use an endpoint, from its conditions; `None` when it
-/// may not. A nil `ready` means ready; a nil `serving` means the same as
-/// `ready`; a nil `terminating` means not terminating.
+/// A record read from an object that names itself, as the API server's
+/// do (etcd's name theirs by key instead): its namespace, name and
+/// resourceVersion, and the record, or why the object could not be read
+/// as one. Deserialized straight from the API server's JSON by the parser
+/// the etcd watch uses, so no object is decoded twice.
+#[derive(Clone, Debug)]
+pub struct Named<R> {
+    /// Namespace ("" for a Node) and name.
+    pub name: ServiceRef,
+    pub resource_version: Option<Box<str>>,
+    pub record: Result<R, Arc<serde_json::Error>>,
+}
+
+/// A record kind, read from its borrowing wire form.
+pub trait FromWire<'de>: Sized {
+    type Wire: Deserialize<'de> + wire::Identified;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error>;
+}
+
+impl<'de> FromWire<'de> for ServiceRecord {
+    type Wire = wire::Service<'de>;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(name, wire)
+    }
+}
+
+impl<'de> FromWire<'de> for SliceRecord {
+    type Wire = wire::EndpointSlice<'de>;
+    fn from_wire(name: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(name, wire)
+    }
+}
+
+impl<'de> FromWire<'de> for NodeRecord {
+    type Wire = wire::Node<'de>;
+    fn from_wire(_: &ServiceRef, wire: Self::Wire) -> Result<Self, serde_json::Error> {
+        Self::read_wire(wire)
+    }
+}
+
+impl<'de, R: FromWire<'de>> Deserialize<'de> for Named<R> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = R::Wire::deserialize(deserializer)?;
+        let [namespace, name, resource_version] = wire::Identified::identity(&wire);
+        let name = ServiceRef {
+            namespace: namespace.unwrap_or_default().into(),
+            name: name.unwrap_or_default().into(),
+        };
+        let resource_version = resource_version.map(Box::from);
+        Ok(Named {
+            record: R::from_wire(&name, wire).map_err(Arc::new),
+            name,
+            resource_version,
+        })
+    }
+}
+
 /// The outlier detection the annotation's `value` asks for; a value it
 /// cannot read is logged and leaves detection off.
 fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
@@ -419,6 +526,9 @@ fn outlier_settings(svc: &ServiceRef, value: &str) -> Option<OutlierConfig> {
         .map(OutlierConfig::from)
 }
 
+/// How kube-proxy may use an endpoint, from its conditions; `None` when it
+/// may not. A nil `ready` means ready; a nil `serving` means the same as
+/// `ready`; a nil `terminating` means not terminating.
 fn usability(conditions: wire::Conditions) -> Option<Usable> {
     let ready = conditions.ready.unwrap_or(true);
     let serving = conditions.serving.unwrap_or(ready);
@@ -563,8 +673,29 @@ pub fn port_number(port: i32) -> Option<u16> {
 
 /// The stored JSON, as far as the records need it. Strings borrow from
 /// the input unless they hold escapes.
-mod wire {
+pub mod wire {
     use super::*;
+
+    /// An object's namespace, name and resourceVersion, from its metadata.
+    pub trait Identified {
+        fn identity(&self) -> [Option<&str>; 3];
+    }
+
+    macro_rules! named {
+        ($($kind:ident),*) => {$(
+            impl Identified for $kind<'_> {
+                fn identity(&self) -> [Option<&str>; 3] {
+                    let metadata = self.metadata.as_ref();
+                    [
+                        metadata.and_then(|m| m.namespace.as_deref()),
+                        metadata.and_then(|m| m.name.as_deref()),
+                        metadata.and_then(|m| m.resource_version.as_deref()),
+                    ]
+                }
+            }
+        )*};
+    }
+    named!(Service, EndpointSlice, Node);
 
     /// Like the API types, a stored object may omit `apiVersion` and
     /// `kind`, but not name another type: a Pod is not read as a Service.
@@ -683,7 +814,36 @@ mod wire {
         #[serde(borrow)]
         pub kind: Option<Cow<'a, str>>,
         #[serde(borrow)]
-        pub metadata: Option<Metadata<'a>>,
+        pub metadata: Option<NodeMetadata<'a>>,
+        #[serde(borrow)]
+        pub spec: Option<NodeSpec<'a>>,
+    }
+
+    #[derive(Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct NodeMetadata<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+        #[serde(borrow)]
+        pub deletion_timestamp: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct NodeSpec<'a> {
+        #[serde(borrow)]
+        pub taints: Option<Vec<Taint<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Taint<'a> {
+        #[serde(borrow)]
+        pub key: Cow<'a, str>,
     }
 
     #[derive(Deserialize)]
@@ -704,7 +864,16 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct ServiceMetadata<'a> {
+        #[serde(borrow)]
+        pub uid: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub annotations: Option<ServiceAnnotations<'a>>,
     }
@@ -717,7 +886,14 @@ mod wire {
     }
 
     #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
     pub struct Metadata<'a> {
+        #[serde(borrow)]
+        pub name: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub namespace: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        pub resource_version: Option<Cow<'a, str>>,
         #[serde(borrow)]
         pub labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
     }

@@ -1,6 +1,6 @@
 //! The agent's cache of the Services and EndpointSlices it balances, and of
-//! its own Node's zone, kept current from the etcd watch, and the frontends
-//! each Service should have.
+//! its own Node (zone and eligibility), kept current from the cluster
+//! watch, and the frontends each Service should have.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -87,12 +87,14 @@ impl ClusterState {
     }
 
     /// Keeps this node's record; every Service when its zone changed (the
-    /// topology hints then choose other endpoints).
+    /// topology hints then choose other endpoints). Its eligibility
+    /// changes no frontend: only `/healthz` reports it.
     fn set_node(&mut self, node: NodeRecord) -> BTreeSet<ServiceRef> {
-        if node == self.node {
+        let zone_changed = node.zone != self.node.zone;
+        self.node = node;
+        if !zone_changed {
             return BTreeSet::new();
         }
-        self.node = node;
         self.services.keys().cloned().collect()
     }
 
@@ -370,13 +372,22 @@ mod tests {
         state.apply(put_service("web", "10.96.0.10"));
         let in_a = NodeRecord {
             zone: Some("a".into()),
+            eligible: true,
         };
         assert_eq!(
             state.apply(ObjectChange::NodeUpsert(in_a.clone())),
             set(&["web"])
         );
         assert_eq!(state.zone(), Some("a"));
-        assert_eq!(state.apply(ObjectChange::NodeUpsert(in_a)), set(&[]));
+        assert_eq!(
+            state.apply(ObjectChange::NodeUpsert(in_a.clone())),
+            set(&[])
+        );
+        let draining = NodeRecord {
+            eligible: false,
+            ..in_a
+        };
+        assert_eq!(state.apply(ObjectChange::NodeUpsert(draining)), set(&[]));
         assert_eq!(state.apply(ObjectChange::NodeDelete), set(&["web"]));
         assert_eq!(state.zone(), None);
     }

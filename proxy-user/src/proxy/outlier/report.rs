@@ -21,17 +21,28 @@ impl EventReporter {
         Self { api, node }
     }
 
-    /// Records a Normal Event on `service`, in the background: a slow or
-    /// failing API server never holds the sync loop.
-    pub fn record(&self, service: &ServiceRef, reason: &'static str, message: String) {
+    /// Records a Normal Event on `service` (whose uid is `uid`, when the
+    /// agent still has its record), in the background: a slow or failing
+    /// API server never holds the sync loop.
+    pub fn record(
+        &self,
+        service: &ServiceRef,
+        uid: Option<Box<str>>,
+        reason: &'static str,
+        message: String,
+    ) {
         let Some(api) = self.api.clone() else {
             return;
         };
         let node = self.node.clone();
         let service = service.clone();
         tokio::spawn(async move {
-            let recorder =
-                Recorder::for_service(api.client().await, &node, &service.namespace, &service.name);
+            let recorder = Recorder::for_service(
+                api.client().await,
+                &node,
+                (&service.namespace, &service.name),
+                uid.as_deref(),
+            );
             if let Err(error) = recorder.normal(reason, &message).await {
                 warn!(%service, reason, %error, "recording an Event failed");
             }

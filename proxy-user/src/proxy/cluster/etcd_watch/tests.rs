@@ -332,3 +332,50 @@ fn the_node_is_read_for_its_zone_label() {
     assert_eq!(read(empty).unwrap(), None);
     assert!(read(json!({ "kind": "Pod" })).is_err());
 }
+
+#[test]
+fn a_node_being_deleted_or_tainted_for_deletion_is_not_eligible() {
+    let eligible = |json: Value| match Records::for_node("node1").value(
+        &Name::Node,
+        json.to_string().as_bytes(),
+        1,
+    ) {
+        Ok(Record::Node(node)) => node.eligible,
+        other => panic!("not a Node record: {other:?}"),
+    };
+    assert!(eligible(json!({"metadata": {"name": "n"}})));
+    assert!(eligible(json!({
+        "metadata": {"name": "n"},
+        "spec": {"taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]},
+    })));
+    assert!(!eligible(json!({
+        "metadata": {"name": "n"},
+        "spec": {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "value": "1700000000", "effect": "NoSchedule"}]},
+    })));
+    assert!(!eligible(json!({
+        "metadata": {"name": "n", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["x"]},
+    })));
+}
+
+#[test]
+fn a_service_with_outlier_detection_keeps_its_uid_for_its_events() {
+    let read = |annotations: Value| match Records::for_node("node1").value(
+        &Name::Service(svc("web")),
+        json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u-web",
+                         "annotations": annotations},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]},
+        })
+        .to_string()
+        .as_bytes(),
+        1,
+    ) {
+        Ok(Record::Service(_, service)) => service,
+        other => panic!("not a Service record: {other:?}"),
+    };
+    let detected = read(json!({"skiff.io/outlier-detection": "true"}));
+    assert!(detected.outlier_detection.is_some());
+    assert_eq!(detected.uid.as_deref(), Some("u-web"));
+    // Others send no Events: the record stays without it.
+    assert_eq!(read(json!({})).uid, None);
+}

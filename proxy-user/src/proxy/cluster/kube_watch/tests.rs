@@ -1,42 +1,40 @@
-use k8s_openapi::api::{
-    core::v1::{Node, Service},
-    discovery::v1::EndpointSlice,
-};
 use kube::runtime::watcher::Event;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Mirror, Update};
+use super::{Mirror, Update, WatchedNode, WatchedService, WatchedSlice};
 use crate::proxy::cluster::{etcd_watch::ClusterEvent, state::ObjectChange};
 
-fn service(name: &str, version: u32) -> Service {
-    serde_json::from_value(json!({
+/// `json` as the watcher hands it over, decoded as from the API server.
+fn watched<T: serde::de::DeserializeOwned>(json: Value) -> T {
+    serde_json::from_value(json).unwrap()
+}
+
+fn service(name: &str, version: u32) -> WatchedService {
+    watched(json!({
         "metadata": {"namespace": "default", "name": name, "resourceVersion": version.to_string()},
         "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80, "protocol": "TCP"}]},
     }))
-    .unwrap()
 }
 
-fn slice(name: &str, service: &str) -> EndpointSlice {
-    serde_json::from_value(json!({
+fn slice(name: &str, service: &str) -> WatchedSlice {
+    watched(json!({
         "metadata": {"namespace": "default", "name": name, "resourceVersion": "3",
                      "labels": {"kubernetes.io/service-name": service}},
         "addressType": "IPv4",
         "endpoints": [{"addresses": ["10.0.1.2"]}],
         "ports": [{"port": 8080, "protocol": "TCP"}],
     }))
-    .unwrap()
 }
 
-fn node(zone: &str) -> Node {
-    serde_json::from_value(json!({
+fn node(zone: &str) -> WatchedNode {
+    watched(json!({
         "metadata": {"name": "n1", "resourceVersion": "1",
                      "labels": {"topology.kubernetes.io/zone": zone}},
     }))
-    .unwrap()
 }
 
 /// Lists the agent's Node: `node`, or none registered.
-fn list_node(mirror: &mut Mirror, node: Option<Node>) -> Option<ClusterEvent> {
+fn list_node(mirror: &mut Mirror, node: Option<WatchedNode>) -> Option<ClusterEvent> {
     assert!(mirror.apply(Update::Node(Box::new(Event::Init))).is_none());
     if let Some(node) = node {
         assert!(
@@ -61,7 +59,7 @@ fn resynced_services(event: Option<ClusterEvent>) -> Vec<String> {
     }
 }
 
-fn list(mirror: &mut Mirror, services: Vec<Service>) -> Option<ClusterEvent> {
+fn list(mirror: &mut Mirror, services: Vec<WatchedService>) -> Option<ClusterEvent> {
     assert!(
         mirror
             .apply(Update::Service(Box::new(Event::Init)))
@@ -160,4 +158,44 @@ fn the_node_s_zone_changes_and_deletion_are_reported() {
     );
     let gone = changes(mirror.apply(Update::Node(Box::new(Event::Delete(node("b"))))));
     assert!(matches!(&gone[..], [ObjectChange::NodeDelete]), "{gone:?}");
+}
+
+#[test]
+fn records_are_read_from_the_api_server_s_json_with_their_identity() {
+    let web = service("web", 9);
+    assert_eq!(web.meta.namespace.as_deref(), Some("default"));
+    assert_eq!(web.meta.name.as_deref(), Some("web"));
+    assert_eq!(web.meta.resource_version.as_deref(), Some("9"));
+    let record = web.record.unwrap();
+    assert_eq!(
+        record.cluster_ips[..],
+        [std::net::Ipv4Addr::new(10, 96, 0, 10)]
+    );
+    let node1 = node("a");
+    assert_eq!(node1.meta.namespace, None);
+    assert_eq!(node1.record.unwrap().zone.as_deref(), Some("a"));
+    let tainted: WatchedNode = watched(json!({
+        "metadata": {"name": "n1"},
+        "spec": {"taints": [{"key": "ToBeDeletedByClusterAutoscaler", "effect": "NoSchedule"}]},
+    }));
+    assert!(!tainted.record.unwrap().eligible);
+    // Another kind under the watched one's name is kept as unreadable
+    // (skipped with a warning), not an error that stops the watch.
+    let pod: WatchedService = watched(json!({"kind": "Pod", "metadata": {"name": "p"}}));
+    assert!(pod.record.is_err());
+}
+
+#[test]
+fn an_unreadable_object_is_skipped() {
+    let mut mirror = Mirror::default();
+    list(&mut mirror, Vec::new());
+    mirror.apply(Update::Slice(Box::new(Event::Init)));
+    mirror.apply(Update::Slice(Box::new(Event::InitDone)));
+    list_node(&mut mirror, None).unwrap();
+    let pod: WatchedService = watched(json!({"kind": "Pod", "metadata": {"name": "p"}}));
+    assert!(
+        mirror
+            .apply(Update::Service(Box::new(Event::Apply(pod))))
+            .is_none()
+    );
 }
