@@ -48,6 +48,7 @@ pub mod map_names {
     pub const MAGLEV: &str = "skiff_maglev";
     pub const SOURCE_RANGES: &str = "skiff_src_ranges";
     pub const FRONTEND_ADDRESSES: &str = "skiff_fe_addrs";
+    pub const POD_PORTS: &str = "skiff_pod_ports";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -72,6 +73,9 @@ pub mod capacity {
     pub const SOURCE_RANGES: u32 = 65_536;
     /// The distinct addresses of all frontends: at most one per frontend.
     pub const FRONTEND_ADDRESSES: u32 = SERVICES;
+    /// Addresses of the pods on this node (a node's pod CIDR is a /24 in
+    /// the local cluster; kubelet's default is 110 pods).
+    pub const POD_PORTS: u32 = 1_024;
 }
 
 /// Why the datapath failed a connect or send: indexes of the drops map.

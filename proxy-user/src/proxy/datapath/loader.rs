@@ -108,7 +108,7 @@ struct Layout {
     max_entries: u32,
 }
 
-const LAYOUTS: [Layout; 12] = [
+const LAYOUTS: [Layout; 13] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -175,6 +175,13 @@ const LAYOUTS: [Layout; 12] = [
         key_size: size_of::<u32>(),
         value_size: size_of::<u8>(),
         max_entries: capacity::FRONTEND_ADDRESSES,
+    },
+    Layout {
+        // A device map's value: the target ifindex and a program fd or id.
+        name: map_names::POD_PORTS,
+        key_size: size_of::<u32>(),
+        value_size: 2 * size_of::<u32>(),
+        max_entries: capacity::POD_PORTS,
     },
     Layout {
         name: map_names::CONFIG,
