@@ -28,6 +28,8 @@ const COUNT: u64 = RATE * 10;
 /// waiting in a veth ring for someone to run its NAPI (what this guards
 /// against) arrives hundreds of times later, not twice.
 const TOLERANCE: f64 = 2.0;
+/// Paired rounds tried before the latency comparison fails.
+const ROUNDS: usize = 3;
 
 /// What the sink saw of one blast.
 #[derive(Debug)]
@@ -156,14 +158,44 @@ fn wait_for_pod_port(web: &Web, sink: &Pod) {
     }
 }
 
-#[test]
-fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
-    let mut web = Web::start();
-    // The TCX path first, before any agent with XDP has seen the sink.
+/// One paired round: node1's agent without XDP, then with it, each
+/// delivering one blast. Returns the TCX path's delivery and the XDP path's.
+fn paired_round(web: &mut Web, sink: &Pod) -> (Delivery, Delivery) {
     web.testbed.kill_agent(1);
     web.testbed
         .start_agent_with(1, &["--xdp=off"])
         .expect("node1's agent restarts without XDP");
+    let before = redirected_into(web, sink);
+    let tc = blast(web, sink);
+    assert_eq!(redirected_into(web, sink), before, "redirected without XDP");
+    assert_eq!(tc.received, COUNT, "the TCX path lost packets: {tc:?}");
+
+    web.testbed.kill_agent(1);
+    web.testbed
+        .start_agent(1)
+        .expect("node1's agent restarts with XDP");
+    wait_for_pod_port(web, sink);
+    let before = redirected_into(web, sink);
+    let xdp = blast(web, sink);
+    let redirected = redirected_into(web, sink) - before;
+    println!("tc: {tc:?}\nxdp: {xdp:?}\nredirected: {redirected}");
+    assert_eq!(xdp.received, COUNT, "the XDP path lost packets: {xdp:?}");
+    assert!(
+        redirected >= COUNT,
+        "only {redirected} of {COUNT} frames went through the redirect"
+    );
+    (tc, xdp)
+}
+
+/// Whether the XDP path's median and p99 are within `TOLERANCE` of the
+/// TCX path's.
+fn no_slower(tc: &Delivery, xdp: &Delivery) -> bool {
+    xdp.p50_ns <= tc.p50_ns * TOLERANCE && xdp.p99_ns <= tc.p99_ns * TOLERANCE
+}
+
+#[test]
+fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
+    let mut web = Web::start();
     // A server keeps a process in the pod, which is how the agent finds
     // the pod's network namespace; the UDP sink comes and goes with each
     // blast.
@@ -178,36 +210,18 @@ fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
     web.set_endpoints(&[web.ready(&sink)]);
     thread::sleep(REACTION_BOUND);
 
-    let before = redirected_into(&web, &sink);
-    let tc = blast(&web, &sink);
-    assert_eq!(
-        redirected_into(&web, &sink),
-        before,
-        "redirected without XDP"
-    );
-    assert_eq!(tc.received, COUNT, "the TCX path lost packets: {tc:?}");
-
-    web.testbed.kill_agent(1);
-    web.testbed
-        .start_agent(1)
-        .expect("node1's agent restarts with XDP");
-    wait_for_pod_port(&web, &sink);
-    let before = redirected_into(&web, &sink);
-    let xdp = blast(&web, &sink);
-    let redirected = redirected_into(&web, &sink) - before;
-    println!("tc: {tc:?}\nxdp: {xdp:?}\nredirected: {redirected}");
-    assert_eq!(xdp.received, COUNT, "the XDP path lost packets: {xdp:?}");
-    assert!(
-        redirected >= COUNT,
-        "only {redirected} of {COUNT} frames went through the redirect"
-    );
-    for (what, fast, baseline) in [
-        ("median", xdp.p50_ns, tc.p50_ns),
-        ("p99", xdp.p99_ns, tc.p99_ns),
-    ] {
-        assert!(
-            fast <= baseline * TOLERANCE,
-            "XDP {what} latency {fast} ns against TCX {baseline} ns"
-        );
+    // Every round must lose nothing and redirect everything; latency is
+    // compared within a round, and one round in `ROUNDS` within the
+    // tolerance suffices, as another process can take a shared core for a
+    // moment. Frames left waiting in a ring are late in every round.
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let (tc, xdp) = paired_round(&mut web, &sink);
+        let done = no_slower(&tc, &xdp);
+        rounds.push((tc, xdp));
+        if done {
+            return;
+        }
     }
+    panic!("XDP delivery was slower than TCX's in every round: {rounds:?}");
 }

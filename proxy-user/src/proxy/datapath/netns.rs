@@ -49,6 +49,12 @@ pub fn of_subtree(cgroup: &Path) -> io::Result<Vec<Netns>> {
     Ok(found)
 }
 
+/// The identity of the calling thread's network namespace, as `Netns::id`.
+pub fn own_id() -> io::Result<(u64, u64)> {
+    let metadata = fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
 fn processes(cgroup: &Path) -> io::Result<Vec<u32>> {
     let procs = match fs::read_to_string(cgroup.join("cgroup.procs")) {
         Ok(procs) => procs,

@@ -11,7 +11,8 @@
 //! the veth, survives agent restarts, and goes with the pod.
 //!
 //! Pods are the network namespaces of the processes in the node's cgroup
-//! subtree (as the socket reset finds them); a pod's port is the bridge
+//! subtree (as the socket reset finds them), but the agent's own (the
+//! node's, where host-network pods run); a pod's port is the bridge
 //! port its MAC address was learned on. The kernel removes an entry when
 //! its device goes away; the agent removes a pod's entries when its
 //! namespace is gone.
@@ -81,7 +82,13 @@ impl PodPorts {
     /// address no bridge has learned yet are tried again next time), and
     /// unmaps those whose namespace is gone.
     pub fn refresh(&mut self) -> io::Result<()> {
-        let namespaces = netns::of_subtree(&self.cgroup)?;
+        // A host-network pod shares the agent's namespace: the node's own
+        // interfaces are no pod's.
+        let node = netns::own_id()?;
+        let namespaces: Vec<_> = netns::of_subtree(&self.cgroup)?
+            .into_iter()
+            .filter(|netns| netns.id != node)
+            .collect();
         let present: HashSet<_> = namespaces.iter().map(|netns| netns.id).collect();
         for (_, addresses) in self.mapped.extract_if(|id, _| !present.contains(id)) {
             for address in addresses {
