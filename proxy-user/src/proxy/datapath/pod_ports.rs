@@ -29,12 +29,12 @@ use aya::{
     Ebpf,
     maps::{DevMapHash, MapData},
 };
-use nix::ifaddrs::getifaddrs;
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
 use proxy_common::map_names;
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use super::{error::DatapathError, interface_index, netns};
+use super::{error::DatapathError, netns};
 
 /// `ETHTOOL_SGRO` (linux/ethtool.h): set the device's GRO flag.
 const ETHTOOL_SGRO: u32 = 0x2c;
@@ -154,7 +154,7 @@ impl PodPorts {
                     continue;
                 };
                 // A port that went away since the listing.
-                if let Ok(index) = interface_index(&port) {
+                if let Ok(index) = if_nametoindex(port.as_str()) {
                     ports.insert(mac, index);
                 }
             }
