@@ -58,6 +58,7 @@ pub mod map_names {
     pub const BACKENDS6: &str = "skiff_backends6";
     pub const SOCK_REV_NAT6: &str = "skiff_sk_rnat6";
     pub const CONFIG6: &str = "skiff_config6";
+    pub const POD_PORTS: &str = "skiff_pod_ports";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -82,6 +83,9 @@ pub mod capacity {
     pub const SOURCE_RANGES: u32 = 65_536;
     /// The distinct addresses of all frontends: at most one per frontend.
     pub const FRONTEND_ADDRESSES: u32 = SERVICES;
+    /// Addresses of the pods on this node (a node's pod CIDR is a /24 in
+    /// the local cluster; kubelet's default is 110 pods).
+    pub const POD_PORTS: u32 = 1_024;
 }
 
 /// Why the datapath failed a connect or send: indexes of the drops map.

@@ -3,7 +3,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey,
@@ -85,6 +85,14 @@ pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
 #[map(name = "skiff_fe_addrs")]
 pub static FRONTEND_ADDRESSES: HashMap<u32, u8> =
     HashMap::pinned(capacity::FRONTEND_ADDRESSES, BPF_F_NO_PREALLOC);
+
+/// The node side of the veth of each pod on this node, by the pod's
+/// address: the XDP program sends frames for local backends straight into
+/// it (`xdp_nat`). The agent adds a pod once the pod's side of the veth can
+/// take redirected frames (`proxy::datapath::pod_ports`); the kernel drops
+/// an entry when its device goes away.
+#[map(name = "skiff_pod_ports")]
+pub static POD_PORTS: DevMapHash = DevMapHash::pinned(capacity::POD_PORTS, 0);
 
 /// (frontend, backend) pairs whose connected UDP sockets the socket-reset
 /// iterator destroys; filled by the agent for one run at a time.

@@ -129,6 +129,32 @@ pub fn rewrite_xdp(packet: &XdpPacket, entry: &CtValue) {
     }
 }
 
+/// Does to an XDP frame what the stack's forwarding does before the frame
+/// leaves on another device: one hop less to live, and the new link-layer
+/// source and destination. `false` (the frame untouched) when the TTL has
+/// run out: the stack then answers the sender.
+#[inline(always)]
+pub fn forward_xdp(packet: &XdpPacket, source: [u8; 6], destination: [u8; 6]) -> bool {
+    // SAFETY: as in `rewrite_xdp`.
+    unsafe {
+        let header = &mut *packet.ip;
+        let ttl = header[8];
+        if ttl <= 1 {
+            return false;
+        }
+        // The TTL is the high byte of the header's fifth 16-bit word.
+        let csum = u16::from_ne_bytes([header[10], header[11]]);
+        let old = u16::from_ne_bytes([ttl, header[9]]);
+        let new = u16::from_ne_bytes([ttl - 1, header[9]]);
+        header[10..12].copy_from_slice(&replace16(csum, old, new).to_ne_bytes());
+        header[8] = ttl - 1;
+        let eth = &mut *packet.eth;
+        eth[0..6].copy_from_slice(&destination);
+        eth[6..12].copy_from_slice(&source);
+    }
+    true
+}
+
 /// The checksum `check` after a 32-bit field changed from `old` to `new`,
 /// all as they sit in memory (the one's complement sum is byte order
 /// independent).

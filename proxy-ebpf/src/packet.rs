@@ -107,6 +107,7 @@ pub fn peek_destination_tc(ctx: &TcContext) -> Option<Option<u32>> {
 /// fields NAT rewrites. Only IPv4 headers without options are handled here.
 pub struct XdpPacket {
     pub key: CtKey,
+    pub eth: *mut [u8; ETH_HLEN],
     pub ip: *mut [u8; IP_HLEN],
     pub ports: *mut [u16; 2],
     /// Where the L4 checksum is; null for UDP sent without one.
@@ -132,6 +133,7 @@ fn at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
 /// Parses an XDP frame's headers.
 #[inline(always)]
 pub fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket> {
+    let eth: *mut [u8; ETH_HLEN] = at(ctx, 0)?;
     let ethertype: *mut u16 = at(ctx, 12)?;
     // SAFETY: every pointer `at` returns is inside the packet.
     if u16::from_be(unsafe { *ethertype }) != ETH_P_IP {
@@ -175,6 +177,7 @@ pub fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket> {
             protocol,
             pad: [0; 3],
         },
+        eth,
         ip,
         ports,
         l4_csum,

@@ -189,6 +189,11 @@ impl Testbed {
 
     /// Starts node `node`'s agent (1-based) and waits for its first full sync.
     pub fn start_agent(&mut self, node: usize) -> Result<()> {
+        self.start_agent_with(node, &[])
+    }
+
+    /// As [`Testbed::start_agent`], with `extra` flags after the usual ones.
+    pub fn start_agent_with(&mut self, node: usize, extra: &[&str]) -> Result<()> {
         let log_path = self.agent_log_path(node);
         let log = fs::OpenOptions::new()
             .create(true)
@@ -224,7 +229,7 @@ impl Testbed {
         };
         // A renewed Ingress certificate within a test's patience, not the
         // kubelet's minute.
-        command.arg("--ingress-secret-ttl=1");
+        command.arg("--ingress-secret-ttl=1").args(extra);
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -23,11 +23,11 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::error;
+use tracing::{error, warn};
 
 use self::{
     cluster::{etcd_watch, kube_watch, shared::SharedCluster},
-    datapath::{ConnectOutcomes, Datapath, Observer, Settings, render_status},
+    datapath::{ConnectOutcomes, Datapath, Observer, PodPorts, Settings, render_status},
     node_eligibility::NodeEligibility,
     outlier::EventReporter,
     sync::{Published, Syncer},
@@ -160,6 +160,9 @@ impl Proxy {
         if let Some(outcomes) = self.datapath.take_connect_outcomes() {
             tokio::spawn(read_connect_outcomes(outcomes, outcomes_tx));
         }
+        if let Some(ports) = self.datapath.take_pod_ports() {
+            tokio::spawn(keep_pod_ports(ports));
+        }
         let reporter = EventReporter::new(api, self.node_name.clone());
         let syncer = Syncer::new(
             self.node_name,
@@ -191,6 +194,35 @@ async fn read_connect_outcomes(
         }
         if sync.send(batch).await.is_err() {
             return;
+        }
+    }
+}
+
+/// How often the pods' ports are looked for: a new pod's first packets
+/// take the stack's path until then.
+const POD_PORTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps `skiff_pod_ports` following the node's pods.
+async fn keep_pod_ports(mut ports: PodPorts) {
+    let mut ticks = tokio::time::interval(POD_PORTS_REFRESH);
+    loop {
+        ticks.tick().await;
+        let refreshed = tokio::task::spawn_blocking(move || {
+            let result = ports.refresh();
+            (ports, result)
+        })
+        .await;
+        match refreshed {
+            Ok((kept, result)) => {
+                ports = kept;
+                if let Err(error) = result {
+                    warn!(%error, "looking for the pods' ports failed; retrying");
+                }
+            }
+            Err(error) => {
+                error!(%error, "the pod port refresh panicked; XDP redirects stop following pods");
+                return;
+            }
         }
     }
 }

@@ -503,7 +503,8 @@ fn datapath_notes() -> [String; 6] {
          the whole forwarding path on the sender's CPU, so the send, the bridges and the veths are a fixed \
          cost in every variant and the ratios understate the NAT paths' own difference), a recvmmsg sink \
          pod pinned to CPU 1 counting delivered packets. tc and the baselines are measured on node1; XDP on node2, whose agent runs \
-         --xdp=native when the agent has that flag. The ceiling (`xdp-drop-ceiling`): the same blast at node1, \
+         --xdp=native when the agent has that flag, and redirects the packets into the sink's veth (the sink pods hold a \
+         process throughout, as real pods do, so the agent has mapped them). The ceiling (`xdp-drop-ceiling`): the same blast at node1, \
          whose agent runs without XDP, with an XDP program that drops every packet (`skiff-xdp-drop`, built \
          with the agent's programs, never loaded by it) attached in native mode to node1's uplink for its \
          rounds only, counted by the uplink's receive counter: what reaches XDP at all on such a link."

@@ -96,6 +96,14 @@ impl Rig {
             .args(["-s", "-p", &super::catalog::IPERF_PORT.to_string()])
             .stdout(Stdio::null());
         servers.push(ProcessGuard::spawn(&mut iperf)?);
+        // A process for the sinks' lifetime, as a real pod has: the agent
+        // finds a pod's namespace through its processes, and maps it for
+        // the XDP redirect only then, not afresh at each blast.
+        for sink in &sinks {
+            let mut hold = sink.command("sleep");
+            hold.arg("infinity");
+            servers.push(ProcessGuard::spawn(&mut hold)?);
+        }
 
         let help = Command::new(agent_binary()?)
             .arg("--help")

@@ -116,7 +116,7 @@ struct Layout {
 /// Maps added after `MAPS_DIR` last changed (the IPv6 ones among them)
 /// need no new directory: aya creates and pins a map whose pin is missing,
 /// so an agent adopting an older agent's maps starts these empty.
-const LAYOUTS: [Layout; 16] = [
+const LAYOUTS: [Layout; 17] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -183,6 +183,13 @@ const LAYOUTS: [Layout; 16] = [
         key_size: size_of::<u32>(),
         value_size: size_of::<u8>(),
         max_entries: capacity::FRONTEND_ADDRESSES,
+    },
+    Layout {
+        // A device map's value: the target ifindex and a program fd or id.
+        name: map_names::POD_PORTS,
+        key_size: size_of::<u32>(),
+        value_size: 2 * size_of::<u32>(),
+        max_entries: capacity::POD_PORTS,
     },
     Layout {
         name: map_names::CONFIG,

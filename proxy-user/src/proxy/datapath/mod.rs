@@ -10,6 +10,7 @@ mod maglev;
 mod migrate;
 mod netns;
 mod observe;
+mod pod_ports;
 mod policy;
 mod programmed;
 mod sock_reset;
@@ -28,6 +29,7 @@ pub use keys::{BackendKey, FrontendKey};
 pub use loader::{Uplink, XdpChoice};
 pub use maglev::MaglevSize;
 pub use observe::{FrontendView, Observer, render_status};
+pub use pod_ports::PodPorts;
 pub use programmed::{BackendChange, MaglevParams, MapOp};
 use programmed::{Plan, Programmed, by_map};
 use sock_reset::SocketResetter;
@@ -63,6 +65,9 @@ pub struct Datapath {
     resetter: SocketResetter,
     /// The `sock_ops` program's reports, until the sync loop takes them.
     connect_outcomes: Option<ConnectOutcomes>,
+    /// The XDP redirect's pod ports, until the agent's refresh task takes
+    /// them; `None` without XDP or pod interfaces.
+    pod_ports: Option<PodPorts>,
     /// Writes held back by `defer_writes` until `flush`.
     deferred: Option<Deferred>,
 }
@@ -110,6 +115,18 @@ impl Datapath {
             programmed: Programmed::new(settings.maglev),
             resetter: SocketResetter::load(&mut ebpf, &btf, &settings.cgroup)?,
             connect_outcomes: Some(ConnectOutcomes::take(&mut ebpf)?),
+            pod_ports: match &settings.uplink {
+                Some(uplink)
+                    if uplink.xdp != XdpChoice::Off && !settings.pod_interfaces.is_empty() =>
+                {
+                    Some(PodPorts::take(
+                        &mut ebpf,
+                        settings.cgroup.clone(),
+                        settings.pod_interfaces.clone(),
+                    )?)
+                }
+                _ => None,
+            },
             deferred: None,
             ebpf: Some(ebpf),
             settings,
@@ -138,6 +155,12 @@ impl Datapath {
     /// `None` after the first call.
     pub fn take_connect_outcomes(&mut self) -> Option<ConnectOutcomes> {
         self.connect_outcomes.take()
+    }
+
+    /// The ports of the pods the XDP program redirects to, to keep current;
+    /// `None` after the first call, or when XDP is off.
+    pub fn take_pod_ports(&mut self) -> Option<PodPorts> {
+        self.pod_ports.take()
     }
 
     /// Rebuilds the userspace mirror from the maps and repairs what an

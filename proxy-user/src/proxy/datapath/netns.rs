@@ -16,6 +16,8 @@ pub struct Netns {
     file: File,
     /// A process that was in it, to name it in logs.
     pub pid: u32,
+    /// The namespace's identity (device and inode of its nsfs file).
+    pub id: (u64, u64),
 }
 
 /// The distinct network namespaces of the processes in `cgroup` and every
@@ -32,8 +34,9 @@ pub fn of_subtree(cgroup: &Path) -> io::Result<Vec<Netns>> {
                 continue;
             };
             let metadata = file.metadata()?;
-            if seen.insert((metadata.dev(), metadata.ino())) {
-                found.push(Netns { file, pid });
+            let id = (metadata.dev(), metadata.ino());
+            if seen.insert(id) {
+                found.push(Netns { file, pid, id });
             }
         }
         for entry in fs::read_dir(&dir)? {
@@ -44,6 +47,12 @@ pub fn of_subtree(cgroup: &Path) -> io::Result<Vec<Netns>> {
         }
     }
     Ok(found)
+}
+
+/// The identity of the calling thread's network namespace, as `Netns::id`.
+pub fn own_id() -> io::Result<(u64, u64)> {
+    let metadata = fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((metadata.dev(), metadata.ino()))
 }
 
 fn processes(cgroup: &Path) -> io::Result<Vec<u32>> {
