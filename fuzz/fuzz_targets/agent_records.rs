@@ -12,6 +12,10 @@ use libfuzzer_sys::fuzz_target;
 #[path = "../../proxy-user/src/proxy"]
 mod proxy {
     pub mod policy;
+    pub mod outlier {
+        pub mod ejection;
+        pub use ejection::OutlierConfig;
+    }
     pub mod cluster {
         pub mod etcd_watch;
         pub mod frontends;
@@ -19,6 +23,7 @@ mod proxy {
         pub mod records;
         pub mod service_ref;
         pub mod state;
+        pub mod topology;
     }
 }
 
