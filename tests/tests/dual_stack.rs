@@ -9,15 +9,16 @@
 //! `dual_stack_services.rs`.)
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
+mod dual_stack_pods;
+
 use std::net::{IpAddr, Ipv6Addr};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use skiff_tests::{Testbed, dual_stack_control_args, eventually, pod_cidr, pod_cidr_v6};
 
+use dual_stack_pods::{TIMEOUT, apply, get, pod, run_client};
+
 const NAMESPACE: &str = "dualstack";
-const TIMEOUT: Duration = Duration::from_secs(90);
-const IMAGE: &str = "skiff/python-kubernetes";
 
 /// Fetches `http://[<argv[1]>]:8080/` until it answers (the server may
 /// still be starting), printing the status.
@@ -32,29 +33,6 @@ for attempt in range(60):
         print("RETRY", error, flush=True)
         time.sleep(0.5)
 "#;
-
-fn apply(testbed: &Testbed, object: &Value) {
-    testbed.kubectl_ok(&["apply", "-f", "-"], &object.to_string());
-}
-
-fn pod(name: &str, node: &str, labels: Value, command: Vec<&str>) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name, "namespace": NAMESPACE, "labels": labels },
-        "spec": {
-            "nodeName": node,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{ "name": "main", "image": IMAGE, "command": command }],
-        },
-    })
-}
-
-fn get(testbed: &Testbed, args: &[&str]) -> Option<Value> {
-    let out = testbed.run_kubectl(args, "").ok()?;
-    serde_json::from_str(&out).ok()
-}
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
     let (network, len) = cidr.split_once('/').unwrap();
@@ -112,7 +90,7 @@ fn dual_stack_services_pods_and_endpoint_slices() {
     let server = vec!["python3", "-m", "http.server", "8080", "--bind", "::"];
     apply(
         &testbed,
-        &pod("web", "node2", json!({ "app": "web" }), server),
+        &pod(NAMESPACE, "web", "node2", json!({ "app": "web" }), server),
     );
     let pod_ips = eventually("the web pod to run with two addresses", TIMEOUT, || {
         let pod = get(
@@ -177,20 +155,7 @@ fn dual_stack_services_pods_and_endpoint_slices() {
     let server_ip: Ipv6Addr = ips[1].parse().unwrap();
     let server_ip = server_ip.to_string();
     let client = vec!["python3", "-c", CLIENT, server_ip.as_str()];
-    apply(&testbed, &pod("client", "node1", json!({}), client));
-    let client = eventually("the client pod to finish", TIMEOUT, || {
-        let pod = get(
-            &testbed,
-            &["get", "pod", "client", "-n", NAMESPACE, "-o", "json"],
-        )?;
-        matches!(
-            pod["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-        .then_some(pod)
-    });
-    let logs = testbed.kubectl_ok(&["logs", "client", "-n", NAMESPACE], "");
-    assert_eq!(client["status"]["phase"], "Succeeded", "{logs}\n{client:#}");
+    let (client, logs) = run_client(&testbed, NAMESPACE, "client", client);
     assert!(logs.contains("STATUS 200"), "{logs}");
     let client_ips = &client["status"]["podIPs"];
     assert!(

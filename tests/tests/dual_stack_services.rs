@@ -10,15 +10,16 @@
 //! IPv4 ClusterIP by its IPv4-mapped address.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
+mod dual_stack_pods;
+
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use skiff_tests::{Testbed, dual_stack_control_args, eventually};
 
+use dual_stack_pods::{TIMEOUT, apply, get, pod, run_client};
+
 const NAMESPACE: &str = "v6svc";
-const TIMEOUT: Duration = Duration::from_secs(90);
-const IMAGE: &str = "skiff/python-kubernetes";
 /// An address of the IPv6 service range (`SERVICE_CIDR_V6`) that no
 /// Service is given (checked below).
 const UNALLOCATED_V6: &str = "fd00:10:96::fffe";
@@ -104,29 +105,6 @@ results["empty6"] = {"tcp": [tcp(empty6)], "udp": [udp(empty6, False)]}
 results["unknown6"] = {"tcp": [tcp(unknown6)]}
 print(json.dumps(results))
 "#;
-
-fn apply(testbed: &Testbed, object: &Value) {
-    testbed.kubectl_ok(&["apply", "-f", "-"], &object.to_string());
-}
-
-fn get(testbed: &Testbed, args: &[&str]) -> Option<Value> {
-    let out = testbed.run_kubectl(args, "").ok()?;
-    serde_json::from_str(&out).ok()
-}
-
-fn pod(name: &str, node: &str, labels: Value, command: Vec<&str>) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": { "name": name, "namespace": NAMESPACE, "labels": labels },
-        "spec": {
-            "nodeName": node,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{ "name": "main", "image": IMAGE, "command": command }],
-        },
-    })
-}
 
 fn service(name: &str, families: Value, policy: &str, app: &str) -> Value {
     json!({
@@ -237,7 +215,10 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
 
     for (name, node) in [("web-1", "node1"), ("web-2", "node2")] {
         let command = vec!["python3", "-c", SERVER, name];
-        apply(&testbed, &pod(name, node, json!({ "app": "web" }), command));
+        apply(
+            &testbed,
+            &pod(NAMESPACE, name, node, json!({ "app": "web" }), command),
+        );
     }
     eventually(
         "both web pods ready in each family's slices",
@@ -262,20 +243,7 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
         &empty6[0],
         UNALLOCATED_V6,
     ];
-    apply(&testbed, &pod("client", "node1", json!({}), client));
-    let client = eventually("the client pod to finish", TIMEOUT, || {
-        let pod = get(
-            &testbed,
-            &["get", "pod", "client", "-n", NAMESPACE, "-o", "json"],
-        )?;
-        matches!(
-            pod["status"]["phase"].as_str(),
-            Some("Succeeded" | "Failed")
-        )
-        .then_some(pod)
-    });
-    let logs = testbed.kubectl_ok(&["logs", "client", "-n", NAMESPACE], "");
-    assert_eq!(client["status"]["phase"], "Succeeded", "{logs}\n{client:#}");
+    let (_, logs) = run_client(&testbed, NAMESPACE, "client", client);
     let results: Value = serde_json::from_str(logs.trim()).unwrap_or_else(|error| {
         panic!("the client prints JSON ({error}): {logs}");
     });
