@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 use control::alloc::{
-    CidrListError, DEFAULT_SERVICE_CIDR, Ipv4Cidr, ServiceCidrs, parse_dual_stack,
+    CidrListError, DEFAULT_SERVICE_CIDR, LoadBalancerPools, ServiceCidrs, parse_dual_stack,
 };
 use control::api::{ApiConfig, ServiceNetwork, stored_resources};
 use control::controllers::{
@@ -125,10 +125,12 @@ struct Args {
     #[arg(long, value_name = "RANGE", default_value = "30000-32767", value_parser = parse_port_range)]
     service_node_port_range: RangeInclusive<u16>,
 
-    /// Where LoadBalancer Services get their ingress IP (written to
-    /// status.loadBalancer.ingress); without it they get none.
-    #[arg(long, value_name = "CIDR")]
-    load_balancer_pool: Option<Ipv4Cidr>,
+    /// Where LoadBalancer Services get their ingress IPs (written to
+    /// status.loadBalancer.ingress): one CIDR, or two of different families
+    /// (`172.18.255.0/24,fd00:172:18:255::/112`); a Service gets one per
+    /// family of its ipFamilies that has a pool, none without.
+    #[arg(long, value_name = "CIDRS")]
+    load_balancer_pool: Option<LoadBalancerPools>,
 
     /// The port node agents serve container logs on (`kubectl logs` is
     /// proxied to http://<node InternalIP>:<port>/containerLogs/...).
@@ -379,7 +381,7 @@ async fn main() -> Result<()> {
             network: ServiceNetwork {
                 cluster_ip_ranges: args.service_cluster_ip_range,
                 node_port_range: args.service_node_port_range,
-                load_balancer_pool: args.load_balancer_pool,
+                load_balancer_pools: args.load_balancer_pool.unwrap_or_default(),
             },
             kubelet_port: args.kubelet_port,
             ..ApiConfig::default()

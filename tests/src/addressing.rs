@@ -104,12 +104,19 @@ pub const POD_SUPERNET_V6: &str = "fd00:10:244::/56";
 /// The IPv6 service range of a dual-stack control plane.
 pub const SERVICE_CIDR_V6: &str = "fd00:10:96::/112";
 
+/// A dual-stack cluster's LoadBalancer pools, one per family. No route
+/// names them: only the nodes' datapath knows their addresses.
+pub const LOAD_BALANCER_POOL: &str = "172.18.255.0/24";
+pub const LOAD_BALANCER_POOL_V6: &str = "fd00:172:18:255::/112";
+
 /// skiff-control's flags for a dual-stack cluster: the IPv6 service range
-/// and cluster CIDR beside the IPv4 ones.
-pub fn dual_stack_control_args() -> [String; 2] {
+/// and cluster CIDR beside the IPv4 ones, and a LoadBalancer pool per
+/// family.
+pub fn dual_stack_control_args() -> [String; 3] {
     [
         format!("--service-cluster-ip-range={SERVICE_CIDR},{SERVICE_CIDR_V6}"),
         format!("--cluster-cidr={POD_SUPERNET},{POD_SUPERNET_V6}"),
+        format!("--load-balancer-pool={LOAD_BALANCER_POOL},{LOAD_BALANCER_POOL_V6}"),
     ]
 }
 

@@ -12,8 +12,10 @@ mod pool;
 mod service_cidrs;
 
 pub use pod_cidrs::{PodCidrClaims, claim_name};
-pub use pool::{Ipv4Cidr, ParseCidrError, Pool, PortPool};
-pub use service_cidrs::{CidrListError, IpFamily, IpPool, ServiceCidrs, parse_dual_stack};
+pub use pool::{Pool, PortPool};
+pub use service_cidrs::{
+    CidrListError, IpFamily, IpPool, LoadBalancerPools, ServiceCidrs, parse_dual_stack,
+};
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -125,8 +127,7 @@ pub struct Allocator<P> {
 
 /// ClusterIPs of one family.
 pub type ClusterIpAllocator = Allocator<IpPool>;
-/// LoadBalancer ingress IPs (IPv4: the pool is configured as one IPv4
-/// CIDR).
+/// LoadBalancer ingress IPs of one family.
 pub type IpAllocator = Allocator<IpPool>;
 /// NodePorts.
 pub type PortAllocator = Allocator<PortPool>;
@@ -142,11 +143,10 @@ impl ClusterIpAllocator {
 }
 
 impl IpAllocator {
-    /// LoadBalancer ingress IPs from a configured pool.
-    pub fn load_balancer_ips(kv: Kv, cidr: Ipv4Cidr) -> Self {
-        let net = ipnet::Ipv4Net::new(cidr.network(), cidr.prefix())
-            .expect("an Ipv4Cidr's prefix is at most 32");
-        Self::new(kv, LOAD_BALANCER_IPS, IpPool::new(net.into(), vec![]))
+    /// LoadBalancer ingress IPs from one configured pool. Both families'
+    /// records live in one pool of keys: addresses never clash.
+    pub fn load_balancer_ips(kv: Kv, cidr: IpNet) -> Self {
+        Self::new(kv, LOAD_BALANCER_IPS, IpPool::new(cidr, vec![]))
     }
 }
 

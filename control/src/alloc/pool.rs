@@ -1,11 +1,8 @@
-//! The ranges allocators hand out from: the trait, IPv4 CIDRs (as the
-//! LoadBalancer pool is configured) and port ranges. Address pools of
-//! either family are `service_cidrs::IpPool`.
+//! The ranges allocators hand out from: the trait and port ranges. Address
+//! pools of either family are `service_cidrs::IpPool`.
 
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
-use std::str::FromStr;
 
 /// A range of allocatable items, indexed `0..size()`.
 pub trait Pool {
@@ -22,56 +19,6 @@ pub trait Pool {
     fn is_reserved(&self, item: Self::Item) -> bool;
     /// The range as people configure it, for error messages.
     fn describe(&self) -> String;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IPv4 CIDR {0:?}")]
-pub struct ParseCidrError(String);
-
-/// An IPv4 network such as `10.96.0.0/12` (host bits are cleared).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Cidr {
-    network: Ipv4Addr,
-    prefix: u8,
-}
-
-impl Ipv4Cidr {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Result<Self, ParseCidrError> {
-        if prefix > 32 {
-            return Err(ParseCidrError(format!("{addr}/{prefix}")));
-        }
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        Ok(Self {
-            network: Ipv4Addr::from(u32::from(addr) & mask),
-            prefix,
-        })
-    }
-
-    pub fn network(&self) -> Ipv4Addr {
-        self.network
-    }
-
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = ParseCidrError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseCidrError(s.to_owned());
-        let (addr, prefix) = s.split_once('/').ok_or_else(err)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| err())?;
-        let prefix: u8 = prefix.parse().map_err(|_| err())?;
-        Self::new(addr, prefix).map_err(|_| err())
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
-    }
 }
 
 /// A range of ports, e.g. NodePorts `30000-32767`.
@@ -116,26 +63,6 @@ impl Pool for PortPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidr_parsing() {
-        let cidr: Ipv4Cidr = "10.96.3.4/12".parse().unwrap();
-        assert_eq!(cidr.to_string(), "10.96.0.0/12");
-        assert_eq!(
-            (cidr.network(), cidr.prefix()),
-            (Ipv4Addr::new(10, 96, 0, 0), 12)
-        );
-        for bad in [
-            "10.96.0.0",
-            "10.96.0.0/33",
-            "10.96.0/12",
-            "x/1",
-            "10.0.0.0/-1",
-        ] {
-            assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
-        }
-        assert!("0.0.0.0/0".parse::<Ipv4Cidr>().is_ok());
-    }
 
     #[test]
     fn port_pool() {

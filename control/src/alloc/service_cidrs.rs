@@ -1,6 +1,6 @@
 //! The service ClusterIP ranges of either family (kube-apiserver's
-//! `--service-cluster-ip-range=v4[,v6]`) and the pool of addresses each
-//! hands out.
+//! `--service-cluster-ip-range=v4[,v6]`), the LoadBalancer pools of either
+//! family, and the pool of addresses each range hands out.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -169,6 +169,26 @@ impl fmt::Display for ServiceCidrs {
     }
 }
 
+/// skiff's `--load-balancer-pool`: where LoadBalancer ingress IPs come
+/// from, one range per family (`172.18.255.0/24,fd00:172:18:255::/112`),
+/// as MetalLB and k3s's servicelb are given one per family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadBalancerPools(Vec<IpNet>);
+
+impl LoadBalancerPools {
+    pub fn iter(&self) -> impl Iterator<Item = IpNet> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl FromStr for LoadBalancerPools {
+    type Err = CidrListError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_dual_stack("--load-balancer-pool", s).map(Self)
+    }
+}
+
 /// The addresses of one range that ClusterIPs (or LoadBalancer ingress
 /// IPs) come from: all but the network address, and for IPv4 the
 /// broadcast address (a /31 or /32 has neither); for IPv6 at most the
@@ -307,6 +327,30 @@ mod tests {
             refused("10.96.0.0/12,nope"),
             "--service-cluster-ip-range[1] \"nope\" is not a valid CIDR"
         );
+    }
+
+    #[test]
+    fn load_balancer_pools_are_one_per_family() {
+        let dual: LoadBalancerPools = "172.18.255.7/24,fd00:172:18:255::/112".parse().unwrap();
+        let nets: Vec<String> = dual.iter().map(|net| net.to_string()).collect();
+        assert_eq!(nets, ["172.18.255.0/24", "fd00:172:18:255::/112"]);
+        let v6: LoadBalancerPools = "fd00:172:18:255::/64".parse().unwrap();
+        assert_eq!(v6.iter().count(), 1);
+        assert_eq!(
+            "10.0.0.0/24,10.1.0.0/24"
+                .parse::<LoadBalancerPools>()
+                .unwrap_err()
+                .to_string(),
+            "--load-balancer-pool[0] and --load-balancer-pool[1] must be of different IP family"
+        );
+        assert_eq!(
+            "10.0.0.0"
+                .parse::<LoadBalancerPools>()
+                .unwrap_err()
+                .to_string(),
+            "--load-balancer-pool[0] \"10.0.0.0\" is not a valid CIDR"
+        );
+        assert_eq!(LoadBalancerPools::default().iter().count(), 0);
     }
 
     #[test]

@@ -41,7 +41,7 @@ async fn drain<P: Pool>(alloc: &Allocator<P>, who: &Owner) -> Vec<P::Item> {
 async fn concurrent_allocators_never_collide() {
     let etcd = Etcd::start();
     let (a, b) = (client(&etcd).await, client(&etcd).await);
-    let cidr: Ipv4Cidr = "192.168.10.0/28".parse().unwrap();
+    let cidr: IpNet = "192.168.10.0/28".parse().unwrap();
     let ports = PortPool::new(30000..=30029).unwrap();
 
     // Each task allocates for objects of its own, through its own client.

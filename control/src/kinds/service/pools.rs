@@ -1,5 +1,5 @@
-//! What a Service holds in the shared pools (its ClusterIP, NodePorts,
-//! health check NodePort and LoadBalancer ingress IP): claimed in etcd
+//! What a Service holds in the shared pools (its ClusterIPs, NodePorts,
+//! health check NodePort and LoadBalancer ingress IPs): claimed in etcd
 //! before the Service is written, given back when it no longer needs them.
 //!
 //! Claims are idempotent for their owner, so every write claims all that the
@@ -7,7 +7,7 @@
 //! cluster does that) is then recorded the first time the API touches it.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use serde_json::{Value, json};
@@ -18,8 +18,8 @@ use super::fields::{
     ports, service_type,
 };
 use crate::alloc::{
-    AllocError, CLUSTER_IPS, ClusterIpAllocator, IpAllocator, IpFamily, Ipv4Cidr,
-    LOAD_BALANCER_IPS, NODE_PORTS, Owner, Pool, PortAllocator, PortPool, ServiceCidrs, record_key,
+    AllocError, CLUSTER_IPS, ClusterIpAllocator, IpAllocator, IpFamily, LOAD_BALANCER_IPS,
+    LoadBalancerPools, NODE_PORTS, Owner, Pool, PortAllocator, PortPool, ServiceCidrs, record_key,
 };
 use crate::kinds::refusal::Refusal;
 use crate::validation::{FieldError, Rendered, go_quote, go_string_slice};
@@ -31,8 +31,10 @@ pub struct ServiceNetwork {
     /// One range per family, the primary first.
     pub cluster_ip_ranges: ServiceCidrs,
     pub node_port_range: RangeInclusive<u16>,
-    /// Without a pool, LoadBalancer Services keep an empty status.
-    pub load_balancer_pool: Option<Ipv4Cidr>,
+    /// At most one per family. A LoadBalancer Service gets an ingress IP
+    /// for each of its families that has a pool: without any, its status
+    /// stays empty.
+    pub load_balancer_pools: LoadBalancerPools,
 }
 
 impl Default for ServiceNetwork {
@@ -42,7 +44,7 @@ impl Default for ServiceNetwork {
                 .parse()
                 .expect("the default CIDR parses"),
             node_port_range: crate::alloc::DEFAULT_NODE_PORT_RANGE,
-            load_balancer_pool: None,
+            load_balancer_pools: LoadBalancerPools::default(),
         }
     }
 }
@@ -53,7 +55,8 @@ pub struct ServicePools {
     /// One per service range, the primary first.
     cluster_ips: Vec<ClusterIpAllocator>,
     node_ports: PortAllocator,
-    load_balancer_ips: Option<IpAllocator>,
+    /// One per configured family.
+    load_balancer_ips: Vec<IpAllocator>,
 }
 
 /// The values one Service holds.
@@ -63,7 +66,8 @@ pub struct Holdings {
     cluster_ips: BTreeSet<IpAddr>,
     /// NodePorts and the health check NodePort (one pool).
     node_ports: BTreeSet<u16>,
-    load_balancer_ips: BTreeSet<Ipv4Addr>,
+    /// Of either family.
+    load_balancer_ips: BTreeSet<IpAddr>,
 }
 
 impl Holdings {
@@ -136,8 +140,10 @@ impl ServicePools {
                 .collect(),
             node_ports: PortAllocator::node_ports(client.clone(), node_ports),
             load_balancer_ips: network
-                .load_balancer_pool
-                .map(|cidr| IpAllocator::load_balancer_ips(client, cidr)),
+                .load_balancer_pools
+                .iter()
+                .map(|cidr| IpAllocator::load_balancer_ips(client.clone(), cidr))
+                .collect(),
         }
     }
 
@@ -203,10 +209,8 @@ impl ServicePools {
             };
             service["spec"]["healthCheckNodePort"] = json!(port);
         }
-        if ty == "LoadBalancer"
-            && let Some(pool) = &self.load_balancer_ips
-        {
-            claim_load_balancer_ip(pool, owner, service).await?;
+        if ty == "LoadBalancer" && !self.load_balancer_ips.is_empty() {
+            self.claim_load_balancer_ips(owner, service).await?;
         }
         Ok(())
     }
@@ -220,15 +224,7 @@ impl ServicePools {
         if requested.first().is_some_and(|ip| ip == "None") {
             return Ok(());
         }
-        let families: Vec<IpFamily> = spec["ipFamilies"]
-            .as_array()
-            .map(|families| {
-                families
-                    .iter()
-                    .filter_map(|family| IpFamily::parse(family.as_str()?))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let families = families_of(spec);
         let mut cluster_ips = Vec::new();
         for (i, family) in families.into_iter().enumerate() {
             let Some(pool) = self.pool_of(family) else {
@@ -264,6 +260,73 @@ impl ServicePools {
         self.cluster_ips
             .iter()
             .find(|pool| pool.pool().family() == family)
+    }
+
+    fn load_balancer_pool_of(&self, family: IpFamily) -> Option<&IpAllocator> {
+        self.load_balancer_ips
+            .iter()
+            .find(|pool| pool.pool().family() == family)
+    }
+
+    /// One ingress IP per family of `ipFamilies` that has a pool, in that
+    /// order (as MetalLB and k3s's servicelb give a dual-stack Service):
+    /// the one the status has, else `spec.loadBalancerIP` when it is of
+    /// that family, else any free one. A family without a pool gets none,
+    /// as a cluster without any pool gives none.
+    async fn claim_load_balancer_ips(
+        &self,
+        owner: &Owner,
+        service: &mut Value,
+    ) -> Result<(), Failure> {
+        let current: Vec<IpAddr> = ingress(service)
+            .iter()
+            .filter_map(|ingress| ingress["ip"].as_str()?.parse().ok())
+            .collect();
+        let requested = service["spec"]["loadBalancerIP"]
+            .as_str()
+            .filter(|ip| !ip.is_empty())
+            .map(str::to_owned);
+        let requested_ip = requested
+            .as_deref()
+            .and_then(|ip| ip.parse::<IpAddr>().ok());
+        let path = "spec.loadBalancerIP";
+        let pools: Vec<&IpAllocator> = families_of(&service["spec"])
+            .into_iter()
+            .filter_map(|family| self.load_balancer_pool_of(family))
+            .collect();
+        if let Some(requested) = &requested
+            && !pools
+                .iter()
+                .any(|pool| requested_ip.is_some_and(|ip| pool.pool().contains(ip)))
+        {
+            let ranges: Vec<String> = pools.iter().map(|pool| pool.pool().describe()).collect();
+            return Err(Failure::at(
+                path,
+                go_quote(requested),
+                AllocError::NotInRange {
+                    what: "IP",
+                    value: requested.clone(),
+                    range: ranges.join(","),
+                },
+            ));
+        }
+        let mut ingress = Vec::new();
+        for pool in pools {
+            let kept = current.iter().copied().find(|ip| pool.pool().contains(*ip));
+            let asked = requested_ip.filter(|ip| pool.pool().contains(*ip));
+            let ip = match kept.or(asked) {
+                Some(ip) => {
+                    pool.allocate_specific(ip, owner)
+                        .await
+                        .map_err(|e| Failure::at(path, go_quote(&ip.to_string()), e))?;
+                    ip
+                }
+                None => pool.allocate(owner).await.map_err(Failure::Internal)?,
+            };
+            ingress.push(json!({ "ip": ip.to_string(), "ipMode": "VIP" }));
+        }
+        service["status"]["loadBalancer"] = json!({ "ingress": ingress });
+        Ok(())
     }
 
     /// Requested NodePorts are claimed as asked; with `pick_missing`, the
@@ -321,59 +384,25 @@ impl ServicePools {
         for &port in &holdings.node_ports {
             log_release(self.node_ports.release(port, owner).await);
         }
-        if let Some(pool) = &self.load_balancer_ips {
-            for &ip in &holdings.load_balancer_ips {
-                log_release(pool.release(ip.into(), owner).await);
+        for &ip in &holdings.load_balancer_ips {
+            if let Some(pool) = self.load_balancer_pool_of(IpFamily::of(ip)) {
+                log_release(pool.release(ip, owner).await);
             }
         }
     }
 }
 
-/// The LoadBalancer ingress IP: the one the status has, else the one
-/// `spec.loadBalancerIP` asks for, else any from the pool.
-async fn claim_load_balancer_ip(
-    pool: &IpAllocator,
-    owner: &Owner,
-    service: &mut Value,
-) -> Result<(), Failure> {
-    let current = ingress(service)
-        .iter()
-        .filter_map(|ingress| ingress["ip"].as_str()?.parse::<Ipv4Addr>().ok())
-        .find(|ip| pool.pool().contains((*ip).into()));
-    let requested = service["spec"]["loadBalancerIP"]
-        .as_str()
-        .filter(|ip| !ip.is_empty())
-        .map(str::to_owned);
-    let path = "spec.loadBalancerIP";
-    let ip = match (current, requested) {
-        (Some(ip), _) => {
-            pool.allocate_specific(ip.into(), owner)
-                .await
-                .map_err(|e| Failure::at(path, go_quote(&ip.to_string()), e))?;
-            ip
-        }
-        (None, Some(requested)) => {
-            let failure = |error| Failure::at(path, go_quote(&requested), error);
-            let ip: Ipv4Addr = requested.parse().map_err(|_| {
-                failure(AllocError::NotInRange {
-                    what: "IP",
-                    value: requested.clone(),
-                    range: pool.pool().describe(),
-                })
-            })?;
-            pool.allocate_specific(ip.into(), owner)
-                .await
-                .map_err(failure)?;
-            ip
-        }
-        (None, None) => match pool.allocate(owner).await.map_err(Failure::Internal)? {
-            IpAddr::V4(ip) => ip,
-            IpAddr::V6(ip) => unreachable!("the LoadBalancer pool is IPv4, not {ip}"),
-        },
-    };
-    service["status"]["loadBalancer"] =
-        json!({ "ingress": [{ "ip": ip.to_string(), "ipMode": "VIP" }] });
-    Ok(())
+/// `spec.ipFamilies` (completed by `ip_families` before any claim).
+fn families_of(spec: &Value) -> Vec<IpFamily> {
+    spec["ipFamilies"]
+        .as_array()
+        .map(|families| {
+            families
+                .iter()
+                .filter_map(|family| IpFamily::parse(family.as_str()?))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `clusterIPs`, or `clusterIP` alone in a Service written to etcd without

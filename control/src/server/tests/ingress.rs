@@ -29,7 +29,7 @@ async fn start() -> Cluster {
     etcd.store().await;
     let api = ApiConfig {
         network: ServiceNetwork {
-            load_balancer_pool: Some(LB_POOL.parse().unwrap()),
+            load_balancer_pools: LB_POOL.parse().unwrap(),
             ..ServiceNetwork::default()
         },
         ..ApiConfig::default()

@@ -3,9 +3,11 @@
 //! what the Services hold.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use crate::alloc::Ipv4Cidr;
+use ipnet::IpNet;
+
+use crate::alloc::LoadBalancerPools;
 use crate::api::ServiceNetwork;
 use skiff_etcd::keys::{ALLOCATIONS, collection_prefix};
 
@@ -21,10 +23,9 @@ fn with_network(network: ServiceNetwork) -> ApiConfig {
 }
 
 fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let cidr: Ipv4Cidr = cidr.parse().unwrap();
-    let ip: Ipv4Addr = ip.parse().unwrap();
-    let mask = u32::MAX << (32 - cidr.prefix());
-    u32::from(ip) & mask == u32::from(cidr.network())
+    let cidr: IpNet = cidr.parse().unwrap();
+    let ip: IpAddr = ip.parse().unwrap();
+    cidr.contains(&ip)
 }
 
 /// The allocation records in etcd, as `kind/value`.
@@ -75,7 +76,7 @@ async fn get_service(cluster: &Cluster, name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_get_addresses_and_ports() {
     let cluster = Cluster::start_with(with_network(ServiceNetwork {
-        load_balancer_pool: Some(LB_POOL.parse().unwrap()),
+        load_balancer_pools: LB_POOL.parse().unwrap(),
         ..ServiceNetwork::default()
     }))
     .await;
@@ -222,7 +223,7 @@ async fn two_instances_never_hand_out_the_same_value() {
     let network = ServiceNetwork {
         cluster_ip_ranges: "10.96.0.0/26".parse().unwrap(),
         node_port_range: 30000..=30039,
-        load_balancer_pool: None,
+        load_balancer_pools: LoadBalancerPools::default(),
     };
     let a = Cluster::start_with(with_network(network.clone())).await;
     let b = a.another_instance(with_network(network)).await;
@@ -379,6 +380,171 @@ async fn dual_stack_services_get_an_address_per_family() {
         assert_eq!(code, 200, "{body}");
     }
     assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_stack_load_balancers_get_an_ingress_ip_per_family() {
+    // Three usable IPv6 addresses (kube-system/skiff-ingress takes one of
+    // the IPv4 ones).
+    let (v4_pool, v6_pool) = ("172.18.255.0/29", "fd00:172:18:255::/126");
+    let network = ServiceNetwork {
+        cluster_ip_ranges: "10.96.0.0/16,fd00:10:96::/112".parse().unwrap(),
+        load_balancer_pools: format!("{v4_pool},{v6_pool}").parse().unwrap(),
+        ..ServiceNetwork::default()
+    };
+    let cluster = Cluster::start_with(with_network(network.clone())).await;
+    let path = "/api/v1/namespaces/default/services";
+    let load_balancer = |name: &str, spec: Value| {
+        let mut spec = spec;
+        spec["type"] = json!("LoadBalancer");
+        spec["ports"] = json!([{ "port": 80 }]);
+        spec["selector"] = json!({ "app": name });
+        manifest(name, spec)
+    };
+    let ingress_ips = |service: &Value| -> Vec<String> {
+        let ingress = service["status"]["loadBalancer"]["ingress"].as_array();
+        ingress
+            .into_iter()
+            .flatten()
+            .map(|entry| {
+                assert_eq!(entry["ipMode"], "VIP", "{service}");
+                entry["ip"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    };
+
+    // Dual-stack: one per family, in ipFamilies' order.
+    let (code, dual) = cluster
+        .send_json(
+            "POST",
+            path,
+            &load_balancer(
+                "dual",
+                json!({ "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv6", "IPv4"] }),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{dual}");
+    let dual_ips = ingress_ips(&dual);
+    assert_eq!(dual_ips.len(), 2, "{dual}");
+    assert!(in_cidr(&dual_ips[0], v6_pool), "{dual}");
+    assert!(in_cidr(&dual_ips[1], v4_pool), "{dual}");
+    let row = cluster.ok(&["get", "svc", "dual", "--no-headers"]).await;
+    assert!(
+        row.contains(&dual_ips[0]) && row.contains(&dual_ips[1]),
+        "{row}"
+    );
+
+    // Single-stack IPv6: an IPv6 one, the asked one when it is in the pool.
+    let (code, v6) = cluster
+        .send_json(
+            "POST",
+            path,
+            &load_balancer("v6", json!({ "ipFamilies": ["IPv6"] })),
+        )
+        .await;
+    assert_eq!(code, 201, "{v6}");
+    let v6_ips = ingress_ips(&v6);
+    assert!(v6_ips.len() == 1 && in_cidr(&v6_ips[0], v6_pool), "{v6}");
+    let free = (1..=3)
+        .map(|host| format!("fd00:172:18:255::{host}"))
+        .find(|ip| *ip != dual_ips[0] && *ip != v6_ips[0])
+        .unwrap();
+    let outside = load_balancer(
+        "outside",
+        json!({ "ipFamilies": ["IPv6"], "loadBalancerIP": "fd00:1::1" }),
+    );
+    let (code, status) = cluster.send_json("POST", path, &outside).await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["message"],
+        format!(
+            "Service \"outside\" is invalid: spec.loadBalancerIP: Invalid value: \"fd00:1::1\": provided IP fd00:1::1 is not in the valid range. The range of valid IPs is {v6_pool}"
+        )
+    );
+    let (code, asked) = cluster
+        .send_json(
+            "POST",
+            path,
+            &load_balancer(
+                "asked",
+                json!({ "ipFamilies": ["IPv6"], "loadBalancerIP": free }),
+            ),
+        )
+        .await;
+    assert_eq!(code, 201, "{asked}");
+    assert_eq!(ingress_ips(&asked), std::slice::from_ref(&free));
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // The IPv6 pool is exhausted: refused as an exhausted IPv4 pool is.
+    let (code, status) = cluster
+        .send_json(
+            "POST",
+            path,
+            &load_balancer("more", json!({ "ipFamilies": ["IPv6"] })),
+        )
+        .await;
+    assert_eq!(code, 500, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("range {v6_pool} is exhausted")),
+        "{status}"
+    );
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // Downgrading to the secondary family's single stack gives back the
+    // other family's ingress IP.
+    let mut downgrade = dual.clone();
+    downgrade["spec"]["ipFamilyPolicy"] = json!("SingleStack");
+    downgrade["spec"]["ipFamilies"] = json!(["IPv6"]);
+    downgrade["spec"]["clusterIPs"] = json!([dual["spec"]["clusterIPs"][0]]);
+    let (code, downgraded) = cluster
+        .send_json("PUT", &format!("{path}/dual"), &downgrade)
+        .await;
+    assert_eq!(code, 200, "{downgraded}");
+    assert_eq!(ingress_ips(&downgraded), [dual_ips[0].clone()]);
+    assert_eq!(records(&cluster.etcd).await, holdings(&cluster).await);
+
+    // An instance with an IPv4 pool only gives a dual-stack Service its
+    // IPv4 ingress IP alone, as one without pools gives none.
+    let v4_only = ServiceNetwork {
+        load_balancer_pools: v4_pool.parse().unwrap(),
+        ..network
+    };
+    let other = cluster.another_instance(with_network(v4_only)).await;
+    let (code, half) = other
+        .send_json(
+            "POST",
+            path,
+            &load_balancer("half", json!({ "ipFamilyPolicy": "RequireDualStack" })),
+        )
+        .await;
+    assert_eq!(code, 201, "{half}");
+    let half_ips = ingress_ips(&half);
+    assert!(
+        half_ips.len() == 1 && in_cidr(&half_ips[0], v4_pool),
+        "{half}"
+    );
+
+    for name in ["dual", "v6", "asked", "half"] {
+        let (code, body) = cluster
+            .send_json("DELETE", &format!("{path}/{name}"), &json!({}))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let records = records(&cluster.etcd).await;
+    assert_eq!(records, holdings(&cluster).await);
+    for ip in dual_ips
+        .iter()
+        .chain(&v6_ips)
+        .chain(&half_ips)
+        .chain([&free])
+    {
+        let record = format!("loadbalancerips/{ip}");
+        assert!(!records.contains(&record), "{ip} is given back");
+    }
 }
 
 fn manifest(name: &str, spec: Value) -> Value {
