@@ -1,8 +1,9 @@
 //! What the `sock_ops` program reports to the agent: how each connect
 //! through a frontend with outlier detection ended (passive health).
-use crate::ServiceKey;
+use crate::{Ipv6Words, ServiceKey, ServiceKey6};
 
-/// Map name of the ring buffer of [`ConnectOutcome`] records. Not pinned:
+/// Map name of the ring buffer of [`ConnectOutcome`] and
+/// [`ConnectOutcome6`] records (told apart by their sizes). Not pinned:
 /// only the running agent reads it (a previous agent's program writes into
 /// its own buffer until the link is swapped).
 pub const CONNECT_OUTCOMES_MAP: &str = "skiff_connects";
@@ -36,9 +37,27 @@ pub struct ConnectOutcome {
     pub pad: u8,
 }
 
+/// One IPv6 connect's outcome (see [`ConnectOutcome`]). An IPv6 socket
+/// connected to an IPv4-mapped address reports a [`ConnectOutcome`]: the
+/// socket hooks translated it through the IPv4 maps.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectOutcome6 {
+    /// The frontend (protocol TCP).
+    pub frontend: ServiceKey6,
+    pub backend_address: Ipv6Words,
+    /// Backend port, network byte order.
+    pub backend_port: u16,
+    /// `CONNECT_*`.
+    pub outcome: u8,
+    pub pad: u8,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
     // SAFETY: `#[repr(C)]`, integers only, explicit padding.
     unsafe impl aya::Pod for ConnectOutcome {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for ConnectOutcome6 {}
 }

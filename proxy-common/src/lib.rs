@@ -19,13 +19,15 @@ mod ipv6;
 mod sock_reset;
 pub use connect_outcome::{
     CONNECT_ESTABLISHED, CONNECT_OUTCOMES_BYTES, CONNECT_OUTCOMES_MAP, CONNECT_REFUSED,
-    CONNECT_TIMED_OUT, ConnectOutcome,
+    CONNECT_TIMED_OUT, ConnectOutcome, ConnectOutcome6,
 };
 pub use ipv6::{
     Backend6, Ipv6Words, ServiceCidr6, ServiceKey6, SockRevNatKey6, SockRevNatValue6, ipv6_octets,
     ipv6_words,
 };
-pub use sock_reset::{ORPHANS_CAPACITY, ORPHANS_MAP, OrphanKey, SocketReset};
+pub use sock_reset::{
+    ORPHANS_CAPACITY, ORPHANS_MAP, ORPHANS6_MAP, OrphanKey, OrphanKey6, SocketReset, SocketReset6,
+};
 
 /// IP protocol numbers the datapath balances.
 pub const PROTO_TCP: u8 = 6;

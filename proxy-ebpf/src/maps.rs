@@ -8,7 +8,7 @@ use aya_ebpf::{
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey,
     CONNECT_OUTCOMES_BYTES, CtKey, CtValue, DatapathConfig, FrontendStats, MaglevTable,
-    ORPHANS_CAPACITY, OrphanKey, ServiceCidr6, ServiceKey, ServiceKey6, ServiceValue,
+    ORPHANS_CAPACITY, OrphanKey, OrphanKey6, ServiceCidr6, ServiceKey, ServiceKey6, ServiceValue,
     SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, SourceRange, capacity,
     drop_reason,
 };
@@ -98,6 +98,10 @@ pub static POD_PORTS: DevMapHash = DevMapHash::pinned(capacity::POD_PORTS, 0);
 /// iterator destroys; filled by the agent for one run at a time.
 #[map(name = "skiff_orphans")]
 pub static ORPHANS: HashMap<OrphanKey, u8> = HashMap::with_max_entries(ORPHANS_CAPACITY, 0);
+
+/// The IPv6 twin of `ORPHANS`, for the IPv6 iterator.
+#[map(name = "skiff_orphans6")]
+pub static ORPHANS6: HashMap<OrphanKey6, u8> = HashMap::with_max_entries(ORPHANS_CAPACITY, 0);
 
 /// How connects through frontends with outlier detection ended, for the
 /// agent's passive health checks (`outlier`).

@@ -7,7 +7,9 @@
 //! balanced over backends on both nodes. An IPv6 SingleStack Service
 //! works; one without endpoints, and an address of the IPv6 service range
 //! that no Service has, are refused at once. An IPv6 socket reaches the
-//! IPv4 ClusterIP by its IPv4-mapped address.
+//! IPv4 ClusterIP by its IPv4-mapped address. A connected IPv6 UDP
+//! socket (to the IPv6 ClusterIP, and to the IPv4 one by its IPv4-mapped
+//! address) is reset when its backend leaves, and reaches the other.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 mod dual_stack_pods;
@@ -17,7 +19,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use skiff_tests::{Testbed, dual_stack_control_args, eventually};
 
-use dual_stack_pods::{TIMEOUT, apply, get, pod, run_client};
+use dual_stack_pods::{TIMEOUT, apply, finished, get, pod, run_client};
 
 const NAMESPACE: &str = "v6svc";
 /// An address of the IPv6 service range (`SERVICE_CIDR_V6`) that no
@@ -106,6 +108,64 @@ results["unknown6"] = {"tcp": [tcp(unknown6)]}
 print(json.dumps(results))
 "#;
 
+/// Keeps one connected IPv6 UDP socket on web-1 for each of argv = the
+/// IPv6 ClusterIP and the IPv4 one (by its IPv4-mapped address), prints
+/// "ready", then asks on both until each is aborted (ECONNABORTED, the
+/// agent's reset), connects again and prints who answered the new socket.
+/// Sockets it cannot place on web-1, and asks that time out or are refused
+/// (web-1's ICMP once it is gone), are retried.
+const RESET_CLIENT: &str = r#"
+import errno, json, socket, sys, time
+targets = {"v6": sys.argv[1], "mapped": "::ffff:" + sys.argv[2]}
+def connected(host):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(0.5)
+    s.connect((host, 53))
+    return s
+def ask(s):
+    s.send(b"hi")
+    return s.recv(100).decode()
+def on_web_1(host):
+    for _ in range(200):
+        s = connected(host)
+        try:
+            if ask(s) == "web-1":
+                return s
+        except OSError:
+            pass
+        s.close()
+    sys.exit("no socket to %s reached web-1" % host)
+sockets = {label: on_web_1(host) for label, host in targets.items()}
+print("ready", flush=True)
+answers = {}
+deadline = time.monotonic() + 60
+while len(answers) < len(sockets) and time.monotonic() < deadline:
+    for label, s in sockets.items():
+        if label in answers:
+            continue
+        try:
+            ask(s)
+        except TimeoutError:
+            pass
+        except OSError as error:
+            code = error.errno
+            # Reset between two asks: the send finds the socket no longer
+            # connected, and the abort waits in its error slot.
+            if code == errno.EDESTADDRREQ:
+                code = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code != errno.ECONNABORTED:
+                continue
+            again = connected(targets[label])
+            for _ in range(20):
+                try:
+                    answers[label] = ask(again)
+                    break
+                except TimeoutError:
+                    pass
+    time.sleep(0.05)
+print(json.dumps(answers), flush=True)
+"#;
+
 fn service(name: &str, families: Value, policy: &str, app: &str) -> Value {
     json!({
         "apiVersion": "v1",
@@ -180,8 +240,10 @@ fn refused(results: &Value) {
     }
 }
 
-#[test]
-fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
+/// A dual-stack testbed with skiff-control, the RequireDualStack Service
+/// `web` (and `others`) and its pods web-1 on node1 and web-2 on node2,
+/// both ready in each family's slice of `web`.
+fn web_testbed(others: &[Value]) -> Testbed {
     let mut testbed = Testbed::start_dual_stack(2).unwrap();
     let control_flags = dual_stack_control_args();
     let flags: Vec<&str> = control_flags.iter().map(String::as_str).collect();
@@ -192,14 +254,36 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
     );
     let dual = json!(["IPv4", "IPv6"]);
     apply(&testbed, &service("web", dual, "RequireDualStack", "web"));
-    apply(
-        &testbed,
-        &service("web6", json!(["IPv6"]), "SingleStack", "web"),
+    for other in others {
+        apply(&testbed, other);
+    }
+    for (name, node) in [("web-1", "node1"), ("web-2", "node2")] {
+        let command = vec!["python3", "-c", SERVER, name];
+        apply(
+            &testbed,
+            &pod(NAMESPACE, name, node, json!({ "app": "web" }), command),
+        );
+    }
+    eventually(
+        "both web pods ready in each family's slice",
+        TIMEOUT,
+        || {
+            let counts = [
+                ready_endpoints(&testbed, "web", "IPv4")?,
+                ready_endpoints(&testbed, "web", "IPv6")?,
+            ];
+            (counts == [2, 2]).then_some(())
+        },
     );
-    apply(
-        &testbed,
-        &service("empty6", json!(["IPv6"]), "SingleStack", "none"),
-    );
+    testbed
+}
+
+#[test]
+fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
+    let testbed = web_testbed(&[
+        service("web6", json!(["IPv6"]), "SingleStack", "web"),
+        service("empty6", json!(["IPv6"]), "SingleStack", "none"),
+    ]);
     let web = cluster_ips(&testbed, "web");
     assert_eq!(web.len(), 2, "{web:?}");
     let web6 = cluster_ips(&testbed, "web6");
@@ -213,25 +297,9 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
         "{UNALLOCATED_V6} was allocated"
     );
 
-    for (name, node) in [("web-1", "node1"), ("web-2", "node2")] {
-        let command = vec!["python3", "-c", SERVER, name];
-        apply(
-            &testbed,
-            &pod(NAMESPACE, name, node, json!({ "app": "web" }), command),
-        );
-    }
-    eventually(
-        "both web pods ready in each family's slices",
-        TIMEOUT,
-        || {
-            let counts = [
-                ready_endpoints(&testbed, "web", "IPv4")?,
-                ready_endpoints(&testbed, "web", "IPv6")?,
-                ready_endpoints(&testbed, "web6", "IPv6")?,
-            ];
-            (counts == [2, 2, 2]).then_some(())
-        },
-    );
+    eventually("web-1 and web-2 ready in web6's slice", TIMEOUT, || {
+        (ready_endpoints(&testbed, "web6", "IPv6")? == 2).then_some(())
+    });
 
     let client = vec![
         "python3",
@@ -283,4 +351,45 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
         log.contains(&format!("[{}]:80/TCP", web[1])),
         "node1's agent never logged the IPv6 frontend:\n{log}"
     );
+}
+
+#[test]
+fn connected_ipv6_udp_sockets_are_reset_when_their_backend_leaves() {
+    let testbed = web_testbed(&[]);
+    let web = cluster_ips(&testbed, "web");
+    let client = vec!["python3", "-c", RESET_CLIENT, &web[1], &web[0]];
+    apply(
+        &testbed,
+        &pod(NAMESPACE, "client", "node1", json!({}), client),
+    );
+    eventually("the client's sockets on web-1", TIMEOUT, || {
+        let logs = testbed
+            .run_kubectl(&["logs", "client", "-n", NAMESPACE], "")
+            .ok()?;
+        logs.contains("ready").then_some(())
+    });
+
+    testbed.kubectl_ok(
+        &["delete", "pod", "web-1", "-n", NAMESPACE, "--wait=false"],
+        "",
+    );
+    let (_, logs) = finished(&testbed, NAMESPACE, "client");
+    let last = logs.lines().last().unwrap_or_default();
+    let answers: Value = serde_json::from_str(last).unwrap_or_else(|error| {
+        panic!("the client prints JSON ({error}): {logs}");
+    });
+    assert_eq!(
+        answers,
+        json!({ "v6": "web-2", "mapped": "web-2" }),
+        "each socket is reset and its new one reaches web-2: {logs}"
+    );
+
+    let log = testbed.agent_log(1);
+    for frontend in [format!("[{}]:53/UDP", web[1]), format!("{}:53/UDP", web[0])] {
+        assert!(
+            log.lines()
+                .any(|line| line.contains("UDP socket reset") && line.contains(&frontend)),
+            "node1's agent never logged the reset of a socket of {frontend}:\n{log}"
+        );
+    }
 }

@@ -27,7 +27,9 @@ use tracing::{error, warn};
 
 use self::{
     cluster::{etcd_watch, kube_watch, shared::SharedCluster},
-    datapath::{ConnectOutcomes, Datapath, Observer, PodPorts, Settings, render_status},
+    datapath::{
+        ConnectOutcomes, Datapath, ObservedConnect, Observer, PodPorts, Settings, render_status,
+    },
     node_eligibility::NodeEligibility,
     outlier::EventReporter,
     sync::{Published, Syncer},
@@ -184,7 +186,7 @@ impl Proxy {
 /// whatever the ring buffer held.
 async fn read_connect_outcomes(
     mut outcomes: ConnectOutcomes,
-    sync: mpsc::Sender<Vec<proxy_common::ConnectOutcome>>,
+    sync: mpsc::Sender<Vec<ObservedConnect>>,
 ) {
     loop {
         let mut batch = Vec::new();

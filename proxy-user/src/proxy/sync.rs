@@ -10,7 +10,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use proxy_common::{Backend, CONNECT_ESTABLISHED, ConnectOutcome, PROTO_TCP};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -25,7 +24,7 @@ use super::{
         shared::SharedCluster,
         state::ObjectChange,
     },
-    datapath::{BackendKey, Datapath, FrontendKey, WriteError, chain},
+    datapath::{BackendKey, Datapath, FrontendKey, ObservedConnect, WriteError, chain},
     health_check::HealthChecks,
     node_eligibility::NodeEligibility,
     orphans::Orphans,
@@ -113,7 +112,7 @@ impl Syncer {
     pub async fn run(
         mut self,
         mut events: mpsc::Receiver<ClusterEvent>,
-        mut outcomes: mpsc::Receiver<Vec<ConnectOutcome>>,
+        mut outcomes: mpsc::Receiver<Vec<ObservedConnect>>,
     ) -> anyhow::Result<()> {
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
@@ -218,20 +217,15 @@ impl Syncer {
 
     /// Feeds connect outcomes to the detector, and reprograms the
     /// frontends that eject a backend.
-    fn observe(&mut self, batch: Vec<ConnectOutcome>) -> Result<(), WriteError> {
+    fn observe(&mut self, batch: Vec<ObservedConnect>) -> Result<(), WriteError> {
         let now = Instant::now();
         let mut touched = BTreeSet::new();
-        for outcome in batch {
-            // The sock_ops program watches IPv4 connects only.
-            let frontend = FrontendKey::V4(outcome.frontend);
-            let backend = BackendKey::V4(Backend {
-                address: outcome.backend_address,
-                port: outcome.backend_port,
-                protocol: PROTO_TCP,
-                pad: 0,
-            })
-            .socket_addr();
-            let failed = outcome.outcome != CONNECT_ESTABLISHED;
+        for ObservedConnect {
+            frontend,
+            backend,
+            failed,
+        } in batch
+        {
             let Some(duration) = self.detector.observe(frontend, backend, failed, now) else {
                 continue;
             };

@@ -44,6 +44,12 @@ pub fn run_client(
     command: Vec<&str>,
 ) -> (Value, String) {
     apply(testbed, &pod(namespace, name, "node1", json!({}), command));
+    finished(testbed, namespace, name)
+}
+
+/// Waits for pod `name` to exit, asserts that it succeeded, and returns
+/// the pod as it ended and its output.
+pub fn finished(testbed: &Testbed, namespace: &str, name: &str) -> (Value, String) {
     let pod = eventually(&format!("pod {name} to finish"), TIMEOUT, || {
         let pod = get(
             testbed,

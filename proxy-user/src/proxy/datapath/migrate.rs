@@ -18,7 +18,7 @@ use aya::{
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, BackendId, CtKey, CtValue, ServiceKey, ServiceValue,
-    SockRevNatKey, SockRevNatValue, map_names,
+    SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, map_names,
 };
 use tracing::{info, warn};
 
@@ -61,6 +61,14 @@ pub fn carry_flow_state(old_dir: &Path, new_dir: &Path, pass: Pass) {
         old_dir,
         new_dir,
         map_names::SOCK_REV_NAT,
+        pass,
+        flags,
+        |key, value| Some((key, value)),
+    );
+    copy::<SockRevNatKey6, SockRevNatValue6>(
+        old_dir,
+        new_dir,
+        map_names::SOCK_REV_NAT6,
         pass,
         flags,
         |key, value| Some((key, value)),
@@ -187,4 +195,115 @@ fn copy<K: Pod, V: Pod>(
         }
     }
     info!(map = name, entries = copied, left_behind = left, from = %old_dir.display(), ?pass, "per-flow state carried over");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{fs, path::PathBuf};
+
+    use aya::maps::{HashMap, Map, MapData};
+    use aya_obj::generated::bpf_map_type::{self, BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH};
+    use proxy_common::{SockRevNatKey6, SockRevNatValue6, ipv6_words};
+
+    use super::*;
+
+    /// Two layout directories on bpffs, removed with their pins at the end.
+    struct Layouts {
+        root: PathBuf,
+    }
+
+    impl Layouts {
+        fn new() -> Self {
+            let root = PathBuf::from(format!(
+                "/sys/fs/bpf/skiff-migrate-test-{}",
+                std::process::id()
+            ));
+            for dir in ["old", "new"] {
+                fs::create_dir_all(root.join(dir)).expect("bpffs is mounted and writable");
+            }
+            Self { root }
+        }
+
+        fn dir(&self, name: &str) -> PathBuf {
+            self.root.join(name)
+        }
+    }
+
+    impl Drop for Layouts {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    /// A pinned map of `map_type` named `name` in `dir`, as the loader
+    /// leaves one.
+    fn pinned<K: Pod, V: Pod>(
+        dir: &Path,
+        name: &str,
+        map_type: bpf_map_type,
+    ) -> HashMap<MapData, K, V> {
+        let definition = aya_obj::Map::new_from_params(
+            map_type as u32,
+            size_of::<K>() as u32,
+            size_of::<V>() as u32,
+            64,
+            0,
+        );
+        let data = MapData::create(definition, name, None).expect("the map is created");
+        data.pin(dir.join(name)).expect("the map is pinned");
+        let map = match map_type {
+            BPF_MAP_TYPE_LRU_HASH => Map::LruHashMap(data),
+            _ => Map::HashMap(data),
+        };
+        HashMap::try_from(map).expect("a hash map")
+    }
+
+    /// A layout with the service maps (empty: the reverse-NAT entries
+    /// carry no ids) and the IPv6 reverse-NAT map.
+    fn layout(dir: &Path) -> HashMap<MapData, SockRevNatKey6, SockRevNatValue6> {
+        pinned::<ServiceKey, ServiceValue>(dir, map_names::SERVICES, BPF_MAP_TYPE_HASH);
+        pinned::<BackendId, Backend>(dir, map_names::BACKENDS, BPF_MAP_TYPE_HASH);
+        pinned(dir, map_names::SOCK_REV_NAT6, BPF_MAP_TYPE_LRU_HASH)
+    }
+
+    fn address(text: &str) -> [u32; 4] {
+        ipv6_words(
+            text.parse::<std::net::Ipv6Addr>()
+                .expect("an address")
+                .octets(),
+        )
+    }
+
+    #[test]
+    fn ipv6_sockets_keep_their_reverse_nat_across_a_layout_switch_over() {
+        let layouts = Layouts::new();
+        let (old_dir, new_dir) = (layouts.dir("old"), layouts.dir("new"));
+        let mut old = layout(&old_dir);
+        let mut new = layout(&new_dir);
+        let socket = |cookie| SockRevNatKey6 {
+            cookie,
+            address: address("fd00:10:244:1::2"),
+            port: 8080u16.to_be(),
+            pad: 0,
+            pad2: 0,
+        };
+        let frontend = |last: &str| SockRevNatValue6 {
+            address: address(&format!("fd00:10:96::{last}")),
+            port: 80u16.to_be(),
+            pad: 0,
+        };
+        old.insert(socket(1), frontend("a"), 0).unwrap();
+        old.insert(socket(2), frontend("a"), 0).unwrap();
+
+        carry_flow_state(&old_dir, &new_dir, Pass::Before);
+        assert_eq!(new.get(&socket(1), 0).unwrap(), frontend("a"));
+        assert_eq!(new.get(&socket(2), 0).unwrap(), frontend("a"));
+
+        // After the swap, what the new programs wrote since is newer.
+        new.insert(socket(2), frontend("b"), 0).unwrap();
+        old.insert(socket(3), frontend("a"), 0).unwrap();
+        carry_flow_state(&old_dir, &new_dir, Pass::After);
+        assert_eq!(new.get(&socket(2), 0).unwrap(), frontend("b"));
+        assert_eq!(new.get(&socket(3), 0).unwrap(), frontend("a"));
+    }
 }

@@ -19,11 +19,11 @@ mod tables;
 use std::{net::Ipv4Addr, path::PathBuf};
 
 use aya::{Btf, Ebpf};
-use proxy_common::{DatapathConfig, OrphanKey};
+use proxy_common::DatapathConfig;
 use tracing::info;
 
 pub use config::ServiceCidrs;
-pub use connect_outcomes::ConnectOutcomes;
+pub use connect_outcomes::{ConnectOutcomes, ObservedConnect};
 pub use error::{DatapathError, WriteError, chain};
 pub use keys::{BackendKey, FrontendKey};
 pub use loader::{Uplink, XdpChoice};
@@ -33,7 +33,7 @@ pub use pod_ports::PodPorts;
 pub use programmed::{BackendChange, MaglevParams, MapOp};
 use programmed::{Plan, Programmed, by_map};
 use sock_reset::SocketResetter;
-pub use sock_reset::{ResetError, ResetOutcome};
+pub use sock_reset::{Orphaned, ResetError, ResetOutcome};
 use tables::Tables;
 
 use crate::proxy::policy::Policy;
@@ -212,7 +212,7 @@ impl Datapath {
 
     /// Resets the connected UDP sockets of the node's pods that were
     /// translated to one of `orphans`: backends their frontend dropped.
-    pub fn reset_sockets(&mut self, orphans: &[OrphanKey]) -> Result<ResetOutcome, ResetError> {
+    pub fn reset_sockets(&mut self, orphans: &Orphaned) -> Result<ResetOutcome, ResetError> {
         self.resetter.reset(orphans)
     }
 
