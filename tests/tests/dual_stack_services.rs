@@ -9,7 +9,8 @@
 //! that no Service has, are refused at once. An IPv6 socket reaches the
 //! IPv4 ClusterIP by its IPv4-mapped address. A connected IPv6 UDP
 //! socket (to the IPv6 ClusterIP, and to the IPv4 one by its IPv4-mapped
-//! address) is reset when its backend leaves, and reaches the other.
+//! address) is reset when its backend leaves, and reaches the other. An
+//! IPv6 backend that refuses connects is ejected (`skiff.io/outlier-detection`).
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 mod dual_stack_pods;
@@ -162,6 +163,25 @@ while len(answers) < len(sockets) and time.monotonic() < deadline:
                     break
                 except TimeoutError:
                     pass
+    time.sleep(0.05)
+print(json.dumps(answers), flush=True)
+"#;
+
+/// Connects over TCP to argv[1] port 80 sixty times, 50 ms apart, and
+/// prints who answered each (or "refused").
+const CONNECTS_CLIENT: &str = r#"
+import json, socket, sys, time
+answers = []
+for _ in range(60):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((sys.argv[1], 80))
+        answers.append(s.recv(100).decode())
+    except ConnectionRefusedError:
+        answers.append("refused")
+    finally:
+        s.close()
     time.sleep(0.05)
 print(json.dumps(answers), flush=True)
 "#;
@@ -392,4 +412,71 @@ fn connected_ipv6_udp_sockets_are_reset_when_their_backend_leaves() {
             "node1's agent never logged the reset of a socket of {frontend}:\n{log}"
         );
     }
+}
+
+#[test]
+fn an_ipv6_backend_that_refuses_connects_is_ejected() {
+    let mut flaky = service("flaky6", json!(["IPv6"]), "SingleStack", "web");
+    flaky["metadata"]["annotations"] = json!({
+        "skiff.io/outlier-detection":
+            json!({ "consecutiveFailures": 2, "baseEjectionSeconds": 60, "maxEjectionPercent": 50 })
+                .to_string(),
+    });
+    let testbed = web_testbed(&[flaky]);
+    // Selected, ready, and listening on nothing: its SYNs get resets.
+    let sleep = vec!["python3", "-c", "import time; time.sleep(3600)"];
+    apply(
+        &testbed,
+        &pod(
+            NAMESPACE,
+            "refuser",
+            "node2",
+            json!({ "app": "web" }),
+            sleep,
+        ),
+    );
+    eventually(
+        "web-1, web-2 and refuser ready in flaky6's slice",
+        TIMEOUT,
+        || (ready_endpoints(&testbed, "flaky6", "IPv6")? == 3).then_some(()),
+    );
+    let refuser = get(
+        &testbed,
+        &["get", "pod", "refuser", "-n", NAMESPACE, "-o", "json"],
+    )
+    .unwrap();
+    let refuser_ipv6 = refuser["status"]["podIPs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|ip| ip["ip"].as_str())
+        .find(|ip| ip.contains(':'))
+        .unwrap()
+        .to_owned();
+
+    let flaky6 = cluster_ips(&testbed, "flaky6");
+    let client = vec!["python3", "-c", CONNECTS_CLIENT, &flaky6[0]];
+    let (_, logs) = run_client(&testbed, NAMESPACE, "client", client);
+    let answers: Vec<String> = serde_json::from_str(logs.trim()).unwrap_or_else(|error| {
+        panic!("the client prints JSON ({error}): {logs}");
+    });
+    let refusals = answers.iter().filter(|answer| *answer == "refused").count();
+    assert!(
+        refusals >= 2,
+        "the refuser was never tried twice: {answers:?}"
+    );
+    let last: BTreeSet<&str> = answers[40..].iter().map(String::as_str).collect();
+    assert!(
+        last.iter()
+            .all(|answer| ["web-1", "web-2"].contains(answer)),
+        "the refuser is still chosen once ejected: {answers:?}"
+    );
+
+    let log = testbed.agent_log(1);
+    assert!(
+        log.lines().any(|line| line.contains("backend ejected")
+            && line.contains(&format!("[{refuser_ipv6}]:8080"))
+            && line.contains(&format!("[{}]:80/TCP", flaky6[0]))),
+        "node1's agent never logged the ejection of [{refuser_ipv6}]:8080:\n{log}"
+    );
 }
