@@ -3,8 +3,10 @@
 //! uplinks. A RequireDualStack NodePort Service with backends on both
 //! nodes is reached from the outside client and from a pod on both nodes'
 //! IPv4 and IPv6 addresses over TCP and UDP (so flows to the other node's
-//! backend are SNATed to the node's IPv6 address), and on an IPv6
-//! external IP routed to a node; each reply comes from the address called.
+//! backend are SNATed to the node's IPv6 address), on an IPv6 external IP
+//! and on an IPv6 load balancer ingress IP (written to the Service's status
+//! by the test: the test control plane has no LoadBalancer pool), each
+//! routed to a node; each reply comes from the address called.
 //! A Service without endpoints is refused at once with an ICMPv6 port
 //! unreachable (ECONNREFUSED for TCP and connected UDP).
 //!
@@ -24,10 +26,14 @@ const NAMESPACE: &str = "v6np";
 /// An external IP the outside client routes to node1 (`EXTERNAL_NET`).
 const EXTERNAL_V6: &str = "fd00:18::5";
 const EXTERNAL_NET: &str = "fd00:18::/64";
+/// A load balancer ingress IP the outside client routes to node2.
+const LOAD_BALANCER_V6: &str = "fd00:19::7";
+const LOAD_BALANCER_NET: &str = "fd00:19::/64";
 
 /// Calls each target of argv[1], a JSON list of [label, host, port, kind,
 /// count] (kind: tcp, udp, or udp_connected), and prints the attempts by
-/// label as JSON. It first waits up to a minute for the first target.
+/// label as JSON. It first waits up to a minute for every target not
+/// labelled `empty/` to answer once.
 const CLIENT: &str = r#"
 import json, socket, sys, time
 targets = json.loads(sys.argv[1])
@@ -54,24 +60,31 @@ def call(host, port, kind):
         return {"ok": False, "errno": error.errno, "seconds": time.monotonic() - start}
     finally:
         s.close()
-first = targets[0]
-for attempt in range(240):
-    if call(first[1], first[2], first[3])["ok"]:
-        break
-    time.sleep(0.25)
+deadline = time.monotonic() + 60
+for label, host, port, kind, count in targets:
+    while not label.startswith("empty/") and time.monotonic() < deadline:
+        if call(host, port, kind)["ok"]:
+            break
+        time.sleep(0.25)
 results = {}
 for label, host, port, kind, count in targets:
     results[label] = [call(host, port, kind) for _ in range(count)]
 print(json.dumps(results))
 "#;
 
-fn node_port_service(name: &str, app: &str, http: u16, dns: u16, external: &[&str]) -> Value {
+fn service(
+    name: &str,
+    type_: &str,
+    app: &str,
+    (http, dns): (u16, u16),
+    external: &[&str],
+) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": { "name": name, "namespace": NAMESPACE },
         "spec": {
-            "type": "NodePort",
+            "type": type_,
             "ipFamilyPolicy": "RequireDualStack",
             "ipFamilies": ["IPv4", "IPv6"],
             "selector": { "app": app },
@@ -98,20 +111,10 @@ fn targets() -> Value {
             targets.push(json!([format!("{host}/30053"), host, 30053, "udp", 16]));
         }
     }
-    targets.push(json!([
-        format!("{EXTERNAL_V6}/80"),
-        EXTERNAL_V6,
-        80,
-        "tcp",
-        24
-    ]));
-    targets.push(json!([
-        format!("{EXTERNAL_V6}/53"),
-        EXTERNAL_V6,
-        53,
-        "udp",
-        16
-    ]));
+    for host in [EXTERNAL_V6, LOAD_BALANCER_V6] {
+        targets.push(json!([format!("{host}/80"), host, 80, "tcp", 24]));
+        targets.push(json!([format!("{host}/53"), host, 53, "udp", 16]));
+    }
     let node1 = node_ipv6(1).to_string();
     targets.push(json!(["empty/tcp", node1, 30081, "tcp", 3]));
     targets.push(json!(["empty/udp", node1, 30054, "udp_connected", 3]));
@@ -162,27 +165,46 @@ fn check(results: &Value, who: &str) {
 }
 
 #[test]
-fn dual_stack_node_ports_and_ipv6_external_ips_from_outside_and_from_a_pod() {
+fn dual_stack_node_ports_and_ipv6_external_and_load_balancer_ips_from_outside_and_from_a_pod() {
     let testbed = dual_stack_pods::start(NAMESPACE);
     apply(
         &testbed,
-        &node_port_service("web", "web", 30080, 30053, &[EXTERNAL_V6]),
+        &service("web", "LoadBalancer", "web", (30080, 30053), &[EXTERNAL_V6]),
     );
     apply(
         &testbed,
-        &node_port_service("empty", "none", 30081, 30054, &[]),
+        &service("empty", "NodePort", "none", (30081, 30054), &[]),
+    );
+    let ingress =
+        json!({ "status": { "loadBalancer": { "ingress": [{ "ip": LOAD_BALANCER_V6 }] } } });
+    testbed.kubectl_ok(
+        &[
+            "patch",
+            "service",
+            "web",
+            "-n",
+            NAMESPACE,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ingress.to_string(),
+        ],
+        "",
     );
     serve_web(&testbed, NAMESPACE, &[("web", "IPv4"), ("web", "IPv6")]);
 
-    // An upstream router's route for the external IP, to node1.
+    // An upstream router's routes for the external IP, to node1, and the
+    // load balancer IP, to node2.
     let ext = testbed.cluster().ext();
-    let via = node_ipv6(1).to_string();
-    let route = ext
-        .command("ip")
-        .args(["-6", "route", "replace", EXTERNAL_NET, "via", &via])
-        .output()
-        .expect("ip runs");
-    assert!(route.status.success(), "{route:?}");
+    for (network, node) in [(EXTERNAL_NET, 1), (LOAD_BALANCER_NET, 2)] {
+        let via = node_ipv6(node).to_string();
+        let route = ext
+            .command("ip")
+            .args(["-6", "route", "replace", network, "via", &via])
+            .output()
+            .expect("ip runs");
+        assert!(route.status.success(), "{route:?}");
+    }
 
     let targets = targets().to_string();
     let outside = ext
