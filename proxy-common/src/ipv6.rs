@@ -1,12 +1,13 @@
-//! The IPv6 twins of the socket path's map types. As in Cilium (whose
-//! lb6_services, lb6_backends and lb6_reverse_sk stand beside the lb4
-//! ones), each family has its own frontend, backend and reverse-NAT maps;
-//! frontend and backend ids come from one space shared by both, so the
-//! slots, Maglev, affinity and stats maps serve either family unchanged.
+//! The IPv6 twins of the datapath's map types. As in Cilium (whose
+//! lb6_services, lb6_backends, lb6_reverse_sk and ct6 stand beside the lb4
+//! ones), each family has its own frontend, backend, reverse-NAT,
+//! frontend-address and conntrack maps; frontend and backend ids come from
+//! one space shared by both, so the slots, Maglev, affinity and stats maps
+//! serve either family unchanged.
 //!
 //! An address is four 32-bit words as `bpf_sock_addr.user_ip6` holds it:
 //! the address's 16 bytes in network order, read word by word.
-use crate::{PROTO_TCP, PROTO_UDP};
+use crate::{CtKeyOf, CtValueOf, PROTO_TCP, PROTO_UDP};
 
 /// An IPv6 address as the socket hooks see it.
 pub type Ipv6Words = [u32; 4];
@@ -93,6 +94,12 @@ impl ServiceCidr6 {
     }
 }
 
+/// An IPv6 packet's flow as the uplink sees it.
+pub type CtKey6 = CtKeyOf<Ipv6Words>;
+
+/// How to rewrite every packet of one direction of a NATed IPv6 flow.
+pub type CtValue6 = CtValueOf<Ipv6Words>;
+
 fn protocol_name(protocol: u8) -> &'static str {
     match protocol {
         PROTO_TCP => "TCP",
@@ -127,6 +134,8 @@ mod pod {
     unsafe impl aya::Pod for SockRevNatKey6 {}
     unsafe impl aya::Pod for SockRevNatValue6 {}
     unsafe impl aya::Pod for ServiceCidr6 {}
+    unsafe impl aya::Pod for CtKey6 {}
+    unsafe impl aya::Pod for CtValue6 {}
 }
 
 #[cfg(test)]
@@ -137,6 +146,22 @@ mod tests {
     fn words_and_octets_round_trip() {
         let octets = [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a];
         assert_eq!(ipv6_octets(ipv6_words(octets)), octets);
+    }
+
+    #[test]
+    fn conntrack_types_have_no_implicit_padding() {
+        // Every field's size, summed: what the struct must take, so that no
+        // uninitialised byte reaches a map key or value.
+        assert_eq!(core::mem::size_of::<crate::CtKey>(), 4 + 4 + 2 + 2 + 1 + 3);
+        assert_eq!(core::mem::size_of::<CtKey6>(), 16 + 16 + 2 + 2 + 1 + 3);
+        assert_eq!(
+            core::mem::size_of::<crate::CtValue>(),
+            8 + 4 + 4 + 4 + 2 + 2 + 1 + 1 + 2 + 4
+        );
+        assert_eq!(
+            core::mem::size_of::<CtValue6>(),
+            8 + 16 + 16 + 4 + 2 + 2 + 1 + 1 + 2 + 4
+        );
     }
 
     #[test]

@@ -22,8 +22,8 @@ pub use connect_outcome::{
     CONNECT_TIMED_OUT, ConnectOutcome, ConnectOutcome6,
 };
 pub use ipv6::{
-    Backend6, Ipv6Words, ServiceCidr6, ServiceKey6, SockRevNatKey6, SockRevNatValue6, ipv6_octets,
-    ipv6_words,
+    Backend6, CtKey6, CtValue6, Ipv6Words, ServiceCidr6, ServiceKey6, SockRevNatKey6,
+    SockRevNatValue6, ipv6_octets, ipv6_words,
 };
 pub use sock_reset::{
     ORPHANS_CAPACITY, ORPHANS_MAP, ORPHANS6_MAP, OrphanKey, OrphanKey6, SocketReset, SocketReset6,
@@ -61,6 +61,12 @@ pub mod map_names {
     pub const SOCK_REV_NAT6: &str = "skiff_sk_rnat6";
     pub const CONFIG6: &str = "skiff_config6";
     pub const POD_PORTS: &str = "skiff_pod_ports";
+    /// The IPv6 twins of the per-packet path's maps.
+    pub const CONNTRACK6: &str = "skiff_ct6";
+    pub const FRONTEND_ADDRESSES6: &str = "skiff_fe_addrs6";
+    /// This node's IPv6 address: the source of IPv6 flows it forwards to
+    /// remote backends (one entry; all zero: none).
+    pub const NODE_ADDRESS6: &str = "skiff_node6";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -285,17 +291,22 @@ pub struct FrontendStats {
 }
 
 /// A packet's flow as the uplink sees it: addresses and ports in network
-/// byte order, as they sit in the headers.
+/// byte order, as they sit in the headers. `A` is the address: `u32` for
+/// IPv4 (`CtKey`), `Ipv6Words` for IPv6 (`CtKey6`); the layout is the same
+/// `#[repr(C)]` struct with the address fields sized for the family.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CtKey {
-    pub saddr: u32,
-    pub daddr: u32,
+pub struct CtKeyOf<A> {
+    pub saddr: A,
+    pub daddr: A,
     pub sport: u16,
     pub dport: u16,
     pub protocol: u8,
     pub pad: [u8; 3],
 }
+
+/// An IPv4 packet's flow.
+pub type CtKey = CtKeyOf<u32>;
 
 /// `CtValue::action`: rewrite, then let the stack route the packet (it is
 /// for a pod on this node, or leaves from a pod on this node).
@@ -305,16 +316,17 @@ pub const CT_PASS: u8 = 0;
 /// its source, which the stack would drop as a martian on ingress.
 pub const CT_REDIRECT: u8 = 1;
 
-/// How to rewrite every packet of one direction of a NATed flow.
+/// How to rewrite every packet of one direction of a NATed flow (`A` as in
+/// `CtKeyOf`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CtValue {
+pub struct CtValueOf<A> {
     /// `bpf_ktime_get_ns` of the last packet (refreshed at most once a
     /// second).
     pub last_seen_ns: u64,
     /// The rewritten source and destination, network byte order.
-    pub saddr: u32,
-    pub daddr: u32,
+    pub saddr: A,
+    pub daddr: A,
     /// The backend of the flow; a flow whose backend is gone is balanced
     /// afresh.
     pub backend_id: BackendId,
@@ -328,6 +340,9 @@ pub struct CtValue {
     /// The frontend the flow belongs to, for its counters.
     pub service_id: u32,
 }
+
+/// How to rewrite one direction of a NATed IPv4 flow.
+pub type CtValue = CtValueOf<u32>;
 
 /// Node-wide settings the agent gives the programs: the only entry of the
 /// config array. All zero (the default) disables what each field enables.

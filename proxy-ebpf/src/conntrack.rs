@@ -1,12 +1,10 @@
 //! Per-packet connection tracking for NATed flows: two entries per flow, one
 //! per direction, each saying how to rewrite the packets of that direction,
-//! kept alive by the packets that use them.
-use proxy_common::{CtKey, CtValue, PROTO_TCP};
+//! kept alive by the packets that use them. Each family has its own map
+//! (`PacketAddress::conntrack`).
+use proxy_common::{CtKeyOf, CtValueOf, PROTO_TCP};
 
-use crate::{
-    counters::count_frontend,
-    maps::{BACKENDS, CONNTRACK},
-};
+use crate::{counters::count_frontend, family::PacketAddress, select::Family};
 
 const SECOND_NS: u64 = 1_000_000_000;
 /// Idle lifetimes of a flow's entries: long for an open TCP connection,
@@ -19,43 +17,47 @@ const UDP_TIMEOUT_NS: u64 = 60 * SECOND_NS;
 /// The entry for `key` unless it has expired or its backend is gone (the
 /// flow is then balanced afresh).
 #[inline(always)]
-pub fn live_entry(key: &CtKey, now: u64) -> Option<CtValue> {
+pub fn live_entry<A: PacketAddress>(key: &CtKeyOf<A>, now: u64) -> Option<CtValueOf<A>> {
     // SAFETY: read and copied.
-    let entry = (unsafe { CONNTRACK.get(key) }).copied()?;
+    let entry = (unsafe { A::conntrack().get(key) }).copied()?;
     let timeout = match (key.protocol, entry.closing) {
         (PROTO_TCP, 0) => TCP_TIMEOUT_NS,
         (PROTO_TCP, _) => TCP_CLOSING_TIMEOUT_NS,
         _ => UDP_TIMEOUT_NS,
     };
-    // SAFETY: only checked for presence.
-    let backend_exists = unsafe { BACKENDS.get(entry.backend_id) }.is_some();
+    let backend_exists = A::Family::backend(entry.backend_id).is_some();
     (now.wrapping_sub(entry.last_seen_ns) <= timeout && backend_exists).then_some(entry)
 }
 
-/// Writes both entries of a new flow; `false` if either insert failed.
+/// Writes one entry of a new flow; `false` if the insert failed.
 #[inline(always)]
-pub fn create(key: &CtKey, forward: &CtValue, reply_key: &CtKey, reply: &CtValue) -> bool {
-    // The reply path exists before the first packet leaves.
-    CONNTRACK.insert(reply_key, reply, 0).is_ok() && CONNTRACK.insert(key, forward, 0).is_ok()
+pub fn insert<A: PacketAddress>(key: &CtKeyOf<A>, entry: &CtValueOf<A>) -> bool {
+    A::conntrack().insert(key, entry, 0).is_ok()
 }
 
 /// Counts a packet of `len` bytes for the flow's frontend, and keeps the
 /// flow's entry alive: refreshed at most once a second, and at once when
 /// the flow starts closing.
 #[inline(always)]
-pub fn touch(key: &CtKey, entry: &CtValue, now: u64, tcp_closing: bool, len: u64) {
+pub fn touch<A: PacketAddress>(
+    key: &CtKeyOf<A>,
+    entry: &CtValueOf<A>,
+    now: u64,
+    tcp_closing: bool,
+    len: u64,
+) {
     count_frontend(entry.service_id, |stats| {
         stats.packets += 1;
         stats.bytes += len;
     });
     let closing = tcp_closing && entry.closing == 0;
     if closing || now.wrapping_sub(entry.last_seen_ns) > SECOND_NS {
-        let refreshed = CtValue {
+        let refreshed = CtValueOf {
             last_seen_ns: now,
             closing: entry.closing | u8::from(tcp_closing),
             ..*entry
         };
         // Failing to refresh only shortens the entry's life.
-        let _ = CONNTRACK.insert(key, &refreshed, 0);
+        let _ = A::conntrack().insert(key, &refreshed, 0);
     }
 }

@@ -4,7 +4,8 @@ use core::ffi::c_void;
 
 use aya_ebpf::{bindings::bpf_fib_lookup, helpers::bpf_fib_lookup as fib_lookup};
 
-const AF_INET: u8 = 2;
+use crate::family::PacketAddress;
+
 const FIB_SUCCESS: i64 = 0;
 /// Routed, but the next hop's neighbour entry is not resolved yet: the
 /// route (and so the egress interface) is still known.
@@ -13,13 +14,16 @@ const FIB_NO_NEIGH: i64 = 7;
 /// A FIB lookup for a packet from `saddr` to `daddr` arriving on `ifindex`:
 /// the result code, and the egress interface on success.
 #[inline(always)]
-fn route(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> (i64, bpf_fib_lookup) {
+fn route<A: PacketAddress>(
+    ctx: *mut c_void,
+    ifindex: u32,
+    saddr: &A,
+    daddr: &A,
+) -> (i64, bpf_fib_lookup) {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
     params.ifindex = ifindex;
-    params.__bindgen_anon_3.ipv4_src = saddr;
-    params.__bindgen_anon_4.ipv4_dst = daddr;
+    A::fib_request(&mut params, saddr, daddr);
     // SAFETY: `ctx` is the running program's context and `params` a live,
     // initialised lookup request of its size.
     let result = unsafe {
@@ -36,15 +40,20 @@ fn route(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> (i64, bpf_fi
 /// Whether the stack routes `address` out of another device than the one
 /// the packet came in on (the uplink): a pod on this node.
 #[inline(always)]
-pub fn is_local(ctx: *mut c_void, ifindex: u32, address: u32) -> bool {
-    let (result, params) = route(ctx, ifindex, 0, address);
+pub fn is_local<A: PacketAddress>(ctx: *mut c_void, ifindex: u32, address: A) -> bool {
+    let (result, params) = route(ctx, ifindex, &A::UNSPECIFIED, &address);
     (result == FIB_SUCCESS || result == FIB_NO_NEIGH) && params.ifindex != ifindex
 }
 
 /// The interface the stack routes a packet from `saddr` to `daddr` out of.
 #[inline(always)]
-pub fn egress_ifindex(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> Option<u32> {
-    let (result, params) = route(ctx, ifindex, saddr, daddr);
+pub fn egress_ifindex<A: PacketAddress>(
+    ctx: *mut c_void,
+    ifindex: u32,
+    saddr: A,
+    daddr: A,
+) -> Option<u32> {
+    let (result, params) = route(ctx, ifindex, &saddr, &daddr);
     (result == FIB_SUCCESS || result == FIB_NO_NEIGH).then_some(params.ifindex)
 }
 
@@ -59,6 +68,6 @@ pub fn next_hop_macs(
     saddr: u32,
     daddr: u32,
 ) -> Option<([u8; 6], [u8; 6])> {
-    let (result, params) = route(ctx, ifindex, saddr, daddr);
+    let (result, params) = route(ctx, ifindex, &saddr, &daddr);
     (result == FIB_SUCCESS).then_some((params.smac, params.dmac))
 }

@@ -13,28 +13,33 @@
 //!   sent out of the uplink again (the stack would drop a packet arriving
 //!   with its own source address); the reply comes back to this node and is
 //!   rewritten to the client and sent out again.
+//!
+//! One generic code serves IPv4 and IPv6 (`PacketAddress`): each family
+//! has its own frontend, backend, frontend-address and conntrack maps, and
+//! SNATs to this node's address of its family.
 use core::ffi::c_void;
 
 use proxy_common::{
-    CT_PASS, CT_REDIRECT, CtKey, CtValue, SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES,
+    CT_PASS, CT_REDIRECT, CtKeyOf, CtValueOf, SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES,
     drop_reason,
 };
 
 use crate::{
     conntrack::{self, live_entry},
     counters::count_frontend,
+    family::PacketAddress,
     fib::is_local,
-    maps::{CONFIG, FRONTEND_ADDRESSES},
+    maps::CONFIG,
     nat,
-    select::{self, flow_backend, flow_hash, source_allowed},
+    select::{Family, flow_backend, flow_hash},
 };
 
-/// What to do with a packet.
-pub enum Verdict {
+/// What to do with a packet of family `A`.
+pub enum Verdict<A> {
     /// Not for a frontend, nor part of a NATed flow: the stack has it.
     NotOurs,
     /// Rewrite it as the entry says.
-    Apply(CtValue),
+    Apply(CtValueOf<A>),
     /// Drop it, counted under this `drop_reason`.
     Drop(u32),
     /// The frontend has no endpoints at all: the sender gets an ICMP port
@@ -50,19 +55,20 @@ pub enum Verdict {
 /// local backend's reply to an external client, is rewritten on the
 /// uplink's egress, which does not ask this.
 #[inline(always)]
-pub fn may_be_ours(daddr: u32) -> bool {
-    CONFIG
-        .get(0)
-        .is_some_and(|config| config.node_address == daddr)
-        // SAFETY: only checked for presence.
-        || unsafe { FRONTEND_ADDRESSES.get(&daddr) }.is_some()
+pub fn may_be_ours<A: PacketAddress>(daddr: A) -> bool {
+    daddr.is_node_address() || daddr.is_frontend_address()
 }
 
 /// The verdict for a packet arriving on interface `ifindex` (`ctx` is the
 /// program's context, for the FIB lookup): its flow's live entry, or the
 /// balancing of a new flow.
 #[inline(always)]
-pub fn classify(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
+pub fn classify<A: PacketAddress>(
+    ctx: *mut c_void,
+    ifindex: u32,
+    key: &CtKeyOf<A>,
+    now: u64,
+) -> Verdict<A> {
     if let Some(entry) = live_entry(key, now) {
         return Verdict::Apply(entry);
     }
@@ -72,11 +78,16 @@ pub fn classify(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdic
 /// Balances a new flow if it is for a frontend: picks the backend, writes
 /// both conntrack entries and returns the forward one.
 #[inline(always)]
-fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
-    let Some(service) = select::service(key.daddr, key.dport, key.protocol) else {
+fn new_flow<A: PacketAddress>(
+    ctx: *mut c_void,
+    ifindex: u32,
+    key: &CtKeyOf<A>,
+    now: u64,
+) -> Verdict<A> {
+    let Some(service) = A::Family::service(key.daddr, key.dport, key.protocol) else {
         return Verdict::NotOurs;
     };
-    if service.flags & SERVICE_FLAG_SOURCE_RANGES != 0 && !source_allowed(&service, key.saddr) {
+    if service.flags & SERVICE_FLAG_SOURCE_RANGES != 0 && !key.saddr.source_allowed(&service) {
         return Verdict::Drop(drop_reason::SOURCE_RANGE);
     }
     if service.backend_count == 0 {
@@ -87,15 +98,16 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
     }
     // Read once: every decision below takes a setting from it.
     let config = CONFIG.get(0).copied().unwrap_or_default();
-    let hash = flow_hash(key, config.hash_seed);
-    let Some(backend_id) = flow_backend(&service, key, hash, config.maglev_size) else {
+    let hash = flow_hash(key, key.saddr.folded(), config.hash_seed);
+    let client = key.saddr.affinity_client();
+    let Some(backend_id) = flow_backend(&service, client, hash, config.maglev_size) else {
         return Verdict::Drop(drop_reason::NO_BACKEND);
     };
-    let Some(backend) = select::backend(backend_id) else {
+    let Some((backend_address, backend_port)) = A::Family::backend(backend_id) else {
         return Verdict::Drop(drop_reason::NO_BACKEND);
     };
 
-    let entry = |saddr, daddr, sport, dport, action| CtValue {
+    let entry = |saddr, daddr, sport, dport, action| CtValueOf {
         last_seen_ns: now,
         saddr,
         daddr,
@@ -116,41 +128,42 @@ fn new_flow(ctx: *mut c_void, ifindex: u32, key: &CtKey, now: u64) -> Verdict {
     // The node's own address (a listener on the node, as the Ingress
     // proxies behind `skiff-ingress` are) is delivered locally: the FIB
     // does not forward to it, yet it is no remote backend either.
-    let on_this_node =
-        backend.address == config.node_address || is_local(ctx, ifindex, backend.address);
-    let (forward, reply_key, reply) = if from_uplink && on_this_node {
-        let reply_key = CtKey {
-            saddr: backend.address,
+    let node = A::node_address();
+    let on_this_node = node.is_some_and(|node| node.same_as(&backend_address))
+        || is_local(ctx, ifindex, backend_address);
+    // The forward direction's new source, and the reply's key.
+    let (saddr, sport, action, reply_key) = if from_uplink && on_this_node {
+        let reply_key = CtKeyOf {
+            saddr: backend_address,
             daddr: key.saddr,
-            sport: backend.port,
+            sport: backend_port,
             dport: key.sport,
             protocol: key.protocol,
             pad: [0; 3],
         };
-        (
-            entry(key.saddr, backend.address, key.sport, backend.port, CT_PASS),
-            reply_key,
-            entry(key.daddr, key.saddr, key.dport, key.sport, CT_PASS),
-        )
+        (key.saddr, key.sport, CT_PASS, reply_key)
     } else {
         // The remote backend answers this node, whatever address the client
         // called (a load balancer IP is no address of any node).
-        let node = config.node_address;
-        if node == 0 {
+        let Some(node) = node else {
             return Verdict::Drop(drop_reason::NO_SNAT_PORT);
-        }
+        };
         let Some((snat_port, reply_key)) =
-            nat::snat_port(key, node, backend.address, backend.port, hash, now)
+            nat::snat_port(key, node, backend_address, backend_port, hash, now)
         else {
             return Verdict::Drop(drop_reason::NO_SNAT_PORT);
         };
-        (
-            entry(node, backend.address, snat_port, backend.port, CT_REDIRECT),
-            reply_key,
-            entry(key.daddr, key.saddr, key.dport, key.sport, CT_REDIRECT),
-        )
+        (node, snat_port, CT_REDIRECT, reply_key)
     };
-    if !conntrack::create(key, &forward, &reply_key, &reply) {
+    // The reply path exists before the first packet leaves. Each entry is
+    // built just before its write, so that the two (large for IPv6) are
+    // not on the stack at once.
+    let reply = entry(key.daddr, key.saddr, key.dport, key.sport, action);
+    if !conntrack::insert(&reply_key, &reply) {
+        return Verdict::NotOurs;
+    }
+    let forward = entry(saddr, backend_address, sport, backend_port, action);
+    if !conntrack::insert(key, &forward) {
         return Verdict::NotOurs;
     }
     count_frontend(service.id, |stats| stats.connects += 1);

@@ -19,6 +19,7 @@ mod xdp_nat;
 // What the programs share, one concern each.
 mod conntrack;
 mod counters;
+mod family;
 mod fib;
 mod flow;
 mod maps;

@@ -7,10 +7,10 @@ use aya_ebpf::{
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey,
-    CONNECT_OUTCOMES_BYTES, CtKey, CtValue, DatapathConfig, FrontendStats, MaglevTable,
-    ORPHANS_CAPACITY, OrphanKey, OrphanKey6, ServiceCidr6, ServiceKey, ServiceKey6, ServiceValue,
-    SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, SourceRange, capacity,
-    drop_reason,
+    CONNECT_OUTCOMES_BYTES, CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, FrontendStats,
+    Ipv6Words, MaglevTable, ORPHANS_CAPACITY, OrphanKey, OrphanKey6, ServiceCidr6, ServiceKey,
+    ServiceKey6, ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6,
+    SourceRange, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -69,6 +69,10 @@ pub static DROPS: PerCpuArray<u64> = PerCpuArray::pinned(drop_reason::COUNT, 0);
 #[map(name = "skiff_ct")]
 pub static CONNTRACK: LruHashMap<CtKey, CtValue> = LruHashMap::pinned(capacity::CONNTRACK, 0);
 
+/// The IPv6 twin of `skiff_ct`.
+#[map(name = "skiff_ct6")]
+pub static CONNTRACK6: LruHashMap<CtKey6, CtValue6> = LruHashMap::pinned(capacity::CONNTRACK, 0);
+
 /// Maglev tables of the external frontends, keyed by frontend id.
 #[map(name = "skiff_maglev")]
 pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV, BPF_F_NO_PREALLOC);
@@ -85,6 +89,17 @@ pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
 #[map(name = "skiff_fe_addrs")]
 pub static FRONTEND_ADDRESSES: HashMap<u32, u8> =
     HashMap::pinned(capacity::FRONTEND_ADDRESSES, BPF_F_NO_PREALLOC);
+
+/// The IPv6 twin of `skiff_fe_addrs`: every IPv6 address some frontend has.
+#[map(name = "skiff_fe_addrs6")]
+pub static FRONTEND_ADDRESSES6: HashMap<Ipv6Words, u8> =
+    HashMap::pinned(capacity::FRONTEND_ADDRESSES, BPF_F_NO_PREALLOC);
+
+/// This node's IPv6 address (one entry; all zero: none), the source of the
+/// IPv6 flows it SNATs to remote backends. A map of its own, so that
+/// `skiff_config` keeps its layout.
+#[map(name = "skiff_node6")]
+pub static NODE_ADDRESS6: Array<Ipv6Words> = Array::pinned(1, 0);
 
 /// The node side of the veth of each pod on this node, by the pod's
 /// address: the XDP program sends frames for local backends straight into

@@ -2,15 +2,13 @@
 //! backend, and the rewriting of a packet's addresses and ports with its
 //! checksums, in an skb (through the kernel's checksum helpers) or in an
 //! XDP frame (incrementally, by hand).
-use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    programs::TcContext,
-};
-use proxy_common::{CtKey, CtValue, PROTO_UDP};
+use aya_ebpf::{bindings::BPF_F_MARK_MANGLED_0, programs::TcContext};
+use proxy_common::{CtKeyOf, CtValue, CtValueOf, PROTO_UDP};
 
 use crate::{
     conntrack::live_entry,
-    packet::{IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, TcPacket, XdpPacket},
+    family::PacketAddress,
+    packet::{TcPacket, XdpPacket},
 };
 
 /// SNAT ports for flows to remote backends: the range Linux leaves to
@@ -23,19 +21,19 @@ const SNAT_ATTEMPTS: u32 = 4;
 /// and the key its replies will carry; `None` if the hashed candidates are
 /// all taken by live flows.
 #[inline(always)]
-pub fn snat_port(
-    key: &CtKey,
-    node: u32,
-    backend_address: u32,
+pub fn snat_port<A: PacketAddress>(
+    key: &CtKeyOf<A>,
+    node: A,
+    backend_address: A,
     backend_port: u16,
     hash: u32,
     now: u64,
-) -> Option<(u16, CtKey)> {
+) -> Option<(u16, CtKeyOf<A>)> {
     for attempt in 0..SNAT_ATTEMPTS {
         let port = SNAT_PORT_FIRST
             + (hash >> 8).wrapping_add(attempt.wrapping_mul(7919)) % SNAT_PORT_COUNT;
         let port = (port as u16).to_be();
-        let reply_key = CtKey {
+        let reply_key = CtKeyOf {
             saddr: backend_address,
             daddr: node,
             sport: backend_port,
@@ -50,10 +48,14 @@ pub fn snat_port(
     None
 }
 
-/// Rewrites an skb's addresses and ports to `entry`'s, updating the IP and
-/// L4 checksums through the helpers.
+/// Rewrites an skb's addresses and ports to `entry`'s, updating the
+/// checksums that cover them through the helpers.
 #[inline(always)]
-pub fn rewrite_tc(ctx: &TcContext, packet: &TcPacket, entry: &CtValue) -> Result<(), i64> {
+pub fn rewrite_tc<A: PacketAddress>(
+    ctx: &TcContext,
+    packet: &TcPacket<A>,
+    entry: &CtValueOf<A>,
+) -> Result<(), i64> {
     let key = &packet.key;
     let l4_flags = if key.protocol == PROTO_UDP {
         u64::from(BPF_F_MARK_MANGLED_0)
@@ -61,22 +63,12 @@ pub fn rewrite_tc(ctx: &TcContext, packet: &TcPacket, entry: &CtValue) -> Result
         0
     };
     for (offset, old, new) in [
-        (IP_SRC_OFF, key.saddr, entry.saddr),
-        (IP_DST_OFF, key.daddr, entry.daddr),
+        (A::SRC_OFF, &key.saddr, &entry.saddr),
+        (A::DST_OFF, &key.daddr, &entry.daddr),
     ] {
-        if old == new {
-            continue;
+        if !old.same_as(new) {
+            A::replace_tc(ctx, packet, offset, old, new, l4_flags)?;
         }
-        if !packet.no_l4_csum {
-            ctx.l4_csum_replace(
-                packet.l4_csum,
-                u64::from(old),
-                u64::from(new),
-                u64::from(BPF_F_PSEUDO_HDR) | l4_flags | 4,
-            )?;
-        }
-        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)?;
-        ctx.store(offset, &new, 0)?;
     }
     for (offset, old, new) in [
         (packet.l4, key.sport, entry.sport),

@@ -1,18 +1,21 @@
-//! The headers of a TCP or UDP over IPv4 packet that NAT reads and rewrites,
-//! parsed from an skb (TCX, through the load helpers) or from an XDP frame
-//! (direct packet access, every read bounds-checked first).
+//! The headers of a TCP or UDP packet that NAT reads and rewrites, parsed
+//! from an skb (TCX, through the load helpers; IPv4 and IPv6) or from an
+//! XDP frame (direct packet access, every read bounds-checked first; IPv4
+//! only).
 //!
 //! IPv4 fragments (the first one too: the others, without ports, could not
-//! follow it to its backend) and anything not TCP or UDP over IPv4 are not
-//! parsed: a NodePort flow's packets carry no fragments in the local cluster
-//! (MTU 1500 end to end), and the stack handles the rest.
+//! follow it to its backend), IPv6 packets with extension headers (a
+//! fragment header among them) and anything not TCP or UDP are not parsed:
+//! a NodePort flow's packets carry neither in the local cluster (MTU 1500
+//! end to end), and the stack handles the rest.
 use core::mem::size_of;
 
 use aya_ebpf::programs::{TcContext, XdpContext};
-use proxy_common::{CtKey, PROTO_TCP, PROTO_UDP};
+use proxy_common::{CtKey, CtKeyOf, Ipv6Words, PROTO_TCP, PROTO_UDP};
 
 pub const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86dd;
 /// An IPv4 header without options.
 pub const IP_HLEN: usize = 20;
 const IP_FRAG_OFF: usize = ETH_HLEN + 6;
@@ -20,15 +23,20 @@ const IP_PROTO_OFF: usize = ETH_HLEN + 9;
 pub const IP_CSUM_OFF: usize = ETH_HLEN + 10;
 pub const IP_SRC_OFF: usize = ETH_HLEN + 12;
 pub const IP_DST_OFF: usize = ETH_HLEN + 16;
+/// An IPv6 header (extension headers are not parsed).
+pub const IP6_HLEN: usize = 40;
+const IP6_NEXT_HEADER_OFF: usize = ETH_HLEN + 6;
+pub const IP6_SRC_OFF: usize = ETH_HLEN + 8;
+pub const IP6_DST_OFF: usize = ETH_HLEN + 24;
 /// More-fragments flag and fragment offset.
 const IP_FRAGMENTED: u16 = 0x3fff;
 const TCP_FIN: u8 = 0x01;
 const TCP_RST: u8 = 0x04;
 
 /// The headers of one packet seen by a TCX program, as offsets for the skb
-/// helpers.
-pub struct TcPacket {
-    pub key: CtKey,
+/// helpers; `A` is the address (`u32` or `Ipv6Words`).
+pub struct TcPacket<A> {
+    pub key: CtKeyOf<A>,
     /// Offset of the IP header's end: where the L4 header starts.
     pub l4: usize,
     pub l4_csum: usize,
@@ -37,14 +45,16 @@ pub struct TcPacket {
     pub tcp_closing: bool,
 }
 
-/// Parses an skb's headers. IP options are skipped over (the header length
-/// is read, not assumed).
+/// An skb's ethertype.
 #[inline(always)]
-pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
-    let ethertype: u16 = ctx.load(12).ok()?;
-    if u16::from_be(ethertype) != ETH_P_IP {
-        return None;
-    }
+pub fn ethertype_tc(ctx: &TcContext) -> Option<u16> {
+    ctx.load::<u16>(12).ok().map(u16::from_be)
+}
+
+/// Parses an IPv4 skb's headers (the caller checked the ethertype). IP
+/// options are skipped over (the header length is read, not assumed).
+#[inline(always)]
+pub fn parse_tc4(ctx: &TcContext) -> Option<TcPacket<u32>> {
     let version_ihl: u8 = ctx.load(ETH_HLEN).ok()?;
     let header_len = usize::from(version_ihl & 0x0f) * 4;
     if version_ihl >> 4 != 4 || header_len < IP_HLEN {
@@ -55,7 +65,34 @@ pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
         return None;
     }
     let protocol: u8 = ctx.load(IP_PROTO_OFF).ok()?;
-    let l4 = ETH_HLEN + header_len;
+    let saddr = ctx.load(IP_SRC_OFF).ok()?;
+    let daddr = ctx.load(IP_DST_OFF).ok()?;
+    parse_l4(ctx, ETH_HLEN + header_len, protocol, saddr, daddr)
+}
+
+/// Parses an IPv6 skb's headers (the caller checked the ethertype): TCP or
+/// UDP straight after the fixed header.
+#[inline(always)]
+pub fn parse_tc6(ctx: &TcContext) -> Option<TcPacket<Ipv6Words>> {
+    let version: u8 = ctx.load(ETH_HLEN).ok()?;
+    if version >> 4 != 6 {
+        return None;
+    }
+    let protocol: u8 = ctx.load(IP6_NEXT_HEADER_OFF).ok()?;
+    let saddr = ctx.load(IP6_SRC_OFF).ok()?;
+    let daddr = ctx.load(IP6_DST_OFF).ok()?;
+    parse_l4(ctx, ETH_HLEN + IP6_HLEN, protocol, saddr, daddr)
+}
+
+/// The L4 part of a parse: ports, checksum offset, TCP closing flags.
+#[inline(always)]
+fn parse_l4<A>(
+    ctx: &TcContext,
+    l4: usize,
+    protocol: u8,
+    saddr: A,
+    daddr: A,
+) -> Option<TcPacket<A>> {
     let (l4_csum, no_l4_csum, tcp_closing) = match protocol {
         PROTO_TCP => {
             let flags: u8 = ctx.load(l4 + 13).ok()?;
@@ -68,9 +105,9 @@ pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
         _ => return None,
     };
     Some(TcPacket {
-        key: CtKey {
-            saddr: ctx.load(IP_SRC_OFF).ok()?,
-            daddr: ctx.load(IP_DST_OFF).ok()?,
+        key: CtKeyOf {
+            saddr,
+            daddr,
             sport: ctx.load(l4).ok()?,
             dport: ctx.load(l4 + 2).ok()?,
             protocol,
@@ -83,15 +120,24 @@ pub fn parse_tc(ctx: &TcContext) -> Option<TcPacket> {
     })
 }
 
-/// The IPv4 destination of an skb, read straight from its linear data
-/// (no helper call, unlike `parse_tc`'s reads): `Some(None)` for a frame
-/// that is no IPv4 packet, `None` when the headers are not in the linear
-/// data (the helpers can still read them).
+/// What two direct reads of an skb's linear data tell (no helper call,
+/// unlike the parse's reads).
+pub enum Peeked {
+    /// An IPv4 packet to this address.
+    Ipv4(u32),
+    Ipv6,
+    /// Neither IPv4 nor IPv6.
+    Other,
+    /// The headers are not in the linear data (the helpers can still read
+    /// them).
+    Unknown,
+}
+
 #[inline(always)]
-pub fn peek_destination_tc(ctx: &TcContext) -> Option<Option<u32>> {
+pub fn peek_tc(ctx: &TcContext) -> Peeked {
     let start = ctx.data();
     if start + IP_DST_OFF + size_of::<u32>() > ctx.data_end() {
-        return None;
+        return Peeked::Unknown;
     }
     // SAFETY: both reads are inside the bounds checked above.
     let (ethertype, daddr) = unsafe {
@@ -100,7 +146,11 @@ pub fn peek_destination_tc(ctx: &TcContext) -> Option<Option<u32>> {
             core::ptr::read_unaligned((start + IP_DST_OFF) as *const u32),
         )
     };
-    Some((u16::from_be(ethertype) == ETH_P_IP).then_some(daddr))
+    match u16::from_be(ethertype) {
+        ETH_P_IP => Peeked::Ipv4(daddr),
+        ETH_P_IPV6 => Peeked::Ipv6,
+        _ => Peeked::Other,
+    }
 }
 
 /// The headers of one XDP frame, with pointers into the frame for the

@@ -12,9 +12,9 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
 };
 use proxy_common::{
-    AFFINITY_CLIENT_ADDRESS, AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKey,
-    Ipv6Words, MAGLEV_MAX_SIZE, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, ServiceKey,
-    ServiceKey6, ServiceValue, SourceRange,
+    AffinityKey, AffinityValue, Backend, BackendId, BackendSlotKey, CtKeyOf, Ipv6Words,
+    MAGLEV_MAX_SIZE, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, ServiceKey, ServiceKey6,
+    ServiceValue, SourceRange,
 };
 
 use crate::maps::{
@@ -124,18 +124,17 @@ fn random_slot(service: &ServiceValue) -> u32 {
     (unsafe { bpf_get_prandom_u32() }) % service.backend_count
 }
 
-/// The backend of a new flow: the client address's sticky one under
-/// affinity, else the Maglev table's pick for the flow hash (external
-/// frontends), else the hash's slot.
+/// The backend of a new flow: the sticky one of `client` (the source
+/// address's affinity client) under affinity, else the Maglev table's pick
+/// for the flow hash (external frontends), else the hash's slot.
 #[inline(always)]
 pub fn flow_backend(
     service: &ServiceValue,
-    key: &CtKey,
+    client: u64,
     hash: u32,
     maglev_size: u32,
 ) -> Option<BackendId> {
     if service.flags & SERVICE_FLAG_AFFINITY != 0 {
-        let client = AFFINITY_CLIENT_ADDRESS | u64::from(key.saddr);
         return with_affinity(service, client, || {
             Some(flow_slot(service, hash, maglev_size))
         });
@@ -178,10 +177,11 @@ fn flow_slot(service: &ServiceValue, hash: u32, maglev_size: u32) -> u32 {
 /// The hash of a flow, without its destination address: a flow to an
 /// external frontend hashes alike on every node it may enter (a NodePort
 /// is reached at each node's own address), mixed with the cluster's seed.
+/// `source` is the source address folded into 32 bits.
 #[inline(always)]
-pub fn flow_hash(key: &CtKey, seed: u32) -> u32 {
+pub fn flow_hash<A>(key: &CtKeyOf<A>, source: u32, seed: u32) -> u32 {
     let ports = (u32::from(key.sport) << 16) | u32::from(key.dport);
-    let mut hash = key.saddr ^ ports.rotate_left(7) ^ u32::from(key.protocol) ^ seed;
+    let mut hash = source ^ ports.rotate_left(7) ^ u32::from(key.protocol) ^ seed;
     hash ^= hash >> 16;
     hash = hash.wrapping_mul(0x7feb_352d);
     hash ^= hash >> 15;

@@ -10,7 +10,9 @@
 //! kernel spends anything on them. Everything else passes untouched to the
 //! TCX program, which finds the same conntrack entries: packets to send
 //! back out (to a remote backend, or a remote backend's reply to its
-//! client), ICMP errors to send, IP options, fragments.
+//! client), ICMP errors to send, IP options, fragments, and all IPv6
+//! (`parse_xdp` takes IPv4 only; TCX serves IPv6 through the same
+//! generic `flow`).
 //!
 //! Why not XDP_TX the remote cases too: on a veth, XDP_TX puts the frame in
 //! the peer's ring and schedules the peer's NAPI only when the peer runs an

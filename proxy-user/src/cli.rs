@@ -209,6 +209,12 @@ pub struct Args {
     #[arg(long, env = "SKIFF_NODE_IP")]
     pub node_ip: Option<std::net::Ipv4Addr>,
 
+    /// The IPv6 address NodePorts are served on, and IPv6 flows to remote
+    /// backends come from. [default: the uplink's first global IPv6
+    /// address, if it has one]
+    #[arg(long, env = "SKIFF_NODE_IP6")]
+    pub node_ip6: Option<std::net::Ipv6Addr>,
+
     /// Serve the Ingresses of --ingress-class on the node address
     /// (--node-ip, else the uplink's), over HTTP and HTTPS, proxying to
     /// their Services' ready endpoints. `--ingress=false` turns it off.

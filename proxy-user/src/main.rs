@@ -89,9 +89,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
+    let node_ip6 = match (args.node_ip6, &args.uplink) {
+        (Some(ip), _) => Some(ip),
+        (None, Some(uplink)) => proxy::node_address::ipv6_of(uplink)
+            .with_context(|| format!("finding the node's IPv6 address on --uplink {uplink}"))?,
+        (None, None) => None,
+    };
     let dns = dns_config(&args, node_ip);
     let dns_index = dns.as_ref().map(|_| dns::SharedIndex::default());
-    let mut proxy_config = proxy_config(&args, bpffs, node_ip);
+    let mut proxy_config = proxy_config(&args, bpffs, node_ip, node_ip6);
     proxy_config.dns = dns
         .as_ref()
         .zip(dns_index.clone())
@@ -169,7 +175,12 @@ fn dns_config(args: &Args, node_ip: Option<std::net::Ipv4Addr>) -> Option<dns::C
     })
 }
 
-fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>) -> proxy::Config {
+fn proxy_config(
+    args: &Args,
+    bpffs: PathBuf,
+    node_ip: Option<std::net::Ipv4Addr>,
+    node_ip6: Option<std::net::Ipv6Addr>,
+) -> proxy::Config {
     proxy::Config {
         node_name: args.node_name.clone(),
         source: match args.source {
@@ -193,6 +204,7 @@ fn proxy_config(args: &Args, bpffs: PathBuf, node_ip: Option<std::net::Ipv4Addr>
                 seed: args.hash_seed,
             },
             node_ip,
+            node_ip6,
             pod_interfaces: args.pod_interfaces.clone(),
         },
         dns: None,

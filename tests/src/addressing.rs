@@ -94,11 +94,15 @@ pub fn pod_cidr(i: usize) -> Ipv4Cidr {
 }
 
 /// A dual-stack cluster's IPv6 plan, beside the IPv4 one: the fabric
-/// `fd00:172:30::/64` (node `i` at `::(10 + i)`), node `i`'s pods in
+/// `fd00:172:30::/64` (node `i` at `::(10 + i)`, the outside client at
+/// `::64`, i.e. ::100 as on IPv4), node `i`'s pods in
 /// `fd00:10:244:<i>::/64` (its `cbr0` at `::1`), ClusterIPs in
 /// `fd00:10:96::/112`. Nothing outside the cluster's netns has an IPv6
 /// address or route of the plan.
 pub const FABRIC_IPV6_PREFIX_LEN: u8 = 64;
+/// The fabric's IPv6 prefix (pods route it via their node, as the IPv4
+/// fabric).
+pub const FABRIC_CIDR_V6: &str = "fd00:172:30::/64";
 /// Every node's IPv6 pod CIDR lies in here.
 pub const POD_SUPERNET_V6: &str = "fd00:10:244::/56";
 /// The IPv6 service range of a dual-stack control plane.
@@ -119,6 +123,9 @@ pub fn dual_stack_control_args() -> [String; 3] {
         format!("--load-balancer-pool={LOAD_BALANCER_POOL},{LOAD_BALANCER_POOL_V6}"),
     ]
 }
+
+/// The outside client's IPv6 address on the fabric.
+pub const EXT_IPV6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x172, 0x30, 0, 0, 0, 0, 100);
 
 /// Node `i`'s IPv6 address on the fabric.
 pub fn node_ipv6(i: usize) -> Ipv6Addr {

@@ -10,8 +10,8 @@ use std::{
 
 use crate::{
     addressing::{
-        CLUSTER_DNS_IP, FABRIC_CIDR, POD_BRIDGE, POD_SUPERNET, POD_SUPERNET_V6, SERVICE_CIDR,
-        SERVICE_CIDR_V6, pod_cidr_v6,
+        CLUSTER_DNS_IP, FABRIC_CIDR, FABRIC_CIDR_V6, POD_BRIDGE, POD_SUPERNET, POD_SUPERNET_V6,
+        SERVICE_CIDR, SERVICE_CIDR_V6, pod_cidr_v6,
     },
     binaries::agent_binary,
     error::{HarnessError, Result},
@@ -122,6 +122,7 @@ pub fn run_pods_args(
     .into();
     if dual_stack {
         args.push(format!("--pod-route={POD_SUPERNET_V6}").into());
+        args.push(format!("--pod-route={FABRIC_CIDR_V6}").into());
         args.push(format!("--service-cidr={SERVICE_CIDR},{SERVICE_CIDR_V6}").into());
     }
     args.push("--state-dir".into());

@@ -244,12 +244,14 @@ impl Cluster {
     }
 
     /// Makes the cluster dual-stack: the nodes' IPv6 sides
-    /// (`wiring::node_ipv6_side`), again on a cluster that has them, and the
-    /// root netns's blackhole for the IPv6 service range.
+    /// (`wiring::node_ipv6_side`), again on a cluster that has them, the
+    /// outside client's IPv6 address and the root netns's blackhole for the
+    /// IPv6 service range.
     pub fn wire_ipv6(&self) -> Result<()> {
         for node in &self.nodes {
             wiring::node_ipv6_side(node, &self.nodes)?;
         }
+        wiring::ext_ipv6_side(&self.ext)?;
         wiring::service_blackhole_v6()
     }
 

@@ -50,9 +50,9 @@ mod wait;
 mod wiring;
 
 pub use addressing::{
-    CONTROL_PLANE_IP, EXT_IP, FABRIC_CIDR, Ipv4Cidr, MAX_CONTROL_PLANES, MAX_NODES,
+    CONTROL_PLANE_IP, EXT_IP, EXT_IPV6, FABRIC_CIDR, Ipv4Cidr, MAX_CONTROL_PLANES, MAX_NODES,
     MAX_PODS_PER_NODE, POD_SUPERNET, POD_SUPERNET_V6, SERVICE_CIDR, SERVICE_CIDR_V6,
-    control_plane_member_ip, dual_stack_control_args, node_ip, pod_cidr, pod_cidr_v6,
+    control_plane_member_ip, dual_stack_control_args, node_ip, node_ipv6, pod_cidr, pod_cidr_v6,
 };
 pub use agent::{
     AGENT_SOURCE_ENV, AgentSource, agent_command, run_pods_args, sync_count, wait_for_sync,

@@ -3,8 +3,8 @@
 //! but the control-plane link ever exists in the root netns.
 
 use crate::addressing::{
-    CONTROL_PLANE_IP, FABRIC_CIDR, FABRIC_IPV6_PREFIX_LEN, POD_BRIDGE, POD_SUPERNET, SERVICE_CIDR,
-    SERVICE_CIDR_V6, node_ipv6, pod_cidr_v6, pod_gateway_v6,
+    CONTROL_PLANE_IP, EXT_IPV6, FABRIC_CIDR, FABRIC_IPV6_PREFIX_LEN, POD_BRIDGE, POD_SUPERNET,
+    SERVICE_CIDR, SERVICE_CIDR_V6, node_ipv6, pod_cidr_v6, pod_gateway_v6,
 };
 use crate::cmd::{ip, ip_in, run};
 use crate::error::Result;
@@ -170,6 +170,18 @@ pub(crate) fn node_ipv6_side(node: &Node, nodes: &[Node]) -> Result<()> {
     let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
     run(sysctl.args(["-q", "-w", "net.ipv6.conf.all.forwarding=1"]))?;
     Ok(())
+}
+
+/// The outside client's IPv6 address on a dual-stack cluster, on the
+/// fabric's prefix: the nodes' IPv6 addresses are on-link, and nothing
+/// else is routed.
+pub(crate) fn ext_ipv6_side(ext: &Host) -> Result<()> {
+    let len = FABRIC_IPV6_PREFIX_LEN;
+    ip_in(
+        ext.netns(),
+        &format!("addr replace {EXT_IPV6}/{len} dev eth0 nodad"),
+    )
+    .map(drop)
 }
 
 /// A pod's netns, `eth0` with its address, the node side `veth<n>` on

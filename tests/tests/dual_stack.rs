@@ -14,7 +14,7 @@ mod dual_stack_pods;
 use std::net::{IpAddr, Ipv6Addr};
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, dual_stack_control_args, eventually, pod_cidr, pod_cidr_v6};
+use skiff_tests::{eventually, pod_cidr, pod_cidr_v6};
 
 use dual_stack_pods::{TIMEOUT, apply, get, pod, run_client};
 
@@ -55,14 +55,7 @@ fn in_cidr(ip: &str, cidr: &str) -> bool {
 
 #[test]
 fn dual_stack_services_pods_and_endpoint_slices() {
-    let mut testbed = Testbed::start_dual_stack(2).unwrap();
-    let control_flags = dual_stack_control_args();
-    let flags: Vec<&str> = control_flags.iter().map(String::as_str).collect();
-    testbed.start_control_for_pods(&flags).unwrap();
-    apply(
-        &testbed,
-        &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NAMESPACE } }),
-    );
+    let testbed = dual_stack_pods::start(NAMESPACE);
 
     let service = json!({
         "apiVersion": "v1",

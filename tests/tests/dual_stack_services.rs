@@ -14,43 +14,20 @@
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 mod dual_stack_pods;
+mod dual_stack_web;
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, dual_stack_control_args, eventually};
+use skiff_tests::{Testbed, eventually};
 
 use dual_stack_pods::{TIMEOUT, apply, finished, get, pod, run_client};
+use dual_stack_web::{ready_endpoints, serve_web};
 
 const NAMESPACE: &str = "v6svc";
 /// An address of the IPv6 service range (`SERVICE_CIDR_V6`) that no
 /// Service is given (checked below).
 const UNALLOCATED_V6: &str = "fd00:10:96::fffe";
-
-/// Answers its name (argv[1]) on TCP 8080 and UDP 5353, on one socket per
-/// protocol for both families.
-const SERVER: &str = r#"
-import socket, sys, threading
-name = sys.argv[1].encode()
-def bound(kind, port):
-    s = socket.socket(socket.AF_INET6, kind)
-    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("::", port))
-    return s
-def udp():
-    s = bound(socket.SOCK_DGRAM, 5353)
-    while True:
-        _, peer = s.recvfrom(512)
-        s.sendto(name, peer)
-threading.Thread(target=udp, daemon=True).start()
-s = bound(socket.SOCK_STREAM, 8080)
-s.listen(64)
-while True:
-    c, _ = s.accept()
-    c.sendall(name)
-    c.close()
-"#;
 
 /// Calls every target and prints one JSON object of the results:
 /// argv = v4 ClusterIP, v6 ClusterIP, IPv6-only ClusterIP, empty IPv6
@@ -212,30 +189,6 @@ fn cluster_ips(testbed: &Testbed, name: &str) -> Vec<String> {
     serde_json::from_value(service["spec"]["clusterIPs"].clone()).unwrap()
 }
 
-/// How many ready endpoints the Service's slices of `address_type` list.
-fn ready_endpoints(testbed: &Testbed, service: &str, address_type: &str) -> Option<usize> {
-    let label = format!("kubernetes.io/service-name={service}");
-    let list = get(
-        testbed,
-        &[
-            "get",
-            "endpointslices",
-            "-n",
-            NAMESPACE,
-            "-l",
-            &label,
-            "-o",
-            "json",
-        ],
-    )?;
-    let count = (list["items"].as_array()?.iter())
-        .filter(|slice| slice["addressType"] == address_type)
-        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|endpoint| endpoint["conditions"]["ready"] == true)
-        .count();
-    Some(count)
-}
-
 /// Whether every attempt worked with the peer `peer` (`address/port`), and
 /// the names that answered.
 fn answered(results: &Value, peer: &str) -> BTreeSet<String> {
@@ -264,37 +217,13 @@ fn refused(results: &Value) {
 /// `web` (and `others`) and its pods web-1 on node1 and web-2 on node2,
 /// both ready in each family's slice of `web`.
 fn web_testbed(others: &[Value]) -> Testbed {
-    let mut testbed = Testbed::start_dual_stack(2).unwrap();
-    let control_flags = dual_stack_control_args();
-    let flags: Vec<&str> = control_flags.iter().map(String::as_str).collect();
-    testbed.start_control_for_pods(&flags).unwrap();
-    apply(
-        &testbed,
-        &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NAMESPACE } }),
-    );
+    let testbed = dual_stack_pods::start(NAMESPACE);
     let dual = json!(["IPv4", "IPv6"]);
     apply(&testbed, &service("web", dual, "RequireDualStack", "web"));
     for other in others {
         apply(&testbed, other);
     }
-    for (name, node) in [("web-1", "node1"), ("web-2", "node2")] {
-        let command = vec!["python3", "-c", SERVER, name];
-        apply(
-            &testbed,
-            &pod(NAMESPACE, name, node, json!({ "app": "web" }), command),
-        );
-    }
-    eventually(
-        "both web pods ready in each family's slice",
-        TIMEOUT,
-        || {
-            let counts = [
-                ready_endpoints(&testbed, "web", "IPv4")?,
-                ready_endpoints(&testbed, "web", "IPv6")?,
-            ];
-            (counts == [2, 2]).then_some(())
-        },
-    );
+    serve_web(&testbed, NAMESPACE, &[("web", "IPv4"), ("web", "IPv6")]);
     testbed
 }
 
@@ -318,7 +247,7 @@ fn ipv6_cluster_ips_balance_refuse_and_show_the_cluster_ip() {
     );
 
     eventually("web-1 and web-2 ready in web6's slice", TIMEOUT, || {
-        (ready_endpoints(&testbed, "web6", "IPv6")? == 2).then_some(())
+        (ready_endpoints(&testbed, NAMESPACE, "web6", "IPv6")? == 2).then_some(())
     });
 
     let client = vec![
@@ -438,7 +367,7 @@ fn an_ipv6_backend_that_refuses_connects_is_ejected() {
     eventually(
         "web-1, web-2 and refuser ready in flaky6's slice",
         TIMEOUT,
-        || (ready_endpoints(&testbed, "flaky6", "IPv6")? == 3).then_some(()),
+        || (ready_endpoints(&testbed, NAMESPACE, "flaky6", "IPv6")? == 3).then_some(()),
     );
     let refuser = get(
         &testbed,

@@ -17,7 +17,7 @@ mod sync;
 mod telemetry;
 
 use std::{
-    net::{Ipv4Addr, SocketAddr},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
     path::Path,
 };
 
@@ -66,6 +66,7 @@ pub struct Proxy {
     node_name: String,
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
+    node_ip6: Option<Ipv6Addr>,
     source: Source,
     datapath: Datapath,
     telemetry: Telemetry,
@@ -89,6 +90,7 @@ impl Proxy {
         let bpffs = settings.bpffs.clone();
         let cgroup = settings.cgroup.clone();
         let node_ip = settings.node_ip;
+        let node_ip6 = settings.node_ip6;
         let datapath = Datapath::open(settings).with_context(|| {
             format!(
                 "setting up the datapath (pins in {}, hooks on cgroup {})",
@@ -115,6 +117,7 @@ impl Proxy {
         Ok(Self {
             node_name,
             node_ip,
+            node_ip6,
             source,
             datapath,
             telemetry,
@@ -168,7 +171,7 @@ impl Proxy {
         let reporter = EventReporter::new(api, self.node_name.clone());
         let syncer = Syncer::new(
             self.node_name,
-            self.node_ip,
+            (self.node_ip, self.node_ip6),
             self.datapath,
             self.dns,
             Published {

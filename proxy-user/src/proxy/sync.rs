@@ -5,7 +5,7 @@
 //! become the datapath's map keys and entries: neither side knows the other.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4},
     time::{Duration, Instant},
 };
 
@@ -42,6 +42,7 @@ pub struct Syncer {
     node: String,
     /// Where this node serves NodePorts, if it does.
     node_ip: Option<Ipv4Addr>,
+    node_ip6: Option<Ipv6Addr>,
     telemetry: Telemetry,
     /// The cache this loop keeps current; it publishes each change.
     cluster: SharedCluster,
@@ -75,7 +76,7 @@ pub struct Published {
 impl Syncer {
     pub fn new(
         node: String,
-        node_ip: Option<Ipv4Addr>,
+        (node_ip, node_ip6): (Option<Ipv4Addr>, Option<Ipv6Addr>),
         datapath: Datapath,
         dns: Option<LocalDns>,
         published: Published,
@@ -89,6 +90,7 @@ impl Syncer {
         Self {
             node,
             node_ip,
+            node_ip6,
             telemetry,
             cluster,
             eligibility,
@@ -333,6 +335,7 @@ impl Syncer {
             let node = NodeRef {
                 name: &self.node,
                 ip: self.node_ip,
+                ip6: self.node_ip6,
                 local_dns: self.local_dns,
                 zone: cluster.zone(),
             };

@@ -4,10 +4,24 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skiff_tests::{Testbed, eventually};
+use skiff_tests::{Testbed, dual_stack_control_args, eventually};
 
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "skiff/python-kubernetes";
+
+/// A two-node dual-stack testbed running pods, with skiff-control on
+/// both families' ranges and `namespace` created.
+pub fn start(namespace: &str) -> Testbed {
+    let mut testbed = Testbed::start_dual_stack(2).unwrap();
+    let control_flags = dual_stack_control_args();
+    let flags: Vec<&str> = control_flags.iter().map(String::as_str).collect();
+    testbed.start_control_for_pods(&flags).unwrap();
+    apply(
+        &testbed,
+        &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } }),
+    );
+    testbed
+}
 
 pub fn apply(testbed: &Testbed, object: &Value) {
     testbed.kubectl_ok(&["apply", "-f", "-"], &object.to_string());

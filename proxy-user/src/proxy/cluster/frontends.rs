@@ -1,7 +1,7 @@
 //! Translation of one Service and its EndpointSlices into the frontends the
 //! cluster wants served, with the rules kube-proxy applies. Pure: no I/O, no state.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::sync::Arc;
 
 use tracing::warn;
@@ -58,6 +58,8 @@ pub struct NodeRef<'a> {
     pub name: &'a str,
     /// Its address, on which NodePorts are served; `None` serves none.
     pub ip: Option<Ipv4Addr>,
+    /// Its IPv6 address, on which NodePorts are served too.
+    pub ip6: Option<Ipv6Addr>,
     /// Where this node's agent serves cluster DNS, if it does: the only
     /// backend of the cluster DNS Service's port 53 on this node.
     pub local_dns: Option<SocketAddrV4>,
@@ -76,9 +78,9 @@ const DNS_PORT: u16 = 53;
 /// The frontends of Service `svc` (whose record is `service`) as seen from
 /// node `node`, with backends from `slices` (the EndpointSlices labelled
 /// for it). Frontends come ordered by address, port and protocol. What the
-/// datapath cannot serve (SCTP, IPv6 load balancer and external IPs,
-/// malformed fields) was dropped when the record was read; the rest still
-/// works. Each ClusterIP balances over the endpoints of its own family.
+/// datapath cannot serve (SCTP, malformed fields) was dropped when the
+/// record was read; the rest still works. Each frontend balances over the
+/// endpoints of its own address's family.
 pub fn desired_frontends(
     svc: &ServiceRef,
     service: &ServiceRecord,
@@ -103,9 +105,9 @@ pub fn desired_frontends(
         true => Locality::Node(node.name),
         false => Locality::Cluster(place),
     };
-    let node_ip = match service.type_ {
-        ServiceType::NodePort | ServiceType::LoadBalancer => node.ip,
-        _ => None,
+    let (node_ip, node_ip6) = match service.type_ {
+        ServiceType::NodePort | ServiceType::LoadBalancer => (node.ip, node.ip6),
+        _ => (None, None),
     };
     // Traffic from outside the cluster gets the external policy: `Local`
     // keeps it on the node it arrived at, with the client's address.
@@ -135,8 +137,8 @@ pub fn desired_frontends(
         };
         let protocol = service_port.protocol;
         let port_name = &service_port.name;
-        let frontend = |ip: Ipv4Addr, port| Frontend {
-            ip: ip.into(),
+        let frontend = |ip: IpAddr, port| Frontend {
+            ip,
             port,
             protocol,
             port_name: port_name.clone(),
@@ -155,7 +157,7 @@ pub fn desired_frontends(
         };
         for &ip in &service.cluster_ips {
             desired.push(DesiredFrontend {
-                frontend: frontend(ip, port),
+                frontend: frontend(ip.into(), port),
                 backends: cluster_backends.clone(),
                 policy: cluster_policy.clone(),
             });
@@ -164,41 +166,65 @@ pub fn desired_frontends(
             let backends6 = backends(port_name, protocol, slices, locality, IpFamily::V6);
             for &ip in &service.cluster_ips6 {
                 desired.push(DesiredFrontend {
-                    frontend: Frontend {
-                        ip: ip.into(),
-                        port,
-                        protocol,
-                        port_name: port_name.clone(),
-                    },
+                    frontend: frontend(ip.into(), port),
                     backends: backends6.clone(),
                     policy: cluster_policy.clone(),
                 });
             }
         }
-        // Node, load balancer and external addresses are IPv4 (the
-        // per-packet path is IPv4 only).
-        let external_backends =
-            backends(port_name, protocol, slices, external_locality, IpFamily::V4);
-        if let (Some(ip), Some(node_port)) = (node_ip, service_port.node_port) {
-            desired.push(DesiredFrontend {
-                frontend: frontend(ip, node_port),
-                backends: external_backends.clone(),
-                policy: external_policy(&[]),
-            });
-        }
-        for &ip in &service.load_balancer_ips {
-            desired.push(DesiredFrontend {
+        // Node, load balancer and external addresses of each family the
+        // Service has (a ClusterIP of), over that family's endpoints, as
+        // kube-proxy's per-family proxiers. IPv4 source ranges guard the
+        // IPv4 load balancer IPs only (the record keeps no IPv6 load
+        // balancer IP of a Service with IPv6 ranges).
+        let external = |ip: IpAddr, port, ranges: &[SourceCidr], backends: &Vec<BackendAddr>| {
+            DesiredFrontend {
                 frontend: frontend(ip, port),
-                backends: external_backends.clone(),
-                policy: external_policy(&service.source_ranges),
-            });
+                backends: backends.clone(),
+                policy: external_policy(ranges),
+            }
+        };
+        let node_port = node_ip.zip(service_port.node_port);
+        if !service.cluster_ips.is_empty()
+            && (node_port.is_some()
+                || !service.load_balancer_ips.is_empty()
+                || !service.external_ips.is_empty())
+        {
+            let external_backends =
+                backends(port_name, protocol, slices, external_locality, IpFamily::V4);
+            if let Some((ip, node_port)) = node_port {
+                desired.push(external(ip.into(), node_port, &[], &external_backends));
+            }
+            for &ip in &service.load_balancer_ips {
+                desired.push(external(
+                    ip.into(),
+                    port,
+                    &service.source_ranges,
+                    &external_backends,
+                ));
+            }
+            for &ip in &service.external_ips {
+                desired.push(external(ip.into(), port, &[], &external_backends));
+            }
         }
-        for &ip in &service.external_ips {
-            desired.push(DesiredFrontend {
-                frontend: frontend(ip, port),
-                backends: external_backends.clone(),
-                policy: external_policy(&[]),
-            });
+        let node_port6 = node_ip6.zip(service_port.node_port);
+        if !service.cluster_ips6.is_empty()
+            && (node_port6.is_some()
+                || !service.load_balancer_ips6.is_empty()
+                || !service.external_ips6.is_empty())
+        {
+            let external_backends6 =
+                backends(port_name, protocol, slices, external_locality, IpFamily::V6);
+            if let Some((ip, node_port)) = node_port6 {
+                desired.push(external(ip.into(), node_port, &[], &external_backends6));
+            }
+            for &ip in service
+                .load_balancer_ips6
+                .iter()
+                .chain(&service.external_ips6)
+            {
+                desired.push(external(ip.into(), port, &[], &external_backends6));
+            }
         }
     }
 

@@ -68,10 +68,16 @@ pub struct ServiceRecord {
     /// without those whose `ipMode` is `Proxy`: there the load balancer
     /// proxies to the nodes, and a node must not take its address for itself.
     pub load_balancer_ips: Box<[Ipv4Addr]>,
-    /// `loadBalancerSourceRanges`, for `type: LoadBalancer` only; sorted.
+    /// The IPv6 ones, the same way; none while the Service has IPv6
+    /// `loadBalancerSourceRanges`, which the datapath does not enforce.
+    pub load_balancer_ips6: Box<[Ipv6Addr]>,
+    /// IPv4 `loadBalancerSourceRanges`, for `type: LoadBalancer` only;
+    /// sorted. They guard the IPv4 load balancer IPs (kube-proxy's
+    /// per-family proxiers each take their family's ranges).
     pub source_ranges: Box<[SourceCidr]>,
-    /// `spec.externalIPs`.
+    /// `spec.externalIPs`, IPv4 and IPv6.
     pub external_ips: Box<[Ipv4Addr]>,
+    pub external_ips6: Box<[Ipv6Addr]>,
     pub health_check_node_port: Option<u16>,
     /// `clusterIP: None`: DNS answers with the ready endpoints.
     pub headless: bool,
@@ -274,6 +280,31 @@ impl ServiceRecord {
             _ => None,
         };
         let (cluster_ips, cluster_ips6) = cluster_ips(svc, spec.cluster_ip, spec.cluster_ips);
+        let (load_balancer_ips, mut load_balancer_ips6) = ip_lists(
+            svc,
+            "status.loadBalancer.ingress",
+            ingress
+                .into_iter()
+                .filter(|ingress| ingress.ip_mode.as_deref() != Some("Proxy"))
+                .filter_map(|ingress| ingress.ip),
+        );
+        let (source_ranges, ipv6_ranges) = match spec.load_balancer_source_ranges {
+            Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
+            _ => (Box::default(), false),
+        };
+        if ipv6_ranges && !load_balancer_ips6.is_empty() {
+            warn!(
+                service = %svc,
+                addresses = ?load_balancer_ips6,
+                "IPv6 loadBalancerSourceRanges are not enforced by the datapath: the Service's IPv6 load balancer IPs get no frontend"
+            );
+            load_balancer_ips6 = Box::default();
+        }
+        let (external_ips, external_ips6) = ip_lists(
+            svc,
+            "spec.externalIPs",
+            spec.external_ips.into_iter().flatten(),
+        );
         Self {
             type_,
             headless,
@@ -292,23 +323,11 @@ impl ServiceRecord {
                 spec.session_affinity.as_deref(),
                 spec.session_affinity_config,
             ),
-            load_balancer_ips: ipv4_list(
-                svc,
-                "status.loadBalancer.ingress",
-                ingress
-                    .into_iter()
-                    .filter(|ingress| ingress.ip_mode.as_deref() != Some("Proxy"))
-                    .filter_map(|ingress| ingress.ip),
-            ),
-            source_ranges: match spec.load_balancer_source_ranges {
-                Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
-                _ => Box::default(),
-            },
-            external_ips: ipv4_list(
-                svc,
-                "spec.externalIPs",
-                spec.external_ips.into_iter().flatten(),
-            ),
+            load_balancer_ips,
+            load_balancer_ips6,
+            source_ranges,
+            external_ips,
+            external_ips6,
             health_check_node_port: spec.health_check_node_port.and_then(port_number),
             outlier_detection: None,
             uid: None,
@@ -593,30 +612,31 @@ fn cluster_ips(
     (ips.into(), ips6.into())
 }
 
-/// The IPv4 addresses of a list field, deduplicated; others are skipped
-/// with a log line.
-fn ipv4_list<'a>(
+/// The IPv4 and IPv6 addresses of a list field, each deduplicated;
+/// unparsable ones are skipped with a log line.
+fn ip_lists<'a>(
     svc: &ServiceRef,
     field: &'static str,
     raw: impl Iterator<Item = Cow<'a, str>>,
-) -> Box<[Ipv4Addr]> {
+) -> (Box<[Ipv4Addr]>, Box<[Ipv6Addr]>) {
     let mut ips = Vec::new();
+    let mut ips6 = Vec::new();
     for text in raw {
         match text.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !ips.contains(&ip) => ips.push(ip),
-            Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(_)) => {
-                debug!(service = %svc, field, address = %text, "skipping IPv6 address: IPv6 load balancer and external IPs get no frontend (the per-packet path is IPv4 only)")
-            }
+            Ok(IpAddr::V6(ip)) if !ips6.contains(&ip) => ips6.push(ip),
+            Ok(_) => {}
             Err(_) => warn!(service = %svc, field, address = %text, "skipping unparsable address"),
         }
     }
-    ips.into()
+    (ips.into(), ips6.into())
 }
 
-/// `loadBalancerSourceRanges` as IPv4 networks, sorted; IPv6 and malformed
-/// entries are skipped with a log line.
-fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> Box<[SourceCidr]> {
+/// `loadBalancerSourceRanges` as IPv4 networks, sorted, and whether there
+/// were IPv6 ones (not kept: the datapath holds IPv4 ranges only);
+/// malformed entries are skipped with a log line.
+fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> (Box<[SourceCidr]>, bool) {
+    let mut ipv6 = false;
     let mut cidrs = Vec::new();
     for text in ranges {
         let parsed = text.trim().split_once('/').and_then(|(network, len)| {
@@ -635,9 +655,7 @@ fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> Box<[SourceCidr]> 
                     prefix_len,
                 });
             }
-            Some((IpAddr::V6(_), _)) => {
-                debug!(service = %svc, range = %text, "skipping IPv6 source range")
-            }
+            Some((IpAddr::V6(_), prefix_len)) if prefix_len <= 128 => ipv6 = true,
             _ => {
                 warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
             }
@@ -645,7 +663,7 @@ fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> Box<[SourceCidr]> 
     }
     cidrs.sort_unstable();
     cidrs.dedup();
-    cidrs.into()
+    (cidrs.into(), ipv6)
 }
 
 fn affinity_timeout(

@@ -229,6 +229,7 @@ mod tests {
             NodeRef {
                 name: "node1",
                 ip: None,
+                ip6: None,
                 local_dns: None,
                 zone: None,
             },
@@ -318,6 +319,7 @@ mod tests {
                 NodeRef {
                     name: "node1",
                     ip: None,
+                    ip6: None,
                     local_dns: None,
                     zone: None,
                 }
@@ -358,6 +360,7 @@ mod tests {
                 NodeRef {
                     name: "node1",
                     ip: None,
+                    ip6: None,
                     local_dns: None,
                     zone: None,
                 }

@@ -8,13 +8,23 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
-use proxy_common::{Backend, Backend6, ServiceKey, ServiceKey6, ipv6_octets, ipv6_words};
+use proxy_common::{
+    Backend, Backend6, Ipv6Words, ServiceKey, ServiceKey6, ipv6_octets, ipv6_words,
+};
 
 /// A frontend: address, port and protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FrontendKey {
     V4(ServiceKey),
     V6(ServiceKey6),
+}
+
+/// A frontend's address, as its family's frontend addresses map
+/// (`skiff_fe_addrs`, `skiff_fe_addrs6`) holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FrontendAddress {
+    V4(u32),
+    V6(Ipv6Words),
 }
 
 /// A backend: endpoint address, target port and protocol.
@@ -44,12 +54,11 @@ impl FrontendKey {
         }
     }
 
-    /// The address as the frontend addresses map holds it: only IPv4
-    /// frontends are there (the per-packet programs are IPv4 only).
-    pub fn ipv4_address(&self) -> Option<u32> {
+    /// The address as its family's frontend addresses map holds it.
+    pub fn address(&self) -> FrontendAddress {
         match self {
-            Self::V4(key) => Some(key.address),
-            Self::V6(_) => None,
+            Self::V4(key) => FrontendAddress::V4(key.address),
+            Self::V6(key) => FrontendAddress::V6(key.address),
         }
     }
 
@@ -174,7 +183,12 @@ mod tests {
     fn ipv6_frontends_and_backends_are_named_with_brackets() {
         let frontend = FrontendKey::new("fd00:10:96::a".parse().unwrap(), 80u16.to_be(), PROTO_TCP);
         assert_eq!(frontend.to_string(), "[fd00:10:96::a]:80/TCP");
-        assert_eq!(frontend.ipv4_address(), None);
+        assert_eq!(
+            frontend.address(),
+            FrontendAddress::V6(ipv6_words(
+                "fd00:10:96::a".parse::<Ipv6Addr>().unwrap().octets()
+            ))
+        );
         let backend = BackendKey::new(
             "fd00:10:244:1::2".parse().unwrap(),
             8080u16.to_be(),
@@ -187,6 +201,9 @@ mod tests {
         );
         let v4 = FrontendKey::new("10.96.0.10".parse().unwrap(), 80u16.to_be(), PROTO_TCP);
         assert_eq!(v4.to_string(), "10.96.0.10:80/TCP");
-        assert_eq!(v4.ipv4_address(), Some(u32::from_ne_bytes([10, 96, 0, 10])));
+        assert_eq!(
+            v4.address(),
+            FrontendAddress::V4(u32::from_ne_bytes([10, 96, 0, 10]))
+        );
     }
 }

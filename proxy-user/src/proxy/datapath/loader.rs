@@ -26,10 +26,10 @@ use aya::{
     },
 };
 use proxy_common::{
-    AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey, CtKey, CtValue,
-    DatapathConfig, FrontendStats, MaglevTable, ServiceCidr6, ServiceKey, ServiceKey6,
-    ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6, SourceRange,
-    capacity, drop_reason, map_names,
+    AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey, CtKey, CtKey6,
+    CtValue, CtValue6, DatapathConfig, FrontendStats, Ipv6Words, MaglevTable, ServiceCidr6,
+    ServiceKey, ServiceKey6, ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue,
+    SockRevNatValue6, SourceRange, capacity, drop_reason, map_names,
 };
 use tracing::{info, warn};
 
@@ -116,7 +116,7 @@ struct Layout {
 /// Maps added after `MAPS_DIR` last changed (the IPv6 ones among them)
 /// need no new directory: aya creates and pins a map whose pin is missing,
 /// so an agent adopting an older agent's maps starts these empty.
-const LAYOUTS: [Layout; 17] = [
+const LAYOUTS: [Layout; 20] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -221,6 +221,24 @@ const LAYOUTS: [Layout; 17] = [
         value_size: size_of::<ServiceCidr6>(),
         max_entries: 1,
     },
+    Layout {
+        name: map_names::CONNTRACK6,
+        key_size: size_of::<CtKey6>(),
+        value_size: size_of::<CtValue6>(),
+        max_entries: capacity::CONNTRACK,
+    },
+    Layout {
+        name: map_names::FRONTEND_ADDRESSES6,
+        key_size: size_of::<Ipv6Words>(),
+        value_size: size_of::<u8>(),
+        max_entries: capacity::FRONTEND_ADDRESSES,
+    },
+    Layout {
+        name: map_names::NODE_ADDRESS6,
+        key_size: size_of::<u32>(),
+        value_size: size_of::<Ipv6Words>(),
+        max_entries: 1,
+    },
 ];
 
 /// How a program got onto its hook.
@@ -252,14 +270,16 @@ pub struct Uplink {
     pub xdp: XdpChoice,
 }
 
-/// Loads the object with its maps pinned under `bpffs` and writes `config`
-/// and the IPv6 service CIDR `cidr6` for its programs. Nothing is hooked yet: the caller fills the maps
+/// Loads the object with its maps pinned under `bpffs` and writes `config`,
+/// the IPv6 service CIDR `cidr6` and this node's IPv6 address `node6` (all
+/// zero: none) for its programs. Nothing is hooked yet: the caller fills the maps
 /// first, then calls `hook`. `btf` is the kernel's, to resolve the
 /// object's kernel function calls.
 pub fn load(
     bpffs: &Path,
     config: DatapathConfig,
     cidr6: ServiceCidr6,
+    node6: Ipv6Words,
     btf: &Btf,
 ) -> Result<Ebpf, DatapathError> {
     require_fs(
@@ -285,6 +305,7 @@ pub fn load(
     // Written before any program is hooked, so none runs without them.
     set_config(&mut ebpf, map_names::CONFIG, config)?;
     set_config(&mut ebpf, map_names::CONFIG6, cidr6)?;
+    set_config(&mut ebpf, map_names::NODE_ADDRESS6, node6)?;
     Ok(ebpf)
 }
 

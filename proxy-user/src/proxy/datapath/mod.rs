@@ -16,10 +16,13 @@ mod programmed;
 mod sock_reset;
 mod tables;
 
-use std::{net::Ipv4Addr, path::PathBuf};
+use std::{
+    net::{Ipv4Addr, Ipv6Addr},
+    path::PathBuf,
+};
 
 use aya::{Btf, Ebpf};
-use proxy_common::DatapathConfig;
+use proxy_common::{DatapathConfig, ipv6_words};
 use tracing::info;
 
 pub use config::ServiceCidrs;
@@ -50,6 +53,8 @@ pub struct Settings {
     pub maglev: MaglevParams,
     /// The source address of flows forwarded to remote backends.
     pub node_ip: Option<Ipv4Addr>,
+    /// The source address of IPv6 flows forwarded to remote backends.
+    pub node_ip6: Option<Ipv6Addr>,
     /// Interfaces facing this node's pods, whose ingress gets the
     /// per-packet program too.
     pub pod_interfaces: Vec<String>,
@@ -109,7 +114,10 @@ impl Datapath {
             .map(|cidr| cidr.datapath_config())
             .unwrap_or_default();
         let btf = Btf::from_sys_fs().map_err(DatapathError::Btf)?;
-        let mut ebpf = loader::load(&settings.bpffs, config, cidr6, &btf)?;
+        let node6 = settings
+            .node_ip6
+            .map_or([0; 4], |ip| ipv6_words(ip.octets()));
+        let mut ebpf = loader::load(&settings.bpffs, config, cidr6, node6, &btf)?;
         let mut datapath = Self {
             tables: Tables::take(&mut ebpf)?,
             programmed: Programmed::new(settings.maglev),

@@ -19,8 +19,8 @@
 //!
 //! Frontends and backends of both families share one id space each: a
 //! `PutService` or `PutBackend` goes to its family's map, slots and the rest
-//! are shared. Only IPv4 frontends have an address entry (the per-packet
-//! programs, which read it, are IPv4 only).
+//! are shared, but for the address entries: each family has its own
+//! frontend addresses map.
 use std::{
     collections::{HashMap, HashSet},
     fmt,
@@ -33,7 +33,7 @@ use proxy_common::{
 
 use super::{
     ids::IdAllocator,
-    keys::{BackendKey, FrontendKey},
+    keys::{BackendKey, FrontendAddress, FrontendKey},
     maglev::{self, MaglevSize},
 };
 use crate::proxy::policy::{Policy, SourceCidr};
@@ -42,7 +42,7 @@ use crate::proxy::policy::{Policy, SourceCidr};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MapOp {
     /// An address of some frontend, which the per-packet programs look at.
-    PutAddress(u32),
+    PutAddress(FrontendAddress),
     PutBackend(BackendId, BackendKey),
     PutSlot(BackendSlotKey, BackendId),
     PutSourceRange(SourceRange, u32),
@@ -53,7 +53,7 @@ pub enum MapOp {
     DeleteSourceRange(SourceRange, u32),
     DeleteMaglev(u32),
     DeleteBackend(BackendId),
-    DeleteAddress(u32),
+    DeleteAddress(FrontendAddress),
     /// The counters of a removed frontend (absent if it never saw traffic).
     DeleteStats(u32),
 }
@@ -69,6 +69,8 @@ impl MapOp {
             MapOp::PutService(FrontendKey::V6(_), _)
                 | MapOp::DeleteService(FrontendKey::V6(_))
                 | MapOp::PutBackend(_, BackendKey::V6(_))
+                | MapOp::PutAddress(FrontendAddress::V6(_))
+                | MapOp::DeleteAddress(FrontendAddress::V6(_))
         );
         Target(std::mem::discriminant(self), ipv6)
     }
@@ -95,8 +97,8 @@ pub struct MapContents {
     pub source_ranges: Vec<(SourceRange, u32)>,
     /// Frontend ids that have a Maglev table.
     pub maglev_ids: Vec<u32>,
-    /// The frontend addresses map's keys.
-    pub addresses: Vec<u32>,
+    /// The frontend addresses maps' keys.
+    pub addresses: Vec<FrontendAddress>,
 }
 
 #[derive(Debug)]
@@ -160,7 +162,7 @@ pub struct Programmed {
     backends: HashMap<BackendKey, BackendEntry>,
     backend_by_id: HashMap<BackendId, BackendKey>,
     /// How many frontends have each address.
-    addresses: HashMap<u32, usize>,
+    addresses: HashMap<FrontendAddress, usize>,
     frontend_ids: IdAllocator,
     backend_ids: IdAllocator,
     maglev: MaglevParams,
@@ -243,9 +245,7 @@ impl Programmed {
                 tables.push(value.id);
             }
             programmed.frontend_ids.adopt(value.id);
-            if let Some(address) = key.ipv4_address() {
-                *programmed.addresses.entry(address).or_default() += 1;
-            }
+            *programmed.addresses.entry(key.address()).or_default() += 1;
             programmed.frontends.insert(
                 key,
                 Frontend {
@@ -258,8 +258,8 @@ impl Programmed {
         // Maps pinned by an agent that kept no addresses lack them all:
         // written right after the repairs of frontends, which already
         // serve.
-        let held: HashSet<u32> = contents.addresses.iter().copied().collect();
-        let mut missing: Vec<u32> = programmed
+        let held: HashSet<FrontendAddress> = contents.addresses.iter().copied().collect();
+        let mut missing: Vec<FrontendAddress> = programmed
             .addresses
             .keys()
             .filter(|address| !held.contains(address))
@@ -267,7 +267,7 @@ impl Programmed {
             .collect();
         missing.sort_unstable();
         ops.extend(missing.into_iter().map(MapOp::PutAddress));
-        let mut stale_addresses: Vec<u32> = held
+        let mut stale_addresses: Vec<FrontendAddress> = held
             .into_iter()
             .filter(|address| !programmed.addresses.contains_key(address))
             .collect();
@@ -370,9 +370,7 @@ impl Programmed {
         let (id, old_slots, old_policy) = match self.frontends.remove(&key) {
             Some(frontend) => (frontend.id, frontend.slots, Some(frontend.policy)),
             None => {
-                if let Some(address) = key.ipv4_address() {
-                    self.acquire_address(address, &mut ops);
-                }
+                self.acquire_address(key.address(), &mut ops);
                 (self.frontend_ids.allocate(), Vec::new(), None)
             }
         };
@@ -471,16 +469,14 @@ impl Programmed {
         for backend in frontend.slots {
             self.release(backend, &mut ops);
         }
-        if let Some(address) = key.ipv4_address() {
-            self.release_address(address, &mut ops);
-        }
+        self.release_address(key.address(), &mut ops);
         ops.push(MapOp::DeleteStats(frontend.id));
         self.frontend_ids.release(frontend.id);
         ops
     }
 
     /// Counts a new frontend at `address`; its first is written first.
-    fn acquire_address(&mut self, address: u32, ops: &mut Vec<MapOp>) {
+    fn acquire_address(&mut self, address: FrontendAddress, ops: &mut Vec<MapOp>) {
         let users = self.addresses.entry(address).or_default();
         if *users == 0 {
             ops.insert(0, MapOp::PutAddress(address));
@@ -489,7 +485,7 @@ impl Programmed {
     }
 
     /// Counts a removed frontend at `address`; after its last, it goes.
-    fn release_address(&mut self, address: u32, ops: &mut Vec<MapOp>) {
+    fn release_address(&mut self, address: FrontendAddress, ops: &mut Vec<MapOp>) {
         let users = self
             .addresses
             .get_mut(&address)

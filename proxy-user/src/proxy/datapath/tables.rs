@@ -9,15 +9,15 @@ use aya::{
     },
 };
 use proxy_common::{
-    Backend, Backend6, BackendId, BackendSlotKey, FrontendStats, MaglevTable, ServiceKey,
-    ServiceKey6, ServiceValue, SourceRange, map_names,
+    Backend, Backend6, BackendId, BackendSlotKey, FrontendStats, Ipv6Words, MaglevTable,
+    ServiceKey, ServiceKey6, ServiceValue, SourceRange, map_names,
 };
 
 use tracing::warn;
 
 use super::{
     error::{DatapathError, WriteError},
-    keys::{BackendKey, FrontendKey},
+    keys::{BackendKey, FrontendAddress, FrontendKey},
     programmed::{MapContents, MapOp},
 };
 use crate::sys::batch_ops;
@@ -33,6 +33,7 @@ pub struct Tables {
     maglev: HashMap<MapData, u32, MaglevTable>,
     source_ranges: LpmTrie<MapData, SourceRange, u8>,
     addresses: HashMap<MapData, u32, u8>,
+    addresses6: HashMap<MapData, Ipv6Words, u8>,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
@@ -116,6 +117,7 @@ impl Tables {
                     .map_err(|cause| DatapathError::Map { name, cause })?
             },
             addresses: take(ebpf, map_names::FRONTEND_ADDRESSES)?,
+            addresses6: take(ebpf, map_names::FRONTEND_ADDRESSES6)?,
         })
     }
 
@@ -139,14 +141,24 @@ impl Tables {
                 name: map_names::SOURCE_RANGES,
                 cause,
             })?;
-        contents.addresses = self
+        let addresses = self
             .addresses
             .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|cause| DatapathError::Map {
-                name: map_names::FRONTEND_ADDRESSES,
+            .map(|key| key.map(FrontendAddress::V4));
+        contents.addresses =
+            addresses
+                .collect::<Result<_, _>>()
+                .map_err(|cause| DatapathError::Map {
+                    name: map_names::FRONTEND_ADDRESSES,
+                    cause,
+                })?;
+        for address in self.addresses6.keys() {
+            let address = address.map_err(|cause| DatapathError::Map {
+                name: map_names::FRONTEND_ADDRESSES6,
                 cause,
             })?;
+            contents.addresses.push(FrontendAddress::V6(address));
+        }
         Ok(contents)
     }
 
@@ -200,10 +212,18 @@ impl Tables {
     /// written one by one.
     fn put_batch(&mut self, ops: &[MapOp]) -> Option<Result<(), MapError>> {
         Some(match ops.first()? {
-            MapOp::PutAddress(..) => update_batch(&self.addresses, ops, |op| match op {
-                MapOp::PutAddress(address) => Some((*address, 1)),
-                _ => None,
-            }),
+            MapOp::PutAddress(FrontendAddress::V4(_)) => {
+                update_batch(&self.addresses, ops, |op| match op {
+                    MapOp::PutAddress(FrontendAddress::V4(address)) => Some((*address, 1)),
+                    _ => None,
+                })
+            }
+            MapOp::PutAddress(FrontendAddress::V6(_)) => {
+                update_batch(&self.addresses6, ops, |op| match op {
+                    MapOp::PutAddress(FrontendAddress::V6(address)) => Some((*address, 1)),
+                    _ => None,
+                })
+            }
             MapOp::PutBackend(_, BackendKey::V4(_)) => {
                 update_batch(&self.services.backends, ops, |op| match op {
                     MapOp::PutBackend(id, BackendKey::V4(backend)) => Some((*id, *backend)),
@@ -238,7 +258,10 @@ impl Tables {
 
     pub fn apply(&mut self, op: &MapOp) -> Result<(), MapError> {
         match op {
-            MapOp::PutAddress(address) => self.addresses.insert(address, 1, 0),
+            MapOp::PutAddress(FrontendAddress::V4(address)) => self.addresses.insert(address, 1, 0),
+            MapOp::PutAddress(FrontendAddress::V6(address)) => {
+                self.addresses6.insert(address, 1, 0)
+            }
             MapOp::PutBackend(id, backend) => self.services.put_backend(id, backend),
             MapOp::PutSlot(key, id) => self.slots.insert(key, id, 0),
             MapOp::PutService(key, value) => self.services.put_service(key, value),
@@ -254,7 +277,8 @@ impl Tables {
             MapOp::DeleteMaglev(id) => self.maglev.remove(id),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
             MapOp::DeleteBackend(id) => self.services.delete_backend(id),
-            MapOp::DeleteAddress(address) => self.addresses.remove(address),
+            MapOp::DeleteAddress(FrontendAddress::V4(address)) => self.addresses.remove(address),
+            MapOp::DeleteAddress(FrontendAddress::V6(address)) => self.addresses6.remove(address),
             // A frontend that never saw traffic has no counters to remove.
             MapOp::DeleteStats(id) => match self.stats.remove(id) {
                 Err(MapError::SyscallError(error))

@@ -171,6 +171,7 @@ async fn run_lists_and_watches_into_the_cluster_state() {
                     NodeRef {
                         name: "node1",
                         ip: None,
+                        ip6: None,
                         local_dns: None,
                         zone: None,
                     },
@@ -305,6 +306,7 @@ fn backend_ips(state: &ClusterState, name: &str) -> Vec<String> {
             NodeRef {
                 name: "node1",
                 ip: None,
+                ip6: None,
                 local_dns: None,
                 zone: None,
             },

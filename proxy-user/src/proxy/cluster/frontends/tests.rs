@@ -1,7 +1,7 @@
 use super::*;
 use crate::proxy::cluster::records::SERVICE_NAME_LABEL;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::SocketAddr};
 
 fn web() -> ServiceRef {
     ServiceRef {
@@ -81,6 +81,7 @@ fn node(name: &str) -> NodeRef<'_> {
     NodeRef {
         name,
         ip: None,
+        ip6: None,
         local_dns: None,
         zone: None,
     }
@@ -103,6 +104,7 @@ fn node_ports_are_served_on_the_node_address_with_every_endpoint() {
     let here = NodeRef {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
+        ip6: None,
         local_dns: None,
         zone: None,
     };
@@ -151,6 +153,7 @@ fn here() -> NodeRef<'static> {
     NodeRef {
         name: "node1",
         ip: Some("172.30.0.11".parse().unwrap()),
+        ip6: None,
         local_dns: None,
         zone: None,
     }
@@ -592,15 +595,33 @@ fn an_ipv6_single_stack_service_without_ipv6_endpoints_refuses() {
     );
 }
 
+/// Each external frontend as "address:port" with its backends' addresses.
+fn external_view(desired: Vec<DesiredFrontend>) -> Vec<(String, Vec<String>)> {
+    desired
+        .into_iter()
+        .map(|d| {
+            (
+                SocketAddr::new(d.frontend.ip, d.frontend.port).to_string(),
+                d.backends.iter().map(|b| b.ip.to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn ipv6_external_addresses_get_no_frontend_and_node_ports_stay_ipv4() {
-    let svc = service(json!({
-        "type": "LoadBalancer",
-        "clusterIP": "10.96.0.10",
-        "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
-        "ipFamilies": ["IPv4", "IPv6"],
-        "externalIPs": ["fd00:1::5"],
-        "ports": [{ "port": 80, "nodePort": 30080 }],
+fn each_family_gets_node_ports_and_external_addresses_over_its_own_endpoints() {
+    let svc = service_object(json!({
+        "metadata": { "namespace": "default", "name": "web" },
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.10",
+            "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
+            "ipFamilies": ["IPv4", "IPv6"],
+            "externalIPs": ["fd00:1::5"],
+            "loadBalancerSourceRanges": ["192.0.2.0/24"],
+            "ports": [{ "port": 80, "nodePort": 30080 }],
+        },
+        "status": { "loadBalancer": { "ingress": [{ "ip": "fd00:2::7" }] } },
     }));
     let v6 = slice(
         "web-v6",
@@ -611,31 +632,59 @@ fn ipv6_external_addresses_get_no_frontend_and_node_ports_stay_ipv4() {
     let v4 = unnamed_slice("web-v4", json!([ready(&["10.244.1.3"])]));
     let node = NodeRef {
         ip: Some("192.168.0.1".parse().unwrap()),
+        ip6: Some("fd00:192::1".parse().unwrap()),
         ..node("node1")
     };
-    let frontends: Vec<(String, Vec<String>)> = desired_frontends(&svc, &[&v6, &v4], node)
-        .into_iter()
-        .map(|d| {
-            (
-                format!("{}:{}", d.frontend.ip, d.frontend.port),
-                d.backends.iter().map(|b| b.ip.to_string()).collect(),
-            )
-        })
-        .collect();
+    let desired = desired_frontends(&svc, &[&v6, &v4], node);
+    // The IPv4 source ranges guard no IPv6 frontend (kube-proxy's IPv6
+    // proxier takes only IPv6 ranges).
+    assert!(
+        desired
+            .iter()
+            .all(|d| d.frontend.ip.is_ipv4() || d.policy.source_ranges.is_empty())
+    );
+    let v4_backends = vec!["10.244.1.3".to_owned()];
+    let v6_backends = vec!["fd00:10:244::3".to_owned()];
     assert_eq!(
-        frontends,
+        external_view(desired),
         [
-            ("10.96.0.10:80".to_owned(), vec!["10.244.1.3".to_owned()]),
-            (
-                "192.168.0.1:30080".to_owned(),
-                vec!["10.244.1.3".to_owned()]
-            ),
-            (
-                "fd00:10:96::a:80".to_owned(),
-                vec!["fd00:10:244::3".to_owned()]
-            ),
+            ("10.96.0.10:80".to_owned(), v4_backends.clone()),
+            ("192.168.0.1:30080".to_owned(), v4_backends),
+            ("[fd00:1::5]:80".to_owned(), v6_backends.clone()),
+            ("[fd00:2::7]:80".to_owned(), v6_backends.clone()),
+            ("[fd00:10:96::a]:80".to_owned(), v6_backends.clone()),
+            ("[fd00:192::1]:30080".to_owned(), v6_backends),
         ]
     );
+}
+
+#[test]
+fn a_single_stack_service_gets_node_ports_of_its_own_family_only() {
+    let node = NodeRef {
+        ip: Some("192.168.0.1".parse().unwrap()),
+        ip6: Some("fd00:192::1".parse().unwrap()),
+        ..node("node1")
+    };
+    let v4_only = service(json!({
+        "type": "NodePort",
+        "clusterIP": "10.96.0.10",
+        "externalIPs": ["fd00:1::5"],
+        "ports": [{ "port": 80, "nodePort": 30080 }],
+    }));
+    let frontends = external_view(desired_frontends(&v4_only, &[], node));
+    let addresses: Vec<&str> = frontends.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(addresses, ["10.96.0.10:80", "192.168.0.1:30080"]);
+
+    let v6_only = service(json!({
+        "type": "NodePort",
+        "clusterIP": "fd00:10:96::a",
+        "clusterIPs": ["fd00:10:96::a"],
+        "ipFamilies": ["IPv6"],
+        "ports": [{ "port": 80, "nodePort": 30080 }],
+    }));
+    let frontends = external_view(desired_frontends(&v6_only, &[], node));
+    let addresses: Vec<&str> = frontends.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(addresses, ["[fd00:10:96::a]:80", "[fd00:192::1]:30080"]);
 }
 
 #[test]
@@ -857,5 +906,40 @@ fn a_proxy_mode_ingress_ip_gets_no_frontend() {
     assert!(
         !frontends.contains(&"172.18.255.10".to_owned()),
         "{frontends:?}"
+    );
+}
+
+#[test]
+fn ipv6_source_ranges_leave_the_ipv6_load_balancer_ips_without_frontends() {
+    let svc = service_object(json!({
+        "metadata": { "namespace": "default", "name": "web" },
+        "spec": {
+            "type": "LoadBalancer",
+            "clusterIP": "10.96.0.10",
+            "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
+            "ipFamilies": ["IPv4", "IPv6"],
+            "loadBalancerSourceRanges": ["192.0.2.0/24", "2001:db8::/32"],
+            "ports": [{ "port": 80 }],
+        },
+        "status": { "loadBalancer": { "ingress": [{ "ip": "172.18.0.5" }, { "ip": "fd00:2::7" }] } },
+    }));
+    // The datapath cannot enforce IPv6 ranges: the IPv6 load balancer IP
+    // would otherwise be open to every source.
+    assert!(svc.load_balancer_ips6.is_empty());
+    assert_eq!(
+        *svc.load_balancer_ips,
+        ["172.18.0.5".parse::<Ipv4Addr>().unwrap()]
+    );
+    let desired = desired_frontends(&svc, &[], node("node1"));
+    let lb: Vec<_> = desired
+        .iter()
+        .filter(|d| d.frontend.ip.to_string() == "172.18.0.5")
+        .collect();
+    assert_eq!(lb.len(), 1);
+    assert_eq!(lb[0].policy.source_ranges.len(), 1);
+    assert!(
+        !desired
+            .iter()
+            .any(|d| d.frontend.ip.to_string() == "fd00:2::7")
     );
 }

@@ -61,7 +61,7 @@ struct Maps {
     backends: HashMap<BackendId, BackendKey>,
     tables: HashMap<u32, MaglevEntries>,
     ranges: HashSet<(SourceRange, u32)>,
-    addresses: HashSet<u32>,
+    addresses: HashSet<FrontendAddress>,
 }
 
 impl Maps {
@@ -112,12 +112,10 @@ impl Maps {
 
     fn assert_no_dangling(&self, after: &MapOp) {
         for (key, value) in &self.services {
-            if let Some(address) = key.ipv4_address() {
-                assert!(
-                    self.addresses.contains(&address),
-                    "frontend {key} without its address after {after:?}"
-                );
-            }
+            assert!(
+                self.addresses.contains(&key.address()),
+                "frontend {key} without its address after {after:?}"
+            );
             if value.flags & SERVICE_FLAG_EXTERNAL != 0 && value.backend_count > 0 {
                 let table = self
                     .tables
@@ -348,7 +346,7 @@ fn adopting_repairs_what_an_interrupted_run_left() {
         90,
     );
     // And one frontend claims more slots than exist.
-    maps.addresses.insert(frontend(11).ipv4_address().unwrap());
+    maps.addresses.insert(frontend(11).address());
     maps.services.insert(
         frontend(11),
         ServiceValue {
@@ -524,7 +522,10 @@ fn an_address_stays_while_any_frontend_has_it() {
     });
     maps.apply(&programmed.set(http, &[backend(2)], &plain()));
     maps.apply(&programmed.set(https, &[backend(2)], &plain()));
-    assert_eq!(maps.addresses, HashSet::from([http_key.address]));
+    assert_eq!(
+        maps.addresses,
+        HashSet::from([FrontendAddress::V4(http_key.address)])
+    );
 
     let ops = programmed.remove(&http);
     assert!(!ops.iter().any(|op| matches!(op, MapOp::DeleteAddress(_))));
@@ -548,14 +549,14 @@ fn adoption_writes_missing_addresses_and_drops_stale_ones() {
     maps.apply(&programmed.set(frontend(10), &[backend(2)], &plain()));
     maps.apply(&programmed.set(frontend(11), &[backend(3)], &plain()));
     // Maps of an agent that kept no addresses, and one address left over.
-    let stale = frontend(12).ipv4_address().unwrap();
+    let stale = frontend(12).address();
     let mut contents = maps.contents();
     contents.addresses = vec![stale];
 
     let (_, ops) = Programmed::adopt(contents, PARAMS);
     let mut wanted = vec![
-        MapOp::PutAddress(frontend(10).ipv4_address().unwrap()),
-        MapOp::PutAddress(frontend(11).ipv4_address().unwrap()),
+        MapOp::PutAddress(frontend(10).address()),
+        MapOp::PutAddress(frontend(11).address()),
     ];
     wanted.sort_by_key(|op| match op {
         MapOp::PutAddress(address) => *address,
@@ -566,15 +567,18 @@ fn adoption_writes_missing_addresses_and_drops_stale_ones() {
 }
 
 #[test]
-fn ipv6_frontends_share_the_id_spaces_and_write_no_address() {
+fn ipv6_frontends_share_the_id_spaces_and_write_their_own_address() {
     let mut programmed = Programmed::new(PARAMS);
     let mut maps = Maps::default();
     maps.apply(&programmed.set(frontend(10), &[backend(2), backend(3)], &plain()));
     let ops = programmed.set(frontend6(10), &[backend6(2), backend6(3)], &plain());
-    assert!(
-        !ops.iter().any(|op| matches!(op, MapOp::PutAddress(_))),
+    // The IPv6 address first, into the IPv6 addresses map.
+    assert_eq!(
+        ops.first(),
+        Some(&MapOp::PutAddress(frontend6(10).address())),
         "{ops:?}"
     );
+    assert!(matches!(frontend6(10).address(), FrontendAddress::V6(_)));
     maps.apply(&ops);
     // One frontend id space and one backend id space over both families.
     let mut ids: Vec<u32> = maps.services.values().map(|value| value.id).collect();
@@ -583,17 +587,18 @@ fn ipv6_frontends_share_the_id_spaces_and_write_no_address() {
     assert_eq!(ids.len(), 2, "{ids:?}");
     assert_eq!(maps.backends.len(), 4);
     assert_eq!(maps.reachable(&frontend6(10)), [backend6(2), backend6(3)]);
-    assert_eq!(maps.addresses.len(), 1);
+    assert_eq!(maps.addresses.len(), 2);
 
     let ops = programmed.set(frontend6(10), &[backend6(3)], &plain());
     maps.apply(&ops);
     assert_eq!(maps.reachable(&frontend6(10)), [backend6(3)]);
     let ops = programmed.remove(&frontend6(10));
     assert!(
-        !ops.iter().any(|op| matches!(op, MapOp::DeleteAddress(_))),
+        ops.contains(&MapOp::DeleteAddress(frontend6(10).address())),
         "{ops:?}"
     );
     maps.apply(&ops);
+    assert_eq!(maps.addresses, HashSet::from([frontend(10).address()]));
     assert_eq!(maps.services.len(), 1);
     assert_eq!(maps.backends.len(), 2);
     assert_eq!(maps.reachable(&frontend(10)), [backend(2), backend(3)]);
@@ -632,5 +637,33 @@ fn writes_of_each_family_run_to_their_own_map() {
     assert_ne!(
         MapOp::PutBackend(0, backend(2)).target(),
         MapOp::PutBackend(1, backend6(2)).target()
+    );
+    assert_ne!(
+        MapOp::PutAddress(frontend(10).address()).target(),
+        MapOp::PutAddress(frontend6(10).address()).target()
+    );
+    assert_ne!(
+        MapOp::DeleteAddress(frontend(10).address()).target(),
+        MapOp::DeleteAddress(frontend6(10).address()).target()
+    );
+}
+
+#[test]
+fn adoption_writes_missing_ipv6_addresses_and_drops_stale_ones() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    maps.apply(&programmed.set(frontend6(10), &[backend6(2)], &plain()));
+    // Maps of an agent that had no IPv6 addresses map, and one left over.
+    let stale = frontend6(12).address();
+    let mut contents = maps.contents();
+    contents.addresses = vec![stale];
+
+    let (_, ops) = Programmed::adopt(contents, PARAMS);
+    assert_eq!(
+        ops,
+        [
+            MapOp::PutAddress(frontend6(10).address()),
+            MapOp::DeleteAddress(stale)
+        ]
     );
 }

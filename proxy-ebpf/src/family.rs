@@ -1,0 +1,273 @@
+//! What the per-packet path needs of an address family, so that `flow`,
+//! `conntrack`, `nat` and `fib` are one generic code for IPv4 and IPv6 (as
+//! `select::Family` is for the frontend and backend maps): the family's
+//! conntrack and frontend-address maps, this node's address, where the
+//! addresses sit in a frame and how rewriting one updates the checksums,
+//! and the FIB request.
+//!
+//! The family is named by its address type (`u32` or `Ipv6Words`), so the
+//! callers' types pick it: a `CtKeyOf<u32>` is balanced through the IPv4
+//! maps, a `CtKeyOf<Ipv6Words>` through the IPv6 ones.
+use aya_ebpf::{
+    bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup},
+    maps::LruHashMap,
+    programs::TcContext,
+};
+use proxy_common::{AFFINITY_CLIENT_ADDRESS, CtKeyOf, CtValueOf, Ipv6Words, ServiceValue};
+
+use crate::{
+    maps::{CONFIG, CONNTRACK, CONNTRACK6, FRONTEND_ADDRESSES, FRONTEND_ADDRESSES6, NODE_ADDRESS6},
+    packet::{
+        IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP6_DST_OFF, IP6_SRC_OFF, TcPacket, parse_tc4,
+        parse_tc6,
+    },
+    reject,
+    select::{Family, V4, V6, source_allowed},
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+
+/// An address family of the per-packet path, named by its address type.
+pub trait PacketAddress: Copy + 'static {
+    /// The family's frontend and backend maps.
+    type Family: Family<Address = Self>;
+    /// Where a frame's source and destination addresses are.
+    const SRC_OFF: usize;
+    const DST_OFF: usize;
+    /// The all-zero address: no address.
+    const UNSPECIFIED: Self;
+
+    /// Parses an skb of this family (its ethertype checked by the caller).
+    fn parse_tc(ctx: &TcContext) -> Option<TcPacket<Self>>;
+    /// Whether two addresses are equal, compared word by word (an array
+    /// comparison would be a `memcmp` call, which BPF has not).
+    fn same_as(&self, other: &Self) -> bool;
+    /// The family's conntrack map.
+    fn conntrack() -> &'static LruHashMap<CtKeyOf<Self>, CtValueOf<Self>>;
+    /// Whether some frontend has this address (the family's
+    /// frontend-address map).
+    fn is_frontend_address(&self) -> bool;
+    /// Whether this is this node's address.
+    fn is_node_address(&self) -> bool;
+    /// This node's address of this family: the source of flows SNATed to
+    /// remote backends. `None`: only local backends are reachable.
+    fn node_address() -> Option<Self>;
+    /// The address folded into 32 bits, for the flow hash.
+    fn folded(&self) -> u32;
+    /// Whether this source may open flows to a frontend flagged
+    /// `SERVICE_FLAG_SOURCE_RANGES`.
+    fn source_allowed(&self, service: &ServiceValue) -> bool;
+    /// The per-packet affinity client of a source address.
+    fn affinity_client(&self) -> u64;
+    /// Fills in the family and the addresses of a FIB lookup.
+    fn fib_request(params: &mut bpf_fib_lookup, saddr: &Self, daddr: &Self);
+    /// Turns a packet for a frontend without endpoints into the family's
+    /// port unreachable to its sender (`reject`).
+    fn port_unreachable(ctx: &TcContext) -> i32;
+    /// Writes `new` over the address `old` at `offset` in an skb, with the
+    /// checksums that cover it (`l4_flags`: the L4 checksum helper's flags
+    /// besides the pseudo-header one).
+    fn replace_tc(
+        ctx: &TcContext,
+        packet: &TcPacket<Self>,
+        offset: usize,
+        old: &Self,
+        new: &Self,
+        l4_flags: u64,
+    ) -> Result<(), i64>;
+}
+
+impl PacketAddress for u32 {
+    type Family = V4;
+    const SRC_OFF: usize = IP_SRC_OFF;
+    const DST_OFF: usize = IP_DST_OFF;
+    const UNSPECIFIED: u32 = 0;
+
+    #[inline(always)]
+    fn parse_tc(ctx: &TcContext) -> Option<TcPacket<u32>> {
+        parse_tc4(ctx)
+    }
+
+    #[inline(always)]
+    fn same_as(&self, other: &u32) -> bool {
+        self == other
+    }
+
+    #[inline(always)]
+    fn conntrack() -> &'static LruHashMap<CtKeyOf<u32>, CtValueOf<u32>> {
+        &CONNTRACK
+    }
+
+    #[inline(always)]
+    fn is_frontend_address(&self) -> bool {
+        // SAFETY: only checked for presence.
+        unsafe { FRONTEND_ADDRESSES.get(self) }.is_some()
+    }
+
+    #[inline(always)]
+    fn is_node_address(&self) -> bool {
+        CONFIG
+            .get(0)
+            .is_some_and(|config| config.node_address == *self)
+    }
+
+    #[inline(always)]
+    fn node_address() -> Option<u32> {
+        CONFIG
+            .get(0)
+            .map(|config| config.node_address)
+            .filter(|address| !address.same_as(&Self::UNSPECIFIED))
+    }
+
+    #[inline(always)]
+    fn folded(&self) -> u32 {
+        *self
+    }
+
+    #[inline(always)]
+    fn source_allowed(&self, service: &ServiceValue) -> bool {
+        source_allowed(service, *self)
+    }
+
+    #[inline(always)]
+    fn affinity_client(&self) -> u64 {
+        AFFINITY_CLIENT_ADDRESS | u64::from(*self)
+    }
+
+    #[inline(always)]
+    fn port_unreachable(ctx: &TcContext) -> i32 {
+        reject::port_unreachable(ctx)
+    }
+
+    #[inline(always)]
+    fn fib_request(params: &mut bpf_fib_lookup, saddr: &u32, daddr: &u32) {
+        params.family = AF_INET;
+        params.__bindgen_anon_3.ipv4_src = *saddr;
+        params.__bindgen_anon_4.ipv4_dst = *daddr;
+    }
+
+    #[inline(always)]
+    fn replace_tc(
+        ctx: &TcContext,
+        packet: &TcPacket<u32>,
+        offset: usize,
+        old: &u32,
+        new: &u32,
+        l4_flags: u64,
+    ) -> Result<(), i64> {
+        if !packet.no_l4_csum {
+            ctx.l4_csum_replace(
+                packet.l4_csum,
+                u64::from(*old),
+                u64::from(*new),
+                u64::from(BPF_F_PSEUDO_HDR) | l4_flags | 4,
+            )?;
+        }
+        ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(*old), u64::from(*new), 4)?;
+        ctx.store(offset, new, 0)
+    }
+}
+
+impl PacketAddress for Ipv6Words {
+    type Family = V6;
+    const SRC_OFF: usize = IP6_SRC_OFF;
+    const DST_OFF: usize = IP6_DST_OFF;
+    const UNSPECIFIED: Ipv6Words = [0; 4];
+
+    #[inline(always)]
+    fn parse_tc(ctx: &TcContext) -> Option<TcPacket<Ipv6Words>> {
+        parse_tc6(ctx)
+    }
+
+    #[inline(always)]
+    fn same_as(&self, other: &Ipv6Words) -> bool {
+        (self[0] ^ other[0]) | (self[1] ^ other[1]) | (self[2] ^ other[2]) | (self[3] ^ other[3])
+            == 0
+    }
+
+    #[inline(always)]
+    fn conntrack() -> &'static LruHashMap<CtKeyOf<Ipv6Words>, CtValueOf<Ipv6Words>> {
+        &CONNTRACK6
+    }
+
+    #[inline(always)]
+    fn is_frontend_address(&self) -> bool {
+        // SAFETY: only checked for presence.
+        unsafe { FRONTEND_ADDRESSES6.get(self) }.is_some()
+    }
+
+    #[inline(always)]
+    fn is_node_address(&self) -> bool {
+        NODE_ADDRESS6.get(0).is_some_and(|node| node.same_as(self))
+    }
+
+    #[inline(always)]
+    fn node_address() -> Option<Ipv6Words> {
+        NODE_ADDRESS6
+            .get(0)
+            .copied()
+            .filter(|address| !address.same_as(&Self::UNSPECIFIED))
+    }
+
+    #[inline(always)]
+    fn folded(&self) -> u32 {
+        self[0] ^ self[1] ^ self[2] ^ self[3]
+    }
+
+    /// The agent programs no IPv6 source ranges (it gives a Service with
+    /// IPv6 `loadBalancerSourceRanges` no IPv6 load balancer frontend), so
+    /// a flagged IPv6 frontend admits no one rather than everyone.
+    #[inline(always)]
+    fn source_allowed(&self, _service: &ServiceValue) -> bool {
+        false
+    }
+
+    /// 63 bits of the 128, folded: two sources that fold alike share one
+    /// affinity entry (a client only sticks to the other's backend).
+    #[inline(always)]
+    fn affinity_client(&self) -> u64 {
+        let high = u64::from(self[0] ^ self[2]) << 32;
+        let low = u64::from(self[1] ^ self[3]);
+        AFFINITY_CLIENT_ADDRESS | ((high | low) & !AFFINITY_CLIENT_ADDRESS)
+    }
+
+    #[inline(always)]
+    fn port_unreachable(ctx: &TcContext) -> i32 {
+        reject::port_unreachable6(ctx)
+    }
+
+    #[inline(always)]
+    fn fib_request(params: &mut bpf_fib_lookup, saddr: &Ipv6Words, daddr: &Ipv6Words) {
+        params.family = AF_INET6;
+        params.__bindgen_anon_3.ipv6_src = *saddr;
+        params.__bindgen_anon_4.ipv6_dst = *daddr;
+    }
+
+    /// IPv6 has no header checksum; the L4 checksum covers the address
+    /// through the pseudo-header, updated one 32-bit word at a time (the
+    /// helper takes at most 4 bytes).
+    #[inline(always)]
+    fn replace_tc(
+        ctx: &TcContext,
+        packet: &TcPacket<Ipv6Words>,
+        offset: usize,
+        old: &Ipv6Words,
+        new: &Ipv6Words,
+        l4_flags: u64,
+    ) -> Result<(), i64> {
+        if !packet.no_l4_csum {
+            for word in 0..4 {
+                if old[word] != new[word] {
+                    ctx.l4_csum_replace(
+                        packet.l4_csum,
+                        u64::from(old[word]),
+                        u64::from(new[word]),
+                        u64::from(BPF_F_PSEUDO_HDR) | l4_flags | 4,
+                    )?;
+                }
+            }
+        }
+        ctx.store(offset, new, 0)
+    }
+}
