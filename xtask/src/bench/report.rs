@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, HaWindows, LeaderFailover, Measured,
     NoServiceConnects, PacketCost, PodStart, Propagation, Results, ScalePoint, SnapshotTimes,
-    median,
+    median, still_running,
 };
 use super::{datapath::CEILING, watch_fanout::WatchFanout};
 
@@ -905,7 +905,10 @@ fn baseline_sync(baseline: &BaselineAtScale) -> String {
         &baseline.error,
     ) {
         (Some(s), _, _) => seconds(s),
-        (None, Some(after), _) => format!("> {after:.0} s (timed out)"),
+        (None, Some(after), _) => format!(
+            "> {after:.0} s (timed out{})",
+            still_running(&baseline.still_running)
+        ),
         (None, None, Some(error)) => format!("failed: {error}"),
         (None, None, None) => baseline
             .skipped
@@ -948,6 +951,20 @@ mod tests {
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
+    }
+
+    #[test]
+    fn a_timed_out_baseline_says_what_was_still_running() {
+        let mut baseline = BaselineAtScale {
+            timed_out_after_seconds: Some(400.2),
+            ..BaselineAtScale::default()
+        };
+        assert_eq!(baseline_sync(&baseline), "> 400 s (timed out)");
+        baseline.still_running = vec!["iptables-restore".to_owned()];
+        assert_eq!(
+            baseline_sync(&baseline),
+            "> 400 s (timed out, iptables-restore still running)"
+        );
     }
 
     #[test]

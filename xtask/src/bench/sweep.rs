@@ -22,7 +22,10 @@ use super::{
     metrics::{gauge, histogram_quantile},
     plan::Plan,
     progress::Progress,
-    results::{BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median},
+    results::{
+        BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median,
+        still_running,
+    },
     rig::{Rig, rss_mb},
     rules::{Baseline, Loaded, NodeRules},
 };
@@ -263,12 +266,14 @@ fn measure_baseline(
                 Err(error) => measured.error = Some(format!("connecting: {error:#}")),
             }
         }
-        Ok(Loaded::TimedOut(after)) => {
+        Ok(Loaded::TimedOut(after, running)) => {
             measured.timed_out_after_seconds = Some(after.as_secs_f64());
             progress.step(format_args!(
-                "scale N={n}: {name} sync timed out after {:.0} s",
-                after.as_secs_f64()
+                "scale N={n}: {name} sync timed out after {:.0} s{}",
+                after.as_secs_f64(),
+                still_running(&running)
             ));
+            measured.still_running = running;
         }
         Err(error) => {
             progress.step(format_args!("scale N={n}: {name} load failed: {error:#}"));
