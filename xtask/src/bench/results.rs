@@ -119,6 +119,10 @@ pub struct SkiffAtScale {
     pub change_p99_seconds: Option<f64>,
     pub changes: usize,
     pub agent_rss_mb: Option<f64>,
+    /// The anonymous part of the RSS (`RssAnon`): the agent's heap and
+    /// stacks, without its binary's text mapped from the page cache, so a
+    /// change in either shows apart.
+    pub agent_rss_anon_mb: Option<f64>,
     pub connect: Option<Connect>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
