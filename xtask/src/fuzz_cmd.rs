@@ -67,6 +67,23 @@ pub fn fuzz(args: &FuzzArgs) -> Result<()> {
     Ok(())
 }
 
+/// `cargo check` of every fuzz target as cargo-fuzz compiles it (`--cfg
+/// fuzzing`, which exposes the crates' fuzzing entries) but without
+/// libFuzzer's C++, so the suite catches a target that no longer compiles:
+/// they are outside the workspace, and `agent_records` compiles the
+/// agent's modules from their sources. Its own target directory keeps the
+/// flag from rebuilding the workspace's.
+pub fn check_command() -> std::process::Command {
+    let root = sh::workspace_root();
+    let mut command = sh::cargo();
+    command
+        .current_dir(root.join("fuzz"))
+        .env("RUSTFLAGS", "--cfg fuzzing")
+        .env("CARGO_TARGET_DIR", root.join("target/fuzz-check"))
+        .args(["check", "--bins", "--no-default-features", "--locked"]);
+    command
+}
+
 /// `cargo fuzz run TARGET <working corpus> fuzz/corpus/TARGET` with the
 /// pinned nightly, stopping after `seconds`. libFuzzer writes new inputs
 /// into the first directory only: that is a working copy under

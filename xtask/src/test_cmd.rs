@@ -1,6 +1,7 @@
 //! `cargo xtask test`: build, then the test suite (and the datapath tests
-//! once more with the agents reading the API server), clippy, rustfmt and
-//! a quick benchmark run, so CI enforces all four.
+//! once more with the agents reading the API server), clippy, rustfmt, a
+//! check that the fuzz targets compile, and a quick benchmark run, so CI
+//! enforces all five.
 
 use std::{
     io::{BufRead, BufReader},
@@ -14,7 +15,7 @@ use clap::Args;
 use crate::{
     bench::{self, BenchArgs},
     build_cmd::{self, BuildArgs},
-    images_cmd, sh,
+    fuzz_cmd, images_cmd, sh,
 };
 
 /// The end-to-end datapath tests, which run a second time with the agents
@@ -70,7 +71,7 @@ fn build_and_check(args: &TestArgs) -> Result<()> {
             }
         }
     }
-    for mut check in [clippy, fmt] {
+    for mut check in [clippy, fmt, fuzz_cmd::check_command()] {
         println!("test: running `{}`", sh::describe(&check));
         if let Err(err) = sh::run(&mut check) {
             eprintln!("test: {err:#}");

@@ -237,5 +237,9 @@ async fn keep_pod_ports(mut ports: PodPorts) {
 pub fn status(bpffs: &Path) -> anyhow::Result<String> {
     let observer = Observer::open(bpffs)
         .with_context(|| format!("reading the maps pinned under {}", bpffs.display()))?;
-    Ok(render_status(&observer.frontends()?, &observer.drops()?))
+    Ok(render_status(
+        &observer.frontends()?,
+        &observer.drops()?,
+        observer.has_ipv6_maps(),
+    ))
 }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use super::results::{
     BaselineAtScale, Connect, ControlPlane, Figure, HaWindows, LeaderFailover, Measured,
-    NoServiceConnects, PacketCost, PodStart, Propagation, Results, ScalePoint, SnapshotTimes,
-    median,
+    NoServiceConnects, PacketCost, PodStart, Propagation, Results, ScalePoint, SkiffAtScale,
+    SnapshotTimes, median, still_running,
 };
 use super::{datapath::CEILING, watch_fanout::WatchFanout};
 
@@ -176,7 +176,8 @@ fn scale_sweep(out: &mut String, results: &Results, plots: &[(String, String)]) 
     out.push_str(
         "\n## Scale sweep\n\nN Services with 2–10 endpoints each. skiff: the agent's own \
          `skiff_last_full_sync_seconds` programming all of them into empty maps, the p99 of \
-         `skiff_change_to_datapath_seconds` over single-Service changes, the agent's RSS, and new \
+         `skiff_change_to_datapath_seconds` over single-Service changes, the agent's RSS (in \
+         brackets its anonymous part: heap and stacks, without the binary's text), and new \
          connections to the last Service against direct connections to its backend.\n\n\
          | N | endpoints | etcd write | skiff full sync | vs kube-proxy sync | change→map p99 | agent RSS | conn/s vs direct | connect p50 | etcd RSS |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
@@ -196,7 +197,7 @@ fn scale_sweep(out: &mut String, results: &Results, plots: &[(String, String)]) 
                 _ => "—".into(),
             },
             opt(skiff.change_p99_seconds, seconds),
-            opt(skiff.agent_rss_mb, |mb| format!("{mb:.1} MB")),
+            agent_rss(skiff),
             connect_ratio(skiff.connect.as_ref()),
             connect_p50(skiff.connect.as_ref()),
             opt(point.etcd_rss_mb, |mb| format!("{mb:.0} MB")),
@@ -898,6 +899,15 @@ fn connect_p50(connect: Option<&Connect>) -> String {
     )
 }
 
+/// `53.6 MB (30.1 MB anon)`; a run before the anonymous figure gives the
+/// RSS alone.
+fn agent_rss(skiff: &SkiffAtScale) -> String {
+    match (skiff.agent_rss_mb, skiff.agent_rss_anon_mb) {
+        (Some(rss), Some(anon)) => format!("{rss:.1} MB ({anon:.1} MB anon)"),
+        (rss, _) => opt(rss, |mb| format!("{mb:.1} MB")),
+    }
+}
+
 fn baseline_sync(baseline: &BaselineAtScale) -> String {
     match (
         baseline.sync_seconds,
@@ -905,7 +915,10 @@ fn baseline_sync(baseline: &BaselineAtScale) -> String {
         &baseline.error,
     ) {
         (Some(s), _, _) => seconds(s),
-        (None, Some(after), _) => format!("> {after:.0} s (timed out)"),
+        (None, Some(after), _) => format!(
+            "> {after:.0} s (timed out{})",
+            still_running(&baseline.still_running)
+        ),
         (None, None, Some(error)) => format!("failed: {error}"),
         (None, None, None) => baseline
             .skipped
@@ -948,6 +961,31 @@ mod tests {
         assert_eq!(seconds(2.5), "2.50 s");
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.98765), "0.988");
+    }
+
+    #[test]
+    fn the_agents_rss_comes_with_its_anonymous_part() {
+        let mut skiff = SkiffAtScale {
+            agent_rss_mb: Some(37.88),
+            ..SkiffAtScale::default()
+        };
+        assert_eq!(agent_rss(&skiff), "37.9 MB");
+        skiff.agent_rss_anon_mb = Some(20.66);
+        assert_eq!(agent_rss(&skiff), "37.9 MB (20.7 MB anon)");
+    }
+
+    #[test]
+    fn a_timed_out_baseline_says_what_was_still_running() {
+        let mut baseline = BaselineAtScale {
+            timed_out_after_seconds: Some(400.2),
+            ..BaselineAtScale::default()
+        };
+        assert_eq!(baseline_sync(&baseline), "> 400 s (timed out)");
+        baseline.still_running = vec!["iptables-restore".to_owned()];
+        assert_eq!(
+            baseline_sync(&baseline),
+            "> 400 s (timed out, iptables-restore still running)"
+        );
     }
 
     #[test]

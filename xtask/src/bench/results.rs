@@ -79,12 +79,24 @@ pub struct BaselineAtScale {
     pub sync_seconds: Option<f64>,
     /// Set when the sync had not finished at the run's timeout.
     pub timed_out_after_seconds: Option<f64>,
+    /// What was still running then: `iptables-restore` (kube-proxy's sync
+    /// was writing its rules) or `nft`; empty when kube-proxy ran nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub still_running: Vec<String>,
     /// Why it was not loaded at this N (too slow at a smaller one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
     pub connect: Option<Connect>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// `, iptables-restore still running`, or nothing when nothing was.
+pub fn still_running(commands: &[String]) -> String {
+    match commands.is_empty() {
+        true => String::new(),
+        false => format!(", {} still running", commands.join(", ")),
+    }
 }
 
 /// Connections to the last Service of a scale point, against direct
@@ -107,6 +119,10 @@ pub struct SkiffAtScale {
     pub change_p99_seconds: Option<f64>,
     pub changes: usize,
     pub agent_rss_mb: Option<f64>,
+    /// The anonymous part of the RSS (`RssAnon`): the agent's heap and
+    /// stacks, without its binary's text mapped from the page cache, so a
+    /// change in either shows apart.
+    pub agent_rss_anon_mb: Option<f64>,
     pub connect: Option<Connect>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,

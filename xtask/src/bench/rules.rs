@@ -61,8 +61,9 @@ pub enum Loaded {
     /// How long the load took: for kube-proxy its own measurement of its
     /// first full sync, for nft the run of `nft -f`.
     Took(Duration),
-    /// Given up after this long (the run's sync timeout).
-    TimedOut(Duration),
+    /// Given up after this long (the run's sync timeout), with the
+    /// commands of the load still running then.
+    TimedOut(Duration, Vec<String>),
 }
 
 /// What the iptables baseline needs: the kube-proxy binary, the API server
@@ -137,7 +138,7 @@ impl<'rt> NodeRules<'rt> {
         self.kube_proxy = Some(kube_proxy);
         Ok(match synced? {
             FirstSync::Took(took) => Loaded::Took(took),
-            FirstSync::TimedOut(after) => Loaded::TimedOut(after),
+            FirstSync::TimedOut(after, running) => Loaded::TimedOut(after, running),
         })
     }
 
@@ -204,7 +205,7 @@ fn run_timed(command: &mut Command, timeout: Duration, errors: &Path) -> Result<
             // Killed mid-transaction, nothing is committed.
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(Loaded::TimedOut(started.elapsed()));
+            return Ok(Loaded::TimedOut(started.elapsed(), vec!["nft".to_owned()]));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -22,8 +22,11 @@ use super::{
     metrics::{gauge, histogram_quantile},
     plan::Plan,
     progress::Progress,
-    results::{BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median},
-    rig::{Rig, rss_mb},
+    results::{
+        BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median,
+        still_running,
+    },
+    rig::{Rig, rss_mb, status_mb},
     rules::{Baseline, Loaded, NodeRules},
 };
 
@@ -224,12 +227,15 @@ fn measure_skiff(
         }
         Err(error) => skiff.errors.push(format!("{error:#}")),
     }
-    skiff.agent_rss_mb = rig.agent_pid(1).and_then(|pid| rss_mb(pid).ok());
+    let agent = rig.agent_pid(1);
+    skiff.agent_rss_mb = agent.and_then(|pid| rss_mb(pid).ok());
+    skiff.agent_rss_anon_mb = agent.and_then(|pid| status_mb(pid, "RssAnon").ok());
     progress.step(format_args!(
-        "scale N={n}: change→datapath p99 {} over {} batches, agent RSS {:.1} MB",
+        "scale N={n}: change→datapath p99 {} over {} batches, agent RSS {:.1} MB ({:.1} MB anonymous)",
         seconds(skiff.change_p99_seconds),
         skiff.changes,
-        skiff.agent_rss_mb.unwrap_or(f64::NAN)
+        skiff.agent_rss_mb.unwrap_or(f64::NAN),
+        skiff.agent_rss_anon_mb.unwrap_or(f64::NAN)
     ));
     match connect(rig, plan, services, progress, "skiff") {
         Ok(connect) => skiff.connect = Some(connect),
@@ -263,12 +269,14 @@ fn measure_baseline(
                 Err(error) => measured.error = Some(format!("connecting: {error:#}")),
             }
         }
-        Ok(Loaded::TimedOut(after)) => {
+        Ok(Loaded::TimedOut(after, running)) => {
             measured.timed_out_after_seconds = Some(after.as_secs_f64());
             progress.step(format_args!(
-                "scale N={n}: {name} sync timed out after {:.0} s",
-                after.as_secs_f64()
+                "scale N={n}: {name} sync timed out after {:.0} s{}",
+                after.as_secs_f64(),
+                still_running(&running)
             ));
+            measured.still_running = running;
         }
         Err(error) => {
             progress.step(format_args!("scale N={n}: {name} load failed: {error:#}"));

@@ -5,8 +5,9 @@ use std::{collections::HashMap as StdHashMap, fmt::Write as _, path::Path};
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use proxy_common::{
-    BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL,
-    SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES, ServiceValue, drop_reason, map_names,
+    Backend, Backend6, BackendId, BackendSlotKey, FrontendStats, SERVICE_FLAG_AFFINITY,
+    SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY, SERVICE_FLAG_SOURCE_RANGES, ServiceKey,
+    ServiceKey6, ServiceValue, drop_reason, map_names,
 };
 
 use super::{
@@ -14,14 +15,23 @@ use super::{
     keys::{BackendKey, FrontendKey},
     loader::maps_dir,
     programmed::MapContents,
-    tables::{ServiceMaps, read_contents},
+    tables::{Ipv6Maps, read_contents},
 };
 
 pub struct Observer {
-    services: ServiceMaps,
+    services: HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: HashMap<MapData, BackendId, Backend>,
+    /// `None` when the pins predate IPv6: an older agent still runs, or
+    /// ran last, on this node.
+    ipv6: Option<Ipv6Pins>,
     slots: HashMap<MapData, BackendSlotKey, BackendId>,
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
     drops: PerCpuArray<MapData, u64>,
+}
+
+struct Ipv6Pins {
+    services6: HashMap<MapData, ServiceKey6, ServiceValue>,
+    backends6: HashMap<MapData, BackendId, Backend6>,
 }
 
 /// One programmed frontend as the kernel has it.
@@ -55,16 +65,22 @@ fn open_hash_map<K: aya::Pod, V: aya::Pod>(
 }
 
 impl Observer {
-    /// Opens the maps an agent pinned under `bpffs`.
+    /// Opens the maps an agent pinned under `bpffs`; the IPv6 ones only if
+    /// both are pinned.
     pub fn open(bpffs: &Path) -> Result<Self, DatapathError> {
         let map_error = |name| move |cause| DatapathError::Map { name, cause };
-        Ok(Self {
-            services: ServiceMaps {
-                services: open_hash_map(bpffs, map_names::SERVICES)?,
-                backends: open_hash_map(bpffs, map_names::BACKENDS)?,
+        let pinned = |name| maps_dir(bpffs).join(name).exists();
+        let ipv6 = match pinned(map_names::SERVICES6) && pinned(map_names::BACKENDS6) {
+            true => Some(Ipv6Pins {
                 services6: open_hash_map(bpffs, map_names::SERVICES6)?,
                 backends6: open_hash_map(bpffs, map_names::BACKENDS6)?,
-            },
+            }),
+            false => None,
+        };
+        Ok(Self {
+            services: open_hash_map(bpffs, map_names::SERVICES)?,
+            backends: open_hash_map(bpffs, map_names::BACKENDS)?,
+            ipv6,
             slots: open_hash_map(bpffs, map_names::BACKEND_SLOTS)?,
             stats: open_pinned(bpffs, map_names::FRONTEND_STATS, Map::PerCpuHashMap)?
                 .try_into()
@@ -82,7 +98,15 @@ impl Observer {
             slots,
             backends,
             ..
-        } = read_contents(&self.services, &self.slots)?;
+        } = read_contents(
+            &self.services,
+            &self.backends,
+            self.ipv6.as_ref().map(|pins| Ipv6Maps {
+                services6: &pins.services6,
+                backends6: &pins.backends6,
+            }),
+            &self.slots,
+        )?;
         let slots: StdHashMap<BackendSlotKey, BackendId> = slots.into_iter().collect();
         let backends: StdHashMap<BackendId, BackendKey> = backends.into_iter().collect();
         let stats = self.frontend_stats()?;
@@ -128,6 +152,11 @@ impl Observer {
         Ok(totals)
     }
 
+    /// Whether the IPv6 frontend and backend maps are pinned.
+    pub fn has_ipv6_maps(&self) -> bool {
+        self.ipv6.is_some()
+    }
+
     /// Failed connects and sends by `drop_reason`, summed over CPUs.
     pub fn drops(&self) -> Result<[u64; drop_reason::COUNT as usize], DatapathError> {
         let mut totals = [0; drop_reason::COUNT as usize];
@@ -162,8 +191,9 @@ fn kind(flags: u32) -> String {
 }
 
 /// The `skiff-agent status` report: every frontend with its backends and
-/// counters, then the drops.
-pub fn render_status(frontends: &[FrontendView], drops: &[u64]) -> String {
+/// counters, then the drops, then whether the IPv6 maps are pinned (an
+/// older agent's are not, and its node has IPv4 frontends only).
+pub fn render_status(frontends: &[FrontendView], drops: &[u64], ipv6_maps: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -207,6 +237,11 @@ pub fn render_status(frontends: &[FrontendView], drops: &[u64]) -> String {
         .map(|(name, count)| format!("{name}={count}"))
         .collect();
     let _ = writeln!(out, "drops: {}", drops.join(" "));
+    let ipv6_maps = match ipv6_maps {
+        true => "pinned",
+        false => "absent",
+    };
+    let _ = writeln!(out, "ipv6 maps: {ipv6_maps}");
     out
 }
 
@@ -245,7 +280,7 @@ mod tests {
                 bytes: 900,
             },
         };
-        let report = render_status(&[view], &[3, 0, 0]);
+        let report = render_status(&[view], &[3, 0, 0], true);
         let lines: Vec<&str> = report.lines().collect();
         assert!(lines[1].starts_with("10.96.0.10:53/UDP"), "{report}");
         assert_eq!(
@@ -267,5 +302,8 @@ mod tests {
             lines[3],
             "drops: no_endpoints=3 unknown_service=0 no_backend=0"
         );
+        assert_eq!(lines[4], "ipv6 maps: pinned");
+        let older = render_status(&[], &[0, 0, 0], false);
+        assert_eq!(older.lines().last(), Some("ipv6 maps: absent"), "{older}");
     }
 }

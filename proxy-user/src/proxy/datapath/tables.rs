@@ -48,7 +48,7 @@ fn take<K: aya::Pod, V: aya::Pod>(
 }
 
 /// The maps of each family's frontends and backends.
-pub struct ServiceMaps {
+struct ServiceMaps {
     pub services: HashMap<MapData, ServiceKey, ServiceValue>,
     pub backends: HashMap<MapData, BackendId, Backend>,
     pub services6: HashMap<MapData, ServiceKey6, ServiceValue>,
@@ -123,7 +123,12 @@ impl Tables {
 
     /// Everything the maps hold now.
     pub fn read(&self) -> Result<MapContents, DatapathError> {
-        let mut contents = read_contents(&self.services, &self.slots)?;
+        let maps = &self.services;
+        let ipv6 = Ipv6Maps {
+            services6: &maps.services6,
+            backends6: &maps.backends6,
+        };
+        let mut contents = read_contents(&maps.services, &maps.backends, Some(ipv6), &self.slots)?;
         contents.maglev_ids = self
             .maglev
             .keys()
@@ -303,32 +308,45 @@ fn update_batch<K: aya::Pod, V: aya::Pod>(
     batch_ops::update(map.map().fd().as_fd(), &keys, &values)
 }
 
-/// Everything the frontend, slot and backend maps of both families hold
-/// now.
+/// The IPv6 frontend and backend maps; an agent older than IPv6 pinned
+/// neither.
+pub struct Ipv6Maps<'a> {
+    pub services6: &'a HashMap<MapData, ServiceKey6, ServiceValue>,
+    pub backends6: &'a HashMap<MapData, BackendId, Backend6>,
+}
+
+/// Everything the frontend, slot and backend maps hold now: IPv4's, and
+/// IPv6's when there are such maps.
 pub fn read_contents(
-    maps: &ServiceMaps,
+    services: &HashMap<MapData, ServiceKey, ServiceValue>,
+    backends: &HashMap<MapData, BackendId, Backend>,
+    ipv6: Option<Ipv6Maps<'_>>,
     slots: &HashMap<MapData, BackendSlotKey, BackendId>,
 ) -> Result<MapContents, DatapathError> {
     let read_error = |name| move |cause| DatapathError::Map { name, cause };
-    let mut services: Vec<(FrontendKey, ServiceValue)> = maps
-        .services
+    let mut services: Vec<(FrontendKey, ServiceValue)> = services
         .iter()
         .map(|entry| entry.map(|(key, value)| (FrontendKey::V4(key), value)))
         .collect::<Result<_, _>>()
         .map_err(read_error(map_names::SERVICES))?;
-    for entry in maps.services6.iter() {
-        let (key, value) = entry.map_err(read_error(map_names::SERVICES6))?;
-        services.push((FrontendKey::V6(key), value));
-    }
-    let mut backends: Vec<(BackendId, BackendKey)> = maps
-        .backends
+    let mut backends: Vec<(BackendId, BackendKey)> = backends
         .iter()
         .map(|entry| entry.map(|(id, backend)| (id, BackendKey::V4(backend))))
         .collect::<Result<_, _>>()
         .map_err(read_error(map_names::BACKENDS))?;
-    for entry in maps.backends6.iter() {
-        let (id, backend) = entry.map_err(read_error(map_names::BACKENDS6))?;
-        backends.push((id, BackendKey::V6(backend)));
+    if let Some(Ipv6Maps {
+        services6,
+        backends6,
+    }) = ipv6
+    {
+        for entry in services6.iter() {
+            let (key, value) = entry.map_err(read_error(map_names::SERVICES6))?;
+            services.push((FrontendKey::V6(key), value));
+        }
+        for entry in backends6.iter() {
+            let (id, backend) = entry.map_err(read_error(map_names::BACKENDS6))?;
+            backends.push((id, BackendKey::V6(backend)));
+        }
     }
     Ok(MapContents {
         services,
