@@ -184,46 +184,44 @@ pub fn desired_frontends(
                 policy: external_policy(ranges),
             }
         };
-        let node_port = node_ip.zip(service_port.node_port);
-        if !service.cluster_ips.is_empty()
-            && (node_port.is_some()
-                || !service.load_balancer_ips.is_empty()
-                || !service.external_ips.is_empty())
-        {
+        let no_ranges: &[SourceCidr] = &[];
+        let families = [
+            (
+                IpFamily::V4,
+                !service.cluster_ips.is_empty(),
+                node_ip.map(IpAddr::from),
+                (service.load_balancer_ips.iter())
+                    .map(|&ip| (IpAddr::from(ip), &service.source_ranges[..]))
+                    .chain(
+                        service
+                            .external_ips
+                            .iter()
+                            .map(|&ip| (ip.into(), no_ranges)),
+                    )
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                IpFamily::V6,
+                !service.cluster_ips6.is_empty(),
+                node_ip6.map(IpAddr::from),
+                (service.load_balancer_ips6.iter())
+                    .chain(&service.external_ips6)
+                    .map(|&ip| (IpAddr::from(ip), no_ranges))
+                    .collect(),
+            ),
+        ];
+        for (family, has_cluster_ip, node_ip, addresses) in families {
+            let node_port = node_ip.zip(service_port.node_port);
+            if !has_cluster_ip || (node_port.is_none() && addresses.is_empty()) {
+                continue;
+            }
             let external_backends =
-                backends(port_name, protocol, slices, external_locality, IpFamily::V4);
+                backends(port_name, protocol, slices, external_locality, family);
             if let Some((ip, node_port)) = node_port {
-                desired.push(external(ip.into(), node_port, &[], &external_backends));
+                desired.push(external(ip, node_port, no_ranges, &external_backends));
             }
-            for &ip in &service.load_balancer_ips {
-                desired.push(external(
-                    ip.into(),
-                    port,
-                    &service.source_ranges,
-                    &external_backends,
-                ));
-            }
-            for &ip in &service.external_ips {
-                desired.push(external(ip.into(), port, &[], &external_backends));
-            }
-        }
-        let node_port6 = node_ip6.zip(service_port.node_port);
-        if !service.cluster_ips6.is_empty()
-            && (node_port6.is_some()
-                || !service.load_balancer_ips6.is_empty()
-                || !service.external_ips6.is_empty())
-        {
-            let external_backends6 =
-                backends(port_name, protocol, slices, external_locality, IpFamily::V6);
-            if let Some((ip, node_port)) = node_port6 {
-                desired.push(external(ip.into(), node_port, &[], &external_backends6));
-            }
-            for &ip in service
-                .load_balancer_ips6
-                .iter()
-                .chain(&service.external_ips6)
-            {
-                desired.push(external(ip.into(), port, &[], &external_backends6));
+            for (ip, ranges) in addresses {
+                desired.push(external(ip, port, ranges, &external_backends));
             }
         }
     }
