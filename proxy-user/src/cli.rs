@@ -188,7 +188,11 @@ pub struct Args {
 
     /// The uplink's XDP fast path: `auto` tries native (driver) mode and
     /// falls back to generic, then to none; `native` and `generic` insist
-    /// on their mode; `off` leaves all per-packet work to TCX.
+    /// on their mode; `off` leaves all per-packet work to TCX. XDP needs
+    /// frames that carry complete checksums, as a NIC delivers them: it
+    /// cannot finish an unfinished checksum offload, so on a veth uplink
+    /// the peer must have transmit checksum offload off (`ethtool -K PEER
+    /// tx off`), or TCP segments it rewrites arrive with bad checksums.
     #[arg(long, env = "SKIFF_XDP", value_enum, default_value = "auto")]
     pub xdp: XdpChoice,
 

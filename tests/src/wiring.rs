@@ -97,17 +97,25 @@ pub(crate) fn host_on_fabric(fabric: &str, host: &Host, port: &str) -> Result<()
 }
 
 /// Makes a fabric link behave like a wire between real NICs: packets on it
-/// carry complete checksums (veth would otherwise pass the sender's
-/// unfinished checksum offload along, which no real wire carries and which
-/// an XDP program cannot finish), and the fabric side takes frames an XDP
-/// program transmits back (veth needs NAPI, enabled by GRO, for XDP_TX).
+/// carry complete checksums in both directions, and the fabric side takes
+/// frames an XDP program transmits back (veth needs NAPI, enabled by GRO,
+/// for XDP_TX).
+///
+/// Complete checksums, because an XDP program can only update a checksum
+/// it can trust: veth would otherwise pass the sender's unfinished
+/// checksum offload along (`CHECKSUM_PARTIAL`, only the pseudo-header's sum
+/// in the field), which no real wire carries. The host side sends complete
+/// ones; so must the fabric port, where GRO merges a TCP stream's segments
+/// and the port towards a node whose uplink runs XDP (it has no GSO then)
+/// splits them again in software, leaving each segment's checksum to a
+/// transmit offload unless the port has none.
 fn wire_like(fabric: &str, port: &str, host_ns: &str) -> Result<()> {
     let ethtool = |ns: &str, args: &[&str]| {
         let mut ethtool = exec::in_netns("ethtool".as_ref(), &netns::path(ns), None);
         run(ethtool.args(args)).map(drop)
     };
     ethtool(host_ns, &["-K", "eth0", "tx", "off"])?;
-    ethtool(fabric, &["-K", port, "gro", "on"])
+    ethtool(fabric, &["-K", port, "tx", "off", "gro", "on"])
 }
 
 /// A node: on the fabric, `cbr0` as its pods' gateway, forwarding on, routes

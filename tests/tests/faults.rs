@@ -17,11 +17,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Web, call_from_outside};
+use common::{Web, call_from_outside, frontend_programmed};
 use serde_json::{Value, json};
 use skiff_tests::{
-    CallResult, EndpointSpec, PortSpec, ProcessGuard, Testbed, agent_binary, endpoint_slice,
-    endpoint_slice_key,
+    CallResult, EndpointSpec, PortSpec, ProcessGuard, Testbed, endpoint_slice, endpoint_slice_key,
     iperf3::{self, StreamPlan},
     kubectl, service, service_key,
 };
@@ -261,15 +260,8 @@ fn serve_iperf(web: &Web) -> Vec<ProcessGuard> {
         )
         .expect("its EndpointSlice is written");
     eventually("node1 to program default/iperf and web-b to listen", || {
-        let status = Command::new(agent_binary().expect("skiff-agent is built"))
-            .arg("status")
-            .arg("--bpffs")
-            .arg(web.testbed.cluster().bpffs_dir(1))
-            .output()
-            .expect("skiff-agent status runs");
-        let programmed = String::from_utf8_lossy(&status.stdout)
-            .lines()
-            .any(|line| line.starts_with(&format!("{IPERF_VIP}:{IPERF_CLUSTER_IP_PORT}/TCP")));
+        let programmed =
+            frontend_programmed(web, 1, &format!("{IPERF_VIP}:{IPERF_CLUSTER_IP_PORT}/TCP"));
         let listening = web
             .b
             .command("ss")

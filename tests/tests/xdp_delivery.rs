@@ -1,21 +1,26 @@
 //! End to end: the XDP fast path sends NodePort packets for a backend on
 //! the node straight into the backend pod's veth (`skiff_pod_ports`), and
 //! they arrive as completely and as promptly as through the TCX program and
-//! the stack.
+//! the stack; TCP streams from outside, whose segments the fabric merges
+//! and splits again, arrive with valid checksums through it.
 mod common;
 
 use std::{
     io::{BufRead as _, BufReader},
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     path::Path,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use common::{REACTION_BOUND, Web};
+use common::{REACTION_BOUND, Web, frontend_programmed};
 use serde_json::{Value, json};
-use skiff_tests::Pod;
+use skiff_tests::{
+    EndpointSpec, Pod, PortSpec, ProcessGuard, endpoint_slice, endpoint_slice_key, eventually,
+    iperf3::{self, StreamPlan},
+    service, service_key,
+};
 
 const UDP_NODE_PORT: u16 = 30053;
 /// The Service's UDP target port.
@@ -225,4 +230,134 @@ fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
         }
     }
     panic!("XDP delivery was slower than TCX's in every round: {rounds:?}");
+}
+
+/// `default/iperf`: a NodePort in front of one iperf3 server.
+const IPERF_VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 20);
+const IPERF_PORT: u16 = 5201;
+const IPERF_NODE_PORT: u16 = 30201;
+/// A stream fast enough that the fabric's GRO merges its segments, paced
+/// to stay cheap on a shared machine, reported every second.
+const TCP_STREAM: StreamPlan = StreamPlan {
+    seconds: 5,
+    interval: 1.0,
+    bitrate: "50M",
+};
+
+/// Points `default/iperf` at `backend` alone and waits until an iperf3
+/// server there answers through node1's NodePort.
+fn serve_iperf_from(web: &Web, backend: &Pod) -> ProcessGuard {
+    let mut command = backend.command("iperf3");
+    command
+        .args(["--server", "--port", &IPERF_PORT.to_string()])
+        .stdout(Stdio::null());
+    let server = ProcessGuard::spawn(&mut command).expect("iperf3 server starts");
+    let ports = [PortSpec {
+        name: "iperf",
+        protocol: "TCP",
+        port: IPERF_PORT,
+        target_port: IPERF_PORT,
+    }];
+    let mut object = service("default", "iperf", IPERF_VIP, &ports);
+    object["spec"]["type"] = json!("NodePort");
+    object["spec"]["ports"][0]["nodePort"] = json!(IPERF_NODE_PORT);
+    let store = web.testbed.store();
+    store
+        .put(&service_key("default", "iperf"), &object)
+        .expect("the iperf Service is written");
+    let endpoints = [EndpointSpec::ready(backend.ip(), backend.node())];
+    store
+        .put(
+            &endpoint_slice_key("default", "iperf-1"),
+            &endpoint_slice("default", "iperf-1", "iperf", &ports, &endpoints),
+        )
+        .expect("its EndpointSlice is written");
+    let frontend = format!(
+        "{}:{IPERF_NODE_PORT}/TCP",
+        web.testbed.cluster().node(1).ip()
+    );
+    eventually(
+        "node1 to program the NodePort and iperf3 to listen",
+        Duration::from_secs(10),
+        || {
+            let programmed = frontend_programmed(web, 1, &frontend);
+            let listening = backend
+                .command("ss")
+                .args(["-Hltn", &format!("sport = :{IPERF_PORT}")])
+                .output()
+                .expect("ss runs");
+            (programmed && !listening.stdout.is_empty()).then_some(())
+        },
+    );
+    server
+}
+
+/// TCP segments `pod`'s stack dropped for a bad checksum (`TcpExt`'s
+/// `InCsumErrors` of /proc/net/snmp, read in the pod's netns).
+fn tcp_checksum_errors(pod: &Pod) -> u64 {
+    let output = pod
+        .command("cat")
+        .arg("/proc/net/snmp")
+        .output()
+        .expect("cat runs");
+    assert!(output.status.success(), "{output:?}");
+    let snmp = String::from_utf8_lossy(&output.stdout);
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().expect("a header"), tcp.next().expect("values"));
+    let column = names
+        .split_whitespace()
+        .position(|name| name == "InCsumErrors")
+        .expect("an InCsumErrors column");
+    values
+        .split_whitespace()
+        .nth(column)
+        .expect("a value")
+        .parse()
+        .expect("a count")
+}
+
+/// A stream from outside to node1's NodePort, served by `backend`: every
+/// second carries bytes, and `backend` drops no segment for its checksum.
+fn assert_stream_from_outside_flows(web: &Web, backend: &Pod) {
+    let _server = serve_iperf_from(web, backend);
+    let errors_before = tcp_checksum_errors(backend);
+    let client = iperf3::start_stream(
+        web.testbed.cluster().ext().command("iperf3"),
+        web.testbed.cluster().node(1).ip(),
+        IPERF_NODE_PORT,
+        TCP_STREAM,
+    );
+    let report = iperf3::finished_report(backend.name(), client, TCP_STREAM);
+    let errors = tcp_checksum_errors(backend) - errors_before;
+    let bytes: Vec<u64> = report["intervals"]
+        .as_array()
+        .expect("intervals")
+        .iter()
+        .map(|interval| interval["sum"]["bytes"].as_u64().expect("bytes"))
+        .collect();
+    println!(
+        "{}: bytes per second {bytes:?}, TcpInCsumErrors {errors}",
+        backend.name()
+    );
+    assert!(
+        bytes.iter().all(|&sent| sent > 0),
+        "{}: seconds without a byte: {bytes:?}",
+        backend.name()
+    );
+    assert_eq!(
+        errors,
+        0,
+        "{}: segments dropped for their checksum",
+        backend.name()
+    );
+}
+
+#[test]
+fn tcp_streams_from_outside_through_the_xdp_path_carry_valid_checksums() {
+    let web = Web::start();
+    // Sent into web-a's veth by node1's XDP redirect.
+    assert_stream_from_outside_flows(&web, &web.a);
+    // Sent back out node1's uplink towards web-b on node2, and web-b's
+    // replies back to the client.
+    assert_stream_from_outside_flows(&web, &web.b);
 }

@@ -14,8 +14,8 @@ use std::{
 
 use serde_json::Value;
 use skiff_tests::{
-    AgentSource, CallResult, EndpointSpec, Pod, PortSpec, Testbed, echo_binary, endpoint_slice,
-    endpoint_slice_key, parse_call_output, service, service_key,
+    AgentSource, CallResult, EndpointSpec, Pod, PortSpec, Testbed, agent_binary, echo_binary,
+    endpoint_slice, endpoint_slice_key, parse_call_output, service, service_key,
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 10);
@@ -204,6 +204,20 @@ pub fn metric(web: &Web, node: usize, series: &str) -> Option<u64> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Whether `skiff-agent status` of node `node`'s pinned maps lists the
+/// frontend `frontend` (`address:port/PROTOCOL`).
+pub fn frontend_programmed(web: &Web, node: usize, frontend: &str) -> bool {
+    let status = std::process::Command::new(agent_binary().expect("skiff-agent is built"))
+        .arg("status")
+        .arg("--bpffs")
+        .arg(web.testbed.cluster().bpffs_dir(node))
+        .output()
+        .expect("skiff-agent status runs");
+    String::from_utf8_lossy(&status.stdout)
+        .lines()
+        .any(|line| line.starts_with(frontend))
 }
 
 /// `skiff-echo call <args>` from the outside client, which no socket hook
