@@ -57,17 +57,23 @@ pub fn egress_ifindex<A: PacketAddress>(
     (result == FIB_SUCCESS || result == FIB_NO_NEIGH).then_some(params.ifindex)
 }
 
-/// The link-layer addresses the stack's forwarding would give a packet from
-/// `saddr` to `daddr` arriving on `ifindex`: the egress device's and the
-/// next hop's. `None` unless the route and its neighbour entry are both
-/// resolved (a packet the stack itself delivers locally has no next hop).
+/// Where the stack's forwarding would send a packet: out of `ifindex`,
+/// from the link-layer address `source` to the next hop's `destination`.
+pub struct NextHop {
+    pub ifindex: u32,
+    pub source: [u8; 6],
+    pub destination: [u8; 6],
+}
+
+/// The next hop of a packet from `saddr` to `daddr` arriving on `ifindex`.
+/// `None` unless the route and its neighbour entry are both resolved (a
+/// packet the stack itself delivers locally has no next hop).
 #[inline(always)]
-pub fn next_hop_macs(
-    ctx: *mut c_void,
-    ifindex: u32,
-    saddr: u32,
-    daddr: u32,
-) -> Option<([u8; 6], [u8; 6])> {
+pub fn next_hop(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> Option<NextHop> {
     let (result, params) = route(ctx, ifindex, &saddr, &daddr);
-    (result == FIB_SUCCESS).then_some((params.smac, params.dmac))
+    (result == FIB_SUCCESS).then_some(NextHop {
+        ifindex: params.ifindex,
+        source: params.smac,
+        destination: params.dmac,
+    })
 }

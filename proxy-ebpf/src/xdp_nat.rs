@@ -14,29 +14,36 @@
 //! (`parse_xdp` takes IPv4 only; TCX serves IPv6 through the same
 //! generic `flow`).
 //!
-//! Why not XDP_TX the remote cases too: on a veth, XDP_TX puts the frame in
-//! the peer's ring and schedules the peer's NAPI only when the peer runs an
-//! XDP program itself (drivers/net/veth.c, `veth_xdp_flush`); the fabric
-//! side of the local cluster's uplinks has GRO on (so NAPI and a ring) but
-//! no program, so transmitted frames waited in the ring until some other
-//! packet to that peer ran its NAPI: up to about a second late, or lost.
+//! Packets to send back out (to a remote backend, or a remote backend's
+//! reply to its client) are rewritten as the TCX program would and
+//! transmitted back out of the uplink (XDP_TX) when the FIB says they leave
+//! by the uplink they came in on, to a resolved neighbour; otherwise they
+//! pass untouched and TCX sends them (`bpf_redirect_neigh`).
+//!
+//! On a veth, XDP_TX puts the frame in the peer's ring and schedules the
+//! peer's NAPI only when the peer runs an XDP program itself
+//! (drivers/net/veth.c, `veth_xdp_flush`): the local cluster attaches a
+//! pass-only one (`skiff-xdp-pass`) to the fabric side of each uplink.
 //! A redirect is flushed with `XDP_XMIT_FLUSH`, which schedules the peer's
 //! NAPI whatever it runs, and needs only that the peer has one: the agent
-//! turns GRO on in each pod for that. The one transmit path for remote
-//! backends stays TCX's `bpf_redirect_neigh`.
+//! turns GRO on in each pod for that.
+//!
+//! Every checksum update here is incremental, so frames must arrive with
+//! complete checksums (as from a NIC): a partial one (`CHECKSUM_PARTIAL`
+//! from a veth peer with transmit offload on) would come out wrong.
 use aya_ebpf::{
     EbpfContext,
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::xdp_action::{XDP_DROP, XDP_PASS, XDP_TX},
     helpers::bpf_ktime_get_ns,
     macros::xdp,
     programs::XdpContext,
 };
-use proxy_common::{CT_PASS, CtValue};
+use proxy_common::{CT_PASS, CT_REDIRECT, CtValue};
 
 use crate::{
     conntrack::touch,
     counters::count_drop,
-    fib::next_hop_macs,
+    fib::next_hop,
     flow::{Verdict, classify, may_be_ours},
     maps::POD_PORTS,
     nat::{forward_xdp, rewrite_xdp},
@@ -76,6 +83,9 @@ fn apply(
     now: u64,
     len: u64,
 ) -> u32 {
+    if entry.action == CT_REDIRECT {
+        return send_back(ctx, ifindex, packet, entry, now, len);
+    }
     // The rest is counted by the TCX program, which handles it.
     if entry.action != CT_PASS {
         return XDP_PASS;
@@ -95,12 +105,10 @@ fn deliver(ctx: &XdpContext, ifindex: u32, packet: &XdpPacket, entry: &CtValue) 
     if POD_PORTS.get_ifindex(entry.daddr).is_none() {
         return XDP_PASS;
     }
-    let Some((source, destination)) =
-        next_hop_macs(ctx.as_ptr(), ifindex, entry.saddr, entry.daddr)
-    else {
+    let Some(hop) = next_hop(ctx.as_ptr(), ifindex, entry.saddr, entry.daddr) else {
         return XDP_PASS;
     };
-    if !forward_xdp(packet, source, destination) {
+    if !forward_xdp(packet, hop.source, hop.destination) {
         return XDP_PASS;
     }
     // Misses only if the pod's veth went away since the lookup above; the
@@ -108,4 +116,29 @@ fn deliver(ctx: &XdpContext, ifindex: u32, packet: &XdpPacket, entry: &CtValue) 
     POD_PORTS
         .redirect(entry.daddr, u64::from(XDP_PASS))
         .unwrap_or(XDP_PASS)
+}
+
+/// Sends a packet of a flow through a remote backend back out of the
+/// uplink, rewritten as the TCX program would (`tc_nat::apply`), when the
+/// FIB routes its new destination out of the uplink it came in on, to a
+/// resolved neighbour. Anything else passes untouched to TCX: decided
+/// before anything is rewritten.
+#[inline(always)]
+fn send_back(
+    ctx: &XdpContext,
+    ifindex: u32,
+    packet: &XdpPacket,
+    entry: &CtValue,
+    now: u64,
+    len: u64,
+) -> u32 {
+    let Some(hop) = next_hop(ctx.as_ptr(), ifindex, entry.saddr, entry.daddr) else {
+        return XDP_PASS;
+    };
+    if hop.ifindex != ifindex || !forward_xdp(packet, hop.source, hop.destination) {
+        return XDP_PASS;
+    }
+    touch(&packet.key, entry, now, packet.tcp_closing, len);
+    rewrite_xdp(packet, entry);
+    XDP_TX
 }

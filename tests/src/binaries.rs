@@ -63,3 +63,31 @@ pub fn load_binary() -> Result<PathBuf> {
 pub fn etcd_tool_binary() -> Result<PathBuf> {
     find("skiff-etcd")
 }
+
+/// `skiff-xdp-pass`, the eBPF object the agent's build script builds beside
+/// the agent's programs (in its `OUT_DIR`, under the profile's `build/`):
+/// the newest one there, or one placed beside the binaries.
+pub(crate) fn xdp_pass_object() -> Result<PathBuf> {
+    const NAME: &str = "skiff-xdp-pass";
+    let beside = bin_dir().join(NAME);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    let built = std::fs::read_dir(bin_dir().join("build"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("proxy-user-")
+        })
+        .map(|entry| entry.path().join("out").join(NAME))
+        .filter_map(|path| Some((path.metadata().ok()?.modified().ok()?, path)))
+        .max();
+    match built {
+        Some((_, path)) => Ok(path),
+        None => existing(beside, "cargo build -p proxy-user"),
+    }
+}

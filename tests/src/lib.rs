@@ -48,6 +48,7 @@ mod teardown;
 mod testbed;
 mod wait;
 mod wiring;
+mod xdp_peer;
 
 pub use addressing::{
     CONTROL_PLANE_IP, EXT_IP, EXT_IPV6, FABRIC_CIDR, Ipv4Cidr, MAX_CONTROL_PLANES, MAX_NODES,

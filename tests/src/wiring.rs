@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::exec;
 use crate::hosts::{Host, Node, Pod};
 use crate::netns;
+use crate::xdp_peer;
 
 /// Marks the root routes the harness adds (`proto 83`), so teardown removes
 /// its own blackhole and never someone else's.
@@ -118,10 +119,13 @@ fn wire_like(fabric: &str, port: &str, host_ns: &str) -> Result<()> {
     ethtool(fabric, &["-K", port, "tx", "off", "gro", "on"])
 }
 
-/// A node: on the fabric, `cbr0` as its pods' gateway, forwarding on, routes
-/// to the other nodes' pods (host-gw) and an `unreachable` service CIDR.
+/// A node: on the fabric, with the pass-only XDP program on the fabric
+/// side of its uplink (`xdp_peer`), `cbr0` as its pods' gateway, forwarding
+/// on, routes to the other nodes' pods (host-gw) and an `unreachable`
+/// service CIDR.
 pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
     host_on_fabric(fabric, &node.host, node.name())?;
+    xdp_peer::attach(fabric, node.name())?;
     let ns = node.netns();
     ip_in(
         ns,

@@ -114,8 +114,20 @@ fn reap(mut child: Child) {
 /// redirect, raises.
 fn redirected_into(web: &Web, sink: &Pod) -> u64 {
     let host_number = sink.ip().octets()[3];
+    node1_xdp_count(web, &format!("veth{host_number}"), "tx_queue_", "_xdp_xmit")
+}
+
+/// Frames node1's uplink XDP program transmitted back out (XDP_TX) so far:
+/// the uplink's `rx_queue_<n>_xdp_tx`, which only that verdict raises.
+fn transmitted_back(web: &Web) -> u64 {
+    node1_xdp_count(web, "eth0", "rx_queue_", "_xdp_tx")
+}
+
+/// The sum of `device`'s per-queue counters `<prefix><n><suffix>` in node1
+/// (`ethtool -S`).
+fn node1_xdp_count(web: &Web, device: &str, prefix: &str, suffix: &str) -> u64 {
     let output = node1_command(web, "ethtool")
-        .args(["-S", &format!("veth{host_number}")])
+        .args(["-S", device])
         .output()
         .expect("ethtool runs");
     assert!(output.status.success(), "{output:?}");
@@ -123,7 +135,7 @@ fn redirected_into(web: &Web, sink: &Pod) -> u64 {
         .lines()
         .filter_map(|line| {
             let (name, value) = line.trim().split_once(':')?;
-            (name.starts_with("tx_queue_") && name.ends_with("_xdp_xmit"))
+            (name.starts_with(prefix) && name.ends_with(suffix))
                 .then(|| value.trim().parse::<u64>().ok())
                 .flatten()
         })
@@ -193,6 +205,24 @@ fn paired_round(web: &mut Web, sink: &Pod) -> (Delivery, Delivery) {
     (tc, xdp)
 }
 
+/// A sink pod on node `node`, the only backend of node1's UDP NodePort.
+fn serve_sink_on(web: &mut Web, node: usize) -> Pod {
+    // A server keeps a process in the pod, which is how the agent finds
+    // the pod's network namespace; the UDP sink comes and goes with each
+    // blast.
+    let sink = web
+        .testbed
+        .serve(node, "sink", &[8080], &[])
+        .expect("the sink pod serves");
+    web.put_service(|service| {
+        service["spec"]["type"] = json!("NodePort");
+        service["spec"]["ports"][2]["nodePort"] = json!(UDP_NODE_PORT);
+    });
+    web.set_endpoints(&[web.ready(&sink)]);
+    thread::sleep(REACTION_BOUND);
+    sink
+}
+
 /// Whether the XDP path's median and p99 are within `TOLERANCE` of the
 /// TCX path's.
 fn no_slower(tc: &Delivery, xdp: &Delivery) -> bool {
@@ -202,19 +232,7 @@ fn no_slower(tc: &Delivery, xdp: &Delivery) -> bool {
 #[test]
 fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
     let mut web = Web::start();
-    // A server keeps a process in the pod, which is how the agent finds
-    // the pod's network namespace; the UDP sink comes and goes with each
-    // blast.
-    let sink = web
-        .testbed
-        .serve(1, "sink", &[8080], &[])
-        .expect("the sink pod serves");
-    web.put_service(|service| {
-        service["spec"]["type"] = json!("NodePort");
-        service["spec"]["ports"][2]["nodePort"] = json!(UDP_NODE_PORT);
-    });
-    web.set_endpoints(&[web.ready(&sink)]);
-    thread::sleep(REACTION_BOUND);
+    let sink = serve_sink_on(&mut web, 1);
 
     // Every round must lose nothing and redirect everything; latency is
     // compared within a round, and one round in `ROUNDS` within the
@@ -230,6 +248,21 @@ fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
         }
     }
     panic!("XDP delivery was slower than TCX's in every round: {rounds:?}");
+}
+
+#[test]
+fn xdp_sends_a_remote_backends_packets_back_out_and_loses_nothing() {
+    let mut web = Web::start();
+    let sink = serve_sink_on(&mut web, 2);
+    let before = transmitted_back(&web);
+    let delivery = blast(&web, &sink);
+    let transmitted = transmitted_back(&web) - before;
+    println!("remote: {delivery:?}\ntransmitted back: {transmitted}");
+    assert_eq!(delivery.received, COUNT, "packets lost: {delivery:?}");
+    assert!(
+        transmitted >= COUNT,
+        "only {transmitted} of {COUNT} frames went back out through XDP_TX"
+    );
 }
 
 /// `default/iperf`: a NodePort in front of one iperf3 server.
@@ -359,5 +392,9 @@ fn tcp_streams_from_outside_through_the_xdp_path_carry_valid_checksums() {
     assert_stream_from_outside_flows(&web, &web.a);
     // Sent back out node1's uplink towards web-b on node2, and web-b's
     // replies back to the client.
+    let before = transmitted_back(&web);
     assert_stream_from_outside_flows(&web, &web.b);
+    let transmitted = transmitted_back(&web) - before;
+    println!("transmitted back: {transmitted}");
+    assert!(transmitted > 0, "the stream did not go through XDP_TX");
 }

@@ -52,6 +52,10 @@ impl Plane {
 
 /// Of the XDP variant's sink Service, served on node 2.
 pub const XDP_SINK_NODE_PORT: u16 = 30090;
+/// Of the remote XDP variant's sink Service: a NodePort on node 2, the XDP
+/// node, served by the sink on node 1, so node 2 sends every packet back
+/// out of its uplink.
+pub const XDP_REMOTE_SINK_NODE_PORT: u16 = 30091;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -164,6 +168,17 @@ pub fn xdp_sink_service(sink: Endpoint) -> Svc {
         "sink-xdp",
         datapath_vip(Plane::Skiff, 3),
         XDP_SINK_NODE_PORT,
+        sink,
+    )
+}
+
+/// skiff's third NodePort sink: blasted at node 2 (XDP), served by the sink
+/// on node 1.
+pub fn xdp_remote_sink_service(sink: Endpoint) -> Svc {
+    sink_service(
+        "sink-xdp-remote",
+        datapath_vip(Plane::Skiff, 4),
+        XDP_REMOTE_SINK_NODE_PORT,
         sink,
     )
 }
@@ -322,6 +337,20 @@ mod tests {
         assert_eq!(service["spec"]["type"], "NodePort");
         assert_eq!(service["spec"]["ports"][0]["nodePort"], XDP_SINK_NODE_PORT);
         assert_eq!(slice["endpoints"][0]["addresses"][0], "10.244.2.2");
+    }
+
+    #[test]
+    fn the_remote_xdp_sink_is_a_node_port_of_its_own() {
+        let sink = backends(1)[0];
+        let remote = xdp_remote_sink_service(sink);
+        let local = xdp_sink_service(sink);
+        let [(key, service), _] = etcd_objects(&remote);
+        assert_eq!(key, "/registry/services/specs/bench/sink-xdp-remote");
+        assert_eq!(
+            service["spec"]["ports"][0]["nodePort"],
+            XDP_REMOTE_SINK_NODE_PORT
+        );
+        assert_ne!(remote.vip, local.vip);
     }
 
     #[test]

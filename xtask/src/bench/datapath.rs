@@ -2,7 +2,8 @@
 //! request/response latency (direct, the real kube-proxy in iptables mode,
 //! kube-proxy's nftables rules, skiff's socket LB), and NodePort packets
 //! per second from the outside client (kube-proxy iptables, nftables,
-//! skiff tc, skiff XDP, and the XDP_DROP ceiling beside them). Variants
+//! skiff tc, skiff XDP to a local and to a remote backend, and the
+//! XDP_DROP ceiling beside them). Variants
 //! alternate within each round, so a noisy neighbour hits them all alike.
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
@@ -10,7 +11,9 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 use anyhow::Result;
 
 use super::{
-    catalog::{CRR_PORT, IPERF_PORT, Plane, RR_PORT, Svc, XDP_SINK_NODE_PORT},
+    catalog::{
+        CRR_PORT, IPERF_PORT, Plane, RR_PORT, Svc, XDP_REMOTE_SINK_NODE_PORT, XDP_SINK_NODE_PORT,
+    },
     load,
     plan::Plan,
     progress::Progress,
@@ -50,8 +53,8 @@ enum Target {
     Direct,
     /// A plane's datapath Service (index 0 `rpc`, 1 `iperf`).
     ClusterIp(Plane),
-    /// A NodePort on node `node`, delivered to the sink on that node.
-    NodePort { node: usize, port: u16 },
+    /// A NodePort on node `node`, delivered to the sink on node `sink`.
+    NodePort { node: usize, port: u16, sink: usize },
     /// Node 1's skiff NodePort with every packet dropped at XDP.
     DropCeiling,
 }
@@ -157,13 +160,27 @@ pub fn run(
         ),
         variant("skiff-tc", None, node1_port(Plane::Skiff)),
         Variant {
-            unavailable: xdp_unavailable,
+            unavailable: xdp_unavailable.clone(),
             ..variant(
                 "skiff-xdp",
                 None,
                 Target::NodePort {
                     node: 2,
                     port: XDP_SINK_NODE_PORT,
+                    sink: 2,
+                },
+            )
+        },
+        // Sent back out of node 2's uplink (XDP_TX) to the sink on node 1.
+        Variant {
+            unavailable: xdp_unavailable,
+            ..variant(
+                "skiff-xdp-remote",
+                None,
+                Target::NodePort {
+                    node: 2,
+                    port: XDP_REMOTE_SINK_NODE_PORT,
+                    sink: 1,
                 },
             )
         },
@@ -187,9 +204,9 @@ pub fn run(
                 continue;
             }
             let result = prepare(rules, services, variant).and_then(|()| match variant.target {
-                Target::NodePort { node, port } => {
+                Target::NodePort { node, port, sink } => {
                     let target = SocketAddr::from((rig.node(node).ip(), port));
-                    load::udp_pps(rig.ext(), &rig.sinks[node - 1], target, plan.figure_time)
+                    load::udp_pps(rig.ext(), &rig.sinks[sink - 1], target, plan.figure_time)
                 }
                 Target::DropCeiling => {
                     let port = Plane::Skiff.sink_node_port();
@@ -248,6 +265,7 @@ fn node1_port(plane: Plane) -> Target {
     Target::NodePort {
         node: 1,
         port: plane.sink_node_port(),
+        sink: 1,
     }
 }
 

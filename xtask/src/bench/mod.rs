@@ -53,7 +53,9 @@ use clap::{Args, ValueEnum};
 use skiff_tests::{Prefix, teardown_prefix};
 
 use self::{
-    catalog::{Plane, Svc, datapath_services, etcd_objects, xdp_sink_service},
+    catalog::{
+        Plane, Svc, datapath_services, etcd_objects, xdp_remote_sink_service, xdp_sink_service,
+    },
     datapath::BaselineServices,
     etcd_bulk::EtcdBulk,
     kube_api::KubeApi,
@@ -318,6 +320,7 @@ fn run_datapath(
     let for_plane = |plane| datapath_services(plane, &backends[..2], backends[0], sink_1);
     let mut skiff: Vec<Svc> = for_plane(Plane::Skiff);
     skiff.push(xdp_sink_service(sink_2));
+    skiff.push(xdp_remote_sink_service(sink_1));
     bulk.put_all(
         skiff
             .iter()
@@ -377,7 +380,11 @@ fn run_datapath(
 /// `rpc`, node 2 the XDP sink.
 fn wait_programmed(rig: &Rig) -> Result<()> {
     let deadline = Instant::now() + PROGRAMMED_TIMEOUT;
-    for (node, service) in [(1, "service=\"rpc\""), (2, "service=\"sink-xdp\"")] {
+    for (node, service) in [
+        (1, "service=\"rpc\""),
+        (2, "service=\"sink-xdp\""),
+        (2, "service=\"sink-xdp-remote\""),
+    ] {
         while !rig.metrics(node).is_ok_and(|text| text.contains(service)) {
             if Instant::now() > deadline {
                 bail!(
@@ -504,7 +511,9 @@ fn datapath_notes() -> [String; 6] {
          cost in every variant and the ratios understate the NAT paths' own difference), a recvmmsg sink \
          pod pinned to CPU 1 counting delivered packets. tc and the baselines are measured on node1; XDP on node2, whose agent runs \
          --xdp=native when the agent has that flag, and redirects the packets into the sink's veth (the sink pods hold a \
-         process throughout, as real pods do, so the agent has mapped them). The ceiling (`xdp-drop-ceiling`): the same blast at node1, \
+         process throughout, as real pods do, so the agent has mapped them). `skiff-xdp-remote`: the same blast at node2 to a \
+         NodePort whose backend is the sink on node1, which node2 rewrites and transmits back out of its uplink (XDP_TX). \
+         The ceiling (`xdp-drop-ceiling`): the same blast at node1, \
          whose agent runs without XDP, with an XDP program that drops every packet (`skiff-xdp-drop`, built \
          with the agent's programs, never loaded by it) attached in native mode to node1's uplink for its \
          rounds only, counted by the uplink's receive counter: what reaches XDP at all on such a link."
