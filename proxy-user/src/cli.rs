@@ -193,6 +193,9 @@ pub struct Args {
     /// cannot finish an unfinished checksum offload, so on a veth uplink
     /// the peer must have transmit checksum offload off (`ethtool -K PEER
     /// tx off`), or TCP segments it rewrites arrive with bad checksums.
+    /// Packets through remote backends go back out of the uplink (XDP_TX);
+    /// a veth uplink's peer takes them promptly only while it runs an XDP
+    /// program itself (a pass-only one will do).
     #[arg(long, env = "SKIFF_XDP", value_enum, default_value = "auto")]
     pub xdp: XdpChoice,
 
