@@ -94,6 +94,17 @@ impl ServiceCidr6 {
     }
 }
 
+/// One IPv6 `loadBalancerSourceRanges` entry: the key of the IPv6 source
+/// ranges trie, laid out as `SourceRange` (the frontend id, matched whole,
+/// then the range's address), so `prefix_len` is 32 plus the range's
+/// length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceRange6 {
+    pub service_id: u32,
+    pub address: Ipv6Words,
+}
+
 /// An IPv6 packet's flow as the uplink sees it.
 pub type CtKey6 = CtKeyOf<Ipv6Words>;
 
@@ -134,6 +145,7 @@ mod pod {
     unsafe impl aya::Pod for SockRevNatKey6 {}
     unsafe impl aya::Pod for SockRevNatValue6 {}
     unsafe impl aya::Pod for ServiceCidr6 {}
+    unsafe impl aya::Pod for SourceRange6 {}
     unsafe impl aya::Pod for CtKey6 {}
     unsafe impl aya::Pod for CtValue6 {}
 }

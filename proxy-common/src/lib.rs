@@ -23,7 +23,7 @@ pub use connect_outcome::{
 };
 pub use ipv6::{
     Backend6, CtKey6, CtValue6, Ipv6Words, ServiceCidr6, ServiceKey6, SockRevNatKey6,
-    SockRevNatValue6, ipv6_octets, ipv6_words,
+    SockRevNatValue6, SourceRange6, ipv6_octets, ipv6_words,
 };
 pub use sock_reset::{
     ORPHANS_CAPACITY, ORPHANS_MAP, ORPHANS6_MAP, OrphanKey, OrphanKey6, SocketReset, SocketReset6,
@@ -67,6 +67,9 @@ pub mod map_names {
     /// This node's IPv6 address: the source of IPv6 flows it forwards to
     /// remote backends (one entry; all zero: none).
     pub const NODE_ADDRESS6: &str = "skiff_node6";
+    /// The IPv6 twin of `skiff_src_ranges` (whose kernel name the 15
+    /// characters cut to `skiff_src_range`).
+    pub const SOURCE_RANGES6: &str = "skiff_src_rng6";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each
@@ -87,7 +90,7 @@ pub mod capacity {
     /// Frontends reachable from outside the node, each with a Maglev table
     /// (64 KiB at the largest size; allocated only for frontends that exist).
     pub const MAGLEV: u32 = 16_384;
-    /// `loadBalancerSourceRanges` entries over all frontends.
+    /// `loadBalancerSourceRanges` entries over all frontends, per family.
     pub const SOURCE_RANGES: u32 = 65_536;
     /// The distinct addresses of all frontends: at most one per frontend.
     pub const FRONTEND_ADDRESSES: u32 = SERVICES;

@@ -22,7 +22,7 @@ use crate::{
         parse_tc6,
     },
     reject,
-    select::{Family, V4, V6, source_allowed},
+    select::{Family, V4, V6, source_allowed, source_allowed6},
 };
 
 const AF_INET: u8 = 2;
@@ -215,12 +215,9 @@ impl PacketAddress for Ipv6Words {
         self[0] ^ self[1] ^ self[2] ^ self[3]
     }
 
-    /// The agent programs no IPv6 source ranges (it gives a Service with
-    /// IPv6 `loadBalancerSourceRanges` no IPv6 load balancer frontend), so
-    /// a flagged IPv6 frontend admits no one rather than everyone.
     #[inline(always)]
-    fn source_allowed(&self, _service: &ServiceValue) -> bool {
-        false
+    fn source_allowed(&self, service: &ServiceValue) -> bool {
+        source_allowed6(service, self)
     }
 
     /// 63 bits of the 128, folded: two sources that fold alike share one

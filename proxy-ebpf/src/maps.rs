@@ -3,14 +3,17 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{
+        Array, DevMapHash, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+        lpm_trie::Key,
+    },
 };
 use proxy_common::{
     AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey,
     CONNECT_OUTCOMES_BYTES, CtKey, CtKey6, CtValue, CtValue6, DatapathConfig, FrontendStats,
     Ipv6Words, MaglevTable, ORPHANS_CAPACITY, OrphanKey, OrphanKey6, ServiceCidr6, ServiceKey,
     ServiceKey6, ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue, SockRevNatValue6,
-    SourceRange, capacity, drop_reason,
+    SourceRange, SourceRange6, capacity, drop_reason,
 };
 
 #[map(name = "skiff_services")]
@@ -81,6 +84,17 @@ pub static MAGLEV: HashMap<u32, MaglevTable> = HashMap::pinned(capacity::MAGLEV,
 #[map(name = "skiff_src_ranges")]
 pub static SOURCE_RANGES: LpmTrie<SourceRange, u8> =
     LpmTrie::pinned(capacity::SOURCE_RANGES, BPF_F_NO_PREALLOC);
+
+/// The IPv6 twin of `skiff_src_ranges`.
+#[map(name = "skiff_src_rng6")]
+pub static SOURCE_RANGES6: LpmTrie<SourceRange6, u8> =
+    LpmTrie::pinned(capacity::SOURCE_RANGES, BPF_F_NO_PREALLOC);
+
+/// Where `select::source_allowed6` builds its trie key (one entry per
+/// CPU): in a map value rather than on the stack, which the IPv6 ingress
+/// path has all but used up.
+#[map(name = "skiff_src_key6")]
+pub static SOURCE_KEY6: PerCpuArray<Key<SourceRange6>> = PerCpuArray::with_max_entries(1, 0);
 
 /// Every address some frontend has (the value is unused): the per-packet
 /// programs pass a packet to any other address, and not to this node's,

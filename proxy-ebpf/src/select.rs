@@ -18,7 +18,8 @@ use proxy_common::{
 };
 
 use crate::maps::{
-    AFFINITY, BACKEND_SLOTS, BACKENDS, BACKENDS6, MAGLEV, SERVICES, SERVICES6, SOURCE_RANGES,
+    AFFINITY, BACKEND_SLOTS, BACKENDS, BACKENDS6, MAGLEV, SERVICES, SERVICES6, SOURCE_KEY6,
+    SOURCE_RANGES, SOURCE_RANGES6,
 };
 
 /// An address family's frontend and backend maps.
@@ -102,6 +103,25 @@ pub fn source_allowed(service: &ServiceValue, source: u32) -> bool {
         },
     );
     SOURCE_RANGES.get(&key).is_some()
+}
+
+/// Whether the IPv6 `source` is in one of the frontend's source ranges.
+/// The 24-byte key is built in a per-CPU map value, not on the stack: the
+/// IPv6 ingress path calling this sits near the verifier's 512 bytes.
+#[inline(always)]
+pub fn source_allowed6(service: &ServiceValue, source: &Ipv6Words) -> bool {
+    let Some(key) = SOURCE_KEY6.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a live map value of this CPU's, which nothing else on it
+    // uses while this program runs; written field by field (the key is
+    // packed).
+    unsafe {
+        (*key).prefix_len = 32 + 128;
+        (*key).data.service_id = service.id;
+        (*key).data.address = *source;
+        SOURCE_RANGES6.get(&*key).is_some()
+    }
 }
 
 /// The backend of a new connection to `service`: the sticky backend of

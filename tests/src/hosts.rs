@@ -120,6 +120,22 @@ impl Node {
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         self.host.command(program)
     }
+
+    /// The value of one series (`name{labels}`) of this node's agent's
+    /// `/metrics`, on its metrics port; `None` if it has no such series.
+    ///
+    /// # Panics
+    /// If `curl` cannot run in the node's netns.
+    pub fn agent_metric(&self, series: &str) -> Option<u64> {
+        let output = self
+            .command("curl")
+            .args(["-s", "http://127.0.0.1:10249/metrics"])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    }
 }
 
 /// A pod: its own netns with `eth0` on its node's `cbr0`, and its own cgroup

@@ -8,16 +8,18 @@
 //! by the test: the test control plane has no LoadBalancer pool), each
 //! routed to a node; each reply comes from the address called.
 //! A Service without endpoints is refused at once with an ICMPv6 port
-//! unreachable (ECONNREFUSED for TCP and connected UDP).
+//! unreachable (ECONNREFUSED for TCP and connected UDP). IPv6
+//! `loadBalancerSourceRanges` guard the IPv6 load balancer IP: a source
+//! outside them is dropped (and counted), one inside answered.
 //!
 //! Runs as root; clusters are serialised by the harness's lock.
 mod dual_stack_pods;
 mod dual_stack_web;
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use serde_json::{Value, json};
-use skiff_tests::{node_ip, node_ipv6};
+use skiff_tests::{EXT_IPV6, Testbed, eventually, node_ip, node_ipv6};
 
 use dual_stack_pods::{apply, run_client};
 use dual_stack_web::serve_web;
@@ -33,7 +35,7 @@ const LOAD_BALANCER_NET: &str = "fd00:19::/64";
 /// Calls each target of argv[1], a JSON list of [label, host, port, kind,
 /// count] (kind: tcp, udp, or udp_connected), and prints the attempts by
 /// label as JSON. It first waits up to a minute for every target not
-/// labelled `empty/` to answer once.
+/// labelled `empty/` (refused) or `dropped/` to answer once.
 const CLIENT: &str = r#"
 import json, socket, sys, time
 targets = json.loads(sys.argv[1])
@@ -62,7 +64,7 @@ def call(host, port, kind):
         s.close()
 deadline = time.monotonic() + 60
 for label, host, port, kind, count in targets:
-    while not label.startswith("empty/") and time.monotonic() < deadline:
+    while not label.startswith(("empty/", "dropped/")) and time.monotonic() < deadline:
         if call(host, port, kind)["ok"]:
             break
         time.sleep(0.25)
@@ -175,22 +177,7 @@ fn dual_stack_node_ports_and_ipv6_external_and_load_balancer_ips_from_outside_an
         &testbed,
         &service("empty", "NodePort", "none", (30081, 30054), &[]),
     );
-    let ingress =
-        json!({ "status": { "loadBalancer": { "ingress": [{ "ip": LOAD_BALANCER_V6 }] } } });
-    testbed.kubectl_ok(
-        &[
-            "patch",
-            "service",
-            "web",
-            "-n",
-            NAMESPACE,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &ingress.to_string(),
-        ],
-        "",
-    );
+    set_load_balancer_ip(&testbed);
     serve_web(&testbed, NAMESPACE, &[("web", "IPv4"), ("web", "IPv6")]);
 
     // An upstream router's routes for the external IP, to node1, and the
@@ -206,21 +193,103 @@ fn dual_stack_node_ports_and_ipv6_external_and_load_balancer_ips_from_outside_an
         assert!(route.status.success(), "{route:?}");
     }
 
-    let targets = targets().to_string();
-    let outside = ext
-        .command("python3")
-        .args(["-c", CLIENT, &targets])
-        .output()
-        .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&outside.stdout);
-    assert!(outside.status.success(), "{outside:?}");
-    let results: Value = serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|error| panic!("the client prints JSON ({error}): {stdout}"));
-    check(&results, "outside");
+    check(&call_from_outside(&testbed, &targets()), "outside");
 
+    let targets = targets().to_string();
     let client = vec!["python3", "-c", CLIENT, &targets];
     let (_, logs) = run_client(&testbed, NAMESPACE, "client", client);
     let results: Value = serde_json::from_str(logs.trim())
         .unwrap_or_else(|error| panic!("the client prints JSON ({error}): {logs}"));
     check(&results, "pod");
+
+    ipv6_source_ranges_guard_the_ipv6_load_balancer_ip(&testbed);
+}
+
+/// `CLIENT`'s results for `targets`, called from the outside client.
+fn call_from_outside(testbed: &Testbed, targets: &Value) -> Value {
+    let outside = testbed
+        .cluster()
+        .ext()
+        .command("python3")
+        .args(["-c", CLIENT, &targets.to_string()])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&outside.stdout);
+    assert!(outside.status.success(), "{outside:?}");
+    serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("the client prints JSON ({error}): {stdout}"))
+}
+
+/// Merge-patches the `web` Service, or its status with `--subresource=status`.
+fn patch_web(testbed: &Testbed, patch: &Value, subresource: &[&str]) {
+    let patch = patch.to_string();
+    let mut args = vec!["patch", "service", "web", "-n", NAMESPACE, "--type=merge"];
+    args.extend(subresource);
+    args.extend(["-p", &patch]);
+    testbed.kubectl_ok(&args, "");
+}
+
+/// Gives `web` the IPv6 load balancer IP the outside client routes to
+/// node2.
+fn set_load_balancer_ip(testbed: &Testbed) {
+    let ingress =
+        json!({ "status": { "loadBalancer": { "ingress": [{ "ip": LOAD_BALANCER_V6 }] } } });
+    patch_web(testbed, &ingress, &["--subresource=status"]);
+}
+
+/// A spec update gives the Service ingress IPs from the control plane's
+/// pools again (its own is in none): the test's is written back after it.
+fn set_source_ranges(testbed: &Testbed, ranges: &[&str]) {
+    let spec = json!({ "spec": { "loadBalancerSourceRanges": ranges } });
+    patch_web(testbed, &spec, &[]);
+    set_load_balancer_ip(testbed);
+}
+
+/// Node `node`'s count of packets dropped for their source range.
+fn source_range_drops(testbed: &Testbed, node: usize) -> u64 {
+    let series = "skiff_drops_total{reason=\"source_range\"}";
+    (testbed.cluster().node(node).agent_metric(series))
+        .unwrap_or_else(|| panic!("no {series} in node{node}'s metrics"))
+}
+
+/// The load balancer IP enters at node2. With IPv6 ranges that leave the
+/// outside client out (and an IPv4 one, which guards only the IPv4 load
+/// balancer IPs), its SYNs are dropped and counted while the IPv6 NodePort
+/// stays open; with a range holding it, it is answered by both backends.
+fn ipv6_source_ranges_guard_the_ipv6_load_balancer_ip(testbed: &Testbed) {
+    let before = source_range_drops(testbed, 2);
+    set_source_ranges(testbed, &["192.0.2.0/24", "2001:db8::/32"]);
+    let denied = json!([["dropped/lb", LOAD_BALANCER_V6, 80, "tcp", 1]]);
+    eventually(
+        "the IPv6 load balancer IP to drop the outside client",
+        Duration::from_secs(30),
+        || {
+            let attempt = &call_from_outside(testbed, &denied)["dropped/lb"][0];
+            // A timeout (no errno): dropped, not refused.
+            let dropped = attempt["ok"] == false && attempt["errno"].is_null();
+            (dropped && source_range_drops(testbed, 2) > before).then_some(())
+        },
+    );
+    let node_port = node_ipv6(2).to_string();
+    let open = json!([["node_port", node_port, 30080, "tcp", 2]]);
+    let results = call_from_outside(testbed, &open);
+    for attempt in results["node_port"].as_array().unwrap() {
+        assert_eq!(attempt["ok"], true, "the IPv6 NodePort: {attempt}");
+    }
+
+    let client_range = format!("{EXT_IPV6}/128");
+    set_source_ranges(testbed, &["192.0.2.0/24", &client_range]);
+    // The client waits for the first answer: the drop above ends once the
+    // new range is programmed.
+    let allowed = json!([["lb", LOAD_BALANCER_V6, 80, "tcp", 16]]);
+    let results = call_from_outside(testbed, &allowed);
+    let attempts = results["lb"].as_array().unwrap();
+    let names: BTreeSet<&str> = attempts
+        .iter()
+        .map(|attempt| {
+            assert_eq!(attempt["ok"], true, "allowed source: {attempt}");
+            attempt["name"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, BTreeSet::from(["web-1", "web-2"]));
 }

@@ -193,17 +193,7 @@ pub fn assert_fails_fast(results: &[CallResult], kinds: &[skiff_tests::FailureKi
 /// The value of `series` (a metric name with its labels, exactly as
 /// exported) on node `node`'s `/metrics`; `None` if it is not there.
 pub fn metric(web: &Web, node: usize, series: &str) -> Option<u64> {
-    let output = web
-        .testbed
-        .cluster()
-        .node(node)
-        .command("curl")
-        .args(["-s", "http://127.0.0.1:10249/metrics"])
-        .output()
-        .expect("curl runs");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+    web.testbed.cluster().node(node).agent_metric(series)
 }
 
 /// Whether `skiff-agent status` of node `node`'s pinned maps lists the

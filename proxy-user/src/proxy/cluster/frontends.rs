@@ -174,9 +174,11 @@ pub fn desired_frontends(
         }
         // Node, load balancer and external addresses of each family the
         // Service has (a ClusterIP of), over that family's endpoints, as
-        // kube-proxy's per-family proxiers. IPv4 source ranges guard the
-        // IPv4 load balancer IPs only (the record keeps no IPv6 load
-        // balancer IP of a Service with IPv6 ranges).
+        // kube-proxy's per-family proxiers. Each family's source ranges
+        // guard that family's load balancer IPs only: a family without
+        // ranges of its own admits every source even when the other
+        // family has some, as kube-proxy's proxier of that family sees no
+        // ranges at all (it drops the other family's with a log line).
         let external = |ip: IpAddr, port, ranges: &[SourceCidr], backends: &Vec<BackendAddr>| {
             DesiredFrontend {
                 frontend: frontend(ip, port),
@@ -185,34 +187,35 @@ pub fn desired_frontends(
             }
         };
         let no_ranges: &[SourceCidr] = &[];
+        let ips = |v4: &[Ipv4Addr], v6: &[Ipv6Addr]| -> [Vec<IpAddr>; 2] {
+            [
+                v4.iter().map(|&ip| ip.into()).collect(),
+                v6.iter().map(|&ip| ip.into()).collect(),
+            ]
+        };
+        let [load_balancer_ips, load_balancer_ips6] =
+            ips(&service.load_balancer_ips, &service.load_balancer_ips6);
+        let [external_ips, external_ips6] = ips(&service.external_ips, &service.external_ips6);
         let families = [
             (
                 IpFamily::V4,
                 !service.cluster_ips.is_empty(),
                 node_ip.map(IpAddr::from),
-                (service.load_balancer_ips.iter())
-                    .map(|&ip| (IpAddr::from(ip), &service.source_ranges[..]))
-                    .chain(
-                        service
-                            .external_ips
-                            .iter()
-                            .map(|&ip| (ip.into(), no_ranges)),
-                    )
-                    .collect::<Vec<_>>(),
+                load_balancer_ips,
+                external_ips,
             ),
             (
                 IpFamily::V6,
                 !service.cluster_ips6.is_empty(),
                 node_ip6.map(IpAddr::from),
-                (service.load_balancer_ips6.iter())
-                    .chain(&service.external_ips6)
-                    .map(|&ip| (IpAddr::from(ip), no_ranges))
-                    .collect(),
+                load_balancer_ips6,
+                external_ips6,
             ),
         ];
-        for (family, has_cluster_ip, node_ip, addresses) in families {
+        for (family, has_cluster_ip, node_ip, load_balancer_ips, external_ips) in families {
             let node_port = node_ip.zip(service_port.node_port);
-            if !has_cluster_ip || (node_port.is_none() && addresses.is_empty()) {
+            let no_address = load_balancer_ips.is_empty() && external_ips.is_empty();
+            if !has_cluster_ip || (node_port.is_none() && no_address) {
                 continue;
             }
             let external_backends =
@@ -220,8 +223,12 @@ pub fn desired_frontends(
             if let Some((ip, node_port)) = node_port {
                 desired.push(external(ip, node_port, no_ranges, &external_backends));
             }
-            for (ip, ranges) in addresses {
+            let ranges = service.source_ranges_of(family);
+            for ip in load_balancer_ips {
                 desired.push(external(ip, port, ranges, &external_backends));
+            }
+            for ip in external_ips {
+                desired.push(external(ip, port, no_ranges, &external_backends));
             }
         }
     }

@@ -68,12 +68,11 @@ pub struct ServiceRecord {
     /// without those whose `ipMode` is `Proxy`: there the load balancer
     /// proxies to the nodes, and a node must not take its address for itself.
     pub load_balancer_ips: Box<[Ipv4Addr]>,
-    /// The IPv6 ones, the same way; none while the Service has IPv6
-    /// `loadBalancerSourceRanges`, which the datapath does not enforce.
+    /// The IPv6 ones, the same way.
     pub load_balancer_ips6: Box<[Ipv6Addr]>,
-    /// IPv4 `loadBalancerSourceRanges`, for `type: LoadBalancer` only;
-    /// sorted. They guard the IPv4 load balancer IPs (kube-proxy's
-    /// per-family proxiers each take their family's ranges).
+    /// `loadBalancerSourceRanges`, for `type: LoadBalancer` only: IPv4 and
+    /// IPv6 networks in one list, sorted, so every IPv4 one comes first
+    /// (`source_ranges_of` splits them by family).
     pub source_ranges: Box<[SourceCidr]>,
     /// `spec.externalIPs`, IPv4 and IPv6.
     pub external_ips: Box<[Ipv4Addr]>,
@@ -236,6 +235,19 @@ impl ServiceRecord {
         Self::read_wire(svc, serde_json::from_slice(json)?)
     }
 
+    /// The `loadBalancerSourceRanges` of one family: what guards that
+    /// family's load balancer IPs, as kube-proxy's per-family proxiers each
+    /// take only their own family's ranges (`MapCIDRsByIPFamily`).
+    pub fn source_ranges_of(&self, family: IpFamily) -> &[SourceCidr] {
+        let ipv6_from = self
+            .source_ranges
+            .partition_point(|cidr| cidr.network.is_ipv4());
+        match family {
+            IpFamily::V4 => &self.source_ranges[..ipv6_from],
+            IpFamily::V6 => &self.source_ranges[ipv6_from..],
+        }
+    }
+
     fn read_wire(svc: &ServiceRef, wire: wire::Service<'_>) -> Result<Self, serde_json::Error> {
         wire::check_kind(&wire.api_version, &wire.kind, "v1", "Service")?;
         let (outlier_detection, uid) = match wire.metadata {
@@ -280,7 +292,7 @@ impl ServiceRecord {
             _ => None,
         };
         let (cluster_ips, cluster_ips6) = cluster_ips(svc, spec.cluster_ip, spec.cluster_ips);
-        let (load_balancer_ips, mut load_balancer_ips6) = ip_lists(
+        let (load_balancer_ips, load_balancer_ips6) = ip_lists(
             svc,
             "status.loadBalancer.ingress",
             ingress
@@ -288,18 +300,10 @@ impl ServiceRecord {
                 .filter(|ingress| ingress.ip_mode.as_deref() != Some("Proxy"))
                 .filter_map(|ingress| ingress.ip),
         );
-        let (source_ranges, ipv6_ranges) = match spec.load_balancer_source_ranges {
+        let source_ranges = match spec.load_balancer_source_ranges {
             Some(ranges) if load_balancer => source_cidrs(svc, &ranges),
-            _ => (Box::default(), false),
+            _ => Box::default(),
         };
-        if ipv6_ranges && !load_balancer_ips6.is_empty() {
-            warn!(
-                service = %svc,
-                addresses = ?load_balancer_ips6,
-                "IPv6 loadBalancerSourceRanges are not enforced by the datapath: the Service's IPv6 load balancer IPs get no frontend"
-            );
-            load_balancer_ips6 = Box::default();
-        }
         let (external_ips, external_ips6) = ip_lists(
             svc,
             "spec.externalIPs",
@@ -632,11 +636,10 @@ fn ip_lists<'a>(
     (ips.into(), ips6.into())
 }
 
-/// `loadBalancerSourceRanges` as IPv4 networks, sorted, and whether there
-/// were IPv6 ones (not kept: the datapath holds IPv4 ranges only);
-/// malformed entries are skipped with a log line.
-fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> (Box<[SourceCidr]>, bool) {
-    let mut ipv6 = false;
+/// `loadBalancerSourceRanges` as IPv4 and IPv6 networks, host bits
+/// cleared (as the trie ignores them), sorted and deduplicated; malformed
+/// entries are skipped with a log line.
+fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> Box<[SourceCidr]> {
     let mut cidrs = Vec::new();
     for text in ranges {
         let parsed = text.trim().split_once('/').and_then(|(network, len)| {
@@ -644,26 +647,32 @@ fn source_cidrs(svc: &ServiceRef, ranges: &[Cow<'_, str>]) -> (Box<[SourceCidr]>
             let prefix_len: u8 = len.parse().ok()?;
             Some((network, prefix_len))
         });
-        match parsed {
-            Some((IpAddr::V4(network), prefix_len)) if prefix_len <= 32 => {
-                // Host bits are ignored, as the trie ignores them.
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(prefix_len))
-                    .unwrap_or(0);
-                cidrs.push(SourceCidr {
-                    network: Ipv4Addr::from(u32::from(network) & mask),
-                    prefix_len,
-                });
+        let network = match parsed {
+            Some((IpAddr::V4(network), prefix_len @ 0..=32)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix_len));
+                let network = Ipv4Addr::from_bits(network.to_bits() & mask.unwrap_or(0));
+                Some((IpAddr::V4(network), prefix_len))
             }
-            Some((IpAddr::V6(_), prefix_len)) if prefix_len <= 128 => ipv6 = true,
-            _ => {
+            Some((IpAddr::V6(network), prefix_len @ 0..=128)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix_len));
+                let network = Ipv6Addr::from_bits(network.to_bits() & mask.unwrap_or(0));
+                Some((IpAddr::V6(network), prefix_len))
+            }
+            _ => None,
+        };
+        match network {
+            Some((network, prefix_len)) => cidrs.push(SourceCidr {
+                network,
+                prefix_len,
+            }),
+            None => {
                 warn!(service = %svc, range = %text, "skipping malformed loadBalancerSourceRanges entry")
             }
         }
     }
     cidrs.sort_unstable();
     cidrs.dedup();
-    (cidrs.into(), ipv6)
+    cidrs.into()
 }
 
 fn affinity_timeout(

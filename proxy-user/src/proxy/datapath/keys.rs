@@ -1,15 +1,17 @@
 //! Frontends and backends of either address family, as the agent keys
 //! them: each family has its own frontend and backend maps in the kernel
 //! (`skiff_services`/`skiff_services6`, `skiff_backends`/`skiff_backends6`),
-//! and everything else (ids, slots, Maglev tables, counters) is shared, so
-//! the mirror and its writes are the same code for both.
+//! frontend addresses and source ranges, and everything else (ids, slots,
+//! Maglev tables, counters) is shared, so the mirror and its writes are the
+//! same code for both.
 use std::{
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
 };
 
 use proxy_common::{
-    Backend, Backend6, Ipv6Words, ServiceKey, ServiceKey6, ipv6_octets, ipv6_words,
+    Backend, Backend6, Ipv6Words, ServiceKey, ServiceKey6, SourceRange, SourceRange6, ipv6_octets,
+    ipv6_words,
 };
 
 /// A frontend: address, port and protocol.
@@ -25,6 +27,24 @@ pub enum FrontendKey {
 pub enum FrontendAddress {
     V4(u32),
     V6(Ipv6Words),
+}
+
+/// A source range entry, as its family's trie (`skiff_src_ranges`,
+/// `skiff_src_rng6`) holds it: the frontend id and the network, with the
+/// entry's prefix length (32 for the id, plus the network's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceRangeKey {
+    V4(SourceRange, u32),
+    V6(SourceRange6, u32),
+}
+
+impl SourceRangeKey {
+    pub fn service_id(&self) -> u32 {
+        match self {
+            Self::V4(range, _) => range.service_id,
+            Self::V6(range, _) => range.service_id,
+        }
+    }
 }
 
 /// A backend: endpoint address, target port and protocol.

@@ -29,7 +29,7 @@ use proxy_common::{
     AffinityKey, AffinityValue, Backend, Backend6, BackendId, BackendSlotKey, CtKey, CtKey6,
     CtValue, CtValue6, DatapathConfig, FrontendStats, Ipv6Words, MaglevTable, ServiceCidr6,
     ServiceKey, ServiceKey6, ServiceValue, SockRevNatKey, SockRevNatKey6, SockRevNatValue,
-    SockRevNatValue6, SourceRange, capacity, drop_reason, map_names,
+    SockRevNatValue6, SourceRange, SourceRange6, capacity, drop_reason, map_names,
 };
 use tracing::{info, warn};
 
@@ -116,7 +116,7 @@ struct Layout {
 /// Maps added after `MAPS_DIR` last changed (the IPv6 ones among them)
 /// need no new directory: aya creates and pins a map whose pin is missing,
 /// so an agent adopting an older agent's maps starts these empty.
-const LAYOUTS: [Layout; 20] = [
+const LAYOUTS: [Layout; 21] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -238,6 +238,12 @@ const LAYOUTS: [Layout; 20] = [
         key_size: size_of::<u32>(),
         value_size: size_of::<Ipv6Words>(),
         max_entries: 1,
+    },
+    Layout {
+        name: map_names::SOURCE_RANGES6,
+        key_size: size_of::<u32>() + size_of::<SourceRange6>(),
+        value_size: size_of::<u8>(),
+        max_entries: capacity::SOURCE_RANGES,
     },
 ];
 

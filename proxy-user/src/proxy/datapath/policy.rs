@@ -1,30 +1,52 @@
 //! How a frontend's policy (`proxy::policy`) reads in its map entry.
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proxy_common::{
     SERVICE_FLAG_AFFINITY, SERVICE_FLAG_EXTERNAL, SERVICE_FLAG_LOCAL_ONLY,
     SERVICE_FLAG_OUTLIER_DETECTION, SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
+    SourceRange6, ipv6_octets, ipv6_words,
 };
 
+use super::keys::SourceRangeKey;
 use crate::proxy::policy::{Policy, SourceCidr};
 
 impl SourceCidr {
-    /// The trie entry admitting this network to frontend `service_id`, and
-    /// its prefix length (the frontend id's 32 bits count).
-    pub fn entry(self, service_id: u32) -> (SourceRange, u32) {
-        (
-            SourceRange {
-                service_id,
-                address: u32::from_ne_bytes(self.network.octets()),
-            },
-            32 + u32::from(self.prefix_len),
-        )
+    /// The trie entry admitting this network to frontend `service_id`, in
+    /// the trie of the network's family.
+    pub fn entry(self, service_id: u32) -> SourceRangeKey {
+        let prefix_len = 32 + u32::from(self.prefix_len);
+        match self.network {
+            IpAddr::V4(network) => SourceRangeKey::V4(
+                SourceRange {
+                    service_id,
+                    address: u32::from_ne_bytes(network.octets()),
+                },
+                prefix_len,
+            ),
+            IpAddr::V6(network) => SourceRangeKey::V6(
+                SourceRange6 {
+                    service_id,
+                    address: ipv6_words(network.octets()),
+                },
+                prefix_len,
+            ),
+        }
     }
 
     /// The network a trie entry admits.
-    pub fn of_entry(range: &SourceRange, prefix_len: u32) -> Self {
+    pub fn of_entry(entry: &SourceRangeKey) -> Self {
+        let (network, prefix_len) = match entry {
+            SourceRangeKey::V4(range, prefix_len) => (
+                IpAddr::V4(Ipv4Addr::from(range.address.to_ne_bytes())),
+                prefix_len,
+            ),
+            SourceRangeKey::V6(range, prefix_len) => (
+                IpAddr::V6(Ipv6Addr::from(ipv6_octets(range.address))),
+                prefix_len,
+            ),
+        };
         Self {
-            network: Ipv4Addr::from(range.address.to_ne_bytes()),
+            network,
             prefix_len: prefix_len.saturating_sub(32) as u8,
         }
     }

@@ -28,12 +28,12 @@ use std::{
 
 use proxy_common::{
     BackendId, BackendSlotKey, MAGLEV_MAX_SIZE, MaglevTable, SERVICE_FLAG_EXTERNAL,
-    SERVICE_FLAG_SOURCE_RANGES, ServiceValue, SourceRange,
+    SERVICE_FLAG_SOURCE_RANGES, ServiceValue,
 };
 
 use super::{
     ids::IdAllocator,
-    keys::{BackendKey, FrontendAddress, FrontendKey},
+    keys::{BackendKey, FrontendAddress, FrontendKey, SourceRangeKey},
     maglev::{self, MaglevSize},
 };
 use crate::proxy::policy::{Policy, SourceCidr};
@@ -45,12 +45,12 @@ pub enum MapOp {
     PutAddress(FrontendAddress),
     PutBackend(BackendId, BackendKey),
     PutSlot(BackendSlotKey, BackendId),
-    PutSourceRange(SourceRange, u32),
+    PutSourceRange(SourceRangeKey),
     PutMaglev(u32, MaglevEntries),
     PutService(FrontendKey, ServiceValue),
     DeleteService(FrontendKey),
     DeleteSlot(BackendSlotKey),
-    DeleteSourceRange(SourceRange, u32),
+    DeleteSourceRange(SourceRangeKey),
     DeleteMaglev(u32),
     DeleteBackend(BackendId),
     DeleteAddress(FrontendAddress),
@@ -71,6 +71,8 @@ impl MapOp {
                 | MapOp::PutBackend(_, BackendKey::V6(_))
                 | MapOp::PutAddress(FrontendAddress::V6(_))
                 | MapOp::DeleteAddress(FrontendAddress::V6(_))
+                | MapOp::PutSourceRange(SourceRangeKey::V6(..))
+                | MapOp::DeleteSourceRange(SourceRangeKey::V6(..))
         );
         Target(std::mem::discriminant(self), ipv6)
     }
@@ -93,8 +95,8 @@ pub struct MapContents {
     pub services: Vec<(FrontendKey, ServiceValue)>,
     pub slots: Vec<(BackendSlotKey, BackendId)>,
     pub backends: Vec<(BackendId, BackendKey)>,
-    /// Entries of the source ranges trie, with their prefix lengths.
-    pub source_ranges: Vec<(SourceRange, u32)>,
+    /// Entries of both families' source ranges tries.
+    pub source_ranges: Vec<SourceRangeKey>,
     /// Frontend ids that have a Maglev table.
     pub maglev_ids: Vec<u32>,
     /// The frontend addresses maps' keys.
@@ -194,11 +196,11 @@ impl Programmed {
             contents.backends.iter().copied().collect();
         let slots: HashMap<BackendSlotKey, BackendId> = contents.slots.iter().copied().collect();
         let mut ranges_by_id: HashMap<u32, Vec<SourceCidr>> = HashMap::new();
-        for (range, prefix_len) in &contents.source_ranges {
+        for entry in &contents.source_ranges {
             ranges_by_id
-                .entry(range.service_id)
+                .entry(entry.service_id())
                 .or_default()
-                .push(SourceCidr::of_entry(range, *prefix_len));
+                .push(SourceCidr::of_entry(entry));
         }
         let mut tables = Vec::new();
         let mut stale_ranges = Vec::new();
@@ -308,11 +310,7 @@ impl Programmed {
                 .flat_map(|(id, cidrs)| cidrs.into_iter().map(move |cidr| cidr.entry(id))),
         );
         stale_ranges.sort();
-        ops.extend(
-            stale_ranges
-                .into_iter()
-                .map(|(range, prefix_len)| MapOp::DeleteSourceRange(range, prefix_len)),
-        );
+        ops.extend(stale_ranges.into_iter().map(MapOp::DeleteSourceRange));
 
         let with_tables: HashSet<u32> = programmed
             .frontends
@@ -395,8 +393,7 @@ impl Programmed {
         let new_ranges: HashSet<SourceCidr> = policy.source_ranges.iter().copied().collect();
         for cidr in &policy.source_ranges {
             if !old_ranges.contains(cidr) {
-                let (range, prefix_len) = cidr.entry(id);
-                ops.push(MapOp::PutSourceRange(range, prefix_len));
+                ops.push(MapOp::PutSourceRange(cidr.entry(id)));
             }
         }
         let had_table = old_policy
@@ -419,8 +416,7 @@ impl Programmed {
             old_ranges.difference(&new_ranges).copied().collect();
         dropped_ranges.sort_unstable();
         for cidr in dropped_ranges {
-            let (range, prefix_len) = cidr.entry(id);
-            ops.push(MapOp::DeleteSourceRange(range, prefix_len));
+            ops.push(MapOp::DeleteSourceRange(cidr.entry(id)));
         }
         if had_table && !has_table {
             ops.push(MapOp::DeleteMaglev(id));
@@ -460,8 +456,7 @@ impl Programmed {
             (0..frontend.slots.len()).map(|slot| MapOp::DeleteSlot(slot_key(frontend.id, slot))),
         );
         for cidr in &frontend.policy.source_ranges {
-            let (range, prefix_len) = cidr.entry(frontend.id);
-            ops.push(MapOp::DeleteSourceRange(range, prefix_len));
+            ops.push(MapOp::DeleteSourceRange(cidr.entry(frontend.id)));
         }
         if frontend.policy.external && !frontend.slots.is_empty() {
             ops.push(MapOp::DeleteMaglev(frontend.id));

@@ -10,14 +10,14 @@ use aya::{
 };
 use proxy_common::{
     Backend, Backend6, BackendId, BackendSlotKey, FrontendStats, Ipv6Words, MaglevTable,
-    ServiceKey, ServiceKey6, ServiceValue, SourceRange, map_names,
+    ServiceKey, ServiceKey6, ServiceValue, SourceRange, SourceRange6, map_names,
 };
 
 use tracing::warn;
 
 use super::{
     error::{DatapathError, WriteError},
-    keys::{BackendKey, FrontendAddress, FrontendKey},
+    keys::{BackendKey, FrontendAddress, FrontendKey, SourceRangeKey},
     programmed::{MapContents, MapOp},
 };
 use crate::sys::batch_ops;
@@ -32,12 +32,20 @@ pub struct Tables {
     stats: PerCpuHashMap<MapData, u32, FrontendStats>,
     maglev: HashMap<MapData, u32, MaglevTable>,
     source_ranges: LpmTrie<MapData, SourceRange, u8>,
+    source_ranges6: LpmTrie<MapData, SourceRange6, u8>,
     addresses: HashMap<MapData, u32, u8>,
     addresses6: HashMap<MapData, Ipv6Words, u8>,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DatapathError> {
     ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))
+}
+
+fn take_trie<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<LpmTrie<MapData, K, u8>, DatapathError> {
+    LpmTrie::try_from(take_map(ebpf, name)?).map_err(|cause| DatapathError::Map { name, cause })
 }
 
 fn take<K: aya::Pod, V: aya::Pod>(
@@ -111,11 +119,8 @@ impl Tables {
                     .map_err(|cause| DatapathError::Map { name, cause })?
             },
             maglev: take(ebpf, map_names::MAGLEV)?,
-            source_ranges: {
-                let name = map_names::SOURCE_RANGES;
-                LpmTrie::try_from(take_map(ebpf, name)?)
-                    .map_err(|cause| DatapathError::Map { name, cause })?
-            },
+            source_ranges: take_trie(ebpf, map_names::SOURCE_RANGES)?,
+            source_ranges6: take_trie(ebpf, map_names::SOURCE_RANGES6)?,
             addresses: take(ebpf, map_names::FRONTEND_ADDRESSES)?,
             addresses6: take(ebpf, map_names::FRONTEND_ADDRESSES6)?,
         })
@@ -137,15 +142,18 @@ impl Tables {
                 name: map_names::MAGLEV,
                 cause,
             })?;
-        contents.source_ranges = self
-            .source_ranges
-            .keys()
-            .map(|key| key.map(|key| (key.data(), key.prefix_len())))
-            .collect::<Result<_, _>>()
-            .map_err(|cause| DatapathError::Map {
-                name: map_names::SOURCE_RANGES,
-                cause,
-            })?;
+        read_trie(
+            &self.source_ranges,
+            map_names::SOURCE_RANGES,
+            SourceRangeKey::V4,
+            &mut contents.source_ranges,
+        )?;
+        read_trie(
+            &self.source_ranges6,
+            map_names::SOURCE_RANGES6,
+            SourceRangeKey::V6,
+            &mut contents.source_ranges,
+        )?;
         let addresses = self
             .addresses
             .keys()
@@ -270,14 +278,19 @@ impl Tables {
             MapOp::PutBackend(id, backend) => self.services.put_backend(id, backend),
             MapOp::PutSlot(key, id) => self.slots.insert(key, id, 0),
             MapOp::PutService(key, value) => self.services.put_service(key, value),
-            MapOp::PutSourceRange(range, prefix_len) => {
-                self.source_ranges
-                    .insert(&Key::new(*prefix_len, *range), 1, 0)
-            }
+            MapOp::PutSourceRange(SourceRangeKey::V4(range, prefix_len)) => self
+                .source_ranges
+                .insert(&Key::new(*prefix_len, *range), 1, 0),
+            MapOp::PutSourceRange(SourceRangeKey::V6(range, prefix_len)) => self
+                .source_ranges6
+                .insert(&Key::new(*prefix_len, *range), 1, 0),
             MapOp::PutMaglev(id, table) => self.maglev.insert(id, table.0.as_ref(), 0),
             MapOp::DeleteService(key) => self.services.delete_service(key),
-            MapOp::DeleteSourceRange(range, prefix_len) => {
+            MapOp::DeleteSourceRange(SourceRangeKey::V4(range, prefix_len)) => {
                 self.source_ranges.remove(&Key::new(*prefix_len, *range))
+            }
+            MapOp::DeleteSourceRange(SourceRangeKey::V6(range, prefix_len)) => {
+                self.source_ranges6.remove(&Key::new(*prefix_len, *range))
             }
             MapOp::DeleteMaglev(id) => self.maglev.remove(id),
             MapOp::DeleteSlot(key) => self.slots.remove(key),
@@ -295,6 +308,20 @@ impl Tables {
             },
         }
     }
+}
+
+/// Adds the entries of one family's source ranges trie to `entries`.
+fn read_trie<K: aya::Pod>(
+    trie: &LpmTrie<MapData, K, u8>,
+    name: &'static str,
+    entry: fn(K, u32) -> SourceRangeKey,
+    entries: &mut Vec<SourceRangeKey>,
+) -> Result<(), DatapathError> {
+    for key in trie.keys() {
+        let key = key.map_err(|cause| DatapathError::Map { name, cause })?;
+        entries.push(entry(key.data(), key.prefix_len()));
+    }
+    Ok(())
 }
 
 /// Writes the key and value `pick` finds in each of `ops` to `map`, in one

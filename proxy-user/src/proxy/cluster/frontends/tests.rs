@@ -636,8 +636,9 @@ fn each_family_gets_node_ports_and_external_addresses_over_its_own_endpoints() {
         ..node("node1")
     };
     let desired = desired_frontends(&svc, &[&v6, &v4], node);
-    // The IPv4 source ranges guard no IPv6 frontend (kube-proxy's IPv6
-    // proxier takes only IPv6 ranges).
+    // The IPv4 source ranges guard no IPv6 frontend: without IPv6 ranges
+    // the IPv6 load balancer IP admits every source, as kube-proxy's IPv6
+    // proxier, which takes only IPv6 ranges, does.
     assert!(
         desired
             .iter()
@@ -910,7 +911,7 @@ fn a_proxy_mode_ingress_ip_gets_no_frontend() {
 }
 
 #[test]
-fn ipv6_source_ranges_leave_the_ipv6_load_balancer_ips_without_frontends() {
+fn each_familys_load_balancer_ips_are_guarded_by_that_familys_source_ranges() {
     let svc = service_object(json!({
         "metadata": { "namespace": "default", "name": "web" },
         "spec": {
@@ -918,28 +919,42 @@ fn ipv6_source_ranges_leave_the_ipv6_load_balancer_ips_without_frontends() {
             "clusterIP": "10.96.0.10",
             "clusterIPs": ["10.96.0.10", "fd00:10:96::a"],
             "ipFamilies": ["IPv4", "IPv6"],
-            "loadBalancerSourceRanges": ["192.0.2.0/24", "2001:db8::/32"],
-            "ports": [{ "port": 80 }],
+            "externalIPs": ["fd00:1::5"],
+            "loadBalancerSourceRanges": [
+                "2001:db8:1::/48", " 2001:db8::1/32 ", "192.0.2.0/24", "2001:db8::/129",
+            ],
+            "ports": [{ "port": 80, "nodePort": 30080 }],
         },
         "status": { "loadBalancer": { "ingress": [{ "ip": "172.18.0.5" }, { "ip": "fd00:2::7" }] } },
     }));
-    // The datapath cannot enforce IPv6 ranges: the IPv6 load balancer IP
-    // would otherwise be open to every source.
-    assert!(svc.load_balancer_ips6.is_empty());
-    assert_eq!(
-        *svc.load_balancer_ips,
-        ["172.18.0.5".parse::<Ipv4Addr>().unwrap()]
-    );
-    let desired = desired_frontends(&svc, &[], node("node1"));
-    let lb: Vec<_> = desired
+    let cidr = |network: &str, prefix_len| SourceCidr {
+        network: network.parse().unwrap(),
+        prefix_len,
+    };
+    let v4_ranges = vec![cidr("192.0.2.0", 24)];
+    // Host bits cleared, sorted; the /129 is malformed and skipped.
+    let v6_ranges = vec![cidr("2001:db8::", 32), cidr("2001:db8:1::", 48)];
+    assert_eq!(svc.source_ranges_of(IpFamily::V4), v4_ranges);
+    assert_eq!(svc.source_ranges_of(IpFamily::V6), v6_ranges);
+    let node = NodeRef {
+        ip: Some("192.168.0.1".parse().unwrap()),
+        ip6: Some("fd00:192::1".parse().unwrap()),
+        ..node("node1")
+    };
+    let desired = desired_frontends(&svc, &[], node);
+    let ranges: BTreeMap<String, Vec<SourceCidr>> = desired
         .iter()
-        .filter(|d| d.frontend.ip.to_string() == "172.18.0.5")
+        .filter(|d| d.policy.external)
+        .map(|d| (d.frontend.ip.to_string(), d.policy.source_ranges.clone()))
         .collect();
-    assert_eq!(lb.len(), 1);
-    assert_eq!(lb[0].policy.source_ranges.len(), 1);
-    assert!(
-        !desired
-            .iter()
-            .any(|d| d.frontend.ip.to_string() == "fd00:2::7")
+    assert_eq!(
+        ranges,
+        BTreeMap::from([
+            ("172.18.0.5".to_owned(), v4_ranges),
+            ("192.168.0.1".to_owned(), vec![]),
+            ("fd00:192::1".to_owned(), vec![]),
+            ("fd00:1::5".to_owned(), vec![]),
+            ("fd00:2::7".to_owned(), v6_ranges),
+        ])
     );
 }

@@ -1,5 +1,9 @@
 use super::*;
-use proxy_common::{Backend, PROTO_TCP, SERVICE_FLAG_AFFINITY, ServiceKey};
+use std::net::Ipv6Addr;
+
+use proxy_common::{
+    Backend, PROTO_TCP, SERVICE_FLAG_AFFINITY, ServiceKey, SourceRange6, ipv6_words,
+};
 
 fn frontend(last_octet: u8) -> FrontendKey {
     FrontendKey::V4(ServiceKey {
@@ -60,7 +64,7 @@ struct Maps {
     slots: HashMap<BackendSlotKey, BackendId>,
     backends: HashMap<BackendId, BackendKey>,
     tables: HashMap<u32, MaglevEntries>,
-    ranges: HashSet<(SourceRange, u32)>,
+    ranges: HashSet<SourceRangeKey>,
     addresses: HashSet<FrontendAddress>,
 }
 
@@ -92,11 +96,11 @@ impl Maps {
                 MapOp::DeleteMaglev(id) => {
                     self.tables.remove(&id).expect("deleted table existed");
                 }
-                MapOp::PutSourceRange(range, len) => {
-                    self.ranges.insert((range, len));
+                MapOp::PutSourceRange(range) => {
+                    self.ranges.insert(range);
                 }
-                MapOp::DeleteSourceRange(range, len) => {
-                    assert!(self.ranges.remove(&(range, len)), "deleted range existed");
+                MapOp::DeleteSourceRange(range) => {
+                    assert!(self.ranges.remove(&range), "deleted range existed");
                 }
                 MapOp::PutAddress(address) => {
                     self.addresses.insert(address);
@@ -132,7 +136,7 @@ impl Maps {
                 assert!(
                     self.ranges
                         .iter()
-                        .any(|(range, _)| range.service_id == value.id),
+                        .any(|range| range.service_id() == value.id),
                     "source ranges flagged but none written after {after:?}"
                 );
             }
@@ -463,23 +467,79 @@ fn source_ranges_are_written_before_the_flag_and_removed_after_it() {
     let mut maps = Maps::default();
     maps.apply(&programmed.set(frontend(10), &[backend(2)], &external(&[])));
     let ops = programmed.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"]));
-    assert!(matches!(ops[0], MapOp::PutSourceRange(_, 56)), "{ops:?}");
+    assert!(
+        matches!(ops[0], MapOp::PutSourceRange(SourceRangeKey::V4(_, 56))),
+        "{ops:?}"
+    );
     maps.apply(&ops);
     let ops = programmed.set(frontend(10), &[backend(2)], &external(&["198.51.100.7/32"]));
     maps.apply(&ops);
     assert!(
-        matches!(ops.last(), Some(MapOp::DeleteSourceRange(_, 56))),
+        matches!(
+            ops.last(),
+            Some(MapOp::DeleteSourceRange(SourceRangeKey::V4(_, 56)))
+        ),
         "{ops:?}"
     );
     let ops = programmed.set(frontend(10), &[backend(2)], &external(&[]));
     assert!(
         matches!(
             ops.as_slice(),
-            [MapOp::PutService(..), MapOp::DeleteSourceRange(_, 64)]
+            [
+                MapOp::PutService(..),
+                MapOp::DeleteSourceRange(SourceRangeKey::V4(_, 64))
+            ]
         ),
         "{ops:?}"
     );
     maps.apply(&ops);
+    assert!(maps.ranges.is_empty());
+}
+
+#[test]
+fn an_ipv6_frontends_source_ranges_go_to_the_ipv6_trie_and_are_adopted_back() {
+    let mut programmed = Programmed::new(PARAMS);
+    let mut maps = Maps::default();
+    let ranges = external(&["2001:db8::/32", "2001:db8:1::/48"]);
+    let ops = programmed.set(frontend6(10), &[backend6(2)], &ranges);
+    let written: Vec<&SourceRangeKey> = ops
+        .iter()
+        .filter_map(|op| match op {
+            MapOp::PutSourceRange(range) => Some(range),
+            _ => None,
+        })
+        .collect();
+    let id = written[0].service_id();
+    let words = |address: &str| ipv6_words(address.parse::<Ipv6Addr>().unwrap().octets());
+    let entry = |address, prefix_len| {
+        let range = SourceRange6 {
+            service_id: id,
+            address: words(address),
+        };
+        SourceRangeKey::V6(range, prefix_len)
+    };
+    assert_eq!(
+        written,
+        [&entry("2001:db8::", 64), &entry("2001:db8:1::", 80)]
+    );
+    // Not batched with an IPv4 range: each family's entries go to its trie.
+    let v4 = SourceCidr {
+        network: "192.0.2.0".parse().unwrap(),
+        prefix_len: 24,
+    };
+    assert_ne!(
+        MapOp::PutSourceRange(*written[0]).target(),
+        MapOp::PutSourceRange(v4.entry(id)).target()
+    );
+    maps.apply(&ops);
+
+    let (mut adopted, repairs) = Programmed::adopt(maps.contents(), PARAMS);
+    assert!(
+        repairs.iter().all(|op| matches!(op, MapOp::PutMaglev(..))),
+        "{repairs:?}"
+    );
+    assert_eq!(adopted.set(frontend6(10), &[backend6(2)], &ranges), vec![]);
+    maps.apply(&adopted.remove(&frontend6(10)));
     assert!(maps.ranges.is_empty());
 }
 
@@ -491,16 +551,16 @@ fn adopting_rewrites_tables_and_drops_what_no_frontend_uses() {
     // Left by a crashed run: a table and a range of no frontend.
     maps.tables
         .insert(77, maps.tables.values().next().unwrap().clone());
-    let (stray, stray_len) = SourceCidr {
+    let stray = SourceCidr {
         network: "203.0.113.0".parse().unwrap(),
         prefix_len: 24,
     }
     .entry(78);
-    maps.ranges.insert((stray, stray_len));
+    maps.ranges.insert(stray);
     let (mut after, repairs) = Programmed::adopt(maps.contents(), PARAMS);
     assert!(repairs.iter().any(|op| matches!(op, MapOp::PutMaglev(..))));
     assert!(repairs.contains(&MapOp::DeleteMaglev(77)));
-    assert!(repairs.contains(&MapOp::DeleteSourceRange(stray, stray_len)));
+    assert!(repairs.contains(&MapOp::DeleteSourceRange(stray)));
     maps.apply(&repairs);
     assert_eq!(
         after.set(frontend(10), &[backend(2)], &external(&["192.0.2.0/24"])),
