@@ -67,6 +67,9 @@ pub mod map_names {
     /// This node's IPv6 address: the source of IPv6 flows it forwards to
     /// remote backends (one entry; all zero: none).
     pub const NODE_ADDRESS6: &str = "skiff_node6";
+    /// The IPv6 twin of `POD_PORTS` (a hash map of ifindexes: a device
+    /// map's keys are 4 bytes).
+    pub const POD_PORTS6: &str = "skiff_podports6";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each

@@ -62,11 +62,11 @@ pub fn egress_ifindex<A: PacketAddress>(
 /// next hop's. `None` unless the route and its neighbour entry are both
 /// resolved (a packet the stack itself delivers locally has no next hop).
 #[inline(always)]
-pub fn next_hop_macs(
+pub fn next_hop_macs<A: PacketAddress>(
     ctx: *mut c_void,
     ifindex: u32,
-    saddr: u32,
-    daddr: u32,
+    saddr: A,
+    daddr: A,
 ) -> Option<([u8; 6], [u8; 6])> {
     let (result, params) = route(ctx, ifindex, &saddr, &daddr);
     (result == FIB_SUCCESS).then_some((params.smac, params.dmac))

@@ -1,8 +1,10 @@
 //! End to end: the XDP fast path sends NodePort packets for a backend on
 //! the node straight into the backend pod's veth (`skiff_pod_ports`), and
 //! they arrive as completely and as promptly as through the TCX program and
-//! the stack.
+//! the stack. On a dual-stack cluster, IPv6 NodePort packets take the same
+//! path (`skiff_podports6`) and arrive as completely.
 mod common;
+mod dual_stack_pods;
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -14,8 +16,9 @@ use std::{
 };
 
 use common::{REACTION_BOUND, Web};
+use dual_stack_pods::{TIMEOUT, apply, finished, get, pod};
 use serde_json::{Value, json};
-use skiff_tests::Pod;
+use skiff_tests::{Pod, Testbed, eventually, node_ipv6};
 
 const UDP_NODE_PORT: u16 = 30053;
 /// The Service's UDP target port.
@@ -104,13 +107,18 @@ fn reap(mut child: Child) {
     assert!(status.success(), "the sink failed: {status}");
 }
 
-/// Frames redirected into the node side of `sink`'s veth so far: the veth's
-/// own count (`tx_queue_<n>_xdp_xmit`), which only `ndo_xdp_xmit`, an XDP
-/// redirect, raises.
+/// Frames redirected into the node side of `sink`'s veth so far.
 fn redirected_into(web: &Web, sink: &Pod) -> u64 {
     let host_number = sink.ip().octets()[3];
-    let output = node1_command(web, "ethtool")
-        .args(["-S", &format!("veth{host_number}")])
+    redirected_into_port(&web.testbed, &format!("veth{host_number}"))
+}
+
+/// Frames redirected into node1's interface `port` so far: the veth's own
+/// count (`tx_queue_<n>_xdp_xmit`), which only `ndo_xdp_xmit`, an XDP
+/// redirect, raises.
+fn redirected_into_port(testbed: &Testbed, port: &str) -> u64 {
+    let output = node1_command(testbed, "ethtool")
+        .args(["-S", port])
         .output()
         .expect("ethtool runs");
     assert!(output.status.success(), "{output:?}");
@@ -125,8 +133,8 @@ fn redirected_into(web: &Web, sink: &Pod) -> u64 {
         .sum()
 }
 
-fn node1_command(web: &Web, program: &str) -> Command {
-    web.testbed.cluster().node(1).command(program)
+fn node1_command(testbed: &Testbed, program: &str) -> Command {
+    testbed.cluster().node(1).command(program)
 }
 
 /// Waits until node1's agent has mapped `sink`'s port for the redirect.
@@ -141,7 +149,7 @@ fn wait_for_pod_port(web: &Web, sink: &Pod) {
     let key: Vec<String> = sink.ip().octets().iter().map(|b| b.to_string()).collect();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let output = node1_command(web, "bpftool")
+        let output = node1_command(&web.testbed, "bpftool")
             .args(["map", "lookup", "pinned"])
             .arg(&map)
             .arg("key")
@@ -225,4 +233,164 @@ fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
         }
     }
     panic!("XDP delivery was slower than TCX's in every round: {rounds:?}");
+}
+
+const NAMESPACE: &str = "xdp6";
+
+/// A dual-stack NodePort Service for the sink pod (the blast calls its
+/// IPv6 side).
+fn dual_stack_service() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": { "name": "sink", "namespace": NAMESPACE },
+        "spec": {
+            "type": "NodePort",
+            "ipFamilyPolicy": "RequireDualStack",
+            "ipFamilies": ["IPv4", "IPv6"],
+            "selector": { "app": "sink" },
+            "ports": [{
+                "name": "dns", "port": 53, "targetPort": 5353,
+                "protocol": "UDP", "nodePort": UDP_NODE_PORT,
+            }],
+        },
+    })
+}
+
+/// The sink pod's IPv6 address once its IPv6 slice lists it ready.
+fn ready_ipv6_endpoint(testbed: &Testbed) -> Option<String> {
+    let list = get(
+        testbed,
+        &[
+            "get",
+            "endpointslices",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "kubernetes.io/service-name=sink",
+            "-o",
+            "json",
+        ],
+    )?;
+    (list["items"].as_array()?.iter())
+        .filter(|slice| slice["addressType"] == "IPv6")
+        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .find(|endpoint| endpoint["conditions"]["ready"] == true)
+        .and_then(|endpoint| Some(endpoint["addresses"][0].as_str()?.to_owned()))
+}
+
+/// The name of the node1 interface node1's agent mapped `address` to in
+/// `skiff_podports6`, once it has.
+fn ipv6_pod_port(testbed: &Testbed, address: &str) -> String {
+    let map = testbed
+        .cluster()
+        .node(1)
+        .bpffs_dir()
+        .join(proxy_common::MAPS_DIR)
+        .join(proxy_common::map_names::POD_PORTS6);
+    let address: std::net::Ipv6Addr = address.parse().expect("an IPv6 address");
+    let key: Vec<String> = address.octets().iter().map(u8::to_string).collect();
+    let ifindex = eventually("the sink's IPv6 port mapped", TIMEOUT, || {
+        let output = node1_command(testbed, "bpftool")
+            .args(["-j", "map", "lookup", "pinned"])
+            .arg(&map)
+            .arg("key")
+            .args(&key)
+            .output()
+            .expect("bpftool runs");
+        let entry: Value = serde_json::from_slice(&output.stdout).ok()?;
+        let bytes: Vec<u8> = (entry["value"].as_array()?.iter())
+            .map(|byte| u8::from_str_radix(byte.as_str()?.trim_start_matches("0x"), 16).ok())
+            .collect::<Option<_>>()?;
+        Some(u32::from_le_bytes(bytes.try_into().ok()?))
+    });
+    let output = node1_command(testbed, "ip")
+        .args(["-j", "link", "show"])
+        .output()
+        .expect("ip runs");
+    let links: Value = serde_json::from_slice(&output.stdout).expect("ip prints JSON");
+    (links.as_array().expect("a list of links").iter())
+        .find(|link| link["ifindex"] == ifindex)
+        .and_then(|link| link["ifname"].as_str())
+        .unwrap_or_else(|| panic!("no interface {ifindex} on node1: {links}"))
+        .to_owned()
+}
+
+#[test]
+fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
+    let testbed = dual_stack_pods::start(NAMESPACE);
+    apply(&testbed, &dual_stack_service());
+    let sink_script =
+        std::fs::read_to_string(python_script("udp_latency_sink.py")).expect("the sink script");
+    let count = COUNT.to_string();
+    let command = vec!["python3", "-c", &sink_script, SINK_PORT, &count, "::"];
+    apply(
+        &testbed,
+        &pod(
+            NAMESPACE,
+            "sink",
+            "node1",
+            json!({ "app": "sink" }),
+            command,
+        ),
+    );
+    let address = eventually("the sink ready in its IPv6 slice", TIMEOUT, || {
+        ready_ipv6_endpoint(&testbed)
+    });
+    eventually("the sink bound", TIMEOUT, || {
+        let logs = testbed.run_kubectl(&["logs", "sink", "-n", NAMESPACE], "");
+        logs.ok()?.contains("ready").then_some(())
+    });
+    let port = ipv6_pod_port(&testbed, &address);
+    // XDP passes a frame to the stack while the pod's neighbour entry is
+    // unresolved (the IPv4 test's TCX round resolves it first): one
+    // datagram from node1 to a port the pod does not serve resolves it.
+    let probe = node1_command(&testbed, "python3")
+        .args([
+            "-c",
+            "import socket, sys; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'', (sys.argv[1], 9))",
+            &address,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(probe.status.success(), "{probe:?}");
+    eventually("the sink's neighbour entry on node1", TIMEOUT, || {
+        let output = node1_command(&testbed, "ip")
+            .args(["-6", "neigh", "show", &address])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&output.stdout)
+            .contains("lladdr")
+            .then_some(())
+    });
+    let before = redirected_into_port(&testbed, &port);
+    let target = node_ipv6(1).to_string();
+    let output = testbed
+        .cluster()
+        .ext()
+        .command("python3")
+        .args([
+            &python_script("udp_timestamped_blast.py"),
+            &target,
+            &UDP_NODE_PORT.to_string(),
+            &RATE.to_string(),
+            &count,
+        ])
+        .output()
+        .expect("the blaster runs");
+    assert!(output.status.success(), "{output:?}");
+    let (_, logs) = finished(&testbed, NAMESPACE, "sink");
+    let redirected = redirected_into_port(&testbed, &port) - before;
+    let report: Value = serde_json::from_str(logs.lines().last().expect("the sink reports"))
+        .expect("a JSON report");
+    println!("ipv6 xdp: {report}\nredirected into {port}: {redirected}");
+    assert_eq!(report["duplicates"], 0, "{report}");
+    assert_eq!(
+        report["received"], COUNT,
+        "the XDP path lost packets: {report}"
+    );
+    assert!(
+        redirected >= COUNT,
+        "only {redirected} of {COUNT} frames went through the redirect"
+    );
 }
