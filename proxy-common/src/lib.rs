@@ -70,6 +70,9 @@ pub mod map_names {
     /// The IPv6 twin of `skiff_src_ranges` (whose kernel name the 15
     /// characters cut to `skiff_src_range`).
     pub const SOURCE_RANGES6: &str = "skiff_src_rng6";
+    /// The IPv6 twin of `POD_PORTS` (a hash map of ifindexes: a device
+    /// map's keys are 4 bytes).
+    pub const POD_PORTS6: &str = "skiff_podports6";
 }
 
 /// Map capacities, sized for 100 000 services with up to 10 endpoints each

@@ -2,24 +2,30 @@
 //! `conntrack`, `nat` and `fib` are one generic code for IPv4 and IPv6 (as
 //! `select::Family` is for the frontend and backend maps): the family's
 //! conntrack and frontend-address maps, this node's address, where the
-//! addresses sit in a frame and how rewriting one updates the checksums,
-//! and the FIB request.
+//! addresses sit in a frame and how rewriting one updates the checksums
+//! (in an skb or an XDP frame), the FIB request, and how XDP reaches a
+//! local pod's veth.
 //!
 //! The family is named by its address type (`u32` or `Ipv6Words`), so the
 //! callers' types pick it: a `CtKeyOf<u32>` is balanced through the IPv4
 //! maps, a `CtKeyOf<Ipv6Words>` through the IPv6 ones.
 use aya_ebpf::{
-    bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup},
+    bindings::{BPF_F_PSEUDO_HDR, bpf_fib_lookup, xdp_action::XDP_PASS},
+    helpers::bpf_redirect,
     maps::LruHashMap,
-    programs::TcContext,
+    programs::{TcContext, XdpContext},
 };
 use proxy_common::{AFFINITY_CLIENT_ADDRESS, CtKeyOf, CtValueOf, Ipv6Words, ServiceValue};
 
 use crate::{
-    maps::{CONFIG, CONNTRACK, CONNTRACK6, FRONTEND_ADDRESSES, FRONTEND_ADDRESSES6, NODE_ADDRESS6},
+    maps::{
+        CONFIG, CONNTRACK, CONNTRACK6, FRONTEND_ADDRESSES, FRONTEND_ADDRESSES6, NODE_ADDRESS6,
+        POD_PORTS, POD_PORTS6,
+    },
+    nat::{decrement_hop_limit6, decrement_ttl, rewrite_addresses4, rewrite_addresses6},
     packet::{
-        IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, IP6_DST_OFF, IP6_SRC_OFF, TcPacket, parse_tc4,
-        parse_tc6,
+        IP_CSUM_OFF, IP_DST_OFF, IP_HLEN, IP_SRC_OFF, IP6_DST_OFF, IP6_HLEN, IP6_SRC_OFF, TcPacket,
+        XdpPacket, parse_tc4, parse_tc6, parse_xdp4, parse_xdp6,
     },
     reject,
     select::{Family, V4, V6, source_allowed, source_allowed6},
@@ -37,6 +43,9 @@ pub trait PacketAddress: Copy + 'static {
     const DST_OFF: usize;
     /// The all-zero address: no address.
     const UNSPECIFIED: Self;
+    /// The IP header an XDP frame's NAT rewrites (no options, no extension
+    /// headers).
+    type XdpHeader;
 
     /// Parses an skb of this family (its ethertype checked by the caller).
     fn parse_tc(ctx: &TcContext) -> Option<TcPacket<Self>>;
@@ -60,6 +69,28 @@ pub trait PacketAddress: Copy + 'static {
     fn source_allowed(&self, service: &ServiceValue) -> bool;
     /// The per-packet affinity client of a source address.
     fn affinity_client(&self) -> u64;
+    /// Parses an XDP frame of this family (its ethertype checked by the
+    /// caller).
+    fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket<Self>>;
+    /// Writes `entry`'s addresses over `key`'s in an XDP frame's IP header
+    /// (with its checksum, if it has one) and returns the L4 checksum
+    /// updated for them.
+    fn rewrite_xdp_addresses(
+        header: &mut Self::XdpHeader,
+        key: &CtKeyOf<Self>,
+        entry: &CtValueOf<Self>,
+        l4_csum: u16,
+    ) -> u16;
+    /// Takes one hop off an XDP frame's IP header; `false` (untouched) when
+    /// none is left.
+    fn decrement_hop_limit(header: &mut Self::XdpHeader) -> bool;
+    /// The node side of the veth of the pod on this node with this
+    /// address, if the agent mapped one (`skiff_pod_ports`,
+    /// `skiff_podports6`).
+    fn pod_port(&self) -> Option<u32>;
+    /// Redirects the running XDP program's frame into `port`, the pod port
+    /// of this address (`XDP_PASS` if it went away meanwhile).
+    fn redirect_to_pod(&self, port: u32) -> u32;
     /// Fills in the family and the addresses of a FIB lookup.
     fn fib_request(params: &mut bpf_fib_lookup, saddr: &Self, daddr: &Self);
     /// Turns a packet for a frontend without endpoints into the family's
@@ -83,6 +114,41 @@ impl PacketAddress for u32 {
     const SRC_OFF: usize = IP_SRC_OFF;
     const DST_OFF: usize = IP_DST_OFF;
     const UNSPECIFIED: u32 = 0;
+    type XdpHeader = [u8; IP_HLEN];
+
+    #[inline(always)]
+    fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket<u32>> {
+        parse_xdp4(ctx)
+    }
+
+    #[inline(always)]
+    fn rewrite_xdp_addresses(
+        header: &mut [u8; IP_HLEN],
+        key: &CtKeyOf<u32>,
+        entry: &CtValueOf<u32>,
+        l4_csum: u16,
+    ) -> u16 {
+        rewrite_addresses4(header, key, entry, l4_csum)
+    }
+
+    #[inline(always)]
+    fn decrement_hop_limit(header: &mut [u8; IP_HLEN]) -> bool {
+        decrement_ttl(header)
+    }
+
+    #[inline(always)]
+    fn pod_port(&self) -> Option<u32> {
+        POD_PORTS.get_ifindex(*self)
+    }
+
+    /// Through the device map, which the kernel keeps to live devices and
+    /// flushes in bulk.
+    #[inline(always)]
+    fn redirect_to_pod(&self, _port: u32) -> u32 {
+        POD_PORTS
+            .redirect(*self, u64::from(XDP_PASS))
+            .unwrap_or(XDP_PASS)
+    }
 
     #[inline(always)]
     fn parse_tc(ctx: &TcContext) -> Option<TcPacket<u32>> {
@@ -174,6 +240,44 @@ impl PacketAddress for Ipv6Words {
     const SRC_OFF: usize = IP6_SRC_OFF;
     const DST_OFF: usize = IP6_DST_OFF;
     const UNSPECIFIED: Ipv6Words = [0; 4];
+    type XdpHeader = [u8; IP6_HLEN];
+
+    #[inline(always)]
+    fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket<Ipv6Words>> {
+        parse_xdp6(ctx)
+    }
+
+    #[inline(always)]
+    fn rewrite_xdp_addresses(
+        header: &mut [u8; IP6_HLEN],
+        key: &CtKeyOf<Ipv6Words>,
+        entry: &CtValueOf<Ipv6Words>,
+        l4_csum: u16,
+    ) -> u16 {
+        rewrite_addresses6(header, key, entry, l4_csum)
+    }
+
+    #[inline(always)]
+    fn decrement_hop_limit(header: &mut [u8; IP6_HLEN]) -> bool {
+        decrement_hop_limit6(header)
+    }
+
+    #[inline(always)]
+    fn pod_port(&self) -> Option<u32> {
+        // SAFETY: read and copied.
+        unsafe { POD_PORTS6.get(self) }.copied()
+    }
+
+    /// By ifindex (`skiff_podports6` holds plain ifindexes: a device
+    /// map's keys are 4 bytes). `bpf_redirect` queues and flushes the
+    /// frame the way a device map redirect does; a port gone since the
+    /// lookup fails the redirect and the frame is dropped, as it had no
+    /// pod to go to anyway.
+    #[inline(always)]
+    fn redirect_to_pod(&self, port: u32) -> u32 {
+        // SAFETY: a helper call on plain values.
+        unsafe { bpf_redirect(port, 0) as u32 }
+    }
 
     #[inline(always)]
     fn parse_tc(ctx: &TcContext) -> Option<TcPacket<Ipv6Words>> {

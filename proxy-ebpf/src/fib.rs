@@ -69,7 +69,12 @@ pub struct NextHop {
 /// `None` unless the route and its neighbour entry are both resolved (a
 /// packet the stack itself delivers locally has no next hop).
 #[inline(always)]
-pub fn next_hop(ctx: *mut c_void, ifindex: u32, saddr: u32, daddr: u32) -> Option<NextHop> {
+pub fn next_hop<A: PacketAddress>(
+    ctx: *mut c_void,
+    ifindex: u32,
+    saddr: A,
+    daddr: A,
+) -> Option<NextHop> {
     let (result, params) = route(ctx, ifindex, &saddr, &daddr);
     (result == FIB_SUCCESS).then_some(NextHop {
         ifindex: params.ifindex,

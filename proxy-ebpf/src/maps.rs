@@ -123,6 +123,15 @@ pub static NODE_ADDRESS6: Array<Ipv6Words> = Array::pinned(1, 0);
 #[map(name = "skiff_pod_ports")]
 pub static POD_PORTS: DevMapHash = DevMapHash::pinned(capacity::POD_PORTS, 0);
 
+/// The IPv6 twin of `skiff_pod_ports`: the ifindex of the node side of
+/// each pod's veth, by the pod's IPv6 address. A plain hash map, as a
+/// device map's keys are 4 bytes; the XDP program redirects by ifindex
+/// (`family::PacketAddress::redirect_to_pod`), and the agent removes an
+/// entry with its pod (the kernel does not, unlike the device map's).
+#[map(name = "skiff_podports6")]
+pub static POD_PORTS6: HashMap<Ipv6Words, u32> =
+    HashMap::pinned(capacity::POD_PORTS, BPF_F_NO_PREALLOC);
+
 /// (frontend, backend) pairs whose connected UDP sockets the socket-reset
 /// iterator destroys; filled by the agent for one run at a time.
 #[map(name = "skiff_orphans")]

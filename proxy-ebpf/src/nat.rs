@@ -3,12 +3,12 @@
 //! checksums, in an skb (through the kernel's checksum helpers) or in an
 //! XDP frame (incrementally, by hand).
 use aya_ebpf::{bindings::BPF_F_MARK_MANGLED_0, programs::TcContext};
-use proxy_common::{CtKeyOf, CtValue, CtValueOf, PROTO_UDP};
+use proxy_common::{CtKeyOf, CtValueOf, Ipv6Words, PROTO_UDP};
 
 use crate::{
     conntrack::live_entry,
     family::PacketAddress,
-    packet::{TcPacket, XdpPacket},
+    packet::{IP_HLEN, IP6_HLEN, TcPacket, XdpPacket},
 };
 
 /// SNAT ports for flows to remote backends: the range Linux leaves to
@@ -86,33 +86,26 @@ pub fn rewrite_tc<A: PacketAddress>(
 }
 
 /// Rewrites an XDP frame's addresses and ports to `entry`'s, updating the
-/// IP and L4 checksums incrementally (RFC 1624).
+/// checksums that cover them incrementally (RFC 1624): the IPv4 header's,
+/// and the L4 one through the pseudo-header.
 #[inline(always)]
-pub fn rewrite_xdp(packet: &XdpPacket, entry: &CtValue) {
+pub fn rewrite_xdp<A: PacketAddress>(packet: &XdpPacket<A>, entry: &CtValueOf<A>) {
     let key = &packet.key;
-    // SAFETY: the pointers were bounds-checked by `parse_xdp`, and nothing
+    // SAFETY: the pointers were bounds-checked by the parse, and nothing
     // has moved the packet's data since.
     unsafe {
-        let header = &mut *packet.ip;
-        let mut ip_csum = u16::from_ne_bytes([header[10], header[11]]);
         let mut l4_csum = if packet.l4_csum.is_null() {
             0
         } else {
             *packet.l4_csum
         };
-        for (old, new) in [(key.saddr, entry.saddr), (key.daddr, entry.daddr)] {
-            ip_csum = replace32(ip_csum, old, new);
-            l4_csum = replace32(l4_csum, old, new);
-        }
-        header[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
-        header[12..16].copy_from_slice(&entry.saddr.to_ne_bytes());
-        header[16..20].copy_from_slice(&entry.daddr.to_ne_bytes());
+        l4_csum = A::rewrite_xdp_addresses(&mut *packet.ip, key, entry, l4_csum);
         l4_csum = replace16(l4_csum, key.sport, entry.sport);
         l4_csum = replace16(l4_csum, key.dport, entry.dport);
         *packet.ports = [entry.sport, entry.dport];
         if !packet.l4_csum.is_null() {
-            // In UDP an all-zero checksum means "none": its one's
-            // complement twin stands in for it.
+            // In UDP an all-zero checksum means "none" (IPv4) or is
+            // invalid (IPv6): its one's complement twin stands in for it.
             if key.protocol == PROTO_UDP && l4_csum == 0 {
                 l4_csum = 0xffff;
             }
@@ -121,29 +114,96 @@ pub fn rewrite_xdp(packet: &XdpPacket, entry: &CtValue) {
     }
 }
 
+/// Writes `entry`'s addresses into an IPv4 header with its checksum, and
+/// returns the L4 checksum `l4_csum` updated for them.
+#[inline(always)]
+pub fn rewrite_addresses4(
+    header: &mut [u8; IP_HLEN],
+    key: &CtKeyOf<u32>,
+    entry: &CtValueOf<u32>,
+    mut l4_csum: u16,
+) -> u16 {
+    let mut ip_csum = u16::from_ne_bytes([header[10], header[11]]);
+    for (old, new) in [(key.saddr, entry.saddr), (key.daddr, entry.daddr)] {
+        ip_csum = replace32(ip_csum, old, new);
+        l4_csum = replace32(l4_csum, old, new);
+    }
+    header[10..12].copy_from_slice(&ip_csum.to_ne_bytes());
+    header[12..16].copy_from_slice(&entry.saddr.to_ne_bytes());
+    header[16..20].copy_from_slice(&entry.daddr.to_ne_bytes());
+    l4_csum
+}
+
+/// Writes `entry`'s addresses into an IPv6 header (which has no checksum),
+/// and returns the L4 checksum `l4_csum` updated for them.
+#[inline(always)]
+pub fn rewrite_addresses6(
+    header: &mut [u8; IP6_HLEN],
+    key: &CtKeyOf<Ipv6Words>,
+    entry: &CtValueOf<Ipv6Words>,
+    mut l4_csum: u16,
+) -> u16 {
+    for (at, old, new) in [
+        (8, &key.saddr, &entry.saddr),
+        (24, &key.daddr, &entry.daddr),
+    ] {
+        for word in 0..4 {
+            l4_csum = replace32(l4_csum, old[word], new[word]);
+            let start = at + 4 * word;
+            header[start..start + 4].copy_from_slice(&new[word].to_ne_bytes());
+        }
+    }
+    l4_csum
+}
+
 /// Does to an XDP frame what the stack's forwarding does before the frame
 /// leaves on another device: one hop less to live, and the new link-layer
-/// source and destination. `false` (the frame untouched) when the TTL has
-/// run out: the stack then answers the sender.
+/// source and destination. `false` (the frame untouched) when the TTL or
+/// hop limit has run out: the stack then answers the sender.
 #[inline(always)]
-pub fn forward_xdp(packet: &XdpPacket, source: [u8; 6], destination: [u8; 6]) -> bool {
+pub fn forward_xdp<A: PacketAddress>(
+    packet: &XdpPacket<A>,
+    source: [u8; 6],
+    destination: [u8; 6],
+) -> bool {
     // SAFETY: as in `rewrite_xdp`.
     unsafe {
-        let header = &mut *packet.ip;
-        let ttl = header[8];
-        if ttl <= 1 {
+        if !A::decrement_hop_limit(&mut *packet.ip) {
             return false;
         }
-        // The TTL is the high byte of the header's fifth 16-bit word.
-        let csum = u16::from_ne_bytes([header[10], header[11]]);
-        let old = u16::from_ne_bytes([ttl, header[9]]);
-        let new = u16::from_ne_bytes([ttl - 1, header[9]]);
-        header[10..12].copy_from_slice(&replace16(csum, old, new).to_ne_bytes());
-        header[8] = ttl - 1;
         let eth = &mut *packet.eth;
         eth[0..6].copy_from_slice(&destination);
         eth[6..12].copy_from_slice(&source);
     }
+    true
+}
+
+/// One hop less for an IPv4 header, with its checksum; `false` (untouched)
+/// when the TTL has run out.
+#[inline(always)]
+pub fn decrement_ttl(header: &mut [u8; IP_HLEN]) -> bool {
+    let ttl = header[8];
+    if ttl <= 1 {
+        return false;
+    }
+    // The TTL is the high byte of the header's fifth 16-bit word.
+    let csum = u16::from_ne_bytes([header[10], header[11]]);
+    let old = u16::from_ne_bytes([ttl, header[9]]);
+    let new = u16::from_ne_bytes([ttl - 1, header[9]]);
+    header[10..12].copy_from_slice(&replace16(csum, old, new).to_ne_bytes());
+    header[8] = ttl - 1;
+    true
+}
+
+/// One hop less for an IPv6 header (no checksum covers the hop limit);
+/// `false` (untouched) when it has run out.
+#[inline(always)]
+pub fn decrement_hop_limit6(header: &mut [u8; IP6_HLEN]) -> bool {
+    let hop_limit = header[7];
+    if hop_limit <= 1 {
+        return false;
+    }
+    header[7] = hop_limit - 1;
     true
 }
 

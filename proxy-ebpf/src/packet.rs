@@ -1,7 +1,7 @@
 //! The headers of a TCP or UDP packet that NAT reads and rewrites, parsed
 //! from an skb (TCX, through the load helpers; IPv4 and IPv6) or from an
 //! XDP frame (direct packet access, every read bounds-checked first; IPv4
-//! only).
+//! and IPv6 too).
 //!
 //! IPv4 fragments (the first one too: the others, without ports, could not
 //! follow it to its backend), IPv6 packets with extension headers (a
@@ -11,7 +11,9 @@
 use core::mem::size_of;
 
 use aya_ebpf::programs::{TcContext, XdpContext};
-use proxy_common::{CtKey, CtKeyOf, Ipv6Words, PROTO_TCP, PROTO_UDP};
+use proxy_common::{CtKeyOf, Ipv6Words, PROTO_TCP, PROTO_UDP};
+
+use crate::family::PacketAddress;
 
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
@@ -120,8 +122,9 @@ fn parse_l4<A>(
     })
 }
 
-/// What two direct reads of an skb's linear data tell (no helper call,
-/// unlike the parse's reads).
+/// What two direct reads of an skb's linear data or an XDP frame tell (no
+/// helper call, unlike the skb parse's reads; no parse of the rest, unlike
+/// the XDP parse).
 pub enum Peeked {
     /// An IPv4 packet to this address.
     Ipv4(u32),
@@ -135,8 +138,19 @@ pub enum Peeked {
 
 #[inline(always)]
 pub fn peek_tc(ctx: &TcContext) -> Peeked {
-    let start = ctx.data();
-    if start + IP_DST_OFF + size_of::<u32>() > ctx.data_end() {
+    peek(ctx.data(), ctx.data_end())
+}
+
+/// As `peek_tc`, for an XDP frame (whose headers are all in its data).
+#[inline(always)]
+pub fn peek_xdp(ctx: &XdpContext) -> Peeked {
+    peek(ctx.data(), ctx.data_end())
+}
+
+/// The two reads of a peek at a packet's data from `start` to `end`.
+#[inline(always)]
+fn peek(start: usize, end: usize) -> Peeked {
+    if start + IP_DST_OFF + size_of::<u32>() > end {
         return Peeked::Unknown;
     }
     // SAFETY: both reads are inside the bounds checked above.
@@ -153,20 +167,19 @@ pub fn peek_tc(ctx: &TcContext) -> Peeked {
     }
 }
 
-/// The headers of one XDP frame, with pointers into the frame for the
-/// fields NAT rewrites. Only IPv4 headers without options are handled here.
-pub struct XdpPacket {
-    pub key: CtKey,
+/// The headers of one XDP frame of family `A`, with pointers into the
+/// frame for the fields NAT rewrites. IPv4 headers without options and
+/// IPv6 headers without extension headers are handled here.
+pub struct XdpPacket<A: PacketAddress> {
+    pub key: CtKeyOf<A>,
     pub eth: *mut [u8; ETH_HLEN],
-    pub ip: *mut [u8; IP_HLEN],
+    /// The IP header (`PacketAddress::XdpHeader`: 20 or 40 bytes).
+    pub ip: *mut A::XdpHeader,
     pub ports: *mut [u16; 2],
-    /// Where the L4 checksum is; null for UDP sent without one.
+    /// Where the L4 checksum is; null for IPv4 UDP sent without one.
     pub l4_csum: *mut u16,
     pub tcp_closing: bool,
 }
-
-/// The L4 header of a frame without IP options.
-const XDP_L4: usize = ETH_HLEN + IP_HLEN;
 
 /// A pointer to a `T` at `offset` in the frame, if the frame holds one. The
 /// comparison against `data_end` is the shape the verifier needs to allow
@@ -180,48 +193,76 @@ fn at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Parses an XDP frame's headers.
+/// Parses an IPv4 frame's headers (the caller checked the ethertype).
+/// Options are not parsed: such a frame is left to TCX.
 #[inline(always)]
-pub fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket> {
-    let eth: *mut [u8; ETH_HLEN] = at(ctx, 0)?;
-    let ethertype: *mut u16 = at(ctx, 12)?;
-    // SAFETY: every pointer `at` returns is inside the packet.
-    if u16::from_be(unsafe { *ethertype }) != ETH_P_IP {
-        return None;
-    }
+pub fn parse_xdp4(ctx: &XdpContext) -> Option<XdpPacket<u32>> {
     let ip: *mut [u8; IP_HLEN] = at(ctx, ETH_HLEN)?;
-    // SAFETY: as above.
+    // SAFETY: every pointer `at` returns is inside the packet.
     let header = unsafe { &*ip };
     if header[0] != 0x45 || u16::from_be_bytes([header[6], header[7]]) & IP_FRAGMENTED != 0 {
         return None;
     }
-    let protocol = header[9];
-    let ports: *mut [u16; 2] = at(ctx, XDP_L4)?;
+    let saddr = u32::from_ne_bytes([header[12], header[13], header[14], header[15]]);
+    let daddr = u32::from_ne_bytes([header[16], header[17], header[18], header[19]]);
+    parse_xdp_l4(ctx, ip, ETH_HLEN + IP_HLEN, header[9], saddr, daddr, true)
+}
+
+/// Parses an IPv6 frame's headers (the caller checked the ethertype): TCP
+/// or UDP straight after the fixed header.
+#[inline(always)]
+pub fn parse_xdp6(ctx: &XdpContext) -> Option<XdpPacket<Ipv6Words>> {
+    let ip: *mut [u8; IP6_HLEN] = at(ctx, ETH_HLEN)?;
+    let addresses: *mut [Ipv6Words; 2] = at(ctx, IP6_SRC_OFF)?;
+    // SAFETY: as in `parse_xdp4`.
+    let (header, [saddr, daddr]) = unsafe { (&*ip, core::ptr::read_unaligned(addresses)) };
+    if header[0] >> 4 != 6 {
+        return None;
+    }
+    parse_xdp_l4(ctx, ip, ETH_HLEN + IP6_HLEN, header[6], saddr, daddr, false)
+}
+
+/// The L4 part of an XDP parse. `udp_csum_optional`: an all-zero UDP
+/// checksum means "none" (IPv4); in IPv6 it is invalid, and such a packet
+/// is left to the stack, which drops it.
+#[inline(always)]
+fn parse_xdp_l4<A: PacketAddress>(
+    ctx: &XdpContext,
+    ip: *mut A::XdpHeader,
+    l4: usize,
+    protocol: u8,
+    saddr: A,
+    daddr: A,
+    udp_csum_optional: bool,
+) -> Option<XdpPacket<A>> {
+    let eth: *mut [u8; ETH_HLEN] = at(ctx, 0)?;
+    let ports: *mut [u16; 2] = at(ctx, l4)?;
     let (l4_csum, tcp_closing) = match protocol {
         PROTO_TCP => {
-            let flags: *mut u8 = at(ctx, XDP_L4 + 13)?;
-            let csum: *mut u16 = at(ctx, XDP_L4 + 16)?;
-            // SAFETY: as above.
+            let flags: *mut u8 = at(ctx, l4 + 13)?;
+            let csum: *mut u16 = at(ctx, l4 + 16)?;
+            // SAFETY: as in `parse_xdp4`.
             (csum, unsafe { *flags } & (TCP_FIN | TCP_RST) != 0)
         }
         PROTO_UDP => {
-            let csum: *mut u16 = at(ctx, XDP_L4 + 6)?;
-            // SAFETY: as above.
-            let csum = if unsafe { *csum } == 0 {
-                core::ptr::null_mut()
+            let csum: *mut u16 = at(ctx, l4 + 6)?;
+            // SAFETY: as in `parse_xdp4`.
+            if unsafe { *csum } != 0 {
+                (csum, false)
+            } else if udp_csum_optional {
+                (core::ptr::null_mut(), false)
             } else {
-                csum
-            };
-            (csum, false)
+                return None;
+            }
         }
         _ => return None,
     };
-    // SAFETY: as above.
+    // SAFETY: as in `parse_xdp4`.
     let [sport, dport] = unsafe { *ports };
     Some(XdpPacket {
-        key: CtKey {
-            saddr: u32::from_ne_bytes([header[12], header[13], header[14], header[15]]),
-            daddr: u32::from_ne_bytes([header[16], header[17], header[18], header[19]]),
+        key: CtKeyOf {
+            saddr,
+            daddr,
             sport,
             dport,
             protocol,

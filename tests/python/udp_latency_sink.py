@@ -3,7 +3,8 @@ reports their one-way latency: each carries its sequence number and the
 sender's CLOCK_MONOTONIC, which every network namespace of the machine
 shares.
 
-Usage: udp_latency_sink.py PORT EXPECTED. Prints "ready" once bound, then,
+Usage: udp_latency_sink.py PORT EXPECTED [ADDRESS]: bound to ADDRESS
+(default 0.0.0.0; "::" for IPv6). Prints "ready" once bound, then,
 when all EXPECTED sequence numbers arrived, or none came for 3 s after the
 first, or none at all in 30 s, one JSON line: received, duplicates,
 p50_ns, p99_ns, max_ns (null when nothing came)."""
@@ -14,9 +15,11 @@ import sys
 import time
 
 port, expected = int(sys.argv[1]), int(sys.argv[2])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+address = sys.argv[3] if len(sys.argv) > 3 else "0.0.0.0"
+family = socket.AF_INET6 if ":" in address else socket.AF_INET
+sock = socket.socket(family, socket.SOCK_DGRAM)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-sock.bind(("0.0.0.0", port))
+sock.bind((address, port))
 print("ready", flush=True)
 
 seen = set()

@@ -8,7 +8,7 @@ import sys
 import time
 
 host, port, rate, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 sock.connect((host, port))
 start = time.monotonic_ns()
 sent = 0

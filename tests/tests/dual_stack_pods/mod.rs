@@ -1,6 +1,9 @@
 //! Pods, objects and kubectl reads the dual-stack tests share: each runs
 //! its pods from the Python image on a dual-stack testbed, in a namespace
 //! of its own.
+//!
+//! Every test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -116,7 +116,7 @@ struct Layout {
 /// Maps added after `MAPS_DIR` last changed (the IPv6 ones among them)
 /// need no new directory: aya creates and pins a map whose pin is missing,
 /// so an agent adopting an older agent's maps starts these empty.
-const LAYOUTS: [Layout; 21] = [
+const LAYOUTS: [Layout; 22] = [
     Layout {
         name: map_names::SERVICES,
         key_size: size_of::<ServiceKey>(),
@@ -244,6 +244,13 @@ const LAYOUTS: [Layout; 21] = [
         key_size: size_of::<u32>() + size_of::<SourceRange6>(),
         value_size: size_of::<u8>(),
         max_entries: capacity::SOURCE_RANGES,
+    },
+    Layout {
+        // An ifindex by IPv6 address (a device map's keys are 4 bytes).
+        name: map_names::POD_PORTS6,
+        key_size: size_of::<Ipv6Words>(),
+        value_size: size_of::<u32>(),
+        max_entries: capacity::POD_PORTS,
     },
 ];
 

@@ -1,5 +1,8 @@
-//! `skiff_pod_ports`: the node side of each local pod's veth, by the pod's
-//! address, for the XDP program's redirect of frames to local backends.
+//! `skiff_pod_ports` and `skiff_podports6`: the node side of each local
+//! pod's veth, by the pod's IPv4 or IPv6 address, for the XDP program's
+//! redirect of frames to local backends. The IPv4 map is a device map
+//! (which the kernel keeps to live devices); the IPv6 one a hash map of
+//! ifindexes, as a device map's keys are 4 bytes.
 //!
 //! A frame redirected into a veth is handed to the peer (the pod's side)
 //! through the peer's ring and NAPI, which a veth has only while it runs
@@ -19,7 +22,7 @@
 use std::{
     collections::{HashMap, HashSet},
     io,
-    net::Ipv4Addr,
+    net::IpAddr,
     os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
     path::PathBuf,
     process::Command,
@@ -27,10 +30,10 @@ use std::{
 
 use aya::{
     Ebpf,
-    maps::{DevMapHash, MapData},
+    maps::{DevMapHash, HashMap as BpfHashMap, MapData},
 };
-use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex};
-use proxy_common::map_names;
+use nix::{ifaddrs::getifaddrs, net::if_::if_nametoindex, sys::socket::SockaddrStorage};
+use proxy_common::{Ipv6Words, ipv6_words, map_names};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
@@ -46,20 +49,22 @@ struct EthtoolValue {
     data: u32,
 }
 
-/// One pod's interface: its IPv4 address and MAC address.
+/// One pod's interface: an address of it (IPv4, or IPv6 but link-local)
+/// and its MAC address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PodInterface {
-    address: Ipv4Addr,
+    address: IpAddr,
     mac: [u8; 6],
 }
 
 pub struct PodPorts {
     map: DevMapHash<MapData>,
+    map6: BpfHashMap<MapData, Ipv6Words, u32>,
     cgroup: PathBuf,
     /// The bridges the pods' veths are ports of (`--pod-interface`).
     bridges: Vec<String>,
     /// The addresses mapped for each pod namespace seen.
-    mapped: HashMap<(u64, u64), Vec<Ipv4Addr>>,
+    mapped: HashMap<(u64, u64), Vec<IpAddr>>,
 }
 
 impl PodPorts {
@@ -70,8 +75,14 @@ impl PodPorts {
     ) -> Result<Self, DatapathError> {
         let name = map_names::POD_PORTS;
         let map = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+        let map = DevMapHash::try_from(map).map_err(|cause| DatapathError::Map { name, cause })?;
+        let name = map_names::POD_PORTS6;
+        let map6 = ebpf.take_map(name).ok_or(DatapathError::MissingMap(name))?;
+        let map6 =
+            BpfHashMap::try_from(map6).map_err(|cause| DatapathError::Map { name, cause })?;
         Ok(Self {
-            map: DevMapHash::try_from(map).map_err(|cause| DatapathError::Map { name, cause })?,
+            map,
+            map6,
             cgroup,
             bridges,
             mapped: HashMap::new(),
@@ -93,7 +104,10 @@ impl PodPorts {
         for (_, addresses) in self.mapped.extract_if(|id, _| !present.contains(id)) {
             for address in addresses {
                 // Already gone if the kernel removed it with the device.
-                let _ = self.map.remove(u32::from_ne_bytes(address.octets()));
+                let _ = match address {
+                    IpAddr::V4(address) => self.map.remove(u32::from_ne_bytes(address.octets())),
+                    IpAddr::V6(address) => self.map6.remove(&ipv6_words(address.octets())),
+                };
             }
         }
         let new: Vec<_> = namespaces
@@ -118,8 +132,7 @@ impl PodPorts {
                 let Some(&port) = ports.get(&interface.mac) else {
                     continue;
                 };
-                let key = u32::from_ne_bytes(interface.address.octets());
-                if let Err(error) = self.map.insert(key, port, None, 0) {
+                if let Err(error) = self.map_port(interface.address, port) {
                     warn!(address = %interface.address, port, %error, "mapping a pod's port failed");
                     continue;
                 }
@@ -131,6 +144,22 @@ impl PodPorts {
             }
         }
         Ok(())
+    }
+
+    /// Maps `address` to the pod port `port` in its family's map.
+    fn map_port(&mut self, address: IpAddr, port: u32) -> io::Result<()> {
+        match address {
+            IpAddr::V4(address) => {
+                let key = u32::from_ne_bytes(address.octets());
+                self.map
+                    .insert(key, port, None, 0)
+                    .map_err(io::Error::other)
+            }
+            IpAddr::V6(address) => self
+                .map6
+                .insert(ipv6_words(address.octets()), port, 0)
+                .map_err(io::Error::other),
+        }
     }
 
     /// The bridges' learned MAC addresses, with the ifindex of the port
@@ -180,7 +209,8 @@ fn parse_mac(text: &str) -> Option<[u8; 6]> {
 }
 
 /// Run inside a pod's namespace: turns GRO on for each interface with an
-/// IPv4 address but the loopback, and returns them.
+/// IPv4 or IPv6 address but the loopback (link-local IPv6 addresses are
+/// no backend's), and returns them, once per address.
 fn prepare_pod_side() -> io::Result<Vec<PodInterface>> {
     let mut macs = HashMap::new();
     let mut addresses = Vec::new();
@@ -190,21 +220,33 @@ fn prepare_pod_side() -> io::Result<Vec<PodInterface>> {
         };
         if let Some(mac) = address.as_link_addr().and_then(|link| link.addr()) {
             macs.insert(entry.interface_name, mac);
-        } else if let Some(inet) = address.as_sockaddr_in()
-            && !inet.ip().is_loopback()
-        {
-            addresses.push((entry.interface_name, inet.ip()));
+        } else if let Some(address) = pod_address(&address) {
+            addresses.push((entry.interface_name, address));
         }
     }
     let mut interfaces = Vec::new();
+    let mut prepared = HashSet::new();
     for (name, address) in addresses {
         let Some(&mac) = macs.get(&name) else {
             continue;
         };
-        enable_gro(&name)?;
+        if prepared.insert(name.clone()) {
+            enable_gro(&name)?;
+        }
         interfaces.push(PodInterface { address, mac });
     }
     Ok(interfaces)
+}
+
+/// A pod's address a backend can have: IPv4 or IPv6, neither loopback nor
+/// (IPv6) link-local.
+fn pod_address(address: &SockaddrStorage) -> Option<IpAddr> {
+    if let Some(inet) = address.as_sockaddr_in() {
+        let ip = inet.ip();
+        return (!ip.is_loopback()).then_some(IpAddr::V4(ip));
+    }
+    let ip = address.as_sockaddr_in6()?.ip();
+    (!ip.is_loopback() && !ip.is_unicast_link_local()).then_some(IpAddr::V6(ip))
 }
 
 /// Turns on GRO for the interface `name` of the calling thread's network
