@@ -265,6 +265,10 @@ fn xdp_delivery_to_a_local_backend_loses_nothing_and_is_no_slower_than_tc() {
 fn xdp_sends_a_remote_backends_packets_back_out_and_loses_nothing() {
     let mut web = Web::start();
     let sink = serve_sink_on(&mut web, 2);
+    resolve_from_node1(
+        &web.testbed,
+        &web.testbed.cluster().node(2).ip().to_string(),
+    );
     let before = transmitted_back(&web);
     let delivery = blast(&web, &sink);
     let transmitted = transmitted_back(&web) - before;
@@ -273,6 +277,34 @@ fn xdp_sends_a_remote_backends_packets_back_out_and_loses_nothing() {
     assert!(
         transmitted >= COUNT,
         "only {transmitted} of {COUNT} frames went back out through XDP_TX"
+    );
+}
+
+/// Makes node1 resolve `address`'s link-layer address, as XDP passes a
+/// frame to the stack while its next hop's neighbour entry is unresolved:
+/// one datagram to a port nobody serves, then the entry's arrival.
+fn resolve_from_node1(testbed: &Testbed, address: &str) {
+    let probe = node1_command(testbed, "python3")
+        .args([
+            "-c",
+            "import socket, sys; socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', (sys.argv[1], 9))",
+            address,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(probe.status.success(), "{probe:?}");
+    eventually(
+        &format!("node1's neighbour entry for {address}"),
+        TIMEOUT,
+        || {
+            let output = node1_command(testbed, "ip")
+                .args(["neigh", "show", address])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&output.stdout)
+                .contains("lladdr")
+                .then_some(())
+        },
     );
 }
 
@@ -517,27 +549,9 @@ fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
         logs.ok()?.contains("ready").then_some(())
     });
     let port = ipv6_pod_port(&testbed, &address);
-    // XDP passes a frame to the stack while the pod's neighbour entry is
-    // unresolved (the IPv4 test's TCX round resolves it first): one
-    // datagram from node1 to a port the pod does not serve resolves it.
-    let probe = node1_command(&testbed, "python3")
-        .args([
-            "-c",
-            "import socket, sys; socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'', (sys.argv[1], 9))",
-            &address,
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(probe.status.success(), "{probe:?}");
-    eventually("the sink's neighbour entry on node1", TIMEOUT, || {
-        let output = node1_command(&testbed, "ip")
-            .args(["-6", "neigh", "show", &address])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&output.stdout)
-            .contains("lladdr")
-            .then_some(())
-    });
+    // The IPv4 test's TCX round resolves the pod's neighbour entry; here
+    // it is resolved first.
+    resolve_from_node1(&testbed, &address);
     let before = redirected_into_port(&testbed, &port);
     let target = node_ipv6(1).to_string();
     let output = testbed
