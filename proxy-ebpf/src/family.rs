@@ -18,14 +18,14 @@ use aya_ebpf::{
 use proxy_common::{AFFINITY_CLIENT_ADDRESS, CtKeyOf, CtValueOf, Ipv6Words, ServiceValue};
 
 use crate::{
+    header::{decrement_hop_limit6, decrement_ttl, rewrite_addresses4, rewrite_addresses6},
     maps::{
         CONFIG, CONNTRACK, CONNTRACK6, FRONTEND_ADDRESSES, FRONTEND_ADDRESSES6, NODE_ADDRESS6,
         POD_PORTS, POD_PORTS6,
     },
-    nat::{decrement_hop_limit6, decrement_ttl, rewrite_addresses4, rewrite_addresses6},
     packet::{
         IP_CSUM_OFF, IP_DST_OFF, IP_HLEN, IP_SRC_OFF, IP6_DST_OFF, IP6_HLEN, IP6_SRC_OFF, TcPacket,
-        XdpPacket, parse_tc4, parse_tc6, parse_xdp4, parse_xdp6,
+        XdpHeader, XdpPacket, parse_tc4, parse_tc6, parse_xdp4, parse_xdp6,
     },
     reject,
     select::{Family, V4, V6, source_allowed, source_allowed6},
@@ -35,7 +35,7 @@ const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 
 /// An address family of the per-packet path, named by its address type.
-pub trait PacketAddress: Copy + 'static {
+pub trait PacketAddress: XdpHeader + Copy + 'static {
     /// The family's frontend and backend maps.
     type Family: Family<Address = Self>;
     /// Where a frame's source and destination addresses are.
@@ -43,9 +43,6 @@ pub trait PacketAddress: Copy + 'static {
     const DST_OFF: usize;
     /// The all-zero address: no address.
     const UNSPECIFIED: Self;
-    /// The IP header an XDP frame's NAT rewrites (no options, no extension
-    /// headers).
-    type XdpHeader;
 
     /// Parses an skb of this family (its ethertype checked by the caller).
     fn parse_tc(ctx: &TcContext) -> Option<TcPacket<Self>>;
@@ -76,14 +73,14 @@ pub trait PacketAddress: Copy + 'static {
     /// (with its checksum, if it has one) and returns the L4 checksum
     /// updated for them.
     fn rewrite_xdp_addresses(
-        header: &mut Self::XdpHeader,
+        header: &mut Self::Header,
         key: &CtKeyOf<Self>,
         entry: &CtValueOf<Self>,
         l4_csum: u16,
     ) -> u16;
     /// Takes one hop off an XDP frame's IP header; `false` (untouched) when
     /// none is left.
-    fn decrement_hop_limit(header: &mut Self::XdpHeader) -> bool;
+    fn decrement_hop_limit(header: &mut Self::Header) -> bool;
     /// The node side of the veth of the pod on this node with this
     /// address, if the agent mapped one (`skiff_pod_ports`,
     /// `skiff_podports6`).
@@ -114,8 +111,6 @@ impl PacketAddress for u32 {
     const SRC_OFF: usize = IP_SRC_OFF;
     const DST_OFF: usize = IP_DST_OFF;
     const UNSPECIFIED: u32 = 0;
-    type XdpHeader = [u8; IP_HLEN];
-
     #[inline(always)]
     fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket<u32>> {
         parse_xdp4(ctx)
@@ -240,8 +235,6 @@ impl PacketAddress for Ipv6Words {
     const SRC_OFF: usize = IP6_SRC_OFF;
     const DST_OFF: usize = IP6_DST_OFF;
     const UNSPECIFIED: Ipv6Words = [0; 4];
-    type XdpHeader = [u8; IP6_HLEN];
-
     #[inline(always)]
     fn parse_xdp(ctx: &XdpContext) -> Option<XdpPacket<Ipv6Words>> {
         parse_xdp6(ctx)

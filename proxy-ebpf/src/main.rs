@@ -22,6 +22,7 @@ mod counters;
 mod family;
 mod fib;
 mod flow;
+mod header;
 mod maps;
 mod nat;
 mod packet;

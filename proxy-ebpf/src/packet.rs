@@ -13,8 +13,6 @@ use core::mem::size_of;
 use aya_ebpf::programs::{TcContext, XdpContext};
 use proxy_common::{CtKeyOf, Ipv6Words, PROTO_TCP, PROTO_UDP};
 
-use crate::family::PacketAddress;
-
 pub const ETH_HLEN: usize = 14;
 pub const ETH_P_IP: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -170,11 +168,27 @@ fn peek(start: usize, end: usize) -> Peeked {
 /// The headers of one XDP frame of family `A`, with pointers into the
 /// frame for the fields NAT rewrites. IPv4 headers without options and
 /// IPv6 headers without extension headers are handled here.
-pub struct XdpPacket<A: PacketAddress> {
+/// The IP header of an address family's XDP frame, as the NAT rewrites it
+/// in place.
+pub trait XdpHeader {
+    type Header;
+}
+
+impl XdpHeader for u32 {
+    /// Without options.
+    type Header = [u8; IP_HLEN];
+}
+
+impl XdpHeader for Ipv6Words {
+    /// Without extension headers.
+    type Header = [u8; IP6_HLEN];
+}
+
+pub struct XdpPacket<A: XdpHeader> {
     pub key: CtKeyOf<A>,
     pub eth: *mut [u8; ETH_HLEN],
-    /// The IP header (`PacketAddress::XdpHeader`: 20 or 40 bytes).
-    pub ip: *mut A::XdpHeader,
+    /// The IP header (20 or 40 bytes).
+    pub ip: *mut A::Header,
     pub ports: *mut [u16; 2],
     /// Where the L4 checksum is; null for IPv4 UDP sent without one.
     pub l4_csum: *mut u16,
@@ -226,9 +240,9 @@ pub fn parse_xdp6(ctx: &XdpContext) -> Option<XdpPacket<Ipv6Words>> {
 /// checksum means "none" (IPv4); in IPv6 it is invalid, and such a packet
 /// is left to the stack, which drops it.
 #[inline(always)]
-fn parse_xdp_l4<A: PacketAddress>(
+fn parse_xdp_l4<A: XdpHeader>(
     ctx: &XdpContext,
-    ip: *mut A::XdpHeader,
+    ip: *mut A::Header,
     l4: usize,
     protocol: u8,
     saddr: A,
