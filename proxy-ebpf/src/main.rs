@@ -26,16 +26,5 @@ mod header;
 mod maps;
 mod nat;
 mod packet;
+mod runtime;
 mod select;
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // The verifier proves the programs cannot panic; this is never reached.
-    loop {}
-}
-
-// The socket cookie and random helpers are GPL-only.
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";

@@ -5,20 +5,12 @@
 #![no_std]
 #![no_main]
 
+#[path = "../runtime.rs"]
+mod runtime;
+
 use aya_ebpf::{bindings::xdp_action::XDP_DROP, macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn bench_xdp_drop(_ctx: XdpContext) -> u32 {
     XDP_DROP
 }
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    // Nothing in the program can panic.
-    loop {}
-}
-
-#[unsafe(link_section = "license")]
-#[unsafe(no_mangle)]
-static LICENSE: [u8; 4] = *b"GPL\0";
