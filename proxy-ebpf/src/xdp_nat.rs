@@ -8,11 +8,10 @@
 //! not known; unwanted packets
 //! (outside the source ranges, no local endpoint) are dropped before the
 //! kernel spends anything on them. Everything else passes untouched to the
-//! TCX program, which finds the same conntrack entries: IPv4 packets to
-//! send back out that the FIB routes anywhere but back out of the uplink,
-//! all IPv6 ones, ICMP errors to send, IP options, fragments, IPv6
-//! extension headers, and IPv6 UDP without a checksum (which the stack
-//! drops).
+//! TCX program, which finds the same conntrack entries: packets to send
+//! back out that the FIB routes anywhere but back out of the uplink, ICMP
+//! errors to send, IP options, fragments, IPv6 extension headers, and IPv6
+//! UDP without a checksum (which the stack drops).
 //!
 //! IPv4 and IPv6 take one generic path (`family::PacketAddress`, as in
 //! TCX), branched off by ethertype first: an IPv4 frame to no frontend
@@ -20,7 +19,8 @@
 //! lookups (node address, frontend addresses). Each family's path is made
 //! of subprograms (`ingress4`; `decide6`, then `deliver6`), so that the
 //! IPv6 path's larger keys and entries fit the 512 bytes of stack a BPF
-//! call chain may have and do not grow the IPv4 path's frame. The pod's
+//! call chain may have and do not grow the IPv4 path's frame; both
+//! families then apply an entry the same way (`apply`). The pod's
 //! port comes from
 //! `skiff_pod_ports` (IPv4, a device map) or `skiff_podports6` (IPv6, an
 //! ifindex by address: a device map's keys are 4 bytes), and the
@@ -28,8 +28,8 @@
 //! has no header checksum to update, and its hop limit is taken down as
 //! the TTL is.
 //!
-//! IPv4 packets to send back out (to a remote backend, or a remote
-//! backend's reply to its client) are rewritten as the TCX program would and
+//! Packets to send back out (to a remote backend, or a remote backend's
+//! reply to its client) are rewritten as the TCX program would and
 //! transmitted back out of the uplink (XDP_TX) when the FIB says they leave
 //! by the uplink they came in on, to a resolved neighbour; otherwise they
 //! pass untouched and TCX sends them (`bpf_redirect_neigh`).
@@ -85,21 +85,19 @@ fn ingress4(ctx: &XdpContext) -> u32 {
     // SAFETY: a helper call without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     match decide(ctx, &packet.key, now) {
-        // IPv6 flows through remote backends pass to TCX: the IPv6 path's
-        // stack has no room left for the send-back.
-        Ok(entry) if entry.action == CT_REDIRECT => send_back(ctx, &packet, &entry, now),
         Ok(entry) => apply(ctx, &packet, &entry, now),
         Err(action) => action,
     }
 }
 
-/// The IPv6 path: its decision and its delivery are two subprograms called
-/// one after the other, as together (keys and entries of 40 and 56 bytes,
-/// the balancing of a new flow, a FIB lookup) they would pass the 512
-/// bytes of stack a BPF call chain may have. The delivery parses the frame
-/// again and reads the flow's entry back from conntrack (where the decision
-/// found or wrote it): no entry crosses from one frame to the other. Kept
-/// inline, so that the entry's frame stays small.
+/// The IPv6 path: its decision and its delivery (or send-back) are two
+/// subprograms called one after the other, as together (keys and entries
+/// of 40 and 56 bytes, the balancing of a new flow, a FIB lookup) they
+/// would pass the 512 bytes of stack a BPF call chain may have. The
+/// delivery parses the frame again and reads the flow's entry back from
+/// conntrack (where the decision found or wrote it): no entry crosses from
+/// one frame to the other. Kept inline, so that the entry's frame stays
+/// small.
 #[inline(always)]
 fn ingress6(ctx: &XdpContext) -> u32 {
     // SAFETY: a helper call without arguments.
@@ -154,6 +152,9 @@ fn decide<A: PacketAddress>(
     }
 }
 
+/// Applies a flow's entry to its frame, as TCX would: a packet for a local
+/// backend is delivered into the pod, one to or from a remote backend sent
+/// back out of the uplink.
 #[inline(always)]
 fn apply<A: PacketAddress>(
     ctx: &XdpContext,
@@ -161,14 +162,17 @@ fn apply<A: PacketAddress>(
     entry: &CtValueOf<A>,
     now: u64,
 ) -> u32 {
-    // The rest is counted by the TCX program, which handles it.
-    if entry.action != CT_PASS {
-        return XDP_PASS;
+    match entry.action {
+        CT_PASS => {
+            let len = (ctx.data_end() - ctx.data()) as u64;
+            touch(&packet.key, entry, now, packet.tcp_closing, len);
+            rewrite_xdp(packet, entry);
+            deliver(ctx, packet, entry)
+        }
+        CT_REDIRECT => send_back(ctx, packet, entry, now),
+        // The rest is counted by the TCX program, which handles it.
+        _ => XDP_PASS,
     }
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    touch(&packet.key, entry, now, packet.tcp_closing, len);
-    rewrite_xdp(packet, entry);
-    deliver(ctx, packet, entry)
 }
 
 /// Sends a rewritten frame for a pod on this node into the pod's veth, or

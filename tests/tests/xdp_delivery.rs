@@ -5,7 +5,8 @@
 //! and splits again, arrive with valid checksums through it. Packets for a
 //! remote backend go back out of the uplink (XDP_TX) as completely. On a
 //! dual-stack cluster, IPv6 NodePort packets take the local path
-//! (`skiff_podports6`) and arrive as completely.
+//! (`skiff_podports6`) and the remote one (XDP_TX) and arrive as
+//! completely.
 mod common;
 mod dual_stack_pods;
 
@@ -130,8 +131,17 @@ fn redirected_into_port(testbed: &Testbed, port: &str) -> u64 {
 
 /// Frames node1's uplink XDP program transmitted back out (XDP_TX) so far:
 /// the uplink's `rx_queue_<n>_xdp_tx`, which only that verdict raises.
-fn transmitted_back(web: &Web) -> u64 {
-    node1_xdp_count(&web.testbed, "eth0", "rx_queue_", "_xdp_tx")
+fn transmitted_back(testbed: &Testbed) -> u64 {
+    node1_xdp_count(testbed, "eth0", "rx_queue_", "_xdp_tx")
+}
+
+/// Asserts that each of a blast's `COUNT` frames took `path`, of which
+/// `frames` were counted.
+fn assert_all_took(frames: u64, path: &str) {
+    assert!(
+        frames >= COUNT,
+        "only {frames} of {COUNT} frames went {path}"
+    );
 }
 
 /// The sum of `device`'s per-queue counters `<prefix><n><suffix>` in node1
@@ -209,10 +219,7 @@ fn paired_round(web: &mut Web, sink: &Pod) -> (Delivery, Delivery) {
     let redirected = redirected_into(web, sink) - before;
     println!("tc: {tc:?}\nxdp: {xdp:?}\nredirected: {redirected}");
     assert_eq!(xdp.received, COUNT, "the XDP path lost packets: {xdp:?}");
-    assert!(
-        redirected >= COUNT,
-        "only {redirected} of {COUNT} frames went through the redirect"
-    );
+    assert_all_took(redirected, "through the redirect");
     (tc, xdp)
 }
 
@@ -269,15 +276,12 @@ fn xdp_sends_a_remote_backends_packets_back_out_and_loses_nothing() {
         &web.testbed,
         &web.testbed.cluster().node(2).ip().to_string(),
     );
-    let before = transmitted_back(&web);
+    let before = transmitted_back(&web.testbed);
     let delivery = blast(&web, &sink);
-    let transmitted = transmitted_back(&web) - before;
+    let transmitted = transmitted_back(&web.testbed) - before;
     println!("remote: {delivery:?}\ntransmitted back: {transmitted}");
     assert_eq!(delivery.received, COUNT, "packets lost: {delivery:?}");
-    assert!(
-        transmitted >= COUNT,
-        "only {transmitted} of {COUNT} frames went back out through XDP_TX"
-    );
+    assert_all_took(transmitted, "back out through XDP_TX");
 }
 
 /// Makes node1 resolve `address`'s link-layer address, as XDP passes a
@@ -435,9 +439,9 @@ fn tcp_streams_from_outside_through_the_xdp_path_carry_valid_checksums() {
     assert_stream_from_outside_flows(&web, &web.a);
     // Sent back out node1's uplink towards web-b on node2, and web-b's
     // replies back to the client.
-    let before = transmitted_back(&web);
+    let before = transmitted_back(&web.testbed);
     assert_stream_from_outside_flows(&web, &web.b);
-    let transmitted = transmitted_back(&web) - before;
+    let transmitted = transmitted_back(&web.testbed) - before;
     println!("transmitted back: {transmitted}");
     assert!(transmitted > 0, "the stream did not go through XDP_TX");
 }
@@ -523,8 +527,10 @@ fn ipv6_pod_port(testbed: &Testbed, address: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
+/// A dual-stack testbed whose only backend of node1's IPv6 NodePort is a
+/// sink pod on `node`, bound and waiting for a blast of `COUNT`
+/// datagrams; and the sink's IPv6 address.
+fn ipv6_sink_on(node: &str) -> (Testbed, String) {
     let testbed = dual_stack_pods::start(NAMESPACE);
     apply(&testbed, &dual_stack_service());
     let sink_script =
@@ -533,13 +539,7 @@ fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
     let command = vec!["python3", "-c", &sink_script, SINK_PORT, &count, "::"];
     apply(
         &testbed,
-        &pod(
-            NAMESPACE,
-            "sink",
-            "node1",
-            json!({ "app": "sink" }),
-            command,
-        ),
+        &pod(NAMESPACE, "sink", node, json!({ "app": "sink" }), command),
     );
     let address = eventually("the sink ready in its IPv6 slice", TIMEOUT, || {
         ready_ipv6_endpoint(&testbed)
@@ -548,38 +548,57 @@ fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
         let logs = testbed.run_kubectl(&["logs", "sink", "-n", NAMESPACE], "");
         logs.ok()?.contains("ready").then_some(())
     });
-    let port = ipv6_pod_port(&testbed, &address);
-    // The IPv4 test's TCX round resolves the pod's neighbour entry; here
-    // it is resolved first.
-    resolve_from_node1(&testbed, &address);
-    let before = redirected_into_port(&testbed, &port);
-    let target = node_ipv6(1).to_string();
+    (testbed, address)
+}
+
+/// Blasts `COUNT` datagrams from the outside client at node1's IPv6
+/// NodePort and asserts that the sink received each once.
+fn blast_ipv6_sink(testbed: &Testbed) {
     let output = testbed
         .cluster()
         .ext()
         .command("python3")
         .args([
             &python_script("udp_timestamped_blast.py"),
-            &target,
+            &node_ipv6(1).to_string(),
             &UDP_NODE_PORT.to_string(),
             &RATE.to_string(),
-            &count,
+            &COUNT.to_string(),
         ])
         .output()
         .expect("the blaster runs");
     assert!(output.status.success(), "{output:?}");
-    let (_, logs) = finished(&testbed, NAMESPACE, "sink");
-    let redirected = redirected_into_port(&testbed, &port) - before;
+    let (_, logs) = finished(testbed, NAMESPACE, "sink");
     let report: Value = serde_json::from_str(logs.lines().last().expect("the sink reports"))
         .expect("a JSON report");
-    println!("ipv6 xdp: {report}\nredirected into {port}: {redirected}");
+    println!("ipv6 sink: {report}");
     assert_eq!(report["duplicates"], 0, "{report}");
-    assert_eq!(
-        report["received"], COUNT,
-        "the XDP path lost packets: {report}"
-    );
-    assert!(
-        redirected >= COUNT,
-        "only {redirected} of {COUNT} frames went through the redirect"
-    );
+    assert_eq!(report["received"], COUNT, "packets lost: {report}");
+}
+
+#[test]
+fn xdp_delivery_of_ipv6_node_port_datagrams_to_a_local_backend_loses_nothing() {
+    let (testbed, address) = ipv6_sink_on("node1");
+    let port = ipv6_pod_port(&testbed, &address);
+    // The IPv4 test's TCX round resolves the pod's neighbour entry; here
+    // it is resolved first.
+    resolve_from_node1(&testbed, &address);
+    let before = redirected_into_port(&testbed, &port);
+    blast_ipv6_sink(&testbed);
+    let redirected = redirected_into_port(&testbed, &port) - before;
+    println!("redirected into {port}: {redirected}");
+    assert_all_took(redirected, "through the redirect");
+}
+
+#[test]
+fn xdp_sends_a_remote_ipv6_backends_packets_back_out_and_loses_nothing() {
+    let (testbed, _) = ipv6_sink_on("node2");
+    // node1 sends the sink's packets to node2, its IPv6 pod range's next
+    // hop.
+    resolve_from_node1(&testbed, &node_ipv6(2).to_string());
+    let before = transmitted_back(&testbed);
+    blast_ipv6_sink(&testbed);
+    let transmitted = transmitted_back(&testbed) - before;
+    println!("transmitted back: {transmitted}");
+    assert_all_took(transmitted, "back out through XDP_TX");
 }
