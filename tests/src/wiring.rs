@@ -2,6 +2,8 @@
 //! veth is created with its peer directly in the target netns, so nothing
 //! but the control-plane link ever exists in the root netns.
 
+use std::net::Ipv4Addr;
+
 use crate::addressing::{
     CONTROL_PLANE_IP, EXT_IPV6, FABRIC_CIDR, FABRIC_IPV6_PREFIX_LEN, POD_BRIDGE, POD_SUPERNET,
     SERVICE_CIDR, SERVICE_CIDR_V6, node_ipv6, pod_cidr_v6, pod_gateway_v6,
@@ -127,9 +129,10 @@ pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
     host_on_fabric(fabric, &node.host, node.name())?;
     xdp_peer::attach(fabric, node.name())?;
     let ns = node.netns();
+    let mac = pod_bridge_mac(node.pod_gateway());
     ip_in(
         ns,
-        &format!("link add {POD_BRIDGE} type bridge forward_delay 0"),
+        &format!("link add {POD_BRIDGE} address {mac} type bridge forward_delay 0"),
     )?;
     let len = node.pod_cidr().prefix_len();
     ip_in(
@@ -150,6 +153,19 @@ pub(crate) fn node(fabric: &str, node: &Node, nodes: &[Node]) -> Result<()> {
     let mut sysctl = exec::in_netns("sysctl".as_ref(), &netns::path(ns), None);
     run(sysctl.args(["-q", "-w", "net.ipv4.ip_forward=1"]))?;
     Ok(())
+}
+
+/// The pod bridge's MAC address, set when the bridge is made: locally
+/// administered, ending in the gateway's IPv4 address. A bridge whose
+/// address nobody set takes the lowest of its ports' addresses, so a pod
+/// joining could change it; the pods that had resolved their gateway would
+/// then send through it to an address the bridge hands up as another
+/// host's, the node would drop it, and their connects to other nodes' pods
+/// would time out until their neighbour entry aged (the agent's kubelet
+/// fixes the address of the bridge its own pods join for the same reason).
+fn pod_bridge_mac(gateway: Ipv4Addr) -> String {
+    let [a, b, c, d] = gateway.octets();
+    format!("02:00:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 /// A node's IPv6 side on a dual-stack cluster: its fabric address, `cbr0`'s

@@ -12,7 +12,7 @@ use std::{fs, thread};
 
 use skiff_tests::{
     CONTROL_PLANE_IP, CallResult, Cluster, ClusterSpec, Daemon, DaemonSpec, Etcd, EtcdConfig,
-    FailureKind, HarnessError, MachineCheck, ProcessGuard, cgroup2_root, check_machine,
+    FailureKind, HarnessError, MachineCheck, Pod, ProcessGuard, cgroup2_root, check_machine,
     parse_call_output, teardown_prefix,
 };
 
@@ -279,6 +279,48 @@ fn two_node_cluster_connects_pods_and_nodes_and_leaves_no_trace() {
         "the service blackhole outlived the cluster"
     );
     assert_machine_clean(MachineCheck::AfterRun, &baseline);
+}
+
+/// Gives `pod`'s port on node1's bridge `address`: a bridge whose address
+/// follows its ports' takes the lowest.
+fn set_port_address(cluster: &Cluster, pod: &Pod, address: &str) {
+    let port = format!("veth{}", pod.ip().octets()[3]);
+    run(cluster
+        .node(1)
+        .command("ip")
+        .args(["link", "set", "dev", &port, "address", address]));
+}
+
+/// A pod joining a node's bridge leaves the gateway's MAC address alone:
+/// the pods that resolved it before still reach other nodes' pods at once.
+#[test]
+fn a_pod_joining_the_bridge_leaves_the_gateway_address_alone() {
+    let _machine = machine();
+    let mut cluster = Cluster::create(ClusterSpec::random(2)).unwrap();
+    let first = cluster.add_pod(1, "first").unwrap();
+    set_port_address(&cluster, &first, "00:00:00:00:00:02");
+    let client = cluster.add_pod(1, "client").unwrap();
+    let web = cluster.add_pod(2, "web").unwrap();
+    let _server = ProcessGuard::spawn_ready(
+        web.command(ECHO)
+            .args(["serve", "--name", "web", "--tcp", "8080"]),
+        "ready",
+        READY,
+    )
+    .unwrap();
+    let target = SocketAddr::from((web.ip(), 8080));
+    let calls_web = |when: &str| {
+        let results = call(
+            client
+                .command(ECHO)
+                .args(["call", "tcp", &target.to_string()]),
+        );
+        assert!(results.iter().all(ok("web", target)), "{when}: {results:?}");
+    };
+    calls_web("before another pod joined");
+    let joining = cluster.add_pod(1, "joining").unwrap();
+    set_port_address(&cluster, &joining, "00:00:00:00:00:01");
+    calls_web("after another pod joined");
 }
 
 #[test]

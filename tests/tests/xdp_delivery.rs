@@ -11,6 +11,7 @@ mod common;
 mod dual_stack_pods;
 
 use std::{
+    collections::BTreeSet,
     io::{BufRead as _, BufReader},
     net::{Ipv4Addr, SocketAddr},
     path::Path,
@@ -19,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{REACTION_BOUND, Web, frontend_programmed};
+use common::{Web, frontend_programmed, programmed_backends};
 use dual_stack_pods::{TIMEOUT, apply, finished, get, pod};
 use serde_json::{Value, json};
 use skiff_tests::{
@@ -237,7 +238,15 @@ fn serve_sink_on(web: &mut Web, node: usize) -> Pod {
         service["spec"]["ports"][2]["nodePort"] = json!(UDP_NODE_PORT);
     });
     web.set_endpoints(&[web.ready(&sink)]);
-    thread::sleep(REACTION_BOUND);
+    // Only node1's datapath translates the blast: a remote sink's node
+    // receives datagrams already addressed to the pod.
+    let frontend = format!("{}:{UDP_NODE_PORT}/UDP", web.testbed.cluster().node(1).ip());
+    let backend = BTreeSet::from([format!("{}:{SINK_PORT}", sink.ip())]);
+    eventually(
+        "node1 to program the sink behind its NodePort",
+        TIMEOUT,
+        || (programmed_backends(web, 1, &frontend)? == backend).then_some(()),
+    );
     sink
 }
 

@@ -199,15 +199,30 @@ pub fn metric(web: &Web, node: usize, series: &str) -> Option<u64> {
 /// Whether `skiff-agent status` of node `node`'s pinned maps lists the
 /// frontend `frontend` (`address:port/PROTOCOL`).
 pub fn frontend_programmed(web: &Web, node: usize, frontend: &str) -> bool {
+    programmed_backends(web, node, frontend).is_some()
+}
+
+/// The backends (`address:port`) `skiff-agent status` of node `node`'s
+/// pinned maps lists under the frontend `frontend`
+/// (`address:port/PROTOCOL`); `None` while the frontend is not there.
+pub fn programmed_backends(web: &Web, node: usize, frontend: &str) -> Option<BTreeSet<String>> {
     let status = std::process::Command::new(agent_binary().expect("skiff-agent is built"))
         .arg("status")
         .arg("--bpffs")
         .arg(web.testbed.cluster().bpffs_dir(node))
         .output()
         .expect("skiff-agent status runs");
-    String::from_utf8_lossy(&status.stdout)
+    let report = String::from_utf8_lossy(&status.stdout);
+    let mut lines = report
         .lines()
-        .any(|line| line.starts_with(frontend))
+        .skip_while(|line| !line.starts_with(frontend));
+    lines.next()?;
+    Some(
+        lines
+            .map_while(|line| line.strip_prefix("  -> "))
+            .map(str::to_owned)
+            .collect(),
+    )
 }
 
 /// `skiff-echo call <args>` from the outside client, which no socket hook
