@@ -175,7 +175,12 @@ impl Cluster {
             .expect("curl runs");
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n').expect("curl printed the code");
-        (code.parse().expect("an HTTP code"), body.to_owned())
+        let code = code.parse().expect("an HTTP code");
+        // 000: no response at all; curl's own error says why.
+        if code == 0 {
+            return (code, String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        (code, body.to_owned())
     }
 }
 

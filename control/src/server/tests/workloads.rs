@@ -191,16 +191,16 @@ async fn deployment_pods_spread_serve_scale_and_roll() {
     assert!(endpoint["nodeName"].as_str().unwrap().starts_with("node"));
     assert!(endpoint["zone"].as_str().unwrap().starts_with("zone-"));
     assert_eq!(endpoint["targetRef"]["kind"], "Pod");
-    let endpoints = cluster.ok(&["get", "endpoints", "web", "-o", "json"]).await;
-    let endpoints: Value = serde_json::from_str(&endpoints).unwrap();
-    assert_eq!(
-        endpoints["subsets"][0]["addresses"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3,
-        "{endpoints}"
-    );
+    // The Endpoints controller writes its object apart from the slices.
+    let endpoints = eventually("the Endpoints web with 3 addresses", 10, || async {
+        let (ok, stdout, _) = cluster
+            .run(&["get", "endpoints", "web", "-o", "json"])
+            .await;
+        let endpoints: Value = serde_json::from_str(&stdout).ok().filter(|_| ok)?;
+        let addresses = endpoints["subsets"][0]["addresses"].as_array()?.len();
+        (addresses == 3).then_some(endpoints)
+    })
+    .await;
     assert_eq!(
         endpoints["subsets"][0]["ports"],
         json!([{ "name": "web", "port": 8080, "protocol": "TCP" }])
@@ -462,10 +462,8 @@ async fn nodes_without_a_pod_cidr_get_one() {
     cluster.ok(&["delete", "node", "node3"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let node = json!({ "apiVersion": "v1", "kind": "Node", "metadata": { "name": "node5" } });
-    assert_eq!(
-        cluster.send_json("POST", "/api/v1/nodes", &node).await.0,
-        201
-    );
+    let (code, body) = cluster.send_json("POST", "/api/v1/nodes", &node).await;
+    assert_eq!(code, 201, "{body}");
     let cidr = eventually("node5's pod CIDR", 10, || async {
         let node = kubelet.store().get("/registry/minions/node5").await.ok()?;
         node["spec"]["podCIDR"].as_str().map(str::to_owned)
