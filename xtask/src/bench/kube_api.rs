@@ -135,47 +135,72 @@ impl<'rt> KubeApi<'rt> {
     }
 
     /// Creates, through the API, each of `services` (and its Endpoints)
-    /// not created yet; returns how many were new.
+    /// not created yet; returns how many were new. What was created is
+    /// remembered even when another create fails: posting it again would
+    /// be refused (422) for its ClusterIP, which the API allocates before
+    /// it finds the name taken, as kube-apiserver does.
     pub fn ensure(&mut self, services: &[Svc]) -> Result<usize> {
-        let new: Vec<&Svc> = services
+        let new: Vec<(String, [String; 2])> = services
             .iter()
             .filter(|svc| !self.created.contains(&svc.name))
+            .map(|svc| {
+                let bodies = api_objects(svc).map(|object| object.to_string());
+                (svc.name.clone(), bodies)
+            })
             .collect();
-        let bodies: Vec<[String; 2]> = new
-            .iter()
-            .map(|svc| api_objects(svc).map(|object| object.to_string()))
-            .collect();
+        let count = new.len();
         let services_path = format!("/api/v1/namespaces/{NAMESPACE}/services");
         let endpoints_path = format!("/api/v1/namespaces/{NAMESPACE}/endpoints");
-        self.runtime.block_on(async {
-            let bodies = std::sync::Arc::new(bodies);
+        let (created, result) = self.runtime.block_on(async {
+            let new = std::sync::Arc::new(new);
             let mut workers = JoinSet::new();
-            for worker in 0..CONNECTIONS.min(bodies.len()) {
-                let (client, bodies) = (self.client.clone(), bodies.clone());
+            for worker in 0..CONNECTIONS.min(new.len()) {
+                let (client, new) = (self.client.clone(), new.clone());
                 let (services_path, endpoints_path) =
                     (services_path.clone(), endpoints_path.clone());
                 workers.spawn(async move {
-                    let mut connection = client.connect().await?;
-                    for [service, endpoints] in bodies.iter().skip(worker).step_by(CONNECTIONS) {
-                        for (path, body) in
-                            [(&services_path, service), (&endpoints_path, endpoints)]
+                    let mut created = Vec::new();
+                    let result = async {
+                        let mut connection = client.connect().await?;
+                        for (name, [service, endpoints]) in
+                            new.iter().skip(worker).step_by(CONNECTIONS)
                         {
-                            let body = Some(body.as_bytes());
-                            connection
-                                .call(Method::POST, path, body, CREATED_OR_EXISTS)
-                                .await?;
+                            for (path, body) in
+                                [(&services_path, service), (&endpoints_path, endpoints)]
+                            {
+                                let body = Some(body.as_bytes());
+                                connection
+                                    .call(Method::POST, path, body, CREATED_OR_EXISTS)
+                                    .await?;
+                            }
+                            created.push(name.clone());
                         }
+                        anyhow::Ok(())
                     }
-                    anyhow::Ok(())
+                    .await;
+                    (created, result)
                 });
             }
+            let mut created = Vec::new();
+            let mut result = Ok(());
             while let Some(joined) = workers.join_next().await {
-                joined.context("a create task panicked")??;
+                match joined {
+                    Ok((names, outcome)) => {
+                        created.extend(names);
+                        if result.is_ok() {
+                            result = outcome;
+                        }
+                    }
+                    Err(error) if result.is_ok() => {
+                        result = Err(anyhow::Error::new(error).context("a create task panicked"));
+                    }
+                    Err(_) => {}
+                }
             }
-            anyhow::Ok(())
-        })?;
-        self.created.extend(new.iter().map(|svc| svc.name.clone()));
-        Ok(new.len())
+            (created, result)
+        });
+        self.created.extend(created);
+        result.map(|()| count)
     }
 
     fn wait_ready(&self, control: &Daemon) -> Result<()> {
