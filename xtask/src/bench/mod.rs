@@ -526,8 +526,8 @@ fn datapath_notes() -> [String; 6] {
          scaled linearly, predicts over that."
             .to_owned(),
         "Connects to no Service: at the sweep's largest N, the client pod connects to a backend pod's own \
-         address. With skiff, node1's agent runs with every Service programmed and its programs hooked; \
-         pristine, the agent is stopped and its pins removed, and the round starts only once bpftool shows \
+         address. With skiff, node1's agent runs with every Service programmed and its programs hooked, and \
+         a round after its start begins once it takes at most 5 % of a CPU over half a second; pristine, the agent is stopped and its pins removed, and the round starts only once bpftool shows \
          none of skiff's programs on node1's cgroup or interfaces (the connections still pass node2's \
          pinned programs, in both variants). The two alternate which goes first, round by round, and the \
          ratio is the median of the rounds' ratios."

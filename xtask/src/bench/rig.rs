@@ -305,6 +305,26 @@ pub fn rss_mb(pid: u32) -> Result<f64> {
     status_mb(pid, "VmRSS")
 }
 
+/// CPU seconds of every thread of `pid` (run time from
+/// /proc/PID/task/*/schedstat, in nanoseconds).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut nanos = 0u64;
+    for task in fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
+        let schedstat = task?.path().join("schedstat");
+        // A thread that exited since the listing no longer counts.
+        let Ok(text) = fs::read_to_string(&schedstat) else {
+            continue;
+        };
+        nanos += text
+            .split_whitespace()
+            .next()
+            .and_then(|field| field.parse::<u64>().ok())
+            .with_context(|| format!("malformed {}: {text:?}", schedstat.display()))?;
+    }
+    Ok(nanos as f64 / 1e9)
+}
+
 /// A memory figure of /proc/PID/status (`VmRSS`, `VmHWM`...) in MB.
 pub fn status_mb(pid: u32, field: &str) -> Result<f64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::{
     catalog::{CRR_PORT, Plane, Svc, endpoint_slice_object, etcd_objects, scale_service},
@@ -26,7 +26,7 @@ use super::{
         BaselineAtScale, Connect, NoServiceConnects, ScalePoint, SkiffAtScale, median,
         still_running,
     },
-    rig::{Rig, rss_mb, status_mb},
+    rig::{Rig, cpu_seconds, rss_mb, status_mb},
     rules::{Baseline, Loaded, NodeRules},
 };
 
@@ -38,6 +38,14 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// How long an agent's programs may take to be hooked after its first full
 /// sync, or released after its pins are removed.
 const ATTACHMENT_LIMIT: Duration = Duration::from_secs(10);
+/// A started agent goes on working after its programs are hooked (its
+/// full sync's log, the DNS and Ingress indexes) on the cores the
+/// connections use: it counts as settled once it takes at most
+/// `SETTLED_SHARE` of a CPU over one `SETTLED_WINDOW`, within
+/// `SETTLED_LIMIT`.
+const SETTLED_SHARE: f64 = 0.05;
+const SETTLED_WINDOW: Duration = Duration::from_millis(500);
+const SETTLED_LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Sweep {
     pub points: Vec<ScalePoint>,
@@ -358,12 +366,40 @@ fn no_service_connects(
 /// Node 1 with its agent running and its programs hooked (`loaded`), or
 /// with neither its programs nor its maps.
 fn set_skiff_on_node1(rig: &mut Rig, plan: &Plan, loaded: bool) -> Result<()> {
-    if loaded && rig.agent_pid(1).is_none() {
+    let started = loaded && rig.agent_pid(1).is_none();
+    if started {
         rig.start_agent(1, plan.sync_timeout)?;
     } else if !loaded {
         rig.stop_agent(1, true)?;
     }
-    rig.wait_attachment(1, loaded, ATTACHMENT_LIMIT)
+    rig.wait_attachment(1, loaded, ATTACHMENT_LIMIT)?;
+    match rig.agent_pid(1) {
+        Some(pid) if started => wait_settled(pid),
+        _ => Ok(()),
+    }
+}
+
+/// Waits until the agent `pid` takes at most `SETTLED_SHARE` of a CPU
+/// over a `SETTLED_WINDOW` (a rate needs a window to be measured over).
+fn wait_settled(pid: u32) -> Result<()> {
+    let deadline = Instant::now() + SETTLED_LIMIT;
+    let mut before = cpu_seconds(pid)?;
+    loop {
+        thread::sleep(SETTLED_WINDOW);
+        let now = cpu_seconds(pid)?;
+        let share = (now - before) / SETTLED_WINDOW.as_secs_f64();
+        if share <= SETTLED_SHARE {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "node1's agent still took {:.0} % of a CPU {} s after its programs were hooked",
+                share * 100.0,
+                SETTLED_LIMIT.as_secs()
+            );
+        }
+        before = now;
+    }
 }
 
 /// Waits until connections through `through` complete. A plane's own word

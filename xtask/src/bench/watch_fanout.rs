@@ -24,7 +24,7 @@ use skiff_tests::{Etcd, ProcessGuard, ScratchDir, etcd_tool_binary};
 use super::{
     plan::Plan,
     progress::Progress,
-    rig::{rss_mb, status_mb},
+    rig::{cpu_seconds, rss_mb, status_mb},
 };
 
 /// Watcher processes: several, as agents are several processes, but few
@@ -241,26 +241,6 @@ fn tree_cpu_seconds(pid: u32) -> Result<f64> {
         )?;
     }
     Ok(seconds)
-}
-
-/// CPU seconds of every thread of `pid` (run time from
-/// /proc/PID/task/*/schedstat, in nanoseconds).
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let tasks = format!("/proc/{pid}/task");
-    let mut nanos = 0u64;
-    for task in fs::read_dir(&tasks).with_context(|| format!("reading {tasks}"))? {
-        let schedstat = task?.path().join("schedstat");
-        // A thread that exited since the listing no longer counts.
-        let Ok(text) = fs::read_to_string(&schedstat) else {
-            continue;
-        };
-        nanos += text
-            .split_whitespace()
-            .next()
-            .and_then(|field| field.parse::<u64>().ok())
-            .with_context(|| format!("malformed {}: {text:?}", schedstat.display()))?;
-    }
-    Ok(nanos as f64 / 1e9)
 }
 
 impl WatchFanout {
