@@ -42,7 +42,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections creating objects at once.
 const CONNECTIONS: usize = 8;
 /// A create answered 409 finds what it would have made: the Services only
-/// grow from one scale to the next.
+/// grow from one scale to the next. A Service with its ClusterIP given is
+/// answered 422 instead (its IP is allocated before its name is checked, as
+/// kube-apiserver does), so `ensure` never posts one twice.
 const CREATED_OR_EXISTS: &[StatusCode] = &[StatusCode::CREATED, StatusCode::CONFLICT];
 
 pub struct KubeApi<'rt> {
@@ -135,7 +137,8 @@ impl<'rt> KubeApi<'rt> {
     }
 
     /// Creates, through the API, each of `services` (and its Endpoints)
-    /// not created yet; returns how many were new.
+    /// not created yet; returns how many were new. Those created before a
+    /// failure count as created: a later call does not post them again.
     pub fn ensure(&mut self, services: &[Svc]) -> Result<usize> {
         let new: Vec<&Svc> = services
             .iter()
@@ -147,35 +150,56 @@ impl<'rt> KubeApi<'rt> {
             .collect();
         let services_path = format!("/api/v1/namespaces/{NAMESPACE}/services");
         let endpoints_path = format!("/api/v1/namespaces/{NAMESPACE}/endpoints");
-        self.runtime.block_on(async {
-            let bodies = std::sync::Arc::new(bodies);
+        let bodies = std::sync::Arc::new(bodies);
+        let (done, failed) = self.runtime.block_on(async {
             let mut workers = JoinSet::new();
             for worker in 0..CONNECTIONS.min(bodies.len()) {
                 let (client, bodies) = (self.client.clone(), bodies.clone());
                 let (services_path, endpoints_path) =
                     (services_path.clone(), endpoints_path.clone());
                 workers.spawn(async move {
-                    let mut connection = client.connect().await?;
-                    for [service, endpoints] in bodies.iter().skip(worker).step_by(CONNECTIONS) {
-                        for (path, body) in
-                            [(&services_path, service), (&endpoints_path, endpoints)]
-                        {
-                            let body = Some(body.as_bytes());
-                            connection
-                                .call(Method::POST, path, body, CREATED_OR_EXISTS)
-                                .await?;
+                    // The indexes into `bodies` of the Services created with
+                    // their Endpoints, and what stopped this worker.
+                    let mut done = Vec::new();
+                    let result = async {
+                        let mut connection = client.connect().await?;
+                        for index in (worker..bodies.len()).step_by(CONNECTIONS) {
+                            let [service, endpoints] = &bodies[index];
+                            for (path, body) in
+                                [(&services_path, service), (&endpoints_path, endpoints)]
+                            {
+                                let body = Some(body.as_bytes());
+                                connection
+                                    .call(Method::POST, path, body, CREATED_OR_EXISTS)
+                                    .await?;
+                            }
+                            done.push(index);
                         }
+                        anyhow::Ok(())
                     }
-                    anyhow::Ok(())
+                    .await;
+                    (done, result)
                 });
             }
+            let (mut done, mut failed) = (Vec::new(), None);
             while let Some(joined) = workers.join_next().await {
-                joined.context("a create task panicked")??;
+                let (created, result) = match joined.context("a create task panicked") {
+                    Ok(worker) => worker,
+                    Err(panicked) => (Vec::new(), Err(panicked)),
+                };
+                done.extend(created);
+                if let Err(error) = result {
+                    failed.get_or_insert(error);
+                }
             }
-            anyhow::Ok(())
-        })?;
-        self.created.extend(new.iter().map(|svc| svc.name.clone()));
-        Ok(new.len())
+            (done, failed)
+        });
+        self.created
+            .extend(done.iter().map(|&index| new[index].name.clone()));
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(new.len()),
+        }
     }
 
     fn wait_ready(&self, control: &Daemon) -> Result<()> {
