@@ -41,6 +41,11 @@ const TOKEN: &str = "skiff-bench-kube-proxy";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections creating objects at once.
 const CONNECTIONS: usize = 8;
+/// skiff-control's own LoadBalancer Service, which it creates at its first
+/// start without a ClusterIP: its random address may be one the bench gives
+/// a scale Service (10.100.1.0 on), which that Service's create would then
+/// be refused with 422 `provided IP is already allocated`.
+const INGRESS_SERVICE: &str = "/api/v1/namespaces/kube-system/services/skiff-ingress";
 /// A create answered 409 finds what it would have made: the Services only
 /// grow from one scale to the next. A Service with its ClusterIP given is
 /// answered 422 instead (its IP is allocated before its name is checked, as
@@ -116,14 +121,23 @@ impl<'rt> KubeApi<'rt> {
                 "kind": "Namespace",
                 "metadata": { "name": NAMESPACE },
             });
-            api.client
-                .connect()
-                .await?
+            let mut connection = api.client.connect().await?;
+            connection
                 .call(
                     Method::POST,
                     "/api/v1/namespaces",
                     Some(namespace.to_string().as_bytes()),
                     CREATED_OR_EXISTS,
+                )
+                .await?;
+            // No ingress controller serves this plane: the Service only
+            // holds an address. skiff-control creates it at start only.
+            connection
+                .call(
+                    Method::DELETE,
+                    INGRESS_SERVICE,
+                    None,
+                    &[StatusCode::OK, StatusCode::NOT_FOUND],
                 )
                 .await
         })?;
