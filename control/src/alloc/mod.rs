@@ -26,6 +26,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use skiff_etcd::keys::{ALLOCATIONS, collection_prefix, object_key};
 use skiff_etcd::kv::{EtcdError, Kv, Written};
+use tracing::info;
 
 /// kube-apiserver's default `--service-cluster-ip-range`.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
@@ -77,6 +78,12 @@ impl Owner {
     }
 }
 
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} (uid {})", self.namespace, self.name, self.uid)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AllocError {
     /// The REST layer turns this into 422 `provided IP is already allocated`
@@ -95,7 +102,7 @@ pub enum AllocError {
     Exhausted { what: &'static str, range: String },
     #[error("{what} {value} is not allocated")]
     NotAllocated { what: &'static str, value: String },
-    #[error("{what} {value} is allocated to {}/{} (uid {}), not to the releasing object", holder.namespace, holder.name, holder.uid)]
+    #[error("{what} {value} is allocated to {holder}, not to the releasing object")]
     NotOwner {
         what: &'static str,
         value: String,
@@ -224,6 +231,15 @@ impl<P: Pool> Allocator<P> {
             return if holder.is(owner) {
                 Ok(())
             } else {
+                // The client's error names no holder (as kube-apiserver's
+                // does not); the log says which object has the value.
+                info!(
+                    what = P::WHAT,
+                    value = %item,
+                    %holder,
+                    requester = %owner,
+                    "refused a requested value another object holds"
+                );
                 Err(AllocError::AlreadyAllocated {
                     what: P::WHAT,
                     holder,

@@ -41,8 +41,15 @@ const TOKEN: &str = "skiff-bench-kube-proxy";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections creating objects at once.
 const CONNECTIONS: usize = 8;
+/// skiff-control's own LoadBalancer Service, which it creates at its first
+/// start without a ClusterIP: its random address may be one the bench gives
+/// a scale Service (10.100.1.0 on), which that Service's create would then
+/// be refused with 422 `provided IP is already allocated`.
+const INGRESS_SERVICE: &str = "/api/v1/namespaces/kube-system/services/skiff-ingress";
 /// A create answered 409 finds what it would have made: the Services only
-/// grow from one scale to the next.
+/// grow from one scale to the next. A Service with its ClusterIP given is
+/// answered 422 instead (its IP is allocated before its name is checked, as
+/// kube-apiserver does), so `ensure` never posts one twice.
 const CREATED_OR_EXISTS: &[StatusCode] = &[StatusCode::CREATED, StatusCode::CONFLICT];
 
 pub struct KubeApi<'rt> {
@@ -114,14 +121,23 @@ impl<'rt> KubeApi<'rt> {
                 "kind": "Namespace",
                 "metadata": { "name": NAMESPACE },
             });
-            api.client
-                .connect()
-                .await?
+            let mut connection = api.client.connect().await?;
+            connection
                 .call(
                     Method::POST,
                     "/api/v1/namespaces",
                     Some(namespace.to_string().as_bytes()),
                     CREATED_OR_EXISTS,
+                )
+                .await?;
+            // No ingress controller serves this plane: the Service only
+            // holds an address. skiff-control creates it at start only.
+            connection
+                .call(
+                    Method::DELETE,
+                    INGRESS_SERVICE,
+                    None,
+                    &[StatusCode::OK, StatusCode::NOT_FOUND],
                 )
                 .await
         })?;
@@ -135,36 +151,34 @@ impl<'rt> KubeApi<'rt> {
     }
 
     /// Creates, through the API, each of `services` (and its Endpoints)
-    /// not created yet; returns how many were new. What was created is
-    /// remembered even when another create fails: posting it again would
-    /// be refused (422) for its ClusterIP, which the API allocates before
-    /// it finds the name taken, as kube-apiserver does.
+    /// not created yet; returns how many were new. Those created before a
+    /// failure count as created: a later call does not post them again.
     pub fn ensure(&mut self, services: &[Svc]) -> Result<usize> {
-        let new: Vec<(String, [String; 2])> = services
+        let new: Vec<&Svc> = services
             .iter()
             .filter(|svc| !self.created.contains(&svc.name))
-            .map(|svc| {
-                let bodies = api_objects(svc).map(|object| object.to_string());
-                (svc.name.clone(), bodies)
-            })
             .collect();
-        let count = new.len();
+        let bodies: Vec<[String; 2]> = new
+            .iter()
+            .map(|svc| api_objects(svc).map(|object| object.to_string()))
+            .collect();
         let services_path = format!("/api/v1/namespaces/{NAMESPACE}/services");
         let endpoints_path = format!("/api/v1/namespaces/{NAMESPACE}/endpoints");
-        let (created, result) = self.runtime.block_on(async {
-            let new = std::sync::Arc::new(new);
+        let bodies = std::sync::Arc::new(bodies);
+        let (done, failed) = self.runtime.block_on(async {
             let mut workers = JoinSet::new();
-            for worker in 0..CONNECTIONS.min(new.len()) {
-                let (client, new) = (self.client.clone(), new.clone());
+            for worker in 0..CONNECTIONS.min(bodies.len()) {
+                let (client, bodies) = (self.client.clone(), bodies.clone());
                 let (services_path, endpoints_path) =
                     (services_path.clone(), endpoints_path.clone());
                 workers.spawn(async move {
-                    let mut created = Vec::new();
+                    // The indexes into `bodies` of the Services created with
+                    // their Endpoints, and what stopped this worker.
+                    let mut done = Vec::new();
                     let result = async {
                         let mut connection = client.connect().await?;
-                        for (name, [service, endpoints]) in
-                            new.iter().skip(worker).step_by(CONNECTIONS)
-                        {
+                        for index in (worker..bodies.len()).step_by(CONNECTIONS) {
+                            let [service, endpoints] = &bodies[index];
                             for (path, body) in
                                 [(&services_path, service), (&endpoints_path, endpoints)]
                             {
@@ -173,34 +187,33 @@ impl<'rt> KubeApi<'rt> {
                                     .call(Method::POST, path, body, CREATED_OR_EXISTS)
                                     .await?;
                             }
-                            created.push(name.clone());
+                            done.push(index);
                         }
                         anyhow::Ok(())
                     }
                     .await;
-                    (created, result)
+                    (done, result)
                 });
             }
-            let mut created = Vec::new();
-            let mut result = Ok(());
+            let (mut done, mut failed) = (Vec::new(), None);
             while let Some(joined) = workers.join_next().await {
-                match joined {
-                    Ok((names, outcome)) => {
-                        created.extend(names);
-                        if result.is_ok() {
-                            result = outcome;
-                        }
-                    }
-                    Err(error) if result.is_ok() => {
-                        result = Err(anyhow::Error::new(error).context("a create task panicked"));
-                    }
-                    Err(_) => {}
+                let (created, result) = match joined.context("a create task panicked") {
+                    Ok(worker) => worker,
+                    Err(panicked) => (Vec::new(), Err(panicked)),
+                };
+                done.extend(created);
+                if let Err(error) = result {
+                    failed.get_or_insert(error);
                 }
             }
-            (created, result)
+            (done, failed)
         });
-        self.created.extend(created);
-        result.map(|()| count)
+        self.created
+            .extend(done.iter().map(|&index| new[index].name.clone()));
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(new.len()),
+        }
     }
 
     fn wait_ready(&self, control: &Daemon) -> Result<()> {
